@@ -1,0 +1,53 @@
+# Target helpers in the Abseil style: one module = one directory = one target gantry::<module>.
+#
+#   gantry_cc_library(NAME base SRCS a.cc b.cc DEPS fmt::fmt)
+#   gantry_cc_test(NAME base_status_test SRCS status_test.cc DEPS gantry::base [LABELS unit])
+#   gantry_cc_binary(NAME gantry SRCS main.cc DEPS gantry::cli)
+
+set(GANTRY_WARNINGS -Wall -Wextra -Wpedantic -Wshadow=local -Wnon-virtual-dtor -Wimplicit-fallthrough
+    # GCC 12 warns on designated initializers that leave fields at their defaults, the point of them.
+    -Wno-missing-field-initializers)
+if(GANTRY_WERROR)
+  list(APPEND GANTRY_WARNINGS -Werror)
+endif()
+
+if(GANTRY_SANITIZE)
+  add_compile_options(-fsanitize=${GANTRY_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=${GANTRY_SANITIZE})
+endif()
+
+function(gantry_cc_library)
+  cmake_parse_arguments(A "" "NAME" "SRCS;DEPS;PRIVATE_DEPS" ${ARGN})
+  add_library(gantry_${A_NAME} STATIC ${A_SRCS})
+  add_library(gantry::${A_NAME} ALIAS gantry_${A_NAME})
+  target_include_directories(gantry_${A_NAME} PUBLIC ${PROJECT_SOURCE_DIR}/src)
+  target_compile_options(gantry_${A_NAME} PRIVATE ${GANTRY_WARNINGS})
+  target_link_libraries(gantry_${A_NAME} PUBLIC ${A_DEPS} PRIVATE ${A_PRIVATE_DEPS})
+endfunction()
+
+# Unit tests default to the label "unit" and must need no server; integration tests say so.
+function(gantry_cc_test)
+  cmake_parse_arguments(A "" "NAME;TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
+  if(NOT GANTRY_BUILD_TESTS)
+    return()
+  endif()
+  if(NOT A_LABELS)
+    set(A_LABELS unit)
+  endif()
+  if(NOT A_TIMEOUT)
+    set(A_TIMEOUT 300)
+  endif()
+  add_executable(${A_NAME} ${A_SRCS})
+  target_compile_options(${A_NAME} PRIVATE ${GANTRY_WARNINGS})
+  target_link_libraries(${A_NAME} PRIVATE ${A_DEPS} GTest::gmock GTest::gtest_main)
+  add_test(NAME ${A_NAME} COMMAND ${A_NAME} WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+  set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT}
+    ENVIRONMENT "GANTRY_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+endfunction()
+
+function(gantry_cc_binary)
+  cmake_parse_arguments(A "" "NAME" "SRCS;DEPS" ${ARGN})
+  add_executable(${A_NAME} ${A_SRCS})
+  target_compile_options(${A_NAME} PRIVATE ${GANTRY_WARNINGS})
+  target_link_libraries(${A_NAME} PRIVATE ${A_DEPS})
+endfunction()

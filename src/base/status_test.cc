@@ -1,0 +1,68 @@
+#include "base/status.h"
+
+#include <gtest/gtest.h>
+
+namespace gantry {
+namespace {
+
+Result<int> Half(int x) {
+  if (x % 2 != 0) return InvalidArgumentError("{} is odd", x);
+  return x / 2;
+}
+
+Result<int> Quarter(int x) {
+  GANTRY_ASSIGN_OR_RETURN(int h, Half(x));
+  GANTRY_ASSIGN_OR_RETURN(int q, Half(h));
+  return q;
+}
+
+Status CheckEven(int x) {
+  GANTRY_RETURN_IF_ERROR(Half(x));
+  return OkStatus();
+}
+
+TEST(Status, OkByDefault) {
+  Status s;
+  EXPECT_TRUE(s.ok());
+  EXPECT_EQ(s.ToString(), "OK");
+}
+
+TEST(Status, ContextIsPrefixed) {
+  Status s = NotFoundError("deployment {} not found", "web").WithContext("sync podinfo");
+  EXPECT_EQ(s.code(), Code::kNotFound);
+  EXPECT_EQ(s.message(), "sync podinfo: deployment web not found");
+  EXPECT_EQ(s.ToString(), "NotFound: sync podinfo: deployment web not found");
+  EXPECT_TRUE(OkStatus().WithContext("x").ok());
+}
+
+TEST(Result, PropagatesErrorsThroughMacros) {
+  EXPECT_EQ(*Quarter(8), 2);
+  Result<int> r = Quarter(6);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "3 is odd");
+  EXPECT_EQ(CheckEven(3).code(), Code::kInvalidArgument);
+  EXPECT_TRUE(CheckEven(4).ok());
+  EXPECT_EQ(r.value_or(-1), -1);
+}
+
+TEST(Result, HoldsMoveOnlyValues) {
+  Result<std::unique_ptr<int>> r = std::make_unique<int>(7);
+  ASSERT_TRUE(r.ok());
+  std::unique_ptr<int> p = std::move(r).value();
+  EXPECT_EQ(*p, 7);
+}
+
+TEST(ResultDeathTest, ValueOfErrorAborts) {
+  Result<int> r = NotFoundError("nothing");
+  EXPECT_DEATH((void)r.value(), "nothing");
+}
+
+TEST(Status, ErrnoMapsToCanonicalCodes) {
+  EXPECT_EQ(ErrnoError(ENOENT, "open x").code(), Code::kNotFound);
+  EXPECT_EQ(ErrnoError(EACCES, "open x").code(), Code::kPermissionDenied);
+  EXPECT_EQ(ErrnoError(ECONNREFUSED, "connect").code(), Code::kUnavailable);
+  EXPECT_NE(ErrnoError(ENOENT, "open x").message().find("open x: "), std::string::npos);
+}
+
+}  // namespace
+}  // namespace gantry
