@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Builds the real servers and tools the tests need from the Go module proxy, into version-keyed
+# directories outside the repository, and prints the directory that holds the binaries:
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, kustomize, helm
+# A component whose directory holds a .complete marker is not built again, so a second run costs
+# seconds; a fresh machine builds everything (~25 min on 2 cores, most of it kube-apiserver).
+#
+# Environment: GANTRY_CACHE (default ~/.cache/gantry), K8S_VERSION, ETCD_VERSION, KWOK_VERSION,
+# KUSTOMIZE_VERSION, HELM_VERSION.
+set -euo pipefail
+
+K8S_VERSION=${K8S_VERSION:-v1.36.3}
+ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
+KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
+KUSTOMIZE_VERSION=${KUSTOMIZE_VERSION:-v5.8.1}
+HELM_VERSION=${HELM_VERSION:-v3.20.2}
+
+CACHE=${GANTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gantry}/tools
+BIN=$CACHE/bin
+mkdir -p "$BIN"
+# One builder at a time per cache: a second caller waits, then finds the components complete.
+exec 9>"$CACHE/.lock"
+flock 9
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-modcacherw -buildvcs=false"
+
+log() { echo "build-tools: $*" >&2; }
+
+# component NAME KEY FUNCTION: runs FUNCTION in a fresh work dir unless NAME at KEY is already built,
+# then links its binaries into $BIN.
+component() {
+  local name=$1 key=$2 fn=$3
+  local dir=$CACHE/$name-$key
+  if [[ ! -f $dir/.complete ]]; then
+    log "building $name $key (cached afterwards in $dir)"
+    local start=$SECONDS
+    rm -rf "$dir"; mkdir -p "$dir/bin" "$dir/src"
+    ( cd "$dir/src" && "$fn" "$dir/bin" ) >"$dir/build.log" 2>&1 || {
+      log "building $name failed; last lines of $dir/build.log:"; tail -n 30 "$dir/build.log" >&2; exit 1; }
+    touch "$dir/.complete"
+    log "built $name in $((SECONDS - start)) s"
+  fi
+  local f
+  for f in "$dir"/bin/*; do ln -sfn "$f" "$BIN/$(basename "$f")"; done
+  [[ -f $dir/kwok-stages.yaml ]] && ln -sfn "$dir/kwok-stages.yaml" "$BIN/kwok-stages.yaml"
+  return 0
+}
+
+mod_file() { go mod download -json "$1" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p'; }
+mod_dir() { go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'; }
+
+build_kube() {
+  local out=$1 minor patch staging kmod gd m ld p
+  minor=${K8S_VERSION#v1.}; minor=${minor%%.*}; patch=${K8S_VERSION##*.}
+  staging=v0.${minor}.${patch}
+  go mod init gantry-testenv/kube
+  kmod=$(mod_file "k8s.io/kubernetes@${K8S_VERSION}")
+  go mod edit -go="$(awk '$1=="go"{print $2; exit}' "$kmod")"
+  gd=$(awk '$1=="godebug" && $2 ~ /=/{print $2; exit}' "$kmod")
+  [[ -n $gd ]] && go mod edit -godebug="$gd"
+  go mod edit -require="k8s.io/kubernetes@${K8S_VERSION}"
+  # k8s.io/kubernetes requires its staging modules at the fake v0.0.0 and replaces them with
+  # directories; replaces only work in the main module, so map each to its published tag.
+  for m in $(awk '$1 ~ /^k8s\.io\/[a-z0-9-]+$/ && $2=="v0.0.0"{print $1}' "$kmod"); do
+    go mod edit -replace="${m}=${m}@${staging}"
+  done
+  cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+)
+GO
+  go mod tidy
+  ld="-s -w"
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $p.gitVersion=${K8S_VERSION} -X $p.gitMajor=1 -X $p.gitMinor=${minor}"
+    ld+=" -X $p.gitTreeState=clean -X $p.buildDate=2000-01-01T00:00:00Z"
+  done
+  go build -trimpath -ldflags "$ld" -o "$out/" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler
+  "$out/kube-apiserver" --version
+}
+
+build_etcd() {
+  local out=$1
+  go mod init gantry-testenv/etcd
+  go mod edit -require="go.etcd.io/etcd/server/v3@${ETCD_VERSION}"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' > tools.go
+  go mod tidy
+  go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3
+  "$out/etcd" --version
+}
+
+build_kwok() {
+  local out=$1 dir f
+  GOBIN=$out go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
+  dir=$(mod_dir "sigs.k8s.io/kwok@${KWOK_VERSION}")
+  # kwok v0.8.0 has no built-in stages: give it the upstream "fast" node and pod lifecycles.
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    echo '---'; cat "$dir/kustomize/stage/$f"
+  done > "$out/../kwok-stages.yaml"
+}
+
+build_kustomize() {
+  GOBIN=$1 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kustomize/kustomize/v5@${KUSTOMIZE_VERSION}"
+}
+
+build_helm() {
+  GOBIN=$1 go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" \
+    "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+}
+
+want=${*:-etcd kwok kustomize helm kube}
+for c in $want; do
+  case $c in
+    kube) component kube "$K8S_VERSION" build_kube ;;
+    etcd) component etcd "$ETCD_VERSION" build_etcd ;;
+    kwok) component kwok "$KWOK_VERSION" build_kwok ;;
+    kustomize) component kustomize "$KUSTOMIZE_VERSION" build_kustomize ;;
+    helm) component helm "$HELM_VERSION" build_helm ;;
+    *) log "unknown component $c"; exit 2 ;;
+  esac
+done
+echo "$BIN"

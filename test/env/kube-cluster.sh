@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# A real Kubernetes control plane on loopback: etcd 3.6, kube-apiserver, kube-controller-manager,
+# kube-scheduler (built from Go modules by build-tools.sh) and kwok, which plays the kubelet of fake
+# nodes so that Pods run and Deployments become Available. Several clusters may run at once.
+#
+#   kube-cluster.sh start RUN_DIR [--name NAME] [--nodes N]   (protocol of lib.sh)
+#       prints KUBECONFIG, KUBE_SERVER, KUBE_CONTEXT, KUBE_CA, KUBE_TOKEN, then READY=1
+#   kube-cluster.sh stop RUN_DIR
+#   kube-cluster.sh up NAME [--nodes N]   start a named cluster for a person at a shell; prints the
+#                                          kubeconfig path (state in $GANTRY_STATE/clusters/NAME)
+#   kube-cluster.sh down NAME
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+STATE=${GANTRY_STATE:-${XDG_RUNTIME_DIR:-/tmp}/gantry-$(id -u)}
+
+gen_pki() {
+  local pki=$1
+  mkdir -p "$pki"; chmod 700 "$pki"
+  (
+    cd "$pki"
+    openssl genrsa -out ca.key 2048 2>/dev/null
+    printf '[req]\ndistinguished_name=dn\nprompt=no\n[dn]\nCN=gantry-test-ca\n[v3_ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,digitalSignature,keyEncipherment,keyCertSign\nsubjectKeyIdentifier=hash\n' > ca.cnf
+    openssl req -x509 -new -key ca.key -sha256 -days 3650 -config ca.cnf -extensions v3_ca -out ca.crt 2>/dev/null
+    openssl genrsa -out apiserver.key 2048 2>/dev/null
+    openssl req -new -key apiserver.key -subj "/CN=kube-apiserver" -out apiserver.csr 2>/dev/null
+    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1\n' > apiserver.ext
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -sha256 -days 3650 -extfile apiserver.ext -out apiserver.crt 2>/dev/null
+    openssl genrsa -out admin.key 2048 2>/dev/null
+    openssl req -new -key admin.key -subj "/O=system:masters/CN=gantry-admin" -out admin.csr 2>/dev/null
+    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' > admin.ext
+    openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -sha256 -days 3650 -extfile admin.ext -out admin.crt 2>/dev/null
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+    rm -f ./*.csr
+  )
+}
+
+# api METHOD PATH [BODY]: a request to the apiserver as the admin.
+api() {
+  local method=$1 path=$2 body=${3:-}
+  curl -sf --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" -X "$method" \
+    -H 'Content-Type: application/json' ${body:+--data "$body"} "https://127.0.0.1:$API_PORT$path"
+}
+
+node_ready() {
+  api GET "/api/v1/nodes/$1" | python3 -c '
+import json, sys
+n = json.load(sys.stdin)
+ready = any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
+tainted = any(t["key"].startswith("node.kubernetes.io/") for t in n.get("spec", {}).get("taints", []) or [])
+sys.exit(0 if ready and not tainted else 1)'
+}
+
+start() {
+  local run=$1; shift
+  local name=gantry nodes=2
+  while (($#)); do
+    case $1 in
+      --name) name=$2; shift 2 ;;
+      --nodes) nodes=$2; shift 2 ;;
+      *) echo "kube-cluster.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+  done
+  mkdir -p "$run"; run=$(cd "$run" && pwd)
+  local bin
+  bin=$("$TESTENV_DIR/build-tools.sh" etcd kube kwok)
+  PKI=$run/pki
+  gen_pki "$PKI"
+  local token
+  token=$(openssl rand -hex 24)
+  printf '%s,gantry-token-admin,uid-gantry-admin,"system:masters"\n' "$token" > "$PKI/tokens.csv"
+  chmod 600 "$PKI/tokens.csv"
+
+  local etcd_port etcd_peer kcm_port sched_port
+  etcd_port=$(free_port); etcd_peer=$(free_port); API_PORT=$(free_port)
+  kcm_port=$(free_port); sched_port=$(free_port)
+
+  local kc=$run/kubeconfig
+  cat > "$kc" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: $name
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority: $PKI/ca.crt
+users:
+- name: $name-admin
+  user:
+    client-certificate: $PKI/admin.crt
+    client-key: $PKI/admin.key
+contexts:
+- name: $name
+  context:
+    cluster: $name
+    user: $name-admin
+current-context: $name
+KC
+  chmod 600 "$kc"
+
+  start_bg "$run" etcd "$bin/etcd" --name=node0 --data-dir="$run/etcd" \
+    --listen-client-urls="http://127.0.0.1:$etcd_port" --advertise-client-urls="http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls="http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer" \
+    --initial-cluster="node0=http://127.0.0.1:$etcd_peer" --initial-cluster-state=new \
+    --unsafe-no-fsync=true --auto-compaction-retention=1 --quota-backend-bytes=8589934592 --log-level=warn
+  wait_for 60 "etcd" curl -sf "http://127.0.0.1:$etcd_port/health" || die_with_log "$run" etcd "etcd did not start"
+
+  start_bg "$run" kube-apiserver "$bin/kube-apiserver" --etcd-servers="http://127.0.0.1:$etcd_port" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
+    --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+    --client-ca-file="$PKI/ca.crt" --token-auth-file="$PKI/tokens.csv" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
+    --service-cluster-ip-range=10.96.0.0/16 --authorization-mode=Node,RBAC --allow-privileged=true \
+    --endpoint-reconciler-type=none --enable-priority-and-fairness=false --cert-dir="$PKI" \
+    --profiling=false
+  wait_for 180 "kube-apiserver /readyz" curl -sf --cacert "$PKI/ca.crt" "https://127.0.0.1:$API_PORT/readyz" ||
+    die_with_log "$run" kube-apiserver "kube-apiserver did not become ready"
+
+  start_bg "$run" kube-controller-manager "$bin/kube-controller-manager" --kubeconfig="$kc" \
+    --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
+    --bind-address=127.0.0.1 --secure-port="$kcm_port" --leader-elect=false \
+    --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
+    --use-service-account-credentials=false --controllers='*' --kube-api-qps=200 --kube-api-burst=400 \
+    --concurrent-deployment-syncs=10 --concurrent-replicaset-syncs=10 --profiling=false
+  start_bg "$run" kube-scheduler "$bin/kube-scheduler" --kubeconfig="$kc" \
+    --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
+    --bind-address=127.0.0.1 --secure-port="$sched_port" --leader-elect=false --profiling=false \
+    --kube-api-qps=200 --kube-api-burst=400
+  start_bg "$run" kwok "$bin/kwok" --kubeconfig="$kc" --config="$bin/kwok-stages.yaml" \
+    --manage-all-nodes=true --node-lease-duration-seconds=40 --cidr=10.244.0.1/16
+
+  local i
+  for ((i = 0; i < nodes; i++)); do
+    api POST /api/v1/nodes "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"kwok-node-$i\",\"annotations\":{\"kwok.x-k8s.io/node\":\"fake\",\"node.alpha.kubernetes.io/ttl\":\"0\"},\"labels\":{\"kubernetes.io/hostname\":\"kwok-node-$i\",\"kubernetes.io/os\":\"linux\",\"kubernetes.io/arch\":\"amd64\",\"type\":\"kwok\"}},\"status\":{\"allocatable\":{\"cpu\":\"32\",\"memory\":\"256Gi\",\"pods\":\"110\"},\"capacity\":{\"cpu\":\"32\",\"memory\":\"256Gi\",\"pods\":\"110\"}}}" >/dev/null ||
+      die_with_log "$run" kube-apiserver "could not create node kwok-node-$i"
+  done
+  for ((i = 0; i < nodes; i++)); do
+    wait_for 90 "node kwok-node-$i Ready and untainted" node_ready "kwok-node-$i" ||
+      die_with_log "$run" kwok "node kwok-node-$i did not become Ready"
+  done
+  wait_for 60 "the default ServiceAccount" api GET /api/v1/namespaces/default/serviceaccounts/default ||
+    die_with_log "$run" kube-controller-manager "the default ServiceAccount was not created"
+
+  echo "KUBECONFIG=$kc"
+  echo "KUBE_SERVER=https://127.0.0.1:$API_PORT"
+  echo "KUBE_CONTEXT=$name"
+  echo "KUBE_CA=$PKI/ca.crt"
+  echo "KUBE_TOKEN=$token"
+  echo "READY=1"
+}
+
+case ${1:-} in
+  start) [[ $# -ge 2 ]] || { echo "usage: $0 start RUN_DIR [--name N] [--nodes N]" >&2; exit 2; }
+         run=$2; shift 2; start "$run" "$@" ;;
+  stop) [[ $# -ge 2 ]] || { echo "usage: $0 stop RUN_DIR" >&2; exit 2; }; stop_all "$2" ;;
+  up)
+    [[ $# -ge 2 ]] || { echo "usage: $0 up NAME [--nodes N]" >&2; exit 2; }
+    name=$2; shift 2; dir=$STATE/clusters/$name
+    if [[ -f $dir/pids/kube-apiserver.pid ]] && kill -0 "$(cat "$dir/pids/kube-apiserver.pid")" 2>/dev/null; then
+      echo "$dir/kubeconfig"; exit 0
+    fi
+    rm -rf "$dir"; mkdir -p "$dir"
+    start "$dir" --name "$name" "$@" > "$dir/env"
+    echo "$dir/kubeconfig" ;;
+  down)
+    [[ $# -ge 2 ]] || { echo "usage: $0 down NAME" >&2; exit 2; }
+    stop_all "$STATE/clusters/$2"; rm -rf "${STATE:?}/clusters/$2" ;;
+  *) echo "usage: $0 start RUN_DIR [--name N] [--nodes N] | stop RUN_DIR | up NAME | down NAME" >&2; exit 2 ;;
+esac

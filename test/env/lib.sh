@@ -1,0 +1,62 @@
+# Shared helpers of the test/env scripts. Source it; do not run it.
+#
+# Every server script follows one protocol, which test/env/testenv.h relies on:
+#   SCRIPT start RUN_DIR [ARGS...]  starts the server(s) in the background with all state in RUN_DIR
+#                                   (which it creates), records each PID in RUN_DIR/pids/NAME.pid,
+#                                   logs to RUN_DIR/logs/NAME.log, waits until ready, and prints
+#                                   KEY=VALUE lines on stdout (the last line is READY=1). Exit 0.
+#   SCRIPT stop RUN_DIR             stops what start recorded (newest first) and keeps RUN_DIR.
+# Servers bind 127.0.0.1 on free ports only.
+
+TESTENV_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# A free TCP port on 127.0.0.1 (the kernel picks it; a tiny race with other binders remains).
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_for SECONDS DESCRIPTION CMD...: polls CMD every 0.2 s until it succeeds or SECONDS pass.
+wait_for() {
+  local limit=$1 what=$2; shift 2
+  local deadline=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      echo "testenv: timed out after ${limit}s waiting for $what" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# start_bg RUN_DIR NAME CMD...: starts CMD in its own session, logging to RUN_DIR/logs/NAME.log.
+start_bg() {
+  local run=$1 name=$2; shift 2
+  mkdir -p "$run/pids" "$run/logs"
+  setsid "$@" </dev/null >>"$run/logs/$name.log" 2>&1 &
+  echo $! >"$run/pids/$name.pid"
+  # Order of starting, so stop can go in reverse.
+  echo "$name" >>"$run/pids/order"
+}
+
+# stop_all RUN_DIR: SIGTERM each recorded process group (newest first), SIGKILL after 10 s.
+stop_all() {
+  local run=$1 name pid i
+  [[ -f $run/pids/order ]] || return 0
+  for name in $(tac "$run/pids/order"); do
+    pid=$(cat "$run/pids/$name.pid" 2>/dev/null) || continue
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$run/pids/$name.pid"
+  done
+  rm -f "$run/pids/order"
+}
+
+# die_with_log RUN_DIR NAME MESSAGE: prints MESSAGE and the tail of NAME's log, stops all, fails.
+die_with_log() {
+  local run=$1 name=$2 msg=$3
+  echo "testenv: $msg" >&2
+  [[ -f $run/logs/$name.log ]] && tail -n 40 "$run/logs/$name.log" | sed "s/^/  $name| /" >&2
+  stop_all "$run"
+  exit 1
+}
