@@ -62,9 +62,12 @@ start() {
       *) echo "kube-cluster.sh: unknown option $1" >&2; exit 2 ;;
     esac
   done
+  if [[ -e $run && -n $(ls -A "$run" 2>/dev/null) ]]; then
+    echo "kube-cluster.sh: $run is not empty; start needs a fresh directory" >&2; exit 2
+  fi
   mkdir -p "$run"; run=$(cd "$run" && pwd)
   local bin
-  bin=$("$TESTENV_DIR/build-tools.sh" etcd kube kwok)
+  bin=${GANTRY_TOOLS_BIN:-$("$TESTENV_DIR/build-tools.sh" etcd kube kwok)}
   PKI=$run/pki
   gen_pki "$PKI"
   local token

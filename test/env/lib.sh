@@ -38,14 +38,21 @@ start_bg() {
   echo "$name" >>"$run/pids/order"
 }
 
-# stop_all RUN_DIR: SIGTERM each recorded process group (newest first), SIGKILL after 10 s.
+# alive PID: true while PID runs (a zombie waiting for its reaper counts as gone).
+alive() {
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ -n $state && $state != Z ]]
+}
+
+# stop_all RUN_DIR: SIGTERM each recorded process group (newest first), SIGKILL after 5 s.
 stop_all() {
   local run=$1 name pid i
   [[ -f $run/pids/order ]] || return 0
   for name in $(tac "$run/pids/order"); do
     pid=$(cat "$run/pids/$name.pid" 2>/dev/null) || continue
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    for ((i = 0; i < 50; i++)); do alive "$pid" || break; sleep 0.1; done
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     rm -f "$run/pids/$name.pid"
   done

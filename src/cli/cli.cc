@@ -1,0 +1,34 @@
+#include "cli/cli.h"
+
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+
+#include "base/log.h"
+#include "cli/commands.h"
+
+namespace gantry::cli {
+
+int Main(int argc, char** argv) {
+  CLI::App app{"gantry: CI/CD from commit to Kubernetes clusters, by push or by pull (GitOps)"};
+  app.require_subcommand(1);
+  std::string level = "info";
+  app.add_option("--log-level", level, "debug, info, warn, error or off")->envname("GANTRY_LOG_LEVEL");
+  app.parse_complete_callback([&] {
+    log::Level l;
+    if (!log::ParseLevel(level, &l)) throw CLI::ValidationError("--log-level", "unknown level " + level);
+    log::SetLevel(l);
+  });
+
+  int exit_code = 0;
+  for (const auto& add : Commands()) add(app, exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  return exit_code;
+}
+
+}  // namespace gantry::cli

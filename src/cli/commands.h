@@ -1,0 +1,22 @@
+#pragma once
+// Registration of the commands: each command file defines one Add<Name>Command function that adds
+// its subcommand to the app and, when the subcommand runs, stores the process exit code.
+
+#include <functional>
+#include <vector>
+
+namespace CLI {
+class App;
+}
+
+namespace gantry::cli {
+
+using AddCommand = std::function<void(CLI::App& app, int& exit_code)>;
+
+void AddVersionCommand(CLI::App& app, int& exit_code);
+void AddValidateCommand(CLI::App& app, int& exit_code);
+void AddRenderCommand(CLI::App& app, int& exit_code);
+
+inline std::vector<AddCommand> Commands() { return {AddVersionCommand, AddValidateCommand, AddRenderCommand}; }
+
+}  // namespace gantry::cli
