@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# A throwaway OCI registry: Debian's docker-registry (CNCF Distribution 2.8) on 127.0.0.1.
+#
+#   registry.sh start RUN_DIR [--auth]   anonymous HTTP; with --auth: htpasswd (bcrypt) basic auth
+#                                        behind TLS with a self-signed CA made in RUN_DIR
+#   registry.sh stop RUN_DIR
+#
+# start prints:
+#   REGISTRY_URL=http://127.0.0.1:PORT   (https://... with --auth)
+#   REGISTRY_HOST=127.0.0.1:PORT
+#   REGISTRY_USER=... REGISTRY_PASSWORD=... REGISTRY_CA=RUN_DIR/tls/ca.crt   (only with --auth)
+#   READY=1
+# Blobs are stored in RUN_DIR/data; deletes are enabled. The protocol is described in lib.sh.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+usage() { echo "usage: $0 start RUN_DIR [--auth] | stop RUN_DIR" >&2; exit 2; }
+
+# make_tls DIR: a CA and a server certificate for 127.0.0.1 and localhost, signed by it.
+make_tls() {
+  local dir=$1
+  mkdir -p "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+    -subj "/CN=gantry test CA" -keyout "$dir/ca.key" -out "$dir/ca.crt" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+    2>"$dir/openssl.log"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj "/CN=127.0.0.1" -keyout "$dir/server.key" -out "$dir/server.csr" 2>>"$dir/openssl.log"
+  printf '%s\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=CA:FALSE' \
+    'keyUsage=critical,digitalSignature' 'extendedKeyUsage=serverAuth' >"$dir/server.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+    -CAcreateserial -days 30 -extfile "$dir/server.ext" -out "$dir/server.crt" \
+    2>>"$dir/openssl.log"
+}
+
+start() {
+  local run=$1; shift
+  local auth=0
+  while (($#)); do
+    case $1 in
+      --auth) auth=1 ;;
+      *) usage ;;
+    esac
+    shift
+  done
+  mkdir -p "$run/data" "$run/logs" "$run/pids"
+  run=$(cd "$run" && pwd)  # the config needs absolute paths
+  local port scheme=http user="" password=""
+  port=$(free_port)
+
+  local config=$run/config.yml
+  cat >"$config" <<YAML
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $run/data
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:$port
+  secret: $(openssl rand -hex 16)
+  headers:
+    X-Content-Type-Options: [nosniff]
+YAML
+  if ((auth)); then
+    scheme=https
+    make_tls "$run/tls"
+    cat >>"$config" <<YAML
+  tls:
+    certificate: $run/tls/server.crt
+    key: $run/tls/server.key
+YAML
+    user=gantry-$(openssl rand -hex 3)
+    password=$(openssl rand -hex 16)
+    htpasswd -Bbn "$user" "$password" >"$run/htpasswd"
+    cat >>"$config" <<YAML
+auth:
+  htpasswd:
+    realm: gantry-test
+    path: $run/htpasswd
+YAML
+  fi
+
+  # A clean environment: Distribution reads REGISTRY_* variables as configuration overrides.
+  start_bg "$run" registry env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    docker-registry serve "$config"
+  local pid url=$scheme://127.0.0.1:$port
+  pid=$(cat "$run/pids/registry.pid")
+  local curl_args=(-s --noproxy '*' -o /dev/null -w '%{http_code}' --max-time 2)
+  ((auth)) && curl_args+=(--cacert "$run/tls/ca.crt")
+  # Ready when /v2/ answers (401 when auth is on), or done waiting when the server has died.
+  registry_up() {
+    alive "$pid" || return 0
+    [[ $(curl "${curl_args[@]}" "$url/v2/") =~ ^(200|401)$ ]]
+  }
+  wait_for 30 "registry on $url" registry_up ||
+    die_with_log "$run" registry "registry did not come up"
+  alive "$pid" || die_with_log "$run" registry "registry exited during startup"
+
+  echo "REGISTRY_URL=$url"
+  echo "REGISTRY_HOST=127.0.0.1:$port"
+  if ((auth)); then
+    echo "REGISTRY_USER=$user"
+    echo "REGISTRY_PASSWORD=$password"
+    echo "REGISTRY_CA=$run/tls/ca.crt"
+  fi
+  echo "READY=1"
+}
+
+(($# >= 2)) || usage
+verb=$1 run=$2; shift 2
+case $verb in
+  start) start "$run" "$@" ;;
+  stop) stop_all "$run" ;;
+  *) usage ;;
+esac
