@@ -28,10 +28,24 @@ wait_for() {
   done
 }
 
+# watch_owner RUN_DIR: when GANTRY_TESTENV_OWNER_PID names a process (a test binary), starts a
+# watchdog that stops RUN_DIR's servers once that process is gone, so a crashed or killed test never
+# leaves servers behind. Once per RUN_DIR.
+watch_owner() {
+  local run=$1 owner=${GANTRY_TESTENV_OWNER_PID:-}
+  [[ -n $owner && ! -f $run/pids/.watched ]] || return 0
+  touch "$run/pids/.watched"
+  setsid bash -c '
+    source "$1"
+    while alive "$2"; do sleep 1; done
+    stop_all "$3"' watchdog "${BASH_SOURCE[0]}" "$owner" "$run" </dev/null >/dev/null 2>&1 &
+}
+
 # start_bg RUN_DIR NAME CMD...: starts CMD in its own session, logging to RUN_DIR/logs/NAME.log.
 start_bg() {
   local run=$1 name=$2; shift 2
   mkdir -p "$run/pids" "$run/logs"
+  watch_owner "$run"
   setsid "$@" </dev/null >>"$run/logs/$name.log" 2>&1 &
   echo $! >"$run/pids/$name.pid"
   # Order of starting, so stop can go in reverse.

@@ -57,6 +57,8 @@ Result<std::string> RunScript(const std::string& script, const std::string& verb
   argv.insert(argv.end(), args.begin(), args.end());
   ProcessOptions options;
   options.inherit_env = true;
+  // The servers stop themselves when this process dies without stopping them (lib.sh watch_owner).
+  options.env["GANTRY_TESTENV_OWNER_PID"] = std::to_string(::getpid());
   options.timeout = timeout;
   std::string what = fmt::format("{} {} {}", Name(script), verb, dir);
   for (const auto& a : args) what += " " + a;
