@@ -1,0 +1,200 @@
+#pragma once
+// kube: a Kubernetes API client that is fast and correct.
+//
+// Configuration is read as kubectl reads it (LoadConfig): KUBECONFIG lists several files that are
+// merged (the first file to define a cluster, user or context wins; relative paths are relative to
+// the file naming them), a context is chosen (flag, else current-context), and its cluster and user
+// give the server, the CA (file or inline data, or insecure-skip-tls-verify), client certificate and
+// key (files or inline data), a bearer token or token file, and a proxy URL. `exec` credential
+// plugins are refused unless explicitly allowed (Gantry never runs a program named by a kubeconfig
+// it was handed); auth-provider is refused. InClusterConfig() reads the service account.
+//
+// HttpClient talks to one cluster over one HTTP/2 connection (libcurl multi, requests multiplexed
+// as streams) with a limit on requests in flight instead of a QPS throttle. Requests that fail with
+// 429 or 5xx, or cannot connect, are retried with exponential backoff and jitter (honouring
+// Retry-After), at most a few times; authentication, authorisation and validation errors never are.
+// An API error becomes a Status whose message keeps the apiserver's message, reason and causes:
+//   400/422 InvalidArgument, 401 Unauthenticated, 403 PermissionDenied, 404 NotFound,
+//   409 AlreadyExists (reason AlreadyExists) or Aborted (conflicts), 410 OutOfRange (Expired/Gone:
+//   a watch or list must restart from a fresh list), 429 ResourceExhausted, 5xx Unavailable,
+//   504 and timeouts DeadlineExceeded, connection failures Unavailable.
+//
+// Discovery uses the aggregated discovery documents (/api and /apis, apidiscovery.k8s.io/v2) and is
+// cached for a TTL; a kind that is not in the cache triggers one refresh (so a CRD applied in the
+// same sync becomes usable), at most once a second.
+//
+// HttpClient is thread-safe: many threads may issue requests at once, and they share the connection.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "value/value.h"
+
+namespace gantry::kube {
+
+// How to reach and authenticate to one cluster. PEM data is held in memory, never written out.
+struct RestConfig {
+  std::string server;           // https://host:port (no trailing slash)
+  std::string context;          // the kubeconfig context it came from ("" for in-cluster)
+  std::string namespace_;       // the context's default namespace ("default" when unset)
+  std::string ca_pem;           // empty: the system trust store
+  bool insecure_skip_tls_verify = false;
+  std::string tls_server_name;  // overrides the name checked in the server certificate
+  std::string client_cert_pem;
+  std::string client_key_pem;
+  std::string token;            // bearer token
+  std::string token_file;       // re-read periodically (bound service account tokens rotate)
+  std::string proxy_url;
+  std::string username, password;  // basic auth (legacy)
+};
+
+struct LoadOptions {
+  // Files to merge, in order. Empty: $KUBECONFIG (split on ':'), else ~/.kube/config.
+  std::vector<std::string> paths;
+  std::string context;     // empty: current-context
+  std::string cluster;     // overrides the context's cluster
+  std::string user;        // overrides the context's user
+  std::string namespace_;  // overrides the context's namespace
+  // Names of exec credential plugins (the command's basename) Gantry may run; empty refuses all.
+  std::vector<std::string> allowed_exec_plugins;
+};
+
+// Reads kubeconfig files as kubectl does. NotFound for a missing file, context, cluster or user
+// (naming it and the files read); InvalidArgument for malformed YAML (file:line:column) or
+// contradictory settings; PermissionDenied for an exec plugin that is not allowed (naming it) or
+// an auth-provider.
+Result<RestConfig> LoadConfig(const LoadOptions& options = {});
+
+// The config of a Pod's service account (KUBERNETES_SERVICE_HOST/PORT and
+// /var/run/secrets/kubernetes.io/serviceaccount). NotFound when not running in a cluster.
+// `root` replaces / for tests.
+Result<RestConfig> InClusterConfig(const std::string& root = "");
+
+// group/version/kind and how it is served.
+struct ResourceInfo {
+  std::string group;    // "" for the core group
+  std::string version;
+  std::string kind;
+  std::string resource;  // plural, e.g. "deployments"
+  bool namespaced = true;
+  std::vector<std::string> verbs;
+  std::string api_version() const { return group.empty() ? version : group + "/" + version; }
+};
+
+// Splits "apps/v1" into {"apps", "v1"} and "v1" into {"", "v1"}.
+std::pair<std::string, std::string> SplitApiVersion(std::string_view api_version);
+
+// What an object is: apiVersion, kind, namespace (empty for cluster-scoped) and name.
+struct ObjectRef {
+  std::string api_version;
+  std::string kind;
+  std::string namespace_;
+  std::string name;
+  // "apps/v1 Deployment guestbook/frontend" (or "v1 Namespace guestbook")
+  std::string ToString() const;
+  friend bool operator==(const ObjectRef&, const ObjectRef&) = default;
+  friend auto operator<=>(const ObjectRef&, const ObjectRef&) = default;
+};
+
+// The reference of an object value (apiVersion, kind, metadata.namespace, metadata.name).
+ObjectRef RefOf(const value::Value& object);
+
+struct ApplyOptions {
+  std::string field_manager = "gantry";
+  bool force = false;    // take ownership of conflicting fields (only when the user asked)
+  bool dry_run = false;  // server-side dry run: validated and defaulted, not persisted
+};
+
+enum class Propagation { kBackground, kForeground, kOrphan };
+
+struct DeleteOptions {
+  Propagation propagation = Propagation::kBackground;
+  bool dry_run = false;
+  std::optional<std::string> precondition_uid;  // delete only this incarnation of the object
+};
+
+struct ListOptions {
+  std::string label_selector;
+  std::string field_selector;
+  int64_t page_size = 500;  // limit per request; continue tokens are followed
+};
+
+struct ObjectList {
+  std::vector<value::Value> items;
+  std::string resource_version;  // of the list, to start a watch from
+};
+
+enum class EventType { kAdded, kModified, kDeleted, kBookmark };
+
+struct WatchEvent {
+  EventType type;
+  value::Value object;
+};
+
+struct WatchOptions {
+  std::string label_selector;
+  std::string resource_version;  // start after this version ("" : from now, after a list)
+  bool bookmarks = true;
+  std::chrono::seconds timeout{300};  // server-side timeoutSeconds; the stream then ends cleanly
+};
+
+// Called for each event; return false to stop watching.
+using WatchHandler = std::function<bool(const WatchEvent&)>;
+
+// The Kubernetes API as Gantry uses it. Implementations are thread-safe.
+class Client {
+ public:
+  virtual ~Client() = default;
+
+  // Maps apiVersion + kind to its resource; refreshes discovery once when unknown.
+  // NotFound "no kind X in group/version" when the server does not serve it.
+  virtual Result<ResourceInfo> Resolve(std::string_view api_version, std::string_view kind) = 0;
+
+  virtual Result<value::Value> Get(const ObjectRef& ref) = 0;
+
+  // Lists objects of a kind in `namespace_` (empty: all namespaces, or a cluster-scoped kind),
+  // following continue tokens.
+  virtual Result<ObjectList> List(std::string_view api_version, std::string_view kind,
+                                  std::string_view namespace_, const ListOptions& options = {}) = 0;
+
+  // Server-side apply of `object` (its namespace must be set for namespaced kinds). Returns the
+  // object as stored (or as it would be, with dry_run).
+  virtual Result<value::Value> Apply(const value::Value& object, const ApplyOptions& options = {}) = 0;
+
+  // Deletes; NotFound when it is already gone.
+  virtual Status Delete(const ObjectRef& ref, const DeleteOptions& options = {}) = 0;
+
+  // Creates an object (POST). AlreadyExists when it exists.
+  virtual Result<value::Value> Create(const value::Value& object) = 0;
+
+  // Watches a kind until the handler returns false, the server ends the stream (then OK), or an
+  // error (OutOfRange when resource_version is too old: list again).
+  virtual Status Watch(std::string_view api_version, std::string_view kind, std::string_view namespace_,
+                       const WatchOptions& options, const WatchHandler& handler) = 0;
+
+  // GET of a raw path (e.g. "/version", "/metrics"); the body as text.
+  virtual Result<std::string> GetRaw(std::string_view path) = 0;
+
+  // Requests sent so far (for tests and benchmarks).
+  virtual uint64_t request_count() const = 0;
+};
+
+struct ClientOptions {
+  int max_in_flight = 64;  // requests multiplexed at once on the connection
+  std::chrono::milliseconds request_timeout{30'000};
+  std::chrono::milliseconds connect_timeout{10'000};
+  int max_attempts = 4;  // per request, for retryable failures
+  std::chrono::seconds discovery_ttl{600};
+};
+
+// Creates the HTTP/2 client of one cluster. InvalidArgument for an unusable config (no server,
+// a malformed URL). Connecting happens on the first request.
+Result<std::unique_ptr<Client>> NewHttpClient(const RestConfig& config, const ClientOptions& options = {});
+
+}  // namespace gantry::kube

@@ -1,0 +1,265 @@
+// Reading kubeconfig files the way kubectl does (k8s.io/client-go/tools/clientcmd).
+
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+
+#include "base/path.h"
+#include "kube/kube.h"
+#include "base/base64.h"
+
+namespace gantry::kube {
+namespace fs = std::filesystem;
+
+namespace {
+
+// A named entry (cluster, user, context) and the file that defined it.
+struct Named {
+  value::Value body;
+  fs::path dir;   // relative paths in `body` are relative to this
+  std::string file;
+};
+
+struct Merged {
+  std::map<std::string, Named> clusters, users, contexts;
+  std::string current_context;
+  std::vector<std::string> files;
+};
+
+std::string StringAt(const value::Value& v, std::string_view key) {
+  const value::Value* f = v.Get(key);
+  return f && f->IsString() ? std::string(f->AsString()) : std::string();
+}
+
+bool BoolAt(const value::Value& v, std::string_view key) {
+  const value::Value* f = v.Get(key);
+  return f && f->IsBool() && f->AsBool();
+}
+
+std::string Pos(const value::Value& v) {
+  value::Mark m = v.mark();
+  return m.file.empty() ? std::string("kubeconfig") : fmt::format("{}:{}:{}", m.file, m.line, m.column);
+}
+
+Status MergeSection(const value::Value& doc, std::string_view section, std::string_view inner,
+                    const fs::path& dir, const std::string& file, std::map<std::string, Named>& into) {
+  const value::Value* list = doc.Get(section);
+  if (list == nullptr || list->IsNull()) return OkStatus();
+  if (!list->IsSeq()) return InvalidArgumentError("{}: {} must be a list", Pos(*list), section);
+  for (const value::Value& item : list->items()) {
+    std::string name = item.IsMap() ? StringAt(item, "name") : "";
+    if (name.empty()) return InvalidArgumentError("{}: an entry of {} has no name", Pos(item), section);
+    const value::Value* body = item.Get(inner);
+    // The first file to define a name wins, as with kubectl.
+    into.try_emplace(name, Named{body ? *body : value::Value::Map(), dir, file});
+  }
+  return OkStatus();
+}
+
+Status MergeFile(const std::string& path, Merged& m) {
+  auto text = ReadFile(path, 16u << 20);
+  if (!text.ok()) return text.status().WithContext("read kubeconfig");
+  auto docs = value::ParseYaml(*text, path);
+  if (!docs.ok()) return docs.status().WithContext("parse kubeconfig");
+  m.files.push_back(path);
+  if (docs->empty()) return OkStatus();
+  const value::Value& doc = (*docs)[0];
+  if (!doc.IsMap()) return InvalidArgumentError("{}: a kubeconfig must be a map", Pos(doc));
+  fs::path dir = fs::absolute(path).parent_path();
+  GANTRY_RETURN_IF_ERROR(MergeSection(doc, "clusters", "cluster", dir, path, m.clusters));
+  GANTRY_RETURN_IF_ERROR(MergeSection(doc, "users", "user", dir, path, m.users));
+  GANTRY_RETURN_IF_ERROR(MergeSection(doc, "contexts", "context", dir, path, m.contexts));
+  if (m.current_context.empty()) m.current_context = StringAt(doc, "current-context");
+  return OkStatus();
+}
+
+std::string Resolve(const fs::path& dir, const std::string& p) {
+  if (p.empty() || fs::path(p).is_absolute()) return p;
+  if (p.starts_with("~/")) {
+    const char* home = std::getenv("HOME");
+    return home ? (fs::path(home) / p.substr(2)).string() : p;
+  }
+  return (dir / p).string();
+}
+
+// Inline *-data (base64) wins over the file, as with kubectl.
+Result<std::string> DataOrFile(const Named& n, std::string_view data_key, std::string_view file_key) {
+  std::string data = StringAt(n.body, data_key);
+  if (!data.empty()) {
+    auto decoded = Base64Decode(data);
+    if (!decoded) {
+      return InvalidArgumentError("{}: {} is not valid base64", Pos(*n.body.Get(data_key)), data_key);
+    }
+    return *decoded;
+  }
+  std::string file = StringAt(n.body, file_key);
+  if (file.empty()) return std::string();
+  auto text = ReadFile(Resolve(n.dir, file), 1u << 20);
+  if (!text.ok()) return text.status().WithContext(fmt::format("{} of {}", file_key, n.file));
+  return *text;
+}
+
+std::string Join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+}  // namespace
+
+std::pair<std::string, std::string> SplitApiVersion(std::string_view api_version) {
+  size_t slash = api_version.find('/');
+  if (slash == std::string_view::npos) return {"", std::string(api_version)};
+  return {std::string(api_version.substr(0, slash)), std::string(api_version.substr(slash + 1))};
+}
+
+std::string ObjectRef::ToString() const {
+  return namespace_.empty() ? fmt::format("{} {} {}", api_version, kind, name)
+                            : fmt::format("{} {} {}/{}", api_version, kind, namespace_, name);
+}
+
+ObjectRef RefOf(const value::Value& object) {
+  ObjectRef ref;
+  ref.api_version = StringAt(object, "apiVersion");
+  ref.kind = StringAt(object, "kind");
+  if (const value::Value* meta = object.Get("metadata"); meta && meta->IsMap()) {
+    ref.namespace_ = StringAt(*meta, "namespace");
+    ref.name = StringAt(*meta, "name");
+  }
+  return ref;
+}
+
+Result<RestConfig> LoadConfig(const LoadOptions& options) {
+  std::vector<std::string> paths = options.paths;
+  if (paths.empty()) {
+    if (const char* env = std::getenv("KUBECONFIG"); env && *env) {
+      std::string_view rest(env);
+      while (!rest.empty()) {
+        size_t colon = rest.find(':');
+        std::string_view p = rest.substr(0, colon);
+        if (!p.empty()) paths.emplace_back(p);
+        if (colon == std::string_view::npos) break;
+        rest.remove_prefix(colon + 1);
+      }
+    } else if (const char* home = std::getenv("HOME")) {
+      paths.push_back(std::string(home) + "/.kube/config");
+    }
+  }
+  if (paths.empty()) return NotFoundError("no kubeconfig: KUBECONFIG and HOME are unset");
+
+  Merged m;
+  for (const std::string& p : paths) {
+    // As kubectl: missing files named in KUBECONFIG are skipped; an explicit single file must exist.
+    std::error_code ec;
+    if (!fs::exists(p, ec) && paths.size() > 1) continue;
+    GANTRY_RETURN_IF_ERROR(MergeFile(p, m));
+  }
+  if (m.files.empty()) return NotFoundError("no kubeconfig file exists among {}", Join(paths));
+
+  std::string context_name = options.context.empty() ? m.current_context : options.context;
+  if (context_name.empty()) {
+    return NotFoundError("kubeconfig {} has no current-context; pass a context", Join(m.files));
+  }
+  auto ctx = m.contexts.find(context_name);
+  if (ctx == m.contexts.end()) {
+    return NotFoundError("context {:?} not found in kubeconfig {}", context_name, Join(m.files));
+  }
+  const value::Value& c = ctx->second.body;
+  std::string cluster_name = options.cluster.empty() ? StringAt(c, "cluster") : options.cluster;
+  std::string user_name = options.user.empty() ? StringAt(c, "user") : options.user;
+
+  RestConfig config;
+  config.context = context_name;
+  config.namespace_ = options.namespace_.empty() ? StringAt(c, "namespace") : options.namespace_;
+  if (config.namespace_.empty()) config.namespace_ = "default";
+
+  auto cl = m.clusters.find(cluster_name);
+  if (cl == m.clusters.end()) {
+    return NotFoundError("cluster {:?} of context {:?} not found in kubeconfig {}", cluster_name,
+                         context_name, Join(m.files));
+  }
+  const Named& cluster = cl->second;
+  config.server = StringAt(cluster.body, "server");
+  while (config.server.ends_with('/')) config.server.pop_back();
+  if (config.server.empty()) {
+    return InvalidArgumentError("cluster {:?} in {} has no server", cluster_name, cluster.file);
+  }
+  config.insecure_skip_tls_verify = BoolAt(cluster.body, "insecure-skip-tls-verify");
+  config.tls_server_name = StringAt(cluster.body, "tls-server-name");
+  config.proxy_url = StringAt(cluster.body, "proxy-url");
+  GANTRY_ASSIGN_OR_RETURN(config.ca_pem,
+                          DataOrFile(cluster, "certificate-authority-data", "certificate-authority"));
+  if (config.insecure_skip_tls_verify && !config.ca_pem.empty()) {
+    return InvalidArgumentError(
+        "cluster {:?} in {} sets both a certificate authority and insecure-skip-tls-verify",
+        cluster_name, cluster.file);
+  }
+
+  if (!user_name.empty()) {
+    auto us = m.users.find(user_name);
+    if (us == m.users.end()) {
+      return NotFoundError("user {:?} of context {:?} not found in kubeconfig {}", user_name,
+                           context_name, Join(m.files));
+    }
+    const Named& user = us->second;
+    if (const value::Value* exec = user.body.Get("exec"); exec && exec->IsMap()) {
+      std::string command = StringAt(*exec, "command");
+      std::string base = fs::path(command).filename().string();
+      bool allowed = false;
+      for (const auto& a : options.allowed_exec_plugins) allowed |= (a == base || a == command);
+      if (!allowed) {
+        return PermissionDeniedError(
+            "user {:?} in {} authenticates with the exec credential plugin {:?}; Gantry runs no "
+            "plugin named by a kubeconfig unless it is allowed (--allow-exec-plugin {})",
+            user_name, user.file, command, base);
+      }
+      return UnimplementedError(
+          "user {:?} in {}: exec credential plugin {:?} is allowed, but running exec plugins is not "
+          "supported yet; use a token or client certificate", user_name, user.file, command);
+    }
+    if (user.body.Get("auth-provider") != nullptr) {
+      return PermissionDeniedError("user {:?} in {} uses an auth-provider, which Gantry does not "
+                                   "support; use a token or client certificate", user_name, user.file);
+    }
+    GANTRY_ASSIGN_OR_RETURN(config.client_cert_pem,
+                            DataOrFile(user, "client-certificate-data", "client-certificate"));
+    GANTRY_ASSIGN_OR_RETURN(config.client_key_pem, DataOrFile(user, "client-key-data", "client-key"));
+    if (config.client_cert_pem.empty() != config.client_key_pem.empty()) {
+      return InvalidArgumentError("user {:?} in {} has a client certificate without a key, or a key "
+                                  "without a certificate", user_name, user.file);
+    }
+    config.token = StringAt(user.body, "token");
+    std::string token_file = StringAt(user.body, "tokenFile");
+    if (config.token.empty() && !token_file.empty()) config.token_file = Resolve(user.dir, token_file);
+    config.username = StringAt(user.body, "username");
+    config.password = StringAt(user.body, "password");
+  }
+  return config;
+}
+
+Result<RestConfig> InClusterConfig(const std::string& root) {
+  const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
+  const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
+  if (host == nullptr || port == nullptr || !*host || !*port) {
+    return NotFoundError("not running in a cluster: KUBERNETES_SERVICE_HOST/PORT are unset");
+  }
+  std::string dir = root + "/var/run/secrets/kubernetes.io/serviceaccount";
+  RestConfig config;
+  std::string h = host;
+  if (h.find(':') != std::string::npos) h = "[" + h + "]";  // IPv6
+  config.server = fmt::format("https://{}:{}", h, port);
+  config.token_file = dir + "/token";
+  auto token = ReadFile(config.token_file, 64 << 10);
+  if (!token.ok()) return token.status().WithContext("in-cluster service account token");
+  config.token = *token;
+  while (!config.token.empty() && (config.token.back() == '\n' || config.token.back() == '\r')) {
+    config.token.pop_back();
+  }
+  GANTRY_ASSIGN_OR_RETURN(config.ca_pem, ReadFile(dir + "/ca.crt", 1 << 20));
+  auto ns = ReadFile(dir + "/namespace", 4096);
+  config.namespace_ = ns.ok() && !ns->empty() ? *ns : "default";
+  while (!config.namespace_.empty() && config.namespace_.back() == '\n') config.namespace_.pop_back();
+  return config;
+}
+
+}  // namespace gantry::kube
