@@ -4,7 +4,7 @@
 #   gantry_cc_test(NAME base_status_test SRCS status_test.cc DEPS gantry::base [LABELS unit])
 #   gantry_cc_binary(NAME gantry SRCS main.cc DEPS gantry::cli)
 
-set(GANTRY_WARNINGS -Wall -Wextra -Wpedantic -Wshadow=local -Wnon-virtual-dtor -Wimplicit-fallthrough
+set(GANTRY_WARNINGS -Wall -Wextra -Wpedantic $<$<CXX_COMPILER_ID:GNU>:-Wshadow=local> -Wnon-virtual-dtor -Wimplicit-fallthrough
     # GCC 12 warns on designated initializers that leave fields at their defaults, the point of them.
     -Wno-missing-field-initializers)
 if(GANTRY_WERROR)

@@ -1,0 +1,95 @@
+// YAML parse throughput on a corpus of realistic manifests: Gantry's ParseYaml, yaml-cpp's
+// YAML::LoadAll and libyaml's bare event loop (the floor under ParseYaml), single thread,
+// best of N runs. run.sh adds the Go parser (sigs.k8s.io/yaml) and prints the table.
+//
+//   yaml_parse_bench --generate FILE [MB]   write the corpus (default 50 MB)
+//   yaml_parse_bench FILE [RUNS]            print "parser MB/s" lines
+
+#include <yaml.h>
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+
+#include "corpus.h"
+#include "value/value.h"
+
+namespace {
+
+double BestSeconds(int runs, const std::function<size_t()>& parse, size_t* docs) {
+  double best = 1e100;
+  for (int i = 0; i < runs; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    *docs = parse();
+    std::chrono::duration<double> d = std::chrono::steady_clock::now() - start;
+    best = std::min(best, d.count());
+  }
+  return best;
+}
+
+size_t LibyamlEvents(const std::string& text) {
+  yaml_parser_t p;
+  yaml_parser_initialize(&p);
+  yaml_parser_set_input_string(&p, reinterpret_cast<const unsigned char*>(text.data()), text.size());
+  size_t docs = 0;
+  for (;;) {
+    yaml_event_t e;
+    if (!yaml_parser_parse(&p, &e)) {
+      std::fprintf(stderr, "libyaml: %s\n", p.problem);
+      std::exit(1);
+    }
+    yaml_event_type_t type = e.type;
+    yaml_event_delete(&e);
+    if (type == YAML_DOCUMENT_END_EVENT) ++docs;
+    if (type == YAML_STREAM_END_EVENT) break;
+  }
+  yaml_parser_delete(&p);
+  return docs;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc >= 3 && std::string(argv[1]) == "--generate") {
+    size_t mb = argc >= 4 ? std::strtoul(argv[3], nullptr, 10) : 50;
+    std::string corpus = gantry::bench::GenerateManifestCorpus(mb * 1000 * 1000);
+    std::ofstream(argv[2], std::ios::binary) << corpus;
+    return 0;
+  }
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: yaml_parse_bench --generate FILE [MB] | FILE [RUNS]\n");
+    return 2;
+  }
+  int runs = argc >= 3 ? std::atoi(argv[2]) : 3;
+  std::ifstream in(argv[1], std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  double mb = static_cast<double>(text.size()) / 1e6;
+  size_t docs = 0;
+
+  gantry::value::ParseOptions options;
+  options.max_documents = 1 << 20;  // the corpus is one 50 MB stream of ~13k documents
+  double s = BestSeconds(runs, [&] {
+    auto r = gantry::value::ParseYaml(text, argv[1], options);
+    if (!r.ok()) {
+      std::fprintf(stderr, "gantry: %s\n", r.status().ToString().c_str());
+      std::exit(1);
+    }
+    return r->size();
+  }, &docs);
+  std::printf("gantry %.1f docs=%zu\n", mb / s, docs);
+
+  s = BestSeconds(runs, [&] { return LibyamlEvents(text); }, &docs);
+  std::printf("libyaml-events %.1f docs=%zu\n", mb / s, docs);
+
+  s = BestSeconds(runs, [&] { return YAML::LoadAll(text).size(); }, &docs);
+  std::printf("yaml-cpp %.1f docs=%zu\n", mb / s, docs);
+  std::fflush(stdout);
+  return 0;
+}

@@ -1,0 +1,162 @@
+#pragma once
+// Node layout behind gantry::value::Value. Private to src/value.
+//
+// Every non-null Value (and every parsed null) points to one heap Node with an atomic reference
+// count. Strings keep their bytes right after the node header (one allocation). Maps keep entries
+// in a vector plus, past kIndexThreshold entries, an open-addressing hash index of entry positions.
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <algorithm>
+#include <new>
+#include <string>
+#include <utility>
+#include <string_view>
+#include <vector>
+
+#include "value/value.h"
+
+namespace gantry::value::internal {
+
+// The name of a parsed file and the arena that holds the nodes of one parsed document. Every node
+// that names the file holds a reference; arena memory is released with the last of them (nodes
+// are never freed one by one inside it). Bump allocation keeps parsing off malloc's slow paths.
+struct SourceFile {
+  explicit SourceFile(std::string_view n) : name(n) {}
+  SourceFile(const SourceFile&) = delete;
+  SourceFile& operator=(const SourceFile&) = delete;
+  ~SourceFile() {
+    for (void* c : chunks) ::operator delete(c);
+  }
+
+  std::atomic<uint64_t> refs{1};
+  std::string name;
+  std::vector<void*> chunks;
+  char* cur = nullptr;
+  char* end = nullptr;
+  size_t next_chunk = 4096;
+
+  void* Allocate(size_t n) {
+    n = (n + 7) & ~size_t{7};
+    if (static_cast<size_t>(end - cur) < n) {
+      size_t size = std::max(next_chunk, n);
+      next_chunk = std::min<size_t>(next_chunk * 2, 256 * 1024);
+      cur = static_cast<char*>(::operator new(size));
+      end = cur + size;
+      chunks.push_back(cur);
+    }
+    void* p = cur;
+    cur += n;
+    return p;
+  }
+
+  static SourceFile* Ref(SourceFile* f) {
+    if (f) f->refs.fetch_add(1, std::memory_order_relaxed);
+    return f;
+  }
+  static void Unref(SourceFile* f) {
+    if (f && f->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete f;
+  }
+};
+
+struct Node {
+  std::atomic<uint32_t> refs{1};
+  Value::Type type;
+  bool in_arena = false;  // memory belongs to *file's arena
+  uint32_t line = 0;
+  uint32_t column = 0;
+  SourceFile* file = nullptr;
+  size_t begin = 0;
+  size_t end = 0;
+
+  explicit Node(Value::Type t) : type(t) {}
+  Node(const Node& o)
+      : refs(1), type(o.type), line(o.line), column(o.column), file(SourceFile::Ref(o.file)),
+        begin(o.begin), end(o.end) {}
+  ~Node() = default;  // Unref releases `file`
+
+  void SetMark(SourceFile* f, uint32_t l, uint32_t c, size_t b, size_t e) {
+    if (!file) file = SourceFile::Ref(f);
+    line = l;
+    column = c;
+    begin = b;
+    end = e;
+  }
+
+  static Node* Ref(Node* n) {
+    if (n) n->refs.fetch_add(1, std::memory_order_relaxed);
+    return n;
+  }
+  static void Unref(Node* n);
+
+  static Value Wrap(Node* adopted) { return Value(adopted); }
+  static Node* Get(const Value& v) { return v.node_; }
+  static Node* Release(Value& v) {
+    Node* n = v.node_;
+    v.node_ = nullptr;
+    return n;
+  }
+};
+
+struct ScalarNode : Node {
+  explicit ScalarNode(Value::Type t) : Node(t) {}
+  union {
+    bool b;
+    int64_t i;
+    double d;
+  };
+};
+
+struct StringNode : Node {
+  StringNode() : Node(Value::Type::kString) {}
+  size_t size = 0;
+  char* data() { return reinterpret_cast<char*>(this + 1); }
+  std::string_view view() { return {data(), size}; }
+
+  // In `arena` when given (the node then holds a reference on it), else on the heap.
+  static StringNode* Make(std::string_view s, SourceFile* arena = nullptr) {
+    size_t bytes = sizeof(StringNode) + s.size() + 1;
+    void* mem = arena ? arena->Allocate(bytes) : ::operator new(bytes);
+    auto* n = new (mem) StringNode();
+    if (arena) n->file = SourceFile::Ref(arena), n->in_arena = true;
+    n->size = s.size();
+    if (!s.empty()) std::memcpy(n->data(), s.data(), s.size());
+    n->data()[s.size()] = '\0';
+    return n;
+  }
+};
+
+struct SeqNode : Node {
+  SeqNode() : Node(Value::Type::kSeq) {}
+  std::vector<Value> items;
+};
+
+struct MapNode : Node {
+  static constexpr size_t kIndexThreshold = 16;
+  MapNode() : Node(Value::Type::kMap) {}
+  std::vector<MapEntry> entries;
+  std::vector<uint32_t> index;  // slots hold entry position + 1; 0 is empty; size a power of two
+
+  // Position of `key` in entries, or -1.
+  ptrdiff_t Find(std::string_view key) const;
+  // Appends an entry whose key is not present yet and keeps the index up to date.
+  void AppendNew(Value key, Value value);
+  void RebuildIndex();
+};
+
+// A node of type T in `arena` when given, else on the heap.
+template <typename T, typename... Args>
+T* New(SourceFile* arena, Args&&... args) {
+  void* mem = arena ? arena->Allocate(sizeof(T)) : ::operator new(sizeof(T));
+  T* n = new (mem) T(std::forward<Args>(args)...);
+  if (arena) n->file = SourceFile::Ref(arena), n->in_arena = true;
+  return n;
+}
+
+inline std::string_view StringOf(const Value& v) {
+  return static_cast<StringNode*>(Node::Get(v))->view();
+}
+inline std::string_view KeyOf(const MapEntry& e) { return StringOf(e.key); }
+
+}  // namespace gantry::value::internal

@@ -1,0 +1,314 @@
+#include "value/value.h"
+
+#include <cmath>
+#include <functional>
+
+#include "value/internal/node.h"
+
+namespace gantry::value {
+
+using internal::MapNode;
+using internal::Node;
+using internal::ScalarNode;
+using internal::SeqNode;
+using internal::SourceFile;
+using internal::StringNode;
+
+namespace internal {
+
+void Node::Unref(Node* n) {
+  if (!n || n->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  SourceFile* file = n->file;
+  bool in_arena = n->in_arena;
+  switch (n->type) {
+    case Value::Type::kString:
+      static_cast<StringNode*>(n)->~StringNode();
+      break;
+    case Value::Type::kSeq:
+      static_cast<SeqNode*>(n)->~SeqNode();
+      break;
+    case Value::Type::kMap:
+      static_cast<MapNode*>(n)->~MapNode();
+      break;
+    default:
+      static_cast<ScalarNode*>(n)->~ScalarNode();
+      break;
+  }
+  if (!in_arena) ::operator delete(n);
+  SourceFile::Unref(file);
+}
+
+namespace {
+size_t HashKey(std::string_view k) { return std::hash<std::string_view>{}(k); }
+}  // namespace
+
+ptrdiff_t MapNode::Find(std::string_view key) const {
+  if (index.empty()) {
+    for (size_t i = 0; i < entries.size(); ++i) {
+      if (KeyOf(entries[i]) == key) return static_cast<ptrdiff_t>(i);
+    }
+    return -1;
+  }
+  size_t mask = index.size() - 1;
+  for (size_t slot = HashKey(key) & mask;; slot = (slot + 1) & mask) {
+    uint32_t pos = index[slot];
+    if (pos == 0) return -1;
+    if (KeyOf(entries[pos - 1]) == key) return static_cast<ptrdiff_t>(pos - 1);
+  }
+}
+
+void MapNode::RebuildIndex() {
+  index.clear();
+  if (entries.size() <= kIndexThreshold) return;
+  size_t cap = 64;
+  while (cap < entries.size() * 2) cap *= 2;
+  index.assign(cap, 0);
+  size_t mask = cap - 1;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    size_t slot = HashKey(KeyOf(entries[i])) & mask;
+    while (index[slot] != 0) slot = (slot + 1) & mask;
+    index[slot] = static_cast<uint32_t>(i + 1);
+  }
+}
+
+void MapNode::AppendNew(Value key, Value value) {
+  entries.push_back(MapEntry{std::move(key), std::move(value)});
+  if (entries.size() <= kIndexThreshold) return;
+  if (index.empty() || entries.size() * 2 > index.size()) {
+    RebuildIndex();
+    return;
+  }
+  size_t mask = index.size() - 1;
+  size_t slot = HashKey(KeyOf(entries.back())) & mask;
+  while (index[slot] != 0) slot = (slot + 1) & mask;
+  index[slot] = static_cast<uint32_t>(entries.size());
+}
+
+}  // namespace internal
+
+namespace {
+
+ScalarNode* NewScalar(Value::Type t) { return internal::New<ScalarNode>(nullptr, t); }
+
+const ScalarNode* AsScalar(const Node* n) { return static_cast<const ScalarNode*>(n); }
+
+}  // namespace
+
+Value::Value(bool b) {
+  auto* n = NewScalar(Type::kBool);
+  n->b = b;
+  node_ = n;
+}
+
+Value::Value(int64_t i) {
+  auto* n = NewScalar(Type::kInt);
+  n->i = i;
+  node_ = n;
+}
+
+Value::Value(double d) {
+  auto* n = NewScalar(Type::kDouble);
+  n->d = d;
+  node_ = n;
+}
+
+Value::Value(std::string_view s) : node_(StringNode::Make(s)) {}
+
+Value Value::Map() { return Value(internal::New<MapNode>(nullptr)); }
+Value Value::Seq() { return Value(internal::New<SeqNode>(nullptr)); }
+
+Value::Value(const Value& other) : node_(Node::Ref(other.node_)) {}
+
+Value& Value::operator=(const Value& other) {
+  Node* old = node_;
+  node_ = Node::Ref(other.node_);
+  Node::Unref(old);
+  return *this;
+}
+
+Value& Value::operator=(Value&& other) noexcept {
+  if (this != &other) {
+    Node::Unref(node_);
+    node_ = other.node_;
+    other.node_ = nullptr;
+  }
+  return *this;
+}
+
+Value::~Value() { Node::Unref(node_); }
+
+Value::Type Value::type() const { return node_ ? node_->type : Type::kNull; }
+
+bool Value::AsBool() const {
+  GANTRY_CHECK(IsBool());
+  return AsScalar(node_)->b;
+}
+
+int64_t Value::AsInt() const {
+  GANTRY_CHECK(IsInt());
+  return AsScalar(node_)->i;
+}
+
+double Value::AsDouble() const {
+  GANTRY_CHECK(IsNumber());
+  return IsInt() ? static_cast<double>(AsScalar(node_)->i) : AsScalar(node_)->d;
+}
+
+std::string_view Value::AsString() const {
+  GANTRY_CHECK(IsString());
+  return static_cast<StringNode*>(node_)->view();
+}
+
+size_t Value::size() const {
+  switch (type()) {
+    case Type::kSeq:
+      return static_cast<SeqNode*>(node_)->items.size();
+    case Type::kMap:
+      return static_cast<MapNode*>(node_)->entries.size();
+    default:
+      return 0;
+  }
+}
+
+std::span<const MapEntry> Value::entries() const {
+  if (!IsMap()) return {};
+  return static_cast<MapNode*>(node_)->entries;
+}
+
+std::span<const Value> Value::items() const {
+  if (!IsSeq()) return {};
+  return static_cast<SeqNode*>(node_)->items;
+}
+
+const Value* Value::Get(std::string_view key) const {
+  if (!IsMap()) return nullptr;
+  auto* m = static_cast<MapNode*>(node_);
+  ptrdiff_t pos = m->Find(key);
+  return pos < 0 ? nullptr : &m->entries[static_cast<size_t>(pos)].value;
+}
+
+const Value* Value::At(size_t i) const {
+  if (!IsSeq()) return nullptr;
+  auto* s = static_cast<SeqNode*>(node_);
+  return i < s->items.size() ? &s->items[i] : nullptr;
+}
+
+const Value* Value::Find(std::initializer_list<PathElem> path) const {
+  const Value* v = this;
+  for (const PathElem& e : path) {
+    v = e.is_index ? v->At(e.index) : v->Get(e.key);
+    if (!v) return nullptr;
+  }
+  return v;
+}
+
+Node* Value::Unshare() {
+  if (node_->refs.load(std::memory_order_acquire) == 1) return node_;
+  Node* copy = nullptr;
+  switch (node_->type) {
+    case Type::kSeq:
+      copy = internal::New<SeqNode>(nullptr, *static_cast<SeqNode*>(node_));
+      break;
+    case Type::kMap:
+      copy = internal::New<MapNode>(nullptr, *static_cast<MapNode*>(node_));
+      break;
+    default:
+      GANTRY_CHECK(false && "Unshare of a scalar");
+  }
+  copy->refs.store(1, std::memory_order_relaxed);
+  Node::Unref(node_);
+  node_ = copy;
+  return copy;
+}
+
+void Value::Set(std::string_view key, Value v) {
+  if (IsNull()) *this = Map();
+  GANTRY_CHECK(IsMap());
+  auto* m = static_cast<MapNode*>(Unshare());
+  ptrdiff_t pos = m->Find(key);
+  if (pos >= 0) {
+    m->entries[static_cast<size_t>(pos)].value = std::move(v);
+  } else {
+    m->AppendNew(Value(key), std::move(v));
+  }
+}
+
+bool Value::Erase(std::string_view key) {
+  if (IsNull()) return false;
+  GANTRY_CHECK(IsMap());
+  if (static_cast<MapNode*>(node_)->Find(key) < 0) return false;
+  auto* m = static_cast<MapNode*>(Unshare());
+  m->entries.erase(m->entries.begin() + m->Find(key));
+  m->RebuildIndex();
+  return true;
+}
+
+void Value::Append(Value v) {
+  if (IsNull()) *this = Seq();
+  GANTRY_CHECK(IsSeq());
+  static_cast<SeqNode*>(Unshare())->items.push_back(std::move(v));
+}
+
+Value* Value::MutableGet(std::string_view key) {
+  if (!IsMap() || static_cast<MapNode*>(node_)->Find(key) < 0) return nullptr;
+  auto* m = static_cast<MapNode*>(Unshare());
+  return &m->entries[static_cast<size_t>(m->Find(key))].value;
+}
+
+Value* Value::MutableAt(size_t i) {
+  if (!IsSeq() || i >= size()) return nullptr;
+  return &static_cast<SeqNode*>(Unshare())->items[i];
+}
+
+Mark Value::mark() const {
+  Mark m;
+  if (!node_) return m;
+  if (node_->file) m.file = node_->file->name;
+  m.line = node_->line;
+  m.column = node_->column;
+  m.begin = node_->begin;
+  m.end = node_->end;
+  return m;
+}
+
+bool operator==(const Value& a, const Value& b) {
+  if (a.node_ == b.node_) return true;
+  if (a.type() != b.type()) return false;
+  switch (a.type()) {
+    case Value::Type::kNull:
+      return true;
+    case Value::Type::kBool:
+      return a.AsBool() == b.AsBool();
+    case Value::Type::kInt:
+      return a.AsInt() == b.AsInt();
+    case Value::Type::kDouble: {
+      double x = a.AsDouble(), y = b.AsDouble();
+      return x == y || (std::isnan(x) && std::isnan(y));
+    }
+    case Value::Type::kString:
+      return a.AsString() == b.AsString();
+    case Value::Type::kSeq: {
+      auto x = a.items(), y = b.items();
+      if (x.size() != y.size()) return false;
+      for (size_t i = 0; i < x.size(); ++i) {
+        if (!(x[i] == y[i])) return false;
+      }
+      return true;
+    }
+    case Value::Type::kMap: {
+      if (a.size() != b.size()) return false;
+      auto x = a.entries(), y = b.entries();
+      for (size_t i = 0; i < x.size(); ++i) {
+        // Same order is the common case; fall back to lookup.
+        const Value* other = internal::KeyOf(x[i]) == internal::KeyOf(y[i])
+                                 ? &y[i].value
+                                 : b.Get(internal::KeyOf(x[i]));
+        if (!other || !(x[i].value == *other)) return false;
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace gantry::value
