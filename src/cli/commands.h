@@ -16,7 +16,9 @@ using AddCommand = std::function<void(CLI::App& app, int& exit_code)>;
 void AddVersionCommand(CLI::App& app, int& exit_code);
 void AddValidateCommand(CLI::App& app, int& exit_code);
 void AddRenderCommand(CLI::App& app, int& exit_code);
+void AddSyncCommand(CLI::App& app, int& exit_code);
+void AddDiffCommand(CLI::App& app, int& exit_code);
 
-inline std::vector<AddCommand> Commands() { return {AddVersionCommand, AddValidateCommand, AddRenderCommand}; }
+inline std::vector<AddCommand> Commands() { return {AddVersionCommand, AddValidateCommand, AddRenderCommand, AddDiffCommand, AddSyncCommand}; }
 
 }  // namespace gantry::cli

@@ -526,6 +526,11 @@ class HttpClient final : public Client {
     return OkStatus();
   }
 
+  void InvalidateDiscovery() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    discovered_at_ = Clock::time_point{};
+  }
+
   Result<std::string> GetRaw(std::string_view path) override {
     GANTRY_ASSIGN_OR_RETURN(Response r, Do("GET", std::string(path), "", "", fmt::format("get {}", path)));
     return std::move(r.body);

@@ -178,6 +178,9 @@ class Client {
   virtual Status Watch(std::string_view api_version, std::string_view kind, std::string_view namespace_,
                        const WatchOptions& options, const WatchHandler& handler) = 0;
 
+  // Forgets the discovery cache, so the next Resolve() reads it again (after CRDs were created).
+  virtual void InvalidateDiscovery() = 0;
+
   // GET of a raw path (e.g. "/version", "/metrics"); the body as text.
   virtual Result<std::string> GetRaw(std::string_view path) = 0;
 

@@ -1,0 +1,217 @@
+// gantry sync PATH and gantry diff PATH: the delivery engine on a directory of manifests.
+//
+//   gantry diff PATH --app NAME [--context C]    exit 0 in sync, 1 when not (as kubectl diff)
+//   gantry sync PATH --app NAME [--context C] [--prune] [--dry-run] [--wait] [--timeout 5m]
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+#include "kube/kube.h"
+#include "render/render.h"
+#include "sync/sync.h"
+
+namespace gantry::cli {
+namespace {
+
+struct ClusterFlags {
+  std::string kubeconfig;
+  std::string context;
+  std::string namespace_;
+  std::vector<std::string> allow_exec;
+};
+
+void AddClusterFlags(CLI::App* cmd, ClusterFlags& f) {
+  cmd->add_option("--kubeconfig", f.kubeconfig, "Kubeconfig file (default: $KUBECONFIG or ~/.kube/config)");
+  cmd->add_option("--context", f.context, "Kubeconfig context (default: current-context)");
+  cmd->add_option("-n,--namespace", f.namespace_, "Namespace for objects without one (default: the context's)");
+  cmd->add_option("--allow-exec-plugin", f.allow_exec, "Exec credential plugin allowed to run (by name)");
+}
+
+Result<std::unique_ptr<kube::Client>> Connect(const ClusterFlags& f, kube::RestConfig* config_out) {
+  kube::LoadOptions lo{.context = f.context, .namespace_ = f.namespace_, .allowed_exec_plugins = f.allow_exec};
+  if (!f.kubeconfig.empty()) lo.paths = {f.kubeconfig};
+  GANTRY_ASSIGN_OR_RETURN(kube::RestConfig config, kube::LoadConfig(lo));
+  *config_out = config;
+  return kube::NewHttpClient(config);
+}
+
+// "5m", "30s", "1h", "90" (seconds).
+bool ParseDuration(const std::string& text, std::chrono::milliseconds* out) {
+  if (text.empty()) return false;
+  size_t end = 0;
+  long n;
+  try {
+    n = std::stol(text, &end);
+  } catch (...) {
+    return false;
+  }
+  std::string unit = text.substr(end);
+  long mult = unit.empty() || unit == "s" ? 1000 : unit == "m" ? 60000 : unit == "h" ? 3600000 : unit == "ms" ? 1 : -1;
+  if (mult < 0 || n < 0) return false;
+  *out = std::chrono::milliseconds(n * mult);
+  return true;
+}
+
+struct SyncFlags {
+  ClusterFlags cluster;
+  std::string path;
+  std::string app;
+  bool prune = false;
+  bool prune_dangerous = false;
+  bool allow_empty = false;
+  bool dry_run = false;
+  bool wait = false;
+  bool force = false;
+  bool create_namespace = false;
+  bool apply_all = false;
+  std::string timeout = "5m";
+  int parallelism = 32;
+};
+
+// Loads the manifests and everything both commands need; prints the error and returns the exit
+// code on failure.
+struct Prepared {
+  std::unique_ptr<kube::Client> client;
+  std::vector<value::Value> objects;
+  sync::Options options;
+};
+
+std::optional<Prepared> Prepare(const SyncFlags& f, int& exit_code) {
+  auto manifests = render::RenderPlain(f.path);
+  if (!manifests.ok()) {
+    fmt::print(stderr, "error: render {}: {}\n", f.path, manifests.status().message());
+    exit_code = 3;
+    return std::nullopt;
+  }
+  kube::RestConfig config;
+  auto client = Connect(f.cluster, &config);
+  if (!client.ok()) {
+    fmt::print(stderr, "error: {}\n", client.status().message());
+    exit_code = 3;
+    return std::nullopt;
+  }
+  Prepared p;
+  p.client = std::move(client).value();
+  for (auto& m : *manifests) p.objects.push_back(std::move(m.object));
+  p.options.app = f.app;
+  p.options.default_namespace = config.namespace_;
+  p.options.prune = f.prune;
+  p.options.prune_dangerous = f.prune_dangerous;
+  p.options.allow_empty = f.allow_empty;
+  p.options.dry_run = f.dry_run;
+  p.options.wait_for_health = f.wait;
+  p.options.force = f.force;
+  p.options.create_namespace = f.create_namespace;
+  p.options.apply_out_of_sync_only = !f.apply_all;
+  p.options.parallelism = f.parallelism;
+  if (!ParseDuration(f.timeout, &p.options.timeout)) {
+    fmt::print(stderr, "error: --timeout {:?}: expected a duration such as 90s, 5m or 1h\n", f.timeout);
+    exit_code = 2;
+    return std::nullopt;
+  }
+  return p;
+}
+
+std::string Pad(std::string_view s, size_t w) {
+  std::string out(s);
+  if (out.size() < w) out.append(w - out.size(), ' ');
+  return out;
+}
+
+void PrintTable(const sync::State& state) {
+  size_t wk = 4, wn = 4, wa = 6, wh = 6;
+  for (const auto& r : state.results) {
+    wk = std::max(wk, r.ref.kind.size());
+    wn = std::max(wn, r.ref.namespace_.size() + r.ref.name.size() + 1);
+    wa = std::max(wa, sync::Name(r.action).size() + (r.failed ? 7 : 0));
+    wh = std::max(wh, health::Name(r.health.status).size());
+  }
+  fmt::print("\n{}  {}  {}  {}  {}\n", Pad("KIND", wk), Pad("NAME", wn), Pad("ACTION", wa), Pad("HEALTH", wh), "MESSAGE");
+  for (const auto& r : state.results) {
+    std::string name = r.ref.namespace_.empty() ? r.ref.name : r.ref.namespace_ + "/" + r.ref.name;
+    std::string action(sync::Name(r.action));
+    if (r.failed) action += " (failed)";
+    std::string message = r.message.empty() ? r.health.message : r.message;
+    fmt::print("{}  {}  {}  {}  {}\n", Pad(r.ref.kind, wk), Pad(name, wn), Pad(action, wa),
+               Pad(health::Name(r.health.status), wh), message);
+  }
+}
+
+void AddCommonSyncFlags(CLI::App* cmd, SyncFlags& f) {
+  cmd->add_option("path", f.path, "Directory (or file) of manifests")->required();
+  cmd->add_option("--app", f.app, "Application name: labels what is applied, and scopes prune")->required();
+  AddClusterFlags(cmd, f.cluster);
+}
+
+}  // namespace
+
+void AddSyncCommand(CLI::App& app, int& exit_code) {
+  auto f = std::make_shared<SyncFlags>();
+  auto* cmd = app.add_subcommand("sync", "Apply manifests to a cluster with server-side apply, prune, and wait for health");
+  AddCommonSyncFlags(cmd, *f);
+  cmd->add_flag("--prune", f->prune, "Delete objects this application applied before and no longer renders");
+  cmd->add_flag("--prune-dangerous", f->prune_dangerous, "Also prune Namespaces, PersistentVolumeClaims and CRDs");
+  cmd->add_flag("--allow-empty", f->allow_empty, "Allow prune to delete everything when nothing is rendered");
+  cmd->add_flag("--dry-run", f->dry_run, "Server-side dry run: validate and show what would change, persist nothing");
+  cmd->add_flag("--wait", f->wait, "Wait until every object is Healthy");
+  cmd->add_option("--timeout", f->timeout, "Limit for each wait (default 5m)");
+  cmd->add_flag("--force-conflicts", f->force, "Take over fields owned by other field managers");
+  cmd->add_flag("--create-namespace", f->create_namespace, "Create the destination namespace when missing");
+  cmd->add_flag("--apply-all", f->apply_all, "Apply every object, also those already in sync");
+  cmd->add_option("--parallelism", f->parallelism, "Objects applied at once within a wave")->check(CLI::Range(1, 1024));
+  cmd->callback([f, &exit_code] {
+    auto p = Prepare(*f, exit_code);
+    if (!p) return;
+    bool tty = ::isatty(1);
+    auto op = sync::Operation::Create(*p->client, std::move(p->objects), p->options,
+                                      [tty](std::string_view line) {
+                                        fmt::print("{}{}\n", tty ? "\033[1m==>\033[0m " : "==> ", line);
+                                        std::fflush(stdout);
+                                      });
+    if (!op.ok()) {
+      fmt::print(stderr, "error: {}\n", op.status().message());
+      exit_code = 3;
+      return;
+    }
+    const sync::State& state = (*op)->Run();
+    PrintTable(state);
+    fmt::print("\n{} (api requests={})\n", state.message, state.requests);
+    if (state.phase != sync::Phase::kSucceeded) {
+      fmt::print(stderr, "\nerror: sync {}: {}\n", f->app, state.message);
+      exit_code = 1;
+      return;
+    }
+    exit_code = 0;
+  });
+}
+
+void AddDiffCommand(CLI::App& app, int& exit_code) {
+  auto f = std::make_shared<SyncFlags>();
+  auto* cmd = app.add_subcommand("diff", "Show how the cluster differs from the manifests (exit 1 when it does)");
+  AddCommonSyncFlags(cmd, *f);
+  auto color = std::make_shared<std::string>("auto");
+  cmd->add_option("--color", *color, "auto, always or never")->check(CLI::IsMember({"auto", "always", "never"}));
+  cmd->callback([f, color, &exit_code] {
+    auto p = Prepare(*f, exit_code);
+    if (!p) return;
+    bool use_color = *color == "always" || (*color == "auto" && ::isatty(1));
+    auto entries = sync::Diff(*p->client, std::move(p->objects), p->options, use_color);
+    if (!entries.ok()) {
+      fmt::print(stderr, "error: diff {}: {}\n", f->app, entries.status().message());
+      exit_code = 3;
+      return;
+    }
+    int out_of_sync = 0;
+    for (const auto& e : *entries) {
+      if (e.status == diff::SyncStatus::kSynced) continue;
+      ++out_of_sync;
+      fmt::print("{} {}\n{}", diff::Name(e.status), e.ref.ToString(), e.text);
+    }
+    fmt::print(stderr, "{} of {} objects differ\n", out_of_sync, entries->size());
+    exit_code = out_of_sync == 0 ? 0 : 1;
+  });
+}
+
+}  // namespace gantry::cli

@@ -1,0 +1,153 @@
+#include <algorithm>
+#include <charconv>
+#include <map>
+
+#include "sync/sync.h"
+
+namespace gantry::sync {
+namespace {
+
+// The first of `keys` that is set among the object's annotations.
+std::pair<std::string, const value::Value*> Annotation(const value::Value& object,
+                                                       std::initializer_list<std::string_view> keys) {
+  const value::Value* ann = object.Find({"metadata", "annotations"});
+  if (ann == nullptr || !ann->IsMap()) return {"", nullptr};
+  for (std::string_view k : keys) {
+    if (const value::Value* v = ann->Get(k)) return {std::string(k), v};
+  }
+  return {"", nullptr};
+}
+
+std::vector<std::string> SplitComma(std::string_view s) {
+  std::vector<std::string> out;
+  while (!s.empty()) {
+    size_t comma = s.find(',');
+    std::string_view part = s.substr(0, comma);
+    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+    while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+    if (!part.empty()) out.emplace_back(part);
+    if (comma == std::string_view::npos) break;
+    s.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+std::string Where(const value::Value& v) {
+  value::Mark m = v.mark();
+  return m.file.empty() ? std::string("annotation") : fmt::format("{}:{}:{}", m.file, m.line, m.column);
+}
+
+}  // namespace
+
+int KindOrder(std::string_view kind) {
+  // Helm's and Argo CD's install order.
+  static const std::map<std::string_view, int> kOrder = [] {
+    const char* kinds[] = {"Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange",
+                           "PodSecurityPolicy", "PodDisruptionBudget", "ServiceAccount", "Secret",
+                           "SecretList", "ConfigMap", "StorageClass", "PersistentVolume",
+                           "PersistentVolumeClaim", "CustomResourceDefinition", "ClusterRole",
+                           "ClusterRoleList", "ClusterRoleBinding", "ClusterRoleBindingList", "Role",
+                           "RoleList", "RoleBinding", "RoleBindingList", "Service", "DaemonSet", "Pod",
+                           "ReplicationController", "ReplicaSet", "Deployment",
+                           "HorizontalPodAutoscaler", "StatefulSet", "Job", "CronJob", "IngressClass",
+                           "Ingress", "APIService", "MutatingWebhookConfiguration",
+                           "ValidatingWebhookConfiguration"};
+    std::map<std::string_view, int> m;
+    int i = 0;
+    for (const char* k : kinds) m.emplace(k, i++);
+    return m;
+  }();
+  auto it = kOrder.find(kind);
+  return it == kOrder.end() ? static_cast<int>(kOrder.size()) : it->second;
+}
+
+Status ReadAnnotations(const value::Value& object, Task& task) {
+  if (auto [key, v] = Annotation(object, {"gantry.dev/sync-wave", "argocd.argoproj.io/sync-wave"}); v) {
+    std::string_view text = v->IsString() ? v->AsString() : "";
+    int wave = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), wave);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+      return InvalidArgumentError("{}: annotation {} must be an integer in quotes, e.g. \"-1\"", Where(*v), key);
+    }
+    task.wave = wave;
+  }
+  if (auto [key, v] = Annotation(object, {"gantry.dev/hook", "argocd.argoproj.io/hook", "helm.sh/hook"}); v) {
+    std::string text = v->IsString() ? std::string(v->AsString()) : "";
+    std::vector<std::string> phases = SplitComma(text);
+    // Argo CD allows several phases; Gantry runs a hook in the first it supports.
+    task.hook = HookPhase::kNone;
+    for (const std::string& p : phases) {
+      if (p == "PreSync" || p == "pre-install" || p == "pre-upgrade") task.hook = HookPhase::kPreSync;
+      else if (p == "Sync") task.hook = HookPhase::kSync;
+      else if (p == "PostSync" || p == "post-install" || p == "post-upgrade") task.hook = HookPhase::kPostSync;
+      else if (p == "SyncFail") task.hook = HookPhase::kSyncFail;
+      else if (p == "Skip") return OkStatus();
+      else continue;
+      break;
+    }
+    if (task.hook == HookPhase::kNone) {
+      return InvalidArgumentError("{}: annotation {}: unknown hook {:?} (PreSync, Sync, PostSync or SyncFail)",
+                                  Where(*v), key, text);
+    }
+    task.hook_delete_policies = {"BeforeHookCreation"};
+  }
+  if (auto [key, v] = Annotation(object, {"gantry.dev/hook-delete-policy",
+                                           "argocd.argoproj.io/hook-delete-policy",
+                                           "helm.sh/hook-delete-policy"});
+      v) {
+    task.hook_delete_policies.clear();
+    for (const std::string& p : SplitComma(v->IsString() ? v->AsString() : "")) {
+      std::string policy = p == "hook-succeeded" ? "HookSucceeded"
+                           : p == "hook-failed"  ? "HookFailed"
+                           : p == "before-hook-creation" ? "BeforeHookCreation" : p;
+      if (policy != "HookSucceeded" && policy != "HookFailed" && policy != "BeforeHookCreation") {
+        return InvalidArgumentError("{}: annotation {}: unknown policy {:?}", Where(*v), key, p);
+      }
+      task.hook_delete_policies.push_back(policy);
+    }
+  }
+  task.is_namespace_or_crd = task.hook == HookPhase::kNone &&
+                             (task.ref.kind == "Namespace" || task.ref.kind == "CustomResourceDefinition");
+  return OkStatus();
+}
+
+SyncPlan Plan(std::vector<Task> tasks) {
+  auto less = [](const Task& a, const Task& b) {
+    auto key = [](const Task& t) {
+      return std::tuple(KindOrder(t.ref.kind), t.ref.kind, t.ref.namespace_, t.ref.name);
+    };
+    return key(a) < key(b);
+  };
+  std::vector<Task> pre, first, post, fail;
+  std::map<int, std::vector<Task>> waves;
+  std::vector<Task> sync_hooks;
+  for (Task& t : tasks) {
+    switch (t.hook) {
+      case HookPhase::kPreSync: pre.push_back(std::move(t)); break;
+      case HookPhase::kPostSync: post.push_back(std::move(t)); break;
+      case HookPhase::kSyncFail: fail.push_back(std::move(t)); break;
+      case HookPhase::kSync: waves[t.wave].push_back(std::move(t)); break;
+      case HookPhase::kNone:
+        if (t.is_namespace_or_crd) first.push_back(std::move(t));
+        else waves[t.wave].push_back(std::move(t));
+        break;
+    }
+  }
+  SyncPlan plan;
+  auto add = [&](std::vector<Task> step, std::string name) {
+    if (step.empty()) return;
+    std::stable_sort(step.begin(), step.end(), less);
+    for (Task& t : step) t.step = static_cast<int>(plan.steps.size());
+    plan.steps.push_back(std::move(step));
+    plan.step_names.push_back(std::move(name));
+  };
+  add(std::move(pre), "PreSync hooks");
+  add(std::move(first), "namespaces and CRDs");
+  for (auto& [wave, step] : waves) add(std::move(step), fmt::format("wave {}", wave));
+  add(std::move(post), "PostSync hooks");
+  std::stable_sort(fail.begin(), fail.end(), less);
+  plan.sync_fail_hooks = std::move(fail);
+  return plan;
+}
+
+}  // namespace gantry::sync

@@ -1,0 +1,96 @@
+#include <gtest/gtest.h>
+
+#include "sync/sync.h"
+
+namespace gantry::sync {
+namespace {
+
+Task MakeTask(const std::string& yaml) {
+  auto docs = value::ParseYaml(yaml, "plan.yaml");
+  GANTRY_CHECK(docs.ok());
+  Task t;
+  t.object = (*docs)[0];
+  t.ref = kube::RefOf(t.object);
+  Status s = ReadAnnotations(t.object, t);
+  GANTRY_CHECK(s.ok());
+  return t;
+}
+
+Task Obj(const std::string& kind, const std::string& name, const std::string& annotations = "{}") {
+  return MakeTask(fmt::format("apiVersion: v1\nkind: {}\nmetadata: {{name: {}, annotations: {}}}\n", kind, name,
+                              annotations));
+}
+
+std::vector<std::string> Names(const SyncPlan& plan) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    std::string s = plan.step_names[i] + ":";
+    for (const Task& t : plan.steps[i]) s += " " + t.ref.kind + "/" + t.ref.name;
+    out.push_back(s);
+  }
+  return out;
+}
+
+TEST(Plan, NamespacesAndCrdsFirstThenWavesThenKindOrder) {
+  std::vector<Task> tasks;
+  tasks.push_back(Obj("Deployment", "web"));
+  tasks.push_back(Obj("Service", "web"));
+  tasks.push_back(Obj("ConfigMap", "late", "{argocd.argoproj.io/sync-wave: '2'}"));
+  tasks.push_back(Obj("CustomResourceDefinition", "widgets.example.com"));
+  tasks.push_back(Obj("Secret", "creds"));
+  tasks.push_back(Obj("Namespace", "shop"));
+  tasks.push_back(Obj("Job", "migrate", "{gantry.dev/sync-wave: '-1'}"));
+  tasks.push_back(Obj("Widget", "w"));
+  tasks.push_back(Obj("ServiceAccount", "sa"));
+  SyncPlan plan = Plan(std::move(tasks));
+  EXPECT_EQ(Names(plan), (std::vector<std::string>{
+                             "namespaces and CRDs: Namespace/shop CustomResourceDefinition/widgets.example.com",
+                             "wave -1: Job/migrate",
+                             "wave 0: ServiceAccount/sa Secret/creds Service/web Deployment/web Widget/w",
+                             "wave 2: ConfigMap/late",
+                         }));
+}
+
+TEST(Plan, HooksRunInTheirPhases) {
+  std::vector<Task> tasks;
+  tasks.push_back(Obj("Job", "post", "{argocd.argoproj.io/hook: PostSync}"));
+  tasks.push_back(Obj("Deployment", "web"));
+  tasks.push_back(Obj("Job", "pre", "{gantry.dev/hook: PreSync, gantry.dev/hook-delete-policy: HookSucceeded}"));
+  tasks.push_back(Obj("Pod", "cleanup", "{argocd.argoproj.io/hook: SyncFail}"));
+  SyncPlan plan = Plan(std::move(tasks));
+  EXPECT_EQ(Names(plan), (std::vector<std::string>{"PreSync hooks: Job/pre", "wave 0: Deployment/web",
+                                                   "PostSync hooks: Job/post"}));
+  ASSERT_EQ(plan.sync_fail_hooks.size(), 1u);
+  EXPECT_EQ(plan.sync_fail_hooks[0].ref.name, "cleanup");
+  EXPECT_EQ(plan.steps[0][0].hook_delete_policies, std::vector<std::string>{"HookSucceeded"});
+  EXPECT_EQ(plan.steps[2][0].hook_delete_policies, std::vector<std::string>{"BeforeHookCreation"});
+}
+
+TEST(ReadAnnotations, MalformedValuesNameTheAnnotationAndPosition) {
+  auto docs = value::ParseYaml("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  annotations:\n"
+                               "    gantry.dev/sync-wave: soon\n", "app/cm.yaml");
+  ASSERT_TRUE(docs.ok());
+  Task t;
+  t.object = (*docs)[0];
+  Status s = ReadAnnotations(t.object, t);
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("app/cm.yaml:6:27"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("gantry.dev/sync-wave"), std::string::npos);
+
+  auto hook = value::ParseYaml("apiVersion: v1\nkind: Pod\nmetadata: {name: x, annotations: {argocd.argoproj.io/hook: Sometimes}}\n");
+  Task h;
+  h.object = (*hook)[0];
+  EXPECT_EQ(ReadAnnotations(h.object, h).code(), Code::kInvalidArgument);
+}
+
+TEST(KindOrder, WorkloadsAfterTheirDependencies) {
+  EXPECT_LT(KindOrder("Namespace"), KindOrder("ServiceAccount"));
+  EXPECT_LT(KindOrder("Secret"), KindOrder("Deployment"));
+  EXPECT_LT(KindOrder("ConfigMap"), KindOrder("Deployment"));
+  EXPECT_LT(KindOrder("ClusterRole"), KindOrder("RoleBinding"));
+  EXPECT_LT(KindOrder("Service"), KindOrder("Deployment"));
+  EXPECT_LT(KindOrder("Deployment"), KindOrder("SomethingCustom"));
+}
+
+}  // namespace
+}  // namespace gantry::sync

@@ -1,0 +1,165 @@
+#pragma once
+// sync: the engine shared by the push deployer and the pull agent. It applies the rendered
+// manifests of one application to one cluster, prunes what the application no longer renders, and
+// waits for health.
+//
+// The algorithm (after gitops-engine's pkg/sync):
+//  1. Prepare: every desired object gets the tracking label `gantry.dev/app: APP` and annotation
+//     `gantry.dev/tracking-id: APP:GROUP/KIND:NAMESPACE/NAME`; namespaced objects without a namespace
+//     get the destination namespace. Invalid objects (no kind, bad apiVersion, a cluster-scoped kind
+//     with a namespace, duplicates) fail the whole sync before anything is applied.
+//  2. Plan (pure, Plan()): objects are ordered into steps. Hooks (annotation gantry.dev/hook or
+//     argocd.argoproj.io/hook: PreSync, Sync, PostSync, SyncFail) run in their phase. Within the sync
+//     phase, Namespaces and CustomResourceDefinitions come first (and CRDs must be Established before
+//     anything else is applied), then waves (gantry.dev/sync-wave or argocd.argoproj.io/sync-wave,
+//     an integer, default 0) in ascending order, and within a wave a kind order (Namespaces,
+//     policies, ServiceAccounts, Secrets, ConfigMaps, storage, RBAC, Services before workloads) then
+//     namespace and name. Objects of one step are applied in parallel.
+//  3. Apply: server-side apply with field manager "gantry" (force only when asked); with
+//     apply_out_of_sync_only, objects the diff finds Synced are skipped, so a no-op re-sync writes
+//     nothing. Objects whose CRD was created in the same sync are resolved after discovery refreshes.
+//  4. Prune: the inventory (a ConfigMap `gantry-inventory-APP` in the inventory namespace, listing
+//     every object the application applied) minus what is desired now. Nothing is pruned when the
+//     render is empty (unless allow_empty), when the object is annotated gantry.dev/prune: disabled
+//     (or argocd.argoproj.io/sync-options: Prune=false), when it no longer carries this
+//     application's tracking id, or — for Namespaces, PersistentVolumeClaims and CRDs — without
+//     prune_dangerous. Pruning runs after all waves are applied (and healthy when waiting), before
+//     the PostSync hooks; with prune_last it runs after the PostSync hooks instead.
+//  5. Wait: after each wave, and at the end with wait_for_health, objects are polled (one list per
+//     kind and namespace) until Healthy; Degraded ends the wait with an error; a timeout bounds it.
+//
+// The operation is a step-driven state object: Step() does one bounded piece of work and returns,
+// State() tells where it is, Terminate() stops it between steps. Run() loops Step() to the end.
+// Not thread-safe: one thread drives an Operation (it uses a worker pool internally).
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "diff/diff.h"
+#include "health/health.h"
+#include "kube/kube.h"
+#include "value/value.h"
+
+namespace gantry::sync {
+
+inline constexpr char kAppLabel[] = "gantry.dev/app";
+inline constexpr char kTrackingAnnotation[] = "gantry.dev/tracking-id";
+
+enum class HookPhase { kNone, kPreSync, kSync, kPostSync, kSyncFail };
+
+enum class Action {
+  kCreate,     // not in the cluster
+  kUpdate,     // in the cluster, out of sync
+  kUnchanged,  // in sync: skipped (apply_out_of_sync_only)
+  kApply,      // applied without looking first
+  kPrune,      // in the inventory, no longer rendered
+  kPruneSkipped,
+  kHook,
+};
+std::string_view Name(Action a);
+
+// One object in the plan.
+struct Task {
+  value::Value object;        // desired (tracking added), or the live object for prunes
+  kube::ObjectRef ref;
+  std::string source;         // file:line of the manifest, when known
+  HookPhase hook = HookPhase::kNone;
+  std::vector<std::string> hook_delete_policies;  // HookSucceeded, HookFailed, BeforeHookCreation
+  int wave = 0;
+  int step = 0;               // index of the step it belongs to (filled by Plan)
+  bool is_namespace_or_crd = false;
+};
+
+// Tasks grouped into the ordered steps of the algorithm above. Pure.
+struct SyncPlan {
+  std::vector<std::vector<Task>> steps;  // applied one step after another
+  std::vector<std::string> step_names;   // "namespaces and CRDs", "wave 0", "PreSync hooks"...
+  std::vector<Task> sync_fail_hooks;     // run only when the sync fails
+};
+SyncPlan Plan(std::vector<Task> tasks);
+
+// The position of a kind in the apply order (lower first); unknown kinds after all known ones.
+int KindOrder(std::string_view kind);
+
+// Reads the wave, hook phase and delete policies of an object from its gantry.dev/ or Argo CD
+// annotations. InvalidArgument naming the annotation for a malformed value.
+Status ReadAnnotations(const value::Value& object, Task& task);
+
+struct Options {
+  std::string app;                     // required: the application name used for tracking
+  std::string default_namespace = "default";
+  std::string inventory_namespace;     // default: default_namespace
+  bool prune = false;
+  bool prune_last = false;
+  bool prune_dangerous = false;        // allows pruning Namespaces, PVCs and CRDs
+  bool allow_empty = false;            // allows pruning everything when the render is empty
+  bool dry_run = false;                // server-side dry run: nothing is persisted
+  bool apply_out_of_sync_only = true;
+  bool create_namespace = false;       // create default_namespace when missing
+  bool force = false;                  // take over fields other managers own
+  bool wait_for_health = false;        // wait for every object to be Healthy at the end
+  std::chrono::milliseconds timeout{300'000};  // for each health wait
+  int parallelism = 32;
+  diff::Options diff;
+};
+
+// What happened to one object.
+struct ObjectResult {
+  kube::ObjectRef ref;
+  Action action = Action::kApply;
+  bool failed = false;
+  health::Health health{health::HealthStatus::kUnknown, ""};
+  std::string message;
+  std::string step;
+};
+
+enum class Phase { kRunning, kSucceeded, kFailed, kTerminated };
+std::string_view Name(Phase p);
+
+struct State {
+  Phase phase = Phase::kRunning;
+  std::string message;       // what it is doing, or why it failed
+  std::vector<ObjectResult> results;  // in plan order
+  uint64_t requests = 0;     // API requests made by this operation
+};
+
+// Called at each step boundary with a line for the user ("wave 0: applied 12 objects").
+using ProgressFn = std::function<void(std::string_view)>;
+
+class Operation {
+ public:
+  // Prepares an operation over the desired objects (parsed manifests; their Marks name the source
+  // in errors). InvalidArgument when the objects or options are invalid, before anything touches
+  // the cluster.
+  static Result<std::unique_ptr<Operation>> Create(kube::Client& client,
+                                                   std::vector<value::Value> desired,
+                                                   Options options, ProgressFn progress = nullptr);
+  virtual ~Operation() = default;
+  // Does the next piece of work; false when the operation has ended.
+  virtual bool Step() = 0;
+  virtual const State& state() const = 0;
+  // Stops before the next step; the state becomes Terminated.
+  virtual void Terminate() = 0;
+  // Steps to the end and returns the final state.
+  const State& Run() {
+    while (Step()) {
+    }
+    return state();
+  }
+};
+
+// The diff of an application against the cluster, without changing it: one entry per desired
+// object and per inventory object no longer desired.
+struct DiffEntry {
+  kube::ObjectRef ref;
+  diff::SyncStatus status;
+  std::string text;  // RenderDiff output (empty when Synced)
+};
+Result<std::vector<DiffEntry>> Diff(kube::Client& client, std::vector<value::Value> desired,
+                                    const Options& options, bool color);
+
+}  // namespace gantry::sync
