@@ -164,8 +164,9 @@ case ${1:-} in
     if [[ -f $dir/pids/kube-apiserver.pid ]] && kill -0 "$(cat "$dir/pids/kube-apiserver.pid")" 2>/dev/null; then
       echo "$dir/kubeconfig"; exit 0
     fi
-    rm -rf "$dir"; mkdir -p "$dir"
-    start "$dir" --name "$name" "$@" > "$dir/env"
+    rm -rf "$dir" "$dir.env"; mkdir -p "$(dirname "$dir")"
+    start "$dir" --name "$name" "$@" > "$dir.env"
+    mv "$dir.env" "$dir/env"
     echo "$dir/kubeconfig" ;;
   down)
     [[ $# -ge 2 ]] || { echo "usage: $0 down NAME" >&2; exit 2; }
