@@ -55,8 +55,11 @@ struct Response {
 
 class Transport {
  public:
-  Transport(RestConfig config, ClientOptions options)
+  // `connect_to` (host:port:real-host:real-port) routes URLs that name tls_server_name to the
+  // real server, so the certificate is checked against tls_server_name.
+  Transport(RestConfig config, ClientOptions options, std::string connect_to)
       : config_(std::move(config)), options_(options) {
+    if (!connect_to.empty()) connect_to_ = curl_slist_append(nullptr, connect_to.c_str());
     curl_global_init(CURL_GLOBAL_DEFAULT);
     multi_ = curl_multi_init();
     curl_multi_setopt(multi_, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
@@ -73,6 +76,7 @@ class Transport {
     curl_multi_wakeup(multi_);
     worker_.join();
     curl_multi_cleanup(multi_);
+    curl_slist_free_all(connect_to_);
   }
 
   std::future<Response> Submit(Request req) {
@@ -197,6 +201,7 @@ class Transport {
       curl_easy_setopt(h, CURLOPT_SSLKEY_BLOB, &key);
     }
     if (!config_.proxy_url.empty()) curl_easy_setopt(h, CURLOPT_PROXY, config_.proxy_url.c_str());
+    if (connect_to_) curl_easy_setopt(h, CURLOPT_CONNECT_TO, connect_to_);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, OnBody);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, job);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, OnHeader);
@@ -217,6 +222,14 @@ class Transport {
     std::unique_ptr<Job> owned(job);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &job->resp.status);
     job->resp.curl_code = code;
+    if (log::GetLevel() <= log::Level::kDebug) {
+      long version = 0;
+      double seconds = 0;
+      curl_easy_getinfo(h, CURLINFO_HTTP_VERSION, &version);
+      curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &seconds);
+      log::Debug("kube: {} {} -> {} ({}, {:.1f} ms)", job->req.method, job->req.url, job->resp.status,
+                 version == CURL_HTTP_VERSION_2_0 ? "HTTP/2" : "HTTP/1.x", seconds * 1000);
+    }
     if (code != CURLE_OK) job->resp.curl_error = job->error[0] ? job->error : curl_easy_strerror(code);
     curl_multi_remove_handle(multi_, h);
     active_.erase(h);
@@ -271,6 +284,7 @@ class Transport {
 
   const RestConfig config_;
   const ClientOptions options_;
+  curl_slist* connect_to_ = nullptr;
   CURLM* multi_;
   std::thread worker_;
   std::mutex mu_;
@@ -353,8 +367,8 @@ constexpr char kJson[] = "application/json";
 
 class HttpClient final : public Client {
  public:
-  HttpClient(RestConfig config, ClientOptions options)
-      : config_(config), options_(options), transport_(std::move(config), options) {}
+  HttpClient(RestConfig config, ClientOptions options, std::string connect_to)
+      : config_(config), options_(options), transport_(std::move(config), options, std::move(connect_to)) {}
 
   Result<ResourceInfo> Resolve(std::string_view api_version, std::string_view kind) override {
     std::string key = fmt::format("{}/{}", api_version, kind);
@@ -713,7 +727,19 @@ Result<std::unique_ptr<Client>> NewHttpClient(const RestConfig& config, const Cl
     return InvalidArgumentError("kube client: server {:?} is not an http(s) URL", config.server);
   }
   if (options.max_in_flight < 1) return InvalidArgumentError("kube client: max_in_flight must be >= 1");
-  return std::unique_ptr<Client>(new HttpClient(config, options));
+  if (config.tls_server_name.empty()) return std::unique_ptr<Client>(new HttpClient(config, options, ""));
+  // tls-server-name: request https://NAME:PORT and let curl connect to the real host.
+  size_t scheme = config.server.find("://");
+  std::string rest = config.server.substr(scheme + 3);
+  std::string hostport = rest.substr(0, rest.find('/'));
+  size_t colon = hostport.rfind(':');
+  bool has_port = colon != std::string::npos && hostport.find(']', colon) == std::string::npos;
+  std::string host = has_port ? hostport.substr(0, colon) : hostport;
+  std::string port = has_port ? hostport.substr(colon + 1) : "443";
+  RestConfig routed = config;
+  routed.server = fmt::format("https://{}:{}{}", config.tls_server_name, port, rest.substr(hostport.size()));
+  return std::unique_ptr<Client>(new HttpClient(
+      routed, options, fmt::format("{}:{}:{}:{}", config.tls_server_name, port, host, port)));
 }
 
 }  // namespace gantry::kube

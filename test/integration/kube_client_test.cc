@@ -204,6 +204,21 @@ TEST_F(KubeClientTest, WrongCredentialsAreUnauthenticatedAndNotRetried) {
   EXPECT_LE((*c)->request_count(), 2u);  // discovery, then nothing retried
 }
 
+TEST_F(KubeClientTest, TlsServerNameIsVerifiedInsteadOfTheAddress) {
+  RestConfig named = *config_;
+  named.tls_server_name = "kubernetes.default.svc";  // a SAN of the serving certificate
+  auto ok = NewHttpClient(named);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_TRUE((*ok)->Get({"v1", "Namespace", "", "default"}).ok());
+  RestConfig wrong = *config_;
+  wrong.tls_server_name = "not-in-the-certificate.example";
+  auto bad = NewHttpClient(wrong, {.max_attempts = 1});
+  ASSERT_TRUE(bad.ok());
+  auto r = (*bad)->Get({"v1", "Namespace", "", "default"});
+  EXPECT_EQ(r.status().code(), Code::kUnavailable) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("not-in-the-certificate.example"), std::string::npos) << r.status().message();
+}
+
 TEST_F(KubeClientTest, UnreachableServerFailsClearlyWithinTheTimeout) {
   RestConfig gone = *config_;
   gone.server = "https://127.0.0.1:1";  // nothing listens on port 1
