@@ -21,30 +21,32 @@ using internal::Node;
 using internal::SeqNode;
 using internal::SourceFile;
 
-// Line and column of byte offsets that mostly increase.
+// Line and column of byte offsets that mostly increase, in amortised O(1) per call: API responses
+// are one long line, so the column must not be recounted from the line start each time.
 class LineCounter {
  public:
   explicit LineCounter(std::string_view text) : text_(text) {}
   void At(size_t off, uint32_t* line, uint32_t* column) {
     off = std::min(off, text_.size());
-    if (off < pos_) pos_ = line_start_ = 0, line_ = 1;
+    if (off < pos_) pos_ = 0, line_ = 1, column_ = 1;
     for (; pos_ < off; ++pos_) {
-      if (text_[pos_] == '\n') ++line_, line_start_ = pos_ + 1;
+      unsigned char c = static_cast<unsigned char>(text_[pos_]);
+      if (c == '\n') {
+        ++line_;
+        column_ = 1;
+      } else if ((c & 0xC0) != 0x80) {  // columns count characters, not UTF-8 continuation bytes
+        ++column_;
+      }
     }
     *line = line_;
-    // Columns count characters: skip UTF-8 continuation bytes.
-    uint32_t col = 1;
-    for (size_t i = line_start_; i < off; ++i) {
-      if ((static_cast<unsigned char>(text_[i]) & 0xC0) != 0x80) ++col;
-    }
-    *column = col;
+    *column = column_;
   }
 
  private:
   std::string_view text_;
   size_t pos_ = 0;
-  size_t line_start_ = 0;
   uint32_t line_ = 1;
+  uint32_t column_ = 1;
 };
 
 // Finds the first syntax error of a JSON text, for messages only: simdjson reports many errors
@@ -262,6 +264,18 @@ class Builder {
     Node::Get(v)->SetMark(file_, line, column, off, off + len);
   }
 
+  // Where a map or sequence starts, taken before its children move the line counter past it.
+  struct Pos {
+    size_t off;
+    uint32_t line, column;
+  };
+  Pos PosOf(const char* begin) {
+    Pos p{static_cast<size_t>(begin - padded_.data()), 0, 0};
+    lines_.At(p.off, &p.line, &p.column);
+    return p;
+  }
+  void SetMark(Value& v, const Pos& p) { Node::Get(v)->SetMark(file_, p.line, p.column, p.off, p.off); }
+
   template <typename V>
   static simdjson::error_code RawToken(V& val, std::string_view* out) {
     if constexpr (std::is_same_v<V, od::value>) {
@@ -283,6 +297,7 @@ class Builder {
       case od::json_type::object: {
         od::object obj;
         if (auto err = val.get_object().get(obj)) return error_at_ = at, err;
+        Pos start = PosOf(at);
         Value map = Node::Wrap(internal::New<MapNode>(file_));
         auto* m = static_cast<MapNode*>(Node::Get(map));
         for (auto field : obj) {
@@ -305,12 +320,13 @@ class Builder {
           m->AppendNew(std::move(k), std::move(v));
         }
         *out = std::move(map);
-        SetMark(*out, at, 0);
+        SetMark(*out, start);
         return simdjson::SUCCESS;
       }
       case od::json_type::array: {
         od::array arr;
         if (auto err = val.get_array().get(arr)) return error_at_ = at, err;
+        Pos start = PosOf(at);
         Value seq = Node::Wrap(internal::New<SeqNode>(file_));
         auto* s = static_cast<SeqNode*>(Node::Get(seq));
         for (auto item : arr) {
@@ -321,7 +337,7 @@ class Builder {
           s->items.push_back(std::move(v));
         }
         *out = std::move(seq);
-        SetMark(*out, at, 0);
+        SetMark(*out, start);
         return simdjson::SUCCESS;
       }
       case od::json_type::number: {
