@@ -357,6 +357,7 @@ class OperationImpl final : public Operation {
     }
     std::vector<kube::ObjectRef> out;
     std::string text = StringAt(cm->Get("data"), "objects");
+    stored_inventory_ = text;
     if (text.empty()) return out;
     auto list = value::ParseJson(text, "inventory");
     if (!list.ok() || !list->IsSeq()) {
@@ -411,6 +412,8 @@ class OperationImpl final : public Operation {
     Value data = Value::Map();
     data.Set("objects", value::ToJson(list));
     cm.Set("data", data);
+    // Nothing to write when the cluster already holds this inventory (a no-op sync writes nothing).
+    if (value::ToJson(list) == stored_inventory_) return OkStatus();
     std::string json = value::ToJson(cm);
     if (json == last_inventory_) return OkStatus();
     auto r = client_.Apply(cm, {.force = true});
@@ -719,6 +722,7 @@ class OperationImpl final : public Operation {
   std::mutex mu_;
   std::set<std::string> kept_after_prune_;      // GUARDED_BY(mu_) during Prune
   std::string last_inventory_;
+  std::string stored_inventory_;  // data.objects of the inventory as read from the cluster
 };
 
 }  // namespace

@@ -101,7 +101,9 @@ TEST_F(SyncTest, CreateThenNoOpThenUpdate) {
   }
   kube::ObjectRef deploy{"apps/v1", "Deployment", "shop", "web"};
   kube::ObjectRef cm{"v1", "ConfigMap", "shop", "settings"};
-  std::string rv_deploy = ResourceVersion(deploy), rv_cm = ResourceVersion(cm);
+  kube::ObjectRef inventory{"v1", "ConfigMap", "shop", "gantry-inventory-shop"};
+  std::string rv_deploy = ResourceVersion(deploy), rv_cm = ResourceVersion(cm), rv_inv = ResourceVersion(inventory);
+  ASSERT_FALSE(rv_inv.empty());
   auto live = client().Get(deploy);
   ASSERT_TRUE(live.ok());
   EXPECT_EQ(live->Find({"metadata", "labels", kAppLabel})->AsString(), "shop");
@@ -113,7 +115,8 @@ TEST_F(SyncTest, CreateThenNoOpThenUpdate) {
   for (const auto& r : again.results) EXPECT_EQ(r.action, Action::kUnchanged) << r.ref.ToString();
   EXPECT_EQ(ResourceVersion(deploy), rv_deploy);
   EXPECT_EQ(ResourceVersion(cm), rv_cm);
-  EXPECT_LE(again.requests, 10u) << "a no-op sync should only read";
+  EXPECT_EQ(ResourceVersion(inventory), rv_inv);
+  EXPECT_LE(again.requests, 8u) << "a no-op sync should only read: discovery, one list per kind, the inventory";
 
   // One changed field updates one object.
   std::string changed(kApp);
