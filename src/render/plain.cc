@@ -3,10 +3,13 @@
 #include <algorithm>
 
 #include "base/path.h"
+#include "render/internal/documents.h"
+#include "render/internal/plain.h"
 #include "render/render.h"
 
 namespace gantry::render {
 namespace fs = std::filesystem;
+using internal::Where;
 
 namespace {
 
@@ -15,12 +18,6 @@ bool IsManifestName(const std::string& name) {
     return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
   return ends_with(".yaml") || ends_with(".yml") || ends_with(".json");
-}
-
-std::string Where(const value::Value& v) {
-  value::Mark m = v.mark();
-  if (m.file.empty()) return "<generated>";
-  return fmt::format("{}:{}:{}", m.file, m.line, m.column);
 }
 
 // Lists manifest files under `root` as paths relative to it, sorted, refusing links out of it.
@@ -55,21 +52,6 @@ Status Collect(const fs::path& root, const std::string& rel, const Limits& limit
   return OkStatus();
 }
 
-Status AddDocument(value::Value doc, std::vector<Manifest>& out) {
-  if (doc.IsMap()) {
-    const value::Value* kind = doc.Get("kind");
-    const value::Value* items = doc.Get("items");
-    if (kind && kind->IsString() && kind->AsString() == "List" && items && items->IsSeq()) {
-      for (const value::Value& item : items->items()) GANTRY_RETURN_IF_ERROR(AddDocument(item, out));
-      return OkStatus();
-    }
-  }
-  GANTRY_RETURN_IF_ERROR(ValidateObject(doc));
-  std::string where = Where(doc);
-  out.push_back(Manifest{std::move(doc), std::move(where)});
-  return OkStatus();
-}
-
 }  // namespace
 
 Status ValidateObject(const value::Value& doc) {
@@ -94,6 +76,13 @@ Status ValidateObject(const value::Value& doc) {
 }
 
 Result<std::vector<Manifest>> RenderPlain(const fs::path& root, const Limits& limits) {
+  GANTRY_ASSIGN_OR_RETURN(internal::PlainResult r, internal::ReadPlain(root, limits, ""));
+  return std::move(r.manifests);
+}
+
+namespace internal {
+
+Result<PlainResult> ReadPlain(const fs::path& root, const Limits& limits, std::string_view name_prefix) {
   std::error_code ec;
   fs::file_status st = fs::status(root, ec);
   if (ec || !fs::exists(st)) return NotFoundError("{}: no such file or directory", root.string());
@@ -126,16 +115,19 @@ Result<std::vector<Manifest>> RenderPlain(const fs::path& root, const Limits& li
     }
     // The file name lives in the documents' Marks, so it must outlive them: Values keep their own
     // copy of the parse input's file name.
+    std::string name = std::string(name_prefix) + rel;
     std::vector<value::Value> docs;
     if (rel.ends_with(".json")) {
-      GANTRY_ASSIGN_OR_RETURN(value::Value doc, value::ParseJson(*text, rel, limits.parse));
+      GANTRY_ASSIGN_OR_RETURN(value::Value doc, value::ParseJson(*text, name, limits.parse));
       if (!doc.IsNull()) docs.push_back(std::move(doc));
     } else {
-      GANTRY_ASSIGN_OR_RETURN(docs, value::ParseYaml(*text, rel, limits.parse));
+      GANTRY_ASSIGN_OR_RETURN(docs, value::ParseYaml(*text, name, limits.parse));
     }
-    for (value::Value& doc : docs) GANTRY_RETURN_IF_ERROR(AddDocument(std::move(doc), out));
+    for (value::Value& doc : docs) GANTRY_RETURN_IF_ERROR(AddDocument(std::move(doc), "", out));
   }
-  return out;
+  return PlainResult{std::move(out), total};
 }
+
+}  // namespace internal
 
 }  // namespace gantry::render

@@ -1,20 +1,62 @@
 #pragma once
 // Rendering: the manifests an application path produces, as parsed Kubernetes objects.
 //
-// This first part reads plain YAML/JSON directories from the local filesystem. The rule users can
-// predict: every regular file under the root whose name ends in .yaml, .yml or .json is read,
-// recursively, in byte order of its relative path; every other file is ignored, as are directories
-// and files whose name starts with '.' (.git, .github, editor files). Each YAML file may hold several
-// documents; empty documents are skipped. Every document must be a Kubernetes object (a map with
-// string apiVersion, kind and metadata.name); a `kind: List` is expanded into its items.
+// An application is a path inside a repository (Source). Render() picks a renderer by what the
+// path holds, unless Options::renderer names one:
+//   - a kustomization.yaml, kustomization.yml or Kustomization file → Kustomize (`kustomize build`),
+//   - else a Chart.yaml → Helm (`helm template`),
+//   - else plain YAML/JSON.
 //
-// Safety: the repository is hostile. No path outside `root` is ever read: a symlink whose target
-// leaves the root is an error naming it; a symlink inside is followed. Limits on the number of
-// files, the bytes of one file and of all files end the render with ResourceExhausted.
-// Functions here are thread-safe: they share no state.
+// Plain directories are read in-process. The rule users can predict: every regular file under the
+// path whose name ends in .yaml, .yml or .json is read, recursively, in byte order of its relative
+// path; every other file is ignored, as are directories and files whose name starts with '.' (.git,
+// .github, editor files). Each YAML file may hold several documents; empty documents are skipped.
+// Every document must be a Kubernetes object (a map with string apiVersion, kind and
+// metadata.name); a `kind: List` is expanded into its items.
+//
+// Kustomize and Helm are the real binaries, run as separate processes on a private copy:
+//   1. Materialize: the files the renderer may read are copied into a fresh temp dir (mode 0700) at
+//      the same relative paths: for Kustomize, the subtree of every kustomization reachable from
+//      the path through resources/bases/components/generators/transformers/validators (so
+//      `../base` works); for Helm, the chart directory, plus the value files, each copied to its own
+//      name. Only regular files and directories are copied; a symlink is followed only when its
+//      target stays inside the repository (its target is copied), `.git` is skipped. Kustomize
+//      itself keeps its default load restrictor (LoadRestrictionsRootOnly): loose files (patches,
+//      generator inputs) must lie under the kustomization that names them.
+//   2. Check before running anything: a kustomization reference that is absolute, climbs out of the
+//      repository, is missing from it, or looks remote (a URL, git@..., github.com/..., ?ref=) is
+//      refused (remote ones are left to kustomize when allow_remote_bases is set); a Helm value file
+//      must resolve inside the repository. Image overrides and extra components are written into
+//      the copied kustomization (what `kustomize edit set image` / `add component` do).
+//   3. Run: argv only, a clean environment (HOME, XDG_* and HELM_* inside the temp dir, no
+//      KUBECONFIG), a timeout, bounded output and memory; inside bubblewrap when it works (no network, only
+//      /usr, the binary and the temp dir visible, all capabilities dropped), else unsandboxed with a
+//      logged warning (Sandbox::kAuto) or an error (Sandbox::kRequire).
+//   4. Parse: stdout is parsed with value::ParseYaml under Limits::parse; each document must be a
+//      Kubernetes object.
+//
+// Safety: the repository is hostile. No path outside the repository is ever read by Gantry, and the
+// renderers only ever see the copy. Limits (below) bound files, bytes, documents, nesting, aliases
+// and time; each error names the limit and its value.
+//
+// Caching: a RenderCache holds rendered results keyed by (content key, path, renderer, options).
+// The content key is the caller's: it must change whenever any file the render may read changes.
+// With Git that is the commit's root tree id (not the path's tree: kustomize bases and helm value
+// files may live elsewhere in the repository); for plain directories LocalContentKey() hashes them.
+//
+// Thread-safety: the free functions share no state (the bubblewrap probe is cached once per
+// process, under a lock); RenderCache is thread-safe.
 
+#include <chrono>
+#include <cstddef>
 #include <filesystem>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "base/status.h"
@@ -23,16 +65,23 @@
 namespace gantry::render {
 
 struct Limits {
+  // Files read from the repository for one render: manifest files (plain), or every file copied
+  // for an external renderer.
   size_t max_files = 10'000;
-  size_t max_file_bytes = 8u << 20;    // one manifest file
-  size_t max_total_bytes = 256u << 20;  // all manifest files of one render
-  value::ParseOptions parse;
+  size_t max_file_bytes = 8u << 20;     // one manifest file, value file or kustomization
+  size_t max_total_bytes = 256u << 20;  // all files of one render; also a renderer's output
+  // Data memory of an external renderer (RLIMIT_DATA, set with prlimit(1)); 0 for none.
+  size_t max_renderer_memory_bytes = size_t{2} << 30;
+  value::ParseOptions parse;            // of every YAML document read or rendered
 };
 
 // One rendered object and where it came from.
 struct Manifest {
   value::Value object;
-  std::string source;  // "path/in/repo.yaml:line:column" of the document
+  // Plain: "path/in/repo.yaml:line:column" of the document. Kustomize: "kustomize build
+  // PATH:line:column" in its output. Helm: "helm template PATH: chart/templates/x.yaml" (Helm's
+  // "# Source:" comment).
+  std::string source;
 };
 
 // Reads the manifests under `root` (a directory, or a single file) as described above.
@@ -45,5 +94,110 @@ Result<std::vector<Manifest>> RenderPlain(const std::filesystem::path& root, con
 // metadata map with a non-empty string name (or generateName). The error names the field and the
 // position of the document.
 Status ValidateObject(const value::Value& doc);
+
+enum class Renderer { kAuto, kPlain, kKustomize, kHelm };
+std::string_view RendererName(Renderer r);  // "auto", "plain", "kustomize", "helm"
+
+// What Render() would pick for the directory `dir` (never kAuto): see the file comment. Only names
+// are looked at (a symlink named kustomization.yaml counts); nothing is read.
+Renderer Detect(const std::filesystem::path& dir);
+
+// An application: a directory inside a repository checkout.
+struct Source {
+  std::filesystem::path repo_root;  // trusted: the checkout Gantry made
+  std::string path;                 // untrusted: relative to repo_root, "" or "." for the root
+};
+
+struct KustomizeOptions {
+  // Image overrides, as Argo CD's kustomize.images and `kustomize edit set image`:
+  // "nginx=registry/nginx:1.27", "nginx:1.27", "nginx@sha256:...", "nginx=registry/nginx".
+  std::vector<std::string> images;
+  // Extra components (paths relative to the application path, inside the repository).
+  std::vector<std::string> components;
+  // Lets kustomize fetch remote bases itself (and gives its sandbox the network). Off: any remote
+  // reference is refused before kustomize runs.
+  bool allow_remote_bases = false;
+};
+
+struct HelmOptions {
+  std::string release_name;  // empty: the chart directory's name
+  std::string namespace_;    // empty: "default"
+  // Paths relative to the chart directory (may climb with ../ but must stay in the repository).
+  std::vector<std::string> value_files;
+  std::string values;             // inline values (YAML), applied after value_files
+  std::vector<std::string> set;   // "key=value", as --set, applied last
+  bool include_crds = true;
+  std::string kube_version;       // --kube-version when not empty
+  std::vector<std::string> api_versions;  // --api-versions
+};
+
+enum class Sandbox {
+  kAuto,     // bubblewrap when it works here; otherwise run unsandboxed and log a warning (once)
+  kRequire,  // bubblewrap or FailedPrecondition
+  kNone,     // never (the renderer still gets a clean environment and a private copy)
+};
+
+struct Options {
+  Renderer renderer = Renderer::kAuto;
+  KustomizeOptions kustomize;
+  HelmOptions helm;
+  std::string kustomize_binary = "kustomize";  // looked up in PATH when it has no '/'
+  std::string helm_binary = "helm";
+  std::string bwrap_binary = "bwrap";
+  Sandbox sandbox = Sandbox::kAuto;
+  Limits limits;
+  std::chrono::milliseconds timeout{60'000};  // for all renderer processes of one render
+  std::filesystem::path temp_dir;             // where private copies go; empty: $TMPDIR or /tmp
+};
+
+// Thread-safe in-memory LRU cache of rendered results, bounded by the approximate bytes of the
+// rendered text its entries hold. Entries share their (immutable) Values with the callers.
+class RenderCache {
+ public:
+  explicit RenderCache(size_t max_bytes = 256u << 20) : max_bytes_(max_bytes) {}
+  RenderCache(const RenderCache&) = delete;
+  RenderCache& operator=(const RenderCache&) = delete;
+
+  std::optional<std::vector<Manifest>> Get(const std::string& key);
+  // Stores (or refreshes) `key`; an entry larger than the whole cache is not stored.
+  void Put(const std::string& key, std::vector<Manifest> manifests, size_t bytes);
+
+  struct Stats {
+    size_t hits = 0, misses = 0, entries = 0, bytes = 0;
+  };
+  Stats stats() const;
+
+ private:
+  struct Entry {
+    std::string key;
+    std::vector<Manifest> manifests;
+    size_t bytes;
+  };
+  const size_t max_bytes_;
+  mutable std::mutex mu_;
+  std::list<Entry> lru_;  // GUARDED_BY(mu_), most recent first
+  std::unordered_map<std::string, std::list<Entry>::iterator> index_;  // GUARDED_BY(mu_)
+  Stats stats_;  // GUARDED_BY(mu_)
+};
+
+// Renders `source` as described in the file comment.
+// NotFound when the path does not exist; InvalidArgument for a bad option, a document that does not
+// parse or is not an object, or a kustomization that does not parse; PermissionDenied for anything
+// that would read outside the repository (symlink, ../, absolute path, value file) or a remote base
+// that is not allowed; ResourceExhausted for a limit; DeadlineExceeded when a renderer runs past
+// options.timeout; FailedPrecondition for Helm dependencies missing from charts/ or a required
+// sandbox that does not work; Unknown for any other renderer failure, naming the renderer, the path,
+// its exit status and the last lines of its stderr.
+Result<std::vector<Manifest>> Render(const Source& source, const Options& options = {});
+
+// As above, through `cache` under `content_key` (see the file comment); an empty key or a null
+// cache renders without caching. Only successful renders are cached.
+Result<std::vector<Manifest>> Render(const Source& source, const Options& options, RenderCache* cache,
+                                     std::string_view content_key);
+
+// A content key for a local checkout: SHA-256 over the relative paths, modes and contents of the
+// files the render of `source` may read (those it would materialize; for plain, every manifest file
+// under the path), as hex. Errors as Render's for reading the tree.
+Result<std::string> LocalContentKey(const Source& source, const Options& options = {});
 
 }  // namespace gantry::render

@@ -1,0 +1,26 @@
+#pragma once
+// Private to gantry::render: turning parsed YAML documents into Manifests.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "render/render.h"
+#include "value/value.h"
+
+namespace gantry::render::internal {
+
+// "file:line:column" of a parsed node, "<generated>" for one built in code.
+std::string Where(const value::Value& v);
+
+// Appends `doc` (a `kind: List` is expanded into its items) after ValidateObject; each Manifest's
+// source is `source`, or Where() of the object when `source` is empty.
+Status AddDocument(value::Value doc, const std::string& source, std::vector<Manifest>& out);
+
+// Parses a renderer's output stream. Sources are "`filename`:line:column", or with helm_sources
+// "`filename`: <path>" from the nearest preceding "# Source: <path>" comment when there is one.
+Result<std::vector<Manifest>> ParseRendered(std::string_view text, const std::string& filename,
+                                            const Limits& limits, bool helm_sources);
+
+}  // namespace gantry::render::internal

@@ -1,0 +1,50 @@
+#pragma once
+// Private to gantry::render: the parts of the Kustomize and Helm renderers that decide what to
+// copy and what to run. Pure functions of the repository (read through ResolveBeneath) and the
+// options; the running is in render.cc.
+
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/status.h"
+#include "render/render.h"
+#include "value/value.h"
+
+namespace gantry::render::internal {
+
+// The name of the kustomization file in `dir` (kustomization.yaml, kustomization.yml,
+// Kustomization, in that order), or "" when there is none.
+std::string KustomizationName(const std::filesystem::path& dir);
+
+// The directories (normalised, relative to root, none below another) a `kustomize build` of `app`
+// may read: every kustomization reachable through resources, bases, components, generators,
+// transformers and validators (plus options.components), checked on the way: absolute paths,
+// paths leaving the repository (also through symlinks) and remote references (unless allowed) are
+// PermissionDenied; a missing local path is NotFound; a kustomization that does not parse is
+// InvalidArgument. Each error names the kustomization file and the entry.
+Result<std::vector<std::string>> KustomizeTrees(const std::filesystem::path& root, const std::string& app,
+                                                const KustomizeOptions& options, const Limits& limits);
+
+// Applies options.images (as `kustomize edit set image`) and options.components (as `kustomize
+// edit add component`) to a parsed kustomization. InvalidArgument for a malformed image override.
+Status EditKustomization(value::Value& kustomization, const KustomizeOptions& options);
+
+// The value files of a chart at `chart` (normalised), as (path in the repository, file name under
+// the copy's values directory), in order. PermissionDenied for one that is absolute or resolves
+// outside the repository; NotFound for a missing one.
+Result<std::vector<std::pair<std::string, std::string>>> HelmValueFiles(const std::filesystem::path& root,
+                                                                        const std::string& chart,
+                                                                        const HelmOptions& options);
+
+// The arguments after `helm` for `helm template` of the chart copied at `chart_dir`, with the
+// value files copied into `values_dir` (names from HelmValueFiles, then "inline.yaml" when
+// options.values is set). InvalidArgument for a bad release name, namespace or --set entry.
+Result<std::vector<std::string>> HelmTemplateArgs(const std::string& chart_name_default,
+                                                  const std::filesystem::path& chart_dir,
+                                                  const std::filesystem::path& values_dir,
+                                                  const std::vector<std::string>& value_file_names,
+                                                  const HelmOptions& options);
+
+}  // namespace gantry::render::internal

@@ -1,0 +1,332 @@
+// Render(): picks the renderer, plans what it may read, materializes that into a private copy,
+// runs the external renderer there, parses its output; and the cache around it.
+
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include "base/hash.h"
+#include "base/path.h"
+#include "render/internal/documents.h"
+#include "render/internal/plain.h"
+#include "render/internal/renderers.h"
+#include "render/internal/sandbox.h"
+#include "render/internal/tree.h"
+#include "render/render.h"
+
+namespace gantry::render {
+namespace fs = std::filesystem;
+
+namespace {
+
+// What one render reads, decided (and checked) before anything is copied or run.
+struct Plan {
+  Renderer renderer = Renderer::kPlain;
+  fs::path root;            // the repository, canonical
+  std::string rel;          // the application path, normalised ("" for the root)
+  fs::path dir;             // rel resolved beneath root
+  bool is_dir = true;
+  std::vector<std::string> trees;                           // directories an external renderer reads
+  std::vector<std::pair<std::string, std::string>> values;  // helm value files: (rel, copy name)
+};
+
+std::string Display(const std::string& rel) { return rel.empty() ? "." : rel; }
+
+Result<Plan> MakePlan(const Source& source, const Options& options) {
+  Plan plan;
+  std::error_code ec;
+  plan.root = fs::canonical(source.repo_root, ec);
+  if (ec || !fs::is_directory(plan.root)) {
+    return NotFoundError("repository {}: not a directory{}", source.repo_root.string(),
+                         ec ? ": " + ec.message() : "");
+  }
+  GANTRY_ASSIGN_OR_RETURN(plan.rel, internal::NormalizeRel(source.path, "application path"));
+  GANTRY_ASSIGN_OR_RETURN(plan.dir, ResolveBeneath(plan.root, plan.rel));
+  struct stat st;
+  if (::stat(plan.dir.c_str(), &st) != 0) {
+    return NotFoundError("{}: no such file or directory in the repository", Display(plan.rel));
+  }
+  plan.is_dir = S_ISDIR(st.st_mode);
+  plan.renderer = options.renderer;
+  if (plan.renderer == Renderer::kAuto) plan.renderer = plan.is_dir ? Detect(plan.dir) : Renderer::kPlain;
+  if (!plan.is_dir && plan.renderer != Renderer::kPlain) {
+    return InvalidArgumentError("{}: {} needs a directory", Display(plan.rel), RendererName(plan.renderer));
+  }
+  switch (plan.renderer) {
+    case Renderer::kKustomize: {
+      if (internal::KustomizationName(plan.dir).empty()) {
+        return NotFoundError("{}: no kustomization.yaml, kustomization.yml or Kustomization", Display(plan.rel));
+      }
+      GANTRY_ASSIGN_OR_RETURN(plan.trees,
+                              internal::KustomizeTrees(plan.root, plan.rel, options.kustomize, options.limits));
+      break;
+    }
+    case Renderer::kHelm: {
+      GANTRY_ASSIGN_OR_RETURN(fs::path chart, ResolveBeneath(plan.dir, "Chart.yaml"));
+      if (::stat(chart.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+        return NotFoundError("{}: no Chart.yaml", Display(plan.rel));
+      }
+      plan.trees = {plan.rel};
+      GANTRY_ASSIGN_OR_RETURN(plan.values, internal::HelmValueFiles(plan.root, plan.rel, options.helm));
+      break;
+    }
+    case Renderer::kAuto:
+    case Renderer::kPlain:
+      plan.trees = {plan.rel};
+      break;
+  }
+  return plan;
+}
+
+// The options that change what a renderer produces, canonically.
+std::string CacheKey(std::string_view content_key, const Plan& plan, const Options& options) {
+  auto list = [](const std::vector<std::string>& items) {
+    value::Value seq = value::Value::Seq();
+    for (const std::string& s : items) seq.Append(s);
+    return seq;
+  };
+  value::Value o = value::Value::Map();
+  o.Set("path", plan.rel);
+  o.Set("renderer", RendererName(plan.renderer));
+  if (plan.renderer == Renderer::kKustomize) {
+    o.Set("binary", options.kustomize_binary);
+    o.Set("images", list(options.kustomize.images));
+    o.Set("components", list(options.kustomize.components));
+    o.Set("allow_remote_bases", options.kustomize.allow_remote_bases);
+  } else if (plan.renderer == Renderer::kHelm) {
+    const HelmOptions& h = options.helm;
+    o.Set("binary", options.helm_binary);
+    o.Set("release_name", h.release_name);
+    o.Set("namespace", h.namespace_);
+    o.Set("value_files", list(h.value_files));
+    o.Set("values", h.values);
+    o.Set("set", list(h.set));
+    o.Set("include_crds", h.include_crds);
+    o.Set("kube_version", h.kube_version);
+    o.Set("api_versions", list(h.api_versions));
+  }
+  Sha256 hash;
+  hash.Update(fmt::format("gantry-render-v1\n{}\n{}\n", content_key.size(), content_key));
+  hash.Update(value::ToJson(o));
+  return hash.FinishHex();
+}
+
+struct Rendered {
+  std::vector<Manifest> manifests;
+  size_t bytes = 0;
+};
+
+// The last `n` non-empty lines of a renderer's stderr, with the private copy's path removed.
+std::string Tail(std::string text, const fs::path& copy, int n = 5) {
+  for (const std::string& p : {copy.string() + "/", copy.string()}) {
+    for (size_t pos; (pos = text.find(p)) != std::string::npos;) text.replace(pos, p.size(), "");
+  }
+  std::vector<std::string_view> lines;
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    size_t eol = rest.find('\n');
+    std::string_view line = rest.substr(0, eol);
+    if (line.find_first_not_of(" \t\r") != std::string_view::npos) lines.push_back(line);
+    rest.remove_prefix(eol == std::string_view::npos ? rest.size() : eol + 1);
+  }
+  size_t from = lines.size() > static_cast<size_t>(n) ? lines.size() - static_cast<size_t>(n) : 0;
+  std::string out;
+  for (size_t i = from; i < lines.size(); ++i) out += (out.empty() ? "" : "\n") + std::string(lines[i]);
+  return out;
+}
+
+Result<Rendered> RenderExternal(const Plan& plan, const Options& options) {
+  const bool helm = plan.renderer == Renderer::kHelm;
+  GANTRY_ASSIGN_OR_RETURN(std::string binary,
+                          internal::ResolveBinary(helm ? options.helm_binary : options.kustomize_binary,
+                                                  helm ? "Options::helm_binary" : "Options::kustomize_binary"));
+  const std::string display = fmt::format("{} {}", helm ? "helm template" : "kustomize build", Display(plan.rel));
+
+  GANTRY_ASSIGN_OR_RETURN(internal::PrivateDir tmp, internal::PrivateDir::Create(options.temp_dir));
+  const fs::path copy = tmp.path() / "repo", home = tmp.path() / "home", values = tmp.path() / "values",
+                 helm_home = tmp.path() / "helm";
+  std::error_code ec;
+  for (const fs::path& d : {copy, home, values, helm_home / "cache", helm_home / "config", helm_home / "data"}) {
+    fs::create_directories(d, ec);
+    if (ec) return InternalError("create {}: {}", d.string(), ec.message());
+  }
+  internal::Materializer copier(plan.root, copy, options.limits, nullptr);
+  for (const std::string& tree : plan.trees) GANTRY_RETURN_IF_ERROR(copier.AddTree(tree));
+  std::vector<std::string> value_names;
+  for (const auto& [rel, name] : plan.values) {
+    GANTRY_RETURN_IF_ERROR(copier.AddFile(rel, values / name));
+    value_names.push_back(name);
+  }
+  const fs::path app = copy / plan.rel;
+
+  std::map<std::string, std::string> env = {
+      {"PATH", "/usr/local/bin:/usr/bin:/bin"},
+      {"HOME", home.string()},
+      {"XDG_CONFIG_HOME", (home / ".config").string()},
+      {"XDG_CACHE_HOME", (home / ".cache").string()},
+      {"XDG_DATA_HOME", (home / ".local/share").string()},
+      {"LANG", "C.UTF-8"},
+  };
+  std::vector<std::string> args;
+  if (helm) {
+    if (!options.helm.values.empty()) {
+      GANTRY_RETURN_IF_ERROR(internal::WriteNewFile(values / "inline.yaml", options.helm.values));
+    }
+    std::string default_name = plan.rel.empty() ? plan.root.filename().string() : fs::path(plan.rel).filename().string();
+    GANTRY_ASSIGN_OR_RETURN(args, internal::HelmTemplateArgs(default_name, app, values, value_names, options.helm));
+    env.insert({{"HELM_CACHE_HOME", (helm_home / "cache").string()},
+                {"HELM_CONFIG_HOME", (helm_home / "config").string()},
+                {"HELM_DATA_HOME", (helm_home / "data").string()},
+                {"HELM_PLUGINS", (helm_home / "plugins").string()},
+                {"HELM_REPOSITORY_CONFIG", (helm_home / "config/repositories.yaml").string()},
+                {"HELM_REPOSITORY_CACHE", (helm_home / "cache/repository").string()},
+                {"HELM_REGISTRY_CONFIG", (helm_home / "config/registry/config.json").string()}});
+  } else {
+    if (!options.kustomize.images.empty() || !options.kustomize.components.empty()) {
+      fs::path kfile = app / internal::KustomizationName(app);
+      GANTRY_ASSIGN_OR_RETURN(std::string text, ReadFile(kfile, options.limits.max_file_bytes));
+      std::string name = (plan.rel.empty() ? "" : plan.rel + "/") + kfile.filename().string();
+      GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml(text, name, options.limits.parse));
+      value::Value k = docs.empty() ? value::Value::Map() : docs[0];
+      GANTRY_RETURN_IF_ERROR(internal::EditKustomization(k, options.kustomize));
+      fs::remove(kfile, ec);
+      GANTRY_RETURN_IF_ERROR(internal::WriteNewFile(kfile, value::ToYaml(k)));
+    }
+    args = {"build", ".", "--load-restrictor=LoadRestrictionsRootOnly"};
+  }
+
+  internal::RendererRun run;
+  run.binary = binary;
+  run.args = std::move(args);
+  run.cwd = app;
+  run.private_dir = tmp.path();
+  run.env = std::move(env);
+  run.network = !helm && options.kustomize.allow_remote_bases;
+  run.sandbox = options.sandbox;
+  run.bwrap_binary = options.bwrap_binary;
+  run.timeout = options.timeout;
+  run.max_output_bytes = options.limits.max_total_bytes;
+  run.max_memory_bytes = options.limits.max_renderer_memory_bytes;
+  GANTRY_ASSIGN_OR_RETURN(ProcessResult r, internal::RunRenderer(run));
+  if (r.timed_out) {
+    return DeadlineExceededError("{}: did not finish within {} ms (limit Options::timeout)", display,
+                                 options.timeout.count());
+  }
+  if (r.output_truncated) {
+    return ResourceExhaustedError("{}: output larger than {} bytes (limit max_total_bytes)", display,
+                                  options.limits.max_total_bytes);
+  }
+  if (!r.success()) {
+    std::string tail = Tail(r.err.empty() ? r.out : r.err, copy);
+    if (r.err.find("runtime: out of memory") != std::string::npos ||
+        r.err.find("cannot allocate memory") != std::string::npos) {
+      return ResourceExhaustedError("{}: ran out of memory at {} bytes (limit max_renderer_memory_bytes)",
+                                    display, options.limits.max_renderer_memory_bytes);
+    }
+    if (helm && r.err.find("missing in charts/ directory") != std::string::npos) {
+      return FailedPreconditionError("{}: chart dependencies are not vendored in charts/ (Gantry never runs "
+                                     "`helm dependency build`, which needs the network): {}", display, tail);
+    }
+    return UnknownError("{} failed: {}{}{}", display, r.Describe(), tail.empty() ? "" : ": ", tail);
+  }
+  GANTRY_ASSIGN_OR_RETURN(std::vector<Manifest> manifests,
+                          internal::ParseRendered(r.out, display, options.limits, helm));
+  return Rendered{std::move(manifests), r.out.size()};
+}
+
+Result<Rendered> RenderLocalPlain(const Plan& plan, const Options& options) {
+  std::string parent = plan.is_dir ? plan.rel : fs::path(plan.rel).parent_path().string();
+  GANTRY_ASSIGN_OR_RETURN(internal::PlainResult r,
+                          internal::ReadPlain(plan.dir, options.limits, parent.empty() ? "" : parent + "/"));
+  return Rendered{std::move(r.manifests), r.bytes};
+}
+
+}  // namespace
+
+std::string_view RendererName(Renderer r) {
+  switch (r) {
+    case Renderer::kAuto: return "auto";
+    case Renderer::kPlain: return "plain";
+    case Renderer::kKustomize: return "kustomize";
+    case Renderer::kHelm: return "helm";
+  }
+  return "unknown";
+}
+
+Renderer Detect(const fs::path& dir) {
+  if (!internal::KustomizationName(dir).empty()) return Renderer::kKustomize;
+  std::error_code ec;
+  if (fs::exists(fs::symlink_status(dir / "Chart.yaml", ec))) return Renderer::kHelm;
+  return Renderer::kPlain;
+}
+
+std::optional<std::vector<Manifest>> RenderCache::Get(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = index_.find(key);
+  if (it == index_.end()) {
+    ++stats_.misses;
+    return std::nullopt;
+  }
+  ++stats_.hits;
+  lru_.splice(lru_.begin(), lru_, it->second);
+  return it->second->manifests;
+}
+
+void RenderCache::Put(const std::string& key, std::vector<Manifest> manifests, size_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = index_.find(key); it != index_.end()) {
+    stats_.bytes -= it->second->bytes;
+    lru_.erase(it->second);
+    index_.erase(it);
+  }
+  if (bytes > max_bytes_) return;
+  while (!lru_.empty() && stats_.bytes + bytes > max_bytes_) {
+    stats_.bytes -= lru_.back().bytes;
+    index_.erase(lru_.back().key);
+    lru_.pop_back();
+  }
+  lru_.push_front(Entry{key, std::move(manifests), bytes});
+  index_[key] = lru_.begin();
+  stats_.bytes += bytes;
+}
+
+RenderCache::Stats RenderCache::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stats s = stats_;
+  s.entries = lru_.size();
+  return s;
+}
+
+Result<std::vector<Manifest>> Render(const Source& source, const Options& options) {
+  return Render(source, options, nullptr, "");
+}
+
+Result<std::vector<Manifest>> Render(const Source& source, const Options& options, RenderCache* cache,
+                                     std::string_view content_key) {
+  GANTRY_ASSIGN_OR_RETURN(Plan plan, MakePlan(source, options));
+  std::string key;
+  if (cache != nullptr && !content_key.empty()) {
+    key = CacheKey(content_key, plan, options);
+    if (auto hit = cache->Get(key)) return std::move(*hit);
+  }
+  GANTRY_ASSIGN_OR_RETURN(Rendered r, plan.renderer == Renderer::kPlain ? RenderLocalPlain(plan, options)
+                                                                         : RenderExternal(plan, options));
+  if (!key.empty()) cache->Put(key, r.manifests, r.bytes);
+  return std::move(r.manifests);
+}
+
+Result<std::string> LocalContentKey(const Source& source, const Options& options) {
+  GANTRY_ASSIGN_OR_RETURN(Plan plan, MakePlan(source, options));
+  Sha256 hash;
+  hash.Update(fmt::format("gantry-local-content-v1 {}\n", RendererName(plan.renderer)));
+  internal::Materializer walker(plan.root, fs::path(), options.limits, &hash);
+  if (!plan.is_dir) {
+    GANTRY_RETURN_IF_ERROR(walker.AddFile(plan.rel, plan.rel));
+  } else {
+    for (const std::string& tree : plan.trees) GANTRY_RETURN_IF_ERROR(walker.AddTree(tree));
+  }
+  for (const auto& [rel, name] : plan.values) GANTRY_RETURN_IF_ERROR(walker.AddFile(rel, name));
+  return hash.FinishHex();
+}
+
+}  // namespace gantry::render

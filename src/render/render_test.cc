@@ -1,0 +1,431 @@
+// Render() without the real kustomize/helm: detection, the checks made before any renderer runs,
+// the hostile corpus against the plain renderer and the materializer, kustomization edits, the
+// cache and content keys, and process handling with fake renderer scripts. The real binaries are
+// exercised by test/integration/render_kustomize_helm_test.cc.
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "render/internal/renderers.h"
+#include "render/render.h"
+
+namespace gantry::render {
+namespace {
+namespace fs = std::filesystem;
+
+class RenderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    base_ = fs::temp_directory_path() / ("gantry-render-test-" + std::to_string(getpid()));
+    fs::remove_all(base_);
+    fs::create_directories(base_ / "repo");
+    fs::create_directories(base_ / "outside");
+    Write("outside/secret.yaml", Cm("outside-secret"));
+  }
+  void TearDown() override { fs::remove_all(base_); }
+  // Writes under base_ (so "repo/..." is in the repository, "outside/..." is not).
+  void Write(const std::string& rel, const std::string& text) {
+    fs::create_directories((base_ / rel).parent_path());
+    std::ofstream(base_ / rel) << text;
+  }
+  void Link(const std::string& target, const std::string& rel) {
+    fs::create_directories((base_ / rel).parent_path());
+    ASSERT_EQ(symlink(target.c_str(), (base_ / rel).c_str()), 0) << rel;
+  }
+  // A fake renderer: a shell script outside the repository.
+  std::string Script(const std::string& name, const std::string& body) {
+    Write(name, "#!/bin/sh\n" + body);
+    fs::permissions(base_ / name, fs::perms::owner_all);
+    return (base_ / name).string();
+  }
+  Source Src(const std::string& path) { return Source{base_ / "repo", path}; }
+  static std::string Cm(const std::string& name) {
+    return "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name + "\n";
+  }
+  fs::path base_;
+};
+
+std::vector<std::string> Names(const std::vector<Manifest>& ms) {
+  std::vector<std::string> out;
+  for (const auto& m : ms) out.emplace_back(m.object.Find({"metadata", "name"})->AsString());
+  return out;
+}
+
+TEST_F(RenderTest, DetectsByWhatThePathHolds) {
+  Write("repo/k/kustomization.yaml", "resources: []\n");
+  Write("repo/k2/Kustomization", "resources: []\n");
+  Write("repo/h/Chart.yaml", "name: h\n");
+  Write("repo/both/Chart.yaml", "name: h\n");
+  Write("repo/both/kustomization.yml", "resources: []\n");
+  Write("repo/p/a.yaml", Cm("a"));
+  const fs::path r = base_ / "repo";
+  EXPECT_EQ(Detect(r / "k"), Renderer::kKustomize);
+  EXPECT_EQ(Detect(r / "k2"), Renderer::kKustomize);
+  EXPECT_EQ(Detect(r / "h"), Renderer::kHelm);
+  EXPECT_EQ(Detect(r / "both"), Renderer::kKustomize);
+  EXPECT_EQ(Detect(r / "p"), Renderer::kPlain);
+}
+
+TEST_F(RenderTest, PlainThroughSourceNamesRepositoryPaths) {
+  Write("repo/apps/web/b.yaml", Cm("b"));
+  Write("repo/apps/web/a/x.yaml", Cm("x"));
+  auto r = Render(Src("apps/./web/"));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(Names(*r), (std::vector<std::string>{"x", "b"}));
+  EXPECT_EQ((*r)[0].source, "apps/web/a/x.yaml:1:1");
+  // A single file as the path.
+  r = Render(Src("apps/web/b.yaml"));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)[0].source, "apps/web/b.yaml:1:1");
+  // Forcing a renderer that needs a directory on a file.
+  Options o;
+  o.renderer = Renderer::kHelm;
+  EXPECT_EQ(Render(Src("apps/web/b.yaml"), o).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(Render(Src("apps/none")).status().code(), Code::kNotFound);
+}
+
+TEST_F(RenderTest, ApplicationPathMustStayInTheRepository) {
+  for (std::string path : {"../outside", "/etc", "apps/../../outside"}) {
+    auto r = Render(Src(path));
+    EXPECT_EQ(r.status().code(), Code::kPermissionDenied) << path << ": " << r.status().ToString();
+  }
+  Link("../../outside", "repo/apps/escape");
+  auto r = Render(Src("apps/escape"));
+  EXPECT_EQ(r.status().code(), Code::kPermissionDenied) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("escape"), std::string::npos) << r.status().message();
+}
+
+// The hostile corpus against the plain renderer: refused or bounded, nothing outside read.
+TEST_F(RenderTest, HostileCorpusPlain) {
+  Write("repo/app/ok.yaml", Cm("ok"));
+  Link("/etc/passwd", "repo/app/passwd.yaml");
+  auto r = Render(Src("app"));
+  ASSERT_EQ(r.status().code(), Code::kPermissionDenied) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("passwd.yaml"), std::string::npos);
+  EXPECT_NE(r.status().message().find("/etc/passwd"), std::string::npos);
+  fs::remove(base_ / "repo/app/passwd.yaml");
+
+  Link("../../outside", "repo/app/dir");
+  r = Render(Src("app"));
+  ASSERT_EQ(r.status().code(), Code::kPermissionDenied) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("dir"), std::string::npos);
+  fs::remove(base_ / "repo/app/dir");
+
+  // Billion laughs: 9 levels of 10 aliases each would be 10^9 nodes.
+  std::string bomb = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i <= 9; ++i) {
+    bomb += fmt::format("  a{0}: &a{0} [*a{1}, *a{1}, *a{1}, *a{1}, *a{1}, *a{1}, *a{1}, *a{1}, *a{1}, *a{1}]\n", i, i - 1);
+  }
+  Write("repo/app/bomb.yaml", bomb);
+  r = Render(Src("app"));
+  ASSERT_EQ(r.status().code(), Code::kResourceExhausted) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("app/bomb.yaml:"), std::string::npos) << r.status().message();
+}
+
+TEST_F(RenderTest, LimitsEndTheRenderNamingTheLimit) {
+  for (int i = 0; i < 5; ++i) Write(fmt::format("repo/app/{}.yaml", i), Cm(fmt::format("c{}", i)));
+  Options o;
+  o.limits.max_files = 3;
+  auto r = Render(Src("app"), o);
+  EXPECT_EQ(r.status().code(), Code::kResourceExhausted);
+  EXPECT_NE(r.status().message().find("max_files"), std::string::npos) << r.status().message();
+  // The same limit bounds what is copied for an external renderer.
+  Write("repo/app/kustomization.yaml", "resources: [0.yaml]\n");
+  o.kustomize_binary = "/bin/true";
+  r = Render(Src("app"), o);
+  EXPECT_EQ(r.status().code(), Code::kResourceExhausted) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("max_files"), std::string::npos) << r.status().message();
+  o.limits.max_files = 100;
+  o.limits.max_total_bytes = 100;
+  r = Render(Src("app"), o);
+  EXPECT_EQ(r.status().code(), Code::kResourceExhausted) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("max_total_bytes"), std::string::npos) << r.status().message();
+}
+
+// Kustomization references are checked before kustomize runs (the binary here does not exist).
+TEST_F(RenderTest, KustomizeReferencesAreCheckedBeforeRunning) {
+  Options o;
+  o.kustomize_binary = (base_ / "no-such-kustomize").string();
+  Write("repo/base/kustomization.yaml", "resources: [cm.yaml]\n");
+  Write("repo/base/cm.yaml", Cm("base"));
+  Write("outside/k/kustomization.yaml", "resources: [../secret.yaml]\n");
+  Link("../../outside/k", "repo/app/linked");
+  Link("/etc", "repo/app/etc");
+  struct Case {
+    std::string resource;
+    Code code;
+    std::string says;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"https://github.com/org/repo//deploy?ref=v1", Code::kPermissionDenied, "allow_remote_bases"},
+           {"github.com/org/repo/deploy?ref=v1", Code::kPermissionDenied, "remote"},
+           {"git@github.com:org/repo.git", Code::kPermissionDenied, "remote"},
+           {"example.com/org/repo/deploy", Code::kPermissionDenied, "remote"},
+           {"file:///etc", Code::kPermissionDenied, "file URL"},
+           {"/etc", Code::kPermissionDenied, "absolute"},
+           {"../../outside/k", Code::kPermissionDenied, "leaves the repository"},
+           {"linked", Code::kPermissionDenied, "outside"},
+           {"etc", Code::kPermissionDenied, "/etc"},
+           {"missing", Code::kNotFound, "no such file"},
+       }) {
+    Write("repo/app/kustomization.yaml", "resources:\n- ../base\n- " + c.resource + "\n");
+    auto r = Render(Src("app"), o);
+    EXPECT_EQ(r.status().code(), c.code) << c.resource << ": " << r.status().ToString();
+    EXPECT_NE(r.status().message().find(c.says), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find("app/kustomization.yaml"), std::string::npos) << r.status().message();
+  }
+  // The same through a base, and through components and the components option.
+  Write("repo/app/kustomization.yaml", "resources: [../base]\ncomponents: [../comp]\n");
+  Write("repo/comp/kustomization.yaml", "kind: Component\nresources: [https://example.com/x.yaml]\n");
+  auto r = Render(Src("app"), o);
+  EXPECT_EQ(r.status().code(), Code::kPermissionDenied) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("comp/kustomization.yaml"), std::string::npos) << r.status().message();
+  Write("repo/app/kustomization.yaml", "resources: [../base]\n");
+  o.kustomize.components = {"../../outside/k"};
+  EXPECT_EQ(Render(Src("app"), o).status().code(), Code::kPermissionDenied);
+  // Everything checked out: now the missing binary is the error, naming the option.
+  o.kustomize.components.clear();
+  r = Render(Src("app"), o);
+  EXPECT_EQ(r.status().code(), Code::kNotFound) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("Options::kustomize_binary"), std::string::npos) << r.status().message();
+  // A kustomization that does not parse.
+  Write("repo/app/kustomization.yaml", "resources: [../base\n");
+  EXPECT_EQ(Render(Src("app"), o).status().code(), Code::kInvalidArgument);
+}
+
+TEST_F(RenderTest, KustomizeTreesAreTheReachableKustomizations) {
+  Write("repo/base/kustomization.yaml", "resources: [cm.yaml, ../shared/nested]\n");
+  Write("repo/base/cm.yaml", Cm("base"));
+  Write("repo/shared/nested/kustomization.yaml", "resources: []\n");
+  Write("repo/overlays/prod/kustomization.yaml", "resources: [../../base, ../../base]\n");
+  Write("repo/unrelated/big.yaml", Cm("unrelated"));
+  auto trees = internal::KustomizeTrees(base_ / "repo", "overlays/prod", {}, {});
+  ASSERT_TRUE(trees.ok()) << trees.status().ToString();
+  EXPECT_EQ(*trees, (std::vector<std::string>{"base", "overlays/prod", "shared/nested"}));
+}
+
+// Symlinks inside a tree that is copied for a renderer: followed inside, refused out of the repo.
+TEST_F(RenderTest, MaterializingRefusesLinksOutOfTheRepository) {
+  Options o;
+  o.kustomize_binary = "/bin/true";  // never reached when the copy is refused
+  Write("repo/app/kustomization.yaml", "resources: []\n");
+  Link("/etc/passwd", "repo/app/passwd.env");
+  auto r = Render(Src("app"), o);
+  EXPECT_EQ(r.status().code(), Code::kPermissionDenied) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("passwd.env"), std::string::npos) << r.status().message();
+  EXPECT_EQ(LocalContentKey(Src("app"), o).status().code(), Code::kPermissionDenied);
+  fs::remove(base_ / "repo/app/passwd.env");
+  Link("../../outside", "repo/app/data");
+  EXPECT_EQ(Render(Src("app"), o).status().code(), Code::kPermissionDenied);
+  fs::remove(base_ / "repo/app/data");
+  Link("..", "repo/app/loop");
+  r = Render(Src("app"), o);
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("loop"), std::string::npos) << r.status().message();
+  fs::remove(base_ / "repo/app/loop");
+  Write("repo/shared/data.env", "A=1\n");
+  Link("../shared", "repo/app/shared");
+  r = Render(Src("app"), o);  // a link inside the repository is copied as what it points to
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+}
+
+TEST_F(RenderTest, HelmValueFilesMustResolveInsideTheRepository) {
+  Options o;
+  o.helm_binary = (base_ / "no-such-helm").string();
+  Write("repo/charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+  Write("repo/values/prod.yaml", "replicas: 3\n");
+  Link("/etc/passwd", "repo/charts/web/passwd.yaml");
+  for (std::string file : {"../../../outside/secret.yaml", "/etc/passwd", "passwd.yaml",
+                                   "https://example.com/values.yaml"}) {
+    o.helm.value_files = {"../../values/prod.yaml", file};
+    auto r = Render(Src("charts/web"), o);
+    EXPECT_EQ(r.status().code(), Code::kPermissionDenied) << file << ": " << r.status().ToString();
+    EXPECT_NE(r.status().message().find(file), std::string::npos) << r.status().message();
+  }
+  o.helm.value_files = {"../../values/missing.yaml"};
+  EXPECT_EQ(Render(Src("charts/web"), o).status().code(), Code::kNotFound);
+  o.helm.value_files = {"../../values/prod.yaml"};
+  auto r = Render(Src("charts/web"), o);
+  EXPECT_EQ(r.status().code(), Code::kNotFound) << r.status().ToString();  // the helm binary
+  EXPECT_NE(r.status().message().find("Options::helm_binary"), std::string::npos) << r.status().message();
+}
+
+TEST(HelmTemplateArgs, EveryValueIsOneFlagArgument) {
+  HelmOptions h;
+  h.value_files = {"x"};
+  h.values = "a: 1";
+  h.set = {"image.tag=1.2", "--post-renderer=/bin/sh"};
+  h.api_versions = {"monitoring.coreos.com/v1"};
+  h.kube_version = "1.31.0";
+  auto args = internal::HelmTemplateArgs("web", "/c/web", "/v", {"0-prod.yaml"}, h);
+  ASSERT_TRUE(args.ok()) << args.status().ToString();
+  EXPECT_EQ(*args, (std::vector<std::string>{"template", "web", "/c/web", "--namespace=default", "--include-crds",
+                                             "--kube-version=1.31.0", "--api-versions=monitoring.coreos.com/v1",
+                                             "--values=/v/0-prod.yaml", "--values=/v/inline.yaml",
+                                             "--set=image.tag=1.2", "--set=--post-renderer=/bin/sh"}));
+  for (const std::string& bad : std::vector<std::string>{"-f", "Web", std::string(54, 'a'), "a_b"}) {
+    h.release_name = bad;
+    EXPECT_EQ(internal::HelmTemplateArgs("web", "/c", "/v", {}, h).status().code(), Code::kInvalidArgument) << bad;
+  }
+  h.release_name = "";
+  h.namespace_ = "--kubeconfig";
+  EXPECT_EQ(internal::HelmTemplateArgs("web", "/c", "/v", {}, h).status().code(), Code::kInvalidArgument);
+  h.namespace_ = "apps";
+  h.set = {"novalue"};
+  EXPECT_EQ(internal::HelmTemplateArgs("web", "/c", "/v", {}, h).status().code(), Code::kInvalidArgument);
+}
+
+value::Value ParseOne(const std::string& yaml) {
+  auto docs = value::ParseYaml(yaml);
+  return docs.ok() && !docs->empty() ? (*docs)[0] : value::Value::Map();
+}
+
+TEST(EditKustomization, ImagesAsKustomizeEditSetImage) {
+  value::Value k = ParseOne(
+      "resources: [a.yaml]\nimages:\n- name: nginx\n  newTag: '1.0'\n- name: redis\n  digest: sha256:aa\n");
+  KustomizeOptions o;
+  o.images = {"nginx=registry.example:5000/nginx:1.27", "redis:7", "busybox@sha256:bb", "app=mirror/app",
+              "localhost:5000/x:2"};
+  o.components = {"../components/a", "../components/a"};
+  ASSERT_TRUE(internal::EditKustomization(k, o).ok());
+  value::Value want = ParseOne(R"(
+resources: [a.yaml]
+images:
+- {name: nginx, newTag: '1.27', newName: 'registry.example:5000/nginx'}
+- {name: redis, newTag: '7'}
+- {name: busybox, digest: 'sha256:bb'}
+- {name: app, newName: mirror/app}
+- {name: 'localhost:5000/x', newTag: '2'}
+components: [../components/a]
+)");
+  EXPECT_EQ(value::ToYaml(k), value::ToYaml(want));
+  EXPECT_TRUE(k == want);
+  for (std::string bad : {"nginx", "", "nginx:", "a b:1", "=x:1", "x@"}) {
+    KustomizeOptions b;
+    b.images = {bad};
+    value::Value k2 = value::Value::Map();
+    auto s = internal::EditKustomization(k2, b);
+    EXPECT_EQ(s.code(), Code::kInvalidArgument) << bad;
+  }
+}
+
+TEST(RenderCache, LruBoundedByBytes) {
+  RenderCache cache(100);
+  auto one = [](const std::string& name) {
+    auto docs = value::ParseYaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + "}\n");
+    return std::vector<Manifest>{Manifest{(*docs)[0], name}};
+  };
+  cache.Put("a", one("a"), 40);
+  cache.Put("b", one("b"), 40);
+  EXPECT_TRUE(cache.Get("a").has_value());  // a is now the most recent
+  cache.Put("c", one("c"), 40);             // evicts b
+  EXPECT_FALSE(cache.Get("b").has_value());
+  ASSERT_TRUE(cache.Get("c").has_value());
+  EXPECT_EQ(cache.Get("a")->at(0).source, "a");
+  cache.Put("huge", one("huge"), 101);
+  EXPECT_FALSE(cache.Get("huge").has_value());
+  auto s = cache.stats();
+  EXPECT_EQ(s.entries, 2u);
+  EXPECT_EQ(s.bytes, 80u);
+  EXPECT_EQ(s.hits, 3u);
+  EXPECT_EQ(s.misses, 2u);
+}
+
+TEST_F(RenderTest, CacheHitsUnderTheSameKeyAndOptions) {
+  Write("repo/app/a.yaml", Cm("a"));
+  RenderCache cache;
+  auto key = LocalContentKey(Src("app"));
+  ASSERT_TRUE(key.ok()) << key.status().ToString();
+  auto r1 = Render(Src("app"), {}, &cache, *key);
+  ASSERT_TRUE(r1.ok());
+  Write("repo/app/a.yaml", Cm("changed"));  // the caller's key says nothing changed: a hit
+  auto r2 = Render(Src("app"), {}, &cache, *key);
+  ASSERT_TRUE(r2.ok());
+  EXPECT_EQ(Names(*r2), (std::vector<std::string>{"a"}));
+  EXPECT_EQ(cache.stats().hits, 1u);
+  auto key2 = LocalContentKey(Src("app"));
+  ASSERT_TRUE(key2.ok());
+  EXPECT_NE(*key, *key2);
+  auto r3 = Render(Src("app"), {}, &cache, *key2);
+  ASSERT_TRUE(r3.ok());
+  EXPECT_EQ(Names(*r3), (std::vector<std::string>{"changed"}));
+  EXPECT_EQ(cache.stats().misses, 2u);
+  // Other options or another path under the same content key: a miss.
+  Options o;
+  o.renderer = Renderer::kPlain;
+  o.helm.release_name = "irrelevant-for-plain";
+  EXPECT_TRUE(Render(Src("app"), o, &cache, *key2).ok());
+  EXPECT_EQ(cache.stats().hits, 2u);
+  Write("repo/app/kustomization.yaml", "resources: [a.yaml]\n");
+  o.renderer = Renderer::kAuto;
+  o.kustomize_binary = (base_ / "no-such-kustomize").string();
+  EXPECT_FALSE(Render(Src("app"), o, &cache, *key2).ok());  // kustomize now: a miss, then the binary
+  // No key: no caching.
+  size_t before = cache.stats().hits + cache.stats().misses;
+  EXPECT_TRUE(Render(Src("app/a.yaml"), {}, &cache, "").ok());
+  EXPECT_EQ(cache.stats().hits + cache.stats().misses, before);
+}
+
+TEST_F(RenderTest, LocalContentKeyCoversKustomizeBasesAndHelmValueFiles) {
+  Write("repo/base/kustomization.yaml", "resources: [cm.yaml]\n");
+  Write("repo/base/cm.yaml", Cm("base"));
+  Write("repo/app/kustomization.yaml", "resources: [../base]\n");
+  Write("repo/unrelated/x.yaml", Cm("x"));
+  auto k1 = LocalContentKey(Src("app"));
+  ASSERT_TRUE(k1.ok()) << k1.status().ToString();
+  Write("repo/unrelated/x.yaml", Cm("y"));
+  EXPECT_EQ(*LocalContentKey(Src("app")), *k1);
+  Write("repo/base/cm.yaml", Cm("changed"));
+  EXPECT_NE(*LocalContentKey(Src("app")), *k1);
+  fs::permissions(base_ / "repo/base/cm.yaml", fs::perms::owner_exec, fs::perm_options::add);
+  auto k2 = LocalContentKey(Src("app"));
+  EXPECT_NE(*k2, *LocalContentKey(Src("base")));
+
+  Write("repo/chart/Chart.yaml", "apiVersion: v2\nname: c\nversion: 0.1.0\n");
+  Write("repo/values/a.yaml", "x: 1\n");
+  Options o;
+  o.helm.value_files = {"../values/a.yaml"};
+  auto h1 = LocalContentKey(Src("chart"), o);
+  ASSERT_TRUE(h1.ok()) << h1.status().ToString();
+  Write("repo/values/a.yaml", "x: 2\n");
+  EXPECT_NE(*LocalContentKey(Src("chart"), o), *h1);
+}
+
+// Process handling, with fake renderers (shell scripts) in place of kustomize.
+TEST_F(RenderTest, RendererFailureTimeoutAndOutputLimits) {
+  Write("repo/app/kustomization.yaml", "resources: []\n");
+  Options o;
+  o.kustomize_binary = Script("fail.sh", "echo 'line 1' >&2\necho \"Error: accumulating resources in $PWD\" >&2\nexit 3\n");
+  auto r = Render(Src("app"), o);
+  EXPECT_EQ(r.status().code(), Code::kUnknown);
+  EXPECT_EQ(r.status().message(),
+            "kustomize build app failed: exit code 3: line 1\nError: accumulating resources in app");
+
+  o.kustomize_binary = Script("slow.sh", "sleep 30\n");
+  o.timeout = std::chrono::milliseconds(300);
+  auto start = std::chrono::steady_clock::now();
+  r = Render(Src("app"), o);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  EXPECT_EQ(r.status().code(), Code::kDeadlineExceeded);
+  EXPECT_EQ(r.status().message(), "kustomize build app: did not finish within 300 ms (limit Options::timeout)");
+
+  o.timeout = std::chrono::seconds(30);
+  o.kustomize_binary = Script("big.sh", "yes 'a: b' | head -c 100000\n");
+  o.limits.max_total_bytes = 10000;
+  r = Render(Src("app"), o);
+  EXPECT_EQ(r.status().code(), Code::kResourceExhausted) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("max_total_bytes"), std::string::npos);
+
+  o.limits = {};
+  o.kustomize_binary = Script("bad.sh", "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {}\\n'\n");
+  r = Render(Src("app"), o);
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(r.status().message(), "kustomize build app:1:1: object has no metadata.name");
+}
+
+}  // namespace
+}  // namespace gantry::render
