@@ -11,14 +11,18 @@ namespace gantry::render {
 namespace fs = std::filesystem;
 using internal::Where;
 
-namespace {
+namespace internal {
 
-bool IsManifestName(const std::string& name) {
-  auto ends_with = [&](std::string_view suffix) {
-    return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
+bool IsManifestName(std::string_view name) {
+  auto ends_with = [&](std::string_view suffix) { return name.size() > suffix.size() && name.ends_with(suffix); };
   return ends_with(".yaml") || ends_with(".yml") || ends_with(".json");
 }
+
+}  // namespace internal
+
+namespace {
+
+using internal::IsManifestName;
 
 // Lists manifest files under `root` as paths relative to it, sorted, refusing links out of it.
 Status Collect(const fs::path& root, const std::string& rel, const Limits& limits,
@@ -82,6 +86,18 @@ Result<std::vector<Manifest>> RenderPlain(const fs::path& root, const Limits& li
 
 namespace internal {
 
+Status AppendFile(std::string_view text, const std::string& name, const Limits& limits, std::vector<Manifest>& out) {
+  std::vector<value::Value> docs;
+  if (name.ends_with(".json")) {
+    GANTRY_ASSIGN_OR_RETURN(value::Value doc, value::ParseJson(text, name, limits.parse));
+    if (!doc.IsNull()) docs.push_back(std::move(doc));
+  } else {
+    GANTRY_ASSIGN_OR_RETURN(docs, value::ParseYaml(text, name, limits.parse));
+  }
+  for (value::Value& doc : docs) GANTRY_RETURN_IF_ERROR(AddDocument(std::move(doc), "", out));
+  return OkStatus();
+}
+
 Result<PlainResult> ReadPlain(const fs::path& root, const Limits& limits, std::string_view name_prefix) {
   std::error_code ec;
   fs::file_status st = fs::status(root, ec);
@@ -115,15 +131,7 @@ Result<PlainResult> ReadPlain(const fs::path& root, const Limits& limits, std::s
     }
     // The file name lives in the documents' Marks, so it must outlive them: Values keep their own
     // copy of the parse input's file name.
-    std::string name = std::string(name_prefix) + rel;
-    std::vector<value::Value> docs;
-    if (rel.ends_with(".json")) {
-      GANTRY_ASSIGN_OR_RETURN(value::Value doc, value::ParseJson(*text, name, limits.parse));
-      if (!doc.IsNull()) docs.push_back(std::move(doc));
-    } else {
-      GANTRY_ASSIGN_OR_RETURN(docs, value::ParseYaml(*text, name, limits.parse));
-    }
-    for (value::Value& doc : docs) GANTRY_RETURN_IF_ERROR(AddDocument(std::move(doc), "", out));
+    GANTRY_RETURN_IF_ERROR(AppendFile(*text, std::string(name_prefix) + rel, limits, out));
   }
   return PlainResult{std::move(out), total};
 }

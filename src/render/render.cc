@@ -78,8 +78,18 @@ Result<Plan> MakePlan(const Source& source, const Options& options) {
   return plan;
 }
 
-// The options that change what a renderer produces, canonically.
 std::string CacheKey(std::string_view content_key, const Plan& plan, const Options& options) {
+  return CacheKey(content_key, plan.rel, plan.renderer, options);
+}
+
+}  // namespace
+
+// The options that change what a renderer produces, canonically.
+std::string CacheKey(std::string_view content_key, std::string_view path, Renderer renderer, const Options& options) {
+  struct {
+    std::string rel;
+    Renderer renderer;
+  } plan{std::string(path), renderer};
   auto list = [](const std::vector<std::string>& items) {
     value::Value seq = value::Value::Seq();
     for (const std::string& s : items) seq.Append(s);
@@ -110,6 +120,8 @@ std::string CacheKey(std::string_view content_key, const Plan& plan, const Optio
   hash.Update(value::ToJson(o));
   return hash.FinishHex();
 }
+
+namespace {
 
 struct Rendered {
   std::vector<Manifest> manifests;

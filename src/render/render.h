@@ -60,6 +60,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "git/git.h"
 #include "value/value.h"
 
 namespace gantry::render {
@@ -195,9 +196,30 @@ Result<std::vector<Manifest>> Render(const Source& source, const Options& option
 Result<std::vector<Manifest>> Render(const Source& source, const Options& options, RenderCache* cache,
                                      std::string_view content_key);
 
+// The RenderCache key of rendering `path` with `renderer` (not kAuto) and `options` over files
+// whose content key is `content_key`.
+std::string CacheKey(std::string_view content_key, std::string_view path, Renderer renderer, const Options& options);
+
 // A content key for a local checkout: SHA-256 over the relative paths, modes and contents of the
 // files the render of `source` may read (those it would materialize; for plain, every manifest file
 // under the path), as hex. Errors as Render's for reading the tree.
 Result<std::string> LocalContentKey(const Source& source, const Options& options = {});
+
+// Rendering straight from Git (the pull agent, the push deployer, `gantry render --repo`).
+struct GitRendered {
+  std::string commit;
+  std::vector<Manifest> manifests;
+  bool cache_hit = false;
+};
+
+// Renders `path` of `repo` at `revision` (resolved to a commit; fetching is the caller's). Plain
+// directories are read straight from the object database, without a checkout; Kustomize and Helm
+// get the commit materialized into a private temp dir (removed afterwards). With a cache, the key
+// covers the repository URL and the commit's root tree id, so an unchanged repository is never
+// rendered twice. Errors: those of Resolve/ReadTree/Materialize (NotFound for an unknown revision
+// or path, PermissionDenied for a symlink leaving the tree, ResourceExhausted for a limit) and of
+// Render; every message names the revision and path.
+Result<GitRendered> RenderGit(git::Repository& repo, std::string_view revision, const std::string& path,
+                              const Options& options = {}, RenderCache* cache = nullptr);
 
 }  // namespace gantry::render

@@ -1,0 +1,162 @@
+// Rendering straight from Git (render::RenderGit): plain directories read from the object database,
+// Kustomize from a materialized commit, the cache, and symlinks in the repository.
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "base/process.h"
+#include "git/git.h"
+#include "render/render.h"
+#include "test/env/testenv.h"
+
+namespace gantry::render {
+namespace {
+namespace fs = std::filesystem;
+
+class RenderGitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bare_ = tmp_.path() + "/config.git";
+    work_ = tmp_.path() + "/work";
+    Git({"init", "-q", "--bare", "-b", "main", bare_});
+    Git({"init", "-q", "-b", "main", work_});
+    auto tools = gantry::RunChecked({std::string(std::getenv("GANTRY_SOURCE_DIR")) + "/test/env/build-tools.sh", "kustomize"}, {.inherit_env = true});
+    GANTRY_CHECK(tools.ok());
+    tools_ = tools->out.substr(0, tools->out.find('\n'));
+  }
+
+  void Git(std::vector<std::string> args, const std::string& cwd = "") {
+    std::vector<std::string> argv = {"git", "-c", "user.name=Test", "-c", "user.email=t@example.com"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = gantry::RunChecked(argv, {.env = {{"HOME", tmp_.path()}, {"GIT_CONFIG_NOSYSTEM", "1"},
+                                               {"PATH", "/usr/bin:/bin"}},
+                                       .cwd = cwd});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+  }
+
+  void Write(const std::string& rel, const std::string& text) {
+    fs::create_directories((fs::path(work_) / rel).parent_path());
+    std::ofstream(fs::path(work_) / rel) << text;
+  }
+
+  void Commit(const std::string& message) {
+    Git({"add", "-A"}, work_);
+    Git({"commit", "-q", "-m", message}, work_);
+    Git({"push", "-q", bare_, "main"}, work_);
+  }
+
+  std::shared_ptr<git::Repository> Open() {
+    auto repo = mirrors_.Open("file://" + bare_, {.allow_file = true});
+    GANTRY_CHECK(repo.ok());
+    GANTRY_CHECK((*repo)->Fetch().ok());
+    return *repo;
+  }
+
+  static std::string Names(const std::vector<Manifest>& ms) {
+    std::string out;
+    for (const auto& m : ms) out += std::string(m.object.Find({"metadata", "name"})->AsString()) + " ";
+    return out;
+  }
+
+  testenv::ScopedTempDir tmp_;
+  std::string bare_, work_, tools_;
+  git::Mirrors mirrors_{tmp_.path() + "/mirrors"};
+};
+
+constexpr char kCm[] = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {}}}\n";
+
+TEST_F(RenderGitTest, PlainFromTheObjectDatabaseWithCacheHits) {
+  Write("apps/web/b.yaml", fmt::format(kCm, "b") + "---\n" + fmt::format(kCm, "c"));
+  Write("apps/web/a.yml", fmt::format(kCm, "a"));
+  Write("apps/web/.hidden.yaml", fmt::format(kCm, "hidden"));
+  Write("apps/web/notes.txt", "not a manifest");
+  Write("apps/other/x.yaml", fmt::format(kCm, "other"));
+  Commit("first");
+  auto repo = Open();
+  RenderCache cache;
+  auto r = RenderGit(*repo, "main", "apps/web", {}, &cache);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(Names(r->manifests), "a b c ");
+  EXPECT_EQ(r->manifests[1].source, "apps/web/b.yaml:1:1");
+  EXPECT_FALSE(r->cache_hit);
+  auto again = RenderGit(*repo, "main", "apps/web/", {}, &cache);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->cache_hit);
+
+  // A new commit is a new tree: rendered again, with the change.
+  Write("apps/web/a.yml", fmt::format(kCm, "a2"));
+  Commit("second");
+  ASSERT_TRUE(repo->Fetch().ok());
+  auto changed = RenderGit(*repo, "main", "apps/web", {}, &cache);
+  ASSERT_TRUE(changed.ok());
+  EXPECT_FALSE(changed->cache_hit);
+  EXPECT_EQ(Names(changed->manifests), "a2 b c ");
+  EXPECT_NE(changed->commit, r->commit);
+  // The old commit still renders from the mirror.
+  auto old = RenderGit(*repo, r->commit, "apps/web", {}, &cache);
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(Names(old->manifests), "a b c ");
+}
+
+TEST_F(RenderGitTest, SymlinksFollowedInsideThePathRefusedOutside) {
+  Write("apps/web/real.yaml", fmt::format(kCm, "real"));
+  Write("secret.yaml", fmt::format(kCm, "outside"));
+  fs::create_symlink("real.yaml", fs::path(work_) / "apps/web/alias.yaml");
+  Commit("links inside");
+  auto repo = Open();
+  auto r = RenderGit(*repo, "main", "apps/web");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(Names(r->manifests), "real real ");
+
+  fs::create_symlink("../../secret.yaml", fs::path(work_) / "apps/web/escape.yaml");
+  fs::create_symlink("/etc/passwd", fs::path(work_) / "apps/web/passwd.yaml");
+  Commit("links out");
+  ASSERT_TRUE(repo->Fetch().ok());
+  auto bad = RenderGit(*repo, "main", "apps/web");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), Code::kPermissionDenied);
+  EXPECT_NE(bad.status().message().find("apps/web/escape.yaml"), std::string::npos) << bad.status().message();
+  EXPECT_EQ(bad.status().message().find("outside"), std::string::npos) << "content of the target leaked";
+}
+
+TEST_F(RenderGitTest, KustomizeOverlayFromAMaterializedCommit) {
+  Write("base/kustomization.yaml", "resources: [deploy.yaml]\n");
+  Write("base/deploy.yaml", R"(apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: ghcr.io/acme/web:1.0.0}]}
+)");
+  Write("envs/prod/kustomization.yaml", "resources: [../../base]\nnamespace: prod\nimages:\n- {name: ghcr.io/acme/web, newTag: 1.2.3}\n");
+  Commit("kustomize");
+  auto repo = Open();
+  Options o;
+  o.kustomize_binary = tools_ + "/kustomize";
+  RenderCache cache;
+  auto r = RenderGit(*repo, "HEAD", "envs/prod", o, &cache);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->manifests.size(), 1u);
+  EXPECT_EQ(r->manifests[0].object.Find({"metadata", "namespace"})->AsString(), "prod");
+  EXPECT_EQ(r->manifests[0].object.Find({"spec", "template", "spec", "containers", 0, "image"})->AsString(),
+            "ghcr.io/acme/web:1.2.3");
+  EXPECT_TRUE(RenderGit(*repo, "HEAD", "envs/prod", o, &cache)->cache_hit);
+}
+
+TEST_F(RenderGitTest, UnknownRevisionOrPathIsNotFound) {
+  Write("apps/web/a.yaml", fmt::format(kCm, "a"));
+  Commit("first");
+  auto repo = Open();
+  auto rev = RenderGit(*repo, "no-such-branch", "apps/web");
+  EXPECT_EQ(rev.status().code(), Code::kNotFound) << rev.status().ToString();
+  auto path = RenderGit(*repo, "main", "apps/nope");
+  EXPECT_EQ(path.status().code(), Code::kNotFound) << path.status().ToString();
+  EXPECT_NE(path.status().message().find("apps/nope"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace gantry::render
