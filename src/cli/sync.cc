@@ -2,12 +2,14 @@
 //
 //   gantry diff PATH --app NAME [--context C]    exit 0 in sync, 1 when not (as kubectl diff)
 //   gantry sync PATH --app NAME [--context C] [--prune] [--dry-run] [--wait] [--timeout 5m]
+// PATH may be replaced by --repo URL [--revision REV] [--path P] (see source.h).
 
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
+#include "cli/source.h"
 #include "kube/kube.h"
 #include "render/render.h"
 #include "sync/sync.h"
@@ -56,7 +58,7 @@ bool ParseDuration(const std::string& text, std::chrono::milliseconds* out) {
 
 struct SyncFlags {
   ClusterFlags cluster;
-  std::string path;
+  SourceFlags source;
   std::string app;
   bool prune = false;
   bool prune_dangerous = false;
@@ -79,9 +81,9 @@ struct Prepared {
 };
 
 std::optional<Prepared> Prepare(const SyncFlags& f, int& exit_code) {
-  auto manifests = render::RenderPlain(f.path);
-  if (!manifests.ok()) {
-    fmt::print(stderr, "error: render {}: {}\n", f.path, manifests.status().message());
+  auto loaded = LoadSource(f.source);
+  if (!loaded.ok()) {
+    fmt::print(stderr, "error: {}\n", loaded.status().message());
     exit_code = 3;
     return std::nullopt;
   }
@@ -94,7 +96,7 @@ std::optional<Prepared> Prepare(const SyncFlags& f, int& exit_code) {
   }
   Prepared p;
   p.client = std::move(client).value();
-  for (auto& m : *manifests) p.objects.push_back(std::move(m.object));
+  for (auto& m : loaded->manifests) p.objects.push_back(std::move(m.object));
   p.options.app = f.app;
   p.options.default_namespace = config.namespace_;
   p.options.prune = f.prune;
@@ -140,7 +142,7 @@ void PrintTable(const sync::State& state) {
 }
 
 void AddCommonSyncFlags(CLI::App* cmd, SyncFlags& f) {
-  cmd->add_option("path", f.path, "Directory (or file) of manifests")->required();
+  AddSourceFlags(cmd, f.source);
   cmd->add_option("--app", f.app, "Application name: labels what is applied, and scopes prune")->required();
   AddClusterFlags(cmd, f.cluster);
 }

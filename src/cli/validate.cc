@@ -1,4 +1,6 @@
-// gantry validate PATH...: checks that files or directories hold well-formed Kubernetes manifests
+// gantry validate PATH... and gantry render.
+//
+// validate: checks that files or directories hold well-formed Kubernetes manifests
 // (YAML/JSON that parses within the limits, and objects with apiVersion, kind and metadata.name),
 // reporting every problem with file:line:column. Exit 0 when all are valid, 1 when not.
 
@@ -7,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
+#include "cli/source.h"
 #include "render/render.h"
 
 namespace gantry::cli {
@@ -37,21 +40,23 @@ void AddValidateCommand(CLI::App& app, int& exit_code) {
 }
 
 void AddRenderCommand(CLI::App& app, int& exit_code) {
-  auto* cmd = app.add_subcommand("render", "Print the manifests of a plain YAML/JSON directory as one YAML stream");
-  auto path = std::make_shared<std::string>();
+  auto* cmd = app.add_subcommand(
+      "render", "Print the manifests of a directory or Git path (plain YAML, Kustomize or Helm) as one YAML stream");
+  auto source = std::make_shared<SourceFlags>();
   auto output = std::make_shared<std::string>("yaml");
-  cmd->add_option("path", *path, "Directory or file")->required();
+  AddSourceFlags(cmd, *source);
   cmd->add_option("-o,--output", *output, "yaml or json (one object per line)")
       ->check(CLI::IsMember({"yaml", "json"}));
-  cmd->callback([path, output, &exit_code] {
-    auto manifests = render::RenderPlain(*path);
-    if (!manifests.ok()) {
-      fmt::print(stderr, "error: render {}: {}\n", *path, manifests.status().message());
+  cmd->callback([source, output, &exit_code] {
+    auto loaded = LoadSource(*source);
+    if (!loaded.ok()) {
+      fmt::print(stderr, "error: {}\n", loaded.status().message());
       exit_code = 3;
       return;
     }
+    if (!loaded->revision.empty()) fmt::print(stderr, "rendered {} at {}\n", source->repo, loaded->revision);
     std::string out;
-    for (const render::Manifest& m : *manifests) {
+    for (const render::Manifest& m : loaded->manifests) {
       if (*output == "json") {
         out += value::ToJson(m.object);
         out += '\n';

@@ -1,0 +1,87 @@
+#include "cli/source.h"
+
+#include <cstdlib>
+
+#include <CLI/CLI.hpp>
+
+#include "git/git.h"
+
+namespace gantry::cli {
+
+void AddSourceFlags(CLI::App* cmd, SourceFlags& f) {
+  cmd->add_option("path", f.path, "Directory or file of manifests (with --repo: the path in the repository)");
+  cmd->add_option("--repo", f.repo, "Git repository URL to render from (https://, ssh://, git@host:path)");
+  cmd->add_option("--revision", f.revision, "Branch, tag, commit or semver range (with --repo; default HEAD)");
+  cmd->add_option("--cache-dir", f.cache_dir, "Where Git mirrors are kept")->envname("GANTRY_CACHE");
+  cmd->add_flag("--allow-file-repo", f.allow_file_repo, "Accept file:// repository URLs");
+  cmd->add_option("--git-username", f.git_username,
+                  "User for HTTPS Git; the password or token is read from GANTRY_GIT_PASSWORD");
+  cmd->add_option("--renderer", f.renderer, "auto, plain, kustomize or helm")
+      ->check(CLI::IsMember({"auto", "plain", "kustomize", "helm"}));
+  cmd->add_option("--kustomize-binary", f.kustomize_binary, "kustomize to run")->envname("GANTRY_KUSTOMIZE");
+  cmd->add_option("--helm-binary", f.helm_binary, "helm to run")->envname("GANTRY_HELM");
+  cmd->add_option("--image", f.images, "Kustomize image override, e.g. web=registry/web:1.2.3");
+  cmd->add_option("--release-name", f.release_name, "Helm release name");
+  cmd->add_option("--helm-namespace", f.helm_namespace, "Helm release namespace");
+  cmd->add_option("-f,--values", f.value_files, "Helm values file (inside the repository)");
+  cmd->add_option("--set", f.helm_set, "Helm value, key=value");
+}
+
+// A local path's repository is the enclosing Git work tree (so kustomize bases in ../ work and
+// nothing outside it is read); without one, the directory itself.
+render::Source LocalSource(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path abs = fs::weakly_canonical(fs::absolute(path), ec);
+  if (ec) return render::Source{".", path};
+  fs::path dir = fs::is_directory(abs, ec) ? abs : abs.parent_path();
+  for (fs::path p = dir; !p.empty(); p = p.parent_path()) {
+    if (fs::exists(p / ".git", ec)) return render::Source{p, fs::relative(abs, p, ec).string()};
+    if (p == p.parent_path()) break;
+  }
+  return render::Source{dir, fs::relative(abs, dir, ec).string()};
+}
+
+Result<Loaded> LoadSource(const SourceFlags& f) {
+  render::Options o;
+  o.renderer = f.renderer == "plain"       ? render::Renderer::kPlain
+               : f.renderer == "kustomize" ? render::Renderer::kKustomize
+               : f.renderer == "helm"      ? render::Renderer::kHelm
+                                           : render::Renderer::kAuto;
+  o.kustomize_binary = f.kustomize_binary;
+  o.helm_binary = f.helm_binary;
+  o.kustomize.images = f.images;
+  o.helm.release_name = f.release_name;
+  o.helm.namespace_ = f.helm_namespace;
+  o.helm.value_files = f.value_files;
+  o.helm.set = f.helm_set;
+  Loaded out;
+  if (f.repo.empty()) {
+    if (f.path.empty()) return InvalidArgumentError("give a directory of manifests, or --repo URL --path P");
+    GANTRY_ASSIGN_OR_RETURN(out.manifests, render::Render(LocalSource(f.path), o));
+    return out;
+  }
+  std::string cache = f.cache_dir;
+  if (cache.empty()) {
+    const char* home = std::getenv("HOME");
+    cache = std::string(home ? home : "/tmp") + "/.cache/gantry";
+  }
+  git::Mirrors mirrors(std::filesystem::path(cache) / "git");
+  git::OpenOptions oo{.allow_file = f.allow_file_repo};
+  if (const char* password = std::getenv("GANTRY_GIT_PASSWORD"); password && *password) {
+    std::string host = f.repo;
+    if (size_t scheme = host.find("://"); scheme != std::string::npos) host = host.substr(scheme + 3);
+    host = host.substr(0, host.find('/'));
+    oo.credentials = git::Credentials{.host = host, .username = f.git_username, .password = password};
+  }
+  GANTRY_ASSIGN_OR_RETURN(auto repo, mirrors.Open(f.repo, oo));
+  auto fetched = repo->Fetch();
+  if (!fetched.ok()) return fetched.status().WithContext("fetch " + git::ScrubUrl(f.repo));
+  GANTRY_ASSIGN_OR_RETURN(render::GitRendered r,
+                          render::RenderGit(*repo, f.revision, f.path.empty() ? "." : f.path, o));
+  out.manifests = std::move(r.manifests);
+  out.revision = r.commit;
+  return out;
+}
+
+}  // namespace gantry::cli

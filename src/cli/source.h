@@ -1,0 +1,48 @@
+#pragma once
+// The flags every command that reads manifests shares (render, validate, diff, sync), and loading
+// them: a local directory (PATH) or a Git repository (--repo URL --revision REV --path P), rendered
+// as plain YAML, Kustomize or Helm.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "render/render.h"
+#include "value/value.h"
+
+namespace CLI {
+class App;
+}
+
+namespace gantry::cli {
+
+struct SourceFlags {
+  std::string path;      // local directory or file; with --repo, the path inside the repository
+  std::string repo;      // Git URL
+  std::string revision = "HEAD";
+  std::string cache_dir;  // Git mirrors (default: $GANTRY_CACHE or ~/.cache/gantry)
+  bool allow_file_repo = false;
+  std::string git_username;  // with GANTRY_GIT_PASSWORD (never a flag: it would show in ps)
+  std::string renderer = "auto";
+  std::string kustomize_binary = "kustomize";
+  std::string helm_binary = "helm";
+  std::vector<std::string> images;       // kustomize image overrides
+  std::string release_name;
+  std::string helm_namespace;
+  std::vector<std::string> value_files;
+  std::vector<std::string> helm_set;
+};
+
+// Adds the flags; `path_required` makes PATH a required positional unless --repo is given.
+void AddSourceFlags(CLI::App* cmd, SourceFlags& flags);
+
+struct Loaded {
+  std::vector<render::Manifest> manifests;
+  std::string revision;  // the commit, for Git sources
+};
+
+// Renders the source the flags describe. Errors name the source.
+Result<Loaded> LoadSource(const SourceFlags& flags);
+
+}  // namespace gantry::cli
