@@ -1,0 +1,134 @@
+#pragma once
+// http: a small embedded HTTP/1.1 server for webhooks, the REST API, live log streams and /metrics.
+//
+// A Server listens on one address (127.0.0.1 by default, port 0 picks a free one) and routes each
+// request by method and path to a Handler: a route path is matched exactly, or, when it ends with
+// '/' ("/api/"), as a prefix; exact routes win over prefixes and longer prefixes over shorter ones.
+// A path no route matches gets 404; a path whose routes take other methods gets 405 with Allow.
+//
+// One I/O thread accepts and reads/writes every connection (Boost.Beast, kept inside server.cc);
+// handlers run on a small pool of worker threads, so a slow handler never stalls the acceptor or
+// other connections' I/O. A handler that returns Response::stream runs that function on a thread of
+// its own (a log stream may last hours without holding a worker): the status line and headers go
+// out with Transfer-Encoding: chunked, each StreamWriter::Write() is one chunk, and the response
+// ends when the function returns.
+//
+// Limits, each a behaviour a client can observe:
+//   - headers beyond max_header_bytes → 431 and the connection closes;
+//   - a body beyond max_body_bytes → 413 as soon as the headers (Content-Length) or the chunks
+//     read so far show it, without reading or buffering the rest; the connection closes;
+//   - a request that is not valid HTTP/1.x → 400 and the connection closes;
+//   - headers or body not complete within read_timeout of the start of their read (slowloris), or
+//     no new request on a kept-alive connection within it → the connection closes;
+//   - a handler that throws → 500.
+// Connections are kept alive as HTTP/1.1 says; "Expect: 100-continue" is answered.
+//
+// Stop() is graceful: it stops accepting, closes idle connections, tells streams to end (their
+// Write() returns false), lets requests in flight finish and their responses go out until
+// shutdown_timeout, then closes what is left and joins every thread.
+//
+// Thread-safety: Server's methods may be called from any thread. Handlers are called concurrently
+// from several threads and must be thread-safe themselves.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+
+namespace gantry::http {
+
+// Header names are lower-case; a header sent several times holds its values joined by ", ".
+// std::less<> allows lookups by string_view.
+using Headers = std::map<std::string, std::string, std::less<>>;
+
+struct Request {
+  std::string method;       // "GET", "POST", ...
+  std::string target;       // the path, as sent (not percent-decoded): "/api/apps"
+  std::string query;        // the raw query without '?': "watch=1&limit=5", or ""
+  Headers headers;
+  std::string body;         // the raw bytes exactly as received (webhook HMACs are over these)
+  std::string remote_addr;  // "127.0.0.1:53412"
+
+  // The value of header `name` (lower-case), or "" when absent.
+  std::string_view Header(std::string_view name) const;
+};
+
+// Writes the chunks of a streaming response. Used by one thread: the one running the stream.
+class StreamWriter {
+ public:
+  virtual ~StreamWriter() = default;
+  // Sends `data` as one chunk (empty data is skipped) and waits until it is written. False when
+  // the client has gone, the write timed out or the server is stopping: the stream should return.
+  virtual bool Write(std::string_view data) = 0;
+  // False once Write() would return false; a stream waiting for data polls this.
+  virtual bool Alive() const = 0;
+};
+
+struct Response {
+  int status = 200;
+  Headers headers;   // Content-Type defaults to text/plain; charset=utf-8 when there is a body
+  std::string body;  // ignored when `stream` is set
+  // When set, a streaming response: the headers are sent, then this runs on a thread of its own
+  // and writes chunks until it returns.
+  std::function<void(StreamWriter&)> stream;
+
+  static Response Text(int status, std::string body);
+  static Response Json(int status, std::string body);
+};
+
+using Handler = std::function<Response(const Request&)>;
+
+struct Options {
+  std::string address = "127.0.0.1";
+  uint16_t port = 0;  // 0: pick a free port; port() tells which
+  size_t max_body_bytes = size_t{1} << 20;
+  size_t max_header_bytes = size_t{16} << 10;
+  std::chrono::milliseconds read_timeout = std::chrono::seconds(30);
+  std::chrono::milliseconds write_timeout = std::chrono::seconds(30);
+  std::chrono::milliseconds shutdown_timeout = std::chrono::seconds(10);
+  int threads = 2;          // workers for handlers
+  size_t max_streams = 64;  // concurrent streaming responses; beyond → 503
+};
+
+class Registry;  // metrics.h
+class ServerImpl;  // server.cc
+
+// The server. Owns its threads and connections; stopping happens at the latest in the destructor.
+class Server {
+ public:
+  explicit Server(Options options = {});
+  ~Server();  // Stop()
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Routes `method` ("GET", "POST", ...) on `path` to `handler`; a path ending in '/' is a prefix.
+  // Registering the same method and path twice replaces the handler. Routes may be added at any
+  // time, also while serving.
+  void Handle(std::string method, std::string path, Handler handler);
+
+  // Serves registry.Render() on GET `path` in the Prometheus text format 0.0.4. The registry must
+  // outlive the server.
+  void ServeMetrics(const Registry& registry, std::string path = "/metrics");
+
+  // Binds, listens and starts the threads. Unavailable when the address cannot be bound (in use,
+  // not local, ...), InvalidArgument when it is not an IP address, FailedPrecondition when called
+  // twice.
+  Status Start();
+
+  // The bound port; 0 before Start().
+  uint16_t port() const;
+
+  // Graceful stop as described in the file comment; idempotent.
+  void Stop();
+
+ private:
+  std::unique_ptr<ServerImpl> impl_;
+};
+
+}  // namespace gantry::http

@@ -1,0 +1,666 @@
+// The Boost.Beast adapter behind http::Server: the only file of Gantry that includes Beast or
+// Asio, and the place where their exceptions stop.
+//
+// Threads: one I/O thread runs the io_context (acceptor, every socket, every timer), so session
+// state needs no locks; handlers run on a net::thread_pool and hand their Response back to the I/O
+// thread with net::post; each streaming response runs on a detached thread of its own, which
+// writes by posting chunks to the I/O thread and waiting for each to be written.
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+
+#include "base/log.h"
+#include "http/http.h"
+#include "http/metrics.h"
+
+namespace gantry::http {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+bool HasCrLf(std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos; }
+
+std::string_view SV(beast::string_view s) { return {s.data(), s.size()}; }
+
+Response CallHandler(const Handler& handler, const Request& request) {
+  try {
+    return handler(request);
+  } catch (const std::exception& e) {
+    log::Error("http: {} {}: handler failed: {}", request.method, request.target, e.what());
+  } catch (...) {
+    log::Error("http: {} {}: handler failed with an unknown exception", request.method,
+               request.target);
+  }
+  return Response::Text(500, "internal server error\n");
+}
+
+}  // namespace
+
+std::string_view Request::Header(std::string_view name) const {
+  auto it = headers.find(name);
+  return it == headers.end() ? std::string_view() : std::string_view(it->second);
+}
+
+Response Response::Text(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.headers["content-type"] = "text/plain; charset=utf-8";
+  r.body = std::move(body);
+  return r;
+}
+
+Response Response::Json(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.headers["content-type"] = "application/json";
+  r.body = std::move(body);
+  return r;
+}
+
+class Session;
+
+class ServerImpl {
+ public:
+  explicit ServerImpl(Options o) : options(std::move(o)) {}
+
+  // Routing (any thread).
+  struct Route {
+    std::string method;
+    std::string path;
+    std::shared_ptr<const Handler> handler;
+  };
+  struct Match {
+    std::shared_ptr<const Handler> handler;  // null: 404 when allow is empty, else 405
+    std::string allow;
+  };
+  Match Find(std::string_view method, std::string_view path) const;
+
+  // Sessions (I/O thread).
+  void DoAccept();
+  void Register(const std::shared_ptr<Session>& s);
+  void Unregister(Session* s);
+  void CloseSessions(bool idle_only);
+
+  // Accounting for Stop() (any thread).
+  bool TryAddStream();
+  void StreamDone();
+  void SessionClosed();
+
+  const Options options;
+  std::atomic<bool> stopping{false};
+
+  mutable std::mutex routes_mu;
+  std::vector<Route> routes;  // GUARDED_BY(routes_mu)
+
+  net::io_context io{1};
+  tcp::acceptor acceptor{io};
+  net::steady_timer accept_retry{io};
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
+  std::unique_ptr<net::thread_pool> pool;
+  std::thread io_thread;
+  std::atomic<uint16_t> port{0};
+
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions;  // I/O thread only
+
+  std::mutex lifecycle_mu;
+  bool started = false;  // GUARDED_BY(lifecycle_mu)
+  bool stopped = false;  // GUARDED_BY(lifecycle_mu)
+
+  std::mutex count_mu;
+  std::condition_variable count_cv;
+  size_t open_sessions = 0;  // GUARDED_BY(count_mu)
+  size_t open_streams = 0;   // GUARDED_BY(count_mu)
+};
+
+// One connection. Lives while an operation or a posted task holds a shared_ptr to it; its state is
+// touched only on the I/O thread, except `gone_`, which streams read.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(ServerImpl* server, tcp::socket socket)
+      : server_(server), stream_(std::move(socket)) {
+    beast::error_code ec;
+    auto ep = stream_.socket().remote_endpoint(ec);
+    if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
+
+  void Start() { ReadHeader(); }
+  bool idle() const { return state_ == State::kReading; }
+  bool gone() const { return gone_.load(); }
+
+  // Closes the socket now; pending operations complete with errors.
+  void Close() {
+    if (state_ == State::kClosed) return;
+    state_ = State::kClosed;
+    gone_ = true;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.socket().close(ec);
+    server_->Unregister(this);
+    server_->SessionClosed();
+  }
+
+  // Called on the I/O thread by a stream's writer: writes one chunk, then sets `done`.
+  void WriteChunk(std::shared_ptr<std::string> data, std::shared_ptr<std::promise<bool>> done) {
+    if (state_ != State::kStreaming) {
+      done->set_value(false);
+      return;
+    }
+    stream_.expires_after(server_->options.write_timeout);
+    net::async_write(stream_, bhttp::make_chunk(net::buffer(*data)),
+                     [self = shared_from_this(), data, done](beast::error_code ec, size_t) {
+                       done->set_value(!ec);
+                       if (ec) self->Close();
+                     });
+  }
+
+  // Called on the I/O thread when a stream's function has returned.
+  void FinishStream() {
+    if (state_ != State::kStreaming) return;
+    stream_.expires_after(server_->options.write_timeout);
+    net::async_write(stream_, bhttp::make_chunk_last(),
+                     [self = shared_from_this()](beast::error_code, size_t) { self->Close(); });
+  }
+
+ private:
+  enum class State { kReading, kHandling, kWriting, kStreaming, kClosing, kClosed };
+
+  void ReadHeader() {
+    state_ = State::kReading;
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(
+        std::min<size_t>(server_->options.max_header_bytes, UINT32_MAX)));
+    parser_->body_limit(server_->options.max_body_bytes);
+    stream_.expires_after(server_->options.read_timeout);
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             [self = shared_from_this()](beast::error_code ec, size_t) {
+                               self->OnHeader(ec);
+                             });
+  }
+
+  void OnHeader(beast::error_code ec) {
+    if (state_ == State::kClosed) return;
+    if (ec) return OnReadError(ec);
+    auto& req = parser_->get();
+    if (!parser_->is_done() && beast::iequals(req[bhttp::field::expect], "100-continue")) {
+      auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_,
+                                                                        req.version());
+      stream_.expires_after(server_->options.write_timeout);
+      bhttp::async_write(stream_, *cont,
+                         [self = shared_from_this(), cont](beast::error_code wec, size_t) {
+                           if (wec) return self->Close();
+                           self->ReadBody();
+                         });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    if (state_ == State::kClosed) return;
+    stream_.expires_after(server_->options.read_timeout);
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        self->OnBody(ec);
+                      });
+  }
+
+  void OnBody(beast::error_code ec) {
+    if (state_ == State::kClosed) return;
+    if (ec) return OnReadError(ec);
+    Dispatch();
+  }
+
+  void OnReadError(beast::error_code ec) {
+    if (ec == bhttp::error::header_limit) return SendError(431, "request headers too large\n");
+    if (ec == bhttp::error::body_limit) return SendError(413, "request body too large\n");
+    if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
+        ec.category() != bhttp::make_error_code(bhttp::error::bad_method).category()) {
+      // The client went away or was too slow (beast::error::timeout): nobody to answer.
+      if (ec == beast::error::timeout) {
+        log::Debug("http: {}: read timed out", remote_);
+      }
+      return Close();
+    }
+    log::Debug("http: {}: malformed request: {}", remote_, ec.message());
+    SendError(400, "malformed request\n");
+  }
+
+  void Dispatch() {
+    auto req = parser_->release();
+    parser_.reset();
+    Request r;
+    r.method = std::string(SV(req.method_string()));
+    std::string_view target = SV(req.target());
+    size_t q = target.find('?');
+    r.target = std::string(target.substr(0, q));
+    if (q != std::string_view::npos) r.query = std::string(target.substr(q + 1));
+    for (const auto& field : req) {
+      std::string name = Lower(SV(field.name_string()));
+      auto [it, inserted] = r.headers.emplace(std::move(name), std::string(SV(field.value())));
+      if (!inserted) {
+        it->second += ", ";
+        it->second += SV(field.value());
+      }
+    }
+    r.body = std::move(req.body());
+    r.remote_addr = remote_;
+    keep_alive_ = req.keep_alive();
+
+    ServerImpl::Match match = server_->Find(r.method, r.target);
+    if (match.handler == nullptr) {
+      Response resp = match.allow.empty() ? Response::Text(404, "not found\n")
+                                          : Response::Text(405, "method not allowed\n");
+      if (!match.allow.empty()) resp.headers["allow"] = match.allow;
+      return Send(std::move(resp));
+    }
+    state_ = State::kHandling;
+    net::post(*server_->pool, [self = shared_from_this(), handler = std::move(match.handler),
+                               request = std::move(r)]() mutable {
+      Response resp = CallHandler(*handler, request);
+      log::Debug("http: {} {} {} from {}", request.method, request.target, resp.status,
+                 request.remote_addr);
+      auto executor = self->stream_.get_executor();
+      net::post(executor, [self = std::move(self), resp = std::move(resp)]() mutable {
+        self->Send(std::move(resp));
+      });
+    });
+  }
+
+  // Writes `resp`; then reads the next request or closes.
+  void Send(Response resp) {
+    if (state_ == State::kClosed) return;
+    if (resp.stream) return StartStream(std::move(resp));
+    auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
+    res->version(11);
+    res->result(static_cast<unsigned>(resp.status >= 100 && resp.status <= 599 ? resp.status : 500));
+    SetHeaders(*res, resp.headers, !resp.body.empty());
+    bool keep_alive = keep_alive_ && !server_->stopping.load();
+    res->keep_alive(keep_alive);
+    res->body() = std::move(resp.body);
+    res->prepare_payload();
+    Write(std::move(res), keep_alive);
+  }
+
+  template <typename Message>
+  void SetHeaders(Message& res, const Headers& headers, bool has_body) {
+    for (const auto& [name, value] : headers) {
+      // Never let data split the response.
+      if (name.empty() || HasCrLf(name) || HasCrLf(value)) {
+        log::Warn("http: dropping response header {:?} with a line break", name);
+        continue;
+      }
+      res.set(name, value);
+    }
+    if (has_body && res.find(bhttp::field::content_type) == res.end()) {
+      res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
+    }
+  }
+
+  // An error response after which the connection closes without reading the rest of the request.
+  void SendError(int status, std::string body) {
+    auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
+    res->version(11);
+    res->result(static_cast<unsigned>(status));
+    res->set(bhttp::field::content_type, "text/plain; charset=utf-8");
+    res->keep_alive(false);
+    res->body() = std::move(body);
+    res->prepare_payload();
+    Write(std::move(res), false);
+  }
+
+  void Write(std::shared_ptr<bhttp::response<bhttp::string_body>> res, bool keep_alive) {
+    state_ = State::kWriting;
+    stream_.expires_after(server_->options.write_timeout);
+    bhttp::async_write(stream_, *res,
+                       [self = shared_from_this(), res, keep_alive](beast::error_code ec, size_t) {
+                         if (self->state_ == State::kClosed) return;
+                         if (ec) return self->Close();
+                         if (keep_alive && !self->server_->stopping.load()) return self->ReadHeader();
+                         self->LingeringClose();
+                       });
+  }
+
+  // Half-closes, then discards what the client still sends for up to a second before closing, so
+  // that the client reads the response instead of a reset (e.g. a 413 while it is still sending).
+  void LingeringClose() {
+    state_ = State::kClosing;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(std::chrono::seconds(1));
+    Drain();
+  }
+
+  void Drain() {
+    stream_.async_read_some(net::buffer(drain_),
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (self->state_ == State::kClosed) return;
+                              if (ec) return self->Close();
+                              self->Drain();
+                            });
+  }
+
+  void StartStream(Response resp) {
+    if (!server_->TryAddStream()) {
+      return Send(Response::Text(503, "too many streams\n"));
+    }
+    auto res = std::make_shared<bhttp::response<bhttp::empty_body>>();
+    res->version(11);
+    res->result(static_cast<unsigned>(resp.status >= 100 && resp.status <= 599 ? resp.status : 500));
+    SetHeaders(*res, resp.headers, true);
+    res->keep_alive(false);  // a stream ends with the connection
+    res->chunked(true);
+    auto sr = std::make_shared<bhttp::response_serializer<bhttp::empty_body>>(*res);
+    state_ = State::kStreaming;
+    stream_.expires_after(server_->options.write_timeout);
+    bhttp::async_write_header(
+        stream_, *sr,
+        [self = shared_from_this(), res, sr, fn = std::move(resp.stream)](beast::error_code ec,
+                                                                          size_t) mutable {
+          if (ec || self->state_ != State::kStreaming) {
+            self->Close();
+            self->server_->StreamDone();
+            return;
+          }
+          self->WatchClient();
+          std::thread(RunStream, std::move(self), std::move(fn)).detach();
+        });
+  }
+
+  // While streaming, a read notices the client leaving (and discards anything it sends).
+  void WatchClient() {
+    stream_.expires_never();
+    stream_.async_read_some(net::buffer(drain_),
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (self->state_ != State::kStreaming) return;
+                              if (ec) return self->Close();
+                              self->WatchClient();
+                            });
+  }
+
+  class Writer final : public StreamWriter {
+   public:
+    explicit Writer(std::shared_ptr<Session> s) : s_(std::move(s)) {}
+    bool Write(std::string_view data) override {
+      if (!Alive()) return false;
+      if (data.empty()) return true;
+      auto done = std::make_shared<std::promise<bool>>();
+      std::future<bool> written = done->get_future();
+      net::post(s_->stream_.get_executor(),
+                [s = s_, d = std::make_shared<std::string>(data), done]() mutable {
+                  s->WriteChunk(std::move(d), std::move(done));
+                });
+      if (!written.get()) failed_ = true;
+      return !failed_;
+    }
+    bool Alive() const override {
+      return !failed_ && !s_->gone() && !s_->server_->stopping.load();
+    }
+
+   private:
+    std::shared_ptr<Session> s_;
+    bool failed_ = false;
+  };
+
+  static void RunStream(std::shared_ptr<Session> self, std::function<void(StreamWriter&)> fn) {
+    {
+      Writer writer(self);
+      try {
+        fn(writer);
+      } catch (const std::exception& e) {
+        log::Error("http: stream to {} failed: {}", self->remote_, e.what());
+      } catch (...) {
+        log::Error("http: stream to {} failed with an unknown exception", self->remote_);
+      }
+    }
+    fn = nullptr;
+    ServerImpl* server = self->server_;
+    auto executor = self->stream_.get_executor();
+    // Hand the session back to the I/O thread before saying the stream is done: Stop() may
+    // tear the server down as soon as StreamDone() returns.
+    net::post(executor, [self = std::move(self)] { self->FinishStream(); });
+    server->StreamDone();
+  }
+
+  ServerImpl* server_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::array<char, 4096> drain_;
+  std::string remote_;
+  bool keep_alive_ = false;
+  State state_ = State::kReading;
+  std::atomic<bool> gone_{false};
+};
+
+ServerImpl::Match ServerImpl::Find(std::string_view method, std::string_view path) const {
+  std::lock_guard lock(routes_mu);
+  // Candidates from the most specific path down: the exact path, then prefixes, longest first.
+  std::vector<const Route*> candidates;
+  for (const Route& r : routes) {
+    bool prefix = r.path.ends_with('/');
+    if (r.path == path || (prefix && path.starts_with(r.path))) candidates.push_back(&r);
+  }
+  std::stable_sort(candidates.begin(), candidates.end(), [&](const Route* a, const Route* b) {
+    bool a_exact = a->path == path, b_exact = b->path == path;
+    if (a_exact != b_exact) return a_exact;
+    return a->path.size() > b->path.size();
+  });
+  Match m;
+  for (const Route* r : candidates) {
+    if (r->method == method) {
+      m.handler = r->handler;
+      return m;
+    }
+  }
+  std::vector<std::string_view> methods;
+  for (const Route* r : candidates) methods.push_back(r->method);
+  std::sort(methods.begin(), methods.end());
+  methods.erase(std::unique(methods.begin(), methods.end()), methods.end());
+  for (std::string_view mth : methods) {
+    if (!m.allow.empty()) m.allow += ", ";
+    m.allow += mth;
+  }
+  return m;
+}
+
+void ServerImpl::DoAccept() {
+  acceptor.async_accept(io, [this](beast::error_code ec, tcp::socket socket) {
+    if (!acceptor.is_open() || stopping.load()) return;
+    if (ec) {
+      // Out of file descriptors and the like: try again shortly instead of spinning.
+      log::Warn("http: accept on port {}: {}", port.load(), ec.message());
+      accept_retry.expires_after(std::chrono::milliseconds(100));
+      accept_retry.async_wait([this](beast::error_code wec) {
+        if (!wec) DoAccept();
+      });
+      return;
+    }
+    beast::error_code nec;
+    socket.set_option(tcp::no_delay(true), nec);
+    auto session = std::make_shared<Session>(this, std::move(socket));
+    Register(session);
+    session->Start();
+    DoAccept();
+  });
+}
+
+void ServerImpl::Register(const std::shared_ptr<Session>& s) {
+  sessions.emplace(s.get(), s);
+  std::lock_guard lock(count_mu);
+  ++open_sessions;
+}
+
+void ServerImpl::Unregister(Session* s) { sessions.erase(s); }
+
+void ServerImpl::SessionClosed() {
+  std::lock_guard lock(count_mu);
+  --open_sessions;
+  count_cv.notify_all();
+}
+
+void ServerImpl::CloseSessions(bool idle_only) {
+  std::vector<std::shared_ptr<Session>> doomed;
+  for (auto& [ptr, weak] : sessions) {
+    if (auto s = weak.lock(); s != nullptr && (!idle_only || s->idle())) doomed.push_back(s);
+  }
+  for (auto& s : doomed) s->Close();
+}
+
+bool ServerImpl::TryAddStream() {
+  std::lock_guard lock(count_mu);
+  if (open_streams >= options.max_streams) return false;
+  ++open_streams;
+  return true;
+}
+
+void ServerImpl::StreamDone() {
+  std::lock_guard lock(count_mu);
+  --open_streams;
+  count_cv.notify_all();
+}
+
+Server::Server(Options options) : impl_(std::make_unique<ServerImpl>(std::move(options))) {}
+
+Server::~Server() { Stop(); }
+
+void Server::Handle(std::string method, std::string path, Handler handler) {
+  GANTRY_CHECK(!method.empty() && path.starts_with('/') && handler != nullptr);
+  auto h = std::make_shared<const Handler>(std::move(handler));
+  std::lock_guard lock(impl_->routes_mu);
+  for (auto& r : impl_->routes) {
+    if (r.method == method && r.path == path) {
+      r.handler = std::move(h);
+      return;
+    }
+  }
+  impl_->routes.push_back({std::move(method), std::move(path), std::move(h)});
+}
+
+void Server::ServeMetrics(const Registry& registry, std::string path) {
+  Handle("GET", std::move(path), [&registry](const Request&) {
+    Response r;
+    r.headers["content-type"] = std::string(Registry::kContentType);
+    r.body = registry.Render();
+    return r;
+  });
+}
+
+Status Server::Start() {
+  ServerImpl& s = *impl_;
+  std::lock_guard lock(s.lifecycle_mu);
+  if (s.started) return FailedPreconditionError("http server already started");
+  beast::error_code ec;
+  auto address = net::ip::make_address(s.options.address, ec);
+  if (ec) {
+    return InvalidArgumentError("http server: {:?} is not an IP address", s.options.address);
+  }
+  tcp::endpoint endpoint(address, s.options.port);
+  std::string where = fmt::format("{}:{}", s.options.address, s.options.port);
+  if (s.acceptor.open(endpoint.protocol(), ec); ec) {
+    return UnavailableError("http server: open socket for {}: {}", where, ec.message());
+  }
+  if (s.acceptor.set_option(net::socket_base::reuse_address(true), ec); ec) {
+    return UnavailableError("http server: SO_REUSEADDR on {}: {}", where, ec.message());
+  }
+  if (s.acceptor.bind(endpoint, ec); ec) {
+    s.acceptor.close(ec);
+    return UnavailableError("http server: bind {}: {}", where, ec.message());
+  }
+  if (s.acceptor.listen(net::socket_base::max_listen_connections, ec); ec) {
+    s.acceptor.close(ec);
+    return UnavailableError("http server: listen on {}: {}", where, ec.message());
+  }
+  s.port = s.acceptor.local_endpoint(ec).port();
+  s.started = true;
+  s.pool = std::make_unique<net::thread_pool>(static_cast<size_t>(std::max(1, s.options.threads)));
+  s.work.emplace(net::make_work_guard(s.io));
+  s.DoAccept();
+  s.io_thread = std::thread([&s] {
+    for (;;) {
+      try {
+        s.io.run();
+        return;
+      } catch (const std::exception& e) {
+        log::Error("http: I/O thread: {}", e.what());
+      } catch (...) {
+        log::Error("http: I/O thread: unknown exception");
+      }
+    }
+  });
+  log::Debug("http: listening on {}:{}", s.options.address, s.port.load());
+  return OkStatus();
+}
+
+uint16_t Server::port() const { return impl_->port.load(); }
+
+void Server::Stop() {
+  ServerImpl& s = *impl_;
+  {
+    std::lock_guard lock(s.lifecycle_mu);
+    if (!s.started || s.stopped) return;
+    s.stopped = true;
+  }
+  s.stopping = true;
+  // Stop accepting and drop idle connections; requests in flight go on.
+  net::post(s.io, [&s] {
+    beast::error_code ec;
+    s.acceptor.close(ec);
+    s.accept_retry.cancel();
+    s.CloseSessions(/*idle_only=*/true);
+  });
+  {
+    std::unique_lock lock(s.count_mu);
+    s.count_cv.wait_until(lock, Clock::now() + s.options.shutdown_timeout,
+                          [&s] { return s.open_sessions == 0 && s.open_streams == 0; });
+  }
+  // Past the deadline: close what is left. Streams see their writes fail and return; they must.
+  net::post(s.io, [&s] { s.CloseSessions(/*idle_only=*/false); });
+  {
+    std::unique_lock lock(s.count_mu);
+    s.count_cv.wait(lock, [&s] { return s.open_streams == 0; });
+  }
+  s.pool->join();  // handlers still running finish; their responses find closed sessions
+  std::promise<void> closed;
+  net::post(s.io, [&s, &closed] {
+    s.CloseSessions(/*idle_only=*/false);
+    closed.set_value();
+  });
+  closed.get_future().wait();
+  s.work.reset();
+  s.io.stop();
+  s.io_thread.join();
+}
+
+}  // namespace gantry::http

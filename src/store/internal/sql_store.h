@@ -1,0 +1,96 @@
+#pragma once
+// Private to the store module: SqlStore, the one implementation of Store's operations, over the
+// Connection of a backend. SqliteStore and PostgresStore derive from it and supply Connect().
+//
+// Every operation runs in Transaction(): a pooled connection, BEGIN (SQLite: IMMEDIATE for writes;
+// PostgreSQL: READ COMMITTED for writes, whose compare-and-set UPDATEs make them safe, and
+// REPEATABLE READ READ ONLY for reads), the body, COMMIT. A transient failure (lost connection,
+// deadlock, busy file) rolls back and retries the whole transaction with Options::retry, on a new
+// connection when the old one broke; a COMMIT that was sent on a connection that then broke is
+// not retried (it may have been applied).
+
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "store/internal/sql.h"
+#include "store/store.h"
+
+namespace gantry::store::internal {
+
+class SqlStore : public Store {
+ public:
+  SqlStore(Dialect dialect, Options options);
+  ~SqlStore() override;
+
+  // Creates the schema_migrations table and applies the pending migrations, in one transaction.
+  // FailedPrecondition when the database is newer than this binary.
+  Status Migrate();
+
+  Result<int64_t> CreateRelease(const Release& release) override;
+  Result<Release> GetRelease(int64_t id) override;
+  Result<std::vector<Release>> ListReleases(std::string_view app, int limit,
+                                            int64_t before_id) override;
+  Result<Target> UpsertTarget(const Target& target) override;
+  Result<std::vector<Target>> ListTargets(int64_t release_id) override;
+  Result<std::vector<TargetStatus>> CurrentByTarget(std::string_view app) override;
+  Result<int64_t> ReleasesBehind(std::string_view app, std::string_view env,
+                                 std::string_view cluster) override;
+  Status Approve(int64_t release_id, std::string_view env, std::string_view by) override;
+  Result<bool> IsApproved(int64_t release_id, std::string_view env) override;
+  Result<int64_t> CreateRun(const Run& run) override;
+  Status UpdateRun(int64_t id, RunState state, std::string_view message) override;
+  Status UpsertStep(int64_t run_id, const Step& step) override;
+  Result<Run> GetRun(int64_t id) override;
+  Result<std::vector<Run>> ListRuns(const RunFilter& filter) override;
+  Result<std::vector<Run>> MarkUnfinishedInterrupted(std::string_view worker) override;
+  Result<std::optional<Run>> ClaimNextQueuedRun(std::string_view worker) override;
+  Status AppendLogChunk(int64_t run_id, std::string_view step, int64_t seq,
+                        std::string_view data) override;
+  Result<std::vector<LogChunk>> ReadLog(int64_t run_id, std::string_view step, int64_t from_seq,
+                                        int max_chunks) override;
+  Result<bool> RecordDelivery(std::string_view provider, std::string_view delivery_id) override;
+  Result<int64_t> Audit(const AuditEntry& entry) override;
+  Result<std::vector<AuditEntry>> ListAudit(int limit, int64_t before_id) override;
+  Result<int> SchemaVersion() override;
+  Status Verify() override;
+
+ protected:
+  // A new connection to the database. Unavailable (retried) when it cannot be reached.
+  virtual Result<std::unique_ptr<Connection>> Connect() = 0;
+
+ private:
+  // Runs `body` in a transaction as described above; returns its status or the transaction's.
+  Status Transaction(TxMode mode, const std::function<Status(Connection&)>& body);
+
+  template <typename T, typename F>
+  Result<T> Transact(TxMode mode, F&& body) {
+    std::optional<T> out;
+    Status s = Transaction(mode, [&](Connection& c) -> Status {
+      Result<T> r = body(c);
+      if (!r.ok()) return r.status();
+      out.emplace(std::move(r).value());
+      return OkStatus();
+    });
+    if (!s.ok()) return s;
+    return std::move(*out);
+  }
+
+  Result<std::unique_ptr<Connection>> Acquire();
+  void Return(std::unique_ptr<Connection> conn);
+  Time Now() { return clock_->WallNow(); }
+
+  const Dialect dialect_;
+  const Options options_;
+  Clock* const clock_;
+
+  std::mutex mu_;
+  std::condition_variable idle_cv_;
+  std::vector<std::unique_ptr<Connection>> idle_;  // GUARDED_BY(mu_)
+  int open_ = 0;                                   // GUARDED_BY(mu_): idle + in use
+};
+
+}  // namespace gantry::store::internal

@@ -1,0 +1,139 @@
+// The schema, as numbered migrations applied in order by SqlStore::Migrate().
+//
+// Rules: never edit or renumber a migration that has been released; add a new one at the end.
+// Write SQL both SQLite and PostgreSQL accept; where a type differs, use a token that
+// MigrationSql() replaces: @ID@ (an auto-increment primary key that is never reused) and @BLOB@
+// (bytes). Times are BIGINT microseconds since the Unix epoch, UTC; states are their Name() text.
+
+#include <string>
+
+#include "store/internal/sql.h"
+
+namespace gantry::store::internal {
+
+const std::vector<Migration>& Migrations() {
+  static const std::vector<Migration> kMigrations = {
+      {1, "ledger, runs, logs, deliveries, audit", R"sql(
+CREATE TABLE runs (
+  id @ID@,
+  repo TEXT NOT NULL,
+  pipeline TEXT NOT NULL,
+  commit_sha TEXT NOT NULL,
+  ref TEXT NOT NULL,
+  event TEXT NOT NULL,
+  delivery_id TEXT NOT NULL,
+  state TEXT NOT NULL,
+  worker TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  message TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  started_at BIGINT,
+  finished_at BIGINT,
+  updated_at BIGINT NOT NULL
+);
+CREATE INDEX runs_by_state ON runs (state, id);
+CREATE INDEX runs_by_pipeline ON runs (pipeline, id);
+CREATE UNIQUE INDEX runs_by_delivery ON runs (pipeline, delivery_id) WHERE delivery_id <> '';
+
+CREATE TABLE steps (
+  id @ID@,
+  run_id BIGINT NOT NULL REFERENCES runs (id),
+  name TEXT NOT NULL,
+  state TEXT NOT NULL,
+  exit_code INTEGER,
+  started_at BIGINT,
+  finished_at BIGINT,
+  updated_at BIGINT NOT NULL,
+  UNIQUE (run_id, name)
+);
+
+CREATE TABLE log_chunks (
+  run_id BIGINT NOT NULL REFERENCES runs (id),
+  step TEXT NOT NULL,
+  seq BIGINT NOT NULL,
+  data @BLOB@ NOT NULL,
+  written_at BIGINT NOT NULL,
+  PRIMARY KEY (run_id, step, seq)
+);
+
+CREATE TABLE releases (
+  id @ID@,
+  app TEXT NOT NULL,
+  source_revision TEXT NOT NULL,
+  config_revision TEXT NOT NULL,
+  started_by TEXT NOT NULL,
+  run_id BIGINT REFERENCES runs (id),
+  note TEXT NOT NULL,
+  created_at BIGINT NOT NULL
+);
+CREATE INDEX releases_by_app ON releases (app, id);
+
+CREATE TABLE release_images (
+  release_id BIGINT NOT NULL REFERENCES releases (id),
+  name TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  PRIMARY KEY (release_id, name)
+);
+
+CREATE TABLE targets (
+  release_id BIGINT NOT NULL REFERENCES releases (id),
+  env TEXT NOT NULL,
+  cluster TEXT NOT NULL,
+  state TEXT NOT NULL,
+  message TEXT NOT NULL,
+  sync_result TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  finished_at BIGINT,
+  PRIMARY KEY (release_id, env, cluster)
+);
+CREATE INDEX targets_by_place ON targets (env, cluster, release_id);
+
+CREATE TABLE approvals (
+  release_id BIGINT NOT NULL REFERENCES releases (id),
+  env TEXT NOT NULL,
+  approved_by TEXT NOT NULL,
+  approved_at BIGINT NOT NULL,
+  PRIMARY KEY (release_id, env)
+);
+
+CREATE TABLE deliveries (
+  provider TEXT NOT NULL,
+  delivery_id TEXT NOT NULL,
+  received_at BIGINT NOT NULL,
+  PRIMARY KEY (provider, delivery_id)
+);
+CREATE INDEX deliveries_by_age ON deliveries (received_at);
+
+CREATE TABLE audit (
+  id @ID@,
+  at BIGINT NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  object TEXT NOT NULL,
+  details TEXT NOT NULL
+);
+)sql"},
+  };
+  return kMigrations;
+}
+
+std::string MigrationSql(const Migration& m, Dialect dialect) {
+  const bool pg = dialect == Dialect::kPostgres;
+  const std::pair<std::string_view, std::string_view> tokens[] = {
+      {"@ID@", pg ? "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+                  : "INTEGER PRIMARY KEY AUTOINCREMENT"},
+      {"@BLOB@", pg ? "BYTEA" : "BLOB"},
+  };
+  std::string sql(m.sql);
+  for (const auto& [token, replacement] : tokens) {
+    for (size_t at = sql.find(token); at != std::string::npos;
+         at = sql.find(token, at + replacement.size())) {
+      sql.replace(at, token.size(), replacement);
+    }
+  }
+  return sql;
+}
+
+}  // namespace gantry::store::internal

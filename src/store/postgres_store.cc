@@ -1,0 +1,183 @@
+// PostgresStore: the Store in a PostgreSQL database shared by several servers.
+//
+// libpq connections in SqlStore's pool; every statement goes through PQexecParams with its values
+// as parameters (bytea in binary, everything else as text that the server casts to the column's
+// type). Write transactions run at READ COMMITTED: every read-modify-write is a compare-and-set
+// UPDATE (version or state in its WHERE), and run claims lock with FOR UPDATE SKIP LOCKED. Reads
+// run at REPEATABLE READ READ ONLY so that a multi-query read sees one snapshot. A connection that
+// fails with CONNECTION_BAD is dropped and the transaction retried on a new one.
+
+#include <libpq-fe.h>
+
+#include <memory>
+
+#include "base/log.h"
+#include "store/internal/sql_store.h"
+
+namespace gantry::store::internal {
+namespace {
+
+constexpr Oid kByteaOid = 17;
+
+using PgResult = std::unique_ptr<PGresult, decltype(&PQclear)>;
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+class PgConnection final : public Connection {
+ public:
+  explicit PgConnection(PGconn* conn) : conn_(conn) {}
+  ~PgConnection() override { PQfinish(conn_); }
+
+  Result<Rows> Query(std::string_view sql, const std::vector<Value>& params) override {
+    std::vector<std::string> text(params.size());
+    std::vector<const char*> values(params.size(), nullptr);
+    std::vector<int> lengths(params.size(), 0);
+    std::vector<int> formats(params.size(), 0);
+    for (size_t i = 0; i < params.size(); ++i) {
+      const Value& v = params[i];
+      if (const int64_t* n = std::get_if<int64_t>(&v)) {
+        text[i] = std::to_string(*n);
+        values[i] = text[i].c_str();
+      } else if (const std::string* s = std::get_if<std::string>(&v)) {
+        values[i] = s->c_str();
+      } else if (const Blob* b = std::get_if<Blob>(&v)) {
+        values[i] = b->bytes.data();
+        lengths[i] = static_cast<int>(b->bytes.size());
+        formats[i] = 1;
+      }
+    }
+    PgResult res(PQexecParams(conn_, std::string(sql).c_str(), static_cast<int>(params.size()),
+                              nullptr, values.data(), lengths.data(), formats.data(), 0),
+                 &PQclear);
+    const ExecStatusType status = res ? PQresultStatus(res.get()) : PGRES_FATAL_ERROR;
+    if (status == PGRES_COMMAND_OK) return Rows();
+    if (status != PGRES_TUPLES_OK) return Error(res.get());
+    Rows rows(PQntuples(res.get()));
+    const int columns = PQnfields(res.get());
+    for (int r = 0; r < static_cast<int>(rows.size()); ++r) {
+      rows[r].cells.reserve(columns);
+      for (int c = 0; c < columns; ++c) {
+        if (PQgetisnull(res.get(), r, c)) {
+          rows[r].cells.emplace_back();
+          continue;
+        }
+        const char* value = PQgetvalue(res.get(), r, c);
+        if (PQftype(res.get(), c) != kByteaOid) {
+          rows[r].cells.emplace_back(std::string(value, PQgetlength(res.get(), r, c)));
+          continue;
+        }
+        size_t size = 0;
+        unsigned char* bytes =
+            PQunescapeBytea(reinterpret_cast<const unsigned char*>(value), &size);
+        if (!bytes) return ResourceExhaustedError("out of memory decoding bytea");
+        rows[r].cells.emplace_back(std::string(reinterpret_cast<char*>(bytes), size));
+        PQfreemem(bytes);
+      }
+    }
+    return rows;
+  }
+
+  Status Script(std::string_view sql) override {
+    PgResult res(PQexec(conn_, std::string(sql).c_str()), &PQclear);
+    if (res && PQresultStatus(res.get()) == PGRES_COMMAND_OK) return OkStatus();
+    if (res && PQresultStatus(res.get()) == PGRES_TUPLES_OK) return OkStatus();
+    return Error(res.get());
+  }
+
+  Status Begin(TxMode mode) override {
+    transient_ = false;
+    return Script(mode == TxMode::kWrite ? "BEGIN"
+                                         : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  }
+  Status Commit() override { return Script("COMMIT"); }
+  void Rollback() override {
+    if (!Script("ROLLBACK").ok()) broken_ = true;
+  }
+
+ private:
+  Status Error(const PGresult* res) {
+    if (PQstatus(conn_) == CONNECTION_BAD) {
+      broken_ = true;
+      transient_ = true;
+      return UnavailableError("lost the connection to PostgreSQL: {}",
+                              Trim(PQerrorMessage(conn_)));
+    }
+    const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+    const char* primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
+    const std::string message = primary ? primary : Trim(PQerrorMessage(conn_));
+    const std::string code = state ? state : "";
+    if (code == "23505") return AlreadyExistsError("{}", message);
+    if (code == "23503") return NotFoundError("{}", message);
+    if (code == "40001" || code == "40P01") {
+      transient_ = true;
+      return AbortedError("PostgreSQL: {} (the transaction is retried)", message);
+    }
+    if (code.starts_with("08") || code.starts_with("57P")) {
+      broken_ = true;
+      transient_ = true;
+      return UnavailableError("PostgreSQL connection: {}", message);
+    }
+    if (code.starts_with("53")) return ResourceExhaustedError("PostgreSQL: {}", message);
+    if (code == "XX001" || code == "XX002") return DataLossError("PostgreSQL: {}", message);
+    if (code.starts_with("42501")) return PermissionDeniedError("PostgreSQL: {}", message);
+    return InternalError("PostgreSQL ({}): {}", code.empty() ? "no SQLSTATE" : code, message);
+  }
+
+  PGconn* const conn_;
+};
+
+class PostgresStore final : public SqlStore {
+ public:
+  PostgresStore(std::string url, const Options& options)
+      : SqlStore(Dialect::kPostgres, options), url_(std::move(url)) {}
+
+ protected:
+  Result<std::unique_ptr<Connection>> Connect() override {
+    // Keywords before dbname are defaults the URL may override.
+    const char* keys[] = {"connect_timeout", "application_name", "dbname", nullptr};
+    const char* values[] = {"10", "gantry", url_.c_str(), nullptr};
+    PGconn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+    if (!conn) return ResourceExhaustedError("out of memory connecting to PostgreSQL");
+    if (PQstatus(conn) != CONNECTION_OK) {
+      const std::string message = Trim(PQerrorMessage(conn));
+      PQfinish(conn);
+      if (message.find("authentication failed") != std::string::npos) {
+        return UnauthenticatedError("connect to {}: {}", RedactUrl(url_), message);
+      }
+      if (message.find("does not exist") != std::string::npos) {
+        return FailedPreconditionError("connect to {}: {}", RedactUrl(url_), message);
+      }
+      return UnavailableError("connect to {}: {}", RedactUrl(url_), message);
+    }
+    // NOTICEs ("relation ... already exists, skipping") go to the debug log, not to stderr.
+    PQsetNoticeProcessor(
+        conn, [](void*, const char* message) { log::Debug("postgres: {}", Trim(message)); },
+        nullptr);
+    return std::unique_ptr<Connection>(std::make_unique<PgConnection>(conn));
+  }
+
+ private:
+  const std::string url_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenPostgres(const std::string& url, const Options& options) {
+  char* error = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(url.c_str(), &error);
+  if (!parsed) {
+    std::string message = error ? Trim(error) : "out of memory";
+    PQfreemem(error);
+    return InvalidArgumentError("store URL {}: {}", RedactUrl(url), message);
+  }
+  PQconninfoFree(parsed);
+  auto store = std::make_unique<PostgresStore>(url, options);
+  Status s = store->Migrate();
+  if (!s.ok()) return s.WithContext(fmt::format("open PostgreSQL store {}", RedactUrl(url)));
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace gantry::store::internal

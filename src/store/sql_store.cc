@@ -1,0 +1,751 @@
+#include "store/internal/sql_store.h"
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+
+namespace gantry::store::internal {
+namespace {
+
+// Column lists, in the order the *From() functions read them.
+#define GANTRY_RELEASE_COLS \
+  "id, app, source_revision, config_revision, started_by, run_id, note, created_at"
+#define GANTRY_TARGET_COLS                                                                    \
+  "release_id, env, cluster, state, message, sync_result, version, created_at, updated_at, " \
+  "finished_at"
+#define GANTRY_RUN_COLS                                                                       \
+  "id, repo, pipeline, commit_sha, ref, event, delivery_id, state, worker, attempt, message, " \
+  "created_at, started_at, finished_at"
+#define GANTRY_STEP_COLS "name, state, exit_code, started_at, finished_at"
+
+// The key of the PostgreSQL advisory lock that serialises migrations ("gantry" in ASCII).
+constexpr int64_t kMigrationLockKey = 0x67616e747279;
+
+Value OptValue(std::optional<int64_t> v) { return v ? Value(*v) : Value(nullptr); }
+std::optional<Time> OptTimeFrom(const Row& r, size_t i) {
+  return r.IsNull(i) ? std::nullopt : std::optional<Time>(FromMicros(r.Int(i)));
+}
+std::string S(std::string_view s) { return std::string(s); }
+std::string S(TargetState s) { return std::string(Name(s)); }
+std::string S(RunState s) { return std::string(Name(s)); }
+// "before_id = 0" means from the newest.
+int64_t Before(int64_t before_id) {
+  return before_id > 0 ? before_id : std::numeric_limits<int64_t>::max();
+}
+Status CheckLimit(int limit) {
+  if (limit < 1) return InvalidArgumentError("limit must be at least 1, got {}", limit);
+  return OkStatus();
+}
+
+// States come from Name(); the schema version check keeps names this binary does not know out.
+TargetState TargetStateFrom(const std::string& s) {
+  return ParseTargetState(s).value_or(TargetState::kFailed);
+}
+RunState RunStateFrom(const std::string& s) { return ParseRunState(s).value_or(RunState::kFailed); }
+
+Release ReleaseFrom(const Row& r) {
+  Release out;
+  out.id = r.Int(0);
+  out.app = r.Text(1);
+  out.source_revision = r.Text(2);
+  out.config_revision = r.Text(3);
+  out.started_by = r.Text(4);
+  out.run_id = r.OptInt(5);
+  out.note = r.Text(6);
+  out.created_at = FromMicros(r.Int(7));
+  return out;
+}
+
+Target TargetFrom(const Row& r) {
+  Target out;
+  out.release_id = r.Int(0);
+  out.env = r.Text(1);
+  out.cluster = r.Text(2);
+  out.state = TargetStateFrom(r.Text(3));
+  out.message = r.Text(4);
+  out.sync_result = r.Text(5);
+  out.version = r.Int(6);
+  out.created_at = FromMicros(r.Int(7));
+  out.updated_at = FromMicros(r.Int(8));
+  out.finished_at = OptTimeFrom(r, 9);
+  return out;
+}
+
+Run RunFrom(const Row& r) {
+  Run out;
+  out.id = r.Int(0);
+  out.repo = r.Text(1);
+  out.pipeline = r.Text(2);
+  out.commit = r.Text(3);
+  out.ref = r.Text(4);
+  out.event = ParseRunEvent(r.Text(5)).value_or(RunEvent::kManual);
+  out.delivery_id = r.Text(6);
+  out.state = RunStateFrom(r.Text(7));
+  out.worker = r.Text(8);
+  out.attempt = static_cast<int>(r.Int(9));
+  out.message = r.Text(10);
+  out.created_at = FromMicros(r.Int(11));
+  out.started_at = OptTimeFrom(r, 12);
+  out.finished_at = OptTimeFrom(r, 13);
+  return out;
+}
+
+Step StepFrom(const Row& r) {
+  Step out;
+  out.name = r.Text(0);
+  out.state = RunStateFrom(r.Text(1));
+  if (!r.IsNull(2)) out.exit_code = static_cast<int>(r.Int(2));
+  out.started_at = OptTimeFrom(r, 3);
+  out.finished_at = OptTimeFrom(r, 4);
+  return out;
+}
+
+Status RequireRow(Connection& c, std::string_view sql, int64_t id, std::string_view what) {
+  GANTRY_ASSIGN_OR_RETURN(Rows rows, c.Query(sql, {id}));
+  if (rows.empty()) return NotFoundError("{} {} not found", what, id);
+  return OkStatus();
+}
+Status RequireRelease(Connection& c, int64_t id) {
+  return RequireRow(c, "SELECT 1 FROM releases WHERE id = $1", id, "release");
+}
+Status RequireRun(Connection& c, int64_t id) {
+  return RequireRow(c, "SELECT 1 FROM runs WHERE id = $1", id, "run");
+}
+
+Status LoadImages(Connection& c, Release& release) {
+  GANTRY_ASSIGN_OR_RETURN(
+      Rows rows,
+      c.Query("SELECT name, digest FROM release_images WHERE release_id = $1", {release.id}));
+  for (const Row& r : rows) release.image_digests[r.Text(0)] = r.Text(1);
+  return OkStatus();
+}
+
+Result<Release> LoadRelease(Connection& c, int64_t id) {
+  GANTRY_ASSIGN_OR_RETURN(
+      Rows rows, c.Query("SELECT " GANTRY_RELEASE_COLS " FROM releases WHERE id = $1", {id}));
+  if (rows.empty()) return NotFoundError("release {} not found", id);
+  Release release = ReleaseFrom(rows[0]);
+  GANTRY_RETURN_IF_ERROR(LoadImages(c, release));
+  return release;
+}
+
+Result<std::optional<int64_t>> RunningReleaseId(Connection& c, std::string_view app,
+                                                std::string_view env, std::string_view cluster) {
+  GANTRY_ASSIGN_OR_RETURN(
+      Rows rows, c.Query("SELECT MAX(t.release_id) FROM targets t JOIN releases r ON r.id = "
+                         "t.release_id WHERE r.app = $1 AND t.env = $2 AND t.cluster = $3 AND "
+                         "t.state = $4",
+                         {S(app), S(env), S(cluster), S(TargetState::kHealthy)}));
+  return rows.empty() ? std::nullopt : rows[0].OptInt(0);
+}
+
+Result<int64_t> CountNewer(Connection& c, std::string_view app, std::optional<int64_t> than) {
+  GANTRY_ASSIGN_OR_RETURN(Rows rows,
+                          c.Query("SELECT COUNT(*) FROM releases WHERE app = $1 AND id > $2",
+                                  {S(app), than.value_or(int64_t{0})}));
+  return rows.at(0).Int(0);
+}
+
+}  // namespace
+
+SqlStore::SqlStore(Dialect dialect, Options options)
+    : dialect_(dialect),
+      options_(std::move(options)),
+      clock_(options_.clock ? options_.clock : &SystemClock()) {}
+
+SqlStore::~SqlStore() = default;
+
+// ---------------------------------------------------------------------------------------------
+// Connections and transactions
+
+Result<std::unique_ptr<Connection>> SqlStore::Acquire() {
+  {
+    std::unique_lock lock(mu_);
+    idle_cv_.wait(lock, [&] {
+      return !idle_.empty() || open_ < std::max(1, options_.max_connections);
+    });
+    if (!idle_.empty()) {
+      std::unique_ptr<Connection> conn = std::move(idle_.back());
+      idle_.pop_back();
+      return conn;
+    }
+    ++open_;
+  }
+  Result<std::unique_ptr<Connection>> conn = Connect();
+  if (!conn.ok()) {
+    std::lock_guard lock(mu_);
+    --open_;
+    idle_cv_.notify_one();
+  }
+  return conn;
+}
+
+void SqlStore::Return(std::unique_ptr<Connection> conn) {
+  std::lock_guard lock(mu_);
+  if (conn->broken()) {
+    --open_;  // dropped; the next Acquire() connects again
+  } else {
+    idle_.push_back(std::move(conn));
+  }
+  idle_cv_.notify_one();
+}
+
+Status SqlStore::Transaction(TxMode mode, const std::function<Status(Connection&)>& body) {
+  Status result;
+  Status retried = Retry(
+      options_.retry,
+      [&]() -> Status {
+        GANTRY_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Acquire());
+        Status s = conn->Begin(mode);
+        if (s.ok()) s = body(*conn);
+        bool committing = false;
+        if (s.ok()) {
+          committing = true;
+          s = conn->Commit();
+        }
+        if (!s.ok() && !conn->broken()) conn->Rollback();
+        const bool transient = conn->transient();
+        const bool broken = conn->broken();
+        Return(std::move(conn));
+        if (s.ok()) {
+          result = OkStatus();
+          return OkStatus();
+        }
+        if (committing && broken && mode == TxMode::kWrite) {
+          result = UnavailableError(
+              "{}; the connection broke during COMMIT, so whether this write was applied is "
+              "unknown: read before writing again",
+              s.message());
+          return OkStatus();
+        }
+        if (transient) return s;  // Unavailable or Aborted: Retry() tries again
+        result = std::move(s);
+        return OkStatus();
+      },
+      *clock_);
+  if (!retried.ok()) return retried;
+  return result;
+}
+
+Status SqlStore::Migrate() {
+  const std::vector<Migration>& all = Migrations();
+  const int known = std::min(options_.max_schema_version.value_or(all.back().version),
+                             all.back().version);
+  return Transaction(TxMode::kWrite, [&](Connection& c) -> Status {
+    if (dialect_ == Dialect::kPostgres) {
+      GANTRY_RETURN_IF_ERROR(
+          c.Query("SELECT pg_advisory_xact_lock($1)", {kMigrationLockKey}).status());
+    }
+    GANTRY_RETURN_IF_ERROR(
+        c.Script("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                 "name TEXT NOT NULL, applied_at BIGINT NOT NULL)"));
+    GANTRY_ASSIGN_OR_RETURN(Rows rows,
+                            c.Query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
+    const int64_t current = rows.at(0).Int(0);
+    if (current > known) {
+      return FailedPreconditionError(
+          "the database has schema version {}, newer than the {} this Gantry knows: a newer "
+          "Gantry migrated it; run that version (or restore a backup taken before the upgrade)",
+          current, known);
+    }
+    for (const Migration& m : all) {
+      if (m.version <= current || m.version > known) continue;
+      Status s = c.Script(MigrationSql(m, dialect_));
+      if (!s.ok()) return s.WithContext(fmt::format("migration {} ({})", m.version, m.name));
+      GANTRY_RETURN_IF_ERROR(
+          c.Query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                  {int64_t{m.version}, S(m.name), Micros(Now())})
+              .status());
+    }
+    return OkStatus();
+  }).WithContext("migrate the store schema");
+}
+
+Result<int> SqlStore::SchemaVersion() {
+  return Transact<int>(TxMode::kRead, [&](Connection& c) -> Result<int> {
+    GANTRY_ASSIGN_OR_RETURN(Rows rows,
+                            c.Query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
+    return static_cast<int>(rows.at(0).Int(0));
+  });
+}
+
+Status SqlStore::Verify() {
+  return Transaction(TxMode::kRead, [&](Connection& c) -> Status {
+    if (dialect_ == Dialect::kPostgres) return c.Query("SELECT 1").status();
+    GANTRY_ASSIGN_OR_RETURN(Rows check, c.Query("PRAGMA integrity_check"));
+    if (check.empty() || check[0].Text(0) != "ok") {
+      return DataLossError("the database file is damaged: {}",
+                           check.empty() ? "no answer" : check[0].Text(0));
+    }
+    GANTRY_ASSIGN_OR_RETURN(Rows orphans, c.Query("PRAGMA foreign_key_check"));
+    if (!orphans.empty()) {
+      return DataLossError("{} rows of table {} reference missing rows (first: rowid {})",
+                           orphans.size(), orphans[0].Text(0), orphans[0].Text(1));
+    }
+    return OkStatus();
+  }).WithContext("verify the store");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Releases
+
+Result<int64_t> SqlStore::CreateRelease(const Release& release) {
+  if (release.app.empty()) return InvalidArgumentError("create release: the app name is empty");
+  Result<int64_t> id = Transact<int64_t>(TxMode::kWrite, [&](Connection& c) -> Result<int64_t> {
+    if (release.run_id) GANTRY_RETURN_IF_ERROR(RequireRun(c, *release.run_id));
+    GANTRY_ASSIGN_OR_RETURN(
+        Rows rows,
+        c.Query("INSERT INTO releases (app, source_revision, config_revision, started_by, run_id, "
+                "note, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                {release.app, release.source_revision, release.config_revision,
+                 release.started_by, OptValue(release.run_id), release.note, Micros(Now())}));
+    const int64_t new_id = rows.at(0).Int(0);
+    for (const auto& [name, digest] : release.image_digests) {
+      GANTRY_RETURN_IF_ERROR(
+          c.Query("INSERT INTO release_images (release_id, name, digest) VALUES ($1, $2, $3)",
+                  {new_id, name, digest})
+              .status());
+    }
+    return new_id;
+  });
+  if (!id.ok()) return id.status().WithContext(fmt::format("create release of {}", release.app));
+  return id;
+}
+
+Result<Release> SqlStore::GetRelease(int64_t id) {
+  return Transact<Release>(TxMode::kRead,
+                           [&](Connection& c) -> Result<Release> { return LoadRelease(c, id); });
+}
+
+Result<std::vector<Release>> SqlStore::ListReleases(std::string_view app, int limit,
+                                                    int64_t before_id) {
+  GANTRY_RETURN_IF_ERROR(CheckLimit(limit));
+  return Transact<std::vector<Release>>(
+      TxMode::kRead, [&](Connection& c) -> Result<std::vector<Release>> {
+        GANTRY_ASSIGN_OR_RETURN(
+            Rows rows, c.Query("SELECT " GANTRY_RELEASE_COLS " FROM releases WHERE app = $1 AND "
+                               "id < $2 ORDER BY id DESC LIMIT $3",
+                               {S(app), Before(before_id), int64_t{limit}}));
+        std::vector<Release> out;
+        for (const Row& r : rows) {
+          out.push_back(ReleaseFrom(r));
+          GANTRY_RETURN_IF_ERROR(LoadImages(c, out.back()));
+        }
+        return out;
+      });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deployments
+
+Result<Target> SqlStore::UpsertTarget(const Target& t) {
+  const std::string where =
+      fmt::format("target {}/{} of release {}", t.env, t.cluster, t.release_id);
+  if (t.env.empty() || t.cluster.empty()) {
+    return InvalidArgumentError("{}: env and cluster must not be empty", where);
+  }
+  Result<Target> out = Transact<Target>(TxMode::kWrite, [&](Connection& c) -> Result<Target> {
+    GANTRY_RETURN_IF_ERROR(RequireRelease(c, t.release_id));
+    const int64_t now = Micros(Now());
+    const std::optional<int64_t> finished =
+        t.state == TargetState::kPending || t.state == TargetState::kApplying
+            ? std::nullopt
+            : std::optional<int64_t>(now);
+    GANTRY_ASSIGN_OR_RETURN(
+        Rows current,
+        c.Query("SELECT state, version, finished_at FROM targets WHERE release_id = $1 AND env = "
+                "$2 AND cluster = $3",
+                {t.release_id, t.env, t.cluster}));
+    Rows rows;
+    if (current.empty()) {
+      if (t.version != 0) {
+        return NotFoundError("it does not exist (version {} was given; use 0 to create it)",
+                             t.version);
+      }
+      GANTRY_ASSIGN_OR_RETURN(
+          rows, c.Query("INSERT INTO targets (" GANTRY_TARGET_COLS ") VALUES ($1, $2, $3, $4, $5, "
+                        "$6, 1, $7, $7, $8) RETURNING " GANTRY_TARGET_COLS,
+                        {t.release_id, t.env, t.cluster, S(t.state), t.message, t.sync_result, now,
+                         OptValue(finished)}));
+    } else {
+      const TargetState from = TargetStateFrom(current[0].Text(0));
+      const int64_t version = current[0].Int(1);
+      if (t.version == 0) return AlreadyExistsError("it exists (version {})", version);
+      if (t.version != version) {
+        return AbortedError("it changed since it was read (version {}, now {}); read it again",
+                            t.version, version);
+      }
+      GANTRY_RETURN_IF_ERROR(CheckTransition(from, t.state));
+      // A repeated final-ish state (healthy → healthy) keeps the time it was first reached.
+      const std::optional<int64_t> keep =
+          from == t.state && !current[0].IsNull(2) ? current[0].OptInt(2) : finished;
+      GANTRY_ASSIGN_OR_RETURN(
+          rows, c.Query("UPDATE targets SET state = $4, message = $5, sync_result = $6, version = "
+                        "version + 1, updated_at = $7, finished_at = $8 WHERE release_id = $1 AND "
+                        "env = $2 AND cluster = $3 AND version = $9 RETURNING " GANTRY_TARGET_COLS,
+                        {t.release_id, t.env, t.cluster, S(t.state), t.message, t.sync_result, now,
+                         OptValue(keep), version}));
+      if (rows.empty()) return AbortedError("it changed while being written; read it again");
+    }
+    return TargetFrom(rows.at(0));
+  });
+  if (!out.ok()) return out.status().WithContext(where);
+  return out;
+}
+
+Result<std::vector<Target>> SqlStore::ListTargets(int64_t release_id) {
+  return Transact<std::vector<Target>>(
+      TxMode::kRead, [&](Connection& c) -> Result<std::vector<Target>> {
+        GANTRY_ASSIGN_OR_RETURN(
+            Rows rows, c.Query("SELECT " GANTRY_TARGET_COLS " FROM targets WHERE release_id = $1 "
+                               "ORDER BY env, cluster",
+                               {release_id}));
+        std::vector<Target> out;
+        for (const Row& r : rows) out.push_back(TargetFrom(r));
+        return out;
+      });
+}
+
+Result<std::vector<TargetStatus>> SqlStore::CurrentByTarget(std::string_view app) {
+  return Transact<std::vector<TargetStatus>>(
+      TxMode::kRead, [&](Connection& c) -> Result<std::vector<TargetStatus>> {
+        GANTRY_ASSIGN_OR_RETURN(
+            Rows places,
+            c.Query("SELECT t.env, t.cluster, MAX(CASE WHEN t.state = $2 THEN t.release_id END), "
+                    "MAX(t.release_id) FROM targets t JOIN releases r ON r.id = t.release_id "
+                    "WHERE r.app = $1 GROUP BY t.env, t.cluster ORDER BY t.env, t.cluster",
+                    {S(app), S(TargetState::kHealthy)}));
+        std::vector<TargetStatus> out;
+        for (const Row& p : places) {
+          TargetStatus status;
+          status.env = p.Text(0);
+          status.cluster = p.Text(1);
+          const std::optional<int64_t> running = p.OptInt(2);
+          if (running) {
+            GANTRY_ASSIGN_OR_RETURN(status.running, LoadRelease(c, *running));
+          }
+          GANTRY_ASSIGN_OR_RETURN(status.latest, LoadRelease(c, p.Int(3)));
+          GANTRY_ASSIGN_OR_RETURN(
+              Rows target, c.Query("SELECT " GANTRY_TARGET_COLS " FROM targets WHERE release_id "
+                                   "= $1 AND env = $2 AND cluster = $3",
+                                   {p.Int(3), status.env, status.cluster}));
+          status.latest_target = TargetFrom(target.at(0));
+          GANTRY_ASSIGN_OR_RETURN(status.behind, CountNewer(c, app, running));
+          out.push_back(std::move(status));
+        }
+        return out;
+      });
+}
+
+Result<int64_t> SqlStore::ReleasesBehind(std::string_view app, std::string_view env,
+                                         std::string_view cluster) {
+  return Transact<int64_t>(TxMode::kRead, [&](Connection& c) -> Result<int64_t> {
+    GANTRY_ASSIGN_OR_RETURN(std::optional<int64_t> running, RunningReleaseId(c, app, env, cluster));
+    return CountNewer(c, app, running);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Approvals
+
+Status SqlStore::Approve(int64_t release_id, std::string_view env, std::string_view by) {
+  return Transaction(TxMode::kWrite, [&](Connection& c) -> Status {
+           GANTRY_RETURN_IF_ERROR(RequireRelease(c, release_id));
+           return c.Query("INSERT INTO approvals (release_id, env, approved_by, approved_at) "
+                          "VALUES ($1, $2, $3, $4) ON CONFLICT (release_id, env) DO NOTHING",
+                          {release_id, S(env), S(by), Micros(Now())})
+               .status();
+         })
+      .WithContext(fmt::format("approve release {} for {}", release_id, env));
+}
+
+Result<bool> SqlStore::IsApproved(int64_t release_id, std::string_view env) {
+  return Transact<bool>(TxMode::kRead, [&](Connection& c) -> Result<bool> {
+    GANTRY_ASSIGN_OR_RETURN(
+        Rows rows, c.Query("SELECT 1 FROM approvals WHERE release_id = $1 AND env = $2",
+                           {release_id, S(env)}));
+    return !rows.empty();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs
+
+Result<int64_t> SqlStore::CreateRun(const Run& run) {
+  if (run.pipeline.empty()) return InvalidArgumentError("create run: the pipeline name is empty");
+  Result<int64_t> id = Transact<int64_t>(TxMode::kWrite, [&](Connection& c) -> Result<int64_t> {
+    const int64_t now = Micros(Now());
+    Result<Rows> rows =
+        c.Query("INSERT INTO runs (repo, pipeline, commit_sha, ref, event, delivery_id, state, "
+                "worker, attempt, message, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, "
+                "$7, '', 0, $8, $9, $9) RETURNING id",
+                {run.repo, run.pipeline, run.commit, run.ref, S(Name(run.event)), run.delivery_id,
+                 S(RunState::kQueued), run.message, now});
+    if (!rows.ok() && rows.status().code() == Code::kAlreadyExists) {
+      return AlreadyExistsError("a run was already created for delivery {}", run.delivery_id);
+    }
+    if (!rows.ok()) return rows.status();
+    return rows->at(0).Int(0);
+  });
+  if (!id.ok()) {
+    return id.status().WithContext(fmt::format("create run of {} at {}", run.pipeline, run.commit));
+  }
+  return id;
+}
+
+Status SqlStore::UpdateRun(int64_t id, RunState state, std::string_view message) {
+  return Transaction(TxMode::kWrite, [&](Connection& c) -> Status {
+           GANTRY_ASSIGN_OR_RETURN(
+               Rows rows,
+               c.Query("SELECT state, worker, started_at, finished_at FROM runs WHERE id = $1",
+                       {id}));
+           if (rows.empty()) return NotFoundError("run {} not found", id);
+           const RunState from = RunStateFrom(rows[0].Text(0));
+           GANTRY_RETURN_IF_ERROR(CheckRunTransition(from, state));
+           if (from == state && IsFinal(from)) return OkStatus();  // a repeated final write
+           const int64_t now = Micros(Now());
+           const std::string worker = state == RunState::kQueued ? "" : rows[0].Text(1);
+           std::optional<int64_t> started = rows[0].OptInt(2);
+           if (state == RunState::kRunning && from != RunState::kRunning) started = now;
+           std::optional<int64_t> finished;
+           if (IsFinal(state) || state == RunState::kInterrupted) {
+             finished = from == state ? rows[0].OptInt(3) : now;
+           }
+           GANTRY_ASSIGN_OR_RETURN(
+               Rows updated,
+               c.Query("UPDATE runs SET state = $2, message = $3, worker = $4, started_at = $5, "
+                       "finished_at = $6, updated_at = $7 WHERE id = $1 AND state = $8 "
+                       "RETURNING id",
+                       {id, S(state), S(message), worker, OptValue(started), OptValue(finished),
+                        now, S(from)}));
+           if (updated.empty()) return AbortedError("it changed while being written");
+           return OkStatus();
+         })
+      .WithContext(fmt::format("set run {} {}", id, Name(state)));
+}
+
+Status SqlStore::UpsertStep(int64_t run_id, const Step& step) {
+  if (step.name.empty()) return InvalidArgumentError("write step of run {}: empty name", run_id);
+  return Transaction(TxMode::kWrite, [&](Connection& c) -> Status {
+           GANTRY_RETURN_IF_ERROR(RequireRun(c, run_id));
+           GANTRY_ASSIGN_OR_RETURN(
+               Rows rows, c.Query("SELECT state, started_at, finished_at FROM steps WHERE run_id "
+                                  "= $1 AND name = $2",
+                                  {run_id, step.name}));
+           const int64_t now = Micros(Now());
+           std::optional<RunState> from;
+           std::optional<int64_t> started, finished;
+           if (!rows.empty()) {
+             from = RunStateFrom(rows[0].Text(0));
+             started = rows[0].OptInt(1);
+             finished = rows[0].OptInt(2);
+             GANTRY_RETURN_IF_ERROR(CheckStepTransition(*from, step.state));
+             if (*from == step.state && IsFinal(step.state)) return OkStatus();
+           }
+           const bool begun = step.state != RunState::kQueued && step.state != RunState::kSkipped;
+           if (begun && (!started || (step.state == RunState::kRunning && from != step.state))) {
+             started = now;
+           }
+           if (IsFinal(step.state) || step.state == RunState::kInterrupted) {
+             if (from != step.state || !finished) finished = now;
+           } else {
+             finished.reset();
+           }
+           const Value exit_code =
+               step.exit_code ? Value(int64_t{*step.exit_code}) : Value(nullptr);
+           if (!from) {
+             return c.Query("INSERT INTO steps (run_id, name, state, exit_code, started_at, "
+                            "finished_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                            {run_id, step.name, S(step.state), exit_code, OptValue(started),
+                             OptValue(finished), now})
+                 .status();
+           }
+           GANTRY_ASSIGN_OR_RETURN(
+               Rows updated,
+               c.Query("UPDATE steps SET state = $3, exit_code = $4, started_at = $5, finished_at "
+                       "= $6, updated_at = $7 WHERE run_id = $1 AND name = $2 AND state = $8 "
+                       "RETURNING name",
+                       {run_id, step.name, S(step.state), exit_code, OptValue(started),
+                        OptValue(finished), now, S(*from)}));
+           if (updated.empty()) return AbortedError("it changed while being written");
+           return OkStatus();
+         })
+      .WithContext(fmt::format("set step {} of run {} {}", step.name, run_id, Name(step.state)));
+}
+
+Result<Run> SqlStore::GetRun(int64_t id) {
+  return Transact<Run>(TxMode::kRead, [&](Connection& c) -> Result<Run> {
+    GANTRY_ASSIGN_OR_RETURN(Rows rows,
+                            c.Query("SELECT " GANTRY_RUN_COLS " FROM runs WHERE id = $1", {id}));
+    if (rows.empty()) return NotFoundError("run {} not found", id);
+    Run run = RunFrom(rows[0]);
+    GANTRY_ASSIGN_OR_RETURN(
+        Rows steps,
+        c.Query("SELECT " GANTRY_STEP_COLS " FROM steps WHERE run_id = $1 ORDER BY id", {id}));
+    for (const Row& r : steps) run.steps.push_back(StepFrom(r));
+    return run;
+  });
+}
+
+Result<std::vector<Run>> SqlStore::ListRuns(const RunFilter& filter) {
+  GANTRY_RETURN_IF_ERROR(CheckLimit(filter.limit));
+  return Transact<std::vector<Run>>(TxMode::kRead, [&](Connection& c) -> Result<std::vector<Run>> {
+    GANTRY_ASSIGN_OR_RETURN(
+        Rows rows,
+        c.Query("SELECT " GANTRY_RUN_COLS " FROM runs WHERE ($1 = '' OR pipeline = $1) AND "
+                "($2 = '' OR state = $2) AND id < $3 ORDER BY id DESC LIMIT $4",
+                {filter.pipeline, filter.state ? S(*filter.state) : std::string(),
+                 Before(filter.before_id), int64_t{filter.limit}}));
+    std::vector<Run> out;
+    for (const Row& r : rows) out.push_back(RunFrom(r));
+    return out;
+  });
+}
+
+Result<std::vector<Run>> SqlStore::MarkUnfinishedInterrupted(std::string_view worker) {
+  return Transact<std::vector<Run>>(TxMode::kWrite, [&](Connection& c) -> Result<std::vector<Run>> {
+    const int64_t now = Micros(Now());
+    GANTRY_ASSIGN_OR_RETURN(
+        Rows rows,
+        c.Query("UPDATE runs SET state = $1, message = $2, finished_at = $3, updated_at = $3 "
+                "WHERE state = $4 AND ($5 = '' OR worker = $5) RETURNING " GANTRY_RUN_COLS,
+                {S(RunState::kInterrupted), S("interrupted: the runner stopped while it ran"), now,
+                 S(RunState::kRunning), S(worker)}));
+    std::vector<Run> out;
+    for (const Row& r : rows) {
+      out.push_back(RunFrom(r));
+      GANTRY_RETURN_IF_ERROR(
+          c.Query("UPDATE steps SET state = $2, finished_at = $3, updated_at = $3 WHERE run_id = "
+                  "$1 AND state = $4",
+                  {out.back().id, S(RunState::kInterrupted), now, S(RunState::kRunning)})
+              .status());
+    }
+    std::sort(out.begin(), out.end(), [](const Run& a, const Run& b) { return a.id < b.id; });
+    return out;
+  });
+}
+
+Result<std::optional<Run>> SqlStore::ClaimNextQueuedRun(std::string_view worker) {
+  // PostgreSQL: rows other servers are claiming are skipped rather than waited for; SQLite: the
+  // write transaction holds the database's only write lock.
+  const char* sql =
+      dialect_ == Dialect::kPostgres
+          ? "UPDATE runs SET state = $2, worker = $3, attempt = attempt + 1, started_at = $4, "
+            "finished_at = NULL, updated_at = $4 WHERE state = $1 AND id = (SELECT id FROM runs "
+            "WHERE state = $1 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) "
+            "RETURNING " GANTRY_RUN_COLS
+          : "UPDATE runs SET state = $2, worker = $3, attempt = attempt + 1, started_at = $4, "
+            "finished_at = NULL, updated_at = $4 WHERE state = $1 AND id = (SELECT id FROM runs "
+            "WHERE state = $1 ORDER BY id LIMIT 1) RETURNING " GANTRY_RUN_COLS;
+  return Transact<std::optional<Run>>(
+      TxMode::kWrite, [&](Connection& c) -> Result<std::optional<Run>> {
+        GANTRY_ASSIGN_OR_RETURN(Rows rows, c.Query(sql, {S(RunState::kQueued),
+                                                         S(RunState::kRunning), S(worker),
+                                                         Micros(Now())}));
+        if (rows.empty()) return std::optional<Run>();
+        return std::optional<Run>(RunFrom(rows[0]));
+      });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logs
+
+Status SqlStore::AppendLogChunk(int64_t run_id, std::string_view step, int64_t seq,
+                                std::string_view data) {
+  const std::string where = fmt::format("append log chunk {} of run {} step {}", seq, run_id, step);
+  if (data.size() > kMaxLogChunkBytes) {
+    return InvalidArgumentError("{}: {} bytes, more than the {} a chunk may hold", where,
+                                data.size(), kMaxLogChunkBytes);
+  }
+  if (seq < 0) return InvalidArgumentError("{}: negative sequence number", where);
+  return Transaction(TxMode::kWrite, [&](Connection& c) -> Status {
+           GANTRY_RETURN_IF_ERROR(RequireRun(c, run_id));
+           GANTRY_ASSIGN_OR_RETURN(
+               Rows inserted,
+               c.Query("INSERT INTO log_chunks (run_id, step, seq, data, written_at) VALUES ($1, "
+                       "$2, $3, $4, $5) ON CONFLICT (run_id, step, seq) DO NOTHING RETURNING seq",
+                       {run_id, S(step), seq, Blob{S(data)}, Micros(Now())}));
+           if (!inserted.empty()) return OkStatus();
+           GANTRY_ASSIGN_OR_RETURN(
+               Rows existing, c.Query("SELECT data FROM log_chunks WHERE run_id = $1 AND step = "
+                                      "$2 AND seq = $3",
+                                      {run_id, S(step), seq}));
+           if (existing.at(0).Text(0) != data) {
+             return AlreadyExistsError("that chunk exists with different contents");
+           }
+           return OkStatus();  // a retried append
+         })
+      .WithContext(where);
+}
+
+Result<std::vector<LogChunk>> SqlStore::ReadLog(int64_t run_id, std::string_view step,
+                                                int64_t from_seq, int max_chunks) {
+  GANTRY_RETURN_IF_ERROR(CheckLimit(max_chunks));
+  return Transact<std::vector<LogChunk>>(
+      TxMode::kRead, [&](Connection& c) -> Result<std::vector<LogChunk>> {
+        GANTRY_ASSIGN_OR_RETURN(
+            Rows rows, c.Query("SELECT step, seq, data, written_at FROM log_chunks WHERE run_id = "
+                               "$1 AND step = $2 AND seq >= $3 ORDER BY seq LIMIT $4",
+                               {run_id, S(step), from_seq, int64_t{max_chunks}}));
+        std::vector<LogChunk> out;
+        for (const Row& r : rows) {
+          out.push_back({.step = r.Text(0),
+                         .seq = r.Int(1),
+                         .data = r.Text(2),
+                         .written_at = FromMicros(r.Int(3))});
+        }
+        return out;
+      });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deliveries and audit
+
+Result<bool> SqlStore::RecordDelivery(std::string_view provider, std::string_view delivery_id) {
+  return Transact<bool>(TxMode::kWrite, [&](Connection& c) -> Result<bool> {
+    const Time now = Now();
+    GANTRY_RETURN_IF_ERROR(c.Query("DELETE FROM deliveries WHERE received_at < $1",
+                                   {Micros(now - options_.delivery_retention)})
+                               .status());
+    GANTRY_ASSIGN_OR_RETURN(
+        Rows rows, c.Query("INSERT INTO deliveries (provider, delivery_id, received_at) VALUES "
+                           "($1, $2, $3) ON CONFLICT (provider, delivery_id) DO NOTHING "
+                           "RETURNING 1",
+                           {S(provider), S(delivery_id), Micros(now)}));
+    return !rows.empty();
+  });
+}
+
+Result<int64_t> SqlStore::Audit(const AuditEntry& entry) {
+  return Transact<int64_t>(TxMode::kWrite, [&](Connection& c) -> Result<int64_t> {
+    GANTRY_ASSIGN_OR_RETURN(
+        Rows rows, c.Query("INSERT INTO audit (at, actor, action, object, details) VALUES ($1, $2, "
+                           "$3, $4, $5) RETURNING id",
+                           {Micros(Now()), entry.actor, entry.action, entry.object,
+                            entry.details}));
+    return rows.at(0).Int(0);
+  });
+}
+
+Result<std::vector<AuditEntry>> SqlStore::ListAudit(int limit, int64_t before_id) {
+  GANTRY_RETURN_IF_ERROR(CheckLimit(limit));
+  return Transact<std::vector<AuditEntry>>(
+      TxMode::kRead, [&](Connection& c) -> Result<std::vector<AuditEntry>> {
+        GANTRY_ASSIGN_OR_RETURN(
+            Rows rows, c.Query("SELECT id, at, actor, action, object, details FROM audit WHERE id "
+                               "< $1 ORDER BY id DESC LIMIT $2",
+                               {Before(before_id), int64_t{limit}}));
+        std::vector<AuditEntry> out;
+        for (const Row& r : rows) {
+          out.push_back({.id = r.Int(0),
+                         .at = FromMicros(r.Int(1)),
+                         .actor = r.Text(2),
+                         .action = r.Text(3),
+                         .object = r.Text(4),
+                         .details = r.Text(5)});
+        }
+        return out;
+      });
+}
+
+}  // namespace gantry::store::internal

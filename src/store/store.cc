@@ -1,0 +1,161 @@
+// Names, transition rules, URL parsing and Open(): the parts of the store without a database.
+
+#include "store/store.h"
+
+#include <array>
+#include <utility>
+
+#include "store/internal/sql.h"
+
+namespace gantry::store {
+namespace {
+
+constexpr std::array<std::pair<TargetState, std::string_view>, 6> kTargetStates = {{
+    {TargetState::kPending, "pending"},
+    {TargetState::kApplying, "applying"},
+    {TargetState::kHealthy, "healthy"},
+    {TargetState::kFailed, "failed"},
+    {TargetState::kRolledBack, "rolled_back"},
+    {TargetState::kSuperseded, "superseded"},
+}};
+constexpr std::array<std::pair<RunState, std::string_view>, 7> kRunStates = {{
+    {RunState::kQueued, "queued"},
+    {RunState::kRunning, "running"},
+    {RunState::kSucceeded, "succeeded"},
+    {RunState::kFailed, "failed"},
+    {RunState::kCancelled, "cancelled"},
+    {RunState::kInterrupted, "interrupted"},
+    {RunState::kSkipped, "skipped"},
+}};
+constexpr std::array<std::pair<RunEvent, std::string_view>, 3> kRunEvents = {{
+    {RunEvent::kPush, "push"},
+    {RunEvent::kPullRequest, "pull_request"},
+    {RunEvent::kManual, "manual"},
+}};
+
+template <typename E, size_t N>
+std::string_view NameIn(const std::array<std::pair<E, std::string_view>, N>& table, E value) {
+  for (const auto& [e, name] : table) {
+    if (e == value) return name;
+  }
+  return "unknown";
+}
+
+template <typename E, size_t N>
+std::optional<E> ParseIn(const std::array<std::pair<E, std::string_view>, N>& table,
+                         std::string_view text) {
+  for (const auto& [e, name] : table) {
+    if (name == text) return e;
+  }
+  return std::nullopt;
+}
+
+constexpr std::string_view kSqliteScheme = "sqlite:";
+
+}  // namespace
+
+std::string_view Name(TargetState state) { return NameIn(kTargetStates, state); }
+std::string_view Name(RunState state) { return NameIn(kRunStates, state); }
+std::string_view Name(RunEvent event) { return NameIn(kRunEvents, event); }
+std::optional<TargetState> ParseTargetState(std::string_view name) {
+  return ParseIn(kTargetStates, name);
+}
+std::optional<RunState> ParseRunState(std::string_view name) { return ParseIn(kRunStates, name); }
+std::optional<RunEvent> ParseRunEvent(std::string_view name) { return ParseIn(kRunEvents, name); }
+
+bool IsFinal(TargetState state) {
+  return state == TargetState::kRolledBack || state == TargetState::kSuperseded;
+}
+
+bool IsFinal(RunState state) {
+  return state == RunState::kSucceeded || state == RunState::kFailed ||
+         state == RunState::kCancelled || state == RunState::kSkipped;
+}
+
+Status CheckTransition(TargetState from, TargetState to) {
+  if (IsFinal(from)) {
+    return FailedPreconditionError("target is {}, which is final; it cannot become {}", Name(from),
+                                   Name(to));
+  }
+  return OkStatus();
+}
+
+Status CheckStepTransition(RunState from, RunState to) {
+  if (IsFinal(from) && from != to) {
+    return FailedPreconditionError("step is {}, which is final; it cannot become {}", Name(from),
+                                   Name(to));
+  }
+  return OkStatus();
+}
+
+Status CheckRunTransition(RunState from, RunState to) {
+  if (to == RunState::kSkipped) {
+    return FailedPreconditionError("a run cannot be skipped, only a step");
+  }
+  if (IsFinal(from) && from != to) {
+    return FailedPreconditionError("run is {}, which is final; it cannot become {}", Name(from),
+                                   Name(to));
+  }
+  return OkStatus();
+}
+
+Result<Location> ParseUrl(std::string_view url) {
+  if (url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+    return Location{Location::Kind::kPostgres, std::string(url)};
+  }
+  std::string_view path = url;
+  if (url.starts_with(kSqliteScheme)) {
+    path.remove_prefix(kSqliteScheme.size());
+    if (path.starts_with("//")) {
+      path.remove_prefix(2);  // sqlite:///abs/path → /abs/path
+      if (!path.starts_with("/")) {
+        return InvalidArgumentError(
+            "store URL {}: sqlite:// takes an absolute path (sqlite:///var/lib/gantry.db) or use "
+            "sqlite:relative.db",
+            url);
+      }
+    }
+    if (path.find('?') != std::string_view::npos) {
+      return InvalidArgumentError("store URL {}: sqlite URLs take no parameters", url);
+    }
+  } else if (url.find("://") != std::string_view::npos) {
+    return InvalidArgumentError(
+        "store URL {}: unsupported scheme; use sqlite:///path, postgresql://... or a file path",
+        RedactUrl(url));
+  }
+  if (path.empty() || path == ":memory:") {
+    return InvalidArgumentError("store URL '{}': needs a database file path", url);
+  }
+  return Location{Location::Kind::kSqlite, std::string(path)};
+}
+
+std::string RedactUrl(std::string_view url) {
+  std::string out(url);
+  size_t scheme = out.find("://");
+  if (scheme != std::string::npos) {
+    size_t start = scheme + 3;
+    size_t end = out.find_first_of("/?", start);
+    if (end == std::string::npos) end = out.size();
+    size_t at = out.rfind('@', end);
+    if (at != std::string::npos && at > start) {
+      size_t colon = out.find(':', start);
+      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
+    }
+  }
+  for (size_t p = out.find("password="); p != std::string::npos; p = out.find("password=", p + 1)) {
+    size_t value = p + 9;
+    size_t end = out.find('&', value);
+    out.replace(value, (end == std::string::npos ? out.size() : end) - value, "***");
+  }
+  return out;
+}
+
+Result<std::unique_ptr<Store>> Open(std::string_view url, const Options& options) {
+  GANTRY_ASSIGN_OR_RETURN(Location location, ParseUrl(url));
+  if (location.kind == Location::Kind::kSqlite) {
+    return internal::OpenSqlite(location.target, options);
+  }
+  return internal::OpenPostgres(location.target, options);
+}
+
+}  // namespace gantry::store

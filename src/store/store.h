@@ -1,0 +1,291 @@
+#pragma once
+// Gantry's state: the release ledger, CI runs with their steps and logs, approvals, webhook
+// deliveries and the audit log, in SQLite (the embedded default, one file) or PostgreSQL (shared by
+// several servers), behind one interface, Store.
+//
+// The ledger: a Release is one version of an application (source and config revisions, image
+// digests, who started it, the CI run that built it). A Target is that release at one environment
+// and cluster, with its deployment state. The release running at a place is the newest release
+// whose target there is healthy (a rollback marks the newer ones rolled_back); a place is "behind"
+// by the number of releases of the app newer than the one running there.
+//
+// Durability: every method is one transaction; when it returns OK its effect has been committed
+// (SQLite: WAL with synchronous=FULL, so it survives power loss; PostgreSQL: a committed
+// transaction). A crash at any point leaves either all or none of a call's writes. Transient
+// failures (a broken PostgreSQL connection, a deadlock, a busy SQLite file) are retried with
+// bounded backoff; a write whose COMMIT was sent when the connection broke is not retried, because
+// it may have been applied: it fails with Unavailable and a message saying the outcome is unknown.
+//
+// Schema: numbered migrations built into the binary are applied at Open(), in one transaction,
+// once (PostgreSQL: under an advisory lock, so servers starting together do not race).
+//
+// Secrets: the store holds none. Callers must not put credentials or tokens into any field; step
+// logs arrive already masked by the ci module. Errors never contain the password of a database URL.
+//
+// Every time is stamped by the store from Options::clock, stored as UTC microseconds.
+//
+// Errors common to every method: Unavailable when the database cannot be reached (after the
+// retries), DataLoss when it is corrupt, Internal for anything unexpected.
+//
+// Thread-safety: a Store is safe to use from many threads; it keeps a small pool of connections.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/retry.h"
+#include "base/status.h"
+
+namespace gantry::store {
+
+using Time = std::chrono::system_clock::time_point;
+
+// ---------------------------------------------------------------------------------------------
+// Records
+
+struct Release {
+  int64_t id = 0;  // assigned by CreateRelease; increases with every release of the store
+  std::string app;
+  std::string source_revision;
+  std::string config_revision;
+  std::map<std::string, std::string> image_digests;  // image name → "sha256:..."
+  std::string started_by;                             // a user, "webhook:github", "agent", ...
+  std::optional<int64_t> run_id;                      // the CI run that built it, if any
+  std::string note;
+  Time created_at{};  // set by the store
+};
+
+// The deployment state of a release at one environment and cluster. rolled_back and superseded are
+// final: a target in either never changes again. Any other transition is allowed.
+enum class TargetState { kPending, kApplying, kHealthy, kFailed, kRolledBack, kSuperseded };
+
+struct Target {
+  int64_t release_id = 0;
+  std::string env;
+  std::string cluster;
+  TargetState state = TargetState::kPending;
+  std::string message;
+  std::string sync_result;  // opaque to the store (the sync module's JSON summary)
+  // Optimistic concurrency: starts at 1 and increases with every write. UpsertTarget() takes the
+  // version the caller last read (0 to create) and returns the new one.
+  int64_t version = 0;
+  Time created_at{};
+  Time updated_at{};
+  std::optional<Time> finished_at;  // set on entering healthy, failed, rolled_back or superseded
+};
+
+// One environment × cluster of an application, for `gantry status`.
+struct TargetStatus {
+  std::string env;
+  std::string cluster;
+  std::optional<Release> running;  // the newest release whose target here is healthy
+  Release latest;                  // the newest release with a target here, in any state
+  Target latest_target;            // its target here
+  int64_t behind = 0;              // releases of the app newer than `running` (all, when none)
+};
+
+// Runs and steps. succeeded, failed, cancelled and skipped are final; interrupted is not (a
+// restarted runner may re-queue the run). skipped is for steps only.
+enum class RunState { kQueued, kRunning, kSucceeded, kFailed, kCancelled, kInterrupted, kSkipped };
+enum class RunEvent { kPush, kPullRequest, kManual };
+
+struct Step {
+  std::string name;
+  RunState state = RunState::kQueued;
+  std::optional<int> exit_code;
+  std::optional<Time> started_at;   // set by the store on entering running
+  std::optional<Time> finished_at;  // set by the store on entering a final state or interrupted
+};
+
+struct Run {
+  int64_t id = 0;  // assigned by CreateRun
+  std::string repo;
+  std::string pipeline;
+  std::string commit;
+  std::string ref;
+  RunEvent event = RunEvent::kPush;
+  std::string delivery_id;  // the webhook delivery that caused it; "" when none
+  RunState state = RunState::kQueued;
+  std::string worker;  // the server that claimed it; "" while queued
+  int attempt = 0;     // how many times it was claimed
+  std::string message;
+  Time created_at{};
+  std::optional<Time> started_at;
+  std::optional<Time> finished_at;
+  std::vector<Step> steps;  // filled by GetRun, in the order they were first written
+};
+
+struct RunFilter {
+  std::string pipeline;              // "" = all
+  std::optional<RunState> state;     // nullopt = all
+  int64_t before_id = 0;             // 0 = from the newest
+  int limit = 50;
+};
+
+inline constexpr size_t kMaxLogChunkBytes = 64 * 1024;
+
+struct LogChunk {
+  std::string step;
+  int64_t seq = 0;
+  std::string data;
+  Time written_at{};
+};
+
+struct AuditEntry {
+  int64_t id = 0;  // assigned by Audit()
+  Time at{};       // set by the store
+  std::string actor;
+  std::string action;  // "deploy", "rollback", "approve", ...
+  std::string object;  // "app/podinfo env/prod"
+  std::string details;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The interface
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Releases.
+  // Creates a release and returns its id. InvalidArgument when app is empty; NotFound when run_id
+  // names no run.
+  virtual Result<int64_t> CreateRelease(const Release& release) = 0;
+  // NotFound when there is no release `id`.
+  virtual Result<Release> GetRelease(int64_t id) = 0;
+  // The releases of `app`, newest first, at most `limit`, only those older than `before_id` when
+  // it is not 0 (paging). InvalidArgument when limit < 1 (so for every List/Read below).
+  virtual Result<std::vector<Release>> ListReleases(std::string_view app, int limit,
+                                                    int64_t before_id = 0) = 0;
+
+  // Deployments.
+  // Creates (target.version == 0) or updates (target.version == the version last read) the target
+  // of (release_id, env, cluster) with state, message and sync_result, stamping the times, and
+  // returns it with its new version. InvalidArgument when env or cluster is empty; NotFound when
+  // the release does not exist, or when version != 0 names a target that does not; AlreadyExists
+  // when creating a target that exists; Aborted when the target changed since `version` was read
+  // (read again and decide again); FailedPrecondition when it is rolled_back or superseded.
+  virtual Result<Target> UpsertTarget(const Target& target) = 0;
+  // The targets of a release, ordered by env then cluster (empty when none or no such release).
+  virtual Result<std::vector<Target>> ListTargets(int64_t release_id) = 0;
+  // Every place `app` has a target, ordered by env then cluster.
+  virtual Result<std::vector<TargetStatus>> CurrentByTarget(std::string_view app) = 0;
+  // How many releases of `app` are newer than the one running at (env, cluster): all of them when
+  // none runs there.
+  virtual Result<int64_t> ReleasesBehind(std::string_view app, std::string_view env,
+                                         std::string_view cluster) = 0;
+
+  // Approvals. Approve() is idempotent: a second approval keeps the first. NotFound when there is
+  // no such release.
+  virtual Status Approve(int64_t release_id, std::string_view env, std::string_view by) = 0;
+  virtual Result<bool> IsApproved(int64_t release_id, std::string_view env) = 0;
+
+  // CI runs.
+  // Creates a queued run and returns its id. InvalidArgument when pipeline is empty; AlreadyExists
+  // when a run of the same pipeline was already created for this non-empty delivery_id (so a
+  // redelivered webhook never starts a second run).
+  virtual Result<int64_t> CreateRun(const Run& run) = 0;
+  // Moves run `id` to `state` with `message`, stamping started_at/finished_at; queued clears the
+  // worker (re-queue). Writing a final run's state again is OK (a retry). NotFound;
+  // FailedPrecondition when the run is final or state is skipped; Aborted when another writer
+  // changed its state meanwhile.
+  virtual Status UpdateRun(int64_t id, RunState state, std::string_view message = {}) = 0;
+  // Creates or updates step `step.name` of a run (state and exit code; times are stamped).
+  // Writing a final step's state again is OK (a retry). InvalidArgument when the name is empty;
+  // NotFound when there is no such run; FailedPrecondition when the step is final.
+  virtual Status UpsertStep(int64_t run_id, const Step& step) = 0;
+  // NotFound when there is no run `id`.
+  virtual Result<Run> GetRun(int64_t id) = 0;
+  // Newest first, without steps.
+  virtual Result<std::vector<Run>> ListRuns(const RunFilter& filter) = 0;
+  // After a restart: every running run claimed by `worker` ("" = by anyone, for a single server)
+  // and its running steps become interrupted. Returns those runs (for the re-queue policy).
+  virtual Result<std::vector<Run>> MarkUnfinishedInterrupted(std::string_view worker) = 0;
+  // Atomically takes the oldest queued run: it becomes running, claimed by `worker`, attempt + 1.
+  // nullopt when none is queued. Each queued run is claimed by exactly one caller, across threads
+  // and servers.
+  virtual Result<std::optional<Run>> ClaimNextQueuedRun(std::string_view worker) = 0;
+
+  // Logs.
+  // Stores chunk `seq` of a step's log. Idempotent: writing the same (run, step, seq) again with
+  // the same bytes is OK. InvalidArgument when data exceeds kMaxLogChunkBytes or seq < 0; NotFound
+  // when there is no such run; AlreadyExists when that chunk exists with different bytes.
+  virtual Status AppendLogChunk(int64_t run_id, std::string_view step, int64_t seq,
+                                std::string_view data) = 0;
+  // The chunks of a step with seq >= from_seq in order, at most max_chunks; empty when there are
+  // none (yet). For `logs -f`: poll again from the last seq + 1 until the run is final.
+  virtual Result<std::vector<LogChunk>> ReadLog(int64_t run_id, std::string_view step,
+                                                int64_t from_seq, int max_chunks = 256) = 0;
+
+  // Webhook deliveries: true when (provider, delivery_id) is new, false when already recorded.
+  // Records older than Options::delivery_retention are forgotten.
+  virtual Result<bool> RecordDelivery(std::string_view provider, std::string_view delivery_id) = 0;
+
+  // Audit log, append-only. Audit() returns the entry's id; ListAudit() is newest first.
+  virtual Result<int64_t> Audit(const AuditEntry& entry) = 0;
+  virtual Result<std::vector<AuditEntry>> ListAudit(int limit, int64_t before_id = 0) = 0;
+
+  // The number of the newest migration applied to the database.
+  virtual Result<int> SchemaVersion() = 0;
+  // Checks that the database answers and, for SQLite, that the file is intact
+  // (PRAGMA integrity_check): DataLoss naming the first problem when it is not.
+  virtual Status Verify() = 0;
+};
+
+struct Options {
+  Clock* clock = nullptr;  // nullptr: SystemClock()
+  std::chrono::hours delivery_retention{24 * 7};
+  int max_connections = 4;
+  std::chrono::milliseconds busy_timeout{5000};  // SQLite: wait for another process's lock
+  BackoffPolicy retry{.initial = std::chrono::milliseconds(50),
+                      .max_delay = std::chrono::milliseconds(2000),
+                      .max_attempts = 6,
+                      .max_elapsed = std::chrono::milliseconds(20000)};
+  // Apply migrations only up to this version (nullopt = all): lets tests act as an older binary.
+  std::optional<int> max_schema_version;
+};
+
+// Opens (creating when needed) the store at `url` and migrates it:
+//   sqlite:///abs/path/gantry.db, sqlite:relative.db, or a plain path  → SQLite
+//   postgresql://user:pass@host:port/db?sslmode=...  or postgres://... → PostgreSQL
+// InvalidArgument for an unsupported or malformed URL; Unavailable when PostgreSQL cannot be
+// reached (after the retries); Unauthenticated when it refuses the credentials; FailedPrecondition
+// when the SQLite file cannot be opened or created, the PostgreSQL database does not exist, or the
+// database was migrated by a newer Gantry; DataLoss when the SQLite file is not a database or is
+// corrupt.
+Result<std::unique_ptr<Store>> Open(std::string_view url, const Options& options = {});
+
+// What Open() makes of a URL.
+struct Location {
+  enum class Kind { kSqlite, kPostgres } kind;
+  std::string target;  // the file path, or the PostgreSQL URL as given
+};
+Result<Location> ParseUrl(std::string_view url);
+
+// `url` with any password replaced by "***", for messages and logs.
+std::string RedactUrl(std::string_view url);
+
+// Names as stored and shown ("pending", "rolled_back", "pull_request", ...) and their parsers
+// (nullopt for an unknown name).
+std::string_view Name(TargetState state);
+std::string_view Name(RunState state);
+std::string_view Name(RunEvent event);
+std::optional<TargetState> ParseTargetState(std::string_view name);
+std::optional<RunState> ParseRunState(std::string_view name);
+std::optional<RunEvent> ParseRunEvent(std::string_view name);
+
+// The transition rules UpsertTarget / UpdateRun / UpsertStep enforce, as pure functions:
+// FailedPrecondition (saying why) when `from` may not become `to`.
+bool IsFinal(TargetState state);
+bool IsFinal(RunState state);
+Status CheckTransition(TargetState from, TargetState to);
+Status CheckRunTransition(RunState from, RunState to);
+Status CheckStepTransition(RunState from, RunState to);
+
+}  // namespace gantry::store

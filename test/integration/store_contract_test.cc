@@ -1,0 +1,757 @@
+// The contract of store::Store: one suite, run against SQLite (a file in a temp dir) and PostgreSQL
+// (a fresh database per test on the server of test/env/postgres.sh).
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include "store/store.h"
+#include "test/env/testenv.h"
+
+namespace gantry::store {
+namespace {
+
+using namespace std::chrono_literals;
+
+#define ASSERT_OK(expr)                                                                \
+  do {                                                                                 \
+    auto&& v_ = (expr);                                                                \
+    const ::gantry::Status& s_ = ::gantry::internal::GetStatus(v_);                    \
+    ASSERT_TRUE(s_.ok()) << #expr << ": " << s_.ToString();                            \
+  } while (0)
+#define EXPECT_OK(expr)                                                                \
+  do {                                                                                 \
+    auto&& v_ = (expr);                                                                \
+    const ::gantry::Status& s_ = ::gantry::internal::GetStatus(v_);                    \
+    EXPECT_TRUE(s_.ok()) << #expr << ": " << s_.ToString();                            \
+  } while (0)
+#define ASSERT_OK_AND_ASSIGN(lhs, expr)                                                \
+  auto GANTRY_CONCAT(r_, __LINE__) = (expr);                                           \
+  ASSERT_TRUE(GANTRY_CONCAT(r_, __LINE__).ok())                                        \
+      << #expr << ": " << GANTRY_CONCAT(r_, __LINE__).status().ToString();             \
+  lhs = std::move(GANTRY_CONCAT(r_, __LINE__)).value()
+#define EXPECT_CODE(expr, want)                                                        \
+  do {                                                                                 \
+    auto&& v_ = (expr);                                                                \
+    const ::gantry::Status& s_ = ::gantry::internal::GetStatus(v_);                    \
+    EXPECT_EQ(s_.code(), want) << #expr << ": " << s_.ToString();                      \
+  } while (0)
+
+// ---------------------------------------------------------------------------------------------
+// Backends: each makes fresh databases and can break the connections to them.
+
+class SqliteBackend {
+ public:
+  static constexpr const char* kName = "Sqlite";
+  std::string NewDatabase() {
+    return "sqlite://" + dir_.path() + "/db" + std::to_string(++n_) + ".db";
+  }
+  void BreakConnections() {}  // a file has no connection to lose
+  void DropAll() {}           // the ScopedTempDir goes
+
+ private:
+  testenv::ScopedTempDir dir_;
+  int n_ = 0;
+};
+
+class PostgresBackend {
+ public:
+  static constexpr const char* kName = "Postgres";
+  ~PostgresBackend() { DropAll(); }
+
+  std::string NewDatabase() {
+    static std::atomic<int> counter{0};
+    const std::string name = "store_" + std::to_string(getpid()) + "_" + std::to_string(++counter);
+    Admin("CREATE DATABASE " + name);
+    names_.push_back(name);
+    const std::string& admin = testenv::Shared("postgres.sh").Get("PG_URL");
+    return admin.substr(0, admin.rfind('/') + 1) + name;
+  }
+
+  // Ends every server session of the databases made here, as a server restart would.
+  void BreakConnections() {
+    for (const std::string& name : names_) {
+      Admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + name +
+            "' AND pid <> pg_backend_pid()");
+    }
+  }
+
+  void DropAll() {
+    for (const std::string& name : names_) {
+      Admin("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
+    }
+    names_.clear();
+  }
+
+ private:
+  // Test-only SQL on the admin database; the names are made here, not taken from input.
+  static void Admin(const std::string& sql) {
+    PGconn* conn = PQconnectdb(testenv::Shared("postgres.sh").Get("PG_URL").c_str());
+    ASSERT_EQ(PQstatus(conn), CONNECTION_OK) << PQerrorMessage(conn);
+    PGresult* res = PQexec(conn, sql.c_str());
+    EXPECT_TRUE(PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK)
+        << sql << ": " << PQerrorMessage(conn);
+    PQclear(res);
+    PQfinish(conn);
+  }
+
+  std::vector<std::string> names_;
+};
+
+template <typename B>
+class StoreContractTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = backend_.NewDatabase();
+    auto store = Open(url_);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(*store);
+  }
+  void TearDown() override {
+    store_.reset();
+    backend_.DropAll();
+  }
+
+  Store& store() { return *store_; }
+
+  int64_t NewRelease(const std::string& app, const std::string& rev = "abc") {
+    auto id = store_->CreateRelease(
+        {.app = app, .source_revision = rev, .config_revision = "cfg-" + rev});
+    EXPECT_TRUE(id.ok()) << id.status().ToString();
+    return id.value_or(0);
+  }
+  // Moves the target to `state` from whatever version it has (creating it).
+  Target Set(int64_t release, const std::string& env, const std::string& cluster,
+             TargetState state) {
+    int64_t version = 0;
+    auto targets = store_->ListTargets(release);
+    EXPECT_TRUE(targets.ok());
+    for (const Target& t : targets.value_or({})) {
+      if (t.env == env && t.cluster == cluster) version = t.version;
+    }
+    auto t = store_->UpsertTarget({.release_id = release, .env = env, .cluster = cluster,
+                                   .state = state, .version = version});
+    EXPECT_TRUE(t.ok()) << t.status().ToString();
+    return t.value_or(Target{});
+  }
+  int64_t NewRun(const std::string& pipeline = "shop/ci", const std::string& delivery = "") {
+    auto id = store_->CreateRun({.repo = "https://git.example/shop.git", .pipeline = pipeline,
+                                 .commit = "c0ffee", .ref = "refs/heads/main",
+                                 .delivery_id = delivery});
+    EXPECT_TRUE(id.ok()) << id.status().ToString();
+    return id.value_or(0);
+  }
+
+  B backend_;
+  std::string url_;
+  std::unique_ptr<Store> store_;
+};
+
+struct BackendName {
+  template <typename B>
+  static std::string GetName(int) {
+    return B::kName;
+  }
+};
+using Backends = ::testing::Types<SqliteBackend, PostgresBackend>;
+TYPED_TEST_SUITE(StoreContractTest, Backends, BackendName);
+
+// ---------------------------------------------------------------------------------------------
+// Releases
+
+TYPED_TEST(StoreContractTest, ReleasesRoundTripAndListNewestFirst) {
+  Store& s = this->store();
+  const Time before = std::chrono::system_clock::now();
+  ASSERT_OK_AND_ASSIGN(int64_t run, s.CreateRun({.pipeline = "shop/ci", .commit = "c1"}));
+  Release in{.app = "shop",
+             .source_revision = "1111111",
+             .config_revision = "2222222",
+             .image_digests = {{"web", "sha256:aa"}, {"worker", "sha256:bb"}},
+             .started_by = "alice",
+             .run_id = run,
+             .note = "first ✓"};
+  ASSERT_OK_AND_ASSIGN(int64_t first, s.CreateRelease(in));
+  ASSERT_OK_AND_ASSIGN(Release got, s.GetRelease(first));
+  EXPECT_EQ(got.id, first);
+  EXPECT_EQ(got.app, "shop");
+  EXPECT_EQ(got.source_revision, "1111111");
+  EXPECT_EQ(got.config_revision, "2222222");
+  EXPECT_EQ(got.image_digests, in.image_digests);
+  EXPECT_EQ(got.started_by, "alice");
+  EXPECT_EQ(got.run_id, run);
+  EXPECT_EQ(got.note, "first ✓");
+  EXPECT_GE(got.created_at + 1ms, before);
+  EXPECT_LE(got.created_at, std::chrono::system_clock::now());
+
+  const int64_t second = this->NewRelease("shop", "r2");
+  this->NewRelease("other", "x");
+  const int64_t third = this->NewRelease("shop", "r3");
+  EXPECT_LT(first, second);
+  EXPECT_LT(second, third);
+
+  ASSERT_OK_AND_ASSIGN(auto all, s.ListReleases("shop", 10));
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].id, third);
+  EXPECT_EQ(all[1].id, second);
+  EXPECT_EQ(all[2].id, first);
+  EXPECT_EQ(all[2].image_digests.at("worker"), "sha256:bb");
+  EXPECT_FALSE(all[0].run_id.has_value());
+
+  ASSERT_OK_AND_ASSIGN(auto page, s.ListReleases("shop", 1, third));
+  ASSERT_EQ(page.size(), 1u);
+  EXPECT_EQ(page[0].id, second);
+  ASSERT_OK_AND_ASSIGN(auto none, s.ListReleases("nobody", 10));
+  EXPECT_TRUE(none.empty());
+}
+
+TYPED_TEST(StoreContractTest, ReleaseErrors) {
+  Store& s = this->store();
+  EXPECT_CODE(s.GetRelease(424242), Code::kNotFound);
+  EXPECT_CODE(s.CreateRelease({.app = ""}), Code::kInvalidArgument);
+  auto bad_run = s.CreateRelease({.app = "shop", .run_id = 999});
+  EXPECT_CODE(bad_run, Code::kNotFound);
+  ASSERT_OK_AND_ASSIGN(auto list, s.ListReleases("shop", 10));
+  EXPECT_TRUE(list.empty()) << "a failed CreateRelease left a release behind";
+  EXPECT_CODE(s.ListReleases("shop", 0), Code::kInvalidArgument);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deployments
+
+TYPED_TEST(StoreContractTest, TargetsAreWrittenWithOptimisticConcurrency) {
+  Store& s = this->store();
+  const int64_t release = this->NewRelease("shop");
+  Target t{.release_id = release, .env = "prod", .cluster = "eu-1", .state = TargetState::kPending};
+  ASSERT_OK_AND_ASSIGN(Target created, s.UpsertTarget(t));
+  EXPECT_EQ(created.version, 1);
+  EXPECT_EQ(created.state, TargetState::kPending);
+  EXPECT_FALSE(created.finished_at.has_value());
+  EXPECT_CODE(s.UpsertTarget(t), Code::kAlreadyExists);
+
+  t.state = TargetState::kApplying;
+  t.version = 1;
+  ASSERT_OK_AND_ASSIGN(Target applying, s.UpsertTarget(t));
+  EXPECT_EQ(applying.version, 2);
+  EXPECT_EQ(applying.created_at, created.created_at);
+
+  // A second deployer that read version 1 loses.
+  Target stale = t;
+  stale.state = TargetState::kFailed;
+  EXPECT_CODE(s.UpsertTarget(stale), Code::kAborted);
+
+  t.state = TargetState::kHealthy;
+  t.version = 2;
+  t.message = "3/3 available";
+  t.sync_result = R"({"applied":12,"pruned":0})";
+  ASSERT_OK_AND_ASSIGN(Target healthy, s.UpsertTarget(t));
+  EXPECT_EQ(healthy.version, 3);
+  ASSERT_TRUE(healthy.finished_at.has_value());
+  EXPECT_GE(healthy.updated_at, applying.updated_at);
+
+  ASSERT_OK_AND_ASSIGN(Target other, s.UpsertTarget({.release_id = release, .env = "dev",
+                                                     .cluster = "local",
+                                                     .state = TargetState::kApplying}));
+  EXPECT_EQ(other.version, 1);
+  ASSERT_OK_AND_ASSIGN(auto targets, s.ListTargets(release));
+  ASSERT_EQ(targets.size(), 2u);
+  EXPECT_EQ(targets[0].env, "dev");
+  EXPECT_EQ(targets[1].env, "prod");
+  EXPECT_EQ(targets[1].message, "3/3 available");
+  EXPECT_EQ(targets[1].sync_result, R"({"applied":12,"pruned":0})");
+  EXPECT_EQ(targets[1].state, TargetState::kHealthy);
+}
+
+TYPED_TEST(StoreContractTest, TargetErrorsAndFinalStates) {
+  Store& s = this->store();
+  const int64_t release = this->NewRelease("shop");
+  EXPECT_CODE(s.UpsertTarget({.release_id = 999, .env = "prod", .cluster = "c"}), Code::kNotFound);
+  EXPECT_CODE(s.UpsertTarget({.release_id = release, .env = "prod", .cluster = "c", .version = 4}),
+              Code::kNotFound);
+  EXPECT_CODE(s.UpsertTarget({.release_id = release, .env = "", .cluster = "c"}),
+              Code::kInvalidArgument);
+  Target rolled = this->Set(release, "prod", "c", TargetState::kRolledBack);
+  ASSERT_TRUE(rolled.finished_at.has_value());
+  Status again = s.UpsertTarget({.release_id = release, .env = "prod", .cluster = "c",
+                                 .state = TargetState::kApplying, .version = rolled.version})
+                     .status();
+  EXPECT_EQ(again.code(), Code::kFailedPrecondition) << again.ToString();
+  EXPECT_NE(again.message().find("prod/c"), std::string::npos) << again.message();
+  ASSERT_OK_AND_ASSIGN(auto targets, s.ListTargets(release));
+  ASSERT_EQ(targets.size(), 1u);
+  EXPECT_EQ(targets[0].state, TargetState::kRolledBack);
+  ASSERT_OK_AND_ASSIGN(auto none, s.ListTargets(999));
+  EXPECT_TRUE(none.empty());
+}
+
+TYPED_TEST(StoreContractTest, StatusShowsTheRunningReleaseAndHowFarBehindEachPlaceIs) {
+  Store& s = this->store();
+  const int64_t r1 = this->NewRelease("shop", "r1");
+  const int64_t r2 = this->NewRelease("shop", "r2");
+  this->NewRelease("other", "o1");  // another app's releases never count
+  const int64_t r3 = this->NewRelease("shop", "r3");
+  const int64_t r4 = this->NewRelease("shop", "r4");
+
+  this->Set(r1, "dev", "k1", TargetState::kHealthy);
+  this->Set(r2, "dev", "k1", TargetState::kHealthy);
+  this->Set(r3, "dev", "k1", TargetState::kFailed);
+  this->Set(r1, "prod", "eu", TargetState::kHealthy);
+  this->Set(r2, "prod", "eu", TargetState::kPending);
+  this->Set(r4, "staging", "k1", TargetState::kApplying);
+
+  ASSERT_OK_AND_ASSIGN(auto status, s.CurrentByTarget("shop"));
+  ASSERT_EQ(status.size(), 3u);
+  EXPECT_EQ(status[0].env, "dev");
+  ASSERT_TRUE(status[0].running.has_value());
+  EXPECT_EQ(status[0].running->id, r2);
+  EXPECT_EQ(status[0].running->source_revision, "r2");
+  EXPECT_EQ(status[0].latest.id, r3);
+  EXPECT_EQ(status[0].latest_target.state, TargetState::kFailed);
+  EXPECT_EQ(status[0].behind, 2);  // r3, r4
+
+  EXPECT_EQ(status[1].env, "prod");
+  EXPECT_EQ(status[1].cluster, "eu");
+  ASSERT_TRUE(status[1].running.has_value());
+  EXPECT_EQ(status[1].running->id, r1);
+  EXPECT_EQ(status[1].latest.id, r2);
+  EXPECT_EQ(status[1].latest_target.state, TargetState::kPending);
+  EXPECT_EQ(status[1].behind, 3);
+
+  EXPECT_EQ(status[2].env, "staging");
+  EXPECT_FALSE(status[2].running.has_value());
+  EXPECT_EQ(status[2].latest.id, r4);
+  EXPECT_EQ(status[2].behind, 4);
+
+  ASSERT_OK_AND_ASSIGN(int64_t dev_behind, s.ReleasesBehind("shop", "dev", "k1"));
+  EXPECT_EQ(dev_behind, 2);
+  ASSERT_OK_AND_ASSIGN(int64_t nowhere, s.ReleasesBehind("shop", "qa", "k9"));
+  EXPECT_EQ(nowhere, 4);
+
+  // A rollback of dev to r1 marks r2 rolled back: r1 runs there again.
+  this->Set(r2, "dev", "k1", TargetState::kRolledBack);
+  ASSERT_OK_AND_ASSIGN(int64_t after_rollback, s.ReleasesBehind("shop", "dev", "k1"));
+  EXPECT_EQ(after_rollback, 3);
+  ASSERT_OK_AND_ASSIGN(auto after, s.CurrentByTarget("shop"));
+  ASSERT_TRUE(after[0].running.has_value());
+  EXPECT_EQ(after[0].running->id, r1);
+
+  ASSERT_OK_AND_ASSIGN(auto empty, s.CurrentByTarget("nothing"));
+  EXPECT_TRUE(empty.empty());
+}
+
+TYPED_TEST(StoreContractTest, ApprovalsAreIdempotentPerEnvironment) {
+  Store& s = this->store();
+  const int64_t release = this->NewRelease("shop");
+  ASSERT_OK_AND_ASSIGN(bool before, s.IsApproved(release, "prod"));
+  EXPECT_FALSE(before);
+  ASSERT_OK(s.Approve(release, "prod", "alice"));
+  ASSERT_OK(s.Approve(release, "prod", "bob"));
+  ASSERT_OK_AND_ASSIGN(bool prod, s.IsApproved(release, "prod"));
+  EXPECT_TRUE(prod);
+  ASSERT_OK_AND_ASSIGN(bool staging, s.IsApproved(release, "staging"));
+  EXPECT_FALSE(staging);
+  EXPECT_CODE(s.Approve(999, "prod", "alice"), Code::kNotFound);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs
+
+TYPED_TEST(StoreContractTest, RunsAndStepsMoveThroughTheirStates) {
+  Store& s = this->store();
+  ASSERT_OK_AND_ASSIGN(int64_t id, s.CreateRun({.repo = "https://git.example/shop.git",
+                                                .pipeline = "shop/ci", .commit = "c0ffee",
+                                                .ref = "refs/pull/7/head",
+                                                .event = RunEvent::kPullRequest,
+                                                .delivery_id = "d-1"}));
+  ASSERT_OK_AND_ASSIGN(Run queued, s.GetRun(id));
+  EXPECT_EQ(queued.state, RunState::kQueued);
+  EXPECT_EQ(queued.event, RunEvent::kPullRequest);
+  EXPECT_EQ(queued.ref, "refs/pull/7/head");
+  EXPECT_EQ(queued.delivery_id, "d-1");
+  EXPECT_EQ(queued.attempt, 0);
+  EXPECT_FALSE(queued.started_at.has_value());
+
+  ASSERT_OK(s.UpdateRun(id, RunState::kRunning));
+  ASSERT_OK(s.UpsertStep(id, {.name = "build", .state = RunState::kRunning}));
+  ASSERT_OK(s.UpsertStep(id, {.name = "lint", .state = RunState::kQueued}));
+  ASSERT_OK(s.UpsertStep(id, {.name = "build", .state = RunState::kSucceeded, .exit_code = 0}));
+  ASSERT_OK(s.UpsertStep(id, {.name = "lint", .state = RunState::kRunning}));
+  ASSERT_OK(s.UpsertStep(id, {.name = "lint", .state = RunState::kFailed, .exit_code = 2}));
+  ASSERT_OK(s.UpsertStep(id, {.name = "deploy", .state = RunState::kSkipped}));
+  ASSERT_OK(s.UpdateRun(id, RunState::kFailed, "step lint failed"));
+
+  ASSERT_OK_AND_ASSIGN(Run done, s.GetRun(id));
+  EXPECT_EQ(done.state, RunState::kFailed);
+  EXPECT_EQ(done.message, "step lint failed");
+  ASSERT_TRUE(done.started_at && done.finished_at);
+  EXPECT_LE(*done.started_at, *done.finished_at);
+  ASSERT_EQ(done.steps.size(), 3u);
+  EXPECT_EQ(done.steps[0].name, "build");
+  EXPECT_EQ(done.steps[0].exit_code, 0);
+  ASSERT_TRUE(done.steps[0].started_at && done.steps[0].finished_at);
+  EXPECT_LE(*done.steps[0].started_at, *done.steps[0].finished_at);
+  EXPECT_EQ(done.steps[1].name, "lint");
+  EXPECT_EQ(done.steps[1].state, RunState::kFailed);
+  EXPECT_EQ(done.steps[1].exit_code, 2);
+  EXPECT_EQ(done.steps[2].state, RunState::kSkipped);
+  EXPECT_FALSE(done.steps[2].exit_code.has_value());
+
+  // Final is final; repeating the final write (a retry) is fine.
+  EXPECT_CODE(s.UpdateRun(id, RunState::kRunning), Code::kFailedPrecondition);
+  EXPECT_OK(s.UpdateRun(id, RunState::kFailed, "step lint failed"));
+  EXPECT_CODE(s.UpsertStep(id, {.name = "lint", .state = RunState::kRunning}),
+              Code::kFailedPrecondition);
+  EXPECT_OK(s.UpsertStep(id, {.name = "lint", .state = RunState::kFailed, .exit_code = 2}));
+
+  EXPECT_CODE(s.GetRun(999), Code::kNotFound);
+  EXPECT_CODE(s.UpdateRun(999, RunState::kRunning), Code::kNotFound);
+  EXPECT_CODE(s.UpsertStep(999, {.name = "x"}), Code::kNotFound);
+  EXPECT_CODE(s.CreateRun({.pipeline = ""}), Code::kInvalidArgument);
+  const int64_t other = this->NewRun();
+  EXPECT_CODE(s.UpdateRun(other, RunState::kSkipped), Code::kFailedPrecondition);
+}
+
+TYPED_TEST(StoreContractTest, ARedeliveredWebhookDoesNotCreateASecondRun) {
+  Store& s = this->store();
+  this->NewRun("shop/ci", "delivery-7");
+  EXPECT_CODE(s.CreateRun({.pipeline = "shop/ci", .delivery_id = "delivery-7"}),
+              Code::kAlreadyExists);
+  this->NewRun("shop/release", "delivery-7");  // one delivery, two pipelines
+  this->NewRun("shop/ci");
+  this->NewRun("shop/ci");  // runs without a delivery (manual) never collide
+  ASSERT_OK_AND_ASSIGN(auto runs, s.ListRuns({.pipeline = "shop/ci"}));
+  EXPECT_EQ(runs.size(), 3u);
+}
+
+TYPED_TEST(StoreContractTest, ListRunsFiltersAndPagesNewestFirst) {
+  Store& s = this->store();
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(this->NewRun(i % 2 ? "b" : "a"));
+  ASSERT_OK(s.UpdateRun(ids[2], RunState::kCancelled));
+  ASSERT_OK_AND_ASSIGN(auto all, s.ListRuns({}));
+  ASSERT_EQ(all.size(), 5u);
+  EXPECT_EQ(all.front().id, ids[4]);
+  EXPECT_EQ(all.back().id, ids[0]);
+  ASSERT_OK_AND_ASSIGN(auto a, s.ListRuns({.pipeline = "a"}));
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_OK_AND_ASSIGN(auto cancelled, s.ListRuns({.state = RunState::kCancelled}));
+  ASSERT_EQ(cancelled.size(), 1u);
+  EXPECT_EQ(cancelled[0].id, ids[2]);
+  ASSERT_OK_AND_ASSIGN(auto page, s.ListRuns({.before_id = ids[3], .limit = 2}));
+  ASSERT_EQ(page.size(), 2u);
+  EXPECT_EQ(page[0].id, ids[2]);
+  EXPECT_EQ(page[1].id, ids[1]);
+  EXPECT_TRUE(page[0].steps.empty());
+}
+
+TYPED_TEST(StoreContractTest, ARestartedRunnerInterruptsItsRunsAndMayRequeueThem) {
+  Store& s = this->store();
+  const int64_t mine = this->NewRun();
+  const int64_t theirs = this->NewRun();
+  const int64_t waiting = this->NewRun();
+  ASSERT_OK_AND_ASSIGN(auto claimed1, s.ClaimNextQueuedRun("server-1"));
+  ASSERT_TRUE(claimed1.has_value());
+  EXPECT_EQ(claimed1->id, mine);  // oldest first
+  EXPECT_EQ(claimed1->worker, "server-1");
+  EXPECT_EQ(claimed1->attempt, 1);
+  ASSERT_OK_AND_ASSIGN(auto claimed2, s.ClaimNextQueuedRun("server-2"));
+  ASSERT_TRUE(claimed2.has_value());
+  EXPECT_EQ(claimed2->id, theirs);
+  ASSERT_OK(s.UpsertStep(mine, {.name = "build", .state = RunState::kRunning}));
+  ASSERT_OK(s.UpsertStep(mine, {.name = "lint", .state = RunState::kSucceeded, .exit_code = 0}));
+
+  ASSERT_OK_AND_ASSIGN(auto interrupted, s.MarkUnfinishedInterrupted("server-1"));
+  ASSERT_EQ(interrupted.size(), 1u);
+  EXPECT_EQ(interrupted[0].id, mine);
+  EXPECT_EQ(interrupted[0].state, RunState::kInterrupted);
+  ASSERT_OK_AND_ASSIGN(Run run, s.GetRun(mine));
+  EXPECT_EQ(run.state, RunState::kInterrupted);
+  EXPECT_TRUE(run.finished_at.has_value());
+  EXPECT_EQ(run.steps[0].state, RunState::kInterrupted);
+  EXPECT_EQ(run.steps[1].state, RunState::kSucceeded);
+  ASSERT_OK_AND_ASSIGN(Run other, s.GetRun(theirs));
+  EXPECT_EQ(other.state, RunState::kRunning) << "another server's run was interrupted";
+
+  // Re-queue per policy; the next claim is attempt 2.
+  ASSERT_OK(s.UpdateRun(mine, RunState::kQueued, "re-queued after restart"));
+  ASSERT_OK_AND_ASSIGN(Run requeued, s.GetRun(mine));
+  EXPECT_EQ(requeued.worker, "");
+  EXPECT_FALSE(requeued.finished_at.has_value());
+  ASSERT_OK_AND_ASSIGN(auto again, s.ClaimNextQueuedRun("server-1"));
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->id, mine);
+  EXPECT_EQ(again->attempt, 2);
+
+  // A single server restarting ("" = anyone's).
+  ASSERT_OK_AND_ASSIGN(auto rest, s.MarkUnfinishedInterrupted(""));
+  ASSERT_EQ(rest.size(), 2u);
+  EXPECT_EQ(rest[0].id, mine);
+  EXPECT_EQ(rest[1].id, theirs);
+  ASSERT_OK_AND_ASSIGN(Run still, s.GetRun(waiting));
+  EXPECT_EQ(still.state, RunState::kQueued);
+}
+
+TYPED_TEST(StoreContractTest, EightThreadsClaimEachQueuedRunExactlyOnce) {
+  Store& s = this->store();
+  std::set<int64_t> created;
+  for (int i = 0; i < 60; ++i) created.insert(this->NewRun());
+  std::mutex mu;
+  std::vector<int64_t> claimed;
+  std::vector<std::string> errors;
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 8; ++w) {
+    threads.emplace_back([&, w] {
+      for (;;) {
+        auto run = s.ClaimNextQueuedRun("worker-" + std::to_string(w));
+        std::lock_guard lock(mu);
+        if (!run.ok()) {
+          errors.push_back(run.status().ToString());
+          return;
+        }
+        if (!run->has_value()) return;
+        claimed.push_back((*run)->id);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  std::sort(claimed.begin(), claimed.end());
+  EXPECT_EQ(std::adjacent_find(claimed.begin(), claimed.end()), claimed.end())
+      << "a run was claimed twice";
+  EXPECT_EQ(std::set<int64_t>(claimed.begin(), claimed.end()), created);
+  ASSERT_OK_AND_ASSIGN(auto queued, s.ListRuns({.state = RunState::kQueued}));
+  EXPECT_TRUE(queued.empty());
+  ASSERT_OK_AND_ASSIGN(auto none, s.ClaimNextQueuedRun("late"));
+  EXPECT_FALSE(none.has_value());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logs
+
+TYPED_TEST(StoreContractTest, LogChunksAreIdempotentAndReadInOrderForFollowing) {
+  Store& s = this->store();
+  const int64_t run = this->NewRun();
+  const std::string binary("line\0with nul \xff\n", 16);
+  ASSERT_OK(s.AppendLogChunk(run, "build", 0, "hello\n"));
+  ASSERT_OK(s.AppendLogChunk(run, "build", 2, binary));  // arrives before 1
+  ASSERT_OK(s.AppendLogChunk(run, "build", 1, "world\n"));
+  ASSERT_OK(s.AppendLogChunk(run, "test", 0, "other step\n"));
+  EXPECT_OK(s.AppendLogChunk(run, "build", 1, "world\n"));  // a retried append
+  EXPECT_CODE(s.AppendLogChunk(run, "build", 1, "changed\n"), Code::kAlreadyExists);
+
+  ASSERT_OK_AND_ASSIGN(auto all, s.ReadLog(run, "build", 0));
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].data, "hello\n");
+  EXPECT_EQ(all[1].data, "world\n");
+  EXPECT_EQ(all[2].data, binary);
+  EXPECT_EQ(all[2].seq, 2);
+  EXPECT_EQ(all[2].step, "build");
+  ASSERT_OK_AND_ASSIGN(auto tail, s.ReadLog(run, "build", 1, 1));
+  ASSERT_EQ(tail.size(), 1u);
+  EXPECT_EQ(tail[0].seq, 1);
+
+  // Following: poll from the next seq.
+  ASSERT_OK_AND_ASSIGN(auto nothing, s.ReadLog(run, "build", 3));
+  EXPECT_TRUE(nothing.empty());
+  ASSERT_OK(s.AppendLogChunk(run, "build", 3, "more\n"));
+  ASSERT_OK_AND_ASSIGN(auto more, s.ReadLog(run, "build", 3));
+  ASSERT_EQ(more.size(), 1u);
+  EXPECT_EQ(more[0].data, "more\n");
+
+  const std::string full(kMaxLogChunkBytes, 'x');
+  EXPECT_OK(s.AppendLogChunk(run, "big", 0, full));
+  ASSERT_OK_AND_ASSIGN(auto big, s.ReadLog(run, "big", 0));
+  ASSERT_EQ(big.size(), 1u);
+  EXPECT_EQ(big[0].data, full);
+  EXPECT_CODE(s.AppendLogChunk(run, "big", 1, full + "x"), Code::kInvalidArgument);
+  EXPECT_CODE(s.AppendLogChunk(run, "big", -1, "x"), Code::kInvalidArgument);
+  EXPECT_CODE(s.AppendLogChunk(999, "build", 0, "x"), Code::kNotFound);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deliveries and audit
+
+TYPED_TEST(StoreContractTest, DeliveriesAreDedupedWithinTheRetention) {
+  Store& s = this->store();
+  ASSERT_OK_AND_ASSIGN(bool first, s.RecordDelivery("github", "abc-1"));
+  EXPECT_TRUE(first);
+  ASSERT_OK_AND_ASSIGN(bool again, s.RecordDelivery("github", "abc-1"));
+  EXPECT_FALSE(again);
+  ASSERT_OK_AND_ASSIGN(bool other, s.RecordDelivery("gitlab", "abc-1"));
+  EXPECT_TRUE(other);
+
+  // A store whose clock has passed the retention forgets old deliveries.
+  FakeClock clock;
+  ASSERT_OK_AND_ASSIGN(auto timed,
+                       Open(this->url_, {.clock = &clock, .delivery_retention = 24h}));
+  ASSERT_OK_AND_ASSIGN(bool old, timed->RecordDelivery("gitea", "d"));
+  EXPECT_TRUE(old);
+  clock.Advance(std::chrono::hours(23));
+  ASSERT_OK_AND_ASSIGN(bool within, timed->RecordDelivery("gitea", "d"));
+  EXPECT_FALSE(within);
+  clock.Advance(std::chrono::hours(2));
+  ASSERT_OK_AND_ASSIGN(bool expired, timed->RecordDelivery("gitea", "d"));
+  EXPECT_TRUE(expired);
+}
+
+TYPED_TEST(StoreContractTest, AuditIsAppendOnlyNewestFirst) {
+  Store& s = this->store();
+  std::vector<int64_t> ids;
+  for (const char* action : {"deploy", "approve", "rollback"}) {
+    ASSERT_OK_AND_ASSIGN(int64_t id, s.Audit({.actor = "alice", .action = action,
+                                              .object = "app/shop env/prod",
+                                              .details = "release 7"}));
+    ids.push_back(id);
+  }
+  ASSERT_OK_AND_ASSIGN(auto all, s.ListAudit(10));
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].action, "rollback");
+  EXPECT_EQ(all[0].id, ids[2]);
+  EXPECT_EQ(all[2].actor, "alice");
+  EXPECT_EQ(all[2].object, "app/shop env/prod");
+  EXPECT_EQ(all[2].details, "release 7");
+  EXPECT_GT(all[0].at.time_since_epoch().count(), 0);
+  ASSERT_OK_AND_ASSIGN(auto page, s.ListAudit(1, ids[2]));
+  ASSERT_EQ(page.size(), 1u);
+  EXPECT_EQ(page[0].action, "approve");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schema, connections, durability
+
+TYPED_TEST(StoreContractTest, OpeningAgainAppliesNoMigrationAndKeepsTheData) {
+  const int64_t release = this->NewRelease("shop");
+  ASSERT_OK_AND_ASSIGN(int version, this->store().SchemaVersion());
+  EXPECT_GE(version, 1);
+  ASSERT_OK_AND_ASSIGN(auto second, Open(this->url_));
+  ASSERT_OK_AND_ASSIGN(int version2, second->SchemaVersion());
+  EXPECT_EQ(version2, version);
+  ASSERT_OK_AND_ASSIGN(Release got, second->GetRelease(release));
+  EXPECT_EQ(got.app, "shop");
+  EXPECT_OK(second->Verify());
+}
+
+TYPED_TEST(StoreContractTest, ADatabaseFromANewerGantryIsRefused) {
+  ASSERT_OK_AND_ASSIGN(int version, this->store().SchemaVersion());
+  auto older = Open(this->url_, {.max_schema_version = version - 1});
+  ASSERT_FALSE(older.ok());
+  EXPECT_EQ(older.status().code(), Code::kFailedPrecondition) << older.status().ToString();
+  EXPECT_NE(older.status().message().find("newer"), std::string::npos) << older.status().message();
+  EXPECT_OK(this->store().Verify());  // and it was left alone
+}
+
+TYPED_TEST(StoreContractTest, ServersOpeningOneNewDatabaseTogetherMigrateItOnce) {
+  const std::string url = this->backend_.NewDatabase();
+  std::vector<Status> results(4);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < results.size(); ++i) {
+    threads.emplace_back([&, i] {
+      auto store = Open(url);
+      results[i] = store.ok() ? (*store)->SchemaVersion().status() : store.status();
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const Status& r : results) EXPECT_TRUE(r.ok()) << r.ToString();
+  ASSERT_OK_AND_ASSIGN(auto store, Open(url));
+  ASSERT_OK_AND_ASSIGN(int version, store->SchemaVersion());
+  ASSERT_OK_AND_ASSIGN(int expected, this->store().SchemaVersion());
+  EXPECT_EQ(version, expected);
+}
+
+TYPED_TEST(StoreContractTest, LostConnectionsAreReplacedTransparently) {
+  Store& s = this->store();
+  const int64_t release = this->NewRelease("shop");
+  this->backend_.BreakConnections();
+  ASSERT_OK_AND_ASSIGN(Release got, s.GetRelease(release));
+  EXPECT_EQ(got.id, release);
+  this->backend_.BreakConnections();
+  ASSERT_OK_AND_ASSIGN(int64_t next, s.CreateRelease({.app = "shop"}));
+  EXPECT_GT(next, release);
+}
+
+// A child process acknowledges releases (writes their ids to a pipe after CreateRelease returned)
+// until it is killed with SIGKILL mid-stream; every acknowledged release must be there afterwards,
+// in a database that passes its consistency checks.
+TYPED_TEST(StoreContractTest, AcknowledgedReleasesSurviveSigkill) {
+  // SQLite must not carry open connections of the same file across fork() (its lock bookkeeping
+  // is per process): the parent's store is closed first.
+  this->store_.reset();
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(fds[0]);
+    auto store = Open(this->url_);
+    if (!store.ok()) _exit(3);
+    for (int i = 0;; ++i) {
+      auto id = (*store)->CreateRelease(
+          {.app = "durable",
+           .source_revision = std::to_string(i),
+           .image_digests = {{"web", "sha256:" + std::to_string(i)}}});
+      if (!id.ok()) _exit(4);
+      const int64_t ack = *id;
+      if (write(fds[1], &ack, sizeof ack) != sizeof ack) _exit(5);
+    }
+  }
+  close(fds[1]);
+  std::vector<int64_t> acked;
+  int64_t id = 0;
+  while (acked.size() < 30 && read(fds[0], &id, sizeof id) == sizeof id) acked.push_back(id);
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  int wstatus = 0;
+  ASSERT_EQ(waitpid(child, &wstatus, 0), child);
+  while (read(fds[0], &id, sizeof id) == sizeof id) acked.push_back(id);  // acked before the kill
+  close(fds[0]);
+  ASSERT_TRUE(WIFSIGNALED(wstatus)) << "the child exited with " << WEXITSTATUS(wstatus);
+  ASSERT_GE(acked.size(), 30u);
+
+  ASSERT_OK_AND_ASSIGN(auto reopened, Open(this->url_));
+  EXPECT_OK(reopened->Verify());
+  for (int64_t ack : acked) {
+    auto release = reopened->GetRelease(ack);
+    ASSERT_TRUE(release.ok()) << "acknowledged release " << ack << ": "
+                              << release.status().ToString();
+    EXPECT_EQ(release->app, "durable");
+    EXPECT_EQ(release->image_digests.size(), 1u) << "release " << ack << " lost its digest";
+  }
+  // No half-written release: every release has its digest.
+  ASSERT_OK_AND_ASSIGN(auto all, reopened->ListReleases("durable", 100000));
+  EXPECT_GE(all.size(), acked.size());
+  for (const Release& r : all) EXPECT_EQ(r.image_digests.size(), 1u) << "release " << r.id;
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL only: reaching the server.
+
+TEST(PostgresStoreTest, AnUnreachableServerIsUnavailableAfterBoundedRetries) {
+  auto store = Open("postgresql://gantry:hunter2@127.0.0.1:1/gantry",
+                    {.retry = {.initial = 1ms, .max_delay = 5ms, .max_attempts = 3}});
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), Code::kUnavailable) << store.status().ToString();
+  EXPECT_EQ(store.status().message().find("hunter2"), std::string::npos)
+      << store.status().message();
+}
+
+TEST(PostgresStoreTest, AWrongPasswordIsUnauthenticatedAndNotRetried) {
+  auto& pg = testenv::Shared("postgres.sh");
+  const std::string url = "postgresql://" + pg.Get("PG_USER") + ":wrong-secret@" +
+                          pg.Get("PG_HOST") + ":" + pg.Get("PG_PORT") + "/" + pg.Get("PG_DATABASE");
+  auto store = Open(url);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), Code::kUnauthenticated) << store.status().ToString();
+  EXPECT_EQ(store.status().message().find("wrong-secret"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace gantry::store
