@@ -18,7 +18,11 @@ void AddValidateCommand(CLI::App& app, int& exit_code);
 void AddRenderCommand(CLI::App& app, int& exit_code);
 void AddSyncCommand(CLI::App& app, int& exit_code);
 void AddDiffCommand(CLI::App& app, int& exit_code);
+void AddInstallCommand(CLI::App& app, int& exit_code);
+void AddAgentCommand(CLI::App& app, int& exit_code);
+void AddAppCommand(CLI::App& app, int& exit_code);
 
-inline std::vector<AddCommand> Commands() { return {AddVersionCommand, AddValidateCommand, AddRenderCommand, AddDiffCommand, AddSyncCommand}; }
+inline std::vector<AddCommand> Commands() { return {AddVersionCommand, AddValidateCommand, AddRenderCommand, AddDiffCommand, AddSyncCommand,
+          AddInstallCommand, AddAgentCommand, AddAppCommand}; }
 
 }  // namespace gantry::cli

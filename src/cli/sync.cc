@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
+#include "cli/cluster.h"
 #include "cli/source.h"
 #include "kube/kube.h"
 #include "render/render.h"
@@ -16,45 +17,6 @@
 
 namespace gantry::cli {
 namespace {
-
-struct ClusterFlags {
-  std::string kubeconfig;
-  std::string context;
-  std::string namespace_;
-  std::vector<std::string> allow_exec;
-};
-
-void AddClusterFlags(CLI::App* cmd, ClusterFlags& f) {
-  cmd->add_option("--kubeconfig", f.kubeconfig, "Kubeconfig file (default: $KUBECONFIG or ~/.kube/config)");
-  cmd->add_option("--context", f.context, "Kubeconfig context (default: current-context)");
-  cmd->add_option("-n,--namespace", f.namespace_, "Namespace for objects without one (default: the context's)");
-  cmd->add_option("--allow-exec-plugin", f.allow_exec, "Exec credential plugin allowed to run (by name)");
-}
-
-Result<std::unique_ptr<kube::Client>> Connect(const ClusterFlags& f, kube::RestConfig* config_out) {
-  kube::LoadOptions lo{.context = f.context, .namespace_ = f.namespace_, .allowed_exec_plugins = f.allow_exec};
-  if (!f.kubeconfig.empty()) lo.paths = {f.kubeconfig};
-  GANTRY_ASSIGN_OR_RETURN(kube::RestConfig config, kube::LoadConfig(lo));
-  *config_out = config;
-  return kube::NewHttpClient(config);
-}
-
-// "5m", "30s", "1h", "90" (seconds).
-bool ParseDuration(const std::string& text, std::chrono::milliseconds* out) {
-  if (text.empty()) return false;
-  size_t end = 0;
-  long n;
-  try {
-    n = std::stol(text, &end);
-  } catch (...) {
-    return false;
-  }
-  std::string unit = text.substr(end);
-  long mult = unit.empty() || unit == "s" ? 1000 : unit == "m" ? 60000 : unit == "h" ? 3600000 : unit == "ms" ? 1 : -1;
-  if (mult < 0 || n < 0) return false;
-  *out = std::chrono::milliseconds(n * mult);
-  return true;
-}
 
 struct SyncFlags {
   ClusterFlags cluster;

@@ -433,6 +433,26 @@ class HttpClient final : public Client {
     return ParseBody(r, what);
   }
 
+  Result<value::Value> ApplyStatus(const value::Value& object, const ApplyOptions& options) override {
+    ObjectRef ref = RefOf(object);
+    std::string what = "apply status of " + ref.ToString();
+    GANTRY_ASSIGN_OR_RETURN(std::string path, ObjectPath(ref, true));
+    path += "/status?fieldManager=" + Escape(options.field_manager);
+    if (options.force) path += "&force=true";
+    if (options.dry_run) path += "&dryRun=All";
+    GANTRY_ASSIGN_OR_RETURN(Response r, Do("PATCH", path, value::ToJson(object),
+                                           "application/apply-patch+yaml", what));
+    return ParseBody(r, what);
+  }
+
+  Result<value::Value> Replace(const value::Value& object) override {
+    ObjectRef ref = RefOf(object);
+    std::string what = "replace " + ref.ToString();
+    GANTRY_ASSIGN_OR_RETURN(std::string path, ObjectPath(ref, true));
+    GANTRY_ASSIGN_OR_RETURN(Response r, Do("PUT", path, value::ToJson(object), kJson, what));
+    return ParseBody(r, what);
+  }
+
   Result<value::Value> Create(const value::Value& object) override {
     ObjectRef ref = RefOf(object);
     std::string what = "create " + ref.ToString();
@@ -495,7 +515,16 @@ class HttpClient final : public Client {
       bool done;
       {
         std::unique_lock<std::mutex> lock(stream->mu);
-        stream->cv.wait(lock, [&] { return !stream->buffer.empty() || stream->done; });
+        auto ready = [&] { return !stream->buffer.empty() || stream->done; };
+        if (options.stop == nullptr) {
+          stream->cv.wait(lock, ready);
+        } else if (!stream->cv.wait_for(lock, std::chrono::milliseconds(200), ready)) {
+          if (options.stop->load()) {
+            stop = true;
+            break;
+          }
+          continue;
+        }
         chunk.swap(stream->buffer);
         done = stream->done;
       }

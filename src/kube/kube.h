@@ -25,6 +25,7 @@
 //
 // HttpClient is thread-safe: many threads may issue requests at once, and they share the connection.
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -142,6 +143,8 @@ struct WatchOptions {
   std::string resource_version;  // start after this version ("" : from now, after a list)
   bool bookmarks = true;
   std::chrono::seconds timeout{300};  // server-side timeoutSeconds; the stream then ends cleanly
+  // When set, the watch ends (OK) within ~200 ms of *stop becoming true, even without events.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 // Called for each event; return false to stop watching.
@@ -166,6 +169,13 @@ class Client {
   // Server-side apply of `object` (its namespace must be set for namespaced kinds). Returns the
   // object as stored (or as it would be, with dry_run).
   virtual Result<value::Value> Apply(const value::Value& object, const ApplyOptions& options = {}) = 0;
+
+  // Server-side apply to the status subresource (the object's status and identifying fields).
+  virtual Result<value::Value> ApplyStatus(const value::Value& object, const ApplyOptions& options = {}) = 0;
+
+  // Replaces an object (PUT). With metadata.resourceVersion set, the write succeeds only if the
+  // object is still at that version: FailedPrecondition (a conflict) otherwise. NotFound when absent.
+  virtual Result<value::Value> Replace(const value::Value& object) = 0;
 
   // Deletes; NotFound when it is already gone.
   virtual Status Delete(const ObjectRef& ref, const DeleteOptions& options = {}) = 0;

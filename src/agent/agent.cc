@@ -1,0 +1,554 @@
+// The agent's loop: Applications from the cluster (list+watch) or from files, a work queue with
+// workers, periodic refresh, drift watches on managed objects, and leader election.
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "agent/agent.h"
+#include "agent/internal/workqueue.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "http/http.h"
+#include "http/metrics.h"
+#include "render/render.h"
+#include "webhook/webhook.h"
+
+namespace gantry::agent {
+namespace {
+
+using value::Value;
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+std::string StringAt(const Value* v, std::initializer_list<Value::PathElem> path) {
+  const Value* f = v ? v->Find(path) : nullptr;
+  return f && f->IsString() ? std::string(f->AsString()) : "";
+}
+
+// "2026-11-28T23:40:00.123456Z": Kubernetes MicroTime.
+std::string MicroTime(std::chrono::system_clock::time_point t) {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count() % 1'000'000;
+  std::string s = Rfc3339(t);
+  s.pop_back();  // 'Z'
+  return fmt::format("{}.{:06d}Z", s, us);
+}
+
+std::string Key(const std::string& ns, const std::string& name) { return ns + "/" + name; }
+
+// A repository URL reduced to host and path, so that the https and ssh URLs of a webhook match the
+// repoURL an Application names: "https://Git.example.com/org/app.git/" → "git.example.com/org/app".
+std::string RepoIdentity(std::string url) {
+  if (size_t scheme = url.find("://"); scheme != std::string::npos) url = url.substr(scheme + 3);
+  if (size_t at = url.find('@'); at != std::string::npos && at < url.find('/')) url = url.substr(at + 1);
+  // scp-like git@host:org/app.git
+  if (size_t colon = url.find(':'); colon != std::string::npos && colon < url.find('/')) {
+    std::string after = url.substr(colon + 1);
+    bool port = !after.empty() && std::all_of(after.begin(), after.begin() + std::min(after.find('/'), after.size()),
+                                              [](char c) { return c >= '0' && c <= '9'; });
+    url = port ? url.substr(0, colon) + url.substr(colon + 1 + after.find('/')) : url.substr(0, colon) + "/" + after;
+  }
+  while (url.ends_with('/')) url.pop_back();
+  if (url.ends_with(".git")) url.resize(url.size() - 4);
+  size_t slash = url.find('/');
+  for (size_t i = 0; i < std::min(slash, url.size()); ++i) url[i] = static_cast<char>(std::tolower(url[i]));
+  return url;
+}
+
+// Prometheus metrics of the agent.
+struct Metrics {
+  http::Registry registry;
+  http::Family<http::Counter>& reconciles =
+      registry.AddCounterFamily("gantry_agent_reconciles_total", "Reconciles by result", {"result"});
+  http::Family<http::Counter>& syncs =
+      registry.AddCounterFamily("gantry_agent_syncs_total", "Sync operations by result", {"result"});
+  http::Histogram& reconcile_seconds = registry.AddHistogram(
+      "gantry_agent_reconcile_duration_seconds", "Duration of one reconcile", http::DefaultBuckets());
+  http::Histogram& webhook_to_applied = registry.AddHistogram(
+      "gantry_agent_webhook_to_applied_seconds",
+      "From a push webhook to its commit applied and in sync (webhook-triggered syncs)",
+      {0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120});
+  http::Gauge& queue_depth = registry.AddGauge("gantry_agent_queue_depth", "Applications waiting in the work queue");
+  http::Gauge& applications = registry.AddGauge("gantry_agent_applications", "Applications known to the agent");
+  http::Gauge& leader = registry.AddGauge("gantry_agent_leader", "1 while this agent holds the lease");
+  http::Counter& webhooks = registry.AddCounter("gantry_agent_webhooks_total", "Verified push webhooks");
+};
+
+class AgentImpl final : public Agent {
+ public:
+  AgentImpl(kube::Client& client, AgentOptions options, RenderFn render)
+      : client_(client), options_(std::move(options)), render_(std::move(render)) {
+    if (options_.identity.empty()) {
+      char host[256] = {0};
+      ::gethostname(host, sizeof(host) - 1);
+      options_.identity = fmt::format("{}-{}", host, ::getpid());
+    }
+    if (options_.lease_namespace.empty()) {
+      options_.lease_namespace = options_.namespace_.empty() ? "default" : options_.namespace_;
+    }
+  }
+
+  Status Run() override {
+    if (options_.apps_dir.empty()) {
+      // The CRD must be there: a clear error instead of an empty watch.
+      auto crd = client_.Resolve(kApiVersion, kKind);
+      if (!crd.ok()) {
+        return crd.status().WithContext(
+            "the Application CRD is not installed (run `gantry install`, or give Applications as files with --apps)");
+      }
+    }
+    if (!options_.listen.empty()) GANTRY_RETURN_IF_ERROR(StartHttp());
+    std::vector<std::thread> threads;
+    if (!options_.lease_name.empty()) {
+      threads.emplace_back([this] { LeaderLoop(); });
+    } else {
+      leader_ = true;
+    }
+    if (options_.apps_dir.empty()) {
+      threads.emplace_back([this] { WatchApplications(); });
+    } else {
+      threads.emplace_back([this] { WatchFiles(); });
+    }
+    for (int i = 0; i < std::max(1, options_.workers); ++i) threads.emplace_back([this] { Worker(); });
+    log::Info("agent {}: running ({} workers, refresh every {} s{})", options_.identity, options_.workers,
+              options_.interval.count() / 1000, options_.lease_name.empty() ? "" : ", leader election on");
+    {
+      std::unique_lock<std::mutex> lock(stop_mu_);
+      stop_cv_.wait(lock, [this] { return stopping_.load(); });
+    }
+    queue_.ShutDown();
+    for (auto& t : threads) t.join();
+    if (server_) server_->Stop();
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [kind, t] : drift_threads_) t.join();
+    drift_threads_.clear();
+    return OkStatus();
+  }
+
+  void Stop() override {
+    stopping_ = true;
+    stop_cv_.notify_all();
+  }
+
+  int port() const override { return port_.load(); }
+  bool is_leader() const override { return leader_.load(); }
+
+ private:
+  // --- HTTP: webhooks, health, metrics ------------------------------------------------------
+
+  Status StartHttp() {
+    http::Options ho;
+    std::string listen = options_.listen;
+    size_t colon = listen.rfind(':');
+    if (colon == std::string::npos) return InvalidArgumentError("agent: --listen {:?}: expected HOST:PORT or :PORT", listen);
+    ho.address = colon == 0 ? "0.0.0.0" : listen.substr(0, colon);
+    int port = 0;
+    try {
+      port = std::stoi(listen.substr(colon + 1));
+    } catch (...) {
+      port = -1;
+    }
+    if (port < 0 || port > 65535) return InvalidArgumentError("agent: --listen {:?}: bad port", listen);
+    ho.port = static_cast<uint16_t>(port);
+    server_ = std::make_unique<http::Server>(ho);
+    server_->Handle("GET", "/healthz", [](const http::Request&) { return http::Response::Text(200, "ok\n"); });
+    server_->ServeMetrics(metrics_.registry);
+    server_->Handle("POST", "/webhook", [this](const http::Request& req) { return OnWebhook(req); });
+    GANTRY_RETURN_IF_ERROR(server_->Start());
+    port_ = server_->port();
+    log::Info("agent: listening on {}:{} (/webhook, /healthz, /metrics)", ho.address, port_);
+    return OkStatus();
+  }
+
+  // A push webhook is only a hint that Git changed: the Applications of that repository are
+  // fetched and reconciled now. The payload decides nothing else.
+  http::Response OnWebhook(const http::Request& req) {
+    auto event = webhook::Verify(req.headers, req.body, {.secret = options_.webhook_secret});
+    if (!event.ok()) {
+      switch (event.status().code()) {
+        case Code::kUnimplemented: return http::Response::Text(202, "ignored: " + event.status().message() + "\n");
+        case Code::kUnauthenticated:
+        case Code::kPermissionDenied: return http::Response::Text(401, event.status().message() + "\n");
+        case Code::kResourceExhausted: return http::Response::Text(413, event.status().message() + "\n");
+        case Code::kFailedPrecondition: return http::Response::Text(503, event.status().message() + "\n");
+        default: return http::Response::Text(400, event.status().message() + "\n");
+      }
+    }
+    if (!deliveries_.Insert(event->provider, event->delivery_id)) {
+      return http::Response::Text(202, "duplicate delivery\n");
+    }
+    metrics_.webhooks.Inc();
+    std::set<std::string> ids;
+    for (const std::string& u : {event->clone_url, event->ssh_url, event->web_url}) {
+      if (!u.empty()) ids.insert(RepoIdentity(u));
+    }
+    std::vector<std::string> keys;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [key, obj] : apps_) {
+        if (ids.count(RepoIdentity(StringAt(&obj, {"spec", "source", "repoURL"})))) {
+          keys.push_back(key);
+          webhook_at_[key] = Clock::now();
+        }
+      }
+    }
+    for (const auto& key : keys) queue_.Add(key, true);
+    return http::Response::Text(202, fmt::format("refreshing {} application(s)\n", keys.size()));
+  }
+
+  // --- Applications ---------------------------------------------------------------------------
+
+  void Remember(const Value& object) {
+    kube::ObjectRef ref = kube::RefOf(object);
+    std::string key = Key(ref.namespace_, ref.name);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = apps_.find(key);
+      // Status writes come back as watch events; only spec and request changes need a reconcile.
+      bool changed = it == apps_.end() || SpecOf(it->second) != SpecOf(object);
+      apps_[key] = object;
+      metrics_.applications.Set(static_cast<double>(apps_.size()));
+      if (!changed) return;
+    }
+    queue_.Add(key, true);
+  }
+
+  static std::string SpecOf(const Value& object) {
+    const Value* spec = object.Get("spec");
+    const Value* ann = object.Find({"metadata", "annotations"});
+    return (spec ? value::ToJson(*spec) : "") + (ann ? value::ToJson(*ann) : "");
+  }
+
+  void WatchApplications() {
+    while (!stopping_) {
+      auto list = client_.List(kApiVersion, kKind, options_.namespace_);
+      if (!list.ok()) {
+        log::Warn("agent: list Applications: {}", list.status().message());
+        Sleep(std::chrono::seconds(2));
+        continue;
+      }
+      std::set<std::string> present;
+      for (const Value& app : list->items) {
+        kube::ObjectRef ref = kube::RefOf(app);
+        present.insert(Key(ref.namespace_, ref.name));
+        Remember(app);
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (auto it = apps_.begin(); it != apps_.end();) {
+          it = present.count(it->first) ? std::next(it) : apps_.erase(it);
+        }
+      }
+      std::string rv = list->resource_version;
+      while (!stopping_) {
+        Status s = client_.Watch(kApiVersion, kKind, options_.namespace_,
+                                 {.resource_version = rv, .timeout = std::chrono::seconds(60), .stop = &stopping_},
+                                 [&](const kube::WatchEvent& e) {
+                                   std::string erv = StringAt(&e.object, {"metadata", "resourceVersion"});
+                                   if (!erv.empty()) rv = erv;
+                                   if (e.type == kube::EventType::kBookmark) return !stopping_.load();
+                                   kube::ObjectRef ref = kube::RefOf(e.object);
+                                   if (e.type == kube::EventType::kDeleted) {
+                                     std::lock_guard<std::mutex> lock(mu_);
+                                     apps_.erase(Key(ref.namespace_, ref.name));
+                                   } else {
+                                     Remember(e.object);
+                                   }
+                                   return !stopping_.load();
+                                 });
+        if (!s.ok()) {
+          // 410 Gone: the version is too old; list again. Anything else: back off, then list.
+          if (s.code() != Code::kOutOfRange) log::Warn("agent: watch Applications: {}", s.message());
+          break;
+        }
+      }
+    }
+  }
+
+  void WatchFiles() {
+    while (!stopping_) {
+      auto manifests = render::RenderPlain(options_.apps_dir);
+      if (!manifests.ok()) {
+        log::Error("agent: read Applications from {}: {}", options_.apps_dir, manifests.status().message());
+      } else {
+        for (auto& m : *manifests) {
+          Value obj = m.object;
+          if (StringAt(&obj, {"kind"}) != kKind) continue;
+          if (StringAt(&obj, {"metadata", "namespace"}).empty()) {
+            obj.MutableGet("metadata")->Set("namespace", options_.namespace_.empty() ? "default" : options_.namespace_);
+          }
+          Remember(obj);
+        }
+      }
+      Sleep(std::chrono::seconds(5));
+    }
+  }
+
+  // --- Work -----------------------------------------------------------------------------------
+
+  void Worker() {
+    std::mt19937_64 rng{std::random_device{}()};
+    while (auto item = queue_.Get()) {
+      const auto& [key, fetch] = *item;
+      if (!leader_) {
+        // Followers keep the queue but do nothing; the key comes back when leadership might have changed.
+        queue_.Done(key);
+        queue_.AddAfter(key, fetch, std::chrono::seconds(2));
+        continue;
+      }
+      Value object;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = apps_.find(key);
+        if (it == apps_.end()) {
+          queue_.Done(key);
+          continue;
+        }
+        object = it->second;
+      }
+      if (options_.apps_dir.empty()) {
+        // The cached copy may lag the status this agent wrote last: read the current object.
+        auto fresh = client_.Get(kube::RefOf(object));
+        if (fresh.ok()) object = *fresh;
+      } else if (auto it = file_status_.find(key); it != file_status_.end()) {
+        object.Set("status", it->second);
+      }
+      auto start = Clock::now();
+      auto r = Reconcile(client_, object, render_, fetch, options_.reconcile, options_.apps_dir.empty());
+      auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+      metrics_.reconcile_seconds.Observe(static_cast<double>(took.count()) / 1000);
+      metrics_.reconciles.With({r.ok() && !r->failed ? "ok" : "failed"}).Inc();
+      metrics_.queue_depth.Set(static_cast<double>(queue_.Depth()));
+      if (r.ok() && r->synced) {
+        std::string phase = StringAt(&r->status, {"operationState", "phase"});
+        metrics_.syncs.With({phase}).Inc();
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = webhook_at_.find(key);
+        if (it != webhook_at_.end() && phase == "Succeeded" &&
+            StringAt(&r->status, {"sync", "status"}) == "Synced") {
+          metrics_.webhook_to_applied.Observe(std::chrono::duration<double>(Clock::now() - it->second).count());
+          webhook_at_.erase(it);
+        }
+      }
+      std::chrono::milliseconds next = Jitter(options_.interval, rng);
+      bool fetch_next = true;
+      if (!r.ok()) {
+        log::Warn("agent: reconcile {}: {}", key, r.status().message());
+        next = Backoff(key);
+      } else {
+        if (!options_.apps_dir.empty()) file_status_[key] = r->status;
+        const Value* sync = r->status.Get("sync");
+        log::Info("agent: {} {} {} health {} ({} ms{})", key, r->synced ? "synced" : "reconciled",
+                  StringAt(sync, {"status"}), StringAt(&r->status, {"health", "status"}), took.count(),
+                  r->failed ? ", failed" : "");
+        if (r->failed) {
+          next = std::min(next, Backoff(key));
+        } else {
+          ResetBackoff(key);
+        }
+        if (r->requeue_after.count() > 0 && r->requeue_after < next) {
+          next = r->requeue_after;
+          fetch_next = r->failed;
+        }
+        WatchManagedKinds(r->status);
+      }
+      queue_.Done(key);
+      queue_.AddAfter(key, fetch_next, next);
+    }
+  }
+
+  std::chrono::milliseconds Jitter(std::chrono::milliseconds d, std::mt19937_64& rng) {
+    std::uniform_real_distribution<double> u(0.9, 1.1);
+    return std::chrono::milliseconds(static_cast<int64_t>(static_cast<double>(d.count()) * u(rng)));
+  }
+
+  // Per-application exponential backoff of failing reconciles: 1 s, 2 s, ... up to 5 min.
+  std::chrono::milliseconds Backoff(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    int& n = failures_[key];
+    n = std::min(n + 1, 20);
+    return std::min<std::chrono::milliseconds>(std::chrono::milliseconds(1000LL << std::min(n - 1, 9)),
+                                               std::chrono::minutes(5));
+  }
+  void ResetBackoff(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    failures_.erase(key);
+  }
+
+  // --- Drift ----------------------------------------------------------------------------------
+
+  // Starts one cluster-wide watch per kind the applications manage (label gantry.dev/app), so a
+  // change by anyone else re-queues the owning application within a second.
+  void WatchManagedKinds(const Value& status) {
+    const Value* resources = status.Get("resources");
+    if (!resources || !resources->IsSeq()) return;
+    for (const Value& r : resources->items()) {
+      std::string group = StringAt(&r, {"group"}), version = StringAt(&r, {"version"}), kind = StringAt(&r, {"kind"});
+      std::string api_version = group.empty() ? version : group + "/" + version;
+      std::string id = api_version + "/" + kind;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_ || drift_threads_.count(id)) continue;
+      drift_threads_.emplace(id, std::thread([this, api_version, kind] { WatchKind(api_version, kind); }));
+    }
+  }
+
+  void WatchKind(const std::string& api_version, const std::string& kind) {
+    while (!stopping_) {
+      auto list = client_.List(api_version, kind, "", {.label_selector = sync::kAppLabel});
+      if (!list.ok()) {
+        Sleep(std::chrono::seconds(5));
+        continue;
+      }
+      // A change between the reconcile that started this watch and the list would otherwise go
+      // unseen until the next interval: every application with objects listed is compared again.
+      for (const Value& item : list->items) OnManagedChange(item);
+      std::string rv = list->resource_version;
+      while (!stopping_) {
+        Status s = client_.Watch(api_version, kind, "",
+                                 {.label_selector = sync::kAppLabel, .resource_version = rv,
+                                  .timeout = std::chrono::seconds(60), .stop = &stopping_},
+                                 [&](const kube::WatchEvent& e) {
+                                   std::string erv = StringAt(&e.object, {"metadata", "resourceVersion"});
+                                   if (!erv.empty()) rv = erv;
+                                   if (e.type != kube::EventType::kBookmark) OnManagedChange(e.object);
+                                   return !stopping_.load();
+                                 });
+        if (s.ok()) continue;  // the server ended the watch: go on from the last version seen
+        if (s.code() != Code::kOutOfRange) Sleep(std::chrono::seconds(1));
+        break;  // list again
+      }
+    }
+  }
+
+  void OnManagedChange(const Value& object) {
+    std::string app = StringAt(&object, {"metadata", "labels", sync::kAppLabel});
+    if (app.empty()) return;
+    std::vector<std::string> keys;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [key, obj] : apps_) {
+        if (key.size() > app.size() && key.compare(key.size() - app.size() - 1, std::string::npos, "/" + app) == 0) {
+          keys.push_back(key);
+        }
+      }
+    }
+    // Coalesce bursts (a rollout changes an object many times): one reconcile shortly after.
+    for (const auto& key : keys) queue_.AddAfter(key, false, std::chrono::milliseconds(500));
+  }
+
+  // --- Leader election (coordination.k8s.io/v1 Lease, as client-go's leaderelection) ----------
+
+  void LeaderLoop() {
+    const auto duration = options_.lease_duration;
+    const auto retry = std::chrono::duration_cast<std::chrono::milliseconds>(duration) / 5;
+    std::string observed;  // holder + renewTime of the record we last saw
+    auto observed_at = Clock::now();
+    auto last_renew = Clock::now() - duration;
+    kube::ObjectRef ref{"coordination.k8s.io/v1", "Lease", options_.lease_namespace, options_.lease_name};
+    while (!stopping_) {
+      auto lease = client_.Get(ref);
+      auto now_wall = SystemClock().WallNow();
+      bool acquired = false;
+      if (!lease.ok() && lease.status().code() == Code::kNotFound) {
+        Value l = Value::Map();
+        l.Set("apiVersion", ref.api_version);
+        l.Set("kind", "Lease");
+        Value meta = Value::Map();
+        meta.Set("name", ref.name);
+        meta.Set("namespace", ref.namespace_);
+        l.Set("metadata", meta);
+        l.Set("spec", LeaseSpec(now_wall, now_wall, 0));
+        acquired = client_.Create(l).ok();
+      } else if (lease.ok()) {
+        std::string holder = StringAt(&lease.value(), {"spec", "holderIdentity"});
+        std::string record = holder + "@" + StringAt(&lease.value(), {"spec", "renewTime"});
+        if (record != observed) {
+          observed = record;
+          observed_at = Clock::now();
+        }
+        bool expired = Clock::now() > observed_at + duration;
+        if (holder == options_.identity || holder.empty() || expired) {
+          Value l = *lease;
+          const Value* transitions = lease->Find({"spec", "leaseTransitions"});
+          int64_t t = transitions && transitions->IsInt() ? transitions->AsInt() : 0;
+          std::string acquire = StringAt(&lease.value(), {"spec", "acquireTime"});
+          bool takeover = holder != options_.identity;
+          Value spec = LeaseSpec(takeover ? now_wall : std::chrono::system_clock::time_point{}, now_wall,
+                                 takeover ? t + 1 : t);
+          if (!takeover && !acquire.empty()) spec.Set("acquireTime", acquire);
+          l.Set("spec", spec);
+          // resourceVersion makes this a compare-and-swap: two candidates cannot both win.
+          auto r = client_.Replace(l);
+          acquired = r.ok();
+          if (acquired) {
+            observed = options_.identity + "@" + StringAt(&r.value(), {"spec", "renewTime"});
+            observed_at = Clock::now();
+            if (takeover) log::Info("agent {}: acquired lease {}/{}", options_.identity, ref.namespace_, ref.name);
+          }
+        }
+      }
+      if (acquired) last_renew = Clock::now();
+      bool was = leader_.load();
+      // Leadership lasts while renewals succeed within the lease duration.
+      bool now_leader = Clock::now() - last_renew < duration * 2 / 3 + retry;
+      if (was && !now_leader) log::Warn("agent {}: lost the lease", options_.identity);
+      if (!was && now_leader) {
+        // Newly leading: reconcile everything now.
+        std::lock_guard<std::mutex> lock(mu_);
+        for (const auto& [key, obj] : apps_) queue_.Add(key, true);
+      }
+      leader_ = now_leader;
+      metrics_.leader.Set(now_leader ? 1 : 0);
+      Sleep(retry);
+    }
+  }
+
+  Value LeaseSpec(std::chrono::system_clock::time_point acquire, std::chrono::system_clock::time_point renew,
+                  int64_t transitions) {
+    Value spec = Value::Map();
+    spec.Set("holderIdentity", options_.identity);
+    spec.Set("leaseDurationSeconds", static_cast<int64_t>(options_.lease_duration.count()));
+    if (acquire.time_since_epoch().count() != 0) spec.Set("acquireTime", MicroTime(acquire));
+    spec.Set("renewTime", MicroTime(renew));
+    spec.Set("leaseTransitions", transitions);
+    return spec;
+  }
+
+  void Sleep(std::chrono::milliseconds d) {
+    std::unique_lock<std::mutex> lock(stop_mu_);
+    stop_cv_.wait_for(lock, d, [this] { return stopping_.load(); });
+  }
+
+  kube::Client& client_;
+  AgentOptions options_;
+  RenderFn render_;
+  internal::WorkQueue queue_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> leader_{false};
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  std::mutex mu_;
+  std::map<std::string, Value> apps_;                  // GUARDED_BY(mu_)
+  std::map<std::string, int> failures_;                // GUARDED_BY(mu_)
+  std::map<std::string, std::thread> drift_threads_;   // GUARDED_BY(mu_)
+  std::map<std::string, Value> file_status_;           // workers only, file mode: keyed like apps_
+  std::atomic<int> port_{0};
+  Metrics metrics_;
+  std::unique_ptr<http::Server> server_;
+  webhook::RecentDeliveries deliveries_;
+  std::map<std::string, Clock::time_point> webhook_at_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Agent>> NewAgent(kube::Client& client, AgentOptions options, RenderFn render) {
+  if (options.workers < 1) return InvalidArgumentError("agent: --workers must be at least 1");
+  if (options.interval < std::chrono::seconds(1)) return InvalidArgumentError("agent: --interval must be at least 1s");
+  return std::unique_ptr<Agent>(new AgentImpl(client, std::move(options), std::move(render)));
+}
+
+}  // namespace gantry::agent

@@ -1,0 +1,368 @@
+#include "agent/application.h"
+
+#include <charconv>
+
+namespace gantry::agent {
+namespace {
+
+using value::Value;
+
+std::string Where(const Value& v) {
+  value::Mark m = v.mark();
+  return m.file.empty() ? std::string() : fmt::format("{}:{}:{}: ", m.file, m.line, m.column);
+}
+
+// Typed field readers that fail with the field's path and position.
+class Fields {
+ public:
+  Fields(const Value& root, std::string app) : root_(root), app_(std::move(app)) {}
+
+  Status error() const { return error_; }
+
+  const Value* Map(const Value* parent, std::string_view key, std::string_view path) {
+    const Value* v = parent ? parent->Get(key) : nullptr;
+    if (v == nullptr || v->IsNull()) return nullptr;
+    if (!v->IsMap()) Fail(*v, path, "must be a map");
+    return v->IsMap() ? v : nullptr;
+  }
+
+  std::string String(const Value* parent, std::string_view key, std::string_view path, std::string fallback = "") {
+    const Value* v = parent ? parent->Get(key) : nullptr;
+    if (v == nullptr || v->IsNull()) return fallback;
+    if (!v->IsString()) {
+      Fail(*v, path, "must be a string");
+      return fallback;
+    }
+    return std::string(v->AsString());
+  }
+
+  bool Bool(const Value* parent, std::string_view key, std::string_view path, bool fallback) {
+    const Value* v = parent ? parent->Get(key) : nullptr;
+    if (v == nullptr || v->IsNull()) return fallback;
+    if (!v->IsBool()) {
+      Fail(*v, path, "must be true or false");
+      return fallback;
+    }
+    return v->AsBool();
+  }
+
+  int64_t Int(const Value* parent, std::string_view key, std::string_view path, int64_t fallback) {
+    const Value* v = parent ? parent->Get(key) : nullptr;
+    if (v == nullptr || v->IsNull()) return fallback;
+    if (!v->IsInt()) {
+      Fail(*v, path, "must be an integer");
+      return fallback;
+    }
+    return v->AsInt();
+  }
+
+  std::vector<std::string> Strings(const Value* parent, std::string_view key, std::string_view path) {
+    std::vector<std::string> out;
+    const Value* v = parent ? parent->Get(key) : nullptr;
+    if (v == nullptr || v->IsNull()) return out;
+    if (!v->IsSeq()) {
+      Fail(*v, path, "must be a list of strings");
+      return out;
+    }
+    for (const Value& item : v->items()) {
+      if (!item.IsString()) {
+        Fail(item, path, "must be a list of strings");
+        return out;
+      }
+      out.emplace_back(item.AsString());
+    }
+    return out;
+  }
+
+  std::chrono::milliseconds Duration(const Value* parent, std::string_view key, std::string_view path,
+                                     std::chrono::milliseconds fallback) {
+    std::string text = String(parent, key, path);
+    if (text.empty()) return fallback;
+    // Go durations as Argo CD writes them: "5s", "3m", "1h", "500ms", "1m30s".
+    std::chrono::milliseconds total{0};
+    std::string_view rest = text;
+    while (!rest.empty()) {
+      double n = 0;
+      auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), n);
+      if (ec != std::errc() || end == rest.data()) break;
+      rest.remove_prefix(static_cast<size_t>(end - rest.data()));
+      double ms = -1;
+      for (auto [unit, mult] : {std::pair<std::string_view, double>{"ms", 1}, {"s", 1e3}, {"m", 6e4}, {"h", 3.6e6}}) {
+        if (rest.starts_with(unit)) {
+          ms = n * mult;
+          rest.remove_prefix(unit.size());
+          break;
+        }
+      }
+      if (ms < 0) break;
+      total += std::chrono::milliseconds(static_cast<int64_t>(ms));
+      if (rest.empty()) return total;
+    }
+    Fail(*parent->Get(key), path, fmt::format("{:?} is not a duration such as 5s, 3m or 1h", text));
+    return fallback;
+  }
+
+  void Fail(const Value& at, std::string_view path, std::string_view what) {
+    if (!error_.ok()) return;
+    error_ = InvalidArgumentError("{}Application {}: {} {}", Where(at), app_, path, what);
+  }
+  void Require(bool ok, std::string_view path, std::string_view what) {
+    if (!ok && error_.ok()) error_ = InvalidArgumentError("{}Application {}: {} {}", Where(root_), app_, path, what);
+  }
+
+ private:
+  const Value& root_;
+  std::string app_;
+  Status error_;
+};
+
+constexpr char kCrd[] = R"(apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: applications.gantry.dev
+spec:
+  group: gantry.dev
+  scope: Namespaced
+  names: {plural: applications, singular: application, kind: Application, shortNames: [gapp]}
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Sync, type: string, jsonPath: .status.sync.status}
+    - {name: Health, type: string, jsonPath: .status.health.status}
+    - {name: Revision, type: string, jsonPath: .status.sync.revision}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+    schema:
+      openAPIV3Schema:
+        type: object
+        required: [spec]
+        properties:
+          spec:
+            type: object
+            required: [source]
+            properties:
+              source:
+                type: object
+                required: [repoURL]
+                properties:
+                  repoURL: {type: string, minLength: 1}
+                  targetRevision: {type: string}
+                  path: {type: string}
+                  renderer: {type: string, enum: ["", plain, kustomize, helm]}
+                  kustomize:
+                    type: object
+                    properties:
+                      images: {type: array, items: {type: string}}
+                  helm:
+                    type: object
+                    properties:
+                      releaseName: {type: string}
+                      valueFiles: {type: array, items: {type: string}}
+                      values: {type: string}
+                      includeCRDs: {type: boolean}
+              destination:
+                type: object
+                properties:
+                  namespace: {type: string}
+              syncPolicy:
+                type: object
+                properties:
+                  automated:
+                    type: object
+                    properties:
+                      prune: {type: boolean}
+                      selfHeal: {type: boolean}
+                      allowEmpty: {type: boolean}
+                  syncOptions: {type: array, items: {type: string}}
+                  retry:
+                    type: object
+                    properties:
+                      limit: {type: integer}
+                      backoff:
+                        type: object
+                        properties:
+                          duration: {type: string}
+                          factor: {type: number}
+                          maxDuration: {type: string}
+              dependsOn: {type: array, items: {type: string}}
+              ignoreDifferences:
+                type: array
+                items:
+                  type: object
+                  properties:
+                    group: {type: string}
+                    kind: {type: string}
+                    name: {type: string}
+                    namespace: {type: string}
+                    jsonPointers: {type: array, items: {type: string}}
+                    managedFieldsManagers: {type: array, items: {type: string}}
+              suspend: {type: boolean}
+          status:
+            type: object
+            x-kubernetes-preserve-unknown-fields: true
+)";
+
+Value ParseOne(std::string_view yaml) {
+  auto docs = value::ParseYaml(yaml, "built-in");
+  GANTRY_CHECK(docs.ok() && docs->size() == 1);
+  return (*docs)[0];
+}
+
+}  // namespace
+
+bool SyncPolicy::HasOption(std::string_view option) const {
+  for (const auto& o : sync_options) {
+    if (o == option) return true;
+  }
+  return false;
+}
+
+Result<Application> ParseApplication(const Value& object) {
+  const Value* meta = object.Get("metadata");
+  std::string name = meta && meta->Get("name") && meta->Get("name")->IsString()
+                         ? std::string(meta->Get("name")->AsString())
+                         : "";
+  Fields f(object, name.empty() ? "<unnamed>" : name);
+  const Value* kind = object.Get("kind");
+  const Value* api = object.Get("apiVersion");
+  if (!kind || !kind->IsString() || kind->AsString() != kKind || !api || !api->IsString() ||
+      api->AsString() != kApiVersion) {
+    return InvalidArgumentError("{}not an Application: expected apiVersion {} and kind {}", Where(object),
+                                kApiVersion, kKind);
+  }
+  Application app;
+  app.name = name;
+  f.Require(!name.empty(), "metadata.name", "is required");
+  app.namespace_ = f.String(meta, "namespace", "metadata.namespace");
+  app.generation = f.Int(meta, "generation", "metadata.generation", 0);
+  const Value* ann = f.Map(meta, "annotations", "metadata.annotations");
+  app.sync_request = f.String(ann, "gantry.dev/sync-requested", "metadata.annotations");
+  app.refresh_request = f.String(ann, "gantry.dev/refresh-requested", "metadata.annotations");
+
+  const Value* spec = f.Map(&object, "spec", "spec");
+  f.Require(spec != nullptr, "spec", "is required");
+  const Value* source = f.Map(spec, "source", "spec.source");
+  f.Require(source != nullptr, "spec.source", "is required");
+  Source& s = app.source;
+  s.repo_url = f.String(source, "repoURL", "spec.source.repoURL");
+  if (source) f.Require(!s.repo_url.empty(), "spec.source.repoURL", "is required");
+  s.target_revision = f.String(source, "targetRevision", "spec.source.targetRevision", "HEAD");
+  if (s.target_revision.empty()) s.target_revision = "HEAD";
+  s.path = f.String(source, "path", "spec.source.path", ".");
+  if (s.path.empty()) s.path = ".";
+  s.renderer = f.String(source, "renderer", "spec.source.renderer");
+  if (!s.renderer.empty() && s.renderer != "plain" && s.renderer != "kustomize" && s.renderer != "helm") {
+    f.Fail(*source->Get("renderer"), "spec.source.renderer", "must be plain, kustomize or helm");
+  }
+  const Value* kustomize = f.Map(source, "kustomize", "spec.source.kustomize");
+  s.kustomize_images = f.Strings(kustomize, "images", "spec.source.kustomize.images");
+  const Value* helm = f.Map(source, "helm", "spec.source.helm");
+  s.helm_release_name = f.String(helm, "releaseName", "spec.source.helm.releaseName", name);
+  s.helm_value_files = f.Strings(helm, "valueFiles", "spec.source.helm.valueFiles");
+  s.helm_values = f.String(helm, "values", "spec.source.helm.values");
+  s.helm_include_crds = f.Bool(helm, "includeCRDs", "spec.source.helm.includeCRDs", true);
+
+  const Value* dest = f.Map(spec, "destination", "spec.destination");
+  app.destination_namespace = f.String(dest, "namespace", "spec.destination.namespace");
+  if (app.destination_namespace.empty()) app.destination_namespace = app.namespace_.empty() ? "default" : app.namespace_;
+
+  const Value* policy = f.Map(spec, "syncPolicy", "spec.syncPolicy");
+  const Value* automated = f.Map(policy, "automated", "spec.syncPolicy.automated");
+  SyncPolicy& p = app.sync_policy;
+  p.automated = automated != nullptr;
+  p.prune = f.Bool(automated, "prune", "spec.syncPolicy.automated.prune", false);
+  p.self_heal = f.Bool(automated, "selfHeal", "spec.syncPolicy.automated.selfHeal", false);
+  p.allow_empty = f.Bool(automated, "allowEmpty", "spec.syncPolicy.automated.allowEmpty", false);
+  p.sync_options = f.Strings(policy, "syncOptions", "spec.syncPolicy.syncOptions");
+  const Value* retry = f.Map(policy, "retry", "spec.syncPolicy.retry");
+  p.retry.limit = static_cast<int>(f.Int(retry, "limit", "spec.syncPolicy.retry.limit", 5));
+  const Value* backoff = f.Map(retry, "backoff", "spec.syncPolicy.retry.backoff");
+  p.retry.duration = f.Duration(backoff, "duration", "spec.syncPolicy.retry.backoff.duration", p.retry.duration);
+  p.retry.max_duration =
+      f.Duration(backoff, "maxDuration", "spec.syncPolicy.retry.backoff.maxDuration", p.retry.max_duration);
+  if (backoff && backoff->Get("factor")) {
+    const Value* factor = backoff->Get("factor");
+    if (factor->IsNumber()) p.retry.factor = factor->AsDouble();
+    else f.Fail(*factor, "spec.syncPolicy.retry.backoff.factor", "must be a number");
+  }
+
+  app.depends_on = f.Strings(spec, "dependsOn", "spec.dependsOn");
+  app.suspend = f.Bool(spec, "suspend", "spec.suspend", false);
+  if (const Value* ignore = spec ? spec->Get("ignoreDifferences") : nullptr; ignore && !ignore->IsNull()) {
+    if (!ignore->IsSeq()) {
+      f.Fail(*ignore, "spec.ignoreDifferences", "must be a list");
+    } else {
+      for (const Value& rule : ignore->items()) {
+        if (!rule.IsMap()) {
+          f.Fail(rule, "spec.ignoreDifferences[]", "must be a map");
+          break;
+        }
+        diff::IgnoreRule r;
+        r.group = f.String(&rule, "group", "spec.ignoreDifferences[].group");
+        r.kind = f.String(&rule, "kind", "spec.ignoreDifferences[].kind");
+        r.name = f.String(&rule, "name", "spec.ignoreDifferences[].name");
+        r.namespace_ = f.String(&rule, "namespace", "spec.ignoreDifferences[].namespace");
+        r.json_pointers = f.Strings(&rule, "jsonPointers", "spec.ignoreDifferences[].jsonPointers");
+        r.managers = f.Strings(&rule, "managedFieldsManagers", "spec.ignoreDifferences[].managedFieldsManagers");
+        if (r.kind.empty()) f.Fail(rule, "spec.ignoreDifferences[].kind", "is required");
+        app.ignore_differences.push_back(std::move(r));
+      }
+    }
+  }
+  GANTRY_RETURN_IF_ERROR(f.error());
+  return app;
+}
+
+Value ApplicationCrd() { return ParseOne(kCrd); }
+
+std::vector<Value> InstallManifests(const std::string& ns, const std::string& image) {
+  std::vector<Value> out;
+  out.push_back(ApplicationCrd());
+  out.push_back(ParseOne(fmt::format("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {}}}\n", ns)));
+  out.push_back(ParseOne(fmt::format(
+      "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: gantry-agent, namespace: {}}}\n", ns)));
+  // The agent applies arbitrary manifests, so it needs wide rights in its cluster, as Argo CD's
+  // application controller and Flux's kustomize-controller have. Narrow this role to restrict what
+  // applications may touch.
+  out.push_back(ParseOne(R"(apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: gantry-agent}
+rules:
+- {apiGroups: ["*"], resources: ["*"], verbs: ["*"]}
+- {nonResourceURLs: ["*"], verbs: [get]}
+)"));
+  out.push_back(ParseOne(fmt::format(R"(apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: gantry-agent}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: gantry-agent}}
+subjects: [{{kind: ServiceAccount, name: gantry-agent, namespace: {}}}]
+)", ns)));
+  out.push_back(ParseOne(fmt::format(R"(apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: gantry-agent, namespace: {ns}, labels: {{app.kubernetes.io/name: gantry-agent}}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app.kubernetes.io/name: gantry-agent}}}}
+  template:
+    metadata: {{labels: {{app.kubernetes.io/name: gantry-agent}}}}
+    spec:
+      serviceAccountName: gantry-agent
+      securityContext: {{runAsNonRoot: true, runAsUser: 65532, seccompProfile: {{type: RuntimeDefault}}}}
+      containers:
+      - name: agent
+        image: {image}
+        args: [agent, --in-cluster, --namespace, {ns}, --listen, ":8080"]
+        ports: [{{name: http, containerPort: 8080}}]
+        readinessProbe: {{httpGet: {{path: /healthz, port: http}}}}
+        resources: {{requests: {{cpu: 50m, memory: 64Mi}}, limits: {{memory: 256Mi}}}}
+        securityContext: {{allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {{drop: [ALL]}}}}
+        volumeMounts: [{{name: cache, mountPath: /var/cache/gantry}}]
+        env: [{{name: GANTRY_CACHE, value: /var/cache/gantry}}]
+      volumes: [{{name: cache, emptyDir: {{}}}}]
+)", fmt::arg("ns", ns), fmt::arg("image", image))));
+  return out;
+}
+
+}  // namespace gantry::agent

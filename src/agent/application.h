@@ -1,0 +1,77 @@
+#pragma once
+// The Application object (gantry.dev/v1alpha1): what the pull agent keeps in sync, parsed from a
+// custom resource or a file, and the status it writes back. Pure: no I/O. Thread-safe.
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "diff/diff.h"
+#include "value/value.h"
+
+namespace gantry::agent {
+
+inline constexpr char kGroup[] = "gantry.dev";
+inline constexpr char kApiVersion[] = "gantry.dev/v1alpha1";
+inline constexpr char kKind[] = "Application";
+
+struct Source {
+  std::string repo_url;
+  std::string target_revision = "HEAD";
+  std::string path = ".";
+  std::string renderer;  // "" (auto), "plain", "kustomize", "helm"
+  std::vector<std::string> kustomize_images;  // "name=newName:tag" overrides
+  std::string helm_release_name;              // default: the application's name
+  std::vector<std::string> helm_value_files;
+  std::string helm_values;                    // inline YAML
+  bool helm_include_crds = true;
+};
+
+struct RetryPolicy {
+  int limit = 5;  // 0: no retries; <0: unbounded
+  std::chrono::milliseconds duration{5'000};
+  double factor = 2;
+  std::chrono::milliseconds max_duration{180'000};
+};
+
+struct SyncPolicy {
+  bool automated = false;
+  bool prune = false;
+  bool self_heal = false;
+  bool allow_empty = false;
+  std::vector<std::string> sync_options;  // CreateNamespace=true, PruneLast=true, ApplyOutOfSyncOnly=false...
+  RetryPolicy retry;
+  bool HasOption(std::string_view option) const;
+};
+
+struct Application {
+  std::string name;
+  std::string namespace_;  // where the Application object lives
+  int64_t generation = 0;
+  Source source;
+  std::string destination_namespace;  // default for namespaced objects without one
+  SyncPolicy sync_policy;
+  std::vector<std::string> depends_on;  // names of Applications in the same namespace
+  std::vector<diff::IgnoreRule> ignore_differences;
+  bool suspend = false;
+  // Requests set by `gantry app sync|refresh` (annotations), with the value that identifies them.
+  std::string sync_request;     // gantry.dev/sync-requested
+  std::string refresh_request;  // gantry.dev/refresh-requested
+};
+
+// Reads and validates an Application; InvalidArgument naming the field (and its file:line when the
+// object came from a file) for a missing repoURL, a malformed duration, a bad sync option...
+Result<Application> ParseApplication(const value::Value& object);
+
+// The CustomResourceDefinition of Application (structural schema, status subresource, printer
+// columns), as an object to apply.
+value::Value ApplicationCrd();
+
+// Everything `gantry install` applies: the CRD, the namespace, the agent's ServiceAccount, RBAC and
+// Deployment running `image`.
+std::vector<value::Value> InstallManifests(const std::string& namespace_, const std::string& image);
+
+}  // namespace gantry::agent

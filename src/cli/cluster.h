@@ -1,0 +1,35 @@
+#pragma once
+// Flags and helpers shared by the commands that talk to a cluster.
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "kube/kube.h"
+
+namespace CLI {
+class App;
+}
+
+namespace gantry::cli {
+
+struct ClusterFlags {
+  std::string kubeconfig;
+  std::string context;
+  std::string namespace_;
+  std::vector<std::string> allow_exec;
+  bool in_cluster = false;
+};
+
+// --kubeconfig, --context, -n/--namespace, --allow-exec-plugin (and --in-cluster when asked).
+void AddClusterFlags(CLI::App* cmd, ClusterFlags& flags, bool in_cluster_flag = false);
+
+// A client for the cluster the flags name; `config_out` receives its configuration.
+Result<std::unique_ptr<kube::Client>> Connect(const ClusterFlags& flags, kube::RestConfig* config_out);
+
+// "90s", "5m", "1h", "250ms", or plain seconds; false when malformed.
+bool ParseDuration(const std::string& text, std::chrono::milliseconds* out);
+
+}  // namespace gantry::cli

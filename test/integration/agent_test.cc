@@ -1,0 +1,457 @@
+// The pull agent against a real control plane and a real Git server over smart HTTP with auth:
+// Applications converge, follow new commits, heal drift (or report it), prune, survive broken
+// commits, isolate a broken application, elect one leader, and converge after kill -9.
+
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "agent/agent.h"
+#include <curl/curl.h>
+
+#include "base/process.h"
+#include "git/git.h"
+#include "webhook/webhook.h"
+#include "kube/kube.h"
+#include "test/env/testenv.h"
+
+namespace gantry::agent {
+namespace {
+
+using value::Value;
+using namespace std::chrono_literals;
+
+Value Yaml(std::string_view text) {
+  auto docs = value::ParseYaml(text, "test");
+  GANTRY_CHECK(docs.ok() && docs->size() == 1);
+  return (*docs)[0];
+}
+
+std::string Deployment(const std::string& name, const std::string& image) {
+  return fmt::format(R"(apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {0}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: {0}}}}}
+  template:
+    metadata: {{labels: {{app: {0}}}}}
+    spec: {{containers: [{{name: app, image: "{1}"}}]}}
+)", name, image);
+}
+
+std::string ConfigMap(const std::string& name, const std::string& value) {
+  return fmt::format("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {}}}\ndata: {{value: \"{}\"}}\n", name, value);
+}
+
+class AgentTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto& cluster = testenv::Shared("kube-cluster.sh");
+    testenv::Shared("git-server.sh");
+    kubeconfig_ = new std::string(cluster.Get("KUBECONFIG"));
+    auto config = kube::LoadConfig({.paths = {*kubeconfig_}});
+    GANTRY_CHECK(config.ok());
+    client_ = kube::NewHttpClient(*config)->release();
+    auto crd = client_->Apply(ApplicationCrd(), {.force = true});
+    GANTRY_CHECK(crd.ok());
+    for (int i = 0; i < 100 && !client_->Resolve(kApiVersion, kKind).ok(); ++i) {
+      client_->InvalidateDiscovery();
+      std::this_thread::sleep_for(100ms);
+    }
+  }
+  static void TearDownTestSuite() {
+    delete client_;
+    delete kubeconfig_;
+  }
+
+  void SetUp() override {
+    static std::atomic<int> n{0};
+    id_ = fmt::format("t{}", ++n);
+    ns_ = "agent-" + id_;
+    auto& git = testenv::Shared("git-server.sh");
+    auto created = git.Command("create", {"config-" + id_});
+    ASSERT_TRUE(created.ok()) << created.status().ToString();
+    url_ = testenv::ParseValues(*created)["REPO_URL"];
+    std::string host = git.Get("GIT_URL").substr(std::string("http://").size());
+    creds_ = git::Credentials{.host = host, .username = git.Get("GIT_USER"), .password = git.Get("GIT_PASSWORD")};
+    auto repo = mirrors_.Open(url_, {.credentials = creds_});
+    ASSERT_TRUE(repo.ok());
+    repo_ = *repo;
+    ASSERT_TRUE(client_->Apply(Yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: " + ns_ + "}\n")).ok());
+  }
+
+  void TearDown() override {
+    for (auto& a : agents_) a->Stop();
+    for (auto& t : threads_) t.join();
+  }
+
+  // Commits `files` (path → content, nullopt deletes) to main over smart HTTP.
+  std::string Commit(std::map<std::string, std::optional<std::string>> files, const std::string& message) {
+    auto sha = repo_->CommitAndPush({.branch = "main",
+                                     .recompute = [&](const std::string&) -> Result<git::Changes> {
+                                       return git::Changes{files};
+                                     },
+                                     .author = {"Dev", "dev@example.com"},
+                                     .message = message});
+    EXPECT_TRUE(sha.ok()) << sha.status().ToString();
+    return sha.value_or("");
+  }
+
+  Value Application(const std::string& name, const std::string& path, bool self_heal, bool prune = true,
+                    const std::string& extra = "") {
+    return Yaml(fmt::format(R"(apiVersion: gantry.dev/v1alpha1
+kind: Application
+metadata: {{name: {0}, namespace: {1}}}
+spec:
+  source: {{repoURL: "{2}", targetRevision: main, path: {3}}}
+  destination: {{namespace: {1}}}
+  syncPolicy:
+    automated: {{prune: {4}, selfHeal: {5}}}
+    retry: {{limit: 2, backoff: {{duration: 1s}}}}
+{6})", name, ns_, url_, path, prune ? "true" : "false", self_heal ? "true" : "false", extra));
+  }
+
+  // Runs an agent in this process until the test ends.
+  Agent& StartAgent(std::chrono::milliseconds interval = 2s, std::string lease = "") {
+    AgentOptions o;
+    o.namespace_ = ns_;
+    o.cache_dir = tmp_.path() + "/cache-" + std::to_string(agents_.size());
+    o.interval = interval;
+    o.workers = 4;
+    o.lease_name = lease;
+    o.lease_namespace = ns_;
+    o.git_credentials = {fmt::format("{}={}:{}", creds_.host, creds_.username, creds_.password)};
+    o.reconcile.health_timeout = 60s;
+    auto render = GitRenderFn(o, {});
+    GANTRY_CHECK(render.ok());
+    auto agent = NewAgent(*client_, o, *render);
+    GANTRY_CHECK(agent.ok());
+    agents_.push_back(std::move(agent).value());
+    Agent* a = agents_.back().get();
+    threads_.emplace_back([a] {
+      Status s = a->Run();
+      EXPECT_TRUE(s.ok()) << s.ToString();
+    });
+    return *a;
+  }
+
+  // Polls `pred` on the Application until true or the deadline; returns the last object.
+  Value WaitApp(const std::string& name, const std::function<bool(const Value&)>& pred,
+                std::chrono::seconds limit = 60s) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    Value last;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto got = client_->Get({kApiVersion, kKind, ns_, name});
+      if (got.ok()) {
+        last = *got;
+        if (pred(last)) return last;
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+    ADD_FAILURE() << "timed out waiting for Application " << name << "; last status:\n"
+                  << (last.Get("status") ? value::ToYaml(*last.Get("status")) : "none");
+    return last;
+  }
+
+  static std::string At(const Value& v, std::initializer_list<Value::PathElem> path) {
+    const Value* f = v.Find(path);
+    return f && f->IsString() ? std::string(f->AsString()) : "";
+  }
+
+  static bool SyncedHealthyAt(const Value& app, const std::string& sha) {
+    return At(app, {"status", "sync", "status"}) == "Synced" && At(app, {"status", "health", "status"}) == "Healthy" &&
+           At(app, {"status", "sync", "revision"}) == sha;
+  }
+
+  std::string Image(const std::string& name) {
+    auto d = client_->Get({"apps/v1", "Deployment", ns_, name});
+    return d.ok() ? At(*d, {"spec", "template", "spec", "containers", 0, "image"}) : "";
+  }
+
+  static inline kube::Client* client_ = nullptr;
+  static inline std::string* kubeconfig_ = nullptr;
+  testenv::ScopedTempDir tmp_;
+  std::string id_, ns_, url_;
+  git::Credentials creds_;
+  git::Mirrors mirrors_{tmp_.path() + "/test-mirrors"};
+  std::shared_ptr<git::Repository> repo_;
+  std::vector<std::unique_ptr<Agent>> agents_;
+  std::vector<std::thread> threads_;
+};
+
+TEST_F(AgentTest, ConvergesFollowsCommitsAndPrunes) {
+  std::string first = Commit({{"app/web.yaml", Deployment("web", "registry.k8s.io/pause:3.9")},
+                              {"app/settings.yaml", ConfigMap("settings", "a")}},
+                             "first");
+  ASSERT_TRUE(client_->Apply(Application("web", "app", true)).ok());
+  StartAgent();
+  Value app = WaitApp("web", [&](const Value& a) { return SyncedHealthyAt(a, first); });
+  EXPECT_EQ(Image("web"), "registry.k8s.io/pause:3.9");
+  EXPECT_EQ(At(app, {"status", "operationState", "phase"}), "Succeeded");
+
+  // A new image tag in Git is applied (found by polling; the interval is 2 s here).
+  auto pushed = std::chrono::steady_clock::now();
+  std::string second = Commit({{"app/web.yaml", Deployment("web", "registry.k8s.io/pause:3.10")}}, "bump");
+  WaitApp("web", [&](const Value& a) { return SyncedHealthyAt(a, second); });
+  EXPECT_EQ(Image("web"), "registry.k8s.io/pause:3.10");
+  auto latency = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - pushed);
+  RecordProperty("commit_to_applied_poll_ms", static_cast<int>(latency.count()));
+
+  // A manifest removed from Git is pruned.
+  std::string third = Commit({{"app/settings.yaml", std::nullopt}}, "drop settings");
+  WaitApp("web", [&](const Value& a) { return SyncedHealthyAt(a, third); });
+  EXPECT_EQ(client_->Get({"v1", "ConfigMap", ns_, "settings"}).status().code(), Code::kNotFound);
+  const Value* history = app.Find({"status", "history"});
+  EXPECT_NE(history, nullptr);
+}
+
+TEST_F(AgentTest, SelfHealRevertsDriftAndWithoutItDriftIsReported) {
+  std::string sha = Commit({{"healed/cm.yaml", ConfigMap("healed", "git")},
+                            {"reported/cm.yaml", ConfigMap("reported", "git")}},
+                           "two apps");
+  ASSERT_TRUE(client_->Apply(Application("healed", "healed", true)).ok());
+  ASSERT_TRUE(client_->Apply(Application("reported", "reported", false)).ok());
+  StartAgent(60s);  // drift must be seen through the watches, not the interval
+  WaitApp("healed", [&](const Value& a) { return SyncedHealthyAt(a, sha); });
+  WaitApp("reported", [&](const Value& a) { return SyncedHealthyAt(a, sha); });
+
+  for (const char* name : {"healed", "reported"}) {
+    Value edit = Yaml(fmt::format("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {}, namespace: {}}}\ndata: {{value: edited}}\n",
+                                  name, ns_));
+    ASSERT_TRUE(client_->Apply(edit, {.field_manager = "kubectl-edit", .force = true}).ok());
+  }
+  auto value_of = [&](const std::string& name) {
+    auto cm = client_->Get({"v1", "ConfigMap", ns_, name});
+    return cm.ok() ? At(*cm, {"data", "value"}) : "";
+  };
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (value_of("healed") != "git" && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(value_of("healed"), "git") << "selfHeal did not revert the edit";
+  Value reported = WaitApp("reported", [](const Value& a) { return At(a, {"status", "sync", "status"}) == "OutOfSync"; }, 30s);
+  EXPECT_EQ(value_of("reported"), "edited") << "without selfHeal the edit must stay";
+}
+
+TEST_F(AgentTest, BrokenCommitKeepsTheLastGoodStateAndSaysWhy) {
+  std::string good = Commit({{"app/a.yaml", ConfigMap("a", "1")}, {"app/b.yaml", ConfigMap("b", "1")}}, "good");
+  ASSERT_TRUE(client_->Apply(Application("fragile", "app", false)).ok());
+  StartAgent();
+  WaitApp("fragile", [&](const Value& a) { return SyncedHealthyAt(a, good); });
+  Commit({{"app/b.yaml", std::string("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b\ndata: [")}}, "broken");
+  Value app = WaitApp("fragile", [](const Value& a) {
+    const Value* conds = a.Find({"status", "conditions"});
+    if (!conds || !conds->IsSeq()) return false;
+    for (const Value& c : conds->items()) {
+      if (At(c, {"type"}) == "RenderFailed" && At(c, {"status"}) == "True") return true;
+    }
+    return false;
+  });
+  std::string message;
+  for (const Value& c : app.Find({"status", "conditions"})->items()) {
+    if (At(c, {"type"}) == "RenderFailed") message = At(c, {"message"});
+  }
+  EXPECT_NE(message.find("app/b.yaml:"), std::string::npos) << message;
+  EXPECT_TRUE(client_->Get({"v1", "ConfigMap", ns_, "a"}).ok());
+  EXPECT_TRUE(client_->Get({"v1", "ConfigMap", ns_, "b"}).ok()) << "a broken render must not prune";
+}
+
+TEST_F(AgentTest, OneBrokenApplicationDoesNotHoldUpFifty) {
+  std::map<std::string, std::optional<std::string>> files;
+  for (int i = 0; i < 49; ++i) files[fmt::format("apps/a{}/cm.yaml", i)] = ConfigMap(fmt::format("cm{}", i), "v");
+  files["apps/broken/cm.yaml"] = std::string("kind: [");
+  std::string sha = Commit(files, "fifty");
+  for (int i = 0; i < 49; ++i) {
+    ASSERT_TRUE(client_->Apply(Application(fmt::format("a{}", i), fmt::format("apps/a{}", i), false)).ok());
+  }
+  ASSERT_TRUE(client_->Apply(Application("broken", "apps/broken", false)).ok());
+  auto start = std::chrono::steady_clock::now();
+  StartAgent(30s);
+  for (int i = 0; i < 49; ++i) {
+    WaitApp(fmt::format("a{}", i), [&](const Value& a) { return SyncedHealthyAt(a, sha); }, 60s);
+  }
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  RecordProperty("fifty_apps_converged_ms", static_cast<int>(took.count()));
+  Value broken = WaitApp("broken", [](const Value& a) { return a.Find({"status", "conditions"}) != nullptr; });
+  EXPECT_NE(value::ToJson(broken).find("RenderFailed"), std::string::npos);
+}
+
+TEST_F(AgentTest, DependsOnWaitsForTheDependencyToBeHealthy) {
+  std::string sha = Commit({{"db/cm.yaml", ConfigMap("db", "1")}, {"web/cm.yaml", ConfigMap("web", "1")}}, "deps");
+  ASSERT_TRUE(client_->Apply(Application("web", "web", false, true, "  dependsOn: [db]\n")).ok());
+  StartAgent();
+  Value waiting = WaitApp("web", [](const Value& a) { return value::ToJson(a).find("DependencyNotReady") != std::string::npos; });
+  EXPECT_EQ(client_->Get({"v1", "ConfigMap", ns_, "web"}).status().code(), Code::kNotFound);
+  ASSERT_TRUE(client_->Apply(Application("db", "db", false)).ok());
+  WaitApp("web", [&](const Value& a) { return SyncedHealthyAt(a, sha); });
+}
+
+// --- The webhook path ---------------------------------------------------------------------------
+
+size_t AppendBody(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+TEST_F(AgentTest, PushWebhookTriggersARefreshAtOnce) {
+  std::string first = Commit({{"hook/cm.yaml", ConfigMap("hooked", "1")}}, "first");
+  ASSERT_TRUE(client_->Apply(Application("hooked", "hook", false)).ok());
+  // A long interval: only the webhook can explain a fast update.
+  Agent& agent = [&]() -> Agent& {
+    AgentOptions opts;
+    opts.namespace_ = ns_;
+    opts.cache_dir = tmp_.path() + "/cache-hook";
+    opts.interval = std::chrono::minutes(10);
+    opts.lease_name = "";
+    opts.listen = "127.0.0.1:0";
+    opts.webhook_secret = "s3cret";
+    opts.git_credentials = {fmt::format("{}={}:{}", creds_.host, creds_.username, creds_.password)};
+    auto render = GitRenderFn(opts, {});
+    GANTRY_CHECK(render.ok());
+    auto a = NewAgent(*client_, opts, *render);
+    GANTRY_CHECK(a.ok());
+    agents_.push_back(std::move(a).value());
+    Agent* p = agents_.back().get();
+    threads_.emplace_back([p] { EXPECT_TRUE(p->Run().ok()); });
+    return *p;
+  }();
+  WaitApp("hooked", [&](const Value& a) { return SyncedHealthyAt(a, first); });
+  ASSERT_GT(agent.port(), 0);
+
+  std::vector<double> latencies;
+  for (int round = 0; round < 5; ++round) {
+    std::string sha = Commit({{"hook/cm.yaml", ConfigMap("hooked", std::to_string(round + 2))}}, "bump");
+    auto pushed = std::chrono::steady_clock::now();
+    std::string body = fmt::format(R"({{"ref":"refs/heads/main","before":"{}","after":"{}",
+      "repository":{{"full_name":"org/config","clone_url":"{}","ssh_url":"","html_url":""}},
+      "pusher":{{"name":"dev"}},"sender":{{"login":"dev"}},"commits":[]}})", first, sha, url_);
+    std::string signature = "X-Hub-Signature-256: sha256=" + webhook::HmacSha256Hex("s3cret", body);
+    std::string delivery = fmt::format("X-GitHub-Delivery: {}-{}", id_, round);
+    CURL* curl = curl_easy_init();
+    curl_slist* h = curl_slist_append(nullptr, "X-GitHub-Event: push");
+    h = curl_slist_append(h, signature.c_str());
+    h = curl_slist_append(h, delivery.c_str());
+    h = curl_slist_append(h, "Content-Type: application/json");
+    std::string url = fmt::format("http://127.0.0.1:{}/webhook", agent.port()), reply;
+    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, AppendBody);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &reply);
+    ASSERT_EQ(curl_easy_perform(curl), CURLE_OK);
+    long code = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(curl);
+    ASSERT_EQ(code, 202) << reply;
+    EXPECT_NE(reply.find("refreshing 1 application"), std::string::npos) << reply;
+    WaitApp("hooked", [&](const Value& a) { return SyncedHealthyAt(a, sha); }, 20s);
+    latencies.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - pushed).count());
+    first = sha;
+  }
+  std::sort(latencies.begin(), latencies.end());
+  RecordProperty("webhook_to_synced_p50_ms", static_cast<int>(latencies[latencies.size() / 2] * 1000));
+  EXPECT_LT(latencies[latencies.size() / 2], 5.0) << "the webhook path should not wait for the 10 min interval";
+  // A forged delivery is refused.
+  CURL* curl = curl_easy_init();
+  curl_slist* h = curl_slist_append(nullptr, "X-GitHub-Event: push");
+  h = curl_slist_append(h, "X-Hub-Signature-256: sha256=0000000000000000000000000000000000000000000000000000000000000000");
+  std::string url = fmt::format("http://127.0.0.1:{}/webhook", agent.port()), reply;
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "{}");
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, AppendBody);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &reply);
+  ASSERT_EQ(curl_easy_perform(curl), CURLE_OK);
+  long code = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+  EXPECT_EQ(code, 401) << reply;
+  curl_slist_free_all(h);
+  curl_easy_cleanup(curl);
+}
+
+// --- Separate agent processes: leader election and kill -9 --------------------------------------
+
+class AgentProcess {
+ public:
+  AgentProcess(const std::string& kubeconfig, const std::string& ns, const std::string& cache,
+               const std::string& identity, const std::string& creds_env, const std::string& log) {
+    const char* binary = std::getenv("GANTRY_BINARY");
+    GANTRY_CHECK(binary != nullptr);
+    auto p = Process::Start({binary, "agent", "--kubeconfig", kubeconfig, "-n", ns, "--cache-dir", cache,
+                             "--identity", identity, "--lease-duration", "3s", "--interval", "2s",
+                             "--git-credentials-env", "GIT_CREDS"},
+                            {.env = {{"GIT_CREDS", creds_env}, {"HOME", cache}, {"PATH", "/usr/bin:/bin"}}}, log);
+    GANTRY_CHECK(p.ok());
+    process_ = std::make_unique<Process>(std::move(p).value());
+  }
+  void Kill9() { process_->Signal(SIGKILL); process_->Stop(std::chrono::milliseconds(100)); }
+  bool Running() { return process_->Running(); }
+
+ private:
+  std::unique_ptr<Process> process_;
+};
+
+TEST_F(AgentTest, TwoAgentsElectOneLeaderAndTheOtherTakesOverAfterKill9) {
+  std::string first = Commit({{"ha/cm.yaml", ConfigMap("ha", "1")}}, "first");
+  ASSERT_TRUE(client_->Apply(Application("ha", "ha", false)).ok());
+  std::string creds = fmt::format("{}={}:{}", creds_.host, creds_.username, creds_.password);
+  AgentProcess a(*kubeconfig_, ns_, tmp_.path() + "/a", "agent-a", creds, tmp_.path() + "/a.log");
+  AgentProcess b(*kubeconfig_, ns_, tmp_.path() + "/b", "agent-b", creds, tmp_.path() + "/b.log");
+  WaitApp("ha", [&](const Value& app) { return SyncedHealthyAt(app, first); });
+  auto holder = [&] {
+    auto lease = client_->Get({"coordination.k8s.io/v1", "Lease", ns_, "gantry-agent"});
+    return lease.ok() ? At(*lease, {"spec", "holderIdentity"}) : "";
+  };
+  std::string leader = holder();
+  ASSERT_TRUE(leader == "agent-a" || leader == "agent-b") << leader;
+  // Only the leader reconciles: the status was written by one of them, and the lease stays put.
+  std::this_thread::sleep_for(3s);
+  EXPECT_EQ(holder(), leader);
+
+  (leader == "agent-a" ? a : b).Kill9();
+  std::string follower = leader == "agent-a" ? "agent-b" : "agent-a";
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (holder() != follower && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(holder(), follower) << "the follower did not take over the lease";
+  // The new leader keeps the cluster in sync.
+  std::string second = Commit({{"ha/cm.yaml", ConfigMap("ha", "2")}}, "second");
+  WaitApp("ha", [&](const Value& app) { return SyncedHealthyAt(app, second); }, 40s);
+}
+
+TEST_F(AgentTest, Kill9MidSyncConvergesAfterRestart) {
+  std::map<std::string, std::optional<std::string>> files;
+  for (int i = 0; i < 1000; ++i) files[fmt::format("big/cm{:04}.yaml", i)] = ConfigMap(fmt::format("cm{:04}", i), "1");
+  std::string sha = Commit(files, "many objects");
+  ASSERT_TRUE(client_->Apply(Application("big", "big", false)).ok());
+  std::string creds = fmt::format("{}={}:{}", creds_.host, creds_.username, creds_.password);
+  {
+    AgentProcess a(*kubeconfig_, ns_, tmp_.path() + "/a", "agent-a", creds, tmp_.path() + "/a.log");
+    // Kill it as soon as the sync has started, most likely before it has finished.
+    WaitApp("big", [](const Value& app) { return !At(app, {"status", "operationState", "phase"}).empty(); }, 60s);
+    a.Kill9();
+  }
+  auto killed = client_->Get({kApiVersion, kKind, ns_, "big"});
+  ASSERT_TRUE(killed.ok());
+  bool mid_sync = At(*killed, {"status", "operationState", "phase"}) == "Running";
+  RecordProperty("killed_mid_sync", mid_sync ? 1 : 0);
+  auto half = client_->List("v1", "ConfigMap", ns_, {.label_selector = "gantry.dev/app=big"});
+  ASSERT_TRUE(half.ok());
+  RecordProperty("objects_applied_before_kill", static_cast<int>(half->items.size()));
+  AgentProcess b(*kubeconfig_, ns_, tmp_.path() + "/b", "agent-b", creds, tmp_.path() + "/b.log");
+  Value app = WaitApp("big", [&](const Value& a) {
+    return SyncedHealthyAt(a, sha) && At(a, {"status", "operationState", "phase"}) == "Succeeded";
+  }, 90s);
+  auto all = client_->List("v1", "ConfigMap", ns_, {.label_selector = "gantry.dev/app=big"});
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->items.size(), 1000u);
+  if (mid_sync) {
+    EXPECT_EQ(At(app, {"status", "operationState", "trigger"}), "resume");
+  }
+}
+
+}  // namespace
+}  // namespace gantry::agent
