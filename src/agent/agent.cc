@@ -76,6 +76,8 @@ struct Metrics {
   http::Gauge& applications = registry.AddGauge("gantry_agent_applications", "Applications known to the agent");
   http::Gauge& leader = registry.AddGauge("gantry_agent_leader", "1 while this agent holds the lease");
   http::Counter& webhooks = registry.AddCounter("gantry_agent_webhooks_total", "Verified push webhooks");
+  http::Gauge& api_requests =
+      registry.AddGauge("gantry_agent_api_requests", "Kubernetes API requests made since the agent started");
 };
 
 class AgentImpl final : public Agent {
@@ -156,7 +158,12 @@ class AgentImpl final : public Agent {
     ho.port = static_cast<uint16_t>(port);
     server_ = std::make_unique<http::Server>(ho);
     server_->Handle("GET", "/healthz", [](const http::Request&) { return http::Response::Text(200, "ok\n"); });
-    server_->ServeMetrics(metrics_.registry);
+    server_->Handle("GET", "/metrics", [this](const http::Request&) {
+      metrics_.api_requests.Set(static_cast<double>(client_.request_count()));
+      http::Response r = http::Response::Text(200, metrics_.registry.Render());
+      r.headers["content-type"] = std::string(http::Registry::kContentType);
+      return r;
+    });
     server_->Handle("POST", "/webhook", [this](const http::Request& req) { return OnWebhook(req); });
     GANTRY_RETURN_IF_ERROR(server_->Start());
     port_ = server_->port();

@@ -80,6 +80,30 @@ std::chrono::milliseconds RetryDelay(const RetryPolicy& p, int attempt) {
   return std::chrono::milliseconds(static_cast<int64_t>(std::min(ms, static_cast<double>(p.max_duration.count()))));
 }
 
+// Records a Kubernetes Event on the Application (best effort: an Event that cannot be written is
+// logged, never a reason to fail the reconcile).
+void Emit(kube::Client& client, const kube::ObjectRef& app, const std::string& uid, bool warning,
+          std::string_view reason, std::string_view message) {
+  auto now = SystemClock().WallNow();
+  auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+  Value involved = Map({{"apiVersion", Value(kApiVersion)}, {"kind", Value(kKind)}, {"name", Value(app.name)},
+                        {"namespace", Value(app.namespace_)}});
+  if (!uid.empty()) involved.Set("uid", uid);
+  Value event = Map({{"apiVersion", Value("v1")}, {"kind", Value("Event")},
+                     {"metadata", Map({{"name", Value(fmt::format("{}.{:x}", app.name, nanos))},
+                                       {"namespace", Value(app.namespace_)}})},
+                     {"involvedObject", involved},
+                     {"type", Value(warning ? "Warning" : "Normal")},
+                     {"reason", Value(reason)},
+                     {"message", Value(std::string(message.substr(0, 1024)))},
+                     {"source", Map({{"component", Value("gantry-agent")}})},
+                     {"firstTimestamp", Value(Rfc3339(now))},
+                     {"lastTimestamp", Value(Rfc3339(now))},
+                     {"count", Value(static_cast<int64_t>(1))}});
+  auto r = client.Create(event);
+  if (!r.ok()) log::Debug("agent: event for {}: {}", app.name, r.status().message());
+}
+
 }  // namespace
 
 Result<ReconcileResult> Reconcile(kube::Client& client, const Value& object, const RenderFn& render, bool fetch,
@@ -96,6 +120,16 @@ Result<ReconcileResult> Reconcile(kube::Client& client, const Value& object, con
 
   auto write = [&]() -> Status {
     status.Set("conditions", conditions.ToValue());
+    // A reconcile that changed nothing writes nothing (steady state makes no API writes): the time
+    // of the last reconcile is only written along with a real change.
+    Value without_time = status;
+    without_time.Erase("reconciledAt");
+    Value previous_without_time = previous ? *previous : Value();
+    if (previous_without_time.IsMap()) previous_without_time.Erase("reconciledAt");
+    if (previous && without_time == previous_without_time) {
+      result.status = *previous;
+      return OkStatus();
+    }
     status.Set("reconciledAt", Now());
     result.status = status;
     if (!write_status) return OkStatus();
@@ -144,6 +178,17 @@ Result<ReconcileResult> Reconcile(kube::Client& client, const Value& object, con
   auto rendered = render(app, refresh);
   if (!rendered.ok()) {
     bool fetch_failed = rendered.status().message().starts_with("fetch");
+    // One Event per distinct failure, not one per retry.
+    std::string previous_message;
+    if (const Value* conds = previous ? previous->Get("conditions") : nullptr; conds && conds->IsSeq()) {
+      for (const Value& c : conds->items()) {
+        if (StringAt(&c, {"type"}) == (fetch_failed ? "FetchFailed" : "RenderFailed")) previous_message = StringAt(&c, {"message"});
+      }
+    }
+    if (previous_message != rendered.status().message()) {
+      Emit(client, self, StringAt(&object, {"metadata", "uid"}), true, fetch_failed ? "FetchFailed" : "RenderFailed",
+           rendered.status().message());
+    }
     conditions.Set(fetch_failed ? "FetchFailed" : "RenderFailed", true, fetch_failed ? "FetchFailed" : "RenderFailed",
                    rendered.status().message());
     // The last good state stays applied: nothing is synced or pruned on a failed fetch or render.
@@ -261,6 +306,10 @@ Result<ReconcileResult> Reconcile(kube::Client& client, const Value& object, con
     for (size_t i = n + 1 > keep ? n + 1 - keep : 0; i < n; ++i) trimmed.Append(*history.At(i));
     trimmed.Append(entry);
     status.Set("history", trimmed);
+    std::string uid = StringAt(&object, {"metadata", "uid"});
+    Emit(client, self, uid, !ok, ok ? "Synced" : "SyncFailed",
+         ok ? fmt::format("synced {} at {}", app.source.repo_url, rendered->revision.substr(0, 12))
+            : final_state.message);
     if (!ok) {
       conditions.Set("SyncFailed", true, final_state.message.find("refusing to prune") != std::string::npos
                                               ? "PruneBlocked" : "SyncFailed", final_state.message);

@@ -255,6 +255,15 @@ TEST_F(AgentTest, BrokenCommitKeepsTheLastGoodStateAndSaysWhy) {
     if (At(c, {"type"}) == "RenderFailed") message = At(c, {"message"});
   }
   EXPECT_NE(message.find("app/b.yaml:"), std::string::npos) << message;
+  // The failure is also a Kubernetes Event on the Application.
+  auto events = client_->List("v1", "Event", ns_);
+  ASSERT_TRUE(events.ok());
+  bool found = false;
+  for (const Value& e : events->items) {
+    found |= At(e, {"reason"}) == "RenderFailed" && At(e, {"involvedObject", "name"}) == "fragile" &&
+             At(e, {"type"}) == "Warning";
+  }
+  EXPECT_TRUE(found) << "no RenderFailed Event";
   EXPECT_TRUE(client_->Get({"v1", "ConfigMap", ns_, "a"}).ok());
   EXPECT_TRUE(client_->Get({"v1", "ConfigMap", ns_, "b"}).ok()) << "a broken render must not prune";
 }
