@@ -3,6 +3,7 @@
 // sleeping. RealClock is thread-safe; FakeClock is for single-threaded unit tests.
 
 #include <chrono>
+#include <string>
 
 namespace gantry {
 
@@ -23,6 +24,9 @@ class RealClock final : public Clock {
 
 // The process-wide real clock.
 Clock& SystemClock();
+
+// "2026-11-28T23:40:00Z": RFC 3339 in UTC with second precision, as Kubernetes writes times.
+std::string Rfc3339(std::chrono::system_clock::time_point t);
 
 // Time advances only when SleepFor() or Advance() is called.
 class FakeClock final : public Clock {

@@ -211,7 +211,7 @@ class OperationImpl final : public Operation {
           else if (got.status().code() != Code::kNotFound) return got.status();
         }
         GANTRY_ASSIGN_OR_RETURN(diff::ObjectDiff d, diff::Compare(&t.object, live_obj, options_.diff));
-        DiffEntry e{t.ref, d.status, ""};
+        DiffEntry e{t.ref, d.status, "", health::Assess(live_obj)};
         if (d.status != diff::SyncStatus::kSynced) {
           GANTRY_ASSIGN_OR_RETURN(e.text, diff::RenderDiff(&t.object, live_obj, render));
         }
@@ -228,7 +228,7 @@ class OperationImpl final : public Operation {
       if (StringAt(live->Find({"metadata", "annotations"}), kTrackingAnnotation) != TrackingId(options_.app, r)) {
         continue;
       }
-      DiffEntry e{r, diff::SyncStatus::kExtra, ""};
+      DiffEntry e{r, diff::SyncStatus::kExtra, "", health::Assess(&live.value())};
       GANTRY_ASSIGN_OR_RETURN(e.text, diff::RenderDiff(nullptr, &live.value(), render));
       out.push_back(std::move(e));
     }

@@ -158,6 +158,7 @@ struct DiffEntry {
   kube::ObjectRef ref;
   diff::SyncStatus status;
   std::string text;  // RenderDiff output (empty when Synced)
+  health::Health health{health::HealthStatus::kUnknown, ""};  // of the live object (Missing: none)
 };
 Result<std::vector<DiffEntry>> Diff(kube::Client& client, std::vector<value::Value> desired,
                                     const Options& options, bool color);
