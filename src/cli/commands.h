@@ -21,8 +21,13 @@ void AddDiffCommand(CLI::App& app, int& exit_code);
 void AddInstallCommand(CLI::App& app, int& exit_code);
 void AddAgentCommand(CLI::App& app, int& exit_code);
 void AddAppCommand(CLI::App& app, int& exit_code);
+void AddCiCommand(CLI::App& app, int& exit_code);
+void AddServerCommand(CLI::App& app, int& exit_code);
+void AddRunsCommand(CLI::App& app, int& exit_code);
+void AddLogsCommand(CLI::App& app, int& exit_code);
 
 inline std::vector<AddCommand> Commands() { return {AddVersionCommand, AddValidateCommand, AddRenderCommand, AddDiffCommand, AddSyncCommand,
-          AddInstallCommand, AddAgentCommand, AddAppCommand}; }
+          AddInstallCommand, AddAgentCommand, AddAppCommand,
+          AddCiCommand, AddServerCommand, AddRunsCommand, AddLogsCommand}; }
 
 }  // namespace gantry::cli

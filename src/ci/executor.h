@@ -1,0 +1,104 @@
+#pragma once
+// ci/executor: where a step's processes run.
+//
+// An Executor runs one step to completion: it starts the step's argv with exactly the given
+// environment in the step's workspace, streams its combined stdout and stderr to `output` as it
+// arrives (unmasked: the runner masks), enforces the timeout, and stops the step when `cancel`
+// becomes true. Timeouts and cancellation end the whole process tree of the step.
+//
+//   ProcessExecutor     a local process in a bubblewrap sandbox: the workspace is the only writable
+//                       place (at /workspace), the artifacts of earlier steps are read-only at
+//                       /artifacts, /tmp is private, /usr and /etc (without shadow files) are
+//                       read-only, nothing else of the host is visible; network off per step on
+//                       request; setrlimit limits; the step's uid is 1000 in a user namespace.
+//                       Without the sandbox (Options::sandbox = false, for benchmarks and hosts
+//                       without bwrap) the same process runs on the host with host paths.
+//   KubernetesExecutor  one Pod per step in a namespace (kubernetes_executor.h).
+//
+// Executors are thread-safe: the runner calls Run() from several threads at once.
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "ci/pipeline.h"
+
+namespace gantry::kube {
+class Client;
+}
+
+namespace gantry::ci {
+
+struct StepRequest {
+  std::string run_label;  // "run-12", for names (Pods, logs)
+  std::string step;
+  std::vector<std::string> argv;
+  std::map<std::string, std::string> env;  // complete: nothing else is inherited
+  std::filesystem::path workspace;         // host path, writable by the step
+  std::filesystem::path artifacts;         // host path, read-only for the step ("" = none)
+  bool network = true;
+  Limits limits;
+  std::chrono::milliseconds timeout{std::chrono::hours(1)};
+  std::string image;  // Kubernetes executor
+};
+
+struct StepOutcome {
+  int exit_code = -1;
+  int term_signal = 0;
+  bool timed_out = false;
+  bool cancelled = false;
+  std::chrono::milliseconds duration{0};
+  bool success() const { return exit_code == 0 && term_signal == 0 && !timed_out && !cancelled; }
+  // "exit code 2", "timed out after 30s", "cancelled", "killed by signal 9".
+  std::string Describe() const;
+};
+
+using OutputFn = std::function<void(std::string_view)>;
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // Runs the step; a failing step is an outcome, not an error. Errors: the step could not be
+  // started (FailedPrecondition for a missing sandbox or image, NotFound for a missing program,
+  // Unavailable for an unreachable cluster).
+  virtual Result<StepOutcome> Run(const StepRequest& request, const OutputFn& output,
+                                  const std::atomic<bool>& cancel) = 0;
+  // What the step sees as $GANTRY_WORKSPACE and $GANTRY_ARTIFACTS for these host paths.
+  virtual std::string WorkspacePath(const std::filesystem::path& host) const = 0;
+  virtual std::string ArtifactsPath(const std::filesystem::path& host) const = 0;
+  virtual std::string_view name() const = 0;
+};
+
+struct ProcessExecutorOptions {
+  bool sandbox = true;              // false: run on the host (no isolation)
+  std::string bwrap = "bwrap";      // looked up in PATH
+  std::chrono::milliseconds kill_grace{2000};  // SIGTERM → SIGKILL on timeout / cancel
+};
+
+// FailedPrecondition when the sandbox is requested but bwrap does not work here (with why).
+Result<std::unique_ptr<Executor>> NewProcessExecutor(const ProcessExecutorOptions& options = {});
+
+struct KubernetesExecutorOptions {
+  std::string namespace_ = "default";
+  std::string default_image = "debian:bookworm-slim";
+  std::string service_account;  // "" = the namespace default; the token is never mounted
+  std::chrono::milliseconds poll{500};
+  // The workspace is not shipped to the cluster in this version: the Pod gets an emptyDir at
+  // /workspace. See docs/pipelines.md.
+};
+
+// Runs steps as Pods through `client` (which must outlive the executor).
+std::unique_ptr<Executor> NewKubernetesExecutor(kube::Client& client, KubernetesExecutorOptions options = {});
+
+// The bubblewrap argv prefix (up to and including "--") of a sandboxed step; exposed for tests
+// and for other modules that want the same sandbox.
+std::vector<std::string> SandboxArgv(const std::string& bwrap, const StepRequest& request);
+
+}  // namespace gantry::ci

@@ -1,0 +1,128 @@
+#include "ci/pipeline.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace gantry::ci {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+std::string ErrorOf(std::string_view yaml) {
+  auto p = ParsePipeline(yaml, "p.yaml");
+  return p.ok() ? "" : p.status().message();
+}
+
+TEST(Pipeline, ParsesStepsInDagOrderWithMatrix) {
+  auto p = ParsePipeline(R"(
+name: app
+shell: bash
+on: {push: {branches: [main]}, pull_request: {}}
+env: {A: "1"}
+steps:
+  test:
+    needs: build
+    matrix: {os: [linux, bsd], v: [1, 2]}
+    run: echo $MATRIX_OS
+  build:
+    run: [make, -j2]
+    env: {B: two}
+    timeout: 5m
+    retry: 2
+    network: false
+    limits: {memory: 512Mi, open_files: 100}
+    cache: {key: deps, paths: [.cache]}
+    artifacts: [dist/**]
+)");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  ASSERT_EQ(p->steps.size(), 5u);
+  EXPECT_EQ(p->steps[0].name, "build");
+  EXPECT_THAT(p->steps[0].argv, ElementsAre("make", "-j2"));
+  EXPECT_EQ(p->steps[0].timeout, std::chrono::minutes(5));
+  EXPECT_EQ(p->steps[0].retry, 2);
+  EXPECT_FALSE(p->steps[0].network);
+  EXPECT_EQ(p->steps[0].limits.memory_bytes, 512u << 20);
+  EXPECT_EQ(p->steps[0].env.at("A"), "1");
+  EXPECT_EQ(p->steps[0].env.at("B"), "two");
+  EXPECT_EQ(p->steps[1].name, "test (linux, 1)");
+  EXPECT_EQ(p->steps[1].env.at("MATRIX_OS"), "linux");
+  EXPECT_THAT(p->steps[1].needs, ElementsAre("build"));
+  // The script is passed unchanged to the shell: variables are never substituted.
+  EXPECT_EQ(p->steps[1].argv.back(), "echo $MATRIX_OS");
+  EXPECT_TRUE(p->triggers.push);
+  EXPECT_TRUE(p->triggers.pull_request);
+}
+
+TEST(Pipeline, ErrorsPointAtFileLineColumn) {
+  EXPECT_THAT(ErrorOf("steps:\n  a:\n    run: [x]\n    needs: [nope]\n"),
+              HasSubstr("p.yaml:4:13: step \"a\" needs unknown step \"nope\"; expected one of: a"));
+  EXPECT_THAT(ErrorOf("steps:\n  a:\n    run: echo\n"), HasSubstr("p.yaml:3:10: step \"a\": a run: script needs a named shell"));
+  EXPECT_THAT(ErrorOf("steps:\n  a:\n    rn: [x]\n"), HasSubstr("p.yaml:3:5: unknown key \"rn\" in step a; expected one of: run"));
+  EXPECT_THAT(ErrorOf("steps:\n  a:\n    run: [x]\n    timeout: soon\n"), HasSubstr("p.yaml:4:14: timeout \"soon\" is not a duration"));
+  EXPECT_THAT(ErrorOf("steps:\n  a:\n    run: [x]\n    retry: many\n"), HasSubstr("p.yaml:4:12: retry: must be an integer"));
+  EXPECT_THAT(ErrorOf("steps: [a]\n"), HasSubstr("p.yaml:1:8: steps: must be a non-empty map"));
+  EXPECT_THAT(ErrorOf("steps:\n  a: {run: [x], shell: bash}\n"), HasSubstr("shell: is only for a run: script"));
+  EXPECT_THAT(ErrorOf("steps:\n  a:\n    run: [x]\n  a:\n    run: [y]\n"), HasSubstr("p.yaml:4:"));  // duplicate key
+  EXPECT_THAT(ErrorOf("shell: zsh\nsteps:\n  a: {run: x}\n"), HasSubstr("unknown shell \"zsh\"; expected bash or sh"));
+}
+
+TEST(Pipeline, CyclesAreNamed) {
+  std::string e = ErrorOf("steps:\n  a: {run: [x], needs: [c]}\n  b: {run: [x], needs: [a]}\n  c: {run: [x], needs: [b]}\n");
+  EXPECT_THAT(e, HasSubstr("needs: form a cycle: a -> c -> b -> a"));
+  EXPECT_THAT(e, HasSubstr("p.yaml:2:3"));
+  EXPECT_THAT(ErrorOf("steps:\n  a: {run: [x], needs: [a]}\n"), HasSubstr("needs itself"));
+}
+
+TEST(Pipeline, MatrixIsBounded) {
+  EXPECT_THAT(ErrorOf("steps:\n  a:\n    run: [x]\n    matrix: {x: [1,2,3,4,5,6,7,8,9], y: [1,2,3,4,5,6,7,8,9]}\n"),
+              HasSubstr("matrix expands to more than 64 combinations"));
+}
+
+TEST(Pipeline, TriggersAndWhen) {
+  auto p = ParsePipeline("on:\n  push: {branches: [main, 'release/*'], tags: ['v*']}\nsteps:\n  a: {run: [x]}\n");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_TRUE(TriggerMatches(p->triggers, {.event = "push", .branch = "main"}));
+  EXPECT_TRUE(TriggerMatches(p->triggers, {.event = "push", .branch = "release/1.2"}));
+  EXPECT_FALSE(TriggerMatches(p->triggers, {.event = "push", .branch = "dev"}));
+  EXPECT_TRUE(TriggerMatches(p->triggers, {.event = "tag", .tag = "v1.0"}));
+  EXPECT_FALSE(TriggerMatches(p->triggers, {.event = "pull_request", .branch = "main"}));
+  EXPECT_FALSE(TriggerMatches(p->triggers, {.event = "manual"}));
+
+  When w{.branches = {"main"}, .events = {"push"}, .paths = {"src/**"}};
+  EXPECT_TRUE(WhenMatches(w, {.event = "push", .branch = "main", .changed_paths = {"src/a/b.cc"}, .changed_paths_known = true}));
+  EXPECT_FALSE(WhenMatches(w, {.event = "push", .branch = "main", .changed_paths = {"docs/x.md"}, .changed_paths_known = true}));
+  EXPECT_TRUE(WhenMatches(w, {.event = "push", .branch = "main"}));  // paths unknown: match
+  EXPECT_FALSE(WhenMatches(w, {.event = "pull_request", .branch = "main"}));
+  EXPECT_FALSE(WhenMatches(w, {.event = "push", .branch = "dev"}));
+}
+
+TEST(Pipeline, Globs) {
+  EXPECT_TRUE(GlobMatch("src/**", "src/a/b/c.cc"));
+  EXPECT_TRUE(GlobMatch("**/*.md", "a/b/x.md"));
+  EXPECT_TRUE(GlobMatch("**/*.md", "x.md"));
+  EXPECT_TRUE(GlobMatch("release/*", "release/1.2"));
+  EXPECT_FALSE(GlobMatch("release/*", "release/1/2"));
+  EXPECT_TRUE(GlobMatch("v?.*", "v1.0"));
+  EXPECT_FALSE(GlobMatch("src/*", "docs/x"));
+}
+
+TEST(Pipeline, SelectStepsAddsWhatTheyNeed) {
+  auto p = ParsePipeline("steps:\n  a: {run: [x]}\n  b: {run: [x], needs: [a]}\n  c: {run: [x]}\n");
+  ASSERT_TRUE(p.ok());
+  auto s = SelectSteps(*p, {"b"});
+  ASSERT_TRUE(s.ok());
+  EXPECT_THAT(*s, ElementsAre("a", "b"));
+  EXPECT_FALSE(SelectSteps(*p, {"zz"}).ok());
+}
+
+TEST(Pipeline, Durations) {
+  EXPECT_EQ(ParseDuration("90s"), std::chrono::seconds(90));
+  EXPECT_EQ(ParseDuration("1h30m"), std::chrono::minutes(90));
+  EXPECT_EQ(ParseDuration("250ms"), std::chrono::milliseconds(250));
+  EXPECT_EQ(ParseDuration("12"), std::chrono::seconds(12));
+  EXPECT_FALSE(ParseDuration("x"));
+}
+
+}  // namespace
+}  // namespace gantry::ci

@@ -1,0 +1,362 @@
+#include "ci/server.h"
+
+#include <charconv>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/path.h"
+#include "ci/runner.h"
+#include "value/value.h"
+
+namespace gantry::ci {
+namespace fs = std::filesystem;
+using store::RunState;
+using value::Value;
+
+namespace {
+
+std::string TimeText(const std::optional<store::Time>& t) { return t ? Rfc3339(*t) : ""; }
+
+Value RunJson(const store::Run& r) {
+  Value v = Value::Map();
+  v.Set("id", r.id);
+  v.Set("repo", git::ScrubUrl(r.repo));
+  v.Set("pipeline", git::ScrubUrl(r.pipeline));
+  v.Set("commit", r.commit);
+  v.Set("ref", r.ref);
+  v.Set("event", store::Name(r.event));
+  v.Set("state", store::Name(r.state));
+  v.Set("attempt", r.attempt);
+  v.Set("message", r.message);
+  v.Set("created_at", Rfc3339(r.created_at));
+  v.Set("started_at", TimeText(r.started_at));
+  v.Set("finished_at", TimeText(r.finished_at));
+  if (!r.steps.empty()) {
+    Value steps = Value::Seq();
+    for (const auto& s : r.steps) {
+      Value sv = Value::Map();
+      sv.Set("name", s.name);
+      sv.Set("state", store::Name(s.state));
+      sv.Set("exit_code", s.exit_code ? Value(*s.exit_code) : Value());
+      sv.Set("started_at", TimeText(s.started_at));
+      sv.Set("finished_at", TimeText(s.finished_at));
+      steps.Append(sv);
+    }
+    v.Set("steps", steps);
+  }
+  return v;
+}
+
+bool SameRepo(std::string_view configured, const webhook::Event& e) {
+  auto strip = [](std::string_view s) {
+    if (s.ends_with(".git")) s.remove_suffix(4);
+    while (s.ends_with("/")) s.remove_suffix(1);
+    return s;
+  };
+  std::string_view c = strip(configured);
+  if (!e.clone_url.empty() && strip(e.clone_url) == c) return true;
+  if (!e.repo_full_name.empty()) {
+    std::string suffix = "/" + e.repo_full_name;
+    if (c.ends_with(suffix)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Server::Server(store::Store& store, http::Server& http, Executor& executor, ServerOptions options)
+    : store_(store), http_(http), executor_(executor), options_(std::move(options)) {}
+
+Server::~Server() { Stop(); }
+
+Status Server::Start() {
+  if (options_.webhook.secret.empty()) {
+    return InvalidArgumentError("a webhook secret is required (--webhook-secret-env): Gantry never accepts unsigned webhooks");
+  }
+  for (const auto& r : options_.repos) GANTRY_RETURN_IF_ERROR(git::ValidateUrl(r, options_.git.allow_file));
+  std::error_code ec;
+  fs::create_directories(options_.data_dir / "mirrors", ec);
+  if (ec) return InternalError("create {}: {}", options_.data_dir.string(), ec.message());
+  mirrors_ = std::make_unique<git::Mirrors>(options_.data_dir / "mirrors");
+
+  GANTRY_ASSIGN_OR_RETURN(auto interrupted, store_.MarkUnfinishedInterrupted(options_.worker_name));
+  for (const auto& r : interrupted) {
+    if (options_.requeue_interrupted && r.attempt < options_.max_attempts) {
+      Status s = store_.UpdateRun(r.id, RunState::kQueued,
+                                  fmt::format("re-queued after a restart interrupted attempt {}", r.attempt));
+      log::Info("ci: run {} was interrupted by a restart; {}", r.id, s.ok() ? "re-queued" : s.message());
+    } else {
+      log::Info("ci: run {} was interrupted by a restart; left interrupted (attempt {} of {})", r.id, r.attempt,
+                options_.max_attempts);
+    }
+  }
+  http_.Handle("POST", "/webhook", [this](const http::Request& r) { return HandleWebhook(r); });
+  http_.Handle("GET", "/api/runs", [this](const http::Request& r) { return HandleRuns(r); });
+  http_.Handle("GET", "/api/runs/", [this](const http::Request& r) { return HandleRuns(r); });
+  http_.Handle("POST", "/api/runs/", [this](const http::Request& r) { return HandleRuns(r); });
+  for (int i = 0; i < std::max(1, options_.workers); ++i) threads_.emplace_back([this] { WorkerLoop(); });
+  if (options_.poll_interval.count() > 0) threads_.emplace_back([this] { PollLoop(); });
+  return OkStatus();
+}
+
+void Server::Stop() {
+  if (stop_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [_, r] : running_) r->Cancel();
+  }
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+http::Response Server::HandleWebhook(const http::Request& req) {
+  auto ev = webhook::Verify(req.headers, req.body, options_.webhook);
+  if (!ev.ok()) {
+    const Status& s = ev.status();
+    int code = 400;
+    switch (s.code()) {
+      case Code::kUnimplemented: return http::Response::Text(202, "ignored: " + s.message() + "\n");
+      case Code::kResourceExhausted: code = 413; break;
+      case Code::kUnauthenticated: code = 401; break;
+      case Code::kPermissionDenied: code = 403; break;
+      case Code::kFailedPrecondition: code = 500; break;
+      default: code = 400;
+    }
+    log::Warn("ci: webhook from {} refused: {}", req.remote_addr, s.message());
+    return http::Response::Text(code, s.message() + "\n");
+  }
+  const webhook::Event& e = *ev;
+  if (e.kind == webhook::Kind::kPing) return http::Response::Text(200, "pong\n");
+  if (!e.delivery_id.empty()) {
+    auto fresh = store_.RecordDelivery(webhook::ProviderName(e.provider), e.delivery_id);
+    if (!fresh.ok()) return http::Response::Text(503, fresh.status().message() + "\n");
+    if (!*fresh) return http::Response::Text(200, "duplicate delivery, ignored\n");
+  }
+  const std::string* repo = nullptr;
+  for (const auto& r : options_.repos) {
+    if (SameRepo(r, e)) repo = &r;
+  }
+  if (repo == nullptr) return http::Response::Text(202, "ignored: repository is not configured\n");
+  if (e.deleted) return http::Response::Text(202, "ignored: the ref was deleted\n");
+  store::Run run;
+  run.pipeline = *repo;
+  run.repo = *repo;
+  run.delivery_id = e.delivery_id;
+  run.ref = e.ref;
+  run.commit = e.after;
+  run.event = store::RunEvent::kPush;
+  if (e.kind == webhook::Kind::kPullRequest) {
+    const auto& pr = *e.pull_request;
+    if (pr.normalized_action != webhook::PrAction::kOpened && pr.normalized_action != webhook::PrAction::kSynchronized &&
+        pr.normalized_action != webhook::PrAction::kReopened) {
+      return http::Response::Text(202, "ignored: pull request " + pr.action + "\n");
+    }
+    run.event = store::RunEvent::kPullRequest;
+    run.commit = pr.head_sha;
+    run.ref = "refs/heads/" + pr.base_ref;
+    if (pr.from_fork) {
+      // Build the fork's commit from the fork; a repo not in Options::repos never gets secrets.
+      run.repo = pr.head_clone_url.empty() ? "fork:unknown" : pr.head_clone_url;
+      run.message = "pull request from a fork: secrets withheld";
+    }
+  }
+  auto id = store_.CreateRun(run);
+  if (!id.ok()) {
+    if (id.status().code() == Code::kAlreadyExists) return http::Response::Text(200, "duplicate delivery, ignored\n");
+    return http::Response::Text(503, id.status().message() + "\n");
+  }
+  if (e.changed_files_known) {
+    std::lock_guard<std::mutex> lock(mu_);
+    changed_paths_[*id] = e.changed_files;
+  }
+  log::Info("ci: run {} queued for {} {} ({})", *id, git::ScrubUrl(*repo), run.ref, webhook::KindName(e.kind));
+  return http::Response::Json(201, fmt::format("{{\"run\":{}}}\n", *id));
+}
+
+http::Response Server::HandleRuns(const http::Request& req) {
+  std::string_view path = req.target;
+  if (path == "/api/runs" || path == "/api/runs/") {
+    store::RunFilter f;
+    f.limit = 100;
+    auto runs = store_.ListRuns(f);
+    if (!runs.ok()) return http::Response::Text(503, runs.status().message() + "\n");
+    Value list = Value::Seq();
+    for (const auto& r : *runs) list.Append(RunJson(r));
+    return http::Response::Json(200, value::ToJson(list) + "\n");
+  }
+  path.remove_prefix(std::string_view("/api/runs/").size());
+  std::string_view id_text = path.substr(0, path.find('/'));
+  std::string_view rest = path.substr(id_text.size());
+  int64_t id = 0;
+  auto [p, err] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+  if (err != std::errc() || p != id_text.data() + id_text.size()) return http::Response::Text(404, "no such run\n");
+  auto run = store_.GetRun(id);
+  if (!run.ok()) return http::Response::Text(run.status().code() == Code::kNotFound ? 404 : 503, run.status().message() + "\n");
+  if (req.method == "POST" && rest == "/cancel") {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = running_.find(id);
+      if (it != running_.end()) {
+        it->second->Cancel();
+        return http::Response::Text(202, "cancelling\n");
+      }
+    }
+    if (run->state == RunState::kQueued || run->state == RunState::kInterrupted) {
+      Status s = store_.UpdateRun(id, RunState::kCancelled, "cancelled before it ran");
+      return http::Response::Text(s.ok() ? 200 : 409, s.ok() ? "cancelled\n" : s.message() + "\n");
+    }
+    return http::Response::Text(409, "run is not running here\n");
+  }
+  if (req.method != "GET") return http::Response::Text(405, "method not allowed\n");
+  if (rest.empty()) return http::Response::Json(200, value::ToJson(RunJson(*run)) + "\n");
+  if (rest != "/logs") return http::Response::Text(404, "not found\n");
+  bool follow = req.query.find("follow=1") != std::string::npos;
+  http::Response resp;
+  resp.headers["content-type"] = "text/plain; charset=utf-8";
+  resp.stream = [this, id, follow](http::StreamWriter& w) {
+    std::map<std::string, int64_t> next;  // step → next seq
+    std::string current;
+    for (;;) {
+      auto r = store_.GetRun(id);
+      if (!r.ok()) return;
+      bool final = store::IsFinal(r->state) || r->state == RunState::kInterrupted;
+      bool wrote = false;
+      for (const auto& s : r->steps) {
+        for (;;) {
+          auto chunks = store_.ReadLog(id, s.name, next[s.name], 256);
+          if (!chunks.ok() || chunks->empty()) break;
+          for (const auto& c : *chunks) {
+            if (current != s.name) {
+              if (!w.Write(fmt::format("==> {} <==\n", s.name))) return;
+              current = s.name;
+            }
+            if (!w.Write(c.data)) return;
+            next[s.name] = c.seq + 1;
+            wrote = true;
+          }
+        }
+      }
+      if (!follow || (final && !wrote)) return;
+      if (!w.Alive()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  };
+  return resp;
+}
+
+void Server::WorkerLoop() {
+  while (!stop_.load()) {
+    auto claimed = store_.ClaimNextQueuedRun(options_.worker_name);
+    if (!claimed.ok()) {
+      log::Warn("ci: claim a run: {}", claimed.status().message());
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      continue;
+    }
+    if (!claimed->has_value()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      continue;
+    }
+    Execute(**claimed);
+  }
+}
+
+void Server::Execute(const store::Run& run) {
+  auto fail = [&](RunState state, const std::string& message) {
+    Status s = store_.UpdateRun(run.id, state, message);
+    if (!s.ok()) log::Warn("ci: run {}: store: {}", run.id, s.message());
+    log::Info("ci: run {} {}: {}", run.id, store::Name(state), message);
+  };
+  bool trusted = std::find(options_.repos.begin(), options_.repos.end(), run.repo) != options_.repos.end();
+  auto repo = mirrors_->Open(run.repo, options_.git);
+  if (!repo.ok()) return fail(RunState::kFailed, "open " + git::ScrubUrl(run.repo) + ": " + repo.status().message());
+  if (auto f = (*repo)->Fetch(); !f.ok()) return fail(RunState::kFailed, "fetch: " + f.status().message());
+  // The payload is a hint: build its commit only when the mirror has it, else the ref's tip.
+  auto commit = run.commit.empty() ? Result<std::string>(NotFoundError("no commit")) : (*repo)->Resolve(run.commit);
+  if (!commit.ok()) commit = (*repo)->Resolve(run.ref);
+  if (!commit.ok()) return fail(RunState::kFailed, "resolve " + run.ref + ": " + commit.status().message());
+  fs::path run_dir = options_.data_dir / "runs" / std::to_string(run.id);
+  fs::path workspace = run_dir / "workspace";
+  std::error_code ec;
+  fs::remove_all(run_dir, ec);  // a previous, interrupted attempt
+  fs::create_directories(run_dir, ec);
+  if (Status s = (*repo)->Materialize(*commit, "", workspace); !s.ok()) return fail(RunState::kFailed, "checkout: " + s.message());
+  auto text = ReadFile(workspace / ".gantry" / "pipeline.yaml", 1 << 20);
+  if (!text.ok()) return fail(RunState::kFailed, ".gantry/pipeline.yaml: " + text.status().message());
+  auto pipeline = ParsePipeline(*text, ".gantry/pipeline.yaml");
+  if (!pipeline.ok()) return fail(RunState::kFailed, pipeline.status().message());
+
+  RunOptions ro;
+  ro.workspace = workspace;
+  ro.run_dir = run_dir;
+  ro.cache_root = options_.data_dir / "caches";
+  ro.commit = *commit;
+  ro.secrets = options_.secrets;
+  ro.withhold_secrets = !trusted;
+  ro.parallelism = options_.parallelism;
+  ro.store = &store_;
+  ro.run_id = run.id;
+  Context& c = ro.context;
+  c.event = run.event == store::RunEvent::kPullRequest ? "pull_request" : run.event == store::RunEvent::kManual ? "manual" : "push";
+  if (run.ref.starts_with("refs/tags/")) {
+    c.event = run.event == store::RunEvent::kPush ? "tag" : c.event;
+    c.tag = run.ref.substr(10);
+  } else if (run.ref.starts_with("refs/heads/")) {
+    c.branch = run.ref.substr(11);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = changed_paths_.find(run.id);
+    if (it != changed_paths_.end()) {
+      c.changed_paths = it->second;
+      c.changed_paths_known = true;
+      changed_paths_.erase(it);
+    }
+  }
+  if (!TriggerMatches(pipeline->triggers, c)) {
+    return fail(RunState::kCancelled, fmt::format("not triggered: the pipeline's on: does not match {} {}", c.event, run.ref));
+  }
+  Runner runner(*pipeline, executor_, ro);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    running_[run.id] = &runner;
+  }
+  auto result = runner.Run();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    running_.erase(run.id);
+  }
+  if (!result.ok()) return fail(RunState::kFailed, result.status().message());
+  int failed = 0;
+  for (const auto& s : result->steps) failed += s.state == RunState::kFailed;
+  fail(result->state, result->state == RunState::kSucceeded ? fmt::format("{} steps succeeded", result->steps.size())
+                      : result->state == RunState::kCancelled ? std::string("cancelled")
+                                                              : fmt::format("{} step(s) failed", failed));
+  fs::remove_all(workspace, ec);  // artifacts stay in run_dir
+}
+
+void Server::PollLoop() {
+  while (!stop_.load()) {
+    for (const auto& url : options_.repos) {
+      auto repo = mirrors_->Open(url, options_.git);
+      if (!repo.ok() || !(*repo)->Fetch().ok()) continue;
+      for (const auto& branch : options_.poll_branches) {
+        auto tip = (*repo)->Resolve("refs/heads/" + branch);
+        if (!tip.ok()) continue;
+        store::Run run;
+        run.pipeline = url;
+        run.repo = url;
+        run.ref = "refs/heads/" + branch;
+        run.commit = *tip;
+        run.delivery_id = "poll:" + branch + ":" + *tip;
+        auto id = store_.CreateRun(run);
+        if (id.ok()) log::Info("ci: run {} queued by polling {} {}", *id, git::ScrubUrl(url), branch);
+      }
+    }
+    for (auto waited = std::chrono::milliseconds(0); waited < options_.poll_interval && !stop_.load();
+         waited += std::chrono::milliseconds(100)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+}
+
+}  // namespace gantry::ci

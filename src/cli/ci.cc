@@ -1,0 +1,390 @@
+// The CI commands:
+//
+//   gantry ci run [DIR] [--step S]... [--event push|tag|pull_request|manual] [--branch B]
+//                 [--secrets-file F] [--no-sandbox] [--parallel N] [--cache-dir D]
+//       runs DIR/.gantry/pipeline.yaml on DIR (a copy-free local run: DIR is the workspace), with
+//       a live progress line per step and a final table; exit 0 when every step succeeded, 1 when
+//       one failed, 2 for usage errors, 3 for a bad pipeline file or environment.
+//   gantry server --listen :8080 --store URL --webhook-secret-env VAR --repo URL... [--data-dir D]
+//       the CI server (webhooks, polling, queue, workers, REST API); see ci/server.h.
+//   gantry runs --server URL            lists runs
+//   gantry logs RUN [-f] --server URL   prints (and follows) a run's logs
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <curl/curl.h>
+
+#include "base/log.h"
+#include "base/path.h"
+#include "ci/executor.h"
+#include "ci/pipeline.h"
+#include "ci/runner.h"
+#include "ci/server.h"
+#include "cli/commands.h"
+#include "http/http.h"
+#include "store/store.h"
+#include "value/value.h"
+
+namespace gantry::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::atomic<ci::Runner*> g_runner{nullptr};
+std::atomic<bool> g_stop{false};
+
+void OnSignal(int) {
+  g_stop.store(true);
+  if (ci::Runner* r = g_runner.load()) r->Cancel();
+}
+
+std::string Secs(std::chrono::milliseconds d) { return fmt::format("{:.2f}s", static_cast<double>(d.count()) / 1000.0); }
+
+std::string Pad(std::string_view s, size_t w) {
+  std::string out(s);
+  if (out.size() < w) out.append(w - out.size(), ' ');
+  return out;
+}
+
+struct CiRunFlags {
+  std::string dir = ".";
+  std::vector<std::string> steps;
+  std::string event = "manual";
+  std::string branch;
+  std::string secrets_file;
+  std::vector<std::string> secret_env;
+  bool no_sandbox = false;
+  bool quiet = false;
+  int parallel = 4;
+  std::string cache_dir;
+};
+
+int RunCi(const CiRunFlags& f) {
+  fs::path dir = fs::absolute(f.dir);
+  fs::path file = dir / ".gantry" / "pipeline.yaml";
+  auto text = ReadFile(file, 1 << 20);
+  if (!text.ok()) {
+    fmt::print(stderr, "error: {}: {}\n", file.string(), text.status().message());
+    return 3;
+  }
+  auto pipeline = ci::ParsePipeline(*text, ".gantry/pipeline.yaml");
+  if (!pipeline.ok()) {
+    fmt::print(stderr, "error: {}\n", pipeline.status().message());
+    return 3;
+  }
+  ci::ProcessExecutorOptions eo;
+  eo.sandbox = !f.no_sandbox;
+  auto executor = ci::NewProcessExecutor(eo);
+  if (!executor.ok()) {
+    fmt::print(stderr, "error: {}\n", executor.status().message());
+    return 3;
+  }
+  ci::RunOptions ro;
+  ro.workspace = dir;
+  std::string tmpl = (fs::temp_directory_path() / "gantry-ci-XXXXXX").string();
+  if (::mkdtemp(tmpl.data()) == nullptr) {
+    fmt::print(stderr, "error: cannot create a run directory\n");
+    return 3;
+  }
+  ro.run_dir = tmpl;
+  ro.cache_root = f.cache_dir.empty() ? dir / ".gantry" / "cache" : fs::path(f.cache_dir);
+  ro.context.event = f.event;
+  ro.context.branch = f.branch;
+  ro.only_steps = f.steps;
+  ro.parallelism = f.parallel;
+  if (!f.secrets_file.empty()) {
+    auto s = ci::ReadSecretsFile(f.secrets_file);
+    if (!s.ok()) {
+      fmt::print(stderr, "error: {}\n", s.status().message());
+      return 3;
+    }
+    ro.secrets = *s;
+  }
+  for (const auto& name : f.secret_env) {
+    const char* v = std::getenv(name.c_str());
+    if (v == nullptr) {
+      fmt::print(stderr, "error: --secret-env {}: the variable is not set\n", name);
+      return 3;
+    }
+    ro.secrets[name] = v;
+  }
+  bool tty = ::isatty(1) != 0;
+  ro.on_progress = [&](const ci::Progress& p) {
+    switch (p.kind) {
+      case ci::Progress::Kind::kStarted: fmt::print("▶ {} started\n", p.step->name); break;
+      case ci::Progress::Kind::kOutput:
+        if (!f.quiet) {
+          std::string_view d = p.data;
+          while (!d.empty()) {
+            size_t nl = d.find('\n');
+            fmt::print("  {} │ {}\n", p.step->name, d.substr(0, nl));
+            if (nl == std::string_view::npos) break;
+            d.remove_prefix(nl + 1);
+          }
+        }
+        break;
+      case ci::Progress::Kind::kFinished: {
+        const ci::StepResult& s = *p.step;
+        std::string mark = s.state == store::RunState::kSucceeded ? "✔" : s.state == store::RunState::kSkipped ? "○" : "✘";
+        fmt::print("{} {} {} in {} ({})\n", mark, s.name, store::Name(s.state), Secs(s.duration), s.message);
+        break;
+      }
+    }
+    if (!tty) std::fflush(stdout);
+  };
+  ci::Runner runner(*pipeline, **executor, ro);
+  g_runner.store(&runner);
+  signal(SIGINT, OnSignal);
+  signal(SIGTERM, OnSignal);
+  auto result = runner.Run();
+  g_runner.store(nullptr);
+  std::error_code ec;
+  fs::remove_all(ro.run_dir, ec);
+  if (!result.ok()) {
+    fmt::print(stderr, "error: {}\n", result.status().message());
+    return 3;
+  }
+  size_t w = 4;
+  for (const auto& s : result->steps) w = std::max(w, s.name.size());
+  fmt::print("\n{}  {}  {}  {}\n", Pad("STEP", w), Pad("STATE", 10), Pad("DURATION", 9), "RESULT");
+  for (const auto& s : result->steps) {
+    fmt::print("{}  {}  {}  {}\n", Pad(s.name, w), Pad(store::Name(s.state), 10), Pad(Secs(s.duration), 9), s.message);
+  }
+  fmt::print("\npipeline {} {} in {}\n", pipeline->name, store::Name(result->state), Secs(result->duration));
+  return result->state == store::RunState::kSucceeded ? 0 : 1;
+}
+
+// --- client side of the REST API -------------------------------------------------------------
+
+size_t CurlWrite(char* data, size_t size, size_t n, void* user) {
+  auto* fn = static_cast<std::function<bool(std::string_view)>*>(user);
+  return (*fn)(std::string_view(data, size * n)) ? size * n : 0;
+}
+
+// GETs url, handing the body to `sink` as it arrives. Returns the HTTP status or an error.
+Result<long> HttpGet(const std::string& url, std::function<bool(std::string_view)> sink) {
+  CURL* c = curl_easy_init();
+  if (c == nullptr) return InternalError("curl init");
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, CurlWrite);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+  CURLcode rc = curl_easy_perform(c);
+  long code = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_cleanup(c);
+  if (rc != CURLE_OK) return UnavailableError("GET {}: {}", url, curl_easy_strerror(rc));
+  return code;
+}
+
+std::string Base(std::string s) {
+  while (s.ends_with("/")) s.pop_back();
+  if (s.find("://") == std::string::npos) s = "http://" + s;
+  return s;
+}
+
+int ListRuns(const std::string& server) {
+  std::string body;
+  auto code = HttpGet(Base(server) + "/api/runs", [&](std::string_view d) { body += d; return true; });
+  if (!code.ok() || *code != 200) {
+    fmt::print(stderr, "error: {}\n", code.ok() ? fmt::format("HTTP {}: {}", *code, body) : code.status().message());
+    return 3;
+  }
+  auto v = value::ParseJson(body);
+  if (!v.ok() || !v->IsSeq()) {
+    fmt::print(stderr, "error: unexpected answer from {}\n", server);
+    return 3;
+  }
+  fmt::print("{}  {}  {}  {}  {}  {}\n", Pad("ID", 6), Pad("STATE", 11), Pad("EVENT", 12), Pad("REF", 24), Pad("COMMIT", 12), "MESSAGE");
+  auto str = [](const value::Value& r, const char* k) -> std::string {
+    const value::Value* x = r.Get(k);
+    if (x == nullptr) return "";
+    if (x->IsInt()) return std::to_string(x->AsInt());
+    return x->IsString() ? std::string(x->AsString()) : "";
+  };
+  for (const auto& r : v->items()) {
+    fmt::print("{}  {}  {}  {}  {}  {}\n", Pad(str(r, "id"), 6), Pad(str(r, "state"), 11), Pad(str(r, "event"), 12),
+               Pad(str(r, "ref"), 24), Pad(str(r, "commit").substr(0, 12), 12), str(r, "message"));
+  }
+  return 0;
+}
+
+int ShowLogs(const std::string& server, int64_t run, bool follow) {
+  std::string url = fmt::format("{}/api/runs/{}/logs{}", Base(server), run, follow ? "?follow=1" : "");
+  long status = 0;
+  std::string err;
+  auto code = HttpGet(url, [&](std::string_view d) {
+    if (g_stop.load()) return false;
+    fmt::print("{}", d);
+    std::fflush(stdout);
+    return true;
+  });
+  status = code.ok() ? *code : 0;
+  if (!code.ok() || status != 200) {
+    fmt::print(stderr, "error: {}\n", code.ok() ? fmt::format("HTTP {}", status) : code.status().message());
+    return 3;
+  }
+  return 0;
+}
+
+struct ServerFlags {
+  std::string listen = "127.0.0.1:8080";
+  std::string store = "sqlite:gantry.db";
+  std::string webhook_secret_env;
+  std::string provider = "auto";
+  std::vector<std::string> repos;
+  std::string data_dir = "gantry-data";
+  std::string secrets_file;
+  std::string poll = "0";
+  std::vector<std::string> poll_branches = {"main"};
+  std::string worker = "gantry";
+  bool no_sandbox = false;
+  bool allow_file = false;
+  int workers = 1;
+  int max_attempts = 3;
+};
+
+int RunServer(const ServerFlags& f) {
+  http::Options ho;
+  size_t colon = f.listen.rfind(':');
+  ho.address = colon == 0 || colon == std::string::npos ? "0.0.0.0" : f.listen.substr(0, colon);
+  ho.port = static_cast<uint16_t>(std::stoi(colon == std::string::npos ? f.listen : f.listen.substr(colon + 1)));
+  ci::ServerOptions so;
+  so.repos = f.repos;
+  so.data_dir = fs::absolute(f.data_dir);
+  so.worker_name = f.worker;
+  so.workers = f.workers;
+  so.max_attempts = f.max_attempts;
+  so.git.allow_file = f.allow_file;
+  auto poll = ci::ParseDuration(f.poll);
+  if (!poll) {
+    fmt::print(stderr, "error: --poll {:?}: expected a duration such as 60s\n", f.poll);
+    return 2;
+  }
+  so.poll_interval = *poll;
+  so.poll_branches = f.poll_branches;
+  auto provider = webhook::ParseProvider(f.provider);
+  if (!provider.ok()) {
+    fmt::print(stderr, "error: {}\n", provider.status().message());
+    return 2;
+  }
+  so.webhook.provider = *provider;
+  const char* secret = f.webhook_secret_env.empty() ? nullptr : std::getenv(f.webhook_secret_env.c_str());
+  if (secret == nullptr || *secret == '\0') {
+    fmt::print(stderr, "error: --webhook-secret-env must name a set, non-empty variable (unsigned webhooks are refused)\n");
+    return 2;
+  }
+  so.webhook.secret = secret;
+  ho.max_body_bytes = so.webhook.max_body_bytes;
+  if (!f.secrets_file.empty()) {
+    auto s = ci::ReadSecretsFile(f.secrets_file);
+    if (!s.ok()) {
+      fmt::print(stderr, "error: {}\n", s.status().message());
+      return 3;
+    }
+    so.secrets = *s;
+  }
+  auto st = store::Open(f.store);
+  if (!st.ok()) {
+    fmt::print(stderr, "error: store {}: {}\n", store::RedactUrl(f.store), st.status().message());
+    return 3;
+  }
+  ci::ProcessExecutorOptions eo;
+  eo.sandbox = !f.no_sandbox;
+  auto executor = ci::NewProcessExecutor(eo);
+  if (!executor.ok()) {
+    fmt::print(stderr, "error: {}\n", executor.status().message());
+    return 3;
+  }
+  http::Server http(ho);
+  ci::Server server(**st, http, **executor, so);
+  if (Status s = server.Start(); !s.ok()) {
+    fmt::print(stderr, "error: {}\n", s.message());
+    return 3;
+  }
+  if (Status s = http.Start(); !s.ok()) {
+    fmt::print(stderr, "error: listen {}: {}\n", f.listen, s.message());
+    return 3;
+  }
+  fmt::print("gantry server listening on {}:{}\n", ho.address, http.port());
+  std::fflush(stdout);
+  signal(SIGINT, OnSignal);
+  signal(SIGTERM, OnSignal);
+  while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  http.Stop();
+  server.Stop();
+  return 0;
+}
+
+}  // namespace
+
+void AddCiCommand(CLI::App& app, int& exit_code) {
+  auto* ci_cmd = app.add_subcommand("ci", "Run CI pipelines (.gantry/pipeline.yaml)");
+  ci_cmd->require_subcommand(1);
+  auto f = std::make_shared<CiRunFlags>();
+  auto* run = ci_cmd->add_subcommand("run", "Run a repository's pipeline locally, with live progress");
+  run->add_option("dir", f->dir, "Repository directory (default .)");
+  run->add_option("--step", f->steps, "Run only this step and what it needs (repeatable)");
+  run->add_option("--event", f->event, "Event for triggers and when: filters")
+      ->check(CLI::IsMember({"push", "tag", "pull_request", "manual"}));
+  run->add_option("--branch", f->branch, "Branch for when: filters");
+  run->add_option("--secrets-file", f->secrets_file, "NAME=VALUE lines (mode 0600) with the secrets steps may ask for");
+  run->add_option("--secret-env", f->secret_env, "Take secret NAME from this process's environment (repeatable)");
+  run->add_option("--parallel", f->parallel, "Steps run at once")->check(CLI::Range(1, 64));
+  run->add_option("--cache-dir", f->cache_dir, "Cache root (default DIR/.gantry/cache)");
+  run->add_flag("--no-sandbox", f->no_sandbox, "Run steps on the host without bubblewrap (no isolation)");
+  run->add_flag("-q,--quiet", f->quiet, "Do not print step output, only progress");
+  run->callback([f, &exit_code] { exit_code = RunCi(*f); });
+}
+
+void AddServerCommand(CLI::App& app, int& exit_code) {
+  auto f = std::make_shared<ServerFlags>();
+  auto* cmd = app.add_subcommand("server", "The Gantry server: webhooks, CI queue and workers, REST API");
+  cmd->add_option("--listen", f->listen, "Address to listen on, [HOST]:PORT");
+  cmd->add_option("--store", f->store, "sqlite:///path/gantry.db or postgresql://...");
+  cmd->add_option("--webhook-secret-env", f->webhook_secret_env, "Variable holding the webhook secret")->required();
+  cmd->add_option("--webhook-provider", f->provider, "github, gitlab, gitea, forgejo, bitbucket, generic or auto");
+  cmd->add_option("--repo", f->repos, "Repository URL to build (repeatable)")->required();
+  cmd->add_option("--data-dir", f->data_dir, "Mirrors, workspaces, artifacts and caches");
+  cmd->add_option("--secrets-file", f->secrets_file, "NAME=VALUE lines (mode 0600)");
+  cmd->add_option("--poll", f->poll, "Poll the repositories' branches this often (0 = off)");
+  cmd->add_option("--poll-branch", f->poll_branches, "Branches to poll (default main)");
+  cmd->add_option("--worker", f->worker, "This server's name in the store (claims, restart recovery)");
+  cmd->add_option("--workers", f->workers, "Runs at once")->check(CLI::Range(1, 64));
+  cmd->add_option("--max-attempts", f->max_attempts, "Re-queue an interrupted run until this many attempts");
+  cmd->add_flag("--no-sandbox", f->no_sandbox, "Run steps without bubblewrap (no isolation)");
+  cmd->add_flag("--allow-file-repos", f->allow_file, "Accept file:// repository URLs (tests, local setups)");
+  cmd->callback([f, &exit_code] { exit_code = RunServer(*f); });
+}
+
+void AddRunsCommand(CLI::App& app, int& exit_code) {
+  auto server = std::make_shared<std::string>("http://127.0.0.1:8080");
+  auto* cmd = app.add_subcommand("runs", "List CI runs of a server");
+  cmd->add_option("--server", *server, "Server URL")->envname("GANTRY_SERVER");
+  cmd->callback([server, &exit_code] { exit_code = ListRuns(*server); });
+}
+
+void AddLogsCommand(CLI::App& app, int& exit_code) {
+  struct LogsFlags {
+    std::string server = "http://127.0.0.1:8080";
+    int64_t run = 0;
+    bool follow = false;
+  };
+  auto f = std::make_shared<LogsFlags>();
+  auto* cmd = app.add_subcommand("logs", "Print the logs of a CI run");
+  cmd->add_option("run", f->run, "Run id")->required();
+  cmd->add_flag("-f,--follow", f->follow, "Follow until the run ends");
+  cmd->add_option("--server", f->server, "Server URL")->envname("GANTRY_SERVER");
+  cmd->callback([f, &exit_code] {
+    signal(SIGINT, OnSignal);
+    exit_code = ShowLogs(f->server, f->run, f->follow);
+  });
+}
+
+}  // namespace gantry::cli

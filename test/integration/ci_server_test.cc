@@ -1,0 +1,184 @@
+// gantry server end to end: the real binary, a file:// repository made with git, webhooks signed
+// per provider, the REST API, `gantry runs` / `gantry logs`, and restart recovery.
+
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "base/path.h"
+#include "base/process.h"
+#include "test/env/testenv.h"
+#include "value/value.h"
+#include "webhook/webhook.h"
+
+namespace gantry {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+const char* kSecret = "hook-secret-123";
+
+std::string Binary() {
+  const char* b = std::getenv("GANTRY_BINARY");
+  return b != nullptr ? b : "gantry";
+}
+
+// A repository with a pipeline; returns the commit.
+std::string MakeRepo(const fs::path& dir, const std::string& pipeline) {
+  fs::create_directories(dir / ".gantry");
+  GANTRY_CHECK(WriteFileAtomic(dir / ".gantry" / "pipeline.yaml", pipeline).ok());
+  ProcessOptions po;
+  po.cwd = dir.string();
+  po.inherit_env = true;
+  po.env = {{"GIT_AUTHOR_NAME", "t"}, {"GIT_AUTHOR_EMAIL", "t@e"}, {"GIT_COMMITTER_NAME", "t"}, {"GIT_COMMITTER_EMAIL", "t@e"}};
+  for (auto argv : std::vector<std::vector<std::string>>{
+           {"git", "init", "-q", "-b", "main"}, {"git", "add", "-A"}, {"git", "commit", "-q", "-m", "init"}}) {
+    GANTRY_CHECK(RunChecked(argv, po).ok());
+  }
+  auto head = RunChecked({"git", "rev-parse", "HEAD"}, po);
+  GANTRY_CHECK(head.ok());
+  std::string sha = head->out;
+  while (!sha.empty() && sha.back() == '\n') sha.pop_back();
+  return sha;
+}
+
+struct Srv {
+  Srv(const fs::path& root, const std::string& repo_url, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {Binary(), "server", "--listen", "127.0.0.1:0", "--store",
+                                     "sqlite:" + (root / "gantry.db").string(), "--webhook-secret-env", "HOOK",
+                                     "--repo", repo_url, "--data-dir", (root / "data").string(), "--allow-file-repos",
+                                     "--no-sandbox"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    ProcessOptions po;
+    po.inherit_env = true;
+    po.env = {{"HOOK", kSecret}};
+    log = (root / ("server-" + std::to_string(++count) + ".log")).string();
+    auto p = Process::Start(argv, po, log);
+    GANTRY_CHECK(p.ok());
+    proc.emplace(std::move(p).value());
+    for (int i = 0; i < 100 && port.empty(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      auto text = ReadFile(log);
+      std::smatch m;
+      std::string t = text.ok() ? *text : "";
+      if (std::regex_search(t, m, std::regex("listening on 127.0.0.1:([0-9]+)"))) port = m[1];
+    }
+    GANTRY_CHECK(!port.empty());
+  }
+  std::string Url() const { return "http://127.0.0.1:" + port; }
+  static inline int count = 0;
+  std::optional<Process> proc;
+  std::string log, port;
+};
+
+// POSTs body with headers; returns "CODE BODY".
+std::string Post(const std::string& url, const std::string& body, const std::vector<std::string>& headers) {
+  std::vector<std::string> argv = {"curl", "-s", "-o", "-", "-w", " %{http_code}", "-X", "POST", "--data-binary", "@-"};
+  for (const auto& h : headers) argv.insert(argv.end(), {"-H", h});
+  argv.push_back(url);
+  ProcessOptions po;
+  po.stdin_data = body;
+  po.inherit_env = true;
+  auto r = Run(argv, po);
+  GANTRY_CHECK(r.ok());
+  return r->out;
+}
+
+std::string Get(const std::string& url) {
+  ProcessOptions po;
+  po.inherit_env = true;
+  auto r = Run({"curl", "-s", url}, po);
+  GANTRY_CHECK(r.ok());
+  return r->out;
+}
+
+std::string PushPayload(const std::string& clone_url, const std::string& sha) {
+  return R"({"ref":"refs/heads/main","before":"0000000000000000000000000000000000000001","after":")" + sha +
+         R"(","repository":{"full_name":"org/app","clone_url":")" + clone_url + R"("},"pusher":{"name":"t"},"commits":[]})";
+}
+
+std::string WaitState(const std::string& base, int id, const std::vector<std::string>& states) {
+  for (int i = 0; i < 300; ++i) {
+    auto v = value::ParseJson(Get(base + "/api/runs/" + std::to_string(id)));
+    if (v.ok() && v->Get("state") != nullptr) {
+      std::string s(v->Get("state")->AsString());
+      if (std::find(states.begin(), states.end(), s) != states.end()) return s;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return "timeout";
+}
+
+TEST(CiServer, WebhookSignaturesDedupeRunAndLogs) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  std::string sha = MakeRepo(root / "repo", R"(
+shell: sh
+steps:
+  hello:
+    secrets: [TOKEN]
+    run: echo "hello $TOKEN"
+)");
+  std::string url = "file://" + (root / "repo").string();
+  GANTRY_CHECK(WriteFileAtomic(root / "secrets.env", "TOKEN=canary-server-secret\n", 0600).ok());
+  Srv srv(root, url, {"--secrets-file", (root / "secrets.env").string()});
+  std::string body = PushPayload(url, sha);
+  std::string sig = "X-Hub-Signature-256: sha256=" + webhook::HmacSha256Hex(kSecret, body);
+  std::string hook = srv.Url() + "/webhook";
+  // GitHub vectors: missing header, one byte flipped, wrong algorithm, oversized, valid, redelivery.
+  EXPECT_THAT(Post(hook, body, {"X-GitHub-Event: push", "X-GitHub-Delivery: d1"}), HasSubstr(" 401"));
+  std::string flipped = body;
+  flipped[10] ^= 1;
+  EXPECT_THAT(Post(hook, flipped, {"X-GitHub-Event: push", "X-GitHub-Delivery: d1", sig}), HasSubstr(" 401"));
+  EXPECT_THAT(Post(hook, body, {"X-GitHub-Event: push", "X-GitHub-Delivery: d1", "X-Hub-Signature: sha1=00"}), HasSubstr(" 403"));
+  EXPECT_THAT(Post(hook, std::string(2 << 20, 'x'), {"X-GitHub-Event: push", sig}), HasSubstr(" 413"));
+  EXPECT_THAT(Post(hook, body, {"X-GitHub-Event: push", "X-GitHub-Delivery: d1", sig}), HasSubstr(" 201"));
+  EXPECT_THAT(Post(hook, body, {"X-GitHub-Event: push", "X-GitHub-Delivery: d1", sig}), HasSubstr("duplicate"));
+  // Gitea and GitLab headers.
+  EXPECT_THAT(Post(hook, body, {"X-Gitea-Event: push", "X-Gitea-Delivery: g1", "X-Gitea-Signature: 00"}), HasSubstr(" 401"));
+  EXPECT_THAT(Post(hook, body, {"X-Gitlab-Event: Push Hook", "X-Gitlab-Token: wrong"}), HasSubstr(" 401"));
+
+  EXPECT_EQ(WaitState(srv.Url(), 1, {"succeeded", "failed"}), "succeeded");
+  std::string logs = Get(srv.Url() + "/api/runs/1/logs");
+  EXPECT_THAT(logs, HasSubstr("hello ***"));
+  EXPECT_EQ(logs.find("canary-server-secret"), std::string::npos);
+  auto runs = gantry::Run({Binary(), "runs", "--server", srv.Url()});
+  ASSERT_TRUE(runs.ok());
+  EXPECT_THAT(runs->out, HasSubstr("succeeded"));
+  auto cli_logs = gantry::Run({Binary(), "logs", "1", "-f", "--server", srv.Url()});
+  ASSERT_TRUE(cli_logs.ok());
+  EXPECT_THAT(cli_logs->out, HasSubstr("hello ***"));
+  EXPECT_EQ(srv.proc->Stop(), 0);
+  auto db = ReadFile(root / "gantry.db");
+  ASSERT_TRUE(db.ok());
+  EXPECT_EQ(db->find("canary-server-secret"), std::string::npos);
+}
+
+TEST(CiServer, RunnerKilledMidRunIsInterruptedAfterRestart) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  std::string sha = MakeRepo(root / "repo", "steps:\n  long: {run: [sleep, '600']}\n");
+  std::string url = "file://" + (root / "repo").string();
+  std::string body = PushPayload(url, sha);
+  {
+    Srv srv(root, url, {"--max-attempts", "1"});
+    EXPECT_THAT(Post(srv.Url() + "/webhook", body,
+                     {"X-GitHub-Event: push", "X-GitHub-Delivery: k1", "X-Hub-Signature-256: sha256=" + webhook::HmacSha256Hex(kSecret, body)}),
+                HasSubstr(" 201"));
+    ASSERT_EQ(WaitState(srv.Url(), 1, {"running"}), "running");
+    srv.proc->Signal(SIGKILL);
+    srv.proc->Stop(std::chrono::milliseconds(100));
+  }
+  Srv again(root, url, {"--max-attempts", "1"});
+  EXPECT_EQ(WaitState(again.Url(), 1, {"interrupted"}), "interrupted");
+}
+
+}  // namespace
+}  // namespace gantry
