@@ -22,7 +22,7 @@ cleanup() {
   [[ -n ${agent_pid:-} ]] && kill "$agent_pid" 2>/dev/null || true
   test/env/kube-cluster.sh stop "$work/cluster" >/dev/null 2>&1 || true
   test/env/git-server.sh stop "$work/git" >/dev/null 2>&1 || true
-  rm -rf "$work"
+  [[ -n ${KEEP:-} ]] && cp "$work/agent.log" /tmp/bench-agent-last.log; rm -rf "$work"
 }
 trap cleanup EXIT
 test/env/kube-cluster.sh start "$work/cluster" --name bench --nodes 1 > "$work/cluster.env"

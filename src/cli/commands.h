@@ -25,9 +25,10 @@ void AddCiCommand(CLI::App& app, int& exit_code);
 void AddServerCommand(CLI::App& app, int& exit_code);
 void AddRunsCommand(CLI::App& app, int& exit_code);
 void AddLogsCommand(CLI::App& app, int& exit_code);
+void AddDeliverCommands(CLI::App& app, int& exit_code);
 
 inline std::vector<AddCommand> Commands() { return {AddVersionCommand, AddValidateCommand, AddRenderCommand, AddDiffCommand, AddSyncCommand,
           AddInstallCommand, AddAgentCommand, AddAppCommand,
-          AddCiCommand, AddServerCommand, AddRunsCommand, AddLogsCommand}; }
+          AddCiCommand, AddServerCommand, AddRunsCommand, AddLogsCommand, AddDeliverCommands}; }
 
 }  // namespace gantry::cli

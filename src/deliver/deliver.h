@@ -1,0 +1,283 @@
+#pragma once
+// deliver: push mode. A release of an application is rendered once per environment, applied with
+// the shared sync engine to every cluster of the environment (in parallel, bounded), gated, and
+// promoted environment by environment (dev → staging → prod), with every step recorded in the
+// release ledger (store::Store).
+//
+// Configuration is two kinds of objects (apiVersion gantry.dev/v1alpha1), from files, a directory
+// or the CLI:
+//   kind: Cluster      spec: {kubeconfig, context, environment, labels, mode: push|pull}
+//   kind: Environment  spec: {after: NAME | [NAMES], clusters: [NAMES], gates: {healthy, approval, soak}}
+// An Environment without `clusters` takes every Cluster whose spec.environment names it. The
+// promotion order is a topological order of `after:` (ties broken by declaration order).
+//
+// A deploy (Deployment) is a step-driven state object. Start() creates the Release and a pending
+// Target for every (environment, cluster) of the plan; each Step() then does one of:
+//   apply ENV: for each cluster in parallel: target → applying; render ENV's path at the release's
+//              revision; sync (wait for health); target → healthy | failed (with the sync summary);
+//   gate ENV:  every target healthy (else: stop, or roll ENV back first with rollback_on_failure),
+//              then approval (store::IsApproved; if missing the deploy ends WaitingApproval), then
+//              soak (its end time is recorded in the audit log, so a resumed deploy does not
+//              restart it; a soak Step() sleeps at most one second so Terminate() is prompt).
+// Each ledger write happens before and after the work it describes, so a crash leaves targets
+// pending or applying, never a lie; Resume() takes the newest release of the app that still has
+// pending or applying targets and continues at the first environment not yet healthy everywhere
+// (re-applying is safe: the engine is idempotent). Starting a new release supersedes the pending
+// targets of older ones, so only the newest unfinished release is ever resumed.
+//
+// Rollback of an environment re-deploys the release that ran there before (the newest older release
+// whose target there is healthy, or the one asked for) and marks the newer releases' targets there
+// rolled_back, which is what makes the older release "running" again (see store.h).
+//
+// Thread-safety: free functions are pure or only use their arguments. A Deployment is driven by one
+// thread; Terminate() may be called from any thread (or a signal handler's helper thread).
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "kube/kube.h"
+#include "render/render.h"
+#include "store/store.h"
+#include "value/value.h"
+
+namespace gantry::deliver {
+
+inline constexpr char kApiVersion[] = "gantry.dev/v1alpha1";
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+struct Cluster {
+  std::string name;
+  std::string kubeconfig;  // path to a kubeconfig file
+  std::string context;     // "" : its current-context
+  std::string environment;
+  std::map<std::string, std::string> labels;
+  bool pull = false;       // spec.mode: pull — an agent delivers; deploy skips it, status reads it
+  std::string source;      // file:line it was read from, for messages
+};
+
+struct Gates {
+  bool healthy = true;
+  bool approval = false;
+  std::chrono::milliseconds soak{0};
+};
+
+struct Environment {
+  std::string name;
+  std::vector<std::string> after;
+  std::vector<std::string> clusters;  // explicit; empty: Clusters whose environment is this one
+  Gates gates;
+  std::string source;
+};
+
+struct Config {
+  std::vector<Cluster> clusters;
+  std::vector<Environment> environments;  // in declaration order
+
+  const Cluster* FindCluster(std::string_view name) const;
+  const Environment* FindEnvironment(std::string_view name) const;
+  // The push-mode clusters of `env`: its explicit list, else those naming it (sorted by name).
+  std::vector<const Cluster*> ClustersOf(const Environment& env) const;
+};
+
+// Parses Cluster and Environment objects. InvalidArgument with "file:line:column: " for an unknown
+// kind or apiVersion, a missing or malformed field (a bad soak duration, after: of the wrong type),
+// or a name defined twice.
+Result<Config> ParseConfig(const std::vector<value::Value>& objects);
+
+// Reads every .yaml/.yml file of a directory (sorted, not recursive) or one file, and parses it as
+// above. NotFound when `path` does not exist; a missing directory-less state is an empty Config
+// only through LoadConfigDirIfExists.
+Result<Config> LoadConfig(const std::filesystem::path& path);
+Result<Config> LoadConfigDirIfExists(const std::filesystem::path& dir);
+
+// Checks cross references: every Environment's after: and clusters: name existing objects, no
+// cycles in after:, no cluster in two environments. Returns the environments in promotion order.
+// InvalidArgument naming the object, its source, and the cycle ("dev → staging → dev").
+Result<std::vector<std::string>> PromotionOrder(const Config& config);
+
+// The objects a Config is saved as (the CLI writes them under the state directory).
+value::Value ToObject(const Cluster& cluster);
+value::Value ToObject(const Environment& env);
+
+// "apps/{app}/envs/{env}" with {app} and {env} replaced. InvalidArgument for an unknown
+// placeholder or an unterminated brace.
+Result<std::string> ExpandPathTemplate(std::string_view tmpl, std::string_view app, std::string_view env);
+
+// "10m", "90s", "1h", "250ms" or plain seconds. InvalidArgument for anything else.
+Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
+
+// ---------------------------------------------------------------------------------------------
+// Clusters
+
+struct ConnectOptions {
+  std::chrono::milliseconds timeout{5'000};  // connect and request timeout of the check
+  bool check = true;                         // GET /version before returning the client
+};
+
+// Loads the cluster's kubeconfig and context, refuses an expired (or not yet valid) client
+// certificate, creates a client and, with options.check, asks the server for /version. Errors, each
+// naming the cluster: NotFound for a missing kubeconfig file or context; FailedPrecondition "client
+// certificate expired at TIME" (or not valid before TIME); Unavailable "cannot reach SERVER: ..."
+// when the server does not answer; Unauthenticated / PermissionDenied when it refuses us. Never
+// includes a credential in a message.
+Result<std::unique_ptr<kube::Client>> Connect(const Cluster& cluster, const ConnectOptions& options = {});
+
+// A self-contained kubeconfig (inline base64 CA, client certificate and key, token) for the
+// cluster's context, for copying into the state directory with mode 0600. Errors as LoadConfig's.
+Result<std::string> FlattenKubeconfig(const Cluster& cluster);
+
+// ---------------------------------------------------------------------------------------------
+// Deploying
+
+// The manifests of an application path at a revision. `revision` is what the user asked for (or
+// the commit recorded in the release); the result names the commit it resolved to.
+struct Rendered {
+  std::string commit;
+  std::vector<value::Value> objects;
+};
+using RenderFn = std::function<Result<Rendered>(std::string_view revision, const std::string& path)>;
+
+// A RenderFn over a local directory (the revision is recorded, not checked out: rollback to
+// another revision needs a Git source), and one over a Git repository (fetched once per call of
+// the returned function's first use, then resolved per revision).
+RenderFn DirRenderFn(std::filesystem::path dir, render::Options options = {});
+RenderFn GitRenderFn(std::shared_ptr<git::Repository> repo, render::Options options = {});
+
+using ConnectFn = std::function<Result<std::unique_ptr<kube::Client>>(const Cluster&)>;
+
+struct DeployOptions {
+  std::string app;                              // required
+  std::string revision;                         // required for Start()
+  std::string config_revision;                  // recorded in the release ("" : the commit)
+  std::map<std::string, std::string> image_digests;
+  std::string only_env;                         // deploy to this environment only
+  std::string through;                          // deploy up to and including this one ("" : all)
+  std::string path_template = "envs/{env}";
+  std::string started_by = "cli";
+  std::string default_namespace = "default";
+  bool create_namespace = true;
+  bool prune = false;
+  bool rollback_on_failure = false;             // roll the failing environment back
+  std::chrono::milliseconds health_timeout{300'000};
+  int cluster_parallelism = 4;                  // clusters of one environment at once
+};
+
+enum class Phase { kRunning, kSucceeded, kFailed, kWaitingApproval, kTerminated };
+std::string_view Name(Phase phase);
+
+// Called with one line per event ("staging/eu-1: applying", "staging: waiting for approval").
+using ProgressFn = std::function<void(std::string_view)>;
+
+struct DeployState {
+  Phase phase = Phase::kRunning;
+  std::string message;                 // why it stopped, or what it is doing
+  int64_t release_id = 0;
+  std::string commit;
+  std::vector<std::string> environments;  // the plan, in order
+  size_t next_env = 0;                 // index into environments of the work to do
+  std::vector<store::Target> targets;  // as last written, ordered by plan then cluster
+};
+
+class Deployment {
+ public:
+  // Creates the release and its pending targets (superseding older releases' pending targets).
+  // InvalidArgument for bad options or an environment not in the config; the store's errors.
+  static Result<std::unique_ptr<Deployment>> Start(store::Store& store, Config config, RenderFn render,
+                                                   ConnectFn connect, DeployOptions options,
+                                                   ProgressFn progress = nullptr);
+  // Continues the newest release of options.app that has pending or applying targets (see the file
+  // comment); the plan (environments, path template) is read from the release. NotFound when no
+  // release of the app is unfinished.
+  static Result<std::unique_ptr<Deployment>> Resume(store::Store& store, Config config, RenderFn render,
+                                                    ConnectFn connect, DeployOptions options,
+                                                    ProgressFn progress = nullptr);
+  ~Deployment();
+
+  // Does the next piece of work; false when the deployment has ended (see state().phase).
+  bool Step();
+  const DeployState& state() const { return state_; }
+  // Stops at the next step boundary (a running sync stops between its own steps); the ledger
+  // keeps pending/applying targets, so Resume() continues. Thread-safe.
+  void Terminate() { terminate_.store(true); }
+  const DeployState& Run() {
+    while (Step()) {
+    }
+    return state_;
+  }
+
+ private:
+  struct Impl;
+  Deployment(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  DeployState state_;
+  std::atomic<bool> terminate_{false};
+};
+
+struct RollbackOptions {
+  std::string app;
+  std::string env;
+  int64_t to_release = 0;  // 0: the release that ran there before the current one
+  std::string path_template = "envs/{env}";
+  std::string started_by = "cli";
+  std::string default_namespace = "default";
+  bool prune = false;
+  std::chrono::milliseconds health_timeout{300'000};
+  int cluster_parallelism = 4;
+};
+
+struct RollbackResult {
+  int64_t from_release = 0;
+  int64_t to_release = 0;
+  bool ok = false;
+  std::vector<store::Target> targets;  // of to_release in env, as written
+  std::string message;
+};
+
+// Re-deploys the older release to every cluster of the environment and marks the newer releases'
+// targets there rolled_back (only when every cluster became healthy). NotFound when there is no
+// release to roll back to; InvalidArgument for an unknown environment or a `to` newer than what
+// runs there; the store's errors. A failed cluster is reported in the result, not as an error.
+Result<RollbackResult> Rollback(store::Store& store, const Config& config, const RenderFn& render,
+                                const ConnectFn& connect, const RollbackOptions& options,
+                                const ProgressFn& progress = nullptr);
+
+// ---------------------------------------------------------------------------------------------
+// Status
+
+// One cell of `gantry status`.
+struct StatusRow {
+  std::string app;
+  std::string env;
+  std::string cluster;
+  std::string mode;        // "push" or "pull"
+  int64_t release = 0;     // running release (push), or the one matching the pull revision; 0: none
+  std::string revision;    // its source revision (pull: status.sync.revision)
+  std::string state;       // latest target state (push) or sync status (pull)
+  std::string health;      // "Healthy", "Degraded", ... (push: from the state)
+  int64_t behind = 0;      // releases newer than what runs here
+  std::string message;
+};
+
+// Push rows from the ledger, for one app. Pure over the store's answer.
+std::vector<StatusRow> PushRows(std::string_view app, const std::vector<store::TargetStatus>& targets);
+
+// The rows of a pull cluster's Applications (listed through its kubeconfig), matched against the
+// app's releases (newest first) to compute `behind`. Pure.
+std::vector<StatusRow> PullRows(const Cluster& cluster, const std::vector<value::Value>& applications,
+                                const std::map<std::string, std::vector<store::Release>>& releases_by_app);
+
+// The most any cluster of an environment is behind, per (app, environment) of `rows`. Pure.
+std::map<std::pair<std::string, std::string>, int64_t> BehindByEnv(const std::vector<StatusRow>& rows);
+
+}  // namespace gantry::deliver

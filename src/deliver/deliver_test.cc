@@ -1,0 +1,231 @@
+// The pure parts of push mode: configuration parsing, promotion order, path templates, status rows.
+
+#include "deliver/deliver.h"
+
+#include <gtest/gtest.h>
+
+namespace gantry::deliver {
+namespace {
+
+using namespace std::chrono_literals;
+
+Result<Config> Parse(std::string_view yaml) {
+  auto docs = value::ParseYaml(yaml, "config.yaml");
+  if (!docs.ok()) return docs.status();
+  return ParseConfig(*docs);
+}
+
+constexpr char kThree[] = R"(apiVersion: gantry.dev/v1alpha1
+kind: Cluster
+metadata: {name: dev-1}
+spec: {kubeconfig: /k/dev, environment: dev}
+---
+apiVersion: gantry.dev/v1alpha1
+kind: Cluster
+metadata: {name: prod-b}
+spec: {kubeconfig: /k/pb, environment: prod, labels: {region: eu}}
+---
+apiVersion: gantry.dev/v1alpha1
+kind: Cluster
+metadata: {name: prod-a}
+spec: {kubeconfig: /k/pa, context: admin, environment: prod}
+---
+apiVersion: gantry.dev/v1alpha1
+kind: Environment
+metadata: {name: prod}
+spec:
+  after: staging
+  gates: {approval: true, soak: 10m}
+---
+apiVersion: gantry.dev/v1alpha1
+kind: Environment
+metadata: {name: staging}
+spec: {after: [dev], clusters: [dev-1]}
+---
+apiVersion: gantry.dev/v1alpha1
+kind: Environment
+metadata: {name: dev}
+)";
+
+TEST(Config, ParsesClustersEnvironmentsAndGates) {
+  auto c = Parse(kThree);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_EQ(c->clusters.size(), 3u);
+  EXPECT_EQ(c->FindCluster("prod-a")->context, "admin");
+  EXPECT_EQ(c->FindCluster("prod-b")->labels.at("region"), "eu");
+  const Environment* prod = c->FindEnvironment("prod");
+  ASSERT_NE(prod, nullptr);
+  EXPECT_TRUE(prod->gates.approval);
+  EXPECT_TRUE(prod->gates.healthy);
+  EXPECT_EQ(prod->gates.soak, 10min);
+  EXPECT_EQ(prod->after, std::vector<std::string>{"staging"});
+  // Clusters by their environment field, sorted; or the explicit list.
+  auto prod_clusters = c->ClustersOf(*prod);
+  ASSERT_EQ(prod_clusters.size(), 2u);
+  EXPECT_EQ(prod_clusters[0]->name, "prod-a");
+  EXPECT_EQ(c->ClustersOf(*c->FindEnvironment("staging"))[0]->name, "dev-1");
+}
+
+TEST(Config, OrderFollowsAfterNotDeclarationOrder) {
+  auto c = Parse(kThree);
+  ASSERT_TRUE(c.ok());
+  // dev-1 is in dev (by field) and staging (explicitly): refused.
+  auto order = PromotionOrder(*c);
+  ASSERT_FALSE(order.ok());
+  EXPECT_NE(order.status().message().find("cluster dev-1 is in two environments"), std::string::npos) << order.status().message();
+  c->clusters.push_back({.name = "stg-1", .kubeconfig = "/k/s"});
+  c->environments[1].clusters = {"stg-1"};
+  order = PromotionOrder(*c);
+  ASSERT_TRUE(order.ok()) << order.status().ToString();
+  EXPECT_EQ(*order, (std::vector<std::string>{"dev", "staging", "prod"}));
+}
+
+TEST(Config, CycleIsNamed) {
+  auto c = Parse(R"(apiVersion: gantry.dev/v1alpha1
+kind: Environment
+metadata: {name: a}
+spec: {after: c}
+---
+apiVersion: gantry.dev/v1alpha1
+kind: Environment
+metadata: {name: b}
+spec: {after: a}
+---
+apiVersion: gantry.dev/v1alpha1
+kind: Environment
+metadata: {name: c}
+spec: {after: b}
+)");
+  ASSERT_TRUE(c.ok());
+  auto order = PromotionOrder(*c);
+  ASSERT_FALSE(order.ok());
+  EXPECT_EQ(order.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(order.status().message().find("cycle: a → c → b → a"), std::string::npos) << order.status().message();
+}
+
+TEST(Config, UnknownNamesAreErrorsWithPositions) {
+  auto c = Parse("apiVersion: gantry.dev/v1alpha1\nkind: Environment\nmetadata: {name: prod}\nspec: {after: stagin}\n");
+  ASSERT_TRUE(c.ok());
+  auto order = PromotionOrder(*c);
+  ASSERT_FALSE(order.ok());
+  EXPECT_NE(order.status().message().find("config.yaml:1:1: Environment prod: after: names unknown environment \"stagin\""),
+            std::string::npos)
+      << order.status().message();
+  c = Parse("apiVersion: gantry.dev/v1alpha1\nkind: Environment\nmetadata: {name: prod}\nspec: {clusters: [nope]}\n");
+  ASSERT_TRUE(c.ok());
+  EXPECT_NE(PromotionOrder(*c).status().message().find("unknown cluster \"nope\""), std::string::npos);
+}
+
+TEST(Config, BadFieldsNameFileAndLine) {
+  struct Case {
+    std::string yaml, want;
+  } cases[] = {
+      {"apiVersion: gantry.dev/v1alpha1\nkind: Environment\nmetadata: {name: p}\nspec:\n  gates: {soak: 10 minutes}\n",
+       "config.yaml:5:17: Environment p: gates.soak:"},
+      {"apiVersion: gantry.dev/v1alpha1\nkind: Environment\nmetadata: {name: p}\nspec:\n  gates: {aproval: true}\n",
+       "config.yaml:5:11: Environment p: unknown gate \"aproval\""},
+      {"apiVersion: gantry.dev/v1alpha1\nkind: Cluster\nmetadata: {name: c}\nspec: {context: x}\n",
+       "config.yaml:4:7: Cluster c: kubeconfig is required"},
+      {"apiVersion: gantry.dev/v1\nkind: Cluster\nmetadata: {name: c}\n", "config.yaml:1:13: apiVersion \"gantry.dev/v1\""},
+      {"apiVersion: gantry.dev/v1alpha1\nkind: Application\nmetadata: {name: c}\n", "config.yaml:2:7: kind \"Application\""},
+      {"apiVersion: gantry.dev/v1alpha1\nkind: Environment\nmetadata: {name: p}\nspec: {after: [1]}\n",
+       "config.yaml:4:16: Environment p: after must hold names"},
+      {"apiVersion: gantry.dev/v1alpha1\nkind: Environment\nmetadata: {name: p}\n---\napiVersion: gantry.dev/v1alpha1\nkind: "
+       "Environment\nmetadata: {name: p}\n",
+       "config.yaml:5:1: Environment p is defined twice (first at config.yaml:1:1: )"},
+      {"apiVersion: gantry.dev/v1alpha1\nkind: Cluster\nmetadata: {name: Prod}\nspec: {kubeconfig: k}\n",
+       "config.yaml:3:18: Cluster name \"Prod\""},
+  };
+  for (const auto& c : cases) {
+    auto r = Parse(c.yaml);
+    ASSERT_FALSE(r.ok()) << c.yaml;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+    EXPECT_NE(r.status().message().find(c.want), std::string::npos) << r.status().message() << "\nwant: " << c.want;
+  }
+}
+
+TEST(Config, ObjectsRoundTrip) {
+  Cluster cl{.name = "eu-1", .kubeconfig = "/s/eu-1.kubeconfig", .context = "ctx", .environment = "prod", .labels = {{"region", "eu"}}};
+  Environment env{.name = "prod", .after = {"staging"}, .gates = {.healthy = true, .approval = true, .soak = 90s}};
+  auto text = value::ToYaml(ToObject(cl)) + "---\n" + value::ToYaml(ToObject(env));
+  auto c = Parse(text);
+  ASSERT_TRUE(c.ok()) << c.status().ToString() << "\n" << text;
+  EXPECT_EQ(c->clusters[0].context, "ctx");
+  EXPECT_EQ(c->clusters[0].labels, cl.labels);
+  EXPECT_EQ(c->environments[0].gates.soak, 90s);
+  EXPECT_TRUE(c->environments[0].gates.approval);
+}
+
+TEST(PathTemplate, Expands) {
+  EXPECT_EQ(*ExpandPathTemplate("envs/{env}", "web", "prod"), "envs/prod");
+  EXPECT_EQ(*ExpandPathTemplate("apps/{app}/envs/{env}", "web", "dev"), "apps/web/envs/dev");
+  EXPECT_EQ(ExpandPathTemplate("apps/{name}", "web", "dev").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(ExpandPathTemplate("apps/{app", "web", "dev").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(ExpandPathTemplate("apps/app}", "web", "dev").status().code(), Code::kInvalidArgument);
+}
+
+TEST(Duration, Parses) {
+  EXPECT_EQ(*ParseDuration("10m"), 10min);
+  EXPECT_EQ(*ParseDuration("90"), 90s);
+  EXPECT_EQ(*ParseDuration("250ms"), 250ms);
+  EXPECT_FALSE(ParseDuration("m").ok());
+  EXPECT_FALSE(ParseDuration("1d").ok());
+}
+
+store::Release Rel(int64_t id, std::string rev) {
+  store::Release r;
+  r.id = id;
+  r.app = "web";
+  r.source_revision = std::move(rev);
+  return r;
+}
+
+TEST(Status, PushRowsAndBehindByEnvironment) {
+  std::vector<store::TargetStatus> ts(3);
+  ts[0] = {.env = "dev", .cluster = "d1", .running = Rel(3, "c3"), .latest = Rel(3, "c3"), .behind = 0};
+  ts[0].latest_target.state = store::TargetState::kHealthy;
+  ts[1] = {.env = "prod", .cluster = "p1", .running = Rel(1, "c1"), .latest = Rel(3, "c3"), .behind = 2};
+  ts[1].latest_target.state = store::TargetState::kFailed;
+  ts[1].latest_target.message = "Deployment web: Degraded";
+  ts[2] = {.env = "prod", .cluster = "p2", .running = std::nullopt, .latest = Rel(3, "c3"), .behind = 3};
+  ts[2].latest_target.state = store::TargetState::kPending;
+  auto rows = PushRows("web", ts);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].health, "Healthy");
+  EXPECT_EQ(rows[1].release, 1);
+  EXPECT_EQ(rows[1].health, "Degraded");
+  EXPECT_EQ(rows[1].message, "release 3: Deployment web: Degraded");
+  EXPECT_EQ(rows[2].release, 0);
+  auto behind = BehindByEnv(rows);
+  EXPECT_EQ((behind[{"web", "dev"}]), 0);
+  EXPECT_EQ((behind[{"web", "prod"}]), 3);
+}
+
+TEST(Status, PullRowsMatchRevisionsToReleases) {
+  auto apps = value::ParseYaml(R"(apiVersion: gantry.dev/v1alpha1
+kind: Application
+metadata: {name: web, namespace: gantry}
+status: {sync: {status: Synced, revision: c2}, health: {status: Healthy}}
+---
+apiVersion: gantry.dev/v1alpha1
+kind: Application
+metadata: {name: api, namespace: gantry}
+status: {sync: {status: OutOfSync, revision: zzz}}
+)");
+  ASSERT_TRUE(apps.ok());
+  std::map<std::string, std::vector<store::Release>> rels{{"web", {Rel(3, "c3"), Rel(2, "c2"), Rel(1, "c1")}},
+                                                          {"api", {Rel(4, "a1")}}};
+  Cluster c{.name = "edge", .environment = "prod", .pull = true};
+  auto rows = PullRows(c, *apps, rels);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1].app, "web");
+  EXPECT_EQ(rows[1].release, 2);
+  EXPECT_EQ(rows[1].behind, 1);
+  EXPECT_EQ(rows[1].mode, "pull");
+  EXPECT_EQ(rows[0].app, "api");
+  EXPECT_EQ(rows[0].behind, 1);  // its revision matches no release: behind all of them
+  EXPECT_EQ(rows[0].health, "Unknown");
+}
+
+}  // namespace
+}  // namespace gantry::deliver

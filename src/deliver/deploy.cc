@@ -1,0 +1,623 @@
+// The Deployment state object and Rollback (see deliver.h for the algorithm).
+
+#include <algorithm>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "base/clock.h"
+#include "deliver/deliver.h"
+#include "sync/sync.h"
+
+namespace gantry::deliver {
+namespace {
+
+using namespace std::chrono_literals;
+
+// The plan a release was started with, kept in Release::note so Resume() needs no flags.
+struct Plan {
+  std::vector<std::string> environments;
+  std::string path_template;
+  std::string revision;  // as the user asked
+};
+
+std::string EncodePlan(const Plan& plan) {
+  value::Value v = value::Value::Map();
+  value::Value envs = value::Value::Seq();
+  for (const auto& e : plan.environments) envs.Append(e);
+  v.Set("environments", envs);
+  v.Set("pathTemplate", plan.path_template);
+  v.Set("revision", plan.revision);
+  return value::ToJson(v);
+}
+
+Result<Plan> DecodePlan(const store::Release& r) {
+  auto v = value::ParseJson(r.note, "release note");
+  if (!v.ok()) return FailedPreconditionError("release {} was not started by gantry deploy (its note is not a plan)", r.id);
+  Plan p;
+  if (const value::Value* envs = v->Get("environments"); envs != nullptr)
+    for (const auto& e : envs->items())
+      if (e.IsString()) p.environments.emplace_back(e.AsString());
+  if (const value::Value* t = v->Get("pathTemplate"); t != nullptr && t->IsString()) p.path_template = t->AsString();
+  if (const value::Value* t = v->Get("revision"); t != nullptr && t->IsString()) p.revision = t->AsString();
+  if (p.environments.empty() || p.path_template.empty())
+    return FailedPreconditionError("release {} has no deploy plan in its note", r.id);
+  return p;
+}
+
+// The JSON summary of a sync kept in Target::sync_result.
+std::string Summary(const sync::State& s) {
+  value::Value v = value::Value::Map();
+  v.Set("phase", sync::Name(s.phase));
+  v.Set("message", s.message);
+  int64_t failed = 0, changed = 0;
+  value::Value failures = value::Value::Seq();
+  for (const auto& r : s.results) {
+    if (r.action == sync::Action::kCreate || r.action == sync::Action::kUpdate || r.action == sync::Action::kApply ||
+        r.action == sync::Action::kPrune)
+      ++changed;
+    bool bad = r.failed || r.health.status == health::HealthStatus::kDegraded;
+    if (!bad) continue;
+    ++failed;
+    if (failures.size() < 10) {
+      value::Value f = value::Value::Map();
+      f.Set("object", r.ref.ToString());
+      f.Set("message", r.message.empty() ? r.health.message : r.message);
+      failures.Append(f);
+    }
+  }
+  v.Set("objects", static_cast<int64_t>(s.results.size()));
+  v.Set("changed", changed);
+  v.Set("failed", failed);
+  v.Set("requests", static_cast<int64_t>(s.requests));
+  v.Set("failures", failures);
+  return value::ToJson(v);
+}
+
+// The first failing object's reason, for the one-line message of a failed target.
+std::string Reason(const sync::State& s) {
+  for (const auto& r : s.results) {
+    if (r.failed || r.health.status == health::HealthStatus::kDegraded) {
+      std::string why = r.message.empty() ? r.health.message : r.message;
+      return fmt::format("{}: {}", r.ref.ToString(), why.empty() ? std::string(health::Name(r.health.status)) : why);
+    }
+  }
+  return s.message;
+}
+
+struct ApplyContext {
+  store::Store& store;
+  const ConnectFn& connect;
+  const ProgressFn& progress;
+  const std::atomic<bool>& terminate;
+  std::string app;
+  std::string default_namespace;
+  bool create_namespace = true;
+  bool prune = false;
+  bool wait_for_health = true;
+  std::chrono::milliseconds health_timeout{300'000};
+  int parallelism = 4;
+};
+
+void Say(const ProgressFn& progress, std::string_view line) {
+  if (progress) progress(line);
+}
+
+// Writes a target, re-reading its version once when another writer got there first.
+Result<store::Target> Write(store::Store& store, store::Target t, store::TargetState state, std::string message,
+                            std::string sync_result = {}) {
+  t.state = state;
+  t.message = std::move(message);
+  if (!sync_result.empty()) t.sync_result = std::move(sync_result);
+  auto written = store.UpsertTarget(t);
+  if (written.ok() || written.status().code() != Code::kAborted) return written;
+  GANTRY_ASSIGN_OR_RETURN(auto all, store.ListTargets(t.release_id));
+  for (const auto& cur : all)
+    if (cur.env == t.env && cur.cluster == t.cluster) t.version = cur.version;
+  return store.UpsertTarget(t);
+}
+
+// Applies `objects` to one cluster and records the target's way through applying to healthy|failed.
+store::Target ApplyCluster(const ApplyContext& ctx, const Cluster& cluster, store::Target target,
+                           const std::vector<value::Value>& objects) {
+  std::string where = target.env + "/" + cluster.name;
+  auto fail = [&](const std::string& why, std::string sync_result = {}) {
+    Say(ctx.progress, fmt::format("{}: failed: {}", where, why));
+    auto w = Write(ctx.store, target, store::TargetState::kFailed, why, std::move(sync_result));
+    if (w.ok()) return *w;
+    target.state = store::TargetState::kFailed;
+    target.message = why + " (not recorded: " + w.status().message() + ")";
+    return target;
+  };
+  Say(ctx.progress, fmt::format("{}: applying", where));
+  auto applying = Write(ctx.store, target, store::TargetState::kApplying, "applying");
+  if (!applying.ok()) {
+    target.message = "ledger: " + applying.status().message();
+    target.state = store::TargetState::kFailed;
+    return target;
+  }
+  target = *applying;
+  auto client = ctx.connect(cluster);
+  if (!client.ok()) return fail(client.status().message());
+  sync::Options so;
+  so.app = ctx.app;
+  so.default_namespace = ctx.default_namespace;
+  so.create_namespace = ctx.create_namespace;
+  so.prune = ctx.prune;
+  so.wait_for_health = ctx.wait_for_health;
+  so.timeout = ctx.health_timeout;
+  bool said_waiting = false;
+  auto op = sync::Operation::Create(**client, objects, so, [&](std::string_view line) {
+    if (ctx.wait_for_health && !said_waiting && line.find("applied") != std::string_view::npos) {
+      said_waiting = true;
+      Say(ctx.progress, fmt::format("{}: waiting for health", where));
+    }
+  });
+  if (!op.ok()) return fail(op.status().message());
+  while ((*op)->Step()) {
+    if (ctx.terminate.load()) (*op)->Terminate();
+  }
+  const sync::State& s = (*op)->state();
+  if (s.phase == sync::Phase::kTerminated) {
+    // Left applying in the ledger: a resumed deploy applies it again.
+    Say(ctx.progress, fmt::format("{}: interrupted", where));
+    return target;
+  }
+  if (s.phase != sync::Phase::kSucceeded) return fail(Reason(s), Summary(s));
+  std::string msg = fmt::format("{} objects{}", s.results.size(), ctx.wait_for_health ? ", healthy" : " applied");
+  auto healthy = Write(ctx.store, target, store::TargetState::kHealthy, msg, Summary(s));
+  if (!healthy.ok()) return fail("ledger: " + healthy.status().message());
+  Say(ctx.progress, fmt::format("{}: healthy ({})", where, msg));
+  return *healthy;
+}
+
+// Applies to every given cluster, at most ctx.parallelism at once; returns the targets in order.
+std::vector<store::Target> ApplyAll(const ApplyContext& ctx, const std::vector<std::pair<const Cluster*, store::Target>>& work,
+                                    const std::vector<value::Value>& objects) {
+  std::vector<store::Target> out(work.size());
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i = next++; i < work.size(); i = next++) out[i] = ApplyCluster(ctx, *work[i].first, work[i].second, objects);
+  };
+  size_t n = std::min<size_t>(std::max(1, ctx.parallelism), work.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 1; i < n; ++i) threads.emplace_back(worker);
+  if (n > 0) worker();
+  for (auto& t : threads) t.join();
+  return out;
+}
+
+bool Unfinished(store::TargetState s) { return s == store::TargetState::kPending || s == store::TargetState::kApplying; }
+
+std::string SoakObject(std::string_view app, std::string_view env, int64_t release) {
+  return fmt::format("app/{} env/{} release/{}", app, env, release);
+}
+
+}  // namespace
+
+std::string_view Name(Phase phase) {
+  switch (phase) {
+    case Phase::kRunning: return "Running";
+    case Phase::kSucceeded: return "Succeeded";
+    case Phase::kFailed: return "Failed";
+    case Phase::kWaitingApproval: return "WaitingApproval";
+    case Phase::kTerminated: return "Terminated";
+  }
+  return "Unknown";
+}
+
+RenderFn DirRenderFn(std::filesystem::path dir, render::Options options) {
+  return [dir = std::move(dir), options = std::move(options)](std::string_view revision,
+                                                               const std::string& path) -> Result<Rendered> {
+    auto manifests = render::Render({dir, path}, options);
+    if (!manifests.ok()) return manifests.status().WithContext(fmt::format("render {}/{}", dir.string(), path));
+    Rendered r{std::string(revision), {}};
+    for (auto& m : *manifests) r.objects.push_back(std::move(m.object));
+    return r;
+  };
+}
+
+RenderFn GitRenderFn(std::shared_ptr<git::Repository> repo, render::Options options) {
+  auto fetched = std::make_shared<std::once_flag>();
+  auto fetch_status = std::make_shared<Status>();
+  return [repo, options = std::move(options), fetched, fetch_status](std::string_view revision,
+                                                                     const std::string& path) -> Result<Rendered> {
+    std::call_once(*fetched, [&] {
+      auto f = repo->Fetch();
+      if (!f.ok()) *fetch_status = f.status().WithContext("fetch " + git::ScrubUrl(repo->url()));
+    });
+    if (!fetch_status->ok()) return *fetch_status;
+    auto r = render::RenderGit(*repo, revision, path, options);
+    if (!r.ok()) return r.status();
+    Rendered out{r->commit, {}};
+    for (auto& m : r->manifests) out.objects.push_back(std::move(m.object));
+    return out;
+  };
+}
+
+struct Deployment::Impl {
+  store::Store& store;
+  Config config;
+  RenderFn render;
+  ConnectFn connect;
+  DeployOptions options;
+  ProgressFn progress;
+  std::string path_template;
+  std::map<std::string, std::vector<value::Value>> rendered;  // env → objects
+  enum class Stage { kApprove, kApply, kGate, kSoak } stage = Stage::kApprove;
+  std::optional<store::Time> soak_until;
+
+  Impl(store::Store& s, Config c, RenderFn r, ConnectFn cn, DeployOptions o, ProgressFn p)
+      : store(s), config(std::move(c)), render(std::move(r)), connect(std::move(cn)), options(std::move(o)),
+        progress(std::move(p)) {}
+
+  Result<std::vector<value::Value>> RenderEnv(const std::string& env, std::string_view revision, std::string* commit) {
+    GANTRY_ASSIGN_OR_RETURN(std::string path, ExpandPathTemplate(path_template, options.app, env));
+    auto r = render(revision, path);
+    if (!r.ok()) return r.status().WithContext(fmt::format("render {} for {} at {}", path, env, revision));
+    if (commit != nullptr) *commit = r->commit;
+    return std::move(r->objects);
+  }
+};
+
+Deployment::Deployment(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Deployment::~Deployment() = default;
+
+static Status CheckOptions(const DeployOptions& o) {
+  if (o.app.empty()) return InvalidArgumentError("deploy: the application name is required");
+  if (o.cluster_parallelism < 1) return InvalidArgumentError("deploy: cluster parallelism must be at least 1");
+  return OkStatus();
+}
+
+Result<std::unique_ptr<Deployment>> Deployment::Start(store::Store& store, Config config, RenderFn render, ConnectFn connect,
+                                                      DeployOptions options, ProgressFn progress) {
+  GANTRY_RETURN_IF_ERROR(CheckOptions(options));
+  if (options.revision.empty()) return InvalidArgumentError("deploy {}: --revision is required", options.app);
+  GANTRY_ASSIGN_OR_RETURN(auto order, PromotionOrder(config));
+  if (order.empty()) return FailedPreconditionError("deploy {}: no environments are configured", options.app);
+  std::vector<std::string> envs;
+  if (!options.only_env.empty()) {
+    if (config.FindEnvironment(options.only_env) == nullptr)
+      return InvalidArgumentError("deploy {}: unknown environment {:?} (known: {})", options.app, options.only_env, fmt::join(order, ", "));
+    envs = {options.only_env};
+  } else if (!options.through.empty()) {
+    auto it = std::find(order.begin(), order.end(), options.through);
+    if (it == order.end())
+      return InvalidArgumentError("deploy {}: unknown environment {:?} (known: {})", options.app, options.through, fmt::join(order, ", "));
+    envs.assign(order.begin(), it + 1);
+  } else {
+    envs = order;
+  }
+  for (const auto& e : envs)
+    if (config.ClustersOf(*config.FindEnvironment(e)).empty())
+      return FailedPreconditionError("deploy {}: environment {} has no push-mode clusters", options.app, e);
+
+  auto impl = std::make_unique<Impl>(store, std::move(config), std::move(render), std::move(connect), options, std::move(progress));
+  impl->path_template = options.path_template;
+  GANTRY_RETURN_IF_ERROR(ExpandPathTemplate(options.path_template, options.app, "x").status());
+  // Render every environment first: a broken overlay fails the deploy before anything is applied.
+  std::string commit;
+  for (const auto& e : envs) {
+    std::string c;
+    GANTRY_ASSIGN_OR_RETURN(impl->rendered[e], impl->RenderEnv(e, options.revision, &c));
+    if (commit.empty()) commit = c;
+  }
+  // Older releases' pending targets will never run: they are superseded by this one.
+  GANTRY_ASSIGN_OR_RETURN(auto older, store.ListReleases(options.app, 100));
+  for (const auto& r : older) {
+    GANTRY_ASSIGN_OR_RETURN(auto targets, store.ListTargets(r.id));
+    for (const auto& t : targets) {
+      if (t.state == store::TargetState::kPending) {
+        GANTRY_RETURN_IF_ERROR(Write(store, t, store::TargetState::kSuperseded, "superseded by a newer release").status());
+      }
+    }
+  }
+  store::Release rel;
+  rel.app = options.app;
+  rel.source_revision = commit;
+  rel.config_revision = options.config_revision.empty() ? commit : options.config_revision;
+  rel.image_digests = options.image_digests;
+  rel.started_by = options.started_by;
+  rel.note = EncodePlan({envs, options.path_template, options.revision});
+  GANTRY_ASSIGN_OR_RETURN(int64_t id, store.CreateRelease(rel));
+  std::unique_ptr<Deployment> d(new Deployment(std::move(impl)));
+  d->state_.release_id = id;
+  d->state_.commit = commit;
+  d->state_.environments = envs;
+  for (const auto& e : envs) {
+    for (const Cluster* c : d->impl_->config.ClustersOf(*d->impl_->config.FindEnvironment(e))) {
+      store::Target t{.release_id = id, .env = e, .cluster = c->name, .state = store::TargetState::kPending, .message = "pending"};
+      GANTRY_ASSIGN_OR_RETURN(t, store.UpsertTarget(t));
+      d->state_.targets.push_back(t);
+    }
+  }
+  GANTRY_RETURN_IF_ERROR(store.Audit({.actor = options.started_by, .action = "deploy",
+                                      .object = fmt::format("app/{} release/{}", options.app, id),
+                                      .details = fmt::format("revision {} ({}) to {}", options.revision, commit, fmt::join(envs, ", "))})
+                             .status());
+  Say(d->impl_->progress, fmt::format("release {} of {} at {}: {}", id, options.app, commit.substr(0, 12), fmt::join(envs, " → ")));
+  return d;
+}
+
+Result<std::unique_ptr<Deployment>> Deployment::Resume(store::Store& store, Config config, RenderFn render, ConnectFn connect,
+                                                       DeployOptions options, ProgressFn progress) {
+  GANTRY_RETURN_IF_ERROR(CheckOptions(options));
+  GANTRY_ASSIGN_OR_RETURN(auto releases, store.ListReleases(options.app, 100));
+  for (const auto& rel : releases) {
+    GANTRY_ASSIGN_OR_RETURN(auto targets, store.ListTargets(rel.id));
+    if (std::none_of(targets.begin(), targets.end(), [](const store::Target& t) { return Unfinished(t.state); })) continue;
+    // A release rolled back somewhere was given up on: it is not continued.
+    if (std::any_of(targets.begin(), targets.end(),
+                    [](const store::Target& t) { return t.state == store::TargetState::kRolledBack; }))
+      continue;
+    GANTRY_ASSIGN_OR_RETURN(Plan plan, DecodePlan(rel));
+    auto impl = std::make_unique<Impl>(store, std::move(config), std::move(render), std::move(connect), options, std::move(progress));
+    impl->path_template = plan.path_template;
+    std::unique_ptr<Deployment> d(new Deployment(std::move(impl)));
+    d->state_.release_id = rel.id;
+    d->state_.commit = rel.source_revision;
+    d->state_.environments = plan.environments;
+    // Targets in plan order; the first environment not healthy everywhere is where work resumes.
+    d->state_.next_env = plan.environments.size();
+    for (size_t i = 0; i < plan.environments.size(); ++i) {
+      bool all_healthy = true;
+      for (const auto& t : targets) {
+        if (t.env != plan.environments[i]) continue;
+        d->state_.targets.push_back(t);
+        if (t.state != store::TargetState::kHealthy) all_healthy = false;
+      }
+      if (!all_healthy && d->state_.next_env == plan.environments.size()) d->state_.next_env = i;
+    }
+    for (size_t i = d->state_.next_env; i < plan.environments.size(); ++i) {
+      const auto& e = plan.environments[i];
+      if (d->impl_->config.FindEnvironment(e) == nullptr)
+        return FailedPreconditionError("resume release {}: environment {} is no longer configured", rel.id, e);
+      GANTRY_ASSIGN_OR_RETURN(d->impl_->rendered[e], d->impl_->RenderEnv(e, rel.source_revision, nullptr));
+    }
+    GANTRY_RETURN_IF_ERROR(store.Audit({.actor = options.started_by, .action = "resume",
+                                        .object = fmt::format("app/{} release/{}", options.app, rel.id)})
+                               .status());
+    Say(d->impl_->progress, fmt::format("resuming release {} of {} at {}", rel.id, options.app,
+                                        d->state_.next_env < plan.environments.size() ? plan.environments[d->state_.next_env] : "the end"));
+    return d;
+  }
+  return NotFoundError("resume {}: no release of {} is unfinished", options.app, options.app);
+}
+
+bool Deployment::Step() {
+  Impl& m = *impl_;
+  DeployState& s = state_;
+  if (s.phase != Phase::kRunning) return false;
+  if (terminate_.load()) {
+    s.phase = Phase::kTerminated;
+    s.message = fmt::format("interrupted; continue with: gantry deploy {} --resume", m.options.app);
+    return false;
+  }
+  if (s.next_env >= s.environments.size()) {
+    s.phase = Phase::kSucceeded;
+    s.message = fmt::format("release {} is healthy in {}", s.release_id, fmt::join(s.environments, ", "));
+    return false;
+  }
+  const std::string& env_name = s.environments[s.next_env];
+  const Environment* env = m.config.FindEnvironment(env_name);
+  if (env == nullptr) {
+    s.phase = Phase::kFailed;
+    s.message = fmt::format("environment {} is no longer configured", env_name);
+    return false;
+  }
+  auto targets_of_env = [&] {
+    std::vector<store::Target*> out;
+    for (auto& t : s.targets)
+      if (t.env == env_name) out.push_back(&t);
+    return out;
+  };
+  switch (m.stage) {
+    case Impl::Stage::kApprove: {
+      if (env->gates.approval) {
+        auto approved = m.store.IsApproved(s.release_id, env_name);
+        if (!approved.ok()) {
+          s.phase = Phase::kFailed;
+          s.message = approved.status().message();
+          return false;
+        }
+        if (!*approved) {
+          s.phase = Phase::kWaitingApproval;
+          s.message = fmt::format("{} needs approval: run `gantry approve {} --env {} --release {}`, then `gantry deploy {} --resume`",
+                                  env_name, m.options.app, env_name, s.release_id, m.options.app);
+          Say(m.progress, fmt::format("{}: waiting for approval", env_name));
+          return false;
+        }
+        Say(m.progress, fmt::format("{}: approved", env_name));
+      }
+      m.stage = Impl::Stage::kApply;
+      return true;
+    }
+    case Impl::Stage::kApply: {
+      ApplyContext ctx{m.store, m.connect, m.progress, terminate_, m.options.app, m.options.default_namespace,
+                       m.options.create_namespace, m.options.prune, env->gates.healthy, m.options.health_timeout,
+                       m.options.cluster_parallelism};
+      std::vector<std::pair<const Cluster*, store::Target>> work;
+      for (store::Target* t : targets_of_env()) {
+        if (t->state == store::TargetState::kHealthy) continue;  // done before an interruption
+        const Cluster* c = m.config.FindCluster(t->cluster);
+        if (c == nullptr) {
+          t->state = store::TargetState::kFailed;
+          t->message = "cluster is no longer configured";
+          continue;
+        }
+        work.emplace_back(c, *t);
+      }
+      auto done = ApplyAll(ctx, work, m.rendered[env_name]);
+      for (auto& t : done)
+        for (store::Target* cur : targets_of_env())
+          if (cur->cluster == t.cluster) *cur = t;
+      m.stage = Impl::Stage::kGate;
+      return true;
+    }
+    case Impl::Stage::kGate: {
+      if (terminate_.load()) return Step();
+      std::vector<std::string> failed;
+      for (store::Target* t : targets_of_env())
+        if (t->state != store::TargetState::kHealthy) failed.push_back(fmt::format("{}: {}", t->cluster, t->message));
+      if (!failed.empty()) {
+        s.phase = Phase::kFailed;
+        s.message = fmt::format("{} failed, stopping before the next environment:\n  {}", env_name, fmt::join(failed, "\n  "));
+        if (m.options.rollback_on_failure) {
+          RollbackOptions ro{.app = m.options.app, .env = env_name, .path_template = m.path_template,
+                             .started_by = m.options.started_by, .default_namespace = m.options.default_namespace,
+                             .prune = m.options.prune, .health_timeout = m.options.health_timeout,
+                             .cluster_parallelism = m.options.cluster_parallelism};
+          auto rb = Rollback(m.store, m.config, m.render, m.connect, ro, m.progress);
+          if (!rb.ok()) {
+            s.message += fmt::format("\nrollback of {} failed: {}", env_name, rb.status().message());
+          } else {
+            s.message += fmt::format("\n{}", rb->message);
+            auto now = m.store.ListTargets(s.release_id);
+            if (now.ok())
+              for (auto& t : *now)
+                for (store::Target* cur : targets_of_env())
+                  if (cur->cluster == t.cluster) *cur = t;
+          }
+        }
+        Say(m.progress, fmt::format("{}: failed", env_name));
+        return false;
+      }
+      Say(m.progress, fmt::format("{}: healthy", env_name));
+      if (env->gates.soak.count() > 0) {
+        // The soak's end is recorded once, so a resumed deploy continues the same soak.
+        std::string object = SoakObject(m.options.app, env_name, s.release_id);
+        auto audit = m.store.ListAudit(500);
+        if (audit.ok())
+          for (const auto& a : *audit)
+            if (a.action == "soak" && a.object == object) m.soak_until = a.at + env->gates.soak;
+        if (!m.soak_until) {
+          auto id = m.store.Audit({.actor = m.options.started_by, .action = "soak", .object = object,
+                                   .details = fmt::format("{} ms", env->gates.soak.count())});
+          if (!id.ok()) {
+            s.phase = Phase::kFailed;
+            s.message = id.status().message();
+            return false;
+          }
+          m.soak_until = std::chrono::system_clock::now() + env->gates.soak;
+        }
+        Say(m.progress, fmt::format("{}: soaking until {}", env_name, Rfc3339(*m.soak_until)));
+        m.stage = Impl::Stage::kSoak;
+        return true;
+      }
+      ++s.next_env;
+      m.stage = Impl::Stage::kApprove;
+      return true;
+    }
+    case Impl::Stage::kSoak: {
+      auto now = std::chrono::system_clock::now();
+      if (now < *m.soak_until) {
+        std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(1s, *m.soak_until - now));
+        return true;
+      }
+      Say(m.progress, fmt::format("{}: soak done", env_name));
+      m.soak_until.reset();
+      ++s.next_env;
+      m.stage = Impl::Stage::kApprove;
+      return true;
+    }
+  }
+  return false;
+}
+
+Result<RollbackResult> Rollback(store::Store& store, const Config& config, const RenderFn& render, const ConnectFn& connect,
+                                const RollbackOptions& options, const ProgressFn& progress) {
+  const Environment* env = config.FindEnvironment(options.env);
+  if (env == nullptr) return InvalidArgumentError("rollback {}: unknown environment {:?}", options.app, options.env);
+  GANTRY_ASSIGN_OR_RETURN(auto releases, store.ListReleases(options.app, 500));
+  // Releases newest first, with their targets in env.
+  std::vector<std::pair<store::Release, std::vector<store::Target>>> here;
+  for (const auto& r : releases) {
+    GANTRY_ASSIGN_OR_RETURN(auto targets, store.ListTargets(r.id));
+    std::vector<store::Target> in_env;
+    for (auto& t : targets)
+      if (t.env == options.env) in_env.push_back(std::move(t));
+    if (!in_env.empty()) here.emplace_back(r, std::move(in_env));
+  }
+  auto touched = [](const std::vector<store::Target>& ts) {
+    return std::any_of(ts.begin(), ts.end(), [](const store::Target& t) {
+      return t.state == store::TargetState::kHealthy || t.state == store::TargetState::kFailed ||
+             t.state == store::TargetState::kApplying;
+    });
+  };
+  auto all_healthy = [](const std::vector<store::Target>& ts) {
+    return std::all_of(ts.begin(), ts.end(), [](const store::Target& t) { return t.state == store::TargetState::kHealthy; });
+  };
+  // The current release there: the newest one that was applied there and not rolled back.
+  size_t cur = here.size();
+  for (size_t i = 0; i < here.size(); ++i)
+    if (touched(here[i].second)) {
+      cur = i;
+      break;
+    }
+  if (cur == here.size()) return NotFoundError("rollback {}: nothing was deployed to {}", options.app, options.env);
+  size_t to = here.size();
+  if (options.to_release != 0) {
+    for (size_t i = cur + 1; i < here.size(); ++i)
+      if (here[i].first.id == options.to_release) to = i;
+    if (to == here.size()) {
+      for (size_t i = 0; i <= cur; ++i)
+        if (here[i].first.id == options.to_release)
+          return InvalidArgumentError("rollback {} in {}: release {} is not older than the current release {}", options.app,
+                                      options.env, options.to_release, here[cur].first.id);
+      GANTRY_ASSIGN_OR_RETURN(auto r, store.GetRelease(options.to_release));
+      if (r.app != options.app) return InvalidArgumentError("release {} is of {}, not {}", r.id, r.app, options.app);
+      return NotFoundError("rollback {}: release {} never ran in {}", options.app, options.to_release, options.env);
+    }
+  } else {
+    for (size_t i = cur + 1; i < here.size() && to == here.size(); ++i)
+      if (all_healthy(here[i].second)) to = i;
+    if (to == here.size())
+      return NotFoundError("rollback {}: no earlier release was healthy in {} (current: release {})", options.app, options.env,
+                           here[cur].first.id);
+  }
+  const store::Release& target_release = here[to].first;
+  RollbackResult result{.from_release = here[cur].first.id, .to_release = target_release.id};
+  std::string tmpl = options.path_template;
+  if (auto plan = DecodePlan(target_release); plan.ok()) tmpl = plan->path_template;
+  GANTRY_ASSIGN_OR_RETURN(std::string path, ExpandPathTemplate(tmpl, options.app, options.env));
+  Say(progress, fmt::format("{}: rolling back from release {} to release {} ({})", options.env, result.from_release,
+                            result.to_release, target_release.source_revision.substr(0, 12)));
+  auto rendered = render(target_release.source_revision, path);
+  if (!rendered.ok())
+    return rendered.status().WithContext(fmt::format("rollback {} in {}: render release {}", options.app, options.env, target_release.id));
+
+  std::atomic<bool> never{false};
+  ApplyContext ctx{store, connect, progress, never, options.app, options.default_namespace, true,
+                   options.prune, env->gates.healthy, options.health_timeout, options.cluster_parallelism};
+  std::vector<std::pair<const Cluster*, store::Target>> work;
+  for (const Cluster* c : config.ClustersOf(*env)) {
+    store::Target t{.release_id = target_release.id, .env = options.env, .cluster = c->name};
+    for (const auto& existing : here[to].second)
+      if (existing.cluster == c->name) t = existing;
+    if (store::IsFinal(t.state)) continue;
+    work.emplace_back(c, t);
+  }
+  result.targets = ApplyAll(ctx, work, rendered->objects);
+  result.ok = std::all_of(result.targets.begin(), result.targets.end(),
+                          [](const store::Target& t) { return t.state == store::TargetState::kHealthy; });
+  if (!result.ok) {
+    result.message = fmt::format("rollback of {} to release {} failed; newer releases are left as they are", options.env, target_release.id);
+    return result;
+  }
+  for (size_t i = 0; i < to; ++i) {
+    for (const auto& t : here[i].second) {
+      if (store::IsFinal(t.state)) continue;
+      GANTRY_RETURN_IF_ERROR(
+          Write(store, t, store::TargetState::kRolledBack, fmt::format("rolled back to release {}", target_release.id)).status());
+    }
+  }
+  GANTRY_RETURN_IF_ERROR(store.Audit({.actor = options.started_by, .action = "rollback",
+                                      .object = fmt::format("app/{} env/{}", options.app, options.env),
+                                      .details = fmt::format("release {} → release {}", result.from_release, result.to_release)})
+                             .status());
+  result.message = fmt::format("{} rolled back to release {} (from release {})", options.env, result.to_release, result.from_release);
+  Say(progress, result.message);
+  return result;
+}
+
+}  // namespace gantry::deliver
