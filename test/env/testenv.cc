@@ -134,11 +134,21 @@ Result<std::unique_ptr<Server>> Server::Start(const std::string& script,
   if (::access(path.c_str(), X_OK) != 0) {
     return ErrnoError(errno, fmt::format("testenv: no executable script {}", path));
   }
-  std::string dir = TempDir();
-  auto out = RunScript(path, "start", dir, args, kStartTimeout);
-  if (!out.ok()) {
+  // Free ports are picked by the scripts and released before the servers bind them, so servers
+  // started at the same moment by parallel tests can collide: a failed start is tried once more.
+  std::string dir;
+  Result<std::string> out = InternalError("not started");
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    dir = TempDir();
+    out = RunScript(path, "start", dir, args, kStartTimeout);
+    if (out.ok()) break;
     StopScript(path, dir);
     RemoveDir(dir, Name(path));
+    if (attempt == 1 && out.status().code() == Code::kUnavailable) {
+      std::fprintf(stderr, "testenv: %s failed to start, trying again: %s\n", Name(path).c_str(),
+                   out.status().message().c_str());
+      continue;
+    }
     return out.status();
   }
   auto values = ParseValues(*out);

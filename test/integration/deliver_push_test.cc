@@ -86,7 +86,7 @@ class DeliverTest : public ::testing::Test {
     g_clusters = new std::vector<testenv::Server*>;
     for (auto& f : starting) {
       auto s = f.get();
-      GANTRY_CHECK(s.ok());
+      if (!s.ok()) DieBecause("cannot start a test cluster: " + s.status().ToString());
       g_clusters->push_back(s->release());
     }
   }
