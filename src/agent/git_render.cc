@@ -68,10 +68,7 @@ Result<RenderFn> GitRenderFn(const AgentOptions& options, const render::Options&
       state->fetched.insert(s.repo_url);
     }
     render::Options o = state->base;
-    o.renderer = s.renderer == "plain"       ? render::Renderer::kPlain
-                 : s.renderer == "kustomize" ? render::Renderer::kKustomize
-                 : s.renderer == "helm"      ? render::Renderer::kHelm
-                                             : render::Renderer::kAuto;
+    o.renderer = render::ParseRenderer(s.renderer).value_or(render::Renderer::kAuto);
     o.kustomize.images = s.kustomize_images;
     o.helm.release_name = s.helm_release_name;
     o.helm.namespace_ = app.destination_namespace;

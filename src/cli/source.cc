@@ -44,10 +44,7 @@ render::Source LocalSource(const std::string& path) {
 
 Result<Loaded> LoadSource(const SourceFlags& f) {
   render::Options o;
-  o.renderer = f.renderer == "plain"       ? render::Renderer::kPlain
-               : f.renderer == "kustomize" ? render::Renderer::kKustomize
-               : f.renderer == "helm"      ? render::Renderer::kHelm
-                                           : render::Renderer::kAuto;
+  o.renderer = render::ParseRenderer(f.renderer).value_or(render::Renderer::kAuto);
   o.kustomize_binary = f.kustomize_binary;
   o.helm_binary = f.helm_binary;
   o.kustomize.images = f.images;

@@ -265,6 +265,14 @@ std::string_view RendererName(Renderer r) {
   return "unknown";
 }
 
+std::optional<Renderer> ParseRenderer(std::string_view name) {
+  for (Renderer r : {Renderer::kAuto, Renderer::kPlain, Renderer::kKustomize, Renderer::kHelm}) {
+    if (name == RendererName(r)) return r;
+  }
+  if (name.empty()) return Renderer::kAuto;
+  return std::nullopt;
+}
+
 Renderer Detect(const fs::path& dir) {
   if (!internal::KustomizationName(dir).empty()) return Renderer::kKustomize;
   std::error_code ec;

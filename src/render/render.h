@@ -98,6 +98,8 @@ Status ValidateObject(const value::Value& doc);
 
 enum class Renderer { kAuto, kPlain, kKustomize, kHelm };
 std::string_view RendererName(Renderer r);  // "auto", "plain", "kustomize", "helm"
+// The renderer RendererName() names ("" is auto); nullopt for any other name.
+std::optional<Renderer> ParseRenderer(std::string_view name);
 
 // What Render() would pick for the directory `dir` (never kAuto): see the file comment. Only names
 // are looked at (a symlink named kustomization.yaml counts); nothing is read.
