@@ -22,19 +22,6 @@ Status Err(const Value& at, std::string_view file, fmt::format_string<Args...> f
   return InvalidArgumentError("{}: {}", Where(at, file), fmt::format(f, std::forward<Args>(args)...));
 }
 
-std::string_view TypeName(const Value& v) {
-  switch (v.type()) {
-    case Value::Type::kNull: return "null";
-    case Value::Type::kBool: return "a boolean";
-    case Value::Type::kInt: return "an integer";
-    case Value::Type::kDouble: return "a number";
-    case Value::Type::kString: return "a string";
-    case Value::Type::kSeq: return "a list";
-    case Value::Type::kMap: return "a map";
-  }
-  return "?";
-}
-
 // Parsing state: the file name for messages.
 struct Parser {
   std::string_view file;

@@ -19,19 +19,6 @@ using value::Value;
 using Path = std::initializer_list<std::string_view>;
 using enum HealthStatus;
 
-std::string_view TypeName(const Value& v) {
-  switch (v.type()) {
-    case Value::Type::kNull: return "null";
-    case Value::Type::kBool: return "a boolean";
-    case Value::Type::kInt: return "an integer";
-    case Value::Type::kDouble: return "a number";
-    case Value::Type::kString: return "a string";
-    case Value::Type::kSeq: return "a list";
-    case Value::Type::kMap: return "a map";
-  }
-  return "a value";
-}
-
 // Reads the fields of one node of an object (the object itself, a condition, a container status).
 // A field that is absent or null reads as its zero value, as in Go. A field of the wrong type, or a
 // step on the way to it that is not a map, also reads as its zero value and records the first such

@@ -311,4 +311,17 @@ bool operator==(const Value& a, const Value& b) {
   return false;
 }
 
+std::string_view TypeName(const Value& v) {
+  switch (v.type()) {
+    case Value::Type::kNull: return "null";
+    case Value::Type::kBool: return "a boolean";
+    case Value::Type::kInt: return "an integer";
+    case Value::Type::kDouble: return "a number";
+    case Value::Type::kString: return "a string";
+    case Value::Type::kSeq: return "a list";
+    case Value::Type::kMap: return "a map";
+  }
+  return "a value";
+}
+
 }  // namespace gantry::value

@@ -215,4 +215,8 @@ std::string ToYaml(const Value& v);
 // "0x1f" → 31, "abc" → "abc"). Exposed for the writers and for tools that build values from text.
 Value ResolvePlainScalar(std::string_view text);
 
+// "null", "a boolean", "an integer", "a number", "a string", "a list", "a map": for messages such as
+// "spec.replicas is a string, expected an integer".
+std::string_view TypeName(const Value& v);
+
 }  // namespace gantry::value
