@@ -13,7 +13,7 @@
 //                       request; setrlimit limits; the step's uid is 1000 in a user namespace.
 //                       Without the sandbox (Options::sandbox = false, for benchmarks and hosts
 //                       without bwrap) the same process runs on the host with host paths.
-//   KubernetesExecutor  one Pod per step in a namespace (kubernetes_executor.h).
+//   KubernetesExecutor  one Pod per step in a namespace (NewKubernetesExecutor below).
 //
 // Executors are thread-safe: the runner calls Run() from several threads at once.
 
@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -29,6 +30,7 @@
 
 #include "base/status.h"
 #include "ci/pipeline.h"
+#include "value/value.h"
 
 namespace gantry::kube {
 class Client;
@@ -41,6 +43,7 @@ struct StepRequest {
   std::string step;
   std::vector<std::string> argv;
   std::map<std::string, std::string> env;  // complete: nothing else is inherited
+  std::set<std::string> secret_names;      // which keys of `env` hold secrets (kept out of specs)
   std::filesystem::path workspace;         // host path, writable by the step
   std::filesystem::path artifacts;         // host path, read-only for the step ("" = none)
   bool network = true;
@@ -55,8 +58,10 @@ struct StepOutcome {
   bool timed_out = false;
   bool cancelled = false;
   std::chrono::milliseconds duration{0};
+  std::string reason;  // what the platform said, when it said more than the code ("OOMKilled")
   bool success() const { return exit_code == 0 && term_signal == 0 && !timed_out && !cancelled; }
-  // "exit code 2", "timed out after 30s", "cancelled", "killed by signal 9".
+  // "exit code 2", "timed out after 30s", "cancelled", "killed by signal 9", "exit code 137
+  // (OOMKilled)".
   std::string Describe() const;
 };
 
@@ -89,13 +94,32 @@ struct KubernetesExecutorOptions {
   std::string namespace_ = "default";
   std::string default_image = "debian:bookworm-slim";
   std::string service_account;  // "" = the namespace default; the token is never mounted
-  std::chrono::milliseconds poll{500};
+  std::chrono::milliseconds poll{250};  // Pod status and log polling
   // The workspace is not shipped to the cluster in this version: the Pod gets an emptyDir at
   // /workspace. See docs/pipelines.md.
 };
 
-// Runs steps as Pods through `client` (which must outlive the executor).
+// Runs steps as Pods through `client` (which must outlive the executor). For each step:
+//   - a Secret "<pod>-env" with the step's secrets only (none when it has none), referenced by
+//     secretKeyRef, so secret values never appear in the Pod spec; the other variables are plain
+//     `env:` entries of the container;
+//   - with `network: false`, a NetworkPolicy denying all ingress and egress of the Pod (enforced
+//     only where the cluster's network plugin enforces NetworkPolicy);
+//   - the Pod: the step's argv as `command` (never through a shell it did not name), the image,
+//     labels app.kubernetes.io/managed-by=gantry, gantry.dev/run, gantry.dev/step, gantry.dev/pod
+//     (annotations keep the unabridged names), restartPolicy Never, no service-account token,
+//     activeDeadlineSeconds = timeout, `limits.memory` as the memory limit.
+// The Secret and NetworkPolicy are owned by the Pod (garbage-collected with it if Gantry dies).
+// The exit code is containerStatuses[0].state.terminated.exitCode; a Pod that fails without one
+// (evicted, deadline) is a failure with its reason. Timeout and cancellation delete the Pod; the
+// Pod and its objects are deleted after every step. Logs are polled from pods/NAME/log with
+// timestamps (only new lines are forwarded); a cluster that serves no logs (kwok) gives one line
+// saying so. Errors: Unavailable/… from the API when the Pod cannot be created.
 std::unique_ptr<Executor> NewKubernetesExecutor(kube::Client& client, KubernetesExecutorOptions options = {});
+
+// The Pod NAME gets for `request` (pure; exposed for tests).
+value::Value KubernetesPodSpec(const StepRequest& request, const std::string& pod_name,
+                              const KubernetesExecutorOptions& options);
 
 // The bubblewrap argv prefix (up to and including "--") of a sandboxed step; exposed for tests
 // and for other modules that want the same sandbox.

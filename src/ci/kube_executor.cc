@@ -1,11 +1,12 @@
-// KubernetesExecutor: one Pod per step. The step's environment goes into a Secret referenced by
-// the Pod (so secret values are never in the Pod spec); the Pod runs the argv with restartPolicy
-// Never, no service account token, an emptyDir workspace and activeDeadlineSeconds = timeout.
-// The executor polls the Pod, forwards new log bytes (GET .../log), reads the exit code from
-// status.containerStatuses[0].state.terminated, and deletes the Pod and Secret at the end (also on
-// timeout and cancellation, which is what ends the step's processes there).
+// KubernetesExecutor: one Pod per step (see NewKubernetesExecutor in executor.h for what is
+// created). Run() creates the step's Secret (secrets only) and NetworkPolicy (network: false), then
+// the Pod, and makes the Pod own them; it then polls the Pod until its container terminates, the
+// Pod fails, the timeout passes or the step is cancelled, while a second thread polls the log. At
+// the end it deletes the Pod, the Secret and the NetworkPolicy, whatever happened.
 
+#include <mutex>
 #include <random>
+#include <span>
 #include <thread>
 
 #include "base/log.h"
@@ -19,16 +20,113 @@ namespace {
 using value::Value;
 using SteadyClock = std::chrono::steady_clock;
 
-std::string DnsName(std::string_view s) {
+// Lower-case letters, digits and single '-' inside, at most `max` characters: valid in DNS names
+// and label values.
+std::string DnsName(std::string_view s, size_t max) {
   std::string out;
   for (char c : s) {
     char l = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    out += std::isalnum(static_cast<unsigned char>(l)) ? l : '-';
+    bool ok = std::isalnum(static_cast<unsigned char>(l)) != 0;
+    if (ok) out += l;
+    else if (!out.empty() && out.back() != '-') out += '-';
   }
-  while (out.find("--") != std::string::npos) out.erase(out.find("--"), 1);
+  if (out.size() > max) out.resize(max);
   while (!out.empty() && out.back() == '-') out.pop_back();
-  return out.substr(0, 40);
+  return out;
 }
+
+Value Map(std::initializer_list<std::pair<std::string_view, Value>> kv) {
+  Value m = Value::Map();
+  for (const auto& [k, v] : kv) m.Set(k, v);
+  return m;
+}
+
+Value Seq(std::initializer_list<Value> items) {
+  Value s = Value::Seq();
+  for (const auto& v : items) s.Append(v);
+  return s;
+}
+
+std::string Str(const Value* v) { return v != nullptr && v->IsString() ? std::string(v->AsString()) : ""; }
+
+Value Labels(const StepRequest& r, const std::string& pod_name) {
+  return Map({{"app.kubernetes.io/managed-by", "gantry"},
+              {"gantry.dev/run", DnsName(r.run_label, 63)},
+              {"gantry.dev/step", DnsName(r.step, 63)},
+              {"gantry.dev/pod", pod_name}});
+}
+
+Value Metadata(const StepRequest& r, const std::string& name, const std::string& pod_name, const std::string& ns) {
+  return Map({{"name", name},
+              {"namespace", ns},
+              {"labels", Labels(r, pod_name)},
+              {"annotations", Map({{"gantry.dev/run", r.run_label}, {"gantry.dev/step", r.step}})}});
+}
+
+// "2024-05-01T10:00:00.5Z" → "2024-05-01T10:00:00.500000000", which orders as text.
+std::string TimestampKey(std::string_view ts) {
+  if (ts.size() < 19) return std::string(ts);
+  std::string key(ts.substr(0, 19));
+  std::string frac;
+  if (ts.size() > 20 && ts[19] == '.') {
+    for (size_t i = 20; i < ts.size() && std::isdigit(static_cast<unsigned char>(ts[i])); ++i) frac += ts[i];
+  }
+  frac.resize(9, '0');
+  return key + "." + frac;
+}
+
+// Incremental reading of pods/NAME/log?timestamps=true: the API has no byte offset, so each fetch
+// asks for the lines since the last whole second seen and drops the lines already forwarded
+// (ordered by timestamp; lines with an equal timestamp are counted).
+class LogReader {
+ public:
+  LogReader(kube::Client& client, std::string path) : client_(client), path_(std::move(path)) {}
+
+  // Fetches and forwards new lines. Remembers the error of a failed fetch.
+  void Fetch(const OutputFn& output) {
+    std::string url = path_ + "?container=step&timestamps=true";
+    if (!last_key_.empty()) url += "&sinceTime=" + last_key_.substr(0, 19) + "Z";
+    auto text = client_.GetRaw(url);
+    if (!text.ok()) {
+      last_error_ = text.status().message();
+      return;
+    }
+    served_ = true;
+    std::string out;
+    std::string_view rest = *text;
+    while (!rest.empty()) {
+      size_t nl = rest.find('\n');
+      std::string_view line = rest.substr(0, nl);
+      rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+      size_t sp = line.find(' ');
+      std::string key = TimestampKey(line.substr(0, sp));
+      std::string_view body = sp == std::string_view::npos ? std::string_view() : line.substr(sp + 1);
+      if (!last_key_.empty() && key < last_key_) continue;
+      if (key == last_key_) {
+        if (++seen_here_ <= same_key_count_) continue;
+        ++same_key_count_;
+      } else {
+        last_key_ = key;
+        same_key_count_ = seen_here_ = 1;
+      }
+      out.append(body);
+      out += '\n';
+    }
+    seen_here_ = 0;
+    if (!out.empty()) output(out);
+  }
+  bool served() const { return served_; }
+  const std::string& last_error() const { return last_error_; }
+
+ private:
+  kube::Client& client_;
+  std::string path_;
+  std::string last_key_;       // timestamp key of the last forwarded line
+  size_t same_key_count_ = 0;  // lines forwarded with that key
+  size_t seen_here_ = 0;       // lines with that key seen in the current fetch
+  bool served_ = false;
+  std::string last_error_;
+};
 
 class KubernetesExecutor final : public Executor {
  public:
@@ -39,69 +137,158 @@ class KubernetesExecutor final : public Executor {
   std::string WorkspacePath(const std::filesystem::path&) const override { return "/workspace"; }
   std::string ArtifactsPath(const std::filesystem::path&) const override { return "/artifacts"; }
 
-  Result<StepOutcome> Run(const StepRequest& r, const OutputFn& output, const std::atomic<bool>& cancel) override {
+  Result<StepOutcome> Run(const StepRequest& r, const OutputFn& step_output, const std::atomic<bool>& cancel) override {
+    std::mutex output_mu;  // the log thread and this one both write
+    OutputFn output = [&](std::string_view d) {
+      std::lock_guard<std::mutex> lock(output_mu);
+      step_output(d);
+    };
+    if (r.argv.empty()) return InvalidArgumentError("step {}: empty argv", r.step);
     static std::atomic<uint32_t> counter{0};
-    std::string pod_name = fmt::format("gantry-{}-{}-{:x}", DnsName(r.run_label), DnsName(r.step),
-                                       (std::random_device{}() ^ counter.fetch_add(1)) & 0xffffff);
-    const std::string& ns = options_.namespace_;
-    Value secret = Value::Map();
-    secret.Set("apiVersion", "v1");
-    secret.Set("kind", "Secret");
-    Value meta = Value::Map();
-    meta.Set("name", pod_name + "-env");
-    meta.Set("namespace", ns);
-    Value labels = Value::Map();
-    labels.Set("app.kubernetes.io/managed-by", "gantry");
-    labels.Set("gantry.dev/run", DnsName(r.run_label));
-    labels.Set("gantry.dev/step", DnsName(r.step));
-    meta.Set("labels", labels);
-    secret.Set("metadata", meta);
-    Value data = Value::Map();
-    for (const auto& [k, v] : r.env) data.Set(k, v);
-    secret.Set("stringData", data);
-    secret.Set("type", "Opaque");
-
-    Value pod = BuildPod(r, pod_name, labels);
-    kube::ObjectRef secret_ref{"v1", "Secret", ns, pod_name + "-env"};
-    kube::ObjectRef pod_ref{"v1", "Pod", ns, pod_name};
-    auto created_secret = client_.Create(secret);
-    if (!created_secret.ok()) return created_secret.status().WithContext("create Secret " + secret_ref.ToString());
-    auto created = client_.Create(pod);
-    if (!created.ok()) {
-      client_.Delete(secret_ref).IgnoreError();
-      return created.status().WithContext("create Pod " + pod_ref.ToString());
+    std::string pod_name = "gantry";
+    for (const std::string& part : {DnsName(r.run_label, 20), DnsName(r.step, 28)}) {
+      if (!part.empty()) pod_name += "-" + part;
     }
-    StepOutcome out;
-    SteadyClock::time_point start = SteadyClock::now();
-    size_t log_sent = 0;
-    std::string log_path = fmt::format("/api/v1/namespaces/{}/pods/{}/log", ns, pod_name);
-    auto pump_logs = [&] {
-      auto text = client_.GetRaw(log_path);
-      if (text.ok() && text->size() > log_sent) {
-        output(std::string_view(*text).substr(log_sent));
-        log_sent = text->size();
+    pod_name += fmt::format("-{:06x}", (std::random_device{}() ^ counter.fetch_add(1)) & 0xffffff);
+    const std::string& ns = options_.namespace_;
+    kube::ObjectRef pod_ref{"v1", "Pod", ns, pod_name};
+    std::vector<kube::ObjectRef> owned;  // deleted at the end
+    std::vector<Value> to_adopt;
+    auto cleanup = [&] {
+      kube::DeleteOptions bg;
+      bg.propagation = kube::Propagation::kBackground;
+      for (const auto& ref : owned) {
+        if (Status s = client_.Delete(ref, bg); !s.ok() && s.code() != Code::kNotFound) {
+          log::Warn("ci: delete {}: {}", ref.ToString(), s.message());
+        }
       }
     };
+
+    bool has_secrets = false;
+    Value data = Value::Map();
+    for (const auto& name : r.secret_names) {
+      auto it = r.env.find(name);
+      if (it == r.env.end()) continue;
+      data.Set(name, it->second);
+      has_secrets = true;
+    }
+    if (has_secrets) {
+      Value secret = Map({{"apiVersion", "v1"},
+                          {"kind", "Secret"},
+                          {"metadata", Metadata(r, pod_name + "-env", pod_name, ns)},
+                          {"type", "Opaque"},
+                          {"stringData", data}});
+      auto created = client_.Create(secret);
+      if (!created.ok()) return created.status().WithContext(fmt::format("create Secret {}/{}-env", ns, pod_name));
+      owned.push_back(kube::RefOf(*created));
+      to_adopt.push_back(*created);
+    }
+    if (!r.network) {
+      Value np = Map({{"apiVersion", "networking.k8s.io/v1"},
+                      {"kind", "NetworkPolicy"},
+                      {"metadata", Metadata(r, pod_name + "-no-network", pod_name, ns)},
+                      {"spec", Map({{"podSelector", Map({{"matchLabels", Map({{"gantry.dev/pod", pod_name}})}})},
+                                    {"policyTypes", Seq({"Ingress", "Egress"})}})}});
+      auto created = client_.Create(np);
+      if (!created.ok()) {
+        cleanup();
+        return created.status().WithContext(fmt::format("create NetworkPolicy {}/{}-no-network", ns, pod_name));
+      }
+      owned.push_back(kube::RefOf(*created));
+      to_adopt.push_back(*created);
+    }
+    auto created = client_.Create(KubernetesPodSpec(r, pod_name, options_));
+    if (!created.ok()) {
+      cleanup();
+      return created.status().WithContext("create Pod " + pod_ref.ToString());
+    }
+    owned.insert(owned.begin(), pod_ref);
+    // Owned by the Pod: the garbage collector removes them with it if Gantry dies mid-step.
+    std::string uid = Str(created->Find({"metadata", "uid"}));
+    for (Value obj : to_adopt) {
+      Value meta = *obj.Get("metadata");
+      meta.Set("ownerReferences",
+               Seq({Map({{"apiVersion", "v1"}, {"kind", "Pod"}, {"name", pod_name}, {"uid", uid}})}));
+      obj.Set("metadata", meta);
+      if (auto s = client_.Replace(obj); !s.ok()) {
+        log::Warn("ci: make Pod {} own {}: {}", pod_name, kube::RefOf(obj).ToString(), s.status().message());
+      }
+    }
+
+    StepOutcome out;
+    SteadyClock::time_point start = SteadyClock::now();
+    LogReader logs(client_, fmt::format("/api/v1/namespaces/{}/pods/{}/log", ns, pod_name));
+    std::atomic<bool> container_started{false}, done{false};
+    std::thread log_thread([&] {
+      while (!done.load()) {
+        if (container_started.load()) logs.Fetch(output);
+        std::this_thread::sleep_for(options_.poll);
+      }
+    });
+    bool finished = false;  // the container or the Pod ended by itself
+    std::string last_note;
+    auto note = [&](const std::string& text) {
+      if (text == last_note) return;
+      last_note = text;
+      output("gantry: " + text + "\n");
+    };
+    Status start_error;
     for (;;) {
       auto got = client_.Get(pod_ref);
       if (got.ok()) {
-        const Value* term = got->Find({"status", "containerStatuses", 0, "state", "terminated"});
-        std::string_view phase;
-        if (const Value* p = got->Find({"status", "phase"}); p != nullptr && p->IsString()) phase = p->AsString();
-        if (term != nullptr || phase == "Succeeded" || phase == "Failed") {
-          pump_logs();
-          const Value* code = term != nullptr ? term->Get("exitCode") : nullptr;
-          out.exit_code = code != nullptr && code->IsInt() ? static_cast<int>(code->AsInt()) : (phase == "Succeeded" ? 0 : 1);
-          const Value* reason = got->Find({"status", "reason"});
-          if (reason != nullptr && reason->IsString() && reason->AsString() == "DeadlineExceeded") out.timed_out = true;
+        std::string phase = Str(got->Find({"status", "phase"}));
+        const Value* cs = got->Find({"status", "containerStatuses", 0});
+        const Value* term = cs != nullptr ? cs->Find({"state", "terminated"}) : nullptr;
+        const Value* waiting = cs != nullptr ? cs->Find({"state", "waiting"}) : nullptr;
+        if (phase == "Failed" && Str(got->Find({"status", "reason"})) == "DeadlineExceeded") {
+          note("Pod failed: " + Str(got->Find({"status", "message"})));
+          out.timed_out = true;
+          finished = true;
           break;
         }
-        if (phase == "Running") pump_logs();
+        if (term != nullptr) {
+          const Value* code = term->Get("exitCode");
+          out.exit_code = code != nullptr && code->IsInt() ? static_cast<int>(code->AsInt()) : -1;
+          std::string reason = Str(term->Get("reason"));
+          if (reason != "Completed" && reason != "Error") out.reason = reason;
+          finished = true;
+          break;
+        }
+        if (phase == "Succeeded" || phase == "Failed") {
+          // Ended without a container status to read: deadline, eviction, node loss.
+          std::string reason = Str(got->Find({"status", "reason"}));
+          std::string message = Str(got->Find({"status", "message"}));
+          if (!message.empty()) note("Pod " + phase + ": " + message);
+          out.exit_code = phase == "Succeeded" ? 0 : -1;
+          if (phase == "Failed") out.reason = reason.empty() ? "Pod failed" : reason;
+          finished = true;
+          break;
+        }
+        if (phase == "Running" || (cs != nullptr && cs->Find({"state", "running"}) != nullptr)) {
+          container_started.store(true);
+        }
+        if (waiting != nullptr) {
+          std::string reason = Str(waiting->Get("reason"));
+          std::string message = Str(waiting->Get("message"));
+          if (reason == "InvalidImageName" || reason == "ErrImageNeverPull") {
+            start_error = FailedPreconditionError("step {}: image {}: {}: {}", r.step,
+                                                  Str(cs->Get("image")), reason, message);
+            break;
+          }
+          if (!reason.empty() && reason != "ContainerCreating") note("Pod waiting: " + reason + (message.empty() ? "" : ": " + message));
+        }
+        const Value* conditions = got->Find({"status", "conditions"});
+        for (const auto& c : conditions != nullptr ? conditions->items() : std::span<const Value>()) {
+          if (Str(c.Get("type")) == "PodScheduled" && Str(c.Get("status")) == "False") {
+            note("Pod not scheduled: " + Str(c.Get("message")));
+          }
+        }
       } else if (got.status().code() == Code::kNotFound) {
-        output("gantry: the step's Pod was deleted by someone else\n");
-        out.exit_code = -1;
-        out.term_signal = 9;
+        out.reason = "Pod deleted by someone else";
+        note("the step's Pod was deleted by someone else");
         break;
+      } else {
+        note("cannot read the Pod: " + got.status().message());
       }
       if (SteadyClock::now() - start >= r.timeout) {
         out.timed_out = true;
@@ -113,81 +300,63 @@ class KubernetesExecutor final : public Executor {
       }
       std::this_thread::sleep_for(options_.poll);
     }
+    done.store(true);
+    log_thread.join();
+    if (finished) {
+      logs.Fetch(output);  // what was written after the last poll
+      if (!logs.served()) {
+        note(fmt::format("no log from the Pod: {} (the cluster serves no container logs; on kwok there are none)",
+                         logs.last_error()));
+      }
+    }
     out.duration = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start);
-    kube::DeleteOptions now;
-    now.propagation = kube::Propagation::kBackground;
-    if (Status s = client_.Delete(pod_ref, now); !s.ok() && s.code() != Code::kNotFound) {
-      log::Warn("ci: delete Pod {}: {}", pod_ref.ToString(), s.message());
-    }
-    if (Status s = client_.Delete(secret_ref, now); !s.ok() && s.code() != Code::kNotFound) {
-      log::Warn("ci: delete Secret {}: {}", secret_ref.ToString(), s.message());
-    }
+    cleanup();
+    if (!start_error.ok()) return start_error;
     return out;
   }
 
  private:
-  Value BuildPod(const StepRequest& r, const std::string& pod_name, const Value& labels) const {
-    Value pod = Value::Map();
-    pod.Set("apiVersion", "v1");
-    pod.Set("kind", "Pod");
-    Value meta = Value::Map();
-    meta.Set("name", pod_name);
-    meta.Set("namespace", options_.namespace_);
-    meta.Set("labels", labels);
-    pod.Set("metadata", meta);
-    Value c = Value::Map();
-    c.Set("name", "step");
-    c.Set("image", r.image.empty() ? options_.default_image : r.image);
-    Value cmd = Value::Seq();
-    for (const auto& a : r.argv) cmd.Append(a);
-    c.Set("command", cmd);
-    c.Set("workingDir", "/workspace");
-    Value env_from = Value::Seq();
-    Value ref = Value::Map();
-    Value sref = Value::Map();
-    sref.Set("name", pod_name + "-env");
-    ref.Set("secretRef", sref);
-    env_from.Append(ref);
-    c.Set("envFrom", env_from);
-    Value mounts = Value::Seq();
-    Value m = Value::Map();
-    m.Set("name", "workspace");
-    m.Set("mountPath", "/workspace");
-    mounts.Append(m);
-    c.Set("volumeMounts", mounts);
-    if (r.limits.memory_bytes > 0) {
-      Value res = Value::Map();
-      Value lim = Value::Map();
-      lim.Set("memory", std::to_string(r.limits.memory_bytes));
-      res.Set("limits", lim);
-      c.Set("resources", res);
-    }
-    Value sc = Value::Map();
-    sc.Set("allowPrivilegeEscalation", false);
-    c.Set("securityContext", sc);
-    Value spec = Value::Map();
-    spec.Set("restartPolicy", "Never");
-    spec.Set("automountServiceAccountToken", false);
-    if (!options_.service_account.empty()) spec.Set("serviceAccountName", options_.service_account);
-    spec.Set("activeDeadlineSeconds", static_cast<int64_t>(std::max<int64_t>(1, r.timeout.count() / 1000)));
-    Value containers = Value::Seq();
-    containers.Append(c);
-    spec.Set("containers", containers);
-    Value vols = Value::Seq();
-    Value v = Value::Map();
-    v.Set("name", "workspace");
-    v.Set("emptyDir", Value::Map());
-    vols.Append(v);
-    spec.Set("volumes", vols);
-    pod.Set("spec", spec);
-    return pod;
-  }
-
   kube::Client& client_;
   KubernetesExecutorOptions options_;
 };
 
 }  // namespace
+
+Value KubernetesPodSpec(const StepRequest& r, const std::string& pod_name, const KubernetesExecutorOptions& options) {
+  Value cmd = Value::Seq();
+  for (const auto& a : r.argv) cmd.Append(a);
+  Value env = Value::Seq();
+  for (const auto& [k, v] : r.env) {
+    if (r.secret_names.contains(k)) {
+      env.Append(Map({{"name", k},
+                      {"valueFrom", Map({{"secretKeyRef", Map({{"name", pod_name + "-env"}, {"key", k}})}})}}));
+    } else {
+      env.Append(Map({{"name", k}, {"value", v}}));
+    }
+  }
+  Value c = Map({{"name", "step"},
+                 {"image", r.image.empty() ? options.default_image : r.image},
+                 {"command", cmd},
+                 {"workingDir", "/workspace"},
+                 {"env", env},
+                 {"volumeMounts", Seq({Map({{"name", "workspace"}, {"mountPath", "/workspace"}})})},
+                 {"securityContext", Map({{"allowPrivilegeEscalation", false}})}});
+  if (r.limits.memory_bytes > 0) {
+    std::string mem = std::to_string(r.limits.memory_bytes);
+    c.Set("resources", Map({{"limits", Map({{"memory", mem}})}, {"requests", Map({{"memory", mem}})}}));
+  }
+  Value spec = Map({{"restartPolicy", "Never"},
+                    {"automountServiceAccountToken", false},
+                    {"enableServiceLinks", false},
+                    {"activeDeadlineSeconds", std::max<int64_t>(1, (r.timeout.count() + 999) / 1000)},
+                    {"containers", Seq({c})},
+                    {"volumes", Seq({Map({{"name", "workspace"}, {"emptyDir", Value::Map()}})})}});
+  if (!options.service_account.empty()) spec.Set("serviceAccountName", options.service_account);
+  return Map({{"apiVersion", "v1"},
+              {"kind", "Pod"},
+              {"metadata", Metadata(r, pod_name, pod_name, options.namespace_)},
+              {"spec", spec}});
+}
 
 std::unique_ptr<Executor> NewKubernetesExecutor(kube::Client& client, KubernetesExecutorOptions options) {
   return std::make_unique<KubernetesExecutor>(client, std::move(options));

@@ -211,6 +211,7 @@ Result<RunResult> Runner::Run() {
         break;
       }
       req.env[name] = it->second;
+      req.secret_names.insert(name);
     }
     // Caches in.
     if (failure.empty() && !options_.cache_root.empty()) {

@@ -12,6 +12,7 @@ std::string StepOutcome::Describe() const {
   if (cancelled) return "cancelled";
   if (timed_out) return fmt::format("timed out after {}s", duration.count() / 1000);
   if (term_signal != 0) return fmt::format("killed by signal {}", term_signal);
+  if (!reason.empty()) return fmt::format("exit code {} ({})", exit_code, reason);
   return fmt::format("exit code {}", exit_code);
 }
 

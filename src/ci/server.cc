@@ -47,6 +47,12 @@ Value RunJson(const store::Run& r) {
   return v;
 }
 
+// Which paths a push changed, from the webhook payload, kept beside the store so that `when:
+// paths:` still filters after a restart re-queues the run: <data_dir>/changed-paths/<run id>.
+fs::path ChangedPathsFile(const fs::path& data_dir, int64_t run_id) {
+  return data_dir / "changed-paths" / (std::to_string(run_id) + ".json");
+}
+
 bool SameRepo(std::string_view configured, const webhook::Event& e) {
   auto strip = [](std::string_view s) {
     if (s.ends_with(".git")) s.remove_suffix(4);
@@ -86,6 +92,7 @@ Status Server::Start() {
                                   fmt::format("re-queued after a restart interrupted attempt {}", r.attempt));
       log::Info("ci: run {} was interrupted by a restart; {}", r.id, s.ok() ? "re-queued" : s.message());
     } else {
+      fs::remove(ChangedPathsFile(options_.data_dir, r.id), ec);
       log::Info("ci: run {} was interrupted by a restart; left interrupted (attempt {} of {})", r.id, r.attempt,
                 options_.max_attempts);
     }
@@ -166,8 +173,15 @@ http::Response Server::HandleWebhook(const http::Request& req) {
     return http::Response::Text(503, id.status().message() + "\n");
   }
   if (e.changed_files_known) {
-    std::lock_guard<std::mutex> lock(mu_);
-    changed_paths_[*id] = e.changed_files;
+    Value paths = Value::Seq();
+    for (const auto& f : e.changed_files) paths.Append(f);
+    fs::path file = ChangedPathsFile(options_.data_dir, *id);
+    std::error_code ec;
+    fs::create_directories(file.parent_path(), ec);
+    if (Status s = WriteFileAtomic(file, value::ToJson(paths), 0600); !s.ok()) {
+      // Without it the run's `when: paths:` filters match (they cannot tell), as for a poll.
+      log::Warn("ci: run {}: keep changed paths: {}", *id, s.message());
+    }
   }
   log::Info("ci: run {} queued for {} {} ({})", *id, git::ScrubUrl(*repo), run.ref, webhook::KindName(e.kind));
   return http::Response::Json(201, fmt::format("{{\"run\":{}}}\n", *id));
@@ -261,7 +275,10 @@ void Server::WorkerLoop() {
 }
 
 void Server::Execute(const store::Run& run) {
+  fs::path changed_paths_file = ChangedPathsFile(options_.data_dir, run.id);
   auto fail = [&](RunState state, const std::string& message) {
+    std::error_code ec;
+    fs::remove(changed_paths_file, ec);  // the run is final
     Status s = store_.UpdateRun(run.id, state, message);
     if (!s.ok()) log::Warn("ci: run {}: store: {}", run.id, s.message());
     log::Info("ci: run {} {}: {}", run.id, store::Name(state), message);
@@ -303,13 +320,15 @@ void Server::Execute(const store::Run& run) {
   } else if (run.ref.starts_with("refs/heads/")) {
     c.branch = run.ref.substr(11);
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = changed_paths_.find(run.id);
-    if (it != changed_paths_.end()) {
-      c.changed_paths = it->second;
+  if (auto saved = ReadFile(changed_paths_file, 16 << 20); saved.ok()) {
+    auto paths = value::ParseJson(*saved, changed_paths_file.string());
+    if (paths.ok() && paths->IsSeq()) {
+      for (const auto& p : paths->items()) {
+        if (p.IsString()) c.changed_paths.emplace_back(p.AsString());
+      }
       c.changed_paths_known = true;
-      changed_paths_.erase(it);
+    } else {
+      log::Warn("ci: run {}: {} unreadable; when: paths: filters match", run.id, changed_paths_file.string());
     }
   }
   if (!TriggerMatches(pipeline->triggers, c)) {

@@ -15,8 +15,10 @@
 //
 // Pull requests from forks build the fork's head commit (run.repo is the fork's clone URL) and
 // never receive secrets: a run whose repo is not one of Options::repos runs with secrets withheld.
-// Which paths a push changed is known only from the webhook payload, kept in memory: after a
-// restart, `when: paths:` filters match (they cannot tell).
+// Which paths a push changed is known only from the webhook payload; it is kept in
+// <data_dir>/changed-paths/<run id>.json until the run is final, so a run re-queued after a restart
+// still filters `when: paths:` (runs queued by polling do not know their changed paths: their path
+// filters match).
 //
 // Thread-safety: Start/Stop from one thread; everything else runs on the server's own threads.
 
@@ -84,8 +86,7 @@ class Server {
   std::atomic<bool> stop_{false};
   std::vector<std::thread> threads_;
   std::mutex mu_;
-  std::map<int64_t, Runner*> running_;                          // GUARDED_BY(mu_)
-  std::map<int64_t, std::vector<std::string>> changed_paths_;   // GUARDED_BY(mu_)
+  std::map<int64_t, Runner*> running_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace gantry::ci

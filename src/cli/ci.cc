@@ -2,11 +2,13 @@
 //
 //   gantry ci run [DIR] [--step S]... [--event push|tag|pull_request|manual] [--branch B]
 //                 [--secrets-file F] [--no-sandbox] [--parallel N] [--cache-dir D]
+//                 [--executor process|kube [--kubeconfig F] [--context C] [--namespace NS] [--image I]]
 //       runs DIR/.gantry/pipeline.yaml on DIR (a copy-free local run: DIR is the workspace), with
 //       a live progress line per step and a final table; exit 0 when every step succeeded, 1 when
 //       one failed, 2 for usage errors, 3 for a bad pipeline file or environment.
 //   gantry server --listen :8080 --store URL --webhook-secret-env VAR --repo URL... [--data-dir D]
-//       the CI server (webhooks, polling, queue, workers, REST API); see ci/server.h.
+//       the CI server (webhooks, polling, queue, workers, REST API); see ci/server.h. It takes the
+//       same --executor flags as `ci run`.
 //   gantry runs --server URL            lists runs
 //   gantry logs RUN [-f] --server URL   prints (and follows) a run's logs
 
@@ -28,6 +30,7 @@
 #include "ci/server.h"
 #include "cli/commands.h"
 #include "http/http.h"
+#include "kube/kube.h"
 #include "store/store.h"
 #include "value/value.h"
 
@@ -52,6 +55,58 @@ std::string Pad(std::string_view s, size_t w) {
   return out;
 }
 
+// Where steps run: --executor process (bubblewrap, or the host with --no-sandbox) or kube (a Pod
+// per step in --namespace of the cluster of --kubeconfig/--context).
+struct ExecutorFlags {
+  std::string kind = "process";
+  bool no_sandbox = false;
+  std::string kubeconfig;  // "" = $KUBECONFIG, then ~/.kube/config
+  std::string context;
+  std::string namespace_;  // "" = the context's namespace
+  std::string image;       // "" = the executor's default image
+};
+
+void AddExecutorFlags(CLI::App* cmd, ExecutorFlags& f) {
+  cmd->add_option("--executor", f.kind, "Where steps run: process (bubblewrap sandbox) or kube (a Pod per step)")
+      ->check(CLI::IsMember({"process", "kube"}));
+  cmd->add_flag("--no-sandbox", f.no_sandbox, "Process executor: run steps on the host without bubblewrap (no isolation)");
+  cmd->add_option("--kubeconfig", f.kubeconfig, "Kube executor: kubeconfig file (default $KUBECONFIG, ~/.kube/config)");
+  cmd->add_option("--context", f.context, "Kube executor: kubeconfig context (default the current one)");
+  cmd->add_option("--namespace", f.namespace_, "Kube executor: namespace of the step Pods (default the context's)");
+  cmd->add_option("--image", f.image, "Kube executor: image of steps without image: (default debian:bookworm-slim)");
+}
+
+// The executor (and the cluster client it uses) the flags ask for.
+struct BuiltExecutor {
+  std::unique_ptr<kube::Client> client;  // kube only; outlives executor (declared first)
+  std::unique_ptr<ci::Executor> executor;
+};
+
+Result<BuiltExecutor> MakeExecutor(const ExecutorFlags& f) {
+  BuiltExecutor out;
+  if (f.kind == "process") {
+    if (!f.kubeconfig.empty() || !f.context.empty() || !f.namespace_.empty() || !f.image.empty()) {
+      return InvalidArgumentError("--kubeconfig, --context, --namespace and --image need --executor kube");
+    }
+    ci::ProcessExecutorOptions eo;
+    eo.sandbox = !f.no_sandbox;
+    GANTRY_ASSIGN_OR_RETURN(out.executor, ci::NewProcessExecutor(eo));
+    return out;
+  }
+  if (f.no_sandbox) return InvalidArgumentError("--no-sandbox is for --executor process");
+  kube::LoadOptions lo;
+  if (!f.kubeconfig.empty()) lo.paths = {f.kubeconfig};
+  lo.context = f.context;
+  lo.namespace_ = f.namespace_;
+  GANTRY_ASSIGN_OR_RETURN(kube::RestConfig config, kube::LoadConfig(lo));
+  GANTRY_ASSIGN_OR_RETURN(out.client, kube::NewHttpClient(config));
+  ci::KubernetesExecutorOptions ko;
+  ko.namespace_ = config.namespace_.empty() ? "default" : config.namespace_;
+  if (!f.image.empty()) ko.default_image = f.image;
+  out.executor = ci::NewKubernetesExecutor(*out.client, ko);
+  return out;
+}
+
 struct CiRunFlags {
   std::string dir = ".";
   std::vector<std::string> steps;
@@ -59,7 +114,7 @@ struct CiRunFlags {
   std::string branch;
   std::string secrets_file;
   std::vector<std::string> secret_env;
-  bool no_sandbox = false;
+  ExecutorFlags executor;
   bool quiet = false;
   int parallel = 4;
   std::string cache_dir;
@@ -78,12 +133,14 @@ int RunCi(const CiRunFlags& f) {
     fmt::print(stderr, "error: {}\n", pipeline.status().message());
     return 3;
   }
-  ci::ProcessExecutorOptions eo;
-  eo.sandbox = !f.no_sandbox;
-  auto executor = ci::NewProcessExecutor(eo);
+  auto executor = MakeExecutor(f.executor);
   if (!executor.ok()) {
     fmt::print(stderr, "error: {}\n", executor.status().message());
-    return 3;
+    return executor.status().code() == Code::kInvalidArgument ? 2 : 3;
+  }
+  if (f.executor.kind == "kube") {
+    fmt::print(stderr, "note: the kube executor does not ship {} to the cluster: steps start in an empty /workspace\n",
+               dir.string());
   }
   ci::RunOptions ro;
   ro.workspace = dir;
@@ -138,7 +195,7 @@ int RunCi(const CiRunFlags& f) {
     }
     if (!tty) std::fflush(stdout);
   };
-  ci::Runner runner(*pipeline, **executor, ro);
+  ci::Runner runner(*pipeline, *executor->executor, ro);
   g_runner.store(&runner);
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
@@ -244,7 +301,7 @@ struct ServerFlags {
   std::string poll = "0";
   std::vector<std::string> poll_branches = {"main"};
   std::string worker = "gantry";
-  bool no_sandbox = false;
+  ExecutorFlags executor;
   bool allow_file = false;
   int workers = 1;
   int max_attempts = 3;
@@ -295,15 +352,13 @@ int RunServer(const ServerFlags& f) {
     fmt::print(stderr, "error: store {}: {}\n", store::RedactUrl(f.store), st.status().message());
     return 3;
   }
-  ci::ProcessExecutorOptions eo;
-  eo.sandbox = !f.no_sandbox;
-  auto executor = ci::NewProcessExecutor(eo);
+  auto executor = MakeExecutor(f.executor);
   if (!executor.ok()) {
     fmt::print(stderr, "error: {}\n", executor.status().message());
-    return 3;
+    return executor.status().code() == Code::kInvalidArgument ? 2 : 3;
   }
   http::Server http(ho);
-  ci::Server server(**st, http, **executor, so);
+  ci::Server server(**st, http, *executor->executor, so);
   if (Status s = server.Start(); !s.ok()) {
     fmt::print(stderr, "error: {}\n", s.message());
     return 3;
@@ -338,7 +393,7 @@ void AddCiCommand(CLI::App& app, int& exit_code) {
   run->add_option("--secret-env", f->secret_env, "Take secret NAME from this process's environment (repeatable)");
   run->add_option("--parallel", f->parallel, "Steps run at once")->check(CLI::Range(1, 64));
   run->add_option("--cache-dir", f->cache_dir, "Cache root (default DIR/.gantry/cache)");
-  run->add_flag("--no-sandbox", f->no_sandbox, "Run steps on the host without bubblewrap (no isolation)");
+  AddExecutorFlags(run, f->executor);
   run->add_flag("-q,--quiet", f->quiet, "Do not print step output, only progress");
   run->callback([f, &exit_code] { exit_code = RunCi(*f); });
 }
@@ -358,7 +413,7 @@ void AddServerCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--worker", f->worker, "This server's name in the store (claims, restart recovery)");
   cmd->add_option("--workers", f->workers, "Runs at once")->check(CLI::Range(1, 64));
   cmd->add_option("--max-attempts", f->max_attempts, "Re-queue an interrupted run until this many attempts");
-  cmd->add_flag("--no-sandbox", f->no_sandbox, "Run steps without bubblewrap (no isolation)");
+  AddExecutorFlags(cmd, f->executor);
   cmd->add_flag("--allow-file-repos", f->allow_file, "Accept file:// repository URLs (tests, local setups)");
   cmd->callback([f, &exit_code] { exit_code = RunServer(*f); });
 }

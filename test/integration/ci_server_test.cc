@@ -2,10 +2,12 @@
 // per provider, the REST API, `gantry runs` / `gantry logs`, and restart recovery.
 
 #include <signal.h>
+#include <sys/types.h>
 
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include <gmock/gmock.h>
@@ -178,6 +180,188 @@ TEST(CiServer, RunnerKilledMidRunIsInterruptedAfterRestart) {
   }
   Srv again(root, url, {"--max-attempts", "1"});
   EXPECT_EQ(WaitState(again.Url(), 1, {"interrupted"}), "interrupted");
+}
+
+
+// A pipeline that says whether the secret TOKEN reached its step (without printing it).
+const char* kTokenProbe = R"(
+shell: sh
+on: [push, pull_request]
+steps:
+  probe:
+    secrets: [TOKEN]
+    run: 'if [ -n "${TOKEN:-}" ]; then echo "TOKEN present"; else echo "TOKEN absent"; fi'
+)";
+
+std::string Logs(const Srv& srv, int id) { return Get(srv.Url() + "/api/runs/" + std::to_string(id) + "/logs"); }
+
+TEST(CiServer, GitLabAndGiteaPushesWithValidSignaturesRunThePipeline) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  std::string sha = MakeRepo(root / "repo", kTokenProbe);
+  std::string url = "file://" + (root / "repo").string();
+  GANTRY_CHECK(WriteFileAtomic(root / "secrets.env", "TOKEN=canary-gitlab-gitea\n", 0600).ok());
+  Srv srv(root, url, {"--secrets-file", (root / "secrets.env").string()});
+  std::string hook = srv.Url() + "/webhook";
+
+  // GitLab: the token itself in X-Gitlab-Token; the repository as project.git_http_url.
+  std::string gitlab = R"({"object_kind":"push","ref":"refs/heads/main","before":"0000000000000000000000000000000000000001","after":")" +
+                       sha + R"(","user_username":"t","project":{"path_with_namespace":"org/app","git_http_url":")" + url +
+                       R"("},"total_commits_count":0,"commits":[]})";
+  EXPECT_THAT(Post(hook, gitlab, {"X-Gitlab-Event: Push Hook", "X-Gitlab-Event-UUID: gl-1", std::string("X-Gitlab-Token: ") + kSecret}),
+              HasSubstr(" 201"));
+  ASSERT_EQ(WaitState(srv.Url(), 1, {"succeeded", "failed", "cancelled"}), "succeeded") << Logs(srv, 1);
+  EXPECT_THAT(Logs(srv, 1), HasSubstr("TOKEN present"));
+
+  // Gitea: hex HMAC-SHA256 of the raw body in X-Gitea-Signature; GitHub's payload shape.
+  std::string gitea = PushPayload(url, sha);
+  EXPECT_THAT(Post(hook, gitea, {"X-Gitea-Event: push", "X-Gitea-Delivery: gt-1",
+                                 "X-Gitea-Signature: " + webhook::HmacSha256Hex(kSecret, gitea)}),
+              HasSubstr(" 201"));
+  ASSERT_EQ(WaitState(srv.Url(), 2, {"succeeded", "failed", "cancelled"}), "succeeded") << Logs(srv, 2);
+  EXPECT_THAT(Logs(srv, 2), HasSubstr("TOKEN present"));
+  auto run = value::ParseJson(Get(srv.Url() + "/api/runs/2"));
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(run->Get("commit")->AsString(), sha);
+}
+
+TEST(CiServer, PullRequestFromAForkRunsWithoutSecrets) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  std::string base_sha = MakeRepo(root / "repo", kTokenProbe);
+  std::string url = "file://" + (root / "repo").string();
+  // The fork: its own repository with its own commit (a pipeline that would print the secret).
+  std::string fork_sha = MakeRepo(root / "fork", std::string(kTokenProbe) + "  leak:\n    secrets: [TOKEN]\n    run: 'echo \"leak:$TOKEN:\"'\n");
+  std::string fork_url = "file://" + (root / "fork").string();
+  GANTRY_CHECK(WriteFileAtomic(root / "secrets.env", "TOKEN=canary-fork-secret\n", 0600).ok());
+  Srv srv(root, url, {"--secrets-file", (root / "secrets.env").string()});
+  auto pr = [&](const std::string& head_name, const std::string& head_url, int head_id, const std::string& sha) {
+    return R"({"action":"opened","number":5,"pull_request":{"number":5,"head":{"sha":")" + sha + R"(","ref":"feature","repo":{"id":)" +
+           std::to_string(head_id) + R"(,"full_name":")" + head_name + R"(","clone_url":")" + head_url +
+           R"("}},"base":{"sha":")" + base_sha + R"(","ref":"main","repo":{"id":1,"full_name":"org/app","clone_url":")" + url +
+           R"("}}},"repository":{"id":1,"full_name":"org/app","clone_url":")" + url + R"("}})";
+  };
+  auto post = [&](const std::string& body, const std::string& delivery) {
+    return Post(srv.Url() + "/webhook", body,
+                {"X-GitHub-Event: pull_request", "X-GitHub-Delivery: " + delivery,
+                 "X-Hub-Signature-256: sha256=" + webhook::HmacSha256Hex(kSecret, body)});
+  };
+  // From a fork: the fork's commit runs, its steps get no secret.
+  EXPECT_THAT(post(pr("mallory/app", fork_url, 2, fork_sha), "pr-fork"), HasSubstr(" 201"));
+  ASSERT_EQ(WaitState(srv.Url(), 1, {"succeeded", "failed", "cancelled"}), "succeeded") << Logs(srv, 1);
+  std::string logs = Logs(srv, 1);
+  EXPECT_THAT(logs, HasSubstr("TOKEN absent"));
+  EXPECT_THAT(logs, HasSubstr("leak::"));  // the fork's own step ran, with an empty TOKEN
+  EXPECT_THAT(logs, HasSubstr("secret TOKEN withheld"));
+  EXPECT_EQ(logs.find("canary-fork-secret"), std::string::npos);
+  auto run = value::ParseJson(Get(srv.Url() + "/api/runs/1"));
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(run->Get("commit")->AsString(), fork_sha);
+  // The same pull request from a branch of the repository itself does get the secret: the check
+  // above can fail.
+  EXPECT_THAT(post(pr("org/app", url, 1, base_sha), "pr-same"), HasSubstr(" 201"));
+  ASSERT_EQ(WaitState(srv.Url(), 2, {"succeeded", "failed", "cancelled"}), "succeeded") << Logs(srv, 2);
+  EXPECT_THAT(Logs(srv, 2), HasSubstr("TOKEN present"));
+}
+
+bool ProcessGone(pid_t pid) {
+  auto stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat.ok()) return true;
+  size_t paren = stat->rfind(')');
+  return paren != std::string::npos && paren + 2 < stat->size() && (*stat)[paren + 2] == 'Z';  // a zombie has ended
+}
+
+TEST(CiServer, CancelThroughTheApiKillsTheStepsProcessTreeAndEndsTheRunCancelled) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  fs::path pids = root / "pids";
+  // The step starts a child that starts a grandchild; both write their pid, then everything waits.
+  std::string sha = MakeRepo(root / "repo", R"(
+shell: sh
+env: {PIDS: )" + pids.string() + R"(}
+steps:
+  long:
+    run: |
+      sh -c 'sleep 600 & echo $! >> "$PIDS"; wait' &
+      echo $! >> "$PIDS"
+      wait
+)");
+  std::string url = "file://" + (root / "repo").string();
+  Srv srv(root, url);
+  std::string body = PushPayload(url, sha);
+  ASSERT_THAT(Post(srv.Url() + "/webhook", body,
+                   {"X-GitHub-Event: push", "X-GitHub-Delivery: c1", "X-Hub-Signature-256: sha256=" + webhook::HmacSha256Hex(kSecret, body)}),
+              HasSubstr(" 201"));
+  std::vector<pid_t> started;
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+       started.size() < 2 && std::chrono::steady_clock::now() < end;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto text = ReadFile(pids);
+    started.clear();
+    std::istringstream in(text.ok() ? *text : "");
+    for (pid_t p; in >> p;) started.push_back(p);
+  }
+  ASSERT_EQ(started.size(), 2u) << "the step did not start its processes";
+  for (pid_t p : started) ASSERT_FALSE(ProcessGone(p)) << p;
+  EXPECT_THAT(Post(srv.Url() + "/api/runs/1/cancel", "", {}), HasSubstr(" 202"));
+  EXPECT_EQ(WaitState(srv.Url(), 1, {"cancelled", "succeeded", "failed"}), "cancelled");
+  for (pid_t p : started) {
+    bool gone = false;
+    for (int i = 0; i < 100 && !gone; ++i) {
+      gone = ProcessGone(p);
+      if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    EXPECT_TRUE(gone) << "process " << p << " of the cancelled step still runs";
+  }
+  auto run = value::ParseJson(Get(srv.Url() + "/api/runs/1"));
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(run->Find({"steps", 0, "state"})->AsString(), "cancelled");
+}
+
+
+TEST(CiServer, ChangedPathsOfAPushSurviveARestart) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  fs::path go = root / "go";
+  // gate holds the run until the test lets it go (after the restart); then only `code` matches.
+  std::string sha = MakeRepo(root / "repo", R"(
+shell: sh
+env: {GO: )" + go.string() + R"(}
+steps:
+  gate:
+    run: 'while [ ! -e "$GO" ]; do sleep 0.05; done'
+  docs:
+    needs: [gate]
+    when: {paths: ["docs/**"]}
+    run: echo docs
+  code:
+    needs: [gate]
+    when: {paths: ["src/**"]}
+    run: echo code
+)");
+  std::string url = "file://" + (root / "repo").string();
+  std::string body = R"({"ref":"refs/heads/main","before":"0000000000000000000000000000000000000001","after":")" + sha +
+                     R"(","repository":{"full_name":"org/app","clone_url":")" + url +
+                     R"("},"pusher":{"name":"t"},"commits":[{"added":[],"modified":["src/main.cc"],"removed":[]}]})";
+  {
+    Srv srv(root, url);
+    ASSERT_THAT(Post(srv.Url() + "/webhook", body,
+                     {"X-GitHub-Event: push", "X-GitHub-Delivery: p1", "X-Hub-Signature-256: sha256=" + webhook::HmacSha256Hex(kSecret, body)}),
+                HasSubstr(" 201"));
+    ASSERT_EQ(WaitState(srv.Url(), 1, {"running"}), "running");
+    srv.proc->Signal(SIGKILL);
+    srv.proc->Stop(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(WriteFileAtomic(go, "").ok());
+  Srv again(root, url);
+  ASSERT_EQ(WaitState(again.Url(), 1, {"succeeded", "failed", "cancelled"}), "succeeded") << Logs(again, 1);
+  auto run = value::ParseJson(Get(again.Url() + "/api/runs/1"));
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(run->Get("attempt")->AsInt(), 2);
+  std::map<std::string, std::string> states;
+  for (const auto& s : run->Get("steps")->items()) states[std::string(s.Get("name")->AsString())] = s.Get("state")->AsString();
+  EXPECT_EQ(states["code"], "succeeded");
+  EXPECT_EQ(states["docs"], "skipped") << "the push changed only src/: a restart forgot the changed paths";
 }
 
 }  // namespace
