@@ -163,6 +163,98 @@ struct Parser {
     return Err(v, file, "{} must be a non-negative number, optionally with Ki, Mi, Gi, K, M or G", what);
   }
 
+  // A workspace-relative path: not absolute, no "..".
+  Status RelativePath(const Value& at, const std::string& path, std::string_view what) {
+    if (path.empty() || path[0] == '/' || path == ".." || path.starts_with("../") || path.find("/../") != std::string::npos ||
+        path.ends_with("/..")) {
+      return Err(at, file, "{} {:?} must be relative to the workspace, without ..", what, path);
+    }
+    return OkStatus();
+  }
+
+  Result<ImageSpec> ParseImage(const Value& v) {
+    if (!v.IsMap()) return Err(v, file, "image: must be a map (repository:, layers:, ...), got {}", TypeName(v));
+    GANTRY_RETURN_IF_ERROR(CheckKeys(v, {"repository", "tags", "from", "layers", "entrypoint", "cmd", "env", "labels",
+                                         "expose", "workdir", "user", "platform", "compression"},
+                                     "image"));
+    ImageSpec out;
+    out.line = v.mark().line;
+    out.column = v.mark().column;
+    const Value* repo = v.Get("repository");
+    if (repo == nullptr) return Err(v, file, "image: needs repository: (e.g. registry.local:5000/team/web)");
+    GANTRY_ASSIGN_OR_RETURN(out.repository, String(*repo, "image.repository"));
+    if (out.repository.empty() || out.repository.find('@') != std::string::npos ||
+        out.repository.find(':', out.repository.rfind('/') == std::string::npos ? 0 : out.repository.rfind('/')) != std::string::npos) {
+      return Err(*repo, file, "image.repository {:?} must be a repository without tag or digest", out.repository);
+    }
+    if (auto* x = v.Get("tags")) {
+      GANTRY_ASSIGN_OR_RETURN(out.tags, StringList(*x, "image.tags"));
+      if (out.tags.empty()) return Err(*x, file, "image.tags must name at least one tag");
+    }
+    if (auto* x = v.Get("from")) { GANTRY_ASSIGN_OR_RETURN(out.from, String(*x, "image.from")); }
+    const Value* layers = v.Get("layers");
+    if (layers == nullptr || !layers->IsSeq() || layers->size() == 0) {
+      return Err(layers != nullptr ? *layers : v, file, "image: needs layers: a list of {{src: DIR, dest: /PATH}}");
+    }
+    for (const auto& l : layers->items()) {
+      ImageLayer layer;
+      if (l.IsString()) {
+        layer.src = std::string(l.AsString());
+      } else if (l.IsMap()) {
+        GANTRY_RETURN_IF_ERROR(CheckKeys(l, {"src", "dest", "exclude"}, "an image layer"));
+        const Value* src = l.Get("src");
+        if (src == nullptr) return Err(l, file, "an image layer needs src:");
+        GANTRY_ASSIGN_OR_RETURN(layer.src, String(*src, "layer src"));
+        if (auto* d = l.Get("dest")) { GANTRY_ASSIGN_OR_RETURN(layer.dest, String(*d, "layer dest")); }
+        if (auto* x = l.Get("exclude")) { GANTRY_ASSIGN_OR_RETURN(layer.exclude, StringList(*x, "layer exclude")); }
+      } else {
+        return Err(l, file, "an image layer must be a path or a map (src:, dest:), got {}", TypeName(l));
+      }
+      if (layer.src != ".") GANTRY_RETURN_IF_ERROR(RelativePath(l, layer.src, "layer src"));
+      if (!layer.dest.empty() && layer.dest[0] != '/') return Err(l, file, "layer dest {:?} must be an absolute path in the image", layer.dest);
+      out.layers.push_back(std::move(layer));
+    }
+    if (auto* x = v.Get("entrypoint")) { GANTRY_ASSIGN_OR_RETURN(out.entrypoint, StringList(*x, "image.entrypoint")); }
+    if (auto* x = v.Get("cmd")) { GANTRY_ASSIGN_OR_RETURN(out.cmd, StringList(*x, "image.cmd")); }
+    if (auto* x = v.Get("env")) { GANTRY_ASSIGN_OR_RETURN(out.env, Env(*x)); }
+    if (auto* x = v.Get("labels")) {
+      if (!x->IsMap()) return Err(*x, file, "image.labels must be a map, got {}", TypeName(*x));
+      for (const auto& e : x->entries()) { GANTRY_ASSIGN_OR_RETURN(out.labels[std::string(e.key.AsString())], Scalar(e.value, "a label value")); }
+    }
+    if (auto* x = v.Get("expose")) { GANTRY_ASSIGN_OR_RETURN(out.expose, StringList(*x, "image.expose")); }
+    if (auto* x = v.Get("workdir")) { GANTRY_ASSIGN_OR_RETURN(out.workdir, String(*x, "image.workdir")); }
+    if (auto* x = v.Get("user")) { GANTRY_ASSIGN_OR_RETURN(out.user, Scalar(*x, "image.user")); }
+    if (auto* x = v.Get("platform")) { GANTRY_ASSIGN_OR_RETURN(out.platform, String(*x, "image.platform")); }
+    if (auto* x = v.Get("compression")) {
+      GANTRY_ASSIGN_OR_RETURN(out.compression, String(*x, "image.compression"));
+      if (out.compression != "gzip" && out.compression != "zstd") return Err(*x, file, "image.compression {:?}: expected gzip or zstd", out.compression);
+    }
+    return out;
+  }
+
+  Result<ReleaseSpec> ParseRelease(const Value& v) {
+    if (!v.IsMap()) return Err(v, file, "release: must be a map (repo:, path:, ...), got {}", TypeName(v));
+    GANTRY_RETURN_IF_ERROR(CheckKeys(v, {"repo", "branch", "path", "push_branch", "message", "app", "through"}, "release"));
+    ReleaseSpec out;
+    out.line = v.mark().line;
+    out.column = v.mark().column;
+    const Value* repo = v.Get("repo");
+    if (repo == nullptr) return Err(v, file, "release: needs repo: (the config repository URL)");
+    GANTRY_ASSIGN_OR_RETURN(out.repo, String(*repo, "release.repo"));
+    if (auto* x = v.Get("branch")) { GANTRY_ASSIGN_OR_RETURN(out.branch, String(*x, "release.branch")); }
+    if (auto* x = v.Get("path")) {
+      GANTRY_ASSIGN_OR_RETURN(out.path, String(*x, "release.path"));
+      if (!out.path.empty() && out.path != ".") GANTRY_RETURN_IF_ERROR(RelativePath(*x, out.path, "release.path"));
+      if (out.path == ".") out.path.clear();
+    }
+    if (auto* x = v.Get("push_branch")) { GANTRY_ASSIGN_OR_RETURN(out.push_branch, String(*x, "release.push_branch")); }
+    if (auto* x = v.Get("message")) { GANTRY_ASSIGN_OR_RETURN(out.message, String(*x, "release.message")); }
+    if (auto* x = v.Get("app")) { GANTRY_ASSIGN_OR_RETURN(out.app, String(*x, "release.app")); }
+    if (auto* x = v.Get("through")) { GANTRY_ASSIGN_OR_RETURN(out.through, String(*x, "release.through")); }
+    if (!out.through.empty() && out.app.empty()) return Err(v, file, "release.through needs release.app (the application to deploy)");
+    return out;
+  }
+
   Result<Limits> ParseLimits(const Value& v) {
     if (!v.IsMap()) return Err(v, file, "limits: must be a map, got {}", TypeName(v));
     GANTRY_RETURN_IF_ERROR(CheckKeys(v, {"memory", "cpu_seconds", "open_files", "processes"}, "limits"));
@@ -273,7 +365,7 @@ Result<Pipeline> ParsePipeline(std::string_view text, std::string_view file) {
   Parser p{file};
   if (!root.IsMap()) return Err(root, file, "a pipeline must be a map (name:, on:, steps:), got {}", TypeName(root));
   // YAML 1.1 reads a plain `on` key as true; accept both spellings.
-  GANTRY_RETURN_IF_ERROR(p.CheckKeys(root, {"name", "on", "true", "shell", "env", "steps"}, "the pipeline"));
+  GANTRY_RETURN_IF_ERROR(p.CheckKeys(root, {"name", "on", "true", "shell", "env", "steps", "image", "release"}, "the pipeline"));
   Pipeline out;
   out.file = std::string(file);
   if (auto* n = root.Get("name")) { GANTRY_ASSIGN_OR_RETURN(out.name, p.String(*n, "name")); }
@@ -288,6 +380,11 @@ Result<Pipeline> ParsePipeline(std::string_view text, std::string_view file) {
   if (auto* s = root.Get("shell")) { GANTRY_ASSIGN_OR_RETURN(shell, p.String(*s, "shell")); }
   std::map<std::string, std::string> env;
   if (auto* e = root.Get("env")) { GANTRY_ASSIGN_OR_RETURN(env, p.Env(*e)); }
+  if (auto* x = root.Get("image")) { GANTRY_ASSIGN_OR_RETURN(out.image, p.ParseImage(*x)); }
+  if (auto* x = root.Get("release")) {
+    if (!out.image) return Err(*x, file, "release: needs image: (the image whose new reference is released)");
+    GANTRY_ASSIGN_OR_RETURN(out.release, p.ParseRelease(*x));
+  }
   const Value* steps = root.Get("steps");
   if (steps == nullptr) return Err(root, file, "the pipeline has no steps:; expected steps: {{name: {{run: ...}}}}");
   if (!steps->IsMap() || steps->size() == 0) return Err(*steps, file, "steps: must be a non-empty map of name: {{run: ...}}, got {}", TypeName(*steps));

@@ -74,11 +74,54 @@ struct Step {
   uint32_t line = 0, column = 0;       // where the step is defined
 };
 
+// `image:` — the OCI image built from the workspace after every step succeeded, on push and tag
+// events of trusted repositories only (never for pull requests), and pushed to `repository`.
+struct ImageLayer {
+  std::string src;   // relative to the workspace: a directory or a file
+  std::string dest;  // absolute path in the image ("/app"); "" = "/"
+  std::vector<std::string> exclude;  // globs relative to src
+};
+
+struct ImageSpec {
+  std::string repository;  // "registry.local:5000/team/web": where to push, without tag
+  // Tag templates: {commit} (40 hex), {short_commit} (12 hex), {branch}, {tag}, {run}.
+  std::vector<std::string> tags = {"{short_commit}"};
+  std::string from = "scratch";  // a base image reference, or scratch
+  std::vector<ImageLayer> layers;
+  std::vector<std::string> entrypoint;
+  std::vector<std::string> cmd;
+  std::map<std::string, std::string> env;
+  std::map<std::string, std::string> labels;
+  std::vector<std::string> expose;  // "8080" or "8080/tcp"
+  std::string workdir;
+  std::string user;
+  std::string platform;            // "linux/amd64"; "" = the base's, or the host's for scratch
+  std::string compression = "gzip";  // gzip or zstd
+  uint32_t line = 0, column = 0;
+};
+
+// `release:` — where the new image goes once pushed: the config repository whose manifests get the
+// new reference (Kustomize images:, plain manifests, Helm values by marker), and optionally a
+// push-mode deploy of the commit that results.
+struct ReleaseSpec {
+  std::string repo;         // the config repository's URL (the server must allow it)
+  std::string branch = "main";
+  std::string path;         // directory in the config repository to rewrite; "" = all of it
+  std::string push_branch;  // "": commit to `branch`; else push to this branch for review
+  std::string message = "release {image}:{tag}\n\nsource: {repo}@{commit}\nrun: {run}";
+  std::string app;          // deliver: the application to deploy ("" = no push deploy; pull
+                            // agents pick the commit up on their own)
+  std::string through;      // deploy environments up to and including this one ("" = all)
+  uint32_t line = 0, column = 0;
+};
+
 struct Pipeline {
   std::string name;
   std::string file;
   Triggers triggers;
   std::vector<Step> steps;  // topologically ordered
+  std::optional<ImageSpec> image;
+  std::optional<ReleaseSpec> release;  // only with image:
 };
 
 // Parses and validates a pipeline file. `file` names it in errors. InvalidArgument (see the file

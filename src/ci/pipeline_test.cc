@@ -126,3 +126,63 @@ TEST(Pipeline, Durations) {
 
 }  // namespace
 }  // namespace gantry::ci
+
+namespace gantry::ci {
+namespace {
+
+TEST(Pipeline, ImageAndReleaseSections) {
+  auto p = ParsePipeline(R"(
+steps:
+  build: {run: [make]}
+image:
+  repository: 127.0.0.1:5000/team/web
+  tags: ["{short_commit}", latest]
+  layers:
+    - dist
+    - {src: static, dest: /srv/static, exclude: ["*.map"]}
+  entrypoint: [/dist/server]
+  env: {PORT: 8080}
+  labels: {team: web}
+  expose: [8080]
+  user: 65532
+release:
+  repo: http://git.local/config.git
+  path: envs
+  app: web
+  through: dev
+)");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  ASSERT_TRUE(p->image.has_value());
+  EXPECT_EQ(p->image->repository, "127.0.0.1:5000/team/web");
+  EXPECT_THAT(p->image->tags, ElementsAre("{short_commit}", "latest"));
+  ASSERT_EQ(p->image->layers.size(), 2u);
+  EXPECT_EQ(p->image->layers[0].src, "dist");
+  EXPECT_EQ(p->image->layers[1].dest, "/srv/static");
+  EXPECT_THAT(p->image->layers[1].exclude, ElementsAre("*.map"));
+  EXPECT_EQ(p->image->env.at("PORT"), "8080");
+  EXPECT_EQ(p->image->user, "65532");
+  EXPECT_EQ(p->image->from, "scratch");
+  ASSERT_TRUE(p->release.has_value());
+  EXPECT_EQ(p->release->branch, "main");
+  EXPECT_EQ(p->release->path, "envs");
+  EXPECT_EQ(p->release->app, "web");
+  EXPECT_EQ(p->release->through, "dev");
+}
+
+TEST(Pipeline, ImageAndReleaseErrorsPointAtTheNode) {
+  EXPECT_THAT(ErrorOf("steps: {b: {run: [x]}}\nimage: {layers: [d]}\n"), HasSubstr("p.yaml:2:8: image: needs repository:"));
+  EXPECT_THAT(ErrorOf("steps: {b: {run: [x]}}\nimage: {repository: r/web:1, layers: [d]}\n"),
+              HasSubstr("must be a repository without tag or digest"));
+  EXPECT_THAT(ErrorOf("steps: {b: {run: [x]}}\nimage: {repository: r/web, layers: [../x]}\n"),
+              HasSubstr("layer src \"../x\" must be relative to the workspace"));
+  EXPECT_THAT(ErrorOf("steps: {b: {run: [x]}}\nimage: {repository: r/web, layers: [d], compression: xz}\n"),
+              HasSubstr("expected gzip or zstd"));
+  EXPECT_THAT(ErrorOf("steps: {b: {run: [x]}}\nrelease: {repo: x}\n"), HasSubstr("p.yaml:2:10: release: needs image:"));
+  EXPECT_THAT(ErrorOf("steps: {b: {run: [x]}}\nimage: {repository: r/web, layers: [d]}\nrelease: {repo: x, through: dev}\n"),
+              HasSubstr("release.through needs release.app"));
+  EXPECT_THAT(ErrorOf("steps: {b: {run: [x]}}\nimage: {repository: r/web, layers: [d], size: 1}\n"),
+              HasSubstr("unknown key \"size\" in image"));
+}
+
+}  // namespace
+}  // namespace gantry::ci

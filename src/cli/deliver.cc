@@ -593,7 +593,7 @@ void AddLedgerCommands(CLI::App& app, int& exit_code) {
       apps.insert(st->app);
     } else if (auto audit = (*store)->ListAudit(10000); audit.ok()) {
       for (const auto& e : *audit)
-        if (e.action == "deploy" && e.object.starts_with("app/")) apps.insert(e.object.substr(4, e.object.find(' ') - 4));
+        if ((e.action == "deploy" || e.action == "release") && e.object.starts_with("app/")) apps.insert(e.object.substr(4, e.object.find(' ') - 4));
     }
     std::vector<deliver::StatusRow> rows;
     std::map<std::string, std::vector<store::Release>> releases;

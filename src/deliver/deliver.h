@@ -160,6 +160,8 @@ struct DeployOptions {
   std::string app;                              // required
   std::string revision;                         // required for Start()
   std::string config_revision;                  // recorded in the release ("" : the commit)
+  std::string source_revision;                  // the app commit it was built from ("" : the commit)
+  std::optional<int64_t> run_id;                // the CI run that built it
   std::map<std::string, std::string> image_digests;
   std::string only_env;                         // deploy to this environment only
   std::string through;                          // deploy up to and including this one ("" : all)

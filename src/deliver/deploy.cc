@@ -314,8 +314,9 @@ Result<std::unique_ptr<Deployment>> Deployment::Start(store::Store& store, Confi
   }
   store::Release rel;
   rel.app = options.app;
-  rel.source_revision = commit;
+  rel.source_revision = options.source_revision.empty() ? commit : options.source_revision;
   rel.config_revision = options.config_revision.empty() ? commit : options.config_revision;
+  rel.run_id = options.run_id;
   rel.image_digests = options.image_digests;
   rel.started_by = options.started_by;
   rel.note = EncodePlan({envs, options.path_template, options.revision});
@@ -355,7 +356,7 @@ Result<std::unique_ptr<Deployment>> Deployment::Resume(store::Store& store, Conf
     impl->path_template = plan.path_template;
     std::unique_ptr<Deployment> d(new Deployment(std::move(impl)));
     d->state_.release_id = rel.id;
-    d->state_.commit = rel.source_revision;
+    d->state_.commit = rel.config_revision;
     d->state_.environments = plan.environments;
     // Targets in plan order; the first environment not healthy everywhere is where work resumes.
     d->state_.next_env = plan.environments.size();
@@ -372,7 +373,7 @@ Result<std::unique_ptr<Deployment>> Deployment::Resume(store::Store& store, Conf
       const auto& e = plan.environments[i];
       if (d->impl_->config.FindEnvironment(e) == nullptr)
         return FailedPreconditionError("resume release {}: environment {} is no longer configured", rel.id, e);
-      GANTRY_ASSIGN_OR_RETURN(d->impl_->rendered[e], d->impl_->RenderEnv(e, rel.source_revision, nullptr));
+      GANTRY_ASSIGN_OR_RETURN(d->impl_->rendered[e], d->impl_->RenderEnv(e, rel.config_revision, nullptr));
     }
     GANTRY_RETURN_IF_ERROR(store.Audit({.actor = options.started_by, .action = "resume",
                                         .object = fmt::format("app/{} release/{}", options.app, rel.id)})
@@ -581,8 +582,8 @@ Result<RollbackResult> Rollback(store::Store& store, const Config& config, const
   if (auto plan = DecodePlan(target_release); plan.ok()) tmpl = plan->path_template;
   GANTRY_ASSIGN_OR_RETURN(std::string path, ExpandPathTemplate(tmpl, options.app, options.env));
   Say(progress, fmt::format("{}: rolling back from release {} to release {} ({})", options.env, result.from_release,
-                            result.to_release, target_release.source_revision.substr(0, 12)));
-  auto rendered = render(target_release.source_revision, path);
+                            result.to_release, target_release.config_revision.substr(0, 12)));
+  auto rendered = render(target_release.config_revision, path);
   if (!rendered.ok())
     return rendered.status().WithContext(fmt::format("rollback {} in {}: render release {}", options.app, options.env, target_release.id));
 

@@ -70,6 +70,7 @@ std::vector<StatusRow> PullRows(const Cluster& cluster, const std::vector<value:
       for (size_t i = 0; i < rels.size(); ++i) {
         if (!r.revision.empty() && (rels[i].source_revision == r.revision || rels[i].config_revision == r.revision)) {
           r.release = rels[i].id;
+          r.revision = rels[i].source_revision;  // the app commit, as push rows show it
           r.behind = static_cast<int64_t>(i);
           break;
         }
