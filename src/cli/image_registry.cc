@@ -1,0 +1,366 @@
+// Images between layouts and registries (see docs/registries.md):
+//
+//   gantry image push oci:DIR[:TAG] REF [--mount-from REPO]... [--parallel N]
+//   gantry image pull REF oci:DIR[:TAG] [--platform os/arch[/variant]]
+//   gantry image inspect REF|oci:DIR[:TAG] [--json]
+//   gantry image tags REPO [--page-size N]
+//
+// Common flags: --registry-config FILE (Docker config.json), --ca-file PEM, --insecure-http HOST
+// (repeatable), --username U --password-stdin. Exit codes: 0 done; 2 usage; 3 registry or file
+// errors (unreachable, unauthenticated, not found, digest mismatch).
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "base/hash.h"
+#include "cli/commands.h"
+#include "oci/layout.h"
+#include "oci/registry.h"
+#include "value/value.h"
+
+namespace gantry::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RegistryFlags {
+  std::string registry_config;
+  std::string ca_file;
+  std::vector<std::string> insecure_http;
+  std::string username;
+  bool password_stdin = false;
+};
+
+void AddRegistryFlags(CLI::App* cmd, RegistryFlags& f) {
+  cmd->add_option("--registry-config", f.registry_config,
+                  "Docker config.json with credentials (default $DOCKER_CONFIG/config.json or "
+                  "~/.docker/config.json; \"none\" to read none)");
+  cmd->add_option("--ca-file", f.ca_file, "PEM CA bundle to verify the registry with");
+  cmd->add_option("--insecure-http", f.insecure_http, "Reach this host[:port] over plain HTTP (repeatable)");
+  cmd->add_option("--username", f.username, "Registry user name (with --password-stdin)");
+  cmd->add_flag("--password-stdin", f.password_stdin, "Read the registry password from stdin");
+}
+
+int Fail(const Status& s, int code = 3) {
+  fmt::print(stderr, "error: {}\n", s.message());
+  return code;
+}
+
+struct OciTarget {
+  fs::path dir;
+  std::string tag;
+};
+
+// "oci:DIR[:TAG]"; the tag is what follows the last ':' after the last '/'.
+Result<OciTarget> ParseOciTarget(std::string_view text) {
+  if (!text.starts_with("oci:")) return InvalidArgumentError("{:?}: expected oci:DIR[:TAG]", text);
+  std::string rest(text.substr(4));
+  size_t slash = rest.rfind('/');
+  size_t colon = rest.rfind(':');
+  if (colon != std::string::npos && (slash == std::string::npos || colon > slash))
+    return OciTarget{rest.substr(0, colon), rest.substr(colon + 1)};
+  if (rest.empty()) return InvalidArgumentError("{:?}: no directory", text);
+  return OciTarget{rest, ""};
+}
+
+fs::path UploadStateDir() {
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return fs::path(x) / "gantry" / "uploads";
+  const char* home = std::getenv("HOME");
+  return fs::path(home ? home : "/tmp") / ".cache" / "gantry" / "uploads";
+}
+
+// flags → options; the --username/--password-stdin credentials are bound to `host`.
+Result<std::unique_ptr<oci::Registry>> OpenRegistry(const RegistryFlags& f, const std::string& host) {
+  oci::RegistryOptions options;
+  options.docker_config = f.registry_config;
+  options.ca_file = f.ca_file;
+  options.insecure_http_hosts = f.insecure_http;
+  options.upload_state_dir = UploadStateDir();
+  if (f.password_stdin != !f.username.empty())
+    return InvalidArgumentError("--username and --password-stdin go together");
+  if (f.password_stdin) {
+    std::string password;
+    std::getline(std::cin, password);
+    while (!password.empty() && (password.back() == '\r' || password.back() == '\n')) password.pop_back();
+    if (password.empty()) return InvalidArgumentError("--password-stdin: no password on stdin");
+    options.credentials.push_back({host, f.username, password});
+  }
+  return oci::NewHttpRegistry(std::move(options));
+}
+
+// A BlobWriter into memory, for small blobs (configs) that are only looked at.
+class StringWriter final : public oci::BlobWriter {
+ public:
+  Status Write(std::string_view chunk) override {
+    if (data_.size() + chunk.size() > (16u << 20)) return ResourceExhaustedError("blob larger than 16 MiB");
+    data_.append(chunk);
+    return OkStatus();
+  }
+  uint64_t size() const override { return data_.size(); }
+  Result<oci::Descriptor> Commit(std::string_view media_type, std::string_view) override {
+    return oci::Descriptor{std::string(media_type), oci::Sha256Digest(data_), static_cast<int64_t>(data_.size())};
+  }
+  std::string data_;
+};
+
+std::string HumanSize(int64_t n) {
+  if (n >= (1 << 20)) return fmt::format("{:.1f} MiB", n / 1048576.0);
+  if (n >= 1024) return fmt::format("{:.1f} KiB", n / 1024.0);
+  return fmt::format("{} B", n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// inspect: a source of manifests and blobs, a layout or a registry.
+
+struct Source {
+  std::function<Result<oci::RawManifest>(const std::string& digest)> manifest;  // "" = the top
+  std::function<Result<std::string>(const oci::Descriptor&)> blob;
+  std::string name;
+};
+
+Result<value::Value> DescribeManifest(const Source& src, const oci::RawManifest& raw) {
+  value::Value out = value::Value::Map();
+  out.Set("digest", raw.digest);
+  out.Set("mediaType", raw.media_type);
+  out.Set("size", static_cast<int64_t>(raw.bytes.size()));
+  GANTRY_ASSIGN_OR_RETURN(oci::Manifest m, oci::ParseManifest(raw.bytes, raw.media_type));
+  value::Value layers = value::Value::Seq();
+  int64_t total = 0;
+  for (const oci::Descriptor& l : m.layers) {
+    value::Value e = value::Value::Map();
+    e.Set("digest", l.digest);
+    e.Set("mediaType", l.media_type);
+    e.Set("size", l.size);
+    layers.Append(e);
+    total += l.size;
+  }
+  out.Set("layers", layers);
+  out.Set("layersSize", total);
+  value::Value config = value::Value::Map();
+  config.Set("digest", m.config.digest);
+  config.Set("mediaType", m.config.media_type);
+  if (m.config.size <= (4 << 20)) {
+    GANTRY_ASSIGN_OR_RETURN(std::string bytes, src.blob(m.config));
+    if (auto doc = value::ParseJson(bytes, "config"); doc.ok() && doc->IsMap()) {
+      for (const char* key : {"os", "architecture", "variant", "created", "author"})
+        if (const value::Value* v = doc->Get(key)) config.Set(key, *v);
+      if (const value::Value* c = doc->Get("config"); c && c->IsMap()) {
+        for (const char* key : {"Entrypoint", "Cmd", "Env", "WorkingDir", "User", "ExposedPorts", "Labels"})
+          if (const value::Value* v = c->Get(key); v && !v->IsNull()) config.Set(key, *v);
+      }
+    }
+  }
+  out.Set("config", config);
+  return out;
+}
+
+Result<value::Value> Describe(const Source& src) {
+  GANTRY_ASSIGN_OR_RETURN(oci::RawManifest top, src.manifest(""));
+  if (!oci::IsIndexType(top.media_type)) {
+    GANTRY_ASSIGN_OR_RETURN(value::Value v, DescribeManifest(src, top));
+    v.Set("name", src.name);
+    return v;
+  }
+  GANTRY_ASSIGN_OR_RETURN(oci::Index index, oci::ParseIndex(top.bytes, top.media_type));
+  value::Value out = value::Value::Map();
+  out.Set("name", src.name);
+  out.Set("digest", top.digest);
+  out.Set("mediaType", top.media_type);
+  out.Set("size", static_cast<int64_t>(top.bytes.size()));
+  value::Value manifests = value::Value::Seq();
+  for (const oci::Descriptor& d : index.manifests) {
+    value::Value e = value::Value::Map();
+    e.Set("platform", d.platform ? d.platform->ToString() : "");
+    if (oci::IsManifestType(d.media_type)) {
+      GANTRY_ASSIGN_OR_RETURN(oci::RawManifest child, src.manifest(d.digest));
+      GANTRY_ASSIGN_OR_RETURN(e, DescribeManifest(src, child));
+      e.Set("platform", d.platform ? d.platform->ToString() : "");
+    } else {
+      e.Set("digest", d.digest);
+      e.Set("mediaType", d.media_type);
+      e.Set("size", d.size);
+    }
+    manifests.Append(e);
+  }
+  out.Set("manifests", manifests);
+  return out;
+}
+
+std::string Str(const value::Value& v, std::string_view key) {
+  const value::Value* f = v.Get(key);
+  if (!f || f->IsNull()) return "";
+  return f->IsString() ? std::string(f->AsString()) : value::ToJson(*f);
+}
+
+void PrintManifest(const value::Value& m, const std::string& indent) {
+  const value::Value& c = *m.Get("config");
+  std::string platform = Str(c, "os") + "/" + Str(c, "architecture");
+  if (!Str(c, "variant").empty()) platform += "/" + Str(c, "variant");
+  fmt::print("{}Digest:     {}\n{}MediaType:  {}\n{}Platform:   {}\n", indent, Str(m, "digest"), indent,
+             Str(m, "mediaType"), indent, platform);
+  for (const char* key : {"created", "Entrypoint", "Cmd", "WorkingDir", "User", "ExposedPorts", "Labels"})
+    if (!Str(c, key).empty()) fmt::print("{}{:<11} {}\n", indent, std::string(key) + ":", Str(c, key));
+  fmt::print("{}Config:     {}\n", indent, Str(c, "digest"));
+  const value::Value& layers = *m.Get("layers");
+  fmt::print("{}Layers:     {} ({})\n", indent, layers.size(), HumanSize(m.Get("layersSize")->AsInt()));
+  for (const value::Value& l : layers.items())
+    fmt::print("{}  {}  {:>10}  {}\n", indent, Str(l, "digest"), HumanSize(l.Get("size")->AsInt()),
+               Str(l, "mediaType"));
+}
+
+int RunInspect(const std::string& target, bool json, const RegistryFlags& f) {
+  Source src;
+  src.name = target;
+  std::optional<oci::Layout> layout;
+  std::unique_ptr<oci::Registry> registry;
+  oci::Reference ref;
+  if (target.starts_with("oci:")) {
+    auto t = ParseOciTarget(target);
+    if (!t.ok()) return Fail(t.status(), 2);
+    auto l = oci::Layout::Open(t->dir, false);
+    if (!l.ok()) return Fail(l.status());
+    layout.emplace(*l);
+    auto top = layout->Find(t->tag);
+    if (!top.ok()) return Fail(top.status());
+    src.manifest = [&, top = *top](const std::string& digest) -> Result<oci::RawManifest> {
+      oci::RawManifest m;
+      m.digest = digest.empty() ? top.digest : digest;
+      m.media_type = top.media_type;
+      GANTRY_ASSIGN_OR_RETURN(m.bytes, layout->ReadBlob(m.digest, 4 << 20));
+      if (!digest.empty()) {
+        auto doc = value::ParseJson(m.bytes, "manifest");
+        const value::Value* mt = doc.ok() ? doc->Get("mediaType") : nullptr;
+        m.media_type = mt && mt->IsString() ? std::string(mt->AsString()) : std::string(oci::media::kOciManifest);
+      }
+      return m;
+    };
+    src.blob = [&](const oci::Descriptor& d) { return layout->ReadBlob(d.digest, 16 << 20); };
+  } else {
+    auto r = oci::ParseReference(target);
+    if (!r.ok()) return Fail(r.status(), 2);
+    ref = *r;
+    auto reg = OpenRegistry(f, ref.registry);
+    if (!reg.ok()) return Fail(reg.status(), 2);
+    registry = std::move(*reg);
+    src.manifest = [&](const std::string& digest) -> Result<oci::RawManifest> {
+      oci::Reference at = ref;
+      if (!digest.empty()) at.tag.clear(), at.digest = digest;
+      return registry->GetManifest(at);
+    };
+    src.blob = [&](const oci::Descriptor& d) -> Result<std::string> {
+      StringWriter w;
+      GANTRY_RETURN_IF_ERROR(registry->FetchBlob(ref, d, w));
+      return std::move(w.data_);
+    };
+  }
+  auto v = Describe(src);
+  if (!v.ok()) return Fail(v.status().WithContext("inspect " + target));
+  if (json) {
+    fmt::print("{}\n", value::ToJson(*v));
+    return 0;
+  }
+  fmt::print("Name:       {}\n", target);
+  if (const value::Value* ms = v->Get("manifests")) {
+    fmt::print("Digest:     {}\nMediaType:  {}\nPlatforms:  {}\n", Str(*v, "digest"), Str(*v, "mediaType"), ms->size());
+    for (const value::Value& m : ms->items()) {
+      fmt::print("- {}\n", Str(m, "platform").empty() ? "(no platform)" : Str(m, "platform"));
+      if (m.Get("config")) PrintManifest(m, "    ");
+      else fmt::print("    Digest:     {}\n    MediaType:  {}\n", Str(m, "digest"), Str(m, "mediaType"));
+    }
+  } else {
+    PrintManifest(*v, "");
+  }
+  return 0;
+}
+
+}  // namespace
+
+void AddImageRegistryCommands(CLI::App& image, int& exit_code) {
+  struct Flags {
+    RegistryFlags registry;
+    std::string source, target, platform;
+    std::vector<std::string> mount_from;
+    int parallel = 4;
+    int page_size = 0;
+    bool json = false;
+  };
+  auto f = std::make_shared<Flags>();
+
+  auto* push = image.add_subcommand("push", "Push an image from an OCI layout to a registry; prints its digest");
+  push->add_option("source", f->source, "oci:DIR[:TAG]")->required();
+  push->add_option("reference", f->target, "registry/repository[:tag]")->required();
+  push->add_option("--mount-from", f->mount_from, "Repository of the same registry the blobs may be in (repeatable)");
+  push->add_option("--parallel", f->parallel, "Blobs uploaded at once")->check(CLI::Range(1, 32));
+  AddRegistryFlags(push, f->registry);
+  push->callback([f, &exit_code] {
+    auto src = ParseOciTarget(f->source);
+    if (!src.ok()) return void(exit_code = Fail(src.status(), 2));
+    auto ref = oci::ParseReference(f->target);
+    if (!ref.ok()) return void(exit_code = Fail(ref.status(), 2));
+    auto layout = oci::Layout::Open(src->dir, false);
+    if (!layout.ok()) return void(exit_code = Fail(layout.status()));
+    auto registry = OpenRegistry(f->registry, ref->registry);
+    if (!registry.ok()) return void(exit_code = Fail(registry.status(), 2));
+    oci::PushOptions options;
+    options.mount_from = f->mount_from;
+    options.parallel = f->parallel;
+    auto digest = oci::PushImage(**registry, *layout, src->tag, *ref, options);
+    if (!digest.ok()) return void(exit_code = Fail(digest.status()));
+    fmt::print("{}\n", *digest);
+    exit_code = 0;
+  });
+
+  auto* pull = image.add_subcommand("pull", "Pull an image from a registry into an OCI layout");
+  pull->add_option("reference", f->source, "registry/repository[:tag|@digest]")->required();
+  pull->add_option("target", f->target, "oci:DIR[:TAG]")->required();
+  pull->add_option("--platform", f->platform, "os/arch[/variant]: from an index, only this platform");
+  AddRegistryFlags(pull, f->registry);
+  pull->callback([f, &exit_code] {
+    auto ref = oci::ParseReference(f->source);
+    if (!ref.ok()) return void(exit_code = Fail(ref.status(), 2));
+    auto dst = ParseOciTarget(f->target);
+    if (!dst.ok()) return void(exit_code = Fail(dst.status(), 2));
+    std::optional<oci::Platform> platform;
+    if (!f->platform.empty()) {
+      auto p = oci::ParsePlatform(f->platform);
+      if (!p.ok()) return void(exit_code = Fail(p.status(), 2));
+      platform = *p;
+    }
+    auto layout = oci::Layout::Open(dst->dir, true);
+    if (!layout.ok()) return void(exit_code = Fail(layout.status()));
+    auto registry = OpenRegistry(f->registry, ref->registry);
+    if (!registry.ok()) return void(exit_code = Fail(registry.status(), 2));
+    std::string tag = dst->tag.empty() ? (ref->tag.empty() ? "latest" : ref->tag) : dst->tag;
+    auto d = oci::PullImage(**registry, *ref, *layout, tag, platform);
+    if (!d.ok()) return void(exit_code = Fail(d.status()));
+    fmt::print("{}\n", d->digest);
+    exit_code = 0;
+  });
+
+  auto* inspect = image.add_subcommand("inspect", "Show an image's digest, platforms, layers and config");
+  inspect->add_option("image", f->source, "REF or oci:DIR[:TAG]")->required();
+  inspect->add_flag("--json", f->json, "Print JSON");
+  AddRegistryFlags(inspect, f->registry);
+  inspect->callback([f, &exit_code] { exit_code = RunInspect(f->source, f->json, f->registry); });
+
+  auto* tags = image.add_subcommand("tags", "List the tags of a repository");
+  tags->add_option("repository", f->source, "registry/repository")->required();
+  tags->add_option("--page-size", f->page_size, "Tags per request (n=); all pages are read");
+  AddRegistryFlags(tags, f->registry);
+  tags->callback([f, &exit_code] {
+    auto ref = oci::ParseReference(f->source);
+    if (!ref.ok()) return void(exit_code = Fail(ref.status(), 2));
+    auto registry = OpenRegistry(f->registry, ref->registry);
+    if (!registry.ok()) return void(exit_code = Fail(registry.status(), 2));
+    auto list = (*registry)->ListTags(*ref, f->page_size);
+    if (!list.ok()) return void(exit_code = Fail(list.status()));
+    for (const std::string& t : *list) fmt::print("{}\n", t);
+    exit_code = 0;
+  });
+}
+
+}  // namespace gantry::cli
