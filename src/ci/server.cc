@@ -5,6 +5,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/path.h"
+#include "ci/mask.h"
 #include "ci/runner.h"
 #include "value/value.h"
 
@@ -214,6 +215,10 @@ http::Response Server::HandleRuns(const http::Request& req) {
         it->second->Cancel();
         return http::Response::Text(202, "cancelling\n");
       }
+      if (auto r = releasing_.find(id); r != releasing_.end()) {
+        r->second->store(true);
+        return http::Response::Text(202, "cancelling the release\n");
+      }
     }
     if (run->state == RunState::kQueued || run->state == RunState::kInterrupted) {
       Status s = store_.UpdateRun(id, RunState::kCancelled, "cancelled before it ran");
@@ -272,6 +277,52 @@ void Server::WorkerLoop() {
     }
     Execute(**claimed);
   }
+}
+
+// Runs options_.after_success, its stages logged as steps of the run (masked like step logs).
+Status Server::Release(const store::Run& run, const Pipeline& pipeline, const fs::path& workspace, const std::string& commit) {
+  std::atomic<bool> cancel{false};
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    releasing_[run.id] = &cancel;
+  }
+  Masker masker([&] {
+    std::vector<std::string> v;
+    for (const auto& [_, value] : options_.secrets) v.push_back(value);
+    return v;
+  }());
+  std::mutex log_mu;
+  std::map<std::string, int64_t, std::less<>> seq;  // GUARDED_BY(log_mu): stage → next chunk
+  std::string current;                               // GUARDED_BY(log_mu): the stage logging last
+  auto set_state = [&](const std::string& stage, RunState state) {
+    store::Step step{.name = stage, .state = state};
+    if (Status s = store_.UpsertStep(run.id, step); !s.ok()) log::Warn("ci: run {}: step {}: {}", run.id, stage, s.message());
+  };
+  auto log_line = [&](std::string_view stage, std::string_view line) {
+    std::lock_guard<std::mutex> lock(log_mu);
+    auto it = seq.find(stage);
+    if (it == seq.end()) {
+      if (!current.empty()) set_state(current, RunState::kSucceeded);
+      it = seq.emplace(std::string(stage), 0).first;
+      set_state(it->first, RunState::kRunning);
+    }
+    current = it->first;
+    std::string chunk = masker.MaskAll(std::string(line) + "\n");
+    if (Status s = store_.AppendLogChunk(run.id, stage, it->second++, chunk.substr(0, store::kMaxLogChunkBytes)); !s.ok()) {
+      log::Warn("ci: run {}: log of {}: {}", run.id, stage, s.message());
+    }
+  };
+  Status result = options_.after_success(SucceededRun{run, pipeline, workspace, commit, log_line, &cancel});
+  {
+    std::lock_guard<std::mutex> lock(log_mu);
+    if (!current.empty()) {
+      set_state(current, result.ok() ? RunState::kSucceeded : result.code() == Code::kCancelled ? RunState::kCancelled : RunState::kFailed);
+    }
+  }
+  if (!result.ok()) log_line(current.empty() ? "release" : current, "error: " + result.message());
+  std::lock_guard<std::mutex> lock(mu_);
+  releasing_.erase(run.id);
+  return result;
 }
 
 void Server::Execute(const store::Run& run) {
@@ -345,6 +396,13 @@ void Server::Execute(const store::Run& run) {
     running_.erase(run.id);
   }
   if (!result.ok()) return fail(RunState::kFailed, result.status().message());
+  if (result->state == RunState::kSucceeded && trusted && run.event == store::RunEvent::kPush && pipeline->image &&
+      options_.after_success) {
+    if (Status s = Release(run, *pipeline, workspace, *commit); !s.ok()) {
+      fs::remove_all(workspace, ec);
+      return fail(s.code() == Code::kCancelled ? RunState::kCancelled : RunState::kFailed, s.message());
+    }
+  }
   int failed = 0;
   for (const auto& s : result->steps) failed += s.state == RunState::kFailed;
   fail(result->state, result->state == RunState::kSucceeded ? fmt::format("{} steps succeeded", result->steps.size())

@@ -25,6 +25,8 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <string_view>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -34,6 +36,7 @@
 
 #include "base/status.h"
 #include "ci/executor.h"
+#include "ci/pipeline.h"
 #include "git/git.h"
 #include "http/http.h"
 #include "store/store.h"
@@ -42,6 +45,19 @@
 namespace gantry::ci {
 
 class Runner;
+
+// What the release hook is given: a run whose steps all succeeded, its pipeline (with image:) and
+// workspace (the steps' outputs are still there).
+struct SucceededRun {
+  const store::Run& run;
+  const Pipeline& pipeline;
+  const std::filesystem::path& workspace;
+  const std::string& commit;
+  // One line of progress of `stage`: stored (masked) as the log of a step named `stage`, which is
+  // created running at its first line and ends with the hook.
+  std::function<void(std::string_view stage, std::string_view line)> log;
+  const std::atomic<bool>* cancel;  // set by POST /api/runs/ID/cancel
+};
 
 struct ServerOptions {
   std::vector<std::string> repos;  // clone URLs accepted from webhooks and polled
@@ -56,6 +72,11 @@ struct ServerOptions {
   bool requeue_interrupted = true;
   int max_attempts = 3;
   git::OpenOptions git;
+  // Called for push and tag runs of `repos` (never pull requests, never forks) whose steps all
+  // succeeded and whose pipeline has image:, before the run is final: the rest of the flow
+  // (server/release.h). An error fails the run (its message becomes the run's) and the stage that
+  // was logging last.
+  std::function<Status(const SucceededRun&)> after_success;
 };
 
 class Server {
@@ -77,6 +98,8 @@ class Server {
   void WorkerLoop();
   void PollLoop();
   void Execute(const store::Run& run);
+  Status Release(const store::Run& run, const Pipeline& pipeline, const std::filesystem::path& workspace,
+                 const std::string& commit);
 
   store::Store& store_;
   http::Server& http_;
@@ -87,6 +110,7 @@ class Server {
   std::vector<std::thread> threads_;
   std::mutex mu_;
   std::map<int64_t, Runner*> running_;  // GUARDED_BY(mu_)
+  std::map<int64_t, std::atomic<bool>*> releasing_;  // GUARDED_BY(mu_): runs in after_success
 };
 
 }  // namespace gantry::ci

@@ -28,6 +28,9 @@
 #include "ci/pipeline.h"
 #include "ci/runner.h"
 #include "ci/server.h"
+#include "deliver/deliver.h"
+#include "oci/registry.h"
+#include "server/release.h"
 #include "cli/commands.h"
 #include "http/http.h"
 #include "kube/kube.h"
@@ -305,7 +308,82 @@ struct ServerFlags {
   bool allow_file = false;
   int workers = 1;
   int max_attempts = 3;
+  // The release flow after CI (server/release.h).
+  std::vector<std::string> config_repos;
+  std::vector<std::string> git_credentials_env;
+  std::string registry_config;
+  std::string registry_ca_file;
+  std::vector<std::string> insecure_registries;
+  std::vector<std::string> registry_credentials_env;
+  std::vector<std::string> notify;
+  std::string notify_secret_env;
+  std::string deliver_config;
+  std::string path_template = "envs/{env}";
+  std::string health_timeout = "5m";
 };
+
+// "host=user:password" from the variable `env` (never a flag: it would show in ps).
+Result<std::string> SecretFromEnv(const std::string& flag, const std::string& env) {
+  const char* v = std::getenv(env.c_str());
+  if (v == nullptr || *v == '\0') return InvalidArgumentError("{} {}: the variable is not set", flag, env);
+  return std::string(v);
+}
+
+// The release services of `gantry server`: InvalidArgument for bad flags (exit 2), others exit 3.
+struct ReleaseSetup {
+  std::unique_ptr<git::Mirrors> mirrors;
+  std::unique_ptr<oci::Registry> registry;
+  server::ReleaseServices services;
+};
+
+Result<std::unique_ptr<ReleaseSetup>> SetUpRelease(const ServerFlags& f, store::Store& store, const fs::path& data_dir) {
+  auto setup = std::make_unique<ReleaseSetup>();
+  server::ReleaseServices& s = setup->services;
+  s.store = &store;
+  s.config_repos = f.config_repos;
+  for (const auto& url : f.config_repos) GANTRY_RETURN_IF_ERROR(git::ValidateUrl(url, f.allow_file).WithContext("--config-repo"));
+  std::vector<git::Credentials> creds;
+  for (const auto& env : f.git_credentials_env) {
+    GANTRY_ASSIGN_OR_RETURN(std::string v, SecretFromEnv("--git-credentials-env", env));
+    GANTRY_ASSIGN_OR_RETURN(git::Credentials c, git::ParseCredentials(v));
+    creds.push_back(std::move(c));
+  }
+  s.config_git.allow_file = f.allow_file;
+  if (!f.config_repos.empty()) s.config_git.credentials = git::CredentialsFor(creds, f.config_repos.front());
+  setup->mirrors = std::make_unique<git::Mirrors>(data_dir / "config-mirrors");
+  s.mirrors = setup->mirrors.get();
+  oci::RegistryOptions ro;
+  ro.docker_config = f.registry_config;
+  ro.ca_file = f.registry_ca_file;
+  ro.insecure_http_hosts = f.insecure_registries;
+  ro.upload_state_dir = data_dir / "uploads";
+  for (const auto& env : f.registry_credentials_env) {
+    GANTRY_ASSIGN_OR_RETURN(std::string v, SecretFromEnv("--registry-credentials-env", env));
+    GANTRY_ASSIGN_OR_RETURN(git::Credentials c, git::ParseCredentials(v));
+    ro.credentials.push_back({.host = c.host, .username = c.username, .password = c.password});
+  }
+  GANTRY_ASSIGN_OR_RETURN(setup->registry, oci::NewHttpRegistry(std::move(ro)));
+  s.registry = setup->registry.get();
+  s.image_dir = data_dir / "images";
+  if (!f.notify.empty()) {
+    if (f.notify_secret_env.empty()) return InvalidArgumentError("--notify needs --notify-secret-env (agents refuse unsigned webhooks)");
+    GANTRY_ASSIGN_OR_RETURN(std::string secret, SecretFromEnv("--notify-secret-env", f.notify_secret_env));
+    for (const auto& url : f.notify) s.notify.push_back({.url = url, .secret = secret});
+  }
+  if (!f.deliver_config.empty()) {
+    GANTRY_ASSIGN_OR_RETURN(deliver::Config config, deliver::LoadConfigDirIfExists(f.deliver_config));
+    GANTRY_RETURN_IF_ERROR(deliver::PromotionOrder(config).status().WithContext("--deliver-config " + f.deliver_config));
+    s.deliver_config = std::move(config);
+  }
+  s.connect = [](const deliver::Cluster& c) { return deliver::Connect(c); };
+  if (const char* k = std::getenv("GANTRY_KUSTOMIZE"); k != nullptr && *k != '\0') s.render.kustomize_binary = k;
+  if (const char* h = std::getenv("GANTRY_HELM"); h != nullptr && *h != '\0') s.render.helm_binary = h;
+  s.path_template = f.path_template;
+  auto timeout = ci::ParseDuration(f.health_timeout);
+  if (!timeout) return InvalidArgumentError("--health-timeout {:?}: expected a duration such as 5m", f.health_timeout);
+  s.health_timeout = *timeout;
+  return setup;
+}
 
 int RunServer(const ServerFlags& f) {
   http::Options ho;
@@ -357,7 +435,23 @@ int RunServer(const ServerFlags& f) {
     fmt::print(stderr, "error: {}\n", executor.status().message());
     return executor.status().code() == Code::kInvalidArgument ? 2 : 3;
   }
+  auto release = SetUpRelease(f, **st, so.data_dir);
+  if (!release.ok()) {
+    fmt::print(stderr, "error: {}\n", release.status().message());
+    return release.status().code() == Code::kInvalidArgument ? 2 : 3;
+  }
+  so.after_success = [services = &(*release)->services](const ci::SucceededRun& r) -> Status {
+    server::ReleaseRequest req{.run_id = r.run.id, .repo = r.run.repo, .commit = r.commit, .ref = r.run.ref,
+                               .workspace = r.workspace, .log = r.log, .cancel = r.cancel};
+    auto result = server::RunRelease(*services, r.pipeline, req);
+    if (!result.ok()) return result.status();
+    if (!result->deploy_phase.empty() && result->deploy_phase != "Succeeded") {
+      return FailedPreconditionError("deploy: release {} ended {}", result->release_id, result->deploy_phase);
+    }
+    return OkStatus();
+  };
   http::Server http(ho);
+  http.Handle("GET", "/healthz", [](const http::Request&) { return http::Response::Text(200, "ok\n"); });
   ci::Server server(**st, http, *executor->executor, so);
   if (Status s = server.Start(); !s.ok()) {
     fmt::print(stderr, "error: {}\n", s.message());
@@ -415,6 +509,20 @@ void AddServerCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-attempts", f->max_attempts, "Re-queue an interrupted run until this many attempts");
   AddExecutorFlags(cmd, f->executor);
   cmd->add_flag("--allow-file-repos", f->allow_file, "Accept file:// repository URLs (tests, local setups)");
+  // After CI: image, config repository, deploy (docs/end-to-end.md).
+  cmd->add_option("--config-repo", f->config_repos, "A config repository releases may write to (repeatable)");
+  cmd->add_option("--git-credentials-env", f->git_credentials_env, "Variable holding host=user:password for Git (repeatable)");
+  cmd->add_option("--registry-config", f->registry_config, "Docker config.json with registry credentials");
+  cmd->add_option("--registry-credentials-env", f->registry_credentials_env,
+                  "Variable holding host=user:password for a registry (repeatable)");
+  cmd->add_option("--registry-ca-file", f->registry_ca_file, "PEM CA bundle for registries");
+  cmd->add_option("--insecure-registry", f->insecure_registries, "Registry host[:port] reached over plain HTTP (repeatable)");
+  cmd->add_option("--notify", f->notify, "Pull agent webhook URL told of each config commit (repeatable)");
+  cmd->add_option("--notify-secret-env", f->notify_secret_env, "Variable holding the agents' webhook secret");
+  cmd->add_option("--deliver-config", f->deliver_config, "Directory of Cluster and Environment objects for push deploys")
+      ->envname("GANTRY_DELIVER_CONFIG");
+  cmd->add_option("--path-template", f->path_template, "Path of an environment in the config repository (default envs/{env})");
+  cmd->add_option("--health-timeout", f->health_timeout, "How long a push deploy waits for health (default 5m)");
   cmd->callback([f, &exit_code] { exit_code = RunServer(*f); });
 }
 

@@ -26,9 +26,15 @@ void AddServerCommand(CLI::App& app, int& exit_code);
 void AddRunsCommand(CLI::App& app, int& exit_code);
 void AddLogsCommand(CLI::App& app, int& exit_code);
 void AddDeliverCommands(CLI::App& app, int& exit_code);
+void AddUpdateCommand(CLI::App& app, int& exit_code);
+void AddImageCommand(CLI::App& app, int& exit_code);
+// Subcommands of `image`, each in a file of its own.
+void AddImageBuildCommand(CLI::App& image, int& exit_code);
+void AddImageRegistryCommands(CLI::App& image, int& exit_code);
 
 inline std::vector<AddCommand> Commands() { return {AddVersionCommand, AddValidateCommand, AddRenderCommand, AddDiffCommand, AddSyncCommand,
           AddInstallCommand, AddAgentCommand, AddAppCommand,
-          AddCiCommand, AddServerCommand, AddRunsCommand, AddLogsCommand, AddDeliverCommands}; }
+          AddCiCommand, AddServerCommand, AddRunsCommand, AddLogsCommand, AddDeliverCommands,
+          AddImageCommand, AddUpdateCommand}; }
 
 }  // namespace gantry::cli

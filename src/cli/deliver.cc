@@ -672,13 +672,20 @@ void AddLedgerCommands(CLI::App& app, int& exit_code) {
       exit_code = Fail(rels.status());
       return;
     }
-    std::vector<std::vector<std::string>> table{{"RELEASE", "CREATED", "REVISION", "BY", "TARGETS"}};
+    // The ledger: app commit → CI run → image digest → config commit → where it went.
+    std::vector<std::vector<std::string>> table{{"RELEASE", "CREATED", "REVISION", "RUN", "IMAGE", "CONFIG", "BY", "TARGETS"}};
     for (const auto& r : *rels) {
       auto targets = (*store)->ListTargets(r.id);
       std::vector<std::string> parts;
       if (targets.ok())
         for (const auto& t : *targets) parts.push_back(fmt::format("{}/{}={}", t.env, t.cluster, store::Name(t.state)));
-      table.push_back({std::to_string(r.id), Rfc3339(r.created_at), r.source_revision.substr(0, 12), r.started_by,
+      std::vector<std::string> images;
+      for (const auto& [name, digest] : r.image_digests) {
+        images.push_back(fmt::format("{}@{}", name.substr(name.rfind('/') + 1), digest.substr(0, 19)));
+      }
+      table.push_back({std::to_string(r.id), Rfc3339(r.created_at), r.source_revision.substr(0, 12),
+                       r.run_id ? std::to_string(*r.run_id) : "-", images.empty() ? "-" : fmt::format("{}", fmt::join(images, " ")),
+                       r.config_revision == r.source_revision ? "-" : r.config_revision.substr(0, 12), r.started_by,
                        fmt::format("{}", fmt::join(parts, " "))});
     }
     Table(table);

@@ -196,6 +196,13 @@ Status ValidateUrl(std::string_view url, bool allow_file);
 // a leading '-'. InvalidArgument saying which rule.
 Status ValidateRefName(std::string_view name);
 
+// Parses "host=user:password" (a token goes in the password; host may carry a port), the form
+// credentials take in environment variables. InvalidArgument that never repeats the value.
+Result<Credentials> ParseCredentials(std::string_view spec);
+
+// The credentials of `list` for `url`'s host (an entry without a port matches any port), if any.
+std::optional<Credentials> CredentialsFor(const std::vector<Credentials>& list, std::string_view url);
+
 // The URL with any user:password@ removed, for messages.
 std::string ScrubUrl(std::string_view url);
 

@@ -314,4 +314,27 @@ bool PathChanged(const std::vector<std::string>& changed, std::string_view prefi
   });
 }
 
+Result<Credentials> ParseCredentials(std::string_view spec) {
+  size_t eq = spec.find('=');
+  size_t colon = eq == std::string_view::npos ? eq : spec.find(':', eq);
+  if (eq == std::string_view::npos || colon == std::string_view::npos || eq == 0) {
+    return InvalidArgumentError("git credentials must be host=user:password (the value is not shown)");
+  }
+  return Credentials{.host = std::string(spec.substr(0, eq)),
+                     .username = std::string(spec.substr(eq + 1, colon - eq - 1)),
+                     .password = std::string(spec.substr(colon + 1))};
+}
+
+std::optional<Credentials> CredentialsFor(const std::vector<Credentials>& list, std::string_view url) {
+  std::string_view h = url;
+  if (size_t scheme = h.find("://"); scheme != std::string_view::npos) h.remove_prefix(scheme + 3);
+  if (size_t at = h.find('@'); at != std::string_view::npos && at < h.find('/')) h.remove_prefix(at + 1);
+  std::string_view host_port = h.substr(0, h.find('/'));
+  std::string_view host = host_port.substr(0, host_port.find(':'));
+  for (const auto& c : list) {
+    if (c.host == host_port || c.host == host) return c;
+  }
+  return std::nullopt;
+}
+
 }  // namespace gantry::git

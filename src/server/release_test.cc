@@ -1,0 +1,62 @@
+#include "server/release.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "value/value.h"
+#include "webhook/webhook.h"
+
+namespace gantry::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+ReleaseRequest Request() {
+  ReleaseRequest r;
+  r.run_id = 42;
+  r.repo = "http://git.local/app.git";
+  r.commit = "0123456789abcdef0123456789abcdef01234567";
+  r.ref = "refs/heads/main";
+  return r;
+}
+
+TEST(ExpandTag, Placeholders) {
+  EXPECT_EQ(*ExpandTag("{short_commit}", Request()), "0123456789ab");
+  EXPECT_EQ(*ExpandTag("{branch}-{run}-{commit}", Request()), "main-42-0123456789abcdef0123456789abcdef01234567");
+  ReleaseRequest tagged = Request();
+  tagged.ref = "refs/tags/v1.2.0";
+  EXPECT_EQ(*ExpandTag("{tag}", tagged), "v1.2.0");
+}
+
+TEST(ExpandTag, UnknownPlaceholderAndInvalidTagsAreErrors) {
+  auto unknown = ExpandTag("{sha}", Request());
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_THAT(unknown.status().message(), HasSubstr("unknown placeholder {sha}"));
+  // A branch with a slash makes no valid tag; the message says which tag and why.
+  ReleaseRequest feature = Request();
+  feature.ref = "refs/heads/feature/x";
+  auto bad = ExpandTag("{branch}", feature);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("\"feature/x\""));
+  // On a tag push {branch} is empty: an empty tag is refused, not pushed as "".
+  ReleaseRequest tagged = Request();
+  tagged.ref = "refs/tags/v1";
+  EXPECT_FALSE(ExpandTag("{branch}", tagged).ok());
+}
+
+// The payload is what pull agents verify and read: a GitHub push event naming the config repo.
+TEST(PushEventPayload, IsAGitHubPushEventAgentsAccept) {
+  std::string body = PushEventPayload("http://git.local/config.git", "main", "", std::string(40, 'a'), {"envs/dev/k.yaml"});
+  webhook::Headers h{{"x-github-event", "push"},
+                     {"x-github-delivery", "d-1"},
+                     {"x-hub-signature-256", "sha256=" + webhook::HmacSha256Hex("s3cret", body)},
+                     {"content-type", "application/json"}};
+  auto event = webhook::Verify(h, body, {.secret = "s3cret"});
+  ASSERT_TRUE(event.ok()) << event.status().message();
+  EXPECT_EQ(event->branch, "main");
+  EXPECT_EQ(event->after, std::string(40, 'a'));
+  EXPECT_EQ(event->clone_url, "http://git.local/config.git");
+}
+
+}  // namespace
+}  // namespace gantry::server

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# End to end, both delivery models, through the README's main command: runs scripts/quickstart in
+# a state directory of its own (three clusters, registry, Git server, gantry server, two pull
+# agents), then checks what it claims from the outside:
+#   - the Deployment in every cluster runs the image of the pushed commit, with its replicas
+#     available (asked of each apiserver directly, not of Gantry);
+#   - the registry has that image under the commit's tag, with the digest the ledger recorded
+#     (asked of skopeo);
+#   - the ledger links commit → run → digest → config commit, and the config repository's commit
+#     rewrote only the newTag lines;
+#   - a commit whose test step fails makes no image, no config commit and no release.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+: "${GANTRY_BINARY:?set GANTRY_BINARY to the gantry to test}"
+export GANTRY_STATE
+GANTRY_STATE=$(mktemp -d "${TMPDIR:-/tmp}/gantry-e2e.XXXXXX")
+cleanup() {
+  local rc=$?
+  if ((rc != 0)); then
+    for f in "$GANTRY_STATE"/quickstart/logs/{server,agent-staging,agent-prod}.log; do
+      [[ -f $f ]] && { echo "--- $f (last 40 lines)"; tail -40 "$f"; }
+    done
+  fi
+  "$root/scripts/quickstart" down >/dev/null 2>&1 || true
+  rm -rf "$GANTRY_STATE"
+  exit "$rc"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+"$root/scripts/quickstart"
+
+qs=$GANTRY_STATE/quickstart
+gantry=$GANTRY_BINARY
+export GANTRY_HOME=$qs/home
+# shellcheck disable=SC1091
+source "$qs/registry.env"
+# shellcheck disable=SC1091
+source "$qs/git.env"
+# shellcheck disable=SC1091
+source "$qs/server.env"
+export GANTRY_SERVER
+commit=$(git -C "$qs/work/hello-app" rev-parse HEAD)
+tag=${commit:0:12}
+
+echo "### the clusters run $tag"
+for c in dev staging prod; do
+  # shellcheck disable=SC1090
+  (source "$GANTRY_STATE/clusters/$c/env"
+   curl -fsS --cacert "$KUBE_CA" -H "Authorization: Bearer $KUBE_TOKEN" \
+     "$KUBE_SERVER/apis/apps/v1/namespaces/hello-$c/deployments/hello") >"$qs/deploy-$c.json" ||
+    fail "no Deployment hello in cluster $c"
+  python3 - "$qs/deploy-$c.json" "$REGISTRY_HOST/demo/hello:$tag" "$c" <<'PY' || fail "cluster $c does not run $tag"
+import json, sys
+d = json.load(open(sys.argv[1]))
+image = d["spec"]["template"]["spec"]["containers"][0]["image"]
+available = d.get("status", {}).get("availableReplicas", 0)
+print(f"{sys.argv[3]}: {image}, {available}/{d['spec']['replicas']} available")
+sys.exit(0 if image == sys.argv[2] and available == d["spec"]["replicas"] else 1)
+PY
+done
+
+echo "### the registry has the image the ledger recorded"
+digest=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$REGISTRY_HOST/demo/hello:$tag")
+echo "registry: $digest"
+"$gantry" history hello | tee "$qs/history.out"
+grep -E "^[0-9]+ .* $tag .* hello@${digest:0:19} " "$qs/history.out" >/dev/null ||
+  fail "the ledger has no release of $tag with image digest ${digest:0:19}"
+
+echo "### the config commit changed only the newTag lines"
+config=$qs/config-clone
+git clone -q "$GIT_URL/hello-config.git" "$config"
+git -C "$config" log --format='%an <%ae>: %s' -1
+changed=$(git -C "$config" diff HEAD~1 HEAD --unified=0 | grep -E '^[-+][^-+]' | grep -vcE '^[-+]    newTag: [0-9a-f]{12} # the tag in the base until the first release$' || true)
+[[ $changed == 0 ]] || { git -C "$config" diff HEAD~1 HEAD; fail "the config commit changed more than newTag"; }
+
+echo "### a commit whose test fails releases nothing"
+releases_before=$("$gantry" history hello | tail -n +2 | wc -l)
+config_head=$(git -C "$config" rev-parse HEAD)
+work=$qs/work/hello-app
+sed -i 's|<h1>.*</h1>|<p>no heading</p>|' "$work/site/index.html"
+git -C "$work" -c user.name=Dev -c user.email=dev@example.com commit -qam "Drop the heading"
+git -C "$work" push -q origin main
+bad=$(git -C "$work" rev-parse HEAD)
+for _ in $(seq 120); do
+  "$gantry" runs | grep "${bad:0:12}" | grep -qE 'succeeded|failed|cancelled' && break
+  sleep 1
+done
+"$gantry" runs | grep "${bad:0:12}" | grep -q failed || fail "the run of ${bad:0:12} did not fail"
+[[ $("$gantry" history hello | tail -n +2 | wc -l) == "$releases_before" ]] || fail "a failed run made a release"
+git -C "$config" fetch -q origin
+[[ $(git -C "$config" rev-parse origin/main) == "$config_head" ]] || fail "a failed run committed to the config repository"
+if skopeo inspect --tls-verify=false "docker://$REGISTRY_HOST/demo/hello:${bad:0:12}" >/dev/null 2>&1; then
+  fail "a failed run pushed an image"
+fi
+echo "PASS"
