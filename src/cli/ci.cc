@@ -342,14 +342,12 @@ Result<std::unique_ptr<ReleaseSetup>> SetUpRelease(const ServerFlags& f, store::
   s.store = &store;
   s.config_repos = f.config_repos;
   for (const auto& url : f.config_repos) GANTRY_RETURN_IF_ERROR(git::ValidateUrl(url, f.allow_file).WithContext("--config-repo"));
-  std::vector<git::Credentials> creds;
   for (const auto& env : f.git_credentials_env) {
     GANTRY_ASSIGN_OR_RETURN(std::string v, SecretFromEnv("--git-credentials-env", env));
     GANTRY_ASSIGN_OR_RETURN(git::Credentials c, git::ParseCredentials(v));
-    creds.push_back(std::move(c));
+    s.config_credentials.push_back(std::move(c));
   }
   s.config_git.allow_file = f.allow_file;
-  if (!f.config_repos.empty()) s.config_git.credentials = git::CredentialsFor(creds, f.config_repos.front());
   setup->mirrors = std::make_unique<git::Mirrors>(data_dir / "config-mirrors");
   s.mirrors = setup->mirrors.get();
   oci::RegistryOptions ro;
@@ -440,6 +438,8 @@ int RunServer(const ServerFlags& f) {
     fmt::print(stderr, "error: {}\n", release.status().message());
     return release.status().code() == Code::kInvalidArgument ? 2 : 3;
   }
+  // The app repositories' credential too (one host for all of them; ci::Server takes one).
+  if (!f.repos.empty()) so.git.credentials = git::CredentialsFor((*release)->services.config_credentials, f.repos.front());
   so.after_success = [services = &(*release)->services](const ci::SucceededRun& r) -> Status {
     server::ReleaseRequest req{.run_id = r.run.id, .repo = r.run.repo, .commit = r.commit, .ref = r.run.ref,
                                .workspace = r.workspace, .log = r.log, .cancel = r.cancel};

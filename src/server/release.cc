@@ -248,7 +248,9 @@ Result<ReleaseResult> RunRelease(const ReleaseServices& s, const ci::Pipeline& p
                                  git::ScrubUrl(rel.repo));
   }
   if (s.mirrors == nullptr) return FailedPreconditionError("release: no Git mirrors");
-  auto config_repo = s.mirrors->Open(rel.repo, s.config_git);
+  git::OpenOptions open = s.config_git;
+  open.credentials = git::CredentialsFor(s.config_credentials, rel.repo);
+  auto config_repo = s.mirrors->Open(rel.repo, open);
   if (!config_repo.ok()) return Status(config_repo.status().code(), "release: " + config_repo.status().message());
   update::GitUpdateOptions uo;
   uo.branch = rel.branch;

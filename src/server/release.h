@@ -52,7 +52,8 @@ struct NotifyTarget {
 struct ReleaseServices {
   store::Store* store = nullptr;
   git::Mirrors* mirrors = nullptr;
-  git::OpenOptions config_git;           // credentials for the config repositories
+  git::OpenOptions config_git;           // options for the config repositories (allow_file, timeout)
+  std::vector<git::Credentials> config_credentials;  // the one matching a repository's host is used
   std::vector<std::string> config_repos;  // the only config repositories releases may write to
   git::Signature author{"Gantry", "gantry@localhost"};
   oci::Registry* registry = nullptr;
