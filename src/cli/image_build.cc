@@ -18,6 +18,7 @@
 
 #include "base/path.h"
 #include "cli/commands.h"
+#include "cli/image.h"
 #include "oci/build.h"
 #include "oci/registry.h"
 #include "value/value.h"
@@ -35,24 +36,6 @@ struct BuildFlags {
   int64_t timestamp = 0;
   bool workdir_set = false, user_set = false;
 };
-
-struct OciTarget {
-  fs::path dir;
-  std::string tag;
-};
-
-// "oci:DIR[:TAG]"; the tag is what follows the last ':' after the last '/'.
-Result<OciTarget> ParseOciTarget(std::string_view text) {
-  if (!text.starts_with("oci:")) return InvalidArgumentError("{:?}: expected oci:DIR[:TAG]", text);
-  std::string rest(text.substr(4));
-  size_t slash = rest.rfind('/');
-  size_t colon = rest.rfind(':');
-  if (colon != std::string::npos && (slash == std::string::npos || colon > slash)) {
-    return OciTarget{rest.substr(0, colon), rest.substr(colon + 1)};
-  }
-  if (rest.empty()) return InvalidArgumentError("{:?}: no directory", text);
-  return OciTarget{rest, ""};
-}
 
 Result<std::vector<std::string>> ParseCommand(std::string_view flag, const std::string& text) {
   if (!text.starts_with("[")) return std::vector<std::string>{"/bin/sh", "-c", text};

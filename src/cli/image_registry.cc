@@ -18,6 +18,7 @@
 
 #include "base/hash.h"
 #include "cli/commands.h"
+#include "cli/image.h"
 #include "oci/layout.h"
 #include "oci/registry.h"
 #include "value/value.h"
@@ -48,23 +49,6 @@ void AddRegistryFlags(CLI::App* cmd, RegistryFlags& f) {
 int Fail(const Status& s, int code = 3) {
   fmt::print(stderr, "error: {}\n", s.message());
   return code;
-}
-
-struct OciTarget {
-  fs::path dir;
-  std::string tag;
-};
-
-// "oci:DIR[:TAG]"; the tag is what follows the last ':' after the last '/'.
-Result<OciTarget> ParseOciTarget(std::string_view text) {
-  if (!text.starts_with("oci:")) return InvalidArgumentError("{:?}: expected oci:DIR[:TAG]", text);
-  std::string rest(text.substr(4));
-  size_t slash = rest.rfind('/');
-  size_t colon = rest.rfind(':');
-  if (colon != std::string::npos && (slash == std::string::npos || colon > slash))
-    return OciTarget{rest.substr(0, colon), rest.substr(colon + 1)};
-  if (rest.empty()) return InvalidArgumentError("{:?}: no directory", text);
-  return OciTarget{rest, ""};
 }
 
 fs::path UploadStateDir() {
