@@ -19,6 +19,7 @@
 #include "base/hash.h"
 #include "cli/commands.h"
 #include "cli/image.h"
+#include "update/update.h"
 #include "oci/layout.h"
 #include "oci/registry.h"
 #include "value/value.h"
@@ -343,6 +344,59 @@ void AddImageRegistryCommands(CLI::App& image, int& exit_code) {
     auto list = (*registry)->ListTags(*ref, f->page_size);
     if (!list.ok()) return void(exit_code = Fail(list.status()));
     for (const std::string& t : *list) fmt::print("{}\n", t);
+    exit_code = 0;
+  });
+
+  // gantry image latest REPO --semver RANGE | --alphabetical | --numerical [--filter RE [--extract $g]]
+  struct LatestFlags {
+    std::string repository;
+    std::string semver;
+    bool alphabetical = false;
+    bool numerical = false;
+    std::string order = "asc";
+    std::string filter;
+    std::string extract;
+    bool print_reference = false;
+  };
+  auto lf = std::make_shared<LatestFlags>();
+  auto* latest = image.add_subcommand("latest", "The newest tag of a repository by a tag policy (as Flux's ImagePolicy)");
+  latest->add_option("repository", lf->repository, "registry/repository")->required();
+  latest->add_option("--semver", lf->semver, "Semver range: the highest version in it (\">=1.0.0-0\" admits pre-releases)");
+  latest->add_flag("--alphabetical", lf->alphabetical, "Order tags alphabetically");
+  latest->add_flag("--numerical", lf->numerical, "Order tags as numbers");
+  latest->add_option("--order", lf->order, "asc: the highest wins (default); desc: the lowest")->check(CLI::IsMember({"asc", "desc"}));
+  latest->add_option("--filter", lf->filter, "Only tags matching this regular expression (RE2)");
+  latest->add_option("--extract", lf->extract, "Order by this expansion of the filter's groups, e.g. '$ts'");
+  latest->add_flag("--reference", lf->print_reference, "Print registry/repository:tag instead of the tag");
+  AddRegistryFlags(latest, f->registry);
+  latest->callback([lf, f, &exit_code] {
+    int kinds = !lf->semver.empty() + lf->alphabetical + lf->numerical;
+    if (kinds != 1) return void(exit_code = Fail(InvalidArgumentError("give exactly one of --semver RANGE, --alphabetical, --numerical"), 2));
+    if (!lf->extract.empty() && lf->filter.empty()) return void(exit_code = Fail(InvalidArgumentError("--extract needs --filter"), 2));
+    update::TagPolicy policy;
+    policy.kind = !lf->semver.empty() ? update::TagPolicy::Kind::kSemver
+                  : lf->alphabetical  ? update::TagPolicy::Kind::kAlphabetical
+                                      : update::TagPolicy::Kind::kNumerical;
+    policy.range = lf->semver;
+    policy.ascending = lf->order == "asc";
+    policy.pattern = lf->filter;
+    policy.extract = lf->extract;
+    auto ref = oci::ParseReference(lf->repository);
+    if (!ref.ok()) return void(exit_code = Fail(ref.status(), 2));
+    auto registry = OpenRegistry(f->registry, ref->registry);
+    if (!registry.ok()) return void(exit_code = Fail(registry.status(), 2));
+    auto list = (*registry)->ListTags(*ref);
+    if (!list.ok()) return void(exit_code = Fail(list.status()));
+    auto tag = update::SelectLatest(*list, policy);
+    if (!tag.ok()) return void(exit_code = Fail(tag.status(), tag.status().code() == Code::kInvalidArgument ? 2 : 1));
+    if (lf->print_reference) {
+      oci::Reference out = *ref;
+      out.tag = *tag;
+      out.digest.clear();
+      fmt::print("{}\n", out.ToString());
+    } else {
+      fmt::print("{}\n", *tag);
+    }
     exit_code = 0;
   });
 }

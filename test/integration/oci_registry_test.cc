@@ -315,6 +315,41 @@ TEST(OciRegistryTest, TagListingFollowsPagination) {
   EXPECT_EQ(missing.status().code(), Code::kNotFound) << missing.status().ToString();
 }
 
+// gantry image latest: the registry's tags through each policy, as a user runs it.
+TEST(OciRegistryTest, LatestTagByPolicyThroughTheCommandLine) {
+  Client c = Anonymous();
+  testenv::ScopedTempDir tmp;
+  Layout src = NewLayout(tmp.path() + "/src");
+  Descriptor m = WriteImage(src, {64});
+  ASSERT_TRUE(src.Tag(m, "x").ok());
+  std::string repo = c.host + "/gantry/latest";
+  for (const std::string t : {"1.2.0", "1.10.1", "2.0.0-rc.1", "main-20261101-abc", "main-20261128-def", "9", "10", "latest"})
+    ASSERT_TRUE(PushImage(*c.registry, src, "x", Ref(repo + ":" + t)).ok());
+  const char* binary = std::getenv("GANTRY_BINARY");
+  ASSERT_NE(binary, nullptr) << "GANTRY_BINARY is not set";
+  auto latest = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {binary, "image", "latest", repo, "--registry-config", "none"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    ProcessOptions po;
+    po.timeout = std::chrono::seconds(60);
+    auto r = gantry::Run(argv, po);
+    GANTRY_CHECK(r.ok());
+    return std::make_pair(r->exit_code, r->out + r->err);
+  };
+  EXPECT_EQ(latest({"--semver", "^1.0"}), std::make_pair(0, std::string("1.10.1\n")));  // 1.10 > 1.2: not alphabetical
+  // "9" and "10" read as 9.0.0 and 10.0.0, as Flux (Masterminds semver) reads them: bound the range;
+  // a pre-release matches only a bound naming a pre-release of the same MAJOR.MINOR.PATCH (git/semver.h).
+  EXPECT_EQ(latest({"--semver", ">=2.0.0-0 <3.0.0"}), std::make_pair(0, std::string("2.0.0-rc.1\n")));
+  EXPECT_EQ(latest({"--numerical"}).second, "10\n");
+  EXPECT_EQ(latest({"--alphabetical", "--filter", "^main-(?P<ts>[0-9]+)-", "--extract", "$ts"}).second, "main-20261128-def\n");
+  EXPECT_EQ(latest({"--alphabetical", "--filter", "^main-(?P<ts>[0-9]+)-", "--extract", "$ts", "--reference"}).second,
+            repo + ":main-20261128-def\n");
+  auto none = latest({"--semver", "^3"});
+  EXPECT_EQ(none.first, 1);
+  EXPECT_NE(none.second.find("^3"), std::string::npos) << none.second;  // the error names the policy
+  EXPECT_EQ(latest({"--semver", "^1", "--numerical"}).first, 2);
+}
+
 TEST(OciRegistryTest, CrossRepositoryMountUploadsNothing) {
   Client c = Anonymous();
   testenv::ScopedTempDir tmp;
