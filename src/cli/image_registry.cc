@@ -4,10 +4,13 @@
 //   gantry image pull REF oci:DIR[:TAG] [--platform os/arch[/variant]]
 //   gantry image inspect REF|oci:DIR[:TAG] [--json]
 //   gantry image tags REPO [--page-size N]
+//   gantry image latest REPO (--semver RANGE | --alphabetical | --numerical) [--order asc|desc]
+//                      [--filter RE [--extract '$group']] [--reference]
 //
 // Common flags: --registry-config FILE (Docker config.json), --ca-file PEM, --insecure-http HOST
 // (repeatable), --username U --password-stdin. Exit codes: 0 done; 2 usage; 3 registry or file
-// errors (unreachable, unauthenticated, not found, digest mismatch).
+// errors (unreachable, unauthenticated, not found, digest mismatch); `latest` exits 1 when no tag
+// passes the policy.
 
 #include <unistd.h>
 
