@@ -7,10 +7,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <mutex>
 
 #include "base/base64.h"
@@ -277,9 +279,17 @@ class HttpRegistry final : public Registry {
       req.method = "POST";
       GANTRY_ASSIGN_OR_RETURN(std::string url, Url(repo, "/blobs/uploads/"));
       req.url = WithQuery(url, "mount=" + Escape(digest) + "&from=" + Escape(from_repository));
+      // One token for both repositories, as Docker asks: pull,push here and pull there.
       std::vector<std::string> scopes = Push(repo);
       scopes.push_back(internal::RepositoryScope(from_repository, "pull"));
-      GANTRY_ASSIGN_OR_RETURN(Response r, Do(repo, scopes, req));
+      Result<Response> sent = Do(repo, scopes, req);
+      if (!sent.ok() && sent.status().code() == Code::kPermissionDenied) {
+        // Not allowed to read the source (or to mount at all): the caller uploads instead.
+        log::Info("oci: {}: {}; uploading instead", what, sent.status().message());
+        return false;
+      }
+      GANTRY_RETURN_IF_ERROR(sent.status());
+      Response& r = *sent;
       if (r.status == 201) {
         ++stats_.blobs_mounted;
         return true;
@@ -519,24 +529,27 @@ class HttpRegistry final : public Registry {
     return scheme + "://" + host;
   }
 
-  // The Authorization header for `registry` and `scopes`, from what the host asked for last.
-  std::string AuthHeader(const std::string& registry, const std::vector<std::string>& scopes) {
+  // The Authorization header for `registry` and `scopes`, from what the host asked for last. When
+  // it asked for a bearer token and none is cached for these scopes, one is fetched first (so a
+  // new scope costs no 401 round trip); errors are the token service's.
+  Result<std::string> AuthHeader(const std::string& registry, const std::vector<std::string>& scopes,
+                                 std::string_view what) {
     std::optional<Challenge> challenge;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (auto it = challenges_.find(registry); it != challenges_.end()) challenge = it->second;
     }
-    if (!challenge) return "";
+    if (!challenge) return std::string();
     if (challenge->scheme == "bearer") {
-      if (auto t = tokens_.Get(TokenKey(registry, scopes), SteadyClock::now()))
-        return "Authorization: Bearer " + *t;
-      return "";
+      // The stored challenge's own scope belonged to another request: ask for ours only.
+      GANTRY_ASSIGN_OR_RETURN(std::string token, Token(registry, scopes, {}, *challenge, "", what));
+      return "Authorization: Bearer " + token;
     }
     if (challenge->scheme == "basic") {
       if (auto c = creds_.For(registry))
         return "Authorization: Basic " + Base64Encode(c->username + ":" + c->password);
     }
-    return "";
+    return std::string();
   }
 
   static std::string TokenKey(const std::string& registry, const std::vector<std::string>& scopes) {
@@ -545,8 +558,72 @@ class HttpRegistry final : public Registry {
     return key;
   }
 
-  // After a 401: learns the challenge and gets a token when it is Bearer. OK when a new attempt
-  // may succeed; Unauthenticated with the registry's message otherwise.
+  // The scopes of a challenge's `scope` parameter (space-separated, as Distribution writes them).
+  static std::vector<std::string> ChallengeScopes(const Challenge& c) {
+    std::vector<std::string> out;
+    std::string all = c.Param("scope");
+    for (size_t i = 0; i < all.size();) {
+      size_t end = all.find(' ', i);
+      if (end == std::string::npos) end = all.size();
+      if (end > i) out.push_back(all.substr(i, end - i));
+      i = end + 1;
+    }
+    return out;
+  }
+
+  // The bearer token for (registry, scopes): the cached one unless it is `stale`, else one from
+  // the realm of `bearer` for `scopes` plus `extra`, with basic credentials when there are some.
+  // One fetch per key at a time: threads that need the same token wait for it instead of each
+  // asking the token service. Unauthenticated when the token service refuses.
+  Result<std::string> Token(const std::string& registry, const std::vector<std::string>& scopes,
+                            const std::vector<std::string>& extra, const Challenge& bearer,
+                            const std::string& stale, std::string_view what) {
+    std::string key = TokenKey(registry, scopes);
+    std::mutex* fetch_mu;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::unique_ptr<std::mutex>& m = token_fetch_mu_[key];
+      if (!m) m = std::make_unique<std::mutex>();
+      fetch_mu = m.get();
+    }
+    std::lock_guard<std::mutex> fetching(*fetch_mu);
+    if (auto t = tokens_.Get(key, SteadyClock::now()); t && *t != stale) return *t;
+    std::vector<std::string> want = scopes;
+    want.insert(want.end(), extra.begin(), extra.end());
+    bool allow_http = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = schemes_.find(Lower(ApiHost(registry)));
+      allow_http = it != schemes_.end() && it->second == "http";
+    }
+    Result<std::string> url = internal::TokenUrl(bearer, want, allow_http);
+    if (!url.ok()) return url.status().WithContext(what);
+    Request tr;
+    tr.url = *url;
+    std::string auth;
+    std::optional<Credential> cred = creds_.For(registry);
+    if (cred) auth = "Authorization: Basic " + Base64Encode(cred->username + ":" + cred->password);
+    Response t = Send(tr, auth);
+    if (t.curl_code != CURLE_OK || t.status != 200) {
+      Status s = ResponseError(t, fmt::format("{}: token from {}", what, bearer.Param("realm")));
+      if (t.status == 401 || t.status == 403) {
+        std::string who = cred ? fmt::format("the credentials of user {:?} for {} were refused",
+                                             cred->username, registry)
+                               : fmt::format("no credentials for {}", registry);
+        if (std::string hint = creds_.UnsupportedHint(registry); !hint.empty()) who += "; " + hint;
+        s = Status(Code::kUnauthenticated, fmt::format("{} ({})", s.message(), who));
+      }
+      return s;
+    }
+    Result<internal::Token> token = internal::ParseTokenResponse(t.body);
+    if (!token.ok()) return token.status().WithContext(what);
+    tokens_.Put(key, *token, SteadyClock::now());
+    return token->value;
+  }
+
+  // After a 401 to a request that carried `sent_auth`: learns the challenge and, for Bearer, gets
+  // a token. OK when a new attempt may succeed; otherwise Unauthenticated (or PermissionDenied
+  // when a token was refused for its scope) with the registry's message.
   Status Authenticate(const std::string& registry, const std::vector<std::string>& scopes,
                       const Response& r, const std::string& sent_auth, std::string_view what) {
     Status denied = ResponseError(r, what);
@@ -572,50 +649,56 @@ class HttpRegistry final : public Registry {
                                                  denied.message(), cred->username, registry));
       return OkStatus();
     }
-    // Bearer: the token endpoint, with basic credentials when we have them.
-    if (sent_auth.starts_with("Authorization: Bearer") && chosen->Param("error") != "insufficient_scope")
-      return denied;
-    std::vector<std::string> want = scopes;
-    if (std::string s = chosen->Param("scope"); !s.empty()) want.push_back(s);
-    bool allow_http = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = schemes_.find(Lower(ApiHost(registry)));
-      allow_http = it != schemes_.end() && it->second == "http";
+    // Bearer.
+    std::vector<std::string> asked = ChallengeScopes(*chosen);
+    std::string stale;
+    if (sent_auth.starts_with("Authorization: Bearer ")) {
+      stale = sent_auth.substr(std::string_view("Authorization: Bearer ").size());
+      if (chosen->Param("error") == "insufficient_scope") {
+        // A new token helps only when the registry wants a scope we did not ask for; the token
+        // service grants the same again otherwise.
+        bool covered = std::all_of(asked.begin(), asked.end(), [&](const std::string& s) {
+          return std::find(scopes.begin(), scopes.end(), s) != scopes.end();
+        });
+        if (covered) return InsufficientScope(registry, *chosen, denied, cred);
+      }
+      // Else the token was rejected (expired, invalid): fetch a new one, once.
     }
-    Result<std::string> url = internal::TokenUrl(*chosen, want, allow_http);
-    if (!url.ok()) return url.status().WithContext(what);
-    Request tr;
-    tr.url = *url;
-    std::string auth;
-    if (cred) auth = "Authorization: Basic " + Base64Encode(cred->username + ":" + cred->password);
-    Response t = Send(tr, auth);
-    if (t.curl_code != CURLE_OK || t.status != 200) {
-      Status s = ResponseError(t, fmt::format("{}: token from {}", what, chosen->Param("realm")));
-      if (t.status == 401 || t.status == 403) s = Status(Code::kUnauthenticated, s.message());
-      return s;
-    }
-    Result<internal::Token> token = internal::ParseTokenResponse(t.body);
-    if (!token.ok()) return token.status().WithContext(what);
-    tokens_.Put(TokenKey(registry, scopes), *token, SteadyClock::now());
-    return OkStatus();
+    return Token(registry, scopes, asked, *chosen, stale, what).status();
+  }
+
+  // PermissionDenied for a request whose token lacks what it needs.
+  static Status InsufficientScope(const std::string& registry, const Challenge& bearer,
+                                  const Status& denied, const std::optional<Credential>& cred) {
+    return PermissionDeniedError(
+        "{}: the token from {} for {} does not grant {} (insufficient_scope){}", denied.message(),
+        bearer.Param("realm"), cred ? fmt::format("user {:?}", cred->username) : "anonymous access",
+        bearer.Param("scope"), cred ? "" : fmt::format("; no credentials for {}", registry));
   }
 
   // One request to the registry of `repo` with authentication: a 401 is answered once (token
   // fetched or basic credentials added) and the request repeated. Redirects to other hosts are
-  // followed without credentials. HTTP error statuses are returned as responses, not errors.
+  // followed without credentials. HTTP error statuses are returned as responses, not errors,
+  // except 401 and 403 (Unauthenticated / PermissionDenied).
   Result<Response> Do(const Reference& repo, const std::vector<std::string>& scopes, const Request& req) {
     std::string what = fmt::format("{} {}", req.method, Name(repo));
     for (int attempt = 0;; ++attempt) {
-      std::string auth = AuthHeader(repo.registry, scopes);
+      GANTRY_ASSIGN_OR_RETURN(std::string auth, AuthHeader(repo.registry, scopes, what));
       Response r = Send(req, auth);
       if (r.status == 401 && attempt == 0) {
         GANTRY_RETURN_IF_ERROR(Authenticate(repo.registry, scopes, r, auth, what));
         continue;
       }
       if (r.status == 401) {
-        Status s = Authenticate(repo.registry, scopes, r, auth, what);
-        if (s.ok()) s = ResponseError(r, what);
+        // Refused again with fresh authentication: explain, never ask the token service again.
+        Status s = ResponseError(r, what);
+        std::optional<Credential> cred = creds_.For(repo.registry);
+        Result<std::vector<Challenge>> parsed = internal::ParseWwwAuthenticate(r.Header("www-authenticate"));
+        if (parsed.ok() && !parsed->empty() && parsed->front().Param("error") == "insufficient_scope")
+          return InsufficientScope(repo.registry, parsed->front(), s, cred);
+        if (auth.starts_with("Authorization: Basic") && cred)
+          s = Status(s.code(), fmt::format("{}: the credentials of user {:?} for {} were refused",
+                                           s.message(), cred->username, repo.registry));
         if (std::string hint = creds_.UnsupportedHint(repo.registry); !hint.empty())
           s = Status(s.code(), s.message() + "; " + hint);
         return s;
@@ -870,6 +953,8 @@ class HttpRegistry final : public Registry {
   std::mutex mu_;
   std::map<std::string, std::string> schemes_;     // GUARDED_BY(mu_) api host → http/https
   std::map<std::string, Challenge> challenges_;    // GUARDED_BY(mu_) registry → last challenge
+  // GUARDED_BY(mu_) token key → held while that token is being fetched
+  std::map<std::string, std::unique_ptr<std::mutex>> token_fetch_mu_;
   std::vector<CURL*> pool_;                        // GUARDED_BY(mu_)
 };
 

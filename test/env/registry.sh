@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
 # A throwaway OCI registry: Debian's docker-registry (CNCF Distribution 2.8) on 127.0.0.1.
 #
-#   registry.sh start RUN_DIR [--auth]   anonymous HTTP; with --auth: htpasswd (bcrypt) basic auth
-#                                        behind TLS with a self-signed CA made in RUN_DIR
+#   registry.sh start RUN_DIR [--auth | --token]
+#                                        anonymous HTTP; with --auth: htpasswd (bcrypt) basic auth
+#                                        behind TLS with a self-signed CA made in RUN_DIR; with
+#                                        --token: plain HTTP with the bearer-token flow, whose token
+#                                        service the test serves itself (see below)
 #   registry.sh stop RUN_DIR
 #
 # start prints:
 #   REGISTRY_URL=http://127.0.0.1:PORT   (https://... with --auth)
 #   REGISTRY_HOST=127.0.0.1:PORT
 #   REGISTRY_USER=... REGISTRY_PASSWORD=... REGISTRY_CA=RUN_DIR/tls/ca.crt   (only with --auth)
+#   TOKEN_REALM=http://127.0.0.1:PORT/token   (only with --token; nothing listens there: the test
+#                                              binds PORT and issues the tokens)
+#   TOKEN_SERVICE=... TOKEN_ISSUER=...        the JWT's aud and iss the registry accepts
+#   TOKEN_KEY=RUN_DIR/token/token.key         RSA key (PEM) to sign the JWTs with (RS256)
+#   TOKEN_CERT=RUN_DIR/token/token.crt        its self-signed certificate, the registry's
+#                                             rootcertbundle: put it (base64 DER) in the JWT
+#                                             header's x5c
 #   READY=1
 # Blobs are stored in RUN_DIR/data; deletes are enabled. The protocol is described in lib.sh.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() { echo "usage: $0 start RUN_DIR [--auth] | stop RUN_DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start RUN_DIR [--auth | --token] | stop RUN_DIR" >&2; exit 2; }
 
 # make_tls DIR: a CA and a server certificate for 127.0.0.1 and localhost, signed by it.
 make_tls() {
@@ -33,16 +43,26 @@ make_tls() {
     2>>"$dir/openssl.log"
 }
 
+# make_token_key DIR: an RSA key and a self-signed certificate for it, to sign and verify JWTs.
+make_token_key() {
+  local dir=$1
+  mkdir -p "$dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=gantry test token issuer" \
+    -keyout "$dir/token.key" -out "$dir/token.crt" 2>"$dir/openssl.log"
+}
+
 start() {
   local run=$1; shift
-  local auth=0
+  local auth=0 token=0
   while (($#)); do
     case $1 in
       --auth) auth=1 ;;
+      --token) token=1 ;;
       *) usage ;;
     esac
     shift
   done
+  ((auth && token)) && usage
   mkdir -p "$run/data" "$run/logs" "$run/pids"
   run=$(cd "$run" && pwd)  # the config needs absolute paths
   local port scheme=http user="" password=""
@@ -87,6 +107,19 @@ auth:
     path: $run/htpasswd
 YAML
   fi
+  local realm="" service=gantry-test-registry issuer=gantry-test-issuer
+  if ((token)); then
+    make_token_key "$run/token"
+    realm=http://127.0.0.1:$(free_port)/token
+    cat >>"$config" <<YAML
+auth:
+  token:
+    realm: $realm
+    service: $service
+    issuer: $issuer
+    rootcertbundle: $run/token/token.crt
+YAML
+  fi
 
   # A clean environment: Distribution reads REGISTRY_* variables as configuration overrides.
   start_bg "$run" registry env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
@@ -110,6 +143,13 @@ YAML
     echo "REGISTRY_USER=$user"
     echo "REGISTRY_PASSWORD=$password"
     echo "REGISTRY_CA=$run/tls/ca.crt"
+  fi
+  if ((token)); then
+    echo "TOKEN_REALM=$realm"
+    echo "TOKEN_SERVICE=$service"
+    echo "TOKEN_ISSUER=$issuer"
+    echo "TOKEN_KEY=$run/token/token.key"
+    echo "TOKEN_CERT=$run/token/token.crt"
   fi
   echo "READY=1"
 }
