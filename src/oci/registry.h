@@ -6,7 +6,9 @@
 // `WWW-Authenticate: Bearer realm=…,service=…,scope=…` → GET realm with basic credentials or
 // anonymously → token, cached per host and scope until it expires). Credentials come from
 // RegistryOptions::credentials and from Docker's config.json (`auths`; credsStore / credHelpers
-// are not supported and errors say so). Each credential is bound to its registry host: an
+// are not supported and errors say so). A token is fetched once per scope however many threads
+// need it, and before the request when the registry already asked for that scope; a token that
+// does not grant enough is PermissionDenied naming the scope (never a new round of token requests). Each credential is bound to its registry host: an
 // Authorization header is sent only to that host (and to the token realm it names), never to the
 // object storage a blob GET is redirected to.
 //
@@ -18,7 +20,8 @@
 // Retry-After (base/retry.h); 401 and 403 never are (Unauthenticated / PermissionDenied with the
 // registry's own error message).
 //
-// Uploads: HEAD first; cross-repository mount when a source repository is known; monolithic
+// Uploads: HEAD first; cross-repository mount when a source repository is known (a refused mount
+// falls back to uploading); monolithic
 // (POST + PUT) up to RegistryOptions::chunk_size, else chunked (PATCH with Content-Range). With an
 // upload_state_dir, the upload URL and offset of each chunked blob are persisted after every chunk,
 // so a push killed (even with SIGKILL) and run again resumes at the offset the registry reports.
