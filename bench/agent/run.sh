@@ -8,18 +8,28 @@
 #
 #   bench/agent/run.sh            (defaults: PUSHES=50 POLL_PUSHES=10 POLL_INTERVAL=5s APPS=100
 #                                  OBJECTS=100 STEADY_SECONDS=120)
+#   GANTRY_BUILD_DIR=build/x      use (and build) that tree instead of build/default
+#   GANTRY_BIN=path/to/gantry     run that binary, build nothing
+#   AGENT_WRAPPER="heaptrack -o /tmp/agent"   run the agent under a profiler (RSS and CPU are then
+#                                  the agent's own process, the wrapper's child)
+#   KEEP=1                        copy the agent log to /tmp/bench-agent-last.log
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PUSHES=${PUSHES:-50} POLL_PUSHES=${POLL_PUSHES:-10} POLL_INTERVAL=${POLL_INTERVAL:-5s}
 APPS=${APPS:-100} OBJECTS=${OBJECTS:-100} STEADY_SECONDS=${STEADY_SECONDS:-120}
-build=${GANTRY_BUILD_DIR:-build/default}
-cmake --preset default >/dev/null
-cmake --build "$build" --target gantry >/dev/null
-gantry=$(realpath "$build/src/exe/gantry")
+if [[ -n ${GANTRY_BIN:-} ]]; then
+  gantry=$(realpath "$GANTRY_BIN")
+else
+  build=${GANTRY_BUILD_DIR:-build/default}
+  [[ -n ${GANTRY_BUILD_DIR:-} ]] || cmake --preset default >/dev/null
+  cmake --build "$build" --target gantry >/dev/null
+  gantry=$(realpath "$build/src/exe/gantry")
+fi
 
 work=$(mktemp -d /tmp/gantry-bench-agent.XXXXXX)
 cleanup() {
   [[ -n ${agent_pid:-} ]] && kill "$agent_pid" 2>/dev/null || true
+  [[ -n ${wrapper_pid:-} ]] && wait "$wrapper_pid" 2>/dev/null || true
   test/env/kube-cluster.sh stop "$work/cluster" >/dev/null 2>&1 || true
   test/env/git-server.sh stop "$work/git" >/dev/null 2>&1 || true
   [[ -n ${KEEP:-} ]] && cp "$work/agent.log" /tmp/bench-agent-last.log; rm -rf "$work"
@@ -64,10 +74,20 @@ kubectl --kubeconfig "$KUBECONFIG" apply --server-side -f "$work/apps.yaml" >/de
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 start_agent() {
-  WEBHOOK_SECRET=bench GIT_CREDS="$host=$GIT_USER:$GIT_PASSWORD" "$gantry" agent --kubeconfig "$KUBECONFIG" -n bench \
+  # shellcheck disable=SC2086 # the wrapper is a command line
+  WEBHOOK_SECRET=bench GIT_CREDS="$host=$GIT_USER:$GIT_PASSWORD" ${AGENT_WRAPPER:-} "$gantry" agent --kubeconfig "$KUBECONFIG" -n bench \
     --cache-dir "$work/cache" --listen "127.0.0.1:$port" --webhook-secret-env WEBHOOK_SECRET \
     --git-credentials-env GIT_CREDS --no-leader-election --interval "$1" --workers 4 >>"$work/agent.log" 2>&1 &
-  agent_pid=$!
+  agent_pid=$! wrapper_pid=
+  if [[ -n ${AGENT_WRAPPER:-} ]]; then
+    wrapper_pid=$agent_pid agent_pid=
+    until agent_pid=$(pgrep -P "$wrapper_pid" -f "^$gantry agent"); do sleep 0.1; done
+  fi
+}
+stop_agent() {
+  kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true
+  [[ -n $wrapper_pid ]] && { wait "$wrapper_pid" 2>/dev/null || true; }
+  agent_pid= wrapper_pid=
 }
 synced_count() {
   api "$KUBE_SERVER/apis/gantry.dev/v1alpha1/namespaces/bench/applications" |
@@ -106,6 +126,10 @@ for ((i = 1; i <= PUSHES; i++)); do push_and_wait "$i" 1; done > "$work/webhook.
 read -r hook_p50 hook_p99 < <(percentiles < "$work/webhook.txt")
 
 # --- 2. steady state (the same agent, nothing changing) --------------------------------------------
+# Each push also records the new revision on the other applications (their reconciles run after the
+# changed one's): wait until that work is done, so the window sees only the steady state.
+queue_depth() { curl -sf "http://127.0.0.1:$port/metrics" | awk '/^gantry_agent_queue_depth /{print $2}'; }
+until [[ $(queue_depth) == 0 ]]; do sleep 1; done
 sleep 5
 writes() {
   api "$KUBE_SERVER/metrics" | awk '/^apiserver_request_total\{/ && /resource="(applications|configmaps|events)"/ &&
@@ -113,22 +137,26 @@ writes() {
 }
 agent_requests() { curl -sf "http://127.0.0.1:$port/metrics" | awk '/^gantry_agent_api_requests /{print $2}'; }
 cpu() { awk '{print $14 + $15}' "/proc/$agent_pid/stat"; }
-w0=$(writes); r0=$(agent_requests); c0=$(cpu); rss_max=0
+w0=$(writes); r0=$(agent_requests); c0=$(cpu); rss_max=0 threads_max=0
 for ((s = 0; s < STEADY_SECONDS; s++)); do
   rss=$(awk '/VmRSS/{print $2}' "/proc/$agent_pid/status"); ((rss > rss_max)) && rss_max=$rss
+  threads=$(awk '/^Threads/{print $2}' "/proc/$agent_pid/status"); ((threads > threads_max)) && threads_max=$threads
   sleep 1
 done
 w1=$(writes); r1=$(agent_requests); c1=$(cpu)
 hz=$(getconf CLK_TCK)
 steady=$(python3 -c "m=$STEADY_SECONDS/60; print(f'{$rss_max/1024:.1f} {($c1-$c0)/$hz/m:.2f} {($r1-$r0)/m:.0f} {($w1-$w0)/m:.1f}')")
 read -r rss_mib cpu_per_min req_per_min writes_per_min <<<"$steady"
-kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true; agent_pid=
+stop_agent
 
 # --- 1b. latency, poll path --------------------------------------------------------------------------
-start_agent "$POLL_INTERVAL"
-until [[ $(synced_count) -ge $((APPS + 1)) ]]; do sleep 1; done
-for ((i = PUSHES + 1; i <= PUSHES + POLL_PUSHES; i++)); do push_and_wait "$i" 0; done > "$work/poll.txt"
-read -r poll_p50 poll_p99 < <(percentiles < "$work/poll.txt")
+poll_p50=- poll_p99=-
+if ((POLL_PUSHES > 0)); then
+  start_agent "$POLL_INTERVAL"
+  until [[ $(synced_count) -ge $((APPS + 1)) ]]; do sleep 1; done
+  for ((i = PUSHES + 1; i <= PUSHES + POLL_PUSHES; i++)); do push_and_wait "$i" 0; done > "$work/poll.txt"
+  read -r poll_p50 poll_p99 < <(percentiles < "$work/poll.txt")
+fi
 
 cat <<TABLE
 
@@ -143,6 +171,7 @@ Pull agent, $(date -u +%F), 1-node kwok cluster, git http-backend over smart HTT
 |---|---|
 | initial sync of all apps | ${initial} s |
 | agent RSS (max) | ${rss_mib} MiB |
+| agent threads (max) | ${threads_max} |
 | agent CPU | ${cpu_per_min} s per minute |
 | agent API requests | ${req_per_min} per minute |
 | apiserver writes to Applications/ConfigMaps/Events | ${writes_per_min} per minute |

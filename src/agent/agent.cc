@@ -194,16 +194,18 @@ class AgentImpl final : public Agent {
       if (!u.empty()) ids.insert(RepoIdentity(u));
     }
     std::vector<std::string> keys;
+    const auto now = Clock::now();
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (const auto& [key, obj] : apps_) {
         if (ids.count(RepoIdentity(StringAt(&obj, {"spec", "source", "repoURL"})))) {
           keys.push_back(key);
-          webhook_at_[key] = Clock::now();
+          webhook_at_[key] = now;
         }
       }
     }
-    for (const auto& key : keys) queue_.Add(key, true);
+    // One fetch begun after this moment serves all of them.
+    for (const auto& key : keys) queue_.Add(key, now);
     return http::Response::Text(202, fmt::format("refreshing {} application(s)\n", keys.size()));
   }
 
@@ -217,11 +219,26 @@ class AgentImpl final : public Agent {
       auto it = apps_.find(key);
       // Status writes come back as watch events; only spec and request changes need a reconcile.
       bool changed = it == apps_.end() || SpecOf(it->second) != SpecOf(object);
-      apps_[key] = object;
+      apps_[key] = options_.apps_dir.empty() ? Compact(object) : object;
       metrics_.applications.Set(static_cast<double>(apps_.size()));
       if (!changed) return;
+      in_sync_.erase(key);  // a new spec or request is never put off
     }
     queue_.Add(key, true);
+  }
+
+  // What the agent keeps of a cluster Application between reconciles (each reconcile reads the
+  // current object): apiVersion, kind, metadata without managedFields, and spec, copied into memory
+  // of its own. A parsed node keeps the whole document it came from alive, so keeping the object
+  // of a list or a watch event as it is would keep that list page or event, status included.
+  static Value Compact(const Value& object) {
+    Value slim = Value::Map();
+    for (const char* k : {"apiVersion", "kind", "metadata", "spec"}) {
+      if (const Value* v = object.Get(k)) slim.Set(k, *v);
+    }
+    if (Value* meta = slim.MutableGet("metadata"); meta && meta->IsMap()) meta->Erase("managedFields");
+    auto copy = value::ParseJson(value::ToJson(slim), "application");
+    return copy.ok() ? *std::move(copy) : slim;
   }
 
   static std::string SpecOf(const Value& object) {
@@ -262,6 +279,7 @@ class AgentImpl final : public Agent {
                                    if (e.type == kube::EventType::kDeleted) {
                                      std::lock_guard<std::mutex> lock(mu_);
                                      apps_.erase(Key(ref.namespace_, ref.name));
+                                     in_sync_.erase(Key(ref.namespace_, ref.name));
                                    } else {
                                      Remember(e.object);
                                    }
@@ -300,11 +318,11 @@ class AgentImpl final : public Agent {
   void Worker() {
     std::mt19937_64 rng{std::random_device{}()};
     while (auto item = queue_.Get()) {
-      const auto& [key, fetch] = *item;
+      const auto& [key, fetch_after] = *item;
       if (!leader_) {
         // Followers keep the queue but do nothing; the key comes back when leadership might have changed.
         queue_.Done(key);
-        queue_.AddAfter(key, fetch, std::chrono::seconds(2));
+        queue_.AddAfter(key, fetch_after != Clock::time_point{}, std::chrono::seconds(2));
         continue;
       }
       Value object;
@@ -317,15 +335,28 @@ class AgentImpl final : public Agent {
         }
         object = it->second;
       }
+      if (fetch_after != Clock::time_point{} && SourceUnchanged(key, object, fetch_after)) {
+        queue_.Done(key);
+        queue_.Defer(key);
+        continue;
+      }
       if (options_.apps_dir.empty()) {
-        // The cached copy may lag the status this agent wrote last: read the current object.
+        // The kept copy has no status (and may lag the status this agent wrote last): read the
+        // current object.
         auto fresh = client_.Get(kube::RefOf(object));
-        if (fresh.ok()) object = *fresh;
+        if (!fresh.ok()) {
+          // Deleted meanwhile (the watch will say so) or the cluster is unreachable: try again later.
+          log::Warn("agent: read Application {}: {}", key, fresh.status().message());
+          queue_.Done(key);
+          queue_.AddAfter(key, fetch_after != Clock::time_point{}, Backoff(key));
+          continue;
+        }
+        object = *std::move(fresh);
       } else if (auto it = file_status_.find(key); it != file_status_.end()) {
         object.Set("status", it->second);
       }
       auto start = Clock::now();
-      auto r = Reconcile(client_, object, render_, fetch, options_.reconcile, options_.apps_dir.empty());
+      auto r = Reconcile(client_, object, render_, fetch_after, options_.reconcile, options_.apps_dir.empty());
       auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
       metrics_.reconcile_seconds.Observe(static_cast<double>(took.count()) / 1000);
       metrics_.reconciles.With({r.ok() && !r->failed ? "ok" : "failed"}).Inc();
@@ -357,6 +388,14 @@ class AgentImpl final : public Agent {
         } else {
           ResetBackoff(key);
         }
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (!r->failed && StringAt(sync, {"status"}) == "Synced" && !r->content_key.empty()) {
+            in_sync_[key] = r->content_key;
+          } else {
+            in_sync_.erase(key);
+          }
+        }
         if (r->requeue_after.count() > 0 && r->requeue_after < next) {
           next = r->requeue_after;
           fetch_next = r->failed;
@@ -364,8 +403,30 @@ class AgentImpl final : public Agent {
         WatchManagedKinds(r->status);
       }
       queue_.Done(key);
-      queue_.AddAfter(key, fetch_next, next);
+      // A periodic refresh takes a fetch of the repository begun up to a tenth of the interval
+      // before it is due (as late as the jitter already makes it): the applications of one
+      // repository then share about ten fetches per interval instead of making one each.
+      queue_.AddAfter(key, fetch_next, next, options_.interval / 10);
     }
+  }
+
+  // Whether a refresh of `key` (a webhook, the interval) finds the source rendering to what the
+  // last reconcile found in sync. Then there is nothing to apply, and the reconcile, which only
+  // records the new revision, waits behind the applications whose content changed: a push to a
+  // monorepo of a hundred applications applies the one it changed first. Rendering is cheap here:
+  // the fetch is shared and the render cached.
+  bool SourceUnchanged(const std::string& key, const Value& object, Clock::time_point fetch_after) {
+    std::string in_sync;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = in_sync_.find(key);
+      if (it == in_sync_.end()) return false;
+      in_sync = it->second;
+    }
+    auto app = ParseApplication(object);
+    if (!app.ok()) return false;
+    auto rendered = render_(*app, fetch_after);
+    return rendered.ok() && rendered->content_key == in_sync;
   }
 
   std::chrono::milliseconds Jitter(std::chrono::milliseconds d, std::mt19937_64& rng) {
@@ -548,6 +609,7 @@ class AgentImpl final : public Agent {
   std::unique_ptr<http::Server> server_;
   webhook::RecentDeliveries deliveries_;
   std::map<std::string, Clock::time_point> webhook_at_;  // GUARDED_BY(mu_)
+  std::map<std::string, std::string> in_sync_;           // GUARDED_BY(mu_): content key last found in sync
 };
 
 }  // namespace

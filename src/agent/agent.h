@@ -42,11 +42,17 @@ namespace gantry::agent {
 struct Rendered {
   std::string revision;  // commit id
   std::vector<value::Value> objects;
+  // Equal keys mean equal objects (the render cache key: the source's content and the render
+  // options); "" when unknown.
+  std::string content_key;
 };
 
-// Fetches (when `fetch`) and renders an Application's source. Provided by the wiring (Git +
-// render); tests may pass their own.
-using RenderFn = std::function<Result<Rendered>(const Application& app, bool fetch)>;
+// Renders an Application's source, first fetching its repository unless a fetch of it began at or
+// after `fetch_after` (the epoch: no fetch, except the first of a repository). So a fetch serves
+// every application that asked for one before it began. Provided by the wiring (Git + render);
+// tests may pass their own.
+using RenderFn =
+    std::function<Result<Rendered>(const Application& app, std::chrono::steady_clock::time_point fetch_after)>;
 
 struct ReconcileOptions {
   std::string field_manager = "gantry";
@@ -61,13 +67,16 @@ struct ReconcileResult {
   bool synced = false;       // a sync operation ran
   bool failed = false;       // fetch, render or sync failed (retry with backoff)
   std::chrono::milliseconds requeue_after{0};  // 0: at the next interval
+  std::string content_key;   // Rendered::content_key of the source reconciled ("" when not rendered)
 };
 
 // Reconciles one Application (parsed from `object`, whose current status is read from it) and
 // writes its status through `client` (the status subresource, or nowhere for file Applications when
-// `write_status` is false). The returned status is what was written.
+// `write_status` is false). `fetch_after` is passed to `render` (a spec the last reconcile did not
+// see, or a refresh request, fetches now). The returned status is what was written.
 Result<ReconcileResult> Reconcile(kube::Client& client, const value::Value& object, const RenderFn& render,
-                                  bool fetch, const ReconcileOptions& options, bool write_status = true);
+                                  std::chrono::steady_clock::time_point fetch_after,
+                                  const ReconcileOptions& options, bool write_status = true);
 
 struct AgentOptions {
   std::string namespace_;  // Applications are read here ("" : all namespaces)

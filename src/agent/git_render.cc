@@ -1,9 +1,9 @@
 // The agent's RenderFn: Git mirrors plus render::RenderGit, with a render cache shared by all
-// applications.
+// applications and fetches shared by the applications of one repository.
 
 #include <map>
+#include <memory>
 #include <mutex>
-#include <set>
 
 #include "agent/agent.h"
 #include "git/git.h"
@@ -12,25 +12,37 @@
 namespace gantry::agent {
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
+// Fetch bookkeeping of one repository URL.
+struct RepoFetches {
+  std::mutex mu;  // held while fetching: callers of one URL take turns and share the result
+  bool fetched = false;                            // GUARDED_BY(mu): at least once by this process
+  Clock::time_point began{};                      // GUARDED_BY(mu): when the last good fetch began
+};
+
 struct GitRenderState {
   explicit GitRenderState(const AgentOptions& o)
       : mirrors(std::filesystem::path(o.cache_dir) / "git"), allow_file(o.allow_file_repos),
-        cache(64u << 20) {}
+        cache(kRenderCacheBytes) {}
+  // Rendered manifests kept for unchanged sources (Kustomize and Helm runs are what is worth
+  // saving); bytes as the cache counts them, which is what the parsed objects occupy.
+  static constexpr size_t kRenderCacheBytes = 16u << 20;
   git::Mirrors mirrors;
   bool allow_file;
   std::vector<git::Credentials> credentials;
   render::RenderCache cache;
   render::Options base;
   std::mutex mu;
-  std::set<std::string> fetched;  // GUARDED_BY(mu): URLs fetched at least once by this process
-};
+  std::map<std::string, std::shared_ptr<RepoFetches>> fetches;  // GUARDED_BY(mu), by URL
 
-std::string HostOf(const std::string& url) {
-  std::string h = url;
-  if (size_t scheme = h.find("://"); scheme != std::string::npos) h = h.substr(scheme + 3);
-  if (size_t at = h.find('@'); at != std::string::npos && at < h.find('/')) h = h.substr(at + 1);
-  return h.substr(0, h.find_first_of("/:"));
-}
+  std::shared_ptr<RepoFetches> FetchesOf(const std::string& url) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto& f = fetches[url];
+    if (!f) f = std::make_shared<RepoFetches>();
+    return f;
+  }
+};
 
 }  // namespace
 
@@ -38,34 +50,27 @@ Result<RenderFn> GitRenderFn(const AgentOptions& options, const render::Options&
   auto state = std::make_shared<GitRenderState>(options);
   state->base = render_options;
   for (const std::string& c : options.git_credentials) {
-    // host=user:password
-    size_t eq = c.find('='), colon = c.find(':', eq == std::string::npos ? 0 : eq);
-    if (eq == std::string::npos || colon == std::string::npos || eq == 0) {
-      return InvalidArgumentError("git credentials must be host=user:password (the value is not shown)");
-    }
-    state->credentials.push_back(git::Credentials{.host = c.substr(0, eq),
-                                                  .username = c.substr(eq + 1, colon - eq - 1),
-                                                  .password = c.substr(colon + 1)});
+    GANTRY_ASSIGN_OR_RETURN(git::Credentials parsed, git::ParseCredentials(c));
+    state->credentials.push_back(std::move(parsed));
   }
-  return RenderFn([state](const Application& app, bool fetch) -> Result<Rendered> {
+  return RenderFn([state](const Application& app, Clock::time_point fetch_after) -> Result<Rendered> {
     const Source& s = app.source;
     git::OpenOptions oo{.allow_file = state->allow_file};
-    std::string host = HostOf(s.repo_url);
-    for (const auto& c : state->credentials) {
-      if (c.host == host || c.host.starts_with(host + ":")) oo.credentials = c;
-    }
+    oo.credentials = git::CredentialsFor(state->credentials, s.repo_url);
     auto repo = state->mirrors.Open(s.repo_url, oo);
     if (!repo.ok()) return repo.status().WithContext("fetch");
-    bool first;
+    // One fetch serves every application of the repository that asked for one before it began:
+    // a push webhook for a monorepo of a hundred applications fetches once, not a hundred times.
     {
-      std::lock_guard<std::mutex> lock(state->mu);
-      first = !state->fetched.count(s.repo_url);
-    }
-    if (fetch || first) {
-      auto f = (*repo)->Fetch();
-      if (!f.ok()) return f.status().WithContext("fetch " + git::ScrubUrl(s.repo_url));
-      std::lock_guard<std::mutex> lock(state->mu);
-      state->fetched.insert(s.repo_url);
+      auto f = state->FetchesOf(s.repo_url);
+      std::lock_guard<std::mutex> lock(f->mu);
+      if (!f->fetched || (fetch_after != Clock::time_point{} && f->began < fetch_after)) {
+        auto began = Clock::now();
+        auto r = (*repo)->Fetch();
+        if (!r.ok()) return r.status().WithContext("fetch " + git::ScrubUrl(s.repo_url));
+        f->fetched = true;
+        f->began = began;
+      }
     }
     render::Options o = state->base;
     o.renderer = render::ParseRenderer(s.renderer).value_or(render::Renderer::kAuto);
@@ -79,6 +84,7 @@ Result<RenderFn> GitRenderFn(const AgentOptions& options, const render::Options&
     if (!r.ok()) return r.status();
     Rendered out;
     out.revision = r->commit;
+    out.content_key = r->content_key;
     out.objects.reserve(r->manifests.size());
     for (auto& m : r->manifests) out.objects.push_back(std::move(m.object));
     return out;

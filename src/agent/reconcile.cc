@@ -106,8 +106,9 @@ void Emit(kube::Client& client, const kube::ObjectRef& app, const std::string& u
 
 }  // namespace
 
-Result<ReconcileResult> Reconcile(kube::Client& client, const Value& object, const RenderFn& render, bool fetch,
-                                  const ReconcileOptions& options, bool write_status) {
+Result<ReconcileResult> Reconcile(kube::Client& client, const Value& object, const RenderFn& render,
+                                  std::chrono::steady_clock::time_point fetch_after, const ReconcileOptions& options,
+                                  bool write_status) {
   const Value* previous = object.Get("status");
   Conditions conditions(previous ? previous->Get("conditions") : nullptr);
   ReconcileResult result;
@@ -172,10 +173,11 @@ Result<ReconcileResult> Reconcile(kube::Client& client, const Value& object, con
 
   // Fetch and render. A manual refresh request, or a spec the last reconcile did not see, fetches.
   std::string last_refresh = StringAt(previous, {"lastRefreshRequest"});
-  bool refresh = fetch || (!app.refresh_request.empty() && app.refresh_request != last_refresh) ||
+  bool refresh = (!app.refresh_request.empty() && app.refresh_request != last_refresh) ||
                  IntAt(previous, {"observedGeneration"}) != app.generation || StringAt(previous, {"sync", "revision"}).empty();
+  if (refresh) fetch_after = std::chrono::steady_clock::now();
   if (!app.refresh_request.empty()) status.Set("lastRefreshRequest", app.refresh_request);
-  auto rendered = render(app, refresh);
+  auto rendered = render(app, fetch_after);
   if (!rendered.ok()) {
     bool fetch_failed = rendered.status().message().starts_with("fetch");
     // One Event per distinct failure, not one per retry.
@@ -196,6 +198,8 @@ Result<ReconcileResult> Reconcile(kube::Client& client, const Value& object, con
     GANTRY_RETURN_IF_ERROR(write());
     return result;
   }
+
+  result.content_key = rendered->content_key;
 
   sync::Options so;
   so.app = app.name;

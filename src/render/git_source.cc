@@ -7,6 +7,7 @@
 
 #include "base/hash.h"
 #include "base/log.h"
+#include "render/internal/documents.h"
 #include "render/internal/plain.h"
 #include "render/render.h"
 
@@ -74,8 +75,6 @@ Result<GitRendered> RenderGit(git::Repository& repo, std::string_view revision, 
   GitRendered out;
   GANTRY_ASSIGN_OR_RETURN(out.commit, repo.Resolve(revision));
   std::string rel = Normalize(path);
-  auto root_tree = repo.TreeId(out.commit, "");
-  if (!root_tree.ok()) return root_tree.status().WithContext("render " + where);
   git::Limits git_limits{.max_files = options.limits.max_files,
                          .max_file_bytes = options.limits.max_file_bytes,
                          .max_total_bytes = options.limits.max_total_bytes};
@@ -83,9 +82,14 @@ Result<GitRendered> RenderGit(git::Repository& repo, std::string_view revision, 
   if (!tree.ok()) return tree.status().WithContext("render " + where);
   Renderer renderer = options.renderer == Renderer::kAuto ? DetectFromTree(*tree) : options.renderer;
 
-  std::string key;
+  // The content a render may read: a plain render reads only the path, so its tree id is the key
+  // and a commit elsewhere in the repository (another application of a monorepo) keeps the entry;
+  // Kustomize bases and Helm value files may be anywhere, so theirs is the root tree.
+  auto content = repo.TreeId(out.commit, renderer == Renderer::kPlain ? rel : "");
+  if (!content.ok()) return content.status().WithContext("render " + where);
+  out.content_key = CacheKey(repo.url() + "@" + *content, rel, renderer, options);
+  const std::string& key = out.content_key;
   if (cache != nullptr) {
-    key = CacheKey(repo.url() + "@" + *root_tree, rel, renderer, options);
     if (auto hit = cache->Get(key)) {
       out.manifests = std::move(*hit);
       out.cache_hit = true;
@@ -93,12 +97,10 @@ Result<GitRendered> RenderGit(git::Repository& repo, std::string_view revision, 
     }
   }
   std::string prefix = rel.empty() ? "" : rel + "/";
-  size_t bytes = 0;
   if (renderer == Renderer::kPlain) {
     auto manifests = PlainFromTree(*tree, prefix, options.limits);
     if (!manifests.ok()) return manifests.status().WithContext("render " + where);
     out.manifests = std::move(manifests).value();
-    for (const git::File& f : tree->files) bytes += f.content.size();
   } else {
     // External renderers need files: the whole commit (bases and value files may be anywhere in it).
     fs::path base = options.temp_dir.empty() ? fs::temp_directory_path() : fs::path(options.temp_dir);
@@ -116,9 +118,8 @@ Result<GitRendered> RenderGit(git::Repository& repo, std::string_view revision, 
     fs::remove_all(dir, ec);
     if (!manifests.ok()) return manifests.status().WithContext("render " + where);
     out.manifests = std::move(manifests).value();
-    for (const Manifest& m : out.manifests) bytes += value::ToJson(m.object).size() + m.source.size();
   }
-  if (cache != nullptr) cache->Put(key, out.manifests, bytes);
+  if (cache != nullptr) cache->Put(key, out.manifests, internal::ManifestBytes(out.manifests));
   return out;
 }
 

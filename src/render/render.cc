@@ -125,7 +125,6 @@ namespace {
 
 struct Rendered {
   std::vector<Manifest> manifests;
-  size_t bytes = 0;
 };
 
 // The last `n` non-empty lines of a renderer's stderr, with the private copy's path removed.
@@ -243,14 +242,14 @@ Result<Rendered> RenderExternal(const Plan& plan, const Options& options) {
   }
   GANTRY_ASSIGN_OR_RETURN(std::vector<Manifest> manifests,
                           internal::ParseRendered(r.out, display, options.limits, helm));
-  return Rendered{std::move(manifests), r.out.size()};
+  return Rendered{std::move(manifests)};
 }
 
 Result<Rendered> RenderLocalPlain(const Plan& plan, const Options& options) {
   std::string parent = plan.is_dir ? plan.rel : fs::path(plan.rel).parent_path().string();
   GANTRY_ASSIGN_OR_RETURN(internal::PlainResult r,
                           internal::ReadPlain(plan.dir, options.limits, parent.empty() ? "" : parent + "/"));
-  return Rendered{std::move(r.manifests), r.bytes};
+  return Rendered{std::move(r.manifests)};
 }
 
 }  // namespace
@@ -331,7 +330,7 @@ Result<std::vector<Manifest>> Render(const Source& source, const Options& option
   }
   GANTRY_ASSIGN_OR_RETURN(Rendered r, plan.renderer == Renderer::kPlain ? RenderLocalPlain(plan, options)
                                                                          : RenderExternal(plan, options));
-  if (!key.empty()) cache->Put(key, r.manifests, r.bytes);
+  if (!key.empty()) cache->Put(key, r.manifests, internal::ManifestBytes(r.manifests));
   return std::move(r.manifests);
 }
 

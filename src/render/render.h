@@ -154,7 +154,8 @@ struct Options {
 };
 
 // Thread-safe in-memory LRU cache of rendered results, bounded by the approximate bytes of the
-// rendered text its entries hold. Entries share their (immutable) Values with the callers.
+// memory its entries' parsed objects occupy (internal::ManifestBytes for the renders here). Entries
+// share their (immutable) Values with the callers.
 class RenderCache {
  public:
   explicit RenderCache(size_t max_bytes = 256u << 20) : max_bytes_(max_bytes) {}
@@ -212,13 +213,16 @@ struct GitRendered {
   std::string commit;
   std::vector<Manifest> manifests;
   bool cache_hit = false;
+  // The RenderCache key of this render: equal keys, equal manifests (a commit that leaves a plain
+  // path unchanged keeps its key).
+  std::string content_key;
 };
 
 // Renders `path` of `repo` at `revision` (resolved to a commit; fetching is the caller's). Plain
 // directories are read straight from the object database, without a checkout; Kustomize and Helm
 // get the commit materialized into a private temp dir (removed afterwards). With a cache, the key
-// covers the repository URL and the commit's root tree id, so an unchanged repository is never
-// rendered twice. Errors: those of Resolve/ReadTree/Materialize (NotFound for an unknown revision
+// covers the repository URL and the tree id of what the render may read (the path for plain, the
+// commit's root tree for Kustomize and Helm), so unchanged content is never rendered twice. Errors: those of Resolve/ReadTree/Materialize (NotFound for an unknown revision
 // or path, PermissionDenied for a symlink leaving the tree, ResourceExhausted for a limit) and of
 // Render; every message names the revision and path.
 Result<GitRendered> RenderGit(git::Repository& repo, std::string_view revision, const std::string& path,

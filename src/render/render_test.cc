@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "render/internal/documents.h"
 #include "render/internal/renderers.h"
 #include "render/render.h"
 
@@ -333,6 +334,21 @@ TEST(RenderCache, LruBoundedByBytes) {
   EXPECT_EQ(s.bytes, 80u);
   EXPECT_EQ(s.hits, 3u);
   EXPECT_EQ(s.misses, 2u);
+}
+
+// The agent's cache was charged the text of its entries, about a tenth of what their parsed objects
+// occupy, so a "64 MiB" cache grew past a gigabyte.
+TEST(RenderCache, EntriesAreChargedWhatTheirParsedObjectsOccupy) {
+  std::string text;
+  for (int i = 0; i < 100; ++i) {
+    text += "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-" + std::to_string(i) + "}\ndata: {index: \"" +
+            std::to_string(i) + "\"}\n---\n";
+  }
+  auto manifests = internal::ParseRendered(text, "objects.yaml", {}, false);
+  ASSERT_TRUE(manifests.ok()) << manifests.status().ToString();
+  size_t bytes = internal::ManifestBytes(*manifests);
+  EXPECT_GT(bytes, 8 * text.size());
+  EXPECT_LT(bytes, 30 * text.size());
 }
 
 TEST_F(RenderTest, CacheHitsUnderTheSameKeyAndOptions) {

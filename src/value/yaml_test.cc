@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "value/internal/node.h"
 #include "value/value.h"
 
 namespace gantry::value {
@@ -94,6 +95,24 @@ TEST(YamlFixtures, RoundTripThroughYamlAndJson) {
       ASSERT_TRUE(json.ok()) << json.status().ToString();
       EXPECT_EQ(*json, doc);
     }
+  }
+}
+
+// A kept document keeps its arena: with a fixed 4 KiB first chunk, a hundred small objects held
+// 400 KiB for 100 KiB of nodes (the pull agent's render cache of 10,000 ConfigMaps held 41 MB).
+TEST(YamlParse, SmallDocumentsKeepLittleUnusedArena) {
+  std::string text;
+  for (int i = 0; i < 100; ++i) {
+    text += "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-" + std::to_string(i) + "}\ndata: {index: \"" +
+            std::to_string(i) + "\"}\n---\n";
+  }
+  auto docs = MustParse(text);
+  ASSERT_EQ(docs.size(), 100u);
+  for (size_t i = 1; i < docs.size(); ++i) {
+    const internal::SourceFile* arena = internal::Node::Get(docs[i])->file;
+    ASSERT_NE(arena, nullptr);
+    EXPECT_EQ(arena->chunks.size(), 1u) << i;
+    EXPECT_LE(static_cast<size_t>(arena->end - arena->cur), arena->used / 8) << i;
   }
 }
 

@@ -35,10 +35,12 @@ struct SourceFile {
   std::vector<void*> chunks;
   char* cur = nullptr;
   char* end = nullptr;
-  size_t next_chunk = 4096;
+  size_t next_chunk = 4096;  // the parser may set the first one from what it expects to need
+  size_t used = 0;           // bytes handed out
 
   void* Allocate(size_t n) {
     n = (n + 7) & ~size_t{7};
+    used += n;
     if (static_cast<size_t>(end - cur) < n) {
       size_t size = std::max(next_chunk, n);
       next_chunk = std::min<size_t>(next_chunk * 2, 256 * 1024);
