@@ -12,6 +12,7 @@
 #include <ctime>
 #include <map>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "base/hash.h"
@@ -28,6 +29,7 @@ using value::Value;
 constexpr int kGzipLevel = 6;
 constexpr int kZstdLevel = 3;
 constexpr size_t kReadChunk = 1 << 20;
+constexpr unsigned kMaxCompressionThreads = 8;  // bounds memory: gzip holds 2 MiB per thread, zstd more
 
 struct Item {
   std::string name;  // in the archive
@@ -346,10 +348,12 @@ Result<LayerResult> WriteLayer(const LayerSpec& spec, const BuildOptions& o, con
   auto blob = output.NewBlob();
   if (!blob.ok()) return blob.status();
   BlobWriter& writer = **blob;
+  unsigned threads = o.compression_threads != 0 ? o.compression_threads
+                                                : std::clamp(std::thread::hardware_concurrency(), 1u, kMaxCompressionThreads);
+  internal::Sink sink = [&](std::string_view d) { return writer.Write(d); };
   std::unique_ptr<internal::Compressor> compressor =
-      o.compression == Compression::kZstd
-          ? internal::NewZstdCompressor([&](std::string_view d) { return writer.Write(d); }, kZstdLevel)
-          : internal::NewGzipCompressor([&](std::string_view d) { return writer.Write(d); }, kGzipLevel);
+      o.compression == Compression::kZstd ? internal::NewZstdCompressor(sink, kZstdLevel, threads)
+                                          : internal::NewGzipCompressor(sink, kGzipLevel, threads);
   Sha256 diff;
   internal::TarWriter tar([&](std::string_view d) {
     diff.Update(d);

@@ -4,7 +4,8 @@
 // BuildImage makes an image from a base image in a Layout (or from scratch) plus one new layer per
 // LayerSpec, and tags it in an output Layout. Layers are reproducible: the same files (content,
 // modes, names, link structure) and options give the same bytes, whatever the files' mtimes,
-// owners, the host path they were read from, or the machine (for one zlib / zstd version):
+// owners, the host path they were read from, or the machine and its number of cores (for one
+// libdeflate / libzstd version):
 //   - entries sorted by path, parent directories emitted (mode 0755) before their children;
 //   - every mtime, and the config's `created` and history dates, set to options.timestamp
 //     (seconds since the epoch; default 0, the SOURCE_DATE_EPOCH convention);
@@ -12,7 +13,9 @@
 //   - symlinks stored as links (never followed); a file with several names in one layer is stored
 //     once and then as hard links to the first name in sorted order;
 //   - names over 100 bytes in PAX headers with a fixed name; no PAX times, no host paths;
-//   - gzip with no name and mtime 0 at a fixed level (6), or zstd (level 3).
+//   - gzip: one member per 1 MiB of tar, by libdeflate at a fixed level (6), with no name and
+//     mtime 0; or zstd (level 3) with libzstd's workers. Compressed on several threads, with the
+//     same bytes whatever their number.
 // Each layer is read once: the tar stream is hashed (the diff_id) and compressed, the compressed
 // bytes hashed (the digest) and written to the blob, in one pass with bounded memory.
 //
@@ -79,6 +82,9 @@ struct BuildOptions {
   uint32_t uid = 0;
   uint32_t gid = 0;
   Compression compression = Compression::kGzip;
+  // Threads that compress a layer; 0: std::thread::hardware_concurrency(), at most 8. The layer's
+  // bytes are the same for any value.
+  unsigned compression_threads = 0;
 };
 
 struct BuildResult {

@@ -211,6 +211,31 @@ TEST_F(BuildTest, ReproducibleAcrossDirectoriesMtimesAndOwners) {
             value::ToJson(*ReadImage(*Layout::Open(tmp_ / "out1", false), a->image).config.Find({"rootfs", "diff_ids", 0})).substr(1, 71));
 }
 
+TEST_F(BuildTest, LayerBytesDoNotDependOnTheThreadCount) {
+  MakeWorkspace(tmp_ / "ws", 1000, 0);
+  // Over several gzip members: 2.5 MiB of text and 1 MiB of noise.
+  std::string text, noise;
+  for (int i = 0; text.size() < (5 << 19); ++i) text += fmt::format("line {} of the log {}\n", i, i * 7919 % 613);
+  uint64_t x = 42;
+  for (size_t i = 0; i < (1 << 20); ++i) noise += static_cast<char>((x = x * 6364136223846793005u + 1442695040888963407u) >> 56);
+  Write(tmp_ / "ws" / "app" / "text.txt", text);
+  Write(tmp_ / "ws" / "app" / "noise.bin", noise);
+  for (Compression c : {Compression::kGzip, Compression::kZstd}) {
+    std::vector<Descriptor> layers;
+    for (unsigned threads : {1u, 4u, 0u}) {
+      BuildOptions o;
+      o.compression = c;
+      o.compression_threads = threads;
+      auto r = BuildApp(tmp_ / "ws", tmp_ / fmt::format("out-{}-{}", static_cast<int>(c), threads), o);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      layers.push_back(r->layers[0]);
+    }
+    EXPECT_EQ(layers[0].digest, layers[1].digest) << "1 vs 4 threads, compression " << static_cast<int>(c);
+    EXPECT_EQ(layers[0].digest, layers[2].digest) << "1 vs this machine's cores, compression " << static_cast<int>(c);
+    EXPECT_EQ(layers[0].size, layers[1].size);
+  }
+}
+
 // A Docker-typed base image written by hand into `dir`, tagged "base", with one layer.
 Descriptor MakeDockerBase(const fs::path& tmp, const Layout& base, const std::string& arch) {
   Write(tmp / ("base-" + arch) / "etc" / "os-release", "ID=test-" + arch + "\n");
@@ -361,7 +386,7 @@ class ExtractTest : public ::testing::Test {
     auto c = internal::NewGzipCompressor([&](std::string_view d) {
       gz.append(d);
       return OkStatus();
-    }, 6);
+    }, 6, 2);
     internal::TarWriter w([&](std::string_view d) { return c->Write(d); });
     for (const auto& [h, data] : entries) {
       GANTRY_CHECK(w.WriteHeader(h).ok());

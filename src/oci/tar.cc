@@ -1,11 +1,17 @@
 // The tar format and the gzip / zstd streams of layers; see internal/tar_format.h.
 
 #include <fcntl.h>
+#include <libdeflate.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
 
+#include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "oci/internal/tar_format.h"
@@ -392,48 +398,162 @@ Result<size_t> TarReader::ReadData(char* buf, size_t n) {
 
 namespace {
 
+// One gzip member per block of kGzipMemberBytes input bytes, compressed by libdeflate. With one
+// thread the blocks are compressed on the caller's thread; with more, `threads` workers compress
+// them while the caller fills the next ones, and the caller writes the members in input order.
+// Either way each member is the same function of its block, so the bytes never depend on the
+// thread count. At most 2 * threads + 1 blocks are held (each input plus its output), one
+// with a single thread.
 class GzipCompressor : public Compressor {
  public:
-  GzipCompressor(Sink sink, int level) : sink_(std::move(sink)), out_(kChunk) {
-    z_ = {};
-    GANTRY_CHECK(deflateInit2(&z_, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-    header_ = {};
-    header_.os = 255;  // "unknown": the same bytes on every OS; time 0, no name, no comment
-    GANTRY_CHECK(deflateSetHeader(&z_, &header_) == Z_OK);
+  GzipCompressor(Sink sink, int level, unsigned threads)
+      : sink_(std::move(sink)), level_(level), max_in_flight_(threads <= 1 ? 1 : 2 * threads + 1) {
+    block_ = NewJob();
+    if (threads <= 1) {
+      inline_ = NewDeflater(level_);
+      return;
+    }
+    for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this] { Work(); });
   }
-  ~GzipCompressor() override { deflateEnd(&z_); }
-  Status Write(std::string_view data) override { return Run(data, Z_NO_FLUSH); }
-  Status Finish() override { return Run({}, Z_FINISH); }
+  ~GzipCompressor() override {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    work_cv_.notify_all();
+    for (auto& w : workers_) w.join();
+  }
+  Status Write(std::string_view data) override {
+    while (!data.empty()) {
+      size_t k = std::min(data.size(), kGzipMemberBytes - block_->in.size());
+      block_->in.append(data.substr(0, k));
+      data.remove_prefix(k);
+      if (block_->in.size() == kGzipMemberBytes) {
+        if (Status s = Submit(); !s.ok()) return s;
+      }
+    }
+    return OkStatus();
+  }
+  Status Finish() override {
+    // An empty input still gives one (empty) member: a zero-byte file is not valid gzip.
+    if (!block_->in.empty() || !wrote_any_) {
+      if (Status s = Submit(); !s.ok()) return s;
+    }
+    while (!in_flight_.empty()) {
+      if (Status s = WriteOldest(); !s.ok()) return s;
+    }
+    return OkStatus();
+  }
 
  private:
-  Status Run(std::string_view data, int flush) {
-    z_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-    z_.avail_in = static_cast<uInt>(data.size());
-    while (true) {
-      z_.next_out = reinterpret_cast<Bytef*>(out_.data() + used_);
-      z_.avail_out = static_cast<uInt>(out_.size() - used_);
-      int rc = deflate(&z_, flush);
-      if (rc == Z_STREAM_ERROR) return InternalError("gzip: deflate failed");
-      used_ = out_.size() - z_.avail_out;
-      if (used_ == out_.size() || (flush == Z_FINISH && rc == Z_STREAM_END)) {
-        if (Status s = sink_(std::string_view(out_.data(), used_)); !s.ok()) return s;
-        used_ = 0;
+  using Deflater = std::unique_ptr<libdeflate_compressor, decltype(&libdeflate_free_compressor)>;
+  struct Job {
+    std::string in;
+    std::vector<char> out;
+    size_t out_size = 0;
+    bool done = false;  // GUARDED_BY(mu_)
+  };
+
+  static Deflater NewDeflater(int level) {
+    Deflater d(libdeflate_alloc_compressor(level), &libdeflate_free_compressor);
+    GANTRY_CHECK(d != nullptr);  // only for a level outside 0-12, or out of memory
+    return d;
+  }
+  static void Compress(libdeflate_compressor* d, Job& job) {
+    job.out.resize(libdeflate_gzip_compress_bound(d, job.in.size()));
+    job.out_size = libdeflate_gzip_compress(d, job.in.data(), job.in.size(), job.out.data(), job.out.size());
+    GANTRY_CHECK(job.out_size != 0);  // the bound always fits
+  }
+
+  std::unique_ptr<Job> NewJob() {
+    if (free_.empty()) {
+      auto job = std::make_unique<Job>();
+      job->in.reserve(kGzipMemberBytes);
+      return job;
+    }
+    auto job = std::move(free_.back());
+    free_.pop_back();
+    job->in.clear();
+    job->done = false;
+    return job;
+  }
+
+  // Hands the current block over for compression and starts a new one.
+  Status Submit() {
+    wrote_any_ = true;
+    Job* job = block_.get();
+    in_flight_.push_back(std::move(block_));
+    block_ = NewJob();
+    if (inline_) {
+      Compress(inline_.get(), *job);
+      job->done = true;
+    } else {
+      {
+        std::lock_guard lock(mu_);
+        queue_.push_back(job);
       }
-      if (flush == Z_FINISH ? rc == Z_STREAM_END : z_.avail_in == 0) return OkStatus();
+      work_cv_.notify_one();
+    }
+    while (in_flight_.size() >= max_in_flight_) {
+      if (Status s = WriteOldest(); !s.ok()) return s;
+    }
+    return OkStatus();
+  }
+
+  // Waits for the oldest block's member and writes it to the sink.
+  Status WriteOldest() {
+    Job& job = *in_flight_.front();
+    if (!inline_) {
+      std::unique_lock lock(mu_);
+      done_cv_.wait(lock, [&] { return job.done; });
+    }
+    Status s = sink_(std::string_view(job.out.data(), job.out_size));
+    free_.push_back(std::move(in_flight_.front()));
+    in_flight_.pop_front();
+    return s;
+  }
+
+  void Work() {
+    Deflater d = NewDeflater(level_);
+    std::unique_lock lock(mu_);
+    while (true) {
+      work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      Job* job = queue_.front();
+      queue_.pop_front();
+      lock.unlock();
+      Compress(d.get(), *job);
+      lock.lock();
+      job->done = true;
+      done_cv_.notify_all();
     }
   }
+
   Sink sink_;
-  std::vector<char> out_;
-  size_t used_ = 0;
-  z_stream z_;
-  gz_header header_;
+  const int level_;
+  const size_t max_in_flight_;
+  Deflater inline_{nullptr, &libdeflate_free_compressor};  // set when there are no workers
+  std::unique_ptr<Job> block_;                     // being filled by Write
+  std::deque<std::unique_ptr<Job>> in_flight_;     // submitted, in input order
+  std::vector<std::unique_ptr<Job>> free_;         // written, for reuse
+  bool wrote_any_ = false;
+  std::mutex mu_;
+  std::condition_variable work_cv_, done_cv_;
+  std::deque<Job*> queue_;  // GUARDED_BY(mu_) submitted, not yet taken by a worker
+  bool stop_ = false;       // GUARDED_BY(mu_)
+  std::vector<std::thread> workers_;  // last: joined before the jobs they use are freed
 };
 
 class ZstdCompressor : public Compressor {
  public:
-  ZstdCompressor(Sink sink, int level) : sink_(std::move(sink)), out_(ZSTD_CStreamOutSize()), c_(ZSTD_createCCtx()) {
+  ZstdCompressor(Sink sink, int level, unsigned threads)
+      : sink_(std::move(sink)), out_(ZSTD_CStreamOutSize()), c_(ZSTD_createCCtx()) {
     ZSTD_CCtx_setParameter(c_, ZSTD_c_compressionLevel, level);
     ZSTD_CCtx_setParameter(c_, ZSTD_c_checksumFlag, 1);
+    // Always at least one worker: libzstd's output is the same for any nbWorkers >= 1, but
+    // differs with 0 (single-threaded mode), so 0 is never used.
+    size_t rc = ZSTD_CCtx_setParameter(c_, ZSTD_c_nbWorkers, static_cast<int>(std::max(threads, 1u)));
+    if (ZSTD_isError(rc)) init_ = FailedPreconditionError("zstd: this libzstd cannot compress on threads: {}", ZSTD_getErrorName(rc));
   }
   ~ZstdCompressor() override { ZSTD_freeCCtx(c_); }
   Status Write(std::string_view data) override { return Run(data, ZSTD_e_continue); }
@@ -441,6 +561,7 @@ class ZstdCompressor : public Compressor {
 
  private:
   Status Run(std::string_view data, ZSTD_EndDirective mode) {
+    if (!init_.ok()) return init_;
     ZSTD_inBuffer in{data.data(), data.size(), 0};
     while (true) {
       ZSTD_outBuffer o{out_.data(), out_.size(), 0};
@@ -455,16 +576,17 @@ class ZstdCompressor : public Compressor {
   Sink sink_;
   std::vector<char> out_;
   ZSTD_CCtx* c_;
+  Status init_;
 };
 
 }  // namespace
 
-std::unique_ptr<Compressor> NewGzipCompressor(Sink sink, int level) {
-  return std::make_unique<GzipCompressor>(std::move(sink), level);
+std::unique_ptr<Compressor> NewGzipCompressor(Sink sink, int level, unsigned threads) {
+  return std::make_unique<GzipCompressor>(std::move(sink), level, threads);
 }
 
-std::unique_ptr<Compressor> NewZstdCompressor(Sink sink, int level) {
-  return std::make_unique<ZstdCompressor>(std::move(sink), level);
+std::unique_ptr<Compressor> NewZstdCompressor(Sink sink, int level, unsigned threads) {
+  return std::make_unique<ZstdCompressor>(std::move(sink), level, threads);
 }
 
 }  // namespace gantry::oci::internal

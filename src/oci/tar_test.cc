@@ -143,7 +143,7 @@ TEST(CompressionTest, GzipHeaderHasNoTimeNoNameAndRoundTrips) {
   auto c = NewGzipCompressor([&](std::string_view d) {
     gz.append(d);
     return OkStatus();
-  }, 6);
+  }, 6, 1);
   ASSERT_TRUE(c->Write(data.substr(0, 1000)).ok());
   ASSERT_TRUE(c->Write(data.substr(1000)).ok());
   ASSERT_TRUE(c->Finish().ok());
@@ -195,7 +195,7 @@ TEST(CompressionTest, ZstdRoundTrips) {
   auto c = NewZstdCompressor([&](std::string_view d) {
     zs.append(d);
     return OkStatus();
-  }, 3);
+  }, 3, 1);
   ASSERT_TRUE(c->Write(data).ok());
   ASSERT_TRUE(c->Finish().ok());
   std::string t = (fs::temp_directory_path() / "oci-zst-XXXXXX").string();
@@ -213,6 +213,110 @@ TEST(CompressionTest, ZstdRoundTrips) {
   }
   fs::remove_all(t);
   EXPECT_EQ(back, data);
+}
+
+// Half text, half noise, like a real tree: deterministic, `size` bytes.
+std::string MixedData(size_t size) {
+  std::string out;
+  uint64_t x = 7;
+  while (out.size() < size) {
+    for (int i = 0; i < 4000 && out.size() < size; ++i) out += fmt::format("{} {} ", i * 7919 % 1000, "word");
+    for (int i = 0; i < 30000 && out.size() < size; ++i) {
+      out += static_cast<char>((x = x * 6364136223846793005u + 1442695040888963407u) >> 56);
+    }
+  }
+  return out;
+}
+
+// Compresses `data` given in writes of `piece` bytes.
+std::string Compress(bool zstd, std::string_view data, unsigned threads, size_t piece = 1 << 16) {
+  std::string out;
+  Sink sink = [&](std::string_view d) {
+    out.append(d);
+    return OkStatus();
+  };
+  auto c = zstd ? NewZstdCompressor(sink, 3, threads) : NewGzipCompressor(sink, 6, threads);
+  for (size_t i = 0; i < data.size(); i += piece) EXPECT_TRUE(c->Write(data.substr(i, piece)).ok());
+  EXPECT_TRUE(c->Finish().ok());
+  return out;
+}
+
+// What `gzip -dc` makes of `gz` (after `gzip -t` accepts it).
+std::string GunzipWithGzip(const std::string& gz) {
+  std::string t = (fs::temp_directory_path() / "oci-gunzip-XXXXXX").string();
+  GANTRY_CHECK(::mkdtemp(t.data()) != nullptr);
+  std::ofstream(t + "/l.gz", std::ios::binary) << gz;
+  ProcessOptions po;
+  po.inherit_env = true;
+  auto test = gantry::Run({"gzip", "-t", t + "/l.gz"}, po);
+  auto dc = gantry::Run({"gzip", "-dc", t + "/l.gz"}, po);
+  fs::remove_all(t);
+  EXPECT_TRUE(test.ok() && test->exit_code == 0) << (test.ok() ? test->err : test.status().ToString());
+  EXPECT_TRUE(dc.ok() && dc->exit_code == 0) << (dc.ok() ? dc->err : dc.status().ToString());
+  return dc.ok() ? dc->out : "";
+}
+
+TEST(CompressionTest, GzipBytesDoNotDependOnThreadsOrWriteSizes) {
+  std::string data = MixedData(5 * kGzipMemberBytes + 12345);
+  std::string one = Compress(false, data, 1);
+  EXPECT_EQ(Compress(false, data, 4), one) << "1 vs 4 threads";
+  EXPECT_EQ(Compress(false, data, 3, 511), one) << "3 threads, odd writes";
+  EXPECT_EQ(Compress(false, data, 16, data.size()), one) << "16 threads, one write";
+  EXPECT_EQ(GunzipWithGzip(one), data);
+}
+
+TEST(CompressionTest, GzipIsOneMemberPerBlock) {
+  // Empty: one empty member, which gzip accepts (an empty file it would not).
+  std::string empty = Compress(false, "", 4);
+  EXPECT_EQ(empty.substr(0, 2), "\x1f\x8b");
+  EXPECT_LT(empty.size(), 30u);
+  EXPECT_EQ(GunzipWithGzip(empty), "");
+  // Less than one block: one member.
+  std::string small = MixedData(100000);
+  EXPECT_EQ(Compress(false, small, 4), Compress(false, small, 1));
+  EXPECT_EQ(GunzipWithGzip(Compress(false, small, 4)), small);
+  // Exactly 3 blocks: 3 members, each the gzip of its block, and no empty member after them.
+  std::string three = MixedData(3 * kGzipMemberBytes);
+  std::string members;
+  for (size_t i = 0; i < 3; ++i) members += Compress(false, std::string_view(three).substr(i * kGzipMemberBytes, kGzipMemberBytes), 1);
+  EXPECT_EQ(Compress(false, three, 4), members);
+  EXPECT_EQ(GunzipWithGzip(members), three);
+  // One byte more: a fourth member.
+  std::string more = three + "x";
+  EXPECT_EQ(Compress(false, more, 4), members + Compress(false, "x", 1));
+}
+
+TEST(CompressionTest, GzipDigestOfAFixedInputIsPinned) {
+  // Changes only with the format (block size, level, header) or the libdeflate version; if it
+  // changes, every layer digest gantry builds changes: say so in the release notes.
+  std::string data = MixedData(2 * kGzipMemberBytes + 777);
+  EXPECT_EQ(Sha256Digest(Compress(false, data, 4)), "sha256:755c2b400a137fa6fc2e3d27e9a0d7468db5896f0bc0e757d46331343291b241");
+}
+
+TEST(CompressionTest, MultiMemberGzipLayerReadsBack) {
+  std::string data = MixedData(3 * kGzipMemberBytes + 5);
+  std::string t = (fs::temp_directory_path() / "oci-mm-XXXXXX").string();
+  ASSERT_NE(::mkdtemp(t.data()), nullptr);
+  std::ofstream(t + "/l", std::ios::binary) << Compress(false, data, 4);
+  auto src = OpenLayer(t + "/l", media::kOciLayerGzip);
+  ASSERT_TRUE(src.ok());
+  std::string back, buf(100000, '\0');
+  while (true) {
+    auto n = (*src)->Read(buf.data(), buf.size());
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    if (*n == 0) break;
+    back.append(buf.data(), *n);
+  }
+  fs::remove_all(t);
+  EXPECT_EQ(back, data);
+}
+
+TEST(CompressionTest, ZstdBytesDoNotDependOnThreads) {
+  // Over 20 MiB: several libzstd jobs (8 MiB each at level 3).
+  std::string data = MixedData(21 << 20);
+  std::string one = Compress(true, data, 1);
+  EXPECT_EQ(Compress(true, data, 4), one);
+  EXPECT_EQ(Compress(true, data, 3, 1 << 20), one);
 }
 
 }  // namespace

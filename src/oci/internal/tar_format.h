@@ -82,7 +82,8 @@ class TarReader {
   uint64_t pad_ = 0;
 };
 
-// A compressor writing its output to a sink in chunks of about 1 MiB. Not thread-safe.
+// A compressor writing its output to a sink in chunks of about 1 MiB. Not thread-safe (it may
+// run threads of its own).
 class Compressor {
  public:
   virtual ~Compressor() = default;
@@ -90,10 +91,19 @@ class Compressor {
   // Flushes the end of the stream to the sink.
   virtual Status Finish() = 0;
 };
-// gzip with a fixed header (no name, mtime 0, OS "unknown"), so equal input gives equal bytes
-// for a given zlib version and level (1-9).
-std::unique_ptr<Compressor> NewGzipCompressor(Sink sink, int level);
-// zstd, single-threaded, at `level`.
-std::unique_ptr<Compressor> NewZstdCompressor(Sink sink, int level);
+
+// Input bytes per gzip member. A constant of the format: changing it changes every digest.
+inline constexpr size_t kGzipMemberBytes = 1 << 20;
+
+// gzip as a series of members (RFC 1952 §2.2, read as one stream by gzip, zlib, Go, Python), one
+// per kGzipMemberBytes of input (the last shorter; an empty input gives one empty member), each
+// compressed by libdeflate at `level` (0-12) with a fixed header (no name, mtime 0, OS
+// "unknown"). With threads > 1, members are compressed on that many threads and written in order.
+// The bytes depend only on the input, the level and the libdeflate version, never on `threads`.
+std::unique_ptr<Compressor> NewGzipCompressor(Sink sink, int level, unsigned threads);
+// zstd at `level`, one frame, with libzstd's workers (max(threads, 1) of them). libzstd gives the
+// same bytes for any number of workers >= 1 (never 0, its single-threaded mode, which differs).
+// FailedPrecondition from Write/Finish if this libzstd was built without threads.
+std::unique_ptr<Compressor> NewZstdCompressor(Sink sink, int level, unsigned threads);
 
 }  // namespace gantry::oci::internal
