@@ -571,8 +571,32 @@ class OperationImpl final : public Operation {
         SystemClock().SleepFor(std::chrono::milliseconds(100));
       }
       established = true;
+      // Established comes before discovery lists the new kinds (the apiserver updates discovery
+      // asynchronously): wait until every served version of the kind resolves.
+      auto live = client_.Get(t.ref);
+      if (!live.ok()) return live.status();
+      const Value* spec = live->Get("spec");
+      std::string group = StringAt(spec, "group");
+      std::string kind = spec ? StringAt(spec->Get("names"), "kind") : "";
+      const Value* versions = spec ? spec->Get("versions") : nullptr;
+      for (size_t v = 0; versions != nullptr && v < versions->size(); ++v) {
+        const Value* ver = versions->At(v);
+        const Value* served = ver->Get("served");
+        if (served == nullptr || !served->IsBool() || !served->AsBool()) continue;
+        std::string api_version = group + "/" + StringAt(ver, "name");
+        while (true) {
+          client_.InvalidateDiscovery();
+          auto info = client_.Resolve(api_version, kind);
+          if (info.ok()) break;
+          if (info.status().code() != Code::kNotFound) return info.status();
+          if (Clock::now() > deadline) {
+            return DeadlineExceededError("{} is Established but the server does not serve {} {} within {} s",
+                                         t.ref.ToString(), api_version, kind, options_.timeout.count() / 1000);
+          }
+          SystemClock().SleepFor(std::chrono::milliseconds(100));
+        }
+      }
     }
-    // The new kinds are served now: make the next lookup read discovery again.
     if (established) client_.InvalidateDiscovery();
     return OkStatus();
   }
