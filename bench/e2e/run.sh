@@ -23,7 +23,7 @@ trap '"$root/scripts/quickstart" down >/dev/null 2>&1 || true; rm -rf "$GANTRY_S
 qs=$GANTRY_STATE/quickstart
 export GANTRY_HOME=$qs/home
 # shellcheck disable=SC1091
-source "$qs/server.env"; export GANTRY_SERVER
+source "$qs/server.env"; export GANTRY_SERVER GANTRY_TOKEN
 work=$qs/work/hello-app
 now() { date +%s.%N; }
 

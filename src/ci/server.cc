@@ -189,6 +189,19 @@ http::Response Server::HandleWebhook(const http::Request& req) {
 }
 
 http::Response Server::HandleRuns(const http::Request& req) {
+  if (!options_.api_token.empty()) {
+    std::string_view auth = req.Header("authorization");
+    std::string want = "Bearer " + options_.api_token;
+    // Constant time in the token's length: a mismatch position must not show in the timing.
+    bool ok = auth.size() == want.size();
+    unsigned char diff = 0;
+    for (size_t i = 0; ok && i < want.size(); ++i) diff |= static_cast<unsigned char>(auth[i] ^ want[i]);
+    if (!ok || diff != 0) {
+      http::Response r = http::Response::Text(401, "a bearer token is required (gantry: set GANTRY_TOKEN)\n");
+      r.headers["www-authenticate"] = "Bearer realm=\"gantry\"";
+      return r;
+    }
+  }
   std::string_view path = req.target;
   if (path == "/api/runs" || path == "/api/runs/") {
     store::RunFilter f;

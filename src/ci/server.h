@@ -72,6 +72,9 @@ struct ServerOptions {
   bool requeue_interrupted = true;
   int max_attempts = 3;
   git::OpenOptions git;
+  // When set, every /api/ request needs "Authorization: Bearer <api_token>" (401 otherwise).
+  // Webhooks are authenticated by their signatures instead.
+  std::string api_token;
   // Called for push and tag runs of `repos` (never pull requests, never forks) whose steps all
   // succeeded and whose pipeline has image:, before the run is final: the rest of the flow
   // (server/release.h). An error fails the run (its message becomes the run's) and the stage that

@@ -235,10 +235,16 @@ Result<long> HttpGet(const std::string& url, std::function<bool(std::string_view
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, CurlWrite);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+  struct curl_slist* headers = nullptr;
+  if (const char* token = std::getenv("GANTRY_TOKEN"); token != nullptr && *token != '\0') {
+    headers = curl_slist_append(headers, (std::string("Authorization: Bearer ") + token).c_str());
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  }
   CURLcode rc = curl_easy_perform(c);
   long code = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
   curl_easy_cleanup(c);
+  curl_slist_free_all(headers);
   if (rc != CURLE_OK) return UnavailableError("GET {}: {}", url, curl_easy_strerror(rc));
   return code;
 }
@@ -320,6 +326,7 @@ struct ServerFlags {
   std::string deliver_config;
   std::string path_template = "envs/{env}";
   std::string health_timeout = "5m";
+  std::string api_token_env;
 };
 
 // "host=user:password" from the variable `env` (never a flag: it would show in ps).
@@ -414,6 +421,16 @@ int RunServer(const ServerFlags& f) {
     return 2;
   }
   so.webhook.secret = secret;
+  if (!f.api_token_env.empty()) {
+    const char* token = std::getenv(f.api_token_env.c_str());
+    if (token == nullptr || std::string_view(token).size() < 16) {
+      fmt::print(stderr, "error: --api-token-env {}: the variable must hold a token of at least 16 characters\n", f.api_token_env);
+      return 2;
+    }
+    so.api_token = token;
+  } else if (ho.address != "127.0.0.1" && ho.address != "localhost" && ho.address != "::1") {
+    fmt::print(stderr, "warning: the REST API on {} needs no token; set --api-token-env\n", f.listen);
+  }
   ho.max_body_bytes = so.webhook.max_body_bytes;
   if (!f.secrets_file.empty()) {
     auto s = ci::ReadSecretsFile(f.secrets_file);
@@ -498,6 +515,8 @@ void AddServerCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--listen", f->listen, "Address to listen on, [HOST]:PORT");
   cmd->add_option("--store", f->store, "sqlite:///path/gantry.db or postgresql://...");
   cmd->add_option("--webhook-secret-env", f->webhook_secret_env, "Variable holding the webhook secret")->required();
+  cmd->add_option("--api-token-env", f->api_token_env,
+                  "Variable holding the bearer token the REST API requires (clients: GANTRY_TOKEN)");
   cmd->add_option("--webhook-provider", f->provider, "github, gitlab, gitea, forgejo, bitbucket, generic or auto");
   cmd->add_option("--repo", f->repos, "Repository URL to build (repeatable)")->required();
   cmd->add_option("--data-dir", f->data_dir, "Mirrors, workspaces, artifacts and caches");

@@ -39,7 +39,7 @@ source "$qs/registry.env"
 source "$qs/git.env"
 # shellcheck disable=SC1091
 source "$qs/server.env"
-export GANTRY_SERVER
+export GANTRY_SERVER GANTRY_TOKEN
 commit=$(git -C "$qs/work/hello-app" rev-parse HEAD)
 tag=${commit:0:12}
 

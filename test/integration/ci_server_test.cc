@@ -51,6 +51,8 @@ std::string MakeRepo(const fs::path& dir, const std::string& pipeline) {
   return sha;
 }
 
+constexpr char kApiToken[] = "api-token-0123456789abcdef";
+
 struct Srv {
   Srv(const fs::path& root, const std::string& repo_url, const std::vector<std::string>& extra = {}) {
     std::vector<std::string> argv = {Binary(), "server", "--listen", "127.0.0.1:0", "--store",
@@ -60,7 +62,7 @@ struct Srv {
     argv.insert(argv.end(), extra.begin(), extra.end());
     ProcessOptions po;
     po.inherit_env = true;
-    po.env = {{"HOOK", kSecret}};
+    po.env = {{"HOOK", kSecret}, {"API_TOKEN", kApiToken}};
     log = (root / ("server-" + std::to_string(++count) + ".log")).string();
     auto p = Process::Start(argv, po, log);
     GANTRY_CHECK(p.ok());
@@ -362,6 +364,58 @@ steps:
   for (const auto& s : run->Get("steps")->items()) states[std::string(s.Get("name")->AsString())] = s.Get("state")->AsString();
   EXPECT_EQ(states["code"], "succeeded");
   EXPECT_EQ(states["docs"], "skipped") << "the push changed only src/: a restart forgot the changed paths";
+}
+
+}  // namespace
+}  // namespace gantry
+
+namespace gantry {
+namespace {
+
+// GET with optional headers; returns "BODY CODE".
+std::string GetWith(const std::string& url, const std::vector<std::string>& headers) {
+  std::vector<std::string> argv = {"curl", "-s", "-o", "-", "-w", " %{http_code}"};
+  for (const auto& h : headers) argv.insert(argv.end(), {"-H", h});
+  argv.push_back(url);
+  ProcessOptions po;
+  po.inherit_env = true;
+  auto r = Run(argv, po);
+  GANTRY_CHECK(r.ok());
+  return r->out;
+}
+
+// With --api-token-env, the REST API (runs, logs, cancel) answers only a bearer token; the CLI sends
+// GANTRY_TOKEN; webhooks still work by their signature alone.
+TEST(CiServer, RestApiNeedsTheBearerTokenWhenOneIsSet) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  std::string sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  hello:\n    run: sleep 30\n");
+  std::string url = "file://" + (root / "repo").string();
+  Srv srv(root, url, {"--api-token-env", "API_TOKEN"});
+  std::string body = PushPayload(url, sha);
+  std::string sig = "X-Hub-Signature-256: sha256=" + webhook::HmacSha256Hex(kSecret, body);
+  EXPECT_THAT(Post(srv.Url() + "/webhook", body, {"X-GitHub-Event: push", "X-GitHub-Delivery: t1", sig}), HasSubstr(" 201"));
+
+  std::string bearer = std::string("Authorization: Bearer ") + kApiToken;
+  EXPECT_THAT(GetWith(srv.Url() + "/api/runs", {}), HasSubstr(" 401"));
+  EXPECT_THAT(GetWith(srv.Url() + "/api/runs", {"Authorization: Bearer wrong-token-0123456789ab"}), HasSubstr(" 401"));
+  EXPECT_THAT(GetWith(srv.Url() + "/api/runs/1/logs", {}), HasSubstr(" 401"));
+  EXPECT_THAT(GetWith(srv.Url() + "/api/runs", {bearer}), HasSubstr(" 200"));
+  EXPECT_THAT(Post(srv.Url() + "/api/runs/1/cancel", "", {}), HasSubstr(" 401"));
+
+  ProcessOptions po;
+  po.inherit_env = true;
+  po.env = {{"GANTRY_SERVER", srv.Url()}, {"GANTRY_TOKEN", ""}};
+  auto refused = gantry::Run({Binary(), "runs"}, po);
+  ASSERT_TRUE(refused.ok());
+  EXPECT_NE(refused->exit_code, 0);
+  EXPECT_THAT(refused->err, HasSubstr("401"));
+  po.env["GANTRY_TOKEN"] = kApiToken;
+  auto listed = gantry::Run({Binary(), "runs"}, po);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->exit_code, 0) << listed->err;
+  EXPECT_THAT(listed->out, HasSubstr(sha.substr(0, 12)));
+  EXPECT_THAT(Post(srv.Url() + "/api/runs/1/cancel", "", {bearer}), HasSubstr("cancel"));
 }
 
 }  // namespace
