@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <mutex>
 #include <thread>
 
 #include "base/log.h"
+#include "base/path.h"
 #include "oci/build.h"
 #include "oci/layout.h"
 #include "update/update.h"
@@ -143,14 +145,17 @@ Result<Built> Package(const ReleaseServices& s, const ci::ImageSpec& spec, const
     GANTRY_ASSIGN_OR_RETURN(oci::Reference base, oci::ParseReference(spec.from));
     GANTRY_ASSIGN_OR_RETURN(cache, oci::Layout::Open(s.image_dir / "base", /*create=*/true));
     Log(r, kImageStage, fmt::format("pulling base image {}", base.ToString()));
+    // The cache layout's index.json has one writer at a time (layout.h): runs pull in turn.
+    static std::mutex base_cache_mu;
+    std::unique_lock<std::mutex> cache_lock(base_cache_mu);
     auto pulled = oci::PullImage(*s.registry, base, *cache, base.ToString(), b.platform);
+    cache_lock.unlock();
     if (!pulled.ok()) return Status(pulled.status().code(), "pull base image " + base.ToString() + ": " + pulled.status().message());
     b.base = &*cache;
     b.base_ref = base.ToString();
   }
   for (const auto& l : spec.layers) {
-    fs::path src = l.src == "." ? r.workspace : r.workspace / l.src;
-    if (!fs::exists(src, ec)) return NotFoundError("layer source {} does not exist in the workspace after the steps", l.src);
+    GANTRY_ASSIGN_OR_RETURN(fs::path src, LayerSource(r.workspace, l.src));
     b.layers.push_back({.source = src, .destination = l.dest.empty() ? "/" : l.dest, .excludes = l.exclude});
   }
   if (!spec.entrypoint.empty()) b.entrypoint = spec.entrypoint;
@@ -185,6 +190,15 @@ Result<Built> Package(const ReleaseServices& s, const ci::ImageSpec& spec, const
 }
 
 }  // namespace
+
+Result<fs::path> LayerSource(const fs::path& workspace, std::string_view src) {
+  if (src == ".") return workspace;
+  auto resolved = ResolveBeneath(workspace, src);
+  if (!resolved.ok()) return Status(resolved.status().code(), fmt::format("layer src {}: {}", src, resolved.status().message()));
+  std::error_code ec;
+  if (!fs::exists(*resolved, ec)) return NotFoundError("layer src {} does not exist in the workspace after the steps", src);
+  return *resolved;
+}
 
 Result<std::string> ExpandTag(std::string_view tmpl, const ReleaseRequest& request) {
   auto vars = Vars(request);

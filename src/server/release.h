@@ -105,6 +105,11 @@ Result<ReleaseResult> RunRelease(const ReleaseServices& services, const ci::Pipe
 // result is a valid tag. InvalidArgument for an unknown placeholder or an invalid tag.
 Result<std::string> ExpandTag(std::string_view tmpl, const ReleaseRequest& request);
 
+// Where a layer's `src` is in the workspace. The workspace holds what the steps wrote, so a symlink
+// there may point anywhere: PermissionDenied for a path whose links leave the workspace (the server's
+// own files must never end up in an image); NotFound when it does not exist.
+Result<std::filesystem::path> LayerSource(const std::filesystem::path& workspace, std::string_view src);
+
 // The body of the push event sent to pull agents (GitHub's format, the fields agents read).
 std::string PushEventPayload(std::string_view repo_url, std::string_view branch, std::string_view before,
                              std::string_view after, const std::vector<std::string>& changed_files);

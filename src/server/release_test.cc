@@ -2,6 +2,9 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include "value/value.h"
 #include "webhook/webhook.h"
@@ -42,6 +45,32 @@ TEST(ExpandTag, UnknownPlaceholderAndInvalidTagsAreErrors) {
   ReleaseRequest tagged = Request();
   tagged.ref = "refs/tags/v1";
   EXPECT_FALSE(ExpandTag("{branch}", tagged).ok());
+}
+
+// A step may leave symlinks in the workspace; a layer must never pick up the server's own files
+// through one.
+TEST(LayerSource, RefusesPathsWhoseLinksLeaveTheWorkspace) {
+  namespace fs = std::filesystem;
+  fs::path root = fs::temp_directory_path() / ("gantry-layer-source-" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root / "ws" / "dist");
+  fs::create_directories(root / "secret");
+  fs::create_symlink(root / "secret", root / "ws" / "escape");  // absolute, outside
+  fs::create_symlink("../secret", root / "ws" / "up");          // relative, outside
+  fs::create_symlink("dist", root / "ws" / "alias");            // inside: fine
+
+  EXPECT_EQ(*LayerSource(root / "ws", "dist"), root / "ws" / "dist");
+  EXPECT_EQ(*LayerSource(root / "ws", "."), root / "ws");
+  EXPECT_TRUE(LayerSource(root / "ws", "alias").ok());
+  EXPECT_EQ(LayerSource(root / "ws", "escape").status().code(), Code::kPermissionDenied);
+  EXPECT_EQ(LayerSource(root / "ws", "escape/x").status().code(), Code::kPermissionDenied);
+  auto up = LayerSource(root / "ws", "up");
+  EXPECT_EQ(up.status().code(), Code::kPermissionDenied);
+  EXPECT_THAT(up.status().message(), HasSubstr("layer src up"));
+  auto missing = LayerSource(root / "ws", "build");
+  EXPECT_EQ(missing.status().code(), Code::kNotFound);
+  EXPECT_THAT(missing.status().message(), HasSubstr("after the steps"));
+  fs::remove_all(root);
 }
 
 // The payload is what pull agents verify and read: a GitHub push event naming the config repo.
