@@ -115,7 +115,7 @@ Result<std::string> ReadFile(const fs::path& path, size_t max_bytes) {
   return data;
 }
 
-Status WriteFileAtomic(const fs::path& path, std::string_view data, int mode) {
+Status WriteFileAtomic(const fs::path& path, std::string_view data, int mode, bool sync) {
   fs::path tmp = path;
   tmp += fmt::format(".tmp.{}", ::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
@@ -133,7 +133,7 @@ Status WriteFileAtomic(const fs::path& path, std::string_view data, int mode) {
     }
     left.remove_prefix(static_cast<size_t>(n));
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+  if ((sync && ::fsync(fd) != 0) || ::close(fd) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
     return ErrnoError(err, "sync " + tmp.string());
