@@ -40,23 +40,9 @@ struct Item {
 // "/usr/local/" → {"usr", "local"}; InvalidArgument on "..".
 Result<std::vector<std::string>> DestinationParts(std::string_view dest) {
   if (dest.empty() || dest[0] != '/') return InvalidArgumentError("destination {:?}: must be an absolute path in the image", dest);
-  std::vector<std::string> parts;
-  size_t i = 0;
-  while (i < dest.size()) {
-    size_t j = dest.find('/', i);
-    if (j == std::string_view::npos) j = dest.size();
-    std::string_view p = dest.substr(i, j - i);
-    if (p == "..") return InvalidArgumentError("destination {:?}: \"..\" is not allowed", dest);
-    if (!p.empty() && p != ".") parts.emplace_back(p);
-    i = j + 1;
-  }
+  auto parts = internal::PathParts(dest);
+  if (!parts.ok()) return InvalidArgumentError("destination {:?}: \"..\" is not allowed", dest);
   return parts;
-}
-
-std::string Join(const std::vector<std::string>& parts, size_t n) {
-  std::string s;
-  for (size_t i = 0; i < n; ++i) s += (i ? "/" : "") + parts[i];
-  return s;
 }
 
 bool Excluded(const std::vector<std::string>& patterns, const std::string& rel) {
@@ -114,9 +100,9 @@ Result<std::vector<Item>> CollectItems(const LayerSpec& spec, uint32_t dir_mode_
   dir_st.st_mode = S_IFDIR | dir_mode_for_parents;
   for (size_t i = 1; i <= parents; ++i) {
     if (S_ISDIR(st.st_mode) && i == parts->size()) break;  // the source directory itself, below
-    items.push_back({Join(*parts, i), {}, dir_st});
+    items.push_back({internal::JoinParts(*parts, i), {}, dir_st});
   }
-  if (Status s = Walk(spec.source, Join(*parts, parts->size()), "", st, spec, items); !s.ok()) return s;
+  if (Status s = Walk(spec.source, internal::JoinParts(*parts, parts->size()), "", st, spec, items); !s.ok()) return s;
   std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.name < b.name; });
   return items;
 }

@@ -26,23 +26,7 @@ namespace fs = std::filesystem;
 Result<std::vector<std::string>> EntryParts(std::string_view name) {
   if (!name.empty() && name[0] == '/') return InvalidArgumentError("absolute path");
   if (name.find('\0') != std::string_view::npos) return InvalidArgumentError("NUL byte in the name");
-  std::vector<std::string> parts;
-  size_t i = 0;
-  while (i <= name.size()) {
-    size_t j = name.find('/', i);
-    if (j == std::string_view::npos) j = name.size();
-    std::string_view p = name.substr(i, j - i);
-    if (p == "..") return InvalidArgumentError("\"..\" in the path");
-    if (!p.empty() && p != ".") parts.emplace_back(p);
-    i = j + 1;
-  }
-  return parts;
-}
-
-std::string Join(const std::vector<std::string>& parts, size_t n) {
-  std::string s;
-  for (size_t i = 0; i < n; ++i) s += (i ? "/" : "") + parts[i];
-  return s;
+  return internal::PathParts(name);
 }
 
 bool LstatIsDir(const fs::path& p, bool& exists) {
@@ -92,16 +76,16 @@ class Extractor {
   // The real directory for parts[0..n), created (0755) where missing.
   Result<fs::path> Parent(const std::vector<std::string>& parts, size_t n) {
     if (n == 0) return dest_;
-    auto whole = ResolveBeneath(dest_, Join(parts, n));
+    auto whole = ResolveBeneath(dest_, internal::JoinParts(parts, n));
     bool exists = false;
     if (whole.ok() && LstatIsDir(*whole, exists)) return whole;
     if (!whole.ok() && whole.status().code() != Code::kNotFound) return whole.status();
     fs::path dir = dest_;
     for (size_t i = 1; i <= n; ++i) {
-      auto p = ResolveBeneath(dest_, Join(parts, i));
+      auto p = ResolveBeneath(dest_, internal::JoinParts(parts, i));
       if (!p.ok()) return p.status();
       if (!LstatIsDir(*p, exists)) {
-        if (exists) return InvalidArgumentError("{} is not a directory", Join(parts, i));
+        if (exists) return InvalidArgumentError("{} is not a directory", internal::JoinParts(parts, i));
         if (::mkdir(p->c_str(), 0755) != 0) return ErrnoError(errno, "create " + p->string());
         created_.insert(p->string());
       }
@@ -127,7 +111,7 @@ class Extractor {
       }
       if (!is_dir && ::mkdir(path.c_str(), 0755) != 0) return ErrnoError(errno, "create " + path.string());
       created_.insert(path.string());
-      dirs_.emplace_back(Join(*parts, parts->size()), h);
+      dirs_.emplace_back(internal::JoinParts(*parts, parts->size()), h);
       return OkStatus();
     }
     if (h.type == '3' || h.type == '4' || h.type == '6') {
@@ -146,7 +130,7 @@ class Extractor {
       if (!target.ok() || target->empty()) {
         return PermissionDeniedError("hard link to {:?}: outside the destination", h.linkname);
       }
-      auto resolved = ResolveBeneath(dest_, Join(*target, target->size()));
+      auto resolved = ResolveBeneath(dest_, internal::JoinParts(*target, target->size()));
       if (!resolved.ok()) return resolved.status().WithContext("hard link to " + h.linkname);
       struct stat st;
       if (::lstat(resolved->c_str(), &st) != 0 || S_ISDIR(st.st_mode)) {

@@ -9,10 +9,34 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 
 namespace gantry::oci::internal {
+
+// "a//./b/" → {"a", "b"}: the components of an image path, without empty and "." ones.
+// InvalidArgument "\"..\" in the path" when one is "..".
+inline Result<std::vector<std::string>> PathParts(std::string_view path) {
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i <= path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    std::string_view p = path.substr(i, j - i);
+    if (p == "..") return InvalidArgumentError("\"..\" in the path");
+    if (!p.empty() && p != ".") parts.emplace_back(p);
+    i = j + 1;
+  }
+  return parts;
+}
+
+// The first n components joined with '/'.
+inline std::string JoinParts(const std::vector<std::string>& parts, size_t n) {
+  std::string s;
+  for (size_t i = 0; i < n; ++i) s += (i ? "/" : "") + parts[i];
+  return s;
+}
 
 // Receives a stream's bytes, in order.
 using Sink = std::function<Status(std::string_view)>;
