@@ -115,23 +115,26 @@ Result<std::string> ReadFile(const fs::path& path, size_t max_bytes) {
   return data;
 }
 
+Status WriteAll(int fd, std::string_view data, const fs::path& path) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError(errno, "write " + path.string());
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return OkStatus();
+}
+
 Status WriteFileAtomic(const fs::path& path, std::string_view data, int mode, bool sync) {
   fs::path tmp = path;
   tmp += fmt::format(".tmp.{}", ::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0) return ErrnoError(errno, "create " + tmp.string());
   ::fchmod(fd, static_cast<mode_t>(mode));  // exact mode, whatever the umask
-  std::string_view left = data;
-  while (!left.empty()) {
-    ssize_t n = ::write(fd, left.data(), left.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return ErrnoError(err, "write " + tmp.string());
-    }
-    left.remove_prefix(static_cast<size_t>(n));
+  if (Status s = WriteAll(fd, data, tmp); !s.ok()) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return s;
   }
   if ((sync && ::fsync(fd) != 0) || ::close(fd) != 0) {
     int err = errno;

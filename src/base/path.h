@@ -28,6 +28,10 @@ Result<std::filesystem::path> ResolveBeneath(const std::filesystem::path& root,
 // Reads a whole file; NotFound / PermissionDenied from the OS, ResourceExhausted above max_bytes.
 Result<std::string> ReadFile(const std::filesystem::path& path, size_t max_bytes = 256u << 20);
 
+// Writes all of `data` to the open descriptor `fd` (retrying short writes and EINTR); errors name
+// `path`, the file `fd` is open on.
+Status WriteAll(int fd, std::string_view data, const std::filesystem::path& path);
+
 // Writes `data` to `path` atomically (temp file in the same directory, fsync, rename) with `mode`.
 // With sync = false there is no fsync: a reader still never sees a half-written file, but a power
 // loss may leave the old content (what `sed -i` does; an fsync costs ~8 ms a file).

@@ -355,16 +355,6 @@ bool StaysInside(const std::map<std::string, std::string>& links, std::vector<st
   return true;
 }
 
-Status WriteAll(int fd, std::string_view data, const fs::path& path) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError(errno, "write " + path.string());
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return OkStatus();
-}
-
 // Creates the directories of `parts[0..n)` under `root`, refusing anything that is not a directory.
 Status MakeDirs(const fs::path& root, const std::vector<std::string>& parts, size_t n) {
   fs::path dir = root;

@@ -23,16 +23,6 @@ constexpr std::string_view kLayoutFile = R"({"imageLayoutVersion":"1.0.0"})";
 
 std::string_view Hex(std::string_view digest) { return digest.substr(digest.find(':') + 1); }
 
-Status WriteAll(int fd, std::string_view data, const fs::path& path) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError(errno, "write " + path.string());
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return OkStatus();
-}
-
 // Writes to a temp file in blobs/sha256, hashing as it goes; Commit renames it to its digest.
 class FileBlobWriter final : public BlobWriter {
  public:
