@@ -109,16 +109,18 @@ struct LayerResult {
 };
 Result<LayerResult> WriteLayer(const LayerSpec& spec, const BuildOptions& options, const Layout& output);
 
+// For ExtractLayer, limits of one layer; for UnpackImage, of the whole image (all its layers).
 struct ExtractLimits {
   uint64_t max_file_bytes = 4ull << 30;    // one regular file
-  uint64_t max_total_bytes = 16ull << 30;  // the whole uncompressed tar stream (bounds bombs)
+  uint64_t max_total_bytes = 16ull << 30;  // the uncompressed tar streams (bounds bombs)
   uint64_t max_entries = 1'000'000;
 };
 
 struct ExtractStats {
   uint64_t entries = 0;
-  uint64_t bytes = 0;    // of regular files written
-  uint64_t skipped = 0;  // device and fifo entries, which are never created
+  uint64_t bytes = 0;         // of regular files written
+  uint64_t skipped = 0;       // device and fifo entries, which are never created
+  uint64_t tar_bytes = 0;     // of uncompressed tar stream read
 };
 
 // Applies the layer in `layer_file` (media type: tar, tar+gzip or tar+zstd, OCI or Docker) to
@@ -141,7 +143,8 @@ Result<ExtractStats> ExtractLayer(const std::filesystem::path& layer_file, std::
 
 // Applies every layer of the image tagged ref_name in `layout` to `dest` (created if absent), in
 // order. For an index, `platform` picks the image (NotFound listing the platforms otherwise; with
-// one image only, it is used). Limits apply to each layer.
+// one image only, it is used). Limits apply to the image: entries and uncompressed bytes are
+// summed over its layers (ResourceExhausted naming the layer that went over).
 Result<ExtractStats> UnpackImage(const Layout& layout, std::string_view ref_name, const std::filesystem::path& dest,
                                  const std::optional<Platform>& platform = std::nullopt,
                                  const ExtractLimits& limits = {});

@@ -382,6 +382,12 @@ class ExtractTest : public ::testing::Test {
   // Writes the entries as a gzip layer and extracts it.
   Result<ExtractStats> Extract(const std::vector<std::pair<internal::TarHeader, std::string>>& entries,
                                ExtractLimits limits = {}) {
+    std::ofstream(tmp_ / "layer.tgz", std::ios::trunc | std::ios::binary) << Gzip(entries);
+    return ExtractLayer(tmp_ / "layer.tgz", media::kOciLayerGzip, dest_, limits);
+  }
+
+  // The entries as a gzip-compressed tar.
+  static std::string Gzip(const std::vector<std::pair<internal::TarHeader, std::string>>& entries) {
     std::string gz;
     auto c = internal::NewGzipCompressor([&](std::string_view d) {
       gz.append(d);
@@ -394,8 +400,7 @@ class ExtractTest : public ::testing::Test {
     }
     GANTRY_CHECK(w.Finish().ok());
     GANTRY_CHECK(c->Finish().ok());
-    std::ofstream(tmp_ / "layer.tgz", std::ios::trunc | std::ios::binary) << gz;
-    return ExtractLayer(tmp_ / "layer.tgz", media::kOciLayerGzip, dest_, limits);
+    return gz;
   }
 
   // Nothing but dest and the layer file anywhere under tmp_.
@@ -503,6 +508,51 @@ TEST_F(ExtractTest, TooManyEntries) {
   auto r = Extract(entries, limits);
   ASSERT_EQ(r.status().code(), Code::kResourceExhausted);
   EXPECT_FALSE(fs::exists(dest_ / "f10"));
+}
+
+// Regression: the limits applied to each layer, so an image of many layers each under the limit
+// could unpack many times the limit.
+TEST_F(ExtractTest, UnpackImageLimitsAreForTheWholeImage) {
+  auto layout = Layout::Open(tmp_ / "layout", true);
+  ASSERT_TRUE(layout.ok()) << layout.status().ToString();
+  Manifest m;
+  m.media_type = std::string(media::kOciManifest);
+  for (int l = 0; l < 3; ++l) {
+    std::vector<std::pair<internal::TarHeader, std::string>> entries;
+    for (int i = 0; i < 5; ++i) entries.push_back({File(fmt::format("l{}/f{}", l, i), 3 << 20), std::string(3 << 20, 'x')});
+    auto layer = layout->WriteBlob(Gzip(entries), media::kOciLayerGzip);
+    ASSERT_TRUE(layer.ok()) << layer.status().ToString();
+    m.layers.push_back(*layer);
+  }
+  auto config = layout->WriteBlob(R"({"architecture":"amd64","os":"linux"})", media::kOciConfig);
+  ASSERT_TRUE(config.ok());
+  m.config = *config;
+  auto manifest = layout->WriteBlob(SerializeManifest(m), media::kOciManifest);
+  ASSERT_TRUE(manifest.ok());
+  ASSERT_TRUE(layout->Tag(*manifest, "v1").ok());
+
+  // Entries: 5 per layer is under 12, the image's 15 is not.
+  ExtractLimits entries;
+  entries.max_entries = 12;
+  auto r = UnpackImage(*layout, "v1", tmp_ / "rootfs-entries", std::nullopt, entries);
+  ASSERT_EQ(r.status().code(), Code::kResourceExhausted) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("layer 2"), std::string::npos) << r.status().message();
+  EXPECT_FALSE(fs::exists(tmp_ / "rootfs-entries" / "l2" / "f2"));
+
+  // Bytes: 15 MiB per layer is under 40 MiB, the image's 45 MiB is not.
+  ExtractLimits bytes;
+  bytes.max_total_bytes = 40 << 20;
+  r = UnpackImage(*layout, "v1", tmp_ / "rootfs-bytes", std::nullopt, bytes);
+  ASSERT_EQ(r.status().code(), Code::kResourceExhausted) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("layer 2"), std::string::npos) << r.status().message();
+
+  // Within both, everything is there and counted.
+  auto ok = UnpackImage(*layout, "v1", tmp_ / "rootfs-ok", std::nullopt,
+                        ExtractLimits{.max_total_bytes = 46 << 20, .max_entries = 15});
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->entries, 15u);
+  EXPECT_EQ(ok->bytes, 45u << 20);
+  fs::remove_all(tmp_ / "layout");
 }
 
 TEST_F(ExtractTest, DevicesSkippedAndWhiteoutsApplied) {

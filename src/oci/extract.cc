@@ -69,6 +69,7 @@ class Extractor {
       ::futimens(fd, times);
       ::close(fd);
     }
+    stats_.tar_bytes = reader.bytes_read();
     return stats_;
   }
 
@@ -283,11 +284,20 @@ Result<ExtractStats> UnpackImage(const Layout& layout, std::string_view ref_name
   for (size_t i = 0; i < manifest->layers.size(); ++i) {
     const Descriptor& l = manifest->layers[i];
     if (!layout.HasBlob(l.digest)) return NotFoundError("layer {} ({}) is not in {}", i, l.digest, layout.dir().string());
-    auto stats = ExtractLayer(layout.BlobPath(l.digest), l.media_type, dest, limits);
-    if (!stats.ok()) return stats.status().WithContext(fmt::format("layer {} ({})", i, l.digest));
+    // Each layer gets what the layers before it left of the image's limits.
+    ExtractLimits left = limits;
+    left.max_total_bytes = limits.max_total_bytes - total.tar_bytes;
+    left.max_entries = limits.max_entries - total.entries;
+    auto stats = ExtractLayer(layout.BlobPath(l.digest), l.media_type, dest, left);
+    if (!stats.ok()) {
+      return stats.status().WithContext(fmt::format(
+          "layer {} ({}), with {} entries and {} bytes of the image's limits ({} and {}) left", i,
+          l.digest, left.max_entries, left.max_total_bytes, limits.max_entries, limits.max_total_bytes));
+    }
     total.entries += stats->entries;
     total.bytes += stats->bytes;
     total.skipped += stats->skipped;
+    total.tar_bytes += stats->tar_bytes;
   }
   return total;
 }
