@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -76,7 +79,19 @@ struct ChildSetup {
   std::vector<char*> argv, envp;
   std::string cwd;
   int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;
+  std::vector<int> pass_fds;
+  std::vector<std::pair<int, uint64_t>> rlimits;
+  bool die_with_parent = false;
 };
+
+// Closes every descriptor from `first` up. close_range(2) where the kernel has it (5.9+), else one
+// close() per possible descriptor. Async-signal-safe.
+void CloseFrom(int first) {
+  if (::syscall(SYS_close_range, static_cast<unsigned>(first), ~0U, 0U) == 0) return;
+  struct rlimit rl;
+  long max = ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? static_cast<long>(rl.rlim_cur) : 65536;
+  for (long fd = first; fd < max; ++fd) ::close(static_cast<int>(fd));
+}
 
 [[noreturn]] void ChildFail(int error_pipe, int err) {
   (void)!::write(error_pipe, &err, sizeof(err));
@@ -85,6 +100,7 @@ struct ChildSetup {
 
 [[noreturn]] void ExecChild(const ChildSetup& s, int error_pipe) {
   ::setpgid(0, 0);
+  if (s.die_with_parent) ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   // Restore default signal dispositions and an empty mask for the new program.
   sigset_t all;
   sigemptyset(&all);
@@ -94,8 +110,29 @@ struct ChildSetup {
   if (s.stdout_fd >= 0 && ::dup2(s.stdout_fd, 1) < 0) ChildFail(error_pipe, errno);
   if (s.stderr_fd >= 0 && ::dup2(s.stderr_fd, 2) < 0) ChildFail(error_pipe, errno);
   if (!s.cwd.empty() && ::chdir(s.cwd.c_str()) != 0) ChildFail(error_pipe, errno);
+  for (const auto& [resource, value] : s.rlimits) {
+    struct rlimit rl = {static_cast<rlim_t>(value), static_cast<rlim_t>(value)};
+    if (::setrlimit(resource, &rl) != 0) ChildFail(error_pipe, errno);
+  }
+  // Nothing of the parent's but what was asked for: pass_fds become 3, 4, ..., the error pipe
+  // moves above them (it is close-on-exec), everything else is closed.
+  const int n = static_cast<int>(s.pass_fds.size());
+  int high[16];
+  if (n > 16) ChildFail(error_pipe, EMFILE);
+  int err_fd = ::fcntl(error_pipe, F_DUPFD_CLOEXEC, 3 + n);
+  if (err_fd < 0) ChildFail(error_pipe, errno);
+  for (int i = 0; i < n; ++i) {
+    high[i] = ::fcntl(s.pass_fds[i], F_DUPFD_CLOEXEC, 3 + n + 1);
+    if (high[i] < 0) ChildFail(err_fd, errno);
+  }
+  for (int i = 0; i < n; ++i) {
+    if (::dup2(high[i], 3 + i) < 0) ChildFail(err_fd, errno);
+  }
+  if (::dup2(err_fd, 3 + n) < 0) ChildFail(err_fd, errno);
+  ::fcntl(3 + n, F_SETFD, FD_CLOEXEC);
+  CloseFrom(3 + n + 1);
   ::execve(s.path.c_str(), s.argv.data(), s.envp.data());
-  ChildFail(error_pipe, errno);
+  ChildFail(3 + n, errno);
 }
 
 Result<ChildSetup> Prepare(const std::vector<std::string>& argv, const ProcessOptions& options) {
@@ -111,6 +148,10 @@ Result<ChildSetup> Prepare(const std::vector<std::string>& argv, const ProcessOp
   s.argv = CStrings(s.argv_storage);
   s.envp = CStrings(s.env_storage);
   s.cwd = options.cwd;
+  s.pass_fds = options.pass_fds;
+  s.rlimits = options.rlimits;
+  s.die_with_parent = options.die_with_parent;
+  if (s.pass_fds.size() > 16) return InvalidArgumentError("run: at most 16 descriptors can be passed");
   return s;
 }
 
@@ -289,6 +330,18 @@ Result<Process> Process::Start(const std::vector<std::string>& argv, const Proce
     setup.stdout_fd = setup.stderr_fd = log.fd;
   }
   GANTRY_ASSIGN_OR_RETURN(pid_t pid, ForkExec(setup));
+  return Process(pid);
+}
+
+Result<Process> Process::StartPiped(const std::vector<std::string>& argv, const ProcessOptions& options,
+                                    int* output) {
+  GANTRY_ASSIGN_OR_RETURN(ChildSetup setup, Prepare(argv, options));
+  Fd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  GANTRY_ASSIGN_OR_RETURN(auto pipe, MakePipe());
+  setup.stdin_fd = devnull.fd;
+  setup.stdout_fd = setup.stderr_fd = pipe.second.fd;
+  GANTRY_ASSIGN_OR_RETURN(pid_t pid, ForkExec(setup));
+  *output = std::exchange(pipe.first.fd, -1);
   return Process(pid);
 }
 

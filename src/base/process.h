@@ -4,13 +4,17 @@
 // Run() starts a program, feeds it optional stdin, captures stdout and stderr (bounded), and waits
 // with an optional timeout. The child runs in its own process group, so a timeout or Kill() ends the
 // whole tree it started. The environment is exactly what the caller passes (a clean environment by
-// default) unless inherit_env is set. Thread-safe: concurrent Run() calls share nothing.
+// default) unless inherit_env is set. The child inherits no descriptor but 0, 1 and 2 and the ones
+// listed in `pass_fds` (whatever the parent left open, close-on-exec or not: a server's listening
+// socket and client connections must never reach a build step). Thread-safe: concurrent Run()
+// calls share nothing.
 
 #include <chrono>
 #include <cstddef>
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <sys/types.h>
@@ -30,6 +34,12 @@ struct ProcessOptions {
   bool merge_stderr = false;           // stderr goes to the captured stdout
   size_t max_output_bytes = 64 << 20;  // beyond this the output is truncated (flag set)
   std::optional<std::chrono::milliseconds> timeout;  // then the process group is killed
+  // Descriptors the child gets as 3, 4, ... in this order (the caller keeps its own copies).
+  std::vector<int> pass_fds;
+  // Resource limits set in the child before exec (resource → soft and hard limit), e.g.
+  // {RLIMIT_AS, 1 << 30}.
+  std::vector<std::pair<int, uint64_t>> rlimits;
+  bool die_with_parent = false;  // SIGKILL the child when the thread that started it exits
 };
 
 struct ProcessResult {
@@ -63,6 +73,10 @@ class Process {
   // Starts argv with stdout/stderr appended to log_path (or inherited when empty).
   static Result<Process> Start(const std::vector<std::string>& argv, const ProcessOptions& options,
                                const std::string& log_path = "");
+  // Starts argv with its stdout and stderr merged into a pipe; *output receives the read end
+  // (close-on-exec; the caller closes it). Options' capture flags are ignored.
+  static Result<Process> StartPiped(const std::vector<std::string>& argv, const ProcessOptions& options,
+                                    int* output);
   Process(Process&& other) noexcept;
   Process& operator=(Process&& other) noexcept;
   Process(const Process&) = delete;
@@ -71,6 +85,8 @@ class Process {
 
   pid_t pid() const { return pid_; }
   bool Running();
+  // The wait status once the process has ended (after Running() returned false, or Stop()).
+  std::optional<int> status() const { return status_; }
   // Sends `signal` to the whole process group.
   void Signal(int signal);
   // SIGTERM to the group, then SIGKILL after `grace`; waits for the exit. Returns the exit status.

@@ -1,6 +1,12 @@
 #include "base/process.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <sstream>
 
 #include <filesystem>
 #include <fstream>
@@ -95,6 +101,60 @@ TEST(Process, StopEndsALongRunningChild) {
   int status = p->Stop(std::chrono::milliseconds(1000));
   EXPECT_TRUE(WIFSIGNALED(status));
   EXPECT_EQ(WTERMSIG(status), SIGTERM);
+}
+
+// A server's sockets are not close-on-exec (Boost.Asio's are not): a child must still get none of
+// them (issue 12, finding 3: a build step read the next API request from the inherited listener).
+TEST(Run, ChildInheritsNoDescriptorAboveStderrEvenWithoutCloexec) {
+  int devnull = ::open("/dev/null", O_RDONLY);  // deliberately without O_CLOEXEC
+  ASSERT_GE(devnull, 0);
+  int leaked = ::fcntl(devnull, F_DUPFD, 100);
+  ::close(devnull);
+  ASSERT_GE(leaked, 100);
+  auto r = gantry::Run({"/bin/sh", "-c", "ls /proc/self/fd"});
+  ::close(leaked);
+  ASSERT_TRUE(r.ok());
+  std::vector<std::string> fds;
+  std::istringstream in(r->out);
+  for (std::string fd; in >> fd;) fds.push_back(fd);
+  // 0, 1, 2 and the descriptor ls opens on /proc/self/fd itself; never the leaked one.
+  EXPECT_EQ(fds.size(), 4u) << r->out;
+  EXPECT_EQ(std::count(fds.begin(), fds.end(), std::to_string(leaked)), 0) << r->out;
+}
+
+TEST(Run, PassFdsArriveAsThreeFourInOrder) {
+  int p1[2], p2[2];
+  ASSERT_EQ(::pipe2(p1, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(p2, O_CLOEXEC), 0);
+  ASSERT_EQ(::write(p1[1], "one", 3), 3);
+  ASSERT_EQ(::write(p2[1], "two", 3), 3);
+  ::close(p1[1]);
+  ::close(p2[1]);
+  // Reversed on purpose, so the mapping must not clobber one source with another.
+  auto r = gantry::Run({"/bin/sh", "-c", "cat <&3; cat <&4; ls /proc/self/fd | wc -l"},
+                       {.pass_fds = {p2[0], p1[0]}});
+  ::close(p1[0]);
+  ::close(p2[0]);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->out, "twoone6\n");  // 0, 1, 2, 3, 4 and ls's own
+}
+
+TEST(Run, RlimitsApplyToTheChild) {
+  auto r = gantry::Run({"/bin/sh", "-c", "ulimit -n"}, {.rlimits = {{RLIMIT_NOFILE, 77}}});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->out, "77\n");
+}
+
+TEST(Process, StartPipedMergesOutputAndPassesNothingElse) {
+  int out = -1;
+  auto p = Process::StartPiped({"/bin/sh", "-c", "echo out; echo err >&2; ls /proc/self/fd | wc -l"}, {}, &out);
+  ASSERT_TRUE(p.ok());
+  std::string text;
+  char buf[256];
+  for (ssize_t n; (n = ::read(out, buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  ::close(out);
+  p->Stop();
+  EXPECT_EQ(text, "out\nerr\n4\n");
 }
 
 }  // namespace

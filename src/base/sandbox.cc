@@ -1,0 +1,184 @@
+#include "base/sandbox.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <mutex>
+#include <utility>
+
+#include "base/path.h"
+#include "base/process.h"
+
+namespace gantry {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Host files of /etc a program may need and that hold nothing private, bound read-only when they
+// exist. Everything else of /etc stays out (shadow, sudoers, ssh, machine-id, the host's users).
+constexpr const char* kEtcFiles[] = {
+    "/etc/alternatives", "/etc/ssl/certs", "/etc/ssl/openssl.cnf", "/etc/ca-certificates",
+    "/etc/ca-certificates.conf", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
+    "/etc/localtime", "/etc/timezone", "/etc/mime.types", "/etc/services", "/etc/protocols",
+    "/etc/os-release", "/etc/debian_version", "/etc/perl", "/etc/fonts", "/etc/magic", "/etc/magic.mime",
+};
+// Directories of /etc by prefix: language runtimes' configuration (the JDK's security policy
+// lives in /etc/java-17-openjdk; Debian's Python reads /etc/python3.11).
+constexpr const char* kEtcPrefixes[] = {"java-", "python3"};
+
+// The data files of /etc, numbered from descriptor 4 in this order.
+constexpr const char* kDataFiles[] = {"/etc/passwd", "/etc/group", "/etc/hosts", "/etc/nsswitch.conf"};
+
+std::vector<std::string> DataContents(const SandboxSpec& spec) {
+  return {
+      fmt::format("root:x:0:0:root:/root:/usr/sbin/nologin\n{}:x:{}:{}:{}:{}:/bin/sh\n"
+                  "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+                  spec.user, spec.uid, spec.gid, spec.user, spec.home),
+      fmt::format("root:x:0:\n{}:x:{}:\nnogroup:x:65534:\n", spec.user, spec.gid),
+      "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+      "passwd: files\ngroup: files\nhosts: files dns\nservices: files\nprotocols: files\n",
+  };
+}
+
+Result<int> SealedMemfd(const char* name, std::string_view data) {
+  int fd = ::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return ErrnoError(errno, "sandbox: memfd_create");
+  Status s = WriteAll(fd, data, name);
+  if (s.ok() && ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+    s = ErrnoError(errno, "sandbox: seal memfd");
+  }
+  if (s.ok() && ::lseek(fd, 0, SEEK_SET) != 0) s = ErrnoError(errno, "sandbox: seek memfd");
+  if (!s.ok()) {
+    ::close(fd);
+    return s;
+  }
+  return fd;
+}
+
+}  // namespace
+
+std::vector<std::string> SandboxArgs(const SandboxSpec& spec) {
+  std::vector<std::string> a = {"--unshare-all", "--unshare-user"};
+  if (spec.network) a.push_back("--share-net");
+  a.insert(a.end(), {"--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--uid",
+                     std::to_string(spec.uid), "--gid", std::to_string(spec.gid), "--ro-bind", "/usr", "/usr"});
+  // Merged-/usr systems have these as links into /usr; others as directories.
+  for (const char* top : {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
+    std::error_code ec;
+    fs::file_status st = fs::symlink_status(top, ec);
+    if (ec || !fs::exists(st)) continue;
+    if (fs::is_symlink(st)) {
+      a.insert(a.end(), {"--symlink", fs::read_symlink(top, ec).string(), top});
+    } else if (fs::is_directory(st)) {
+      a.insert(a.end(), {"--ro-bind", top, top});
+    }
+  }
+  for (size_t i = 0; i < std::size(kDataFiles); ++i) {
+    a.insert(a.end(), {"--perms", "0444", "--ro-bind-data", std::to_string(4 + i), kDataFiles[i]});
+  }
+  for (const char* f : kEtcFiles) a.insert(a.end(), {"--ro-bind-try", f, f});
+  std::error_code ec;
+  for (auto it = fs::directory_iterator("/etc", ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    for (const char* prefix : kEtcPrefixes) {
+      if (name.starts_with(prefix)) a.insert(a.end(), {"--ro-bind-try", it->path().string(), it->path().string()});
+    }
+  }
+  if (spec.network) a.insert(a.end(), {"--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"});
+  a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"});
+  for (const auto& p : spec.extra_ro_paths) a.insert(a.end(), {"--ro-bind-try", p, p});
+  for (const auto& m : spec.mounts) a.insert(a.end(), {m.writable ? "--bind" : "--ro-bind", m.host, m.dest});
+  a.push_back("--clearenv");
+  for (const auto& [k, v] : spec.env) a.insert(a.end(), {"--setenv", k, v});
+  a.insert(a.end(), {"--chdir", spec.cwd});
+  return a;
+}
+
+SandboxCommand::SandboxCommand(SandboxCommand&& other) noexcept
+    : argv(std::move(other.argv)), fds_(std::exchange(other.fds_, {})) {}
+
+SandboxCommand& SandboxCommand::operator=(SandboxCommand&& other) noexcept {
+  if (this != &other) {
+    for (int fd : fds_) ::close(fd);
+    argv = std::move(other.argv);
+    fds_ = std::exchange(other.fds_, {});
+  }
+  return *this;
+}
+
+SandboxCommand::~SandboxCommand() {
+  for (int fd : fds_) ::close(fd);
+}
+
+Result<SandboxCommand> PrepareSandbox(const std::string& bwrap, const SandboxSpec& spec) {
+  if (spec.command.empty() || spec.command[0].empty()) return InvalidArgumentError("sandbox: empty command");
+  for (const auto& m : spec.mounts) {
+    if (!m.host.starts_with('/') || !m.dest.starts_with('/')) {
+      return InvalidArgumentError("sandbox: mount {} → {} must be absolute", m.host, m.dest);
+    }
+  }
+  SandboxCommand cmd;
+  std::string args;
+  for (const auto& arg : SandboxArgs(spec)) {
+    if (arg.find('\0') != std::string::npos) return InvalidArgumentError("sandbox: an argument holds a NUL byte");
+    args += arg;
+    args += '\0';
+  }
+  GANTRY_ASSIGN_OR_RETURN(int args_fd, SealedMemfd("bwrap-args", args));
+  cmd.fds_.push_back(args_fd);
+  std::vector<std::string> data = DataContents(spec);
+  for (size_t i = 0; i < data.size(); ++i) {
+    GANTRY_ASSIGN_OR_RETURN(int fd, SealedMemfd(kDataFiles[i], data[i]));
+    cmd.fds_.push_back(fd);
+  }
+  // bubblewrap takes the command from its own argv only (a script is no secret; its variables are).
+  cmd.argv = {bwrap, "--args", "3", "--"};
+  cmd.argv.insert(cmd.argv.end(), spec.command.begin(), spec.command.end());
+  return cmd;
+}
+
+Result<std::string> FindBwrap(const std::string& bwrap) {
+  if (bwrap.find('/') != std::string::npos) {
+    if (::access(bwrap.c_str(), X_OK) != 0) {
+      return FailedPreconditionError("bubblewrap {} is not an executable file", bwrap);
+    }
+    return bwrap;
+  }
+  auto found = FindProgram(bwrap);
+  if (!found.ok()) {
+    return FailedPreconditionError("untrusted code runs in a bubblewrap sandbox, and {} (install the bubblewrap "
+                                   "package)", found.status().message());
+  }
+  return *found;
+}
+
+Status SandboxWorks(const std::string& bwrap) {
+  static std::mutex mu;
+  static std::map<std::string, Status> cache;  // GUARDED_BY(mu)
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto it = cache.find(bwrap); it != cache.end()) return it->second;
+  Status result = [&]() -> Status {
+    GANTRY_ASSIGN_OR_RETURN(std::string path, FindBwrap(bwrap));
+    SandboxSpec spec;
+    spec.command = {"true"};
+    spec.env = {{"PATH", "/usr/bin:/bin"}};
+    GANTRY_ASSIGN_OR_RETURN(SandboxCommand cmd, PrepareSandbox(path, spec));
+    ProcessOptions po;
+    po.pass_fds = cmd.fds();
+    po.timeout = std::chrono::seconds(10);
+    GANTRY_ASSIGN_OR_RETURN(ProcessResult r, Run(cmd.argv, po));
+    if (!r.success()) {
+      while (!r.err.empty() && r.err.back() == '\n') r.err.pop_back();
+      return FailedPreconditionError("bubblewrap ({}) cannot start a sandbox here: {}{}{} (user namespaces may be "
+                                     "disabled: sysctl kernel.unprivileged_userns_clone=1, or in a container "
+                                     "allow them)", path, r.Describe(), r.err.empty() ? "" : ": ", r.err);
+    }
+    return OkStatus();
+  }();
+  cache.emplace(bwrap, result);
+  return result;
+}
+
+}  // namespace gantry
