@@ -87,7 +87,8 @@ size_t OnBody(char* data, size_t size, size_t n, void* p) {
     }
     return len;
   }
-  if (t->resp->body.size() < (1 << 20)) t->resp->body.append(data, len);
+  // Kept up to one byte past the largest manifest, so that GetManifest can tell "too large".
+  if (t->resp->body.size() <= kMaxManifestBytes) t->resp->body.append(data, len);
   return len;
 }
 
@@ -127,7 +128,8 @@ size_t OnRead(char* buffer, size_t size, size_t n, void* p) {
   return want;
 }
 
-// scheme, host[:port] of an absolute URL; empty on a parse error.
+// scheme, host:port of an absolute URL (the scheme's default port when it has none); empty on a
+// parse error.
 std::pair<std::string, std::string> Authority(const std::string& url) {
   std::pair<std::string, std::string> out;
   CURLU* u = curl_url();
@@ -137,7 +139,7 @@ std::pair<std::string, std::string> Authority(const std::string& url) {
     char* port = nullptr;
     curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
     curl_url_get(u, CURLUPART_HOST, &host, 0);
-    curl_url_get(u, CURLUPART_PORT, &port, 0);
+    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
     if (scheme && host) {
       out.first = Lower(scheme);
       out.second = Lower(host) + (port ? std::string(":") + port : "");
@@ -680,11 +682,26 @@ class HttpRegistry final : public Registry {
   // fetched or basic credentials added) and the request repeated. Redirects to other hosts are
   // followed without credentials. HTTP error statuses are returned as responses, not errors,
   // except 401 and 403 (Unauthenticated / PermissionDenied).
+  //
+  // Credentials go only to the registry's own scheme, host and port: an upload Location or a tag
+  // list Link naming another host is followed without them, and a 401 from there is an error.
   Result<Response> Do(const Reference& repo, const std::vector<std::string>& scopes, const Request& req) {
     std::string what = fmt::format("{} {}", req.method, Name(repo));
+    GANTRY_ASSIGN_OR_RETURN(std::string base, Base(repo.registry));
+    auto [scheme, host] = Authority(req.url);
+    bool own = !host.empty() && std::pair(scheme, host) == Authority(base);
     for (int attempt = 0;; ++attempt) {
-      GANTRY_ASSIGN_OR_RETURN(std::string auth, AuthHeader(repo.registry, scopes, what));
+      std::string auth;
+      if (own) {
+        GANTRY_ASSIGN_OR_RETURN(auth, AuthHeader(repo.registry, scopes, what));
+      }
       Response r = Send(req, auth);
+      if (!own && (r.status == 401 || r.status == 403)) {
+        Status s = ResponseError(r, what);
+        return Status(s.code(), fmt::format("{} (at {}, which is not the registry's host {} and "
+                                            "gets no credentials)",
+                                            s.message(), host, ApiHost(repo.registry)));
+      }
       if (r.status == 401 && attempt == 0) {
         GANTRY_RETURN_IF_ERROR(Authenticate(repo.registry, scopes, r, auth, what));
         continue;

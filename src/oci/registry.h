@@ -9,8 +9,10 @@
 // are not supported and errors say so). A token is fetched once per scope however many threads
 // need it, and before the request when the registry already asked for that scope; a token that
 // does not grant enough is PermissionDenied naming the scope (never a new round of token requests). Each credential is bound to its registry host: an
-// Authorization header is sent only to that host (and to the token realm it names), never to the
-// object storage a blob GET is redirected to.
+// Authorization header is sent only to that scheme, host and port (and to the token realm it
+// names), never to the object storage a blob GET is redirected to, nor to an upload Location or a
+// tag-list Link that names another host (those are followed without credentials). Response bodies
+// are read up to 4 MiB, the largest manifest accepted.
 //
 // Transport: HTTPS verified against the system trust store or RegistryOptions::ca_file. Plain HTTP
 // only for hosts listed in insecure_http_hosts; for loopback hosts (localhost, 127.0.0.0/8, [::1])

@@ -315,6 +315,34 @@ TEST(OciRegistryTest, TagListingFollowsPagination) {
   EXPECT_EQ(missing.status().code(), Code::kNotFound) << missing.status().ToString();
 }
 
+// Regression: response bodies were cut at 1 MiB, so a manifest between 1 and 4 MiB (the limit
+// registries apply) came back truncated.
+TEST(OciRegistryTest, ManifestLargerThanOneMebibyteRoundTrips) {
+  Client c = Anonymous();
+  testenv::ScopedTempDir tmp;
+  Layout src = NewLayout(tmp.path() + "/src");
+  Descriptor small = WriteImage(src, {1000});
+  auto m = ParseManifest(*src.ReadBlob(small.digest), small.media_type);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  m->annotations["org.example.big"] = std::string(3 << 20, 'a');
+  auto big = src.WriteBlob(SerializeManifest(*m), media::kOciManifest);
+  ASSERT_TRUE(big.ok()) << big.status().ToString();
+  ASSERT_GT(big->size, 3 << 20);
+  ASSERT_TRUE(src.Tag(*big, "big").ok());
+  Reference dest = Ref(c.host + "/gantry/big-manifest:big");
+  auto pushed = PushImage(*c.registry, src, "big", dest);
+  ASSERT_TRUE(pushed.ok()) << pushed.status().ToString();
+
+  auto got = c.registry->GetManifest(dest);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->digest, big->digest);
+  EXPECT_EQ(got->bytes.size(), static_cast<size_t>(big->size));
+  Layout dst = NewLayout(tmp.path() + "/dst");
+  auto pulled = PullImage(*c.registry, dest, dst, "big");
+  ASSERT_TRUE(pulled.ok()) << pulled.status().ToString();
+  ExpectSameImage(src, dst, "big");
+}
+
 // gantry image latest: the registry's tags through each policy, as a user runs it.
 TEST(OciRegistryTest, LatestTagByPolicyThroughTheCommandLine) {
   Client c = Anonymous();

@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "base/base64.h"
+#include "base/path.h"
 #include "http/http.h"
 #include "oci/layout.h"
 #include "oci/registry.h"
@@ -545,6 +546,100 @@ TEST(OciTokenTest, RedirectedBlobGetSendsNoCredentialsToStorage) {
     EXPECT_EQ(server.registry_auth[0], "");
     EXPECT_EQ(server.registry_auth[1], c.sent);
     EXPECT_EQ(server.storage_auth, std::vector<std::string>{""});
+  }
+}
+
+// A registry whose upload Location and tag-list Link name `other` (another host or port), which
+// records the Authorization headers it sees and plays the part the registry handed it.
+struct ForeignLocations {
+  std::mutex mu;
+  std::vector<std::string> other_auth;  // GUARDED_BY(mu); "" when none was sent
+  const std::string other_address;
+  http::Server registry;
+  http::Server other;
+
+  // `challenge` is a WWW-Authenticate value; {port} stands for the registry's port.
+  ForeignLocations(std::string other_address_in, std::string challenge)
+      : other_address(std::move(other_address_in)), other(http::Options{.address = other_address}) {
+    other.Handle("PUT", "/upload/", [this](const http::Request& r) {
+      std::lock_guard<std::mutex> lock(mu);
+      other_auth.emplace_back(r.Header("authorization"));
+      return http::Response::Text(201, "");
+    });
+    other.Handle("GET", "/v2/", [this](const http::Request& r) {
+      std::lock_guard<std::mutex> lock(mu);
+      other_auth.emplace_back(r.Header("authorization"));
+      return http::Response::Json(200, R"({"name":"team/app","tags":["b"]})");
+    });
+    registry.Handle("GET", "/token", [](const http::Request& r) {
+      return r.Header("authorization").empty() ? http::Response::Json(401, "{}")
+                                               : http::Response::Json(200, R"({"token":"t0k3n"})");
+    });
+    auto handler = [this, challenge](const http::Request& r) {
+      if (r.Header("authorization").empty()) {
+        http::Response resp = http::Response::Json(401, R"({"errors":[{"code":"UNAUTHORIZED"}]})");
+        resp.headers["www-authenticate"] =
+            fmt::format(fmt::runtime(challenge), fmt::arg("port", registry.port()));
+        return resp;
+      }
+      std::string there = fmt::format("http://{}:{}", other_address, other.port());
+      if (r.method == "POST" && r.target == "/v2/team/app/blobs/uploads/") {
+        http::Response resp = http::Response::Text(202, "");
+        resp.headers["location"] = there + "/upload/session-1?state=x";
+        return resp;
+      }
+      if (r.method == "GET" && r.target == "/v2/team/app/tags/list") {
+        http::Response resp = http::Response::Json(200, R"({"name":"team/app","tags":["a"]})");
+        resp.headers["link"] = "<" + there + "/v2/team/app/tags/list?last=a>; rel=\"next\"";
+        return resp;
+      }
+      return http::Response::Json(404, R"({"errors":[{"code":"NOT_FOUND"}]})");
+    };
+    registry.Handle("GET", "/v2/", handler);
+    registry.Handle("POST", "/v2/", handler);
+    GANTRY_CHECK(registry.Start().ok());
+    GANTRY_CHECK(other.Start().ok());
+  }
+};
+
+// Regression: the registry's credentials went with the PUT to an upload Location and the GET of a
+// tag-list Link even when those named another host.
+TEST(OciTokenTest, UploadLocationAndTagLinkOnAnotherHostGetNoCredentials) {
+  struct Case {
+    std::string other_address;
+    std::string challenge;
+  };
+  std::vector<Case> cases = {
+      {"127.0.0.2", R"(Basic realm="test")"},
+      {"127.0.0.1", R"(Basic realm="test")"},  // same address, another port
+      {"127.0.0.2", R"(Bearer realm="http://127.0.0.1:{port}/token",service="test")"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.other_address + " " + c.challenge);
+    ForeignLocations server(c.other_address, c.challenge);
+    std::string host = fmt::format("127.0.0.1:{}", server.registry.port());
+    RegistryOptions options;
+    options.docker_config = "none";
+    options.insecure_http_hosts = {host};
+    options.credentials = {{host, "u", "p"}};
+    auto registry = NewHttpRegistry(options);
+    ASSERT_TRUE(registry.ok());
+    auto ref = ParseReference(host + "/team/app");
+    ASSERT_TRUE(ref.ok());
+
+    testenv::ScopedTempDir tmp;
+    std::string blob = RandomBytes(1000);
+    ASSERT_TRUE(WriteFileAtomic(tmp.path() + "/blob", blob).ok());
+    Descriptor desc{.media_type = std::string(media::kOciLayer), .digest = Sha256Digest(blob),
+                    .size = static_cast<int64_t>(blob.size())};
+    Status pushed = (*registry)->PushBlob(*ref, desc, tmp.path() + "/blob");
+    ASSERT_TRUE(pushed.ok()) << pushed.ToString();
+    auto tags = (*registry)->ListTags(*ref);
+    ASSERT_TRUE(tags.ok()) << tags.status().ToString();
+    EXPECT_EQ(*tags, (std::vector<std::string>{"a", "b"}));
+
+    std::lock_guard<std::mutex> lock(server.mu);
+    EXPECT_EQ(server.other_auth, (std::vector<std::string>{"", ""}));
   }
 }
 
