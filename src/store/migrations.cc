@@ -115,6 +115,24 @@ CREATE TABLE audit (
   details TEXT NOT NULL
 );
 )sql"},
+      {2, "run trust, approval and one run per (repository, ref, commit, event)", R"sql(
+ALTER TABLE runs ADD COLUMN trusted INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE runs ADD COLUMN approved_by TEXT NOT NULL DEFAULT '';
+CREATE INDEX runs_by_trust ON runs (state, trusted, id);
+
+CREATE TABLE run_keys (
+  pipeline TEXT NOT NULL,
+  repo TEXT NOT NULL,
+  ref TEXT NOT NULL,
+  commit_sha TEXT NOT NULL,
+  event TEXT NOT NULL,
+  run_id BIGINT NOT NULL REFERENCES runs (id),
+  PRIMARY KEY (pipeline, repo, ref, commit_sha, event)
+);
+INSERT INTO run_keys (pipeline, repo, ref, commit_sha, event, run_id)
+  SELECT pipeline, repo, ref, commit_sha, event, MIN(id) FROM runs
+  WHERE commit_sha <> '' AND event <> 'manual' GROUP BY pipeline, repo, ref, commit_sha, event;
+)sql"},
   };
   return kMigrations;
 }

@@ -15,7 +15,7 @@ namespace {
   "finished_at"
 #define GANTRY_RUN_COLS                                                                       \
   "id, repo, pipeline, commit_sha, ref, event, delivery_id, state, worker, attempt, message, " \
-  "created_at, started_at, finished_at"
+  "created_at, started_at, finished_at, trusted, approved_by"
 #define GANTRY_STEP_COLS "name, state, exit_code, started_at, finished_at"
 
 // The key of the PostgreSQL advisory lock that serialises migrations ("gantry" in ASCII).
@@ -87,6 +87,8 @@ Run RunFrom(const Row& r) {
   out.created_at = FromMicros(r.Int(11));
   out.started_at = OptTimeFrom(r, 12);
   out.finished_at = OptTimeFrom(r, 13);
+  out.trusted = r.Int(14) != 0;
+  out.approved_by = r.Text(15);
   return out;
 }
 
@@ -105,6 +107,30 @@ Status RequireRow(Connection& c, std::string_view sql, int64_t id, std::string_v
   if (rows.empty()) return NotFoundError("{} {} not found", what, id);
   return OkStatus();
 }
+// Claims (pipeline, repo, ref, commit, event) for run `id`; the id of the run that has it when
+// another run does. Manual runs and runs without a commit claim nothing.
+Result<std::optional<int64_t>> ClaimRunKey(Connection& c, const Run& run, std::string_view commit,
+                                           int64_t id) {
+  if (commit.empty() || run.event == RunEvent::kManual) return std::optional<int64_t>();
+  const std::vector<Value> key = {run.pipeline, run.repo, run.ref, S(commit), S(Name(run.event))};
+  std::vector<Value> insert = key;
+  insert.push_back(id);
+  GANTRY_ASSIGN_OR_RETURN(
+      Rows inserted,
+      c.Query("INSERT INTO run_keys (pipeline, repo, ref, commit_sha, event, run_id) VALUES ($1, "
+              "$2, $3, $4, $5, $6) ON CONFLICT (pipeline, repo, ref, commit_sha, event) DO NOTHING "
+              "RETURNING run_id",
+              insert));
+  if (!inserted.empty()) return std::optional<int64_t>();
+  GANTRY_ASSIGN_OR_RETURN(
+      Rows existing, c.Query("SELECT run_id FROM run_keys WHERE pipeline = $1 AND repo = $2 AND "
+                             "ref = $3 AND commit_sha = $4 AND event = $5",
+                             key));
+  const int64_t other = existing.empty() ? 0 : existing[0].Int(0);
+  if (other == id) return std::optional<int64_t>();
+  return std::optional<int64_t>(other);
+}
+
 Status RequireRelease(Connection& c, int64_t id) {
   return RequireRow(c, "SELECT 1 FROM releases WHERE id = $1", id, "release");
 }
@@ -473,24 +499,74 @@ Result<bool> SqlStore::IsApproved(int64_t release_id, std::string_view env) {
 
 Result<int64_t> SqlStore::CreateRun(const Run& run) {
   if (run.pipeline.empty()) return InvalidArgumentError("create run: the pipeline name is empty");
+  if (run.state != RunState::kQueued && run.state != RunState::kAwaitingApproval) {
+    return InvalidArgumentError("create run: a run starts queued or awaiting_approval, not {}",
+                                Name(run.state));
+  }
   Result<int64_t> id = Transact<int64_t>(TxMode::kWrite, [&](Connection& c) -> Result<int64_t> {
     const int64_t now = Micros(Now());
     Result<Rows> rows =
         c.Query("INSERT INTO runs (repo, pipeline, commit_sha, ref, event, delivery_id, state, "
-                "worker, attempt, message, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, "
-                "$7, '', 0, $8, $9, $9) RETURNING id",
+                "worker, attempt, message, created_at, updated_at, trusted, approved_by) VALUES "
+                "($1, $2, $3, $4, $5, $6, $7, '', 0, $8, $9, $9, $10, '') RETURNING id",
                 {run.repo, run.pipeline, run.commit, run.ref, S(Name(run.event)), run.delivery_id,
-                 S(RunState::kQueued), run.message, now});
+                 S(run.state), run.message, now, int64_t{run.trusted ? 1 : 0}});
     if (!rows.ok() && rows.status().code() == Code::kAlreadyExists) {
       return AlreadyExistsError("a run was already created for delivery {}", run.delivery_id);
     }
     if (!rows.ok()) return rows.status();
-    return rows->at(0).Int(0);
+    const int64_t new_id = rows->at(0).Int(0);
+    GANTRY_ASSIGN_OR_RETURN(std::optional<int64_t> other, ClaimRunKey(c, run, run.commit, new_id));
+    if (other) {
+      return AlreadyExistsError("run {} already builds {} at {} ({})", *other, run.ref, run.commit,
+                                Name(run.event));
+    }
+    return new_id;
   });
   if (!id.ok()) {
     return id.status().WithContext(fmt::format("create run of {} at {}", run.pipeline, run.commit));
   }
   return id;
+}
+
+Status SqlStore::ApproveRun(int64_t id, std::string_view by) {
+  return Transaction(TxMode::kWrite, [&](Connection& c) -> Status {
+           GANTRY_ASSIGN_OR_RETURN(Rows rows,
+                                   c.Query("SELECT state FROM runs WHERE id = $1", {id}));
+           if (rows.empty()) return NotFoundError("run {} not found", id);
+           const RunState from = RunStateFrom(rows[0].Text(0));
+           if (from != RunState::kAwaitingApproval) {
+             return FailedPreconditionError("run {} is {}: it does not await approval", id,
+                                            Name(from));
+           }
+           GANTRY_ASSIGN_OR_RETURN(
+               Rows updated,
+               c.Query("UPDATE runs SET state = $2, approved_by = $3, updated_at = $4 WHERE id = "
+                       "$1 AND state = $5 RETURNING id",
+                       {id, S(RunState::kQueued), S(by), Micros(Now()), S(from)}));
+           if (updated.empty()) return AbortedError("it changed while being written");
+           return OkStatus();
+         })
+      .WithContext(fmt::format("approve run {}", id));
+}
+
+Status SqlStore::BindRunCommit(int64_t id, std::string_view commit) {
+  return Transaction(TxMode::kWrite, [&](Connection& c) -> Status {
+           GANTRY_ASSIGN_OR_RETURN(
+               Rows rows, c.Query("SELECT " GANTRY_RUN_COLS " FROM runs WHERE id = $1", {id}));
+           if (rows.empty()) return NotFoundError("run {} not found", id);
+           const Run run = RunFrom(rows[0]);
+           if (run.commit == commit) return OkStatus();
+           GANTRY_ASSIGN_OR_RETURN(std::optional<int64_t> other, ClaimRunKey(c, run, commit, id));
+           if (other) {
+             return AlreadyExistsError("run {} already builds {} at {} ({})", *other, run.ref,
+                                       commit, Name(run.event));
+           }
+           return c.Query("UPDATE runs SET commit_sha = $2, updated_at = $3 WHERE id = $1",
+                          {id, S(commit), Micros(Now())})
+               .status();
+         })
+      .WithContext(fmt::format("bind run {} to commit {}", id, commit));
 }
 
 Status SqlStore::UpdateRun(int64_t id, RunState state, std::string_view message) {
@@ -625,23 +701,26 @@ Result<std::vector<Run>> SqlStore::MarkUnfinishedInterrupted(std::string_view wo
   });
 }
 
-Result<std::optional<Run>> SqlStore::ClaimNextQueuedRun(std::string_view worker) {
+Result<std::optional<Run>> SqlStore::ClaimNextQueuedRun(std::string_view worker,
+                                                        std::optional<bool> trusted) {
   // PostgreSQL: rows other servers are claiming are skipped rather than waited for; SQLite: the
   // write transaction holds the database's only write lock.
   const char* sql =
       dialect_ == Dialect::kPostgres
           ? "UPDATE runs SET state = $2, worker = $3, attempt = attempt + 1, started_at = $4, "
             "finished_at = NULL, updated_at = $4 WHERE state = $1 AND id = (SELECT id FROM runs "
-            "WHERE state = $1 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) "
-            "RETURNING " GANTRY_RUN_COLS
+            "WHERE state = $1 AND ($5 < 0 OR trusted = $5) ORDER BY id LIMIT 1 FOR UPDATE SKIP "
+            "LOCKED) RETURNING " GANTRY_RUN_COLS
           : "UPDATE runs SET state = $2, worker = $3, attempt = attempt + 1, started_at = $4, "
             "finished_at = NULL, updated_at = $4 WHERE state = $1 AND id = (SELECT id FROM runs "
-            "WHERE state = $1 ORDER BY id LIMIT 1) RETURNING " GANTRY_RUN_COLS;
+            "WHERE state = $1 AND ($5 < 0 OR trusted = $5) ORDER BY id LIMIT 1) "
+            "RETURNING " GANTRY_RUN_COLS;
   return Transact<std::optional<Run>>(
       TxMode::kWrite, [&](Connection& c) -> Result<std::optional<Run>> {
+        const int64_t want = !trusted ? -1 : *trusted ? 1 : 0;
         GANTRY_ASSIGN_OR_RETURN(Rows rows, c.Query(sql, {S(RunState::kQueued),
                                                          S(RunState::kRunning), S(worker),
-                                                         Micros(Now())}));
+                                                         Micros(Now()), want}));
         if (rows.empty()) return std::optional<Run>();
         return std::optional<Run>(RunFrom(rows[0]));
       });

@@ -5,7 +5,12 @@
 // processes' locks. Write transactions are BEGIN IMMEDIATE, and within one process they also take
 // a mutex, so writers queue on it instead of polling SQLite's lock; readers never wait (WAL).
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <map>
 #include <mutex>
@@ -202,6 +207,13 @@ class SqliteStore final : public SqlStore {
 
 Result<std::unique_ptr<Store>> OpenSqlite(const std::string& path, const Options& options) {
   if (!sqlite3_threadsafe()) return InternalError("this SQLite library was built without threads");
+  // A new database file is readable by its owner only (SQLite gives the -wal and -shm files the
+  // mode of the database file); an existing one keeps its mode.
+  if (int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600); fd >= 0) {
+    ::close(fd);
+  } else if (errno != EEXIST && errno != ENOENT) {
+    return FailedPreconditionError("cannot create SQLite database {}: {}", path, std::strerror(errno));
+  }
   auto store = std::make_unique<SqliteStore>(path, options);
   Status s = store->Migrate();
   if (!s.ok()) return s.WithContext(fmt::format("open SQLite store {}", path));

@@ -3,6 +3,7 @@
 
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -52,6 +53,19 @@ TEST_F(SqliteStoreTest, CreatesAWalDatabaseWithEveryMigrationRecorded) {
   EXPECT_EQ(QueryOne(Path("gantry.db"), "PRAGMA journal_mode"), "wal");
   EXPECT_EQ(QueryOne(Path("gantry.db"), "SELECT COUNT(*) FROM schema_migrations"),
             std::to_string(*version));
+}
+
+TEST_F(SqliteStoreTest, ANewDatabaseFileIsReadableByItsOwnerOnly) {
+  const mode_t old = ::umask(022);
+  auto store = Open(Path("gantry.db"));
+  ::umask(old);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  ASSERT_TRUE((*store)->Audit({.actor = "a", .action = "b"}).ok());  // the -wal file exists now
+  for (const char* name : {"gantry.db", "gantry.db-wal"}) {
+    struct stat st;
+    ASSERT_EQ(::stat(Path(name).c_str(), &st), 0) << name;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << name;
+  }
 }
 
 TEST_F(SqliteStoreTest, AFileThatIsNotADatabaseIsDataLoss) {

@@ -18,7 +18,7 @@ constexpr std::array<std::pair<TargetState, std::string_view>, 6> kTargetStates 
     {TargetState::kRolledBack, "rolled_back"},
     {TargetState::kSuperseded, "superseded"},
 }};
-constexpr std::array<std::pair<RunState, std::string_view>, 7> kRunStates = {{
+constexpr std::array<std::pair<RunState, std::string_view>, 8> kRunStates = {{
     {RunState::kQueued, "queued"},
     {RunState::kRunning, "running"},
     {RunState::kSucceeded, "succeeded"},
@@ -26,6 +26,7 @@ constexpr std::array<std::pair<RunState, std::string_view>, 7> kRunStates = {{
     {RunState::kCancelled, "cancelled"},
     {RunState::kInterrupted, "interrupted"},
     {RunState::kSkipped, "skipped"},
+    {RunState::kAwaitingApproval, "awaiting_approval"},
 }};
 constexpr std::array<std::pair<RunEvent, std::string_view>, 3> kRunEvents = {{
     {RunEvent::kPush, "push"},
@@ -95,6 +96,16 @@ Status CheckRunTransition(RunState from, RunState to) {
   if (IsFinal(from) && from != to) {
     return FailedPreconditionError("run is {}, which is final; it cannot become {}", Name(from),
                                    Name(to));
+  }
+  if (to == RunState::kAwaitingApproval && from != to) {
+    return FailedPreconditionError("a run awaits approval only from its creation, not after {}",
+                                   Name(from));
+  }
+  if (from == RunState::kAwaitingApproval && to != from && to != RunState::kCancelled) {
+    return FailedPreconditionError(
+        "run awaits approval; approve it (gantry runs approve ID) or cancel it before it can "
+        "become {}",
+        Name(to));
   }
   return OkStatus();
 }

@@ -91,8 +91,11 @@ struct TargetStatus {
 };
 
 // Runs and steps. succeeded, failed, cancelled and skipped are final; interrupted is not (a
-// restarted runner may re-queue the run). skipped is for steps only.
-enum class RunState { kQueued, kRunning, kSucceeded, kFailed, kCancelled, kInterrupted, kSkipped };
+// restarted runner may re-queue the run). skipped is for steps only. awaiting_approval is for runs
+// only: an untrusted run is created in it and leaves it by ApproveRun (to queued) or cancelled.
+enum class RunState {
+  kQueued, kRunning, kSucceeded, kFailed, kCancelled, kInterrupted, kSkipped, kAwaitingApproval
+};
 enum class RunEvent { kPush, kPullRequest, kManual };
 
 struct Step {
@@ -115,6 +118,10 @@ struct Run {
   std::string worker;  // the server that claimed it; "" while queued
   int attempt = 0;     // how many times it was claimed
   std::string message;
+  // False for code nobody trusted pushed (a fork's pull request, or any pull request when the
+  // repository's policy says so): such a run is claimed only by ClaimNextQueuedRun(_, false).
+  bool trusted = true;
+  std::string approved_by;  // who moved it out of awaiting_approval (ApproveRun); "" otherwise
   Time created_at{};
   std::optional<Time> started_at;
   std::optional<Time> finished_at;
@@ -187,10 +194,22 @@ class Store {
   virtual Result<bool> IsApproved(int64_t release_id, std::string_view env) = 0;
 
   // CI runs.
-  // Creates a queued run and returns its id. InvalidArgument when pipeline is empty; AlreadyExists
-  // when a run of the same pipeline was already created for this non-empty delivery_id (so a
-  // redelivered webhook never starts a second run).
+  // Creates a run in run.state (queued or awaiting_approval) and returns its id. InvalidArgument
+  // when pipeline is empty or the state is another; AlreadyExists, naming the existing run, when a
+  // run of the same pipeline was already created for this non-empty delivery_id (a redelivered
+  // webhook), or for the same (pipeline, repo, ref, non-empty commit, event) unless the event is
+  // manual (a replayed webhook with a new delivery id, or a poll finding a commit a webhook
+  // queued): a commit is built once per ref and event.
   virtual Result<int64_t> CreateRun(const Run& run) = 0;
+  // Moves run `id` from awaiting_approval to queued, recording `by` (who approved). NotFound;
+  // FailedPrecondition (saying its state) when it does not await approval.
+  virtual Status ApproveRun(int64_t id, std::string_view by) = 0;
+  // Records that run `id` builds `commit` (the tip its ref pointed to after the fetch, when the
+  // webhook named another): the run's commit becomes `commit`, and (pipeline, repo, ref, commit,
+  // event) is claimed for it, so neither a poll nor a webhook queues that commit again. The key of
+  // the commit it was created with stays claimed too. NotFound; AlreadyExists naming the other
+  // run when another run already has that key (this one is then redundant).
+  virtual Status BindRunCommit(int64_t id, std::string_view commit) = 0;
   // Moves run `id` to `state` with `message`, stamping started_at/finished_at; queued clears the
   // worker (re-queue). Writing a final run's state again is OK (a retry). NotFound;
   // FailedPrecondition when the run is final or state is skipped; Aborted when another writer
@@ -207,10 +226,11 @@ class Store {
   // After a restart: every running run claimed by `worker` ("" = by anyone, for a single server)
   // and its running steps become interrupted. Returns those runs (for the re-queue policy).
   virtual Result<std::vector<Run>> MarkUnfinishedInterrupted(std::string_view worker) = 0;
-  // Atomically takes the oldest queued run: it becomes running, claimed by `worker`, attempt + 1.
-  // nullopt when none is queued. Each queued run is claimed by exactly one caller, across threads
-  // and servers.
-  virtual Result<std::optional<Run>> ClaimNextQueuedRun(std::string_view worker) = 0;
+  // Atomically takes the oldest queued run (only those whose `trusted` equals `trusted`, when it
+  // is set): it becomes running, claimed by `worker`, attempt + 1. nullopt when none is queued.
+  // Each queued run is claimed by exactly one caller, across threads and servers.
+  virtual Result<std::optional<Run>> ClaimNextQueuedRun(std::string_view worker,
+                                                        std::optional<bool> trusted) = 0;
 
   // Logs.
   // Stores chunk `seq` of a step's log. Idempotent: writing the same (run, step, seq) again with

@@ -145,15 +145,17 @@ class StoreContractTest : public ::testing::Test {
     EXPECT_TRUE(t.ok()) << t.status().ToString();
     return t.value_or(Target{});
   }
+  // A run of a new commit (a run per (pipeline, repo, ref, commit, event)).
   int64_t NewRun(const std::string& pipeline = "shop/ci", const std::string& delivery = "") {
     auto id = store_->CreateRun({.repo = "https://git.example/shop.git", .pipeline = pipeline,
-                                 .commit = "c0ffee", .ref = "refs/heads/main",
-                                 .delivery_id = delivery});
+                                 .commit = "c0ffee" + std::to_string(++commits_),
+                                 .ref = "refs/heads/main", .delivery_id = delivery});
     EXPECT_TRUE(id.ok()) << id.status().ToString();
     return id.value_or(0);
   }
 
   B backend_;
+  int commits_ = 0;
   std::string url_;
   std::unique_ptr<Store> store_;
 };
@@ -433,6 +435,91 @@ TYPED_TEST(StoreContractTest, ARedeliveredWebhookDoesNotCreateASecondRun) {
   EXPECT_EQ(runs.size(), 3u);
 }
 
+TYPED_TEST(StoreContractTest, ACommitIsBuiltOncePerRefAndEventWhateverTheDeliveryId) {
+  Store& s = this->store();
+  const Run push{.repo = "https://git.example/shop.git", .pipeline = "shop/ci", .commit = "abc1",
+                 .ref = "refs/heads/main", .delivery_id = "d-1"};
+  ASSERT_OK_AND_ASSIGN(int64_t first, s.CreateRun(push));
+  Run replay = push;
+  replay.delivery_id = "d-2";  // a replayed webhook: new delivery id, same commit
+  auto again = s.CreateRun(replay);
+  EXPECT_CODE(again, Code::kAlreadyExists);
+  EXPECT_NE(again.status().message().find("run " + std::to_string(first)), std::string::npos)
+      << again.status().message();
+  Run poll = push;
+  poll.delivery_id = "poll:main:abc1";  // a poll finding the commit the webhook queued
+  EXPECT_CODE(s.CreateRun(poll), Code::kAlreadyExists);
+  // Another event, ref, commit or pipeline is another run; manual runs are never deduplicated.
+  Run pr = push;
+  pr.delivery_id = "d-3";
+  pr.event = RunEvent::kPullRequest;
+  EXPECT_OK(s.CreateRun(pr));
+  Run other = push;
+  other.delivery_id = "d-4";
+  other.ref = "refs/heads/dev";
+  EXPECT_OK(s.CreateRun(other));
+  Run manual = push;
+  manual.delivery_id = "";
+  manual.event = RunEvent::kManual;
+  EXPECT_OK(s.CreateRun(manual));
+  EXPECT_OK(s.CreateRun(manual));
+
+  // A run bound to the tip its ref pointed to claims that commit too.
+  Run stale = push;
+  stale.delivery_id = "d-5";
+  stale.commit = "old1";
+  ASSERT_OK_AND_ASSIGN(int64_t bound, s.CreateRun(stale));
+  ASSERT_OK(s.BindRunCommit(bound, "tip1"));
+  ASSERT_OK_AND_ASSIGN(Run got, s.GetRun(bound));
+  EXPECT_EQ(got.commit, "tip1");
+  Run tip = push;
+  tip.delivery_id = "poll:main:tip1";
+  tip.commit = "tip1";
+  EXPECT_CODE(s.CreateRun(tip), Code::kAlreadyExists);
+  stale.delivery_id = "d-6";
+  EXPECT_CODE(s.CreateRun(stale), Code::kAlreadyExists);  // old1 stays taken
+  EXPECT_CODE(s.BindRunCommit(bound, "abc1"), Code::kAlreadyExists);  // the first run builds abc1
+  EXPECT_OK(s.BindRunCommit(bound, "tip1"));
+  EXPECT_CODE(s.BindRunCommit(4242, "x"), Code::kNotFound);
+}
+
+TYPED_TEST(StoreContractTest, UntrustedRunsAwaitApprovalAndAreClaimedOnlyByUntrustedWorkers) {
+  Store& s = this->store();
+  ASSERT_OK_AND_ASSIGN(int64_t fork, s.CreateRun({.repo = "https://git.example/fork.git",
+                                                   .pipeline = "shop/ci", .commit = "f1",
+                                                   .event = RunEvent::kPullRequest,
+                                                   .state = RunState::kAwaitingApproval,
+                                                   .trusted = false}));
+  const int64_t push = this->NewRun();
+  EXPECT_CODE(s.CreateRun({.pipeline = "shop/ci", .state = RunState::kRunning}),
+              Code::kInvalidArgument);
+  ASSERT_OK_AND_ASSIGN(Run waiting, s.GetRun(fork));
+  EXPECT_EQ(waiting.state, RunState::kAwaitingApproval);
+  EXPECT_FALSE(waiting.trusted);
+  EXPECT_EQ(waiting.approved_by, "");
+  ASSERT_OK_AND_ASSIGN(auto none, s.ClaimNextQueuedRun("w", false));
+  EXPECT_FALSE(none.has_value()) << "a run awaiting approval was claimed";
+  EXPECT_CODE(s.UpdateRun(fork, RunState::kRunning), Code::kFailedPrecondition);
+  EXPECT_CODE(s.ApproveRun(push, "alice"), Code::kFailedPrecondition);
+  EXPECT_CODE(s.ApproveRun(4242, "alice"), Code::kNotFound);
+
+  ASSERT_OK(s.ApproveRun(fork, "alice"));
+  ASSERT_OK_AND_ASSIGN(Run approved, s.GetRun(fork));
+  EXPECT_EQ(approved.state, RunState::kQueued);
+  EXPECT_EQ(approved.approved_by, "alice");
+  EXPECT_CODE(s.ApproveRun(fork, "bob"), Code::kFailedPrecondition);
+
+  ASSERT_OK_AND_ASSIGN(auto trusted, s.ClaimNextQueuedRun("w", true));
+  ASSERT_TRUE(trusted.has_value());
+  EXPECT_EQ(trusted->id, push) << "a trusted worker took the older untrusted run";
+  ASSERT_OK_AND_ASSIGN(auto more, s.ClaimNextQueuedRun("w", true));
+  EXPECT_FALSE(more.has_value());
+  ASSERT_OK_AND_ASSIGN(auto untrusted, s.ClaimNextQueuedRun("w", false));
+  ASSERT_TRUE(untrusted.has_value());
+  EXPECT_EQ(untrusted->id, fork);
+  EXPECT_FALSE(untrusted->trusted);
+}
+
 TYPED_TEST(StoreContractTest, ListRunsFiltersAndPagesNewestFirst) {
   Store& s = this->store();
   std::vector<int64_t> ids;
@@ -459,12 +546,12 @@ TYPED_TEST(StoreContractTest, ARestartedRunnerInterruptsItsRunsAndMayRequeueThem
   const int64_t mine = this->NewRun();
   const int64_t theirs = this->NewRun();
   const int64_t waiting = this->NewRun();
-  ASSERT_OK_AND_ASSIGN(auto claimed1, s.ClaimNextQueuedRun("server-1"));
+  ASSERT_OK_AND_ASSIGN(auto claimed1, s.ClaimNextQueuedRun("server-1", std::nullopt));
   ASSERT_TRUE(claimed1.has_value());
   EXPECT_EQ(claimed1->id, mine);  // oldest first
   EXPECT_EQ(claimed1->worker, "server-1");
   EXPECT_EQ(claimed1->attempt, 1);
-  ASSERT_OK_AND_ASSIGN(auto claimed2, s.ClaimNextQueuedRun("server-2"));
+  ASSERT_OK_AND_ASSIGN(auto claimed2, s.ClaimNextQueuedRun("server-2", std::nullopt));
   ASSERT_TRUE(claimed2.has_value());
   EXPECT_EQ(claimed2->id, theirs);
   ASSERT_OK(s.UpsertStep(mine, {.name = "build", .state = RunState::kRunning}));
@@ -487,7 +574,7 @@ TYPED_TEST(StoreContractTest, ARestartedRunnerInterruptsItsRunsAndMayRequeueThem
   ASSERT_OK_AND_ASSIGN(Run requeued, s.GetRun(mine));
   EXPECT_EQ(requeued.worker, "");
   EXPECT_FALSE(requeued.finished_at.has_value());
-  ASSERT_OK_AND_ASSIGN(auto again, s.ClaimNextQueuedRun("server-1"));
+  ASSERT_OK_AND_ASSIGN(auto again, s.ClaimNextQueuedRun("server-1", std::nullopt));
   ASSERT_TRUE(again.has_value());
   EXPECT_EQ(again->id, mine);
   EXPECT_EQ(again->attempt, 2);
@@ -512,7 +599,7 @@ TYPED_TEST(StoreContractTest, EightThreadsClaimEachQueuedRunExactlyOnce) {
   for (int w = 0; w < 8; ++w) {
     threads.emplace_back([&, w] {
       for (;;) {
-        auto run = s.ClaimNextQueuedRun("worker-" + std::to_string(w));
+        auto run = s.ClaimNextQueuedRun("worker-" + std::to_string(w), std::nullopt);
         std::lock_guard lock(mu);
         if (!run.ok()) {
           errors.push_back(run.status().ToString());
@@ -531,7 +618,7 @@ TYPED_TEST(StoreContractTest, EightThreadsClaimEachQueuedRunExactlyOnce) {
   EXPECT_EQ(std::set<int64_t>(claimed.begin(), claimed.end()), created);
   ASSERT_OK_AND_ASSIGN(auto queued, s.ListRuns({.state = RunState::kQueued}));
   EXPECT_TRUE(queued.empty());
-  ASSERT_OK_AND_ASSIGN(auto none, s.ClaimNextQueuedRun("late"));
+  ASSERT_OK_AND_ASSIGN(auto none, s.ClaimNextQueuedRun("late", std::nullopt));
   EXPECT_FALSE(none.has_value());
 }
 

@@ -42,12 +42,15 @@ class SqlStore : public Store {
   Status Approve(int64_t release_id, std::string_view env, std::string_view by) override;
   Result<bool> IsApproved(int64_t release_id, std::string_view env) override;
   Result<int64_t> CreateRun(const Run& run) override;
+  Status ApproveRun(int64_t id, std::string_view by) override;
+  Status BindRunCommit(int64_t id, std::string_view commit) override;
   Status UpdateRun(int64_t id, RunState state, std::string_view message) override;
   Status UpsertStep(int64_t run_id, const Step& step) override;
   Result<Run> GetRun(int64_t id) override;
   Result<std::vector<Run>> ListRuns(const RunFilter& filter) override;
   Result<std::vector<Run>> MarkUnfinishedInterrupted(std::string_view worker) override;
-  Result<std::optional<Run>> ClaimNextQueuedRun(std::string_view worker) override;
+  Result<std::optional<Run>> ClaimNextQueuedRun(std::string_view worker,
+                                                std::optional<bool> trusted) override;
   Status AppendLogChunk(int64_t run_id, std::string_view step, int64_t seq,
                         std::string_view data) override;
   Result<std::vector<LogChunk>> ReadLog(int64_t run_id, std::string_view step, int64_t from_seq,
