@@ -2,7 +2,7 @@
 # Builds Gantry's own container image (what deploy/gantry-agent.yaml runs) without a Docker daemon,
 # with `gantry image build`: from scratch, the gantry binary and every shared library it loads
 # (taken from this machine, Debian 12), the CA bundle, kustomize and helm from the tools cache,
-# bubblewrap and prlimit for the render sandbox; runs as the numeric user 65532.
+# and bubblewrap for the render sandbox; runs as the numeric user 65532.
 #
 #   deploy/build-image.sh GANTRY_BINARY oci:DIR[:TAG] [--push REF]
 #
@@ -27,7 +27,6 @@ copy_with_libs() {
 
 copy_with_libs "$gantry" /usr/local/bin/gantry
 copy_with_libs "$(command -v bwrap)" /usr/bin/bwrap        # the render sandbox
-copy_with_libs "$(command -v prlimit)" /usr/bin/prlimit    # renderers' memory limit
 for tool in kustomize helm; do
   [[ -x $tools/$tool ]] && install -D -m 0755 "$tools/$tool" "$stage/usr/local/bin/$tool"
 done

@@ -78,12 +78,19 @@ struct Metrics {
   http::Counter& webhooks = registry.AddCounter("gantry_agent_webhooks_total", "Verified push webhooks");
   http::Gauge& api_requests =
       registry.AddGauge("gantry_agent_api_requests", "Kubernetes API requests made since the agent started");
+  http::Gauge& render_sandbox = registry.AddGauge(
+      "gantry_agent_render_sandbox", "1 when kustomize and helm run sandboxed; 0 when the operator turned it off");
 };
 
 class AgentImpl final : public Agent {
  public:
   AgentImpl(kube::Client& client, AgentOptions options, RenderFn render)
       : client_(client), options_(std::move(options)), render_(std::move(render)) {
+    metrics_.render_sandbox.Set(options_.render_sandbox ? 1 : 0);
+    if (!options_.render_sandbox) {
+      log::Warn("agent: renderers run WITHOUT the sandbox (--no-render-sandbox): a hostile repository that "
+                "exploits kustomize or helm runs as this agent");
+    }
     if (options_.identity.empty()) {
       char host[256] = {0};
       ::gethostname(host, sizeof(host) - 1);

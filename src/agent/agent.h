@@ -91,6 +91,9 @@ struct AgentOptions {
   std::string identity;    // default: hostname + pid
   std::chrono::seconds lease_duration{15};
   bool allow_file_repos = false;
+  // Whether the RenderFn runs renderers in the sandbox; false (--no-render-sandbox) is exported as
+  // gantry_agent_render_sandbox 0 and logged at start.
+  bool render_sandbox = true;
   std::vector<std::string> git_credentials;  // "host=user:password" (tokens as password)
   ReconcileOptions reconcile;
 };

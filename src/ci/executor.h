@@ -6,13 +6,15 @@
 // arrives (unmasked: the runner masks), enforces the timeout, and stops the step when `cancel`
 // becomes true. Timeouts and cancellation end the whole process tree of the step.
 //
-//   ProcessExecutor     a local process in a bubblewrap sandbox: the workspace is the only writable
-//                       place (at /workspace), the artifacts of earlier steps are read-only at
-//                       /artifacts, /tmp is private, /usr and /etc (without shadow files) are
-//                       read-only, nothing else of the host is visible; network off per step on
-//                       request; setrlimit limits; the step's uid is 1000 in a user namespace.
-//                       Without the sandbox (Options::sandbox = false, for benchmarks and hosts
-//                       without bwrap) the same process runs on the host with host paths.
+//   ProcessExecutor     a local process in the one sandbox (base/sandbox.h): the workspace is the
+//                       only writable place (at /workspace), the artifacts of earlier steps are
+//                       read-only at /artifacts, /tmp is private, /usr and an /etc of the
+//                       sandbox's own are read-only, nothing else of the host is visible; network
+//                       off per step on request; setrlimit limits; uid 1000 in a user namespace;
+//                       bubblewrap starts with no environment of its own and the step gets no
+//                       descriptor but 0-2. Without the sandbox (Options::sandbox = false, for
+//                       benchmarks and trusted hosts without bwrap) the same process runs on the
+//                       host with host paths.
 //   KubernetesExecutor  one Pod per step in a namespace (NewKubernetesExecutor below).
 //
 // Executors are thread-safe: the runner calls Run() from several threads at once.
@@ -84,6 +86,9 @@ class Executor {
 struct ProcessExecutorOptions {
   bool sandbox = true;              // false: run on the host (no isolation)
   std::string bwrap = "bwrap";      // looked up in PATH
+  // Host paths steps may read, bound read-only at the same place: toolchains outside /usr that the
+  // operator provides (an SDK under /opt). Never a path holding credentials.
+  std::vector<std::string> extra_ro_paths;
   std::chrono::milliseconds kill_grace{2000};  // SIGTERM → SIGKILL on timeout / cancel
 };
 
@@ -120,9 +125,5 @@ std::unique_ptr<Executor> NewKubernetesExecutor(kube::Client& client, Kubernetes
 // The Pod NAME gets for `request` (pure; exposed for tests).
 value::Value KubernetesPodSpec(const StepRequest& request, const std::string& pod_name,
                               const KubernetesExecutorOptions& options);
-
-// The bubblewrap argv prefix (up to and including "--") of a sandboxed step; exposed for tests
-// and for other modules that want the same sandbox.
-std::vector<std::string> SandboxArgv(const std::string& bwrap, const StepRequest& request);
 
 }  // namespace gantry::ci

@@ -10,6 +10,16 @@
 namespace gantry::ci {
 namespace {
 
+// Variables that make the dynamic loader or glibc load code or data from a path (glibc's list of
+// variables it ignores in setuid programs, and its tunables). Refused in a pipeline's env: so that
+// no launcher on the host can ever be handed one (base/sandbox.h already gives the launcher none).
+bool IsLoaderVariable(std::string_view name) {
+  static constexpr std::string_view kNames[] = {"GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES", "HOSTALIASES",
+                                                "LOCALDOMAIN", "LOCPATH", "MALLOC_TRACE", "NIS_PATH", "NLSPATH",
+                                                "RESOLV_HOST_CONF", "RES_OPTIONS", "TZDIR"};
+  return name.starts_with("LD_") || std::find(std::begin(kNames), std::end(kNames), name) != std::end(kNames);
+}
+
 using value::Value;
 
 std::string Where(const Value& v, std::string_view file) {
@@ -68,7 +78,9 @@ struct Parser {
     return out;
   }
 
-  Result<std::map<std::string, std::string>> Env(const Value& v) {
+  // `for_steps`: variables of steps, which refuse the dynamic loader's and glibc's variables (an
+  // image's env: may set them; it configures the image, not a host process).
+  Result<std::map<std::string, std::string>> Env(const Value& v, bool for_steps = true) {
     if (!v.IsMap()) return Err(v, file, "env must be a map of NAME: value, got {}", TypeName(v));
     std::map<std::string, std::string> out;
     for (const auto& e : v.entries()) {
@@ -77,6 +89,10 @@ struct Parser {
       for (char c : k) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
       if (!ok) return Err(e.key, file, "environment variable name {:?} is invalid; expected letters, digits and _", k);
       if (k.starts_with("GANTRY_")) return Err(e.key, file, "variables named GANTRY_* are reserved");
+      if (for_steps && IsLoaderVariable(k)) {
+        return Err(e.key, file, "{} is refused in env: (it changes how programs are loaded); set it inside the "
+                   "step's script instead", k);
+      }
       GANTRY_ASSIGN_OR_RETURN(out[std::string(k)], Scalar(e.value, "an env value"));
     }
     return out;
@@ -216,7 +232,7 @@ struct Parser {
     }
     if (auto* x = v.Get("entrypoint")) { GANTRY_ASSIGN_OR_RETURN(out.entrypoint, StringList(*x, "image.entrypoint")); }
     if (auto* x = v.Get("cmd")) { GANTRY_ASSIGN_OR_RETURN(out.cmd, StringList(*x, "image.cmd")); }
-    if (auto* x = v.Get("env")) { GANTRY_ASSIGN_OR_RETURN(out.env, Env(*x)); }
+    if (auto* x = v.Get("env")) { GANTRY_ASSIGN_OR_RETURN(out.env, Env(*x, /*for_steps=*/false)); }
     if (auto* x = v.Get("labels")) {
       if (!x->IsMap()) return Err(*x, file, "image.labels must be a map, got {}", TypeName(*x));
       for (const auto& e : x->entries()) { GANTRY_ASSIGN_OR_RETURN(out.labels[std::string(e.key.AsString())], Scalar(e.value, "a label value")); }

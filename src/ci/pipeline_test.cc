@@ -67,6 +67,17 @@ TEST(Pipeline, ErrorsPointAtFileLineColumn) {
   EXPECT_THAT(ErrorOf("shell: zsh\nsteps:\n  a: {run: x}\n"), HasSubstr("unknown shell \"zsh\"; expected bash or sh"));
 }
 
+// Issue 12, finding 4: a pipeline's LD_PRELOAD became bubblewrap's own environment on the host.
+TEST(Pipeline, LoaderVariablesAreRefusedInStepEnvWithFileLineColumn) {
+  EXPECT_THAT(ErrorOf("env:\n  LD_PRELOAD: ./evil.so\nsteps:\n  a: {run: [x]}\n"),
+              HasSubstr("p.yaml:2:3: LD_PRELOAD is refused in env:"));
+  EXPECT_THAT(ErrorOf("steps:\n  a:\n    run: [x]\n    env: {GCONV_PATH: .}\n"), HasSubstr("p.yaml:4:11: GCONV_PATH is refused"));
+  EXPECT_THAT(ErrorOf("steps:\n  a:\n    run: [x]\n    env: {LD_LIBRARY_PATH: lib}\n"), HasSubstr("set it inside the step's script"));
+  // An image's environment configures the image, not a host process.
+  EXPECT_EQ(ErrorOf("steps:\n  a: {run: [x]}\nimage:\n  repository: r.local/a\n  env: {LD_LIBRARY_PATH: /app/lib}\n"
+                    "  layers: [{src: ., dest: /app}]\n"), "");
+}
+
 TEST(Pipeline, CyclesAreNamed) {
   std::string e = ErrorOf("steps:\n  a: {run: [x], needs: [c]}\n  b: {run: [x], needs: [a]}\n  c: {run: [x], needs: [b]}\n");
   EXPECT_THAT(e, HasSubstr("needs: form a cycle: a -> c -> b -> a"));

@@ -1,19 +1,18 @@
-// ProcessExecutor: fork + execve with a pipe for the combined output, its own process group,
-// setrlimit limits, and a poll loop that streams output and enforces timeout and cancellation.
+// ProcessExecutor: a step as a local process tree, in the one sandbox (base/sandbox.h) unless the
+// operator turned it off, started through base/process (no inherited descriptors), with setrlimit
+// limits, and a poll loop that streams output and enforces timeout and cancellation.
 
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <mutex>
+#include <optional>
 
-#include "base/log.h"
 #include "base/process.h"
+#include "base/sandbox.h"
 #include "ci/executor.h"
 
 namespace gantry::ci {
@@ -36,97 +35,64 @@ class ProcessExecutor final : public Executor {
 
   Result<StepOutcome> Run(const StepRequest& r, const OutputFn& output, const std::atomic<bool>& cancel) override {
     if (r.argv.empty()) return InvalidArgumentError("step {}: empty argv", r.step);
+    ProcessOptions po;
+    po.die_with_parent = true;  // the step dies with the runner thread
+    for (auto [resource, value] : {std::pair<int, uint64_t>{RLIMIT_AS, r.limits.memory_bytes},
+                                   {RLIMIT_CPU, r.limits.cpu_seconds},
+                                   {RLIMIT_NOFILE, r.limits.open_files},
+                                   {RLIMIT_NPROC, r.limits.processes}}) {
+      if (value != 0) po.rlimits.emplace_back(resource, value);
+    }
     std::vector<std::string> argv;
-    std::string program;
+    std::optional<SandboxCommand> sandboxed;
     if (options_.sandbox) {
-      argv = SandboxArgv(bwrap_, r);
-      argv.insert(argv.end(), r.argv.begin(), r.argv.end());
-      program = bwrap_;
+      SandboxSpec spec;
+      spec.command = r.argv;
+      spec.env = r.env;
+      spec.network = r.network;
+      spec.mounts.push_back({r.workspace.string(), "/workspace", true});
+      if (!r.artifacts.empty()) spec.mounts.push_back({r.artifacts.string(), "/artifacts", false});
+      spec.cwd = "/workspace";
+      spec.extra_ro_paths = options_.extra_ro_paths;
+      GANTRY_ASSIGN_OR_RETURN(SandboxCommand cmd, PrepareSandbox(bwrap_, spec));
+      sandboxed.emplace(std::move(cmd));
+      argv = sandboxed->argv;
+      po.pass_fds = sandboxed->fds();
     } else {
       argv = r.argv;
-      program = argv[0];
-      if (program.find('/') == std::string::npos) {
-        GANTRY_ASSIGN_OR_RETURN(program, FindProgram(program));
-      }
+      po.env = r.env;
+      po.cwd = r.workspace.string();
     }
-    std::vector<std::string> envs;
-    for (const auto& [k, v] : r.env) envs.push_back(k + "=" + v);
-    std::vector<char*> cargv, cenv;
-    for (auto& s : argv) cargv.push_back(s.data());
-    cargv.push_back(nullptr);
-    for (auto& s : envs) cenv.push_back(s.data());
-    cenv.push_back(nullptr);
-    std::string cwd = options_.sandbox ? "/" : r.workspace.string();
-
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoError(errno, "pipe");
+    int fd = -1;
     Clock::time_point start = Clock::now();
-    pid_t pid = ::fork();
-    if (pid < 0) {
-      int e = errno;
-      ::close(fds[0]);
-      ::close(fds[1]);
-      return ErrnoError(e, "fork");
-    }
-    if (pid == 0) {
-      // Child: only async-signal-safe calls from here on.
-      ::setpgid(0, 0);
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // the step dies with the runner
-      int devnull = ::open("/dev/null", O_RDONLY);
-      if (devnull >= 0) ::dup2(devnull, 0);
-      ::dup2(fds[1], 1);
-      ::dup2(fds[1], 2);
-      auto limit = [](int res, uint64_t v) {
-        if (v == 0) return;
-        struct rlimit rl = {static_cast<rlim_t>(v), static_cast<rlim_t>(v)};
-        ::setrlimit(res, &rl);
-      };
-      limit(RLIMIT_AS, r.limits.memory_bytes);
-      limit(RLIMIT_CPU, r.limits.cpu_seconds);
-      limit(RLIMIT_NOFILE, r.limits.open_files);
-      limit(RLIMIT_NPROC, r.limits.processes);
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      if (::chdir(cwd.c_str()) != 0) ::_exit(126);
-      ::execve(program.c_str(), cargv.data(), cenv.data());
-      static const char kMsg[] = "gantry: cannot execute the step's program\n";
-      ssize_t ignored = ::write(2, kMsg, sizeof(kMsg) - 1);
-      (void)ignored;
-      ::_exit(127);
-    }
-    ::setpgid(pid, pid);  // also in the parent, so a kill right away reaches the group
-    ::close(fds[1]);
-    int fd = fds[0];
+    auto started = Process::StartPiped(argv, po, &fd);
+    if (!started.ok()) return Status(started.status().code(), fmt::format("step {}: {}", r.step, started.status().message()));
+    Process& proc = *started;
+    sandboxed.reset();  // the child has its copies
 
     StepOutcome out;
     Clock::time_point deadline = start + r.timeout;
     Clock::time_point kill_at = Clock::time_point::max();  // SIGKILL after the grace period
     bool exited = false, eof = false;
-    int status = 0;
     char buf[65536];
     while (!eof || !exited) {
-      if (!exited) {
-        siginfo_t info{};
-        if (::waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid) {
-          // The main process ended: end whatever it left behind in its group, then reap.
-          ::kill(-pid, SIGKILL);
-          ::waitpid(pid, &status, 0);
-          exited = true;
-          continue;
-        }
+      if (!exited && !proc.Running()) {
+        // The main process ended: end whatever it left behind in its group.
+        proc.Signal(SIGKILL);
+        exited = true;
+        continue;
       }
       Clock::time_point now = Clock::now();
       if (!out.timed_out && !out.cancelled && !exited) {
         if (now >= deadline) out.timed_out = true;
         if (cancel.load()) out.cancelled = true;
         if (out.timed_out || out.cancelled) {
-          ::kill(-pid, SIGTERM);
+          proc.Signal(SIGTERM);
           kill_at = now + options_.kill_grace;
         }
       }
       if (now >= kill_at) {
-        ::kill(-pid, SIGKILL);
+        proc.Signal(SIGKILL);
         kill_at = Clock::time_point::max();
       }
       if (eof) {
@@ -134,8 +100,7 @@ class ProcessExecutor final : public Executor {
         continue;
       }
       struct pollfd p = {fd, POLLIN, 0};
-      int wait_ms = 50;
-      int rc = ::poll(&p, 1, wait_ms);
+      int rc = ::poll(&p, 1, 50);
       if (rc < 0 && errno != EINTR) break;
       if (rc > 0) {
         ssize_t n = ::read(fd, buf, sizeof buf);
@@ -148,6 +113,7 @@ class ProcessExecutor final : public Executor {
     }
     ::close(fd);
     out.duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+    int status = proc.status().value_or(0);
     if (WIFEXITED(status)) out.exit_code = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) out.term_signal = WTERMSIG(status);
     return out;
@@ -160,28 +126,21 @@ class ProcessExecutor final : public Executor {
 
 }  // namespace
 
+std::string StepOutcome::Describe() const {
+  if (cancelled) return "cancelled";
+  if (timed_out) return fmt::format("timed out after {}s", duration.count() / 1000);
+  if (term_signal != 0) return fmt::format("killed by signal {}", term_signal);
+  if (!reason.empty()) return fmt::format("exit code {} ({})", exit_code, reason);
+  return fmt::format("exit code {}", exit_code);
+}
+
 Result<std::unique_ptr<Executor>> NewProcessExecutor(const ProcessExecutorOptions& options) {
   std::string bwrap;
   if (options.sandbox) {
-    auto found = options.bwrap.find('/') == std::string::npos ? FindProgram(options.bwrap) : Result<std::string>(options.bwrap);
-    if (!found.ok()) {
-      return FailedPreconditionError("the step sandbox needs bubblewrap: {} (install bubblewrap, or run without the "
-                                     "sandbox: --no-sandbox)", found.status().message());
-    }
-    bwrap = *found;
-    // Check once that it works here (user namespaces may be disabled).
-    StepRequest probe;
-    probe.workspace = "/";
-    probe.network = false;
-    std::vector<std::string> argv = SandboxArgv(bwrap, probe);
-    argv.push_back("true");
-    ProcessOptions po;
-    po.env = {{"PATH", "/usr/bin:/bin"}};
-    po.timeout = std::chrono::seconds(10);
-    auto r = gantry::Run(argv, po);
-    if (!r.ok() || !r->success()) {
-      return FailedPreconditionError("bubblewrap ({}) does not work here: {} (run without the sandbox: --no-sandbox)", bwrap,
-                                     r.ok() ? r->Describe() + ": " + r->err : r.status().message());
+    GANTRY_ASSIGN_OR_RETURN(bwrap, FindBwrap(options.bwrap));
+    if (Status works = SandboxWorks(bwrap); !works.ok()) {
+      return FailedPreconditionError("the step sandbox does not work: {} (or run without it, on the host: "
+                                     "--no-sandbox; never with untrusted pipelines)", works.message());
     }
   }
   return std::unique_ptr<Executor>(new ProcessExecutor(options, bwrap));

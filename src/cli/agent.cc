@@ -77,6 +77,7 @@ void AddAgentCommand(CLI::App& app, int& exit_code) {
     std::string lease_duration = "15s";
     std::string kustomize = "kustomize", helm = "helm";
     bool no_leader_election = false;
+    bool no_render_sandbox = false;
   };
   auto f = std::make_shared<Flags>();
   auto* cmd = app.add_subcommand("agent", "Run the pull agent: keep this cluster in sync with its Applications");
@@ -97,6 +98,9 @@ void AddAgentCommand(CLI::App& app, int& exit_code) {
                   "Environment variable holding host=user:password for HTTPS Git (repeatable)");
   cmd->add_option("--kustomize-binary", f->kustomize, "kustomize to run")->envname("GANTRY_KUSTOMIZE");
   cmd->add_option("--helm-binary", f->helm, "helm to run")->envname("GANTRY_HELM");
+  cmd->add_flag("--no-render-sandbox", f->no_render_sandbox,
+                "Run kustomize and helm without the bubblewrap sandbox (where user namespaces are not allowed, "
+                "as in most Pods); logged, and exported as gantry_agent_render_sandbox 0");
   cmd->callback([f, &exit_code] {
     agent::AgentOptions o = f->options;
     std::chrono::milliseconds lease{15000};
@@ -139,6 +143,8 @@ void AddAgentCommand(CLI::App& app, int& exit_code) {
     render::Options ro;
     ro.kustomize_binary = f->kustomize;
     ro.helm_binary = f->helm;
+    ro.sandbox = f->no_render_sandbox ? render::Sandbox::kNone : render::Sandbox::kRequire;
+    o.render_sandbox = !f->no_render_sandbox;
     auto render = agent::GitRenderFn(o, ro);
     if (!render.ok()) {
       fmt::print(stderr, "error: {}\n", render.status().message());

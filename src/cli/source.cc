@@ -20,6 +20,8 @@ void AddSourceFlags(CLI::App* cmd, SourceFlags& f) {
       ->check(CLI::IsMember({"auto", "plain", "kustomize", "helm"}));
   cmd->add_option("--kustomize-binary", f.kustomize_binary, "kustomize to run")->envname("GANTRY_KUSTOMIZE");
   cmd->add_option("--helm-binary", f.helm_binary, "helm to run")->envname("GANTRY_HELM");
+  cmd->add_flag("--no-render-sandbox", f.no_render_sandbox,
+                "Run kustomize and helm without the bubblewrap sandbox (only for repositories you trust)");
   cmd->add_option("--image", f.images, "Kustomize image override, e.g. web=registry/web:1.2.3");
   cmd->add_option("--release-name", f.release_name, "Helm release name");
   cmd->add_option("--helm-namespace", f.helm_namespace, "Helm release namespace");
@@ -47,6 +49,7 @@ Result<Loaded> LoadSource(const SourceFlags& f) {
   o.renderer = render::ParseRenderer(f.renderer).value_or(render::Renderer::kAuto);
   o.kustomize_binary = f.kustomize_binary;
   o.helm_binary = f.helm_binary;
+  o.sandbox = f.no_render_sandbox ? render::Sandbox::kNone : render::Sandbox::kRequire;
   o.kustomize.images = f.images;
   o.helm.release_name = f.release_name;
   o.helm.namespace_ = f.helm_namespace;

@@ -27,6 +27,7 @@ struct SourceFlags {
   std::string renderer = "auto";
   std::string kustomize_binary = "kustomize";
   std::string helm_binary = "helm";
+  bool no_render_sandbox = false;
   std::vector<std::string> images;       // kustomize image overrides
   std::string release_name;
   std::string helm_namespace;

@@ -29,9 +29,10 @@
 //      must resolve inside the repository. Image overrides and extra components are written into
 //      the copied kustomization (what `kustomize edit set image` / `add component` do).
 //   3. Run: argv only, a clean environment (HOME, XDG_* and HELM_* inside the temp dir, no
-//      KUBECONFIG), a timeout, bounded output and memory; inside bubblewrap when it works (no network, only
-//      /usr, the binary and the temp dir visible, all capabilities dropped), else unsandboxed with a
-//      logged warning (Sandbox::kAuto) or an error (Sandbox::kRequire).
+//      KUBECONFIG), a timeout, bounded output and memory; inside the one sandbox (base/sandbox.h: no
+//      network, only /usr, an /etc of its own, the binary and the temp dir visible, all capabilities
+//      dropped). A sandbox that does not work is FailedPrecondition, unless the operator opted out
+//      (Sandbox::kNone, --no-render-sandbox), which is logged.
 //   4. Parse: stdout is parsed with value::ParseYaml under Limits::parse; each document must be a
 //      Kubernetes object.
 //
@@ -71,7 +72,7 @@ struct Limits {
   size_t max_files = 10'000;
   size_t max_file_bytes = 8u << 20;     // one manifest file, value file or kustomization
   size_t max_total_bytes = 256u << 20;  // all files of one render; also a renderer's output
-  // Data memory of an external renderer (RLIMIT_DATA, set with prlimit(1)); 0 for none.
+  // Data memory of an external renderer (RLIMIT_DATA); 0 for none.
   size_t max_renderer_memory_bytes = size_t{2} << 30;
   value::ParseOptions parse;            // of every YAML document read or rendered
 };
@@ -135,9 +136,9 @@ struct HelmOptions {
 };
 
 enum class Sandbox {
-  kAuto,     // bubblewrap when it works here; otherwise run unsandboxed and log a warning (once)
   kRequire,  // bubblewrap or FailedPrecondition
-  kNone,     // never (the renderer still gets a clean environment and a private copy)
+  kNone,     // never, on the operator's explicit word (the renderer still gets a clean environment
+             // and a private copy; a warning is logged once)
 };
 
 struct Options {
@@ -147,7 +148,7 @@ struct Options {
   std::string kustomize_binary = "kustomize";  // looked up in PATH when it has no '/'
   std::string helm_binary = "helm";
   std::string bwrap_binary = "bwrap";
-  Sandbox sandbox = Sandbox::kAuto;
+  Sandbox sandbox = Sandbox::kRequire;
   Limits limits;
   std::chrono::milliseconds timeout{60'000};  // for all renderer processes of one render
   std::filesystem::path temp_dir;             // where private copies go; empty: $TMPDIR or /tmp

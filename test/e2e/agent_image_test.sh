@@ -2,7 +2,7 @@
 # Gantry's own image (deploy/build-image.sh) is self-contained: built with `gantry image build`,
 # read by skopeo, unpacked, and run as the image says (its entrypoint, user and environment, nothing
 # of the host's filesystem) inside bubblewrap: `gantry version`, and a Kustomize render, which
-# needs the bundled kustomize, bwrap and prlimit. Real containers cannot run on the kwok test
+# needs the bundled kustomize and bwrap (the render sandbox nests inside). Real containers cannot run on the kwok test
 # clusters, so this is how the image is checked.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)

@@ -12,7 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "base/process.h"
-#include "render/internal/sandbox.h"
+#include "base/sandbox.h"
 #include "render/render.h"
 #include "test/env/testenv.h"
 
@@ -221,7 +221,7 @@ TEST(RenderExternal, HostileCorpus) {
 
 // What a renderer sees in the sandbox: no host files, no network, a clean environment.
 TEST(RenderExternal, SandboxHidesTheHostAndTheNetwork) {
-  ASSERT_TRUE(internal::SandboxWorks("bwrap")) << "bubblewrap does not work on this machine";
+  ASSERT_TRUE(SandboxWorks("bwrap").ok()) << "bubblewrap does not work on this machine";
   testenv::ScopedTempDir tmp;
   fs::path repo = fs::path(tmp.path()) / "repo";
   Write(repo / "app/kustomization.yaml", "resources: []\n");
@@ -229,7 +229,7 @@ TEST(RenderExternal, SandboxHidesTheHostAndTheNetwork) {
   Write(script,
         "#!/bin/sh\n"
         "echo 'apiVersion: v1'; echo 'kind: ConfigMap'; echo 'metadata: {name: probe}'; echo 'data:'\n"
-        "if [ -e /etc/passwd ]; then echo '  etc: visible'; else echo '  etc: hidden'; fi\n"
+        "if grep -q '^daemon:' /etc/passwd || [ -e /etc/shadow ]; then echo '  etc: visible'; else echo '  etc: hidden'; fi\n"
         "if [ -e /root ] || [ -e /home ]; then echo '  home: visible'; else echo '  home: hidden'; fi\n"
         "echo \"  interfaces: '$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\\n' ,)'\"\n"
         "echo \"  env: '$(env | cut -d= -f1 | sort | tr '\\n' ,)'\"\n"
@@ -247,6 +247,25 @@ TEST(RenderExternal, SandboxHidesTheHostAndTheNetwork) {
   EXPECT_EQ(Str(m, {"data", "interfaces"}), "lo,");
   EXPECT_EQ(Str(m, {"data", "env"}), "HOME,LANG,PATH,PWD,XDG_CACHE_HOME,XDG_CONFIG_HOME,XDG_DATA_HOME,");
   EXPECT_TRUE(Str(m, {"data", "home_dir"}).starts_with(fs::temp_directory_path().string())) << Str(m, {"data", "home_dir"});
+}
+
+// Issue 12, finding 13: when bubblewrap failed, renderers silently ran without a sandbox.
+TEST(RenderExternal, ASandboxThatDoesNotWorkIsAnErrorUnlessTheOperatorOptsOut) {
+  testenv::ScopedTempDir tmp;
+  fs::path repo = fs::path(tmp.path()) / "repo";
+  Write(repo / "app/kustomization.yaml", "resources: []\n");
+  fs::path broken = fs::path(tmp.path()) / "bwrap";
+  Write(broken, "#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n");
+  fs::permissions(broken, fs::perms::owner_all);
+  Options o = Tools();
+  o.bwrap_binary = broken.string();
+  auto r = Render(Source{repo, "app"}, o);
+  ASSERT_EQ(r.status().code(), Code::kFailedPrecondition) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("Permission denied"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("--no-render-sandbox"), std::string::npos) << r.status().message();
+  o.sandbox = Sandbox::kNone;
+  r = Render(Source{repo, "app"}, o);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
 }
 
 TEST(RenderExternal, CacheHitsForAnUnchangedPath) {

@@ -1,53 +1,16 @@
 #include "render/internal/sandbox.h"
 
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
-#include <map>
 #include <mutex>
 
 #include "base/log.h"
+#include "base/sandbox.h"
 
 namespace gantry::render::internal {
 namespace fs = std::filesystem;
-
-namespace {
-
-// The bwrap arguments up to (not including) "--": what the renderer may see.
-std::vector<std::string> SandboxArgs(const std::string& bwrap, const RendererRun* run) {
-  std::vector<std::string> a = {bwrap, "--unshare-all"};
-  if (run != nullptr && run->network) a.push_back("--share-net");
-  for (const char* s : {"--die-with-parent", "--new-session", "--cap-drop", "ALL", "--ro-bind", "/usr",
-                        "/usr"}) {
-    a.emplace_back(s);
-  }
-  // Merged-/usr systems have these as links into /usr; others as directories.
-  for (const char* top : {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
-    std::error_code ec;
-    fs::file_status st = fs::symlink_status(top, ec);
-    if (ec || !fs::exists(st)) continue;
-    if (fs::is_symlink(st)) {
-      a.insert(a.end(), {"--symlink", fs::read_symlink(top, ec).string(), top});
-    } else if (fs::is_directory(st)) {
-      a.insert(a.end(), {"--ro-bind", top, top});
-    }
-  }
-  if (run != nullptr && run->network) {
-    // Name resolution and TLS roots for remote bases; nothing else of /etc.
-    for (const char* f : {"/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/ssl",
-                          "/etc/ca-certificates", "/etc/pki"}) {
-      if (fs::exists(f)) a.insert(a.end(), {"--ro-bind", f, f});
-    }
-  }
-  a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"});
-  if (run != nullptr) {
-    a.insert(a.end(), {"--ro-bind", run->binary, run->binary, "--bind", run->private_dir.string(),
-                       run->private_dir.string(), "--chdir", run->cwd.string()});
-  }
-  return a;
-}
-
-}  // namespace
 
 Result<std::string> ResolveBinary(const std::string& binary, std::string_view option) {
   std::string path = binary;
@@ -65,61 +28,38 @@ Result<std::string> ResolveBinary(const std::string& binary, std::string_view op
   return real.string();
 }
 
-bool SandboxWorks(const std::string& bwrap_binary) {
-  static std::mutex mu;
-  static std::map<std::string, bool> cache;  // GUARDED_BY(mu)
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(bwrap_binary);
-  if (it != cache.end()) return it->second;
-  bool works = false;
-  auto truth = FindProgram("true");
-  if (truth.ok()) {
-    std::vector<std::string> argv = SandboxArgs(bwrap_binary, nullptr);
-    argv.insert(argv.end(), {"--", *truth});
-    ProcessOptions po;
-    po.timeout = std::chrono::seconds(10);
-    auto r = Run(argv, po);
-    works = r.ok() && r->success();
-    if (!works) {
-      log::Warn("render: bubblewrap ({}) does not work here ({}); external renderers will run without a "
-                "sandbox (no network isolation)",
-                bwrap_binary, r.ok() ? r->Describe() + ": " + r->err : r.status().message());
-    }
-  }
-  cache[bwrap_binary] = works;
-  return works;
-}
-
 Result<ProcessResult> RunRenderer(const RendererRun& run) {
   ProcessOptions po;
-  po.env = run.env;
-  po.inherit_env = false;
-  po.cwd = run.cwd.string();
   po.timeout = run.timeout;
   po.max_output_bytes = run.max_output_bytes;
-  std::vector<std::string> argv;
-  if (run.max_memory_bytes > 0) {
-    static const Result<std::string> prlimit = FindProgram("prlimit");
-    if (!prlimit.ok()) {
-      return FailedPreconditionError("prlimit (util-linux) is needed to limit a renderer's memory "
-                                     "(Limits::max_renderer_memory_bytes, 0 to disable): {}",
-                                     prlimit.status().message());
-    }
-    argv = {*prlimit, fmt::format("--data={}", run.max_memory_bytes), "--"};
-  }
-  bool sandboxed = run.sandbox != Sandbox::kNone && SandboxWorks(run.bwrap_binary);
-  if (run.sandbox == Sandbox::kRequire && !sandboxed) {
-    return FailedPreconditionError("a sandbox is required (Options::sandbox) but bubblewrap ({}) does "
-                                   "not work here", run.bwrap_binary);
-  }
-  if (sandboxed) {
-    std::vector<std::string> bwrap = SandboxArgs(run.bwrap_binary, &run);
-    argv.insert(argv.end(), bwrap.begin(), bwrap.end());
-    argv.push_back("--");
-  }
-  argv.push_back(run.binary);
+  po.die_with_parent = true;
+  if (run.max_memory_bytes > 0) po.rlimits.emplace_back(RLIMIT_DATA, run.max_memory_bytes);
+  std::vector<std::string> argv = {run.binary};
   argv.insert(argv.end(), run.args.begin(), run.args.end());
-  return Run(argv, po);
+  if (run.sandbox == Sandbox::kNone) {
+    static std::once_flag warned;
+    std::call_once(warned, [] {
+      log::Warn("render: renderers run WITHOUT a sandbox (the operator turned it off: --no-render-sandbox); a "
+                "hostile repository's renderer bug reaches this host");
+    });
+    po.env = run.env;
+    po.cwd = run.cwd.string();
+    return Run(argv, po);
+  }
+  if (Status works = SandboxWorks(run.bwrap_binary); !works.ok()) {
+    return FailedPreconditionError("render: {} (to run renderers without a sandbox, which a hostile repository "
+                                   "can exploit: --no-render-sandbox)", works.message());
+  }
+  GANTRY_ASSIGN_OR_RETURN(std::string bwrap, FindBwrap(run.bwrap_binary));
+  SandboxSpec spec;
+  spec.command = std::move(argv);
+  spec.env = run.env;
+  spec.network = run.network;
+  spec.cwd = run.cwd.string();
+  spec.mounts = {{run.binary, run.binary, false}, {run.private_dir.string(), run.private_dir.string(), true}};
+  GANTRY_ASSIGN_OR_RETURN(SandboxCommand cmd, PrepareSandbox(bwrap, spec));
+  po.pass_fds = cmd.fds();
+  return Run(cmd.argv, po);
 }
 
 Result<PrivateDir> PrivateDir::Create(const fs::path& parent) {

@@ -1,12 +1,12 @@
 #pragma once
-// Private to gantry::render: running an external renderer on a private copy, in bubblewrap when it
-// works.
+// Private to gantry::render: running an external renderer on a private copy, in the one sandbox
+// (base/sandbox.h).
 //
-// In the sandbox (bwrap --unshare-all --cap-drop ALL --die-with-parent --new-session) the process
-// sees /usr (and the /bin, /lib... links or read-only binds to it), its own binary read-only, the
-// private temp dir read-write, a fresh /proc, /dev and /tmp; no network unless `network`; nothing
-// else of the host (no /etc, /home, /root, no other temp dirs). Whether bubblewrap works is probed
-// once per bwrap binary per process (running `true` in the same sandbox) and cached.
+// In the sandbox the process sees what base/sandbox.h gives every untrusted program (/usr, an /etc
+// of its own, fresh /proc, /dev and /tmp), plus its own binary read-only and the private temp dir
+// read-write at their host paths; no network unless `network`; nothing else of the host (no /home,
+// /root, no other temp dirs). A sandbox that does not work is an error (FailedPrecondition) unless
+// the operator opted out (Sandbox::kNone), which is logged once per process.
 
 #include <chrono>
 #include <filesystem>
@@ -27,23 +27,21 @@ struct RendererRun {
   std::filesystem::path private_dir;  // the temp dir holding the copy; bound read-write
   std::map<std::string, std::string> env;
   bool network = false;
-  Sandbox sandbox = Sandbox::kAuto;
+  Sandbox sandbox = Sandbox::kRequire;
   std::string bwrap_binary = "bwrap";
   std::chrono::milliseconds timeout{60'000};
   size_t max_output_bytes = 256u << 20;
-  size_t max_memory_bytes = 0;  // RLIMIT_DATA through prlimit(1) when set
+  size_t max_memory_bytes = 0;  // RLIMIT_DATA when set
 };
 
 // The absolute real path of `binary` (searched in PATH when it has no '/'). NotFound naming
 // `option` (e.g. "Options::kustomize_binary") when it does not exist.
 Result<std::string> ResolveBinary(const std::string& binary, std::string_view option);
 
-// Runs it; the Result fails only when it cannot be started (or kRequire and no sandbox). Whether
-// the process succeeded is in the ProcessResult.
+// Runs it; the Result fails only when it cannot be started (FailedPrecondition, saying why and how
+// to opt out, when the sandbox is required and does not work). Whether the process succeeded is in
+// the ProcessResult.
 Result<ProcessResult> RunRenderer(const RendererRun& run);
-
-// True when bubblewrap at `bwrap_binary` can start a sandbox here (cached).
-bool SandboxWorks(const std::string& bwrap_binary);
 
 // A fresh private (0700) directory under `parent` (empty: $TMPDIR or /tmp), removed with its
 // contents when this goes out of scope.
