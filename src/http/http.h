@@ -20,8 +20,16 @@
 //   - a request that is not valid HTTP/1.x → 400 and the connection closes;
 //   - headers or body not complete within read_timeout of the start of their read (slowloris), or
 //     no new request on a kept-alive connection within it → the connection closes;
-//   - a handler that throws → 500.
+//   - a handler that throws → 500;
+//   - with max_connections open, a new connection is accepted and closed at once (the client sees
+//     the connection closed before any response), as is a new connection from an IP address that
+//     has max_connections_per_address open; the connections already open are not affected, and a
+//     new one is served as soon as one of those closes (an idle one does within read_timeout).
 // Connections are kept alive as HTTP/1.1 says; "Expect: 100-continue" is answered.
+//
+// TLS: with tls_cert_file and tls_key_file (PEM), every connection is TLS 1.2 or later, and a
+// client that does not complete the handshake within read_timeout is closed; plain HTTP to that
+// port fails the handshake. Sockets are close-on-exec: a process spawned by the host inherits none.
 //
 // Stop() is graceful: it stops accepting, closes idle connections, tells streams to end (their
 // Write() returns false), lets requests in flight finish and their responses go out until
@@ -94,6 +102,11 @@ struct Options {
   std::chrono::milliseconds shutdown_timeout = std::chrono::seconds(10);
   int threads = 2;          // workers for handlers
   size_t max_streams = 64;  // concurrent streaming responses; beyond → 503
+  size_t max_connections = 512;             // open at once; beyond, new ones are closed
+  size_t max_connections_per_address = 64;  // open at once from one client IP address
+  // PEM files; both set: serve HTTPS only. The key must not be encrypted.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 class Registry;  // metrics.h
@@ -117,7 +130,8 @@ class Server {
   void ServeMetrics(const Registry& registry, std::string path = "/metrics");
 
   // Binds, listens and starts the threads. Unavailable when the address cannot be bound (in use,
-  // not local, ...), InvalidArgument when it is not an IP address, FailedPrecondition when called
+  // not local, ...), InvalidArgument when it is not an IP address or the TLS certificate or key
+  // cannot be read (or only one is given, or they do not match), FailedPrecondition when called
   // twice.
   Status Start();
 

@@ -2,11 +2,20 @@
 // Asio, and the place where their exceptions stop.
 //
 // Threads: one I/O thread runs the io_context (acceptor, every socket, every timer), so session
-// state needs no locks; handlers run on a net::thread_pool and hand their Response back to the I/O
+// state (and the connection counts the caps use) needs no locks; handlers run on a net::thread_pool and hand their Response back to the I/O
 // thread with net::post; each streaming response runs on a detached thread of its own, which
 // writes by posting chunks to the I/O thread and waiting for each to be written.
+//
+// Descriptors: the listening socket is created with SOCK_CLOEXEC and connections are accepted with
+// accept4(SOCK_CLOEXEC), so no process the server's host spawns inherits them, not even for the
+// instant between accept and fcntl. A Session is a template over its stream, plain TCP or TLS.
+
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -21,6 +30,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/write.hpp>
@@ -28,6 +38,8 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <openssl/ssl.h>
 
 #include "base/log.h"
 #include "http/http.h"
@@ -39,7 +51,9 @@ namespace {
 namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
+namespace ssl = boost::asio::ssl;
 using tcp = net::ip::tcp;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 using Clock = std::chrono::steady_clock;
 
 std::string Lower(std::string_view s) {
@@ -89,7 +103,15 @@ Response Response::Json(int status, std::string body) {
   return r;
 }
 
-class Session;
+// What the server needs of a connection, whatever its stream.
+class SessionBase {
+ public:
+  explicit SessionBase(std::string address) : address(std::move(address)) {}
+  virtual ~SessionBase() = default;
+  virtual void Close() = 0;
+  virtual bool idle() const = 0;
+  const std::string address;  // the client's IP address, for the per-address cap
+};
 
 class ServerImpl {
  public:
@@ -109,9 +131,11 @@ class ServerImpl {
 
   // Sessions (I/O thread).
   void DoAccept();
-  void Register(const std::shared_ptr<Session>& s);
-  void Unregister(Session* s);
+  void Admit(tcp::socket socket);
+  void Register(const std::shared_ptr<SessionBase>& s);
+  void Unregister(SessionBase* s);
   void CloseSessions(bool idle_only);
+  Status SetUpTls();
 
   // Accounting for Stop() (any thread).
   bool TryAddStream();
@@ -126,13 +150,17 @@ class ServerImpl {
 
   net::io_context io{1};
   tcp::acceptor acceptor{io};
+  tcp protocol = tcp::v4();  // of the acceptor, for the sockets it accepts
+  std::optional<ssl::context> tls;  // set when options.tls_cert_file is
   net::steady_timer accept_retry{io};
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
   std::unique_ptr<net::thread_pool> pool;
   std::thread io_thread;
   std::atomic<uint16_t> port{0};
 
-  std::unordered_map<Session*, std::weak_ptr<Session>> sessions;  // I/O thread only
+  std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions;  // I/O thread only
+  std::unordered_map<std::string, size_t> per_address;                  // I/O thread only
+  Clock::time_point last_refusal_log;                                    // I/O thread only
 
   std::mutex lifecycle_mu;
   bool started = false;  // GUARDED_BY(lifecycle_mu)
@@ -144,29 +172,51 @@ class ServerImpl {
   size_t open_streams = 0;   // GUARDED_BY(count_mu)
 };
 
-// One connection. Lives while an operation or a posted task holds a shared_ptr to it; its state is
-// touched only on the I/O thread, except `gone_`, which streams read.
-class Session : public std::enable_shared_from_this<Session> {
+// One connection over `Stream`: beast::tcp_stream, or TlsStream after a TLS handshake. Lives while
+// an operation or a posted task holds a shared_ptr to it; its state is touched only on the I/O
+// thread, except `gone_`, which streams read.
+template <typename Stream>
+class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
  public:
-  Session(ServerImpl* server, tcp::socket socket)
-      : server_(server), stream_(std::move(socket)) {
-    beast::error_code ec;
-    auto ep = stream_.socket().remote_endpoint(ec);
-    if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
-  }
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
 
-  void Start() { ReadHeader(); }
-  bool idle() const { return state_ == State::kReading; }
+  // `tls_context...` is the ssl::context for a TlsStream, nothing for plain TCP.
+  template <typename... TlsContext>
+  Session(ServerImpl* server, tcp::socket socket, std::string address, std::string remote,
+          TlsContext&... tls_context)
+      : SessionBase(std::move(address)),
+        server_(server),
+        stream_(std::move(socket), tls_context...),
+        remote_(std::move(remote)) {}
+
+  void Start() {
+    if constexpr (kTls) {
+      state_ = State::kHandshake;
+      lowest().expires_after(server_->options.read_timeout);
+      stream_.async_handshake(ssl::stream_base::server,
+                              [self = this->shared_from_this()](beast::error_code ec) {
+                                if (self->state_ == State::kClosed) return;
+                                if (ec) {
+                                  log::Debug("http: {}: TLS handshake: {}", self->remote_, ec.message());
+                                  return self->Close();
+                                }
+                                self->ReadHeader();
+                              });
+    } else {
+      ReadHeader();
+    }
+  }
+  bool idle() const override { return state_ == State::kReading || state_ == State::kHandshake; }
   bool gone() const { return gone_.load(); }
 
   // Closes the socket now; pending operations complete with errors.
-  void Close() {
+  void Close() override {
     if (state_ == State::kClosed) return;
     state_ = State::kClosed;
     gone_ = true;
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.socket().close(ec);
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest().socket().close(ec);
     server_->Unregister(this);
     server_->SessionClosed();
   }
@@ -177,9 +227,9 @@ class Session : public std::enable_shared_from_this<Session> {
       done->set_value(false);
       return;
     }
-    stream_.expires_after(server_->options.write_timeout);
+    lowest().expires_after(server_->options.write_timeout);
     net::async_write(stream_, bhttp::make_chunk(net::buffer(*data)),
-                     [self = shared_from_this(), data, done](beast::error_code ec, size_t) {
+                     [self = this->shared_from_this(), data, done](beast::error_code ec, size_t) {
                        done->set_value(!ec);
                        if (ec) self->Close();
                      });
@@ -188,13 +238,15 @@ class Session : public std::enable_shared_from_this<Session> {
   // Called on the I/O thread when a stream's function has returned.
   void FinishStream() {
     if (state_ != State::kStreaming) return;
-    stream_.expires_after(server_->options.write_timeout);
+    lowest().expires_after(server_->options.write_timeout);
     net::async_write(stream_, bhttp::make_chunk_last(),
-                     [self = shared_from_this()](beast::error_code, size_t) { self->Close(); });
+                     [self = this->shared_from_this()](beast::error_code, size_t) { self->Close(); });
   }
 
  private:
-  enum class State { kReading, kHandling, kWriting, kStreaming, kClosing, kClosed };
+  enum class State { kHandshake, kReading, kHandling, kWriting, kStreaming, kClosing, kClosed };
+
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
 
   void ReadHeader() {
     state_ = State::kReading;
@@ -202,9 +254,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(static_cast<uint32_t>(
         std::min<size_t>(server_->options.max_header_bytes, UINT32_MAX)));
     parser_->body_limit(server_->options.max_body_bytes);
-    stream_.expires_after(server_->options.read_timeout);
+    lowest().expires_after(server_->options.read_timeout);
     bhttp::async_read_header(stream_, buffer_, *parser_,
-                             [self = shared_from_this()](beast::error_code ec, size_t) {
+                             [self = this->shared_from_this()](beast::error_code ec, size_t) {
                                self->OnHeader(ec);
                              });
   }
@@ -216,9 +268,9 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!parser_->is_done() && beast::iequals(req[bhttp::field::expect], "100-continue")) {
       auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_,
                                                                         req.version());
-      stream_.expires_after(server_->options.write_timeout);
+      lowest().expires_after(server_->options.write_timeout);
       bhttp::async_write(stream_, *cont,
-                         [self = shared_from_this(), cont](beast::error_code wec, size_t) {
+                         [self = this->shared_from_this(), cont](beast::error_code wec, size_t) {
                            if (wec) return self->Close();
                            self->ReadBody();
                          });
@@ -229,9 +281,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void ReadBody() {
     if (state_ == State::kClosed) return;
-    stream_.expires_after(server_->options.read_timeout);
+    lowest().expires_after(server_->options.read_timeout);
     bhttp::async_read(stream_, buffer_, *parser_,
-                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                      [self = this->shared_from_this()](beast::error_code ec, size_t) {
                         self->OnBody(ec);
                       });
   }
@@ -286,7 +338,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return Send(std::move(resp));
     }
     state_ = State::kHandling;
-    net::post(*server_->pool, [self = shared_from_this(), handler = std::move(match.handler),
+    net::post(*server_->pool, [self = this->shared_from_this(), handler = std::move(match.handler),
                                request = std::move(r)]() mutable {
       Response resp = CallHandler(*handler, request);
       log::Debug("http: {} {} {} from {}", request.method, request.target, resp.status,
@@ -342,9 +394,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Write(std::shared_ptr<bhttp::response<bhttp::string_body>> res, bool keep_alive) {
     state_ = State::kWriting;
-    stream_.expires_after(server_->options.write_timeout);
+    lowest().expires_after(server_->options.write_timeout);
     bhttp::async_write(stream_, *res,
-                       [self = shared_from_this(), res, keep_alive](beast::error_code ec, size_t) {
+                       [self = this->shared_from_this(), res, keep_alive](beast::error_code ec, size_t) {
                          if (self->state_ == State::kClosed) return;
                          if (ec) return self->Close();
                          if (keep_alive && !self->server_->stopping.load()) return self->ReadHeader();
@@ -357,14 +409,15 @@ class Session : public std::enable_shared_from_this<Session> {
   void LingeringClose() {
     state_ = State::kClosing;
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.expires_after(std::chrono::seconds(1));
+    lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+    lowest().expires_after(std::chrono::seconds(1));
     Drain();
   }
 
   void Drain() {
-    stream_.async_read_some(net::buffer(drain_),
-                            [self = shared_from_this()](beast::error_code ec, size_t) {
+    // The raw socket: after our half-close a TLS stream could not be read any more.
+    lowest().async_read_some(net::buffer(drain_),
+                            [self = this->shared_from_this()](beast::error_code ec, size_t) {
                               if (self->state_ == State::kClosed) return;
                               if (ec) return self->Close();
                               self->Drain();
@@ -383,10 +436,10 @@ class Session : public std::enable_shared_from_this<Session> {
     res->chunked(true);
     auto sr = std::make_shared<bhttp::response_serializer<bhttp::empty_body>>(*res);
     state_ = State::kStreaming;
-    stream_.expires_after(server_->options.write_timeout);
+    lowest().expires_after(server_->options.write_timeout);
     bhttp::async_write_header(
         stream_, *sr,
-        [self = shared_from_this(), res, sr, fn = std::move(resp.stream)](beast::error_code ec,
+        [self = this->shared_from_this(), res, sr, fn = std::move(resp.stream)](beast::error_code ec,
                                                                           size_t) mutable {
           if (ec || self->state_ != State::kStreaming) {
             self->Close();
@@ -400,9 +453,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // While streaming, a read notices the client leaving (and discards anything it sends).
   void WatchClient() {
-    stream_.expires_never();
+    lowest().expires_never();
     stream_.async_read_some(net::buffer(drain_),
-                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                            [self = this->shared_from_this()](beast::error_code ec, size_t) {
                               if (self->state_ != State::kStreaming) return;
                               if (ec) return self->Close();
                               self->WatchClient();
@@ -454,7 +507,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   ServerImpl* server_;
-  beast::tcp_stream stream_;
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::array<char, 4096> drain_;
@@ -496,9 +549,19 @@ ServerImpl::Match ServerImpl::Find(std::string_view method, std::string_view pat
 }
 
 void ServerImpl::DoAccept() {
-  acceptor.async_accept(io, [this](beast::error_code ec, tcp::socket socket) {
+  // Asio's accept does not set close-on-exec: wait for a connection, then accept4 it ourselves.
+  acceptor.async_wait(tcp::acceptor::wait_read, [this](beast::error_code ec) {
     if (!acceptor.is_open() || stopping.load()) return;
-    if (ec) {
+    int fd = -1;
+    if (!ec) {
+      fd = ::accept4(acceptor.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED ||
+                     errno == EINTR)) {
+        return DoAccept();  // the client gave up before we got to it
+      }
+      if (fd < 0) ec = beast::error_code(errno, boost::system::system_category());
+    }
+    if (fd < 0) {
       // Out of file descriptors and the like: try again shortly instead of spinning.
       log::Warn("http: accept on port {}: {}", port.load(), ec.message());
       accept_retry.expires_after(std::chrono::milliseconds(100));
@@ -507,22 +570,96 @@ void ServerImpl::DoAccept() {
       });
       return;
     }
-    beast::error_code nec;
-    socket.set_option(tcp::no_delay(true), nec);
-    auto session = std::make_shared<Session>(this, std::move(socket));
-    Register(session);
-    session->Start();
+    tcp::socket socket(io);
+    if (socket.assign(protocol, fd, ec); ec) {
+      ::close(fd);
+    } else {
+      Admit(std::move(socket));
+    }
     DoAccept();
   });
 }
 
-void ServerImpl::Register(const std::shared_ptr<Session>& s) {
+// Starts a session for `socket`, or closes it at once when the server is at its connection cap or
+// the client's address at its own: the connections already open are not affected.
+void ServerImpl::Admit(tcp::socket socket) {
+  beast::error_code ec;
+  auto ep = socket.remote_endpoint(ec);
+  if (ec) return;  // gone already
+  std::string address = ep.address().to_string();
+  std::string refused;
+  if (sessions.size() >= options.max_connections) {
+    refused = fmt::format("the server has its maximum of {} connections open", options.max_connections);
+  } else if (auto it = per_address.find(address);
+             it != per_address.end() && it->second >= options.max_connections_per_address) {
+    refused = fmt::format("{} has its maximum of {} connections open", address,
+                          options.max_connections_per_address);
+  }
+  if (!refused.empty()) {
+    // Under attack this happens for every connection: say so at most every 10 seconds.
+    if (Clock::now() - last_refusal_log >= std::chrono::seconds(10)) {
+      log::Warn("http: port {}: closing new connections from {}: {}", port.load(), address, refused);
+      last_refusal_log = Clock::now();
+    }
+    socket.close(ec);
+    return;
+  }
+  socket.set_option(tcp::no_delay(true), ec);
+  std::string remote = address + ":" + std::to_string(ep.port());
+  if (tls) {
+    auto session = std::make_shared<Session<TlsStream>>(this, std::move(socket), std::move(address),
+                                                        std::move(remote), *tls);
+    Register(session);
+    session->Start();
+  } else {
+    auto session = std::make_shared<Session<beast::tcp_stream>>(this, std::move(socket),
+                                                                 std::move(address), std::move(remote));
+    Register(session);
+    session->Start();
+  }
+}
+
+void ServerImpl::Register(const std::shared_ptr<SessionBase>& s) {
   sessions.emplace(s.get(), s);
+  ++per_address[s->address];
   std::lock_guard lock(count_mu);
   ++open_sessions;
 }
 
-void ServerImpl::Unregister(Session* s) { sessions.erase(s); }
+void ServerImpl::Unregister(SessionBase* s) {
+  if (sessions.erase(s) == 0) return;
+  if (auto it = per_address.find(s->address); it != per_address.end() && --it->second == 0) {
+    per_address.erase(it);
+  }
+}
+
+Status ServerImpl::SetUpTls() {
+  if (options.tls_cert_file.empty() && options.tls_key_file.empty()) return OkStatus();
+  if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
+    return InvalidArgumentError("http server: TLS needs both a certificate and a key file");
+  }
+  tls.emplace(ssl::context::tls_server);
+  SSL_CTX* ctx = tls->native_handle();
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  beast::error_code ec;
+  if (tls->use_certificate_chain_file(options.tls_cert_file, ec); ec) {
+    tls.reset();
+    return InvalidArgumentError("http server: TLS certificate {}: {} (expected PEM)",
+                                options.tls_cert_file, ec.message());
+  }
+  if (tls->use_private_key_file(options.tls_key_file, ssl::context::pem, ec); ec) {
+    tls.reset();
+    return InvalidArgumentError("http server: TLS key {}: {} (expected PEM, unencrypted)",
+                                options.tls_key_file, ec.message());
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    tls.reset();
+    return InvalidArgumentError("http server: TLS key {} does not match the certificate {}",
+                                options.tls_key_file, options.tls_cert_file);
+  }
+  return OkStatus();
+}
 
 void ServerImpl::SessionClosed() {
   std::lock_guard lock(count_mu);
@@ -531,7 +668,7 @@ void ServerImpl::SessionClosed() {
 }
 
 void ServerImpl::CloseSessions(bool idle_only) {
-  std::vector<std::shared_ptr<Session>> doomed;
+  std::vector<std::shared_ptr<SessionBase>> doomed;
   for (auto& [ptr, weak] : sessions) {
     if (auto s = weak.lock(); s != nullptr && (!idle_only || s->idle())) doomed.push_back(s);
   }
@@ -586,9 +723,16 @@ Status Server::Start() {
   if (ec) {
     return InvalidArgumentError("http server: {:?} is not an IP address", s.options.address);
   }
+  GANTRY_RETURN_IF_ERROR(s.SetUpTls());
   tcp::endpoint endpoint(address, s.options.port);
   std::string where = fmt::format("{}:{}", s.options.address, s.options.port);
-  if (s.acceptor.open(endpoint.protocol(), ec); ec) {
+  s.protocol = endpoint.protocol();
+  int fd = ::socket(s.protocol.family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP);
+  if (fd < 0) {
+    return UnavailableError("http server: open socket for {}: {}", where, std::strerror(errno));
+  }
+  if (s.acceptor.assign(s.protocol, fd, ec); ec) {
+    ::close(fd);
     return UnavailableError("http server: open socket for {}: {}", where, ec.message());
   }
   if (s.acceptor.set_option(net::socket_base::reuse_address(true), ec); ec) {
@@ -619,7 +763,7 @@ Status Server::Start() {
       }
     }
   });
-  log::Debug("http: listening on {}:{}", s.options.address, s.port.load());
+  log::Debug("http: listening on {}:{}{}", s.options.address, s.port.load(), s.tls ? " (TLS)" : "");
   return OkStatus();
 }
 

@@ -1,6 +1,7 @@
 // http::Server on 127.0.0.1:0 against libcurl and raw sockets: routing, 404/405, the body and
 // header limits, keep-alive, 50 concurrent requests, malformed bytes, a slow client, streaming
-// responses and a graceful Stop().
+// responses, a graceful Stop(), the connection caps, TLS with a certificate made by `openssl req`,
+// and sockets that a spawned process does not inherit.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -8,7 +9,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <stdio.h>
+#include <stdlib.h>
+
 #include <atomic>
+#include <filesystem>
+#include <set>
 #include <chrono>
 #include <condition_variable>
 #include <future>
@@ -30,7 +36,9 @@ namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
+using testing::AllOf;
 using testing::HasSubstr;
+using testing::Not;
 using testing::StartsWith;
 
 struct CurlInit {
@@ -87,10 +95,18 @@ Reply Fetch(const std::string& url, const std::string& method = "GET",
   return r;
 }
 
-// A raw TCP connection for bytes curl would never send.
+// A raw TCP connection for bytes curl would never send; from 127.0.0.1, or from the loopback
+// address `from` ("127.0.0.2") to look like another client.
 class RawClient {
  public:
-  explicit RawClient(uint16_t port) : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+  explicit RawClient(uint16_t port, const char* from = nullptr)
+      : fd_(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    if (from != nullptr) {
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      inet_pton(AF_INET, from, &local.sin_addr);
+      if (bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) return;
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
@@ -99,6 +115,7 @@ class RawClient {
   }
   ~RawClient() { close(fd_); }
   bool connected() const { return connected_; }
+  int fd() const { return fd_; }
   bool Send(std::string_view data) {
     while (!data.empty()) {
       ssize_t n = send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
@@ -499,6 +516,191 @@ TEST_F(HttpServerTest, StopGivesUpOnSlowHandlersAtTheDeadline) {
   // The connection was closed at the deadline: the client got no response.
   Reply r = stuck.get();
   EXPECT_NE(r.status, 200);
+}
+
+}  // namespace
+}  // namespace gantry::http
+
+namespace gantry::http {
+namespace {
+
+// A GET of /hello on `c` that asks the server to close afterwards; the whole reply.
+std::string GetHelloAndClose(RawClient& c) {
+  std::string got;
+  if (!c.Send("GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) return got;
+  c.ReadUntilClosed(&got, milliseconds(5000));
+  return got;
+}
+
+// True when the server closes `c` within `within` without sending a byte.
+bool ClosedAtOnce(RawClient& c, milliseconds within = milliseconds(1000)) {
+  std::string got;
+  return c.connected() && c.ReadUntilClosed(&got, within) && got.empty();
+}
+
+// The design: with max_connections open, the next connection is accepted and closed at once; the
+// open ones go on being served, and a new one is served as soon as one of them has closed (idle
+// ones do at read_timeout).
+TEST_F(HttpServerTest, ConnectionCapRefusesTheExtraConnectionsAndKeepsServing) {
+  Options options;
+  options.max_connections = 8;
+  options.max_connections_per_address = 8;
+  options.read_timeout = milliseconds(2500);
+  StartServer(options);
+  std::vector<std::unique_ptr<RawClient>> idle;
+  for (int i = 0; i < 8; ++i) {
+    idle.push_back(std::make_unique<RawClient>(server_->port()));
+    ASSERT_TRUE(idle.back()->connected());
+  }
+  // The ninth, from another address, is closed at once, well before read_timeout.
+  RawClient extra(server_->port(), "127.0.0.2");
+  auto start = steady_clock::now();
+  EXPECT_TRUE(ClosedAtOnce(extra));
+  EXPECT_LT(steady_clock::now() - start, milliseconds(1000));
+
+  // The open connections are untouched: one of them is served.
+  EXPECT_THAT(GetHelloAndClose(*idle[0]), AllOf(StartsWith("HTTP/1.1 200"), HasSubstr("hi\n")));
+  idle.erase(idle.begin());
+  // Its slot is free again: another client is served.
+  EXPECT_TRUE(WaitFor([&] {
+    RawClient c(server_->port(), "127.0.0.2");
+    return GetHelloAndClose(c).starts_with("HTTP/1.1 200");
+  }));
+  // The idle ones are closed at read_timeout, and then everyone is served again.
+  for (auto& c : idle) {
+    std::string got;
+    EXPECT_TRUE(c->ReadUntilClosed(&got, milliseconds(5000)));
+  }
+  EXPECT_EQ(Fetch(Url("/hello")).status, 200);
+}
+
+TEST_F(HttpServerTest, PerAddressCapLeavesRoomForOtherClients) {
+  Options options;
+  options.max_connections = 100;
+  options.max_connections_per_address = 4;
+  options.read_timeout = milliseconds(5000);
+  StartServer(options);
+  std::vector<std::unique_ptr<RawClient>> idle;
+  for (int i = 0; i < 4; ++i) {
+    idle.push_back(std::make_unique<RawClient>(server_->port()));
+    ASSERT_TRUE(idle.back()->connected());
+  }
+  RawClient fifth(server_->port());
+  EXPECT_TRUE(ClosedAtOnce(fifth));
+  // Another address is served, and so are the connections 127.0.0.1 has open.
+  RawClient other(server_->port(), "127.0.0.2");
+  EXPECT_THAT(GetHelloAndClose(other), StartsWith("HTTP/1.1 200"));
+  EXPECT_THAT(GetHelloAndClose(*idle[3]), StartsWith("HTTP/1.1 200"));
+  // Once that one is closed, 127.0.0.1 may open another.
+  idle.pop_back();
+  EXPECT_TRUE(WaitFor([&] {
+    RawClient c(server_->port());
+    return GetHelloAndClose(c).starts_with("HTTP/1.1 200");
+  }));
+}
+
+// A temporary directory, removed at the end of the scope.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "gantry-http-XXXXXX").string();
+    GANTRY_CHECK(mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+TEST_F(HttpServerTest, ServesTlsWithTheGivenCertificate) {
+  TempDir dir;
+  std::string cert = (dir.path / "cert.pem").string(), key = (dir.path / "key.pem").string();
+  std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+                    "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout " + key +
+                    " -out " + cert + " 2>/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  Options options;
+  options.tls_cert_file = cert;
+  options.tls_key_file = key;
+  options.read_timeout = milliseconds(2000);
+  StartServer(options);
+  std::string https = "https://127.0.0.1:" + std::to_string(server_->port());
+
+  // curl trusting exactly this certificate gets the answer, over TLS 1.2 or later.
+  CURL* curl = curl_easy_init();
+  Reply r;
+  curl_easy_setopt(curl, CURLOPT_URL, (https + "/hello").c_str());
+  curl_easy_setopt(curl, CURLOPT_CAINFO, cert.c_str());
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Append);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r.body);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 20000L);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  r.code = curl_easy_perform(curl);
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
+  curl_easy_cleanup(curl);
+  EXPECT_EQ(r.code, CURLE_OK) << curl_easy_strerror(r.code);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "hi\n");
+
+  // Without trusting it, curl refuses the server; plain HTTP to the port gets no HTTP answer.
+  Reply untrusted = Fetch(https + "/hello");
+  EXPECT_NE(untrusted.code, CURLE_OK);
+  Reply plain = Fetch(Url("/hello"));
+  EXPECT_NE(plain.code, CURLE_OK);
+  EXPECT_EQ(plain.status, 0);
+  // A client that never starts the handshake is closed at read_timeout.
+  RawClient silent(server_->port());
+  std::string got;
+  EXPECT_TRUE(silent.ReadUntilClosed(&got, milliseconds(5000)));
+
+  // A key that does not belong to the certificate, or a missing file, is refused at Start().
+  std::string other_key = (dir.path / "other.pem").string();
+  ASSERT_EQ(std::system(("openssl genrsa -out " + other_key + " 2048 2>/dev/null").c_str()), 0);
+  Server mismatched(Options{.tls_cert_file = cert, .tls_key_file = other_key});
+  EXPECT_EQ(mismatched.Start().code(), Code::kInvalidArgument);
+  Server missing(Options{.tls_cert_file = cert + ".missing", .tls_key_file = key});
+  Status s = missing.Start();
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("cert.pem.missing"));
+  Server half(Options{.tls_cert_file = cert});
+  EXPECT_EQ(half.Start().code(), Code::kInvalidArgument);
+}
+
+// The socket inodes ("socket:[123]") of this process's descriptors.
+std::set<std::string> SocketsOfThisProcess() {
+  std::set<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    std::string target = std::filesystem::read_symlink(e.path(), ec).string();
+    if (!ec && target.starts_with("socket:")) out.insert(target);
+  }
+  return out;
+}
+
+// Regression: the listening socket and accepted connections were not close-on-exec, so every
+// process spawned by the server (pipeline steps) inherited them and could accept API requests.
+TEST_F(HttpServerTest, SpawnedProcessesInheritNoServerSocket) {
+  std::set<std::string> before = SocketsOfThisProcess();
+  StartServer();
+  RawClient c(server_->port());
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(c.Send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+  std::string got;
+  c.ReadUntilClosed(&got, milliseconds(500));  // kept alive: the server holds the connection
+  ASSERT_THAT(got, StartsWith("HTTP/1.1 200"));
+  std::set<std::string> server_sockets;
+  std::string own = std::filesystem::read_symlink("/proc/self/fd/" + std::to_string(c.fd())).string();
+  for (const std::string& sock : SocketsOfThisProcess()) {
+    if (!before.contains(sock) && sock != own) server_sockets.insert(sock);
+  }
+  ASSERT_GE(server_sockets.size(), 2u) << "the listener and the accepted connection";
+
+  FILE* p = popen("ls -l /proc/self/fd", "r");
+  ASSERT_NE(p, nullptr);
+  std::string listing;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) listing.append(buf, n);
+  pclose(p);
+  for (const std::string& sock : server_sockets) EXPECT_THAT(listing, Not(HasSubstr(sock)));
 }
 
 }  // namespace
