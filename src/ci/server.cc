@@ -1,5 +1,12 @@
 #include "ci/server.h"
 
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 
 #include "base/clock.h"
@@ -29,6 +36,8 @@ Value RunJson(const store::Run& r) {
   v.Set("state", store::Name(r.state));
   v.Set("attempt", r.attempt);
   v.Set("message", r.message);
+  v.Set("trusted", r.trusted);
+  v.Set("approved_by", r.approved_by);
   v.Set("created_at", Rfc3339(r.created_at));
   v.Set("started_at", TimeText(r.started_at));
   v.Set("finished_at", TimeText(r.finished_at));
@@ -54,22 +63,158 @@ fs::path ChangedPathsFile(const fs::path& data_dir, int64_t run_id) {
   return data_dir / "changed-paths" / (std::to_string(run_id) + ".json");
 }
 
-bool SameRepo(std::string_view configured, const webhook::Event& e) {
-  auto strip = [](std::string_view s) {
-    if (s.ends_with(".git")) s.remove_suffix(4);
-    while (s.ends_with("/")) s.remove_suffix(1);
-    return s;
-  };
-  std::string_view c = strip(configured);
-  if (!e.clone_url.empty() && strip(e.clone_url) == c) return true;
-  if (!e.repo_full_name.empty()) {
-    std::string suffix = "/" + e.repo_full_name;
-    if (c.ends_with(suffix)) return true;
-  }
-  return false;
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Runs of a configured repository's own code build in its mirror; a fork's, in a mirror of their
+// own, removed when the run ends (fork mirrors are not shared, so nothing of them outlives a run).
+fs::path ForkMirrorDir(const fs::path& data_dir, int64_t run_id) {
+  return data_dir / "fork-mirrors" / std::to_string(run_id);
+}
+
+// A directory only its owner may enter: created 0700, tightened when it exists with more.
+Status MakePrivateDir(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return InternalError("create {}: {}", dir.string(), ec.message());
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) return ErrnoError(errno, "stat " + dir.string());
+  if ((st.st_mode & 077) != 0 && ::chmod(dir.c_str(), 0700) != 0) return ErrnoError(errno, "chmod 700 " + dir.string());
+  return OkStatus();
 }
 
 }  // namespace
+
+RepoLocation LocateRepo(std::string_view url) {
+  RepoLocation out;
+  std::string_view rest = url;
+  size_t scheme = rest.find("://");
+  if (scheme != std::string_view::npos) {
+    rest.remove_prefix(scheme + 3);
+    size_t slash = rest.find('/');
+    std::string_view authority = rest.substr(0, slash);
+    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+    if (size_t at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
+    if (authority.starts_with('[')) {
+      authority = authority.substr(0, authority.find(']') + 1);  // [::1]:port
+    } else if (size_t colon = authority.find(':'); colon != std::string_view::npos) {
+      authority = authority.substr(0, colon);
+    }
+    out.host = Lower(authority);
+  } else if (size_t colon = rest.find(':'); colon != std::string_view::npos && rest.find('/') > colon) {
+    std::string_view host = rest.substr(0, colon);  // scp-like user@host:path
+    if (size_t at = host.rfind('@'); at != std::string_view::npos) host.remove_prefix(at + 1);
+    out.host = Lower(host);
+    rest.remove_prefix(colon + 1);
+  }
+  while (rest.starts_with('/')) rest.remove_prefix(1);
+  while (rest.ends_with('/')) rest.remove_suffix(1);
+  if (rest.ends_with(".git")) rest.remove_suffix(4);
+  out.path = std::string(rest);
+  return out;
+}
+
+bool SameRepo(std::string_view configured, const webhook::Event& e) {
+  const RepoLocation c = LocateRepo(configured);
+  if (!e.clone_url.empty()) return LocateRepo(e.clone_url) == c;
+  if (e.repo_full_name.empty()) return false;
+  if (c.path != e.repo_full_name && !c.path.ends_with("/" + e.repo_full_name)) return false;
+  for (const std::string* named : {&e.web_url, &e.ssh_url}) {
+    if (!named->empty() && LocateRepo(*named).host != c.host) return false;
+  }
+  return true;
+}
+
+webhook::Provider PinnedProvider(std::string_view repo, const RepoPolicy& policy) {
+  if (policy.provider != webhook::Provider::kAuto) return policy.provider;
+  const std::string host = LocateRepo(repo).host;
+  if (host == "github.com") return webhook::Provider::kGitHub;
+  if (host == "gitlab.com") return webhook::Provider::kGitLab;
+  if (host == "bitbucket.org") return webhook::Provider::kBitbucket;
+  if (host == "codeberg.org") return webhook::Provider::kForgejo;
+  return webhook::Provider::kAuto;
+}
+
+Status CheckProvider(std::string_view repo, const RepoPolicy& policy, webhook::Provider got) {
+  using webhook::Provider;
+  const Provider pinned = PinnedProvider(repo, policy);
+  auto family = [](Provider p) { return p == Provider::kForgejo ? Provider::kGitea : p; };  // Forgejo sends Gitea's headers too
+  if (pinned == Provider::kAuto) {
+    if (got != Provider::kGitLab) return OkStatus();
+    return PermissionDeniedError(
+        "GitLab webhooks carry a plain token, not a signature: they are accepted for {} only when it is pinned to "
+        "GitLab (--repo-policy '{} provider=gitlab' or --webhook-provider gitlab)",
+        git::ScrubUrl(repo), git::ScrubUrl(repo));
+  }
+  if (family(pinned) == family(got)) return OkStatus();
+  return PermissionDeniedError("{} accepts only {} webhooks, not {}", git::ScrubUrl(repo), webhook::ProviderName(pinned),
+                               webhook::ProviderName(got));
+}
+
+Result<std::pair<std::string, RepoPolicy>> ParseRepoPolicy(std::string_view spec, const RepoPolicy& defaults) {
+  std::pair<std::string, RepoPolicy> out{"", defaults};
+  std::string_view rest = spec;
+  while (!rest.empty()) {
+    size_t space = rest.find(' ');
+    std::string_view word = rest.substr(0, space);
+    rest = space == std::string_view::npos ? std::string_view() : rest.substr(space + 1);
+    if (word.empty()) continue;
+    if (out.first.empty()) {
+      out.first = std::string(word);
+      continue;
+    }
+    size_t eq = word.find('=');
+    std::string_view key = word.substr(0, eq), value = eq == std::string_view::npos ? "" : word.substr(eq + 1);
+    RepoPolicy& p = out.second;
+    auto choose = [&](bool& field, std::string_view yes, std::string_view no) -> Status {
+      if (value != yes && value != no) {
+        return InvalidArgumentError("--repo-policy {:?}: {}= takes {} or {}", spec, key, yes, no);
+      }
+      field = value == yes;
+      return OkStatus();
+    };
+    if (key == "approval") {
+      GANTRY_RETURN_IF_ERROR(choose(p.require_approval, "required", "none"));
+    } else if (key == "pull-requests") {
+      GANTRY_RETURN_IF_ERROR(choose(p.trust_pull_requests, "trusted", "untrusted"));
+    } else if (key == "network") {
+      GANTRY_RETURN_IF_ERROR(choose(p.untrusted_network, "on", "off"));
+    } else if (key == "provider") {
+      auto provider = webhook::ParseProvider(value);
+      if (!provider.ok()) return provider.status().WithContext(fmt::format("--repo-policy {:?}", spec));
+      p.provider = *provider;
+    } else {
+      return InvalidArgumentError("--repo-policy {:?}: unknown key {:?} (approval, pull-requests, network, provider)", spec,
+                                  key);
+    }
+  }
+  if (out.first.empty()) return InvalidArgumentError("--repo-policy: expected 'URL key=value ...'");
+  return out;
+}
+
+Result<std::string> LoadOrCreateApiToken(const fs::path& data_dir) {
+  GANTRY_RETURN_IF_ERROR(MakePrivateDir(data_dir));
+  const fs::path file = data_dir / "api-token";
+  struct stat st;
+  if (::stat(file.c_str(), &st) == 0) {
+    if ((st.st_mode & 077) != 0) {
+      return PermissionDeniedError("{} is readable by others (mode {:o}); chmod 600 it", file.string(), st.st_mode & 0777);
+    }
+    GANTRY_ASSIGN_OR_RETURN(std::string text, ReadFile(file, 4096));
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+    if (text.size() < 16) return FailedPreconditionError("{}: the token is shorter than 16 characters", file.string());
+    return text;
+  }
+  unsigned char bytes[32];
+  if (::getrandom(bytes, sizeof bytes, 0) != static_cast<ssize_t>(sizeof bytes)) return ErrnoError(errno, "getrandom");
+  std::string token;
+  for (unsigned char b : bytes) token += fmt::format("{:02x}", b);
+  GANTRY_RETURN_IF_ERROR(WriteFileAtomic(file, token + "\n", 0600));
+  return token;
+}
 
 Server::Server(store::Store& store, http::Server& http, Executor& executor, ServerOptions options)
     : store_(store), http_(http), executor_(executor), options_(std::move(options)) {}
@@ -80,10 +225,15 @@ Status Server::Start() {
   if (options_.webhook.secret.empty()) {
     return InvalidArgumentError("a webhook secret is required (--webhook-secret-env): Gantry never accepts unsigned webhooks");
   }
+  if (options_.api_token.empty()) {
+    return InvalidArgumentError("an API token is required: the REST API (runs, logs, cancel, approve) never answers without one");
+  }
   for (const auto& r : options_.repos) GANTRY_RETURN_IF_ERROR(git::ValidateUrl(r, options_.git.allow_file));
+  GANTRY_RETURN_IF_ERROR(MakePrivateDir(options_.data_dir));
   std::error_code ec;
   fs::create_directories(options_.data_dir / "mirrors", ec);
   if (ec) return InternalError("create {}: {}", options_.data_dir.string(), ec.message());
+  fs::remove_all(options_.data_dir / "fork-mirrors", ec);  // left by runs a crash ended; re-queued runs fetch again
   mirrors_ = std::make_unique<git::Mirrors>(options_.data_dir / "mirrors");
 
   GANTRY_ASSIGN_OR_RETURN(auto interrupted, store_.MarkUnfinishedInterrupted(options_.worker_name));
@@ -102,7 +252,8 @@ Status Server::Start() {
   http_.Handle("GET", "/api/runs", [this](const http::Request& r) { return HandleRuns(r); });
   http_.Handle("GET", "/api/runs/", [this](const http::Request& r) { return HandleRuns(r); });
   http_.Handle("POST", "/api/runs/", [this](const http::Request& r) { return HandleRuns(r); });
-  for (int i = 0; i < std::max(1, options_.workers); ++i) threads_.emplace_back([this] { WorkerLoop(); });
+  for (int i = 0; i < std::max(1, options_.workers); ++i) threads_.emplace_back([this] { WorkerLoop(true); });
+  for (int i = 0; i < std::max(1, options_.untrusted_workers); ++i) threads_.emplace_back([this] { WorkerLoop(false); });
   if (options_.poll_interval.count() > 0) threads_.emplace_back([this] { PollLoop(); });
   return OkStatus();
 }
@@ -135,16 +286,21 @@ http::Response Server::HandleWebhook(const http::Request& req) {
   }
   const webhook::Event& e = *ev;
   if (e.kind == webhook::Kind::kPing) return http::Response::Text(200, "pong\n");
-  if (!e.delivery_id.empty()) {
-    auto fresh = store_.RecordDelivery(webhook::ProviderName(e.provider), e.delivery_id);
-    if (!fresh.ok()) return http::Response::Text(503, fresh.status().message() + "\n");
-    if (!*fresh) return http::Response::Text(200, "duplicate delivery, ignored\n");
-  }
   const std::string* repo = nullptr;
   for (const auto& r : options_.repos) {
     if (SameRepo(r, e)) repo = &r;
   }
   if (repo == nullptr) return http::Response::Text(202, "ignored: repository is not configured\n");
+  const RepoPolicy& policy = PolicyFor(*repo);
+  if (Status s = CheckProvider(*repo, policy, e.provider); !s.ok()) {
+    log::Warn("ci: webhook from {} refused: {}", req.remote_addr, s.message());
+    return http::Response::Text(403, s.message() + "\n");
+  }
+  if (!e.delivery_id.empty()) {
+    auto fresh = store_.RecordDelivery(webhook::ProviderName(e.provider), e.delivery_id);
+    if (!fresh.ok()) return http::Response::Text(503, fresh.status().message() + "\n");
+    if (!*fresh) return http::Response::Text(200, "duplicate delivery, ignored\n");
+  }
   if (e.deleted) return http::Response::Text(202, "ignored: the ref was deleted\n");
   store::Run run;
   run.pipeline = *repo;
@@ -167,10 +323,18 @@ http::Response Server::HandleWebhook(const http::Request& req) {
       run.repo = pr.head_clone_url.empty() ? "fork:unknown" : pr.head_clone_url;
       run.message = "pull request from a fork: secrets withheld";
     }
+    run.trusted = !pr.from_fork && policy.trust_pull_requests;
+    if (!run.trusted && policy.require_approval) {
+      run.state = RunState::kAwaitingApproval;
+      run.message = fmt::format("{}: awaits approval by a maintainer (gantry runs approve ID)",
+                                pr.from_fork ? "pull request from a fork" : "untrusted pull request");
+    }
   }
   auto id = store_.CreateRun(run);
   if (!id.ok()) {
-    if (id.status().code() == Code::kAlreadyExists) return http::Response::Text(200, "duplicate delivery, ignored\n");
+    if (id.status().code() == Code::kAlreadyExists) {
+      return http::Response::Text(200, "duplicate, ignored: " + id.status().message() + "\n");
+    }
     return http::Response::Text(503, id.status().message() + "\n");
   }
   if (e.changed_files_known) {
@@ -184,12 +348,31 @@ http::Response Server::HandleWebhook(const http::Request& req) {
       log::Warn("ci: run {}: keep changed paths: {}", *id, s.message());
     }
   }
-  log::Info("ci: run {} queued for {} {} ({})", *id, git::ScrubUrl(*repo), run.ref, webhook::KindName(e.kind));
-  return http::Response::Json(201, fmt::format("{{\"run\":{}}}\n", *id));
+  log::Info("ci: run {} {} for {} {} ({})", *id, store::Name(run.state), git::ScrubUrl(*repo), run.ref,
+            webhook::KindName(e.kind));
+  return http::Response::Json(201, fmt::format("{{\"run\":{},\"state\":\"{}\"}}\n", *id, store::Name(run.state)));
+}
+
+const RepoPolicy& Server::PolicyFor(const std::string& repo) const {
+  auto it = options_.repo_policies.find(repo);
+  return it == options_.repo_policies.end() ? options_.policy : it->second;
+}
+
+// The API token is the only identity a request proves (one token per server), so that is who
+// approved; the audit log keeps the caller's address beside it.
+http::Response Server::Approve(const store::Run& run) {
+  const std::string by = "api-token";
+  Status s = store_.ApproveRun(run.id, by);
+  if (!s.ok()) return http::Response::Text(s.code() == Code::kFailedPrecondition ? 409 : 503, s.message() + "\n");
+  auto audit = store_.Audit({.actor = by, .action = "approve-run", .object = fmt::format("run {}", run.id),
+                             .details = fmt::format("{} {} {}", git::ScrubUrl(run.repo), run.ref, run.commit)});
+  if (!audit.ok()) log::Warn("ci: run {}: audit the approval: {}", run.id, audit.status().message());
+  log::Info("ci: run {} approved by {}", run.id, by);
+  return http::Response::Text(200, "approved: queued\n");
 }
 
 http::Response Server::HandleRuns(const http::Request& req) {
-  if (!options_.api_token.empty()) {
+  {
     std::string_view auth = req.Header("authorization");
     std::string want = "Bearer " + options_.api_token;
     // Constant time in the token's length: a mismatch position must not show in the timing.
@@ -220,6 +403,7 @@ http::Response Server::HandleRuns(const http::Request& req) {
   if (err != std::errc() || p != id_text.data() + id_text.size()) return http::Response::Text(404, "no such run\n");
   auto run = store_.GetRun(id);
   if (!run.ok()) return http::Response::Text(run.status().code() == Code::kNotFound ? 404 : 503, run.status().message() + "\n");
+  if (req.method == "POST" && rest == "/approve") return Approve(*run);
   if (req.method == "POST" && rest == "/cancel") {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -233,7 +417,7 @@ http::Response Server::HandleRuns(const http::Request& req) {
         return http::Response::Text(202, "cancelling the release\n");
       }
     }
-    if (run->state == RunState::kQueued || run->state == RunState::kInterrupted) {
+    if (run->state == RunState::kQueued || run->state == RunState::kInterrupted || run->state == RunState::kAwaitingApproval) {
       Status s = store_.UpdateRun(id, RunState::kCancelled, "cancelled before it ran");
       return http::Response::Text(s.ok() ? 200 : 409, s.ok() ? "cancelled\n" : s.message() + "\n");
     }
@@ -276,9 +460,9 @@ http::Response Server::HandleRuns(const http::Request& req) {
   return resp;
 }
 
-void Server::WorkerLoop() {
+void Server::WorkerLoop(bool trusted) {
   while (!stop_.load()) {
-    auto claimed = store_.ClaimNextQueuedRun(options_.worker_name);
+    auto claimed = store_.ClaimNextQueuedRun(options_.worker_name, trusted);
     if (!claimed.ok()) {
       log::Warn("ci: claim a run: {}", claimed.status().message());
       std::this_thread::sleep_for(std::chrono::seconds(1));
@@ -299,11 +483,7 @@ Status Server::Release(const store::Run& run, const Pipeline& pipeline, const fs
     std::lock_guard<std::mutex> lock(mu_);
     releasing_[run.id] = &cancel;
   }
-  Masker masker([&] {
-    std::vector<std::string> v;
-    for (const auto& [_, value] : options_.secrets) v.push_back(value);
-    return v;
-  }());
+  Masker masker(options_.secrets.AllValues());
   std::mutex log_mu;
   std::map<std::string, int64_t, std::less<>> seq;  // GUARDED_BY(log_mu): stage → next chunk
   std::string current;                               // GUARDED_BY(log_mu): the stage logging last
@@ -340,21 +520,55 @@ Status Server::Release(const store::Run& run, const Pipeline& pipeline, const fs
 
 void Server::Execute(const store::Run& run) {
   fs::path changed_paths_file = ChangedPathsFile(options_.data_dir, run.id);
+  std::string notes;  // what the run's final message says before its outcome
   auto fail = [&](RunState state, const std::string& message) {
     std::error_code ec;
     fs::remove(changed_paths_file, ec);  // the run is final
-    Status s = store_.UpdateRun(run.id, state, message);
+    std::string text = notes.empty() ? message : notes + "; " + message;
+    Status s = store_.UpdateRun(run.id, state, text);
     if (!s.ok()) log::Warn("ci: run {}: store: {}", run.id, s.message());
-    log::Info("ci: run {} {}: {}", run.id, store::Name(state), message);
+    log::Info("ci: run {} {}: {}", run.id, store::Name(state), text);
   };
-  bool trusted = std::find(options_.repos.begin(), options_.repos.end(), run.repo) != options_.repos.end();
-  auto repo = mirrors_->Open(run.repo, options_.git);
+  const bool configured = std::find(options_.repos.begin(), options_.repos.end(), run.repo) != options_.repos.end();
+  const bool trusted = run.trusted && configured;
+  // A fork's mirror lives as long as its run.
+  std::unique_ptr<git::Mirrors> fork_mirrors;
+  struct RemoveWhenDone {
+    fs::path dir;
+    ~RemoveWhenDone() {
+      std::error_code ec;
+      if (!dir.empty()) fs::remove_all(dir, ec);
+    }
+  } fork_dir;
+  if (!configured) {
+    fork_dir.dir = ForkMirrorDir(options_.data_dir, run.id);
+    fork_mirrors = std::make_unique<git::Mirrors>(fork_dir.dir);
+  }
+  auto repo = (configured ? *mirrors_ : *fork_mirrors).Open(run.repo, options_.git);
   if (!repo.ok()) return fail(RunState::kFailed, "open " + git::ScrubUrl(run.repo) + ": " + repo.status().message());
   if (auto f = (*repo)->Fetch(); !f.ok()) return fail(RunState::kFailed, "fetch: " + f.status().message());
-  // The payload is a hint: build its commit only when the mirror has it, else the ref's tip.
-  auto commit = run.commit.empty() ? Result<std::string>(NotFoundError("no commit")) : (*repo)->Resolve(run.commit);
-  if (!commit.ok()) commit = (*repo)->Resolve(run.ref);
-  if (!commit.ok()) return fail(RunState::kFailed, "resolve " + run.ref + ": " + commit.status().message());
+  Result<std::string> commit = NotFoundError("no commit");
+  if (run.event == store::RunEvent::kPullRequest) {
+    // The head commit the provider named (the ref is the base branch's).
+    commit = (*repo)->Resolve(run.commit);
+    if (!commit.ok()) return fail(RunState::kFailed, "the pull request's head " + run.commit + ": " + commit.status().message());
+  } else {
+    // The ref is the truth, the payload a hint: build what the ref points to after the fetch.
+    commit = (*repo)->Resolve(run.ref);
+    if (!commit.ok()) return fail(RunState::kFailed, "resolve " + run.ref + ": " + commit.status().message());
+    if (!run.commit.empty() && *commit != run.commit) {
+      notes = fmt::format("stale payload: it named {} but {} points to {}, which was built", run.commit.substr(0, 12), run.ref,
+                          commit->substr(0, 12));
+      log::Warn("ci: run {}: {}", run.id, notes);
+      if (Status b = store_.BindRunCommit(run.id, *commit); !b.ok()) {
+        if (b.code() == Code::kAlreadyExists) {
+          notes.clear();
+          return fail(RunState::kCancelled, fmt::format("superseded: {} points to {}, and {}", run.ref, commit->substr(0, 12), b.message()));
+        }
+        log::Warn("ci: run {}: {}", run.id, b.message());
+      }
+    }
+  }
   fs::path run_dir = options_.data_dir / "runs" / std::to_string(run.id);
   fs::path workspace = run_dir / "workspace";
   std::error_code ec;
@@ -371,8 +585,12 @@ void Server::Execute(const store::Run& run) {
   ro.run_dir = run_dir;
   ro.cache_root = options_.data_dir / "caches";
   ro.commit = *commit;
-  ro.secrets = options_.secrets;
   ro.withhold_secrets = !trusted;
+  ro.trusted = trusted;
+  ro.cache_repository = run.pipeline;  // the configured repository (a fork's pull request: its base)
+  ro.cache_source = run.repo;
+  ro.allow_network = trusted || PolicyFor(run.pipeline).untrusted_network;
+  ro.max_step_timeout = trusted ? options_.trusted_step_timeout : options_.untrusted_step_timeout;
   ro.parallelism = options_.parallelism;
   ro.store = &store_;
   ro.run_id = run.id;
@@ -383,6 +601,24 @@ void Server::Execute(const store::Run& run) {
     c.tag = run.ref.substr(10);
   } else if (run.ref.starts_with("refs/heads/")) {
     c.branch = run.ref.substr(11);
+  }
+  SelectedSecrets secrets = Select(options_.secrets, {.repo = run.pipeline, .event = c.event, .branch = c.branch, .tag = c.tag,
+                                                      .trusted = trusted, .protected_branches = options_.protected_branches});
+  ro.secrets = secrets.in_scope;
+  if (trusted) {
+    // The runner fails a step naming a secret it was not given; say here which scope kept it out.
+    std::vector<std::string> refused;
+    for (const auto& step : pipeline->steps) {
+      for (const auto& name : step.secrets) {
+        auto it = secrets.out_of_scope.find(name);
+        if (it == secrets.out_of_scope.end()) continue;
+        std::string line = fmt::format("step {}: secret {} is out of scope for {} {} ({})", step.name, name, c.event,
+                                       c.branch.empty() ? c.tag : c.branch, it->second);
+        log::Warn("ci: run {}: {}", run.id, line);
+        refused.push_back(std::move(line));
+      }
+    }
+    for (auto& line : refused) notes += (notes.empty() ? "" : "; ") + line;
   }
   if (auto saved = ReadFile(changed_paths_file, 16 << 20); saved.ok()) {
     auto paths = value::ParseJson(*saved, changed_paths_file.string());

@@ -10,12 +10,16 @@
 //       the CI server (webhooks, polling, queue, workers, REST API); see ci/server.h. It takes the
 //       same --executor flags as `ci run`.
 //   gantry runs --server URL            lists runs
-//   gantry logs RUN [-f] --server URL   prints (and follows) a run's logs
+//   gantry runs approve ID              lets a run awaiting approval (an untrusted pull request) run
+//   gantry logs RUN [-f] --server URL   prints (and follows) a run's logs (on a terminal, escape
+//                                       sequences other than colours are removed)
 
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <tuple>
 #include <cstdlib>
 #include <thread>
 
@@ -32,6 +36,7 @@
 #include "oci/registry.h"
 #include "server/release.h"
 #include "cli/commands.h"
+#include "cli/terminal.h"
 #include "http/http.h"
 #include "kube/kube.h"
 #include "store/store.h"
@@ -227,11 +232,16 @@ size_t CurlWrite(char* data, size_t size, size_t n, void* user) {
   return (*fn)(std::string_view(data, size * n)) ? size * n : 0;
 }
 
-// GETs url, handing the body to `sink` as it arrives. Returns the HTTP status or an error.
-Result<long> HttpGet(const std::string& url, std::function<bool(std::string_view)> sink) {
+// Sends `method` (GET or POST, without a body) to url with GANTRY_TOKEN as the bearer token,
+// handing the response body to `sink` as it arrives. Returns the HTTP status or an error.
+Result<long> HttpRequest(const char* method, const std::string& url, std::function<bool(std::string_view)> sink) {
   CURL* c = curl_easy_init();
   if (c == nullptr) return InternalError("curl init");
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  if (std::string_view(method) == "POST") {
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+  }
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, CurlWrite);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
@@ -245,8 +255,12 @@ Result<long> HttpGet(const std::string& url, std::function<bool(std::string_view
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
   curl_easy_cleanup(c);
   curl_slist_free_all(headers);
-  if (rc != CURLE_OK) return UnavailableError("GET {}: {}", url, curl_easy_strerror(rc));
+  if (rc != CURLE_OK) return UnavailableError("{} {}: {}", method, url, curl_easy_strerror(rc));
   return code;
+}
+
+Result<long> HttpGet(const std::string& url, std::function<bool(std::string_view)> sink) {
+  return HttpRequest("GET", url, std::move(sink));
 }
 
 std::string Base(std::string s) {
@@ -281,13 +295,32 @@ int ListRuns(const std::string& server) {
   return 0;
 }
 
+// POST /api/runs/ID/approve: the run (awaiting approval) is queued.
+int ApproveRun(const std::string& server, int64_t run) {
+  std::string body;
+  auto code = HttpRequest("POST", fmt::format("{}/api/runs/{}/approve", Base(server), run), [&](std::string_view d) {
+    body += d;
+    return true;
+  });
+  if (!code.ok() || *code != 200) {
+    fmt::print(stderr, "error: approve run {}: {}\n", run,
+               code.ok() ? fmt::format("HTTP {}: {}", *code, body) : code.status().message());
+    return 3;
+  }
+  fmt::print("run {} {}", run, body);
+  return 0;
+}
+
 int ShowLogs(const std::string& server, int64_t run, bool follow) {
   std::string url = fmt::format("{}/api/runs/{}/logs{}", Base(server), run, follow ? "?follow=1" : "");
   long status = 0;
   std::string err;
+  // A step's output is untrusted: on a terminal, only its colours pass (cli/terminal.h).
+  const bool tty = ::isatty(1) != 0;
+  TerminalFilter filter;
   auto code = HttpGet(url, [&](std::string_view d) {
     if (g_stop.load()) return false;
-    fmt::print("{}", d);
+    fmt::print("{}", tty ? filter.Feed(d) : std::string(d));
     std::fflush(stdout);
     return true;
   });
@@ -301,6 +334,7 @@ int ShowLogs(const std::string& server, int64_t run, bool follow) {
 
 struct ServerFlags {
   std::string listen = "127.0.0.1:8080";
+  std::string tls_cert, tls_key;  // PEM files: serve HTTPS
   std::string store = "sqlite:gantry.db";
   std::string webhook_secret_env;
   std::string provider = "auto";
@@ -313,6 +347,12 @@ struct ServerFlags {
   ExecutorFlags executor;
   bool allow_file = false;
   int workers = 1;
+  int untrusted_workers = 1;
+  std::string trusted_timeout = "0";
+  std::string untrusted_timeout = "30m";
+  std::string policy;                     // "key=value ..." for every repository
+  std::vector<std::string> repo_policies;  // "URL key=value ..."
+  std::vector<std::string> protected_branches = {"main"};
   int max_attempts = 3;
   // The release flow after CI (server/release.h).
   std::vector<std::string> config_repos;
@@ -395,12 +435,25 @@ int RunServer(const ServerFlags& f) {
   size_t colon = f.listen.rfind(':');
   ho.address = colon == 0 || colon == std::string::npos ? "0.0.0.0" : f.listen.substr(0, colon);
   ho.port = static_cast<uint16_t>(std::stoi(colon == std::string::npos ? f.listen : f.listen.substr(colon + 1)));
+  ho.tls_cert_file = f.tls_cert;
+  ho.tls_key_file = f.tls_key;
   ci::ServerOptions so;
   so.repos = f.repos;
   so.data_dir = fs::absolute(f.data_dir);
   so.worker_name = f.worker;
   so.workers = f.workers;
+  so.untrusted_workers = f.untrusted_workers;
   so.max_attempts = f.max_attempts;
+  so.protected_branches = f.protected_branches;
+  for (auto [flag, text, into] : {std::tuple{"--trusted-timeout", &f.trusted_timeout, &so.trusted_step_timeout},
+                                  std::tuple{"--untrusted-timeout", &f.untrusted_timeout, &so.untrusted_step_timeout}}) {
+    auto d = ci::ParseDuration(*text);
+    if (!d) {
+      fmt::print(stderr, "error: {} {:?}: expected a duration such as 30m (0 = no cap)\n", flag, *text);
+      return 2;
+    }
+    *into = *d;
+  }
   so.git.allow_file = f.allow_file;
   auto poll = ci::ParseDuration(f.poll);
   if (!poll) {
@@ -415,6 +468,23 @@ int RunServer(const ServerFlags& f) {
     return 2;
   }
   so.webhook.provider = *provider;
+  so.policy.provider = *provider;
+  if (!f.policy.empty()) {
+    auto p = ci::ParseRepoPolicy("* " + f.policy, so.policy);
+    if (!p.ok()) {
+      fmt::print(stderr, "error: --policy: {}\n", p.status().message());
+      return 2;
+    }
+    so.policy = p->second;
+  }
+  for (const auto& spec : f.repo_policies) {
+    auto p = ci::ParseRepoPolicy(spec, so.policy);
+    if (!p.ok() || std::find(f.repos.begin(), f.repos.end(), p->first) == f.repos.end()) {
+      fmt::print(stderr, "error: {}\n", p.ok() ? fmt::format("--repo-policy {}: not a --repo", p->first) : p.status().message());
+      return 2;
+    }
+    so.repo_policies[p->first] = p->second;
+  }
   const char* secret = f.webhook_secret_env.empty() ? nullptr : std::getenv(f.webhook_secret_env.c_str());
   if (secret == nullptr || *secret == '\0') {
     fmt::print(stderr, "error: --webhook-secret-env must name a set, non-empty variable (unsigned webhooks are refused)\n");
@@ -428,17 +498,23 @@ int RunServer(const ServerFlags& f) {
       return 2;
     }
     so.api_token = token;
-  } else if (ho.address != "127.0.0.1" && ho.address != "localhost" && ho.address != "::1") {
-    fmt::print(stderr, "warning: the REST API on {} needs no token; set --api-token-env\n", f.listen);
+  } else {
+    auto token = ci::LoadOrCreateApiToken(so.data_dir);
+    if (!token.ok()) {
+      fmt::print(stderr, "error: the REST API token: {}\n", token.status().message());
+      return 3;
+    }
+    so.api_token = *token;
+    fmt::print("the REST API's token is in {0} (clients: export GANTRY_TOKEN=$(cat {0}))\n", (so.data_dir / "api-token").string());
   }
   ho.max_body_bytes = so.webhook.max_body_bytes;
   if (!f.secrets_file.empty()) {
-    auto s = ci::ReadSecretsFile(f.secrets_file);
+    auto s = ci::ReadSecretScopesFile(f.secrets_file);
     if (!s.ok()) {
       fmt::print(stderr, "error: {}\n", s.status().message());
       return 3;
     }
-    so.secrets = *s;
+    so.secrets = std::move(*s);
   }
   auto st = store::Open(f.store);
   if (!st.ok()) {
@@ -513,18 +589,33 @@ void AddServerCommand(CLI::App& app, int& exit_code) {
   auto f = std::make_shared<ServerFlags>();
   auto* cmd = app.add_subcommand("server", "The Gantry server: webhooks, CI queue and workers, REST API");
   cmd->add_option("--listen", f->listen, "Address to listen on, [HOST]:PORT");
+  cmd->add_option("--tls-cert", f->tls_cert, "PEM certificate (chain) to serve HTTPS with; needs --tls-key")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--tls-key", f->tls_key, "PEM private key of --tls-cert (unencrypted, mode 0600)")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--store", f->store, "sqlite:///path/gantry.db or postgresql://...");
   cmd->add_option("--webhook-secret-env", f->webhook_secret_env, "Variable holding the webhook secret")->required();
   cmd->add_option("--api-token-env", f->api_token_env,
-                  "Variable holding the bearer token the REST API requires (clients: GANTRY_TOKEN)");
+                  "Variable holding the bearer token the REST API requires (clients: GANTRY_TOKEN); default: "
+                  "DATA_DIR/api-token, generated when missing");
   cmd->add_option("--webhook-provider", f->provider, "github, gitlab, gitea, forgejo, bitbucket, generic or auto");
   cmd->add_option("--repo", f->repos, "Repository URL to build (repeatable)")->required();
   cmd->add_option("--data-dir", f->data_dir, "Mirrors, workspaces, artifacts and caches");
-  cmd->add_option("--secrets-file", f->secrets_file, "NAME=VALUE lines (mode 0600)");
+  cmd->add_option("--secrets-file", f->secrets_file, "NAME=VALUE lines (mode 0600), scoped by [repo=.. branch=.. protected] headers");
   cmd->add_option("--poll", f->poll, "Poll the repositories' branches this often (0 = off)");
   cmd->add_option("--poll-branch", f->poll_branches, "Branches to poll (default main)");
   cmd->add_option("--worker", f->worker, "This server's name in the store (claims, restart recovery)");
-  cmd->add_option("--workers", f->workers, "Runs at once")->check(CLI::Range(1, 64));
+  cmd->add_option("--workers", f->workers, "Trusted runs at once (pushes, tags, pull requests from the repository)")
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--untrusted-workers", f->untrusted_workers, "Untrusted runs at once (pull requests from forks), separate from --workers")
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--trusted-timeout", f->trusted_timeout, "Cap on every step's timeout in trusted runs (default 0 = none)");
+  cmd->add_option("--untrusted-timeout", f->untrusted_timeout, "Cap on every step's timeout in untrusted runs (default 30m)");
+  cmd->add_option("--policy", f->policy,
+                  "Policy of every repository: 'approval=required|none pull-requests=trusted|untrusted network=off|on "
+                  "provider=NAME' (default approval=required pull-requests=trusted network=off)");
+  cmd->add_option("--repo-policy", f->repo_policies, "'URL key=value ...': --policy keys for one --repo (repeatable)");
+  cmd->add_option("--protected-branch", f->protected_branches, "Branch globs whose pushes get [protected] secrets (default main)");
   cmd->add_option("--max-attempts", f->max_attempts, "Re-queue an interrupted run until this many attempts");
   AddExecutorFlags(cmd, f->executor);
   cmd->add_flag("--allow-file-repos", f->allow_file, "Accept file:// repository URLs (tests, local setups)");
@@ -547,9 +638,16 @@ void AddServerCommand(CLI::App& app, int& exit_code) {
 
 void AddRunsCommand(CLI::App& app, int& exit_code) {
   auto server = std::make_shared<std::string>("http://127.0.0.1:8080");
+  auto run = std::make_shared<int64_t>(0);
   auto* cmd = app.add_subcommand("runs", "List CI runs of a server");
   cmd->add_option("--server", *server, "Server URL")->envname("GANTRY_SERVER");
-  cmd->callback([server, &exit_code] { exit_code = ListRuns(*server); });
+  auto* approve = cmd->add_subcommand("approve", "Let a run that awaits approval (an untrusted pull request) run");
+  approve->add_option("run", *run, "Run id")->required();
+  approve->add_option("--server", *server, "Server URL")->envname("GANTRY_SERVER");
+  approve->callback([server, run, &exit_code] { exit_code = ApproveRun(*server, *run); });
+  cmd->callback([server, approve, &exit_code] {
+    if (!approve->parsed()) exit_code = ListRuns(*server);
+  });
 }
 
 void AddLogsCommand(CLI::App& app, int& exit_code) {

@@ -2,6 +2,7 @@
 // per provider, the REST API, `gantry runs` / `gantry logs`, and restart recovery.
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <filesystem>
@@ -53,12 +54,16 @@ std::string MakeRepo(const fs::path& dir, const std::string& pipeline) {
 
 constexpr char kApiToken[] = "api-token-0123456789abcdef";
 
+// The server; with token_flag, its API token is kApiToken (else it makes DATA_DIR/api-token).
+// The gantry commands the tests run find the token in GANTRY_TOKEN.
 struct Srv {
-  Srv(const fs::path& root, const std::string& repo_url, const std::vector<std::string>& extra = {}) {
+  Srv(const fs::path& root, const std::string& repo_url, const std::vector<std::string>& extra = {}, bool token_flag = true) {
     std::vector<std::string> argv = {Binary(), "server", "--listen", "127.0.0.1:0", "--store",
                                      "sqlite:" + (root / "gantry.db").string(), "--webhook-secret-env", "HOOK",
                                      "--repo", repo_url, "--data-dir", (root / "data").string(), "--allow-file-repos",
                                      "--no-sandbox"};
+    if (token_flag) argv.insert(argv.end(), {"--api-token-env", "API_TOKEN"});
+    ::setenv("GANTRY_TOKEN", kApiToken, 1);
     argv.insert(argv.end(), extra.begin(), extra.end());
     ProcessOptions po;
     po.inherit_env = true;
@@ -98,7 +103,7 @@ std::string Post(const std::string& url, const std::string& body, const std::vec
 std::string Get(const std::string& url) {
   ProcessOptions po;
   po.inherit_env = true;
-  auto r = Run({"curl", "-s", url}, po);
+  auto r = Run({"curl", "-s", "-H", std::string("Authorization: Bearer ") + kApiToken, url}, po);
   GANTRY_CHECK(r.ok());
   return r->out;
 }
@@ -153,10 +158,12 @@ steps:
   std::string logs = Get(srv.Url() + "/api/runs/1/logs");
   EXPECT_THAT(logs, HasSubstr("hello ***"));
   EXPECT_EQ(logs.find("canary-server-secret"), std::string::npos);
-  auto runs = gantry::Run({Binary(), "runs", "--server", srv.Url()});
+  ProcessOptions with_token;
+  with_token.inherit_env = true;
+  auto runs = gantry::Run({Binary(), "runs", "--server", srv.Url()}, with_token);
   ASSERT_TRUE(runs.ok());
   EXPECT_THAT(runs->out, HasSubstr("succeeded"));
-  auto cli_logs = gantry::Run({Binary(), "logs", "1", "-f", "--server", srv.Url()});
+  auto cli_logs = gantry::Run({Binary(), "logs", "1", "-f", "--server", srv.Url()}, with_token);
   ASSERT_TRUE(cli_logs.ok());
   EXPECT_THAT(cli_logs->out, HasSubstr("hello ***"));
   EXPECT_EQ(srv.proc->Stop(), 0);
@@ -197,34 +204,51 @@ steps:
 
 std::string Logs(const Srv& srv, int id) { return Get(srv.Url() + "/api/runs/" + std::to_string(id) + "/logs"); }
 
+// GitLab's webhooks carry the secret itself, not a signature: they are accepted only for a
+// repository pinned to GitLab, and a pinned repository accepts no other provider.
 TEST(CiServer, GitLabAndGiteaPushesWithValidSignaturesRunThePipeline) {
   testenv::ScopedTempDir tmp;
   fs::path root = tmp.path();
   std::string sha = MakeRepo(root / "repo", kTokenProbe);
   std::string url = "file://" + (root / "repo").string();
   GANTRY_CHECK(WriteFileAtomic(root / "secrets.env", "TOKEN=canary-gitlab-gitea\n", 0600).ok());
-  Srv srv(root, url, {"--secrets-file", (root / "secrets.env").string()});
-  std::string hook = srv.Url() + "/webhook";
-
   // GitLab: the token itself in X-Gitlab-Token; the repository as project.git_http_url.
   std::string gitlab = R"({"object_kind":"push","ref":"refs/heads/main","before":"0000000000000000000000000000000000000001","after":")" +
                        sha + R"(","user_username":"t","project":{"path_with_namespace":"org/app","git_http_url":")" + url +
                        R"("},"total_commits_count":0,"commits":[]})";
-  EXPECT_THAT(Post(hook, gitlab, {"X-Gitlab-Event: Push Hook", "X-Gitlab-Event-UUID: gl-1", std::string("X-Gitlab-Token: ") + kSecret}),
-              HasSubstr(" 201"));
-  ASSERT_EQ(WaitState(srv.Url(), 1, {"succeeded", "failed", "cancelled"}), "succeeded") << Logs(srv, 1);
-  EXPECT_THAT(Logs(srv, 1), HasSubstr("TOKEN present"));
-
+  std::vector<std::string> gitlab_headers = {"X-Gitlab-Event: Push Hook", "X-Gitlab-Event-UUID: gl-1",
+                                             std::string("X-Gitlab-Token: ") + kSecret};
   // Gitea: hex HMAC-SHA256 of the raw body in X-Gitea-Signature; GitHub's payload shape.
   std::string gitea = PushPayload(url, sha);
-  EXPECT_THAT(Post(hook, gitea, {"X-Gitea-Event: push", "X-Gitea-Delivery: gt-1",
-                                 "X-Gitea-Signature: " + webhook::HmacSha256Hex(kSecret, gitea)}),
-              HasSubstr(" 201"));
-  ASSERT_EQ(WaitState(srv.Url(), 2, {"succeeded", "failed", "cancelled"}), "succeeded") << Logs(srv, 2);
-  EXPECT_THAT(Logs(srv, 2), HasSubstr("TOKEN present"));
-  auto run = value::ParseJson(Get(srv.Url() + "/api/runs/2"));
-  ASSERT_TRUE(run.ok());
-  EXPECT_EQ(run->Get("commit")->AsString(), sha);
+  std::vector<std::string> gitea_headers = {"X-Gitea-Event: push", "X-Gitea-Delivery: gt-1",
+                                            "X-Gitea-Signature: " + webhook::HmacSha256Hex(kSecret, gitea)};
+  {
+    Srv srv(root, url, {"--secrets-file", (root / "secrets.env").string()});
+    EXPECT_THAT(Post(srv.Url() + "/webhook", gitlab, gitlab_headers), HasSubstr(" 403"));
+    EXPECT_THAT(Post(srv.Url() + "/webhook", gitea, gitea_headers), HasSubstr(" 201"));
+    ASSERT_EQ(WaitState(srv.Url(), 1, {"succeeded", "failed", "cancelled"}), "succeeded") << Logs(srv, 1);
+    EXPECT_THAT(Logs(srv, 1), HasSubstr("TOKEN present"));
+    auto run = value::ParseJson(Get(srv.Url() + "/api/runs/1"));
+    ASSERT_TRUE(run.ok());
+    EXPECT_EQ(run->Get("commit")->AsString(), sha);
+    EXPECT_EQ(srv.proc->Stop(), 0);
+  }
+  GANTRY_CHECK(WriteFileAtomic(root / "repo" / "next.txt", "2").ok());
+  ProcessOptions po;
+  po.cwd = (root / "repo").string();
+  po.inherit_env = true;
+  po.env = {{"GIT_AUTHOR_NAME", "t"}, {"GIT_AUTHOR_EMAIL", "t@e"}, {"GIT_COMMITTER_NAME", "t"}, {"GIT_COMMITTER_EMAIL", "t@e"}};
+  GANTRY_CHECK(RunChecked({"git", "add", "-A"}, po).ok());
+  GANTRY_CHECK(RunChecked({"git", "commit", "-q", "-m", "next"}, po).ok());
+  std::string next = RunChecked({"git", "rev-parse", "HEAD"}, po)->out.substr(0, 40);
+  Srv pinned(root, url, {"--secrets-file", (root / "secrets.env").string(), "--repo-policy", url + " provider=gitlab"});
+  std::string gitlab_next = gitlab;
+  gitlab_next.replace(gitlab_next.find(sha), sha.size(), next);
+  gitea_headers[1] = "X-Gitea-Delivery: gt-2";
+  EXPECT_THAT(Post(pinned.Url() + "/webhook", gitea, gitea_headers), HasSubstr(" 403"));
+  EXPECT_THAT(Post(pinned.Url() + "/webhook", gitlab_next, gitlab_headers), HasSubstr(" 201"));
+  ASSERT_EQ(WaitState(pinned.Url(), 2, {"succeeded", "failed", "cancelled"}), "succeeded") << Logs(pinned, 2);
+  EXPECT_THAT(Logs(pinned, 2), HasSubstr("TOKEN present"));
 }
 
 TEST(CiServer, PullRequestFromAForkRunsWithoutSecrets) {
@@ -248,8 +272,9 @@ TEST(CiServer, PullRequestFromAForkRunsWithoutSecrets) {
                 {"X-GitHub-Event: pull_request", "X-GitHub-Delivery: " + delivery,
                  "X-Hub-Signature-256: sha256=" + webhook::HmacSha256Hex(kSecret, body)});
   };
-  // From a fork: the fork's commit runs, its steps get no secret.
+  // From a fork: once approved, the fork's commit runs, its steps get no secret.
   EXPECT_THAT(post(pr("mallory/app", fork_url, 2, fork_sha), "pr-fork"), HasSubstr(" 201"));
+  EXPECT_THAT(Post(srv.Url() + "/api/runs/1/approve", "", {std::string("Authorization: Bearer ") + kApiToken}), HasSubstr(" 200"));
   ASSERT_EQ(WaitState(srv.Url(), 1, {"succeeded", "failed", "cancelled"}), "succeeded") << Logs(srv, 1);
   std::string logs = Logs(srv, 1);
   EXPECT_THAT(logs, HasSubstr("TOKEN absent"));
@@ -305,7 +330,7 @@ steps:
   }
   ASSERT_EQ(started.size(), 2u) << "the step did not start its processes";
   for (pid_t p : started) ASSERT_FALSE(ProcessGone(p)) << p;
-  EXPECT_THAT(Post(srv.Url() + "/api/runs/1/cancel", "", {}), HasSubstr(" 202"));
+  EXPECT_THAT(Post(srv.Url() + "/api/runs/1/cancel", "", {std::string("Authorization: Bearer ") + kApiToken}), HasSubstr(" 202"));
   EXPECT_EQ(WaitState(srv.Url(), 1, {"cancelled", "succeeded", "failed"}), "cancelled");
   for (pid_t p : started) {
     bool gone = false;
@@ -391,7 +416,7 @@ TEST(CiServer, RestApiNeedsTheBearerTokenWhenOneIsSet) {
   fs::path root = tmp.path();
   std::string sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  hello:\n    run: sleep 30\n");
   std::string url = "file://" + (root / "repo").string();
-  Srv srv(root, url, {"--api-token-env", "API_TOKEN"});
+  Srv srv(root, url);  // --api-token-env API_TOKEN
   std::string body = PushPayload(url, sha);
   std::string sig = "X-Hub-Signature-256: sha256=" + webhook::HmacSha256Hex(kSecret, body);
   EXPECT_THAT(Post(srv.Url() + "/webhook", body, {"X-GitHub-Event: push", "X-GitHub-Delivery: t1", sig}), HasSubstr(" 201"));
@@ -416,6 +441,218 @@ TEST(CiServer, RestApiNeedsTheBearerTokenWhenOneIsSet) {
   EXPECT_EQ(listed->exit_code, 0) << listed->err;
   EXPECT_THAT(listed->out, HasSubstr(sha.substr(0, 12)));
   EXPECT_THAT(Post(srv.Url() + "/api/runs/1/cancel", "", {bearer}), HasSubstr("cancel"));
+}
+
+}  // namespace
+}  // namespace gantry
+
+namespace gantry {
+namespace {
+
+const std::string kBearer = std::string("Authorization: Bearer ") + kApiToken;
+
+// A commit of `file` with `content` in the repository at `dir`; returns its sha.
+std::string Commit(const fs::path& dir, const std::string& file, const std::string& content,
+                   const std::string& branch = "main") {
+  ProcessOptions po;
+  po.cwd = dir.string();
+  po.inherit_env = true;
+  po.env = {{"GIT_AUTHOR_NAME", "t"}, {"GIT_AUTHOR_EMAIL", "t@e"}, {"GIT_COMMITTER_NAME", "t"}, {"GIT_COMMITTER_EMAIL", "t@e"}};
+  GANTRY_CHECK(RunChecked({"git", "checkout", "-q", "-B", branch}, po).ok());
+  GANTRY_CHECK(WriteFileAtomic(dir / file, content).ok());
+  GANTRY_CHECK(RunChecked({"git", "add", "-A"}, po).ok());
+  GANTRY_CHECK(RunChecked({"git", "commit", "-q", "-m", file}, po).ok());
+  return RunChecked({"git", "rev-parse", "HEAD"}, po)->out.substr(0, 40);
+}
+
+std::string PostPush(const Srv& srv, const std::string& body, const std::string& delivery) {
+  return Post(srv.Url() + "/webhook", body,
+              {"X-GitHub-Event: push", "X-GitHub-Delivery: " + delivery,
+               "X-Hub-Signature-256: sha256=" + webhook::HmacSha256Hex(kSecret, body)});
+}
+
+// The runs of the server, oldest first.
+std::vector<value::Value> Runs(const Srv& srv) {
+  auto v = value::ParseJson(Get(srv.Url() + "/api/runs"));
+  std::vector<value::Value> out;
+  if (v.ok() && v->IsSeq()) {
+    for (const auto& r : v->items()) out.insert(out.begin(), r);
+  }
+  return out;
+}
+
+int RunsOf(const Srv& srv, const std::string& sha) {
+  int n = 0;
+  for (const auto& r : Runs(srv)) n += r.Get("commit")->AsString() == sha;
+  return n;
+}
+
+std::string Field(const Srv& srv, int id, const char* key) {
+  auto v = value::ParseJson(Get(srv.Url() + "/api/runs/" + std::to_string(id)));
+  if (!v.ok() || v->Get(key) == nullptr) return "";
+  return v->Get(key)->IsString() ? std::string(v->Get(key)->AsString()) : value::ToJson(*v->Get(key));
+}
+
+TEST(CiServer, PollerDoesNotRebuildACommitAWebhookQueued) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  std::string first = MakeRepo(root / "repo", "shell: sh\nsteps:\n  hello: {run: echo hi}\n");
+  std::string url = "file://" + (root / "repo").string();
+  Srv srv(root, url, {"--poll", "300ms", "--poll-branch", "main", "--poll-branch", "other"});
+  // Whichever comes first, the webhook or a poll, a commit gets one run.
+  EXPECT_THAT(PostPush(srv, PushPayload(url, first), "w1"), ::testing::AnyOf(HasSubstr(" 201"), HasSubstr("duplicate")));
+  std::string second = Commit(root / "repo", "b.txt", "b");
+  EXPECT_THAT(PostPush(srv, PushPayload(url, second), "w2"), ::testing::AnyOf(HasSubstr(" 201"), HasSubstr("duplicate")));
+  // A commit only the poller learns of (on another polled branch): once it has a run, a whole
+  // poll has seen `second` as the tip of main after its webhook.
+  std::string other = Commit(root / "repo", "c.txt", "c", "other");
+  for (int i = 0; i < 300 && RunsOf(srv, other) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_EQ(RunsOf(srv, other), 1) << "the poller did not queue the new tip";
+  EXPECT_EQ(RunsOf(srv, second), 1) << "a commit a webhook queued was queued again by the poller";
+  // The first run may have built `second` (main had moved on when it started): never both.
+  EXPECT_LE(RunsOf(srv, first), 1);
+}
+
+TEST(CiServer, ReplayedWebhookWithANewDeliveryIdIsNotANewRun) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  std::string sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  hello: {run: echo hi}\n");
+  std::string url = "file://" + (root / "repo").string();
+  Srv srv(root, url);
+  std::string body = PushPayload(url, sha);
+  EXPECT_THAT(PostPush(srv, body, "r1"), HasSubstr(" 201"));
+  EXPECT_THAT(PostPush(srv, body, "r2-replayed"), HasSubstr("duplicate"));
+  EXPECT_THAT(PostPush(srv, body, "r3-replayed"), HasSubstr(" 200"));
+  EXPECT_EQ(Runs(srv).size(), 1u);
+}
+
+TEST(CiServer, StalePayloadBuildsTheBranchTip) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  std::string old_sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  hello: {run: 'echo \"built $GANTRY_COMMIT\"'}\n");
+  std::string tip = Commit(root / "repo", "b.txt", "b");
+  std::string url = "file://" + (root / "repo").string();
+  Srv srv(root, url);
+  EXPECT_THAT(PostPush(srv, PushPayload(url, old_sha), "s1"), HasSubstr(" 201"));
+  ASSERT_EQ(WaitState(srv.Url(), 1, {"succeeded", "failed", "cancelled"}), "succeeded") << Logs(srv, 1);
+  EXPECT_EQ(Field(srv, 1, "commit"), tip);
+  EXPECT_THAT(Logs(srv, 1), HasSubstr("built " + tip));
+  EXPECT_THAT(Field(srv, 1, "message"), HasSubstr("stale payload"));
+  // The tip is taken: a webhook for it now is a duplicate.
+  EXPECT_THAT(PostPush(srv, PushPayload(url, tip), "s2"), HasSubstr("duplicate"));
+}
+
+// A fork's pull request (the fork: a repository of its own).
+struct Fork {
+  Fork(const fs::path& root, const std::string& base_url, const std::string& base_sha, const std::string& pipeline) {
+    sha = MakeRepo(root / "fork", pipeline);
+    url = "file://" + (root / "fork").string();
+    body = R"({"action":"opened","number":5,"pull_request":{"number":5,"head":{"sha":")" + sha +
+           R"(","ref":"feature","repo":{"id":2,"full_name":"mallory/app","clone_url":")" + url + R"("}},"base":{"sha":")" +
+           base_sha + R"(","ref":"main","repo":{"id":1,"full_name":"org/app","clone_url":")" + base_url +
+           R"("}}},"repository":{"id":1,"full_name":"org/app","clone_url":")" + base_url + R"("}})";
+  }
+  std::string Open(const Srv& srv) const {
+    return Post(srv.Url() + "/webhook", body,
+                {"X-GitHub-Event: pull_request", "X-GitHub-Delivery: pr-" + sha,
+                 "X-Hub-Signature-256: sha256=" + webhook::HmacSha256Hex(kSecret, body)});
+  }
+  std::string sha, url, body;
+};
+
+int Entries(const fs::path& dir) {
+  std::error_code ec;
+  int n = 0;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); ++it) ++n;
+  return n;
+}
+
+TEST(CiServer, ForkPullRequestWaitsForApprovalThenRunsWithoutNetworkAndItsMirrorIsRemoved) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  std::string base = MakeRepo(root / "repo", "shell: sh\non: [push, pull_request]\nsteps:\n  hello: {run: echo base}\n");
+  std::string url = "file://" + (root / "repo").string();
+  Fork fork(root, url, base, "shell: sh\non: [push, pull_request]\nsteps:\n  net:\n    network: true\n    run: echo fork-ran\n");
+  Srv srv(root, url);
+  EXPECT_THAT(fork.Open(srv), HasSubstr("awaiting_approval"));
+  // A push queued after it runs to the end while the fork's run still waits.
+  EXPECT_THAT(PostPush(srv, PushPayload(url, base), "p1"), HasSubstr(" 201"));
+  ASSERT_EQ(WaitState(srv.Url(), 2, {"succeeded", "failed", "cancelled"}), "succeeded");
+  EXPECT_EQ(Field(srv, 1, "state"), "awaiting_approval");
+  EXPECT_EQ(Logs(srv, 1).find("fork-ran"), std::string::npos);
+  // Approval needs the token, and records who approved.
+  EXPECT_THAT(Post(srv.Url() + "/api/runs/1/approve", "", {}), HasSubstr(" 401"));
+  ProcessOptions po;
+  po.inherit_env = true;
+  auto approved = gantry::Run({Binary(), "runs", "approve", "1", "--server", srv.Url()}, po);
+  ASSERT_TRUE(approved.ok());
+  EXPECT_EQ(approved->exit_code, 0) << approved->err;
+  ASSERT_EQ(WaitState(srv.Url(), 1, {"succeeded", "failed", "cancelled"}), "succeeded") << Logs(srv, 1);
+  EXPECT_EQ(Field(srv, 1, "approved_by"), "api-token");
+  EXPECT_EQ(Field(srv, 1, "trusted"), "false");
+  std::string logs = Logs(srv, 1);
+  EXPECT_THAT(logs, HasSubstr("fork-ran"));
+  EXPECT_THAT(logs, HasSubstr("network off"));
+  EXPECT_THAT(Post(srv.Url() + "/api/runs/1/approve", "", {kBearer}), HasSubstr(" 409"));
+  // The fork's mirror went with its run; the configured repository's stays.
+  EXPECT_EQ(Entries(root / "data" / "fork-mirrors"), 0);
+  EXPECT_EQ(Entries(root / "data" / "mirrors"), 1);
+}
+
+TEST(CiServer, AForkPullRequestCannotStarveAPushAndItsStepsAreCapped) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  std::string base = MakeRepo(root / "repo", "shell: sh\non: [push, pull_request]\nsteps:\n  hello: {run: echo base}\n");
+  std::string url = "file://" + (root / "repo").string();
+  Fork fork(root, url, base, "shell: sh\non: [push, pull_request]\nsteps:\n  hog: {run: sleep 600}\n");
+  Srv srv(root, url, {"--policy", "approval=none", "--untrusted-timeout", "3s", "--workers", "1", "--untrusted-workers", "1"});
+  EXPECT_THAT(fork.Open(srv), HasSubstr(" 201"));
+  ASSERT_EQ(WaitState(srv.Url(), 1, {"running"}), "running");
+  EXPECT_THAT(PostPush(srv, PushPayload(url, base), "p1"), HasSubstr(" 201"));
+  ASSERT_EQ(WaitState(srv.Url(), 2, {"succeeded", "failed", "cancelled"}), "succeeded") << "the push waited for the fork";
+  EXPECT_EQ(WaitState(srv.Url(), 1, {"succeeded", "failed", "cancelled"}), "failed") << "the 3s cap did not stop sleep 600";
+}
+
+TEST(CiServer, TheApiNeedsATokenEvenWithoutTheFlagAndTheDataIsPrivate) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  std::string sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  hello: {run: echo hi}\n");
+  std::string url = "file://" + (root / "repo").string();
+  ::umask(022);
+  Srv srv(root, url, {}, /*token_flag=*/false);
+  EXPECT_THAT(GetWith(srv.Url() + "/api/runs", {}), HasSubstr(" 401"));
+  EXPECT_THAT(GetWith(srv.Url() + "/api/runs", {kBearer}), HasSubstr(" 401"));
+  auto token = ReadFile(root / "data" / "api-token");
+  ASSERT_TRUE(token.ok());
+  std::string t = token->substr(0, token->find('\n'));
+  EXPECT_THAT(GetWith(srv.Url() + "/api/runs", {"Authorization: Bearer " + t}), HasSubstr(" 200"));
+  for (auto [path, mode] : {std::pair{root / "data" / "api-token", 0600}, std::pair{root / "data", 0700},
+                            std::pair{root / "gantry.db", 0600}}) {
+    struct stat st;
+    ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;
+    EXPECT_EQ(static_cast<int>(st.st_mode & 0777), mode) << path;
+  }
+}
+
+TEST(CiServer, ProtectedSecretsReachOnlyPushesToProtectedBranches) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  std::string main_sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  deploy:\n    secrets: [PROD]\n    run: echo \"deploying with $PROD\"\n");
+  std::string url = "file://" + (root / "repo").string();
+  std::string feature = Commit(root / "repo", "f.txt", "f", "feature");
+  GANTRY_CHECK(WriteFileAtomic(root / "secrets.env", "SHARED=s\n[protected]\nPROD=canary-prod-secret\n", 0600).ok());
+  Srv srv(root, url, {"--secrets-file", (root / "secrets.env").string()});
+  EXPECT_THAT(PostPush(srv, PushPayload(url, main_sha), "m1"), HasSubstr(" 201"));
+  ASSERT_EQ(WaitState(srv.Url(), 1, {"succeeded", "failed", "cancelled"}), "succeeded") << Logs(srv, 1);
+  EXPECT_THAT(Logs(srv, 1), HasSubstr("deploying with ***"));
+  std::string body = PushPayload(url, feature);
+  body.replace(body.find("refs/heads/main"), 15, "refs/heads/feature");
+  EXPECT_THAT(PostPush(srv, body, "f1"), HasSubstr(" 201"));
+  ASSERT_EQ(WaitState(srv.Url(), 2, {"succeeded", "failed", "cancelled"}), "failed") << Logs(srv, 2);
+  EXPECT_THAT(Field(srv, 2, "message"), HasSubstr("secret PROD is out of scope"));
+  EXPECT_THAT(Field(srv, 2, "message"), HasSubstr("[protected]"));
+  EXPECT_EQ(Logs(srv, 2).find("canary-prod-secret"), std::string::npos);
+  EXPECT_EQ(Logs(srv, 2).find("deploying"), std::string::npos) << "the step ran without its secret";
 }
 
 }  // namespace
