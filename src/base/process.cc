@@ -82,6 +82,7 @@ struct ChildSetup {
   std::vector<int> pass_fds;
   std::vector<std::pair<int, uint64_t>> rlimits;
   bool die_with_parent = false;
+  std::string cgroup_procs;
 };
 
 // Closes every descriptor from `first` up. close_range(2) where the kernel has it (5.9+), else one
@@ -113,6 +114,11 @@ void CloseFrom(int first) {
   for (const auto& [resource, value] : s.rlimits) {
     struct rlimit rl = {static_cast<rlim_t>(value), static_cast<rlim_t>(value)};
     if (::setrlimit(resource, &rl) != 0) ChildFail(error_pipe, errno);
+  }
+  if (!s.cgroup_procs.empty()) {
+    int fd = ::open(s.cgroup_procs.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ::write(fd, "0\n", 2) != 2) ChildFail(error_pipe, errno);
+    ::close(fd);
   }
   // Nothing of the parent's but what was asked for: pass_fds become 3, 4, ..., the error pipe
   // moves above them (it is close-on-exec), everything else is closed.
@@ -151,6 +157,7 @@ Result<ChildSetup> Prepare(const std::vector<std::string>& argv, const ProcessOp
   s.pass_fds = options.pass_fds;
   s.rlimits = options.rlimits;
   s.die_with_parent = options.die_with_parent;
+  s.cgroup_procs = options.cgroup_procs;
   if (s.pass_fds.size() > 16) return InvalidArgumentError("run: at most 16 descriptors can be passed");
   return s;
 }

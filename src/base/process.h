@@ -40,6 +40,9 @@ struct ProcessOptions {
   // {RLIMIT_AS, 1 << 30}.
   std::vector<std::pair<int, uint64_t>> rlimits;
   bool die_with_parent = false;  // SIGKILL the child when the thread that started it exits
+  // A cgroup's cgroup.procs file the child moves itself into before exec (base/sandbox.h
+  // PidsCgroup); failing to is failing to start.
+  std::string cgroup_procs;
 };
 
 struct ProcessResult {

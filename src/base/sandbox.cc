@@ -2,8 +2,11 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <mutex>
 #include <utility>
@@ -137,6 +140,41 @@ Result<SandboxCommand> PrepareSandbox(const std::string& bwrap, const SandboxSpe
   cmd.argv = {bwrap, "--args", "3", "--"};
   cmd.argv.insert(cmd.argv.end(), spec.command.begin(), spec.command.end());
   return cmd;
+}
+
+Result<PidsCgroup> PidsCgroup::Create(uint64_t max) {
+  static std::atomic<uint64_t> counter{0};
+  std::string parent;
+  if (::access("/sys/fs/cgroup/pids/cgroup.procs", W_OK) == 0) {
+    parent = "/sys/fs/cgroup/pids";  // v1
+  } else if (auto sub = ReadFile("/sys/fs/cgroup/cgroup.subtree_control", 4096);
+             sub.ok() && sub->find("pids") != std::string::npos && ::access("/sys/fs/cgroup", W_OK) == 0) {
+    parent = "/sys/fs/cgroup";  // v2, pids enabled for the root's children
+  } else {
+    return UnavailableError("no writable pids cgroup controller here (run as root on a host with one)");
+  }
+  std::string dir = fmt::format("{}/gantry-{}-{}", parent, ::getpid(), counter.fetch_add(1));
+  if (::mkdir(dir.c_str(), 0755) != 0) return ErrnoError(errno, "create cgroup " + dir);
+  PidsCgroup cg(dir);
+  int fd = ::open((dir + "/pids.max").c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError(errno, "open " + dir + "/pids.max");
+  Status s = WriteAll(fd, std::to_string(max), dir + "/pids.max");
+  ::close(fd);
+  if (!s.ok()) return s;
+  return cg;
+}
+
+uint64_t PidsCgroup::Refusals() const {
+  auto events = ReadFile(dir_ + "/pids.events", 4096);
+  if (!events.ok()) return 0;
+  size_t at = events->find("max ");
+  return at == std::string::npos ? 0 : std::strtoull(events->c_str() + at + 4, nullptr, 10);
+}
+
+PidsCgroup::~PidsCgroup() {
+  if (dir_.empty()) return;
+  // The group's last processes may still be exiting after the leader was reaped.
+  for (int i = 0; i < 200 && ::rmdir(dir_.c_str()) != 0 && errno == EBUSY; ++i) ::usleep(10000);
 }
 
 Result<std::string> FindBwrap(const std::string& bwrap) {

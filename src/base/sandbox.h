@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -87,6 +88,31 @@ std::vector<std::string> SandboxArgs(const SandboxSpec& spec);
 // per process; the answer is cached); FailedPrecondition saying why not (not installed, user
 // namespaces disabled...), with what to do.
 Status SandboxWorks(const std::string& bwrap);
+
+// A pids cgroup of its own for one sandboxed program tree, so that a fork bomb stops at `max`
+// processes. (RLIMIT_NPROC does not bind when the server runs as root: the kernel never enforces
+// it for the host's root user, and a sandbox's uid maps to the user that started it.) Uses the
+// pids controller of cgroup v1 (/sys/fs/cgroup/pids) or of cgroup v2 (/sys/fs/cgroup, when the
+// root enables pids for its children). The directory is removed when this is destroyed (waiting
+// briefly for the last processes to be reaped). Not thread-safe; one per program.
+class PidsCgroup {
+ public:
+  // Unavailable when this host has no pids controller this process may write (not root, no
+  // controller mounted); the caller then falls back to RLIMIT_NPROC and says so.
+  static Result<PidsCgroup> Create(uint64_t max);
+  PidsCgroup(PidsCgroup&& other) noexcept : dir_(std::exchange(other.dir_, {})) {}
+  PidsCgroup& operator=(PidsCgroup&&) = delete;
+  PidsCgroup(const PidsCgroup&) = delete;
+  ~PidsCgroup();
+  // For ProcessOptions::cgroup_procs.
+  std::string procs_file() const { return dir_ + "/cgroup.procs"; }
+  // How many times a fork was refused for the limit (pids.events "max"), or 0 when unknown.
+  uint64_t Refusals() const;
+
+ private:
+  explicit PidsCgroup(std::string dir) : dir_(std::move(dir)) {}
+  std::string dir_;
+};
 
 // Finds bubblewrap: `bwrap` when it holds a '/', else in PATH. FailedPrecondition naming what to
 // install when it is missing.

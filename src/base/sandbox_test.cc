@@ -137,6 +137,33 @@ TEST_F(SandboxTest, MountsAreTheOnlyWritablePlaceAndCannotNestUserNamespaces) {
   EXPECT_TRUE(fs::exists(dir_ / "ws" / "out"));
 }
 
+// A fork bomb: RLIMIT_NPROC does not bind a root-run server's steps, a pids cgroup does.
+TEST_F(SandboxTest, APidsCgroupStopsAForkBomb) {
+  auto cg = PidsCgroup::Create(16);
+  if (!cg.ok()) GTEST_SKIP() << cg.status().message();
+  ProcessOptions po;
+  po.cgroup_procs = cg->procs_file();
+  po.timeout = std::chrono::seconds(30);
+  // A shell dies when it cannot fork; Python counts the forks that worked.
+  ProcessResult r = Sh("python3 -c 'import os, time\n"
+                       "n = 0\n"
+                       "for i in range(64):\n"
+                       "    try:\n"
+                       "        pid = os.fork()\n"
+                       "    except OSError:\n"
+                       "        break\n"
+                       "    if pid == 0:\n"
+                       "        time.sleep(2)\n"
+                       "        os._exit(0)\n"
+                       "    n += 1\n"
+                       "print(\"running=%d\" % n)'",
+                       {}, po);
+  EXPECT_GT(cg->Refusals(), 0u) << r.out;
+  ASSERT_THAT(r.out, HasSubstr("running=")) << r.Describe();
+  int running = std::atoi(r.out.substr(r.out.find("running=") + 8).c_str());
+  EXPECT_LE(running, 16) << r.out;
+}
+
 TEST(Sandbox, RelativeMountsAndEmptyCommandsAreRefused) {
   SandboxSpec spec;
   EXPECT_EQ(PrepareSandbox("/usr/bin/bwrap", spec).status().code(), Code::kInvalidArgument);

@@ -52,6 +52,9 @@ struct StepRequest {
   Limits limits;
   std::chrono::milliseconds timeout{std::chrono::hours(1)};
   std::string image;  // Kubernetes executor
+  // False for code nobody trusted yet (fork pull requests): the Kubernetes executor runs it in its
+  // untrusted namespace.
+  bool trusted = true;
 };
 
 struct StepOutcome {
@@ -89,6 +92,10 @@ struct ProcessExecutorOptions {
   // Host paths steps may read, bound read-only at the same place: toolchains outside /usr that the
   // operator provides (an SDK under /opt). Never a path holding credentials.
   std::vector<std::string> extra_ro_paths;
+  // Processes a step may have at once (its pids cgroup; a smaller `limits.processes` wins), so a
+  // fork bomb stops there. Where no pids cgroup can be made (not root), RLIMIT_NPROC from the
+  // pipeline's limits is all there is, and a warning says so once. 0 = no limit.
+  uint64_t max_processes = 1024;
   std::chrono::milliseconds kill_grace{2000};  // SIGTERM → SIGKILL on timeout / cancel
 };
 
@@ -102,9 +109,16 @@ struct KubernetesExecutorOptions {
   std::chrono::milliseconds poll{250};  // Pod status and log polling
   // The workspace is not shipped to the cluster in this version: the Pod gets an emptyDir at
   // /workspace. See docs/pipelines.md.
+  // Where untrusted steps (StepRequest::trusted false) run; "" = namespace_ + "-untrusted". It is
+  // created when missing, with a NetworkPolicy denying all ingress and egress of its Pods.
+  std::string untrusted_namespace;
+  int64_t run_as_user = 1000;  // uid, gid and fsGroup of every step; never 0
+  uint64_t max_log_bytes = 16ull << 20;  // of a step's log forwarded; the rest is dropped, with a note
 };
 
-// Runs steps as Pods through `client` (which must outlive the executor). For each step:
+// Runs steps as Pods through `client` (which must outlive the executor). Trusted steps run in
+// `namespace_`; untrusted ones in `untrusted_namespace`, which the first untrusted step creates
+// (with a default-deny NetworkPolicy "gantry-default-deny") when missing. For each step:
 //   - a Secret "<pod>-env" with the step's secrets only (none when it has none), referenced by
 //     secretKeyRef, so secret values never appear in the Pod spec; the other variables are plain
 //     `env:` entries of the container;
@@ -113,14 +127,20 @@ struct KubernetesExecutorOptions {
 //   - the Pod: the step's argv as `command` (never through a shell it did not name), the image,
 //     labels app.kubernetes.io/managed-by=gantry, gantry.dev/run, gantry.dev/step, gantry.dev/pod
 //     (annotations keep the unabridged names), restartPolicy Never, no service-account token,
-//     activeDeadlineSeconds = timeout, `limits.memory` as the memory limit.
+//     activeDeadlineSeconds = timeout, `limits.memory` as the memory limit; hardened: runAsNonRoot
+//     as run_as_user, no privilege escalation, every capability dropped, the RuntimeDefault seccomp
+//     profile and a read-only root file system, with emptyDirs at /workspace and /tmp.
 // The Secret and NetworkPolicy are owned by the Pod (garbage-collected with it if Gantry dies).
 // The exit code is containerStatuses[0].state.terminated.exitCode; a Pod that fails without one
 // (evicted, deadline) is a failure with its reason. Timeout and cancellation delete the Pod; the
 // Pod and its objects are deleted after every step. Logs are polled from pods/NAME/log with
-// timestamps (only new lines are forwarded); a cluster that serves no logs (kwok) gives one line
+// timestamps and limitBytes (only new lines are forwarded, at most max_log_bytes per step, then
+// one line saying the rest was dropped); a cluster that serves no logs (kwok) gives one line
 // saying so. Errors: Unavailable/… from the API when the Pod cannot be created.
 std::unique_ptr<Executor> NewKubernetesExecutor(kube::Client& client, KubernetesExecutorOptions options = {});
+
+// The namespace the step runs in: options.namespace_ when request.trusted, else the untrusted one.
+std::string StepNamespace(const StepRequest& request, const KubernetesExecutorOptions& options);
 
 // The Pod NAME gets for `request` (pure; exposed for tests).
 value::Value KubernetesPodSpec(const StepRequest& request, const std::string& pod_name,

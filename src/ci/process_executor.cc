@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <mutex>
 #include <optional>
 
+#include "base/log.h"
 #include "base/process.h"
 #include "base/sandbox.h"
 #include "ci/executor.h"
@@ -63,6 +65,22 @@ class ProcessExecutor final : public Executor {
       po.env = r.env;
       po.cwd = r.workspace.string();
     }
+    uint64_t max_procs = options_.max_processes;
+    if (r.limits.processes != 0 && (max_procs == 0 || r.limits.processes < max_procs)) max_procs = r.limits.processes;
+    std::optional<PidsCgroup> cgroup;  // outlives the Process below, so it is removed after the tree is gone
+    if (max_procs > 0) {
+      auto cg = PidsCgroup::Create(max_procs);
+      if (cg.ok()) {
+        cgroup.emplace(std::move(*cg));
+        po.cgroup_procs = cgroup->procs_file();
+      } else {
+        static std::once_flag warned;
+        std::call_once(warned, [&] {
+          log::Warn("ci: steps' process counts are not limited ({}); a fork bomb in a step is stopped only by its "
+                    "timeout", cg.status().message());
+        });
+      }
+    }
     int fd = -1;
     Clock::time_point start = Clock::now();
     auto started = Process::StartPiped(argv, po, &fd);
@@ -112,6 +130,10 @@ class ProcessExecutor final : public Executor {
       }
     }
     ::close(fd);
+    if (cgroup && cgroup->Refusals() > 0) {
+      output(fmt::format("gantry: {} process creation(s) refused: the step reached its limit of {} processes\n",
+                         cgroup->Refusals(), max_procs));
+    }
     out.duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
     int status = proc.status().value_or(0);
     if (WIFEXITED(status)) out.exit_code = WEXITSTATUS(status);
