@@ -1,6 +1,13 @@
 #include "base/path.h"
 
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -61,6 +68,143 @@ TEST_F(PathTest, AtomicWriteThenBoundedRead) {
   EXPECT_EQ(*ReadFile(f), "secret");
   EXPECT_EQ(ReadFile(f, 3).status().code(), Code::kResourceExhausted);
   EXPECT_EQ(ReadFile(repo() / "missing").status().code(), Code::kNotFound);
+}
+
+TEST_F(PathTest, WriteFileAtomicIgnoresAPlantedTempSymlink) {
+  // The old temp name was predictable (<file>.tmp.<pid>), so a repository could commit a link under
+  // it and have the write go wherever the link pointed.
+  auto canary = root_ / "canary";
+  { std::ofstream(canary) << "untouched"; }
+  auto f = repo() / "values.yaml";
+  ASSERT_EQ(symlink(canary.c_str(), (f.string() + ".tmp." + std::to_string(getpid())).c_str()), 0);
+  ASSERT_TRUE(WriteFileAtomic(f, "new: 1\n", 0644).ok());
+  EXPECT_EQ(*ReadFile(canary), "untouched");
+  EXPECT_FALSE(fs::is_symlink(f));
+  EXPECT_EQ(*ReadFile(f), "new: 1\n");
+  size_t temps = 0;
+  for (const auto& e : fs::directory_iterator(repo())) temps += e.path().filename().string().find(".tmp.") != std::string::npos;
+  EXPECT_EQ(temps, 1u);  // only the planted link: no temp file left behind
+}
+
+class CopyTest : public PathTest {
+ protected:
+  void SetUp() override {
+    PathTest::SetUp();
+    fs::create_directories(src() / "x" / "sub");
+    fs::create_directories(dst());
+    fs::create_directories(outside());
+    Write(src() / "x" / "sub" / "file", "data");
+    Write(root_ / "canary", "host secret");
+  }
+  fs::path src() { return root_ / "src"; }
+  fs::path dst() { return root_ / "dst"; }
+  fs::path outside() { return root_ / "outside"; }
+  static void Write(const fs::path& p, const std::string& data) { std::ofstream(p) << data; }
+  bool OutsideEmpty() { return fs::is_empty(outside()); }
+};
+
+TEST_F(CopyTest, CopiesDirectoriesFilesAndLinksWithoutFollowingThem) {
+  Write(src() / "x" / "tool", "#!/bin/sh\n");
+  ASSERT_EQ(chmod((src() / "x" / "tool").c_str(), 04750), 0);
+  ASSERT_EQ(symlink((root_ / "canary").c_str(), (src() / "x" / "leak").c_str()), 0);
+  ASSERT_EQ(symlink("sub/file", (src() / "x" / "rel").c_str()), 0);
+  ASSERT_EQ(mkfifo((src() / "x" / "fifo").c_str(), 0600), 0);
+  auto r = CopyTreeBeneath(src(), "x", dst(), "cache/x");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->files, 2u);
+  EXPECT_EQ(r->links, 2u);
+  EXPECT_EQ(r->skipped, 1u);
+  EXPECT_EQ(*ReadFile(dst() / "cache/x/sub/file"), "data");
+  EXPECT_EQ(fs::status(dst() / "cache/x/tool").permissions(), static_cast<fs::perms>(0750));  // no setuid
+  EXPECT_TRUE(fs::is_symlink(dst() / "cache/x/leak"));  // a link, not the canary's content
+  EXPECT_EQ(fs::read_symlink(dst() / "cache/x/leak"), root_ / "canary");
+  EXPECT_EQ(fs::read_symlink(dst() / "cache/x/rel"), "sub/file");
+  EXPECT_FALSE(fs::exists(dst() / "cache/x/fifo"));
+  // A single file, and the whole root merged into an existing directory.
+  ASSERT_TRUE(CopyTreeBeneath(src(), "x/sub/file", dst(), "one/f").ok());
+  EXPECT_EQ(*ReadFile(dst() / "one/f"), "data");
+  ASSERT_TRUE(CopyTreeBeneath(src(), "", dst(), "").ok());
+  EXPECT_EQ(*ReadFile(dst() / "x/sub/file"), "data");
+  EXPECT_EQ(*ReadFile(dst() / "one/f"), "data");
+}
+
+TEST_F(CopyTest, RefusesPathsThatLeaveTheRootsOrDoNotExist) {
+  EXPECT_EQ(CopyTreeBeneath(src(), "../canary", dst(), "c").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(CopyTreeBeneath(src(), "x", dst(), "a/../../c").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(CopyTreeBeneath(src(), "/etc", dst(), "c").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(CopyTreeBeneath(src(), "missing/x", dst(), "c").status().code(), Code::kNotFound);
+  EXPECT_EQ(CopyTreeBeneath(src(), "x/sub/file", dst(), "").status().code(), Code::kInvalidArgument);
+}
+
+TEST_F(CopyTest, ASourceComponentThatIsALinkIsNotRead) {
+  ASSERT_EQ(symlink("/", (src() / "root").c_str()), 0);
+  ASSERT_EQ(symlink((root_ / "canary").c_str(), (src() / "file").c_str()), 0);
+  ASSERT_EQ(symlink(root_.c_str(), (src() / "x" / "up").c_str()), 0);
+  for (const char* rel : {"root", "root/etc", "file", "x/up/canary"}) {
+    auto r = CopyTreeBeneath(src(), rel, dst(), "c");
+    EXPECT_EQ(r.status().code(), Code::kPermissionDenied) << rel;
+    EXPECT_NE(r.status().message().find("is a symbolic link"), std::string::npos) << r.status().message();
+  }
+  EXPECT_TRUE(fs::is_empty(dst()));
+}
+
+TEST_F(CopyTest, ADestinationComponentThatIsALinkIsNotWrittenThrough) {
+  ASSERT_EQ(symlink(outside().c_str(), (dst() / "x").c_str()), 0);
+  auto top = CopyTreeBeneath(src(), "x", dst(), "x");
+  EXPECT_EQ(top.status().code(), Code::kPermissionDenied);
+  EXPECT_NE(top.status().message().find((dst() / "x").string()), std::string::npos) << top.status().message();
+  EXPECT_EQ(CopyTreeBeneath(src(), "x/sub/file", dst(), "x/sub/file").status().code(), Code::kPermissionDenied);
+  // A directory deeper in the tree.
+  fs::remove(dst() / "x");
+  fs::create_directories(dst() / "x");
+  ASSERT_EQ(symlink(outside().c_str(), (dst() / "x" / "sub").c_str()), 0);
+  EXPECT_EQ(CopyTreeBeneath(src(), "x", dst(), "x").status().code(), Code::kPermissionDenied);
+  EXPECT_TRUE(OutsideEmpty());
+}
+
+TEST_F(CopyTest, ALinkWhereAFileGoesIsReplacedNotWrittenThrough) {
+  fs::create_directories(dst() / "x" / "sub");
+  ASSERT_EQ(symlink((root_ / "canary").c_str(), (dst() / "x" / "sub" / "file").c_str()), 0);
+  ASSERT_TRUE(CopyTreeBeneath(src(), "x", dst(), "x").ok());
+  EXPECT_EQ(*ReadFile(root_ / "canary"), "host secret");
+  EXPECT_FALSE(fs::is_symlink(dst() / "x" / "sub" / "file"));
+  EXPECT_EQ(*ReadFile(dst() / "x" / "sub" / "file"), "data");
+}
+
+TEST_F(CopyTest, NeverWritesOutsideWhileAComponentIsSwappedForALink) {
+  // Another process keeps exchanging dst/x (a directory) with a link to `outside`: each copy lands
+  // in the real directory or fails, never in `outside`.
+  fs::create_directories(dst() / "x");
+  ASSERT_EQ(symlink(outside().c_str(), (dst() / "alt").c_str()), 0);
+  std::atomic<bool> stop{false};
+  std::atomic<int> swaps{0};
+  std::thread swapper([&] {
+    while (!stop.load()) {
+      swaps += ::renameat2(AT_FDCWD, (dst() / "x").c_str(), AT_FDCWD, (dst() / "alt").c_str(), RENAME_EXCHANGE) == 0;
+    }
+  });
+  int ok = 0, refused = 0;
+  for (int i = 0; i < 300; ++i) {
+    auto r = CopyTreeBeneath(src(), "x", dst(), "x");
+    ok += r.ok();
+    refused += r.status().code() == Code::kPermissionDenied;
+  }
+  stop.store(true);
+  swapper.join();
+  EXPECT_TRUE(OutsideEmpty());
+  EXPECT_GT(swaps.load(), 0);
+  EXPECT_GT(refused, 0) << ok << " copies succeeded";  // the race was really run
+}
+
+TEST_F(CopyTest, LimitsAreEnforced) {
+  Write(src() / "x" / "big", std::string(1000, 'b'));
+  EXPECT_EQ(CopyTreeBeneath(src(), "x", dst(), "a", {.max_bytes = 500}).status().code(), Code::kResourceExhausted);
+  EXPECT_EQ(CopyTreeBeneath(src(), "x", dst(), "b", {.max_entries = 2}).status().code(), Code::kResourceExhausted);
+  fs::path deep = src() / "deep";
+  for (int i = 0; i < 5; ++i) deep /= "d";
+  fs::create_directories(deep);
+  EXPECT_EQ(CopyTreeBeneath(src(), "deep", dst(), "c", {.max_depth = 3}).status().code(), Code::kResourceExhausted);
+  EXPECT_TRUE(CopyTreeBeneath(src(), "deep", dst(), "c", {.max_depth = 5}).ok());
 }
 
 }  // namespace

@@ -1,11 +1,15 @@
 #include "ci/runner.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "base/hash.h"
 #include "base/log.h"
@@ -51,12 +55,19 @@ Result<std::map<std::string, std::string>> ReadSecretsFile(const fs::path& path)
 
 namespace {
 
+// The byte budget of a run's logs, shared by its steps.
+struct LogBudget {
+  uint64_t max = 0;  // 0 = unlimited
+  std::atomic<uint64_t> used{0};
+};
+
 // Log of one step: masks, batches into chunks for the store, forwards to the progress callback.
+// Output beyond the run's budget is dropped after one line saying so.
 class StepLog {
  public:
   StepLog(const std::vector<std::string>& secrets, store::Store* st, int64_t run_id, std::string step,
-          const std::function<void(std::string_view)>& live)
-      : masker_(secrets), store_(st), run_id_(run_id), step_(std::move(step)), live_(live) {}
+          const std::function<void(std::string_view)>& live, LogBudget& budget)
+      : masker_(secrets), store_(st), run_id_(run_id), step_(std::move(step)), live_(live), budget_(budget) {}
 
   void Write(std::string_view raw) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -74,9 +85,19 @@ class StepLog {
  private:
   static constexpr size_t kChunk = 16 * 1024;
   void Emit(const std::string& masked) {
-    if (masked.empty()) return;
-    if (live_) live_(masked);
-    buf_ += masked;
+    if (masked.empty() || truncated_) return;
+    std::string text = masked;
+    if (budget_.max > 0) {
+      uint64_t before = budget_.used.fetch_add(text.size());
+      if (before + text.size() > budget_.max) {
+        text.resize(before >= budget_.max ? 0 : budget_.max - before);
+        if (!text.empty() && text.back() != '\n') text += '\n';
+        text += fmt::format("gantry: log truncated at {} bytes\n", budget_.max);
+        truncated_ = true;
+      }
+    }
+    if (live_) live_(text);
+    buf_ += text;
   }
   void FlushLocked() {
     while (!buf_.empty()) {
@@ -96,26 +117,92 @@ class StepLog {
   int64_t run_id_;
   std::string step_;
   const std::function<void(std::string_view)>& live_;
-  std::string buf_;  // GUARDED_BY(mu_)
-  int64_t seq_ = 0;  // GUARDED_BY(mu_)
+  LogBudget& budget_;
+  std::string buf_;         // GUARDED_BY(mu_)
+  int64_t seq_ = 0;         // GUARDED_BY(mu_)
+  bool truncated_ = false;  // GUARDED_BY(mu_)
 };
 
-Status CopyTree(const fs::path& from, const fs::path& to) {
-  std::error_code ec;
-  fs::create_directories(to.parent_path(), ec);
-  fs::file_status st = fs::symlink_status(from, ec);
-  if (fs::is_directory(st)) {
-    fs::create_directories(to, ec);
-    fs::copy(from, to, fs::copy_options::recursive | fs::copy_options::copy_symlinks | fs::copy_options::overwrite_existing, ec);
-  } else {
-    fs::copy(from, to, fs::copy_options::copy_symlinks | fs::copy_options::overwrite_existing, ec);
-  }
-  if (ec) return InternalError("copy {} to {}: {}", from.string(), to.string(), ec.message());
-  return OkStatus();
+// A directory name for an untrusted string (a repository URL, a cache key).
+std::string Key(std::string_view s) { return Sha256Hex(s).substr(0, 24); }
+
+// <cache_root>/<repository>/trusted: what trusted runs of the repository read and write.
+fs::path TrustedScope(const RunOptions& o) { return o.cache_root / Key(o.cache_repository) / "trusted"; }
+
+// Where this run saves: the trusted scope, or for an untrusted run
+// <cache_root>/<repository>/untrusted/<source>, which trusted runs never read.
+fs::path OwnScope(const RunOptions& o) {
+  if (o.trusted) return TrustedScope(o);
+  return o.cache_root / Key(o.cache_repository) / "untrusted" / Key(o.cache_source);
 }
 
-fs::path CacheDir(const fs::path& root, const Pipeline& p, const CacheSpec& c) {
-  return root / Sha256Hex(p.name + '\0' + c.key).substr(0, 24);
+std::string EntryName(const Pipeline& p, const CacheSpec& c) { return Key(p.name + '\0' + c.key); }
+
+// Marks a cache entry as used now (eviction removes the least recently used first).
+void Touch(const fs::path& entry) { ::utimensat(AT_FDCWD, entry.c_str(), nullptr, 0); }
+
+uint64_t TreeBytes(const fs::path& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    struct stat st;
+    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) total += static_cast<uint64_t>(st.st_size);
+  }
+  return total;
+}
+
+// Removes cache entries until those under `root` total at most `quota` bytes: untrusted entries
+// first, then trusted ones, each least recently used (directory mtime) first. Saves in progress in
+// this process are left alone; those a dead process left behind count as entries. Returns how many
+// entries were removed.
+int EvictCaches(const fs::path& root, uint64_t quota) {
+  static std::mutex mu;  // one eviction at a time in this process
+  std::lock_guard<std::mutex> lock(mu);
+  struct Entry {
+    bool trusted;
+    fs::file_time_type used;
+    fs::path path;
+    uint64_t bytes;
+  };
+  std::vector<Entry> entries;
+  uint64_t total = 0;
+  const std::string ours = fmt::format(".tmp-{}-", ::getpid());
+  auto add_scope = [&](const fs::path& scope, bool trusted) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(scope, ec)) {
+      if (e.is_symlink(ec) || !e.is_directory(ec) || e.path().filename().string().find(ours) != std::string::npos) {
+        continue;
+      }
+      entries.push_back({trusted, e.last_write_time(ec), e.path(), TreeBytes(e.path())});
+      total += entries.back().bytes;
+    }
+  };
+  std::error_code ec;
+  for (const auto& repo : fs::directory_iterator(root, ec)) {
+    add_scope(repo.path() / "trusted", true);
+    std::error_code ec2;
+    for (const auto& source : fs::directory_iterator(repo.path() / "untrusted", ec2)) add_scope(source.path(), false);
+  }
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return std::tie(a.trusted, a.used) < std::tie(b.trusted, b.used);
+  });
+  static std::atomic<uint64_t> seq{0};
+  int removed = 0;
+  for (const Entry& e : entries) {
+    if (total <= quota) break;
+    // Out of sight at once (a rename), then deleted.
+    fs::path gone = e.path.string() + fmt::format(".evict-{}-{}", ::getpid(), seq.fetch_add(1));
+    if (::rename(e.path.c_str(), gone.c_str()) != 0) continue;
+    fs::remove_all(gone, ec);
+    total -= e.bytes;
+    ++removed;
+  }
+  return removed;
+}
+
+std::string Millis(std::chrono::milliseconds d) {
+  return d.count() % 1000 == 0 ? fmt::format("{}s", d.count() / 1000) : fmt::format("{}ms", d.count());
 }
 
 }  // namespace
@@ -155,6 +242,7 @@ Result<RunResult> Runner::Run() {
   std::mutex mu;  // guards result, running, progress calls
   std::condition_variable cv;
   std::vector<std::unique_ptr<StepLog>> logs(steps.size());
+  LogBudget log_budget{.max = options_.max_log_bytes};
   std::vector<std::thread> threads;
   int running = 0;
 
@@ -182,9 +270,15 @@ Result<RunResult> Runner::Run() {
     req.argv = step.argv;
     req.workspace = options_.workspace;
     req.artifacts = artifacts;
-    req.network = step.network;
+    req.network = step.network && options_.allow_network;
+    if (step.network && !options_.allow_network) slog.Write("gantry: network off for this run (untrusted)\n");
     req.limits = step.limits;
     req.timeout = step.timeout;
+    if (options_.max_step_timeout.count() > 0 && req.timeout > options_.max_step_timeout) {
+      req.timeout = options_.max_step_timeout;
+      slog.Write(fmt::format("gantry: timeout {} capped at {} for this run\n", Millis(step.timeout),
+                             Millis(req.timeout)));
+    }
     req.image = step.image;
     req.env = {{"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
                {"HOME", "/tmp"},
@@ -213,18 +307,19 @@ Result<RunResult> Runner::Run() {
       req.env[name] = it->second;
       req.secret_names.insert(name);
     }
-    // Caches in.
+    // Caches in: the run's own scope, else (untrusted runs) the trusted scope, read only.
     if (failure.empty() && !options_.cache_root.empty()) {
       for (const auto& c : step.caches) {
-        fs::path dir = CacheDir(options_.cache_root, pipeline_, c);
+        fs::path dir = OwnScope(options_) / EntryName(pipeline_, c);
+        std::error_code e;
+        if (!options_.trusted && !fs::is_directory(dir, e)) dir = TrustedScope(options_) / EntryName(pipeline_, c);
+        if (!fs::is_directory(dir, e)) continue;
+        if (dir.parent_path() == OwnScope(options_)) Touch(dir);
         for (const auto& p : c.paths) {
-          std::error_code e;
-          if (!fs::exists(fs::symlink_status(dir / p, e))) continue;
-          auto dest = SafeJoin(options_.workspace, p);
-          if (!dest.ok()) continue;
-          Status s = CopyTree(dir / p, *dest);
-          slog.Write(s.ok() ? fmt::format("gantry: cache {} restored {}\n", c.key, p)
-                            : fmt::format("gantry: cache {} not restored: {}\n", c.key, s.message()));
+          auto copied = CopyTreeBeneath(dir, p, options_.workspace, p);
+          if (copied.status().code() == Code::kNotFound) continue;  // not in this cache
+          slog.Write(copied.ok() ? fmt::format("gantry: cache {} restored {}\n", c.key, p)
+                                 : fmt::format("gantry: cache {} not restored: {}\n", c.key, copied.status().message()));
         }
       }
     }
@@ -242,43 +337,72 @@ Result<RunResult> Runner::Run() {
         if (outcome.success() || outcome.timed_out || outcome.cancelled) break;
       }
     }
+    // Caches out, into this run's own scope only: written beside the old entry, then renamed over it.
     if (failure.empty() && outcome.success() && !options_.cache_root.empty()) {
+      static std::atomic<uint64_t> seq{0};
       for (const auto& c : step.caches) {
-        fs::path dir = CacheDir(options_.cache_root, pipeline_, c);
-        fs::path tmp = dir.string() + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(i);
+        fs::path dir = OwnScope(options_) / EntryName(pipeline_, c);
+        fs::path tmp = dir.string() + fmt::format(".tmp-{}-{}", ::getpid(), seq.fetch_add(1));
         std::error_code e;
-        fs::remove_all(tmp, e);
-        bool ok = true;
-        for (const auto& p : c.paths) {
-          auto src = SafeJoin(options_.workspace, p);
-          if (!src.ok() || !fs::exists(fs::symlink_status(*src, e))) continue;
-          ok = ok && CopyTree(*src, tmp / p).ok();
+        fs::create_directories(tmp, e);
+        Status saved = e ? ErrnoError(e.value(), "create " + tmp.string()) : OkStatus();
+        uint64_t files = 0, bytes = 0;
+        size_t found = 0;
+        for (size_t k = 0; saved.ok() && k < c.paths.size(); ++k) {
+          // A cache larger than the whole quota would only be evicted: refuse it while copying.
+          auto copied = CopyTreeBeneath(options_.workspace, c.paths[k], tmp, c.paths[k],
+                                        {.max_bytes = options_.cache_quota_bytes});
+          if (copied.status().code() == Code::kNotFound) continue;  // the step did not make it
+          saved = copied.status();
+          if (!copied.ok()) break;
+          ++found;
+          files += copied->files;
+          bytes += copied->bytes;
+          if (options_.cache_quota_bytes > 0 && bytes > options_.cache_quota_bytes) {
+            saved = ResourceExhaustedError("more than the cache quota of {} bytes", options_.cache_quota_bytes);
+          }
         }
-        if (ok) {
+        if (saved.ok() && found == 0) saved = NotFoundError("none of its paths exist");
+        if (saved.ok()) {
           fs::remove_all(dir, e);
-          fs::create_directories(dir.parent_path(), e);
-          fs::rename(tmp, dir, e);
-          slog.Write(fmt::format("gantry: cache {} saved\n", c.key));
+          if (::rename(tmp.c_str(), dir.c_str()) != 0) saved = ErrnoError(errno, "rename to " + dir.string());
+          Touch(dir);
         }
         fs::remove_all(tmp, e);
+        slog.Write(saved.ok() ? fmt::format("gantry: cache {} saved ({} files, {} bytes)\n", c.key, files, bytes)
+                              : fmt::format("gantry: cache {} not saved: {}\n", c.key, saved.message()));
+        if (saved.ok() && options_.cache_quota_bytes > 0) {
+          int removed = EvictCaches(options_.cache_root, options_.cache_quota_bytes);
+          if (removed > 0) {
+            slog.Write(fmt::format("gantry: cache quota of {} bytes: removed {} least recently used cache(s)\n",
+                                   options_.cache_quota_bytes, removed));
+          }
+        }
       }
     }
     if (!step.artifacts.empty() && !outcome.cancelled) {
       fs::path dest_root = artifacts / StepDirName(step.name);
-      size_t n = 0;
+      size_t n = 0, refused = 0;
       std::error_code e;
       for (auto it = fs::recursive_directory_iterator(options_.workspace, e); !e && it != fs::recursive_directory_iterator();
            it.increment(e)) {
-        if (!it->is_regular_file(e) || it->is_symlink(e)) continue;
-        std::string rel = fs::relative(it->path(), options_.workspace, e).generic_string();
+        std::error_code entry_error;
+        if (!fs::is_regular_file(it->symlink_status(entry_error))) continue;  // links are never kept
+        std::string rel = it->path().lexically_relative(options_.workspace).generic_string();
         bool match = false;
         for (const auto& g : step.artifacts) match = match || GlobMatch(g, rel);
         if (!match) continue;
-        fs::create_directories((dest_root / rel).parent_path(), e);
-        fs::copy_file(it->path(), dest_root / rel, fs::copy_options::overwrite_existing, e);
-        ++n;
+        // The listing may be stale by now: the copy itself refuses any link on the way.
+        fs::create_directories(dest_root, entry_error);
+        auto copied = CopyTreeBeneath(options_.workspace, rel, dest_root, rel);
+        if (copied.ok()) {
+          ++n;
+        } else if (++refused <= 5) {
+          slog.Write(fmt::format("gantry: artifact {} not kept: {}\n", rel, copied.status().message()));
+        }
       }
-      slog.Write(fmt::format("gantry: {} artifact file(s) kept\n", n));
+      slog.Write(fmt::format("gantry: {} artifact file(s) kept{}\n", n,
+                             refused > 0 ? fmt::format(", {} not kept", refused) : ""));
     }
     slog.Flush(true);
     std::lock_guard<std::mutex> lock(mu);
@@ -337,7 +461,7 @@ Result<RunResult> Runner::Run() {
           progress(Progress::Kind::kOutput, name_only, d);
         };
         logs[i] = std::make_unique<StepLog>(secret_values, options_.store, options_.run_id, sr.name,
-                                            live[i]);
+                                            live[i], log_budget);
         ++running;
         progress_made = true;
         threads.emplace_back([&, i] { run_step(i); });

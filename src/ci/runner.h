@@ -7,11 +7,29 @@
 // (failure propagation); independent branches of the DAG keep running after a failure. A failed
 // attempt is retried `retry:` times (a timeout or a cancellation is not retried).
 //
-// Around each step: caches are restored (copied from <cache_root>/<hash of pipeline and key>/ into
-// the workspace) before it runs and saved after it succeeds (written beside the old entry, then
-// renamed over it); after it ends, the files matching its `artifacts:` are copied (regular files
-// only, never following a symlink) to <run_dir>/artifacts/<step>/, which later steps see
-// read-only under $GANTRY_ARTIFACTS/<step>/.
+// Around each step: caches are restored into the workspace before it runs and saved after it
+// succeeds; after it ends, the files matching its `artifacts:` are copied (regular files only) to
+// <run_dir>/artifacts/<step>/, which later steps see read-only under $GANTRY_ARTIFACTS/<step>/.
+// A step may be replacing anything in the workspace with a link while these host-side copies run,
+// so they all go through CopyTreeBeneath (base/path.h): every component is opened beneath its root
+// by descriptor, never through a link (one on the way fails the copy, naming it; links inside a
+// cached tree are copied as links, never followed).
+//
+// Caches are scoped by repository and trust, with hashes for names (H = first 24 hex digits of
+// SHA-256; an entry is H(pipeline name, NUL, cache key)):
+//   <cache_root>/H(cache_repository)/trusted/<entry>                      trusted runs read, write
+//   <cache_root>/H(cache_repository)/untrusted/H(cache_source)/<entry>    that source's untrusted runs
+// An untrusted run restores its own entry if there is one, else the trusted one (read only), and
+// saves only into its own scope: nothing it writes is ever read by a trusted run. A local run
+// (cache_repository "") has one trusted scope of its own. A save is written beside the old entry
+// and renamed over it. After a save, when the entries under cache_root exceed cache_quota_bytes,
+// whole entries are removed: untrusted ones first, then trusted ones, least recently used (saved or
+// restored by its own scope) first. A cache larger than the quota is not saved.
+//
+// Untrusted runs may also be bounded: allow_network = false runs every step without network, and
+// max_step_timeout caps each step's timeout (the step's log says so). The logs of a run share
+// max_log_bytes: once they are used up, the log of each step that writes more ends with one line
+// "gantry: log truncated at N bytes" and the rest of its output is dropped (the step keeps running).
 //
 // The environment of a step is built from nothing: PATH, HOME=/tmp, LANG, CI=true, GANTRY_*
 // (workspace, artifacts, step, pipeline, event, branch, commit, run id), then the pipeline's and
@@ -73,6 +91,18 @@ struct RunOptions {
   std::string commit;                // for GANTRY_COMMIT
   std::map<std::string, std::string> secrets;  // every configured secret (name → value)
   bool withhold_secrets = false;
+  // Trust and cache scope (docs/security.md). A trusted run (a push or a pull request from a branch
+  // of a configured repository) restores from and saves to the trusted scope of `cache_repository`.
+  // An untrusted run (a fork's pull request, or one the repository's policy does not trust) may
+  // restore from the trusted scope but saves only to a scope of its own, keyed by `cache_source`,
+  // which no trusted run ever reads.
+  bool trusted = true;
+  std::string cache_repository;  // the configured repository the run belongs to (a fork PR: its base)
+  std::string cache_source;      // untrusted runs: where the code came from (the fork's clone URL)
+  bool allow_network = true;     // false: every step runs without network, whatever it asks for
+  std::chrono::milliseconds max_step_timeout{0};  // 0 = none; else caps every step's timeout
+  uint64_t max_log_bytes = 64u << 20;        // of the whole run's logs; 0 = unlimited
+  uint64_t cache_quota_bytes = 5ull << 30;   // of everything under cache_root; 0 = unlimited
   std::vector<std::string> only_steps;  // run these and what they need; empty = all
   int parallelism = 4;
   store::Store* store = nullptr;  // optional; then run_id must name a run

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "base/base64.h"
+#include "base/hash.h"
 #include "base/path.h"
 
 namespace gantry::ci {
@@ -19,14 +20,16 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using store::RunState;
 
 struct Env {
-  Env() {
+  // sandbox = false: on the host, for tests of what the runner itself does on the host (copies).
+  explicit Env(bool sandbox = true) {
     std::string t = (fs::temp_directory_path() / "gantry-ci-test-XXXXXX").string();
     GANTRY_CHECK(::mkdtemp(t.data()) != nullptr);
     root = t;
-    auto ex = NewProcessExecutor({.sandbox = true});
+    auto ex = NewProcessExecutor({.sandbox = sandbox});
     if (!ex.ok()) ex = NewProcessExecutor({.sandbox = false});
     executor = std::move(ex).value();
     auto s = store::Open("sqlite:" + (root / "gantry.db").string());
@@ -59,6 +62,7 @@ struct Env {
     o.on_progress = [live](const Progress& pr) {
       if (live && pr.kind == Progress::Kind::kOutput) *live += pr.data;
     };
+    if (configure) configure(o);
     Runner runner(pipeline, *executor, o);
     return runner.Run();
   }
@@ -69,8 +73,17 @@ struct Env {
     GANTRY_CHECK(false);
     return r.steps[0];
   }
+  // The stored log of one step.
+  std::string Log(int64_t run_id, const std::string& step) {
+    auto chunks = st->ReadLog(run_id, step, 0, 100000);
+    GANTRY_CHECK(chunks.ok());
+    std::string out;
+    for (const auto& c : *chunks) out += c.data;
+    return out;
+  }
   fs::path root;
   int n = 0;
+  std::function<void(RunOptions&)> configure;  // applied to every run's options
   Pipeline pipeline;
   std::unique_ptr<Executor> executor;
   std::unique_ptr<store::Store> st;
@@ -248,6 +261,277 @@ TEST(Runner, MissingSecretFailsTheStep) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->state, RunState::kFailed);
   EXPECT_THAT(env.Step(*r, "s").message, HasSubstr("secret NOPE is not configured"));
+}
+
+// Trusted runs of "repo" and runs of a fork of it, with caches of .deps/v.
+RunOptions& Trusted(RunOptions& o) {
+  o.cache_repository = "https://git.example/org/app.git";
+  o.trusted = true;
+  return o;
+}
+RunOptions& Fork(RunOptions& o, const std::string& source = "https://git.example/mallory/app.git") {
+  Trusted(o).trusted = false;
+  o.cache_source = source;
+  return o;
+}
+std::string CacheStep(const std::string& value) {
+  return "shell: sh\nsteps:\n  s:\n    cache: {key: deps, paths: [.deps]}\n    run: |\n"
+         "      echo \"seen: $(cat .deps/v 2>/dev/null || echo none)\"; mkdir -p .deps; echo " + value + " > .deps/v\n";
+}
+
+TEST(Runner, ForkRunCannotPoisonTheTrustedCache) {
+  Env env;
+  std::string live;
+  env.configure = [](RunOptions& o) { Trusted(o); };
+  ASSERT_TRUE(env.Run(CacheStep("trusted"), {}, &live).ok());
+  EXPECT_THAT(live, HasSubstr("seen: none"));
+  env.configure = [](RunOptions& o) { Fork(o); };
+  live.clear();
+  auto fork = env.Run(CacheStep("poisoned"), {}, &live);
+  ASSERT_TRUE(fork.ok());
+  EXPECT_EQ(fork->state, RunState::kSucceeded) << live;
+  EXPECT_THAT(live, HasSubstr("gantry: cache deps saved"));
+  // The next trusted run still gets what a trusted run saved.
+  env.configure = [](RunOptions& o) { Trusted(o); };
+  live.clear();
+  ASSERT_TRUE(env.Run(CacheStep("trusted"), {}, &live).ok());
+  EXPECT_THAT(live, HasSubstr("seen: trusted"));
+  EXPECT_THAT(live, Not(HasSubstr("poisoned")));
+}
+
+TEST(Runner, UntrustedRunReadsTheTrustedCache) {
+  Env env;
+  std::string live;
+  env.configure = [](RunOptions& o) { Trusted(o); };
+  ASSERT_TRUE(env.Run(CacheStep("trusted"), {}, &live).ok());
+  // A fork's first run starts from the trusted cache; its later runs from what it saved itself;
+  // another fork still from the trusted one.
+  env.configure = [](RunOptions& o) { Fork(o); };
+  live.clear();
+  ASSERT_TRUE(env.Run(CacheStep("fork-1"), {}, &live).ok());
+  EXPECT_THAT(live, HasSubstr("seen: trusted"));
+  live.clear();
+  ASSERT_TRUE(env.Run(CacheStep("fork-2"), {}, &live).ok());
+  EXPECT_THAT(live, HasSubstr("seen: fork-1"));
+  env.configure = [](RunOptions& o) { Fork(o, "https://git.example/other/app.git"); };
+  live.clear();
+  ASSERT_TRUE(env.Run(CacheStep("other"), {}, &live).ok());
+  EXPECT_THAT(live, HasSubstr("seen: trusted"));
+  // Another repository shares nothing with this one; a local run (no repository) neither.
+  env.configure = [](RunOptions& o) { o.cache_repository = "https://git.example/org/other.git"; };
+  live.clear();
+  ASSERT_TRUE(env.Run(CacheStep("x"), {}, &live).ok());
+  EXPECT_THAT(live, HasSubstr("seen: none"));
+  env.configure = nullptr;
+  live.clear();
+  ASSERT_TRUE(env.Run(CacheStep("local"), {}, &live).ok());
+  EXPECT_THAT(live, HasSubstr("seen: none"));
+  live.clear();
+  ASSERT_TRUE(env.Run(CacheStep("local"), {}, &live).ok());
+  EXPECT_THAT(live, HasSubstr("seen: local"));
+}
+
+// Records what the runner asks for and succeeds without running anything.
+class RecordingExecutor : public Executor {
+ public:
+  Result<StepOutcome> Run(const StepRequest& request, const OutputFn& output, const std::atomic<bool>&) override {
+    std::lock_guard<std::mutex> lock(mu);
+    requests[request.step] = request;
+    output("ran\n");
+    return StepOutcome{.exit_code = 0};
+  }
+  std::string WorkspacePath(const fs::path& host) const override { return host.string(); }
+  std::string ArtifactsPath(const fs::path& host) const override { return host.string(); }
+  std::string_view name() const override { return "recording"; }
+  std::mutex mu;
+  std::map<std::string, StepRequest> requests;
+};
+
+TEST(Runner, UntrustedRunHasNoNetwork) {
+  Env env;
+  auto recording = std::make_unique<RecordingExecutor>();
+  RecordingExecutor* rec = recording.get();
+  env.executor = std::move(recording);
+  const std::string yaml = "steps:\n  online: {run: ['true']}\n  offline: {run: ['true'], network: false}\n";
+  int64_t id = 0;
+  ASSERT_TRUE(env.Run(yaml).ok());
+  EXPECT_TRUE(rec->requests["online"].network);
+  env.configure = [](RunOptions& o) { Fork(o).allow_network = false; };
+  ASSERT_TRUE(env.Run(yaml, {}, nullptr, &id).ok());
+  EXPECT_FALSE(rec->requests["online"].network);
+  EXPECT_FALSE(rec->requests["offline"].network);
+  EXPECT_THAT(env.Log(id, "online"), HasSubstr("gantry: network off for this run (untrusted)\n"));
+  EXPECT_THAT(env.Log(id, "offline"), Not(HasSubstr("network off")));
+
+  // And in the real sandbox, where there is one: the step sees no interface but loopback.
+  Env real;
+  if (real.executor->name() != "process (bubblewrap)") GTEST_SKIP() << "bubblewrap does not work here";
+  real.configure = [](RunOptions& o) { Fork(o).allow_network = false; };
+  std::string live;
+  auto r = real.Run("shell: sh\nsteps:\n  s:\n    run: tail -n +3 /proc/net/dev | cut -d':' -f1 | tr -d ' ' | sed 's/^/iface=/'\n",
+                    {}, &live);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->state, RunState::kSucceeded) << live;
+  EXPECT_THAT(live, HasSubstr("iface=lo\n"));
+  EXPECT_EQ(live.find("iface="), live.rfind("iface=")) << live;
+}
+
+TEST(Runner, StepTimeoutIsCappedForTheRun) {
+  Env env;
+  auto recording = std::make_unique<RecordingExecutor>();
+  RecordingExecutor* rec = recording.get();
+  env.executor = std::move(recording);
+  env.configure = [](RunOptions& o) { o.max_step_timeout = std::chrono::minutes(10); };
+  int64_t id = 0;
+  ASSERT_TRUE(env.Run("steps:\n  long: {run: ['true'], timeout: 2h}\n  short: {run: ['true'], timeout: 90s}\n", {},
+                      nullptr, &id).ok());
+  EXPECT_EQ(rec->requests["long"].timeout, std::chrono::minutes(10));
+  EXPECT_EQ(rec->requests["short"].timeout, std::chrono::seconds(90));
+  EXPECT_THAT(env.Log(id, "long"), HasSubstr("gantry: timeout 7200s capped at 600s for this run\n"));
+  EXPECT_THAT(env.Log(id, "short"), Not(HasSubstr("capped")));
+}
+
+// A directory outside the workspace with a canary file, which no host-side copy may touch.
+struct Outside {
+  explicit Outside(const Env& env) : dir(env.root / "outside") {
+    fs::create_directories(dir);
+    std::ofstream(dir / "canary.txt") << kCanary;
+  }
+  std::vector<std::string> Names() const {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
+    return out;
+  }
+  static constexpr const char* kCanary = "host-canary-5d41402abc";
+  fs::path dir;
+};
+
+TEST(Runner, CacheRestoreDoesNotWriteThroughAPlantedSymlink) {
+  Env env(/*sandbox=*/false);
+  Outside outside(env);
+  std::string live;
+  auto r = env.Run("shell: sh\nsteps:\n"
+                   "  a: {cache: {key: k, paths: [x]}, run: 'mkdir -p x && echo cached > x/file'}\n"
+                   "  b: {needs: [a], run: 'rm -rf x && ln -s " + outside.dir.string() + " x'}\n"
+                   "  c: {needs: [b], cache: {key: k, paths: [x]}, run: 'true'}\n", {}, &live);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->state, RunState::kSucceeded) << live;
+  EXPECT_THAT(outside.Names(), ::testing::ElementsAre("canary.txt"));
+  EXPECT_THAT(live, HasSubstr("gantry: cache k not restored: " + (env.root / "ws1" / "x").string() +
+                              " is a symbolic link"));
+}
+
+// Every regular file under `dir` (links are not followed), concatenated.
+std::string AllFileContents(const fs::path& dir) {
+  std::string all;
+  for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator(); ++it) {
+    if (it->is_regular_file() && !it->is_symlink()) all += *ReadFile(it->path());
+  }
+  return all;
+}
+
+TEST(Runner, CacheSaveDoesNotReadThroughASymlinkToTheHost) {
+  Env env(/*sandbox=*/false);
+  Outside outside(env);
+  std::string canary_from_root = (outside.dir / "canary.txt").string().substr(1);
+  std::string live;
+  // x -> /, cached as x/<the canary's absolute path>; y/up -> the canary's directory, cached as y/up/canary.txt;
+  // z holds a link to the canary, cached as a whole.
+  auto r = env.Run("shell: sh\nsteps:\n  s:\n    cache:\n"
+                   "      - {key: root, paths: [x/" + canary_from_root + "]}\n"
+                   "      - {key: up, paths: [y/up/canary.txt]}\n"
+                   "      - {key: tree, paths: [z]}\n"
+                   "    run: ln -s / x; mkdir y z; ln -s " + outside.dir.string() + " y/up; ln -s " +
+                   (outside.dir / "canary.txt").string() + " z/leak\n", {}, &live);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->state, RunState::kSucceeded) << live;
+  EXPECT_THAT(live, HasSubstr("gantry: cache root not saved: " + (env.root / "ws1" / "x").string() + " is a symbolic link"));
+  EXPECT_THAT(live, HasSubstr("gantry: cache up not saved: " + (env.root / "ws1" / "y" / "up").string() + " is a symbolic link"));
+  EXPECT_THAT(live, HasSubstr("gantry: cache tree saved"));
+  EXPECT_EQ(AllFileContents(env.root / "cache").find(Outside::kCanary), std::string::npos);
+}
+
+TEST(Runner, ArtifactCopyDoesNotFollowASymlink) {
+  // Step "swap" waits until the runner has started copying the artifacts of "make" (the first one
+  // appears in $GANTRY_ARTIFACTS: no sandbox here), then replaces out/ by a link to a directory of
+  // canaries with the same names: each later copy must be refused, never a canary.
+  Env env(/*sandbox=*/false);
+  Outside outside(env);
+  for (int i = 0; i < 2000; ++i) std::ofstream(outside.dir / fmt::format("f{}.txt", i)) << Outside::kCanary;
+  std::string live;
+  auto r = env.Run(R"(shell: bash
+steps:
+  make:
+    artifacts: ["out/*.txt"]
+    run: while [ ! -e ready ]; do sleep 0.01; done
+  swap:
+    run: |
+      mkdir out; for i in $(seq 0 1999); do echo real > out/f$i.txt; done
+      perl -e 'open(F, ">ready"); close(F); my $end = time + 10;
+               until (-d "$ENV{GANTRY_ARTIFACTS}/make/out" || time > $end) {}
+               rename("out", "real"); symlink(")" + outside.dir.string() + R"(", "out");'
+)", {}, &live);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->state, RunState::kSucceeded) << live;
+  fs::path kept = env.root / "run1" / "artifacts" / "make";
+  ASSERT_TRUE(fs::exists(kept)) << live;
+  EXPECT_EQ(AllFileContents(kept).find(Outside::kCanary), std::string::npos);
+}
+
+TEST(Runner, LogIsTruncatedAtTheRunBudget) {
+  Env env;
+  env.configure = [](RunOptions& o) { o.max_log_bytes = 1000; };
+  int64_t id = 0;
+  auto r = env.Run("shell: sh\nsteps:\n"
+                   "  loud: {run: 'for i in $(seq 1 500); do echo line-$i; done; echo finished > done'}\n"
+                   "  after: {needs: [loud], run: 'echo more; test -e done'}\n", {}, nullptr, &id);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->state, RunState::kSucceeded);  // the step kept running to the end
+  std::string loud = env.Log(id, "loud"), after = env.Log(id, "after");
+  const std::string line = "gantry: log truncated at 1000 bytes\n";
+  EXPECT_THAT(loud, HasSubstr("line-1\n"));
+  EXPECT_THAT(loud, Not(HasSubstr("line-500")));
+  ASSERT_GE(loud.size(), line.size());
+  EXPECT_EQ(loud.substr(loud.size() - line.size()), line);
+  EXPECT_LE(loud.size(), 1000 + 1 + line.size());
+  EXPECT_EQ(after, line);  // the budget is the run's: nothing more, said once
+}
+
+TEST(Runner, CacheQuotaEvictsTheLeastRecentlyUsed) {
+  Env env;
+  auto entry = [&](const std::string& key, bool trusted = true) {
+    fs::path repo = env.root / "cache" / Sha256Hex("https://git.example/org/app.git").substr(0, 24);
+    fs::path scope = trusted ? repo / "trusted" : repo / "untrusted" / Sha256Hex("https://git.example/mallory/app.git").substr(0, 24);
+    return scope / Sha256Hex("pipeline" + std::string(1, '\0') + key).substr(0, 24);
+  };
+  auto save = [&](const std::string& key, int bytes) {
+    return "shell: sh\nsteps:\n  s:\n    cache: {key: " + key + ", paths: [d]}\n    run: mkdir -p d; head -c " +
+           std::to_string(bytes) + " /dev/zero > d/f\n";
+  };
+  std::string live;
+  env.configure = [](RunOptions& o) { Trusted(o).cache_quota_bytes = 3000; };
+  ASSERT_TRUE(env.Run(save("k1", 1000)).ok());
+  ASSERT_TRUE(env.Run(save("k2", 1000)).ok());
+  ASSERT_TRUE(env.Run(save("k1", 1000)).ok());  // restores k1: now more recently used than k2
+  ASSERT_TRUE(env.Run(save("k3", 1500), {}, &live).ok());
+  EXPECT_THAT(live, HasSubstr("gantry: cache quota of 3000 bytes: removed 1 least recently used cache(s)"));
+  EXPECT_TRUE(fs::exists(entry("k1")));
+  EXPECT_FALSE(fs::exists(entry("k2")));
+  EXPECT_TRUE(fs::exists(entry("k3")));
+  // A fork's caches go first, however recent: it cannot push the trusted ones out.
+  env.configure = [](RunOptions& o) { Fork(o).cache_quota_bytes = 3000; };
+  ASSERT_TRUE(env.Run(save("f1", 400)).ok());
+  EXPECT_TRUE(fs::exists(entry("f1", false)));
+  ASSERT_TRUE(env.Run(save("f2", 400)).ok());  // 3300 bytes: f1 goes, although k1 is older
+  EXPECT_FALSE(fs::exists(entry("f1", false)));
+  EXPECT_TRUE(fs::exists(entry("f2", false)));
+  EXPECT_TRUE(fs::exists(entry("k1")));
+  EXPECT_TRUE(fs::exists(entry("k3")));
+  // A cache larger than the whole quota is not saved at all.
+  live.clear();
+  ASSERT_TRUE(env.Run(save("huge", 4000), {}, &live).ok());
+  EXPECT_THAT(live, HasSubstr("gantry: cache huge not saved: copy of"));
+  EXPECT_FALSE(fs::exists(entry("huge", false)));
 }
 
 }  // namespace
