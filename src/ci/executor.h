@@ -118,7 +118,8 @@ struct KubernetesExecutorOptions {
 
 // Runs steps as Pods through `client` (which must outlive the executor). Trusted steps run in
 // `namespace_`; untrusted ones in `untrusted_namespace`, which the first untrusted step creates
-// (with a default-deny NetworkPolicy "gantry-default-deny") when missing. For each step:
+// when missing, labelled to enforce the "restricted" Pod Security Standard and with a NetworkPolicy
+// "gantry-default-deny" denying all ingress and egress. For each step:
 //   - a Secret "<pod>-env" with the step's secrets only (none when it has none), referenced by
 //     secretKeyRef, so secret values never appear in the Pod spec; the other variables are plain
 //     `env:` entries of the container;

@@ -2,9 +2,11 @@
 // created). Run() creates the step's Secret (secrets only) and NetworkPolicy (network: false), then
 // the Pod, and makes the Pod own them; it then polls the Pod until its container terminates, the
 // Pod fails, the timeout passes or the step is cancelled, while a second thread polls the log. At
-// the end it deletes the Pod, the Secret and the NetworkPolicy, whatever happened.
+// the end it deletes the Pod, the Secret and the NetworkPolicy, whatever happened. Untrusted steps
+// go to the untrusted namespace, made (with its default-deny NetworkPolicy) on first use.
 
 #include <mutex>
+#include <set>
 #include <random>
 #include <span>
 #include <thread>
@@ -75,16 +77,23 @@ std::string TimestampKey(std::string_view ts) {
   return key + "." + frac;
 }
 
+// The most one log request asks for (limitBytes): a step writing faster than this per poll is
+// read in several polls, never all at once.
+constexpr uint64_t kLogFetchBytes = 1 << 20;
+
 // Incremental reading of pods/NAME/log?timestamps=true: the API has no byte offset, so each fetch
 // asks for the lines since the last whole second seen and drops the lines already forwarded
-// (ordered by timestamp; lines with an equal timestamp are counted).
+// (ordered by timestamp; lines with an equal timestamp are counted). Each fetch is bounded by
+// limitBytes; at most `max_bytes` are forwarded in all, then one line says the rest is dropped.
 class LogReader {
  public:
-  LogReader(kube::Client& client, std::string path) : client_(client), path_(std::move(path)) {}
+  LogReader(kube::Client& client, std::string path, uint64_t max_bytes)
+      : client_(client), path_(std::move(path)), max_bytes_(max_bytes) {}
 
   // Fetches and forwards new lines. Remembers the error of a failed fetch.
   void Fetch(const OutputFn& output) {
-    std::string url = path_ + "?container=step&timestamps=true";
+    if (capped_) return;
+    std::string url = path_ + fmt::format("?container=step&timestamps=true&limitBytes={}", kLogFetchBytes);
     if (!last_key_.empty()) url += "&sinceTime=" + last_key_.substr(0, 19) + "Z";
     auto text = client_.GetRaw(url);
     if (!text.ok()) {
@@ -94,6 +103,8 @@ class LogReader {
     served_ = true;
     std::string out;
     std::string_view rest = *text;
+    // A full answer may end inside a line: that line comes whole with the next fetch.
+    if (rest.size() >= kLogFetchBytes && !rest.ends_with('\n')) rest = rest.substr(0, rest.rfind('\n') + 1);
     while (!rest.empty()) {
       size_t nl = rest.find('\n');
       std::string_view line = rest.substr(0, nl);
@@ -109,10 +120,16 @@ class LogReader {
         last_key_ = key;
         same_key_count_ = seen_here_ = 1;
       }
+      if (forwarded_ + out.size() + body.size() + 1 > max_bytes_) {
+        capped_ = true;
+        out += fmt::format("gantry: the step's log passed {} bytes; the rest of it is not kept\n", max_bytes_);
+        break;
+      }
       out.append(body);
       out += '\n';
     }
     seen_here_ = 0;
+    forwarded_ += out.size();
     if (!out.empty()) output(out);
   }
   bool served() const { return served_; }
@@ -121,6 +138,9 @@ class LogReader {
  private:
   kube::Client& client_;
   std::string path_;
+  const uint64_t max_bytes_;
+  uint64_t forwarded_ = 0;
+  bool capped_ = false;        // max_bytes_ reached: no more fetches
   std::string last_key_;       // timestamp key of the last forwarded line
   size_t same_key_count_ = 0;  // lines forwarded with that key
   size_t seen_here_ = 0;       // lines with that key seen in the current fetch
@@ -150,7 +170,8 @@ class KubernetesExecutor final : public Executor {
       if (!part.empty()) pod_name += "-" + part;
     }
     pod_name += fmt::format("-{:06x}", (std::random_device{}() ^ counter.fetch_add(1)) & 0xffffff);
-    const std::string& ns = options_.namespace_;
+    const std::string ns = StepNamespace(r, options_);
+    if (!r.trusted) GANTRY_RETURN_IF_ERROR(EnsureUntrustedNamespace(ns));
     kube::ObjectRef pod_ref{"v1", "Pod", ns, pod_name};
     std::vector<kube::ObjectRef> owned;  // deleted at the end
     std::vector<Value> to_adopt;
@@ -217,7 +238,8 @@ class KubernetesExecutor final : public Executor {
 
     StepOutcome out;
     SteadyClock::time_point start = SteadyClock::now();
-    LogReader logs(client_, fmt::format("/api/v1/namespaces/{}/pods/{}/log", ns, pod_name));
+    LogReader logs(client_, fmt::format("/api/v1/namespaces/{}/pods/{}/log", ns, pod_name),
+                   options_.max_log_bytes);
     std::atomic<bool> container_started{false}, done{false};
     std::thread log_thread([&] {
       while (!done.load()) {
@@ -316,13 +338,48 @@ class KubernetesExecutor final : public Executor {
   }
 
  private:
+  // Creates `ns` and its default-deny NetworkPolicy where missing (once per executor and
+  // namespace). An error names what could not be created: untrusted steps do not run without it.
+  Status EnsureUntrustedNamespace(const std::string& ns) {
+    std::lock_guard<std::mutex> lock(ensure_mu_);
+    if (ensured_.contains(ns)) return OkStatus();
+    Value labels = Map({{"app.kubernetes.io/managed-by", "gantry"}, {"gantry.dev/trust", "untrusted"}});
+    // Pod Security admission refuses, there, any Pod less locked down than the restricted profile.
+    Value ns_labels = labels;
+    ns_labels.Set("pod-security.kubernetes.io/enforce", "restricted");
+    Value object = Map({{"apiVersion", "v1"},
+                        {"kind", "Namespace"},
+                        {"metadata", Map({{"name", ns}, {"labels", ns_labels}})}});
+    if (auto c = client_.Create(object); !c.ok() && c.status().code() != Code::kAlreadyExists) {
+      return c.status().WithContext(fmt::format("create the namespace {} for untrusted steps", ns));
+    }
+    Value deny = Map({{"apiVersion", "networking.k8s.io/v1"},
+                      {"kind", "NetworkPolicy"},
+                      {"metadata", Map({{"name", "gantry-default-deny"}, {"namespace", ns}, {"labels", labels}})},
+                      {"spec", Map({{"podSelector", Value::Map()}, {"policyTypes", Seq({"Ingress", "Egress"})}})}});
+    if (auto c = client_.Create(deny); !c.ok() && c.status().code() != Code::kAlreadyExists) {
+      return c.status().WithContext(fmt::format("create NetworkPolicy {}/gantry-default-deny", ns));
+    }
+    ensured_.insert(ns);
+    return OkStatus();
+  }
+
   kube::Client& client_;
   KubernetesExecutorOptions options_;
+  std::mutex ensure_mu_;
+  std::set<std::string> ensured_;  // GUARDED_BY(ensure_mu_)
 };
 
 }  // namespace
 
+std::string StepNamespace(const StepRequest& r, const KubernetesExecutorOptions& options) {
+  if (r.trusted) return options.namespace_;
+  return options.untrusted_namespace.empty() ? options.namespace_ + "-untrusted" : options.untrusted_namespace;
+}
+
 Value KubernetesPodSpec(const StepRequest& r, const std::string& pod_name, const KubernetesExecutorOptions& options) {
+  // Never root, whatever was configured: runAsNonRoot would refuse to start it anyway.
+  int64_t uid = options.run_as_user > 0 ? options.run_as_user : 1000;
   Value cmd = Value::Seq();
   for (const auto& a : r.argv) cmd.Append(a);
   Value env = Value::Seq();
@@ -339,8 +396,14 @@ Value KubernetesPodSpec(const StepRequest& r, const std::string& pod_name, const
                  {"command", cmd},
                  {"workingDir", "/workspace"},
                  {"env", env},
-                 {"volumeMounts", Seq({Map({{"name", "workspace"}, {"mountPath", "/workspace"}})})},
-                 {"securityContext", Map({{"allowPrivilegeEscalation", false}})}});
+                 {"volumeMounts", Seq({Map({{"name", "workspace"}, {"mountPath", "/workspace"}}),
+                                       Map({{"name", "tmp"}, {"mountPath", "/tmp"}})})},
+                 {"securityContext", Map({{"runAsNonRoot", true},
+                                          {"allowPrivilegeEscalation", false},
+                                          {"privileged", false},
+                                          {"readOnlyRootFilesystem", true},
+                                          {"capabilities", Map({{"drop", Seq({"ALL"})}})},
+                                          {"seccompProfile", Map({{"type", "RuntimeDefault"}})}})}});
   if (r.limits.memory_bytes > 0) {
     std::string mem = std::to_string(r.limits.memory_bytes);
     c.Set("resources", Map({{"limits", Map({{"memory", mem}})}, {"requests", Map({{"memory", mem}})}}));
@@ -349,12 +412,18 @@ Value KubernetesPodSpec(const StepRequest& r, const std::string& pod_name, const
                     {"automountServiceAccountToken", false},
                     {"enableServiceLinks", false},
                     {"activeDeadlineSeconds", std::max<int64_t>(1, (r.timeout.count() + 999) / 1000)},
+                    {"securityContext", Map({{"runAsNonRoot", true},
+                                             {"runAsUser", uid},
+                                             {"runAsGroup", uid},
+                                             {"fsGroup", uid},
+                                             {"seccompProfile", Map({{"type", "RuntimeDefault"}})}})},
                     {"containers", Seq({c})},
-                    {"volumes", Seq({Map({{"name", "workspace"}, {"emptyDir", Value::Map()}})})}});
+                    {"volumes", Seq({Map({{"name", "workspace"}, {"emptyDir", Value::Map()}}),
+                                     Map({{"name", "tmp"}, {"emptyDir", Value::Map()}})})}});
   if (!options.service_account.empty()) spec.Set("serviceAccountName", options.service_account);
   return Map({{"apiVersion", "v1"},
               {"kind", "Pod"},
-              {"metadata", Metadata(r, pod_name, pod_name, options.namespace_)},
+              {"metadata", Metadata(r, pod_name, pod_name, StepNamespace(r, options))},
               {"spec", spec}});
 }
 

@@ -4,7 +4,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <mutex>
+
 #include "ci/executor.h"
+#include "kube/kube.h"
 
 namespace gantry::ci {
 namespace {
@@ -67,6 +70,124 @@ TEST(KubernetesPodSpec, UsesTheDefaultImageAndNoResourcesWithoutLimits) {
   Value pod = KubernetesPodSpec(r, "p", {.default_image = "busybox:1"});
   EXPECT_EQ(Text(pod.Find({"spec", "containers", 0, "image"})), "busybox:1");
   EXPECT_EQ(pod.Find({"spec", "containers", 0, "resources"}), nullptr);
+}
+
+// Regression: step Pods ran as the image's user (often root) with its capabilities, no seccomp
+// profile and a writable root.
+TEST(KubernetesPodSpec, IsHardened) {
+  Value pod = KubernetesPodSpec(Request(), "p", {.namespace_ = "ci"});
+  const Value* psc = pod.Find({"spec", "securityContext"});
+  ASSERT_NE(psc, nullptr);
+  EXPECT_TRUE(psc->Get("runAsNonRoot")->AsBool());
+  EXPECT_EQ(psc->Get("runAsUser")->AsInt(), 1000);
+  EXPECT_EQ(psc->Get("runAsGroup")->AsInt(), 1000);
+  EXPECT_EQ(psc->Get("fsGroup")->AsInt(), 1000);
+  EXPECT_EQ(Text(psc->Find({"seccompProfile", "type"})), "RuntimeDefault");
+  const Value* csc = pod.Find({"spec", "containers", 0, "securityContext"});
+  ASSERT_NE(csc, nullptr);
+  EXPECT_TRUE(csc->Get("runAsNonRoot")->AsBool());
+  EXPECT_FALSE(csc->Get("allowPrivilegeEscalation")->AsBool());
+  EXPECT_FALSE(csc->Get("privileged")->AsBool());
+  EXPECT_TRUE(csc->Get("readOnlyRootFilesystem")->AsBool());
+  EXPECT_EQ(value::ToJson(*csc->Get("capabilities")), R"({"drop":["ALL"]})");
+  EXPECT_EQ(Text(csc->Find({"seccompProfile", "type"})), "RuntimeDefault");
+  // Writable places on the read-only root: /workspace and /tmp, both emptyDirs.
+  std::map<std::string, std::string> mounts;
+  for (const Value& m : pod.Find({"spec", "containers", 0, "volumeMounts"})->items()) {
+    mounts[Text(m.Get("mountPath"))] = Text(m.Get("name"));
+  }
+  EXPECT_EQ(mounts, (std::map<std::string, std::string>{{"/tmp", "tmp"}, {"/workspace", "workspace"}}));
+  for (const Value& v : pod.Find({"spec", "volumes"})->items()) {
+    EXPECT_NE(v.Get("emptyDir"), nullptr) << value::ToJson(v);
+  }
+  // A configured uid is used; root never is.
+  Value other = KubernetesPodSpec(Request(), "p", {.run_as_user = 4242});
+  EXPECT_EQ(other.Find({"spec", "securityContext", "runAsUser"})->AsInt(), 4242);
+  Value root = KubernetesPodSpec(Request(), "p", {.run_as_user = 0});
+  EXPECT_EQ(root.Find({"spec", "securityContext", "runAsUser"})->AsInt(), 1000);
+}
+
+TEST(KubernetesPodSpec, UntrustedStepsGoToTheUntrustedNamespace) {
+  StepRequest r = Request();
+  r.trusted = false;
+  EXPECT_EQ(Text(KubernetesPodSpec(r, "p", {.namespace_ = "ci"}).Find({"metadata", "namespace"})), "ci-untrusted");
+  EXPECT_EQ(Text(KubernetesPodSpec(r, "p", {.namespace_ = "ci", .untrusted_namespace = "forks"})
+                     .Find({"metadata", "namespace"})),
+            "forks");
+  r.trusted = true;
+  EXPECT_EQ(Text(KubernetesPodSpec(r, "p", {.namespace_ = "ci", .untrusted_namespace = "forks"})
+                     .Find({"metadata", "namespace"})),
+            "ci");
+}
+
+// A cluster whose step Pods terminate at once and whose log endpoint serves `log`, cut to the
+// limitBytes the request asks for (as the kubelet does). Records the log requests.
+class LogOnlyClient final : public kube::Client {
+ public:
+  explicit LogOnlyClient(std::string log) : log_(std::move(log)) {}
+  std::vector<std::string> log_requests() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return log_requests_;
+  }
+
+  Result<kube::ResourceInfo> Resolve(std::string_view, std::string_view) override { return UnimplementedError("fake"); }
+  Result<Value> Get(const kube::ObjectRef&) override {
+    return value::ParseJson(R"({"status":{"phase":"Running","containerStatuses":[
+        {"state":{"terminated":{"exitCode":0,"reason":"Completed"}}}]}})", "pod");
+  }
+  Result<kube::ObjectList> List(std::string_view, std::string_view, std::string_view,
+                                const kube::ListOptions&) override {
+    return UnimplementedError("fake");
+  }
+  Result<Value> Apply(const Value&, const kube::ApplyOptions&) override { return UnimplementedError("fake"); }
+  Result<Value> ApplyStatus(const Value&, const kube::ApplyOptions&) override { return UnimplementedError("fake"); }
+  Result<Value> Replace(const Value& object) override { return object; }
+  Status Delete(const kube::ObjectRef&, const kube::DeleteOptions&) override { return OkStatus(); }
+  Result<Value> Create(const Value& object) override { return object; }
+  Status Watch(std::string_view, std::string_view, std::string_view, const kube::WatchOptions&,
+               const kube::WatchHandler&) override {
+    return UnimplementedError("fake");
+  }
+  void InvalidateDiscovery() override {}
+  Result<std::string> GetRaw(std::string_view path) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    log_requests_.emplace_back(path);
+    size_t limit = std::string::npos;
+    if (size_t at = path.find("limitBytes="); at != std::string_view::npos) {
+      limit = std::stoul(std::string(path.substr(at + 11)));
+    }
+    return log_.substr(0, limit);
+  }
+  uint64_t request_count() const override { return 0; }
+
+ private:
+  const std::string log_;
+  std::mutex mu_;
+  std::vector<std::string> log_requests_;  // GUARDED_BY(mu_)
+};
+
+// Regression: the log was read whole, however large, and all of it forwarded.
+TEST(KubernetesExecutor, LogReadsAreBoundedAndAStepsLogIsCapped) {
+  // 3 MiB of lines, all in one second.
+  std::string log;
+  for (int i = 0; log.size() < (3u << 20); ++i) {
+    log += fmt::format("2024-05-01T10:00:00.{:09d}Z line {} {}\n", i, i, std::string(100, 'x'));
+  }
+  LogOnlyClient client(log);
+  auto executor = NewKubernetesExecutor(client, {.namespace_ = "ci", .poll = std::chrono::milliseconds(1),
+                                                 .max_log_bytes = 256 << 10});
+  std::string got;
+  std::atomic<bool> cancel{false};
+  auto outcome = executor->Run(Request(), [&](std::string_view d) { got.append(d); }, cancel);
+  ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+  EXPECT_TRUE(outcome->success());
+  EXPECT_LE(got.size(), 256u << 10);
+  EXPECT_GT(got.size(), 200u << 10);
+  EXPECT_THAT(got, ::testing::HasSubstr("line 0 "));
+  EXPECT_THAT(got, ::testing::EndsWith("gantry: the step's log passed 262144 bytes; the rest of it is not kept\n"));
+  std::vector<std::string> requests = client.log_requests();
+  ASSERT_FALSE(requests.empty());
+  for (const std::string& r : requests) EXPECT_THAT(r, ::testing::HasSubstr("&limitBytes=1048576"));
 }
 
 }  // namespace

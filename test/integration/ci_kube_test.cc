@@ -227,6 +227,64 @@ TEST_F(CiKubeTest, CreatesThePodReadsTheExitCodeAndCleansUp) {
   EXPECT_TRUE(Gone("networking.k8s.io/v1", "NetworkPolicy"));
 }
 
+// Regression: step Pods ran unhardened, and untrusted steps shared the namespace of trusted ones.
+TEST_F(CiKubeTest, UntrustedStepRunsHardenedInItsOwnNamespaceBehindADefaultDeny) {
+  std::string untrusted = ns_ + "-untrusted";
+  struct DeleteNamespace {
+    kube::Client& client;
+    std::string name;
+    ~DeleteNamespace() { client.Delete({"v1", "Namespace", "", name}).IgnoreError(); }
+  } delete_untrusted{*client_, untrusted};
+  auto executor = ci::NewKubernetesExecutor(
+      *client_, {.namespace_ = ns_, .poll = std::chrono::milliseconds(100), .untrusted_namespace = untrusted});
+  FakeKubelet kubelet(*client_, untrusted);
+  FakeKubelet trusted_kubelet(*client_, ns_);
+  ci::StepRequest r = Request({"sh", "-c", "exit 0"});
+  r.trusted = false;
+  std::atomic<bool> cancel{false};
+  // The namespace's default ServiceAccount appears shortly after the namespace: the first step may
+  // be refused until then, as it would be in any new namespace.
+  Result<ci::StepOutcome> outcome = InternalError("not run");
+  for (auto end = Clock::now() + std::chrono::seconds(30); Clock::now() < end;) {
+    outcome = executor->Run(r, [](std::string_view) {}, cancel);
+    if (outcome.ok() || outcome.status().message().find("serviceaccount") == std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+  EXPECT_TRUE(outcome->success()) << outcome->Describe();
+
+  // The namespace enforces the restricted Pod Security Standard and denies all traffic by default.
+  auto ns = client_->Get({"v1", "Namespace", "", untrusted});
+  ASSERT_TRUE(ns.ok()) << ns.status().ToString();
+  EXPECT_EQ(Text(ns->Find({"metadata", "labels", "pod-security.kubernetes.io/enforce"})), "restricted");
+  auto deny = client_->Get({"networking.k8s.io/v1", "NetworkPolicy", untrusted, "gantry-default-deny"});
+  ASSERT_TRUE(deny.ok()) << deny.status().ToString();
+  EXPECT_EQ(value::ToJson(*deny->Find({"spec", "podSelector"})), "{}");
+  EXPECT_EQ(value::ToJson(*deny->Find({"spec", "policyTypes"})), R"(["Ingress","Egress"])");
+
+  // The Pod, as the apiserver stored it, is hardened and in the untrusted namespace only.
+  auto pod = kubelet.Pod("build");
+  ASSERT_TRUE(pod.has_value());
+  EXPECT_EQ(Text(pod->Find({"metadata", "namespace"})), untrusted);
+  EXPECT_TRUE(pod->Find({"spec", "securityContext", "runAsNonRoot"})->AsBool());
+  EXPECT_EQ(pod->Find({"spec", "securityContext", "runAsUser"})->AsInt(), 1000);
+  EXPECT_EQ(Text(pod->Find({"spec", "securityContext", "seccompProfile", "type"})), "RuntimeDefault");
+  const Value* csc = pod->Find({"spec", "containers", 0, "securityContext"});
+  ASSERT_NE(csc, nullptr);
+  EXPECT_FALSE(csc->Get("allowPrivilegeEscalation")->AsBool());
+  EXPECT_TRUE(csc->Get("readOnlyRootFilesystem")->AsBool());
+  EXPECT_EQ(value::ToJson(*csc->Get("capabilities")), R"({"drop":["ALL"]})");
+  EXPECT_FALSE(trusted_kubelet.Pod("build").has_value()) << "an untrusted step ran in the trusted namespace";
+  EXPECT_TRUE(Gone("v1", "Pod"));
+
+  // The restricted profile is enforced: a Pod that is not locked down is refused there.
+  auto loose = client_->Create(value::ParseJson(fmt::format(
+      R"({{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"loose","namespace":"{}"}},)"
+      R"("spec":{{"containers":[{{"name":"c","image":"alpine"}}]}}}})", untrusted)).value());
+  EXPECT_FALSE(loose.ok());
+  EXPECT_EQ(loose.status().code(), Code::kPermissionDenied) << loose.status().ToString();
+}
+
 TEST_F(CiKubeTest, TimeoutDeletesThePodAndFailsTheStep) {
   FakeKubelet kubelet(*client_, ns_);
   ci::StepRequest r = Request({"sleep", "600"});
