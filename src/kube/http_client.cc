@@ -45,12 +45,17 @@ struct Request {
   std::shared_ptr<Stream> stream;        // set: stream the body instead of buffering it
 };
 
+// The most of a response body kept in memory (lists are paged, Pod logs asked with limitBytes);
+// a larger body aborts the request.
+constexpr size_t kMaxBodyBytes = 64 << 20;
+
 struct Response {
   long status = 0;
   std::string body;
   std::string retry_after;
   CURLcode curl_code = CURLE_OK;
   std::string curl_error;
+  bool too_large = false;  // the body passed kMaxBodyBytes: the transfer was aborted
 };
 
 class Transport {
@@ -129,6 +134,10 @@ class Transport {
       }
       s.cv.notify_one();
       return len;
+    }
+    if (job->resp.body.size() + len > kMaxBodyBytes) {
+      job->resp.too_large = true;
+      return 0;  // aborts the transfer
     }
     job->resp.body.append(data, len);
     return len;
@@ -601,6 +610,10 @@ class HttpClient final : public Client {
       if (!content_type.empty()) req.headers.push_back("Content-Type: " + content_type);
       ++requests_;
       Response r = transport_.Submit(std::move(req)).get();
+      if (r.too_large) {
+        out = std::move(r);
+        return OkStatus();  // not worth a retry: checked below
+      }
       if (r.curl_code == CURLE_OK && r.status >= 200 && r.status < 300) {
         out = std::move(r);
         return OkStatus();
@@ -613,6 +626,9 @@ class HttpClient final : public Client {
       return err;
     });
     if (!s.ok()) return s;
+    if (out.too_large) {
+      return ResourceExhaustedError("{}: the response is larger than {} bytes", what, kMaxBodyBytes);
+    }
     return out;
   }
 

@@ -1,11 +1,13 @@
 // kube::HttpClient against a real control plane: discovery, apply, get, list, watch, delete, and
 // the errors a user sees.
 
+#include <atomic>
 #include <chrono>
 #include <thread>
 
 #include <gtest/gtest.h>
 
+#include "http/http.h"
 #include "kube/kube.h"
 #include "test/env/testenv.h"
 
@@ -232,6 +234,26 @@ TEST_F(KubeClientTest, UnreachableServerFailsClearlyWithinTheTimeout) {
   EXPECT_EQ(r.status().code(), Code::kUnavailable) << r.status().ToString();
   EXPECT_NE(r.status().message().find("127.0.0.1"), std::string::npos) << r.status().message();
   EXPECT_LT(took, std::chrono::seconds(10));
+}
+
+// Regression: a response body (a Pod log, a raw GET) was read into memory however large it was.
+TEST_F(KubeClientTest, ResponseBodiesAreBoundedInMemory) {
+  http::Server server;
+  std::atomic<int> requests{0};
+  server.Handle("GET", "/huge", [&](const http::Request&) {
+    ++requests;
+    return http::Response::Text(200, std::string((64 << 20) + 1, 'x'));
+  });
+  server.Handle("GET", "/fine", [](const http::Request&) { return http::Response::Text(200, "ok"); });
+  ASSERT_TRUE(server.Start().ok());
+  RestConfig plain;
+  plain.server = "http://127.0.0.1:" + std::to_string(server.port());
+  auto c = NewHttpClient(plain);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(*(*c)->GetRaw("/fine"), "ok");
+  auto huge = (*c)->GetRaw("/huge");
+  EXPECT_EQ(huge.status().code(), Code::kResourceExhausted) << huge.status().ToString();
+  EXPECT_EQ(requests.load(), 1) << "not retried";
 }
 
 }  // namespace
