@@ -164,6 +164,16 @@ TEST_F(SandboxTest, APidsCgroupStopsAForkBomb) {
   EXPECT_LE(running, 16) << r.out;
 }
 
+TEST_F(SandboxTest, ExtraPathsAreVisibleReadOnlyAtTheirHostPath) {
+  fs::create_directories(dir_ / "sdk" / "bin");
+  GANTRY_CHECK(WriteFileAtomic(dir_ / "sdk" / "bin" / "tool", "sdk-tool\n").ok());
+  SandboxSpec spec;
+  spec.extra_ro_paths = {(dir_ / "sdk").string()};
+  std::string tool = (dir_ / "sdk" / "bin" / "tool").string();
+  ProcessResult r = Sh("cat " + tool + "; (echo x >> " + tool + ") 2>/dev/null || echo read-only", spec);
+  EXPECT_EQ(r.out, "sdk-tool\nread-only\n");
+}
+
 TEST(Sandbox, RelativeMountsAndEmptyCommandsAreRefused) {
   SandboxSpec spec;
   EXPECT_EQ(PrepareSandbox("/usr/bin/bwrap", spec).status().code(), Code::kInvalidArgument);

@@ -84,6 +84,9 @@ class Executor {
   virtual std::string WorkspacePath(const std::filesystem::path& host) const = 0;
   virtual std::string ArtifactsPath(const std::filesystem::path& host) const = 0;
   virtual std::string_view name() const = 0;
+  // Whether steps are isolated from the host running Gantry (false only for the process executor
+  // without its sandbox). The server runs no untrusted run on an executor that does not isolate.
+  virtual bool Isolates() const = 0;
 };
 
 struct ProcessExecutorOptions {

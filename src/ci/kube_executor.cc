@@ -154,6 +154,7 @@ class KubernetesExecutor final : public Executor {
       : client_(client), options_(std::move(options)) {}
 
   std::string_view name() const override { return "kubernetes"; }
+  bool Isolates() const override { return true; }
   std::string WorkspacePath(const std::filesystem::path&) const override { return "/workspace"; }
   std::string ArtifactsPath(const std::filesystem::path&) const override { return "/artifacts"; }
 

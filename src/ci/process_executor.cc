@@ -28,6 +28,7 @@ class ProcessExecutor final : public Executor {
       : options_(std::move(options)), bwrap_(std::move(bwrap)) {}
 
   std::string_view name() const override { return options_.sandbox ? "process (bubblewrap)" : "process (no sandbox)"; }
+  bool Isolates() const override { return options_.sandbox; }
   std::string WorkspacePath(const std::filesystem::path& host) const override {
     return options_.sandbox ? "/workspace" : host.string();
   }

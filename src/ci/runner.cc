@@ -280,6 +280,7 @@ Result<RunResult> Runner::Run() {
                              Millis(req.timeout)));
     }
     req.image = step.image;
+    req.trusted = options_.trusted;
     req.env = {{"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
                {"HOME", "/tmp"},
                {"LANG", "C.UTF-8"},

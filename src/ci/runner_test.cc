@@ -343,6 +343,7 @@ class RecordingExecutor : public Executor {
   std::string WorkspacePath(const fs::path& host) const override { return host.string(); }
   std::string ArtifactsPath(const fs::path& host) const override { return host.string(); }
   std::string_view name() const override { return "recording"; }
+  bool Isolates() const override { return true; }
   std::mutex mu;
   std::map<std::string, StepRequest> requests;
 };

@@ -531,6 +531,11 @@ void Server::Execute(const store::Run& run) {
   };
   const bool configured = std::find(options_.repos.begin(), options_.repos.end(), run.repo) != options_.repos.end();
   const bool trusted = run.trusted && configured;
+  if (!trusted && !executor_.Isolates()) {
+    return fail(RunState::kFailed, fmt::format("refused: this run is untrusted and steps run on this host without a "
+                                               "sandbox ({}); start the server without --no-sandbox to build it",
+                                               executor_.name()));
+  }
   // A fork's mirror lives as long as its run.
   std::unique_ptr<git::Mirrors> fork_mirrors;
   struct RemoveWhenDone {

@@ -68,6 +68,7 @@ std::string Pad(std::string_view s, size_t w) {
 struct ExecutorFlags {
   std::string kind = "process";
   bool no_sandbox = false;
+  std::vector<std::string> sandbox_paths;
   std::string kubeconfig;  // "" = $KUBECONFIG, then ~/.kube/config
   std::string context;
   std::string namespace_;  // "" = the context's namespace
@@ -77,7 +78,12 @@ struct ExecutorFlags {
 void AddExecutorFlags(CLI::App* cmd, ExecutorFlags& f) {
   cmd->add_option("--executor", f.kind, "Where steps run: process (bubblewrap sandbox) or kube (a Pod per step)")
       ->check(CLI::IsMember({"process", "kube"}));
-  cmd->add_flag("--no-sandbox", f.no_sandbox, "Process executor: run steps on the host without bubblewrap (no isolation)");
+  cmd->add_flag("--no-sandbox", f.no_sandbox,
+                "Process executor: run steps on the host without bubblewrap (no isolation; never with untrusted "
+                "pipelines)");
+  cmd->add_option("--sandbox-path", f.sandbox_paths,
+                  "Process executor: a host path steps may read, bound read-only at the same place (a toolchain "
+                  "outside /usr, e.g. /opt/jdk); repeatable; never a path holding credentials");
   cmd->add_option("--kubeconfig", f.kubeconfig, "Kube executor: kubeconfig file (default $KUBECONFIG, ~/.kube/config)");
   cmd->add_option("--context", f.context, "Kube executor: kubeconfig context (default the current one)");
   cmd->add_option("--namespace", f.namespace_, "Kube executor: namespace of the step Pods (default the context's)");
@@ -98,10 +104,16 @@ Result<BuiltExecutor> MakeExecutor(const ExecutorFlags& f) {
     }
     ci::ProcessExecutorOptions eo;
     eo.sandbox = !f.no_sandbox;
+    for (const auto& p : f.sandbox_paths) {
+      if (!p.starts_with('/')) return InvalidArgumentError("--sandbox-path {:?} must be absolute", p);
+    }
+    eo.extra_ro_paths = f.sandbox_paths;
     GANTRY_ASSIGN_OR_RETURN(out.executor, ci::NewProcessExecutor(eo));
     return out;
   }
-  if (f.no_sandbox) return InvalidArgumentError("--no-sandbox is for --executor process");
+  if (f.no_sandbox || !f.sandbox_paths.empty()) {
+    return InvalidArgumentError("--no-sandbox and --sandbox-path are for --executor process");
+  }
   kube::LoadOptions lo;
   if (!f.kubeconfig.empty()) lo.paths = {f.kubeconfig};
   lo.context = f.context;

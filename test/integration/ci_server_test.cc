@@ -60,8 +60,7 @@ struct Srv {
   Srv(const fs::path& root, const std::string& repo_url, const std::vector<std::string>& extra = {}, bool token_flag = true) {
     std::vector<std::string> argv = {Binary(), "server", "--listen", "127.0.0.1:0", "--store",
                                      "sqlite:" + (root / "gantry.db").string(), "--webhook-secret-env", "HOOK",
-                                     "--repo", repo_url, "--data-dir", (root / "data").string(), "--allow-file-repos",
-                                     "--no-sandbox"};
+                                     "--repo", repo_url, "--data-dir", (root / "data").string(), "--allow-file-repos"};
     if (token_flag) argv.insert(argv.end(), {"--api-token-env", "API_TOKEN"});
     ::setenv("GANTRY_TOKEN", kApiToken, 1);
     argv.insert(argv.end(), extra.begin(), extra.end());
@@ -314,7 +313,7 @@ steps:
       wait
 )");
   std::string url = "file://" + (root / "repo").string();
-  Srv srv(root, url);
+  Srv srv(root, url, {"--no-sandbox"});  // the step writes host pids to a host file the test reads
   std::string body = PushPayload(url, sha);
   ASSERT_THAT(Post(srv.Url() + "/webhook", body,
                    {"X-GitHub-Event: push", "X-GitHub-Delivery: c1", "X-Hub-Signature-256: sha256=" + webhook::HmacSha256Hex(kSecret, body)}),
@@ -371,7 +370,7 @@ steps:
                      R"(","repository":{"full_name":"org/app","clone_url":")" + url +
                      R"("},"pusher":{"name":"t"},"commits":[{"added":[],"modified":["src/main.cc"],"removed":[]}]})";
   {
-    Srv srv(root, url);
+    Srv srv(root, url, {"--no-sandbox"});  // the gate waits for a host file the test writes
     ASSERT_THAT(Post(srv.Url() + "/webhook", body,
                      {"X-GitHub-Event: push", "X-GitHub-Delivery: p1", "X-Hub-Signature-256: sha256=" + webhook::HmacSha256Hex(kSecret, body)}),
                 HasSubstr(" 201"));
@@ -380,7 +379,7 @@ steps:
     srv.proc->Stop(std::chrono::milliseconds(100));
   }
   ASSERT_TRUE(WriteFileAtomic(go, "").ok());
-  Srv again(root, url);
+  Srv again(root, url, {"--no-sandbox"});
   ASSERT_EQ(WaitState(again.Url(), 1, {"succeeded", "failed", "cancelled"}), "succeeded") << Logs(again, 1);
   auto run = value::ParseJson(Get(again.Url() + "/api/runs/1"));
   ASSERT_TRUE(run.ok());
@@ -597,6 +596,23 @@ TEST(CiServer, ForkPullRequestWaitsForApprovalThenRunsWithoutNetworkAndItsMirror
   // The fork's mirror went with its run; the configured repository's stays.
   EXPECT_EQ(Entries(root / "data" / "fork-mirrors"), 0);
   EXPECT_EQ(Entries(root / "data" / "mirrors"), 1);
+}
+
+// A server started with --no-sandbox would otherwise run a fork's code on the host itself.
+TEST(CiServer, UntrustedRunsAreRefusedWhenStepsRunOnTheHost) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  std::string base = MakeRepo(root / "repo", "shell: sh\non: [push, pull_request]\nsteps:\n  hello: {run: echo base}\n");
+  std::string url = "file://" + (root / "repo").string();
+  Fork fork(root, url, base, "shell: sh\non: [push, pull_request]\nsteps:\n  own: {run: echo ESCAPED-ON-HOST}\n");
+  Srv srv(root, url, {"--no-sandbox", "--policy", "approval=none"});
+  EXPECT_THAT(fork.Open(srv), HasSubstr(" 201"));
+  ASSERT_EQ(WaitState(srv.Url(), 1, {"succeeded", "failed", "cancelled"}), "failed");
+  EXPECT_THAT(Field(srv, 1, "message"), HasSubstr("untrusted and steps run on this host without a sandbox"));
+  EXPECT_EQ(Logs(srv, 1).find("ESCAPED-ON-HOST"), std::string::npos);
+  // Trusted pushes still run there.
+  EXPECT_THAT(PostPush(srv, PushPayload(url, base), "p1"), HasSubstr(" 201"));
+  EXPECT_EQ(WaitState(srv.Url(), 2, {"succeeded", "failed", "cancelled"}), "succeeded");
 }
 
 TEST(CiServer, AForkPullRequestCannotStarveAPushAndItsStepsAreCapped) {
