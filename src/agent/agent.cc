@@ -111,6 +111,7 @@ class AgentImpl final : public Agent {
       }
     }
     if (!options_.listen.empty()) GANTRY_RETURN_IF_ERROR(StartHttp());
+    if (!options_.metrics_listen.empty()) GANTRY_RETURN_IF_ERROR(StartMetrics());
     std::vector<std::thread> threads;
     if (!options_.lease_name.empty()) {
       threads.emplace_back([this] { LeaderLoop(); });
@@ -132,6 +133,7 @@ class AgentImpl final : public Agent {
     queue_.ShutDown();
     for (auto& t : threads) t.join();
     if (server_) server_->Stop();
+    if (metrics_server_) metrics_server_->Stop();
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [kind, t] : drift_threads_) t.join();
     drift_threads_.clear();
@@ -144,16 +146,17 @@ class AgentImpl final : public Agent {
   }
 
   int port() const override { return port_.load(); }
+  int metrics_port() const override { return metrics_port_.load(); }
   bool is_leader() const override { return leader_.load(); }
 
  private:
   // --- HTTP: webhooks, health, metrics ------------------------------------------------------
 
-  Status StartHttp() {
+  // "HOST:PORT" or ":PORT" (all interfaces) as the address and port of `flag`.
+  static Result<http::Options> ListenOptions(const std::string& listen, std::string_view flag) {
     http::Options ho;
-    std::string listen = options_.listen;
     size_t colon = listen.rfind(':');
-    if (colon == std::string::npos) return InvalidArgumentError("agent: --listen {:?}: expected HOST:PORT or :PORT", listen);
+    if (colon == std::string::npos) return InvalidArgumentError("agent: {} {:?}: expected HOST:PORT or :PORT", flag, listen);
     ho.address = colon == 0 ? "0.0.0.0" : listen.substr(0, colon);
     int port = 0;
     try {
@@ -161,20 +164,39 @@ class AgentImpl final : public Agent {
     } catch (...) {
       port = -1;
     }
-    if (port < 0 || port > 65535) return InvalidArgumentError("agent: --listen {:?}: bad port", listen);
+    if (port < 0 || port > 65535) return InvalidArgumentError("agent: {} {:?}: bad port", flag, listen);
     ho.port = static_cast<uint16_t>(port);
+    return ho;
+  }
+
+  Status StartHttp() {
+    GANTRY_ASSIGN_OR_RETURN(http::Options ho, ListenOptions(options_.listen, "--listen"));
+    ho.tls_cert_file = options_.tls_cert_file;
+    ho.tls_key_file = options_.tls_key_file;
     server_ = std::make_unique<http::Server>(ho);
     server_->Handle("GET", "/healthz", [](const http::Request&) { return http::Response::Text(200, "ok\n"); });
-    server_->Handle("GET", "/metrics", [this](const http::Request&) {
+    server_->Handle("POST", "/webhook", [this](const http::Request& req) { return OnWebhook(req); });
+    GANTRY_RETURN_IF_ERROR(server_->Start());
+    port_ = server_->port();
+    log::Info("agent: listening on {}:{} (/webhook, /healthz){}", ho.address, port_,
+              ho.tls_cert_file.empty() ? "" : " with TLS");
+    return OkStatus();
+  }
+
+  // /metrics on a listener of its own (loopback by default): it needs no secret to read, so it
+  // is not on the webhook listener, which is often exposed.
+  Status StartMetrics() {
+    GANTRY_ASSIGN_OR_RETURN(http::Options ho, ListenOptions(options_.metrics_listen, "--metrics-listen"));
+    metrics_server_ = std::make_unique<http::Server>(ho);
+    metrics_server_->Handle("GET", "/metrics", [this](const http::Request&) {
       metrics_.api_requests.Set(static_cast<double>(client_.request_count()));
       http::Response r = http::Response::Text(200, metrics_.registry.Render());
       r.headers["content-type"] = std::string(http::Registry::kContentType);
       return r;
     });
-    server_->Handle("POST", "/webhook", [this](const http::Request& req) { return OnWebhook(req); });
-    GANTRY_RETURN_IF_ERROR(server_->Start());
-    port_ = server_->port();
-    log::Info("agent: listening on {}:{} (/webhook, /healthz, /metrics)", ho.address, port_);
+    GANTRY_RETURN_IF_ERROR(metrics_server_->Start());
+    metrics_port_ = metrics_server_->port();
+    log::Info("agent: metrics on {}:{}/metrics", ho.address, metrics_port_);
     return OkStatus();
   }
 
@@ -612,8 +634,10 @@ class AgentImpl final : public Agent {
   std::map<std::string, std::thread> drift_threads_;   // GUARDED_BY(mu_)
   std::map<std::string, Value> file_status_;           // workers only, file mode: keyed like apps_
   std::atomic<int> port_{0};
+  std::atomic<int> metrics_port_{0};
   Metrics metrics_;
   std::unique_ptr<http::Server> server_;
+  std::unique_ptr<http::Server> metrics_server_;
   webhook::RecentDeliveries deliveries_;
   std::map<std::string, Clock::time_point> webhook_at_;  // GUARDED_BY(mu_)
   std::map<std::string, std::string> in_sync_;           // GUARDED_BY(mu_): content key last found in sync

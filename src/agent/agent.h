@@ -19,8 +19,8 @@
 // Agent runs the loop: a list+watch of Applications, a work queue with per-application backoff and
 // a pool of workers (one broken application never blocks the others), a periodic refresh with
 // jitter, watches of the objects it manages (drift is seen within seconds), leader election through
-// a coordination.k8s.io Lease (only the leader reconciles), and an HTTP listener for push webhooks,
-// /healthz and /metrics.
+// a coordination.k8s.io Lease (only the leader reconciles), an HTTP listener for push webhooks and
+// /healthz (HTTPS with a certificate), and one for /metrics, on loopback unless configured.
 
 #include <atomic>
 #include <chrono>
@@ -84,7 +84,11 @@ struct AgentOptions {
   std::string cache_dir;   // Git mirrors and render cache
   std::chrono::milliseconds interval{60'000};  // refresh from Git, with ±10% jitter
   int workers = 4;
-  std::string listen;      // ":8080" or "127.0.0.1:0": webhooks, /healthz, /metrics ("" : none)
+  std::string listen;      // ":8080" or "127.0.0.1:0": webhooks and /healthz ("" : none)
+  std::string tls_cert_file, tls_key_file;  // PEM files: `listen` serves HTTPS only
+  // /metrics, unauthenticated, on a listener of its own ("" : none). `gantry agent` defaults it to
+  // 127.0.0.1:9090; ":9090" exposes it to whoever reaches the Pod.
+  std::string metrics_listen;
   std::string webhook_secret;
   std::string lease_name = "gantry-agent";  // "" : no leader election
   std::string lease_namespace;
@@ -104,8 +108,9 @@ class Agent {
   // Runs until Stop(); an error when it cannot start (bad options, unreachable cluster).
   virtual Status Run() = 0;
   virtual void Stop() = 0;
-  // The port of the HTTP listener once running (for tests with port 0).
+  // The ports of the HTTP and metrics listeners once running (for tests with port 0).
   virtual int port() const = 0;
+  virtual int metrics_port() const = 0;
   virtual bool is_leader() const = 0;
 };
 

@@ -72,7 +72,7 @@ void AddInstallCommand(CLI::App& app, int& exit_code) {
 void AddAgentCommand(CLI::App& app, int& exit_code) {
   struct Flags {
     ClusterFlags cluster;
-    agent::AgentOptions options;
+    agent::AgentOptions options{.metrics_listen = "127.0.0.1:9090"};
     std::string interval = "60s";
     std::string lease_duration = "15s";
     std::string kustomize = "kustomize", helm = "helm";
@@ -86,7 +86,13 @@ void AddAgentCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--cache-dir", f->options.cache_dir, "Git mirrors and caches")->envname("GANTRY_CACHE");
   cmd->add_option("--interval", f->interval, "Refresh from Git this often (default 60s, ±10% jitter)");
   cmd->add_option("--workers", f->options.workers, "Applications reconciled at once")->check(CLI::Range(1, 256));
-  cmd->add_option("--listen", f->options.listen, "Address for webhooks, /healthz and /metrics, e.g. :8080");
+  cmd->add_option("--listen", f->options.listen, "Address for webhooks and /healthz, e.g. :8080");
+  cmd->add_option("--tls-cert", f->options.tls_cert_file, "PEM certificate (chain): --listen serves HTTPS; needs --tls-key")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--tls-key", f->options.tls_key_file, "PEM private key of --tls-cert (unencrypted)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--metrics-listen", f->options.metrics_listen,
+                  "Address for /metrics, unauthenticated (default 127.0.0.1:9090; \"\" : off)");
   cmd->add_option("--webhook-secret-env", f->options.webhook_secret,
                   "Environment variable holding the webhook secret");
   cmd->add_option("--lease-name", f->options.lease_name, "Lease for leader election (default gantry-agent)");

@@ -382,6 +382,58 @@ TEST_F(AgentTest, PushWebhookTriggersARefreshAtOnce) {
   curl_easy_cleanup(curl);
 }
 
+// Regression: /metrics was served, without authentication, on the webhook listener (all
+// interfaces in the Pod), and that listener could not serve HTTPS.
+TEST_F(AgentTest, WebhookListenerServesTlsAndMetricsHaveAListenerOfTheirOwn) {
+  std::string cert = tmp_.path() + "/agent-cert.pem", key = tmp_.path() + "/agent-key.pem";
+  std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+                    "-addext subjectAltName=IP:127.0.0.1 -keyout " + key + " -out " + cert + " 2>/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  AgentOptions opts;
+  opts.namespace_ = ns_;
+  opts.cache_dir = tmp_.path() + "/cache-tls";
+  opts.lease_name = "";
+  opts.listen = "127.0.0.1:0";
+  opts.tls_cert_file = cert;
+  opts.tls_key_file = key;
+  opts.metrics_listen = "127.0.0.1:0";
+  opts.webhook_secret = "s3cret";
+  auto render = GitRenderFn(opts, {});
+  ASSERT_TRUE(render.ok());
+  auto a = NewAgent(*client_, opts, *render);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  agents_.push_back(std::move(a).value());
+  Agent* agent = agents_.back().get();
+  threads_.emplace_back([agent] { EXPECT_TRUE(agent->Run().ok()); });
+  for (auto end = std::chrono::steady_clock::now() + 30s;
+       (agent->port() == 0 || agent->metrics_port() == 0) && std::chrono::steady_clock::now() < end;) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_GT(agent->port(), 0);
+  ASSERT_GT(agent->metrics_port(), 0);
+
+  auto get = [&](const std::string& url, std::string* body) {
+    CURL* curl = curl_easy_init();
+    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(curl, CURLOPT_CAINFO, cert.c_str());
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, AppendBody);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+    long code = 0;
+    if (curl_easy_perform(curl) == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(curl);
+    return code;
+  };
+  std::string body;
+  EXPECT_EQ(get(fmt::format("https://127.0.0.1:{}/healthz", agent->port()), &body), 200);
+  EXPECT_EQ(body, "ok\n");
+  EXPECT_EQ(get(fmt::format("http://127.0.0.1:{}/healthz", agent->port()), &body), 0) << "plain HTTP";
+  EXPECT_EQ(get(fmt::format("https://127.0.0.1:{}/metrics", agent->port()), &body), 404);
+  body.clear();
+  EXPECT_EQ(get(fmt::format("http://127.0.0.1:{}/metrics", agent->metrics_port()), &body), 200);
+  EXPECT_NE(body.find("gantry_agent_queue_depth"), std::string::npos) << body;
+}
+
 // --- Separate agent processes: leader election and kill -9 --------------------------------------
 
 class AgentProcess {
@@ -392,7 +444,7 @@ class AgentProcess {
     GANTRY_CHECK(binary != nullptr);
     auto p = Process::Start({binary, "agent", "--kubeconfig", kubeconfig, "-n", ns, "--cache-dir", cache,
                              "--identity", identity, "--lease-duration", "3s", "--interval", "2s",
-                             "--git-credentials-env", "GIT_CREDS"},
+                             "--git-credentials-env", "GIT_CREDS", "--metrics-listen", "127.0.0.1:0"},
                             {.env = {{"GIT_CREDS", creds_env}, {"HOME", cache}, {"PATH", "/usr/bin:/bin"}}}, log);
     GANTRY_CHECK(p.ok());
     process_ = std::make_unique<Process>(std::move(p).value());
