@@ -295,9 +295,19 @@ uint32_t NormalMode(git_filemode_t mode) {
   return 0100644;
 }
 
-// Collects the blobs under `tree` (prefix: their path so far), bounded by max_files.
+// Directories nested deeper than this under the path read are refused: the recursion below would
+// otherwise follow a hostile repository's nesting as deep as it likes.
+constexpr int kMaxTreeDepth = 64;
+
+// Collects the blobs under `tree` (prefix: their path so far; `depth` directories deep), bounded
+// by max_files and kMaxTreeDepth.
 Status CollectTree(git_repository* repo, const git_tree* tree, const std::string& prefix,
-                   const Limits& limits, std::vector<Entry>& out, std::vector<std::string>& submodules) {
+                   const Limits& limits, std::vector<Entry>& out, std::vector<std::string>& submodules,
+                   int depth = 0) {
+  if (depth > kMaxTreeDepth) {
+    return ResourceExhaustedError("directories nested more than {} deep at {:?}; refusing the tree",
+                                  kMaxTreeDepth, prefix);
+  }
   size_t n = git_tree_entrycount(tree);
   for (size_t i = 0; i < n; ++i) {
     const git_tree_entry* e = git_tree_entry_byindex(tree, i);
@@ -315,7 +325,7 @@ Status CollectTree(git_repository* repo, const git_tree* tree, const std::string
         return GitError(err, "read tree " + path);
       }
       TreePtr owned(sub);
-      GANTRY_RETURN_IF_ERROR(CollectTree(repo, sub, path, limits, out, submodules));
+      GANTRY_RETURN_IF_ERROR(CollectTree(repo, sub, path, limits, out, submodules, depth + 1));
     } else if (mode == GIT_FILEMODE_COMMIT) {
       submodules.push_back(path);
     } else {

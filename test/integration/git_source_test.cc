@@ -506,6 +506,32 @@ TEST_F(GitSourceTest, AHundredThousandFilesHitTheFileCountLimitQuickly) {
   EXPECT_EQ(one_dir->files.size(), 1000u);
 }
 
+// Regression: reading a tree recursed as deep as the repository's directories went.
+TEST_F(GitSourceTest, DeeplyNestedTreeIsRefusedWithAClearError) {
+  Repo remote = CreateRepo(server_, "deep");
+  Work work(remote);
+  std::string deep, ok;
+  for (int i = 0; i < 200; ++i) deep += "d/";
+  for (int i = 0; i < 64; ++i) ok += "d/";
+  std::string stream = "blob\nmark :1\ndata 3\nhi\n\ncommit refs/heads/main\n"
+                       "committer T <t@gantry.invalid> 1700000000 +0000\ndata 5\ndeep\n"
+                       "M 100644 :1 " + deep + "f\nM 100644 :1 ok/" + ok + "f\n\n";
+  auto imported = Git(work.dir(), {"fast-import", "--quiet"}, "", stream);
+  ASSERT_TRUE(imported.ok()) << imported.status().ToString();
+  work.Push();
+  std::string commit = ServerRef(remote, "refs/heads/main");
+  auto repo = Open(remote.url);
+  ASSERT_TRUE(repo->Fetch().ok());
+  auto tree = repo->ReadTree(commit, "");
+  EXPECT_EQ(tree.status().code(), Code::kResourceExhausted) << tree.status().ToString();
+  EXPECT_NE(tree.status().message().find("nested more than 64 deep"), std::string::npos) << tree.status().ToString();
+  // 64 directories below the path read are fine.
+  auto shallow = repo->ReadTree(commit, "ok");
+  ASSERT_TRUE(shallow.ok()) << shallow.status().ToString();
+  ASSERT_EQ(shallow->files.size(), 1u);
+  EXPECT_EQ(shallow->files[0].path, ok + "f");
+}
+
 git::PushRequest SetFile(const std::string& path, const std::string& content, const std::string& message) {
   git::PushRequest request;
   request.branch = "main";
