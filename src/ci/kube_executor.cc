@@ -5,6 +5,9 @@
 // the end it deletes the Pod, the Secret and the NetworkPolicy, whatever happened. Untrusted steps
 // go to the untrusted namespace, made (with its default-deny NetworkPolicy) on first use.
 
+#include <time.h>
+
+#include <ctime>
 #include <mutex>
 #include <set>
 #include <random>
@@ -77,6 +80,20 @@ std::string TimestampKey(std::string_view ts) {
   return key + "." + frac;
 }
 
+// "2024-05-01T10:00:00..." → "2024-05-01T10:00:01Z"; "" when it is not such a time.
+std::string NextSecond(std::string_view key) {
+  std::tm tm{};
+  std::string text(key.substr(0, 19));
+  const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (end == nullptr || *end != '\0') return "";
+  time_t next = timegm(&tm) + 1;
+  std::tm out{};
+  gmtime_r(&next, &out);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &out);
+  return buf;
+}
+
 // The most one log request asks for (limitBytes): a step writing faster than this per poll is
 // read in several polls, never all at once.
 constexpr uint64_t kLogFetchBytes = 1 << 20;
@@ -94,7 +111,11 @@ class LogReader {
   void Fetch(const OutputFn& output) {
     if (capped_) return;
     std::string url = path_ + fmt::format("?container=step&timestamps=true&limitBytes={}", kLogFetchBytes);
-    if (!last_key_.empty()) url += "&sinceTime=" + last_key_.substr(0, 19) + "Z";
+    if (!skip_to_.empty()) {
+      url += "&sinceTime=" + skip_to_;
+    } else if (!last_key_.empty()) {
+      url += "&sinceTime=" + last_key_.substr(0, 19) + "Z";
+    }
     auto text = client_.GetRaw(url);
     if (!text.ok()) {
       last_error_ = text.status().message();
@@ -129,6 +150,14 @@ class LogReader {
       out += '\n';
     }
     seen_here_ = 0;
+    // A full answer with nothing new: more than kLogFetchBytes were written within the second
+    // sinceTime names, and asking again would return the same. Go on from the next second.
+    skip_to_.clear();
+    if (out.empty() && text->size() >= kLogFetchBytes && !last_key_.empty()) {
+      skip_to_ = NextSecond(last_key_);
+      out = fmt::format("gantry: more than {} bytes of log within {}; the rest of that second is not shown\n",
+                        kLogFetchBytes, last_key_.substr(0, 19));
+    }
     forwarded_ += out.size();
     if (!out.empty()) output(out);
   }
@@ -141,6 +170,7 @@ class LogReader {
   const uint64_t max_bytes_;
   uint64_t forwarded_ = 0;
   bool capped_ = false;        // max_bytes_ reached: no more fetches
+  std::string skip_to_;        // sinceTime of the next fetch after a second too full to read
   std::string last_key_;       // timestamp key of the last forwarded line
   size_t same_key_count_ = 0;  // lines forwarded with that key
   size_t seen_here_ = 0;       // lines with that key seen in the current fetch

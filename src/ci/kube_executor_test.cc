@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <mutex>
 
 #include "ci/executor.h"
@@ -120,8 +121,9 @@ TEST(KubernetesPodSpec, UntrustedStepsGoToTheUntrustedNamespace) {
             "ci");
 }
 
-// A cluster whose step Pods terminate at once and whose log endpoint serves `log`, cut to the
-// limitBytes the request asks for (as the kubelet does). Records the log requests.
+// A cluster whose step Pods run for a few polls, then terminate, and whose log endpoint serves the
+// lines of `log` from sinceTime on (whole seconds), cut to limitBytes, as the kubelet does. Records
+// the log requests.
 class LogOnlyClient final : public kube::Client {
  public:
   explicit LogOnlyClient(std::string log) : log_(std::move(log)) {}
@@ -132,6 +134,9 @@ class LogOnlyClient final : public kube::Client {
 
   Result<kube::ResourceInfo> Resolve(std::string_view, std::string_view) override { return UnimplementedError("fake"); }
   Result<Value> Get(const kube::ObjectRef&) override {
+    if (++gets_ < 20) {
+      return value::ParseJson(R"({"status":{"phase":"Running","containerStatuses":[{"state":{"running":{}}}]}})", "pod");
+    }
     return value::ParseJson(R"({"status":{"phase":"Running","containerStatuses":[
         {"state":{"terminated":{"exitCode":0,"reason":"Completed"}}}]}})", "pod");
   }
@@ -156,12 +161,17 @@ class LogOnlyClient final : public kube::Client {
     if (size_t at = path.find("limitBytes="); at != std::string_view::npos) {
       limit = std::stoul(std::string(path.substr(at + 11)));
     }
-    return log_.substr(0, limit);
+    std::string since;
+    if (size_t at = path.find("sinceTime="); at != std::string_view::npos) since = path.substr(at + 10, 19);
+    size_t from = 0;
+    while (from < log_.size() && log_.compare(from, 19, since) < 0) from = log_.find('\n', from) + 1;
+    return log_.substr(from, limit);
   }
   uint64_t request_count() const override { return 0; }
 
  private:
   const std::string log_;
+  std::atomic<int> gets_{0};
   std::mutex mu_;
   std::vector<std::string> log_requests_;  // GUARDED_BY(mu_)
 };
@@ -188,6 +198,28 @@ TEST(KubernetesExecutor, LogReadsAreBoundedAndAStepsLogIsCapped) {
   std::vector<std::string> requests = client.log_requests();
   ASSERT_FALSE(requests.empty());
   for (const std::string& r : requests) EXPECT_THAT(r, ::testing::HasSubstr("&limitBytes=1048576"));
+}
+
+// Regression: more than one request's worth of log within one second made every later fetch
+// return the same lines, so nothing after them was ever shown.
+TEST(KubernetesExecutor, ASecondWithMoreLogThanOneReadIsSkippedNotStuckOn) {
+  std::string log;
+  for (int i = 0; log.size() < (2u << 20); ++i) {
+    log += fmt::format("2024-05-01T10:00:00.{:09d}Z busy {} {}\n", i, i, std::string(100, 'x'));
+  }
+  log += "2024-05-01T10:00:01.000000000Z after the busy second\n";
+  log += "2024-05-01T10:00:02.000000000Z the end\n";
+  LogOnlyClient client(log);
+  auto executor = NewKubernetesExecutor(client, {.namespace_ = "ci", .poll = std::chrono::milliseconds(1)});
+  std::string got;
+  std::atomic<bool> cancel{false};
+  auto outcome = executor->Run(Request(), [&](std::string_view d) { got.append(d); }, cancel);
+  ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+  EXPECT_THAT(got, ::testing::HasSubstr("busy 0 "));
+  EXPECT_THAT(got, ::testing::HasSubstr("gantry: more than 1048576 bytes of log within 2024-05-01T10:00:00; "
+                                        "the rest of that second is not shown\n"));
+  EXPECT_THAT(got, ::testing::HasSubstr("\nafter the busy second\nthe end\n"));
+  EXPECT_LT(got.size(), (1u << 20) + 4096);
 }
 
 }  // namespace
