@@ -31,6 +31,10 @@ constexpr const char* kEtcFiles[] = {
 // lives in /etc/java-17-openjdk; Debian's Python reads /etc/python3.11).
 constexpr const char* kEtcPrefixes[] = {"java-", "python3"};
 
+// Writable parts of a fresh /proc that reach the whole host (resolved inside the new /proc).
+constexpr const char* kProcReadOnly[] = {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus",
+                                         "/proc/fs", "/proc/kcore", "/proc/kallsyms"};
+
 // The data files of /etc, numbered from descriptor 4 in this order.
 constexpr const char* kDataFiles[] = {"/etc/passwd", "/etc/group", "/etc/hosts", "/etc/nsswitch.conf"};
 
@@ -90,7 +94,13 @@ std::vector<std::string> SandboxArgs(const SandboxSpec& spec) {
     }
   }
   if (spec.network) a.insert(a.end(), {"--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"});
-  a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"});
+  a.insert(a.end(), {"--proc", "/proc"});
+  // The kernel's global settings check only that the writer is the host's root user, not a
+  // capability: a sandbox whose uid maps to root (a server run as root) could set
+  // kernel.core_pattern and have the kernel run its program as root. bubblewrap leaves /proc/sys
+  // writable; these are read-only binds of themselves.
+  for (const char* p : kProcReadOnly) a.insert(a.end(), {"--ro-bind-try", p, p});
+  a.insert(a.end(), {"--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"});
   for (const auto& p : spec.extra_ro_paths) a.insert(a.end(), {"--ro-bind-try", p, p});
   for (const auto& m : spec.mounts) a.insert(a.end(), {m.writable ? "--bind" : "--ro-bind", m.host, m.dest});
   a.push_back("--clearenv");

@@ -174,6 +174,16 @@ TEST_F(SandboxTest, ExtraPathsAreVisibleReadOnlyAtTheirHostPath) {
   EXPECT_EQ(r.out, "sdk-tool\nread-only\n");
 }
 
+// Found by the hostile corpus: with the server run as root, the sandbox's uid maps to host root,
+// and /proc/sys checks only that (no capability): a step could set kernel.core_pattern and have
+// the kernel run its program as root. The write below stores the value already there.
+TEST_F(SandboxTest, KernelSettingsAreReadOnly) {
+  ProcessResult r = Sh("v=$(cat /proc/sys/vm/stat_interval) && (echo \"$v\" > /proc/sys/vm/stat_interval) 2>/dev/null "
+                       "&& echo WROTE-HOST-SYSCTL; (cat /proc/sys/kernel/core_pattern > /proc/sys/kernel/core_pattern) "
+                       "2>/dev/null && echo WROTE-CORE-PATTERN; echo done");
+  EXPECT_EQ(r.out, "done\n");
+}
+
 TEST(Sandbox, RelativeMountsAndEmptyCommandsAreRefused) {
   SandboxSpec spec;
   EXPECT_EQ(PrepareSandbox("/usr/bin/bwrap", spec).status().code(), Code::kInvalidArgument);
