@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Gantry's own image (deploy/build-image.sh) is self-contained: built with `gantry image build`,
 # read by skopeo, unpacked, and run as the image says (its entrypoint, user and environment, nothing
-# of the host's filesystem) inside bubblewrap: `gantry version`, and a Kustomize render, which
-# needs the bundled kustomize and bwrap (the render sandbox nests inside). Real containers cannot run on the kwok test
+# of the host's filesystem) inside bubblewrap: `gantry version`, and a Kustomize render with the
+# bundled kustomize, as deploy/gantry-agent.yaml runs it (--no-render-sandbox). Real containers cannot run on the kwok test
 # clusters, so this is how the image is checked.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,6 +34,13 @@ run() {
     --ro-bind "$root/examples/hello/config" /src "${args[@]}" "$@"
 }
 run version | grep -q '^gantry ' || fail "gantry version does not run in the image"
-run render /src/base >"$work/render.out" 2>&1 || { cat "$work/render.out"; fail "a Kustomize render fails in the image"; }
+# Inside a container the render sandbox usually cannot start (a Pod's seccomp profile, or here the
+# outer sandbox's /proc, forbids it): then the render must fail and say how to opt out, never fall
+# back silently.
+if ! run render /src/base >"$work/render.out" 2>&1; then
+  grep -q -- '--no-render-sandbox' "$work/render.out" || { cat "$work/render.out"; fail "a failed render sandbox does not say how to opt out"; }
+fi
+# What deploy/gantry-agent.yaml runs: the explicit opt-out.
+run render --no-render-sandbox /src/base >"$work/render.out" 2>&1 || { cat "$work/render.out"; fail "a Kustomize render fails in the image"; }
 grep -q 'kind: Deployment' "$work/render.out" || fail "the render has no Deployment"
 echo "PASS: image $digest runs gantry and renders Kustomize on its own"
