@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -283,6 +284,48 @@ Result<CopyStats> CopyTreeBeneath(const fs::path& src_root, std::string_view src
   GANTRY_ASSIGN_OR_RETURN(auto sparts, Components(src_rel));
   GANTRY_ASSIGN_OR_RETURN(auto dparts, Components(dst_rel));
   return TreeCopy(src_root, dst_root, limits).Run(sparts, dparts);
+}
+
+namespace {
+
+Status ChownDir(int dirfd, const fs::path& shown, uint32_t uid, uint32_t gid, int depth, int max_depth) {
+  if (depth > max_depth) return InvalidArgumentError("{}: more than {} levels of directories", shown.string(), max_depth);
+  int list_fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (list_fd < 0) return ErrnoError(errno, "open " + shown.string());
+  DIR* dir = ::fdopendir(list_fd);
+  if (dir == nullptr) {
+    ::close(list_fd);
+    return ErrnoError(errno, "list " + shown.string());
+  }
+  std::unique_ptr<DIR, int (*)(DIR*)> closer(dir, ::closedir);
+  while (struct dirent* e = ::readdir(dir)) {
+    std::string_view name = e->d_name;
+    if (name == "." || name == "..") continue;
+    if (::fchownat(dirfd, e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) continue;
+      return ErrnoError(errno, "chown " + (shown / name).string());
+    }
+    if (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN) continue;
+    Fd sub(::openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (sub.get() < 0) {
+      if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) continue;  // gone, or not a directory (now)
+      return ErrnoError(errno, "open " + (shown / name).string());
+    }
+    GANTRY_RETURN_IF_ERROR(ChownDir(sub.get(), shown / name, uid, gid, depth + 1, max_depth));
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Status ChownTreeBeneath(const fs::path& root, uint32_t uid, uint32_t gid, int max_depth) {
+  Fd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (fd.get() < 0) {
+    if (errno == ELOOP || errno == ENOTDIR) return InvalidArgumentError("{} is not a directory (or is a link)", root.string());
+    return ErrnoError(errno, "open " + root.string());
+  }
+  if (::fchown(fd.get(), uid, gid) != 0) return ErrnoError(errno, "chown " + root.string());
+  return ChownDir(fd.get(), root, uid, gid, 0, max_depth);
 }
 
 Result<fs::path> SafeJoin(const fs::path& root, std::string_view relative) {

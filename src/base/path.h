@@ -62,6 +62,13 @@ Result<CopyStats> CopyTreeBeneath(const std::filesystem::path& src_root, std::st
                                   const std::filesystem::path& dst_root, std::string_view dst_rel,
                                   const CopyLimits& limits = {});
 
+// Gives `root` and everything beneath it to uid:gid (a sandboxed step's own host user), never
+// following a link: each directory is opened relative to its parent's descriptor with O_NOFOLLOW,
+// and entries are changed with fchownat(AT_SYMLINK_NOFOLLOW), so a concurrent swap of a directory
+// for a link changes the link, never what it points to. Entries that vanish meanwhile are skipped.
+// InvalidArgument when `root` is a link; InvalidArgument beyond max_depth levels.
+Status ChownTreeBeneath(const std::filesystem::path& root, uint32_t uid, uint32_t gid, int max_depth = 256);
+
 // Reads a whole file; NotFound / PermissionDenied from the OS, ResourceExhausted above max_bytes.
 Result<std::string> ReadFile(const std::filesystem::path& path, size_t max_bytes = 256u << 20);
 

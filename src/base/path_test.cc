@@ -207,5 +207,30 @@ TEST_F(CopyTest, LimitsAreEnforced) {
   EXPECT_TRUE(CopyTreeBeneath(src(), "deep", dst(), "c", {.max_depth = 5}).ok());
 }
 
+
+// The process executor gives a workspace to the steps' host user before each step, while other
+// steps of the run may be swapping its directories for links.
+TEST_F(PathTest, ChownTreeBeneathChangesTheTreeAndNeverWhatALinkPointsTo) {
+  if (::geteuid() != 0) GTEST_SKIP() << "changing owners needs root";
+  fs::create_directories(root_ / "ws" / "a" / "b");
+  fs::create_directories(root_ / "outside");
+  std::ofstream(root_ / "ws" / "a" / "b" / "f") << "x";
+  std::ofstream(root_ / "outside" / "host-file") << "y";
+  fs::create_symlink(root_ / "outside", root_ / "ws" / "link");
+  ASSERT_TRUE(ChownTreeBeneath(root_ / "ws", 65533, 65533).ok());
+  struct stat st;
+  for (const char* p : {"ws", "ws/a", "ws/a/b", "ws/a/b/f"}) {
+    ASSERT_EQ(::lstat((root_ / p).c_str(), &st), 0) << p;
+    EXPECT_EQ(st.st_uid, 65533u) << p;
+  }
+  ASSERT_EQ(::lstat((root_ / "ws" / "link").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 65533u);  // the link itself
+  for (const char* p : {"outside", "outside/host-file"}) {
+    ASSERT_EQ(::lstat((root_ / p).c_str(), &st), 0) << p;
+    EXPECT_EQ(st.st_uid, 0u) << p << " was given away through the link";
+  }
+  EXPECT_EQ(ChownTreeBeneath(root_ / "ws" / "link", 65533, 65533).code(), Code::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace gantry

@@ -1,6 +1,7 @@
 #include "base/process.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -83,6 +84,7 @@ struct ChildSetup {
   std::vector<std::pair<int, uint64_t>> rlimits;
   bool die_with_parent = false;
   std::string cgroup_procs;
+  std::optional<std::pair<uint32_t, uint32_t>> user;
 };
 
 // Closes every descriptor from `first` up. close_range(2) where the kernel has it (5.9+), else one
@@ -119,6 +121,12 @@ void CloseFrom(int first) {
     int fd = ::open(s.cgroup_procs.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0 || ::write(fd, "0\n", 2) != 2) ChildFail(error_pipe, errno);
     ::close(fd);
+  }
+  if (s.user) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(s.user->second) != 0 || ::setuid(s.user->first) != 0) {
+      ChildFail(error_pipe, errno);
+    }
+    if (s.die_with_parent) ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a change of uid clears it
   }
   // Nothing of the parent's but what was asked for: pass_fds become 3, 4, ..., the error pipe
   // moves above them (it is close-on-exec), everything else is closed.
@@ -158,6 +166,7 @@ Result<ChildSetup> Prepare(const std::vector<std::string>& argv, const ProcessOp
   s.rlimits = options.rlimits;
   s.die_with_parent = options.die_with_parent;
   s.cgroup_procs = options.cgroup_procs;
+  s.user = options.user;
   if (s.pass_fds.size() > 16) return InvalidArgumentError("run: at most 16 descriptors can be passed");
   return s;
 }

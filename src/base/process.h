@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -43,6 +44,8 @@ struct ProcessOptions {
   // A cgroup's cgroup.procs file the child moves itself into before exec (base/sandbox.h
   // PidsCgroup); failing to is failing to start.
   std::string cgroup_procs;
+  // (uid, gid) the child switches to before exec, with no supplementary groups (needs root).
+  std::optional<std::pair<uint32_t, uint32_t>> user;
 };
 
 struct ProcessResult {

@@ -202,11 +202,12 @@ Result<std::string> FindBwrap(const std::string& bwrap) {
   return *found;
 }
 
-Status SandboxWorks(const std::string& bwrap) {
+Status SandboxWorks(const std::string& bwrap, std::optional<std::pair<uint32_t, uint32_t>> as) {
   static std::mutex mu;
-  static std::map<std::string, Status> cache;  // GUARDED_BY(mu)
+  static std::map<std::pair<std::string, int64_t>, Status> cache;  // GUARDED_BY(mu)
   std::lock_guard<std::mutex> lock(mu);
-  if (auto it = cache.find(bwrap); it != cache.end()) return it->second;
+  const std::pair<std::string, int64_t> key{bwrap, as ? static_cast<int64_t>(as->first) : -1};
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
   Status result = [&]() -> Status {
     GANTRY_ASSIGN_OR_RETURN(std::string path, FindBwrap(bwrap));
     SandboxSpec spec;
@@ -216,16 +217,18 @@ Status SandboxWorks(const std::string& bwrap) {
     ProcessOptions po;
     po.pass_fds = cmd.fds();
     po.timeout = std::chrono::seconds(10);
+    po.user = as;
     GANTRY_ASSIGN_OR_RETURN(ProcessResult r, Run(cmd.argv, po));
     if (!r.success()) {
       while (!r.err.empty() && r.err.back() == '\n') r.err.pop_back();
-      return FailedPreconditionError("bubblewrap ({}) cannot start a sandbox here: {}{}{} (user namespaces may be "
+      return FailedPreconditionError("bubblewrap ({}{}) cannot start a sandbox here: {}{}{} (user namespaces may be "
                                      "disabled: sysctl kernel.unprivileged_userns_clone=1, or in a container "
-                                     "allow them)", path, r.Describe(), r.err.empty() ? "" : ": ", r.err);
+                                     "allow them)", path, as ? fmt::format(", as uid {}", as->first) : "",
+                                     r.Describe(), r.err.empty() ? "" : ": ", r.err);
     }
     return OkStatus();
   }();
-  cache.emplace(bwrap, result);
+  cache.emplace(key, result);
   return result;
 }
 

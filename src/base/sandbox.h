@@ -13,6 +13,9 @@
 //   - the binds the caller asks for (the workspace, read-write; artifacts, read-only...), and the
 //     operator's extra read-only paths (toolchains outside /usr);
 //   - nothing else: no /home, /root, /opt, /srv, /var, no other run's files.
+// Whoever starts it chooses the host user it runs as (ProcessOptions::user): bubblewrap maps the
+// sandbox's uid to that user, so a server run as root should start it as a user of its own (the
+// process executor does), or the sandbox's uid is host root to the kernel.
 // It runs in new user, mount, PID, IPC, UTS and cgroup namespaces, and a new network namespace
 // unless `network` (then it shares the host's network, and with it abstract Unix sockets), as
 // uid:gid inside, with no capabilities, in a new session (no TIOCSTI into the caller's terminal),
@@ -30,6 +33,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -84,10 +88,10 @@ Result<SandboxCommand> PrepareSandbox(const std::string& bwrap, const SandboxSpe
 // data descriptors are numbered from 4).
 std::vector<std::string> SandboxArgs(const SandboxSpec& spec);
 
-// OK when bubblewrap at `bwrap` can start a sandbox here (it runs `true` in one, once per binary
-// per process; the answer is cached); FailedPrecondition saying why not (not installed, user
-// namespaces disabled...), with what to do.
-Status SandboxWorks(const std::string& bwrap);
+// OK when bubblewrap at `bwrap` can start a sandbox here, started as host user `as` (uid, gid)
+// when given (it runs `true` in one, once per binary and user per process; the answer is cached);
+// FailedPrecondition saying why not (not installed, user namespaces disabled...), with what to do.
+Status SandboxWorks(const std::string& bwrap, std::optional<std::pair<uint32_t, uint32_t>> as = {});
 
 // A pids cgroup of its own for one sandboxed program tree, so that a fork bomb stops at `max`
 // processes. (RLIMIT_NPROC does not bind when the server runs as root: the kernel never enforces

@@ -26,6 +26,7 @@
 #include <map>
 #include <set>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -87,6 +88,9 @@ class Executor {
   // Whether steps are isolated from the host running Gantry (false only for the process executor
   // without its sandbox). The server runs no untrusted run on an executor that does not isolate.
   virtual bool Isolates() const = 0;
+  // The host user steps run as when it is not the caller's own (the process executor's
+  // step_user); the server makes the directories above workspaces traversable for it.
+  virtual std::optional<std::pair<uint32_t, uint32_t>> StepUser() const { return std::nullopt; }
 };
 
 struct ProcessExecutorOptions {
@@ -99,6 +103,11 @@ struct ProcessExecutorOptions {
   // fork bomb stops there. Where no pids cgroup can be made (not root), RLIMIT_NPROC from the
   // pipeline's limits is all there is, and a warning says so once. 0 = no limit.
   uint64_t max_processes = 1024;
+  // The host user (uid, gid) sandboxed steps run as, instead of the server's own (needs root). A
+  // server run as root sets one (gantry server --step-uid, 65533 by default), so that a step's uid
+  // in the sandbox maps to that user, not to root. Before each step the workspace and artifacts
+  // are given to it (ChownTreeBeneath), so their ancestors must be traversable by it.
+  std::optional<std::pair<uint32_t, uint32_t>> step_user;
   std::chrono::milliseconds kill_grace{2000};  // SIGTERM → SIGKILL on timeout / cancel
 };
 

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <optional>
 
 #include "base/log.h"
+#include "base/path.h"
 #include "base/process.h"
 #include "base/sandbox.h"
 #include "ci/executor.h"
@@ -29,6 +31,9 @@ class ProcessExecutor final : public Executor {
 
   std::string_view name() const override { return options_.sandbox ? "process (bubblewrap)" : "process (no sandbox)"; }
   bool Isolates() const override { return options_.sandbox; }
+  std::optional<std::pair<uint32_t, uint32_t>> StepUser() const override {
+    return options_.sandbox ? options_.step_user : std::nullopt;
+  }
   std::string WorkspacePath(const std::filesystem::path& host) const override {
     return options_.sandbox ? "/workspace" : host.string();
   }
@@ -57,6 +62,19 @@ class ProcessExecutor final : public Executor {
       if (!r.artifacts.empty()) spec.mounts.push_back({r.artifacts.string(), "/artifacts", false});
       spec.cwd = "/workspace";
       spec.extra_ro_paths = options_.extra_ro_paths;
+      if (options_.step_user) {
+        // Caches restored and artifacts copied by the server are its own: give them to the step.
+        auto [uid, gid] = *options_.step_user;
+        for (const auto& dir : {r.workspace, r.artifacts}) {
+          if (dir.empty()) continue;
+          Status s = ChownTreeBeneath(dir, uid, gid);
+          if (s.ok() && ::chmod(dir.c_str(), 0700) != 0) s = ErrnoError(errno, "chmod 700 " + dir.string());
+          if (!s.ok()) {
+            return Status(s.code(), fmt::format("step {}: give {} to uid {}: {}", r.step, dir.string(), uid, s.message()));
+          }
+        }
+        po.user = options_.step_user;
+      }
       GANTRY_ASSIGN_OR_RETURN(SandboxCommand cmd, PrepareSandbox(bwrap_, spec));
       sandboxed.emplace(std::move(cmd));
       argv = sandboxed->argv;
@@ -161,7 +179,7 @@ Result<std::unique_ptr<Executor>> NewProcessExecutor(const ProcessExecutorOption
   std::string bwrap;
   if (options.sandbox) {
     GANTRY_ASSIGN_OR_RETURN(bwrap, FindBwrap(options.bwrap));
-    if (Status works = SandboxWorks(bwrap); !works.ok()) {
+    if (Status works = SandboxWorks(bwrap, options.step_user); !works.ok()) {
       return FailedPreconditionError("the step sandbox does not work: {} (or run without it, on the host: "
                                      "--no-sandbox; never with untrusted pipelines)", works.message());
     }

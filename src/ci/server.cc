@@ -75,6 +75,26 @@ fs::path ForkMirrorDir(const fs::path& data_dir, int64_t run_id) {
   return data_dir / "fork-mirrors" / std::to_string(run_id);
 }
 
+// FailedPrecondition naming the first directory above `dir` that `uid`:`gid` may not search
+// (bubblewrap, started as that user, must reach the workspaces beneath it).
+Status CheckSearchable(const fs::path& dir, uint32_t uid, uint32_t gid) {
+  fs::path abs = fs::absolute(dir);
+  for (fs::path p = abs.parent_path(); !p.empty(); p = p.parent_path()) {
+    struct stat st;
+    if (::stat(p.c_str(), &st) != 0) return ErrnoError(errno, "stat " + p.string());
+    bool ok = (st.st_mode & S_IXOTH) || (st.st_uid == uid && (st.st_mode & S_IXUSR)) ||
+              (st.st_gid == gid && (st.st_mode & S_IXGRP));
+    if (!ok) {
+      return FailedPreconditionError("steps run as host uid {} (the server runs as root), and it cannot reach the "
+                                     "workspaces under {}: {} is not searchable by others (mode {:o}); chmod o+x it, "
+                                     "choose a --data-dir whose parents are, or --step-uid 0 (steps then map to root)",
+                                     uid, abs.string(), p.string(), st.st_mode & 0777);
+    }
+    if (p == p.parent_path()) break;
+  }
+  return OkStatus();
+}
+
 // A directory only its owner may enter: created 0700, tightened when it exists with more.
 Status MakePrivateDir(const fs::path& dir) {
   std::error_code ec;
@@ -231,9 +251,20 @@ Status Server::Start() {
   for (const auto& r : options_.repos) GANTRY_RETURN_IF_ERROR(git::ValidateUrl(r, options_.git.allow_file));
   GANTRY_RETURN_IF_ERROR(MakePrivateDir(options_.data_dir));
   std::error_code ec;
-  fs::create_directories(options_.data_dir / "mirrors", ec);
-  if (ec) return InternalError("create {}: {}", options_.data_dir.string(), ec.message());
+  if (auto user = executor_.StepUser()) {
+    GANTRY_RETURN_IF_ERROR(CheckSearchable(options_.data_dir, user->first, user->second));
+    // Steps run as a host user of their own, and bubblewrap (started as it) must reach the
+    // workspaces: the data directory and runs/ become traversable (0711), not listable. Everything
+    // else in them stays private; workspaces and artifacts are that user's.
+    fs::create_directories(options_.data_dir / "runs", ec);
+    for (const fs::path& dir : {options_.data_dir, options_.data_dir / "runs"}) {
+      if (::chmod(dir.c_str(), 0711) != 0) return ErrnoError(errno, "chmod 711 " + dir.string());
+    }
+    log::Info("ci: steps run as host uid {} (gid {})", user->first, user->second);
+  }
+  for (const char* sub : {"mirrors", "caches", "changed-paths"}) GANTRY_RETURN_IF_ERROR(MakePrivateDir(options_.data_dir / sub));
   fs::remove_all(options_.data_dir / "fork-mirrors", ec);  // left by runs a crash ended; re-queued runs fetch again
+  GANTRY_RETURN_IF_ERROR(MakePrivateDir(options_.data_dir / "fork-mirrors"));
   mirrors_ = std::make_unique<git::Mirrors>(options_.data_dir / "mirrors");
 
   GANTRY_ASSIGN_OR_RETURN(auto interrupted, store_.MarkUnfinishedInterrupted(options_.worker_name));

@@ -19,9 +19,10 @@
 
 #include <algorithm>
 #include <atomic>
-#include <tuple>
 #include <cstdlib>
+#include <optional>
 #include <thread>
+#include <tuple>
 
 #include <CLI/CLI.hpp>
 #include <curl/curl.h>
@@ -65,10 +66,16 @@ std::string Pad(std::string_view s, size_t w) {
 
 // Where steps run: --executor process (bubblewrap, or the host with --no-sandbox) or kube (a Pod
 // per step in --namespace of the cluster of --kubeconfig/--context).
+// A host uid no account uses, for the steps of a server run as root (docs/security.md).
+constexpr uint32_t kDefaultStepUid = 65533;
+
 struct ExecutorFlags {
   std::string kind = "process";
   bool no_sandbox = false;
   std::vector<std::string> sandbox_paths;
+  // gantry server only: the host user of steps (default 65533 when the server runs as root).
+  bool server = false;
+  std::optional<uint32_t> step_uid;
   std::string kubeconfig;  // "" = $KUBECONFIG, then ~/.kube/config
   std::string context;
   std::string namespace_;  // "" = the context's namespace
@@ -108,6 +115,15 @@ Result<BuiltExecutor> MakeExecutor(const ExecutorFlags& f) {
       if (!p.starts_with('/')) return InvalidArgumentError("--sandbox-path {:?} must be absolute", p);
     }
     eo.extra_ro_paths = f.sandbox_paths;
+    if (f.step_uid && ::geteuid() != 0) {
+      return InvalidArgumentError("--step-uid needs a server run as root (steps already run as this user, uid {})",
+                                  ::geteuid());
+    }
+    uint32_t uid = f.step_uid.value_or(kDefaultStepUid);
+    if (f.server && !f.no_sandbox && ::geteuid() == 0 && uid != 0) eo.step_user = std::pair{uid, uid};
+    if (f.server && !f.no_sandbox && ::geteuid() == 0 && uid == 0) {
+      log::Warn("ci: --step-uid 0: steps' uid in the sandbox maps to root on this host");
+    }
     GANTRY_ASSIGN_OR_RETURN(out.executor, ci::NewProcessExecutor(eo));
     return out;
   }
@@ -630,6 +646,10 @@ void AddServerCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--protected-branch", f->protected_branches, "Branch globs whose pushes get [protected] secrets (default main)");
   cmd->add_option("--max-attempts", f->max_attempts, "Re-queue an interrupted run until this many attempts");
   AddExecutorFlags(cmd, f->executor);
+  f->executor.server = true;
+  cmd->add_option("--step-uid", f->executor.step_uid,
+                  "Host uid (and gid) sandboxed steps run as when the server runs as root (default 65533; 0 keeps "
+                  "root, which the sandbox's uid then maps to)");
   cmd->add_flag("--allow-file-repos", f->allow_file, "Accept file:// repository URLs (tests, local setups)");
   // After CI: image, config repository, deploy (docs/end-to-end.md).
   cmd->add_option("--config-repo", f->config_repos, "A config repository releases may write to (repeatable)");

@@ -228,6 +228,8 @@ struct World {
     }
     std::string main_sha = CommitPipeline(repo, "main", "shell: sh\nsteps:\n  hello: {run: echo benign-ok}\n");
 
+    // Run as root, the server runs steps as uid 65533, which must reach the data directory.
+    fs::permissions(root, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
     std::vector<std::string> argv = {Binary(), "server", "--listen", "127.0.0.1:0", "--store",
                                      "sqlite:" + (root / "gantry.db").string(), "--webhook-secret-env", "HOOK",
                                      "--api-token-env", "API_TOKEN", "--repo", url, "--data-dir", data.string(),

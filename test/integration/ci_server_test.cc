@@ -58,6 +58,8 @@ constexpr char kApiToken[] = "api-token-0123456789abcdef";
 // The gantry commands the tests run find the token in GANTRY_TOKEN.
 struct Srv {
   Srv(const fs::path& root, const std::string& repo_url, const std::vector<std::string>& extra = {}, bool token_flag = true) {
+    // A server run as root runs steps as uid 65533, which must reach the data directory.
+    fs::permissions(root, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
     std::vector<std::string> argv = {Binary(), "server", "--listen", "127.0.0.1:0", "--store",
                                      "sqlite:" + (root / "gantry.db").string(), "--webhook-secret-env", "HOOK",
                                      "--repo", repo_url, "--data-dir", (root / "data").string(), "--allow-file-repos"};
@@ -598,6 +600,43 @@ TEST(CiServer, ForkPullRequestWaitsForApprovalThenRunsWithoutNetworkAndItsMirror
   EXPECT_EQ(Entries(root / "data" / "mirrors"), 1);
 }
 
+// Run as root, bubblewrap mapped the step's uid to host root: /proc/sys and anything else that
+// checks only for root was the step's (the hostile corpus set kernel.core_pattern that way).
+TEST(CiServer, StepsOfARootServerRunAsAHostUserOfTheirOwn) {
+  if (::geteuid() != 0) GTEST_SKIP() << "only a server run as root switches steps to another user";
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  // The second step rewrites what the first made (the workspace is the step user's); the third
+  // waits, so that the test can look at its process from the host.
+  std::string sha = MakeRepo(root / "repo", R"P(
+shell: sh
+steps:
+  make: {run: 'echo out > made-by-step'}
+  rewrite: {needs: [make], run: 'echo again >> made-by-step && echo rewrote'}
+  wait: {needs: [rewrite], run: [sleep, '29.4242']}
+)P");
+  std::string url = "file://" + (root / "repo").string();
+  Srv srv(root, url);
+  EXPECT_THAT(PostPush(srv, PushPayload(url, sha), "u1"), HasSubstr(" 201"));
+  std::string uid_line;
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+       uid_line.empty() && std::chrono::steady_clock::now() < end;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    for (const auto& e : fs::directory_iterator("/proc")) {
+      auto cmdline = ReadFile(e.path() / "cmdline", 4096);
+      if (!cmdline.ok() || *cmdline != std::string("sleep\0" "29.4242\0", 14)) continue;
+      auto status = ReadFile(e.path() / "status", 16384);
+      if (!status.ok()) continue;
+      size_t at = status->find("\nUid:");
+      if (at != std::string::npos) uid_line = status->substr(at + 1, status->find('\n', at + 1) - at - 1);
+    }
+  }
+  EXPECT_EQ(uid_line, "Uid:\t65533\t65533\t65533\t65533") << "the step's process as the host sees it";
+  EXPECT_THAT(Post(srv.Url() + "/api/runs/1/cancel", "", {kBearer}), HasSubstr(" 202"));
+  EXPECT_EQ(WaitState(srv.Url(), 1, {"succeeded", "failed", "cancelled"}), "cancelled");
+  EXPECT_THAT(Logs(srv, 1), HasSubstr("rewrote"));
+}
+
 // A server started with --no-sandbox would otherwise run a fork's code on the host itself.
 TEST(CiServer, UntrustedRunsAreRefusedWhenStepsRunOnTheHost) {
   testenv::ScopedTempDir tmp;
@@ -642,7 +681,10 @@ TEST(CiServer, TheApiNeedsATokenEvenWithoutTheFlagAndTheDataIsPrivate) {
   ASSERT_TRUE(token.ok());
   std::string t = token->substr(0, token->find('\n'));
   EXPECT_THAT(GetWith(srv.Url() + "/api/runs", {"Authorization: Bearer " + t}), HasSubstr(" 200"));
-  for (auto [path, mode] : {std::pair{root / "data" / "api-token", 0600}, std::pair{root / "data", 0700},
+  // Run as root, steps run as a user of their own that must traverse (never list) the data dir.
+  const int data_mode = ::geteuid() == 0 ? 0711 : 0700;
+  for (auto [path, mode] : {std::pair{root / "data" / "api-token", 0600}, std::pair{root / "data", data_mode},
+                            std::pair{root / "data" / "mirrors", 0700}, std::pair{root / "data" / "caches", 0700},
                             std::pair{root / "gantry.db", 0600}}) {
     struct stat st;
     ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;
