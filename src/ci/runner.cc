@@ -27,32 +27,6 @@ std::string StepDirName(std::string_view step) {
   return out;
 }
 
-Result<std::map<std::string, std::string>> ReadSecretsFile(const fs::path& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return ErrnoError(errno, "secrets file " + path.string());
-  if ((st.st_mode & 077) != 0) {
-    return PermissionDeniedError("secrets file {} is readable by others (mode {:o}); chmod 600 it", path.string(),
-                                 st.st_mode & 0777);
-  }
-  GANTRY_ASSIGN_OR_RETURN(std::string text, ReadFile(path, 1 << 20));
-  std::map<std::string, std::string> out;
-  size_t line_no = 0, pos = 0;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-    pos = nl == std::string::npos ? text.size() : nl + 1;
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty() || line[0] == '#') continue;
-    size_t eq = line.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      return InvalidArgumentError("{}:{}: expected NAME=VALUE", path.string(), line_no);  // never echo the line
-    }
-    out[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return out;
-}
-
 namespace {
 
 // The byte budget of a run's logs, shared by its steps.

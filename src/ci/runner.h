@@ -128,9 +128,4 @@ class Runner {
 // A file name for a step ("test (linux, 3)" → "test_linux_3_").
 std::string StepDirName(std::string_view step);
 
-// Reads a secrets file of NAME=VALUE lines (# comments, blank lines). PermissionDenied when the
-// file is readable by group or others (it must be 0600 or stricter); InvalidArgument naming the
-// line for a malformed one.
-Result<std::map<std::string, std::string>> ReadSecretsFile(const std::filesystem::path& path);
-
 }  // namespace gantry::ci

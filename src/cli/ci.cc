@@ -32,6 +32,7 @@
 #include "ci/executor.h"
 #include "ci/pipeline.h"
 #include "ci/runner.h"
+#include "ci/secret_scopes.h"
 #include "ci/server.h"
 #include "deliver/deliver.h"
 #include "oci/registry.h"
@@ -192,12 +193,20 @@ int RunCi(const CiRunFlags& f) {
   ro.only_steps = f.steps;
   ro.parallelism = f.parallel;
   if (!f.secrets_file.empty()) {
-    auto s = ci::ReadSecretsFile(f.secrets_file);
+    // The server's file format; a local run is trusted, of no configured repository, never on a
+    // protected branch: it gets the unscoped secrets and those of sections matching its event and
+    // branch.
+    auto s = ci::ReadSecretScopesFile(f.secrets_file);
     if (!s.ok()) {
       fmt::print(stderr, "error: {}\n", s.status().message());
       return 3;
     }
-    ro.secrets = *s;
+    ci::SelectedSecrets selected =
+        ci::Select(*s, {.event = f.event, .branch = f.branch, .trusted = true});
+    for (const auto& [name, why] : selected.out_of_scope) {
+      fmt::print(stderr, "note: secret {} is not given to this local run ({})\n", name, why);
+    }
+    ro.secrets = std::move(selected.in_scope);
   }
   for (const auto& name : f.secret_env) {
     const char* v = std::getenv(name.c_str());
