@@ -580,20 +580,40 @@ void ServerImpl::DoAccept() {
   });
 }
 
-// Starts a session for `socket`, or closes it at once when the server is at its connection cap or
-// the client's address at its own: the connections already open are not affected.
+// Starts a session for `socket`. At the connection cap it first makes room by closing one idle
+// connection (waiting for a request: what slow clients hold) of the address that has the most
+// open, when that is more than the newcomer's address has: so clients spread over a few addresses
+// cannot lock everyone else out until read_timeout. A connection whose request is being handled,
+// answered or streamed is never closed. Without such room, or at the address's own cap, the new
+// connection is closed at once.
 void ServerImpl::Admit(tcp::socket socket) {
   beast::error_code ec;
   auto ep = socket.remote_endpoint(ec);
   if (ec) return;  // gone already
   std::string address = ep.address().to_string();
   std::string refused;
-  if (sessions.size() >= options.max_connections) {
-    refused = fmt::format("the server has its maximum of {} connections open", options.max_connections);
-  } else if (auto it = per_address.find(address);
-             it != per_address.end() && it->second >= options.max_connections_per_address) {
-    refused = fmt::format("{} has its maximum of {} connections open", address,
-                          options.max_connections_per_address);
+  auto own = per_address.find(address);
+  const size_t own_count = own == per_address.end() ? 0 : own->second;
+  if (own_count >= options.max_connections_per_address) {
+    refused = fmt::format("{} has its maximum of {} connections open", address, options.max_connections_per_address);
+  } else if (sessions.size() >= options.max_connections) {
+    std::shared_ptr<SessionBase> victim;
+    size_t victim_count = own_count;
+    for (const auto& [raw, weak] : sessions) {
+      auto n = per_address.find(raw->address);
+      if (!raw->idle() || n == per_address.end() || n->second <= victim_count) continue;
+      if (auto s = weak.lock()) {
+        victim = std::move(s);
+        victim_count = n->second;
+      }
+    }
+    if (victim) {
+      log::Debug("http: port {}: at {} connections, closing an idle one of {} ({} open) for {}", port.load(),
+                 options.max_connections, victim->address, victim_count, address);
+      victim->Close();
+    } else {
+      refused = fmt::format("the server has its maximum of {} connections open", options.max_connections);
+    }
   }
   if (!refused.empty()) {
     // Under attack this happens for every connection: say so at most every 10 seconds.
