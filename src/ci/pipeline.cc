@@ -162,19 +162,7 @@ struct Parser {
   Result<uint64_t> Size(const Value& v, std::string_view what) {
     if (v.IsInt() && v.AsInt() >= 0) return static_cast<uint64_t>(v.AsInt());
     if (v.IsString()) {
-      std::string_view s = v.AsString();
-      size_t n = 0;
-      while (n < s.size() && std::isdigit(static_cast<unsigned char>(s[n]))) ++n;
-      std::string_view unit = s.substr(n);
-      uint64_t mult = unit.empty() ? 1
-                      : unit == "Ki" ? 1ull << 10
-                      : unit == "Mi" ? 1ull << 20
-                      : unit == "Gi" ? 1ull << 30
-                      : unit == "K" ? 1000ull
-                      : unit == "M" ? 1000000ull
-                      : unit == "G" ? 1000000000ull
-                                     : 0;
-      if (n > 0 && n <= 12 && mult != 0) return std::stoull(std::string(s.substr(0, n))) * mult;
+      if (auto n = ParseSize(v.AsString())) return *n;
     }
     return Err(v, file, "{} must be a non-negative number, optionally with Ki, Mi, Gi, K, M or G", what);
   }
@@ -613,6 +601,22 @@ bool WhenMatches(const When& w, const Context& c) {
     if (!any) return false;
   }
   return true;
+}
+
+std::optional<uint64_t> ParseSize(std::string_view s) {
+  size_t n = 0;
+  while (n < s.size() && std::isdigit(static_cast<unsigned char>(s[n]))) ++n;
+  std::string_view unit = s.substr(n);
+  uint64_t mult = unit.empty() ? 1
+                  : unit == "Ki" ? 1ull << 10
+                  : unit == "Mi" ? 1ull << 20
+                  : unit == "Gi" ? 1ull << 30
+                  : unit == "K" ? 1000ull
+                  : unit == "M" ? 1000000ull
+                  : unit == "G" ? 1000000000ull
+                                 : 0;
+  if (n == 0 || n > 12 || mult == 0) return std::nullopt;
+  return std::stoull(std::string(s.substr(0, n))) * mult;
 }
 
 std::optional<std::chrono::milliseconds> ParseDuration(std::string_view s) {

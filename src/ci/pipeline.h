@@ -145,6 +145,9 @@ bool WhenMatches(const When& when, const Context& context);
 // Glob over '/'-separated paths: '*' and '?' within a segment, '**' across segments.
 bool GlobMatch(std::string_view pattern, std::string_view text);
 
+// Parses "512Mi", "20Gi", "500M", "1K" or a bare number of bytes.
+std::optional<uint64_t> ParseSize(std::string_view text);
+
 // Parses "90s", "5m", "1h30m", "250ms" or a bare number of seconds.
 std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text);
 

@@ -78,6 +78,16 @@ TEST(Pipeline, LoaderVariablesAreRefusedInStepEnvWithFileLineColumn) {
                     "  layers: [{src: ., dest: /app}]\n"), "");
 }
 
+TEST(Pipeline, ParseSize) {
+  EXPECT_EQ(ParseSize("0"), 0u);
+  EXPECT_EQ(ParseSize("512Mi"), 512ull << 20);
+  EXPECT_EQ(ParseSize("20Gi"), 20ull << 30);
+  EXPECT_EQ(ParseSize("500M"), 500000000u);
+  EXPECT_EQ(ParseSize("1.5G"), std::nullopt);
+  EXPECT_EQ(ParseSize("lots"), std::nullopt);
+  EXPECT_EQ(ParseSize(""), std::nullopt);
+}
+
 TEST(Pipeline, CyclesAreNamed) {
   std::string e = ErrorOf("steps:\n  a: {run: [x], needs: [c]}\n  b: {run: [x], needs: [a]}\n  c: {run: [x], needs: [b]}\n");
   EXPECT_THAT(e, HasSubstr("needs: form a cycle: a -> c -> b -> a"));

@@ -214,6 +214,7 @@ Result<RunResult> Runner::Run() {
     index[steps[i]->name] = i;
   }
   std::mutex mu;  // guards result, running, progress calls
+  std::atomic<uint64_t> artifact_bytes{0};  // kept by the run so far (steps may run in parallel)
   std::condition_variable cv;
   std::vector<std::unique_ptr<StepLog>> logs(steps.size());
   LogBudget log_budget{.max = options_.max_log_bytes};
@@ -312,6 +313,14 @@ Result<RunResult> Runner::Run() {
         if (outcome.success() || outcome.timed_out || outcome.cancelled) break;
       }
     }
+    if (failure.empty() && outcome.success() && options_.max_workspace_bytes > 0) {
+      uint64_t used = TreeBytes(options_.workspace);
+      if (used > options_.max_workspace_bytes) {
+        failure = fmt::format("the workspace holds {} bytes after this step, above the limit of {} bytes", used,
+                              options_.max_workspace_bytes);
+        slog.Write("gantry: " + failure + "\n");
+      }
+    }
     // Caches out, into this run's own scope only: written beside the old entry, then renamed over it.
     if (failure.empty() && outcome.success() && !options_.cache_root.empty()) {
       static std::atomic<uint64_t> seq{0};
@@ -369,8 +378,20 @@ Result<RunResult> Runner::Run() {
         if (!match) continue;
         // The listing may be stale by now: the copy itself refuses any link on the way.
         fs::create_directories(dest_root, entry_error);
-        auto copied = CopyTreeBeneath(options_.workspace, rel, dest_root, rel);
+        CopyLimits limits;
+        if (options_.max_artifact_bytes > 0) {
+          uint64_t kept = artifact_bytes.load();
+          limits.max_bytes = kept < options_.max_artifact_bytes ? options_.max_artifact_bytes - kept : 0;
+        }
+        // Checked before copying, so that a file over the budget leaves nothing behind (the copy's
+        // own limit still bounds a file that grows meanwhile).
+        uint64_t size = it->file_size(entry_error);
+        auto copied = options_.max_artifact_bytes > 0 && (entry_error || size > limits.max_bytes)
+                          ? Result<CopyStats>(ResourceExhaustedError("the run's artifacts would pass their limit of {} bytes",
+                                                                     options_.max_artifact_bytes))
+                          : CopyTreeBeneath(options_.workspace, rel, dest_root, rel, limits);
         if (copied.ok()) {
+          artifact_bytes += copied->bytes;
           ++n;
         } else if (++refused <= 5) {
           slog.Write(fmt::format("gantry: artifact {} not kept: {}\n", rel, copied.status().message()));

@@ -103,6 +103,9 @@ struct RunOptions {
   std::chrono::milliseconds max_step_timeout{0};  // 0 = none; else caps every step's timeout
   uint64_t max_log_bytes = 64u << 20;        // of the whole run's logs; 0 = unlimited
   uint64_t cache_quota_bytes = 5ull << 30;   // of everything under cache_root; 0 = unlimited
+  // After each step, a workspace holding more fails that step (and so the run); 0 = unlimited.
+  uint64_t max_workspace_bytes = 0;
+  uint64_t max_artifact_bytes = 1ull << 30;  // kept by the whole run; beyond, files are not kept
   std::vector<std::string> only_steps;  // run these and what they need; empty = all
   int parallelism = 4;
   store::Store* store = nullptr;  // optional; then run_id must name a run

@@ -498,6 +498,41 @@ TEST(Runner, LogIsTruncatedAtTheRunBudget) {
   EXPECT_EQ(after, line);  // the budget is the run's: nothing more, said once
 }
 
+// Issue 12, finding 11: nothing bounded what a run could leave on the server's disk.
+TEST(Runner, AWorkspaceAboveItsLimitFailsTheStepAndTheRun) {
+  Env env;
+  env.configure = [](RunOptions& o) { o.max_workspace_bytes = 100000; };
+  int64_t id = 0;
+  auto r = env.Run("shell: sh\nsteps:\n"
+                   "  small: {run: 'head -c 50000 /dev/zero > a'}\n"
+                   "  big: {needs: [small], run: 'head -c 60000 /dev/zero > b'}\n"
+                   "  never: {needs: [big], run: 'echo ran'}\n", {}, nullptr, &id);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->state, RunState::kFailed);
+  EXPECT_EQ(env.Step(*r, "small").state, RunState::kSucceeded);
+  EXPECT_EQ(env.Step(*r, "big").state, RunState::kFailed);
+  EXPECT_THAT(env.Step(*r, "big").message, HasSubstr("the workspace holds 110000 bytes after this step, above the limit of 100000"));
+  EXPECT_EQ(env.Step(*r, "never").state, RunState::kSkipped);
+}
+
+TEST(Runner, ArtifactsStopAtTheRunsLimit) {
+  Env env;
+  env.configure = [](RunOptions& o) { o.max_artifact_bytes = 25000; };
+  int64_t id = 0;
+  auto r = env.Run("shell: sh\nsteps:\n"
+                   "  one: {run: 'head -c 10000 /dev/zero > out1', artifacts: [out1]}\n"
+                   "  two: {needs: [one], run: 'head -c 10000 /dev/zero > out2', artifacts: [out2]}\n"
+                   "  three: {needs: [two], run: 'head -c 10000 /dev/zero > out3', artifacts: [out3]}\n",
+                   {}, nullptr, &id);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->state, RunState::kSucceeded);  // a file not kept is said, not a failure
+  fs::path artifacts = env.root / ("run" + std::to_string(env.n)) / "artifacts";
+  EXPECT_TRUE(fs::exists(artifacts / "one" / "out1"));
+  EXPECT_TRUE(fs::exists(artifacts / "two" / "out2"));
+  EXPECT_FALSE(fs::exists(artifacts / "three" / "out3"));
+  EXPECT_THAT(env.Log(id, "three"), HasSubstr("artifact out3 not kept"));
+}
+
 TEST(Runner, CacheQuotaEvictsTheLeastRecentlyUsed) {
   Env env;
   auto entry = [&](const std::string& key, bool trusted = true) {

@@ -627,6 +627,10 @@ void Server::Execute(const store::Run& run) {
   ro.cache_source = run.repo;
   ro.allow_network = trusted || PolicyFor(run.pipeline).untrusted_network;
   ro.max_step_timeout = trusted ? options_.trusted_step_timeout : options_.untrusted_step_timeout;
+  ro.max_workspace_bytes = options_.max_workspace_bytes;
+  ro.max_artifact_bytes = options_.max_artifact_bytes;
+  ro.max_log_bytes = options_.max_log_bytes;
+  ro.cache_quota_bytes = options_.cache_quota_bytes;
   ro.parallelism = options_.parallelism;
   ro.store = &store_;
   ro.run_id = run.id;

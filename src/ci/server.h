@@ -101,6 +101,11 @@ struct ServerOptions {
   int untrusted_workers = 1;  // threads for untrusted runs
   std::chrono::milliseconds trusted_step_timeout{0};  // caps every step's timeout; 0 = no cap
   std::chrono::milliseconds untrusted_step_timeout{std::chrono::minutes(30)};
+  // Per run (RunOptions): workspace after each step, artifacts kept, logs; all caches together.
+  uint64_t max_workspace_bytes = 20ull << 30;
+  uint64_t max_artifact_bytes = 1ull << 30;
+  uint64_t max_log_bytes = 64ull << 20;
+  uint64_t cache_quota_bytes = 5ull << 30;
   int parallelism = 4;
   std::string worker_name = "gantry";
   bool requeue_interrupted = true;

@@ -387,6 +387,7 @@ struct ServerFlags {
   int untrusted_workers = 1;
   std::string trusted_timeout = "0";
   std::string untrusted_timeout = "30m";
+  std::string max_workspace = "20Gi", max_artifacts = "1Gi", max_log = "64Mi", cache_quota = "5Gi";
   std::string policy;                     // "key=value ..." for every repository
   std::vector<std::string> repo_policies;  // "URL key=value ..."
   std::vector<std::string> protected_branches = {"main"};
@@ -490,6 +491,17 @@ int RunServer(const ServerFlags& f) {
       return 2;
     }
     *into = *d;
+  }
+  for (auto [flag, text, into] : {std::tuple{"--max-workspace", &f.max_workspace, &so.max_workspace_bytes},
+                                  std::tuple{"--max-artifacts", &f.max_artifacts, &so.max_artifact_bytes},
+                                  std::tuple{"--max-log", &f.max_log, &so.max_log_bytes},
+                                  std::tuple{"--cache-quota", &f.cache_quota, &so.cache_quota_bytes}}) {
+    auto n = ci::ParseSize(*text);
+    if (!n) {
+      fmt::print(stderr, "error: {} {:?}: expected a size such as 20Gi or 500M (0 = no limit)\n", flag, *text);
+      return 2;
+    }
+    *into = *n;
   }
   so.git.allow_file = f.allow_file;
   auto poll = ci::ParseDuration(f.poll);
@@ -648,6 +660,10 @@ void AddServerCommand(CLI::App& app, int& exit_code) {
       ->check(CLI::Range(1, 64));
   cmd->add_option("--trusted-timeout", f->trusted_timeout, "Cap on every step's timeout in trusted runs (default 0 = none)");
   cmd->add_option("--untrusted-timeout", f->untrusted_timeout, "Cap on every step's timeout in untrusted runs (default 30m)");
+  cmd->add_option("--max-workspace", f->max_workspace, "A run's workspace may hold this much after each step (default 20Gi)");
+  cmd->add_option("--max-artifacts", f->max_artifacts, "Artifacts a run may keep (default 1Gi)");
+  cmd->add_option("--max-log", f->max_log, "Log a run may store (default 64Mi)");
+  cmd->add_option("--cache-quota", f->cache_quota, "All caches together, least recently used evicted first (default 5Gi)");
   cmd->add_option("--policy", f->policy,
                   "Policy of every repository: 'approval=required|none pull-requests=trusted|untrusted network=off|on "
                   "provider=NAME' (default approval=required pull-requests=trusted network=off)");
