@@ -184,7 +184,7 @@ uint64_t PidsCgroup::Refusals() const {
 PidsCgroup::~PidsCgroup() {
   if (dir_.empty()) return;
   // The group's last processes may still be exiting after the leader was reaped.
-  for (int i = 0; i < 200 && ::rmdir(dir_.c_str()) != 0 && errno == EBUSY; ++i) ::usleep(10000);
+  for (int i = 0; i < 20000 && ::rmdir(dir_.c_str()) != 0 && errno == EBUSY; ++i) ::usleep(100);
 }
 
 Result<std::string> FindBwrap(const std::string& bwrap) {

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -112,6 +113,8 @@ class ProcessExecutor final : public Executor {
     Clock::time_point kill_at = Clock::time_point::max();  // SIGKILL after the grace period
     bool exited = false, eof = false;
     char buf[65536];
+    // Readable when the process has exited (Linux 5.3+); without it, exits are polled every 2 ms.
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, proc.pid(), 0));
     while (!eof || !exited) {
       if (!exited && !proc.Running()) {
         // The main process ended: end whatever it left behind in its group.
@@ -132,22 +135,26 @@ class ProcessExecutor final : public Executor {
         proc.Signal(SIGKILL);
         kill_at = Clock::time_point::max();
       }
-      if (eof) {
+      struct pollfd p[2];
+      nfds_t n = 0;
+      if (!eof) p[n++] = {fd, POLLIN, 0};
+      if (!exited && pidfd >= 0) p[n++] = {pidfd, POLLIN, 0};
+      if (n == 0) {
         ::usleep(2000);
         continue;
       }
-      struct pollfd p = {fd, POLLIN, 0};
-      int rc = ::poll(&p, 1, 50);
+      int rc = ::poll(p, n, 50);
       if (rc < 0 && errno != EINTR) break;
-      if (rc > 0) {
-        ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n > 0) {
-          output(std::string_view(buf, static_cast<size_t>(n)));
-        } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+      if (rc > 0 && !eof && (p[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+        ssize_t got = ::read(fd, buf, sizeof buf);
+        if (got > 0) {
+          output(std::string_view(buf, static_cast<size_t>(got)));
+        } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
           eof = true;
         }
       }
     }
+    if (pidfd >= 0) ::close(pidfd);
     ::close(fd);
     if (cgroup && cgroup->Refusals() > 0) {
       output(fmt::format("gantry: {} process creation(s) refused: the step reached its limit of {} processes\n",
