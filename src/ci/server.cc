@@ -348,6 +348,7 @@ http::Response Server::HandleWebhook(const http::Request& req) {
     }
     run.event = store::RunEvent::kPullRequest;
     run.commit = pr.head_sha;
+    run.head_ref = pr.head_ref;
     run.ref = "refs/heads/" + pr.base_ref;
     if (pr.from_fork) {
       // Build the fork's commit from the fork; a repo not in Options::repos never gets secrets.
@@ -585,9 +586,30 @@ void Server::Execute(const store::Run& run) {
   if (auto f = (*repo)->Fetch(); !f.ok()) return fail(RunState::kFailed, "fetch: " + f.status().message());
   Result<std::string> commit = NotFoundError("no commit");
   if (run.event == store::RunEvent::kPullRequest) {
-    // The head commit the provider named (the ref is the base branch's).
+    // The head commit the provider named (the ref is the base branch's), which must be on the
+    // pull request's branch: the signed payload is a hint, not a way to build any commit the
+    // repository holds. It is built even when the branch has moved on since (what a maintainer
+    // approved is that commit; the newer one comes with its own event).
     commit = (*repo)->Resolve(run.commit);
     if (!commit.ok()) return fail(RunState::kFailed, "the pull request's head " + run.commit + ": " + commit.status().message());
+    if (!run.head_ref.empty()) {
+      auto tip = (*repo)->Resolve("refs/heads/" + run.head_ref);
+      if (!tip.ok()) {
+        return fail(RunState::kFailed, fmt::format("refused: the pull request's branch {} is not in {}: {}", run.head_ref,
+                                                   git::ScrubUrl(run.repo), tip.status().message()));
+      }
+      auto on_branch = (*repo)->Contains(*tip, *commit);
+      if (!on_branch.ok() || !*on_branch) {
+        return fail(RunState::kFailed,
+                    fmt::format("refused: {} is not on the pull request's branch {} (its tip is {}){}", commit->substr(0, 12),
+                                run.head_ref, tip->substr(0, 12),
+                                on_branch.ok() ? "" : ": " + on_branch.status().message()));
+      }
+      if (*tip != *commit) {
+        notes = fmt::format("the branch {} has moved on to {}; {} was built, as the event named it", run.head_ref,
+                            tip->substr(0, 12), commit->substr(0, 12));
+      }
+    }
   } else {
     // The ref is the truth, the payload a hint: build what the ref points to after the fetch.
     commit = (*repo)->Resolve(run.ref);

@@ -129,6 +129,10 @@ class Repository {
   // short SHA with several candidates) or malformed.
   virtual Result<std::string> Resolve(std::string_view revision) = 0;
 
+  // Whether commit `ancestor` is commit `descendant` or reachable from it (both full ids).
+  // NotFound when either is not in the mirror; InvalidArgument for a malformed id.
+  virtual Result<bool> Contains(std::string_view descendant, std::string_view ancestor) = 0;
+
   // The files under `path` ("" for the root; a file path gives that file) of `commit`, read from
   // the object database. NotFound when the path does not exist; ResourceExhausted naming the limit
   // when one is exceeded; InvalidArgument for a path with ".." or similar.

@@ -392,6 +392,7 @@ class Libgit2Repository final : public Repository {
   const std::string& url() const override { return url_; }
   Result<FetchResult> Fetch() override;
   Result<std::string> Resolve(std::string_view revision) override;
+  Result<bool> Contains(std::string_view descendant, std::string_view ancestor) override;
   Result<ReadResult> ReadTree(std::string_view commit, std::string_view path,
                               const Limits& limits) override;
   Result<std::string> TreeId(std::string_view commit, std::string_view path) override;
@@ -540,6 +541,23 @@ Result<std::string> Libgit2Repository::Resolve(std::string_view revision) {
   auto r = ResolveIn(repo.get(), revision);
   if (!r.ok()) return r.status().WithContext(fmt::format("resolve {:?} in {}", std::string(revision), url_));
   return r;
+}
+
+Result<bool> Libgit2Repository::Contains(std::string_view descendant, std::string_view ancestor) {
+  GANTRY_ASSIGN_OR_RETURN(git_oid d, ParseCommitId(descendant));
+  GANTRY_ASSIGN_OR_RETURN(git_oid a, ParseCommitId(ancestor));
+  if (git_oid_equal(&d, &a)) return true;
+  GANTRY_ASSIGN_OR_RETURN(RepoPtr repo, OpenRepo());
+  for (const git_oid* oid : {&d, &a}) {
+    git_commit* c = nullptr;
+    if (git_commit_lookup(&c, repo.get(), oid) != 0) {
+      return NotFoundError("commit {} is not in {}", OidHex(*oid), url_);
+    }
+    git_commit_free(c);
+  }
+  int r = git_graph_descendant_of(repo.get(), &d, &a);
+  if (r < 0) return GitError(r, fmt::format("is {} in the history of {}", OidHex(a), OidHex(d)));
+  return r == 1;
 }
 
 Result<std::string> Libgit2Repository::ResolveIn(git_repository* repo, std::string_view revision) const {

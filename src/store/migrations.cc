@@ -133,6 +133,9 @@ INSERT INTO run_keys (pipeline, repo, ref, commit_sha, event, run_id)
   SELECT pipeline, repo, ref, commit_sha, event, MIN(id) FROM runs
   WHERE commit_sha <> '' AND event <> 'manual' GROUP BY pipeline, repo, ref, commit_sha, event;
 )sql"},
+      {3, "a pull request run's head branch", R"sql(
+ALTER TABLE runs ADD COLUMN head_ref TEXT NOT NULL DEFAULT '';
+)sql"},
   };
   return kMigrations;
 }

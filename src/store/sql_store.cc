@@ -15,7 +15,7 @@ namespace {
   "finished_at"
 #define GANTRY_RUN_COLS                                                                       \
   "id, repo, pipeline, commit_sha, ref, event, delivery_id, state, worker, attempt, message, " \
-  "created_at, started_at, finished_at, trusted, approved_by"
+  "created_at, started_at, finished_at, trusted, approved_by, head_ref"
 #define GANTRY_STEP_COLS "name, state, exit_code, started_at, finished_at"
 
 // The key of the PostgreSQL advisory lock that serialises migrations ("gantry" in ASCII).
@@ -89,6 +89,7 @@ Run RunFrom(const Row& r) {
   out.finished_at = OptTimeFrom(r, 13);
   out.trusted = r.Int(14) != 0;
   out.approved_by = r.Text(15);
+  out.head_ref = r.Text(16);
   return out;
 }
 
@@ -507,10 +508,10 @@ Result<int64_t> SqlStore::CreateRun(const Run& run) {
     const int64_t now = Micros(Now());
     Result<Rows> rows =
         c.Query("INSERT INTO runs (repo, pipeline, commit_sha, ref, event, delivery_id, state, "
-                "worker, attempt, message, created_at, updated_at, trusted, approved_by) VALUES "
-                "($1, $2, $3, $4, $5, $6, $7, '', 0, $8, $9, $9, $10, '') RETURNING id",
+                "worker, attempt, message, created_at, updated_at, trusted, approved_by, head_ref) VALUES "
+                "($1, $2, $3, $4, $5, $6, $7, '', 0, $8, $9, $9, $10, '', $11) RETURNING id",
                 {run.repo, run.pipeline, run.commit, run.ref, S(Name(run.event)), run.delivery_id,
-                 S(run.state), run.message, now, int64_t{run.trusted ? 1 : 0}});
+                 S(run.state), run.message, now, int64_t{run.trusted ? 1 : 0}, run.head_ref});
     if (!rows.ok() && rows.status().code() == Code::kAlreadyExists) {
       return AlreadyExistsError("a run was already created for delivery {}", run.delivery_id);
     }

@@ -112,6 +112,8 @@ struct Run {
   std::string pipeline;
   std::string commit;
   std::string ref;
+  // A pull request's head branch ("feature/x", in `repo`): its commit must be on that branch.
+  std::string head_ref;
   RunEvent event = RunEvent::kPush;
   std::string delivery_id;  // the webhook delivery that caused it; "" when none
   RunState state = RunState::kQueued;

@@ -179,7 +179,7 @@ struct World {
     std::string base = RunChecked({"git", "rev-parse", "main"}, GitOptions(repo))->out.substr(0, 40);
     std::string fork_url = "file://" + fork.string();
     std::string body = R"({"action":"opened","number":)" + std::to_string(number) + R"(,"pull_request":{"number":)" +
-                       std::to_string(number) + R"(,"head":{"sha":")" + sha + R"(","ref":"feature","repo":{"id":)" +
+                       std::to_string(number) + R"(,"head":{"sha":")" + sha + R"(","ref":"main","repo":{"id":)" +
                        std::to_string(100 + number) + R"(,"full_name":"mallory/app)" + std::to_string(number) +
                        R"(","clone_url":")" + fork_url + R"("}},"base":{"sha":")" + base +
                        R"(","ref":"main","repo":{"id":1,"full_name":"org/app","clone_url":")" + url +

@@ -263,7 +263,7 @@ TEST(CiServer, PullRequestFromAForkRunsWithoutSecrets) {
   GANTRY_CHECK(WriteFileAtomic(root / "secrets.env", "TOKEN=canary-fork-secret\n", 0600).ok());
   Srv srv(root, url, {"--secrets-file", (root / "secrets.env").string()});
   auto pr = [&](const std::string& head_name, const std::string& head_url, int head_id, const std::string& sha) {
-    return R"({"action":"opened","number":5,"pull_request":{"number":5,"head":{"sha":")" + sha + R"(","ref":"feature","repo":{"id":)" +
+    return R"({"action":"opened","number":5,"pull_request":{"number":5,"head":{"sha":")" + sha + R"(","ref":"main","repo":{"id":)" +
            std::to_string(head_id) + R"(,"full_name":")" + head_name + R"(","clone_url":")" + head_url +
            R"("}},"base":{"sha":")" + base_sha + R"(","ref":"main","repo":{"id":1,"full_name":"org/app","clone_url":")" + url +
            R"("}}},"repository":{"id":1,"full_name":"org/app","clone_url":")" + url + R"("}})";
@@ -549,7 +549,7 @@ struct Fork {
     sha = MakeRepo(root / "fork", pipeline);
     url = "file://" + (root / "fork").string();
     body = R"({"action":"opened","number":5,"pull_request":{"number":5,"head":{"sha":")" + sha +
-           R"(","ref":"feature","repo":{"id":2,"full_name":"mallory/app","clone_url":")" + url + R"("}},"base":{"sha":")" +
+           R"(","ref":"main","repo":{"id":2,"full_name":"mallory/app","clone_url":")" + url + R"("}},"base":{"sha":")" +
            base_sha + R"(","ref":"main","repo":{"id":1,"full_name":"org/app","clone_url":")" + base_url +
            R"("}}},"repository":{"id":1,"full_name":"org/app","clone_url":")" + base_url + R"("}})";
   }
@@ -635,6 +635,36 @@ steps:
   EXPECT_THAT(Post(srv.Url() + "/api/runs/1/cancel", "", {kBearer}), HasSubstr(" 202"));
   EXPECT_EQ(WaitState(srv.Url(), 1, {"succeeded", "failed", "cancelled"}), "cancelled");
   EXPECT_THAT(Logs(srv, 1), HasSubstr("rewrote"));
+}
+
+// Issue 12, finding 7: the signed payload chose the commit; any commit the head repository held
+// (another branch, an unmerged rewrite) could be built under the pull request's name.
+TEST(CiServer, APullRequestsCommitMustBeOnItsBranch) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  std::string base = MakeRepo(root / "repo", "shell: sh\non: [push, pull_request]\nsteps:\n  hello: {run: echo base}\n");
+  std::string url = "file://" + (root / "repo").string();
+  Fork fork(root, url, base, "shell: sh\non: [push, pull_request]\nsteps:\n  hello: {run: echo on-branch}\n");
+  // A commit on another branch of the fork, named as the pull request's head (branch main).
+  ProcessOptions po;
+  po.cwd = (root / "fork").string();
+  po.inherit_env = true;
+  po.env = {{"GIT_AUTHOR_NAME", "t"}, {"GIT_AUTHOR_EMAIL", "t@e"}, {"GIT_COMMITTER_NAME", "t"}, {"GIT_COMMITTER_EMAIL", "t@e"}};
+  ASSERT_TRUE(RunChecked({"git", "checkout", "-q", "-b", "elsewhere"}, po).ok());
+  ASSERT_TRUE(RunChecked({"git", "commit", "-q", "--allow-empty", "-m", "not on main"}, po).ok());
+  std::string elsewhere = RunChecked({"git", "rev-parse", "HEAD"}, po)->out.substr(0, 40);
+  ASSERT_TRUE(RunChecked({"git", "checkout", "-q", "main"}, po).ok());
+  Fork stray = fork;
+  stray.body.replace(stray.body.find(fork.sha), fork.sha.size(), elsewhere);
+  stray.sha = elsewhere;
+  Srv srv(root, url, {"--policy", "approval=none"});
+  EXPECT_THAT(stray.Open(srv), HasSubstr(" 201"));
+  ASSERT_EQ(WaitState(srv.Url(), 1, {"succeeded", "failed", "cancelled"}), "failed");
+  EXPECT_THAT(Field(srv, 1, "message"), HasSubstr("is not on the pull request's branch main"));
+  // The commit on the branch is built.
+  EXPECT_THAT(fork.Open(srv), HasSubstr(" 201"));
+  ASSERT_EQ(WaitState(srv.Url(), 2, {"succeeded", "failed", "cancelled"}), "succeeded") << Logs(srv, 2);
+  EXPECT_THAT(Logs(srv, 2), HasSubstr("on-branch"));
 }
 
 // A server started with --no-sandbox would otherwise run a fork's code on the host itself.
