@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <fstream>
 #include <thread>
 
@@ -183,11 +184,15 @@ TEST_F(CopyTest, NeverWritesOutsideWhileAComponentIsSwappedForALink) {
       swaps += ::renameat2(AT_FDCWD, (dst() / "x").c_str(), AT_FDCWD, (dst() / "alt").c_str(), RENAME_EXCHANGE) == 0;
     }
   });
+  // At least 300 copies, and until both outcomes were seen (the race was really run), within 20 s:
+  // on a loaded machine the swapper may not be scheduled during the first few hundred.
   int ok = 0, refused = 0;
-  for (int i = 0; i < 300; ++i) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (int i = 0; i < 300 || ((ok == 0 || refused == 0) && std::chrono::steady_clock::now() < deadline); ++i) {
     auto r = CopyTreeBeneath(src(), "x", dst(), "x");
     ok += r.ok();
     refused += r.status().code() == Code::kPermissionDenied;
+    if (i % 64 == 63) std::this_thread::yield();
   }
   stop.store(true);
   swapper.join();
