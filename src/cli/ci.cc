@@ -269,12 +269,27 @@ size_t CurlWrite(char* data, size_t size, size_t n, void* user) {
   return (*fn)(std::string_view(data, size * n)) ? size * n : 0;
 }
 
+// Where the REST API is: the server's URL, and the CA bundle that signed its certificate when it
+// is not in the system's (a server with --tls-cert of its own CA).
+struct ServerClient {
+  std::string server = "http://127.0.0.1:8080";
+  std::string ca_file;
+};
+
+void AddServerClientFlags(CLI::App* cmd, ServerClient& client) {
+  cmd->add_option("--server", client.server, "Server URL")->envname("GANTRY_SERVER");
+  cmd->add_option("--ca-file", client.ca_file, "PEM CA bundle for an https server URL (default: the system's)")
+      ->envname("GANTRY_CA_FILE");
+}
+
 // Sends `method` (GET or POST, without a body) to url with GANTRY_TOKEN as the bearer token,
 // handing the response body to `sink` as it arrives. Returns the HTTP status or an error.
-Result<long> HttpRequest(const char* method, const std::string& url, std::function<bool(std::string_view)> sink) {
+Result<long> HttpRequest(const ServerClient& client, const char* method, const std::string& url,
+                         std::function<bool(std::string_view)> sink) {
   CURL* c = curl_easy_init();
   if (c == nullptr) return InternalError("curl init");
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  if (!client.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, client.ca_file.c_str());
   if (std::string_view(method) == "POST") {
     curl_easy_setopt(c, CURLOPT_POST, 1L);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
@@ -296,8 +311,8 @@ Result<long> HttpRequest(const char* method, const std::string& url, std::functi
   return code;
 }
 
-Result<long> HttpGet(const std::string& url, std::function<bool(std::string_view)> sink) {
-  return HttpRequest("GET", url, std::move(sink));
+Result<long> HttpGet(const ServerClient& client, const std::string& url, std::function<bool(std::string_view)> sink) {
+  return HttpRequest(client, "GET", url, std::move(sink));
 }
 
 std::string Base(std::string s) {
@@ -306,9 +321,10 @@ std::string Base(std::string s) {
   return s;
 }
 
-int ListRuns(const std::string& server) {
+int ListRuns(const ServerClient& client) {
+  const std::string& server = client.server;
   std::string body;
-  auto code = HttpGet(Base(server) + "/api/runs", [&](std::string_view d) { body += d; return true; });
+  auto code = HttpGet(client, Base(server) + "/api/runs", [&](std::string_view d) { body += d; return true; });
   if (!code.ok() || *code != 200) {
     fmt::print(stderr, "error: {}\n", code.ok() ? fmt::format("HTTP {}: {}", *code, body) : code.status().message());
     return 3;
@@ -333,9 +349,9 @@ int ListRuns(const std::string& server) {
 }
 
 // POST /api/runs/ID/approve: the run (awaiting approval) is queued.
-int ApproveRun(const std::string& server, int64_t run) {
+int ApproveRun(const ServerClient& client, int64_t run) {
   std::string body;
-  auto code = HttpRequest("POST", fmt::format("{}/api/runs/{}/approve", Base(server), run), [&](std::string_view d) {
+  auto code = HttpRequest(client, "POST", fmt::format("{}/api/runs/{}/approve", Base(client.server), run), [&](std::string_view d) {
     body += d;
     return true;
   });
@@ -348,14 +364,14 @@ int ApproveRun(const std::string& server, int64_t run) {
   return 0;
 }
 
-int ShowLogs(const std::string& server, int64_t run, bool follow) {
-  std::string url = fmt::format("{}/api/runs/{}/logs{}", Base(server), run, follow ? "?follow=1" : "");
+int ShowLogs(const ServerClient& client, int64_t run, bool follow) {
+  std::string url = fmt::format("{}/api/runs/{}/logs{}", Base(client.server), run, follow ? "?follow=1" : "");
   long status = 0;
   std::string err;
   // A step's output is untrusted: on a terminal, only its colours pass (cli/terminal.h).
   const bool tty = ::isatty(1) != 0;
   TerminalFilter filter;
-  auto code = HttpGet(url, [&](std::string_view d) {
+  auto code = HttpGet(client, url, [&](std::string_view d) {
     if (g_stop.load()) return false;
     fmt::print("{}", tty ? filter.Feed(d) : std::string(d));
     std::fflush(stdout);
@@ -694,22 +710,22 @@ void AddServerCommand(CLI::App& app, int& exit_code) {
 }
 
 void AddRunsCommand(CLI::App& app, int& exit_code) {
-  auto server = std::make_shared<std::string>("http://127.0.0.1:8080");
+  auto client = std::make_shared<ServerClient>();
   auto run = std::make_shared<int64_t>(0);
   auto* cmd = app.add_subcommand("runs", "List CI runs of a server");
-  cmd->add_option("--server", *server, "Server URL")->envname("GANTRY_SERVER");
+  AddServerClientFlags(cmd, *client);
   auto* approve = cmd->add_subcommand("approve", "Let a run that awaits approval (an untrusted pull request) run");
   approve->add_option("run", *run, "Run id")->required();
-  approve->add_option("--server", *server, "Server URL")->envname("GANTRY_SERVER");
-  approve->callback([server, run, &exit_code] { exit_code = ApproveRun(*server, *run); });
-  cmd->callback([server, approve, &exit_code] {
-    if (!approve->parsed()) exit_code = ListRuns(*server);
+  AddServerClientFlags(approve, *client);
+  approve->callback([client, run, &exit_code] { exit_code = ApproveRun(*client, *run); });
+  cmd->callback([client, approve, &exit_code] {
+    if (!approve->parsed()) exit_code = ListRuns(*client);
   });
 }
 
 void AddLogsCommand(CLI::App& app, int& exit_code) {
   struct LogsFlags {
-    std::string server = "http://127.0.0.1:8080";
+    ServerClient client;
     int64_t run = 0;
     bool follow = false;
   };
@@ -717,10 +733,10 @@ void AddLogsCommand(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("logs", "Print the logs of a CI run");
   cmd->add_option("run", f->run, "Run id")->required();
   cmd->add_flag("-f,--follow", f->follow, "Follow until the run ends");
-  cmd->add_option("--server", f->server, "Server URL")->envname("GANTRY_SERVER");
+  AddServerClientFlags(cmd, f->client);
   cmd->callback([f, &exit_code] {
     signal(SIGINT, OnSignal);
-    exit_code = ShowLogs(f->server, f->run, f->follow);
+    exit_code = ShowLogs(f->client, f->run, f->follow);
   });
 }
 

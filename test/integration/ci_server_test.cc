@@ -667,6 +667,35 @@ TEST(CiServer, APullRequestsCommitMustBeOnItsBranch) {
   EXPECT_THAT(Logs(srv, 2), HasSubstr("on-branch"));
 }
 
+// A server with --tls-cert of its own CA was out of reach of gantry runs and gantry logs.
+TEST(CiServer, RunsAndLogsReachATlsServerWithItsCaFile) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  std::string cert = (root / "cert.pem").string(), key = (root / "key.pem").string();
+  ASSERT_TRUE(RunChecked({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                          "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert},
+                         {.inherit_env = true})
+                  .ok());
+  std::string sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  hello: {run: echo over-tls}\n");
+  std::string url = "file://" + (root / "repo").string();
+  Srv srv(root, url, {"--tls-cert", cert, "--tls-key", key});
+  std::string https = "https://127.0.0.1:" + srv.port;
+  ProcessOptions po;
+  po.inherit_env = true;
+  auto without = gantry::Run({Binary(), "runs", "--server", https}, po);
+  ASSERT_TRUE(without.ok());
+  EXPECT_NE(without->exit_code, 0);
+  EXPECT_THAT(without->err, HasSubstr("certificate"));
+  auto with = gantry::Run({Binary(), "runs", "--server", https, "--ca-file", cert}, po);
+  ASSERT_TRUE(with.ok());
+  EXPECT_EQ(with->exit_code, 0) << with->err;
+  EXPECT_THAT(with->out, HasSubstr("STATE"));
+  po.env = {{"GANTRY_CA_FILE", cert}};
+  auto logs = gantry::Run({Binary(), "logs", "1", "--server", https}, po);
+  ASSERT_TRUE(logs.ok());
+  EXPECT_THAT(logs->err, HasSubstr("HTTP 404")) << "the request reached the server";
+}
+
 // A server started with --no-sandbox would otherwise run a fork's code on the host itself.
 TEST(CiServer, UntrustedRunsAreRefusedWhenStepsRunOnTheHost) {
   testenv::ScopedTempDir tmp;
