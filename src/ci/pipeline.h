@@ -53,7 +53,8 @@ struct Limits {
   uint64_t memory_bytes = 0;  // RLIMIT_AS
   uint64_t cpu_seconds = 0;   // RLIMIT_CPU
   uint64_t open_files = 0;    // RLIMIT_NOFILE
-  uint64_t processes = 0;     // RLIMIT_NPROC (not enforced for root outside a user namespace)
+  uint64_t processes = 0;     // the step's pids cgroup, when below the executor's (else RLIMIT_NPROC,
+                              // which never binds the host's root user, nor a sandbox mapped to it)
 };
 
 struct Step {
