@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
@@ -162,6 +164,16 @@ Result<PidsCgroup> PidsCgroup::Create(uint64_t max) {
     parent = "/sys/fs/cgroup";  // v2, pids enabled for the root's children
   } else {
     return UnavailableError("no writable pids cgroup controller here (run as root on a host with one)");
+  }
+  // The groups of a process that died (kill -9 of a server mid-step) stay behind, empty: each new
+  // group first removes those whose process is gone (a listing of one directory).
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(parent, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    int pid = 0;
+    if (std::sscanf(name.c_str(), "gantry-%d-", &pid) != 1 || pid <= 0 || pid == ::getpid()) continue;
+    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
+    ::rmdir(it->path().c_str());                          // fails, harmlessly, while still populated
   }
   std::string dir = fmt::format("{}/gantry-{}-{}", parent, ::getpid(), counter.fetch_add(1));
   if (::mkdir(dir.c_str(), 0755) != 0) return ErrnoError(errno, "create cgroup " + dir);

@@ -98,7 +98,8 @@ Status SandboxWorks(const std::string& bwrap, std::optional<std::pair<uint32_t, 
 // it for the host's root user, and a sandbox's uid maps to the user that started it.) Uses the
 // pids controller of cgroup v1 (/sys/fs/cgroup/pids) or of cgroup v2 (/sys/fs/cgroup, when the
 // root enables pids for its children). The directory is removed when this is destroyed (waiting
-// briefly for the last processes to be reaped). Not thread-safe; one per program.
+// briefly for the last processes to be reaped); Create() also removes the empty groups that
+// processes which died left behind. Not thread-safe; one per program.
 class PidsCgroup {
  public:
   // Unavailable when this host has no pids controller this process may write (not root, no

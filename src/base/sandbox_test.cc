@@ -184,6 +184,25 @@ TEST_F(SandboxTest, KernelSettingsAreReadOnly) {
   EXPECT_EQ(r.out, "done\n");
 }
 
+// A server killed mid-step left its steps' (empty) groups behind, one per step, for good.
+TEST(Sandbox, PidsCgroupsOfDeadProcessesAreRemoved) {
+  auto probe = PidsCgroup::Create(8);
+  if (!probe.ok()) GTEST_SKIP() << probe.status().message();
+  std::string parent = fs::path(probe->procs_file()).parent_path().parent_path().string();
+  pid_t gone = 0;  // a pid that was, and is no more
+  {
+    auto p = Process::Start({"true"}, {});
+    ASSERT_TRUE(p.ok());
+    gone = p->pid();
+    p->Stop();
+  }
+  std::string stale = fmt::format("{}/gantry-{}-0", parent, gone);
+  ASSERT_EQ(::mkdir(stale.c_str(), 0755), 0) << stale;
+  auto next = PidsCgroup::Create(8);
+  ASSERT_TRUE(next.ok());
+  EXPECT_FALSE(fs::exists(stale)) << "the group of dead process " << gone << " is still there";
+}
+
 TEST(Sandbox, RelativeMountsAndEmptyCommandsAreRefused) {
   SandboxSpec spec;
   EXPECT_EQ(PrepareSandbox("/usr/bin/bwrap", spec).status().code(), Code::kInvalidArgument);
