@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <functional>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -288,7 +289,11 @@ Result<CopyStats> CopyTreeBeneath(const fs::path& src_root, std::string_view src
 
 namespace {
 
-Status ChownDir(int dirfd, const fs::path& shown, uint32_t uid, uint32_t gid, int depth, int max_depth) {
+// Calls visit(dirfd, name, shown) for every entry beneath the directory `dirfd`, descending into
+// directories through descriptors opened with O_NOFOLLOW (never through a link, whatever a
+// concurrent writer swaps in). Entries that vanish meanwhile are skipped.
+using Visit = std::function<Status(int dirfd, const char* name, const fs::path& shown)>;
+Status WalkDir(int dirfd, const fs::path& shown, int depth, int max_depth, const Visit& visit) {
   if (depth > max_depth) return InvalidArgumentError("{}: more than {} levels of directories", shown.string(), max_depth);
   int list_fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (list_fd < 0) return ErrnoError(errno, "open " + shown.string());
@@ -301,31 +306,51 @@ Status ChownDir(int dirfd, const fs::path& shown, uint32_t uid, uint32_t gid, in
   while (struct dirent* e = ::readdir(dir)) {
     std::string_view name = e->d_name;
     if (name == "." || name == "..") continue;
-    if (::fchownat(dirfd, e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
-      if (errno == ENOENT) continue;
-      return ErrnoError(errno, "chown " + (shown / name).string());
-    }
+    GANTRY_RETURN_IF_ERROR(visit(dirfd, e->d_name, shown / name));
     if (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN) continue;
     Fd sub(::openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (sub.get() < 0) {
       if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) continue;  // gone, or not a directory (now)
       return ErrnoError(errno, "open " + (shown / name).string());
     }
-    GANTRY_RETURN_IF_ERROR(ChownDir(sub.get(), shown / name, uid, gid, depth + 1, max_depth));
+    GANTRY_RETURN_IF_ERROR(WalkDir(sub.get(), shown / name, depth + 1, max_depth, visit));
   }
   return OkStatus();
 }
 
-}  // namespace
-
-Status ChownTreeBeneath(const fs::path& root, uint32_t uid, uint32_t gid, int max_depth) {
+Result<Fd> OpenTreeRoot(const fs::path& root) {
   Fd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (fd.get() < 0) {
     if (errno == ELOOP || errno == ENOTDIR) return InvalidArgumentError("{} is not a directory (or is a link)", root.string());
     return ErrnoError(errno, "open " + root.string());
   }
+  return fd;
+}
+
+}  // namespace
+
+Status ChownTreeBeneath(const fs::path& root, uint32_t uid, uint32_t gid, int max_depth) {
+  GANTRY_ASSIGN_OR_RETURN(Fd fd, OpenTreeRoot(root));
   if (::fchown(fd.get(), uid, gid) != 0) return ErrnoError(errno, "chown " + root.string());
-  return ChownDir(fd.get(), root, uid, gid, 0, max_depth);
+  return WalkDir(fd.get(), root, 0, max_depth, [&](int dirfd, const char* name, const fs::path& shown) -> Status {
+    if (::fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != ENOENT) {
+      return ErrnoError(errno, "chown " + shown.string());
+    }
+    return OkStatus();
+  });
+}
+
+Result<uint64_t> TreeBytesBeneath(const fs::path& root, int max_depth) {
+  GANTRY_ASSIGN_OR_RETURN(Fd fd, OpenTreeRoot(root));
+  uint64_t total = 0;
+  GANTRY_RETURN_IF_ERROR(WalkDir(fd.get(), root, 0, max_depth, [&](int dirfd, const char* name, const fs::path&) {
+    struct stat st;
+    if (::fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+      total += static_cast<uint64_t>(st.st_size);
+    }
+    return OkStatus();
+  }));
+  return total;
 }
 
 Result<fs::path> SafeJoin(const fs::path& root, std::string_view relative) {

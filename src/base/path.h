@@ -69,6 +69,10 @@ Result<CopyStats> CopyTreeBeneath(const std::filesystem::path& src_root, std::st
 // InvalidArgument when `root` is a link; InvalidArgument beyond max_depth levels.
 Status ChownTreeBeneath(const std::filesystem::path& root, uint32_t uid, uint32_t gid, int max_depth = 256);
 
+// The bytes of the regular files beneath `root`, walked like ChownTreeBeneath (never through a
+// link, whatever a running step swaps in). Errors as for ChownTreeBeneath.
+Result<uint64_t> TreeBytesBeneath(const std::filesystem::path& root, int max_depth = 256);
+
 // Reads a whole file; NotFound / PermissionDenied from the OS, ResourceExhausted above max_bytes.
 Result<std::string> ReadFile(const std::filesystem::path& path, size_t max_bytes = 256u << 20);
 

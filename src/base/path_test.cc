@@ -237,5 +237,20 @@ TEST_F(PathTest, ChownTreeBeneathChangesTheTreeAndNeverWhatALinkPointsTo) {
   EXPECT_EQ(ChownTreeBeneath(root_ / "ws" / "link", 65533, 65533).code(), Code::kInvalidArgument);
 }
 
+
+// The workspace limit is measured while a parallel step may point a directory at "/".
+TEST_F(PathTest, TreeBytesBeneathCountsOnlyWhatIsBeneath) {
+  fs::create_directories(root_ / "ws" / "a");
+  fs::create_directories(root_ / "outside");
+  std::ofstream(root_ / "ws" / "a" / "f") << std::string(100, 'x');
+  std::ofstream(root_ / "outside" / "big") << std::string(10000, 'y');
+  fs::create_symlink(root_ / "outside", root_ / "ws" / "link");
+  fs::create_symlink(root_ / "outside" / "big", root_ / "ws" / "file-link");
+  auto bytes = TreeBytesBeneath(root_ / "ws");
+  ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
+  EXPECT_EQ(*bytes, 100u);
+  EXPECT_EQ(TreeBytesBeneath(root_ / "ws" / "link").status().code(), Code::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace gantry

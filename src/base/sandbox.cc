@@ -33,7 +33,9 @@ constexpr const char* kEtcFiles[] = {
 // lives in /etc/java-17-openjdk; Debian's Python reads /etc/python3.11).
 constexpr const char* kEtcPrefixes[] = {"java-", "python3"};
 
-// Writable parts of a fresh /proc that reach the whole host (resolved inside the new /proc).
+// Writable parts of a fresh /proc that reach the whole host. bubblewrap takes a bind's source from
+// the host, so these are the host's own entries bound read-only over the sandbox's: the same
+// kernel-wide settings; the per-namespace ones (net.*) then show the host's values, read-only.
 constexpr const char* kProcReadOnly[] = {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus",
                                          "/proc/fs", "/proc/kcore", "/proc/kallsyms"};
 
@@ -100,7 +102,7 @@ std::vector<std::string> SandboxArgs(const SandboxSpec& spec) {
   // The kernel's global settings check only that the writer is the host's root user, not a
   // capability: a sandbox whose uid maps to root (a server run as root) could set
   // kernel.core_pattern and have the kernel run its program as root. bubblewrap leaves /proc/sys
-  // writable; these are read-only binds of themselves.
+  // writable.
   for (const char* p : kProcReadOnly) a.insert(a.end(), {"--ro-bind-try", p, p});
   a.insert(a.end(), {"--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"});
   for (const auto& p : spec.extra_ro_paths) a.insert(a.end(), {"--ro-bind-try", p, p});
@@ -173,7 +175,11 @@ Result<PidsCgroup> PidsCgroup::Create(uint64_t max) {
     int pid = 0;
     if (std::sscanf(name.c_str(), "gantry-%d-", &pid) != 1 || pid <= 0 || pid == ::getpid()) continue;
     if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
-    ::rmdir(it->path().c_str());                          // fails, harmlessly, while still populated
+    // A server in another PID namespace sharing this cgroupfs looks dead from here: its groups are
+    // left alone for their first minute, while its step may be about to join one.
+    struct stat st;
+    if (::stat(it->path().c_str(), &st) != 0 || st.st_mtime > ::time(nullptr) - 60) continue;
+    ::rmdir(it->path().c_str());  // fails, harmlessly, while still populated
   }
   std::string dir = fmt::format("{}/gantry-{}-{}", parent, ::getpid(), counter.fetch_add(1));
   if (::mkdir(dir.c_str(), 0755) != 0) return ErrnoError(errno, "create cgroup " + dir);

@@ -115,17 +115,6 @@ std::string EntryName(const Pipeline& p, const CacheSpec& c) { return Key(p.name
 // Marks a cache entry as used now (eviction removes the least recently used first).
 void Touch(const fs::path& entry) { ::utimensat(AT_FDCWD, entry.c_str(), nullptr, 0); }
 
-uint64_t TreeBytes(const fs::path& dir) {
-  uint64_t total = 0;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
-    struct stat st;
-    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) total += static_cast<uint64_t>(st.st_size);
-  }
-  return total;
-}
-
 // Removes cache entries until those under `root` total at most `quota` bytes: untrusted entries
 // first, then trusted ones, each least recently used (directory mtime) first. Saves in progress in
 // this process are left alone; those a dead process left behind count as entries. Returns how many
@@ -148,7 +137,7 @@ int EvictCaches(const fs::path& root, uint64_t quota) {
       if (e.is_symlink(ec) || !e.is_directory(ec) || e.path().filename().string().find(ours) != std::string::npos) {
         continue;
       }
-      entries.push_back({trusted, e.last_write_time(ec), e.path(), TreeBytes(e.path())});
+      entries.push_back({trusted, e.last_write_time(ec), e.path(), TreeBytesBeneath(e.path()).value_or(0)});
       total += entries.back().bytes;
     }
   };
@@ -314,12 +303,15 @@ Result<RunResult> Runner::Run() {
       }
     }
     if (failure.empty() && outcome.success() && options_.max_workspace_bytes > 0) {
-      uint64_t used = TreeBytes(options_.workspace);
-      if (used > options_.max_workspace_bytes) {
-        failure = fmt::format("the workspace holds {} bytes after this step, above the limit of {} bytes", used,
+      // By descriptor: a step still running in parallel may swap a directory for a link to "/".
+      auto used = TreeBytesBeneath(options_.workspace);
+      if (!used.ok()) {
+        failure = "measure the workspace: " + used.status().message();
+      } else if (*used > options_.max_workspace_bytes) {
+        failure = fmt::format("the workspace holds {} bytes after this step, above the limit of {} bytes", *used,
                               options_.max_workspace_bytes);
-        slog.Write("gantry: " + failure + "\n");
       }
+      if (!failure.empty()) slog.Write("gantry: " + failure + "\n");
     }
     // Caches out, into this run's own scope only: written beside the old entry, then renamed over it.
     if (failure.empty() && outcome.success() && !options_.cache_root.empty()) {
