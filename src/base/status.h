@@ -4,6 +4,9 @@
 // A Status is a canonical code (the gRPC / Abseil set) plus a message a user can act on. Errors gain
 // context as they travel up: each layer prefixes what it was doing with WithContext(), so the final
 // message reads "sync podinfo-dev: apply apps/v1 Deployment podinfo/web: conflict on .spec.replicas".
+// A Status may carry a reason: a machine-readable CamelCase word ("PruneBlocked", "FetchFailed")
+// that callers branch on where the code alone is too coarse; never parse the message. Modules
+// define their reasons as constants next to the functions that return them. Context keeps it.
 // Result<T> holds either a value or a non-OK Status. Both are [[nodiscard]]; neither throws.
 // Both are values: cheap to move, safe to copy, not synchronised.
 
@@ -50,6 +53,18 @@ class [[nodiscard]] Status {
   Code code() const { return code_; }
   const std::string& message() const { return message_; }
 
+  // The machine-readable reason ("" when none was given).
+  const std::string& reason() const { return reason_; }
+  Status& set_reason(std::string_view reason) & {
+    reason_ = reason;
+    return *this;
+  }
+  Status&& set_reason(std::string_view reason) && {
+    reason_ = reason;
+    return std::move(*this);
+  }
+  bool Is(Code code, std::string_view reason) const { return code_ == code && reason_ == reason; }
+
   // A server's request to wait before retrying (HTTP Retry-After); honoured by Retry().
   std::optional<std::chrono::milliseconds> retry_after() const { return retry_after_; }
   Status& set_retry_after(std::chrono::milliseconds d) {
@@ -68,12 +83,13 @@ class [[nodiscard]] Status {
   void IgnoreError() const {}
 
   friend bool operator==(const Status& a, const Status& b) {
-    return a.code_ == b.code_ && a.message_ == b.message_;
+    return a.code_ == b.code_ && a.message_ == b.message_ && a.reason_ == b.reason_;
   }
 
  private:
   Code code_ = Code::kOk;
   std::string message_;
+  std::string reason_;
   std::optional<std::chrono::milliseconds> retry_after_;
 };
 

@@ -64,5 +64,15 @@ TEST(Status, ErrnoMapsToCanonicalCodes) {
   EXPECT_NE(ErrnoError(ENOENT, "open x").message().find("open x: "), std::string::npos);
 }
 
+TEST(Status, ReasonSurvivesContextAndIsWhatCallersBranchOn) {
+  Status s = FailedPreconditionError("refusing to prune 3 objects").set_reason("PruneBlocked");
+  Status up = s.WithContext("sync guestbook");
+  EXPECT_EQ(up.reason(), "PruneBlocked");
+  EXPECT_TRUE(up.Is(Code::kFailedPrecondition, "PruneBlocked"));
+  EXPECT_FALSE(up.Is(Code::kAborted, "PruneBlocked"));
+  EXPECT_EQ(NotFoundError("x").reason(), "");
+  EXPECT_NE(s, FailedPreconditionError("refusing to prune 3 objects"));
+}
+
 }  // namespace
 }  // namespace gantry

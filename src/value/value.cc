@@ -202,6 +202,21 @@ const Value* Value::Find(std::initializer_list<PathElem> path) const {
   return v;
 }
 
+std::string StringAt(const Value* v, std::initializer_list<Value::PathElem> path) {
+  const Value* f = v ? v->Find(path) : nullptr;
+  return f && f->IsString() ? std::string(f->AsString()) : std::string();
+}
+
+int64_t IntAt(const Value* v, std::initializer_list<Value::PathElem> path) {
+  const Value* f = v ? v->Find(path) : nullptr;
+  return f && f->IsInt() ? f->AsInt() : 0;
+}
+
+bool BoolAt(const Value* v, std::initializer_list<Value::PathElem> path) {
+  const Value* f = v ? v->Find(path) : nullptr;
+  return f && f->IsBool() && f->AsBool();
+}
+
 Node* Value::Unshare() {
   if (node_->refs.load(std::memory_order_acquire) == 1) return node_;
   Node* copy = nullptr;
