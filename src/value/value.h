@@ -212,9 +212,7 @@ Result<Value> ParseJson(std::string_view text, std::string_view filename = "<inp
 // is missing, or the value there is of another type. For reading optional fields of Kubernetes
 // objects; when absence must be reported, use Find and say which field is missing.
 std::string StringAt(const Value* v, std::initializer_list<Value::PathElem> path);
-inline std::string StringAt(const Value& v, std::initializer_list<Value::PathElem> path) { return StringAt(&v, path); }
 int64_t IntAt(const Value* v, std::initializer_list<Value::PathElem> path);
-inline int64_t IntAt(const Value& v, std::initializer_list<Value::PathElem> path) { return IntAt(&v, path); }
 bool BoolAt(const Value* v, std::initializer_list<Value::PathElem> path);
 
 std::string ToJson(const Value& v);

@@ -227,12 +227,12 @@ TEST(ToYaml, NumbersAndSpecials) {
 TEST(ValueAt, ReadsOptionalFieldsOrTheirZero) {
   auto v = ParseJson(R"({"metadata": {"name": "web", "generation": 3, "x": true}, "items": ["a"]})");
   ASSERT_TRUE(v.ok());
-  EXPECT_EQ(StringAt(*v, {"metadata", "name"}), "web");
-  EXPECT_EQ(StringAt(*v, {"items", 0}), "a");
-  EXPECT_EQ(StringAt(*v, {"metadata", "generation"}), "");  // an int is not a string
+  EXPECT_EQ(StringAt(&*v, {"metadata", "name"}), "web");
+  EXPECT_EQ(StringAt(&*v, {"items", 0}), "a");
+  EXPECT_EQ(StringAt(&*v, {"metadata", "generation"}), "");  // an int is not a string
   EXPECT_EQ(StringAt(nullptr, {"metadata"}), "");
-  EXPECT_EQ(IntAt(*v, {"metadata", "generation"}), 3);
-  EXPECT_EQ(IntAt(*v, {"metadata", "missing"}), 0);
+  EXPECT_EQ(IntAt(&*v, {"metadata", "generation"}), 3);
+  EXPECT_EQ(IntAt(&*v, {"metadata", "missing"}), 0);
   EXPECT_TRUE(BoolAt(&*v, {"metadata", "x"}));
   EXPECT_FALSE(BoolAt(&*v, {"metadata", "name"}));
 }
