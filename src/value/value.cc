@@ -326,6 +326,81 @@ bool operator==(const Value& a, const Value& b) {
   return false;
 }
 
+namespace {
+
+constexpr size_t Round8(size_t n) { return (n + 7) & ~size_t{7}; }
+
+// Bytes Detach allocates in its arena for `v` (as SourceFile::Allocate rounds them).
+size_t DetachedSize(const Value& v) {
+  switch (v.type()) {
+    case Value::Type::kNull:
+      return 0;
+    case Value::Type::kBool:
+    case Value::Type::kInt:
+    case Value::Type::kDouble:
+      return Round8(sizeof(ScalarNode));
+    case Value::Type::kString:
+      return Round8(sizeof(StringNode) + v.AsString().size() + 1);
+    case Value::Type::kSeq: {
+      size_t n = Round8(sizeof(SeqNode));
+      for (const Value& item : v.items()) n += DetachedSize(item);
+      return n;
+    }
+    case Value::Type::kMap: {
+      size_t n = Round8(sizeof(MapNode));
+      for (const MapEntry& e : v.entries()) n += DetachedSize(e.key) + DetachedSize(e.value);
+      return n;
+    }
+  }
+  return 0;
+}
+
+Value DetachInto(const Value& v, SourceFile* arena) {
+  switch (v.type()) {
+    case Value::Type::kNull:
+      return Value();
+    case Value::Type::kBool:
+    case Value::Type::kInt:
+    case Value::Type::kDouble: {
+      auto* n = internal::New<ScalarNode>(arena, v.type());
+      if (v.IsBool()) n->b = v.AsBool();
+      if (v.IsInt()) n->i = v.AsInt();
+      if (v.IsDouble()) n->d = v.AsDouble();
+      return Node::Wrap(n);
+    }
+    case Value::Type::kString:
+      return Node::Wrap(StringNode::Make(v.AsString(), arena));
+    case Value::Type::kSeq: {
+      auto* n = internal::New<SeqNode>(arena);
+      n->items.reserve(v.size());
+      for (const Value& item : v.items()) n->items.push_back(DetachInto(item, arena));
+      return Node::Wrap(n);
+    }
+    case Value::Type::kMap: {
+      auto* n = internal::New<MapNode>(arena);
+      n->entries.reserve(v.size());
+      for (const MapEntry& e : v.entries()) {
+        n->entries.push_back(MapEntry{DetachInto(e.key, arena), DetachInto(e.value, arena)});
+      }
+      n->RebuildIndex();
+      return Node::Wrap(n);
+    }
+  }
+  return Value();
+}
+
+}  // namespace
+
+Value Detach(const Value& v) {
+  size_t bytes = DetachedSize(v);
+  if (bytes == 0) return Value();
+  auto* arena = new SourceFile("");
+  arena->next_chunk = bytes;  // one block for the whole copy
+  Value out = DetachInto(v, arena);
+  SourceFile::Unref(arena);  // the nodes hold it now
+  return out;
+}
+
 std::string_view TypeName(const Value& v) {
   switch (v.type()) {
     case Value::Type::kNull: return "null";

@@ -215,6 +215,13 @@ std::string StringAt(const Value* v, std::initializer_list<Value::PathElem> path
 int64_t IntAt(const Value* v, std::initializer_list<Value::PathElem> path);
 bool BoolAt(const Value* v, std::initializer_list<Value::PathElem> path);
 
+// A deep copy of `v` that shares no memory with `v`: all its nodes live in one block allocated
+// for it alone (sized in a first pass; map and sequence vectors are sized exactly), so keeping it
+// does not keep the document `v` was parsed from. Marks are not copied (line 0, no file). For
+// caches that keep parts of large documents (a list page, a watch event) for a long time; about
+// 10 times cheaper than ParseJson(ToJson(v)).
+Value Detach(const Value& v);
+
 std::string ToJson(const Value& v);
 std::string ToYaml(const Value& v);
 

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "value/value.h"
+#include "value/internal/node.h"
 
 namespace gantry::value {
 namespace {
@@ -113,6 +114,28 @@ TEST(Value, CopiesAreSafeToReadAndDropFromManyThreads) {
     });
   }
   for (auto& t : threads) t.join();
+}
+
+TEST(Detach, CopiesIntoMemoryOfItsOwn) {
+  auto doc = ParseJson(R"({"items": [{"metadata": {"name": "a", "labels": {"x": "y"}},
+      "data": {"i": 1, "d": 2.5, "b": true, "n": null, "s": [1, "two"]}}], "big": "padding"})", "list");
+  ASSERT_TRUE(doc.ok());
+  Value item = *doc->Find({"items", 0});
+  Value copy = Detach(item);
+  EXPECT_EQ(copy, item);
+  EXPECT_EQ(copy.mark().line, 0u) << "marks are not copied";
+  const internal::Node* original = internal::Node::Get(item);
+  const internal::Node* detached = internal::Node::Get(copy);
+  EXPECT_NE(detached->file, original->file) << "the copy keeps the document alive";
+  EXPECT_EQ(internal::Node::Get(*copy.Find({"data", "s", 1}))->file, detached->file) << "one block";
+  EXPECT_EQ(detached->file->chunks.size(), 1u);
+  EXPECT_EQ(detached->file->used, static_cast<size_t>(detached->file->end - static_cast<char*>(detached->file->chunks[0])));
+  *doc = Value();
+  item = Value();
+  copy.Set("extra", "edit");  // copy-on-write works on detached nodes
+  EXPECT_EQ(copy.Find({"metadata", "labels", "x"})->AsString(), "y");
+  EXPECT_TRUE(Detach(Value()).IsNull());
+  EXPECT_EQ(Detach(Value(3)).AsInt(), 3);
 }
 
 TEST(ToJson, EscapesAndNumbers) {
