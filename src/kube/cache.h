@@ -43,7 +43,8 @@ value::Value KeepForDiffAndHealth(const value::Value& object);
 struct CacheOptions {
   std::string label_selector;  // objects the cache holds, e.g. "gantry.dev/app" ("" : all)
   std::string index_label;     // label whose value indexes objects for ByIndex ("" : no index)
-  // What is kept of each object; default KeepForDiffAndHealth.
+  // What is kept of each object; default KeepForDiffAndHealth. Called from several threads at
+  // once (each kind's watch thread, Observe's callers).
   std::function<value::Value(const value::Value&)> transform;
   std::chrono::seconds watch_timeout{300};     // server-side timeout of one watch request
   std::chrono::milliseconds retry_backoff{1000};  // first backoff after an error (doubles to 30 s)
@@ -72,9 +73,10 @@ class Cache {
   // Whether the kind is watched and its cache is current (first list done, no relist pending).
   virtual bool Synced(std::string_view api_version, std::string_view kind) const = 0;
 
-  // The cached objects of a watched kind whose index label has `index_value`, in `namespace_`
-  // ("" : all namespaces), sorted by namespace and name. FailedPrecondition when the kind is not
-  // synced (callers then read from the API instead).
+  // The cached objects of a watched kind whose index label has `index_value` ("" : every cached
+  // object of the kind), in `namespace_` ("" : all namespaces), sorted by namespace and name.
+  // Objects come in the apiVersion of the kind's first Watch. FailedPrecondition when the kind is
+  // not synced (callers then read from the API instead).
   virtual Result<std::vector<value::Value>> ByIndex(std::string_view api_version, std::string_view kind,
                                                     std::string_view namespace_,
                                                     std::string_view index_value) const = 0;
@@ -83,8 +85,11 @@ class Cache {
   // kind is not watched.
   virtual std::optional<value::Value> Get(const ObjectRef& ref) const = 0;
 
-  // Records the object returned by a write (apply, replace, create) at once; DeleteObserved
-  // records a delete. The watch event that follows replaces it.
+  // Records the object returned by a write (apply, replace, create) at once; ObserveDeleted
+  // records a delete. The watch event that follows replaces it. Ignored for kinds not watched and
+  // when the cache holds a later resourceVersion of the object already; an object the label
+  // selector does not match is removed (the watch will not send it again). Handlers are not
+  // called: they see what the server reports.
   virtual void Observe(const value::Value& object) = 0;
   virtual void ObserveDeleted(const ObjectRef& ref) = 0;
 

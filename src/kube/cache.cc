@@ -1,0 +1,418 @@
+// kube::Cache: one thread per watched kind runs list → watch → (resume | relist), applying events
+// to the kind's map of objects under one mutex. Handlers run on that thread without the lock.
+
+#include "kube/cache.h"
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "base/log.h"
+#include "kube/selector.h"
+
+namespace gantry::kube {
+
+value::Value KeepForDiffAndHealth(const value::Value& object) {
+  value::Value out = value::Detach(object);
+  if (value::Value* meta = out.MutableGet("metadata")) {
+    if (value::Value* annotations = meta->MutableGet("annotations")) {
+      annotations->Erase("kubectl.kubernetes.io/last-applied-configuration");
+      if (annotations->size() == 0) meta->Erase("annotations");
+    }
+  }
+  return out;
+}
+
+namespace {
+
+using value::Value;
+using Key = std::pair<std::string, std::string>;  // namespace, name
+using Clock = std::chrono::steady_clock;
+
+constexpr std::chrono::milliseconds kMaxBackoff{30'000};
+
+std::string GroupKind(std::string_view api_version, std::string_view kind) {
+  return fmt::format("{}/{}", SplitApiVersion(api_version).first, kind);
+}
+
+// The resourceVersion of an object as a number, for ordering an observed write against the
+// watched state (etcd's versions are integers; anything else is treated as unordered: 0).
+uint64_t VersionOf(const Value& object) {
+  std::string rv = value::StringAt(&object, {"metadata", "resourceVersion"});
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars(rv.data(), rv.data() + rv.size(), n);
+  return ec == std::errc() && end == rv.data() + rv.size() ? n : 0;
+}
+
+struct Entry {
+  Value object;
+  std::string index;  // value of the index label ("" : none)
+};
+
+// One watched kind. Fields are guarded by CacheImpl::mu_ unless marked otherwise.
+struct Kind {
+  std::string api_version;
+  std::string kind;
+  bool namespaced = true;
+  std::map<Key, Entry> objects;
+  std::map<std::string, std::set<Key>, std::less<>> by_index;
+  bool listed = false;   // the first list completed
+  bool synced = false;   // listed and no relist pending
+  Status last_error;     // of the last failed list or watch
+  std::thread thread;
+};
+
+class CacheImpl final : public Cache {
+ public:
+  CacheImpl(Client& client, CacheOptions options) : client_(client), options_(std::move(options)) {
+    if (!options_.transform) options_.transform = KeepForDiffAndHealth;
+    auto selector = LabelSelector::Parse(options_.label_selector);
+    if (selector.ok()) {
+      selector_ = *std::move(selector);
+    } else {
+      selector_error_ = selector.status();
+    }
+  }
+
+  ~CacheImpl() override { Stop(); }
+
+  Status Watch(std::string_view api_version, std::string_view kind, std::chrono::milliseconds wait) override {
+    std::string what = fmt::format("cache: watch {} {}", api_version, kind);
+    if (!selector_error_.ok()) return selector_error_.WithContext(what);
+    std::string gk = GroupKind(api_version, kind);
+    Kind* k = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopped_) return FailedPreconditionError("{}: the cache is stopped", what);
+      if (auto it = kinds_.find(gk); it != kinds_.end()) k = it->second.get();
+    }
+    if (k == nullptr) {
+      GANTRY_ASSIGN_OR_RETURN(ResourceInfo info, client_.Resolve(api_version, kind));
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopped_) return FailedPreconditionError("{}: the cache is stopped", what);
+      auto [it, inserted] = kinds_.try_emplace(gk);
+      if (inserted) {
+        it->second = std::make_unique<Kind>();
+        it->second->api_version = std::string(api_version);
+        it->second->kind = std::string(kind);
+        it->second->namespaced = info.namespaced;
+        Kind* started = it->second.get();
+        started->thread = std::thread([this, started] { Run(*started); });
+      }
+      k = it->second.get();
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cv_.wait_for(lock, wait, [&] { return k->listed || stopped_; })) {
+      std::string error = k->last_error.ok() ? "" : "; last error: " + k->last_error.message();
+      return DeadlineExceededError("{}: the first list did not complete within {} ms{}", what, wait.count(),
+                                   error);
+    }
+    if (!k->listed) return FailedPreconditionError("{}: the cache is stopped", what);
+    return OkStatus();
+  }
+
+  bool Synced(std::string_view api_version, std::string_view kind) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Kind* k = Find(GroupKind(api_version, kind));
+    return k != nullptr && k->synced;
+  }
+
+  Result<std::vector<Value>> ByIndex(std::string_view api_version, std::string_view kind,
+                                     std::string_view namespace_, std::string_view index_value) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Kind* k = Find(GroupKind(api_version, kind));
+    if (k == nullptr || !k->synced) {
+      return FailedPreconditionError("cache: {} {} is {}", api_version, kind, k ? "not synced" : "not watched");
+    }
+    std::vector<Value> out;
+    auto add = [&](const Key& key, const Value& object) {
+      if (namespace_.empty() || key.first == namespace_) out.push_back(object);
+    };
+    if (index_value.empty()) {
+      for (const auto& [key, entry] : k->objects) add(key, entry.object);
+      return out;
+    }
+    auto it = k->by_index.find(index_value);
+    if (it == k->by_index.end()) return out;
+    for (const Key& key : it->second) add(key, k->objects.at(key).object);
+    return out;
+  }
+
+  std::optional<Value> Get(const ObjectRef& ref) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Kind* k = Find(GroupKind(ref.api_version, ref.kind));
+    if (k == nullptr) return std::nullopt;
+    auto it = k->objects.find({k->namespaced ? ref.namespace_ : "", ref.name});
+    if (it == k->objects.end()) return std::nullopt;
+    return it->second.object;
+  }
+
+  void Observe(const Value& object) override {
+    ObjectRef ref = RefOf(object);
+    bool matches = selector_.MatchesObject(object);
+    Value kept = matches ? options_.transform(object) : Value();
+    uint64_t version = VersionOf(object);
+    std::lock_guard<std::mutex> lock(mu_);
+    Kind* k = Find(GroupKind(ref.api_version, ref.kind));
+    if (k == nullptr) return;
+    Key key{k->namespaced ? ref.namespace_ : "", ref.name};
+    if (auto it = k->objects.find(key); it != k->objects.end() && version != 0 &&
+                                        VersionOf(it->second.object) > version) {
+      return;  // the watch already delivered a later version
+    }
+    if (matches) {
+      Put(*k, key, std::move(kept));
+    } else {
+      Remove(*k, key);  // no longer selected: the watch will not send it again
+    }
+  }
+
+  void ObserveDeleted(const ObjectRef& ref) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    Kind* k = Find(GroupKind(ref.api_version, ref.kind));
+    if (k != nullptr) Remove(*k, {k->namespaced ? ref.namespace_ : "", ref.name});
+  }
+
+  void OnChange(Handler handler) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    handlers_.push_back(std::make_shared<Handler>(std::move(handler)));
+  }
+
+  void Stop() override {
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopped_ = true;
+      stop_ = true;
+      for (auto& [gk, k] : kinds_) {
+        if (k->thread.joinable()) threads.push_back(std::move(k->thread));
+      }
+    }
+    cv_.notify_all();
+    for (std::thread& t : threads) t.join();
+  }
+
+  Stats stats() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    Stats s = stats_;
+    s.objects = 0;
+    for (const auto& [gk, k] : kinds_) s.objects += k->objects.size();
+    return s;
+  }
+
+ private:
+  struct Change {
+    EventType type;
+    Value object;
+  };
+
+  const Kind* Find(const std::string& gk) const {
+    auto it = kinds_.find(gk);
+    return it == kinds_.end() ? nullptr : it->second.get();
+  }
+  Kind* Find(const std::string& gk) {
+    auto it = kinds_.find(gk);
+    return it == kinds_.end() ? nullptr : it->second.get();
+  }
+
+  std::string IndexOf(const Value& object) const {
+    if (options_.index_label.empty()) return "";
+    return value::StringAt(&object, {"metadata", "labels", std::string_view(options_.index_label)});
+  }
+
+  Key KeyOf(const Kind& k, const Value& object) const {
+    return {k.namespaced ? value::StringAt(&object, {"metadata", "namespace"}) : "",
+            value::StringAt(&object, {"metadata", "name"})};
+  }
+
+  // Stores `object` under `key`, keeping the index current. Needs mu_.
+  void Put(Kind& k, const Key& key, Value object) {
+    std::string index = IndexOf(object);
+    auto [it, inserted] = k.objects.try_emplace(key);
+    if (!inserted && it->second.index != index) Unindex(k, key, it->second.index);
+    if ((inserted || it->second.index != index) && !index.empty()) k.by_index[index].insert(key);
+    it->second = Entry{std::move(object), std::move(index)};
+  }
+
+  // Needs mu_.
+  void Remove(Kind& k, const Key& key) {
+    auto it = k.objects.find(key);
+    if (it == k.objects.end()) return;
+    Unindex(k, key, it->second.index);
+    k.objects.erase(it);
+  }
+
+  static void Unindex(Kind& k, const Key& key, const std::string& index) {
+    if (index.empty()) return;
+    auto it = k.by_index.find(index);
+    if (it == k.by_index.end()) return;
+    it->second.erase(key);
+    if (it->second.empty()) k.by_index.erase(it);
+  }
+
+  // Calls the handlers; without mu_ held.
+  static void Notify(const std::vector<std::shared_ptr<Handler>>& handlers, const std::vector<Change>& changes) {
+    for (const Change& c : changes) {
+      for (const auto& h : handlers) (*h)(c.type, c.object);
+    }
+  }
+
+  // Sleeps for `d` unless the cache stops first.
+  void Sleep(std::chrono::milliseconds d) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, d, [&] { return stopped_; });
+  }
+
+  // Lists the kind and replaces its objects with the list, reporting what changed when it is a
+  // relist. Returns the list's resourceVersion.
+  Result<std::string> List(Kind& k) {
+    auto list = client_.List(k.api_version, k.kind, "", {.label_selector = options_.label_selector});
+    bool relist;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.lists;
+      relist = k.listed;
+      if (relist) ++stats_.relists;
+    }
+    if (!list.ok()) return list.status();
+    // Transform outside the lock: it copies every object.
+    std::map<Key, Value> fresh;
+    for (const Value& item : list->items) fresh.emplace(KeyOf(k, item), options_.transform(item));
+    list->items.clear();  // frees the list pages now
+    std::vector<Change> changes;
+    std::vector<std::shared_ptr<Handler>> handlers;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto it = k.objects.begin(); it != k.objects.end();) {
+        const Key& key = it->first;
+        ++it;
+        if (!fresh.contains(key)) {
+          if (relist) changes.push_back({EventType::kDeleted, k.objects.at(key).object});
+          Remove(k, key);
+        }
+      }
+      for (auto& [key, object] : fresh) {
+        auto old = k.objects.find(key);
+        if (relist) {
+          if (old == k.objects.end()) {
+            changes.push_back({EventType::kAdded, object});
+          } else if (uint64_t v = VersionOf(object);
+                     VersionOf(old->second.object) != v || (v == 0 && old->second.object != object)) {
+            changes.push_back({EventType::kModified, object});
+          }
+        }
+        Put(k, key, std::move(object));
+      }
+      k.listed = true;
+      k.synced = true;
+      k.last_error = OkStatus();
+      if (!changes.empty()) handlers = handlers_;
+    }
+    cv_.notify_all();
+    Notify(handlers, changes);
+    return list->resource_version;
+  }
+
+  // Applies one watch event; returns false to end the watch (the cache stops).
+  bool Apply(Kind& k, const WatchEvent& event, std::string& resource_version) {
+    if (stop_.load()) return false;
+    std::string rv = value::StringAt(&event.object, {"metadata", "resourceVersion"});
+    if (!rv.empty()) resource_version = rv;
+    if (event.type == EventType::kBookmark) return true;
+    Value kept = event.type == EventType::kDeleted ? event.object : options_.transform(event.object);
+    std::vector<std::shared_ptr<Handler>> handlers;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      handlers = handlers_;
+      ++stats_.events;
+      Key key = KeyOf(k, event.object);
+      if (event.type == EventType::kDeleted) {
+        Remove(k, key);
+      } else {
+        Put(k, key, kept);
+      }
+    }
+    if (!handlers.empty()) Notify(handlers, {{event.type, std::move(kept)}});
+    return true;
+  }
+
+  void Run(Kind& k) {
+    std::string what = fmt::format("cache: {} {}", k.api_version, k.kind);
+    std::chrono::milliseconds backoff = options_.retry_backoff;
+    std::string resource_version;
+    bool need_list = true;
+    while (!stop_.load()) {
+      Status error;
+      if (need_list) {
+        auto rv = List(k);
+        if (rv.ok()) {
+          resource_version = *rv;
+          need_list = false;
+          backoff = options_.retry_backoff;
+        } else {
+          error = rv.status().WithContext(what + ": list");
+        }
+      }
+      if (error.ok()) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          ++stats_.watches;
+        }
+        WatchOptions watch{.label_selector = options_.label_selector,
+                           .resource_version = resource_version,
+                           .bookmarks = true,
+                           .timeout = options_.watch_timeout,
+                           .stop = &stop_};
+        Status s = client_.Watch(k.api_version, k.kind, "", watch,
+                                 [&](const WatchEvent& e) { return Apply(k, e, resource_version); });
+        if (stop_.load()) break;
+        if (s.ok()) {
+          backoff = options_.retry_backoff;  // the server ended the watch: resume from the last version
+          continue;
+        }
+        need_list = true;
+        if (s.code() == Code::kOutOfRange) {
+          log::Debug("{}: {}; listing again", what, s.message());
+          std::lock_guard<std::mutex> lock(mu_);
+          k.synced = false;
+          continue;  // relist at once: the server expects it
+        }
+        error = s.WithContext(what);
+      }
+      log::Warn("{}; retrying in {} ms", error.message(), backoff.count());
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        k.synced = false;
+        k.last_error = error;
+      }
+      cv_.notify_all();
+      Sleep(backoff);
+      backoff = std::min(backoff * 2, kMaxBackoff);
+    }
+  }
+
+  Client& client_;
+  CacheOptions options_;
+  LabelSelector selector_;
+  Status selector_error_;
+  std::atomic<bool> stop_{false};  // ends the watches (WatchOptions::stop)
+  mutable std::mutex mu_;
+  std::condition_variable cv_;  // a first list done, or stopping
+  bool stopped_ = false;                                 // GUARDED_BY(mu_)
+  std::map<std::string, std::unique_ptr<Kind>> kinds_;   // GUARDED_BY(mu_), by "group/kind"
+  std::vector<std::shared_ptr<Handler>> handlers_;       // GUARDED_BY(mu_)
+  Stats stats_;                                          // GUARDED_BY(mu_)
+};
+
+}  // namespace
+
+std::unique_ptr<Cache> NewCache(Client& client, CacheOptions options) {
+  return std::make_unique<CacheImpl>(client, std::move(options));
+}
+
+}  // namespace gantry::kube
