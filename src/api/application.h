@@ -12,7 +12,7 @@
 #include "diff/diff.h"
 #include "value/value.h"
 
-namespace gantry::agent {
+namespace gantry::api {
 
 inline constexpr char kGroup[] = "gantry.dev";
 inline constexpr char kApiVersion[] = "gantry.dev/v1alpha1";
@@ -28,6 +28,10 @@ struct Source {
   std::vector<std::string> helm_value_files;
   std::string helm_values;                    // inline YAML
   bool helm_include_crds = true;
+  // Repository paths ("" : the root) whose changes may change the render, from the annotation
+  // gantry.dev/manifest-generate-paths (or Argo CD's); empty: unknown (a plain render reads only
+  // its path; Kustomize and Helm may read anything).
+  std::vector<std::string> generate_paths;
 };
 
 struct RetryPolicy {
@@ -70,8 +74,4 @@ Result<Application> ParseApplication(const value::Value& object);
 // columns), as an object to apply.
 value::Value ApplicationCrd();
 
-// Everything `gantry install` applies: the CRD, the namespace, the agent's ServiceAccount, RBAC and
-// Deployment running `image`.
-std::vector<value::Value> InstallManifests(const std::string& namespace_, const std::string& image);
-
-}  // namespace gantry::agent
+}  // namespace gantry::api

@@ -1,8 +1,10 @@
-#include "agent/application.h"
+#include "api/application.h"
+
+#include <filesystem>
 
 #include <charconv>
 
-namespace gantry::agent {
+namespace gantry::api {
 namespace {
 
 using value::Value;
@@ -252,6 +254,31 @@ Result<Application> ParseApplication(const Value& object) {
   if (s.target_revision.empty()) s.target_revision = "HEAD";
   s.path = f.String(source, "path", "spec.source.path", ".");
   if (s.path.empty()) s.path = ".";
+  // The paths whose changes a render may see (Argo CD's manifest-generate-paths): ';'-separated,
+  // relative to the source path, or from the repository root with a leading '/'.
+  for (const char* key : {"gantry.dev/manifest-generate-paths", "argocd.argoproj.io/manifest-generate-paths"}) {
+    std::string paths = f.String(ann, key, "metadata.annotations");
+    if (paths.empty()) continue;
+    for (size_t start = 0; start <= paths.size();) {
+      size_t end = std::min(paths.find(';', start), paths.size());
+      std::string p = paths.substr(start, end - start);
+      while (!p.empty() && p.front() == ' ') p.erase(0, 1);
+      while (!p.empty() && p.back() == ' ') p.pop_back();
+      start = end + 1;
+      if (p.empty()) continue;
+      std::filesystem::path full = p.front() == '/' ? std::filesystem::path(p.substr(1))
+                                                     : std::filesystem::path(s.path) / p;
+      std::string norm = full.lexically_normal().generic_string();
+      while (!norm.empty() && norm.back() == '/') norm.pop_back();
+      if (norm == ".") norm.clear();
+      if (norm.starts_with("..")) {
+        f.Fail(*ann->Get(key), "metadata.annotations." + std::string(key), "leaves the repository: " + p);
+        continue;
+      }
+      s.generate_paths.push_back(norm);
+    }
+    break;
+  }
   s.renderer = f.String(source, "renderer", "spec.source.renderer");
   if (!s.renderer.empty() && s.renderer != "plain" && s.renderer != "kustomize" && s.renderer != "helm") {
     f.Fail(*source->Get("renderer"), "spec.source.renderer", "must be plain, kustomize or helm");
@@ -317,52 +344,4 @@ Result<Application> ParseApplication(const Value& object) {
 
 Value ApplicationCrd() { return ParseOne(kCrd); }
 
-std::vector<Value> InstallManifests(const std::string& ns, const std::string& image) {
-  std::vector<Value> out;
-  out.push_back(ApplicationCrd());
-  out.push_back(ParseOne(fmt::format("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {}}}\n", ns)));
-  out.push_back(ParseOne(fmt::format(
-      "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: gantry-agent, namespace: {}}}\n", ns)));
-  // The agent applies arbitrary manifests, so it needs wide rights in its cluster, as Argo CD's
-  // application controller and Flux's kustomize-controller have. Narrow this role to restrict what
-  // applications may touch.
-  out.push_back(ParseOne(R"(apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: gantry-agent}
-rules:
-- {apiGroups: ["*"], resources: ["*"], verbs: ["*"]}
-- {nonResourceURLs: ["*"], verbs: [get]}
-)"));
-  out.push_back(ParseOne(fmt::format(R"(apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {{name: gantry-agent}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: gantry-agent}}
-subjects: [{{kind: ServiceAccount, name: gantry-agent, namespace: {}}}]
-)", ns)));
-  out.push_back(ParseOne(fmt::format(R"(apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: gantry-agent, namespace: {ns}, labels: {{app.kubernetes.io/name: gantry-agent}}}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app.kubernetes.io/name: gantry-agent}}}}
-  template:
-    metadata: {{labels: {{app.kubernetes.io/name: gantry-agent}}}}
-    spec:
-      serviceAccountName: gantry-agent
-      securityContext: {{runAsNonRoot: true, runAsUser: 65532, seccompProfile: {{type: RuntimeDefault}}}}
-      containers:
-      - name: agent
-        image: {image}
-        args: [agent, --in-cluster, --namespace, {ns}, --listen, ":8080"]
-        ports: [{{name: http, containerPort: 8080}}]
-        readinessProbe: {{httpGet: {{path: /healthz, port: http}}}}
-        resources: {{requests: {{cpu: 50m, memory: 64Mi}}, limits: {{memory: 256Mi}}}}
-        securityContext: {{allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {{drop: [ALL]}}}}
-        volumeMounts: [{{name: cache, mountPath: /var/cache/gantry}}]
-        env: [{{name: GANTRY_CACHE, value: /var/cache/gantry}}]
-      volumes: [{{name: cache, emptyDir: {{}}}}]
-)", fmt::arg("ns", ns), fmt::arg("image", image))));
-  return out;
-}
-
-}  // namespace gantry::agent
+}  // namespace gantry::api
