@@ -130,8 +130,8 @@ void AddSyncCommand(CLI::App& app, int& exit_code) {
     if (!p) return;
     bool tty = ::isatty(1);
     auto op = sync::Operation::Create(*p->client, std::move(p->objects), p->options,
-                                      [tty](std::string_view line) {
-                                        fmt::print("{}{}\n", tty ? "\033[1m==>\033[0m " : "==> ", line);
+                                      [tty](const sync::Progress& step) {
+                                        fmt::print("{}{}\n", tty ? "\033[1m==>\033[0m " : "==> ", step.line);
                                         std::fflush(stdout);
                                       });
     if (!op.ok()) {

@@ -147,8 +147,9 @@ store::Target ApplyCluster(const ApplyContext& ctx, const Cluster& cluster, stor
   so.wait_for_health = ctx.wait_for_health;
   so.timeout = ctx.health_timeout;
   bool said_waiting = false;
-  auto op = sync::Operation::Create(**client, objects, so, [&](std::string_view line) {
-    if (ctx.wait_for_health && !said_waiting && line.find("applied") != std::string_view::npos) {
+  auto op = sync::Operation::Create(**client, objects, so, [&](const sync::Progress& p) {
+    // Once a step applied something, what follows is waiting for it to become healthy.
+    if (ctx.wait_for_health && !said_waiting && !p.step.empty() && p.step != "prune" && p.applied + p.unchanged > 0) {
       said_waiting = true;
       Say(ctx.progress, fmt::format("{}: waiting for health", where));
     }

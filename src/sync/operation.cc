@@ -8,160 +8,41 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "sync/internal/common.h"
 #include "sync/sync.h"
 
 namespace gantry::sync {
 namespace {
 
 using value::Value;
-using Clock = std::chrono::steady_clock;
 
-std::string StringAt(const Value* v, std::string_view key) {
-  if (v == nullptr) return "";
-  const Value* f = v->Get(key);
-  return f && f->IsString() ? std::string(f->AsString()) : "";
-}
+using internal::ParallelFor;
+using internal::PruneDisabled;
+using internal::SyncOptionSet;
 
-std::string Where(const Value& v) {
-  value::Mark m = v.mark();
-  return m.file.empty() ? std::string() : fmt::format("{}:{}:{}", m.file, m.line, m.column);
-}
-
-std::string GroupOf(std::string_view api_version) { return kube::SplitApiVersion(api_version).first; }
-
-std::string TrackingId(const std::string& app, const kube::ObjectRef& r) {
-  return fmt::format("{}:{}/{}:{}/{}", app, GroupOf(r.api_version), r.kind, r.namespace_, r.name);
-}
-
-// Identity of an object independent of its API version.
-std::string Key(const kube::ObjectRef& r) {
-  return fmt::format("{}/{}/{}/{}", GroupOf(r.api_version), r.kind, r.namespace_, r.name);
-}
-
-bool SyncOptionSet(const Value& object, std::string_view option) {
-  const Value* ann = object.Find({"metadata", "annotations"});
-  if (ann == nullptr || !ann->IsMap()) return false;
-  for (std::string_view key : {"gantry.dev/sync-options", "argocd.argoproj.io/sync-options"}) {
-    const Value* v = ann->Get(key);
-    if (v == nullptr || !v->IsString()) continue;
-    std::string_view s = v->AsString();
-    while (!s.empty()) {
-      size_t comma = s.find(',');
-      std::string_view part = s.substr(0, comma);
-      while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
-      while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
-      if (part == option) return true;
-      if (comma == std::string_view::npos) break;
-      s.remove_prefix(comma + 1);
-    }
-  }
-  return false;
-}
-
-bool PruneDisabled(const Value& live) {
-  const Value* ann = live.Find({"metadata", "annotations"});
-  const Value* p = ann && ann->IsMap() ? ann->Get("gantry.dev/prune") : nullptr;
-  if (p && p->IsString() && p->AsString() == "disabled") return true;
-  return SyncOptionSet(live, "Prune=false");
-}
-
-// Runs fn(i) for i in [0, n) on up to `parallelism` threads.
-void ParallelFor(size_t n, int parallelism, const std::function<void(size_t)>& fn) {
-  if (n == 0) return;
-  size_t threads = std::min<size_t>(n, static_cast<size_t>(std::max(1, parallelism)));
-  if (threads == 1) {
-    for (size_t i = 0; i < n; ++i) fn(i);
-    return;
-  }
-  std::atomic<size_t> next{0};
-  std::vector<std::thread> pool;
-  pool.reserve(threads);
-  for (size_t t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      for (size_t i; (i = next.fetch_add(1)) < n;) fn(i);
-    });
-  }
-  for (auto& t : pool) t.join();
-}
+std::string Key(const kube::ObjectRef& r) { return ObjectKey(r); }
 
 class OperationImpl final : public Operation {
  public:
-  OperationImpl(kube::Client& client, Options options, ProgressFn progress)
-      : client_(client), options_(std::move(options)), progress_(std::move(progress)) {
+  OperationImpl(kube::Client& client, Prepared prepared, Options options, ProgressFn progress, kube::Cache* cache)
+      : client_(client), options_(std::move(options)), progress_(std::move(progress)), cache_(cache),
+        plan_(std::move(prepared.plan)) {
     if (options_.inventory_namespace.empty()) options_.inventory_namespace = options_.default_namespace;
     requests_at_start_ = client_.request_count();
+    desired_count_ = prepared.tasks.size();
+    for (const Task& t : prepared.tasks) {
+      if (t.hook == HookPhase::kNone) desired_keys_.insert(Key(t.ref));
+    }
+    prepared_tasks_ = std::move(prepared.tasks);
+    BuildStages();
   }
 
-  Status Prepare(std::vector<Value> desired) {
-    if (options_.app.empty()) return InvalidArgumentError("sync: an application name is required");
-    std::set<std::string> seen;
-    // Kinds defined by CRDs in this sync: their scope is known before the server serves them.
-    std::map<std::string, bool> crd_scope;  // "group/Kind" → namespaced
-    for (const Value& obj : desired) {
-      if (StringAt(&obj, "kind") != "CustomResourceDefinition") continue;
-      const Value* spec = obj.Get("spec");
-      std::string group = StringAt(spec, "group");
-      std::string kind = spec ? StringAt(spec->Get("names"), "kind") : "";
-      crd_scope[group + "/" + kind] = StringAt(spec, "scope") != "Cluster";
-    }
-    std::vector<Task> tasks;
-    for (Value& obj : desired) {
-      Task t;
-      t.source = Where(obj);
-      t.ref = kube::RefOf(obj);
-      std::string at = t.source.empty() ? t.ref.ToString() : t.source;
-      if (t.ref.api_version.empty() || t.ref.kind.empty() || t.ref.name.empty()) {
-        return InvalidArgumentError("{}: object needs apiVersion, kind and metadata.name", at);
-      }
-      if (t.ref.api_version.find('/') != std::string::npos &&
-          (t.ref.api_version.front() == '/' || t.ref.api_version.back() == '/' ||
-           std::count(t.ref.api_version.begin(), t.ref.api_version.end(), '/') > 1)) {
-        return InvalidArgumentError("{}: malformed apiVersion {:?}", at, t.ref.api_version);
-      }
-      bool namespaced;
-      auto info = client_.Resolve(t.ref.api_version, t.ref.kind);
-      if (info.ok()) {
-        namespaced = info->namespaced;
-      } else if (auto it = crd_scope.find(GroupOf(t.ref.api_version) + "/" + t.ref.kind);
-                 info.status().code() == Code::kNotFound && it != crd_scope.end()) {
-        namespaced = it->second;
-      } else if (info.status().code() == Code::kNotFound) {
-        return InvalidArgumentError("{}: {} {} is not served by the cluster (unknown apiVersion or kind, "
-                                    "and no CRD in this sync defines it)", at, t.ref.api_version, t.ref.kind);
-      } else {
-        return info.status().WithContext(at);
-      }
-      if (namespaced && t.ref.namespace_.empty()) {
-        t.ref.namespace_ = options_.default_namespace;
-        obj.MutableGet("metadata")->Set("namespace", t.ref.namespace_);
-      } else if (!namespaced && !t.ref.namespace_.empty()) {
-        return InvalidArgumentError("{}: {} is cluster-scoped but has metadata.namespace {:?}", at, t.ref.kind,
-                                    t.ref.namespace_);
-      }
-      if (!seen.insert(Key(t.ref)).second) {
-        return InvalidArgumentError("{}: {} is rendered twice", at, t.ref.ToString());
-      }
-      GANTRY_RETURN_IF_ERROR(ReadAnnotations(obj, t));
-      // Tracking: label and annotation naming the application (hooks too, so they can be found).
-      Value* meta = obj.MutableGet("metadata");
-      Value labels = meta->Get("labels") && meta->Get("labels")->IsMap() ? *meta->Get("labels") : Value::Map();
-      labels.Set(kAppLabel, options_.app);
-      meta->Set("labels", labels);
-      Value ann = meta->Get("annotations") && meta->Get("annotations")->IsMap() ? *meta->Get("annotations")
-                                                                                 : Value::Map();
-      ann.Set(kTrackingAnnotation, TrackingId(options_.app, t.ref));
-      meta->Set("annotations", ann);
-      t.object = std::move(obj);
-      tasks.push_back(std::move(t));
-    }
-    desired_count_ = tasks.size();
-    for (const Task& t : tasks) {
-      if (t.hook == HookPhase::kNone) desired_keys_.insert(Key(t.ref));
-      desired_refs_.push_back(t.ref);
-    }
-    plan_ = Plan(std::move(tasks));
-    BuildStages();
-    return OkStatus();
+  // The live state and comparison of the caller (the agent's pass): the operation does not read or
+  // compare again.
+  void UseLive(Live live, Comparison comparison) {
+    live_ = std::move(live);
+    comparison_ = std::move(comparison);
+    have_live_ = true;
   }
 
   bool Step() override {
@@ -174,7 +55,7 @@ class OperationImpl final : public Operation {
     if (next_ >= stages_.size()) {
       state_.phase = Phase::kSucceeded;
       state_.message = Summary();
-      Report(state_.message);
+      Report({.line = state_.message});
       return false;
     }
     Stage& stage = stages_[next_++];
@@ -184,8 +65,9 @@ class OperationImpl final : public Operation {
     if (!s.ok()) {
       RunSyncFailHooks();
       state_.phase = Phase::kFailed;
-      state_.message = fmt::format("{}: {}", stage.name, s.message());
-      Report("failed: " + state_.message);
+      state_.error = s.WithContext(stage.name);
+      state_.message = state_.error.message();
+      Report({.line = "failed: " + state_.message});
       return false;
     }
     return true;
@@ -194,55 +76,14 @@ class OperationImpl final : public Operation {
   const State& state() const override { return state_; }
   void Terminate() override { terminate_ = true; }
 
-  // The diff of every desired object, and of inventory objects no longer desired (Extra).
-  Result<std::vector<DiffEntry>> DiffOnly(bool color) {
-    GANTRY_RETURN_IF_ERROR(ReadLive());
-    std::vector<DiffEntry> out;
-    diff::RenderOptions render{.color = color, .compare = options_.diff};
-    for (const auto& step : plan_.steps) {
-      for (const Task& t : step) {
-        if (t.hook != HookPhase::kNone) continue;
-        auto live = live_.find(Key(t.ref));
-        const Value* live_obj = live == live_.end() ? nullptr : &live->second;
-        if (live_obj == nullptr) {
-          // Not labelled as ours: it may still exist (created by hand or another tool).
-          auto got = client_.Get(t.ref);
-          if (got.ok()) live_obj = &(live_[Key(t.ref)] = std::move(got).value());
-          else if (got.status().code() != Code::kNotFound) return got.status();
-        }
-        GANTRY_ASSIGN_OR_RETURN(diff::ObjectDiff d, diff::Compare(&t.object, live_obj, options_.diff));
-        DiffEntry e{t.ref, d.status, "", health::Assess(live_obj)};
-        if (d.status != diff::SyncStatus::kSynced) {
-          GANTRY_ASSIGN_OR_RETURN(e.text, diff::RenderDiff(&t.object, live_obj, render));
-        }
-        out.push_back(std::move(e));
-      }
-    }
-    for (const auto& r : inventory_) {
-      if (desired_keys_.count(Key(r))) continue;
-      auto live = client_.Get(r);
-      if (!live.ok()) {
-        if (live.status().code() == Code::kNotFound) continue;
-        return live.status();
-      }
-      if (StringAt(live->Find({"metadata", "annotations"}), kTrackingAnnotation) != TrackingId(options_.app, r)) {
-        continue;
-      }
-      DiffEntry e{r, diff::SyncStatus::kExtra, "", health::Assess(&live.value())};
-      GANTRY_ASSIGN_OR_RETURN(e.text, diff::RenderDiff(nullptr, &live.value(), render));
-      out.push_back(std::move(e));
-    }
-    return out;
-  }
-
  private:
   struct Stage {
     std::string name;
     std::function<Status()> run;
   };
 
-  void Report(std::string_view line) {
-    if (progress_) progress_(line);
+  void Report(const Progress& p) {
+    if (progress_) progress_(p);
   }
 
   std::string Summary() const {
@@ -323,55 +164,20 @@ class OperationImpl final : public Operation {
     return created.status();
   }
 
-  // One labelled list per kind and namespace of the desired objects, so diffs need no per-object
-  // request.
+  // The live state and its comparison, unless the caller gave them.
   Status ReadLive() {
-    std::set<std::tuple<std::string, std::string, std::string>> lists;
-    for (const auto& step : plan_.steps) {
-      for (const Task& t : step) {
-        if (t.hook == HookPhase::kNone) lists.emplace(t.ref.api_version, t.ref.kind, t.ref.namespace_);
-      }
+    if (!have_live_) {
+      Prepared p{options_.app, prepared_tasks_, {}};
+      GANTRY_ASSIGN_OR_RETURN(live_, sync::ReadLive(client_, p, options_, {.objects = cache_}));
+      GANTRY_ASSIGN_OR_RETURN(comparison_, sync::Compare(PreparedView(), live_, options_));
+      have_live_ = true;
     }
-    for (const auto& [api_version, kind, ns] : lists) {
-      auto list = client_.List(api_version, kind, ns, {.label_selector = std::string(kAppLabel) + "=" + options_.app});
-      if (!list.ok()) {
-        // A kind whose CRD is created by this sync is not served yet: nothing of it exists.
-        if (list.status().code() == Code::kNotFound) continue;
-        return list.status();
-      }
-      for (Value& item : list->items) live_[Key(kube::RefOf(item))] = std::move(item);
-    }
-    GANTRY_ASSIGN_OR_RETURN(inventory_, ReadInventory());
+    inventory_ = live_.inventory;
     return OkStatus();
   }
 
-  kube::ObjectRef InventoryRef() const {
-    return {"v1", "ConfigMap", options_.inventory_namespace, "gantry-inventory-" + options_.app};
-  }
-
-  Result<std::vector<kube::ObjectRef>> ReadInventory() {
-    auto cm = client_.Get(InventoryRef());
-    if (!cm.ok()) {
-      if (cm.status().code() == Code::kNotFound) return std::vector<kube::ObjectRef>{};
-      return cm.status().WithContext("read inventory");
-    }
-    std::vector<kube::ObjectRef> out;
-    std::string text = StringAt(cm->Get("data"), "objects");
-    stored_inventory_ = text;
-    if (text.empty()) return out;
-    auto list = value::ParseJson(text, "inventory");
-    if (!list.ok() || !list->IsSeq()) {
-      // An unreadable inventory must not make prune guess: fail loudly.
-      return DataLossError("inventory {} is corrupt; delete it to start over (nothing will be pruned "
-                           "until the next sync records a new one)", InventoryRef().ToString());
-    }
-    for (const Value& e : list->items()) {
-      if (!e.IsSeq() || e.size() != 4) continue;
-      out.push_back({std::string(e.At(0)->AsString()), std::string(e.At(1)->AsString()),
-                     std::string(e.At(2)->AsString()), std::string(e.At(3)->AsString())});
-    }
-    return out;
-  }
+  // Compare iterates the plan; a view of it without copying the tasks again.
+  Prepared PreparedView() const { return Prepared{options_.app, {}, plan_}; }
 
   // Before applying: what was there plus what is about to be applied, so a crash in between never
   // loses track of an object. After pruning: what is desired plus what could not be pruned.
@@ -390,35 +196,18 @@ class OperationImpl final : public Operation {
         if (t.hook == HookPhase::kNone) entries.emplace(Key(t.ref), t.ref);
       }
     }
-    Value list = Value::Seq();
-    for (const auto& [k, r] : entries) {
-      Value e = Value::Seq();
-      e.Append(r.api_version);
-      e.Append(r.kind);
-      e.Append(r.namespace_);
-      e.Append(r.name);
-      list.Append(e);
-    }
-    Value cm = Value::Map();
-    cm.Set("apiVersion", "v1");
-    cm.Set("kind", "ConfigMap");
-    Value meta = Value::Map();
-    meta.Set("name", InventoryRef().name);
-    meta.Set("namespace", InventoryRef().namespace_);
-    Value labels = Value::Map();
-    labels.Set("gantry.dev/inventory", options_.app);
-    meta.Set("labels", labels);
-    cm.Set("metadata", meta);
-    Value data = Value::Map();
-    data.Set("objects", value::ToJson(list));
-    cm.Set("data", data);
+    std::vector<kube::ObjectRef> refs;
+    for (const auto& [k, r] : entries) refs.push_back(r);
+    std::string text;
+    Value cm = internal::InventoryObject(options_, refs, &text);
     // Nothing to write when the cluster already holds this inventory (a no-op sync writes nothing).
-    if (value::ToJson(list) == stored_inventory_) return OkStatus();
+    if (text == live_.stored_inventory) return OkStatus();
     std::string json = value::ToJson(cm);
     if (json == last_inventory_) return OkStatus();
     auto r = client_.Apply(cm, {.force = true});
     if (!r.ok()) return r.status().WithContext("record inventory");
     last_inventory_ = json;
+    if (cache_ != nullptr) cache_->Observe(*r);
     if (after_prune) {
       inventory_.clear();
       for (const auto& [k, ref] : entries) inventory_.push_back(ref);
@@ -429,7 +218,8 @@ class OperationImpl final : public Operation {
   Status ApplyStep(size_t i) {
     std::vector<Task>& step = plan_.steps[i];
     std::vector<ObjectResult> results(step.size());
-    std::atomic<int> failures{0};
+    int failures = 0;  // GUARDED_BY(mu_) with first_error
+    Status first_error;
     bool hooks = step.front().hook != HookPhase::kNone;
     ParallelFor(step.size(), options_.parallelism, [&](size_t k) {
       Task& t = step[k];
@@ -441,19 +231,18 @@ class OperationImpl final : public Operation {
         if (!s.ok()) {
           r.failed = true;
           r.message = s.message();
-          ++failures;
+          std::lock_guard<std::mutex> lock(mu_);
+          if (failures++ == 0) first_error = s.WithContext(t.ref.ToString());
         }
         return;
       }
-      auto live = live_.find(Key(t.ref));
-      const Value* live_obj = live == live_.end() ? nullptr : &live->second;
-      if (options_.apply_out_of_sync_only && live_obj) {
-        auto d = diff::Compare(&t.object, live_obj, options_.diff);
-        if (d.ok() && d->status == diff::SyncStatus::kSynced) {
-          r.action = Action::kUnchanged;
-          r.health = health::Assess(live_obj);
-          return;
-        }
+      auto live = live_.objects.find(Key(t.ref));
+      const Value* live_obj = live == live_.objects.end() ? nullptr : &live->second;
+      // Compared once, before the operation: an object found in sync is not applied again.
+      if (options_.apply_out_of_sync_only && live_obj && comparison_.StatusOf(t.ref) == diff::SyncStatus::kSynced) {
+        r.action = Action::kUnchanged;
+        r.health = health::Assess(live_obj);
+        return;
       }
       r.action = live_obj ? Action::kUpdate : Action::kCreate;
       auto applied = client_.Apply(t.object, {.force = options_.force || SyncOptionSet(t.object, "Force=true"),
@@ -462,9 +251,11 @@ class OperationImpl final : public Operation {
         r.failed = true;
         r.message = t.source.empty() ? applied.status().message()
                                      : fmt::format("{} ({})", applied.status().message(), t.source);
-        ++failures;
+        std::lock_guard<std::mutex> lock(mu_);
+        if (failures++ == 0) first_error = applied.status().WithContext(t.source.empty() ? t.ref.ToString() : t.source);
         return;
       }
+      if (cache_ != nullptr && !options_.dry_run) cache_->Observe(*applied);
       r.health = health::Assess(&applied.value());
       r.message = options_.dry_run ? "dry run" : "";
     });
@@ -474,17 +265,11 @@ class OperationImpl final : public Operation {
       else if (!r.failed) ++applied;
       state_.results.push_back(std::move(r));
     }
-    Report(fmt::format("{}: {} {}{}, {} unchanged{}", plan_.step_names[i], hooks ? "ran" : "applied", applied,
-                       hooks ? " hooks" : "", unchanged,
-                       failures ? fmt::format(", {} failed", failures.load()) : ""));
-    if (failures > 0) {
-      for (const auto& r : state_.results) {
-        if (!r.failed) continue;
-        Status s = InternalError("{}", r.message);
-        return failures > 1 ? s.WithContext(fmt::format("{} objects failed, first", failures.load())) : s;
-      }
-    }
-    return OkStatus();
+    Report({.step = plan_.step_names[i], .applied = applied, .unchanged = unchanged, .failed = failures,
+            .line = fmt::format("{}: {} {}{}, {} unchanged{}", plan_.step_names[i], hooks ? "ran" : "applied", applied,
+                                hooks ? " hooks" : "", unchanged, failures ? fmt::format(", {} failed", failures) : "")});
+    if (failures > 1) return first_error.WithContext(fmt::format("{} objects failed, first", failures));
+    return first_error;
   }
 
   // Applies a hook, waits for it to finish, and deletes it as its policies say.
@@ -505,14 +290,14 @@ class OperationImpl final : public Operation {
     }
     auto applied = client_.Apply(t.object, {.force = true});
     if (!applied.ok()) return applied.status();
-    auto deadline = Clock::now() + options_.timeout;
+    auto deadline = clock_.Now() + options_.timeout;
     health::Health h{health::HealthStatus::kProgressing, ""};
-    while (Clock::now() < deadline && !terminate_) {
+    while (clock_.Now() < deadline && !terminate_) {
       auto live = client_.Get(t.ref);
       if (!live.ok()) return live.status();
       h = health::Assess(&live.value());
       if (h.status == health::HealthStatus::kHealthy || h.status == health::HealthStatus::kDegraded) break;
-      SystemClock().SleepFor(std::chrono::milliseconds(250));
+      clock_.SleepFor(std::chrono::milliseconds(250));
     }
     r.health = h;
     bool ok = h.status == health::HealthStatus::kHealthy;
@@ -526,12 +311,12 @@ class OperationImpl final : public Operation {
   }
 
   Status WaitGone(const kube::ObjectRef& ref) {
-    auto deadline = Clock::now() + options_.timeout;
-    while (Clock::now() < deadline) {
+    auto deadline = clock_.Now() + options_.timeout;
+    while (clock_.Now() < deadline) {
       auto got = client_.Get(ref);
       if (!got.ok() && got.status().code() == Code::kNotFound) return OkStatus();
       if (!got.ok()) return got.status();
-      SystemClock().SleepFor(std::chrono::milliseconds(200));
+      clock_.SleepFor(std::chrono::milliseconds(200));
     }
     return DeadlineExceededError("{} was not deleted within {} s", ref.ToString(), options_.timeout.count() / 1000);
   }
@@ -552,7 +337,7 @@ class OperationImpl final : public Operation {
 
   Status WaitEstablished(size_t i) {
     if (options_.dry_run) return OkStatus();
-    auto deadline = Clock::now() + options_.timeout;
+    auto deadline = clock_.Now() + options_.timeout;
     bool established = false;
     for (const Task& t : plan_.steps[i]) {
       if (t.ref.kind != "CustomResourceDefinition") continue;
@@ -564,11 +349,11 @@ class OperationImpl final : public Operation {
         if (h.status == health::HealthStatus::kDegraded) {
           return FailedPreconditionError("{}: {}", t.ref.ToString(), h.message);
         }
-        if (Clock::now() > deadline) {
+        if (clock_.Now() > deadline) {
           return DeadlineExceededError("{} not Established within {} s: {}", t.ref.ToString(),
                                        options_.timeout.count() / 1000, h.message);
         }
-        SystemClock().SleepFor(std::chrono::milliseconds(100));
+        clock_.SleepFor(std::chrono::milliseconds(100));
       }
       established = true;
       // Established comes before discovery lists the new kinds (the apiserver updates discovery
@@ -576,24 +361,24 @@ class OperationImpl final : public Operation {
       auto live = client_.Get(t.ref);
       if (!live.ok()) return live.status();
       const Value* spec = live->Get("spec");
-      std::string group = StringAt(spec, "group");
-      std::string kind = spec ? StringAt(spec->Get("names"), "kind") : "";
+      std::string group = value::StringAt(spec, {"group"});
+      std::string kind = value::StringAt(spec, {"names", "kind"});
       const Value* versions = spec ? spec->Get("versions") : nullptr;
       for (size_t v = 0; versions != nullptr && v < versions->size(); ++v) {
         const Value* ver = versions->At(v);
         const Value* served = ver->Get("served");
         if (served == nullptr || !served->IsBool() || !served->AsBool()) continue;
-        std::string api_version = group + "/" + StringAt(ver, "name");
+        std::string api_version = group + "/" + value::StringAt(ver, {"name"});
         while (true) {
           client_.InvalidateDiscovery();
           auto info = client_.Resolve(api_version, kind);
           if (info.ok()) break;
           if (info.status().code() != Code::kNotFound) return info.status();
-          if (Clock::now() > deadline) {
+          if (clock_.Now() > deadline) {
             return DeadlineExceededError("{} is Established but the server does not serve {} {} within {} s",
                                          t.ref.ToString(), api_version, kind, options_.timeout.count() / 1000);
           }
-          SystemClock().SleepFor(std::chrono::milliseconds(100));
+          clock_.SleepFor(std::chrono::milliseconds(100));
         }
       }
     }
@@ -605,13 +390,20 @@ class OperationImpl final : public Operation {
   Status WaitHealthy(const std::vector<kube::ObjectRef>& refs) {
     std::map<std::tuple<std::string, std::string, std::string>, std::vector<kube::ObjectRef>> groups;
     for (const auto& r : refs) groups[{r.api_version, r.kind, r.namespace_}].push_back(r);
-    auto deadline = Clock::now() + options_.timeout;
+    auto deadline = clock_.Now() + options_.timeout;
     std::map<std::string, health::Health> last;
     while (true) {
       bool all = true;
       for (const auto& [g, members] : groups) {
         const auto& [api_version, kind, ns] = g;
-        auto list = client_.List(api_version, kind, ns, {.label_selector = std::string(kAppLabel) + "=" + options_.app});
+        Result<kube::ObjectList> list = kube::ObjectList{};
+        if (auto cached = cache_ ? cache_->ByIndex(api_version, kind, ns, options_.app)
+                                 : Result<std::vector<Value>>(FailedPreconditionError("no cache"));
+            cached.ok()) {
+          list->items = *std::move(cached);
+        } else {
+          list = client_.List(api_version, kind, ns, {.label_selector = std::string(kAppLabel) + "=" + options_.app});
+        }
         if (!list.ok()) return list.status();
         std::map<std::string, const Value*> by_key;
         for (const Value& item : list->items) by_key[Key(kube::RefOf(item))] = &item;
@@ -630,7 +422,7 @@ class OperationImpl final : public Operation {
       }
       UpdateHealth(last);
       if (all) return OkStatus();
-      if (Clock::now() > deadline || terminate_) {
+      if (clock_.Now() > deadline || terminate_) {
         for (const auto& r : refs) {
           const health::Health& h = last[Key(r)];
           if (h.status != health::HealthStatus::kHealthy && h.status != health::HealthStatus::kSuspended) {
@@ -639,7 +431,7 @@ class OperationImpl final : public Operation {
           }
         }
       }
-      SystemClock().SleepFor(std::chrono::milliseconds(250));
+      clock_.SleepFor(std::chrono::milliseconds(250));
     }
   }
 
@@ -662,8 +454,9 @@ class OperationImpl final : public Operation {
     if (desired_keys_.empty() && !options_.allow_empty) {
       for (const auto& r : candidates) kept_after_prune_.insert(Key(r));
       return FailedPreconditionError(
-          "refusing to prune all {} objects of {}: the render is empty (allow it explicitly to prune "
-          "everything)", candidates.size(), options_.app);
+                 "refusing to prune all {} objects of {}: the render is empty (allow it explicitly to prune "
+                 "everything)", candidates.size(), options_.app)
+          .set_reason(kReasonPruneBlocked);
     }
     std::vector<ObjectResult> results(candidates.size());
     std::atomic<int> failures{0};
@@ -692,7 +485,7 @@ class OperationImpl final : public Operation {
         kept_after_prune_.insert(Key(ref));
       };
       const Value* ann = live->Find({"metadata", "annotations"});
-      std::string tracking = StringAt(ann, kTrackingAnnotation);
+      std::string tracking = value::StringAt(ann, {kTrackingAnnotation});
       if (tracking != TrackingId(options_.app, ref)) {
         r.action = Action::kPruneSkipped;
         r.message = tracking.empty() ? "no longer tracked by Gantry" : "now tracked by " + tracking;
@@ -715,6 +508,7 @@ class OperationImpl final : public Operation {
         ++failures;
         return;
       }
+      if (cache_ != nullptr && !options_.dry_run) cache_->ObserveDeleted(ref);
       r.health = {health::HealthStatus::kMissing, "pruned"};
       r.message = options_.dry_run ? "dry run" : "pruned";
     });
@@ -724,7 +518,8 @@ class OperationImpl final : public Operation {
       if (r.action == Action::kPruneSkipped) ++skipped;
       state_.results.push_back(std::move(r));
     }
-    Report(fmt::format("prune: {} pruned, {} kept", pruned, skipped));
+    Report({.step = "prune", .applied = pruned, .unchanged = skipped, .failed = failures.load(),
+            .line = fmt::format("prune: {} pruned, {} kept", pruned, skipped)});
     if (failures > 0) return InternalError("{} objects could not be pruned", failures.load());
     return OkStatus();
   }
@@ -732,6 +527,8 @@ class OperationImpl final : public Operation {
   kube::Client& client_;
   Options options_;
   ProgressFn progress_;
+  kube::Cache* cache_ = nullptr;  // optional: records writes, serves health waits
+  Clock& clock_ = options_.clock ? *options_.clock : SystemClock();
   State state_;
   SyncPlan plan_;
   std::vector<Stage> stages_;
@@ -740,13 +537,14 @@ class OperationImpl final : public Operation {
   size_t desired_count_ = 0;
   uint64_t requests_at_start_ = 0;
   std::set<std::string> desired_keys_;
-  std::vector<kube::ObjectRef> desired_refs_;
-  std::map<std::string, Value> live_;           // by Key(), from ReadLive
+  std::vector<Task> prepared_tasks_;
+  Live live_;                                   // from ReadLive, or the caller
+  Comparison comparison_;
+  bool have_live_ = false;
   std::vector<kube::ObjectRef> inventory_;
   std::mutex mu_;
   std::set<std::string> kept_after_prune_;      // GUARDED_BY(mu_) during Prune
   std::string last_inventory_;
-  std::string stored_inventory_;  // data.objects of the inventory as read from the cluster
 };
 
 }  // namespace
@@ -776,16 +574,16 @@ std::string_view Name(Phase p) {
 
 Result<std::unique_ptr<Operation>> Operation::Create(kube::Client& client, std::vector<Value> desired,
                                                      Options options, ProgressFn progress) {
-  auto op = std::make_unique<OperationImpl>(client, std::move(options), std::move(progress));
-  GANTRY_RETURN_IF_ERROR(op->Prepare(std::move(desired)));
-  return std::unique_ptr<Operation>(std::move(op));
+  GANTRY_ASSIGN_OR_RETURN(Prepared prepared, Prepare(client, std::move(desired), options));
+  return std::unique_ptr<Operation>(
+      std::make_unique<OperationImpl>(client, std::move(prepared), std::move(options), std::move(progress), nullptr));
 }
 
-Result<std::vector<DiffEntry>> Diff(kube::Client& client, std::vector<Value> desired, const Options& options,
-                                    bool color) {
-  OperationImpl op(client, options, nullptr);
-  GANTRY_RETURN_IF_ERROR(op.Prepare(std::move(desired)));
-  return op.DiffOnly(color);
+std::unique_ptr<Operation> Operation::Start(kube::Client& client, Prepared prepared, Live live, Comparison comparison,
+                                            Options options, ProgressFn progress, kube::Cache* cache) {
+  auto op = std::make_unique<OperationImpl>(client, std::move(prepared), std::move(options), std::move(progress), cache);
+  op->UseLive(std::move(live), std::move(comparison));
+  return op;
 }
 
 }  // namespace gantry::sync

@@ -34,13 +34,16 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/status.h"
 #include "diff/diff.h"
 #include "health/health.h"
+#include "kube/cache.h"
 #include "kube/kube.h"
 #include "value/value.h"
 
@@ -48,6 +51,10 @@ namespace gantry::sync {
 
 inline constexpr char kAppLabel[] = "gantry.dev/app";
 inline constexpr char kTrackingAnnotation[] = "gantry.dev/tracking-id";
+inline constexpr char kInventoryLabel[] = "gantry.dev/inventory";
+
+// Reasons of the Status of a failed operation (State::error).
+inline constexpr char kReasonPruneBlocked[] = "PruneBlocked";  // prune refused (empty render)
 
 enum class HookPhase { kNone, kPreSync, kSync, kPostSync, kSyncFail };
 
@@ -105,6 +112,7 @@ struct Options {
   std::chrono::milliseconds timeout{300'000};  // for each health wait
   int parallelism = 32;
   diff::Options diff;
+  Clock* clock = nullptr;              // waits and timeouts; nullptr: SystemClock()
 };
 
 // What happened to one object.
@@ -123,21 +131,94 @@ std::string_view Name(Phase p);
 struct State {
   Phase phase = Phase::kRunning;
   std::string message;       // what it is doing, or why it failed
+  Status error;              // why it failed (with a reason, e.g. kReasonPruneBlocked), OK otherwise
   std::vector<ObjectResult> results;  // in plan order
   uint64_t requests = 0;     // API requests made by this operation
 };
 
-// Called at each step boundary with a line for the user ("wave 0: applied 12 objects").
-using ProgressFn = std::function<void(std::string_view)>;
+// Identity of an object independent of its API version: "group/Kind/namespace/name".
+std::string ObjectKey(const kube::ObjectRef& ref);
+// The tracking id Prepare writes: "APP:GROUP/KIND:NAMESPACE/NAME".
+std::string TrackingId(std::string_view app, const kube::ObjectRef& ref);
+
+// The desired state of one application, validated, tracked and planned (step 1 and 2 above).
+struct Prepared {
+  std::string app;
+  std::vector<Task> tasks;  // in input order: every object, hooks included
+  SyncPlan plan;
+};
+
+// Step 1 and 2: validates the desired objects (their Marks name the source in errors), resolves
+// their scope (Resolve; kinds defined by CRDs in the same render count as served), defaults
+// namespaces and adds tracking. InvalidArgument naming the object; nothing touches the cluster
+// but discovery.
+Result<Prepared> Prepare(kube::Client& client, std::vector<value::Value> desired, const Options& options);
+
+// Where live objects may be read from besides the API: caches (kube/cache.h) of the objects
+// Gantry manages (label gantry.dev/app, indexed by it) and of inventories (label
+// gantry.dev/inventory, indexed by it). A kind a cache has not synced is read from the API.
+struct LiveSources {
+  kube::Cache* objects = nullptr;
+  kube::Cache* inventories = nullptr;
+};
+
+// What the cluster holds of one application.
+struct Live {
+  std::map<std::string, value::Value> objects;  // by ObjectKey: desired objects that exist
+  std::map<std::string, value::Value> extra;    // by ObjectKey: inventory objects no longer desired, still ours
+  std::vector<kube::ObjectRef> inventory;       // as recorded
+  std::string stored_inventory;                 // data.objects of the inventory ConfigMap ("" : none)
+  uint64_t requests = 0;                        // API requests the read made
+};
+
+// Reads the live state of a prepared application: labelled objects (from the cache, else one
+// labelled list per kind and namespace), desired objects not found labelled (one Get each: they
+// may exist unlabelled), the inventory and the inventory objects no longer desired.
+Result<Live> ReadLive(kube::Client& client, const Prepared& prepared, const Options& options,
+                      const LiveSources& sources = {});
+
+// One entry per desired object (hooks excepted) and per extra object, with its sync status and the
+// health of its live object.
+struct DiffEntry {
+  kube::ObjectRef ref;
+  diff::SyncStatus status;
+  std::string text;  // RenderDiff output (Diff only; empty when Synced)
+  health::Health health{health::HealthStatus::kUnknown, ""};  // of the live object (Missing: none)
+};
+struct Comparison {
+  std::vector<DiffEntry> entries;
+  size_t out_of_sync = 0;
+  // The sync status of an object by ObjectKey (kMissing when unknown).
+  diff::SyncStatus StatusOf(const kube::ObjectRef& ref) const;
+  std::map<std::string, size_t> index;  // ObjectKey → entries[i]
+};
+
+// Compares (pure): desired against live, object by object, with options.diff.
+Result<Comparison> Compare(const Prepared& prepared, const Live& live, const Options& options);
+
+// Called at each step boundary with what happened.
+struct Progress {
+  std::string step;        // "wave 0", "prune", ... ("" for the final line)
+  int applied = 0;         // objects applied (or hooks run, or objects pruned)
+  int unchanged = 0;       // skipped as in sync (or kept by prune)
+  int failed = 0;
+  std::string line;        // for the user: "wave 0: applied 12, 3 unchanged"
+};
+using ProgressFn = std::function<void(const Progress&)>;
 
 class Operation {
  public:
-  // Prepares an operation over the desired objects (parsed manifests; their Marks name the source
-  // in errors). InvalidArgument when the objects or options are invalid, before anything touches
-  // the cluster.
+  // Prepares an operation over the desired objects; it reads the cluster in its first step.
+  // InvalidArgument when the objects or options are invalid, before anything touches the cluster.
   static Result<std::unique_ptr<Operation>> Create(kube::Client& client,
                                                    std::vector<value::Value> desired,
                                                    Options options, ProgressFn progress = nullptr);
+  // An operation over an application already prepared, read and compared (the agent's pass): it
+  // neither reads nor compares again. `cache` (optional) records the writes at once and serves
+  // health waits. `live` and `comparison` must come from `prepared`.
+  static std::unique_ptr<Operation> Start(kube::Client& client, Prepared prepared, Live live,
+                                          Comparison comparison, Options options,
+                                          ProgressFn progress = nullptr, kube::Cache* cache = nullptr);
   virtual ~Operation() = default;
   // Does the next piece of work; false when the operation has ended.
   virtual bool Step() = 0;
@@ -152,14 +233,8 @@ class Operation {
   }
 };
 
-// The diff of an application against the cluster, without changing it: one entry per desired
-// object and per inventory object no longer desired.
-struct DiffEntry {
-  kube::ObjectRef ref;
-  diff::SyncStatus status;
-  std::string text;  // RenderDiff output (empty when Synced)
-  health::Health health{health::HealthStatus::kUnknown, ""};  // of the live object (Missing: none)
-};
+// The diff of an application against the cluster, without changing it: Prepare, ReadLive,
+// Compare, and the text of each difference.
 Result<std::vector<DiffEntry>> Diff(kube::Client& client, std::vector<value::Value> desired,
                                     const Options& options, bool color);
 

@@ -1,0 +1,151 @@
+// ReadLive: what the cluster holds of one application, from the caches when they have it; and
+// the inventory ConfigMap's format.
+
+#include <set>
+#include <tuple>
+
+#include "sync/internal/common.h"
+#include "sync/sync.h"
+
+namespace gantry::sync {
+namespace internal {
+
+using value::Value;
+
+kube::ObjectRef InventoryRef(const Options& options) {
+  return {"v1", "ConfigMap", options.inventory_namespace.empty() ? options.default_namespace : options.inventory_namespace,
+          "gantry-inventory-" + options.app};
+}
+
+Result<std::vector<kube::ObjectRef>> ParseInventory(std::string_view text, const kube::ObjectRef& where) {
+  std::vector<kube::ObjectRef> out;
+  if (text.empty()) return out;
+  auto list = value::ParseJson(text, "inventory");
+  if (!list.ok() || !list->IsSeq()) {
+    // An unreadable inventory must not make prune guess: fail loudly.
+    return DataLossError("inventory {} is corrupt; delete it to start over (nothing will be pruned "
+                         "until the next sync records a new one)", where.ToString());
+  }
+  for (const Value& e : list->items()) {
+    if (!e.IsSeq() || e.size() != 4) continue;
+    out.push_back({std::string(e.At(0)->AsString()), std::string(e.At(1)->AsString()),
+                   std::string(e.At(2)->AsString()), std::string(e.At(3)->AsString())});
+  }
+  return out;
+}
+
+Value InventoryObject(const Options& options, const std::vector<kube::ObjectRef>& refs, std::string* text) {
+  Value list = Value::Seq();
+  for (const auto& r : refs) {
+    Value e = Value::Seq();
+    e.Append(r.api_version);
+    e.Append(r.kind);
+    e.Append(r.namespace_);
+    e.Append(r.name);
+    list.Append(e);
+  }
+  kube::ObjectRef ref = InventoryRef(options);
+  Value cm = Value::Map();
+  cm.Set("apiVersion", "v1");
+  cm.Set("kind", "ConfigMap");
+  Value meta = Value::Map();
+  meta.Set("name", ref.name);
+  meta.Set("namespace", ref.namespace_);
+  Value labels = Value::Map();
+  labels.Set(kInventoryLabel, options.app);
+  meta.Set("labels", labels);
+  cm.Set("metadata", meta);
+  Value data = Value::Map();
+  *text = value::ToJson(list);
+  data.Set("objects", *text);
+  cm.Set("data", data);
+  return cm;
+}
+
+}  // namespace internal
+
+using value::Value;
+
+Result<Live> ReadLive(kube::Client& client, const Prepared& prepared, const Options& options,
+                      const LiveSources& sources) {
+  Live live;
+  uint64_t before = client.request_count();
+  std::string selector = std::string(kAppLabel) + "=" + options.app;
+  std::set<std::tuple<std::string, std::string, std::string>> lists;
+  for (const Task& t : prepared.tasks) {
+    if (t.hook == HookPhase::kNone) lists.emplace(t.ref.api_version, t.ref.kind, t.ref.namespace_);
+  }
+  for (const auto& [api_version, kind, ns] : lists) {
+    if (sources.objects != nullptr) {
+      auto cached = sources.objects->ByIndex(api_version, kind, ns, options.app);
+      if (cached.ok()) {
+        for (Value& item : *cached) live.objects[ObjectKey(kube::RefOf(item))] = std::move(item);
+        continue;
+      }
+    }
+    auto list = client.List(api_version, kind, ns, {.label_selector = selector});
+    if (!list.ok()) {
+      // A kind whose CRD is created by this sync is not served yet: nothing of it exists.
+      if (list.status().code() == Code::kNotFound) continue;
+      return list.status();
+    }
+    for (Value& item : list->items) live.objects[ObjectKey(kube::RefOf(item))] = std::move(item);
+  }
+  // Desired objects not labelled as ours may still exist (created by hand or another tool).
+  for (const Task& t : prepared.tasks) {
+    if (t.hook != HookPhase::kNone || live.objects.count(ObjectKey(t.ref))) continue;
+    auto got = client.Get(t.ref);
+    if (got.ok()) live.objects[ObjectKey(t.ref)] = *std::move(got);
+    else if (got.status().code() != Code::kNotFound) return got.status();
+  }
+
+  // The inventory.
+  kube::ObjectRef inv = internal::InventoryRef(options);
+  std::optional<Value> cm;
+  bool from_cache = false;
+  if (sources.inventories != nullptr) {
+    auto cached = sources.inventories->ByIndex("v1", "ConfigMap", inv.namespace_, options.app);
+    if (cached.ok()) {
+      from_cache = true;
+      for (Value& c : *cached) {
+        if (value::StringAt(&c, {"metadata", "name"}) == inv.name) cm = std::move(c);
+      }
+    }
+  }
+  if (!from_cache) {
+    auto got = client.Get(inv);
+    if (got.ok()) cm = *std::move(got);
+    else if (got.status().code() != Code::kNotFound) return got.status().WithContext("read inventory");
+  }
+  if (cm) {
+    live.stored_inventory = value::StringAt(&*cm, {"data", "objects"});
+    GANTRY_ASSIGN_OR_RETURN(live.inventory, internal::ParseInventory(live.stored_inventory, inv));
+  }
+
+  // Inventory objects no longer desired that are still ours: what prune would delete.
+  std::set<std::string> desired;
+  for (const Task& t : prepared.tasks) {
+    if (t.hook == HookPhase::kNone) desired.insert(ObjectKey(t.ref));
+  }
+  for (const auto& r : live.inventory) {
+    std::string key = ObjectKey(r);
+    if (desired.count(key)) continue;
+    std::optional<Value> obj;
+    if (sources.objects != nullptr && sources.objects->Synced(r.api_version, r.kind)) {
+      obj = sources.objects->Get(r);
+    } else {
+      auto got = client.Get(r);
+      if (got.ok()) obj = *std::move(got);
+      else if (got.status().code() != Code::kNotFound) return got.status();
+    }
+    if (!obj) continue;
+    if (value::StringAt(&*obj, {"metadata", "annotations", kTrackingAnnotation}) != TrackingId(options.app, r)) {
+      continue;
+    }
+    live.extra[key] = *std::move(obj);
+  }
+  live.requests = client.request_count() - before;
+  return live;
+}
+
+}  // namespace gantry::sync

@@ -1,0 +1,146 @@
+// Prepare: validation, scope, namespace defaulting and tracking of the desired objects; and the
+// helpers the other files of the module share.
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "sync/internal/common.h"
+#include "sync/sync.h"
+
+namespace gantry::sync {
+namespace internal {
+
+using value::Value;
+
+std::string Where(const Value& v) {
+  value::Mark m = v.mark();
+  return m.file.empty() ? std::string() : fmt::format("{}:{}:{}", m.file, m.line, m.column);
+}
+
+std::string GroupOf(std::string_view api_version) { return kube::SplitApiVersion(api_version).first; }
+
+bool SyncOptionSet(const Value& object, std::string_view option) {
+  const Value* ann = object.Find({"metadata", "annotations"});
+  if (ann == nullptr || !ann->IsMap()) return false;
+  for (std::string_view key : {"gantry.dev/sync-options", "argocd.argoproj.io/sync-options"}) {
+    const Value* v = ann->Get(key);
+    if (v == nullptr || !v->IsString()) continue;
+    std::string_view s = v->AsString();
+    while (!s.empty()) {
+      size_t comma = s.find(',');
+      std::string_view part = s.substr(0, comma);
+      while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+      while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+      if (part == option) return true;
+      if (comma == std::string_view::npos) break;
+      s.remove_prefix(comma + 1);
+    }
+  }
+  return false;
+}
+
+bool PruneDisabled(const Value& live) {
+  if (value::StringAt(&live, {"metadata", "annotations", "gantry.dev/prune"}) == "disabled") return true;
+  return SyncOptionSet(live, "Prune=false");
+}
+
+void ParallelFor(size_t n, int parallelism, const std::function<void(size_t)>& fn) {
+  if (n == 0) return;
+  size_t threads = std::min<size_t>(n, static_cast<size_t>(std::max(1, parallelism)));
+  if (threads == 1) {
+    for (size_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> pool;
+  pool.reserve(threads);
+  for (size_t t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (size_t i; (i = next.fetch_add(1)) < n;) fn(i);
+    });
+  }
+  for (auto& t : pool) t.join();
+}
+
+}  // namespace internal
+
+using internal::GroupOf;
+using value::Value;
+
+std::string ObjectKey(const kube::ObjectRef& r) {
+  return fmt::format("{}/{}/{}/{}", GroupOf(r.api_version), r.kind, r.namespace_, r.name);
+}
+
+std::string TrackingId(std::string_view app, const kube::ObjectRef& r) {
+  return fmt::format("{}:{}/{}:{}/{}", app, GroupOf(r.api_version), r.kind, r.namespace_, r.name);
+}
+
+Result<Prepared> Prepare(kube::Client& client, std::vector<Value> desired, const Options& options) {
+  if (options.app.empty()) return InvalidArgumentError("sync: an application name is required");
+  Prepared out;
+  out.app = options.app;
+  std::set<std::string> seen;
+  // Kinds defined by CRDs in this sync: their scope is known before the server serves them.
+  std::map<std::string, bool> crd_scope;  // "group/Kind" → namespaced
+  for (const Value& obj : desired) {
+    if (value::StringAt(&obj, {"kind"}) != "CustomResourceDefinition") continue;
+    crd_scope[value::StringAt(&obj, {"spec", "group"}) + "/" + value::StringAt(&obj, {"spec", "names", "kind"})] =
+        value::StringAt(&obj, {"spec", "scope"}) != "Cluster";
+  }
+  for (Value& obj : desired) {
+    Task t;
+    t.source = internal::Where(obj);
+    t.ref = kube::RefOf(obj);
+    std::string at = t.source.empty() ? t.ref.ToString() : t.source;
+    if (t.ref.api_version.empty() || t.ref.kind.empty() || t.ref.name.empty()) {
+      return InvalidArgumentError("{}: object needs apiVersion, kind and metadata.name", at);
+    }
+    if (t.ref.api_version.find('/') != std::string::npos &&
+        (t.ref.api_version.front() == '/' || t.ref.api_version.back() == '/' ||
+         std::count(t.ref.api_version.begin(), t.ref.api_version.end(), '/') > 1)) {
+      return InvalidArgumentError("{}: malformed apiVersion {:?}", at, t.ref.api_version);
+    }
+    bool namespaced;
+    auto info = client.Resolve(t.ref.api_version, t.ref.kind);
+    if (info.ok()) {
+      namespaced = info->namespaced;
+    } else if (auto it = crd_scope.find(GroupOf(t.ref.api_version) + "/" + t.ref.kind);
+               info.status().code() == Code::kNotFound && it != crd_scope.end()) {
+      namespaced = it->second;
+    } else if (info.status().code() == Code::kNotFound) {
+      return InvalidArgumentError("{}: {} {} is not served by the cluster (unknown apiVersion or kind, "
+                                  "and no CRD in this sync defines it)", at, t.ref.api_version, t.ref.kind);
+    } else {
+      return info.status().WithContext(at);
+    }
+    if (namespaced && t.ref.namespace_.empty()) {
+      t.ref.namespace_ = options.default_namespace;
+      obj.MutableGet("metadata")->Set("namespace", t.ref.namespace_);
+    } else if (!namespaced && !t.ref.namespace_.empty()) {
+      return InvalidArgumentError("{}: {} is cluster-scoped but has metadata.namespace {:?}", at, t.ref.kind,
+                                  t.ref.namespace_);
+    }
+    if (!seen.insert(ObjectKey(t.ref)).second) {
+      return InvalidArgumentError("{}: {} is rendered twice", at, t.ref.ToString());
+    }
+    GANTRY_RETURN_IF_ERROR(ReadAnnotations(obj, t));
+    // Tracking: label and annotation naming the application (hooks too, so they can be found).
+    Value* meta = obj.MutableGet("metadata");
+    Value labels = meta->Get("labels") && meta->Get("labels")->IsMap() ? *meta->Get("labels") : Value::Map();
+    labels.Set(kAppLabel, options.app);
+    meta->Set("labels", labels);
+    Value ann = meta->Get("annotations") && meta->Get("annotations")->IsMap() ? *meta->Get("annotations")
+                                                                               : Value::Map();
+    ann.Set(kTrackingAnnotation, TrackingId(options.app, t.ref));
+    meta->Set("annotations", ann);
+    t.object = std::move(obj);
+    out.tasks.push_back(std::move(t));
+  }
+  out.plan = Plan(out.tasks);
+  return out;
+}
+
+}  // namespace gantry::sync
