@@ -75,12 +75,33 @@ Result<GitRendered> RenderGit(git::Repository& repo, std::string_view revision, 
   GitRendered out;
   GANTRY_ASSIGN_OR_RETURN(out.commit, repo.Resolve(revision));
   std::string rel = Normalize(path);
+  // A cache hit needs no file read: the key is over tree ids, and a plain render's key (the path's
+  // tree) or a Kustomize or Helm one (the root tree) that is cached was detected from this very
+  // content. Only a miss reads the tree.
+  if (cache != nullptr) {
+    auto path_tree = repo.TreeId(out.commit, rel);
+    auto root_tree = rel.empty() ? path_tree : repo.TreeId(out.commit, "");
+    if (path_tree.ok() && root_tree.ok()) {
+      for (Renderer r : {Renderer::kPlain, Renderer::kKustomize, Renderer::kHelm}) {
+        if (options.renderer != Renderer::kAuto && options.renderer != r) continue;
+        std::string key = CacheKey(repo.url() + "@" + (r == Renderer::kPlain ? *path_tree : *root_tree), rel, r, options);
+        if (auto hit = cache->Get(key)) {
+          out.manifests = std::move(*hit);
+          out.cache_hit = true;
+          out.renderer = r;
+          out.content_key = std::move(key);
+          return out;
+        }
+      }
+    }
+  }
   git::Limits git_limits{.max_files = options.limits.max_files,
                          .max_file_bytes = options.limits.max_file_bytes,
                          .max_total_bytes = options.limits.max_total_bytes};
   auto tree = repo.ReadTree(out.commit, rel, git_limits);
   if (!tree.ok()) return tree.status().WithContext("render " + where);
   Renderer renderer = options.renderer == Renderer::kAuto ? DetectFromTree(*tree) : options.renderer;
+  out.renderer = renderer;
 
   // The content a render may read: a plain render reads only the path, so its tree id is the key
   // and a commit elsewhere in the repository (another application of a monorepo) keeps the entry;

@@ -214,6 +214,7 @@ struct GitRendered {
   std::string commit;
   std::vector<Manifest> manifests;
   bool cache_hit = false;
+  Renderer renderer = Renderer::kAuto;  // the renderer used (detected when options said kAuto)
   // The RenderCache key of this render: equal keys, equal manifests (a commit that leaves a plain
   // path unchanged keeps its key).
   std::string content_key;
