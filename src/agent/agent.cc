@@ -11,6 +11,7 @@
 
 #include "agent/agent.h"
 #include "agent/internal/workqueue.h"
+#include "api/status.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "http/http.h"
@@ -21,14 +22,10 @@
 namespace gantry::agent {
 namespace {
 
+using value::StringAt;
 using value::Value;
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
-
-std::string StringAt(const Value* v, std::initializer_list<Value::PathElem> path) {
-  const Value* f = v ? v->Find(path) : nullptr;
-  return f && f->IsString() ? std::string(f->AsString()) : "";
-}
 
 // "2026-11-28T23:40:00.123456Z": Kubernetes MicroTime.
 std::string MicroTime(std::chrono::system_clock::time_point t) {
@@ -78,14 +75,24 @@ struct Metrics {
   http::Counter& webhooks = registry.AddCounter("gantry_agent_webhooks_total", "Verified push webhooks");
   http::Gauge& api_requests =
       registry.AddGauge("gantry_agent_api_requests", "Kubernetes API requests made since the agent started");
+  http::Gauge& renders = registry.AddGauge(
+      "gantry_agent_renders", "Renders that ran a renderer (not served from the render cache) since the agent started");
+  http::Counter& rendered_reconciles = registry.AddCounter(
+      "gantry_agent_rendered_reconciles_total", "Reconciles that rendered and compared their source");
+  http::Gauge& cached_objects = registry.AddGauge("gantry_agent_cached_objects", "Objects held by the watch caches");
   http::Gauge& render_sandbox = registry.AddGauge(
       "gantry_agent_render_sandbox", "1 when kustomize and helm run sandboxed; 0 when the operator turned it off");
 };
 
 class AgentImpl final : public Agent {
  public:
-  AgentImpl(kube::Client& client, AgentOptions options, RenderFn render)
-      : client_(client), options_(std::move(options)), render_(std::move(render)) {
+  AgentImpl(kube::Client& client, AgentOptions options, std::unique_ptr<Source> source)
+      : client_(client), options_(std::move(options)), source_(std::move(source)),
+        objects_(kube::NewCache(client, {.label_selector = sync::kAppLabel, .index_label = sync::kAppLabel})),
+        inventories_(kube::NewCache(client, {.label_selector = sync::kInventoryLabel,
+                                             .index_label = sync::kInventoryLabel})) {
+    // A change to a managed object by anyone re-queues its application (drift within a second).
+    objects_->OnChange([this](kube::EventType, const Value& object) { OnManagedChange(object); });
     metrics_.render_sandbox.Set(options_.render_sandbox ? 1 : 0);
     if (!options_.render_sandbox) {
       log::Warn("agent: renderers run WITHOUT the sandbox (--no-render-sandbox): a hostile repository that "
@@ -104,12 +111,15 @@ class AgentImpl final : public Agent {
   Status Run() override {
     if (options_.apps_dir.empty()) {
       // The CRD must be there: a clear error instead of an empty watch.
-      auto crd = client_.Resolve(kApiVersion, kKind);
+      auto crd = client_.Resolve(api::kApiVersion, api::kKind);
       if (!crd.ok()) {
         return crd.status().WithContext(
             "the Application CRD is not installed (run `gantry install`, or give Applications as files with --apps)");
       }
     }
+    // Inventories are read from their cache; if its first list is slow, reads fall back to the API.
+    Status inv = inventories_->Watch("v1", "ConfigMap", std::chrono::seconds(10));
+    if (!inv.ok()) log::Warn("agent: watch inventories: {}", inv.message());
     if (!options_.listen.empty()) GANTRY_RETURN_IF_ERROR(StartHttp());
     if (!options_.metrics_listen.empty()) GANTRY_RETURN_IF_ERROR(StartMetrics());
     std::vector<std::thread> threads;
@@ -135,8 +145,8 @@ class AgentImpl final : public Agent {
     if (server_) server_->Stop();
     if (metrics_server_) metrics_server_->Stop();
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [kind, t] : drift_threads_) t.join();
-    drift_threads_.clear();
+    objects_->Stop();
+    inventories_->Stop();
     return OkStatus();
   }
 
@@ -223,7 +233,7 @@ class AgentImpl final : public Agent {
       if (!u.empty()) ids.insert(RepoIdentity(u));
     }
     std::vector<std::string> keys;
-    const auto now = Clock::now();
+    const auto now = SteadyClock::now();
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (const auto& [key, obj] : apps_) {
@@ -240,34 +250,36 @@ class AgentImpl final : public Agent {
 
   // --- Applications ---------------------------------------------------------------------------
 
-  void Remember(const Value& object) {
+  // Keeps the latest Application object (its status included: reconciles read the previous status
+  // from it, not from the API). Status-only changes (the agent's own writes coming back) do not
+  // re-queue it; an object older than the one kept (a watch event behind the agent's own write) is
+  // ignored.
+  void Remember(const Value& object, bool from_write = false) {
     kube::ObjectRef ref = kube::RefOf(object);
     std::string key = Key(ref.namespace_, ref.name);
+    Value kept = options_.apps_dir.empty() ? kube::KeepForDiffAndHealth(object) : object;
+    if (Value* meta = kept.MutableGet("metadata"); meta && meta->IsMap()) meta->Erase("managedFields");
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = apps_.find(key);
-      // Status writes come back as watch events; only spec and request changes need a reconcile.
-      bool changed = it == apps_.end() || SpecOf(it->second) != SpecOf(object);
-      apps_[key] = options_.apps_dir.empty() ? Compact(object) : object;
+      if (it != apps_.end() && Older(kept, it->second)) return;
+      bool changed = it == apps_.end() || SpecOf(it->second) != SpecOf(kept);
+      apps_[key] = std::move(kept);
       metrics_.applications.Set(static_cast<double>(apps_.size()));
-      if (!changed) return;
-      in_sync_.erase(key);  // a new spec or request is never put off
+      if (!changed || from_write) return;
     }
     queue_.Add(key, true);
   }
 
-  // What the agent keeps of a cluster Application between reconciles (each reconcile reads the
-  // current object): apiVersion, kind, metadata without managedFields, and spec, copied into memory
-  // of its own. A parsed node keeps the whole document it came from alive, so keeping the object
-  // of a list or a watch event as it is would keep that list page or event, status included.
-  static Value Compact(const Value& object) {
-    Value slim = Value::Map();
-    for (const char* k : {"apiVersion", "kind", "metadata", "spec"}) {
-      if (const Value* v = object.Get(k)) slim.Set(k, *v);
+  // Whether `a` is an older version of the object than `b` (resourceVersions compared as numbers,
+  // as client-go's mutation cache does; unknown orders count as newer).
+  static bool Older(const Value& a, const Value& b) {
+    std::string ra = StringAt(&a, {"metadata", "resourceVersion"}), rb = StringAt(&b, {"metadata", "resourceVersion"});
+    if (ra.empty() || rb.empty() || ra.size() > 19 || rb.size() > 19) return false;
+    if (ra.find_first_not_of("0123456789") != std::string::npos || rb.find_first_not_of("0123456789") != std::string::npos) {
+      return false;
     }
-    if (Value* meta = slim.MutableGet("metadata"); meta && meta->IsMap()) meta->Erase("managedFields");
-    auto copy = value::ParseJson(value::ToJson(slim), "application");
-    return copy.ok() ? *std::move(copy) : slim;
+    return std::stoull(ra) < std::stoull(rb);
   }
 
   static std::string SpecOf(const Value& object) {
@@ -278,7 +290,7 @@ class AgentImpl final : public Agent {
 
   void WatchApplications() {
     while (!stopping_) {
-      auto list = client_.List(kApiVersion, kKind, options_.namespace_);
+      auto list = client_.List(api::kApiVersion, api::kKind, options_.namespace_);
       if (!list.ok()) {
         log::Warn("agent: list Applications: {}", list.status().message());
         Sleep(std::chrono::seconds(2));
@@ -298,7 +310,7 @@ class AgentImpl final : public Agent {
       }
       std::string rv = list->resource_version;
       while (!stopping_) {
-        Status s = client_.Watch(kApiVersion, kKind, options_.namespace_,
+        Status s = client_.Watch(api::kApiVersion, api::kKind, options_.namespace_,
                                  {.resource_version = rv, .timeout = std::chrono::seconds(60), .stop = &stopping_},
                                  [&](const kube::WatchEvent& e) {
                                    std::string erv = StringAt(&e.object, {"metadata", "resourceVersion"});
@@ -308,7 +320,6 @@ class AgentImpl final : public Agent {
                                    if (e.type == kube::EventType::kDeleted) {
                                      std::lock_guard<std::mutex> lock(mu_);
                                      apps_.erase(Key(ref.namespace_, ref.name));
-                                     in_sync_.erase(Key(ref.namespace_, ref.name));
                                    } else {
                                      Remember(e.object);
                                    }
@@ -331,7 +342,7 @@ class AgentImpl final : public Agent {
       } else {
         for (auto& m : *manifests) {
           Value obj = m.object;
-          if (StringAt(&obj, {"kind"}) != kKind) continue;
+          if (StringAt(&obj, {"kind"}) != api::kKind) continue;
           if (StringAt(&obj, {"metadata", "namespace"}).empty()) {
             obj.MutableGet("metadata")->Set("namespace", options_.namespace_.empty() ? "default" : options_.namespace_);
           }
@@ -351,7 +362,7 @@ class AgentImpl final : public Agent {
       if (!leader_) {
         // Followers keep the queue but do nothing; the key comes back when leadership might have changed.
         queue_.Done(key);
-        queue_.AddAfter(key, fetch_after != Clock::time_point{}, std::chrono::seconds(2));
+        queue_.AddAfter(key, fetch_after != SteadyClock::time_point{}, std::chrono::seconds(2));
         continue;
       }
       Value object;
@@ -364,40 +375,35 @@ class AgentImpl final : public Agent {
         }
         object = it->second;
       }
-      if (fetch_after != Clock::time_point{} && SourceUnchanged(key, object, fetch_after)) {
+      if (fetch_after != SteadyClock::time_point{} && SourceUnchanged(object, fetch_after)) {
+        // Nothing this application renders changed: its reconcile (which only records the new
+        // revision) waits behind the applications whose sources changed, so a push to a monorepo
+        // of a thousand applications applies the one it changed first.
         queue_.Done(key);
         queue_.Defer(key);
         continue;
       }
-      if (options_.apps_dir.empty()) {
-        // The kept copy has no status (and may lag the status this agent wrote last): read the
-        // current object.
-        auto fresh = client_.Get(kube::RefOf(object));
-        if (!fresh.ok()) {
-          // Deleted meanwhile (the watch will say so) or the cluster is unreachable: try again later.
-          log::Warn("agent: read Application {}: {}", key, fresh.status().message());
-          queue_.Done(key);
-          queue_.AddAfter(key, fetch_after != Clock::time_point{}, Backoff(key));
-          continue;
-        }
-        object = *std::move(fresh);
-      } else if (auto it = file_status_.find(key); it != file_status_.end()) {
-        object.Set("status", it->second);
+      if (!options_.apps_dir.empty()) {
+        if (auto it = file_status_.find(key); it != file_status_.end()) object.Set("status", it->second);
       }
-      auto start = Clock::now();
-      auto r = Reconcile(client_, object, render_, fetch_after, options_.reconcile, options_.apps_dir.empty());
-      auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+      auto start = SteadyClock::now();
+      ReconcileDeps deps{.client = client_, .source = *source_, .objects = objects_.get(),
+                         .inventories = inventories_.get(), .get_application = [this](const kube::ObjectRef& ref) {
+                           return GetApplication(ref);
+                         }};
+      auto r = Reconcile(deps, object, fetch_after, options_.reconcile, options_.apps_dir.empty());
+      auto took = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start);
       metrics_.reconcile_seconds.Observe(static_cast<double>(took.count()) / 1000);
       metrics_.reconciles.With({r.ok() && !r->failed ? "ok" : "failed"}).Inc();
       metrics_.queue_depth.Set(static_cast<double>(queue_.Depth()));
       if (r.ok() && r->synced) {
-        std::string phase = StringAt(&r->status, {"operationState", "phase"});
+        std::string phase = r->status.operation ? r->status.operation->phase : "";
         metrics_.syncs.With({phase}).Inc();
         std::lock_guard<std::mutex> lock(mu_);
         auto it = webhook_at_.find(key);
         if (it != webhook_at_.end() && phase == "Succeeded" &&
-            StringAt(&r->status, {"sync", "status"}) == "Synced") {
-          metrics_.webhook_to_applied.Observe(std::chrono::duration<double>(Clock::now() - it->second).count());
+            r->status.sync_status == api::kSynced) {
+          metrics_.webhook_to_applied.Observe(std::chrono::duration<double>(SteadyClock::now() - it->second).count());
           webhook_at_.erase(it);
         }
       }
@@ -407,29 +413,24 @@ class AgentImpl final : public Agent {
         log::Warn("agent: reconcile {}: {}", key, r.status().message());
         next = Backoff(key);
       } else {
-        if (!options_.apps_dir.empty()) file_status_[key] = r->status;
-        const Value* sync = r->status.Get("sync");
+        if (!options_.apps_dir.empty()) file_status_[key] = api::ToValue(r->status);
+        if (!r->object.IsNull()) Remember(r->object, /*from_write=*/true);
+        if (r->rendered) metrics_.rendered_reconciles.Inc();
         log::Info("agent: {} {} {} health {} ({} ms{})", key, r->synced ? "synced" : "reconciled",
-                  StringAt(sync, {"status"}), StringAt(&r->status, {"health", "status"}), took.count(),
+                  r->status.sync_status, r->status.health ? health::Name(*r->status.health) : "", took.count(),
                   r->failed ? ", failed" : "");
         if (r->failed) {
           next = std::min(next, Backoff(key));
         } else {
           ResetBackoff(key);
         }
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          if (!r->failed && StringAt(sync, {"status"}) == "Synced" && !r->content_key.empty()) {
-            in_sync_[key] = r->content_key;
-          } else {
-            in_sync_.erase(key);
-          }
-        }
         if (r->requeue_after.count() > 0 && r->requeue_after < next) {
           next = r->requeue_after;
           fetch_next = r->failed;
         }
         WatchManagedKinds(r->status);
+        metrics_.cached_objects.Set(static_cast<double>(objects_->stats().objects + inventories_->stats().objects));
+        metrics_.renders.Set(static_cast<double>(source_->renders()));
       }
       queue_.Done(key);
       // A periodic refresh takes a fetch of the repository begun up to a tenth of the interval
@@ -439,23 +440,31 @@ class AgentImpl final : public Agent {
     }
   }
 
-  // Whether a refresh of `key` (a webhook, the interval) finds the source rendering to what the
-  // last reconcile found in sync. Then there is nothing to apply, and the reconcile, which only
-  // records the new revision, waits behind the applications whose content changed: a push to a
-  // monorepo of a hundred applications applies the one it changed first. Rendering is cheap here:
-  // the fetch is shared and the render cached.
-  bool SourceUnchanged(const std::string& key, const Value& object, Clock::time_point fetch_after) {
-    std::string in_sync;
+  // Whether a refresh (a webhook, the interval) finds nothing the application renders changed since
+  // the commit it was last found in sync at. Costs a shared fetch and a tree diff, never a render.
+  bool SourceUnchanged(const Value& object, SteadyClock::time_point fetch_after) {
+    api::ApplicationStatus status = api::ParseStatus(object.Get("status"));
+    if (status.sync_status != api::kSynced || status.sync_revision.empty()) return false;
+    auto app = api::ParseApplication(object);
+    if (!app.ok()) return false;
+    if (!app->sync_request.empty() && app->sync_request != status.last_sync_request) return false;
+    if (!app->refresh_request.empty() && app->refresh_request != status.last_refresh_request) return false;
+    if (status.observed_generation != app->generation) return false;
+    auto commit = source_->Resolve(*app, fetch_after);
+    if (!commit.ok() || *commit == status.sync_revision) return false;
+    auto differ = source_->MayDiffer(*app, status.sync_revision, *commit);
+    return differ.ok() && !*differ;
+  }
+
+  // Another Application (dependsOn), from what the watch keeps.
+  Result<Value> GetApplication(const kube::ObjectRef& ref) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      auto it = in_sync_.find(key);
-      if (it == in_sync_.end()) return false;
-      in_sync = it->second;
+      auto it = apps_.find(Key(ref.namespace_, ref.name));
+      if (it != apps_.end()) return it->second;
     }
-    auto app = ParseApplication(object);
-    if (!app.ok()) return false;
-    auto rendered = render_(*app, fetch_after);
-    return rendered.ok() && rendered->content_key == in_sync;
+    if (!options_.apps_dir.empty()) return NotFoundError("Application {}/{} not found", ref.namespace_, ref.name);
+    return client_.Get(ref);
   }
 
   std::chrono::milliseconds Jitter(std::chrono::milliseconds d, std::mt19937_64& rng) {
@@ -478,46 +487,14 @@ class AgentImpl final : public Agent {
 
   // --- Drift ----------------------------------------------------------------------------------
 
-  // Starts one cluster-wide watch per kind the applications manage (label gantry.dev/app), so a
-  // change by anyone else re-queues the owning application within a second.
-  void WatchManagedKinds(const Value& status) {
-    const Value* resources = status.Get("resources");
-    if (!resources || !resources->IsSeq()) return;
-    for (const Value& r : resources->items()) {
-      std::string group = StringAt(&r, {"group"}), version = StringAt(&r, {"version"}), kind = StringAt(&r, {"kind"});
-      std::string api_version = group.empty() ? version : group + "/" + version;
-      std::string id = api_version + "/" + kind;
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_ || drift_threads_.count(id)) continue;
-      drift_threads_.emplace(id, std::thread([this, api_version, kind] { WatchKind(api_version, kind); }));
-    }
-  }
-
-  void WatchKind(const std::string& api_version, const std::string& kind) {
-    while (!stopping_) {
-      auto list = client_.List(api_version, kind, "", {.label_selector = sync::kAppLabel});
-      if (!list.ok()) {
-        Sleep(std::chrono::seconds(5));
-        continue;
-      }
-      // A change between the reconcile that started this watch and the list would otherwise go
-      // unseen until the next interval: every application with objects listed is compared again.
-      for (const Value& item : list->items) OnManagedChange(item);
-      std::string rv = list->resource_version;
-      while (!stopping_) {
-        Status s = client_.Watch(api_version, kind, "",
-                                 {.label_selector = sync::kAppLabel, .resource_version = rv,
-                                  .timeout = std::chrono::seconds(60), .stop = &stopping_},
-                                 [&](const kube::WatchEvent& e) {
-                                   std::string erv = StringAt(&e.object, {"metadata", "resourceVersion"});
-                                   if (!erv.empty()) rv = erv;
-                                   if (e.type != kube::EventType::kBookmark) OnManagedChange(e.object);
-                                   return !stopping_.load();
-                                 });
-        if (s.ok()) continue;  // the server ended the watch: go on from the last version seen
-        if (s.code() != Code::kOutOfRange) Sleep(std::chrono::seconds(1));
-        break;  // list again
-      }
+  // Watches (in the shared cache) every kind the application manages, so a change by anyone else
+  // re-queues the owning application within a second and later reads come from memory.
+  void WatchManagedKinds(const api::ApplicationStatus& status) {
+    for (const api::ResourceStatus& r : status.resources) {
+      std::string api_version = r.group.empty() ? r.version : r.group + "/" + r.version;
+      if (stopping_ || objects_->Synced(api_version, r.kind)) continue;
+      Status s = objects_->Watch(api_version, r.kind, std::chrono::milliseconds(0));
+      if (!s.ok() && s.code() != Code::kDeadlineExceeded) log::Debug("agent: watch {} {}: {}", api_version, r.kind, s.message());
     }
   }
 
@@ -543,8 +520,8 @@ class AgentImpl final : public Agent {
     const auto duration = options_.lease_duration;
     const auto retry = std::chrono::duration_cast<std::chrono::milliseconds>(duration) / 5;
     std::string observed;  // holder + renewTime of the record we last saw
-    auto observed_at = Clock::now();
-    auto last_renew = Clock::now() - duration;
+    auto observed_at = SteadyClock::now();
+    auto last_renew = SteadyClock::now() - duration;
     kube::ObjectRef ref{"coordination.k8s.io/v1", "Lease", options_.lease_namespace, options_.lease_name};
     while (!stopping_) {
       auto lease = client_.Get(ref);
@@ -565,9 +542,9 @@ class AgentImpl final : public Agent {
         std::string record = holder + "@" + StringAt(&lease.value(), {"spec", "renewTime"});
         if (record != observed) {
           observed = record;
-          observed_at = Clock::now();
+          observed_at = SteadyClock::now();
         }
-        bool expired = Clock::now() > observed_at + duration;
+        bool expired = SteadyClock::now() > observed_at + duration;
         if (holder == options_.identity || holder.empty() || expired) {
           Value l = *lease;
           const Value* transitions = lease->Find({"spec", "leaseTransitions"});
@@ -583,15 +560,15 @@ class AgentImpl final : public Agent {
           acquired = r.ok();
           if (acquired) {
             observed = options_.identity + "@" + StringAt(&r.value(), {"spec", "renewTime"});
-            observed_at = Clock::now();
+            observed_at = SteadyClock::now();
             if (takeover) log::Info("agent {}: acquired lease {}/{}", options_.identity, ref.namespace_, ref.name);
           }
         }
       }
-      if (acquired) last_renew = Clock::now();
+      if (acquired) last_renew = SteadyClock::now();
       bool was = leader_.load();
       // Leadership lasts while renewals succeed within the lease duration.
-      bool now_leader = Clock::now() - last_renew < duration * 2 / 3 + retry;
+      bool now_leader = SteadyClock::now() - last_renew < duration * 2 / 3 + retry;
       if (was && !now_leader) log::Warn("agent {}: lost the lease", options_.identity);
       if (!was && now_leader) {
         // Newly leading: reconcile everything now.
@@ -622,7 +599,9 @@ class AgentImpl final : public Agent {
 
   kube::Client& client_;
   AgentOptions options_;
-  RenderFn render_;
+  std::unique_ptr<Source> source_;
+  std::unique_ptr<kube::Cache> objects_;      // objects Gantry manages, by application
+  std::unique_ptr<kube::Cache> inventories_;  // inventory ConfigMaps, by application
   internal::WorkQueue queue_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> leader_{false};
@@ -631,7 +610,6 @@ class AgentImpl final : public Agent {
   std::mutex mu_;
   std::map<std::string, Value> apps_;                  // GUARDED_BY(mu_)
   std::map<std::string, int> failures_;                // GUARDED_BY(mu_)
-  std::map<std::string, std::thread> drift_threads_;   // GUARDED_BY(mu_)
   std::map<std::string, Value> file_status_;           // workers only, file mode: keyed like apps_
   std::atomic<int> port_{0};
   std::atomic<int> metrics_port_{0};
@@ -639,16 +617,16 @@ class AgentImpl final : public Agent {
   std::unique_ptr<http::Server> server_;
   std::unique_ptr<http::Server> metrics_server_;
   webhook::RecentDeliveries deliveries_;
-  std::map<std::string, Clock::time_point> webhook_at_;  // GUARDED_BY(mu_)
-  std::map<std::string, std::string> in_sync_;           // GUARDED_BY(mu_): content key last found in sync
+  std::map<std::string, SteadyClock::time_point> webhook_at_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace
 
-Result<std::unique_ptr<Agent>> NewAgent(kube::Client& client, AgentOptions options, RenderFn render) {
+Result<std::unique_ptr<Agent>> NewAgent(kube::Client& client, AgentOptions options, std::unique_ptr<Source> source) {
+  if (source == nullptr) return InvalidArgumentError("agent: a source is required");
   if (options.workers < 1) return InvalidArgumentError("agent: --workers must be at least 1");
   if (options.interval < std::chrono::seconds(1)) return InvalidArgumentError("agent: --interval must be at least 1s");
-  return std::unique_ptr<Agent>(new AgentImpl(client, std::move(options), std::move(render)));
+  return std::unique_ptr<Agent>(new AgentImpl(client, std::move(options), std::move(source)));
 }
 
 }  // namespace gantry::agent

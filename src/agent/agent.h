@@ -2,23 +2,31 @@
 // The pull agent: Gantry's GitOps controller. It keeps one cluster in sync with the Applications
 // it is given (custom resources of kind gantry.dev/v1alpha1 Application, or files).
 //
-// Reconcile (one Application), the skeleton every reconciler shares:
-//   guards      suspended → nothing; dependsOn not Healthy → wait (condition DependencyNotReady)
+// Reconcile (one Application, one pass): guards, then sub-reconcilers in order, sharing one
+// context; the first that ends the pass decides; one place writes status.
+//   guards      invalid spec → InvalidSpec; suspended → nothing; dependsOn not Healthy → wait
+//               (DependencyNotReady)
 //   fetch       the Git mirror (when a refresh is due: interval, webhook, refresh request, new spec)
-//               and the target revision → commit; failure → condition FetchFailed, last state kept
-//   render      the path at that commit; failure → condition RenderFailed; nothing is pruned
-//   diff        every rendered object against the cluster → sync status per resource
+//               and the target revision → commit; failure → FetchFailed, last state kept. When the
+//               application was in sync at the previous commit and no file its render may read
+//               changed (Source::MayDiffer), it is marked at the new commit without rendering.
+//   render      the path at that commit, once; failure → RenderFailed; nothing is pruned
+//   compare     one live read (from the watch cache; the API only for kinds not cached yet) and
+//               one comparison of every rendered object → sync status per resource
 //   sync        when automated and the revision is new, or the cluster drifted and selfHeal is on,
-//               or a manual sync was requested: the shared engine (sync::Operation) with prune as
-//               the policy says. A failed sync is retried with backoff (syncPolicy.retry).
-//   status      one place writes status: sync and health, conditions, resources, the operation,
-//               the last 10 syncs.
+//               or a manual sync was requested: the shared engine (sync::Operation, started on the
+//               same live read and comparison) with prune as the policy says. A failed sync is
+//               retried with backoff (syncPolicy.retry). The status after it comes from the
+//               operation's results, not from reading again.
+//   assess      sync status and health of the whole, conditions.
 // Before a sync starts, status.operationState records it as Running with its revision, so an agent
-// killed mid-sync resumes it after restart (the engine is idempotent: server-side apply).
+// killed mid-sync resumes it after restart (the engine is idempotent: server-side apply). A pass
+// that changes nothing writes nothing.
 //
 // Agent runs the loop: a list+watch of Applications, a work queue with per-application backoff and
 // a pool of workers (one broken application never blocks the others), a periodic refresh with
-// jitter, watches of the objects it manages (drift is seen within seconds), leader election through
+// jitter, one shared watch cache of the objects it manages (live reads come from it, and its events
+// re-queue the owning application: drift is seen within a second), leader election through
 // a coordination.k8s.io Lease (only the leader reconciles), an HTTP listener for push webhooks and
 // /healthz (HTTPS with a certificate), and one for /metrics, on loopback unless configured.
 
@@ -29,8 +37,11 @@
 #include <string>
 #include <vector>
 
-#include "agent/application.h"
+#include "api/application.h"
+#include "api/status.h"
+#include "base/clock.h"
 #include "base/status.h"
+#include "kube/cache.h"
 #include "kube/kube.h"
 #include "render/render.h"
 #include "sync/sync.h"
@@ -38,21 +49,36 @@
 
 namespace gantry::agent {
 
+using api::Application;
+
+// Reasons of the Status a Source returns.
+inline constexpr char kReasonFetchFailed[] = "FetchFailed";  // the repository could not be opened or fetched
+
 // The rendered desired state of an Application at a commit.
 struct Rendered {
   std::string revision;  // commit id
   std::vector<value::Value> objects;
-  // Equal keys mean equal objects (the render cache key: the source's content and the render
-  // options); "" when unknown.
-  std::string content_key;
 };
 
-// Renders an Application's source, first fetching its repository unless a fetch of it began at or
-// after `fetch_after` (the epoch: no fetch, except the first of a repository). So a fetch serves
-// every application that asked for one before it began. Provided by the wiring (Git + render);
-// tests may pass their own.
-using RenderFn =
-    std::function<Result<Rendered>(const Application& app, std::chrono::steady_clock::time_point fetch_after)>;
+// Where Applications' manifests come from. The real one is Git + render (NewGitSource); tests may
+// give their own. Thread-safe.
+class Source {
+ public:
+  virtual ~Source() = default;
+  // Fetches the application's repository unless a fetch of it began at or after `fetch_after` (the
+  // epoch: no fetch, except the first of a repository), so one fetch serves every application that
+  // asked before it began; then resolves the target revision to a commit. Fetch failures carry
+  // reason kReasonFetchFailed.
+  virtual Result<std::string> Resolve(const Application& app, std::chrono::steady_clock::time_point fetch_after) = 0;
+  // Whether rendering `app` at commit `to` may give other objects than at `from`: false only when
+  // no file the render may read changed (a plain path: files under it; Kustomize and Helm: under
+  // the manifest-generate-paths annotation's paths, else anywhere), as far as this source knows.
+  virtual Result<bool> MayDiffer(const Application& app, std::string_view from, std::string_view to) = 0;
+  // Renders `app` at a commit Resolve returned.
+  virtual Result<Rendered> Render(const Application& app, std::string_view commit) = 0;
+  // Renders that ran a renderer (not served from the render cache), for metrics.
+  virtual uint64_t renders() const = 0;
+};
 
 struct ReconcileOptions {
   std::string field_manager = "gantry";
@@ -61,20 +87,32 @@ struct ReconcileOptions {
   int parallelism = 16;
 };
 
+// What a reconcile reads and writes through. Only client and source are required.
+struct ReconcileDeps {
+  kube::Client& client;
+  Source& source;
+  kube::Cache* objects = nullptr;      // live objects Gantry manages (label gantry.dev/app)
+  kube::Cache* inventories = nullptr;  // inventory ConfigMaps (label gantry.dev/inventory)
+  // Reads another Application (dependsOn); default: client.Get.
+  std::function<Result<value::Value>(const kube::ObjectRef&)> get_application;
+  Clock* clock = nullptr;  // nullptr: SystemClock()
+};
+
 // What a reconcile decided and wrote.
 struct ReconcileResult {
-  value::Value status;       // the status written
-  bool synced = false;       // a sync operation ran
-  bool failed = false;       // fetch, render or sync failed (retry with backoff)
+  api::ApplicationStatus status;  // the status written (or kept)
+  value::Value object;            // the object as written back (null when nothing was written)
+  bool rendered = false;          // the source was rendered and compared
+  bool synced = false;            // a sync operation ran
+  bool failed = false;            // fetch, render, compare or sync failed (retry with backoff)
   std::chrono::milliseconds requeue_after{0};  // 0: at the next interval
-  std::string content_key;   // Rendered::content_key of the source reconciled ("" when not rendered)
 };
 
 // Reconciles one Application (parsed from `object`, whose current status is read from it) and
-// writes its status through `client` (the status subresource, or nowhere for file Applications when
-// `write_status` is false). `fetch_after` is passed to `render` (a spec the last reconcile did not
-// see, or a refresh request, fetches now). The returned status is what was written.
-Result<ReconcileResult> Reconcile(kube::Client& client, const value::Value& object, const RenderFn& render,
+// writes its status through deps.client (the status subresource, or nowhere for file Applications
+// when `write_status` is false). `fetch_after` is passed to the source (a spec the last reconcile
+// did not see, or a refresh request, fetches now).
+Result<ReconcileResult> Reconcile(const ReconcileDeps& deps, const value::Value& object,
                                   std::chrono::steady_clock::time_point fetch_after,
                                   const ReconcileOptions& options, bool write_status = true);
 
@@ -114,11 +152,16 @@ class Agent {
   virtual bool is_leader() const = 0;
 };
 
-Result<std::unique_ptr<Agent>> NewAgent(kube::Client& client, AgentOptions options, RenderFn render);
+// An agent over `client` and `source` (both must outlive it).
+Result<std::unique_ptr<Agent>> NewAgent(kube::Client& client, AgentOptions options, std::unique_ptr<Source> source);
 
-// The RenderFn of a real agent: Git mirrors under options.cache_dir (credentials from
+// The Source of a real agent: Git mirrors under options.cache_dir (credentials from
 // options.git_credentials, bound to their host) and render::RenderGit with `render_options`
 // (binaries, sandbox, limits), cached by repository tree. InvalidArgument for malformed credentials.
-Result<RenderFn> GitRenderFn(const AgentOptions& options, const render::Options& render_options);
+Result<std::unique_ptr<Source>> NewGitSource(const AgentOptions& options, const render::Options& render_options);
+
+// Everything `gantry install` applies: the CRD, the namespace, the agent's ServiceAccount, RBAC and
+// Deployment running `image`.
+std::vector<value::Value> InstallManifests(const std::string& namespace_, const std::string& image);
 
 }  // namespace gantry::agent

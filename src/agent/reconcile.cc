@@ -1,10 +1,12 @@
-// Reconcile: one Application, one pass (see agent.h for the skeleton).
+// Reconcile: one Application, one pass (see agent.h): guards, then the sub-reconcilers fetch,
+// render, compare, sync and assess over one shared context, then one status write.
 
 #include <algorithm>
 #include <cmath>
+#include <ctime>
+#include <map>
 
 #include "agent/agent.h"
-#include "base/clock.h"
 #include "base/log.h"
 
 namespace gantry::agent {
@@ -12,195 +14,24 @@ namespace {
 
 using value::Value;
 
-std::string StringAt(const Value* v, std::initializer_list<Value::PathElem> path) {
-  const Value* f = v ? v->Find(path) : nullptr;
-  return f && f->IsString() ? std::string(f->AsString()) : "";
-}
-
-int64_t IntAt(const Value* v, std::initializer_list<Value::PathElem> path) {
-  const Value* f = v ? v->Find(path) : nullptr;
-  return f && f->IsInt() ? f->AsInt() : 0;
-}
-
-std::string Now() { return Rfc3339(SystemClock().WallNow()); }
-
 Value Map(std::initializer_list<std::pair<std::string_view, Value>> kv) {
   Value m = Value::Map();
   for (const auto& [k, v] : kv) m.Set(k, v);
   return m;
 }
 
-// Status conditions, keeping lastTransitionTime when a condition does not change.
-class Conditions {
- public:
-  explicit Conditions(const Value* previous) {
-    if (previous && previous->IsSeq()) {
-      for (const Value& c : previous->items()) {
-        if (c.IsMap()) previous_.push_back(c);
-      }
-    }
-  }
-  void Set(std::string_view type, bool on, std::string_view reason, std::string_view message) {
-    std::string status = on ? "True" : "False";
-    std::string since = Now();
-    for (const Value& p : previous_) {
-      if (StringAt(&p, {"type"}) == type && StringAt(&p, {"status"}) == status) {
-        since = StringAt(&p, {"lastTransitionTime"});
-      }
-    }
-    current_.push_back(Map({{"type", Value(type)}, {"status", Value(status)}, {"reason", Value(reason)},
-                            {"message", Value(message)}, {"lastTransitionTime", Value(since)}}));
-  }
-  Value ToValue() const {
-    Value seq = Value::Seq();
-    for (const Value& c : current_) seq.Append(c);
-    return seq;
-  }
-
- private:
-  std::vector<Value> previous_;
-  std::vector<Value> current_;
-};
-
-Value ResourceEntry(const kube::ObjectRef& ref, std::string_view sync_status, const health::Health& h) {
+api::ResourceStatus Resource(const kube::ObjectRef& ref, std::string_view status, const health::Health& h) {
   auto [group, version] = kube::SplitApiVersion(ref.api_version);
-  Value r = Map({{"group", Value(group)}, {"version", Value(version)}, {"kind", Value(ref.kind)}});
-  if (!ref.namespace_.empty()) r.Set("namespace", ref.namespace_);
-  r.Set("name", ref.name);
-  r.Set("status", sync_status);
-  Value hv = Map({{"status", Value(health::Name(h.status))}});
-  if (!h.message.empty()) hv.Set("message", h.message);
-  r.Set("health", hv);
-  return r;
+  return {group, version, ref.kind, ref.namespace_, ref.name, std::string(status), h.status, h.message, false, ""};
 }
 
 // The delay before retry number `attempt` (1-based) of a failed sync.
-std::chrono::milliseconds RetryDelay(const RetryPolicy& p, int attempt) {
+std::chrono::milliseconds RetryDelay(const api::RetryPolicy& p, int attempt) {
   double ms = static_cast<double>(p.duration.count()) * std::pow(p.factor, std::max(0, attempt - 1));
   return std::chrono::milliseconds(static_cast<int64_t>(std::min(ms, static_cast<double>(p.max_duration.count()))));
 }
 
-// Records a Kubernetes Event on the Application (best effort: an Event that cannot be written is
-// logged, never a reason to fail the reconcile).
-void Emit(kube::Client& client, const kube::ObjectRef& app, const std::string& uid, bool warning,
-          std::string_view reason, std::string_view message) {
-  auto now = SystemClock().WallNow();
-  auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
-  Value involved = Map({{"apiVersion", Value(kApiVersion)}, {"kind", Value(kKind)}, {"name", Value(app.name)},
-                        {"namespace", Value(app.namespace_)}});
-  if (!uid.empty()) involved.Set("uid", uid);
-  Value event = Map({{"apiVersion", Value("v1")}, {"kind", Value("Event")},
-                     {"metadata", Map({{"name", Value(fmt::format("{}.{:x}", app.name, nanos))},
-                                       {"namespace", Value(app.namespace_)}})},
-                     {"involvedObject", involved},
-                     {"type", Value(warning ? "Warning" : "Normal")},
-                     {"reason", Value(reason)},
-                     {"message", Value(std::string(message.substr(0, 1024)))},
-                     {"source", Map({{"component", Value("gantry-agent")}})},
-                     {"firstTimestamp", Value(Rfc3339(now))},
-                     {"lastTimestamp", Value(Rfc3339(now))},
-                     {"count", Value(static_cast<int64_t>(1))}});
-  auto r = client.Create(event);
-  if (!r.ok()) log::Debug("agent: event for {}: {}", app.name, r.status().message());
-}
-
-}  // namespace
-
-Result<ReconcileResult> Reconcile(kube::Client& client, const Value& object, const RenderFn& render,
-                                  std::chrono::steady_clock::time_point fetch_after, const ReconcileOptions& options,
-                                  bool write_status) {
-  const Value* previous = object.Get("status");
-  Conditions conditions(previous ? previous->Get("conditions") : nullptr);
-  ReconcileResult result;
-  Value status = Value::Map();
-  // Carried over until replaced: the last known sync, health, resources, operation and history.
-  for (std::string_view key : {"sync", "health", "resources", "operationState", "history", "lastSyncRequest"}) {
-    if (previous && previous->Get(key)) status.Set(key, *previous->Get(key));
-  }
-  kube::ObjectRef self = kube::RefOf(object);
-
-  auto write = [&]() -> Status {
-    status.Set("conditions", conditions.ToValue());
-    // A reconcile that changed nothing writes nothing (steady state makes no API writes): the time
-    // of the last reconcile is only written along with a real change.
-    Value without_time = status;
-    without_time.Erase("reconciledAt");
-    Value previous_without_time = previous ? *previous : Value();
-    if (previous_without_time.IsMap()) previous_without_time.Erase("reconciledAt");
-    if (previous && without_time == previous_without_time) {
-      result.status = *previous;
-      return OkStatus();
-    }
-    status.Set("reconciledAt", Now());
-    result.status = status;
-    if (!write_status) return OkStatus();
-    Value patch = Map({{"apiVersion", Value(kApiVersion)}, {"kind", Value(kKind)},
-                       {"metadata", Map({{"name", Value(self.name)}, {"namespace", Value(self.namespace_)}})},
-                       {"status", status}});
-    auto written = client.ApplyStatus(patch, {.field_manager = options.field_manager + "-agent", .force = true});
-    return written.status().WithContext("write status of Application " + self.name);
-  };
-
-  auto parsed = ParseApplication(object);
-  if (!parsed.ok()) {
-    conditions.Set("InvalidSpec", true, "InvalidSpec", parsed.status().message());
-    result.failed = true;
-    GANTRY_RETURN_IF_ERROR(write());
-    return result;
-  }
-  const Application& app = *parsed;
-  status.Set("observedGeneration", app.generation);
-
-  // Guards.
-  if (app.suspend) {
-    conditions.Set("Suspended", true, "Suspended", "spec.suspend is true: nothing is fetched or applied");
-    GANTRY_RETURN_IF_ERROR(write());
-    return result;
-  }
-  for (const std::string& dep : app.depends_on) {
-    auto other = client.Get({kApiVersion, kKind, app.namespace_, dep});
-    std::string health = other.ok() ? StringAt(&other.value(), {"status", "health", "status"}) : "";
-    if (health != "Healthy") {
-      conditions.Set("DependencyNotReady", true, "DependencyNotReady",
-                     other.ok() ? fmt::format("waiting for Application {} to be Healthy (it is {})", dep,
-                                              health.empty() ? "not reconciled yet" : health)
-                                : fmt::format("waiting for Application {}: {}", dep, other.status().message()));
-      result.requeue_after = std::chrono::seconds(5);
-      GANTRY_RETURN_IF_ERROR(write());
-      return result;
-    }
-  }
-
-  // Fetch and render. A manual refresh request, or a spec the last reconcile did not see, fetches.
-  std::string last_refresh = StringAt(previous, {"lastRefreshRequest"});
-  bool refresh = (!app.refresh_request.empty() && app.refresh_request != last_refresh) ||
-                 IntAt(previous, {"observedGeneration"}) != app.generation || StringAt(previous, {"sync", "revision"}).empty();
-  if (refresh) fetch_after = std::chrono::steady_clock::now();
-  if (!app.refresh_request.empty()) status.Set("lastRefreshRequest", app.refresh_request);
-  auto rendered = render(app, fetch_after);
-  if (!rendered.ok()) {
-    bool fetch_failed = rendered.status().message().starts_with("fetch");
-    // One Event per distinct failure, not one per retry.
-    std::string previous_message;
-    if (const Value* conds = previous ? previous->Get("conditions") : nullptr; conds && conds->IsSeq()) {
-      for (const Value& c : conds->items()) {
-        if (StringAt(&c, {"type"}) == (fetch_failed ? "FetchFailed" : "RenderFailed")) previous_message = StringAt(&c, {"message"});
-      }
-    }
-    if (previous_message != rendered.status().message()) {
-      Emit(client, self, StringAt(&object, {"metadata", "uid"}), true, fetch_failed ? "FetchFailed" : "RenderFailed",
-           rendered.status().message());
-    }
-    conditions.Set(fetch_failed ? "FetchFailed" : "RenderFailed", true, fetch_failed ? "FetchFailed" : "RenderFailed",
-                   rendered.status().message());
-    // The last good state stays applied: nothing is synced or pruned on a failed fetch or render.
-    result.failed = true;
-    GANTRY_RETURN_IF_ERROR(write());
-    return result;
-  }
-
-  result.content_key = rendered->content_key;
-
+sync::Options SyncOptions(const Application& app, const ReconcileOptions& options, Clock* clock) {
   sync::Options so;
   so.app = app.name;
   so.default_namespace = app.destination_namespace;
@@ -217,140 +48,354 @@ Result<ReconcileResult> Reconcile(kube::Client& client, const Value& object, con
   so.wait_for_health = false;
   so.diff.field_manager = options.field_manager;
   so.diff.ignore = app.ignore_differences;
+  so.clock = clock;
+  return so;
+}
 
-  auto diffs = sync::Diff(client, rendered->objects, so, false);
-  if (!diffs.ok()) {
-    conditions.Set("ComparisonFailed", true, "ComparisonFailed", diffs.status().message());
-    result.failed = true;
-    GANTRY_RETURN_IF_ERROR(write());
-    return result;
+// One pass over one Application. Each step returns OK to go on, or ends the pass by setting done_
+// (a guard held, a failure recorded in conditions); a non-OK Status is an API failure of the pass.
+class Pass {
+ public:
+  Pass(const ReconcileDeps& deps, const Value& object, std::chrono::steady_clock::time_point fetch_after,
+       const ReconcileOptions& options)
+      : deps_(deps), clock_(deps.clock ? *deps.clock : SystemClock()), object_(object), fetch_after_(fetch_after),
+        options_(options), previous_(api::ParseStatus(object.Get("status"))), status_(previous_),
+        conditions_(previous_.conditions, Now()), self_(kube::RefOf(object)) {}
+
+  Result<ReconcileResult> Run(bool write_status) {
+    write_status_ = write_status;
+    using Step = Status (Pass::*)();
+    for (Step step : {&Pass::Guards, &Pass::Fetch, &Pass::Render, &Pass::Compare, &Pass::Sync, &Pass::Assess}) {
+      GANTRY_RETURN_IF_ERROR((this->*step)());
+      if (done_) break;
+    }
+    GANTRY_RETURN_IF_ERROR(Write());
+    return std::move(result_);
   }
-  int out_of_sync = 0;
-  for (const auto& d : *diffs) out_of_sync += d.status != diff::SyncStatus::kSynced;
 
-  // Decide whether to sync.
-  const Value* op_prev = previous ? previous->Get("operationState") : nullptr;
-  std::string op_phase = StringAt(op_prev, {"phase"});
-  std::string op_revision = StringAt(op_prev, {"revision"});
-  int retries = static_cast<int>(IntAt(op_prev, {"retryCount"}));
-  bool manual = !app.sync_request.empty() && app.sync_request != StringAt(previous, {"lastSyncRequest"});
-  bool resume = op_phase == "Running";  // the agent stopped mid-sync
-  bool new_revision = rendered->revision != op_revision;
-  bool want = manual || resume ||
-              (app.sync_policy.automated && out_of_sync > 0 && (new_revision || app.sync_policy.self_heal));
-  // An automated sync that failed at this revision is retried with backoff, a bounded number of times.
-  if (want && !manual && !resume && op_phase == "Failed" && !new_revision) {
-    int limit = app.sync_policy.retry.limit;
-    if (limit >= 0 && retries >= limit) {
-      want = false;
-      conditions.Set("SyncFailed", true, "RetriesExhausted",
-                     fmt::format("sync failed {} times at {}; fix the source or request a sync: {}", retries + 1,
-                                 op_revision.substr(0, 12), StringAt(op_prev, {"message"})));
-    } else {
-      auto delay = RetryDelay(app.sync_policy.retry, retries + 1);
-      // finishedAt has second precision; compare against wall time.
-      std::string finished = StringAt(op_prev, {"finishedAt"});
-      std::tm tm{};
-      bool waited = true;
-      if (strptime(finished.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) != nullptr) {
-        auto at = std::chrono::system_clock::from_time_t(timegm(&tm));
-        auto since = SystemClock().WallNow() - at;
-        if (since < delay) {
-          waited = false;
-          result.requeue_after = std::chrono::duration_cast<std::chrono::milliseconds>(delay - since) +
-                                 std::chrono::milliseconds(100);
+ private:
+  std::string Now() { return Rfc3339(clock_.WallNow()); }
+
+  // --- guards ---------------------------------------------------------------------------------
+
+  Status Guards() {
+    auto parsed = api::ParseApplication(object_);
+    if (!parsed.ok()) {
+      conditions_.Set(api::kConditionInvalidSpec, true, api::kConditionInvalidSpec, parsed.status().message());
+      result_.failed = true;
+      done_ = true;
+      return OkStatus();
+    }
+    app_ = *std::move(parsed);
+    status_.observed_generation = app_.generation;
+    if (app_.suspend) {
+      conditions_.Set(api::kConditionSuspended, true, api::kConditionSuspended,
+                      "spec.suspend is true: nothing is fetched or applied");
+      done_ = true;
+      return OkStatus();
+    }
+    for (const std::string& dep : app_.depends_on) {
+      kube::ObjectRef ref{api::kApiVersion, api::kKind, app_.namespace_, dep};
+      auto other = deps_.get_application ? deps_.get_application(ref) : deps_.client.Get(ref);
+      std::optional<health::HealthStatus> h;
+      if (other.ok()) h = api::ParseStatus(other->Get("status")).health;
+      if (h != health::HealthStatus::kHealthy) {
+        conditions_.Set(api::kConditionDependencyNotReady, true, api::kConditionDependencyNotReady,
+                        other.ok() ? fmt::format("waiting for Application {} to be Healthy (it is {})", dep,
+                                                 h ? health::Name(*h) : "not reconciled yet")
+                                   : fmt::format("waiting for Application {}: {}", dep, other.status().message()));
+        result_.requeue_after = std::chrono::seconds(5);
+        done_ = true;
+        return OkStatus();
+      }
+    }
+    return OkStatus();
+  }
+
+  // --- fetch ----------------------------------------------------------------------------------
+
+  Status Fetch() {
+    // A manual refresh request, or a spec the last reconcile did not see, fetches now.
+    bool refresh = (!app_.refresh_request.empty() && app_.refresh_request != previous_.last_refresh_request) ||
+                   previous_.observed_generation != app_.generation || previous_.sync_revision.empty();
+    if (refresh) fetch_after_ = clock_.Now();
+    if (!app_.refresh_request.empty()) status_.last_refresh_request = app_.refresh_request;
+    auto commit = deps_.source.Resolve(app_, fetch_after_);
+    if (!commit.ok()) return SourceFailed(commit.status());
+    commit_ = *std::move(commit);
+
+    // In sync at the previous commit, and nothing the render reads changed: the application is at
+    // the new commit without rendering (a push to a monorepo renders only what it changed).
+    bool manual = !app_.sync_request.empty() && app_.sync_request != previous_.last_sync_request;
+    bool steady = !refresh && !manual && previous_.sync_status == api::kSynced &&
+                  !previous_.sync_revision.empty() && commit_ != previous_.sync_revision &&
+                  (!previous_.operation || previous_.operation->phase != api::kPhaseRunning) &&
+                  previous_.FindCondition(api::kConditionReady) != nullptr;
+    if (steady) {
+      auto differ = deps_.source.MayDiffer(app_, previous_.sync_revision, commit_);
+      if (differ.ok() && !*differ) {
+        status_.sync_revision = commit_;
+        const api::Condition* ready = previous_.FindCondition(api::kConditionReady);
+        conditions_.Set(ready->type, ready->status, ready->reason,
+                        fmt::format("{} objects in sync at {} (no change to its source since {})",
+                                    previous_.resources.size(), commit_.substr(0, 12),
+                                    previous_.sync_revision.substr(0, 12)));
+        done_ = true;
+      }
+    }
+    return OkStatus();
+  }
+
+  // A failed fetch or render: conditions and one Event per distinct failure; the last good state
+  // stays applied (nothing is synced or pruned).
+  Status SourceFailed(const Status& error) {
+    bool fetch = error.reason() == kReasonFetchFailed;
+    const char* type = fetch ? api::kConditionFetchFailed : api::kConditionRenderFailed;
+    const api::Condition* before = previous_.FindCondition(type);
+    if (before == nullptr || before->message != error.message()) Emit(true, type, error.message());
+    conditions_.Set(type, true, type, error.message());
+    result_.failed = true;
+    done_ = true;
+    return OkStatus();
+  }
+
+  // --- render ---------------------------------------------------------------------------------
+
+  Status Render() {
+    auto rendered = deps_.source.Render(app_, commit_);
+    if (!rendered.ok()) return SourceFailed(rendered.status());
+    result_.rendered = true;
+    sync_options_ = SyncOptions(app_, options_, deps_.clock);
+    auto prepared = sync::Prepare(deps_.client, std::move(rendered->objects), sync_options_);
+    if (!prepared.ok()) return SourceFailed(prepared.status());
+    prepared_ = *std::move(prepared);
+    return OkStatus();
+  }
+
+  // --- compare --------------------------------------------------------------------------------
+
+  Status Compare() {
+    auto live = sync::ReadLive(deps_.client, prepared_, sync_options_, {deps_.objects, deps_.inventories});
+    Result<sync::Comparison> comparison = live.ok() ? sync::Compare(prepared_, *live, sync_options_)
+                                                    : Result<sync::Comparison>(live.status());
+    if (!comparison.ok()) {
+      conditions_.Set(api::kConditionComparisonFailed, true, api::kConditionComparisonFailed,
+                      comparison.status().message());
+      result_.failed = true;
+      done_ = true;
+      return OkStatus();
+    }
+    live_ = *std::move(live);
+    comparison_ = *std::move(comparison);
+    return OkStatus();
+  }
+
+  // --- sync -----------------------------------------------------------------------------------
+
+  Status Sync() {
+    const std::optional<api::OperationState>& op = previous_.operation;
+    std::string op_phase = op ? op->phase : "";
+    std::string op_revision = op ? op->revision : "";
+    int retries = op ? static_cast<int>(op->retry_count) : 0;
+    bool manual = !app_.sync_request.empty() && app_.sync_request != previous_.last_sync_request;
+    bool resume = op_phase == api::kPhaseRunning;  // the agent stopped mid-sync
+    bool new_revision = commit_ != op_revision;
+    bool want = manual || resume ||
+                (app_.sync_policy.automated && comparison_.out_of_sync > 0 && (new_revision || app_.sync_policy.self_heal));
+    // An automated sync that failed at this revision is retried with backoff, a bounded number of times.
+    if (want && !manual && !resume && op_phase == api::kPhaseFailed && !new_revision) {
+      int limit = app_.sync_policy.retry.limit;
+      if (limit >= 0 && retries >= limit) {
+        want = false;
+        conditions_.Set(api::kConditionSyncFailed, true, api::kReasonRetriesExhausted,
+                        fmt::format("sync failed {} times at {}; fix the source or request a sync: {}", retries + 1,
+                                    op_revision.substr(0, 12), op->message));
+      } else {
+        auto delay = RetryDelay(app_.sync_policy.retry, retries + 1);
+        // finishedAt has second precision; compare against wall time.
+        std::tm tm{};
+        if (strptime(op->finished_at.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) != nullptr) {
+          auto since = clock_.WallNow() - std::chrono::system_clock::from_time_t(timegm(&tm));
+          if (since < delay) {
+            want = false;
+            result_.requeue_after =
+                std::chrono::duration_cast<std::chrono::milliseconds>(delay - since) + std::chrono::milliseconds(100);
+          }
+        }
+        if (want) ++retries;
+      }
+    } else if (want) {
+      retries = 0;
+    }
+    if (manual) status_.last_sync_request = app_.sync_request;
+    if (!want) return OkStatus();
+
+    api::OperationState running{api::kPhaseRunning, commit_, Now(), "", retries,
+                                manual ? api::kTriggerManual : resume ? api::kTriggerResume
+                                       : new_revision ? api::kTriggerRevision : api::kTriggerSelfHeal, "", {}};
+    status_.operation = running;
+    GANTRY_RETURN_IF_ERROR(Write());  // recorded before anything is applied (crash safety)
+
+    auto operation = sync::Operation::Start(deps_.client, prepared_, live_, comparison_, sync_options_, nullptr,
+                                            deps_.objects);
+    const sync::State& final_state = operation->Run();
+    result_.synced = true;
+    bool ok = final_state.phase == sync::Phase::kSucceeded;
+    api::OperationState done = running;
+    done.phase = ok ? api::kPhaseSucceeded : api::kPhaseFailed;
+    done.message = final_state.message;
+    done.finished_at = Now();
+    std::map<std::string, const sync::ObjectResult*> results;
+    for (const auto& r : final_state.results) {
+      api::ResourceStatus e = Resource(r.ref, sync::Name(r.action), r.health);
+      e.failed = r.failed;
+      e.message = r.message;
+      done.sync_result.push_back(std::move(e));
+      results[sync::ObjectKey(r.ref)] = &r;
+    }
+    status_.operation = done;
+    status_.history.push_back({commit_, running.started_at, done.finished_at,
+                               ok ? api::kPhaseSucceeded : api::kPhaseFailed, final_state.message});
+    size_t keep = static_cast<size_t>(std::max(1, options_.history_limit));
+    if (status_.history.size() > keep) status_.history.erase(status_.history.begin(), status_.history.end() - keep);
+    Emit(!ok, ok ? "Synced" : "SyncFailed",
+         ok ? fmt::format("synced {} at {}", app_.source.repo_url, commit_.substr(0, 12)) : final_state.message);
+    if (!ok) {
+      conditions_.Set(api::kConditionSyncFailed, true,
+                      final_state.error.reason() == sync::kReasonPruneBlocked ? api::kReasonPruneBlocked
+                                                                               : api::kConditionSyncFailed,
+                      final_state.message);
+      result_.failed = true;
+    }
+
+    // The cluster as the operation left it: what it applied is in sync (with the health of the
+    // object it got back), what it pruned is gone; the rest is as compared.
+    sync::Comparison after;
+    for (sync::DiffEntry e : comparison_.entries) {
+      auto it = results.find(sync::ObjectKey(e.ref));
+      if (it != results.end() && !it->second->failed) {
+        const sync::ObjectResult& r = *it->second;
+        if (r.action == sync::Action::kPrune) continue;
+        if (r.action == sync::Action::kCreate || r.action == sync::Action::kUpdate || r.action == sync::Action::kApply) {
+          e.status = diff::SyncStatus::kSynced;
+          e.health = r.health;
         }
       }
-      if (!waited) want = false;
-      else ++retries;
+      after.out_of_sync += e.status != diff::SyncStatus::kSynced;
+      after.entries.push_back(std::move(e));
     }
-  } else if (want) {
-    retries = 0;
-  }
-  if (manual) status.Set("lastSyncRequest", app.sync_request);
-
-  health::Health overall{health::HealthStatus::kHealthy, ""};
-  if (want) {
-    std::string started = Now();
-    Value running = Map({{"phase", Value("Running")}, {"revision", Value(rendered->revision)},
-                         {"startedAt", Value(started)}, {"retryCount", Value(static_cast<int64_t>(retries))},
-                         {"trigger", Value(manual ? "manual" : resume ? "resume" : new_revision ? "revision" : "self-heal")}});
-    status.Set("operationState", running);
-    GANTRY_RETURN_IF_ERROR(write());  // recorded before anything is applied (crash safety)
-
-    auto op = sync::Operation::Create(client, rendered->objects, so);
-    sync::State final_state;
-    if (!op.ok()) {
-      final_state.phase = sync::Phase::kFailed;
-      final_state.message = op.status().message();
-    } else {
-      final_state = (*op)->Run();
-    }
-    result.synced = true;
-    bool ok = final_state.phase == sync::Phase::kSucceeded;
-    Value sync_resources = Value::Seq();
-    for (const auto& r : final_state.results) {
-      Value e = ResourceEntry(r.ref, sync::Name(r.action), r.health);
-      if (r.failed) e.Set("failed", true);
-      if (!r.message.empty()) e.Set("message", r.message);
-      sync_resources.Append(e);
-    }
-    running.Set("phase", ok ? "Succeeded" : "Failed");
-    running.Set("message", final_state.message);
-    running.Set("finishedAt", Now());
-    running.Set("syncResult", Map({{"resources", sync_resources}}));
-    status.Set("operationState", running);
-    Value history = status.Get("history") && status.Get("history")->IsSeq() ? *status.Get("history") : Value::Seq();
-    Value entry = Map({{"revision", Value(rendered->revision)}, {"startedAt", Value(started)},
-                       {"finishedAt", Value(Now())}, {"result", Value(ok ? "Succeeded" : "Failed")},
-                       {"message", Value(final_state.message)}});
-    Value trimmed = Value::Seq();
-    size_t keep = static_cast<size_t>(std::max(1, options.history_limit));
-    size_t n = history.size();
-    for (size_t i = n + 1 > keep ? n + 1 - keep : 0; i < n; ++i) trimmed.Append(*history.At(i));
-    trimmed.Append(entry);
-    status.Set("history", trimmed);
-    std::string uid = StringAt(&object, {"metadata", "uid"});
-    Emit(client, self, uid, !ok, ok ? "Synced" : "SyncFailed",
-         ok ? fmt::format("synced {} at {}", app.source.repo_url, rendered->revision.substr(0, 12))
-            : final_state.message);
-    if (!ok) {
-      conditions.Set("SyncFailed", true, final_state.message.find("refusing to prune") != std::string::npos
-                                              ? "PruneBlocked" : "SyncFailed", final_state.message);
-      result.failed = true;
-    }
-    // Compare again: the status reports the cluster as it is now.
-    auto after = sync::Diff(client, rendered->objects, so, false);
-    if (after.ok()) diffs = std::move(after);
+    comparison_ = std::move(after);
+    return OkStatus();
   }
 
-  Value resources = Value::Seq();
-  out_of_sync = 0;
-  for (const auto& d : *diffs) {
-    out_of_sync += d.status != diff::SyncStatus::kSynced;
-    resources.Append(ResourceEntry(d.ref, diff::Name(d.status), d.health));
-    if (d.status != diff::SyncStatus::kExtra && health::IsWorse(overall.status, d.health.status)) {
-      overall = {d.health.status, fmt::format("{}: {}", d.ref.ToString(), d.health.message)};
+  // --- assess ---------------------------------------------------------------------------------
+
+  Status Assess() {
+    health::Health overall{health::HealthStatus::kHealthy, ""};
+    status_.resources.clear();
+    for (const auto& d : comparison_.entries) {
+      status_.resources.push_back(Resource(d.ref, diff::Name(d.status), d.health));
+      if (d.status != diff::SyncStatus::kExtra && health::IsWorse(overall.status, d.health.status)) {
+        overall = {d.health.status, fmt::format("{}: {}", d.ref.ToString(), d.health.message)};
+      }
     }
+    size_t out_of_sync = comparison_.out_of_sync;
+    status_.sync_status = out_of_sync == 0 ? api::kSynced : api::kOutOfSync;
+    status_.sync_revision = commit_;
+    status_.health = overall.status;
+    status_.health_message = overall.status == health::HealthStatus::kHealthy ? "" : overall.message;
+    if (!result_.failed) {
+      size_t n = comparison_.entries.size();
+      conditions_.Set(api::kConditionReady, out_of_sync == 0 && overall.status == health::HealthStatus::kHealthy,
+                      out_of_sync == 0 ? api::kReasonSynced : api::kReasonOutOfSync,
+                      out_of_sync == 0
+                          ? fmt::format("{} objects in sync at {}", n, commit_.substr(0, 12))
+                          : fmt::format("{} of {} objects differ from {}", out_of_sync, n, commit_.substr(0, 12)));
+    }
+    if (overall.status == health::HealthStatus::kProgressing && result_.requeue_after.count() == 0) {
+      result_.requeue_after = std::chrono::seconds(2);  // watch health settle
+    }
+    return OkStatus();
   }
-  status.Set("resources", resources);
-  status.Set("sync", Map({{"status", Value(out_of_sync == 0 ? "Synced" : "OutOfSync")},
-                          {"revision", Value(rendered->revision)}}));
-  Value hv = Map({{"status", Value(health::Name(overall.status))}});
-  if (overall.status != health::HealthStatus::kHealthy) hv.Set("message", overall.message);
-  status.Set("health", hv);
-  if (!result.failed) {
-    conditions.Set("Ready", out_of_sync == 0 && overall.status == health::HealthStatus::kHealthy,
-                   out_of_sync == 0 ? "Synced" : "OutOfSync",
-                   out_of_sync == 0 ? fmt::format("{} objects in sync at {}", diffs->size(), rendered->revision.substr(0, 12))
-                                    : fmt::format("{} of {} objects differ from {}", out_of_sync, diffs->size(),
-                                                  rendered->revision.substr(0, 12)));
+
+  // --- status ---------------------------------------------------------------------------------
+
+  // The one place status is written. A pass that changed nothing writes nothing (steady state makes
+  // no API writes): the time of the last reconcile is only written along with a real change.
+  Status Write() {
+    api::ApplicationStatus next = status_;
+    next.conditions = conditions_.Peek();
+    next.reconciled_at = previous_.reconciled_at;
+    if (next == written_.value_or(previous_)) {
+      result_.status = next;
+      return OkStatus();
+    }
+    next.reconciled_at = Now();
+    result_.status = next;
+    written_ = next;
+    written_->reconciled_at = previous_.reconciled_at;
+    if (!write_status_) return OkStatus();
+    Value patch = Map({{"apiVersion", Value(api::kApiVersion)}, {"kind", Value(api::kKind)},
+                       {"metadata", Map({{"name", Value(self_.name)}, {"namespace", Value(self_.namespace_)}})},
+                       {"status", api::ToValue(next)}});
+    auto out = deps_.client.ApplyStatus(patch, {.field_manager = options_.field_manager + "-agent", .force = true});
+    if (!out.ok()) return out.status().WithContext("write status of Application " + self_.name);
+    result_.object = *std::move(out);
+    return OkStatus();
   }
-  if (overall.status == health::HealthStatus::kProgressing && result.requeue_after.count() == 0) {
-    result.requeue_after = std::chrono::seconds(2);  // watch health settle
+
+  // Records a Kubernetes Event on the Application (best effort: an Event that cannot be written is
+  // logged, never a reason to fail the reconcile).
+  void Emit(bool warning, std::string_view reason, std::string_view message) {
+    auto now = clock_.WallNow();
+    auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+    Value involved = Map({{"apiVersion", Value(api::kApiVersion)}, {"kind", Value(api::kKind)},
+                          {"name", Value(self_.name)}, {"namespace", Value(self_.namespace_)}});
+    std::string uid = value::StringAt(&object_, {"metadata", "uid"});
+    if (!uid.empty()) involved.Set("uid", uid);
+    Value event = Map({{"apiVersion", Value("v1")}, {"kind", Value("Event")},
+                       {"metadata", Map({{"name", Value(fmt::format("{}.{:x}", self_.name, nanos))},
+                                         {"namespace", Value(self_.namespace_)}})},
+                       {"involvedObject", involved},
+                       {"type", Value(warning ? "Warning" : "Normal")},
+                       {"reason", Value(reason)},
+                       {"message", Value(std::string(message.substr(0, 1024)))},
+                       {"source", Map({{"component", Value("gantry-agent")}})},
+                       {"firstTimestamp", Value(Rfc3339(now))},
+                       {"lastTimestamp", Value(Rfc3339(now))},
+                       {"count", Value(static_cast<int64_t>(1))}});
+    auto r = deps_.client.Create(event);
+    if (!r.ok()) log::Debug("agent: event for {}: {}", self_.name, r.status().message());
   }
-  GANTRY_RETURN_IF_ERROR(write());
-  return result;
+
+  const ReconcileDeps& deps_;
+  Clock& clock_;
+  const Value& object_;
+  std::chrono::steady_clock::time_point fetch_after_;
+  const ReconcileOptions& options_;
+  const api::ApplicationStatus previous_;
+  api::ApplicationStatus status_;
+  api::ConditionSet conditions_;
+  kube::ObjectRef self_;
+  bool write_status_ = true;
+  bool done_ = false;
+  std::optional<api::ApplicationStatus> written_;  // what the last Write() wrote (reconciledAt: previous)
+  Application app_;
+  std::string commit_;
+  sync::Options sync_options_;
+  sync::Prepared prepared_;
+  sync::Live live_;
+  sync::Comparison comparison_;
+  ReconcileResult result_;
+};
+
+}  // namespace
+
+Result<ReconcileResult> Reconcile(const ReconcileDeps& deps, const Value& object,
+                                  std::chrono::steady_clock::time_point fetch_after, const ReconcileOptions& options,
+                                  bool write_status) {
+  Pass pass(deps, object, fetch_after, options);
+  return pass.Run(write_status);
 }
 
 }  // namespace gantry::agent

@@ -1,5 +1,6 @@
-// The agent's RenderFn: Git mirrors plus render::RenderGit, with a render cache shared by all
-// applications and fetches shared by the applications of one repository.
+// The agent's Source over Git: mirrors under the cache directory (credentials bound to their
+// host), fetches shared by the applications of one repository, render::RenderGit with a render
+// cache shared by all applications, and the changed paths between two commits.
 
 #include <map>
 #include <memory>
@@ -12,67 +13,95 @@
 namespace gantry::agent {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 // Fetch bookkeeping of one repository URL.
 struct RepoFetches {
   std::mutex mu;  // held while fetching: callers of one URL take turns and share the result
-  bool fetched = false;                            // GUARDED_BY(mu): at least once by this process
-  Clock::time_point began{};                      // GUARDED_BY(mu): when the last good fetch began
+  bool fetched = false;               // GUARDED_BY(mu): at least once by this process
+  SteadyClock::time_point began{};    // GUARDED_BY(mu): when the last good fetch began
 };
 
-struct GitRenderState {
-  explicit GitRenderState(const AgentOptions& o)
-      : mirrors(std::filesystem::path(o.cache_dir) / "git"), allow_file(o.allow_file_repos),
-        cache(kRenderCacheBytes) {}
-  // Rendered manifests kept for unchanged sources (Kustomize and Helm runs are what is worth
-  // saving); bytes as the cache counts them, which is what the parsed objects occupy.
-  static constexpr size_t kRenderCacheBytes = 16u << 20;
-  git::Mirrors mirrors;
-  bool allow_file;
-  std::vector<git::Credentials> credentials;
-  render::RenderCache cache;
-  render::Options base;
-  std::mutex mu;
-  std::map<std::string, std::shared_ptr<RepoFetches>> fetches;  // GUARDED_BY(mu), by URL
+std::string Normalize(std::string path) {
+  while (path.starts_with("./")) path.erase(0, 2);
+  while (!path.empty() && path.back() == '/') path.pop_back();
+  return path == "." ? "" : path;
+}
 
-  std::shared_ptr<RepoFetches> FetchesOf(const std::string& url) {
-    std::lock_guard<std::mutex> lock(mu);
-    auto& f = fetches[url];
-    if (!f) f = std::make_shared<RepoFetches>();
-    return f;
+// Whether repository path `file` is `dir` or lies under it ("" : the root, everything).
+bool Under(std::string_view file, std::string_view dir) {
+  return dir.empty() || file == dir || (file.starts_with(dir) && file.size() > dir.size() && file[dir.size()] == '/');
+}
+
+class GitSource final : public Source {
+ public:
+  GitSource(const AgentOptions& o, render::Options base)
+      : mirrors_(std::filesystem::path(o.cache_dir) / "git"), allow_file_(o.allow_file_repos),
+        cache_(kRenderCacheBytes), base_(std::move(base)) {}
+
+  Status AddCredentials(const std::vector<std::string>& specs) {
+    for (const std::string& c : specs) {
+      GANTRY_ASSIGN_OR_RETURN(git::Credentials parsed, git::ParseCredentials(c));
+      credentials_.push_back(std::move(parsed));
+    }
+    return OkStatus();
   }
-};
 
-}  // namespace
-
-Result<RenderFn> GitRenderFn(const AgentOptions& options, const render::Options& render_options) {
-  auto state = std::make_shared<GitRenderState>(options);
-  state->base = render_options;
-  for (const std::string& c : options.git_credentials) {
-    GANTRY_ASSIGN_OR_RETURN(git::Credentials parsed, git::ParseCredentials(c));
-    state->credentials.push_back(std::move(parsed));
-  }
-  return RenderFn([state](const Application& app, Clock::time_point fetch_after) -> Result<Rendered> {
-    const Source& s = app.source;
-    git::OpenOptions oo{.allow_file = state->allow_file};
-    oo.credentials = git::CredentialsFor(state->credentials, s.repo_url);
-    auto repo = state->mirrors.Open(s.repo_url, oo);
-    if (!repo.ok()) return repo.status().WithContext("fetch");
+  Result<std::string> Resolve(const api::Application& app, SteadyClock::time_point fetch_after) override {
+    GANTRY_ASSIGN_OR_RETURN(std::shared_ptr<git::Repository> repo, Open(app));
     // One fetch serves every application of the repository that asked for one before it began:
     // a push webhook for a monorepo of a hundred applications fetches once, not a hundred times.
     {
-      auto f = state->FetchesOf(s.repo_url);
+      auto f = FetchesOf(app.source.repo_url);
       std::lock_guard<std::mutex> lock(f->mu);
-      if (!f->fetched || (fetch_after != Clock::time_point{} && f->began < fetch_after)) {
-        auto began = Clock::now();
-        auto r = (*repo)->Fetch();
-        if (!r.ok()) return r.status().WithContext("fetch " + git::ScrubUrl(s.repo_url));
+      if (!f->fetched || (fetch_after != SteadyClock::time_point{} && f->began < fetch_after)) {
+        auto began = SteadyClock::now();
+        auto r = repo->Fetch();
+        if (!r.ok()) {
+          return r.status().WithContext("fetch " + git::ScrubUrl(app.source.repo_url)).set_reason(kReasonFetchFailed);
+        }
         f->fetched = true;
         f->began = began;
       }
     }
-    render::Options o = state->base;
+    auto commit = repo->Resolve(app.source.target_revision);
+    if (!commit.ok()) {
+      return commit.status().WithContext(fmt::format("resolve {} in {}", app.source.target_revision,
+                                                     git::ScrubUrl(app.source.repo_url)));
+    }
+    return commit;
+  }
+
+  Result<bool> MayDiffer(const api::Application& app, std::string_view from, std::string_view to) override {
+    if (from == to) return false;
+    std::vector<std::string> roots;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = renderers_.find(RenderKey(app));
+      // Unknown (not rendered by this process yet): anything may differ.
+      if (it == renderers_.end()) return true;
+      if (it->second == render::Renderer::kPlain) {
+        roots.push_back(Normalize(app.source.path));  // a plain render reads only its path
+      } else if (!app.source.generate_paths.empty()) {
+        roots = app.source.generate_paths;
+      } else {
+        return true;  // Kustomize bases and Helm value files may be anywhere in the repository
+      }
+    }
+    GANTRY_ASSIGN_OR_RETURN(std::shared_ptr<const std::vector<std::string>> changed,
+                            ChangedPaths(app, std::string(from), std::string(to)));
+    for (const std::string& file : *changed) {
+      for (const std::string& root : roots) {
+        if (Under(file, root)) return true;
+      }
+    }
+    return false;
+  }
+
+  Result<Rendered> Render(const api::Application& app, std::string_view commit) override {
+    GANTRY_ASSIGN_OR_RETURN(std::shared_ptr<git::Repository> repo, Open(app));
+    const api::Source& s = app.source;
+    render::Options o = base_;
     o.renderer = render::ParseRenderer(s.renderer).value_or(render::Renderer::kAuto);
     o.kustomize.images = s.kustomize_images;
     o.helm.release_name = s.helm_release_name;
@@ -80,15 +109,85 @@ Result<RenderFn> GitRenderFn(const AgentOptions& options, const render::Options&
     o.helm.value_files = s.helm_value_files;
     o.helm.values = s.helm_values;
     o.helm.include_crds = s.helm_include_crds;
-    auto r = render::RenderGit(**repo, s.target_revision, s.path, o, &state->cache);
+    auto r = render::RenderGit(*repo, commit, s.path, o, &cache_);
     if (!r.ok()) return r.status();
+    renders_ += r->cache_hit ? 0 : 1;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      renderers_[RenderKey(app)] = r->renderer;
+    }
     Rendered out;
     out.revision = r->commit;
-    out.content_key = r->content_key;
     out.objects.reserve(r->manifests.size());
     for (auto& m : r->manifests) out.objects.push_back(std::move(m.object));
     return out;
-  });
+  }
+
+  uint64_t renders() const override { return renders_.load(); }
+
+ private:
+  // Rendered manifests kept for unchanged sources (Kustomize and Helm runs are what is worth
+  // saving); bytes as the cache counts them, which is what the parsed objects occupy.
+  static constexpr size_t kRenderCacheBytes = 16u << 20;
+
+  static std::string RenderKey(const api::Application& app) {
+    return app.source.repo_url + "\n" + app.source.path + "\n" + app.source.renderer;
+  }
+
+  Result<std::shared_ptr<git::Repository>> Open(const api::Application& app) {
+    git::OpenOptions oo{.allow_file = allow_file_};
+    oo.credentials = git::CredentialsFor(credentials_, app.source.repo_url);
+    auto repo = mirrors_.Open(app.source.repo_url, oo);
+    if (!repo.ok()) return repo.status().WithContext("fetch").set_reason(kReasonFetchFailed);
+    return *std::move(repo);
+  }
+
+  // The paths changed between two commits, remembered for the last few pairs: every application
+  // of a monorepo asks about the same push.
+  Result<std::shared_ptr<const std::vector<std::string>>> ChangedPaths(const api::Application& app,
+                                                                        const std::string& from,
+                                                                        const std::string& to) {
+    std::string key = app.source.repo_url + "\n" + from + "\n" + to;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [k, v] : changed_) {
+        if (k == key) return v;
+      }
+    }
+    GANTRY_ASSIGN_OR_RETURN(std::shared_ptr<git::Repository> repo, Open(app));
+    GANTRY_ASSIGN_OR_RETURN(std::vector<std::string> paths, repo->ChangedPaths(from, to));
+    auto shared = std::make_shared<const std::vector<std::string>>(std::move(paths));
+    std::lock_guard<std::mutex> lock(mu_);
+    changed_.emplace_back(key, shared);
+    if (changed_.size() > 8) changed_.erase(changed_.begin());
+    return shared;
+  }
+
+  std::shared_ptr<RepoFetches> FetchesOf(const std::string& url) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& f = fetches_[url];
+    if (!f) f = std::make_shared<RepoFetches>();
+    return f;
+  }
+
+  git::Mirrors mirrors_;
+  bool allow_file_;
+  std::vector<git::Credentials> credentials_;
+  render::RenderCache cache_;
+  render::Options base_;
+  std::atomic<uint64_t> renders_{0};
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<RepoFetches>> fetches_;  // GUARDED_BY(mu_), by URL
+  std::map<std::string, render::Renderer> renderers_;            // GUARDED_BY(mu_), by RenderKey
+  std::vector<std::pair<std::string, std::shared_ptr<const std::vector<std::string>>>> changed_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Source>> NewGitSource(const AgentOptions& options, const render::Options& render_options) {
+  auto source = std::make_unique<GitSource>(options, render_options);
+  GANTRY_RETURN_IF_ERROR(source->AddCredentials(options.git_credentials));
+  return std::unique_ptr<Source>(std::move(source));
 }
 
 }  // namespace gantry::agent

@@ -151,13 +151,13 @@ void AddAgentCommand(CLI::App& app, int& exit_code) {
     ro.helm_binary = f->helm;
     ro.sandbox = f->no_render_sandbox ? render::Sandbox::kNone : render::Sandbox::kRequire;
     o.render_sandbox = !f->no_render_sandbox;
-    auto render = agent::GitRenderFn(o, ro);
-    if (!render.ok()) {
-      fmt::print(stderr, "error: {}\n", render.status().message());
+    auto source = agent::NewGitSource(o, ro);
+    if (!source.ok()) {
+      fmt::print(stderr, "error: {}\n", source.status().message());
       exit_code = 2;
       return;
     }
-    auto a = agent::NewAgent(**client, o, *render);
+    auto a = agent::NewAgent(**client, o, *std::move(source));
     if (!a.ok()) {
       fmt::print(stderr, "error: {}\n", a.status().message());
       exit_code = 2;
@@ -194,8 +194,8 @@ void AddAppCommand(CLI::App& app, int& exit_code) {
     }
     // A request is an annotation with a fresh value; the agent acts when it sees a new one.
     value::Value patch = value::Value::Map();
-    patch.Set("apiVersion", agent::kApiVersion);
-    patch.Set("kind", agent::kKind);
+    patch.Set("apiVersion", api::kApiVersion);
+    patch.Set("kind", api::kKind);
     value::Value meta = value::Value::Map();
     meta.Set("name", *name);
     meta.Set("namespace", config.namespace_);
@@ -234,7 +234,7 @@ void AddAppCommand(CLI::App& app, int& exit_code) {
       exit_code = 3;
       return;
     }
-    auto apps = (*client)->List(agent::kApiVersion, agent::kKind, config.namespace_);
+    auto apps = (*client)->List(api::kApiVersion, api::kKind, config.namespace_);
     if (!apps.ok()) {
       fmt::print(stderr, "error: {}\n", apps.status().message());
       exit_code = 3;

@@ -57,9 +57,9 @@ class AgentTest : public ::testing::Test {
     auto config = kube::LoadConfig({.paths = {*kubeconfig_}});
     GANTRY_CHECK(config.ok());
     client_ = kube::NewHttpClient(*config)->release();
-    auto crd = client_->Apply(ApplicationCrd(), {.force = true});
+    auto crd = client_->Apply(api::ApplicationCrd(), {.force = true});
     GANTRY_CHECK(crd.ok());
-    for (int i = 0; i < 100 && !client_->Resolve(kApiVersion, kKind).ok(); ++i) {
+    for (int i = 0; i < 100 && !client_->Resolve(api::kApiVersion, api::kKind).ok(); ++i) {
       client_->InvalidateDiscovery();
       std::this_thread::sleep_for(100ms);
     }
@@ -127,9 +127,9 @@ spec:
     o.lease_namespace = ns_;
     o.git_credentials = {fmt::format("{}={}:{}", creds_.host, creds_.username, creds_.password)};
     o.reconcile.health_timeout = 60s;
-    auto render = GitRenderFn(o, {});
-    GANTRY_CHECK(render.ok());
-    auto agent = NewAgent(*client_, o, *render);
+    auto source = NewGitSource(o, {});
+    GANTRY_CHECK(source.ok());
+    auto agent = NewAgent(*client_, o, *std::move(source));
     GANTRY_CHECK(agent.ok());
     agents_.push_back(std::move(agent).value());
     Agent* a = agents_.back().get();
@@ -146,7 +146,7 @@ spec:
     auto deadline = std::chrono::steady_clock::now() + limit;
     Value last;
     while (std::chrono::steady_clock::now() < deadline) {
-      auto got = client_->Get({kApiVersion, kKind, ns_, name});
+      auto got = client_->Get({api::kApiVersion, api::kKind, ns_, name});
       if (got.ok()) {
         last = *got;
         if (pred(last)) return last;
@@ -318,9 +318,9 @@ TEST_F(AgentTest, PushWebhookTriggersARefreshAtOnce) {
     opts.listen = "127.0.0.1:0";
     opts.webhook_secret = "s3cret";
     opts.git_credentials = {fmt::format("{}={}:{}", creds_.host, creds_.username, creds_.password)};
-    auto render = GitRenderFn(opts, {});
-    GANTRY_CHECK(render.ok());
-    auto a = NewAgent(*client_, opts, *render);
+    auto source = NewGitSource(opts, {});
+    GANTRY_CHECK(source.ok());
+    auto a = NewAgent(*client_, opts, *std::move(source));
     GANTRY_CHECK(a.ok());
     agents_.push_back(std::move(a).value());
     Agent* p = agents_.back().get();
@@ -398,9 +398,9 @@ TEST_F(AgentTest, WebhookListenerServesTlsAndMetricsHaveAListenerOfTheirOwn) {
   opts.tls_key_file = key;
   opts.metrics_listen = "127.0.0.1:0";
   opts.webhook_secret = "s3cret";
-  auto render = GitRenderFn(opts, {});
-  ASSERT_TRUE(render.ok());
-  auto a = NewAgent(*client_, opts, *render);
+  auto source = NewGitSource(opts, {});
+  ASSERT_TRUE(source.ok());
+  auto a = NewAgent(*client_, opts, *std::move(source));
   ASSERT_TRUE(a.ok()) << a.status().ToString();
   agents_.push_back(std::move(a).value());
   Agent* agent = agents_.back().get();
@@ -495,7 +495,7 @@ TEST_F(AgentTest, Kill9MidSyncConvergesAfterRestart) {
     WaitApp("big", [](const Value& app) { return !At(app, {"status", "operationState", "phase"}).empty(); }, 60s);
     a.Kill9();
   }
-  auto killed = client_->Get({kApiVersion, kKind, ns_, "big"});
+  auto killed = client_->Get({api::kApiVersion, api::kKind, ns_, "big"});
   ASSERT_TRUE(killed.ok());
   bool mid_sync = At(*killed, {"status", "operationState", "phase"}) == "Running";
   RecordProperty("killed_mid_sync", mid_sync ? 1 : 0);

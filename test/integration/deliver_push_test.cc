@@ -15,7 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "agent/agent.h"
-#include "agent/application.h"
+#include "api/application.h"
 #include "deliver/deliver.h"
 #include "git/git.h"
 #include "store/store.h"
@@ -438,8 +438,8 @@ TEST_F(DeliverTest, SameEngineSameResultAsThePullAgent) {
 
   // Pull: an agent in the staging cluster, from the same commit.
   auto staging = Client(1);
-  ASSERT_TRUE(staging->Apply(agent::ApplicationCrd(), {.force = true}).ok());
-  for (int i = 0; i < 100 && !staging->Resolve(agent::kApiVersion, agent::kKind).ok(); ++i) {
+  ASSERT_TRUE(staging->Apply(api::ApplicationCrd(), {.force = true}).ok());
+  for (int i = 0; i < 100 && !staging->Resolve(api::kApiVersion, api::kKind).ok(); ++i) {
     staging->InvalidateDiscovery();
     std::this_thread::sleep_for(100ms);
   }
@@ -459,15 +459,15 @@ spec:
   ao.lease_name = "";
   ao.git_credentials = {fmt::format("{}={}:{}", creds.host, creds.username, creds.password)};
   ao.reconcile.health_timeout = 60s;
-  auto render = agent::GitRenderFn(ao, {});
-  ASSERT_TRUE(render.ok());
-  auto agent = agent::NewAgent(*staging, ao, *render);
+  auto source = agent::NewGitSource(ao, {});
+  ASSERT_TRUE(source.ok());
+  auto agent = agent::NewAgent(*staging, ao, *std::move(source));
   ASSERT_TRUE(agent.ok());
   std::thread runner([&] { (*agent)->Run().IgnoreError(); });
   auto deadline = std::chrono::steady_clock::now() + 90s;
   std::string health;
   while (std::chrono::steady_clock::now() < deadline) {
-    auto a = staging->Get({agent::kApiVersion, agent::kKind, app_, app_});
+    auto a = staging->Get({api::kApiVersion, api::kKind, app_, app_});
     const Value* h = a.ok() ? a->Find({"status", "health", "status"}) : nullptr;
     const Value* rev = a.ok() ? a->Find({"status", "sync", "revision"}) : nullptr;
     if (h && h->IsString() && rev && rev->IsString() && rev->AsString() == *sha) health = h->AsString();

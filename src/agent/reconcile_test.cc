@@ -1,0 +1,196 @@
+// Reconcile on the fake client and source: one render, one live read and one compare per pass,
+// and a pass that changes nothing makes no API request.
+
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "agent/agent.h"
+#include "kube/cache.h"
+#include "sync/sync.h"
+#include "test/fakes/agent_source.h"
+#include "test/fakes/kube_client.h"
+
+namespace gantry::agent {
+namespace {
+
+using value::Value;
+
+constexpr char kTwoMaps[] = R"(apiVersion: v1
+kind: ConfigMap
+metadata: {name: a}
+data: {k: "1"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: b}
+data: {k: "2"}
+)";
+
+class ReconcileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    source_.AddCommit("c1", {{"apps/web", kTwoMaps}, {"apps/other", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: o}\n"}},
+                      {"apps/web/all.yaml", "apps/other/all.yaml"});
+    auto app = value::ParseYaml(R"(apiVersion: gantry.dev/v1alpha1
+kind: Application
+metadata: {name: web, namespace: apps}
+spec:
+  source: {repoURL: "https://git.example.com/config.git", path: apps/web}
+  destination: {namespace: web}
+  syncPolicy: {automated: {prune: true, selfHeal: true}}
+)");
+    ASSERT_TRUE(app.ok());
+    auto created = client_.Create((*app)[0]);
+    ASSERT_TRUE(created.ok()) << created.status().ToString();
+    object_ = *created;
+    objects_ = kube::NewCache(client_, {.label_selector = sync::kAppLabel, .index_label = sync::kAppLabel});
+    inventories_ = kube::NewCache(client_, {.label_selector = sync::kInventoryLabel, .index_label = sync::kInventoryLabel});
+  }
+
+  // One pass over the current object; the object is then what the pass wrote.
+  ReconcileResult Pass(std::chrono::steady_clock::time_point fetch_after = {}) {
+    ReconcileDeps deps{.client = client_, .source = source_, .objects = objects_.get(), .inventories = inventories_.get()};
+    auto r = Reconcile(deps, object_, fetch_after, {});
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (!r.ok()) return {};
+    if (!r->object.IsNull()) object_ = r->object;
+    return *std::move(r);
+  }
+
+  void WatchAll() {
+    ASSERT_TRUE(objects_->Watch("v1", "ConfigMap", std::chrono::seconds(5)).ok());
+    ASSERT_TRUE(inventories_->Watch("v1", "ConfigMap", std::chrono::seconds(5)).ok());
+  }
+
+  // Waits until the caches have seen every write so far.
+  void Settle() {
+    for (int i = 0; i < 200; ++i) {
+      auto a = objects_->Get({"v1", "ConfigMap", "web", "a"});
+      auto inv = inventories_->Get({"v1", "ConfigMap", "web", "gantry-inventory-web"});
+      auto live = client_.Get({"v1", "ConfigMap", "web", "a"});
+      if (a && inv && live.ok() &&
+          value::StringAt(&*a, {"metadata", "resourceVersion"}) ==
+              value::StringAt(&*live, {"metadata", "resourceVersion"})) {
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    FAIL() << "caches did not catch up";
+  }
+
+  fakes::FakeKubeClient client_;
+  fakes::FakeSource source_;
+  std::unique_ptr<kube::Cache> objects_, inventories_;
+  Value object_;
+};
+
+TEST_F(ReconcileTest, FirstPassRendersOnceAppliesAndWritesStatus) {
+  ReconcileResult r = Pass();
+  EXPECT_TRUE(r.rendered);
+  EXPECT_TRUE(r.synced);
+  EXPECT_FALSE(r.failed);
+  EXPECT_EQ(source_.renders(), 1u);
+  EXPECT_EQ(r.status.sync_status, api::kSynced);
+  EXPECT_EQ(r.status.sync_revision, "c1");
+  EXPECT_EQ(r.status.health, health::HealthStatus::kHealthy);
+  ASSERT_EQ(r.status.resources.size(), 2u);
+  ASSERT_TRUE(r.status.operation.has_value());
+  EXPECT_EQ(r.status.operation->phase, api::kPhaseSucceeded);
+  EXPECT_EQ(r.status.operation->trigger, api::kTriggerRevision);
+  ASSERT_NE(r.status.FindCondition(api::kConditionReady), nullptr);
+  EXPECT_TRUE(r.status.FindCondition(api::kConditionReady)->status);
+  EXPECT_TRUE(client_.Get({"v1", "ConfigMap", "web", "b"}).ok());
+  // What was written is what the result says.
+  EXPECT_EQ(api::ParseStatus(object_.Get("status")).sync_revision, "c1");
+}
+
+TEST_F(ReconcileTest, ANoOpPassIsServedFromTheCacheAndMakesNoRequest) {
+  WatchAll();
+  Pass();
+  Settle();
+  uint64_t before = client_.request_count();
+  uint64_t lists = client_.count("list"), gets = client_.count("get");
+  ReconcileResult r = Pass();
+  EXPECT_TRUE(r.rendered);
+  EXPECT_FALSE(r.synced);
+  EXPECT_TRUE(r.object.IsNull()) << "nothing changed, nothing written";
+  EXPECT_EQ(client_.request_count() - before, 0u) << "lists " << client_.count("list") - lists << ", gets "
+                                                  << client_.count("get") - gets;
+  EXPECT_EQ(r.status.sync_status, api::kSynced);
+}
+
+TEST_F(ReconcileTest, ACommitElsewhereMarksTheNewRevisionWithoutRendering) {
+  Pass();
+  source_.AddCommit("c2", {{"apps/web", kTwoMaps}, {"apps/other", "x"}}, {"apps/other/all.yaml"});
+  uint64_t renders = source_.renders();
+  ReconcileResult r = Pass(std::chrono::steady_clock::now());
+  EXPECT_FALSE(r.rendered);
+  EXPECT_EQ(source_.renders(), renders);
+  EXPECT_EQ(r.status.sync_revision, "c2");
+  EXPECT_EQ(r.status.sync_status, api::kSynced);
+  EXPECT_TRUE(r.status.FindCondition(api::kConditionReady)->status);
+  EXPECT_EQ(r.status.history.size(), 1u) << "no sync ran";
+}
+
+TEST_F(ReconcileTest, ACommitToItsPathRendersAndApplies) {
+  Pass();
+  source_.AddCommit("c2", {{"apps/web", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: \"9\"}\n"}},
+                    {"apps/web/all.yaml"});
+  ReconcileResult r = Pass(std::chrono::steady_clock::now());
+  EXPECT_TRUE(r.rendered);
+  EXPECT_TRUE(r.synced);
+  auto a = client_.Get({"v1", "ConfigMap", "web", "a"});
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(value::StringAt(&*a, {"data", "k"}), "9");
+  EXPECT_FALSE(client_.Get({"v1", "ConfigMap", "web", "b"}).ok()) << "pruned";
+  ASSERT_EQ(r.status.resources.size(), 1u) << "the pruned object is no longer listed";
+  EXPECT_EQ(r.status.history.size(), 2u);
+}
+
+TEST_F(ReconcileTest, DriftIsHealedFromOneComparison) {
+  WatchAll();
+  Pass();
+  auto a = client_.Get({"v1", "ConfigMap", "web", "a"});
+  ASSERT_TRUE(a.ok());
+  Value changed = *a;
+  changed.MutableGet("data")->Set("k", "tampered");
+  ASSERT_TRUE(client_.Replace(changed).ok());
+  Settle();
+  uint64_t applies = client_.count("apply");
+  ReconcileResult r = Pass();
+  EXPECT_TRUE(r.synced);
+  EXPECT_EQ(r.status.operation->trigger, api::kTriggerSelfHeal);
+  EXPECT_EQ(client_.count("apply") - applies, 1u) << "only the drifted object is applied";
+  auto healed = client_.Get({"v1", "ConfigMap", "web", "a"});
+  ASSERT_TRUE(healed.ok());
+  EXPECT_EQ(value::StringAt(&*healed, {"data", "k"}), "1");
+  EXPECT_EQ(r.status.sync_status, api::kSynced);
+}
+
+TEST_F(ReconcileTest, FailuresAreClassifiedByReasonNotText) {
+  source_.FailResolve(UnavailableError("render this: connection refused").set_reason(kReasonFetchFailed));
+  ReconcileResult r = Pass();
+  EXPECT_TRUE(r.failed);
+  ASSERT_NE(r.status.FindCondition(api::kConditionFetchFailed), nullptr);
+  EXPECT_EQ(r.status.FindCondition(api::kConditionRenderFailed), nullptr);
+
+  source_.FailResolve(NotFoundError("fetch: no such revision"));  // the text says fetch; the reason does not
+  r = Pass();
+  EXPECT_NE(r.status.FindCondition(api::kConditionRenderFailed), nullptr);
+  EXPECT_EQ(r.status.FindCondition(api::kConditionFetchFailed), nullptr);
+}
+
+TEST_F(ReconcileTest, AnEmptyRenderIsAPruneBlockedSyncFailure) {
+  Pass();
+  source_.AddCommit("c2", {{"apps/web", ""}}, {"apps/web/all.yaml"});
+  ReconcileResult r = Pass(std::chrono::steady_clock::now());
+  EXPECT_TRUE(r.failed);
+  const api::Condition* failed = r.status.FindCondition(api::kConditionSyncFailed);
+  ASSERT_NE(failed, nullptr);
+  EXPECT_EQ(failed->reason, api::kReasonPruneBlocked);
+  EXPECT_TRUE(client_.Get({"v1", "ConfigMap", "web", "a"}).ok()) << "nothing pruned";
+}
+
+}  // namespace
+}  // namespace gantry::agent
