@@ -18,7 +18,10 @@
 namespace gantry::kube {
 
 value::Value KeepForDiffAndHealth(const value::Value& object) {
-  value::Value out = value::Detach(object);
+  // One pool for the process: every cache repeats the same keys. Never destroyed, as cached
+  // values may outlive static destruction.
+  static value::KeyPool* const keys = new value::KeyPool;
+  value::Value out = value::Detach(object, keys);
   if (value::Value* meta = out.MutableGet("metadata")) {
     if (value::Value* annotations = meta->MutableGet("annotations")) {
       annotations->Erase("kubectl.kubernetes.io/last-applied-configuration");

@@ -36,8 +36,9 @@
 namespace gantry::kube {
 
 // The default transform: a copy of `object` in memory of its own (not sharing the list page or
-// event document it arrived in) without the kubectl.kubernetes.io/last-applied-configuration
-// annotation. managedFields stay: the diff reads every manager's entries (ownership, ignore rules).
+// event document it arrived in; map keys shared with other kept objects through one process-wide
+// value::KeyPool) without the kubectl.kubernetes.io/last-applied-configuration annotation.
+// managedFields stay: the diff reads every manager's entries (ownership, ignore rules).
 value::Value KeepForDiffAndHealth(const value::Value& object);
 
 struct CacheOptions {

@@ -173,9 +173,10 @@ TEST_F(CacheTest, RelistAfterGoneReportsWhatChangedMeanwhile) {
   client_.Compact();
   recorder_.release.set_value();
   ASSERT_TRUE(Eventually([&] { return cache_->stats().relists == 1 && cache_->Synced("v1", "ConfigMap"); }));
-  EXPECT_TRUE(recorder_.Saw(EventType::kDeleted, "goes"));
-  EXPECT_TRUE(recorder_.Saw(EventType::kAdded, "new"));
-  EXPECT_TRUE(recorder_.Saw(EventType::kModified, "changes"));
+  // Handlers run after the relist is applied.
+  EXPECT_TRUE(Eventually([&] { return recorder_.Saw(EventType::kDeleted, "goes"); }));
+  EXPECT_TRUE(Eventually([&] { return recorder_.Saw(EventType::kAdded, "new"); }));
+  EXPECT_TRUE(Eventually([&] { return recorder_.Saw(EventType::kModified, "changes"); }));
   EXPECT_FALSE(recorder_.Saw(EventType::kModified, "stays")) << "unchanged objects are not reported";
   EXPECT_EQ(Names(cache_->ByIndex("v1", "ConfigMap", "", "shop")),
             (std::vector<std::string>{"ns/changes", "ns/new", "ns/stays", "ns/trigger"}));
@@ -248,7 +249,7 @@ TEST_F(CacheTest, StopIsPrompt) {
   ASSERT_TRUE(Eventually([&] { return client_.active_watches() == 3; }));
   auto t0 = std::chrono::steady_clock::now();
   cache_->Stop();
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(300));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1)) << "Stop waited for a watch";
   EXPECT_EQ(client_.active_watches(), 0);
   cache_->Stop();  // idempotent
   EXPECT_EQ(cache_->Watch("v1", "Pod", std::chrono::seconds(1)).code(), Code::kFailedPrecondition);

@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <functional>
+#include <mutex>
+#include <unordered_map>
 
 #include "value/internal/node.h"
 
@@ -330,8 +332,9 @@ namespace {
 
 constexpr size_t Round8(size_t n) { return (n + 7) & ~size_t{7}; }
 
-// Bytes Detach allocates in its arena for `v` (as SourceFile::Allocate rounds them).
-size_t DetachedSize(const Value& v) {
+// Bytes Detach allocates in its arena for `v` (as SourceFile::Allocate rounds them); map keys
+// count unless they come from a pool.
+size_t DetachedSize(const Value& v, bool pooled_keys) {
   switch (v.type()) {
     case Value::Type::kNull:
       return 0;
@@ -343,19 +346,63 @@ size_t DetachedSize(const Value& v) {
       return Round8(sizeof(StringNode) + v.AsString().size() + 1);
     case Value::Type::kSeq: {
       size_t n = Round8(sizeof(SeqNode));
-      for (const Value& item : v.items()) n += DetachedSize(item);
+      for (const Value& item : v.items()) n += DetachedSize(item, pooled_keys);
       return n;
     }
     case Value::Type::kMap: {
       size_t n = Round8(sizeof(MapNode));
-      for (const MapEntry& e : v.entries()) n += DetachedSize(e.key) + DetachedSize(e.value);
+      for (const MapEntry& e : v.entries()) {
+        n += (pooled_keys ? 0 : DetachedSize(e.key, false)) + DetachedSize(e.value, pooled_keys);
+      }
       return n;
     }
   }
   return 0;
 }
 
-Value DetachInto(const Value& v, SourceFile* arena) {
+}  // namespace
+
+struct KeyPool::Impl {
+  std::mutex mu;
+  // Views into the keys' own bytes, which the pooled Values keep alive.
+  std::unordered_map<std::string_view, Value> keys;  // GUARDED_BY(mu)
+  size_t prune_at = 1024;                             // GUARDED_BY(mu)
+
+  // The pooled key equal to `key`. Needs mu.
+  Value Get(std::string_view key) {
+    auto it = keys.find(key);
+    if (it != keys.end()) return it->second;
+    if (keys.size() >= prune_at) {
+      Prune();
+      prune_at = std::max<size_t>(1024, keys.size() * 2);
+    }
+    Value v = Node::Wrap(StringNode::Make(key));
+    keys.emplace(internal::StringOf(v), v);
+    return v;
+  }
+  // Drops the keys only the pool holds. Needs mu.
+  void Prune() {
+    for (auto it = keys.begin(); it != keys.end();) {
+      if (Node::Get(it->second)->refs.load(std::memory_order_acquire) == 1) {
+        it = keys.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+};
+
+KeyPool::KeyPool() : impl_(new Impl) {}
+KeyPool::~KeyPool() { delete impl_; }
+size_t KeyPool::size() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->keys.size();
+}
+
+namespace {
+
+// `keys` is locked by the caller when given.
+Value DetachInto(const Value& v, SourceFile* arena, KeyPool::Impl* keys) {
   switch (v.type()) {
     case Value::Type::kNull:
       return Value();
@@ -373,14 +420,15 @@ Value DetachInto(const Value& v, SourceFile* arena) {
     case Value::Type::kSeq: {
       auto* n = internal::New<SeqNode>(arena);
       n->items.reserve(v.size());
-      for (const Value& item : v.items()) n->items.push_back(DetachInto(item, arena));
+      for (const Value& item : v.items()) n->items.push_back(DetachInto(item, arena, keys));
       return Node::Wrap(n);
     }
     case Value::Type::kMap: {
       auto* n = internal::New<MapNode>(arena);
       n->entries.reserve(v.size());
       for (const MapEntry& e : v.entries()) {
-        n->entries.push_back(MapEntry{DetachInto(e.key, arena), DetachInto(e.value, arena)});
+        Value key = keys ? keys->Get(e.key.AsString()) : DetachInto(e.key, arena, nullptr);
+        n->entries.push_back(MapEntry{std::move(key), DetachInto(e.value, arena, keys)});
       }
       n->RebuildIndex();
       return Node::Wrap(n);
@@ -391,12 +439,18 @@ Value DetachInto(const Value& v, SourceFile* arena) {
 
 }  // namespace
 
-Value Detach(const Value& v) {
-  size_t bytes = DetachedSize(v);
+Value Detach(const Value& v, KeyPool* keys) {
+  size_t bytes = DetachedSize(v, keys != nullptr);
   if (bytes == 0) return Value();
   auto* arena = new SourceFile("");
   arena->next_chunk = bytes;  // one block for the whole copy
-  Value out = DetachInto(v, arena);
+  Value out;
+  if (keys) {
+    std::lock_guard<std::mutex> lock(keys->impl_->mu);
+    out = DetachInto(v, arena, keys->impl_);
+  } else {
+    out = DetachInto(v, arena, nullptr);
+  }
   SourceFile::Unref(arena);  // the nodes hold it now
   return out;
 }

@@ -215,12 +215,31 @@ std::string StringAt(const Value* v, std::initializer_list<Value::PathElem> path
 int64_t IntAt(const Value* v, std::initializer_list<Value::PathElem> path);
 bool BoolAt(const Value* v, std::initializer_list<Value::PathElem> path);
 
+// Map keys shared among detached copies (Detach): the objects of a cache repeat the same keys
+// ("metadata", "f:labels", their data keys...), and a key node costs more than the pointer to
+// it. Keys no detached value uses any more are dropped as the pool grows (amortised). Thread-safe.
+class KeyPool {
+ public:
+  KeyPool();
+  ~KeyPool();
+  KeyPool(const KeyPool&) = delete;
+  KeyPool& operator=(const KeyPool&) = delete;
+  size_t size() const;
+
+  struct Impl;  // private to value.cc
+
+ private:
+  friend Value Detach(const Value& v, KeyPool* keys);
+  Impl* impl_;
+};
+
 // A deep copy of `v` that shares no memory with `v`: all its nodes live in one block allocated
 // for it alone (sized in a first pass; map and sequence vectors are sized exactly), so keeping it
-// does not keep the document `v` was parsed from. Marks are not copied (line 0, no file). For
-// caches that keep parts of large documents (a list page, a watch event) for a long time; about
-// 10 times cheaper than ParseJson(ToJson(v)).
-Value Detach(const Value& v);
+// does not keep the document `v` was parsed from. With `keys`, map keys are taken from (and added
+// to) the pool instead. Marks are not copied (line 0, no file). For caches that keep parts of
+// large documents (a list page, a watch event) for a long time; cheaper in time and memory than
+// ParseJson(ToJson(v)) (bench/kube_cache).
+Value Detach(const Value& v, KeyPool* keys = nullptr);
 
 std::string ToJson(const Value& v);
 std::string ToYaml(const Value& v);

@@ -138,6 +138,37 @@ TEST(Detach, CopiesIntoMemoryOfItsOwn) {
   EXPECT_EQ(Detach(Value(3)).AsInt(), 3);
 }
 
+TEST(Detach, SharesKeysThroughAPoolAndForgetsUnusedOnes) {
+  KeyPool pool;
+  auto doc = ParseJson(R"({"metadata": {"name": "a"}, "data": {"x": "1"}})");
+  ASSERT_TRUE(doc.ok());
+  Value a = Detach(*doc, &pool);
+  Value b = Detach(*doc, &pool);
+  EXPECT_EQ(a, *doc);
+  EXPECT_EQ(pool.size(), 4u);
+  EXPECT_EQ(internal::Node::Get(a.entries()[0].key), internal::Node::Get(b.entries()[0].key));
+  EXPECT_NE(internal::Node::Get(a.entries()[0].value), internal::Node::Get(b.entries()[0].value));
+  a = Value();
+  b = Value();
+  // Past the first pruning threshold, keys nobody holds are dropped.
+  std::vector<Value> held;
+  for (int i = 0; i < 3000; ++i) {
+    Value m = Value::Map();
+    m.Set("k" + std::to_string(i), i);
+    Value d = Detach(m, &pool);
+    if (i % 2 == 0) held.push_back(d);
+  }
+  EXPECT_LT(pool.size(), 2600u);
+  EXPECT_GE(pool.size(), held.size());
+  for (size_t i = 0; i < held.size(); ++i) {
+    EXPECT_EQ(held[i].entries()[0].key.AsString(), "k" + std::to_string(2 * i));
+  }
+}
+
+TEST(Detach, ScalarsAlone) {
+  EXPECT_EQ(Detach(Value(3)).AsInt(), 3);
+}
+
 TEST(ToJson, EscapesAndNumbers) {
   Value v;
   v.Set("s", "quote\" back\\ nl\n tab\t ctl\x01 é");

@@ -50,6 +50,7 @@
 // resourceVersion preconditions in an applied object, and list or get at a given resourceVersion.
 //
 // Thread-safe. Handlers of Watch run on the watching thread, without the fake's lock held.
+// Destroying the fake while a Watch runs is a programmer error (aborts): stop the watchers first.
 
 #include <atomic>
 #include <chrono>
