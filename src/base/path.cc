@@ -463,4 +463,14 @@ Status WriteFileAtomic(const fs::path& path, std::string_view data, int mode, bo
   return OkStatus();
 }
 
+Status MakePrivateDir(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return InternalError("create {}: {}", dir.string(), ec.message());
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) return ErrnoError(errno, "stat " + dir.string());
+  if ((st.st_mode & 077) != 0 && ::chmod(dir.c_str(), 0700) != 0) return ErrnoError(errno, "chmod 700 " + dir.string());
+  return OkStatus();
+}
+
 }  // namespace gantry

@@ -89,4 +89,8 @@ Status WriteAll(int fd, std::string_view data, const std::filesystem::path& path
 Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data, int mode = 0644,
                        bool sync = true);
 
+// Creates `dir` (and its parents) as a directory only its owner may enter: 0700, tightened to it
+// when `dir` exists with more. Errors of mkdir, stat and chmod, naming the path.
+Status MakePrivateDir(const std::filesystem::path& dir);
+
 }  // namespace gantry

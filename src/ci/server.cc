@@ -1,15 +1,11 @@
 #include "ci/server.h"
 
-#include <fcntl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 
-#include "base/clock.h"
 #include "base/log.h"
 #include "base/path.h"
 #include "ci/mask.h"
@@ -22,40 +18,6 @@ using store::RunState;
 using value::Value;
 
 namespace {
-
-std::string TimeText(const std::optional<store::Time>& t) { return t ? Rfc3339(*t) : ""; }
-
-Value RunJson(const store::Run& r) {
-  Value v = Value::Map();
-  v.Set("id", r.id);
-  v.Set("repo", git::ScrubUrl(r.repo));
-  v.Set("pipeline", git::ScrubUrl(r.pipeline));
-  v.Set("commit", r.commit);
-  v.Set("ref", r.ref);
-  v.Set("event", store::Name(r.event));
-  v.Set("state", store::Name(r.state));
-  v.Set("attempt", r.attempt);
-  v.Set("message", r.message);
-  v.Set("trusted", r.trusted);
-  v.Set("approved_by", r.approved_by);
-  v.Set("created_at", Rfc3339(r.created_at));
-  v.Set("started_at", TimeText(r.started_at));
-  v.Set("finished_at", TimeText(r.finished_at));
-  if (!r.steps.empty()) {
-    Value steps = Value::Seq();
-    for (const auto& s : r.steps) {
-      Value sv = Value::Map();
-      sv.Set("name", s.name);
-      sv.Set("state", store::Name(s.state));
-      sv.Set("exit_code", s.exit_code ? Value(*s.exit_code) : Value());
-      sv.Set("started_at", TimeText(s.started_at));
-      sv.Set("finished_at", TimeText(s.finished_at));
-      steps.Append(sv);
-    }
-    v.Set("steps", steps);
-  }
-  return v;
-}
 
 // Which paths a push changed, from the webhook payload, kept beside the store so that `when:
 // paths:` still filters after a restart re-queues the run: <data_dir>/changed-paths/<run id>.
@@ -95,15 +57,10 @@ Status CheckSearchable(const fs::path& dir, uint32_t uid, uint32_t gid) {
   return OkStatus();
 }
 
-// A directory only its owner may enter: created 0700, tightened when it exists with more.
-Status MakePrivateDir(const fs::path& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return InternalError("create {}: {}", dir.string(), ec.message());
-  struct stat st;
-  if (::stat(dir.c_str(), &st) != 0) return ErrnoError(errno, "stat " + dir.string());
-  if ((st.st_mode & 077) != 0 && ::chmod(dir.c_str(), 0700) != 0) return ErrnoError(errno, "chmod 700 " + dir.string());
-  return OkStatus();
+// A store failure is not the request's: Unavailable, saying what was being done, whatever the
+// store's own code.
+Status StoreUnavailable(const Status& s, std::string_view what) {
+  return UnavailableError("{}: {}", what, s.message());
 }
 
 }  // namespace
@@ -215,39 +172,12 @@ Result<std::pair<std::string, RepoPolicy>> ParseRepoPolicy(std::string_view spec
   return out;
 }
 
-Result<std::string> LoadOrCreateApiToken(const fs::path& data_dir) {
-  GANTRY_RETURN_IF_ERROR(MakePrivateDir(data_dir));
-  const fs::path file = data_dir / "api-token";
-  struct stat st;
-  if (::stat(file.c_str(), &st) == 0) {
-    if ((st.st_mode & 077) != 0) {
-      return PermissionDeniedError("{} is readable by others (mode {:o}); chmod 600 it", file.string(), st.st_mode & 0777);
-    }
-    GANTRY_ASSIGN_OR_RETURN(std::string text, ReadFile(file, 4096));
-    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-    if (text.size() < 16) return FailedPreconditionError("{}: the token is shorter than 16 characters", file.string());
-    return text;
-  }
-  unsigned char bytes[32];
-  if (::getrandom(bytes, sizeof bytes, 0) != static_cast<ssize_t>(sizeof bytes)) return ErrnoError(errno, "getrandom");
-  std::string token;
-  for (unsigned char b : bytes) token += fmt::format("{:02x}", b);
-  GANTRY_RETURN_IF_ERROR(WriteFileAtomic(file, token + "\n", 0600));
-  return token;
-}
-
-Server::Server(store::Store& store, http::Server& http, Executor& executor, ServerOptions options)
-    : store_(store), http_(http), executor_(executor), options_(std::move(options)) {}
+Server::Server(store::Store& store, Executor& executor, ServerOptions options)
+    : store_(store), executor_(executor), options_(std::move(options)) {}
 
 Server::~Server() { Stop(); }
 
 Status Server::Start() {
-  if (options_.webhook.secret.empty()) {
-    return InvalidArgumentError("a webhook secret is required (--webhook-secret-env): Gantry never accepts unsigned webhooks");
-  }
-  if (options_.api_token.empty()) {
-    return InvalidArgumentError("an API token is required: the REST API (runs, logs, cancel, approve) never answers without one");
-  }
   for (const auto& r : options_.repos) GANTRY_RETURN_IF_ERROR(git::ValidateUrl(r, options_.git.allow_file));
   GANTRY_RETURN_IF_ERROR(MakePrivateDir(options_.data_dir));
   std::error_code ec;
@@ -279,10 +209,6 @@ Status Server::Start() {
                 options_.max_attempts);
     }
   }
-  http_.Handle("POST", "/webhook", [this](const http::Request& r) { return HandleWebhook(r); });
-  http_.Handle("GET", "/api/runs", [this](const http::Request& r) { return HandleRuns(r); });
-  http_.Handle("GET", "/api/runs/", [this](const http::Request& r) { return HandleRuns(r); });
-  http_.Handle("POST", "/api/runs/", [this](const http::Request& r) { return HandleRuns(r); });
   for (int i = 0; i < std::max(1, options_.workers); ++i) threads_.emplace_back([this] { WorkerLoop(true); });
   for (int i = 0; i < std::max(1, options_.untrusted_workers); ++i) threads_.emplace_back([this] { WorkerLoop(false); });
   if (options_.poll_interval.count() > 0) threads_.emplace_back([this] { PollLoop(); });
@@ -299,40 +225,23 @@ void Server::Stop() {
   threads_.clear();
 }
 
-http::Response Server::HandleWebhook(const http::Request& req) {
-  auto ev = webhook::Verify(req.headers, req.body, options_.webhook);
-  if (!ev.ok()) {
-    const Status& s = ev.status();
-    int code = 400;
-    switch (s.code()) {
-      case Code::kUnimplemented: return http::Response::Text(202, "ignored: " + s.message() + "\n");
-      case Code::kResourceExhausted: code = 413; break;
-      case Code::kUnauthenticated: code = 401; break;
-      case Code::kPermissionDenied: code = 403; break;
-      case Code::kFailedPrecondition: code = 500; break;
-      default: code = 400;
-    }
-    log::Warn("ci: webhook from {} refused: {}", req.remote_addr, s.message());
-    return http::Response::Text(code, s.message() + "\n");
-  }
-  const webhook::Event& e = *ev;
-  if (e.kind == webhook::Kind::kPing) return http::Response::Text(200, "pong\n");
+Result<Accepted> Server::Accept(const webhook::Event& e) {
+  auto ignored = [](std::string note) { return Accepted{.outcome = Accepted::Outcome::kIgnored, .note = std::move(note)}; };
+  auto duplicate = [](std::string note) { return Accepted{.outcome = Accepted::Outcome::kDuplicate, .note = std::move(note)}; };
+  if (e.kind == webhook::Kind::kPing) return ignored("a ping");
   const std::string* repo = nullptr;
   for (const auto& r : options_.repos) {
     if (SameRepo(r, e)) repo = &r;
   }
-  if (repo == nullptr) return http::Response::Text(202, "ignored: repository is not configured\n");
+  if (repo == nullptr) return ignored("repository is not configured");
   const RepoPolicy& policy = PolicyFor(*repo);
-  if (Status s = CheckProvider(*repo, policy, e.provider); !s.ok()) {
-    log::Warn("ci: webhook from {} refused: {}", req.remote_addr, s.message());
-    return http::Response::Text(403, s.message() + "\n");
-  }
+  GANTRY_RETURN_IF_ERROR(CheckProvider(*repo, policy, e.provider));
   if (!e.delivery_id.empty()) {
     auto fresh = store_.RecordDelivery(webhook::ProviderName(e.provider), e.delivery_id);
-    if (!fresh.ok()) return http::Response::Text(503, fresh.status().message() + "\n");
-    if (!*fresh) return http::Response::Text(200, "duplicate delivery, ignored\n");
+    if (!fresh.ok()) return StoreUnavailable(fresh.status(), "record the delivery");
+    if (!*fresh) return duplicate("duplicate delivery, ignored");
   }
-  if (e.deleted) return http::Response::Text(202, "ignored: the ref was deleted\n");
+  if (e.deleted) return ignored("the ref was deleted");
   store::Run run;
   run.pipeline = *repo;
   run.repo = *repo;
@@ -344,7 +253,7 @@ http::Response Server::HandleWebhook(const http::Request& req) {
     const auto& pr = *e.pull_request;
     if (pr.normalized_action != webhook::PrAction::kOpened && pr.normalized_action != webhook::PrAction::kSynchronized &&
         pr.normalized_action != webhook::PrAction::kReopened) {
-      return http::Response::Text(202, "ignored: pull request " + pr.action + "\n");
+      return ignored("pull request " + pr.action);
     }
     run.event = store::RunEvent::kPullRequest;
     run.commit = pr.head_sha;
@@ -364,10 +273,8 @@ http::Response Server::HandleWebhook(const http::Request& req) {
   }
   auto id = store_.CreateRun(run);
   if (!id.ok()) {
-    if (id.status().code() == Code::kAlreadyExists) {
-      return http::Response::Text(200, "duplicate, ignored: " + id.status().message() + "\n");
-    }
-    return http::Response::Text(503, id.status().message() + "\n");
+    if (id.status().code() == Code::kAlreadyExists) return duplicate("duplicate, ignored: " + id.status().message());
+    return StoreUnavailable(id.status(), "create the run");
   }
   if (e.changed_files_known) {
     Value paths = Value::Seq();
@@ -382,7 +289,7 @@ http::Response Server::HandleWebhook(const http::Request& req) {
   }
   log::Info("ci: run {} {} for {} {} ({})", *id, store::Name(run.state), git::ScrubUrl(*repo), run.ref,
             webhook::KindName(e.kind));
-  return http::Response::Json(201, fmt::format("{{\"run\":{},\"state\":\"{}\"}}\n", *id, store::Name(run.state)));
+  return Accepted{.outcome = Accepted::Outcome::kQueued, .run = *id, .state = run.state};
 }
 
 const RepoPolicy& Server::PolicyFor(const std::string& repo) const {
@@ -390,106 +297,61 @@ const RepoPolicy& Server::PolicyFor(const std::string& repo) const {
   return it == options_.repo_policies.end() ? options_.policy : it->second;
 }
 
-// The API token is the only identity a request proves (one token per server), so that is who
-// approved; the audit log keeps the caller's address beside it.
-http::Response Server::Approve(const store::Run& run) {
-  const std::string by = "api-token";
+Result<std::vector<store::Run>> Server::ListRuns(int limit) {
+  auto runs = store_.ListRuns({.limit = limit});
+  if (!runs.ok()) return StoreUnavailable(runs.status(), "list runs");
+  return runs;
+}
+
+Result<store::Run> Server::GetRun(int64_t id) {
+  auto run = store_.GetRun(id);
+  if (!run.ok() && run.status().code() == Code::kNotFound) return NotFoundError("no run {}", id);
+  if (!run.ok()) return StoreUnavailable(run.status(), fmt::format("read run {}", id));
+  return run;
+}
+
+Result<std::vector<store::LogChunk>> Server::ReadLog(int64_t id, std::string_view step, int64_t seq, int max) {
+  auto chunks = store_.ReadLog(id, step, seq, max);
+  if (!chunks.ok() && chunks.status().code() != Code::kNotFound) {
+    return StoreUnavailable(chunks.status(), fmt::format("read the log of run {}", id));
+  }
+  return chunks;
+}
+
+// The audit entry names `by` (the front's identity of the caller: one API token per server today).
+Status Server::Approve(int64_t id, std::string_view by) {
+  GANTRY_ASSIGN_OR_RETURN(store::Run run, GetRun(id));
   Status s = store_.ApproveRun(run.id, by);
-  if (!s.ok()) return http::Response::Text(s.code() == Code::kFailedPrecondition ? 409 : 503, s.message() + "\n");
-  auto audit = store_.Audit({.actor = by, .action = "approve-run", .object = fmt::format("run {}", run.id),
+  if (s.code() == Code::kFailedPrecondition || s.code() == Code::kNotFound) return s;
+  if (!s.ok()) return StoreUnavailable(s, fmt::format("approve run {}", id));
+  auto audit = store_.Audit({.actor = std::string(by), .action = "approve-run", .object = fmt::format("run {}", run.id),
                              .details = fmt::format("{} {} {}", git::ScrubUrl(run.repo), run.ref, run.commit)});
   if (!audit.ok()) log::Warn("ci: run {}: audit the approval: {}", run.id, audit.status().message());
   log::Info("ci: run {} approved by {}", run.id, by);
-  return http::Response::Text(200, "approved: queued\n");
+  return OkStatus();
 }
 
-http::Response Server::HandleRuns(const http::Request& req) {
+Result<Cancelled> Server::Cancel(int64_t id) {
+  GANTRY_ASSIGN_OR_RETURN(store::Run run, GetRun(id));
   {
-    std::string_view auth = req.Header("authorization");
-    std::string want = "Bearer " + options_.api_token;
-    // Constant time in the token's length: a mismatch position must not show in the timing.
-    bool ok = auth.size() == want.size();
-    unsigned char diff = 0;
-    for (size_t i = 0; ok && i < want.size(); ++i) diff |= static_cast<unsigned char>(auth[i] ^ want[i]);
-    if (!ok || diff != 0) {
-      http::Response r = http::Response::Text(401, "a bearer token is required (gantry: set GANTRY_TOKEN)\n");
-      r.headers["www-authenticate"] = "Bearer realm=\"gantry\"";
-      return r;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = running_.find(id); it != running_.end()) {
+      it->second->Cancel();
+      return Cancelled::kStopping;
+    }
+    if (auto r = releasing_.find(id); r != releasing_.end()) {
+      r->second->store(true);
+      return Cancelled::kStoppingRelease;
     }
   }
-  std::string_view path = req.target;
-  if (path == "/api/runs" || path == "/api/runs/") {
-    store::RunFilter f;
-    f.limit = 100;
-    auto runs = store_.ListRuns(f);
-    if (!runs.ok()) return http::Response::Text(503, runs.status().message() + "\n");
-    Value list = Value::Seq();
-    for (const auto& r : *runs) list.Append(RunJson(r));
-    return http::Response::Json(200, value::ToJson(list) + "\n");
+  if (run.state != RunState::kQueued && run.state != RunState::kInterrupted && run.state != RunState::kAwaitingApproval) {
+    if (run.state == RunState::kRunning) return FailedPreconditionError("run {} is not running here (another server has it)", id);
+    return FailedPreconditionError("run {} is {}: only a run that has not ended can be cancelled", id, store::Name(run.state));
   }
-  path.remove_prefix(std::string_view("/api/runs/").size());
-  std::string_view id_text = path.substr(0, path.find('/'));
-  std::string_view rest = path.substr(id_text.size());
-  int64_t id = 0;
-  auto [p, err] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
-  if (err != std::errc() || p != id_text.data() + id_text.size()) return http::Response::Text(404, "no such run\n");
-  auto run = store_.GetRun(id);
-  if (!run.ok()) return http::Response::Text(run.status().code() == Code::kNotFound ? 404 : 503, run.status().message() + "\n");
-  if (req.method == "POST" && rest == "/approve") return Approve(*run);
-  if (req.method == "POST" && rest == "/cancel") {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = running_.find(id);
-      if (it != running_.end()) {
-        it->second->Cancel();
-        return http::Response::Text(202, "cancelling\n");
-      }
-      if (auto r = releasing_.find(id); r != releasing_.end()) {
-        r->second->store(true);
-        return http::Response::Text(202, "cancelling the release\n");
-      }
-    }
-    if (run->state == RunState::kQueued || run->state == RunState::kInterrupted || run->state == RunState::kAwaitingApproval) {
-      Status s = store_.UpdateRun(id, RunState::kCancelled, "cancelled before it ran");
-      return http::Response::Text(s.ok() ? 200 : 409, s.ok() ? "cancelled\n" : s.message() + "\n");
-    }
-    return http::Response::Text(409, "run is not running here\n");
-  }
-  if (req.method != "GET") return http::Response::Text(405, "method not allowed\n");
-  if (rest.empty()) return http::Response::Json(200, value::ToJson(RunJson(*run)) + "\n");
-  if (rest != "/logs") return http::Response::Text(404, "not found\n");
-  bool follow = req.query.find("follow=1") != std::string::npos;
-  http::Response resp;
-  resp.headers["content-type"] = "text/plain; charset=utf-8";
-  resp.stream = [this, id, follow](http::StreamWriter& w) {
-    std::map<std::string, int64_t> next;  // step → next seq
-    std::string current;
-    for (;;) {
-      auto r = store_.GetRun(id);
-      if (!r.ok()) return;
-      bool final = store::IsFinal(r->state) || r->state == RunState::kInterrupted;
-      bool wrote = false;
-      for (const auto& s : r->steps) {
-        for (;;) {
-          auto chunks = store_.ReadLog(id, s.name, next[s.name], 256);
-          if (!chunks.ok() || chunks->empty()) break;
-          for (const auto& c : *chunks) {
-            if (current != s.name) {
-              if (!w.Write(fmt::format("==> {} <==\n", s.name))) return;
-              current = s.name;
-            }
-            if (!w.Write(c.data)) return;
-            next[s.name] = c.seq + 1;
-            wrote = true;
-          }
-        }
-      }
-      if (!follow || (final && !wrote)) return;
-      if (!w.Alive()) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-  };
-  return resp;
+  Status s = store_.UpdateRun(id, RunState::kCancelled, "cancelled before it ran");
+  if (s.code() == Code::kFailedPrecondition || s.code() == Code::kAborted) return s;  // claimed or ended meanwhile
+  if (!s.ok()) return StoreUnavailable(s, fmt::format("cancel run {}", id));
+  return Cancelled::kBeforeItRan;
 }
 
 void Server::WorkerLoop(bool trusted) {

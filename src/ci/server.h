@@ -1,12 +1,15 @@
 #pragma once
-// ci/server: the CI part of `gantry server`.
+// ci/server: the CI part of `gantry server`: what becomes of a webhook, the queue, the workers,
+// polling, restart recovery, approval and cancellation. It speaks no HTTP: the server module's
+// front (server/ci_front.h) verifies webhooks, authenticates API requests and calls the methods
+// below, mapping their Status to HTTP in one place.
 //
-//   webhook POST /webhook → webhook::Verify (HMAC over the raw body, body limit) → the repository
-//            must be one of Options::repos (host and path of the clone URL) and the provider the one
-//            pinned for it → Store::RecordDelivery (a redelivery answers 200 "duplicate") → a run
-//            (Store::CreateRun, which refuses a second run of one (repo, ref, commit, event), so a
-//            replay with a new delivery id is a duplicate too). Untrusted runs (below) are created
-//            awaiting_approval unless the repository's policy says otherwise.
+//   webhook  Accept(a verified event) → the repository must be one of Options::repos (host and
+//            path of the clone URL) and the provider the one pinned for it → Store::RecordDelivery
+//            (a redelivery is a duplicate) → a run (Store::CreateRun, which refuses a second run of
+//            one (repo, ref, commit, event), so a replay with a new delivery id is a duplicate too).
+//            Untrusted runs (below) are created awaiting_approval unless the repository's policy
+//            says otherwise.
 //   poller   every poll_interval, for each repo and poll branch: Fetch, Resolve, and a queued run
 //            for the tip (CreateRun refuses it when a webhook or an earlier poll queued it).
 //   workers  `workers` threads claim trusted runs only, `untrusted_workers` untrusted runs only
@@ -17,9 +20,11 @@
 //            Runner.
 //   restart  Start() marks this worker's unfinished runs interrupted and re-queues those with
 //            attempt < max_attempts (requeue_interrupted), so none is ever left running.
-//   REST     GET /api/runs, GET /api/runs/ID, GET /api/runs/ID/logs[?follow=1] (a streamed text
-//            response that ends when the run is final), POST /api/runs/ID/cancel,
-//            POST /api/runs/ID/approve. Every /api/ request needs the bearer token api_token.
+//   runs     ListRuns, GetRun, ReadLog (reads), Approve and Cancel.
+//
+// Errors the methods return are about the request (NotFound run, FailedPrecondition state,
+// PermissionDenied provider); a failure of the store underneath is Unavailable ("try again"),
+// whatever its own code, so that a client never takes the store's trouble for its own.
 //
 // Trust: a push or tag of a configured repository is trusted; a pull request from a branch of it is
 // trusted unless its policy says `pull-requests=untrusted`; a pull request from a fork never is (it
@@ -36,7 +41,8 @@
 // still filters `when: paths:` (runs queued by polling do not know their changed paths: their path
 // filters match).
 //
-// Thread-safety: Start/Stop from one thread; everything else runs on the server's own threads.
+// Thread-safety: Start/Stop from one thread; Accept, the reads, Approve and Cancel from any thread
+// (the front's handlers); everything else runs on the server's own threads.
 
 #include <atomic>
 #include <chrono>
@@ -55,7 +61,6 @@
 #include "ci/pipeline.h"
 #include "ci/secret_scopes.h"
 #include "git/git.h"
-#include "http/http.h"
 #include "store/store.h"
 #include "webhook/webhook.h"
 
@@ -73,12 +78,12 @@ struct SucceededRun {
   // One line of progress of `stage`: stored (masked) as the log of a step named `stage`, which is
   // created running at its first line and ends with the hook.
   std::function<void(std::string_view stage, std::string_view line)> log;
-  const std::atomic<bool>* cancel;  // set by POST /api/runs/ID/cancel
+  const std::atomic<bool>* cancel;  // set by Cancel()
 };
 
 // What a repository lets untrusted code do, and who may send its webhooks.
 struct RepoPolicy {
-  bool require_approval = true;     // untrusted runs wait for POST /api/runs/ID/approve
+  bool require_approval = true;     // untrusted runs wait for Approve()
   bool trust_pull_requests = true;  // pull requests from the repository's own branches are trusted
   bool untrusted_network = false;   // untrusted runs' steps may use the network
   // The only provider whose webhooks are accepted for the repository. kAuto: the one its URL's host
@@ -89,7 +94,6 @@ struct RepoPolicy {
 
 struct ServerOptions {
   std::vector<std::string> repos;  // clone URLs accepted from webhooks and polled
-  webhook::Config webhook;         // secret required
   std::filesystem::path data_dir;  // mirrors/, fork-mirrors/, runs/, caches/ (created 0700)
   SecretScopes secrets;
   std::vector<std::string> protected_branches = {"main"};  // globs, for [protected] secrets
@@ -111,33 +115,65 @@ struct ServerOptions {
   bool requeue_interrupted = true;
   int max_attempts = 3;
   git::OpenOptions git;
-  // Every /api/ request needs "Authorization: Bearer <api_token>" (401 otherwise); Start() refuses
-  // an empty one. Webhooks are authenticated by their signatures instead.
-  std::string api_token;
   // Called for push and tag runs of `repos` (never pull requests, never forks) whose steps all
   // succeeded and whose pipeline has image:, before the run is final: the rest of the flow
-  // (server/release.h). An error fails the run (its message becomes the run's) and the stage that
+  // (release/release.h). An error fails the run (its message becomes the run's) and the stage that
   // was logging last.
   std::function<Status(const SucceededRun&)> after_success;
 };
 
+// What Accept() did with a verified webhook event.
+struct Accepted {
+  enum class Outcome {
+    kQueued,     // a new run: `run`, in `state`
+    kDuplicate,  // a redelivery, or a run of that commit exists: `note` says which
+    kIgnored,    // nothing to build: `note` says why ("the ref was deleted")
+  };
+  Outcome outcome = Outcome::kIgnored;
+  int64_t run = 0;
+  store::RunState state = store::RunState::kQueued;  // kQueued or kAwaitingApproval
+  std::string note;
+};
+
+// What Cancel() did.
+enum class Cancelled {
+  kStopping,         // the run's steps are being stopped; it ends cancelled
+  kStoppingRelease,  // its release (after_success) was told to stop
+  kBeforeItRan,      // it was queued, interrupted or awaiting approval: now cancelled
+};
+
 class Server {
  public:
-  // `store`, `http` and `executor` must outlive the Server.
-  Server(store::Store& store, http::Server& http, Executor& executor, ServerOptions options);
+  // `store` and `executor` must outlive the Server.
+  Server(store::Store& store, Executor& executor, ServerOptions options);
   ~Server();  // Stop()
 
-  // Recovers unfinished runs, registers the routes and starts the workers and the poller.
-  // (The http server is started by the caller.) InvalidArgument for a missing webhook secret or
-  // API token, or a bad repo URL.
+  // Recovers unfinished runs and starts the workers and the poller. InvalidArgument for a bad repo
+  // URL; errors of the data directory and the store as they come.
   Status Start();
   // Cancels running steps, marks their runs cancelled, joins the threads. Idempotent.
   void Stop();
 
+  // A verified webhook event (webhook::Verify): see the file comment. PermissionDenied when the
+  // repository accepts only another provider's webhooks (the message says what to pin);
+  // Unavailable when the store fails (the sender should deliver again).
+  Result<Accepted> Accept(const webhook::Event& event);
+
+  // The latest runs, newest first, at most `limit`. Unavailable when the store fails.
+  Result<std::vector<store::Run>> ListRuns(int limit);
+  // Run `id`; NotFound, or Unavailable when the store fails.
+  Result<store::Run> GetRun(int64_t id);
+  // Up to `max` log chunks of `step` of run `id` from `seq` on (store::Store::ReadLog).
+  Result<std::vector<store::LogChunk>> ReadLog(int64_t id, std::string_view step, int64_t seq, int max);
+
+  // Queues run `id`, which awaits approval, on behalf of `by` (audited). NotFound;
+  // FailedPrecondition when the run does not await approval; Unavailable when the store fails.
+  Status Approve(int64_t id, std::string_view by);
+  // Cancels run `id`: see Cancelled. NotFound; FailedPrecondition when it is final or running on
+  // another server; Unavailable when the store fails.
+  Result<Cancelled> Cancel(int64_t id);
+
  private:
-  http::Response HandleWebhook(const http::Request& req);
-  http::Response HandleRuns(const http::Request& req);
-  http::Response Approve(const store::Run& run);
   const RepoPolicy& PolicyFor(const std::string& repo) const;
   void WorkerLoop(bool trusted);
   void PollLoop();
@@ -146,7 +182,6 @@ class Server {
                  const std::string& commit);
 
   store::Store& store_;
-  http::Server& http_;
   Executor& executor_;
   ServerOptions options_;
   std::unique_ptr<git::Mirrors> mirrors_;
@@ -182,10 +217,5 @@ Status CheckProvider(std::string_view repo, const RepoPolicy& policy, webhook::P
 // approval=required|none, pull-requests=trusted|untrusted, network=off|on (for untrusted runs),
 // provider=github|gitlab|gitea|forgejo|bitbucket|generic. InvalidArgument naming a bad key/value.
 Result<std::pair<std::string, RepoPolicy>> ParseRepoPolicy(std::string_view spec, const RepoPolicy& defaults);
-
-// The REST API's token when none is given: <data_dir>/api-token, created (0600, 32 random bytes as
-// hex) when missing. PermissionDenied when the file is readable by others; Internal when it cannot
-// be written.
-Result<std::string> LoadOrCreateApiToken(const std::filesystem::path& data_dir);
 
 }  // namespace gantry::ci

@@ -2,11 +2,7 @@
 
 #include "ci/server.h"
 
-#include <sys/stat.h>
-
 #include <gtest/gtest.h>
-
-#include "base/path.h"
 
 namespace gantry::ci {
 namespace {
@@ -72,26 +68,6 @@ TEST(ServerPolicyTest, RepoPolicyChangesOnlyTheKeysItNames) {
   EXPECT_FALSE(ParseRepoPolicy("https://x/y approval=maybe", defaults).ok());
   EXPECT_FALSE(ParseRepoPolicy("https://x/y colour=red", defaults).ok());
   EXPECT_FALSE(ParseRepoPolicy("", defaults).ok());
-}
-
-TEST(ServerTokenTest, AGeneratedApiTokenIsPrivateAndStable) {
-  std::string tmpl = (std::filesystem::temp_directory_path() / "server_test.XXXXXX").string();
-  ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-  const std::filesystem::path dir = std::filesystem::path(tmpl) / "data";
-  auto first = LoadOrCreateApiToken(dir);
-  ASSERT_TRUE(first.ok()) << first.status().ToString();
-  EXPECT_EQ(first->size(), 64u);
-  struct stat st;
-  ASSERT_EQ(::stat((dir / "api-token").c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0600u);
-  ASSERT_EQ(::stat(dir.c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0700u);
-  auto again = LoadOrCreateApiToken(dir);
-  ASSERT_TRUE(again.ok());
-  EXPECT_EQ(*again, *first);
-  ::chmod((dir / "api-token").c_str(), 0644);
-  EXPECT_EQ(LoadOrCreateApiToken(dir).status().code(), Code::kPermissionDenied);
-  std::filesystem::remove_all(tmpl);
 }
 
 }  // namespace

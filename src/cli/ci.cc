@@ -7,8 +7,8 @@
 //       a live progress line per step and a final table; exit 0 when every step succeeded, 1 when
 //       one failed, 2 for usage errors, 3 for a bad pipeline file or environment.
 //   gantry server --listen :8080 --store URL --webhook-secret-env VAR --repo URL... [--data-dir D]
-//       the CI server (webhooks, polling, queue, workers, REST API); see ci/server.h. It takes the
-//       same --executor flags as `ci run`.
+//       the CI server (webhooks, polling, queue, workers, REST API); see ci/server.h and
+//       server/ci_front.h. It takes the same --executor flags as `ci run`.
 //   gantry runs --server URL            lists runs
 //   gantry runs approve ID              lets a run awaiting approval (an untrusted pull request) run
 //   gantry logs RUN [-f] --server URL   prints (and follows) a run's logs (on a terminal, escape
@@ -25,7 +25,6 @@
 #include <tuple>
 
 #include <CLI/CLI.hpp>
-#include <curl/curl.h>
 
 #include "base/log.h"
 #include "base/path.h"
@@ -36,9 +35,12 @@
 #include "ci/server.h"
 #include "deliver/deliver.h"
 #include "oci/registry.h"
-#include "server/release.h"
+#include "release/release.h"
+#include "server/ci_front.h"
+#include "server/front.h"
 #include "cli/commands.h"
 #include "cli/terminal.h"
+#include "http/client.h"
 #include "http/http.h"
 #include "kube/kube.h"
 #include "store/store.h"
@@ -264,11 +266,6 @@ int RunCi(const CiRunFlags& f) {
 
 // --- client side of the REST API -------------------------------------------------------------
 
-size_t CurlWrite(char* data, size_t size, size_t n, void* user) {
-  auto* fn = static_cast<std::function<bool(std::string_view)>*>(user);
-  return (*fn)(std::string_view(data, size * n)) ? size * n : 0;
-}
-
 // Where the REST API is: the server's URL, and the CA bundle that signed its certificate when it
 // is not in the system's (a server with --tls-cert of its own CA).
 struct ServerClient {
@@ -286,29 +283,14 @@ void AddServerClientFlags(CLI::App* cmd, ServerClient& client) {
 // handing the response body to `sink` as it arrives. Returns the HTTP status or an error.
 Result<long> HttpRequest(const ServerClient& client, const char* method, const std::string& url,
                          std::function<bool(std::string_view)> sink) {
-  CURL* c = curl_easy_init();
-  if (c == nullptr) return InternalError("curl init");
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  if (!client.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, client.ca_file.c_str());
-  if (std::string_view(method) == "POST") {
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-  }
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, CurlWrite);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-  struct curl_slist* headers = nullptr;
+  http::ClientRequest request{.method = method, .url = url};
   if (const char* token = std::getenv("GANTRY_TOKEN"); token != nullptr && *token != '\0') {
-    headers = curl_slist_append(headers, (std::string("Authorization: Bearer ") + token).c_str());
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    request.headers["authorization"] = std::string("Bearer ") + token;
   }
-  CURLcode rc = curl_easy_perform(c);
-  long code = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-  curl_easy_cleanup(c);
-  curl_slist_free_all(headers);
-  if (rc != CURLE_OK) return UnavailableError("{} {}: {}", method, url, curl_easy_strerror(rc));
-  return code;
+  // No overall timeout: a followed log lasts as long as its run.
+  http::Client http_client({.timeout = std::chrono::milliseconds(0), .ca_file = client.ca_file});
+  GANTRY_ASSIGN_OR_RETURN(http::ClientResponse response, http_client.Send(request, sink));
+  return response.status;
 }
 
 Result<long> HttpGet(const ServerClient& client, const std::string& url, std::function<bool(std::string_view)> sink) {
@@ -321,12 +303,17 @@ std::string Base(std::string s) {
   return s;
 }
 
+// "HTTP 404: no run 7" from the API's error body.
+std::string HttpError(long status, std::string_view body) {
+  return fmt::format("HTTP {}: {}", status, server::ParseApiError(static_cast<int>(status), body).message());
+}
+
 int ListRuns(const ServerClient& client) {
   const std::string& server = client.server;
   std::string body;
   auto code = HttpGet(client, Base(server) + "/api/runs", [&](std::string_view d) { body += d; return true; });
   if (!code.ok() || *code != 200) {
-    fmt::print(stderr, "error: {}\n", code.ok() ? fmt::format("HTTP {}: {}", *code, body) : code.status().message());
+    fmt::print(stderr, "error: {}\n", code.ok() ? HttpError(*code, body) : code.status().message());
     return 3;
   }
   auto v = value::ParseJson(body);
@@ -357,7 +344,7 @@ int ApproveRun(const ServerClient& client, int64_t run) {
   });
   if (!code.ok() || *code != 200) {
     fmt::print(stderr, "error: approve run {}: {}\n", run,
-               code.ok() ? fmt::format("HTTP {}: {}", *code, body) : code.status().message());
+               code.ok() ? HttpError(*code, body) : code.status().message());
     return 3;
   }
   fmt::print("run {} {}", run, body);
@@ -408,7 +395,7 @@ struct ServerFlags {
   std::vector<std::string> repo_policies;  // "URL key=value ..."
   std::vector<std::string> protected_branches = {"main"};
   int max_attempts = 3;
-  // The release flow after CI (server/release.h).
+  // The release flow after CI (release/release.h).
   std::vector<std::string> config_repos;
   std::vector<std::string> git_credentials_env;
   std::string registry_config;
@@ -434,12 +421,12 @@ Result<std::string> SecretFromEnv(const std::string& flag, const std::string& en
 struct ReleaseSetup {
   std::unique_ptr<git::Mirrors> mirrors;
   std::unique_ptr<oci::Registry> registry;
-  server::ReleaseServices services;
+  release::ReleaseServices services;
 };
 
 Result<std::unique_ptr<ReleaseSetup>> SetUpRelease(const ServerFlags& f, store::Store& store, const fs::path& data_dir) {
   auto setup = std::make_unique<ReleaseSetup>();
-  server::ReleaseServices& s = setup->services;
+  release::ReleaseServices& s = setup->services;
   s.store = &store;
   s.config_repos = f.config_repos;
   for (const auto& url : f.config_repos) GANTRY_RETURN_IF_ERROR(git::ValidateUrl(url, f.allow_file).WithContext("--config-repo"));
@@ -486,12 +473,17 @@ Result<std::unique_ptr<ReleaseSetup>> SetUpRelease(const ServerFlags& f, store::
 
 int RunServer(const ServerFlags& f) {
   http::Options ho;
-  size_t colon = f.listen.rfind(':');
-  ho.address = colon == 0 || colon == std::string::npos ? "0.0.0.0" : f.listen.substr(0, colon);
-  ho.port = static_cast<uint16_t>(std::stoi(colon == std::string::npos ? f.listen : f.listen.substr(colon + 1)));
+  auto listen = http::ParseListen(f.listen, "--listen");
+  if (!listen.ok()) {
+    fmt::print(stderr, "error: {}\n", listen.status().message());
+    return 2;
+  }
+  ho.address = listen->host;
+  ho.port = listen->port;
   ho.tls_cert_file = f.tls_cert;
   ho.tls_key_file = f.tls_key;
   ci::ServerOptions so;
+  server::CiFrontOptions front_options;
   so.repos = f.repos;
   so.data_dir = fs::absolute(f.data_dir);
   so.worker_name = f.worker;
@@ -532,7 +524,7 @@ int RunServer(const ServerFlags& f) {
     fmt::print(stderr, "error: {}\n", provider.status().message());
     return 2;
   }
-  so.webhook.provider = *provider;
+  front_options.webhook.provider = *provider;
   so.policy.provider = *provider;
   if (!f.policy.empty()) {
     auto p = ci::ParseRepoPolicy("* " + f.policy, so.policy);
@@ -555,24 +547,24 @@ int RunServer(const ServerFlags& f) {
     fmt::print(stderr, "error: --webhook-secret-env must name a set, non-empty variable (unsigned webhooks are refused)\n");
     return 2;
   }
-  so.webhook.secret = secret;
+  front_options.webhook.secret = secret;
   if (!f.api_token_env.empty()) {
     const char* token = std::getenv(f.api_token_env.c_str());
     if (token == nullptr || std::string_view(token).size() < 16) {
       fmt::print(stderr, "error: --api-token-env {}: the variable must hold a token of at least 16 characters\n", f.api_token_env);
       return 2;
     }
-    so.api_token = token;
+    front_options.api_token = token;
   } else {
-    auto token = ci::LoadOrCreateApiToken(so.data_dir);
+    auto token = server::LoadOrCreateApiToken(so.data_dir);
     if (!token.ok()) {
       fmt::print(stderr, "error: the REST API token: {}\n", token.status().message());
       return 3;
     }
-    so.api_token = *token;
+    front_options.api_token = *token;
     fmt::print("the REST API's token is in {0} (clients: export GANTRY_TOKEN=$(cat {0}))\n", (so.data_dir / "api-token").string());
   }
-  ho.max_body_bytes = so.webhook.max_body_bytes;
+  ho.max_body_bytes = front_options.webhook.max_body_bytes;
   if (!f.secrets_file.empty()) {
     auto s = ci::ReadSecretScopesFile(f.secrets_file);
     if (!s.ok()) {
@@ -599,33 +591,38 @@ int RunServer(const ServerFlags& f) {
   // The app repositories' credential too (one host for all of them; ci::Server takes one).
   if (!f.repos.empty()) so.git.credentials = git::CredentialsFor((*release)->services.config_credentials, f.repos.front());
   so.after_success = [services = &(*release)->services](const ci::SucceededRun& r) -> Status {
-    server::ReleaseRequest req{.run_id = r.run.id, .repo = r.run.repo, .commit = r.commit, .ref = r.run.ref,
+    release::ReleaseRequest req{.run_id = r.run.id, .repo = r.run.repo, .commit = r.commit, .ref = r.run.ref,
                                .workspace = r.workspace, .log = r.log, .cancel = r.cancel};
-    auto result = server::RunRelease(*services, r.pipeline, req);
+    auto result = release::RunRelease(*services, r.pipeline, req);
     if (!result.ok()) return result.status();
     if (!result->deploy_phase.empty() && result->deploy_phase != "Succeeded") {
       return FailedPreconditionError("deploy: release {} ended {}", result->release_id, result->deploy_phase);
     }
     return OkStatus();
   };
-  http::Server http(ho);
-  http.Handle("GET", "/healthz", [](const http::Request&) { return http::Response::Text(200, "ok\n"); });
-  ci::Server server(**st, http, *executor->executor, so);
-  if (Status s = server.Start(); !s.ok()) {
+  server::Front front("server", ho);
+  front.AddHealth();
+  ci::Server ci_server(**st, *executor->executor, so);
+  if (Status s = server::ServeCi(front, ci_server, std::move(front_options)); !s.ok()) {
     fmt::print(stderr, "error: {}\n", s.message());
     return 3;
   }
-  if (Status s = http.Start(); !s.ok()) {
+  if (Status s = ci_server.Start(); !s.ok()) {
+    fmt::print(stderr, "error: {}\n", s.message());
+    return 3;
+  }
+  if (Status s = front.Start(); !s.ok()) {
     fmt::print(stderr, "error: listen {}: {}\n", f.listen, s.message());
     return 3;
   }
-  fmt::print("gantry server listening on {}:{}\n", ho.address, http.port());
+  fmt::print("gantry server listening on {}:{}\n", ho.address.find(':') == std::string::npos ? ho.address : "[" + ho.address + "]",
+             front.port());
   std::fflush(stdout);
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  http.Stop();
-  server.Stop();
+  front.Stop();
+  ci_server.Stop();
   return 0;
 }
 

@@ -1,5 +1,7 @@
 #pragma once
-// http: a small embedded HTTP/1.1 server for webhooks, the REST API, live log streams and /metrics.
+// http: a small embedded HTTP/1.1 server for webhooks, the REST API, live log streams and /metrics
+// (this header; ParseListen reads the address it listens on), and the one client for simple
+// outgoing requests (client.h).
 //
 // A Server listens on one address (127.0.0.1 by default, port 0 picks a free one) and routes each
 // request by method and path to a Handler: a route path is matched exactly, or, when it ends with
@@ -108,6 +110,17 @@ struct Options {
   std::string tls_cert_file;
   std::string tls_key_file;
 };
+
+// Where a listener binds, from a flag such as --listen: "HOST:PORT" (an IPv4 address),
+// ":PORT" (every IPv4 interface: host "0.0.0.0") or "[IPV6]:PORT" (host without the brackets).
+// The port is 0 to 65535 (0 picks a free one). InvalidArgument naming `flag` and the value for
+// anything else: no port, a port that is not a number in range, a host name instead of an
+// address, an IPv6 address without brackets.
+struct ListenAddress {
+  std::string host;
+  uint16_t port = 0;
+};
+Result<ListenAddress> ParseListen(std::string_view listen, std::string_view flag);
 
 class Registry;  // metrics.h
 class ServerImpl;  // server.cc

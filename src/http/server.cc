@@ -357,6 +357,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
     res->version(11);
     res->result(static_cast<unsigned>(resp.status >= 100 && resp.status <= 599 ? resp.status : 500));
+    // 1xx, 204 and 304 have no body (Beast throws on one, which left the connection hanging).
+    if (res->result_int() < 200 || res->result_int() == 204 || res->result_int() == 304) resp.body.clear();
     SetHeaders(*res, resp.headers, !resp.body.empty());
     bool keep_alive = keep_alive_ && !server_->stopping.load();
     res->keep_alive(keep_alive);

@@ -514,7 +514,7 @@ Result<Event> Verify(const Headers& headers, std::string_view body, const Config
   if (config.secret.empty()) return FailedPreconditionError("webhook secret not configured");
   if (body.size() > config.max_body_bytes) {
     return ResourceExhaustedError("webhook: body of {} bytes exceeds the limit of {} bytes",
-                                  body.size(), config.max_body_bytes);
+                                  body.size(), config.max_body_bytes).set_reason(kBodyTooLarge);
   }
   Provider provider = config.provider;
   if (provider == Provider::kAuto) {

@@ -4,7 +4,7 @@
 //
 // Verify() is a pure function of the request's headers and raw body (no I/O). In order:
 //   1. An empty configured secret → FailedPrecondition: Gantry never accepts unsigned webhooks.
-//   2. A body larger than max_body_bytes → ResourceExhausted.
+//   2. A body larger than max_body_bytes → ResourceExhausted, reason kBodyTooLarge.
 //   3. The provider is the configured one, or detected from the headers (X-Forgejo-Event,
 //      X-Gitea-Event, X-Gitlab-Event, X-Event-Key (Bitbucket), X-GitHub-Event, X-Gantry-Event, in
 //      this order: Gitea and Forgejo also send X-GitHub-Event); none → InvalidArgument.
@@ -65,6 +65,9 @@ enum class Provider { kAuto, kGitHub, kGitLab, kGitea, kForgejo, kBitbucket, kGe
 std::string_view ProviderName(Provider p);
 // The inverse of ProviderName; InvalidArgument listing the names for anything else.
 Result<Provider> ParseProvider(std::string_view name);
+
+// The reason of the ResourceExhausted a body over Config::max_body_bytes gets (HTTP 413).
+inline constexpr std::string_view kBodyTooLarge = "BodyTooLarge";
 
 struct Config {
   Provider provider = Provider::kAuto;

@@ -1,6 +1,5 @@
-#include "server/release.h"
+#include "release/release.h"
 
-#include <curl/curl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -11,13 +10,14 @@
 
 #include "base/log.h"
 #include "base/path.h"
+#include "http/client.h"
 #include "oci/build.h"
 #include "oci/layout.h"
 #include "update/update.h"
 #include "value/value.h"
 #include "webhook/webhook.h"
 
-namespace gantry::server {
+namespace gantry::release {
 namespace fs = std::filesystem;
 
 namespace {
@@ -85,33 +85,19 @@ std::map<std::string, std::string> Vars(const ReleaseRequest& r) {
           {"repo", git::ScrubUrl(r.repo)}};
 }
 
-size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
-
 // POSTs a signed push event to one agent. Best effort: agents poll anyway.
 Status Notify(const NotifyTarget& target, const std::string& body, const std::string& delivery) {
-  CURL* h = curl_easy_init();
-  if (h == nullptr) return InternalError("curl_easy_init failed");
-  struct curl_slist* headers = nullptr;
-  headers = curl_slist_append(headers, "Content-Type: application/json");
-  headers = curl_slist_append(headers, "X-GitHub-Event: push");
-  headers = curl_slist_append(headers, ("X-GitHub-Delivery: " + delivery).c_str());
-  headers = curl_slist_append(headers,
-                              ("X-Hub-Signature-256: sha256=" + webhook::HmacSha256Hex(target.secret, body)).c_str());
-  headers = curl_slist_append(headers, "User-Agent: gantry-server");
-  curl_easy_setopt(h, CURLOPT_URL, target.url.c_str());
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
-  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, Discard);
-  CURLcode rc = curl_easy_perform(h);
-  long code = 0;
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-  curl_slist_free_all(headers);
-  curl_easy_cleanup(h);
-  if (rc != CURLE_OK) return UnavailableError("notify {}: {}", target.url, curl_easy_strerror(rc));
-  if (code < 200 || code >= 300) return UnavailableError("notify {}: HTTP {}", target.url, code);
+  static const http::Client client({.timeout = std::chrono::seconds(5), .max_response_bytes = 64 << 10,
+                                    .user_agent = "gantry-server"});
+  GANTRY_ASSIGN_OR_RETURN(http::ClientResponse r,
+                          client.Send({.method = "POST",
+                                       .url = target.url,
+                                       .headers = {{"content-type", "application/json"},
+                                                   {"x-github-event", "push"},
+                                                   {"x-github-delivery", delivery},
+                                                   {"x-hub-signature-256", "sha256=" + webhook::HmacSha256Hex(target.secret, body)}},
+                                       .body = body}));
+  if (r.status < 200 || r.status >= 300) return UnavailableError("notify {}: HTTP {}", target.url, r.status);
   return OkStatus();
 }
 
@@ -356,4 +342,4 @@ Result<ReleaseResult> RunRelease(const ReleaseServices& s, const ci::Pipeline& p
   return out;
 }
 
-}  // namespace gantry::server
+}  // namespace gantry::release

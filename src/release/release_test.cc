@@ -1,4 +1,4 @@
-#include "server/release.h"
+#include "release/release.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -9,7 +9,7 @@
 #include "value/value.h"
 #include "webhook/webhook.h"
 
-namespace gantry::server {
+namespace gantry::release {
 namespace {
 
 using ::testing::HasSubstr;
@@ -88,4 +88,4 @@ TEST(PushEventPayload, IsAGitHubPushEventAgentsAccept) {
 }
 
 }  // namespace
-}  // namespace gantry::server
+}  // namespace gantry::release

@@ -1,5 +1,5 @@
 #pragma once
-// server/release: what happens after a CI run succeeded, the rest of Gantry's flow.
+// release: what happens after a CI run succeeded, the rest of Gantry's flow.
 //
 //   package  the pipeline's `image:` is built from the run's workspace (daemonless, reproducible:
 //            the same commit gives the same digest) and pushed under each of its tags;
@@ -41,7 +41,7 @@
 #include "oci/registry.h"
 #include "store/store.h"
 
-namespace gantry::server {
+namespace gantry::release {
 
 // A pull agent's webhook endpoint: a GitHub-style push event signed with `secret` is POSTed to it.
 struct NotifyTarget {
@@ -114,4 +114,4 @@ Result<std::filesystem::path> LayerSource(const std::filesystem::path& workspace
 std::string PushEventPayload(std::string_view repo_url, std::string_view branch, std::string_view before,
                              std::string_view after, const std::vector<std::string>& changed_files);
 
-}  // namespace gantry::server
+}  // namespace gantry::release

@@ -1,0 +1,167 @@
+#include "server/ci_front.h"
+
+#include <charconv>
+#include <chrono>
+#include <map>
+#include <thread>
+
+#include "base/clock.h"
+#include "git/git.h"
+#include "store/store.h"
+#include "value/value.h"
+
+namespace gantry::server {
+namespace {
+
+using store::RunState;
+using value::Value;
+
+std::string TimeText(const std::optional<store::Time>& t) { return t ? Rfc3339(*t) : ""; }
+
+Value RunJson(const store::Run& r) {
+  Value v = Value::Map();
+  v.Set("id", r.id);
+  v.Set("repo", git::ScrubUrl(r.repo));
+  v.Set("pipeline", git::ScrubUrl(r.pipeline));
+  v.Set("commit", r.commit);
+  v.Set("ref", r.ref);
+  v.Set("event", store::Name(r.event));
+  v.Set("state", store::Name(r.state));
+  v.Set("attempt", r.attempt);
+  v.Set("message", r.message);
+  v.Set("trusted", r.trusted);
+  v.Set("approved_by", r.approved_by);
+  v.Set("created_at", Rfc3339(r.created_at));
+  v.Set("started_at", TimeText(r.started_at));
+  v.Set("finished_at", TimeText(r.finished_at));
+  if (!r.steps.empty()) {
+    Value steps = Value::Seq();
+    for (const auto& s : r.steps) {
+      Value sv = Value::Map();
+      sv.Set("name", s.name);
+      sv.Set("state", store::Name(s.state));
+      sv.Set("exit_code", s.exit_code ? Value(*s.exit_code) : Value());
+      sv.Set("started_at", TimeText(s.started_at));
+      sv.Set("finished_at", TimeText(s.finished_at));
+      steps.Append(sv);
+    }
+    v.Set("steps", steps);
+  }
+  return v;
+}
+
+http::Response MethodNotAllowed(const http::Request& req, std::string_view allow) {
+  http::Response r = ApiError(UnimplementedError("{} {}: this path takes {}", req.method, req.target, allow)
+                                  .set_reason(kMethodNotAllowed));
+  r.headers["allow"] = std::string(allow);
+  return r;
+}
+
+// The run's logs, each step's after a "==> step <==" line; with `follow`, until the run is final.
+http::Response StreamLogs(ci::Server& ci, int64_t id, bool follow) {
+  http::Response resp;
+  resp.headers["content-type"] = "text/plain; charset=utf-8";
+  resp.stream = [&ci, id, follow](http::StreamWriter& w) {
+    std::map<std::string, int64_t> next;  // step → next seq
+    std::string current;
+    for (;;) {
+      auto r = ci.GetRun(id);
+      if (!r.ok()) return;
+      bool final = store::IsFinal(r->state) || r->state == RunState::kInterrupted;
+      bool wrote = false;
+      for (const auto& s : r->steps) {
+        for (;;) {
+          auto chunks = ci.ReadLog(id, s.name, next[s.name], 256);
+          if (!chunks.ok() || chunks->empty()) break;
+          for (const auto& c : *chunks) {
+            if (current != s.name) {
+              if (!w.Write(fmt::format("==> {} <==\n", s.name))) return;
+              current = s.name;
+            }
+            if (!w.Write(c.data)) return;
+            next[s.name] = c.seq + 1;
+            wrote = true;
+          }
+        }
+      }
+      if (!follow || (final && !wrote)) return;
+      if (!w.Alive()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  };
+  return resp;
+}
+
+// /api/runs and /api/runs/... once authenticated.
+http::Response Runs(ci::Server& ci, const http::Request& req) {
+  std::string_view path = req.target;
+  if (path == "/api/runs" || path == "/api/runs/") {
+    if (req.method != "GET") return MethodNotAllowed(req, "GET");
+    auto runs = ci.ListRuns(100);
+    if (!runs.ok()) return ApiError(runs.status());
+    Value list = Value::Seq();
+    for (const auto& r : *runs) list.Append(RunJson(r));
+    return http::Response::Json(200, value::ToJson(list) + "\n");
+  }
+  path.remove_prefix(std::string_view("/api/runs/").size());
+  std::string_view id_text = path.substr(0, path.find('/'));
+  std::string_view rest = path.substr(id_text.size());
+  int64_t id = 0;
+  auto [p, err] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+  if (err != std::errc() || p != id_text.data() + id_text.size()) return ApiError(NotFoundError("no run {:?}", id_text));
+  if (rest == "/approve" || rest == "/cancel") {
+    if (req.method != "POST") return MethodNotAllowed(req, "POST");
+    if (rest == "/approve") {
+      // The API token is the only identity a request proves (one token per server).
+      if (Status s = ci.Approve(id, "api-token"); !s.ok()) return ApiError(s);
+      return http::Response::Text(200, "approved: queued\n");
+    }
+    auto cancelled = ci.Cancel(id);
+    if (!cancelled.ok()) return ApiError(cancelled.status());
+    switch (*cancelled) {
+      case ci::Cancelled::kStopping: return http::Response::Text(202, "cancelling\n");
+      case ci::Cancelled::kStoppingRelease: return http::Response::Text(202, "cancelling the release\n");
+      case ci::Cancelled::kBeforeItRan: return http::Response::Text(200, "cancelled\n");
+    }
+  }
+  if (!rest.empty() && rest != "/logs") return ApiError(NotFoundError("no such resource {}", req.target));
+  if (req.method != "GET") return MethodNotAllowed(req, "GET");
+  auto run = ci.GetRun(id);
+  if (!run.ok()) return ApiError(run.status());
+  if (rest.empty()) return http::Response::Json(200, value::ToJson(RunJson(*run)) + "\n");
+  return StreamLogs(ci, id, req.query.find("follow=1") != std::string::npos);
+}
+
+Result<http::Response> Intake(ci::Server& ci, const webhook::Event& event) {
+  GANTRY_ASSIGN_OR_RETURN(ci::Accepted a, ci.Accept(event));
+  switch (a.outcome) {
+    case ci::Accepted::Outcome::kQueued:
+      return http::Response::Json(201, fmt::format("{{\"run\":{},\"state\":\"{}\"}}\n", a.run, store::Name(a.state)));
+    case ci::Accepted::Outcome::kDuplicate: return http::Response::Text(200, a.note + "\n");
+    case ci::Accepted::Outcome::kIgnored: return http::Response::Text(202, "ignored: " + a.note + "\n");
+  }
+  return InternalError("ci: unknown outcome of a webhook");
+}
+
+}  // namespace
+
+Status ServeCi(Front& front, ci::Server& ci, CiFrontOptions options) {
+  if (options.api_token.empty()) {
+    return InvalidArgumentError("an API token is required: the REST API (runs, logs, cancel, approve) never answers without one");
+  }
+  if (options.webhook.secret.empty()) {
+    return InvalidArgumentError("a webhook secret is required (--webhook-secret-env): Gantry never accepts unsigned webhooks");
+  }
+  GANTRY_RETURN_IF_ERROR(front.AddWebhook("/webhook", std::move(options.webhook),
+                                          [&ci](const webhook::Event& e, const http::Request&) { return Intake(ci, e); }));
+  auto api = [&ci, token = std::move(options.api_token)](const http::Request& req) {
+    if (Status s = CheckBearer(req, token); !s.ok()) return ApiError(s);
+    return Runs(ci, req);
+  };
+  front.Handle("GET", "/api/runs", api);
+  front.Handle("GET", "/api/runs/", api);
+  front.Handle("POST", "/api/runs/", api);
+  return OkStatus();
+}
+
+}  // namespace gantry::server

@@ -1,0 +1,172 @@
+#include "server/front.h"
+
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+
+#include "base/log.h"
+#include "base/path.h"
+#include "value/value.h"
+
+namespace gantry::server {
+namespace fs = std::filesystem;
+
+int HttpStatus(const Status& s) {
+  switch (s.code()) {
+    case Code::kOk: return 200;
+    case Code::kInvalidArgument:
+    case Code::kOutOfRange: return 400;
+    case Code::kUnauthenticated: return 401;
+    case Code::kPermissionDenied: return 403;
+    case Code::kNotFound: return 404;
+    case Code::kAlreadyExists:
+    case Code::kAborted:
+    case Code::kFailedPrecondition: return 409;
+    case Code::kResourceExhausted: return s.reason() == webhook::kBodyTooLarge ? 413 : 429;
+    case Code::kUnimplemented: return s.reason() == kMethodNotAllowed ? 405 : 501;
+    case Code::kUnavailable: return 503;
+    case Code::kDeadlineExceeded: return 504;
+    default: return 500;
+  }
+}
+
+http::Response ApiError(const Status& s) {
+  value::Value error = value::Value::Map();
+  error.Set("code", std::string(CodeName(s.code())));
+  error.Set("reason", s.reason());
+  error.Set("message", s.message());
+  value::Value body = value::Value::Map();
+  body.Set("error", error);
+  http::Response r = http::Response::Json(HttpStatus(s), value::ToJson(body) + "\n");
+  if (s.code() == Code::kUnauthenticated) r.headers["www-authenticate"] = "Bearer realm=\"gantry\"";
+  return r;
+}
+
+http::Response TextError(const Status& s) { return http::Response::Text(HttpStatus(s), s.message() + "\n"); }
+
+Status ParseApiError(int http_status, std::string_view body) {
+  if (http_status >= 200 && http_status < 300) return OkStatus();
+  if (auto doc = value::ParseJson(body); doc.ok()) {
+    const value::Value* error = doc->Get("error");
+    const value::Value* code = error != nullptr ? error->Get("code") : nullptr;
+    if (code != nullptr && code->IsString()) {
+      for (int c = static_cast<int>(Code::kCancelled); c <= static_cast<int>(Code::kUnauthenticated); ++c) {
+        if (CodeName(static_cast<Code>(c)) != code->AsString()) continue;
+        const value::Value* message = error->Get("message");
+        const value::Value* reason = error->Get("reason");
+        Status s(static_cast<Code>(c), message != nullptr && message->IsString() ? std::string(message->AsString()) : "");
+        if (reason != nullptr && reason->IsString()) s.set_reason(reason->AsString());
+        return s;
+      }
+    }
+  }
+  // Not the API's error body: the inverse of HttpStatus() on the status alone.
+  Code code = Code::kUnknown;
+  switch (http_status) {
+    case 400: code = Code::kInvalidArgument; break;
+    case 401: code = Code::kUnauthenticated; break;
+    case 403: code = Code::kPermissionDenied; break;
+    case 404: code = Code::kNotFound; break;
+    case 405: code = Code::kUnimplemented; break;
+    case 409: code = Code::kFailedPrecondition; break;
+    case 413:
+    case 429: code = Code::kResourceExhausted; break;
+    case 501: code = Code::kUnimplemented; break;
+    case 502:
+    case 503: code = Code::kUnavailable; break;
+    case 504: code = Code::kDeadlineExceeded; break;
+    default: code = http_status >= 500 ? Code::kInternal : Code::kUnknown;
+  }
+  std::string_view line = body.substr(0, body.find('\n'));
+  if (line.size() > 200) line = line.substr(0, 200);
+  Status s(code, line.empty() ? fmt::format("HTTP {}", http_status) : std::string(line));
+  if (http_status == 405) s.set_reason(kMethodNotAllowed);
+  return s;
+}
+
+Status CheckBearer(const http::Request& request, std::string_view token) {
+  std::string_view auth = request.Header("authorization");
+  const std::string want = "Bearer " + std::string(token);
+  // Constant time in the token's length: a mismatch position must not show in the timing.
+  bool ok = !token.empty() && auth.size() == want.size();
+  unsigned char diff = 0;
+  for (size_t i = 0; ok && i < want.size(); ++i) diff |= static_cast<unsigned char>(auth[i] ^ want[i]);
+  if (ok && diff == 0) return OkStatus();
+  return UnauthenticatedError("a bearer token is required (gantry: set GANTRY_TOKEN)");
+}
+
+Result<std::string> LoadOrCreateApiToken(const fs::path& data_dir) {
+  GANTRY_RETURN_IF_ERROR(MakePrivateDir(data_dir));
+  const fs::path file = data_dir / "api-token";
+  struct stat st;
+  if (::stat(file.c_str(), &st) == 0) {
+    if ((st.st_mode & 077) != 0) {
+      return PermissionDeniedError("{} is readable by others (mode {:o}); chmod 600 it", file.string(), st.st_mode & 0777);
+    }
+    GANTRY_ASSIGN_OR_RETURN(std::string text, ReadFile(file, 4096));
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+    if (text.size() < 16) return FailedPreconditionError("{}: the token is shorter than 16 characters", file.string());
+    return text;
+  }
+  unsigned char bytes[32];
+  if (::getrandom(bytes, sizeof bytes, 0) != static_cast<ssize_t>(sizeof bytes)) return ErrnoError(errno, "getrandom");
+  std::string token;
+  for (unsigned char b : bytes) token += fmt::format("{:02x}", b);
+  GANTRY_RETURN_IF_ERROR(WriteFileAtomic(file, token + "\n", 0600));
+  return token;
+}
+
+Front::Front(std::string name, http::Options options) : name_(std::move(name)), http_(std::move(options)) {}
+
+Front::~Front() { Stop(); }
+
+void Front::Handle(std::string method, std::string path, http::Handler handler) {
+  http_.Handle(std::move(method), std::move(path), std::move(handler));
+}
+
+void Front::AddHealth(std::string path, std::function<Status()> check) {
+  http_.Handle("GET", std::move(path), [check = std::move(check)](const http::Request&) {
+    if (check) {
+      if (Status s = check(); !s.ok()) return TextError(s);
+    }
+    return http::Response::Text(200, "ok\n");
+  });
+}
+
+void Front::AddMetrics(const http::Registry& registry, std::string path, std::function<void()> before) {
+  http_.Handle("GET", std::move(path), [&registry, before = std::move(before)](const http::Request&) {
+    if (before) before();
+    http::Response r;
+    r.headers["content-type"] = std::string(http::Registry::kContentType);
+    r.body = registry.Render();
+    return r;
+  });
+}
+
+Status Front::AddWebhook(std::string path, webhook::Config config, WebhookFn fn) {
+  if (config.secret.empty()) {
+    return InvalidArgumentError("{}: a webhook secret is required for {}: Gantry never accepts unsigned webhooks", name_,
+                                path);
+  }
+  http_.Handle("POST", std::move(path), [this, config = std::move(config), fn = std::move(fn)](const http::Request& req) {
+    auto event = webhook::Verify(req.headers, req.body, config);
+    if (!event.ok() && event.status().code() == Code::kUnimplemented) {
+      return http::Response::Text(202, "ignored: " + event.status().message() + "\n");
+    }
+    if (event.ok() && event->kind == webhook::Kind::kPing) return http::Response::Text(200, "pong\n");
+    Result<http::Response> answer = event.ok() ? fn(*event, req) : Result<http::Response>(event.status());
+    if (answer.ok()) return *std::move(answer);
+    log::Warn("{}: webhook from {} refused: {}", name_, req.remote_addr, answer.status().message());
+    return TextError(answer.status());
+  });
+  return OkStatus();
+}
+
+Status Front::Start() { return http_.Start(); }
+
+uint16_t Front::port() const { return http_.port(); }
+
+void Front::Stop() { http_.Stop(); }
+
+}  // namespace gantry::server
