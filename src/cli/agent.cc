@@ -22,11 +22,6 @@ void OnSignal(int) {
   if (g_running) g_running->Stop();
 }
 
-std::string StringAt(const value::Value& v, std::initializer_list<value::Value::PathElem> path) {
-  const value::Value* f = v.Find(path);
-  return f && f->IsString() ? std::string(f->AsString()) : "";
-}
-
 }  // namespace
 
 void AddInstallCommand(CLI::App& app, int& exit_code) {
@@ -245,12 +240,12 @@ void AddAppCommand(CLI::App& app, int& exit_code) {
       std::string message;
       if (const value::Value* conds = a.Find({"status", "conditions"}); conds && conds->IsSeq()) {
         for (const auto& c : conds->items()) {
-          if (StringAt(c, {"status"}) == "True" && StringAt(c, {"type"}) != "Ready") message = StringAt(c, {"message"});
+          if (value::StringAt(&c, {"status"}) == "True" && value::StringAt(&c, {"type"}) != "Ready") message = value::StringAt(&c, {"message"});
         }
       }
-      fmt::print("{:<24} {:<10} {:<12} {:<14} {}\n", StringAt(a, {"metadata", "name"}),
-                 StringAt(a, {"status", "sync", "status"}), StringAt(a, {"status", "health", "status"}),
-                 StringAt(a, {"status", "sync", "revision"}).substr(0, 12), message);
+      fmt::print("{:<24} {:<10} {:<12} {:<14} {}\n", value::StringAt(&a, {"metadata", "name"}),
+                 value::StringAt(&a, {"status", "sync", "status"}), value::StringAt(&a, {"status", "health", "status"}),
+                 value::StringAt(&a, {"status", "sync", "revision"}).substr(0, 12), message);
     }
     exit_code = 0;
   });

@@ -19,11 +19,6 @@ std::string HealthOf(store::TargetState s) {
   return "Unknown";
 }
 
-std::string StringAt(const value::Value& v, std::initializer_list<value::Value::PathElem> path) {
-  const value::Value* f = v.Find(path);
-  return f != nullptr && f->IsString() ? std::string(f->AsString()) : std::string();
-}
-
 }  // namespace
 
 std::vector<StatusRow> PushRows(std::string_view app, const std::vector<store::TargetStatus>& targets) {
@@ -54,13 +49,13 @@ std::vector<StatusRow> PullRows(const Cluster& cluster, const std::vector<value:
   std::vector<StatusRow> rows;
   for (const auto& a : applications) {
     StatusRow r;
-    r.app = StringAt(a, {"metadata", "name"});
+    r.app = value::StringAt(&a, {"metadata", "name"});
     r.env = cluster.environment;
     r.cluster = cluster.name;
     r.mode = "pull";
-    r.revision = StringAt(a, {"status", "sync", "revision"});
-    r.state = StringAt(a, {"status", "sync", "status"});
-    r.health = StringAt(a, {"status", "health", "status"});
+    r.revision = value::StringAt(&a, {"status", "sync", "revision"});
+    r.state = value::StringAt(&a, {"status", "sync", "status"});
+    r.health = value::StringAt(&a, {"status", "health", "status"});
     if (r.health.empty()) r.health = "Unknown";
     auto it = releases_by_app.find(r.app);
     if (it != releases_by_app.end()) {
