@@ -9,6 +9,7 @@
 
 #include "agent/agent.h"
 #include "base/clock.h"
+#include "base/duration.h"
 #include "base/log.h"
 #include "cli/cluster.h"
 #include "cli/commands.h"
@@ -104,13 +105,17 @@ void AddAgentCommand(CLI::App& app, int& exit_code) {
                 "as in most Pods); logged, and exported as gantry_agent_render_sandbox 0");
   cmd->callback([f, &exit_code] {
     agent::AgentOptions o = f->options;
-    std::chrono::milliseconds lease{15000};
-    if (!ParseDuration(f->interval, &o.interval) || !ParseDuration(f->lease_duration, &lease)) {
-      fmt::print(stderr, "error: --interval and --lease-duration take durations such as 30s or 5m\n");
-      exit_code = 2;
-      return;
+    auto interval = ParseDuration(f->interval);
+    auto lease = ParseDuration(f->lease_duration);
+    for (const auto& [flag, d] : {std::pair{"--interval", &interval}, std::pair{"--lease-duration", &lease}}) {
+      if (!d->ok()) {
+        fmt::print(stderr, "error: {}: {}\n", flag, d->status().message());
+        exit_code = 2;
+        return;
+      }
     }
-    o.lease_duration = std::chrono::duration_cast<std::chrono::seconds>(lease);
+    o.interval = *interval;
+    o.lease_duration = std::chrono::duration_cast<std::chrono::seconds>(*lease);
     if (f->no_leader_election) o.lease_name.clear();
     // Secrets come from the environment, never from flags (they would show in ps).
     if (!o.webhook_secret.empty()) {

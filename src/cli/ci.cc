@@ -27,6 +27,7 @@
 #include <CLI/CLI.hpp>
 #include <curl/curl.h>
 
+#include "base/duration.h"
 #include "base/log.h"
 #include "base/path.h"
 #include "ci/executor.h"
@@ -478,8 +479,8 @@ Result<std::unique_ptr<ReleaseSetup>> SetUpRelease(const ServerFlags& f, store::
   if (const char* k = std::getenv("GANTRY_KUSTOMIZE"); k != nullptr && *k != '\0') s.render.kustomize_binary = k;
   if (const char* h = std::getenv("GANTRY_HELM"); h != nullptr && *h != '\0') s.render.helm_binary = h;
   s.path_template = f.path_template;
-  auto timeout = ci::ParseDuration(f.health_timeout);
-  if (!timeout) return InvalidArgumentError("--health-timeout {:?}: expected a duration such as 5m", f.health_timeout);
+  auto timeout = ParseDuration(f.health_timeout);
+  if (!timeout.ok()) return InvalidArgumentError("--health-timeout {:?}: expected a duration such as 5m", f.health_timeout);
   s.health_timeout = *timeout;
   return setup;
 }
@@ -501,8 +502,8 @@ int RunServer(const ServerFlags& f) {
   so.protected_branches = f.protected_branches;
   for (auto [flag, text, into] : {std::tuple{"--trusted-timeout", &f.trusted_timeout, &so.trusted_step_timeout},
                                   std::tuple{"--untrusted-timeout", &f.untrusted_timeout, &so.untrusted_step_timeout}}) {
-    auto d = ci::ParseDuration(*text);
-    if (!d) {
+    auto d = ParseDuration(*text);
+    if (!d.ok()) {
       fmt::print(stderr, "error: {} {:?}: expected a duration such as 30m (0 = no cap)\n", flag, *text);
       return 2;
     }
@@ -520,8 +521,8 @@ int RunServer(const ServerFlags& f) {
     *into = *n;
   }
   so.git.allow_file = f.allow_file;
-  auto poll = ci::ParseDuration(f.poll);
-  if (!poll) {
+  auto poll = ParseDuration(f.poll);
+  if (!poll.ok()) {
     fmt::print(stderr, "error: --poll {:?}: expected a duration such as 60s\n", f.poll);
     return 2;
   }

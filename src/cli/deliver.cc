@@ -28,6 +28,7 @@
 #include <CLI/CLI.hpp>
 
 #include "base/clock.h"
+#include "base/duration.h"
 #include "base/path.h"
 #include "cli/commands.h"
 #include "deliver/deliver.h"
@@ -258,7 +259,7 @@ void AddEnvCommands(CLI::App& app, int& exit_code) {
     e.gates.approval = a->approval;
     e.gates.healthy = !a->no_health;
     if (!a->soak.empty()) {
-      auto d = deliver::ParseDuration(a->soak);
+      auto d = ParseDuration(a->soak);
       if (!d.ok()) {
         exit_code = Fail(d.status().WithContext("--soak"), 2);
         return;
@@ -428,7 +429,7 @@ void AddDeployCommands(CLI::App& app, int& exit_code) {
       exit_code = Fail(InvalidArgumentError("--revision is required (or --resume)"), 2);
       return;
     }
-    auto timeout = deliver::ParseDuration(f->timeout);
+    auto timeout = ParseDuration(f->timeout);
     if (!timeout.ok()) {
       exit_code = Fail(timeout.status().WithContext("--timeout"), 2);
       return;
@@ -495,7 +496,7 @@ void AddDeployCommands(CLI::App& app, int& exit_code) {
   rb->add_option("--timeout", r->timeout, "Health wait per cluster (default 5m)");
   rb->add_flag("--prune", r->options.prune, "Delete objects the newer release added");
   rb->callback([r, &exit_code] {
-    auto timeout = deliver::ParseDuration(r->timeout);
+    auto timeout = ParseDuration(r->timeout);
     if (!timeout.ok()) {
       exit_code = Fail(timeout.status().WithContext("--timeout"), 2);
       return;

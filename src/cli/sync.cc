@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "base/duration.h"
 #include "cli/commands.h"
 #include "cli/cluster.h"
 #include "cli/source.h"
@@ -70,11 +71,13 @@ std::optional<Prepared> Prepare(const SyncFlags& f, int& exit_code) {
   p.options.create_namespace = f.create_namespace;
   p.options.apply_out_of_sync_only = !f.apply_all;
   p.options.parallelism = f.parallelism;
-  if (!ParseDuration(f.timeout, &p.options.timeout)) {
-    fmt::print(stderr, "error: --timeout {:?}: expected a duration such as 90s, 5m or 1h\n", f.timeout);
+  auto timeout = ParseDuration(f.timeout);
+  if (!timeout.ok()) {
+    fmt::print(stderr, "error: --timeout: {}\n", timeout.status().message());
     exit_code = 2;
     return std::nullopt;
   }
+  p.options.timeout = *timeout;
   return p;
 }
 

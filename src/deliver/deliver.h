@@ -114,9 +114,6 @@ value::Value ToObject(const Environment& env);
 // placeholder or an unterminated brace.
 Result<std::string> ExpandPathTemplate(std::string_view tmpl, std::string_view app, std::string_view env);
 
-// "10m", "90s", "1h", "250ms" or plain seconds. InvalidArgument for anything else.
-Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
-
 // ---------------------------------------------------------------------------------------------
 // Clusters
 
