@@ -60,12 +60,6 @@ void OnSignal(int) {
 
 std::string Secs(std::chrono::milliseconds d) { return fmt::format("{:.2f}s", static_cast<double>(d.count()) / 1000.0); }
 
-std::string Pad(std::string_view s, size_t w) {
-  std::string out(s);
-  if (out.size() < w) out.append(w - out.size(), ' ');
-  return out;
-}
-
 // Where steps run: --executor process (bubblewrap, or the host with --no-sandbox) or kube (a Pod
 // per step in --namespace of the cluster of --kubeconfig/--context).
 // A host uid no account uses, for the steps of a server run as root (docs/security.md).

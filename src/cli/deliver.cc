@@ -31,6 +31,7 @@
 #include "base/duration.h"
 #include "base/path.h"
 #include "cli/commands.h"
+#include "cli/terminal.h"
 #include "deliver/deliver.h"
 #include "git/git.h"
 #include "store/store.h"
@@ -77,12 +78,6 @@ Result<std::unique_ptr<store::Store>> OpenStore(const StateFlags& f) {
 int Fail(const Status& s, int code = 3) {
   fmt::print(stderr, "error: {}\n", s.message());
   return code;
-}
-
-std::string Pad(std::string_view s, size_t w) {
-  std::string out(s);
-  if (out.size() < w) out.append(w - out.size(), ' ');
-  return out;
 }
 
 // Prints rows as an aligned table (the first row is the header).

@@ -12,6 +12,7 @@
 #include "cli/commands.h"
 #include "cli/cluster.h"
 #include "cli/source.h"
+#include "cli/terminal.h"
 #include "kube/kube.h"
 #include "render/render.h"
 #include "sync/sync.h"
@@ -79,12 +80,6 @@ std::optional<Prepared> Prepare(const SyncFlags& f, int& exit_code) {
   }
   p.options.timeout = *timeout;
   return p;
-}
-
-std::string Pad(std::string_view s, size_t w) {
-  std::string out(s);
-  if (out.size() < w) out.append(w - out.size(), ' ');
-  return out;
 }
 
 void PrintTable(const sync::State& state) {
