@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "cli/cluster.h"
 #include "cli/commands.h"
+#include "cli/source.h"
 
 namespace gantry::cli {
 namespace {
@@ -133,10 +134,7 @@ void AddAgentCommand(CLI::App& app, int& exit_code) {
       creds.emplace_back(v);
     }
     o.git_credentials = creds;
-    if (o.cache_dir.empty()) {
-      const char* home = std::getenv("HOME");
-      o.cache_dir = std::string(home ? home : "/tmp") + "/.cache/gantry";
-    }
+    o.cache_dir = CacheDir(o.cache_dir).string();
     kube::RestConfig config;
     auto client = Connect(f->cluster, &config);
     if (!client.ok()) {

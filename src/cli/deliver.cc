@@ -31,6 +31,7 @@
 #include "base/duration.h"
 #include "base/path.h"
 #include "cli/commands.h"
+#include "cli/source.h"
 #include "cli/terminal.h"
 #include "deliver/deliver.h"
 #include "git/git.h"
@@ -349,27 +350,16 @@ Result<deliver::RenderFn> MakeRender(const SourceOpts& s, const std::string& rev
   if (!s.dir.empty()) {
     // A directory has one revision: the one named on the command line.
     auto dir_render = deliver::DirRenderFn(fs::absolute(s.dir));
-    return deliver::RenderFn([dir_render, revision](std::string_view rev, const std::string& path) -> Result<deliver::Rendered> {
+    return deliver::RenderFn([dir_render, revision](std::string_view rev, const std::string& path) -> Result<render::Rendered> {
       if (!revision.empty() && rev != revision)
         return FailedPreconditionError("--dir holds revision {}, not {}: rendering another revision needs --repo", revision, rev);
       return dir_render(rev, path);
     });
   }
-  std::string cache = s.cache_dir;
-  if (cache.empty()) {
-    const char* home = std::getenv("HOME");
-    cache = std::string(home ? home : "/tmp") + "/.cache/gantry";
-  }
-  static git::Mirrors* mirrors = new git::Mirrors(fs::path(cache) / "git");
-  git::OpenOptions oo{.allow_file = s.allow_file_repo};
-  if (const char* password = std::getenv("GANTRY_GIT_PASSWORD"); password && *password) {
-    std::string host = s.repo;
-    if (size_t scheme = host.find("://"); scheme != std::string::npos) host = host.substr(scheme + 3);
-    host = host.substr(0, host.find('/'));
-    oo.credentials = git::Credentials{.host = host, .username = s.git_username, .password = password};
-  }
-  GANTRY_ASSIGN_OR_RETURN(auto repo, mirrors->Open(s.repo, oo));
-  return deliver::GitRenderFn(repo);
+  auto sources = std::make_shared<render::GitSources>(
+      GitSourcesOptionsFor(s.cache_dir, s.repo, s.git_username, s.allow_file_repo));
+  GANTRY_RETURN_IF_ERROR(sources->Open(s.repo).status());  // a refused URL fails before any work
+  return deliver::GitRenderFn(std::move(sources), s.repo);
 }
 
 std::atomic<deliver::Deployment*> g_running{nullptr};

@@ -45,6 +45,7 @@
 
 #include "base/status.h"
 #include "kube/kube.h"
+#include "render/git_sources.h"
 #include "render/render.h"
 #include "store/store.h"
 #include "value/value.h"
@@ -137,18 +138,17 @@ Result<std::string> FlattenKubeconfig(const Cluster& cluster);
 // ---------------------------------------------------------------------------------------------
 // Deploying
 
-// The manifests of an application path at a revision. `revision` is what the user asked for (or
+// The objects of an application path at a revision. `revision` is what the user asked for (or
 // the commit recorded in the release); the result names the commit it resolved to.
-struct Rendered {
-  std::string commit;
-  std::vector<value::Value> objects;
-};
-using RenderFn = std::function<Result<Rendered>(std::string_view revision, const std::string& path)>;
+using RenderFn = std::function<Result<render::Rendered>(std::string_view revision, const std::string& path)>;
 
 // A RenderFn over a local directory (the revision is recorded, not checked out: rollback to
-// another revision needs a Git source), and one over a Git repository (fetched once per call of
-// the returned function's first use, then resolved per revision).
+// another revision needs a Git source).
 RenderFn DirRenderFn(std::filesystem::path dir, render::Options options = {});
+// A RenderFn over `url` in `sources`: its first use fetches (as does the next one after a failed
+// fetch), then each revision is resolved in the mirror.
+RenderFn GitRenderFn(std::shared_ptr<render::GitSources> sources, std::string url, render::Options options = {});
+// The same over a repository the caller opened (fetched on the first use).
 RenderFn GitRenderFn(std::shared_ptr<git::Repository> repo, render::Options options = {});
 
 using ConnectFn = std::function<Result<std::unique_ptr<kube::Client>>(const Cluster&)>;
