@@ -13,7 +13,7 @@
 #include "base/log.h"
 #include "cli/cluster.h"
 #include "cli/commands.h"
-#include "cli/source.h"
+#include "cli/state.h"
 
 namespace gantry::cli {
 namespace {

@@ -6,7 +6,7 @@
 //       runs DIR/.gantry/pipeline.yaml on DIR (a copy-free local run: DIR is the workspace), with
 //       a live progress line per step and a final table; exit 0 when every step succeeded, 1 when
 //       one failed, 2 for usage errors, 3 for a bad pipeline file or environment.
-//   gantry server --listen :8080 --store URL --webhook-secret-env VAR --repo URL... [--data-dir D]
+//   gantry server --listen :8080 [--store URL] --webhook-secret-env VAR --repo URL... [--data-dir D]
 //       the CI server (webhooks, polling, queue, workers, REST API); see ci/server.h. It takes the
 //       same --executor flags as `ci run`.
 //   gantry runs --server URL            lists runs
@@ -39,6 +39,7 @@
 #include "oci/registry.h"
 #include "server/release.h"
 #include "cli/commands.h"
+#include "cli/state.h"
 #include "cli/terminal.h"
 #include "http/http.h"
 #include "kube/kube.h"
@@ -383,7 +384,7 @@ int ShowLogs(const ServerClient& client, int64_t run, bool follow) {
 struct ServerFlags {
   std::string listen = "127.0.0.1:8080";
   std::string tls_cert, tls_key;  // PEM files: serve HTTPS
-  std::string store = "sqlite:gantry.db";
+  std::string store;  // "": sqlite in the state directory (cli/state.h), as every command
   std::string webhook_secret_env;
   std::string provider = "auto";
   std::vector<std::string> repos;
@@ -576,9 +577,10 @@ int RunServer(const ServerFlags& f) {
     }
     so.secrets = std::move(*s);
   }
-  auto st = store::Open(f.store);
+  auto store_url = StoreUrl(f.store, "");
+  auto st = store_url.ok() ? store::Open(*store_url) : Result<std::unique_ptr<store::Store>>(store_url.status());
   if (!st.ok()) {
-    fmt::print(stderr, "error: store {}: {}\n", store::RedactUrl(f.store), st.status().message());
+    fmt::print(stderr, "error: store {}: {}\n", store::RedactUrl(store_url.value_or(f.store)), st.status().message());
     return 3;
   }
   auto executor = MakeExecutor(f.executor);
@@ -653,7 +655,9 @@ void AddServerCommand(CLI::App& app, int& exit_code) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--tls-key", f->tls_key, "PEM private key of --tls-cert (unencrypted, mode 0600)")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--store", f->store, "sqlite:///path/gantry.db or postgresql://...");
+  cmd->add_option("--store", f->store,
+                  "sqlite:///path/gantry.db or postgresql://... (default: gantry.db in the state directory, "
+                  "$GANTRY_HOME or ~/.config/gantry, as the CLI's --db)");
   cmd->add_option("--webhook-secret-env", f->webhook_secret_env, "Variable holding the webhook secret")->required();
   cmd->add_option("--api-token-env", f->api_token_env,
                   "Variable holding the bearer token the REST API requires (clients: GANTRY_TOKEN); default: "

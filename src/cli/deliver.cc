@@ -32,6 +32,7 @@
 #include "base/path.h"
 #include "cli/commands.h"
 #include "cli/source.h"
+#include "cli/state.h"
 #include "cli/terminal.h"
 #include "deliver/deliver.h"
 #include "git/git.h"
@@ -55,11 +56,7 @@ void AddStateFlags(CLI::App* cmd, StateFlags& f) {
   cmd->add_option("--db", f.db, "Ledger URL (default sqlite STATE_DIR/gantry.db; postgresql://... to share)")->envname("GANTRY_DB");
 }
 
-fs::path StateDir(const StateFlags& f) {
-  if (!f.state_dir.empty()) return f.state_dir;
-  const char* home = std::getenv("HOME");
-  return fs::path(home ? home : "/tmp") / ".config" / "gantry";
-}
+fs::path StateDir(const StateFlags& f) { return cli::StateDir(f.state_dir); }
 
 Result<deliver::Config> LoadState(const StateFlags& f) {
   if (!f.config_dir.empty()) return deliver::LoadConfig(f.config_dir);
@@ -67,13 +64,8 @@ Result<deliver::Config> LoadState(const StateFlags& f) {
 }
 
 Result<std::unique_ptr<store::Store>> OpenStore(const StateFlags& f) {
-  if (!f.db.empty()) return store::Open(f.db);
-  fs::path dir = StateDir(f);
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return ErrnoError(ec.value(), "create " + dir.string());
-  ::chmod(dir.c_str(), 0700);
-  return store::Open("sqlite://" + fs::absolute(dir / "gantry.db").string());
+  GANTRY_ASSIGN_OR_RETURN(std::string url, StoreUrl(f.db, f.state_dir));
+  return store::Open(url);
 }
 
 int Fail(const Status& s, int code = 3) {

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/state.h"
 #include "git/git.h"
 
 namespace gantry::cli {
@@ -69,12 +70,6 @@ Result<Loaded> LoadSource(const SourceFlags& f) {
   out.manifests = std::move(r.manifests);
   out.revision = r.commit;
   return out;
-}
-
-std::filesystem::path CacheDir(const std::string& flag) {
-  if (!flag.empty()) return flag;
-  const char* home = std::getenv("HOME");
-  return std::filesystem::path(home ? home : "/tmp") / ".cache" / "gantry";
 }
 
 render::GitSourcesOptions GitSourcesOptionsFor(const std::string& cache_dir, const std::string& repo,

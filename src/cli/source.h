@@ -3,7 +3,6 @@
 // them: a local directory (PATH) or a Git repository (--repo URL --revision REV --path P), rendered
 // as plain YAML, Kustomize or Helm.
 
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,11 +47,7 @@ struct Loaded {
 // Renders the source the flags describe. Errors name the source.
 Result<Loaded> LoadSource(const SourceFlags& flags);
 
-// Where Git mirrors and other caches go: `flag` (--cache-dir, which also reads $GANTRY_CACHE) when
-// given, else ~/.cache/gantry.
-std::filesystem::path CacheDir(const std::string& flag);
-
-// The Git access of a command's --repo: mirrors under CacheDir(cache_dir)/git and, when
+// The Git access of a command's --repo: mirrors under CacheDir(cache_dir)/git (cli/state.h) and, when
 // GANTRY_GIT_PASSWORD is set, that password or token with `username`, sent only to `repo`'s host.
 render::GitSourcesOptions GitSourcesOptionsFor(const std::string& cache_dir, const std::string& repo,
                                                const std::string& username, bool allow_file);
