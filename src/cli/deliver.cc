@@ -524,28 +524,13 @@ void AddLedgerCommands(CLI::App& app, int& exit_code) {
       exit_code = Fail(store.status());
       return;
     }
-    if (a->release == 0) {
-      auto rels = (*store)->ListReleases(a->app, 1);
-      if (!rels.ok() || rels->empty()) {
-        exit_code = Fail(rels.ok() ? NotFoundError("{} has no releases", a->app) : rels.status());
-        return;
-      }
-      a->release = (*rels)[0].id;
-    }
-    auto rel = (*store)->GetRelease(a->release);
-    if (!rel.ok() || rel->app != a->app) {
-      exit_code = Fail(rel.ok() ? InvalidArgumentError("release {} is of {}, not {}", a->release, rel->app, a->app) : rel.status());
-      return;
-    }
     const char* user = std::getenv("USER");
-    std::string by = user && *user ? user : "cli";
-    Status s = (*store)->Approve(a->release, a->env, by);
-    if (s.ok()) s = (*store)->Audit({.actor = by, .action = "approve", .object = fmt::format("app/{} env/{} release/{}", a->app, a->env, a->release)}).status();
-    if (!s.ok()) {
-      exit_code = Fail(s);
+    auto approved = deliver::Approve(**store, a->app, a->env, a->release, user && *user ? user : "cli");
+    if (!approved.ok()) {
+      exit_code = Fail(approved.status());
       return;
     }
-    fmt::print("release {} of {} approved for {}; continue with: gantry deploy {} --resume\n", a->release, a->app, a->env, a->app);
+    fmt::print("release {} of {} approved for {}; continue with: gantry deploy {} --resume\n", *approved, a->app, a->env, a->app);
     exit_code = 0;
   });
 
@@ -564,68 +549,28 @@ void AddLedgerCommands(CLI::App& app, int& exit_code) {
       exit_code = Fail(store.status());
       return;
     }
-    // Applications: the one asked for, else every app with releases (found through the audit log
-    // of deploys) — the ledger has no list of apps, so the deploy audit entries name them.
-    std::set<std::string> apps;
-    if (!st->app.empty()) {
-      apps.insert(st->app);
-    } else if (auto audit = (*store)->ListAudit(10000); audit.ok()) {
-      for (const auto& e : *audit)
-        if ((e.action == "deploy" || e.action == "release") && e.object.starts_with("app/")) apps.insert(e.object.substr(4, e.object.find(' ') - 4));
-    }
-    std::vector<deliver::StatusRow> rows;
-    std::map<std::string, std::vector<store::Release>> releases;
-    for (const auto& name : apps) {
-      auto targets = (*store)->CurrentByTarget(name);
-      if (!targets.ok()) {
-        exit_code = Fail(targets.status());
-        return;
-      }
-      auto more = deliver::PushRows(name, *targets);
-      rows.insert(rows.end(), more.begin(), more.end());
-      if (auto rels = (*store)->ListReleases(name, 1000); rels.ok()) releases[name] = *rels;
-    }
-    std::vector<std::string> warnings;
-    for (const auto& c : config->clusters) {
-      if (!c.pull) continue;
-      auto client = deliver::Connect(c, {.timeout = std::chrono::seconds(3)});
-      auto list = client.ok() ? (*client)->List("gantry.dev/v1alpha1", "Application", "")
-                              : Result<kube::ObjectList>(client.status());
-      if (!list.ok()) {
-        warnings.push_back(fmt::format("pull cluster {}: {}", c.name, list.status().message()));
-        continue;
-      }
-      std::vector<value::Value> items;
-      for (const auto& item : list->items) {
-        const value::Value* n = item.Find({"metadata", "name"});
-        if (st->app.empty() || (n != nullptr && n->IsString() && n->AsString() == st->app)) items.push_back(item);
-      }
-      for (auto& row : deliver::PullRows(c, items, releases)) rows.push_back(std::move(row));
-    }
-    // Rows in promotion order (the ledger orders environments by name).
-    std::map<std::string, size_t> rank;
-    if (auto order = deliver::PromotionOrder(*config); order.ok())
-      for (size_t i = 0; i < order->size(); ++i) rank[(*order)[i]] = i;
-    std::stable_sort(rows.begin(), rows.end(), [&](const deliver::StatusRow& x, const deliver::StatusRow& y) {
-      auto rx = rank.count(x.env) ? rank[x.env] : rank.size(), ry = rank.count(y.env) ? rank[y.env] : rank.size();
-      return std::tie(x.app, rx) < std::tie(y.app, ry);
+    auto report = deliver::GatherStatus(**store, *config, st->app, [](const deliver::Cluster& c) {
+      return deliver::Connect(c, {.timeout = std::chrono::seconds(3)});
     });
-    auto behind = deliver::BehindByEnv(rows);
+    if (!report.ok()) {
+      exit_code = Fail(report.status());
+      return;
+    }
     std::vector<std::vector<std::string>> table{{"APP", "ENVIRONMENT", "CLUSTER", "MODE", "RELEASE", "REVISION", "HEALTH", "BEHIND", "NOTE"}};
-    for (const auto& r : rows) {
+    for (const auto& r : report->rows) {
       table.push_back({r.app, r.env, r.cluster, r.mode, r.release ? std::to_string(r.release) : "-",
                        r.revision.empty() ? "-" : r.revision.substr(0, 12), r.health,
                        r.behind > 0 ? fmt::format("{} behind", r.behind) : "up to date", r.message});
     }
     Table(table);
     bool any_behind = false;
-    for (const auto& [key, n] : behind) {
+    for (const auto& [key, n] : report->behind) {
       if (n == 0) continue;
       any_behind = true;
       fmt::print("\n{}: environment {} is {} release{} behind the newest", key.first, key.second, n, n == 1 ? "" : "s");
     }
     if (any_behind) fmt::print("\n");
-    for (const auto& w : warnings) fmt::print(stderr, "warning: {}\n", w);
+    for (const auto& w : report->warnings) fmt::print(stderr, "warning: {}\n", w);
     exit_code = 0;
   });
 

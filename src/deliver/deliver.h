@@ -279,4 +279,23 @@ std::vector<StatusRow> PullRows(const Cluster& cluster, const std::vector<value:
 // The most any cluster of an environment is behind, per (app, environment) of `rows`. Pure.
 std::map<std::pair<std::string, std::string>, int64_t> BehindByEnv(const std::vector<StatusRow>& rows);
 
+// What `gantry status` shows.
+struct StatusReport {
+  std::vector<StatusRow> rows;  // by app, then environment in promotion order (unknown ones last)
+  std::map<std::pair<std::string, std::string>, int64_t> behind;  // BehindByEnv(rows)
+  std::vector<std::string> warnings;  // "pull cluster NAME: why", for each that could not be listed
+};
+
+// The status of `app` ("": of every application with a release in the ledger): its push targets
+// from `store`, and the Applications of each pull cluster of `config`, reached through `connect`.
+// A pull cluster that cannot be reached or listed is a warning, not an error. Errors: the store's.
+Result<StatusReport> GatherStatus(store::Store& store, const Config& config, std::string_view app,
+                                  const ConnectFn& connect);
+
+// Approves release `release` of `app` (0: its newest) for `env` in the ledger as `by`, and audits
+// it; returns the release approved. NotFound when `app` has no releases or there is no such
+// release; InvalidArgument when the release is of another application; the store's errors.
+Result<int64_t> Approve(store::Store& store, std::string_view app, std::string_view env, int64_t release,
+                        std::string_view by);
+
 }  // namespace gantry::deliver
