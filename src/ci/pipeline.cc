@@ -5,6 +5,7 @@
 #include <functional>
 #include <set>
 
+#include "base/duration.h"
 #include "value/value.h"
 
 namespace gantry::ci {
@@ -423,7 +424,7 @@ Result<Pipeline> ParsePipeline(std::string_view text, std::string_view file) {
     if (auto* x = s.Get("timeout")) {
       GANTRY_ASSIGN_OR_RETURN(std::string t, p.Scalar(*x, "timeout"));
       auto d = ParseDuration(t);
-      if (!d || d->count() <= 0) return Err(*x, file, "timeout {:?} is not a duration; expected e.g. 90s, 10m, 1h", t);
+      if (!d.ok() || d->count() <= 0) return Err(*x, file, "timeout {:?} is not a duration; expected e.g. 90s, 10m, 1h", t);
       step.timeout = *d;
     }
     if (auto* x = s.Get("retry")) {
@@ -617,30 +618,6 @@ std::optional<uint64_t> ParseSize(std::string_view s) {
                                  : 0;
   if (n == 0 || n > 12 || mult == 0) return std::nullopt;
   return std::stoull(std::string(s.substr(0, n))) * mult;
-}
-
-std::optional<std::chrono::milliseconds> ParseDuration(std::string_view s) {
-  if (s.empty()) return std::nullopt;
-  bool all_digits = std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
-  if (all_digits && s.size() < 10) return std::chrono::seconds(std::stoll(std::string(s)));
-  std::chrono::milliseconds total{0};
-  size_t i = 0;
-  while (i < s.size()) {
-    size_t j = i;
-    while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j]))) ++j;
-    if (j == i || j - i > 9) return std::nullopt;
-    int64_t n = std::stoll(std::string(s.substr(i, j - i)));
-    size_t k = j;
-    while (k < s.size() && std::isalpha(static_cast<unsigned char>(s[k]))) ++k;
-    std::string_view unit = s.substr(j, k - j);
-    if (unit == "ms") total += std::chrono::milliseconds(n);
-    else if (unit == "s") total += std::chrono::seconds(n);
-    else if (unit == "m") total += std::chrono::minutes(n);
-    else if (unit == "h") total += std::chrono::hours(n);
-    else return std::nullopt;
-    i = k;
-  }
-  return total;
 }
 
 Result<std::vector<std::string>> SelectSteps(const Pipeline& pipeline, const std::vector<std::string>& only) {

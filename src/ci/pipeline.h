@@ -149,9 +149,6 @@ bool GlobMatch(std::string_view pattern, std::string_view text);
 // Parses "512Mi", "20Gi", "500M", "1K" or a bare number of bytes.
 std::optional<uint64_t> ParseSize(std::string_view text);
 
-// Parses "90s", "5m", "1h30m", "250ms" or a bare number of seconds.
-std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text);
-
 // The names of `steps` selected by `only` plus everything they need, transitively, in pipeline
 // order. NotFound naming an unknown step.
 Result<std::vector<std::string>> SelectSteps(const Pipeline& pipeline, const std::vector<std::string>& only);

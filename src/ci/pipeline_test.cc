@@ -137,14 +137,6 @@ TEST(Pipeline, SelectStepsAddsWhatTheyNeed) {
   EXPECT_FALSE(SelectSteps(*p, {"zz"}).ok());
 }
 
-TEST(Pipeline, Durations) {
-  EXPECT_EQ(ParseDuration("90s"), std::chrono::seconds(90));
-  EXPECT_EQ(ParseDuration("1h30m"), std::chrono::minutes(90));
-  EXPECT_EQ(ParseDuration("250ms"), std::chrono::milliseconds(250));
-  EXPECT_EQ(ParseDuration("12"), std::chrono::seconds(12));
-  EXPECT_FALSE(ParseDuration("x"));
-}
-
 }  // namespace
 }  // namespace gantry::ci
 

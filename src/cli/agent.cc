@@ -9,9 +9,11 @@
 
 #include "agent/agent.h"
 #include "base/clock.h"
+#include "base/duration.h"
 #include "base/log.h"
 #include "cli/cluster.h"
 #include "cli/commands.h"
+#include "cli/state.h"
 
 namespace gantry::cli {
 namespace {
@@ -20,11 +22,6 @@ agent::Agent* g_running = nullptr;
 
 void OnSignal(int) {
   if (g_running) g_running->Stop();
-}
-
-std::string StringAt(const value::Value& v, std::initializer_list<value::Value::PathElem> path) {
-  const value::Value* f = v.Find(path);
-  return f && f->IsString() ? std::string(f->AsString()) : "";
 }
 
 }  // namespace
@@ -109,13 +106,17 @@ void AddAgentCommand(CLI::App& app, int& exit_code) {
                 "as in most Pods); logged, and exported as gantry_agent_render_sandbox 0");
   cmd->callback([f, &exit_code] {
     agent::AgentOptions o = f->options;
-    std::chrono::milliseconds lease{15000};
-    if (!ParseDuration(f->interval, &o.interval) || !ParseDuration(f->lease_duration, &lease)) {
-      fmt::print(stderr, "error: --interval and --lease-duration take durations such as 30s or 5m\n");
-      exit_code = 2;
-      return;
+    auto interval = ParseDuration(f->interval);
+    auto lease = ParseDuration(f->lease_duration);
+    for (const auto& [flag, d] : {std::pair{"--interval", &interval}, std::pair{"--lease-duration", &lease}}) {
+      if (!d->ok()) {
+        fmt::print(stderr, "error: {}: {}\n", flag, d->status().message());
+        exit_code = 2;
+        return;
+      }
     }
-    o.lease_duration = std::chrono::duration_cast<std::chrono::seconds>(lease);
+    o.interval = *interval;
+    o.lease_duration = std::chrono::duration_cast<std::chrono::seconds>(*lease);
     if (f->no_leader_election) o.lease_name.clear();
     // Secrets come from the environment, never from flags (they would show in ps).
     if (!o.webhook_secret.empty()) {
@@ -133,10 +134,7 @@ void AddAgentCommand(CLI::App& app, int& exit_code) {
       creds.emplace_back(v);
     }
     o.git_credentials = creds;
-    if (o.cache_dir.empty()) {
-      const char* home = std::getenv("HOME");
-      o.cache_dir = std::string(home ? home : "/tmp") + "/.cache/gantry";
-    }
+    o.cache_dir = CacheDir(o.cache_dir).string();
     kube::RestConfig config;
     auto client = Connect(f->cluster, &config);
     if (!client.ok()) {
@@ -245,12 +243,12 @@ void AddAppCommand(CLI::App& app, int& exit_code) {
       std::string message;
       if (const value::Value* conds = a.Find({"status", "conditions"}); conds && conds->IsSeq()) {
         for (const auto& c : conds->items()) {
-          if (StringAt(c, {"status"}) == "True" && StringAt(c, {"type"}) != "Ready") message = StringAt(c, {"message"});
+          if (value::StringAt(&c, {"status"}) == "True" && value::StringAt(&c, {"type"}) != "Ready") message = value::StringAt(&c, {"message"});
         }
       }
-      fmt::print("{:<24} {:<10} {:<12} {:<14} {}\n", StringAt(a, {"metadata", "name"}),
-                 StringAt(a, {"status", "sync", "status"}), StringAt(a, {"status", "health", "status"}),
-                 StringAt(a, {"status", "sync", "revision"}).substr(0, 12), message);
+      fmt::print("{:<24} {:<10} {:<12} {:<14} {}\n", value::StringAt(&a, {"metadata", "name"}),
+                 value::StringAt(&a, {"status", "sync", "status"}), value::StringAt(&a, {"status", "health", "status"}),
+                 value::StringAt(&a, {"status", "sync", "revision"}).substr(0, 12), message);
     }
     exit_code = 0;
   });

@@ -6,7 +6,7 @@
 //       runs DIR/.gantry/pipeline.yaml on DIR (a copy-free local run: DIR is the workspace), with
 //       a live progress line per step and a final table; exit 0 when every step succeeded, 1 when
 //       one failed, 2 for usage errors, 3 for a bad pipeline file or environment.
-//   gantry server --listen :8080 --store URL --webhook-secret-env VAR --repo URL... [--data-dir D]
+//   gantry server --listen :8080 [--store URL] --webhook-secret-env VAR --repo URL... [--data-dir D]
 //       the CI server (webhooks, polling, queue, workers, REST API); see ci/server.h and
 //       server/ci_front.h. It takes the same --executor flags as `ci run`.
 //   gantry runs --server URL            lists runs
@@ -26,6 +26,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "base/duration.h"
 #include "base/log.h"
 #include "base/path.h"
 #include "ci/executor.h"
@@ -39,6 +40,7 @@
 #include "server/ci_front.h"
 #include "server/front.h"
 #include "cli/commands.h"
+#include "cli/state.h"
 #include "cli/terminal.h"
 #include "http/client.h"
 #include "http/http.h"
@@ -60,12 +62,6 @@ void OnSignal(int) {
 }
 
 std::string Secs(std::chrono::milliseconds d) { return fmt::format("{:.2f}s", static_cast<double>(d.count()) / 1000.0); }
-
-std::string Pad(std::string_view s, size_t w) {
-  std::string out(s);
-  if (out.size() < w) out.append(w - out.size(), ' ');
-  return out;
-}
 
 // Where steps run: --executor process (bubblewrap, or the host with --no-sandbox) or kube (a Pod
 // per step in --namespace of the cluster of --kubeconfig/--context).
@@ -375,7 +371,7 @@ int ShowLogs(const ServerClient& client, int64_t run, bool follow) {
 struct ServerFlags {
   std::string listen = "127.0.0.1:8080";
   std::string tls_cert, tls_key;  // PEM files: serve HTTPS
-  std::string store = "sqlite:gantry.db";
+  std::string store;  // "": sqlite in the state directory (cli/state.h), as every command
   std::string webhook_secret_env;
   std::string provider = "auto";
   std::vector<std::string> repos;
@@ -465,8 +461,8 @@ Result<std::unique_ptr<ReleaseSetup>> SetUpRelease(const ServerFlags& f, store::
   if (const char* k = std::getenv("GANTRY_KUSTOMIZE"); k != nullptr && *k != '\0') s.render.kustomize_binary = k;
   if (const char* h = std::getenv("GANTRY_HELM"); h != nullptr && *h != '\0') s.render.helm_binary = h;
   s.path_template = f.path_template;
-  auto timeout = ci::ParseDuration(f.health_timeout);
-  if (!timeout) return InvalidArgumentError("--health-timeout {:?}: expected a duration such as 5m", f.health_timeout);
+  auto timeout = ParseDuration(f.health_timeout);
+  if (!timeout.ok()) return InvalidArgumentError("--health-timeout {:?}: expected a duration such as 5m", f.health_timeout);
   s.health_timeout = *timeout;
   return setup;
 }
@@ -493,8 +489,8 @@ int RunServer(const ServerFlags& f) {
   so.protected_branches = f.protected_branches;
   for (auto [flag, text, into] : {std::tuple{"--trusted-timeout", &f.trusted_timeout, &so.trusted_step_timeout},
                                   std::tuple{"--untrusted-timeout", &f.untrusted_timeout, &so.untrusted_step_timeout}}) {
-    auto d = ci::ParseDuration(*text);
-    if (!d) {
+    auto d = ParseDuration(*text);
+    if (!d.ok()) {
       fmt::print(stderr, "error: {} {:?}: expected a duration such as 30m (0 = no cap)\n", flag, *text);
       return 2;
     }
@@ -512,8 +508,8 @@ int RunServer(const ServerFlags& f) {
     *into = *n;
   }
   so.git.allow_file = f.allow_file;
-  auto poll = ci::ParseDuration(f.poll);
-  if (!poll) {
+  auto poll = ParseDuration(f.poll);
+  if (!poll.ok()) {
     fmt::print(stderr, "error: --poll {:?}: expected a duration such as 60s\n", f.poll);
     return 2;
   }
@@ -573,9 +569,10 @@ int RunServer(const ServerFlags& f) {
     }
     so.secrets = std::move(*s);
   }
-  auto st = store::Open(f.store);
+  auto store_url = StoreUrl(f.store, "");
+  auto st = store_url.ok() ? store::Open(*store_url) : Result<std::unique_ptr<store::Store>>(store_url.status());
   if (!st.ok()) {
-    fmt::print(stderr, "error: store {}: {}\n", store::RedactUrl(f.store), st.status().message());
+    fmt::print(stderr, "error: store {}: {}\n", store::RedactUrl(store_url.value_or(f.store)), st.status().message());
     return 3;
   }
   auto executor = MakeExecutor(f.executor);
@@ -655,7 +652,9 @@ void AddServerCommand(CLI::App& app, int& exit_code) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--tls-key", f->tls_key, "PEM private key of --tls-cert (unencrypted, mode 0600)")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--store", f->store, "sqlite:///path/gantry.db or postgresql://...");
+  cmd->add_option("--store", f->store,
+                  "sqlite:///path/gantry.db or postgresql://... (default: gantry.db in the state directory, "
+                  "$GANTRY_HOME or ~/.config/gantry, as the CLI's --db)");
   cmd->add_option("--webhook-secret-env", f->webhook_secret_env, "Variable holding the webhook secret")->required();
   cmd->add_option("--api-token-env", f->api_token_env,
                   "Variable holding the bearer token the REST API requires (clients: GANTRY_TOKEN); default: "

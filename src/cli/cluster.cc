@@ -28,20 +28,4 @@ Result<std::unique_ptr<kube::Client>> Connect(const ClusterFlags& f, kube::RestC
   return kube::NewHttpClient(config);
 }
 
-bool ParseDuration(const std::string& text, std::chrono::milliseconds* out) {
-  if (text.empty()) return false;
-  size_t end = 0;
-  long n;
-  try {
-    n = std::stol(text, &end);
-  } catch (...) {
-    return false;
-  }
-  std::string unit = text.substr(end);
-  long mult = unit.empty() || unit == "s" ? 1000 : unit == "m" ? 60000 : unit == "h" ? 3600000 : unit == "ms" ? 1 : -1;
-  if (mult < 0 || n < 0) return false;
-  *out = std::chrono::milliseconds(n * mult);
-  return true;
-}
-
 }  // namespace gantry::cli

@@ -29,7 +29,4 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& flags, bool in_cluster_flag = 
 // A client for the cluster the flags name; `config_out` receives its configuration.
 Result<std::unique_ptr<kube::Client>> Connect(const ClusterFlags& flags, kube::RestConfig* config_out);
 
-// "90s", "5m", "1h", "250ms", or plain seconds; false when malformed.
-bool ParseDuration(const std::string& text, std::chrono::milliseconds* out);
-
 }  // namespace gantry::cli

@@ -28,8 +28,12 @@
 #include <CLI/CLI.hpp>
 
 #include "base/clock.h"
+#include "base/duration.h"
 #include "base/path.h"
 #include "cli/commands.h"
+#include "cli/source.h"
+#include "cli/state.h"
+#include "cli/terminal.h"
 #include "deliver/deliver.h"
 #include "git/git.h"
 #include "store/store.h"
@@ -52,11 +56,7 @@ void AddStateFlags(CLI::App* cmd, StateFlags& f) {
   cmd->add_option("--db", f.db, "Ledger URL (default sqlite STATE_DIR/gantry.db; postgresql://... to share)")->envname("GANTRY_DB");
 }
 
-fs::path StateDir(const StateFlags& f) {
-  if (!f.state_dir.empty()) return f.state_dir;
-  const char* home = std::getenv("HOME");
-  return fs::path(home ? home : "/tmp") / ".config" / "gantry";
-}
+fs::path StateDir(const StateFlags& f) { return cli::StateDir(f.state_dir); }
 
 Result<deliver::Config> LoadState(const StateFlags& f) {
   if (!f.config_dir.empty()) return deliver::LoadConfig(f.config_dir);
@@ -64,24 +64,13 @@ Result<deliver::Config> LoadState(const StateFlags& f) {
 }
 
 Result<std::unique_ptr<store::Store>> OpenStore(const StateFlags& f) {
-  if (!f.db.empty()) return store::Open(f.db);
-  fs::path dir = StateDir(f);
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return ErrnoError(ec.value(), "create " + dir.string());
-  ::chmod(dir.c_str(), 0700);
-  return store::Open("sqlite://" + fs::absolute(dir / "gantry.db").string());
+  GANTRY_ASSIGN_OR_RETURN(std::string url, StoreUrl(f.db, f.state_dir));
+  return store::Open(url);
 }
 
 int Fail(const Status& s, int code = 3) {
   fmt::print(stderr, "error: {}\n", s.message());
   return code;
-}
-
-std::string Pad(std::string_view s, size_t w) {
-  std::string out(s);
-  if (out.size() < w) out.append(w - out.size(), ' ');
-  return out;
 }
 
 // Prints rows as an aligned table (the first row is the header).
@@ -258,7 +247,7 @@ void AddEnvCommands(CLI::App& app, int& exit_code) {
     e.gates.approval = a->approval;
     e.gates.healthy = !a->no_health;
     if (!a->soak.empty()) {
-      auto d = deliver::ParseDuration(a->soak);
+      auto d = ParseDuration(a->soak);
       if (!d.ok()) {
         exit_code = Fail(d.status().WithContext("--soak"), 2);
         return;
@@ -353,27 +342,16 @@ Result<deliver::RenderFn> MakeRender(const SourceOpts& s, const std::string& rev
   if (!s.dir.empty()) {
     // A directory has one revision: the one named on the command line.
     auto dir_render = deliver::DirRenderFn(fs::absolute(s.dir));
-    return deliver::RenderFn([dir_render, revision](std::string_view rev, const std::string& path) -> Result<deliver::Rendered> {
+    return deliver::RenderFn([dir_render, revision](std::string_view rev, const std::string& path) -> Result<render::Rendered> {
       if (!revision.empty() && rev != revision)
         return FailedPreconditionError("--dir holds revision {}, not {}: rendering another revision needs --repo", revision, rev);
       return dir_render(rev, path);
     });
   }
-  std::string cache = s.cache_dir;
-  if (cache.empty()) {
-    const char* home = std::getenv("HOME");
-    cache = std::string(home ? home : "/tmp") + "/.cache/gantry";
-  }
-  static git::Mirrors* mirrors = new git::Mirrors(fs::path(cache) / "git");
-  git::OpenOptions oo{.allow_file = s.allow_file_repo};
-  if (const char* password = std::getenv("GANTRY_GIT_PASSWORD"); password && *password) {
-    std::string host = s.repo;
-    if (size_t scheme = host.find("://"); scheme != std::string::npos) host = host.substr(scheme + 3);
-    host = host.substr(0, host.find('/'));
-    oo.credentials = git::Credentials{.host = host, .username = s.git_username, .password = password};
-  }
-  GANTRY_ASSIGN_OR_RETURN(auto repo, mirrors->Open(s.repo, oo));
-  return deliver::GitRenderFn(repo);
+  auto sources = std::make_shared<render::GitSources>(
+      GitSourcesOptionsFor(s.cache_dir, s.repo, s.git_username, s.allow_file_repo));
+  GANTRY_RETURN_IF_ERROR(sources->Open(s.repo).status());  // a refused URL fails before any work
+  return deliver::GitRenderFn(std::move(sources), s.repo);
 }
 
 std::atomic<deliver::Deployment*> g_running{nullptr};
@@ -428,7 +406,7 @@ void AddDeployCommands(CLI::App& app, int& exit_code) {
       exit_code = Fail(InvalidArgumentError("--revision is required (or --resume)"), 2);
       return;
     }
-    auto timeout = deliver::ParseDuration(f->timeout);
+    auto timeout = ParseDuration(f->timeout);
     if (!timeout.ok()) {
       exit_code = Fail(timeout.status().WithContext("--timeout"), 2);
       return;
@@ -495,7 +473,7 @@ void AddDeployCommands(CLI::App& app, int& exit_code) {
   rb->add_option("--timeout", r->timeout, "Health wait per cluster (default 5m)");
   rb->add_flag("--prune", r->options.prune, "Delete objects the newer release added");
   rb->callback([r, &exit_code] {
-    auto timeout = deliver::ParseDuration(r->timeout);
+    auto timeout = ParseDuration(r->timeout);
     if (!timeout.ok()) {
       exit_code = Fail(timeout.status().WithContext("--timeout"), 2);
       return;
@@ -546,28 +524,13 @@ void AddLedgerCommands(CLI::App& app, int& exit_code) {
       exit_code = Fail(store.status());
       return;
     }
-    if (a->release == 0) {
-      auto rels = (*store)->ListReleases(a->app, 1);
-      if (!rels.ok() || rels->empty()) {
-        exit_code = Fail(rels.ok() ? NotFoundError("{} has no releases", a->app) : rels.status());
-        return;
-      }
-      a->release = (*rels)[0].id;
-    }
-    auto rel = (*store)->GetRelease(a->release);
-    if (!rel.ok() || rel->app != a->app) {
-      exit_code = Fail(rel.ok() ? InvalidArgumentError("release {} is of {}, not {}", a->release, rel->app, a->app) : rel.status());
-      return;
-    }
     const char* user = std::getenv("USER");
-    std::string by = user && *user ? user : "cli";
-    Status s = (*store)->Approve(a->release, a->env, by);
-    if (s.ok()) s = (*store)->Audit({.actor = by, .action = "approve", .object = fmt::format("app/{} env/{} release/{}", a->app, a->env, a->release)}).status();
-    if (!s.ok()) {
-      exit_code = Fail(s);
+    auto approved = deliver::Approve(**store, a->app, a->env, a->release, user && *user ? user : "cli");
+    if (!approved.ok()) {
+      exit_code = Fail(approved.status());
       return;
     }
-    fmt::print("release {} of {} approved for {}; continue with: gantry deploy {} --resume\n", a->release, a->app, a->env, a->app);
+    fmt::print("release {} of {} approved for {}; continue with: gantry deploy {} --resume\n", *approved, a->app, a->env, a->app);
     exit_code = 0;
   });
 
@@ -586,68 +549,28 @@ void AddLedgerCommands(CLI::App& app, int& exit_code) {
       exit_code = Fail(store.status());
       return;
     }
-    // Applications: the one asked for, else every app with releases (found through the audit log
-    // of deploys) — the ledger has no list of apps, so the deploy audit entries name them.
-    std::set<std::string> apps;
-    if (!st->app.empty()) {
-      apps.insert(st->app);
-    } else if (auto audit = (*store)->ListAudit(10000); audit.ok()) {
-      for (const auto& e : *audit)
-        if ((e.action == "deploy" || e.action == "release") && e.object.starts_with("app/")) apps.insert(e.object.substr(4, e.object.find(' ') - 4));
-    }
-    std::vector<deliver::StatusRow> rows;
-    std::map<std::string, std::vector<store::Release>> releases;
-    for (const auto& name : apps) {
-      auto targets = (*store)->CurrentByTarget(name);
-      if (!targets.ok()) {
-        exit_code = Fail(targets.status());
-        return;
-      }
-      auto more = deliver::PushRows(name, *targets);
-      rows.insert(rows.end(), more.begin(), more.end());
-      if (auto rels = (*store)->ListReleases(name, 1000); rels.ok()) releases[name] = *rels;
-    }
-    std::vector<std::string> warnings;
-    for (const auto& c : config->clusters) {
-      if (!c.pull) continue;
-      auto client = deliver::Connect(c, {.timeout = std::chrono::seconds(3)});
-      auto list = client.ok() ? (*client)->List("gantry.dev/v1alpha1", "Application", "")
-                              : Result<kube::ObjectList>(client.status());
-      if (!list.ok()) {
-        warnings.push_back(fmt::format("pull cluster {}: {}", c.name, list.status().message()));
-        continue;
-      }
-      std::vector<value::Value> items;
-      for (const auto& item : list->items) {
-        const value::Value* n = item.Find({"metadata", "name"});
-        if (st->app.empty() || (n != nullptr && n->IsString() && n->AsString() == st->app)) items.push_back(item);
-      }
-      for (auto& row : deliver::PullRows(c, items, releases)) rows.push_back(std::move(row));
-    }
-    // Rows in promotion order (the ledger orders environments by name).
-    std::map<std::string, size_t> rank;
-    if (auto order = deliver::PromotionOrder(*config); order.ok())
-      for (size_t i = 0; i < order->size(); ++i) rank[(*order)[i]] = i;
-    std::stable_sort(rows.begin(), rows.end(), [&](const deliver::StatusRow& x, const deliver::StatusRow& y) {
-      auto rx = rank.count(x.env) ? rank[x.env] : rank.size(), ry = rank.count(y.env) ? rank[y.env] : rank.size();
-      return std::tie(x.app, rx) < std::tie(y.app, ry);
+    auto report = deliver::GatherStatus(**store, *config, st->app, [](const deliver::Cluster& c) {
+      return deliver::Connect(c, {.timeout = std::chrono::seconds(3)});
     });
-    auto behind = deliver::BehindByEnv(rows);
+    if (!report.ok()) {
+      exit_code = Fail(report.status());
+      return;
+    }
     std::vector<std::vector<std::string>> table{{"APP", "ENVIRONMENT", "CLUSTER", "MODE", "RELEASE", "REVISION", "HEALTH", "BEHIND", "NOTE"}};
-    for (const auto& r : rows) {
+    for (const auto& r : report->rows) {
       table.push_back({r.app, r.env, r.cluster, r.mode, r.release ? std::to_string(r.release) : "-",
                        r.revision.empty() ? "-" : r.revision.substr(0, 12), r.health,
                        r.behind > 0 ? fmt::format("{} behind", r.behind) : "up to date", r.message});
     }
     Table(table);
     bool any_behind = false;
-    for (const auto& [key, n] : behind) {
+    for (const auto& [key, n] : report->behind) {
       if (n == 0) continue;
       any_behind = true;
       fmt::print("\n{}: environment {} is {} release{} behind the newest", key.first, key.second, n, n == 1 ? "" : "s");
     }
     if (any_behind) fmt::print("\n");
-    for (const auto& w : warnings) fmt::print(stderr, "warning: {}\n", w);
+    for (const auto& w : report->warnings) fmt::print(stderr, "warning: {}\n", w);
     exit_code = 0;
   });
 

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/state.h"
 #include "git/git.h"
 
 namespace gantry::cli {
@@ -61,27 +62,23 @@ Result<Loaded> LoadSource(const SourceFlags& f) {
     GANTRY_ASSIGN_OR_RETURN(out.manifests, render::Render(LocalSource(f.path), o));
     return out;
   }
-  std::string cache = f.cache_dir;
-  if (cache.empty()) {
-    const char* home = std::getenv("HOME");
-    cache = std::string(home ? home : "/tmp") + "/.cache/gantry";
-  }
-  git::Mirrors mirrors(std::filesystem::path(cache) / "git");
-  git::OpenOptions oo{.allow_file = f.allow_file_repo};
-  if (const char* password = std::getenv("GANTRY_GIT_PASSWORD"); password && *password) {
-    std::string host = f.repo;
-    if (size_t scheme = host.find("://"); scheme != std::string::npos) host = host.substr(scheme + 3);
-    host = host.substr(0, host.find('/'));
-    oo.credentials = git::Credentials{.host = host, .username = f.git_username, .password = password};
-  }
-  GANTRY_ASSIGN_OR_RETURN(auto repo, mirrors.Open(f.repo, oo));
-  auto fetched = repo->Fetch();
-  if (!fetched.ok()) return fetched.status().WithContext("fetch " + git::ScrubUrl(f.repo));
+  render::GitSources sources(GitSourcesOptionsFor(f.cache_dir, f.repo, f.git_username, f.allow_file_repo));
+  GANTRY_ASSIGN_OR_RETURN(auto repo, sources.Open(f.repo));
+  GANTRY_RETURN_IF_ERROR(sources.Fetch(*repo, {}));
   GANTRY_ASSIGN_OR_RETURN(render::GitRendered r,
                           render::RenderGit(*repo, f.revision, f.path.empty() ? "." : f.path, o));
   out.manifests = std::move(r.manifests);
   out.revision = r.commit;
   return out;
+}
+
+render::GitSourcesOptions GitSourcesOptionsFor(const std::string& cache_dir, const std::string& repo,
+                                               const std::string& username, bool allow_file) {
+  render::GitSourcesOptions o{.mirrors_dir = CacheDir(cache_dir) / "git", .allow_file = allow_file};
+  if (const char* password = std::getenv("GANTRY_GIT_PASSWORD"); password && *password) {
+    o.credentials.push_back({.host = git::HostOf(repo), .username = username, .password = password});
+  }
+  return o;
 }
 
 }  // namespace gantry::cli

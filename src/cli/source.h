@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "render/git_sources.h"
 #include "render/render.h"
 #include "value/value.h"
 
@@ -45,5 +46,10 @@ struct Loaded {
 
 // Renders the source the flags describe. Errors name the source.
 Result<Loaded> LoadSource(const SourceFlags& flags);
+
+// The Git access of a command's --repo: mirrors under CacheDir(cache_dir)/git (cli/state.h) and, when
+// GANTRY_GIT_PASSWORD is set, that password or token with `username`, sent only to `repo`'s host.
+render::GitSourcesOptions GitSourcesOptionsFor(const std::string& cache_dir, const std::string& repo,
+                                               const std::string& username, bool allow_file);
 
 }  // namespace gantry::cli

@@ -8,9 +8,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include "base/duration.h"
 #include "cli/commands.h"
 #include "cli/cluster.h"
 #include "cli/source.h"
+#include "cli/terminal.h"
 #include "kube/kube.h"
 #include "render/render.h"
 #include "sync/sync.h"
@@ -70,18 +72,14 @@ std::optional<Prepared> Prepare(const SyncFlags& f, int& exit_code) {
   p.options.create_namespace = f.create_namespace;
   p.options.apply_out_of_sync_only = !f.apply_all;
   p.options.parallelism = f.parallelism;
-  if (!ParseDuration(f.timeout, &p.options.timeout)) {
-    fmt::print(stderr, "error: --timeout {:?}: expected a duration such as 90s, 5m or 1h\n", f.timeout);
+  auto timeout = ParseDuration(f.timeout);
+  if (!timeout.ok()) {
+    fmt::print(stderr, "error: --timeout: {}\n", timeout.status().message());
     exit_code = 2;
     return std::nullopt;
   }
+  p.options.timeout = *timeout;
   return p;
-}
-
-std::string Pad(std::string_view s, size_t w) {
-  std::string out(s);
-  if (out.size() < w) out.append(w - out.size(), ' ');
-  return out;
 }
 
 void PrintTable(const sync::State& state) {

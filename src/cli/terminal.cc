@@ -86,4 +86,10 @@ std::string StripTerminalEscapes(std::string_view text) {
   return f.Feed(text);
 }
 
+std::string Pad(std::string_view s, size_t width) {
+  std::string out(s);
+  if (out.size() < width) out.append(width - out.size(), ' ');
+  return out;
+}
+
 }  // namespace gantry::cli

@@ -1,5 +1,6 @@
 #pragma once
-// cli/terminal: makes untrusted bytes (CI logs) safe to print to a terminal.
+// cli/terminal: makes untrusted bytes (CI logs) safe to print to a terminal, and pads table
+// columns.
 //
 // A step's output may carry escape sequences that retitle the window, move the cursor to rewrite
 // earlier lines, write to the clipboard (OSC 52) or hide text. TerminalFilter keeps only SGR
@@ -27,5 +28,9 @@ class TerminalFilter {
 
 // TerminalFilter over one whole text.
 std::string StripTerminalEscapes(std::string_view text);
+
+// `s` followed by spaces up to `width` bytes; `s` itself when it is as long or longer. Columns
+// are measured in bytes, as callers measure them: the names in Gantry's tables are ASCII.
+std::string Pad(std::string_view s, size_t width);
 
 }  // namespace gantry::cli

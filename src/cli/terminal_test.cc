@@ -5,6 +5,12 @@
 namespace gantry::cli {
 namespace {
 
+TEST(PadTest, FillsToTheWidthAndNeverCuts) {
+  EXPECT_EQ(Pad("ID", 6), "ID    ");
+  EXPECT_EQ(Pad("", 2), "  ");
+  EXPECT_EQ(Pad("podinfo", 4), "podinfo");
+}
+
 TEST(TerminalFilterTest, KeepsColoursAndText) {
   EXPECT_EQ(StripTerminalEscapes("\x1b[1;31merror\x1b[0m: x\n\tok\r\n"), "\x1b[1;31merror\x1b[0m: x\n\tok\r\n");
   EXPECT_EQ(StripTerminalEscapes("héllo ✓"), "héllo ✓");

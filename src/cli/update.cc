@@ -20,6 +20,7 @@
 
 #include "base/path.h"
 #include "cli/commands.h"
+#include "cli/source.h"
 #include "git/git.h"
 #include "update/update.h"
 
@@ -164,20 +165,8 @@ int RunGit(const UpdateFlags& f, std::vector<update::ImageRule> rules) {
     fmt::print(stderr, "error: {}\n", author.status().message());
     return 2;
   }
-  std::string cache = f.cache_dir;
-  if (cache.empty()) {
-    const char* home = std::getenv("HOME");
-    cache = std::string(home ? home : "/tmp") + "/.cache/gantry";
-  }
-  git::Mirrors mirrors(fs::path(cache) / "git");
-  git::OpenOptions oo{.allow_file = f.allow_file_repo};
-  if (const char* password = std::getenv("GANTRY_GIT_PASSWORD"); password && *password) {
-    std::string host = f.repo;
-    if (size_t scheme = host.find("://"); scheme != std::string::npos) host = host.substr(scheme + 3);
-    host = host.substr(0, host.find('/'));
-    oo.credentials = git::Credentials{.host = host, .username = f.git_username, .password = password};
-  }
-  auto repo = mirrors.Open(f.repo, oo);
+  render::GitSources sources(GitSourcesOptionsFor(f.cache_dir, f.repo, f.git_username, f.allow_file_repo));
+  auto repo = sources.Open(f.repo);
   if (!repo.ok()) {
     fmt::print(stderr, "error: {}\n", repo.status().message());
     return repo.status().code() == Code::kInvalidArgument ? 2 : 3;

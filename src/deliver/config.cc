@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "base/duration.h"
 #include "base/path.h"
 #include "deliver/deliver.h"
 
@@ -115,20 +116,6 @@ Result<Environment> ParseEnvironment(const value::Value& obj, const std::string&
 }
 
 }  // namespace
-
-Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
-  size_t i = 0;
-  int64_t n = 0;
-  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
-    if (n > (int64_t{1} << 40)) return InvalidArgumentError("duration {:?} is too large", text);
-    n = n * 10 + (text[i++] - '0');
-  }
-  std::string_view unit = text.substr(i);
-  if (i == 0) return InvalidArgumentError("{:?} is not a duration (such as 90s, 10m, 1h)", text);
-  int64_t mult = unit.empty() || unit == "s" ? 1000 : unit == "m" ? 60'000 : unit == "h" ? 3'600'000 : unit == "ms" ? 1 : -1;
-  if (mult < 0) return InvalidArgumentError("{:?} is not a duration (such as 90s, 10m, 1h)", text);
-  return std::chrono::milliseconds(n * mult);
-}
 
 const Cluster* Config::FindCluster(std::string_view name) const {
   for (const auto& c : clusters)

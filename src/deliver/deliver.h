@@ -45,6 +45,7 @@
 
 #include "base/status.h"
 #include "kube/kube.h"
+#include "render/git_sources.h"
 #include "render/render.h"
 #include "store/store.h"
 #include "value/value.h"
@@ -114,9 +115,6 @@ value::Value ToObject(const Environment& env);
 // placeholder or an unterminated brace.
 Result<std::string> ExpandPathTemplate(std::string_view tmpl, std::string_view app, std::string_view env);
 
-// "10m", "90s", "1h", "250ms" or plain seconds. InvalidArgument for anything else.
-Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
-
 // ---------------------------------------------------------------------------------------------
 // Clusters
 
@@ -140,18 +138,17 @@ Result<std::string> FlattenKubeconfig(const Cluster& cluster);
 // ---------------------------------------------------------------------------------------------
 // Deploying
 
-// The manifests of an application path at a revision. `revision` is what the user asked for (or
+// The objects of an application path at a revision. `revision` is what the user asked for (or
 // the commit recorded in the release); the result names the commit it resolved to.
-struct Rendered {
-  std::string commit;
-  std::vector<value::Value> objects;
-};
-using RenderFn = std::function<Result<Rendered>(std::string_view revision, const std::string& path)>;
+using RenderFn = std::function<Result<render::Rendered>(std::string_view revision, const std::string& path)>;
 
 // A RenderFn over a local directory (the revision is recorded, not checked out: rollback to
-// another revision needs a Git source), and one over a Git repository (fetched once per call of
-// the returned function's first use, then resolved per revision).
+// another revision needs a Git source).
 RenderFn DirRenderFn(std::filesystem::path dir, render::Options options = {});
+// A RenderFn over `url` in `sources`: its first use fetches (as does the next one after a failed
+// fetch), then each revision is resolved in the mirror.
+RenderFn GitRenderFn(std::shared_ptr<render::GitSources> sources, std::string url, render::Options options = {});
+// The same over a repository the caller opened (fetched on the first use).
 RenderFn GitRenderFn(std::shared_ptr<git::Repository> repo, render::Options options = {});
 
 using ConnectFn = std::function<Result<std::unique_ptr<kube::Client>>(const Cluster&)>;
@@ -281,5 +278,24 @@ std::vector<StatusRow> PullRows(const Cluster& cluster, const std::vector<value:
 
 // The most any cluster of an environment is behind, per (app, environment) of `rows`. Pure.
 std::map<std::pair<std::string, std::string>, int64_t> BehindByEnv(const std::vector<StatusRow>& rows);
+
+// What `gantry status` shows.
+struct StatusReport {
+  std::vector<StatusRow> rows;  // by app, then environment in promotion order (unknown ones last)
+  std::map<std::pair<std::string, std::string>, int64_t> behind;  // BehindByEnv(rows)
+  std::vector<std::string> warnings;  // "pull cluster NAME: why", for each that could not be listed
+};
+
+// The status of `app` ("": of every application with a release in the ledger): its push targets
+// from `store`, and the Applications of each pull cluster of `config`, reached through `connect`.
+// A pull cluster that cannot be reached or listed is a warning, not an error. Errors: the store's.
+Result<StatusReport> GatherStatus(store::Store& store, const Config& config, std::string_view app,
+                                  const ConnectFn& connect);
+
+// Approves release `release` of `app` (0: its newest) for `env` in the ledger as `by`, and audits
+// it; returns the release approved. NotFound when `app` has no releases or there is no such
+// release; InvalidArgument when the release is of another application; the store's errors.
+Result<int64_t> Approve(store::Store& store, std::string_view app, std::string_view env, int64_t release,
+                        std::string_view by);
 
 }  // namespace gantry::deliver

@@ -164,14 +164,6 @@ TEST(PathTemplate, Expands) {
   EXPECT_EQ(ExpandPathTemplate("apps/app}", "web", "dev").status().code(), Code::kInvalidArgument);
 }
 
-TEST(Duration, Parses) {
-  EXPECT_EQ(*ParseDuration("10m"), 10min);
-  EXPECT_EQ(*ParseDuration("90"), 90s);
-  EXPECT_EQ(*ParseDuration("250ms"), 250ms);
-  EXPECT_FALSE(ParseDuration("m").ok());
-  EXPECT_FALSE(ParseDuration("1d").ok());
-}
-
 store::Release Rel(int64_t id, std::string rev) {
   store::Release r;
   r.id = id;

@@ -1,6 +1,7 @@
 // The Deployment state object and Rollback (see deliver.h for the algorithm).
 
 #include <algorithm>
+#include <atomic>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -209,12 +210,22 @@ std::string_view Name(Phase phase) {
 
 RenderFn DirRenderFn(std::filesystem::path dir, render::Options options) {
   return [dir = std::move(dir), options = std::move(options)](std::string_view revision,
-                                                               const std::string& path) -> Result<Rendered> {
+                                                               const std::string& path) -> Result<render::Rendered> {
     auto manifests = render::Render({dir, path}, options);
     if (!manifests.ok()) return manifests.status().WithContext(fmt::format("render {}/{}", dir.string(), path));
-    Rendered r{std::string(revision), {}};
+    render::Rendered r{.commit = std::string(revision), .objects = {}, .content_key = {}};
     for (auto& m : *manifests) r.objects.push_back(std::move(m.object));
     return r;
+  };
+}
+
+RenderFn GitRenderFn(std::shared_ptr<render::GitSources> sources, std::string url, render::Options options) {
+  auto used = std::make_shared<std::atomic<bool>>(false);
+  return [sources = std::move(sources), url = std::move(url), options = std::move(options),
+          used](std::string_view revision, const std::string& path) -> Result<render::Rendered> {
+    // max(): fetch now. The epoch: only if no fetch of the URL succeeded yet.
+    using TimePoint = std::chrono::steady_clock::time_point;
+    return sources->Render(url, revision, path, options, used->exchange(true) ? TimePoint{} : TimePoint::max());
   };
 }
 
@@ -222,17 +233,13 @@ RenderFn GitRenderFn(std::shared_ptr<git::Repository> repo, render::Options opti
   auto fetched = std::make_shared<std::once_flag>();
   auto fetch_status = std::make_shared<Status>();
   return [repo, options = std::move(options), fetched, fetch_status](std::string_view revision,
-                                                                     const std::string& path) -> Result<Rendered> {
+                                                                     const std::string& path) -> Result<render::Rendered> {
     std::call_once(*fetched, [&] {
       auto f = repo->Fetch();
       if (!f.ok()) *fetch_status = f.status().WithContext("fetch " + git::ScrubUrl(repo->url()));
     });
     if (!fetch_status->ok()) return *fetch_status;
-    auto r = render::RenderGit(*repo, revision, path, options);
-    if (!r.ok()) return r.status();
-    Rendered out{r->commit, {}};
-    for (auto& m : r->manifests) out.objects.push_back(std::move(m.object));
-    return out;
+    return render::RenderGitObjects(*repo, revision, path, options);
   };
 }
 

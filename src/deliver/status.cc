@@ -1,6 +1,9 @@
-// The rows of `gantry status`: push targets from the ledger, pull Applications from their clusters.
+// `gantry status` and `gantry approve`: push targets from the ledger, pull Applications from their
+// clusters, approvals recorded and audited.
 
 #include <algorithm>
+#include <set>
+#include <tuple>
 
 #include "deliver/deliver.h"
 
@@ -17,11 +20,6 @@ std::string HealthOf(store::TargetState s) {
     case store::TargetState::kSuperseded: return "Superseded";
   }
   return "Unknown";
-}
-
-std::string StringAt(const value::Value& v, std::initializer_list<value::Value::PathElem> path) {
-  const value::Value* f = v.Find(path);
-  return f != nullptr && f->IsString() ? std::string(f->AsString()) : std::string();
 }
 
 }  // namespace
@@ -54,13 +52,13 @@ std::vector<StatusRow> PullRows(const Cluster& cluster, const std::vector<value:
   std::vector<StatusRow> rows;
   for (const auto& a : applications) {
     StatusRow r;
-    r.app = StringAt(a, {"metadata", "name"});
+    r.app = value::StringAt(&a, {"metadata", "name"});
     r.env = cluster.environment;
     r.cluster = cluster.name;
     r.mode = "pull";
-    r.revision = StringAt(a, {"status", "sync", "revision"});
-    r.state = StringAt(a, {"status", "sync", "status"});
-    r.health = StringAt(a, {"status", "health", "status"});
+    r.revision = value::StringAt(&a, {"status", "sync", "revision"});
+    r.state = value::StringAt(&a, {"status", "sync", "status"});
+    r.health = value::StringAt(&a, {"status", "health", "status"});
     if (r.health.empty()) r.health = "Unknown";
     auto it = releases_by_app.find(r.app);
     if (it != releases_by_app.end()) {
@@ -89,6 +87,70 @@ std::map<std::pair<std::string, std::string>, int64_t> BehindByEnv(const std::ve
     b = std::max(b, r.behind);
   }
   return out;
+}
+
+Result<StatusReport> GatherStatus(store::Store& store, const Config& config, std::string_view app,
+                                  const ConnectFn& connect) {
+  std::vector<std::string> apps;
+  if (!app.empty()) {
+    apps.emplace_back(app);
+  } else {
+    GANTRY_ASSIGN_OR_RETURN(apps, store.ListApps());
+  }
+  StatusReport report;
+  std::map<std::string, std::vector<store::Release>> releases;
+  for (const auto& name : apps) {
+    GANTRY_ASSIGN_OR_RETURN(auto targets, store.CurrentByTarget(name));
+    auto more = PushRows(name, targets);
+    report.rows.insert(report.rows.end(), more.begin(), more.end());
+    GANTRY_ASSIGN_OR_RETURN(releases[name], store.ListReleases(name, 1000));
+  }
+  for (const auto& c : config.clusters) {
+    if (!c.pull) continue;
+    auto client = connect(c);
+    auto list = client.ok() ? (*client)->List("gantry.dev/v1alpha1", "Application", "")
+                            : Result<kube::ObjectList>(client.status());
+    if (!list.ok()) {
+      report.warnings.push_back(fmt::format("pull cluster {}: {}", c.name, list.status().message()));
+      continue;
+    }
+    std::vector<value::Value> items;
+    for (const auto& item : list->items) {
+      if (app.empty() || value::StringAt(&item, {"metadata", "name"}) == app) items.push_back(item);
+    }
+    for (auto& row : PullRows(c, items, releases)) report.rows.push_back(std::move(row));
+  }
+  // Rows in promotion order (the ledger orders environments by name).
+  std::map<std::string, size_t> rank;
+  if (auto order = PromotionOrder(config); order.ok()) {
+    for (size_t i = 0; i < order->size(); ++i) rank[(*order)[i]] = i;
+  }
+  auto rank_of = [&](const std::string& env) {
+    auto it = rank.find(env);
+    return it == rank.end() ? rank.size() : it->second;
+  };
+  std::stable_sort(report.rows.begin(), report.rows.end(), [&](const StatusRow& x, const StatusRow& y) {
+    return std::tuple(std::string_view(x.app), rank_of(x.env)) < std::tuple(std::string_view(y.app), rank_of(y.env));
+  });
+  report.behind = BehindByEnv(report.rows);
+  return report;
+}
+
+Result<int64_t> Approve(store::Store& store, std::string_view app, std::string_view env, int64_t release,
+                        std::string_view by) {
+  if (release == 0) {
+    GANTRY_ASSIGN_OR_RETURN(auto newest, store.ListReleases(app, 1));
+    if (newest.empty()) return NotFoundError("{} has no releases", app);
+    release = newest[0].id;
+  }
+  GANTRY_ASSIGN_OR_RETURN(store::Release rel, store.GetRelease(release));
+  if (rel.app != app) return InvalidArgumentError("release {} is of {}, not {}", release, rel.app, app);
+  GANTRY_RETURN_IF_ERROR(store.Approve(release, env, by));
+  GANTRY_RETURN_IF_ERROR(
+      store.Audit({.actor = std::string(by), .action = "approve",
+                   .object = fmt::format("app/{} env/{} release/{}", app, env, release), .details = {}})
+          .status());
+  return release;
 }
 
 }  // namespace gantry::deliver

@@ -207,6 +207,11 @@ Result<Credentials> ParseCredentials(std::string_view spec);
 // The credentials of `list` for `url`'s host (an entry without a port matches any port), if any.
 std::optional<Credentials> CredentialsFor(const std::vector<Credentials>& list, std::string_view url);
 
+// The host of `url`, with its port when it names one, without any user@: "git.example.com:8443"
+// for https://git.example.com:8443/x.git, "github.com" for git@github.com:org/x.git. What
+// Credentials::host is matched against.
+std::string HostOf(std::string_view url);
+
 // The URL with any user:password@ removed, for messages.
 std::string ScrubUrl(std::string_view url);
 

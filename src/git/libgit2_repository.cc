@@ -20,7 +20,7 @@
 #include "base/retry.h"
 #include "git/git.h"
 #include "git/internal/remote.h"
-#include "git/semver.h"
+#include "base/semver.h"
 
 namespace gantry::git {
 
@@ -608,7 +608,7 @@ Result<std::string> Libgit2Repository::ResolveIn(git_repository* repo, std::stri
     if (err != GIT_ENOTFOUND) return GitError(err, "look up " + rev);
     git_error_clear();
   }
-  auto range = VersionRange::Parse(rev);
+  auto range = semver::VersionRange::Parse(rev);
   if (!range.ok()) {
     return NotFoundError("no branch, tag or commit of that name (and not a version range: {})",
                          range.status().message());
@@ -618,13 +618,13 @@ Result<std::string> Libgit2Repository::ResolveIn(git_repository* repo, std::stri
     return GitError(err, "list tags");
   }
   RefIterPtr it(raw);
-  std::optional<Version> best;
+  std::optional<semver::Version> best;
   std::string best_tag;
   size_t versions = 0;
   const char* name = nullptr;
   while (git_reference_next_name(&name, it.get()) == 0) {
     std::string_view tag = std::string_view(name).substr(std::string_view("refs/tags/").size());
-    auto v = ParseVersion(tag);
+    auto v = semver::ParseVersion(tag);
     if (!v.ok()) continue;
     ++versions;
     if (range->Matches(*v) && (!best || *v > *best)) {

@@ -325,12 +325,18 @@ Result<Credentials> ParseCredentials(std::string_view spec) {
                      .password = std::string(spec.substr(colon + 1))};
 }
 
-std::optional<Credentials> CredentialsFor(const std::vector<Credentials>& list, std::string_view url) {
+std::string HostOf(std::string_view url) {
   std::string_view h = url;
-  if (size_t scheme = h.find("://"); scheme != std::string_view::npos) h.remove_prefix(scheme + 3);
+  size_t scheme = h.find("://");
+  if (scheme != std::string_view::npos) h.remove_prefix(scheme + 3);
   if (size_t at = h.find('@'); at != std::string_view::npos && at < h.find('/')) h.remove_prefix(at + 1);
-  std::string_view host_port = h.substr(0, h.find('/'));
-  std::string_view host = host_port.substr(0, host_port.find(':'));
+  // scp-like host:path has no port: what follows ':' is the path.
+  return std::string(h.substr(0, scheme == std::string_view::npos ? h.find_first_of(":/") : h.find('/')));
+}
+
+std::optional<Credentials> CredentialsFor(const std::vector<Credentials>& list, std::string_view url) {
+  std::string host_port = HostOf(url);
+  std::string_view host = std::string_view(host_port).substr(0, host_port.find(':'));
   for (const auto& c : list) {
     if (c.host == host_port || c.host == host) return c;
   }

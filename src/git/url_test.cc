@@ -85,6 +85,23 @@ TEST(PathChangedTest, MatchesPrefixesByComponent) {
   EXPECT_FALSE(PathChanged({}, ""));
 }
 
+TEST(HostOfTest, HostAndPortWithoutUser) {
+  EXPECT_EQ(HostOf("https://git.example.com/org/repo.git"), "git.example.com");
+  EXPECT_EQ(HostOf("https://git.example.com:8443/org/repo.git"), "git.example.com:8443");
+  EXPECT_EQ(HostOf("ssh://git@git.example.com:2222/org/repo.git"), "git.example.com:2222");
+  EXPECT_EQ(HostOf("git@github.com:org/repo.git"), "github.com");
+  EXPECT_EQ(HostOf("file:///srv/repo.git"), "");
+}
+
+TEST(CredentialsForTest, PicksTheEntryOfTheUrlsHost) {
+  std::vector<Credentials> list{{.host = "a.example.com", .username = "a", .password = "1"},
+                                {.host = "b.example.com:8443", .username = "b", .password = "2"}};
+  EXPECT_EQ(CredentialsFor(list, "https://a.example.com:9000/r.git")->username, "a");  // no port: any port
+  EXPECT_EQ(CredentialsFor(list, "https://b.example.com:8443/r.git")->username, "b");
+  EXPECT_FALSE(CredentialsFor(list, "https://b.example.com/r.git"));
+  EXPECT_FALSE(CredentialsFor(list, "https://c.example.com/r.git"));
+}
+
 TEST(CredentialsApplyTest, BindsToHostSchemeAndPort) {
   Credentials c{.host = "git.example.com", .username = "u", .password = "p"};
   EXPECT_TRUE(internal::CredentialsApply(c, "https", "https://git.example.com/org/repo.git"));

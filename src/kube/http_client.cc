@@ -306,11 +306,6 @@ class Transport {
   Clock::time_point token_read_{};
 };
 
-std::string StringAt(const value::Value& v, std::string_view key) {
-  const value::Value* f = v.Get(key);
-  return f && f->IsString() ? std::string(f->AsString()) : std::string();
-}
-
 // The Status for a failed response: the apiserver's message, reason and causes when it sent a
 // Status object, else the HTTP code and body.
 Status ErrorFromResponse(const Response& r, std::string_view what) {
@@ -321,11 +316,11 @@ Status ErrorFromResponse(const Response& r, std::string_view what) {
   std::string message, reason;
   std::vector<std::string> causes;
   if (auto parsed = value::ParseJson(r.body, "response"); parsed.ok() && parsed->IsMap()) {
-    message = StringAt(*parsed, "message");
-    reason = StringAt(*parsed, "reason");
+    message = value::StringAt(&*parsed, {"message"});
+    reason = value::StringAt(&*parsed, {"reason"});
     if (const value::Value* c = parsed->Find({"details", "causes"}); c && c->IsSeq()) {
       for (const value::Value& cause : c->items()) {
-        std::string field = StringAt(cause, "field"), m = StringAt(cause, "message");
+        std::string field = value::StringAt(&cause, {"field"}), m = value::StringAt(&cause, {"message"});
         causes.push_back(field.empty() ? m : field + ": " + m);
       }
     }
@@ -424,8 +419,8 @@ class HttpClient final : public Client {
         }
       }
       const value::Value* meta = list.Get("metadata");
-      cont = meta ? StringAt(*meta, "continue") : "";
-      out.resource_version = meta ? StringAt(*meta, "resourceVersion") : "";
+      cont = value::StringAt(meta, {"continue"});
+      out.resource_version = value::StringAt(meta, {"resourceVersion"});
     } while (!cont.empty());
     return out;
   }
@@ -549,7 +544,7 @@ class HttpClient final : public Client {
           stop = true;
           break;
         }
-        std::string type = StringAt(*ev, "type");
+        std::string type = value::StringAt(&*ev, {"type"});
         const value::Value* obj = ev->Get("object");
         if (type == "ERROR") {
           Response fake;
@@ -677,7 +672,7 @@ class HttpClient final : public Client {
       std::string what = fmt::format("discovery {}", root);
       GANTRY_ASSIGN_OR_RETURN(Response r, Do("GET", root, "", "", what, kAccept));
       GANTRY_ASSIGN_OR_RETURN(value::Value doc, ParseBody(r, what));
-      if (StringAt(doc, "kind") == "APIGroupDiscoveryList") {
+      if (value::StringAt(&doc, {"kind"}) == "APIGroupDiscoveryList") {
         AddAggregated(doc, mapping);
       } else {
         GANTRY_RETURN_IF_ERROR(AddLegacy(root, doc, mapping));
@@ -694,11 +689,11 @@ class HttpClient final : public Client {
     if (!items || !items->IsSeq()) return;
     for (const value::Value& group : items->items()) {
       const value::Value* meta = group.Get("metadata");
-      std::string gname = meta ? StringAt(*meta, "name") : "";
+      std::string gname = value::StringAt(meta, {"name"});
       const value::Value* versions = group.Get("versions");
       if (!versions || !versions->IsSeq()) continue;
       for (const value::Value& ver : versions->items()) {
-        std::string vname = StringAt(ver, "version");
+        std::string vname = value::StringAt(&ver, {"version"});
         const value::Value* resources = ver.Get("resources");
         if (!resources || !resources->IsSeq()) continue;
         for (const value::Value& res : resources->items()) {
@@ -706,9 +701,9 @@ class HttpClient final : public Client {
           ResourceInfo info;
           info.group = gname;
           info.version = vname;
-          info.kind = rk ? StringAt(*rk, "kind") : "";
-          info.resource = StringAt(res, "resource");
-          info.namespaced = StringAt(res, "scope") == "Namespaced";
+          info.kind = value::StringAt(rk, {"kind"});
+          info.resource = value::StringAt(&res, {"resource"});
+          info.namespaced = value::StringAt(&res, {"scope"}) == "Namespaced";
           if (const value::Value* verbs = res.Get("verbs"); verbs && verbs->IsSeq()) {
             for (const value::Value& v : verbs->items()) {
               if (v.IsString()) info.verbs.emplace_back(v.AsString());
@@ -730,7 +725,7 @@ class HttpClient final : public Client {
     } else if (const value::Value* groups = doc.Get("groups"); groups && groups->IsSeq()) {
       for (const value::Value& g : groups->items()) {
         if (const value::Value* vs = g.Get("versions"); vs && vs->IsSeq()) {
-          for (const value::Value& v : vs->items()) group_versions.push_back(StringAt(v, "groupVersion"));
+          for (const value::Value& v : vs->items()) group_versions.push_back(value::StringAt(&v, {"groupVersion"}));
         }
       }
     }
@@ -741,9 +736,9 @@ class HttpClient final : public Client {
       auto [group, version] = SplitApiVersion(gv);
       if (const value::Value* res = list.Get("resources"); res && res->IsSeq()) {
         for (const value::Value& item : res->items()) {
-          std::string name = StringAt(item, "name");
+          std::string name = value::StringAt(&item, {"name"});
           if (name.find('/') != std::string::npos) continue;  // a subresource
-          ResourceInfo info{group, version, StringAt(item, "kind"), name,
+          ResourceInfo info{group, version, value::StringAt(&item, {"kind"}), name,
                             item.Get("namespaced") && item.Get("namespaced")->IsBool() &&
                                 item.Get("namespaced")->AsBool(),
                             {}};

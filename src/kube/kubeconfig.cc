@@ -26,16 +26,6 @@ struct Merged {
   std::vector<std::string> files;
 };
 
-std::string StringAt(const value::Value& v, std::string_view key) {
-  const value::Value* f = v.Get(key);
-  return f && f->IsString() ? std::string(f->AsString()) : std::string();
-}
-
-bool BoolAt(const value::Value& v, std::string_view key) {
-  const value::Value* f = v.Get(key);
-  return f && f->IsBool() && f->AsBool();
-}
-
 std::string Pos(const value::Value& v) {
   value::Mark m = v.mark();
   return m.file.empty() ? std::string("kubeconfig") : fmt::format("{}:{}:{}", m.file, m.line, m.column);
@@ -47,7 +37,7 @@ Status MergeSection(const value::Value& doc, std::string_view section, std::stri
   if (list == nullptr || list->IsNull()) return OkStatus();
   if (!list->IsSeq()) return InvalidArgumentError("{}: {} must be a list", Pos(*list), section);
   for (const value::Value& item : list->items()) {
-    std::string name = item.IsMap() ? StringAt(item, "name") : "";
+    std::string name = item.IsMap() ? value::StringAt(&item, {"name"}) : "";
     if (name.empty()) return InvalidArgumentError("{}: an entry of {} has no name", Pos(item), section);
     const value::Value* body = item.Get(inner);
     // The first file to define a name wins, as with kubectl.
@@ -69,7 +59,7 @@ Status MergeFile(const std::string& path, Merged& m) {
   GANTRY_RETURN_IF_ERROR(MergeSection(doc, "clusters", "cluster", dir, path, m.clusters));
   GANTRY_RETURN_IF_ERROR(MergeSection(doc, "users", "user", dir, path, m.users));
   GANTRY_RETURN_IF_ERROR(MergeSection(doc, "contexts", "context", dir, path, m.contexts));
-  if (m.current_context.empty()) m.current_context = StringAt(doc, "current-context");
+  if (m.current_context.empty()) m.current_context = value::StringAt(&doc, {"current-context"});
   return OkStatus();
 }
 
@@ -84,7 +74,7 @@ std::string Resolve(const fs::path& dir, const std::string& p) {
 
 // Inline *-data (base64) wins over the file, as with kubectl.
 Result<std::string> DataOrFile(const Named& n, std::string_view data_key, std::string_view file_key) {
-  std::string data = StringAt(n.body, data_key);
+  std::string data = value::StringAt(&n.body, {data_key});
   if (!data.empty()) {
     auto decoded = Base64Decode(data);
     if (!decoded) {
@@ -92,7 +82,7 @@ Result<std::string> DataOrFile(const Named& n, std::string_view data_key, std::s
     }
     return *decoded;
   }
-  std::string file = StringAt(n.body, file_key);
+  std::string file = value::StringAt(&n.body, {file_key});
   if (file.empty()) return std::string();
   auto text = ReadFile(Resolve(n.dir, file), 1u << 20);
   if (!text.ok()) return text.status().WithContext(fmt::format("{} of {}", file_key, n.file));
@@ -120,11 +110,11 @@ std::string ObjectRef::ToString() const {
 
 ObjectRef RefOf(const value::Value& object) {
   ObjectRef ref;
-  ref.api_version = StringAt(object, "apiVersion");
-  ref.kind = StringAt(object, "kind");
+  ref.api_version = value::StringAt(&object, {"apiVersion"});
+  ref.kind = value::StringAt(&object, {"kind"});
   if (const value::Value* meta = object.Get("metadata"); meta && meta->IsMap()) {
-    ref.namespace_ = StringAt(*meta, "namespace");
-    ref.name = StringAt(*meta, "name");
+    ref.namespace_ = value::StringAt(meta, {"namespace"});
+    ref.name = value::StringAt(meta, {"name"});
   }
   return ref;
 }
@@ -165,12 +155,12 @@ Result<RestConfig> LoadConfig(const LoadOptions& options) {
     return NotFoundError("context {:?} not found in kubeconfig {}", context_name, Join(m.files));
   }
   const value::Value& c = ctx->second.body;
-  std::string cluster_name = options.cluster.empty() ? StringAt(c, "cluster") : options.cluster;
-  std::string user_name = options.user.empty() ? StringAt(c, "user") : options.user;
+  std::string cluster_name = options.cluster.empty() ? value::StringAt(&c, {"cluster"}) : options.cluster;
+  std::string user_name = options.user.empty() ? value::StringAt(&c, {"user"}) : options.user;
 
   RestConfig config;
   config.context = context_name;
-  config.namespace_ = options.namespace_.empty() ? StringAt(c, "namespace") : options.namespace_;
+  config.namespace_ = options.namespace_.empty() ? value::StringAt(&c, {"namespace"}) : options.namespace_;
   if (config.namespace_.empty()) config.namespace_ = "default";
 
   auto cl = m.clusters.find(cluster_name);
@@ -179,14 +169,14 @@ Result<RestConfig> LoadConfig(const LoadOptions& options) {
                          context_name, Join(m.files));
   }
   const Named& cluster = cl->second;
-  config.server = StringAt(cluster.body, "server");
+  config.server = value::StringAt(&cluster.body, {"server"});
   while (config.server.ends_with('/')) config.server.pop_back();
   if (config.server.empty()) {
     return InvalidArgumentError("cluster {:?} in {} has no server", cluster_name, cluster.file);
   }
-  config.insecure_skip_tls_verify = BoolAt(cluster.body, "insecure-skip-tls-verify");
-  config.tls_server_name = StringAt(cluster.body, "tls-server-name");
-  config.proxy_url = StringAt(cluster.body, "proxy-url");
+  config.insecure_skip_tls_verify = value::BoolAt(&cluster.body, {"insecure-skip-tls-verify"});
+  config.tls_server_name = value::StringAt(&cluster.body, {"tls-server-name"});
+  config.proxy_url = value::StringAt(&cluster.body, {"proxy-url"});
   GANTRY_ASSIGN_OR_RETURN(config.ca_pem,
                           DataOrFile(cluster, "certificate-authority-data", "certificate-authority"));
   if (config.insecure_skip_tls_verify && !config.ca_pem.empty()) {
@@ -203,7 +193,7 @@ Result<RestConfig> LoadConfig(const LoadOptions& options) {
     }
     const Named& user = us->second;
     if (const value::Value* exec = user.body.Get("exec"); exec && exec->IsMap()) {
-      std::string command = StringAt(*exec, "command");
+      std::string command = value::StringAt(exec, {"command"});
       std::string base = fs::path(command).filename().string();
       bool allowed = false;
       for (const auto& a : options.allowed_exec_plugins) allowed |= (a == base || a == command);
@@ -228,11 +218,11 @@ Result<RestConfig> LoadConfig(const LoadOptions& options) {
       return InvalidArgumentError("user {:?} in {} has a client certificate without a key, or a key "
                                   "without a certificate", user_name, user.file);
     }
-    config.token = StringAt(user.body, "token");
-    std::string token_file = StringAt(user.body, "tokenFile");
+    config.token = value::StringAt(&user.body, {"token"});
+    std::string token_file = value::StringAt(&user.body, {"tokenFile"});
     if (config.token.empty() && !token_file.empty()) config.token_file = Resolve(user.dir, token_file);
-    config.username = StringAt(user.body, "username");
-    config.password = StringAt(user.body, "password");
+    config.username = value::StringAt(&user.body, {"username"});
+    config.password = value::StringAt(&user.body, {"password"});
   }
   return config;
 }

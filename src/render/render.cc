@@ -123,7 +123,7 @@ std::string CacheKey(std::string_view content_key, std::string_view path, Render
 
 namespace {
 
-struct Rendered {
+struct Output {
   std::vector<Manifest> manifests;
 };
 
@@ -146,7 +146,7 @@ std::string Tail(std::string text, const fs::path& copy, int n = 5) {
   return out;
 }
 
-Result<Rendered> RenderExternal(const Plan& plan, const Options& options) {
+Result<Output> RenderExternal(const Plan& plan, const Options& options) {
   const bool helm = plan.renderer == Renderer::kHelm;
   GANTRY_ASSIGN_OR_RETURN(std::string binary,
                           internal::ResolveBinary(helm ? options.helm_binary : options.kustomize_binary,
@@ -242,14 +242,14 @@ Result<Rendered> RenderExternal(const Plan& plan, const Options& options) {
   }
   GANTRY_ASSIGN_OR_RETURN(std::vector<Manifest> manifests,
                           internal::ParseRendered(r.out, display, options.limits, helm));
-  return Rendered{std::move(manifests)};
+  return Output{std::move(manifests)};
 }
 
-Result<Rendered> RenderLocalPlain(const Plan& plan, const Options& options) {
+Result<Output> RenderLocalPlain(const Plan& plan, const Options& options) {
   std::string parent = plan.is_dir ? plan.rel : fs::path(plan.rel).parent_path().string();
   GANTRY_ASSIGN_OR_RETURN(internal::PlainResult r,
                           internal::ReadPlain(plan.dir, options.limits, parent.empty() ? "" : parent + "/"));
-  return Rendered{std::move(r.manifests)};
+  return Output{std::move(r.manifests)};
 }
 
 }  // namespace
@@ -328,7 +328,7 @@ Result<std::vector<Manifest>> Render(const Source& source, const Options& option
     key = CacheKey(content_key, plan, options);
     if (auto hit = cache->Get(key)) return std::move(*hit);
   }
-  GANTRY_ASSIGN_OR_RETURN(Rendered r, plan.renderer == Renderer::kPlain ? RenderLocalPlain(plan, options)
+  GANTRY_ASSIGN_OR_RETURN(Output r, plan.renderer == Renderer::kPlain ? RenderLocalPlain(plan, options)
                                                                          : RenderExternal(plan, options));
   if (!key.empty()) cache->Put(key, r.manifests, internal::ManifestBytes(r.manifests));
   return std::move(r.manifests);

@@ -362,6 +362,18 @@ Result<std::vector<Release>> SqlStore::ListReleases(std::string_view app, int li
       });
 }
 
+Result<std::vector<std::string>> SqlStore::ListApps() {
+  return Transact<std::vector<std::string>>(
+      TxMode::kRead, [&](Connection& c) -> Result<std::vector<std::string>> {
+        // releases_by_app (app, id) serves this without reading the releases.
+        GANTRY_ASSIGN_OR_RETURN(Rows rows, c.Query("SELECT DISTINCT app FROM releases ORDER BY app"));
+        std::vector<std::string> out;
+        out.reserve(rows.size());
+        for (const Row& r : rows) out.push_back(r.Text(0));
+        return out;
+      });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Deployments
 

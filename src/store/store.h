@@ -172,6 +172,8 @@ class Store {
   // it is not 0 (paging). InvalidArgument when limit < 1 (so for every List/Read below).
   virtual Result<std::vector<Release>> ListReleases(std::string_view app, int limit,
                                                     int64_t before_id = 0) = 0;
+  // Every application with at least one release, sorted by name.
+  virtual Result<std::vector<std::string>> ListApps() = 0;
 
   // Deployments.
   // Creates (target.version == 0) or updates (target.version == the version last read) the target

@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 #include <re2/re2.h>
 
-#include "git/semver.h"
+#include "base/semver.h"
 #include "update/update.h"
 
 namespace gantry::update {
@@ -106,12 +106,12 @@ Result<std::string> SelectLatest(std::span<const std::string> tags, const TagPol
   if (keyed.empty()) return NotFoundError("{}: there are no tags", context);
   switch (policy.kind) {
     case TagPolicy::Kind::kSemver: {
-      auto range = git::VersionRange::Parse(policy.range.empty() ? "*" : policy.range);
+      auto range = semver::VersionRange::Parse(policy.range.empty() ? "*" : policy.range);
       if (!range.ok()) return range.status().WithContext(context);
-      std::optional<git::Version> best;
+      std::optional<semver::Version> best;
       std::string best_tag;
       for (const auto& [key, tag] : keyed) {
-        auto v = git::ParseVersion(key);
+        auto v = semver::ParseVersion(key);
         if (!v.ok() || !range->Matches(*v)) continue;
         // Equal versions (v1.2.3 and 1.2.3): the alphabetically greater tag, so the choice is stable.
         if (!best || *v > *best || (*v == *best && tag > best_tag)) {

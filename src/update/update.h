@@ -128,7 +128,7 @@ bool IsYamlPath(std::string_view path);
 struct TagPolicy {
   enum class Kind { kSemver, kAlphabetical, kNumerical };
   Kind kind = Kind::kSemver;
-  std::string range;    // kSemver: a git::VersionRange ("^1.2", ">=1.0.0-0" for pre-releases)
+  std::string range;    // kSemver: a semver::VersionRange ("^1.2", ">=1.0.0-0" for pre-releases)
   bool ascending = true;  // kAlphabetical / kNumerical: asc picks the highest, desc the lowest
   // Optional filter (RE2 syntax, as Flux's Go regexp): tags that do not match are skipped; with
   // `extract` ("$ts", "${ts}", "$1", literal text around them) the policy orders the expansion

@@ -366,7 +366,7 @@ TEST(OciRegistryTest, LatestTagByPolicyThroughTheCommandLine) {
   };
   EXPECT_EQ(latest({"--semver", "^1.0"}), std::make_pair(0, std::string("1.10.1\n")));  // 1.10 > 1.2: not alphabetical
   // "9" and "10" read as 9.0.0 and 10.0.0, as Flux (Masterminds semver) reads them: bound the range;
-  // a pre-release matches only a bound naming a pre-release of the same MAJOR.MINOR.PATCH (git/semver.h).
+  // a pre-release matches only a bound naming a pre-release of the same MAJOR.MINOR.PATCH (base/semver.h).
   EXPECT_EQ(latest({"--semver", ">=2.0.0-0 <3.0.0"}), std::make_pair(0, std::string("2.0.0-rc.1\n")));
   EXPECT_EQ(latest({"--numerical"}).second, "10\n");
   EXPECT_EQ(latest({"--alphabetical", "--filter", "^main-(?P<ts>[0-9]+)-", "--extract", "$ts"}).second, "main-20261128-def\n");

@@ -8,6 +8,7 @@
 
 #include "base/process.h"
 #include "git/git.h"
+#include "render/git_sources.h"
 #include "render/render.h"
 #include "test/env/testenv.h"
 
@@ -98,6 +99,53 @@ TEST_F(RenderGitTest, PlainFromTheObjectDatabaseWithCacheHits) {
   auto old = RenderGit(*repo, r->commit, "apps/web", {}, &cache);
   ASSERT_TRUE(old.ok());
   EXPECT_EQ(Names(old->manifests), "a b c ");
+}
+
+// GitSources: what the agent and the deployer render from. One fetch serves every caller that asked
+// before it began; a caller that asks for one after a push gets the new commit.
+TEST_F(RenderGitTest, GitSourcesShareFetchesAndRenderObjects) {
+  Write("apps/web/a.yaml", fmt::format(kCm, "a"));
+  Commit("first");
+  FakeClock clock;
+  clock.Advance(std::chrono::hours(1));
+  GitSources sources({.mirrors_dir = tmp_.path() + "/sources", .credentials = {}, .allow_file = true,
+                      .render_cache_bytes = 1u << 20, .clock = &clock});
+  std::string url = "file://" + bare_;
+  auto first = sources.Render(url, "main", "apps/web", {}, {});
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_EQ(first->objects.size(), 1u);
+  EXPECT_EQ(value::StringAt(&first->objects[0], {"metadata", "name"}), "a");
+  EXPECT_FALSE(first->content_key.empty());
+
+  Write("apps/web/a.yaml", fmt::format(kCm, "a2"));
+  Commit("second");
+  // The epoch: fetched once already, so no fetch; nor for a request older than the last fetch.
+  auto stale = sources.Render(url, "main", "apps/web", {}, {});
+  ASSERT_TRUE(stale.ok());
+  EXPECT_EQ(stale->commit, first->commit);
+  auto older = sources.Render(url, "main", "apps/web", {}, clock.Now() - std::chrono::minutes(1));
+  ASSERT_TRUE(older.ok());
+  EXPECT_EQ(older->commit, first->commit);
+  // A request made after the last fetch began fetches.
+  clock.Advance(std::chrono::seconds(1));
+  auto fresh = sources.Render(url, "main", "apps/web", {}, clock.Now());
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_NE(fresh->commit, first->commit);
+  EXPECT_EQ(value::StringAt(&fresh->objects[0], {"metadata", "name"}), "a2");
+}
+
+TEST_F(RenderGitTest, GitSourcesErrorsCarryTheFetchReason) {
+  GitSources refuses_file({.mirrors_dir = tmp_.path() + "/sources"});
+  auto refused = refuses_file.Render("file://" + bare_, "main", ".", {}, {});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(refused.status().Is(Code::kInvalidArgument, kFetchFailed)) << refused.status().ToString();
+  EXPECT_TRUE(refused.status().message().starts_with("fetch")) << refused.status().message();
+
+  GitSources sources({.mirrors_dir = tmp_.path() + "/sources", .allow_file = true});
+  auto missing = sources.Render("file://" + tmp_.path() + "/none.git", "main", ".", {}, {});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().reason(), kFetchFailed) << missing.status().ToString();
+  EXPECT_NE(missing.status().message().find("fetch file://"), std::string::npos) << missing.status().message();
 }
 
 TEST_F(RenderGitTest, SymlinksFollowedInsideThePathRefusedOutside) {

@@ -215,6 +215,9 @@ TYPED_TEST(StoreContractTest, ReleasesRoundTripAndListNewestFirst) {
   EXPECT_EQ(page[0].id, second);
   ASSERT_OK_AND_ASSIGN(auto none, s.ListReleases("nobody", 10));
   EXPECT_TRUE(none.empty());
+
+  ASSERT_OK_AND_ASSIGN(auto apps, s.ListApps());
+  EXPECT_EQ(apps, (std::vector<std::string>{"other", "shop"}));
 }
 
 TYPED_TEST(StoreContractTest, ReleaseErrors) {

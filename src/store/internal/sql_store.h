@@ -34,6 +34,7 @@ class SqlStore : public Store {
   Result<Release> GetRelease(int64_t id) override;
   Result<std::vector<Release>> ListReleases(std::string_view app, int limit,
                                             int64_t before_id) override;
+  Result<std::vector<std::string>> ListApps() override;
   Result<Target> UpsertTarget(const Target& target) override;
   Result<std::vector<Target>> ListTargets(int64_t release_id) override;
   Result<std::vector<TargetStatus>> CurrentByTarget(std::string_view app) override;

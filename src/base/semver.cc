@@ -1,11 +1,11 @@
-#include "git/semver.h"
+#include "base/semver.h"
 
 #include <algorithm>
 #include <limits>
 
 #include <fmt/format.h>
 
-namespace gantry::git {
+namespace gantry::semver {
 namespace {
 
 bool IsDigits(std::string_view s) {
@@ -293,4 +293,4 @@ std::optional<Version> VersionRange::Highest(const std::vector<Version>& version
   return best;
 }
 
-}  // namespace gantry::git
+}  // namespace gantry::semver

@@ -1,8 +1,8 @@
-#include "git/semver.h"
+#include "base/semver.h"
 
 #include <gtest/gtest.h>
 
-namespace gantry::git {
+namespace gantry::semver {
 namespace {
 
 Version V(std::string_view text) {
@@ -168,4 +168,4 @@ TEST(SemverTest, HighestPicksTheLargestMatch) {
 }
 
 }  // namespace
-}  // namespace gantry::git
+}  // namespace gantry::semver

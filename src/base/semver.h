@@ -1,6 +1,6 @@
 #pragma once
-// Semantic versions (semver.org 2.0) and version ranges in the npm / Masterminds syntax, as
-// revisions ("the highest tag matching ^1.4") and, later, image tag policies use them.
+// Semantic versions (semver.org 2.0) and version ranges in the npm / Masterminds syntax, as Git
+// revisions ("the highest tag matching ^1.4") and image tag policies (update) use them.
 //
 // A version is MAJOR[.MINOR[.PATCH]][-PRERELEASE][+BUILD] with an optional leading "v"; missing
 // components are 0 ("v1.2" is 1.2.0), leading zeros are refused. Precedence follows semver.org:
@@ -24,7 +24,7 @@
 
 #include "base/status.h"
 
-namespace gantry::git {
+namespace gantry::semver {
 
 struct Version {
   uint64_t major = 0, minor = 0, patch = 0;
@@ -68,4 +68,4 @@ class VersionRange {
   std::vector<std::vector<Comparator>> sets_;  // OR of ANDs
 };
 
-}  // namespace gantry::git
+}  // namespace gantry::semver

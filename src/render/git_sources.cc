@@ -1,0 +1,65 @@
+#include "render/git_sources.h"
+
+#include <utility>
+
+namespace gantry::render {
+
+struct GitSources::Fetches {
+  std::mutex mu;  // held while fetching: callers of one URL take turns and share the result
+  bool fetched = false;                              // GUARDED_BY(mu): at least once
+  std::chrono::steady_clock::time_point began{};     // GUARDED_BY(mu): when the last good fetch began
+};
+
+GitSources::GitSources(GitSourcesOptions options)
+    : options_(std::move(options)),
+      clock_(options_.clock != nullptr ? *options_.clock : SystemClock()),
+      mirrors_(options_.mirrors_dir),
+      cache_(options_.render_cache_bytes) {}
+
+std::shared_ptr<GitSources::Fetches> GitSources::FetchesOf(const std::string& url) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& f = fetches_[url];
+  if (!f) f = std::make_shared<Fetches>();
+  return f;
+}
+
+Result<std::shared_ptr<git::Repository>> GitSources::Open(const std::string& url) {
+  git::OpenOptions oo{.allow_file = options_.allow_file};
+  oo.credentials = git::CredentialsFor(options_.credentials, url);
+  auto repo = mirrors_.Open(url, oo);
+  if (!repo.ok()) return Status(repo.status()).set_reason(kFetchFailed);
+  return repo;
+}
+
+Status GitSources::Fetch(git::Repository& repo, std::chrono::steady_clock::time_point fetch_after) {
+  auto f = FetchesOf(repo.url());
+  std::lock_guard<std::mutex> lock(f->mu);
+  if (f->fetched && (fetch_after == std::chrono::steady_clock::time_point{} || f->began >= fetch_after)) {
+    return OkStatus();
+  }
+  auto began = clock_.Now();
+  Status s = repo.Fetch().status();
+  if (!s.ok()) return std::move(s).WithContext("fetch " + git::ScrubUrl(repo.url())).set_reason(kFetchFailed);
+  f->fetched = true;
+  f->began = began;
+  return OkStatus();
+}
+
+Result<Rendered> GitSources::Render(const std::string& url, std::string_view revision, const std::string& path,
+                                    const Options& options, std::chrono::steady_clock::time_point fetch_after) {
+  auto repo = Open(url);
+  if (!repo.ok()) return repo.status().WithContext("fetch");
+  GANTRY_RETURN_IF_ERROR(Fetch(**repo, fetch_after));
+  return RenderGitObjects(**repo, revision, path, options, options_.render_cache_bytes > 0 ? &cache_ : nullptr);
+}
+
+Result<Rendered> RenderGitObjects(git::Repository& repo, std::string_view revision, const std::string& path,
+                                  const Options& options, RenderCache* cache) {
+  GANTRY_ASSIGN_OR_RETURN(GitRendered r, RenderGit(repo, revision, path, options, cache));
+  Rendered out{.commit = std::move(r.commit), .objects = {}, .content_key = std::move(r.content_key)};
+  out.objects.reserve(r.manifests.size());
+  for (auto& m : r.manifests) out.objects.push_back(std::move(m.object));
+  return out;
+}
+
+}  // namespace gantry::render
