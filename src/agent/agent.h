@@ -43,6 +43,7 @@
 #include "base/status.h"
 #include "kube/cache.h"
 #include "kube/kube.h"
+#include "render/git_sources.h"
 #include "render/render.h"
 #include "sync/sync.h"
 #include "value/value.h"
@@ -52,7 +53,7 @@ namespace gantry::agent {
 using api::Application;
 
 // Reasons of the Status a Source returns.
-inline constexpr char kReasonFetchFailed[] = "FetchFailed";  // the repository could not be opened or fetched
+inline constexpr std::string_view kReasonFetchFailed = render::kFetchFailed;  // could not open or fetch
 
 // The rendered desired state of an Application at a commit.
 struct Rendered {

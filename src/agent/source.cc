@@ -1,6 +1,6 @@
-// The agent's Source over Git: mirrors under the cache directory (credentials bound to their
-// host), fetches shared by the applications of one repository, render::RenderGit with a render
-// cache shared by all applications, and the changed paths between two commits.
+// The agent's Source over Git: render::GitSources (mirrors under the cache directory, credentials
+// bound to their host, fetches shared by the applications of one repository), render::RenderGit
+// with a render cache shared by all applications, and the changed paths between two commits.
 
 #include <map>
 #include <memory>
@@ -8,19 +8,13 @@
 
 #include "agent/agent.h"
 #include "git/git.h"
+#include "render/git_sources.h"
 #include "render/render.h"
 
 namespace gantry::agent {
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
-
-// Fetch bookkeeping of one repository URL.
-struct RepoFetches {
-  std::mutex mu;  // held while fetching: callers of one URL take turns and share the result
-  bool fetched = false;               // GUARDED_BY(mu): at least once by this process
-  SteadyClock::time_point began{};    // GUARDED_BY(mu): when the last good fetch began
-};
 
 std::string Normalize(std::string path) {
   while (path.starts_with("./")) path.erase(0, 2);
@@ -35,35 +29,13 @@ bool Under(std::string_view file, std::string_view dir) {
 
 class GitSource final : public Source {
  public:
-  GitSource(const AgentOptions& o, render::Options base)
-      : mirrors_(std::filesystem::path(o.cache_dir) / "git"), allow_file_(o.allow_file_repos),
-        cache_(kRenderCacheBytes), base_(std::move(base)) {}
-
-  Status AddCredentials(const std::vector<std::string>& specs) {
-    for (const std::string& c : specs) {
-      GANTRY_ASSIGN_OR_RETURN(git::Credentials parsed, git::ParseCredentials(c));
-      credentials_.push_back(std::move(parsed));
-    }
-    return OkStatus();
-  }
+  GitSource(render::GitSourcesOptions sources, render::Options base)
+      : sources_(std::move(sources)), cache_(kRenderCacheBytes), base_(std::move(base)) {}
 
   Result<std::string> Resolve(const api::Application& app, SteadyClock::time_point fetch_after) override {
     GANTRY_ASSIGN_OR_RETURN(std::shared_ptr<git::Repository> repo, Open(app));
-    // One fetch serves every application of the repository that asked for one before it began:
-    // a push webhook for a monorepo of a hundred applications fetches once, not a hundred times.
-    {
-      auto f = FetchesOf(app.source.repo_url);
-      std::lock_guard<std::mutex> lock(f->mu);
-      if (!f->fetched || (fetch_after != SteadyClock::time_point{} && f->began < fetch_after)) {
-        auto began = SteadyClock::now();
-        auto r = repo->Fetch();
-        if (!r.ok()) {
-          return r.status().WithContext("fetch " + git::ScrubUrl(app.source.repo_url)).set_reason(kReasonFetchFailed);
-        }
-        f->fetched = true;
-        f->began = began;
-      }
-    }
+    // One fetch serves every application of the repository that asked for one before it began.
+    GANTRY_RETURN_IF_ERROR(sources_.Fetch(*repo, fetch_after));
     auto commit = repo->Resolve(app.source.target_revision);
     if (!commit.ok()) {
       return commit.status().WithContext(fmt::format("resolve {} in {}", app.source.target_revision,
@@ -135,11 +107,9 @@ class GitSource final : public Source {
   }
 
   Result<std::shared_ptr<git::Repository>> Open(const api::Application& app) {
-    git::OpenOptions oo{.allow_file = allow_file_};
-    oo.credentials = git::CredentialsFor(credentials_, app.source.repo_url);
-    auto repo = mirrors_.Open(app.source.repo_url, oo);
-    if (!repo.ok()) return repo.status().WithContext("fetch").set_reason(kReasonFetchFailed);
-    return *std::move(repo);
+    auto repo = sources_.Open(app.source.repo_url);
+    if (!repo.ok()) return repo.status().WithContext("fetch");
+    return repo;
   }
 
   // The paths changed between two commits, remembered for the last few pairs: every application
@@ -163,21 +133,11 @@ class GitSource final : public Source {
     return shared;
   }
 
-  std::shared_ptr<RepoFetches> FetchesOf(const std::string& url) {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto& f = fetches_[url];
-    if (!f) f = std::make_shared<RepoFetches>();
-    return f;
-  }
-
-  git::Mirrors mirrors_;
-  bool allow_file_;
-  std::vector<git::Credentials> credentials_;
+  render::GitSources sources_;  // mirrors, credentials, shared fetches
   render::RenderCache cache_;
   render::Options base_;
   std::atomic<uint64_t> renders_{0};
   std::mutex mu_;
-  std::map<std::string, std::shared_ptr<RepoFetches>> fetches_;  // GUARDED_BY(mu_), by URL
   std::map<std::string, render::Renderer> renderers_;            // GUARDED_BY(mu_), by RenderKey
   std::vector<std::pair<std::string, std::shared_ptr<const std::vector<std::string>>>> changed_;  // GUARDED_BY(mu_)
 };
@@ -185,9 +145,13 @@ class GitSource final : public Source {
 }  // namespace
 
 Result<std::unique_ptr<Source>> NewGitSource(const AgentOptions& options, const render::Options& render_options) {
-  auto source = std::make_unique<GitSource>(options, render_options);
-  GANTRY_RETURN_IF_ERROR(source->AddCredentials(options.git_credentials));
-  return std::unique_ptr<Source>(std::move(source));
+  render::GitSourcesOptions so{.mirrors_dir = std::filesystem::path(options.cache_dir) / "git",
+                               .allow_file = options.allow_file_repos};
+  for (const std::string& c : options.git_credentials) {
+    GANTRY_ASSIGN_OR_RETURN(git::Credentials parsed, git::ParseCredentials(c));
+    so.credentials.push_back(std::move(parsed));
+  }
+  return std::unique_ptr<Source>(std::make_unique<GitSource>(std::move(so), render_options));
 }
 
 }  // namespace gantry::agent

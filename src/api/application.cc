@@ -1,5 +1,7 @@
 #include "api/application.h"
 
+#include "base/duration.h"
+
 #include <filesystem>
 
 #include <charconv>
@@ -81,25 +83,7 @@ class Fields {
     std::string text = String(parent, key, path);
     if (text.empty()) return fallback;
     // Go durations as Argo CD writes them: "5s", "3m", "1h", "500ms", "1m30s".
-    std::chrono::milliseconds total{0};
-    std::string_view rest = text;
-    while (!rest.empty()) {
-      double n = 0;
-      auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), n);
-      if (ec != std::errc() || end == rest.data()) break;
-      rest.remove_prefix(static_cast<size_t>(end - rest.data()));
-      double ms = -1;
-      for (auto [unit, mult] : {std::pair<std::string_view, double>{"ms", 1}, {"s", 1e3}, {"m", 6e4}, {"h", 3.6e6}}) {
-        if (rest.starts_with(unit)) {
-          ms = n * mult;
-          rest.remove_prefix(unit.size());
-          break;
-        }
-      }
-      if (ms < 0) break;
-      total += std::chrono::milliseconds(static_cast<int64_t>(ms));
-      if (rest.empty()) return total;
-    }
+    if (auto d = ParseDuration(text); d.ok()) return *d;
     Fail(*parent->Get(key), path, fmt::format("{:?} is not a duration such as 5s, 3m or 1h", text));
     return fallback;
   }
