@@ -197,7 +197,8 @@ class Agent:
             "reconciles": total(m, "gantry_agent_reconciles_total"),
             "failed": total(m, "gantry_agent_reconciles_total", 'result="failed"'),
             "renders": total(m, "gantry_agent_renders_total") if "gantry_agent_renders_total" in m else None,
-            "api": total(m, "gantry_agent_api_requests") if "gantry_agent_api_requests" in m else None,
+            "api": next((total(m, n) for n in ("gantry_agent_api_requests", "gantry_agent_api_requests_total")
+                         if n in m), None),
             "queue": total(m, "gantry_agent_queue_depth"),
         }
 
@@ -510,6 +511,8 @@ def cmd_table(a):
         ("cold start: all Applications Synced", "s", lambda r: r["cold_start_s"], "{:.1f}"),
         ("agent RSS peak (VmHWM, cold start + pushes)", "MiB", mib("hwm_kib"), "{:.1f}"),
         ("agent RSS steady (VmRSS, idle after the idle pushes)", "MiB", mib("rss_steady_kib"), "{:.1f}"),
+        ("agent RSS peak, no-op phase (VmHWM, restart + --interval NOOP_INTERVAL)", "MiB",
+         lambda r: r["noop"]["hwm_kib"] / 1024, "{:.1f}"),
         ("webhook → ConfigMap applied, p50 (idle)", "ms", lambda r: r["idle"]["p50_ms"], "{:.0f}"),
         ("webhook → ConfigMap applied, p99 (idle)", "ms", lambda r: r["idle"]["p99_ms"], "{:.0f}"),
         ("webhook → ConfigMap applied, p50 (CI build alongside)", "ms", lambda r: r["loaded"]["p50_ms"], "{:.0f}"),
