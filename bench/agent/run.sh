@@ -72,11 +72,12 @@ kubectl --kubeconfig "$KUBECONFIG" wait --for condition=Established crd/applicat
 } > "$work/apps.yaml"
 kubectl --kubeconfig "$KUBECONFIG" apply --server-side -f "$work/apps.yaml" >/dev/null
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port) metrics_port=$(free_port)
 start_agent() {
   # shellcheck disable=SC2086 # the wrapper is a command line
   WEBHOOK_SECRET=bench GIT_CREDS="$host=$GIT_USER:$GIT_PASSWORD" ${AGENT_WRAPPER:-} "$gantry" agent --kubeconfig "$KUBECONFIG" -n bench \
-    --cache-dir "$work/cache" --listen "127.0.0.1:$port" --webhook-secret-env WEBHOOK_SECRET \
+    --cache-dir "$work/cache" --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" --webhook-secret-env WEBHOOK_SECRET \
     --git-credentials-env GIT_CREDS --no-leader-election --interval "$1" --workers 4 >>"$work/agent.log" 2>&1 &
   agent_pid=$! wrapper_pid=
   if [[ -n ${AGENT_WRAPPER:-} ]]; then
@@ -128,14 +129,14 @@ read -r hook_p50 hook_p99 < <(percentiles < "$work/webhook.txt")
 # --- 2. steady state (the same agent, nothing changing) --------------------------------------------
 # Each push also records the new revision on the other applications (their reconciles run after the
 # changed one's): wait until that work is done, so the window sees only the steady state.
-queue_depth() { curl -sf "http://127.0.0.1:$port/metrics" | awk '/^gantry_agent_queue_depth /{print $2}'; }
+queue_depth() { curl -sf "http://127.0.0.1:$metrics_port/metrics" | awk '/^gantry_agent_queue_depth /{print $2}'; }
 until [[ $(queue_depth) == 0 ]]; do sleep 1; done
 sleep 5
 writes() {
   api "$KUBE_SERVER/metrics" | awk '/^apiserver_request_total\{/ && /resource="(applications|configmaps|events)"/ &&
     /verb="(APPLY|PATCH|CREATE|POST|UPDATE|PUT|DELETE)"/ { s += $NF } END { printf "%d\n", s }'
 }
-agent_requests() { curl -sf "http://127.0.0.1:$port/metrics" | awk '/^gantry_agent_api_requests /{print $2}'; }
+agent_requests() { curl -sf "http://127.0.0.1:$metrics_port/metrics" | awk '/^gantry_agent_api_requests /{print $2}'; }
 cpu() { awk '{print $14 + $15}' "/proc/$agent_pid/stat"; }
 w0=$(writes); r0=$(agent_requests); c0=$(cpu); rss_max=0 threads_max=0
 for ((s = 0; s < STEADY_SECONDS; s++)); do
