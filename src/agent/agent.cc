@@ -75,10 +75,10 @@ struct Metrics {
   http::Counter& webhooks = registry.AddCounter("gantry_agent_webhooks_total", "Verified push webhooks");
   http::Gauge& api_requests =
       registry.AddGauge("gantry_agent_api_requests", "Kubernetes API requests made since the agent started");
-  http::Gauge& renders = registry.AddGauge(
-      "gantry_agent_renders", "Renders that ran a renderer (not served from the render cache) since the agent started");
-  http::Counter& rendered_reconciles = registry.AddCounter(
-      "gantry_agent_rendered_reconciles_total", "Reconciles that rendered and compared their source");
+  http::Counter& renders = registry.AddCounter(
+      "gantry_agent_renders_total", "Renders of an application's source (from the render cache or not)");
+  http::Gauge& renderer_runs = registry.AddGauge(
+      "gantry_agent_renderer_runs", "Renders that missed the render cache, since the agent started");
   http::Gauge& cached_objects = registry.AddGauge("gantry_agent_cached_objects", "Objects held by the watch caches");
   http::Gauge& render_sandbox = registry.AddGauge(
       "gantry_agent_render_sandbox", "1 when kustomize and helm run sandboxed; 0 when the operator turned it off");
@@ -415,7 +415,7 @@ class AgentImpl final : public Agent {
       } else {
         if (!options_.apps_dir.empty()) file_status_[key] = api::ToValue(r->status);
         if (!r->object.IsNull()) Remember(r->object, /*from_write=*/true);
-        if (r->rendered) metrics_.rendered_reconciles.Inc();
+        if (r->rendered) metrics_.renders.Inc();
         log::Info("agent: {} {} {} health {} ({} ms{})", key, r->synced ? "synced" : "reconciled",
                   r->status.sync_status, r->status.health ? health::Name(*r->status.health) : "", took.count(),
                   r->failed ? ", failed" : "");
@@ -430,7 +430,7 @@ class AgentImpl final : public Agent {
         }
         WatchManagedKinds(r->status);
         metrics_.cached_objects.Set(static_cast<double>(objects_->stats().objects + inventories_->stats().objects));
-        metrics_.renders.Set(static_cast<double>(source_->renders()));
+        metrics_.renderer_runs.Set(static_cast<double>(source_->renders()));
       }
       queue_.Done(key);
       // A periodic refresh takes a fetch of the repository begun up to a tenth of the interval
