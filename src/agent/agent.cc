@@ -390,7 +390,8 @@ class AgentImpl final : public Agent {
       ReconcileDeps deps{.client = client_, .source = *source_, .objects = objects_.get(),
                          .inventories = inventories_.get(), .get_application = [this](const kube::ObjectRef& ref) {
                            return GetApplication(ref);
-                         }};
+                         },
+                         .stop = &stopping_};
       auto r = Reconcile(deps, object, fetch_after, options_.reconcile, options_.apps_dir.empty());
       auto took = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start);
       metrics_.reconcile_seconds.Observe(static_cast<double>(took.count()) / 1000);

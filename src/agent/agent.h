@@ -97,6 +97,9 @@ struct ReconcileDeps {
   // Reads another Application (dependsOn); default: client.Get.
   std::function<Result<value::Value>(const kube::ObjectRef&)> get_application;
   Clock* clock = nullptr;  // nullptr: SystemClock()
+  // When it becomes true, a running sync stops between two of its steps (its operation ends
+  // Terminated and is resumed by the next reconcile).
+  const std::atomic<bool>* stop = nullptr;
 };
 
 // What a reconcile decided and wrote.

@@ -238,7 +238,17 @@ class Pass {
 
     auto operation = sync::Operation::Start(deps_.client, prepared_, live_, comparison_, sync_options_, nullptr,
                                             deps_.objects);
-    const sync::State& final_state = operation->Run();
+    while (operation->Step()) {
+      if (deps_.stop != nullptr && deps_.stop->load()) operation->Terminate();
+    }
+    const sync::State& final_state = operation->state();
+    if (final_state.phase == sync::Phase::kTerminated) {
+      // Stopped between steps: the operation stays Running in the status, so the next reconcile
+      // (this agent's after a restart, or the next leader's) resumes it.
+      result_.synced = true;
+      done_ = true;
+      return OkStatus();
+    }
     result_.synced = true;
     bool ok = final_state.phase == sync::Phase::kSucceeded;
     api::OperationState done = running;

@@ -192,5 +192,20 @@ TEST_F(ReconcileTest, AnEmptyRenderIsAPruneBlockedSyncFailure) {
   EXPECT_TRUE(client_.Get({"v1", "ConfigMap", "web", "a"}).ok()) << "nothing pruned";
 }
 
+TEST_F(ReconcileTest, AStoppedSyncStaysRunningAndTheNextPassResumesIt) {
+  std::atomic<bool> stop{true};
+  ReconcileDeps deps{.client = client_, .source = source_, .stop = &stop};
+  auto r = Reconcile(deps, object_, {}, {});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->status.operation.has_value());
+  EXPECT_EQ(r->status.operation->phase, api::kPhaseRunning);
+  EXPECT_FALSE(client_.Get({"v1", "ConfigMap", "web", "a"}).ok()) << "stopped before applying";
+  object_ = r->object;
+  ReconcileResult next = Pass();
+  EXPECT_EQ(next.status.operation->trigger, api::kTriggerResume);
+  EXPECT_EQ(next.status.operation->phase, api::kPhaseSucceeded);
+  EXPECT_TRUE(client_.Get({"v1", "ConfigMap", "web", "a"}).ok());
+}
+
 }  // namespace
 }  // namespace gantry::agent
