@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include "agent/agent.h"
+#include "api/status.h"
 #include "base/clock.h"
 #include "base/duration.h"
 #include "base/log.h"
@@ -240,15 +241,13 @@ void AddAppCommand(CLI::App& app, int& exit_code) {
     }
     fmt::print("{:<24} {:<10} {:<12} {:<14} {}\n", "NAME", "SYNC", "HEALTH", "REVISION", "MESSAGE");
     for (const auto& a : apps->items) {
+      api::ApplicationStatus st = api::ParseStatus(a.Get("status"));
       std::string message;
-      if (const value::Value* conds = a.Find({"status", "conditions"}); conds && conds->IsSeq()) {
-        for (const auto& c : conds->items()) {
-          if (value::StringAt(&c, {"status"}) == "True" && value::StringAt(&c, {"type"}) != "Ready") message = value::StringAt(&c, {"message"});
-        }
+      for (const api::Condition& c : st.conditions) {
+        if (c.status && c.type != api::kConditionReady) message = c.message;
       }
-      fmt::print("{:<24} {:<10} {:<12} {:<14} {}\n", value::StringAt(&a, {"metadata", "name"}),
-                 value::StringAt(&a, {"status", "sync", "status"}), value::StringAt(&a, {"status", "health", "status"}),
-                 value::StringAt(&a, {"status", "sync", "revision"}).substr(0, 12), message);
+      fmt::print("{:<24} {:<10} {:<12} {:<14} {}\n", value::StringAt(&a, {"metadata", "name"}), st.sync_status,
+                 st.health ? health::Name(*st.health) : "", st.sync_revision.substr(0, 12), message);
     }
     exit_code = 0;
   });

@@ -43,6 +43,7 @@
 #include <string_view>
 #include <vector>
 
+#include "api/application.h"
 #include "base/status.h"
 #include "kube/kube.h"
 #include "render/git_sources.h"
@@ -52,7 +53,7 @@
 
 namespace gantry::deliver {
 
-inline constexpr char kApiVersion[] = "gantry.dev/v1alpha1";
+using api::kApiVersion;  // one API version for every Gantry object (api/application.h)
 
 // ---------------------------------------------------------------------------------------------
 // Configuration

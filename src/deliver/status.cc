@@ -5,6 +5,8 @@
 #include <set>
 #include <tuple>
 
+#include "api/application.h"
+#include "api/status.h"
 #include "deliver/deliver.h"
 
 namespace gantry::deliver {
@@ -56,10 +58,10 @@ std::vector<StatusRow> PullRows(const Cluster& cluster, const std::vector<value:
     r.env = cluster.environment;
     r.cluster = cluster.name;
     r.mode = "pull";
-    r.revision = value::StringAt(&a, {"status", "sync", "revision"});
-    r.state = value::StringAt(&a, {"status", "sync", "status"});
-    r.health = value::StringAt(&a, {"status", "health", "status"});
-    if (r.health.empty()) r.health = "Unknown";
+    api::ApplicationStatus st = api::ParseStatus(a.Get("status"));
+    r.revision = st.sync_revision;
+    r.state = st.sync_status;
+    r.health = health::Name(st.health.value_or(health::HealthStatus::kUnknown));
     auto it = releases_by_app.find(r.app);
     if (it != releases_by_app.end()) {
       // Newest first: behind = the releases before the first whose revision runs here.
@@ -108,7 +110,7 @@ Result<StatusReport> GatherStatus(store::Store& store, const Config& config, std
   for (const auto& c : config.clusters) {
     if (!c.pull) continue;
     auto client = connect(c);
-    auto list = client.ok() ? (*client)->List("gantry.dev/v1alpha1", "Application", "")
+    auto list = client.ok() ? (*client)->List(api::kApiVersion, api::kKind, "")
                             : Result<kube::ObjectList>(client.status());
     if (!list.ok()) {
       report.warnings.push_back(fmt::format("pull cluster {}: {}", c.name, list.status().message()));
