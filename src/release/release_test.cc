@@ -403,10 +403,9 @@ class Forward final : public kube::Client {
   std::shared_ptr<fakes::FakeKubeClient> to_;
 };
 
-// Push mode: the deploy is the Deployment of the config commit; killed mid-deploy, the resumed
-// release continues that Deployment instead of starting a second ledger release.
-TEST_F(ReleaseTest, AnInterruptedDeployIsResumedNotStartedAgain) {
-  auto kube = std::make_shared<fakes::FakeKubeClient>();
+// Deploys to one fake cluster, environment dev with `gates`.
+void PushMode(ReleaseServices& services, ci::Pipeline& pipeline, std::shared_ptr<fakes::FakeKubeClient> kube,
+              const std::string& gates) {
   auto config = deliver::ParseConfig(*value::ParseYaml(R"(
 apiVersion: gantry.dev/v1alpha1
 kind: Cluster
@@ -416,14 +415,20 @@ spec: {kubeconfig: /dev/null, environment: dev}
 apiVersion: gantry.dev/v1alpha1
 kind: Environment
 metadata: {name: dev}
-spec: {gates: {healthy: false}}
-)", "config.yaml"));
+spec: {gates: )" + gates + "}\n", "config.yaml"));
   ASSERT_TRUE(config.ok()) << config.status().ToString();
-  services_.deliver_config = *config;
-  services_.connect = [kube](const deliver::Cluster&) -> Result<std::unique_ptr<kube::Client>> {
+  services.deliver_config = *config;
+  services.connect = [kube](const deliver::Cluster&) -> Result<std::unique_ptr<kube::Client>> {
     return std::unique_ptr<kube::Client>(new Forward(kube));
   };
-  pipeline_.release->app = "web";
+  pipeline.release->app = "web";
+}
+
+// Push mode: the deploy is the Deployment of the config commit; killed mid-deploy, the resumed
+// release continues that Deployment instead of starting a second ledger release.
+TEST_F(ReleaseTest, AnInterruptedDeployIsResumedNotStartedAgain) {
+  auto kube = std::make_shared<fakes::FakeKubeClient>();
+  PushMode(services_, pipeline_, kube, "{healthy: false}");
 
   std::vector<Stage> stages;
   {
@@ -455,6 +460,21 @@ spec: {gates: {healthy: false}}
   ASSERT_TRUE(pod.ok()) << pod.status().ToString();
   EXPECT_THAT(value::ToJson(*pod), HasSubstr("web:aaaaaaaaaaaa"));
   EXPECT_EQ(Stored(), "deploy");
+}
+
+// The deploy's soak gate waits on the injected clock: ten minutes pass without a real sleep.
+TEST_F(ReleaseTest, TheSoakOfTheDeployWaitsOnTheInjectedClock) {
+  FakeClock clock;
+  services_.clock = &clock;
+  PushMode(services_, pipeline_, std::make_shared<fakes::FakeKubeClient>(), "{healthy: false, soak: 10m}");
+  const auto started = std::chrono::steady_clock::now();
+  auto release = New();
+  const ReleaseState& st = release->Run();
+  ASSERT_EQ(st.phase, Phase::kSucceeded) << st.error.ToString();
+  EXPECT_EQ(*st.result.deploy_phase, deliver::Phase::kSucceeded);
+  EXPECT_GE(clock.Now().time_since_epoch(), std::chrono::minutes(10));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30));
+  EXPECT_THAT(Logged(), HasSubstr("deploy: dev: soak done"));
 }
 
 }  // namespace
