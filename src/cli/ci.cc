@@ -433,7 +433,9 @@ Result<std::unique_ptr<ReleaseSetup>> SetUpRelease(const ServerFlags& f, store::
   }
   s.config_git.allow_file = f.allow_file;
   setup->mirrors = std::make_unique<git::Mirrors>(data_dir / "config-mirrors");
-  s.mirrors = setup->mirrors.get();
+  s.open_config_repo = [mirrors = setup->mirrors.get()](const std::string& url, const git::OpenOptions& options) {
+    return mirrors->Open(url, options);
+  };
   oci::RegistryOptions ro;
   ro.docker_config = f.registry_config;
   ro.ca_file = f.registry_ca_file;
@@ -592,8 +594,8 @@ int RunServer(const ServerFlags& f) {
                                .workspace = r.workspace, .log = r.log, .cancel = r.cancel};
     auto result = release::RunRelease(*services, r.pipeline, req);
     if (!result.ok()) return result.status();
-    if (!result->deploy_phase.empty() && result->deploy_phase != "Succeeded") {
-      return FailedPreconditionError("deploy: release {} ended {}", result->release_id, result->deploy_phase);
+    if (result->deploy_phase && *result->deploy_phase != deliver::Phase::kSucceeded) {
+      return FailedPreconditionError("deploy: release {} ended {}", result->release_id, deliver::Name(*result->deploy_phase));
     }
     return OkStatus();
   };

@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "api/application.h"
+#include "base/clock.h"
 #include "base/status.h"
 #include "kube/kube.h"
 #include "render/git_sources.h"
@@ -171,6 +172,7 @@ struct DeployOptions {
   bool rollback_on_failure = false;             // roll the failing environment back
   std::chrono::milliseconds health_timeout{300'000};
   int cluster_parallelism = 4;                  // clusters of one environment at once
+  Clock* clock = nullptr;                       // soak gates read and sleep on it; nullptr: SystemClock()
 };
 
 enum class Phase { kRunning, kSucceeded, kFailed, kWaitingApproval, kTerminated };

@@ -255,6 +255,8 @@ struct Deployment::Impl {
   enum class Stage { kApprove, kApply, kGate, kSoak } stage = Stage::kApprove;
   std::optional<store::Time> soak_until;
 
+  Clock& clock() const { return options.clock != nullptr ? *options.clock : SystemClock(); }
+
   Impl(store::Store& s, Config c, RenderFn r, ConnectFn cn, DeployOptions o, ProgressFn p)
       : store(s), config(std::move(c)), render(std::move(r)), connect(std::move(cn)), options(std::move(o)),
         progress(std::move(p)) {}
@@ -507,7 +509,7 @@ bool Deployment::Step() {
             s.message = id.status().message();
             return false;
           }
-          m.soak_until = std::chrono::system_clock::now() + env->gates.soak;
+          m.soak_until = m.clock().WallNow() + env->gates.soak;
         }
         Say(m.progress, fmt::format("{}: soaking until {}", env_name, Rfc3339(*m.soak_until)));
         m.stage = Impl::Stage::kSoak;
@@ -518,9 +520,9 @@ bool Deployment::Step() {
       return true;
     }
     case Impl::Stage::kSoak: {
-      auto now = std::chrono::system_clock::now();
+      auto now = m.clock().WallNow();
       if (now < *m.soak_until) {
-        std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(1s, *m.soak_until - now));
+        m.clock().SleepFor(std::min<std::chrono::nanoseconds>(1s, *m.soak_until - now));
         return true;
       }
       Say(m.progress, fmt::format("{}: soak done", env_name));

@@ -102,6 +102,13 @@ struct PushRequest {
   int max_attempts = 5;
 };
 
+// One commit of a history (Log).
+struct CommitInfo {
+  std::string id;
+  std::string parent;   // the first parent; "" for a root commit
+  std::string message;  // in full, as written
+};
+
 // Which fetch served a Fetch() call: fetches of one mirror are numbered from 1.
 struct FetchResult {
   uint64_t fetch_number = 0;
@@ -148,6 +155,12 @@ class Repository {
   // failure `dest` is removed. AlreadyExists when `dest` exists; the ReadTree errors otherwise.
   virtual Status Materialize(std::string_view commit, std::string_view path,
                              const std::filesystem::path& dest, const Limits& limits = {}) = 0;
+
+  // The commits reachable from `tip` and not from `since` ("" : from any), newest first
+  // (topological order), at most `max`: "which commits landed on a branch since I last looked".
+  // NotFound when either commit is not in the mirror; InvalidArgument for a malformed id or
+  // max < 1.
+  virtual Result<std::vector<CommitInfo>> Log(std::string_view tip, std::string_view since, int max) = 0;
 
   // The paths (files, symlinks, submodules) that differ between two commits, sorted; a rename
   // lists both its old and new path. NotFound when a commit is unknown.

@@ -399,6 +399,7 @@ class Libgit2Repository final : public Repository {
   Status Materialize(std::string_view commit, std::string_view path, const fs::path& dest,
                      const Limits& limits) override;
   Result<std::vector<std::string>> ChangedPaths(std::string_view from, std::string_view to) override;
+  Result<std::vector<CommitInfo>> Log(std::string_view tip, std::string_view since, int max) override;
   Result<std::string> CommitAndPush(const PushRequest& request) override;
 
  private:
@@ -558,6 +559,48 @@ Result<bool> Libgit2Repository::Contains(std::string_view descendant, std::strin
   int r = git_graph_descendant_of(repo.get(), &d, &a);
   if (r < 0) return GitError(r, fmt::format("is {} in the history of {}", OidHex(a), OidHex(d)));
   return r == 1;
+}
+
+Result<std::vector<CommitInfo>> Libgit2Repository::Log(std::string_view tip, std::string_view since, int max) {
+  auto context = fmt::format("log {}..{} in {}", std::string(since), std::string(tip), url_);
+  if (max < 1) return InvalidArgumentError("{}: max must be at least 1, got {}", context, max);
+  GANTRY_ASSIGN_OR_RETURN(git_oid t, ParseCommitId(tip));
+  std::optional<git_oid> s;
+  if (!since.empty()) { GANTRY_ASSIGN_OR_RETURN(s, ParseCommitId(since)); }
+  GANTRY_ASSIGN_OR_RETURN(RepoPtr repo, OpenRepo());
+  for (const git_oid* oid : {&t, s ? &*s : nullptr}) {
+    if (oid == nullptr) continue;
+    git_commit* c = nullptr;
+    if (git_commit_lookup(&c, repo.get(), oid) != 0) {
+      return NotFoundError("{}: commit {} is not in the mirror", context, OidHex(*oid));
+    }
+    git_commit_free(c);
+  }
+  git_revwalk* raw = nullptr;
+  if (int err = git_revwalk_new(&raw, repo.get()); err != 0) return GitError(err, context);
+  std::unique_ptr<git_revwalk, void (*)(git_revwalk*)> walk(raw, git_revwalk_free);
+  git_revwalk_sorting(raw, GIT_SORT_TOPOLOGICAL | GIT_SORT_TIME);
+  if (int err = git_revwalk_push(raw, &t); err != 0) return GitError(err, context);
+  if (s) {
+    if (int err = git_revwalk_hide(raw, &*s); err != 0) return GitError(err, context);
+  }
+  std::vector<CommitInfo> out;
+  git_oid oid;
+  while (static_cast<int>(out.size()) < max) {
+    int err = git_revwalk_next(&oid, raw);
+    if (err == GIT_ITEROVER) break;
+    if (err != 0) return GitError(err, context);
+    git_commit* c = nullptr;
+    if (int e = git_commit_lookup(&c, repo.get(), &oid); e != 0) return GitError(e, context);
+    CommitPtr commit(c);
+    CommitInfo info;
+    info.id = OidHex(oid);
+    if (git_commit_parentcount(c) > 0) info.parent = OidHex(*git_commit_parent_id(c, 0));
+    const char* message = git_commit_message(c);
+    info.message = message != nullptr ? message : "";
+    out.push_back(std::move(info));
+  }
+  return out;
 }
 
 Result<std::string> Libgit2Repository::ResolveIn(git_repository* repo, std::string_view revision) const {

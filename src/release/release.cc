@@ -29,8 +29,6 @@ std::string TagOf(std::string_view ref) {
   return ref.starts_with("refs/tags/") ? std::string(ref.substr(10)) : std::string();
 }
 
-bool Cancelled(const ReleaseRequest& r) { return r.cancel != nullptr && r.cancel->load(); }
-
 void Log(const ReleaseRequest& r, std::string_view stage, std::string_view line) {
   if (r.log) r.log(stage, line);
   log::Info("release: run {}: {}: {}", r.run_id, stage, line);
@@ -85,22 +83,6 @@ std::map<std::string, std::string> Vars(const ReleaseRequest& r) {
           {"repo", git::ScrubUrl(r.repo)}};
 }
 
-// POSTs a signed push event to one agent. Best effort: agents poll anyway.
-Status Notify(const NotifyTarget& target, const std::string& body, const std::string& delivery) {
-  static const http::Client client({.timeout = std::chrono::seconds(5), .max_response_bytes = 64 << 10,
-                                    .user_agent = "gantry-server"});
-  GANTRY_ASSIGN_OR_RETURN(http::ClientResponse r,
-                          client.Send({.method = "POST",
-                                       .url = target.url,
-                                       .headers = {{"content-type", "application/json"},
-                                                   {"x-github-event", "push"},
-                                                   {"x-github-delivery", delivery},
-                                                   {"x-hub-signature-256", "sha256=" + webhook::HmacSha256Hex(target.secret, body)}},
-                                       .body = body}));
-  if (r.status < 200 || r.status >= 300) return UnavailableError("notify {}: HTTP {}", target.url, r.status);
-  return OkStatus();
-}
-
 // --- package ----------------------------------------------------------------------------------
 
 struct Built {
@@ -110,7 +92,8 @@ struct Built {
   std::string digest;
 };
 
-Result<Built> Package(const ReleaseServices& s, const ci::ImageSpec& spec, const ReleaseRequest& r) {
+Result<Built> Package(const ReleaseServices& s, const ci::ImageSpec& spec, const ReleaseRequest& r,
+                      const std::function<bool()>& stopping) {
   if (s.registry == nullptr) return FailedPreconditionError("no registry client configured");
   GANTRY_ASSIGN_OR_RETURN(oci::Reference repo, oci::ParseReference(spec.repository));
   std::vector<std::string> tags;
@@ -158,7 +141,7 @@ Result<Built> Package(const ReleaseServices& s, const ci::ImageSpec& spec, const
   GANTRY_ASSIGN_OR_RETURN(oci::BuildResult built, oci::BuildImage(b, out, tags[0]));
   Built result{.repository = spec.repository, .tag = tags[0], .digest = built.image.digest};
   for (const auto& tag : tags) {
-    if (Cancelled(r)) return CancelledError("cancelled");
+    if (stopping()) return CancelledError("cancelled");
     oci::Reference dest = repo;
     dest.tag = tag;
     dest.digest.clear();
@@ -176,6 +159,21 @@ Result<Built> Package(const ReleaseServices& s, const ci::ImageSpec& spec, const
 }
 
 }  // namespace
+
+Status SendNotification(const NotifyTarget& target, const std::string& body, const std::string& delivery) {
+  static const http::Client client({.timeout = std::chrono::seconds(5), .max_response_bytes = 64 << 10,
+                                    .user_agent = "gantry-server"});
+  GANTRY_ASSIGN_OR_RETURN(http::ClientResponse r,
+                          client.Send({.method = "POST",
+                                       .url = target.url,
+                                       .headers = {{"content-type", "application/json"},
+                                                   {"x-github-event", "push"},
+                                                   {"x-github-delivery", delivery},
+                                                   {"x-hub-signature-256", "sha256=" + webhook::HmacSha256Hex(target.secret, body)}},
+                                       .body = body}));
+  if (r.status < 200 || r.status >= 300) return UnavailableError("notify {}: HTTP {}", target.url, r.status);
+  return OkStatus();
+}
 
 Result<fs::path> LayerSource(const fs::path& workspace, std::string_view src) {
   if (src == ".") return workspace;
@@ -228,118 +226,504 @@ std::string PushEventPayload(std::string_view repo_url, std::string_view branch,
   return value::ToJson(root);
 }
 
-Result<ReleaseResult> RunRelease(const ReleaseServices& s, const ci::Pipeline& pipeline, const ReleaseRequest& r) {
-  if (!pipeline.image) return InvalidArgumentError("the pipeline has no image: section");
-  if (s.store == nullptr) return FailedPreconditionError("release: no store");
-  ReleaseResult out;
+// --- the Release ----------------------------------------------------------------------------------
 
-  // 1. package
-  auto built = Package(s, *pipeline.image, r);
-  if (!built.ok()) return Status(built.status().code(), std::string(kImageStage) + ": " + built.status().message());
-  out.image = built->reference;
-  out.digest = built->digest;
-  if (!pipeline.release) return out;
-  const ci::ReleaseSpec& rel = *pipeline.release;
-  if (Cancelled(r)) return CancelledError("cancelled");
+namespace {
 
-  // 2. update the config repository
-  if (std::find(s.config_repos.begin(), s.config_repos.end(), rel.repo) == s.config_repos.end()) {
-    return PermissionDeniedError("release: config repository {} is not one this server may write to (--config-repo)",
-                                 git::ScrubUrl(rel.repo));
+constexpr Stage kStages[] = {Stage::kPackage, Stage::kUpdate, Stage::kNotify, Stage::kDeploy, Stage::kRecord, Stage::kDone};
+
+std::optional<Stage> ParseStage(std::string_view name) {
+  for (Stage s : kStages)
+    if (Name(s) == name) return s;
+  return std::nullopt;
+}
+
+std::optional<deliver::Phase> ParseDeployPhase(std::string_view name) {
+  for (deliver::Phase p : {deliver::Phase::kRunning, deliver::Phase::kSucceeded, deliver::Phase::kFailed,
+                           deliver::Phase::kWaitingApproval, deliver::Phase::kTerminated})
+    if (deliver::Name(p) == name) return p;
+  return std::nullopt;
+}
+
+// The trailer every config commit of a release carries, so that a resumed release finds its push.
+std::string Trailer(const ReleaseRequest& r) {
+  return fmt::format("Gantry-Release: run {} of {}@{}", r.run_id, git::ScrubUrl(r.repo), r.commit);
+}
+
+std::string WithTrailer(std::string message, const std::string& trailer) {
+  while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+  return message + "\n\n" + trailer + "\n";
+}
+
+bool HasTrailer(std::string_view message, std::string_view trailer) {
+  for (size_t at = message.find(trailer); at != std::string_view::npos; at = message.find(trailer, at + 1)) {
+    size_t end = at + trailer.size();
+    bool starts_line = at == 0 || message[at - 1] == '\n';
+    bool ends_line = end == message.size() || message[end] == '\n' || message[end] == '\r';
+    if (starts_line && ends_line) return true;
   }
-  if (s.mirrors == nullptr) return FailedPreconditionError("release: no Git mirrors");
-  git::OpenOptions open = s.config_git;
-  open.credentials = git::CredentialsFor(s.config_credentials, rel.repo);
-  auto config_repo = s.mirrors->Open(rel.repo, open);
-  if (!config_repo.ok()) return Status(config_repo.status().code(), "release: " + config_repo.status().message());
+  return false;
+}
+
+}  // namespace
+
+std::string_view Name(Stage stage) {
+  switch (stage) {
+    case Stage::kPackage: return "package";
+    case Stage::kUpdate: return "update";
+    case Stage::kNotify: return "notify";
+    case Stage::kDeploy: return "deploy";
+    case Stage::kRecord: return "record";
+    case Stage::kDone: return "done";
+  }
+  return "unknown";
+}
+
+std::string_view Name(Phase phase) {
+  switch (phase) {
+    case Phase::kRunning: return "Running";
+    case Phase::kSucceeded: return "Succeeded";
+    case Phase::kFailed: return "Failed";
+    case Phase::kTerminated: return "Terminated";
+  }
+  return "Unknown";
+}
+
+struct Release::Impl {
+  const ReleaseServices& s;
+  const ci::Pipeline pipeline;
+  const ReleaseRequest r;
+  ReleaseState* st = nullptr;
+  const std::atomic<bool>* terminate = nullptr;
+
+  // What is kept in the store (ReleaseProgress::data), beyond state().result.
+  std::optional<store::ReleaseProgress> progress;
+  std::string repository, tag;           // package: the image's repository and first tag
+  std::string branch;                    // update: where the config commit went
+  std::vector<std::string> files;        // update: the files it changed (for notify)
+  std::string update_base;               // update in flight: the branch tip before the push
+  std::string update_branch;             //   and the branch it pushes to
+
+  std::shared_ptr<git::Repository> config_repo;
+  std::unique_ptr<deliver::Deployment> deployment;
+
+  Impl(const ReleaseServices& services, const ci::Pipeline& p, ReleaseRequest request)
+      : s(services), pipeline(p), r(std::move(request)) {}
+
+  bool Stopping() const { return terminate->load() || (r.cancel != nullptr && r.cancel->load()); }
+  const ci::ReleaseSpec& Spec() const { return *pipeline.release; }
+  bool Deploys() const {
+    const ci::ReleaseSpec& rel = Spec();
+    return !rel.app.empty() && s.deliver_config && !s.deliver_config->environments.empty() && rel.push_branch.empty();
+  }
+  bool Applies(Stage stage) const {
+    if (stage == Stage::kPackage) return true;
+    if (!pipeline.release) return false;
+    switch (stage) {
+      case Stage::kUpdate: return true;
+      case Stage::kNotify: return st->result.committed && Spec().push_branch.empty() && !s.notify.empty();
+      case Stage::kDeploy: return Deploys();
+      case Stage::kRecord: return !Deploys();
+      default: return false;
+    }
+  }
+  Stage After(Stage done) const {
+    for (Stage stage : kStages)
+      if (stage > done && stage != Stage::kDone && Applies(stage)) return stage;
+    return Stage::kDone;
+  }
+
+  std::string Encode() const {
+    using value::Value;
+    const ReleaseResult& res = st->result;
+    Value v = Value::Map();
+    v.Set("image", res.image);
+    v.Set("digest", res.digest);
+    v.Set("repository", repository);
+    v.Set("tag", tag);
+    v.Set("configCommit", res.config_commit);
+    v.Set("committed", res.committed);
+    v.Set("branch", branch);
+    Value f = Value::Seq();
+    for (const auto& file : files) f.Append(Value(file));
+    v.Set("files", f);
+    v.Set("updateBase", update_base);
+    v.Set("updateBranch", update_branch);
+    v.Set("releaseId", res.release_id);
+    v.Set("deployPhase", res.deploy_phase ? std::string(deliver::Name(*res.deploy_phase)) : std::string());
+    return value::ToJson(v);
+  }
+
+  Status Decode(const store::ReleaseProgress& p) {
+    auto where = fmt::format("release progress of run {}", r.run_id);
+    auto v = value::ParseJson(p.data, where);
+    if (!v.ok() || !v->IsMap()) return DataLossError("{}: not a JSON object: {}", where, v.ok() ? p.data : v.status().message());
+    ReleaseResult& res = st->result;
+    res.image = value::StringAt(&*v, {"image"});
+    res.digest = value::StringAt(&*v, {"digest"});
+    repository = value::StringAt(&*v, {"repository"});
+    tag = value::StringAt(&*v, {"tag"});
+    res.config_commit = value::StringAt(&*v, {"configCommit"});
+    res.committed = value::BoolAt(&*v, {"committed"});
+    branch = value::StringAt(&*v, {"branch"});
+    if (const value::Value* f = v->Get("files"); f != nullptr && f->IsSeq())
+      for (const auto& file : f->items())
+        if (file.IsString()) files.emplace_back(file.AsString());
+    update_base = value::StringAt(&*v, {"updateBase"});
+    update_branch = value::StringAt(&*v, {"updateBranch"});
+    res.release_id = value::IntAt(&*v, {"releaseId"});
+    std::string phase = value::StringAt(&*v, {"deployPhase"});
+    if (!phase.empty()) {
+      res.deploy_phase = ParseDeployPhase(phase);
+      if (!res.deploy_phase) return DataLossError("{}: unknown deploy phase {:?}", where, phase);
+    }
+    return OkStatus();
+  }
+
+  // Writes the progress: `done` is the last stage completed (the stored one when nullopt).
+  Status Save(std::optional<Stage> done) {
+    store::ReleaseProgress p = progress.value_or(store::ReleaseProgress{.run_id = r.run_id});
+    if (done) p.stage = std::string(Name(*done));
+    if (p.stage.empty()) p.stage = "started";
+    p.data = Encode();
+    auto written = s.store->PutReleaseProgress(p);
+    if (!written.ok()) return written.status().WithContext(fmt::format("release: progress of run {}", r.run_id));
+    progress = *written;
+    return OkStatus();
+  }
+
+  bool Fail(Status error) {
+    st->phase = Phase::kFailed;
+    st->error = std::move(error);
+    return false;
+  }
+  // Records `done` and moves to the next stage; false when there is none (the release succeeded).
+  bool Finish(Stage done) {
+    if (Status saved = Save(done); !saved.ok()) return Fail(saved);
+    st->next = After(done);
+    if (st->next != Stage::kDone) return true;
+    st->phase = Phase::kSucceeded;
+    return false;
+  }
+
+  Result<std::shared_ptr<git::Repository>> ConfigRepo() {
+    if (config_repo) return config_repo;
+    const ci::ReleaseSpec& rel = Spec();
+    if (std::find(s.config_repos.begin(), s.config_repos.end(), rel.repo) == s.config_repos.end()) {
+      return PermissionDeniedError("release: config repository {} is not one this server may write to (--config-repo)",
+                                   git::ScrubUrl(rel.repo));
+    }
+    if (!s.open_config_repo) return FailedPreconditionError("release: no Git mirrors");
+    git::OpenOptions open = s.config_git;
+    open.credentials = git::CredentialsFor(s.config_credentials, rel.repo);
+    auto repo = s.open_config_repo(rel.repo, open);
+    if (!repo.ok()) return repo.status().WithContext("release");
+    config_repo = *repo;
+    return config_repo;
+  }
+
+  // The ledger release this run wrote (a record, or a Deployment's start), if any.
+  Result<int64_t> LedgerRelease(const std::string& app) {
+    if (st->result.release_id != 0) return st->result.release_id;
+    GANTRY_ASSIGN_OR_RETURN(auto releases, s.store->ListReleases(app, 50));
+    for (const auto& rel : releases)
+      if (rel.run_id == r.run_id) return rel.id;
+    return int64_t{0};
+  }
+
+  bool Package();
+  bool Update();
+  bool Notify();
+  bool Deploy();
+  bool Record();
+  bool Stop();
+};
+
+bool Release::Impl::Package() {
+  auto built = gantry::release::Package(s, *pipeline.image, r, [this] { return Stopping(); });
+  if (!built.ok()) {
+    if (built.status().code() == Code::kCancelled && Stopping()) return Stop();
+    return Fail(built.status().WithContext(kImageStage));
+  }
+  st->result.image = built->reference;
+  st->result.digest = built->digest;
+  repository = built->repository;
+  tag = built->tag;
+  return Finish(Stage::kPackage);
+}
+
+bool Release::Impl::Update() {
+  const ci::ReleaseSpec& rel = Spec();
+  auto repo = ConfigRepo();
+  if (!repo.ok()) return Fail(repo.status());
+  git::Repository& config = **repo;
+  const std::string where = git::ScrubUrl(rel.repo);
+  const std::string trailer = Trailer(r);
+
+  // Pushed before an interruption? Then the commit is on the branch after the recorded tip.
+  if (!update_base.empty()) {
+    Result<std::optional<git::CommitInfo>> mine = [&]() -> Result<std::optional<git::CommitInfo>> {
+      GANTRY_RETURN_IF_ERROR(config.Fetch().status());
+      auto tip = config.Resolve("refs/heads/" + update_branch);
+      if (!tip.ok() && tip.status().code() == Code::kNotFound) return std::optional<git::CommitInfo>();
+      if (!tip.ok()) return tip.status();
+      if (*tip == update_base) return std::optional<git::CommitInfo>();
+      GANTRY_ASSIGN_OR_RETURN(auto log, config.Log(*tip, update_base, 1000));
+      for (auto& c : log)
+        if (HasTrailer(c.message, trailer)) return std::optional<git::CommitInfo>(std::move(c));
+      return std::optional<git::CommitInfo>();
+    }();
+    if (!mine.ok()) return Fail(mine.status().WithContext("release: update " + where + ": find the commit of an interrupted push"));
+    if (mine->has_value()) {
+      const git::CommitInfo& c = **mine;
+      files.clear();
+      if (!c.parent.empty()) {
+        auto changed = config.ChangedPaths(c.parent, c.id);
+        if (!changed.ok()) return Fail(changed.status().WithContext("release: update " + where));
+        files = *changed;
+      }
+      st->result.config_commit = c.id;
+      st->result.committed = true;
+      branch = update_branch;
+      update_base.clear();
+      update_branch.clear();
+      Log(r, kReleaseStage, fmt::format("{} was pushed to {} before an interruption: not pushing again", c.id.substr(0, 12), branch));
+      return Finish(Stage::kUpdate);
+    }
+  }
+
   update::GitUpdateOptions uo;
   uo.branch = rel.branch;
   uo.path = rel.path;
   uo.push_branch = rel.push_branch;
   uo.author = s.author;
   auto vars = Vars(r);
-  vars["image"] = built->repository;
-  vars["digest"] = built->digest;
-  vars["tag"] = built->tag;  // the image tag (the ref's tag, if any, is in {branch}/{commit})
+  vars["image"] = repository;
+  vars["digest"] = st->result.digest;
+  vars["tag"] = tag;  // the image tag (the ref's tag, if any, is in {branch}/{commit})
   auto message = Expand(rel.message, vars, "release.message");
-  if (!message.ok()) return Status(message.status().code(), "release: " + message.status().message());
-  uo.message_template = *message;
+  if (!message.ok()) return Fail(message.status().WithContext("release"));
+  uo.message_template = WithTrailer(*message, trailer);
   update::ImageRule rule;
-  rule.image = built->repository;
-  rule.name = built->repository.substr(built->repository.rfind('/') + 1);
-  rule.new_tag = built->tag;
+  rule.image = repository;
+  rule.name = repository.substr(repository.rfind('/') + 1);
+  rule.new_tag = tag;
   uo.rules.push_back(rule);
-  Log(r, kReleaseStage, fmt::format("rewriting {} in {} ({}{})", built->repository, git::ScrubUrl(rel.repo),
-                                    rel.branch, rel.path.empty() ? "" : ":" + rel.path));
-  auto updated = update::UpdateRepository(**config_repo, uo);
-  if (!updated.ok()) return Status(updated.status().code(), "release: update " + git::ScrubUrl(rel.repo) + ": " + updated.status().message());
+
+  // The tip the push will follow, recorded first: see the file comment.
+  const std::string target = rel.push_branch.empty() ? rel.branch : rel.push_branch;
+  if (Status f = config.Fetch().status(); !f.ok()) return Fail(f.WithContext("release: update " + where));
+  auto tip = config.Resolve("refs/heads/" + target);
+  if (!tip.ok() && !rel.push_branch.empty() && tip.status().code() == Code::kNotFound) tip = config.Resolve("refs/heads/" + rel.branch);
+  if (tip.ok()) {
+    update_base = *tip;
+    update_branch = target;
+    if (Status saved = Save(std::nullopt); !saved.ok()) return Fail(saved);
+  }  // else UpdateRepository says what is wrong with the branch
+
+  Log(r, kReleaseStage, fmt::format("rewriting {} in {} ({}{})", repository, where, rel.branch, rel.path.empty() ? "" : ":" + rel.path));
+  auto updated = update::UpdateRepository(config, uo);
+  if (!updated.ok()) return Fail(updated.status().WithContext("release: update " + where));
   for (const auto& c : updated->changes) Log(r, kReleaseStage, c.ToString());
   for (const auto& sk : updated->skipped) Log(r, kReleaseStage, "skipped " + sk);
-  out.config_commit = updated->commit;
-  out.committed = updated->committed;
+  st->result.config_commit = updated->commit;
+  st->result.committed = updated->committed;
+  branch = updated->branch;
+  files.clear();
+  for (const auto& c : updated->changes)
+    if (std::find(files.begin(), files.end(), c.file) == files.end()) files.push_back(c.file);
+  update_base.clear();
+  update_branch.clear();
   Log(r, kReleaseStage, updated->committed ? fmt::format("committed {} to {}", updated->commit.substr(0, 12), updated->branch)
-                                           : fmt::format("{} already at {}: no commit", updated->branch, built->tag));
+                                           : fmt::format("{} already at {}: no commit", updated->branch, tag));
+  return Finish(Stage::kUpdate);
+}
 
-  // 3. tell pull agents (best effort: they poll as well)
-  if (updated->committed && rel.push_branch.empty()) {
-    std::vector<std::string> files;
-    for (const auto& c : updated->changes) {
-      if (std::find(files.begin(), files.end(), c.file) == files.end()) files.push_back(c.file);
-    }
-    std::string body = PushEventPayload(rel.repo, updated->branch, "", updated->commit, files);
-    for (const auto& n : s.notify) {
-      Status st = Notify(n, body, fmt::format("gantry-{}-{}", r.run_id, updated->commit.substr(0, 12)));
-      Log(r, kReleaseStage, st.ok() ? "notified " + n.url : "could not notify agent: " + st.message());
-    }
+// Best effort: agents poll as well.
+bool Release::Impl::Notify() {
+  const std::string& commit = st->result.config_commit;
+  std::string body = PushEventPayload(Spec().repo, branch, "", commit, files);
+  NotifyFn send = s.send_notify ? s.send_notify : NotifyFn(SendNotification);
+  for (const auto& n : s.notify) {
+    Status sent = send(n, body, fmt::format("gantry-{}-{}", r.run_id, commit.substr(0, 12)));
+    Log(r, kReleaseStage, sent.ok() ? "notified " + n.url : "could not notify agent: " + sent.message());
   }
+  return Finish(Stage::kNotify);
+}
 
-  // 4. deploy (push mode) and record
-  std::string app = rel.app.empty() ? built->repository.substr(built->repository.rfind('/') + 1) : rel.app;
-  std::map<std::string, std::string> digests{{built->repository, built->digest}};
-  bool deploy = !rel.app.empty() && s.deliver_config && !s.deliver_config->environments.empty() && rel.push_branch.empty();
-  if (!deploy) {
-    store::Release ledger{.app = app,
-                          .source_revision = r.commit,
-                          .config_revision = out.config_commit,
-                          .image_digests = digests,
-                          .started_by = "ci",
-                          .run_id = r.run_id,
-                          .note = rel.push_branch.empty() ? "" : "proposed on branch " + rel.push_branch};
-    auto id = s.store->CreateRelease(ledger);
-    if (!id.ok()) return Status(id.status().code(), "release: ledger: " + id.status().message());
-    out.release_id = *id;
-    Status a = s.store->Audit({.actor = "ci", .action = "release", .object = fmt::format("app/{} release/{}", app, *id),
-                               .details = fmt::format("{} → {}", r.commit.substr(0, 12), out.image)})
-                   .status();
-    if (!a.ok()) log::Warn("release: audit: {}", a.message());
-    Log(r, kReleaseStage, fmt::format("release {} of {} recorded", *id, app));
-    return out;
+bool Release::Impl::Deploy() {
+  if (deployment) {
+    if (deployment->Step()) return true;
+    const deliver::DeployState& d = deployment->state();
+    st->result.deploy_phase = d.phase;
+    Log(r, kDeployStage, fmt::format("release {}: {}{}", st->result.release_id, deliver::Name(d.phase),
+                                     d.message.empty() ? "" : ": " + d.message));
+    deployment.reset();
+    return Finish(Stage::kDeploy);
   }
-  auto git_render = deliver::GitRenderFn(*config_repo, s.render);
+  const ci::ReleaseSpec& rel = Spec();
+  auto repo = ConfigRepo();
+  if (!repo.ok()) return Fail(repo.status());
   deliver::DeployOptions d;
   d.app = rel.app;
-  d.revision = out.config_commit;
-  d.config_revision = out.config_commit;
+  d.revision = st->result.config_commit;
+  d.config_revision = st->result.config_commit;
   d.source_revision = r.commit;
   d.run_id = r.run_id;
-  d.image_digests = digests;
+  d.image_digests = {{repository, st->result.digest}};
   d.through = rel.through;
   d.path_template = s.path_template;
   d.started_by = "ci";
   d.prune = s.prune;
   d.health_timeout = s.health_timeout;
-  auto progress = [&](std::string_view line) { Log(r, kDeployStage, line); };
-  auto started = deliver::Deployment::Start(*s.store, *s.deliver_config, git_render, s.connect, d, progress);
-  if (!started.ok()) return Status(started.status().code(), "deploy: " + started.status().message());
-  deliver::Deployment& dep = **started;
-  out.release_id = dep.state().release_id;
-  while (dep.Step()) {
-    if (Cancelled(r)) dep.Terminate();
+  d.clock = s.clock;
+  auto progress = [this](std::string_view line) { Log(r, kDeployStage, line); };
+  auto render = deliver::GitRenderFn(*repo, s.render);
+
+  // A deploy this run started before an interruption is continued, never started again.
+  auto existing = LedgerRelease(rel.app);
+  if (!existing.ok()) return Fail(existing.status().WithContext("deploy: ledger"));
+  if (*existing != 0) {
+    const int64_t id = *existing;
+    st->result.release_id = id;
+    auto targets = s.store->ListTargets(id);
+    if (!targets.ok()) return Fail(targets.status().WithContext("deploy: ledger"));
+    bool unfinished = std::any_of(targets->begin(), targets->end(), [](const store::Target& t) {
+      return t.state == store::TargetState::kPending || t.state == store::TargetState::kApplying;
+    });
+    if (unfinished) {
+      auto resumed = deliver::Deployment::Resume(*s.store, *s.deliver_config, render, s.connect, d, progress);
+      if (!resumed.ok() && resumed.status().code() != Code::kNotFound) return Fail(resumed.status().WithContext("deploy"));
+      if (resumed.ok() && (*resumed)->state().release_id == id) {
+        deployment = std::move(*resumed);
+        return true;
+      }
+    }
+    // It ended before the interruption (or a newer release superseded it): its targets say how.
+    auto now = s.store->ListTargets(id);
+    if (!now.ok()) return Fail(now.status().WithContext("deploy: ledger"));
+    bool healthy = !now->empty() && std::all_of(now->begin(), now->end(), [](const store::Target& t) {
+      return t.state == store::TargetState::kHealthy;
+    });
+    st->result.deploy_phase = healthy ? deliver::Phase::kSucceeded : deliver::Phase::kFailed;
+    Log(r, kDeployStage, fmt::format("release {}: {} (ended before an interruption)", id, deliver::Name(*st->result.deploy_phase)));
+    return Finish(Stage::kDeploy);
   }
-  out.deploy_phase = std::string(deliver::Name(dep.state().phase));
-  Log(r, kDeployStage, fmt::format("release {}: {}{}", out.release_id, out.deploy_phase,
-                                   dep.state().message.empty() ? "" : ": " + dep.state().message));
-  return out;
+  auto started = deliver::Deployment::Start(*s.store, *s.deliver_config, render, s.connect, d, progress);
+  if (!started.ok()) return Fail(started.status().WithContext("deploy"));
+  deployment = std::move(*started);
+  st->result.release_id = deployment->state().release_id;
+  if (Status saved = Save(std::nullopt); !saved.ok()) return Fail(saved);
+  return true;
+}
+
+bool Release::Impl::Record() {
+  const ci::ReleaseSpec& rel = Spec();
+  std::string app = rel.app.empty() ? repository.substr(repository.rfind('/') + 1) : rel.app;
+  auto existing = LedgerRelease(app);
+  if (!existing.ok()) return Fail(existing.status().WithContext("release: ledger"));
+  if (*existing != 0) {
+    st->result.release_id = *existing;
+    Log(r, kReleaseStage, fmt::format("release {} of {} recorded (before an interruption)", *existing, app));
+    return Finish(Stage::kRecord);
+  }
+  store::Release ledger{.app = app,
+                        .source_revision = r.commit,
+                        .config_revision = st->result.config_commit,
+                        .image_digests = {{repository, st->result.digest}},
+                        .started_by = "ci",
+                        .run_id = r.run_id,
+                        .note = rel.push_branch.empty() ? "" : "proposed on branch " + rel.push_branch};
+  auto id = s.store->CreateRelease(ledger);
+  if (!id.ok()) return Fail(id.status().WithContext("release: ledger"));
+  st->result.release_id = *id;
+  Status a = s.store->Audit({.actor = "ci", .action = "release", .object = fmt::format("app/{} release/{}", app, *id),
+                             .details = fmt::format("{} → {}", r.commit.substr(0, 12), st->result.image)})
+                 .status();
+  if (!a.ok()) log::Warn("release: audit: {}", a.message());
+  Log(r, kReleaseStage, fmt::format("release {} of {} recorded", *id, app));
+  return Finish(Stage::kRecord);
+}
+
+// Stopped between steps: a running deployment stops too (its ledger keeps what it did), and the
+// progress stays for Create() or Resume().
+bool Release::Impl::Stop() {
+  if (deployment) {
+    deployment->Terminate();
+    while (deployment->Step()) {
+    }
+    const deliver::DeployState& d = deployment->state();
+    Log(r, kDeployStage, fmt::format("release {}: {}{}", st->result.release_id, deliver::Name(d.phase),
+                                     d.message.empty() ? "" : ": " + d.message));
+    deployment.reset();
+  }
+  st->phase = Phase::kTerminated;
+  st->error = CancelledError("cancelled");
+  return false;
+}
+
+Release::Release(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
+  impl_->st = &state_;
+  impl_->terminate = &terminate_;
+}
+Release::~Release() = default;
+
+Result<std::unique_ptr<Release>> Release::Create(const ReleaseServices& s, const ci::Pipeline& pipeline, ReleaseRequest r) {
+  if (!pipeline.image) return InvalidArgumentError("the pipeline has no image: section");
+  if (s.store == nullptr) return FailedPreconditionError("release: no store");
+  auto progress = s.store->GetReleaseProgress(r.run_id);
+  if (!progress.ok()) return progress.status().WithContext(fmt::format("release: progress of run {}", r.run_id));
+  std::unique_ptr<Release> release(new Release(std::make_unique<Impl>(s, pipeline, std::move(r))));
+  Impl& m = *release->impl_;
+  ReleaseState& st = release->state_;
+  if (!progress->has_value()) return release;
+  m.progress = **progress;
+  GANTRY_RETURN_IF_ERROR(m.Decode(m.progress.value()));
+  st.resumed = true;
+  if (m.progress->stage == "started") {
+    st.next = Stage::kPackage;
+  } else {
+    auto done = ParseStage(m.progress->stage);
+    if (!done || *done == Stage::kDone)
+      return DataLossError("release progress of run {}: unknown stage {:?}", m.r.run_id, m.progress->stage);
+    st.next = m.After(*done);
+  }
+  std::string_view log_stage = st.next == Stage::kPackage ? kImageStage : st.next == Stage::kDeploy ? kDeployStage : kReleaseStage;
+  Log(m.r, log_stage, st.next == Stage::kDone
+                          ? fmt::format("the release of run {} ended before an interruption: nothing to do", m.r.run_id)
+                          : fmt::format("resuming the release of run {} at {} (interrupted)", m.r.run_id, Name(st.next)));
+  return release;
+}
+
+Result<std::unique_ptr<Release>> Release::Resume(const ReleaseServices& s, const ci::Pipeline& pipeline, ReleaseRequest r) {
+  if (s.store == nullptr) return FailedPreconditionError("release: no store");
+  auto progress = s.store->GetReleaseProgress(r.run_id);
+  if (!progress.ok()) return progress.status().WithContext(fmt::format("release: progress of run {}", r.run_id));
+  if (!progress->has_value()) return NotFoundError("resume: run {} has no release in progress", r.run_id);
+  return Create(s, pipeline, std::move(r));
+}
+
+bool Release::Step() {
+  Impl& m = *impl_;
+  if (state_.phase != Phase::kRunning) return false;
+  if (m.Stopping()) return m.Stop();
+  switch (state_.next) {
+    case Stage::kPackage: return m.Package();
+    case Stage::kUpdate: return m.Update();
+    case Stage::kNotify: return m.Notify();
+    case Stage::kDeploy: return m.Deploy();
+    case Stage::kRecord: return m.Record();
+    case Stage::kDone: break;
+  }
+  state_.phase = Phase::kSucceeded;
+  return false;
+}
+
+Result<ReleaseResult> RunRelease(const ReleaseServices& services, const ci::Pipeline& pipeline, const ReleaseRequest& request) {
+  GANTRY_ASSIGN_OR_RETURN(auto release, Release::Create(services, pipeline, request));
+  const ReleaseState& st = release->Run();
+  if (st.phase == Phase::kSucceeded) return st.result;
+  return st.error;
 }
 
 }  // namespace gantry::release

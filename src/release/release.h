@@ -1,5 +1,6 @@
 #pragma once
-// release: what happens after a CI run succeeded, the rest of Gantry's flow.
+// release: what happens after a CI run succeeded, the rest of Gantry's flow, as a step-driven
+// object (Release) whose progress is kept in the store, so a server killed mid-release resumes it.
 //
 //   package  the pipeline's `image:` is built from the run's workspace (daemonless, reproducible:
 //            the same commit gives the same digest) and pushed under each of its tags;
@@ -13,17 +14,30 @@
 //   record   a ledger Release linking source commit, run, image digest and config commit (the
 //            Deployment writes it, with per-cluster targets; without a push deploy it is written
 //            here, and pull clusters' agents report their state through their Applications).
+// A stage that does not apply is skipped: without release: only package runs; notify only after a
+// commit to release.branch; deploy or record, never both.
 //
-// Each stage is idempotent, which is what makes a re-queued run (after a crash of the server) safe:
-// the rebuilt image has the same digest and the push is a no-op, the update finds the manifests
-// already rewritten and makes no commit, the deploy of an applied revision changes nothing.
+// Resuming. After each stage the store's ReleaseProgress of the run (store.h) records the stage and
+// what it produced (image digest, config commit, ledger release). A run re-queued after a crash
+// calls Create() again, which continues after the last recorded stage: a finished release is not
+// repeated, and a stage is never done twice where doing it twice would show:
+//   package  not recorded: rebuilt; the build is reproducible, so the push is a no-op;
+//   update   before pushing, the branch tip is recorded; every commit carries the trailer
+//            "Gantry-Release: run N of REPO@COMMIT". When the tip has moved since, the commits
+//            after it are searched for that trailer: a commit found is this release's, already
+//            pushed, and is not pushed again (nor reverted, when a newer release came after it);
+//   notify   repeated: the delivery id is the same ("gantry-RUN-COMMIT"), so agents drop the copy;
+//   deploy   the ledger release it started is found by its run id and its Deployment resumed
+//            (deliver::Deployment::Resume), never started a second time;
+//   record   the ledger release of the run, when there is one, is not written again.
 //
 // Only trusted events get here: ci::Server calls the hook for push and tag runs of its configured
 // repositories, never for pull requests; and the config repository must be one the server was told
 // to write to (ReleaseServices::config_repos), since the pipeline file comes from the app repository.
 //
-// Thread-safety: RunRelease may run concurrently for different runs; the services must be
-// thread-safe (they are: store, mirrors, registry client).
+// Thread-safety: Releases of different runs may run concurrently; the services must be thread-safe
+// (they are: store, mirrors, registry client). A Release is driven by one thread; Terminate() may be
+// called from any thread.
 
 #include <atomic>
 #include <filesystem>
@@ -34,6 +48,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/status.h"
 #include "ci/pipeline.h"
 #include "deliver/deliver.h"
@@ -49,9 +64,14 @@ struct NotifyTarget {
   std::string secret;  // the agent's webhook secret
 };
 
+// Sends one push event (`body`, delivery id `delivery`) to an agent: OK when it answered 2xx.
+using NotifyFn = std::function<Status(const NotifyTarget& target, const std::string& body, const std::string& delivery)>;
+// The repository of a config repository URL (git::Mirrors::Open in the server).
+using OpenRepoFn = std::function<Result<std::shared_ptr<git::Repository>>(const std::string& url, const git::OpenOptions&)>;
+
 struct ReleaseServices {
   store::Store* store = nullptr;
-  git::Mirrors* mirrors = nullptr;
+  OpenRepoFn open_config_repo;
   git::OpenOptions config_git;           // options for the config repositories (allow_file, timeout)
   std::vector<git::Credentials> config_credentials;  // the one matching a repository's host is used
   std::vector<std::string> config_repos;  // the only config repositories releases may write to
@@ -59,6 +79,7 @@ struct ReleaseServices {
   oci::Registry* registry = nullptr;
   std::filesystem::path image_dir;       // OCI layouts: base-image cache and built images
   std::vector<NotifyTarget> notify;
+  NotifyFn send_notify;                  // nullptr: an HTTP POST with a 5 s timeout (SendNotification)
   // Push mode (optional): without a config, or without release.app, nothing is deployed.
   std::optional<deliver::Config> deliver_config;
   deliver::ConnectFn connect;
@@ -66,10 +87,11 @@ struct ReleaseServices {
   std::string path_template = "envs/{env}";
   bool prune = true;
   std::chrono::milliseconds health_timeout{300'000};
+  Clock* clock = nullptr;                // for the deploy's soak gates; nullptr: SystemClock()
 };
 
 struct ReleaseRequest {
-  int64_t run_id = 0;
+  int64_t run_id = 0;  // the CI run (it must exist in the store: the progress is kept per run)
   std::string repo;    // the app repository
   std::string commit;  // the commit the run built
   std::string ref;     // "refs/heads/main", "refs/tags/v1.2.0"
@@ -77,7 +99,7 @@ struct ReleaseRequest {
   // One line of progress for `stage` ("image", "release", "deploy"): the caller stores it as the
   // log of a step of that name.
   std::function<void(std::string_view stage, std::string_view line)> log;
-  const std::atomic<bool>* cancel = nullptr;
+  const std::atomic<bool>* cancel = nullptr;  // set: the release stops at its next step boundary
 };
 
 struct ReleaseResult {
@@ -86,20 +108,78 @@ struct ReleaseResult {
   std::string config_commit;  // "" without release:
   bool committed = false;     // false: the config repository already had this image
   int64_t release_id = 0;     // the ledger entry, 0 without release:
-  std::string deploy_phase;   // "" when nothing was deployed, else deliver::Name(phase)
+  std::optional<deliver::Phase> deploy_phase;  // nullopt when nothing was deployed
 };
 
-// The stage names, for the run's steps.
-inline constexpr std::string_view kImageStage = "image";
-inline constexpr std::string_view kReleaseStage = "release";
-inline constexpr std::string_view kDeployStage = "deploy";
+// The stage names, for the run's steps (the stages log to these).
+inline constexpr std::string_view kImageStage = "image";      // package
+inline constexpr std::string_view kReleaseStage = "release";  // update, notify, record
+inline constexpr std::string_view kDeployStage = "deploy";    // deploy
 
-// Runs the stages for `pipeline` (which must have image:). Errors name the stage: "image: push
-// 127.0.0.1:5000/web:1a2b: …", "release: config repository http://… is not allowed (--config-repo)",
-// "deploy: staging/eu-1: …". A failed deploy (unhealthy, waiting for approval) is not an error: its
-// phase is in the result.
+// The stages, in order; kDone after the last.
+enum class Stage { kPackage, kUpdate, kNotify, kDeploy, kRecord, kDone };
+std::string_view Name(Stage stage);  // "package", "update", "notify", "deploy", "record", "done"
+
+enum class Phase { kRunning, kSucceeded, kFailed, kTerminated };
+std::string_view Name(Phase phase);
+
+struct ReleaseState {
+  Phase phase = Phase::kRunning;
+  Stage next = Stage::kPackage;  // the stage the next Step() works on
+  // Failed: why, naming the stage as "image: push 127.0.0.1:5000/web:1a2b: …", "release: config
+  // repository http://… is not allowed (--config-repo)", "deploy: staging/eu-1: …". A deploy that
+  // ended unhealthy or waiting for approval is not a failure of the release: its phase is in
+  // result.deploy_phase.
+  Status error;
+  ReleaseResult result;  // what the stages done so far produced
+  bool resumed = false;  // continued from progress the store held
+};
+
+// The release of one CI run. Create() and Resume() load the run's progress from the store; Step()
+// does the next stage (a deploy takes one Step() per step of its Deployment); Terminate() stops it
+// at the next step boundary, leaving its progress for Create() or Resume() to continue.
+class Release {
+ public:
+  // Starts the release of request.run_id, or continues it when the store holds its progress (a
+  // run re-queued after a crash). InvalidArgument when the pipeline has no image:;
+  // FailedPrecondition when there is no store; DataLoss when the stored progress is unreadable;
+  // the store's errors.
+  // `services` must outlive the Release.
+  static Result<std::unique_ptr<Release>> Create(const ReleaseServices& services, const ci::Pipeline& pipeline,
+                                                 ReleaseRequest request);
+  // Continues only: NotFound when the store holds no progress of the run; otherwise as Create().
+  static Result<std::unique_ptr<Release>> Resume(const ReleaseServices& services, const ci::Pipeline& pipeline,
+                                                 ReleaseRequest request);
+  ~Release();
+
+  // Does the next piece of work; false when the release has ended (see state().phase).
+  bool Step();
+  const ReleaseState& state() const { return state_; }
+  // Stops at the next step boundary (between two tags' pushes, between the deploy's steps). Thread-safe.
+  void Terminate() { terminate_.store(true); }
+  const ReleaseState& Run() {
+    while (Step()) {
+    }
+    return state_;
+  }
+
+ private:
+  struct Impl;
+  explicit Release(std::unique_ptr<Impl> impl);
+
+  std::unique_ptr<Impl> impl_;
+  std::atomic<bool> terminate_{false};
+  ReleaseState state_;
+};
+
+// Create() and Run() in one call, for the CI server's hook: the result when the release succeeded,
+// its error when it failed, Cancelled when it was stopped (request.cancel).
 Result<ReleaseResult> RunRelease(const ReleaseServices& services, const ci::Pipeline& pipeline,
                                  const ReleaseRequest& request);
+
+// POSTs a signed push event to one agent (the default NotifyFn). Unavailable for an answer other
+// than 2xx; the http::Client errors otherwise.
+Status SendNotification(const NotifyTarget& target, const std::string& body, const std::string& delivery);
 
 // Expands an image tag template ({commit}, {short_commit}, {branch}, {tag}, {run}) and checks the
 // result is a valid tag. InvalidArgument for an unknown placeholder or an invalid tag.

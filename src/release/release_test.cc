@@ -5,7 +5,13 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <mutex>
 
+#include "store/store.h"
+#include "test/fakes/git_repository.h"
+#include "test/fakes/kube_client.h"
+#include "test/fakes/registry.h"
 #include "value/value.h"
 #include "webhook/webhook.h"
 
@@ -85,6 +91,390 @@ TEST(PushEventPayload, IsAGitHubPushEventAgentsAccept) {
   EXPECT_EQ(event->branch, "main");
   EXPECT_EQ(event->after, std::string(40, 'a'));
   EXPECT_EQ(event->clone_url, "http://git.local/config.git");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Release, on fakes: an in-memory registry and config repository, SQLite in a temp dir.
+
+namespace fs = std::filesystem;
+
+constexpr char kConfigUrl[] = "https://git.example/config.git";
+constexpr char kImage[] = "registry.test/team/web";
+
+std::string Manifest(const std::string& tag) {
+  return "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: default\nspec:\n  containers:\n"
+         "  - name: web\n    image: " + std::string(kImage) + ":" + tag + "\n";
+}
+
+class ReleaseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() / ("gantry-release-test-" + std::to_string(::getpid()) + "-" +
+                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_ / "ws" / "dist");
+    std::ofstream(root_ / "ws" / "dist" / "index.html") << "hello\n";
+    auto opened = store::Open("sqlite://" + (root_ / "gantry.db").string());
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    store_ = std::move(*opened);
+    auto run = store_->CreateRun({.repo = "https://git.example/app.git", .pipeline = "https://git.example/app.git",
+                                  .commit = std::string(40, 'a'), .ref = "refs/heads/main"});
+    ASSERT_TRUE(run.ok()) << run.status().ToString();
+    run_ = *run;
+    base_ = repo_->Commit("main", {{"envs/dev/web.yaml", Manifest("old")}, {"README", "config\n"}}, "base");
+
+    services_.store = store_.get();
+    services_.registry = &registry_;
+    services_.image_dir = root_ / "images";
+    services_.config_repos = {kConfigUrl};
+    services_.open_config_repo = [this](const std::string& url, const git::OpenOptions&) -> Result<std::shared_ptr<git::Repository>> {
+      if (url != kConfigUrl) return NotFoundError("no repository {}", url);
+      return std::shared_ptr<git::Repository>(repo_);
+    };
+    services_.notify = {{.url = "http://agent.test/webhook", .secret = "s3cret"}};
+    services_.send_notify = [this](const NotifyTarget& t, const std::string& body, const std::string& delivery) {
+      std::lock_guard<std::mutex> lock(mu_);
+      notified_.push_back(delivery);
+      EXPECT_EQ(t.url, "http://agent.test/webhook");
+      EXPECT_TRUE(webhook::Verify({{"x-github-event", "push"}, {"x-github-delivery", delivery},
+                                   {"x-hub-signature-256", "sha256=" + webhook::HmacSha256Hex(t.secret, body)},
+                                   {"content-type", "application/json"}},
+                                  body, {.secret = t.secret})
+                      .ok());
+      return OkStatus();
+    };
+
+    pipeline_.image = ci::ImageSpec{.repository = kImage, .layers = {{.src = "dist", .dest = "/app"}}};
+    pipeline_.release = ci::ReleaseSpec{.repo = kConfigUrl, .path = "envs"};
+  }
+  void TearDown() override {
+    store_.reset();
+    fs::remove_all(root_);
+  }
+
+  ReleaseRequest Req() {
+    ReleaseRequest r;
+    r.run_id = run_;
+    r.repo = "https://git.example/app.git";
+    r.commit = std::string(40, 'a');
+    r.ref = "refs/heads/main";
+    r.workspace = root_ / "ws";
+    r.log = [this](std::string_view stage, std::string_view line) {
+      std::lock_guard<std::mutex> lock(mu_);
+      log_.push_back(std::string(stage) + ": " + std::string(line));
+    };
+    return r;
+  }
+  std::unique_ptr<Release> New() {
+    auto r = Release::Create(services_, pipeline_, Req());
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? std::move(*r) : nullptr;
+  }
+  std::vector<store::Release> Ledger(const std::string& app = "web") {
+    auto l = store_->ListReleases(app, 10);
+    EXPECT_TRUE(l.ok());
+    return l.value_or({});
+  }
+  std::string Logged() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string all;
+    for (const auto& l : log_) all += l + "\n";
+    return all;
+  }
+  std::string Stored() {
+    auto p = store_->GetReleaseProgress(run_);
+    return p.ok() && p->has_value() ? (*p)->stage : "";
+  }
+
+  fs::path root_;
+  std::unique_ptr<store::Store> store_;
+  int64_t run_ = 0;
+  fakes::FakeRegistry registry_;
+  std::shared_ptr<fakes::FakeRepository> repo_ = std::make_shared<fakes::FakeRepository>(kConfigUrl);
+  std::string base_;
+  ReleaseServices services_;
+  ci::Pipeline pipeline_;
+  std::mutex mu_;
+  std::vector<std::string> notified_;  // GUARDED_BY(mu_): delivery ids
+  std::vector<std::string> log_;       // GUARDED_BY(mu_)
+};
+
+TEST_F(ReleaseTest, RunsEveryStageOnceAndRecordsEach) {
+  auto release = New();
+  ASSERT_NE(release, nullptr);
+  EXPECT_FALSE(release->state().resumed);
+  std::vector<Stage> stages;
+  do {
+    stages.push_back(release->state().next);
+  } while (release->Step());
+  const ReleaseState& st = release->state();
+  ASSERT_EQ(st.phase, Phase::kSucceeded) << st.error.ToString();
+  EXPECT_EQ(stages, (std::vector<Stage>{Stage::kPackage, Stage::kUpdate, Stage::kNotify, Stage::kRecord}));
+  EXPECT_EQ(registry_.DigestOf(std::string(kImage) + ":aaaaaaaaaaaa"), st.result.digest);
+  EXPECT_EQ(st.result.image, std::string(kImage) + ":aaaaaaaaaaaa@" + st.result.digest);
+  EXPECT_TRUE(st.result.committed);
+  EXPECT_EQ(repo_->Tip("main"), st.result.config_commit);
+  EXPECT_THAT(repo_->FileAt(st.result.config_commit, "envs/dev/web.yaml"), HasSubstr("web:aaaaaaaaaaaa"));
+  EXPECT_THAT(repo_->MessageOf(st.result.config_commit),
+              HasSubstr("\n\nGantry-Release: run " + std::to_string(run_) + " of https://git.example/app.git@" +
+                        std::string(40, 'a') + "\n"));
+  EXPECT_EQ(notified_, (std::vector<std::string>{"gantry-" + std::to_string(run_) + "-" + st.result.config_commit.substr(0, 12)}));
+  auto ledger = Ledger();
+  ASSERT_EQ(ledger.size(), 1u);
+  EXPECT_EQ(ledger[0].id, st.result.release_id);
+  EXPECT_EQ(ledger[0].run_id, run_);
+  EXPECT_EQ(ledger[0].config_revision, st.result.config_commit);
+  EXPECT_EQ(ledger[0].image_digests.at(kImage), st.result.digest);
+  EXPECT_EQ(Stored(), "record");
+  EXPECT_FALSE(st.result.deploy_phase.has_value());
+  EXPECT_THAT(Logged(), HasSubstr("release: committed " + st.result.config_commit.substr(0, 12) + " to main"));
+  EXPECT_THAT(Logged(), HasSubstr("image: pushed " + std::string(kImage) + ":aaaaaaaaaaaa@"));
+
+  // The run re-queued after the release ended: nothing is done again.
+  auto again = New();
+  EXPECT_TRUE(again->state().resumed);
+  EXPECT_EQ(again->state().next, Stage::kDone);
+  EXPECT_EQ(again->Run().phase, Phase::kSucceeded);
+  EXPECT_EQ(again->state().result.release_id, st.result.release_id);
+  EXPECT_EQ(again->state().result.config_commit, st.result.config_commit);
+  EXPECT_EQ(repo_->pushes(), 1);
+  EXPECT_EQ(Ledger().size(), 1u);
+  EXPECT_EQ(notified_.size(), 1u);
+}
+
+// A server killed after any stage: the run re-queued resumes after it; every effect happens once.
+TEST_F(ReleaseTest, KilledAfterAnyStageResumesAtTheNextWithoutRepeatingOne) {
+  for (int kill_after = 1; kill_after <= 3; ++kill_after) {
+    SCOPED_TRACE(kill_after);
+    auto run = store_->CreateRun({.repo = "https://git.example/app.git", .pipeline = "https://git.example/app.git",
+                                  .commit = std::to_string(kill_after) + std::string(39, 'b'), .ref = "refs/heads/main"});
+    ASSERT_TRUE(run.ok());
+    run_ = *run;
+    ReleaseRequest req = Req();
+    req.commit = std::to_string(kill_after) + std::string(39, 'b');
+    const int pushes = repo_->pushes();
+    const int puts = registry_.manifest_puts();
+    const size_t notified = notified_.size();
+    {
+      auto first = Release::Create(services_, pipeline_, req);
+      ASSERT_TRUE(first.ok());
+      for (int i = 0; i < kill_after; ++i) ASSERT_TRUE((*first)->Step()) << (*first)->state().error.ToString();
+    }  // killed
+    auto second = Release::Create(services_, pipeline_, req);
+    ASSERT_TRUE(second.ok());
+    EXPECT_TRUE((*second)->state().resumed);
+    EXPECT_EQ((*second)->state().next, std::vector<Stage>({Stage::kUpdate, Stage::kNotify, Stage::kRecord})[kill_after - 1]);
+    const ReleaseState& st = (*second)->Run();
+    ASSERT_EQ(st.phase, Phase::kSucceeded) << st.error.ToString();
+    EXPECT_EQ(repo_->pushes(), pushes + 1);
+    EXPECT_EQ(registry_.manifest_puts(), puts + 1);
+    EXPECT_EQ(notified_.size(), notified + 1);
+    EXPECT_EQ(st.result.config_commit, repo_->Tip("main"));
+    EXPECT_FALSE(st.result.digest.empty());
+  }
+  EXPECT_EQ(Ledger().size(), 3u);
+}
+
+// The push landed but its answer was lost (or the server died right after it), and a newer release
+// moved the branch on: the resumed release finds its commit by its trailer, and neither pushes
+// again nor reverts the newer image.
+TEST_F(ReleaseTest, APushWhoseAnswerWasLostIsFoundAndNotPushedAgain) {
+  repo_->FailAfterPush(UnavailableError("push: the connection broke"));
+  auto first = New();
+  const ReleaseState& failed = first->Run();
+  ASSERT_EQ(failed.phase, Phase::kFailed);
+  EXPECT_EQ(failed.error.code(), Code::kUnavailable);
+  EXPECT_THAT(failed.error.message(), HasSubstr("release: update https://git.example/config.git"));
+  EXPECT_EQ(repo_->pushes(), 1);
+  const std::string mine = repo_->Tip("main");
+  std::string newer = repo_->Change("main", {{"envs/dev/web.yaml", Manifest("newer")}}, "a newer release");
+
+  auto second = New();
+  EXPECT_EQ(second->state().next, Stage::kUpdate);
+  const ReleaseState& st = second->Run();
+  ASSERT_EQ(st.phase, Phase::kSucceeded) << st.error.ToString();
+  EXPECT_EQ(repo_->pushes(), 1) << "pushed twice";
+  EXPECT_EQ(repo_->Tip("main"), newer) << "the newer release was reverted";
+  EXPECT_EQ(st.result.config_commit, mine);
+  EXPECT_TRUE(st.result.committed);
+  EXPECT_EQ(notified_.size(), 1u) << "agents are still told of the commit";
+  EXPECT_THAT(Logged(), HasSubstr(mine.substr(0, 12) + " was pushed to main before an interruption: not pushing again"));
+  ASSERT_EQ(Ledger().size(), 1u);
+  EXPECT_EQ(Ledger()[0].config_revision, mine);
+}
+
+// Interrupted after recording the tip but before the push: another writer's commit since then is
+// not this release's, so the release pushes (once) on top of it.
+TEST_F(ReleaseTest, APushThatNeverLandedIsMadeOnTheNewTip) {
+  repo_->FailFetch(UnavailableError("fetch: connection refused"), /*after=*/1);
+  auto first = New();
+  ASSERT_EQ(first->Run().phase, Phase::kFailed);
+  EXPECT_EQ(repo_->pushes(), 0);
+  std::string other = repo_->Change("main", {{"README", "edited\n"}}, "someone else");
+
+  auto second = New();
+  const ReleaseState& st = second->Run();
+  ASSERT_EQ(st.phase, Phase::kSucceeded) << st.error.ToString();
+  EXPECT_EQ(repo_->pushes(), 1);
+  EXPECT_TRUE(st.result.committed);
+  EXPECT_NE(st.result.config_commit, other);
+  EXPECT_THAT(repo_->FileAt(repo_->Tip("main"), "envs/dev/web.yaml"), HasSubstr("web:aaaaaaaaaaaa"));
+  EXPECT_EQ(repo_->FileAt(repo_->Tip("main"), "README"), "edited\n");
+}
+
+TEST_F(ReleaseTest, TerminateStopsBetweenStagesAndResumeContinues) {
+  auto release = New();
+  ASSERT_TRUE(release->Step());  // package
+  release->Terminate();
+  EXPECT_FALSE(release->Step());
+  EXPECT_EQ(release->state().phase, Phase::kTerminated);
+  EXPECT_EQ(release->state().error.code(), Code::kCancelled);
+  EXPECT_EQ(repo_->pushes(), 0);
+  EXPECT_EQ(Stored(), "package");
+
+  auto resumed = Release::Resume(services_, pipeline_, Req());
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+  EXPECT_EQ((*resumed)->state().next, Stage::kUpdate);
+  EXPECT_EQ((*resumed)->Run().phase, Phase::kSucceeded);
+  EXPECT_EQ(repo_->pushes(), 1);
+}
+
+TEST_F(ReleaseTest, TheCancelFlagOfTheRunStopsItAndRunReleaseSaysCancelled) {
+  std::atomic<bool> cancel{true};
+  ReleaseRequest req = Req();
+  req.cancel = &cancel;
+  auto result = RunRelease(services_, pipeline_, req);
+  EXPECT_EQ(result.status().code(), Code::kCancelled);
+  EXPECT_EQ(registry_.manifest_puts(), 0);
+}
+
+TEST_F(ReleaseTest, BadInputAndMissingProgressAreClearErrors) {
+  EXPECT_EQ(Release::Resume(services_, pipeline_, Req()).status().code(), Code::kNotFound);
+  ci::Pipeline no_image = pipeline_;
+  no_image.image.reset();
+  auto bad = Release::Create(services_, no_image, Req());
+  EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("no image: section"));
+
+  services_.config_repos = {"https://git.example/other.git"};
+  auto refused = RunRelease(services_, pipeline_, Req());
+  EXPECT_EQ(refused.status().code(), Code::kPermissionDenied);
+  EXPECT_THAT(refused.status().message(), HasSubstr("release: config repository https://git.example/config.git is not one"));
+  EXPECT_EQ(repo_->pushes(), 0);
+}
+
+TEST_F(ReleaseTest, WithoutReleaseOnlyThePackageRuns) {
+  pipeline_.release.reset();
+  auto result = RunRelease(services_, pipeline_, Req());
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_FALSE(result->digest.empty());
+  EXPECT_TRUE(result->config_commit.empty());
+  EXPECT_EQ(result->release_id, 0);
+  EXPECT_EQ(repo_->pushes(), 0);
+  EXPECT_EQ(Stored(), "package");
+}
+
+// A client per connection, all to one fake cluster.
+class Forward final : public kube::Client {
+ public:
+  explicit Forward(std::shared_ptr<fakes::FakeKubeClient> to) : to_(std::move(to)) {}
+  Result<kube::ResourceInfo> Resolve(std::string_view v, std::string_view k) override { return to_->Resolve(v, k); }
+  Result<value::Value> Get(const kube::ObjectRef& ref) override { return to_->Get(ref); }
+  Result<kube::ObjectList> List(std::string_view v, std::string_view k, std::string_view ns,
+                                const kube::ListOptions& o) override {
+    return to_->List(v, k, ns, o);
+  }
+  Result<value::Value> Apply(const value::Value& obj, const kube::ApplyOptions& o) override { return to_->Apply(obj, o); }
+  Result<value::Value> ApplyStatus(const value::Value& obj, const kube::ApplyOptions& o) override {
+    return to_->ApplyStatus(obj, o);
+  }
+  Result<value::Value> Replace(const value::Value& obj) override { return to_->Replace(obj); }
+  Status Delete(const kube::ObjectRef& ref, const kube::DeleteOptions& o) override { return to_->Delete(ref, o); }
+  Result<value::Value> Create(const value::Value& obj) override { return to_->Create(obj); }
+  Status Watch(std::string_view v, std::string_view k, std::string_view ns, const kube::WatchOptions& o,
+               const kube::WatchHandler& h) override {
+    return to_->Watch(v, k, ns, o, h);
+  }
+  void InvalidateDiscovery() override { to_->InvalidateDiscovery(); }
+  Result<std::string> GetRaw(std::string_view path) override { return to_->GetRaw(path); }
+  uint64_t request_count() const override { return to_->request_count(); }
+
+ private:
+  std::shared_ptr<fakes::FakeKubeClient> to_;
+};
+
+// Deploys to one fake cluster, environment dev with `gates`.
+void PushMode(ReleaseServices& services, ci::Pipeline& pipeline, std::shared_ptr<fakes::FakeKubeClient> kube,
+              const std::string& gates) {
+  auto config = deliver::ParseConfig(*value::ParseYaml(R"(
+apiVersion: gantry.dev/v1alpha1
+kind: Cluster
+metadata: {name: dev-1}
+spec: {kubeconfig: /dev/null, environment: dev}
+---
+apiVersion: gantry.dev/v1alpha1
+kind: Environment
+metadata: {name: dev}
+spec: {gates: )" + gates + "}\n", "config.yaml"));
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  services.deliver_config = *config;
+  services.connect = [kube](const deliver::Cluster&) -> Result<std::unique_ptr<kube::Client>> {
+    return std::unique_ptr<kube::Client>(new Forward(kube));
+  };
+  pipeline.release->app = "web";
+}
+
+// Push mode: the deploy is the Deployment of the config commit; killed mid-deploy, the resumed
+// release continues that Deployment instead of starting a second ledger release.
+TEST_F(ReleaseTest, AnInterruptedDeployIsResumedNotStartedAgain) {
+  auto kube = std::make_shared<fakes::FakeKubeClient>();
+  PushMode(services_, pipeline_, kube, "{healthy: false}");
+
+  std::vector<Stage> stages;
+  {
+    auto first = New();
+    while (first->state().next != Stage::kDeploy) {
+      stages.push_back(first->state().next);
+      ASSERT_TRUE(first->Step()) << first->state().error.ToString();
+    }
+    ASSERT_TRUE(first->Step());  // starts the Deployment: the ledger release exists
+    first->Terminate();
+    EXPECT_FALSE(first->Step());
+    EXPECT_EQ(first->state().phase, Phase::kTerminated);
+  }
+  EXPECT_EQ(stages, (std::vector<Stage>{Stage::kPackage, Stage::kUpdate, Stage::kNotify}));
+  ASSERT_EQ(Ledger().size(), 1u);
+  auto second = New();
+  EXPECT_EQ(second->state().next, Stage::kDeploy);
+  const ReleaseState& st = second->Run();
+  ASSERT_EQ(st.phase, Phase::kSucceeded) << st.error.ToString();
+  ASSERT_EQ(Ledger().size(), 1u) << "a second ledger release was started";
+  EXPECT_EQ(st.result.release_id, Ledger()[0].id);
+  ASSERT_TRUE(st.result.deploy_phase.has_value());
+  EXPECT_EQ(*st.result.deploy_phase, deliver::Phase::kSucceeded);
+  auto targets = store_->ListTargets(st.result.release_id);
+  ASSERT_TRUE(targets.ok());
+  ASSERT_EQ(targets->size(), 1u);
+  EXPECT_EQ((*targets)[0].state, store::TargetState::kHealthy);
+  auto pod = kube->Get({.api_version = "v1", .kind = "Pod", .namespace_ = "default", .name = "web"});
+  ASSERT_TRUE(pod.ok()) << pod.status().ToString();
+  EXPECT_THAT(value::ToJson(*pod), HasSubstr("web:aaaaaaaaaaaa"));
+  EXPECT_EQ(Stored(), "deploy");
+}
+
+// The deploy's soak gate waits on the injected clock: ten minutes pass without a real sleep.
+TEST_F(ReleaseTest, TheSoakOfTheDeployWaitsOnTheInjectedClock) {
+  FakeClock clock;
+  services_.clock = &clock;
+  PushMode(services_, pipeline_, std::make_shared<fakes::FakeKubeClient>(), "{healthy: false, soak: 10m}");
+  const auto started = std::chrono::steady_clock::now();
+  auto release = New();
+  const ReleaseState& st = release->Run();
+  ASSERT_EQ(st.phase, Phase::kSucceeded) << st.error.ToString();
+  EXPECT_EQ(*st.result.deploy_phase, deliver::Phase::kSucceeded);
+  EXPECT_GE(clock.Now().time_since_epoch(), std::chrono::minutes(10));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30));
+  EXPECT_THAT(Logged(), HasSubstr("deploy: dev: soak done"));
 }
 
 }  // namespace

@@ -136,6 +136,15 @@ INSERT INTO run_keys (pipeline, repo, ref, commit_sha, event, run_id)
       {3, "a pull request run's head branch", R"sql(
 ALTER TABLE runs ADD COLUMN head_ref TEXT NOT NULL DEFAULT '';
 )sql"},
+      {4, "the progress of a run's release pipeline, so a restarted server resumes it", R"sql(
+CREATE TABLE release_progress (
+  run_id BIGINT PRIMARY KEY REFERENCES runs (id),
+  stage TEXT NOT NULL,
+  data TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+)sql"},
   };
   return kMigrations;
 }

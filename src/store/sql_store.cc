@@ -740,6 +740,65 @@ Result<std::optional<Run>> SqlStore::ClaimNextQueuedRun(std::string_view worker,
 }
 
 // ---------------------------------------------------------------------------------------------
+// Release progress
+
+namespace {
+ReleaseProgress ProgressFrom(const Row& r) {
+  return ReleaseProgress{.run_id = r.Int(0), .stage = r.Text(1), .data = r.Text(2), .version = r.Int(3),
+                         .updated_at = FromMicros(r.Int(4))};
+}
+}  // namespace
+
+Result<ReleaseProgress> SqlStore::PutReleaseProgress(const ReleaseProgress& p) {
+  const std::string where = fmt::format("release progress of run {}", p.run_id);
+  if (p.stage.empty()) return InvalidArgumentError("{}: the stage must not be empty", where);
+  Result<ReleaseProgress> out =
+      Transact<ReleaseProgress>(TxMode::kWrite, [&](Connection& c) -> Result<ReleaseProgress> {
+        GANTRY_RETURN_IF_ERROR(RequireRun(c, p.run_id));
+        GANTRY_ASSIGN_OR_RETURN(
+            Rows current, c.Query("SELECT version FROM release_progress WHERE run_id = $1", {p.run_id}));
+        Rows rows;
+        if (current.empty()) {
+          if (p.version != 0) {
+            return NotFoundError("it does not exist (version {} was given; use 0 to create it)", p.version);
+          }
+          GANTRY_ASSIGN_OR_RETURN(
+              rows, c.Query("INSERT INTO release_progress (run_id, stage, data, version, updated_at) VALUES "
+                            "($1, $2, $3, 1, $4) RETURNING run_id, stage, data, version, updated_at",
+                            {p.run_id, p.stage, p.data, Micros(Now())}));
+        } else {
+          const int64_t version = current[0].Int(0);
+          if (p.version == 0) return AlreadyExistsError("it exists (version {})", version);
+          if (p.version != version) {
+            return AbortedError("it changed since it was read (version {}, now {}): another process is "
+                                "releasing this run",
+                                p.version, version);
+          }
+          GANTRY_ASSIGN_OR_RETURN(
+              rows, c.Query("UPDATE release_progress SET stage = $2, data = $3, version = version + 1, "
+                            "updated_at = $4 WHERE run_id = $1 AND version = $5 RETURNING run_id, stage, "
+                            "data, version, updated_at",
+                            {p.run_id, p.stage, p.data, Micros(Now()), version}));
+          if (rows.empty()) return AbortedError("it changed while being written; read it again");
+        }
+        return ProgressFrom(rows.at(0));
+      });
+  if (!out.ok()) return out.status().WithContext(where);
+  return out;
+}
+
+Result<std::optional<ReleaseProgress>> SqlStore::GetReleaseProgress(int64_t run_id) {
+  return Transact<std::optional<ReleaseProgress>>(
+      TxMode::kRead, [&](Connection& c) -> Result<std::optional<ReleaseProgress>> {
+        GANTRY_ASSIGN_OR_RETURN(Rows rows, c.Query("SELECT run_id, stage, data, version, updated_at FROM "
+                                                   "release_progress WHERE run_id = $1",
+                                                   {run_id}));
+        if (rows.empty()) return std::optional<ReleaseProgress>();
+        return std::optional<ReleaseProgress>(ProgressFrom(rows[0]));
+      });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Logs
 
 Status SqlStore::AppendLogChunk(int64_t run_id, std::string_view step, int64_t seq,

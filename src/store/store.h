@@ -155,6 +155,20 @@ struct AuditEntry {
   std::string details;
 };
 
+// How far the release pipeline of one CI run got (release/release.h), so that a run re-queued after
+// a crash resumes its release after the last stage that completed instead of repeating it. The
+// store keeps it and does not interpret it: `stage` names what was done last, `data` is the
+// release module's own JSON (what the stages produced, what a stage in flight had started).
+struct ReleaseProgress {
+  int64_t run_id = 0;
+  std::string stage;
+  std::string data;
+  // Optimistic concurrency, as Target's: starts at 1 and increases with every write; a writer
+  // passes the version it last read (0 to create).
+  int64_t version = 0;
+  Time updated_at{};  // set by the store
+};
+
 // ---------------------------------------------------------------------------------------------
 // The interface
 
@@ -235,6 +249,16 @@ class Store {
   // Each queued run is claimed by exactly one caller, across threads and servers.
   virtual Result<std::optional<Run>> ClaimNextQueuedRun(std::string_view worker,
                                                         std::optional<bool> trusted) = 0;
+
+  // Release progress.
+  // Creates (progress.version == 0) or replaces (== the version last read) the progress of run
+  // progress.run_id and returns it with its new version. InvalidArgument when stage is empty;
+  // NotFound when there is no such run, or when version != 0 and the run has no progress yet;
+  // AlreadyExists when creating progress that exists; Aborted when it changed since `version` was
+  // read (another process is releasing the run: stop).
+  virtual Result<ReleaseProgress> PutReleaseProgress(const ReleaseProgress& progress) = 0;
+  // The progress of run `run_id`'s release; nullopt when it has none (it never started one).
+  virtual Result<std::optional<ReleaseProgress>> GetReleaseProgress(int64_t run_id) = 0;
 
   // Logs.
   // Stores chunk `seq` of a step's log. Idempotent: writing the same (run, step, seq) again with

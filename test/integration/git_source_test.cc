@@ -545,6 +545,34 @@ git::PushRequest SetFile(const std::string& path, const std::string& content, co
   return request;
 }
 
+TEST_F(GitSourceTest, LogListsTheCommitsSinceAnotherNewestFirstWithTheirMessages) {
+  Repo remote = CreateRepo(server_, "log");
+  Work work(remote);
+  std::string a = work.Commit({{"a", "1\n"}}, "first");
+  std::string b = work.Commit({{"a", "2\n"}}, "second\n\nGantry-Run: 7");
+  std::string c = work.Commit({{"a", "3\n"}}, "third");
+  work.Push();
+  auto repo = Open(remote.url);
+  ASSERT_TRUE(repo->Fetch().ok());
+  auto since_a = repo->Log(c, a, 10);
+  ASSERT_TRUE(since_a.ok()) << since_a.status().ToString();
+  ASSERT_EQ(since_a->size(), 2u);
+  EXPECT_EQ((*since_a)[0].id, c);
+  EXPECT_EQ((*since_a)[0].parent, b);
+  EXPECT_EQ((*since_a)[0].message, "third\n");
+  EXPECT_EQ((*since_a)[1].id, b);
+  EXPECT_EQ((*since_a)[1].message, "second\n\nGantry-Run: 7\n");
+  auto all = repo->Log(c, "", 10);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ(all->back().id, a);
+  EXPECT_EQ(all->back().parent, "");
+  EXPECT_EQ(repo->Log(c, "", 1)->size(), 1u);
+  EXPECT_TRUE(repo->Log(a, c, 10)->empty());
+  EXPECT_EQ(repo->Log(std::string(40, 'f'), a, 10).status().code(), Code::kNotFound);
+  EXPECT_EQ(repo->Log(c, a, 0).status().code(), Code::kInvalidArgument);
+}
+
 TEST_F(GitSourceTest, CommitAndPushRecomputesAfterLosingARaceToAnotherWriter) {
   Repo remote = CreateRepo(server_, "race");
   Work work(remote);

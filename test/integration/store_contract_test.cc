@@ -671,6 +671,64 @@ TYPED_TEST(StoreContractTest, LogChunksAreIdempotentAndReadInOrderForFollowing) 
 // ---------------------------------------------------------------------------------------------
 // Deliveries and audit
 
+TYPED_TEST(StoreContractTest, ReleaseProgressIsWrittenWithOptimisticConcurrency) {
+  Store& s = this->store();
+  const int64_t run = this->NewRun();
+  ASSERT_OK_AND_ASSIGN(auto none, s.GetReleaseProgress(run));
+  EXPECT_FALSE(none.has_value());
+
+  ASSERT_OK_AND_ASSIGN(ReleaseProgress first, s.PutReleaseProgress({.run_id = run, .stage = "package",
+                                                                    .data = R"({"digest":"sha256:aa"})"}));
+  EXPECT_EQ(first.version, 1);
+  EXPECT_GT(first.updated_at.time_since_epoch().count(), 0);
+  ASSERT_OK_AND_ASSIGN(auto read, s.GetReleaseProgress(run));
+  ASSERT_TRUE(read.has_value());
+  EXPECT_EQ(read->stage, "package");
+  EXPECT_EQ(read->data, R"({"digest":"sha256:aa"})");
+  EXPECT_EQ(read->version, 1);
+
+  ReleaseProgress next = *read;
+  next.stage = "update";
+  next.data = R"({"commit":"c1"})";
+  ASSERT_OK_AND_ASSIGN(ReleaseProgress second, s.PutReleaseProgress(next));
+  EXPECT_EQ(second.version, 2);
+  EXPECT_EQ(second.stage, "update");
+
+  // A writer that read version 1 lost: it must stop, not overwrite.
+  next.stage = "notify";
+  EXPECT_CODE(s.PutReleaseProgress(next), Code::kAborted);
+  EXPECT_CODE(s.PutReleaseProgress({.run_id = run, .stage = "package"}), Code::kAlreadyExists);
+  ASSERT_OK_AND_ASSIGN(auto now, s.GetReleaseProgress(run));
+  EXPECT_EQ(now->stage, "update");
+
+  EXPECT_CODE(s.PutReleaseProgress({.run_id = run, .stage = ""}), Code::kInvalidArgument);
+  EXPECT_CODE(s.PutReleaseProgress({.run_id = 999, .stage = "package"}), Code::kNotFound);
+  const int64_t other = this->NewRun();
+  EXPECT_CODE(s.PutReleaseProgress({.run_id = other, .stage = "package", .version = 3}), Code::kNotFound);
+}
+
+// Migration 4 (release_progress) on a database an older Gantry made: the data stays, the table comes.
+TYPED_TEST(StoreContractTest, MigratingAnOlderDatabaseAddsReleaseProgressAndKeepsTheRuns) {
+  const std::string url = this->backend_.NewDatabase();
+  int64_t run = 0;
+  {
+    ASSERT_OK_AND_ASSIGN(auto old, Open(url, {.max_schema_version = 3}));
+    ASSERT_OK_AND_ASSIGN(int version, old->SchemaVersion());
+    EXPECT_EQ(version, 3);
+    ASSERT_OK_AND_ASSIGN(run, old->CreateRun({.repo = "https://git.example/shop.git", .pipeline = "shop/ci",
+                                              .commit = "c0ffee", .ref = "refs/heads/main"}));
+  }
+  ASSERT_OK_AND_ASSIGN(auto store, Open(url));
+  ASSERT_OK_AND_ASSIGN(int version, store->SchemaVersion());
+  EXPECT_GE(version, 4);
+  ASSERT_OK_AND_ASSIGN(Run got, store->GetRun(run));
+  EXPECT_EQ(got.commit, "c0ffee");
+  ASSERT_OK(store->PutReleaseProgress({.run_id = run, .stage = "package", .data = "{}"}));
+  ASSERT_OK_AND_ASSIGN(auto progress, store->GetReleaseProgress(run));
+  ASSERT_TRUE(progress.has_value());
+  EXPECT_EQ(progress->stage, "package");
+}
+
 TYPED_TEST(StoreContractTest, DeliveriesAreDedupedWithinTheRetention) {
   Store& s = this->store();
   ASSERT_OK_AND_ASSIGN(bool first, s.RecordDelivery("github", "abc-1"));

@@ -52,6 +52,8 @@ class SqlStore : public Store {
   Result<std::vector<Run>> MarkUnfinishedInterrupted(std::string_view worker) override;
   Result<std::optional<Run>> ClaimNextQueuedRun(std::string_view worker,
                                                 std::optional<bool> trusted) override;
+  Result<ReleaseProgress> PutReleaseProgress(const ReleaseProgress& progress) override;
+  Result<std::optional<ReleaseProgress>> GetReleaseProgress(int64_t run_id) override;
   Status AppendLogChunk(int64_t run_id, std::string_view step, int64_t seq,
                         std::string_view data) override;
   Result<std::vector<LogChunk>> ReadLog(int64_t run_id, std::string_view step, int64_t from_seq,
