@@ -331,9 +331,14 @@ class CacheImpl final : public Cache {
     std::vector<std::shared_ptr<Handler>> handlers;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      handlers = handlers_;
       ++stats_.events;
       Key key = KeyOf(k, event.object);
+      // The event of a write the cache already recorded (Observe: the same resourceVersion) is no
+      // change to anyone watching the cache: its handlers are not called again.
+      auto known = k.objects.find(key);
+      bool observed = event.type != EventType::kDeleted && known != k.objects.end() && VersionOf(event.object) != 0 &&
+                      VersionOf(known->second.object) == VersionOf(event.object);
+      if (!observed) handlers = handlers_;
       if (event.type == EventType::kDeleted) {
         Remove(k, key);
       } else {

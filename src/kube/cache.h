@@ -61,7 +61,9 @@ class Cache {
     uint64_t objects = 0;   // objects held now
   };
   // Called for every add, change and delete of a watched kind after its first list, and for
-  // objects that appeared or disappeared across a relist (kAdded / kDeleted). Not for bookmarks.
+  // objects that appeared or disappeared across a relist (kAdded / kDeleted). Not for bookmarks,
+  // nor for the event of a write already recorded with Observe (same resourceVersion): a writer
+  // that observes its writes does not trigger itself.
   using Handler = std::function<void(EventType type, const value::Value& object)>;
 
   virtual ~Cache() = default;

@@ -208,6 +208,21 @@ TEST_F(CacheTest, ObservedWritesAreVisibleAtOnceAndLaterEventsReplaceThem) {
   EXPECT_FALSE(cache_->Get({"apps/v1", "Deployment", "ns", "d"}).has_value()) << "kind not watched";
 }
 
+TEST_F(CacheTest, TheEventOfAnObservedWriteCallsNoHandler) {
+  recorder_.hold_on = "trigger";
+  StartCache();
+  Create(ConfigMap("ns", "trigger", "shop"));
+  recorder_.held.get_future().wait();  // no event is applied until release
+  auto mine = client_.Apply(ConfigMap("ns", "mine", "shop", "blue"));
+  ASSERT_TRUE(mine.ok());
+  cache_->Observe(*mine);                                               // the writer records it
+  ASSERT_TRUE(client_.Apply(ConfigMap("ns", "theirs", "shop", "red")).ok());  // someone else's
+  recorder_.release.set_value();
+  ASSERT_TRUE(Eventually([&] { return recorder_.Saw(EventType::kAdded, "theirs"); }));
+  EXPECT_FALSE(recorder_.Saw(EventType::kAdded, "mine")) << "the writer's own write is not a change to it";
+  EXPECT_TRUE(cache_->Get({"v1", "ConfigMap", "ns", "mine"}).has_value());
+}
+
 TEST_F(CacheTest, ResumesWhenTheServerEndsAWatchAndRelistsAfterErrors) {
   StartCache();
   ASSERT_TRUE(Eventually([&] { return client_.active_watches() == 1; }));
