@@ -1,5 +1,6 @@
 // The agent's loop: Applications from the cluster (list+watch) or from files, a work queue with
-// workers, periodic refresh, drift watches on managed objects, and leader election.
+// workers, periodic refresh, drift from the watch cache of managed objects, leader election
+// (internal/leader.h) and the webhook and metrics listeners.
 
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <thread>
 
 #include "agent/agent.h"
+#include "agent/internal/leader.h"
 #include "agent/internal/workqueue.h"
 #include "api/status.h"
 #include "base/clock.h"
@@ -26,14 +28,6 @@ using value::StringAt;
 using value::Value;
 using SteadyClock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
-
-// "2026-11-28T23:40:00.123456Z": Kubernetes MicroTime.
-std::string MicroTime(std::chrono::system_clock::time_point t) {
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count() % 1'000'000;
-  std::string s = Rfc3339(t);
-  s.pop_back();  // 'Z'
-  return fmt::format("{}.{:06d}Z", s, us);
-}
 
 std::string Key(const std::string& ns, const std::string& name) { return ns + "/" + name; }
 
@@ -515,62 +509,16 @@ class AgentImpl final : public Agent {
     for (const auto& key : keys) queue_.AddAfter(key, false, std::chrono::milliseconds(500));
   }
 
-  // --- Leader election (coordination.k8s.io/v1 Lease, as client-go's leaderelection) ----------
+  // --- Leader election (internal/leader.h) ---------------------------------------------------
 
   void LeaderLoop() {
-    const auto duration = options_.lease_duration;
-    const auto retry = std::chrono::duration_cast<std::chrono::milliseconds>(duration) / 5;
-    std::string observed;  // holder + renewTime of the record we last saw
-    auto observed_at = SteadyClock::now();
-    auto last_renew = SteadyClock::now() - duration;
-    kube::ObjectRef ref{"coordination.k8s.io/v1", "Lease", options_.lease_namespace, options_.lease_name};
+    internal::LeaderElector elector(client_, {.lease = {"coordination.k8s.io/v1", "Lease", options_.lease_namespace,
+                                                        options_.lease_name},
+                                              .identity = options_.identity,
+                                              .duration = options_.lease_duration});
     while (!stopping_) {
-      auto lease = client_.Get(ref);
-      auto now_wall = SystemClock().WallNow();
-      bool acquired = false;
-      if (!lease.ok() && lease.status().code() == Code::kNotFound) {
-        Value l = Value::Map();
-        l.Set("apiVersion", ref.api_version);
-        l.Set("kind", "Lease");
-        Value meta = Value::Map();
-        meta.Set("name", ref.name);
-        meta.Set("namespace", ref.namespace_);
-        l.Set("metadata", meta);
-        l.Set("spec", LeaseSpec(now_wall, now_wall, 0));
-        acquired = client_.Create(l).ok();
-      } else if (lease.ok()) {
-        std::string holder = StringAt(&lease.value(), {"spec", "holderIdentity"});
-        std::string record = holder + "@" + StringAt(&lease.value(), {"spec", "renewTime"});
-        if (record != observed) {
-          observed = record;
-          observed_at = SteadyClock::now();
-        }
-        bool expired = SteadyClock::now() > observed_at + duration;
-        if (holder == options_.identity || holder.empty() || expired) {
-          Value l = *lease;
-          const Value* transitions = lease->Find({"spec", "leaseTransitions"});
-          int64_t t = transitions && transitions->IsInt() ? transitions->AsInt() : 0;
-          std::string acquire = StringAt(&lease.value(), {"spec", "acquireTime"});
-          bool takeover = holder != options_.identity;
-          Value spec = LeaseSpec(takeover ? now_wall : std::chrono::system_clock::time_point{}, now_wall,
-                                 takeover ? t + 1 : t);
-          if (!takeover && !acquire.empty()) spec.Set("acquireTime", acquire);
-          l.Set("spec", spec);
-          // resourceVersion makes this a compare-and-swap: two candidates cannot both win.
-          auto r = client_.Replace(l);
-          acquired = r.ok();
-          if (acquired) {
-            observed = options_.identity + "@" + StringAt(&r.value(), {"spec", "renewTime"});
-            observed_at = SteadyClock::now();
-            if (takeover) log::Info("agent {}: acquired lease {}/{}", options_.identity, ref.namespace_, ref.name);
-          }
-        }
-      }
-      if (acquired) last_renew = SteadyClock::now();
       bool was = leader_.load();
-      // Leadership lasts while renewals succeed within the lease duration.
-      bool now_leader = SteadyClock::now() - last_renew < duration * 2 / 3 + retry;
-      if (was && !now_leader) log::Warn("agent {}: lost the lease", options_.identity);
+      bool now_leader = elector.Tick();
       if (!was && now_leader) {
         // Newly leading: reconcile everything now.
         std::lock_guard<std::mutex> lock(mu_);
@@ -578,19 +526,8 @@ class AgentImpl final : public Agent {
       }
       leader_ = now_leader;
       metrics_.leader.Set(now_leader ? 1 : 0);
-      Sleep(retry);
+      Sleep(elector.retry_period());
     }
-  }
-
-  Value LeaseSpec(std::chrono::system_clock::time_point acquire, std::chrono::system_clock::time_point renew,
-                  int64_t transitions) {
-    Value spec = Value::Map();
-    spec.Set("holderIdentity", options_.identity);
-    spec.Set("leaseDurationSeconds", static_cast<int64_t>(options_.lease_duration.count()));
-    if (acquire.time_since_epoch().count() != 0) spec.Set("acquireTime", MicroTime(acquire));
-    spec.Set("renewTime", MicroTime(renew));
-    spec.Set("leaseTransitions", transitions);
-    return spec;
   }
 
   void Sleep(std::chrono::milliseconds d) {

@@ -1,0 +1,49 @@
+#pragma once
+// LeaderElector: leader election through a coordination.k8s.io/v1 Lease, as client-go's
+// leaderelection does. Each Tick() reads the Lease and creates it, renews it (when held) or takes
+// it over (when free or not renewed for a lease duration, as this elector observed on its own
+// clock); the write is a compare-and-swap on resourceVersion, so two candidates cannot both win.
+// Leadership lasts while renewals succeed within 2/3 of the duration plus one retry period.
+// Not thread-safe: one thread ticks; leading() may be read from any thread.
+
+#include <atomic>
+#include <chrono>
+#include <string>
+
+#include "base/clock.h"
+#include "kube/kube.h"
+#include "value/value.h"
+
+namespace gantry::agent::internal {
+
+class LeaderElector {
+ public:
+  struct Options {
+    kube::ObjectRef lease;  // coordination.k8s.io/v1 Lease NAMESPACE/NAME
+    std::string identity;
+    std::chrono::seconds duration{15};
+    Clock* clock = nullptr;  // nullptr: SystemClock()
+  };
+  LeaderElector(kube::Client& client, Options options);
+
+  // One round; returns whether this candidate leads now. Wait retry_period() before the next.
+  bool Tick();
+  bool leading() const { return leading_.load(); }
+  std::chrono::milliseconds retry_period() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(options_.duration) / 5;
+  }
+
+ private:
+  value::Value Spec(std::chrono::system_clock::time_point acquire, std::chrono::system_clock::time_point renew,
+                    int64_t transitions) const;
+
+  kube::Client& client_;
+  Options options_;
+  Clock& clock_;
+  std::string observed_;  // holder + renewTime of the record last seen
+  std::chrono::steady_clock::time_point observed_at_;
+  std::chrono::steady_clock::time_point last_renew_;
+  std::atomic<bool> leading_{false};
+};
+
+}  // namespace gantry::agent::internal

@@ -1,0 +1,39 @@
+#include <gtest/gtest.h>
+
+#include "agent/internal/leader.h"
+#include "test/fakes/kube_client.h"
+
+namespace gantry::agent::internal {
+namespace {
+
+TEST(LeaderElector, OneLeadsAndTheOtherTakesOverOnlyAfterTheLeaseExpires) {
+  FakeClock clock;
+  clock.Advance(std::chrono::hours(1000));
+  fakes::FakeKubeClient client({.clock = &clock});
+  kube::ObjectRef lease{"coordination.k8s.io/v1", "Lease", "gantry-system", "gantry-agent"};
+  LeaderElector a(client, {.lease = lease, .identity = "a", .duration = std::chrono::seconds(15), .clock = &clock});
+  LeaderElector b(client, {.lease = lease, .identity = "b", .duration = std::chrono::seconds(15), .clock = &clock});
+
+  EXPECT_TRUE(a.Tick());
+  EXPECT_FALSE(b.Tick());
+  for (int i = 0; i < 10; ++i) {  // a renews every retry period; b never gets it
+    clock.Advance(a.retry_period());
+    EXPECT_TRUE(a.Tick());
+    EXPECT_FALSE(b.Tick());
+  }
+  // a stops renewing: b takes over once the lease it observed is a duration old, not before.
+  clock.Advance(std::chrono::seconds(10));
+  EXPECT_FALSE(b.Tick());
+  clock.Advance(std::chrono::seconds(6));
+  EXPECT_TRUE(b.Tick());
+  auto got = client.Get(lease);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(value::StringAt(&*got, {"spec", "holderIdentity"}), "b");
+  EXPECT_EQ(value::IntAt(&*got, {"spec", "leaseTransitions"}), 1);
+  // a, back, sees b's fresh renewals and has lost leadership.
+  EXPECT_FALSE(a.Tick());
+  EXPECT_FALSE(a.leading());
+}
+
+}  // namespace
+}  // namespace gantry::agent::internal
