@@ -192,6 +192,22 @@ TEST_F(ReconcileTest, AnEmptyRenderIsAPruneBlockedSyncFailure) {
   EXPECT_TRUE(client_.Get({"v1", "ConfigMap", "web", "a"}).ok()) << "nothing pruned";
 }
 
+// Not a timing test: GANTRY_NOOP_PASSES=N runs N no-op passes over 10 objects, to profile them.
+TEST_F(ReconcileTest, NoOpPassesForProfiling) {
+  const char* n = std::getenv("GANTRY_NOOP_PASSES");
+  if (n == nullptr) GTEST_SKIP() << "set GANTRY_NOOP_PASSES to run";
+  std::string ten;
+  for (int i = 0; i < 10; ++i) ten += fmt::format("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{}}}\ndata: {{k: \"{}\"}}\n---\n", i, i);
+  source_.AddCommit("c2", {{"apps/web", ten}}, {"apps/web/all.yaml"});
+  WatchAll();
+  Pass();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  for (int i = 0, count = std::atoi(n); i < count; ++i) {
+    ReconcileResult r = Pass();
+    ASSERT_FALSE(r.synced);
+  }
+}
+
 TEST_F(ReconcileTest, AStoppedSyncStaysRunningAndTheNextPassResumesIt) {
   std::atomic<bool> stop{true};
   ReconcileDeps deps{.client = client_, .source = source_, .stop = &stop};
