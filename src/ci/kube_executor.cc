@@ -8,13 +8,13 @@
 #include <time.h>
 
 #include <ctime>
-#include <mutex>
 #include <set>
 #include <random>
 #include <span>
 #include <thread>
 
 #include "base/log.h"
+#include "base/mutex.h"
 #include "ci/executor.h"
 #include "kube/kube.h"
 #include "value/value.h"
@@ -189,9 +189,9 @@ class KubernetesExecutor final : public Executor {
   std::string ArtifactsPath(const std::filesystem::path&) const override { return "/artifacts"; }
 
   Result<StepOutcome> Run(const StepRequest& r, const OutputFn& step_output, const std::atomic<bool>& cancel) override {
-    std::mutex output_mu;  // the log thread and this one both write
+    Mutex output_mu;  // the log thread and this one both write
     OutputFn output = [&](std::string_view d) {
-      std::lock_guard<std::mutex> lock(output_mu);
+      MutexLock lock(output_mu);
       step_output(d);
     };
     if (r.argv.empty()) return InvalidArgumentError("step {}: empty argv", r.step);
@@ -372,7 +372,7 @@ class KubernetesExecutor final : public Executor {
   // Creates `ns` and its default-deny NetworkPolicy where missing (once per executor and
   // namespace). An error names what could not be created: untrusted steps do not run without it.
   Status EnsureUntrustedNamespace(const std::string& ns) {
-    std::lock_guard<std::mutex> lock(ensure_mu_);
+    MutexLock lock(ensure_mu_);
     if (ensured_.contains(ns)) return OkStatus();
     Value labels = Map({{"app.kubernetes.io/managed-by", "gantry"}, {"gantry.dev/trust", "untrusted"}});
     // Pod Security admission refuses, there, any Pod less locked down than the restricted profile.
@@ -397,8 +397,8 @@ class KubernetesExecutor final : public Executor {
 
   kube::Client& client_;
   KubernetesExecutorOptions options_;
-  std::mutex ensure_mu_;
-  std::set<std::string> ensured_;  // GUARDED_BY(ensure_mu_)
+  Mutex ensure_mu_;
+  std::set<std::string> ensured_ GUARDED_BY(ensure_mu_);
 };
 
 }  // namespace

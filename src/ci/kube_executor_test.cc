@@ -5,8 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <mutex>
 
+#include "base/mutex.h"
 #include "ci/executor.h"
 #include "kube/kube.h"
 
@@ -128,7 +128,7 @@ class LogOnlyClient final : public kube::Client {
  public:
   explicit LogOnlyClient(std::string log) : log_(std::move(log)) {}
   std::vector<std::string> log_requests() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     return log_requests_;
   }
 
@@ -155,7 +155,7 @@ class LogOnlyClient final : public kube::Client {
   }
   void InvalidateDiscovery() override {}
   Result<std::string> GetRaw(std::string_view path) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     log_requests_.emplace_back(path);
     size_t limit = std::string::npos;
     if (size_t at = path.find("limitBytes="); at != std::string_view::npos) {
@@ -172,8 +172,8 @@ class LogOnlyClient final : public kube::Client {
  private:
   const std::string log_;
   std::atomic<int> gets_{0};
-  std::mutex mu_;
-  std::vector<std::string> log_requests_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::vector<std::string> log_requests_ GUARDED_BY(mu_);
 };
 
 // Regression: the log was read whole, however large, and all of it forwarded.

@@ -51,11 +51,11 @@
 #include <string_view>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status.h"
 #include "ci/executor.h"
 #include "ci/pipeline.h"
@@ -187,9 +187,9 @@ class Server {
   std::unique_ptr<git::Mirrors> mirrors_;
   std::atomic<bool> stop_{false};
   std::vector<std::thread> threads_;
-  std::mutex mu_;
-  std::map<int64_t, Runner*> running_;  // GUARDED_BY(mu_)
-  std::map<int64_t, std::atomic<bool>*> releasing_;  // GUARDED_BY(mu_): runs in after_success
+  Mutex mu_;
+  std::map<int64_t, Runner*> running_ GUARDED_BY(mu_);
+  std::map<int64_t, std::atomic<bool>*> releasing_ GUARDED_BY(mu_);  // runs in after_success
 };
 
 // The host (lower-case, without user and port; "" for file://) and path (without leading '/',
