@@ -23,7 +23,6 @@ namespace gantry::ci {
 namespace {
 
 using value::Value;
-using SteadyClock = std::chrono::steady_clock;
 
 // Lower-case letters, digits and single '-' inside, at most `max` characters: valid in DNS names
 // and label values.
@@ -268,14 +267,25 @@ class KubernetesExecutor final : public Executor {
     }
 
     StepOutcome out;
-    SteadyClock::time_point start = SteadyClock::now();
+    Clock& clock = options_.clock ? *options_.clock : SystemClock();
+    const auto start = clock.Now();
     LogReader logs(client_, fmt::format("/api/v1/namespaces/{}/pods/{}/log", ns, pod_name),
                    options_.max_log_bytes);
-    std::atomic<bool> container_started{false}, done{false};
+    std::atomic<bool> container_started{false};
+    struct {
+      Mutex mu;
+      CondVar cv;
+      bool done GUARDED_BY(mu) = false;
+    } step;
+    // Reads the log every poll until the step is done. The cadence is real time, not `clock`: it
+    // times nothing, and on a fake clock a loop of SleepFor() would spin and rush the step's time.
     std::thread log_thread([&] {
-      while (!done.load()) {
+      MutexLock lock(step.mu);
+      while (!step.done) {
+        lock.Unlock();
         if (container_started.load()) logs.Fetch(output);
-        std::this_thread::sleep_for(options_.poll);
+        lock.Lock();
+        step.cv.WaitFor(step.mu, options_.poll, [&]() REQUIRES(step.mu) { return step.done; });
       }
     });
     bool finished = false;  // the container or the Pod ended by itself
@@ -343,7 +353,7 @@ class KubernetesExecutor final : public Executor {
       } else {
         note("cannot read the Pod: " + got.status().message());
       }
-      if (SteadyClock::now() - start >= r.timeout) {
+      if (clock.Now() - start >= r.timeout) {
         out.timed_out = true;
         break;
       }
@@ -351,9 +361,13 @@ class KubernetesExecutor final : public Executor {
         out.cancelled = true;
         break;
       }
-      std::this_thread::sleep_for(options_.poll);
+      clock.SleepFor(options_.poll);
     }
-    done.store(true);
+    {
+      MutexLock lock(step.mu);
+      step.done = true;
+    }
+    step.cv.NotifyAll();
     log_thread.join();
     if (finished) {
       logs.Fetch(output);  // what was written after the last poll
@@ -362,7 +376,7 @@ class KubernetesExecutor final : public Executor {
                          logs.last_error()));
       }
     }
-    out.duration = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start);
+    out.duration = std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now() - start);
     cleanup();
     if (!start_error.ok()) return start_error;
     return out;

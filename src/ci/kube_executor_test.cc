@@ -6,9 +6,11 @@
 
 #include <atomic>
 
+#include "base/clock.h"
 #include "base/mutex.h"
 #include "ci/executor.h"
 #include "kube/kube.h"
+#include "test/fakes/kube_client.h"
 
 namespace gantry::ci {
 namespace {
@@ -220,6 +222,26 @@ TEST(KubernetesExecutor, ASecondWithMoreLogThanOneReadIsSkippedNotStuckOn) {
                                         "the rest of that second is not shown\n"));
   EXPECT_THAT(got, ::testing::HasSubstr("\nafter the busy second\nthe end\n"));
   EXPECT_LT(got.size(), (1u << 20) + 4096);
+}
+
+// The step's timeout runs on the executor's clock: a Pod that never starts times out after the
+// step's ten minutes of polls, which take no time on a fake clock. The Pod is deleted.
+TEST(KubernetesExecutor, APodThatNeverEndsTimesOutOnTheClock) {
+  fakes::FakeKubeClient client;
+  FakeClock clock;
+  auto executor = NewKubernetesExecutor(client, {.namespace_ = "ci", .poll = std::chrono::seconds(1), .clock = &clock});
+  StepRequest r = Request();
+  r.timeout = std::chrono::minutes(10);
+  std::string got;
+  std::atomic<bool> cancel{false};
+  auto outcome = executor->Run(r, [&](std::string_view d) { got.append(d); }, cancel);
+  ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+  EXPECT_TRUE(outcome->timed_out) << got;
+  EXPECT_GE(outcome->duration, std::chrono::minutes(10));
+  EXPECT_GE(client.count("get"), 600u);  // one a second
+  auto pods = client.List("v1", "Pod", "ci");
+  ASSERT_TRUE(pods.ok()) << pods.status().ToString();
+  EXPECT_TRUE(pods->items.empty());
 }
 
 }  // namespace

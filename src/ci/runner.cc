@@ -18,7 +18,6 @@
 namespace gantry::ci {
 namespace fs = std::filesystem;
 using store::RunState;
-using SteadyClock = std::chrono::steady_clock;
 
 std::string StepDirName(std::string_view step) {
   std::string out;
@@ -176,7 +175,8 @@ Runner::Runner(const Pipeline& pipeline, Executor& executor, RunOptions options)
     : pipeline_(pipeline), executor_(executor), options_(std::move(options)) {}
 
 Result<RunResult> Runner::Run() {
-  SteadyClock::time_point run_start = SteadyClock::now();
+  Clock& clock = options_.clock ? *options_.clock : SystemClock();
+  const auto run_start = clock.Now();
   std::error_code ec;
   if (!fs::is_directory(options_.workspace, ec)) {
     return FailedPreconditionError("workspace {} is not a directory", options_.workspace.string());
@@ -229,7 +229,7 @@ Result<RunResult> Runner::Run() {
     const Step& step = *steps[i];
     StepResult& sr = result.steps[i];
     StepLog& slog = *logs[i];
-    SteadyClock::time_point start = SteadyClock::now();
+    const auto start = clock.Now();
     StepRequest req;
     req.run_label = options_.run_id > 0 ? fmt::format("run-{}", options_.run_id) : "local";
     req.step = step.name;
@@ -396,7 +396,7 @@ Result<RunResult> Runner::Run() {
     }
     slog.Flush(true);
     MutexLock lock(mu);
-    sr.duration = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start);
+    sr.duration = std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now() - start);
     if (!failure.empty()) {
       sr.state = RunState::kFailed;
       sr.message = failure;
@@ -474,7 +474,7 @@ Result<RunResult> Runner::Run() {
     any_cancelled = any_cancelled || sr.state == RunState::kCancelled;
   }
   result.state = any_cancelled ? RunState::kCancelled : any_failed ? RunState::kFailed : RunState::kSucceeded;
-  result.duration = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - run_start);
+  result.duration = std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now() - run_start);
   return result;
 }
 

@@ -523,6 +523,7 @@ void Server::Execute(const store::Run& run) {
   ro.parallelism = options_.parallelism;
   ro.store = &store_;
   ro.run_id = run.id;
+  ro.clock = options_.clock;
   Context& c = ro.context;
   c.event = run.event == store::RunEvent::kPullRequest ? "pull_request" : run.event == store::RunEvent::kManual ? "manual" : "push";
   if (run.ref.starts_with("refs/tags/")) {

@@ -55,6 +55,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/mutex.h"
 #include "base/status.h"
 #include "ci/executor.h"
@@ -120,6 +121,9 @@ struct ServerOptions {
   // (release/release.h). An error fails the run (its message becomes the run's) and the stage that
   // was logging last.
   std::function<Status(const SucceededRun&)> after_success;
+  // The runs' and steps' durations (RunOptions::clock); nullptr: SystemClock(). The workers' and
+  // the poller's idle waits stay on real time: on a fake clock they would spin.
+  Clock* clock = nullptr;
 };
 
 // What Accept() did with a verified webhook event.
