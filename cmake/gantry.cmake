@@ -6,9 +6,29 @@
 
 set(GANTRY_WARNINGS -Wall -Wextra -Wpedantic $<$<CXX_COMPILER_ID:GNU>:-Wshadow=local> -Wnon-virtual-dtor -Wimplicit-fallthrough
     # GCC 12 warns on designated initializers that leave fields at their defaults, the point of them.
-    -Wno-missing-field-initializers)
+    -Wno-missing-field-initializers
+    # Clang checks the lock annotations of base/thread_annotations.h (GUARDED_BY, REQUIRES, ...).
+    $<$<CXX_COMPILER_ID:Clang>:-Wthread-safety>)
 if(GANTRY_WERROR)
   list(APPEND GANTRY_WARNINGS -Werror)
+endif()
+
+# Under clang, make sure the annotations are live: a write to a GUARDED_BY member without its lock
+# must not compile. (Should the macros ever expand to nothing, the tsa build would pass vacuously.)
+if(CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+  include(CheckCXXSourceCompiles)
+  set(CMAKE_REQUIRED_FLAGS "-Wthread-safety -Werror")
+  set(CMAKE_REQUIRED_INCLUDES ${PROJECT_SOURCE_DIR}/src)
+  check_cxx_source_compiles([[
+    #include "base/mutex.h"
+    struct S { gantry::Mutex mu; int n GUARDED_BY(mu) = 0; };
+    int main() { S s; s.n = 1; }]] GANTRY_UNLOCKED_WRITE_COMPILES)
+  unset(CMAKE_REQUIRED_FLAGS)
+  unset(CMAKE_REQUIRED_INCLUDES)
+  if(GANTRY_UNLOCKED_WRITE_COMPILES)
+    message(FATAL_ERROR "clang's -Wthread-safety does not reject an unlocked write to a GUARDED_BY "
+                        "member: check src/base/thread_annotations.h")
+  endif()
 endif()
 
 if(GANTRY_SANITIZE)
@@ -23,6 +43,7 @@ function(gantry_cc_library)
   target_include_directories(gantry_${A_NAME} PUBLIC ${PROJECT_SOURCE_DIR}/src)
   target_compile_options(gantry_${A_NAME} PRIVATE ${GANTRY_WARNINGS})
   target_link_libraries(gantry_${A_NAME} PUBLIC ${A_DEPS} PRIVATE ${A_PRIVATE_DEPS})
+  set_property(GLOBAL APPEND PROPERTY GANTRY_LIBRARIES gantry_${A_NAME})
 endfunction()
 
 # Unit tests default to the label "unit" and must need no server; integration tests say so.

@@ -1,8 +1,10 @@
 #pragma once
 // Clock: the one source of time, so that retries, timeouts and intervals can be tested without
-// sleeping. RealClock is thread-safe; FakeClock is for single-threaded unit tests.
+// sleeping. Both implementations are thread-safe.
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <string>
 
 namespace gantry {
@@ -28,19 +30,26 @@ Clock& SystemClock();
 // "2026-11-28T23:40:00Z": RFC 3339 in UTC with second precision, as Kubernetes writes times.
 std::string Rfc3339(std::chrono::system_clock::time_point t);
 
-// Time advances only when SleepFor() or Advance() is called.
+// Time advances only when SleepFor() or Advance() is called, by any thread: a sleep returns at
+// once, having moved the time of every user of the clock forward. Both clocks start at their
+// epoch (WallNow() is 1970-01-01 until advanced).
 class FakeClock final : public Clock {
  public:
-  std::chrono::steady_clock::time_point Now() override { return now_; }
+  std::chrono::steady_clock::time_point Now() override {
+    return std::chrono::steady_clock::time_point(
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::nanoseconds(ns_.load())));
+  }
   std::chrono::system_clock::time_point WallNow() override {
     return std::chrono::system_clock::time_point(
-        std::chrono::duration_cast<std::chrono::system_clock::duration>(now_.time_since_epoch()));
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(ns_.load())));
   }
-  void SleepFor(std::chrono::nanoseconds d) override { now_ += d; }
-  void Advance(std::chrono::nanoseconds d) { now_ += d; }
+  void SleepFor(std::chrono::nanoseconds d) override { Advance(d); }
+  void Advance(std::chrono::nanoseconds d) {
+    if (d.count() > 0) ns_ += d.count();
+  }
 
  private:
-  std::chrono::steady_clock::time_point now_{};
+  std::atomic<int64_t> ns_{0};
 };
 
 }  // namespace gantry

@@ -10,9 +10,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <mutex>
 #include <utility>
 
+#include "base/mutex.h"
 #include "base/path.h"
 #include "base/process.h"
 
@@ -221,9 +221,9 @@ Result<std::string> FindBwrap(const std::string& bwrap) {
 }
 
 Status SandboxWorks(const std::string& bwrap, std::optional<std::pair<uint32_t, uint32_t>> as) {
-  static std::mutex mu;
-  static std::map<std::pair<std::string, int64_t>, Status> cache;  // GUARDED_BY(mu)
-  std::lock_guard<std::mutex> lock(mu);
+  static Mutex mu;
+  static std::map<std::pair<std::string, int64_t>, Status> cache GUARDED_BY(mu);
+  MutexLock lock(mu);
   const std::pair<std::string, int64_t> key{bwrap, as ? static_cast<int64_t>(as->first) : -1};
   if (auto it = cache.find(key); it != cache.end()) return it->second;
   Status result = [&]() -> Status {

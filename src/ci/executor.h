@@ -31,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/status.h"
 #include "ci/pipeline.h"
 #include "value/value.h"
@@ -109,6 +110,7 @@ struct ProcessExecutorOptions {
   // are given to it (ChownTreeBeneath), so their ancestors must be traversable by it.
   std::optional<std::pair<uint32_t, uint32_t>> step_user;
   std::chrono::milliseconds kill_grace{2000};  // SIGTERM → SIGKILL on timeout / cancel
+  Clock* clock = nullptr;  // the step's timeout, grace and duration; nullptr: SystemClock()
 };
 
 // FailedPrecondition when the sandbox is requested but bwrap does not work here (with why).
@@ -126,6 +128,7 @@ struct KubernetesExecutorOptions {
   std::string untrusted_namespace;
   int64_t run_as_user = 1000;  // uid, gid and fsGroup of every step; never 0
   uint64_t max_log_bytes = 16ull << 20;  // of a step's log forwarded; the rest is dropped, with a note
+  Clock* clock = nullptr;  // polls, the step's timeout and duration; nullptr: SystemClock()
 };
 
 // Runs steps as Pods through `client` (which must outlive the executor). Trusted steps run in

@@ -8,13 +8,13 @@
 #include <time.h>
 
 #include <ctime>
-#include <mutex>
 #include <set>
 #include <random>
 #include <span>
 #include <thread>
 
 #include "base/log.h"
+#include "base/mutex.h"
 #include "ci/executor.h"
 #include "kube/kube.h"
 #include "value/value.h"
@@ -23,7 +23,6 @@ namespace gantry::ci {
 namespace {
 
 using value::Value;
-using SteadyClock = std::chrono::steady_clock;
 
 // Lower-case letters, digits and single '-' inside, at most `max` characters: valid in DNS names
 // and label values.
@@ -189,9 +188,9 @@ class KubernetesExecutor final : public Executor {
   std::string ArtifactsPath(const std::filesystem::path&) const override { return "/artifacts"; }
 
   Result<StepOutcome> Run(const StepRequest& r, const OutputFn& step_output, const std::atomic<bool>& cancel) override {
-    std::mutex output_mu;  // the log thread and this one both write
+    Mutex output_mu;  // the log thread and this one both write
     OutputFn output = [&](std::string_view d) {
-      std::lock_guard<std::mutex> lock(output_mu);
+      MutexLock lock(output_mu);
       step_output(d);
     };
     if (r.argv.empty()) return InvalidArgumentError("step {}: empty argv", r.step);
@@ -268,14 +267,25 @@ class KubernetesExecutor final : public Executor {
     }
 
     StepOutcome out;
-    SteadyClock::time_point start = SteadyClock::now();
+    Clock& clock = options_.clock ? *options_.clock : SystemClock();
+    const auto start = clock.Now();
     LogReader logs(client_, fmt::format("/api/v1/namespaces/{}/pods/{}/log", ns, pod_name),
                    options_.max_log_bytes);
-    std::atomic<bool> container_started{false}, done{false};
+    std::atomic<bool> container_started{false};
+    struct {
+      Mutex mu;
+      CondVar cv;
+      bool done GUARDED_BY(mu) = false;
+    } step;
+    // Reads the log every poll until the step is done. The cadence is real time, not `clock`: it
+    // times nothing, and on a fake clock a loop of SleepFor() would spin and rush the step's time.
     std::thread log_thread([&] {
-      while (!done.load()) {
+      MutexLock lock(step.mu);
+      while (!step.done) {
+        lock.Unlock();
         if (container_started.load()) logs.Fetch(output);
-        std::this_thread::sleep_for(options_.poll);
+        lock.Lock();
+        step.cv.WaitFor(step.mu, options_.poll, [&]() REQUIRES(step.mu) { return step.done; });
       }
     });
     bool finished = false;  // the container or the Pod ended by itself
@@ -343,7 +353,7 @@ class KubernetesExecutor final : public Executor {
       } else {
         note("cannot read the Pod: " + got.status().message());
       }
-      if (SteadyClock::now() - start >= r.timeout) {
+      if (clock.Now() - start >= r.timeout) {
         out.timed_out = true;
         break;
       }
@@ -351,9 +361,13 @@ class KubernetesExecutor final : public Executor {
         out.cancelled = true;
         break;
       }
-      std::this_thread::sleep_for(options_.poll);
+      clock.SleepFor(options_.poll);
     }
-    done.store(true);
+    {
+      MutexLock lock(step.mu);
+      step.done = true;
+    }
+    step.cv.NotifyAll();
     log_thread.join();
     if (finished) {
       logs.Fetch(output);  // what was written after the last poll
@@ -362,7 +376,7 @@ class KubernetesExecutor final : public Executor {
                          logs.last_error()));
       }
     }
-    out.duration = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start);
+    out.duration = std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now() - start);
     cleanup();
     if (!start_error.ok()) return start_error;
     return out;
@@ -372,7 +386,7 @@ class KubernetesExecutor final : public Executor {
   // Creates `ns` and its default-deny NetworkPolicy where missing (once per executor and
   // namespace). An error names what could not be created: untrusted steps do not run without it.
   Status EnsureUntrustedNamespace(const std::string& ns) {
-    std::lock_guard<std::mutex> lock(ensure_mu_);
+    MutexLock lock(ensure_mu_);
     if (ensured_.contains(ns)) return OkStatus();
     Value labels = Map({{"app.kubernetes.io/managed-by", "gantry"}, {"gantry.dev/trust", "untrusted"}});
     // Pod Security admission refuses, there, any Pod less locked down than the restricted profile.
@@ -397,8 +411,8 @@ class KubernetesExecutor final : public Executor {
 
   kube::Client& client_;
   KubernetesExecutorOptions options_;
-  std::mutex ensure_mu_;
-  std::set<std::string> ensured_;  // GUARDED_BY(ensure_mu_)
+  Mutex ensure_mu_;
+  std::set<std::string> ensured_ GUARDED_BY(ensure_mu_);
 };
 
 }  // namespace

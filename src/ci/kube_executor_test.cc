@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <mutex>
 
+#include "base/clock.h"
+#include "base/mutex.h"
 #include "ci/executor.h"
 #include "kube/kube.h"
+#include "test/fakes/kube_client.h"
 
 namespace gantry::ci {
 namespace {
@@ -128,7 +130,7 @@ class LogOnlyClient final : public kube::Client {
  public:
   explicit LogOnlyClient(std::string log) : log_(std::move(log)) {}
   std::vector<std::string> log_requests() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     return log_requests_;
   }
 
@@ -155,7 +157,7 @@ class LogOnlyClient final : public kube::Client {
   }
   void InvalidateDiscovery() override {}
   Result<std::string> GetRaw(std::string_view path) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     log_requests_.emplace_back(path);
     size_t limit = std::string::npos;
     if (size_t at = path.find("limitBytes="); at != std::string_view::npos) {
@@ -172,8 +174,8 @@ class LogOnlyClient final : public kube::Client {
  private:
   const std::string log_;
   std::atomic<int> gets_{0};
-  std::mutex mu_;
-  std::vector<std::string> log_requests_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::vector<std::string> log_requests_ GUARDED_BY(mu_);
 };
 
 // Regression: the log was read whole, however large, and all of it forwarded.
@@ -220,6 +222,26 @@ TEST(KubernetesExecutor, ASecondWithMoreLogThanOneReadIsSkippedNotStuckOn) {
                                         "the rest of that second is not shown\n"));
   EXPECT_THAT(got, ::testing::HasSubstr("\nafter the busy second\nthe end\n"));
   EXPECT_LT(got.size(), (1u << 20) + 4096);
+}
+
+// The step's timeout runs on the executor's clock: a Pod that never starts times out after the
+// step's ten minutes of polls, which take no time on a fake clock. The Pod is deleted.
+TEST(KubernetesExecutor, APodThatNeverEndsTimesOutOnTheClock) {
+  fakes::FakeKubeClient client;
+  FakeClock clock;
+  auto executor = NewKubernetesExecutor(client, {.namespace_ = "ci", .poll = std::chrono::seconds(1), .clock = &clock});
+  StepRequest r = Request();
+  r.timeout = std::chrono::minutes(10);
+  std::string got;
+  std::atomic<bool> cancel{false};
+  auto outcome = executor->Run(r, [&](std::string_view d) { got.append(d); }, cancel);
+  ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+  EXPECT_TRUE(outcome->timed_out) << got;
+  EXPECT_GE(outcome->duration, std::chrono::minutes(10));
+  EXPECT_GE(client.count("get"), 600u);  // one a second
+  auto pods = client.List("v1", "Pod", "ci");
+  ASSERT_TRUE(pods.ok()) << pods.status().ToString();
+  EXPECT_TRUE(pods->items.empty());
 }
 
 }  // namespace

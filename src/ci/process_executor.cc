@@ -23,7 +23,7 @@
 namespace gantry::ci {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using TimePoint = std::chrono::steady_clock::time_point;
 
 class ProcessExecutor final : public Executor {
  public:
@@ -102,15 +102,16 @@ class ProcessExecutor final : public Executor {
       }
     }
     int fd = -1;
-    Clock::time_point start = Clock::now();
+    Clock& clock = options_.clock ? *options_.clock : SystemClock();
+    TimePoint start = clock.Now();
     auto started = Process::StartPiped(argv, po, &fd);
     if (!started.ok()) return Status(started.status().code(), fmt::format("step {}: {}", r.step, started.status().message()));
     Process& proc = *started;
     sandboxed.reset();  // the child has its copies
 
     StepOutcome out;
-    Clock::time_point deadline = start + r.timeout;
-    Clock::time_point kill_at = Clock::time_point::max();  // SIGKILL after the grace period
+    TimePoint deadline = start + r.timeout;
+    TimePoint kill_at = TimePoint::max();  // SIGKILL after the grace period
     bool exited = false, eof = false;
     char buf[65536];
     // Readable when the process has exited (Linux 5.3+); without it, exits are polled every 2 ms.
@@ -122,7 +123,7 @@ class ProcessExecutor final : public Executor {
         exited = true;
         continue;
       }
-      Clock::time_point now = Clock::now();
+      TimePoint now = clock.Now();
       if (!out.timed_out && !out.cancelled && !exited) {
         if (now >= deadline) out.timed_out = true;
         if (cancel.load()) out.cancelled = true;
@@ -133,7 +134,7 @@ class ProcessExecutor final : public Executor {
       }
       if (now >= kill_at) {
         proc.Signal(SIGKILL);
-        kill_at = Clock::time_point::max();
+        kill_at = TimePoint::max();
       }
       struct pollfd p[2];
       nfds_t n = 0;
@@ -160,7 +161,7 @@ class ProcessExecutor final : public Executor {
       output(fmt::format("gantry: {} process creation(s) refused: the step reached its limit of {} processes\n",
                          cgroup->Refusals(), max_procs));
     }
-    out.duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+    out.duration = std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now() - start);
     int status = proc.status().value_or(0);
     if (WIFEXITED(status)) out.exit_code = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) out.term_signal = WTERMSIG(status);

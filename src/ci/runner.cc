@@ -5,21 +5,19 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <set>
 #include <thread>
 #include <tuple>
 
 #include "base/hash.h"
 #include "base/log.h"
+#include "base/mutex.h"
 #include "base/path.h"
 #include "ci/mask.h"
 
 namespace gantry::ci {
 namespace fs = std::filesystem;
 using store::RunState;
-using SteadyClock = std::chrono::steady_clock;
 
 std::string StepDirName(std::string_view step) {
   std::string out;
@@ -44,21 +42,24 @@ class StepLog {
       : masker_(secrets), store_(st), run_id_(run_id), step_(std::move(step)), live_(live), budget_(budget) {}
 
   void Write(std::string_view raw) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     Emit(masker_.Write(raw));
     if (buf_.size() >= kChunk) FlushLocked();
   }
   // Sends what is buffered to the store (periodically and at the end).
   void Flush(bool final) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (final) Emit(masker_.Flush());
     FlushLocked();
   }
-  std::string Mask(std::string_view s) const { return masker_.MaskAll(s); }
+  std::string Mask(std::string_view s) const {
+    MutexLock lock(mu_);  // a Masker is not thread-safe, even where MaskAll() is const
+    return masker_.MaskAll(s);
+  }
 
  private:
   static constexpr size_t kChunk = 16 * 1024;
-  void Emit(const std::string& masked) {
+  void Emit(const std::string& masked) REQUIRES(mu_) {
     if (masked.empty() || truncated_) return;
     std::string text = masked;
     if (budget_.max > 0) {
@@ -73,7 +74,7 @@ class StepLog {
     if (live_) live_(text);
     buf_ += text;
   }
-  void FlushLocked() {
+  void FlushLocked() REQUIRES(mu_) {
     while (!buf_.empty()) {
       size_t n = std::min(buf_.size(), store::kMaxLogChunkBytes);
       if (store_ != nullptr) {
@@ -85,16 +86,16 @@ class StepLog {
     }
   }
 
-  std::mutex mu_;
-  Masker masker_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  Masker masker_ GUARDED_BY(mu_);
   store::Store* store_;
   int64_t run_id_;
   std::string step_;
   const std::function<void(std::string_view)>& live_;
   LogBudget& budget_;
-  std::string buf_;         // GUARDED_BY(mu_)
-  int64_t seq_ = 0;         // GUARDED_BY(mu_)
-  bool truncated_ = false;  // GUARDED_BY(mu_)
+  std::string buf_ GUARDED_BY(mu_);
+  int64_t seq_ GUARDED_BY(mu_) = 0;
+  bool truncated_ GUARDED_BY(mu_) = false;
 };
 
 // A directory name for an untrusted string (a repository URL, a cache key).
@@ -120,8 +121,8 @@ void Touch(const fs::path& entry) { ::utimensat(AT_FDCWD, entry.c_str(), nullptr
 // this process are left alone; those a dead process left behind count as entries. Returns how many
 // entries were removed.
 int EvictCaches(const fs::path& root, uint64_t quota) {
-  static std::mutex mu;  // one eviction at a time in this process
-  std::lock_guard<std::mutex> lock(mu);
+  static Mutex mu;  // one eviction at a time in this process
+  MutexLock lock(mu);
   struct Entry {
     bool trusted;
     fs::file_time_type used;
@@ -174,7 +175,8 @@ Runner::Runner(const Pipeline& pipeline, Executor& executor, RunOptions options)
     : pipeline_(pipeline), executor_(executor), options_(std::move(options)) {}
 
 Result<RunResult> Runner::Run() {
-  SteadyClock::time_point run_start = SteadyClock::now();
+  Clock& clock = options_.clock ? *options_.clock : SystemClock();
+  const auto run_start = clock.Now();
   std::error_code ec;
   if (!fs::is_directory(options_.workspace, ec)) {
     return FailedPreconditionError("workspace {} is not a directory", options_.workspace.string());
@@ -202,9 +204,9 @@ Result<RunResult> Runner::Run() {
     result.steps[i].name = steps[i]->name;
     index[steps[i]->name] = i;
   }
-  std::mutex mu;  // guards result, running, progress calls
+  Mutex mu;  // guards result, running, progress calls
   std::atomic<uint64_t> artifact_bytes{0};  // kept by the run so far (steps may run in parallel)
-  std::condition_variable cv;
+  CondVar cv;
   std::vector<std::unique_ptr<StepLog>> logs(steps.size());
   LogBudget log_budget{.max = options_.max_log_bytes};
   std::vector<std::thread> threads;
@@ -227,7 +229,7 @@ Result<RunResult> Runner::Run() {
     const Step& step = *steps[i];
     StepResult& sr = result.steps[i];
     StepLog& slog = *logs[i];
-    SteadyClock::time_point start = SteadyClock::now();
+    const auto start = clock.Now();
     StepRequest req;
     req.run_label = options_.run_id > 0 ? fmt::format("run-{}", options_.run_id) : "local";
     req.step = step.name;
@@ -393,8 +395,8 @@ Result<RunResult> Runner::Run() {
                              refused > 0 ? fmt::format(", {} not kept", refused) : ""));
     }
     slog.Flush(true);
-    std::lock_guard<std::mutex> lock(mu);
-    sr.duration = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start);
+    MutexLock lock(mu);
+    sr.duration = std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now() - start);
     if (!failure.empty()) {
       sr.state = RunState::kFailed;
       sr.message = failure;
@@ -406,10 +408,10 @@ Result<RunResult> Runner::Run() {
     write_step(sr);
     progress(Progress::Kind::kFinished, &sr, {});
     --running;
-    cv.notify_all();
+    cv.NotifyAll();
   };
 
-  std::unique_lock<std::mutex> lock(mu);
+  MutexLock lock(mu);
   std::vector<StepResult> live_names(steps.size());
   std::vector<std::function<void(std::string_view)>> live(steps.size());
   for (;;) {
@@ -445,7 +447,7 @@ Result<RunResult> Runner::Run() {
         live_names[i].name = sr.name;
         const StepResult* name_only = &live_names[i];
         live[i] = [&, name_only](std::string_view d) {
-          std::lock_guard<std::mutex> l(mu);
+          MutexLock l(mu);
           progress(Progress::Kind::kOutput, name_only, d);
         };
         logs[i] = std::make_unique<StepLog>(secret_values, options_.store, options_.run_id, sr.name,
@@ -456,14 +458,14 @@ Result<RunResult> Runner::Run() {
       }
     }
     if (running == 0) break;
-    cv.wait_for(lock, std::chrono::milliseconds(250));
-    lock.unlock();
+    cv.WaitFor(mu, std::chrono::milliseconds(250));
+    lock.Unlock();
     for (auto& l : logs) {
       if (l) l->Flush(false);
     }
-    lock.lock();
+    lock.Lock();
   }
-  lock.unlock();
+  lock.Unlock();
   for (auto& t : threads) t.join();
 
   bool any_failed = false, any_cancelled = cancel_.load();
@@ -472,7 +474,7 @@ Result<RunResult> Runner::Run() {
     any_cancelled = any_cancelled || sr.state == RunState::kCancelled;
   }
   result.state = any_cancelled ? RunState::kCancelled : any_failed ? RunState::kFailed : RunState::kSucceeded;
-  result.duration = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - run_start);
+  result.duration = std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now() - run_start);
   return result;
 }
 

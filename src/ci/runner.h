@@ -54,6 +54,7 @@
 #include <string>
 #include <vector>
 
+#include "base/clock.h"
 #include "ci/executor.h"
 #include "ci/pipeline.h"
 #include "store/store.h"
@@ -111,6 +112,7 @@ struct RunOptions {
   store::Store* store = nullptr;  // optional; then run_id must name a run
   int64_t run_id = 0;
   std::function<void(const Progress&)> on_progress;
+  Clock* clock = nullptr;  // the run's and steps' durations; nullptr: SystemClock()
 };
 
 class Runner {

@@ -392,6 +392,57 @@ TEST(Runner, StepTimeoutIsCappedForTheRun) {
   EXPECT_THAT(env.Log(id, "short"), Not(HasSubstr("capped")));
 }
 
+// Takes `took` on the clock for every step, without sleeping.
+class SlowExecutor : public RecordingExecutor {
+ public:
+  SlowExecutor(Clock& clock, std::chrono::milliseconds took) : clock_(clock), took_(took) {}
+  Result<StepOutcome> Run(const StepRequest& request, const OutputFn& output, const std::atomic<bool>& cancel) override {
+    clock_.SleepFor(took_);
+    return RecordingExecutor::Run(request, output, cancel);
+  }
+
+ private:
+  Clock& clock_;
+  const std::chrono::milliseconds took_;
+};
+
+TEST(Runner, DurationsAreMeasuredOnItsClock) {
+  Env env;
+  FakeClock clock;
+  env.executor = std::make_unique<SlowExecutor>(clock, std::chrono::seconds(90));
+  env.configure = [&](RunOptions& o) { o.clock = &clock; };
+  auto r = env.Run("steps:\n  a: {run: ['true']}\n  b: {run: ['true'], needs: [a]}\n");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->state, RunState::kSucceeded);
+  EXPECT_EQ(env.Step(*r, "a").duration, std::chrono::seconds(90));
+  EXPECT_EQ(env.Step(*r, "b").duration, std::chrono::seconds(90));
+  EXPECT_EQ(r->duration, std::chrono::seconds(180));
+}
+
+// The step's timeout runs on the executor's clock: moved past it, the step ends at once although
+// its process would still run for ten minutes.
+TEST(ProcessExecutor, TimeoutIsMeasuredOnItsClock) {
+  Env env(/*sandbox=*/false);
+  FakeClock clock;
+  auto executor = NewProcessExecutor({.sandbox = false, .clock = &clock});
+  ASSERT_TRUE(executor.ok()) << executor.status().ToString();
+  StepRequest r;
+  r.step = "slow";
+  r.argv = {"sh", "-c", "echo started; exec sleep 600"};
+  r.env = {{"PATH", "/usr/bin:/bin"}};
+  r.workspace = env.root;
+  r.timeout = std::chrono::minutes(10);
+  std::string out;
+  std::atomic<bool> cancel{false};
+  auto outcome = (*executor)->Run(r, [&](std::string_view d) {
+    out += d;
+    if (out == "started\n") clock.Advance(std::chrono::minutes(11));
+  }, cancel);
+  ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+  EXPECT_TRUE(outcome->timed_out) << outcome->Describe();
+  EXPECT_GE(outcome->duration, std::chrono::minutes(11));
+}
+
 // A directory outside the workspace with a canary file, which no host-side copy may touch.
 struct Outside {
   explicit Outside(const Env& env) : dir(env.root / "outside") {

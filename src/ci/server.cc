@@ -7,6 +7,7 @@
 #include <cctype>
 
 #include "base/log.h"
+#include "base/mutex.h"
 #include "base/path.h"
 #include "ci/mask.h"
 #include "ci/runner.h"
@@ -218,7 +219,7 @@ Status Server::Start() {
 void Server::Stop() {
   if (stop_.exchange(true)) return;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (auto& [_, r] : running_) r->Cancel();
   }
   for (auto& t : threads_) t.join();
@@ -334,7 +335,7 @@ Status Server::Approve(int64_t id, std::string_view by) {
 Result<Cancelled> Server::Cancel(int64_t id) {
   GANTRY_ASSIGN_OR_RETURN(store::Run run, GetRun(id));
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (auto it = running_.find(id); it != running_.end()) {
       it->second->Cancel();
       return Cancelled::kStopping;
@@ -374,40 +375,44 @@ void Server::WorkerLoop(bool trusted) {
 Status Server::Release(const store::Run& run, const Pipeline& pipeline, const fs::path& workspace, const std::string& commit) {
   std::atomic<bool> cancel{false};
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     releasing_[run.id] = &cancel;
   }
   Masker masker(options_.secrets.AllValues());
-  std::mutex log_mu;
-  std::map<std::string, int64_t, std::less<>> seq;  // GUARDED_BY(log_mu): stage → next chunk
-  std::string current;                               // GUARDED_BY(log_mu): the stage logging last
+  struct {
+    Mutex mu;
+    std::map<std::string, int64_t, std::less<>> seq GUARDED_BY(mu);  // stage → next chunk
+    std::string current GUARDED_BY(mu);                               // the stage logging last
+  } stages;
   auto set_state = [&](const std::string& stage, RunState state) {
     store::Step step{.name = stage, .state = state};
     if (Status s = store_.UpsertStep(run.id, step); !s.ok()) log::Warn("ci: run {}: step {}: {}", run.id, stage, s.message());
   };
   auto log_line = [&](std::string_view stage, std::string_view line) {
-    std::lock_guard<std::mutex> lock(log_mu);
-    auto it = seq.find(stage);
-    if (it == seq.end()) {
-      if (!current.empty()) set_state(current, RunState::kSucceeded);
-      it = seq.emplace(std::string(stage), 0).first;
+    MutexLock lock(stages.mu);
+    auto it = stages.seq.find(stage);
+    if (it == stages.seq.end()) {
+      if (!stages.current.empty()) set_state(stages.current, RunState::kSucceeded);
+      it = stages.seq.emplace(std::string(stage), 0).first;
       set_state(it->first, RunState::kRunning);
     }
-    current = it->first;
+    stages.current = it->first;
     std::string chunk = masker.MaskAll(std::string(line) + "\n");
     if (Status s = store_.AppendLogChunk(run.id, stage, it->second++, chunk.substr(0, store::kMaxLogChunkBytes)); !s.ok()) {
       log::Warn("ci: run {}: log of {}: {}", run.id, stage, s.message());
     }
   };
   Status result = options_.after_success(SucceededRun{run, pipeline, workspace, commit, log_line, &cancel});
+  std::string last;
   {
-    std::lock_guard<std::mutex> lock(log_mu);
-    if (!current.empty()) {
-      set_state(current, result.ok() ? RunState::kSucceeded : result.code() == Code::kCancelled ? RunState::kCancelled : RunState::kFailed);
+    MutexLock lock(stages.mu);
+    last = stages.current;
+    if (!last.empty()) {
+      set_state(last, result.ok() ? RunState::kSucceeded : result.code() == Code::kCancelled ? RunState::kCancelled : RunState::kFailed);
     }
   }
-  if (!result.ok()) log_line(current.empty() ? "release" : current, "error: " + result.message());
-  std::lock_guard<std::mutex> lock(mu_);
+  if (!result.ok()) log_line(last.empty() ? "release" : last, "error: " + result.message());
+  MutexLock lock(mu_);
   releasing_.erase(run.id);
   return result;
 }
@@ -518,6 +523,7 @@ void Server::Execute(const store::Run& run) {
   ro.parallelism = options_.parallelism;
   ro.store = &store_;
   ro.run_id = run.id;
+  ro.clock = options_.clock;
   Context& c = ro.context;
   c.event = run.event == store::RunEvent::kPullRequest ? "pull_request" : run.event == store::RunEvent::kManual ? "manual" : "push";
   if (run.ref.starts_with("refs/tags/")) {
@@ -560,12 +566,12 @@ void Server::Execute(const store::Run& run) {
   }
   Runner runner(*pipeline, executor_, ro);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     running_[run.id] = &runner;
   }
   auto result = runner.Run();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     running_.erase(run.id);
   }
   if (!result.ok()) return fail(RunState::kFailed, result.status().message());

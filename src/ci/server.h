@@ -51,11 +51,12 @@
 #include <string_view>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "base/clock.h"
+#include "base/mutex.h"
 #include "base/status.h"
 #include "ci/executor.h"
 #include "ci/pipeline.h"
@@ -120,6 +121,9 @@ struct ServerOptions {
   // (release/release.h). An error fails the run (its message becomes the run's) and the stage that
   // was logging last.
   std::function<Status(const SucceededRun&)> after_success;
+  // The runs' and steps' durations (RunOptions::clock); nullptr: SystemClock(). The workers' and
+  // the poller's idle waits stay on real time: on a fake clock they would spin.
+  Clock* clock = nullptr;
 };
 
 // What Accept() did with a verified webhook event.
@@ -187,9 +191,9 @@ class Server {
   std::unique_ptr<git::Mirrors> mirrors_;
   std::atomic<bool> stop_{false};
   std::vector<std::thread> threads_;
-  std::mutex mu_;
-  std::map<int64_t, Runner*> running_;  // GUARDED_BY(mu_)
-  std::map<int64_t, std::atomic<bool>*> releasing_;  // GUARDED_BY(mu_): runs in after_success
+  Mutex mu_;
+  std::map<int64_t, Runner*> running_ GUARDED_BY(mu_);
+  std::map<int64_t, std::atomic<bool>*> releasing_ GUARDED_BY(mu_);  // runs in after_success
 };
 
 // The host (lower-case, without user and port; "" for file://) and path (without leading '/',

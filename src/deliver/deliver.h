@@ -172,7 +172,7 @@ struct DeployOptions {
   bool rollback_on_failure = false;             // roll the failing environment back
   std::chrono::milliseconds health_timeout{300'000};
   int cluster_parallelism = 4;                  // clusters of one environment at once
-  Clock* clock = nullptr;                       // soak gates read and sleep on it; nullptr: SystemClock()
+  Clock* clock = nullptr;                       // health waits and soaks; nullptr: SystemClock()
 };
 
 enum class Phase { kRunning, kSucceeded, kFailed, kWaitingApproval, kTerminated };
@@ -236,6 +236,7 @@ struct RollbackOptions {
   bool prune = false;
   std::chrono::milliseconds health_timeout{300'000};
   int cluster_parallelism = 4;
+  Clock* clock = nullptr;  // health waits; nullptr: SystemClock()
 };
 
 struct RollbackResult {

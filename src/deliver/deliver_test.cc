@@ -2,12 +2,21 @@
 
 #include "deliver/deliver.h"
 
+#include <stdlib.h>
+
+#include <filesystem>
+
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include "test/fakes/kube_client.h"
 
 namespace gantry::deliver {
 namespace {
 
 using namespace std::chrono_literals;
+using ::testing::Contains;
+using ::testing::HasSubstr;
 
 Result<Config> Parse(std::string_view yaml) {
   auto docs = value::ParseYaml(yaml, "config.yaml");
@@ -217,6 +226,86 @@ status: {sync: {status: OutOfSync, revision: zzz}}
   EXPECT_EQ(rows[0].app, "api");
   EXPECT_EQ(rows[0].behind, 1);  // its revision matches no release: behind all of them
   EXPECT_EQ(rows[0].health, "Unknown");
+}
+
+// A Deployment on fake clusters (a new FakeKubeClient per connection, so every apply starts from
+// an empty cluster), a SQLite ledger in a temp dir, and one FakeClock for both: waits and soaks
+// take no real time.
+class FakeDeploy : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string t = (std::filesystem::temp_directory_path() / "gantry-deliver-test-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(t.data()), nullptr);
+    dir_ = t;
+    auto s = store::Open("sqlite:" + (dir_ / "gantry.db").string(), {.clock = &clock_});
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = *std::move(s);
+    config_.clusters = {{.name = "dev-1", .environment = "dev"}, {.name = "prod-1", .environment = "prod"}};
+    config_.environments = {{.name = "dev"}, {.name = "prod", .after = {"dev"}}};
+  }
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  // Renders `yaml` for every environment.
+  const DeployState& Deploy(std::string yaml, std::chrono::milliseconds health_timeout = 5min) {
+    RenderFn render = [yaml](std::string_view revision, const std::string& path) -> Result<Rendered> {
+      GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml(yaml, path));
+      return Rendered{std::string(revision), std::move(docs)};
+    };
+    ConnectFn connect = [this](const Cluster&) -> Result<std::unique_ptr<kube::Client>> {
+      std::unique_ptr<kube::Client> client =
+          std::make_unique<fakes::FakeKubeClient>(fakes::FakeKubeClient::Options{.clock = &clock_});
+      return client;
+    };
+    DeployOptions options{.app = "web", .revision = "abc123", .health_timeout = health_timeout, .clock = &clock_};
+    auto d = Deployment::Start(*store_, config_, render, connect, options,
+                               [this](std::string_view line) { progress_.emplace_back(line); });
+    EXPECT_TRUE(d.ok()) << d.status().ToString();
+    deployment_ = *std::move(d);
+    return deployment_->Run();
+  }
+
+  FakeClock clock_;
+  std::filesystem::path dir_;
+  std::unique_ptr<store::Store> store_;
+  Config config_;
+  std::unique_ptr<Deployment> deployment_;
+  std::vector<std::string> progress_;
+};
+
+constexpr char kConfigMap[] = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {a: b}\n";
+
+TEST_F(FakeDeploy, SoakWaitsOnTheClock) {
+  config_.environments[0].gates.soak = 10min;
+  const auto start = clock_.Now();
+  const DeployState& s = Deploy(kConfigMap);
+  EXPECT_EQ(s.phase, Phase::kSucceeded) << s.message;
+  EXPECT_GE(clock_.Now() - start, 10min);
+  EXPECT_LT(clock_.Now() - start, 10min + 5s);  // one-second soak steps, no more
+  EXPECT_THAT(progress_, Contains("dev: soaking until 1970-01-01T00:10:00Z"));
+  EXPECT_THAT(progress_, Contains("dev: soak done"));
+  EXPECT_THAT(progress_, Contains("prod: healthy"));
+}
+
+TEST_F(FakeDeploy, HealthTimeoutRunsOnTheClock) {
+  // A Deployment nothing ever makes available: no controller runs in a fake cluster.
+  const DeployState& s = Deploy(R"(apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: nginx}]}
+)", 5min);
+  EXPECT_EQ(s.phase, Phase::kFailed);
+  EXPECT_GE(clock_.Now(), std::chrono::steady_clock::time_point(5min));
+  ASSERT_FALSE(s.targets.empty());
+  EXPECT_EQ(s.targets[0].state, store::TargetState::kFailed);
+  EXPECT_THAT(s.targets[0].message, HasSubstr("not healthy after 300 s"));
 }
 
 }  // namespace

@@ -98,6 +98,7 @@ struct ApplyContext {
   bool wait_for_health = true;
   std::chrono::milliseconds health_timeout{300'000};
   int parallelism = 4;
+  Clock* clock = nullptr;
 };
 
 void Say(const ProgressFn& progress, std::string_view line) {
@@ -147,6 +148,7 @@ store::Target ApplyCluster(const ApplyContext& ctx, const Cluster& cluster, stor
   so.prune = ctx.prune;
   so.wait_for_health = ctx.wait_for_health;
   so.timeout = ctx.health_timeout;
+  so.clock = ctx.clock;
   bool said_waiting = false;
   auto op = sync::Operation::Create(**client, objects, so, [&](const sync::Progress& p) {
     // Once a step applied something, what follows is waiting for it to become healthy.
@@ -255,7 +257,7 @@ struct Deployment::Impl {
   enum class Stage { kApprove, kApply, kGate, kSoak } stage = Stage::kApprove;
   std::optional<store::Time> soak_until;
 
-  Clock& clock() const { return options.clock != nullptr ? *options.clock : SystemClock(); }
+  Clock& clock() const { return options.clock ? *options.clock : SystemClock(); }
 
   Impl(store::Store& s, Config c, RenderFn r, ConnectFn cn, DeployOptions o, ProgressFn p)
       : store(s), config(std::move(c)), render(std::move(r)), connect(std::move(cn)), options(std::move(o)),
@@ -446,7 +448,7 @@ bool Deployment::Step() {
     case Impl::Stage::kApply: {
       ApplyContext ctx{m.store, m.connect, m.progress, terminate_, m.options.app, m.options.default_namespace,
                        m.options.create_namespace, m.options.prune, env->gates.healthy, m.options.health_timeout,
-                       m.options.cluster_parallelism};
+                       m.options.cluster_parallelism, m.options.clock};
       std::vector<std::pair<const Cluster*, store::Target>> work;
       for (store::Target* t : targets_of_env()) {
         if (t->state == store::TargetState::kHealthy) continue;  // done before an interruption
@@ -477,7 +479,7 @@ bool Deployment::Step() {
           RollbackOptions ro{.app = m.options.app, .env = env_name, .path_template = m.path_template,
                              .started_by = m.options.started_by, .default_namespace = m.options.default_namespace,
                              .prune = m.options.prune, .health_timeout = m.options.health_timeout,
-                             .cluster_parallelism = m.options.cluster_parallelism};
+                             .cluster_parallelism = m.options.cluster_parallelism, .clock = m.options.clock};
           auto rb = Rollback(m.store, m.config, m.render, m.connect, ro, m.progress);
           if (!rb.ok()) {
             s.message += fmt::format("\nrollback of {} failed: {}", env_name, rb.status().message());
@@ -599,7 +601,8 @@ Result<RollbackResult> Rollback(store::Store& store, const Config& config, const
 
   std::atomic<bool> never{false};
   ApplyContext ctx{store, connect, progress, never, options.app, options.default_namespace, true,
-                   options.prune, env->gates.healthy, options.health_timeout, options.cluster_parallelism};
+                   options.prune, env->gates.healthy, options.health_timeout, options.cluster_parallelism,
+                   options.clock};
   std::vector<std::pair<const Cluster*, store::Target>> work;
   for (const Cluster* c : config.ClustersOf(*env)) {
     store::Target t{.release_id = target_release.id, .env = options.env, .cluster = c->name};

@@ -33,12 +33,12 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status.h"
 
 namespace gantry::git {
@@ -198,8 +198,8 @@ class Mirrors {
 
  private:
   std::filesystem::path cache_dir_;
-  std::mutex mu_;
-  std::map<std::string, std::shared_ptr<FetchGate>> gates_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<std::string, std::shared_ptr<FetchGate>> gates_ GUARDED_BY(mu_);
 };
 
 // Accepts https://, http:// (plain: only sensible on trusted networks), ssh://, scp-like

@@ -9,13 +9,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <condition_variable>
 #include <random>
 #include <set>
 #include <thread>
 
 #include "base/hash.h"
 #include "base/log.h"
+#include "base/mutex.h"
 #include "base/path.h"
 #include "base/retry.h"
 #include "git/git.h"
@@ -28,12 +28,12 @@ namespace fs = std::filesystem;
 using SteadyClock = std::chrono::steady_clock;
 
 struct Mirrors::FetchGate {
-  std::mutex mu;
-  std::condition_variable cv;
-  uint64_t started = 0;   // GUARDED_BY(mu): fetches begun
-  uint64_t finished = 0;  // GUARDED_BY(mu): the number of the last fetch that ended
-  bool running = false;   // GUARDED_BY(mu)
-  Status last;            // GUARDED_BY(mu): the outcome of fetch `finished`
+  Mutex mu;
+  CondVar cv;
+  uint64_t started GUARDED_BY(mu) = 0;  // fetches begun
+  uint64_t finished GUARDED_BY(mu) = 0;  // the number of the last fetch that ended
+  bool running GUARDED_BY(mu) = false;
+  Status last GUARDED_BY(mu);  // the outcome of fetch `finished`
 };
 
 namespace {
@@ -439,22 +439,22 @@ Result<RepoPtr> Libgit2Repository::OpenRepo() const {
 
 Result<FetchResult> Libgit2Repository::Fetch() {
   Mirrors::FetchGate& g = *gate_;
-  std::unique_lock lock(g.mu);
+  MutexLock lock(g.mu);
   const uint64_t want = g.started + 1;  // a fetch that begins after this call
-  while (g.finished < want && g.running) g.cv.wait(lock);
+  while (g.finished < want && g.running) g.cv.Wait(g.mu);
   if (g.finished >= want) {
     if (!g.last.ok()) return g.last;
     return FetchResult{g.finished, true};
   }
   g.running = true;
   const uint64_t number = ++g.started;
-  lock.unlock();
+  lock.Unlock();
   Status s = DoFetch().WithContext("fetch " + url_);
-  lock.lock();
+  lock.Lock();
   g.running = false;
   g.finished = number;
   g.last = s;
-  g.cv.notify_all();
+  g.cv.NotifyAll();
   if (!s.ok()) return s;
   return FetchResult{number, false};
 }
@@ -1045,7 +1045,7 @@ Result<std::shared_ptr<Repository>> Mirrors::Open(const std::string& url, const 
   GANTRY_ASSIGN_OR_RETURN(internal::ParsedUrl parsed, internal::ParseUrl(url));
   if (options.timeout.count() <= 0) return InvalidArgumentError("open {}: the timeout must be positive", url);
   fs::path dir = cache_dir_ / Sha256Hex(url).substr(0, 32);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto& gate = gates_[url];
   if (!gate) {
     // First use in this process: make sure a usable bare mirror exists (a leftover of a crash

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "base/mutex.h"
 #include "base/status.h"
 
 namespace gantry::http {
@@ -118,7 +119,7 @@ std::vector<double> DefaultBuckets() {
 template <typename M>
 M& Family<M>::With(const std::vector<std::string>& label_values) {
   GANTRY_CHECK(label_values.size() == label_names_.size());
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto& child = children_[label_values];
   if (child == nullptr) child = MakeChild<M>(bounds_);
   return *child;
@@ -151,7 +152,7 @@ Family<M>& Registry::Add(std::string name, std::string help, std::string_view ty
   }
   auto family = std::unique_ptr<Family<M>>(new Family<M>(std::move(label_names), std::move(bounds)));
   Family<M>& ref = *family;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& e : entries_) GANTRY_CHECK(e->name != name);
   entries_.push_back(std::make_unique<Entry>(Entry{std::move(name), std::move(help), type,
                                                    std::move(family)}));
@@ -188,12 +189,12 @@ Histogram& Registry::AddHistogram(std::string name, std::string help, std::vecto
 
 std::string Registry::Render() const {
   std::string out;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& e : entries_) {
     std::visit(
         [&](const auto& family) {
           if (family == nullptr) return;
-          std::lock_guard family_lock(family->mu_);
+          MutexLock family_lock(family->mu_);
           if (family->children_.empty()) return;
           out += "# HELP ";
           out += e->name;

@@ -28,11 +28,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "base/mutex.h"
 
 namespace gantry::http {
 
@@ -97,8 +98,8 @@ class Family {
 
   std::vector<std::string> label_names_;
   std::vector<double> bounds_;  // histograms only
-  mutable std::mutex mu_;
-  std::map<std::vector<std::string>, std::unique_ptr<M>> children_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<std::vector<std::string>, std::unique_ptr<M>> children_ GUARDED_BY(mu_);
 };
 
 extern template class Family<Counter>;
@@ -138,8 +139,8 @@ class Registry {
   Family<M>& Add(std::string name, std::string help, std::string_view type,
                  std::vector<std::string> label_names, std::vector<double> bounds);
 
-  mutable std::mutex mu_;
-  std::vector<std::unique_ptr<Entry>> entries_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::vector<std::unique_ptr<Entry>> entries_ GUARDED_BY(mu_);
 };
 
 }  // namespace gantry::http

@@ -18,9 +18,7 @@
 #include <cstring>
 #include <array>
 #include <atomic>
-#include <condition_variable>
 #include <future>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -42,6 +40,7 @@
 #include <openssl/ssl.h>
 
 #include "base/log.h"
+#include "base/mutex.h"
 #include "http/http.h"
 #include "http/metrics.h"
 
@@ -145,8 +144,8 @@ class ServerImpl {
   const Options options;
   std::atomic<bool> stopping{false};
 
-  mutable std::mutex routes_mu;
-  std::vector<Route> routes;  // GUARDED_BY(routes_mu)
+  mutable Mutex routes_mu;
+  std::vector<Route> routes GUARDED_BY(routes_mu);
 
   net::io_context io{1};
   tcp::acceptor acceptor{io};
@@ -162,14 +161,14 @@ class ServerImpl {
   std::unordered_map<std::string, size_t> per_address;                  // I/O thread only
   Clock::time_point last_refusal_log;                                    // I/O thread only
 
-  std::mutex lifecycle_mu;
-  bool started = false;  // GUARDED_BY(lifecycle_mu)
-  bool stopped = false;  // GUARDED_BY(lifecycle_mu)
+  Mutex lifecycle_mu;
+  bool started GUARDED_BY(lifecycle_mu) = false;
+  bool stopped GUARDED_BY(lifecycle_mu) = false;
 
-  std::mutex count_mu;
-  std::condition_variable count_cv;
-  size_t open_sessions = 0;  // GUARDED_BY(count_mu)
-  size_t open_streams = 0;   // GUARDED_BY(count_mu)
+  Mutex count_mu;
+  CondVar count_cv;
+  size_t open_sessions GUARDED_BY(count_mu) = 0;
+  size_t open_streams GUARDED_BY(count_mu) = 0;
 };
 
 // One connection over `Stream`: beast::tcp_stream, or TlsStream after a TLS handshake. Lives while
@@ -520,7 +519,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 };
 
 ServerImpl::Match ServerImpl::Find(std::string_view method, std::string_view path) const {
-  std::lock_guard lock(routes_mu);
+  MutexLock lock(routes_mu);
   // Candidates from the most specific path down: the exact path, then prefixes, longest first.
   std::vector<const Route*> candidates;
   for (const Route& r : routes) {
@@ -644,7 +643,7 @@ void ServerImpl::Admit(tcp::socket socket) {
 void ServerImpl::Register(const std::shared_ptr<SessionBase>& s) {
   sessions.emplace(s.get(), s);
   ++per_address[s->address];
-  std::lock_guard lock(count_mu);
+  MutexLock lock(count_mu);
   ++open_sessions;
 }
 
@@ -684,9 +683,9 @@ Status ServerImpl::SetUpTls() {
 }
 
 void ServerImpl::SessionClosed() {
-  std::lock_guard lock(count_mu);
+  MutexLock lock(count_mu);
   --open_sessions;
-  count_cv.notify_all();
+  count_cv.NotifyAll();
 }
 
 void ServerImpl::CloseSessions(bool idle_only) {
@@ -698,16 +697,16 @@ void ServerImpl::CloseSessions(bool idle_only) {
 }
 
 bool ServerImpl::TryAddStream() {
-  std::lock_guard lock(count_mu);
+  MutexLock lock(count_mu);
   if (open_streams >= options.max_streams) return false;
   ++open_streams;
   return true;
 }
 
 void ServerImpl::StreamDone() {
-  std::lock_guard lock(count_mu);
+  MutexLock lock(count_mu);
   --open_streams;
-  count_cv.notify_all();
+  count_cv.NotifyAll();
 }
 
 Server::Server(Options options) : impl_(std::make_unique<ServerImpl>(std::move(options))) {}
@@ -717,7 +716,7 @@ Server::~Server() { Stop(); }
 void Server::Handle(std::string method, std::string path, Handler handler) {
   GANTRY_CHECK(!method.empty() && path.starts_with('/') && handler != nullptr);
   auto h = std::make_shared<const Handler>(std::move(handler));
-  std::lock_guard lock(impl_->routes_mu);
+  MutexLock lock(impl_->routes_mu);
   for (auto& r : impl_->routes) {
     if (r.method == method && r.path == path) {
       r.handler = std::move(h);
@@ -738,7 +737,7 @@ void Server::ServeMetrics(const Registry& registry, std::string path) {
 
 Status Server::Start() {
   ServerImpl& s = *impl_;
-  std::lock_guard lock(s.lifecycle_mu);
+  MutexLock lock(s.lifecycle_mu);
   if (s.started) return FailedPreconditionError("http server already started");
   beast::error_code ec;
   auto address = net::ip::make_address(s.options.address, ec);
@@ -794,7 +793,7 @@ uint16_t Server::port() const { return impl_->port.load(); }
 void Server::Stop() {
   ServerImpl& s = *impl_;
   {
-    std::lock_guard lock(s.lifecycle_mu);
+    MutexLock lock(s.lifecycle_mu);
     if (!s.started || s.stopped) return;
     s.stopped = true;
   }
@@ -807,15 +806,15 @@ void Server::Stop() {
     s.CloseSessions(/*idle_only=*/true);
   });
   {
-    std::unique_lock lock(s.count_mu);
-    s.count_cv.wait_until(lock, Clock::now() + s.options.shutdown_timeout,
-                          [&s] { return s.open_sessions == 0 && s.open_streams == 0; });
+    MutexLock lock(s.count_mu);
+    s.count_cv.WaitFor(s.count_mu, s.options.shutdown_timeout,
+                       [&s]() REQUIRES(s.count_mu) { return s.open_sessions == 0 && s.open_streams == 0; });
   }
   // Past the deadline: close what is left. Streams see their writes fail and return; they must.
   net::post(s.io, [&s] { s.CloseSessions(/*idle_only=*/false); });
   {
-    std::unique_lock lock(s.count_mu);
-    s.count_cv.wait(lock, [&s] { return s.open_streams == 0; });
+    MutexLock lock(s.count_mu);
+    s.count_cv.Wait(s.count_mu, [&s]() REQUIRES(s.count_mu) { return s.open_streams == 0; });
   }
   s.pool->join();  // handlers still running finish; their responses find closed sessions
   std::promise<void> closed;

@@ -6,13 +6,12 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
-#include <condition_variable>
 #include <map>
-#include <mutex>
 #include <set>
 #include <thread>
 
 #include "base/log.h"
+#include "base/mutex.h"
 #include "kube/selector.h"
 
 namespace gantry::kube {
@@ -57,7 +56,8 @@ struct Entry {
   std::string index;  // value of the index label ("" : none)
 };
 
-// One watched kind. Fields are guarded by CacheImpl::mu_ unless marked otherwise.
+// One watched kind. Fields are guarded by CacheImpl::mu_ unless marked otherwise (GUARDED_BY cannot
+// name another class's member; the CacheImpl functions that take a Kind say REQUIRES(mu_)).
 struct Kind {
   std::string api_version;
   std::string kind;
@@ -90,13 +90,13 @@ class CacheImpl final : public Cache {
     std::string gk = GroupKind(api_version, kind);
     Kind* k = nullptr;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (stopped_) return FailedPreconditionError("{}: the cache is stopped", what);
       if (auto it = kinds_.find(gk); it != kinds_.end()) k = it->second.get();
     }
     if (k == nullptr) {
       GANTRY_ASSIGN_OR_RETURN(ResourceInfo info, client_.Resolve(api_version, kind));
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (stopped_) return FailedPreconditionError("{}: the cache is stopped", what);
       auto [it, inserted] = kinds_.try_emplace(gk);
       if (inserted) {
@@ -109,8 +109,8 @@ class CacheImpl final : public Cache {
       }
       k = it->second.get();
     }
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!cv_.wait_for(lock, wait, [&] { return k->listed || stopped_; })) {
+    MutexLock lock(mu_);
+    if (!cv_.WaitFor(mu_, wait, [&]() REQUIRES(mu_) { return k->listed || stopped_; })) {
       std::string error = k->last_error.ok() ? "" : "; last error: " + k->last_error.message();
       return DeadlineExceededError("{}: the first list did not complete within {} ms{}", what, wait.count(),
                                    error);
@@ -120,14 +120,14 @@ class CacheImpl final : public Cache {
   }
 
   bool Synced(std::string_view api_version, std::string_view kind) const override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     const Kind* k = Find(GroupKind(api_version, kind));
     return k != nullptr && k->synced;
   }
 
   Result<std::vector<Value>> ByIndex(std::string_view api_version, std::string_view kind,
                                      std::string_view namespace_, std::string_view index_value) const override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     const Kind* k = Find(GroupKind(api_version, kind));
     if (k == nullptr || !k->synced) {
       return FailedPreconditionError("cache: {} {} is {}", api_version, kind, k ? "not synced" : "not watched");
@@ -147,7 +147,7 @@ class CacheImpl final : public Cache {
   }
 
   std::optional<Value> Get(const ObjectRef& ref) const override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     const Kind* k = Find(GroupKind(ref.api_version, ref.kind));
     if (k == nullptr) return std::nullopt;
     auto it = k->objects.find({k->namespaced ? ref.namespace_ : "", ref.name});
@@ -160,7 +160,7 @@ class CacheImpl final : public Cache {
     bool matches = selector_.MatchesObject(object);
     Value kept = matches ? options_.transform(object) : Value();
     uint64_t version = VersionOf(object);
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     Kind* k = Find(GroupKind(ref.api_version, ref.kind));
     if (k == nullptr) return;
     Key key{k->namespaced ? ref.namespace_ : "", ref.name};
@@ -176,32 +176,32 @@ class CacheImpl final : public Cache {
   }
 
   void ObserveDeleted(const ObjectRef& ref) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     Kind* k = Find(GroupKind(ref.api_version, ref.kind));
     if (k != nullptr) Remove(*k, {k->namespaced ? ref.namespace_ : "", ref.name});
   }
 
   void OnChange(Handler handler) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     handlers_.push_back(std::make_shared<Handler>(std::move(handler)));
   }
 
   void Stop() override {
     std::vector<std::thread> threads;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       stopped_ = true;
       stop_ = true;
       for (auto& [gk, k] : kinds_) {
         if (k->thread.joinable()) threads.push_back(std::move(k->thread));
       }
     }
-    cv_.notify_all();
+    cv_.NotifyAll();
     for (std::thread& t : threads) t.join();
   }
 
   Stats stats() const override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     Stats s = stats_;
     s.objects = 0;
     for (const auto& [gk, k] : kinds_) s.objects += k->objects.size();
@@ -214,11 +214,11 @@ class CacheImpl final : public Cache {
     Value object;
   };
 
-  const Kind* Find(const std::string& gk) const {
+  const Kind* Find(const std::string& gk) const REQUIRES(mu_) {
     auto it = kinds_.find(gk);
     return it == kinds_.end() ? nullptr : it->second.get();
   }
-  Kind* Find(const std::string& gk) {
+  Kind* Find(const std::string& gk) REQUIRES(mu_) {
     auto it = kinds_.find(gk);
     return it == kinds_.end() ? nullptr : it->second.get();
   }
@@ -233,8 +233,8 @@ class CacheImpl final : public Cache {
             value::StringAt(&object, {"metadata", "name"})};
   }
 
-  // Stores `object` under `key`, keeping the index current. Needs mu_.
-  void Put(Kind& k, const Key& key, Value object) {
+  // Stores `object` under `key`, keeping the index current.
+  void Put(Kind& k, const Key& key, Value object) REQUIRES(mu_) {
     std::string index = IndexOf(object);
     auto [it, inserted] = k.objects.try_emplace(key);
     if (!inserted && it->second.index != index) Unindex(k, key, it->second.index);
@@ -242,8 +242,7 @@ class CacheImpl final : public Cache {
     it->second = Entry{std::move(object), std::move(index)};
   }
 
-  // Needs mu_.
-  void Remove(Kind& k, const Key& key) {
+  void Remove(Kind& k, const Key& key) REQUIRES(mu_) {
     auto it = k.objects.find(key);
     if (it == k.objects.end()) return;
     Unindex(k, key, it->second.index);
@@ -267,8 +266,8 @@ class CacheImpl final : public Cache {
 
   // Sleeps for `d` unless the cache stops first.
   void Sleep(std::chrono::milliseconds d) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, d, [&] { return stopped_; });
+    MutexLock lock(mu_);
+    cv_.WaitFor(mu_, d, [&]() REQUIRES(mu_) { return stopped_; });
   }
 
   // Lists the kind and replaces its objects with the list, reporting what changed when it is a
@@ -277,7 +276,7 @@ class CacheImpl final : public Cache {
     auto list = client_.List(k.api_version, k.kind, "", {.label_selector = options_.label_selector});
     bool relist;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       ++stats_.lists;
       relist = k.listed;
       if (relist) ++stats_.relists;
@@ -290,7 +289,7 @@ class CacheImpl final : public Cache {
     std::vector<Change> changes;
     std::vector<std::shared_ptr<Handler>> handlers;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       for (auto it = k.objects.begin(); it != k.objects.end();) {
         const Key& key = it->first;
         ++it;
@@ -316,7 +315,7 @@ class CacheImpl final : public Cache {
       k.last_error = OkStatus();
       if (!changes.empty()) handlers = handlers_;
     }
-    cv_.notify_all();
+    cv_.NotifyAll();
     Notify(handlers, changes);
     return list->resource_version;
   }
@@ -330,7 +329,7 @@ class CacheImpl final : public Cache {
     Value kept = event.type == EventType::kDeleted ? event.object : options_.transform(event.object);
     std::vector<std::shared_ptr<Handler>> handlers;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       ++stats_.events;
       Key key = KeyOf(k, event.object);
       // The event of a write the cache already recorded (Observe: the same resourceVersion) is no
@@ -368,7 +367,7 @@ class CacheImpl final : public Cache {
       }
       if (error.ok()) {
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          MutexLock lock(mu_);
           ++stats_.watches;
         }
         WatchOptions watch{.label_selector = options_.label_selector,
@@ -386,7 +385,7 @@ class CacheImpl final : public Cache {
         need_list = true;
         if (s.code() == Code::kOutOfRange) {
           log::Debug("{}: {}; listing again", what, s.message());
-          std::lock_guard<std::mutex> lock(mu_);
+          MutexLock lock(mu_);
           k.synced = false;
           continue;  // relist at once: the server expects it
         }
@@ -394,11 +393,11 @@ class CacheImpl final : public Cache {
       }
       log::Warn("{}; retrying in {} ms", error.message(), backoff.count());
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         k.synced = false;
         k.last_error = error;
       }
-      cv_.notify_all();
+      cv_.NotifyAll();
       Sleep(backoff);
       backoff = std::min(backoff * 2, kMaxBackoff);
     }
@@ -409,12 +408,12 @@ class CacheImpl final : public Cache {
   LabelSelector selector_;
   Status selector_error_;
   std::atomic<bool> stop_{false};  // ends the watches (WatchOptions::stop)
-  mutable std::mutex mu_;
-  std::condition_variable cv_;  // a first list done, or stopping
-  bool stopped_ = false;                                 // GUARDED_BY(mu_)
-  std::map<std::string, std::unique_ptr<Kind>> kinds_;   // GUARDED_BY(mu_), by "group/kind"
-  std::vector<std::shared_ptr<Handler>> handlers_;       // GUARDED_BY(mu_)
-  Stats stats_;                                          // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar cv_;  // a first list done, or stopping
+  bool stopped_ GUARDED_BY(mu_) = false;
+  std::map<std::string, std::unique_ptr<Kind>> kinds_ GUARDED_BY(mu_);  // by "group/kind"
+  std::vector<std::shared_ptr<Handler>> handlers_ GUARDED_BY(mu_);
+  Stats stats_ GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -9,15 +9,14 @@
 #include <curl/curl.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <future>
 #include <map>
-#include <mutex>
 #include <set>
 #include <thread>
 
 #include "base/log.h"
+#include "base/mutex.h"
 #include "base/path.h"
 #include "base/retry.h"
 #include "kube/kube.h"
@@ -29,10 +28,10 @@ using Clock = std::chrono::steady_clock;
 
 // Body chunks of a streaming response, handed from the worker to the watching thread.
 struct Stream {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::string buffer;     // bytes received, not yet consumed
-  bool done = false;      // the transfer ended
+  Mutex mu;
+  CondVar cv;
+  std::string buffer GUARDED_BY(mu);  // bytes received, not yet consumed
+  bool done GUARDED_BY(mu) = false;   // the transfer ended
   std::atomic<bool> cancelled{false};
 };
 
@@ -75,7 +74,7 @@ class Transport {
 
   ~Transport() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       stop_ = true;
     }
     curl_multi_wakeup(multi_);
@@ -89,7 +88,7 @@ class Transport {
     job->req = std::move(req);
     std::future<Response> f = job->promise.get_future();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       queue_.push_back(std::move(job));
     }
     curl_multi_wakeup(multi_);
@@ -98,7 +97,7 @@ class Transport {
 
   std::string Token() {
     if (config_.token_file.empty()) return config_.token;
-    std::lock_guard<std::mutex> lock(token_mu_);
+    MutexLock lock(token_mu_);
     auto now = Clock::now();
     if (token_.empty() || now - token_read_ > std::chrono::seconds(60)) {
       auto t = ReadFile(config_.token_file, 64 << 10);
@@ -129,10 +128,10 @@ class Transport {
       Stream& s = *job->req.stream;
       if (s.cancelled.load()) return 0;  // aborts the transfer
       {
-        std::lock_guard<std::mutex> lock(s.mu);
+        MutexLock lock(s.mu);
         s.buffer.append(data, len);
       }
-      s.cv.notify_one();
+      s.cv.NotifyOne();
       return len;
     }
     if (job->resp.body.size() + len > kMaxBodyBytes) {
@@ -246,10 +245,10 @@ class Transport {
     curl_slist_free_all(job->headers);
     if (job->req.stream) {
       {
-        std::lock_guard<std::mutex> lock(job->req.stream->mu);
+        MutexLock lock(job->req.stream->mu);
         job->req.stream->done = true;
       }
-      job->req.stream->cv.notify_all();
+      job->req.stream->cv.NotifyAll();
     }
     --in_flight_;
     job->promise.set_value(std::move(job->resp));
@@ -258,7 +257,7 @@ class Transport {
   void Loop() {
     while (true) {
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         if (stop_) break;
         while (!queue_.empty() && in_flight_ < options_.max_in_flight) {
           Job* job = queue_.front().release();
@@ -280,7 +279,7 @@ class Transport {
     // Shutting down: fail what is queued or running.
     std::deque<std::unique_ptr<Job>> queued;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       queued.swap(queue_);
     }
     for (auto& job : queued) {
@@ -296,14 +295,14 @@ class Transport {
   curl_slist* connect_to_ = nullptr;
   CURLM* multi_;
   std::thread worker_;
-  std::mutex mu_;
-  std::deque<std::unique_ptr<Job>> queue_;  // GUARDED_BY(mu_)
-  bool stop_ = false;                       // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::deque<std::unique_ptr<Job>> queue_ GUARDED_BY(mu_);
+  bool stop_ GUARDED_BY(mu_) = false;
   int in_flight_ = 0;                       // worker thread only
   std::set<CURL*> active_;                  // worker thread only
-  std::mutex token_mu_;
-  std::string token_;
-  Clock::time_point token_read_{};
+  Mutex token_mu_;
+  std::string token_ GUARDED_BY(token_mu_);
+  Clock::time_point token_read_ GUARDED_BY(token_mu_);
 };
 
 // The Status for a failed response: the apiserver's message, reason and causes when it sent a
@@ -377,14 +376,14 @@ class HttpClient final : public Client {
   Result<ResourceInfo> Resolve(std::string_view api_version, std::string_view kind) override {
     std::string key = fmt::format("{}/{}", api_version, kind);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       bool fresh = Clock::now() - discovered_at_ < options_.discovery_ttl;
       if (fresh) {
         if (auto it = mapping_.find(key); it != mapping_.end()) return it->second;
       }
     }
     GANTRY_RETURN_IF_ERROR(Discover(/*only_if_stale_for=*/std::chrono::seconds(1)));
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (auto it = mapping_.find(key); it != mapping_.end()) return it->second;
     return NotFoundError("the server does not serve kind {:?} in {}", kind, api_version);
   }
@@ -518,11 +517,11 @@ class HttpClient final : public Client {
       std::string chunk;
       bool done;
       {
-        std::unique_lock<std::mutex> lock(stream->mu);
-        auto ready = [&] { return !stream->buffer.empty() || stream->done; };
+        MutexLock lock(stream->mu);
+        auto ready = [&]() REQUIRES(stream->mu) { return !stream->buffer.empty() || stream->done; };
         if (options.stop == nullptr) {
-          stream->cv.wait(lock, ready);
-        } else if (!stream->cv.wait_for(lock, std::chrono::milliseconds(200), ready)) {
+          stream->cv.Wait(stream->mu, ready);
+        } else if (!stream->cv.WaitFor(stream->mu, std::chrono::milliseconds(200), ready)) {
           if (options.stop->load()) {
             stop = true;
             break;
@@ -574,7 +573,7 @@ class HttpClient final : public Client {
   }
 
   void InvalidateDiscovery() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     discovered_at_ = Clock::time_point{};
   }
 
@@ -659,9 +658,9 @@ class HttpClient final : public Client {
 
   // Refreshes the REST mapping unless it was refreshed less than `min_age` ago.
   Status Discover(std::chrono::seconds min_age) {
-    std::lock_guard<std::mutex> discover_lock(discover_mu_);
+    MutexLock discover_lock(discover_mu_);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (Clock::now() - discovered_at_ < min_age) return OkStatus();
     }
     std::map<std::string, ResourceInfo> mapping;
@@ -678,7 +677,7 @@ class HttpClient final : public Client {
         GANTRY_RETURN_IF_ERROR(AddLegacy(root, doc, mapping));
       }
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     mapping_ = std::move(mapping);
     discovered_at_ = Clock::now();
     return OkStatus();
@@ -753,10 +752,10 @@ class HttpClient final : public Client {
   const ClientOptions options_;
   Transport transport_;
   std::atomic<uint64_t> requests_{0};
-  std::mutex discover_mu_;  // one discovery at a time
-  std::mutex mu_;
-  std::map<std::string, ResourceInfo> mapping_;  // GUARDED_BY(mu_), "apiVersion/kind"
-  Clock::time_point discovered_at_{};            // GUARDED_BY(mu_)
+  Mutex discover_mu_;  // one discovery at a time
+  Mutex mu_;
+  std::map<std::string, ResourceInfo> mapping_ GUARDED_BY(mu_);  // "apiVersion/kind"
+  Clock::time_point discovered_at_ GUARDED_BY(mu_);
 };
 
 }  // namespace

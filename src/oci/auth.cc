@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "base/base64.h"
+#include "base/mutex.h"
 #include "base/path.h"
 #include "oci/internal/auth_flow.h"
 #include "value/value.h"
@@ -263,7 +264,7 @@ Result<Token> ParseTokenResponse(std::string_view body) {
 }
 
 std::optional<std::string> TokenCache::Get(const std::string& key, TimePoint now) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = tokens_.find(key);
   if (it == tokens_.end() || now >= it->second.second) return std::nullopt;
   return it->second.first;
@@ -272,7 +273,7 @@ std::optional<std::string> TokenCache::Get(const std::string& key, TimePoint now
 void TokenCache::Put(const std::string& key, const Token& token, TimePoint now) {
   auto life = token.expires_in - std::chrono::seconds(10);
   if (life <= std::chrono::seconds(0)) life = token.expires_in / 2;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   tokens_[key] = {token.value, now + life};
 }
 

@@ -13,11 +13,11 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
-#include <mutex>
 
 #include "base/base64.h"
 #include "base/hash.h"
 #include "base/log.h"
+#include "base/mutex.h"
 #include "base/path.h"
 #include "oci/internal/auth_flow.h"
 #include "oci/registry.h"
@@ -515,7 +515,7 @@ class HttpRegistry final : public Registry {
   Result<std::string> Base(const std::string& registry) {
     std::string host = Lower(ApiHost(registry));
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (auto it = schemes_.find(host); it != schemes_.end()) return it->second + "://" + host;
     }
     std::string scheme = "https";
@@ -526,7 +526,7 @@ class HttpRegistry final : public Registry {
       Response r = Send(probe, "");
       if (r.curl_code == CURLE_SSL_CONNECT_ERROR || r.curl_code == CURLE_RECV_ERROR) scheme = "http";
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     schemes_[host] = scheme;
     return scheme + "://" + host;
   }
@@ -538,7 +538,7 @@ class HttpRegistry final : public Registry {
                                  std::string_view what) {
     std::optional<Challenge> challenge;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (auto it = challenges_.find(registry); it != challenges_.end()) challenge = it->second;
     }
     if (!challenge) return std::string();
@@ -581,20 +581,20 @@ class HttpRegistry final : public Registry {
                             const std::vector<std::string>& extra, const Challenge& bearer,
                             const std::string& stale, std::string_view what) {
     std::string key = TokenKey(registry, scopes);
-    std::mutex* fetch_mu;
+    Mutex* fetch_mu;
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      std::unique_ptr<std::mutex>& m = token_fetch_mu_[key];
-      if (!m) m = std::make_unique<std::mutex>();
+      MutexLock lock(mu_);
+      std::unique_ptr<Mutex>& m = token_fetch_mu_[key];
+      if (!m) m = std::make_unique<Mutex>();
       fetch_mu = m.get();
     }
-    std::lock_guard<std::mutex> fetching(*fetch_mu);
+    MutexLock fetching(*fetch_mu);
     if (auto t = tokens_.Get(key, SteadyClock::now()); t && *t != stale) return *t;
     std::vector<std::string> want = scopes;
     want.insert(want.end(), extra.begin(), extra.end());
     bool allow_http = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       auto it = schemes_.find(Lower(ApiHost(registry)));
       allow_http = it != schemes_.end() && it->second == "http";
     }
@@ -640,7 +640,7 @@ class HttpRegistry final : public Registry {
       if (c.scheme == "basic" && !chosen) chosen = &c;
     if (!chosen) return denied;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       challenges_[registry] = *chosen;
     }
     std::optional<Credential> cred = creds_.For(registry);
@@ -888,7 +888,7 @@ class HttpRegistry final : public Registry {
 
   CURL* Acquire() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (!pool_.empty()) {
         CURL* h = pool_.back();
         pool_.pop_back();
@@ -900,7 +900,7 @@ class HttpRegistry final : public Registry {
   }
 
   void Release(CURL* h) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     pool_.push_back(h);
   }
 
@@ -967,12 +967,12 @@ class HttpRegistry final : public Registry {
   internal::TokenCache tokens_;
   std::string no_proxy_;
   AtomicStats stats_;
-  std::mutex mu_;
-  std::map<std::string, std::string> schemes_;     // GUARDED_BY(mu_) api host → http/https
-  std::map<std::string, Challenge> challenges_;    // GUARDED_BY(mu_) registry → last challenge
-  // GUARDED_BY(mu_) token key → held while that token is being fetched
-  std::map<std::string, std::unique_ptr<std::mutex>> token_fetch_mu_;
-  std::vector<CURL*> pool_;                        // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<std::string, std::string> schemes_ GUARDED_BY(mu_);  // api host → http/https
+  std::map<std::string, Challenge> challenges_ GUARDED_BY(mu_);  // registry → last challenge
+  // token key → held while that token is being fetched
+  std::map<std::string, std::unique_ptr<Mutex>> token_fetch_mu_ GUARDED_BY(mu_);
+  std::vector<CURL*> pool_ GUARDED_BY(mu_);
 };
 
 }  // namespace

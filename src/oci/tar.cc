@@ -7,13 +7,13 @@
 #include <zstd.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
+#include "base/mutex.h"
 #include "oci/internal/tar_format.h"
 #include "oci/oci.h"
 
@@ -417,10 +417,10 @@ class GzipCompressor : public Compressor {
   }
   ~GzipCompressor() override {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       stop_ = true;
     }
-    work_cv_.notify_all();
+    work_cv_.NotifyAll();
     for (auto& w : workers_) w.join();
   }
   Status Write(std::string_view data) override {
@@ -451,7 +451,6 @@ class GzipCompressor : public Compressor {
     std::string in;
     std::vector<char> out;
     size_t out_size = 0;
-    bool done = false;  // GUARDED_BY(mu_)
   };
 
   static Deflater NewDeflater(int level) {
@@ -474,7 +473,6 @@ class GzipCompressor : public Compressor {
     auto job = std::move(free_.back());
     free_.pop_back();
     job->in.clear();
-    job->done = false;
     return job;
   }
 
@@ -486,13 +484,12 @@ class GzipCompressor : public Compressor {
     block_ = NewJob();
     if (inline_) {
       Compress(inline_.get(), *job);
-      job->done = true;
     } else {
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         queue_.push_back(job);
       }
-      work_cv_.notify_one();
+      work_cv_.NotifyOne();
     }
     while (in_flight_.size() >= max_in_flight_) {
       if (Status s = WriteOldest(); !s.ok()) return s;
@@ -504,8 +501,9 @@ class GzipCompressor : public Compressor {
   Status WriteOldest() {
     Job& job = *in_flight_.front();
     if (!inline_) {
-      std::unique_lock lock(mu_);
-      done_cv_.wait(lock, [&] { return job.done; });
+      MutexLock lock(mu_);
+      done_cv_.Wait(mu_, [&]() REQUIRES(mu_) { return compressed_.contains(&job); });
+      compressed_.erase(&job);
     }
     Status s = sink_(std::string_view(job.out.data(), job.out_size));
     free_.push_back(std::move(in_flight_.front()));
@@ -515,17 +513,17 @@ class GzipCompressor : public Compressor {
 
   void Work() {
     Deflater d = NewDeflater(level_);
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     while (true) {
-      work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      work_cv_.Wait(mu_, [&]() REQUIRES(mu_) { return stop_ || !queue_.empty(); });
       if (stop_) return;
       Job* job = queue_.front();
       queue_.pop_front();
-      lock.unlock();
+      lock.Unlock();
       Compress(d.get(), *job);
-      lock.lock();
-      job->done = true;
-      done_cv_.notify_all();
+      lock.Lock();
+      compressed_.insert(job);
+      done_cv_.NotifyAll();
     }
   }
 
@@ -537,10 +535,11 @@ class GzipCompressor : public Compressor {
   std::deque<std::unique_ptr<Job>> in_flight_;     // submitted, in input order
   std::vector<std::unique_ptr<Job>> free_;         // written, for reuse
   bool wrote_any_ = false;
-  std::mutex mu_;
-  std::condition_variable work_cv_, done_cv_;
-  std::deque<Job*> queue_;  // GUARDED_BY(mu_) submitted, not yet taken by a worker
-  bool stop_ = false;       // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar work_cv_, done_cv_;
+  std::deque<Job*> queue_ GUARDED_BY(mu_);  // submitted, not yet taken by a worker
+  std::set<const Job*> compressed_ GUARDED_BY(mu_);  // taken by a worker and compressed
+  bool stop_ GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;  // last: joined before the jobs they use are freed
 };
 

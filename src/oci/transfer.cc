@@ -1,10 +1,10 @@
 // PushImage / PullImage: an image between a registry and an on-disk layout (see registry.h).
 
 #include <atomic>
-#include <mutex>
 #include <set>
 #include <thread>
 
+#include "base/mutex.h"
 #include "oci/registry.h"
 
 namespace gantry::oci {
@@ -14,7 +14,7 @@ namespace {
 // workers from taking new items.
 Status ForEachParallel(size_t n, int parallel, const std::function<Status(size_t)>& fn) {
   std::atomic<size_t> next{0};
-  std::mutex mu;
+  Mutex mu;
   Status first;
   std::atomic<bool> failed{false};
   auto work = [&] {
@@ -23,7 +23,7 @@ Status ForEachParallel(size_t n, int parallel, const std::function<Status(size_t
       if (i >= n) return;
       Status s = fn(i);
       if (!s.ok()) {
-        std::lock_guard<std::mutex> lock(mu);
+        MutexLock lock(mu);
         if (first.ok()) first = s;
         failed = true;
       }

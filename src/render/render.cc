@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "base/hash.h"
+#include "base/mutex.h"
 #include "base/path.h"
 #include "render/internal/documents.h"
 #include "render/internal/plain.h"
@@ -280,7 +281,7 @@ Renderer Detect(const fs::path& dir) {
 }
 
 std::optional<std::vector<Manifest>> RenderCache::Get(const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = index_.find(key);
   if (it == index_.end()) {
     ++stats_.misses;
@@ -292,7 +293,7 @@ std::optional<std::vector<Manifest>> RenderCache::Get(const std::string& key) {
 }
 
 void RenderCache::Put(const std::string& key, std::vector<Manifest> manifests, size_t bytes) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (auto it = index_.find(key); it != index_.end()) {
     stats_.bytes -= it->second->bytes;
     lru_.erase(it->second);
@@ -310,7 +311,7 @@ void RenderCache::Put(const std::string& key, std::vector<Manifest> manifests, s
 }
 
 RenderCache::Stats RenderCache::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Stats s = stats_;
   s.entries = lru_.size();
   return s;

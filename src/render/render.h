@@ -53,13 +53,13 @@
 #include <filesystem>
 #include <list>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status.h"
 #include "git/git.h"
 #include "value/value.h"
@@ -179,10 +179,10 @@ class RenderCache {
     size_t bytes;
   };
   const size_t max_bytes_;
-  mutable std::mutex mu_;
-  std::list<Entry> lru_;  // GUARDED_BY(mu_), most recent first
-  std::unordered_map<std::string, std::list<Entry>::iterator> index_;  // GUARDED_BY(mu_)
-  Stats stats_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::list<Entry> lru_ GUARDED_BY(mu_);  // most recent first
+  std::unordered_map<std::string, std::list<Entry>::iterator> index_ GUARDED_BY(mu_);
+  Stats stats_ GUARDED_BY(mu_);
 };
 
 // Renders `source` as described in the file comment.

@@ -4,6 +4,8 @@
 #include <limits>
 #include <utility>
 
+#include "base/mutex.h"
+
 namespace gantry::store::internal {
 namespace {
 
@@ -187,8 +189,8 @@ SqlStore::~SqlStore() = default;
 
 Result<std::unique_ptr<Connection>> SqlStore::Acquire() {
   {
-    std::unique_lock lock(mu_);
-    idle_cv_.wait(lock, [&] {
+    MutexLock lock(mu_);
+    idle_cv_.Wait(mu_, [&]() REQUIRES(mu_) {
       return !idle_.empty() || open_ < std::max(1, options_.max_connections);
     });
     if (!idle_.empty()) {
@@ -200,21 +202,21 @@ Result<std::unique_ptr<Connection>> SqlStore::Acquire() {
   }
   Result<std::unique_ptr<Connection>> conn = Connect();
   if (!conn.ok()) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     --open_;
-    idle_cv_.notify_one();
+    idle_cv_.NotifyOne();
   }
   return conn;
 }
 
 void SqlStore::Return(std::unique_ptr<Connection> conn) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (conn->broken()) {
     --open_;  // dropped; the next Acquire() connects again
   } else {
     idle_.push_back(std::move(conn));
   }
-  idle_cv_.notify_one();
+  idle_cv_.NotifyOne();
 }
 
 Status SqlStore::Transaction(TxMode mode, const std::function<Status(Connection&)>& body) {

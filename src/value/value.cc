@@ -2,9 +2,9 @@
 
 #include <cmath>
 #include <functional>
-#include <mutex>
 #include <unordered_map>
 
+#include "base/mutex.h"
 #include "value/internal/node.h"
 
 namespace gantry::value {
@@ -363,13 +363,13 @@ size_t DetachedSize(const Value& v, bool pooled_keys) {
 }  // namespace
 
 struct KeyPool::Impl {
-  std::mutex mu;
+  Mutex mu;
   // Views into the keys' own bytes, which the pooled Values keep alive.
-  std::unordered_map<std::string_view, Value> keys;  // GUARDED_BY(mu)
-  size_t prune_at = 1024;                             // GUARDED_BY(mu)
+  std::unordered_map<std::string_view, Value> keys GUARDED_BY(mu);
+  size_t prune_at GUARDED_BY(mu) = 1024;
 
-  // The pooled key equal to `key`. Needs mu.
-  Value Get(std::string_view key) {
+  // The pooled key equal to `key`.
+  Value Get(std::string_view key) REQUIRES(mu) {
     auto it = keys.find(key);
     if (it != keys.end()) return it->second;
     if (keys.size() >= prune_at) {
@@ -380,8 +380,8 @@ struct KeyPool::Impl {
     keys.emplace(internal::StringOf(v), v);
     return v;
   }
-  // Drops the keys only the pool holds. Needs mu.
-  void Prune() {
+  // Drops the keys only the pool holds.
+  void Prune() REQUIRES(mu) {
     for (auto it = keys.begin(); it != keys.end();) {
       if (Node::Get(it->second)->refs.load(std::memory_order_acquire) == 1) {
         it = keys.erase(it);
@@ -395,7 +395,7 @@ struct KeyPool::Impl {
 KeyPool::KeyPool() : impl_(new Impl) {}
 KeyPool::~KeyPool() { delete impl_; }
 size_t KeyPool::size() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   return impl_->keys.size();
 }
 
@@ -427,7 +427,13 @@ Value DetachInto(const Value& v, SourceFile* arena, KeyPool::Impl* keys) {
       auto* n = internal::New<MapNode>(arena);
       n->entries.reserve(v.size());
       for (const MapEntry& e : v.entries()) {
-        Value key = keys ? keys->Get(e.key.AsString()) : DetachInto(e.key, arena, nullptr);
+        Value key;
+        if (keys) {
+          keys->mu.AssertHeld();  // as said above; the analysis cannot follow "locked when given"
+          key = keys->Get(e.key.AsString());
+        } else {
+          key = DetachInto(e.key, arena, nullptr);
+        }
         n->entries.push_back(MapEntry{std::move(key), DetachInto(e.value, arena, keys)});
       }
       n->RebuildIndex();
@@ -446,7 +452,7 @@ Value Detach(const Value& v, KeyPool* keys) {
   arena->next_chunk = bytes;  // one block for the whole copy
   Value out;
   if (keys) {
-    std::lock_guard<std::mutex> lock(keys->impl_->mu);
+    MutexLock lock(keys->impl_->mu);
     out = DetachInto(v, arena, keys->impl_);
   } else {
     out = DetachInto(v, arena, nullptr);

@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "base/mutex.h"
 #include "value/value.h"
 
 namespace gantry::webhook {
@@ -557,7 +558,7 @@ Result<Event> Verify(const Headers& headers, std::string_view body, const Config
 
 bool RecentDeliveries::Insert(Provider provider, std::string_view id) {
   if (id.empty()) return true;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::pair<Provider, std::string> key(provider, std::string(id));
   if (!seen_.insert(key).second) return false;
   order_.push_back(std::move(key));

@@ -47,7 +47,6 @@
 #include <deque>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -55,6 +54,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status.h"
 
 namespace gantry::webhook {
@@ -152,9 +152,9 @@ class RecentDeliveries {
 
  private:
   const size_t capacity_;
-  std::mutex mu_;
-  std::set<std::pair<Provider, std::string>, std::less<>> seen_;  // GUARDED_BY(mu_)
-  std::deque<std::pair<Provider, std::string>> order_;             // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::set<std::pair<Provider, std::string>, std::less<>> seen_ GUARDED_BY(mu_);
+  std::deque<std::pair<Provider, std::string>> order_ GUARDED_BY(mu_);
 };
 
 }  // namespace gantry::webhook

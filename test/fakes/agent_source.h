@@ -3,12 +3,12 @@
 // each commit changed; counts resolves and renders. Thread-safe.
 
 #include <map>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "agent/agent.h"
+#include "base/mutex.h"
 #include "value/value.h"
 
 namespace gantry::fakes {
@@ -19,19 +19,19 @@ class FakeSource final : public agent::Source {
   // previous commit. The latest commit added is what every target revision resolves to.
   void AddCommit(const std::string& commit, std::map<std::string, std::string> yaml_by_path,
                  std::vector<std::string> changed) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     previous_[commit] = head_;
     head_ = commit;
     commits_[commit] = std::move(yaml_by_path);
     changed_[commit] = std::move(changed);
   }
   void FailResolve(Status s) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     resolve_error_ = std::move(s);
   }
 
   Result<std::string> Resolve(const agent::Application&, std::chrono::steady_clock::time_point) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     ++resolves_;
     if (!resolve_error_.ok()) return resolve_error_;
     if (head_.empty()) return NotFoundError("no commit");
@@ -39,7 +39,7 @@ class FakeSource final : public agent::Source {
   }
 
   Result<bool> MayDiffer(const agent::Application& app, std::string_view from, std::string_view to) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (std::string c(to); !c.empty() && c != from; c = previous_[c]) {
       for (const std::string& f : changed_[c]) {
         if (f.starts_with(app.source.path + "/")) return true;
@@ -49,7 +49,7 @@ class FakeSource final : public agent::Source {
   }
 
   Result<agent::Rendered> Render(const agent::Application& app, std::string_view commit) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     ++renders_;
     auto c = commits_.find(std::string(commit));
     if (c == commits_.end()) return NotFoundError("no commit {}", commit);
@@ -60,22 +60,23 @@ class FakeSource final : public agent::Source {
   }
 
   uint64_t renders() const override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     return renders_;
   }
   uint64_t resolves() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     return resolves_;
   }
 
  private:
-  mutable std::mutex mu_;
-  std::string head_;
-  std::map<std::string, std::string> previous_;
-  std::map<std::string, std::map<std::string, std::string>> commits_;
-  std::map<std::string, std::vector<std::string>> changed_;
-  Status resolve_error_;
-  uint64_t renders_ = 0, resolves_ = 0;
+  mutable Mutex mu_;
+  std::string head_ GUARDED_BY(mu_);
+  std::map<std::string, std::string> previous_ GUARDED_BY(mu_);
+  std::map<std::string, std::map<std::string, std::string>> commits_ GUARDED_BY(mu_);
+  std::map<std::string, std::vector<std::string>> changed_ GUARDED_BY(mu_);
+  Status resolve_error_ GUARDED_BY(mu_);
+  uint64_t renders_ GUARDED_BY(mu_) = 0;
+  uint64_t resolves_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace gantry::fakes

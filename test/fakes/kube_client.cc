@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "base/mutex.h"
 #include "kube/selector.h"
 
 namespace gantry::fakes {
@@ -143,12 +144,12 @@ FakeKubeClient::FakeKubeClient(Options options) : options_(options) {
 
 FakeKubeClient::~FakeKubeClient() {
   // Watches must have returned: their threads belong to the test, which must join them first.
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   GANTRY_CHECK(active_watches_ == 0);
 }
 
 void FakeKubeClient::AddKind(kube::ResourceInfo info, bool status_subresource) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::string key = GroupKind(info.group, info.kind);
   kinds_[key] = Kind{std::move(info), status_subresource};
 }
@@ -156,20 +157,20 @@ void FakeKubeClient::AddKind(kube::ResourceInfo info, bool status_subresource) {
 void FakeKubeClient::FailNext(std::string_view verb, Status status, int n) {
   GANTRY_CHECK(KnownVerb(verb));
   GANTRY_CHECK(!status.ok());
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto& queue = failures_[std::string(verb)];
   for (int i = 0; i < n; ++i) queue.push_back(status);
 }
 
 uint64_t FakeKubeClient::count(std::string_view verb) const {
   GANTRY_CHECK(KnownVerb(verb));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = counts_.find(verb);
   return it == counts_.end() ? 0 : it->second;
 }
 
 uint64_t FakeKubeClient::request_count() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   uint64_t n = 0;
   for (const auto& [verb, c] : counts_) {
     if (verb != "resolve" && verb != "invalidate_discovery") n += c;
@@ -178,35 +179,35 @@ uint64_t FakeKubeClient::request_count() const {
 }
 
 void FakeKubeClient::EndWatches() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   ++watch_epoch_;
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 void FakeKubeClient::Compact() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   events_.clear();
   compacted_rv_ = rv_;
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 int FakeKubeClient::active_watches() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return active_watches_;
 }
 
 std::string FakeKubeClient::resource_version() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return std::to_string(rv_);
 }
 
 void FakeKubeClient::SetRaw(std::string path, std::string body) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   raw_[std::move(path)] = std::move(body);
 }
 
 Status FakeKubeClient::Call(std::string_view verb) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   ++counts_[std::string(verb)];
   auto it = failures_.find(verb);
   if (it == failures_.end() || it->second.empty()) return OkStatus();
@@ -256,13 +257,13 @@ Value FakeKubeClient::Write(const std::string& group_kind, const Key& key, Value
     compacted_rv_ = events_.front().rv;
     events_.pop_front();
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   return object;
 }
 
 Result<kube::ResourceInfo> FakeKubeClient::Resolve(std::string_view api_version, std::string_view kind) {
   GANTRY_RETURN_IF_ERROR(Call("resolve"));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   GANTRY_ASSIGN_OR_RETURN(Kind k, KindOf(api_version, kind));
   return k.info;
 }
@@ -272,7 +273,7 @@ void FakeKubeClient::InvalidateDiscovery() { Call("invalidate_discovery").Ignore
 Result<std::string> FakeKubeClient::GetRaw(std::string_view path) {
   std::string what = fmt::format("get {}", path);
   GANTRY_RETURN_IF_ERROR(Call("get_raw").WithContext(what));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = raw_.find(std::string(path));
   if (it == raw_.end()) return NotFoundError("{}: the server could not find the requested resource", what);
   return it->second;
@@ -281,7 +282,7 @@ Result<std::string> FakeKubeClient::GetRaw(std::string_view path) {
 Result<Value> FakeKubeClient::Get(const kube::ObjectRef& ref) {
   std::string what = "get " + ref.ToString();
   GANTRY_RETURN_IF_ERROR(Call("get").WithContext(what));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   GANTRY_ASSIGN_OR_RETURN(Kind kind, KindOf(ref.api_version, ref.kind));
   GANTRY_ASSIGN_OR_RETURN(Key key, KeyOf(ref, kind, what));
   const auto& objects = objects_[GroupKind(kind.info.group, kind.info.kind)];
@@ -320,7 +321,7 @@ Result<kube::ObjectList> FakeKubeClient::List(std::string_view api_version, std:
     }
     fields.push_back({field == "metadata.name", equal, std::string(value)});
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   GANTRY_ASSIGN_OR_RETURN(Kind kind, KindOf(api_version, kind_name));
   kube::ObjectList out;
   out.resource_version = std::to_string(rv_);
@@ -343,7 +344,7 @@ Result<Value> FakeKubeClient::Create(const Value& object) {
   if (!object.IsMap() || !object.Get("metadata") || !object.Get("metadata")->IsMap()) {
     return InvalidArgumentError("{}: the object has no metadata map", what);
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   GANTRY_ASSIGN_OR_RETURN(Kind kind, KindOf(ref.api_version, ref.kind));
   Value obj = object;
   if (ref.name.empty()) {
@@ -375,7 +376,7 @@ Result<Value> FakeKubeClient::Replace(const Value& object) {
   if (!object.IsMap() || !object.Get("metadata") || !object.Get("metadata")->IsMap()) {
     return InvalidArgumentError("{}: the object has no metadata map", what);
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   GANTRY_ASSIGN_OR_RETURN(Kind kind, KindOf(ref.api_version, ref.kind));
   GANTRY_ASSIGN_OR_RETURN(Key key, KeyOf(ref, kind, what));
   std::string gk = GroupKind(kind.info.group, kind.info.kind);
@@ -414,7 +415,7 @@ Result<Value> FakeKubeClient::Replace(const Value& object) {
 Status FakeKubeClient::Delete(const kube::ObjectRef& ref, const kube::DeleteOptions& options) {
   std::string what = "delete " + ref.ToString();
   GANTRY_RETURN_IF_ERROR(Call("delete").WithContext(what));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   GANTRY_ASSIGN_OR_RETURN(Kind kind, KindOf(ref.api_version, ref.kind));
   GANTRY_ASSIGN_OR_RETURN(Key key, KeyOf(ref, kind, what));
   std::string gk = GroupKind(kind.info.group, kind.info.kind);
@@ -450,7 +451,7 @@ Result<Value> FakeKubeClient::DoApply(const Value& object, const kube::ApplyOpti
     return InvalidArgumentError("{}: the object has no metadata map", what);
   }
   if (options.field_manager.empty()) return InvalidArgumentError("{}: fieldManager is required", what);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   GANTRY_ASSIGN_OR_RETURN(Kind kind, KindOf(ref.api_version, ref.kind));
   GANTRY_ASSIGN_OR_RETURN(Key key, KeyOf(ref, kind, what));
   std::string gk = GroupKind(kind.info.group, kind.info.kind);
@@ -568,7 +569,7 @@ Status FakeKubeClient::Watch(std::string_view api_version, std::string_view kind
   GANTRY_ASSIGN_OR_RETURN(kube::LabelSelector selector, kube::LabelSelector::Parse(options.label_selector));
   auto stopped = [&] { return options.stop != nullptr && options.stop->load(); };
 
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   GANTRY_ASSIGN_OR_RETURN(Kind kind, KindOf(api_version, kind_name));
   std::string gk = GroupKind(kind.info.group, kind.info.kind);
   std::string ns = kind.info.namespaced ? std::string(namespace_) : "";
@@ -625,7 +626,7 @@ Status FakeKubeClient::Watch(std::string_view api_version, std::string_view kind
       cursor = reported = rv_;
     }
     if (!batch.empty()) {
-      lock.unlock();
+      lock.Unlock();
       bool go_on = true;
       for (const kube::WatchEvent& ev : batch) {
         if (stopped() || !handler(ev)) {
@@ -634,13 +635,13 @@ Status FakeKubeClient::Watch(std::string_view api_version, std::string_view kind
         }
       }
       batch.clear();
-      lock.lock();
+      lock.Lock();
       if (!go_on) break;
       continue;
     }
     if (stopped() || watch_epoch_ != epoch) break;
     if (has_deadline && std::chrono::steady_clock::now() >= deadline) break;
-    cv_.wait_for(lock, std::chrono::milliseconds(20));
+    cv_.WaitFor(mu_, std::chrono::milliseconds(20));
   }
   --active_watches_;
   return result;

@@ -54,17 +54,16 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <map>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "base/clock.h"
+#include "base/mutex.h"
 #include "base/status.h"
 #include "kube/kube.h"
 #include "value/value.h"
@@ -137,28 +136,28 @@ class FakeKubeClient final : public kube::Client {
   };
 
   Status Call(std::string_view verb);  // counts; the injected failure, if any
-  Result<Kind> KindOf(std::string_view api_version, std::string_view kind) const;  // needs mu_
+  Result<Kind> KindOf(std::string_view api_version, std::string_view kind) const REQUIRES(mu_);
   Result<Key> KeyOf(const kube::ObjectRef& ref, const Kind& kind, std::string_view what) const;
   std::string Timestamp() const;
   // Stores `object` (server fields already set) at a new resourceVersion and logs the event.
   value::Value Write(const std::string& group_kind, const Key& key, value::Value object,
-                     kube::EventType type, value::Value previous);  // needs mu_
+                     kube::EventType type, value::Value previous) REQUIRES(mu_);
   Result<value::Value> DoApply(const value::Value& object, const kube::ApplyOptions& options, bool status);
 
   const Options options_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;  // a write, EndWatches or Compact
-  std::map<std::string, Kind> kinds_;            // GUARDED_BY(mu_), "group/kind"
-  std::map<std::string, std::string> raw_;       // GUARDED_BY(mu_)
-  std::map<std::string, std::map<Key, value::Value>> objects_;  // GUARDED_BY(mu_), by group/kind
-  std::deque<Event> events_;                     // GUARDED_BY(mu_), by rv
-  uint64_t rv_ = 1000;                           // GUARDED_BY(mu_), last written
-  uint64_t compacted_rv_ = 1000;                 // GUARDED_BY(mu_), events up to it are gone
-  uint64_t uid_counter_ = 0;                     // GUARDED_BY(mu_)
-  uint64_t watch_epoch_ = 0;                     // GUARDED_BY(mu_), EndWatches() bumps it
-  int active_watches_ = 0;                       // GUARDED_BY(mu_)
-  std::map<std::string, uint64_t, std::less<>> counts_;  // GUARDED_BY(mu_)
-  std::map<std::string, std::deque<Status>, std::less<>> failures_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar cv_;  // a write, EndWatches or Compact
+  std::map<std::string, Kind> kinds_ GUARDED_BY(mu_);  // "group/kind"
+  std::map<std::string, std::string> raw_ GUARDED_BY(mu_);
+  std::map<std::string, std::map<Key, value::Value>> objects_ GUARDED_BY(mu_);  // by group/kind
+  std::deque<Event> events_ GUARDED_BY(mu_);  // by rv
+  uint64_t rv_ GUARDED_BY(mu_) = 1000;  // last written
+  uint64_t compacted_rv_ GUARDED_BY(mu_) = 1000;  // events up to it are gone
+  uint64_t uid_counter_ GUARDED_BY(mu_) = 0;
+  uint64_t watch_epoch_ GUARDED_BY(mu_) = 0;  // EndWatches() bumps it
+  int active_watches_ GUARDED_BY(mu_) = 0;
+  std::map<std::string, uint64_t, std::less<>> counts_ GUARDED_BY(mu_);
+  std::map<std::string, std::deque<Status>, std::less<>> failures_ GUARDED_BY(mu_);
 };
 
 }  // namespace gantry::fakes

@@ -5,12 +5,12 @@
 
 #include <chrono>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status.h"
 #include "oci/registry.h"
 
@@ -90,8 +90,8 @@ class TokenCache {
   void Put(const std::string& key, const Token& token, TimePoint now);
 
  private:
-  mutable std::mutex mu_;
-  std::map<std::string, std::pair<std::string, TimePoint>> tokens_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<std::string, std::pair<std::string, TimePoint>> tokens_ GUARDED_BY(mu_);
 };
 
 // The target of the rel="next" entry of a Link header (`<url>; rel="next"`), or "".

@@ -9,13 +9,12 @@
 // connection when the old one broke; a COMMIT that was sent on a connection that then broke is
 // not retried (it may have been applied).
 
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <vector>
 
+#include "base/mutex.h"
 #include "store/internal/sql.h"
 #include "store/store.h"
 
@@ -93,10 +92,10 @@ class SqlStore : public Store {
   const Options options_;
   Clock* const clock_;
 
-  std::mutex mu_;
-  std::condition_variable idle_cv_;
-  std::vector<std::unique_ptr<Connection>> idle_;  // GUARDED_BY(mu_)
-  int open_ = 0;                                   // GUARDED_BY(mu_): idle + in use
+  Mutex mu_;
+  CondVar idle_cv_;
+  std::vector<std::unique_ptr<Connection>> idle_ GUARDED_BY(mu_);
+  int open_ GUARDED_BY(mu_) = 0;  // idle + in use
 };
 
 }  // namespace gantry::store::internal
