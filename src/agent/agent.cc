@@ -16,6 +16,7 @@
 #include "api/status.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/mutex.h"
 #include "http/http.h"
 #include "http/metrics.h"
 #include "render/render.h"
@@ -131,22 +132,25 @@ class AgentImpl final : public Agent {
     log::Info("agent {}: running ({} workers, refresh every {} s{})", options_.identity, options_.workers,
               options_.interval.count() / 1000, options_.lease_name.empty() ? "" : ", leader election on");
     {
-      std::unique_lock<std::mutex> lock(stop_mu_);
-      stop_cv_.wait(lock, [this] { return stopping_.load(); });
+      MutexLock lock(stop_mu_);
+      stop_cv_.Wait(stop_mu_, [this] { return stopping_.load(); });
     }
     queue_.ShutDown();
     for (auto& t : threads) t.join();
     if (server_) server_->Stop();
     if (metrics_server_) metrics_server_->Stop();
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     objects_->Stop();
     inventories_->Stop();
     return OkStatus();
   }
 
   void Stop() override {
-    stopping_ = true;
-    stop_cv_.notify_all();
+    {
+      MutexLock lock(stop_mu_);  // else the notify can fall between Run's check and its wait
+      stopping_ = true;
+    }
+    stop_cv_.NotifyAll();
   }
 
   int port() const override { return port_.load(); }
@@ -229,7 +233,7 @@ class AgentImpl final : public Agent {
     std::vector<std::string> keys;
     const auto now = SteadyClock::now();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       for (const auto& [key, obj] : apps_) {
         if (ids.count(RepoIdentity(StringAt(&obj, {"spec", "source", "repoURL"})))) {
           keys.push_back(key);
@@ -254,7 +258,7 @@ class AgentImpl final : public Agent {
     Value kept = options_.apps_dir.empty() ? kube::KeepForDiffAndHealth(object) : object;
     if (Value* meta = kept.MutableGet("metadata"); meta && meta->IsMap()) meta->Erase("managedFields");
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       auto it = apps_.find(key);
       if (it != apps_.end() && Older(kept, it->second)) return;
       bool changed = it == apps_.end() || SpecOf(it->second) != SpecOf(kept);
@@ -297,7 +301,7 @@ class AgentImpl final : public Agent {
         Remember(app);
       }
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         for (auto it = apps_.begin(); it != apps_.end();) {
           it = present.count(it->first) ? std::next(it) : apps_.erase(it);
         }
@@ -312,7 +316,7 @@ class AgentImpl final : public Agent {
                                    if (e.type == kube::EventType::kBookmark) return !stopping_.load();
                                    kube::ObjectRef ref = kube::RefOf(e.object);
                                    if (e.type == kube::EventType::kDeleted) {
-                                     std::lock_guard<std::mutex> lock(mu_);
+                                     MutexLock lock(mu_);
                                      apps_.erase(Key(ref.namespace_, ref.name));
                                    } else {
                                      Remember(e.object);
@@ -361,7 +365,7 @@ class AgentImpl final : public Agent {
       }
       Value object;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         auto it = apps_.find(key);
         if (it == apps_.end()) {
           queue_.Done(key);
@@ -394,7 +398,7 @@ class AgentImpl final : public Agent {
       if (r.ok() && r->synced) {
         std::string phase = r->status.operation ? r->status.operation->phase : "";
         metrics_.syncs.With({phase}).Inc();
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         auto it = webhook_at_.find(key);
         if (it != webhook_at_.end() && phase == "Succeeded" &&
             r->status.sync_status == api::kSynced) {
@@ -454,7 +458,7 @@ class AgentImpl final : public Agent {
   // Another Application (dependsOn), from what the watch keeps.
   Result<Value> GetApplication(const kube::ObjectRef& ref) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       auto it = apps_.find(Key(ref.namespace_, ref.name));
       if (it != apps_.end()) return it->second;
     }
@@ -469,14 +473,14 @@ class AgentImpl final : public Agent {
 
   // Per-application exponential backoff of failing reconciles: 1 s, 2 s, ... up to 5 min.
   std::chrono::milliseconds Backoff(const std::string& key) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     int& n = failures_[key];
     n = std::min(n + 1, 20);
     return std::min<std::chrono::milliseconds>(std::chrono::milliseconds(1000LL << std::min(n - 1, 9)),
                                                std::chrono::minutes(5));
   }
   void ResetBackoff(const std::string& key) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     failures_.erase(key);
   }
 
@@ -498,7 +502,7 @@ class AgentImpl final : public Agent {
     if (app.empty()) return;
     std::vector<std::string> keys;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       for (const auto& [key, obj] : apps_) {
         if (key.size() > app.size() && key.compare(key.size() - app.size() - 1, std::string::npos, "/" + app) == 0) {
           keys.push_back(key);
@@ -521,7 +525,7 @@ class AgentImpl final : public Agent {
       bool now_leader = elector.Tick();
       if (!was && now_leader) {
         // Newly leading: reconcile everything now.
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         for (const auto& [key, obj] : apps_) queue_.Add(key, true);
       }
       leader_ = now_leader;
@@ -531,8 +535,8 @@ class AgentImpl final : public Agent {
   }
 
   void Sleep(std::chrono::milliseconds d) {
-    std::unique_lock<std::mutex> lock(stop_mu_);
-    stop_cv_.wait_for(lock, d, [this] { return stopping_.load(); });
+    MutexLock lock(stop_mu_);
+    stop_cv_.WaitFor(stop_mu_, d, [this] { return stopping_.load(); });
   }
 
   kube::Client& client_;
@@ -543,11 +547,11 @@ class AgentImpl final : public Agent {
   internal::WorkQueue queue_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> leader_{false};
-  std::mutex stop_mu_;
-  std::condition_variable stop_cv_;
-  std::mutex mu_;
-  std::map<std::string, Value> apps_;                  // GUARDED_BY(mu_)
-  std::map<std::string, int> failures_;                // GUARDED_BY(mu_)
+  Mutex stop_mu_;
+  CondVar stop_cv_;
+  Mutex mu_;
+  std::map<std::string, Value> apps_ GUARDED_BY(mu_);
+  std::map<std::string, int> failures_ GUARDED_BY(mu_);
   std::map<std::string, Value> file_status_;           // workers only, file mode: keyed like apps_
   std::atomic<int> port_{0};
   std::atomic<int> metrics_port_{0};
@@ -555,7 +559,7 @@ class AgentImpl final : public Agent {
   std::unique_ptr<http::Server> server_;
   std::unique_ptr<http::Server> metrics_server_;
   webhook::RecentDeliveries deliveries_;
-  std::map<std::string, SteadyClock::time_point> webhook_at_;  // GUARDED_BY(mu_)
+  std::map<std::string, SteadyClock::time_point> webhook_at_ GUARDED_BY(mu_);
 };
 
 }  // namespace

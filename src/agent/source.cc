@@ -4,9 +4,9 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 
 #include "agent/agent.h"
+#include "base/mutex.h"
 #include "git/git.h"
 #include "render/git_sources.h"
 #include "render/render.h"
@@ -48,7 +48,7 @@ class GitSource final : public Source {
     if (from == to) return false;
     std::vector<std::string> roots;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       auto it = renderers_.find(RenderKey(app));
       // Unknown (not rendered by this process yet): anything may differ.
       if (it == renderers_.end()) return true;
@@ -85,7 +85,7 @@ class GitSource final : public Source {
     if (!r.ok()) return r.status();
     renders_ += r->cache_hit ? 0 : 1;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       renderers_[RenderKey(app)] = r->renderer;
     }
     Rendered out;
@@ -119,7 +119,7 @@ class GitSource final : public Source {
                                                                         const std::string& to) {
     std::string key = app.source.repo_url + "\n" + from + "\n" + to;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       for (const auto& [k, v] : changed_) {
         if (k == key) return v;
       }
@@ -127,7 +127,7 @@ class GitSource final : public Source {
     GANTRY_ASSIGN_OR_RETURN(std::shared_ptr<git::Repository> repo, Open(app));
     GANTRY_ASSIGN_OR_RETURN(std::vector<std::string> paths, repo->ChangedPaths(from, to));
     auto shared = std::make_shared<const std::vector<std::string>>(std::move(paths));
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     changed_.emplace_back(key, shared);
     if (changed_.size() > 8) changed_.erase(changed_.begin());
     return shared;
@@ -137,9 +137,9 @@ class GitSource final : public Source {
   render::RenderCache cache_;
   render::Options base_;
   std::atomic<uint64_t> renders_{0};
-  std::mutex mu_;
-  std::map<std::string, render::Renderer> renderers_;            // GUARDED_BY(mu_), by RenderKey
-  std::vector<std::pair<std::string, std::shared_ptr<const std::vector<std::string>>>> changed_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<std::string, render::Renderer> renderers_ GUARDED_BY(mu_);  // by RenderKey
+  std::vector<std::pair<std::string, std::shared_ptr<const std::vector<std::string>>>> changed_ GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -250,9 +250,9 @@ class FakeDeploy : public ::testing::Test {
 
   // Renders `yaml` for every environment.
   const DeployState& Deploy(std::string yaml, std::chrono::milliseconds health_timeout = 5min) {
-    RenderFn render = [yaml](std::string_view revision, const std::string& path) -> Result<Rendered> {
+    RenderFn render = [yaml](std::string_view revision, const std::string& path) -> Result<render::Rendered> {
       GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml(yaml, path));
-      return Rendered{std::string(revision), std::move(docs)};
+      return render::Rendered{std::string(revision), std::move(docs)};
     };
     ConnectFn connect = [this](const Cluster&) -> Result<std::unique_ptr<kube::Client>> {
       std::unique_ptr<kube::Client> client =

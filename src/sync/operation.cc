@@ -8,6 +8,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/mutex.h"
 #include "sync/internal/common.h"
 #include "sync/sync.h"
 
@@ -187,6 +188,7 @@ class OperationImpl final : public Operation {
     if (!after_prune) {
       for (const auto& r : inventory_) entries.emplace(Key(r), r);
     } else {
+      MutexLock lock(mu_);
       for (const auto& r : inventory_) {
         if (kept_after_prune_.count(Key(r))) entries.emplace(Key(r), r);
       }
@@ -218,7 +220,7 @@ class OperationImpl final : public Operation {
   Status ApplyStep(size_t i) {
     std::vector<Task>& step = plan_.steps[i];
     std::vector<ObjectResult> results(step.size());
-    int failures = 0;  // GUARDED_BY(mu_) with first_error
+    int failures = 0;  // guarded by mu_ with first_error (a local cannot be annotated)
     Status first_error;
     bool hooks = step.front().hook != HookPhase::kNone;
     ParallelFor(step.size(), options_.parallelism, [&](size_t k) {
@@ -231,7 +233,7 @@ class OperationImpl final : public Operation {
         if (!s.ok()) {
           r.failed = true;
           r.message = s.message();
-          std::lock_guard<std::mutex> lock(mu_);
+          MutexLock lock(mu_);
           if (failures++ == 0) first_error = s.WithContext(t.ref.ToString());
         }
         return;
@@ -251,7 +253,7 @@ class OperationImpl final : public Operation {
         r.failed = true;
         r.message = t.source.empty() ? applied.status().message()
                                      : fmt::format("{} ({})", applied.status().message(), t.source);
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         if (failures++ == 0) first_error = applied.status().WithContext(t.source.empty() ? t.ref.ToString() : t.source);
         return;
       }
@@ -447,11 +449,15 @@ class OperationImpl final : public Operation {
     for (const auto& r : inventory_) {
       if (!desired_keys_.count(Key(r))) candidates.push_back(r);
     }
-    for (const auto& r : inventory_) {
-      if (desired_keys_.count(Key(r))) kept_after_prune_.insert(Key(r));
+    {
+      MutexLock lock(mu_);
+      for (const auto& r : inventory_) {
+        if (desired_keys_.count(Key(r))) kept_after_prune_.insert(Key(r));
+      }
     }
     if (candidates.empty()) return OkStatus();
     if (desired_keys_.empty() && !options_.allow_empty) {
+      MutexLock lock(mu_);
       for (const auto& r : candidates) kept_after_prune_.insert(Key(r));
       return FailedPreconditionError(
                  "refusing to prune all {} objects of {}: the render is empty (allow it explicitly to prune "
@@ -481,7 +487,7 @@ class OperationImpl final : public Operation {
       auto skip = [&](std::string why) {
         r.action = Action::kPruneSkipped;
         r.message = std::move(why);
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         kept_after_prune_.insert(Key(ref));
       };
       const Value* ann = live->Find({"metadata", "annotations"});
@@ -503,7 +509,7 @@ class OperationImpl final : public Operation {
       if (!s.ok() && s.code() != Code::kNotFound) {
         r.failed = true;
         r.message = s.message();
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         kept_after_prune_.insert(Key(ref));
         ++failures;
         return;
@@ -542,8 +548,8 @@ class OperationImpl final : public Operation {
   Comparison comparison_;
   bool have_live_ = false;
   std::vector<kube::ObjectRef> inventory_;
-  std::mutex mu_;
-  std::set<std::string> kept_after_prune_;      // GUARDED_BY(mu_) during Prune
+  Mutex mu_;
+  std::set<std::string> kept_after_prune_ GUARDED_BY(mu_);
   std::string last_inventory_;
 };
 

@@ -7,13 +7,13 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+
+#include "base/mutex.h"
 
 namespace gantry::agent::internal {
 
@@ -24,16 +24,16 @@ class WorkQueue {
   // Queues `key` now; `fetch` asks the reconcile to refresh from Git (with a fetch begun from now).
   void Add(const std::string& key, bool fetch) { Add(key, fetch ? Clock::now() : Clock::time_point{}); }
   void Add(const std::string& key, Clock::time_point fetch_after) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     AddLocked(key, fetch_after);
-    cv_.notify_one();
+    cv_.NotifyOne();
   }
 
   // As Add after `delay`; a fetch asked for is one begun from then, or up to `fetch_slack` before.
   void AddAfter(const std::string& key, bool fetch, std::chrono::milliseconds delay,
                 std::chrono::milliseconds fetch_slack = {}) {
     if (delay.count() <= 0) return Add(key, fetch ? Clock::now() - fetch_slack : Clock::time_point{});
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto at = Clock::now() + delay;
     Clock::time_point fetch_after = fetch ? at - fetch_slack : Clock::time_point{};
     // Keep only the earliest pending delayed add of a key.
@@ -47,22 +47,22 @@ class WorkQueue {
     }
     delayed_index_[key] = {at, fetch_after};
     delayed_.insert({at, key});
-    cv_.notify_one();
+    cv_.NotifyOne();
   }
 
   // Queues `key` behind every key added otherwise: it is handed out (with no fetch request) only
   // when no other key is ready. An Add or a due AddAfter of a deferred key queues it as usual.
   void Defer(const std::string& key) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (processing_.count(key) || flags_.count(key)) return;
     if (deferred_set_.insert(key).second) deferred_.push_back(key);
-    cv_.notify_one();
+    cv_.NotifyOne();
   }
 
   // Blocks until a key is ready or the queue shuts down (nullopt). Returns the key and its fetch
   // request.
   std::optional<std::pair<std::string, Clock::time_point>> Get() {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     while (true) {
       if (shutdown_) return std::nullopt;
       PromoteDueLocked();
@@ -81,36 +81,36 @@ class WorkQueue {
         processing_.insert(key);
         return std::pair{key, Clock::time_point{}};
       }
-      if (delayed_.empty()) cv_.wait(lock);
-      else cv_.wait_until(lock, delayed_.begin()->first);
+      if (delayed_.empty()) cv_.Wait(mu_);
+      else cv_.WaitUntil(mu_, delayed_.begin()->first);
     }
   }
 
   // Marks `key` processed; an add that came meanwhile is queued now.
   void Done(const std::string& key) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     processing_.erase(key);
     if (auto it = dirty_.find(key); it != dirty_.end()) {
       Clock::time_point fetch = it->second;
       dirty_.erase(it);
       AddLocked(key, fetch);
-      cv_.notify_one();
+      cv_.NotifyOne();
     }
   }
 
   void ShutDown() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     shutdown_ = true;
-    cv_.notify_all();
+    cv_.NotifyAll();
   }
 
   size_t Depth() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     return queue_.size() + deferred_set_.size();
   }
 
  private:
-  void AddLocked(const std::string& key, Clock::time_point fetch) {
+  void AddLocked(const std::string& key, Clock::time_point fetch) REQUIRES(mu_) {
     if (processing_.count(key)) {
       auto& d = dirty_[key];
       d = std::max(d, fetch);
@@ -125,7 +125,7 @@ class WorkQueue {
     queue_.push_back(key);
   }
 
-  void PromoteDueLocked() {
+  void PromoteDueLocked() REQUIRES(mu_) {
     auto now = Clock::now();
     while (!delayed_.empty() && delayed_.begin()->first <= now) {
       std::string key = delayed_.begin()->second;
@@ -136,17 +136,17 @@ class WorkQueue {
     }
   }
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::string> queue_;
-  std::map<std::string, Clock::time_point> flags_;  // queued keys and their fetch requests
-  std::set<std::string> processing_;
-  std::map<std::string, Clock::time_point> dirty_;  // added while processing
-  std::deque<std::string> deferred_;                // may hold keys no longer deferred
-  std::set<std::string> deferred_set_;
-  std::set<std::pair<Clock::time_point, std::string>> delayed_;
-  std::map<std::string, std::pair<Clock::time_point, Clock::time_point>> delayed_index_;  // due, fetch
-  bool shutdown_ = false;
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<std::string> queue_ GUARDED_BY(mu_);
+  std::map<std::string, Clock::time_point> flags_ GUARDED_BY(mu_);  // queued keys and their fetch requests
+  std::set<std::string> processing_ GUARDED_BY(mu_);
+  std::map<std::string, Clock::time_point> dirty_ GUARDED_BY(mu_);  // added while processing
+  std::deque<std::string> deferred_ GUARDED_BY(mu_);                // may hold keys no longer deferred
+  std::set<std::string> deferred_set_ GUARDED_BY(mu_);
+  std::set<std::pair<Clock::time_point, std::string>> delayed_ GUARDED_BY(mu_);
+  std::map<std::string, std::pair<Clock::time_point, Clock::time_point>> delayed_index_ GUARDED_BY(mu_);  // due, fetch
+  bool shutdown_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace gantry::agent::internal
