@@ -390,7 +390,13 @@ class AgentImpl final : public Agent {
                            return GetApplication(ref);
                          },
                          .stop = &stopping_};
+      std::string app_name = kube::RefOf(object).name;
+      {
+        MutexLock lock(mu_);
+        reconciling_[app_name];  // events for it now wait for its result (OnManagedChange)
+      }
       auto r = Reconcile(deps, object, fetch_after, options_.reconcile, options_.apps_dir.empty());
+      SettleOwnWrites(key, app_name, r.ok() ? r->written : std::map<std::string, std::string>{});
       auto took = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start);
       metrics_.reconcile_seconds.Observe(static_cast<double>(took.count()) / 1000);
       metrics_.reconciles.With({r.ok() && !r->failed ? "ok" : "failed"}).Inc();
@@ -497,12 +503,44 @@ class AgentImpl final : public Agent {
     }
   }
 
+  // After a reconcile of `app_name`: what it wrote is recorded, so that the watch events of its own
+  // writes, before or after this point, re-queue nothing; a change by someone else that came in
+  // meanwhile re-queues it.
+  void SettleOwnWrites(const std::string& key, const std::string& app_name, std::map<std::string, std::string> written) {
+    bool drifted = false;
+    {
+      MutexLock lock(mu_);
+      auto pending = reconciling_.find(app_name);
+      if (pending != reconciling_.end()) {
+        for (const auto& [object, rv] : pending->second) {
+          auto w = written.find(object);
+          drifted |= w == written.end() || w->second != rv;
+        }
+        reconciling_.erase(pending);
+      }
+      if (!written.empty()) written_[app_name] = std::move(written);
+    }
+    if (drifted) queue_.AddAfter(key, false, std::chrono::milliseconds(500));
+  }
+
   void OnManagedChange(const Value& object) {
     std::string app = StringAt(&object, {"metadata", "labels", sync::kAppLabel});
     if (app.empty()) return;
+    std::string object_key = sync::ObjectKey(kube::RefOf(object));
+    std::string rv = StringAt(&object, {"metadata", "resourceVersion"});
     std::vector<std::string> keys;
     {
       MutexLock lock(mu_);
+      // A reconcile of it is running: decided when it ends (SettleOwnWrites).
+      if (auto it = reconciling_.find(app); it != reconciling_.end()) {
+        it->second.emplace_back(object_key, rv);
+        return;
+      }
+      // The event of the last sync's own write.
+      if (auto it = written_.find(app); it != written_.end()) {
+        auto w = it->second.find(object_key);
+        if (w != it->second.end() && w->second == rv) return;
+      }
       for (const auto& [key, obj] : apps_) {
         if (key.size() > app.size() && key.compare(key.size() - app.size() - 1, std::string::npos, "/" + app) == 0) {
           keys.push_back(key);
@@ -560,6 +598,10 @@ class AgentImpl final : public Agent {
   std::unique_ptr<http::Server> metrics_server_;
   webhook::RecentDeliveries deliveries_;
   std::map<std::string, SteadyClock::time_point> webhook_at_ GUARDED_BY(mu_);
+  // By application name: change events (object key, resourceVersion) that came in while it was
+  // being reconciled, and what its last sync wrote (object key → resourceVersion).
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> reconciling_ GUARDED_BY(mu_);
+  std::map<std::string, std::map<std::string, std::string>> written_ GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -33,6 +33,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -110,6 +111,9 @@ struct ReconcileResult {
   bool synced = false;            // a sync operation ran
   bool failed = false;            // fetch, render, compare or sync failed (retry with backoff)
   std::chrono::milliseconds requeue_after{0};  // 0: at the next interval
+  // What this pass's sync wrote: sync::ObjectKey → resourceVersion. The watch events of these
+  // writes are not drift.
+  std::map<std::string, std::string> written;
 };
 
 // Reconciles one Application (parsed from `object`, whose current status is read from it) and

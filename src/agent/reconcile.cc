@@ -262,6 +262,7 @@ class Pass {
       e.message = r.message;
       done.sync_result.push_back(std::move(e));
       results[sync::ObjectKey(r.ref)] = &r;
+      if (!r.resource_version.empty()) result_.written[sync::ObjectKey(r.ref)] = r.resource_version;
     }
     status_.operation = done;
     status_.history.push_back({commit_, running.started_at, done.finished_at,

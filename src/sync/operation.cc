@@ -259,6 +259,7 @@ class OperationImpl final : public Operation {
       }
       if (cache_ != nullptr && !options_.dry_run) cache_->Observe(*applied);
       r.health = health::Assess(&applied.value());
+      r.resource_version = value::StringAt(&applied.value(), {"metadata", "resourceVersion"});
       r.message = options_.dry_run ? "dry run" : "";
     });
     int applied = 0, unchanged = 0;

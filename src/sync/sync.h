@@ -123,6 +123,7 @@ struct ObjectResult {
   health::Health health{health::HealthStatus::kUnknown, ""};
   std::string message;
   std::string step;
+  std::string resource_version;  // of the object as this operation wrote it ("" : not written)
 };
 
 enum class Phase { kRunning, kSucceeded, kFailed, kTerminated };
