@@ -211,16 +211,18 @@ class AgentImpl final : public Agent {
   // A push webhook is only a hint that Git changed: the Applications of that repository are
   // fetched and reconciled now. The payload decides nothing else.
   http::Response OnWebhook(const http::Request& req) {
+    if (options_.webhook_secret.empty()) {
+      return http::TextError(UnavailableError("webhook secret not configured (--webhook-secret-env)"));
+    }
     auto event = webhook::Verify(req.headers, req.body, {.secret = options_.webhook_secret});
     if (!event.ok()) {
-      switch (event.status().code()) {
-        case Code::kUnimplemented: return http::Response::Text(202, "ignored: " + event.status().message() + "\n");
-        case Code::kUnauthenticated:
-        case Code::kPermissionDenied: return http::Response::Text(401, event.status().message() + "\n");
-        case Code::kResourceExhausted: return http::Response::Text(413, event.status().message() + "\n");
-        case Code::kFailedPrecondition: return http::Response::Text(503, event.status().message() + "\n");
-        default: return http::Response::Text(400, event.status().message() + "\n");
+      // An event type Gantry does not act on is accepted and ignored; refusals use the one
+      // Status → HTTP mapping of every Gantry listener (http::HttpStatus).
+      if (event.status().code() == Code::kUnimplemented) {
+        return http::Response::Text(202, "ignored: " + event.status().message() + "\n");
       }
+      log::Warn("agent: webhook from {} refused: {}", req.remote_addr, event.status().message());
+      return http::TextError(event.status());
     }
     if (!deliveries_.Insert(event->provider, event->delivery_id)) {
       return http::Response::Text(202, "duplicate delivery\n");

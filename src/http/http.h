@@ -158,4 +158,18 @@ class Server {
   std::unique_ptr<ServerImpl> impl_;
 };
 
+// Reasons (Status::reason) the status mapping reads.
+inline constexpr std::string_view kReasonBodyTooLarge = "BodyTooLarge";  // → 413 (webhook::Verify uses it too)
+inline constexpr std::string_view kReasonMethodNotAllowed = "MethodNotAllowed";  // → 405
+
+// The one mapping from a non-OK Status to the HTTP status every Gantry listener answers (200 for
+// OK): InvalidArgument and OutOfRange 400, Unauthenticated 401, PermissionDenied 403, NotFound
+// 404, AlreadyExists, Aborted and FailedPrecondition 409, ResourceExhausted 429 (413 with
+// kReasonBodyTooLarge), Unimplemented 501 (405 with kReasonMethodNotAllowed), Unavailable 503,
+// DeadlineExceeded 504, anything else 500. Why 409 and 403: server/front.h.
+int HttpStatus(const Status& status);
+
+// The error response of webhooks and probes: HttpStatus(status), the message and a newline.
+Response TextError(const Status& status);
+
 }  // namespace gantry::http

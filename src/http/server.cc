@@ -86,6 +86,27 @@ std::string_view Request::Header(std::string_view name) const {
   return it == headers.end() ? std::string_view() : std::string_view(it->second);
 }
 
+int HttpStatus(const Status& s) {
+  switch (s.code()) {
+    case Code::kOk: return 200;
+    case Code::kInvalidArgument:
+    case Code::kOutOfRange: return 400;
+    case Code::kUnauthenticated: return 401;
+    case Code::kPermissionDenied: return 403;
+    case Code::kNotFound: return 404;
+    case Code::kAlreadyExists:
+    case Code::kAborted:
+    case Code::kFailedPrecondition: return 409;
+    case Code::kResourceExhausted: return s.reason() == kReasonBodyTooLarge ? 413 : 429;
+    case Code::kUnimplemented: return s.reason() == kReasonMethodNotAllowed ? 405 : 501;
+    case Code::kUnavailable: return 503;
+    case Code::kDeadlineExceeded: return 504;
+    default: return 500;
+  }
+}
+
+Response TextError(const Status& s) { return Response::Text(HttpStatus(s), s.message() + "\n"); }
+
 Response Response::Text(int status, std::string body) {
   Response r;
   r.status = status;

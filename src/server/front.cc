@@ -12,24 +12,7 @@
 namespace gantry::server {
 namespace fs = std::filesystem;
 
-int HttpStatus(const Status& s) {
-  switch (s.code()) {
-    case Code::kOk: return 200;
-    case Code::kInvalidArgument:
-    case Code::kOutOfRange: return 400;
-    case Code::kUnauthenticated: return 401;
-    case Code::kPermissionDenied: return 403;
-    case Code::kNotFound: return 404;
-    case Code::kAlreadyExists:
-    case Code::kAborted:
-    case Code::kFailedPrecondition: return 409;
-    case Code::kResourceExhausted: return s.reason() == webhook::kBodyTooLarge ? 413 : 429;
-    case Code::kUnimplemented: return s.reason() == kMethodNotAllowed ? 405 : 501;
-    case Code::kUnavailable: return 503;
-    case Code::kDeadlineExceeded: return 504;
-    default: return 500;
-  }
-}
+int HttpStatus(const Status& s) { return http::HttpStatus(s); }
 
 http::Response ApiError(const Status& s) {
   value::Value error = value::Value::Map();
@@ -43,7 +26,7 @@ http::Response ApiError(const Status& s) {
   return r;
 }
 
-http::Response TextError(const Status& s) { return http::Response::Text(HttpStatus(s), s.message() + "\n"); }
+http::Response TextError(const Status& s) { return http::TextError(s); }
 
 Status ParseApiError(int http_status, std::string_view body) {
   if (http_status >= 200 && http_status < 300) return OkStatus();

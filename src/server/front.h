@@ -44,9 +44,9 @@
 namespace gantry::server {
 
 // The reason of an Unimplemented status for a method a path does not take (405).
-inline constexpr std::string_view kMethodNotAllowed = "MethodNotAllowed";
+inline constexpr std::string_view kMethodNotAllowed = http::kReasonMethodNotAllowed;
 
-// The HTTP status for a non-OK `status` (the table in the file comment); 200 for OK.
+// The HTTP status for a non-OK `status` (the table in the file comment; http::HttpStatus); 200 for OK.
 int HttpStatus(const Status& status);
 
 // The REST API's error response: HttpStatus(status) with the JSON body of the file comment.
