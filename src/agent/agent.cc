@@ -83,7 +83,10 @@ class AgentImpl final : public Agent {
  public:
   AgentImpl(kube::Client& client, AgentOptions options, std::unique_ptr<Source> source)
       : client_(client), options_(std::move(options)), source_(std::move(source)),
-        objects_(kube::NewCache(client, {.label_selector = sync::kAppLabel, .index_label = sync::kAppLabel})),
+        // The first list of a kind is reported too: an application synced before its kind was
+        // watched is compared again if its objects changed meanwhile (its own writes excepted).
+        objects_(kube::NewCache(client, {.label_selector = sync::kAppLabel, .index_label = sync::kAppLabel,
+                                         .notify_first_list = true})),
         inventories_(kube::NewCache(client, {.label_selector = sync::kInventoryLabel,
                                              .index_label = sync::kInventoryLabel})) {
     // A change to a managed object by anyone re-queues its application (drift within a second).

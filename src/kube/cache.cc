@@ -300,7 +300,7 @@ class CacheImpl final : public Cache {
       }
       for (auto& [key, object] : fresh) {
         auto old = k.objects.find(key);
-        if (relist) {
+        if (relist || options_.notify_first_list) {
           if (old == k.objects.end()) {
             changes.push_back({EventType::kAdded, object});
           } else if (uint64_t v = VersionOf(object);

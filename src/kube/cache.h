@@ -47,6 +47,9 @@ struct CacheOptions {
   // What is kept of each object; default KeepForDiffAndHealth. Called from several threads at
   // once (each kind's watch thread, Observe's callers).
   std::function<value::Value(const value::Value&)> transform;
+  // Report every object of a kind's first list to the handlers (kAdded): a change made before the
+  // watch began is then not missed by a consumer that started the watch after reading.
+  bool notify_first_list = false;
   std::chrono::seconds watch_timeout{300};     // server-side timeout of one watch request
   std::chrono::milliseconds retry_backoff{1000};  // first backoff after an error (doubles to 30 s)
 };
@@ -61,7 +64,8 @@ class Cache {
     uint64_t objects = 0;   // objects held now
   };
   // Called for every add, change and delete of a watched kind after its first list, and for
-  // objects that appeared or disappeared across a relist (kAdded / kDeleted). Not for bookmarks,
+  // objects that appeared or disappeared across a relist (kAdded / kDeleted), and with
+  // notify_first_list for every object of the first list (kAdded). Not for bookmarks,
   // nor for the event of a write already recorded with Observe (same resourceVersion): a writer
   // that observes its writes does not trigger itself.
   using Handler = std::function<void(EventType type, const value::Value& object)>;

@@ -223,6 +223,16 @@ TEST_F(CacheTest, TheEventOfAnObservedWriteCallsNoHandler) {
   EXPECT_TRUE(cache_->Get({"v1", "ConfigMap", "ns", "mine"}).has_value());
 }
 
+TEST_F(CacheTest, TheFirstListIsReportedOnlyWhenAsked) {
+  Create(ConfigMap("ns", "before", "shop"));
+  StartCache();
+  EXPECT_FALSE(recorder_.Saw(EventType::kAdded, "before"));
+  cache_->Stop();
+  cache_.reset();
+  StartCache({.label_selector = kApp, .index_label = kApp, .notify_first_list = true});
+  EXPECT_TRUE(recorder_.Saw(EventType::kAdded, "before"));
+}
+
 TEST_F(CacheTest, ResumesWhenTheServerEndsAWatchAndRelistsAfterErrors) {
   StartCache();
   ASSERT_TRUE(Eventually([&] { return client_.active_watches() == 1; }));
