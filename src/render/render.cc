@@ -20,6 +20,21 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// Whether a Go renderer under a memory limit crashed in its own runtime: near the limit, Go can
+// fault on an allocation that failed instead of reporting "out of memory" (kustomize 5.8: SIGSEGV
+// at addr=0x0 in runtime.(*spanQueue).tryDrain, or another runtime fatal error). The stack dump
+// follows "goroutine N"; the first frame of the crashing goroutine is in package runtime.
+bool GoRuntimeCrash(std::string_view err, size_t memory_limit) {
+  if (memory_limit == 0) return false;
+  if (!err.starts_with("SIGSEGV: ") && !err.starts_with("fatal error: ") && !err.starts_with("unexpected fault address")) {
+    return false;
+  }
+  size_t g = err.find("\ngoroutine ");
+  if (g == std::string_view::npos) return false;
+  size_t frame = err.find('\n', g + 1);
+  return frame != std::string_view::npos && err.substr(frame + 1).starts_with("runtime.");
+}
+
 // What one render reads, decided (and checked) before anything is copied or run.
 struct Plan {
   Renderer renderer = Renderer::kPlain;
@@ -234,6 +249,11 @@ Result<Output> RenderExternal(const Plan& plan, const Options& options) {
         r.err.find("cannot allocate memory") != std::string::npos) {
       return ResourceExhaustedError("{}: ran out of memory at {} bytes (limit max_renderer_memory_bytes)",
                                     display, options.limits.max_renderer_memory_bytes);
+    }
+    if (GoRuntimeCrash(r.err, run.max_memory_bytes)) {
+      std::string_view first = std::string_view(r.err).substr(0, r.err.find('\n'));
+      return ResourceExhaustedError("{}: crashed in the Go runtime near its memory limit of {} bytes ({}; limit "
+                                    "max_renderer_memory_bytes)", display, options.limits.max_renderer_memory_bytes, first);
     }
     if (helm && r.err.find("missing in charts/ directory") != std::string::npos) {
       return FailedPreconditionError("{}: chart dependencies are not vendored in charts/ (Gantry never runs "
