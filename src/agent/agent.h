@@ -56,11 +56,8 @@ using api::Application;
 // Reasons of the Status a Source returns.
 inline constexpr std::string_view kReasonFetchFailed = render::kFetchFailed;  // could not open or fetch
 
-// The rendered desired state of an Application at a commit.
-struct Rendered {
-  std::string revision;  // commit id
-  std::vector<value::Value> objects;
-};
+// The rendered desired state of an Application at a commit (content_key is not used here).
+using Rendered = render::Rendered;
 
 // Where Applications' manifests come from. The real one is Git + render (NewGitSource); tests may
 // give their own. Thread-safe.

@@ -293,6 +293,7 @@ class Pass {
         }
       }
       after.out_of_sync += e.status != diff::SyncStatus::kSynced;
+      after.index[sync::ObjectKey(e.ref)] = after.entries.size();
       after.entries.push_back(std::move(e));
     }
     comparison_ = std::move(after);

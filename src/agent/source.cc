@@ -89,7 +89,7 @@ class GitSource final : public Source {
       renderers_[RenderKey(app)] = r->renderer;
     }
     Rendered out;
-    out.revision = r->commit;
+    out.commit = r->commit;
     out.objects.reserve(r->manifests.size());
     for (auto& m : r->manifests) out.objects.push_back(std::move(m.object));
     return out;

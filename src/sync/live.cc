@@ -69,7 +69,6 @@ using value::Value;
 Result<Live> ReadLive(kube::Client& client, const Prepared& prepared, const Options& options,
                       const LiveSources& sources) {
   Live live;
-  uint64_t before = client.request_count();
   std::string selector = std::string(kAppLabel) + "=" + options.app;
   std::set<std::tuple<std::string, std::string, std::string>> lists;
   for (const Task& t : prepared.tasks) {
@@ -144,7 +143,6 @@ Result<Live> ReadLive(kube::Client& client, const Prepared& prepared, const Opti
     }
     live.extra[key] = *std::move(obj);
   }
-  live.requests = client.request_count() - before;
   return live;
 }
 

@@ -169,7 +169,6 @@ struct Live {
   std::map<std::string, value::Value> extra;    // by ObjectKey: inventory objects no longer desired, still ours
   std::vector<kube::ObjectRef> inventory;       // as recorded
   std::string stored_inventory;                 // data.objects of the inventory ConfigMap ("" : none)
-  uint64_t requests = 0;                        // API requests the read made
 };
 
 // Reads the live state of a prepared application: labelled objects (from the cache, else one

@@ -56,7 +56,7 @@ class FakeSource final : public agent::Source {
     auto p = c->second.find(app.source.path);
     if (p == c->second.end()) return NotFoundError("render {} at {}: no such path", app.source.path, commit);
     GANTRY_ASSIGN_OR_RETURN(std::vector<value::Value> docs, value::ParseYaml(p->second, app.source.path + "/all.yaml"));
-    return agent::Rendered{std::string(commit), std::move(docs)};
+    return agent::Rendered{std::string(commit), std::move(docs), ""};
   }
 
   uint64_t renders() const override {
