@@ -230,7 +230,8 @@ TEST_F(CacheTest, TheFirstListIsReportedOnlyWhenAsked) {
   cache_->Stop();
   cache_.reset();
   StartCache({.label_selector = kApp, .index_label = kApp, .notify_first_list = true});
-  EXPECT_TRUE(recorder_.Saw(EventType::kAdded, "before"));
+  // Handlers run after Watch() has seen the first list complete: wait for them.
+  EXPECT_TRUE(Eventually([&] { return recorder_.Saw(EventType::kAdded, "before"); }));
 }
 
 TEST_F(CacheTest, ResumesWhenTheServerEndsAWatchAndRelistsAfterErrors) {
