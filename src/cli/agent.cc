@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "cli/cluster.h"
 #include "cli/commands.h"
+#include "cli/deps.h"
 #include "cli/state.h"
 
 namespace gantry::cli {
@@ -27,7 +28,7 @@ void OnSignal(int) {
 
 }  // namespace
 
-void AddInstallCommand(CLI::App& app, int& exit_code) {
+void AddInstallCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
   struct Flags {
     ClusterFlags cluster;
     bool print = false;
@@ -67,7 +68,7 @@ void AddInstallCommand(CLI::App& app, int& exit_code) {
   });
 }
 
-void AddAgentCommand(CLI::App& app, int& exit_code) {
+void AddAgentCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
   struct Flags {
     ClusterFlags cluster;
     agent::AgentOptions options{.metrics_listen = "127.0.0.1:9090"};
@@ -176,7 +177,7 @@ void AddAgentCommand(CLI::App& app, int& exit_code) {
   });
 }
 
-void AddAppCommand(CLI::App& app, int& exit_code) {
+void AddAppCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
   auto cluster = std::make_shared<ClusterFlags>();
   auto name = std::make_shared<std::string>();
   auto* cmd = app.add_subcommand("app", "Applications of the pull agent: list, sync, refresh");

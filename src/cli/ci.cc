@@ -40,6 +40,7 @@
 #include "server/ci_front.h"
 #include "server/front.h"
 #include "cli/commands.h"
+#include "cli/deps.h"
 #include "cli/state.h"
 #include "cli/terminal.h"
 #include "http/client.h"
@@ -627,7 +628,7 @@ int RunServer(const ServerFlags& f) {
 
 }  // namespace
 
-void AddCiCommand(CLI::App& app, int& exit_code) {
+void AddCiCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
   auto* ci_cmd = app.add_subcommand("ci", "Run CI pipelines (.gantry/pipeline.yaml)");
   ci_cmd->require_subcommand(1);
   auto f = std::make_shared<CiRunFlags>();
@@ -646,7 +647,7 @@ void AddCiCommand(CLI::App& app, int& exit_code) {
   run->callback([f, &exit_code] { exit_code = RunCi(*f); });
 }
 
-void AddServerCommand(CLI::App& app, int& exit_code) {
+void AddServerCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
   auto f = std::make_shared<ServerFlags>();
   auto* cmd = app.add_subcommand("server", "The Gantry server: webhooks, CI queue and workers, REST API");
   cmd->add_option("--listen", f->listen, "Address to listen on, [HOST]:PORT");
@@ -707,7 +708,7 @@ void AddServerCommand(CLI::App& app, int& exit_code) {
   cmd->callback([f, &exit_code] { exit_code = RunServer(*f); });
 }
 
-void AddRunsCommand(CLI::App& app, int& exit_code) {
+void AddRunsCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
   auto client = std::make_shared<ServerClient>();
   auto run = std::make_shared<int64_t>(0);
   auto* cmd = app.add_subcommand("runs", "List CI runs of a server");
@@ -721,7 +722,7 @@ void AddRunsCommand(CLI::App& app, int& exit_code) {
   });
 }
 
-void AddLogsCommand(CLI::App& app, int& exit_code) {
+void AddLogsCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
   struct LogsFlags {
     ServerClient client;
     int64_t run = 0;

@@ -1,15 +1,17 @@
 #include "cli/cli.h"
 
 #include <cstdio>
+#include <sstream>
 
 #include <CLI/CLI.hpp>
 
 #include "base/log.h"
 #include "cli/commands.h"
+#include "cli/exit.h"
 
 namespace gantry::cli {
 
-int Main(int argc, char** argv) {
+int Main(int argc, const char* const* argv, const Deps& deps) {
   CLI::App app{"gantry: CI/CD from commit to Kubernetes clusters, by push or by pull (GitOps)"};
   app.require_subcommand(1);
   std::string level = "info";
@@ -21,12 +23,15 @@ int Main(int argc, char** argv) {
   });
 
   int exit_code = 0;
-  for (const auto& add : Commands()) add(app, exit_code);
+  for (const auto& add : Commands()) add(app, deps, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? 0 : 2;
+    std::ostringstream out, err;
+    int rc = app.exit(e, out, err);
+    std::fputs(out.str().c_str(), deps.out);
+    std::fputs(err.str().c_str(), deps.err);
+    return rc == 0 ? kExitOk : kExitUsage;
   }
   return exit_code;
 }

@@ -1,10 +1,13 @@
 #pragma once
-// The command line: one file per command (flags → options → validate → run), dispatched by Main().
-// Exit codes: 0 success, 1 the command ran and found a difference or failure it reports (as
-// `kubectl diff`), 2 usage errors, 3 environment errors (I/O, network, bad input files).
+// The command line: one file per command (flags → options → validate → run(options, deps)),
+// dispatched by Main(). Exit codes: cli/exit.h.
+
+#include "cli/deps.h"
 
 namespace gantry::cli {
 
-int Main(int argc, char** argv);
+// Parses `argv`, runs the chosen command with `deps` and returns the process exit code. Parse
+// errors print CLI11's message to deps.err and return 2.
+int Main(int argc, const char* const* argv, const Deps& deps);
 
 }  // namespace gantry::cli

@@ -11,26 +11,28 @@ class App;
 
 namespace gantry::cli {
 
-using AddCommand = std::function<void(CLI::App& app, int& exit_code)>;
+struct Deps;
 
-void AddVersionCommand(CLI::App& app, int& exit_code);
-void AddValidateCommand(CLI::App& app, int& exit_code);
-void AddRenderCommand(CLI::App& app, int& exit_code);
-void AddSyncCommand(CLI::App& app, int& exit_code);
-void AddDiffCommand(CLI::App& app, int& exit_code);
-void AddInstallCommand(CLI::App& app, int& exit_code);
-void AddAgentCommand(CLI::App& app, int& exit_code);
-void AddAppCommand(CLI::App& app, int& exit_code);
-void AddCiCommand(CLI::App& app, int& exit_code);
-void AddServerCommand(CLI::App& app, int& exit_code);
-void AddRunsCommand(CLI::App& app, int& exit_code);
-void AddLogsCommand(CLI::App& app, int& exit_code);
-void AddDeliverCommands(CLI::App& app, int& exit_code);
-void AddUpdateCommand(CLI::App& app, int& exit_code);
-void AddImageCommand(CLI::App& app, int& exit_code);
+using AddCommand = std::function<void(CLI::App& app, const Deps& deps, int& exit_code)>;
+
+void AddVersionCommand(CLI::App& app, const Deps& deps, int& exit_code);
+void AddValidateCommand(CLI::App& app, const Deps& deps, int& exit_code);
+void AddRenderCommand(CLI::App& app, const Deps& deps, int& exit_code);
+void AddSyncCommand(CLI::App& app, const Deps& deps, int& exit_code);
+void AddDiffCommand(CLI::App& app, const Deps& deps, int& exit_code);
+void AddInstallCommand(CLI::App& app, const Deps& deps, int& exit_code);
+void AddAgentCommand(CLI::App& app, const Deps& deps, int& exit_code);
+void AddAppCommand(CLI::App& app, const Deps& deps, int& exit_code);
+void AddCiCommand(CLI::App& app, const Deps& deps, int& exit_code);
+void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code);
+void AddRunsCommand(CLI::App& app, const Deps& deps, int& exit_code);
+void AddLogsCommand(CLI::App& app, const Deps& deps, int& exit_code);
+void AddDeliverCommands(CLI::App& app, const Deps& deps, int& exit_code);
+void AddUpdateCommand(CLI::App& app, const Deps& deps, int& exit_code);
+void AddImageCommand(CLI::App& app, const Deps& deps, int& exit_code);
 // Subcommands of `image`, each in a file of its own.
-void AddImageBuildCommand(CLI::App& image, int& exit_code);
-void AddImageRegistryCommands(CLI::App& image, int& exit_code);
+void AddImageBuildCommand(CLI::App& image, const Deps& deps, int& exit_code);
+void AddImageRegistryCommands(CLI::App& image, const Deps& deps, int& exit_code);
 
 inline std::vector<AddCommand> Commands() { return {AddVersionCommand, AddValidateCommand, AddRenderCommand, AddDiffCommand, AddSyncCommand,
           AddInstallCommand, AddAgentCommand, AddAppCommand,

@@ -31,6 +31,7 @@
 #include "base/duration.h"
 #include "base/path.h"
 #include "cli/commands.h"
+#include "cli/deps.h"
 #include "cli/source.h"
 #include "cli/state.h"
 #include "cli/terminal.h"
@@ -101,7 +102,7 @@ Status WriteObject(const StateFlags& f, std::string_view kind, const std::string
 // ---------------------------------------------------------------------------------------------
 // cluster
 
-void AddClusterCommands(CLI::App& app, int& exit_code) {
+void AddClusterCommands(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
   auto* cluster = app.add_subcommand("cluster", "Clusters push mode deploys to");
   cluster->require_subcommand(1);
 
@@ -224,7 +225,7 @@ void AddClusterCommands(CLI::App& app, int& exit_code) {
 // ---------------------------------------------------------------------------------------------
 // env
 
-void AddEnvCommands(CLI::App& app, int& exit_code) {
+void AddEnvCommands(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
   auto* env = app.add_subcommand("env", "Environments: promotion order and gates");
   env->require_subcommand(1);
   struct AddFlags {
@@ -375,7 +376,7 @@ void PrintTargets(const std::vector<store::Target>& targets) {
   Table(rows);
 }
 
-void AddDeployCommands(CLI::App& app, int& exit_code) {
+void AddDeployCommands(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
   struct Flags {
     StateFlags state;
     SourceOpts source;
@@ -506,7 +507,7 @@ void AddDeployCommands(CLI::App& app, int& exit_code) {
 // ---------------------------------------------------------------------------------------------
 // approve, status, history
 
-void AddLedgerCommands(CLI::App& app, int& exit_code) {
+void AddLedgerCommands(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
   struct ApproveFlags {
     StateFlags state;
     std::string app, env;
@@ -618,11 +619,11 @@ void AddLedgerCommands(CLI::App& app, int& exit_code) {
 
 }  // namespace
 
-void AddDeliverCommands(CLI::App& app, int& exit_code) {
-  AddClusterCommands(app, exit_code);
-  AddEnvCommands(app, exit_code);
-  AddDeployCommands(app, exit_code);
-  AddLedgerCommands(app, exit_code);
+void AddDeliverCommands(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
+  AddClusterCommands(app, deps, exit_code);
+  AddEnvCommands(app, deps, exit_code);
+  AddDeployCommands(app, deps, exit_code);
+  AddLedgerCommands(app, deps, exit_code);
 }
 
 }  // namespace gantry::cli

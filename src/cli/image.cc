@@ -1,6 +1,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
+#include "cli/deps.h"
 #include "cli/image.h"
 
 namespace gantry::cli {
@@ -18,11 +19,11 @@ Result<OciTarget> ParseOciTarget(std::string_view text) {
 }
 
 // `gantry image …`: build (image_build.cc), push / pull / inspect / latest (image_registry.cc).
-void AddImageCommand(CLI::App& app, int& exit_code) {
+void AddImageCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
   auto* image = app.add_subcommand("image", "Build, push and inspect OCI images (no Docker daemon)");
   image->require_subcommand(1);
-  AddImageBuildCommand(*image, exit_code);
-  AddImageRegistryCommands(*image, exit_code);
+  AddImageBuildCommand(*image, deps, exit_code);
+  AddImageRegistryCommands(*image, deps, exit_code);
 }
 
 }  // namespace gantry::cli

@@ -18,6 +18,7 @@
 
 #include "base/path.h"
 #include "cli/commands.h"
+#include "cli/deps.h"
 #include "cli/image.h"
 #include "oci/build.h"
 #include "oci/registry.h"
@@ -180,7 +181,7 @@ int RunBuild(const BuildFlags& f) {
 
 }  // namespace
 
-void AddImageBuildCommand(CLI::App& image, int& exit_code) {
+void AddImageBuildCommand(CLI::App& image, [[maybe_unused]] const Deps& deps, int& exit_code) {
   auto f = std::make_shared<BuildFlags>();
   auto* build = image.add_subcommand("build", "Build an image from a base and workspace files, without Docker");
   build->add_option("--from", f->from, "oci:DIR[:TAG], a registry reference, or scratch (default)");

@@ -21,6 +21,7 @@
 
 #include "base/hash.h"
 #include "cli/commands.h"
+#include "cli/deps.h"
 #include "cli/image.h"
 #include "update/update.h"
 #include "oci/layout.h"
@@ -267,7 +268,7 @@ int RunInspect(const std::string& target, bool json, const RegistryFlags& f) {
 
 }  // namespace
 
-void AddImageRegistryCommands(CLI::App& image, int& exit_code) {
+void AddImageRegistryCommands(CLI::App& image, [[maybe_unused]] const Deps& deps, int& exit_code) {
   struct Flags {
     RegistryFlags registry;
     std::string source, target, platform;

@@ -10,6 +10,7 @@
 
 #include "base/duration.h"
 #include "cli/commands.h"
+#include "cli/deps.h"
 #include "cli/cluster.h"
 #include "cli/source.h"
 #include "cli/terminal.h"
@@ -109,7 +110,7 @@ void AddCommonSyncFlags(CLI::App* cmd, SyncFlags& f) {
 
 }  // namespace
 
-void AddSyncCommand(CLI::App& app, int& exit_code) {
+void AddSyncCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
   auto f = std::make_shared<SyncFlags>();
   auto* cmd = app.add_subcommand("sync", "Apply manifests to a cluster with server-side apply, prune, and wait for health");
   AddCommonSyncFlags(cmd, *f);
@@ -149,7 +150,7 @@ void AddSyncCommand(CLI::App& app, int& exit_code) {
   });
 }
 
-void AddDiffCommand(CLI::App& app, int& exit_code) {
+void AddDiffCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
   auto f = std::make_shared<SyncFlags>();
   auto* cmd = app.add_subcommand("diff", "Show how the cluster differs from the manifests (exit 1 when it does)");
   AddCommonSyncFlags(cmd, *f);

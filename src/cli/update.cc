@@ -20,6 +20,7 @@
 
 #include "base/path.h"
 #include "cli/commands.h"
+#include "cli/deps.h"
 #include "cli/source.h"
 #include "git/git.h"
 #include "update/update.h"
@@ -218,7 +219,7 @@ int RunGit(const UpdateFlags& f, std::vector<update::ImageRule> rules) {
 
 }  // namespace
 
-void AddUpdateCommand(CLI::App& app, int& exit_code) {
+void AddUpdateCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
   auto* cmd = app.add_subcommand(
       "update", "Rewrite image tags and digests in manifests, in a directory or committed to a Git repository");
   auto f = std::make_shared<UpdateFlags>();

@@ -9,37 +9,50 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
+#include "cli/deps.h"
+#include "cli/exit.h"
 #include "cli/source.h"
 #include "render/render.h"
 
 namespace gantry::cli {
+namespace {
 
-void AddValidateCommand(CLI::App& app, int& exit_code) {
-  auto* cmd = app.add_subcommand("validate", "Check that files or directories hold valid Kubernetes manifests");
-  auto paths = std::make_shared<std::vector<std::string>>();
-  cmd->add_option("paths", *paths, "Manifest files or directories (recursive)")->required();
-  cmd->callback([paths, &exit_code] {
-    int bad = 0;
-    size_t objects = 0;
-    for (const std::string& path : *paths) {
-      auto manifests = render::RenderPlain(path);
-      if (!manifests.ok()) {
-        fmt::print(stderr, "error: {}\n", manifests.status().message());
-        ++bad;
-        continue;
-      }
-      if (manifests->empty()) {
-        fmt::print(stderr, "error: {}: no manifests found (.yaml, .yml or .json files)\n", path);
-        ++bad;
-      }
-      objects += manifests->size();
+struct ValidateOptions {
+  std::vector<std::string> paths;
+};
+
+// Checks every path, printing each problem to deps.err; kReasonFailed when any is invalid.
+Status RunValidate(const ValidateOptions& options, const Deps& deps) {
+  int bad = 0;
+  size_t objects = 0;
+  for (const std::string& path : options.paths) {
+    auto manifests = render::RenderPlain(path);
+    if (!manifests.ok()) {
+      fmt::print(deps.err, "error: {}\n", manifests.status().message());
+      ++bad;
+      continue;
     }
-    if (bad == 0) fmt::print("{} object{} valid\n", objects, objects == 1 ? "" : "s");
-    exit_code = bad == 0 ? 0 : 1;
-  });
+    if (manifests->empty()) {
+      fmt::print(deps.err, "error: {}: no manifests found (.yaml, .yml or .json files)\n", path);
+      ++bad;
+    }
+    objects += manifests->size();
+  }
+  if (bad > 0) return InvalidArgumentError("{} of {} path{} invalid", bad, options.paths.size(), options.paths.size() == 1 ? "" : "s").set_reason(kReasonFailed);
+  fmt::print(deps.out, "{} object{} valid\n", objects, objects == 1 ? "" : "s");
+  return OkStatus();
 }
 
-void AddRenderCommand(CLI::App& app, int& exit_code) {
+}  // namespace
+
+void AddValidateCommand(CLI::App& app, const Deps& deps, int& exit_code) {
+  auto* cmd = app.add_subcommand("validate", "Check that files or directories hold valid Kubernetes manifests");
+  auto options = std::make_shared<ValidateOptions>();
+  cmd->add_option("paths", options->paths, "Manifest files or directories (recursive)")->required();
+  cmd->callback([options, &deps, &exit_code] { exit_code = Report(RunValidate(*options, deps), deps.err); });
+}
+
+void AddRenderCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   auto* cmd = app.add_subcommand(
       "render", "Print the manifests of a directory or Git path (plain YAML, Kustomize or Helm) as one YAML stream");
   auto source = std::make_shared<SourceFlags>();
@@ -47,14 +60,13 @@ void AddRenderCommand(CLI::App& app, int& exit_code) {
   AddSourceFlags(cmd, *source);
   cmd->add_option("-o,--output", *output, "yaml or json (one object per line)")
       ->check(CLI::IsMember({"yaml", "json"}));
-  cmd->callback([source, output, &exit_code] {
+  cmd->callback([source, output, &deps, &exit_code] {
     auto loaded = LoadSource(*source);
     if (!loaded.ok()) {
-      fmt::print(stderr, "error: {}\n", loaded.status().message());
-      exit_code = 3;
+      exit_code = Report(loaded.status(), deps.err);
       return;
     }
-    if (!loaded->revision.empty()) fmt::print(stderr, "rendered {} at {}\n", source->repo, loaded->revision);
+    if (!loaded->revision.empty()) fmt::print(deps.err, "rendered {} at {}\n", source->repo, loaded->revision);
     std::string out;
     for (const render::Manifest& m : loaded->manifests) {
       if (*output == "json") {
@@ -65,8 +77,8 @@ void AddRenderCommand(CLI::App& app, int& exit_code) {
         out += value::ToYaml(m.object);
       }
     }
-    fmt::print("{}", out);
-    exit_code = 0;
+    fmt::print(deps.out, "{}", out);
+    exit_code = kExitOk;
   });
 }
 

@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
+#include "cli/deps.h"
+#include "cli/exit.h"
 
 #ifndef GANTRY_VERSION
 #define GANTRY_VERSION "0.0.0-dev"
@@ -10,11 +12,11 @@
 
 namespace gantry::cli {
 
-void AddVersionCommand(CLI::App& app, int& exit_code) {
+void AddVersionCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   auto* cmd = app.add_subcommand("version", "Print the version of gantry");
-  cmd->callback([&exit_code] {
-    fmt::print("gantry {}\n", GANTRY_VERSION);
-    exit_code = 0;
+  cmd->callback([&deps, &exit_code] {
+    fmt::print(deps.out, "gantry {}\n", GANTRY_VERSION);
+    exit_code = kExitOk;
   });
 }
 
