@@ -20,6 +20,7 @@
 #include "http/http.h"
 #include "http/metrics.h"
 #include "render/render.h"
+#include "server/front.h"
 #include "webhook/webhook.h"
 
 namespace gantry::agent {
@@ -140,8 +141,8 @@ class AgentImpl final : public Agent {
     }
     queue_.ShutDown();
     for (auto& t : threads) t.join();
-    if (server_) server_->Stop();
-    if (metrics_server_) metrics_server_->Stop();
+    if (front_) front_->Stop();
+    if (metrics_front_) metrics_front_->Stop();
     MutexLock lock(mu_);
     objects_->Stop();
     inventories_->Stop();
@@ -163,34 +164,38 @@ class AgentImpl final : public Agent {
  private:
   // --- HTTP: webhooks, health, metrics ------------------------------------------------------
 
-  // "HOST:PORT" or ":PORT" (all interfaces) as the address and port of `flag`.
+  // The listener of `flag`'s address (http::ParseListen's errors, prefixed "agent: ").
   static Result<http::Options> ListenOptions(const std::string& listen, std::string_view flag) {
+    auto address = http::ParseListen(listen, flag);
+    if (!address.ok()) return address.status().WithContext("agent");
     http::Options ho;
-    size_t colon = listen.rfind(':');
-    if (colon == std::string::npos) return InvalidArgumentError("agent: {} {:?}: expected HOST:PORT or :PORT", flag, listen);
-    ho.address = colon == 0 ? "0.0.0.0" : listen.substr(0, colon);
-    int port = 0;
-    try {
-      port = std::stoi(listen.substr(colon + 1));
-    } catch (...) {
-      port = -1;
-    }
-    if (port < 0 || port > 65535) return InvalidArgumentError("agent: {} {:?}: bad port", flag, listen);
-    ho.port = static_cast<uint16_t>(port);
+    ho.address = address->host;
+    ho.port = address->port;
     return ho;
   }
 
+  // Webhooks and /healthz on server::Front, the front every Gantry listener shares (its one
+  // Status → HTTP mapping, its webhook intake: verification, ping, ignored event types).
   Status StartHttp() {
     GANTRY_ASSIGN_OR_RETURN(http::Options ho, ListenOptions(options_.listen, "--listen"));
     ho.tls_cert_file = options_.tls_cert_file;
     ho.tls_key_file = options_.tls_key_file;
-    server_ = std::make_unique<http::Server>(ho);
-    server_->Handle("GET", "/healthz", [](const http::Request&) { return http::Response::Text(200, "ok\n"); });
-    server_->Handle("POST", "/webhook", [this](const http::Request& req) { return OnWebhook(req); });
-    GANTRY_RETURN_IF_ERROR(server_->Start());
-    port_ = server_->port();
-    log::Info("agent: listening on {}:{} (/webhook, /healthz){}", ho.address, port_,
-              ho.tls_cert_file.empty() ? "" : " with TLS");
+    std::string address = ho.address;
+    bool tls = !ho.tls_cert_file.empty();
+    front_ = std::make_unique<server::Front>("agent", std::move(ho));
+    front_->AddHealth();
+    if (options_.webhook_secret.empty()) {
+      // Without a secret the agent cannot verify a sender, so it refuses every delivery.
+      front_->Handle("POST", "/webhook", [](const http::Request&) {
+        return server::TextError(UnavailableError("webhook secret not configured (--webhook-secret-env)"));
+      });
+    } else {
+      GANTRY_RETURN_IF_ERROR(front_->AddWebhook("/webhook", {.secret = options_.webhook_secret},
+                                                [this](const webhook::Event& e, const http::Request&) { return OnPush(e); }));
+    }
+    GANTRY_RETURN_IF_ERROR(front_->Start());
+    port_ = front_->port();
+    log::Info("agent: listening on {}:{} (/webhook, /healthz){}", address, port_, tls ? " with TLS" : "");
     return OkStatus();
   }
 
@@ -198,41 +203,25 @@ class AgentImpl final : public Agent {
   // is not on the webhook listener, which is often exposed.
   Status StartMetrics() {
     GANTRY_ASSIGN_OR_RETURN(http::Options ho, ListenOptions(options_.metrics_listen, "--metrics-listen"));
-    metrics_server_ = std::make_unique<http::Server>(ho);
-    metrics_server_->Handle("GET", "/metrics", [this](const http::Request&) {
-      metrics_.api_requests.Set(static_cast<double>(client_.request_count()));
-      http::Response r = http::Response::Text(200, metrics_.registry.Render());
-      r.headers["content-type"] = std::string(http::Registry::kContentType);
-      return r;
-    });
-    GANTRY_RETURN_IF_ERROR(metrics_server_->Start());
-    metrics_port_ = metrics_server_->port();
-    log::Info("agent: metrics on {}:{}/metrics", ho.address, metrics_port_);
+    std::string address = ho.address;
+    metrics_front_ = std::make_unique<server::Front>("agent", std::move(ho));
+    metrics_front_->AddMetrics(metrics_.registry, "/metrics",
+                               [this] { metrics_.api_requests.Set(static_cast<double>(client_.request_count())); });
+    GANTRY_RETURN_IF_ERROR(metrics_front_->Start());
+    metrics_port_ = metrics_front_->port();
+    log::Info("agent: metrics on {}:{}/metrics", address, metrics_port_);
     return OkStatus();
   }
 
   // A push webhook is only a hint that Git changed: the Applications of that repository are
   // fetched and reconciled now. The payload decides nothing else.
-  http::Response OnWebhook(const http::Request& req) {
-    if (options_.webhook_secret.empty()) {
-      return http::TextError(UnavailableError("webhook secret not configured (--webhook-secret-env)"));
-    }
-    auto event = webhook::Verify(req.headers, req.body, {.secret = options_.webhook_secret});
-    if (!event.ok()) {
-      // An event type Gantry does not act on is accepted and ignored; refusals use the one
-      // Status → HTTP mapping of every Gantry listener (http::HttpStatus).
-      if (event.status().code() == Code::kUnimplemented) {
-        return http::Response::Text(202, "ignored: " + event.status().message() + "\n");
-      }
-      log::Warn("agent: webhook from {} refused: {}", req.remote_addr, event.status().message());
-      return http::TextError(event.status());
-    }
-    if (!deliveries_.Insert(event->provider, event->delivery_id)) {
+  Result<http::Response> OnPush(const webhook::Event& event) {
+    if (!deliveries_.Insert(event.provider, event.delivery_id)) {
       return http::Response::Text(202, "duplicate delivery\n");
     }
     metrics_.webhooks.Inc();
     std::set<std::string> ids;
-    for (const std::string& u : {event->clone_url, event->ssh_url, event->web_url}) {
+    for (const std::string& u : {event.clone_url, event.ssh_url, event.web_url}) {
       if (!u.empty()) ids.insert(RepoIdentity(u));
     }
     std::vector<std::string> keys;
@@ -599,8 +588,8 @@ class AgentImpl final : public Agent {
   std::atomic<int> port_{0};
   std::atomic<int> metrics_port_{0};
   Metrics metrics_;
-  std::unique_ptr<http::Server> server_;
-  std::unique_ptr<http::Server> metrics_server_;
+  std::unique_ptr<server::Front> front_;
+  std::unique_ptr<server::Front> metrics_front_;
   webhook::RecentDeliveries deliveries_;
   std::map<std::string, SteadyClock::time_point> webhook_at_ GUARDED_BY(mu_);
   // By application name: change events (object key, resourceVersion) that came in while it was
