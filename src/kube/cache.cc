@@ -237,6 +237,8 @@ class CacheImpl final : public Cache {
   void Put(Kind& k, const Key& key, Value object) REQUIRES(mu_) {
     std::string index = IndexOf(object);
     auto [it, inserted] = k.objects.try_emplace(key);
+    if (!inserted) Touch(it->second.index);
+    Touch(index);
     if (!inserted && it->second.index != index) Unindex(k, key, it->second.index);
     if ((inserted || it->second.index != index) && !index.empty()) k.by_index[index].insert(key);
     it->second = Entry{std::move(object), std::move(index)};
@@ -245,8 +247,29 @@ class CacheImpl final : public Cache {
   void Remove(Kind& k, const Key& key) REQUIRES(mu_) {
     auto it = k.objects.find(key);
     if (it == k.objects.end()) return;
+    Touch(it->second.index);
     Unindex(k, key, it->second.index);
     k.objects.erase(it);
+  }
+
+  // A new IndexVersion for `index`.
+  void Touch(const std::string& index) REQUIRES(mu_) {
+    if (index.empty()) return;
+    auto it = index_versions_.find(index);
+    if (it == index_versions_.end()) it = index_versions_.emplace(index, 0).first;
+    it->second = ++version_seq_;
+  }
+
+  // A kind lost sync: every IndexVersion changes.
+  void Desync(Kind& k) REQUIRES(mu_) {
+    k.synced = false;
+    version_floor_ = ++version_seq_;
+  }
+
+  uint64_t IndexVersion(std::string_view index_value) const override {
+    MutexLock lock(mu_);
+    auto it = index_versions_.find(index_value);
+    return std::max(version_floor_, it == index_versions_.end() ? 0 : it->second);
   }
 
   static void Unindex(Kind& k, const Key& key, const std::string& index) {
@@ -386,7 +409,7 @@ class CacheImpl final : public Cache {
         if (s.code() == Code::kOutOfRange) {
           log::Debug("{}: {}; listing again", what, s.message());
           MutexLock lock(mu_);
-          k.synced = false;
+          Desync(k);
           continue;  // relist at once: the server expects it
         }
         error = s.WithContext(what);
@@ -394,7 +417,7 @@ class CacheImpl final : public Cache {
       log::Warn("{}; retrying in {} ms", error.message(), backoff.count());
       {
         MutexLock lock(mu_);
-        k.synced = false;
+        Desync(k);
         k.last_error = error;
       }
       cv_.NotifyAll();
@@ -413,6 +436,11 @@ class CacheImpl final : public Cache {
   bool stopped_ GUARDED_BY(mu_) = false;
   std::map<std::string, std::unique_ptr<Kind>> kinds_ GUARDED_BY(mu_);  // by "group/kind"
   std::vector<std::shared_ptr<Handler>> handlers_ GUARDED_BY(mu_);
+  // IndexVersion: the last number given to each index value, and the number of the last loss of
+  // sync (every index value counts as changed then).
+  std::map<std::string, uint64_t, std::less<>> index_versions_ GUARDED_BY(mu_);
+  uint64_t version_seq_ GUARDED_BY(mu_) = 0;
+  uint64_t version_floor_ GUARDED_BY(mu_) = 0;
   Stats stats_ GUARDED_BY(mu_);
 };
 

@@ -92,6 +92,13 @@ class Cache {
   // kind is not watched.
   virtual std::optional<value::Value> Get(const ObjectRef& ref) const = 0;
 
+  // A number that changes whenever an object whose index label has `index_value` is added,
+  // changed or removed (by an event, a relist or Observe), and whenever a watched kind loses
+  // sync (its reads then come from the API). Equal numbers at two moments mean that ByIndex of
+  // `index_value` returned the same objects for every synced kind in between: a consumer that
+  // compared them before need not read and compare again.
+  virtual uint64_t IndexVersion(std::string_view index_value) const = 0;
+
   // Records the object returned by a write (apply, replace, create) at once; ObserveDeleted
   // records a delete. The watch event that follows replaces it. Ignored for kinds not watched and
   // when the cache holds a later resourceVersion of the object already; an object the label

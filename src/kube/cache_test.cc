@@ -157,6 +157,46 @@ TEST_F(CacheTest, EventsUpdateTheCacheAndTheIndexAndCallHandlers) {
   EXPECT_EQ(cache_->stats().lists, 1u);
 }
 
+TEST_F(CacheTest, IndexVersionChangesWithTheObjectsOfItsIndexOnly) {
+  Create(ConfigMap("ns", "a", "shop"));
+  Create(ConfigMap("ns", "b", "blog"));
+  StartCache();
+  uint64_t shop = cache_->IndexVersion("shop"), blog = cache_->IndexVersion("blog");
+  EXPECT_EQ(cache_->IndexVersion("shop"), shop) << "reading changes nothing";
+  // A change to another index's object leaves it alone.
+  ASSERT_TRUE(client_.Apply(ConfigMap("ns", "b", "blog", "red")).ok());
+  ASSERT_TRUE(Eventually([&] { return cache_->IndexVersion("blog") != blog; }));
+  EXPECT_EQ(cache_->IndexVersion("shop"), shop);
+  // An object moving from one index to another changes both.
+  blog = cache_->IndexVersion("blog");
+  ASSERT_TRUE(client_.Apply(ConfigMap("ns", "a", "blog")).ok());
+  ASSERT_TRUE(Eventually([&] { return cache_->IndexVersion("shop") != shop; }));
+  EXPECT_NE(cache_->IndexVersion("blog"), blog);
+  // Deletes, and objects recorded with Observe, count.
+  shop = cache_->IndexVersion("shop");
+  blog = cache_->IndexVersion("blog");
+  ASSERT_TRUE(client_.Delete({"v1", "ConfigMap", "ns", "a"}).ok());
+  ASSERT_TRUE(Eventually([&] { return cache_->IndexVersion("blog") != blog; }));
+  auto created = client_.Create(ConfigMap("ns", "c", "shop"));
+  ASSERT_TRUE(created.ok());
+  cache_->Observe(*created);
+  EXPECT_NE(cache_->IndexVersion("shop"), shop);
+}
+
+TEST_F(CacheTest, IndexVersionChangesWhenAKindLosesSync) {
+  Create(ConfigMap("ns", "a", "shop"));
+  recorder_.hold_on = "trigger";
+  StartCache();
+  uint64_t other = cache_->IndexVersion("other");
+  Create(ConfigMap("ns", "trigger", "shop"));
+  recorder_.held.get_future().wait();
+  Create(ConfigMap("ns", "b", "shop"));
+  client_.Compact();
+  recorder_.release.set_value();
+  ASSERT_TRUE(Eventually([&] { return cache_->stats().relists == 1; }));
+  EXPECT_NE(cache_->IndexVersion("other"), other) << "an index with no objects also counts as changed";
+}
+
 TEST_F(CacheTest, RelistAfterGoneReportsWhatChangedMeanwhile) {
   Create(ConfigMap("ns", "stays", "shop"));
   Create(ConfigMap("ns", "goes", "shop"));
