@@ -71,6 +71,10 @@ struct Metrics {
   http::Counter& webhooks = registry.AddCounter("gantry_agent_webhooks_total", "Verified push webhooks");
   http::Gauge& api_requests =
       registry.AddGauge("gantry_agent_api_requests", "Kubernetes API requests made since the agent started");
+  http::Counter& unchanged = registry.AddCounter(
+      "gantry_agent_reconciles_unchanged_total",
+      "Reconciles (counted in gantry_agent_reconciles_total too) that found the Application, its commit and its "
+      "cached live objects unchanged since a comparison that was in sync, so did not render or compare again");
   http::Counter& renders = registry.AddCounter(
       "gantry_agent_renders_total", "Renders of an application's source (from the render cache or not)");
   http::Gauge& renderer_runs = registry.AddGauge(
@@ -297,6 +301,7 @@ class AgentImpl final : public Agent {
       {
         MutexLock lock(mu_);
         for (auto it = apps_.begin(); it != apps_.end();) {
+          if (!present.count(it->first)) steady_.erase(it->first);
           it = present.count(it->first) ? std::next(it) : apps_.erase(it);
         }
       }
@@ -312,6 +317,7 @@ class AgentImpl final : public Agent {
                                    if (e.type == kube::EventType::kDeleted) {
                                      MutexLock lock(mu_);
                                      apps_.erase(Key(ref.namespace_, ref.name));
+                                     steady_.erase(Key(ref.namespace_, ref.name));
                                    } else {
                                      Remember(e.object);
                                    }
@@ -367,6 +373,18 @@ class AgentImpl final : public Agent {
         }
         object = it->second;
       }
+      std::string app_name = kube::RefOf(object).name;
+      auto start = SteadyClock::now();
+      if (StillSteady(key, object, app_name, fetch_after)) {
+        metrics_.reconciles.With({"ok"}).Inc();
+        metrics_.unchanged.Inc();
+        metrics_.reconcile_seconds.Observe(std::chrono::duration<double>(SteadyClock::now() - start).count());
+        log::Debug("agent: {} unchanged", key);
+        ResetBackoff(key);
+        queue_.Done(key);
+        queue_.AddAfter(key, true, Jitter(options_.interval, rng), options_.interval / 10);
+        continue;
+      }
       if (fetch_after != SteadyClock::time_point{} && SourceUnchanged(object, fetch_after)) {
         // Nothing this application renders changed: its reconcile (which only records the new
         // revision) waits behind the applications whose sources changed, so a push to a monorepo
@@ -378,13 +396,14 @@ class AgentImpl final : public Agent {
       if (!options_.apps_dir.empty()) {
         if (auto it = file_status_.find(key); it != file_status_.end()) object.Set("status", it->second);
       }
-      auto start = SteadyClock::now();
       ReconcileDeps deps{.client = client_, .source = *source_, .objects = objects_.get(),
                          .inventories = inventories_.get(), .get_application = [this](const kube::ObjectRef& ref) {
                            return GetApplication(ref);
                          },
                          .stop = &stopping_};
-      std::string app_name = kube::RefOf(object).name;
+      // Read before the reconcile reads the caches: a change while it runs makes the next pass full.
+      const uint64_t objects_version = objects_->IndexVersion(app_name);
+      const uint64_t inventories_version = inventories_->IndexVersion(app_name);
       {
         MutexLock lock(mu_);
         reconciling_[app_name];  // events for it now wait for its result (OnManagedChange)
@@ -428,6 +447,7 @@ class AgentImpl final : public Agent {
           fetch_next = r->failed;
         }
         WatchManagedKinds(r->status);
+        RecordSteady(key, object, *r, objects_version, inventories_version);
         metrics_.cached_objects.Set(static_cast<double>(objects_->stats().objects + inventories_->stats().objects));
         metrics_.renderer_runs.Set(static_cast<double>(source_->renders()));
       }
@@ -437,6 +457,75 @@ class AgentImpl final : public Agent {
       // repository then share about ten fetches per interval instead of making one each.
       queue_.AddAfter(key, fetch_next, next, options_.interval / 10);
     }
+  }
+
+  // --- unchanged applications ----------------------------------------------------------------
+  //
+  // A reconcile that found an application in sync and healthy and wrote nothing is remembered with
+  // what it compared: the Application object (its resourceVersion: spec, annotations, status), the
+  // commit, and the IndexVersion of the application's live objects and inventory in the caches. A
+  // later refresh that resolves the same commit and finds the same numbers would render the same
+  // manifests from the same commit and compare them with the same live objects, so it ends there:
+  // no render, no read, no compare, no API request. Anything else (a push, a drifted or deleted
+  // object, an edited Application, a kind whose cache lost sync) changes a number and the next
+  // reconcile is a full one.
+
+  struct Steady {
+    std::string resource_version;
+    std::string commit;
+    uint64_t objects_version = 0;
+    uint64_t inventories_version = 0;
+    std::shared_ptr<const api::Application> app;
+  };
+
+  bool StillSteady(const std::string& key, const Value& object, const std::string& name,
+                   SteadyClock::time_point fetch_after) {
+    const uint64_t objects_version = objects_->IndexVersion(name);
+    const uint64_t inventories_version = inventories_->IndexVersion(name);
+    std::shared_ptr<const api::Application> app;
+    std::string commit;
+    {
+      MutexLock lock(mu_);
+      auto it = steady_.find(key);
+      if (it == steady_.end()) return false;
+      const Steady& s = it->second;
+      if (s.resource_version != StringAt(&object, {"metadata", "resourceVersion"}) ||
+          s.objects_version != objects_version || s.inventories_version != inventories_version) {
+        steady_.erase(it);
+        return false;
+      }
+      app = s.app;
+      commit = s.commit;
+    }
+    auto resolved = source_->Resolve(*app, fetch_after);
+    return resolved.ok() && *resolved == commit;
+  }
+
+  void RecordSteady(const std::string& key, const Value& object, const ReconcileResult& r, uint64_t objects_version,
+                    uint64_t inventories_version) {
+    const api::ApplicationStatus& st = r.status;
+    std::string rv = StringAt(&object, {"metadata", "resourceVersion"});
+    bool steady = options_.apps_dir.empty() && !rv.empty() && !r.failed && !r.synced && r.object.IsNull() &&
+                  r.requeue_after.count() == 0 && st.sync_status == api::kSynced && !st.sync_revision.empty() &&
+                  st.health == health::HealthStatus::kHealthy &&
+                  (!st.operation || st.operation->phase != api::kPhaseRunning);
+    // Every kind it has must be served by the cache; a kind read from the API has no IndexVersion.
+    for (const api::ResourceStatus& res : st.resources) {
+      if (!steady) break;
+      steady = objects_->Synced(res.group.empty() ? res.version : res.group + "/" + res.version, res.kind);
+    }
+    std::shared_ptr<const api::Application> app;
+    if (steady) {
+      auto parsed = api::ParseApplication(object);
+      // dependsOn is checked on every pass: it reads other Applications, which no number here covers.
+      if (parsed.ok() && parsed->depends_on.empty()) app = std::make_shared<const api::Application>(*std::move(parsed));
+    }
+    MutexLock lock(mu_);
+    if (!app) {
+      steady_.erase(key);
+      return;
+    }
+    steady_[key] = Steady{std::move(rv), st.sync_revision, objects_version, inventories_version, std::move(app)};
   }
 
   // Whether a refresh (a webhook, the interval) finds nothing the application renders changed since
@@ -584,6 +673,7 @@ class AgentImpl final : public Agent {
   Mutex mu_;
   std::map<std::string, Value> apps_ GUARDED_BY(mu_);
   std::map<std::string, int> failures_ GUARDED_BY(mu_);
+  std::map<std::string, Steady> steady_ GUARDED_BY(mu_);  // by key: StillSteady
   std::map<std::string, Value> file_status_;           // workers only, file mode: keyed like apps_
   std::atomic<int> port_{0};
   std::atomic<int> metrics_port_{0};
