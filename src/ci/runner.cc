@@ -588,21 +588,24 @@ void Runner::Impl::Start(size_t i) {
   });
 }
 
-// Waits up to kFlushInterval for a step to end and records the first that did; flushes the logs.
+// Waits for a running step to end and records it; the logs are flushed every kFlushInterval
+// meanwhile, and once more after.
 void Runner::Impl::AwaitEnded() {
   std::optional<Ended> e;
-  {
-    MutexLock lock(mu);
-    cv.WaitFor(mu, kFlushInterval, [&]() REQUIRES(mu) { return !ended.empty(); });
-    if (!ended.empty()) {
-      e = std::move(ended.front());
-      ended.pop_front();
+  while (!e) {
+    {
+      MutexLock lock(mu);
+      cv.WaitFor(mu, kFlushInterval, [&]() REQUIRES(mu) { return !ended.empty(); });
+      if (!ended.empty()) {
+        e = std::move(ended.front());
+        ended.pop_front();
+      }
+    }
+    for (auto& l : logs) {
+      if (l) l->Flush(false);
     }
   }
-  if (e) Record(*e);
-  for (auto& l : logs) {
-    if (l) l->Flush(false);
-  }
+  Record(*e);
 }
 
 void Runner::Impl::Record(const Ended& e) {

@@ -43,8 +43,8 @@
 // happen, and the run's final state at the end.
 //
 // A run is a step-driven state object, like sync::Operation: Step() does the next piece of work
-// (prepare; skip and start the queued steps it can; record one step that ended; end the run) and
-// returns, state() tells where the run is between steps, Cancel() stops it. The Executor blocks
+// (prepare; skip and start the queued steps it can; wait for one running step to end and record
+// it; end the run) and returns, state() tells where the run is between steps, Cancel() stops it. The Executor blocks
 // until its step ends, so each running step has a thread of the runner's own, which runs the
 // step's attempts and the host-side copies around them; everything else (scheduling, the state,
 // the store's step rows, the progress of starts and ends) happens in Step(), on the caller's thread.
@@ -141,9 +141,9 @@ class Runner {
   //    the steps (only_steps), stores them queued. On failure the run ends failed with error() set;
   //  - skips every queued step that cannot run (a need did not succeed, `when:` does not match, the
   //    run is cancelled) and starts the ready ones, in pipeline order, up to the parallelism;
-  //  - else, while steps run, waits up to kFlushInterval for one of them to end and records it
-  //    (its state, exit code, attempts, duration, message); the logs of running steps are flushed
-  //    to the store after every wait;
+  //  - else, while steps run, waits for one of them to end and records it (its state, exit code,
+  //    attempts, duration, message); meanwhile the logs of running steps are flushed to the store
+  //    every kFlushInterval. To stop a run while it waits, Cancel() from another thread;
   //  - else ends the run: failed if a step failed, cancelled if cancelled, else succeeded.
   bool Step();
   // Where the run is: queued before the first Step(), running, then its final state; each step's
@@ -157,8 +157,8 @@ class Runner {
   // state failed.
   Result<RunResult> Run();
 
-  // The longest a Step() waits for a running step to end (on the real clock: it bounds how stale
-  // the stored logs get, not anything a test measures).
+  // How often the stored logs of running steps are brought up to date while Step() waits (on the
+  // real clock: it bounds how stale they get, not anything a test measures).
   static constexpr std::chrono::milliseconds kFlushInterval{250};
 
  private:
