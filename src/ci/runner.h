@@ -39,16 +39,16 @@
 //
 // Output is masked (Masker over every configured secret, in every encoding) before anything sees
 // it: the progress callback, the store's log chunks and the final messages. With a store, step
-// states, exit codes and log chunks (<= 16 KiB, flushed at least every 250 ms) are written as they
-// happen, and the run's final state at the end.
+// states, exit codes and log chunks (<= 16 KiB, flushed at least every 250 ms while Step() waits)
+// are written as they happen; the run's own final state is the caller's to store (the server does).
 //
 // A run is a step-driven state object, like sync::Operation: Step() does the next piece of work
 // (prepare; skip and start the queued steps it can; wait for one running step to end and record
-// it; end the run) and returns, state() tells where the run is between steps, Cancel() stops it. The Executor blocks
-// until its step ends, so each running step has a thread of the runner's own, which runs the
-// step's attempts and the host-side copies around them; everything else (scheduling, the state,
-// the store's step rows, the progress of starts and ends) happens in Step(), on the caller's thread.
-// Run() steps to the end for callers that want to block.
+// it; end the run) and returns, state() tells where the run is between steps, Cancel() stops it.
+// The Executor blocks until its step ends, so each running step has a thread of the runner's own,
+// which runs the step's attempts and the host-side copies around them; everything else
+// (scheduling, the state, the store's step rows, the progress of starts and ends) happens in
+// Step(), on the caller's thread. Run() steps to the end for callers that want to block.
 //
 // Cancel() (from any thread, also a signal handler) starts nothing more: no new step and no retry;
 // running steps are stopped through the Executor (their process trees are killed), the queued ones

@@ -99,7 +99,9 @@ class RunnerStepTest : public ::testing::Test {
   // "a:running b:queued": the state of every step, in pipeline order.
   std::string States() const {
     std::string out;
-    for (const auto& s : runner_->state().steps) out += fmt::format("{}{}:{}", out.empty() ? "" : " ", s.name, store::Name(s.state));
+    for (const auto& s : runner_->state().steps) {
+      out += fmt::format("{}{}:{}", out.empty() ? "" : " ", s.name, store::Name(s.state));
+    }
     return out;
   }
   const StepResult& Result(std::string_view name) const {
