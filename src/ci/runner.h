@@ -39,17 +39,27 @@
 //
 // Output is masked (Masker over every configured secret, in every encoding) before anything sees
 // it: the progress callback, the store's log chunks and the final messages. With a store, step
-// states, exit codes and log chunks (<= 16 KiB, flushed at least every 250 ms) are written as they
-// happen, and the run's final state at the end.
+// states, exit codes and log chunks (<= 16 KiB, flushed at least every 250 ms while Step() waits)
+// are written as they happen; the run's own final state is the caller's to store (the server does).
 //
-// Cancel() (from any thread) stops running steps (their process trees are killed by the executor)
-// and skips the rest; the run ends cancelled. A Runner runs once; it is otherwise not thread-safe.
+// A run is a step-driven state object, like sync::Operation: Step() does the next piece of work
+// (prepare; skip and start the queued steps it can; wait for one running step to end and record
+// it; end the run) and returns, state() tells where the run is between steps, Cancel() stops it.
+// The Executor blocks until its step ends, so each running step has a thread of the runner's own,
+// which runs the step's attempts and the host-side copies around them; everything else
+// (scheduling, the state, the store's step rows, the progress of starts and ends) happens in
+// Step(), on the caller's thread. Run() steps to the end for callers that want to block.
+//
+// Cancel() (from any thread, also a signal handler) starts nothing more: no new step and no retry;
+// running steps are stopped through the Executor (their process trees are killed), the queued ones
+// are skipped, and the run ends cancelled once the running ones are recorded.
 
 #include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -76,8 +86,8 @@ struct RunResult {
   std::chrono::milliseconds duration{0};
 };
 
-// Progress, in the order it happens for each step (calls may come from several threads, but never
-// two at once).
+// Progress, in the order it happens for each step. kStarted and kFinished come from Step(), on the
+// thread driving the runner; kOutput from the step's own thread; never two calls at once.
 struct Progress {
   enum class Kind { kStarted, kOutput, kFinished } kind;
   const StepResult* step;  // kStarted/kFinished: the step; kOutput: the step's name only is set
@@ -115,19 +125,46 @@ struct RunOptions {
   Clock* clock = nullptr;  // the run's and steps' durations; nullptr: SystemClock()
 };
 
+// One run of one pipeline. Not thread-safe: one thread drives it (Step, Run, state); Cancel() is
+// the exception. Destroying a runner whose run has not ended cancels its running steps and waits
+// for their threads (their final states are then neither recorded nor stored).
 class Runner {
  public:
   Runner(const Pipeline& pipeline, Executor& executor, RunOptions options);
-  // Runs the pipeline to the end. Errors only for a bad setup (the workspace missing, an unknown
-  // --step); failing steps are a RunResult with state failed.
-  Result<RunResult> Run();
+  ~Runner();
+  Runner(const Runner&) = delete;
+  Runner& operator=(const Runner&) = delete;
+
+  // Does the next piece of work and returns true, or returns false once the run has ended (see
+  // state().state). In order:
+  //  - the first call prepares the run: checks the workspace, creates <run_dir>/artifacts, selects
+  //    the steps (only_steps), stores them queued. On failure the run ends failed with error() set;
+  //  - skips every queued step that cannot run (a need did not succeed, `when:` does not match, the
+  //    run is cancelled) and starts the ready ones, in pipeline order, up to the parallelism;
+  //  - else, while steps run, waits for one of them to end and records it (its state, exit code,
+  //    attempts, duration, message); meanwhile the logs of running steps are flushed to the store
+  //    every kFlushInterval. To stop a run while it waits, Cancel() from another thread;
+  //  - else ends the run: failed if a step failed, cancelled if cancelled, else succeeded.
+  bool Step();
+  // Where the run is: queued before the first Step(), running, then its final state; each step's
+  // state as of the last Step(). Read it from the thread that drives the runner.
+  const RunResult& state() const;
+  // Why the run could not start (the workspace missing, an unknown --step); OK otherwise.
+  const Status& error() const;
+  // Thread-safe and async-signal-safe; see the file comment.
   void Cancel() { cancel_.store(true); }
+  // Steps to the end. Errors only for a bad setup (error()); failing steps are a RunResult with
+  // state failed.
+  Result<RunResult> Run();
+
+  // How often the stored logs of running steps are brought up to date while Step() waits (on the
+  // real clock: it bounds how stale they get, not anything a test measures).
+  static constexpr std::chrono::milliseconds kFlushInterval{250};
 
  private:
-  const Pipeline& pipeline_;
-  Executor& executor_;
-  RunOptions options_;
+  struct Impl;
   std::atomic<bool> cancel_{false};
+  std::unique_ptr<Impl> impl_;
 };
 
 // A file name for a step ("test (linux, 3)" → "test_linux_3_").
