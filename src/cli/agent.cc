@@ -4,6 +4,7 @@
 //   gantry app list | sync NAME | refresh NAME
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 
@@ -15,10 +16,90 @@
 #include "cli/cluster.h"
 #include "cli/commands.h"
 #include "cli/deps.h"
+#include "cli/exit.h"
 #include "cli/state.h"
+#include "git/git.h"
 
 namespace gantry::cli {
 namespace {
+
+// ---------------------------------------------------------------------------------------------
+// install
+
+struct InstallOptions {
+  ClusterFlags cluster;
+  bool print = false;
+  std::string ns = "gantry-system";
+  std::string image = "ghcr.io/gantry-dev/gantry:latest";
+};
+
+// Prints the manifests (--print) or applies them, naming each; a refused apply is kReasonFailed.
+Status RunInstall(const InstallOptions& o, const Deps& deps) {
+  auto manifests = agent::InstallManifests(o.ns, o.image);
+  if (o.print) {
+    for (const auto& m : manifests) fmt::print(deps.out, "---\n{}", value::ToYaml(m));
+    return OkStatus();
+  }
+  kube::RestConfig config;
+  GANTRY_ASSIGN_OR_RETURN(auto client, deps.connect(o.cluster, &config));
+  for (const auto& m : manifests) {
+    auto r = client->Apply(m, {.field_manager = "gantry-install", .force = true});
+    if (!r.ok()) return Status(r.status()).set_reason(kReasonFailed);
+    fmt::print(deps.out, "applied {}\n", kube::RefOf(m).ToString());
+  }
+  return OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// agent
+
+struct AgentFlags {
+  ClusterFlags cluster;
+  agent::AgentOptions options{.metrics_listen = "127.0.0.1:9090"};
+  std::string interval = "60s";
+  std::string lease_duration = "15s";
+  std::string kustomize = "kustomize", helm = "helm";
+  bool no_leader_election = false;
+  bool no_render_sandbox = false;
+};
+
+struct AgentCommandOptions {
+  ClusterFlags cluster;
+  agent::AgentOptions agent;  // namespace_ and lease_namespace are filled in by the run
+  render::Options render;
+};
+
+// Usage errors: malformed durations, an --interval under 1s, a secret's variable that is not set
+// or does not hold host=user:password.
+Result<AgentCommandOptions> Validate(const AgentFlags& f) {
+  AgentCommandOptions o{.cluster = f.cluster, .agent = f.options};
+  auto interval = ParseDuration(f.interval);
+  if (!interval.ok()) return InvalidArgumentError("--interval: {}", interval.status().message());
+  if (*interval < std::chrono::seconds(1)) return InvalidArgumentError("--interval {}: must be at least 1s", f.interval);
+  auto lease = ParseDuration(f.lease_duration);
+  if (!lease.ok()) return InvalidArgumentError("--lease-duration: {}", lease.status().message());
+  o.agent.interval = *interval;
+  o.agent.lease_duration = std::chrono::duration_cast<std::chrono::seconds>(*lease);
+  if (f.no_leader_election) o.agent.lease_name.clear();
+  // Secrets come from the environment, never from flags (they would show in ps).
+  if (!o.agent.webhook_secret.empty()) {
+    const char* v = std::getenv(o.agent.webhook_secret.c_str());
+    o.agent.webhook_secret = v ? v : "";
+  }
+  o.agent.git_credentials.clear();
+  for (const auto& env : f.options.git_credentials) {
+    const char* v = std::getenv(env.c_str());
+    if (v == nullptr) return InvalidArgumentError("--git-credentials-env {}: the variable is not set", env);
+    GANTRY_RETURN_IF_ERROR(git::ParseCredentials(v).status().WithContext("--git-credentials-env " + env));
+    o.agent.git_credentials.emplace_back(v);
+  }
+  o.agent.cache_dir = CacheDir(o.agent.cache_dir).string();
+  o.render.kustomize_binary = f.kustomize;
+  o.render.helm_binary = f.helm;
+  o.render.sandbox = f.no_render_sandbox ? render::Sandbox::kNone : render::Sandbox::kRequire;
+  o.agent.render_sandbox = !f.no_render_sandbox;
+  return o;
+}
 
 agent::Agent* g_running = nullptr;
 
@@ -26,59 +107,88 @@ void OnSignal(int) {
   if (g_running) g_running->Stop();
 }
 
-}  // namespace
-
-void AddInstallCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
-  struct Flags {
-    ClusterFlags cluster;
-    bool print = false;
-    std::string ns = "gantry-system";
-    std::string image = "ghcr.io/gantry-dev/gantry:latest";
-  };
-  auto f = std::make_shared<Flags>();
-  auto* cmd = app.add_subcommand("install", "Install the Application CRD and the pull agent (RBAC, Deployment) in a cluster");
-  AddClusterFlags(cmd, f->cluster);
-  cmd->add_flag("--print", f->print, "Print the manifests instead of applying them");
-  cmd->add_option("--agent-namespace", f->ns, "Namespace of the agent (default gantry-system)");
-  cmd->add_option("--image", f->image, "Image of the agent");
-  cmd->callback([f, &exit_code] {
-    auto manifests = agent::InstallManifests(f->ns, f->image);
-    if (f->print) {
-      for (const auto& m : manifests) fmt::print("---\n{}", value::ToYaml(m));
-      exit_code = 0;
-      return;
-    }
-    kube::RestConfig config;
-    auto client = Connect(f->cluster, &config);
-    if (!client.ok()) {
-      fmt::print(stderr, "error: {}\n", client.status().message());
-      exit_code = 3;
-      return;
-    }
-    for (const auto& m : manifests) {
-      auto r = (*client)->Apply(m, {.field_manager = "gantry-install", .force = true});
-      if (!r.ok()) {
-        fmt::print(stderr, "error: {}\n", r.status().message());
-        exit_code = 1;
-        return;
-      }
-      fmt::print("applied {}\n", kube::RefOf(m).ToString());
-    }
-    exit_code = 0;
-  });
+// Runs the agent over deps.connect's client until SIGINT or SIGTERM.
+Status RunAgent(const AgentCommandOptions& o, const Deps& deps) {
+  kube::RestConfig config;
+  GANTRY_ASSIGN_OR_RETURN(auto client, deps.connect(o.cluster, &config));
+  agent::AgentOptions options = o.agent;
+  options.namespace_ = o.cluster.namespace_;
+  options.lease_namespace = config.namespace_;
+  GANTRY_ASSIGN_OR_RETURN(auto source, agent::NewGitSource(options, o.render));
+  GANTRY_ASSIGN_OR_RETURN(auto a, agent::NewAgent(*client, std::move(options), std::move(source)));
+  g_running = a.get();
+  ::signal(SIGINT, OnSignal);
+  ::signal(SIGTERM, OnSignal);
+  Status s = a->Run();
+  g_running = nullptr;
+  return s;
 }
 
-void AddAgentCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
-  struct Flags {
-    ClusterFlags cluster;
-    agent::AgentOptions options{.metrics_listen = "127.0.0.1:9090"};
-    std::string interval = "60s";
-    std::string lease_duration = "15s";
-    std::string kustomize = "kustomize", helm = "helm";
-    bool no_leader_election = false;
-    bool no_render_sandbox = false;
-  };
-  auto f = std::make_shared<Flags>();
+// ---------------------------------------------------------------------------------------------
+// app
+
+struct AppOptions {
+  ClusterFlags cluster;
+  std::string name;
+};
+
+// A request is an annotation with a fresh value on the Application; the agent acts when it sees a
+// new one. NotFound (no such Application) is kReasonFailed.
+Status RunAppRequest(const AppOptions& o, const Deps& deps, std::string_view annotation, std::string_view what) {
+  kube::RestConfig config;
+  GANTRY_ASSIGN_OR_RETURN(auto client, deps.connect(o.cluster, &config));
+  value::Value patch = value::Value::Map();
+  patch.Set("apiVersion", api::kApiVersion);
+  patch.Set("kind", api::kKind);
+  value::Value meta = value::Value::Map();
+  meta.Set("name", o.name);
+  meta.Set("namespace", config.namespace_);
+  value::Value ann = value::Value::Map();
+  ann.Set(annotation, Rfc3339(deps.clock->WallNow()) + "/" + std::to_string(::getpid()));
+  meta.Set("annotations", ann);
+  patch.Set("metadata", meta);
+  auto existing = client->Get(kube::RefOf(patch));
+  if (!existing.ok()) {
+    Status s = existing.status();
+    if (s.code() == Code::kNotFound) s.set_reason(kReasonFailed);
+    return s;
+  }
+  GANTRY_RETURN_IF_ERROR(client->Apply(patch, {.field_manager = "gantry-app-request", .force = true}));
+  fmt::print(deps.out, "{} requested for Application {}/{}\n", what, config.namespace_, o.name);
+  return OkStatus();
+}
+
+Status RunAppList(const AppOptions& o, const Deps& deps) {
+  kube::RestConfig config;
+  GANTRY_ASSIGN_OR_RETURN(auto client, deps.connect(o.cluster, &config));
+  GANTRY_ASSIGN_OR_RETURN(kube::ObjectList apps, client->List(api::kApiVersion, api::kKind, config.namespace_));
+  fmt::print(deps.out, "{:<24} {:<10} {:<12} {:<14} {}\n", "NAME", "SYNC", "HEALTH", "REVISION", "MESSAGE");
+  for (const auto& a : apps.items) {
+    api::ApplicationStatus st = api::ParseStatus(a.Get("status"));
+    std::string message;
+    for (const api::Condition& c : st.conditions) {
+      if (c.status && c.type != api::kConditionReady) message = c.message;
+    }
+    fmt::print(deps.out, "{:<24} {:<10} {:<12} {:<14} {}\n", value::StringAt(&a, {"metadata", "name"}), st.sync_status,
+               st.health ? health::Name(*st.health) : "", st.sync_revision.substr(0, 12), message);
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+void AddInstallCommand(CLI::App& app, const Deps& deps, int& exit_code) {
+  auto o = std::make_shared<InstallOptions>();
+  auto* cmd = app.add_subcommand("install", "Install the Application CRD and the pull agent (RBAC, Deployment) in a cluster");
+  AddClusterFlags(cmd, o->cluster);
+  cmd->add_flag("--print", o->print, "Print the manifests instead of applying them");
+  cmd->add_option("--agent-namespace", o->ns, "Namespace of the agent (default gantry-system)");
+  cmd->add_option("--image", o->image, "Image of the agent");
+  cmd->callback([o, &deps, &exit_code] { exit_code = Report(RunInstall(*o, deps), deps.err); });
+}
+
+void AddAgentCommand(CLI::App& app, const Deps& deps, int& exit_code) {
+  auto f = std::make_shared<AgentFlags>();
   auto* cmd = app.add_subcommand("agent", "Run the pull agent: keep this cluster in sync with its Applications");
   AddClusterFlags(cmd, f->cluster, /*in_cluster_flag=*/true);
   cmd->add_option("--apps", f->options.apps_dir, "Read Applications from this directory instead of the cluster");
@@ -106,152 +216,30 @@ void AddAgentCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit
   cmd->add_flag("--no-render-sandbox", f->no_render_sandbox,
                 "Run kustomize and helm without the bubblewrap sandbox (where user namespaces are not allowed, "
                 "as in most Pods); logged, and exported as gantry_agent_render_sandbox 0");
-  cmd->callback([f, &exit_code] {
-    agent::AgentOptions o = f->options;
-    auto interval = ParseDuration(f->interval);
-    auto lease = ParseDuration(f->lease_duration);
-    for (const auto& [flag, d] : {std::pair{"--interval", &interval}, std::pair{"--lease-duration", &lease}}) {
-      if (!d->ok()) {
-        fmt::print(stderr, "error: {}: {}\n", flag, d->status().message());
-        exit_code = 2;
-        return;
-      }
-    }
-    o.interval = *interval;
-    o.lease_duration = std::chrono::duration_cast<std::chrono::seconds>(*lease);
-    if (f->no_leader_election) o.lease_name.clear();
-    // Secrets come from the environment, never from flags (they would show in ps).
-    if (!o.webhook_secret.empty()) {
-      const char* v = std::getenv(o.webhook_secret.c_str());
-      o.webhook_secret = v ? v : "";
-    }
-    std::vector<std::string> creds;
-    for (const auto& env : o.git_credentials) {
-      const char* v = std::getenv(env.c_str());
-      if (v == nullptr) {
-        fmt::print(stderr, "error: --git-credentials-env {}: the variable is not set\n", env);
-        exit_code = 2;
-        return;
-      }
-      creds.emplace_back(v);
-    }
-    o.git_credentials = creds;
-    o.cache_dir = CacheDir(o.cache_dir).string();
-    kube::RestConfig config;
-    auto client = Connect(f->cluster, &config);
-    if (!client.ok()) {
-      fmt::print(stderr, "error: {}\n", client.status().message());
-      exit_code = 3;
-      return;
-    }
-    o.namespace_ = f->cluster.namespace_;
-    o.lease_namespace = config.namespace_;
-    render::Options ro;
-    ro.kustomize_binary = f->kustomize;
-    ro.helm_binary = f->helm;
-    ro.sandbox = f->no_render_sandbox ? render::Sandbox::kNone : render::Sandbox::kRequire;
-    o.render_sandbox = !f->no_render_sandbox;
-    auto source = agent::NewGitSource(o, ro);
-    if (!source.ok()) {
-      fmt::print(stderr, "error: {}\n", source.status().message());
-      exit_code = 2;
-      return;
-    }
-    auto a = agent::NewAgent(**client, o, *std::move(source));
-    if (!a.ok()) {
-      fmt::print(stderr, "error: {}\n", a.status().message());
-      exit_code = 2;
-      return;
-    }
-    g_running = a->get();
-    ::signal(SIGINT, OnSignal);
-    ::signal(SIGTERM, OnSignal);
-    Status s = (*a)->Run();
-    g_running = nullptr;
-    if (!s.ok()) {
-      fmt::print(stderr, "error: {}\n", s.message());
-      exit_code = 3;
-      return;
-    }
-    exit_code = 0;
+  cmd->callback([f, &deps, &exit_code] {
+    auto options = Validate(*f);
+    exit_code = options.ok() ? Report(RunAgent(*options, deps), deps.err) : UsageError(options.status(), deps.err);
   });
 }
 
-void AddAppCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
-  auto cluster = std::make_shared<ClusterFlags>();
-  auto name = std::make_shared<std::string>();
+void AddAppCommand(CLI::App& app, const Deps& deps, int& exit_code) {
+  auto o = std::make_shared<AppOptions>();
   auto* cmd = app.add_subcommand("app", "Applications of the pull agent: list, sync, refresh");
   cmd->require_subcommand(1);
-  AddClusterFlags(cmd, *cluster);
+  AddClusterFlags(cmd, o->cluster);
 
-  auto request = [cluster, name, &exit_code](const char* annotation, const char* what) {
-    kube::RestConfig config;
-    auto client = Connect(*cluster, &config);
-    if (!client.ok()) {
-      fmt::print(stderr, "error: {}\n", client.status().message());
-      exit_code = 3;
-      return;
-    }
-    // A request is an annotation with a fresh value; the agent acts when it sees a new one.
-    value::Value patch = value::Value::Map();
-    patch.Set("apiVersion", api::kApiVersion);
-    patch.Set("kind", api::kKind);
-    value::Value meta = value::Value::Map();
-    meta.Set("name", *name);
-    meta.Set("namespace", config.namespace_);
-    value::Value ann = value::Value::Map();
-    ann.Set(annotation, Rfc3339(SystemClock().WallNow()) + "/" + std::to_string(::getpid()));
-    meta.Set("annotations", ann);
-    patch.Set("metadata", meta);
-    auto existing = (*client)->Get(kube::RefOf(patch));
-    if (!existing.ok()) {
-      fmt::print(stderr, "error: {}\n", existing.status().message());
-      exit_code = existing.status().code() == Code::kNotFound ? 1 : 3;
-      return;
-    }
-    auto r = (*client)->Apply(patch, {.field_manager = "gantry-app-request", .force = true});
-    if (!r.ok()) {
-      fmt::print(stderr, "error: {}\n", r.status().message());
-      exit_code = 3;
-      return;
-    }
-    fmt::print("{} requested for Application {}/{}\n", what, config.namespace_, *name);
-    exit_code = 0;
-  };
   auto* sync = cmd->add_subcommand("sync", "Ask the agent to sync an Application now");
-  sync->add_option("name", *name, "Application")->required();
-  sync->callback([request] { request("gantry.dev/sync-requested", "sync"); });
-  auto* refresh = cmd->add_subcommand("refresh", "Ask the agent to fetch from Git and compare now");
-  refresh->add_option("name", *name, "Application")->required();
-  refresh->callback([request] { request("gantry.dev/refresh-requested", "refresh"); });
-
-  auto* list = cmd->add_subcommand("list", "List Applications with their sync and health");
-  list->callback([cluster, &exit_code] {
-    kube::RestConfig config;
-    auto client = Connect(*cluster, &config);
-    if (!client.ok()) {
-      fmt::print(stderr, "error: {}\n", client.status().message());
-      exit_code = 3;
-      return;
-    }
-    auto apps = (*client)->List(api::kApiVersion, api::kKind, config.namespace_);
-    if (!apps.ok()) {
-      fmt::print(stderr, "error: {}\n", apps.status().message());
-      exit_code = 3;
-      return;
-    }
-    fmt::print("{:<24} {:<10} {:<12} {:<14} {}\n", "NAME", "SYNC", "HEALTH", "REVISION", "MESSAGE");
-    for (const auto& a : apps->items) {
-      api::ApplicationStatus st = api::ParseStatus(a.Get("status"));
-      std::string message;
-      for (const api::Condition& c : st.conditions) {
-        if (c.status && c.type != api::kConditionReady) message = c.message;
-      }
-      fmt::print("{:<24} {:<10} {:<12} {:<14} {}\n", value::StringAt(&a, {"metadata", "name"}), st.sync_status,
-                 st.health ? health::Name(*st.health) : "", st.sync_revision.substr(0, 12), message);
-    }
-    exit_code = 0;
+  sync->add_option("name", o->name, "Application")->required();
+  sync->callback([o, &deps, &exit_code] {
+    exit_code = Report(RunAppRequest(*o, deps, "gantry.dev/sync-requested", "sync"), deps.err);
   });
+  auto* refresh = cmd->add_subcommand("refresh", "Ask the agent to fetch from Git and compare now");
+  refresh->add_option("name", o->name, "Application")->required();
+  refresh->callback([o, &deps, &exit_code] {
+    exit_code = Report(RunAppRequest(*o, deps, "gantry.dev/refresh-requested", "refresh"), deps.err);
+  });
+  auto* list = cmd->add_subcommand("list", "List Applications with their sync and health");
+  list->callback([o, &deps, &exit_code] { exit_code = Report(RunAppList(*o, deps), deps.err); });
 }
 
 }  // namespace gantry::cli

@@ -26,7 +26,8 @@ struct ClusterFlags {
 // --kubeconfig, --context, -n/--namespace, --allow-exec-plugin (and --in-cluster when asked).
 void AddClusterFlags(CLI::App* cmd, ClusterFlags& flags, bool in_cluster_flag = false);
 
-// A client for the cluster the flags name; `config_out` receives its configuration.
+// A client for the cluster the flags name; `config_out` receives its configuration. This is the
+// real Deps::connect, which src/exe/main.cc wires in; commands reach a cluster only through deps.
 Result<std::unique_ptr<kube::Client>> Connect(const ClusterFlags& flags, kube::RestConfig* config_out);
 
 }  // namespace gantry::cli

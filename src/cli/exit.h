@@ -6,6 +6,10 @@
 //   2  usage: bad flags or arguments, caught before anything ran;
 //   3  environment: I/O, network, a refused credential, a bad input file or configuration;
 //   4  blocked: the command is waiting for someone (an approval, a sync window).
+//
+// A command's run returns a Status (not an exit code): an outcome that is not an error but exits 1
+// (`gantry diff` found a difference, `gantry update` skipped a file) is a Status with reason
+// kReasonFailed whose message Report prints as the `error:` line saying why.
 
 #include "base/status.h"
 

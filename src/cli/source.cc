@@ -45,6 +45,11 @@ render::Source LocalSource(const std::string& path) {
   return render::Source{dir, fs::relative(abs, dir, ec).string()};
 }
 
+Status ValidateSourceFlags(const SourceFlags& f) {
+  if (f.repo.empty() && f.path.empty()) return InvalidArgumentError("give a directory of manifests, or --repo URL --path P");
+  return OkStatus();
+}
+
 Result<Loaded> LoadSource(const SourceFlags& f) {
   render::Options o;
   o.renderer = render::ParseRenderer(f.renderer).value_or(render::Renderer::kAuto);
@@ -57,8 +62,8 @@ Result<Loaded> LoadSource(const SourceFlags& f) {
   o.helm.value_files = f.value_files;
   o.helm.set = f.helm_set;
   Loaded out;
+  GANTRY_RETURN_IF_ERROR(ValidateSourceFlags(f));
   if (f.repo.empty()) {
-    if (f.path.empty()) return InvalidArgumentError("give a directory of manifests, or --repo URL --path P");
     GANTRY_ASSIGN_OR_RETURN(out.manifests, render::Render(LocalSource(f.path), o));
     return out;
   }

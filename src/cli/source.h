@@ -44,6 +44,9 @@ struct Loaded {
   std::string revision;  // the commit, for Git sources
 };
 
+// InvalidArgument (a usage error) when the flags name no source: neither PATH nor --repo.
+Status ValidateSourceFlags(const SourceFlags& flags);
+
 // Renders the source the flags describe. Errors name the source.
 Result<Loaded> LoadSource(const SourceFlags& flags);
 

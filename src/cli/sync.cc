@@ -9,13 +9,13 @@
 #include <CLI/CLI.hpp>
 
 #include "base/duration.h"
+#include "cli/cluster.h"
 #include "cli/commands.h"
 #include "cli/deps.h"
-#include "cli/cluster.h"
+#include "cli/exit.h"
 #include "cli/source.h"
 #include "cli/terminal.h"
 #include "kube/kube.h"
-#include "render/render.h"
 #include "sync/sync.h"
 
 namespace gantry::cli {
@@ -35,55 +35,61 @@ struct SyncFlags {
   bool apply_all = false;
   std::string timeout = "5m";
   int parallelism = 32;
+  std::string color = "auto";  // diff
 };
 
-// Loads the manifests and everything both commands need; prints the error and returns the exit
-// code on failure.
+struct SyncOptions {
+  ClusterFlags cluster;
+  SourceFlags source;
+  sync::Options sync;  // default_namespace and clock are filled in by the run
+  std::string color;
+};
+
+// Usage errors: no source, a malformed --timeout.
+Result<SyncOptions> Validate(const SyncFlags& f) {
+  GANTRY_RETURN_IF_ERROR(ValidateSourceFlags(f.source));
+  auto timeout = ParseDuration(f.timeout);
+  if (!timeout.ok()) return InvalidArgumentError("--timeout: {}", timeout.status().message());
+  SyncOptions o{.cluster = f.cluster, .source = f.source, .color = f.color};
+  o.sync.app = f.app;
+  o.sync.prune = f.prune;
+  o.sync.prune_dangerous = f.prune_dangerous;
+  o.sync.allow_empty = f.allow_empty;
+  o.sync.dry_run = f.dry_run;
+  o.sync.wait_for_health = f.wait;
+  o.sync.force = f.force;
+  o.sync.create_namespace = f.create_namespace;
+  o.sync.apply_out_of_sync_only = !f.apply_all;
+  o.sync.parallelism = f.parallelism;
+  o.sync.timeout = *timeout;
+  return o;
+}
+
+// What both commands work on: the rendered objects and a client of the cluster.
 struct Prepared {
   std::unique_ptr<kube::Client> client;
   std::vector<value::Value> objects;
   sync::Options options;
 };
 
-std::optional<Prepared> Prepare(const SyncFlags& f, int& exit_code) {
-  auto loaded = LoadSource(f.source);
-  if (!loaded.ok()) {
-    fmt::print(stderr, "error: {}\n", loaded.status().message());
-    exit_code = 3;
-    return std::nullopt;
-  }
+Result<Prepared> Prepare(const SyncOptions& o, const Deps& deps) {
+  GANTRY_ASSIGN_OR_RETURN(Loaded loaded, LoadSource(o.source));
   kube::RestConfig config;
-  auto client = Connect(f.cluster, &config);
-  if (!client.ok()) {
-    fmt::print(stderr, "error: {}\n", client.status().message());
-    exit_code = 3;
-    return std::nullopt;
-  }
   Prepared p;
-  p.client = std::move(client).value();
-  for (auto& m : loaded->manifests) p.objects.push_back(std::move(m.object));
-  p.options.app = f.app;
+  GANTRY_ASSIGN_OR_RETURN(p.client, deps.connect(o.cluster, &config));
+  for (auto& m : loaded.manifests) p.objects.push_back(std::move(m.object));
+  p.options = o.sync;
   p.options.default_namespace = config.namespace_;
-  p.options.prune = f.prune;
-  p.options.prune_dangerous = f.prune_dangerous;
-  p.options.allow_empty = f.allow_empty;
-  p.options.dry_run = f.dry_run;
-  p.options.wait_for_health = f.wait;
-  p.options.force = f.force;
-  p.options.create_namespace = f.create_namespace;
-  p.options.apply_out_of_sync_only = !f.apply_all;
-  p.options.parallelism = f.parallelism;
-  auto timeout = ParseDuration(f.timeout);
-  if (!timeout.ok()) {
-    fmt::print(stderr, "error: --timeout: {}\n", timeout.status().message());
-    exit_code = 2;
-    return std::nullopt;
-  }
-  p.options.timeout = *timeout;
+  p.options.clock = deps.clock;
   return p;
 }
 
-void PrintTable(const sync::State& state) {
+bool IsTerminal(std::FILE* f) {
+  int fd = ::fileno(f);
+  return fd >= 0 && ::isatty(fd);
+}
+
+void PrintTable(std::FILE* out, const sync::State& state) {
   size_t wk = 4, wn = 4, wa = 6, wh = 6;
   for (const auto& r : state.results) {
     wk = std::max(wk, r.ref.kind.size());
@@ -91,15 +97,57 @@ void PrintTable(const sync::State& state) {
     wa = std::max(wa, sync::Name(r.action).size() + (r.failed ? 7 : 0));
     wh = std::max(wh, health::Name(r.health.status).size());
   }
-  fmt::print("\n{}  {}  {}  {}  {}\n", Pad("KIND", wk), Pad("NAME", wn), Pad("ACTION", wa), Pad("HEALTH", wh), "MESSAGE");
+  fmt::print(out, "\n{}  {}  {}  {}  {}\n", Pad("KIND", wk), Pad("NAME", wn), Pad("ACTION", wa), Pad("HEALTH", wh),
+             "MESSAGE");
   for (const auto& r : state.results) {
     std::string name = r.ref.namespace_.empty() ? r.ref.name : r.ref.namespace_ + "/" + r.ref.name;
     std::string action(sync::Name(r.action));
     if (r.failed) action += " (failed)";
     std::string message = r.message.empty() ? r.health.message : r.message;
-    fmt::print("{}  {}  {}  {}  {}\n", Pad(r.ref.kind, wk), Pad(name, wn), Pad(action, wa),
+    fmt::print(out, "{}  {}  {}  {}  {}\n", Pad(r.ref.kind, wk), Pad(name, wn), Pad(action, wa),
                Pad(health::Name(r.health.status), wh), message);
   }
+}
+
+// Syncs and prints the progress and the final table to deps.out. A failed sync is kReasonFailed.
+Status RunSync(const SyncOptions& o, const Deps& deps) {
+  GANTRY_ASSIGN_OR_RETURN(Prepared p, Prepare(o, deps));
+  const char* arrow = IsTerminal(deps.out) ? "\033[1m==>\033[0m " : "==> ";
+  std::FILE* out = deps.out;
+  GANTRY_ASSIGN_OR_RETURN(auto op, sync::Operation::Create(*p.client, std::move(p.objects), p.options,
+                                                           [arrow, out](const sync::Progress& step) {
+                                                             fmt::print(out, "{}{}\n", arrow, step.line);
+                                                             std::fflush(out);
+                                                           }));
+  const sync::State& state = op->Run();
+  PrintTable(deps.out, state);
+  fmt::print(deps.out, "\n{} (api requests={})\n", state.message, state.requests);
+  if (state.phase == sync::Phase::kSucceeded) return OkStatus();
+  std::fflush(deps.out);
+  fmt::print(deps.err, "\n");
+  Code code = state.error.ok() ? Code::kAborted : state.error.code();
+  return Status(code, fmt::format("sync {}: {}", o.sync.app, state.message)).set_reason(kReasonFailed);
+}
+
+// Prints each object that differs to deps.out and the count to deps.err; kReasonFailed when any
+// differs.
+Status RunDiff(const SyncOptions& o, const Deps& deps) {
+  GANTRY_ASSIGN_OR_RETURN(Prepared p, Prepare(o, deps));
+  bool color = o.color == "always" || (o.color == "auto" && IsTerminal(deps.out));
+  auto entries = sync::Diff(*p.client, std::move(p.objects), p.options, color);
+  if (!entries.ok()) return entries.status().WithContext(fmt::format("diff {}", o.sync.app));
+  size_t out_of_sync = 0;
+  for (const auto& e : *entries) {
+    if (e.status == diff::SyncStatus::kSynced) continue;
+    ++out_of_sync;
+    fmt::print(deps.out, "{} {}\n{}", diff::Name(e.status), e.ref.ToString(), e.text);
+  }
+  std::fflush(deps.out);
+  if (out_of_sync == 0) {
+    fmt::print(deps.err, "0 of {} objects differ\n", entries->size());
+    return OkStatus();
+  }
+  return AbortedError("{} of {} objects differ", out_of_sync, entries->size()).set_reason(kReasonFailed);
 }
 
 void AddCommonSyncFlags(CLI::App* cmd, SyncFlags& f) {
@@ -110,7 +158,7 @@ void AddCommonSyncFlags(CLI::App* cmd, SyncFlags& f) {
 
 }  // namespace
 
-void AddSyncCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
+void AddSyncCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   auto f = std::make_shared<SyncFlags>();
   auto* cmd = app.add_subcommand("sync", "Apply manifests to a cluster with server-side apply, prune, and wait for health");
   AddCommonSyncFlags(cmd, *f);
@@ -124,56 +172,20 @@ void AddSyncCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_
   cmd->add_flag("--create-namespace", f->create_namespace, "Create the destination namespace when missing");
   cmd->add_flag("--apply-all", f->apply_all, "Apply every object, also those already in sync");
   cmd->add_option("--parallelism", f->parallelism, "Objects applied at once within a wave")->check(CLI::Range(1, 1024));
-  cmd->callback([f, &exit_code] {
-    auto p = Prepare(*f, exit_code);
-    if (!p) return;
-    bool tty = ::isatty(1);
-    auto op = sync::Operation::Create(*p->client, std::move(p->objects), p->options,
-                                      [tty](const sync::Progress& step) {
-                                        fmt::print("{}{}\n", tty ? "\033[1m==>\033[0m " : "==> ", step.line);
-                                        std::fflush(stdout);
-                                      });
-    if (!op.ok()) {
-      fmt::print(stderr, "error: {}\n", op.status().message());
-      exit_code = 3;
-      return;
-    }
-    const sync::State& state = (*op)->Run();
-    PrintTable(state);
-    fmt::print("\n{} (api requests={})\n", state.message, state.requests);
-    if (state.phase != sync::Phase::kSucceeded) {
-      fmt::print(stderr, "\nerror: sync {}: {}\n", f->app, state.message);
-      exit_code = 1;
-      return;
-    }
-    exit_code = 0;
+  cmd->callback([f, &deps, &exit_code] {
+    auto options = Validate(*f);
+    exit_code = options.ok() ? Report(RunSync(*options, deps), deps.err) : UsageError(options.status(), deps.err);
   });
 }
 
-void AddDiffCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
+void AddDiffCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   auto f = std::make_shared<SyncFlags>();
   auto* cmd = app.add_subcommand("diff", "Show how the cluster differs from the manifests (exit 1 when it does)");
   AddCommonSyncFlags(cmd, *f);
-  auto color = std::make_shared<std::string>("auto");
-  cmd->add_option("--color", *color, "auto, always or never")->check(CLI::IsMember({"auto", "always", "never"}));
-  cmd->callback([f, color, &exit_code] {
-    auto p = Prepare(*f, exit_code);
-    if (!p) return;
-    bool use_color = *color == "always" || (*color == "auto" && ::isatty(1));
-    auto entries = sync::Diff(*p->client, std::move(p->objects), p->options, use_color);
-    if (!entries.ok()) {
-      fmt::print(stderr, "error: diff {}: {}\n", f->app, entries.status().message());
-      exit_code = 3;
-      return;
-    }
-    int out_of_sync = 0;
-    for (const auto& e : *entries) {
-      if (e.status == diff::SyncStatus::kSynced) continue;
-      ++out_of_sync;
-      fmt::print("{} {}\n{}", diff::Name(e.status), e.ref.ToString(), e.text);
-    }
-    fmt::print(stderr, "{} of {} objects differ\n", out_of_sync, entries->size());
-    exit_code = out_of_sync == 0 ? 0 : 1;
+  cmd->add_option("--color", f->color, "auto, always or never")->check(CLI::IsMember({"auto", "always", "never"}));
+  cmd->callback([f, &deps, &exit_code] {
+    auto options = Validate(*f);
+    exit_code = options.ok() ? Report(RunDiff(*options, deps), deps.err) : UsageError(options.status(), deps.err);
   });
 }
 

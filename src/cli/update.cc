@@ -5,30 +5,22 @@
 // some YAML file mentioning an image could not be parsed (the others are still updated), 2 for
 // usage errors, 3 for environment errors (I/O, Git, network).
 
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-
-#include <cstdlib>
-#include <filesystem>
+#include <cstdio>
 #include <memory>
 
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
 
-#include "base/path.h"
 #include "cli/commands.h"
 #include "cli/deps.h"
+#include "cli/exit.h"
 #include "cli/source.h"
 #include "git/git.h"
 #include "update/update.h"
 
 namespace gantry::cli {
 namespace {
-
-namespace fs = std::filesystem;
 
 struct UpdateFlags {
   std::string dir;
@@ -99,127 +91,90 @@ Result<std::vector<update::ImageRule>> Rules(const UpdateFlags& f) {
   return rules;
 }
 
-void PrintChanges(const std::vector<update::Change>& changes) {
-  std::string out;
+struct UpdateOptions {
+  std::string dir;   // local mode
+  std::string repo;  // Git mode
+  std::string cache_dir;
+  bool allow_file_repo = false;
+  std::string git_username;
+  update::GitUpdateOptions git;  // the rules and dry_run for both modes
+};
+
+// Usage errors: not exactly one of --dir and --repo, bad rules, and in Git mode a refused URL, a
+// bad branch name, author or message template.
+Result<UpdateOptions> Validate(const UpdateFlags& f) {
+  if (f.dir.empty() == f.repo.empty()) return InvalidArgumentError("give either --dir DIR or --repo URL");
+  UpdateOptions o{.dir = f.dir, .repo = f.repo, .cache_dir = f.cache_dir, .allow_file_repo = f.allow_file_repo,
+                  .git_username = f.git_username};
+  GANTRY_ASSIGN_OR_RETURN(o.git.rules, Rules(f));
+  for (const update::ImageRule& rule : o.git.rules) GANTRY_RETURN_IF_ERROR(update::ValidateRule(rule));
+  o.git.dry_run = f.dry_run;
+  if (f.repo.empty()) return o;
+  GANTRY_RETURN_IF_ERROR(git::ValidateUrl(f.repo, f.allow_file_repo).WithContext("--repo"));
+  GANTRY_RETURN_IF_ERROR(git::ValidateRefName(f.branch).WithContext("--branch"));
+  if (!f.push_branch.empty()) GANTRY_RETURN_IF_ERROR(git::ValidateRefName(f.push_branch).WithContext("--push-branch"));
+  GANTRY_ASSIGN_OR_RETURN(o.git.author, ParseAuthor(f.author));
+  o.git.branch = f.branch;
+  o.git.path = f.path;
+  o.git.push_branch = f.push_branch;
+  if (!f.message.empty()) o.git.message_template = f.message;
+  GANTRY_RETURN_IF_ERROR(
+      update::RenderMessage(o.git.message_template, o.git.rules, {}, "", "").status().WithContext("--message"));
+  return o;
+}
+
+void PrintChanges(std::FILE* out, const std::vector<update::Change>& changes) {
+  std::string text;
   for (const update::Change& c : changes) {
-    out += c.ToString();
-    out += '\n';
+    text += c.ToString();
+    text += '\n';
   }
-  fmt::print("{}", out);
+  fmt::print(out, "{}", text);
+  std::fflush(out);
 }
 
-// Local mode. Returns the exit code.
-int RunLocal(const UpdateFlags& f, const std::vector<update::ImageRule>& rules) {
-  std::error_code ec;
-  fs::path root(f.dir);
-  if (!fs::is_directory(root, ec)) {
-    fmt::print(stderr, "error: --dir {}: not a directory\n", f.dir);
-    return 3;
-  }
-  size_t files = 0, changes = 0, skipped = 0;
-  auto it = fs::recursive_directory_iterator(root, fs::directory_options::none, ec);
-  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    const fs::directory_entry& entry = *it;
-    if (entry.is_directory() && entry.path().filename() == ".git") {
-      it.disable_recursion_pending();
-      continue;
-    }
-    // Symlinks are not followed (the iterator does not descend into linked directories either).
-    if (entry.is_symlink() || !entry.is_regular_file()) continue;
-    std::string rel = entry.path().lexically_relative(root).generic_string();
-    if (!update::IsYamlPath(rel)) continue;
-    auto content = ReadFile(entry.path());
-    if (!content.ok()) {
-      fmt::print(stderr, "error: {}\n", content.status().message());
-      return 3;
-    }
-    auto rewritten = update::RewriteYaml(*content, rel, rules);
-    if (!rewritten.ok()) {
-      fmt::print(stderr, "warning: skipped {}\n", rewritten.status().message());
-      ++skipped;
-      continue;
-    }
-    if (rewritten->changes.empty()) continue;
-    PrintChanges(rewritten->changes);
-    ++files;
-    changes += rewritten->changes.size();
-    if (f.dry_run) continue;
-    struct stat st{};
-    mode_t mode = ::stat(entry.path().c_str(), &st) == 0 ? (st.st_mode & 07777) : 0644;
-    if (Status s = WriteFileAtomic(entry.path(), rewritten->content, static_cast<int>(mode), /*sync=*/false); !s.ok()) {
-      fmt::print(stderr, "error: {}\n", s.message());
-      return 3;
-    }
-  }
-  if (ec) {
-    fmt::print(stderr, "error: read {}: {}\n", f.dir, ec.message());
-    return 3;
-  }
-  fmt::print(stderr, "{} {} change{} in {} file{}\n", f.dry_run ? "would make" : "made", changes,
-             changes == 1 ? "" : "s", files, files == 1 ? "" : "s");
-  return skipped == 0 ? 0 : 1;
+// Files that could not be parsed: a warning each, and kReasonFailed.
+Status Skipped(const std::vector<std::string>& skipped, const Deps& deps) {
+  for (const std::string& s : skipped) fmt::print(deps.err, "warning: skipped {}\n", s);
+  if (skipped.empty()) return OkStatus();
+  return FailedPreconditionError("{} YAML file{} could not be parsed; the others were updated", skipped.size(),
+                                 skipped.size() == 1 ? "" : "s")
+      .set_reason(kReasonFailed);
 }
 
-int RunGit(const UpdateFlags& f, std::vector<update::ImageRule> rules) {
-  auto author = ParseAuthor(f.author);
-  if (!author.ok()) {
-    fmt::print(stderr, "error: {}\n", author.status().message());
-    return 2;
-  }
-  render::GitSources sources(GitSourcesOptionsFor(f.cache_dir, f.repo, f.git_username, f.allow_file_repo));
-  auto repo = sources.Open(f.repo);
-  if (!repo.ok()) {
-    fmt::print(stderr, "error: {}\n", repo.status().message());
-    return repo.status().code() == Code::kInvalidArgument ? 2 : 3;
-  }
-  update::GitUpdateOptions options;
-  options.branch = f.branch;
-  options.path = f.path;
-  options.push_branch = f.push_branch;
-  if (!f.message.empty()) options.message_template = f.message;
-  options.author = *author;
-  options.rules = std::move(rules);
-  if (f.dry_run) {
-    // Compute against the tip without pushing: the same rewrite, read-only.
-    auto fetched = (*repo)->Fetch();
-    auto tip = fetched.ok() ? (*repo)->Resolve("refs/heads/" + f.branch) : Result<std::string>(fetched.status());
-    auto tree = tip.ok() ? (*repo)->ReadTree(*tip, f.path) : Result<git::ReadResult>(tip.status());
-    if (!tree.ok()) {
-      fmt::print(stderr, "error: {}\n", tree.status().message());
-      return 3;
-    }
-    size_t skipped = 0;
-    for (const git::File& file : tree->files) {
-      if (file.is_symlink() || !update::IsYamlPath(file.path)) continue;
-      std::string full = f.path.empty() ? file.path : f.path + "/" + file.path;
-      auto rewritten = update::RewriteYaml(file.content, full, options.rules);
-      if (!rewritten.ok()) {
-        fmt::print(stderr, "warning: skipped {}\n", rewritten.status().message());
-        ++skipped;
-        continue;
-      }
-      PrintChanges(rewritten->changes);
-    }
-    return skipped == 0 ? 0 : 1;
-  }
-  auto result = update::UpdateRepository(**repo, options);
-  if (!result.ok()) {
-    fmt::print(stderr, "error: {}\n", result.status().message());
-    return result.status().code() == Code::kInvalidArgument ? 2 : 3;
-  }
-  for (const std::string& s : result->skipped) fmt::print(stderr, "warning: skipped {}\n", s);
-  PrintChanges(result->changes);
-  if (result->committed) {
-    fmt::print(stderr, "committed {} to {}\n", result->commit.substr(0, 12), result->branch);
+Status RunLocal(const UpdateOptions& o, const Deps& deps) {
+  GANTRY_ASSIGN_OR_RETURN(update::DirectoryUpdateResult result,
+                          update::UpdateDirectory(o.dir, o.git.rules, o.git.dry_run));
+  PrintChanges(deps.out, result.changes);
+  size_t changes = result.changes.size();
+  fmt::print(deps.err, "{} {} change{} in {} file{}\n", o.git.dry_run ? "would make" : "made", changes,
+             changes == 1 ? "" : "s", result.files, result.files == 1 ? "" : "s");
+  return Skipped(result.skipped, deps);
+}
+
+Status RunGit(const UpdateOptions& o, const Deps& deps) {
+  render::GitSources sources(GitSourcesOptionsFor(o.cache_dir, o.repo, o.git_username, o.allow_file_repo));
+  GANTRY_ASSIGN_OR_RETURN(auto repo, sources.Open(o.repo));
+  GANTRY_ASSIGN_OR_RETURN(update::GitUpdateResult result, update::UpdateRepository(*repo, o.git));
+  PrintChanges(deps.out, result.changes);
+  if (o.git.dry_run) {
+    fmt::print(deps.err, "dry run: {} change{} at {} of {}; nothing committed\n", result.changes.size(),
+               result.changes.size() == 1 ? "" : "s", result.commit.substr(0, 12), result.branch);
+  } else if (result.committed) {
+    fmt::print(deps.err, "committed {} to {}\n", result.commit.substr(0, 12), result.branch);
   } else {
-    fmt::print(stderr, "{} is up to date at {}; nothing committed\n", result->branch, result->commit.substr(0, 12));
+    fmt::print(deps.err, "{} is up to date at {}; nothing committed\n", result.branch, result.commit.substr(0, 12));
   }
-  return result->skipped.empty() ? 0 : 1;
+  return Skipped(result.skipped, deps);
+}
+
+Status RunUpdate(const UpdateOptions& o, const Deps& deps) {
+  return o.dir.empty() ? RunGit(o, deps) : RunLocal(o, deps);
 }
 
 }  // namespace
 
-void AddUpdateCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
+void AddUpdateCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   auto* cmd = app.add_subcommand(
       "update", "Rewrite image tags and digests in manifests, in a directory or committed to a Git repository");
   auto f = std::make_shared<UpdateFlags>();
@@ -242,19 +197,9 @@ void AddUpdateCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exi
                   "REPOSITORY_KEY,TAG_KEY[,DIGEST_KEY]: where --image rules find the image in Helm values "
                   "(e.g. image.repository,image.tag)");
   cmd->add_flag("--dry-run", f->dry_run, "Print the changes without writing, committing or pushing");
-  cmd->callback([f, &exit_code] {
-    if (f->dir.empty() == f->repo.empty()) {
-      fmt::print(stderr, "error: give either --dir DIR or --repo URL\n");
-      exit_code = 2;
-      return;
-    }
-    auto rules = Rules(*f);
-    if (!rules.ok()) {
-      fmt::print(stderr, "error: {}\n", rules.status().message());
-      exit_code = 2;
-      return;
-    }
-    exit_code = f->dir.empty() ? RunGit(*f, std::move(*rules)) : RunLocal(*f, *rules);
+  cmd->callback([f, &deps, &exit_code] {
+    auto options = Validate(*f);
+    exit_code = options.ok() ? Report(RunUpdate(*options, deps), deps.err) : UsageError(options.status(), deps.err);
   });
 }
 

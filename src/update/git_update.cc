@@ -104,8 +104,9 @@ Result<GitUpdateResult> UpdateRepository(git::Repository& repo, const GitUpdateO
   // gets no commit and no new branch) and gives the message.
   auto first = Compute(repo, base, options);
   if (!first.ok()) return first.status().WithContext(context);
-  if (first->changes.files.empty()) {
+  if (first->changes.files.empty() || options.dry_run) {
     result.commit = base;
+    if (options.dry_run) result.changes = std::move(first->list);
     result.skipped = std::move(first->skipped);
     return result;
   }

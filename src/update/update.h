@@ -36,6 +36,7 @@
 // Everything here is thread-safe: free functions of values, and Repository is thread-safe.
 
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <span>
 #include <string>
@@ -123,6 +124,22 @@ Result<Rewrite> RewriteYaml(std::string_view content, std::string_view filename,
 // Whether `path` names a file RewriteYaml reads in a tree: *.yaml, *.yml and Kustomization.
 bool IsYamlPath(std::string_view path);
 
+// ---- A working tree ----
+
+struct DirectoryUpdateResult {
+  std::vector<Change> changes;       // file paths relative to the root, in directory walk order
+  size_t files = 0;                  // files changed (or that would change, with dry_run)
+  std::vector<std::string> skipped;  // "path:line:column: reason" for YAML files that could not be parsed
+};
+
+// Rewrites every YAML file (IsYamlPath) under `root` in place, keeping each file's mode; with
+// `dry_run` computes the same changes without writing. Symlinks are not followed and .git
+// directories are skipped. A file that does not parse is listed in `skipped` and the others are
+// still rewritten. Errors: NotFound / FailedPrecondition when `root` is not a directory; the I/O
+// error of a read or write (files written before it stay written).
+Result<DirectoryUpdateResult> UpdateDirectory(const std::filesystem::path& root, std::span<const ImageRule> rules,
+                                              bool dry_run);
+
 // ---- Tag policies ----
 
 struct TagPolicy {
@@ -156,6 +173,9 @@ struct GitUpdateOptions {
   git::Signature author{"Gantry", "gantry@localhost"};
   std::vector<ImageRule> rules;
   int max_attempts = 10;  // pushes tried on lost races (ten simultaneous writers needed up to 7)
+  // Fetch and compute the changes at the tip without committing or pushing: the result has
+  // committed false, commit the tip read, and the changes that a commit would hold.
+  bool dry_run = false;
 };
 
 struct GitUpdateResult {

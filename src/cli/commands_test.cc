@@ -1,0 +1,495 @@
+// The commands sync, diff, install, agent, app and update run through cli::Main on fakes: a
+// FakeKubeClient behind Deps::connect, a FakeClock, and memory streams for what they print. Each
+// test checks the exit code (cli/exit.h) and what a user would read.
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "base/clock.h"
+#include "cli/cli.h"
+#include "cli/cluster.h"
+#include "cli/deps.h"
+#include "cli/exit.h"
+#include "test/fakes/forwarding_kube_client.h"
+#include "test/fakes/kube_client.h"
+#include "value/value.h"
+
+namespace gantry::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+struct Ran {
+  int code = -1;
+  std::string out, err;
+};
+
+std::ostream& operator<<(std::ostream& os, const Ran& r) {
+  return os << "exit " << r.code << "\n--- out:\n" << r.out << "--- err:\n" << r.err;
+}
+
+value::Value Yaml(std::string_view text) {
+  auto docs = value::ParseYaml(text);
+  EXPECT_TRUE(docs.ok() && docs->size() == 1) << text;
+  return docs.ok() && !docs->empty() ? (*docs)[0] : value::Value();
+}
+
+constexpr std::string_view kConfigMap = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {}}}\ndata: {{k: {}}}\n";
+
+class CommandsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string t = (fs::temp_directory_path() / "cli-commands-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(t.data()), nullptr);
+    dir_ = t;
+    deps_.connect = [this](const ClusterFlags& flags,
+                           kube::RestConfig* config) -> Result<std::unique_ptr<kube::Client>> {
+      ++connects_;
+      connected_with_ = flags;
+      if (!connect_error_.ok()) return connect_error_;
+      config->namespace_ = flags.namespace_.empty() ? "default" : flags.namespace_;
+      return std::unique_ptr<kube::Client>(std::make_unique<fakes::ForwardingKubeClient>(kube_));
+    };
+    deps_.clock = &clock_;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  Ran Gantry(std::vector<std::string> args) {
+    args.insert(args.begin(), "gantry");
+    std::vector<const char*> argv;
+    for (const auto& a : args) argv.push_back(a.c_str());
+    char* out_buf = nullptr;
+    char* err_buf = nullptr;
+    size_t out_len = 0, err_len = 0;
+    deps_.out = ::open_memstream(&out_buf, &out_len);
+    deps_.err = ::open_memstream(&err_buf, &err_len);
+    Ran r;
+    r.code = Main(static_cast<int>(argv.size()), argv.data(), deps_);
+    std::fclose(deps_.out);
+    std::fclose(deps_.err);
+    r.out.assign(out_buf, out_len);
+    r.err.assign(err_buf, err_len);
+    std::free(out_buf);
+    std::free(err_buf);
+    return r;
+  }
+
+  // Writes a file under the temp dir; returns its path.
+  std::string Write(const std::string& rel, std::string_view data) {
+    fs::path p = dir_ / rel;
+    fs::create_directories(p.parent_path());
+    std::ofstream(p, std::ios::binary) << data;
+    return p.string();
+  }
+  std::string Read(const std::string& rel) {
+    std::ifstream in(dir_ / rel, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  std::string Path(const std::string& rel) const { return (dir_ / rel).string(); }
+
+  bool Exists(std::string_view kind, std::string_view ns, std::string_view name) {
+    return kube_.Get({"v1", std::string(kind), std::string(ns), std::string(name)}).ok();
+  }
+
+  fs::path dir_;
+  fakes::FakeKubeClient kube_;
+  FakeClock clock_;
+  Deps deps_;
+  Status connect_error_;
+  int connects_ = 0;
+  ClusterFlags connected_with_;
+};
+
+// ---- sync ----
+
+TEST_F(CommandsTest, SyncAppliesTracksAndPrintsTheTable) {
+  Write("app/a.yaml", fmt::format(kConfigMap, "a", "1"));
+  Ran r = Gantry({"sync", Path("app"), "--app", "web", "--context", "dev", "-n", "team"});
+  ASSERT_EQ(r.code, kExitOk) << r;
+  EXPECT_EQ(connected_with_.context, "dev");
+  auto cm = kube_.Get({"v1", "ConfigMap", "team", "a"});
+  ASSERT_TRUE(cm.ok()) << cm.status().ToString();
+  EXPECT_EQ(value::StringAt(&*cm, {"metadata", "labels", "gantry.dev/app"}), "web");
+  EXPECT_THAT(r.out, HasSubstr("==> "));
+  EXPECT_THAT(r.out, HasSubstr("KIND"));
+  EXPECT_THAT(r.out, HasSubstr("ConfigMap  team/a"));
+  EXPECT_THAT(r.out, HasSubstr("api requests="));
+  EXPECT_THAT(r.out, Not(HasSubstr("\033[")));  // not a terminal: no escapes
+  EXPECT_EQ(r.err, "");
+
+  // A second sync changes nothing.
+  uint64_t applies = kube_.count("apply");
+  r = Gantry({"sync", Path("app"), "--app", "web", "-n", "team"});
+  ASSERT_EQ(r.code, kExitOk) << r;
+  EXPECT_EQ(kube_.count("apply"), applies);
+}
+
+TEST_F(CommandsTest, SyncDryRunPersistsNothing) {
+  Write("app/a.yaml", fmt::format(kConfigMap, "a", "1"));
+  Ran r = Gantry({"sync", Path("app"), "--app", "web", "--dry-run"});
+  ASSERT_EQ(r.code, kExitOk) << r;
+  EXPECT_FALSE(Exists("ConfigMap", "default", "a"));
+  EXPECT_THAT(r.out, HasSubstr("ConfigMap  default/a"));
+}
+
+TEST_F(CommandsTest, SyncPrunesOnlyWithPrune) {
+  Write("app/a.yaml", fmt::format(kConfigMap, "a", "1"));
+  Write("app/b.yaml", fmt::format(kConfigMap, "b", "1"));
+  ASSERT_EQ(Gantry({"sync", Path("app"), "--app", "web"}).code, kExitOk);
+  ASSERT_TRUE(Exists("ConfigMap", "default", "b"));
+  fs::remove(dir_ / "app/b.yaml");
+
+  // diff shows what --prune would delete.
+  Ran r = Gantry({"diff", Path("app"), "--app", "web"});
+  EXPECT_EQ(r.code, kExitFailed) << r;
+  EXPECT_THAT(r.out, HasSubstr("Extra v1 ConfigMap default/b"));
+
+  r = Gantry({"sync", Path("app"), "--app", "web", "--prune", "--dry-run"});
+  ASSERT_EQ(r.code, kExitOk) << r;
+  EXPECT_TRUE(Exists("ConfigMap", "default", "b"));
+
+  r = Gantry({"sync", Path("app"), "--app", "web", "--prune"});
+  ASSERT_EQ(r.code, kExitOk) << r;
+  EXPECT_FALSE(Exists("ConfigMap", "default", "b"));
+  EXPECT_TRUE(Exists("ConfigMap", "default", "a"));
+  EXPECT_THAT(r.out, HasSubstr("pruned"));
+}
+
+TEST_F(CommandsTest, SyncThatFailsExitsOne) {
+  Write("app/a.yaml", fmt::format(kConfigMap, "a", "1"));
+  kube_.FailNext("apply", UnavailableError("apiserver went away"), 100);
+  Ran r = Gantry({"sync", Path("app"), "--app", "web"});
+  EXPECT_EQ(r.code, kExitFailed) << r;
+  EXPECT_THAT(r.err, HasSubstr("error: sync web: "));
+  EXPECT_THAT(r.out, HasSubstr("KIND"));  // the table still shows what happened
+}
+
+TEST_F(CommandsTest, SyncUsageErrorsExitTwoBeforeConnecting) {
+  Write("app/a.yaml", fmt::format(kConfigMap, "a", "1"));
+  Ran r = Gantry({"sync", Path("app"), "--app", "web", "--timeout", "soon"});
+  EXPECT_EQ(r.code, kExitUsage) << r;
+  EXPECT_THAT(r.err, StartsWith("error: --timeout: "));
+  r = Gantry({"sync", "--app", "web"});
+  EXPECT_EQ(r.code, kExitUsage) << r;
+  EXPECT_THAT(r.err, HasSubstr("give a directory of manifests"));
+  r = Gantry({"sync", Path("app")});  // --app is required
+  EXPECT_EQ(r.code, kExitUsage) << r;
+  EXPECT_THAT(r.err, HasSubstr("--app"));
+  r = Gantry({"sync", Path("app"), "--app", "web", "--parallelism", "0"});
+  EXPECT_EQ(r.code, kExitUsage) << r;
+  EXPECT_EQ(connects_, 0);
+}
+
+TEST_F(CommandsTest, SyncEnvironmentErrorsExitThree) {
+  Write("app/a.yaml", fmt::format(kConfigMap, "a", "1"));
+  connect_error_ = NotFoundError("kubeconfig /nowhere: no such file");
+  Ran r = Gantry({"sync", Path("app"), "--app", "web"});
+  EXPECT_EQ(r.code, kExitError) << r;
+  EXPECT_EQ(r.err, "error: kubeconfig /nowhere: no such file\n");
+
+  connect_error_ = OkStatus();
+  Write("bad/a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [unclosed\n");
+  r = Gantry({"sync", Path("bad"), "--app", "web"});
+  EXPECT_EQ(r.code, kExitError) << r;
+  EXPECT_THAT(r.err, HasSubstr("a.yaml"));
+
+  r = Gantry({"sync", Path("missing"), "--app", "web"});
+  EXPECT_EQ(r.code, kExitError) << r;
+
+  // A kind the cluster does not serve stops the sync before anything is applied.
+  Write("unknown/a.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n");
+  r = Gantry({"sync", Path("unknown"), "--app", "web"});
+  EXPECT_EQ(r.code, kExitError) << r;
+  EXPECT_THAT(r.err, HasSubstr("Widget"));
+  EXPECT_EQ(kube_.count("apply"), 0u);
+}
+
+// ---- diff ----
+
+TEST_F(CommandsTest, DiffExitsOneWhenTheClusterDiffersAndZeroWhenInSync) {
+  Write("app/a.yaml", fmt::format(kConfigMap, "a", "1"));
+  Ran r = Gantry({"diff", Path("app"), "--app", "web"});
+  EXPECT_EQ(r.code, kExitFailed) << r;
+  EXPECT_THAT(r.out, HasSubstr("Missing v1 ConfigMap default/a"));
+  EXPECT_EQ(r.err, "error: 1 of 1 objects differ\n");
+
+  ASSERT_EQ(Gantry({"sync", Path("app"), "--app", "web"}).code, kExitOk);
+  r = Gantry({"diff", Path("app"), "--app", "web"});
+  EXPECT_EQ(r.code, kExitOk) << r;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "0 of 1 objects differ\n");
+
+  Write("app/a.yaml", fmt::format(kConfigMap, "a", "2"));
+  r = Gantry({"diff", Path("app"), "--app", "web", "--color", "never"});
+  EXPECT_EQ(r.code, kExitFailed) << r;
+  EXPECT_THAT(r.out, HasSubstr("OutOfSync v1 ConfigMap default/a"));
+  EXPECT_THAT(r.out, Not(HasSubstr("\033[")));
+  r = Gantry({"diff", Path("app"), "--app", "web", "--color", "always"});
+  EXPECT_EQ(r.code, kExitFailed) << r;
+  EXPECT_THAT(r.out, HasSubstr("\033["));
+  EXPECT_EQ(kube_.count("apply"), 2u);  // the sync's inventory and object; diff writes nothing
+}
+
+TEST_F(CommandsTest, DiffUsageAndEnvironmentErrors) {
+  Write("app/a.yaml", fmt::format(kConfigMap, "a", "1"));
+  EXPECT_EQ(Gantry({"diff", Path("app"), "--app", "web", "--color", "sometimes"}).code, kExitUsage);
+  EXPECT_EQ(Gantry({"diff", Path("app"), "--app", "web", "--timeout", "-"}).code, kExitUsage);
+  EXPECT_EQ(connects_, 0);
+  connect_error_ = UnavailableError("dial tcp 127.0.0.1:1: connection refused");
+  Ran r = Gantry({"diff", Path("app"), "--app", "web"});
+  EXPECT_EQ(r.code, kExitError) << r;
+  EXPECT_THAT(r.err, HasSubstr("connection refused"));
+  connect_error_ = OkStatus();
+  kube_.FailNext("get", UnavailableError("apiserver went away"), 100);
+  kube_.FailNext("list", UnavailableError("apiserver went away"), 100);
+  r = Gantry({"diff", Path("app"), "--app", "web"});
+  EXPECT_EQ(r.code, kExitError) << r;
+  EXPECT_THAT(r.err, HasSubstr("error: diff web: "));
+}
+
+// ---- install ----
+
+TEST_F(CommandsTest, InstallPrintsWithoutConnecting) {
+  Ran r = Gantry({"install", "--print", "--agent-namespace", "ops", "--image", "gantry:test"});
+  ASSERT_EQ(r.code, kExitOk) << r;
+  EXPECT_THAT(r.out, StartsWith("---\n"));
+  EXPECT_THAT(r.out, HasSubstr("kind: CustomResourceDefinition"));
+  EXPECT_THAT(r.out, HasSubstr("image: gantry:test"));
+  EXPECT_THAT(r.out, HasSubstr("namespace: ops"));
+  EXPECT_EQ(connects_, 0);
+}
+
+TEST_F(CommandsTest, InstallAppliesEveryManifest) {
+  kube_.AddKind({"rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, {}});
+  kube_.AddKind({"rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, {}});
+  Ran r = Gantry({"install", "--image", "gantry:test"});
+  ASSERT_EQ(r.code, kExitOk) << r;
+  EXPECT_THAT(r.out, HasSubstr("applied apps/v1 Deployment gantry-system/"));
+  EXPECT_THAT(r.out, HasSubstr("applied apiextensions.k8s.io/v1 CustomResourceDefinition "));
+  EXPECT_TRUE(kube_.Get({"v1", "Namespace", "", "gantry-system"}).ok());
+
+  kube_.FailNext("apply", PermissionDeniedError("forbidden: cannot create clusterroles"));
+  r = Gantry({"install"});
+  EXPECT_EQ(r.code, kExitFailed) << r;
+  EXPECT_EQ(r.err,
+            "error: apply apiextensions.k8s.io/v1 CustomResourceDefinition applications.gantry.dev: forbidden: "
+            "cannot create clusterroles\n");
+
+  connect_error_ = NotFoundError("no kubeconfig");
+  EXPECT_EQ(Gantry({"install"}).code, kExitError);
+}
+
+// ---- agent (validation only: a valid agent runs until a signal) ----
+
+TEST_F(CommandsTest, AgentRejectsBadFlagsBeforeConnecting) {
+  std::vector<std::string> base = {"agent", "--cache-dir", Path("cache")};
+  auto with = [&](std::vector<std::string> more) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), more.begin(), more.end());
+    return Gantry(args);
+  };
+  Ran r = with({"--interval", "often"});
+  EXPECT_EQ(r.code, kExitUsage) << r;
+  EXPECT_THAT(r.err, StartsWith("error: --interval: "));
+  r = with({"--interval", "500ms"});
+  EXPECT_EQ(r.code, kExitUsage) << r;
+  EXPECT_THAT(r.err, HasSubstr("at least 1s"));
+  r = with({"--lease-duration", "x"});
+  EXPECT_EQ(r.code, kExitUsage) << r;
+  EXPECT_THAT(r.err, StartsWith("error: --lease-duration: "));
+  r = with({"--git-credentials-env", "GANTRY_CLI_TEST_UNSET"});
+  EXPECT_EQ(r.code, kExitUsage) << r;
+  EXPECT_EQ(r.err, "error: --git-credentials-env GANTRY_CLI_TEST_UNSET: the variable is not set\n");
+  ::setenv("GANTRY_CLI_TEST_CREDS", "no-equals-sign-s3cret", 1);
+  r = with({"--git-credentials-env", "GANTRY_CLI_TEST_CREDS"});
+  ::unsetenv("GANTRY_CLI_TEST_CREDS");
+  EXPECT_EQ(r.code, kExitUsage) << r;
+  EXPECT_THAT(r.err, HasSubstr("GANTRY_CLI_TEST_CREDS"));
+  EXPECT_THAT(r.err, Not(HasSubstr("s3cret")));
+  r = with({"--workers", "0"});
+  EXPECT_EQ(r.code, kExitUsage) << r;
+  EXPECT_EQ(connects_, 0);
+
+  connect_error_ = NotFoundError("no kubeconfig");
+  r = with({"--in-cluster"});
+  EXPECT_EQ(r.code, kExitError) << r;
+  EXPECT_TRUE(connected_with_.in_cluster);
+  EXPECT_EQ(r.err, "error: no kubeconfig\n");
+}
+
+// ---- app ----
+
+class AppCommandTest : public CommandsTest {
+ protected:
+  void AddApplication(const std::string& name, std::string_view status_yaml) {
+    value::Value app = Yaml(fmt::format(
+        "apiVersion: gantry.dev/v1alpha1\nkind: Application\nmetadata: {{name: {}, namespace: default}}\n"
+        "spec: {{source: {{repoURL: https://git.example/a.git, path: .}}}}\n",
+        name));
+    ASSERT_TRUE(kube_.Apply(app, {.field_manager = "test"}).ok());
+    if (status_yaml.empty()) return;
+    value::Value with_status = app;
+    with_status.Set("status", Yaml(status_yaml));
+    auto r = kube_.ApplyStatus(with_status, {.field_manager = "test"});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+  }
+};
+
+TEST_F(AppCommandTest, ListShowsSyncHealthRevisionAndTheFailingCondition) {
+  AddApplication("api", "sync: {status: Synced, revision: 0123456789abcdef0123}\nhealth: {status: Healthy}\n");
+  AddApplication("web",
+                 "sync: {status: OutOfSync}\nhealth: {status: Degraded}\n"
+                 "conditions: [{type: SyncFailed, status: 'True', reason: Apply, message: field manager conflict}]\n");
+  Ran r = Gantry({"app", "list"});
+  ASSERT_EQ(r.code, kExitOk) << r;
+  std::vector<std::string> lines;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 3u) << r;
+  EXPECT_THAT(lines[0], StartsWith("NAME"));
+  EXPECT_THAT(lines[1], StartsWith("api "));
+  EXPECT_THAT(lines[1], HasSubstr("Synced"));
+  EXPECT_THAT(lines[1], HasSubstr("Healthy"));
+  EXPECT_THAT(lines[1], HasSubstr("0123456789ab "));  // 12 characters of the revision
+  EXPECT_THAT(lines[2], StartsWith("web "));
+  EXPECT_THAT(lines[2], HasSubstr("OutOfSync"));
+  EXPECT_THAT(lines[2], HasSubstr("field manager conflict"));
+
+  kube_.FailNext("list", UnavailableError("apiserver went away"));
+  r = Gantry({"app", "list"});
+  EXPECT_EQ(r.code, kExitError) << r;
+  EXPECT_EQ(r.err, "error: list gantry.dev/v1alpha1 Application: apiserver went away\n");
+}
+
+TEST_F(AppCommandTest, SyncAndRefreshAnnotateTheApplicationWithTheTime) {
+  AddApplication("web", "");
+  clock_.Advance(std::chrono::hours(24 * 365 * 50));
+  Ran r = Gantry({"app", "sync", "web"});
+  ASSERT_EQ(r.code, kExitOk) << r;
+  EXPECT_EQ(r.out, "sync requested for Application default/web\n");
+  auto app = kube_.Get({"gantry.dev/v1alpha1", "Application", "default", "web"});
+  ASSERT_TRUE(app.ok());
+  std::string requested = value::StringAt(&*app, {"metadata", "annotations", "gantry.dev/sync-requested"});
+  EXPECT_THAT(requested, StartsWith(Rfc3339(clock_.WallNow()) + "/"));
+  EXPECT_EQ(value::StringAt(&*app, {"spec", "source", "path"}), ".");  // the spec is left alone
+
+  r = Gantry({"app", "refresh", "web"});
+  ASSERT_EQ(r.code, kExitOk) << r;
+  EXPECT_EQ(r.out, "refresh requested for Application default/web\n");
+  app = kube_.Get({"gantry.dev/v1alpha1", "Application", "default", "web"});
+  EXPECT_NE(value::StringAt(&*app, {"metadata", "annotations", "gantry.dev/refresh-requested"}), "");
+}
+
+TEST_F(AppCommandTest, RequestsForAMissingApplicationExitOneOtherErrorsThree) {
+  Ran r = Gantry({"app", "sync", "nope"});
+  EXPECT_EQ(r.code, kExitFailed) << r;
+  EXPECT_THAT(r.err, HasSubstr("nope"));
+  EXPECT_EQ(kube_.count("apply"), 0u);
+
+  AddApplication("web", "");
+  kube_.FailNext("get", UnavailableError("apiserver went away"));
+  EXPECT_EQ(Gantry({"app", "refresh", "web"}).code, kExitError);
+  kube_.FailNext("apply", PermissionDeniedError("forbidden"));
+  r = Gantry({"app", "sync", "web"});
+  EXPECT_EQ(r.code, kExitError) << r;
+  EXPECT_EQ(r.err, "error: apply gantry.dev/v1alpha1 Application default/web: forbidden\n");
+  connect_error_ = NotFoundError("no kubeconfig");
+  EXPECT_EQ(Gantry({"app", "list"}).code, kExitError);
+
+  EXPECT_EQ(Gantry({"app"}).code, kExitUsage);
+  EXPECT_EQ(Gantry({"app", "sync"}).code, kExitUsage);
+}
+
+// ---- update ----
+
+constexpr std::string_view kDeployment = R"(apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  template:
+    spec:
+      containers:
+        - name: web
+          image: registry.local/web:1.0.0
+)";
+
+TEST_F(CommandsTest, UpdateDirectoryRewritesAndPrintsEachChange) {
+  Write("envs/dev/deploy.yaml", kDeployment);
+  Ran r = Gantry({"update", "--dir", Path("envs"), "--image", "registry.local/web=registry.local/web:2.0.0", "--dry-run"});
+  ASSERT_EQ(r.code, kExitOk) << r;
+  EXPECT_EQ(r.out, "dev/deploy.yaml:10:18: image: registry.local/web:1.0.0 → registry.local/web:2.0.0\n");
+  EXPECT_EQ(r.err, "would make 1 change in 1 file\n");
+  EXPECT_EQ(Read("envs/dev/deploy.yaml"), kDeployment);
+
+  r = Gantry({"update", "--dir", Path("envs"), "--image", "registry.local/web=registry.local/web:2.0.0"});
+  ASSERT_EQ(r.code, kExitOk) << r;
+  EXPECT_EQ(r.err, "made 1 change in 1 file\n");
+  EXPECT_THAT(Read("envs/dev/deploy.yaml"), HasSubstr("image: registry.local/web:2.0.0\n"));
+
+  r = Gantry({"update", "--dir", Path("envs"), "--image", "registry.local/web=registry.local/web:2.0.0"});
+  ASSERT_EQ(r.code, kExitOk) << r;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "made 0 changes in 0 files\n");
+}
+
+TEST_F(CommandsTest, UpdateSkipsUnparsableFilesAndExitsOne) {
+  Write("envs/broken.yaml", "image: registry.local/web:1.0.0\n  bad: [indent\n");
+  Write("envs/deploy.yaml", kDeployment);
+  Ran r = Gantry({"update", "--dir", Path("envs"), "--image", "registry.local/web=registry.local/web:2.0.0"});
+  EXPECT_EQ(r.code, kExitFailed) << r;
+  EXPECT_THAT(r.err, HasSubstr("warning: skipped broken.yaml"));
+  EXPECT_THAT(r.err, HasSubstr("error: 1 YAML file could not be parsed"));
+  EXPECT_THAT(Read("envs/deploy.yaml"), HasSubstr("registry.local/web:2.0.0"));
+}
+
+TEST_F(CommandsTest, UpdateUsageErrorsExitTwo) {
+  Write("envs/deploy.yaml", kDeployment);
+  std::string rule = "registry.local/web=registry.local/web:2.0.0";
+  struct Case {
+    std::vector<std::string> args;
+    std::string error;
+  };
+  std::vector<Case> cases = {
+      {{"update", "--image", rule}, "give either --dir DIR or --repo URL"},
+      {{"update", "--dir", Path("envs"), "--repo", "https://git.example/c.git", "--image", rule}, "give either"},
+      {{"update", "--dir", Path("envs")}, "give at least one --image"},
+      {{"update", "--dir", Path("envs"), "--image", "no-equals-sign"}, "no-equals-sign"},
+      {{"update", "--dir", Path("envs"), "--helm-keys", "only", "--image", rule}, "--helm-keys \"only\""},
+      {{"update", "--dir", Path("envs"), "--policy", "=registry.local/web:2"}, "--policy"},
+      {{"update", "--repo", "file:///tmp/config.git", "--image", rule}, "--repo"},
+      {{"update", "--repo", "https://git.example/c.git", "--branch", "a..b", "--image", rule}, "--branch"},
+      {{"update", "--repo", "https://git.example/c.git", "--author", "nobody", "--image", rule}, "--author \"nobody\""},
+      {{"update", "--repo", "https://git.example/c.git", "--message", "{{nope}}", "--image", rule}, "--message"},
+  };
+  for (const Case& c : cases) {
+    Ran r = Gantry(c.args);
+    EXPECT_EQ(r.code, kExitUsage) << fmt::format("{}", fmt::join(c.args, " ")) << "\n" << r;
+    EXPECT_THAT(r.err, HasSubstr(c.error)) << fmt::format("{}", fmt::join(c.args, " "));
+  }
+  EXPECT_EQ(Read("envs/deploy.yaml"), kDeployment);
+}
+
+TEST_F(CommandsTest, UpdateEnvironmentErrorsExitThree) {
+  Ran r = Gantry({"update", "--dir", Path("missing"), "--image", "registry.local/web=registry.local/web:2.0.0"});
+  EXPECT_EQ(r.code, kExitError) << r;
+  EXPECT_THAT(r.err, HasSubstr("missing: no such directory"));
+}
+
+}  // namespace
+}  // namespace gantry::cli

@@ -1,0 +1,50 @@
+#pragma once
+// fakes::ForwardingKubeClient: a kube::Client that forwards every call to another client it does
+// not own. Code that takes ownership of a client (cli::Deps::connect returns a unique_ptr) can so
+// be handed one FakeKubeClient that the test keeps and inspects after the code is done with it.
+// The target must outlive the forwarder. Thread-safe as the target is.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "kube/kube.h"
+
+namespace gantry::fakes {
+
+class ForwardingKubeClient final : public kube::Client {
+ public:
+  explicit ForwardingKubeClient(kube::Client& target) : target_(target) {}
+
+  Result<kube::ResourceInfo> Resolve(std::string_view api_version, std::string_view kind) override {
+    return target_.Resolve(api_version, kind);
+  }
+  Result<value::Value> Get(const kube::ObjectRef& ref) override { return target_.Get(ref); }
+  Result<kube::ObjectList> List(std::string_view api_version, std::string_view kind, std::string_view namespace_,
+                                const kube::ListOptions& options = {}) override {
+    return target_.List(api_version, kind, namespace_, options);
+  }
+  Result<value::Value> Apply(const value::Value& object, const kube::ApplyOptions& options = {}) override {
+    return target_.Apply(object, options);
+  }
+  Result<value::Value> ApplyStatus(const value::Value& object, const kube::ApplyOptions& options = {}) override {
+    return target_.ApplyStatus(object, options);
+  }
+  Result<value::Value> Replace(const value::Value& object) override { return target_.Replace(object); }
+  Status Delete(const kube::ObjectRef& ref, const kube::DeleteOptions& options = {}) override {
+    return target_.Delete(ref, options);
+  }
+  Result<value::Value> Create(const value::Value& object) override { return target_.Create(object); }
+  Status Watch(std::string_view api_version, std::string_view kind, std::string_view namespace_,
+               const kube::WatchOptions& options, const kube::WatchHandler& handler) override {
+    return target_.Watch(api_version, kind, namespace_, options, handler);
+  }
+  void InvalidateDiscovery() override { target_.InvalidateDiscovery(); }
+  Result<std::string> GetRaw(std::string_view path) override { return target_.GetRaw(path); }
+  uint64_t request_count() const override { return target_.request_count(); }
+
+ private:
+  kube::Client& target_;
+};
+
+}  // namespace gantry::fakes
