@@ -132,10 +132,13 @@ class [[nodiscard]] Result {
   }
 
   bool ok() const { return v_.index() == 0; }
-  const Status& status() const {
+  const Status& status() const& {
     static const Status kOk;
     return ok() ? kOk : std::get<1>(v_);
   }
+  // By value from a temporary, so that `GANTRY_RETURN_IF_ERROR(Make().status())` does not keep a
+  // reference into the destroyed Result.
+  Status status() && { return ok() ? Status() : std::get<1>(std::move(v_)); }
 
   // Access to the value; aborts when there is none.
   T& value() & { return CheckOk(), std::get<0>(v_); }

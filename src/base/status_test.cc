@@ -74,5 +74,20 @@ TEST(Status, ReasonSurvivesContextAndIsWhatCallersBranchOn) {
   EXPECT_NE(s, FailedPreconditionError("refusing to prune 3 objects"));
 }
 
+// GANTRY_RETURN_IF_ERROR(Make().status()) kept a reference into the temporary Result, destroyed
+// before the status was returned: `gantry cluster add` printed freed memory as its error.
+TEST(Result, TheStatusOfATemporaryOutlivesIt) {
+  const std::string message(200, 'x');  // on the heap, where a freed buffer gets reused
+  auto make = [&]() -> Result<std::string> { return NotFoundError("{}", message); };
+  auto returns = [&]() -> Status {
+    GANTRY_RETURN_IF_ERROR(make().status());
+    return OkStatus();
+  };
+  Status s = returns();
+  EXPECT_EQ(s.code(), Code::kNotFound);
+  EXPECT_EQ(s.message(), message);
+  EXPECT_TRUE(Result<int>(1).status().ok());
+}
+
 }  // namespace
 }  // namespace gantry

@@ -19,7 +19,7 @@ Result<OciTarget> ParseOciTarget(std::string_view text) {
 }
 
 // `gantry image …`: build (image_build.cc), push / pull / inspect / latest (image_registry.cc).
-void AddImageCommand(CLI::App& app, [[maybe_unused]] const Deps& deps, int& exit_code) {
+void AddImageCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   auto* image = app.add_subcommand("image", "Build, push and inspect OCI images (no Docker daemon)");
   image->require_subcommand(1);
   AddImageBuildCommand(*image, deps, exit_code);

@@ -9,7 +9,8 @@
 //
 // --entrypoint and --cmd take a JSON array (exec form) or a string, run as ["/bin/sh", "-c", S].
 // Build prints the digest of what it tagged (manifest, or index for a multi-platform base).
-// Exit codes: 0 done; 1 the build, push or unpack failed; 2 usage.
+// Exit codes: 0 done; 1 the build, push or unpack failed (also for an unreadable layout or an
+// unreachable registry: docs/images.md documents no 3 here); 2 usage.
 
 #include <cstdlib>
 #include <fstream>
@@ -19,6 +20,7 @@
 #include "base/path.h"
 #include "cli/commands.h"
 #include "cli/deps.h"
+#include "cli/exit.h"
 #include "cli/image.h"
 #include "oci/build.h"
 #include "oci/registry.h"
@@ -55,12 +57,6 @@ fs::path CacheDir() {
   if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return fs::path(x) / "gantry" / "images";
   const char* home = std::getenv("HOME");
   return fs::path(home ? home : "/tmp") / ".cache" / "gantry" / "images";
-}
-
-Result<std::unique_ptr<oci::Registry>> OpenRegistry(const BuildFlags& f) {
-  oci::RegistryOptions options;
-  options.insecure_http_hosts = f.insecure;
-  return oci::NewHttpRegistry(std::move(options));
 }
 
 // flags → options; InvalidArgument for a usage error.
@@ -124,64 +120,123 @@ Result<oci::BuildOptions> ToOptions(const BuildFlags& f) {
   return o;
 }
 
-int Fail(const Status& s, int code = 1) {
-  fmt::print(stderr, "error: {}\n", s.message());
-  return code;
-}
+// What to build: the flags checked and parsed.
+struct BuildCommandOptions {
+  oci::BuildOptions build;
+  OciTarget output;
+  std::optional<OciTarget> from_layout;     // --from oci:DIR[:TAG]
+  std::optional<oci::Reference> from_image;  // --from REF
+  std::optional<oci::Reference> push;
+  std::vector<std::string> insecure;
+  std::string digest_file;
+};
 
-int RunBuild(const BuildFlags& f) {
-  auto options = ToOptions(f);
-  if (!options.ok()) return Fail(options.status(), 2);
-  auto target = ParseOciTarget(f.output);
-  if (!target.ok()) return Fail(target.status().WithContext("--output"), 2);
-  std::string tag = target->tag.empty() ? "latest" : target->tag;
-  auto output = oci::Layout::Open(target->dir, true);
-  if (!output.ok()) return Fail(output.status());
-
-  std::optional<oci::Layout> base;
+// flags → options: InvalidArgument naming the flag.
+Result<BuildCommandOptions> ToBuildOptions(const BuildFlags& f) {
+  BuildCommandOptions o;
+  GANTRY_ASSIGN_OR_RETURN(o.build, ToOptions(f));
+  auto output = ParseOciTarget(f.output);
+  if (!output.ok()) return output.status().WithContext("--output");
+  o.output = *output;
+  if (o.output.tag.empty()) o.output.tag = "latest";
   if (f.from.starts_with("oci:")) {
     auto from = ParseOciTarget(f.from);
-    if (!from.ok()) return Fail(from.status().WithContext("--from"), 2);
-    auto l = oci::Layout::Open(from->dir, false);
-    if (!l.ok()) return Fail(l.status().WithContext("--from"));
-    base = *std::move(l);
-    options->base_ref = from->tag;
+    if (!from.ok()) return from.status().WithContext("--from");
+    o.from_layout = *from;
   } else if (f.from != "scratch") {
     auto ref = oci::ParseReference(f.from);
-    if (!ref.ok()) return Fail(ref.status().WithContext("--from"), 2);
-    auto registry = OpenRegistry(f);
-    if (!registry.ok()) return Fail(registry.status());
-    auto cache = oci::Layout::Open(CacheDir(), true);
-    if (!cache.ok()) return Fail(cache.status().WithContext("image cache"));
-    // The whole index is kept unless one platform is asked for; the build then picks.
-    auto pulled = oci::PullImage(**registry, *ref, *cache, ref->ToString(), options->platform);
-    if (!pulled.ok()) return Fail(pulled.status().WithContext("pull " + ref->ToString()));
-    base = *std::move(cache);
-    options->base_ref = ref->ToString();
+    if (!ref.ok()) return ref.status().WithContext("--from");
+    o.from_image = *ref;
   }
-  if (base) options->base = &*base;
-
-  auto result = oci::BuildImage(*options, *output, tag);
-  if (!result.ok()) return Fail(result.status().WithContext("build"));
-  std::string digest = result->image.digest;
   if (!f.push.empty()) {
     auto ref = oci::ParseReference(f.push);
-    if (!ref.ok()) return Fail(ref.status().WithContext("--push"), 2);
-    auto registry = OpenRegistry(f);
-    if (!registry.ok()) return Fail(registry.status());
-    auto pushed = oci::PushImage(**registry, *output, tag, *ref);
-    if (!pushed.ok()) return Fail(pushed.status().WithContext("push " + ref->ToString()));
+    if (!ref.ok()) return ref.status().WithContext("--push");
+    o.push = *ref;
   }
-  fmt::print("{}\n", digest);
-  if (!f.digest_file.empty()) {
-    if (Status s = WriteFileAtomic(f.digest_file, digest + "\n"); !s.ok()) return Fail(s);
+  o.insecure = f.insecure;
+  o.digest_file = f.digest_file;
+  return o;
+}
+
+Result<std::unique_ptr<oci::Registry>> OpenRegistry(const BuildCommandOptions& o) {
+  oci::RegistryOptions options;
+  options.insecure_http_hosts = o.insecure;
+  return oci::NewHttpRegistry(std::move(options));
+}
+
+// Builds, pushes and prints the digest; every error is the build's failure (exit 1, docs/images.md).
+Status RunBuild(BuildCommandOptions o, const Deps& deps) {
+  auto built = [&]() -> Result<std::string> {
+    GANTRY_ASSIGN_OR_RETURN(oci::Layout output, oci::Layout::Open(o.output.dir, true));
+    std::optional<oci::Layout> base;
+    if (o.from_layout) {
+      auto l = oci::Layout::Open(o.from_layout->dir, false);
+      if (!l.ok()) return l.status().WithContext("--from");
+      base = *std::move(l);
+      o.build.base_ref = o.from_layout->tag;
+    } else if (o.from_image) {
+      const oci::Reference& ref = *o.from_image;
+      GANTRY_ASSIGN_OR_RETURN(auto registry, OpenRegistry(o));
+      auto cache = oci::Layout::Open(CacheDir(), true);
+      if (!cache.ok()) return cache.status().WithContext("image cache");
+      // The whole index is kept unless one platform is asked for; the build then picks.
+      auto pulled = oci::PullImage(*registry, ref, *cache, ref.ToString(), o.build.platform);
+      if (!pulled.ok()) return pulled.status().WithContext("pull " + ref.ToString());
+      base = *std::move(cache);
+      o.build.base_ref = ref.ToString();
+    }
+    if (base) o.build.base = &*base;
+    auto result = oci::BuildImage(o.build, output, o.output.tag);
+    if (!result.ok()) return result.status().WithContext("build");
+    if (o.push) {
+      GANTRY_ASSIGN_OR_RETURN(auto registry, OpenRegistry(o));
+      auto pushed = oci::PushImage(*registry, output, o.output.tag, *o.push);
+      if (!pushed.ok()) return pushed.status().WithContext("push " + o.push->ToString());
+    }
+    return result->image.digest;
+  }();
+  if (!built.ok()) return Status(built.status()).set_reason(kReasonFailed);
+  fmt::print(deps.out, "{}\n", *built);
+  if (!o.digest_file.empty()) {
+    if (Status s = WriteFileAtomic(o.digest_file, *built + "\n"); !s.ok()) return s.set_reason(kReasonFailed);
   }
-  return 0;
+  return OkStatus();
+}
+
+struct UnpackFlags {
+  std::string image, dest, platform;
+};
+
+struct UnpackOptions {
+  OciTarget image;
+  std::filesystem::path dest;
+  std::optional<oci::Platform> platform;
+};
+
+// flags → options: InvalidArgument for a bad image name or platform.
+Result<UnpackOptions> ToUnpackOptions(const UnpackFlags& f) {
+  UnpackOptions o{.dest = f.dest};
+  GANTRY_ASSIGN_OR_RETURN(o.image, ParseOciTarget(f.image));
+  if (!f.platform.empty()) {
+    GANTRY_ASSIGN_OR_RETURN(o.platform, oci::ParsePlatform(f.platform));
+  }
+  return o;
+}
+
+// Unpacks and prints what it wrote; every error is the unpack's failure (exit 1).
+Status RunUnpack(const UnpackOptions& o, const Deps& deps) {
+  auto layout = oci::Layout::Open(o.image.dir, false);
+  if (!layout.ok()) return Status(layout.status()).set_reason(kReasonFailed);
+  auto stats = oci::UnpackImage(*layout, o.image.tag, o.dest, o.platform);
+  if (!stats.ok()) return stats.status().WithContext("unpack").set_reason(kReasonFailed);
+  fmt::print(deps.out, "{} entries, {} bytes{}\n", stats->entries, stats->bytes,
+             stats->skipped ? fmt::format(", {} device/fifo entries skipped", stats->skipped) : "");
+  return OkStatus();
 }
 
 }  // namespace
 
-void AddImageBuildCommand(CLI::App& image, [[maybe_unused]] const Deps& deps, int& exit_code) {
+void AddImageBuildCommand(CLI::App& image, const Deps& deps, int& exit_code) {
   auto f = std::make_shared<BuildFlags>();
   auto* build = image.add_subcommand("build", "Build an image from a base and workspace files, without Docker");
   build->add_option("--from", f->from, "oci:DIR[:TAG], a registry reference, or scratch (default)");
@@ -205,41 +260,21 @@ void AddImageBuildCommand(CLI::App& image, [[maybe_unused]] const Deps& deps, in
   build->add_option("--push", f->push, "Registry reference to push the result to");
   build->add_option("--digest-file", f->digest_file, "Also write the digest to this file");
   build->add_option("--insecure-registry", f->insecure, "host[:port] reached over plain HTTP");
-  build->callback([f, &exit_code] { exit_code = RunBuild(*f); });
+  build->callback([f, &deps, &exit_code] {
+    auto options = ToBuildOptions(*f);
+    if (!options.ok()) return void(exit_code = UsageError(options.status(), deps.err));
+    exit_code = Report(RunBuild(*std::move(options), deps), deps.err);
+  });
 
-  auto u = std::make_shared<std::tuple<std::string, std::string, std::string>>();
+  auto u = std::make_shared<UnpackFlags>();
   auto* unpack = image.add_subcommand("unpack", "Apply the layers of an image to a directory (archive-safe)");
-  unpack->add_option("image", std::get<0>(*u), "oci:DIR[:TAG]")->required();
-  unpack->add_option("dest", std::get<1>(*u), "Directory (created if absent)")->required();
-  unpack->add_option("--platform", std::get<2>(*u), "os/arch[/variant] of a multi-platform image");
-  unpack->callback([u, &exit_code] {
-    auto target = ParseOciTarget(std::get<0>(*u));
-    if (!target.ok()) {
-      exit_code = Fail(target.status(), 2);
-      return;
-    }
-    std::optional<oci::Platform> platform;
-    if (!std::get<2>(*u).empty()) {
-      auto p = oci::ParsePlatform(std::get<2>(*u));
-      if (!p.ok()) {
-        exit_code = Fail(p.status(), 2);
-        return;
-      }
-      platform = *p;
-    }
-    auto layout = oci::Layout::Open(target->dir, false);
-    if (!layout.ok()) {
-      exit_code = Fail(layout.status());
-      return;
-    }
-    auto stats = oci::UnpackImage(*layout, target->tag, std::get<1>(*u), platform);
-    if (!stats.ok()) {
-      exit_code = Fail(stats.status().WithContext("unpack"));
-      return;
-    }
-    fmt::print("{} entries, {} bytes{}\n", stats->entries, stats->bytes,
-               stats->skipped ? fmt::format(", {} device/fifo entries skipped", stats->skipped) : "");
-    exit_code = 0;
+  unpack->add_option("image", u->image, "oci:DIR[:TAG]")->required();
+  unpack->add_option("dest", u->dest, "Directory (created if absent)")->required();
+  unpack->add_option("--platform", u->platform, "os/arch[/variant] of a multi-platform image");
+  unpack->callback([u, &deps, &exit_code] {
+    auto options = ToUnpackOptions(*u);
+    if (!options.ok()) return void(exit_code = UsageError(options.status(), deps.err));
+    exit_code = Report(RunUnpack(*options, deps), deps.err);
   });
 }
 

@@ -22,6 +22,7 @@
 #include "base/hash.h"
 #include "cli/commands.h"
 #include "cli/deps.h"
+#include "cli/exit.h"
 #include "cli/image.h"
 #include "update/update.h"
 #include "oci/layout.h"
@@ -51,8 +52,10 @@ void AddRegistryFlags(CLI::App* cmd, RegistryFlags& f) {
   cmd->add_flag("--password-stdin", f.password_stdin, "Read the registry password from stdin");
 }
 
-int Fail(const Status& s, int code = 3) {
-  fmt::print(stderr, "error: {}\n", s.message());
+// Prints the error to deps.err and returns `code`: kExitUsage for bad input (references, flags,
+// the registry options), kExitFailed when `latest` finds no tag, kExitError otherwise.
+int Fail(const Deps& deps, const Status& s, int code = kExitError) {
+  fmt::print(deps.err, "error: {}\n", s.message());
   return code;
 }
 
@@ -185,23 +188,23 @@ std::string Str(const value::Value& v, std::string_view key) {
   return f->IsString() ? std::string(f->AsString()) : value::ToJson(*f);
 }
 
-void PrintManifest(const value::Value& m, const std::string& indent) {
+void PrintManifest(std::FILE* out, const value::Value& m, const std::string& indent) {
   const value::Value& c = *m.Get("config");
   std::string platform = Str(c, "os") + "/" + Str(c, "architecture");
   if (!Str(c, "variant").empty()) platform += "/" + Str(c, "variant");
-  fmt::print("{}Digest:     {}\n{}MediaType:  {}\n{}Platform:   {}\n", indent, Str(m, "digest"), indent,
+  fmt::print(out, "{}Digest:     {}\n{}MediaType:  {}\n{}Platform:   {}\n", indent, Str(m, "digest"), indent,
              Str(m, "mediaType"), indent, platform);
   for (const char* key : {"created", "Entrypoint", "Cmd", "WorkingDir", "User", "ExposedPorts", "Labels"})
-    if (!Str(c, key).empty()) fmt::print("{}{:<11} {}\n", indent, std::string(key) + ":", Str(c, key));
-  fmt::print("{}Config:     {}\n", indent, Str(c, "digest"));
+    if (!Str(c, key).empty()) fmt::print(out, "{}{:<11} {}\n", indent, std::string(key) + ":", Str(c, key));
+  fmt::print(out, "{}Config:     {}\n", indent, Str(c, "digest"));
   const value::Value& layers = *m.Get("layers");
-  fmt::print("{}Layers:     {} ({})\n", indent, layers.size(), HumanSize(m.Get("layersSize")->AsInt()));
+  fmt::print(out, "{}Layers:     {} ({})\n", indent, layers.size(), HumanSize(m.Get("layersSize")->AsInt()));
   for (const value::Value& l : layers.items())
-    fmt::print("{}  {}  {:>10}  {}\n", indent, Str(l, "digest"), HumanSize(l.Get("size")->AsInt()),
+    fmt::print(out, "{}  {}  {:>10}  {}\n", indent, Str(l, "digest"), HumanSize(l.Get("size")->AsInt()),
                Str(l, "mediaType"));
 }
 
-int RunInspect(const std::string& target, bool json, const RegistryFlags& f) {
+int RunInspect(const std::string& target, bool json, const RegistryFlags& f, const Deps& deps) {
   Source src;
   src.name = target;
   std::optional<oci::Layout> layout;
@@ -209,12 +212,12 @@ int RunInspect(const std::string& target, bool json, const RegistryFlags& f) {
   oci::Reference ref;
   if (target.starts_with("oci:")) {
     auto t = ParseOciTarget(target);
-    if (!t.ok()) return Fail(t.status(), 2);
+    if (!t.ok()) return Fail(deps, t.status(), kExitUsage);
     auto l = oci::Layout::Open(t->dir, false);
-    if (!l.ok()) return Fail(l.status());
+    if (!l.ok()) return Fail(deps, l.status());
     layout.emplace(*l);
     auto top = layout->Find(t->tag);
-    if (!top.ok()) return Fail(top.status());
+    if (!top.ok()) return Fail(deps, top.status());
     src.manifest = [&, top = *top](const std::string& digest) -> Result<oci::RawManifest> {
       oci::RawManifest m;
       m.digest = digest.empty() ? top.digest : digest;
@@ -230,10 +233,10 @@ int RunInspect(const std::string& target, bool json, const RegistryFlags& f) {
     src.blob = [&](const oci::Descriptor& d) { return layout->ReadBlob(d.digest, 16 << 20); };
   } else {
     auto r = oci::ParseReference(target);
-    if (!r.ok()) return Fail(r.status(), 2);
+    if (!r.ok()) return Fail(deps, r.status(), kExitUsage);
     ref = *r;
     auto reg = OpenRegistry(f, ref.registry);
-    if (!reg.ok()) return Fail(reg.status(), 2);
+    if (!reg.ok()) return Fail(deps, reg.status(), kExitUsage);
     registry = std::move(*reg);
     src.manifest = [&](const std::string& digest) -> Result<oci::RawManifest> {
       oci::Reference at = ref;
@@ -247,28 +250,28 @@ int RunInspect(const std::string& target, bool json, const RegistryFlags& f) {
     };
   }
   auto v = Describe(src);
-  if (!v.ok()) return Fail(v.status().WithContext("inspect " + target));
+  if (!v.ok()) return Fail(deps, v.status().WithContext("inspect " + target));
   if (json) {
-    fmt::print("{}\n", value::ToJson(*v));
-    return 0;
+    fmt::print(deps.out, "{}\n", value::ToJson(*v));
+    return kExitOk;
   }
-  fmt::print("Name:       {}\n", target);
+  fmt::print(deps.out, "Name:       {}\n", target);
   if (const value::Value* ms = v->Get("manifests")) {
-    fmt::print("Digest:     {}\nMediaType:  {}\nPlatforms:  {}\n", Str(*v, "digest"), Str(*v, "mediaType"), ms->size());
+    fmt::print(deps.out, "Digest:     {}\nMediaType:  {}\nPlatforms:  {}\n", Str(*v, "digest"), Str(*v, "mediaType"), ms->size());
     for (const value::Value& m : ms->items()) {
-      fmt::print("- {}\n", Str(m, "platform").empty() ? "(no platform)" : Str(m, "platform"));
-      if (m.Get("config")) PrintManifest(m, "    ");
-      else fmt::print("    Digest:     {}\n    MediaType:  {}\n", Str(m, "digest"), Str(m, "mediaType"));
+      fmt::print(deps.out, "- {}\n", Str(m, "platform").empty() ? "(no platform)" : Str(m, "platform"));
+      if (m.Get("config")) PrintManifest(deps.out, m, "    ");
+      else fmt::print(deps.out, "    Digest:     {}\n    MediaType:  {}\n", Str(m, "digest"), Str(m, "mediaType"));
     }
   } else {
-    PrintManifest(*v, "");
+    PrintManifest(deps.out, *v, "");
   }
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace
 
-void AddImageRegistryCommands(CLI::App& image, [[maybe_unused]] const Deps& deps, int& exit_code) {
+void AddImageRegistryCommands(CLI::App& image, const Deps& deps, int& exit_code) {
   struct Flags {
     RegistryFlags registry;
     std::string source, target, platform;
@@ -285,22 +288,22 @@ void AddImageRegistryCommands(CLI::App& image, [[maybe_unused]] const Deps& deps
   push->add_option("--mount-from", f->mount_from, "Repository of the same registry the blobs may be in (repeatable)");
   push->add_option("--parallel", f->parallel, "Blobs uploaded at once")->check(CLI::Range(1, 32));
   AddRegistryFlags(push, f->registry);
-  push->callback([f, &exit_code] {
+  push->callback([f, &deps, &exit_code] {
     auto src = ParseOciTarget(f->source);
-    if (!src.ok()) return void(exit_code = Fail(src.status(), 2));
+    if (!src.ok()) return void(exit_code = Fail(deps, src.status(), kExitUsage));
     auto ref = oci::ParseReference(f->target);
-    if (!ref.ok()) return void(exit_code = Fail(ref.status(), 2));
+    if (!ref.ok()) return void(exit_code = Fail(deps, ref.status(), kExitUsage));
     auto layout = oci::Layout::Open(src->dir, false);
-    if (!layout.ok()) return void(exit_code = Fail(layout.status()));
+    if (!layout.ok()) return void(exit_code = Fail(deps, layout.status()));
     auto registry = OpenRegistry(f->registry, ref->registry);
-    if (!registry.ok()) return void(exit_code = Fail(registry.status(), 2));
+    if (!registry.ok()) return void(exit_code = Fail(deps, registry.status(), kExitUsage));
     oci::PushOptions options;
     options.mount_from = f->mount_from;
     options.parallel = f->parallel;
     auto digest = oci::PushImage(**registry, *layout, src->tag, *ref, options);
-    if (!digest.ok()) return void(exit_code = Fail(digest.status()));
-    fmt::print("{}\n", *digest);
-    exit_code = 0;
+    if (!digest.ok()) return void(exit_code = Fail(deps, digest.status()));
+    fmt::print(deps.out, "{}\n", *digest);
+    exit_code = kExitOk;
   });
 
   auto* pull = image.add_subcommand("pull", "Pull an image from a registry into an OCI layout");
@@ -308,47 +311,47 @@ void AddImageRegistryCommands(CLI::App& image, [[maybe_unused]] const Deps& deps
   pull->add_option("target", f->target, "oci:DIR[:TAG]")->required();
   pull->add_option("--platform", f->platform, "os/arch[/variant]: from an index, only this platform");
   AddRegistryFlags(pull, f->registry);
-  pull->callback([f, &exit_code] {
+  pull->callback([f, &deps, &exit_code] {
     auto ref = oci::ParseReference(f->source);
-    if (!ref.ok()) return void(exit_code = Fail(ref.status(), 2));
+    if (!ref.ok()) return void(exit_code = Fail(deps, ref.status(), kExitUsage));
     auto dst = ParseOciTarget(f->target);
-    if (!dst.ok()) return void(exit_code = Fail(dst.status(), 2));
+    if (!dst.ok()) return void(exit_code = Fail(deps, dst.status(), kExitUsage));
     std::optional<oci::Platform> platform;
     if (!f->platform.empty()) {
       auto p = oci::ParsePlatform(f->platform);
-      if (!p.ok()) return void(exit_code = Fail(p.status(), 2));
+      if (!p.ok()) return void(exit_code = Fail(deps, p.status(), kExitUsage));
       platform = *p;
     }
     auto layout = oci::Layout::Open(dst->dir, true);
-    if (!layout.ok()) return void(exit_code = Fail(layout.status()));
+    if (!layout.ok()) return void(exit_code = Fail(deps, layout.status()));
     auto registry = OpenRegistry(f->registry, ref->registry);
-    if (!registry.ok()) return void(exit_code = Fail(registry.status(), 2));
+    if (!registry.ok()) return void(exit_code = Fail(deps, registry.status(), kExitUsage));
     std::string tag = dst->tag.empty() ? (ref->tag.empty() ? "latest" : ref->tag) : dst->tag;
     auto d = oci::PullImage(**registry, *ref, *layout, tag, platform);
-    if (!d.ok()) return void(exit_code = Fail(d.status()));
-    fmt::print("{}\n", d->digest);
-    exit_code = 0;
+    if (!d.ok()) return void(exit_code = Fail(deps, d.status()));
+    fmt::print(deps.out, "{}\n", d->digest);
+    exit_code = kExitOk;
   });
 
   auto* inspect = image.add_subcommand("inspect", "Show an image's digest, platforms, layers and config");
   inspect->add_option("image", f->source, "REF or oci:DIR[:TAG]")->required();
   inspect->add_flag("--json", f->json, "Print JSON");
   AddRegistryFlags(inspect, f->registry);
-  inspect->callback([f, &exit_code] { exit_code = RunInspect(f->source, f->json, f->registry); });
+  inspect->callback([f, &deps, &exit_code] { exit_code = RunInspect(f->source, f->json, f->registry, deps); });
 
   auto* tags = image.add_subcommand("tags", "List the tags of a repository");
   tags->add_option("repository", f->source, "registry/repository")->required();
   tags->add_option("--page-size", f->page_size, "Tags per request (n=); all pages are read");
   AddRegistryFlags(tags, f->registry);
-  tags->callback([f, &exit_code] {
+  tags->callback([f, &deps, &exit_code] {
     auto ref = oci::ParseReference(f->source);
-    if (!ref.ok()) return void(exit_code = Fail(ref.status(), 2));
+    if (!ref.ok()) return void(exit_code = Fail(deps, ref.status(), kExitUsage));
     auto registry = OpenRegistry(f->registry, ref->registry);
-    if (!registry.ok()) return void(exit_code = Fail(registry.status(), 2));
+    if (!registry.ok()) return void(exit_code = Fail(deps, registry.status(), kExitUsage));
     auto list = (*registry)->ListTags(*ref, f->page_size);
-    if (!list.ok()) return void(exit_code = Fail(list.status()));
-    for (const std::string& t : *list) fmt::print("{}\n", t);
-    exit_code = 0;
+    if (!list.ok()) return void(exit_code = Fail(deps, list.status()));
+    for (const std::string& t : *list) fmt::print(deps.out, "{}\n", t);
+    exit_code = kExitOk;
   });
 
   // gantry image latest REPO --semver RANGE | --alphabetical | --numerical [--filter RE [--extract $g]]
@@ -373,10 +376,10 @@ void AddImageRegistryCommands(CLI::App& image, [[maybe_unused]] const Deps& deps
   latest->add_option("--extract", lf->extract, "Order by this expansion of the filter's groups, e.g. '$ts'");
   latest->add_flag("--reference", lf->print_reference, "Print registry/repository:tag instead of the tag");
   AddRegistryFlags(latest, f->registry);
-  latest->callback([lf, f, &exit_code] {
+  latest->callback([lf, f, &deps, &exit_code] {
     int kinds = !lf->semver.empty() + lf->alphabetical + lf->numerical;
-    if (kinds != 1) return void(exit_code = Fail(InvalidArgumentError("give exactly one of --semver RANGE, --alphabetical, --numerical"), 2));
-    if (!lf->extract.empty() && lf->filter.empty()) return void(exit_code = Fail(InvalidArgumentError("--extract needs --filter"), 2));
+    if (kinds != 1) return void(exit_code = Fail(deps, InvalidArgumentError("give exactly one of --semver RANGE, --alphabetical, --numerical"), kExitUsage));
+    if (!lf->extract.empty() && lf->filter.empty()) return void(exit_code = Fail(deps, InvalidArgumentError("--extract needs --filter"), kExitUsage));
     update::TagPolicy policy;
     policy.kind = !lf->semver.empty() ? update::TagPolicy::Kind::kSemver
                   : lf->alphabetical  ? update::TagPolicy::Kind::kAlphabetical
@@ -386,22 +389,22 @@ void AddImageRegistryCommands(CLI::App& image, [[maybe_unused]] const Deps& deps
     policy.pattern = lf->filter;
     policy.extract = lf->extract;
     auto ref = oci::ParseReference(lf->repository);
-    if (!ref.ok()) return void(exit_code = Fail(ref.status(), 2));
+    if (!ref.ok()) return void(exit_code = Fail(deps, ref.status(), kExitUsage));
     auto registry = OpenRegistry(f->registry, ref->registry);
-    if (!registry.ok()) return void(exit_code = Fail(registry.status(), 2));
+    if (!registry.ok()) return void(exit_code = Fail(deps, registry.status(), kExitUsage));
     auto list = (*registry)->ListTags(*ref);
-    if (!list.ok()) return void(exit_code = Fail(list.status()));
+    if (!list.ok()) return void(exit_code = Fail(deps, list.status()));
     auto tag = update::SelectLatest(*list, policy);
-    if (!tag.ok()) return void(exit_code = Fail(tag.status(), tag.status().code() == Code::kInvalidArgument ? 2 : 1));
+    if (!tag.ok()) return void(exit_code = Fail(deps, tag.status(), tag.status().code() == Code::kInvalidArgument ? kExitUsage : kExitFailed));
     if (lf->print_reference) {
       oci::Reference out = *ref;
       out.tag = *tag;
       out.digest.clear();
-      fmt::print("{}\n", out.ToString());
+      fmt::print(deps.out, "{}\n", out.ToString());
     } else {
-      fmt::print("{}\n", *tag);
+      fmt::print(deps.out, "{}\n", *tag);
     }
-    exit_code = 0;
+    exit_code = kExitOk;
   });
 }
 

@@ -726,4 +726,14 @@ Result<ReleaseResult> RunRelease(const ReleaseServices& services, const ci::Pipe
   return st.error;
 }
 
+Status ReleaseSucceededRun(const ReleaseServices& services, const ci::SucceededRun& run) {
+  ReleaseRequest request{.run_id = run.run.id, .repo = run.run.repo, .commit = run.commit, .ref = run.run.ref,
+                         .workspace = run.workspace, .log = run.log, .cancel = run.cancel};
+  GANTRY_ASSIGN_OR_RETURN(ReleaseResult result, RunRelease(services, run.pipeline, request));
+  if (result.deploy_phase && *result.deploy_phase != deliver::Phase::kSucceeded) {
+    return FailedPreconditionError("deploy: release {} ended {}", result.release_id, deliver::Name(*result.deploy_phase));
+  }
+  return OkStatus();
+}
+
 }  // namespace gantry::release

@@ -51,6 +51,7 @@
 #include "base/clock.h"
 #include "base/status.h"
 #include "ci/pipeline.h"
+#include "ci/server.h"
 #include "deliver/deliver.h"
 #include "git/git.h"
 #include "oci/registry.h"
@@ -176,6 +177,12 @@ class Release {
 // its error when it failed, Cancelled when it was stopped (request.cancel).
 Result<ReleaseResult> RunRelease(const ReleaseServices& services, const ci::Pipeline& pipeline,
                                  const ReleaseRequest& request);
+
+// The release of a CI run that succeeded, as ci::Server's after_success hook (`gantry server`
+// installs it): RunRelease of the run's request. OK when the release succeeded and its push deploy,
+// if any, ended healthy; FailedPrecondition "deploy: release N ended PHASE" when the deploy ended
+// otherwise (unhealthy, waiting for approval), so the run shows failed; RunRelease's errors.
+Status ReleaseSucceededRun(const ReleaseServices& services, const ci::SucceededRun& run);
 
 // POSTs a signed push event to one agent (the default NotifyFn). Unavailable for an answer other
 // than 2xx; the http::Client errors otherwise.

@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "store/store.h"
+#include "test/fakes/forwarding_kube_client.h"
 #include "test/fakes/git_repository.h"
 #include "test/fakes/kube_client.h"
 #include "test/fakes/registry.h"
@@ -374,35 +375,6 @@ TEST_F(ReleaseTest, WithoutReleaseOnlyThePackageRuns) {
   EXPECT_EQ(Stored(), "package");
 }
 
-// A client per connection, all to one fake cluster.
-class Forward final : public kube::Client {
- public:
-  explicit Forward(std::shared_ptr<fakes::FakeKubeClient> to) : to_(std::move(to)) {}
-  Result<kube::ResourceInfo> Resolve(std::string_view v, std::string_view k) override { return to_->Resolve(v, k); }
-  Result<value::Value> Get(const kube::ObjectRef& ref) override { return to_->Get(ref); }
-  Result<kube::ObjectList> List(std::string_view v, std::string_view k, std::string_view ns,
-                                const kube::ListOptions& o) override {
-    return to_->List(v, k, ns, o);
-  }
-  Result<value::Value> Apply(const value::Value& obj, const kube::ApplyOptions& o) override { return to_->Apply(obj, o); }
-  Result<value::Value> ApplyStatus(const value::Value& obj, const kube::ApplyOptions& o) override {
-    return to_->ApplyStatus(obj, o);
-  }
-  Result<value::Value> Replace(const value::Value& obj) override { return to_->Replace(obj); }
-  Status Delete(const kube::ObjectRef& ref, const kube::DeleteOptions& o) override { return to_->Delete(ref, o); }
-  Result<value::Value> Create(const value::Value& obj) override { return to_->Create(obj); }
-  Status Watch(std::string_view v, std::string_view k, std::string_view ns, const kube::WatchOptions& o,
-               const kube::WatchHandler& h) override {
-    return to_->Watch(v, k, ns, o, h);
-  }
-  void InvalidateDiscovery() override { to_->InvalidateDiscovery(); }
-  Result<std::string> GetRaw(std::string_view path) override { return to_->GetRaw(path); }
-  uint64_t request_count() const override { return to_->request_count(); }
-
- private:
-  std::shared_ptr<fakes::FakeKubeClient> to_;
-};
-
 // Deploys to one fake cluster, environment dev with `gates`.
 void PushMode(ReleaseServices& services, ci::Pipeline& pipeline, std::shared_ptr<fakes::FakeKubeClient> kube,
               const std::string& gates) {
@@ -419,7 +391,7 @@ spec: {gates: )" + gates + "}\n", "config.yaml"));
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   services.deliver_config = *config;
   services.connect = [kube](const deliver::Cluster&) -> Result<std::unique_ptr<kube::Client>> {
-    return std::unique_ptr<kube::Client>(new Forward(kube));
+    return fakes::ForwardingKubeClient::To(kube);
   };
   pipeline.release->app = "web";
 }
@@ -475,6 +447,36 @@ TEST_F(ReleaseTest, TheSoakOfTheDeployWaitsOnTheInjectedClock) {
   EXPECT_GE(clock.Now().time_since_epoch(), std::chrono::minutes(10));
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30));
   EXPECT_THAT(Logged(), HasSubstr("deploy: dev: soak done"));
+}
+
+// The CI server's hook: a release whose deploy ends waiting for approval fails the run, naming the
+// release and the phase; a release without a deploy lets it succeed.
+TEST_F(ReleaseTest, TheSucceededRunHookFailsTheRunWhenTheDeployDidNotSucceed) {
+  auto store_run = store_->GetRun(run_);
+  ASSERT_TRUE(store_run.ok()) << store_run.status().ToString();
+  const fs::path workspace = root_ / "ws";
+  const std::string commit(40, 'a');
+  std::atomic<bool> cancel{false};
+  auto log = [](std::string_view, std::string_view) {};
+
+  PushMode(services_, pipeline_, std::make_shared<fakes::FakeKubeClient>(), "{healthy: false, approval: true}");
+  ci::SucceededRun waiting_run{.run = *store_run, .pipeline = pipeline_, .workspace = workspace, .commit = commit,
+                               .log = log, .cancel = &cancel};
+  Status waiting = ReleaseSucceededRun(services_, waiting_run);
+  EXPECT_EQ(waiting.code(), Code::kFailedPrecondition);
+  EXPECT_THAT(waiting.message(), HasSubstr("deploy: release 1 ended WaitingApproval"));
+
+  ci::Pipeline without_release = pipeline_;
+  without_release.release.reset();
+  auto other = store_->CreateRun({.repo = "https://git.example/app.git", .pipeline = "https://git.example/app.git",
+                                  .commit = commit, .ref = "refs/heads/next"});
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  auto other_run = store_->GetRun(*other);
+  ASSERT_TRUE(other_run.ok()) << other_run.status().ToString();
+  ci::SucceededRun packaged{.run = *other_run, .pipeline = without_release, .workspace = workspace, .commit = commit,
+                            .log = log, .cancel = &cancel};
+  Status ok = ReleaseSucceededRun(services_, packaged);
+  EXPECT_TRUE(ok.ok()) << ok.ToString();
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 // The target must outlive the forwarder. Thread-safe as the target is.
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -15,6 +16,13 @@ namespace gantry::fakes {
 class ForwardingKubeClient final : public kube::Client {
  public:
   explicit ForwardingKubeClient(kube::Client& target) : target_(target) {}
+
+  // A new client to `target`, as a connect function returns it; it shares ownership of `target`.
+  static std::unique_ptr<kube::Client> To(std::shared_ptr<kube::Client> target) {
+    auto forwarder = std::make_unique<ForwardingKubeClient>(*target);
+    forwarder->owner_ = std::move(target);
+    return forwarder;
+  }
 
   Result<kube::ResourceInfo> Resolve(std::string_view api_version, std::string_view kind) override {
     return target_.Resolve(api_version, kind);
@@ -45,6 +53,7 @@ class ForwardingKubeClient final : public kube::Client {
 
  private:
   kube::Client& target_;
+  std::shared_ptr<kube::Client> owner_;  // To(): keeps the target alive
 };
 
 }  // namespace gantry::fakes

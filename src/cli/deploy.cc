@@ -1,0 +1,227 @@
+// gantry deploy APP --revision REV | --resume (--repo URL | --dir DIR) ..., gantry rollback APP --env ENV:
+// push-mode deploys (deliver::Deployment, deliver::Rollback), recorded in the ledger.
+// Exit codes: 0 every environment healthy; 1 a cluster failed; 2 usage; 3 bad configuration or
+// unreachable ledger; 4 waiting for approval (docs/push-mode.md).
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include <CLI/CLI.hpp>
+
+#include "base/duration.h"
+#include "cli/deliver.h"
+#include "cli/deps.h"
+#include "cli/exit.h"
+#include "cli/source.h"
+
+namespace gantry::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct SourceFlags {
+  std::string repo, dir, cache_dir, git_username;
+  bool allow_file_repo = false;
+};
+
+void AddDeploySourceFlags(CLI::App* cmd, SourceFlags& s) {
+  cmd->add_option("--repo", s.repo, "Config repository (Git URL)");
+  cmd->add_option("--dir", s.dir, "Local config directory instead of --repo (no rollback to other revisions)");
+  cmd->add_option("--cache-dir", s.cache_dir, "Where Git mirrors are kept")->envname("GANTRY_CACHE");
+  cmd->add_flag("--allow-file-repo", s.allow_file_repo, "Accept file:// repository URLs");
+  cmd->add_option("--git-username", s.git_username, "User for HTTPS Git; the password or token is read from GANTRY_GIT_PASSWORD");
+}
+
+// The render function of --repo or --dir: InvalidArgument unless exactly one is given; a refused
+// repository URL fails here, before any work.
+Result<deliver::RenderFn> MakeRender(const SourceFlags& s, const std::string& revision) {
+  if (s.repo.empty() == s.dir.empty()) return InvalidArgumentError("give exactly one of --repo URL and --dir DIR");
+  if (!s.dir.empty()) {
+    // A directory has one revision: the one named on the command line.
+    auto dir_render = deliver::DirRenderFn(fs::absolute(s.dir));
+    return deliver::RenderFn([dir_render, revision](std::string_view rev, const std::string& path) -> Result<render::Rendered> {
+      if (!revision.empty() && rev != revision)
+        return FailedPreconditionError("--dir holds revision {}, not {}: rendering another revision needs --repo", revision, rev);
+      return dir_render(rev, path);
+    });
+  }
+  auto sources = std::make_shared<render::GitSources>(
+      GitSourcesOptionsFor(s.cache_dir, s.repo, s.git_username, s.allow_file_repo));
+  GANTRY_RETURN_IF_ERROR(sources->Open(s.repo).status());
+  return deliver::GitRenderFn(std::move(sources), s.repo);
+}
+
+std::atomic<deliver::Deployment*> g_running{nullptr};
+
+void OnSignal(int) {
+  if (deliver::Deployment* d = g_running.load()) d->Terminate();
+}
+
+deliver::ProgressFn Progress(std::FILE* out) {
+  bool tty = ::isatty(::fileno(out));
+  return [tty, out](std::string_view line) {
+    fmt::print(out, "{}{}\n", tty ? "\033[1m==>\033[0m " : "==> ", line);
+    std::fflush(out);
+  };
+}
+
+void PrintTargets(std::FILE* out, const std::vector<store::Target>& targets) {
+  std::vector<std::vector<std::string>> rows{{"ENVIRONMENT", "CLUSTER", "STATE", "MESSAGE"}};
+  for (const auto& t : targets) rows.push_back({t.env, t.cluster, std::string(store::Name(t.state)), t.message});
+  fmt::print(out, "\n");
+  Table(out, rows);
+}
+
+deliver::ConnectFn ConnectFn(const Deps& deps) {
+  return [&deps](const deliver::Cluster& c) { return deps.connect_cluster(c, {}); };
+}
+
+// ---------------------------------------------------------------------------------------------
+// deploy
+
+struct DeployFlags {
+  StateFlags state;
+  SourceFlags source;
+  deliver::DeployOptions options;
+  std::string timeout = "5m";
+  bool resume = false;
+  std::vector<std::string> digests;
+};
+
+struct DeployOptions {
+  StateFlags state;
+  deliver::RenderFn render;
+  deliver::DeployOptions deploy;
+  bool resume = false;
+};
+
+// flags → options: InvalidArgument for a missing --revision, a bad --timeout or --image-digest,
+// and a source MakeRender refuses.
+Result<DeployOptions> ToOptions(const DeployFlags& f) {
+  DeployOptions o{.state = f.state, .deploy = f.options, .resume = f.resume};
+  if (!f.resume && f.options.revision.empty()) return InvalidArgumentError("--revision is required (or --resume)");
+  auto timeout = ParseDuration(f.timeout);
+  if (!timeout.ok()) return timeout.status().WithContext("--timeout");
+  o.deploy.health_timeout = *timeout;
+  if (o.deploy.started_by == "cli") o.deploy.started_by = User("cli");
+  for (const auto& d : f.digests) {
+    size_t eq = d.find('=');
+    if (eq == std::string::npos) return InvalidArgumentError("--image-digest {:?}: expected IMAGE=sha256:...", d);
+    o.deploy.image_digests[d.substr(0, eq)] = d.substr(eq + 1);
+  }
+  GANTRY_ASSIGN_OR_RETURN(o.render, MakeRender(f.source, f.options.revision));
+  return o;
+}
+
+// Runs the deployment to its end (or until SIGINT/SIGTERM: Terminate, for --resume); the targets
+// and the outcome are printed. kReasonFailed when a cluster failed, kReasonBlocked when waiting
+// for approval.
+Status RunDeploy(DeployOptions o, const Deps& deps) {
+  GANTRY_ASSIGN_OR_RETURN(deliver::Config config, LoadState(o.state));
+  GANTRY_ASSIGN_OR_RETURN(auto store, OpenStore(o.state, deps));
+  o.deploy.clock = deps.clock;
+  auto d = o.resume ? deliver::Deployment::Resume(*store, config, o.render, ConnectFn(deps), o.deploy, Progress(deps.out))
+                    : deliver::Deployment::Start(*store, config, o.render, ConnectFn(deps), o.deploy, Progress(deps.out));
+  if (!d.ok()) return d.status();
+  g_running.store(d->get());
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sa.sa_flags = SA_RESETHAND;  // a second Ctrl-C kills at once
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  const deliver::DeployState& s = (*d)->Run();
+  g_running.store(nullptr);
+  PrintTargets(deps.out, s.targets);
+  fmt::print(deps.out, "\nrelease {}: {}\n", s.release_id, s.message);
+  if (s.phase == deliver::Phase::kSucceeded) return OkStatus();
+  Status outcome = FailedPreconditionError("release {} of {}: {}", s.release_id, o.deploy.app, deliver::Name(s.phase));
+  return outcome.set_reason(s.phase == deliver::Phase::kWaitingApproval ? kReasonBlocked : kReasonFailed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// rollback
+
+struct RollbackFlags {
+  StateFlags state;
+  SourceFlags source;
+  deliver::RollbackOptions options;
+  std::string timeout = "5m";
+};
+
+struct RollbackOptions {
+  StateFlags state;
+  deliver::RenderFn render;
+  deliver::RollbackOptions rollback;
+};
+
+// flags → options: InvalidArgument for a bad --timeout and a source MakeRender refuses.
+Result<RollbackOptions> ToOptions(const RollbackFlags& f) {
+  RollbackOptions o{.state = f.state, .rollback = f.options};
+  auto timeout = ParseDuration(f.timeout);
+  if (!timeout.ok()) return timeout.status().WithContext("--timeout");
+  o.rollback.health_timeout = *timeout;
+  o.rollback.started_by = User(o.rollback.started_by);
+  GANTRY_ASSIGN_OR_RETURN(o.render, MakeRender(f.source, ""));
+  return o;
+}
+
+// Rolls back and prints the targets; kReasonFailed when a cluster did not become healthy.
+Status RunRollback(RollbackOptions o, const Deps& deps) {
+  GANTRY_ASSIGN_OR_RETURN(deliver::Config config, LoadState(o.state));
+  GANTRY_ASSIGN_OR_RETURN(auto store, OpenStore(o.state, deps));
+  o.rollback.clock = deps.clock;
+  GANTRY_ASSIGN_OR_RETURN(deliver::RollbackResult result,
+                          deliver::Rollback(*store, config, o.render, ConnectFn(deps), o.rollback, Progress(deps.out)));
+  PrintTargets(deps.out, result.targets);
+  fmt::print(deps.out, "\n{}\n", result.message);
+  if (!result.ok) {
+    return FailedPreconditionError("rollback of {} in {} failed", o.rollback.app, o.rollback.env).set_reason(kReasonFailed);
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+void AddDeployCommands(CLI::App& app, const Deps& deps, int& exit_code) {
+  auto f = std::make_shared<DeployFlags>();
+  auto* cmd = app.add_subcommand("deploy", "Deploy a release environment by environment, health-gated, recorded in the ledger");
+  AddStateFlags(cmd, f->state);
+  AddDeploySourceFlags(cmd, f->source);
+  cmd->add_option("APP", f->options.app, "Application name (tracking label gantry.dev/app)")->required();
+  cmd->add_option("--revision", f->options.revision, "Revision of the config to deploy (branch, tag, SHA)");
+  auto* env_opt = cmd->add_option("--env", f->options.only_env, "Deploy to this environment only");
+  cmd->add_option("--through", f->options.through, "Promote up to and including this environment")->excludes(env_opt);
+  cmd->add_option("--path-template", f->options.path_template, "Path of each environment's overlay (default envs/{env})");
+  cmd->add_flag("--prune", f->options.prune, "Delete objects the application applied before and no longer renders");
+  cmd->add_flag("--rollback-on-failure", f->options.rollback_on_failure, "Roll a failing environment back to its previous release");
+  cmd->add_option("--timeout", f->timeout, "Health wait per cluster (default 5m)");
+  cmd->add_option("--parallel", f->options.cluster_parallelism, "Clusters of one environment deployed at once")->check(CLI::Range(1, 256));
+  cmd->add_option("--namespace", f->options.default_namespace, "Namespace for objects without one (default: default)");
+  cmd->add_option("--image-digest", f->digests, "Recorded in the release: IMAGE=sha256:... (repeatable)");
+  cmd->add_option("--started-by", f->options.started_by, "Who or what started it (default: $USER)");
+  cmd->add_flag("--resume", f->resume, "Continue the newest unfinished release of APP");
+  cmd->callback([f, &deps, &exit_code] {
+    auto options = ToOptions(*f);
+    if (!options.ok()) return void(exit_code = UsageError(options.status(), deps.err));
+    exit_code = Report(RunDeploy(*std::move(options), deps), deps.err);
+  });
+
+  auto r = std::make_shared<RollbackFlags>();
+  auto* rb = app.add_subcommand("rollback", "Re-deploy the previous (or a given) release to an environment");
+  AddStateFlags(rb, r->state);
+  AddDeploySourceFlags(rb, r->source);
+  rb->add_option("APP", r->options.app, "Application name")->required();
+  rb->add_option("--env", r->options.env, "Environment to roll back")->required();
+  rb->add_option("--to", r->options.to_release, "Release to go back to (default: the one before the current)");
+  rb->add_option("--timeout", r->timeout, "Health wait per cluster (default 5m)");
+  rb->add_flag("--prune", r->options.prune, "Delete objects the newer release added");
+  rb->callback([r, &deps, &exit_code] {
+    auto options = ToOptions(*r);
+    if (!options.ok()) return void(exit_code = UsageError(options.status(), deps.err));
+    exit_code = Report(RunRollback(*std::move(options), deps), deps.err);
+  });
+}
+
+}  // namespace gantry::cli

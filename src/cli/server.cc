@@ -1,0 +1,356 @@
+// gantry server --listen [HOST]:PORT [--store URL] --webhook-secret-env VAR --repo URL... [--data-dir D] ...
+//
+// The CI server (webhooks, polling, queue, workers, REST API; see ci/server.h and
+// server/ci_front.h) and, after a run succeeded, the release flow (release/release.h: image, config
+// repository, notify, push deploy). It takes the same --executor flags as `ci run` (cli/ci.h).
+// This file is composition: flags → options (exit 2 for a bad flag), then the store, executor,
+// registry and mirrors are built from deps and handed to ci::Server and server::Front; it serves
+// until SIGINT or SIGTERM. Exit 3 when something cannot be opened or started.
+
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <thread>
+#include <tuple>
+
+#include <CLI/CLI.hpp>
+
+#include "base/duration.h"
+#include "ci/server.h"
+#include "cli/ci.h"
+#include "cli/commands.h"
+#include "cli/deps.h"
+#include "cli/exit.h"
+#include "cli/state.h"
+#include "deliver/deliver.h"
+#include "git/git.h"
+#include "http/http.h"
+#include "oci/registry.h"
+#include "release/release.h"
+#include "server/ci_front.h"
+#include "server/front.h"
+#include "store/store.h"
+#include "webhook/webhook.h"
+
+namespace gantry::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::atomic<bool> g_stop{false};
+
+void OnSignal(int) { g_stop.store(true); }
+
+struct ServerFlags {
+  std::string listen = "127.0.0.1:8080";
+  std::string tls_cert, tls_key;  // PEM files: serve HTTPS
+  std::string store;  // "": sqlite in the state directory (cli/state.h), as every command
+  std::string webhook_secret_env;
+  std::string provider = "auto";
+  std::vector<std::string> repos;
+  std::string data_dir = "gantry-data";
+  std::string secrets_file;
+  std::string poll = "0";
+  std::vector<std::string> poll_branches = {"main"};
+  std::string worker = "gantry";
+  ExecutorFlags executor;
+  bool allow_file = false;
+  int workers = 1;
+  int untrusted_workers = 1;
+  std::string trusted_timeout = "0";
+  std::string untrusted_timeout = "30m";
+  std::string max_workspace = "20Gi", max_artifacts = "1Gi", max_log = "64Mi", cache_quota = "5Gi";
+  std::string policy;                     // "key=value ..." for every repository
+  std::vector<std::string> repo_policies;  // "URL key=value ..."
+  std::vector<std::string> protected_branches = {"main"};
+  int max_attempts = 3;
+  // The release flow after CI (release/release.h).
+  std::vector<std::string> config_repos;
+  std::vector<std::string> git_credentials_env;
+  std::string registry_config;
+  std::string registry_ca_file;
+  std::vector<std::string> insecure_registries;
+  std::vector<std::string> registry_credentials_env;
+  std::vector<std::string> notify;
+  std::string notify_secret_env;
+  std::string deliver_config;
+  std::string path_template = "envs/{env}";
+  std::string health_timeout = "5m";
+  std::string api_token_env;
+};
+
+// What the flags say, checked: everything but what must be opened or started.
+struct ServerOptions {
+  std::string listen;  // as given, for messages
+  http::Options http;
+  ci::ServerOptions ci;
+  server::CiFrontOptions front;
+  std::string store;  // "": the state directory's
+  std::string secrets_file;
+  ExecutorFlags executor;
+  // Release services without the store, registry, mirrors and cluster connections (Run adds them).
+  release::ReleaseServices release;
+  oci::RegistryOptions registry;  // without upload_state_dir (Run: DATA_DIR/uploads)
+  std::string deliver_config;
+};
+
+// "host=user:password" from the variable `env` (never a flag: it would show in ps).
+Result<std::string> SecretFromEnv(const std::string& flag, const std::string& env) {
+  const char* v = std::getenv(env.c_str());
+  if (v == nullptr || *v == '\0') return InvalidArgumentError("{} {}: the variable is not set", flag, env);
+  return std::string(v);
+}
+
+// The release flow's options of the flags (release/release.h).
+Status ReleaseOptions(const ServerFlags& f, ServerOptions& o) {
+  release::ReleaseServices& s = o.release;
+  s.config_repos = f.config_repos;
+  for (const auto& url : f.config_repos) GANTRY_RETURN_IF_ERROR(git::ValidateUrl(url, f.allow_file).WithContext("--config-repo"));
+  for (const auto& env : f.git_credentials_env) {
+    GANTRY_ASSIGN_OR_RETURN(std::string v, SecretFromEnv("--git-credentials-env", env));
+    GANTRY_ASSIGN_OR_RETURN(git::Credentials c, git::ParseCredentials(v));
+    s.config_credentials.push_back(std::move(c));
+  }
+  s.config_git.allow_file = f.allow_file;
+  o.registry.docker_config = f.registry_config;
+  o.registry.ca_file = f.registry_ca_file;
+  o.registry.insecure_http_hosts = f.insecure_registries;
+  for (const auto& env : f.registry_credentials_env) {
+    GANTRY_ASSIGN_OR_RETURN(std::string v, SecretFromEnv("--registry-credentials-env", env));
+    GANTRY_ASSIGN_OR_RETURN(git::Credentials c, git::ParseCredentials(v));
+    o.registry.credentials.push_back({.host = c.host, .username = c.username, .password = c.password});
+  }
+  if (!f.notify.empty()) {
+    if (f.notify_secret_env.empty()) return InvalidArgumentError("--notify needs --notify-secret-env (agents refuse unsigned webhooks)");
+    GANTRY_ASSIGN_OR_RETURN(std::string secret, SecretFromEnv("--notify-secret-env", f.notify_secret_env));
+    for (const auto& url : f.notify) s.notify.push_back({.url = url, .secret = secret});
+  }
+  o.deliver_config = f.deliver_config;
+  if (const char* k = std::getenv("GANTRY_KUSTOMIZE"); k != nullptr && *k != '\0') s.render.kustomize_binary = k;
+  if (const char* h = std::getenv("GANTRY_HELM"); h != nullptr && *h != '\0') s.render.helm_binary = h;
+  s.path_template = f.path_template;
+  auto timeout = ParseDuration(f.health_timeout);
+  if (!timeout.ok()) return InvalidArgumentError("--health-timeout {:?}: expected a duration such as 5m", f.health_timeout);
+  s.health_timeout = *timeout;
+  // The app repositories' credential too (one host for all of them; ci::Server takes one).
+  if (!f.repos.empty()) o.ci.git.credentials = git::CredentialsFor(s.config_credentials, f.repos.front());
+  return OkStatus();
+}
+
+// flags → options: InvalidArgument naming the flag (a usage error).
+Result<ServerOptions> ToOptions(const ServerFlags& f) {
+  ServerOptions o;
+  o.listen = f.listen;
+  GANTRY_ASSIGN_OR_RETURN(auto listen, http::ParseListen(f.listen, "--listen"));
+  o.http.address = listen.host;
+  o.http.port = listen.port;
+  o.http.tls_cert_file = f.tls_cert;
+  o.http.tls_key_file = f.tls_key;
+  ci::ServerOptions& so = o.ci;
+  so.repos = f.repos;
+  so.data_dir = fs::absolute(f.data_dir);
+  so.worker_name = f.worker;
+  so.workers = f.workers;
+  so.untrusted_workers = f.untrusted_workers;
+  so.max_attempts = f.max_attempts;
+  so.protected_branches = f.protected_branches;
+  for (auto [flag, text, into] : {std::tuple{"--trusted-timeout", &f.trusted_timeout, &so.trusted_step_timeout},
+                                  std::tuple{"--untrusted-timeout", &f.untrusted_timeout, &so.untrusted_step_timeout}}) {
+    auto d = ParseDuration(*text);
+    if (!d.ok()) return InvalidArgumentError("{} {:?}: expected a duration such as 30m (0 = no cap)", flag, *text);
+    *into = *d;
+  }
+  for (auto [flag, text, into] : {std::tuple{"--max-workspace", &f.max_workspace, &so.max_workspace_bytes},
+                                  std::tuple{"--max-artifacts", &f.max_artifacts, &so.max_artifact_bytes},
+                                  std::tuple{"--max-log", &f.max_log, &so.max_log_bytes},
+                                  std::tuple{"--cache-quota", &f.cache_quota, &so.cache_quota_bytes}}) {
+    auto n = ci::ParseSize(*text);
+    if (!n) return InvalidArgumentError("{} {:?}: expected a size such as 20Gi or 500M (0 = no limit)", flag, *text);
+    *into = *n;
+  }
+  so.git.allow_file = f.allow_file;
+  auto poll = ParseDuration(f.poll);
+  if (!poll.ok()) return InvalidArgumentError("--poll {:?}: expected a duration such as 60s", f.poll);
+  so.poll_interval = *poll;
+  so.poll_branches = f.poll_branches;
+  GANTRY_ASSIGN_OR_RETURN(webhook::Provider provider, webhook::ParseProvider(f.provider));
+  o.front.webhook.provider = provider;
+  so.policy.provider = provider;
+  if (!f.policy.empty()) {
+    auto p = ci::ParseRepoPolicy("* " + f.policy, so.policy);
+    if (!p.ok()) return p.status().WithContext("--policy");
+    so.policy = p->second;
+  }
+  for (const auto& spec : f.repo_policies) {
+    GANTRY_ASSIGN_OR_RETURN(auto p, ci::ParseRepoPolicy(spec, so.policy));
+    if (std::find(f.repos.begin(), f.repos.end(), p.first) == f.repos.end()) {
+      return InvalidArgumentError("--repo-policy {}: not a --repo", p.first);
+    }
+    so.repo_policies[p.first] = p.second;
+  }
+  const char* secret = f.webhook_secret_env.empty() ? nullptr : std::getenv(f.webhook_secret_env.c_str());
+  if (secret == nullptr || *secret == '\0') {
+    return InvalidArgumentError("--webhook-secret-env must name a set, non-empty variable (unsigned webhooks are refused)");
+  }
+  o.front.webhook.secret = secret;
+  if (!f.api_token_env.empty()) {
+    const char* token = std::getenv(f.api_token_env.c_str());
+    if (token == nullptr || std::string_view(token).size() < 16) {
+      return InvalidArgumentError("--api-token-env {}: the variable must hold a token of at least 16 characters",
+                                  f.api_token_env);
+    }
+    o.front.api_token = token;
+  }
+  o.http.max_body_bytes = o.front.webhook.max_body_bytes;
+  o.store = f.store;
+  o.secrets_file = f.secrets_file;
+  o.executor = f.executor;
+  GANTRY_RETURN_IF_ERROR(ValidateExecutorFlags(o.executor));
+  GANTRY_RETURN_IF_ERROR(ReleaseOptions(f, o));
+  return o;
+}
+
+// What the release flow needs beyond its options, owned for the server's lifetime.
+struct ReleaseParts {
+  std::unique_ptr<git::Mirrors> mirrors;
+  std::unique_ptr<oci::Registry> registry;
+};
+
+// Completes o.release (store, config mirrors, registry, push-mode config and connections).
+Result<ReleaseParts> SetUpRelease(ServerOptions& o, store::Store& store, const Deps& deps) {
+  ReleaseParts parts;
+  release::ReleaseServices& s = o.release;
+  const fs::path& data_dir = o.ci.data_dir;
+  s.store = &store;
+  s.clock = deps.clock;
+  parts.mirrors = std::make_unique<git::Mirrors>(data_dir / "config-mirrors");
+  s.open_config_repo = [mirrors = parts.mirrors.get()](const std::string& url, const git::OpenOptions& options) {
+    return mirrors->Open(url, options);
+  };
+  oci::RegistryOptions registry = o.registry;
+  registry.upload_state_dir = data_dir / "uploads";
+  GANTRY_ASSIGN_OR_RETURN(parts.registry, oci::NewHttpRegistry(std::move(registry)));
+  s.registry = parts.registry.get();
+  s.image_dir = data_dir / "images";
+  if (!o.deliver_config.empty()) {
+    GANTRY_ASSIGN_OR_RETURN(deliver::Config config, deliver::LoadConfigDirIfExists(o.deliver_config));
+    GANTRY_RETURN_IF_ERROR(deliver::PromotionOrder(config).status().WithContext("--deliver-config " + o.deliver_config));
+    s.deliver_config = std::move(config);
+  }
+  s.connect = [&deps](const deliver::Cluster& c) { return deps.connect_cluster(c, {}); };
+  return parts;
+}
+
+// Serves until SIGINT or SIGTERM; errors for what cannot be opened or started.
+Status RunServer(ServerOptions o, const Deps& deps) {
+  if (o.front.api_token.empty()) {
+    auto token = server::LoadOrCreateApiToken(o.ci.data_dir);
+    if (!token.ok()) return token.status().WithContext("the REST API token");
+    o.front.api_token = *token;
+    fmt::print(deps.out, "the REST API's token is in {0} (clients: export GANTRY_TOKEN=$(cat {0}))\n",
+               (o.ci.data_dir / "api-token").string());
+  }
+  if (!o.secrets_file.empty()) {
+    GANTRY_ASSIGN_OR_RETURN(o.ci.secrets, ci::ReadSecretScopesFile(o.secrets_file));
+  }
+  auto store_url = StoreUrl(o.store, "");
+  auto st = store_url.ok() ? deps.open_store(*store_url) : Result<std::unique_ptr<store::Store>>(store_url.status());
+  if (!st.ok()) return st.status().WithContext("store " + store::RedactUrl(store_url.value_or(o.store)));
+  GANTRY_ASSIGN_OR_RETURN(BuiltExecutor executor, MakeExecutor(o.executor, deps));
+  GANTRY_ASSIGN_OR_RETURN(ReleaseParts release_parts, SetUpRelease(o, **st, deps));
+  o.ci.after_success = [services = &o.release](const ci::SucceededRun& r) {
+    return release::ReleaseSucceededRun(*services, r);
+  };
+  o.ci.clock = deps.clock;
+
+  server::Front front("server", o.http);
+  front.AddHealth();
+  ci::Server ci_server(**st, *executor.executor, o.ci);
+  GANTRY_RETURN_IF_ERROR(server::ServeCi(front, ci_server, std::move(o.front)));
+  GANTRY_RETURN_IF_ERROR(ci_server.Start());
+  GANTRY_RETURN_IF_ERROR(front.Start().WithContext("listen " + o.listen));
+  const std::string& address = o.http.address;
+  fmt::print(deps.out, "gantry server listening on {}:{}\n",
+             address.find(':') == std::string::npos ? address : "[" + address + "]", front.port());
+  std::fflush(deps.out);
+  signal(SIGINT, OnSignal);
+  signal(SIGTERM, OnSignal);
+  while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  front.Stop();
+  ci_server.Stop();
+  return OkStatus();
+}
+
+}  // namespace
+
+void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code) {
+  auto f = std::make_shared<ServerFlags>();
+  auto* cmd = app.add_subcommand("server", "The Gantry server: webhooks, CI queue and workers, REST API");
+  cmd->add_option("--listen", f->listen, "Address to listen on, [HOST]:PORT");
+  cmd->add_option("--tls-cert", f->tls_cert, "PEM certificate (chain) to serve HTTPS with; needs --tls-key")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--tls-key", f->tls_key, "PEM private key of --tls-cert (unencrypted, mode 0600)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--store", f->store,
+                  "sqlite:///path/gantry.db or postgresql://... (default: gantry.db in the state directory, "
+                  "$GANTRY_HOME or ~/.config/gantry, as the CLI's --db)");
+  cmd->add_option("--webhook-secret-env", f->webhook_secret_env, "Variable holding the webhook secret")->required();
+  cmd->add_option("--api-token-env", f->api_token_env,
+                  "Variable holding the bearer token the REST API requires (clients: GANTRY_TOKEN); default: "
+                  "DATA_DIR/api-token, generated when missing");
+  cmd->add_option("--webhook-provider", f->provider, "github, gitlab, gitea, forgejo, bitbucket, generic or auto");
+  cmd->add_option("--repo", f->repos, "Repository URL to build (repeatable)")->required();
+  cmd->add_option("--data-dir", f->data_dir, "Mirrors, workspaces, artifacts and caches");
+  cmd->add_option("--secrets-file", f->secrets_file, "NAME=VALUE lines (mode 0600), scoped by [repo=.. branch=.. protected] headers");
+  cmd->add_option("--poll", f->poll, "Poll the repositories' branches this often (0 = off)");
+  cmd->add_option("--poll-branch", f->poll_branches, "Branches to poll (default main)");
+  cmd->add_option("--worker", f->worker, "This server's name in the store (claims, restart recovery)");
+  cmd->add_option("--workers", f->workers, "Trusted runs at once (pushes, tags, pull requests from the repository)")
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--untrusted-workers", f->untrusted_workers, "Untrusted runs at once (pull requests from forks), separate from --workers")
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--trusted-timeout", f->trusted_timeout, "Cap on every step's timeout in trusted runs (default 0 = none)");
+  cmd->add_option("--untrusted-timeout", f->untrusted_timeout, "Cap on every step's timeout in untrusted runs (default 30m)");
+  cmd->add_option("--max-workspace", f->max_workspace, "A run's workspace may hold this much after each step (default 20Gi)");
+  cmd->add_option("--max-artifacts", f->max_artifacts, "Artifacts a run may keep (default 1Gi)");
+  cmd->add_option("--max-log", f->max_log, "Log a run may store (default 64Mi)");
+  cmd->add_option("--cache-quota", f->cache_quota, "All caches together, least recently used evicted first (default 5Gi)");
+  cmd->add_option("--policy", f->policy,
+                  "Policy of every repository: 'approval=required|none pull-requests=trusted|untrusted network=off|on "
+                  "provider=NAME' (default approval=required pull-requests=trusted network=off)");
+  cmd->add_option("--repo-policy", f->repo_policies, "'URL key=value ...': --policy keys for one --repo (repeatable)");
+  cmd->add_option("--protected-branch", f->protected_branches, "Branch globs whose pushes get [protected] secrets (default main)");
+  cmd->add_option("--max-attempts", f->max_attempts, "Re-queue an interrupted run until this many attempts");
+  AddExecutorFlags(cmd, f->executor);
+  f->executor.server = true;
+  cmd->add_option("--step-uid", f->executor.step_uid,
+                  "Host uid (and gid) sandboxed steps run as when the server runs as root (default 65533; 0 keeps "
+                  "root, which the sandbox's uid then maps to)");
+  cmd->add_flag("--allow-file-repos", f->allow_file, "Accept file:// repository URLs (tests, local setups)");
+  // After CI: image, config repository, deploy (docs/end-to-end.md).
+  cmd->add_option("--config-repo", f->config_repos, "A config repository releases may write to (repeatable)");
+  cmd->add_option("--git-credentials-env", f->git_credentials_env, "Variable holding host=user:password for Git (repeatable)");
+  cmd->add_option("--registry-config", f->registry_config, "Docker config.json with registry credentials");
+  cmd->add_option("--registry-credentials-env", f->registry_credentials_env,
+                  "Variable holding host=user:password for a registry (repeatable)");
+  cmd->add_option("--registry-ca-file", f->registry_ca_file, "PEM CA bundle for registries");
+  cmd->add_option("--insecure-registry", f->insecure_registries, "Registry host[:port] reached over plain HTTP (repeatable)");
+  cmd->add_option("--notify", f->notify, "Pull agent webhook URL told of each config commit (repeatable)");
+  cmd->add_option("--notify-secret-env", f->notify_secret_env, "Variable holding the agents' webhook secret");
+  cmd->add_option("--deliver-config", f->deliver_config, "Directory of Cluster and Environment objects for push deploys")
+      ->envname("GANTRY_DELIVER_CONFIG");
+  cmd->add_option("--path-template", f->path_template, "Path of an environment in the config repository (default envs/{env})");
+  cmd->add_option("--health-timeout", f->health_timeout, "How long a push deploy waits for health (default 5m)");
+  cmd->callback([f, &deps, &exit_code] {
+    auto options = ToOptions(*f);
+    if (!options.ok()) {
+      exit_code = UsageError(options.status(), deps.err);
+      return;
+    }
+    exit_code = Report(RunServer(*std::move(options), deps), deps.err);
+  });
+}
+
+}  // namespace gantry::cli
