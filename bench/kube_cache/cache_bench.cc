@@ -75,10 +75,14 @@ class StubClient final : public kube::Client {
     return kube::ResourceInfo{"", "v1", "ConfigMap", "configmaps", true, {}};
   }
   Result<kube::ObjectList> List(std::string_view, std::string_view, std::string_view,
-                                const kube::ListOptions&) override {
+                                const kube::ListOptions& options) override {
     kube::ObjectList list;
     list.items = std::move(items_);  // handed over, as the HTTP client's pages are
     list.resource_version = "1000";
+    if (options.each) {
+      for (Value& item : list.items) options.each(std::move(item));
+      list.items.clear();
+    }
     return list;
   }
   Status Watch(std::string_view, std::string_view, std::string_view, const kube::WatchOptions& options,

@@ -51,10 +51,21 @@ uint64_t VersionOf(const Value& object) {
   return ec == std::errc() && end == rv.data() + rv.size() ? n : 0;
 }
 
+// A kept object is held as compact JSON, not as a parsed Value: ~1 KB for a small ConfigMap
+// against ~5 KB as a tree of nodes (bench/kube_cache). Reads parse it again (simdjson, a few µs
+// per object), and they are few: a consumer reads an application's objects when something
+// changed (IndexVersion), not on every refresh.
 struct Entry {
-  Value object;
-  std::string index;  // value of the index label ("" : none)
+  std::shared_ptr<const std::string> json;  // shared with readers copying it out under the lock
+  uint64_t version = 0;                      // VersionOf the object
+  std::string index;                         // value of the index label ("" : none)
 };
+
+Value Parse(const std::string& json) {
+  auto v = value::ParseJson(json, "cache");
+  GANTRY_CHECK(v.ok());  // written by ToJson
+  return *std::move(v);
+}
 
 // One watched kind. Fields are guarded by CacheImpl::mu_ unless marked otherwise (GUARDED_BY cannot
 // name another class's member; the CacheImpl functions that take a Kind say REQUIRES(mu_)).
@@ -132,17 +143,19 @@ class CacheImpl final : public Cache {
     if (k == nullptr || !k->synced) {
       return FailedPreconditionError("cache: {} {} is {}", api_version, kind, k ? "not synced" : "not watched");
     }
-    std::vector<Value> out;
-    auto add = [&](const Key& key, const Value& object) {
-      if (namespace_.empty() || key.first == namespace_) out.push_back(object);
+    std::vector<std::shared_ptr<const std::string>> found;
+    auto add = [&](const Key& key, const Entry& entry) {
+      if (namespace_.empty() || key.first == namespace_) found.push_back(entry.json);
     };
     if (index_value.empty()) {
-      for (const auto& [key, entry] : k->objects) add(key, entry.object);
-      return out;
+      for (const auto& [key, entry] : k->objects) add(key, entry);
+    } else if (auto it = k->by_index.find(index_value); it != k->by_index.end()) {
+      for (const Key& key : it->second) add(key, k->objects.at(key));
     }
-    auto it = k->by_index.find(index_value);
-    if (it == k->by_index.end()) return out;
-    for (const Key& key : it->second) add(key, k->objects.at(key).object);
+    lock.Unlock();  // parse outside the lock
+    std::vector<Value> out;
+    out.reserve(found.size());
+    for (const auto& json : found) out.push_back(Parse(*json));
     return out;
   }
 
@@ -152,20 +165,21 @@ class CacheImpl final : public Cache {
     if (k == nullptr) return std::nullopt;
     auto it = k->objects.find({k->namespaced ? ref.namespace_ : "", ref.name});
     if (it == k->objects.end()) return std::nullopt;
-    return it->second.object;
+    std::shared_ptr<const std::string> json = it->second.json;
+    lock.Unlock();
+    return Parse(*json);
   }
 
   void Observe(const Value& object) override {
     ObjectRef ref = RefOf(object);
     bool matches = selector_.MatchesObject(object);
-    Value kept = matches ? options_.transform(object) : Value();
+    Entry kept = matches ? Keep(object) : Entry{};
     uint64_t version = VersionOf(object);
     MutexLock lock(mu_);
     Kind* k = Find(GroupKind(ref.api_version, ref.kind));
     if (k == nullptr) return;
     Key key{k->namespaced ? ref.namespace_ : "", ref.name};
-    if (auto it = k->objects.find(key); it != k->objects.end() && version != 0 &&
-                                        VersionOf(it->second.object) > version) {
+    if (auto it = k->objects.find(key); it != k->objects.end() && version != 0 && it->second.version > version) {
       return;  // the watch already delivered a later version
     }
     if (matches) {
@@ -223,6 +237,14 @@ class CacheImpl final : public Cache {
     return it == kinds_.end() ? nullptr : it->second.get();
   }
 
+  // What the cache keeps of `object`: options_.transform's result as JSON, indexed. Outside mu_.
+  Entry Keep(const Value& object) const { return KeepTransformed(options_.transform(object)); }
+  Entry KeepTransformed(const Value& kept) const {
+    std::string json = value::ToJson(kept);
+    json.shrink_to_fit();  // ToJson grows its buffer by doubling
+    return Entry{std::make_shared<const std::string>(std::move(json)), VersionOf(kept), IndexOf(kept)};
+  }
+
   std::string IndexOf(const Value& object) const {
     if (options_.index_label.empty()) return "";
     return value::StringAt(&object, {"metadata", "labels", std::string_view(options_.index_label)});
@@ -234,14 +256,14 @@ class CacheImpl final : public Cache {
   }
 
   // Stores `object` under `key`, keeping the index current.
-  void Put(Kind& k, const Key& key, Value object) REQUIRES(mu_) {
-    std::string index = IndexOf(object);
+  void Put(Kind& k, const Key& key, Entry entry) REQUIRES(mu_) {
+    const std::string& index = entry.index;
     auto [it, inserted] = k.objects.try_emplace(key);
     if (!inserted) Touch(it->second.index);
     Touch(index);
     if (!inserted && it->second.index != index) Unindex(k, key, it->second.index);
     if ((inserted || it->second.index != index) && !index.empty()) k.by_index[index].insert(key);
-    it->second = Entry{std::move(object), std::move(index)};
+    it->second = std::move(entry);
   }
 
   void Remove(Kind& k, const Key& key) REQUIRES(mu_) {
@@ -296,7 +318,12 @@ class CacheImpl final : public Cache {
   // Lists the kind and replaces its objects with the list, reporting what changed when it is a
   // relist. Returns the list's resourceVersion.
   Result<std::string> List(Kind& k) {
-    auto list = client_.List(k.api_version, k.kind, "", {.label_selector = options_.label_selector});
+    // Kept page by page (transformed outside the lock: it copies every object), so the parsed
+    // list is never whole in memory.
+    std::map<Key, Entry> fresh;
+    auto list = client_.List(k.api_version, k.kind, "",
+                             {.label_selector = options_.label_selector,
+                              .each = [&](Value item) { fresh.emplace(KeyOf(k, item), Keep(item)); }});
     bool relist;
     {
       MutexLock lock(mu_);
@@ -305,10 +332,8 @@ class CacheImpl final : public Cache {
       if (relist) ++stats_.relists;
     }
     if (!list.ok()) return list.status();
-    // Transform outside the lock: it copies every object.
-    std::map<Key, Value> fresh;
-    for (const Value& item : list->items) fresh.emplace(KeyOf(k, item), options_.transform(item));
-    list->items.clear();  // frees the list pages now
+    for (const Value& item : list->items) fresh.emplace(KeyOf(k, item), Keep(item));  // a client without `each`
+    list->items.clear();
     std::vector<Change> changes;
     std::vector<std::shared_ptr<Handler>> handlers;
     {
@@ -317,21 +342,20 @@ class CacheImpl final : public Cache {
         const Key& key = it->first;
         ++it;
         if (!fresh.contains(key)) {
-          if (relist) changes.push_back({EventType::kDeleted, k.objects.at(key).object});
+          if (relist) changes.push_back({EventType::kDeleted, Parse(*k.objects.at(key).json)});
           Remove(k, key);
         }
       }
-      for (auto& [key, object] : fresh) {
+      for (auto& [key, entry] : fresh) {
         auto old = k.objects.find(key);
         if (relist || options_.notify_first_list) {
           if (old == k.objects.end()) {
-            changes.push_back({EventType::kAdded, object});
-          } else if (uint64_t v = VersionOf(object);
-                     VersionOf(old->second.object) != v || (v == 0 && old->second.object != object)) {
-            changes.push_back({EventType::kModified, object});
+            changes.push_back({EventType::kAdded, Parse(*entry.json)});
+          } else if (old->second.version != entry.version || (entry.version == 0 && *old->second.json != *entry.json)) {
+            changes.push_back({EventType::kModified, Parse(*entry.json)});
           }
         }
-        Put(k, key, std::move(object));
+        Put(k, key, std::move(entry));
       }
       k.listed = true;
       k.synced = true;
@@ -350,6 +374,7 @@ class CacheImpl final : public Cache {
     if (!rv.empty()) resource_version = rv;
     if (event.type == EventType::kBookmark) return true;
     Value kept = event.type == EventType::kDeleted ? event.object : options_.transform(event.object);
+    Entry entry = event.type == EventType::kDeleted ? Entry{} : KeepTransformed(kept);
     std::vector<std::shared_ptr<Handler>> handlers;
     {
       MutexLock lock(mu_);
@@ -359,12 +384,12 @@ class CacheImpl final : public Cache {
       // change to anyone watching the cache: its handlers are not called again.
       auto known = k.objects.find(key);
       bool observed = event.type != EventType::kDeleted && known != k.objects.end() && VersionOf(event.object) != 0 &&
-                      VersionOf(known->second.object) == VersionOf(event.object);
+                      known->second.version == VersionOf(event.object);
       if (!observed) handlers = handlers_;
       if (event.type == EventType::kDeleted) {
         Remove(k, key);
       } else {
-        Put(k, key, kept);
+        Put(k, key, std::move(entry));
       }
     }
     if (!handlers.empty()) Notify(handlers, {{event.type, std::move(kept)}});

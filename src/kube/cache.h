@@ -13,7 +13,10 @@
 // Memory is bounded: each object is passed through CacheOptions::transform before it is kept
 // (default KeepForDiffAndHealth: detached from the list page or event it arrived in, without the
 // fields neither the diff nor health assessment reads), and objects are indexed by the value of
-// CacheOptions::index_label (the owning application) for ByIndex.
+// CacheOptions::index_label (the owning application) for ByIndex. What is kept is held as compact
+// JSON (1.4 KB for a small ConfigMap with its managedFields, against 4.9 KB as a parsed tree;
+// bench/kube_cache) and parsed again by Get and ByIndex: reads are few, as IndexVersion lets a
+// consumer skip them when nothing changed.
 //
 // Writes made through the client are not seen until their watch event arrives; Observe() records
 // an object returned by a write at once (a later event replaces it), so a sync's own writes are

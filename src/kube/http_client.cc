@@ -414,7 +414,11 @@ class HttpClient final : public Client {
           value::Value obj = item;
           obj.Set("apiVersion", info.api_version());
           obj.Set("kind", info.kind);
-          out.items.push_back(std::move(obj));
+          if (options.each) {
+            options.each(std::move(obj));
+          } else {
+            out.items.push_back(std::move(obj));
+          }
         }
       }
       const value::Value* meta = list.Get("metadata");

@@ -124,6 +124,10 @@ struct ListOptions {
   std::string label_selector;
   std::string field_selector;
   int64_t page_size = 500;  // limit per request; continue tokens are followed
+  // When set, each item is handed to `each` as its page arrives and ObjectList::items stays
+  // empty: a caller that keeps a reduced copy of every object then holds one parsed page at a
+  // time, not the whole list (10,000 ConfigMaps parsed are ~80 MB).
+  std::function<void(value::Value item)> each;
 };
 
 struct ObjectList {

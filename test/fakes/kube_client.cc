@@ -334,6 +334,11 @@ Result<kube::ObjectList> FakeKubeClient::List(std::string_view api_version, std:
     }
     if (ok) out.items.push_back(object);
   }
+  lock.Unlock();  // `each` may call the client
+  if (options.each) {
+    for (Value& item : out.items) options.each(std::move(item));
+    out.items.clear();
+  }
   return out;
 }
 
