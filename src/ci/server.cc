@@ -219,8 +219,14 @@ Status Server::Start() {
 void Server::Stop() {
   if (stop_.exchange(true)) return;
   {
+    // Runs still preparing start no step; a release under way is left to finish (as before a
+    // stop was asked), so it is not told to stop.
     MutexLock lock(mu_);
-    for (auto& [_, r] : running_) r->Cancel();
+    for (auto& [_, a] : active_) {
+      if (a.releasing) continue;
+      a.cancel.store(true);
+      if (a.runner != nullptr) a.runner->Cancel();
+    }
   }
   for (auto& t : threads_) t.join();
   threads_.clear();
@@ -332,21 +338,26 @@ Status Server::Approve(int64_t id, std::string_view by) {
   return OkStatus();
 }
 
+// mu_ is held throughout: a worker claims a run and registers it in active_ under mu_, so the
+// store's "running" below is another server's run, never one this server is just starting or
+// finishing.
 Result<Cancelled> Server::Cancel(int64_t id) {
-  GANTRY_ASSIGN_OR_RETURN(store::Run run, GetRun(id));
-  {
-    MutexLock lock(mu_);
-    if (auto it = running_.find(id); it != running_.end()) {
-      it->second->Cancel();
-      return Cancelled::kStopping;
+  MutexLock lock(mu_);
+  if (auto it = active_.find(id); it != active_.end()) {
+    Active& a = it->second;
+    if (a.outcome) {
+      return FailedPreconditionError("run {} is already ending as {}: too late to cancel it", id, store::Name(*a.outcome));
     }
-    if (auto r = releasing_.find(id); r != releasing_.end()) {
-      r->second->store(true);
-      return Cancelled::kStoppingRelease;
-    }
+    a.cancel.store(true);
+    if (a.runner != nullptr) a.runner->Cancel();
+    return a.releasing ? Cancelled::kStoppingRelease : Cancelled::kStopping;
   }
+  GANTRY_ASSIGN_OR_RETURN(store::Run run, GetRun(id));
   if (run.state != RunState::kQueued && run.state != RunState::kInterrupted && run.state != RunState::kAwaitingApproval) {
-    if (run.state == RunState::kRunning) return FailedPreconditionError("run {} is not running here (another server has it)", id);
+    if (run.state == RunState::kRunning) {
+      return FailedPreconditionError("run {} is not running here (another server, {}, has it): cancel it there", id,
+                                     run.worker.empty() ? "unnamed" : run.worker);
+    }
     return FailedPreconditionError("run {} is {}: only a run that has not ended can be cancelled", id, store::Name(run.state));
   }
   Status s = store_.UpdateRun(id, RunState::kCancelled, "cancelled before it ran");
@@ -357,27 +368,34 @@ Result<Cancelled> Server::Cancel(int64_t id) {
 
 void Server::WorkerLoop(bool trusted) {
   while (!stop_.load()) {
-    auto claimed = store_.ClaimNextQueuedRun(options_.worker_name, trusted);
+    Result<std::optional<store::Run>> claimed = std::optional<store::Run>();
+    Active* active = nullptr;
+    {
+      // Claimed and registered at once: see Cancel(). Stop() sets stop_ before it cancels what is
+      // in active_, so a run claimed here is either cancelled by it or never claimed.
+      MutexLock lock(mu_);
+      if (stop_.load()) return;
+      claimed = store_.ClaimNextQueuedRun(options_.worker_name, trusted);
+      if (claimed.ok() && claimed->has_value()) active = &active_.try_emplace((*claimed)->id).first->second;
+    }
     if (!claimed.ok()) {
       log::Warn("ci: claim a run: {}", claimed.status().message());
       std::this_thread::sleep_for(std::chrono::seconds(1));
       continue;
     }
-    if (!claimed->has_value()) {
+    if (active == nullptr) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
       continue;
     }
-    Execute(**claimed);
+    Execute(**claimed, *active);
+    MutexLock lock(mu_);
+    active_.erase((*claimed)->id);
   }
 }
 
 // Runs options_.after_success, its stages logged as steps of the run (masked like step logs).
-Status Server::Release(const store::Run& run, const Pipeline& pipeline, const fs::path& workspace, const std::string& commit) {
-  std::atomic<bool> cancel{false};
-  {
-    MutexLock lock(mu_);
-    releasing_[run.id] = &cancel;
-  }
+Status Server::Release(const store::Run& run, const Pipeline& pipeline, const fs::path& workspace, const std::string& commit,
+                       const std::atomic<bool>& cancel) {
   Masker masker(options_.secrets.AllValues());
   struct {
     Mutex mu;
@@ -412,15 +430,19 @@ Status Server::Release(const store::Run& run, const Pipeline& pipeline, const fs
     }
   }
   if (!result.ok()) log_line(last.empty() ? "release" : last, "error: " + result.message());
-  MutexLock lock(mu_);
-  releasing_.erase(run.id);
   return result;
 }
 
-void Server::Execute(const store::Run& run) {
+void Server::Execute(const store::Run& run, Active& active) {
   fs::path changed_paths_file = ChangedPathsFile(options_.data_dir, run.id);
   std::string notes;  // what the run's final message says before its outcome
+  // Writes the run's final state (whatever the outcome, despite the name), refusing cancels from
+  // now on.
   auto fail = [&](RunState state, const std::string& message) {
+    {
+      MutexLock lock(mu_);
+      active.outcome = state;
+    }
     std::error_code ec;
     fs::remove(changed_paths_file, ec);  // the run is final
     std::string text = notes.empty() ? message : notes + "; " + message;
@@ -567,24 +589,35 @@ void Server::Execute(const store::Run& run) {
   Runner runner(*pipeline, executor_, ro);
   {
     MutexLock lock(mu_);
-    running_[run.id] = &runner;
+    active.runner = &runner;
+    if (active.cancel.load()) runner.Cancel();  // cancelled while it was being prepared: no step starts
   }
   auto result = runner.Run();
+  const bool release = result.ok() && result->state == RunState::kSucceeded && trusted &&
+                       run.event == store::RunEvent::kPush && pipeline->image && options_.after_success;
   {
+    // Until fail() settles the outcome, a cancel stops the release (before it starts, too); with no
+    // release to follow, the steps' outcome is the run's.
     MutexLock lock(mu_);
-    running_.erase(run.id);
+    active.runner = nullptr;
+    active.releasing = release;
+    if (!release) active.outcome = result.ok() ? result->state : RunState::kFailed;
   }
   if (!result.ok()) return fail(RunState::kFailed, result.status().message());
-  if (result->state == RunState::kSucceeded && trusted && run.event == store::RunEvent::kPush && pipeline->image &&
-      options_.after_success) {
-    if (Status s = Release(run, *pipeline, workspace, *commit); !s.ok()) {
+  if (release) {
+    // A cancel that came as the last step ended (too late to stop it) still keeps the release from
+    // starting: what the user stopped is the deploy.
+    Status s = active.cancel.load() ? CancelledError("cancelled before the release started")
+                                    : Release(run, *pipeline, workspace, *commit, active.cancel);
+    if (!s.ok()) {
       fs::remove_all(workspace, ec);
       return fail(s.code() == Code::kCancelled ? RunState::kCancelled : RunState::kFailed, s.message());
     }
   }
   int failed = 0;
   for (const auto& s : result->steps) failed += s.state == RunState::kFailed;
-  fail(result->state, result->state == RunState::kSucceeded ? fmt::format("{} steps succeeded", result->steps.size())
+  std::string late = active.cancel.load() && result->state == RunState::kSucceeded ? " (the cancel came after the last one ended)" : "";
+  fail(result->state, result->state == RunState::kSucceeded ? fmt::format("{} steps succeeded{}", result->steps.size(), late)
                       : result->state == RunState::kCancelled ? std::string("cancelled")
                                                               : fmt::format("{} step(s) failed", failed));
   fs::remove_all(workspace, ec);  // artifacts stay in run_dir

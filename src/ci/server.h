@@ -21,6 +21,12 @@
 //   restart  Start() marks this worker's unfinished runs interrupted and re-queues those with
 //            attempt < max_attempts (requeue_interrupted), so none is ever left running.
 //   runs     ListRuns, GetRun, ReadLog (reads), Approve and Cancel.
+//   cancel   A run this server claimed is known to it from the claim (taken and registered in one
+//            critical section) until its final state is written, whatever it is doing: fetching
+//            and checking out (it then starts no step), running steps (they are stopped), done
+//            with its steps before its release (the release never starts), releasing (the release
+//            is told to stop). Only once its outcome is settled is a cancel too late. So a run the
+//            store says is running and this server does not know is another server's.
 //
 // Errors the methods return are about the request (NotFound run, FailedPrecondition state,
 // PermissionDenied provider); a failure of the store underneath is Unavailable ("try again"),
@@ -51,6 +57,7 @@
 #include <string_view>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -141,7 +148,7 @@ struct Accepted {
 
 // What Cancel() did.
 enum class Cancelled {
-  kStopping,         // the run's steps are being stopped; it ends cancelled
+  kStopping,         // the run's steps are being stopped, or will not start; it ends cancelled
   kStoppingRelease,  // its release (after_success) was told to stop
   kBeforeItRan,      // it was queued, interrupted or awaiting approval: now cancelled
 };
@@ -173,17 +180,26 @@ class Server {
   // Queues run `id`, which awaits approval, on behalf of `by` (audited). NotFound;
   // FailedPrecondition when the run does not await approval; Unavailable when the store fails.
   Status Approve(int64_t id, std::string_view by);
-  // Cancels run `id`: see Cancelled. NotFound; FailedPrecondition when it is final or running on
-  // another server; Unavailable when the store fails.
+  // Cancels run `id`: see Cancelled and "cancel" above. NotFound; FailedPrecondition when it is
+  // final, its outcome is settled and being written (its steps ended and no release follows, or
+  // its release ended), or it runs on another server; Unavailable when the store fails.
   Result<Cancelled> Cancel(int64_t id);
 
  private:
+  // A run this server claimed, from the claim until its final state is written (in active_).
+  struct Active {
+    std::atomic<bool> cancel{false};  // Cancel() or Stop(): honoured by whatever the run does next
+    Runner* runner = nullptr;         // while its steps run
+    bool releasing = false;           // from the end of its steps until its release returns
+    std::optional<store::RunState> outcome;  // settled and being written: too late to cancel
+  };
+
   const RepoPolicy& PolicyFor(const std::string& repo) const;
   void WorkerLoop(bool trusted);
   void PollLoop();
-  void Execute(const store::Run& run);
+  void Execute(const store::Run& run, Active& active);
   Status Release(const store::Run& run, const Pipeline& pipeline, const std::filesystem::path& workspace,
-                 const std::string& commit);
+                 const std::string& commit, const std::atomic<bool>& cancel);
 
   store::Store& store_;
   Executor& executor_;
@@ -191,9 +207,11 @@ class Server {
   std::unique_ptr<git::Mirrors> mirrors_;
   std::atomic<bool> stop_{false};
   std::vector<std::thread> threads_;
+  // Held across a claim and the registration of the claimed run, and across Cancel()'s reading of
+  // the store, so that a run this server claimed is always in active_ while the store says it is
+  // running (one store round trip each; cancels are rare, claims every 200 ms per idle worker).
   Mutex mu_;
-  std::map<int64_t, Runner*> running_ GUARDED_BY(mu_);
-  std::map<int64_t, std::atomic<bool>*> releasing_ GUARDED_BY(mu_);  // runs in after_success
+  std::map<int64_t, Active> active_ GUARDED_BY(mu_);  // by run id; the nodes stay where they are
 };
 
 // The host (lower-case, without user and port; "" for file://) and path (without leading '/',

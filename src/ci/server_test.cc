@@ -1,8 +1,23 @@
-// The pure parts of ci/server: which repository a webhook is about, provider pinning, policies.
+// The pure parts of ci/server: which repository a webhook is about, provider pinning, policies;
+// and cancellation of a started server's runs at every moment (SQLite, a file:// repository made
+// with git, an executor whose steps wait to be cancelled).
 
 #include "ci/server.h"
 
+#include <stdlib.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include "base/path.h"
+#include "base/process.h"
+#include "test/fakes/forwarding_store.h"
 
 namespace gantry::ci {
 namespace {
@@ -68,6 +83,183 @@ TEST(ServerPolicyTest, RepoPolicyChangesOnlyTheKeysItNames) {
   EXPECT_FALSE(ParseRepoPolicy("https://x/y approval=maybe", defaults).ok());
   EXPECT_FALSE(ParseRepoPolicy("https://x/y colour=red", defaults).ok());
   EXPECT_FALSE(ParseRepoPolicy("", defaults).ok());
+}
+
+namespace fs = std::filesystem;
+using store::RunState;
+using ::testing::HasSubstr;
+
+// Its steps succeed at once (`wait` false) or run until they are cancelled.
+class WaitingExecutor : public Executor {
+ public:
+  explicit WaitingExecutor(bool wait) : wait_(wait) {}
+  Result<StepOutcome> Run(const StepRequest&, const OutputFn&, const std::atomic<bool>& cancel) override {
+    ++started;
+    while (wait_ && !cancel.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return StepOutcome{.exit_code = 0, .cancelled = cancel.load()};
+  }
+  std::string WorkspacePath(const fs::path& host) const override { return host.string(); }
+  std::string ArtifactsPath(const fs::path& host) const override { return host.string(); }
+  std::string_view name() const override { return "waiting"; }
+  bool Isolates() const override { return true; }
+  std::atomic<int> started{0};
+
+ private:
+  const bool wait_;
+};
+
+// Holds up the final write of every run's state until Go(), saying when one waits (Wait()).
+class HoldingStore : public fakes::ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  Status UpdateRun(int64_t id, RunState state, std::string_view message = {}) override {
+    if (store::IsFinal(state)) {
+      std::unique_lock lock(mu_);
+      held_ = id;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return go_; });
+    }
+    return ForwardingStore::UpdateRun(id, state, message);
+  }
+  // The run whose final state waits to be written; 0 when none did within 10 s.
+  int64_t Wait() {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(10), [&] { return held_ != 0; });
+    return held_;
+  }
+  void Go() {
+    std::lock_guard lock(mu_);
+    go_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int64_t held_ = 0;
+  bool go_ = false;
+};
+
+class ServerCancelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "ci_server_test.XXXXXX").string();
+    GANTRY_CHECK(::mkdtemp(tmpl.data()) != nullptr);
+    dir_ = tmpl;
+    fs::path repo = dir_ / "repo";
+    fs::create_directories(repo / ".gantry");
+    GANTRY_CHECK(WriteFileAtomic(repo / ".gantry" / "pipeline.yaml", "shell: sh\nsteps:\n  build: {run: make}\n").ok());
+    ProcessOptions po;
+    po.cwd = repo.string();
+    po.env = {{"GIT_AUTHOR_NAME", "t"}, {"GIT_AUTHOR_EMAIL", "t@e"}, {"GIT_COMMITTER_NAME", "t"},
+              {"GIT_COMMITTER_EMAIL", "t@e"}, {"PATH", "/usr/bin:/bin"}, {"HOME", dir_.string()}};
+    for (auto argv : std::vector<std::vector<std::string>>{
+             {"git", "init", "-q", "-b", "main"}, {"git", "add", "-A"}, {"git", "commit", "-q", "-m", "init"}}) {
+      auto r = RunChecked(argv, po);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+    }
+    url_ = "file://" + repo.string();
+    auto store = store::Open("sqlite:" + (dir_ / "gantry.db").string());
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(*store);
+  }
+  void TearDown() override {
+    if (holding_) holding_->Go();
+    if (server_) server_->Stop();
+    server_.reset();
+    holding_.reset();
+    executor_.reset();
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+
+  // A server on store_ (through a HoldingStore with `hold`) whose steps wait to be cancelled or not.
+  void Start(bool wait, bool hold = false) {
+    executor_ = std::make_unique<WaitingExecutor>(wait);
+    if (hold) holding_ = std::make_unique<HoldingStore>(*store_);
+    ServerOptions o{.repos = {url_}, .data_dir = dir_ / "data"};
+    o.git.allow_file = true;
+    server_ = std::make_unique<Server>(hold ? *holding_ : *store_, *executor_, std::move(o));
+    ASSERT_TRUE(server_->Start().ok());
+  }
+  // A queued push of main (no commit named: the tip is built).
+  int64_t Queue(int n) {
+    auto id = store_->CreateRun({.repo = url_, .pipeline = url_, .ref = "refs/heads/main", .delivery_id = fmt::format("d{}", n)});
+    GANTRY_CHECK(id.ok());
+    return *id;
+  }
+  // The run's state once it is not `from` (or after 20 s).
+  RunState StateAfter(int64_t id, RunState from) {
+    RunState s = from;
+    for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+         s == from && std::chrono::steady_clock::now() < end;) {
+      auto run = store_->GetRun(id);
+      GANTRY_CHECK(run.ok());
+      s = run->state;
+    }
+    return s;
+  }
+
+  fs::path dir_;
+  std::string url_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<HoldingStore> holding_;
+  std::unique_ptr<WaitingExecutor> executor_;
+  std::unique_ptr<Server> server_;  // stopped first: the others outlive its threads
+};
+
+// The flake of CiServer.RestApiNeedsTheBearerTokenWhenOneIsSet: a run claimed but still fetching
+// and checking out was not yet known as running here, so a cancel was refused as "not running here
+// (another server has it)". Each run is cancelled the moment the store says it is running.
+TEST_F(ServerCancelTest, ACancelWhileTheClaimedRunIsPreparedIsHonouredNotTakenForAnotherServers) {
+  Start(/*wait=*/true);
+  for (int i = 0; i < 10; ++i) {
+    int64_t id = Queue(i);
+    ASSERT_EQ(StateAfter(id, RunState::kQueued), RunState::kRunning);
+    auto cancelled = server_->Cancel(id);
+    ASSERT_TRUE(cancelled.ok()) << "run " << id << ": " << cancelled.status().ToString();
+    EXPECT_EQ(*cancelled, Cancelled::kStopping);
+    EXPECT_EQ(StateAfter(id, RunState::kRunning), RunState::kCancelled) << "run " << id;
+  }
+}
+
+// After its last step ended, a run was not known here either until its final state was written:
+// a cancel then is too late, and says so.
+TEST_F(ServerCancelTest, ACancelAfterTheStepsEndedIsTooLateNotTakenForAnotherServers) {
+  Start(/*wait=*/false, /*hold=*/true);
+  int64_t id = Queue(0);
+  ASSERT_EQ(holding_->Wait(), id) << "the run's final state was never written";
+  auto cancelled = server_->Cancel(id);
+  holding_->Go();
+  ASSERT_FALSE(cancelled.ok());
+  EXPECT_EQ(cancelled.status().code(), Code::kFailedPrecondition);
+  EXPECT_THAT(cancelled.status().message(), HasSubstr("already ending as succeeded: too late"));
+  EXPECT_EQ(StateAfter(id, RunState::kRunning), RunState::kSucceeded);
+  EXPECT_EQ(executor_->started.load(), 1);
+}
+
+// Stop() stopped only runs whose steps had started: one still being prepared then ran its steps to
+// the end while Stop() waited (here: for ever).
+TEST_F(ServerCancelTest, StopWhileARunIsPreparedEndsItCancelled) {
+  Start(/*wait=*/true);
+  int64_t id = Queue(0);
+  ASSERT_EQ(StateAfter(id, RunState::kQueued), RunState::kRunning);
+  server_->Stop();
+  auto run = store_->GetRun(id);
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(run->state, RunState::kCancelled);
+}
+
+// A run the store says another server claimed is refused, naming that server.
+TEST_F(ServerCancelTest, ARunAnotherServerClaimedIsRefusedNamingIt) {
+  int64_t id = Queue(0);
+  auto claimed = store_->ClaimNextQueuedRun("other-server", std::nullopt);
+  ASSERT_TRUE(claimed.ok() && claimed->has_value());
+  Start(/*wait=*/true);
+  auto cancelled = server_->Cancel(id);
+  ASSERT_FALSE(cancelled.ok());
+  EXPECT_EQ(cancelled.status().code(), Code::kFailedPrecondition);
+  EXPECT_THAT(cancelled.status().message(), HasSubstr("another server, other-server, has it"));
 }
 
 }  // namespace

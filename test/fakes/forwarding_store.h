@@ -1,0 +1,80 @@
+#pragma once
+// fakes::ForwardingStore: a store::Store that forwards every call to another store it does not own.
+// A test derives from it and overrides the one call it wants to watch or hold up (for example the
+// final UpdateRun of a run, to act in the moment before it is written). The target must outlive the
+// forwarder. Thread-safe as the target is.
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "store/store.h"
+
+namespace gantry::fakes {
+
+class ForwardingStore : public store::Store {
+ public:
+  explicit ForwardingStore(store::Store& target) : target_(target) {}
+
+  Result<int64_t> CreateRelease(const store::Release& release) override { return target_.CreateRelease(release); }
+  Result<store::Release> GetRelease(int64_t id) override { return target_.GetRelease(id); }
+  Result<std::vector<store::Release>> ListReleases(std::string_view app, int limit, int64_t before_id = 0) override {
+    return target_.ListReleases(app, limit, before_id);
+  }
+  Result<std::vector<std::string>> ListApps() override { return target_.ListApps(); }
+  Result<store::Target> UpsertTarget(const store::Target& target) override { return target_.UpsertTarget(target); }
+  Result<std::vector<store::Target>> ListTargets(int64_t release_id) override { return target_.ListTargets(release_id); }
+  Result<std::vector<store::TargetStatus>> CurrentByTarget(std::string_view app) override {
+    return target_.CurrentByTarget(app);
+  }
+  Result<int64_t> ReleasesBehind(std::string_view app, std::string_view env, std::string_view cluster) override {
+    return target_.ReleasesBehind(app, env, cluster);
+  }
+  Status Approve(int64_t release_id, std::string_view env, std::string_view by) override {
+    return target_.Approve(release_id, env, by);
+  }
+  Result<bool> IsApproved(int64_t release_id, std::string_view env) override { return target_.IsApproved(release_id, env); }
+  Result<int64_t> CreateRun(const store::Run& run) override { return target_.CreateRun(run); }
+  Status ApproveRun(int64_t id, std::string_view by) override { return target_.ApproveRun(id, by); }
+  Status BindRunCommit(int64_t id, std::string_view commit) override { return target_.BindRunCommit(id, commit); }
+  Status UpdateRun(int64_t id, store::RunState state, std::string_view message = {}) override {
+    return target_.UpdateRun(id, state, message);
+  }
+  Status UpsertStep(int64_t run_id, const store::Step& step) override { return target_.UpsertStep(run_id, step); }
+  Result<store::Run> GetRun(int64_t id) override { return target_.GetRun(id); }
+  Result<std::vector<store::Run>> ListRuns(const store::RunFilter& filter) override { return target_.ListRuns(filter); }
+  Result<std::vector<store::Run>> MarkUnfinishedInterrupted(std::string_view worker) override {
+    return target_.MarkUnfinishedInterrupted(worker);
+  }
+  Result<std::optional<store::Run>> ClaimNextQueuedRun(std::string_view worker, std::optional<bool> trusted) override {
+    return target_.ClaimNextQueuedRun(worker, trusted);
+  }
+  Result<store::ReleaseProgress> PutReleaseProgress(const store::ReleaseProgress& progress) override {
+    return target_.PutReleaseProgress(progress);
+  }
+  Result<std::optional<store::ReleaseProgress>> GetReleaseProgress(int64_t run_id) override {
+    return target_.GetReleaseProgress(run_id);
+  }
+  Status AppendLogChunk(int64_t run_id, std::string_view step, int64_t seq, std::string_view data) override {
+    return target_.AppendLogChunk(run_id, step, seq, data);
+  }
+  Result<std::vector<store::LogChunk>> ReadLog(int64_t run_id, std::string_view step, int64_t from_seq,
+                                               int max_chunks = 256) override {
+    return target_.ReadLog(run_id, step, from_seq, max_chunks);
+  }
+  Result<bool> RecordDelivery(std::string_view provider, std::string_view delivery_id) override {
+    return target_.RecordDelivery(provider, delivery_id);
+  }
+  Result<int64_t> Audit(const store::AuditEntry& entry) override { return target_.Audit(entry); }
+  Result<std::vector<store::AuditEntry>> ListAudit(int limit, int64_t before_id = 0) override {
+    return target_.ListAudit(limit, before_id);
+  }
+  Result<int> SchemaVersion() override { return target_.SchemaVersion(); }
+  Status Verify() override { return target_.Verify(); }
+
+ private:
+  store::Store& target_;
+};
+
+}  // namespace gantry::fakes
