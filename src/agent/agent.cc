@@ -286,17 +286,19 @@ class AgentImpl final : public Agent {
 
   void WatchApplications() {
     while (!stopping_) {
-      auto list = client_.List(api::kApiVersion, api::kKind, options_.namespace_);
+      // Each Application is kept (reduced) as its page arrives; the parsed list is never whole in
+      // memory, and nothing of it outlives this statement (the watch below runs for hours).
+      std::set<std::string> present;
+      auto list = client_.List(api::kApiVersion, api::kKind, options_.namespace_,
+                               {.each = [&](Value app) {
+                                 kube::ObjectRef ref = kube::RefOf(app);
+                                 present.insert(Key(ref.namespace_, ref.name));
+                                 Remember(app);
+                               }});
       if (!list.ok()) {
         log::Warn("agent: list Applications: {}", list.status().message());
         Sleep(std::chrono::seconds(2));
         continue;
-      }
-      std::set<std::string> present;
-      for (const Value& app : list->items) {
-        kube::ObjectRef ref = kube::RefOf(app);
-        present.insert(Key(ref.namespace_, ref.name));
-        Remember(app);
       }
       {
         MutexLock lock(mu_);

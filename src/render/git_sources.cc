@@ -24,11 +24,16 @@ std::shared_ptr<GitSources::Fetches> GitSources::FetchesOf(const std::string& ur
 }
 
 Result<std::shared_ptr<git::Repository>> GitSources::Open(const std::string& url) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = repos_.find(url); it != repos_.end()) return it->second;
+  }
   git::OpenOptions oo{.allow_file = options_.allow_file};
   oo.credentials = git::CredentialsFor(options_.credentials, url);
   auto repo = mirrors_.Open(url, oo);
   if (!repo.ok()) return Status(repo.status()).set_reason(kFetchFailed);
-  return repo;
+  std::lock_guard<std::mutex> lock(mu_);
+  return repos_.emplace(url, *std::move(repo)).first->second;
 }
 
 Status GitSources::Fetch(git::Repository& repo, std::chrono::steady_clock::time_point fetch_after) {
