@@ -200,8 +200,14 @@ class Pass {
     bool manual = !app_.sync_request.empty() && app_.sync_request != previous_.last_sync_request;
     bool resume = op_phase == api::kPhaseRunning;  // the agent stopped mid-sync
     bool new_revision = commit_ != op_revision;
+    // Objects only a prune would fix (Extra) are no reason for an automated sync that may not prune:
+    // it would find them again after every sync and loop (they are reported OutOfSync all the same).
+    size_t fixable = comparison_.out_of_sync;
+    if (!app_.sync_policy.prune) {
+      for (const sync::DiffEntry& e : comparison_.entries) fixable -= e.status == diff::SyncStatus::kExtra ? 1 : 0;
+    }
     bool want = manual || resume ||
-                (app_.sync_policy.automated && comparison_.out_of_sync > 0 && (new_revision || app_.sync_policy.self_heal));
+                (app_.sync_policy.automated && fixable > 0 && (new_revision || app_.sync_policy.self_heal));
     // An automated sync that failed at this revision is retried with backoff, a bounded number of times.
     if (want && !manual && !resume && op_phase == api::kPhaseFailed && !new_revision) {
       int limit = app_.sync_policy.retry.limit;

@@ -148,6 +148,25 @@ TEST_F(ReconcileTest, ACommitToItsPathRendersAndApplies) {
   EXPECT_EQ(r.status.history.size(), 2u);
 }
 
+TEST_F(ReconcileTest, WithoutPruneAnObjectLeftBehindIsOutOfSyncButNoReasonToSyncAgain) {
+  // prune off, selfHeal on: b leaves the render and stays in the cluster as Extra.
+  object_.MutableGet("spec")->MutableGet("syncPolicy")->MutableGet("automated")->Set("prune", Value(false));
+  auto replaced = client_.Replace(object_);
+  ASSERT_TRUE(replaced.ok()) << replaced.status().ToString();
+  object_ = *replaced;
+  Pass();
+  source_.AddCommit("c2", {{"apps/web", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: \"9\"}\n"}},
+                    {"apps/web/all.yaml"});
+  ReconcileResult r = Pass(std::chrono::steady_clock::now());
+  EXPECT_TRUE(r.synced) << "the new revision is synced once";
+  EXPECT_TRUE(client_.Get({"v1", "ConfigMap", "web", "b"}).ok()) << "not pruned";
+  for (int i = 0; i < 3; ++i) {
+    r = Pass();
+    EXPECT_FALSE(r.synced) << "pass " << i << ": a sync cannot remove b, so selfHeal must not loop on it";
+    EXPECT_EQ(r.status.sync_status, api::kOutOfSync) << "b still requires pruning";
+  }
+}
+
 TEST_F(ReconcileTest, DriftIsHealedFromOneComparison) {
   WatchAll();
   Pass();

@@ -125,7 +125,9 @@ class OperationImpl final : public Operation {
     if (!inventory_written) write_inventory();
     bool pruned = std::any_of(stages_.begin(), stages_.end(), [](const Stage& s) { return s.name == "prune"; });
     if (options_.prune && !pruned) stages_.push_back({"prune", [this] { return Prune(); }});
-    if (!options_.dry_run) {
+    // Without a prune the inventory written before applying stands: objects no longer rendered
+    // stay in it (and in the cluster, reported Extra) until a sync with prune deletes them.
+    if (!options_.dry_run && (options_.prune || pruned)) {
       stages_.push_back({"record inventory", [this] { return WriteInventory(/*after_prune=*/true); }});
     }
     if (options_.wait_for_health && !options_.dry_run) {
