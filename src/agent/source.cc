@@ -36,7 +36,7 @@ class GitSource final : public Source {
     GANTRY_ASSIGN_OR_RETURN(std::shared_ptr<git::Repository> repo, Open(app));
     // One fetch serves every application of the repository that asked for one before it began.
     GANTRY_RETURN_IF_ERROR(sources_.Fetch(*repo, fetch_after));
-    auto commit = repo->Resolve(app.source.target_revision);
+    auto commit = sources_.Resolve(*repo, app.source.target_revision);
     if (!commit.ok()) {
       return commit.status().WithContext(fmt::format("resolve {} in {}", app.source.target_revision,
                                                      git::ScrubUrl(app.source.repo_url)));

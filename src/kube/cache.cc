@@ -223,9 +223,12 @@ class CacheImpl final : public Cache {
   }
 
  private:
+  // A change to report: the object itself (an event's), or the JSON the cache keeps, parsed only
+  // when its handlers are called (a first list of 10,000 objects is then never held parsed).
   struct Change {
     EventType type;
     Value object;
+    std::shared_ptr<const std::string> json;
   };
 
   const Kind* Find(const std::string& gk) const REQUIRES(mu_) {
@@ -305,7 +308,8 @@ class CacheImpl final : public Cache {
   // Calls the handlers; without mu_ held.
   static void Notify(const std::vector<std::shared_ptr<Handler>>& handlers, const std::vector<Change>& changes) {
     for (const Change& c : changes) {
-      for (const auto& h : handlers) (*h)(c.type, c.object);
+      Value parsed = c.json ? Parse(*c.json) : Value();
+      for (const auto& h : handlers) (*h)(c.type, c.json ? parsed : c.object);
     }
   }
 
@@ -342,7 +346,7 @@ class CacheImpl final : public Cache {
         const Key& key = it->first;
         ++it;
         if (!fresh.contains(key)) {
-          if (relist) changes.push_back({EventType::kDeleted, Parse(*k.objects.at(key).json)});
+          if (relist) changes.push_back({EventType::kDeleted, Value(), k.objects.at(key).json});
           Remove(k, key);
         }
       }
@@ -350,9 +354,9 @@ class CacheImpl final : public Cache {
         auto old = k.objects.find(key);
         if (relist || options_.notify_first_list) {
           if (old == k.objects.end()) {
-            changes.push_back({EventType::kAdded, Parse(*entry.json)});
+            changes.push_back({EventType::kAdded, Value(), entry.json});
           } else if (old->second.version != entry.version || (entry.version == 0 && *old->second.json != *entry.json)) {
-            changes.push_back({EventType::kModified, Parse(*entry.json)});
+            changes.push_back({EventType::kModified, Value(), entry.json});
           }
         }
         Put(k, key, std::move(entry));
@@ -392,7 +396,7 @@ class CacheImpl final : public Cache {
         Put(k, key, std::move(entry));
       }
     }
-    if (!handlers.empty()) Notify(handlers, {{event.type, std::move(kept)}});
+    if (!handlers.empty()) Notify(handlers, {{event.type, std::move(kept), nullptr}});
     return true;
   }
 

@@ -8,6 +8,8 @@ struct GitSources::Fetches {
   std::mutex mu;  // held while fetching: callers of one URL take turns and share the result
   bool fetched = false;                              // GUARDED_BY(mu): at least once
   std::chrono::steady_clock::time_point began{};     // GUARDED_BY(mu): when the last good fetch began
+  std::mutex resolved_mu;                            // not held while fetching
+  std::map<std::string, std::string> resolved;       // GUARDED_BY(resolved_mu): revision → commit
 };
 
 GitSources::GitSources(GitSourcesOptions options)
@@ -44,10 +46,26 @@ Status GitSources::Fetch(git::Repository& repo, std::chrono::steady_clock::time_
   }
   auto began = clock_.Now();
   Status s = repo.Fetch().status();
+  {
+    std::lock_guard<std::mutex> resolved_lock(f->resolved_mu);  // refs may have moved
+    f->resolved.clear();
+  }
   if (!s.ok()) return std::move(s).WithContext("fetch " + git::ScrubUrl(repo.url())).set_reason(kFetchFailed);
   f->fetched = true;
   f->began = began;
   return OkStatus();
+}
+
+Result<std::string> GitSources::Resolve(git::Repository& repo, const std::string& revision) {
+  auto f = FetchesOf(repo.url());
+  {
+    std::lock_guard<std::mutex> lock(f->resolved_mu);
+    if (auto it = f->resolved.find(revision); it != f->resolved.end()) return it->second;
+  }
+  GANTRY_ASSIGN_OR_RETURN(std::string commit, repo.Resolve(revision));
+  std::lock_guard<std::mutex> lock(f->resolved_mu);
+  f->resolved.emplace(revision, commit);
+  return commit;
 }
 
 Result<Rendered> GitSources::Render(const std::string& url, std::string_view revision, const std::string& path,

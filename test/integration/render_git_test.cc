@@ -134,6 +134,29 @@ TEST_F(RenderGitTest, GitSourcesShareFetchesAndRenderObjects) {
   EXPECT_EQ(value::StringAt(&fresh->objects[0], {"metadata", "name"}), "a2");
 }
 
+// Resolve is remembered until the next fetch: a push is seen after a fetch, never before.
+TEST_F(RenderGitTest, GitSourcesResolveIsRememberedUntilTheNextFetch) {
+  Write("apps/web/a.yaml", fmt::format(kCm, "a"));
+  Commit("first");
+  FakeClock clock;
+  GitSources sources({.mirrors_dir = tmp_.path() + "/sources", .allow_file = true, .clock = &clock});
+  auto repo = sources.Open("file://" + bare_);
+  ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+  ASSERT_TRUE(sources.Fetch(**repo, clock.Now()).ok());
+  auto first = sources.Resolve(**repo, "main");
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  Write("apps/web/a.yaml", fmt::format(kCm, "a2"));
+  Commit("second");
+  EXPECT_EQ(*sources.Resolve(**repo, "main"), *first) << "no fetch, no change";
+  clock.Advance(std::chrono::seconds(1));
+  ASSERT_TRUE(sources.Fetch(**repo, clock.Now()).ok());
+  auto second = sources.Resolve(**repo, "main");
+  ASSERT_TRUE(second.ok());
+  EXPECT_NE(*second, *first) << "the fetch brought the new commit";
+  EXPECT_EQ(second->size(), 40u);
+  EXPECT_EQ(sources.Resolve(**repo, "no-such-branch").status().code(), Code::kNotFound);
+}
+
 TEST_F(RenderGitTest, GitSourcesErrorsCarryTheFetchReason) {
   GitSources refuses_file({.mirrors_dir = tmp_.path() + "/sources"});
   auto refused = refuses_file.Render("file://" + bare_, "main", ".", {}, {});
