@@ -173,12 +173,30 @@ class CacheImpl final : public Cache {
     } else {
       Remove(*k, key);  // no longer selected: the watch will not send it again
     }
+    lock.Unlock();
+    cv_.NotifyAll();
   }
 
   void ObserveDeleted(const ObjectRef& ref) override {
+    {
+      MutexLock lock(mu_);
+      Kind* k = Find(GroupKind(ref.api_version, ref.kind));
+      if (k != nullptr) Remove(*k, {k->namespaced ? ref.namespace_ : "", ref.name});
+    }
+    cv_.NotifyAll();
+  }
+
+  uint64_t Generation() const override {
     MutexLock lock(mu_);
-    Kind* k = Find(GroupKind(ref.api_version, ref.kind));
-    if (k != nullptr) Remove(*k, {k->namespaced ? ref.namespace_ : "", ref.name});
+    return generation_;
+  }
+
+  bool WaitForChange(uint64_t seen, gantry::Clock& clock, Clock::time_point deadline) override {
+    MutexLock lock(mu_);
+    while (generation_ == seen && !stopped_) {
+      if (!clock.WaitUntil(cv_, mu_, deadline) && clock.Now() >= deadline) break;
+    }
+    return generation_ != seen;
   }
 
   void OnChange(Handler handler) override {
@@ -223,6 +241,9 @@ class CacheImpl final : public Cache {
     return it == kinds_.end() ? nullptr : it->second.get();
   }
 
+  // The namespace a kind is listed and watched in ("" : all, or a cluster-scoped kind).
+  std::string_view Scope(const Kind& k) const { return k.namespaced ? std::string_view(options_.namespace_) : ""; }
+
   std::string IndexOf(const Value& object) const {
     if (options_.index_label.empty()) return "";
     return value::StringAt(&object, {"metadata", "labels", std::string_view(options_.index_label)});
@@ -240,6 +261,7 @@ class CacheImpl final : public Cache {
     if (!inserted && it->second.index != index) Unindex(k, key, it->second.index);
     if ((inserted || it->second.index != index) && !index.empty()) k.by_index[index].insert(key);
     it->second = Entry{std::move(object), std::move(index)};
+    ++generation_;
   }
 
   void Remove(Kind& k, const Key& key) REQUIRES(mu_) {
@@ -247,6 +269,7 @@ class CacheImpl final : public Cache {
     if (it == k.objects.end()) return;
     Unindex(k, key, it->second.index);
     k.objects.erase(it);
+    ++generation_;
   }
 
   static void Unindex(Kind& k, const Key& key, const std::string& index) {
@@ -273,7 +296,7 @@ class CacheImpl final : public Cache {
   // Lists the kind and replaces its objects with the list, reporting what changed when it is a
   // relist. Returns the list's resourceVersion.
   Result<std::string> List(Kind& k) {
-    auto list = client_.List(k.api_version, k.kind, "", {.label_selector = options_.label_selector});
+    auto list = client_.List(k.api_version, k.kind, Scope(k), {.label_selector = options_.label_selector});
     bool relist;
     {
       MutexLock lock(mu_);
@@ -344,6 +367,7 @@ class CacheImpl final : public Cache {
         Put(k, key, kept);
       }
     }
+    cv_.NotifyAll();
     if (!handlers.empty()) Notify(handlers, {{event.type, std::move(kept)}});
     return true;
   }
@@ -375,7 +399,7 @@ class CacheImpl final : public Cache {
                            .bookmarks = true,
                            .timeout = options_.watch_timeout,
                            .stop = &stop_};
-        Status s = client_.Watch(k.api_version, k.kind, "", watch,
+        Status s = client_.Watch(k.api_version, k.kind, Scope(k), watch,
                                  [&](const WatchEvent& e) { return Apply(k, e, resource_version); });
         if (stop_.load()) break;
         if (s.ok()) {
@@ -414,6 +438,7 @@ class CacheImpl final : public Cache {
   std::map<std::string, std::unique_ptr<Kind>> kinds_ GUARDED_BY(mu_);  // by "group/kind"
   std::vector<std::shared_ptr<Handler>> handlers_ GUARDED_BY(mu_);
   Stats stats_ GUARDED_BY(mu_);
+  uint64_t generation_ GUARDED_BY(mu_) = 0;  // changes to the cached objects (Generation())
 };
 
 }  // namespace
