@@ -389,7 +389,9 @@ class OperationImpl final : public Operation {
     return OkStatus();
   }
 
-  // Polls (one list per kind and namespace) until every object is Healthy; Degraded fails.
+  // Waits until every object is Healthy; Degraded fails. Objects of kinds the cache holds are read
+  // from it, and the wait for them ends on the watch event that changes them; the others are
+  // polled (one list per kind and namespace, every 250 ms).
   Status WaitHealthy(const std::vector<kube::ObjectRef>& refs) {
     std::map<std::tuple<std::string, std::string, std::string>, std::vector<kube::ObjectRef>> groups;
     for (const auto& r : refs) groups[{r.api_version, r.kind, r.namespace_}].push_back(r);
@@ -397,6 +399,8 @@ class OperationImpl final : public Operation {
     std::map<std::string, health::Health> last;
     while (true) {
       bool all = true;
+      bool polled = false;  // a group was read from the API: the cache cannot tell when it changes
+      uint64_t generation = cache_ ? cache_->Generation() : 0;
       for (const auto& [g, members] : groups) {
         const auto& [api_version, kind, ns] = g;
         Result<kube::ObjectList> list = kube::ObjectList{};
@@ -405,6 +409,7 @@ class OperationImpl final : public Operation {
             cached.ok()) {
           list->items = *std::move(cached);
         } else {
+          polled = true;
           list = client_.List(api_version, kind, ns, {.label_selector = std::string(kAppLabel) + "=" + options_.app});
         }
         if (!list.ok()) return list.status();
@@ -425,7 +430,7 @@ class OperationImpl final : public Operation {
       }
       UpdateHealth(last);
       if (all) return OkStatus();
-      if (clock_.Now() > deadline || terminate_) {
+      if (clock_.Now() >= deadline || terminate_) {
         for (const auto& r : refs) {
           const health::Health& h = last[Key(r)];
           if (h.status != health::HealthStatus::kHealthy && h.status != health::HealthStatus::kSuspended) {
@@ -434,7 +439,17 @@ class OperationImpl final : public Operation {
           }
         }
       }
-      clock_.SleepFor(std::chrono::milliseconds(250));
+      if (polled) {
+        clock_.SleepFor(std::chrono::milliseconds(250));
+      } else {
+        // Every object is read from the cache: the next change to it is the next event. The wait
+        // is cut into slices only to look again at a cache that may have stopped being synced;
+        // a stopped cache (it changes no more) is polled.
+        auto until = std::min(deadline, clock_.Now() + std::chrono::seconds(5));
+        if (!cache_->WaitForChange(generation, clock_, until) && clock_.Now() < until) {
+          clock_.SleepFor(std::chrono::milliseconds(250));
+        }
+      }
     }
   }
 

@@ -163,6 +163,17 @@ struct LiveSources {
   kube::Cache* inventories = nullptr;
 };
 
+// A watch cache (kube/cache.h) of one application for one sync, for push mode (the agent keeps
+// caches of every application for as long as it runs): the objects labelled gantry.dev/app=APP,
+// indexed by that label, of every kind `prepared` applies (hooks excepted), in the one namespace
+// of its namespaced objects when they share one (so the credentials need no more than that
+// namespace), else in all namespaces. The watches start together; it waits up to `wait` for their
+// first lists. A kind the server does not serve yet (its CRD comes with the application) or whose
+// first list is late (or refused) is read from the API by ReadLive and the operation, as without
+// a cache. Destroy it before `client`.
+std::unique_ptr<kube::Cache> WatchApplication(kube::Client& client, const Prepared& prepared, const Options& options,
+                                              std::chrono::milliseconds wait);
+
 // What the cluster holds of one application.
 struct Live {
   std::map<std::string, value::Value> objects;  // by ObjectKey: desired objects that exist
