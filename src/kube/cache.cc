@@ -215,6 +215,7 @@ class CacheImpl final : public Cache {
       }
     }
     cv_.NotifyAll();
+    client_.WakeWatches(&stop_);  // the watches end now, not at their next look at stop_
     for (std::thread& t : threads) t.join();
   }
 

@@ -507,6 +507,26 @@ class HttpClient final : public Client {
     req.headers = {std::string("Accept: ") + kJson};
     req.stream = std::make_shared<Stream>();
     auto stream = req.stream;
+    if (options.stop != nullptr) {
+      MutexLock lock(mu_);
+      watches_.emplace(options.stop, stream);
+    }
+    struct Unregister {
+      HttpClient& client;
+      const std::atomic<bool>* stop;
+      Stream* stream;
+      ~Unregister() {
+        if (stop == nullptr) return;
+        MutexLock lock(client.mu_);
+        auto [begin, end] = client.watches_.equal_range(stop);
+        for (auto it = begin; it != end; ++it) {
+          if (it->second.get() == stream) {
+            client.watches_.erase(it);
+            break;
+          }
+        }
+      }
+    } unregister{*this, options.stop, stream.get()};
     ++requests_;
     std::future<Response> fut = transport_.Submit(std::move(req));
 
@@ -518,15 +538,16 @@ class HttpClient final : public Client {
       bool done;
       {
         MutexLock lock(stream->mu);
-        auto ready = [&]() REQUIRES(stream->mu) { return !stream->buffer.empty() || stream->done; };
+        auto stopped = [&] { return options.stop != nullptr && options.stop->load(); };
+        auto ready = [&]() REQUIRES(stream->mu) { return !stream->buffer.empty() || stream->done || stopped(); };
         if (options.stop == nullptr) {
           stream->cv.Wait(stream->mu, ready);
         } else if (!stream->cv.WaitFor(stream->mu, std::chrono::milliseconds(200), ready)) {
-          if (options.stop->load()) {
-            stop = true;
-            break;
-          }
           continue;
+        }
+        if (stopped()) {
+          stop = true;
+          break;
         }
         chunk.swap(stream->buffer);
         done = stream->done;
@@ -570,6 +591,19 @@ class HttpClient final : public Client {
       return ErrorFromResponse(r, what);
     }
     return OkStatus();
+  }
+
+  void WakeWatches(const std::atomic<bool>* stop) override {
+    std::vector<std::shared_ptr<Stream>> streams;
+    {
+      MutexLock lock(mu_);
+      auto [begin, end] = watches_.equal_range(stop);
+      for (auto it = begin; it != end; ++it) streams.push_back(it->second);
+    }
+    for (const auto& s : streams) {
+      MutexLock lock(s->mu);
+      s->cv.NotifyAll();
+    }
   }
 
   void InvalidateDiscovery() override {
@@ -756,6 +790,8 @@ class HttpClient final : public Client {
   Mutex mu_;
   std::map<std::string, ResourceInfo> mapping_ GUARDED_BY(mu_);  // "apiVersion/kind"
   Clock::time_point discovered_at_ GUARDED_BY(mu_);
+  // Running watches by their WatchOptions::stop, for WakeWatches.
+  std::multimap<const std::atomic<bool>*, std::shared_ptr<Stream>> watches_ GUARDED_BY(mu_);
 };
 
 }  // namespace
