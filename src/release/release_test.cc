@@ -374,35 +374,6 @@ TEST_F(ReleaseTest, WithoutReleaseOnlyThePackageRuns) {
   EXPECT_EQ(Stored(), "package");
 }
 
-// A client per connection, all to one fake cluster.
-class Forward final : public kube::Client {
- public:
-  explicit Forward(std::shared_ptr<fakes::FakeKubeClient> to) : to_(std::move(to)) {}
-  Result<kube::ResourceInfo> Resolve(std::string_view v, std::string_view k) override { return to_->Resolve(v, k); }
-  Result<value::Value> Get(const kube::ObjectRef& ref) override { return to_->Get(ref); }
-  Result<kube::ObjectList> List(std::string_view v, std::string_view k, std::string_view ns,
-                                const kube::ListOptions& o) override {
-    return to_->List(v, k, ns, o);
-  }
-  Result<value::Value> Apply(const value::Value& obj, const kube::ApplyOptions& o) override { return to_->Apply(obj, o); }
-  Result<value::Value> ApplyStatus(const value::Value& obj, const kube::ApplyOptions& o) override {
-    return to_->ApplyStatus(obj, o);
-  }
-  Result<value::Value> Replace(const value::Value& obj) override { return to_->Replace(obj); }
-  Status Delete(const kube::ObjectRef& ref, const kube::DeleteOptions& o) override { return to_->Delete(ref, o); }
-  Result<value::Value> Create(const value::Value& obj) override { return to_->Create(obj); }
-  Status Watch(std::string_view v, std::string_view k, std::string_view ns, const kube::WatchOptions& o,
-               const kube::WatchHandler& h) override {
-    return to_->Watch(v, k, ns, o, h);
-  }
-  void InvalidateDiscovery() override { to_->InvalidateDiscovery(); }
-  Result<std::string> GetRaw(std::string_view path) override { return to_->GetRaw(path); }
-  uint64_t request_count() const override { return to_->request_count(); }
-
- private:
-  std::shared_ptr<fakes::FakeKubeClient> to_;
-};
-
 // Deploys to one fake cluster, environment dev with `gates`.
 void PushMode(ReleaseServices& services, ci::Pipeline& pipeline, std::shared_ptr<fakes::FakeKubeClient> kube,
               const std::string& gates) {
@@ -419,7 +390,7 @@ spec: {gates: )" + gates + "}\n", "config.yaml"));
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   services.deliver_config = *config;
   services.connect = [kube](const deliver::Cluster&) -> Result<std::unique_ptr<kube::Client>> {
-    return std::unique_ptr<kube::Client>(new Forward(kube));
+    return std::unique_ptr<kube::Client>(new fakes::ForwardingClient(kube));
   };
   pipeline.release->app = "web";
 }

@@ -57,6 +57,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -158,6 +159,37 @@ class FakeKubeClient final : public kube::Client {
   int active_watches_ GUARDED_BY(mu_) = 0;
   std::map<std::string, uint64_t, std::less<>> counts_ GUARDED_BY(mu_);
   std::map<std::string, std::deque<Status>, std::less<>> failures_ GUARDED_BY(mu_);
+};
+
+// A kube::Client that forwards every call to a shared one: a connection per caller (as a
+// deliver::ConnectFn makes) to one fake cluster. Thread-safe as the client it forwards to.
+class ForwardingClient final : public kube::Client {
+ public:
+  explicit ForwardingClient(std::shared_ptr<kube::Client> to) : to_(std::move(to)) {}
+  Result<kube::ResourceInfo> Resolve(std::string_view v, std::string_view k) override { return to_->Resolve(v, k); }
+  Result<value::Value> Get(const kube::ObjectRef& ref) override { return to_->Get(ref); }
+  Result<kube::ObjectList> List(std::string_view v, std::string_view k, std::string_view ns,
+                                const kube::ListOptions& o) override {
+    return to_->List(v, k, ns, o);
+  }
+  Result<value::Value> Apply(const value::Value& obj, const kube::ApplyOptions& o) override { return to_->Apply(obj, o); }
+  Result<value::Value> ApplyStatus(const value::Value& obj, const kube::ApplyOptions& o) override {
+    return to_->ApplyStatus(obj, o);
+  }
+  Result<value::Value> Replace(const value::Value& obj) override { return to_->Replace(obj); }
+  Status Delete(const kube::ObjectRef& ref, const kube::DeleteOptions& o) override { return to_->Delete(ref, o); }
+  Result<value::Value> Create(const value::Value& obj) override { return to_->Create(obj); }
+  Status Watch(std::string_view v, std::string_view k, std::string_view ns, const kube::WatchOptions& o,
+               const kube::WatchHandler& h) override {
+    return to_->Watch(v, k, ns, o, h);
+  }
+  void WakeWatches(const std::atomic<bool>* stop) override { to_->WakeWatches(stop); }
+  void InvalidateDiscovery() override { to_->InvalidateDiscovery(); }
+  Result<std::string> GetRaw(std::string_view path) override { return to_->GetRaw(path); }
+  uint64_t request_count() const override { return to_->request_count(); }
+
+ private:
+  std::shared_ptr<kube::Client> to_;
 };
 
 }  // namespace gantry::fakes
