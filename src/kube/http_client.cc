@@ -14,6 +14,7 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "base/log.h"
 #include "base/mutex.h"
@@ -81,6 +82,13 @@ class Transport {
     worker_.join();
     curl_multi_cleanup(multi_);
     curl_slist_free_all(connect_to_);
+  }
+
+  // Ends the transfer of a stream now (its callbacks would notice within the worker's 200 ms poll).
+  void Cancel(Stream& stream) {
+    stream.cancelled = true;
+    cancels_ = true;
+    curl_multi_wakeup(multi_);
   }
 
   std::future<Response> Submit(Request req) {
@@ -268,6 +276,15 @@ class Transport {
           ++in_flight_;
         }
       }
+      if (cancels_.exchange(false)) {
+        std::vector<CURL*> cancelled;
+        for (CURL* h : active_) {
+          Job* job = nullptr;
+          curl_easy_getinfo(h, CURLINFO_PRIVATE, &job);
+          if (job->req.stream && job->req.stream->cancelled.load()) cancelled.push_back(h);
+        }
+        for (CURL* h : cancelled) Finish(h, CURLE_ABORTED_BY_CALLBACK);
+      }
       int running = 0;
       curl_multi_perform(multi_, &running);
       int left = 0;
@@ -300,6 +317,7 @@ class Transport {
   bool stop_ GUARDED_BY(mu_) = false;
   int in_flight_ = 0;                       // worker thread only
   std::set<CURL*> active_;                  // worker thread only
+  std::atomic<bool> cancels_{false};        // a stream was cancelled: Loop ends its transfer
   Mutex token_mu_;
   std::string token_ GUARDED_BY(token_mu_);
   Clock::time_point token_read_ GUARDED_BY(token_mu_);
@@ -582,7 +600,7 @@ class HttpClient final : public Client {
       }
       if (done) break;
     }
-    if (stop) stream->cancelled = true;
+    if (stop) transport_.Cancel(*stream);
     Response r = fut.get();
     if (!result.ok()) return result;
     if (stop) return OkStatus();
