@@ -362,9 +362,13 @@ class CacheImpl final : public Cache {
       bool observed = event.type != EventType::kDeleted && known != k.objects.end() && VersionOf(event.object) != 0 &&
                       VersionOf(known->second.object) == VersionOf(event.object);
       if (!observed) handlers = handlers_;
-      if (event.type == EventType::kDeleted) {
+      // An event older than a write recorded with Observe (a sync applied after the watch sent it)
+      // does not take the object back to a state the cluster has already left.
+      bool stale = known != k.objects.end() && VersionOf(event.object) != 0 &&
+                   VersionOf(known->second.object) > VersionOf(event.object);
+      if (!stale && event.type == EventType::kDeleted) {
         Remove(k, key);
-      } else {
+      } else if (!stale) {
         Put(k, key, kept);
       }
     }

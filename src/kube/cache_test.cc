@@ -194,6 +194,25 @@ TEST_F(CacheTest, EventsUpdateTheCacheAndTheIndexAndCallHandlers) {
   EXPECT_EQ(cache_->stats().lists, 1u);
 }
 
+// A push-mode sync lists, applies (Observe), then waits for health from the cache while the watch
+// still delivers events from before its write: they must not bring back the state it replaced
+// (a Deployment Degraded before the apply looked Degraded after it, and the wait failed).
+TEST_F(CacheTest, AnEventOlderThanAnObservedWriteDoesNotReplaceIt) {
+  recorder_.hold_on = "trigger";
+  StartCache();
+  Create(ConfigMap("ns", "trigger", "shop"));
+  recorder_.held.get_future().wait();
+  Create(ConfigMap("ns", "a", "shop", "blue"));  // its event waits behind the held one
+  Value later = ConfigMap("ns", "a", "shop", "red");
+  later.MutableGet("metadata")->Set("resourceVersion", "999999");
+  cache_->Observe(later);
+  recorder_.release.set_value();
+  ASSERT_TRUE(Eventually([&] { return recorder_.Saw(EventType::kAdded, "a"); }));
+  auto got = cache_->Get({"v1", "ConfigMap", "ns", "a"});
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(Color(*got), "red");
+}
+
 TEST_F(CacheTest, RelistAfterGoneReportsWhatChangedMeanwhile) {
   Create(ConfigMap("ns", "stays", "shop"));
   Create(ConfigMap("ns", "goes", "shop"));
