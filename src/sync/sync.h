@@ -25,8 +25,10 @@
 //     application's tracking id, or — for Namespaces, PersistentVolumeClaims and CRDs — without
 //     prune_dangerous. Pruning runs after all waves are applied (and healthy when waiting), before
 //     the PostSync hooks; with prune_last it runs after the PostSync hooks instead.
-//  5. Wait: after each wave, and at the end with wait_for_health, objects are polled (one list per
-//     kind and namespace) until Healthy; Degraded ends the wait with an error; a timeout bounds it.
+//  5. Wait: after each wave, and at the end with wait_for_health, until every object is Healthy;
+//     Degraded ends the wait with an error; a timeout bounds it. Kinds a cache holds are read from
+//     it and the wait ends on the watch event that changes them; other kinds are polled (one list
+//     per kind and namespace every 250 ms).
 //
 // The operation is a step-driven state object: Step() does one bounded piece of work and returns,
 // State() tells where it is, Terminate() stops it between steps. Run() loops Step() to the end.
