@@ -4,11 +4,15 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <thread>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "base/mutex.h"
+#include "test/fakes/forwarding_kube_client.h"
 #include "test/fakes/kube_client.h"
 
 namespace gantry::deliver {
@@ -229,8 +233,9 @@ status: {sync: {status: OutOfSync, revision: zzz}}
 }
 
 // A Deployment on fake clusters (a new FakeKubeClient per connection, so every apply starts from
-// an empty cluster), a SQLite ledger in a temp dir, and one FakeClock for both: waits and soaks
-// take no real time.
+// an empty cluster; or every connection to `cluster_` when a test sets it), a SQLite ledger in a
+// temp dir, and one FakeClock for both: waits and soaks take no real time (unless a test sets
+// `deploy_clock_`).
 class FakeDeploy : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -255,24 +260,39 @@ class FakeDeploy : public ::testing::Test {
       return render::Rendered{std::string(revision), std::move(docs)};
     };
     ConnectFn connect = [this](const Cluster&) -> Result<std::unique_ptr<kube::Client>> {
+      if (cluster_) return fakes::ForwardingKubeClient::To(cluster_);
       std::unique_ptr<kube::Client> client =
           std::make_unique<fakes::FakeKubeClient>(fakes::FakeKubeClient::Options{.clock = &clock_});
       return client;
     };
-    DeployOptions options{.app = "web", .revision = "abc123", .health_timeout = health_timeout, .clock = &clock_};
-    auto d = Deployment::Start(*store_, config_, render, connect, options,
-                               [this](std::string_view line) { progress_.emplace_back(line); });
+    DeployOptions options{.app = "web", .revision = "abc123", .health_timeout = health_timeout, .clock = deploy_clock_};
+    auto d = Deployment::Start(*store_, config_, render, connect, options, [this](std::string_view line) {
+      MutexLock lock(mu_);
+      progress_.emplace_back(line);
+      progressed_.NotifyAll();
+    });
     EXPECT_TRUE(d.ok()) << d.status().ToString();
     deployment_ = *std::move(d);
     return deployment_->Run();
   }
 
+  // Counts of each verb the deploys made so far on `cluster_`.
+  std::map<std::string, uint64_t> Counts() const {
+    std::map<std::string, uint64_t> out;
+    for (const char* verb : {"get", "list", "watch", "apply", "create", "replace", "delete"}) out[verb] = cluster_->count(verb);
+    return out;
+  }
+
   FakeClock clock_;
+  Clock* deploy_clock_ = &clock_;
+  std::shared_ptr<fakes::FakeKubeClient> cluster_;
   std::filesystem::path dir_;
   std::unique_ptr<store::Store> store_;
   Config config_;
   std::unique_ptr<Deployment> deployment_;
-  std::vector<std::string> progress_;
+  Mutex mu_;
+  CondVar progressed_;
+  std::vector<std::string> progress_;  // guarded by mu_ while a deploy runs in another thread
 };
 
 constexpr char kConfigMap[] = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {a: b}\n";
@@ -306,6 +326,93 @@ spec:
   ASSERT_FALSE(s.targets.empty());
   EXPECT_EQ(s.targets[0].state, store::TargetState::kFailed);
   EXPECT_THAT(s.targets[0].message, HasSubstr("not healthy after 300 s"));
+}
+
+// Push mode reads the cluster as the agent does: one list (and one watch) per kind, the objects
+// not yet labelled one Get each, the inventory one Get; a re-deploy with nothing to change writes
+// nothing and polls nothing.
+TEST_F(FakeDeploy, ReadsOneListPerKindAndANoOpRedeployWritesNothing) {
+  config_.clusters = {{.name = "dev-1", .environment = "dev"}};
+  config_.environments = {{.name = "dev"}};
+  cluster_ = std::make_shared<fakes::FakeKubeClient>();
+  constexpr char kApp[] = R"(apiVersion: v1
+kind: ConfigMap
+metadata: {name: a}
+data: {k: v}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: b}
+data: {k: v}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {ports: [{port: 80}]}
+)";
+  const DeployState& first = Deploy(kApp);
+  ASSERT_EQ(first.phase, Phase::kSucceeded) << first.message;
+  std::map<std::string, uint64_t> want{{"get", 1 + 3 + 1},  // namespace, 3 objects not labelled yet, inventory
+                                       {"list", 2},         // ConfigMap, Service: the caches' first lists
+                                       {"watch", 2},
+                                       {"apply", 3 + 1 + 1},  // objects, inventory, namespace
+                                       {"create", 0}, {"replace", 0}, {"delete", 0}};
+  EXPECT_EQ(Counts(), want);
+  EXPECT_NE(first.targets[0].sync_result.find("\"requests\":14"), std::string::npos) << first.targets[0].sync_result;
+
+  const DeployState& again = Deploy(kApp);
+  ASSERT_EQ(again.phase, Phase::kSucceeded) << again.message;
+  want["get"] += 2;  // namespace, inventory
+  want["list"] += 2;
+  want["watch"] += 2;
+  EXPECT_EQ(Counts(), want);
+  EXPECT_NE(again.targets[0].sync_result.find("\"changed\":0"), std::string::npos) << again.targets[0].sync_result;
+}
+
+// The health wait is served by the watch: it ends on the event of the status change that makes
+// the Deployment available (not after a poll interval, nor the timeout), and lists nothing.
+TEST_F(FakeDeploy, HealthWaitEndsOnTheWatchEvent) {
+  config_.clusters = {{.name = "dev-1", .environment = "dev"}};
+  config_.environments = {{.name = "dev"}};
+  cluster_ = std::make_shared<fakes::FakeKubeClient>();
+  deploy_clock_ = nullptr;  // real time: the watch events arrive in real time
+  std::thread deploy([&] {
+    Deploy(R"(apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: nginx}]}
+)", 60s);
+  });
+  {
+    MutexLock lock(mu_);
+    bool waiting = progressed_.WaitFor(mu_, 30s, [&]() REQUIRES(mu_) {
+      return std::find(progress_.begin(), progress_.end(), "dev/dev-1: waiting for health") != progress_.end();
+    });
+    EXPECT_TRUE(waiting) << "the deploy never waited for health";
+  }
+  const uint64_t lists = cluster_->count("list");
+  // What the Deployment controller would write.
+  auto available = value::ParseYaml(R"(apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+status: {observedGeneration: 1, replicas: 1, updatedReplicas: 1, readyReplicas: 1, availableReplicas: 1}
+)");
+  ASSERT_TRUE(available.ok());
+  auto status = cluster_->ApplyStatus(available->at(0), {.field_manager = "deployment-controller"});
+  ASSERT_TRUE(status.ok()) << status.status().ToString();
+  const auto written = std::chrono::steady_clock::now();
+  deploy.join();
+  const auto waited = std::chrono::steady_clock::now() - written;
+  const DeployState& s = deployment_->state();
+  EXPECT_EQ(s.phase, Phase::kSucceeded) << s.message;
+  // The wait looks at the cache again only every 5 s without an event.
+  EXPECT_LT(waited, 2500ms);
+  EXPECT_EQ(cluster_->count("list"), lists);
 }
 
 }  // namespace

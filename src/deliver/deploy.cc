@@ -15,6 +15,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// How long an apply waits for the first list of each kind it watches before reading that kind
+// from the API instead.
+constexpr std::chrono::milliseconds kFirstListWait{10'000};
+
 // The plan a release was started with, kept in Release::note so Resume() needs no flags.
 struct Plan {
   std::vector<std::string> environments;
@@ -46,8 +50,9 @@ Result<Plan> DecodePlan(const store::Release& r) {
   return p;
 }
 
-// The JSON summary of a sync kept in Target::sync_result.
-std::string Summary(const sync::State& s) {
+// The JSON summary of a sync kept in Target::sync_result; `requests`: API requests of the whole
+// apply (reading the cluster included).
+std::string Summary(const sync::State& s, uint64_t requests) {
   value::Value v = value::Value::Map();
   v.Set("phase", sync::Name(s.phase));
   v.Set("message", s.message);
@@ -70,7 +75,7 @@ std::string Summary(const sync::State& s) {
   v.Set("objects", static_cast<int64_t>(s.results.size()));
   v.Set("changed", changed);
   v.Set("failed", failed);
-  v.Set("requests", static_cast<int64_t>(s.requests));
+  v.Set("requests", static_cast<int64_t>(requests));
   v.Set("failures", failures);
   return value::ToJson(v);
 }
@@ -141,6 +146,7 @@ store::Target ApplyCluster(const ApplyContext& ctx, const Cluster& cluster, stor
   target = *applying;
   auto client = ctx.connect(cluster);
   if (!client.ok()) return fail(client.status().message());
+  const uint64_t requests_at_start = (*client)->request_count();
   sync::Options so;
   so.app = ctx.app;
   so.default_namespace = ctx.default_namespace;
@@ -149,27 +155,40 @@ store::Target ApplyCluster(const ApplyContext& ctx, const Cluster& cluster, stor
   so.wait_for_health = ctx.wait_for_health;
   so.timeout = ctx.health_timeout;
   so.clock = ctx.clock;
+  // The engine's path, as the agent takes it: prepare, read (from a watch of each kind the app
+  // has, started for this apply), compare, then the operation, whose health waits end on the
+  // watch's events. The cache is declared after the client: it stops first.
+  auto prepared = sync::Prepare(**client, objects, so);
+  if (!prepared.ok()) return fail(prepared.status().message());
+  std::unique_ptr<kube::Cache> cache = sync::WatchApplication(**client, *prepared, so, kFirstListWait);
+  auto live = sync::ReadLive(**client, *prepared, so, {.objects = cache.get()});
+  if (!live.ok()) return fail(live.status().WithContext("read the cluster").message());
+  auto comparison = sync::Compare(*prepared, *live, so);
+  if (!comparison.ok()) return fail(comparison.status().WithContext("compare").message());
   bool said_waiting = false;
-  auto op = sync::Operation::Create(**client, objects, so, [&](const sync::Progress& p) {
-    // Once a step applied something, what follows is waiting for it to become healthy.
-    if (ctx.wait_for_health && !said_waiting && !p.step.empty() && p.step != "prune" && p.applied + p.unchanged > 0) {
-      said_waiting = true;
-      Say(ctx.progress, fmt::format("{}: waiting for health", where));
-    }
-  });
-  if (!op.ok()) return fail(op.status().message());
-  while ((*op)->Step()) {
-    if (ctx.terminate.load()) (*op)->Terminate();
+  auto op = sync::Operation::Start(
+      **client, *std::move(prepared), *std::move(live), *std::move(comparison), so,
+      [&](const sync::Progress& p) {
+        // Once a step applied something, what follows is waiting for it to become healthy.
+        if (ctx.wait_for_health && !said_waiting && !p.step.empty() && p.step != "prune" && p.applied + p.unchanged > 0) {
+          said_waiting = true;
+          Say(ctx.progress, fmt::format("{}: waiting for health", where));
+        }
+      },
+      cache.get());
+  while (op->Step()) {
+    if (ctx.terminate.load()) op->Terminate();
   }
-  const sync::State& s = (*op)->state();
+  const sync::State& s = op->state();
+  const uint64_t requests = (*client)->request_count() - requests_at_start;
   if (s.phase == sync::Phase::kTerminated) {
     // Left applying in the ledger: a resumed deploy applies it again.
     Say(ctx.progress, fmt::format("{}: interrupted", where));
     return target;
   }
-  if (s.phase != sync::Phase::kSucceeded) return fail(Reason(s), Summary(s));
+  if (s.phase != sync::Phase::kSucceeded) return fail(Reason(s), Summary(s, requests));
   std::string msg = fmt::format("{} objects{}", s.results.size(), ctx.wait_for_health ? ", healthy" : " applied");
-  auto healthy = Write(ctx.store, target, store::TargetState::kHealthy, msg, Summary(s));
+  auto healthy = Write(ctx.store, target, store::TargetState::kHealthy, msg, Summary(s, requests));
   if (!healthy.ok()) return fail("ledger: " + healthy.status().message());
   Say(ctx.progress, fmt::format("{}: healthy ({})", where, msg));
   return *healthy;

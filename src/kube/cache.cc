@@ -187,12 +187,30 @@ class CacheImpl final : public Cache {
     } else {
       Remove(*k, key);  // no longer selected: the watch will not send it again
     }
+    lock.Unlock();
+    cv_.NotifyAll();
   }
 
   void ObserveDeleted(const ObjectRef& ref) override {
+    {
+      MutexLock lock(mu_);
+      Kind* k = Find(GroupKind(ref.api_version, ref.kind));
+      if (k != nullptr) Remove(*k, {k->namespaced ? ref.namespace_ : "", ref.name});
+    }
+    cv_.NotifyAll();
+  }
+
+  uint64_t Generation() const override {
     MutexLock lock(mu_);
-    Kind* k = Find(GroupKind(ref.api_version, ref.kind));
-    if (k != nullptr) Remove(*k, {k->namespaced ? ref.namespace_ : "", ref.name});
+    return generation_;
+  }
+
+  bool WaitForChange(uint64_t seen, gantry::Clock& clock, Clock::time_point deadline) override {
+    MutexLock lock(mu_);
+    while (generation_ == seen && !stopped_) {
+      if (!clock.WaitUntil(cv_, mu_, deadline) && clock.Now() >= deadline) break;
+    }
+    return generation_ != seen;
   }
 
   void OnChange(Handler handler) override {
@@ -211,6 +229,7 @@ class CacheImpl final : public Cache {
       }
     }
     cv_.NotifyAll();
+    client_.WakeWatches(&stop_);  // the watches end now, not at their next look at stop_
     for (std::thread& t : threads) t.join();
   }
 
@@ -248,6 +267,9 @@ class CacheImpl final : public Cache {
     return Entry{std::make_shared<const std::string>(std::move(json)), VersionOf(kept), IndexOf(kept)};
   }
 
+  // The namespace a kind is listed and watched in ("" : all, or a cluster-scoped kind).
+  std::string_view Scope(const Kind& k) const { return k.namespaced ? std::string_view(options_.namespace_) : ""; }
+
   std::string IndexOf(const Value& object) const {
     if (options_.index_label.empty()) return "";
     return value::StringAt(&object, {"metadata", "labels", std::string_view(options_.index_label)});
@@ -267,6 +289,7 @@ class CacheImpl final : public Cache {
     if (!inserted && it->second.index != index) Unindex(k, key, it->second.index);
     if ((inserted || it->second.index != index) && !index.empty()) k.by_index[index].insert(key);
     it->second = std::move(entry);
+    ++generation_;
   }
 
   void Remove(Kind& k, const Key& key) REQUIRES(mu_) {
@@ -275,6 +298,7 @@ class CacheImpl final : public Cache {
     Touch(it->second.index);
     Unindex(k, key, it->second.index);
     k.objects.erase(it);
+    ++generation_;
   }
 
   // A new IndexVersion for `index`.
@@ -325,7 +349,7 @@ class CacheImpl final : public Cache {
     // Kept page by page (transformed outside the lock: it copies every object), so the parsed
     // list is never whole in memory.
     std::map<Key, Entry> fresh;
-    auto list = client_.List(k.api_version, k.kind, "",
+    auto list = client_.List(k.api_version, k.kind, Scope(k),
                              {.label_selector = options_.label_selector,
                               .each = [&](Value item) { fresh.emplace(KeyOf(k, item), Keep(item)); }});
     bool relist;
@@ -390,12 +414,17 @@ class CacheImpl final : public Cache {
       bool observed = event.type != EventType::kDeleted && known != k.objects.end() && VersionOf(event.object) != 0 &&
                       known->second.version == VersionOf(event.object);
       if (!observed) handlers = handlers_;
-      if (event.type == EventType::kDeleted) {
+      // An event older than a write recorded with Observe (a sync applied after the watch sent it)
+      // does not take the object back to a state the cluster has already left.
+      bool stale = known != k.objects.end() && VersionOf(event.object) != 0 &&
+                   known->second.version > VersionOf(event.object);
+      if (!stale && event.type == EventType::kDeleted) {
         Remove(k, key);
-      } else {
+      } else if (!stale) {
         Put(k, key, std::move(entry));
       }
     }
+    cv_.NotifyAll();
     if (!handlers.empty()) Notify(handlers, {{event.type, std::move(kept), nullptr}});
     return true;
   }
@@ -427,7 +456,7 @@ class CacheImpl final : public Cache {
                            .bookmarks = true,
                            .timeout = options_.watch_timeout,
                            .stop = &stop_};
-        Status s = client_.Watch(k.api_version, k.kind, "", watch,
+        Status s = client_.Watch(k.api_version, k.kind, Scope(k), watch,
                                  [&](const WatchEvent& e) { return Apply(k, e, resource_version); });
         if (stop_.load()) break;
         if (s.ok()) {
@@ -471,6 +500,7 @@ class CacheImpl final : public Cache {
   uint64_t version_seq_ GUARDED_BY(mu_) = 0;
   uint64_t version_floor_ GUARDED_BY(mu_) = 0;
   Stats stats_ GUARDED_BY(mu_);
+  uint64_t generation_ GUARDED_BY(mu_) = 0;  // changes to the cached objects (Generation())
 };
 
 }  // namespace

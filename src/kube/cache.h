@@ -3,12 +3,13 @@
 // Gantry needs). It serves the live reads of sync (diff), health and the agent's drift triggers
 // from memory, so a no-op reconcile makes no API request.
 //
-// One watch per kind (cluster-wide, all namespaces), filtered by CacheOptions::label_selector
-// (Gantry watches only what it manages: "gantry.dev/app"). Each kind is listed once, then watched
-// from the list's resourceVersion with bookmarks; when the server ends a watch, it resumes from the
-// last version seen; when the version is too old (410 Gone → OutOfRange) it lists again and
-// reconciles the cache with the new list (objects gone from it are reported as deleted). Errors
-// back off and retry; the cache keeps serving what it had, marked not synced until it relists.
+// One watch per kind (cluster-wide, all namespaces, unless CacheOptions::namespace_ names one),
+// filtered by CacheOptions::label_selector (Gantry watches only what it manages:
+// "gantry.dev/app"). Each kind is listed once, then watched from the list's resourceVersion with
+// bookmarks; when the server ends a watch, it resumes from the last version seen; when the
+// version is too old (410 Gone → OutOfRange) it lists again and reconciles the cache with the new
+// list (objects gone from it are reported as deleted). Errors back off and retry; the cache keeps
+// serving what it had, marked not synced until it relists.
 //
 // Memory is bounded: each object is passed through CacheOptions::transform before it is kept
 // (default KeepForDiffAndHealth: detached from the list page or event it arrived in, without the
@@ -22,6 +23,9 @@
 // an object returned by a write at once (a later event replaces it), so a sync's own writes are
 // visible to the compare that follows it.
 //
+// A reader waits for the next change with Generation() and WaitForChange() (a health wait ends on
+// the watch event that makes the object healthy, without polling).
+//
 // Thread-safe. Handlers run on the kind's watch thread and must not block.
 
 #include <chrono>
@@ -32,6 +36,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/status.h"
 #include "kube/kube.h"
 #include "value/value.h"
@@ -47,6 +52,7 @@ value::Value KeepForDiffAndHealth(const value::Value& object);
 struct CacheOptions {
   std::string label_selector;  // objects the cache holds, e.g. "gantry.dev/app" ("" : all)
   std::string index_label;     // label whose value indexes objects for ByIndex ("" : no index)
+  std::string namespace_;      // namespaced kinds are listed and watched in it ("" : all namespaces)
   // What is kept of each object; default KeepForDiffAndHealth. Called from several threads at
   // once (each kind's watch thread, Observe's callers).
   std::function<value::Value(const value::Value&)> transform;
@@ -109,6 +115,13 @@ class Cache {
   // called: they see what the server reports.
   virtual void Observe(const value::Value& object) = 0;
   virtual void ObserveDeleted(const ObjectRef& ref) = 0;
+
+  // A number that grows with every change to the cached objects (a list, an event, an Observe),
+  // so that a reader can wait for the next one: take it, read the cache, then WaitForChange(it).
+  virtual uint64_t Generation() const = 0;
+  // Blocks until Generation() differs from `seen`, the cache stops, or `clock` reaches `deadline`
+  // (a FakeClock does not block: see Clock::WaitUntil); returns whether the cache changed.
+  virtual bool WaitForChange(uint64_t seen, Clock& clock, std::chrono::steady_clock::time_point deadline) = 0;
 
   // Adds a handler (call before Watch to see every change).
   virtual void OnChange(Handler handler) = 0;

@@ -135,6 +135,43 @@ TEST_F(CacheTest, FirstListFillsTheCacheWithSelectedObjectsIndexedByLabel) {
   EXPECT_EQ(cache_->Watch("example.com/v1", "Widget", std::chrono::seconds(1)).code(), Code::kNotFound);
 }
 
+TEST_F(CacheTest, ANamespacedCacheListsAndWatchesOnlyItsNamespace) {
+  Create(ConfigMap("one", "a", "shop"));
+  Create(ConfigMap("two", "b", "shop"));
+  StartCache({.label_selector = kApp, .index_label = kApp, .namespace_ = "one"});
+  EXPECT_EQ(Names(cache_->ByIndex("v1", "ConfigMap", "", "shop")), (std::vector<std::string>{"one/a"}));
+  Create(ConfigMap("two", "c", "shop"));
+  Create(ConfigMap("one", "d", "shop"));
+  ASSERT_TRUE(Eventually([&] { return recorder_.Saw(EventType::kAdded, "d"); }));
+  EXPECT_EQ(Names(cache_->ByIndex("v1", "ConfigMap", "", "shop")), (std::vector<std::string>{"one/a", "one/d"}));
+  EXPECT_FALSE(recorder_.Saw(EventType::kAdded, "c"));
+}
+
+TEST_F(CacheTest, WaitForChangeEndsOnTheNextEventOrTheClocksDeadline) {
+  StartCache();
+  uint64_t seen = cache_->Generation();
+  std::thread writer([&] {
+    // Once the reader waits (it may not yet: then the change is seen at once).
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    Create(ConfigMap("ns", "a", "shop"));
+  });
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(cache_->WaitForChange(seen, SystemClock(), start + std::chrono::seconds(30)));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  writer.join();
+  EXPECT_TRUE(cache_->Get({"v1", "ConfigMap", "ns", "a"}).has_value());
+  // Observe is a change too.
+  seen = cache_->Generation();
+  cache_->Observe(ConfigMap("ns", "b", "shop"));
+  EXPECT_TRUE(cache_->WaitForChange(seen, SystemClock(), std::chrono::steady_clock::now()));
+  // Nothing changes: the wait ends at the deadline, which a fake clock reaches without blocking.
+  seen = cache_->Generation();
+  FakeClock fake;
+  EXPECT_FALSE(cache_->WaitForChange(seen, fake, fake.Now() + std::chrono::hours(1)));
+  EXPECT_EQ(fake.Now().time_since_epoch(), std::chrono::hours(1));
+  EXPECT_FALSE(cache_->WaitForChange(seen, SystemClock(), std::chrono::steady_clock::now() + std::chrono::milliseconds(50)));
+}
+
 TEST_F(CacheTest, EventsUpdateTheCacheAndTheIndexAndCallHandlers) {
   Create(ConfigMap("ns", "a", "shop"));
   StartCache();
@@ -195,6 +232,24 @@ TEST_F(CacheTest, IndexVersionChangesWhenAKindLosesSync) {
   recorder_.release.set_value();
   ASSERT_TRUE(Eventually([&] { return cache_->stats().relists == 1; }));
   EXPECT_NE(cache_->IndexVersion("other"), other) << "an index with no objects also counts as changed";
+
+// A push-mode sync lists, applies (Observe), then waits for health from the cache while the watch
+// still delivers events from before its write: they must not bring back the state it replaced
+// (a Deployment Degraded before the apply looked Degraded after it, and the wait failed).
+TEST_F(CacheTest, AnEventOlderThanAnObservedWriteDoesNotReplaceIt) {
+  recorder_.hold_on = "trigger";
+  StartCache();
+  Create(ConfigMap("ns", "trigger", "shop"));
+  recorder_.held.get_future().wait();
+  Create(ConfigMap("ns", "a", "shop", "blue"));  // its event waits behind the held one
+  Value later = ConfigMap("ns", "a", "shop", "red");
+  later.MutableGet("metadata")->Set("resourceVersion", "999999");
+  cache_->Observe(later);
+  recorder_.release.set_value();
+  ASSERT_TRUE(Eventually([&] { return recorder_.Saw(EventType::kAdded, "a"); }));
+  auto got = cache_->Get({"v1", "ConfigMap", "ns", "a"});
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(Color(*got), "red");
 }
 
 TEST_F(CacheTest, RelistAfterGoneReportsWhatChangedMeanwhile) {

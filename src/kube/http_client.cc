@@ -14,6 +14,7 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "base/log.h"
 #include "base/mutex.h"
@@ -81,6 +82,13 @@ class Transport {
     worker_.join();
     curl_multi_cleanup(multi_);
     curl_slist_free_all(connect_to_);
+  }
+
+  // Ends the transfer of a stream now (its callbacks would notice within the worker's 200 ms poll).
+  void Cancel(Stream& stream) {
+    stream.cancelled = true;
+    cancels_ = true;
+    curl_multi_wakeup(multi_);
   }
 
   std::future<Response> Submit(Request req) {
@@ -268,6 +276,15 @@ class Transport {
           ++in_flight_;
         }
       }
+      if (cancels_.exchange(false)) {
+        std::vector<CURL*> cancelled;
+        for (CURL* h : active_) {
+          Job* job = nullptr;
+          curl_easy_getinfo(h, CURLINFO_PRIVATE, &job);
+          if (job->req.stream && job->req.stream->cancelled.load()) cancelled.push_back(h);
+        }
+        for (CURL* h : cancelled) Finish(h, CURLE_ABORTED_BY_CALLBACK);
+      }
       int running = 0;
       curl_multi_perform(multi_, &running);
       int left = 0;
@@ -300,6 +317,7 @@ class Transport {
   bool stop_ GUARDED_BY(mu_) = false;
   int in_flight_ = 0;                       // worker thread only
   std::set<CURL*> active_;                  // worker thread only
+  std::atomic<bool> cancels_{false};        // a stream was cancelled: Loop ends its transfer
   Mutex token_mu_;
   std::string token_ GUARDED_BY(token_mu_);
   Clock::time_point token_read_ GUARDED_BY(token_mu_);
@@ -511,6 +529,26 @@ class HttpClient final : public Client {
     req.headers = {std::string("Accept: ") + kJson};
     req.stream = std::make_shared<Stream>();
     auto stream = req.stream;
+    if (options.stop != nullptr) {
+      MutexLock lock(mu_);
+      watches_.emplace(options.stop, stream);
+    }
+    struct Unregister {
+      HttpClient& client;
+      const std::atomic<bool>* stop;
+      Stream* stream;
+      ~Unregister() {
+        if (stop == nullptr) return;
+        MutexLock lock(client.mu_);
+        auto [begin, end] = client.watches_.equal_range(stop);
+        for (auto it = begin; it != end; ++it) {
+          if (it->second.get() == stream) {
+            client.watches_.erase(it);
+            break;
+          }
+        }
+      }
+    } unregister{*this, options.stop, stream.get()};
     ++requests_;
     std::future<Response> fut = transport_.Submit(std::move(req));
 
@@ -522,15 +560,16 @@ class HttpClient final : public Client {
       bool done;
       {
         MutexLock lock(stream->mu);
-        auto ready = [&]() REQUIRES(stream->mu) { return !stream->buffer.empty() || stream->done; };
+        auto stopped = [&] { return options.stop != nullptr && options.stop->load(); };
+        auto ready = [&]() REQUIRES(stream->mu) { return !stream->buffer.empty() || stream->done || stopped(); };
         if (options.stop == nullptr) {
           stream->cv.Wait(stream->mu, ready);
         } else if (!stream->cv.WaitFor(stream->mu, std::chrono::milliseconds(200), ready)) {
-          if (options.stop->load()) {
-            stop = true;
-            break;
-          }
           continue;
+        }
+        if (stopped()) {
+          stop = true;
+          break;
         }
         chunk.swap(stream->buffer);
         done = stream->done;
@@ -565,7 +604,7 @@ class HttpClient final : public Client {
       }
       if (done) break;
     }
-    if (stop) stream->cancelled = true;
+    if (stop) transport_.Cancel(*stream);
     Response r = fut.get();
     if (!result.ok()) return result;
     if (stop) return OkStatus();
@@ -574,6 +613,19 @@ class HttpClient final : public Client {
       return ErrorFromResponse(r, what);
     }
     return OkStatus();
+  }
+
+  void WakeWatches(const std::atomic<bool>* stop) override {
+    std::vector<std::shared_ptr<Stream>> streams;
+    {
+      MutexLock lock(mu_);
+      auto [begin, end] = watches_.equal_range(stop);
+      for (auto it = begin; it != end; ++it) streams.push_back(it->second);
+    }
+    for (const auto& s : streams) {
+      MutexLock lock(s->mu);
+      s->cv.NotifyAll();
+    }
   }
 
   void InvalidateDiscovery() override {
@@ -760,6 +812,8 @@ class HttpClient final : public Client {
   Mutex mu_;
   std::map<std::string, ResourceInfo> mapping_ GUARDED_BY(mu_);  // "apiVersion/kind"
   Clock::time_point discovered_at_ GUARDED_BY(mu_);
+  // Running watches by their WatchOptions::stop, for WakeWatches.
+  std::multimap<const std::atomic<bool>*, std::shared_ptr<Stream>> watches_ GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <set>
 #include <tuple>
 
+#include "base/log.h"
 #include "sync/internal/common.h"
 #include "sync/sync.h"
 
@@ -65,6 +66,30 @@ Value InventoryObject(const Options& options, const std::vector<kube::ObjectRef>
 }  // namespace internal
 
 using value::Value;
+
+std::unique_ptr<kube::Cache> WatchApplication(kube::Client& client, const Prepared& prepared, const Options& options,
+                                              std::chrono::milliseconds wait) {
+  std::set<std::pair<std::string, std::string>> kinds;
+  std::set<std::string> namespaces;
+  for (const Task& t : prepared.tasks) {
+    if (t.hook != HookPhase::kNone) continue;
+    kinds.emplace(t.ref.api_version, t.ref.kind);
+    if (!t.ref.namespace_.empty()) namespaces.insert(t.ref.namespace_);
+  }
+  auto cache = kube::NewCache(client, {.label_selector = std::string(kAppLabel) + "=" + options.app,
+                                       .index_label = kAppLabel,
+                                       .namespace_ = namespaces.size() == 1 ? *namespaces.begin() : ""});
+  // Every first list starts at once; then each is waited for, within one deadline.
+  for (const auto& [api_version, kind] : kinds) (void)cache->Watch(api_version, kind, std::chrono::milliseconds(0));
+  auto deadline = std::chrono::steady_clock::now() + wait;
+  for (const auto& [api_version, kind] : kinds) {
+    auto left = std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                           deadline - std::chrono::steady_clock::now()));
+    Status s = cache->Watch(api_version, kind, left);
+    if (!s.ok() && s.code() != Code::kNotFound) log::Debug("sync {}: {}; read from the API instead", options.app, s.message());
+  }
+  return cache;
+}
 
 Result<Live> ReadLive(kube::Client& client, const Prepared& prepared, const Options& options,
                       const LiveSources& sources) {

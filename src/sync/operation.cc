@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -22,6 +23,9 @@ using internal::PruneDisabled;
 using internal::SyncOptionSet;
 
 std::string Key(const kube::ObjectRef& r) { return ObjectKey(r); }
+
+// How long an object must stay Degraded before a health wait gives up on it (see WaitHealthy).
+constexpr std::chrono::seconds kDegradedGrace{2};
 
 class OperationImpl final : public Operation {
  public:
@@ -391,14 +395,25 @@ class OperationImpl final : public Operation {
     return OkStatus();
   }
 
-  // Polls (one list per kind and namespace) until every object is Healthy; Degraded fails.
+  // Waits until every object is Healthy; Degraded fails. Objects of kinds the cache holds are read
+  // from it, and the wait for them ends on the watch event that changes them; the others are
+  // polled (one list per kind and namespace, every 250 ms).
   Status WaitHealthy(const std::vector<kube::ObjectRef>& refs) {
     std::map<std::tuple<std::string, std::string, std::string>, std::vector<kube::ObjectRef>> groups;
     for (const auto& r : refs) groups[{r.api_version, r.kind, r.namespace_}].push_back(r);
     auto deadline = clock_.Now() + options_.timeout;
     std::map<std::string, health::Health> last;
+    // Since when each object has been Degraded without a break. Degraded ends the wait only once it
+    // has lasted kDegradedGrace: a controller may report a state once more before it re-evaluates
+    // our write (a Deployment rolled back to an existing ReplicaSet after its progress deadline
+    // passed reports ProgressDeadlineExceeded at the new generation, then progresses), and the
+    // watch shows every such state.
+    std::map<std::string, std::chrono::steady_clock::time_point> degraded_since;
     while (true) {
       bool all = true;
+      std::optional<std::chrono::steady_clock::time_point> look_again;  // when a Degraded one is final
+      bool polled = false;  // a group was read from the API: the cache cannot tell when it changes
+      uint64_t generation = cache_ ? cache_->Generation() : 0;
       for (const auto& [g, members] : groups) {
         const auto& [api_version, kind, ns] = g;
         Result<kube::ObjectList> list = kube::ObjectList{};
@@ -407,6 +422,7 @@ class OperationImpl final : public Operation {
             cached.ok()) {
           list->items = *std::move(cached);
         } else {
+          polled = true;
           list = client_.List(api_version, kind, ns, {.label_selector = std::string(kAppLabel) + "=" + options_.app});
         }
         if (!list.ok()) return list.status();
@@ -417,8 +433,14 @@ class OperationImpl final : public Operation {
           health::Health h = health::Assess(it == by_key.end() ? nullptr : it->second);
           last[Key(r)] = h;
           if (h.status == health::HealthStatus::kDegraded) {
-            UpdateHealth(last);
-            return AbortedError("{} is Degraded: {}", r.ToString(), h.message);
+            auto since = degraded_since.try_emplace(Key(r), clock_.Now()).first->second;
+            if (clock_.Now() - since >= kDegradedGrace) {
+              UpdateHealth(last);
+              return AbortedError("{} is Degraded: {}", r.ToString(), h.message);
+            }
+            look_again = std::min(look_again.value_or(since + kDegradedGrace), since + kDegradedGrace);
+          } else {
+            degraded_since.erase(Key(r));
           }
           if (h.status != health::HealthStatus::kHealthy && h.status != health::HealthStatus::kSuspended) {
             all = false;
@@ -427,7 +449,7 @@ class OperationImpl final : public Operation {
       }
       UpdateHealth(last);
       if (all) return OkStatus();
-      if (clock_.Now() > deadline || terminate_) {
+      if (clock_.Now() >= deadline || terminate_) {
         for (const auto& r : refs) {
           const health::Health& h = last[Key(r)];
           if (h.status != health::HealthStatus::kHealthy && h.status != health::HealthStatus::kSuspended) {
@@ -436,7 +458,18 @@ class OperationImpl final : public Operation {
           }
         }
       }
-      clock_.SleepFor(std::chrono::milliseconds(250));
+      if (polled) {
+        clock_.SleepFor(std::chrono::milliseconds(250));
+      } else {
+        // Every object is read from the cache: the next change to it is the next event. The wait
+        // is cut into slices only to look again at a cache that may have stopped being synced;
+        // a stopped cache (it changes no more) is polled.
+        auto until = std::min({deadline, clock_.Now() + std::chrono::seconds(5),
+                               look_again.value_or(std::chrono::steady_clock::time_point::max())});
+        if (!cache_->WaitForChange(generation, clock_, until) && clock_.Now() < until) {
+          clock_.SleepFor(std::chrono::milliseconds(250));
+        }
+      }
     }
   }
 

@@ -25,8 +25,10 @@
 //     application's tracking id, or — for Namespaces, PersistentVolumeClaims and CRDs — without
 //     prune_dangerous. Pruning runs after all waves are applied (and healthy when waiting), before
 //     the PostSync hooks; with prune_last it runs after the PostSync hooks instead.
-//  5. Wait: after each wave, and at the end with wait_for_health, objects are polled (one list per
-//     kind and namespace) until Healthy; Degraded ends the wait with an error; a timeout bounds it.
+//  5. Wait: after each wave, and at the end with wait_for_health, until every object is Healthy;
+//     Degraded ends the wait with an error; a timeout bounds it. Kinds a cache holds are read from
+//     it and the wait ends on the watch event that changes them; other kinds are polled (one list
+//     per kind and namespace every 250 ms).
 //
 // The operation is a step-driven state object: Step() does one bounded piece of work and returns,
 // State() tells where it is, Terminate() stops it between steps. Run() loops Step() to the end.
@@ -162,6 +164,17 @@ struct LiveSources {
   kube::Cache* objects = nullptr;
   kube::Cache* inventories = nullptr;
 };
+
+// A watch cache (kube/cache.h) of one application for one sync, for push mode (the agent keeps
+// caches of every application for as long as it runs): the objects labelled gantry.dev/app=APP,
+// indexed by that label, of every kind `prepared` applies (hooks excepted), in the one namespace
+// of its namespaced objects when they share one (so the credentials need no more than that
+// namespace), else in all namespaces. The watches start together; it waits up to `wait` for their
+// first lists. A kind the server does not serve yet (its CRD comes with the application) or whose
+// first list is late (or refused) is read from the API by ReadLive and the operation, as without
+// a cache. Destroy it before `client`.
+std::unique_ptr<kube::Cache> WatchApplication(kube::Client& client, const Prepared& prepared, const Options& options,
+                                              std::chrono::milliseconds wait);
 
 // What the cluster holds of one application.
 struct Live {

@@ -4,6 +4,7 @@
 // be handed one FakeKubeClient that the test keeps and inspects after the code is done with it.
 // The target must outlive the forwarder. Thread-safe as the target is.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -47,6 +48,7 @@ class ForwardingKubeClient final : public kube::Client {
                const kube::WatchOptions& options, const kube::WatchHandler& handler) override {
     return target_.Watch(api_version, kind, namespace_, options, handler);
   }
+  void WakeWatches(const std::atomic<bool>* stop) override { target_.WakeWatches(stop); }
   void InvalidateDiscovery() override { target_.InvalidateDiscovery(); }
   Result<std::string> GetRaw(std::string_view path) override { return target_.GetRaw(path); }
   uint64_t request_count() const override { return target_.request_count(); }
