@@ -232,6 +232,7 @@ TEST_F(CacheTest, IndexVersionChangesWhenAKindLosesSync) {
   recorder_.release.set_value();
   ASSERT_TRUE(Eventually([&] { return cache_->stats().relists == 1; }));
   EXPECT_NE(cache_->IndexVersion("other"), other) << "an index with no objects also counts as changed";
+}
 
 // A push-mode sync lists, applies (Observe), then waits for health from the cache while the watch
 // still delivers events from before its write: they must not bring back the state it replaced
