@@ -780,13 +780,16 @@ Status Server::Start() {
   if (s.acceptor.set_option(net::socket_base::reuse_address(true), ec); ec) {
     return UnavailableError("http server: SO_REUSEADDR on {}: {}", where, ec.message());
   }
+  // The error is read before close(), which resets `ec` (the message said "Success").
   if (s.acceptor.bind(endpoint, ec); ec) {
+    std::string why = ec.message();
     s.acceptor.close(ec);
-    return UnavailableError("http server: bind {}: {}", where, ec.message());
+    return UnavailableError("http server: bind {}: {}", where, why);
   }
   if (s.acceptor.listen(net::socket_base::max_listen_connections, ec); ec) {
+    std::string why = ec.message();
     s.acceptor.close(ec);
-    return UnavailableError("http server: listen on {}: {}", where, ec.message());
+    return UnavailableError("http server: listen on {}: {}", where, why);
   }
   s.port = s.acceptor.local_endpoint(ec).port();
   s.started = true;
