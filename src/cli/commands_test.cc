@@ -17,6 +17,7 @@
 
 #include "base/clock.h"
 #include "cli/cli.h"
+#include "cli/testing.h"
 #include "cli/cluster.h"
 #include "cli/deps.h"
 #include "cli/exit.h"
@@ -32,14 +33,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
 
-struct Ran {
-  int code = -1;
-  std::string out, err;
-};
-
-std::ostream& operator<<(std::ostream& os, const Ran& r) {
-  return os << "exit " << r.code << "\n--- out:\n" << r.out << "--- err:\n" << r.err;
-}
 
 value::Value Yaml(std::string_view text) {
   auto docs = value::ParseYaml(text);
@@ -67,25 +60,7 @@ class CommandsTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  Ran Gantry(std::vector<std::string> args) {
-    args.insert(args.begin(), "gantry");
-    std::vector<const char*> argv;
-    for (const auto& a : args) argv.push_back(a.c_str());
-    char* out_buf = nullptr;
-    char* err_buf = nullptr;
-    size_t out_len = 0, err_len = 0;
-    deps_.out = ::open_memstream(&out_buf, &out_len);
-    deps_.err = ::open_memstream(&err_buf, &err_len);
-    Ran r;
-    r.code = Main(static_cast<int>(argv.size()), argv.data(), deps_);
-    std::fclose(deps_.out);
-    std::fclose(deps_.err);
-    r.out.assign(out_buf, out_len);
-    r.err.assign(err_buf, err_len);
-    std::free(out_buf);
-    std::free(err_buf);
-    return r;
-  }
+  Ran Gantry(std::vector<std::string> args) { return RunForTest(std::move(args), deps_); }
 
   // Writes a file under the temp dir; returns its path.
   std::string Write(const std::string& rel, std::string_view data) {

@@ -19,6 +19,7 @@
 
 #include "base/clock.h"
 #include "cli/cli.h"
+#include "cli/testing.h"
 #include "cli/cluster.h"
 #include "cli/deps.h"
 #include "store/store.h"
@@ -32,11 +33,7 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-struct Outcome {
-  int code = 0;
-  std::string out;
-  std::string err;
-};
+using Outcome = Ran;
 
 class CommandTest : public ::testing::Test {
  protected:
@@ -67,26 +64,7 @@ class CommandTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   // Runs `gantry ARGS...` and returns its exit code and output.
-  Outcome Run(std::vector<std::string> args) {
-    args.insert(args.begin(), "gantry");
-    std::vector<const char*> argv;
-    for (const auto& a : args) argv.push_back(a.c_str());
-    char* out_buf = nullptr;
-    char* err_buf = nullptr;
-    size_t out_len = 0, err_len = 0;
-    Deps deps = deps_;
-    deps.out = ::open_memstream(&out_buf, &out_len);
-    deps.err = ::open_memstream(&err_buf, &err_len);
-    Outcome o;
-    o.code = Main(static_cast<int>(argv.size()), argv.data(), deps);
-    std::fclose(deps.out);
-    std::fclose(deps.err);
-    o.out.assign(out_buf, out_len);
-    o.err.assign(err_buf, err_len);
-    std::free(out_buf);
-    std::free(err_buf);
-    return o;
-  }
+  Outcome Run(std::vector<std::string> args) { return RunForTest(std::move(args), deps_); }
   // The same with --state-dir of this test.
   Outcome State(std::vector<std::string> args) {
     args.push_back("--state-dir");
