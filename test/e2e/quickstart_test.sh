@@ -84,11 +84,13 @@ sed -i 's|<h1>.*</h1>|<p>no heading</p>|' "$work/site/index.html"
 git -C "$work" -c user.name=Dev -c user.email=dev@example.com commit -qam "Drop the heading"
 git -C "$work" push -q origin main
 bad=$(git -C "$work" rev-parse HEAD)
+# The state of the run whose COMMIT column is the bad commit (not a run whose message names it).
+bad_state() { "$gantry" runs | awk -v c="${bad:0:12}" '$5 == c {print $2; exit}'; }
 for _ in $(seq 120); do
-  "$gantry" runs | grep "${bad:0:12}" | grep -qE 'succeeded|failed|cancelled' && break
+  [[ $(bad_state) =~ ^(succeeded|failed|cancelled)$ ]] && break
   sleep 1
 done
-"$gantry" runs | grep "${bad:0:12}" | grep -q failed || fail "the run of ${bad:0:12} did not fail"
+[[ $(bad_state) == failed ]] || fail "the run of ${bad:0:12} did not fail"
 [[ $("$gantry" history hello | tail -n +2 | wc -l) == "$releases_before" ]] || fail "a failed run made a release"
 git -C "$config" fetch -q origin
 [[ $(git -C "$config" rev-parse origin/main) == "$config_head" ]] || fail "a failed run committed to the config repository"
