@@ -202,15 +202,15 @@ class CacheImpl final : public Cache {
 
   uint64_t Generation() const override {
     MutexLock lock(mu_);
-    return generation_;
+    return version_seq_;
   }
 
   bool WaitForChange(uint64_t seen, gantry::Clock& clock, Clock::time_point deadline) override {
     MutexLock lock(mu_);
-    while (generation_ == seen && !stopped_) {
+    while (version_seq_ == seen && !stopped_) {
       if (!clock.WaitUntil(cv_, mu_, deadline) && clock.Now() >= deadline) break;
     }
-    return generation_ != seen;
+    return version_seq_ != seen;
   }
 
   void OnChange(Handler handler) override {
@@ -289,7 +289,6 @@ class CacheImpl final : public Cache {
     if (!inserted && it->second.index != index) Unindex(k, key, it->second.index);
     if ((inserted || it->second.index != index) && !index.empty()) k.by_index[index].insert(key);
     it->second = std::move(entry);
-    ++generation_;
   }
 
   void Remove(Kind& k, const Key& key) REQUIRES(mu_) {
@@ -298,15 +297,15 @@ class CacheImpl final : public Cache {
     Touch(it->second.index);
     Unindex(k, key, it->second.index);
     k.objects.erase(it);
-    ++generation_;
   }
 
-  // A new IndexVersion for `index`.
+  // A change: a new Generation(), and a new IndexVersion for `index`.
   void Touch(const std::string& index) REQUIRES(mu_) {
+    ++version_seq_;  // Generation()
     if (index.empty()) return;
     auto it = index_versions_.find(index);
     if (it == index_versions_.end()) it = index_versions_.emplace(index, 0).first;
-    it->second = ++version_seq_;
+    it->second = version_seq_;
   }
 
   // A kind lost sync: every IndexVersion changes.
@@ -494,13 +493,12 @@ class CacheImpl final : public Cache {
   bool stopped_ GUARDED_BY(mu_) = false;
   std::map<std::string, std::unique_ptr<Kind>> kinds_ GUARDED_BY(mu_);  // by "group/kind"
   std::vector<std::shared_ptr<Handler>> handlers_ GUARDED_BY(mu_);
-  // IndexVersion: the last number given to each index value, and the number of the last loss of
-  // sync (every index value counts as changed then).
+  // One sequence numbers every change (Generation()); IndexVersion: the last number given to each
+  // index value, and the number of the last loss of sync (every index value counts as changed then).
   std::map<std::string, uint64_t, std::less<>> index_versions_ GUARDED_BY(mu_);
   uint64_t version_seq_ GUARDED_BY(mu_) = 0;
   uint64_t version_floor_ GUARDED_BY(mu_) = 0;
   Stats stats_ GUARDED_BY(mu_);
-  uint64_t generation_ GUARDED_BY(mu_) = 0;  // changes to the cached objects (Generation())
 };
 
 }  // namespace
