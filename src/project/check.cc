@@ -43,9 +43,16 @@ Judgement Judge(const std::vector<std::string>& globs, std::string_view text) {
   return Judge(globs, text, [](std::string_view g) { return std::string(g); });
 }
 
-// "https://git.example.com/team-a/web.git/" -> "https://git.example.com/team-a/web"
+// "HTTPS://Git.Example.com/team-a/web.git/" -> "https://git.example.com/team-a/web": scheme and
+// host are case-insensitive; paths are not on many Git servers, so they stay as written.
 std::string NormaliseRepo(std::string_view url) {
   std::string s(url);
+  if (size_t scheme = s.find("://"); scheme != std::string::npos) {
+    size_t host_end = std::min(s.find('/', scheme + 3), s.size());
+    for (size_t i = 0; i < host_end; ++i) {
+      if (s[i] >= 'A' && s[i] <= 'Z') s[i] = static_cast<char>(s[i] - 'A' + 'a');
+    }
+  }
   while (s.size() > 1 && s.back() == '/') s.pop_back();
   if (s.ends_with(".git")) s.resize(s.size() - 4);
   while (s.size() > 1 && s.back() == '/') s.pop_back();

@@ -94,8 +94,8 @@ Project DefaultProject();
 // The decisions. Each returns OK or PermissionDenied with reason kReasonDenied and a message that
 // names the project, the rule (its field name) and what was refused.
 
-// sourceRepos over the repository URL; a trailing "/" or ".git" is ignored on both sides, and a
-// URL with a "." or ".." path segment is refused.
+// sourceRepos over the repository URL. On both sides the scheme and host are lower-cased and a
+// trailing "/" or ".git" is ignored; a URL with a "." or ".." path segment is refused.
 Status CheckSourceRepo(const Project& p, std::string_view repo_url);
 // sourceNamespaces over the namespace an Application lives in. The project's own namespace (where
 // only the operator writes) is always allowed, as Argo CD allows its control-plane namespace.

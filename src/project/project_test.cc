@@ -107,7 +107,7 @@ spec:
 }
 
 TEST(ParseProject, AnArgoCdAppProjectWithNewApiVersionAndKindParses) {
-  // Argo CD's own example project (docs/operator-manual/project.yaml), roles removed.
+  // Modelled on Argo CD's example AppProject (docs/operator-manual/project.yaml), without roles.
   Project p = MustParse(R"(apiVersion: gantry.dev/v1alpha1
 kind: Project
 metadata:
@@ -391,6 +391,11 @@ TEST(CheckSourceRepo, GlobsNegationAndNormalisation) {
       {"listed", CheckSourceRepo(p, "https://git.example.com/team-a/web"), ""},
       {".git", CheckSourceRepo(p, "https://git.example.com/team-a/web.git"), ""},
       {"trailing slash", CheckSourceRepo(p, "https://git.example.com/team-a/web/"), ""},
+      {"host case", CheckSourceRepo(p, "HTTPS://Git.Example.COM/team-a/web"), ""},
+      {"path case matters", CheckSourceRepo(p, "https://git.example.com/Team-A/web"),
+       "project team-a: sourceRepos does not allow repository https://git.example.com/Team-A/web (it lists "
+       "https://git.example.com/team-a/*, https://git.example.com/shared/**, "
+       "!https://git.example.com/shared/secret/**)"},
       {"** crosses /", CheckSourceRepo(p, "https://git.example.com/shared/libs/common"), ""},
       {"* does not cross /", CheckSourceRepo(p, "https://git.example.com/team-a/sub/web"),
        "project team-a: sourceRepos does not allow repository https://git.example.com/team-a/sub/web (it lists "
