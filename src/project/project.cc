@@ -259,10 +259,13 @@ void ParseWindows(Reader& r, const Value* spec, Project& p) {
     std::string kind = r.String(&entry, "kind", path + ".kind");
     if (kind == "deny") w.kind = WindowKind::kDeny;
     else if (kind == "allow") w.kind = WindowKind::kAllow;
-    else r.Fail(entry.Get("kind") ? *entry.Get("kind") : entry, path + ".kind", fmt::format("{:?} must be allow or deny", kind));
+    else if (kind.empty()) r.Fail(entry, path + ".kind", "is required (allow or deny)");
+    else r.Fail(*entry.Get("kind"), path + ".kind", fmt::format("{:?} must be allow or deny", kind));
 
     w.schedule = r.String(&entry, "schedule", path + ".schedule");
-    if (!r.failed()) {
+    if (w.schedule.empty()) {
+      r.Fail(entry, path + ".schedule", "is required (when each window starts, such as \"0 22 * * *\")");
+    } else if (!r.failed()) {
       if (auto cron = Cron::Parse(w.schedule); !cron.ok()) {
         r.Fail(entry.Get("schedule") ? *entry.Get("schedule") : entry, path + ".schedule", cron.status().message());
       }

@@ -223,6 +223,11 @@ TEST(ParseProject, ErrorsNameFileLineAndColumn) {
        "service account: NAMESPACE:NAME, or NAME in the destination namespace"},
       {"window kind", "  syncWindows:\n  - {kind: block, schedule: '* * * * *', duration: 1h}\n",
        "proj.yaml:6:12: project team-a: spec.syncWindows[0].kind \"block\" must be allow or deny"},
+      {"missing window kind", "  syncWindows:\n  - {schedule: '* * * * *', duration: 1h}\n",
+       "proj.yaml:6:5: project team-a: spec.syncWindows[0].kind is required (allow or deny)"},
+      {"missing schedule", "  syncWindows:\n  - {kind: deny, duration: 1h}\n",
+       "proj.yaml:6:5: project team-a: spec.syncWindows[0].schedule is required (when each window starts, such as "
+       "\"0 22 * * *\")"},
       {"cron", "  syncWindows:\n  - {kind: deny, schedule: '0 25 * * *', duration: 1h}\n",
        "proj.yaml:6:28: project team-a: spec.syncWindows[0].schedule hour 25 is out of range 0-23"},
       {"cron fields", "  syncWindows:\n  - kind: deny\n    schedule: '0 22 * *'\n    duration: 1h\n",
