@@ -6,6 +6,7 @@
 // Watches stream their body into a per-watch queue that the watching thread drains, so a slow
 // handler never blocks the worker.
 
+#include <algorithm>
 #include <curl/curl.h>
 
 #include <atomic>
@@ -389,20 +390,40 @@ constexpr char kJson[] = "application/json";
 class HttpClient final : public Client {
  public:
   HttpClient(RestConfig config, ClientOptions options, std::string connect_to)
-      : config_(config), options_(options), transport_(std::move(config), options, std::move(connect_to)) {}
+      : config_(config), options_(options),
+        shared_(std::make_shared<Shared>(std::move(config), options, std::move(connect_to))) {}
+
+  // A view of `root` that sends every request as `who`: the same connection, discovery and request
+  // count, its own watches.
+  HttpClient(const HttpClient& root, const Impersonation& who)
+      : config_(root.config_), options_(root.options_), shared_(root.shared_) {
+    identity_.push_back("Impersonate-User: " + who.user);
+    for (const std::string& g : who.groups) identity_.push_back("Impersonate-Group: " + g);
+  }
+
+  Result<std::unique_ptr<Client>> Impersonate(const Impersonation& who) override {
+    if (who.user.empty()) return InvalidArgumentError("kube client: impersonation needs a user name");
+    // A header value cannot carry a line break; a name with one is an attempt at header injection.
+    auto bad = [](std::string_view v) { return v.find_first_of("\r\n") != std::string_view::npos; };
+    if (bad(who.user) || std::ranges::any_of(who.groups, bad)) {
+      return InvalidArgumentError("kube client: impersonated user or group contains a line break");
+    }
+    if (!identity_.empty()) return FailedPreconditionError("kube client: already impersonating; impersonate from the original client");
+    return std::unique_ptr<Client>(new HttpClient(*this, who));
+  }
 
   Result<ResourceInfo> Resolve(std::string_view api_version, std::string_view kind) override {
     std::string key = fmt::format("{}/{}", api_version, kind);
     {
-      MutexLock lock(mu_);
-      bool fresh = Clock::now() - discovered_at_ < options_.discovery_ttl;
+      MutexLock lock(shared_->mu);
+      bool fresh = Clock::now() - shared_->discovered_at < options_.discovery_ttl;
       if (fresh) {
-        if (auto it = mapping_.find(key); it != mapping_.end()) return it->second;
+        if (auto it = shared_->mapping.find(key); it != shared_->mapping.end()) return it->second;
       }
     }
     GANTRY_RETURN_IF_ERROR(Discover(/*only_if_stale_for=*/std::chrono::seconds(1)));
-    MutexLock lock(mu_);
-    if (auto it = mapping_.find(key); it != mapping_.end()) return it->second;
+    MutexLock lock(shared_->mu);
+    if (auto it = shared_->mapping.find(key); it != shared_->mapping.end()) return it->second;
     return NotFoundError("the server does not serve kind {:?} in {}", kind, api_version);
   }
 
@@ -527,6 +548,7 @@ class HttpClient final : public Client {
     Request req;
     req.url = url;
     req.headers = {std::string("Accept: ") + kJson};
+    req.headers.insert(req.headers.end(), identity_.begin(), identity_.end());
     req.stream = std::make_shared<Stream>();
     auto stream = req.stream;
     if (options.stop != nullptr) {
@@ -629,8 +651,8 @@ class HttpClient final : public Client {
   }
 
   void InvalidateDiscovery() override {
-    MutexLock lock(mu_);
-    discovered_at_ = Clock::time_point{};
+    MutexLock lock(shared_->mu);
+    shared_->discovered_at = Clock::time_point{};
   }
 
   Result<std::string> GetRaw(std::string_view path) override {
@@ -658,6 +680,7 @@ class HttpClient final : public Client {
       req.timeout = options_.request_timeout;
       req.headers.push_back("Accept: " + accept);
       if (!content_type.empty()) req.headers.push_back("Content-Type: " + content_type);
+      req.headers.insert(req.headers.end(), identity_.begin(), identity_.end());
       ++requests_;
       Response r = transport_.Submit(std::move(req)).get();
       if (r.too_large) {
@@ -714,10 +737,10 @@ class HttpClient final : public Client {
 
   // Refreshes the REST mapping unless it was refreshed less than `min_age` ago.
   Status Discover(std::chrono::seconds min_age) {
-    MutexLock discover_lock(discover_mu_);
+    MutexLock discover_lock(shared_->discover_mu);
     {
-      MutexLock lock(mu_);
-      if (Clock::now() - discovered_at_ < min_age) return OkStatus();
+      MutexLock lock(shared_->mu);
+      if (Clock::now() - shared_->discovered_at < min_age) return OkStatus();
     }
     std::map<std::string, ResourceInfo> mapping;
     for (const char* root : {"/api", "/apis"}) {
@@ -733,9 +756,9 @@ class HttpClient final : public Client {
         GANTRY_RETURN_IF_ERROR(AddLegacy(root, doc, mapping));
       }
     }
-    MutexLock lock(mu_);
-    mapping_ = std::move(mapping);
-    discovered_at_ = Clock::now();
+    MutexLock lock(shared_->mu);
+    shared_->mapping = std::move(mapping);
+    shared_->discovered_at = Clock::now();
     return OkStatus();
   }
 
@@ -804,14 +827,25 @@ class HttpClient final : public Client {
     return OkStatus();
   }
 
+  // What a client and its impersonating views share.
+  struct Shared {
+    Shared(RestConfig config, const ClientOptions& options, std::string connect_to)
+        : transport(std::move(config), options, std::move(connect_to)) {}
+    Transport transport;
+    std::atomic<uint64_t> requests{0};
+    Mutex discover_mu;  // one discovery at a time
+    Mutex mu;
+    std::map<std::string, ResourceInfo> mapping GUARDED_BY(mu);  // "apiVersion/kind"
+    Clock::time_point discovered_at GUARDED_BY(mu);
+  };
+
   const RestConfig config_;
   const ClientOptions options_;
-  Transport transport_;
-  std::atomic<uint64_t> requests_{0};
-  Mutex discover_mu_;  // one discovery at a time
+  const std::shared_ptr<Shared> shared_;
+  Transport& transport_ = shared_->transport;
+  std::atomic<uint64_t>& requests_ = shared_->requests;
+  std::vector<std::string> identity_;  // Impersonate-* headers of every request ("" : ourselves)
   Mutex mu_;
-  std::map<std::string, ResourceInfo> mapping_ GUARDED_BY(mu_);  // "apiVersion/kind"
-  Clock::time_point discovered_at_ GUARDED_BY(mu_);
   // Running watches by their WatchOptions::stop, for WakeWatches.
   std::multimap<const std::atomic<bool>*, std::shared_ptr<Stream>> watches_ GUARDED_BY(mu_);
 };

@@ -151,6 +151,14 @@ struct WatchOptions {
   const std::atomic<bool>* stop = nullptr;
 };
 
+// Who a client acts as (Client::Impersonate). For a ServiceAccount, user is
+// "system:serviceaccount:NAMESPACE:NAME" (ServiceAccountUser()).
+struct Impersonation {
+  std::string user;
+  std::vector<std::string> groups;
+};
+std::string ServiceAccountUser(std::string_view namespace_, std::string_view name);
+
 // Called for each event; return false to stop watching.
 using WatchHandler = std::function<bool(const WatchEvent&)>;
 
@@ -204,6 +212,17 @@ class Client {
 
   // Requests sent so far (for tests and benchmarks).
   virtual uint64_t request_count() const = 0;
+
+  // A client that acts as `who`: every request carries Kubernetes impersonation headers
+  // (Impersonate-User, Impersonate-Group), so the server authorizes it with who's RBAC. It shares
+  // this client's connection, discovery and request count, and may outlive it. This client's
+  // credentials must be allowed to impersonate (verb impersonate). InvalidArgument for an empty user
+  // or a name with a line break; FailedPrecondition on a client that already impersonates;
+  // Unimplemented where the implementation cannot.
+  virtual Result<std::unique_ptr<Client>> Impersonate(const Impersonation& who) {
+    (void)who;
+    return UnimplementedError("this Kubernetes client cannot impersonate");
+  }
 };
 
 struct ClientOptions {

@@ -108,6 +108,10 @@ std::string ObjectRef::ToString() const {
                             : fmt::format("{} {} {}/{}", api_version, kind, namespace_, name);
 }
 
+std::string ServiceAccountUser(std::string_view namespace_, std::string_view name) {
+  return fmt::format("system:serviceaccount:{}:{}", namespace_, name);
+}
+
 ObjectRef RefOf(const value::Value& object) {
   ObjectRef ref;
   ref.api_version = value::StringAt(&object, {"apiVersion"});

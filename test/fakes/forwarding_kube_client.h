@@ -52,6 +52,9 @@ class ForwardingKubeClient final : public kube::Client {
   void InvalidateDiscovery() override { target_.InvalidateDiscovery(); }
   Result<std::string> GetRaw(std::string_view path) override { return target_.GetRaw(path); }
   uint64_t request_count() const override { return target_.request_count(); }
+  Result<std::unique_ptr<kube::Client>> Impersonate(const kube::Impersonation& who) override {
+    return target_.Impersonate(who);
+  }
 
  private:
   kube::Client& target_;

@@ -256,5 +256,55 @@ TEST_F(KubeClientTest, ResponseBodiesAreBoundedInMemory) {
   EXPECT_EQ(requests.load(), 1) << "not retried";
 }
 
+// Impersonation: the apiserver authorizes an impersonating client with the impersonated account's
+// RBAC, not ours.
+TEST_F(KubeClientTest, ImpersonatedClientIsBoundByTheServiceAccountsRbac) {
+  CreateNamespace("imp-tenant");
+  CreateNamespace("imp-other");
+  for (const char* doc : {
+           "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: deployer, namespace: imp-tenant}\n",
+           "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: cm, namespace: imp-tenant}\n"
+           "rules: [{apiGroups: [\"\"], resources: [configmaps], verbs: [\"*\"]}]\n",
+           "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: cm, namespace: imp-tenant}\n"
+           "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: cm}\n"
+           "subjects: [{kind: ServiceAccount, name: deployer, namespace: imp-tenant}]\n"}) {
+    auto r = client().Apply(Yaml(doc));
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+  }
+  auto tenant = client().Impersonate({.user = ServiceAccountUser("imp-tenant", "deployer")});
+  ASSERT_TRUE(tenant.ok()) << tenant.status().ToString();
+  uint64_t before = client().request_count();
+
+  auto allowed = (*tenant)->Apply(Yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok, namespace: imp-tenant}\n"),
+                                  {.field_manager = "gantry"});
+  // RBAC is evaluated by the authorizer cache; a fresh binding may take a moment to be seen.
+  for (int i = 0; i < 50 && !allowed.ok() && allowed.status().code() == Code::kPermissionDenied; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    allowed = (*tenant)->Apply(Yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok, namespace: imp-tenant}\n"),
+                               {.field_manager = "gantry"});
+  }
+  ASSERT_TRUE(allowed.ok()) << allowed.status().ToString();
+  EXPECT_GT(client().request_count(), before) << "an impersonating client counts in its origin's requests";
+
+  auto other_ns = (*tenant)->Apply(Yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: refused, namespace: imp-other}\n"));
+  EXPECT_EQ(other_ns.status().code(), Code::kPermissionDenied) << other_ns.status().ToString();
+  EXPECT_NE(other_ns.status().message().find("system:serviceaccount:imp-tenant:deployer"), std::string::npos)
+      << other_ns.status().message();
+  auto crb = (*tenant)->Apply(Yaml("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n"
+                                   "metadata: {name: imp-escalate}\n"
+                                   "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\n"
+                                   "subjects: [{kind: ServiceAccount, name: deployer, namespace: imp-tenant}]\n"));
+  EXPECT_EQ(crb.status().code(), Code::kPermissionDenied) << crb.status().ToString();
+  EXPECT_EQ(client().Get({"rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "", "imp-escalate"}).status().code(),
+            Code::kNotFound);
+  // Our own client is unchanged.
+  EXPECT_TRUE(client().Apply(Yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: admin, namespace: imp-other}\n")).ok());
+
+  EXPECT_EQ(client().Impersonate({.user = ""}).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(client().Impersonate({.user = "a\r\nImpersonate-Group: system:masters"}).status().code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ((*tenant)->Impersonate({.user = "x"}).status().code(), Code::kFailedPrecondition);
+}
+
 }  // namespace
 }  // namespace gantry::kube
