@@ -115,8 +115,9 @@ std::string DestinationRefusal(const Project& p, std::string_view server, std::s
   bool allowed = false;
   for (const Destination& d : p.destinations) {
     bool negated = Negated(d.server) || Negated(d.name) || Negated(d.namespace_);
-    bool cluster = (!d.server.empty() && !server.empty() && GlobMatch(Positive(d.server), server)) ||
-                   (!d.name.empty() && !name.empty() && GlobMatch(Positive(d.name), name));
+    // A cluster whose server URL (or name) is not known is matched by a wildcard entry only.
+    bool cluster = (!d.server.empty() && GlobMatch(Positive(d.server), server)) ||
+                   (!d.name.empty() && GlobMatch(Positive(d.name), name));
     if (!cluster || !GlobMatch(Positive(d.namespace_), ns)) continue;
     if (negated) {
       std::string entry;
