@@ -36,6 +36,31 @@ Result<Comparison> Compare(const Prepared& prepared, const Live& live, const Opt
   return out;
 }
 
+Status CheckOwnership(const Prepared& prepared, const Live& live) {
+  std::string first;
+  int refused = 0;
+  for (const auto& step : prepared.plan.steps) {
+    for (const Task& t : step) {
+      if (t.hook != HookPhase::kNone) continue;
+      auto it = live.objects.find(ObjectKey(t.ref));
+      if (it == live.objects.end()) continue;
+      std::string id = value::StringAt(&it->second, {"metadata", "annotations", kTrackingAnnotation});
+      if (id.empty()) continue;  // unmanaged: adopted, its fields are guarded by server-side apply
+      std::string_view owner = std::string_view(id).substr(0, id.find(':'));
+      if (owner == prepared.app) continue;
+      if (refused++ == 0) {
+        first = fmt::format("{}{} belongs to application {} (tracking id {:?}); an application never takes over "
+                            "another's objects: remove it from one of them, or delete the annotation {} from the "
+                            "live object to hand it over",
+                            t.source.empty() ? "" : t.source + ": ", t.ref.ToString(), owner, id, kTrackingAnnotation);
+      }
+    }
+  }
+  if (refused == 0) return OkStatus();
+  if (refused > 1) first += fmt::format(" (and {} more objects of other applications)", refused - 1);
+  return PermissionDeniedError("{}", first).set_reason(kReasonOwnedByOther);
+}
+
 Result<std::vector<DiffEntry>> Diff(kube::Client& client, std::vector<Value> desired, const Options& options,
                                     bool color) {
   GANTRY_ASSIGN_OR_RETURN(Prepared prepared, Prepare(client, std::move(desired), options));

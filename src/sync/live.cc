@@ -14,8 +14,14 @@ namespace internal {
 using value::Value;
 
 kube::ObjectRef InventoryRef(const Options& options) {
+  // "NAMESPACE_NAME" (an Application outside the agent's own namespace) cannot be part of a
+  // ConfigMap's name; namespaces have no dots, so "gantry-inventory.NAMESPACE.NAME" is unambiguous.
+  std::string name = "gantry-inventory-" + options.app;
+  if (size_t u = options.app.find('_'); u != std::string::npos) {
+    name = "gantry-inventory." + options.app.substr(0, u) + "." + options.app.substr(u + 1);
+  }
   return {"v1", "ConfigMap", options.inventory_namespace.empty() ? options.default_namespace : options.inventory_namespace,
-          "gantry-inventory-" + options.app};
+          std::move(name)};
 }
 
 Result<std::vector<kube::ObjectRef>> ParseInventory(std::string_view text, const kube::ObjectRef& where) {

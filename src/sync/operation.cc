@@ -180,7 +180,7 @@ class OperationImpl final : public Operation {
       have_live_ = true;
     }
     inventory_ = live_.inventory;
-    return OkStatus();
+    return CheckOwnership(PreparedView(), live_);
   }
 
   // Compare iterates the plan; a view of it without copying the tasks again.
@@ -253,7 +253,12 @@ class OperationImpl final : public Operation {
         return;
       }
       r.action = live_obj ? Action::kUpdate : Action::kCreate;
-      auto applied = client_.Apply(t.object, {.force = options_.force || SyncOptionSet(t.object, "Force=true"),
+      // Fields other managers own are taken only when asked, or, with force_owned, on an object
+      // that already carries this application's tracking id (correcting drift of our own object).
+      bool ours = live_obj != nullptr && options_.force_owned &&
+                  value::StringAt(live_obj, {"metadata", "annotations", kTrackingAnnotation}) ==
+                      value::StringAt(&t.object, {"metadata", "annotations", kTrackingAnnotation});
+      auto applied = writer_.Apply(t.object, {.force = options_.force || ours || SyncOptionSet(t.object, "Force=true"),
                                               .dry_run = options_.dry_run});
       if (!applied.ok()) {
         r.failed = true;
@@ -289,15 +294,15 @@ class OperationImpl final : public Operation {
              t.hook_delete_policies.end();
     };
     if (options_.dry_run) {
-      auto dry = client_.Apply(t.object, {.dry_run = true});
+      auto dry = writer_.Apply(t.object, {.dry_run = true});
       return dry.status();
     }
     if (has("BeforeHookCreation")) {
-      Status del = client_.Delete(t.ref, {.propagation = kube::Propagation::kForeground});
+      Status del = writer_.Delete(t.ref, {.propagation = kube::Propagation::kForeground});
       if (!del.ok() && del.code() != Code::kNotFound) return del;
       GANTRY_RETURN_IF_ERROR(WaitGone(t.ref));
     }
-    auto applied = client_.Apply(t.object, {.force = true});
+    auto applied = writer_.Apply(t.object, {.force = true});
     if (!applied.ok()) return applied.status();
     auto deadline = clock_.Now() + options_.timeout;
     health::Health h{health::HealthStatus::kProgressing, ""};
@@ -311,7 +316,7 @@ class OperationImpl final : public Operation {
     r.health = h;
     bool ok = h.status == health::HealthStatus::kHealthy;
     if ((ok && has("HookSucceeded")) || (!ok && has("HookFailed"))) {
-      Status del = client_.Delete(t.ref, {.propagation = kube::Propagation::kBackground});
+      Status del = writer_.Delete(t.ref, {.propagation = kube::Propagation::kBackground});
       if (!del.ok() && del.code() != Code::kNotFound) return del;
     }
     if (h.status == health::HealthStatus::kDegraded) return AbortedError("hook failed: {}", h.message);
@@ -539,7 +544,7 @@ class OperationImpl final : public Operation {
         return skip(fmt::format("a {} is pruned only with explicit confirmation", ref.kind));
       }
       const Value* uid = live->Find({"metadata", "uid"});
-      Status s = client_.Delete(ref, {.dry_run = options_.dry_run,
+      Status s = writer_.Delete(ref, {.dry_run = options_.dry_run,
                                       .precondition_uid = uid && uid->IsString() ? std::optional<std::string>(uid->AsString())
                                                                                   : std::nullopt});
       if (!s.ok() && s.code() != Code::kNotFound) {
@@ -568,6 +573,9 @@ class OperationImpl final : public Operation {
 
   kube::Client& client_;
   Options options_;
+  // The application's own writes (apply, hooks, prune) go through the tenant client when there is
+  // one, so the server's RBAC bounds them; reads, the inventory and the namespace stay Gantry's.
+  kube::Client& writer_ = options_.tenant ? *options_.tenant : client_;
   ProgressFn progress_;
   kube::Cache* cache_ = nullptr;  // optional: records writes, serves health waits
   Clock& clock_ = options_.clock ? *options_.clock : SystemClock();

@@ -116,6 +116,7 @@ Result<Prepared> Prepare(kube::Client& client, std::vector<Value> desired, const
     } else {
       return info.status().WithContext(at);
     }
+    t.namespaced = namespaced;
     if (namespaced && t.ref.namespace_.empty()) {
       t.ref.namespace_ = options.default_namespace;
       obj.MutableGet("metadata")->Set("namespace", t.ref.namespace_);
@@ -125,6 +126,11 @@ Result<Prepared> Prepare(kube::Client& client, std::vector<Value> desired, const
     }
     if (!seen.insert(ObjectKey(t.ref)).second) {
       return InvalidArgumentError("{}: {} is rendered twice", at, t.ref.ToString());
+    }
+    if (obj.Find({"metadata", "labels", kInventoryLabel}) != nullptr) {
+      // An inventory lists what an application may prune: an application must not write one.
+      return InvalidArgumentError("{}: {} carries the label {}, which only Gantry's own inventories may carry", at,
+                                  t.ref.ToString(), kInventoryLabel);
     }
     GANTRY_RETURN_IF_ERROR(ReadAnnotations(obj, t));
     // Tracking: label and annotation naming the application (hooks too, so they can be found).
@@ -138,6 +144,17 @@ Result<Prepared> Prepare(kube::Client& client, std::vector<Value> desired, const
     meta->Set("annotations", ann);
     t.object = std::move(obj);
     out.tasks.push_back(std::move(t));
+  }
+  if (options.project != nullptr) {
+    std::vector<project::Object> objects;
+    objects.reserve(out.tasks.size());
+    for (const Task& t : out.tasks) objects.push_back({t.ref, t.namespaced, t.source});
+    GANTRY_RETURN_IF_ERROR(
+        project::CheckObjects(*options.project, options.cluster_server, options.cluster_name, objects));
+    if (options.create_namespace) {
+      GANTRY_RETURN_IF_ERROR(project::CheckDestination(*options.project, options.cluster_server,
+                                                       options.cluster_name, options.default_namespace));
+    }
   }
   out.plan = Plan(out.tasks);
   return out;

@@ -8,6 +8,8 @@
 //     `gantry.dev/tracking-id: APP:GROUP/KIND:NAMESPACE/NAME`; namespaced objects without a namespace
 //     get the destination namespace. Invalid objects (no kind, bad apiVersion, a cluster-scoped kind
 //     with a namespace, duplicates) fail the whole sync before anything is applied.
+//     The application's project (Options::project) is checked here, for every object, before
+//     anything is applied: one place for push, pull and `gantry sync`.
 //  2. Plan (pure, Plan()): objects are ordered into steps. Hooks (annotation gantry.dev/hook or
 //     argocd.argoproj.io/hook: PreSync, Sync, PostSync, SyncFail) run in their phase. Within the sync
 //     phase, Namespaces and CustomResourceDefinitions come first (and CRDs must be Established before
@@ -47,6 +49,7 @@
 #include "health/health.h"
 #include "kube/cache.h"
 #include "kube/kube.h"
+#include "project/project.h"
 #include "value/value.h"
 
 namespace gantry::sync {
@@ -57,6 +60,7 @@ inline constexpr char kInventoryLabel[] = "gantry.dev/inventory";
 
 // Reasons of the Status of a failed operation (State::error).
 inline constexpr char kReasonPruneBlocked[] = "PruneBlocked";  // prune refused (empty render)
+inline constexpr char kReasonOwnedByOther[] = "OwnedByOtherApp";  // an object carries another app's tracking id
 
 enum class HookPhase { kNone, kPreSync, kSync, kPostSync, kSyncFail };
 
@@ -81,6 +85,7 @@ struct Task {
   int wave = 0;
   int step = 0;               // index of the step it belongs to (filled by Plan)
   bool is_namespace_or_crd = false;
+  bool namespaced = true;     // the kind's scope (Prepare)
 };
 
 // Tasks grouped into the ordered steps of the algorithm above. Pure.
@@ -99,7 +104,10 @@ int KindOrder(std::string_view kind);
 Status ReadAnnotations(const value::Value& object, Task& task);
 
 struct Options {
-  std::string app;                     // required: the application name used for tracking
+  // Required: the application's tracking key: its name, or NAMESPACE_NAME for a pull-mode
+  // Application outside the agent's own namespace (names and namespaces have no '_'). It is the
+  // value of the label gantry.dev/app and the first part of every tracking id.
+  std::string app;
   std::string default_namespace = "default";
   std::string inventory_namespace;     // default: default_namespace
   bool prune = false;
@@ -109,7 +117,20 @@ struct Options {
   bool dry_run = false;                // server-side dry run: nothing is persisted
   bool apply_out_of_sync_only = true;
   bool create_namespace = false;       // create default_namespace when missing
-  bool force = false;                  // take over fields other managers own
+  bool force = false;                  // take over fields other managers own, on every object
+  bool force_owned = false;            // ... only on objects that already carry this app's tracking id
+                                       // (self-heal: correcting drift of our own objects)
+  // The application's writes (apply, hooks, prune) go through this client when set: one that
+  // impersonates the project's ServiceAccount (kube::Client::Impersonate), so the server's RBAC
+  // bounds what the application can do. Reads, the inventory and create_namespace use the client.
+  kube::Client* tenant = nullptr;
+  // The application's project: Prepare refuses the whole sync (PermissionDenied, reason
+  // project::kReasonDenied, naming the object, the rule and the project) when an object's kind or
+  // namespace is outside it, before anything touches the cluster. Push, pull and `gantry sync` all
+  // pass one (project::DefaultProject() when none is configured); nullptr only in engine tests.
+  const project::Project* project = nullptr;
+  std::string cluster_server;  // the destination cluster's API URL, for the project's destinations
+  std::string cluster_name;    // ... and its name ("in-cluster" for a pull agent's own)
   bool wait_for_health = false;        // wait for every object to be Healthy at the end
   std::chrono::milliseconds timeout{300'000};  // for each health wait
   int parallelism = 32;
@@ -208,6 +229,12 @@ struct Comparison {
 
 // Compares (pure): desired against live, object by object, with options.diff.
 Result<Comparison> Compare(const Prepared& prepared, const Live& live, const Options& options);
+
+// No silent takeover (pure): PermissionDenied with reason kReasonOwnedByOther, naming the object,
+// its source and its owner, when a desired object exists with another application's tracking id.
+// An object without a tracking id is adopted (server-side apply still reports field conflicts).
+// Every operation checks it after reading the cluster, before applying anything.
+Status CheckOwnership(const Prepared& prepared, const Live& live);
 
 // Called at each step boundary with what happened.
 struct Progress {
