@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "agent/agent.h"
+#include "project/glob.h"
 #include "agent/internal/leader.h"
 #include "agent/internal/workqueue.h"
 #include "api/status.h"
@@ -94,7 +95,10 @@ class AgentImpl final : public Agent {
         objects_(kube::NewCache(client, {.label_selector = sync::kAppLabel, .index_label = sync::kAppLabel,
                                          .notify_first_list = true})),
         inventories_(kube::NewCache(client, {.label_selector = sync::kInventoryLabel,
-                                             .index_label = sync::kInventoryLabel})) {
+                                             .index_label = sync::kInventoryLabel})),
+        projects_(kube::NewCache(client, {.namespace_ = options_.namespace_,
+                                          .transform = [](const Value& v) { return v; }})) {
+    options_.reconcile.home_namespace = options_.namespace_;
     // A change to a managed object by anyone re-queues its application (drift within a second).
     objects_->OnChange([this](kube::EventType, const Value& object) { OnManagedChange(object); });
     metrics_.render_sandbox.Set(options_.render_sandbox ? 1 : 0);
@@ -128,6 +132,12 @@ class AgentImpl final : public Agent {
     // Inventories are read from their cache; if its first list is slow, reads fall back to the API.
     Status inv = inventories_->Watch("v1", "ConfigMap", std::chrono::seconds(10));
     if (!inv.ok()) log::Warn("agent: watch inventories: {}", inv.message());
+    // Projects (when their CRD is installed; without it every Application is in the default project).
+    if (client_.Resolve(project::kApiVersion, project::kKind).ok()) {
+      Status p = projects_->Watch(project::kApiVersion, project::kKind, std::chrono::seconds(10));
+      if (!p.ok()) log::Warn("agent: watch Projects: {}", p.message());
+      have_projects_ = true;
+    }
     if (!options_.listen.empty()) GANTRY_RETURN_IF_ERROR(StartHttp());
     if (!options_.metrics_listen.empty()) GANTRY_RETURN_IF_ERROR(StartMetrics());
     std::vector<std::thread> threads;
@@ -155,6 +165,7 @@ class AgentImpl final : public Agent {
     MutexLock lock(mu_);
     objects_->Stop();
     inventories_->Stop();
+    projects_->Stop();
     return OkStatus();
   }
 
@@ -251,12 +262,52 @@ class AgentImpl final : public Agent {
 
   // --- Applications ---------------------------------------------------------------------------
 
+  // Whether the agent serves Applications of namespace `ns`: its own, or one of --app-namespaces.
+  bool Served(std::string_view ns) const {
+    if (options_.namespace_.empty() || ns == options_.namespace_) return true;
+    return std::ranges::any_of(options_.app_namespaces,
+                               [&](const std::string& glob) { return project::GlobMatch(glob, ns); });
+  }
+
+  // Where Applications are listed: the home namespace, or every namespace when others are served.
+  std::string WatchNamespace() const { return options_.app_namespaces.empty() ? options_.namespace_ : ""; }
+
+  // The Project an Application names, from the home namespace (or the Application's own when the
+  // agent has none); "default" is permissive unless a Project of that name says otherwise.
+  Result<project::Project> GetProject(const Application& app) {
+    std::string ns = options_.namespace_.empty() ? app.namespace_ : options_.namespace_;
+    if (have_projects_) {
+      if (auto obj = projects_->Get({project::kApiVersion, project::kKind, ns, app.project})) {
+        auto parsed = project::ParseProject(*obj);
+        if (!parsed.ok()) return parsed.status().WithContext(fmt::format("Project {}/{}", ns, app.project));
+        return parsed;
+      }
+      if (!projects_->Synced(project::kApiVersion, project::kKind)) {
+        return UnavailableError("the Projects of namespace {} are not read yet", ns);
+      }
+    }
+    if (app.project == "default") return project::DefaultProject();
+    return NotFoundError("no Project {:?} in namespace {}{}", app.project, ns,
+                         have_projects_ ? "" : " (the Project CRD is not installed: run `gantry install`)");
+  }
+
+  Result<kube::Client*> Tenant(const std::string& user) {
+    MutexLock lock(mu_);
+    auto it = tenants_.find(user);
+    if (it == tenants_.end()) {
+      GANTRY_ASSIGN_OR_RETURN(auto client, client_.Impersonate({.user = user}));
+      it = tenants_.emplace(user, std::move(client)).first;
+    }
+    return it->second.get();
+  }
+
   // Keeps the latest Application object (its status included: reconciles read the previous status
   // from it, not from the API). Status-only changes (the agent's own writes coming back) do not
   // re-queue it; an object older than the one kept (a watch event behind the agent's own write) is
   // ignored.
   void Remember(const Value& object, bool from_write = false) {
     kube::ObjectRef ref = kube::RefOf(object);
+    if (!Served(ref.namespace_)) return;
     std::string key = Key(ref.namespace_, ref.name);
     Value kept = options_.apps_dir.empty() ? kube::KeepForDiffAndHealth(object) : object;
     if (Value* meta = kept.MutableGet("metadata"); meta && meta->IsMap()) meta->Erase("managedFields");
@@ -294,7 +345,7 @@ class AgentImpl final : public Agent {
       // Each Application is kept (reduced) as its page arrives; the parsed list is never whole in
       // memory, and nothing of it outlives this statement (the watch below runs for hours).
       std::set<std::string> present;
-      auto list = client_.List(api::kApiVersion, api::kKind, options_.namespace_,
+      auto list = client_.List(api::kApiVersion, api::kKind, WatchNamespace(),
                                {.each = [&](Value app) {
                                  kube::ObjectRef ref = kube::RefOf(app);
                                  present.insert(Key(ref.namespace_, ref.name));
@@ -314,7 +365,7 @@ class AgentImpl final : public Agent {
       }
       std::string rv = list->resource_version;
       while (!stopping_) {
-        Status s = client_.Watch(api::kApiVersion, api::kKind, options_.namespace_,
+        Status s = client_.Watch(api::kApiVersion, api::kKind, WatchNamespace(),
                                  {.resource_version = rv, .timeout = std::chrono::seconds(60), .stop = &stopping_},
                                  [&](const kube::WatchEvent& e) {
                                    std::string erv = StringAt(&e.object, {"metadata", "resourceVersion"});
@@ -380,7 +431,8 @@ class AgentImpl final : public Agent {
         }
         object = it->second;
       }
-      std::string app_name = kube::RefOf(object).name;
+      const kube::ObjectRef app_ref = kube::RefOf(object);
+      const std::string app_name = TrackingKey(options_.namespace_, app_ref.namespace_, app_ref.name);
       auto start = SteadyClock::now();
       if (StillSteady(key, object, app_name, fetch_after)) {
         metrics_.reconciles.With({"ok"}).Inc();
@@ -390,6 +442,7 @@ class AgentImpl final : public Agent {
         ResetBackoff(key);
         queue_.Done(key);
         queue_.AddAfter(key, true, Jitter(options_.interval, rng), options_.interval / 10);
+        TrimWhenIdle();
         continue;
       }
       if (fetch_after != SteadyClock::time_point{} && SourceUnchanged(object, fetch_after)) {
@@ -407,6 +460,8 @@ class AgentImpl final : public Agent {
                          .inventories = inventories_.get(), .get_application = [this](const kube::ObjectRef& ref) {
                            return GetApplication(ref);
                          },
+                         .get_project = [this](const Application& app) { return GetProject(app); },
+                         .tenant = [this](const std::string& user) { return Tenant(user); },
                          .stop = &stopping_};
       // Read before the reconcile reads the caches: a change while it runs makes the next pass full.
       const uint64_t objects_version = objects_->IndexVersion(app_name);
@@ -463,7 +518,22 @@ class AgentImpl final : public Agent {
       // before it is due (as late as the jitter already makes it): the applications of one
       // repository then share about ten fetches per interval instead of making one each.
       queue_.AddAfter(key, fetch_next, next, options_.interval / 10);
+      TrimWhenIdle();
     }
+  }
+
+  // A burst of reconciles (start-up, a push to a monorepo) leaves its renders, reads and compares
+  // freed inside the malloc arenas, where glibc keeps them (it returns only the top of the main
+  // heap). When the queue has drained, the free pages go back to the system, at most every 10 s.
+  void TrimWhenIdle() {
+    if (queue_.Depth() != 0) return;
+    const auto now = SteadyClock::now();
+    {
+      MutexLock lock(mu_);
+      if (now - trimmed_at_ < std::chrono::seconds(10)) return;
+      trimmed_at_ = now;
+    }
+    malloc_trim(0);
   }
 
   // --- unchanged applications ----------------------------------------------------------------
@@ -631,9 +701,17 @@ class AgentImpl final : public Agent {
         auto w = it->second.find(object_key);
         if (w != it->second.end() && w->second == rv) return;
       }
-      for (const auto& [key, obj] : apps_) {
-        if (key.size() > app.size() && key.compare(key.size() - app.size() - 1, std::string::npos, "/" + app) == 0) {
-          keys.push_back(key);
+      if (!options_.namespace_.empty()) {
+        // TrackingKey's inverse: NAMESPACE_NAME, or a name in the home namespace.
+        size_t u = app.find('_');
+        std::string key = u == std::string::npos ? Key(options_.namespace_, app)
+                                                 : Key(app.substr(0, u), app.substr(u + 1));
+        if (apps_.count(key)) keys.push_back(key);
+      } else {
+        for (const auto& [key, obj] : apps_) {
+          if (key.size() > app.size() && key.compare(key.size() - app.size() - 1, std::string::npos, "/" + app) == 0) {
+            keys.push_back(key);
+          }
         }
       }
     }
@@ -672,6 +750,10 @@ class AgentImpl final : public Agent {
   std::unique_ptr<Source> source_;
   std::unique_ptr<kube::Cache> objects_;      // objects Gantry manages, by application
   std::unique_ptr<kube::Cache> inventories_;  // inventory ConfigMaps, by application
+  std::unique_ptr<kube::Cache> projects_;     // Projects of the home namespace
+  bool have_projects_ = false;                // their CRD is installed (set before the workers start)
+  // Clients acting as projects' ServiceAccounts, by user name (never erased: reconciles hold them).
+  std::map<std::string, std::unique_ptr<kube::Client>> tenants_ GUARDED_BY(mu_);
   internal::WorkQueue queue_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> leader_{false};
@@ -689,6 +771,7 @@ class AgentImpl final : public Agent {
   std::unique_ptr<server::Front> metrics_front_;
   webhook::RecentDeliveries deliveries_;
   std::map<std::string, SteadyClock::time_point> webhook_at_ GUARDED_BY(mu_);
+  SteadyClock::time_point trimmed_at_ GUARDED_BY(mu_);  // TrimWhenIdle
   // By application name: change events (object key, resourceVersion) that came in while it was
   // being reconciled, and what its last sync wrote (object key → resourceVersion).
   std::map<std::string, std::vector<std::pair<std::string, std::string>>> reconciling_ GUARDED_BY(mu_);

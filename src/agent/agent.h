@@ -44,6 +44,7 @@
 #include "base/status.h"
 #include "kube/cache.h"
 #include "kube/kube.h"
+#include "project/project.h"
 #include "render/git_sources.h"
 #include "render/render.h"
 #include "sync/sync.h"
@@ -81,6 +82,13 @@ class Source {
 
 struct ReconcileOptions {
   std::string field_manager = "gantry";
+  // The agent's own namespace: its Applications track their objects by name, Applications of
+  // other namespaces by NAMESPACE_NAME (TrackingKey); its Projects live here. "" : every
+  // Application tracks by name (the agent serves one namespace or all, as before projects).
+  std::string home_namespace;
+  std::string environment;                    // of this cluster, for sync windows ("" : none)
+  std::string cluster_server;                 // this cluster's API URL, for project destinations
+  std::string cluster_name = "in-cluster";    // ... and its name
   std::chrono::milliseconds health_timeout{std::chrono::minutes(5)};
   int history_limit = 10;
   int parallelism = 16;
@@ -95,6 +103,12 @@ struct ReconcileDeps {
   // Reads another Application (dependsOn); default: client.Get.
   std::function<Result<value::Value>(const kube::ObjectRef&)> get_application;
   Clock* clock = nullptr;  // nullptr: SystemClock()
+  // The Project an Application names (spec.project); default: project::DefaultProject() for
+  // "default", NotFound for any other.
+  std::function<Result<project::Project>(const Application& app)> get_project;
+  // A client acting as `user` (kube::Client::Impersonate), kept by the caller; default:
+  // client.Impersonate on every call.
+  std::function<Result<kube::Client*>(const std::string& user)> tenant;
   // When it becomes true, a running sync stops between two of its steps (its operation ends
   // Terminated and is resumed by the next reconcile).
   const std::atomic<bool>* stop = nullptr;
@@ -121,8 +135,16 @@ Result<ReconcileResult> Reconcile(const ReconcileDeps& deps, const value::Value&
                                   std::chrono::steady_clock::time_point fetch_after,
                                   const ReconcileOptions& options, bool write_status = true);
 
+// The value of the label gantry.dev/app (and the first part of tracking ids and the inventory's
+// name) of an Application: its name in the agent's home namespace (or when there is none),
+// NAMESPACE_NAME elsewhere, so same-named Applications of two namespaces never share objects.
+std::string TrackingKey(std::string_view home_namespace, std::string_view ns, std::string_view name);
+
 struct AgentOptions {
-  std::string namespace_;  // Applications are read here ("" : all namespaces)
+  std::string namespace_;  // Applications are read here ("" : all namespaces); its Projects live here
+  // Further namespaces (globs) whose Applications it serves (Argo CD's --application-namespaces);
+  // an Application there must be allowed by its project's sourceNamespaces.
+  std::vector<std::string> app_namespaces;
   std::string apps_dir;    // non-empty: Applications from files (no CRD needed)
   std::string cache_dir;   // Git mirrors and render cache
   std::chrono::milliseconds interval{60'000};  // refresh from Git, with ±10% jitter

@@ -2,6 +2,7 @@
 
 #include "agent/agent.h"
 #include "base/status.h"
+#include "project/project.h"
 
 namespace gantry::agent {
 namespace {
@@ -19,17 +20,25 @@ Value ParseOne(std::string_view yaml) {
 std::vector<Value> InstallManifests(const std::string& ns, const std::string& image) {
   std::vector<Value> out;
   out.push_back(api::ApplicationCrd());
+  out.push_back(project::ProjectCrd());
   out.push_back(ParseOne(fmt::format("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {}}}\n", ns)));
   out.push_back(ParseOne(fmt::format(
       "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: gantry-agent, namespace: {}}}\n", ns)));
-  // The agent applies arbitrary manifests, so it needs wide rights in its cluster, as Argo CD's
-  // application controller and Flux's kustomize-controller have. Narrow this role to restrict what
-  // applications may touch.
+  // The agent itself reads everything (its caches, diffs and health), writes only its own state
+  // (Application status, inventories, Events, its Lease, namespaces it is asked to create), and
+  // applies an application's objects as the ServiceAccount its project names (impersonate), so
+  // the apiserver's RBAC bounds every tenant.
   out.push_back(ParseOne(R"(apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {name: gantry-agent}
 rules:
-- {apiGroups: ["*"], resources: ["*"], verbs: ["*"]}
+- {apiGroups: ["*"], resources: ["*"], verbs: [get, list, watch]}
+- {apiGroups: [gantry.dev], resources: [applications, applications/status], verbs: [get, list, watch, patch, update]}
+- {apiGroups: [""], resources: [configmaps], verbs: [create, patch, update, delete]}
+- {apiGroups: [""], resources: [events], verbs: [create, patch]}
+- {apiGroups: [""], resources: [namespaces], verbs: [create, patch]}
+- {apiGroups: [coordination.k8s.io], resources: [leases], verbs: [create, update, patch]}
+- {apiGroups: [""], resources: [serviceaccounts], verbs: [impersonate]}
 - {nonResourceURLs: ["*"], verbs: [get]}
 )"));
   out.push_back(ParseOne(fmt::format(R"(apiVersion: rbac.authorization.k8s.io/v1
@@ -38,6 +47,35 @@ metadata: {{name: gantry-agent}}
 roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: gantry-agent}}
 subjects: [{{kind: ServiceAccount, name: gantry-agent, namespace: {}}}]
 )", ns)));
+  // The default project: what an Application without spec.project gets. It may deploy anything
+  // anywhere, as the ServiceAccount gantry-default with cluster-admin-like rights, which is what a
+  // single-team cluster wants. To share the cluster, narrow this Project (or its account's role)
+  // and give each team a Project of its own (docs/tenancy.md).
+  out.push_back(ParseOne(fmt::format(
+      "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: gantry-default, namespace: {}}}\n", ns)));
+  out.push_back(ParseOne(R"(apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: gantry-default-project}
+rules:
+- {apiGroups: ["*"], resources: ["*"], verbs: ["*"]}
+)"));
+  out.push_back(ParseOne(fmt::format(R"(apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: gantry-default-project}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: gantry-default-project}}
+subjects: [{{kind: ServiceAccount, name: gantry-default, namespace: {}}}]
+)", ns)));
+  out.push_back(ParseOne(fmt::format(R"(apiVersion: gantry.dev/v1alpha1
+kind: Project
+metadata: {{name: default, namespace: {ns}}}
+spec:
+  description: "Every Application without spec.project. Permissive: narrow it to share the cluster."
+  sourceRepos: ["*"]
+  destinations: [{{server: "*", namespace: "*"}}]
+  clusterResourceWhitelist: [{{group: "*", kind: "*"}}]
+  destinationServiceAccounts: [{{server: "*", namespace: "*", defaultServiceAccount: "{ns}:gantry-default"}}]
+  credentials: ["*"]
+)", fmt::arg("ns", ns))));
   out.push_back(ParseOne(fmt::format(R"(apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: gantry-agent, namespace: {ns}, labels: {{app.kubernetes.io/name: gantry-agent}}}}

@@ -33,16 +33,21 @@ std::chrono::milliseconds RetryDelay(const api::RetryPolicy& p, int attempt) {
 
 sync::Options SyncOptions(const Application& app, const ReconcileOptions& options, Clock* clock) {
   sync::Options so;
-  so.app = app.name;
+  so.app = TrackingKey(options.home_namespace, app.namespace_, app.name);
+  so.cluster_server = options.cluster_server;
+  so.cluster_name = options.cluster_name;
   so.default_namespace = app.destination_namespace;
   so.prune = app.sync_policy.prune || app.sync_policy.HasOption("Prune=true");
   so.prune_last = app.sync_policy.HasOption("PruneLast=true");
   so.allow_empty = app.sync_policy.allow_empty;
   so.create_namespace = app.sync_policy.HasOption("CreateNamespace=true");
   so.apply_out_of_sync_only = !app.sync_policy.HasOption("ApplyOutOfSyncOnly=false");
-  // Git is the truth: fields another manager took over are taken back (as Argo CD's server-side
-  // apply does with --force-conflicts), unless the application opts out.
-  so.force = !app.sync_policy.HasOption("ForceConflicts=false");
+  // Git is the truth for the application's own objects: fields another manager took over on an
+  // object carrying its tracking id are taken back (drift), unless it opts out. An object it does
+  // not own yet is never taken from another manager silently: its conflicts are reported, unless
+  // the application opts in with ForceConflicts=true.
+  so.force = app.sync_policy.HasOption("ForceConflicts=true");
+  so.force_owned = !app.sync_policy.HasOption("ForceConflicts=false");
   so.timeout = options.health_timeout;
   so.parallelism = options.parallelism;
   so.wait_for_health = false;
@@ -88,6 +93,7 @@ class Pass {
     }
     app_ = *std::move(parsed);
     status_.observed_generation = app_.generation;
+    if (Status s = Admit(); !s.ok()) return Denied(s);
     if (app_.suspend) {
       conditions_.Set(api::kConditionSuspended, true, api::kConditionSuspended,
                       "spec.suspend is true: nothing is fetched or applied");
@@ -110,6 +116,59 @@ class Pass {
       }
     }
     return OkStatus();
+  }
+
+  // The application's project: it must exist, and allow the Application's namespace, its source
+  // repository and its destination, before anything is fetched. The objects are checked by the
+  // engine (sync::Prepare), and the sync window and the account to sync as just before a sync.
+  Status Admit() {
+    auto project = deps_.get_project ? deps_.get_project(app_)
+                   : app_.project == "default"
+                       ? Result<project::Project>(project::DefaultProject())
+                       : Result<project::Project>(NotFoundError("project {:?} not found", app_.project));
+    if (!project.ok()) {
+      return PermissionDeniedError("spec.project: {}", project.status().message()).set_reason(project::kReasonDenied);
+    }
+    project_ = *std::move(project);
+    if (!options_.home_namespace.empty() && app_.namespace_ != options_.home_namespace) {
+      GANTRY_RETURN_IF_ERROR(project::CheckAppNamespace(project_, app_.namespace_));
+    }
+    GANTRY_RETURN_IF_ERROR(project::CheckSourceRepo(project_, app_.source.repo_url));
+    GANTRY_RETURN_IF_ERROR(project::CheckDestination(project_, options_.cluster_server, options_.cluster_name,
+                                                     app_.destination_namespace));
+    return OkStatus();
+  }
+
+  // A refusal of the project: a condition, one Event per distinct refusal; nothing is applied.
+  Status Denied(const Status& why) {
+    if (const api::Condition* before = previous_.FindCondition(api::kConditionProjectDenied);
+        before == nullptr || before->message != why.message()) {
+      Emit(true, api::kConditionProjectDenied, why.message());
+    }
+    conditions_.Set(api::kConditionProjectDenied, true, api::kConditionProjectDenied, why.message());
+    result_.failed = true;
+    done_ = true;
+    return OkStatus();
+  }
+
+  // The client the sync writes through: the project's ServiceAccount for the destination, when the
+  // project names any; refused when it names some but none for this destination.
+  Result<kube::Client*> Tenant() {
+    std::string account = project::ServiceAccountFor(project_, options_.cluster_server, app_.destination_namespace);
+    if (account.empty()) {
+      if (!project_.service_accounts.empty()) {
+        return PermissionDeniedError("project {}: no destinationServiceAccounts entry matches namespace {} of "
+                                     "cluster {}; the application has no account to sync as",
+                                     project_.name, app_.destination_namespace, options_.cluster_name)
+            .set_reason(project::kReasonDenied);
+      }
+      return nullptr;
+    }
+    if (deps_.tenant) return deps_.tenant(account);
+    auto client = deps_.client.Impersonate({.user = account});
+    if (!client.ok()) return client.status();
+    own_tenant_ = *std::move(client);
+    return own_tenant_.get();
   }
 
   // --- fetch ----------------------------------------------------------------------------------
@@ -166,7 +225,9 @@ class Pass {
     if (!rendered.ok()) return SourceFailed(rendered.status());
     result_.rendered = true;
     sync_options_ = SyncOptions(app_, options_, deps_.clock);
+    sync_options_.project = &project_;
     auto prepared = sync::Prepare(deps_.client, std::move(rendered->objects), sync_options_);
+    if (!prepared.ok() && prepared.status().reason() == project::kReasonDenied) return Denied(prepared.status());
     if (!prepared.ok()) return SourceFailed(prepared.status());
     prepared_ = *std::move(prepared);
     return OkStatus();
@@ -235,6 +296,24 @@ class Pass {
     }
     if (manual) status_.last_sync_request = app_.sync_request;
     if (!want) return OkStatus();
+
+    // The project's sync windows: a closed window defers the sync (a manual one passes where every
+    // closing window allows manual syncs; that override is recorded as an Event).
+    project::WindowDecision window = project::CheckWindows(
+        project_, {app_.name, options_.environment, options_.cluster_name, app_.destination_namespace},
+        clock_.WallNow(), manual || resume);
+    if (!window.allowed) {
+      conditions_.Set(api::kConditionSyncWindowClosed, true, api::kConditionSyncWindowClosed, window.message);
+      if (window.opens_at) {
+        auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(*window.opens_at - clock_.WallNow());
+        result_.requeue_after = std::max(std::chrono::milliseconds(1000), wait + std::chrono::seconds(1));
+      }
+      return OkStatus();
+    }
+    if (window.manual_override) Emit(true, "SyncWindowOverride", window.message);
+    auto tenant = Tenant();
+    if (!tenant.ok()) return Denied(tenant.status());
+    sync_options_.tenant = *tenant;
 
     api::OperationState running{api::kPhaseRunning, commit_, Now(), "", retries,
                                 manual ? api::kTriggerManual : resume ? api::kTriggerResume
@@ -400,6 +479,8 @@ class Pass {
   std::optional<api::ApplicationStatus> written_;  // what the last Write() wrote (reconciledAt: previous)
   Application app_;
   std::string commit_;
+  project::Project project_;
+  std::unique_ptr<kube::Client> own_tenant_;  // Tenant() without deps_.tenant
   sync::Options sync_options_;
   sync::Prepared prepared_;
   sync::Live live_;
@@ -408,6 +489,11 @@ class Pass {
 };
 
 }  // namespace
+
+std::string TrackingKey(std::string_view home_namespace, std::string_view ns, std::string_view name) {
+  if (home_namespace.empty() || ns == home_namespace) return std::string(name);
+  return fmt::format("{}_{}", ns, name);
+}
 
 Result<ReconcileResult> Reconcile(const ReconcileDeps& deps, const Value& object,
                                   std::chrono::steady_clock::time_point fetch_after, const ReconcileOptions& options,

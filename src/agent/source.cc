@@ -100,7 +100,9 @@ class GitSource final : public Source {
  private:
   // Rendered manifests kept for unchanged sources (Kustomize and Helm runs are what is worth
   // saving); bytes as the cache counts them, which is what the parsed objects occupy.
-  static constexpr size_t kRenderCacheBytes = 16u << 20;
+  // 4 MiB: an unchanged application is not rendered at all (the agent's steady-state memo), so the
+  // cache serves re-renders at the same commit (a changed spec, a retried sync), a few at a time.
+  static constexpr size_t kRenderCacheBytes = 4u << 20;
 
   static std::string RenderKey(const api::Application& app) {
     return app.source.repo_url + "\n" + app.source.path + "\n" + app.source.renderer;

@@ -129,6 +129,7 @@ spec:
             type: object
             required: [source]
             properties:
+              project: {type: string}
               source:
                 type: object
                 required: [repoURL]
@@ -152,6 +153,8 @@ spec:
                 type: object
                 properties:
                   namespace: {type: string}
+                  server: {type: string}
+                  name: {type: string}
               syncPolicy:
                 type: object
                 properties:
@@ -275,8 +278,12 @@ Result<Application> ParseApplication(const Value& object) {
   s.helm_values = f.String(helm, "values", "spec.source.helm.values");
   s.helm_include_crds = f.Bool(helm, "includeCRDs", "spec.source.helm.includeCRDs", true);
 
+  app.project = f.String(spec, "project", "spec.project", "default");
+  if (app.project.empty()) app.project = "default";
   const Value* dest = f.Map(spec, "destination", "spec.destination");
   app.destination_namespace = f.String(dest, "namespace", "spec.destination.namespace");
+  app.destination_server = f.String(dest, "server", "spec.destination.server");
+  app.destination_name = f.String(dest, "name", "spec.destination.name");
   if (app.destination_namespace.empty()) app.destination_namespace = app.namespace_.empty() ? "default" : app.namespace_;
 
   const Value* policy = f.Map(spec, "syncPolicy", "spec.syncPolicy");

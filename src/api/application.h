@@ -55,8 +55,13 @@ struct Application {
   std::string name;
   std::string namespace_;  // where the Application object lives
   int64_t generation = 0;
+  std::string project = "default";  // spec.project: the Project that bounds what it may deploy
   Source source;
   std::string destination_namespace;  // default for namespaced objects without one
+  // spec.destination.server / .name: the cluster, for the project's destination rules. A pull agent
+  // applies to its own cluster whatever they say ("" : the agent's cluster).
+  std::string destination_server;
+  std::string destination_name;
   SyncPolicy sync_policy;
   std::vector<std::string> depends_on;  // names of Applications in the same namespace
   std::vector<diff::IgnoreRule> ignore_differences;

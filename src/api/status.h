@@ -36,6 +36,8 @@ inline constexpr char kConditionFetchFailed[] = "FetchFailed";
 inline constexpr char kConditionRenderFailed[] = "RenderFailed";
 inline constexpr char kConditionComparisonFailed[] = "ComparisonFailed";
 inline constexpr char kConditionSyncFailed[] = "SyncFailed";
+inline constexpr char kConditionProjectDenied[] = "ProjectDenied";        // its project refuses it
+inline constexpr char kConditionSyncWindowClosed[] = "SyncWindowClosed";  // a sync waits for its window
 
 // Condition reasons (besides the types above, which double as reasons of their own condition).
 inline constexpr char kReasonSynced[] = "Synced";

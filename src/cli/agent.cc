@@ -43,6 +43,13 @@ Status RunInstall(const InstallOptions& o, const Deps& deps) {
   kube::RestConfig config;
   GANTRY_ASSIGN_OR_RETURN(auto client, deps.connect(o.cluster, &config));
   for (const auto& m : manifests) {
+    // A custom resource (the default Project) right after its CRD: the server serves its kind once
+    // the CRD is established, a moment later.
+    kube::ObjectRef ref = kube::RefOf(m);
+    for (int i = 0; i < 60 && client->Resolve(ref.api_version, ref.kind).status().code() == Code::kNotFound; ++i) {
+      client->InvalidateDiscovery();
+      deps.clock->SleepFor(std::chrono::milliseconds(500));
+    }
     auto r = client->Apply(m, {.field_manager = "gantry-install", .force = true});
     if (!r.ok()) return Status(r.status()).set_reason(kReasonFailed);
     fmt::print(deps.out, "applied {}\n", kube::RefOf(m).ToString());
@@ -114,6 +121,7 @@ Status RunAgent(const AgentCommandOptions& o, const Deps& deps) {
   agent::AgentOptions options = o.agent;
   options.namespace_ = o.cluster.namespace_;
   options.lease_namespace = config.namespace_;
+  options.reconcile.cluster_server = config.server;
   GANTRY_ASSIGN_OR_RETURN(auto source, agent::NewGitSource(options, o.render));
   GANTRY_ASSIGN_OR_RETURN(auto a, agent::NewAgent(*client, std::move(options), std::move(source)));
   g_running = a.get();
@@ -204,6 +212,12 @@ void AddAgentCommand(CLI::App& app, const Deps& deps, int& exit_code) {
                   "Address for /metrics, unauthenticated (default 127.0.0.1:9090; \"\" : off)");
   cmd->add_option("--webhook-secret-env", f->options.webhook_secret,
                   "Environment variable holding the webhook secret");
+  cmd->add_option("--app-namespaces", f->options.app_namespaces,
+                  "Further namespaces (globs, comma-separated) whose Applications it serves; their projects must "
+                  "list them in sourceNamespaces")
+      ->delimiter(',');
+  cmd->add_option("--environment", f->options.reconcile.environment,
+                  "This cluster's environment (dev, prod...), for the projects' sync windows");
   cmd->add_option("--lease-name", f->options.lease_name, "Lease for leader election (default gantry-agent)");
   cmd->add_option("--lease-duration", f->lease_duration, "Lease duration (default 15s)");
   cmd->add_flag("--no-leader-election", f->no_leader_election, "Run without a Lease (a single replica)");

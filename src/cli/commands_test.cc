@@ -252,11 +252,13 @@ TEST_F(CommandsTest, InstallPrintsWithoutConnecting) {
 TEST_F(CommandsTest, InstallAppliesEveryManifest) {
   kube_.AddKind({"rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, {}});
   kube_.AddKind({"rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, {}});
+  kube_.AddKind({"gantry.dev", "v1alpha1", "Project", "projects", true, {}});  // its CRD is established
   Ran r = Gantry({"install", "--image", "gantry:test"});
   ASSERT_EQ(r.code, kExitOk) << r;
   EXPECT_THAT(r.out, HasSubstr("applied apps/v1 Deployment gantry-system/"));
   EXPECT_THAT(r.out, HasSubstr("applied apiextensions.k8s.io/v1 CustomResourceDefinition "));
   EXPECT_TRUE(kube_.Get({"v1", "Namespace", "", "gantry-system"}).ok());
+  EXPECT_TRUE(kube_.Get({"gantry.dev/v1alpha1", "Project", "gantry-system", "default"}).ok());
 
   kube_.FailNext("apply", PermissionDeniedError("forbidden: cannot create clusterroles"));
   r = Gantry({"install"});
