@@ -199,6 +199,8 @@ void AddDeployCommands(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_option("--timeout", f->timeout, "Health wait per cluster (default 5m)");
   cmd->add_option("--parallel", f->options.cluster_parallelism, "Clusters of one environment deployed at once")->check(CLI::Range(1, 256));
   cmd->add_option("--namespace", f->options.default_namespace, "Namespace for objects without one (default: default)");
+  cmd->add_option("--project", f->options.project,
+                  "Project (kind: Project in the configuration) that bounds what it may deploy (default: default)");
   cmd->add_option("--image-digest", f->digests, "Recorded in the release: IMAGE=sha256:... (repeatable)");
   cmd->add_option("--started-by", f->options.started_by, "Who or what started it (default: $USER)");
   cmd->add_flag("--resume", f->resume, "Continue the newest unfinished release of APP");

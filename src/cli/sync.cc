@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "base/duration.h"
+#include "base/path.h"
 #include "cli/cluster.h"
 #include "cli/commands.h"
 #include "cli/deps.h"
@@ -36,11 +37,15 @@ struct SyncFlags {
   std::string timeout = "5m";
   int parallelism = 32;
   std::string color = "auto";  // diff
+  std::string project = "default";
+  std::string project_file;
 };
 
 struct SyncOptions {
   ClusterFlags cluster;
   SourceFlags source;
+  std::string project;       // its name
+  std::string project_file;  // where Projects are defined ("" : only the built-in default)
   sync::Options sync;  // default_namespace and clock are filled in by the run
   std::string color;
 };
@@ -50,7 +55,8 @@ Result<SyncOptions> Validate(const SyncFlags& f) {
   GANTRY_RETURN_IF_ERROR(ValidateSourceFlags(f.source));
   auto timeout = ParseDuration(f.timeout);
   if (!timeout.ok()) return InvalidArgumentError("--timeout: {}", timeout.status().message());
-  SyncOptions o{.cluster = f.cluster, .source = f.source, .color = f.color};
+  SyncOptions o{.cluster = f.cluster, .source = f.source, .project = f.project, .project_file = f.project_file,
+                .color = f.color};
   o.sync.app = f.app;
   o.sync.prune = f.prune;
   o.sync.prune_dangerous = f.prune_dangerous;
@@ -68,9 +74,26 @@ Result<SyncOptions> Validate(const SyncFlags& f) {
 // What both commands work on: the rendered objects and a client of the cluster.
 struct Prepared {
   std::unique_ptr<kube::Client> client;
+  std::unique_ptr<kube::Client> tenant;  // the project's ServiceAccount, when it names one
   std::vector<value::Value> objects;
+  std::unique_ptr<project::Project> project;
   sync::Options options;
 };
+
+// The project named by --project, from --project-file (or the built-in permissive default).
+Result<project::Project> LoadProject(const SyncOptions& o) {
+  if (!o.project_file.empty()) {
+    GANTRY_ASSIGN_OR_RETURN(std::string text, ReadFile(o.project_file));
+    GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml(text, o.project_file));
+    GANTRY_ASSIGN_OR_RETURN(auto projects, project::ParseProjects(docs));
+    for (auto& p : projects) {
+      if (p.name == o.project) return std::move(p);
+    }
+  }
+  if (o.project == "default") return project::DefaultProject();
+  return NotFoundError("--project: no Project {:?} in {}", o.project,
+                       o.project_file.empty() ? "(no --project-file given)" : o.project_file);
+}
 
 Result<Prepared> Prepare(const SyncOptions& o, const Deps& deps) {
   GANTRY_ASSIGN_OR_RETURN(Loaded loaded, LoadSource(o.source));
@@ -78,9 +101,24 @@ Result<Prepared> Prepare(const SyncOptions& o, const Deps& deps) {
   Prepared p;
   GANTRY_ASSIGN_OR_RETURN(p.client, deps.connect(o.cluster, &config));
   for (auto& m : loaded.manifests) p.objects.push_back(std::move(m.object));
+  GANTRY_ASSIGN_OR_RETURN(project::Project project, LoadProject(o));
+  p.project = std::make_unique<project::Project>(std::move(project));
   p.options = o.sync;
   p.options.default_namespace = config.namespace_;
   p.options.clock = deps.clock;
+  p.options.project = p.project.get();
+  p.options.cluster_server = config.server;
+  p.options.cluster_name = config.context;
+  std::string account = project::ServiceAccountFor(*p.project, config.server, config.namespace_);
+  if (!account.empty()) {
+    GANTRY_ASSIGN_OR_RETURN(p.tenant, p.client->Impersonate({.user = account}));
+    p.options.tenant = p.tenant.get();
+  } else if (!p.project->service_accounts.empty()) {
+    return Status(Code::kPermissionDenied,
+                  fmt::format("project {}: no destinationServiceAccounts entry matches namespace {} of {}",
+                              p.project->name, config.namespace_, config.server))
+        .set_reason(project::kReasonDenied);
+  }
   return p;
 }
 
@@ -154,6 +192,9 @@ void AddCommonSyncFlags(CLI::App* cmd, SyncFlags& f) {
   AddSourceFlags(cmd, f.source);
   cmd->add_option("--app", f.app, "Application name: labels what is applied, and scopes prune")->required();
   AddClusterFlags(cmd, f.cluster);
+  cmd->add_option("--project", f.project, "Project that bounds what may be applied (default: default, permissive)");
+  cmd->add_option("--project-file", f.project_file, "YAML file with Project objects (kind: Project)")
+      ->check(CLI::ExistingFile);
 }
 
 }  // namespace

@@ -142,6 +142,17 @@ std::vector<const Cluster*> Config::ClustersOf(const Environment& env) const {
   return out;
 }
 
+Result<project::Project> Config::ProjectNamed(std::string_view name) const {
+  std::vector<std::string> known;
+  for (const auto& p : projects) {
+    if (p.name == name) return p;
+    known.push_back(p.name);
+  }
+  if (name == "default") return project::DefaultProject();
+  return NotFoundError("no Project {:?} in the configuration (known: {})", name,
+                       known.empty() ? "none" : fmt::format("{}", fmt::join(known, ", ")));
+}
+
 Result<Config> ParseConfig(const std::vector<value::Value>& objects) {
   Config config;
   for (const auto& obj : objects) {
@@ -161,6 +172,13 @@ Result<Config> ParseConfig(const std::vector<value::Value>& objects) {
         return InvalidArgumentError("{}Cluster {} is defined twice (first at {})", Where(obj), name, config.FindCluster(name)->source);
       GANTRY_ASSIGN_OR_RETURN(Cluster c, ParseCluster(obj, name));
       config.clusters.push_back(std::move(c));
+    } else if (kind == "Project") {
+      GANTRY_ASSIGN_OR_RETURN(project::Project p, project::ParseProject(obj));
+      for (const auto& other : config.projects) {
+        if (other.name == p.name)
+          return InvalidArgumentError("{}Project {} is defined twice (first at {})", Where(obj), p.name, other.source);
+      }
+      config.projects.push_back(std::move(p));
     } else if (kind == "Environment") {
       if (config.FindEnvironment(name) != nullptr)
         return InvalidArgumentError("{}Environment {} is defined twice (first at {})", Where(obj), name,
@@ -168,7 +186,7 @@ Result<Config> ParseConfig(const std::vector<value::Value>& objects) {
       GANTRY_ASSIGN_OR_RETURN(Environment e, ParseEnvironment(obj, name));
       config.environments.push_back(std::move(e));
     } else {
-      return InvalidArgumentError("{}kind {:?} is not supported here (want Cluster or Environment)", Where(*obj.Get("kind")), kind);
+      return InvalidArgumentError("{}kind {:?} is not supported here (want Cluster, Environment or Project)", Where(*obj.Get("kind")), kind);
     }
   }
   return config;

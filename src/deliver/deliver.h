@@ -49,6 +49,7 @@
 #include "kube/kube.h"
 #include "render/git_sources.h"
 #include "render/render.h"
+#include "project/project.h"
 #include "store/store.h"
 #include "value/value.h"
 
@@ -86,6 +87,11 @@ struct Environment {
 struct Config {
   std::vector<Cluster> clusters;
   std::vector<Environment> environments;  // in declaration order
+  std::vector<project::Project> projects;  // kind: Project (project/project.h), the same YAML as a pull cluster's
+
+  // The project named `name`: the configured one, else project::DefaultProject() for "default";
+  // NotFound naming the known projects otherwise.
+  Result<project::Project> ProjectNamed(std::string_view name) const;
 
   const Cluster* FindCluster(std::string_view name) const;
   const Environment* FindEnvironment(std::string_view name) const;
@@ -93,7 +99,7 @@ struct Config {
   std::vector<const Cluster*> ClustersOf(const Environment& env) const;
 };
 
-// Parses Cluster and Environment objects. InvalidArgument with "file:line:column: " for an unknown
+// Parses Cluster, Environment and Project objects. InvalidArgument with "file:line:column: " for an unknown
 // kind or apiVersion, a missing or malformed field (a bad soak duration, after: of the wrong type),
 // or a name defined twice.
 Result<Config> ParseConfig(const std::vector<value::Value>& objects);
@@ -166,6 +172,8 @@ struct DeployOptions {
   std::string through;                          // deploy up to and including this one ("" : all)
   std::string path_template = "envs/{env}";
   std::string started_by = "cli";
+  std::string project = "default";              // bounds what it may deploy where (Config::ProjectNamed)
+  bool manual = true;                           // a person asked (passes manualSync windows); false for CI releases
   std::string default_namespace = "default";
   bool create_namespace = true;
   bool prune = false;
@@ -232,6 +240,7 @@ struct RollbackOptions {
   int64_t to_release = 0;  // 0: the release that ran there before the current one
   std::string path_template = "envs/{env}";
   std::string started_by = "cli";
+  std::string project = "default";
   std::string default_namespace = "default";
   bool prune = false;
   std::chrono::milliseconds health_timeout{300'000};

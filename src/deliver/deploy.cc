@@ -97,6 +97,9 @@ struct ApplyContext {
   const ProgressFn& progress;
   const std::atomic<bool>& terminate;
   std::string app;
+  const project::Project& project;
+  bool manual;
+  std::string env;
   std::string default_namespace;
   bool create_namespace = true;
   bool prune = false;
@@ -149,6 +152,29 @@ store::Target ApplyCluster(const ApplyContext& ctx, const Cluster& cluster, stor
   const uint64_t requests_at_start = (*client)->request_count();
   sync::Options so;
   so.app = ctx.app;
+  so.project = &ctx.project;
+  so.cluster_name = cluster.name;
+  if (auto rest = kube::LoadConfig({.paths = {cluster.kubeconfig}, .context = cluster.context}); rest.ok()) {
+    so.cluster_server = rest->server;
+  }
+  // The project's sync windows (a person's deploy passes those that allow manual syncs; the
+  // override is said in the progress, which the CLI and the ledger record).
+  project::WindowDecision window = project::CheckWindows(
+      ctx.project, {ctx.app, ctx.env, cluster.name, ctx.default_namespace}, (ctx.clock ? *ctx.clock : SystemClock()).WallNow(), ctx.manual);
+  if (!window.allowed) return fail(window.message);
+  if (window.manual_override) Say(ctx.progress, fmt::format("{}: sync window override: {}", where, window.message));
+  // The application's writes go as the project's ServiceAccount for this destination, if it names one.
+  std::unique_ptr<kube::Client> tenant;
+  std::string account = project::ServiceAccountFor(ctx.project, so.cluster_server, ctx.default_namespace);
+  if (!account.empty()) {
+    auto impersonated = (*client)->Impersonate({.user = account});
+    if (!impersonated.ok()) return fail(impersonated.status().message());
+    tenant = *std::move(impersonated);
+    so.tenant = tenant.get();
+  } else if (!ctx.project.service_accounts.empty()) {
+    return fail(fmt::format("project {}: no destinationServiceAccounts entry matches namespace {} of cluster {}",
+                            ctx.project.name, ctx.default_namespace, cluster.name));
+  }
   so.default_namespace = ctx.default_namespace;
   so.create_namespace = ctx.create_namespace;
   so.prune = ctx.prune;
@@ -272,6 +298,7 @@ struct Deployment::Impl {
   DeployOptions options;
   ProgressFn progress;
   std::string path_template;
+  project::Project project;  // options.project, resolved in the config
   std::map<std::string, std::vector<value::Value>> rendered;  // env → objects
   enum class Stage { kApprove, kApply, kGate, kSoak } stage = Stage::kApprove;
   std::optional<store::Time> soak_until;
@@ -323,7 +350,9 @@ Result<std::unique_ptr<Deployment>> Deployment::Start(store::Store& store, Confi
     if (config.ClustersOf(*config.FindEnvironment(e)).empty())
       return FailedPreconditionError("deploy {}: environment {} has no push-mode clusters", options.app, e);
 
+  GANTRY_ASSIGN_OR_RETURN(project::Project project, config.ProjectNamed(options.project));
   auto impl = std::make_unique<Impl>(store, std::move(config), std::move(render), std::move(connect), options, std::move(progress));
+  impl->project = std::move(project);
   impl->path_template = options.path_template;
   GANTRY_RETURN_IF_ERROR(ExpandPathTemplate(options.path_template, options.app, "x").status());
   // Render every environment first: a broken overlay fails the deploy before anything is applied.
@@ -383,7 +412,9 @@ Result<std::unique_ptr<Deployment>> Deployment::Resume(store::Store& store, Conf
                     [](const store::Target& t) { return t.state == store::TargetState::kRolledBack; }))
       continue;
     GANTRY_ASSIGN_OR_RETURN(Plan plan, DecodePlan(rel));
+    GANTRY_ASSIGN_OR_RETURN(project::Project project, config.ProjectNamed(options.project));
     auto impl = std::make_unique<Impl>(store, std::move(config), std::move(render), std::move(connect), options, std::move(progress));
+    impl->project = std::move(project);
     impl->path_template = plan.path_template;
     std::unique_ptr<Deployment> d(new Deployment(std::move(impl)));
     d->state_.release_id = rel.id;
@@ -465,7 +496,8 @@ bool Deployment::Step() {
       return true;
     }
     case Impl::Stage::kApply: {
-      ApplyContext ctx{m.store, m.connect, m.progress, terminate_, m.options.app, m.options.default_namespace,
+      ApplyContext ctx{m.store, m.connect, m.progress, terminate_, m.options.app, m.project, m.options.manual,
+                       env->name, m.options.default_namespace,
                        m.options.create_namespace, m.options.prune, env->gates.healthy, m.options.health_timeout,
                        m.options.cluster_parallelism, m.options.clock};
       std::vector<std::pair<const Cluster*, store::Target>> work;
@@ -619,7 +651,9 @@ Result<RollbackResult> Rollback(store::Store& store, const Config& config, const
     return rendered.status().WithContext(fmt::format("rollback {} in {}: render release {}", options.app, options.env, target_release.id));
 
   std::atomic<bool> never{false};
-  ApplyContext ctx{store, connect, progress, never, options.app, options.default_namespace, true,
+  GANTRY_ASSIGN_OR_RETURN(project::Project project, config.ProjectNamed(options.project));
+  ApplyContext ctx{store, connect, progress, never, options.app, project, /*manual=*/true, options.env,
+                   options.default_namespace, true,
                    options.prune, env->gates.healthy, options.health_timeout, options.cluster_parallelism,
                    options.clock};
   std::vector<std::pair<const Cluster*, store::Target>> work;

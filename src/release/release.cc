@@ -574,6 +574,7 @@ bool Release::Impl::Deploy() {
   d.through = rel.through;
   d.path_template = s.path_template;
   d.started_by = "ci";
+  d.manual = false;  // a release a push started: the project's sync windows apply in full
   d.prune = s.prune;
   d.health_timeout = s.health_timeout;
   d.clock = s.clock;
