@@ -171,6 +171,8 @@ class Verifier {
   // (counted from the last attempt, failed or not), when they are older than max_key_age or lack
   // `refresh_for_kid`. When a refetch fails, the keys we have stay in use.
   Result<std::shared_ptr<const KeySet>> Keys(const std::string* refresh_for_kid) REQUIRES(mu_);
+  // Discovery (once) and the JWKS.
+  Result<std::shared_ptr<const KeySet>> FetchKeys() REQUIRES(mu_);
 
   const VerifierOptions options_;
   const Transport transport_;

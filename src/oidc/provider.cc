@@ -192,6 +192,20 @@ Result<std::unique_ptr<Verifier>> Verifier::Create(VerifierOptions options, Tran
   return std::unique_ptr<Verifier>(new Verifier(std::move(options), std::move(transport), clock));
 }
 
+Result<std::shared_ptr<const KeySet>> Verifier::FetchKeys() {
+  const std::string& issuer = options_.verify.issuer;
+  if (!metadata_) {
+    GANTRY_ASSIGN_OR_RETURN(ProviderMetadata m, Discover(transport_, issuer));
+    metadata_ = std::move(m);
+  }
+  auto r = transport_({.method = "GET", .url = metadata_->jwks_uri, .headers = {{"accept", "application/json"}}});
+  if (!r.ok()) return r.status().WithContext(fmt::format("OIDC keys of {}", issuer));
+  if (r->status != 200) return UnavailableError("OIDC keys of {}: GET {}: HTTP {}", issuer, metadata_->jwks_uri, r->status);
+  auto set = KeySet::Parse(r->body);
+  if (!set.ok()) return UnavailableError("OIDC keys of {}: {}", issuer, set.status().message());
+  return std::make_shared<const KeySet>(std::move(*set));
+}
+
 Result<std::shared_ptr<const KeySet>> Verifier::Keys(const std::string* refresh_for_kid) {
   const auto now = clock_->Now();
   bool fetch = keys_ == nullptr;
@@ -201,19 +215,7 @@ Result<std::shared_ptr<const KeySet>> Verifier::Keys(const std::string* refresh_
   }
   if (!fetch) return keys_;
   attempted_at_ = now;
-  const std::string& issuer = options_.verify.issuer;
-  auto fetched = [&]() -> Result<std::shared_ptr<const KeySet>> {
-    if (!metadata_) {
-      GANTRY_ASSIGN_OR_RETURN(ProviderMetadata m, Discover(transport_, issuer));
-      metadata_ = std::move(m);
-    }
-    auto r = transport_({.method = "GET", .url = metadata_->jwks_uri, .headers = {{"accept", "application/json"}}});
-    if (!r.ok()) return r.status().WithContext(fmt::format("OIDC keys of {}", issuer));
-    if (r->status != 200) return UnavailableError("OIDC keys of {}: GET {}: HTTP {}", issuer, metadata_->jwks_uri, r->status);
-    auto set = KeySet::Parse(r->body);
-    if (!set.ok()) return UnavailableError("OIDC keys of {}: {}", issuer, set.status().message());
-    return std::make_shared<const KeySet>(std::move(*set));
-  }();
+  auto fetched = FetchKeys();
   if (!fetched.ok()) {
     if (keys_ == nullptr) return fetched.status();
     // Keep verifying with the keys we have; the next attempt comes after min_refresh_interval.
