@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Builds the real servers and tools the tests need from the Go module proxy, into version-keyed
 # directories outside the repository, and prints the directory that holds the binaries:
-#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, kustomize, helm
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, kustomize, helm, oidc-op
 # A component whose directory holds a .complete marker is not built again, so a second run costs
 # seconds; a fresh machine builds everything (~25 min on 2 cores, most of it kube-apiserver).
 #
 # Environment: GANTRY_CACHE (default ~/.cache/gantry), K8S_VERSION, ETCD_VERSION, KWOK_VERSION,
-# KUSTOMIZE_VERSION, HELM_VERSION.
+# KUSTOMIZE_VERSION, HELM_VERSION, ZITADEL_OIDC_VERSION.
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.36.3}
@@ -14,6 +14,7 @@ ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 KUSTOMIZE_VERSION=${KUSTOMIZE_VERSION:-v5.8.1}
 HELM_VERSION=${HELM_VERSION:-v3.20.2}
+ZITADEL_OIDC_VERSION=${ZITADEL_OIDC_VERSION:-v3.52.0}
 
 CACHE=${GANTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gantry}/tools
 BIN=$CACHE/bin
@@ -116,7 +117,19 @@ build_helm() {
     "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
 }
 
-want=${*:-etcd kwok kustomize helm kube}
+# oidc-op: the example OpenID Provider of github.com/zitadel/oidc/v3 with our small main
+# (test/env/oidc-op/main.go: issuer and port from flags, the "gantry" client, a groups claim).
+build_oidc_op() {
+  local out=$1
+  go mod init gantry-testenv/oidc-op
+  cp "$OIDC_OP_SRC/main.go" .
+  go mod edit -require="github.com/zitadel/oidc/v3@${ZITADEL_OIDC_VERSION}"
+  go mod tidy
+  go build -trimpath -ldflags "-s -w" -o "$out/oidc-op" .
+}
+OIDC_OP_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/oidc-op" && pwd)
+
+want=${*:-etcd kwok kustomize helm kube oidc-op}
 for c in $want; do
   case $c in
     kube) component kube "$K8S_VERSION" build_kube ;;
@@ -124,6 +137,9 @@ for c in $want; do
     kwok) component kwok "$KWOK_VERSION" build_kwok ;;
     kustomize) component kustomize "$KUSTOMIZE_VERSION" build_kustomize ;;
     helm) component helm "$HELM_VERSION" build_helm ;;
+    # Keyed by our main.go too, so that changing it rebuilds.
+    oidc-op) component oidc-op "$ZITADEL_OIDC_VERSION-$(sha256sum "$OIDC_OP_SRC/main.go" | cut -c1-12)" \
+               build_oidc_op ;;
     *) log "unknown component $c"; exit 2 ;;
   esac
 done
