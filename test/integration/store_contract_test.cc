@@ -971,7 +971,7 @@ TYPED_TEST(StoreContractTest, RoleBindingsAreGrantedOnceAndRevoked) {
 
   ASSERT_OK(s.RevokeRole(SubjectKind::kUser, "alice", "deployer", "team-a"));
   EXPECT_CODE(s.RevokeRole(SubjectKind::kUser, "alice", "deployer", "team-a"), Code::kNotFound);
-  EXPECT_CODE(s.RevokeRole(SubjectKind::kUser, "ops", "admin", "*"), Code::kNotFound) << "ops is a group";
+  EXPECT_CODE(s.RevokeRole(SubjectKind::kUser, "ops", "admin", "*"), Code::kNotFound);  // ops is a group
   ASSERT_OK_AND_ASSIGN(all, s.ListRoleBindings());
   EXPECT_EQ(all.size(), 2u);
 }
