@@ -482,21 +482,21 @@ http::Response Access::Serve(const http::Request& request, AuditNote note, const
 }
 
 void ServeAccess(Front& front, Access& access) {
+  // Every request goes through Serve (a 405 too), so each mutating one is audited.
   auto tokens = [&access](const http::Request& req) {
     std::string_view rest = std::string_view(req.target).substr(std::string_view("/api/tokens").size());
-    if (rest.empty() || rest == "/") {
-      if (req.method == "POST") {
-        return access.Serve(req, {.action = "tokens.create"}, [&](const Principal& who, AuditNote& note) {
-          return CreateToken(access, req, who, note);
-        });
-      }
-      if (req.method != "GET") return MethodNotAllowed(req, "GET, POST");
-      return access.Serve(req, {}, [&](const Principal& who, AuditNote&) { return ListTokens(access, req, who); });
-    }
-    std::string_view id = rest.substr(1);
-    if (req.method != "DELETE") return MethodNotAllowed(req, "DELETE");
-    return access.Serve(req, {.action = "tokens.revoke", .object = fmt::format("token {}", id)},
-                        [&](const Principal& who, AuditNote& note) { return RevokeToken(access, id, who, note); });
+    const bool collection = rest.empty() || rest == "/";
+    std::string_view id = collection ? std::string_view() : rest.substr(1);
+    const bool create = collection && req.method == "POST";
+    const bool revoke = !collection && req.method == "DELETE";
+    AuditNote note{.action = create ? "tokens.create" : revoke ? "tokens.revoke" : "tokens",
+                   .object = collection ? "" : fmt::format("token {}", id)};
+    return access.Serve(req, note, [&](const Principal& who, AuditNote& n) -> Result<http::Response> {
+      if (create) return CreateToken(access, req, who, n);
+      if (revoke) return RevokeToken(access, id, who, n);
+      if (collection && req.method == "GET") return ListTokens(access, req, who);
+      return MethodNotAllowed(req, collection ? "GET, POST" : "DELETE");
+    });
   };
   for (const char* method : {"GET", "POST", "DELETE"}) {
     front.Handle(method, "/api/tokens", tokens);

@@ -301,6 +301,8 @@ TEST_F(AccessTest, EveryMutatingRequestWritesExactlyOneAuditRowAndReadsNone) {
       {"POST", "/api/tokens", alice, R"({"name":"n","project":"team-a","roles":["viewer"]})", "tokens.create", "PermissionDenied: "},
       {"DELETE", "/api/tokens/t-999", kBootstrap, "", "tokens.revoke", "NotFound: "},
       {"DELETE", "/api/tokens/x", kBootstrap, "", "tokens.revoke", "InvalidArgument: "},
+      {"DELETE", "/api/tokens", kBootstrap, "", "tokens", "Unimplemented: "},
+      {"POST", "/api/tokens/t-1", "", "", "tokens", "Unauthenticated: "},
       {"POST", "/api/roles", kBootstrap, R"({"user":"bob","role":"deployer","project":"team-a"})", "roles.grant", "ok"},
       {"POST", "/api/roles", alice, R"({"user":"alice","role":"admin","project":"*"})", "roles.grant", "PermissionDenied: "},
       {"POST", "/api/roles", kBootstrap, R"({"user":"bob","role":"owner","project":"team-a"})", "roles.grant", "InvalidArgument: "},
