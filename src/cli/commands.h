@@ -27,6 +27,9 @@ void AddCiCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddRunsCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddLogsCommand(CLI::App& app, const Deps& deps, int& exit_code);
+void AddTokenCommand(CLI::App& app, const Deps& deps, int& exit_code);
+void AddRoleCommand(CLI::App& app, const Deps& deps, int& exit_code);
+void AddAuditCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddDeliverCommands(CLI::App& app, const Deps& deps, int& exit_code);
 void AddUpdateCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddImageCommand(CLI::App& app, const Deps& deps, int& exit_code);
@@ -37,7 +40,7 @@ void AddImageRegistryCommands(CLI::App& image, const Deps& deps, int& exit_code)
 
 inline std::vector<AddCommand> Commands() { return {AddVersionCommand, AddValidateCommand, AddRenderCommand, AddDiffCommand, AddSyncCommand,
           AddInstallCommand, AddAgentCommand, AddAppCommand,
-          AddCiCommand, AddServerCommand, AddRunsCommand, AddLogsCommand, AddDeliverCommands,
+          AddCiCommand, AddServerCommand, AddRunsCommand, AddLogsCommand, AddTokenCommand, AddRoleCommand, AddAuditCommand, AddDeliverCommands,
           AddImageCommand, AddUpdateCommand, AddLoginCommand}; }
 
 }  // namespace gantry::cli

@@ -7,9 +7,9 @@
 //                                                       terminal, escape sequences other than
 //                                                       colours are removed: cli/terminal.h)
 //
-// The server's URL comes from --server or GANTRY_SERVER, its CA from --ca-file or GANTRY_CA_FILE,
-// the bearer token from GANTRY_TOKEN. Exit codes: 0 done, 2 usage, 3 the server could not be
-// reached or refused (its message is printed).
+// The server, its CA and the bearer token: cli/server_client.h (GANTRY_SERVER, GANTRY_CA_FILE,
+// GANTRY_TOKEN or the token file). Exit codes: 0 done, 2 usage, 3 the server could not be reached
+// or refused (its message is printed).
 
 #include <signal.h>
 #include <unistd.h>
@@ -22,6 +22,7 @@
 #include "cli/commands.h"
 #include "cli/deps.h"
 #include "cli/exit.h"
+#include "cli/server_client.h"
 #include "cli/terminal.h"
 #include "http/client.h"
 #include "server/front.h"
@@ -34,55 +35,12 @@ std::atomic<bool> g_stop{false};
 
 void OnSignal(int) { g_stop.store(true); }
 
-// Where the REST API is: the server's URL, and the CA bundle that signed its certificate when it
-// is not in the system's (a server with --tls-cert of its own CA).
-struct ServerClient {
-  std::string server = "http://127.0.0.1:8080";
-  std::string ca_file;
-};
-
-void AddServerClientFlags(CLI::App* cmd, ServerClient& client) {
-  cmd->add_option("--server", client.server, "Server URL")->envname("GANTRY_SERVER");
-  cmd->add_option("--ca-file", client.ca_file, "PEM CA bundle for an https server URL (default: the system's)")
-      ->envname("GANTRY_CA_FILE");
-}
-
-std::string Base(std::string s) {
-  while (s.ends_with("/")) s.pop_back();
-  if (s.find("://") == std::string::npos) s = "http://" + s;
-  return s;
-}
-
-http::ClientRequest Request(const ServerClient& client, const char* method, const std::string& path) {
-  http::ClientRequest request{.method = method, .url = Base(client.server) + path};
-  if (const char* token = std::getenv("GANTRY_TOKEN"); token != nullptr && *token != '\0') {
-    request.headers["authorization"] = std::string("Bearer ") + token;
-  }
-  return request;
-}
-
-// No overall timeout: a followed log lasts as long as its run.
-http::Client HttpClient(const ServerClient& client) {
-  return http::Client({.timeout = std::chrono::milliseconds(0), .ca_file = client.ca_file});
-}
-
-// Sends `method` (GET or POST, without a body) to the server's `path` with GANTRY_TOKEN as the
-// bearer token. The body of a 200; Unavailable "HTTP 404: no run 7" (from the API's error body)
-// for another answer; the client's errors.
-Result<std::string> Call(const ServerClient& client, const char* method, const std::string& path) {
-  GANTRY_ASSIGN_OR_RETURN(http::ClientResponse response, HttpClient(client).Send(Request(client, method, path)));
-  if (response.status != 200) {
-    return UnavailableError("HTTP {}: {}", response.status, server::ParseApiError(response.status, response.body).message());
-  }
-  return std::move(response.body);
-}
-
 struct RunsOptions {
   ServerClient client;
 };
 
 Status ListRuns(const RunsOptions& o, const Deps& deps) {
-  GANTRY_ASSIGN_OR_RETURN(std::string body, Call(o.client, "GET", "/api/runs"));
+  GANTRY_ASSIGN_OR_RETURN(std::string body, CallApi(o.client, "GET", "/api/runs"));
   auto v = value::ParseJson(body);
   if (!v.ok() || !v->IsSeq()) return DataLossError("unexpected answer from {}", o.client.server);
   fmt::print(deps.out, "{}  {}  {}  {}  {}  {}\n", Pad("ID", 6), Pad("STATE", 11), Pad("EVENT", 12), Pad("REF", 24),
@@ -108,7 +66,7 @@ struct ApproveRunOptions {
 
 // POST /api/runs/ID/approve: the run (awaiting approval) is queued.
 Status ApproveRun(const ApproveRunOptions& o, const Deps& deps) {
-  auto body = Call(o.client, "POST", fmt::format("/api/runs/{}/approve", o.run));
+  auto body = CallApi(o.client, "POST", fmt::format("/api/runs/{}/approve", o.run));
   if (!body.ok()) return body.status().WithContext(fmt::format("approve run {}", o.run));
   fmt::print(deps.out, "run {} {}", o.run, *body);
   return OkStatus();
@@ -124,14 +82,14 @@ Status ShowLogs(const LogsOptions& o, const Deps& deps) {
   // A step's output is untrusted: on a terminal, only its colours pass (cli/terminal.h).
   const bool tty = ::isatty(::fileno(deps.out)) != 0;
   TerminalFilter filter;
-  auto response = HttpClient(o.client).Send(
-      Request(o.client, "GET", fmt::format("/api/runs/{}/logs{}", o.run, o.follow ? "?follow=1" : "")),
-      [&](std::string_view d) {
-        if (g_stop.load()) return false;
-        fmt::print(deps.out, "{}", tty ? filter.Feed(d) : std::string(d));
-        std::fflush(deps.out);
-        return true;
-      });
+  GANTRY_ASSIGN_OR_RETURN(http::ClientRequest request,
+                          ApiRequest(o.client, "GET", fmt::format("/api/runs/{}/logs{}", o.run, o.follow ? "?follow=1" : "")));
+  auto response = ApiClient(o.client).Send(request, [&](std::string_view d) {
+    if (g_stop.load()) return false;
+    fmt::print(deps.out, "{}", tty ? filter.Feed(d) : std::string(d));
+    std::fflush(deps.out);
+    return true;
+  });
   if (!response.ok()) return response.status();
   // The body went to the output as it came: an error's is there too.
   if (response->status != 200) return UnavailableError("HTTP {}", response->status);

@@ -29,6 +29,7 @@
 #include "http/http.h"
 #include "oci/registry.h"
 #include "release/release.h"
+#include "server/access.h"
 #include "server/ci_front.h"
 #include "server/front.h"
 #include "store/store.h"
@@ -87,6 +88,8 @@ struct ServerOptions {
   http::Options http;
   ci::ServerOptions ci;
   server::CiFrontOptions front;
+  // The deprecated shared token (--api-token-env, or DATA_DIR/api-token): the bootstrap admin.
+  std::string bootstrap_token;
   std::string store;  // "": the state directory's
   std::string secrets_file;
   ExecutorFlags executor;
@@ -201,7 +204,7 @@ Result<ServerOptions> ToOptions(const ServerFlags& f) {
       return InvalidArgumentError("--api-token-env {}: the variable must hold a token of at least 16 characters",
                                   f.api_token_env);
     }
-    o.front.api_token = token;
+    o.bootstrap_token = token;
   }
   o.http.max_body_bytes = o.front.webhook.max_body_bytes;
   o.store = f.store;
@@ -245,10 +248,10 @@ Result<ReleaseParts> SetUpRelease(ServerOptions& o, store::Store& store, const D
 
 // Serves until SIGINT or SIGTERM; errors for what cannot be opened or started.
 Status RunServer(ServerOptions o, const Deps& deps) {
-  if (o.front.api_token.empty()) {
+  if (o.bootstrap_token.empty()) {
     auto token = server::LoadOrCreateApiToken(o.ci.data_dir);
     if (!token.ok()) return token.status().WithContext("the REST API token");
-    o.front.api_token = *token;
+    o.bootstrap_token = *token;
     fmt::print(deps.out, "the REST API's token is in {0} (clients: export GANTRY_TOKEN=$(cat {0}))\n",
                (o.ci.data_dir / "api-token").string());
   }
@@ -258,6 +261,17 @@ Status RunServer(ServerOptions o, const Deps& deps) {
   auto store_url = StoreUrl(o.store, "");
   auto st = store_url.ok() ? deps.open_store(*store_url) : Result<std::unique_ptr<store::Store>>(store_url.status());
   if (!st.ok()) return st.status().WithContext("store " + store::RedactUrl(store_url.value_or(o.store)));
+  // The first start on an empty token table makes the admin's token and shows it this once, on
+  // standard output only (never in a log).
+  GANTRY_ASSIGN_OR_RETURN(std::optional<std::string> admin, server::CreateBootstrapAdmin(**st));
+  if (admin) {
+    fmt::print(deps.out,
+               "bootstrap admin token (shown once; keep it, e.g. export GANTRY_TOKEN=...; see docs/access.md): {}\n",
+               *admin);
+    std::fflush(deps.out);
+  }
+  server::Access access(**st, {.bootstrap_token = o.bootstrap_token, .clock = deps.clock});
+  o.front.access = &access;
   GANTRY_ASSIGN_OR_RETURN(BuiltExecutor executor, MakeExecutor(o.executor, deps));
   GANTRY_ASSIGN_OR_RETURN(ReleaseParts release_parts, SetUpRelease(o, **st, deps));
   o.ci.after_success = [services = &o.release](const ci::SucceededRun& r) {
@@ -269,6 +283,7 @@ Status RunServer(ServerOptions o, const Deps& deps) {
   front.AddHealth();
   ci::Server ci_server(**st, *executor.executor, o.ci);
   GANTRY_RETURN_IF_ERROR(server::ServeCi(front, ci_server, std::move(o.front)));
+  server::ServeAccess(front, access);
   GANTRY_RETURN_IF_ERROR(ci_server.Start());
   GANTRY_RETURN_IF_ERROR(front.Start().WithContext("listen " + o.listen));
   const std::string& address = o.http.address;
@@ -298,8 +313,8 @@ void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code) {
                   "$GANTRY_HOME or ~/.config/gantry, as the CLI's --db)");
   cmd->add_option("--webhook-secret-env", f->webhook_secret_env, "Variable holding the webhook secret")->required();
   cmd->add_option("--api-token-env", f->api_token_env,
-                  "Variable holding the bearer token the REST API requires (clients: GANTRY_TOKEN); default: "
-                  "DATA_DIR/api-token, generated when missing");
+                  "Deprecated (use API tokens, docs/access.md): variable holding a shared bearer token that acts as "
+                  "the cluster-wide admin; default: DATA_DIR/api-token, generated when missing");
   cmd->add_option("--webhook-provider", f->provider, "github, gitlab, gitea, forgejo, bitbucket, generic or auto");
   cmd->add_option("--repo", f->repos, "Repository URL to build (repeatable)")->required();
   cmd->add_option("--data-dir", f->data_dir, "Mirrors, workspaces, artifacts and caches");

@@ -50,13 +50,6 @@ Value RunJson(const store::Run& r) {
   return v;
 }
 
-http::Response MethodNotAllowed(const http::Request& req, std::string_view allow) {
-  http::Response r = ApiError(UnimplementedError("{} {}: this path takes {}", req.method, req.target, allow)
-                                  .set_reason(kMethodNotAllowed));
-  r.headers["allow"] = std::string(allow);
-  return r;
-}
-
 // The run's logs, each step's after a "==> step <==" line; with `follow`, until the run is final.
 http::Response StreamLogs(ci::Server& ci, int64_t id, bool follow) {
   http::Response resp;
@@ -92,15 +85,27 @@ http::Response StreamLogs(ci::Server& ci, int64_t id, bool follow) {
   return resp;
 }
 
-// /api/runs and /api/runs/... once authenticated.
-http::Response Runs(ci::Server& ci, const http::Request& req) {
+// The project a run's permissions are checked on: "*" for a run of no project.
+std::string ProjectOf(const CiFrontOptions& o, const store::Run& run) {
+  std::string project = o.project_of ? o.project_of(run) : "";
+  return project.empty() ? std::string(authz::kAllProjects) : project;
+}
+
+// /api/runs and /api/runs/...: the routes of the file comment, for the principal `who`.
+Result<http::Response> Runs(ci::Server& ci, Access& access, const CiFrontOptions& o, const http::Request& req,
+                            const authz::Principal& who, AuditNote& note) {
   std::string_view path = req.target;
   if (path == "/api/runs" || path == "/api/runs/") {
     if (req.method != "GET") return MethodNotAllowed(req, "GET");
-    auto runs = ci.ListRuns(100);
-    if (!runs.ok()) return ApiError(runs.status());
+    GANTRY_ASSIGN_OR_RETURN(authz::Authorizer authz, access.LoadAuthorizer());
+    if (!authz.AllowedSomewhere(who, authz::Permission::kRunsRead)) {
+      return authz.Check(who, authz::Permission::kRunsRead, authz::kAllProjects);
+    }
+    GANTRY_ASSIGN_OR_RETURN(auto runs, ci.ListRuns(100));
     Value list = Value::Seq();
-    for (const auto& r : *runs) list.Append(RunJson(r));
+    for (const auto& r : runs) {
+      if (authz.Allowed(who, authz::Permission::kRunsRead, ProjectOf(o, r))) list.Append(RunJson(r));
+    }
     return http::Response::Json(200, value::ToJson(list) + "\n");
   }
   path.remove_prefix(std::string_view("/api/runs/").size());
@@ -108,28 +113,45 @@ http::Response Runs(ci::Server& ci, const http::Request& req) {
   std::string_view rest = path.substr(id_text.size());
   int64_t id = 0;
   auto [p, err] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
-  if (err != std::errc() || p != id_text.data() + id_text.size()) return ApiError(NotFoundError("no run {:?}", id_text));
-  if (rest == "/approve" || rest == "/cancel") {
-    if (req.method != "POST") return MethodNotAllowed(req, "POST");
-    if (rest == "/approve") {
-      // The API token is the only identity a request proves (one token per server).
-      if (Status s = ci.Approve(id, "api-token"); !s.ok()) return ApiError(s);
-      return http::Response::Text(200, "approved: queued\n");
-    }
-    auto cancelled = ci.Cancel(id);
-    if (!cancelled.ok()) return ApiError(cancelled.status());
-    switch (*cancelled) {
+  if (err != std::errc() || p != id_text.data() + id_text.size()) return NotFoundError("no run {:?}", id_text);
+  const bool mutate = rest == "/approve" || rest == "/cancel";
+  if (mutate && req.method != "POST") return MethodNotAllowed(req, "POST");
+  if (!mutate && !rest.empty() && rest != "/logs") return NotFoundError("no such resource {}", req.target);
+  if (!mutate && req.method != "GET") return MethodNotAllowed(req, "GET");
+  GANTRY_ASSIGN_OR_RETURN(store::Run run, ci.GetRun(id));
+  const std::string project = ProjectOf(o, run);
+  note.project = project == authz::kAllProjects ? "" : project;
+  if (rest == "/approve") {
+    GANTRY_RETURN_IF_ERROR(access.Authorize(who, authz::Permission::kRunsApprove, project));
+    // ci::Server::Approve writes the audit row of a successful approval itself.
+    GANTRY_RETURN_IF_ERROR(ci.Approve(id, who.name));
+    note.recorded_elsewhere = true;
+    return http::Response::Text(200, "approved: queued\n");
+  }
+  if (rest == "/cancel") {
+    GANTRY_RETURN_IF_ERROR(access.Authorize(who, authz::Permission::kRunsCancel, project));
+    GANTRY_ASSIGN_OR_RETURN(ci::Cancelled cancelled, ci.Cancel(id));
+    switch (cancelled) {
       case ci::Cancelled::kStopping: return http::Response::Text(202, "cancelling\n");
       case ci::Cancelled::kStoppingRelease: return http::Response::Text(202, "cancelling the release\n");
       case ci::Cancelled::kBeforeItRan: return http::Response::Text(200, "cancelled\n");
     }
+    return InternalError("ci: unknown outcome of a cancel");
   }
-  if (!rest.empty() && rest != "/logs") return ApiError(NotFoundError("no such resource {}", req.target));
-  if (req.method != "GET") return MethodNotAllowed(req, "GET");
-  auto run = ci.GetRun(id);
-  if (!run.ok()) return ApiError(run.status());
-  if (rest.empty()) return http::Response::Json(200, value::ToJson(RunJson(*run)) + "\n");
+  GANTRY_RETURN_IF_ERROR(access.Authorize(who, authz::Permission::kRunsRead, project));
+  if (rest.empty()) return http::Response::Json(200, value::ToJson(RunJson(run)) + "\n");
   return StreamLogs(ci, id, req.query.find("follow=1") != std::string::npos);
+}
+
+// The audit note of a request before anything is read: "runs.cancel" of "run 7".
+AuditNote NoteOf(const http::Request& req) {
+  std::string_view path = req.target;
+  if (!path.starts_with("/api/runs/")) return {};
+  path.remove_prefix(std::string_view("/api/runs/").size());
+  std::string_view id = path.substr(0, path.find('/'));
+  std::string_view rest = path.substr(id.size());
+  std::string action = rest == "/approve" ? "runs.approve" : rest == "/cancel" ? "runs.cancel" : fmt::format("runs{}", rest);
+  return {.action = std::move(action), .object = fmt::format("run {}", id)};
 }
 
 Result<http::Response> Intake(ci::Server& ci, const webhook::Event& event) {
@@ -146,17 +168,18 @@ Result<http::Response> Intake(ci::Server& ci, const webhook::Event& event) {
 }  // namespace
 
 Status ServeCi(Front& front, ci::Server& ci, CiFrontOptions options) {
-  if (options.api_token.empty()) {
-    return InvalidArgumentError("an API token is required: the REST API (runs, logs, cancel, approve) never answers without one");
+  if (options.access == nullptr) {
+    return InvalidArgumentError("authentication is required: the REST API (runs, logs, cancel, approve) never answers without it");
   }
   if (options.webhook.secret.empty()) {
     return InvalidArgumentError("a webhook secret is required (--webhook-secret-env): Gantry never accepts unsigned webhooks");
   }
   GANTRY_RETURN_IF_ERROR(front.AddWebhook("/webhook", std::move(options.webhook),
                                           [&ci](const webhook::Event& e, const http::Request&) { return Intake(ci, e); }));
-  auto api = [&ci, token = std::move(options.api_token)](const http::Request& req) {
-    if (Status s = CheckBearer(req, token); !s.ok()) return ApiError(s);
-    return Runs(ci, req);
+  auto api = [&ci, o = std::move(options)](const http::Request& req) {
+    return o.access->Serve(req, NoteOf(req), [&](const authz::Principal& who, AuditNote& note) {
+      return Runs(ci, *o.access, o, req, who, note);
+    });
   };
   front.Handle("GET", "/api/runs", api);
   front.Handle("GET", "/api/runs/", api);

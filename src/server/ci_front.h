@@ -15,14 +15,19 @@
 //   POST /api/runs/ID/cancel      202 "cancelling" / "cancelling the release" while it runs here,
 //                                 200 "cancelled" before it ran (ci::Server::Cancel)
 //
-// Every /api/ request needs "Authorization: Bearer <api_token>" (401 with WWW-Authenticate
-// otherwise); /api/ errors are ApiError JSON with the one Status→HTTP mapping (front.h). Webhooks
-// are authenticated by their signatures instead.
+// Every /api/ request is authenticated and authorized by server::Access (access.h: 401 with the
+// reason and WWW-Authenticate; 403 naming the permission): reading needs runs.read, cancelling
+// runs.cancel, approving runs.approve, on the run's project (CiFrontOptions::project_of). The list
+// shows the runs the caller may read. Cancel and approve write one audit row each, refused ones
+// too. /api/ errors are ApiError JSON with the one Status→HTTP mapping (front.h). Webhooks are
+// authenticated by their signatures instead.
 
+#include <functional>
 #include <string>
 
 #include "base/status.h"
 #include "ci/server.h"
+#include "server/access.h"
 #include "server/front.h"
 #include "webhook/webhook.h"
 
@@ -30,11 +35,14 @@ namespace gantry::server {
 
 struct CiFrontOptions {
   webhook::Config webhook;  // secret required
-  std::string api_token;    // required; LoadOrCreateApiToken() makes one
+  Access* access = nullptr;  // required; must outlive the front's serving
+  // The project a run belongs to (its repository's); "" or nullptr: none, so only cluster-wide
+  // grants reach it.
+  std::function<std::string(const store::Run&)> project_of;
 };
 
 // Registers the routes above on `front`, calling `ci` (which must outlive the front's serving).
-// InvalidArgument for a missing webhook secret or API token.
+// InvalidArgument for a missing webhook secret or Access.
 Status ServeCi(Front& front, ci::Server& ci, CiFrontOptions options);
 
 }  // namespace gantry::server

@@ -52,14 +52,16 @@ class CiFrontTest : public ::testing::Test {
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(*store);
     ci_ = std::make_unique<ci::Server>(*store_, executor_, ci::ServerOptions{.repos = {kRepo}, .data_dir = dir_ / "data"});
-    EXPECT_EQ(ServeCi(front_, *ci_, {.webhook = {.secret = kSecret}}).code(), Code::kInvalidArgument) << "no token";
-    EXPECT_EQ(ServeCi(front_, *ci_, {.api_token = kToken}).code(), Code::kInvalidArgument) << "no secret";
-    ASSERT_TRUE(ServeCi(front_, *ci_, {.webhook = {.secret = kSecret}, .api_token = kToken}).ok());
+    access_ = std::make_unique<Access>(*store_, AccessOptions{.bootstrap_token = kToken});
+    EXPECT_EQ(ServeCi(front_, *ci_, {.webhook = {.secret = kSecret}}).code(), Code::kInvalidArgument) << "no access";
+    EXPECT_EQ(ServeCi(front_, *ci_, {.access = access_.get()}).code(), Code::kInvalidArgument) << "no secret";
+    ASSERT_TRUE(ServeCi(front_, *ci_, {.webhook = {.secret = kSecret}, .access = access_.get()}).ok());
     ASSERT_TRUE(front_.Start().ok());
   }
   void TearDown() override {
     front_.Stop();
     ci_.reset();
+    access_.reset();
     store_.reset();
     fs::remove_all(dir_);
   }
@@ -85,6 +87,7 @@ class CiFrontTest : public ::testing::Test {
   std::unique_ptr<store::Store> store_;
   NoExecutor executor_;
   std::unique_ptr<ci::Server> ci_;
+  std::unique_ptr<Access> access_;
   Front front_{"server", {}};
 };
 

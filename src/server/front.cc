@@ -26,6 +26,13 @@ http::Response ApiError(const Status& s) {
   return r;
 }
 
+http::Response MethodNotAllowed(const http::Request& req, std::string_view allow) {
+  http::Response r =
+      ApiError(UnimplementedError("{} {}: this path takes {}", req.method, req.target, allow).set_reason(kMethodNotAllowed));
+  r.headers["allow"] = std::string(allow);
+  return r;
+}
+
 http::Response TextError(const Status& s) { return http::TextError(s); }
 
 Status ParseApiError(int http_status, std::string_view body) {

@@ -51,6 +51,9 @@ int HttpStatus(const Status& status);
 
 // The REST API's error response: HttpStatus(status) with the JSON body of the file comment.
 http::Response ApiError(const Status& status);
+// 405 for `req`, whose path takes only the methods `allow` ("GET, POST"): ApiError of
+// Unimplemented with reason kMethodNotAllowed, and the Allow header.
+http::Response MethodNotAllowed(const http::Request& req, std::string_view allow);
 // Webhooks' and probes' error response: HttpStatus(status), the message and a newline as text.
 http::Response TextError(const Status& status);
 

@@ -145,6 +145,55 @@ CREATE TABLE release_progress (
   updated_at BIGINT NOT NULL
 );
 )sql"},
+      {5, "API tokens, role bindings, and the audit log's source, result and project", R"sql(
+CREATE TABLE api_tokens (
+  id @ID@,
+  name TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  owner TEXT NOT NULL,
+  roles TEXT NOT NULL,
+  secret_sha256 TEXT NOT NULL UNIQUE,
+  created_by TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  expires_at BIGINT,
+  last_used_at BIGINT,
+  revoked_at BIGINT,
+  revoked_by TEXT NOT NULL
+);
+CREATE INDEX api_tokens_by_owner ON api_tokens (owner, id);
+
+CREATE TABLE role_bindings (
+  subject_kind TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  role TEXT NOT NULL,
+  project TEXT NOT NULL,
+  created_by TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (subject_kind, subject, role, project)
+);
+
+ALTER TABLE audit ADD COLUMN source TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit ADD COLUMN result TEXT NOT NULL DEFAULT 'ok';
+ALTER TABLE audit ADD COLUMN project TEXT NOT NULL DEFAULT '';
+CREATE INDEX audit_by_at ON audit (at, id);
+)sql",
+       R"sql(
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: UPDATE refused'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: DELETE refused'); END;
+)sql",
+       R"sql(
+CREATE FUNCTION gantry_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'the audit log is append-only: % refused', TG_OP;
+END
+$$;
+CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
+  FOR EACH ROW EXECUTE FUNCTION gantry_audit_append_only();
+CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+  FOR EACH STATEMENT EXECUTE FUNCTION gantry_audit_append_only();
+)sql"},
   };
   return kMigrations;
 }
@@ -157,6 +206,7 @@ std::string MigrationSql(const Migration& m, Dialect dialect) {
       {"@BLOB@", pg ? "BYTEA" : "BLOB"},
   };
   std::string sql(m.sql);
+  sql += pg ? m.postgres_only : m.sqlite_only;
   for (const auto& [token, replacement] : tokens) {
     for (size_t at = sql.find(token); at != std::string::npos;
          at = sql.find(token, at + replacement.size())) {

@@ -872,22 +872,30 @@ Result<bool> SqlStore::RecordDelivery(std::string_view provider, std::string_vie
 Result<int64_t> SqlStore::Audit(const AuditEntry& entry) {
   return Transact<int64_t>(TxMode::kWrite, [&](Connection& c) -> Result<int64_t> {
     GANTRY_ASSIGN_OR_RETURN(
-        Rows rows, c.Query("INSERT INTO audit (at, actor, action, object, details) VALUES ($1, $2, "
-                           "$3, $4, $5) RETURNING id",
-                           {Micros(Now()), entry.actor, entry.action, entry.object,
-                            entry.details}));
+        Rows rows,
+        c.Query("INSERT INTO audit (at, actor, action, object, details, source, result, project) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                {Micros(Now()), entry.actor, entry.action, entry.object, entry.details,
+                 entry.source, entry.result, entry.project}));
     return rows.at(0).Int(0);
   });
 }
 
-Result<std::vector<AuditEntry>> SqlStore::ListAudit(int limit, int64_t before_id) {
-  GANTRY_RETURN_IF_ERROR(CheckLimit(limit));
+Result<std::vector<AuditEntry>> SqlStore::ListAudit(const AuditFilter& f) {
+  GANTRY_RETURN_IF_ERROR(CheckLimit(f.limit));
   return Transact<std::vector<AuditEntry>>(
       TxMode::kRead, [&](Connection& c) -> Result<std::vector<AuditEntry>> {
+        // Every condition is always present; an empty one matches everything.
         GANTRY_ASSIGN_OR_RETURN(
-            Rows rows, c.Query("SELECT id, at, actor, action, object, details FROM audit WHERE id "
-                               "< $1 ORDER BY id DESC LIMIT $2",
-                               {Before(before_id), int64_t{limit}}));
+            Rows rows,
+            c.Query("SELECT id, at, actor, action, object, details, source, result, project "
+                    "FROM audit WHERE id < $1 AND ($2 = '' OR actor = $2) AND ($3 = '' OR "
+                    "action = $3) AND ($4 = '' OR project = $4) AND at >= $5 AND at < $6 "
+                    "ORDER BY id DESC LIMIT $7",
+                    {Before(f.before_id), f.actor, f.action, f.project,
+                     f.since ? Micros(*f.since) : std::numeric_limits<int64_t>::min(),
+                     f.until ? Micros(*f.until) : std::numeric_limits<int64_t>::max(),
+                     int64_t{f.limit}}));
         std::vector<AuditEntry> out;
         for (const Row& r : rows) {
           out.push_back({.id = r.Int(0),
@@ -895,7 +903,204 @@ Result<std::vector<AuditEntry>> SqlStore::ListAudit(int limit, int64_t before_id
                          .actor = r.Text(2),
                          .action = r.Text(3),
                          .object = r.Text(4),
-                         .details = r.Text(5)});
+                         .details = r.Text(5),
+                         .source = r.Text(6),
+                         .result = r.Text(7),
+                         .project = r.Text(8)});
+        }
+        return out;
+      });
+}
+
+// ---------------------------------------------------------------------------------------------
+// API tokens and role bindings
+
+#define GANTRY_TOKEN_COLS                                                                    \
+  "id, name, kind, owner, roles, secret_sha256, created_by, created_at, expires_at, "       \
+  "last_used_at, revoked_at, revoked_by"
+
+namespace {
+
+ApiToken TokenFrom(const Row& r) {
+  ApiToken out;
+  out.id = r.Int(0);
+  out.name = r.Text(1);
+  out.kind = ParseTokenKind(r.Text(2)).value_or(TokenKind::kRobot);
+  out.owner = r.Text(3);
+  for (std::string_view roles = r.Text(4); !roles.empty();) {
+    const size_t comma = std::min(roles.find(','), roles.size());
+    out.roles.emplace_back(roles.substr(0, comma));
+    roles.remove_prefix(std::min(comma + 1, roles.size()));
+  }
+  out.secret_sha256 = r.Text(5);
+  out.created_by = r.Text(6);
+  out.created_at = FromMicros(r.Int(7));
+  out.expires_at = OptTimeFrom(r, 8);
+  out.last_used_at = OptTimeFrom(r, 9);
+  out.revoked_at = OptTimeFrom(r, 10);
+  out.revoked_by = r.Text(11);
+  return out;
+}
+
+bool IsSha256Hex(std::string_view s) {
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char ch) {
+           return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
+         });
+}
+
+Status CheckToken(const ApiToken& t) {
+  if (t.name.empty()) return InvalidArgumentError("the token's name is empty");
+  if (t.owner.empty()) return InvalidArgumentError("token {:?}: the owner is empty", t.name);
+  if (!IsSha256Hex(t.secret_sha256)) {
+    return InvalidArgumentError("token {:?}: the secret's hash is not 64 lowercase hex characters",
+                                t.name);
+  }
+  if (t.kind == TokenKind::kRobot && t.roles.empty()) {
+    return InvalidArgumentError("robot token {:?}: a robot token needs at least one role", t.name);
+  }
+  for (const std::string& role : t.roles) {
+    if (role.empty() || role.find(',') != std::string::npos) {
+      return InvalidArgumentError("token {:?}: bad role name {:?}", t.name, role);
+    }
+  }
+  return OkStatus();
+}
+
+Result<ApiToken> LoadToken(Connection& c, int64_t id) {
+  GANTRY_ASSIGN_OR_RETURN(Rows rows,
+                          c.Query("SELECT " GANTRY_TOKEN_COLS " FROM api_tokens WHERE id = $1", {id}));
+  if (rows.empty()) return NotFoundError("no token t-{}", id);
+  return TokenFrom(rows[0]);
+}
+
+}  // namespace
+
+Result<ApiToken> SqlStore::CreateToken(const ApiToken& t, bool only_if_first) {
+  GANTRY_RETURN_IF_ERROR(CheckToken(t).WithContext("create token"));
+  std::string roles;
+  for (const std::string& role : t.roles) roles += (roles.empty() ? "" : ",") + role;
+  Result<ApiToken> created = Transact<ApiToken>(TxMode::kWrite, [&](Connection& c) -> Result<ApiToken> {
+           if (only_if_first) {
+             // SQLite's write transaction is exclusive already; PostgreSQL's READ COMMITTED
+             // would let two servers both see an empty table.
+             if (dialect_ == Dialect::kPostgres) {
+               GANTRY_RETURN_IF_ERROR(
+                   c.Query("LOCK TABLE api_tokens IN SHARE ROW EXCLUSIVE MODE").status());
+             }
+             GANTRY_ASSIGN_OR_RETURN(Rows any, c.Query("SELECT id FROM api_tokens LIMIT 1"));
+             if (!any.empty()) return AlreadyExistsError("tokens exist already");
+           }
+           GANTRY_ASSIGN_OR_RETURN(
+               Rows rows,
+               c.Query("INSERT INTO api_tokens (name, kind, owner, roles, secret_sha256, "
+                       "created_by, created_at, expires_at, revoked_by) VALUES ($1, $2, $3, $4, "
+                       "$5, $6, $7, $8, '') RETURNING id",
+                       {t.name, S(Name(t.kind)), t.owner, roles, t.secret_sha256, t.created_by,
+                        Micros(Now()),
+                        t.expires_at ? Value(Micros(*t.expires_at)) : Value(nullptr)}));
+           return LoadToken(c, rows.at(0).Int(0));
+         });
+  if (!created.ok()) return created.status().WithContext(fmt::format("create token {:?}", t.name));
+  return created;
+}
+
+Result<ApiToken> SqlStore::FindTokenByHash(std::string_view secret_sha256) {
+  return Transact<ApiToken>(TxMode::kRead, [&](Connection& c) -> Result<ApiToken> {
+    GANTRY_ASSIGN_OR_RETURN(
+        Rows rows, c.Query("SELECT " GANTRY_TOKEN_COLS " FROM api_tokens WHERE secret_sha256 = $1",
+                           {S(secret_sha256)}));
+    if (rows.empty()) return NotFoundError("no token has that secret");
+    return TokenFrom(rows[0]);
+  });
+}
+
+Result<ApiToken> SqlStore::GetToken(int64_t id) {
+  return Transact<ApiToken>(TxMode::kRead, [&](Connection& c) { return LoadToken(c, id); });
+}
+
+Status SqlStore::TouchToken(int64_t id) {
+  return Transaction(TxMode::kWrite, [&](Connection& c) -> Status {
+    GANTRY_ASSIGN_OR_RETURN(Rows rows,
+                            c.Query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1 "
+                                    "RETURNING id",
+                                    {id, Micros(Now())}));
+    if (rows.empty()) return NotFoundError("no token t-{}", id);
+    return OkStatus();
+  });
+}
+
+Status SqlStore::RevokeToken(int64_t id, std::string_view by) {
+  return Transaction(TxMode::kWrite, [&](Connection& c) -> Status {
+           GANTRY_RETURN_IF_ERROR(LoadToken(c, id).status());
+           return c
+               .Query("UPDATE api_tokens SET revoked_at = $2, revoked_by = $3 WHERE id = $1 AND "
+                      "revoked_at IS NULL",
+                      {id, Micros(Now()), S(by)})
+               .status();
+         })
+      .WithContext(fmt::format("revoke token t-{}", id));
+}
+
+Result<std::vector<ApiToken>> SqlStore::ListTokens(std::string_view owner) {
+  return Transact<std::vector<ApiToken>>(
+      TxMode::kRead, [&](Connection& c) -> Result<std::vector<ApiToken>> {
+        GANTRY_ASSIGN_OR_RETURN(
+            Rows rows, c.Query("SELECT " GANTRY_TOKEN_COLS " FROM api_tokens WHERE $1 = '' OR "
+                               "owner = $1 ORDER BY id DESC",
+                               {S(owner)}));
+        std::vector<ApiToken> out;
+        for (const Row& r : rows) out.push_back(TokenFrom(r));
+        return out;
+      });
+}
+
+Status SqlStore::GrantRole(const RoleBinding& b) {
+  if (b.subject.empty() || b.role.empty() || b.project.empty()) {
+    return InvalidArgumentError("grant role: subject, role and project are required (got {:?}, "
+                                "{:?}, {:?})",
+                                b.subject, b.role, b.project);
+  }
+  return Transaction(TxMode::kWrite, [&](Connection& c) -> Status {
+    return c
+        .Query("INSERT INTO role_bindings (subject_kind, subject, role, project, created_by, "
+               "created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subject_kind, subject, "
+               "role, project) DO NOTHING",
+               {S(Name(b.subject_kind)), b.subject, b.role, b.project, b.created_by,
+                Micros(Now())})
+        .status();
+  });
+}
+
+Status SqlStore::RevokeRole(SubjectKind kind, std::string_view subject, std::string_view role,
+                            std::string_view project) {
+  return Transaction(TxMode::kWrite, [&](Connection& c) -> Status {
+    GANTRY_ASSIGN_OR_RETURN(
+        Rows rows, c.Query("DELETE FROM role_bindings WHERE subject_kind = $1 AND subject = $2 "
+                           "AND role = $3 AND project = $4 RETURNING subject",
+                           {S(Name(kind)), S(subject), S(role), S(project)}));
+    if (rows.empty()) {
+      return NotFoundError("{} {} has no role {} on project {}", Name(kind), subject, role,
+                           project);
+    }
+    return OkStatus();
+  });
+}
+
+Result<std::vector<RoleBinding>> SqlStore::ListRoleBindings() {
+  return Transact<std::vector<RoleBinding>>(
+      TxMode::kRead, [&](Connection& c) -> Result<std::vector<RoleBinding>> {
+        GANTRY_ASSIGN_OR_RETURN(
+            Rows rows, c.Query("SELECT subject_kind, subject, role, project, created_by, "
+                               "created_at FROM role_bindings ORDER BY subject_kind, subject, "
+                               "project, role"));
+        std::vector<RoleBinding> out;
+        for (const Row& r : rows) {
+          out.push_back({.subject_kind = ParseSubjectKind(r.Text(0)).value_or(SubjectKind::kUser),
+                         .subject = r.Text(1),
+                         .role = r.Text(2),
+                         .project = r.Text(3),
+                         .created_by = r.Text(4),
+                         .created_at = FromMicros(r.Int(5))});
         }
         return out;
       });

@@ -33,6 +33,14 @@ constexpr std::array<std::pair<RunEvent, std::string_view>, 3> kRunEvents = {{
     {RunEvent::kPullRequest, "pull_request"},
     {RunEvent::kManual, "manual"},
 }};
+constexpr std::array<std::pair<TokenKind, std::string_view>, 2> kTokenKinds = {{
+    {TokenKind::kUser, "user"},
+    {TokenKind::kRobot, "robot"},
+}};
+constexpr std::array<std::pair<SubjectKind, std::string_view>, 2> kSubjectKinds = {{
+    {SubjectKind::kUser, "user"},
+    {SubjectKind::kGroup, "group"},
+}};
 
 template <typename E, size_t N>
 std::string_view NameIn(const std::array<std::pair<E, std::string_view>, N>& table, E value) {
@@ -63,6 +71,12 @@ std::optional<TargetState> ParseTargetState(std::string_view name) {
 }
 std::optional<RunState> ParseRunState(std::string_view name) { return ParseIn(kRunStates, name); }
 std::optional<RunEvent> ParseRunEvent(std::string_view name) { return ParseIn(kRunEvents, name); }
+std::string_view Name(TokenKind kind) { return NameIn(kTokenKinds, kind); }
+std::string_view Name(SubjectKind kind) { return NameIn(kSubjectKinds, kind); }
+std::optional<TokenKind> ParseTokenKind(std::string_view name) { return ParseIn(kTokenKinds, name); }
+std::optional<SubjectKind> ParseSubjectKind(std::string_view name) {
+  return ParseIn(kSubjectKinds, name);
+}
 
 bool IsFinal(TargetState state) {
   return state == TargetState::kRolledBack || state == TargetState::kSuperseded;

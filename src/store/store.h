@@ -150,9 +150,57 @@ struct AuditEntry {
   int64_t id = 0;  // assigned by Audit()
   Time at{};       // set by the store
   std::string actor;
-  std::string action;  // "deploy", "rollback", "approve", ...
+  std::string action;  // "deploy", "rollback", "approve", "runs.cancel", "tokens.create", ...
   std::string object;  // "app/podinfo env/prod"
   std::string details;
+  std::string source;         // the client's address ("127.0.0.1:53412"), "cli", "agent", or ""
+  std::string result = "ok";  // "ok", or the refusal or failure: "PermissionDenied: user bob lacks ..."
+  std::string project;        // the project the object belongs to; "" for none
+};
+
+// Which audit entries ListAudit() returns: every condition given must hold. Newest first.
+struct AuditFilter {
+  std::string actor;            // "" = any
+  std::string action;           // "" = any
+  std::string project;          // "" = any
+  std::optional<Time> since;    // at >= since
+  std::optional<Time> until;    // at < until
+  int64_t before_id = 0;        // 0 = from the newest (paging)
+  int limit = 100;
+};
+
+// API tokens (server/access.h). The store keeps a token's SHA-256, never its secret: the caller
+// generates the secret, shows it once and hands in its hash. A user token acts as its owner (a user
+// name) with that user's roles; a robot token acts for one project (its owner) with the roles it
+// was created with.
+enum class TokenKind { kUser, kRobot };
+
+struct ApiToken {
+  int64_t id = 0;  // assigned by CreateToken; shown as "t-<id>"
+  std::string name;
+  TokenKind kind = TokenKind::kUser;
+  std::string owner;               // user tokens: the user; robot tokens: the project
+  std::vector<std::string> roles;  // robot tokens only: role names ("deployer")
+  std::string secret_sha256;       // 64 lowercase hex characters
+  std::string created_by;
+  Time created_at{};  // set by the store
+  std::optional<Time> expires_at;
+  std::optional<Time> last_used_at;  // set by TouchToken
+  std::optional<Time> revoked_at;    // set by RevokeToken
+  std::string revoked_by;
+};
+
+// A role granted to a user or a group on a project; project "*" is every project (cluster-wide).
+// The store does not interpret role names (authz/authz.h does).
+enum class SubjectKind { kUser, kGroup };
+
+struct RoleBinding {
+  SubjectKind subject_kind = SubjectKind::kUser;
+  std::string subject;
+  std::string role;
+  std::string project;
+  std::string created_by;
+  Time created_at{};  // set by the store
 };
 
 // How far the release pipeline of one CI run got (release/release.h), so that a run re-queued after
@@ -275,9 +323,44 @@ class Store {
   // Records older than Options::delivery_retention are forgotten.
   virtual Result<bool> RecordDelivery(std::string_view provider, std::string_view delivery_id) = 0;
 
-  // Audit log, append-only. Audit() returns the entry's id; ListAudit() is newest first.
+  // Audit log, append-only: there is no method that changes or deletes an entry, and the database
+  // refuses UPDATE and DELETE on it (a trigger). Audit() returns the entry's id; ListAudit() the
+  // entries `filter` selects, newest first (InvalidArgument when filter.limit < 1).
   virtual Result<int64_t> Audit(const AuditEntry& entry) = 0;
-  virtual Result<std::vector<AuditEntry>> ListAudit(int limit, int64_t before_id = 0) = 0;
+  virtual Result<std::vector<AuditEntry>> ListAudit(const AuditFilter& filter) = 0;
+  // The newest `limit` entries older than `before_id` (0 = from the newest).
+  Result<std::vector<AuditEntry>> ListAudit(int limit, int64_t before_id = 0) {
+    return ListAudit(AuditFilter{.before_id = before_id, .limit = limit});
+  }
+
+  // API tokens.
+  // Stores `token` (name, kind, owner, roles, secret_sha256, created_by, expires_at) and returns it
+  // with its id and creation time. InvalidArgument when the name or owner is empty, the hash is
+  // not 64 lowercase hex characters, or a robot token has no role; AlreadyExists when a token has
+  // the same hash; with only_if_first, AlreadyExists when any token exists (checked atomically:
+  // the bootstrap admin's token is created once, even by servers starting together).
+  virtual Result<ApiToken> CreateToken(const ApiToken& token, bool only_if_first = false) = 0;
+  // NotFound when no token has that hash (revoked and expired tokens are found: the caller says why
+  // they no longer work).
+  virtual Result<ApiToken> FindTokenByHash(std::string_view secret_sha256) = 0;
+  // NotFound when there is no token `id`.
+  virtual Result<ApiToken> GetToken(int64_t id) = 0;
+  // Sets the token's last_used_at to now (callers throttle how often). NotFound.
+  virtual Status TouchToken(int64_t id) = 0;
+  // Revokes token `id`, recording who; idempotent (a second revocation keeps the first). NotFound.
+  virtual Status RevokeToken(int64_t id, std::string_view by) = 0;
+  // The tokens of `owner` ("" = every token), newest first.
+  virtual Result<std::vector<ApiToken>> ListTokens(std::string_view owner) = 0;
+
+  // Role bindings.
+  // Grants binding.role to the subject on binding.project; idempotent (a second grant keeps the
+  // first). InvalidArgument when subject, role or project is empty.
+  virtual Status GrantRole(const RoleBinding& binding) = 0;
+  // Removes that binding. NotFound when there is none.
+  virtual Status RevokeRole(SubjectKind kind, std::string_view subject, std::string_view role,
+                            std::string_view project) = 0;
+  // Every binding, ordered by subject kind, subject, project, role.
+  virtual Result<std::vector<RoleBinding>> ListRoleBindings() = 0;
 
   // The number of the newest migration applied to the database.
   virtual Result<int> SchemaVersion() = 0;
@@ -327,6 +410,10 @@ std::string_view Name(RunEvent event);
 std::optional<TargetState> ParseTargetState(std::string_view name);
 std::optional<RunState> ParseRunState(std::string_view name);
 std::optional<RunEvent> ParseRunEvent(std::string_view name);
+std::string_view Name(TokenKind kind);      // "user", "robot"
+std::string_view Name(SubjectKind kind);    // "user", "group"
+std::optional<TokenKind> ParseTokenKind(std::string_view name);
+std::optional<SubjectKind> ParseSubjectKind(std::string_view name);
 
 // The transition rules UpsertTarget / UpdateRun / UpsertStep enforce, as pure functions:
 // FailedPrecondition (saying why) when `from` may not become `to`.

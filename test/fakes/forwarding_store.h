@@ -67,9 +67,26 @@ class ForwardingStore : public store::Store {
     return target_.RecordDelivery(provider, delivery_id);
   }
   Result<int64_t> Audit(const store::AuditEntry& entry) override { return target_.Audit(entry); }
-  Result<std::vector<store::AuditEntry>> ListAudit(int limit, int64_t before_id = 0) override {
-    return target_.ListAudit(limit, before_id);
+  Result<std::vector<store::AuditEntry>> ListAudit(const store::AuditFilter& filter) override {
+    return target_.ListAudit(filter);
   }
+  using store::Store::ListAudit;
+  Result<store::ApiToken> CreateToken(const store::ApiToken& token, bool only_if_first = false) override {
+    return target_.CreateToken(token, only_if_first);
+  }
+  Result<store::ApiToken> FindTokenByHash(std::string_view secret_sha256) override {
+    return target_.FindTokenByHash(secret_sha256);
+  }
+  Result<store::ApiToken> GetToken(int64_t id) override { return target_.GetToken(id); }
+  Status TouchToken(int64_t id) override { return target_.TouchToken(id); }
+  Status RevokeToken(int64_t id, std::string_view by) override { return target_.RevokeToken(id, by); }
+  Result<std::vector<store::ApiToken>> ListTokens(std::string_view owner) override { return target_.ListTokens(owner); }
+  Status GrantRole(const store::RoleBinding& binding) override { return target_.GrantRole(binding); }
+  Status RevokeRole(store::SubjectKind kind, std::string_view subject, std::string_view role,
+                    std::string_view project) override {
+    return target_.RevokeRole(kind, subject, role, project);
+  }
+  Result<std::vector<store::RoleBinding>> ListRoleBindings() override { return target_.ListRoleBindings(); }
   Result<int> SchemaVersion() override { return target_.SchemaVersion(); }
   Status Verify() override { return target_.Verify(); }
 

@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
+#include <sqlite3.h>
 
 #include "store/store.h"
 #include "test/env/testenv.h"
@@ -59,6 +60,20 @@ class SqliteBackend {
   }
   void BreakConnections() {}  // a file has no connection to lose
   void DropAll() {}           // the ScopedTempDir goes
+  // Runs `sql` on the database at `url` behind the store's back: "" when it succeeded, else the
+  // database's error message.
+  static std::string Exec(const std::string& url, const std::string& sql) {
+    sqlite3* db = nullptr;
+    std::string error;
+    if (sqlite3_open(url.substr(std::string_view("sqlite://").size()).c_str(), &db) != SQLITE_OK) {
+      error = "cannot open";
+    } else if (char* message = nullptr; sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+      error = message != nullptr ? message : "failed";
+      sqlite3_free(message);
+    }
+    sqlite3_close(db);
+    return error;
+  }
 
  private:
   testenv::ScopedTempDir dir_;
@@ -85,6 +100,22 @@ class PostgresBackend {
       Admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + name +
             "' AND pid <> pg_backend_pid()");
     }
+  }
+
+  static std::string Exec(const std::string& url, const std::string& sql) {
+    PGconn* conn = PQconnectdb(url.c_str());
+    std::string error;
+    if (PQstatus(conn) != CONNECTION_OK) {
+      error = PQerrorMessage(conn);
+    } else {
+      PGresult* res = PQexec(conn, sql.c_str());
+      if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+        error = PQerrorMessage(conn);
+      }
+      PQclear(res);
+    }
+    PQfinish(conn);
+    return error;
   }
 
   void DropAll() {
@@ -772,6 +803,177 @@ TYPED_TEST(StoreContractTest, AuditIsAppendOnlyNewestFirst) {
   ASSERT_OK_AND_ASSIGN(auto page, s.ListAudit(1, ids[2]));
   ASSERT_EQ(page.size(), 1u);
   EXPECT_EQ(page[0].action, "approve");
+}
+
+TYPED_TEST(StoreContractTest, AuditKeepsSourceResultAndProjectAndFilters) {
+  Store& s = this->store();
+  FakeClock clock;
+  clock.Advance(std::chrono::hours(24 * 365 * 50));
+  ASSERT_OK_AND_ASSIGN(auto timed, Open(this->url_, {.clock = &clock}));
+  const Time start = clock.WallNow();
+  ASSERT_OK(timed->Audit({.actor = "alice", .action = "runs.cancel", .object = "run 1",
+                          .source = "10.0.0.7:5123", .project = "team-a"}));
+  clock.Advance(std::chrono::hours(1));
+  ASSERT_OK(timed->Audit({.actor = "bob", .action = "runs.cancel", .object = "run 2",
+                          .source = "10.0.0.8:6000",
+                          .result = "PermissionDenied: user bob lacks runs.cancel on project team-b",
+                          .project = "team-b"}));
+  clock.Advance(std::chrono::hours(1));
+  ASSERT_OK_AND_ASSIGN(int64_t third, timed->Audit({.actor = "alice", .action = "tokens.create",
+                                                    .object = "token t-1", .source = "cli"}));
+
+  ASSERT_OK_AND_ASSIGN(auto all, s.ListAudit(AuditFilter{}));
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].id, third);
+  EXPECT_EQ(all[0].result, "ok") << "the default result";
+  EXPECT_EQ(all[1].result, "PermissionDenied: user bob lacks runs.cancel on project team-b");
+  EXPECT_EQ(all[1].source, "10.0.0.8:6000");
+  EXPECT_EQ(all[1].project, "team-b");
+  EXPECT_EQ(all[2].at, start);
+
+  auto count = [&](const AuditFilter& f) {
+    auto r = s.ListAudit(f);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? r->size() : 0u;
+  };
+  EXPECT_EQ(count({.actor = "alice"}), 2u);
+  EXPECT_EQ(count({.action = "runs.cancel"}), 2u);
+  EXPECT_EQ(count({.actor = "alice", .action = "runs.cancel"}), 1u);
+  EXPECT_EQ(count({.project = "team-b"}), 1u);
+  EXPECT_EQ(count({.since = start + std::chrono::minutes(30)}), 2u);
+  EXPECT_EQ(count({.until = start + std::chrono::minutes(30)}), 1u);
+  EXPECT_EQ(count({.since = start, .until = start + std::chrono::hours(1)}), 1u);
+  EXPECT_EQ(count({.before_id = third, .limit = 1}), 1u);
+  EXPECT_EQ(count({.actor = "carol"}), 0u);
+  EXPECT_CODE(s.ListAudit(AuditFilter{.limit = 0}), Code::kInvalidArgument);
+}
+
+TYPED_TEST(StoreContractTest, TheDatabaseRefusesToChangeOrDeleteAuditEntries) {
+  ASSERT_OK(this->store().Audit({.actor = "alice", .action = "deploy", .object = "app/shop"}));
+  for (const char* sql : {"UPDATE audit SET actor = 'mallory'", "DELETE FROM audit"}) {
+    const std::string error = TypeParam::Exec(this->url_, sql);
+    EXPECT_NE(error.find("append-only"), std::string::npos) << sql << ": " << error;
+  }
+  ASSERT_OK_AND_ASSIGN(auto all, this->store().ListAudit(10));
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].actor, "alice");
+}
+
+// ---------------------------------------------------------------------------------------------
+// API tokens and role bindings
+
+std::string Hash(char c) { return std::string(64, c); }
+
+TYPED_TEST(StoreContractTest, TokensRoundTripAndAreFoundByTheirHashOnly) {
+  Store& s = this->store();
+  FakeClock clock;
+  clock.Advance(std::chrono::hours(24 * 365 * 50));
+  ASSERT_OK_AND_ASSIGN(auto timed, Open(this->url_, {.clock = &clock}));
+  const Time expires = clock.WallNow() + std::chrono::hours(24);
+  ASSERT_OK_AND_ASSIGN(ApiToken user, timed->CreateToken({.name = "laptop", .owner = "alice",
+                                                          .secret_sha256 = Hash('a'),
+                                                          .created_by = "alice",
+                                                          .expires_at = expires}));
+  EXPECT_GT(user.id, 0);
+  EXPECT_EQ(user.created_at, clock.WallNow());
+  ASSERT_OK_AND_ASSIGN(ApiToken robot,
+                       timed->CreateToken({.name = "ci", .kind = TokenKind::kRobot,
+                                           .owner = "team-a", .roles = {"deployer", "viewer"},
+                                           .secret_sha256 = Hash('b'), .created_by = "admin"}));
+  ASSERT_OK_AND_ASSIGN(ApiToken found, s.FindTokenByHash(Hash('b')));
+  EXPECT_EQ(found.id, robot.id);
+  EXPECT_EQ(found.kind, TokenKind::kRobot);
+  EXPECT_EQ(found.owner, "team-a");
+  EXPECT_EQ(found.roles, (std::vector<std::string>{"deployer", "viewer"}));
+  EXPECT_EQ(found.created_by, "admin");
+  EXPECT_EQ(found.expires_at, std::nullopt);
+  EXPECT_EQ(found.last_used_at, std::nullopt);
+  ASSERT_OK_AND_ASSIGN(ApiToken got, s.GetToken(user.id));
+  EXPECT_EQ(got.expires_at, expires);
+  EXPECT_EQ(got.kind, TokenKind::kUser);
+  EXPECT_TRUE(got.roles.empty());
+  EXPECT_CODE(s.FindTokenByHash(Hash('c')), Code::kNotFound);
+  EXPECT_CODE(s.GetToken(robot.id + 100), Code::kNotFound);
+
+  clock.Advance(std::chrono::minutes(5));
+  ASSERT_OK(timed->TouchToken(user.id));
+  ASSERT_OK_AND_ASSIGN(got, s.GetToken(user.id));
+  EXPECT_EQ(got.last_used_at, clock.WallNow());
+  EXPECT_CODE(s.TouchToken(robot.id + 100), Code::kNotFound);
+
+  ASSERT_OK_AND_ASSIGN(auto every, s.ListTokens(""));
+  ASSERT_EQ(every.size(), 2u);
+  EXPECT_EQ(every[0].id, robot.id) << "newest first";
+  ASSERT_OK_AND_ASSIGN(auto alices, s.ListTokens("alice"));
+  ASSERT_EQ(alices.size(), 1u);
+  EXPECT_EQ(alices[0].name, "laptop");
+
+  // Bad records, and a second token with the same secret.
+  EXPECT_CODE(s.CreateToken({.name = "", .owner = "a", .secret_sha256 = Hash('d')}), Code::kInvalidArgument);
+  EXPECT_CODE(s.CreateToken({.name = "x", .owner = "", .secret_sha256 = Hash('d')}), Code::kInvalidArgument);
+  EXPECT_CODE(s.CreateToken({.name = "x", .owner = "a", .secret_sha256 = "gty_plain"}), Code::kInvalidArgument);
+  EXPECT_CODE(s.CreateToken({.name = "x", .kind = TokenKind::kRobot, .owner = "p", .secret_sha256 = Hash('d')}),
+              Code::kInvalidArgument);
+  EXPECT_CODE(s.CreateToken({.name = "x", .owner = "a", .secret_sha256 = Hash('a')}), Code::kAlreadyExists);
+}
+
+TYPED_TEST(StoreContractTest, ARevokedTokenKeepsItsFirstRevocation) {
+  Store& s = this->store();
+  ASSERT_OK_AND_ASSIGN(ApiToken t, s.CreateToken({.name = "n", .owner = "alice", .secret_sha256 = Hash('e')}));
+  ASSERT_OK(s.RevokeToken(t.id, "admin"));
+  ASSERT_OK_AND_ASSIGN(ApiToken revoked, s.FindTokenByHash(Hash('e')));
+  ASSERT_TRUE(revoked.revoked_at.has_value());
+  EXPECT_EQ(revoked.revoked_by, "admin");
+  ASSERT_OK(s.RevokeToken(t.id, "alice"));
+  ASSERT_OK_AND_ASSIGN(revoked, s.GetToken(t.id));
+  EXPECT_EQ(revoked.revoked_by, "admin");
+  EXPECT_CODE(s.RevokeToken(t.id + 1, "admin"), Code::kNotFound);
+}
+
+TYPED_TEST(StoreContractTest, OnlyTheFirstTokenIsCreatedWithOnlyIfFirst) {
+  Store& s = this->store();
+  ASSERT_OK(s.CreateToken({.name = "bootstrap", .owner = "admin", .secret_sha256 = Hash('1')}, true));
+  EXPECT_CODE(s.CreateToken({.name = "bootstrap", .owner = "admin", .secret_sha256 = Hash('2')}, true),
+              Code::kAlreadyExists);
+  ASSERT_OK_AND_ASSIGN(auto all, s.ListTokens(""));
+  EXPECT_EQ(all.size(), 1u);
+  // Servers starting together create one.
+  ASSERT_OK_AND_ASSIGN(auto fresh, Open(this->backend_.NewDatabase()));
+  std::atomic<int> created{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      auto t = fresh->CreateToken({.name = "bootstrap", .owner = "admin",
+                                   .secret_sha256 = Hash(static_cast<char>('a' + i))}, true);
+      if (t.ok()) ++created;
+      else EXPECT_EQ(t.status().code(), Code::kAlreadyExists) << t.status().ToString();
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(created.load(), 1);
+}
+
+TYPED_TEST(StoreContractTest, RoleBindingsAreGrantedOnceAndRevoked) {
+  Store& s = this->store();
+  ASSERT_OK(s.GrantRole({.subject = "alice", .role = "deployer", .project = "team-a", .created_by = "admin"}));
+  ASSERT_OK(s.GrantRole({.subject = "alice", .role = "deployer", .project = "team-a", .created_by = "bob"}));
+  ASSERT_OK(s.GrantRole({.subject_kind = SubjectKind::kGroup, .subject = "ops", .role = "admin", .project = "*"}));
+  ASSERT_OK(s.GrantRole({.subject = "alice", .role = "viewer", .project = "*"}));
+  ASSERT_OK_AND_ASSIGN(auto all, s.ListRoleBindings());
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].subject_kind, SubjectKind::kGroup);
+  EXPECT_EQ(all[0].subject, "ops");
+  EXPECT_EQ(all[1].project, "*");
+  EXPECT_EQ(all[2].role, "deployer");
+  EXPECT_EQ(all[2].created_by, "admin") << "a second grant keeps the first";
+  EXPECT_CODE(s.GrantRole({.subject = "", .role = "viewer", .project = "*"}), Code::kInvalidArgument);
+  EXPECT_CODE(s.GrantRole({.subject = "a", .role = "viewer", .project = ""}), Code::kInvalidArgument);
+
+  ASSERT_OK(s.RevokeRole(SubjectKind::kUser, "alice", "deployer", "team-a"));
+  EXPECT_CODE(s.RevokeRole(SubjectKind::kUser, "alice", "deployer", "team-a"), Code::kNotFound);
+  EXPECT_CODE(s.RevokeRole(SubjectKind::kUser, "ops", "admin", "*"), Code::kNotFound);  // ops is a group
+  ASSERT_OK_AND_ASSIGN(all, s.ListRoleBindings());
+  EXPECT_EQ(all.size(), 2u);
 }
 
 // ---------------------------------------------------------------------------------------------

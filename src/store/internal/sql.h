@@ -92,6 +92,9 @@ struct Migration {
   int version;
   std::string_view name;
   std::string_view sql;  // @ID@ and @BLOB@ are replaced per dialect
+  // Run after `sql` on one database only (triggers, whose syntax differs).
+  std::string_view sqlite_only = {};
+  std::string_view postgres_only = {};
 };
 const std::vector<Migration>& Migrations();
 std::string MigrationSql(const Migration& m, Dialect dialect);

@@ -59,7 +59,18 @@ class SqlStore : public Store {
                                         int max_chunks) override;
   Result<bool> RecordDelivery(std::string_view provider, std::string_view delivery_id) override;
   Result<int64_t> Audit(const AuditEntry& entry) override;
-  Result<std::vector<AuditEntry>> ListAudit(int limit, int64_t before_id) override;
+  Result<std::vector<AuditEntry>> ListAudit(const AuditFilter& filter) override;
+  using Store::ListAudit;
+  Result<ApiToken> CreateToken(const ApiToken& token, bool only_if_first) override;
+  Result<ApiToken> FindTokenByHash(std::string_view secret_sha256) override;
+  Result<ApiToken> GetToken(int64_t id) override;
+  Status TouchToken(int64_t id) override;
+  Status RevokeToken(int64_t id, std::string_view by) override;
+  Result<std::vector<ApiToken>> ListTokens(std::string_view owner) override;
+  Status GrantRole(const RoleBinding& binding) override;
+  Status RevokeRole(SubjectKind kind, std::string_view subject, std::string_view role,
+                    std::string_view project) override;
+  Result<std::vector<RoleBinding>> ListRoleBindings() override;
   Result<int> SchemaVersion() override;
   Status Verify() override;
 

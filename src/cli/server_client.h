@@ -1,0 +1,51 @@
+#pragma once
+// The REST API of `gantry server` as the commands that talk to it see it (runs, logs, token, role,
+// audit): where the server is, which CA signed it, and the bearer token.
+//
+// The server's URL comes from --server or GANTRY_SERVER, its CA from --ca-file or GANTRY_CA_FILE.
+// The token: GANTRY_TOKEN when set and not empty; else the token file, $XDG_CONFIG_HOME/gantry/token
+// (~/.config/gantry/token without XDG_CONFIG_HOME), which `gantry login` writes and which must be
+// private to its owner (0600); else none (the server answers 401).
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+#include "http/client.h"
+
+namespace CLI {
+class App;
+}
+
+namespace gantry::cli {
+
+struct ServerClient {
+  std::string server = "http://127.0.0.1:8080";
+  std::string ca_file;
+};
+
+// --server and --ca-file on `cmd`.
+void AddServerClientFlags(CLI::App* cmd, ServerClient& client);
+
+// Where the token file is ("" when neither XDG_CONFIG_HOME nor HOME is set).
+std::filesystem::path TokenFilePath();
+// The bearer token as in the file comment ("" for none). PermissionDenied when the token file is
+// readable by others; FailedPrecondition when it cannot be read.
+Result<std::string> ClientToken();
+
+// `method` on the server's `path` ("/api/tokens?all=1") with the bearer token and, when not empty,
+// a JSON `body`. No overall timeout (a followed log lasts as long as its run).
+Result<http::ClientRequest> ApiRequest(const ServerClient& client, const char* method, const std::string& path,
+                                       std::string body = "");
+http::Client ApiClient(const ServerClient& client);
+
+// ApiRequest sent: the body of a 2xx; for another answer, Unavailable "HTTP 403: <the API's
+// message>"; the client's errors.
+Result<std::string> CallApi(const ServerClient& client, const char* method, const std::string& path,
+                            std::string body = "");
+
+// `s` percent-encoded for a query string.
+std::string QueryEscape(std::string_view s);
+
+}  // namespace gantry::cli
