@@ -29,6 +29,7 @@
 #include "http/http.h"
 #include "oci/registry.h"
 #include "release/release.h"
+#include "oidc/oidc.h"
 #include "server/access.h"
 #include "server/ci_front.h"
 #include "server/front.h"
@@ -80,6 +81,7 @@ struct ServerFlags {
   std::string path_template = "envs/{env}";
   std::string health_timeout = "5m";
   std::string api_token_env;
+  std::string oidc_issuer, oidc_client_id, oidc_groups_claim = "groups", oidc_ca_file;
 };
 
 // What the flags say, checked: everything but what must be opened or started.
@@ -90,6 +92,9 @@ struct ServerOptions {
   server::CiFrontOptions front;
   // The deprecated shared token (--api-token-env, or DATA_DIR/api-token): the bootstrap admin.
   std::string bootstrap_token;
+  // OIDC sign-in (gantry login): ID tokens of this issuer for this client are users ("" : off).
+  oidc::VerifyOptions oidc;
+  std::string oidc_ca_file;
   std::string store;  // "": the state directory's
   std::string secrets_file;
   ExecutorFlags executor;
@@ -198,6 +203,14 @@ Result<ServerOptions> ToOptions(const ServerFlags& f) {
     return InvalidArgumentError("--webhook-secret-env must name a set, non-empty variable (unsigned webhooks are refused)");
   }
   o.front.webhook.secret = secret;
+  if (f.oidc_issuer.empty() != f.oidc_client_id.empty()) {
+    return InvalidArgumentError("--oidc-issuer and --oidc-client-id go together");
+  }
+  if (!f.oidc_issuer.empty()) {
+    GANTRY_RETURN_IF_ERROR(oidc::CheckIssuerUrl(f.oidc_issuer).WithContext("--oidc-issuer"));
+    o.oidc = {.issuer = f.oidc_issuer, .client_id = f.oidc_client_id, .groups_claim = f.oidc_groups_claim};
+    o.oidc_ca_file = f.oidc_ca_file;
+  }
   if (!f.api_token_env.empty()) {
     const char* token = std::getenv(f.api_token_env.c_str());
     if (token == nullptr || std::string_view(token).size() < 16) {
@@ -270,7 +283,19 @@ Status RunServer(ServerOptions o, const Deps& deps) {
                *admin);
     std::fflush(deps.out);
   }
-  server::Access access(**st, {.bootstrap_token = o.bootstrap_token, .clock = deps.clock});
+  std::unique_ptr<oidc::Verifier> verifier;
+  server::JwtVerifier verify_jwt;
+  if (!o.oidc.issuer.empty()) {
+    GANTRY_ASSIGN_OR_RETURN(
+        verifier, oidc::Verifier::Create({.verify = o.oidc},
+                                         oidc::HttpTransport({.timeout = std::chrono::seconds(10), .ca_file = o.oidc_ca_file}),
+                                         deps.clock));
+    verify_jwt = [v = verifier.get()](std::string_view jwt) -> Result<authz::Principal> {
+      GANTRY_ASSIGN_OR_RETURN(oidc::Identity id, v->Verify(jwt));
+      return authz::Principal{.name = id.name, .groups = id.groups, .via = authz::Via::kOidc};
+    };
+  }
+  server::Access access(**st, {.bootstrap_token = o.bootstrap_token, .verify_jwt = verify_jwt, .clock = deps.clock});
   o.front.access = &access;
   GANTRY_ASSIGN_OR_RETURN(BuiltExecutor executor, MakeExecutor(o.executor, deps));
   GANTRY_ASSIGN_OR_RETURN(ReleaseParts release_parts, SetUpRelease(o, **st, deps));
@@ -312,6 +337,10 @@ void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code) {
                   "sqlite:///path/gantry.db or postgresql://... (default: gantry.db in the state directory, "
                   "$GANTRY_HOME or ~/.config/gantry, as the CLI's --db)");
   cmd->add_option("--webhook-secret-env", f->webhook_secret_env, "Variable holding the webhook secret")->required();
+  cmd->add_option("--oidc-issuer", f->oidc_issuer, "OIDC issuer whose ID tokens sign users in (gantry login; docs/oidc.md)");
+  cmd->add_option("--oidc-client-id", f->oidc_client_id, "The OIDC client the tokens must be issued to (with --oidc-issuer)");
+  cmd->add_option("--oidc-groups-claim", f->oidc_groups_claim, "Claim holding the user's groups (default groups)");
+  cmd->add_option("--oidc-ca-file", f->oidc_ca_file, "PEM CA bundle for the issuer (default: the system's)");
   cmd->add_option("--api-token-env", f->api_token_env,
                   "Deprecated (use API tokens, docs/access.md): variable holding a shared bearer token that acts as "
                   "the cluster-wide admin; default: DATA_DIR/api-token, generated when missing");
