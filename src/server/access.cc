@@ -463,7 +463,7 @@ http::Response Access::Serve(const http::Request& request, AuditNote note, const
   Result<Principal> who = Authenticate(request);
   Result<http::Response> answer = who.ok() ? fn(*who, note) : Result<http::Response>(who.status());
   const bool mutating = request.method != "GET" && request.method != "HEAD";
-  if (mutating && !(note.recorded_elsewhere && answer.ok())) {
+  if (mutating) {
     // An answer that is an error response (405) is recorded as the error it stands for.
     const Status outcome = !answer.ok()                ? answer.status()
                            : answer->status >= 400 ? ParseApiError(answer->status, answer->body)

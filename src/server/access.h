@@ -84,8 +84,6 @@ struct AuditNote {
   std::string object;  // "run 7", "token t-3", "user alice role deployer"
   std::string project;
   std::string details;
-  // Set by a route whose callee writes the row itself (ci::Server::Approve audits an approval).
-  bool recorded_elsewhere = false;
 };
 
 class Access {

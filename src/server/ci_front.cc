@@ -123,9 +123,7 @@ Result<http::Response> Runs(ci::Server& ci, Access& access, const CiFrontOptions
   note.project = project == authz::kAllProjects ? "" : project;
   if (rest == "/approve") {
     GANTRY_RETURN_IF_ERROR(access.Authorize(who, authz::Permission::kRunsApprove, project));
-    // ci::Server::Approve writes the audit row of a successful approval itself.
     GANTRY_RETURN_IF_ERROR(ci.Approve(id, who.name));
-    note.recorded_elsewhere = true;
     return http::Response::Text(200, "approved: queued\n");
   }
   if (rest == "/cancel") {
