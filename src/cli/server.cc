@@ -203,6 +203,11 @@ Result<ServerOptions> ToOptions(const ServerFlags& f) {
     return InvalidArgumentError("--webhook-secret-env must name a set, non-empty variable (unsigned webhooks are refused)");
   }
   o.front.webhook.secret = secret;
+  // A run belongs to its repository's project (--repo-policy 'URL project=NAME'; --policy for all).
+  o.front.project_of = [policies = so.repo_policies, fallback = so.policy](const store::Run& run) {
+    auto it = policies.find(run.repo);
+    return it == policies.end() ? fallback.project : it->second.project;
+  };
   if (f.oidc_issuer.empty() != f.oidc_client_id.empty()) {
     return InvalidArgumentError("--oidc-issuer and --oidc-client-id go together");
   }
@@ -261,6 +266,9 @@ Result<ReleaseParts> SetUpRelease(ServerOptions& o, store::Store& store, const D
 
 // Serves until SIGINT or SIGTERM; errors for what cannot be opened or started.
 Status RunServer(ServerOptions o, const Deps& deps) {
+  // An operator who handed the server its admin credential (--api-token-env) has one: no second
+  // secret is minted and printed (its stdout is often a log file, as in scripts/quickstart).
+  const bool admin_given = !o.bootstrap_token.empty();
   if (o.bootstrap_token.empty()) {
     auto token = server::LoadOrCreateApiToken(o.ci.data_dir);
     if (!token.ok()) return token.status().WithContext("the REST API token");
@@ -276,7 +284,10 @@ Status RunServer(ServerOptions o, const Deps& deps) {
   if (!st.ok()) return st.status().WithContext("store " + store::RedactUrl(store_url.value_or(o.store)));
   // The first start on an empty token table makes the admin's token and shows it this once, on
   // standard output only (never in a log).
-  GANTRY_ASSIGN_OR_RETURN(std::optional<std::string> admin, server::CreateBootstrapAdmin(**st));
+  std::optional<std::string> admin;
+  if (!admin_given) {
+    GANTRY_ASSIGN_OR_RETURN(admin, server::CreateBootstrapAdmin(**st));
+  }
   if (admin) {
     fmt::print(deps.out,
                "bootstrap admin token (shown once; keep it, e.g. export GANTRY_TOKEN=...; see docs/access.md): {}\n",
