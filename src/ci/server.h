@@ -87,6 +87,7 @@ struct SucceededRun {
   // created running at its first line and ends with the hook.
   std::function<void(std::string_view stage, std::string_view line)> log;
   const std::atomic<bool>* cancel;  // set by Cancel()
+  std::string project;               // the repository's RepoPolicy::project
 };
 
 // What a repository lets untrusted code do, and who may send its webhooks.
@@ -98,6 +99,10 @@ struct RepoPolicy {
   // implies (github.com, gitlab.com, bitbucket.org, codeberg.org), else any provider that signs
   // the body — never GitLab's plain token, which must be pinned.
   webhook::Provider provider = webhook::Provider::kAuto;
+  // The Project the repository belongs to ("" : none, then only cluster-wide roles reach its runs,
+  // and its releases are bound by the default project): who may act on its runs, and what its
+  // releases may push and rewrite (project/project.h).
+  std::string project;
 };
 
 struct ServerOptions {

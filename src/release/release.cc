@@ -575,6 +575,7 @@ bool Release::Impl::Deploy() {
   d.path_template = s.path_template;
   d.started_by = "ci";
   d.manual = false;  // a release a push started: the project's sync windows apply in full
+  d.project = r.project;
   d.prune = s.prune;
   d.health_timeout = s.health_timeout;
   d.clock = s.clock;
@@ -672,6 +673,18 @@ Release::~Release() = default;
 Result<std::unique_ptr<Release>> Release::Create(const ReleaseServices& s, const ci::Pipeline& pipeline, ReleaseRequest r) {
   if (!pipeline.image) return InvalidArgumentError("the pipeline has no image: section");
   if (s.store == nullptr) return FailedPreconditionError("release: no store");
+  // The pipeline chooses its image repository and config path; its repository's project bounds
+  // both, before anything is built or pushed.
+  if (r.project.empty()) r.project = "default";
+  auto project = s.deliver_config ? s.deliver_config->ProjectNamed(r.project)
+                 : r.project == "default"
+                     ? Result<project::Project>(project::DefaultProject())
+                     : Result<project::Project>(NotFoundError("no Project {:?} (no push configuration)", r.project));
+  if (!project.ok()) return project.status().WithContext("release");
+  GANTRY_RETURN_IF_ERROR(project::CheckRelease(*project, pipeline.image->repository,
+                                               !pipeline.release ? ""
+                                               : pipeline.release->path.empty() ? "." : pipeline.release->path)
+                             .WithContext("release"));
   auto progress = s.store->GetReleaseProgress(r.run_id);
   if (!progress.ok()) return progress.status().WithContext(fmt::format("release: progress of run {}", r.run_id));
   std::unique_ptr<Release> release(new Release(std::make_unique<Impl>(s, pipeline, std::move(r))));
@@ -729,7 +742,7 @@ Result<ReleaseResult> RunRelease(const ReleaseServices& services, const ci::Pipe
 
 Status ReleaseSucceededRun(const ReleaseServices& services, const ci::SucceededRun& run) {
   ReleaseRequest request{.run_id = run.run.id, .repo = run.run.repo, .commit = run.commit, .ref = run.run.ref,
-                         .workspace = run.workspace, .log = run.log, .cancel = run.cancel};
+                         .workspace = run.workspace, .log = run.log, .cancel = run.cancel, .project = run.project};
   GANTRY_ASSIGN_OR_RETURN(ReleaseResult result, RunRelease(services, run.pipeline, request));
   if (result.deploy_phase && *result.deploy_phase != deliver::Phase::kSucceeded) {
     return FailedPreconditionError("deploy: release {} ended {}", result.release_id, deliver::Name(*result.deploy_phase));

@@ -101,6 +101,9 @@ struct ReleaseRequest {
   // log of a step of that name.
   std::function<void(std::string_view stage, std::string_view line)> log;
   const std::atomic<bool>* cancel = nullptr;  // set: the release stops at its next step boundary
+  // The Project of the app repository ("" : "default"): the image repository and config path the
+  // pipeline releases to must be in its releases:, and the deploy is bounded by it.
+  std::string project;
 };
 
 struct ReleaseResult {
