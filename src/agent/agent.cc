@@ -99,6 +99,10 @@ class AgentImpl final : public Agent {
         projects_(kube::NewCache(client, {.namespace_ = options_.namespace_,
                                           .transform = [](const Value& v) { return v; }})) {
     options_.reconcile.home_namespace = options_.namespace_;
+    for (const std::string& c : options_.git_credentials) {
+      // Malformed entries are refused by NewGitSource, which every real agent is built with.
+      if (auto parsed = git::ParseCredentials(c); parsed.ok()) options_.reconcile.credentials.push_back(*parsed);
+    }
     // A change to a managed object by anyone re-queues its application (drift within a second).
     objects_->OnChange([this](kube::EventType, const Value& object) { OnManagedChange(object); });
     metrics_.render_sandbox.Set(options_.render_sandbox ? 1 : 0);

@@ -42,6 +42,7 @@
 #include "api/status.h"
 #include "base/clock.h"
 #include "base/status.h"
+#include "git/git.h"
 #include "kube/cache.h"
 #include "kube/kube.h"
 #include "project/project.h"
@@ -89,6 +90,11 @@ struct ReconcileOptions {
   std::string environment;                    // of this cluster, for sync windows ("" : none)
   std::string cluster_server;                 // this cluster's API URL, for project destinations
   std::string cluster_name = "in-cluster";    // ... and its name
+  // The agent's Git credentials (parsed from AgentOptions::git_credentials): an Application whose
+  // repository's host has one may use it only when its project lists the credential, named by that
+  // host (credentials: ["git.example.com"]); otherwise it is refused, never fetched anonymously
+  // from a mirror another project's credentials filled.
+  std::vector<git::Credentials> credentials;
   std::chrono::milliseconds health_timeout{std::chrono::minutes(5)};
   int history_limit = 10;
   int parallelism = 16;

@@ -134,6 +134,9 @@ class Pass {
       GANTRY_RETURN_IF_ERROR(project::CheckAppNamespace(project_, app_.namespace_));
     }
     GANTRY_RETURN_IF_ERROR(project::CheckSourceRepo(project_, app_.source.repo_url));
+    if (auto credential = git::CredentialsFor(options_.credentials, app_.source.repo_url)) {
+      GANTRY_RETURN_IF_ERROR(project::CheckCredential(project_, credential->host));
+    }
     GANTRY_RETURN_IF_ERROR(project::CheckDestination(project_, options_.cluster_server, options_.cluster_name,
                                                      app_.destination_namespace));
     return OkStatus();

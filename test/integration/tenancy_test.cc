@@ -86,7 +86,9 @@ class TenancyTest : public ::testing::Test {
     Apply(fmt::format("apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: all, namespace: {0}}}\n"
                       "roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: all}}\n"
                       "subjects: [{{kind: ServiceAccount, name: deployer, namespace: {0}}}]\n", team_));
-    Apply(ProjectYaml());
+    auto projects = value::ParseYaml(ProjectYaml(), "projects.yaml");
+    ASSERT_TRUE(projects.ok()) << projects.status().ToString();
+    for (const Value& p : *projects) ASSERT_TRUE(client_->Apply(p, {.force = true}).ok());
   }
 
   void TearDown() override {
@@ -104,7 +106,16 @@ spec:
   sourceRepos: ["{1}"]
   destinations: [{{server: "*", namespace: "{2}"}}, {{server: "*", namespace: "{3}"}}]
   destinationServiceAccounts: [{{server: "*", namespace: "*", defaultServiceAccount: "{2}:deployer"}}]
-)", home_, url_, team_, other_);
+  credentials: ["{4}"]
+---
+apiVersion: gantry.dev/v1alpha1
+kind: Project
+metadata: {{name: no-credentials, namespace: {0}}}
+spec:
+  sourceRepos: ["{1}"]
+  destinations: [{{server: "*", namespace: "{2}"}}]
+  destinationServiceAccounts: [{{server: "*", namespace: "*", defaultServiceAccount: "{2}:deployer"}}]
+)", home_, url_, team_, other_, creds_.host);
   }
 
   void Apply(const std::string& yaml) {
@@ -193,6 +204,7 @@ TEST_F(TenancyTest, ProjectRefusesWhatItDoesNotAllowAndNothingIsApplied) {
   Application("foreign", "good", team_, "team-a", url_ + "-elsewhere");
   Application("good", "good", team_);
   Application("rbac", "rbac", other_);  // the project allows the namespace; the account's RBAC does not
+  Application("nocreds", "good", team_, "no-credentials");  // its project may not use the Git credentials
   StartAgent();
 
   std::string crb = WaitCondition("crb", api::kConditionProjectDenied);
@@ -203,6 +215,8 @@ TEST_F(TenancyTest, ProjectRefusesWhatItDoesNotAllowAndNothingIsApplied) {
   EXPECT_NE(system.find("kube-system"), std::string::npos) << system;
   std::string foreign = WaitCondition("foreign", api::kConditionProjectDenied);
   EXPECT_NE(foreign.find("sourceRepos"), std::string::npos) << foreign;
+  std::string nocreds = WaitCondition("nocreds", api::kConditionProjectDenied);
+  EXPECT_NE(nocreds.find("credentials"), std::string::npos) << nocreds;
 
   // The good one syncs, as the team's account.
   WaitCondition("good", api::kConditionReady);
