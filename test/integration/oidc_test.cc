@@ -19,6 +19,9 @@
 #include "base/process.h"
 #include "http/client.h"
 #include "oidc/oidc.h"
+#include "server/access.h"
+#include "server/ci_front.h"
+#include "store/store.h"
 #include "test/env/testenv.h"
 
 namespace gantry {
@@ -329,6 +332,72 @@ TEST_F(OidcTest, GantryLoginRefusesAnInsecureIssuer) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->exit_code, 2);
   EXPECT_THAT(r->err, HasSubstr("login: --issuer: OIDC URL \"http://idp.example.com\": must be https"));
+}
+
+// The server's side of a sign-in: `gantry server --oidc-issuer` verifies the device login's ID
+// token per request, and the roles bound to the user or their groups decide, through the API.
+class NoSteps : public ci::Executor {
+ public:
+  Result<ci::StepOutcome> Run(const ci::StepRequest&, const ci::OutputFn&, const std::atomic<bool>&) override {
+    return UnimplementedError("no steps in this test");
+  }
+  std::string WorkspacePath(const std::filesystem::path& host) const override { return host.string(); }
+  std::string ArtifactsPath(const std::filesystem::path& host) const override { return host.string(); }
+  std::string_view name() const override { return "none"; }
+  bool Isolates() const override { return true; }
+};
+
+TEST_F(OidcTest, ASignedInViewerCannotCancelARunADeployerCanAndEachTryIsAudited) {
+  testenv::ScopedTempDir dir;
+  auto store = store::Open("sqlite:" + dir.path() + "/gantry.db");
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  constexpr char kRepo[] = "https://git.example/team-a/app";
+  NoSteps executor;
+  ci::Server ci(**store, executor, ci::ServerOptions{.repos = {kRepo}, .data_dir = dir.path() + "/data"});
+  auto verifier = NewVerifier();
+  server::Access access(**store, {.verify_jwt = [&](std::string_view jwt) -> Result<authz::Principal> {
+                                    GANTRY_ASSIGN_OR_RETURN(oidc::Identity id, verifier->Verify(jwt));
+                                    return authz::Principal{.name = id.name, .groups = id.groups, .via = authz::Via::kOidc};
+                                  }});
+  server::Front front("server", {});
+  ASSERT_TRUE(server::ServeCi(front, ci, {.webhook = {.secret = "oidc-test-secret"}, .access = &access,
+                                          .project_of = [](const store::Run&) { return std::string("team-a"); }})
+                  .ok());
+  server::ServeAccess(front, access);
+  ASSERT_TRUE(front.Start().ok());
+  auto run = (*store)->CreateRun({.repo = kRepo, .pipeline = "app", .commit = std::string(40, 'a'),
+                                  .ref = "refs/heads/main", .state = store::RunState::kQueued});
+  ASSERT_TRUE(run.ok());
+  auto cancel = [&](const std::string& token) {
+    auto r = http::Client().Send({.method = "POST", .url = fmt::format("http://127.0.0.1:{}/api/runs/{}/cancel", front.port(), *run),
+                                  .headers = {{"authorization", "Bearer " + token}}});
+    GANTRY_CHECK(r.ok());
+    return *r;
+  };
+
+  // test-user2 is in group team-a, which may view team-a's runs; test-user3 is in no group.
+  ASSERT_TRUE((*store)->GrantRole({.subject_kind = store::SubjectKind::kGroup, .subject = "team-a", .role = "viewer", .project = "team-a"}).ok());
+  ASSERT_TRUE((*store)->GrantRole({.subject = "test-user3", .role = "deployer", .project = "team-a"}).ok());
+  const std::string viewer = DeviceLogin(Op().Get("OIDC_DEV_USER"), Op().Get("OIDC_DEV_PASSWORD")).id_token;
+  const std::string deployer = DeviceLogin(Op().Get("OIDC_PLAIN_USER"), Op().Get("OIDC_PLAIN_PASSWORD")).id_token;
+
+  auto refused = cancel(viewer);
+  EXPECT_EQ(refused.status, 403) << refused.body;
+  EXPECT_THAT(refused.body, HasSubstr("user test-user2 lacks runs.cancel on project team-a (roles: viewer)"));
+  auto done = cancel(deployer);
+  EXPECT_EQ(done.status, 200) << done.body;
+  auto forged = cancel(viewer.substr(0, viewer.rfind('.') + 1) + "AAAA");
+  EXPECT_EQ(forged.status, 401) << forged.body;
+
+  auto audit = (*store)->ListAudit(10);
+  ASSERT_TRUE(audit.ok());
+  ASSERT_GE(audit->size(), 3u);
+  EXPECT_EQ((*audit)[2].actor, "test-user2");
+  EXPECT_THAT((*audit)[2].result, HasSubstr("PermissionDenied"));
+  EXPECT_EQ((*audit)[1].actor, "test-user3");
+  EXPECT_EQ((*audit)[1].result, "ok");
+  EXPECT_THAT((*audit)[0].result, HasSubstr("Unauthenticated"));
+  front.Stop();
 }
 
 }  // namespace
