@@ -479,5 +479,42 @@ TEST_F(ReleaseTest, TheSucceededRunHookFailsTheRunWhenTheDeployDidNotSucceed) {
   EXPECT_TRUE(ok.ok()) << ok.ToString();
 }
 
+// The repository's project bounds what its pipeline releases: an image repository or a config
+// path outside releases: refuses the release before anything is built, pushed or committed.
+TEST_F(ReleaseTest, AReleaseOutsideItsProjectIsRefusedBeforeAnythingIsBuilt) {
+  auto projects = value::ParseYaml(R"(apiVersion: gantry.dev/v1alpha1
+kind: Project
+metadata: {name: team}
+spec:
+  sourceRepos: ["*"]
+  destinations: [{server: "*", namespace: "*"}]
+  releases: {imageRepos: ["registry.test/team/*"], configPaths: ["envs/**"]}
+)", "gantry.yaml");
+  ASSERT_TRUE(projects.ok()) << projects.status().ToString();
+  auto config = deliver::ParseConfig(*projects);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  services_.deliver_config = *config;
+
+  ReleaseRequest r = Req();
+  r.project = "team";
+  EXPECT_TRUE(Release::Create(services_, pipeline_, r).ok()) << "its image and path are the project's";
+
+  pipeline_.image->repository = "registry.test/other/web";
+  auto image = Release::Create(services_, pipeline_, r);
+  EXPECT_EQ(image.status().code(), Code::kPermissionDenied);
+  EXPECT_THAT(image.status().message(), HasSubstr("releases.imageRepos does not allow image repository registry.test/other/web"));
+
+  pipeline_.image->repository = kImage;
+  pipeline_.release->path = "";  // the whole config repository
+  auto path = Release::Create(services_, pipeline_, r);
+  EXPECT_EQ(path.status().code(), Code::kPermissionDenied);
+  EXPECT_THAT(path.status().message(), HasSubstr("releases.configPaths"));
+
+  r.project = "nobody";
+  EXPECT_EQ(Release::Create(services_, pipeline_, r).status().code(), Code::kNotFound);
+  EXPECT_EQ(repo_->pushes(), 0);
+  EXPECT_TRUE(Ledger().empty());
+}
+
 }  // namespace
 }  // namespace gantry::release
