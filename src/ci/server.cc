@@ -163,12 +163,15 @@ Result<std::pair<std::string, RepoPolicy>> ParseRepoPolicy(std::string_view spec
     } else if (key == "project") {
       if (value.empty()) return InvalidArgumentError("--repo-policy {:?}: project= needs a Project's name", spec);
       p.project = std::string(value);
+    } else if (key == "secret-env") {
+      if (value.empty()) return InvalidArgumentError("--repo-policy {:?}: secret-env= needs a variable's name", spec);
+      p.secret_env = std::string(value);
     } else if (key == "provider") {
       auto provider = webhook::ParseProvider(value);
       if (!provider.ok()) return provider.status().WithContext(fmt::format("--repo-policy {:?}", spec));
       p.provider = *provider;
     } else {
-      return InvalidArgumentError("--repo-policy {:?}: unknown key {:?} (approval, pull-requests, network, provider, project)", spec,
+      return InvalidArgumentError("--repo-policy {:?}: unknown key {:?} (approval, pull-requests, network, provider, project, secret-env)", spec,
                                   key);
     }
   }

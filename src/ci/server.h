@@ -103,6 +103,9 @@ struct RepoPolicy {
   // and its releases are bound by the default project): who may act on its runs, and what its
   // releases may push and rewrite (project/project.h).
   std::string project;
+  // The environment variable holding the repository's own webhook secret ("" : the shared one).
+  // Its webhooks are checked with that secret only; the shared secret is refused for it.
+  std::string secret_env;
 };
 
 struct ServerOptions {

@@ -203,6 +203,25 @@ Result<ServerOptions> ToOptions(const ServerFlags& f) {
     return InvalidArgumentError("--webhook-secret-env must name a set, non-empty variable (unsigned webhooks are refused)");
   }
   o.front.webhook.secret = secret;
+  // Repositories with a webhook secret of their own (--repo-policy 'URL secret-env=VAR').
+  std::vector<std::pair<std::string, std::string>> own_secrets;
+  for (const auto& [repo, policy] : so.repo_policies) {
+    if (policy.secret_env.empty()) continue;
+    const char* own = std::getenv(policy.secret_env.c_str());
+    if (own == nullptr || std::string_view(own).size() < 16) {
+      return InvalidArgumentError("--repo-policy {}: secret-env={} must name a variable holding at least 16 characters",
+                                  repo, policy.secret_env);
+    }
+    own_secrets.emplace_back(repo, own);
+  }
+  if (!own_secrets.empty()) {
+    o.front.webhook.secret_for = [own_secrets](const webhook::Event& e) {
+      for (const auto& [repo, own] : own_secrets) {
+        if (ci::SameRepo(repo, e)) return own;
+      }
+      return std::string();
+    };
+  }
   // A run belongs to its repository's project (--repo-policy 'URL project=NAME'; --policy for all).
   o.front.project_of = [policies = so.repo_policies, fallback = so.policy](const store::Run& run) {
     auto it = policies.find(run.repo);

@@ -511,6 +511,10 @@ std::string HmacSha256Hex(std::string_view secret, std::string_view body) {
   return out;
 }
 
+namespace {
+Result<Event> Parse(Provider provider, const Headers& headers, std::string_view body);
+}  // namespace
+
 Result<Event> Verify(const Headers& headers, std::string_view body, const Config& config) {
   if (config.secret.empty()) return FailedPreconditionError("webhook secret not configured");
   if (body.size() > config.max_body_bytes) {
@@ -521,10 +525,30 @@ Result<Event> Verify(const Headers& headers, std::string_view body, const Config
   if (provider == Provider::kAuto) {
     GANTRY_ASSIGN_OR_RETURN(provider, Detect(headers));
   }
-  std::string_view name = ProviderName(provider);
+  if (config.secret_for) {
+    // The repository the payload names chooses the secret; the event is trusted only once its
+    // signature holds under that secret.
+    auto unverified = Parse(provider, headers, body);
+    if (!unverified.ok()) {
+      // An unused event type or an unreadable payload names no repository: only the shared
+      // secret's holders hear why (so nobody learns which events Gantry ignores). Subscribe a
+      // repository with a secret of its own to push and pull-request events only.
+      GANTRY_RETURN_IF_ERROR(CheckSignature(provider, headers, config.secret, body));
+      return unverified.status();
+    }
+    std::string own = config.secret_for(*unverified);
+    GANTRY_RETURN_IF_ERROR(CheckSignature(provider, headers, own.empty() ? config.secret : own, body));
+    return unverified;
+  }
   GANTRY_RETURN_IF_ERROR(CheckSignature(provider, headers, config.secret, body));
+  return Parse(provider, headers, body);
+}
 
-  // Authenticated from here on.
+namespace {
+
+// Steps 5 and 6 of the file comment: the event type and the normalised payload.
+Result<Event> Parse(Provider provider, const Headers& headers, std::string_view body) {
+  std::string_view name = ProviderName(provider);
   Envelope env = ReadEnvelope(provider, headers);
   if (env.event.empty()) {
     return InvalidArgumentError("{} webhook: missing {} header", name, env.event_header);
@@ -555,6 +579,8 @@ Result<Event> Verify(const Headers& headers, std::string_view body, const Config
   if (!s.ok()) return s;
   return e;
 }
+
+}  // namespace
 
 bool RecentDeliveries::Insert(Provider provider, std::string_view id) {
   if (id.empty()) return true;

@@ -69,10 +69,18 @@ Result<Provider> ParseProvider(std::string_view name);
 // The reason of the ResourceExhausted a body over Config::max_body_bytes gets (HTTP 413).
 inline constexpr std::string_view kBodyTooLarge = "BodyTooLarge";
 
+struct Event;
+
 struct Config {
   Provider provider = Provider::kAuto;
   std::string secret;  // required
   size_t max_body_bytes = size_t{1} << 20;
+  // Per-repository secrets: called with the event as the (not yet verified) payload describes it;
+  // a non-empty answer is the only secret that event's signature is checked with (a repository
+  // with a secret of its own never accepts the shared one), "" falls back to `secret`. With it,
+  // the body is parsed before the signature check (bounded by max_body_bytes), to learn which
+  // repository it names; nothing of the unverified event is used but its repository.
+  std::function<std::string(const Event& unverified)> secret_for;
 };
 
 enum class Kind { kPush, kTag, kPullRequest, kPing };

@@ -536,5 +536,33 @@ TEST(RecentDeliveriesTest, ConcurrentInsertsAcceptEachIdOnce) {
   EXPECT_EQ(accepted.load(), 1000);
 }
 
+// A repository with a secret of its own: its events verify with that secret only; other
+// repositories keep the shared one; the unverified payload only chooses the secret.
+TEST(VerifyTest, ARepositoryWithItsOwnSecretAcceptsOnlyThatSecret) {
+  std::string body = Load("github_push.json");
+  auto probe = Verify(GitHub("push", body), body, Cfg());
+  ASSERT_TRUE(probe.ok()) << probe.status().ToString();
+  const std::string repo = probe->clone_url;
+  constexpr char kOwn[] = "the-repositorys-own-secret";
+  Config own = Cfg();
+  own.secret_for = [&](const Event& e) { return e.clone_url == repo ? std::string(kOwn) : std::string(); };
+  auto ok = Verify(GitHub("push", body, kOwn), body, own);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->clone_url, repo);
+  EXPECT_EQ(Verify(GitHub("push", body), body, own).status().code(), Code::kUnauthenticated)
+      << "the shared secret is refused for a repository with its own";
+  EXPECT_EQ(Verify(GitHub("push", body, "wrong"), body, own).status().code(), Code::kUnauthenticated);
+
+  Config others = Cfg();
+  others.secret_for = [](const Event&) { return std::string(); };
+  EXPECT_TRUE(Verify(GitHub("push", body), body, others).ok()) << "no own secret: the shared one";
+  EXPECT_EQ(Verify(GitHub("push", body, kOwn), body, others).status().code(), Code::kUnauthenticated);
+
+  std::string issue = R"({"action":"created","issue":{"number":1}})";
+  EXPECT_EQ(Verify(GitHub("issues", issue, "wrong"), issue, own).status().code(), Code::kUnauthenticated)
+      << "nobody learns which events Gantry ignores";
+  EXPECT_EQ(Verify(GitHub("issues", issue), issue, own).status().code(), Code::kUnimplemented);
+}
+
 }  // namespace
 }  // namespace gantry::webhook
