@@ -271,6 +271,40 @@ TEST_F(CommandsTest, InstallAppliesEveryManifest) {
   EXPECT_EQ(Gantry({"install"}).code, kExitError);
 }
 
+// ---- projects ----
+
+TEST_F(CommandsTest, ValidateChecksProjectsWithFileLineAndColumn) {
+  Write("ok/project.yaml", "apiVersion: gantry.dev/v1alpha1\nkind: Project\nmetadata: {name: team-a}\n"
+                           "spec:\n  sourceRepos: [\"https://git.example/team-a/*\"]\n");
+  Ran ok = Gantry({"validate", Path("ok")});
+  EXPECT_EQ(ok.code, kExitOk) << ok;
+  Write("bad/project.yaml", "apiVersion: gantry.dev/v1alpha1\nkind: Project\nmetadata: {name: team-a}\n"
+                            "spec:\n  sourceRepo: [\"https://git.example/team-a/*\"]\n");
+  Ran bad = Gantry({"validate", Path("bad")});
+  EXPECT_EQ(bad.code, kExitFailed) << bad;
+  EXPECT_THAT(bad.err, HasSubstr("project.yaml:5:3"));
+  EXPECT_THAT(bad.err, HasSubstr("sourceRepo"));
+}
+
+TEST_F(CommandsTest, SyncRefusesWhatItsProjectDoesNotAllowAndAppliesNothing) {
+  Write("app/a.yaml", fmt::format(kConfigMap, "a", "1"));
+  Write("projects.yaml", "apiVersion: gantry.dev/v1alpha1\nkind: Project\nmetadata: {name: team-a}\n"
+                         "spec:\n  sourceRepos: [\"*\"]\n  destinations: [{server: \"*\", namespace: team-a}]\n");
+  Ran refused = Gantry({"sync", Path("app"), "--app", "web", "-n", "team-b", "--project", "team-a",
+                        "--project-file", Path("projects.yaml")});
+  EXPECT_EQ(refused.code, kExitFailed) << refused;
+  EXPECT_THAT(refused.err, HasSubstr("project team-a"));
+  EXPECT_THAT(refused.err, HasSubstr("namespace team-b"));
+  EXPECT_FALSE(Exists("ConfigMap", "team-b", "a"));
+  Ran allowed = Gantry({"sync", Path("app"), "--app", "web", "-n", "team-a", "--project", "team-a",
+                        "--project-file", Path("projects.yaml")});
+  EXPECT_EQ(allowed.code, kExitOk) << allowed;
+  EXPECT_TRUE(Exists("ConfigMap", "team-a", "a"));
+  Ran unknown = Gantry({"sync", Path("app"), "--app", "web", "--project", "team-z", "--project-file", Path("projects.yaml")});
+  EXPECT_NE(unknown.code, kExitOk);
+  EXPECT_THAT(unknown.err, HasSubstr("no Project \"team-z\""));
+}
+
 // ---- agent (validation only: a valid agent runs until a signal) ----
 
 TEST_F(CommandsTest, AgentRejectsBadFlagsBeforeConnecting) {

@@ -152,11 +152,16 @@ Status RunSync(const SyncOptions& o, const Deps& deps) {
   GANTRY_ASSIGN_OR_RETURN(Prepared p, Prepare(o, deps));
   const char* arrow = IsTerminal(deps.out) ? "\033[1m==>\033[0m " : "==> ";
   std::FILE* out = deps.out;
-  GANTRY_ASSIGN_OR_RETURN(auto op, sync::Operation::Create(*p.client, std::move(p.objects), p.options,
-                                                           [arrow, out](const sync::Progress& step) {
-                                                             fmt::print(out, "{}{}\n", arrow, step.line);
-                                                             std::fflush(out);
-                                                           }));
+  auto created = sync::Operation::Create(*p.client, std::move(p.objects), p.options,
+                                         [arrow, out](const sync::Progress& step) {
+                                           fmt::print(out, "{}{}\n", arrow, step.line);
+                                           std::fflush(out);
+                                         });
+  // The project refusing an object is the sync's own failure (exit 1), not the environment's.
+  if (!created.ok() && created.status().reason() == project::kReasonDenied) {
+    return Status(created.status()).set_reason(kReasonFailed);
+  }
+  GANTRY_ASSIGN_OR_RETURN(auto op, std::move(created));
   const sync::State& state = op->Run();
   PrintTable(deps.out, state);
   fmt::print(deps.out, "\n{} (api requests={})\n", state.message, state.requests);

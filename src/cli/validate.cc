@@ -12,6 +12,8 @@
 #include "cli/deps.h"
 #include "cli/exit.h"
 #include "cli/source.h"
+#include "api/application.h"
+#include "project/project.h"
 #include "render/render.h"
 
 namespace gantry::cli {
@@ -37,6 +39,19 @@ Status RunValidate(const ValidateOptions& options, const Deps& deps) {
       ++bad;
     }
     objects += manifests->size();
+    // Gantry's own kinds are checked in full: a Project with a bad glob or window, an Application
+    // with a malformed sync option, say where.
+    for (const auto& m : *manifests) {
+      if (value::StringAt(&m.object, {"apiVersion"}) != project::kApiVersion) continue;
+      std::string kind = value::StringAt(&m.object, {"kind"});
+      Status s = kind == project::kKind ? project::ParseProject(m.object).status()
+                 : kind == api::kKind   ? api::ParseApplication(m.object).status()
+                                        : OkStatus();
+      if (!s.ok()) {
+        fmt::print(deps.err, "error: {}\n", s.message());
+        ++bad;
+      }
+    }
   }
   if (bad > 0) return InvalidArgumentError("{} of {} path{} invalid", bad, options.paths.size(), options.paths.size() == 1 ? "" : "s").set_reason(kReasonFailed);
   fmt::print(deps.out, "{} object{} valid\n", objects, objects == 1 ? "" : "s");
