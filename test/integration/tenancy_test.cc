@@ -104,6 +104,7 @@ kind: Project
 metadata: {{name: team-a, namespace: {0}}}
 spec:
   sourceRepos: ["{1}"]
+  sourceNamespaces: ["{2}"]
   destinations: [{{server: "*", namespace: "{2}"}}, {{server: "*", namespace: "{3}"}}]
   destinationServiceAccounts: [{{server: "*", namespace: "*", defaultServiceAccount: "{2}:deployer"}}]
   credentials: ["{4}"]
@@ -135,7 +136,7 @@ spec:
   }
 
   void Application(const std::string& name, const std::string& path, const std::string& dest,
-                   const std::string& project = "team-a", const std::string& repo = "") {
+                   const std::string& project = "team-a", const std::string& repo = "", std::string ns = "") {
     Apply(fmt::format(R"(apiVersion: gantry.dev/v1alpha1
 kind: Application
 metadata: {{name: {0}, namespace: {1}}}
@@ -144,12 +145,13 @@ spec:
   source: {{repoURL: "{3}", targetRevision: main, path: {4}}}
   destination: {{namespace: {5}}}
   syncPolicy: {{automated: {{prune: true, selfHeal: true}}, retry: {{limit: 0}}}}
-)", name, home_, project, repo.empty() ? url_ : repo, path, dest));
+)", name, ns.empty() ? home_ : ns, project, repo.empty() ? url_ : repo, path, dest));
   }
 
-  void StartAgent() {
+  void StartAgent(std::vector<std::string> app_namespaces = {}) {
     agent::AgentOptions o;
     o.namespace_ = home_;
+    o.app_namespaces = std::move(app_namespaces);
     o.cache_dir = tmp_.path() + "/cache";
     o.interval = 2s;
     o.lease_name = "";
@@ -165,11 +167,12 @@ spec:
   }
 
   // Waits until the Application has condition `type` (True) and returns its message.
-  std::string WaitCondition(const std::string& app, std::string_view type, std::chrono::seconds limit = 60s) {
+  std::string WaitCondition(const std::string& app, std::string_view type, std::chrono::seconds limit = 60s,
+                            std::string ns = "") {
     auto deadline = std::chrono::steady_clock::now() + limit;
     std::string last;
     while (std::chrono::steady_clock::now() < deadline) {
-      auto got = client_->Get({api::kApiVersion, api::kKind, home_, app});
+      auto got = client_->Get({api::kApiVersion, api::kKind, ns.empty() ? home_ : ns, app});
       if (got.ok()) {
         api::ApplicationStatus st = api::ParseStatus(got->Get("status"));
         last = got->Get("status") ? value::ToYaml(*got->Get("status")) : "";
@@ -283,6 +286,32 @@ TEST_F(TenancyTest, PushAndPullGiveTheSameDecision) {
     EXPECT_NE(push.find(part), std::string::npos) << push;
   }
   EXPECT_FALSE(Exists({"rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "", "tenant-escalates"}));
+}
+
+// Applications outside the agent's namespace (--app-namespaces): served when their project lists
+// the namespace, keyed NAMESPACE_NAME so a same-named Application elsewhere never shares objects.
+TEST_F(TenancyTest, ApplicationsInOtherNamespacesAreKeyedByNamespaceAndBoundByTheirProject) {
+  Commit({{"web/cm.yaml", ConfigMap("web", "", "team")}, {"home/cm.yaml", ConfigMap("web-home", "", "home")}});
+  Application("web", "web", team_, "team-a", "", team_);       // in the team's namespace, which team-a lists
+  Application("web", "home", team_, "default");                 // same name, in the agent's namespace
+  Application("web", "web", other_, "team-a", "", other_);     // team-a does not list team-b's namespace
+  StartAgent({"team-*"});
+
+  WaitCondition("web", api::kConditionReady, 60s, team_);
+  WaitCondition("web", api::kConditionReady);
+  std::string refused = WaitCondition("web", api::kConditionProjectDenied, 60s, other_);
+  EXPECT_NE(refused.find("sourceNamespaces"), std::string::npos) << refused;
+
+  auto cm = client_->Get({"v1", "ConfigMap", team_, "web"});
+  ASSERT_TRUE(cm.ok()) << cm.status().ToString();
+  EXPECT_EQ(value::StringAt(&*cm, {"metadata", "labels", "gantry.dev/app"}), team_ + "_web");
+  EXPECT_EQ(value::StringAt(&*cm, {"metadata", "annotations", "gantry.dev/tracking-id"}),
+            team_ + "_web:/ConfigMap:" + team_ + "/web");
+  EXPECT_TRUE(Exists({"v1", "ConfigMap", team_, "gantry-inventory." + team_ + ".web"}));
+  auto home = client_->Get({"v1", "ConfigMap", team_, "web-home"});
+  ASSERT_TRUE(home.ok()) << home.status().ToString();
+  EXPECT_EQ(value::StringAt(&*home, {"metadata", "labels", "gantry.dev/app"}), "web");
+  EXPECT_TRUE(Exists({"v1", "ConfigMap", team_, "gantry-inventory-web"}));
 }
 
 }  // namespace
