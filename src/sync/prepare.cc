@@ -149,12 +149,11 @@ Result<Prepared> Prepare(kube::Client& client, std::vector<Value> desired, const
     std::vector<project::Object> objects;
     objects.reserve(out.tasks.size());
     for (const Task& t : out.tasks) objects.push_back({t.ref, t.namespaced, t.source});
+    // The destination itself (the cluster, and the namespace objects default to), then each object.
+    GANTRY_RETURN_IF_ERROR(project::CheckDestination(*options.project, options.cluster_server, options.cluster_name,
+                                                     options.default_namespace));
     GANTRY_RETURN_IF_ERROR(
         project::CheckObjects(*options.project, options.cluster_server, options.cluster_name, objects));
-    if (options.create_namespace) {
-      GANTRY_RETURN_IF_ERROR(project::CheckDestination(*options.project, options.cluster_server,
-                                                       options.cluster_name, options.default_namespace));
-    }
   }
   out.plan = Plan(out.tasks);
   return out;
