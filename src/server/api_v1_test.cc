@@ -17,6 +17,7 @@
 #include "server/ci_front.h"
 #include "server/events.h"
 #include "server/internal/json_schema.h"
+#include "server/server_metrics.h"
 #include "store/store.h"
 #include "value/value.h"
 #include "webhook/webhook.h"
@@ -76,6 +77,8 @@ class ApiV1Test : public ::testing::Test {
     ci_ = std::make_unique<ci::Server>(*store_, executor_, ci::ServerOptions{.repos = {kRepo}, .data_dir = dir_ / "data"});
     access_ = std::make_unique<Access>(*store_, AccessOptions{.bootstrap_token = kToken});
     front_.AddHealth();
+    server_metrics_ = std::make_unique<ServerMetrics>(metrics_, *store_, bus_);
+    front_.CountWebhooks(server_metrics_->webhook_deliveries());
     ASSERT_TRUE(ServeCi(front_, *ci_, {.webhook = {.secret = kSecret}, .access = access_.get()}).ok());
     ServeAccess(front_, *access_);
     EXPECT_EQ(ServeApiV1(front_, {.ci = ci_.get()}).code(), Code::kInvalidArgument);
@@ -84,6 +87,7 @@ class ApiV1Test : public ::testing::Test {
   }
   void TearDown() override {
     front_.Stop();
+    server_metrics_.reset();
     ci_.reset();
     access_.reset();
     store_.reset();
@@ -147,6 +151,7 @@ class ApiV1Test : public ::testing::Test {
   std::unique_ptr<ci::Server> ci_;
   std::unique_ptr<Access> access_;
   http::Registry metrics_;
+  std::unique_ptr<ServerMetrics> server_metrics_;
   Front front_{"server", {}};
 };
 
@@ -293,6 +298,25 @@ TEST_F(ApiV1Test, ListsPageWithCursorsAndAnswer304ForTheirETag) {
   auto changed = Api("GET", "/api/v1/runs?limit=2", {{"if-none-match", etag}});
   EXPECT_EQ(changed.status, 200) << "a cancelled run changes the list";
   EXPECT_NE(changed.headers["etag"], etag);
+}
+
+TEST_F(ApiV1Test, MetricsCountRunsWebhooksAndApiLatencyByRoute) {
+  Hook(std::string(40, 'a'), "d1");
+  Hook(std::string(40, 'b'), "d2");
+  ASSERT_EQ(Api("POST", "/api/v1/runs/1/cancel").status, 200);
+  ASSERT_EQ(Api("GET", "/api/v1/runs/2").status, 200);
+  std::string text;
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5); std::chrono::steady_clock::now() < deadline;) {
+    server_metrics_->Refresh();
+    text = metrics_.Render();
+    if (text.find("gantry_runs_finished_total{state=\"cancelled\"} 1") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_THAT(text, HasSubstr("gantry_runs_finished_total{state=\"cancelled\"} 1"));
+  EXPECT_THAT(text, HasSubstr("gantry_runs{state=\"queued\"} 1"));
+  EXPECT_THAT(text, HasSubstr("gantry_run_queue_depth 1"));
+  EXPECT_THAT(text, HasSubstr("gantry_webhook_deliveries_total{code=\"201\"} 2"));
+  EXPECT_THAT(text, HasSubstr("gantry_api_request_duration_seconds_count{route=\"/api/v1/runs/{id}\",method=\"GET\",code=\"200\"} 1"));
 }
 
 // Reads an SSE stream on a thread of its own, collecting what arrives.

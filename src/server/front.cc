@@ -192,17 +192,23 @@ Status Front::AddWebhook(std::string path, webhook::Config config, WebhookFn fn)
                                 path);
   }
   http_.Handle("POST", std::move(path), [this, config = std::move(config), fn = std::move(fn)](const http::Request& req) {
-    auto event = webhook::Verify(req.headers, req.body, config);
-    if (!event.ok() && event.status().code() == Code::kUnimplemented) {
-      return http::Response::Text(202, "ignored: " + event.status().message() + "\n");
-    }
-    if (event.ok() && event->kind == webhook::Kind::kPing) return http::Response::Text(200, "pong\n");
-    Result<http::Response> answer = event.ok() ? fn(*event, req) : Result<http::Response>(event.status());
-    if (answer.ok()) return *std::move(answer);
-    log::Warn("{}: webhook from {} refused: {}", name_, req.remote_addr, answer.status().message());
-    return TextError(answer.status());
+    http::Response r = Intake(req, config, fn);
+    if (webhook_deliveries_ != nullptr) webhook_deliveries_->With({std::to_string(r.status)}).Inc();
+    return r;
   });
   return OkStatus();
+}
+
+http::Response Front::Intake(const http::Request& req, const webhook::Config& config, const WebhookFn& fn) {
+  auto event = webhook::Verify(req.headers, req.body, config);
+  if (!event.ok() && event.status().code() == Code::kUnimplemented) {
+    return http::Response::Text(202, "ignored: " + event.status().message() + "\n");
+  }
+  if (event.ok() && event->kind == webhook::Kind::kPing) return http::Response::Text(200, "pong\n");
+  Result<http::Response> answer = event.ok() ? fn(*event, req) : Result<http::Response>(event.status());
+  if (answer.ok()) return *std::move(answer);
+  log::Warn("{}: webhook from {} refused: {}", name_, req.remote_addr, answer.status().message());
+  return TextError(answer.status());
 }
 
 Status Front::Start() { return http_.Start(); }

@@ -112,14 +112,22 @@ class Front {
   // Every route registered (http::Server::Routes).
   std::vector<http::Server::RouteInfo> Routes() const { return http_.Routes(); }
 
+  // Counts every webhook delivery answered by AddWebhook's routes, by HTTP status ({"code"}).
+  // Call before AddWebhook; the family must outlive the Front.
+  void CountWebhooks(http::Family<http::Counter>& deliveries) { webhook_deliveries_ = &deliveries; }
+
   // Binds and serves (http::Server::Start's errors).
   Status Start();
   uint16_t port() const;  // the bound port; 0 before Start()
   void Stop();            // graceful, idempotent
 
  private:
+  // One webhook delivery through AddWebhook's steps.
+  http::Response Intake(const http::Request& req, const webhook::Config& config, const WebhookFn& fn);
+
   std::string name_;
   http::Server http_;
+  http::Family<http::Counter>* webhook_deliveries_ = nullptr;
 };
 
 }  // namespace gantry::server
