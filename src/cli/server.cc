@@ -27,12 +27,16 @@
 #include "deliver/deliver.h"
 #include "git/git.h"
 #include "http/http.h"
+#include "http/metrics.h"
 #include "oci/registry.h"
 #include "release/release.h"
 #include "oidc/oidc.h"
 #include "server/access.h"
 #include "server/ci_front.h"
+#include "server/api_v1.h"
+#include "server/events.h"
 #include "server/front.h"
+#include "server/server_metrics.h"
 #include "store/store.h"
 #include "webhook/webhook.h"
 
@@ -82,12 +86,14 @@ struct ServerFlags {
   std::string health_timeout = "5m";
   std::string api_token_env;
   std::string oidc_issuer, oidc_client_id, oidc_groups_claim = "groups", oidc_ca_file;
+  std::string metrics_listen;  // "": no /metrics listener
 };
 
 // What the flags say, checked: everything but what must be opened or started.
 struct ServerOptions {
   std::string listen;  // as given, for messages
   http::Options http;
+  std::optional<http::Options> metrics;  // --metrics-listen
   ci::ServerOptions ci;
   server::CiFrontOptions front;
   // The deprecated shared token (--api-token-env, or DATA_DIR/api-token): the bootstrap admin.
@@ -156,6 +162,10 @@ Result<ServerOptions> ToOptions(const ServerFlags& f) {
   o.http.port = listen.port;
   o.http.tls_cert_file = f.tls_cert;
   o.http.tls_key_file = f.tls_key;
+  if (!f.metrics_listen.empty()) {
+    GANTRY_ASSIGN_OR_RETURN(auto metrics, http::ParseListen(f.metrics_listen, "--metrics-listen"));
+    o.metrics = http::Options{.address = metrics.host, .port = metrics.port};
+  }
   ci::ServerOptions& so = o.ci;
   so.repos = f.repos;
   so.data_dir = fs::absolute(f.data_dir);
@@ -325,10 +335,17 @@ Status RunServer(ServerOptions o, const Deps& deps) {
       return authz::Principal{.name = id.name, .groups = id.groups, .via = authz::Via::kOidc};
     };
   }
-  server::Access access(**st, {.bootstrap_token = o.bootstrap_token, .verify_jwt = verify_jwt, .clock = deps.clock});
+  // Every write goes through the observed store, so runs, steps, logs and deploys reach the event
+  // bus (/api/v1/events, the metrics).
+  server::EventBus events;
+  std::unique_ptr<store::Store> observed = server::ObservedStore(**st, events, o.front.project_of);
+  store::Store& store = *observed;
+  http::Registry registry;
+  server::ServerMetrics metrics(registry, store, events);
+  server::Access access(store, {.bootstrap_token = o.bootstrap_token, .verify_jwt = verify_jwt, .clock = deps.clock});
   o.front.access = &access;
   GANTRY_ASSIGN_OR_RETURN(BuiltExecutor executor, MakeExecutor(o.executor, deps));
-  GANTRY_ASSIGN_OR_RETURN(ReleaseParts release_parts, SetUpRelease(o, **st, deps));
+  GANTRY_ASSIGN_OR_RETURN(ReleaseParts release_parts, SetUpRelease(o, store, deps));
   o.ci.after_success = [services = &o.release](const ci::SucceededRun& r) {
     return release::ReleaseSucceededRun(*services, r);
   };
@@ -336,9 +353,25 @@ Status RunServer(ServerOptions o, const Deps& deps) {
 
   server::Front front("server", o.http);
   front.AddHealth();
-  ci::Server ci_server(**st, *executor.executor, o.ci);
+  front.CountWebhooks(metrics.webhook_deliveries());
+  ci::Server ci_server(store, *executor.executor, o.ci);
+  auto project_of = o.front.project_of;
   GANTRY_RETURN_IF_ERROR(server::ServeCi(front, ci_server, std::move(o.front)));
   server::ServeAccess(front, access);
+  GANTRY_RETURN_IF_ERROR(server::ServeApiV1(front, {.access = &access,
+                                                    .ci = &ci_server,
+                                                    .events = &events,
+                                                    .project_of = project_of,
+                                                    .deliver_config = o.release.deliver_config,
+                                                    .connect = o.release.connect,
+                                                    .metrics = &registry}));
+  std::optional<server::Front> metrics_front;
+  if (o.metrics) {
+    metrics_front.emplace("server metrics", *o.metrics);
+    metrics_front->AddMetrics(registry, "/metrics", [&metrics] { metrics.Refresh(); });
+    GANTRY_RETURN_IF_ERROR(metrics_front->Start().WithContext("--metrics-listen"));
+    fmt::print(deps.out, "gantry server metrics on {}:{}/metrics\n", o.metrics->address, metrics_front->port());
+  }
   GANTRY_RETURN_IF_ERROR(ci_server.Start());
   GANTRY_RETURN_IF_ERROR(front.Start().WithContext("listen " + o.listen));
   const std::string& address = o.http.address;
@@ -349,6 +382,7 @@ Status RunServer(ServerOptions o, const Deps& deps) {
   signal(SIGTERM, OnSignal);
   while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   front.Stop();
+  if (metrics_front) metrics_front->Stop();
   ci_server.Stop();
   return OkStatus();
 }
@@ -374,6 +408,8 @@ void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_option("--api-token-env", f->api_token_env,
                   "Deprecated (use API tokens, docs/access.md): variable holding a shared bearer token that acts as "
                   "the cluster-wide admin; default: DATA_DIR/api-token, generated when missing");
+  cmd->add_option("--metrics-listen", f->metrics_listen,
+                  "Address for Prometheus /metrics, unauthenticated: keep it private (default \"\": off; docs/api.md)");
   cmd->add_option("--webhook-provider", f->provider, "github, gitlab, gitea, forgejo, bitbucket, generic or auto");
   cmd->add_option("--repo", f->repos, "Repository URL to build (repeatable)")->required();
   cmd->add_option("--data-dir", f->data_dir, "Mirrors, workspaces, artifacts and caches");

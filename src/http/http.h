@@ -4,9 +4,12 @@
 // outgoing requests (client.h).
 //
 // A Server listens on one address (127.0.0.1 by default, port 0 picks a free one) and routes each
-// request by method and path to a Handler: a route path is matched exactly, or, when it ends with
-// '/' ("/api/"), as a prefix; exact routes win over prefixes and longer prefixes over shorter ones.
-// A path no route matches gets 404; a path whose routes take other methods gets 405 with Allow.
+// request by method and path to a Handler: a route path is matched exactly; when it has segments
+// in braces ("/api/v1/runs/{id}/logs") as a template, each "{name}" matching one non-empty segment
+// (Request::params holds them); when it ends with '/' ("/api/"), as a prefix. Exact routes win over
+// templates (those with more literal segments first), templates over prefixes, and longer prefixes
+// over shorter ones. A path no route matches gets 404; a path whose routes take other methods gets
+// 405 with Allow. Routes() lists what is registered (the API's OpenAPI test reads it).
 //
 // One I/O thread accepts and reads/writes every connection (Boost.Beast, kept inside server.cc);
 // handlers run on a small pool of worker threads, so a slow handler never stalls the acceptor or
@@ -48,6 +51,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 
@@ -64,6 +68,10 @@ struct Request {
   Headers headers;
   std::string body;         // the raw bytes exactly as received (webhook HMACs are over these)
   std::string remote_addr;  // "127.0.0.1:53412"
+  // The segments a template route's "{name}"s matched, as sent (not percent-decoded).
+  std::map<std::string, std::string, std::less<>> params;
+  // The route that matched: its path as registered ("/api/v1/runs/{id}"), for metrics by route.
+  std::string route;
 
   // The value of header `name` (lower-case), or "" when absent.
   std::string_view Header(std::string_view name) const;
@@ -106,6 +114,9 @@ struct Options {
   size_t max_streams = 64;  // concurrent streaming responses; beyond → 503
   size_t max_connections = 512;             // open at once; beyond, new ones are closed
   size_t max_connections_per_address = 64;  // open at once from one client IP address
+  // The response for a request no route takes: `status` 404, or 405 (the Allow header is added).
+  // nullptr: "not found" / "method not allowed" as text.
+  std::function<Response(const Request& request, int status)> unrouted;
   // PEM files; both set: serve HTTPS only. The key must not be encrypted.
   std::string tls_cert_file;
   std::string tls_key_file;
@@ -133,10 +144,17 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Routes `method` ("GET", "POST", ...) on `path` to `handler`; a path ending in '/' is a prefix.
-  // Registering the same method and path twice replaces the handler. Routes may be added at any
-  // time, also while serving.
+  // Routes `method` ("GET", "POST", ...) on `path` to `handler`; a path ending in '/' is a prefix,
+  // one with "{name}" segments a template (file comment). Registering the same method and path
+  // twice replaces the handler. Routes may be added at any time, also while serving.
   void Handle(std::string method, std::string path, Handler handler);
+
+  // Every route registered, in the order of registration.
+  struct RouteInfo {
+    std::string method;
+    std::string path;
+  };
+  std::vector<RouteInfo> Routes() const;
 
   // Serves registry.Render() on GET `path` in the Prometheus text format 0.0.4. The registry must
   // outlive the server.

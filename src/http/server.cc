@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <array>
 #include <atomic>
@@ -146,6 +147,8 @@ class ServerImpl {
   struct Match {
     std::shared_ptr<const Handler> handler;  // null: 404 when allow is empty, else 405
     std::string allow;
+    std::string route;  // the matching route's path
+    std::map<std::string, std::string, std::less<>> params;
   };
   Match Find(std::string_view method, std::string_view path) const;
 
@@ -352,11 +355,16 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
     ServerImpl::Match match = server_->Find(r.method, r.target);
     if (match.handler == nullptr) {
-      Response resp = match.allow.empty() ? Response::Text(404, "not found\n")
-                                          : Response::Text(405, "method not allowed\n");
+      const int status = match.allow.empty() ? 404 : 405;
+      Response resp = server_->options.unrouted       ? server_->options.unrouted(r, status)
+                      : status == 404                 ? Response::Text(404, "not found\n")
+                                                      : Response::Text(405, "method not allowed\n");
+      resp.status = status;
       if (!match.allow.empty()) resp.headers["allow"] = match.allow;
       return Send(std::move(resp));
     }
+    r.route = std::move(match.route);
+    r.params = std::move(match.params);
     state_ = State::kHandling;
     net::post(*server_->pool, [self = this->shared_from_this(), handler = std::move(match.handler),
                                request = std::move(r)]() mutable {
@@ -539,28 +547,65 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   std::atomic<bool> gone_{false};
 };
 
+namespace {
+
+// The number of literal segments of template `route` when it matches `path` (each "{name}" taking
+// one non-empty segment, stored in `params` when given); -1 when it does not.
+int MatchTemplate(std::string_view route, std::string_view path, std::map<std::string, std::string, std::less<>>* params) {
+  int literal = 0;
+  for (;;) {
+    size_t rs = route.find('/'), ps = path.find('/');
+    std::string_view r = route.substr(0, rs), p = path.substr(0, ps);
+    if (r.size() >= 2 && r.front() == '{' && r.back() == '}') {
+      if (p.empty()) return -1;
+      if (params != nullptr) (*params)[std::string(r.substr(1, r.size() - 2))] = std::string(p);
+    } else if (r != p) {
+      return -1;
+    } else {
+      ++literal;
+    }
+    if ((rs == std::string_view::npos) != (ps == std::string_view::npos)) return -1;
+    if (rs == std::string_view::npos) return literal;
+    route.remove_prefix(rs + 1);
+    path.remove_prefix(ps + 1);
+  }
+}
+
+bool IsTemplate(std::string_view route) { return route.find('{') != std::string_view::npos; }
+
+}  // namespace
+
 ServerImpl::Match ServerImpl::Find(std::string_view method, std::string_view path) const {
   MutexLock lock(routes_mu);
-  // Candidates from the most specific path down: the exact path, then prefixes, longest first.
-  std::vector<const Route*> candidates;
+  // Candidates from the most specific path down: the exact path, templates (more literal segments
+  // first), then prefixes, longest first.
+  struct Candidate {
+    const Route* route;
+    int rank;  // exact: INT_MAX; template: 1000000 + literal segments; prefix: its length
+  };
+  std::vector<Candidate> candidates;
   for (const Route& r : routes) {
-    bool prefix = r.path.ends_with('/');
-    if (r.path == path || (prefix && path.starts_with(r.path))) candidates.push_back(&r);
+    if (r.path == path) {
+      candidates.push_back({&r, INT_MAX});
+    } else if (IsTemplate(r.path)) {
+      if (int literal = MatchTemplate(r.path, path, nullptr); literal >= 0) candidates.push_back({&r, 1000000 + literal});
+    } else if (r.path.ends_with('/') && path.starts_with(r.path)) {
+      candidates.push_back({&r, static_cast<int>(r.path.size())});
+    }
   }
-  std::stable_sort(candidates.begin(), candidates.end(), [&](const Route* a, const Route* b) {
-    bool a_exact = a->path == path, b_exact = b->path == path;
-    if (a_exact != b_exact) return a_exact;
-    return a->path.size() > b->path.size();
-  });
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [](const Candidate& a, const Candidate& b) { return a.rank > b.rank; });
   Match m;
-  for (const Route* r : candidates) {
-    if (r->method == method) {
-      m.handler = r->handler;
+  for (const Candidate& c : candidates) {
+    if (c.route->method == method) {
+      m.handler = c.route->handler;
+      m.route = c.route->path;
+      if (IsTemplate(c.route->path)) MatchTemplate(c.route->path, path, &m.params);
       return m;
     }
   }
   std::vector<std::string_view> methods;
-  for (const Route* r : candidates) methods.push_back(r->method);
+  for (const Candidate& c : candidates) methods.push_back(c.route->method);
   std::sort(methods.begin(), methods.end());
   methods.erase(std::unique(methods.begin(), methods.end()), methods.end());
   for (std::string_view mth : methods) {
@@ -745,6 +790,13 @@ void Server::Handle(std::string method, std::string path, Handler handler) {
     }
   }
   impl_->routes.push_back({std::move(method), std::move(path), std::move(h)});
+}
+
+std::vector<Server::RouteInfo> Server::Routes() const {
+  MutexLock lock(impl_->routes_mu);
+  std::vector<RouteInfo> out;
+  for (const auto& r : impl_->routes) out.push_back({r.method, r.path});
+  return out;
 }
 
 void Server::ServeMetrics(const Registry& registry, std::string path) {

@@ -459,7 +459,8 @@ Status Access::Authorize(const Principal& principal, Permission permission, std:
   return a.Check(principal, permission, project);
 }
 
-http::Response Access::Serve(const http::Request& request, AuditNote note, const RouteFn& fn) {
+http::Response Access::Serve(const http::Request& request, AuditNote note, const RouteFn& fn,
+                             http::Response (*error)(const Status&)) {
   Result<Principal> who = Authenticate(request);
   Result<http::Response> answer = who.ok() ? fn(*who, note) : Result<http::Response>(who.status());
   const bool mutating = request.method != "GET" && request.method != "HEAD";
@@ -477,7 +478,7 @@ http::Response Access::Serve(const http::Request& request, AuditNote note, const
                             .project = note.project});
     if (!id.ok()) log::Warn("access: audit {} {} by {}: {}", note.action, note.object, who.ok() ? who->name : "?", id.status().message());
   }
-  if (!answer.ok()) return ApiError(answer.status());
+  if (!answer.ok()) return error(answer.status());
   return *std::move(answer);
 }
 

@@ -101,10 +101,12 @@ class Access {
   // The authorizer of the store's current bindings, for a listing that filters many objects.
   Result<authz::Authorizer> LoadAuthorizer();
 
-  // One API request: Authenticate, then `fn`; its result or error (ApiError). For a mutating
-  // request, one audit row from `note` (as `fn` left it) and the outcome.
+  // One API request: Authenticate, then `fn`; its result or error (`error`: ApiError for /api/,
+  // ProblemJson for /api/v1). For a mutating request, one audit row from `note` (as `fn` left it)
+  // and the outcome.
   using RouteFn = std::function<Result<http::Response>(const authz::Principal&, AuditNote&)>;
-  http::Response Serve(const http::Request& request, AuditNote note, const RouteFn& fn);
+  http::Response Serve(const http::Request& request, AuditNote note, const RouteFn& fn,
+                       http::Response (*error)(const Status&) = ApiError);
 
   store::Store& store() { return store_; }
   Clock& clock() { return clock_; }

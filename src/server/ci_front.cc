@@ -50,7 +50,8 @@ Value RunJson(const store::Run& r) {
   return v;
 }
 
-// The run's logs, each step's after a "==> step <==" line; with `follow`, until the run is final.
+}  // namespace
+
 http::Response StreamLogs(ci::Server& ci, int64_t id, bool follow) {
   http::Response resp;
   resp.headers["content-type"] = "text/plain; charset=utf-8";
@@ -84,6 +85,8 @@ http::Response StreamLogs(ci::Server& ci, int64_t id, bool follow) {
   };
   return resp;
 }
+
+namespace {
 
 // The project a run's permissions are checked on: "*" for a run of no project.
 std::string ProjectOf(const CiFrontOptions& o, const store::Run& run) {

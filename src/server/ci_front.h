@@ -41,6 +41,10 @@ struct CiFrontOptions {
   std::function<std::string(const store::Run&)> project_of;
 };
 
+// The text/plain response of a run's logs (GET /api/runs/ID/logs, /api/v1/runs/ID/logs): each
+// step's after a "==> step <==" line; with `follow`, a stream that ends when the run is final.
+http::Response StreamLogs(ci::Server& ci, int64_t id, bool follow);
+
 // Registers the routes above on `front`, calling `ci` (which must outlive the front's serving).
 // InvalidArgument for a missing webhook secret or Access.
 Status ServeCi(Front& front, ci::Server& ci, CiFrontOptions options);

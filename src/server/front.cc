@@ -26,6 +26,39 @@ http::Response ApiError(const Status& s) {
   return r;
 }
 
+std::string_view ReasonPhrase(int http_status) {
+  switch (http_status) {
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Error";
+  }
+}
+
+http::Response ProblemJson(const Status& s) {
+  const int status = HttpStatus(s);
+  value::Value body = value::Value::Map();
+  body.Set("type", "about:blank");
+  body.Set("title", std::string(ReasonPhrase(status)));
+  body.Set("status", status);
+  body.Set("detail", s.message());
+  body.Set("code", std::string(CodeName(s.code())));
+  body.Set("reason", s.reason());
+  http::Response r = http::Response::Json(status, value::ToJson(body) + "\n");
+  r.headers["content-type"] = "application/problem+json";
+  if (s.code() == Code::kUnauthenticated) r.headers["www-authenticate"] = "Bearer realm=\"gantry\"";
+  return r;
+}
+
 http::Response MethodNotAllowed(const http::Request& req, std::string_view allow) {
   http::Response r =
       ApiError(UnimplementedError("{} {}: this path takes {}", req.method, req.target, allow).set_reason(kMethodNotAllowed));
@@ -38,12 +71,14 @@ http::Response TextError(const Status& s) { return http::TextError(s); }
 Status ParseApiError(int http_status, std::string_view body) {
   if (http_status >= 200 && http_status < 300) return OkStatus();
   if (auto doc = value::ParseJson(body); doc.ok()) {
-    const value::Value* error = doc->Get("error");
+    // ApiError's {"error": {...}}, or ProblemJson's code, reason and detail at the top.
+    const bool problem = doc->Get("error") == nullptr;
+    const value::Value* error = problem ? &*doc : doc->Get("error");
     const value::Value* code = error != nullptr ? error->Get("code") : nullptr;
     if (code != nullptr && code->IsString()) {
       for (int c = static_cast<int>(Code::kCancelled); c <= static_cast<int>(Code::kUnauthenticated); ++c) {
         if (CodeName(static_cast<Code>(c)) != code->AsString()) continue;
-        const value::Value* message = error->Get("message");
+        const value::Value* message = error->Get(problem ? "detail" : "message");
         const value::Value* reason = error->Get("reason");
         Status s(static_cast<Code>(c), message != nullptr && message->IsString() ? std::string(message->AsString()) : "");
         if (reason != nullptr && reason->IsString()) s.set_reason(reason->AsString());
@@ -107,7 +142,24 @@ Result<std::string> LoadOrCreateApiToken(const fs::path& data_dir) {
   return token;
 }
 
-Front::Front(std::string name, http::Options options) : name_(std::move(name)), http_(std::move(options)) {}
+namespace {
+
+// /api/v1 answers every error as problem+json, a path or method no route takes too.
+http::Options WithProblems(http::Options options) {
+  options.unrouted = [](const http::Request& req, int status) {
+    if (req.target != "/api/v1" && !req.target.starts_with("/api/v1/")) {
+      return http::Response::Text(status, status == 404 ? "not found\n" : "method not allowed\n");
+    }
+    if (status == 404) return ProblemJson(NotFoundError("no such resource {} {}", req.method, req.target));
+    return ProblemJson(UnimplementedError("{} {}: this path does not take {}", req.method, req.target, req.method)
+                           .set_reason(kMethodNotAllowed));
+  };
+  return options;
+}
+
+}  // namespace
+
+Front::Front(std::string name, http::Options options) : name_(std::move(name)), http_(WithProblems(std::move(options))) {}
 
 Front::~Front() { Stop(); }
 
@@ -140,17 +192,23 @@ Status Front::AddWebhook(std::string path, webhook::Config config, WebhookFn fn)
                                 path);
   }
   http_.Handle("POST", std::move(path), [this, config = std::move(config), fn = std::move(fn)](const http::Request& req) {
-    auto event = webhook::Verify(req.headers, req.body, config);
-    if (!event.ok() && event.status().code() == Code::kUnimplemented) {
-      return http::Response::Text(202, "ignored: " + event.status().message() + "\n");
-    }
-    if (event.ok() && event->kind == webhook::Kind::kPing) return http::Response::Text(200, "pong\n");
-    Result<http::Response> answer = event.ok() ? fn(*event, req) : Result<http::Response>(event.status());
-    if (answer.ok()) return *std::move(answer);
-    log::Warn("{}: webhook from {} refused: {}", name_, req.remote_addr, answer.status().message());
-    return TextError(answer.status());
+    http::Response r = Intake(req, config, fn);
+    if (webhook_deliveries_ != nullptr) webhook_deliveries_->With({std::to_string(r.status)}).Inc();
+    return r;
   });
   return OkStatus();
+}
+
+http::Response Front::Intake(const http::Request& req, const webhook::Config& config, const WebhookFn& fn) {
+  auto event = webhook::Verify(req.headers, req.body, config);
+  if (!event.ok() && event.status().code() == Code::kUnimplemented) {
+    return http::Response::Text(202, "ignored: " + event.status().message() + "\n");
+  }
+  if (event.ok() && event->kind == webhook::Kind::kPing) return http::Response::Text(200, "pong\n");
+  Result<http::Response> answer = event.ok() ? fn(*event, req) : Result<http::Response>(event.status());
+  if (answer.ok()) return *std::move(answer);
+  log::Warn("{}: webhook from {} refused: {}", name_, req.remote_addr, answer.status().message());
+  return TextError(answer.status());
 }
 
 Status Front::Start() { return http_.Start(); }

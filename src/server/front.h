@@ -21,8 +21,12 @@
 // Two error bodies: the REST API (/api/) answers ApiError(), JSON
 //   {"error": {"code": "NotFound", "reason": "", "message": "no run 7"}}
 // (code: the Status code's name; reason: its machine-readable reason or ""), which ParseApiError()
-// turns back into the Status on the client side; webhooks and probes answer TextError(), the
-// message and a newline, as senders log it.
+// turns back into the Status on the client side; /api/v1 answers ProblemJson(), RFC 9457's
+// application/problem+json with the same code and reason:
+//   {"type": "about:blank", "title": "Not Found", "status": 404, "detail": "no run 7",
+//    "code": "NotFound", "reason": ""}
+// which ParseApiError() reads too; webhooks and probes answer TextError(), the message and a
+// newline, as senders log it.
 //
 // Webhook intake (AddWebhook): webhook::Verify over the raw body, then the caller's function with
 // the verified event. An event type Gantry does not act on is 202 "ignored: ..." and a ping is
@@ -35,6 +39,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 #include "http/http.h"
@@ -54,11 +59,15 @@ http::Response ApiError(const Status& status);
 // 405 for `req`, whose path takes only the methods `allow` ("GET, POST"): ApiError of
 // Unimplemented with reason kMethodNotAllowed, and the Allow header.
 http::Response MethodNotAllowed(const http::Request& req, std::string_view allow);
+// /api/v1's error response: HttpStatus(status) with the problem+json body of the file comment.
+http::Response ProblemJson(const Status& status);
+// The reason phrase of an HTTP status ("Not Found"); "Error" for one Gantry never answers.
+std::string_view ReasonPhrase(int http_status);
 // Webhooks' and probes' error response: HttpStatus(status), the message and a newline as text.
 http::Response TextError(const Status& status);
 
 // The Status an API response stands for: OK for a 2xx; else the code and reason of its JSON error
-// body, or, for a body that is not one (a proxy's page), the code HttpStatus() maps to `http_status`
+// body (ApiError's or ProblemJson's), or, for a body that is not one (a proxy's page), the code HttpStatus() maps to `http_status`
 // with the body's first line as the message.
 Status ParseApiError(int http_status, std::string_view body);
 
@@ -76,7 +85,8 @@ Result<std::string> LoadOrCreateApiToken(const std::filesystem::path& data_dir);
 // (answered with TextError).
 using WebhookFn = std::function<Result<http::Response>(const webhook::Event& event, const http::Request& request)>;
 
-// A listener: owns its http::Server. `name` prefixes its log lines ("server", "agent").
+// A listener: owns its http::Server. `name` prefixes its log lines ("server", "agent"). A request
+// under /api/v1/ that no route takes gets ProblemJson (404, or 405 with Allow).
 class Front {
  public:
   Front(std::string name, http::Options options);
@@ -99,14 +109,25 @@ class Front {
   // when config.secret is empty (Gantry never accepts unsigned webhooks).
   Status AddWebhook(std::string path, webhook::Config config, WebhookFn fn);
 
+  // Every route registered (http::Server::Routes).
+  std::vector<http::Server::RouteInfo> Routes() const { return http_.Routes(); }
+
+  // Counts every webhook delivery answered by AddWebhook's routes, by HTTP status ({"code"}).
+  // Call before AddWebhook; the family must outlive the Front.
+  void CountWebhooks(http::Family<http::Counter>& deliveries) { webhook_deliveries_ = &deliveries; }
+
   // Binds and serves (http::Server::Start's errors).
   Status Start();
   uint16_t port() const;  // the bound port; 0 before Start()
   void Stop();            // graceful, idempotent
 
  private:
+  // One webhook delivery through AddWebhook's steps.
+  http::Response Intake(const http::Request& req, const webhook::Config& config, const WebhookFn& fn);
+
   std::string name_;
   http::Server http_;
+  http::Family<http::Counter>* webhook_deliveries_ = nullptr;
 };
 
 }  // namespace gantry::server

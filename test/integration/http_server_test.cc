@@ -199,6 +199,42 @@ TEST_F(HttpServerTest, RoutesByExactPathAndPrefix) {
   EXPECT_EQ(Fetch(Url("/api/exact?x=1")).body, "exact");
 }
 
+TEST_F(HttpServerTest, TemplatesMatchOneSegmentEachBetweenExactAndPrefixRoutes) {
+  StartServer();
+  auto echo = [](const Request& r) {
+    std::string out = r.route;
+    for (const auto& [name, value] : r.params) out += " " + name + "=" + value;
+    return Response::Text(200, out);
+  };
+  server_->Handle("GET", "/api/apps/{app}/releases", echo);
+  server_->Handle("GET", "/api/apps/{app}/{what}", echo);
+  server_->Handle("POST", "/api/runs/{id}", echo);
+  EXPECT_EQ(Fetch(Url("/api/apps/web/releases")).body, "/api/apps/{app}/releases app=web")
+      << "more literal segments win";
+  EXPECT_EQ(Fetch(Url("/api/apps/web/tree?x=1")).body, "/api/apps/{app}/{what} app=web what=tree");
+  EXPECT_EQ(Fetch(Url("/api/apps//releases")).body, "api:/api/apps//releases") << "an empty segment is no match";
+  EXPECT_EQ(Fetch(Url("/api/apps/web/releases/7")).body, "api:/api/apps/web/releases/7") << "the prefix takes the rest";
+  Reply wrong = Fetch(Url("/api/runs/7"), "DELETE");
+  EXPECT_EQ(wrong.status, 405);
+  EXPECT_THAT(wrong.headers, HasSubstr("allow: get, post"));
+  std::vector<std::string> routes;
+  for (const auto& r : server_->Routes()) routes.push_back(r.method + " " + r.path);
+  EXPECT_THAT(routes, testing::Contains("GET /api/apps/{app}/releases"));
+  EXPECT_THAT(routes, testing::Contains("GET /hello"));
+}
+
+TEST_F(HttpServerTest, UnroutedRequestsGetTheConfiguredAnswer) {
+  StartServer({.unrouted = [](const Request& r, int status) {
+    return Response::Json(status, "{\"path\":\"" + r.target + "\"}");
+  }});
+  Reply missing = Fetch(Url("/nope"));
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(missing.body, "{\"path\":\"/nope\"}");
+  Reply wrong = Fetch(Url("/echo"), "GET");
+  EXPECT_EQ(wrong.status, 405);
+  EXPECT_THAT(wrong.headers, HasSubstr("allow: post"));
+}
+
 TEST_F(HttpServerTest, PassesRawBodyQueryAndLowerCasedHeaders) {
   StartServer();
   std::string body("a\0b\r\n{\"x\": 1}\xff", 14);

@@ -1,0 +1,75 @@
+#pragma once
+// server/api_v1: the versioned REST API, /api/v1, that the web console and scripts use. The
+// routes, their JSON and their errors are described by api/openapi.json (served, as built into the
+// binary, at GET /api/v1/openapi.json) and docs/api.md:
+//
+//   GET  /api/v1/matrix                  apps × environments × clusters: running and latest
+//                                        release, how far behind; push cells from the ledger
+//                                        (store::Store::CurrentByTarget), pull cells from the
+//                                        Applications' status (deliver::GatherStatus, as `gantry
+//                                        status`)
+//   GET  /api/v1/apps/{app}/releases     the app's releases, newest first, with their targets
+//   GET  /api/v1/runs                    CI runs, newest first
+//   GET  /api/v1/runs/{id}               one run with its steps
+//   GET  /api/v1/runs/{id}/logs          text/plain, as /api/runs/ID/logs (?follow=1 streams)
+//   POST /api/v1/runs/{id}/cancel        → the run (202 while it stops, 200 when cancelled)
+//   POST /api/v1/runs/{id}/approve       → the run, queued
+//   GET  /api/v1/events                  Server-Sent Events (server/events.h), resumable with
+//                                        Last-Event-ID; a comment line every 15 s
+//   GET  /api/v1/openapi.json            the OpenAPI 3.1 document (no authentication)
+//
+// Every route but openapi.json goes through server::Access: 401 without valid credentials; reads
+// need runs.read / apps.read on the object's project, cancel runs.cancel, approve runs.approve;
+// each POST leaves one audit row. Errors are application/problem+json (ProblemJson, front.h).
+// Lists answer {"items": [...], "next": cursor | null}: ?limit=N (1..500, default 50) and
+// ?cursor= from the previous page's "next"; each list has an ETag (a hash of its body), and a
+// request whose If-None-Match names it gets 304 without a body.
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+#include "ci/server.h"
+#include "deliver/deliver.h"
+#include "http/metrics.h"
+#include "server/access.h"
+#include "server/events.h"
+#include "server/front.h"
+
+namespace gantry::server {
+
+struct ApiV1Options {
+  Access* access = nullptr;  // required
+  ci::Server* ci = nullptr;  // required
+  EventBus* events = nullptr;  // nullptr: /api/v1/events answers 503
+  // A run's project ("" : none, so only cluster-wide grants reach it), as CiFrontOptions'.
+  std::function<std::string(const store::Run&)> project_of;
+  // Environments, clusters and their modes (push/pull) for the matrix; nullopt: the ledger's
+  // environments only, no pull clusters.
+  std::optional<deliver::Config> deliver_config;
+  deliver::ConnectFn connect;  // reaches pull clusters for the matrix
+  // API latency by route (gantry_api_request_duration_seconds{route,method,code}); nullptr: none.
+  http::Registry* metrics = nullptr;
+};
+
+// The OpenAPI document built into the binary (api/openapi.json).
+std::string_view OpenApiDocument();
+
+// Registers the routes above on `front`; the pointers in `options` must outlive its serving.
+// InvalidArgument when access or ci is missing.
+Status ServeApiV1(Front& front, ApiV1Options options);
+
+// The pagination of a list request: ?limit (1..500, default 50) and ?cursor (a previous "next").
+// InvalidArgument naming the parameter and the value otherwise.
+struct Page {
+  int limit = 50;
+  int64_t before_id = 0;  // 0: from the newest
+};
+Result<Page> ParsePage(std::string_view query);
+
+// A list response: {"items": items, "next": next or null}, with an ETag; 304 when the request's
+// If-None-Match names that ETag.
+http::Response ListResponse(const http::Request& request, const value::Value& items, std::optional<int64_t> next);
+
+}  // namespace gantry::server

@@ -1,0 +1,469 @@
+// /api/v1 against a real ci::Server on SQLite (not started: runs stay queued) behind the event
+// store, over loopback: every registered route is in api/openapi.json, every answer validates
+// against its schema, pagination and ETags, problem+json errors, and Server-Sent Events.
+
+#include "server/api_v1.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "base/mutex.h"
+#include "http/client.h"
+#include "server/ci_front.h"
+#include "server/events.h"
+#include "server/internal/json_schema.h"
+#include "server/server_metrics.h"
+#include "store/store.h"
+#include "value/value.h"
+#include "webhook/webhook.h"
+
+namespace gantry::server {
+namespace {
+
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+using value::Value;
+
+constexpr char kSecret[] = "api-v1-secret";
+constexpr char kToken[] = "api-v1-token-0123456789";
+constexpr char kRepo[] = "https://git.example/org/app";
+
+class NoExecutor : public ci::Executor {
+ public:
+  Result<ci::StepOutcome> Run(const ci::StepRequest&, const ci::OutputFn&, const std::atomic<bool>&) override {
+    return UnimplementedError("no steps in this test");
+  }
+  std::string WorkspacePath(const fs::path& host) const override { return host.string(); }
+  std::string ArtifactsPath(const fs::path& host) const override { return host.string(); }
+  std::string_view name() const override { return "none"; }
+  bool Isolates() const override { return true; }
+};
+
+std::string Push(std::string_view sha) {
+  return fmt::format(
+      R"({{"ref":"refs/heads/main","before":"0000000000000000000000000000000000000001","after":"{}","repository":{{"full_name":"org/app","clone_url":"{}"}},"commits":[]}})",
+      sha, kRepo);
+}
+
+const Value& Doc() {
+  static const Value doc = [] {
+    auto d = value::ParseJson(OpenApiDocument(), "api/openapi.json");
+    GANTRY_CHECK(d.ok());
+    return *d;
+  }();
+  return doc;
+}
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+class ApiV1Test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "api_v1_test.XXXXXX").string();
+    GANTRY_CHECK(::mkdtemp(tmpl.data()) != nullptr);
+    dir_ = tmpl;
+    auto store = store::Open("sqlite:" + (dir_ / "gantry.db").string());
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    real_ = std::move(*store);
+    store_ = ObservedStore(*real_, bus_, nullptr);
+    ci_ = std::make_unique<ci::Server>(*store_, executor_, ci::ServerOptions{.repos = {kRepo}, .data_dir = dir_ / "data"});
+    access_ = std::make_unique<Access>(*store_, AccessOptions{.bootstrap_token = kToken});
+    front_.AddHealth();
+    server_metrics_ = std::make_unique<ServerMetrics>(metrics_, *store_, bus_);
+    front_.CountWebhooks(server_metrics_->webhook_deliveries());
+    ASSERT_TRUE(ServeCi(front_, *ci_, {.webhook = {.secret = kSecret}, .access = access_.get()}).ok());
+    ServeAccess(front_, *access_);
+    EXPECT_EQ(ServeApiV1(front_, {.ci = ci_.get()}).code(), Code::kInvalidArgument);
+    ASSERT_TRUE(ServeApiV1(front_, {.access = access_.get(), .ci = ci_.get(), .events = &bus_, .metrics = &metrics_}).ok());
+    ASSERT_TRUE(front_.Start().ok());
+  }
+  void TearDown() override {
+    front_.Stop();
+    server_metrics_.reset();
+    ci_.reset();
+    access_.reset();
+    store_.reset();
+    real_.reset();
+    fs::remove_all(dir_);
+  }
+
+  std::string Url(std::string_view path) const { return fmt::format("http://127.0.0.1:{}{}", front_.port(), path); }
+  http::ClientResponse Send(std::string method, std::string path, http::Headers headers = {}) {
+    auto r = http::Client().Send({.method = std::move(method), .url = Url(path), .headers = std::move(headers)});
+    GANTRY_CHECK(r.ok());
+    return *std::move(r);
+  }
+  http::ClientResponse Api(std::string method, std::string path, http::Headers headers = {}) {
+    headers["authorization"] = std::string("Bearer ") + kToken;
+    return Send(std::move(method), std::move(path), std::move(headers));
+  }
+  void Hook(const std::string& sha, const std::string& delivery) {
+    std::string body = Push(sha);
+    auto r = http::Client().Send({.method = "POST",
+                                  .url = Url("/webhook"),
+                                  .headers = {{"x-github-event", "push"},
+                                              {"x-github-delivery", delivery},
+                                              {"x-hub-signature-256", "sha256=" + webhook::HmacSha256Hex(kSecret, body)}},
+                                  .body = body});
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->status, 201) << r->body;
+  }
+
+  // Checks `r` against what the document says `method` `path_template` answers with its status.
+  void ExpectValid(const http::ClientResponse& r, std::string_view path_template, std::string_view method) {
+    SCOPED_TRACE(fmt::format("{} {} {}", method, path_template, r.status));
+    const std::string lower = Lower(std::string(method));
+    const Value* op = Doc().Find({"paths", path_template, std::string_view(lower)});
+    ASSERT_NE(op, nullptr) << "not in the document";
+    const std::string status = std::to_string(r.status);
+    const Value* resp = op->Find({"responses", std::string_view(status)});
+    ASSERT_NE(resp, nullptr) << "status not documented: " << r.body;
+    if (const Value* ref = resp->Get("$ref")) resp = Doc().Find({"components", "responses", ref->AsString().substr(23)});
+    ASSERT_NE(resp, nullptr);
+    const Value* content = resp->Get("content");
+    if (content == nullptr) {
+      EXPECT_EQ(r.body, "");
+      return;
+    }
+    std::string type(std::string_view(r.headers.at("content-type")).substr(0, r.headers.at("content-type").find(';')));
+    const Value* schema = content->Find({std::string_view(type), "schema"});
+    ASSERT_NE(schema, nullptr) << "content type " << type << " not documented";
+    if (type.find("json") == std::string::npos) return;
+    auto body = value::ParseJson(r.body);
+    ASSERT_TRUE(body.ok()) << r.body;
+    Status valid = internal::ValidateJson(Doc(), *schema, *body);
+    EXPECT_TRUE(valid.ok()) << valid.message() << "\n" << r.body;
+  }
+
+  fs::path dir_;
+  std::unique_ptr<store::Store> real_;
+  EventBus bus_{64, 16};
+  std::unique_ptr<store::Store> store_;
+  NoExecutor executor_;
+  std::unique_ptr<ci::Server> ci_;
+  std::unique_ptr<Access> access_;
+  http::Registry metrics_;
+  std::unique_ptr<ServerMetrics> server_metrics_;
+  Front front_{"server", {}};
+};
+
+TEST_F(ApiV1Test, EveryRegisteredRouteIsInTheOpenApiDocumentAndBack) {
+  const Value* paths = Doc().Get("paths");
+  ASSERT_NE(paths, nullptr);
+  EXPECT_EQ(Doc().Get("openapi")->AsString(), "3.1.0");
+  std::set<std::pair<std::string, std::string>> registered;
+  for (const auto& route : front_.Routes()) {
+    const std::string method = Lower(route.method);
+    registered.insert({route.path, method});
+    if (route.path.ends_with('/')) {
+      // A prefix route (/api/runs/, /api/tokens/): some documented path below it takes the method.
+      bool found = false;
+      for (const auto& e : paths->entries()) {
+        found = found || (e.key.AsString().starts_with(route.path) && e.value.Get(method) != nullptr);
+      }
+      EXPECT_TRUE(found) << route.method << " " << route.path << " is served but not documented below it";
+    } else {
+      EXPECT_NE(paths->Find({std::string_view(route.path), std::string_view(method)}), nullptr) << route.method << " " << route.path << " is served but not documented";
+    }
+  }
+  // And every documented /api/v1 operation is served exactly there.
+  for (const auto& e : paths->entries()) {
+    if (!e.key.AsString().starts_with("/api/v1/")) continue;
+    for (const auto& op : e.value.entries()) {
+      if (op.key.AsString() == "parameters") continue;
+      EXPECT_TRUE(registered.contains({std::string(e.key.AsString()), std::string(op.key.AsString())}))
+          << op.key.AsString() << " " << e.key.AsString() << " is documented but not served";
+    }
+  }
+  auto served = Send("GET", "/api/v1/openapi.json");
+  EXPECT_EQ(served.status, 200);
+  EXPECT_EQ(served.body, OpenApiDocument());
+}
+
+TEST_F(ApiV1Test, AnswersValidateAgainstTheirSchemas) {
+  Hook(std::string(40, 'a'), "d1");
+  Hook(std::string(40, 'b'), "d2");
+  store::Release rel{.app = "web", .source_revision = "abc", .config_revision = "def",
+                     .image_digests = {{"registry/web", "sha256:0123"}}, .started_by = "test", .run_id = 1};
+  auto id = store_->CreateRelease(rel);
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(store_->UpsertTarget({.release_id = *id, .env = "dev", .cluster = "dev-1", .state = store::TargetState::kHealthy}).ok());
+  ASSERT_TRUE(store_->UpsertTarget({.release_id = *id, .env = "prod", .cluster = "prod-1", .state = store::TargetState::kApplying,
+                                    .message = "waiting for health"}).ok());
+  rel.source_revision = "abd";
+  auto second = store_->CreateRelease(rel);
+  ASSERT_TRUE(second.ok());
+  ASSERT_TRUE(store_->UpsertTarget({.release_id = *second, .env = "dev", .cluster = "dev-1", .state = store::TargetState::kFailed,
+                                    .message = "crash loop"}).ok());
+
+  auto matrix = Api("GET", "/api/v1/matrix");
+  ExpectValid(matrix, "/api/v1/matrix", "GET");
+  auto m = value::ParseJson(matrix.body);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(value::ToJson(*m->Get("environments")), R"(["dev","prod"])");
+  const Value* dev = m->Find({"apps", 0, "cells", 0});
+  ASSERT_NE(dev, nullptr);
+  EXPECT_EQ(value::IntAt(dev, {"running", "release"}), *id);
+  EXPECT_EQ(value::StringAt(dev, {"running", "image_digests", "registry/web"}), "sha256:0123");
+  EXPECT_EQ(value::IntAt(dev, {"latest", "release"}), *second);
+  EXPECT_EQ(value::StringAt(dev, {"latest", "state"}), "failed");
+  EXPECT_EQ(value::IntAt(dev, {"behind"}), 1);
+  EXPECT_TRUE(m->Find({"apps", 0, "cells", 1, "running"})->IsNull()) << "nothing healthy in prod";
+
+  auto releases = Api("GET", "/api/v1/apps/web/releases");
+  ExpectValid(releases, "/api/v1/apps/{app}/releases", "GET");
+  EXPECT_THAT(releases.body, HasSubstr("\"crash loop\""));
+  ExpectValid(Api("GET", "/api/v1/runs"), "/api/v1/runs", "GET");
+  ExpectValid(Api("GET", "/api/v1/runs/1"), "/api/v1/runs/{id}", "GET");
+  ExpectValid(Api("GET", "/api/v1/runs/1/logs"), "/api/v1/runs/{id}/logs", "GET");
+  ExpectValid(Api("POST", "/api/v1/runs/1/approve"), "/api/v1/runs/{id}/approve", "POST");  // 409: queued
+  auto cancelled = Api("POST", "/api/v1/runs/1/cancel");
+  EXPECT_EQ(cancelled.status, 200);
+  ExpectValid(cancelled, "/api/v1/runs/{id}/cancel", "POST");
+  EXPECT_THAT(cancelled.body, HasSubstr("\"state\":\"cancelled\""));
+  ExpectValid(Api("GET", "/api/v1/runs/99"), "/api/v1/runs/{id}", "GET");        // 404
+  ExpectValid(Send("GET", "/api/v1/runs"), "/api/v1/runs", "GET");              // 401
+  ExpectValid(Api("GET", "/api/v1/runs?limit=0"), "/api/v1/runs", "GET");       // 400
+  ExpectValid(Api("GET", "/api/tokens"), "/api/tokens", "GET");
+  ExpectValid(Api("GET", "/api/roles"), "/api/roles", "GET");
+  ExpectValid(Api("GET", "/api/audit"), "/api/audit", "GET");
+
+  auto audit = store_->ListAudit(10);
+  ASSERT_TRUE(audit.ok());
+  ASSERT_GE(audit->size(), 2u);
+  EXPECT_EQ((*audit)[0].action, "runs.cancel");
+  EXPECT_EQ((*audit)[0].object, "run 1");
+  EXPECT_EQ((*audit)[1].action, "runs.approve");
+  EXPECT_THAT((*audit)[1].result, HasSubstr("FailedPrecondition"));
+}
+
+TEST_F(ApiV1Test, ErrorsAreProblemJsonThroughTheOneMapping) {
+  auto unauthenticated = Send("GET", "/api/v1/runs");
+  EXPECT_EQ(unauthenticated.status, 401);
+  EXPECT_EQ(unauthenticated.headers["content-type"], "application/problem+json");
+  EXPECT_EQ(unauthenticated.headers["www-authenticate"], "Bearer realm=\"gantry\"");
+  auto p = value::ParseJson(unauthenticated.body);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(value::StringAt(&*p, {"type"}), "about:blank");
+  EXPECT_EQ(value::StringAt(&*p, {"title"}), "Unauthorized");
+  EXPECT_EQ(value::IntAt(&*p, {"status"}), 401);
+  EXPECT_EQ(value::StringAt(&*p, {"code"}), "Unauthenticated");
+  EXPECT_EQ(ParseApiError(unauthenticated.status, unauthenticated.body).code(), Code::kUnauthenticated);
+
+  auto missing = Api("GET", "/api/v1/runs/abc");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_THAT(missing.body, HasSubstr("no run \\\"abc\\\""));
+  auto unknown = Api("GET", "/api/v1/nothing/here");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_EQ(unknown.headers["content-type"], "application/problem+json");
+  auto wrong_method = Api("DELETE", "/api/v1/runs/1");
+  EXPECT_EQ(wrong_method.status, 405);
+  EXPECT_EQ(wrong_method.headers["allow"], "GET");
+  EXPECT_TRUE(ParseApiError(wrong_method.status, wrong_method.body).Is(Code::kUnimplemented, kMethodNotAllowed));
+  auto bad_cursor = Api("GET", "/api/v1/runs?cursor=x");
+  EXPECT_EQ(bad_cursor.status, 400);
+  EXPECT_THAT(ParseApiError(bad_cursor.status, bad_cursor.body).message(), HasSubstr("cursor \"x\""));
+  EXPECT_EQ(Send("GET", "/nothing").body, "not found\n") << "outside /api/v1, text as before";
+}
+
+TEST_F(ApiV1Test, ListsPageWithCursorsAndAnswer304ForTheirETag) {
+  for (char c : std::string("abc")) Hook(std::string(40, c), std::string("d") + c);
+  auto first = Api("GET", "/api/v1/runs?limit=2");
+  ASSERT_EQ(first.status, 200);
+  auto doc = value::ParseJson(first.body);
+  ASSERT_TRUE(doc.ok());
+  ASSERT_EQ(doc->Get("items")->size(), 2u);
+  EXPECT_EQ(value::IntAt(&*doc, {"items", 0, "id"}), 3);
+  ASSERT_TRUE(doc->Get("next")->IsString());
+  auto second = value::ParseJson(Api("GET", "/api/v1/runs?limit=2&cursor=" + std::string(doc->Get("next")->AsString())).body);
+  ASSERT_TRUE(second.ok());
+  ASSERT_EQ(second->Get("items")->size(), 1u);
+  EXPECT_EQ(value::IntAt(&*second, {"items", 0, "id"}), 1);
+  EXPECT_TRUE(second->Get("next")->IsNull());
+
+  const std::string etag = first.headers["etag"];
+  ASSERT_FALSE(etag.empty());
+  auto same = Api("GET", "/api/v1/runs?limit=2", {{"if-none-match", etag}});
+  EXPECT_EQ(same.status, 304);
+  EXPECT_EQ(same.body, "");
+  ASSERT_TRUE(Api("POST", "/api/v1/runs/3/cancel").status == 200);
+  auto changed = Api("GET", "/api/v1/runs?limit=2", {{"if-none-match", etag}});
+  EXPECT_EQ(changed.status, 200) << "a cancelled run changes the list";
+  EXPECT_NE(changed.headers["etag"], etag);
+}
+
+TEST_F(ApiV1Test, MetricsCountRunsWebhooksAndApiLatencyByRoute) {
+  Hook(std::string(40, 'a'), "d1");
+  Hook(std::string(40, 'b'), "d2");
+  ASSERT_EQ(Api("POST", "/api/v1/runs/1/cancel").status, 200);
+  ASSERT_EQ(Api("GET", "/api/v1/runs/2").status, 200);
+  std::string text;
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5); std::chrono::steady_clock::now() < deadline;) {
+    server_metrics_->Refresh();
+    text = metrics_.Render();
+    if (text.find("gantry_runs_finished_total{state=\"cancelled\"} 1") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_THAT(text, HasSubstr("gantry_runs_finished_total{state=\"cancelled\"} 1"));
+  EXPECT_THAT(text, HasSubstr("gantry_runs{state=\"queued\"} 1"));
+  EXPECT_THAT(text, HasSubstr("gantry_run_queue_depth 1"));
+  EXPECT_THAT(text, HasSubstr("gantry_webhook_deliveries_total{code=\"201\"} 2"));
+  EXPECT_THAT(text, HasSubstr("gantry_api_request_duration_seconds_count{route=\"/api/v1/runs/{id}\",method=\"GET\",code=\"200\"} 1"));
+}
+
+// Reads an SSE stream on a thread of its own, collecting what arrives.
+class SseReader {
+ public:
+  // `nudge` makes the server write (so the reader sees that it should stop).
+  SseReader(std::string url, http::Headers headers, std::function<void()> nudge) : nudge_(std::move(nudge)) {
+    thread_ = std::thread([this, url = std::move(url), headers = std::move(headers)] {
+      auto r = http::Client({.timeout = std::chrono::seconds(20)})
+                   .Send({.url = url, .headers = headers}, [this](std::string_view chunk) {
+                     MutexLock lock(mu_);
+                     text_ += chunk;
+                     arrived_.push_back({std::chrono::steady_clock::now(), text_.size()});
+                     cv_.NotifyAll();
+                     return !stop_;
+                   });
+      MutexLock lock(mu_);
+      done_ = true;
+      cv_.NotifyAll();
+    });
+  }
+  ~SseReader() {
+    {
+      MutexLock lock(mu_);
+      stop_ = true;
+    }
+    nudge_();
+    thread_.join();
+  }
+  // Waits until the stream holds `needle`; returns when it arrived (the chunk that completed it).
+  std::optional<std::chrono::steady_clock::time_point> WaitFor(std::string_view needle) {
+    MutexLock lock(mu_);
+    cv_.WaitFor(mu_, std::chrono::seconds(5),
+                [&]() REQUIRES(mu_) { return done_ || text_.find(needle) != std::string::npos; });
+    size_t at = text_.find(needle);
+    if (at == std::string::npos) return std::nullopt;
+    for (const auto& [when, size] : arrived_) {
+      if (size >= at + needle.size()) return when;
+    }
+    return std::nullopt;
+  }
+  std::string text() {
+    MutexLock lock(mu_);
+    return text_;
+  }
+
+ private:
+  Mutex mu_;
+  CondVar cv_;
+  std::string text_ GUARDED_BY(mu_);
+  std::vector<std::pair<std::chrono::steady_clock::time_point, size_t>> arrived_ GUARDED_BY(mu_);
+  bool stop_ GUARDED_BY(mu_) = false;
+  bool done_ GUARDED_BY(mu_) = false;
+  std::function<void()> nudge_;
+  std::thread thread_;
+};
+
+TEST_F(ApiV1Test, EventsReachASubscriberWithinASecondAndResumeFromLastEventId) {
+  const http::Headers auth = {{"authorization", std::string("Bearer ") + kToken}};
+  auto nudge = [this] { bus_.Publish("run", Value::Map()); };
+  {
+    SseReader reader(Url("/api/v1/events"), auth, nudge);
+    ASSERT_TRUE(reader.WaitFor("retry: 3000"));
+    // A run's state change written through the store reaches the stream.
+    Hook(std::string(40, 'a'), "d1");
+    EXPECT_TRUE(reader.WaitFor("event: run\ndata: {\"id\":1,\"state\":\"queued\"}")) << reader.text();
+    // Latency: from Publish to the client, for 20 events.
+    std::chrono::duration<double, std::milli> worst{0}, total{0};
+    for (int i = 0; i < 20; ++i) {
+      Value v = Value::Map();
+      v.Set("id", 100 + i);
+      v.Set("state", "running");
+      const auto sent = std::chrono::steady_clock::now();
+      bus_.Publish("run", v);
+      auto got = reader.WaitFor(fmt::format("{{\"id\":{},\"state\":\"running\"}}", 100 + i));
+      ASSERT_TRUE(got) << reader.text();
+      // Until this thread knows it arrived (an upper bound on the client's receiving it).
+      std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - sent;
+      worst = std::max(worst, took);
+      total += took;
+    }
+    std::printf("SSE latency over 20 events: mean %.2f ms, worst %.2f ms\n", total.count() / 20, worst.count());
+    EXPECT_LT(worst.count(), 1000.0);
+  }
+  // Resumption: a client that saw event 3 gets 4.. and nothing before.
+  const int64_t last = bus_.last_id();
+  ASSERT_GE(last, 5);
+  {
+    http::Headers resume = auth;
+    resume["last-event-id"] = "3";
+    SseReader reader(Url("/api/v1/events"), resume, nudge);
+    ASSERT_TRUE(reader.WaitFor(fmt::format("id: {}\n", last))) << reader.text();
+    EXPECT_TRUE(reader.WaitFor("id: 4\n"));
+    EXPECT_EQ(reader.text().find("id: 3\n"), std::string::npos);
+  }
+  // One that missed more than the ring keeps (64 here) is told to reset.
+  for (int i = 0; i < 70; ++i) bus_.Publish("run", Value::Map());
+  {
+    http::Headers resume = auth;
+    resume["last-event-id"] = "1";
+    SseReader reader(Url("/api/v1/events"), resume, nudge);
+    EXPECT_TRUE(reader.WaitFor("event: reset\n")) << reader.text();
+  }
+  EXPECT_EQ(Send("GET", "/api/v1/events").status, 401);
+}
+
+TEST(EventBusTest, ASlowSubscriberIsDroppedNotTheBus) {
+  EventBus bus(8, 4);
+  auto slow = bus.Subscribe();
+  auto fast = bus.Subscribe();
+  for (int i = 0; i < 10; ++i) {
+    bus.Publish("run", Value::Map());
+    ASSERT_TRUE(fast->Next(std::chrono::milliseconds(100)).has_value());
+  }
+  EXPECT_TRUE(slow->dropped());
+  EXPECT_FALSE(slow->Next(std::chrono::milliseconds(1)).has_value());
+  EXPECT_FALSE(fast->dropped());
+  EXPECT_EQ(bus.subscribers(), 2u);
+  slow.reset();
+  EXPECT_EQ(bus.subscribers(), 1u);
+}
+
+TEST(EventBusTest, ObservedStorePublishesStepsLogsAndTargets) {
+  std::string tmpl = (fs::temp_directory_path() / "events_test.XXXXXX").string();
+  GANTRY_CHECK(::mkdtemp(tmpl.data()) != nullptr);
+  {
+    auto real = store::Open("sqlite:" + (fs::path(tmpl) / "gantry.db").string());
+    ASSERT_TRUE(real.ok());
+    EventBus bus;
+    auto sub = bus.Subscribe();
+    auto store = ObservedStore(**real, bus, [](const store::Run&) { return std::string("team-a"); });
+    auto run = store->CreateRun({.repo = kRepo, .pipeline = kRepo, .commit = "c"});
+    ASSERT_TRUE(run.ok());
+    ASSERT_TRUE(store->UpsertStep(*run, {.name = "build", .state = store::RunState::kRunning}).ok());
+    ASSERT_TRUE(store->AppendLogChunk(*run, "build", 0, "hello\n").ok());
+    auto rel = store->CreateRelease({.app = "web"});
+    ASSERT_TRUE(rel.ok());
+    ASSERT_TRUE(store->UpsertTarget({.release_id = *rel, .env = "dev", .cluster = "c1"}).ok());
+    std::vector<std::string> seen;
+    while (auto e = sub->Next(std::chrono::milliseconds(10))) seen.push_back(e->type + " " + e->data + " " + e->project);
+    EXPECT_THAT(seen, ::testing::ElementsAre(
+                          R"(run {"id":1,"state":"queued"} team-a)", R"(step {"run":1,"name":"build","state":"running"} team-a)",
+                          R"(log {"run":1,"step":"build","seq":0,"text":"hello\n"} team-a)",
+                          R"(release {"app":"web","release":1,"environment":"dev","cluster":"c1","state":"pending"} )"));
+  }
+  fs::remove_all(tmpl);
+}
+
+}  // namespace
+}  // namespace gantry::server
