@@ -50,7 +50,7 @@ export function ErrorBox({error}: {error: Error}) {
 
 const kStateClass: Record<string, string> = {
   healthy: 'ok', succeeded: 'ok', success: 'ok',
-  failed: 'bad', error: 'bad', rolled_back: 'bad', cancelled: 'bad', canceled: 'bad',
+  failed: 'bad', error: 'bad', rolled_back: 'bad', cancelled: 'bad', canceled: 'bad', interrupted: 'bad',
   pending: 'wait', queued: 'wait', awaiting_approval: 'wait',
   applying: 'busy', running: 'busy',
 };

@@ -33,6 +33,8 @@ export function LogView({segments}: {segments: Segment[]}) {
 
 export function RunDetail({client, id}: {client: Client; id: number}) {
   const run = useLoad(() => client.run(id), [client, id]);
+  const reloadRun = useRef(run.reload);
+  reloadRun.current = run.reload;
   const [steps, setSteps] = useState<Record<string, string>>({});
   const [state, setState] = useState<string | null>(null);
   const [segments, setSegments] = useState<Segment[]>([]);
@@ -47,7 +49,10 @@ export function RunDetail({client, id}: {client: Client; id: number}) {
     const append = (text: string) => setSegments((s) => [...s, ...parser.parse(text)]);
     setSegments([]);
     const stop = subscribe(client, (name, ev) => {
-      if (name === 'run' && (ev as Events['run']).id === id) setState((ev as Events['run']).state);
+      if (name === 'run' && (ev as Events['run']).id === id) {
+        setState((ev as Events['run']).state);
+        reloadRun.current(); // its times, message and steps
+      }
       if (name === 'step' && (ev as Events['step']).run === id) {
         const s = ev as Events['step'];
         setSteps((m) => ({...m, [s.name]: s.state}));
