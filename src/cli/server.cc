@@ -32,6 +32,7 @@
 #include "oidc/oidc.h"
 #include "server/access.h"
 #include "server/ci_front.h"
+#include "server/console.h"
 #include "server/front.h"
 #include "store/store.h"
 #include "webhook/webhook.h"
@@ -339,6 +340,7 @@ Status RunServer(ServerOptions o, const Deps& deps) {
   ci::Server ci_server(**st, *executor.executor, o.ci);
   GANTRY_RETURN_IF_ERROR(server::ServeCi(front, ci_server, std::move(o.front)));
   server::ServeAccess(front, access);
+  server::ServeConsole(front);
   GANTRY_RETURN_IF_ERROR(ci_server.Start());
   GANTRY_RETURN_IF_ERROR(front.Start().WithContext("listen " + o.listen));
   const std::string& address = o.http.address;
