@@ -61,7 +61,7 @@ test('the server serves the console with a strict CSP and cache headers', async 
   expect(await (await request.get(url() + '/runs/42')).text()).toBe(html);
   const api = await request.get(url() + '/api/v1/no-such-route', {headers: {Authorization: `Bearer ${token()}`}});
   expect(api.status()).toBe(404);
-  expect(api.headers()['content-type']).not.toContain('html');
+  expect(api.headers()['content-type'] ?? '').not.toContain('html');
 });
 
 test('the login screen', async ({page}) => {
@@ -69,6 +69,7 @@ test('the login screen', async ({page}) => {
   await page.goto(url() + '/');
   await expect(page.getByRole('heading', {name: 'Gantry'})).toBeVisible();
   await expect(page.getByLabel('API token')).toBeFocused();
+  console.log(`console: the login screen was ready ${Math.round(await page.evaluate(() => performance.now()))} ms after navigation`);
   await axe(page, 'the login screen');
   await shot(page, 'login');
   expect(errors).toEqual([]);
@@ -126,6 +127,7 @@ test.describe('with the /api/v1 routes', () => {
     await signIn(page);
     await expect(page.getByRole('heading', {name: 'Overview'})).toBeVisible();
     await expect(page.getByText('No releases yet')).toBeVisible();
+    console.log(`console: the overview was rendered ${Math.round(await page.evaluate(() => performance.now()))} ms after navigation`);
     await axe(page, 'the overview');
     await shot(page, 'overview');
 
