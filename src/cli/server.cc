@@ -34,6 +34,7 @@
 #include "server/access.h"
 #include "server/ci_front.h"
 #include "server/api_v1.h"
+#include "server/console.h"
 #include "server/events.h"
 #include "server/front.h"
 #include "server/server_metrics.h"
@@ -372,6 +373,7 @@ Status RunServer(ServerOptions o, const Deps& deps) {
     GANTRY_RETURN_IF_ERROR(metrics_front->Start().WithContext("--metrics-listen"));
     fmt::print(deps.out, "gantry server metrics on {}:{}/metrics\n", o.metrics->address, metrics_front->port());
   }
+  server::ServeConsole(front);
   GANTRY_RETURN_IF_ERROR(ci_server.Start());
   GANTRY_RETURN_IF_ERROR(front.Start().WithContext("listen " + o.listen));
   const std::string& address = o.http.address;

@@ -1,0 +1,164 @@
+// The console in Chromium against a real gantry server (e2e/server.ts): served with its security
+// headers, the login screen, signing in, the overview, the CI runs and a run's coloured log;
+// axe-core on every page (no serious or critical violation); a screenshot of each page under
+// GANTRY_CONSOLE_ARTIFACTS.
+import {createHmac} from 'node:crypto';
+import {mkdirSync} from 'node:fs';
+import {join} from 'node:path';
+
+import AxeBuilder from '@axe-core/playwright';
+import {expect, test, type Page} from '@playwright/test';
+
+const url = () => process.env.GANTRY_URL!;
+const token = () => process.env.GANTRY_TOKEN!;
+const shots = join(process.env.GANTRY_CONSOLE_ARTIFACTS ?? 'test-results', 'screenshots');
+mkdirSync(shots, {recursive: true});
+
+async function axe(page: Page, what: string) {
+  const result = await new AxeBuilder({page}).analyze();
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  expect(bad.map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`),
+         `axe-core on ${what}`).toEqual([]);
+}
+
+async function shot(page: Page, name: string) {
+  await page.screenshot({path: join(shots, `${name}.png`), fullPage: true});
+}
+
+// Fails the test on anything the Content-Security-Policy blocked or the page threw.
+function watchErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content.Security.Policy|Refused to/i.test(m.text())) errors.push(m.text());
+  });
+  page.on('pageerror', (e) => errors.push(e.message));
+  return errors;
+}
+
+async function signIn(page: Page, t = token()) {
+  await page.goto(url() + '/');
+  await page.getByLabel('API token').fill(t);
+  await page.getByRole('button', {name: 'Sign in'}).click();
+}
+
+test('the server serves the console with a strict CSP and cache headers', async ({request}) => {
+  const index = await request.get(url() + '/');
+  expect(index.status()).toBe(200);
+  const csp = index.headers()['content-security-policy'];
+  expect(csp).toContain("default-src 'self'");
+  expect(csp).toContain("script-src 'self'");
+  expect(csp).not.toContain('unsafe-inline');
+  expect(index.headers()['cache-control']).toBe('no-cache');
+  const html = await index.text();
+  const script = html.match(/src="(\/assets\/[^"]+\.js)"/);
+  expect(script, 'index.html loads a hashed script').not.toBeNull();
+  expect(html).not.toMatch(/<script>/); // no inline script
+  const asset = await request.get(url() + script![1]);
+  expect(asset.status()).toBe(200);
+  expect(asset.headers()['cache-control']).toBe('public, max-age=31536000, immutable');
+  expect(asset.headers()['content-type']).toContain('javascript');
+  // A console route is the page; an API path nobody serves is not.
+  expect(await (await request.get(url() + '/runs/42')).text()).toBe(html);
+  const api = await request.get(url() + '/api/v1/no-such-route', {headers: {Authorization: `Bearer ${token()}`}});
+  expect(api.status()).toBe(404);
+  expect(api.headers()['content-type'] ?? '').not.toContain('html');
+});
+
+test('the login screen', async ({page}) => {
+  const errors = watchErrors(page);
+  await page.goto(url() + '/');
+  await expect(page.getByRole('heading', {name: 'Gantry'})).toBeVisible();
+  await expect(page.getByLabel('API token')).toBeFocused();
+  console.log(`console: the login screen was ready ${Math.round(await page.evaluate(() => performance.now()))} ms after navigation`);
+  await axe(page, 'the login screen');
+  await shot(page, 'login');
+  expect(errors).toEqual([]);
+});
+
+test('sign in, move by keyboard, switch theme', async ({page}) => {
+  const errors = watchErrors(page);
+  await page.emulateMedia({colorScheme: 'light'});
+  await signIn(page);
+  await expect(page.getByRole('heading', {name: 'Overview'})).toBeVisible();
+  expect(await page.evaluate(() => sessionStorage.getItem('gantry.token'))).toBe(token());
+  // Keyboard only: the skip link first, then the main navigation.
+  await page.keyboard.press('Tab');
+  await expect(page.getByRole('link', {name: 'Skip to content'})).toBeFocused();
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Tab');
+  await expect(page.getByRole('link', {name: 'CI runs'})).toBeFocused();
+  await page.keyboard.press('Enter');
+  await expect(page.getByRole('heading', {name: 'CI runs'})).toBeVisible();
+  expect(new URL(page.url()).pathname).toBe('/runs');
+  // Reloading a console route keeps the page and the session.
+  await page.reload();
+  await expect(page.getByRole('heading', {name: 'CI runs'})).toBeVisible();
+
+  await page.getByRole('button', {name: 'Switch to dark theme'}).click();
+  await expect(page.locator('html')).toHaveAttribute('data-theme', 'dark');
+  await axe(page, 'the runs page, dark theme');
+  await shot(page, 'runs-dark');
+  await page.getByRole('button', {name: 'Switch to light theme'}).click();
+  await expect(page.locator('html')).toHaveAttribute('data-theme', 'light');
+
+  await page.getByRole('button', {name: 'Sign out'}).click();
+  await expect(page.getByLabel('API token')).toBeVisible();
+  expect(await page.evaluate(() => sessionStorage.getItem('gantry.token'))).toBeNull();
+  expect(errors).toEqual([]);
+});
+
+// The pages' data comes from /api/v1 (issue 15's API, built beside this console).
+test.describe('with the /api/v1 routes', () => {
+  test.beforeAll(async ({request}) => {
+    const res = await request.get(url() + '/api/v1/openapi.json', {headers: {Authorization: `Bearer ${token()}`}});
+    const why = 'SKIPPED: this gantry server has no /api/v1 routes yet (GET /api/v1/openapi.json is 404)';
+    if (res.status() === 404) console.log(why);
+    test.skip(res.status() === 404, why);
+  });
+
+  test('a refused token goes back to the login screen', async ({page}) => {
+    await signIn(page, 'not-a-token-of-this-server');
+    await expect(page.getByRole('alert')).toContainText('refused the token');
+    await expect(page.getByLabel('API token')).toBeVisible();
+  });
+
+  test('overview, runs and a run with its coloured log', async ({page, request}) => {
+    const errors = watchErrors(page);
+    await signIn(page);
+    await expect(page.getByRole('heading', {name: 'Overview'})).toBeVisible();
+    await expect(page.getByText('No releases yet')).toBeVisible();
+    console.log(`console: the overview was rendered ${Math.round(await page.evaluate(() => performance.now()))} ms after navigation`);
+    await axe(page, 'the overview');
+    await shot(page, 'overview');
+
+    // A signed push webhook makes a run (the policy needs no approval).
+    const body = JSON.stringify({
+      ref: 'refs/heads/main', before: '0000000000000000000000000000000000000001', after: process.env.GANTRY_COMMIT,
+      repository: {full_name: 'org/app', clone_url: process.env.GANTRY_REPO}, pusher: {name: 't'}, commits: [],
+    });
+    const sig = createHmac('sha256', process.env.GANTRY_HOOK_SECRET!).update(body).digest('hex');
+    const hook = await request.post(url() + '/webhook', {
+      data: body,
+      headers: {'Content-Type': 'application/json', 'X-GitHub-Event': 'push', 'X-GitHub-Delivery': 'e2e-1', 'X-Hub-Signature-256': `sha256=${sig}`},
+    });
+    expect(hook.status(), await hook.text()).toBe(201);
+    const {run} = await hook.json();
+
+    await page.getByRole('link', {name: 'CI runs'}).click();
+    await expect(page.getByRole('heading', {name: 'CI runs'})).toBeVisible();
+    await expect(page.getByRole('link', {name: `#${run}`})).toBeVisible();
+    await axe(page, 'the runs page');
+    await shot(page, 'runs');
+
+    await page.getByRole('link', {name: `#${run}`}).click();
+    await expect(page.getByRole('heading', {name: `Run #${run}`})).toBeVisible();
+    await expect(page.getByRole('heading', {name: `Run #${run}`})).toContainText('succeeded', {timeout: 30_000});
+    const log = page.getByLabel('Run log');
+    await expect(log).toContainText('green hello from the console test', {timeout: 30_000});
+    await expect(log.locator('span.ansi-fg-2')).toHaveText('green hello');
+    await expect(page.locator('.steps')).toContainText('hello');
+    await axe(page, 'a run');
+    await shot(page, 'run');
+    expect(errors).toEqual([]);
+  });
+});

@@ -1,0 +1,114 @@
+// The console's one way to the server: GET/POST on /api/v1 with the bearer token, errors as
+// ApiError (the RFC 9457 problem the server answered, or one made from a non-JSON answer), and
+// lists revalidated with their ETag (If-None-Match; a 304 answers what was cached).
+
+import type {List, Matrix, Problem, Release, Run, RunDetail} from './contract';
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly problem: Problem;
+  constructor(problem: Problem) {
+    super(problem.detail ? `${problem.title}: ${problem.detail}` : problem.title);
+    this.name = 'ApiError';
+    this.status = problem.status;
+    this.problem = problem;
+  }
+}
+
+export interface ClientOptions {
+  token: string;
+  base?: string; // prefix of /api/v1, '' for the same origin
+  fetch?: typeof fetch;
+  // Called on 401 (a missing, expired or revoked token): the console goes back to the login screen.
+  onUnauthenticated?: () => void;
+}
+
+async function problemOf(res: Response, path: string): Promise<Problem> {
+  const text = await res.text();
+  if ((res.headers.get('content-type') ?? '').includes('json')) {
+    try {
+      const p = JSON.parse(text) as Partial<Problem>;
+      if (typeof p.status === 'number' && typeof p.title === 'string') {
+        return {type: 'about:blank', detail: '', code: '', reason: '', ...p} as Problem;
+      }
+    } catch {
+      // not JSON after all: fall through to the text
+    }
+  }
+  const detail = text.split('\n')[0].trim() || `GET ${path}`;
+  return {type: 'about:blank', title: res.statusText || `HTTP ${res.status}`, status: res.status, detail, code: '', reason: ''};
+}
+
+export class Client {
+  private readonly token: string;
+  private readonly base: string;
+  private readonly fetchFn: typeof fetch;
+  private readonly onUnauthenticated?: () => void;
+  private readonly cache = new Map<string, {etag: string; body: unknown}>();
+
+  constructor(options: ClientOptions) {
+    this.token = options.token;
+    this.base = options.base ?? '';
+    this.fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.onUnauthenticated = options.onUnauthenticated;
+  }
+
+  headers(extra: Record<string, string> = {}): Record<string, string> {
+    return {Authorization: `Bearer ${this.token}`, ...extra};
+  }
+
+  // The raw response of `path` (under /api/v1) or an ApiError for a non-2xx other than 304.
+  async raw(path: string, init: RequestInit = {}, extraHeaders: Record<string, string> = {}): Promise<Response> {
+    const url = `${this.base}/api/v1${path}`;
+    let res: Response;
+    try {
+      res = await this.fetchFn(url, {...init, headers: this.headers(extraHeaders)});
+    } catch (e) {
+      throw new ApiError({type: 'about:blank', title: 'Network error', status: 0,
+                          detail: `${init.method ?? 'GET'} ${url}: ${(e as Error).message}`, code: 'Unavailable', reason: ''});
+    }
+    if (res.ok || res.status === 304) return res;
+    const problem = await problemOf(res, path);
+    if (res.status === 401) this.onUnauthenticated?.();
+    throw new ApiError(problem);
+  }
+
+  async get<T>(path: string): Promise<T> {
+    const cached = this.cache.get(path);
+    const res = await this.raw(path, {}, cached ? {'If-None-Match': cached.etag} : {});
+    if (res.status === 304 && cached) return cached.body as T;
+    const body = (await res.json()) as T;
+    const etag = res.headers.get('etag');
+    if (etag) this.cache.set(path, {etag, body});
+    return body;
+  }
+
+  matrix(): Promise<Matrix> {
+    return this.get<Matrix>('/matrix');
+  }
+  releases(app: string, cursor?: string): Promise<List<Release>> {
+    return this.get<List<Release>>(`/apps/${encodeURIComponent(app)}/releases${query({cursor})}`);
+  }
+  runs(cursor?: string, limit?: number): Promise<List<Run>> {
+    return this.get<List<Run>>(`/runs${query({cursor, limit: limit?.toString()})}`);
+  }
+  run(id: number): Promise<RunDetail> {
+    return this.get<RunDetail>(`/runs/${id}`);
+  }
+  async logs(id: number): Promise<string> {
+    return (await this.raw(`/runs/${id}/logs`)).text();
+  }
+  async cancel(id: number): Promise<string> {
+    return (await this.raw(`/runs/${id}/cancel`, {method: 'POST'})).text();
+  }
+  async approve(id: number): Promise<string> {
+    return (await this.raw(`/runs/${id}/approve`, {method: 'POST'})).text();
+  }
+}
+
+function query(params: Record<string, string | undefined>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v) q.set(k, v);
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}

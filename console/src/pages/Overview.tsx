@@ -1,0 +1,108 @@
+// The version matrix: one row per app, one column per cluster grouped by environment in promotion
+// order; each cell what runs there (release, revisions), the latest release's state, how far
+// behind, push or pull. Release events from the server reload it.
+
+import {useEffect, useMemo, useState} from 'react';
+
+import type {Client} from '../api/client';
+import {subscribe} from '../api/events';
+import type {Matrix, MatrixCell} from '../api/contract';
+import {ErrorBox, StateBadge, short, useLoad} from '../components/common';
+import {Link} from '../router';
+
+// Environments in promotion order, each with its clusters (sorted) as seen in any app's cells.
+export function columns(m: Matrix): {environment: string; clusters: string[]}[] {
+  const by = new Map<string, Set<string>>(m.environments.map((e) => [e, new Set<string>()]));
+  for (const a of m.apps) {
+    for (const c of a.cells) {
+      if (!by.has(c.environment)) by.set(c.environment, new Set());
+      by.get(c.environment)!.add(c.cluster);
+    }
+  }
+  return [...by].map(([environment, clusters]) => ({environment, clusters: [...clusters].sort()}));
+}
+
+function Cell({cell}: {cell: MatrixCell | undefined}) {
+  if (!cell) return <td className="cell empty" aria-label="not deployed here">—</td>;
+  const r = cell.running;
+  return (
+    <td className="cell">
+      <div className="cell-top">
+        <span className="rel">{r ? `#${r.release}` : 'none'}</span>
+        <StateBadge state={cell.latest.state} />
+        <span className={`mode mode-${cell.mode}`}>{cell.mode}</span>
+      </div>
+      {r && <div className="muted mono" title={`config ${r.config_revision}, source ${r.source_revision}`}>{short(r.config_revision)}</div>}
+      {cell.behind > 0 && <div className="behind">{cell.behind} behind (#{cell.latest.release})</div>}
+      {cell.latest.message && cell.latest.state === 'failed' && <div className="muted">{cell.latest.message}</div>}
+    </td>
+  );
+}
+
+export function Overview({client}: {client: Client}) {
+  const matrix = useLoad(() => client.matrix(), [client]);
+  const [filter, setFilter] = useState('');
+  const {reload} = matrix;
+  useEffect(() => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stop = subscribe(client, (name) => {
+      if (name !== 'release') return;
+      clearTimeout(timer);
+      timer = setTimeout(reload, 200);
+    });
+    return () => {
+      clearTimeout(timer);
+      stop();
+    };
+  }, [client, reload]);
+  const m = matrix.data;
+  const cols = useMemo(() => (m ? columns(m) : []), [m]);
+  const apps = useMemo(() => {
+    const f = filter.trim().toLowerCase();
+    return (m?.apps ?? []).filter((a) => a.app.toLowerCase().includes(f));
+  }, [m, filter]);
+
+  return (
+    <section aria-labelledby="overview-title">
+      <div className="page-head">
+        <h1 id="overview-title">Overview</h1>
+        <label className="filter">
+          <span>Filter apps</span>
+          <input type="search" value={filter} onChange={(e) => setFilter(e.target.value)} placeholder="app name" />
+        </label>
+      </div>
+      {matrix.error && <ErrorBox error={matrix.error} />}
+      {!m && matrix.loading && <p aria-live="polite">Loading…</p>}
+      {m && m.apps.length === 0 && (
+        <p className="empty-state">No releases yet. Apps appear here after their first release (docs/end-to-end.md).</p>
+      )}
+      {m && m.apps.length > 0 && (
+        <div className="table-wrap">
+          <table className="matrix">
+            <caption className="sr-only">Version matrix: apps by environment and cluster</caption>
+            <thead>
+              <tr>
+                <th rowSpan={2} scope="col">App</th>
+                {cols.map((c) => <th key={c.environment} colSpan={Math.max(1, c.clusters.length)} scope="colgroup">{c.environment}</th>)}
+              </tr>
+              <tr>
+                {cols.flatMap((c) => (c.clusters.length ? c.clusters : ['']).map((cl) => <th key={`${c.environment}/${cl}`} scope="col">{cl}</th>))}
+              </tr>
+            </thead>
+            <tbody>
+              {apps.map((a) => (
+                <tr key={a.app}>
+                  <th scope="row"><Link href={`/apps/${encodeURIComponent(a.app)}`}>{a.app}</Link></th>
+                  {cols.flatMap((c) => (c.clusters.length ? c.clusters : ['']).map((cl) => (
+                    <Cell key={`${c.environment}/${cl}`} cell={a.cells.find((x) => x.environment === c.environment && x.cluster === cl)} />
+                  )))}
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          {apps.length === 0 && <p className="empty-state">No app matches “{filter}”.</p>}
+        </div>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,28 @@
+// The API token of this browser tab: kept in sessionStorage (gone when the tab closes; never in
+// localStorage, never in a cookie) and sent as "Authorization: Bearer".
+
+const kKey = 'gantry.token';
+
+export function loadToken(): string | null {
+  return sessionStorage.getItem(kKey);
+}
+export function saveToken(token: string): void {
+  sessionStorage.setItem(kKey, token);
+}
+export function clearToken(): void {
+  sessionStorage.removeItem(kKey);
+}
+
+// Light or dark: the system's (prefers-color-scheme) until the user picks one, which is remembered.
+export type Theme = 'light' | 'dark';
+const kThemeKey = 'gantry.theme';
+
+export function initialTheme(): Theme {
+  const saved = localStorage.getItem(kThemeKey);
+  if (saved === 'light' || saved === 'dark') return saved;
+  return window.matchMedia?.('(prefers-color-scheme: dark)').matches ? 'dark' : 'light';
+}
+export function applyTheme(theme: Theme, remember: boolean): void {
+  document.documentElement.dataset.theme = theme;
+  if (remember) localStorage.setItem(kThemeKey, theme);
+}

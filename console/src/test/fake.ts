@@ -1,0 +1,108 @@
+// A fake of the /api/v1 routes of the issue 15 contract, as a fetch function, for Vitest only
+// (the browser tests use a real gantry server). It checks the bearer token, answers problems,
+// ETags and 304s as the contract says, and streams events pushed with emit().
+import type {Matrix, Release, Run, RunDetail} from '../api/contract';
+
+export const kToken = 'gty_fake';
+
+export interface FakeData {
+  matrix: Matrix;
+  runs: RunDetail[];
+  logs: Record<number, string>;
+  releases: Record<string, Release[]>;
+}
+
+export function emptyData(): FakeData {
+  return {matrix: {environments: ['dev', 'staging', 'prod'], apps: []}, runs: [], logs: {}, releases: {}};
+}
+
+function problem(status: number, title: string, detail: string, code: string): Response {
+  return new Response(JSON.stringify({type: 'about:blank', title, status, detail, code, reason: ''}),
+                      {status, statusText: title, headers: {'Content-Type': 'application/problem+json'}});
+}
+
+export class FakeServer {
+  data: FakeData;
+  requests: {url: string; headers: Record<string, string>}[] = [];
+  private streams: ReadableStreamDefaultController<Uint8Array>[] = [];
+  private nextEventId = 1;
+
+  constructor(data: FakeData = emptyData()) {
+    this.data = data;
+  }
+
+  // Sends an event to every open /events stream.
+  emit(event: string, data: unknown): void {
+    const bytes = new TextEncoder().encode(`id: ${this.nextEventId++}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    for (const c of this.streams) c.enqueue(bytes);
+  }
+  get openStreams(): number {
+    return this.streams.length;
+  }
+  // Ends every open stream (as a restarting server would).
+  closeStreams(): void {
+    for (const c of this.streams) c.close();
+    this.streams = [];
+  }
+
+  fetch = async (input: RequestInfo | URL, init: RequestInit = {}): Promise<Response> => {
+    const url = new URL(String(input), 'http://console.test');
+    const headers = Object.fromEntries(Object.entries((init.headers ?? {}) as Record<string, string>).map(([k, v]) => [k.toLowerCase(), v]));
+    this.requests.push({url: url.pathname + url.search, headers});
+    if (headers.authorization !== `Bearer ${kToken}`) return problem(401, 'Unauthorized', 'no such token', 'Unauthenticated');
+    const path = url.pathname.replace(/^\/api\/v1/, '');
+    const json = (body: unknown) => {
+      const text = JSON.stringify(body);
+      const etag = `"${text.length}-${[...text].reduce((h, c) => (h * 31 + c.charCodeAt(0)) | 0, 7)}"`;
+      if (headers['if-none-match'] === etag) return new Response(null, {status: 304, headers: {ETag: etag}});
+      return new Response(text, {status: 200, headers: {'Content-Type': 'application/json', ETag: etag}});
+    };
+    let m: RegExpMatchArray | null;
+    if (path === '/matrix') return json(this.data.matrix);
+    if (path === '/runs') {
+      const limit = Number(url.searchParams.get('limit') ?? 50);
+      const start = Number(url.searchParams.get('cursor') ?? 0);
+      const items: Run[] = this.data.runs.slice(start, start + limit).map(({steps: _, ...r}) => r);
+      return json({items, next: start + limit < this.data.runs.length ? String(start + limit) : null});
+    }
+    if ((m = path.match(/^\/runs\/(\d+)$/))) {
+      const r = this.data.runs.find((x) => x.id === Number(m![1]));
+      return r ? json(r) : problem(404, 'Not Found', `no run ${m[1]}`, 'NotFound');
+    }
+    if ((m = path.match(/^\/runs\/(\d+)\/logs$/))) {
+      return new Response(this.data.logs[Number(m[1])] ?? '', {status: 200, headers: {'Content-Type': 'text/plain'}});
+    }
+    if ((m = path.match(/^\/apps\/([^/]+)\/releases$/))) {
+      return json({items: this.data.releases[decodeURIComponent(m[1])] ?? [], next: null});
+    }
+    if (path === '/events') {
+      let controller!: ReadableStreamDefaultController<Uint8Array>;
+      const stream = new ReadableStream<Uint8Array>({
+        start: (c) => {
+          controller = c;
+          c.enqueue(new TextEncoder().encode(': connected\n\n'));
+        },
+      });
+      this.streams.push(controller);
+      init.signal?.addEventListener('abort', () => {
+        this.streams = this.streams.filter((c) => c !== controller);
+        try {
+          controller.error(new DOMException('aborted', 'AbortError'));
+        } catch {
+          // already closed
+        }
+      });
+      return new Response(stream, {status: 200, headers: {'Content-Type': 'text/event-stream'}});
+    }
+    return problem(404, 'Not Found', `no route ${path}`, 'NotFound');
+  };
+}
+
+export function run(id: number, over: Partial<RunDetail> = {}): RunDetail {
+  return {
+    id, pipeline: 'app', repo: 'https://git.example/org/app.git', ref: 'refs/heads/main', commit: 'a'.repeat(40),
+    event: 'push', state: 'running', message: '', created_at: '2026-01-02T03:04:05Z', started_at: '2026-01-02T03:04:06Z',
+    finished_at: null, approved_by: '', project: '', steps: [{name: 'build', state: 'running', exit_code: null, started_at: null, finished_at: null}],
+    ...over,
+  };
+}
