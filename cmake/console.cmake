@@ -7,7 +7,8 @@
 # The chain, each step rerun only when its inputs change (so an unchanged console recompiles and
 # relinks nothing):
 #   package.json, package-lock.json  → npm ci in BUILD/console          (stamp: npm-ci.stamp)
-#   console sources                  → npm run build → BUILD/console/dist (tsc, vite, gzip twins)
+#   console sources, api/openapi.json → npm run gen:api (the API's types) and npm run build
+#                                      → BUILD/console/dist (tsc, vite, gzip twins)
 #   dist                             → console_assets.cc (cmake/embed_console.cmake; rewritten
 #                                      only when its text changes)
 # Without the console the table is empty and gantry server answers / with a 404 saying so.
@@ -69,8 +70,9 @@ function(gantry_console_assets)
       COMMAND ${CMAKE_COMMAND} -E copy_directory ${src}/e2e ${work}/e2e
       COMMAND ${CMAKE_COMMAND} -E copy_directory ${src}/scripts ${work}/scripts
       COMMAND ${CMAKE_COMMAND} -E copy ${config} ${work}/
+      COMMAND ${CMAKE_COMMAND} -E env GANTRY_OPENAPI=${PROJECT_SOURCE_DIR}/api/openapi.json ${GANTRY_NPM} run --silent gen:api
       COMMAND ${npm} run --silent build
-      DEPENDS ${work}/npm-ci.stamp ${sources} ${config}
+      DEPENDS ${work}/npm-ci.stamp ${sources} ${config} ${PROJECT_SOURCE_DIR}/api/openapi.json
       WORKING_DIRECTORY ${work}
       COMMENT "console: npm run build"
       VERBATIM)

@@ -29,14 +29,14 @@ async function problemOf(res: Response, path: string): Promise<Problem> {
     try {
       const p = JSON.parse(text) as Partial<Problem>;
       if (typeof p.status === 'number' && typeof p.title === 'string') {
-        return {type: 'about:blank', detail: '', code: '', reason: '', ...p} as Problem;
+        return {type: 'about:blank', detail: '', code: 'Unknown', reason: '', ...p} as Problem;
       }
     } catch {
       // not JSON after all: fall through to the text
     }
   }
   const detail = text.split('\n')[0].trim() || `GET ${path}`;
-  return {type: 'about:blank', title: res.statusText || `HTTP ${res.status}`, status: res.status, detail, code: '', reason: ''};
+  return {type: 'about:blank', title: res.statusText || `HTTP ${res.status}`, status: res.status, detail, code: 'Unknown', reason: ''};
 }
 
 export class Client {

@@ -25,16 +25,17 @@ export function columns(m: Matrix): {environment: string; clusters: string[]}[] 
 function Cell({cell}: {cell: MatrixCell | undefined}) {
   if (!cell) return <td className="cell empty" aria-label="not deployed here">—</td>;
   const r = cell.running;
+  const latest = cell.latest;  // null: a pull cluster's app with no release in the ledger
   return (
     <td className="cell">
       <div className="cell-top">
         <span className="rel">{r ? `#${r.release}` : 'none'}</span>
-        <StateBadge state={cell.latest.state} />
+        {latest && <StateBadge state={latest.state} />}
         <span className={`mode mode-${cell.mode}`}>{cell.mode}</span>
       </div>
       {r && <div className="muted mono" title={`config ${r.config_revision}, source ${r.source_revision}`}>{short(r.config_revision)}</div>}
-      {cell.behind > 0 && <div className="behind">{cell.behind} behind (#{cell.latest.release})</div>}
-      {cell.latest.message && cell.latest.state === 'failed' && <div className="muted">{cell.latest.message}</div>}
+      {latest && cell.behind > 0 && <div className="behind">{cell.behind} behind (#{latest.release})</div>}
+      {latest && latest.message && latest.state === 'failed' && <div className="muted">{latest.message}</div>}
     </td>
   );
 }
@@ -72,6 +73,11 @@ export function Overview({client}: {client: Client}) {
         </label>
       </div>
       {matrix.error && <ErrorBox error={matrix.error} />}
+      {m && m.warnings.length > 0 && (
+        <ul className="warnings" aria-label="Clusters that could not be read">
+          {m.warnings.map((w) => <li key={w}>{w}</li>)}
+        </ul>
+      )}
       {!m && matrix.loading && <p aria-live="polite">Loading…</p>}
       {m && m.apps.length === 0 && (
         <p className="empty-state">No releases yet. Apps appear here after their first release (docs/end-to-end.md).</p>

@@ -25,6 +25,7 @@ function matrixFake(): FakeServer {
   });
   fake.data.matrix = {
     environments: ['dev', 'staging', 'prod'],
+    warnings: [],
     apps: [
       {app: 'web', cells: [cell('dev', 'dev-1', 'push', 13, 13, 'healthy'), cell('staging', 'stg-1', 'pull', 12, 13, 'applying'),
                            cell('prod', 'prod-1', 'pull', 11, 13, 'failed'), cell('prod', 'prod-2', 'pull', null, 13, 'failed')]},

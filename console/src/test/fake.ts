@@ -13,7 +13,7 @@ export interface FakeData {
 }
 
 export function emptyData(): FakeData {
-  return {matrix: {environments: ['dev', 'staging', 'prod'], apps: []}, runs: [], logs: {}, releases: {}};
+  return {matrix: {environments: ['dev', 'staging', 'prod'], apps: [], warnings: []}, runs: [], logs: {}, releases: {}};
 }
 
 function problem(status: number, title: string, detail: string, code: string): Response {
