@@ -15,6 +15,7 @@
 #include "cli/testing.h"
 #include "server/access.h"
 #include "server/ci_front.h"
+#include "test/fakes/no_step_executor.h"
 
 namespace gantry::cli {
 namespace {
@@ -26,17 +27,6 @@ namespace fs = std::filesystem;
 
 constexpr char kBootstrap[] = "cli-access-bootstrap-0123456789";
 constexpr char kRepo[] = "https://git.example/team-a/app";
-
-class NoExecutor : public ci::Executor {
- public:
-  Result<ci::StepOutcome> Run(const ci::StepRequest&, const ci::OutputFn&, const std::atomic<bool>&) override {
-    return UnimplementedError("no steps in this test");
-  }
-  std::string WorkspacePath(const fs::path& host) const override { return host.string(); }
-  std::string ArtifactsPath(const fs::path& host) const override { return host.string(); }
-  std::string_view name() const override { return "none"; }
-  bool Isolates() const override { return true; }
-};
 
 class AccessCommandsTest : public ::testing::Test {
  protected:
@@ -89,7 +79,7 @@ class AccessCommandsTest : public ::testing::Test {
 
   fs::path dir_;
   std::unique_ptr<store::Store> store_;
-  NoExecutor executor_;
+  fakes::NoStepExecutor executor_;
   std::unique_ptr<ci::Server> ci_;
   std::unique_ptr<server::Access> access_;
   server::Front front_{"server", {}};

@@ -15,6 +15,7 @@
 #include "http/client.h"
 #include "server/ci_front.h"
 #include "value/value.h"
+#include "test/fakes/no_step_executor.h"
 
 namespace gantry::server {
 namespace {
@@ -27,17 +28,6 @@ constexpr char kSecret[] = "access-test-webhook-secret";
 constexpr char kBootstrap[] = "access-test-bootstrap-0123456789";
 constexpr char kRepoA[] = "https://git.example/team-a/app";
 constexpr char kRepoB[] = "https://git.example/team-b/app";
-
-class NoExecutor : public ci::Executor {
- public:
-  Result<ci::StepOutcome> Run(const ci::StepRequest&, const ci::OutputFn&, const std::atomic<bool>&) override {
-    return UnimplementedError("no steps in this test");
-  }
-  std::string WorkspacePath(const fs::path& host) const override { return host.string(); }
-  std::string ArtifactsPath(const fs::path& host) const override { return host.string(); }
-  std::string_view name() const override { return "none"; }
-  bool Isolates() const override { return true; }
-};
 
 class AccessTest : public ::testing::Test {
  protected:
@@ -127,7 +117,7 @@ class AccessTest : public ::testing::Test {
   fs::path dir_;
   FakeClock clock_;
   std::unique_ptr<store::Store> store_;
-  NoExecutor executor_;
+  fakes::NoStepExecutor executor_;
   std::unique_ptr<ci::Server> ci_;
   std::unique_ptr<Access> access_;
   Front front_{"server", {}};

@@ -21,6 +21,7 @@
 #include "store/store.h"
 #include "value/value.h"
 #include "webhook/webhook.h"
+#include "test/fakes/no_step_executor.h"
 
 namespace gantry::server {
 namespace {
@@ -32,17 +33,6 @@ using value::Value;
 constexpr char kSecret[] = "api-v1-secret";
 constexpr char kToken[] = "api-v1-token-0123456789";
 constexpr char kRepo[] = "https://git.example/org/app";
-
-class NoExecutor : public ci::Executor {
- public:
-  Result<ci::StepOutcome> Run(const ci::StepRequest&, const ci::OutputFn&, const std::atomic<bool>&) override {
-    return UnimplementedError("no steps in this test");
-  }
-  std::string WorkspacePath(const fs::path& host) const override { return host.string(); }
-  std::string ArtifactsPath(const fs::path& host) const override { return host.string(); }
-  std::string_view name() const override { return "none"; }
-  bool Isolates() const override { return true; }
-};
 
 std::string Push(std::string_view sha) {
   return fmt::format(
@@ -147,7 +137,7 @@ class ApiV1Test : public ::testing::Test {
   std::unique_ptr<store::Store> real_;
   EventBus bus_{64, 16};
   std::unique_ptr<store::Store> store_;
-  NoExecutor executor_;
+  fakes::NoStepExecutor executor_;
   std::unique_ptr<ci::Server> ci_;
   std::unique_ptr<Access> access_;
   http::Registry metrics_;

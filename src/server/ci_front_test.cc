@@ -13,6 +13,7 @@
 #include "http/client.h"
 #include "store/store.h"
 #include "value/value.h"
+#include "test/fakes/no_step_executor.h"
 
 namespace gantry::server {
 namespace {
@@ -23,18 +24,6 @@ namespace fs = std::filesystem;
 constexpr char kSecret[] = "ci-front-secret";
 constexpr char kToken[] = "ci-front-token-0123456789";
 constexpr char kRepo[] = "https://git.example/org/app";
-
-// Steps never run here: the server is not started.
-class NoExecutor : public ci::Executor {
- public:
-  Result<ci::StepOutcome> Run(const ci::StepRequest&, const ci::OutputFn&, const std::atomic<bool>&) override {
-    return UnimplementedError("no steps in this test");
-  }
-  std::string WorkspacePath(const fs::path& host) const override { return host.string(); }
-  std::string ArtifactsPath(const fs::path& host) const override { return host.string(); }
-  std::string_view name() const override { return "none"; }
-  bool Isolates() const override { return true; }
-};
 
 std::string Push(std::string_view repo, std::string_view sha) {
   return fmt::format(
@@ -85,7 +74,7 @@ class CiFrontTest : public ::testing::Test {
 
   fs::path dir_;
   std::unique_ptr<store::Store> store_;
-  NoExecutor executor_;
+  fakes::NoStepExecutor executor_;
   std::unique_ptr<ci::Server> ci_;
   std::unique_ptr<Access> access_;
   Front front_{"server", {}};

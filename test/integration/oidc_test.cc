@@ -23,6 +23,7 @@
 #include "server/ci_front.h"
 #include "store/store.h"
 #include "test/env/testenv.h"
+#include "test/fakes/no_step_executor.h"
 
 namespace gantry {
 namespace {
@@ -335,24 +336,12 @@ TEST_F(OidcTest, GantryLoginRefusesAnInsecureIssuer) {
 }
 
 // The server's side of a sign-in: `gantry server --oidc-issuer` verifies the device login's ID
-// token per request, and the roles bound to the user or their groups decide, through the API.
-class NoSteps : public ci::Executor {
- public:
-  Result<ci::StepOutcome> Run(const ci::StepRequest&, const ci::OutputFn&, const std::atomic<bool>&) override {
-    return UnimplementedError("no steps in this test");
-  }
-  std::string WorkspacePath(const std::filesystem::path& host) const override { return host.string(); }
-  std::string ArtifactsPath(const std::filesystem::path& host) const override { return host.string(); }
-  std::string_view name() const override { return "none"; }
-  bool Isolates() const override { return true; }
-};
-
 TEST_F(OidcTest, ASignedInViewerCannotCancelARunADeployerCanAndEachTryIsAudited) {
   testenv::ScopedTempDir dir;
   auto store = store::Open("sqlite:" + dir.path() + "/gantry.db");
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   constexpr char kRepo[] = "https://git.example/team-a/app";
-  NoSteps executor;
+  fakes::NoStepExecutor executor;
   ci::Server ci(**store, executor, ci::ServerOptions{.repos = {kRepo}, .data_dir = dir.path() + "/data"});
   auto verifier = NewVerifier();
   server::Access access(**store, {.verify_jwt = [&](std::string_view jwt) -> Result<authz::Principal> {
