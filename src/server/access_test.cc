@@ -14,8 +14,9 @@
 #include "base/hash.h"
 #include "http/client.h"
 #include "server/ci_front.h"
-#include "value/value.h"
 #include "test/fakes/no_step_executor.h"
+#include "value/value.h"
+#include "webhook/webhook.h"
 
 namespace gantry::server {
 namespace {
@@ -270,6 +271,37 @@ TEST_F(AccessTest, ARobotTokenActsInItsProjectOnly) {
     auto r = Send("POST", "/api/tokens", kBootstrap, std::string(body));
     EXPECT_EQ(r.status, 400) << body << " " << r.body;
   }
+}
+
+// A webhook is authenticated by its signature, not a token; the run it queues is its sender's
+// action: one audit row naming the provider, the source address and the run's project. A
+// redelivery changes nothing and leaves none.
+TEST_F(AccessTest, AWebhookThatQueuesARunLeavesOneAuditRow) {
+  const std::string body = fmt::format(
+      R"({{"ref":"refs/heads/main","before":"{}","after":"{}","repository":{{"full_name":"team-a/app","clone_url":"{}"}},"commits":[]}})",
+      std::string(40, '1'), std::string(40, '2'), kRepoA);
+  auto deliver = [&] {
+    auto r = http::Client().Send({.method = "POST", .url = fmt::format("http://127.0.0.1:{}/webhook", front_.port()),
+                                  .headers = {{"x-github-event", "push"},
+                                              {"x-github-delivery", "delivery-1"},
+                                              {"x-hub-signature-256", "sha256=" + webhook::HmacSha256Hex(kSecret, body)},
+                                              {"content-type", "application/json"}},
+                                  .body = body});
+    GANTRY_CHECK(r.ok());
+    return r->status;
+  };
+  size_t rows = AuditRows();
+  EXPECT_EQ(deliver(), 201);
+  ASSERT_EQ(AuditRows(), rows + 1);
+  store::AuditEntry row = LastAudit();
+  EXPECT_EQ(row.actor, "webhook:github");
+  EXPECT_EQ(row.action, "runs.create");
+  EXPECT_THAT(row.object, StartsWith("run "));
+  EXPECT_EQ(row.project, "team-a");
+  EXPECT_THAT(row.source, StartsWith("127.0.0.1:"));
+  EXPECT_EQ(row.result, "ok");
+  EXPECT_EQ(deliver(), 200) << "a redelivery";
+  EXPECT_EQ(AuditRows(), rows + 1);
 }
 
 TEST_F(AccessTest, EveryMutatingRequestWritesExactlyOneAuditRowAndReadsNone) {

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "base/clock.h"
+#include "base/log.h"
 #include "git/git.h"
 #include "store/store.h"
 #include "value/value.h"
@@ -155,8 +156,8 @@ AuditNote NoteOf(const http::Request& req) {
   return {.action = std::move(action), .object = fmt::format("run {}", id)};
 }
 
-Result<http::Response> Intake(ci::Server& ci, const webhook::Event& event) {
-  GANTRY_ASSIGN_OR_RETURN(ci::Accepted a, ci.Accept(event));
+// The answer to a webhook by what ci::Server::Accept did with it.
+Result<http::Response> Respond(const ci::Accepted& a) {
   switch (a.outcome) {
     case ci::Accepted::Outcome::kQueued:
       return http::Response::Json(201, fmt::format("{{\"run\":{},\"state\":\"{}\"}}\n", a.run, store::Name(a.state)));
@@ -175,8 +176,27 @@ Status ServeCi(Front& front, ci::Server& ci, CiFrontOptions options) {
   if (options.webhook.secret.empty()) {
     return InvalidArgumentError("a webhook secret is required (--webhook-secret-env): Gantry never accepts unsigned webhooks");
   }
-  GANTRY_RETURN_IF_ERROR(front.AddWebhook("/webhook", std::move(options.webhook),
-                                          [&ci](const webhook::Event& e, const http::Request&) { return Intake(ci, e); }));
+  // A webhook that queues a run is a mutating action of its sender: one audit row (who: the
+  // provider of the verified delivery; source: its address). Duplicates and ignored events change
+  // nothing and leave none; refused deliveries are logged by the front.
+  GANTRY_RETURN_IF_ERROR(front.AddWebhook(
+      "/webhook", std::move(options.webhook),
+      [&ci, access = options.access, project_of = options.project_of](const webhook::Event& e,
+                                                                       const http::Request& req) -> Result<http::Response> {
+        GANTRY_ASSIGN_OR_RETURN(ci::Accepted a, ci.Accept(e));
+        if (a.outcome == ci::Accepted::Outcome::kQueued) {
+          std::string project;
+          if (auto run = ci.GetRun(a.run); run.ok() && project_of) project = project_of(*run);
+          auto row = access->store().Audit({.actor = fmt::format("webhook:{}", webhook::ProviderName(e.provider)),
+                                            .action = "runs.create",
+                                            .object = fmt::format("run {}", a.run),
+                                            .details = fmt::format("{} {} {}", e.repo_full_name, e.ref, e.after),
+                                            .source = req.remote_addr,
+                                            .project = project});
+          if (!row.ok()) log::Warn("server: audit the run webhook {} queued: {}", a.run, row.status().message());
+        }
+        return Respond(a);
+      }));
   auto api = [&ci, o = std::move(options)](const http::Request& req) {
     return o.access->Serve(req, NoteOf(req), [&](const authz::Principal& who, AuditNote& note) {
       return Runs(ci, *o.access, o, req, who, note);
