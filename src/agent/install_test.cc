@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "agent/agent.h"
 #include "project/project.h"
 
@@ -29,6 +32,24 @@ TEST(InstallManifests, CrdsNamespaceRbacDefaultProjectAndTheAgentRunningTheImage
   EXPECT_EQ(project->name, "default");
   EXPECT_EQ(project::ServiceAccountFor(*project, "https://any", "team-a"),
             "system:serviceaccount:gantry-system:gantry-default");
+}
+
+// deploy/gantry-agent.yaml is `gantry install --print` with the default image, plus the documented
+// --no-render-sandbox line: it must not drift from what install applies.
+TEST(InstallManifests, DeployYamlIsTheInstallOutput) {
+  std::ifstream in("../../deploy/gantry-agent.yaml");
+  ASSERT_TRUE(in) << "deploy/gantry-agent.yaml (the test runs in src/agent)";
+  std::string file, line;
+  while (std::getline(in, line)) {
+    if (line.find_first_not_of(' ') != std::string::npos && line[line.find_first_not_of(' ')] == '#') continue;
+    if (line == "        - --no-render-sandbox") continue;
+    file += line + "\n";
+  }
+  std::string want;
+  for (const auto& m : InstallManifests("gantry-system", "ghcr.io/gantry-dev/gantry:latest")) {
+    want += "---\n" + value::ToYaml(m);
+  }
+  EXPECT_EQ(file, want) << "regenerate: gantry install --print > deploy/gantry-agent.yaml (keep --no-render-sandbox)";
 }
 
 }  // namespace
