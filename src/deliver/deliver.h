@@ -161,6 +161,12 @@ RenderFn GitRenderFn(std::shared_ptr<git::Repository> repo, render::Options opti
 
 using ConnectFn = std::function<Result<std::unique_ptr<kube::Client>>(const Cluster&)>;
 
+// An app's releases all belong to one project: the one its first release was made under ("" or
+// "default" for releases from before projects). PermissionDenied (reason project::kReasonDenied)
+// naming the app's project when `project` is another, so one project's pipeline or deployer
+// cannot release (and so roll out or roll back) another project's app. The store's errors.
+Status CheckAppProject(store::Store& store, std::string_view app, std::string_view project);
+
 struct DeployOptions {
   std::string app;                              // required
   std::string revision;                         // required for Start()

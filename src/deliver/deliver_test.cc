@@ -415,5 +415,43 @@ status: {observedGeneration: 1, replicas: 1, updatedReplicas: 1, readyReplicas: 
   EXPECT_EQ(cluster_->count("list"), lists);
 }
 
+// An app's releases belong to the project of its first: a deploy (or rollback) of it under
+// another project is refused before anything is rendered or recorded; under its own it goes on.
+TEST_F(FakeDeploy, AnAppBelongsToTheProjectOfItsFirstRelease) {
+  ASSERT_EQ(Deploy(kConfigMap).phase, Phase::kSucceeded);  // under "default"
+  auto projects = value::ParseYaml("apiVersion: gantry.dev/v1alpha1\nkind: Project\nmetadata: {name: team-b}\n"
+                                   "spec: {sourceRepos: [\"*\"], destinations: [{server: \"*\", name: \"*\", namespace: \"*\"}]}\n",
+                                   "gantry.yaml");
+  ASSERT_TRUE(projects.ok()) << projects.status().ToString();
+  auto parsed = ParseConfig(*projects);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  config_.projects = parsed->projects;
+  RenderFn render = [](std::string_view revision, const std::string& path) -> Result<render::Rendered> {
+    GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml(kConfigMap, path));
+    return render::Rendered{std::string(revision), std::move(docs)};
+  };
+  ConnectFn connect = [this](const Cluster&) -> Result<std::unique_ptr<kube::Client>> {
+    return std::unique_ptr<kube::Client>(std::make_unique<fakes::FakeKubeClient>(fakes::FakeKubeClient::Options{.clock = &clock_}));
+  };
+  auto before = store_->ListReleases("web", 10);
+  ASSERT_TRUE(before.ok());
+  auto other = Deployment::Start(*store_, config_, render, connect,
+                                 {.app = "web", .revision = "def456", .project = "team-b", .clock = &clock_});
+  EXPECT_EQ(other.status().code(), Code::kPermissionDenied);
+  EXPECT_EQ(other.status().message(),
+            fmt::format("deploy: app web belongs to project default (release {} was made under it); a release under "
+                        "project team-b is refused", before->front().id));
+  EXPECT_EQ(store_->ListReleases("web", 10)->size(), before->size()) << "nothing recorded";
+  EXPECT_EQ(Rollback(*store_, config_, render, connect, {.app = "web", .env = "dev", .project = "team-b"}).status().code(),
+            Code::kPermissionDenied);
+  // A new app deployed under team-b is team-b's from then on.
+  auto first = Deployment::Start(*store_, config_, render, connect,
+                                 {.app = "api", .revision = "a1", .project = "team-b", .clock = &clock_});
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(store_->ListReleases("api", 1)->front().project, "team-b");
+  EXPECT_TRUE(CheckAppProject(*store_, "api", "team-b").ok());
+  EXPECT_EQ(CheckAppProject(*store_, "api", "default").code(), Code::kPermissionDenied);
+}
+
 }  // namespace
 }  // namespace gantry::deliver

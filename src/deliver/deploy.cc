@@ -323,6 +323,16 @@ struct Deployment::Impl {
 Deployment::Deployment(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Deployment::~Deployment() = default;
 
+Status CheckAppProject(store::Store& store, std::string_view app, std::string_view project) {
+  auto norm = [](std::string_view p) { return p.empty() ? std::string_view("default") : p; };
+  GANTRY_ASSIGN_OR_RETURN(auto newest, store.ListReleases(app, 1));
+  if (newest.empty() || norm(newest.front().project) == norm(project)) return OkStatus();
+  return PermissionDeniedError("app {} belongs to project {} (release {} was made under it); a release under project {} "
+                               "is refused",
+                               app, norm(newest.front().project), newest.front().id, norm(project))
+      .set_reason(project::kReasonDenied);
+}
+
 static Status CheckOptions(const DeployOptions& o) {
   if (o.app.empty()) return InvalidArgumentError("deploy: the application name is required");
   if (o.cluster_parallelism < 1) return InvalidArgumentError("deploy: cluster parallelism must be at least 1");
@@ -353,6 +363,7 @@ Result<std::unique_ptr<Deployment>> Deployment::Start(store::Store& store, Confi
       return FailedPreconditionError("deploy {}: environment {} has no push-mode clusters", options.app, e);
 
   GANTRY_ASSIGN_OR_RETURN(project::Project project, config.ProjectNamed(options.project));
+  GANTRY_RETURN_IF_ERROR(CheckAppProject(store, options.app, options.project).WithContext("deploy"));
   auto impl = std::make_unique<Impl>(store, std::move(config), std::move(render), std::move(connect), options, std::move(progress));
   impl->project = std::move(project);
   impl->path_template = options.path_template;
@@ -382,6 +393,7 @@ Result<std::unique_ptr<Deployment>> Deployment::Start(store::Store& store, Confi
   rel.image_digests = options.image_digests;
   rel.started_by = options.started_by;
   rel.note = EncodePlan({envs, options.path_template, options.revision});
+  rel.project = options.project == "default" ? "" : options.project;
   GANTRY_ASSIGN_OR_RETURN(int64_t id, store.CreateRelease(rel));
   std::unique_ptr<Deployment> d(new Deployment(std::move(impl)));
   d->state_.release_id = id;
@@ -594,6 +606,7 @@ Result<RollbackResult> Rollback(store::Store& store, const Config& config, const
                                 const RollbackOptions& options, const ProgressFn& progress) {
   const Environment* env = config.FindEnvironment(options.env);
   if (env == nullptr) return InvalidArgumentError("rollback {}: unknown environment {:?}", options.app, options.env);
+  GANTRY_RETURN_IF_ERROR(CheckAppProject(store, options.app, options.project).WithContext("rollback"));
   GANTRY_ASSIGN_OR_RETURN(auto releases, store.ListReleases(options.app, 500));
   // Releases newest first, with their targets in env.
   std::vector<std::pair<store::Release, std::vector<store::Target>>> here;

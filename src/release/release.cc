@@ -635,7 +635,8 @@ bool Release::Impl::Record() {
                         .image_digests = {{repository, st->result.digest}},
                         .started_by = "ci",
                         .run_id = r.run_id,
-                        .note = rel.push_branch.empty() ? "" : "proposed on branch " + rel.push_branch};
+                        .note = rel.push_branch.empty() ? "" : "proposed on branch " + rel.push_branch,
+                        .project = r.project == "default" ? "" : r.project};
   auto id = s.store->CreateRelease(ledger);
   if (!id.ok()) return Fail(id.status().WithContext("release: ledger"));
   st->result.release_id = *id;
@@ -681,6 +682,9 @@ Result<std::unique_ptr<Release>> Release::Create(const ReleaseServices& s, const
                      ? Result<project::Project>(project::DefaultProject())
                      : Result<project::Project>(NotFoundError("no Project {:?} (no push configuration)", r.project));
   if (!project.ok()) return project.status().WithContext("release");
+  if (pipeline.release && !pipeline.release->app.empty()) {
+    GANTRY_RETURN_IF_ERROR(deliver::CheckAppProject(*s.store, pipeline.release->app, r.project).WithContext("release"));
+  }
   GANTRY_RETURN_IF_ERROR(project::CheckRelease(*project, pipeline.image->repository,
                                                !pipeline.release ? ""
                                                : pipeline.release->path.empty() ? "." : pipeline.release->path)

@@ -194,6 +194,9 @@ CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
 CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
   FOR EACH STATEMENT EXECUTE FUNCTION gantry_audit_append_only();
 )sql"},
+      {6, "the Project each release was made under", R"sql(
+ALTER TABLE releases ADD COLUMN project TEXT NOT NULL DEFAULT '';
+)sql"},
   };
   return kMigrations;
 }

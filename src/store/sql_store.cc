@@ -11,7 +11,7 @@ namespace {
 
 // Column lists, in the order the *From() functions read them.
 #define GANTRY_RELEASE_COLS \
-  "id, app, source_revision, config_revision, started_by, run_id, note, created_at"
+  "id, app, source_revision, config_revision, started_by, run_id, note, created_at, project"
 #define GANTRY_TARGET_COLS                                                                    \
   "release_id, env, cluster, state, message, sync_result, version, created_at, updated_at, " \
   "finished_at"
@@ -55,6 +55,7 @@ Release ReleaseFrom(const Row& r) {
   out.run_id = r.OptInt(5);
   out.note = r.Text(6);
   out.created_at = FromMicros(r.Int(7));
+  out.project = r.Text(8);
   return out;
 }
 
@@ -325,9 +326,9 @@ Result<int64_t> SqlStore::CreateRelease(const Release& release) {
     GANTRY_ASSIGN_OR_RETURN(
         Rows rows,
         c.Query("INSERT INTO releases (app, source_revision, config_revision, started_by, run_id, "
-                "note, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                "note, created_at, project) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
                 {release.app, release.source_revision, release.config_revision,
-                 release.started_by, OptValue(release.run_id), release.note, Micros(Now())}));
+                 release.started_by, OptValue(release.run_id), release.note, Micros(Now()), release.project}));
     const int64_t new_id = rows.at(0).Int(0);
     for (const auto& [name, digest] : release.image_digests) {
       GANTRY_RETURN_IF_ERROR(

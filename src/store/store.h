@@ -59,6 +59,9 @@ struct Release {
   std::optional<int64_t> run_id;                      // the CI run that built it, if any
   std::string note;
   Time created_at{};  // set by the store
+  // The Project it was released under ("" : before projects, which is the default project). An
+  // app's releases all belong to one project (deliver refuses a release under another).
+  std::string project;
 };
 
 // The deployment state of a release at one environment and cluster. rolled_back and superseded are

@@ -213,7 +213,8 @@ TYPED_TEST(StoreContractTest, ReleasesRoundTripAndListNewestFirst) {
              .image_digests = {{"web", "sha256:aa"}, {"worker", "sha256:bb"}},
              .started_by = "alice",
              .run_id = run,
-             .note = "first ✓"};
+             .note = "first ✓",
+             .project = "team-a"};
   ASSERT_OK_AND_ASSIGN(int64_t first, s.CreateRelease(in));
   ASSERT_OK_AND_ASSIGN(Release got, s.GetRelease(first));
   EXPECT_EQ(got.id, first);
@@ -224,6 +225,7 @@ TYPED_TEST(StoreContractTest, ReleasesRoundTripAndListNewestFirst) {
   EXPECT_EQ(got.started_by, "alice");
   EXPECT_EQ(got.run_id, run);
   EXPECT_EQ(got.note, "first ✓");
+  EXPECT_EQ(got.project, "team-a");
   EXPECT_GE(got.created_at + 1ms, before);
   EXPECT_LE(got.created_at, std::chrono::system_clock::now());
 
@@ -240,6 +242,8 @@ TYPED_TEST(StoreContractTest, ReleasesRoundTripAndListNewestFirst) {
   EXPECT_EQ(all[2].id, first);
   EXPECT_EQ(all[2].image_digests.at("worker"), "sha256:bb");
   EXPECT_FALSE(all[0].run_id.has_value());
+  EXPECT_EQ(all[2].project, "team-a");
+  EXPECT_EQ(all[0].project, "") << "no project: from before projects, or the default";
 
   ASSERT_OK_AND_ASSIGN(auto page, s.ListReleases("shop", 1, third));
   ASSERT_EQ(page.size(), 1u);
