@@ -1,7 +1,12 @@
 // gantry deploy APP --revision REV | --resume (--repo URL | --dir DIR) ..., gantry rollback APP --env ENV:
 // push-mode deploys (deliver::Deployment, deliver::Rollback), recorded in the ledger.
 // Exit codes: 0 every environment healthy; 1 a cluster failed; 2 usage; 3 bad configuration or
-// unreachable ledger; 4 waiting for approval (docs/push-mode.md).
+// unreachable ledger (or the server refused); 4 waiting for approval (docs/push-mode.md).
+//
+// With --server URL (or GANTRY_SERVER) they ask `gantry server` to do it (POST
+// /api/v1/apps/APP/deploy | resume | rollback, authorized and audited there) and follow its events
+// to the end (--no-wait: return once started). Without, they act locally with the caller's own
+// ledger and kubeconfigs, which Gantry does not authorize (docs/cli.md).
 
 #include <signal.h>
 #include <unistd.h>
@@ -14,7 +19,9 @@
 #include "cli/deliver.h"
 #include "cli/deps.h"
 #include "cli/exit.h"
+#include "cli/server_client.h"
 #include "cli/source.h"
+#include "value/value.h"
 
 namespace gantry::cli {
 namespace {
@@ -78,6 +85,28 @@ deliver::ConnectFn ConnectFn(const Deps& deps) {
   return [&deps](const deliver::Cluster& c) { return deps.connect_cluster(c, {}); };
 }
 
+// --server, --ca-file and --no-wait: the server mode of deploy and rollback.
+struct RemoteFlags {
+  ServerClient client{.server = ""};
+  bool no_wait = false;
+};
+
+void AddRemoteFlags(CLI::App* cmd, RemoteFlags& r) {
+  cmd->add_option("--server", r.client.server,
+                  "Ask this Gantry server to do it (authorized and audited there) instead of acting locally")
+      ->envname("GANTRY_SERVER");
+  cmd->add_option("--ca-file", r.client.ca_file, "PEM CA bundle for an https --server")->envname("GANTRY_CA_FILE");
+  cmd->add_flag("--no-wait", r.no_wait, "With --server: return once the server started it");
+}
+
+// InvalidArgument naming a local-only flag given with --server.
+Status LocalOnly(const SourceFlags& s, const StateFlags&) {
+  if (!s.repo.empty() || !s.dir.empty()) {
+    return InvalidArgumentError("--repo and --dir are for local deploys: with --server the server renders its --deploy-repo");
+  }
+  return OkStatus();
+}
+
 // ---------------------------------------------------------------------------------------------
 // deploy
 
@@ -88,7 +117,22 @@ struct DeployFlags {
   std::string timeout = "5m";
   bool resume = false;
   std::vector<std::string> digests;
+  RemoteFlags remote;
 };
+
+// Deploy (or --resume) through the server.
+Status RunRemoteDeploy(const DeployFlags& f, const Deps& deps) {
+  value::Value body = value::Value::Map();
+  if (!f.options.project.empty()) body.Set("project", f.options.project);
+  if (!f.resume) {
+    body.Set("revision", f.options.revision);
+    if (!f.options.through.empty()) body.Set("through", f.options.through);
+    if (!f.options.only_env.empty()) body.Set("environment", f.options.only_env);
+    if (f.options.prune) body.Set("prune", true);
+  }
+  return RunServerAction(f.remote.client, f.options.app, f.resume ? "resume" : "deploy", value::ToJson(body),
+                         !f.remote.no_wait, deps.out);
+}
 
 struct DeployOptions {
   StateFlags state;
@@ -148,7 +192,17 @@ struct RollbackFlags {
   SourceFlags source;
   deliver::RollbackOptions options;
   std::string timeout = "5m";
+  RemoteFlags remote;
 };
+
+// Rollback through the server.
+Status RunRemoteRollback(const RollbackFlags& f, const Deps& deps) {
+  value::Value body = value::Value::Map();
+  body.Set("environment", f.options.env);
+  if (f.options.to_release != 0) body.Set("to_release", f.options.to_release);
+  if (!f.options.project.empty()) body.Set("project", f.options.project);
+  return RunServerAction(f.remote.client, f.options.app, "rollback", value::ToJson(body), !f.remote.no_wait, deps.out);
+}
 
 struct RollbackOptions {
   StateFlags state;
@@ -204,7 +258,14 @@ void AddDeployCommands(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_option("--image-digest", f->digests, "Recorded in the release: IMAGE=sha256:... (repeatable)");
   cmd->add_option("--started-by", f->options.started_by, "Who or what started it (default: $USER)");
   cmd->add_flag("--resume", f->resume, "Continue the newest unfinished release of APP");
+  AddRemoteFlags(cmd, f->remote);
   cmd->callback([f, &deps, &exit_code] {
+    if (!f->remote.client.server.empty()) {
+      Status usage = LocalOnly(f->source, f->state);
+      if (usage.ok() && !f->resume && f->options.revision.empty()) usage = InvalidArgumentError("--revision is required (or --resume)");
+      if (!usage.ok()) return void(exit_code = UsageError(usage, deps.err));
+      return void(exit_code = Report(RunRemoteDeploy(*f, deps), deps.err));
+    }
     auto options = ToOptions(*f);
     if (!options.ok()) return void(exit_code = UsageError(options.status(), deps.err));
     exit_code = Report(RunDeploy(*std::move(options), deps), deps.err);
@@ -219,7 +280,13 @@ void AddDeployCommands(CLI::App& app, const Deps& deps, int& exit_code) {
   rb->add_option("--to", r->options.to_release, "Release to go back to (default: the one before the current)");
   rb->add_option("--timeout", r->timeout, "Health wait per cluster (default 5m)");
   rb->add_flag("--prune", r->options.prune, "Delete objects the newer release added");
+  rb->add_option("--project", r->options.project, "Project whose roles and bounds apply (default: default)");
+  AddRemoteFlags(rb, r->remote);
   rb->callback([r, &deps, &exit_code] {
+    if (!r->remote.client.server.empty()) {
+      if (Status usage = LocalOnly(r->source, r->state); !usage.ok()) return void(exit_code = UsageError(usage, deps.err));
+      return void(exit_code = Report(RunRemoteRollback(*r, deps), deps.err));
+    }
     auto options = ToOptions(*r);
     if (!options.ok()) return void(exit_code = UsageError(options.status(), deps.err));
     exit_code = Report(RunRollback(*std::move(options), deps), deps.err);

@@ -7,6 +7,8 @@
 #include "cli/deliver.h"
 #include "cli/deps.h"
 #include "cli/exit.h"
+#include "cli/server_client.h"
+#include "value/value.h"
 
 namespace gantry::cli {
 namespace {
@@ -15,9 +17,28 @@ struct ApproveOptions {
   StateFlags state;
   std::string app, env;
   int64_t release = 0;
+  std::string project = "default";
+  ServerClient client{.server = ""};  // --server: approve through the server (releases.approve)
 };
 
+// POST /api/v1/apps/APP/approve, as the caller's token.
+Status RunRemoteApprove(const ApproveOptions& o, const Deps& deps) {
+  value::Value body = value::Value::Map();
+  body.Set("environment", o.env);
+  if (o.release != 0) body.Set("release", o.release);
+  body.Set("project", o.project);
+  GANTRY_ASSIGN_OR_RETURN(std::string answer,
+                          CallApi(o.client, "POST", fmt::format("/api/v1/apps/{}/approve", QueryEscape(o.app)), value::ToJson(body)));
+  auto doc = value::ParseJson(answer, "the server's answer");
+  const value::Value* id = doc.ok() ? doc->Get("release") : nullptr;
+  if (id == nullptr || !id->IsInt()) return UnavailableError("the server answered {:?}, not an approval", answer);
+  fmt::print(deps.out, "release {} of {} approved for {}; continue with: gantry deploy {} --resume --server {}\n", id->AsInt(),
+             o.app, o.env, o.app, o.client.server);
+  return OkStatus();
+}
+
 Status RunApprove(const ApproveOptions& o, const Deps& deps) {
+  if (!o.client.server.empty()) return RunRemoteApprove(o, deps);
   GANTRY_ASSIGN_OR_RETURN(auto store, OpenStore(o.state, deps));
   GANTRY_ASSIGN_OR_RETURN(int64_t approved, deliver::Approve(*store, o.app, o.env, o.release, User("cli")));
   fmt::print(deps.out, "release {} of {} approved for {}; continue with: gantry deploy {} --resume\n", approved, o.app,
@@ -96,6 +117,10 @@ void AddLedgerCommands(CLI::App& app, const Deps& deps, int& exit_code) {
   approve->add_option("APP", a->app, "Application name")->required();
   approve->add_option("--env", a->env, "Environment")->required();
   approve->add_option("--release", a->release, "Release (default: the newest of APP)");
+  approve->add_option("--project", a->project, "With --server: the project whose roles apply (default: default)");
+  approve->add_option("--server", a->client.server, "Approve through this Gantry server (authorized and audited there)")
+      ->envname("GANTRY_SERVER");
+  approve->add_option("--ca-file", a->client.ca_file, "PEM CA bundle for an https --server")->envname("GANTRY_CA_FILE");
   approve->callback([a, &deps, &exit_code] { exit_code = Report(RunApprove(*a, deps), deps.err); });
 
   auto st = std::make_shared<StatusOptions>();

@@ -32,6 +32,7 @@
 #include "release/release.h"
 #include "oidc/oidc.h"
 #include "server/access.h"
+#include "server/actions.h"
 #include "server/ci_front.h"
 #include "server/api_v1.h"
 #include "server/console.h"
@@ -83,6 +84,8 @@ struct ServerFlags {
   std::vector<std::string> notify;
   std::string notify_secret_env;
   std::string deliver_config;
+  std::string deploy_repo;  // "": the only --config-repo
+  int max_deploys = 4;
   std::string path_template = "envs/{env}";
   std::string health_timeout = "5m";
   std::string api_token_env;
@@ -109,6 +112,9 @@ struct ServerOptions {
   release::ReleaseServices release;
   oci::RegistryOptions registry;  // without upload_state_dir (Run: DATA_DIR/uploads)
   std::string deliver_config;
+  // POST /api/v1/apps/{app}/deploy renders this config repository ("" : API deploys answer 503).
+  std::string deploy_repo;
+  int max_deploys = 4;
 };
 
 // "host=user:password" from the variable `env` (never a flag: it would show in ps).
@@ -143,6 +149,11 @@ Status ReleaseOptions(const ServerFlags& f, ServerOptions& o) {
     for (const auto& url : f.notify) s.notify.push_back({.url = url, .secret = secret});
   }
   o.deliver_config = f.deliver_config;
+  o.deploy_repo = f.deploy_repo;
+  if (o.deploy_repo.empty() && f.config_repos.size() == 1) o.deploy_repo = f.config_repos.front();
+  if (!o.deploy_repo.empty()) GANTRY_RETURN_IF_ERROR(git::ValidateUrl(o.deploy_repo, f.allow_file).WithContext("--deploy-repo"));
+  if (f.max_deploys < 1) return InvalidArgumentError("--max-deploys {}: expected at least 1", f.max_deploys);
+  o.max_deploys = f.max_deploys;
   if (const char* k = std::getenv("GANTRY_KUSTOMIZE"); k != nullptr && *k != '\0') s.render.kustomize_binary = k;
   if (const char* h = std::getenv("GANTRY_HELM"); h != nullptr && *h != '\0') s.render.helm_binary = h;
   s.path_template = f.path_template;
@@ -339,7 +350,9 @@ Status RunServer(ServerOptions o, const Deps& deps) {
   // Every write goes through the observed store, so runs, steps, logs and deploys reach the event
   // bus (/api/v1/events, the metrics).
   server::EventBus events;
-  std::unique_ptr<store::Store> observed = server::ObservedStore(**st, events, o.front.project_of);
+  server::ReleaseProjects release_projects;
+  std::unique_ptr<store::Store> observed = server::ObservedStore(
+      **st, events, o.front.project_of, [&release_projects](int64_t id) { return release_projects.Of(id); });
   store::Store& store = *observed;
   http::Registry registry;
   server::ServerMetrics metrics(registry, store, events);
@@ -352,6 +365,29 @@ Status RunServer(ServerOptions o, const Deps& deps) {
   };
   o.ci.clock = deps.clock;
 
+  // Deploys, resumes and rollbacks asked for through the API run here (server/actions.h).
+  std::function<deliver::RenderFn()> renderer;
+  if (!o.deploy_repo.empty()) {
+    git::OpenOptions open = o.release.config_git;
+    open.credentials = git::CredentialsFor(o.release.config_credentials, o.deploy_repo);
+    renderer = [mirrors = release_parts.mirrors.get(), url = o.deploy_repo, open, render = o.release.render]() -> deliver::RenderFn {
+      auto repo = mirrors->Open(url, open);
+      if (!repo.ok()) {
+        Status error = repo.status().WithContext("--deploy-repo " + git::ScrubUrl(url));
+        return [error](std::string_view, const std::string&) -> Result<render::Rendered> { return error; };
+      }
+      return deliver::GitRenderFn(*repo, render);
+    };
+  }
+  server::Actions actions(store, {.config = o.release.deliver_config,
+                                  .renderer = renderer,
+                                  .connect = o.release.connect,
+                                  .path_template = o.release.path_template,
+                                  .health_timeout = o.release.health_timeout,
+                                  .clock = deps.clock,
+                                  .max_running = o.max_deploys,
+                                  .events = &events,
+                                  .projects = &release_projects});
   server::Front front("server", o.http);
   front.AddHealth();
   front.CountWebhooks(metrics.webhook_deliveries());
@@ -365,6 +401,7 @@ Status RunServer(ServerOptions o, const Deps& deps) {
                                                     .project_of = project_of,
                                                     .deliver_config = o.release.deliver_config,
                                                     .connect = o.release.connect,
+                                                    .actions = &actions,
                                                     .metrics = &registry}));
   std::optional<server::Front> metrics_front;
   if (o.metrics) {
@@ -384,6 +421,8 @@ Status RunServer(ServerOptions o, const Deps& deps) {
   signal(SIGTERM, OnSignal);
   while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   front.Stop();
+  // Deploys and rollbacks stop at their next step; POST .../resume continues a deploy.
+  actions.Stop();
   if (metrics_front) metrics_front->Stop();
   ci_server.Stop();
   return OkStatus();
@@ -443,6 +482,9 @@ void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_flag("--allow-file-repos", f->allow_file, "Accept file:// repository URLs (tests, local setups)");
   // After CI: image, config repository, deploy (docs/end-to-end.md).
   cmd->add_option("--config-repo", f->config_repos, "A config repository releases may write to (repeatable)");
+  cmd->add_option("--deploy-repo", f->deploy_repo,
+                  "Config repository that deploys asked for through the API render (default: the only --config-repo)");
+  cmd->add_option("--max-deploys", f->max_deploys, "Deploys and rollbacks the API runs at once, one per app (default 4)");
   cmd->add_option("--git-credentials-env", f->git_credentials_env, "Variable holding host=user:password for Git (repeatable)");
   cmd->add_option("--registry-config", f->registry_config, "Docker config.json with registry credentials");
   cmd->add_option("--registry-credentials-env", f->registry_credentials_env,

@@ -7,6 +7,7 @@
 // (~/.config/gantry/token without XDG_CONFIG_HOME), which `gantry login` writes and which must be
 // private to its owner (0600); else none (the server answers 401).
 
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -44,6 +45,16 @@ http::Client ApiClient(const ServerClient& client);
 // message>"; the client's errors.
 Result<std::string> CallApi(const ServerClient& client, const char* method, const std::string& path,
                             std::string body = "");
+
+// A deploy, resume or rollback the server runs (POST /api/v1/apps/{app}/ACTION, docs/api.md):
+// sends `body`, prints what the server answers on `out` and, unless `wait` is false, follows its
+// release events (GET /api/v1/events from the answer's last_event_id, reconnecting with
+// Last-Event-ID) to the action event that ends it, printing each target's change. OK when it
+// succeeded (or, without wait, started); kReasonFailed when it failed or the server stopped it,
+// kReasonBlocked when it waits for approval; the API's refusal as CallApi's (exit code 3), e.g.
+// "HTTP 403: user alice lacks apps.deploy on project default (roles: viewer)".
+Status RunServerAction(const ServerClient& client, std::string_view app, std::string_view action, std::string body,
+                       bool wait, std::FILE* out);
 
 // `s` percent-encoded for a query string.
 std::string QueryEscape(std::string_view s);

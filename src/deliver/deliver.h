@@ -252,6 +252,11 @@ struct RollbackOptions {
   std::chrono::milliseconds health_timeout{300'000};
   int cluster_parallelism = 4;
   Clock* clock = nullptr;  // health waits; nullptr: SystemClock()
+  // Set (from any thread): the rollback stops between its syncs' steps, leaving the older
+  // release's targets applying; running the same rollback again (with to_release) continues.
+  const std::atomic<bool>* cancel = nullptr;
+  // Called once the releases are known (from, to), before any cluster is touched.
+  std::function<void(int64_t from_release, int64_t to_release)> planned;
 };
 
 struct RollbackResult {

@@ -656,6 +656,7 @@ Result<RollbackResult> Rollback(store::Store& store, const Config& config, const
   }
   const store::Release& target_release = here[to].first;
   RollbackResult result{.from_release = here[cur].first.id, .to_release = target_release.id};
+  if (options.planned) options.planned(result.from_release, result.to_release);
   std::string tmpl = options.path_template;
   if (auto plan = DecodePlan(target_release); plan.ok()) tmpl = plan->path_template;
   GANTRY_ASSIGN_OR_RETURN(std::string path, ExpandPathTemplate(tmpl, options.app, options.env));
@@ -667,7 +668,7 @@ Result<RollbackResult> Rollback(store::Store& store, const Config& config, const
 
   std::atomic<bool> never{false};
   GANTRY_ASSIGN_OR_RETURN(project::Project project, config.ProjectNamed(options.project));
-  ApplyContext ctx{store, connect, progress, never, options.app, project, /*manual=*/true, options.env,
+  ApplyContext ctx{store, connect, progress, options.cancel != nullptr ? *options.cancel : never, options.app, project, /*manual=*/true, options.env,
                    options.default_namespace, true,
                    options.prune, env->gates.healthy, options.health_timeout, options.cluster_parallelism,
                    options.clock};

@@ -6,6 +6,8 @@
 #include <memory>
 #include <set>
 
+#include <fmt/ranges.h>
+
 #include "base/clock.h"
 #include "base/hash.h"
 #include "git/git.h"
@@ -333,13 +335,124 @@ Result<http::Response> Events(const ApiV1Options& o, const http::Request& req, c
       }
       const std::string project = e->project.empty() ? std::string(authz::kAllProjects) : e->project;
       const authz::Permission needs =
-          e->type == "release" ? authz::Permission::kAppsRead : authz::Permission::kRunsRead;
+          e->type == "release" || e->type == "action" ? authz::Permission::kAppsRead : authz::Permission::kRunsRead;
       if (e->type != "reset" && !authz.Allowed(who, needs, project)) continue;
       if (!w.Write(fmt::format("id: {}\nevent: {}\ndata: {}\n\n", e->id, e->type, e->data))) return;
       last_write = std::chrono::steady_clock::now();
     }
   };
   return resp;
+}
+
+// The JSON object of a request body ("" is {}); InvalidArgument otherwise.
+Result<Value> BodyObject(const http::Request& req) {
+  if (req.body.empty()) return Value::Map();
+  auto doc = value::ParseJson(req.body, "the request body");
+  if (!doc.ok() || !doc->IsMap()) {
+    return InvalidArgumentError("the request body must be a JSON object{}", doc.ok() ? "" : ": " + doc.status().message());
+  }
+  return *doc;
+}
+
+// The string field `key` of `body` (`fallback` when absent or null); InvalidArgument otherwise.
+Result<std::string> StringField(const Value& body, std::string_view key, std::string fallback = "") {
+  const Value* v = body.Get(key);
+  if (v == nullptr || v->IsNull()) return fallback;
+  if (!v->IsString()) return InvalidArgumentError("{:?} must be a string", key);
+  return std::string(v->AsString());
+}
+
+Result<int64_t> IntField(const Value& body, std::string_view key) {
+  const Value* v = body.Get(key);
+  if (v == nullptr || v->IsNull()) return 0;
+  if (!v->IsInt() || v->AsInt() < 1) return InvalidArgumentError("{:?} must be a release id (a positive integer)", key);
+  return v->AsInt();
+}
+
+Result<bool> BoolField(const Value& body, std::string_view key) {
+  const Value* v = body.Get(key);
+  if (v == nullptr || v->IsNull()) return false;
+  if (!v->IsBool()) return InvalidArgumentError("{:?} must be true or false", key);
+  return v->AsBool();
+}
+
+// Rejects a field the route does not take (a typo would otherwise be ignored silently).
+Status KnownFields(const Value& body, std::initializer_list<std::string_view> known) {
+  for (const auto& e : body.entries()) {
+    const std::string_view key = e.key.AsString();
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      return InvalidArgumentError("unknown field {:?} in the request body (known: {})", key, fmt::join(known, ", "));
+    }
+  }
+  return OkStatus();
+}
+
+// POST /api/v1/apps/{app}/deploy | resume | rollback | approve.
+Result<http::Response> AppAction(const ApiV1Options& o, const http::Request& req, const authz::Principal& who,
+                                 AuditNote& note, std::string_view action) {
+  const std::string app = ParamOf(req, "app");
+  note.object = "app " + app;
+  GANTRY_ASSIGN_OR_RETURN(Value body, BodyObject(req));
+  GANTRY_ASSIGN_OR_RETURN(std::string project, StringField(body, "project", "default"));
+  if (project.empty()) project = "default";
+  note.project = project;
+  const authz::Permission needs = action == "rollback"  ? authz::Permission::kAppsRollback
+                                  : action == "approve" ? authz::Permission::kReleasesApprove
+                                                        : authz::Permission::kAppsDeploy;
+  GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, needs, project));
+  if (action == "approve") {
+    GANTRY_RETURN_IF_ERROR(KnownFields(body, {"environment", "release", "project"}));
+    GANTRY_ASSIGN_OR_RETURN(std::string env, StringField(body, "environment"));
+    if (env.empty()) return InvalidArgumentError("\"environment\" is required (the environment whose gate to approve)");
+    GANTRY_ASSIGN_OR_RETURN(int64_t release, IntField(body, "release"));
+    if (o.deliver_config && o.deliver_config->FindEnvironment(env) == nullptr) {
+      return InvalidArgumentError("unknown environment {:?}", env);
+    }
+    GANTRY_ASSIGN_OR_RETURN(int64_t approved, deliver::Approve(o.access->store(), app, env, release, who.name));
+    note.details = fmt::format("release {} in {}", approved, env);
+    Value v = Value::Map();
+    v.Set("app", app);
+    v.Set("environment", env);
+    v.Set("release", approved);
+    v.Set("approved_by", who.name);
+    return http::Response::Json(200, value::ToJson(v) + "\n");
+  }
+  if (o.actions == nullptr) return UnavailableError("this server runs no deploys");
+  const int64_t last_event = o.events != nullptr ? o.events->last_id() : 0;
+  Result<Started> started = UnavailableError("");
+  std::string env;
+  if (action == "deploy") {
+    GANTRY_RETURN_IF_ERROR(KnownFields(body, {"revision", "through", "environment", "project", "prune"}));
+    DeployRequest d{.app = app, .project = project, .started_by = who.name};
+    GANTRY_ASSIGN_OR_RETURN(d.revision, StringField(body, "revision"));
+    GANTRY_ASSIGN_OR_RETURN(d.through, StringField(body, "through"));
+    GANTRY_ASSIGN_OR_RETURN(d.environment, StringField(body, "environment"));
+    GANTRY_ASSIGN_OR_RETURN(d.prune, BoolField(body, "prune"));
+    if (!d.through.empty() && !d.environment.empty()) return InvalidArgumentError("give \"through\" or \"environment\", not both");
+    env = d.environment;
+    started = o.actions->Deploy(d);
+  } else if (action == "resume") {
+    GANTRY_RETURN_IF_ERROR(KnownFields(body, {"project"}));
+    started = o.actions->Resume(app, project, who.name);
+  } else {
+    GANTRY_RETURN_IF_ERROR(KnownFields(body, {"environment", "to_release", "project"}));
+    RollbackRequest r{.app = app, .project = project, .started_by = who.name};
+    GANTRY_ASSIGN_OR_RETURN(r.environment, StringField(body, "environment"));
+    GANTRY_ASSIGN_OR_RETURN(r.to_release, IntField(body, "to_release"));
+    env = r.environment;
+    started = o.actions->Rollback(r);
+  }
+  if (!started.ok()) return started.status();
+  note.details = fmt::format("release {}", started->release);
+  Value v = Value::Map();
+  v.Set("action", started->action);
+  v.Set("app", app);
+  v.Set("release", started->release);
+  v.Set("from_release", started->from_release == 0 ? Value() : Value(started->from_release));
+  v.Set("environment", env);
+  v.Set("state", "running");
+  v.Set("last_event_id", last_event);
+  return http::Response::Json(202, value::ToJson(v) + "\n");
 }
 
 using RouteFn = std::function<Result<http::Response>(const ApiV1Options&, const http::Request&,
@@ -417,6 +530,12 @@ Status ServeApiV1(Front& front, ApiV1Options options) {
         post ? "runs." + action : "runs.read",
         [action](const ApiV1Options& opt, const http::Request& req, const authz::Principal& who, AuditNote& note) {
           return Run(opt, req, who, note, action);
+        });
+  }
+  for (std::string action : {"deploy", "resume", "rollback", "approve"}) {
+    add("POST", "/api/v1/apps/{app}/" + action, action == "approve" ? "releases.approve" : "apps." + action,
+        [action](const ApiV1Options& opt, const http::Request& req, const authz::Principal& who, AuditNote& note) {
+          return AppAction(opt, req, who, note, action);
         });
   }
   front.Handle("GET", "/api/v1/openapi.json", [](const http::Request& req) {

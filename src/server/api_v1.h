@@ -14,13 +14,21 @@
 //   GET  /api/v1/runs/{id}/logs          text/plain, as /api/runs/ID/logs (?follow=1 streams)
 //   POST /api/v1/runs/{id}/cancel        → the run (202 while it stops, 200 when cancelled)
 //   POST /api/v1/runs/{id}/approve       → the run, queued
+//   POST /api/v1/apps/{app}/deploy       {"revision", "through"?, "environment"?, "project"?,
+//                                        "prune"?} → 202 {"release", "state": "running", ...}: a
+//                                        push deploy the server runs (server/actions.h)
+//   POST /api/v1/apps/{app}/resume       {"project"?} → 202: continues the app's unfinished release
+//   POST /api/v1/apps/{app}/rollback     {"environment", "to_release"?, "project"?} → 202
+//   POST /api/v1/apps/{app}/approve      {"environment", "release"?, "project"?} → 200: the
+//                                        approval gate of that environment (deliver::Approve)
 //   GET  /api/v1/events                  Server-Sent Events (server/events.h), resumable with
 //                                        Last-Event-ID; a comment line every 15 s
 //   GET  /api/v1/openapi.json            the OpenAPI 3.1 document (no authentication)
 //
 // Every route but openapi.json goes through server::Access: 401 without valid credentials; reads
 // need runs.read / apps.read on the object's project, cancel runs.cancel, approve runs.approve;
-// each POST leaves one audit row. Errors are application/problem+json (ProblemJson, front.h).
+// deploy and resume apps.deploy, rollback apps.rollback, an app's approve releases.approve, on the
+// body's "project" (default "default"); each POST leaves one audit row. Errors are application/problem+json (ProblemJson, front.h).
 // Lists answer {"items": [...], "next": cursor | null}: ?limit=N (1..500, default 50) and
 // ?cursor= from the previous page's "next"; each list has an ETag (a hash of its body), and a
 // request whose If-None-Match names it gets 304 without a body.
@@ -34,6 +42,7 @@
 #include "deliver/deliver.h"
 #include "http/metrics.h"
 #include "server/access.h"
+#include "server/actions.h"
 #include "server/events.h"
 #include "server/front.h"
 
@@ -49,6 +58,8 @@ struct ApiV1Options {
   // environments only, no pull clusters.
   std::optional<deliver::Config> deliver_config;
   deliver::ConnectFn connect;  // reaches pull clusters for the matrix
+  // Runs deploys, resumes and rollbacks; nullptr: those routes answer 503 (approve still works).
+  Actions* actions = nullptr;
   // API latency by route (gantry_api_request_duration_seconds{route,method,code}); nullptr: none.
   http::Registry* metrics = nullptr;
 };

@@ -21,6 +21,9 @@
 #include "store/store.h"
 #include "value/value.h"
 #include "webhook/webhook.h"
+#include "base/hash.h"
+#include "test/fakes/forwarding_kube_client.h"
+#include "test/fakes/kube_client.h"
 #include "test/fakes/no_step_executor.h"
 
 namespace gantry::server {
@@ -63,7 +66,7 @@ class ApiV1Test : public ::testing::Test {
     auto store = store::Open("sqlite:" + (dir_ / "gantry.db").string());
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     real_ = std::move(*store);
-    store_ = ObservedStore(*real_, bus_, nullptr);
+    store_ = ObservedStore(*real_, bus_, nullptr, [this](int64_t id) { return projects_.Of(id); });
     ci_ = std::make_unique<ci::Server>(*store_, executor_, ci::ServerOptions{.repos = {kRepo}, .data_dir = dir_ / "data"});
     access_ = std::make_unique<Access>(*store_, AccessOptions{.bootstrap_token = kToken});
     front_.AddHealth();
@@ -72,11 +75,33 @@ class ApiV1Test : public ::testing::Test {
     ASSERT_TRUE(ServeCi(front_, *ci_, {.webhook = {.secret = kSecret}, .access = access_.get()}).ok());
     ServeAccess(front_, *access_);
     EXPECT_EQ(ServeApiV1(front_, {.ci = ci_.get()}).code(), Code::kInvalidArgument);
-    ASSERT_TRUE(ServeApiV1(front_, {.access = access_.get(), .ci = ci_.get(), .events = &bus_, .metrics = &metrics_}).ok());
+    deliver::Config config;
+    config.clusters = {{.name = "dev-1", .environment = "dev"}, {.name = "prod-1", .environment = "prod"}};
+    config.environments = {{.name = "dev"}, {.name = "prod", .after = {"dev"}, .gates = {.approval = true}}};
+    deliver::RenderFn render = [](std::string_view revision, const std::string& path) -> Result<render::Rendered> {
+      GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {a: b}\n", path));
+      return render::Rendered{std::string(revision), std::move(docs)};
+    };
+    deliver::ConnectFn connect = [this](const deliver::Cluster&) -> Result<std::unique_ptr<kube::Client>> {
+      {
+        MutexLock lock(gate_mu_);
+        while (!open_) gate_cv_.Wait(gate_mu_);
+      }
+      return fakes::ForwardingKubeClient::To(cluster_);
+    };
+    deliver_config_ = config;
+    renderer_ = [render] { return render; };
+    connect_ = connect;
+    actions_ = std::make_unique<Actions>(*store_, ActionsOptions{.config = config, .renderer = [render] { return render; }, .connect = connect,
+                                                                 .max_running = 2, .events = &bus_, .projects = &projects_});
+    ASSERT_TRUE(ServeApiV1(front_, {.access = access_.get(), .ci = ci_.get(), .events = &bus_, .deliver_config = config,
+                                    .actions = actions_.get(), .metrics = &metrics_}).ok());
     ASSERT_TRUE(front_.Start().ok());
   }
   void TearDown() override {
     front_.Stop();
+    Open();
+    actions_.reset();
     server_metrics_.reset();
     ci_.reset();
     access_.reset();
@@ -133,8 +158,53 @@ class ApiV1Test : public ::testing::Test {
     EXPECT_TRUE(valid.ok()) << valid.message() << "\n" << r.body;
   }
 
+  // Connections to clusters (made as a deploy applies) wait until the gate opens (it starts open).
+  void Close() {
+    MutexLock lock(gate_mu_);
+    open_ = false;
+  }
+  void Open() {
+    MutexLock lock(gate_mu_);
+    open_ = true;
+    gate_cv_.NotifyAll();
+  }
+  // A user token of `user` with `role` on `project`, straight in the store; its secret.
+  std::string UserToken(const std::string& user, const std::string& role, const std::string& project) {
+    auto secret = NewTokenSecret();
+    GANTRY_CHECK(secret.ok());
+    GANTRY_CHECK(store_->CreateToken({.name = user + "-token", .owner = user, .secret_sha256 = Sha256Hex(*secret), .created_by = "test"}).ok());
+    GANTRY_CHECK(store_->GrantRole({.subject = user, .role = role, .project = project}).ok());
+    return *secret;
+  }
+  http::ClientResponse Post(const std::string& token, std::string path, std::string body) {
+    auto r = http::Client().Send({.method = "POST", .url = Url(path),
+                                  .headers = {{"authorization", "Bearer " + token}, {"content-type", "application/json"}},
+                                  .body = std::move(body)});
+    if (!r.ok()) ADD_FAILURE() << path << ": " << r.status().ToString();
+    GANTRY_CHECK(r.ok());
+    return *std::move(r);
+  }
+  // The data of the next "action" event of `sub` (within 20 s), or null.
+  static Value NextAction(EventBus::Subscription& sub) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto e = sub.Next(std::chrono::milliseconds(200));
+      if (e && e->type == "action") return *value::ParseJson(e->data);
+    }
+    return Value();
+  }
+
   fs::path dir_;
   std::unique_ptr<store::Store> real_;
+  Mutex gate_mu_;
+  CondVar gate_cv_;
+  bool open_ = true;
+  std::shared_ptr<fakes::FakeKubeClient> cluster_ = std::make_shared<fakes::FakeKubeClient>();
+  ReleaseProjects projects_;
+  deliver::Config deliver_config_;
+  std::function<deliver::RenderFn()> renderer_;
+  deliver::ConnectFn connect_;
+  std::unique_ptr<Actions> actions_;
   EventBus bus_{64, 16};
   std::unique_ptr<store::Store> store_;
   fakes::NoStepExecutor executor_;
@@ -453,6 +523,158 @@ TEST(EventBusTest, ObservedStorePublishesStepsLogsAndTargets) {
                           R"(release {"app":"web","release":1,"environment":"dev","cluster":"c1","state":"pending"} )"));
   }
   fs::remove_all(tmpl);
+}
+
+}  // namespace
+}  // namespace gantry::server
+
+namespace gantry::server {
+namespace {
+
+TEST_F(ApiV1Test, DeployIsAuthorizedOnItsProjectAndAuditedOncePerRequest) {
+  const std::string viewer = UserToken("alice", "viewer", "default");
+  const std::string deployer = UserToken("bob", "deployer", "default");
+  auto made = Post(kToken, "/api/tokens", R"({"name":"ci","project":"team-b","roles":["deployer"]})");
+  ASSERT_EQ(made.status, 201) << made.body;
+  const std::string robot_token(value::ParseJson(made.body)->Get("token")->AsString());
+
+  auto refused = Post(viewer, "/api/v1/apps/web/deploy", R"({"revision":"abc"})");
+  EXPECT_EQ(refused.status, 403);
+  EXPECT_EQ(refused.headers["content-type"], "application/problem+json");
+  EXPECT_THAT(ParseApiError(refused.status, refused.body).message(), HasSubstr("lacks apps.deploy on project default"));
+  ExpectValid(refused, "/api/v1/apps/{app}/deploy", "POST");
+  auto other = Post(robot_token, "/api/v1/apps/web/deploy", R"({"revision":"abc","project":"default"})");
+  EXPECT_EQ(other.status, 403);
+  EXPECT_THAT(ParseApiError(other.status, other.body).message(), HasSubstr("apps.deploy"));
+  EXPECT_EQ(Post(deployer, "/api/v1/apps/web/deploy", R"({"revison":"abc"})").status, 400);  // a typo is named
+
+  auto sub = bus_.Subscribe();
+  auto ok = Post(deployer, "/api/v1/apps/web/deploy", R"({"revision":"abc","through":"dev"})");
+  ASSERT_EQ(ok.status, 202) << ok.body;
+  ExpectValid(ok, "/api/v1/apps/{app}/deploy", "POST");
+  auto answer = value::ParseJson(ok.body);
+  const int64_t release = answer->Get("release")->AsInt();
+  EXPECT_EQ(answer->Get("state")->AsString(), "running");
+  Value done = NextAction(*sub);
+  ASSERT_FALSE(done.IsNull());
+  EXPECT_EQ(done.Get("phase")->AsString(), "succeeded");
+  EXPECT_EQ(done.Get("release")->AsInt(), release);
+  auto rel = store_->GetRelease(release);
+  ASSERT_TRUE(rel.ok());
+  EXPECT_EQ(rel->started_by, "bob");
+  auto targets = store_->ListTargets(release);
+  ASSERT_TRUE(targets.ok());
+  ASSERT_EQ(targets->size(), 1u);
+  EXPECT_EQ((*targets)[0].state, store::TargetState::kHealthy);
+
+  auto audit = store_->ListAudit({.action = "apps.deploy", .limit = 10});
+  ASSERT_TRUE(audit.ok());
+  ASSERT_EQ(audit->size(), 4u);  // alice, the robot, bob's typo, bob
+  EXPECT_EQ((*audit)[0].actor, "bob");
+  EXPECT_EQ((*audit)[0].result, "ok");
+  EXPECT_EQ((*audit)[0].project, "default");
+  EXPECT_EQ((*audit)[0].object, "app web");
+  EXPECT_THAT((*audit)[3].result, HasSubstr("PermissionDenied"));
+  EXPECT_EQ((*audit)[3].actor, "alice");
+}
+
+TEST_F(ApiV1Test, ASecondDeployOfAnAppWhileOneRunsIs409) {
+  const std::string deployer = UserToken("bob", "deployer", "default");
+  Close();
+  auto first = Post(deployer, "/api/v1/apps/web/deploy", R"({"revision":"abc","through":"dev"})");
+  ASSERT_EQ(first.status, 202) << first.body;
+  auto second = Post(deployer, "/api/v1/apps/web/deploy", R"({"revision":"abd","through":"dev"})");
+  EXPECT_EQ(second.status, 409);
+  ExpectValid(second, "/api/v1/apps/{app}/deploy", "POST");
+  EXPECT_THAT(ParseApiError(second.status, second.body).message(), HasSubstr("deploy of web is running"));
+  EXPECT_EQ(Post(deployer, "/api/v1/apps/web/rollback", R"({"environment":"dev"})").status, 409);
+  // Another app may deploy meanwhile, up to max_running (2) at once.
+  EXPECT_EQ(Post(deployer, "/api/v1/apps/api/deploy", R"({"revision":"abc","through":"dev"})").status, 202);
+  auto third = Post(deployer, "/api/v1/apps/db/deploy", R"({"revision":"abc","through":"dev"})");
+  EXPECT_EQ(third.status, 409);
+  EXPECT_THAT(ParseApiError(third.status, third.body).message(), HasSubstr("as many as it runs at once"));
+  Open();
+}
+
+TEST_F(ApiV1Test, AWaitingDeployIsApprovedResumedAndRolledBack) {
+  const std::string viewer = UserToken("alice", "viewer", "default");
+  const std::string deployer = UserToken("bob", "deployer", "default");
+  auto sub = bus_.Subscribe();
+  auto first = Post(deployer, "/api/v1/apps/web/deploy", R"({"revision":"r1"})");
+  ASSERT_EQ(first.status, 202) << first.body;
+  const int64_t r1 = value::ParseJson(first.body)->Get("release")->AsInt();
+  Value waiting = NextAction(*sub);
+  ASSERT_FALSE(waiting.IsNull());
+  EXPECT_EQ(waiting.Get("phase")->AsString(), "waiting_approval");
+
+  auto refused = Post(viewer, "/api/v1/apps/web/approve", R"({"environment":"prod"})");
+  EXPECT_EQ(refused.status, 403);
+  EXPECT_THAT(ParseApiError(refused.status, refused.body).message(), HasSubstr("releases.approve"));
+  EXPECT_EQ(Post(deployer, "/api/v1/apps/web/approve", R"({"environment":"qa"})").status, 400);
+  auto approved = Post(deployer, "/api/v1/apps/web/approve", R"({"environment":"prod"})");
+  ASSERT_EQ(approved.status, 200) << approved.body;
+  ExpectValid(approved, "/api/v1/apps/{app}/approve", "POST");
+  EXPECT_EQ(value::ParseJson(approved.body)->Get("approved_by")->AsString(), "bob");
+
+  auto resumed = Post(deployer, "/api/v1/apps/web/resume", "");
+  ASSERT_EQ(resumed.status, 202) << resumed.body;
+  ExpectValid(resumed, "/api/v1/apps/{app}/resume", "POST");
+  EXPECT_EQ(value::ParseJson(resumed.body)->Get("release")->AsInt(), r1);
+  Value done = NextAction(*sub);
+  ASSERT_FALSE(done.IsNull());
+  EXPECT_EQ(done.Get("phase")->AsString(), "succeeded");
+  EXPECT_EQ(Post(deployer, "/api/v1/apps/web/resume", "").status, 404);  // nothing unfinished
+
+  auto second = Post(deployer, "/api/v1/apps/web/deploy", R"({"revision":"r2","through":"dev"})");
+  ASSERT_EQ(second.status, 202);
+  ASSERT_FALSE(NextAction(*sub).IsNull());
+  EXPECT_EQ(Post(viewer, "/api/v1/apps/web/rollback", R"({"environment":"dev"})").status, 403);
+  auto back = Post(deployer, "/api/v1/apps/web/rollback", R"({"environment":"dev"})");
+  ASSERT_EQ(back.status, 202) << back.body;
+  ExpectValid(back, "/api/v1/apps/{app}/rollback", "POST");
+  auto b = value::ParseJson(back.body);
+  EXPECT_EQ(b->Get("release")->AsInt(), r1);
+  EXPECT_EQ(b->Get("from_release")->AsInt(), value::ParseJson(second.body)->Get("release")->AsInt());
+  Value rolled = NextAction(*sub);
+  ASSERT_FALSE(rolled.IsNull());
+  EXPECT_EQ(rolled.Get("action")->AsString(), "rollback");
+  EXPECT_EQ(rolled.Get("phase")->AsString(), "succeeded");
+  auto again = Post(deployer, "/api/v1/apps/web/rollback", R"({"environment":"staging"})");
+  EXPECT_EQ(again.status, 400);
+}
+
+TEST_F(ApiV1Test, StoppingTheServerTerminatesADeployThatResumeContinues) {
+  const std::string deployer = UserToken("bob", "deployer", "default");
+  auto sub = bus_.Subscribe();
+  Close();
+  auto first = Post(deployer, "/api/v1/apps/web/deploy", R"({"revision":"r1"})");
+  ASSERT_EQ(first.status, 202) << first.body;
+  const int64_t r1 = value::ParseJson(first.body)->Get("release")->AsInt();
+  std::thread stopper([this] { actions_->Stop(); });
+  // Once the server refuses new work, Stop() has asked the deploy to end; then the render in
+  // flight may finish, and the deploy ends at its next step.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (Post(deployer, "/api/v1/apps/other/deploy", R"({"revision":"r2"})").status != 503 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  Open();
+  stopper.join();
+  Value ended = NextAction(*sub);
+  while (!ended.IsNull() && ended.Get("app")->AsString() != "web") ended = NextAction(*sub);
+  ASSERT_FALSE(ended.IsNull());
+  EXPECT_EQ(ended.Get("phase")->AsString(), "terminated");
+  auto targets = store_->ListTargets(r1);
+  ASSERT_TRUE(targets.ok());
+  bool unfinished = false;
+  for (const auto& t : *targets) unfinished = unfinished || t.state == store::TargetState::kPending;
+  EXPECT_TRUE(unfinished);
+  // The next server (here: another Actions on the same store) resumes it.
+  Actions next(*store_, ActionsOptions{.config = deliver_config_, .renderer = renderer_, .connect = connect_, .events = &bus_});
+  auto resumed = next.Resume("web", "default", "bob");
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+  EXPECT_EQ(resumed->release, r1);
+  next.Stop();
 }
 
 }  // namespace

@@ -79,8 +79,9 @@ using value::Value;
 
 class Observed final : public store::Store {
  public:
-  Observed(store::Store& inner, EventBus& bus, std::function<std::string(const store::Run&)> project_of)
-      : inner_(inner), bus_(bus), project_of_(std::move(project_of)) {}
+  Observed(store::Store& inner, EventBus& bus, std::function<std::string(const store::Run&)> project_of,
+           std::function<std::string(int64_t)> project_of_release)
+      : inner_(inner), bus_(bus), project_of_(std::move(project_of)), project_of_release_(std::move(project_of_release)) {}
 
   Result<int64_t> CreateRelease(const store::Release& r) override { return inner_.CreateRelease(r); }
   Result<store::Release> GetRelease(int64_t id) override { return inner_.GetRelease(id); }
@@ -98,7 +99,7 @@ class Observed final : public store::Store {
       v.Set("environment", t->env);
       v.Set("cluster", t->cluster);
       v.Set("state", store::Name(t->state));
-      bus_.Publish("release", v);
+      bus_.Publish("release", v, project_of_release_ ? project_of_release_(t->release_id) : "");
     }
     return t;
   }
@@ -237,6 +238,7 @@ class Observed final : public store::Store {
   store::Store& inner_;
   EventBus& bus_;
   const std::function<std::string(const store::Run&)> project_of_;
+  const std::function<std::string(int64_t)> project_of_release_;
   Mutex mu_;
   std::map<int64_t, std::string> projects_ GUARDED_BY(mu_);
 };
@@ -244,8 +246,9 @@ class Observed final : public store::Store {
 }  // namespace
 
 std::unique_ptr<store::Store> ObservedStore(store::Store& inner, EventBus& bus,
-                                            std::function<std::string(const store::Run&)> project_of_run) {
-  return std::make_unique<Observed>(inner, bus, std::move(project_of_run));
+                                            std::function<std::string(const store::Run&)> project_of_run,
+                                            std::function<std::string(int64_t)> project_of_release) {
+  return std::make_unique<Observed>(inner, bus, std::move(project_of_run), std::move(project_of_release));
 }
 
 }  // namespace gantry::server

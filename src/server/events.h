@@ -20,6 +20,8 @@
 //   step     {"run", "name", "state"}
 //   log      {"run", "step", "seq", "text"}
 //   release  {"app", "release", "environment", "cluster", "state"}
+//   action   {"action", "app", "release", "environment", "phase", "message"}: a deploy, resume or
+//            rollback the server ran ended (published by server/actions.h, not by this store)
 // Every event carries the project it belongs to (for filtering by the subscriber's permissions);
 // it is not part of the data.
 //
@@ -92,9 +94,12 @@ class EventBus {
 };
 
 // A store::Store that forwards every call to `inner` and publishes to `bus` as the file comment
-// says. `project_of_run` names a run's project (cached per run; "" for none); `inner` and `bus`
-// must outlive it.
+// says. `project_of_run` names a run's project (cached per run; "" for none), `project_of_release`
+// a release's ("" or nullptr: none, so only cluster-wide readers see its events; the server's
+// Actions name the project of the deploys they start, server/actions.h); `inner` and `bus` must
+// outlive it.
 std::unique_ptr<store::Store> ObservedStore(store::Store& inner, EventBus& bus,
-                                            std::function<std::string(const store::Run&)> project_of_run);
+                                            std::function<std::string(const store::Run&)> project_of_run,
+                                            std::function<std::string(int64_t)> project_of_release = nullptr);
 
 }  // namespace gantry::server

@@ -1,0 +1,134 @@
+// `gantry deploy --server` end to end: the real `gantry server` binary with a push-mode
+// configuration (one real control plane) and a file:// config repository, and the real `gantry`
+// CLI as two robot tokens of project default: a deployer's deploy reaches the cluster (exit 0,
+// following the server's events to the end); a viewer's is refused by the server (exit 3, naming
+// apps.deploy) and leaves no release.
+
+#include <filesystem>
+#include <regex>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "base/path.h"
+#include "base/process.h"
+#include "kube/kube.h"
+#include "test/env/testenv.h"
+#include "value/value.h"
+
+namespace gantry {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+constexpr char kAdminToken[] = "deploy-server-admin-0123456789";
+
+std::string Binary() {
+  const char* b = std::getenv("GANTRY_BINARY");
+  return b != nullptr ? b : "gantry";
+}
+
+// A config repository with envs/dev: a ConfigMap naming the revision it came from.
+void MakeConfigRepo(const fs::path& dir) {
+  fs::create_directories(dir / "envs" / "dev");
+  GANTRY_CHECK(WriteFileAtomic(dir / "envs" / "dev" / "app.yaml",
+                               "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web-config}\ndata: {from: server}\n")
+                   .ok());
+  ProcessOptions po;
+  po.cwd = dir.string();
+  po.inherit_env = true;
+  po.env = {{"GIT_AUTHOR_NAME", "t"}, {"GIT_AUTHOR_EMAIL", "t@e"}, {"GIT_COMMITTER_NAME", "t"}, {"GIT_COMMITTER_EMAIL", "t@e"}};
+  for (auto argv : std::vector<std::vector<std::string>>{
+           {"git", "init", "-q", "-b", "main"}, {"git", "add", "-A"}, {"git", "commit", "-q", "-m", "init"}}) {
+    GANTRY_CHECK(RunChecked(argv, po).ok());
+  }
+}
+
+// A robot token of project default with `role`, made through the API as the admin.
+std::string RobotToken(const std::string& url, const std::string& name, const std::string& role) {
+  ProcessOptions po;
+  po.inherit_env = true;
+  auto r = Run({"curl", "-s", "-X", "POST", "-H", std::string("Authorization: Bearer ") + kAdminToken, "--data",
+                R"({"name":")" + name + R"(","project":"default","roles":[")" + role + R"("]})", url + "/api/tokens"},
+               po);
+  GANTRY_CHECK(r.ok());
+  auto doc = value::ParseJson(r->out);
+  GANTRY_CHECK(doc.ok() && doc->Get("token") != nullptr);
+  return std::string(doc->Get("token")->AsString());
+}
+
+TEST(DeployServer, ADeployerDeploysThroughTheServerAndAViewerIsRefused) {
+  auto cluster = testenv::Server::Start("kube-cluster.sh", {"--name", "deploy-server", "--nodes", "1"});
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  testenv::ScopedTempDir tmp;
+  const fs::path root = tmp.path();
+  // A server run as root runs CI steps as uid 65533, which must reach the data directory.
+  fs::permissions(root, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  MakeConfigRepo(root / "config");
+  fs::create_directories(root / "deliver");
+  const std::string kubeconfig = (*cluster)->Get("KUBECONFIG");
+  ASSERT_TRUE(WriteFileAtomic(root / "deliver" / "topology.yaml",
+                              fmt::format("apiVersion: gantry.dev/v1alpha1\nkind: Cluster\nmetadata: {{name: dev-1}}\n"
+                                          "spec: {{kubeconfig: {}, environment: dev}}\n---\n"
+                                          "apiVersion: gantry.dev/v1alpha1\nkind: Environment\nmetadata: {{name: dev}}\nspec: {{}}\n",
+                                          kubeconfig))
+                  .ok());
+  const std::string repo = "file://" + (root / "config").string();
+  ProcessOptions po;
+  po.inherit_env = true;
+  po.env = {{"HOOK", "hook-secret-0123456789"}, {"API_TOKEN", kAdminToken}};
+  const std::string log = (root / "server.log").string();
+  auto server = Process::Start({Binary(), "server", "--listen", "127.0.0.1:0", "--store", "sqlite:" + (root / "gantry.db").string(),
+                                "--webhook-secret-env", "HOOK", "--api-token-env", "API_TOKEN", "--data-dir",
+                                (root / "data").string(), "--allow-file-repos", "--repo", repo, "--config-repo", repo, "--deliver-config",
+                                (root / "deliver").string(), "--health-timeout", "60s"},
+                               po, log);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  std::string port;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (port.empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::string text = ReadFile(log).value_or("");
+    std::smatch m;
+    if (std::regex_search(text, m, std::regex("listening on 127.0.0.1:([0-9]+)"))) port = m[1];
+  }
+  ASSERT_FALSE(port.empty()) << ReadFile(log).value_or("");
+  const std::string url = "http://127.0.0.1:" + port;
+  const std::string deployer = RobotToken(url, "deployer", "deployer");
+  const std::string viewer = RobotToken(url, "viewer", "viewer");
+
+  auto cli = [&](const std::string& token) {
+    ProcessOptions o;
+    o.inherit_env = true;
+    o.env = {{"GANTRY_TOKEN", token}, {"GANTRY_SERVER", url}, {"HOME", root.string()}};
+    o.timeout = std::chrono::seconds(120);
+    auto r = gantry::Run({Binary(), "deploy", "web", "--revision", "main"}, o);
+    GANTRY_CHECK(r.ok());
+    return *std::move(r);
+  };
+
+  ProcessResult refused = cli(viewer);
+  EXPECT_EQ(refused.exit_code, 3) << refused.out << refused.err;
+  EXPECT_THAT(refused.err, HasSubstr("HTTP 403"));
+  EXPECT_THAT(refused.err, HasSubstr("lacks apps.deploy on project default"));
+
+  ProcessResult ok = cli(deployer);
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err << "\nserver:\n" << ReadFile(log).value_or("");
+  EXPECT_THAT(ok.out, HasSubstr("deploy started in the server"));
+  EXPECT_THAT(ok.out, HasSubstr("==> dev/dev-1: healthy"));
+  EXPECT_THAT(ok.out, HasSubstr(": succeeded"));
+
+  // The object is in the real cluster.
+  auto config = kube::LoadConfig({.paths = {kubeconfig}});
+  ASSERT_TRUE(config.ok());
+  auto client = kube::NewHttpClient(*config);
+  ASSERT_TRUE(client.ok());
+  auto cm = (*client)->Get({"v1", "ConfigMap", "default", "web-config"});
+  ASSERT_TRUE(cm.ok()) << cm.status().ToString();
+  EXPECT_EQ(cm->Find({"data", "from"})->AsString(), "server");
+}
+
+}  // namespace
+}  // namespace gantry
