@@ -266,9 +266,9 @@ std::string ServiceAccountFor(const Project& p, std::string_view cluster_server,
     if (!GlobMatch(r.server, cluster_server) || !GlobMatch(r.namespace_, ns)) continue;
     std::string_view sa = r.service_account;
     size_t colon = sa.find(':');
-    if (colon != std::string_view::npos) return fmt::format("system:serviceaccount:{}", sa);
+    if (colon != std::string_view::npos) return kube::ServiceAccountUser(sa.substr(0, colon), sa.substr(colon + 1));
     if (ns.empty()) continue;
-    return fmt::format("system:serviceaccount:{}:{}", ns, sa);
+    return kube::ServiceAccountUser(ns, sa);
   }
   return "";
 }
