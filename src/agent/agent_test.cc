@@ -16,17 +16,6 @@ namespace {
 
 using value::Value;
 
-constexpr char kTwoMaps[] = R"(apiVersion: v1
-kind: ConfigMap
-metadata: {name: a}
-data: {k: "1"}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: b}
-data: {k: "2"}
-)";
-
 Value Yaml(std::string_view text) {
   auto docs = value::ParseYaml(text, "test");
   GANTRY_CHECK(docs.ok() && docs->size() == 1);
@@ -49,7 +38,7 @@ class AgentLoopTest : public ::testing::Test {
   void SetUp() override {
     auto source = std::make_unique<fakes::FakeSource>();
     source_ = source.get();
-    source_->AddCommit("c1", {{"apps/web", kTwoMaps}}, {"apps/web/all.yaml"});
+    source_->AddCommit("c1", {{"apps/web", fakes::kTwoConfigMaps}}, {"apps/web/all.yaml"});
     auto created = client_.Create(Yaml(R"(apiVersion: gantry.dev/v1alpha1
 kind: Application
 metadata: {name: web, namespace: apps}
@@ -143,7 +132,7 @@ data: {k: "tampered"}
 TEST_F(AgentLoopTest, ACommitOrAnEditedApplicationAfterUnchangedRefreshesIsApplied) {
   ASSERT_TRUE(Eventually([&] { return SyncedAt("c1"); }));
   WaitPasses(2);
-  source_->AddCommit("c2", {{"apps/web", std::string(kTwoMaps).replace(std::string(kTwoMaps).find("\"1\""), 3, "\"9\"")}},
+  source_->AddCommit("c2", {{"apps/web", std::string(fakes::kTwoConfigMaps).replace(std::string(fakes::kTwoConfigMaps).find("\"1\""), 3, "\"9\"")}},
                      {"apps/web/all.yaml"});
   EXPECT_TRUE(Eventually([&] { return SyncedAt("c2") && Data("a") == "9"; })) << "the new commit was not applied";
   WaitPasses(2);

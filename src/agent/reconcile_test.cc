@@ -16,21 +16,10 @@ namespace {
 
 using value::Value;
 
-constexpr char kTwoMaps[] = R"(apiVersion: v1
-kind: ConfigMap
-metadata: {name: a}
-data: {k: "1"}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: b}
-data: {k: "2"}
-)";
-
 class ReconcileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    source_.AddCommit("c1", {{"apps/web", kTwoMaps}, {"apps/other", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: o}\n"}},
+    source_.AddCommit("c1", {{"apps/web", fakes::kTwoConfigMaps}, {"apps/other", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: o}\n"}},
                       {"apps/web/all.yaml", "apps/other/all.yaml"});
     auto app = value::ParseYaml(R"(apiVersion: gantry.dev/v1alpha1
 kind: Application
@@ -122,7 +111,7 @@ TEST_F(ReconcileTest, ANoOpPassIsServedFromTheCacheAndMakesNoRequest) {
 
 TEST_F(ReconcileTest, ACommitElsewhereMarksTheNewRevisionWithoutRendering) {
   Pass();
-  source_.AddCommit("c2", {{"apps/web", kTwoMaps}, {"apps/other", "x"}}, {"apps/other/all.yaml"});
+  source_.AddCommit("c2", {{"apps/web", fakes::kTwoConfigMaps}, {"apps/other", "x"}}, {"apps/other/all.yaml"});
   uint64_t renders = source_.renders();
   ReconcileResult r = Pass(std::chrono::steady_clock::now());
   EXPECT_FALSE(r.rendered);

@@ -13,6 +13,18 @@
 
 namespace gantry::fakes {
 
+// Two ConfigMaps (a, b) as one manifest: what the agent tests' sources render.
+inline constexpr char kTwoConfigMaps[] = R"(apiVersion: v1
+kind: ConfigMap
+metadata: {name: a}
+data: {k: "1"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: b}
+data: {k: "2"}
+)";
+
 class FakeSource final : public agent::Source {
  public:
   // Commit `commit` holds `yaml` under `path`; `changed` lists the files it changed from the
