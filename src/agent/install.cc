@@ -9,26 +9,20 @@ namespace {
 
 using value::Value;
 
-Value ParseOne(std::string_view yaml) {
-  auto docs = value::ParseYaml(yaml, "install");
-  GANTRY_CHECK(docs.ok() && docs->size() == 1);
-  return (*docs)[0];
-}
-
 }  // namespace
 
 std::vector<Value> InstallManifests(const std::string& ns, const std::string& image) {
   std::vector<Value> out;
   out.push_back(api::ApplicationCrd());
   out.push_back(project::ProjectCrd());
-  out.push_back(ParseOne(fmt::format("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {}}}\n", ns)));
-  out.push_back(ParseOne(fmt::format(
+  out.push_back(value::BuiltInYaml(fmt::format("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {}}}\n", ns)));
+  out.push_back(value::BuiltInYaml(fmt::format(
       "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: gantry-agent, namespace: {}}}\n", ns)));
   // The agent itself reads everything (its caches, diffs and health), writes only its own state
   // (Application status, inventories, Events, its Lease, namespaces it is asked to create), and
   // applies an application's objects as the ServiceAccount its project names (impersonate), so
   // the apiserver's RBAC bounds every tenant.
-  out.push_back(ParseOne(R"(apiVersion: rbac.authorization.k8s.io/v1
+  out.push_back(value::BuiltInYaml(R"(apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {name: gantry-agent}
 rules:
@@ -41,7 +35,7 @@ rules:
 - {apiGroups: [""], resources: [serviceaccounts], verbs: [impersonate]}
 - {nonResourceURLs: ["*"], verbs: [get]}
 )"));
-  out.push_back(ParseOne(fmt::format(R"(apiVersion: rbac.authorization.k8s.io/v1
+  out.push_back(value::BuiltInYaml(fmt::format(R"(apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata: {{name: gantry-agent}}
 roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: gantry-agent}}
@@ -51,21 +45,21 @@ subjects: [{{kind: ServiceAccount, name: gantry-agent, namespace: {}}}]
   // anywhere, as the ServiceAccount gantry-default with cluster-admin-like rights, which is what a
   // single-team cluster wants. To share the cluster, narrow this Project (or its account's role)
   // and give each team a Project of its own (docs/tenancy.md).
-  out.push_back(ParseOne(fmt::format(
+  out.push_back(value::BuiltInYaml(fmt::format(
       "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: gantry-default, namespace: {}}}\n", ns)));
-  out.push_back(ParseOne(R"(apiVersion: rbac.authorization.k8s.io/v1
+  out.push_back(value::BuiltInYaml(R"(apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {name: gantry-default-project}
 rules:
 - {apiGroups: ["*"], resources: ["*"], verbs: ["*"]}
 )"));
-  out.push_back(ParseOne(fmt::format(R"(apiVersion: rbac.authorization.k8s.io/v1
+  out.push_back(value::BuiltInYaml(fmt::format(R"(apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata: {{name: gantry-default-project}}
 roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: gantry-default-project}}
 subjects: [{{kind: ServiceAccount, name: gantry-default, namespace: {}}}]
 )", ns)));
-  out.push_back(ParseOne(fmt::format(R"(apiVersion: gantry.dev/v1alpha1
+  out.push_back(value::BuiltInYaml(fmt::format(R"(apiVersion: gantry.dev/v1alpha1
 kind: Project
 metadata: {{name: default, namespace: {ns}}}
 spec:
@@ -76,7 +70,7 @@ spec:
   destinationServiceAccounts: [{{server: "*", namespace: "*", defaultServiceAccount: "{ns}:gantry-default"}}]
   credentials: ["*"]
 )", fmt::arg("ns", ns))));
-  out.push_back(ParseOne(fmt::format(R"(apiVersion: apps/v1
+  out.push_back(value::BuiltInYaml(fmt::format(R"(apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: gantry-agent, namespace: {ns}, labels: {{app.kubernetes.io/name: gantry-agent}}}}
 spec:

@@ -193,12 +193,6 @@ spec:
             x-kubernetes-preserve-unknown-fields: true
 )";
 
-Value ParseOne(std::string_view yaml) {
-  auto docs = value::ParseYaml(yaml, "built-in");
-  GANTRY_CHECK(docs.ok() && docs->size() == 1);
-  return (*docs)[0];
-}
-
 }  // namespace
 
 bool SyncPolicy::HasOption(std::string_view option) const {
@@ -333,6 +327,6 @@ Result<Application> ParseApplication(const Value& object) {
   return app;
 }
 
-Value ApplicationCrd() { return ParseOne(kCrd); }
+Value ApplicationCrd() { return value::BuiltInYaml(kCrd); }
 
 }  // namespace gantry::api

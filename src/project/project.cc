@@ -500,11 +500,7 @@ Result<std::vector<Project>> ParseProjects(std::span<const Value> objects) {
   return out;
 }
 
-Value ProjectCrd() {
-  auto docs = value::ParseYaml(kCrd, "built-in");
-  GANTRY_CHECK(docs.ok() && docs->size() == 1);
-  return (*docs)[0];
-}
+Value ProjectCrd() { return value::BuiltInYaml(kCrd); }
 
 Project DefaultProject() {
   Project p;

@@ -204,6 +204,10 @@ struct ParseOptions {
 Result<std::vector<Value>> ParseYaml(std::string_view text, std::string_view filename = "<input>",
                                      const ParseOptions& options = {});
 
+// The one document of YAML compiled into Gantry (a CRD, an install manifest). Such text is part of
+// the program, so a parse error or a document count other than one is a bug: it aborts.
+Value BuiltInYaml(std::string_view text, std::string_view filename = "built-in");
+
 // Parses one JSON text. Errors as ParseYaml (InvalidArgument, ResourceExhausted for depth/size).
 Result<Value> ParseJson(std::string_view text, std::string_view filename = "<input>",
                         const ParseOptions& options = {});

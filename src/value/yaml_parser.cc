@@ -506,4 +506,11 @@ Result<std::vector<Value>> ParseYaml(std::string_view text, std::string_view fil
   return parser.Run();
 }
 
+Value BuiltInYaml(std::string_view text, std::string_view filename) {
+  auto docs = ParseYaml(text, filename);
+  if (!docs.ok()) DieBecause(fmt::format("built-in YAML {}", docs.status().ToString()));
+  GANTRY_CHECK(docs->size() == 1);
+  return std::move((*docs)[0]);
+}
+
 }  // namespace gantry::value
