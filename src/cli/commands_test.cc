@@ -220,6 +220,19 @@ TEST_F(CommandsTest, DiffExitsOneWhenTheClusterDiffersAndZeroWhenInSync) {
   EXPECT_EQ(kube_.count("apply"), 2u);  // the sync's inventory and object; diff writes nothing
 }
 
+// A generateName hook made `gantry diff` fail ("object needs apiVersion, kind and metadata.name").
+TEST_F(CommandsTest, DiffShowsHooksAsWillBeCreatedAndStaysCleanWhenObjectsAreInSync) {
+  Write("app/a.yaml", fmt::format(kConfigMap, "a", "1"));
+  ASSERT_EQ(Gantry({"sync", Path("app"), "--app", "web"}).code, kExitOk);
+  Write("app/hook.yaml", "apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: migrate-\n"
+                         "  annotations: {argocd.argoproj.io/hook: PreSync}\nspec: {}\n");
+  Ran r = Gantry({"diff", Path("app"), "--app", "web"});
+  EXPECT_EQ(r.code, kExitOk) << r;
+  EXPECT_EQ(r.out, "Hook batch/v1 Job default/migrate-*: PreSync hook: will be created by the sync (named by the "
+                   "server from generateName \"migrate-\")\n");
+  EXPECT_EQ(r.err, "0 of 1 objects differ\n");
+}
+
 TEST_F(CommandsTest, DiffUsageAndEnvironmentErrors) {
   Write("app/a.yaml", fmt::format(kConfigMap, "a", "1"));
   EXPECT_EQ(Gantry({"diff", Path("app"), "--app", "web", "--color", "sometimes"}).code, kExitUsage);

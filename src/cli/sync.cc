@@ -179,18 +179,24 @@ Status RunDiff(const SyncOptions& o, const Deps& deps) {
   bool color = o.color == "always" || (o.color == "auto" && IsTerminal(deps.out));
   auto entries = sync::Diff(*p.client, std::move(p.objects), p.options, color);
   if (!entries.ok()) return entries.status().WithContext(fmt::format("diff {}", o.sync.app));
-  size_t out_of_sync = 0;
+  size_t out_of_sync = 0, objects = 0;
   for (const auto& e : *entries) {
+    // A hook is created by every sync: shown, but not a difference.
+    if (e.hook != sync::HookPhase::kNone) {
+      fmt::print(deps.out, "Hook {}: {}", e.ref.ToString(), e.text);
+      continue;
+    }
+    ++objects;
     if (e.status == diff::SyncStatus::kSynced) continue;
     ++out_of_sync;
     fmt::print(deps.out, "{} {}\n{}", diff::Name(e.status), e.ref.ToString(), e.text);
   }
   std::fflush(deps.out);
   if (out_of_sync == 0) {
-    fmt::print(deps.err, "0 of {} objects differ\n", entries->size());
+    fmt::print(deps.err, "0 of {} objects differ\n", objects);
     return OkStatus();
   }
-  return AbortedError("{} of {} objects differ", out_of_sync, entries->size()).set_reason(kReasonFailed);
+  return AbortedError("{} of {} objects differ", out_of_sync, objects).set_reason(kReasonFailed);
 }
 
 void AddCommonSyncFlags(CLI::App* cmd, SyncFlags& f) {

@@ -31,7 +31,7 @@ class ApplicationsOnly final : public kube::Client {
   Result<value::Value> ApplyStatus(const value::Value&, const kube::ApplyOptions&) override { return Unused(); }
   Result<value::Value> Replace(const value::Value&) override { return Unused(); }
   Status Delete(const kube::ObjectRef&, const kube::DeleteOptions&) override { return Unused(); }
-  Result<value::Value> Create(const value::Value&) override { return Unused(); }
+  Result<value::Value> Create(const value::Value&, const kube::CreateOptions&) override { return Unused(); }
   Status Watch(std::string_view, std::string_view, std::string_view, const kube::WatchOptions&,
                const kube::WatchHandler&) override {
     return Unused();

@@ -499,15 +499,21 @@ class HttpClient final : public Client {
     return ParseBody(r, what);
   }
 
-  Result<value::Value> Create(const value::Value& object) override {
+  Result<value::Value> Create(const value::Value& object, const CreateOptions& options) override {
     ObjectRef ref = RefOf(object);
     std::string what = "create " + ref.ToString();
     GANTRY_ASSIGN_OR_RETURN(ResourceInfo info, Resolve(ref.api_version, ref.kind));
     if (info.namespaced && ref.namespace_.empty()) {
       return InvalidArgumentError("{}: namespaced kind without metadata.namespace", what);
     }
-    GANTRY_ASSIGN_OR_RETURN(Response r, Do("POST", CollectionPath(info, ref.namespace_),
-                                           value::ToJson(object), kJson, what));
+    std::string path = CollectionPath(info, ref.namespace_);
+    std::string sep = "?";
+    if (!options.field_manager.empty()) {
+      path += sep + "fieldManager=" + Escape(options.field_manager);
+      sep = "&";
+    }
+    if (options.dry_run) path += sep + "dryRun=All";
+    GANTRY_ASSIGN_OR_RETURN(Response r, Do("POST", path, value::ToJson(object), kJson, what));
     return ParseBody(r, what);
   }
 

@@ -112,6 +112,11 @@ struct ApplyOptions {
   bool dry_run = false;  // server-side dry run: validated and defaulted, not persisted
 };
 
+struct CreateOptions {
+  std::string field_manager;  // empty: the server's default (the client's user agent)
+  bool dry_run = false;       // server-side dry run: validated, defaulted and named, not persisted
+};
+
 enum class Propagation { kBackground, kForeground, kOrphan };
 
 struct DeleteOptions {
@@ -192,8 +197,9 @@ class Client {
   // Deletes; NotFound when it is already gone.
   virtual Status Delete(const ObjectRef& ref, const DeleteOptions& options = {}) = 0;
 
-  // Creates an object (POST). AlreadyExists when it exists.
-  virtual Result<value::Value> Create(const value::Value& object) = 0;
+  // Creates an object (POST). AlreadyExists when it exists. An object with metadata.generateName
+  // and no name gets a name from the server: the returned object has it (also with dry_run).
+  virtual Result<value::Value> Create(const value::Value& object, const CreateOptions& options = {}) = 0;
 
   // Watches a kind until the handler returns false, the server ends the stream (then OK), or an
   // error (OutOfRange when resource_version is too old: list again).

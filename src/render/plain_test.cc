@@ -50,6 +50,59 @@ TEST_F(RenderPlainTest, RecursiveSortedMultiDocumentAndIgnoresOtherFiles) {
   EXPECT_EQ((*r)[2].source, "b.yaml:9:1");
 }
 
+TEST_F(RenderPlainTest, TypedListsAreExpandedLikeKindList) {
+  // kubectl expands any *List with items; these failed with "object has no metadata".
+  Write("app/rbac.yaml", R"(apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleList
+items:
+- apiVersion: rbac.authorization.k8s.io/v1
+  kind: Role
+  metadata: {name: reader}
+- apiVersion: rbac.authorization.k8s.io/v1
+  kind: Role
+  metadata: {name: writer}
+---
+apiVersion: v1
+kind: ConfigMapList
+metadata: {resourceVersion: ""}
+items:
+- apiVersion: v1
+  kind: List
+  items: [{apiVersion: v1, kind: ConfigMap, metadata: {name: nested}}]
+---
+apiVersion: v1
+kind: ConfigMapList
+items: []
+)");
+  auto r = RenderPlain(app());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(Names(*r), (std::vector<std::string>{"reader", "writer", "nested"}));
+  // Each item keeps the position of its own document.
+  EXPECT_EQ((*r)[1].source, "rbac.yaml:7:3");
+  EXPECT_EQ((*r)[2].source, "rbac.yaml:17:11");
+
+  // A custom resource whose kind ends in List but has no items is an object like any other.
+  Write("app/rbac.yaml", "apiVersion: example.com/v1\nkind: AccessList\nmetadata: {name: team}\nspec: {}\n");
+  r = RenderPlain(app());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(Names(*r), (std::vector<std::string>{"team"}));
+}
+
+TEST_F(RenderPlainTest, AListItemWithoutApiVersionOrKindNamesTheListAndIndex) {
+  Write("app/list.yaml", "apiVersion: v1\nkind: ConfigMapList\nitems:\n- {apiVersion: v1, kind: ConfigMap, "
+                         "metadata: {name: a}}\n- metadata: {name: b}\n  data: {}\n");
+  auto r = RenderPlain(app());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(r.status().message(),
+            "list.yaml:5:3: item 1 of ConfigMapList at list.yaml:1:1 has no apiVersion: each item of a list needs its "
+            "own apiVersion and kind");
+
+  Write("app/list.yaml", "apiVersion: v1\nkind: List\nitems: {a: b}\n");
+  r = RenderPlain(app());
+  EXPECT_EQ(r.status().message(), "list.yaml:3:8: items of List at list.yaml:1:1 must be a sequence");
+}
+
 TEST_F(RenderPlainTest, BadDocumentsNameFileLineAndField) {
   Write("app/ok.yaml", Cm("ok"));
   Write("app/zz.yaml", Cm("fine") + "---\napiVersion: v1\nmetadata:\n  name: nokind\n");

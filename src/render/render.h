@@ -12,7 +12,8 @@
 // path; every other file is ignored, as are directories and files whose name starts with '.' (.git,
 // .github, editor files). Each YAML file may hold several documents; empty documents are skipped.
 // Every document must be a Kubernetes object (a map with string apiVersion, kind and
-// metadata.name); a `kind: List` is expanded into its items.
+// metadata.name, or generateName); a `kind: List` or typed list (ConfigMapList, ...) with `items`
+// is expanded into its items.
 //
 // Kustomize and Helm are the real binaries, run as separate processes on a private copy:
 //   1. Materialize: the files the renderer may read are copied into a fresh temp dir (mode 0700) at

@@ -351,6 +351,20 @@ TEST(RenderCache, EntriesAreChargedWhatTheirParsedObjectsOccupy) {
   EXPECT_LT(bytes, 30 * text.size());
 }
 
+// Helm and Kustomize output goes through the same expansion as plain files: a chart that renders a
+// RoleBindingList failed with "object has no metadata".
+TEST(ParseRendered, ListsInRendererOutputAreExpandedWithTheirSource) {
+  std::string text = "---\n# Source: web/templates/rbac.yaml\napiVersion: rbac.authorization.k8s.io/v1\n"
+                     "kind: RoleBindingList\nitems:\n"
+                     "- apiVersion: rbac.authorization.k8s.io/v1\n  kind: RoleBinding\n  metadata: {name: a}\n"
+                     "  roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: r}\n";
+  auto manifests = internal::ParseRendered(text, "helm template web", {}, true);
+  ASSERT_TRUE(manifests.ok()) << manifests.status().ToString();
+  ASSERT_EQ(manifests->size(), 1u);
+  EXPECT_EQ(value::StringAt(&(*manifests)[0].object, {"kind"}), "RoleBinding");
+  EXPECT_EQ((*manifests)[0].source, "helm template web: web/templates/rbac.yaml");
+}
+
 TEST_F(RenderTest, CacheHitsUnderTheSameKeyAndOptions) {
   Write("repo/app/a.yaml", Cm("a"));
   RenderCache cache;

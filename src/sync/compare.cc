@@ -78,6 +78,21 @@ Result<std::vector<DiffEntry>> Diff(kube::Client& client, std::vector<Value> des
     if (auto it = live.extra.find(key); it != live.extra.end()) have = &it->second;
     GANTRY_ASSIGN_OR_RETURN(e.text, diff::RenderDiff(want, have, render));
   }
+  // Hooks are not compared: every sync creates them anew (a generateName hook under a new name).
+  for (const Task& t : prepared.tasks) {
+    if (t.hook == HookPhase::kNone || t.hook == HookPhase::kSkipped) continue;
+    kube::ObjectRef ref = t.ref;
+    if (ref.name.empty()) ref.name = t.generate_name + "*";
+    std::string when = t.hook == HookPhase::kSyncFail ? "if the sync fails" : "by the sync";
+    c.entries.push_back({.ref = ref,
+                         .status = diff::SyncStatus::kMissing,
+                         .text = fmt::format("{} hook: will be created {}{}\n", Name(t.hook), when,
+                                             t.generate_name.empty() ? ""
+                                                                     : fmt::format(" (named by the server from "
+                                                                                   "generateName {:?})", t.generate_name)),
+                         .health = {health::HealthStatus::kMissing, ""},
+                         .hook = t.hook});
+  }
   return std::move(c.entries);
 }
 

@@ -100,6 +100,7 @@ class OperationImpl final : public Operation {
   }
 
   void BuildStages() {
+    if (!plan_.skipped.empty()) stages_.push_back({"skip Helm test hooks", [this] { return Skip(); }});
     if (options_.create_namespace) {
       stages_.push_back({"create namespace " + options_.default_namespace, [this] { return CreateNamespace(); }});
     }
@@ -115,7 +116,9 @@ class OperationImpl final : public Operation {
                       plan_.steps[i].front().hook != HookPhase::kSync;
       bool is_first = plan_.steps[i].front().is_namespace_or_crd;
       if (!is_hooks && !is_first && !inventory_written) write_inventory();
-      if (plan_.steps[i].front().hook == HookPhase::kPostSync && options_.prune && !options_.prune_last) {
+      bool first_post_sync = plan_.steps[i].front().hook == HookPhase::kPostSync &&
+                             (i == 0 || plan_.steps[i - 1].front().hook != HookPhase::kPostSync);
+      if (first_post_sync && options_.prune && !options_.prune_last) {
         stages_.push_back({"prune", [this] { return Prune(); }});
       }
       stages_.push_back({name, [this, i] { return ApplyStep(i); }});
@@ -157,6 +160,41 @@ class OperationImpl final : public Operation {
     return out;
   }
 
+  // Helm test hooks run only on `helm test`: reported, never applied.
+  Status Skip() {
+    for (const Task& t : plan_.skipped) {
+      state_.results.push_back({.ref = Shown(t),
+                                .action = Action::kSkipped,
+                                .message = "a Helm test hook: it runs only with helm test, never on a sync",
+                                .step = "skipped"});
+    }
+    Report({.step = "skipped", .unchanged = static_cast<int>(plan_.skipped.size()),
+            .line = fmt::format("skipped {} Helm test hook{}", plan_.skipped.size(),
+                                plan_.skipped.size() == 1 ? "" : "s")});
+    return OkStatus();
+  }
+
+  // How a task is shown: a generateName hook not created yet is "GENERATENAME*".
+  static kube::ObjectRef Shown(const Task& t) {
+    kube::ObjectRef ref = t.ref;
+    if (ref.name.empty()) ref.name = t.generate_name + "*";
+    return ref;
+  }
+
+  // In a dry run, why the server cannot validate an object: its namespace or its CRD does not
+  // exist yet because this sync creates it ("" : it can). A real sync creates them first.
+  std::string Unvalidated(const Task& t) const {
+    if (!options_.dry_run) return "";
+    if (!t.ref.namespace_.empty() && pending_namespaces_.count(t.ref.namespace_)) {
+      return fmt::format("namespace {} is created by this sync", t.ref.namespace_);
+    }
+    if (auto it = pending_kinds_.find(internal::GroupOf(t.ref.api_version) + "/" + t.ref.kind);
+        it != pending_kinds_.end()) {
+      return fmt::format("CRD {} is created by this sync", it->second);
+    }
+    return "";
+  }
+
   Status CreateNamespace() {
     Value ns = Value::Map();
     ns.Set("apiVersion", "v1");
@@ -168,6 +206,7 @@ class OperationImpl final : public Operation {
     if (got.ok()) return OkStatus();
     if (got.status().code() != Code::kNotFound) return got.status();
     auto created = client_.Apply(ns, {.dry_run = options_.dry_run});
+    if (created.ok() && options_.dry_run) pending_namespaces_.insert(options_.default_namespace);
     return created.status();
   }
 
@@ -180,6 +219,21 @@ class OperationImpl final : public Operation {
       have_live_ = true;
     }
     inventory_ = live_.inventory;
+    if (options_.dry_run) {
+      // Namespaces and CRDs this sync creates: a dry run persists nothing, so what depends on them
+      // cannot be validated by the server (Unvalidated).
+      for (const auto& step : plan_.steps) {
+        for (const Task& t : step) {
+          if (!t.is_namespace_or_crd || live_.objects.count(Key(t.ref))) continue;
+          if (t.ref.kind == "Namespace") {
+            pending_namespaces_.insert(t.ref.name);
+          } else {
+            pending_kinds_[value::StringAt(&t.object, {"spec", "group"}) + "/" +
+                           value::StringAt(&t.object, {"spec", "names", "kind"})] = t.ref.name;
+          }
+        }
+      }
+    }
     return CheckOwnership(PreparedView(), live_);
   }
 
@@ -232,7 +286,7 @@ class OperationImpl final : public Operation {
     ParallelFor(step.size(), options_.parallelism, [&](size_t k) {
       Task& t = step[k];
       ObjectResult& r = results[k];
-      r.ref = t.ref;
+      r.ref = Shown(t);
       r.step = plan_.step_names[i];
       if (t.hook != HookPhase::kNone) {
         Status s = RunHook(t, r);
@@ -240,12 +294,17 @@ class OperationImpl final : public Operation {
           r.failed = true;
           r.message = s.message();
           MutexLock lock(mu_);
-          if (failures++ == 0) first_error = s.WithContext(t.ref.ToString());
+          if (failures++ == 0) first_error = s.WithContext(r.ref.ToString());
         }
         return;
       }
       auto live = live_.objects.find(Key(t.ref));
       const Value* live_obj = live == live_.objects.end() ? nullptr : &live->second;
+      if (std::string why = Unvalidated(t); !why.empty()) {
+        r.action = Action::kCreate;
+        r.message = fmt::format("would be created (not validated by the server: {})", why);
+        return;
+      }
       // Compared once, before the operation: an object found in sync is not applied again.
       if (options_.apply_out_of_sync_only && live_obj && comparison_.StatusOf(t.ref) == diff::SyncStatus::kSynced) {
         r.action = Action::kUnchanged;
@@ -293,21 +352,39 @@ class OperationImpl final : public Operation {
       return std::find(t.hook_delete_policies.begin(), t.hook_delete_policies.end(), p) !=
              t.hook_delete_policies.end();
     };
+    bool generated = !t.generate_name.empty();
     if (options_.dry_run) {
-      auto dry = writer_.Apply(t.object, {.dry_run = true});
+      if (std::string why = Unvalidated(t); !why.empty()) {
+        r.message = fmt::format("would be created (not validated by the server: {})", why);
+        return OkStatus();
+      }
+      auto dry = generated ? writer_.Create(t.object, {.field_manager = "gantry", .dry_run = true})
+                           : writer_.Apply(t.object, {.dry_run = true});
+      if (dry.ok()) r.message = "dry run";
       return dry.status();
     }
     if (has("BeforeHookCreation")) {
-      Status del = writer_.Delete(t.ref, {.propagation = kube::Propagation::kForeground});
-      if (!del.ok() && del.code() != Code::kNotFound) return del;
-      GANTRY_RETURN_IF_ERROR(WaitGone(t.ref));
+      if (generated) {
+        // Each run has a new name: the earlier runs of this hook are found by its tracking id.
+        GANTRY_RETURN_IF_ERROR(DeleteEarlierRuns(t));
+      } else {
+        Status del = writer_.Delete(t.ref, {.propagation = kube::Propagation::kForeground});
+        if (!del.ok() && del.code() != Code::kNotFound) return del;
+        GANTRY_RETURN_IF_ERROR(WaitGone(t.ref));
+      }
     }
-    auto applied = writer_.Apply(t.object, {.force = true});
+    auto applied = generated ? writer_.Create(t.object, {.field_manager = "gantry"})
+                             : writer_.Apply(t.object, {.force = true});
     if (!applied.ok()) return applied.status();
+    kube::ObjectRef ref = t.ref;
+    if (generated) {
+      ref.name = value::StringAt(&applied.value(), {"metadata", "name"});
+      r.ref = ref;
+    }
     auto deadline = clock_.Now() + options_.timeout;
     health::Health h{health::HealthStatus::kProgressing, ""};
     while (clock_.Now() < deadline && !terminate_) {
-      auto live = client_.Get(t.ref);
+      auto live = client_.Get(ref);
       if (!live.ok()) return live.status();
       h = health::Assess(&live.value());
       if (h.status == health::HealthStatus::kHealthy || h.status == health::HealthStatus::kDegraded) break;
@@ -316,11 +393,26 @@ class OperationImpl final : public Operation {
     r.health = h;
     bool ok = h.status == health::HealthStatus::kHealthy;
     if ((ok && has("HookSucceeded")) || (!ok && has("HookFailed"))) {
-      Status del = writer_.Delete(t.ref, {.propagation = kube::Propagation::kBackground});
+      Status del = writer_.Delete(ref, {.propagation = kube::Propagation::kBackground});
       if (!del.ok() && del.code() != Code::kNotFound) return del;
     }
     if (h.status == health::HealthStatus::kDegraded) return AbortedError("hook failed: {}", h.message);
     if (!ok) return DeadlineExceededError("hook did not finish within {} s", options_.timeout.count() / 1000);
+    return OkStatus();
+  }
+
+  // Deletes the objects earlier syncs created for a generateName hook: those of its kind and
+  // namespace that carry its tracking id (which ends in "GENERATENAME*").
+  Status DeleteEarlierRuns(const Task& t) {
+    std::string id = value::StringAt(&t.object, {"metadata", "annotations", kTrackingAnnotation});
+    auto list = client_.List(t.ref.api_version, t.ref.kind, t.ref.namespace_,
+                             {.label_selector = std::string(kAppLabel) + "=" + options_.app});
+    if (!list.ok()) return list.status().WithContext("find earlier runs of the hook");
+    for (const Value& item : list->items) {
+      if (value::StringAt(&item, {"metadata", "annotations", kTrackingAnnotation}) != id) continue;
+      Status del = writer_.Delete(kube::RefOf(item), {.propagation = kube::Propagation::kBackground});
+      if (!del.ok() && del.code() != Code::kNotFound) return del;
+    }
     return OkStatus();
   }
 
@@ -338,7 +430,7 @@ class OperationImpl final : public Operation {
   void RunSyncFailHooks() {
     for (Task& t : plan_.sync_fail_hooks) {
       ObjectResult r;
-      r.ref = t.ref;
+      r.ref = Shown(t);
       r.step = "SyncFail hooks";
       Status s = RunHook(t, r);
       if (!s.ok()) {
@@ -592,6 +684,9 @@ class OperationImpl final : public Operation {
   Comparison comparison_;
   bool have_live_ = false;
   std::vector<kube::ObjectRef> inventory_;
+  // Dry run: namespaces and CRDs ("group/Kind" → CRD name) this sync creates that do not exist yet.
+  std::set<std::string> pending_namespaces_;
+  std::map<std::string, std::string> pending_kinds_;
   Mutex mu_;
   std::set<std::string> kept_after_prune_ GUARDED_BY(mu_);
   std::string last_inventory_;
@@ -608,6 +703,7 @@ std::string_view Name(Action a) {
     case Action::kPrune: return "pruned";
     case Action::kPruneSkipped: return "prune skipped";
     case Action::kHook: return "hook";
+    case Action::kSkipped: return "skipped";
   }
   return "?";
 }

@@ -50,5 +50,94 @@ TEST_F(OperationTest, AnObjectLeftBehindWithoutPruneIsStillPrunedLater) {
   EXPECT_TRUE(Exists("a"));
 }
 
+Value Doc(std::string_view yaml) {
+  auto docs = value::ParseYaml(yaml, "hooks.yaml");
+  GANTRY_CHECK(docs.ok() && docs->size() == 1);
+  return (*docs)[0];
+}
+
+// The ConfigMaps in the fake whose name starts with `prefix`.
+std::vector<std::string> Named(fakes::FakeKubeClient& client, std::string_view prefix) {
+  std::vector<std::string> out;
+  auto list = client.List("v1", "ConfigMap", "default");
+  GANTRY_CHECK(list.ok());
+  for (const Value& item : list->items) {
+    std::string name = value::StringAt(&item, {"metadata", "name"});
+    if (name.starts_with(prefix)) out.push_back(name);
+  }
+  return out;
+}
+
+constexpr char kGeneratedHook[] = R"(apiVersion: v1
+kind: ConfigMap
+metadata:
+  generateName: migrate-
+  annotations: {{argocd.argoproj.io/hook: PreSync{}}}
+data: {{step: migrate}}
+)";
+
+// Hooks with metadata.generateName (the usual Argo CD and Helm hook Job) were refused with "object
+// needs apiVersion, kind and metadata.name".
+TEST_F(OperationTest, AGenerateNameHookIsCreatedTrackedByItsNameAndReplacedByTheNextRun) {
+  const State& first = Sync({Doc(fmt::format(kGeneratedHook, "")), Map("a")}, false);
+  ASSERT_EQ(first.results.size(), 2u);
+  const ObjectResult& hook = first.results[0];
+  EXPECT_EQ(hook.action, Action::kHook);
+  EXPECT_TRUE(hook.ref.name.starts_with("migrate-") && hook.ref.name != "migrate-*") << hook.ref.name;
+  std::vector<std::string> runs = Named(client_, "migrate-");
+  ASSERT_EQ(runs, std::vector<std::string>{hook.ref.name}) << "the result names the created object";
+  auto live = client_.Get({"v1", "ConfigMap", "default", hook.ref.name});
+  ASSERT_TRUE(live.ok());
+  EXPECT_EQ(value::StringAt(&*live, {"metadata", "annotations", kTrackingAnnotation}), "web:/ConfigMap:default/migrate-*");
+
+  // BeforeHookCreation (the default) deletes the earlier run, found by the tracking id.
+  const State& second = Sync({Doc(fmt::format(kGeneratedHook, "")), Map("a")}, false);
+  std::vector<std::string> now = Named(client_, "migrate-");
+  ASSERT_EQ(now.size(), 1u);
+  EXPECT_NE(now[0], runs[0]);
+  EXPECT_EQ(second.results[0].ref.name, now[0]);
+
+  // HookSucceeded deletes the run once it is healthy (and BeforeHookCreation is not set: the
+  // earlier run stays).
+  Sync({Doc(fmt::format(kGeneratedHook, ", argocd.argoproj.io/hook-delete-policy: HookSucceeded")), Map("a")}, false);
+  EXPECT_EQ(Named(client_, "migrate-"), now);
+}
+
+TEST_F(OperationTest, GenerateNameOnAnObjectThatIsNotAHookIsRefusedClearly) {
+  auto op = Operation::Create(client_, {Doc("apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: cfg-}\n")},
+                              {.app = "web"});
+  ASSERT_FALSE(op.ok());
+  EXPECT_EQ(op.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(op.status().message().find("hooks.yaml:1:1: ConfigMap has metadata.generateName \"cfg-\" and no "
+                                       "metadata.name: generateName is only for hooks"),
+            std::string::npos)
+      << op.status().message();
+}
+
+TEST_F(OperationTest, DiffShowsHooksAsWillBeCreatedWithoutCountingThemAsDifferences) {
+  Sync({Map("a")}, false);
+  auto diff = Diff(client_, {Doc(fmt::format(kGeneratedHook, "")), Map("a")}, {.app = "web"}, false);
+  ASSERT_TRUE(diff.ok()) << diff.status().ToString();
+  ASSERT_EQ(diff->size(), 2u);
+  EXPECT_EQ((*diff)[0].status, diff::SyncStatus::kSynced);
+  const DiffEntry& hook = (*diff)[1];
+  EXPECT_EQ(hook.hook, HookPhase::kPreSync);
+  EXPECT_EQ(hook.ref.ToString(), "v1 ConfigMap default/migrate-*");
+  EXPECT_EQ(hook.text, "PreSync hook: will be created by the sync (named by the server from generateName \"migrate-\")\n");
+}
+
+// Helm test hooks failed the whole sync with "unknown hook".
+TEST_F(OperationTest, HelmTestHooksAreReportedSkippedAndNeverApplied) {
+  const State& s = Sync({Doc("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: test-connection, annotations: "
+                             "{helm.sh/hook: test}}\n"),
+                         Map("a")},
+                        true);
+  ASSERT_EQ(s.results.size(), 2u);
+  EXPECT_EQ(s.results[0].action, Action::kSkipped);
+  EXPECT_EQ(s.results[0].ref.name, "test-connection");
+  EXPECT_FALSE(Exists("test-connection"));
+  EXPECT_NE(s.message.find("1 skipped"), std::string::npos) << s.message;
+}
+
 }  // namespace
 }  // namespace gantry::sync

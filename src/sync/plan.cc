@@ -39,6 +39,18 @@ std::string Where(const value::Value& v) {
 
 }  // namespace
 
+std::string_view Name(HookPhase p) {
+  switch (p) {
+    case HookPhase::kNone: return "none";
+    case HookPhase::kPreSync: return "PreSync";
+    case HookPhase::kSync: return "Sync";
+    case HookPhase::kPostSync: return "PostSync";
+    case HookPhase::kSyncFail: return "SyncFail";
+    case HookPhase::kSkipped: return "skipped";
+  }
+  return "?";
+}
+
 int KindOrder(std::string_view kind) {
   // Helm's and Argo CD's install order.
   static const std::map<std::string_view, int> kOrder = [] {
@@ -62,7 +74,11 @@ int KindOrder(std::string_view kind) {
 }
 
 Status ReadAnnotations(const value::Value& object, Task& task) {
-  if (auto [key, v] = Annotation(object, {"gantry.dev/sync-wave", "argocd.argoproj.io/sync-wave"}); v) {
+  // The wave: an explicit sync-wave wins; else a Helm hook weight orders the object within its
+  // phase (Argo CD's syncwaves.Wave reads helm.sh/hook-weight the same way).
+  if (auto [key, v] = Annotation(object, {"gantry.dev/sync-wave", "argocd.argoproj.io/sync-wave",
+                                          "helm.sh/hook-weight"});
+      v) {
     std::string_view text = v->IsString() ? v->AsString() : "";
     int wave = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), wave);
@@ -74,19 +90,27 @@ Status ReadAnnotations(const value::Value& object, Task& task) {
   if (auto [key, v] = Annotation(object, {"gantry.dev/hook", "argocd.argoproj.io/hook", "helm.sh/hook"}); v) {
     std::string text = v->IsString() ? std::string(v->AsString()) : "";
     std::vector<std::string> phases = SplitComma(text);
-    // Argo CD allows several phases; Gantry runs a hook in the first it supports.
+    // Argo CD allows several phases; Gantry runs a hook in the first it supports. Helm test hooks
+    // run only on `helm test`, never on install or upgrade: Argo CD ignores them, and so does
+    // Gantry, unless the list also names a phase that runs.
     task.hook = HookPhase::kNone;
+    bool helm_test = false;
     for (const std::string& p : phases) {
       if (p == "PreSync" || p == "pre-install" || p == "pre-upgrade") task.hook = HookPhase::kPreSync;
       else if (p == "Sync") task.hook = HookPhase::kSync;
       else if (p == "PostSync" || p == "post-install" || p == "post-upgrade") task.hook = HookPhase::kPostSync;
       else if (p == "SyncFail") task.hook = HookPhase::kSyncFail;
       else if (p == "Skip") return OkStatus();
-      else continue;
+      else {
+        helm_test = helm_test || p == "test" || p == "test-success" || p == "test-failure";
+        continue;
+      }
       break;
     }
+    if (task.hook == HookPhase::kNone && helm_test) task.hook = HookPhase::kSkipped;
     if (task.hook == HookPhase::kNone) {
-      return InvalidArgumentError("{}: annotation {}: unknown hook {:?} (PreSync, Sync, PostSync or SyncFail)",
+      return InvalidArgumentError("{}: annotation {}: unknown hook {:?} (PreSync, Sync, PostSync, SyncFail, or Helm's "
+                                  "pre-install, pre-upgrade, post-install, post-upgrade and test)",
                                   Where(*v), key, text);
     }
     task.hook_delete_policies = {"BeforeHookCreation"};
@@ -118,22 +142,22 @@ SyncPlan Plan(std::vector<Task> tasks) {
     };
     return key(a) < key(b);
   };
-  std::vector<Task> pre, first, post, fail;
-  std::map<int, std::vector<Task>> waves;
-  std::vector<Task> sync_hooks;
+  std::vector<Task> first, fail;
+  std::map<int, std::vector<Task>> pre, waves, post;  // by wave
+  SyncPlan plan;
   for (Task& t : tasks) {
     switch (t.hook) {
-      case HookPhase::kPreSync: pre.push_back(std::move(t)); break;
-      case HookPhase::kPostSync: post.push_back(std::move(t)); break;
+      case HookPhase::kPreSync: pre[t.wave].push_back(std::move(t)); break;
+      case HookPhase::kPostSync: post[t.wave].push_back(std::move(t)); break;
       case HookPhase::kSyncFail: fail.push_back(std::move(t)); break;
       case HookPhase::kSync: waves[t.wave].push_back(std::move(t)); break;
+      case HookPhase::kSkipped: plan.skipped.push_back(std::move(t)); break;
       case HookPhase::kNone:
         if (t.is_namespace_or_crd) first.push_back(std::move(t));
         else waves[t.wave].push_back(std::move(t));
         break;
     }
   }
-  SyncPlan plan;
   auto add = [&](std::vector<Task> step, std::string name) {
     if (step.empty()) return;
     std::stable_sort(step.begin(), step.end(), less);
@@ -141,11 +165,19 @@ SyncPlan Plan(std::vector<Task> tasks) {
     plan.steps.push_back(std::move(step));
     plan.step_names.push_back(std::move(name));
   };
-  add(std::move(pre), "PreSync hooks");
+  // Hooks of a phase run wave by wave; a phase of one wave is one step named for the phase.
+  auto add_phase = [&](std::map<int, std::vector<Task>>& phase, std::string_view name) {
+    for (auto& [wave, step] : phase) {
+      add(std::move(step), phase.size() == 1 ? std::string(name) : fmt::format("{}, wave {}", name, wave));
+    }
+  };
+  add_phase(pre, "PreSync hooks");
   add(std::move(first), "namespaces and CRDs");
   for (auto& [wave, step] : waves) add(std::move(step), fmt::format("wave {}", wave));
-  add(std::move(post), "PostSync hooks");
-  std::stable_sort(fail.begin(), fail.end(), less);
+  add_phase(post, "PostSync hooks");
+  std::stable_sort(fail.begin(), fail.end(), [&](const Task& a, const Task& b) {
+    return a.wave != b.wave ? a.wave < b.wave : less(a, b);
+  });
   plan.sync_fail_hooks = std::move(fail);
   return plan;
 }

@@ -66,6 +66,53 @@ TEST(Plan, HooksRunInTheirPhases) {
   EXPECT_EQ(plan.steps[2][0].hook_delete_policies, std::vector<std::string>{"BeforeHookCreation"});
 }
 
+// Helm hook weights were ignored: hooks of one phase ran together, in kind and name order.
+TEST(Plan, HelmHookWeightIsTheWaveWithinItsPhaseAndSyncWaveWins) {
+  std::vector<Task> tasks;
+  tasks.push_back(Obj("Job", "a-late", "{helm.sh/hook: pre-install, helm.sh/hook-weight: '5'}"));
+  tasks.push_back(Obj("Job", "b-early", "{helm.sh/hook: pre-upgrade, helm.sh/hook-weight: '-5'}"));
+  tasks.push_back(Obj("Job", "c-wins", "{helm.sh/hook: pre-install, helm.sh/hook-weight: '-9', "
+                                       "argocd.argoproj.io/sync-wave: '9'}"));
+  tasks.push_back(Obj("ConfigMap", "weighted", "{helm.sh/hook-weight: '2'}"));
+  tasks.push_back(Obj("Job", "post-b", "{helm.sh/hook: post-install, helm.sh/hook-weight: '1'}"));
+  tasks.push_back(Obj("Job", "post-a", "{helm.sh/hook: post-install}"));
+  tasks.push_back(Obj("Deployment", "web"));
+  SyncPlan plan = Plan(std::move(tasks));
+  EXPECT_EQ(Names(plan), (std::vector<std::string>{
+                             "PreSync hooks, wave -5: Job/b-early",
+                             "PreSync hooks, wave 5: Job/a-late",
+                             "PreSync hooks, wave 9: Job/c-wins",
+                             "wave 0: Deployment/web",
+                             "wave 2: ConfigMap/weighted",
+                             "PostSync hooks, wave 0: Job/post-a",
+                             "PostSync hooks, wave 1: Job/post-b",
+                         }));
+
+  Task bad;
+  auto docs = value::ParseYaml("apiVersion: v1\nkind: Pod\nmetadata: {name: x, annotations: "
+                               "{helm.sh/hook: pre-install, helm.sh/hook-weight: heavy}}\n", "chart.yaml");
+  bad.object = (*docs)[0];
+  Status s = ReadAnnotations(bad.object, bad);
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("helm.sh/hook-weight"), std::string::npos) << s.message();
+}
+
+// Helm test hooks failed the whole sync with "unknown hook".
+TEST(Plan, HelmTestHooksAreSkippedUnlessTheyAlsoNameARealPhase) {
+  std::vector<Task> tasks;
+  tasks.push_back(Obj("Pod", "test-connection", "{helm.sh/hook: test}"));
+  tasks.push_back(Obj("Pod", "legacy-success", "{helm.sh/hook: test-success}"));
+  tasks.push_back(Obj("Pod", "legacy-failure", "{helm.sh/hook: test-failure}"));
+  tasks.push_back(Obj("Job", "both", "{helm.sh/hook: 'test,post-install'}"));
+  tasks.push_back(Obj("Deployment", "web"));
+  SyncPlan plan = Plan(std::move(tasks));
+  EXPECT_EQ(Names(plan), (std::vector<std::string>{"wave 0: Deployment/web", "PostSync hooks: Job/both"}));
+  std::vector<std::string> skipped;
+  for (const Task& t : plan.skipped) skipped.push_back(t.ref.name);
+  EXPECT_EQ(skipped, (std::vector<std::string>{"test-connection", "legacy-success", "legacy-failure"}));
+  EXPECT_EQ(plan.skipped[0].hook, HookPhase::kSkipped);
+}
+
 TEST(ReadAnnotations, MalformedValuesNameTheAnnotationAndPosition) {
   auto docs = value::ParseYaml("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  annotations:\n"
                                "    gantry.dev/sync-wave: soon\n", "app/cm.yaml");

@@ -94,8 +94,9 @@ Result<Prepared> Prepare(kube::Client& client, std::vector<Value> desired, const
     Task t;
     t.source = internal::Where(obj);
     t.ref = kube::RefOf(obj);
+    if (t.ref.name.empty()) t.generate_name = value::StringAt(&obj, {"metadata", "generateName"});
     std::string at = t.source.empty() ? t.ref.ToString() : t.source;
-    if (t.ref.api_version.empty() || t.ref.kind.empty() || t.ref.name.empty()) {
+    if (t.ref.api_version.empty() || t.ref.kind.empty() || (t.ref.name.empty() && t.generate_name.empty())) {
       return InvalidArgumentError("{}: object needs apiVersion, kind and metadata.name", at);
     }
     if (t.ref.api_version.find('/') != std::string::npos &&
@@ -124,8 +125,11 @@ Result<Prepared> Prepare(kube::Client& client, std::vector<Value> desired, const
       return InvalidArgumentError("{}: {} is cluster-scoped but has metadata.namespace {:?}", at, t.ref.kind,
                                   t.ref.namespace_);
     }
-    if (!seen.insert(ObjectKey(t.ref)).second) {
-      return InvalidArgumentError("{}: {} is rendered twice", at, t.ref.ToString());
+    // A generateName hook is known by its generateName until the server names it.
+    kube::ObjectRef identity = t.ref;
+    if (!t.generate_name.empty()) identity.name = t.generate_name + "*";
+    if (!seen.insert(ObjectKey(identity)).second) {
+      return InvalidArgumentError("{}: {} is rendered twice", at, identity.ToString());
     }
     if (obj.Find({"metadata", "labels", kInventoryLabel}) != nullptr) {
       // An inventory lists what an application may prune: an application must not write one.
@@ -133,6 +137,12 @@ Result<Prepared> Prepare(kube::Client& client, std::vector<Value> desired, const
                                   t.ref.ToString(), kInventoryLabel);
     }
     GANTRY_RETURN_IF_ERROR(ReadAnnotations(obj, t));
+    if (!t.generate_name.empty() && t.hook == HookPhase::kNone) {
+      return InvalidArgumentError(
+          "{}: {} has metadata.generateName {:?} and no metadata.name: generateName is only for hooks (annotation "
+          "argocd.argoproj.io/hook, helm.sh/hook or gantry.dev/hook), which every sync creates anew; give the "
+          "object a metadata.name", at, t.ref.kind, t.generate_name);
+    }
     // Tracking: label and annotation naming the application (hooks too, so they can be found).
     Value* meta = obj.MutableGet("metadata");
     Value labels = meta->Get("labels") && meta->Get("labels")->IsMap() ? *meta->Get("labels") : Value::Map();
@@ -140,7 +150,7 @@ Result<Prepared> Prepare(kube::Client& client, std::vector<Value> desired, const
     meta->Set("labels", labels);
     Value ann = meta->Get("annotations") && meta->Get("annotations")->IsMap() ? *meta->Get("annotations")
                                                                                : Value::Map();
-    ann.Set(kTrackingAnnotation, TrackingId(options.app, t.ref));
+    ann.Set(kTrackingAnnotation, TrackingId(options.app, identity));
     meta->Set("annotations", ann);
     t.object = std::move(obj);
     out.tasks.push_back(std::move(t));

@@ -8,13 +8,16 @@
 //     `gantry.dev/tracking-id: APP:GROUP/KIND:NAMESPACE/NAME`; namespaced objects without a namespace
 //     get the destination namespace. Invalid objects (no kind, bad apiVersion, a cluster-scoped kind
 //     with a namespace, duplicates) fail the whole sync before anything is applied.
+//     A hook may have metadata.generateName instead of a name: it is created (POST) and known by
+//     the name the server gives it; its tracking id ends in "GENERATENAME*".
 //     The application's project (Options::project) is checked here, for every object, before
 //     anything is applied: one place for push, pull and `gantry sync`.
-//  2. Plan (pure, Plan()): objects are ordered into steps. Hooks (annotation gantry.dev/hook or
-//     argocd.argoproj.io/hook: PreSync, Sync, PostSync, SyncFail) run in their phase. Within the sync
+//  2. Plan (pure, Plan()): objects are ordered into steps. Hooks (annotation gantry.dev/hook,
+//     argocd.argoproj.io/hook or helm.sh/hook: PreSync, Sync, PostSync, SyncFail, Helm's pre-/post-
+//     install/upgrade) run in their phase, wave by wave; Helm test hooks are skipped. Within the sync
 //     phase, Namespaces and CustomResourceDefinitions come first (and CRDs must be Established before
 //     anything else is applied), then waves (gantry.dev/sync-wave or argocd.argoproj.io/sync-wave,
-//     an integer, default 0) in ascending order, and within a wave a kind order (Namespaces,
+//     else helm.sh/hook-weight; an integer, default 0) in ascending order, and within a wave a kind order (Namespaces,
 //     policies, ServiceAccounts, Secrets, ConfigMaps, storage, RBAC, Services before workloads) then
 //     namespace and name. Objects of one step are applied in parallel.
 //  3. Apply: server-side apply with field manager "gantry" (force only when asked); with
@@ -62,7 +65,10 @@ inline constexpr char kInventoryLabel[] = "gantry.dev/inventory";
 inline constexpr char kReasonPruneBlocked[] = "PruneBlocked";  // prune refused (empty render)
 inline constexpr char kReasonOwnedByOther[] = "OwnedByOtherApp";  // an object carries another app's tracking id
 
-enum class HookPhase { kNone, kPreSync, kSync, kPostSync, kSyncFail };
+// kSkipped: a Helm test hook (helm.sh/hook: test, test-success, test-failure), which runs only on
+// `helm test`: never applied, never pruned, reported as skipped.
+enum class HookPhase { kNone, kPreSync, kSync, kPostSync, kSyncFail, kSkipped };
+std::string_view Name(HookPhase p);  // "PreSync", ..., "skipped"
 
 enum class Action {
   kCreate,     // not in the cluster
@@ -72,13 +78,15 @@ enum class Action {
   kPrune,      // in the inventory, no longer rendered
   kPruneSkipped,
   kHook,
+  kSkipped,    // not applied: a Helm test hook
 };
 std::string_view Name(Action a);
 
 // One object in the plan.
 struct Task {
   value::Value object;        // desired (tracking added), or the live object for prunes
-  kube::ObjectRef ref;
+  kube::ObjectRef ref;        // a hook with metadata.generateName has no name until it is created
+  std::string generate_name;  // metadata.generateName of such a hook
   std::string source;         // file:line of the manifest, when known
   HookPhase hook = HookPhase::kNone;
   std::vector<std::string> hook_delete_policies;  // HookSucceeded, HookFailed, BeforeHookCreation
@@ -93,6 +101,7 @@ struct SyncPlan {
   std::vector<std::vector<Task>> steps;  // applied one step after another
   std::vector<std::string> step_names;   // "namespaces and CRDs", "wave 0", "PreSync hooks"...
   std::vector<Task> sync_fail_hooks;     // run only when the sync fails
+  std::vector<Task> skipped;             // Helm test hooks: never applied
 };
 SyncPlan Plan(std::vector<Task> tasks);
 
@@ -218,6 +227,9 @@ struct DiffEntry {
   diff::SyncStatus status;
   std::string text;  // RenderDiff output (Diff only; empty when Synced)
   health::Health health{health::HealthStatus::kUnknown, ""};  // of the live object (Missing: none)
+  // Diff only: a hook, which every sync creates anew (status Missing, text says so). Not a
+  // difference: an application whose objects are in sync is in sync whatever its hooks.
+  HookPhase hook = HookPhase::kNone;
 };
 struct Comparison {
   std::vector<DiffEntry> entries;
@@ -274,7 +286,8 @@ class Operation {
 };
 
 // The diff of an application against the cluster, without changing it: Prepare, ReadLive,
-// Compare, and the text of each difference.
+// Compare, and the text of each difference; then one entry per hook (DiffEntry::hook set, status
+// Missing), which the sync would create.
 Result<std::vector<DiffEntry>> Diff(kube::Client& client, std::vector<value::Value> desired,
                                     const Options& options, bool color);
 

@@ -43,7 +43,9 @@ class ForwardingKubeClient final : public kube::Client {
   Status Delete(const kube::ObjectRef& ref, const kube::DeleteOptions& options = {}) override {
     return target_.Delete(ref, options);
   }
-  Result<value::Value> Create(const value::Value& object) override { return target_.Create(object); }
+  Result<value::Value> Create(const value::Value& object, const kube::CreateOptions& options = {}) override {
+    return target_.Create(object, options);
+  }
   Status Watch(std::string_view api_version, std::string_view kind, std::string_view namespace_,
                const kube::WatchOptions& options, const kube::WatchHandler& handler) override {
     return target_.Watch(api_version, kind, namespace_, options, handler);

@@ -342,7 +342,7 @@ Result<kube::ObjectList> FakeKubeClient::List(std::string_view api_version, std:
   return out;
 }
 
-Result<Value> FakeKubeClient::Create(const Value& object) {
+Result<Value> FakeKubeClient::Create(const Value& object, const kube::CreateOptions& options) {
   kube::ObjectRef ref = kube::RefOf(object);
   std::string what = "create " + ref.ToString();
   GANTRY_RETURN_IF_ERROR(Call("create").WithContext(what));
@@ -368,9 +368,10 @@ Result<Value> FakeKubeClient::Create(const Value& object) {
     return Status(Code::kAlreadyExists, fmt::format("{}: {} \"{}\" already exists (reason AlreadyExists)", what,
                                                     kind.info.resource, ref.name));
   }
-  SetMeta(obj, "uid", fmt::format("fake-uid-{}", ++uid_counter_));
+  SetMeta(obj, "uid", fmt::format("fake-uid-{}", options.dry_run ? 0 : ++uid_counter_));
   SetMeta(obj, "creationTimestamp", Timestamp());
   SetMeta(obj, "generation", 1);
+  if (options.dry_run) return obj;
   return Write(gk, key, std::move(obj), EventType::kAdded, Value());
 }
 

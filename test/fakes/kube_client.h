@@ -17,7 +17,7 @@
 //   - Create (AlreadyExists; metadata.generateName; resourceVersion must not be set), Replace
 //     (NotFound; a stale metadata.resourceVersion is FailedPrecondition, as the real client maps a
 //     409 Conflict; status is kept for kinds with a status subresource), Delete (NotFound;
-//     precondition_uid; immediate), dry_run on Apply, ApplyStatus and Delete (nothing stored).
+//     precondition_uid; immediate), dry_run on Create, Apply, ApplyStatus and Delete (nothing stored).
 //   - Apply / ApplyStatus as a simplified server-side apply with field managers: the applied
 //     fields are merged into the stored object (maps merged key by key, lists and scalars
 //     replaced whole, nulls ignored); fields the manager applied before and no longer applies are
@@ -91,7 +91,7 @@ class FakeKubeClient final : public kube::Client {
   Result<value::Value> ApplyStatus(const value::Value& object, const kube::ApplyOptions& options = {}) override;
   Result<value::Value> Replace(const value::Value& object) override;
   Status Delete(const kube::ObjectRef& ref, const kube::DeleteOptions& options = {}) override;
-  Result<value::Value> Create(const value::Value& object) override;
+  Result<value::Value> Create(const value::Value& object, const kube::CreateOptions& options = {}) override;
   Status Watch(std::string_view api_version, std::string_view kind, std::string_view namespace_,
                const kube::WatchOptions& options, const kube::WatchHandler& handler) override;
   void InvalidateDiscovery() override;

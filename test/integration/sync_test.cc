@@ -2,12 +2,18 @@
 // kwok): create, update, no-op, prune, CRDs, namespaces, waves and hooks, conflicts, health, and bad
 // input.
 
+#include <unistd.h>
+
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <thread>
 
 #include <gtest/gtest.h>
 
 #include "kube/kube.h"
+#include "render/render.h"
 #include "sync/sync.h"
 #include "test/env/testenv.h"
 
@@ -287,6 +293,200 @@ TEST_F(SyncTest, DryRunChangesNothing) {
   State s = Sync(Yaml(kApp), o);
   ASSERT_EQ(s.phase, Phase::kSucceeded) << s.message;
   EXPECT_EQ(client().Get({"apps/v1", "Deployment", "dry", "web"}).status().code(), Code::kNotFound);
+}
+
+// The Jobs of a namespace whose name starts with `prefix`, not being deleted.
+std::vector<std::string> Jobs(kube::Client& client, const std::string& ns, std::string_view prefix) {
+  std::vector<std::string> out;
+  auto list = client.List("batch/v1", "Job", ns);
+  GANTRY_CHECK(list.ok());
+  for (const Value& job : list->items) {
+    std::string name = value::StringAt(&job, {"metadata", "name"});
+    if (name.starts_with(prefix) && job.Find({"metadata", "deletionTimestamp"}) == nullptr) out.push_back(name);
+  }
+  return out;
+}
+
+constexpr char kGenerateNameHook[] = R"(apiVersion: batch/v1
+kind: Job
+metadata:
+  generateName: migrate-
+  annotations: {{helm.sh/hook: pre-install{}}}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{{name: m, image: registry.k8s.io/pause:3.10}}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings}}
+)";
+
+// Argo CD and Helm hook Jobs are usually written with metadata.generateName; sync and diff refused
+// them ("object needs apiVersion, kind and metadata.name").
+TEST_F(SyncTest, GenerateNameHooksAreCreatedTrackedAndReplacedByTheNextRun) {
+  Options o = Opts("generated", "generated");
+  State first = Sync(Yaml(fmt::format(kGenerateNameHook, "")), o);
+  ASSERT_EQ(first.phase, Phase::kSucceeded) << first.message;
+  ASSERT_EQ(first.results.size(), 2u);
+  std::string run = first.results[0].ref.name;
+  EXPECT_TRUE(run.starts_with("migrate-") && run.size() > 8) << run;
+  EXPECT_EQ(first.results[0].health.status, health::HealthStatus::kHealthy) << first.results[0].health.message;
+  EXPECT_EQ(Jobs(client(), "generated", "migrate-"), std::vector<std::string>{run});
+
+  // diff shows the hook as one the sync will create, and is clean otherwise.
+  auto diff = Diff(client(), Yaml(fmt::format(kGenerateNameHook, "")), o, false);
+  ASSERT_TRUE(diff.ok()) << diff.status().ToString();
+  ASSERT_EQ(diff->size(), 2u);
+  EXPECT_EQ((*diff)[0].status, diff::SyncStatus::kSynced);
+  EXPECT_EQ((*diff)[1].hook, HookPhase::kPreSync);
+  EXPECT_NE((*diff)[1].text.find("will be created"), std::string::npos) << (*diff)[1].text;
+
+  // The default BeforeHookCreation deletes the earlier run before the new one is created.
+  State second = Sync(Yaml(fmt::format(kGenerateNameHook, "")), o);
+  ASSERT_EQ(second.phase, Phase::kSucceeded) << second.message;
+  std::string run2 = second.results[0].ref.name;
+  EXPECT_NE(run2, run);
+  EXPECT_EQ(Jobs(client(), "generated", "migrate-"), std::vector<std::string>{run2});
+
+  // hook-succeeded deletes the run once it has succeeded.
+  State third = Sync(Yaml(fmt::format(kGenerateNameHook, ", helm.sh/hook-delete-policy: hook-succeeded")), o);
+  ASSERT_EQ(third.phase, Phase::kSucceeded) << third.message;
+  EXPECT_NE(third.results[0].ref.name, run2);
+  EXPECT_EQ(Jobs(client(), "generated", "migrate-"), std::vector<std::string>{run2});
+}
+
+// A chart as Helm renders it: test hooks failed the sync ("unknown hook"), hook weights were
+// ignored, and a RoleList was refused ("object has no metadata").
+TEST_F(SyncTest, HelmTestHooksAreSkippedWeightsOrderHooksAndListsAreExpanded) {
+  auto dir = std::filesystem::temp_directory_path() / fmt::format("gantry-sync-chart-{}", ::getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "chart.yaml") << R"(apiVersion: v1
+kind: Pod
+metadata:
+  name: web-test-connection
+  annotations: {helm.sh/hook: test}
+spec:
+  containers: [{name: wget, image: registry.k8s.io/pause:3.10}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: second
+  annotations: {helm.sh/hook: pre-install, helm.sh/hook-weight: "1"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: first
+  annotations: {helm.sh/hook: pre-install, helm.sh/hook-weight: "-1"}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleList
+items:
+- apiVersion: rbac.authorization.k8s.io/v1
+  kind: Role
+  metadata: {name: reader}
+  rules: [{apiGroups: [""], resources: [configmaps], verbs: [get]}]
+)";
+  auto manifests = render::RenderPlain(dir);
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(manifests.ok()) << manifests.status().ToString();
+  std::vector<Value> objects;
+  for (auto& m : *manifests) objects.push_back(std::move(m.object));
+  State s = Sync(std::move(objects), Opts("chart", "chart"));
+  ASSERT_EQ(s.phase, Phase::kSucceeded) << s.message;
+  std::vector<std::string> order;
+  for (const auto& r : s.results) order.push_back(fmt::format("{} {}/{}", Name(r.action), r.ref.kind, r.ref.name));
+  EXPECT_EQ(order, (std::vector<std::string>{"skipped Pod/web-test-connection", "hook ConfigMap/first",
+                                             "hook ConfigMap/second", "created Role/reader"}));
+  EXPECT_EQ(client().Get({"v1", "Pod", "chart", "web-test-connection"}).status().code(), Code::kNotFound);
+  EXPECT_LT(std::stoll(ResourceVersion({"v1", "ConfigMap", "chart", "first"})),
+            std::stoll(ResourceVersion({"v1", "ConfigMap", "chart", "second"})));
+  EXPECT_TRUE(client().Get({"rbac.authorization.k8s.io/v1", "Role", "chart", "reader"}).ok());
+}
+
+// A dry run of a first install failed with "namespaces ... not found" for objects in a namespace
+// the same sync creates, and "does not serve kind" for custom resources of a CRD it creates.
+TEST_F(SyncTest, DryRunOfAFirstInstallReportsWhatDependsOnNamespacesAndCrdsItCreates) {
+  Options o = Opts("firstdry", "firstdry");  // create_namespace: the destination namespace is missing too
+  o.dry_run = true;
+  State s = Sync(Yaml(R"(apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gadgets.example.org}
+spec:
+  group: example.org
+  scope: Cluster
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+---
+apiVersion: example.org/v1
+kind: Gadget
+metadata: {name: g}
+spec: {size: 1}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: firstdry-extra}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: there, namespace: firstdry-extra}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: here}
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  generateName: init-
+  annotations: {argocd.argoproj.io/hook: PreSync}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: m, image: registry.k8s.io/pause:3.10}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: validated, namespace: default}
+data: {a: b}
+)"), o);
+  ASSERT_EQ(s.phase, Phase::kSucceeded) << s.message;
+  std::map<std::string, std::string> messages;
+  for (const auto& r : s.results) {
+    EXPECT_FALSE(r.failed) << r.ref.ToString() << ": " << r.message;
+    messages[r.ref.kind + "/" + r.ref.name] = r.message;
+  }
+  EXPECT_EQ(messages["Gadget/g"],
+            "would be created (not validated by the server: CRD gadgets.example.org is created by this sync)");
+  EXPECT_EQ(messages["ConfigMap/there"],
+            "would be created (not validated by the server: namespace firstdry-extra is created by this sync)");
+  EXPECT_EQ(messages["ConfigMap/here"],
+            "would be created (not validated by the server: namespace firstdry is created by this sync)");
+  EXPECT_EQ(messages["Job/init-*"],
+            "would be created (not validated by the server: namespace firstdry is created by this sync)");
+  EXPECT_EQ(messages["ConfigMap/validated"], "dry run") << "what the server can validate still is";
+  EXPECT_EQ(client().Get({"v1", "Namespace", "", "firstdry-extra"}).status().code(), Code::kNotFound);
+  EXPECT_EQ(client().Get({"v1", "Namespace", "", "firstdry"}).status().code(), Code::kNotFound);
+  EXPECT_EQ(client().Get({"apiextensions.k8s.io/v1", "CustomResourceDefinition", "", "gadgets.example.org"})
+                .status().code(), Code::kNotFound);
+
+  // A generateName hook in an existing namespace is created by the server in a dry run (named, not
+  // persisted).
+  Options existing = Opts("drygen", "default");
+  existing.dry_run = true;
+  State gen = Sync(Yaml(fmt::format(kGenerateNameHook, "")), existing);
+  ASSERT_EQ(gen.phase, Phase::kSucceeded) << gen.message;
+  EXPECT_EQ(gen.results[0].message, "dry run");
+  EXPECT_TRUE(Jobs(client(), "default", "migrate-").empty());
 }
 
 }  // namespace

@@ -12,15 +12,23 @@ std::string Where(const value::Value& v) {
 }
 
 Status AddDocument(value::Value doc, const std::string& source, std::vector<Manifest>& out) {
-  if (doc.IsMap()) {
-    const value::Value* kind = doc.Get("kind");
-    const value::Value* items = doc.Get("items");
-    if (kind && kind->IsString() && kind->AsString() == "List" && items && items->IsSeq()) {
-      for (const value::Value& item : items->items()) {
-        GANTRY_RETURN_IF_ERROR(AddDocument(item, source, out));
+  // A list, as kubectl reads one: `kind: List` or a typed list (ConfigMapList, RoleList, ...) with
+  // `items`. A kind that merely ends in "List" (a custom resource AccessList) has no items.
+  const value::Value* kind = doc.IsMap() ? doc.Get("kind") : nullptr;
+  const value::Value* items = doc.IsMap() ? doc.Get("items") : nullptr;
+  if (kind && kind->IsString() && kind->AsString().ends_with("List") && items) {
+    std::string list = fmt::format("{} at {}", kind->AsString(), Where(doc));
+    if (items->IsNull()) return OkStatus();
+    if (!items->IsSeq()) return InvalidArgumentError("{}: items of {} must be a sequence", Where(*items), list);
+    for (size_t i = 0; i < items->size(); ++i) {
+      const value::Value& item = *items->At(i);
+      if (item.IsMap() && (!item.Get("apiVersion") || !item.Get("kind"))) {
+        return InvalidArgumentError("{}: item {} of {} has no {}: each item of a list needs its own apiVersion "
+                                    "and kind", Where(item), i, list, item.Get("apiVersion") ? "kind" : "apiVersion");
       }
-      return OkStatus();
+      GANTRY_RETURN_IF_ERROR(AddDocument(item, source, out));
     }
+    return OkStatus();
   }
   GANTRY_RETURN_IF_ERROR(ValidateObject(doc));
   std::string where = source.empty() ? Where(doc) : source;

@@ -14,8 +14,10 @@ namespace gantry::render::internal {
 // "file:line:column" of a parsed node, "<generated>" for one built in code.
 std::string Where(const value::Value& v);
 
-// Appends `doc` (a `kind: List` is expanded into its items) after ValidateObject; each Manifest's
-// source is `source`, or Where() of the object when `source` is empty.
+// Appends `doc` after ValidateObject; a `kind: List` or typed list (ConfigMapList, RoleList, ...)
+// with `items` is expanded into its items instead (InvalidArgument naming the list and the index
+// of an item without apiVersion or kind). Each Manifest's source is `source`, or Where() of the
+// object (of each item) when `source` is empty.
 Status AddDocument(value::Value doc, const std::string& source, std::vector<Manifest>& out);
 
 // Parses a renderer's output stream. Sources are "`filename`:line:column", or with helm_sources
