@@ -100,7 +100,7 @@ class OperationImpl final : public Operation {
   }
 
   void BuildStages() {
-    if (!plan_.skipped.empty()) stages_.push_back({"skip Helm test hooks", [this] { return Skip(); }});
+    if (!plan_.skipped.empty()) stages_.push_back({"skipped objects", [this] { return Skip(); }});
     if (options_.create_namespace) {
       stages_.push_back({"create namespace " + options_.default_namespace, [this] { return CreateNamespace(); }});
     }
@@ -160,17 +160,17 @@ class OperationImpl final : public Operation {
     return out;
   }
 
-  // Helm test hooks run only on `helm test`: reported, never applied.
+  // Objects a sync never applies (HookPhase::kSkipped): reported, never applied.
   Status Skip() {
     for (const Task& t : plan_.skipped) {
       state_.results.push_back({.ref = Shown(t),
                                 .action = Action::kSkipped,
-                                .message = "a Helm test hook: it runs only with helm test, never on a sync",
+                                .message = t.skip_reason,
                                 .step = "skipped"});
     }
     Report({.step = "skipped", .unchanged = static_cast<int>(plan_.skipped.size()),
-            .line = fmt::format("skipped {} Helm test hook{}", plan_.skipped.size(),
-                                plan_.skipped.size() == 1 ? "" : "s")});
+            .line = fmt::format("skipped {} object{} a sync never applies (hook Skip, Helm test, delete "
+                                "or rollback hooks)", plan_.skipped.size(), plan_.skipped.size() == 1 ? "" : "s")});
     return OkStatus();
   }
 

@@ -91,26 +91,40 @@ Status ReadAnnotations(const value::Value& object, Task& task) {
     std::string text = v->IsString() ? std::string(v->AsString()) : "";
     std::vector<std::string> phases = SplitComma(text);
     // Argo CD allows several phases; Gantry runs a hook in the first it supports. Helm test hooks
-    // run only on `helm test`, never on install or upgrade: Argo CD ignores them, and so does
-    // Gantry, unless the list also names a phase that runs.
+    // run only on `helm test`, and Helm's delete and rollback hooks never on an install or upgrade:
+    // Argo CD ignores them, and so does Gantry, unless the list also names a phase that runs.
     task.hook = HookPhase::kNone;
-    bool helm_test = false;
+    std::string ignored;  // the first Helm hook of the list that a sync never runs
     for (const std::string& p : phases) {
       if (p == "PreSync" || p == "pre-install" || p == "pre-upgrade") task.hook = HookPhase::kPreSync;
       else if (p == "Sync") task.hook = HookPhase::kSync;
       else if (p == "PostSync" || p == "post-install" || p == "post-upgrade") task.hook = HookPhase::kPostSync;
       else if (p == "SyncFail") task.hook = HookPhase::kSyncFail;
-      else if (p == "Skip") return OkStatus();
-      else {
-        helm_test = helm_test || p == "test" || p == "test-success" || p == "test-failure";
+      else if (p == "Skip") {
+        task.hook = HookPhase::kSkipped;
+        task.skip_reason = fmt::format("annotation {}: Skip: never applied", key);
+      } else {
+        bool helm_only = key == "helm.sh/hook" || key == "gantry.dev/hook";
+        if (ignored.empty() && helm_only &&
+            (p == "test" || p == "test-success" || p == "test-failure" || p == "pre-delete" ||
+             p == "post-delete" || p == "pre-rollback" || p == "post-rollback")) {
+          ignored = p;
+        }
         continue;
       }
       break;
     }
-    if (task.hook == HookPhase::kNone && helm_test) task.hook = HookPhase::kSkipped;
+    if (task.hook == HookPhase::kNone && !ignored.empty()) {
+      task.hook = HookPhase::kSkipped;
+      task.skip_reason = ignored.starts_with("test")
+                             ? "a Helm test hook: it runs only with helm test, never on a sync"
+                             : fmt::format("a Helm {} hook: a sync runs no delete or rollback hooks", ignored);
+    }
+    if (task.hook == HookPhase::kSkipped) return OkStatus();
     if (task.hook == HookPhase::kNone) {
-      return InvalidArgumentError("{}: annotation {}: unknown hook {:?} (PreSync, Sync, PostSync, SyncFail, or Helm's "
-                                  "pre-install, pre-upgrade, post-install, post-upgrade and test)",
+      return InvalidArgumentError("{}: annotation {}: unknown hook {:?} (PreSync, Sync, PostSync, SyncFail, Skip, "
+                                  "or Helm's pre-install, pre-upgrade, post-install, post-upgrade, and test, "
+                                  "delete and rollback hooks, which are skipped)",
                                   Where(*v), key, text);
     }
     task.hook_delete_policies = {"BeforeHookCreation"};

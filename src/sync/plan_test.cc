@@ -113,6 +113,29 @@ TEST(Plan, HelmTestHooksAreSkippedUnlessTheyAlsoNameARealPhase) {
   EXPECT_EQ(plan.skipped[0].hook, HookPhase::kSkipped);
 }
 
+// Argo CD's hook Skip was applied as a plain object, and Helm's delete and rollback hooks failed the
+// sync with "unknown hook"; a sync runs neither.
+TEST(Plan, SkipAndHelmDeleteOrRollbackHooksAreSkippedWithAReason) {
+  std::vector<Task> tasks;
+  tasks.push_back(Obj("ConfigMap", "local-only", "{argocd.argoproj.io/hook: Skip}"));
+  tasks.push_back(Obj("Job", "cleanup", "{helm.sh/hook: pre-delete}"));
+  tasks.push_back(Obj("Job", "undo", "{helm.sh/hook: 'post-rollback,pre-upgrade'}"));
+  tasks.push_back(Obj("Deployment", "web"));
+  SyncPlan plan = Plan(std::move(tasks));
+  EXPECT_EQ(Names(plan), (std::vector<std::string>{"PreSync hooks: Job/undo", "wave 0: Deployment/web"}));
+  ASSERT_EQ(plan.skipped.size(), 2u);
+  EXPECT_EQ(plan.skipped[0].skip_reason, "annotation argocd.argoproj.io/hook: Skip: never applied");
+  EXPECT_EQ(plan.skipped[1].skip_reason, "a Helm pre-delete hook: a sync runs no delete or rollback hooks");
+
+  // Helm's hook names mean nothing under Argo CD's annotation: a typo there is still an error.
+  auto argo = value::ParseYaml("apiVersion: batch/v1\nkind: Job\nmetadata: {name: x, annotations: "
+                               "{argocd.argoproj.io/hook: pre-delete}}\n");
+  ASSERT_TRUE(argo.ok());
+  Task t;
+  t.object = (*argo)[0];
+  EXPECT_EQ(ReadAnnotations(t.object, t).code(), Code::kInvalidArgument);
+}
+
 TEST(ReadAnnotations, MalformedValuesNameTheAnnotationAndPosition) {
   auto docs = value::ParseYaml("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  annotations:\n"
                                "    gantry.dev/sync-wave: soon\n", "app/cm.yaml");

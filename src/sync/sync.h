@@ -65,8 +65,10 @@ inline constexpr char kInventoryLabel[] = "gantry.dev/inventory";
 inline constexpr char kReasonPruneBlocked[] = "PruneBlocked";  // prune refused (empty render)
 inline constexpr char kReasonOwnedByOther[] = "OwnedByOtherApp";  // an object carries another app's tracking id
 
-// kSkipped: a Helm test hook (helm.sh/hook: test, test-success, test-failure), which runs only on
-// `helm test`: never applied, never pruned, reported as skipped.
+// kSkipped: never applied, never pruned, reported as skipped with Task::skip_reason: a Helm test
+// hook (helm.sh/hook: test, test-success, test-failure), which runs only on `helm test`; a Helm
+// delete or rollback hook (pre-delete, post-delete, pre-rollback, post-rollback), which a sync never
+// runs (Argo CD ignores them too); and an object annotated with the hook Skip.
 enum class HookPhase { kNone, kPreSync, kSync, kPostSync, kSyncFail, kSkipped };
 std::string_view Name(HookPhase p);  // "PreSync", ..., "skipped"
 
@@ -90,6 +92,7 @@ struct Task {
   std::string source;         // file:line of the manifest, when known
   HookPhase hook = HookPhase::kNone;
   std::vector<std::string> hook_delete_policies;  // HookSucceeded, HookFailed, BeforeHookCreation
+  std::string skip_reason;    // why a kSkipped task is not applied
   int wave = 0;
   int step = 0;               // index of the step it belongs to (filled by Plan)
   bool is_namespace_or_crd = false;
@@ -101,7 +104,7 @@ struct SyncPlan {
   std::vector<std::vector<Task>> steps;  // applied one step after another
   std::vector<std::string> step_names;   // "namespaces and CRDs", "wave 0", "PreSync hooks"...
   std::vector<Task> sync_fail_hooks;     // run only when the sync fails
-  std::vector<Task> skipped;             // Helm test hooks: never applied
+  std::vector<Task> skipped;             // kSkipped tasks: never applied
 };
 SyncPlan Plan(std::vector<Task> tasks);
 
