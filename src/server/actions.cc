@@ -121,7 +121,7 @@ Result<Started> Actions::Deploy(const DeployRequest& r) {
                            .path_template = options_.path_template,
                            .started_by = r.started_by,
                            .project = r.project.empty() ? "default" : r.project,
-                           .manual = true,
+                           .window_override = r.window_override,
                            .prune = r.prune,
                            .health_timeout = options_.health_timeout,
                            .clock = options_.clock};
@@ -133,14 +133,15 @@ Result<Started> Actions::Deploy(const DeployRequest& r) {
   return Run("deploy", *std::move(started), job, r.app, d.project);
 }
 
-Result<Started> Actions::Resume(std::string_view app, std::string_view project, std::string_view started_by) {
+Result<Started> Actions::Resume(std::string_view app, std::string_view project, std::string_view started_by,
+                                std::string_view window_override) {
   GANTRY_RETURN_IF_ERROR(Configured());
   GANTRY_ASSIGN_OR_RETURN(Job * job, Reserve(app, "resume"));
   deliver::DeployOptions d{.app = std::string(app),
                            .path_template = options_.path_template,
                            .started_by = std::string(started_by),
                            .project = project.empty() ? "default" : std::string(project),
-                           .manual = true,
+                           .window_override = std::string(window_override),
                            .health_timeout = options_.health_timeout,
                            .clock = options_.clock};
   auto resumed = deliver::Deployment::Resume(store_, *options_.config, options_.renderer(), options_.connect, d);
@@ -172,6 +173,7 @@ Result<Started> Actions::Rollback(const RollbackRequest& r) {
                               .path_template = options_.path_template,
                               .started_by = r.started_by,
                               .project = project,
+                              .window_override = r.window_override,
                               .health_timeout = options_.health_timeout,
                               .clock = options_.clock,
                               .cancel = &job->cancel};
