@@ -196,7 +196,7 @@ Status RunDeploy(DeployOptions o, const Deps& deps) {
                            .permission = authz::Permission::kAppsDeploy,
                            .project = o.deploy.project.empty() ? "default" : o.deploy.project,
                            .object = "app " + o.deploy.app,
-                           .details = o.deploy.window_override.empty() ? "" : "window override: " + o.deploy.window_override};
+                           .details = o.deploy.window_override.empty() ? "" : "window override requested: " + o.deploy.window_override};
   return RunAudited(*store, action, [&](LocalAction&) { return DeployAs(o, config, *store, deps); });
 }
 
@@ -258,7 +258,7 @@ Status RunRollback(RollbackOptions o, const Deps& deps) {
   GANTRY_ASSIGN_OR_RETURN(auto store, OpenStore(o.state, deps));
   o.rollback.clock = deps.clock;
   std::string details = "environment " + o.rollback.env;
-  if (!o.rollback.window_override.empty()) details += "; window override: " + o.rollback.window_override;
+  if (!o.rollback.window_override.empty()) details += "; window override requested: " + o.rollback.window_override;
   const LocalAction action{.action = "apps.rollback",
                            .permission = authz::Permission::kAppsRollback,
                            .project = o.rollback.project.empty() ? "default" : o.rollback.project,

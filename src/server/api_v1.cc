@@ -427,7 +427,7 @@ Result<http::Response> AppAction(const ApiV1Options& o, const http::Request& req
   }
   if (!override_window && !reason.empty()) return InvalidArgumentError("\"reason\" is for \"override_window\"");
   const std::string window_override = override_window ? reason : "";
-  if (override_window) note.details = "window override: " + reason;
+  if (override_window) note.details = "window override requested: " + reason;
   const int64_t last_event = o.events != nullptr ? o.events->last_id() : 0;
   Result<Started> started = UnavailableError("");
   std::string env;
@@ -455,7 +455,7 @@ Result<http::Response> AppAction(const ApiV1Options& o, const http::Request& req
   }
   if (!started.ok()) return started.status();
   note.details = fmt::format("release {}{}", started->release,
-                             override_window ? "; window override: " + reason : "");
+                             override_window ? "; window override requested: " + reason : "");
   Value v = Value::Map();
   v.Set("action", started->action);
   v.Set("app", app);

@@ -158,7 +158,7 @@ TEST(DeployServer, ADeployerDeploysThroughTheServerAndAViewerIsRefused) {
   EXPECT_THAT(overrides, HasSubstr("\"actor\":\"robot:deployer\""));
   EXPECT_THAT(overrides, HasSubstr("reason: hotfix INC-42"));
   EXPECT_THAT(overrides, HasSubstr("app/web env/dev cluster/dev-1"));
-  EXPECT_THAT(audit("apps.deploy"), HasSubstr("window override: hotfix INC-42"));
+  EXPECT_THAT(audit("apps.deploy"), HasSubstr("window override requested: hotfix INC-42"));
 }
 
 }  // namespace
