@@ -143,6 +143,24 @@ TEST_F(AccessCommandsTest, TokensAreCreatedListedAndRevoked) {
   ASSERT_EQ(all.code, 0) << all;
   EXPECT_THAT(all.out, HasSubstr("robot"));
   EXPECT_THAT(all.out, HasSubstr("by alice"));
+
+  // Each token change left exactly one audit row (token commands always go through the server:
+  // there is no local path that changes tokens).
+  auto rows = [&](const std::string& action) {
+    auto r = store_->ListAudit({.action = action});
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.value_or(std::vector<store::AuditEntry>{});
+  };
+  auto creates = rows("tokens.create");
+  ASSERT_EQ(creates.size(), 2u);
+  EXPECT_EQ(creates[1].actor, "alice");
+  EXPECT_EQ(creates[1].result, "ok");
+  EXPECT_EQ(creates[0].project, "team-a");
+  auto revokes = rows("tokens.revoke");
+  ASSERT_EQ(revokes.size(), 1u);
+  EXPECT_EQ(revokes[0].actor, "alice");
+  EXPECT_EQ(revokes[0].object, "token t-2 \"laptop\"");
+  EXPECT_EQ(revokes[0].result, "ok");
 }
 
 TEST_F(AccessCommandsTest, AViewerCannotApproveThroughTheCliADeployerCan) {

@@ -21,6 +21,7 @@
 #include "cli/cluster.h"
 #include "cli/deps.h"
 #include "cli/exit.h"
+#include "store/store.h"
 #include "test/fakes/forwarding_kube_client.h"
 #include "test/fakes/kube_client.h"
 #include "value/value.h"
@@ -57,8 +58,25 @@ class CommandsTest : public ::testing::Test {
       return std::unique_ptr<kube::Client>(std::make_unique<fakes::ForwardingKubeClient>(kube_));
     };
     deps_.clock = &clock_;
+    // A sync records itself in the ledger of the state directory: this test's.
+    ::setenv("GANTRY_HOME", (dir_ / "state").c_str(), 1);
+    ::unsetenv("GANTRY_DB");
+    deps_.open_store = [](std::string_view url) { return store::Open(url); };
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override {
+    ::unsetenv("GANTRY_HOME");
+    fs::remove_all(dir_);
+  }
+
+  // The audit rows of `action` in the test's ledger, newest first.
+  std::vector<store::AuditEntry> Audit(const std::string& action) {
+    auto s = store::Open("sqlite:" + (dir_ / "state" / "gantry.db").string());
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    if (!s.ok()) return {};
+    auto rows = (*s)->ListAudit({.action = action});
+    EXPECT_TRUE(rows.ok()) << rows.status().ToString();
+    return rows.value_or(std::vector<store::AuditEntry>{});
+  }
 
   Ran Gantry(std::vector<std::string> args) { return RunForTest(std::move(args), deps_); }
 
@@ -309,13 +327,70 @@ TEST_F(CommandsTest, SyncRefusesWhatItsProjectDoesNotAllowAndAppliesNothing) {
   EXPECT_THAT(refused.err, HasSubstr("project team-a"));
   EXPECT_THAT(refused.err, HasSubstr("namespace team-b"));
   EXPECT_FALSE(Exists("ConfigMap", "team-b", "a"));
+  // The refusal is audited: one row, as the local operator, from the CLI.
+  auto rows = Audit("apps.sync");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_THAT(rows[0].actor, StartsWith("local:"));
+  EXPECT_EQ(rows[0].source, "cli");
+  EXPECT_EQ(rows[0].project, "team-a");
+  EXPECT_EQ(rows[0].object, "app web");
+  EXPECT_THAT(rows[0].result, StartsWith("PermissionDenied: project team-a"));
   Ran allowed = Gantry({"sync", Path("app"), "--app", "web", "-n", "team-a", "--project", "team-a",
                         "--project-file", Path("projects.yaml")});
   EXPECT_EQ(allowed.code, kExitOk) << allowed;
   EXPECT_TRUE(Exists("ConfigMap", "team-a", "a"));
+  rows = Audit("apps.sync");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].result, "ok");
+  // A dry run changes nothing and records nothing.
+  ASSERT_EQ(Gantry({"sync", Path("app"), "--app", "web", "-n", "team-a", "--dry-run"}).code, kExitOk);
+  EXPECT_EQ(Audit("apps.sync").size(), 2u);
   Ran unknown = Gantry({"sync", Path("app"), "--app", "web", "--project", "team-z", "--project-file", Path("projects.yaml")});
   EXPECT_NE(unknown.code, kExitOk);
   EXPECT_THAT(unknown.err, HasSubstr("no Project \"team-z\""));
+}
+
+// gantry sync honours the project's sync windows as push deploys do: a closed window refuses (and
+// says when it opens and how to override); --override-window needs --reason, and the override is
+// in the sync's audit row with who and why.
+TEST_F(CommandsTest, SyncHonoursTheProjectsWindowsAndAuditsAnOverride) {
+  Write("app/a.yaml", fmt::format(kConfigMap, "a", "1"));
+  Write("projects.yaml", "apiVersion: gantry.dev/v1alpha1\nkind: Project\nmetadata: {name: team-a}\n"
+                         "spec:\n  destinations: [{server: \"*\", namespace: team-a}]\n"
+                         "  syncWindows:\n  - {kind: deny, schedule: \"0 0 * * *\", duration: 2h, environments: [prod], manualSync: true}\n");
+  const std::vector<std::string> base = {"sync", Path("app"), "--app", "web", "-n", "team-a", "--project", "team-a",
+                                         "--project-file", Path("projects.yaml")};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return Gantry(args);
+  };
+  // The fake clock reads 1970-01-01T00:00Z: inside the prod window.
+  Ran closed = with({"--env", "prod"});
+  EXPECT_EQ(closed.code, kExitFailed) << closed;
+  EXPECT_THAT(closed.err, HasSubstr("project team-a: sync window deny \"0 0 * * *\" 2h"));
+  EXPECT_THAT(closed.err, HasSubstr("syncs open at 1970-01-01T02:00:00Z"));
+  EXPECT_THAT(closed.err, HasSubstr("--override-window --reason WHY"));
+  EXPECT_FALSE(Exists("ConfigMap", "team-a", "a"));
+  auto rows = Audit("apps.sync");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_THAT(rows[0].result, StartsWith("FailedPrecondition: project team-a: sync window deny"));
+
+  Ran no_reason = with({"--env", "prod", "--override-window"});
+  EXPECT_EQ(no_reason.code, kExitUsage) << no_reason;
+  EXPECT_THAT(no_reason.err, HasSubstr("--override-window needs --reason"));
+
+  Ran overridden = with({"--env", "prod", "--override-window", "--reason", "hotfix INC-9"});
+  EXPECT_EQ(overridden.code, kExitOk) << overridden;
+  EXPECT_TRUE(Exists("ConfigMap", "team-a", "a"));
+  rows = Audit("apps.sync");
+  ASSERT_EQ(rows.size(), 2u) << "the usage error reached nothing";
+  EXPECT_EQ(rows[0].result, "ok");
+  EXPECT_THAT(rows[0].details, HasSubstr("window override: hotfix INC-9"));
+  EXPECT_THAT(rows[0].details, HasSubstr("environment prod"));
+
+  // Another environment's sync is outside the window.
+  EXPECT_EQ(with({"--env", "dev"}).code, kExitOk);
 }
 
 // ---- agent (validation only: a valid agent runs until a signal) ----

@@ -244,6 +244,45 @@ TEST_F(CommandTest, RollbackGoesBackToThePreviousRelease) {
   EXPECT_EQ(usage.err, "error: give exactly one of --repo URL and --dir DIR\n");
 }
 
+// Without --server the push commands act as the local operator: each leaves one audit row in
+// the ledger (source cli), refusals included.
+TEST_F(CommandTest, EveryLocalDeployApproveResumeAndRollbackLeavesOneAuditRow) {
+  TwoEnvironments();
+  Write(dir_ / "state" / "config" / "project-team-c.yaml",
+        "apiVersion: gantry.dev/v1alpha1\nkind: Project\nmetadata: {name: team-c}\n"
+        "spec:\n  destinations: [{name: \"*\", namespace: \"*\"}]\n  credentials: [dev-*]\n");
+  fs::path config = ConfigDir("one");
+  EXPECT_EQ(State({"deploy", "web", "--revision", "v1", "--dir", config.string()}).code, 4);
+  EXPECT_EQ(State({"approve", "web", "--env", "prod"}).code, 0);
+  EXPECT_EQ(State({"deploy", "web", "--resume", "--dir", config.string()}).code, 0);
+  EXPECT_EQ(State({"deploy", "web", "--revision", "v2", "--dir", ConfigDir("two").string(), "--env", "dev"}).code, 0);
+  EXPECT_EQ(State({"rollback", "web", "--env", "dev", "--dir", config.string()}).code, 0);
+  Outcome refused = State({"deploy", "api", "--revision", "v1", "--dir", config.string(), "--project", "team-c"});
+  EXPECT_EQ(refused.code, 3) << refused.err;
+  EXPECT_EQ(refused.err, "error: deploy: cluster prod-1: project team-c: credentials does not allow credential prod-1 "
+                         "(it lists dev-*)\n");
+
+  auto store = store::Open("sqlite://" + (dir_ / "state" / "gantry.db").string());
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  std::vector<std::string> rows;
+  auto audit = (*store)->ListAudit(100);
+  ASSERT_TRUE(audit.ok()) << audit.status().ToString();
+  for (const auto& a : *audit) {
+    if (a.source != "cli") continue;
+    EXPECT_EQ(a.actor.rfind("local:", 0), 0u) << a.actor;
+    rows.insert(rows.begin(), fmt::format("{} {} {}: {}", a.action, a.object, a.project, a.result));
+  }
+  EXPECT_EQ(rows, (std::vector<std::string>{
+                      "apps.deploy app web default: FailedPrecondition: release 1 of web: WaitingApproval",
+                      "releases.approve app web default: ok",
+                      "apps.resume app web default: ok",
+                      "apps.deploy app web default: ok",
+                      "apps.rollback app web default: ok",
+                      "apps.deploy app api team-c: PermissionDenied: deploy: cluster prod-1: project team-c: credentials "
+                      "does not allow credential prod-1 (it lists dev-*)",
+                  }));
+}
+
 TEST_F(CommandTest, DeployUsageErrorsComeBeforeAnythingRuns) {
   fs::path config = ConfigDir("one");
   Outcome no_revision = State({"deploy", "web", "--dir", config.string()});

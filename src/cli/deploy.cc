@@ -6,7 +6,9 @@
 // With --server URL (or GANTRY_SERVER) they ask `gantry server` to do it (POST
 // /api/v1/apps/APP/deploy | resume | rollback, authorized and audited there) and follow its events
 // to the end (--no-wait: return once started). Without, they act locally with the caller's own
-// ledger and kubeconfigs, which Gantry does not authorize (docs/cli.md).
+// ledger and kubeconfigs, as the local operator (an admin: cli/local_access.h), and leave one audit
+// row in that ledger (source "cli"). --override-window --reason WHY passes the project's closed
+// sync windows that allow manual syncs; the engine audits each window passed.
 
 #include <signal.h>
 #include <unistd.h>
@@ -19,6 +21,7 @@
 #include "cli/deliver.h"
 #include "cli/deps.h"
 #include "cli/exit.h"
+#include "cli/local_access.h"
 #include "cli/server_client.h"
 #include "cli/source.h"
 #include "value/value.h"
@@ -118,6 +121,7 @@ struct DeployFlags {
   bool resume = false;
   std::vector<std::string> digests;
   RemoteFlags remote;
+  WindowFlags window;
 };
 
 // Deploy (or --resume) through the server.
@@ -130,6 +134,7 @@ Status RunRemoteDeploy(const DeployFlags& f, const Deps& deps) {
     if (!f.options.only_env.empty()) body.Set("environment", f.options.only_env);
     if (f.options.prune) body.Set("prune", true);
   }
+  AddOverride(body, f.window);
   return RunServerAction(f.remote.client, f.options.app, f.resume ? "resume" : "deploy", value::ToJson(body),
                          !f.remote.no_wait, deps.out);
 }
@@ -150,6 +155,7 @@ Result<DeployOptions> ToOptions(const DeployFlags& f) {
   if (!timeout.ok()) return timeout.status().WithContext("--timeout");
   o.deploy.health_timeout = *timeout;
   if (o.deploy.started_by == "cli") o.deploy.started_by = User("cli");
+  GANTRY_ASSIGN_OR_RETURN(o.deploy.window_override, WindowOverride(f.window));
   for (const auto& d : f.digests) {
     size_t eq = d.find('=');
     if (eq == std::string::npos) return InvalidArgumentError("--image-digest {:?}: expected IMAGE=sha256:...", d);
@@ -159,15 +165,10 @@ Result<DeployOptions> ToOptions(const DeployFlags& f) {
   return o;
 }
 
-// Runs the deployment to its end (or until SIGINT/SIGTERM: Terminate, for --resume); the targets
-// and the outcome are printed. kReasonFailed when a cluster failed, kReasonBlocked when waiting
-// for approval.
-Status RunDeploy(DeployOptions o, const Deps& deps) {
-  GANTRY_ASSIGN_OR_RETURN(deliver::Config config, LoadState(o.state));
-  GANTRY_ASSIGN_OR_RETURN(auto store, OpenStore(o.state, deps));
-  o.deploy.clock = deps.clock;
-  auto d = o.resume ? deliver::Deployment::Resume(*store, config, o.render, ConnectFn(deps), o.deploy, Progress(deps.out))
-                    : deliver::Deployment::Start(*store, config, o.render, ConnectFn(deps), o.deploy, Progress(deps.out));
+// RunDeploy's work, once authorized.
+Status DeployAs(const DeployOptions& o, const deliver::Config& config, store::Store& store, const Deps& deps) {
+  auto d = o.resume ? deliver::Deployment::Resume(store, config, o.render, ConnectFn(deps), o.deploy, Progress(deps.out))
+                    : deliver::Deployment::Start(store, config, o.render, ConnectFn(deps), o.deploy, Progress(deps.out));
   if (!d.ok()) return d.status();
   g_running.store(d->get());
   struct sigaction sa {};
@@ -184,6 +185,21 @@ Status RunDeploy(DeployOptions o, const Deps& deps) {
   return outcome.set_reason(s.phase == deliver::Phase::kWaitingApproval ? kReasonBlocked : kReasonFailed);
 }
 
+// Runs the deployment to its end (or until SIGINT/SIGTERM: Terminate, for --resume); the targets
+// and the outcome are printed. kReasonFailed when a cluster failed, kReasonBlocked when waiting
+// for approval.
+Status RunDeploy(DeployOptions o, const Deps& deps) {
+  GANTRY_ASSIGN_OR_RETURN(deliver::Config config, LoadState(o.state));
+  GANTRY_ASSIGN_OR_RETURN(auto store, OpenStore(o.state, deps));
+  o.deploy.clock = deps.clock;
+  const LocalAction action{.action = o.resume ? "apps.resume" : "apps.deploy",
+                           .permission = authz::Permission::kAppsDeploy,
+                           .project = o.deploy.project.empty() ? "default" : o.deploy.project,
+                           .object = "app " + o.deploy.app,
+                           .details = o.deploy.window_override.empty() ? "" : "window override requested: " + o.deploy.window_override};
+  return RunAudited(*store, action, [&](LocalAction&) { return DeployAs(o, config, *store, deps); });
+}
+
 // ---------------------------------------------------------------------------------------------
 // rollback
 
@@ -193,6 +209,7 @@ struct RollbackFlags {
   deliver::RollbackOptions options;
   std::string timeout = "5m";
   RemoteFlags remote;
+  WindowFlags window;
 };
 
 // Rollback through the server.
@@ -201,6 +218,7 @@ Status RunRemoteRollback(const RollbackFlags& f, const Deps& deps) {
   body.Set("environment", f.options.env);
   if (f.options.to_release != 0) body.Set("to_release", f.options.to_release);
   if (!f.options.project.empty()) body.Set("project", f.options.project);
+  AddOverride(body, f.window);
   return RunServerAction(f.remote.client, f.options.app, "rollback", value::ToJson(body), !f.remote.no_wait, deps.out);
 }
 
@@ -217,8 +235,21 @@ Result<RollbackOptions> ToOptions(const RollbackFlags& f) {
   if (!timeout.ok()) return timeout.status().WithContext("--timeout");
   o.rollback.health_timeout = *timeout;
   o.rollback.started_by = User(o.rollback.started_by);
+  GANTRY_ASSIGN_OR_RETURN(o.rollback.window_override, WindowOverride(f.window));
   GANTRY_ASSIGN_OR_RETURN(o.render, MakeRender(f.source, ""));
   return o;
+}
+
+// RunRollback's work, once authorized.
+Status RollbackAs(const RollbackOptions& o, const deliver::Config& config, store::Store& store, const Deps& deps) {
+  GANTRY_ASSIGN_OR_RETURN(deliver::RollbackResult result,
+                          deliver::Rollback(store, config, o.render, ConnectFn(deps), o.rollback, Progress(deps.out)));
+  PrintTargets(deps.out, result.targets);
+  fmt::print(deps.out, "\n{}\n", result.message);
+  if (!result.ok) {
+    return FailedPreconditionError("rollback of {} in {} failed", o.rollback.app, o.rollback.env).set_reason(kReasonFailed);
+  }
+  return OkStatus();
 }
 
 // Rolls back and prints the targets; kReasonFailed when a cluster did not become healthy.
@@ -226,14 +257,14 @@ Status RunRollback(RollbackOptions o, const Deps& deps) {
   GANTRY_ASSIGN_OR_RETURN(deliver::Config config, LoadState(o.state));
   GANTRY_ASSIGN_OR_RETURN(auto store, OpenStore(o.state, deps));
   o.rollback.clock = deps.clock;
-  GANTRY_ASSIGN_OR_RETURN(deliver::RollbackResult result,
-                          deliver::Rollback(*store, config, o.render, ConnectFn(deps), o.rollback, Progress(deps.out)));
-  PrintTargets(deps.out, result.targets);
-  fmt::print(deps.out, "\n{}\n", result.message);
-  if (!result.ok) {
-    return FailedPreconditionError("rollback of {} in {} failed", o.rollback.app, o.rollback.env).set_reason(kReasonFailed);
-  }
-  return OkStatus();
+  std::string details = "environment " + o.rollback.env;
+  if (!o.rollback.window_override.empty()) details += "; window override requested: " + o.rollback.window_override;
+  const LocalAction action{.action = "apps.rollback",
+                           .permission = authz::Permission::kAppsRollback,
+                           .project = o.rollback.project.empty() ? "default" : o.rollback.project,
+                           .object = "app " + o.rollback.app,
+                           .details = details};
+  return RunAudited(*store, action, [&](LocalAction&) { return RollbackAs(o, config, *store, deps); });
 }
 
 }  // namespace
@@ -258,11 +289,13 @@ void AddDeployCommands(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_option("--image-digest", f->digests, "Recorded in the release: IMAGE=sha256:... (repeatable)");
   cmd->add_option("--started-by", f->options.started_by, "Who or what started it (default: $USER)");
   cmd->add_flag("--resume", f->resume, "Continue the newest unfinished release of APP");
+  AddWindowFlags(cmd, f->window);
   AddRemoteFlags(cmd, f->remote);
   cmd->callback([f, &deps, &exit_code] {
     if (!f->remote.client.server.empty()) {
       Status usage = LocalOnly(f->source, f->state);
       if (usage.ok() && !f->resume && f->options.revision.empty()) usage = InvalidArgumentError("--revision is required (or --resume)");
+      if (usage.ok()) usage = WindowOverride(f->window).status();
       if (!usage.ok()) return void(exit_code = UsageError(usage, deps.err));
       return void(exit_code = Report(RunRemoteDeploy(*f, deps), deps.err));
     }
@@ -281,10 +314,13 @@ void AddDeployCommands(CLI::App& app, const Deps& deps, int& exit_code) {
   rb->add_option("--timeout", r->timeout, "Health wait per cluster (default 5m)");
   rb->add_flag("--prune", r->options.prune, "Delete objects the newer release added");
   rb->add_option("--project", r->options.project, "Project whose roles and bounds apply (default: default)");
+  AddWindowFlags(rb, r->window);
   AddRemoteFlags(rb, r->remote);
   rb->callback([r, &deps, &exit_code] {
     if (!r->remote.client.server.empty()) {
-      if (Status usage = LocalOnly(r->source, r->state); !usage.ok()) return void(exit_code = UsageError(usage, deps.err));
+      Status usage = LocalOnly(r->source, r->state);
+      if (usage.ok()) usage = WindowOverride(r->window).status();
+      if (!usage.ok()) return void(exit_code = UsageError(usage, deps.err));
       return void(exit_code = Report(RunRemoteRollback(*r, deps), deps.err));
     }
     auto options = ToOptions(*r);

@@ -7,6 +7,7 @@
 #include "cli/deliver.h"
 #include "cli/deps.h"
 #include "cli/exit.h"
+#include "cli/local_access.h"
 #include "cli/server_client.h"
 #include "value/value.h"
 
@@ -40,10 +41,15 @@ Status RunRemoteApprove(const ApproveOptions& o, const Deps& deps) {
 Status RunApprove(const ApproveOptions& o, const Deps& deps) {
   if (!o.client.server.empty()) return RunRemoteApprove(o, deps);
   GANTRY_ASSIGN_OR_RETURN(auto store, OpenStore(o.state, deps));
-  GANTRY_ASSIGN_OR_RETURN(int64_t approved, deliver::Approve(*store, o.app, o.env, o.release, User("cli")));
-  fmt::print(deps.out, "release {} of {} approved for {}; continue with: gantry deploy {} --resume\n", approved, o.app,
-             o.env, o.app);
-  return OkStatus();
+  return RunAudited(*store,
+                    {.action = "releases.approve", .permission = authz::Permission::kReleasesApprove, .project = o.project,
+                     .object = "app " + o.app, .details = "environment " + o.env},
+                    [&](LocalAction&) -> Status {
+                      GANTRY_ASSIGN_OR_RETURN(int64_t approved, deliver::Approve(*store, o.app, o.env, o.release, User("cli")));
+                      fmt::print(deps.out, "release {} of {} approved for {}; continue with: gantry deploy {} --resume\n",
+                                 approved, o.app, o.env, o.app);
+                      return OkStatus();
+                    });
 }
 
 struct StatusOptions {
@@ -117,7 +123,7 @@ void AddLedgerCommands(CLI::App& app, const Deps& deps, int& exit_code) {
   approve->add_option("APP", a->app, "Application name")->required();
   approve->add_option("--env", a->env, "Environment")->required();
   approve->add_option("--release", a->release, "Release (default: the newest of APP)");
-  approve->add_option("--project", a->project, "With --server: the project whose roles apply (default: default)");
+  approve->add_option("--project", a->project, "The project whose roles apply, recorded in the audit log (default: default)");
   approve->add_option("--server", a->client.server, "Approve through this Gantry server (authorized and audited there)")
       ->envname("GANTRY_SERVER");
   approve->add_option("--ca-file", a->client.ca_file, "PEM CA bundle for an https --server")->envname("GANTRY_CA_FILE");

@@ -293,6 +293,7 @@ Result<ReleaseParts> SetUpRelease(ServerOptions& o, store::Store& store, const D
   };
   oci::RegistryOptions registry = o.registry;
   registry.upload_state_dir = data_dir / "uploads";
+  GANTRY_ASSIGN_OR_RETURN(s.registry_credentials, oci::CredentialHosts(registry));
   GANTRY_ASSIGN_OR_RETURN(parts.registry, oci::NewHttpRegistry(std::move(registry)));
   s.registry = parts.registry.get();
   s.image_dir = data_dir / "images";

@@ -2,7 +2,12 @@
 //
 //   gantry diff PATH --app NAME [--context C]    exit 0 in sync, 1 when not (as kubectl diff)
 //   gantry sync PATH --app NAME [--context C] [--prune] [--dry-run] [--wait] [--timeout 5m]
+//               [--project P --project-file F] [--env ENV] [--override-window --reason WHY]
 // PATH may be replaced by --repo URL [--revision REV] [--path P] (see source.h).
+//
+// A sync (not a dry run) honours the project's sync windows as push deploys do (--env names the
+// environment for windows that list environments), runs as the local operator and leaves one
+// audit row in the ledger of --state-dir / --db (cli/local_access.h), refusals included.
 
 #include <unistd.h>
 
@@ -14,7 +19,9 @@
 #include "cli/commands.h"
 #include "cli/deps.h"
 #include "cli/exit.h"
+#include "cli/local_access.h"
 #include "cli/source.h"
+#include "cli/state.h"
 #include "cli/terminal.h"
 #include "kube/kube.h"
 #include "sync/sync.h"
@@ -39,6 +46,9 @@ struct SyncFlags {
   std::string color = "auto";  // diff
   std::string project = "default";
   std::string project_file;
+  std::string env;                 // sync: the environment sync windows see
+  std::string state_dir, db;       // sync: the ledger of its audit row
+  WindowFlags window;
 };
 
 struct SyncOptions {
@@ -48,6 +58,9 @@ struct SyncOptions {
   std::string project_file;  // where Projects are defined ("" : only the built-in default)
   sync::Options sync;  // default_namespace and clock are filled in by the run
   std::string color;
+  std::string env;
+  std::string state_dir, db;
+  std::string window_override;  // the reason; "" : no override
 };
 
 // Usage errors: no source, a malformed --timeout.
@@ -56,7 +69,8 @@ Result<SyncOptions> Validate(const SyncFlags& f) {
   auto timeout = ParseDuration(f.timeout);
   if (!timeout.ok()) return InvalidArgumentError("--timeout: {}", timeout.status().message());
   SyncOptions o{.cluster = f.cluster, .source = f.source, .project = f.project, .project_file = f.project_file,
-                .color = f.color};
+                .color = f.color, .env = f.env, .state_dir = f.state_dir, .db = f.db};
+  GANTRY_ASSIGN_OR_RETURN(o.window_override, WindowOverride(f.window));
   o.sync.app = f.app;
   o.sync.prune = f.prune;
   o.sync.prune_dangerous = f.prune_dangerous;
@@ -147,9 +161,33 @@ void PrintTable(std::FILE* out, const sync::State& state) {
   }
 }
 
+// The project's sync windows for this sync: OK, or FailedPrecondition (reason
+// project::kReasonOutsideWindow) saying when syncs open and, where a person may override, how.
+// A passed override is added to the audit row's details.
+Status CheckSyncWindows(const SyncOptions& o, const Prepared& p, const Deps& deps, LocalAction& audit) {
+  const project::WindowScope scope{.application = o.sync.app, .environment = o.env, .cluster = p.options.cluster_name,
+                                   .namespace_ = p.options.default_namespace, .cluster_server = p.options.cluster_server};
+  const auto now = (deps.clock != nullptr ? *deps.clock : SystemClock()).WallNow();
+  const bool override_asked = !o.window_override.empty();
+  project::WindowDecision window = project::CheckWindows(*p.project, scope, now, override_asked);
+  if (!window.allowed) {
+    if (!override_asked && project::CheckWindows(*p.project, scope, now, true).allowed) {
+      window.message += "; its windows allow a manual override (manualSync: true): give --override-window --reason WHY";
+    }
+    return Status(project::ToStatus(window)).set_reason(kReasonFailed);
+  }
+  if (window.manual_override) {
+    audit.details += fmt::format("{}window override: {}; {}", audit.details.empty() ? "" : "; ", o.window_override,
+                                 window.message);
+    fmt::print(deps.err, "sync window override ({}): {}\n", o.window_override, window.message);
+  }
+  return OkStatus();
+}
+
 // Syncs and prints the progress and the final table to deps.out. A failed sync is kReasonFailed.
-Status RunSync(const SyncOptions& o, const Deps& deps) {
+Status SyncNow(const SyncOptions& o, const Deps& deps, LocalAction& audit) {
   GANTRY_ASSIGN_OR_RETURN(Prepared p, Prepare(o, deps));
+  if (!o.sync.dry_run) GANTRY_RETURN_IF_ERROR(CheckSyncWindows(o, p, deps, audit));
   const char* arrow = IsTerminal(deps.out) ? "\033[1m==>\033[0m " : "==> ";
   std::FILE* out = deps.out;
   auto created = sync::Operation::Create(*p.client, std::move(p.objects), p.options,
@@ -170,6 +208,20 @@ Status RunSync(const SyncOptions& o, const Deps& deps) {
   fmt::print(deps.err, "\n");
   Code code = state.error.ok() ? Code::kAborted : state.error.code();
   return Status(code, fmt::format("sync {}: {}", o.sync.app, state.message)).set_reason(kReasonFailed);
+}
+
+// A sync (not a dry run) as the local operator: one audit row in the ledger, refusals included.
+Status RunSync(const SyncOptions& o, const Deps& deps) {
+  if (o.sync.dry_run) {
+    LocalAction unrecorded;
+    return SyncNow(o, deps, unrecorded);
+  }
+  GANTRY_ASSIGN_OR_RETURN(std::string url, StoreUrl(o.db, o.state_dir));
+  GANTRY_ASSIGN_OR_RETURN(auto store, deps.open_store(url));
+  LocalAction action{.action = "apps.sync", .permission = authz::Permission::kAppsSync, .project = o.project,
+                     .object = "app " + o.sync.app};
+  if (!o.env.empty()) action.details = "environment " + o.env;
+  return RunAudited(*store, action, [&](LocalAction& a) { return SyncNow(o, deps, a); });
 }
 
 // Prints each object that differs to deps.out and the count to deps.err; kReasonFailed when any
@@ -224,6 +276,11 @@ void AddSyncCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_flag("--create-namespace", f->create_namespace, "Create the destination namespace when missing");
   cmd->add_flag("--apply-all", f->apply_all, "Apply every object, also those already in sync");
   cmd->add_option("--parallelism", f->parallelism, "Objects applied at once within a wave")->check(CLI::Range(1, 1024));
+  cmd->add_option("--env", f->env, "The environment this sync is for: sync windows that list environments apply to it");
+  AddWindowFlags(cmd, f->window);
+  cmd->add_option("--state-dir", f->state_dir, "Where the ledger that records the sync is (default ~/.config/gantry)")
+      ->envname("GANTRY_HOME");
+  cmd->add_option("--db", f->db, "Ledger URL for the sync's audit row (default sqlite STATE_DIR/gantry.db)")->envname("GANTRY_DB");
   cmd->callback([f, &deps, &exit_code] {
     auto options = Validate(*f);
     exit_code = options.ok() ? Report(RunSync(*options, deps), deps.err) : UsageError(options.status(), deps.err);

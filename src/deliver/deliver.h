@@ -179,7 +179,10 @@ struct DeployOptions {
   std::string path_template = "envs/{env}";
   std::string started_by = "cli";
   std::string project = "default";              // bounds what it may deploy where (Config::ProjectNamed)
-  bool manual = true;                           // a person asked (passes manualSync windows); false for CI releases
+  // A person overriding the project's closed sync windows, saying why ("" : no override). Only
+  // windows with manualSync: true are passed; each override is audited (action
+  // "windows.override", actor started_by, the reason in details). CI releases never override.
+  std::string window_override;
   std::string default_namespace = "default";
   bool create_namespace = true;
   bool prune = false;
@@ -247,6 +250,7 @@ struct RollbackOptions {
   std::string path_template = "envs/{env}";
   std::string started_by = "cli";
   std::string project = "default";
+  std::string window_override;  // as DeployOptions::window_override
   std::string default_namespace = "default";
   bool prune = false;
   std::chrono::milliseconds health_timeout{300'000};

@@ -420,7 +420,8 @@ status: {observedGeneration: 1, replicas: 1, updatedReplicas: 1, readyReplicas: 
 TEST_F(FakeDeploy, AnAppBelongsToTheProjectOfItsFirstRelease) {
   ASSERT_EQ(Deploy(kConfigMap).phase, Phase::kSucceeded);  // under "default"
   auto projects = value::ParseYaml("apiVersion: gantry.dev/v1alpha1\nkind: Project\nmetadata: {name: team-b}\n"
-                                   "spec: {sourceRepos: [\"*\"], destinations: [{server: \"*\", name: \"*\", namespace: \"*\"}]}\n",
+                                   "spec: {sourceRepos: [\"*\"], destinations: [{server: \"*\", name: \"*\", namespace: \"*\"}],"
+                                   " credentials: [\"*\"]}\n",
                                    "gantry.yaml");
   ASSERT_TRUE(projects.ok()) << projects.status().ToString();
   auto parsed = ParseConfig(*projects);
@@ -451,6 +452,97 @@ TEST_F(FakeDeploy, AnAppBelongsToTheProjectOfItsFirstRelease) {
   EXPECT_EQ(store_->ListReleases("api", 1)->front().project, "team-b");
   EXPECT_TRUE(CheckAppProject(*store_, "api", "team-b").ok());
   EXPECT_EQ(CheckAppProject(*store_, "api", "default").code(), Code::kPermissionDenied);
+}
+
+// The project of `yaml` (one Project) as the configuration's only project.
+void UseProject(Config& config, std::string_view yaml) {
+  auto docs = value::ParseYaml(yaml, "gantry.yaml");
+  ASSERT_TRUE(docs.ok()) << docs.status().ToString();
+  auto parsed = ParseConfig(*docs);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  config.projects = parsed->projects;
+}
+
+RenderFn RenderConfigMap() {
+  return [](std::string_view revision, const std::string& path) -> Result<render::Rendered> {
+    GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml(kConfigMap, path));
+    return render::Rendered{std::string(revision), std::move(docs)};
+  };
+}
+
+// A push-mode Cluster entry is a credential named by the cluster: a project deploys (and rolls
+// back) only to clusters its `credentials` list, refused before anything is recorded or applied.
+TEST_F(FakeDeploy, AProjectDeploysOnlyToClustersItsCredentialsList) {
+  UseProject(config_, R"(apiVersion: gantry.dev/v1alpha1
+kind: Project
+metadata: {name: team-c}
+spec:
+  destinations: [{name: "*", namespace: "*"}]
+  credentials: [dev-*]
+)");
+  int connects = 0;
+  ConnectFn connect = [&](const Cluster&) -> Result<std::unique_ptr<kube::Client>> {
+    ++connects;
+    return std::unique_ptr<kube::Client>(std::make_unique<fakes::FakeKubeClient>(fakes::FakeKubeClient::Options{.clock = &clock_}));
+  };
+  auto refused = Deployment::Start(*store_, config_, RenderConfigMap(), connect,
+                                   {.app = "web", .revision = "r1", .project = "team-c", .clock = &clock_});
+  EXPECT_EQ(refused.status().code(), Code::kPermissionDenied);
+  EXPECT_EQ(refused.status().message(),
+            "deploy: cluster prod-1: project team-c: credentials does not allow credential prod-1 (it lists dev-*)");
+  EXPECT_TRUE(store_->ListReleases("web", 10)->empty()) << "nothing recorded";
+  EXPECT_EQ(connects, 0) << "nothing applied";
+
+  auto dev = Deployment::Start(*store_, config_, RenderConfigMap(), connect,
+                               {.app = "web", .revision = "r1", .only_env = "dev", .project = "team-c", .clock = &clock_});
+  ASSERT_TRUE(dev.ok()) << dev.status().ToString();
+  EXPECT_EQ((*dev)->Run().phase, Phase::kSucceeded);
+  auto rollback = Rollback(*store_, config_, RenderConfigMap(), connect, {.app = "web", .env = "prod", .project = "team-c"});
+  EXPECT_EQ(rollback.status().code(), Code::kPermissionDenied);
+  EXPECT_THAT(rollback.status().message(), HasSubstr("rollback: cluster prod-1: project team-c: credentials does not allow"));
+
+  // The permissive default project allows every cluster.
+  auto other = Deployment::Start(*store_, config_, RenderConfigMap(), connect,
+                                 {.app = "api", .revision = "r1", .clock = &clock_});
+  EXPECT_TRUE(other.ok()) << other.status().ToString();
+}
+
+// A closed window refuses a person's deploy and says how to override it; the override passes only
+// with a reason, and leaves an audit row with who and why.
+TEST_F(FakeDeploy, AClosedWindowRefusesUntilAPersonOverridesItWithAReason) {
+  UseProject(config_, R"(apiVersion: gantry.dev/v1alpha1
+kind: Project
+metadata: {name: team-w}
+spec:
+  destinations: [{name: "*", namespace: "*"}]
+  credentials: ["*"]
+  syncWindows:
+  - {kind: deny, schedule: "0 0 * * *", duration: 24h, environments: [dev], manualSync: true}
+)");
+  ConnectFn connect = [&](const Cluster&) -> Result<std::unique_ptr<kube::Client>> {
+    return std::unique_ptr<kube::Client>(std::make_unique<fakes::FakeKubeClient>(fakes::FakeKubeClient::Options{.clock = &clock_}));
+  };
+  DeployOptions options{.app = "web", .revision = "r1", .only_env = "dev", .started_by = "alice", .project = "team-w",
+                        .clock = &clock_};
+  auto closed = Deployment::Start(*store_, config_, RenderConfigMap(), connect, options);
+  ASSERT_TRUE(closed.ok()) << closed.status().ToString();
+  const DeployState& refused = (*closed)->Run();
+  EXPECT_EQ(refused.phase, Phase::kFailed);
+  ASSERT_EQ(refused.targets.size(), 1u);
+  EXPECT_THAT(refused.targets[0].message, HasSubstr("project team-w: sync window deny \"0 0 * * *\" 24h"));
+  EXPECT_THAT(refused.targets[0].message, HasSubstr("--override-window --reason WHY"));
+
+  options.window_override = "hotfix INC-7";
+  auto overridden = Deployment::Start(*store_, config_, RenderConfigMap(), connect, options);
+  ASSERT_TRUE(overridden.ok()) << overridden.status().ToString();
+  EXPECT_EQ((*overridden)->Run().phase, Phase::kSucceeded);
+  auto rows = store_->ListAudit({.action = "windows.override"});
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].actor, "alice");
+  EXPECT_EQ((*rows)[0].project, "team-w");
+  EXPECT_EQ((*rows)[0].object, "app/web env/dev cluster/dev-1");
+  EXPECT_THAT((*rows)[0].details, HasSubstr("reason: hotfix INC-7"));
 }
 
 }  // namespace

@@ -91,6 +91,11 @@ std::string Reason(const sync::State& s) {
   return s.message;
 }
 
+// Appended to a window refusal that a person's override would pass.
+constexpr std::string_view kOverrideHint =
+    "; its windows allow a manual override (manualSync: true): give --override-window --reason WHY "
+    "(API: \"override_window\": true, \"reason\")";
+
 struct ApplyContext {
   store::Store& store;
   const ConnectFn& connect;
@@ -98,7 +103,7 @@ struct ApplyContext {
   const std::atomic<bool>& terminate;
   std::string app;
   const project::Project& project;
-  bool manual;
+  std::string window_override;  // why a person overrides closed sync windows; "" : no override
   std::string env;
   std::string default_namespace;
   bool create_namespace = true;
@@ -107,6 +112,7 @@ struct ApplyContext {
   std::chrono::milliseconds health_timeout{300'000};
   int parallelism = 4;
   Clock* clock = nullptr;
+  std::string started_by;  // who: the audit row of a window override
 };
 
 void Say(const ProgressFn& progress, std::string_view line) {
@@ -159,12 +165,27 @@ store::Target ApplyCluster(const ApplyContext& ctx, const Cluster& cluster, stor
   if (auto rest = kube::LoadConfig({.paths = {cluster.kubeconfig}, .context = cluster.context}); rest.ok()) {
     so.cluster_server = rest->server;
   }
-  // The project's sync windows (a person's deploy passes those that allow manual syncs; the
-  // override is said in the progress, which the CLI and the ledger record).
-  project::WindowDecision window = project::CheckWindows(
-      ctx.project, {ctx.app, ctx.env, cluster.name, ctx.default_namespace}, (ctx.clock ? *ctx.clock : SystemClock()).WallNow(), ctx.manual);
-  if (!window.allowed) return fail(window.message);
-  if (window.manual_override) Say(ctx.progress, fmt::format("{}: sync window override: {}", where, window.message));
+  // The project's sync windows. A person may override those that allow manual syncs, giving a
+  // reason: the override is said in the progress and audited (who, why, which window).
+  const project::WindowScope scope{ctx.app, ctx.env, cluster.name, ctx.default_namespace, so.cluster_server};
+  const auto now = (ctx.clock ? *ctx.clock : SystemClock()).WallNow();
+  const bool override_asked = !ctx.window_override.empty();
+  project::WindowDecision window = project::CheckWindows(ctx.project, scope, now, override_asked);
+  if (!window.allowed) {
+    if (!override_asked && project::CheckWindows(ctx.project, scope, now, true).allowed) {
+      return fail(window.message + std::string(kOverrideHint));
+    }
+    return fail(window.message);
+  }
+  if (window.manual_override) {
+    Say(ctx.progress, fmt::format("{}: sync window override by {} ({}): {}", where, ctx.started_by, ctx.window_override,
+                                  window.message));
+    auto audited = ctx.store.Audit({.actor = ctx.started_by, .action = "windows.override",
+                                    .object = fmt::format("app/{} env/{} cluster/{}", ctx.app, ctx.env, cluster.name),
+                                    .details = fmt::format("reason: {}; {}", ctx.window_override, window.message),
+                                    .project = ctx.project.name});
+    if (!audited.ok()) return fail("audit the sync window override: " + audited.status().message());
+  }
   // The application's writes go as the project's ServiceAccount for this destination, if it names one.
   std::unique_ptr<kube::Client> tenant;
   std::string account = project::ServiceAccountFor(ctx.project, so.cluster_server, ctx.default_namespace);
@@ -333,6 +354,21 @@ Status CheckAppProject(store::Store& store, std::string_view app, std::string_vi
       .set_reason(project::kReasonDenied);
 }
 
+// Each push-mode Cluster entry is a credential (its kubeconfig) named by the cluster's name: a
+// project deploys only to clusters its `credentials` list, checked for every cluster of `envs`
+// before anything is applied.
+static Status CheckClusterCredentials(const project::Project& p, const Config& config,
+                                      const std::vector<std::string>& envs) {
+  for (const auto& e : envs) {
+    const Environment* env = config.FindEnvironment(e);
+    if (env == nullptr) continue;
+    for (const Cluster* c : config.ClustersOf(*env)) {
+      GANTRY_RETURN_IF_ERROR(project::CheckCredential(p, c->name).WithContext(fmt::format("cluster {}", c->name)));
+    }
+  }
+  return OkStatus();
+}
+
 static Status CheckOptions(const DeployOptions& o) {
   if (o.app.empty()) return InvalidArgumentError("deploy: the application name is required");
   if (o.cluster_parallelism < 1) return InvalidArgumentError("deploy: cluster parallelism must be at least 1");
@@ -364,6 +400,7 @@ Result<std::unique_ptr<Deployment>> Deployment::Start(store::Store& store, Confi
 
   GANTRY_ASSIGN_OR_RETURN(project::Project project, config.ProjectNamed(options.project));
   GANTRY_RETURN_IF_ERROR(CheckAppProject(store, options.app, options.project).WithContext("deploy"));
+  GANTRY_RETURN_IF_ERROR(CheckClusterCredentials(project, config, envs).WithContext("deploy"));
   auto impl = std::make_unique<Impl>(store, std::move(config), std::move(render), std::move(connect), options, std::move(progress));
   impl->project = std::move(project);
   impl->path_template = options.path_template;
@@ -427,6 +464,8 @@ Result<std::unique_ptr<Deployment>> Deployment::Resume(store::Store& store, Conf
       continue;
     GANTRY_ASSIGN_OR_RETURN(Plan plan, DecodePlan(rel));
     GANTRY_ASSIGN_OR_RETURN(project::Project project, config.ProjectNamed(options.project));
+    GANTRY_RETURN_IF_ERROR(CheckAppProject(store, options.app, options.project).WithContext("resume"));
+    GANTRY_RETURN_IF_ERROR(CheckClusterCredentials(project, config, plan.environments).WithContext("resume"));
     auto impl = std::make_unique<Impl>(store, std::move(config), std::move(render), std::move(connect), options, std::move(progress));
     impl->project = std::move(project);
     impl->path_template = plan.path_template;
@@ -510,10 +549,10 @@ bool Deployment::Step() {
       return true;
     }
     case Impl::Stage::kApply: {
-      ApplyContext ctx{m.store, m.connect, m.progress, terminate_, m.options.app, m.project, m.options.manual,
+      ApplyContext ctx{m.store, m.connect, m.progress, terminate_, m.options.app, m.project, m.options.window_override,
                        env->name, m.options.default_namespace,
                        m.options.create_namespace, m.options.prune, env->gates.healthy, m.options.health_timeout,
-                       m.options.cluster_parallelism, m.options.clock};
+                       m.options.cluster_parallelism, m.options.clock, m.options.started_by};
       std::vector<std::pair<const Cluster*, store::Target>> work;
       for (store::Target* t : targets_of_env()) {
         if (t->state == store::TargetState::kHealthy) continue;  // done before an interruption
@@ -542,7 +581,8 @@ bool Deployment::Step() {
         s.message = fmt::format("{} failed, stopping before the next environment:\n  {}", env_name, fmt::join(failed, "\n  "));
         if (m.options.rollback_on_failure) {
           RollbackOptions ro{.app = m.options.app, .env = env_name, .path_template = m.path_template,
-                             .started_by = m.options.started_by, .default_namespace = m.options.default_namespace,
+                             .started_by = m.options.started_by, .project = m.options.project,
+                             .window_override = m.options.window_override, .default_namespace = m.options.default_namespace,
                              .prune = m.options.prune, .health_timeout = m.options.health_timeout,
                              .cluster_parallelism = m.options.cluster_parallelism, .clock = m.options.clock};
           auto rb = Rollback(m.store, m.config, m.render, m.connect, ro, m.progress);
@@ -607,6 +647,10 @@ Result<RollbackResult> Rollback(store::Store& store, const Config& config, const
   const Environment* env = config.FindEnvironment(options.env);
   if (env == nullptr) return InvalidArgumentError("rollback {}: unknown environment {:?}", options.app, options.env);
   GANTRY_RETURN_IF_ERROR(CheckAppProject(store, options.app, options.project).WithContext("rollback"));
+  {
+    GANTRY_ASSIGN_OR_RETURN(project::Project project, config.ProjectNamed(options.project));
+    GANTRY_RETURN_IF_ERROR(CheckClusterCredentials(project, config, {options.env}).WithContext("rollback"));
+  }
   GANTRY_ASSIGN_OR_RETURN(auto releases, store.ListReleases(options.app, 500));
   // Releases newest first, with their targets in env.
   std::vector<std::pair<store::Release, std::vector<store::Target>>> here;
@@ -668,10 +712,10 @@ Result<RollbackResult> Rollback(store::Store& store, const Config& config, const
 
   std::atomic<bool> never{false};
   GANTRY_ASSIGN_OR_RETURN(project::Project project, config.ProjectNamed(options.project));
-  ApplyContext ctx{store, connect, progress, options.cancel != nullptr ? *options.cancel : never, options.app, project, /*manual=*/true, options.env,
+  ApplyContext ctx{store, connect, progress, options.cancel != nullptr ? *options.cancel : never, options.app, project, options.window_override, options.env,
                    options.default_namespace, true,
                    options.prune, env->gates.healthy, options.health_timeout, options.cluster_parallelism,
-                   options.clock};
+                   options.clock, options.started_by};
   std::vector<std::pair<const Cluster*, store::Target>> work;
   for (const Cluster* c : config.ClustersOf(*env)) {
     store::Target t{.release_id = target_release.id, .env = options.env, .cluster = c->name};

@@ -1,10 +1,12 @@
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include <gtest/gtest.h>
 
 #include "base/base64.h"
 #include "oci/internal/auth_flow.h"
+#include "oci/registry.h"
 
 namespace gantry::oci::internal {
 namespace {
@@ -146,6 +148,22 @@ TEST(DockerConfigTest, LoadsFromDockerConfigDirAndToleratesAbsentDefault) {
   EXPECT_TRUE(LoadDockerConfig("")->auths.empty());
   EXPECT_EQ(LoadDockerConfig(dir + "/absent.json").status().code(), Code::kNotFound);
   ::unsetenv("DOCKER_CONFIG");
+}
+
+// The names a Project's credentials list registry credentials by: every host Gantry's own
+// credentials and the Docker config's auths name, normalised, once each.
+TEST(DockerConfigTest, CredentialHostsNameOwnAndDockerConfigHostsOnce) {
+  std::string dir = ::testing::TempDir() + "/credential-hosts";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/config.json") << R"({"auths": {"https://index.docker.io/v1/": {"auth": ")" +
+                                             Base64Encode("u:p") + R"("}, "ghcr.io": {"username": "u", "password": "p"},
+                                             "https://Registry.Example.com:5000": {"auth": ")" + Base64Encode("u:p") + R"("}}})";
+  auto hosts = CredentialHosts({.credentials = {{.host = "registry.example.com:5000"}, {.host = "Quay.io"}},
+                                .docker_config = dir + "/config.json"});
+  ASSERT_TRUE(hosts.ok()) << hosts.status().ToString();
+  EXPECT_EQ(*hosts, (std::vector<std::string>{"docker.io", "ghcr.io", "quay.io", "registry.example.com:5000"}));
+  EXPECT_EQ(RegistryHost("registry-1.docker.io"), "docker.io");
+  EXPECT_EQ(CredentialHosts({.docker_config = dir + "/missing.json"}).status().code(), Code::kNotFound);
 }
 
 TEST(LinkHeaderTest, FindsNext) {

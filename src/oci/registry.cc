@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <set>
 
 #include "base/base64.h"
 #include "base/hash.h"
@@ -986,5 +987,15 @@ Result<std::unique_ptr<Registry>> NewHttpRegistry(RegistryOptions options) {
   internal::CredentialSet creds(std::move(own), std::move(docker));
   return std::unique_ptr<Registry>(new HttpRegistry(std::move(options), std::move(creds)));
 }
+
+Result<std::vector<std::string>> CredentialHosts(const RegistryOptions& options) {
+  GANTRY_ASSIGN_OR_RETURN(internal::DockerConfig docker, internal::LoadDockerConfig(options.docker_config));
+  std::set<std::string> hosts;
+  for (const Credential& c : options.credentials) hosts.insert(internal::NormalizeRegistryHost(c.host));
+  for (const auto& [host, cred] : docker.auths) hosts.insert(host);
+  return std::vector<std::string>(hosts.begin(), hosts.end());
+}
+
+std::string RegistryHost(std::string_view host) { return internal::NormalizeRegistryHost(host); }
 
 }  // namespace gantry::oci

@@ -127,6 +127,14 @@ class Registry {
 // A libcurl client. InvalidArgument when the Docker config cannot be parsed or ca_file is absent.
 Result<std::unique_ptr<Registry>> NewHttpRegistry(RegistryOptions options);
 
+// The registry hosts `options` holds credentials for (its own and the Docker config's auths),
+// normalised as RegistryHost does, sorted: the names by which a Project's `credentials` lists
+// registry credentials. The Docker config's errors (as NewHttpRegistry's).
+Result<std::vector<std::string>> CredentialHosts(const RegistryOptions& options);
+// A registry host as credentials are keyed: lower case, scheme and path removed, Docker Hub's
+// aliases as "docker.io".
+std::string RegistryHost(std::string_view host);
+
 struct PushOptions {
   // Repositories of the same registry the blobs may already be in: mounted instead of uploaded.
   std::vector<std::string> mount_from;

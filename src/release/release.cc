@@ -574,7 +574,7 @@ bool Release::Impl::Deploy() {
   d.through = rel.through;
   d.path_template = s.path_template;
   d.started_by = "ci";
-  d.manual = false;  // a release a push started: the project's sync windows apply in full
+  // A release a push started never overrides the project's sync windows (no window_override).
   d.project = r.project;
   d.prune = s.prune;
   d.health_timeout = s.health_timeout;
@@ -689,6 +689,16 @@ Result<std::unique_ptr<Release>> Release::Create(const ReleaseServices& s, const
                                                !pipeline.release ? ""
                                                : pipeline.release->path.empty() ? "." : pipeline.release->path)
                              .WithContext("release"));
+  // The registry credential the push would use (named by its host) must be the project's too.
+  if (!s.registry_credentials.empty()) {
+    GANTRY_ASSIGN_OR_RETURN(oci::Reference push_to, oci::ParseReference(pipeline.image->repository));
+    const std::string host = oci::RegistryHost(push_to.registry);
+    if (std::find(s.registry_credentials.begin(), s.registry_credentials.end(), host) != s.registry_credentials.end()) {
+      GANTRY_RETURN_IF_ERROR(project::CheckCredential(*project, host)
+                                 .WithContext(fmt::format("release: push to {} with the registry credential of {}",
+                                                          pipeline.image->repository, host)));
+    }
+  }
   auto progress = s.store->GetReleaseProgress(r.run_id);
   if (!progress.ok()) return progress.status().WithContext(fmt::format("release: progress of run {}", r.run_id));
   std::unique_ptr<Release> release(new Release(std::make_unique<Impl>(s, pipeline, std::move(r))));

@@ -78,6 +78,10 @@ struct ReleaseServices {
   std::vector<std::string> config_repos;  // the only config repositories releases may write to
   git::Signature author{"Gantry", "gantry@localhost"};
   oci::Registry* registry = nullptr;
+  // The registry hosts `registry` holds credentials for (oci::CredentialHosts): a registry
+  // credential is named by its host, and a pipeline may push to such a host only when its
+  // project's `credentials` lists it. A host without credentials is pushed to anonymously.
+  std::vector<std::string> registry_credentials;
   std::filesystem::path image_dir;       // OCI layouts: base-image cache and built images
   std::vector<NotifyTarget> notify;
   NotifyFn send_notify;                  // nullptr: an HTTP POST with a 5 s timeout (SendNotification)

@@ -516,5 +516,53 @@ spec:
   EXPECT_TRUE(Ledger().empty());
 }
 
+// A registry credential is named by its host: a pipeline pushes with the server's credential for
+// its image's registry only when the project lists it; otherwise the release is refused before
+// anything is built or pushed, naming the project, the rule and the credential.
+TEST_F(ReleaseTest, ARegistryCredentialItsProjectDoesNotListIsRefusedBeforeTheBuild) {
+  auto projects = value::ParseYaml(R"(apiVersion: gantry.dev/v1alpha1
+kind: Project
+metadata: {name: team}
+spec:
+  releases: {imageRepos: ["registry.test/team/*"], configPaths: ["**"]}
+  credentials: [registry.test]
+---
+apiVersion: gantry.dev/v1alpha1
+kind: Project
+metadata: {name: other}
+spec:
+  releases: {imageRepos: ["registry.test/team/*"], configPaths: ["**"]}
+  credentials: [git.example.com]
+)", "gantry.yaml");
+  ASSERT_TRUE(projects.ok()) << projects.status().ToString();
+  auto config = deliver::ParseConfig(*projects);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  services_.deliver_config = *config;
+  services_.registry_credentials = {"other-registry.test", "registry.test"};
+
+  ReleaseRequest r = Req();
+  r.project = "other";
+  auto refused = Release::Create(services_, pipeline_, r);
+  EXPECT_EQ(refused.status().code(), Code::kPermissionDenied);
+  EXPECT_EQ(refused.status().message(),
+            "release: push to registry.test/team/web with the registry credential of registry.test: project other: "
+            "credentials does not allow credential registry.test (it lists git.example.com)");
+
+  EXPECT_EQ(registry_.manifest_puts(), 0);
+
+  // A registry the server holds no credential for is pushed to anonymously: nothing to bind.
+  services_.registry_credentials = {"other-registry.test"};
+  EXPECT_TRUE(Release::Create(services_, pipeline_, r).ok());
+
+  // Its own credential: the release runs and pushes.
+  services_.registry_credentials = {"other-registry.test", "registry.test"};
+  r.project = "team";
+  auto release = Release::Create(services_, pipeline_, r);
+  ASSERT_TRUE(release.ok()) << release.status().ToString();
+  const ReleaseState& st = (*release)->Run();
+  EXPECT_EQ(st.phase, Phase::kSucceeded) << st.error.ToString();
+  EXPECT_GT(registry_.manifest_puts(), 0);
+}
+
 }  // namespace
 }  // namespace gantry::release

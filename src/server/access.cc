@@ -41,9 +41,6 @@ bool LooksLikeJwt(std::string_view s) {
   return dots == 2 && part > 0;
 }
 
-std::string ResultText(const Status& s) {
-  return s.ok() ? "ok" : fmt::format("{}: {}", CodeName(s.code()), s.message());
-}
 
 std::string OptTime(const std::optional<store::Time>& t) { return t ? Rfc3339(*t) : ""; }
 
@@ -474,12 +471,16 @@ http::Response Access::Serve(const http::Request& request, AuditNote note, const
                             .object = note.object,
                             .details = note.details,
                             .source = request.remote_addr,
-                            .result = ResultText(outcome),
+                            .result = AuditResult(outcome),
                             .project = note.project});
     if (!id.ok()) log::Warn("access: audit {} {} by {}: {}", note.action, note.object, who.ok() ? who->name : "?", id.status().message());
   }
   if (!answer.ok()) return error(answer.status());
   return *std::move(answer);
+}
+
+std::string AuditResult(const Status& s) {
+  return s.ok() ? "ok" : fmt::format("{}: {}", CodeName(s.code()), s.message());
 }
 
 void ServeAccess(Front& front, Access& access) {

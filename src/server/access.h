@@ -122,6 +122,9 @@ class Access {
   std::map<int64_t, std::chrono::steady_clock::time_point> touched_ GUARDED_BY(mu_);
 };
 
+// An audit row's result: "ok", or the error as "Code: message" ("PermissionDenied: user bob lacks ...").
+std::string AuditResult(const Status& s);
+
 // Registers /api/tokens, /api/roles and /api/audit on `front`; `access` must outlive its serving.
 void ServeAccess(Front& front, Access& access);
 

@@ -102,10 +102,13 @@ Result<Started> Actions::Run(std::string_view action, std::unique_ptr<deliver::D
   job->deployment = deployment.get();
   job->thread = std::thread([this, job, d = std::move(deployment), action = std::string(action), app, project] {
     const deliver::DeployState& s = d->Run();
+    {
+      // Done before the "action" event: a client that reacts to it may start the app's next action.
+      MutexLock done(mu_);
+      job->deployment = nullptr;
+      job->done = true;
+    }
     Finished(action, app, s.release_id, "", PhaseName(s.phase), s.message, project);
-    MutexLock done(mu_);
-    job->deployment = nullptr;
-    job->done = true;
   });
   return Started{.action = std::string(action), .release = id};
 }
@@ -121,7 +124,7 @@ Result<Started> Actions::Deploy(const DeployRequest& r) {
                            .path_template = options_.path_template,
                            .started_by = r.started_by,
                            .project = r.project.empty() ? "default" : r.project,
-                           .manual = true,
+                           .window_override = r.window_override,
                            .prune = r.prune,
                            .health_timeout = options_.health_timeout,
                            .clock = options_.clock};
@@ -133,14 +136,15 @@ Result<Started> Actions::Deploy(const DeployRequest& r) {
   return Run("deploy", *std::move(started), job, r.app, d.project);
 }
 
-Result<Started> Actions::Resume(std::string_view app, std::string_view project, std::string_view started_by) {
+Result<Started> Actions::Resume(std::string_view app, std::string_view project, std::string_view started_by,
+                                std::string_view window_override) {
   GANTRY_RETURN_IF_ERROR(Configured());
   GANTRY_ASSIGN_OR_RETURN(Job * job, Reserve(app, "resume"));
   deliver::DeployOptions d{.app = std::string(app),
                            .path_template = options_.path_template,
                            .started_by = std::string(started_by),
                            .project = project.empty() ? "default" : std::string(project),
-                           .manual = true,
+                           .window_override = std::string(window_override),
                            .health_timeout = options_.health_timeout,
                            .clock = options_.clock};
   auto resumed = deliver::Deployment::Resume(store_, *options_.config, options_.renderer(), options_.connect, d);
@@ -172,6 +176,7 @@ Result<Started> Actions::Rollback(const RollbackRequest& r) {
                               .path_template = options_.path_template,
                               .started_by = r.started_by,
                               .project = project,
+                              .window_override = r.window_override,
                               .health_timeout = options_.health_timeout,
                               .clock = options_.clock,
                               .cancel = &job->cancel};
@@ -189,16 +194,19 @@ Result<Started> Actions::Rollback(const RollbackRequest& r) {
     job->thread = std::thread([this, job, plan, ro, project, render = options_.renderer()] {
       auto result = deliver::Rollback(store_, *options_.config, render, options_.connect, ro);
       const bool planned = plan->told.load();
+      const bool stopped = job->cancel.load();
+      {
+        // Done before the "action" event (as a deploy's), and the job is not touched after.
+        MutexLock done(mu_);
+        job->done = true;
+      }
       if (!result.ok()) {
         plan->Tell(result.status());
         if (planned) Finished("rollback", ro.app, plan->to.load(), ro.env, "failed", result.status().message(), project);
       } else {
-        const bool stopped = job->cancel.load();
         Finished("rollback", ro.app, result->to_release, ro.env,
                  result->ok ? "succeeded" : stopped ? "terminated" : "failed", result->message, project);
       }
-      MutexLock done(mu_);
-      job->done = true;
     });
   }
   GANTRY_ASSIGN_OR_RETURN(auto releases, answer.get());

@@ -76,6 +76,7 @@ struct DeployRequest {
   std::string project = "default";
   bool prune = false;
   std::string started_by;   // the principal's name
+  std::string window_override;  // why the caller overrides closed sync windows (deliver::DeployOptions)
 };
 
 struct RollbackRequest {
@@ -84,6 +85,7 @@ struct RollbackRequest {
   int64_t to_release = 0;   // 0: the one that ran before
   std::string project = "default";
   std::string started_by;
+  std::string window_override;  // as DeployRequest's
 };
 
 // What an action answered when it started.
@@ -107,7 +109,8 @@ class Actions {
   Result<Started> Deploy(const DeployRequest& request);
   // Continues the app's newest unfinished release (one waiting for approval, or one a stop
   // interrupted): NotFound when there is none; otherwise as Deploy.
-  Result<Started> Resume(std::string_view app, std::string_view project, std::string_view started_by);
+  Result<Started> Resume(std::string_view app, std::string_view project, std::string_view started_by,
+                         std::string_view window_override = "");
   // Starts a rollback and returns once its releases are known: deliver::Rollback's errors
   // (NotFound: nothing to roll back to); otherwise as Deploy.
   Result<Started> Rollback(const RollbackRequest& request);

@@ -418,12 +418,23 @@ Result<http::Response> AppAction(const ApiV1Options& o, const http::Request& req
     return http::Response::Json(200, value::ToJson(v) + "\n");
   }
   if (o.actions == nullptr) return UnavailableError("this server runs no deploys");
+  // "override_window": true passes closed sync windows that allow manual syncs; "reason" (why) is
+  // required with it and goes into the audit rows.
+  GANTRY_ASSIGN_OR_RETURN(const bool override_window, BoolField(body, "override_window"));
+  GANTRY_ASSIGN_OR_RETURN(const std::string reason, StringField(body, "reason"));
+  if (override_window && reason.empty()) {
+    return InvalidArgumentError("\"override_window\" needs a \"reason\" (why the sync windows are overridden; it is audited)");
+  }
+  if (!override_window && !reason.empty()) return InvalidArgumentError("\"reason\" is for \"override_window\"");
+  const std::string window_override = override_window ? reason : "";
+  if (override_window) note.details = "window override requested: " + reason;
   const int64_t last_event = o.events != nullptr ? o.events->last_id() : 0;
   Result<Started> started = UnavailableError("");
   std::string env;
   if (action == "deploy") {
-    GANTRY_RETURN_IF_ERROR(KnownFields(body, {"revision", "through", "environment", "project", "prune"}));
-    DeployRequest d{.app = app, .project = project, .started_by = who.name};
+    GANTRY_RETURN_IF_ERROR(
+        KnownFields(body, {"revision", "through", "environment", "project", "prune", "override_window", "reason"}));
+    DeployRequest d{.app = app, .project = project, .started_by = who.name, .window_override = window_override};
     GANTRY_ASSIGN_OR_RETURN(d.revision, StringField(body, "revision"));
     GANTRY_ASSIGN_OR_RETURN(d.through, StringField(body, "through"));
     GANTRY_ASSIGN_OR_RETURN(d.environment, StringField(body, "environment"));
@@ -432,18 +443,19 @@ Result<http::Response> AppAction(const ApiV1Options& o, const http::Request& req
     env = d.environment;
     started = o.actions->Deploy(d);
   } else if (action == "resume") {
-    GANTRY_RETURN_IF_ERROR(KnownFields(body, {"project"}));
-    started = o.actions->Resume(app, project, who.name);
+    GANTRY_RETURN_IF_ERROR(KnownFields(body, {"project", "override_window", "reason"}));
+    started = o.actions->Resume(app, project, who.name, window_override);
   } else {
-    GANTRY_RETURN_IF_ERROR(KnownFields(body, {"environment", "to_release", "project"}));
-    RollbackRequest r{.app = app, .project = project, .started_by = who.name};
+    GANTRY_RETURN_IF_ERROR(KnownFields(body, {"environment", "to_release", "project", "override_window", "reason"}));
+    RollbackRequest r{.app = app, .project = project, .started_by = who.name, .window_override = window_override};
     GANTRY_ASSIGN_OR_RETURN(r.environment, StringField(body, "environment"));
     GANTRY_ASSIGN_OR_RETURN(r.to_release, IntField(body, "to_release"));
     env = r.environment;
     started = o.actions->Rollback(r);
   }
   if (!started.ok()) return started.status();
-  note.details = fmt::format("release {}", started->release);
+  note.details = fmt::format("release {}{}", started->release,
+                             override_window ? "; window override requested: " + reason : "");
   Value v = Value::Map();
   v.Set("action", started->action);
   v.Set("app", app);

@@ -2,7 +2,8 @@
 // configuration (one real control plane) and a file:// config repository, and the real `gantry`
 // CLI as two robot tokens of project default: a deployer's deploy reaches the cluster (exit 0,
 // following the server's events to the end); a viewer's is refused by the server (exit 3, naming
-// apps.deploy) and leaves no release.
+// apps.deploy) and leaves no release. The project's closed sync window refuses the deployer until
+// it overrides it with a reason, and the override is in the audit log with who and why.
 
 #include <filesystem>
 #include <regex>
@@ -75,6 +76,13 @@ TEST(DeployServer, ADeployerDeploysThroughTheServerAndAViewerIsRefused) {
                                           "apiVersion: gantry.dev/v1alpha1\nkind: Environment\nmetadata: {{name: dev}}\nspec: {{}}\n",
                                           kubeconfig))
                   .ok());
+  // The default project, narrowed: its one cluster, and a deny window that is always active but
+  // lets a person override it.
+  ASSERT_TRUE(WriteFileAtomic(root / "deliver" / "project.yaml",
+                              "apiVersion: gantry.dev/v1alpha1\nkind: Project\nmetadata: {name: default}\n"
+                              "spec:\n  destinations: [{name: \"*\", namespace: \"*\"}]\n  credentials: [dev-1]\n"
+                              "  syncWindows:\n  - {kind: deny, schedule: \"* * * * *\", duration: 1h, manualSync: true}\n")
+                  .ok());
   const std::string repo = "file://" + (root / "config").string();
   ProcessOptions po;
   po.inherit_env = true;
@@ -99,12 +107,14 @@ TEST(DeployServer, ADeployerDeploysThroughTheServerAndAViewerIsRefused) {
   const std::string deployer = RobotToken(url, "deployer", "deployer");
   const std::string viewer = RobotToken(url, "viewer", "viewer");
 
-  auto cli = [&](const std::string& token) {
+  auto cli = [&](const std::string& token, std::vector<std::string> extra = {}) {
     ProcessOptions o;
     o.inherit_env = true;
     o.env = {{"GANTRY_TOKEN", token}, {"GANTRY_SERVER", url}, {"HOME", root.string()}};
     o.timeout = std::chrono::seconds(120);
-    auto r = gantry::Run({Binary(), "deploy", "web", "--revision", "main"}, o);
+    std::vector<std::string> argv = {Binary(), "deploy", "web", "--revision", "main"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto r = gantry::Run(argv, o);
     GANTRY_CHECK(r.ok());
     return *std::move(r);
   };
@@ -114,7 +124,15 @@ TEST(DeployServer, ADeployerDeploysThroughTheServerAndAViewerIsRefused) {
   EXPECT_THAT(refused.err, HasSubstr("HTTP 403"));
   EXPECT_THAT(refused.err, HasSubstr("lacks apps.deploy on project default"));
 
-  ProcessResult ok = cli(deployer);
+  ProcessResult closed = cli(deployer);
+  EXPECT_EQ(closed.exit_code, 1) << closed.out << closed.err;
+  EXPECT_THAT(closed.out + closed.err, HasSubstr("project default: sync window deny \"* * * * *\" 1h"));
+  EXPECT_THAT(closed.out + closed.err, HasSubstr("--override-window --reason WHY"));
+  ProcessResult no_reason = cli(deployer, {"--override-window"});
+  EXPECT_EQ(no_reason.exit_code, 2) << no_reason.err;
+  EXPECT_THAT(no_reason.err, HasSubstr("--override-window needs --reason"));
+
+  ProcessResult ok = cli(deployer, {"--override-window", "--reason", "hotfix INC-42"});
   EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err << "\nserver:\n" << ReadFile(log).value_or("");
   EXPECT_THAT(ok.out, HasSubstr("deploy started in the server"));
   EXPECT_THAT(ok.out, HasSubstr("==> dev/dev-1: healthy"));
@@ -128,6 +146,19 @@ TEST(DeployServer, ADeployerDeploysThroughTheServerAndAViewerIsRefused) {
   auto cm = (*client)->Get({"v1", "ConfigMap", "default", "web-config"});
   ASSERT_TRUE(cm.ok()) << cm.status().ToString();
   EXPECT_EQ(cm->Find({"data", "from"})->AsString(), "server");
+
+  // The override is audited: by the engine for the window passed, and in the request's row.
+  auto audit = [&](const std::string& action) {
+    auto r = gantry::Run({"curl", "-s", "-H", std::string("Authorization: Bearer ") + kAdminToken, url + "/api/audit?action=" + action},
+                 po);
+    GANTRY_CHECK(r.ok());
+    return r->out;
+  };
+  const std::string overrides = audit("windows.override");
+  EXPECT_THAT(overrides, HasSubstr("\"actor\":\"robot:deployer\""));
+  EXPECT_THAT(overrides, HasSubstr("reason: hotfix INC-42"));
+  EXPECT_THAT(overrides, HasSubstr("app/web env/dev cluster/dev-1"));
+  EXPECT_THAT(audit("apps.deploy"), HasSubstr("window override requested: hotfix INC-42"));
 }
 
 }  // namespace

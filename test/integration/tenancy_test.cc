@@ -107,7 +107,7 @@ spec:
   sourceNamespaces: ["{2}"]
   destinations: [{{server: "*", namespace: "{2}"}}, {{server: "*", namespace: "{3}"}}]
   destinationServiceAccounts: [{{server: "*", namespace: "*", defaultServiceAccount: "{2}:deployer"}}]
-  credentials: ["{4}"]
+  credentials: ["{4}", local]  # local: the push-mode Cluster of PushAndPullGiveTheSameDecision
 ---
 apiVersion: gantry.dev/v1alpha1
 kind: Project
