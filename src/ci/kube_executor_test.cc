@@ -150,7 +150,7 @@ class LogOnlyClient final : public kube::Client {
   Result<Value> ApplyStatus(const Value&, const kube::ApplyOptions&) override { return UnimplementedError("fake"); }
   Result<Value> Replace(const Value& object) override { return object; }
   Status Delete(const kube::ObjectRef&, const kube::DeleteOptions&) override { return OkStatus(); }
-  Result<Value> Create(const Value& object) override { return object; }
+  Result<Value> Create(const Value& object, const kube::CreateOptions&) override { return object; }
   Status Watch(std::string_view, std::string_view, std::string_view, const kube::WatchOptions&,
                const kube::WatchHandler&) override {
     return UnimplementedError("fake");
