@@ -138,7 +138,7 @@ Result<http::Response> Matrix(const ApiV1Options& o, const http::Request& req, c
   GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, authz::Permission::kAppsRead, authz::kAllProjects));
   store::Store& store = o.access->store();
   const deliver::Config config = o.deliver_config.value_or(deliver::Config{});
-  GANTRY_ASSIGN_OR_RETURN(deliver::StatusReport report, deliver::GatherStatus(store, config, "", o.connect));
+  GANTRY_ASSIGN_OR_RETURN(deliver::StatusReport report, deliver::GatherStatus(store, config, "", o.connect, o.pull_applications));
   // Environments: promotion order, then any the ledger knows that the configuration does not.
   std::vector<std::string> environments;
   if (auto order = deliver::PromotionOrder(config); order.ok()) environments = *order;
@@ -335,7 +335,7 @@ Result<http::Response> Events(const ApiV1Options& o, const http::Request& req, c
       }
       const std::string project = e->project.empty() ? std::string(authz::kAllProjects) : e->project;
       const authz::Permission needs =
-          e->type == "release" || e->type == "action" ? authz::Permission::kAppsRead : authz::Permission::kRunsRead;
+          e->type == "release" || e->type == "action" || e->type == "app" ? authz::Permission::kAppsRead : authz::Permission::kRunsRead;
       if (e->type != "reset" && !authz.Allowed(who, needs, project)) continue;
       if (!w.Write(fmt::format("id: {}\nevent: {}\ndata: {}\n\n", e->id, e->type, e->data))) return;
       last_write = std::chrono::steady_clock::now();

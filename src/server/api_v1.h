@@ -58,6 +58,9 @@ struct ApiV1Options {
   // environments only, no pull clusters.
   std::optional<deliver::Config> deliver_config;
   deliver::ConnectFn connect;  // reaches pull clusters for the matrix
+  // Where pull clusters' Applications are read from (PullWatch::Source(), server/pull_watch.h);
+  // nullptr: listed through `connect` on every request.
+  deliver::ApplicationsFn pull_applications;
   // Runs deploys, resumes and rollbacks; nullptr: those routes answer 503 (approve still works).
   Actions* actions = nullptr;
   // API latency by route (gantry_api_request_duration_seconds{route,method,code}); nullptr: none.
