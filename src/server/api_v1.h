@@ -8,6 +8,15 @@
 //                                        (store::Store::CurrentByTarget), pull cells from the
 //                                        Applications' status (deliver::GatherStatus, as `gantry
 //                                        status`)
+//   GET  /api/v1/apps                    apps with their targets (push: ledger; pull: the
+//                                        Applications), filtered by ?project, environment,
+//                                        cluster, health, sync, mode
+//   GET  /api/v1/apps/{app}              one app: project, targets, last operation of each
+//   POST /api/v1/apps/{app}/sync         {"environment"?, "cluster"?, "prune"?} → 202: pull targets
+//                                        through the Application's sync-requested annotation,
+//                                        push targets by a deploy of the running release
+//   POST /api/v1/apps/{app}/refresh      {"environment"?, "cluster"?} → 202 (pull targets only)
+//   POST /api/v1/apps/{app}/terminate    501: no agent supports it
 //   GET  /api/v1/apps/{app}/releases     the app's releases, newest first, with their targets
 //   GET  /api/v1/runs                    CI runs, newest first
 //   GET  /api/v1/runs/{id}               one run with its steps
@@ -28,7 +37,7 @@
 // Every route but openapi.json goes through server::Access: 401 without valid credentials; reads
 // need runs.read / apps.read on the object's project, cancel runs.cancel, approve runs.approve;
 // deploy and resume apps.deploy, rollback apps.rollback, an app's approve releases.approve, on the
-// body's "project" (default "default"); each POST leaves one audit row. Errors are application/problem+json (ProblemJson, front.h).
+// body's "project" (default "default"); sync, refresh and terminate apps.sync on the app's project; each POST leaves one audit row. Errors are application/problem+json (ProblemJson, front.h).
 // Lists answer {"items": [...], "next": cursor | null}: ?limit=N (1..500, default 50) and
 // ?cursor= from the previous page's "next"; each list has an ETag (a hash of its body), and a
 // request whose If-None-Match names it gets 304 without a body.
