@@ -64,7 +64,7 @@ struct PullWatch::Watched {
   bool stop GUARDED_BY(mu) = false;
   std::shared_ptr<Connection> connection GUARDED_BY(mu);
   std::string error GUARDED_BY(mu) = "watch not started yet";
-  bool handled GUARDED_BY(mu) = false;  // the first list's changes are handled
+  bool handled GUARDED_BY(mu) = false;  // every Application of the first list is handled
   bool busy GUARDED_BY(mu) = false;     // a change is being handled
   std::deque<Change> changes GUARDED_BY(mu);
   // Only the cluster's thread touches these.
@@ -267,7 +267,15 @@ void PullWatch::Run(Watched& w) {
         lock.Lock();
         w.busy = false;
       }
-      w.handled = true;
+      if (!w.handled) {
+        // The first list's objects reach the handler on the cache's thread, possibly after Watch()
+        // returned: the first list is handled once every cached Application has been seen.
+        lock.Unlock();
+        auto cached = connection->cache->ByIndex(api::kApiVersion, api::kKind, "", "");
+        const bool seen_all = cached.ok() && cached->size() <= w.summaries.size();
+        lock.Lock();
+        if (seen_all && w.changes.empty()) w.handled = true;
+      }
       w.cv.NotifyAll();
       w.cv.WaitUntil(w.mu, std::chrono::steady_clock::now() + std::chrono::seconds(1));
     }
