@@ -412,6 +412,8 @@ Status RunServer(ServerOptions o, const Deps& deps) {
                                                     .deliver_config = o.release.deliver_config,
                                                     .connect = o.release.connect,
                                                     .pull_applications = pull_watch ? pull_watch->Source() : nullptr,
+                                                    .renderer = renderer,
+                                                    .path_template = o.release.path_template,
                                                     .actions = &actions,
                                                     .metrics = &registry}));
   std::optional<server::Front> metrics_front;

@@ -310,6 +310,11 @@ struct StatusReport {
   std::vector<std::string> warnings;  // "pull cluster NAME: why", for each that could not be listed
 };
 
+// The tracking key (sync::Options::app) of a push app's objects: its name in the default project,
+// PROJECT_APP in another, so a pipeline of one project naming another project's app cannot take
+// over its objects.
+std::string TrackingKey(std::string_view project, std::string_view app);
+
 // The Applications of a pull cluster from somewhere other than a list through its kubeconfig (the
 // server's watch of them, server/pull_watch.h). An error (the cluster is unreachable, its watch
 // is not synced) becomes the cluster's warning.

@@ -33,6 +33,10 @@ Result<std::vector<value::Value>> ListApplications(const Cluster& cluster, const
 
 }  // namespace
 
+std::string TrackingKey(std::string_view project, std::string_view app) {
+  return project.empty() || project == "default" ? std::string(app) : fmt::format("{}_{}", project, app);
+}
+
 std::vector<StatusRow> PushRows(std::string_view app, const std::vector<store::TargetStatus>& targets) {
   std::vector<StatusRow> rows;
   for (const auto& t : targets) {

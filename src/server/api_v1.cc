@@ -13,6 +13,7 @@
 #include "api/status.h"
 #include "base/hash.h"
 #include "git/git.h"
+#include "server/app_resources.h"
 #include "server/ci_front.h"
 #include "store/store.h"
 #include "value/value.h"
@@ -708,6 +709,67 @@ Status AnnotateApplication(const ApiV1Options& o, const AppsView& view, const de
       .WithContext(fmt::format("request {} of Application {} on cluster {}", annotation, row.app, row.cluster));
 }
 
+// GET /api/v1/apps/{app}/resources | diff | events: one target, from its cluster.
+Result<http::Response> AppLive(const ApiV1Options& o, const http::Request& req, const authz::Principal& who,
+                               std::string_view what) {
+  const std::string app = ParamOf(req, "app");
+  const auto q = ParseQuery(req.query);
+  GANTRY_RETURN_IF_ERROR(KnownParams(q, {"environment", "cluster"}));
+  GANTRY_ASSIGN_OR_RETURN(AppsView view, GatherApps(o, app));
+  GANTRY_ASSIGN_OR_RETURN(std::string project, AppProject(o, view, app));
+  GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, authz::Permission::kAppsRead, project));
+  const std::string env = q.contains("environment") ? q.at("environment") : "";
+  const std::string cluster_name = q.contains("cluster") ? q.at("cluster") : "";
+  GANTRY_ASSIGN_OR_RETURN(auto selected, SelectTargets(view, app, env, cluster_name));
+  if (selected.size() != 1) {
+    std::vector<std::string> names;
+    for (const auto* row : selected) names.push_back(row->env + "/" + row->cluster);
+    return InvalidArgumentError("{} has {} targets ({}): name one with ?environment= and ?cluster=", app, selected.size(),
+                                fmt::join(names, ", "));
+  }
+  const deliver::StatusRow& row = *selected.front();
+  const deliver::Cluster* cluster = o.deliver_config ? o.deliver_config->FindCluster(row.cluster) : nullptr;
+  if (cluster == nullptr || !o.connect) return UnavailableError("cluster {} is not reachable from this server", row.cluster);
+  Value doc;
+  if (row.mode == "pull") {
+    if (what == "diff") {
+      return UnimplementedError("the diff of a pull target is its agent's to compute (the server does not render pull "
+                                "sources): its resources' sync states are in GET /api/v1/apps/{}/resources", app);
+    }
+    const Value* application = FindApplication(view, row.cluster, app);
+    if (application == nullptr) return NotFoundError("no Application {} on cluster {}", app, row.cluster);
+    doc = PullResources(*application);
+    if (what == "events") {
+      GANTRY_ASSIGN_OR_RETURN(auto client, o.connect(*cluster));
+      GANTRY_ASSIGN_OR_RETURN(doc, EventsOf(*client, *doc.Get("items")));
+    }
+  } else {
+    if (row.release == 0) return NotFoundError("no release of {} runs in {} on {}", app, row.env, row.cluster);
+    GANTRY_ASSIGN_OR_RETURN(store::Release running, o.access->store().GetRelease(row.release));
+    PushTarget target{.app = app,
+                      .project = project,
+                      .config = &*o.deliver_config,
+                      .cluster = cluster,
+                      .environment = row.env,
+                      .config_revision = running.config_revision,
+                      .render = o.renderer ? o.renderer() : nullptr,
+                      .path_template = o.path_template};
+    GANTRY_ASSIGN_OR_RETURN(auto client, o.connect(*cluster));
+    if (what == "diff") {
+      GANTRY_ASSIGN_OR_RETURN(doc, PushDiff(*client, target));
+    } else {
+      GANTRY_ASSIGN_OR_RETURN(doc, PushResources(*client, target));
+      if (what == "events") {
+        GANTRY_ASSIGN_OR_RETURN(doc, EventsOf(*client, *doc.Get("items")));
+      }
+    }
+  }
+  doc.Set("environment", row.env);
+  doc.Set("cluster", row.cluster);
+  doc.Set("mode", row.mode);
+  return WithETag(req, value::ToJson(doc) + "\n");
+}
+
 // POST /api/v1/apps/{app}/sync | refresh | terminate.
 Result<http::Response> AppOperation(const ApiV1Options& o, const http::Request& req, const authz::Principal& who,
                                     AuditNote& note, std::string_view action) {
@@ -866,6 +928,12 @@ Status ServeApiV1(Front& front, ApiV1Options options) {
   add("GET", "/api/v1/apps/{app}/releases", "releases.read", read(Releases));
   add("GET", "/api/v1/apps", "apps.read", read(Apps));
   add("GET", "/api/v1/apps/{app}", "apps.read", read(AppDetail));
+  for (std::string what : {"resources", "diff", "events"}) {
+    add("GET", "/api/v1/apps/{app}/" + what, "apps.read",
+        [what](const ApiV1Options& opt, const http::Request& req, const authz::Principal& who, AuditNote&) {
+          return AppLive(opt, req, who, what);
+        });
+  }
   for (std::string action : {"sync", "refresh", "terminate"}) {
     add("POST", "/api/v1/apps/{app}/" + action, "apps." + action,
         [action](const ApiV1Options& opt, const http::Request& req, const authz::Principal& who, AuditNote& note) {

@@ -17,6 +17,10 @@
 //                                        push targets by a deploy of the running release
 //   POST /api/v1/apps/{app}/refresh      {"environment"?, "cluster"?} → 202 (pull targets only)
 //   POST /api/v1/apps/{app}/terminate    501: no agent supports it
+//   GET  /api/v1/apps/{app}/resources    ?environment=&cluster=: one target's resource tree
+//   GET  /api/v1/apps/{app}/diff         ... its live vs desired objects (push targets)
+//   GET  /api/v1/apps/{app}/events       ... the Kubernetes Events of its objects
+//                                        (server/app_resources.h)
 //   GET  /api/v1/apps/{app}/releases     the app's releases, newest first, with their targets
 //   GET  /api/v1/runs                    CI runs, newest first
 //   GET  /api/v1/runs/{id}               one run with its steps
@@ -70,6 +74,10 @@ struct ApiV1Options {
   // Where pull clusters' Applications are read from (PullWatch::Source(), server/pull_watch.h);
   // nullptr: listed through `connect` on every request.
   deliver::ApplicationsFn pull_applications;
+  // Renders push targets' desired state for /resources and /diff (as ActionsOptions::renderer);
+  // nullptr: those routes answer 503 for push targets.
+  std::function<deliver::RenderFn()> renderer;
+  std::string path_template = "envs/{env}";
   // Runs deploys, resumes and rollbacks; nullptr: those routes answer 503 (approve still works).
   Actions* actions = nullptr;
   // API latency by route (gantry_api_request_duration_seconds{route,method,code}); nullptr: none.

@@ -712,6 +712,25 @@ status:
   return (*docs)[0];
 }
 
+// What the push targets' config renders: a Deployment and a Secret.
+Result<render::Rendered> RenderWebApp(std::string_view revision, const std::string& path) {
+  GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml(R"(apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "registry/web:1"}]}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds, namespace: web}
+stringData: {password: desired-secret-value}
+)", path));
+  return render::Rendered{std::string(revision), std::move(docs)};
+}
+
 // The fixture's API again on a second front whose configuration adds a pull cluster, edge-1 in
 // prod, whose Applications the server watches.
 class AppsApiTest : public ApiV1Test {
@@ -728,7 +747,8 @@ class AppsApiTest : public ApiV1Test {
     watch_ = std::make_unique<PullWatch>(PullWatchOptions{.config = config_, .connect = connect, .store = store_.get(), .events = &bus_});
     ASSERT_TRUE(watch_->WaitSynced(std::chrono::seconds(10)));
     ASSERT_TRUE(ServeApiV1(pull_front_, {.access = access_.get(), .ci = ci_.get(), .events = &bus_, .deliver_config = config_,
-                                         .connect = connect, .pull_applications = watch_->Source(), .actions = actions_.get()})
+                                         .connect = connect, .pull_applications = watch_->Source(),
+                                         .renderer = [] { return RenderWebApp; }, .actions = actions_.get()})
                     .ok());
     ASSERT_TRUE(pull_front_.Start().ok());
     // A push release of web healthy in dev.
@@ -856,6 +876,96 @@ TEST_F(AppsApiTest, SyncAndRefreshAskTheAgentOrDeployAndAreAudited) {
   int by_bob = 0;
   for (const auto& row : *audit) by_bob += row.actor == "bob";
   EXPECT_EQ(by_bob, 6) << "every sync request, refused ones too";
+}
+
+TEST_F(AppsApiTest, ResourcesDiffAndEventsOfAPushTargetComeFromTheEngineAndTheCluster) {
+  // The cluster holds the Deployment (an older image), its ReplicaSet and Pod, and the Secret.
+  cluster_->AddKind({"apps", "v1", "ReplicaSet", "replicasets", true, {}});
+  auto deployment = value::ParseYaml(R"(apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "registry/web:0"}]}
+)", "live");
+  auto applied = cluster_->Apply((*deployment)[0]);
+  ASSERT_TRUE(applied.ok());
+  const std::string deploy_uid = value::StringAt(&*applied, {"metadata", "uid"});
+  auto rs = cluster_->Apply((*value::ParseYaml(fmt::format(R"(apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {{name: web-1, namespace: web, ownerReferences: [{{apiVersion: apps/v1, kind: Deployment, name: web, uid: "{}"}}]}}
+spec: {{replicas: 1}}
+)", deploy_uid), "rs"))[0]);
+  ASSERT_TRUE(rs.ok());
+  const std::string rs_uid = value::StringAt(&*rs, {"metadata", "uid"});
+  ASSERT_TRUE(cluster_->Apply((*value::ParseYaml(fmt::format(R"(apiVersion: v1
+kind: Pod
+metadata: {{name: web-1-a, namespace: web, ownerReferences: [{{apiVersion: apps/v1, kind: ReplicaSet, name: web-1, uid: "{}"}}]}}
+status: {{phase: Running}}
+)", rs_uid), "pod"))[0]).ok());
+  ASSERT_TRUE(cluster_->Apply((*value::ParseYaml("apiVersion: v1\nkind: Pod\nmetadata: {name: stranger, namespace: web}\n", "pod"))[0]).ok());
+  ASSERT_TRUE(cluster_->Apply((*value::ParseYaml(
+      "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: web}\ndata: {password: bGl2ZS1zZWNyZXQtdmFsdWU=}\n", "secret"))[0]).ok());
+  ASSERT_TRUE(cluster_->Create((*value::ParseYaml(R"(apiVersion: v1
+kind: Event
+metadata: {name: web-1-a.1, namespace: web}
+involvedObject: {kind: Pod, namespace: web, name: web-1-a}
+type: Warning
+reason: BackOff
+message: Back-off restarting failed container
+count: 3
+lastTimestamp: "2026-12-06T10:00:00Z"
+)", "event"))[0]).ok());
+
+  auto tree = Call(kToken, "GET", "/api/v1/apps/web/resources?environment=dev");
+  ASSERT_EQ(tree.status, 200) << tree.body;
+  ExpectValid(tree, "/api/v1/apps/{app}/resources", "GET");
+  auto t = value::ParseJson(tree.body);
+  std::map<std::string, const Value*> by_name;
+  for (const auto& n : t->Get("items")->items()) by_name[std::string(value::StringAt(&n, {"kind"})) + "/" + value::StringAt(&n, {"name"})] = &n;
+  ASSERT_EQ(by_name.size(), 4u) << tree.body;  // Deployment, Secret, ReplicaSet, Pod; not the stranger
+  EXPECT_EQ(value::StringAt(by_name["Deployment/web"], {"sync"}), "OutOfSync");
+  EXPECT_EQ(value::StringAt(by_name["ReplicaSet/web-1"], {"owners", 0}), deploy_uid);
+  EXPECT_EQ(value::StringAt(by_name["Pod/web-1-a"], {"owners", 0}), rs_uid);
+  EXPECT_EQ(value::StringAt(by_name["Pod/web-1-a"], {"sync"}), "");
+
+  auto diff = Call(kToken, "GET", "/api/v1/apps/web/diff?environment=dev&cluster=dev-1");
+  ASSERT_EQ(diff.status, 200) << diff.body;
+  ExpectValid(diff, "/api/v1/apps/{app}/diff", "GET");
+  EXPECT_THAT(diff.body, HasSubstr("registry/web:1"));
+  EXPECT_THAT(diff.body, ::testing::Not(HasSubstr("desired-secret-value")));
+  EXPECT_THAT(diff.body, ::testing::Not(HasSubstr("live-secret-value")));
+  EXPECT_THAT(diff.body, ::testing::Not(HasSubstr("bGl2ZS1zZWNyZXQtdmFsdWU")));
+  EXPECT_THAT(diff.body, ::testing::Not(HasSubstr("managedFields")));
+
+  auto events = Call(kToken, "GET", "/api/v1/apps/web/events?environment=dev");
+  ASSERT_EQ(events.status, 200) << events.body;
+  ExpectValid(events, "/api/v1/apps/{app}/events", "GET");
+  EXPECT_THAT(events.body, HasSubstr("Back-off restarting failed container"));
+
+  auto ambiguous = Call(kToken, "GET", "/api/v1/apps/web/resources");
+  EXPECT_EQ(ambiguous.status, 400);
+  EXPECT_THAT(ambiguous.body, HasSubstr("name one with ?environment= and ?cluster="));
+  ExpectValid(ambiguous, "/api/v1/apps/{app}/resources", "GET");
+}
+
+TEST_F(AppsApiTest, APullTargetsTreeIsWhatItsAgentReportsAndItHasNoServerDiff) {
+  auto tree = Call(kToken, "GET", "/api/v1/apps/web/resources?cluster=edge-1");
+  ASSERT_EQ(tree.status, 200) << tree.body;
+  ExpectValid(tree, "/api/v1/apps/{app}/resources", "GET");
+  auto t = value::ParseJson(tree.body);
+  EXPECT_EQ(value::StringAt(&*t, {"items", 0, "kind"}), "Deployment");
+  EXPECT_EQ(value::StringAt(&*t, {"items", 0, "group"}), "apps");
+  EXPECT_EQ(value::StringAt(&*t, {"items", 0, "health", "status"}), "Healthy");
+  EXPECT_EQ(value::StringAt(&*t, {"mode"}), "pull");
+  auto diff = Call(kToken, "GET", "/api/v1/apps/web/diff?cluster=edge-1");
+  EXPECT_EQ(diff.status, 501);
+  ExpectValid(diff, "/api/v1/apps/{app}/diff", "GET");
+  auto events = Call(kToken, "GET", "/api/v1/apps/web/events?cluster=edge-1");
+  EXPECT_EQ(events.status, 200) << events.body;
+  ExpectValid(events, "/api/v1/apps/{app}/events", "GET");
 }
 
 }  // namespace
