@@ -126,4 +126,21 @@ describe('Application', () => {
     expect(fake.requests.filter((r) => r.method === 'POST').map((r) => [r.url, r.body]))
       .toEqual([['/api/v1/apps/web/rollback', {environment: 'dev', to_release: 2, project: 'default'}]]);
   });
+
+  it('reloads when an event says the app changed', async () => {
+    const fake = appFake();
+    render(<Application client={new Client({token: kToken, fetch: fake.fetch})} app="web" />);
+    await screen.findByRole('list', {name: 'Resource tree'});
+    await waitFor(() => expect(fake.openStreams).toBe(1));
+    const details = () => fake.requests.filter((r) => r.url === '/api/v1/apps/web').length;
+    const before = details();
+    fake.data.apps.web.detail.targets[1].health = 'Degraded';
+    fake.emit('app', {app: 'other', namespace: 'gantry', cluster: 'edge-1', environment: 'prod', sync: 'Synced', health: 'Degraded',
+                      revision: 'abd', phase: '', deleted: false});
+    fake.emit('app', {app: 'web', namespace: 'gantry', cluster: 'edge-1', environment: 'prod', sync: 'Synced', health: 'Degraded',
+                      revision: 'abd', phase: '', deleted: false});
+    await waitFor(() => expect(within(screen.getByRole('row', {name: /prod\/edge-1/})).queryByText('Degraded')).not.toBeNull());
+    expect(details()).toBe(before + 1);
+  });
 });
+

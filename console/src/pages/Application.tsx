@@ -1,11 +1,12 @@
 // One application: its targets (environment × cluster, push or pull), the selected target's
 // resource tree, an object's live manifest and diff, its Kubernetes events; Sync (with prune and
 // dry-run, after a confirm that shows the diff), Refresh, Rollback to a chosen release; and the
-// release history.
+// release history. It reloads when the server's events say the app changed.
 
 import {useEffect, useState} from 'react';
 
 import type {Client, TargetRef} from '../api/client';
+import {subscribe} from '../api/events';
 import type {AppDiff, AppTargetDetail, ResourceNode} from '../api/contract';
 import {ErrorBox, StateBadge, short, time, useLoad} from '../components/common';
 import {ResourceGraph, healthClass, nodeKey} from '../components/ResourceGraph';
@@ -126,6 +127,25 @@ export function Application({client, app}: {client: Client; app: string}) {
     setNode(null);
     setSyncing(false);
   }, [refKey]);
+
+  // Live: a release target or a pull Application of this app changed.
+  const reloadDetail = detail.reload;
+  const reloadTree = tree.reload;
+  useEffect(() => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stop = subscribe(client, (name, data) => {
+      if ((name !== 'release' && name !== 'app') || (data as {app: string}).app !== app) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        reloadDetail();
+        reloadTree();
+      }, 200);
+    });
+    return () => {
+      clearTimeout(timer);
+      stop();
+    };
+  }, [client, app, reloadDetail, reloadTree]);
 
   const done = (message: string) => {
     setSyncing(false);
