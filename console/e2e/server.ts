@@ -1,7 +1,7 @@
 // Starts `gantry server` (GANTRY_BINARY) for the browser tests: a SQLite store and an API token in
 // a temporary directory, a file:// repository with a one-step pipeline, listening on a port the
-// kernel picks. Its URL and token reach the tests in GANTRY_URL and GANTRY_TOKEN; the returned
-// function stops it.
+// kernel picks; with GANTRY_KUBE_CLUSTER, a Kubernetes test cluster it deploys to (below). Its URL
+// and token reach the tests in GANTRY_URL and GANTRY_TOKEN; the returned function stops it all.
 import {spawn, execFileSync} from 'node:child_process';
 import {chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
@@ -33,12 +33,60 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   git(repo, 'commit', '-q', '-m', 'init');
   const commit = git(repo, 'rev-parse', 'HEAD');
 
+  // With a Kubernetes test cluster (GANTRY_KUBE_CLUSTER names test/env/kube-cluster.sh), the server
+  // also deploys: one push environment, dev, on that cluster, from a config repository holding
+  // the app "web" (a Deployment and a ConfigMap) under envs/dev.
+  const push: string[] = [];
+  const clusterScript = process.env.GANTRY_KUBE_CLUSTER;
+  let clusterDir = '';
+  if (clusterScript) {
+    clusterDir = join(root, 'cluster');
+    const out = execFileSync('bash', [clusterScript, 'start', clusterDir, '--name', 'console-e2e']).toString();
+    const kubeconfig = out.match(/^KUBECONFIG=(.*)$/m)?.[1];
+    if (!kubeconfig) throw new Error(`${clusterScript} start printed no KUBECONFIG:\n${out}`);
+    const deliver = join(root, 'deliver');
+    mkdirSync(deliver);
+    writeFileSync(join(deliver, 'dev.yaml'), `apiVersion: gantry.dev/v1alpha1
+kind: Cluster
+metadata: {name: dev-1}
+spec: {kubeconfig: ${kubeconfig}, environment: dev}
+---
+apiVersion: gantry.dev/v1alpha1
+kind: Environment
+metadata: {name: dev}
+spec: {}
+`);
+    const config = join(root, 'config');
+    mkdirSync(join(config, 'envs', 'dev'), {recursive: true});
+    writeFileSync(join(config, 'envs', 'dev', 'web.yaml'), `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "registry.example/web:1"}]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: web-config, namespace: default}
+data: {greeting: hello}
+`);
+    git(config, 'init', '-q', '-b', 'main');
+    git(config, 'add', '-A');
+    git(config, 'commit', '-q', '-m', 'web in dev');
+    process.env.GANTRY_CONFIG_COMMIT = git(config, 'rev-parse', 'HEAD');
+    process.env.GANTRY_KUBECONFIG = kubeconfig;
+    push.push('--deliver-config', deliver, '--deploy-repo', `file://${config}`);
+  }
+
   const log = join(root, 'server.log');
   const out = (await import('node:fs')).openSync(log, 'w');
   const proc = spawn(binary, [
     'server', '--listen', '127.0.0.1:0', '--store', `sqlite:${join(root, 'gantry.db')}`,
     '--webhook-secret-env', 'HOOK', '--api-token-env', 'API_TOKEN', '--repo', `file://${repo}`,
-    '--data-dir', join(root, 'data'), '--allow-file-repos', '--policy', 'approval=none',
+    '--data-dir', join(root, 'data'), '--allow-file-repos', '--policy', 'approval=none', ...push,
   ], {env: {...process.env, HOOK: kSecret, API_TOKEN: kToken}, stdio: ['ignore', out, out]});
   const deadline = Date.now() + 30_000;
   let port = '';
@@ -58,6 +106,7 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   return async () => {
     proc.kill('SIGTERM');
     await new Promise((r) => (proc.exitCode !== null ? r(null) : proc.once('exit', r)));
+    if (clusterDir) execFileSync('bash', [clusterScript!, 'stop', clusterDir]);
     if (!process.env.GANTRY_KEEP_TEMP) rmSync(root, {recursive: true, force: true});
   };
 }

@@ -1,6 +1,7 @@
 import {useCallback, useEffect, useMemo, useState} from 'react';
 
 import {Client} from './api/client';
+import {Application} from './pages/Application';
 import {Login} from './pages/Login';
 import {Overview} from './pages/Overview';
 import {Releases} from './pages/Releases';
@@ -15,6 +16,10 @@ function Page({client, path}: {client: Client; path: string}) {
   if (path === '/runs' || path === '/runs/') return <Runs client={client} />;
   if ((m = path.match(/^\/runs\/(\d+)\/?$/))) return <RunDetail key={m[1]} client={client} id={Number(m[1])} />;
   if ((m = path.match(/^\/apps\/([^/]+)\/?$/))) {
+    const app = decodeURIComponent(m[1]);
+    return <Application key={app} client={client} app={app} />;
+  }
+  if ((m = path.match(/^\/apps\/([^/]+)\/releases\/?$/))) {
     const app = decodeURIComponent(m[1]);
     return <Releases key={app} client={client} app={app} />;
   }

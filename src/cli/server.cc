@@ -38,6 +38,7 @@
 #include "server/console.h"
 #include "server/events.h"
 #include "server/front.h"
+#include "server/pull_watch.h"
 #include "server/server_metrics.h"
 #include "store/store.h"
 #include "webhook/webhook.h"
@@ -396,12 +397,24 @@ Status RunServer(ServerOptions o, const Deps& deps) {
   auto project_of = o.front.project_of;
   GANTRY_RETURN_IF_ERROR(server::ServeCi(front, ci_server, std::move(o.front)));
   server::ServeAccess(front, access);
+  // Pull clusters' Applications, watched (the matrix and the apps routes read them from memory;
+  // agent syncs are audited, status changes are "app" events).
+  std::optional<server::PullWatch> pull_watch;
+  if (o.release.deliver_config) {
+    pull_watch.emplace(server::PullWatchOptions{.config = *o.release.deliver_config,
+                                                .connect = o.release.connect,
+                                                .store = &store,
+                                                .events = &events});
+  }
   GANTRY_RETURN_IF_ERROR(server::ServeApiV1(front, {.access = &access,
                                                     .ci = &ci_server,
                                                     .events = &events,
                                                     .project_of = project_of,
                                                     .deliver_config = o.release.deliver_config,
                                                     .connect = o.release.connect,
+                                                    .pull_applications = pull_watch ? pull_watch->Source() : nullptr,
+                                                    .renderer = renderer,
+                                                    .path_template = o.release.path_template,
                                                     .actions = &actions,
                                                     .metrics = &registry}));
   std::optional<server::Front> metrics_front;
@@ -422,6 +435,7 @@ Status RunServer(ServerOptions o, const Deps& deps) {
   signal(SIGTERM, OnSignal);
   while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   front.Stop();
+  if (pull_watch) pull_watch->Stop();
   // Deploys and rollbacks stop at their next step; POST .../resume continues a deploy.
   actions.Stop();
   if (metrics_front) metrics_front->Stop();

@@ -314,11 +314,22 @@ struct StatusReport {
   std::vector<std::string> warnings;  // "pull cluster NAME: why", for each that could not be listed
 };
 
+// The tracking key (sync::Options::app) of a push app's objects: its name in the default project,
+// PROJECT_APP in another, so a pipeline of one project naming another project's app cannot take
+// over its objects.
+std::string TrackingKey(std::string_view project, std::string_view app);
+
+// The Applications of a pull cluster from somewhere other than a list through its kubeconfig (the
+// server's watch of them, server/pull_watch.h). An error (the cluster is unreachable, its watch
+// is not synced) becomes the cluster's warning.
+using ApplicationsFn = std::function<Result<std::vector<value::Value>>(const Cluster&)>;
+
 // The status of `app` ("": of every application with a release in the ledger): its push targets
-// from `store`, and the Applications of each pull cluster of `config`, reached through `connect`.
-// A pull cluster that cannot be reached or listed is a warning, not an error. Errors: the store's.
+// from `store`, and the Applications of each pull cluster of `config`, from `applications` or,
+// without it, listed through `connect`. A pull cluster that cannot be reached or listed is a
+// warning, not an error. Errors: the store's.
 Result<StatusReport> GatherStatus(store::Store& store, const Config& config, std::string_view app,
-                                  const ConnectFn& connect);
+                                  const ConnectFn& connect, const ApplicationsFn& applications = nullptr);
 
 // Approves release `release` of `app` (0: its newest) for `env` in the ledger as `by`, and audits
 // it; returns the release approved. NotFound when `app` has no releases or there is no such

@@ -157,9 +157,7 @@ store::Target ApplyCluster(const ApplyContext& ctx, const Cluster& cluster, stor
   if (!client.ok()) return fail(client.status().message());
   const uint64_t requests_at_start = (*client)->request_count();
   sync::Options so;
-  // The tracking key: an app of a project other than the default is keyed PROJECT_APP, so a
-  // pipeline of one project naming another project's app cannot take over its objects.
-  so.app = ctx.project.name == "default" ? ctx.app : ctx.project.name + "_" + ctx.app;
+  so.app = TrackingKey(ctx.project.name, ctx.app);
   so.project = &ctx.project;
   so.cluster_name = cluster.name;
   if (auto rest = kube::LoadConfig({.paths = {cluster.kubeconfig}, .context = cluster.context}); rest.ok()) {

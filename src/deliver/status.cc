@@ -24,7 +24,18 @@ std::string HealthOf(store::TargetState s) {
   return "Unknown";
 }
 
+// Every Application of a pull cluster, listed through its kubeconfig.
+Result<std::vector<value::Value>> ListApplications(const Cluster& cluster, const ConnectFn& connect) {
+  GANTRY_ASSIGN_OR_RETURN(auto client, connect(cluster));
+  GANTRY_ASSIGN_OR_RETURN(kube::ObjectList list, client->List(api::kApiVersion, api::kKind, ""));
+  return std::move(list.items);
+}
+
 }  // namespace
+
+std::string TrackingKey(std::string_view project, std::string_view app) {
+  return project.empty() || project == "default" ? std::string(app) : fmt::format("{}_{}", project, app);
+}
 
 std::vector<StatusRow> PushRows(std::string_view app, const std::vector<store::TargetStatus>& targets) {
   std::vector<StatusRow> rows;
@@ -92,7 +103,7 @@ std::map<std::pair<std::string, std::string>, int64_t> BehindByEnv(const std::ve
 }
 
 Result<StatusReport> GatherStatus(store::Store& store, const Config& config, std::string_view app,
-                                  const ConnectFn& connect) {
+                                  const ConnectFn& connect, const ApplicationsFn& applications) {
   std::vector<std::string> apps;
   if (!app.empty()) {
     apps.emplace_back(app);
@@ -109,15 +120,13 @@ Result<StatusReport> GatherStatus(store::Store& store, const Config& config, std
   }
   for (const auto& c : config.clusters) {
     if (!c.pull) continue;
-    auto client = connect(c);
-    auto list = client.ok() ? (*client)->List(api::kApiVersion, api::kKind, "")
-                            : Result<kube::ObjectList>(client.status());
-    if (!list.ok()) {
-      report.warnings.push_back(fmt::format("pull cluster {}: {}", c.name, list.status().message()));
+    Result<std::vector<value::Value>> listed = applications ? applications(c) : ListApplications(c, connect);
+    if (!listed.ok()) {
+      report.warnings.push_back(fmt::format("pull cluster {}: {}", c.name, listed.status().message()));
       continue;
     }
     std::vector<value::Value> items;
-    for (const auto& item : list->items) {
+    for (const auto& item : *listed) {
       if (app.empty() || value::StringAt(&item, {"metadata", "name"}) == app) items.push_back(item);
     }
     for (auto& row : PullRows(c, items, releases)) report.rows.push_back(std::move(row));

@@ -9,8 +9,11 @@
 #include <fmt/ranges.h>
 
 #include "base/clock.h"
+#include "api/application.h"
+#include "api/status.h"
 #include "base/hash.h"
 #include "git/git.h"
+#include "server/app_resources.h"
 #include "server/ci_front.h"
 #include "store/store.h"
 #include "value/value.h"
@@ -138,7 +141,7 @@ Result<http::Response> Matrix(const ApiV1Options& o, const http::Request& req, c
   GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, authz::Permission::kAppsRead, authz::kAllProjects));
   store::Store& store = o.access->store();
   const deliver::Config config = o.deliver_config.value_or(deliver::Config{});
-  GANTRY_ASSIGN_OR_RETURN(deliver::StatusReport report, deliver::GatherStatus(store, config, "", o.connect));
+  GANTRY_ASSIGN_OR_RETURN(deliver::StatusReport report, deliver::GatherStatus(store, config, "", o.connect, o.pull_applications));
   // Environments: promotion order, then any the ledger knows that the configuration does not.
   std::vector<std::string> environments;
   if (auto order = deliver::PromotionOrder(config); order.ok()) environments = *order;
@@ -335,7 +338,7 @@ Result<http::Response> Events(const ApiV1Options& o, const http::Request& req, c
       }
       const std::string project = e->project.empty() ? std::string(authz::kAllProjects) : e->project;
       const authz::Permission needs =
-          e->type == "release" || e->type == "action" ? authz::Permission::kAppsRead : authz::Permission::kRunsRead;
+          e->type == "release" || e->type == "action" || e->type == "app" ? authz::Permission::kAppsRead : authz::Permission::kRunsRead;
       if (e->type != "reset" && !authz.Allowed(who, needs, project)) continue;
       if (!w.Write(fmt::format("id: {}\nevent: {}\ndata: {}\n\n", e->id, e->type, e->data))) return;
       last_write = std::chrono::steady_clock::now();
@@ -467,6 +470,407 @@ Result<http::Response> AppAction(const ApiV1Options& o, const http::Request& req
   return http::Response::Json(202, value::ToJson(v) + "\n");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Applications: /api/v1/apps, /api/v1/apps/{app} and its sync, refresh and terminate.
+
+// What the apps routes read: `gantry status`'s rows and the pull clusters' Applications they came
+// from (read once per request, from the watch when the server has one).
+struct AppsView {
+  deliver::StatusReport report;
+  std::map<std::string, std::vector<Value>> applications;  // pull cluster → its Applications
+};
+
+Result<AppsView> GatherApps(const ApiV1Options& o, std::string_view app) {
+  AppsView view;
+  const deliver::Config config = o.deliver_config.value_or(deliver::Config{});
+  deliver::ApplicationsFn source = [&](const deliver::Cluster& c) -> Result<std::vector<Value>> {
+    Result<std::vector<Value>> items = UnavailableError("no way to reach pull clusters");
+    if (o.pull_applications) {
+      items = o.pull_applications(c);
+    } else if (o.connect) {
+      auto client = o.connect(c);
+      if (!client.ok()) return client.status();
+      GANTRY_ASSIGN_OR_RETURN(kube::ObjectList list, (*client)->List(api::kApiVersion, api::kKind, ""));
+      items = std::move(list.items);
+    }
+    if (items.ok()) view.applications[c.name] = *items;
+    return items;
+  };
+  GANTRY_ASSIGN_OR_RETURN(view.report, deliver::GatherStatus(o.access->store(), config, app, o.connect, source));
+  return view;
+}
+
+// The Application of `app` on pull cluster `cluster`, or nullptr.
+const Value* FindApplication(const AppsView& view, std::string_view cluster, std::string_view app) {
+  auto it = view.applications.find(std::string(cluster));
+  if (it == view.applications.end()) return nullptr;
+  for (const auto& a : it->second) {
+    if (value::StringAt(&a, {"metadata", "name"}) == app) return &a;
+  }
+  return nullptr;
+}
+
+// An app's project: its newest release's, else its Applications' spec.project, else "default".
+Result<std::string> AppProject(const ApiV1Options& o, const AppsView& view, std::string_view app) {
+  GANTRY_ASSIGN_OR_RETURN(auto newest, o.access->store().ListReleases(app, 1));
+  if (!newest.empty()) return newest.front().project.empty() ? std::string("default") : newest.front().project;
+  for (const auto& [cluster, apps] : view.applications) {
+    if (const Value* a = FindApplication(view, cluster, app)) {
+      std::string project = value::StringAt(a, {"spec", "project"});
+      return project.empty() ? std::string("default") : project;
+    }
+  }
+  return std::string("default");
+}
+
+// A push target's sync status from the ledger: Synced when the newest release runs there healthy.
+std::string PushSync(const deliver::StatusRow& row) {
+  return row.behind == 0 && row.release != 0 && row.state == "healthy" ? api::kSynced : api::kOutOfSync;
+}
+
+Value TargetJson(const deliver::StatusRow& row) {
+  Value t = Value::Map();
+  t.Set("environment", row.env);
+  t.Set("cluster", row.cluster);
+  t.Set("mode", row.mode);
+  t.Set("release", row.release == 0 ? Value() : Value(row.release));
+  t.Set("revision", row.revision);
+  t.Set("sync", row.mode == "push" ? PushSync(row) : row.state);
+  t.Set("health", row.health);
+  t.Set("behind", row.behind);
+  t.Set("message", row.message);
+  return t;
+}
+
+// Whether `row` passes the list's filters (environment, cluster, health, sync; "" : any).
+bool TargetMatches(const deliver::StatusRow& row, const std::map<std::string, std::string>& q) {
+  auto want = [&](const char* key, std::string_view have) {
+    auto it = q.find(key);
+    return it == q.end() || it->second.empty() || it->second == have;
+  };
+  return want("environment", row.env) && want("cluster", row.cluster) && want("health", row.health) &&
+         want("sync", row.mode == "push" ? PushSync(row) : row.state) && want("mode", row.mode);
+}
+
+Status KnownParams(const std::map<std::string, std::string>& q, std::initializer_list<std::string_view> known) {
+  for (const auto& [key, v] : q) {
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      return InvalidArgumentError("unknown query parameter {:?} (known: {})", key, fmt::join(known, ", "));
+    }
+  }
+  return OkStatus();
+}
+
+// GET /api/v1/apps: the apps the caller may read, each with the targets that pass the filters.
+Result<http::Response> Apps(const ApiV1Options& o, const http::Request& req, const authz::Principal& who) {
+  const auto q = ParseQuery(req.query);
+  GANTRY_RETURN_IF_ERROR(KnownParams(q, {"project", "environment", "cluster", "health", "sync", "mode", "limit", "cursor"}));
+  GANTRY_ASSIGN_OR_RETURN(Page page, ParsePage(req.query));
+  GANTRY_ASSIGN_OR_RETURN(authz::Authorizer authz, o.access->LoadAuthorizer());
+  if (!authz.AllowedSomewhere(who, authz::Permission::kAppsRead)) {
+    return authz.Check(who, authz::Permission::kAppsRead, authz::kAllProjects);
+  }
+  GANTRY_ASSIGN_OR_RETURN(AppsView view, GatherApps(o, ""));
+  std::map<std::string, std::vector<const deliver::StatusRow*>> by_app;  // sorted by name
+  for (const auto& row : view.report.rows) by_app[row.app].push_back(&row);
+  const std::string want_project = q.contains("project") ? q.at("project") : "";
+  // The cursor is the position of the next app in the filtered list (opaque to clients).
+  const int64_t skip = page.before_id == 0 ? 0 : page.before_id - 1;
+  int64_t position = 0;
+  std::optional<int64_t> next;
+  Value items = Value::Seq();
+  for (const auto& [app, rows] : by_app) {
+    GANTRY_ASSIGN_OR_RETURN(std::string project, AppProject(o, view, app));
+    if (!want_project.empty() && project != want_project) continue;
+    if (!authz.Allowed(who, authz::Permission::kAppsRead, project)) continue;
+    Value targets = Value::Seq();
+    for (const auto* row : rows) {
+      if (TargetMatches(*row, q)) targets.Append(TargetJson(*row));
+    }
+    if (targets.size() == 0) continue;
+    ++position;
+    if (position <= skip) continue;
+    if (static_cast<int>(items.size()) == page.limit) {
+      next = position;
+      break;
+    }
+    Value v = Value::Map();
+    v.Set("app", app);
+    v.Set("project", project);
+    v.Set("targets", targets);
+    items.Append(v);
+  }
+  Value doc = Value::Map();
+  doc.Set("items", items);
+  doc.Set("next", next ? Value(std::to_string(*next)) : Value());
+  Value warnings = Value::Seq();
+  for (const auto& w : view.report.warnings) warnings.Append(w);
+  doc.Set("warnings", warnings);
+  return WithETag(req, value::ToJson(doc) + "\n");
+}
+
+// The last operation of a target: a pull Application's operationState, a push target's newest
+// release there.
+Result<Value> LastOperation(const ApiV1Options& o, const AppsView& view, const deliver::StatusRow& row,
+                            const std::vector<store::TargetStatus>& push) {
+  Value v = Value::Map();
+  if (row.mode == "pull") {
+    const Value* a = FindApplication(view, row.cluster, row.app);
+    api::ApplicationStatus st = api::ParseStatus(a == nullptr ? nullptr : a->Get("status"));
+    if (!st.operation) return Value();
+    v.Set("release", Value());
+    v.Set("phase", st.operation->phase);
+    v.Set("revision", st.operation->revision);
+    v.Set("trigger", st.operation->trigger);
+    v.Set("started_at", st.operation->started_at.empty() ? Value() : Value(st.operation->started_at));
+    v.Set("finished_at", st.operation->finished_at.empty() ? Value() : Value(st.operation->finished_at));
+    v.Set("message", st.operation->message);
+    return v;
+  }
+  (void)o;
+  for (const auto& t : push) {
+    if (t.env != row.env || t.cluster != row.cluster) continue;
+    v.Set("release", t.latest.id);
+    v.Set("phase", store::Name(t.latest_target.state));
+    v.Set("revision", t.latest.source_revision);
+    v.Set("trigger", t.latest.started_by);
+    v.Set("started_at", Rfc3339(t.latest.created_at));
+    v.Set("finished_at", TimeOrNull(t.latest_target.finished_at));
+    v.Set("message", t.latest_target.message);
+    return v;
+  }
+  return Value();
+}
+
+// GET /api/v1/apps/{app}.
+Result<http::Response> AppDetail(const ApiV1Options& o, const http::Request& req, const authz::Principal& who) {
+  const std::string app = ParamOf(req, "app");
+  GANTRY_ASSIGN_OR_RETURN(AppsView view, GatherApps(o, app));
+  GANTRY_ASSIGN_OR_RETURN(std::string project, AppProject(o, view, app));
+  GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, authz::Permission::kAppsRead, project));
+  std::vector<const deliver::StatusRow*> rows;
+  for (const auto& row : view.report.rows) {
+    if (row.app == app) rows.push_back(&row);
+  }
+  GANTRY_ASSIGN_OR_RETURN(auto newest, o.access->store().ListReleases(app, 1));
+  if (rows.empty() && newest.empty()) return NotFoundError("no application {:?}: no release in the ledger and no Application on a pull cluster", app);
+  GANTRY_ASSIGN_OR_RETURN(auto push, o.access->store().CurrentByTarget(app));
+  Value targets = Value::Seq();
+  for (const auto* row : rows) {
+    Value t = TargetJson(*row);
+    GANTRY_ASSIGN_OR_RETURN(Value op, LastOperation(o, view, *row, push));
+    t.Set("last_operation", op);
+    if (row->mode == "pull") {
+      const Value* a = FindApplication(view, row->cluster, app);
+      t.Set("namespace", a == nullptr ? "" : value::StringAt(a, {"metadata", "namespace"}));
+    } else {
+      t.Set("namespace", "");
+    }
+    targets.Append(t);
+  }
+  Value v = Value::Map();
+  v.Set("app", app);
+  v.Set("project", project);
+  v.Set("latest_release", newest.empty() ? Value() : Value(newest.front().id));
+  v.Set("targets", targets);
+  Value warnings = Value::Seq();
+  for (const auto& w : view.report.warnings) warnings.Append(w);
+  v.Set("warnings", warnings);
+  return WithETag(req, value::ToJson(v) + "\n");
+}
+
+// The targets of `app` an action addresses: those in `env` and `cluster` ("" : any). NotFound
+// naming the filter when none is.
+Result<std::vector<const deliver::StatusRow*>> SelectTargets(const AppsView& view, std::string_view app,
+                                                             std::string_view env, std::string_view cluster) {
+  std::vector<const deliver::StatusRow*> out;
+  for (const auto& row : view.report.rows) {
+    if (row.app == app && (env.empty() || row.env == env) && (cluster.empty() || row.cluster == cluster)) {
+      out.push_back(&row);
+    }
+  }
+  if (out.empty()) {
+    return NotFoundError("{} has no target{}{}{}", app, env.empty() ? "" : " in environment " + std::string(env),
+                         cluster.empty() ? "" : " on cluster " + std::string(cluster),
+                         view.report.warnings.empty() ? "" : fmt::format(" ({})", fmt::join(view.report.warnings, "; ")));
+  }
+  return out;
+}
+
+// Asks the agent of a pull target to sync or refresh now, as `gantry app sync|refresh` does: the
+// request annotation on its Application, with a value that identifies this request.
+Status AnnotateApplication(const ApiV1Options& o, const AppsView& view, const deliver::StatusRow& row,
+                           std::string_view annotation, std::string_view request_id) {
+  const Value* existing = FindApplication(view, row.cluster, row.app);
+  if (existing == nullptr) return NotFoundError("no Application {} on cluster {}", row.app, row.cluster);
+  const deliver::Cluster* cluster = o.deliver_config ? o.deliver_config->FindCluster(row.cluster) : nullptr;
+  if (cluster == nullptr || !o.connect) return UnavailableError("cluster {} is not reachable from this server", row.cluster);
+  GANTRY_ASSIGN_OR_RETURN(auto client, o.connect(*cluster));
+  Value patch = Value::Map();
+  patch.Set("apiVersion", api::kApiVersion);
+  patch.Set("kind", api::kKind);
+  Value meta = Value::Map();
+  meta.Set("name", row.app);
+  meta.Set("namespace", value::StringAt(existing, {"metadata", "namespace"}));
+  Value ann = Value::Map();
+  ann.Set(annotation, request_id);
+  meta.Set("annotations", ann);
+  patch.Set("metadata", meta);
+  return client->Apply(patch, {.field_manager = "gantry-app-request", .force = true})
+      .status()
+      .WithContext(fmt::format("request {} of Application {} on cluster {}", annotation, row.app, row.cluster));
+}
+
+// GET /api/v1/apps/{app}/resources | diff | events: one target, from its cluster.
+Result<http::Response> AppLive(const ApiV1Options& o, const http::Request& req, const authz::Principal& who,
+                               std::string_view what) {
+  const std::string app = ParamOf(req, "app");
+  const auto q = ParseQuery(req.query);
+  GANTRY_RETURN_IF_ERROR(KnownParams(q, {"environment", "cluster"}));
+  GANTRY_ASSIGN_OR_RETURN(AppsView view, GatherApps(o, app));
+  GANTRY_ASSIGN_OR_RETURN(std::string project, AppProject(o, view, app));
+  GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, authz::Permission::kAppsRead, project));
+  const std::string env = q.contains("environment") ? q.at("environment") : "";
+  const std::string cluster_name = q.contains("cluster") ? q.at("cluster") : "";
+  GANTRY_ASSIGN_OR_RETURN(auto selected, SelectTargets(view, app, env, cluster_name));
+  if (selected.size() != 1) {
+    std::vector<std::string> names;
+    for (const auto* row : selected) names.push_back(row->env + "/" + row->cluster);
+    return InvalidArgumentError("{} has {} targets ({}): name one with ?environment= and ?cluster=", app, selected.size(),
+                                fmt::join(names, ", "));
+  }
+  const deliver::StatusRow& row = *selected.front();
+  const deliver::Cluster* cluster = o.deliver_config ? o.deliver_config->FindCluster(row.cluster) : nullptr;
+  if (cluster == nullptr || !o.connect) return UnavailableError("cluster {} is not reachable from this server", row.cluster);
+  Value doc;
+  if (row.mode == "pull") {
+    if (what == "diff") {
+      return UnimplementedError("the diff of a pull target is its agent's to compute (the server does not render pull "
+                                "sources): its resources' sync states are in GET /api/v1/apps/{}/resources", app);
+    }
+    const Value* application = FindApplication(view, row.cluster, app);
+    if (application == nullptr) return NotFoundError("no Application {} on cluster {}", app, row.cluster);
+    doc = PullResources(*application);
+    if (what == "events") {
+      GANTRY_ASSIGN_OR_RETURN(auto client, o.connect(*cluster));
+      GANTRY_ASSIGN_OR_RETURN(doc, EventsOf(*client, *doc.Get("items")));
+    }
+  } else {
+    if (row.release == 0) return NotFoundError("no release of {} runs in {} on {}", app, row.env, row.cluster);
+    GANTRY_ASSIGN_OR_RETURN(store::Release running, o.access->store().GetRelease(row.release));
+    PushTarget target{.app = app,
+                      .project = project,
+                      .config = &*o.deliver_config,
+                      .cluster = cluster,
+                      .environment = row.env,
+                      .config_revision = running.config_revision,
+                      .render = o.renderer ? o.renderer() : nullptr,
+                      .path_template = o.path_template};
+    GANTRY_ASSIGN_OR_RETURN(auto client, o.connect(*cluster));
+    if (what == "diff") {
+      GANTRY_ASSIGN_OR_RETURN(doc, PushDiff(*client, target));
+    } else {
+      GANTRY_ASSIGN_OR_RETURN(doc, PushResources(*client, target));
+      if (what == "events") {
+        GANTRY_ASSIGN_OR_RETURN(doc, EventsOf(*client, *doc.Get("items")));
+      }
+    }
+  }
+  doc.Set("environment", row.env);
+  doc.Set("cluster", row.cluster);
+  doc.Set("mode", row.mode);
+  return WithETag(req, value::ToJson(doc) + "\n");
+}
+
+// POST /api/v1/apps/{app}/sync | refresh | terminate.
+Result<http::Response> AppOperation(const ApiV1Options& o, const http::Request& req, const authz::Principal& who,
+                                    AuditNote& note, std::string_view action) {
+  const std::string app = ParamOf(req, "app");
+  note.object = "app " + app;
+  GANTRY_ASSIGN_OR_RETURN(Value body, BodyObject(req));
+  GANTRY_ASSIGN_OR_RETURN(AppsView view, GatherApps(o, app));
+  GANTRY_ASSIGN_OR_RETURN(std::string project, AppProject(o, view, app));
+  note.project = project;
+  GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, authz::Permission::kAppsSync, project));
+  if (action == "terminate") {
+    return UnimplementedError(
+        "terminate is not supported: a pull agent ends a running sync only when it stops, and has no request to "
+        "terminate one; a push deploy the server runs stops when the server does (POST .../resume continues it)");
+  }
+  const bool sync = action == "sync";
+  if (sync) {
+    GANTRY_RETURN_IF_ERROR(KnownFields(body, {"environment", "cluster", "prune", "dry_run"}));
+  } else {
+    GANTRY_RETURN_IF_ERROR(KnownFields(body, {"environment", "cluster"}));
+  }
+  GANTRY_ASSIGN_OR_RETURN(std::string env, StringField(body, "environment"));
+  GANTRY_ASSIGN_OR_RETURN(std::string cluster, StringField(body, "cluster"));
+  GANTRY_ASSIGN_OR_RETURN(bool prune, BoolField(body, "prune"));
+  GANTRY_ASSIGN_OR_RETURN(bool dry_run, BoolField(body, "dry_run"));
+  if (dry_run) {
+    return InvalidArgumentError("dry_run: a sync is not run to preview it; GET /api/v1/apps/{}/diff shows what a sync would change", app);
+  }
+  GANTRY_ASSIGN_OR_RETURN(auto selected, SelectTargets(view, app, env, cluster));
+  const std::string request_id = fmt::format("{}/{}", Rfc3339(SystemClock().WallNow()), who.name);
+  const int64_t last_event = o.events != nullptr ? o.events->last_id() : 0;
+  // Push targets are deployed per environment: one deploy of the running release's config
+  // revision to that environment (every cluster of it), as `gantry deploy --environment`.
+  std::set<std::string> push_envs;
+  for (const auto* row : selected) {
+    if (row->mode == "push") push_envs.insert(row->env);
+    if (row->mode == "pull" && prune) {
+      return InvalidArgumentError("prune: a pull target prunes as its Application's spec.syncPolicy.prune says "
+                                  "({} on cluster {})", app, row->cluster);
+    }
+  }
+  if (sync && push_envs.size() > 1) {
+    return InvalidArgumentError("{} has push targets in {}: name one \"environment\" (a push sync deploys one environment)",
+                                app, fmt::join(push_envs, ", "));
+  }
+  Value results = Value::Seq();
+  for (const auto* row : selected) {
+    Value r = Value::Map();
+    r.Set("environment", row->env);
+    r.Set("cluster", row->cluster);
+    r.Set("mode", row->mode);
+    r.Set("release", Value());
+    if (row->mode == "pull") {
+      GANTRY_RETURN_IF_ERROR(AnnotateApplication(o, view, *row, sync ? "gantry.dev/sync-requested" : "gantry.dev/refresh-requested",
+                                                 request_id));
+      r.Set("result", "requested");
+    } else if (!sync) {
+      // The ledger is the push side's state and every read of live objects goes to the cluster:
+      // there is no cache to refresh.
+      r.Set("result", "nothing to refresh");
+    } else if (!push_envs.empty()) {
+      if (o.actions == nullptr) return UnavailableError("this server runs no deploys");
+      GANTRY_ASSIGN_OR_RETURN(auto releases, o.access->store().ListReleases(app, 1));
+      int64_t release_id = row->release != 0 ? row->release : (releases.empty() ? 0 : releases.front().id);
+      if (release_id == 0) return NotFoundError("{} has no release to sync to {}", app, row->env);
+      GANTRY_ASSIGN_OR_RETURN(store::Release rel, o.access->store().GetRelease(release_id));
+      GANTRY_ASSIGN_OR_RETURN(Started started, o.actions->Deploy({.app = app,
+                                                                  .revision = rel.config_revision,
+                                                                  .environment = row->env,
+                                                                  .project = project,
+                                                                  .prune = prune,
+                                                                  .started_by = who.name}));
+      r.Set("release", started.release);
+      r.Set("result", "deploying");
+      push_envs.clear();  // one deploy covers the environment's clusters
+    } else {
+      r.Set("result", "deploying");  // in the deploy started for its environment above
+    }
+    results.Append(r);
+  }
+  note.details = fmt::format("{} target(s){}", results.size(), prune ? ", prune" : "");
+  Value v = Value::Map();
+  v.Set("action", std::string(action));
+  v.Set("app", app);
+  v.Set("targets", results);
+  v.Set("last_event_id", last_event);
+  return http::Response::Json(202, value::ToJson(v) + "\n");
+}
+
 using RouteFn = std::function<Result<http::Response>(const ApiV1Options&, const http::Request&,
                                                      const authz::Principal&, AuditNote&)>;
 
@@ -534,6 +938,20 @@ Status ServeApiV1(Front& front, ApiV1Options options) {
   };
   add("GET", "/api/v1/matrix", "apps.read", read(Matrix));
   add("GET", "/api/v1/apps/{app}/releases", "releases.read", read(Releases));
+  add("GET", "/api/v1/apps", "apps.read", read(Apps));
+  add("GET", "/api/v1/apps/{app}", "apps.read", read(AppDetail));
+  for (std::string what : {"resources", "diff", "events"}) {
+    add("GET", "/api/v1/apps/{app}/" + what, "apps.read",
+        [what](const ApiV1Options& opt, const http::Request& req, const authz::Principal& who, AuditNote&) {
+          return AppLive(opt, req, who, what);
+        });
+  }
+  for (std::string action : {"sync", "refresh", "terminate"}) {
+    add("POST", "/api/v1/apps/{app}/" + action, "apps." + action,
+        [action](const ApiV1Options& opt, const http::Request& req, const authz::Principal& who, AuditNote& note) {
+          return AppOperation(opt, req, who, note, action);
+        });
+  }
   add("GET", "/api/v1/runs", "runs.read", read(Runs));
   add("GET", "/api/v1/events", "events.read", read(Events));
   for (std::string action : {"", "logs", "cancel", "approve"}) {

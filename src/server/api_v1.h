@@ -8,6 +8,19 @@
 //                                        (store::Store::CurrentByTarget), pull cells from the
 //                                        Applications' status (deliver::GatherStatus, as `gantry
 //                                        status`)
+//   GET  /api/v1/apps                    apps with their targets (push: ledger; pull: the
+//                                        Applications), filtered by ?project, environment,
+//                                        cluster, health, sync, mode
+//   GET  /api/v1/apps/{app}              one app: project, targets, last operation of each
+//   POST /api/v1/apps/{app}/sync         {"environment"?, "cluster"?, "prune"?} → 202: pull targets
+//                                        through the Application's sync-requested annotation,
+//                                        push targets by a deploy of the running release
+//   POST /api/v1/apps/{app}/refresh      {"environment"?, "cluster"?} → 202 (pull targets only)
+//   POST /api/v1/apps/{app}/terminate    501: no agent supports it
+//   GET  /api/v1/apps/{app}/resources    ?environment=&cluster=: one target's resource tree
+//   GET  /api/v1/apps/{app}/diff         ... its live vs desired objects (push targets)
+//   GET  /api/v1/apps/{app}/events       ... the Kubernetes Events of its objects
+//                                        (server/app_resources.h)
 //   GET  /api/v1/apps/{app}/releases     the app's releases, newest first, with their targets
 //   GET  /api/v1/runs                    CI runs, newest first
 //   GET  /api/v1/runs/{id}               one run with its steps
@@ -28,7 +41,7 @@
 // Every route but openapi.json goes through server::Access: 401 without valid credentials; reads
 // need runs.read / apps.read on the object's project, cancel runs.cancel, approve runs.approve;
 // deploy and resume apps.deploy, rollback apps.rollback, an app's approve releases.approve, on the
-// body's "project" (default "default"); each POST leaves one audit row. Errors are application/problem+json (ProblemJson, front.h).
+// body's "project" (default "default"); sync, refresh and terminate apps.sync on the app's project; each POST leaves one audit row. Errors are application/problem+json (ProblemJson, front.h).
 // Lists answer {"items": [...], "next": cursor | null}: ?limit=N (1..500, default 50) and
 // ?cursor= from the previous page's "next"; each list has an ETag (a hash of its body), and a
 // request whose If-None-Match names it gets 304 without a body.
@@ -58,6 +71,13 @@ struct ApiV1Options {
   // environments only, no pull clusters.
   std::optional<deliver::Config> deliver_config;
   deliver::ConnectFn connect;  // reaches pull clusters for the matrix
+  // Where pull clusters' Applications are read from (PullWatch::Source(), server/pull_watch.h);
+  // nullptr: listed through `connect` on every request.
+  deliver::ApplicationsFn pull_applications;
+  // Renders push targets' desired state for /resources and /diff (as ActionsOptions::renderer);
+  // nullptr: those routes answer 503 for push targets.
+  std::function<deliver::RenderFn()> renderer;
+  std::string path_template = "envs/{env}";
   // Runs deploys, resumes and rollbacks; nullptr: those routes answer 503 (approve still works).
   Actions* actions = nullptr;
   // API latency by route (gantry_api_request_duration_seconds{route,method,code}); nullptr: none.

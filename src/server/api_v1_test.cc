@@ -17,6 +17,7 @@
 #include "server/ci_front.h"
 #include "server/events.h"
 #include "server/internal/json_schema.h"
+#include "server/pull_watch.h"
 #include "server/server_metrics.h"
 #include "store/store.h"
 #include "value/value.h"
@@ -675,6 +676,296 @@ TEST_F(ApiV1Test, StoppingTheServerTerminatesADeployThatResumeContinues) {
   ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
   EXPECT_EQ(resumed->release, r1);
   next.Stop();
+}
+
+}  // namespace
+}  // namespace gantry::server
+
+namespace gantry::server {
+namespace {
+
+// An Application on a pull cluster, synced and healthy at `revision` by the agent.
+Value PulledApplication(std::string_view name, std::string_view revision) {
+  auto docs = value::ParseYaml(fmt::format(R"(apiVersion: gantry.dev/v1alpha1
+kind: Application
+metadata: {{name: {0}, namespace: gantry}}
+spec:
+  source: {{repoURL: "https://git.example/config", path: apps/{0}}}
+  destination: {{namespace: {0}}}
+)", name, revision), "test");
+  GANTRY_CHECK(docs.ok());
+  return (*docs)[0];
+}
+
+Value PulledStatus(std::string_view name, std::string_view revision) {
+  auto docs = value::ParseYaml(fmt::format(R"(apiVersion: gantry.dev/v1alpha1
+kind: Application
+metadata: {{name: {0}, namespace: gantry}}
+status:
+  sync: {{status: Synced, revision: {1}}}
+  health: {{status: Healthy}}
+  resources:
+  - {{group: apps, version: v1, kind: Deployment, namespace: {0}, name: {0}, status: Synced, health: {{status: Healthy}}}}
+  operationState: {{phase: Succeeded, revision: {1}, startedAt: "2026-12-06T10:00:00Z", finishedAt: "2026-12-06T10:01:00Z", trigger: revision, message: "applied 1"}}
+)", name, revision), "test");
+  GANTRY_CHECK(docs.ok());
+  return (*docs)[0];
+}
+
+// What the push targets' config renders: a Deployment and a Secret.
+Result<render::Rendered> RenderWebApp(std::string_view revision, const std::string& path) {
+  GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml(R"(apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "registry/web:1"}]}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds, namespace: web}
+stringData: {password: desired-secret-value}
+)", path));
+  return render::Rendered{std::string(revision), std::move(docs)};
+}
+
+// The fixture's API again on a second front whose configuration adds a pull cluster, edge-1 in
+// prod, whose Applications the server watches.
+class AppsApiTest : public ApiV1Test {
+ protected:
+  void SetUp() override {
+    ApiV1Test::SetUp();
+    ASSERT_TRUE(edge_->Apply(PulledApplication("web", "abc")).ok());
+    ASSERT_TRUE(edge_->ApplyStatus(PulledStatus("web", "abc")).ok());
+    config_ = deliver_config_;
+    config_.clusters.push_back({.name = "edge-1", .environment = "prod", .pull = true});
+    deliver::ConnectFn connect = [this](const deliver::Cluster& c) -> Result<std::unique_ptr<kube::Client>> {
+      return fakes::ForwardingKubeClient::To(c.name == "edge-1" ? edge_ : cluster_);
+    };
+    watch_ = std::make_unique<PullWatch>(PullWatchOptions{.config = config_, .connect = connect, .store = store_.get(), .events = &bus_});
+    ASSERT_TRUE(watch_->WaitSynced(std::chrono::seconds(10)));
+    ASSERT_TRUE(ServeApiV1(pull_front_, {.access = access_.get(), .ci = ci_.get(), .events = &bus_, .deliver_config = config_,
+                                         .connect = connect, .pull_applications = watch_->Source(),
+                                         .renderer = [] { return RenderWebApp; }, .actions = actions_.get()})
+                    .ok());
+    ASSERT_TRUE(pull_front_.Start().ok());
+    // A push release of web healthy in dev.
+    auto id = store_->CreateRelease({.app = "web", .source_revision = "abc", .config_revision = "cfg1", .started_by = "test"});
+    ASSERT_TRUE(id.ok());
+    release_ = *id;
+    ASSERT_TRUE(store_->UpsertTarget({.release_id = release_, .env = "dev", .cluster = "dev-1", .state = store::TargetState::kHealthy}).ok());
+    ASSERT_TRUE(store_->UpsertTarget({.release_id = release_, .env = "prod", .cluster = "prod-1", .state = store::TargetState::kPending,
+                                      .message = "waiting for approval"}).ok());
+  }
+  void TearDown() override {
+    pull_front_.Stop();
+    watch_.reset();
+    ApiV1Test::TearDown();
+  }
+  http::ClientResponse Call(const std::string& token, std::string method, std::string path, std::string body = "") {
+    auto r = http::Client().Send({.method = std::move(method),
+                                  .url = fmt::format("http://127.0.0.1:{}{}", pull_front_.port(), path),
+                                  .headers = {{"authorization", "Bearer " + token}, {"content-type", "application/json"}},
+                                  .body = std::move(body)});
+    GANTRY_CHECK(r.ok());
+    return *std::move(r);
+  }
+  std::string Annotation(std::string_view key) {
+    auto app = edge_->Get({.api_version = "gantry.dev/v1alpha1", .kind = "Application", .namespace_ = "gantry", .name = "web"});
+    GANTRY_CHECK(app.ok());
+    return value::StringAt(&*app, {"metadata", "annotations", key});
+  }
+
+  std::shared_ptr<fakes::FakeKubeClient> edge_ = std::make_shared<fakes::FakeKubeClient>();
+  deliver::Config config_;
+  std::unique_ptr<PullWatch> watch_;
+  Front pull_front_{"server", {}};
+  int64_t release_ = 0;
+};
+
+TEST_F(AppsApiTest, ListAndDetailShowPushAndPullTargetsAndValidate) {
+  auto list = Call(kToken, "GET", "/api/v1/apps");
+  ASSERT_EQ(list.status, 200) << list.body;
+  ExpectValid(list, "/api/v1/apps", "GET");
+  auto doc = value::ParseJson(list.body);
+  ASSERT_TRUE(doc.ok());
+  EXPECT_EQ(value::StringAt(&*doc, {"items", 0, "app"}), "web");
+  EXPECT_EQ(value::StringAt(&*doc, {"items", 0, "project"}), "default");
+  const Value* targets = doc->Find({"items", 0, "targets"});
+  ASSERT_NE(targets, nullptr);
+  ASSERT_EQ(targets->size(), 3u) << list.body;  // dev-1 (push), prod-1 (push, pending), edge-1 (pull)
+  EXPECT_EQ(value::StringAt(targets, {0, "sync"}), "Synced");
+  EXPECT_EQ(value::StringAt(targets, {1, "sync"}), "OutOfSync");
+  EXPECT_EQ(value::IntAt(targets, {0, "release"}), release_);
+  EXPECT_EQ(value::StringAt(targets, {2, "mode"}), "pull");
+  EXPECT_EQ(value::IntAt(targets, {2, "release"}), release_) << "the pull revision is the release's";
+
+  auto pulled = value::ParseJson(Call(kToken, "GET", "/api/v1/apps?mode=pull&health=Healthy").body);
+  ASSERT_EQ(pulled->Find({"items", 0, "targets"})->size(), 1u);
+  EXPECT_EQ(value::StringAt(&*pulled, {"items", 0, "targets", 0, "cluster"}), "edge-1");
+  EXPECT_EQ(value::ParseJson(Call(kToken, "GET", "/api/v1/apps?health=Degraded").body)->Get("items")->size(), 0u);
+  EXPECT_EQ(value::ParseJson(Call(kToken, "GET", "/api/v1/apps?project=team-z").body)->Get("items")->size(), 0u);
+  auto typo = Call(kToken, "GET", "/api/v1/apps?helth=Healthy");
+  EXPECT_EQ(typo.status, 400);
+  ExpectValid(typo, "/api/v1/apps", "GET");
+  EXPECT_EQ(Call(kToken, "GET", "/api/v1/apps", "").headers.count("etag"), 1u);
+
+  auto detail = Call(kToken, "GET", "/api/v1/apps/web");
+  ASSERT_EQ(detail.status, 200) << detail.body;
+  ExpectValid(detail, "/api/v1/apps/{app}", "GET");
+  auto d = value::ParseJson(detail.body);
+  EXPECT_EQ(value::IntAt(&*d, {"latest_release"}), release_);
+  EXPECT_EQ(value::StringAt(&*d, {"targets", 2, "last_operation", "phase"}), "Succeeded");
+  EXPECT_EQ(value::StringAt(&*d, {"targets", 2, "namespace"}), "gantry");
+  EXPECT_EQ(value::StringAt(&*d, {"targets", 0, "last_operation", "phase"}), "healthy");
+  auto missing = Call(kToken, "GET", "/api/v1/apps/nope");
+  EXPECT_EQ(missing.status, 404);
+  ExpectValid(missing, "/api/v1/apps/{app}", "GET");
+  // A viewer of another project sees nothing of it.
+  const std::string outsider = UserToken("carol", "viewer", "team-z");
+  EXPECT_EQ(Call(outsider, "GET", "/api/v1/apps/web").status, 403);
+  EXPECT_EQ(value::ParseJson(Call(outsider, "GET", "/api/v1/apps").body)->Get("items")->size(), 0u);
+}
+
+TEST_F(AppsApiTest, SyncAndRefreshAskTheAgentOrDeployAndAreAudited) {
+  const std::string viewer = UserToken("alice", "viewer", "default");
+  const std::string deployer = UserToken("bob", "deployer", "default");
+  EXPECT_EQ(Call(viewer, "POST", "/api/v1/apps/web/sync", R"({"environment":"prod"})").status, 403);
+
+  auto pull = Call(deployer, "POST", "/api/v1/apps/web/sync", R"({"cluster":"edge-1"})");
+  ASSERT_EQ(pull.status, 202) << pull.body;
+  ExpectValid(pull, "/api/v1/apps/{app}/sync", "POST");
+  EXPECT_THAT(Annotation("gantry.dev/sync-requested"), HasSubstr("/bob"));
+  auto refresh = Call(deployer, "POST", "/api/v1/apps/web/refresh", R"({"cluster":"edge-1"})");
+  ASSERT_EQ(refresh.status, 202) << refresh.body;
+  ExpectValid(refresh, "/api/v1/apps/{app}/refresh", "POST");
+  EXPECT_THAT(Annotation("gantry.dev/refresh-requested"), HasSubstr("/bob"));
+
+  auto pruned = Call(deployer, "POST", "/api/v1/apps/web/sync", R"({"cluster":"edge-1","prune":true})");
+  EXPECT_EQ(pruned.status, 400);
+  EXPECT_THAT(pruned.body, HasSubstr("syncPolicy.prune"));
+  auto dry = Call(deployer, "POST", "/api/v1/apps/web/sync", R"({"environment":"dev","dry_run":true})");
+  EXPECT_EQ(dry.status, 400);
+  ExpectValid(dry, "/api/v1/apps/{app}/sync", "POST");
+  auto nowhere = Call(deployer, "POST", "/api/v1/apps/web/sync", R"({"cluster":"mars-1"})");
+  EXPECT_EQ(nowhere.status, 404);
+  EXPECT_EQ(Call(deployer, "POST", "/api/v1/apps/web/sync", "").status, 400) << "push targets in dev and prod: name one";
+
+  auto sub = bus_.Subscribe();
+  auto push = Call(deployer, "POST", "/api/v1/apps/web/sync", R"({"environment":"dev","prune":true})");
+  ASSERT_EQ(push.status, 202) << push.body;
+  ExpectValid(push, "/api/v1/apps/{app}/sync", "POST");
+  auto answer = value::ParseJson(push.body);
+  const int64_t deployed = value::IntAt(&*answer, {"targets", 0, "release"});
+  EXPECT_GT(deployed, release_);
+  Value done = NextAction(*sub);
+  EXPECT_EQ(value::StringAt(&done, {"phase"}), "succeeded");
+  auto rel = store_->GetRelease(deployed);
+  ASSERT_TRUE(rel.ok());
+  EXPECT_EQ(rel->config_revision, "cfg1") << "the running release's config revision again";
+
+  auto terminate = Call(deployer, "POST", "/api/v1/apps/web/terminate");
+  EXPECT_EQ(terminate.status, 501);
+  EXPECT_EQ(terminate.headers["content-type"], "application/problem+json");
+  ExpectValid(terminate, "/api/v1/apps/{app}/terminate", "POST");
+
+  auto audit = store_->ListAudit({.action = "apps.sync", .limit = 20});
+  ASSERT_TRUE(audit.ok());
+  int by_bob = 0;
+  for (const auto& row : *audit) by_bob += row.actor == "bob";
+  EXPECT_EQ(by_bob, 6) << "every sync request, refused ones too";
+}
+
+TEST_F(AppsApiTest, ResourcesDiffAndEventsOfAPushTargetComeFromTheEngineAndTheCluster) {
+  // The cluster holds the Deployment (an older image), its ReplicaSet and Pod, and the Secret.
+  cluster_->AddKind({"apps", "v1", "ReplicaSet", "replicasets", true, {}});
+  auto deployment = value::ParseYaml(R"(apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "registry/web:0"}]}
+)", "live");
+  auto applied = cluster_->Apply((*deployment)[0]);
+  ASSERT_TRUE(applied.ok());
+  const std::string deploy_uid = value::StringAt(&*applied, {"metadata", "uid"});
+  auto rs = cluster_->Apply((*value::ParseYaml(fmt::format(R"(apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {{name: web-1, namespace: web, ownerReferences: [{{apiVersion: apps/v1, kind: Deployment, name: web, uid: "{}"}}]}}
+spec: {{replicas: 1}}
+)", deploy_uid), "rs"))[0]);
+  ASSERT_TRUE(rs.ok());
+  const std::string rs_uid = value::StringAt(&*rs, {"metadata", "uid"});
+  ASSERT_TRUE(cluster_->Apply((*value::ParseYaml(fmt::format(R"(apiVersion: v1
+kind: Pod
+metadata: {{name: web-1-a, namespace: web, ownerReferences: [{{apiVersion: apps/v1, kind: ReplicaSet, name: web-1, uid: "{}"}}]}}
+status: {{phase: Running}}
+)", rs_uid), "pod"))[0]).ok());
+  ASSERT_TRUE(cluster_->Apply((*value::ParseYaml("apiVersion: v1\nkind: Pod\nmetadata: {name: stranger, namespace: web}\n", "pod"))[0]).ok());
+  ASSERT_TRUE(cluster_->Apply((*value::ParseYaml(
+      "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: web}\ndata: {password: bGl2ZS1zZWNyZXQtdmFsdWU=}\n", "secret"))[0]).ok());
+  ASSERT_TRUE(cluster_->Create((*value::ParseYaml(R"(apiVersion: v1
+kind: Event
+metadata: {name: web-1-a.1, namespace: web}
+involvedObject: {kind: Pod, namespace: web, name: web-1-a}
+type: Warning
+reason: BackOff
+message: Back-off restarting failed container
+count: 3
+lastTimestamp: "2026-12-06T10:00:00Z"
+)", "event"))[0]).ok());
+
+  auto tree = Call(kToken, "GET", "/api/v1/apps/web/resources?environment=dev");
+  ASSERT_EQ(tree.status, 200) << tree.body;
+  ExpectValid(tree, "/api/v1/apps/{app}/resources", "GET");
+  auto t = value::ParseJson(tree.body);
+  std::map<std::string, const Value*> by_name;
+  for (const auto& n : t->Get("items")->items()) by_name[std::string(value::StringAt(&n, {"kind"})) + "/" + value::StringAt(&n, {"name"})] = &n;
+  ASSERT_EQ(by_name.size(), 4u) << tree.body;  // Deployment, Secret, ReplicaSet, Pod; not the stranger
+  EXPECT_EQ(value::StringAt(by_name["Deployment/web"], {"sync"}), "OutOfSync");
+  EXPECT_EQ(value::StringAt(by_name["ReplicaSet/web-1"], {"owners", 0}), deploy_uid);
+  EXPECT_EQ(value::StringAt(by_name["Pod/web-1-a"], {"owners", 0}), rs_uid);
+  EXPECT_EQ(value::StringAt(by_name["Pod/web-1-a"], {"sync"}), "");
+
+  auto diff = Call(kToken, "GET", "/api/v1/apps/web/diff?environment=dev&cluster=dev-1");
+  ASSERT_EQ(diff.status, 200) << diff.body;
+  ExpectValid(diff, "/api/v1/apps/{app}/diff", "GET");
+  EXPECT_THAT(diff.body, HasSubstr("registry/web:1"));
+  EXPECT_THAT(diff.body, ::testing::Not(HasSubstr("desired-secret-value")));
+  EXPECT_THAT(diff.body, ::testing::Not(HasSubstr("live-secret-value")));
+  EXPECT_THAT(diff.body, ::testing::Not(HasSubstr("bGl2ZS1zZWNyZXQtdmFsdWU")));
+  EXPECT_THAT(diff.body, ::testing::Not(HasSubstr("managedFields")));
+
+  auto events = Call(kToken, "GET", "/api/v1/apps/web/events?environment=dev");
+  ASSERT_EQ(events.status, 200) << events.body;
+  ExpectValid(events, "/api/v1/apps/{app}/events", "GET");
+  EXPECT_THAT(events.body, HasSubstr("Back-off restarting failed container"));
+
+  auto ambiguous = Call(kToken, "GET", "/api/v1/apps/web/resources");
+  EXPECT_EQ(ambiguous.status, 400);
+  EXPECT_THAT(ambiguous.body, HasSubstr("name one with ?environment= and ?cluster="));
+  ExpectValid(ambiguous, "/api/v1/apps/{app}/resources", "GET");
+}
+
+TEST_F(AppsApiTest, APullTargetsTreeIsWhatItsAgentReportsAndItHasNoServerDiff) {
+  auto tree = Call(kToken, "GET", "/api/v1/apps/web/resources?cluster=edge-1");
+  ASSERT_EQ(tree.status, 200) << tree.body;
+  ExpectValid(tree, "/api/v1/apps/{app}/resources", "GET");
+  auto t = value::ParseJson(tree.body);
+  EXPECT_EQ(value::StringAt(&*t, {"items", 0, "kind"}), "Deployment");
+  EXPECT_EQ(value::StringAt(&*t, {"items", 0, "group"}), "apps");
+  EXPECT_EQ(value::StringAt(&*t, {"items", 0, "health", "status"}), "Healthy");
+  EXPECT_EQ(value::StringAt(&*t, {"mode"}), "pull");
+  auto diff = Call(kToken, "GET", "/api/v1/apps/web/diff?cluster=edge-1");
+  EXPECT_EQ(diff.status, 501);
+  ExpectValid(diff, "/api/v1/apps/{app}/diff", "GET");
+  auto events = Call(kToken, "GET", "/api/v1/apps/web/events?cluster=edge-1");
+  EXPECT_EQ(events.status, 200) << events.body;
+  ExpectValid(events, "/api/v1/apps/{app}/events", "GET");
 }
 
 }  // namespace

@@ -2,7 +2,16 @@
 // ApiError (the RFC 9457 problem the server answered, or one made from a non-JSON answer), and
 // lists revalidated with their ETag (If-None-Match; a 304 answers what was cached).
 
-import type {List, Matrix, Problem, Release, Run, RunDetail} from './contract';
+import type {
+  ActionStarted, AppDetail, AppDiff, AppOperationResult, KubeEventList, List, Matrix, Problem, Release, ResourceTree, Run,
+  RunDetail,
+} from './contract';
+
+// One target of an app: its environment and cluster.
+export interface TargetRef {
+  environment: string;
+  cluster: string;
+}
 
 export class ApiError extends Error {
   readonly status: number;
@@ -88,6 +97,31 @@ export class Client {
   }
   releases(app: string, cursor?: string): Promise<List<Release>> {
     return this.get<List<Release>>(`/apps/${encodeURIComponent(app)}/releases${query({cursor})}`);
+  }
+  app(app: string): Promise<AppDetail> {
+    return this.get<AppDetail>(`/apps/${encodeURIComponent(app)}`);
+  }
+  resources(app: string, t: TargetRef): Promise<ResourceTree> {
+    return this.get<ResourceTree>(`/apps/${encodeURIComponent(app)}/resources${query({environment: t.environment, cluster: t.cluster})}`);
+  }
+  diff(app: string, t: TargetRef): Promise<AppDiff> {
+    return this.get<AppDiff>(`/apps/${encodeURIComponent(app)}/diff${query({environment: t.environment, cluster: t.cluster})}`);
+  }
+  events(app: string, t: TargetRef): Promise<KubeEventList> {
+    return this.get<KubeEventList>(`/apps/${encodeURIComponent(app)}/events${query({environment: t.environment, cluster: t.cluster})}`);
+  }
+  sync(app: string, t: TargetRef, prune: boolean): Promise<AppOperationResult> {
+    return this.post<AppOperationResult>(`/apps/${encodeURIComponent(app)}/sync`, {environment: t.environment, cluster: t.cluster, prune});
+  }
+  refresh(app: string, t: TargetRef): Promise<AppOperationResult> {
+    return this.post<AppOperationResult>(`/apps/${encodeURIComponent(app)}/refresh`, {environment: t.environment, cluster: t.cluster});
+  }
+  rollback(app: string, project: string, environment: string, toRelease: number): Promise<ActionStarted> {
+    return this.post<ActionStarted>(`/apps/${encodeURIComponent(app)}/rollback`, {environment, to_release: toRelease, project});
+  }
+  async post<T>(path: string, body: unknown): Promise<T> {
+    const res = await this.raw(path, {method: 'POST', body: JSON.stringify(body)}, {'Content-Type': 'application/json'});
+    return (await res.json()) as T;
   }
   runs(cursor?: string, limit?: number): Promise<List<Run>> {
     return this.get<List<Run>>(`/runs${query({cursor, limit: limit?.toString()})}`);

@@ -18,6 +18,15 @@ export type Run = Schemas['Run'];
 export type Step = Schemas['Step'];
 export type RunDetail = Schemas['RunDetail'];
 export type Problem = Schemas['Problem'];
+export type AppDetail = Schemas['AppDetail'];
+export type AppTargetDetail = Schemas['AppTargetDetail'];
+export type AppOperationResult = Schemas['AppOperationResult'];
+export type ResourceTree = Schemas['ResourceTree'];
+export type ResourceNode = Schemas['ResourceNode'];
+export type AppDiff = Schemas['AppDiff'];
+export type ObjectDiff = Schemas['ObjectDiff'];
+export type KubeEventList = Schemas['KubeEventList'];
+export type ActionStarted = Schemas['ActionStarted'];
 
 // A page of a list: RunList, ReleaseList, ... share this shape.
 export interface List<T> {
@@ -31,5 +40,6 @@ export interface Events {
   step: Schemas['StepEvent'];
   log: Schemas['LogEvent'];
   release: Schemas['ReleaseEvent'];
+  app: Schemas['AppEvent'];
   reset: Schemas['ResetEvent'];
 }

@@ -60,7 +60,7 @@ export function subscribe(client: Client, handler: EventHandler, options: Subscr
   const abort = new AbortController();
   let lastId: string | null = null;
   const retryMs = options.retryMs ?? 2000;
-  const known = new Set(['run', 'step', 'log', 'release']);
+  const known = new Set(['run', 'step', 'log', 'release', 'app']);
 
   const loop = async () => {
     while (!abort.signal.aborted) {

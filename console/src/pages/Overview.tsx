@@ -47,7 +47,7 @@ export function Overview({client}: {client: Client}) {
   useEffect(() => {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const stop = subscribe(client, (name) => {
-      if (name !== 'release') return;
+      if (name !== 'release' && name !== 'app') return;
       clearTimeout(timer);
       timer = setTimeout(reload, 200);
     });

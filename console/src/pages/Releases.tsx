@@ -7,7 +7,8 @@ import type {Release} from '../api/contract';
 import {ErrorBox, StateBadge, short, time, useLoad} from '../components/common';
 import {Link} from '../router';
 
-export function Releases({client, app}: {client: Client; app: string}) {
+// `embedded`: a section of the Application page (a heading of its own level, no way back).
+export function Releases({client, app, embedded = false}: {client: Client; app: string; embedded?: boolean}) {
   const [pages, setPages] = useState<Release[]>([]);
   const first = useLoad(() => client.releases(app), [client, app]);
   const [next, setNext] = useState<string | null | undefined>(undefined);
@@ -23,8 +24,8 @@ export function Releases({client, app}: {client: Client; app: string}) {
   };
   return (
     <section aria-labelledby="releases-title">
-      <p><Link href="/">← Overview</Link></p>
-      <h1 id="releases-title">Releases of {app}</h1>
+      {!embedded && <p><Link href="/">← Overview</Link></p>}
+      {embedded ? <h2 id="releases-title">Release history</h2> : <h1 id="releases-title">Releases of {app}</h1>}
       {first.error && <ErrorBox error={first.error} />}
       {first.data && items.length === 0 && <p className="empty-state">{app} has no releases.</p>}
       {items.length > 0 && (

@@ -1,7 +1,7 @@
 // A fake of the /api/v1 routes of the issue 15 contract, as a fetch function, for Vitest only
 // (the browser tests use a real gantry server). It checks the bearer token, answers problems,
 // ETags and 304s as the contract says, and streams events pushed with emit().
-import type {Matrix, Release, Run, RunDetail} from '../api/contract';
+import type {AppDetail, AppDiff, KubeEventList, Matrix, Release, ResourceTree, Run, RunDetail} from '../api/contract';
 
 export const kToken = 'gty_fake';
 
@@ -10,10 +10,13 @@ export interface FakeData {
   runs: RunDetail[];
   logs: Record<number, string>;
   releases: Record<string, Release[]>;
+  // An app's page: its detail, and per "environment/cluster" its tree, diff and events.
+  apps: Record<string, {detail: AppDetail; resources: Record<string, ResourceTree>; diff: Record<string, AppDiff>;
+                        events: Record<string, KubeEventList>}>;
 }
 
 export function emptyData(): FakeData {
-  return {matrix: {environments: ['dev', 'staging', 'prod'], apps: [], warnings: []}, runs: [], logs: {}, releases: {}};
+  return {matrix: {environments: ['dev', 'staging', 'prod'], apps: [], warnings: []}, runs: [], logs: {}, releases: {}, apps: {}};
 }
 
 function problem(status: number, title: string, detail: string, code: string): Response {
@@ -23,7 +26,7 @@ function problem(status: number, title: string, detail: string, code: string): R
 
 export class FakeServer {
   data: FakeData;
-  requests: {url: string; headers: Record<string, string>}[] = [];
+  requests: {url: string; headers: Record<string, string>; method: string; body: unknown}[] = [];
   private streams: ReadableStreamDefaultController<Uint8Array>[] = [];
   private nextEventId = 1;
 
@@ -48,7 +51,8 @@ export class FakeServer {
   fetch = async (input: RequestInfo | URL, init: RequestInit = {}): Promise<Response> => {
     const url = new URL(String(input), 'http://console.test');
     const headers = Object.fromEntries(Object.entries((init.headers ?? {}) as Record<string, string>).map(([k, v]) => [k.toLowerCase(), v]));
-    this.requests.push({url: url.pathname + url.search, headers});
+    const method = init.method ?? 'GET';
+    this.requests.push({url: url.pathname + url.search, headers, method, body: init.body ? JSON.parse(String(init.body)) : null});
     if (headers.authorization !== `Bearer ${kToken}`) return problem(401, 'Unauthorized', 'no such token', 'Unauthenticated');
     const path = url.pathname.replace(/^\/api\/v1/, '');
     const json = (body: unknown) => {
@@ -71,6 +75,27 @@ export class FakeServer {
     }
     if ((m = path.match(/^\/runs\/(\d+)\/logs$/))) {
       return new Response(this.data.logs[Number(m[1])] ?? '', {status: 200, headers: {'Content-Type': 'text/plain'}});
+    }
+    if ((m = path.match(/^\/apps\/([^/]+)(?:\/(resources|diff|events|sync|refresh|rollback))?$/))) {
+      const app = this.data.apps[decodeURIComponent(m[1])];
+      if (!app) return problem(404, 'Not Found', `no application ${m[1]}`, 'NotFound');
+      const target = `${url.searchParams.get('environment')}/${url.searchParams.get('cluster')}`;
+      const what = m[2];
+      if (!what) return json(app.detail);
+      if (what === 'resources' || what === 'diff' || what === 'events') {
+        const found = app[what][target];
+        return found ? json(found) : problem(501, 'Not Implemented', `no ${what} of ${target}`, 'Unimplemented');
+      }
+      const body = this.requests[this.requests.length - 1].body as {environment: string; cluster: string; to_release?: number};
+      if (what === 'rollback') {
+        return new Response(JSON.stringify({action: 'rollback', app: m[1], release: body.to_release, from_release: 2, environment: body.environment,
+                                            state: 'running', last_event_id: 0}), {status: 202, headers: {'Content-Type': 'application/json'}});
+      }
+      const t = app.detail.targets.find((x) => x.environment === body.environment && x.cluster === body.cluster)!;
+      return new Response(JSON.stringify({action: what, app: m[1], last_event_id: 0, targets: [{
+        environment: t.environment, cluster: t.cluster, mode: t.mode, release: t.mode === 'push' && what === 'sync' ? 99 : null,
+        result: t.mode === 'pull' ? 'requested' : what === 'sync' ? 'deploying' : 'nothing to refresh'}]}),
+        {status: 202, headers: {'Content-Type': 'application/json'}});
     }
     if ((m = path.match(/^\/apps\/([^/]+)\/releases$/))) {
       return json({items: this.data.releases[decodeURIComponent(m[1])] ?? [], next: null});

@@ -1,0 +1,228 @@
+#include "server/app_resources.h"
+
+#include <map>
+#include <set>
+
+#include "api/status.h"
+#include "diff/diff.h"
+#include "health/health.h"
+#include "sync/sync.h"
+
+namespace gantry::server {
+namespace {
+
+using value::Value;
+
+// Kinds whose objects own the children the tree shows (Deployment → ReplicaSet → Pod, ...).
+constexpr std::pair<const char*, const char*> kChildKinds[] = {{"apps/v1", "ReplicaSet"}, {"v1", "Pod"}};
+
+Value HealthJson(const health::Health& h) {
+  Value v = Value::Map();
+  v.Set("status", health::Name(h.status));
+  v.Set("message", h.message);
+  return v;
+}
+
+Value NodeJson(const kube::ObjectRef& ref, std::string_view uid, const Value& owners, std::string_view sync,
+               const health::Health& h) {
+  auto [group, version] = kube::SplitApiVersion(ref.api_version);
+  Value v = Value::Map();
+  v.Set("group", group);
+  v.Set("version", version);
+  v.Set("kind", ref.kind);
+  v.Set("namespace", ref.namespace_);
+  v.Set("name", ref.name);
+  v.Set("uid", uid);
+  v.Set("owners", owners);
+  v.Set("sync", sync);
+  v.Set("health", HealthJson(h));
+  return v;
+}
+
+Value OwnerUids(const Value& object) {
+  Value owners = Value::Seq();
+  if (const Value* refs = object.Find({"metadata", "ownerReferences"})) {
+    for (const auto& r : refs->items()) {
+      std::string uid = value::StringAt(&r, {"uid"});
+      if (!uid.empty()) owners.Append(uid);
+    }
+  }
+  return owners;
+}
+
+// What a push target should hold, prepared and read as a deploy does.
+struct Compared {
+  project::Project project;
+  sync::Options options;
+  std::vector<Value> desired;
+};
+
+Result<Compared> Desired(const PushTarget& t) {
+  GANTRY_CHECK(t.config != nullptr && t.cluster != nullptr);
+  if (!t.render) return UnavailableError("this server has no config repository to render {} from (--deploy-repo)", t.app);
+  Compared c;
+  GANTRY_ASSIGN_OR_RETURN(c.project, t.config->ProjectNamed(t.project));
+  GANTRY_ASSIGN_OR_RETURN(std::string path, deliver::ExpandPathTemplate(t.path_template, t.app, t.environment));
+  auto rendered = t.render(t.config_revision, path);
+  if (!rendered.ok()) {
+    return rendered.status().WithContext(fmt::format("render {} for {} at {}", path, t.environment, t.config_revision));
+  }
+  c.desired = std::move(rendered->objects);
+  c.options.app = deliver::TrackingKey(t.project, t.app);
+  c.options.cluster_name = t.cluster->name;
+  if (auto rest = kube::LoadConfig({.paths = {t.cluster->kubeconfig}, .context = t.cluster->context}); rest.ok()) {
+    c.options.cluster_server = rest->server;
+  }
+  c.options.default_namespace = t.default_namespace;
+  return c;
+}
+
+}  // namespace
+
+Result<Value> PushResources(kube::Client& client, const PushTarget& target) {
+  GANTRY_ASSIGN_OR_RETURN(Compared c, Desired(target));
+  c.options.project = &c.project;
+  GANTRY_ASSIGN_OR_RETURN(sync::Prepared prepared, sync::Prepare(client, std::move(c.desired), c.options));
+  GANTRY_ASSIGN_OR_RETURN(sync::Live live, sync::ReadLive(client, prepared, c.options));
+  GANTRY_ASSIGN_OR_RETURN(sync::Comparison comparison, sync::Compare(prepared, live, c.options));
+  Value items = Value::Seq();
+  std::set<std::string> namespaces;
+  std::set<std::string> parents;  // uids whose children are looked for
+  for (const auto& e : comparison.entries) {
+    const std::string key = sync::ObjectKey(e.ref);
+    const Value* obj = nullptr;
+    if (auto it = live.objects.find(key); it != live.objects.end()) obj = &it->second;
+    if (auto it = live.extra.find(key); it != live.extra.end()) obj = &it->second;
+    const std::string uid = obj == nullptr ? "" : value::StringAt(obj, {"metadata", "uid"});
+    if (!uid.empty()) parents.insert(uid);
+    if (!e.ref.namespace_.empty()) namespaces.insert(e.ref.namespace_);
+    items.Append(NodeJson(e.ref, uid, Value::Seq(), diff::Name(e.status), e.health));
+  }
+  // Owned children, level by level (ReplicaSets, then their Pods), in the app's namespaces.
+  std::vector<Value> candidates;
+  for (const auto& ns : namespaces) {
+    for (const auto& [api_version, kind] : kChildKinds) {
+      auto list = client.List(api_version, kind, ns);
+      if (!list.ok()) {
+        if (list.status().code() == Code::kNotFound || list.status().code() == Code::kPermissionDenied) continue;
+        return list.status().WithContext(fmt::format("list {} in {}", kind, ns));
+      }
+      for (auto& item : list->items) candidates.push_back(std::move(item));
+    }
+  }
+  bool added = true;
+  std::set<std::string> shown;
+  while (added) {
+    added = false;
+    for (const auto& obj : candidates) {
+      const std::string uid = value::StringAt(&obj, {"metadata", "uid"});
+      if (uid.empty() || shown.contains(uid) || parents.contains(uid)) continue;
+      Value owners = OwnerUids(obj);
+      bool owned = false;
+      for (const auto& o : owners.items()) owned = owned || parents.contains(std::string(o.AsString()));
+      if (!owned) continue;
+      shown.insert(uid);
+      parents.insert(uid);
+      added = true;
+      items.Append(NodeJson(kube::RefOf(obj), uid, owners, "", health::Assess(&obj)));
+    }
+  }
+  Value doc = Value::Map();
+  doc.Set("items", items);
+  return doc;
+}
+
+Result<Value> PushDiff(kube::Client& client, const PushTarget& target) {
+  GANTRY_ASSIGN_OR_RETURN(Compared c, Desired(target));
+  c.options.project = &c.project;
+  GANTRY_ASSIGN_OR_RETURN(auto entries, sync::Diff(client, c.desired, c.options, /*color=*/false));
+  Value items = Value::Seq();
+  for (const auto& e : entries) {
+    auto [group, version] = kube::SplitApiVersion(e.ref.api_version);
+    Value v = Value::Map();
+    v.Set("group", group);
+    v.Set("version", version);
+    v.Set("kind", e.ref.kind);
+    v.Set("namespace", e.ref.namespace_);
+    v.Set("name", e.ref.name);
+    v.Set("sync", diff::Name(e.status));
+    v.Set("health", HealthJson(e.health));
+    v.Set("diff", e.text);
+    auto live = client.Get(e.ref);
+    if (live.ok()) {
+      Value shown = diff::Redact(*live);
+      if (Value* meta = shown.MutableGet("metadata")) meta->Erase("managedFields");
+      v.Set("live", shown);
+    } else if (live.status().code() == Code::kNotFound) {
+      v.Set("live", Value());
+    } else {
+      return live.status().WithContext("read " + e.ref.ToString());
+    }
+    items.Append(v);
+  }
+  Value doc = Value::Map();
+  doc.Set("items", items);
+  return doc;
+}
+
+Value PullResources(const Value& application) {
+  api::ApplicationStatus st = api::ParseStatus(application.Get("status"));
+  Value items = Value::Seq();
+  for (const auto& r : st.resources) {
+    kube::ObjectRef ref{.api_version = r.group.empty() ? r.version : r.group + "/" + r.version,
+                       .kind = r.kind, .namespace_ = r.namespace_, .name = r.name};
+    items.Append(NodeJson(ref, "", Value::Seq(), r.status, {r.health, r.health_message}));
+  }
+  Value doc = Value::Map();
+  doc.Set("items", items);
+  return doc;
+}
+
+Result<Value> EventsOf(kube::Client& client, const Value& nodes) {
+  std::set<std::tuple<std::string, std::string, std::string>> wanted;  // kind, namespace, name
+  std::set<std::string> namespaces;
+  for (const auto& n : nodes.items()) {
+    std::string ns = value::StringAt(&n, {"namespace"});
+    wanted.insert({value::StringAt(&n, {"kind"}), ns, value::StringAt(&n, {"name"})});
+    if (!ns.empty()) namespaces.insert(ns);
+  }
+  std::vector<Value> events;
+  for (const auto& ns : namespaces) {
+    GANTRY_ASSIGN_OR_RETURN(kube::ObjectList list, client.List("v1", "Event", ns));
+    for (auto& e : list.items) {
+      const Value* io = e.Get("involvedObject");
+      std::tuple<std::string, std::string, std::string> key{value::StringAt(io, {"kind"}), value::StringAt(io, {"namespace"}),
+                                                            value::StringAt(io, {"name"})};
+      if (wanted.contains(key)) events.push_back(std::move(e));
+    }
+  }
+  auto last = [](const Value& e) {
+    std::string t = value::StringAt(&e, {"lastTimestamp"});
+    return t.empty() ? value::StringAt(&e, {"eventTime"}) : t;
+  };
+  std::stable_sort(events.begin(), events.end(), [&](const Value& a, const Value& b) { return last(a) > last(b); });
+  Value items = Value::Seq();
+  for (const auto& e : events) {
+    Value v = Value::Map();
+    v.Set("type", value::StringAt(&e, {"type"}));
+    v.Set("reason", value::StringAt(&e, {"reason"}));
+    v.Set("message", value::StringAt(&e, {"message"}));
+    v.Set("count", value::IntAt(&e, {"count"}));
+    std::string first = value::StringAt(&e, {"firstTimestamp"});
+    std::string at = last(e);
+    v.Set("first_time", first.empty() ? Value() : Value(first));
+    v.Set("last_time", at.empty() ? Value() : Value(at));
+    Value obj = Value::Map();
+    const Value* io = e.Get("involvedObject");
+    obj.Set("kind", value::StringAt(io, {"kind"}));
+    obj.Set("namespace", value::StringAt(io, {"namespace"}));
+    obj.Set("name", value::StringAt(io, {"name"}));
+    v.Set("object", obj);
+    items.Append(v);
+  }
+  Value doc = Value::Map();
+  doc.Set("items", items);
+  return doc;
+}
+
+}  // namespace gantry::server
