@@ -19,8 +19,9 @@ void AddSourceFlags(CLI::App* cmd, SourceFlags& f) {
                   "User for HTTPS Git; the password or token is read from GANTRY_GIT_PASSWORD");
   cmd->add_option("--renderer", f.renderer, "auto, plain, kustomize or helm")
       ->check(CLI::IsMember({"auto", "plain", "kustomize", "helm"}));
-  cmd->add_option("--kustomize-binary", f.kustomize_binary, "kustomize to run")->envname("GANTRY_KUSTOMIZE");
-  cmd->add_option("--helm-binary", f.helm_binary, "helm to run")->envname("GANTRY_HELM");
+  cmd->add_option("--kustomize-binary", f.kustomize_binary,
+                  "kustomize to run (default: $GANTRY_KUSTOMIZE, else PATH, else the tool cache)");
+  cmd->add_option("--helm-binary", f.helm_binary, "helm to run (default: $GANTRY_HELM, else PATH, else the tool cache)");
   cmd->add_flag("--no-render-sandbox", f.no_render_sandbox,
                 "Run kustomize and helm without the bubblewrap sandbox (only for repositories you trust)");
   cmd->add_option("--image", f.images, "Kustomize image override, e.g. web=registry/web:1.2.3");

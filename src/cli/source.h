@@ -26,8 +26,8 @@ struct SourceFlags {
   bool allow_file_repo = false;
   std::string git_username;  // with GANTRY_GIT_PASSWORD (never a flag: it would show in ps)
   std::string renderer = "auto";
-  std::string kustomize_binary = "kustomize";
-  std::string helm_binary = "helm";
+  std::string kustomize_binary;  // "" : render::FindRenderer's search
+  std::string helm_binary;
   bool no_render_sandbox = false;
   std::vector<std::string> images;       // kustomize image overrides
   std::string release_name;

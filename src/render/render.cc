@@ -165,8 +165,7 @@ std::string Tail(std::string text, const fs::path& copy, int n = 5) {
 Result<Output> RenderExternal(const Plan& plan, const Options& options) {
   const bool helm = plan.renderer == Renderer::kHelm;
   GANTRY_ASSIGN_OR_RETURN(std::string binary,
-                          internal::ResolveBinary(helm ? options.helm_binary : options.kustomize_binary,
-                                                  helm ? "Options::helm_binary" : "Options::kustomize_binary"));
+                          FindRenderer(plan.renderer, helm ? options.helm_binary : options.kustomize_binary));
   const std::string display = fmt::format("{} {}", helm ? "helm template" : "kustomize build", Display(plan.rel));
 
   GANTRY_ASSIGN_OR_RETURN(internal::PrivateDir tmp, internal::PrivateDir::Create(options.temp_dir));
