@@ -235,7 +235,7 @@ Result<Output> RenderExternal(const Plan& plan, const Options& options) {
   run.max_memory_bytes = options.limits.max_renderer_memory_bytes;
   GANTRY_ASSIGN_OR_RETURN(ProcessResult r, internal::RunRenderer(run));
   if (r.timed_out) {
-    return DeadlineExceededError("{}: did not finish within {} ms (limit Options::timeout)", display,
+    return DeadlineExceededError("{}: did not finish within {} ms, the time a render may take", display,
                                  options.timeout.count());
   }
   if (r.output_truncated) {

@@ -162,7 +162,7 @@ TEST_F(RenderTest, KustomizeReferencesAreCheckedBeforeRunning) {
     std::string says;
   };
   for (const Case& c : std::vector<Case>{
-           {"https://github.com/org/repo//deploy?ref=v1", Code::kPermissionDenied, "allow_remote_bases"},
+           {"https://github.com/org/repo//deploy?ref=v1", Code::kPermissionDenied, "copy the base into this repository"},
            {"github.com/org/repo/deploy?ref=v1", Code::kPermissionDenied, "remote"},
            {"git@github.com:org/repo.git", Code::kPermissionDenied, "remote"},
            {"example.com/org/repo/deploy", Code::kPermissionDenied, "remote"},
@@ -178,6 +178,8 @@ TEST_F(RenderTest, KustomizeReferencesAreCheckedBeforeRunning) {
     EXPECT_EQ(r.status().code(), c.code) << c.resource << ": " << r.status().ToString();
     EXPECT_NE(r.status().message().find(c.says), std::string::npos) << r.status().message();
     EXPECT_NE(r.status().message().find("app/kustomization.yaml"), std::string::npos) << r.status().message();
+    // issue 16: the message says what to do, not which internal option refused it.
+    EXPECT_EQ(r.status().message().find("::"), std::string::npos) << r.status().message();
   }
   // The same through a base, and through components and the components option.
   Write("repo/app/kustomization.yaml", "resources: [../base]\ncomponents: [../comp]\n");
@@ -187,7 +189,9 @@ TEST_F(RenderTest, KustomizeReferencesAreCheckedBeforeRunning) {
   EXPECT_NE(r.status().message().find("comp/kustomization.yaml"), std::string::npos) << r.status().message();
   Write("repo/app/kustomization.yaml", "resources: [../base]\n");
   o.kustomize.components = {"../../outside/k"};
-  EXPECT_EQ(Render(Src("app"), o).status().code(), Code::kPermissionDenied);
+  r = Render(Src("app"), o);
+  EXPECT_EQ(r.status().code(), Code::kPermissionDenied);
+  EXPECT_EQ(r.status().message().find("::"), std::string::npos) << r.status().message();
   // Everything checked out: now the missing binary is the error, naming the flag that names it.
   o.kustomize.components.clear();
   r = Render(Src("app"), o);
@@ -253,6 +257,26 @@ TEST_F(RenderTest, HelmValueFilesMustResolveInsideTheRepository) {
   auto r = Render(Src("charts/web"), o);
   EXPECT_EQ(r.status().code(), Code::kNotFound) << r.status().ToString();  // the helm binary
   EXPECT_NE(r.status().message().find("--helm-binary"), std::string::npos) << r.status().message();
+}
+
+// A Helm render depends on the cluster it is for: another version, other served APIs or another
+// namespace is another cache entry. Plain and Kustomize renders do not depend on them.
+TEST(CacheKey, CoversTheDestinationOfHelmRenders) {
+  Options o;
+  o.helm.kube_version = "v1.36.3";
+  o.helm.api_versions = {"v1", "v1/ConfigMap"};
+  o.helm.namespace_ = "apps";
+  const std::string key = CacheKey("tree", "chart", Renderer::kHelm, o);
+  Options other = o;
+  other.helm.kube_version = "v1.35.0";
+  EXPECT_NE(CacheKey("tree", "chart", Renderer::kHelm, other), key);
+  other = o;
+  other.helm.api_versions.push_back("example.com/v1");
+  EXPECT_NE(CacheKey("tree", "chart", Renderer::kHelm, other), key);
+  other = o;
+  other.helm.namespace_ = "web";
+  EXPECT_NE(CacheKey("tree", "chart", Renderer::kHelm, other), key);
+  EXPECT_EQ(CacheKey("tree", "app", Renderer::kKustomize, other), CacheKey("tree", "app", Renderer::kKustomize, o));
 }
 
 TEST(HelmTemplateArgs, EveryValueIsOneFlagArgument) {
@@ -427,7 +451,7 @@ TEST_F(RenderTest, RendererFailureTimeoutAndOutputLimits) {
   r = Render(Src("app"), o);
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
   EXPECT_EQ(r.status().code(), Code::kDeadlineExceeded);
-  EXPECT_EQ(r.status().message(), "kustomize build app: did not finish within 300 ms (limit Options::timeout)");
+  EXPECT_EQ(r.status().message(), "kustomize build app: did not finish within 300 ms, the time a render may take");
 
   o.timeout = std::chrono::seconds(30);
   o.kustomize_binary = Script("big.sh", "yes 'a: b' | head -c 100000\n");
