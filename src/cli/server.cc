@@ -372,7 +372,9 @@ Status RunServer(ServerOptions o, const Deps& deps) {
       auto repo = mirrors->Open(url, open);
       if (!repo.ok()) {
         Status error = repo.status().WithContext("--deploy-repo " + git::ScrubUrl(url));
-        return [error](std::string_view, const std::string&) -> Result<render::Rendered> { return error; };
+        return [error](std::string_view, const std::string&, const deliver::RenderTarget&) -> Result<render::Rendered> {
+          return error;
+        };
       }
       return deliver::GitRenderFn(*repo, render);
     };

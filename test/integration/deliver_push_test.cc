@@ -63,7 +63,7 @@ spec:
 }
 
 RenderFn TestRender() {
-  return [](std::string_view revision, const std::string& path) -> Result<render::Rendered> {
+  return [](std::string_view revision, const std::string& path, const deliver::RenderTarget&) -> Result<render::Rendered> {
     std::string env = path.substr(path.rfind('/') + 1);
     GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml(Manifests(revision, env), path));
     return render::Rendered{.commit = std::string(revision), .objects = std::move(docs), .content_key = {}};
