@@ -24,23 +24,6 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-// The bin directory of the tool cache build-tools.sh fills (kustomize and helm).
-const std::string& ToolsDir() {
-  static const std::string dir = [] {
-    const char* src = std::getenv("GANTRY_SOURCE_DIR");
-    std::string script = std::string(src ? src : ".") + "/test/env/build-tools.sh";
-    ProcessOptions po;
-    po.inherit_env = true;
-    po.timeout = std::chrono::minutes(30);
-    auto r = RunChecked({script, "kustomize", "helm"}, po);
-    if (!r.ok()) DieBecause("build-tools.sh: " + r.status().ToString());
-    std::string out = r->out;
-    while (!out.empty() && out.back() == '\n') out.pop_back();
-    return out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
-  }();
-  return dir;
-}
-
 fs::path Testdata() {
   const char* src = std::getenv("GANTRY_SOURCE_DIR");
   return fs::path(src ? src : ".") / "src/render/testdata";
@@ -54,7 +37,7 @@ void WriteFile(const fs::path& path, const std::string& text) {
 class RenderDestinationTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    ToolsDir();
+    testenv::ToolsDir();
     testenv::Server& cluster = testenv::Shared("kube-cluster.sh");
     kubeconfig_ = new std::string(cluster.Get("KUBECONFIG"));
     auto config = kube::LoadConfig({.paths = {*kubeconfig_}});
@@ -128,7 +111,7 @@ spec:
   ASSERT_TRUE(kube_version.ok()) << kube_version.status().ToString();
 
   const std::string chart = (Testdata() / "helm/capabilities").string();
-  const std::map<std::string, std::string> env = {{"GANTRY_HELM", ToolsDir() + "/helm"}};
+  const std::map<std::string, std::string> env = {{"GANTRY_HELM", testenv::ToolsDir() + "/helm"}};
   ProcessResult sync = Gantry({"sync", chart, "--app", "capabilities", "-n", "helm-dest", "--create-namespace"}, env);
   ASSERT_EQ(sync.exit_code, 0) << sync.out << sync.err;
   EXPECT_EQ(Data("helm-dest", "capabilities", "namespace"), "helm-dest");
@@ -157,7 +140,7 @@ TEST_F(RenderDestinationTest, KustomizeAndPlainObjectsLandInTheDestinationAndKus
   WriteFile(app / "plain/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\ndata: {from: plain}\n");
   WriteFile(app / "kustomize/kustomization.yaml", "resources: [cm.yaml]\ncommonLabels: {rendered-by: kustomize}\n");
   WriteFile(app / "kustomize/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kustomized}\ndata: {from: kustomize}\n");
-  const std::string cache = fs::path(ToolsDir()).parent_path().parent_path().string();
+  const std::string cache = fs::path(testenv::ToolsDir()).parent_path().parent_path().string();
 
   // Without the tool cache: the error names every place looked at and the variable to set.
   ProcessResult missing = Gantry({"render", (app / "kustomize").string()});
