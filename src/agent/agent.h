@@ -190,8 +190,12 @@ Result<std::unique_ptr<Agent>> NewAgent(kube::Client& client, AgentOptions optio
 
 // The Source of a real agent: Git mirrors under options.cache_dir (credentials from
 // options.git_credentials, bound to their host) and render::RenderGit with `render_options`
-// (binaries, sandbox, limits), cached by repository tree. InvalidArgument for malformed credentials.
-Result<std::unique_ptr<Source>> NewGitSource(const AgentOptions& options, const render::Options& render_options);
+// (binaries, sandbox, limits), cached by repository tree. Helm renders for `cluster` (when not
+// null; it must outlive the Source): the destination namespace is the release namespace, and
+// .Capabilities are the cluster's version and served APIs (kube::ReadCapabilities). InvalidArgument
+// for malformed credentials.
+Result<std::unique_ptr<Source>> NewGitSource(const AgentOptions& options, const render::Options& render_options,
+                                             kube::Client* cluster = nullptr);
 
 // Everything `gantry install` applies: the CRD, the namespace, the agent's ServiceAccount, RBAC and
 // Deployment running `image`.

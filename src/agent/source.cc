@@ -8,6 +8,7 @@
 #include "agent/agent.h"
 #include "base/mutex.h"
 #include "git/git.h"
+#include "kube/kube.h"
 #include "render/git_sources.h"
 #include "render/render.h"
 
@@ -29,8 +30,8 @@ bool Under(std::string_view file, std::string_view dir) {
 
 class GitSource final : public Source {
  public:
-  GitSource(render::GitSourcesOptions sources, render::Options base)
-      : sources_(std::move(sources)), cache_(kRenderCacheBytes), base_(std::move(base)) {}
+  GitSource(render::GitSourcesOptions sources, render::Options base, kube::Client* cluster)
+      : sources_(std::move(sources)), cache_(kRenderCacheBytes), base_(std::move(base)), cluster_(cluster) {}
 
   Result<std::string> Resolve(const api::Application& app, SteadyClock::time_point fetch_after) override {
     GANTRY_ASSIGN_OR_RETURN(std::shared_ptr<git::Repository> repo, Open(app));
@@ -81,6 +82,11 @@ class GitSource final : public Source {
     o.helm.value_files = s.helm_value_files;
     o.helm.values = s.helm_values;
     o.helm.include_crds = s.helm_include_crds;
+    if (cluster_ != nullptr) {
+      GANTRY_ASSIGN_OR_RETURN(kube::Capabilities caps, Capabilities());
+      o.helm.kube_version = std::move(caps.kube_version);
+      o.helm.api_versions = std::move(caps.api_versions);
+    }
     auto r = render::RenderGit(*repo, commit, s.path, o, &cache_);
     if (!r.ok()) return r.status();
     renders_ += r->cache_hit ? 0 : 1;
@@ -103,6 +109,24 @@ class GitSource final : public Source {
   // 4 MiB: an unchanged application is not rendered at all (the agent's steady-state memo), so the
   // cache serves re-renders at the same commit (a changed spec, a retried sync), a few at a time.
   static constexpr size_t kRenderCacheBytes = 4u << 20;
+
+  // The cluster's Capabilities for Helm. Its version is read again every kVersionTtl; its APIs come
+  // from the client's discovery cache each time, so a CRD a sync just created counts at once.
+  Result<kube::Capabilities> Capabilities() {
+    static constexpr auto kVersionTtl = std::chrono::minutes(10);
+    std::string known;
+    {
+      MutexLock lock(mu_);
+      if (SteadyClock::now() - version_read_ < kVersionTtl) known = kube_version_;
+    }
+    GANTRY_ASSIGN_OR_RETURN(kube::Capabilities caps, kube::ReadCapabilities(*cluster_, known));
+    if (known.empty()) {
+      MutexLock lock(mu_);
+      kube_version_ = caps.kube_version;
+      version_read_ = SteadyClock::now();
+    }
+    return caps;
+  }
 
   static std::string RenderKey(const api::Application& app) {
     return app.source.repo_url + "\n" + app.source.path + "\n" + app.source.renderer;
@@ -138,22 +162,26 @@ class GitSource final : public Source {
   render::GitSources sources_;  // mirrors, credentials, shared fetches
   render::RenderCache cache_;
   render::Options base_;
+  kube::Client* const cluster_;  // the destination; null: Helm's built-in Capabilities
   std::atomic<uint64_t> renders_{0};
   Mutex mu_;
+  std::string kube_version_ GUARDED_BY(mu_);
+  SteadyClock::time_point version_read_ GUARDED_BY(mu_);
   std::map<std::string, render::Renderer> renderers_ GUARDED_BY(mu_);  // by RenderKey
   std::vector<std::pair<std::string, std::shared_ptr<const std::vector<std::string>>>> changed_ GUARDED_BY(mu_);
 };
 
 }  // namespace
 
-Result<std::unique_ptr<Source>> NewGitSource(const AgentOptions& options, const render::Options& render_options) {
+Result<std::unique_ptr<Source>> NewGitSource(const AgentOptions& options, const render::Options& render_options,
+                                             kube::Client* cluster) {
   render::GitSourcesOptions so{.mirrors_dir = std::filesystem::path(options.cache_dir) / "git",
                                .allow_file = options.allow_file_repos};
   for (const std::string& c : options.git_credentials) {
     GANTRY_ASSIGN_OR_RETURN(git::Credentials parsed, git::ParseCredentials(c));
     so.credentials.push_back(std::move(parsed));
   }
-  return std::unique_ptr<Source>(std::make_unique<GitSource>(std::move(so), render_options));
+  return std::unique_ptr<Source>(std::make_unique<GitSource>(std::move(so), render_options, cluster));
 }
 
 }  // namespace gantry::agent

@@ -65,7 +65,7 @@ struct AgentFlags {
   agent::AgentOptions options{.metrics_listen = "127.0.0.1:9090"};
   std::string interval = "60s";
   std::string lease_duration = "15s";
-  std::string kustomize = "kustomize", helm = "helm";
+  std::string kustomize, helm;  // "" : render::FindRenderer's search
   bool no_leader_election = false;
   bool no_render_sandbox = false;
 };
@@ -122,7 +122,7 @@ Status RunAgent(const AgentCommandOptions& o, const Deps& deps) {
   options.namespace_ = o.cluster.namespace_;
   options.lease_namespace = config.namespace_;
   options.reconcile.cluster_server = config.server;
-  GANTRY_ASSIGN_OR_RETURN(auto source, agent::NewGitSource(options, o.render));
+  GANTRY_ASSIGN_OR_RETURN(auto source, agent::NewGitSource(options, o.render, client.get()));
   GANTRY_ASSIGN_OR_RETURN(auto a, agent::NewAgent(*client, std::move(options), std::move(source)));
   g_running = a.get();
   ::signal(SIGINT, OnSignal);
@@ -225,8 +225,9 @@ void AddAgentCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_flag("--allow-file-repos", f->options.allow_file_repos, "Accept file:// repository URLs");
   cmd->add_option("--git-credentials-env", f->options.git_credentials,
                   "Environment variable holding host=user:password for HTTPS Git (repeatable)");
-  cmd->add_option("--kustomize-binary", f->kustomize, "kustomize to run")->envname("GANTRY_KUSTOMIZE");
-  cmd->add_option("--helm-binary", f->helm, "helm to run")->envname("GANTRY_HELM");
+  cmd->add_option("--kustomize-binary", f->kustomize,
+                  "kustomize to run (default: $GANTRY_KUSTOMIZE, else PATH, else the tool cache)");
+  cmd->add_option("--helm-binary", f->helm, "helm to run (default: $GANTRY_HELM, else PATH, else the tool cache)");
   cmd->add_flag("--no-render-sandbox", f->no_render_sandbox,
                 "Run kustomize and helm without the bubblewrap sandbox (where user namespaces are not allowed, "
                 "as in most Pods); logged, and exported as gantry_agent_render_sandbox 0");

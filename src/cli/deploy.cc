@@ -51,10 +51,11 @@ Result<deliver::RenderFn> MakeRender(const SourceFlags& s, const std::string& re
   if (!s.dir.empty()) {
     // A directory has one revision: the one named on the command line.
     auto dir_render = deliver::DirRenderFn(fs::absolute(s.dir));
-    return deliver::RenderFn([dir_render, revision](std::string_view rev, const std::string& path) -> Result<render::Rendered> {
+    return deliver::RenderFn([dir_render, revision](std::string_view rev, const std::string& path,
+                                                    const deliver::RenderTarget& target) -> Result<render::Rendered> {
       if (!revision.empty() && rev != revision)
         return FailedPreconditionError("--dir holds revision {}, not {}: rendering another revision needs --repo", revision, rev);
-      return dir_render(rev, path);
+      return dir_render(rev, path, target);
     });
   }
   auto sources = std::make_shared<render::GitSources>(

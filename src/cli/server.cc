@@ -155,8 +155,6 @@ Status ReleaseOptions(const ServerFlags& f, ServerOptions& o) {
   if (!o.deploy_repo.empty()) GANTRY_RETURN_IF_ERROR(git::ValidateUrl(o.deploy_repo, f.allow_file).WithContext("--deploy-repo"));
   if (f.max_deploys < 1) return InvalidArgumentError("--max-deploys {}: expected at least 1", f.max_deploys);
   o.max_deploys = f.max_deploys;
-  if (const char* k = std::getenv("GANTRY_KUSTOMIZE"); k != nullptr && *k != '\0') s.render.kustomize_binary = k;
-  if (const char* h = std::getenv("GANTRY_HELM"); h != nullptr && *h != '\0') s.render.helm_binary = h;
   s.path_template = f.path_template;
   auto timeout = ParseDuration(f.health_timeout);
   if (!timeout.ok()) return InvalidArgumentError("--health-timeout {:?}: expected a duration such as 5m", f.health_timeout);
@@ -376,7 +374,9 @@ Status RunServer(ServerOptions o, const Deps& deps) {
       auto repo = mirrors->Open(url, open);
       if (!repo.ok()) {
         Status error = repo.status().WithContext("--deploy-repo " + git::ScrubUrl(url));
-        return [error](std::string_view, const std::string&) -> Result<render::Rendered> { return error; };
+        return [error](std::string_view, const std::string&, const deliver::RenderTarget&) -> Result<render::Rendered> {
+          return error;
+        };
       }
       return deliver::GitRenderFn(*repo, render);
     };

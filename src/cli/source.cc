@@ -19,13 +19,15 @@ void AddSourceFlags(CLI::App* cmd, SourceFlags& f) {
                   "User for HTTPS Git; the password or token is read from GANTRY_GIT_PASSWORD");
   cmd->add_option("--renderer", f.renderer, "auto, plain, kustomize or helm")
       ->check(CLI::IsMember({"auto", "plain", "kustomize", "helm"}));
-  cmd->add_option("--kustomize-binary", f.kustomize_binary, "kustomize to run")->envname("GANTRY_KUSTOMIZE");
-  cmd->add_option("--helm-binary", f.helm_binary, "helm to run")->envname("GANTRY_HELM");
+  cmd->add_option("--kustomize-binary", f.kustomize_binary,
+                  "kustomize to run (default: $GANTRY_KUSTOMIZE, else PATH, else the tool cache)");
+  cmd->add_option("--helm-binary", f.helm_binary, "helm to run (default: $GANTRY_HELM, else PATH, else the tool cache)");
   cmd->add_flag("--no-render-sandbox", f.no_render_sandbox,
                 "Run kustomize and helm without the bubblewrap sandbox (only for repositories you trust)");
   cmd->add_option("--image", f.images, "Kustomize image override, e.g. web=registry/web:1.2.3");
   cmd->add_option("--release-name", f.release_name, "Helm release name");
-  cmd->add_option("--helm-namespace", f.helm_namespace, "Helm release namespace");
+  cmd->add_option("--helm-namespace", f.helm_namespace,
+                  "Helm release namespace (default: the destination namespace, -n; for render: default)");
   cmd->add_option("-f,--values", f.value_files, "Helm values file (inside the repository)");
   cmd->add_option("--set", f.helm_set, "Helm value, key=value");
 }
@@ -50,7 +52,7 @@ Status ValidateSourceFlags(const SourceFlags& f) {
   return OkStatus();
 }
 
-Result<Loaded> LoadSource(const SourceFlags& f) {
+Result<Loaded> LoadSource(const SourceFlags& f, const Destination* destination) {
   render::Options o;
   o.renderer = render::ParseRenderer(f.renderer).value_or(render::Renderer::kAuto);
   o.kustomize_binary = f.kustomize_binary;
@@ -61,6 +63,11 @@ Result<Loaded> LoadSource(const SourceFlags& f) {
   o.helm.namespace_ = f.helm_namespace;
   o.helm.value_files = f.value_files;
   o.helm.set = f.helm_set;
+  if (destination != nullptr) {
+    if (o.helm.namespace_.empty()) o.helm.namespace_ = destination->namespace_;
+    o.helm.kube_version = destination->capabilities.kube_version;
+    o.helm.api_versions = destination->capabilities.api_versions;
+  }
   Loaded out;
   GANTRY_RETURN_IF_ERROR(ValidateSourceFlags(f));
   if (f.repo.empty()) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "kube/kube.h"
 #include "render/git_sources.h"
 #include "render/render.h"
 #include "value/value.h"
@@ -26,8 +27,8 @@ struct SourceFlags {
   bool allow_file_repo = false;
   std::string git_username;  // with GANTRY_GIT_PASSWORD (never a flag: it would show in ps)
   std::string renderer = "auto";
-  std::string kustomize_binary = "kustomize";
-  std::string helm_binary = "helm";
+  std::string kustomize_binary;  // "" : render::FindRenderer's search
+  std::string helm_binary;
   bool no_render_sandbox = false;
   std::vector<std::string> images;       // kustomize image overrides
   std::string release_name;
@@ -47,8 +48,15 @@ struct Loaded {
 // InvalidArgument (a usage error) when the flags name no source: neither PATH nor --repo.
 Status ValidateSourceFlags(const SourceFlags& flags);
 
-// Renders the source the flags describe. Errors name the source.
-Result<Loaded> LoadSource(const SourceFlags& flags);
+// The cluster a render is for (diff, sync): its namespace is the Helm release namespace unless
+// --helm-namespace names another, and Helm's .Capabilities are the cluster's version and APIs.
+struct Destination {
+  std::string namespace_;
+  kube::Capabilities capabilities;
+};
+
+// Renders the source the flags describe, for `destination` when given. Errors name the source.
+Result<Loaded> LoadSource(const SourceFlags& flags, const Destination* destination = nullptr);
 
 // The Git access of a command's --repo: mirrors under CacheDir(cache_dir)/git (cli/state.h) and, when
 // GANTRY_GIT_PASSWORD is set, that password or token with `username`, sent only to `repo`'s host.

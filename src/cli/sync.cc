@@ -110,10 +110,14 @@ Result<project::Project> LoadProject(const SyncOptions& o) {
 }
 
 Result<Prepared> Prepare(const SyncOptions& o, const Deps& deps) {
-  GANTRY_ASSIGN_OR_RETURN(Loaded loaded, LoadSource(o.source));
   kube::RestConfig config;
   Prepared p;
   GANTRY_ASSIGN_OR_RETURN(p.client, deps.connect(o.cluster, &config));
+  // Rendered for the destination: its namespace is the Helm release namespace, Helm sees its
+  // version and APIs (as Argo CD renders for an Application's destination).
+  Destination destination{.namespace_ = config.namespace_, .capabilities = {}};
+  GANTRY_ASSIGN_OR_RETURN(destination.capabilities, kube::ReadCapabilities(*p.client));
+  GANTRY_ASSIGN_OR_RETURN(Loaded loaded, LoadSource(o.source, &destination));
   for (auto& m : loaded.manifests) p.objects.push_back(std::move(m.object));
   GANTRY_ASSIGN_OR_RETURN(project::Project project, LoadProject(o));
   p.project = std::make_unique<project::Project>(std::move(project));

@@ -146,9 +146,20 @@ Result<std::string> FlattenKubeconfig(const Cluster& cluster);
 // ---------------------------------------------------------------------------------------------
 // Deploying
 
-// The objects of an application path at a revision. `revision` is what the user asked for (or
-// the commit recorded in the release); the result names the commit it resolved to.
-using RenderFn = std::function<Result<render::Rendered>(std::string_view revision, const std::string& path)>;
+// Whom a render is for (as Argo CD renders for an Application's destination).
+struct RenderTarget {
+  std::string namespace_;  // the destination namespace: Helm's release namespace ("" : default)
+  // The cluster's version and APIs, Helm's .Capabilities (kube::ReadCapabilities); nullopt before
+  // a cluster is reached (helm's built-in ones).
+  std::optional<kube::Capabilities> capabilities;
+};
+
+// The objects of an application path at a revision, for `target`. `revision` is what the user
+// asked for (or the commit recorded in the release); the result names the commit it resolved to.
+// A deploy renders each environment once before applying anything, and renders a Helm chart
+// again for each cluster, with that cluster's Capabilities, once it has reached it.
+using RenderFn = std::function<Result<render::Rendered>(std::string_view revision, const std::string& path,
+                                                        const RenderTarget& target)>;
 
 // A RenderFn over a local directory (the revision is recorded, not checked out: rollback to
 // another revision needs a Git source).

@@ -255,7 +255,7 @@ class FakeDeploy : public ::testing::Test {
 
   // Renders `yaml` for every environment.
   const DeployState& Deploy(std::string yaml, std::chrono::milliseconds health_timeout = 5min) {
-    RenderFn render = [yaml](std::string_view revision, const std::string& path) -> Result<render::Rendered> {
+    RenderFn render = [yaml](std::string_view revision, const std::string& path, const deliver::RenderTarget&) -> Result<render::Rendered> {
       GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml(yaml, path));
       return render::Rendered{std::string(revision), std::move(docs)};
     };
@@ -296,6 +296,47 @@ class FakeDeploy : public ::testing::Test {
 };
 
 constexpr char kConfigMap[] = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {a: b}\n";
+
+// issue 16: a Helm chart is rendered with the destination namespace as its release namespace,
+// once before anything is applied and again for each cluster with that cluster's Capabilities.
+TEST_F(FakeDeploy, HelmChartsAreRenderedForEachClusterWithItsCapabilities) {
+  cluster_ = std::make_shared<fakes::FakeKubeClient>();
+  std::vector<RenderTarget> targets;
+  Mutex targets_mu;
+  RenderFn render = [&](std::string_view revision, const std::string& path,
+                        const RenderTarget& target) -> Result<render::Rendered> {
+    {
+      MutexLock lock(targets_mu);
+      targets.push_back(target);
+    }
+    std::string version = target.capabilities ? target.capabilities->kube_version : "none";
+    GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml(fmt::format("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: "
+                                                                     "web, namespace: {}}}\ndata: {{kube: {}}}\n",
+                                                                     target.namespace_, version),
+                                                         path));
+    return render::Rendered{.commit = std::string(revision), .objects = std::move(docs), .content_key = {},
+                            .renderer = render::Renderer::kHelm};
+  };
+  ConnectFn connect = [this](const Cluster&) -> Result<std::unique_ptr<kube::Client>> {
+    return fakes::ForwardingKubeClient::To(cluster_);
+  };
+  config_.environments = {{.name = "dev"}};
+  config_.clusters = {{.name = "dev-1", .environment = "dev"}};
+  DeployOptions options{.app = "web", .revision = "abc123", .default_namespace = "shop", .clock = &clock_};
+  auto d = Deployment::Start(*store_, config_, render, connect, options, nullptr);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  const DeployState& s = (*d)->Run();
+  ASSERT_EQ(s.phase, Phase::kSucceeded) << s.message;
+  ASSERT_EQ(targets.size(), 2u);
+  EXPECT_EQ(targets[0].namespace_, "shop");
+  EXPECT_FALSE(targets[0].capabilities.has_value()) << "the render before any cluster is reached";
+  EXPECT_EQ(targets[1].namespace_, "shop");
+  ASSERT_TRUE(targets[1].capabilities.has_value());
+  EXPECT_EQ(targets[1].capabilities->kube_version, "v1.31.0");  // the fake cluster's
+  auto cm = cluster_->Get({"v1", "ConfigMap", "shop", "web"});
+  ASSERT_TRUE(cm.ok()) << cm.status().ToString();
+  EXPECT_EQ(value::StringAt(&*cm, {"data", "kube"}), "v1.31.0");
+}
 
 TEST_F(FakeDeploy, SoakWaitsOnTheClock) {
   config_.environments[0].gates.soak = 10min;
@@ -427,7 +468,7 @@ TEST_F(FakeDeploy, AnAppBelongsToTheProjectOfItsFirstRelease) {
   auto parsed = ParseConfig(*projects);
   ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
   config_.projects = parsed->projects;
-  RenderFn render = [](std::string_view revision, const std::string& path) -> Result<render::Rendered> {
+  RenderFn render = [](std::string_view revision, const std::string& path, const deliver::RenderTarget&) -> Result<render::Rendered> {
     GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml(kConfigMap, path));
     return render::Rendered{std::string(revision), std::move(docs)};
   };

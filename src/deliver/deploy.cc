@@ -113,7 +113,22 @@ struct ApplyContext {
   int parallelism = 4;
   Clock* clock = nullptr;
   std::string started_by;  // who: the audit row of a window override
+  // Renders again for a cluster's Capabilities (a Helm chart); null when the objects do not
+  // depend on the cluster.
+  std::function<Result<std::vector<value::Value>>(const kube::Capabilities&)> render_for = nullptr;
 };
+
+// What ApplyContext::render_for is for `rendered`: null unless Helm rendered it.
+std::function<Result<std::vector<value::Value>>(const kube::Capabilities&)> RenderFor(
+    const render::Rendered& rendered, const RenderFn& render, std::string revision, std::string path,
+    std::string namespace_) {
+  if (rendered.renderer != render::Renderer::kHelm) return nullptr;
+  return [&render, revision = std::move(revision), path = std::move(path),
+          namespace_ = std::move(namespace_)](const kube::Capabilities& caps) -> Result<std::vector<value::Value>> {
+    GANTRY_ASSIGN_OR_RETURN(render::Rendered r, render(revision, path, RenderTarget{namespace_, caps}));
+    return std::move(r.objects);
+  };
+}
 
 void Say(const ProgressFn& progress, std::string_view line) {
   if (progress) progress(line);
@@ -156,6 +171,17 @@ store::Target ApplyCluster(const ApplyContext& ctx, const Cluster& cluster, stor
   auto client = ctx.connect(cluster);
   if (!client.ok()) return fail(client.status().message());
   const uint64_t requests_at_start = (*client)->request_count();
+  // A Helm chart is rendered for this cluster's version and APIs.
+  const std::vector<value::Value>* apply = &objects;
+  std::vector<value::Value> for_cluster;
+  if (ctx.render_for) {
+    auto caps = kube::ReadCapabilities(**client);
+    if (!caps.ok()) return fail(caps.status().message());
+    auto r = ctx.render_for(*caps);
+    if (!r.ok()) return fail(r.status().WithContext("render for cluster " + cluster.name).message());
+    for_cluster = *std::move(r);
+    apply = &for_cluster;
+  }
   sync::Options so;
   so.app = TrackingKey(ctx.project.name, ctx.app);
   so.project = &ctx.project;
@@ -205,7 +231,7 @@ store::Target ApplyCluster(const ApplyContext& ctx, const Cluster& cluster, stor
   // The engine's path, as the agent takes it: prepare, read (from a watch of each kind the app
   // has, started for this apply), compare, then the operation, whose health waits end on the
   // watch's events. The cache is declared after the client: it stops first.
-  auto prepared = sync::Prepare(**client, objects, so);
+  auto prepared = sync::Prepare(**client, *apply, so);
   if (!prepared.ok()) return fail(prepared.status().message());
   std::unique_ptr<kube::Cache> cache = sync::WatchApplication(**client, *prepared, so, kFirstListWait);
   auto live = sync::ReadLive(**client, *prepared, so, {.objects = cache.get()});
@@ -276,12 +302,31 @@ std::string_view Name(Phase phase) {
   return "Unknown";
 }
 
+namespace {
+
+// `options` for `target`: its namespace is the release namespace unless the options name one.
+render::Options For(render::Options options, const RenderTarget& target) {
+  if (options.helm.namespace_.empty()) options.helm.namespace_ = target.namespace_;
+  if (target.capabilities) {
+    options.helm.kube_version = target.capabilities->kube_version;
+    options.helm.api_versions = target.capabilities->api_versions;
+  }
+  return options;
+}
+
+}  // namespace
+
 RenderFn DirRenderFn(std::filesystem::path dir, render::Options options) {
-  return [dir = std::move(dir), options = std::move(options)](std::string_view revision,
-                                                               const std::string& path) -> Result<render::Rendered> {
-    auto manifests = render::Render({dir, path}, options);
+  return [dir = std::move(dir), options = std::move(options)](std::string_view revision, const std::string& path,
+                                                               const RenderTarget& target) -> Result<render::Rendered> {
+    render::Options o = For(options, target);
+    auto manifests = render::Render({dir, path}, o);
     if (!manifests.ok()) return manifests.status().WithContext(fmt::format("render {}/{}", dir.string(), path));
-    render::Rendered r{.commit = std::string(revision), .objects = {}, .content_key = {}};
+    render::Rendered r{.commit = std::string(revision), .objects = {}, .content_key = {}, .renderer = o.renderer};
+    std::error_code ec;
+    if (r.renderer == render::Renderer::kAuto) {
+      r.renderer = std::filesystem::is_directory(dir / path, ec) ? render::Detect(dir / path) : render::Renderer::kPlain;
+    }
     for (auto& m : *manifests) r.objects.push_back(std::move(m.object));
     return r;
   };
@@ -290,24 +335,25 @@ RenderFn DirRenderFn(std::filesystem::path dir, render::Options options) {
 RenderFn GitRenderFn(std::shared_ptr<render::GitSources> sources, std::string url, render::Options options) {
   auto used = std::make_shared<std::atomic<bool>>(false);
   return [sources = std::move(sources), url = std::move(url), options = std::move(options),
-          used](std::string_view revision, const std::string& path) -> Result<render::Rendered> {
+          used](std::string_view revision, const std::string& path, const RenderTarget& target) -> Result<render::Rendered> {
     // max(): fetch now. The epoch: only if no fetch of the URL succeeded yet.
     using TimePoint = std::chrono::steady_clock::time_point;
-    return sources->Render(url, revision, path, options, used->exchange(true) ? TimePoint{} : TimePoint::max());
+    return sources->Render(url, revision, path, For(options, target),
+                           used->exchange(true) ? TimePoint{} : TimePoint::max());
   };
 }
 
 RenderFn GitRenderFn(std::shared_ptr<git::Repository> repo, render::Options options) {
   auto fetched = std::make_shared<std::once_flag>();
   auto fetch_status = std::make_shared<Status>();
-  return [repo, options = std::move(options), fetched, fetch_status](std::string_view revision,
-                                                                     const std::string& path) -> Result<render::Rendered> {
+  return [repo, options = std::move(options), fetched, fetch_status](
+             std::string_view revision, const std::string& path, const RenderTarget& target) -> Result<render::Rendered> {
     std::call_once(*fetched, [&] {
       auto f = repo->Fetch();
       if (!f.ok()) *fetch_status = f.status().WithContext("fetch " + git::ScrubUrl(repo->url()));
     });
     if (!fetch_status->ok()) return *fetch_status;
-    return render::RenderGitObjects(*repo, revision, path, options);
+    return render::RenderGitObjects(*repo, revision, path, For(options, target));
   };
 }
 
@@ -320,7 +366,7 @@ struct Deployment::Impl {
   ProgressFn progress;
   std::string path_template;
   project::Project project;  // options.project, resolved in the config
-  std::map<std::string, std::vector<value::Value>> rendered;  // env → objects
+  std::map<std::string, render::Rendered> rendered;  // env → objects (for no cluster in particular)
   enum class Stage { kApprove, kApply, kGate, kSoak } stage = Stage::kApprove;
   std::optional<store::Time> soak_until;
 
@@ -330,13 +376,17 @@ struct Deployment::Impl {
       : store(s), config(std::move(c)), render(std::move(r)), connect(std::move(cn)), options(std::move(o)),
         progress(std::move(p)) {}
 
-  Result<std::vector<value::Value>> RenderEnv(const std::string& env, std::string_view revision, std::string* commit) {
+  Result<render::Rendered> RenderEnv(const std::string& env, std::string_view revision, std::string* commit) {
     GANTRY_ASSIGN_OR_RETURN(std::string path, ExpandPathTemplate(path_template, options.app, env));
-    auto r = render(revision, path);
+    auto r = render(revision, path, RenderTarget{options.default_namespace, std::nullopt});
     if (!r.ok()) return r.status().WithContext(fmt::format("render {} for {} at {}", path, env, revision));
     if (commit != nullptr) *commit = r->commit;
-    return std::move(r->objects);
+    // Rendered again per cluster (ApplyContext::render_for) at the commit, not a moving revision.
+    revisions[env] = r->commit.empty() ? std::string(revision) : r->commit;
+    paths[env] = path;
+    return r;
   }
+  std::map<std::string, std::string> revisions, paths;  // env → what RenderEnv rendered
 };
 
 Deployment::Deployment(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -562,7 +612,9 @@ bool Deployment::Step() {
         }
         work.emplace_back(c, *t);
       }
-      auto done = ApplyAll(ctx, work, m.rendered[env_name]);
+      ctx.render_for = RenderFor(m.rendered[env_name], m.render, m.revisions[env_name], m.paths[env_name],
+                                 m.options.default_namespace);
+      auto done = ApplyAll(ctx, work, m.rendered[env_name].objects);
       for (auto& t : done)
         for (store::Target* cur : targets_of_env())
           if (cur->cluster == t.cluster) *cur = t;
@@ -704,7 +756,7 @@ Result<RollbackResult> Rollback(store::Store& store, const Config& config, const
   GANTRY_ASSIGN_OR_RETURN(std::string path, ExpandPathTemplate(tmpl, options.app, options.env));
   Say(progress, fmt::format("{}: rolling back from release {} to release {} ({})", options.env, result.from_release,
                             result.to_release, target_release.config_revision.substr(0, 12)));
-  auto rendered = render(target_release.config_revision, path);
+  auto rendered = render(target_release.config_revision, path, RenderTarget{options.default_namespace, std::nullopt});
   if (!rendered.ok())
     return rendered.status().WithContext(fmt::format("rollback {} in {}: render release {}", options.app, options.env, target_release.id));
 
@@ -722,6 +774,8 @@ Result<RollbackResult> Rollback(store::Store& store, const Config& config, const
     if (store::IsFinal(t.state)) continue;
     work.emplace_back(c, t);
   }
+  ctx.render_for = RenderFor(*rendered, render, rendered->commit.empty() ? target_release.config_revision : rendered->commit,
+                             path, options.default_namespace);
   result.targets = ApplyAll(ctx, work, rendered->objects);
   result.ok = std::all_of(result.targets.begin(), result.targets.end(),
                           [](const store::Target& t) { return t.state == store::TargetState::kHealthy; });

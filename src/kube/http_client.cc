@@ -666,6 +666,15 @@ class HttpClient final : public Client {
     return std::move(r.body);
   }
 
+  Result<std::vector<ResourceInfo>> ServedKinds() override {
+    GANTRY_RETURN_IF_ERROR(Discover(options_.discovery_ttl));  // only when the cache is that old
+    MutexLock lock(shared_->mu);
+    std::vector<ResourceInfo> out;
+    out.reserve(shared_->mapping.size());
+    for (const auto& [key, info] : shared_->mapping) out.push_back(info);
+    return out;
+  }
+
   uint64_t request_count() const override { return requests_.load(); }
 
  private:

@@ -216,6 +216,12 @@ class Client {
   // GET of a raw path (e.g. "/version", "/metrics"); the body as text.
   virtual Result<std::string> GetRaw(std::string_view path) = 0;
 
+  // Every kind the server serves, from the discovery cache (read again when older than its TTL).
+  // Discovery's errors; Unimplemented where the implementation cannot list them.
+  virtual Result<std::vector<ResourceInfo>> ServedKinds() {
+    return UnimplementedError("this Kubernetes client cannot list the kinds the server serves");
+  }
+
   // Requests sent so far (for tests and benchmarks).
   virtual uint64_t request_count() const = 0;
 
@@ -230,6 +236,26 @@ class Client {
     return UnimplementedError("this Kubernetes client cannot impersonate");
   }
 };
+
+// What a cluster offers to templates (Helm's .Capabilities), as Argo CD passes it to `helm template`.
+struct Capabilities {
+  // The server's version "vMAJOR.MINOR.PATCH" without pre-release or build metadata (an EKS
+  // "v1.30.4-eks-a737599" is "v1.30.4", so that a chart's `kubeVersion: ">=1.25.0"` accepts it).
+  std::string kube_version;
+  // Every served "group/version" and "group/version/Kind" ("v1" and "v1/ConfigMap" for the core
+  // group), sorted and unique.
+  std::vector<std::string> api_versions;
+  friend bool operator==(const Capabilities&, const Capabilities&) = default;
+};
+
+// Reads the server's /version (unless `kube_version` gives what a caller read recently) and its
+// served kinds (Client::ServedKinds). The requests' errors, with "read the version and APIs of the
+// cluster" as context; InvalidArgument when /version holds no version.
+Result<Capabilities> ReadCapabilities(Client& client, std::string_view kube_version = "");
+
+// The version part of Capabilities from a /version document's text; InvalidArgument when it holds
+// no gitVersion (or major and minor) that reads as a version.
+Result<std::string> KubeVersionOf(std::string_view version_json);
 
 struct ClientOptions {
   int max_in_flight = 64;  // requests multiplexed at once on the connection

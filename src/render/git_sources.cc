@@ -79,7 +79,8 @@ Result<Rendered> GitSources::Render(const std::string& url, std::string_view rev
 Result<Rendered> RenderGitObjects(git::Repository& repo, std::string_view revision, const std::string& path,
                                   const Options& options, RenderCache* cache) {
   GANTRY_ASSIGN_OR_RETURN(GitRendered r, RenderGit(repo, revision, path, options, cache));
-  Rendered out{.commit = std::move(r.commit), .objects = {}, .content_key = std::move(r.content_key)};
+  Rendered out{.commit = std::move(r.commit), .objects = {}, .content_key = std::move(r.content_key),
+               .renderer = r.renderer};
   out.objects.reserve(r.manifests.size());
   for (auto& m : r.manifests) out.objects.push_back(std::move(m.object));
   return out;

@@ -37,6 +37,7 @@ struct Rendered {
   std::vector<value::Value> objects;
   // Equal keys mean equal objects (GitRendered::content_key); "" when unknown.
   std::string content_key;
+  Renderer renderer = Renderer::kAuto;  // the renderer used; kAuto when unknown
 };
 
 struct GitSourcesOptions {

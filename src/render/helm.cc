@@ -61,12 +61,14 @@ Result<std::vector<std::string>> HelmTemplateArgs(const std::string& chart_name_
   std::string release = options.release_name.empty() ? chart_name_default : options.release_name;
   if (!IsDnsName(release, 53, true)) {
     return InvalidArgumentError("helm release name {:?} is invalid: lowercase letters, digits, '-' and '.', "
-                                "at most 53 characters (set HelmOptions::release_name)", release);
+                                "at most 53 characters (set another with --release-name or the Application's "
+                                "spec.source.helm.releaseName)", release);
   }
   std::string ns = options.namespace_.empty() ? "default" : options.namespace_;
   if (!IsDnsName(ns, 63, false)) {
     return InvalidArgumentError("helm namespace {:?} is invalid: lowercase letters, digits and '-', at most "
-                                "63 characters", ns);
+                                "63 characters (it is the destination namespace, -n, unless --helm-namespace "
+                                "names another)", ns);
   }
   // Every value travels as --flag=value, so none can be read as another flag.
   std::vector<std::string> args = {"template", release, chart_dir.string(), "--namespace=" + ns};

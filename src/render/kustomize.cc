@@ -61,8 +61,8 @@ Status CheckReference(const fs::path& root, const std::string& dir, const std::s
   std::string what = fmt::format("{}: {} entry {:?}", kfile, field, entry);
   auto remote = [&]() -> Status {
     if (options.allow_remote_bases) return OkStatus();  // kustomize fetches it
-    return PermissionDeniedError("{} is a remote reference; remote bases are not allowed "
-                                 "(KustomizeOptions::allow_remote_bases)", what);
+    return PermissionDeniedError("{} is a remote reference, which Gantry does not let kustomize fetch; copy the "
+                                 "base into this repository and refer to it by its relative path", what);
   };
   if (entry.starts_with("file://")) {
     return PermissionDeniedError("{} is a file URL; only paths inside the repository are allowed", what);
@@ -170,7 +170,7 @@ Result<std::vector<std::string>> KustomizeTrees(const fs::path& root, const std:
     }
     if (first) {
       for (const std::string& c : options.components) {
-        GANTRY_RETURN_IF_ERROR(CheckReference(root, dir, "KustomizeOptions::components", "components", c,
+        GANTRY_RETURN_IF_ERROR(CheckReference(root, dir, "the extra components", "components", c,
                                               KustomizeOptions{}, queue));
       }
       first = false;

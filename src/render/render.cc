@@ -165,8 +165,7 @@ std::string Tail(std::string text, const fs::path& copy, int n = 5) {
 Result<Output> RenderExternal(const Plan& plan, const Options& options) {
   const bool helm = plan.renderer == Renderer::kHelm;
   GANTRY_ASSIGN_OR_RETURN(std::string binary,
-                          internal::ResolveBinary(helm ? options.helm_binary : options.kustomize_binary,
-                                                  helm ? "Options::helm_binary" : "Options::kustomize_binary"));
+                          FindRenderer(plan.renderer, helm ? options.helm_binary : options.kustomize_binary));
   const std::string display = fmt::format("{} {}", helm ? "helm template" : "kustomize build", Display(plan.rel));
 
   GANTRY_ASSIGN_OR_RETURN(internal::PrivateDir tmp, internal::PrivateDir::Create(options.temp_dir));
@@ -236,7 +235,7 @@ Result<Output> RenderExternal(const Plan& plan, const Options& options) {
   run.max_memory_bytes = options.limits.max_renderer_memory_bytes;
   GANTRY_ASSIGN_OR_RETURN(ProcessResult r, internal::RunRenderer(run));
   if (r.timed_out) {
-    return DeadlineExceededError("{}: did not finish within {} ms (limit Options::timeout)", display,
+    return DeadlineExceededError("{}: did not finish within {} ms, the time a render may take", display,
                                  options.timeout.count());
   }
   if (r.output_truncated) {

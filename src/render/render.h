@@ -146,14 +146,27 @@ struct Options {
   Renderer renderer = Renderer::kAuto;
   KustomizeOptions kustomize;
   HelmOptions helm;
-  std::string kustomize_binary = "kustomize";  // looked up in PATH when it has no '/'
-  std::string helm_binary = "helm";
+  // The renderers to run (a name without '/' is looked up in PATH); empty: FindRenderer's search.
+  std::string kustomize_binary;
+  std::string helm_binary;
   std::string bwrap_binary = "bwrap";
   Sandbox sandbox = Sandbox::kRequire;
   Limits limits;
   std::chrono::milliseconds timeout{60'000};  // for all renderer processes of one render
   std::filesystem::path temp_dir;             // where private copies go; empty: $TMPDIR or /tmp
 };
+
+// Finds the binary of `renderer` (kKustomize or kHelm), the one place that does. In order:
+//   1. `explicit_binary` when not empty (--kustomize-binary / --helm-binary; a name without '/' is
+//      looked up in PATH),
+//   2. $GANTRY_KUSTOMIZE / $GANTRY_HELM,
+//   3. `kustomize` / `helm` in PATH,
+//   4. the tool cache scripts/setup and test/env/build-tools.sh build into: tools/bin under
+//      $GANTRY_CACHE, else $XDG_CACHE_HOME/gantry, else ~/.cache/gantry.
+// Returns the binary's absolute real path. NotFound naming every place looked at and the variable
+// to set when there is none; NotFound or PermissionDenied, naming the flag or the variable, when 1
+// or 2 names a file that does not exist or is not executable (no fallback then).
+Result<std::string> FindRenderer(Renderer renderer, const std::string& explicit_binary = "");
 
 // Thread-safe in-memory LRU cache of rendered results, bounded by the approximate bytes of the
 // memory its entries' parsed objects occupy (internal::ManifestBytes for the renders here). Entries

@@ -162,7 +162,7 @@ TEST_F(RenderTest, KustomizeReferencesAreCheckedBeforeRunning) {
     std::string says;
   };
   for (const Case& c : std::vector<Case>{
-           {"https://github.com/org/repo//deploy?ref=v1", Code::kPermissionDenied, "allow_remote_bases"},
+           {"https://github.com/org/repo//deploy?ref=v1", Code::kPermissionDenied, "copy the base into this repository"},
            {"github.com/org/repo/deploy?ref=v1", Code::kPermissionDenied, "remote"},
            {"git@github.com:org/repo.git", Code::kPermissionDenied, "remote"},
            {"example.com/org/repo/deploy", Code::kPermissionDenied, "remote"},
@@ -178,6 +178,8 @@ TEST_F(RenderTest, KustomizeReferencesAreCheckedBeforeRunning) {
     EXPECT_EQ(r.status().code(), c.code) << c.resource << ": " << r.status().ToString();
     EXPECT_NE(r.status().message().find(c.says), std::string::npos) << r.status().message();
     EXPECT_NE(r.status().message().find("app/kustomization.yaml"), std::string::npos) << r.status().message();
+    // issue 16: the message says what to do, not which internal option refused it.
+    EXPECT_EQ(r.status().message().find("::"), std::string::npos) << r.status().message();
   }
   // The same through a base, and through components and the components option.
   Write("repo/app/kustomization.yaml", "resources: [../base]\ncomponents: [../comp]\n");
@@ -187,12 +189,14 @@ TEST_F(RenderTest, KustomizeReferencesAreCheckedBeforeRunning) {
   EXPECT_NE(r.status().message().find("comp/kustomization.yaml"), std::string::npos) << r.status().message();
   Write("repo/app/kustomization.yaml", "resources: [../base]\n");
   o.kustomize.components = {"../../outside/k"};
-  EXPECT_EQ(Render(Src("app"), o).status().code(), Code::kPermissionDenied);
-  // Everything checked out: now the missing binary is the error, naming the option.
+  r = Render(Src("app"), o);
+  EXPECT_EQ(r.status().code(), Code::kPermissionDenied);
+  EXPECT_EQ(r.status().message().find("::"), std::string::npos) << r.status().message();
+  // Everything checked out: now the missing binary is the error, naming the flag that names it.
   o.kustomize.components.clear();
   r = Render(Src("app"), o);
   EXPECT_EQ(r.status().code(), Code::kNotFound) << r.status().ToString();
-  EXPECT_NE(r.status().message().find("Options::kustomize_binary"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("--kustomize-binary"), std::string::npos) << r.status().message();
   // A kustomization that does not parse.
   Write("repo/app/kustomization.yaml", "resources: [../base\n");
   EXPECT_EQ(Render(Src("app"), o).status().code(), Code::kInvalidArgument);
@@ -252,7 +256,27 @@ TEST_F(RenderTest, HelmValueFilesMustResolveInsideTheRepository) {
   o.helm.value_files = {"../../values/prod.yaml"};
   auto r = Render(Src("charts/web"), o);
   EXPECT_EQ(r.status().code(), Code::kNotFound) << r.status().ToString();  // the helm binary
-  EXPECT_NE(r.status().message().find("Options::helm_binary"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("--helm-binary"), std::string::npos) << r.status().message();
+}
+
+// A Helm render depends on the cluster it is for: another version, other served APIs or another
+// namespace is another cache entry. Plain and Kustomize renders do not depend on them.
+TEST(CacheKey, CoversTheDestinationOfHelmRenders) {
+  Options o;
+  o.helm.kube_version = "v1.36.3";
+  o.helm.api_versions = {"v1", "v1/ConfigMap"};
+  o.helm.namespace_ = "apps";
+  const std::string key = CacheKey("tree", "chart", Renderer::kHelm, o);
+  Options other = o;
+  other.helm.kube_version = "v1.35.0";
+  EXPECT_NE(CacheKey("tree", "chart", Renderer::kHelm, other), key);
+  other = o;
+  other.helm.api_versions.push_back("example.com/v1");
+  EXPECT_NE(CacheKey("tree", "chart", Renderer::kHelm, other), key);
+  other = o;
+  other.helm.namespace_ = "web";
+  EXPECT_NE(CacheKey("tree", "chart", Renderer::kHelm, other), key);
+  EXPECT_EQ(CacheKey("tree", "app", Renderer::kKustomize, other), CacheKey("tree", "app", Renderer::kKustomize, o));
 }
 
 TEST(HelmTemplateArgs, EveryValueIsOneFlagArgument) {
@@ -441,7 +465,7 @@ TEST_F(RenderTest, RendererFailureTimeoutAndOutputLimits) {
   r = Render(Src("app"), o);
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
   EXPECT_EQ(r.status().code(), Code::kDeadlineExceeded);
-  EXPECT_EQ(r.status().message(), "kustomize build app: did not finish within 300 ms (limit Options::timeout)");
+  EXPECT_EQ(r.status().message(), "kustomize build app: did not finish within 300 ms, the time a render may take");
 
   o.timeout = std::chrono::seconds(30);
   o.kustomize_binary = Script("big.sh", "yes 'a: b' | head -c 100000\n");
@@ -455,6 +479,94 @@ TEST_F(RenderTest, RendererFailureTimeoutAndOutputLimits) {
   r = Render(Src("app"), o);
   EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
   EXPECT_EQ(r.status().message(), "kustomize build app:1:1: object has no metadata.name");
+}
+
+// Sets environment variables for one test and restores them afterwards.
+class ScopedEnv {
+ public:
+  ScopedEnv& Set(const char* name, const std::string& value) {
+    Save(name);
+    ::setenv(name, value.c_str(), 1);
+    return *this;
+  }
+  ScopedEnv& Unset(const char* name) {
+    Save(name);
+    ::unsetenv(name);
+    return *this;
+  }
+  ~ScopedEnv() {
+    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
+      if (it->second) {
+        ::setenv(it->first.c_str(), it->second->c_str(), 1);
+      } else {
+        ::unsetenv(it->first.c_str());
+      }
+    }
+  }
+
+ private:
+  void Save(const char* name) {
+    const char* v = std::getenv(name);
+    saved_.emplace_back(name, v ? std::optional<std::string>(v) : std::nullopt);
+  }
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
+
+// issue 16: `gantry render` and `gantry rollback` failed with "program kustomize not found in
+// PATH" after the quickstart, which builds kustomize and helm into the tool cache.
+TEST_F(RenderTest, RendererBinariesAreFoundInFlagThenVariableThenPathThenToolCache) {
+  const std::string system_path = std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin";
+  ScopedEnv env;
+  fs::create_directories(base_ / "empty-path");
+  env.Set("PATH", (base_ / "empty-path").string())
+      .Set("HOME", (base_ / "home").string())
+      .Unset("XDG_CACHE_HOME")
+      .Unset("GANTRY_CACHE")
+      .Unset("GANTRY_KUSTOMIZE")
+      .Unset("GANTRY_HELM");
+  auto none = FindRenderer(Renderer::kKustomize);
+  EXPECT_EQ(none.status().code(), Code::kNotFound);
+  // The error names every place looked at and what to set.
+  for (const std::string& place : std::vector<std::string>{"--kustomize-binary", "GANTRY_KUSTOMIZE", (base_ / "empty-path").string(),
+                            (base_ / "home/.cache/gantry/tools/bin").string()}) {
+    EXPECT_NE(none.status().message().find(place), std::string::npos) << place << " in " << none.status().message();
+  }
+  EXPECT_EQ(none.status().message().find("Options::"), std::string::npos) << none.status().message();
+  EXPECT_NE(FindRenderer(Renderer::kHelm).status().message().find("GANTRY_HELM"), std::string::npos);
+
+  auto real = [](const std::string& p) { return fs::canonical(p).string(); };
+  std::string home_cache = Script("home/.cache/gantry/tools/bin/kustomize", "exit 0\n");
+  EXPECT_EQ(FindRenderer(Renderer::kKustomize).value_or(""), real(home_cache));
+  std::string xdg_cache = Script("xdg/gantry/tools/bin/kustomize", "exit 0\n");
+  env.Set("XDG_CACHE_HOME", (base_ / "xdg").string());
+  EXPECT_EQ(FindRenderer(Renderer::kKustomize).value_or(""), real(xdg_cache));
+  std::string gantry_cache = Script("gc/tools/bin/kustomize", "exit 0\n");
+  env.Set("GANTRY_CACHE", (base_ / "gc").string());
+  EXPECT_EQ(FindRenderer(Renderer::kKustomize).value_or(""), real(gantry_cache));
+  std::string in_path = Script("bin/kustomize", "exit 0\n");
+  env.Set("PATH", (base_ / "empty-path").string() + ":" + (base_ / "bin").string());
+  EXPECT_EQ(FindRenderer(Renderer::kKustomize).value_or(""), real(in_path));
+  std::string from_env = Script("env/my-kustomize", "exit 0\n");
+  env.Set("GANTRY_KUSTOMIZE", from_env);
+  EXPECT_EQ(FindRenderer(Renderer::kKustomize).value_or(""), real(from_env));
+  std::string flag = Script("flag/kustomize", "exit 0\n");
+  EXPECT_EQ(FindRenderer(Renderer::kKustomize, flag).value_or(""), real(flag));
+  // A flag or variable naming a file that is not there is an error naming it, not a fallback.
+  auto missing = FindRenderer(Renderer::kKustomize, (base_ / "nope").string());
+  EXPECT_EQ(missing.status().code(), Code::kNotFound);
+  EXPECT_NE(missing.status().message().find("--kustomize-binary"), std::string::npos) << missing.status().message();
+  env.Set("GANTRY_KUSTOMIZE", (base_ / "nope").string());
+  missing = FindRenderer(Renderer::kKustomize);
+  EXPECT_EQ(missing.status().code(), Code::kNotFound);
+  EXPECT_NE(missing.status().message().find("GANTRY_KUSTOMIZE"), std::string::npos) << missing.status().message();
+
+  // Render() uses the same search: options naming no binary find GANTRY_KUSTOMIZE's.
+  env.Set("PATH", system_path);  // for bwrap
+  env.Set("GANTRY_KUSTOMIZE", Script("env/render.sh", "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: from-env}\\n'\n"));
+  Write("repo/app/kustomization.yaml", "resources: []\n");
+  auto r = Render(Src("app"), Options{});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(Names(*r), (std::vector<std::string>{"from-env"}));
 }
 
 }  // namespace

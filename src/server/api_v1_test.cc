@@ -79,7 +79,7 @@ class ApiV1Test : public ::testing::Test {
     deliver::Config config;
     config.clusters = {{.name = "dev-1", .environment = "dev"}, {.name = "prod-1", .environment = "prod"}};
     config.environments = {{.name = "dev"}, {.name = "prod", .after = {"dev"}, .gates = {.approval = true}}};
-    deliver::RenderFn render = [](std::string_view revision, const std::string& path) -> Result<render::Rendered> {
+    deliver::RenderFn render = [](std::string_view revision, const std::string& path, const deliver::RenderTarget&) -> Result<render::Rendered> {
       GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {a: b}\n", path));
       return render::Rendered{std::string(revision), std::move(docs)};
     };

@@ -112,9 +112,27 @@ build_kustomize() {
   GOBIN=$1 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kustomize/kustomize/v5@${KUSTOMIZE_VERSION}"
 }
 
+# helm: built with the ldflags of its Makefile. Without the k8sVersionMajor/Minor ones helm assumes
+# Kubernetes 1.20 when no --kube-version is given, and charts with a `kubeVersion:` constraint fail.
+# The Kubernetes version is the one of the client-go helm's go.mod requires (v0.35 -> 1.35), the
+# commit the one the module proxy records for the tag.
 build_helm() {
-  GOBIN=$1 go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" \
-    "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+  local out=$1 json dir commit cgo major minor ld p
+  json=$(go mod download -json "helm.sh/helm/v3@${HELM_VERSION}")
+  dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$json")
+  commit=$(sed -n 's/^[[:space:]]*"Hash": "\(.*\)",\{0,1\}$/\1/p' <<<"$json")
+  cgo=$(awk '$1=="k8s.io/client-go"{print $2; exit}' "$dir/go.mod")
+  cgo=${cgo#v}; major=$(( ${cgo%%.*} + 1 )); minor=${cgo#*.}; minor=${minor%%.*}
+  [[ -n $commit && -n $minor ]] || { echo "cannot read helm's commit or client-go version" >&2; return 1; }
+  ld="-w -s -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
+  ld+=" -X helm.sh/helm/v3/internal/version.metadata="
+  ld+=" -X helm.sh/helm/v3/internal/version.gitCommit=${commit}"
+  ld+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  for p in pkg/lint/rules pkg/chartutil; do
+    ld+=" -X helm.sh/helm/v3/$p.k8sVersionMajor=${major} -X helm.sh/helm/v3/$p.k8sVersionMinor=${minor}"
+  done
+  GOBIN=$out go install -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+  "$out/helm" version
 }
 
 # oidc-op: the example OpenID Provider of github.com/zitadel/oidc/v3 with our small main
@@ -136,7 +154,8 @@ for c in $want; do
     etcd) component etcd "$ETCD_VERSION" build_etcd ;;
     kwok) component kwok "$KWOK_VERSION" build_kwok ;;
     kustomize) component kustomize "$KUSTOMIZE_VERSION" build_kustomize ;;
-    helm) component helm "$HELM_VERSION" build_helm ;;
+    # Keyed by the build recipe too, so that changing build_helm (e.g. its ldflags) rebuilds.
+    helm) component helm "$HELM_VERSION-$(declare -f build_helm | sha256sum | cut -c1-12)" build_helm ;;
     # Keyed by our main.go too, so that changing it rebuilds.
     oidc-op) component oidc-op "$ZITADEL_OIDC_VERSION-$(sha256sum "$OIDC_OP_SRC/main.go" | cut -c1-12)" \
                build_oidc_op ;;

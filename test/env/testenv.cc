@@ -100,6 +100,20 @@ std::string ScriptDir() {
          "/test/env";
 }
 
+const std::string& ToolsDir() {
+  static const std::string dir = [] {
+    ProcessOptions po;
+    po.inherit_env = true;
+    po.timeout = std::chrono::minutes(30);
+    auto r = RunChecked({ScriptDir() + "/build-tools.sh", "kustomize", "helm"}, po);
+    if (!r.ok()) DieBecause("build-tools.sh: " + r.status().ToString());
+    std::string out = r->out;
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
+  }();
+  return dir;
+}
+
 std::string TempDir() {
   const char* tmp = std::getenv("TMPDIR");
   std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") +

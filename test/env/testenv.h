@@ -30,6 +30,10 @@ namespace gantry::testenv {
 // GANTRY_SOURCE_DIR), or the source tree this library was built from when it is unset.
 std::string ScriptDir();
 
+// The bin directory of the tool cache test/env/build-tools.sh fills, after building kustomize and
+// helm there if needed (once per process). Aborts when the build fails.
+const std::string& ToolsDir();
+
 // Creates a fresh directory only the current user can enter, under $TMPDIR (default /tmp), and
 // returns its absolute path. Aborts when that is impossible: a test cannot run without one.
 std::string TempDir();

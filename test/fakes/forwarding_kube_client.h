@@ -53,6 +53,7 @@ class ForwardingKubeClient final : public kube::Client {
   void WakeWatches(const std::atomic<bool>* stop) override { target_.WakeWatches(stop); }
   void InvalidateDiscovery() override { target_.InvalidateDiscovery(); }
   Result<std::string> GetRaw(std::string_view path) override { return target_.GetRaw(path); }
+  Result<std::vector<kube::ResourceInfo>> ServedKinds() override { return target_.ServedKinds(); }
   uint64_t request_count() const override { return target_.request_count(); }
   Result<std::unique_ptr<kube::Client>> Impersonate(const kube::Impersonation& who) override {
     return target_.Impersonate(who);

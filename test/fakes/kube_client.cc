@@ -268,6 +268,13 @@ Result<kube::ResourceInfo> FakeKubeClient::Resolve(std::string_view api_version,
   return k.info;
 }
 
+Result<std::vector<kube::ResourceInfo>> FakeKubeClient::ServedKinds() {
+  MutexLock lock(mu_);
+  std::vector<kube::ResourceInfo> out;
+  for (const auto& [key, kind] : kinds_) out.push_back(kind.info);
+  return out;
+}
+
 void FakeKubeClient::InvalidateDiscovery() { Call("invalidate_discovery").IgnoreError(); }
 
 Result<std::string> FakeKubeClient::GetRaw(std::string_view path) {

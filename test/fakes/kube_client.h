@@ -97,6 +97,8 @@ class FakeKubeClient final : public kube::Client {
   void InvalidateDiscovery() override;
   // "/version" answers a fixed version document; other paths are NotFound unless SetRaw() set them.
   Result<std::string> GetRaw(std::string_view path) override;
+  // The kind table (not counted: the real client answers it from its discovery cache).
+  Result<std::vector<kube::ResourceInfo>> ServedKinds() override;
   uint64_t request_count() const override;
 
   // Serves a kind (replacing an entry of the same group and kind). `status_subresource`: Apply

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -127,7 +128,10 @@ spec:
     o.lease_namespace = ns_;
     o.git_credentials = {fmt::format("{}={}:{}", creds_.host, creds_.username, creds_.password)};
     o.reconcile.health_timeout = 60s;
-    auto source = NewGitSource(o, {});
+    // As `gantry agent` builds it: Helm renders for this cluster.
+    render::Options ro;
+    ro.helm_binary = testenv::ToolsDir() + "/helm";
+    auto source = NewGitSource(o, ro, client_);
     GANTRY_CHECK(source.ok());
     auto agent = NewAgent(*client_, o, *std::move(source));
     GANTRY_CHECK(agent.ok());
@@ -208,6 +212,31 @@ TEST_F(AgentTest, ConvergesFollowsCommitsAndPrunes) {
   EXPECT_EQ(client_->Get({"v1", "ConfigMap", ns_, "settings"}).status().code(), Code::kNotFound);
   const Value* history = app.Find({"status", "history"});
   EXPECT_NE(history, nullptr);
+}
+
+// issue 16: the agent renders a Helm chart with the Application's destination namespace as the
+// release namespace and the cluster's version and APIs as .Capabilities.
+TEST_F(AgentTest, HelmChartRendersForTheClusterAndTheDestinationNamespace) {
+  const char* src = std::getenv("GANTRY_SOURCE_DIR");
+  std::filesystem::path chart = std::filesystem::path(src ? src : ".") / "src/render/testdata/helm/capabilities";
+  auto read = [&](const std::string& rel) {
+    std::ifstream in(chart / rel);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  std::string sha = Commit({{"charts/caps/Chart.yaml", read("Chart.yaml")},
+                            {"charts/caps/templates/capabilities.yaml", read("templates/capabilities.yaml")}},
+                           "chart");
+  ASSERT_TRUE(client_->Apply(Application("caps", "charts/caps", true)).ok());
+  StartAgent();
+  WaitApp("caps", [&](const Value& a) { return SyncedHealthyAt(a, sha); });
+  auto version = client_->GetRaw("/version");
+  ASSERT_TRUE(version.ok());
+  auto cm = client_->Get({"v1", "ConfigMap", ns_, "capabilities"});
+  ASSERT_TRUE(cm.ok()) << cm.status().ToString();
+  EXPECT_EQ(At(*cm, {"data", "namespace"}), ns_);
+  EXPECT_EQ(At(*cm, {"data", "kubeVersion"}), kube::KubeVersionOf(*version).value_or("?"));
+  EXPECT_EQ(At(*cm, {"data", "deployments"}), "true");
+  EXPECT_TRUE(client_->Get({"v1", "ConfigMap", ns_, "no-namespace"}).ok());
 }
 
 TEST_F(AgentTest, SelfHealRevertsDriftAndWithoutItDriftIsReported) {

@@ -63,7 +63,7 @@ spec:
 }
 
 RenderFn TestRender() {
-  return [](std::string_view revision, const std::string& path) -> Result<render::Rendered> {
+  return [](std::string_view revision, const std::string& path, const deliver::RenderTarget&) -> Result<render::Rendered> {
     std::string env = path.substr(path.rfind('/') + 1);
     GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml(Manifests(revision, env), path));
     return render::Rendered{.commit = std::string(revision), .objects = std::move(docs), .content_key = {}};
@@ -410,6 +410,52 @@ Value Comparable(Value obj) {
   if (Value* labels = meta->MutableGet("labels"); labels && labels->size() == 0) meta->Erase("labels");
   obj.Erase("status");
   return obj;
+}
+
+// issue 16: a push deploy of a Helm chart renders it with the deploy's namespace as the release
+// namespace and, per cluster, with that cluster's version and APIs: the CRD installed only in
+// staging shows in staging's .Capabilities alone.
+TEST_F(DeliverTest, HelmChartIsRenderedForEachClusterAndTheDeployNamespace) {
+  const char* src = std::getenv("GANTRY_SOURCE_DIR");
+  std::filesystem::path chart = std::filesystem::path(src ? src : ".") / "src/render/testdata/helm/capabilities";
+  for (const char* env : {"dev", "staging"}) {
+    std::filesystem::create_directories(tmp_.path() + "/charts/envs/" + env);
+    std::filesystem::copy(chart, tmp_.path() + "/charts/envs/" + env, std::filesystem::copy_options::recursive);
+  }
+  auto staging = Client(1);
+  ASSERT_TRUE(staging->Apply(Yaml(R"(apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.capabilities.gantry.test}
+spec:
+  group: capabilities.gantry.test
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
+)")).ok());
+  for (int i = 0; i < 100 && !staging->Resolve("capabilities.gantry.test/v1", "Widget").ok(); ++i) {
+    staging->InvalidateDiscovery();
+    std::this_thread::sleep_for(100ms);
+  }
+  render::Options ro;
+  ro.helm_binary = testenv::ToolsDir() + "/helm";
+  auto options = Options("v1");
+  options.through = "staging";
+  auto d = Deployment::Start(*store_, config_, DirRenderFn(tmp_.path() + "/charts", ro), RealConnect(), options);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  ASSERT_EQ((*d)->Run().phase, Phase::kSucceeded) << (*d)->state().message;
+  for (size_t i : {0, 1}) {
+    auto client = Client(i);
+    auto version = client->GetRaw("/version");
+    ASSERT_TRUE(version.ok());
+    auto cm = client->Get({"v1", "ConfigMap", app_, "capabilities"});
+    ASSERT_TRUE(cm.ok()) << kNames[i] << ": " << cm.status().ToString();
+    EXPECT_EQ(value::StringAt(&*cm, {"data", "namespace"}), app_) << kNames[i];
+    EXPECT_EQ(value::StringAt(&*cm, {"data", "kubeVersion"}), kube::KubeVersionOf(*version).value_or("?")) << kNames[i];
+    EXPECT_EQ(value::StringAt(&*cm, {"data", "widgets"}), i == 1 ? "true" : "false") << kNames[i];
+    EXPECT_EQ(value::StringAt(&*cm, {"data", "deployments"}), "true") << kNames[i];
+    EXPECT_TRUE(client->Get({"v1", "ConfigMap", app_, "no-namespace"}).ok()) << kNames[i];
+  }
 }
 
 TEST_F(DeliverTest, SameEngineSameResultAsThePullAgent) {

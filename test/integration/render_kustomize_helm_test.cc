@@ -20,22 +20,6 @@ namespace gantry::render {
 namespace {
 namespace fs = std::filesystem;
 
-const std::string& ToolsDir() {
-  static const std::string dir = [] {
-    const char* src = std::getenv("GANTRY_SOURCE_DIR");
-    std::string script = std::string(src ? src : ".") + "/test/env/build-tools.sh";
-    ProcessOptions po;
-    po.inherit_env = true;
-    po.timeout = std::chrono::minutes(30);
-    auto r = RunChecked({script, "kustomize", "helm"}, po);
-    if (!r.ok()) DieBecause("build-tools.sh: " + r.status().ToString());
-    std::string out = r->out;
-    while (!out.empty() && out.back() == '\n') out.pop_back();
-    return out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
-  }();
-  return dir;
-}
-
 fs::path Testdata() {
   const char* src = std::getenv("GANTRY_SOURCE_DIR");
   return fs::path(src ? src : ".") / "src/render/testdata";
@@ -43,8 +27,8 @@ fs::path Testdata() {
 
 Options Tools() {
   Options o;
-  o.kustomize_binary = ToolsDir() + "/kustomize";
-  o.helm_binary = ToolsDir() + "/helm";
+  o.kustomize_binary = testenv::ToolsDir() + "/kustomize";
+  o.helm_binary = testenv::ToolsDir() + "/helm";
   o.sandbox = Sandbox::kRequire;  // CI and this machine have a working bubblewrap
   return o;
 }

@@ -268,7 +268,7 @@ TEST_F(TenancyTest, PushAndPullGiveTheSameDecision) {
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   auto store = store::Open("sqlite://" + tmp_.path() + "/gantry.db");
   ASSERT_TRUE(store.ok()) << store.status().ToString();
-  deliver::RenderFn render = [](std::string_view revision, const std::string& path) -> Result<render::Rendered> {
+  deliver::RenderFn render = [](std::string_view revision, const std::string& path, const deliver::RenderTarget&) -> Result<render::Rendered> {
     GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml(kClusterRoleBinding, path + "/crb.yaml"));
     return render::Rendered{.commit = std::string(revision), .objects = std::move(docs), .content_key = {}};
   };

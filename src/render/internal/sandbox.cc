@@ -12,22 +12,6 @@
 namespace gantry::render::internal {
 namespace fs = std::filesystem;
 
-Result<std::string> ResolveBinary(const std::string& binary, std::string_view option) {
-  std::string path = binary;
-  if (binary.find('/') == std::string::npos) {
-    auto found = FindProgram(binary);
-    if (!found.ok()) return NotFoundError("{} (set {})", found.status().message(), option);
-    path = *found;
-  }
-  std::error_code ec;
-  fs::path real = fs::canonical(path, ec);
-  if (ec) return NotFoundError("renderer binary {}: {} (set {})", path, ec.message(), option);
-  if (::access(real.c_str(), X_OK) != 0) {
-    return PermissionDeniedError("renderer binary {} is not executable (set {})", real.string(), option);
-  }
-  return real.string();
-}
-
 Result<ProcessResult> RunRenderer(const RendererRun& run) {
   ProcessOptions po;
   po.timeout = run.timeout;

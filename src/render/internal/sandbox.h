@@ -21,7 +21,7 @@
 namespace gantry::render::internal {
 
 struct RendererRun {
-  std::string binary;  // absolute, symlink-free (ResolveBinary)
+  std::string binary;  // absolute, symlink-free (FindRenderer)
   std::vector<std::string> args;
   std::filesystem::path cwd;
   std::filesystem::path private_dir;  // the temp dir holding the copy; bound read-write
@@ -33,10 +33,6 @@ struct RendererRun {
   size_t max_output_bytes = 256u << 20;
   size_t max_memory_bytes = 0;  // RLIMIT_DATA when set
 };
-
-// The absolute real path of `binary` (searched in PATH when it has no '/'). NotFound naming
-// `option` (e.g. "Options::kustomize_binary") when it does not exist.
-Result<std::string> ResolveBinary(const std::string& binary, std::string_view option);
 
 // Runs it; the Result fails only when it cannot be started (FailedPrecondition, saying why and how
 // to opt out, when the sandbox is required and does not work). Whether the process succeeded is in
