@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <thread>
 
@@ -506,12 +507,15 @@ TEST_F(AgentTest, LeaderStoppedWithSigtermHandsTheLeaseOverAtOnce) {
   auto released = std::chrono::steady_clock::now();
   auto deadline = released + 10s;
   while (holder() != follower && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50ms);
-  auto took = std::chrono::steady_clock::now() - released;
+  auto took = std::chrono::steady_clock::now() - stopped;
+  auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+  std::printf("lease handover: leader exited %lld ms after SIGTERM, follower led %lld ms after SIGTERM\n",
+              static_cast<long long>(ms(released - stopped)), static_cast<long long>(ms(took)));
   EXPECT_EQ(holder(), follower) << "the follower did not take over the lease";
-  EXPECT_LT(took, 2s) << "took over after " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
-                      << " ms (stopping took "
-                      << std::chrono::duration_cast<std::chrono::milliseconds>(released - stopped).count()
-                      << " ms): the lease was not released";
+  // Unreleased, the follower waits a lease duration (3 s) after the last renewal it saw, which is
+  // at most a retry period (600 ms) old at SIGTERM: 2.4 s at the least. Released: ~0.6 s.
+  EXPECT_LT(took, 1500ms) << "took over " << ms(took) << " ms after SIGTERM (the leader exited after "
+                      << ms(released - stopped) << " ms): the lease was not released";
   std::string second = Commit({{"handover/cm.yaml", ConfigMap("handover", "2")}}, "second");
   WaitApp("handover", [&](const Value& app) { return SyncedHealthyAt(app, second); }, 40s);
 }
