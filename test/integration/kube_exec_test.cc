@@ -151,6 +151,17 @@ TEST_F(KubeExecTest, RefusedCredentialRunsThePluginAgainOnceAndTheRequestSucceed
   EXPECT_EQ(Runs(), 2);
 }
 
+TEST_F(KubeExecTest, PluginClientCertificateIsUsed) {
+  std::string pki = std::filesystem::path(testenv::Shared("kube-cluster.sh").Get("KUBE_CA")).parent_path().string();
+  auto config = Load(Plugin(), {{"CERT_FILE", pki + "/admin.crt"}, {"KEY_FILE", pki + "/admin.key"}});
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  auto client = NewHttpClient(*config);
+  // The admin certificate (system:masters) may list Secrets, which the ServiceAccount may not.
+  auto secrets = (*client)->List("v1", "Secret", kNamespace);
+  ASSERT_TRUE(secrets.ok()) << secrets.status().ToString();
+  EXPECT_EQ(Runs(), 1);
+}
+
 TEST_F(KubeExecTest, MissingPluginShowsItsInstallHint) {
   auto config = Load(tmp_.path() + "/bin/gke-gcloud-auth-plugin");
   ASSERT_TRUE(config.ok()) << config.status().ToString();

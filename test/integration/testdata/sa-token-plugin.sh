@@ -5,12 +5,19 @@
 #
 # Environment (the kubeconfig's exec env): SERVER, CA_FILE, ADMIN_TOKEN, NAMESPACE, ACCOUNT,
 # RUNS_FILE (a line is appended per run), EXPIRES_IN (seconds to the expirationTimestamp printed,
-# default 600), FIRST_BAD=1 (the first run prints a token the server refuses), HANG=1 (never answers).
+# default 600), FIRST_BAD=1 (the first run prints a token the server refuses), HANG=1 (never answers),
+# CERT_FILE and KEY_FILE (prints that client certificate and key instead of a token).
 set -eu
 echo run >> "$RUNS_FILE"
 echo "sa-token-plugin: run $(wc -l < "$RUNS_FILE") for $NAMESPACE/$ACCOUNT" >&2
 if [ "${HANG:-}" = 1 ]; then
   sleep 600
+fi
+if [ -n "${CERT_FILE:-}" ]; then
+  pem() { awk '{printf "%s\\n", $0}' "$1"; }
+  printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"clientCertificateData":"%s","clientKeyData":"%s"}}\n' \
+    "$(pem "$CERT_FILE")" "$(pem "$KEY_FILE")"
+  exit 0
 fi
 expires_in=${EXPIRES_IN:-600}
 expiry=$(date -u -d "@$(( $(date +%s) + expires_in ))" +%Y-%m-%dT%H:%M:%SZ)
