@@ -135,7 +135,11 @@ Result<ExecConfig> ParseExec(const value::Value& exec, const std::string& user_n
     for (const value::Value& e : env->items()) {
       std::string name = e.IsMap() ? value::StringAt(&e, {"name"}) : "";
       if (name.empty()) return InvalidArgumentError("{}: an exec env entry has no name", Pos(e));
-      out.env.emplace_back(name, value::StringAt(&e, {"value"}));
+      const value::Value* v = e.Get("value");
+      if (v != nullptr && !v->IsNull() && !v->IsString()) {
+        return InvalidArgumentError("{}: exec env {} must be a string; quote it", Pos(*v), name);
+      }
+      out.env.emplace_back(name, v != nullptr && v->IsString() ? std::string(v->AsString()) : "");
     }
   }
   // v1 requires interactiveMode; v1beta1 defaults to IfAvailable. Gantry has no terminal to give.

@@ -180,6 +180,8 @@ TEST_F(KubeconfigTest, ExecPluginsGantryCannotRunAreRefusedWithTheReason) {
   EXPECT_NE(no_mode.status().message().find("no interactiveMode"), std::string::npos) << no_mode.status().ToString();
   auto alpha = load("{apiVersion: client.authentication.k8s.io/v1alpha1, command: kubelogin}");
   EXPECT_NE(alpha.status().message().find("v1alpha1"), std::string::npos) << alpha.status().ToString();
+  auto unquoted = load("{apiVersion: client.authentication.k8s.io/v1beta1, command: kubelogin, env: [{name: A, value: 3}]}");
+  EXPECT_NE(unquoted.status().message().find("exec env A must be a string"), std::string::npos) << unquoted.status().ToString();
   auto ok = load("{apiVersion: client.authentication.k8s.io/v1beta1, command: kubelogin, args: [get-token]}");
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
   EXPECT_EQ(ok->exec->command, "kubelogin") << "a bare name is looked up in PATH when it runs";
