@@ -13,7 +13,8 @@
 // HttpClient talks to one cluster over one HTTP/2 connection (libcurl multi, requests multiplexed
 // as streams) with a limit on requests in flight instead of a QPS throttle. Requests that fail with
 // 429 or 5xx, or cannot connect, are retried with exponential backoff and jitter (honouring
-// Retry-After), at most a few times; authentication, authorisation and validation errors never are.
+// Retry-After), at most a few times; authentication, authorisation and validation errors never are
+// (but a 401 to an exec plugin's credential runs the plugin again and resends the request once).
 // An API error becomes a Status whose message keeps the apiserver's message, reason and causes:
 //   400/422 InvalidArgument, 401 Unauthenticated, 403 PermissionDenied, 404 NotFound,
 //   409 AlreadyExists (reason AlreadyExists) or Aborted (conflicts), 410 OutOfRange (Expired/Gone:
