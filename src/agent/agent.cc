@@ -146,6 +146,11 @@ class AgentImpl final : public Agent {
     if (!options_.metrics_listen.empty()) GANTRY_RETURN_IF_ERROR(StartMetrics());
     std::vector<std::thread> threads;
     if (!options_.lease_name.empty()) {
+      elector_ = std::make_unique<internal::LeaderElector>(
+          client_, internal::LeaderElector::Options{
+                       .lease = {"coordination.k8s.io/v1", "Lease", options_.lease_namespace, options_.lease_name},
+                       .identity = options_.identity,
+                       .duration = options_.lease_duration});
       threads.emplace_back([this] { LeaderLoop(); });
     } else {
       leader_ = true;
@@ -164,6 +169,12 @@ class AgentImpl final : public Agent {
     }
     queue_.ShutDown();
     for (auto& t : threads) t.join();
+    // Nothing reconciles any more: hand the Lease over now rather than a lease duration later.
+    if (elector_ != nullptr) {
+      if (Status s = elector_->Release(); !s.ok()) log::Warn("agent {}: release the lease: {}", options_.identity, s.message());
+      leader_ = false;
+      metrics_.leader.Set(0);
+    }
     if (front_) front_->Stop();
     if (metrics_front_) metrics_front_->Stop();
     MutexLock lock(mu_);
@@ -726,10 +737,7 @@ class AgentImpl final : public Agent {
   // --- Leader election (internal/leader.h) ---------------------------------------------------
 
   void LeaderLoop() {
-    internal::LeaderElector elector(client_, {.lease = {"coordination.k8s.io/v1", "Lease", options_.lease_namespace,
-                                                        options_.lease_name},
-                                              .identity = options_.identity,
-                                              .duration = options_.lease_duration});
+    internal::LeaderElector& elector = *elector_;
     while (!stopping_) {
       bool was = leader_.load();
       bool now_leader = elector.Tick();
@@ -752,6 +760,7 @@ class AgentImpl final : public Agent {
   kube::Client& client_;
   AgentOptions options_;
   std::unique_ptr<Source> source_;
+  std::unique_ptr<internal::LeaderElector> elector_;  // set in Run with leader election on
   std::unique_ptr<kube::Cache> objects_;      // objects Gantry manages, by application
   std::unique_ptr<kube::Cache> inventories_;  // inventory ConfigMaps, by application
   std::unique_ptr<kube::Cache> projects_;     // Projects of the home namespace

@@ -84,4 +84,25 @@ bool LeaderElector::Tick() {
   return now;
 }
 
+Status LeaderElector::Release() {
+  const kube::ObjectRef& ref = options_.lease;
+  auto lease = client_.Get(ref);
+  if (!lease.ok()) return lease.status().code() == Code::kNotFound ? OkStatus() : lease.status();
+  if (StringAt(&lease.value(), {"spec", "holderIdentity"}) != options_.identity) return OkStatus();
+  leading_ = false;
+  auto now = MicroTime(clock_.WallNow());
+  Value spec = Value::Map();
+  spec.Set("leaseDurationSeconds", int64_t{1});
+  spec.Set("acquireTime", now);
+  spec.Set("renewTime", now);
+  spec.Set("leaseTransitions", value::IntAt(&lease.value(), {"spec", "leaseTransitions"}));
+  Value l = *lease;
+  l.Set("spec", spec);
+  // A compare-and-swap like every write of the Lease: never clears a holder that took over since.
+  auto r = client_.Replace(l);
+  if (!r.ok()) return r.status();
+  log::Info("agent {}: released lease {}/{}", options_.identity, ref.namespace_, ref.name);
+  return OkStatus();
+}
+
 }  // namespace gantry::agent::internal

@@ -35,5 +35,33 @@ TEST(LeaderElector, OneLeadsAndTheOtherTakesOverOnlyAfterTheLeaseExpires) {
   EXPECT_FALSE(a.leading());
 }
 
+TEST(LeaderElector, ReleasedLeaseIsTakenOverAtTheNextTickNotALeaseDurationLater) {
+  FakeClock clock;
+  clock.Advance(std::chrono::hours(1000));
+  fakes::FakeKubeClient client({.clock = &clock});
+  kube::ObjectRef lease{"coordination.k8s.io/v1", "Lease", "gantry-system", "gantry-agent"};
+  LeaderElector a(client, {.lease = lease, .identity = "a", .duration = std::chrono::seconds(15), .clock = &clock});
+  LeaderElector b(client, {.lease = lease, .identity = "b", .duration = std::chrono::seconds(15), .clock = &clock});
+  EXPECT_TRUE(a.Tick());
+  EXPECT_FALSE(b.Tick());
+  ASSERT_TRUE(b.Release().ok()) << "a candidate that does not hold the Lease leaves it alone";
+  auto held = client.Get(lease);
+  ASSERT_TRUE(held.ok());
+  EXPECT_EQ(value::StringAt(&*held, {"spec", "holderIdentity"}), "a");
+
+  ASSERT_TRUE(a.Release().ok());  // SIGTERM
+  EXPECT_FALSE(a.leading());
+  auto released = client.Get(lease);
+  ASSERT_TRUE(released.ok());
+  EXPECT_EQ(value::StringAt(&*released, {"spec", "holderIdentity"}), "");
+  EXPECT_EQ(value::IntAt(&*released, {"spec", "leaseDurationSeconds"}), 1);
+  clock.Advance(b.retry_period());
+  EXPECT_TRUE(b.Tick()) << "b waited for a lease that was given up";
+  auto taken = client.Get(lease);
+  ASSERT_TRUE(taken.ok());
+  EXPECT_EQ(value::StringAt(&*taken, {"spec", "holderIdentity"}), "b");
+  EXPECT_EQ(value::IntAt(&*taken, {"spec", "leaseTransitions"}), 1);
+}
+
 }  // namespace
 }  // namespace gantry::agent::internal

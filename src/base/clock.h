@@ -5,7 +5,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "base/mutex.h"
 
@@ -37,6 +39,10 @@ Clock& SystemClock();
 
 // "2026-11-28T23:40:00Z": RFC 3339 in UTC with second precision, as Kubernetes writes times.
 std::string Rfc3339(std::chrono::system_clock::time_point t);
+
+// Parses an RFC 3339 time ("2026-11-28T23:40:00Z", "2026-11-28T23:40:00.5+02:00"; fractions of a
+// second are kept to the microsecond); nullopt when `text` is not one.
+std::optional<std::chrono::system_clock::time_point> ParseRfc3339(std::string_view text);
 
 // Time advances only when SleepFor(), WaitUntil() or Advance() is called, by any thread: a sleep
 // returns at once, having moved the time of every user of the clock forward; so does a wait, as if

@@ -10,6 +10,23 @@
 #include "cli/exit.h"
 
 namespace gantry::cli {
+namespace {
+
+// An option a subcommand does not know goes to its parent (and on up): flags of a group and the
+// global ones work wherever they are written after it.
+void FallThrough(CLI::App& app) {
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    if (!sub->get_name().empty()) sub->fallthrough();  // not option groups: they are part of their command
+    FallThrough(*sub);
+  }
+}
+
+}  // namespace
+
+void AddCommands(CLI::App& app, const Deps& deps, int& exit_code) {
+  for (const auto& add : Commands()) add(app, deps, exit_code);
+  FallThrough(app);
+}
 
 int Main(int argc, const char* const* argv, const Deps& deps) {
   CLI::App app{"gantry: CI/CD from commit to Kubernetes clusters, by push or by pull (GitOps)"};
@@ -23,7 +40,7 @@ int Main(int argc, const char* const* argv, const Deps& deps) {
   });
 
   int exit_code = 0;
-  for (const auto& add : Commands()) add(app, deps, exit_code);
+  AddCommands(app, deps, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -9,9 +9,11 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <set>
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -448,6 +450,92 @@ class AppCommandTest : public CommandsTest {
     ASSERT_TRUE(r.ok()) << r.status().ToString();
   }
 };
+
+TEST_F(AppCommandTest, GroupFlagsWorkAfterTheSubcommandAsWithKubectl) {
+  AddApplication("api", "sync: {status: Synced}\nhealth: {status: Healthy}\n");
+  Ran r = Gantry({"app", "list", "-n", "team-a"});
+  EXPECT_EQ(r.code, kExitOk) << r;
+  EXPECT_EQ(connected_with_.namespace_, "team-a");
+  r = Gantry({"app", "sync", "--context", "prod", "api", "-n", "default"});
+  EXPECT_EQ(r.code, kExitOk) << r;
+  EXPECT_EQ(connected_with_.context, "prod");
+  EXPECT_EQ(connected_with_.namespace_, "default");
+  r = Gantry({"app", "list", "--no-such-flag"});
+  EXPECT_EQ(r.code, kExitUsage) << "an unknown flag is still refused";
+}
+
+// Every option of every command group (and the global ones) parses when written after each of
+// the group's subcommands, as it does before them.
+TEST(CommandGroups, EveryGroupOptionParsesAfterEverySubcommand) {
+  Deps deps;
+  // A fresh command tree with nothing required, whose commands never run: the root's
+  // parse-complete callback runs after parsing (and its check for unexpected arguments) and before
+  // any command's callback, and ends the parse there. Parsing alone is what is tested.
+  auto tree = [&](int& exit_code) {
+    auto app = std::make_unique<CLI::App>("gantry");
+    app->add_option("--log-level", [](const CLI::results_t&) { return true; }, "");
+    app->parse_complete_callback([] { throw CLI::Success(); });
+    AddCommands(*app, deps, exit_code);
+    std::function<void(CLI::App&)> neuter = [&](CLI::App& a) {
+      for (CLI::Option* o : a.get_options()) o->required(false);
+      a.require_subcommand(0);
+      for (CLI::App* sub : a.get_subcommands([](CLI::App*) { return true; })) neuter(*sub);
+    };
+    neuter(*app);
+    return app;
+  };
+  int exit_code = 0;
+  auto shape = tree(exit_code);
+  std::set<std::string> checked;
+  // (path to the group, its options) for the root and each group with subcommands.
+  std::function<void(CLI::App&, std::vector<std::string>)> walk = [&](CLI::App& group, std::vector<std::string> path) {
+    auto subs = group.get_subcommands([](CLI::App* a) { return !a->get_name().empty(); });
+    if (subs.empty()) return;
+    for (const CLI::Option* o : group.get_options()) {
+      if (o->get_positional() || o == group.get_help_ptr() || o == group.get_help_all_ptr()) continue;
+      std::vector<std::string> names;
+      for (const auto& l : o->get_lnames()) names.push_back("--" + l);
+      for (const auto& n : o->get_snames()) names.push_back("-" + n);
+      for (CLI::App* sub : subs) {
+        for (const std::string& name : names) {
+          // A subcommand with a flag of the same name takes it itself (runs approve --server).
+          if (sub->get_option_no_throw(name) != nullptr) continue;
+          std::vector<std::string> args = path;
+          args.push_back(sub->get_name());
+          args.push_back(name);
+          if (o->get_expected_min() > 0) args.push_back(o->get_default_str().empty() ? "x" : o->get_default_str());
+          int code = 0;
+          auto app = tree(code);
+          std::vector<std::string> reversed(args.rbegin(), args.rend());
+          std::string what;
+          for (const auto& a : args) what += " " + a;
+          try {
+            app->parse(reversed);
+          } catch (const CLI::ExtrasError& e) {
+            ADD_FAILURE() << "gantry" << what << ": " << e.what();
+            continue;
+          } catch (const CLI::ParseError& e) {
+            // Parsed, then refused for its value (validators): the option was recognised.
+          }
+          CLI::App* g = app.get();
+          for (const auto& p : path) g = g->get_subcommand(p);
+          EXPECT_GE(g->get_option(o->get_name())->count(), 1u) << "gantry" << what << ": the group did not get " << name;
+          checked.insert(what.substr(1));
+        }
+      }
+    }
+    for (CLI::App* sub : subs) {
+      std::vector<std::string> p = path;
+      p.push_back(sub->get_name());
+      walk(*sub, p);
+    }
+  };
+  walk(*shape, {});
+  // The walk reaches the groups the issue was about (a test that checks nothing cannot fail).
+  EXPECT_TRUE(checked.contains("app list -n x")) << checked.size();
+  EXPECT_TRUE(checked.contains("app sync --kubeconfig x"));
+  EXPECT_TRUE(checked.contains("version --log-level x"));
+}
 
 TEST_F(AppCommandTest, ListShowsSyncHealthRevisionAndTheFailingCondition) {
   AddApplication("api", "sync: {status: Synced, revision: 0123456789abcdef0123}\nhealth: {status: Healthy}\n");

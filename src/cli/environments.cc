@@ -31,6 +31,7 @@ struct ClusterAddFlags {
   StateFlags state;
   std::string name, kubeconfig, context, env, mode = "push";
   std::vector<std::string> labels;
+  std::vector<std::string> allow_exec;
   bool reference = false, no_check = false;
 };
 
@@ -46,6 +47,7 @@ Result<ClusterAddOptions> ToOptions(const ClusterAddFlags& f) {
   deliver::Cluster& c = o.cluster;
   c = {.name = f.name, .kubeconfig = fs::absolute(f.kubeconfig).string(), .context = f.context, .environment = f.env,
        .pull = f.mode == "pull"};
+  c.allow_exec_plugins = f.allow_exec;
   for (const auto& l : f.labels) {
     size_t eq = l.find('=');
     if (eq == std::string::npos || eq == 0) return InvalidArgumentError("--label {:?}: expected key=value", l);
@@ -179,6 +181,8 @@ void AddClusterCommands(CLI::App& app, const Deps& deps, int& exit_code) {
   add->add_option("--context", a->context, "Context in it (default: its current-context)");
   add->add_option("--env", a->env, "Environment the cluster belongs to")->required();
   add->add_option("--label", a->labels, "Label key=value (repeatable)");
+  add->add_option("--allow-exec-plugin", a->allow_exec,
+                  "Exec credential plugin its kubeconfig may run, by name (repeatable; docs/clusters.md)");
   add->add_option("--mode", a->mode, "push (deploy applies) or pull (an agent does; status reads it)")
       ->check(CLI::IsMember({"push", "pull"}));
   add->add_flag("--reference", a->reference, "Reference the kubeconfig file where it is instead of copying it");

@@ -69,6 +69,7 @@ Result<Cluster> ParseCluster(const value::Value& obj, const std::string& name) {
   GANTRY_ASSIGN_OR_RETURN(c.kubeconfig, StringField(*spec, "kubeconfig", true, what));
   GANTRY_ASSIGN_OR_RETURN(c.context, StringField(*spec, "context", false, what));
   GANTRY_ASSIGN_OR_RETURN(c.environment, StringField(*spec, "environment", false, what));
+  GANTRY_ASSIGN_OR_RETURN(c.allow_exec_plugins, NameList(*spec, "allowExecPlugins", what));
   GANTRY_ASSIGN_OR_RETURN(std::string mode, StringField(*spec, "mode", false, what));
   if (mode != "" && mode != "push" && mode != "pull")
     return InvalidArgumentError("{}{}: spec.mode must be push or pull, not {:?}", Where(*spec->Get("mode")), what, mode);
@@ -293,6 +294,11 @@ value::Value ToObject(const Cluster& c) {
   value::Value spec = value::Value::Map();
   spec.Set("kubeconfig", c.kubeconfig);
   if (!c.context.empty()) spec.Set("context", c.context);
+  if (!c.allow_exec_plugins.empty()) {
+    value::Value plugins = value::Value::Seq();
+    for (const auto& p : c.allow_exec_plugins) plugins.Append(p);
+    spec.Set("allowExecPlugins", plugins);
+  }
   if (!c.environment.empty()) spec.Set("environment", c.environment);
   if (c.pull) spec.Set("mode", "pull");
   if (!c.labels.empty()) {

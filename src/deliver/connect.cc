@@ -40,7 +40,8 @@ Status CheckCertificate(const std::string& pem) {
 }
 
 Result<kube::RestConfig> Load(const Cluster& cluster) {
-  kube::LoadOptions lo{.paths = {cluster.kubeconfig}, .context = cluster.context};
+  kube::LoadOptions lo{.paths = {cluster.kubeconfig}, .context = cluster.context,
+                       .allowed_exec_plugins = cluster.allow_exec_plugins};
   std::error_code ec;
   if (cluster.kubeconfig.empty()) return InvalidArgumentError("no kubeconfig file given");
   if (!std::filesystem::exists(cluster.kubeconfig, ec))
@@ -96,6 +97,37 @@ Result<std::string> FlattenKubeconfig(const Cluster& cluster) {
     user.Set("tokenFile", c.token_file);
   } else if (!c.token.empty()) {
     user.Set("token", c.token);
+  }
+  if (c.exec) {
+    // The plugin is kept, not its credential (which expires): the copy runs it as the original.
+    value::Value exec = value::Value::Map();
+    exec.Set("apiVersion", c.exec->api_version);
+    exec.Set("command", c.exec->command);
+    value::Value args = value::Value::Seq();
+    for (const auto& a : c.exec->args) args.Append(a);
+    exec.Set("args", args);
+    value::Value env = value::Value::Seq();
+    for (const auto& [k, v] : c.exec->env) {
+      value::Value e = value::Value::Map();
+      e.Set("name", k);
+      e.Set("value", v);
+      env.Append(e);
+    }
+    exec.Set("env", env);
+    exec.Set("interactiveMode", "Never");
+    if (c.exec->provide_cluster_info) exec.Set("provideClusterInfo", true);
+    if (!c.exec->install_hint.empty()) exec.Set("installHint", c.exec->install_hint);
+    user.Set("exec", exec);
+    if (!c.exec->cluster_config.empty()) {
+      auto config = value::ParseJson(c.exec->cluster_config, "exec extension");
+      if (!config.ok()) return config.status().WithContext("cluster " + cluster.name);
+      value::Value ext = value::Value::Map();
+      ext.Set("name", "client.authentication.k8s.io/exec");
+      ext.Set("extension", *config);
+      value::Value exts = value::Value::Seq();
+      exts.Append(ext);
+      cl.Set("extensions", exts);
+    }
   }
   auto named = [](const std::string& name, std::string_view key, value::Value v) {
     value::Value m = value::Value::Map();

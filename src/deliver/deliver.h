@@ -64,6 +64,9 @@ struct Cluster {
   std::string name;
   std::string kubeconfig;  // path to a kubeconfig file
   std::string context;     // "" : its current-context
+  // Exec credential plugins its kubeconfig may run, by name (spec.allowExecPlugins; kube.h
+  // LoadOptions::allowed_exec_plugins): how EKS, GKE and AKS clusters are reached.
+  std::vector<std::string> allow_exec_plugins;
   std::string environment;
   std::map<std::string, std::string> labels;
   bool pull = false;       // spec.mode: pull — an agent delivers; deploy skips it, status reads it

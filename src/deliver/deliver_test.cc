@@ -3,9 +3,11 @@
 #include "deliver/deliver.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include <gmock/gmock.h>
@@ -158,15 +160,55 @@ TEST(Config, BadFieldsNameFileAndLine) {
 }
 
 TEST(Config, ObjectsRoundTrip) {
-  Cluster cl{.name = "eu-1", .kubeconfig = "/s/eu-1.kubeconfig", .context = "ctx", .environment = "prod", .labels = {{"region", "eu"}}};
+  Cluster cl{.name = "eu-1", .kubeconfig = "/s/eu-1.kubeconfig", .context = "ctx", .allow_exec_plugins = {"aws"},
+             .environment = "prod", .labels = {{"region", "eu"}}};
   Environment env{.name = "prod", .after = {"staging"}, .gates = {.healthy = true, .approval = true, .soak = 90s}};
   auto text = value::ToYaml(ToObject(cl)) + "---\n" + value::ToYaml(ToObject(env));
   auto c = Parse(text);
   ASSERT_TRUE(c.ok()) << c.status().ToString() << "\n" << text;
   EXPECT_EQ(c->clusters[0].context, "ctx");
   EXPECT_EQ(c->clusters[0].labels, cl.labels);
+  EXPECT_EQ(c->clusters[0].allow_exec_plugins, cl.allow_exec_plugins);
   EXPECT_EQ(c->environments[0].gates.soak, 90s);
   EXPECT_TRUE(c->environments[0].gates.approval);
+}
+
+// `cluster add` copies a kubeconfig; one that authenticates with an exec plugin keeps the plugin
+// (its credential expires), and the copy loads as the original.
+TEST(Connect, FlattenedKubeconfigKeepsTheExecPlugin) {
+  std::string dir = (std::filesystem::temp_directory_path() / ("deliver-flatten-" + std::to_string(::getpid()))).string();
+  std::filesystem::create_directories(dir);
+  std::string original = dir + "/original";
+  std::ofstream(original) << R"(current-context: eks
+clusters:
+- name: k
+  cluster:
+    server: https://k.example:443
+    extensions: [{name: client.authentication.k8s.io/exec, extension: {audience: x}}]
+users:
+- name: u
+  user:
+    exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: aws, args: [eks, get-token, --cluster-name, prod],
+           env: [{name: AWS_PROFILE, value: prod}], provideClusterInfo: true, installHint: get the AWS CLI}
+contexts: [{name: eks, context: {cluster: k, user: u}}]
+)";
+  Cluster cluster{.name = "eu-1", .kubeconfig = original, .allow_exec_plugins = {"aws"}};
+  auto flat = FlattenKubeconfig(cluster);
+  ASSERT_TRUE(flat.ok()) << flat.status().ToString();
+  std::ofstream(dir + "/flat") << *flat;
+  auto a = kube::LoadConfig({.paths = {original}, .allowed_exec_plugins = {"aws"}});
+  auto b = kube::LoadConfig({.paths = {dir + "/flat"}, .allowed_exec_plugins = {"aws"}});
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(a.ok() && b.ok()) << b.status().ToString() << "\n" << *flat;
+  ASSERT_TRUE(b->exec.has_value()) << *flat;
+  EXPECT_EQ(b->exec->command, a->exec->command);
+  EXPECT_EQ(b->exec->args, a->exec->args);
+  EXPECT_EQ(b->exec->env, a->exec->env);
+  EXPECT_EQ(b->exec->api_version, a->exec->api_version);
+  EXPECT_TRUE(b->exec->provide_cluster_info);
+  EXPECT_EQ(b->exec->install_hint, "get the AWS CLI");
+  EXPECT_EQ(b->exec->cluster_config, a->exec->cluster_config);
+  EXPECT_FALSE(FlattenKubeconfig({.name = "eu-1", .kubeconfig = original}).ok()) << "not allowed: refused";
 }
 
 TEST(PathTemplate, Expands) {

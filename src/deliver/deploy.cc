@@ -186,7 +186,9 @@ store::Target ApplyCluster(const ApplyContext& ctx, const Cluster& cluster, stor
   so.app = TrackingKey(ctx.project.name, ctx.app);
   so.project = &ctx.project;
   so.cluster_name = cluster.name;
-  if (auto rest = kube::LoadConfig({.paths = {cluster.kubeconfig}, .context = cluster.context}); rest.ok()) {
+  if (auto rest = kube::LoadConfig({.paths = {cluster.kubeconfig}, .context = cluster.context,
+                                    .allowed_exec_plugins = cluster.allow_exec_plugins});
+      rest.ok()) {
     so.cluster_server = rest->server;
   }
   // The project's sync windows. A person may override those that allow manual syncs, giving a

@@ -21,6 +21,7 @@
 #include "base/mutex.h"
 #include "base/path.h"
 #include "base/retry.h"
+#include "kube/internal/exec.h"
 #include "kube/kube.h"
 
 namespace gantry::kube {
@@ -44,6 +45,8 @@ struct Request {
   std::vector<std::string> headers;
   std::chrono::milliseconds timeout{0};  // 0: none (watches)
   std::shared_ptr<Stream> stream;        // set: stream the body instead of buffering it
+  // Set: the exec plugin's credential, sent instead of the config's token and certificate.
+  std::shared_ptr<const internal::ExecCredential> credential;
 };
 
 // The most of a response body kept in memory (lists are paged, Pod logs asked with limitBytes);
@@ -190,7 +193,7 @@ class Transport {
       curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
     }
     for (const std::string& hd : r.headers) job->headers = curl_slist_append(job->headers, hd.c_str());
-    std::string token = Token();
+    std::string token = r.credential ? r.credential->token : Token();
     if (!token.empty()) {
       job->headers = curl_slist_append(job->headers, ("Authorization: Bearer " + token).c_str());
     } else if (!config_.username.empty()) {
@@ -207,11 +210,13 @@ class Transport {
       curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
       curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    if (!config_.client_cert_pem.empty()) {
-      curl_blob cert{const_cast<char*>(config_.client_cert_pem.data()), config_.client_cert_pem.size(),
-                     CURL_BLOB_COPY};
-      curl_blob key{const_cast<char*>(config_.client_key_pem.data()), config_.client_key_pem.size(),
-                    CURL_BLOB_COPY};
+    const std::string& cert_pem =
+        r.credential && !r.credential->client_cert_pem.empty() ? r.credential->client_cert_pem : config_.client_cert_pem;
+    const std::string& key_pem =
+        r.credential && !r.credential->client_key_pem.empty() ? r.credential->client_key_pem : config_.client_key_pem;
+    if (!cert_pem.empty()) {
+      curl_blob cert{const_cast<char*>(cert_pem.data()), cert_pem.size(), CURL_BLOB_COPY};
+      curl_blob key{const_cast<char*>(key_pem.data()), key_pem.size(), CURL_BLOB_COPY};
       curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
       curl_easy_setopt(h, CURLOPT_SSLCERT_BLOB, &cert);
       curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
@@ -389,9 +394,11 @@ constexpr char kJson[] = "application/json";
 
 class HttpClient final : public Client {
  public:
-  HttpClient(RestConfig config, ClientOptions options, std::string connect_to)
+  // `original` is the config as loaded (before tls-server-name routing), for an exec plugin's
+  // cluster info.
+  HttpClient(RestConfig config, ClientOptions options, std::string connect_to, const RestConfig& original)
       : config_(config), options_(options),
-        shared_(std::make_shared<Shared>(std::move(config), options, std::move(connect_to))) {}
+        shared_(std::make_shared<Shared>(std::move(config), options, std::move(connect_to), original)) {}
 
   // A view of `root` that sends every request as `who`: the same connection, discovery and request
   // count, its own watches.
@@ -556,6 +563,12 @@ class HttpClient final : public Client {
     req.headers = {std::string("Accept: ") + kJson};
     req.headers.insert(req.headers.end(), identity_.begin(), identity_.end());
     req.stream = std::make_shared<Stream>();
+    if (exec_ != nullptr) {
+      auto c = exec_->Get();
+      if (!c.ok()) return c.status().WithContext(what);
+      req.credential = *c;
+    }
+    auto credential = req.credential;
     auto stream = req.stream;
     if (options.stop != nullptr) {
       MutexLock lock(mu_);
@@ -638,6 +651,8 @@ class HttpClient final : public Client {
     if (stop) return OkStatus();
     if (r.curl_code != CURLE_OK || r.status >= 300) {
       r.body = pending;
+      // The next watch (the caller restarts it) gets a fresh credential.
+      if (r.status == 401 && exec_ != nullptr) (void)exec_->Refresh(credential);
       return ErrorFromResponse(r, what);
     }
     return OkStatus();
@@ -683,6 +698,13 @@ class HttpClient final : public Client {
                       const std::string& content_type, const std::string& what,
                       const std::string& accept = kJson) {
     Response out;
+    std::shared_ptr<const internal::ExecCredential> credential;
+    if (exec_ != nullptr) {
+      auto c = exec_->Get();
+      if (!c.ok()) return c.status().WithContext(what);
+      credential = *c;
+    }
+    bool refreshed = false;  // after a 401 the plugin runs once more, and the request is sent again
     BackoffPolicy policy{.initial = std::chrono::milliseconds(100),
                          .max_delay = std::chrono::milliseconds(5000),
                          .max_attempts = options_.max_attempts,
@@ -696,8 +718,18 @@ class HttpClient final : public Client {
       req.headers.push_back("Accept: " + accept);
       if (!content_type.empty()) req.headers.push_back("Content-Type: " + content_type);
       req.headers.insert(req.headers.end(), identity_.begin(), identity_.end());
+      req.credential = credential;
       ++requests_;
-      Response r = transport_.Submit(std::move(req)).get();
+      Response r = transport_.Submit(Request(req)).get();
+      if (r.status == 401 && exec_ != nullptr && !refreshed) {
+        refreshed = true;
+        auto c = exec_->Refresh(credential);
+        if (!c.ok()) return c.status().WithContext(what + ": after a 401");
+        credential = *c;
+        req.credential = credential;
+        ++requests_;
+        r = transport_.Submit(std::move(req)).get();
+      }
       if (r.too_large) {
         out = std::move(r);
         return OkStatus();  // not worth a retry: checked below
@@ -844,8 +876,10 @@ class HttpClient final : public Client {
 
   // What a client and its impersonating views share.
   struct Shared {
-    Shared(RestConfig config, const ClientOptions& options, std::string connect_to)
-        : transport(std::move(config), options, std::move(connect_to)) {}
+    Shared(RestConfig config, const ClientOptions& options, std::string connect_to, const RestConfig& original)
+        : exec(original.exec ? std::make_unique<internal::ExecCredentials>(original) : nullptr),
+          transport(std::move(config), options, std::move(connect_to)) {}
+    const std::unique_ptr<internal::ExecCredentials> exec;  // set: credentials come from a plugin
     Transport transport;
     std::atomic<uint64_t> requests{0};
     Mutex discover_mu;  // one discovery at a time
@@ -858,6 +892,7 @@ class HttpClient final : public Client {
   const ClientOptions options_;
   const std::shared_ptr<Shared> shared_;
   Transport& transport_ = shared_->transport;
+  internal::ExecCredentials* const exec_ = shared_->exec.get();
   std::atomic<uint64_t>& requests_ = shared_->requests;
   std::vector<std::string> identity_;  // Impersonate-* headers of every request ("" : ourselves)
   Mutex mu_;
@@ -873,7 +908,7 @@ Result<std::unique_ptr<Client>> NewHttpClient(const RestConfig& config, const Cl
     return InvalidArgumentError("kube client: server {:?} is not an http(s) URL", config.server);
   }
   if (options.max_in_flight < 1) return InvalidArgumentError("kube client: max_in_flight must be >= 1");
-  if (config.tls_server_name.empty()) return std::unique_ptr<Client>(new HttpClient(config, options, ""));
+  if (config.tls_server_name.empty()) return std::unique_ptr<Client>(new HttpClient(config, options, "", config));
   // tls-server-name: request https://NAME:PORT and let curl connect to the real host.
   size_t scheme = config.server.find("://");
   std::string rest = config.server.substr(scheme + 3);
@@ -885,7 +920,7 @@ Result<std::unique_ptr<Client>> NewHttpClient(const RestConfig& config, const Cl
   RestConfig routed = config;
   routed.server = fmt::format("https://{}:{}{}", config.tls_server_name, port, rest.substr(hostport.size()));
   return std::unique_ptr<Client>(new HttpClient(
-      routed, options, fmt::format("{}:{}:{}:{}", config.tls_server_name, port, host, port)));
+      routed, options, fmt::format("{}:{}:{}:{}", config.tls_server_name, port, host, port), config));
 }
 
 }  // namespace gantry::kube

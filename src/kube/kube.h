@@ -6,13 +6,15 @@
 // the file naming them), a context is chosen (flag, else current-context), and its cluster and user
 // give the server, the CA (file or inline data, or insecure-skip-tls-verify), client certificate and
 // key (files or inline data), a bearer token or token file, and a proxy URL. `exec` credential
-// plugins are refused unless explicitly allowed (Gantry never runs a program named by a kubeconfig
-// it was handed); auth-provider is refused. InClusterConfig() reads the service account.
+// plugins (ExecConfig) are refused unless explicitly allowed by name (Gantry never runs a program
+// named by a kubeconfig it was handed); the legacy auth-provider is refused with a pointer to the
+// exec plugin that replaces it. InClusterConfig() reads the service account.
 //
 // HttpClient talks to one cluster over one HTTP/2 connection (libcurl multi, requests multiplexed
 // as streams) with a limit on requests in flight instead of a QPS throttle. Requests that fail with
 // 429 or 5xx, or cannot connect, are retried with exponential backoff and jitter (honouring
-// Retry-After), at most a few times; authentication, authorisation and validation errors never are.
+// Retry-After), at most a few times; authentication, authorisation and validation errors never are
+// (but a 401 to an exec plugin's credential runs the plugin again and resends the request once).
 // An API error becomes a Status whose message keeps the apiserver's message, reason and causes:
 //   400/422 InvalidArgument, 401 Unauthenticated, 403 PermissionDenied, 404 NotFound,
 //   409 AlreadyExists (reason AlreadyExists) or Aborted (conflicts), 410 OutOfRange (Expired/Gone:
@@ -32,12 +34,34 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
 #include "value/value.h"
 
 namespace gantry::kube {
+
+// An exec credential plugin (client.authentication.k8s.io/v1 or v1beta1) named by a kubeconfig
+// user, as kubectl runs it: `command args...` with a clean environment (PATH, HOME, proxy, locale
+// and the cloud SDKs' AWS_*, AZURE_*, AAD_*, GOOGLE_*, CLOUDSDK_* variables of Gantry's own
+// environment, then `env`) and KUBERNETES_EXEC_INFO (an ExecCredential with spec.interactive false
+// and, with provide_cluster_info, the cluster: server, tls-server-name, CA data, proxy and the
+// cluster's client.authentication.k8s.io/exec extension as `config`). It prints an ExecCredential
+// whose status holds a token or a client certificate and key, and optionally an
+// expirationTimestamp. Its stderr goes to Gantry's log. The client runs it before the first
+// request, again shortly before the credential expires, and once more after a 401.
+struct ExecConfig {
+  std::string command;  // absolute, or a name looked up in PATH
+  std::vector<std::string> args;
+  std::vector<std::pair<std::string, std::string>> env;
+  std::string api_version;       // client.authentication.k8s.io/v1 or .../v1beta1
+  bool provide_cluster_info = false;
+  std::string install_hint;      // shown when the command does not exist
+  std::string cluster_config;    // JSON of the cluster's exec extension ("" : none)
+  std::string user;              // the kubeconfig user and file, for messages
+  std::chrono::milliseconds timeout{60'000};  // then the plugin is killed
+};
 
 // How to reach and authenticate to one cluster. PEM data is held in memory, never written out.
 struct RestConfig {
@@ -53,6 +77,7 @@ struct RestConfig {
   std::string token_file;       // re-read periodically (bound service account tokens rotate)
   std::string proxy_url;
   std::string username, password;  // basic auth (legacy)
+  std::optional<ExecConfig> exec;  // credentials come from this plugin (token/certificate unset)
 };
 
 struct LoadOptions {
@@ -64,12 +89,14 @@ struct LoadOptions {
   std::string namespace_;  // overrides the context's namespace
   // Names of exec credential plugins (the command's basename) Gantry may run; empty refuses all.
   std::vector<std::string> allowed_exec_plugins;
+  std::chrono::milliseconds exec_timeout{60'000};  // ExecConfig::timeout
 };
 
 // Reads kubeconfig files as kubectl does. NotFound for a missing file, context, cluster or user
 // (naming it and the files read); InvalidArgument for malformed YAML (file:line:column) or
-// contradictory settings; PermissionDenied for an exec plugin that is not allowed (naming it) or
-// an auth-provider.
+// contradictory settings or an exec plugin it cannot run (an unknown apiVersion, interactiveMode
+// Always: Gantry never runs interactively); PermissionDenied for an exec plugin that is not allowed
+// (naming it and the flag that allows it) or an auth-provider (naming the exec plugin to use).
 Result<RestConfig> LoadConfig(const LoadOptions& options = {});
 
 // The config of a Pod's service account (KUBERNETES_SERVICE_HOST/PORT and

@@ -95,6 +95,83 @@ std::string Join(const std::vector<std::string>& v) {
   return out;
 }
 
+constexpr std::string_view kExecV1 = "client.authentication.k8s.io/v1";
+constexpr std::string_view kExecV1beta1 = "client.authentication.k8s.io/v1beta1";
+constexpr std::string_view kExecExtension = "client.authentication.k8s.io/exec";
+
+// The `exec` stanza of a user, checked as client-go checks it, and allowed by name.
+Result<ExecConfig> ParseExec(const value::Value& exec, const std::string& user_name, const Named& user,
+                             const Named& cluster, const LoadOptions& options) {
+  ExecConfig out;
+  out.user = fmt::format("user {:?} in {}", user_name, user.file);
+  std::string command = value::StringAt(&exec, {"command"});
+  if (command.empty()) return InvalidArgumentError("{}: exec has no command", Pos(exec));
+  std::string base = fs::path(command).filename().string();
+  bool allowed = false;
+  for (const auto& a : options.allowed_exec_plugins) allowed |= (a == base || a == command);
+  if (!allowed) {
+    return PermissionDeniedError(
+        "user {:?} in {} authenticates with the exec credential plugin {:?}; Gantry runs no "
+        "plugin named by a kubeconfig unless it is allowed (--allow-exec-plugin {})",
+        user_name, user.file, command, base);
+  }
+  // As kubectl: a command with a slash is relative to the kubeconfig that names it; a bare name is
+  // looked up in PATH when it runs.
+  out.command = command.find('/') == std::string::npos ? command : Resolve(user.dir, command);
+  out.api_version = value::StringAt(&exec, {"apiVersion"});
+  if (out.api_version != kExecV1 && out.api_version != kExecV1beta1) {
+    return InvalidArgumentError("{}: exec apiVersion {:?} is not supported; use {} (or {})", Pos(exec),
+                                out.api_version, kExecV1, kExecV1beta1);
+  }
+  if (const value::Value* args = exec.Get("args"); args && !args->IsNull()) {
+    if (!args->IsSeq()) return InvalidArgumentError("{}: exec args must be a list of strings", Pos(*args));
+    for (const value::Value& a : args->items()) {
+      if (!a.IsString()) return InvalidArgumentError("{}: exec args must be strings", Pos(a));
+      out.args.emplace_back(a.AsString());
+    }
+  }
+  if (const value::Value* env = exec.Get("env"); env && !env->IsNull()) {
+    if (!env->IsSeq()) return InvalidArgumentError("{}: exec env must be a list of {{name, value}}", Pos(*env));
+    for (const value::Value& e : env->items()) {
+      std::string name = e.IsMap() ? value::StringAt(&e, {"name"}) : "";
+      if (name.empty()) return InvalidArgumentError("{}: an exec env entry has no name", Pos(e));
+      const value::Value* v = e.Get("value");
+      if (v != nullptr && !v->IsNull() && !v->IsString()) {
+        return InvalidArgumentError("{}: exec env {} must be a string; quote it", Pos(*v), name);
+      }
+      out.env.emplace_back(name, v != nullptr && v->IsString() ? std::string(v->AsString()) : "");
+    }
+  }
+  // v1 requires interactiveMode; v1beta1 defaults to IfAvailable. Gantry has no terminal to give.
+  std::string mode = value::StringAt(&exec, {"interactiveMode"});
+  if (mode.empty() && out.api_version == kExecV1) {
+    return InvalidArgumentError("{}: exec of {} sets no interactiveMode, which {} requires (Never or IfAvailable)",
+                                Pos(exec), out.user, kExecV1);
+  }
+  if (mode == "Always") {
+    return InvalidArgumentError(
+        "{}: exec plugin {:?} of {} has interactiveMode Always, but Gantry runs without a terminal; "
+        "configure the plugin to log in non-interactively (a service principal, workload identity or a "
+        "cached login) and set interactiveMode to Never or IfAvailable",
+        Pos(exec), command, out.user);
+  }
+  if (!mode.empty() && mode != "Never" && mode != "IfAvailable") {
+    return InvalidArgumentError("{}: exec interactiveMode {:?} is not Never, IfAvailable or Always", Pos(exec), mode);
+  }
+  out.provide_cluster_info = value::BoolAt(&exec, {"provideClusterInfo"});
+  out.install_hint = value::StringAt(&exec, {"installHint"});
+  if (const value::Value* ext = cluster.body.Get("extensions"); ext && ext->IsSeq()) {
+    for (const value::Value& e : ext->items()) {
+      if (!e.IsMap() || value::StringAt(&e, {"name"}) != kExecExtension) continue;
+      if (const value::Value* body = e.Get("extension"); body && !body->IsNull()) {
+        out.cluster_config = value::ToJson(*body);
+      }
+    }
+  }
+  out.timeout = options.exec_timeout;
+  return out;
+}
+
 }  // namespace
 
 std::pair<std::string, std::string> SplitApiVersion(std::string_view api_version) {
@@ -197,23 +274,17 @@ Result<RestConfig> LoadConfig(const LoadOptions& options) {
     }
     const Named& user = us->second;
     if (const value::Value* exec = user.body.Get("exec"); exec && exec->IsMap()) {
-      std::string command = value::StringAt(exec, {"command"});
-      std::string base = fs::path(command).filename().string();
-      bool allowed = false;
-      for (const auto& a : options.allowed_exec_plugins) allowed |= (a == base || a == command);
-      if (!allowed) {
-        return PermissionDeniedError(
-            "user {:?} in {} authenticates with the exec credential plugin {:?}; Gantry runs no "
-            "plugin named by a kubeconfig unless it is allowed (--allow-exec-plugin {})",
-            user_name, user.file, command, base);
-      }
-      return UnimplementedError(
-          "user {:?} in {}: exec credential plugin {:?} is allowed, but running exec plugins is not "
-          "supported yet; use a token or client certificate", user_name, user.file, command);
+      GANTRY_ASSIGN_OR_RETURN(config.exec, ParseExec(*exec, user_name, user, cluster, options));
+      return config;
     }
-    if (user.body.Get("auth-provider") != nullptr) {
-      return PermissionDeniedError("user {:?} in {} uses an auth-provider, which Gantry does not "
-                                   "support; use a token or client certificate", user_name, user.file);
+    if (const value::Value* provider = user.body.Get("auth-provider"); provider != nullptr) {
+      std::string name = value::StringAt(provider, {"name"});
+      return PermissionDeniedError(
+          "user {:?} in {} uses auth-provider {:?}, which Kubernetes removed (kubectl 1.26) and Gantry "
+          "does not run; switch the user to its exec credential plugin (gke-gcloud-auth-plugin for GKE, "
+          "kubelogin for AKS and OIDC (`kubelogin convert-kubeconfig`), `aws eks get-token` for EKS) and "
+          "allow it with --allow-exec-plugin NAME (docs/clusters.md)",
+          user_name, user.file, name);
     }
     GANTRY_ASSIGN_OR_RETURN(config.client_cert_pem,
                             DataOrFile(user, "client-certificate-data", "client-certificate"));

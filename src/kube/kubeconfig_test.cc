@@ -131,6 +131,75 @@ contexts: [{name: eks, context: {cluster: k, user: u}}]
   EXPECT_NE(c.status().message().find("aws-iam-authenticator"), std::string::npos);
 }
 
+TEST_F(KubeconfigTest, AllowedExecPluginIsReadAsKubectlReadsIt) {
+  std::string cfg = R"(current-context: eks
+clusters:
+- name: k
+  cluster:
+    server: "https://k:1"
+    extensions:
+    - name: client.authentication.k8s.io/exec
+      extension: {audience: sts.amazonaws.com}
+users:
+- name: u
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: bin/aws
+      args: [eks, get-token, --cluster-name, prod]
+      env: [{name: AWS_PROFILE, value: prod}]
+      provideClusterInfo: true
+      installHint: install the AWS CLI
+contexts: [{name: eks, context: {cluster: k, user: u}}]
+)";
+  auto c = LoadConfig({.paths = {Write("exec", cfg)}, .allowed_exec_plugins = {"aws"}});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_TRUE(c->exec.has_value());
+  EXPECT_EQ(c->exec->command, (dir_ / "bin/aws").string()) << "relative to the kubeconfig, as kubectl";
+  EXPECT_EQ(c->exec->args, (std::vector<std::string>{"eks", "get-token", "--cluster-name", "prod"}));
+  ASSERT_EQ(c->exec->env.size(), 1u);
+  EXPECT_EQ(c->exec->env[0].second, "prod");
+  EXPECT_EQ(c->exec->api_version, "client.authentication.k8s.io/v1beta1");
+  EXPECT_TRUE(c->exec->provide_cluster_info);
+  EXPECT_EQ(c->exec->install_hint, "install the AWS CLI");
+  EXPECT_EQ(c->exec->cluster_config, R"({"audience":"sts.amazonaws.com"})");
+  EXPECT_TRUE(c->token.empty());
+}
+
+TEST_F(KubeconfigTest, ExecPluginsGantryCannotRunAreRefusedWithTheReason) {
+  auto load = [&](const std::string& exec) {
+    std::string cfg = "current-context: x\nclusters: [{name: k, cluster: {server: \"https://k:1\"}}]\n"
+                      "users: [{name: u, user: {exec: " + exec + "}}]\n"
+                      "contexts: [{name: x, context: {cluster: k, user: u}}]\n";
+    return LoadConfig({.paths = {Write("exec", cfg)}, .allowed_exec_plugins = {"kubelogin"}});
+  };
+  auto always = load("{apiVersion: client.authentication.k8s.io/v1, command: kubelogin, interactiveMode: Always}");
+  EXPECT_EQ(always.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(always.status().message().find("interactiveMode Always"), std::string::npos) << always.status().ToString();
+  auto no_mode = load("{apiVersion: client.authentication.k8s.io/v1, command: kubelogin}");
+  EXPECT_NE(no_mode.status().message().find("no interactiveMode"), std::string::npos) << no_mode.status().ToString();
+  auto alpha = load("{apiVersion: client.authentication.k8s.io/v1alpha1, command: kubelogin}");
+  EXPECT_NE(alpha.status().message().find("v1alpha1"), std::string::npos) << alpha.status().ToString();
+  auto unquoted = load("{apiVersion: client.authentication.k8s.io/v1beta1, command: kubelogin, env: [{name: A, value: 3}]}");
+  EXPECT_NE(unquoted.status().message().find("exec env A must be a string"), std::string::npos) << unquoted.status().ToString();
+  auto ok = load("{apiVersion: client.authentication.k8s.io/v1beta1, command: kubelogin, args: [get-token]}");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->exec->command, "kubelogin") << "a bare name is looked up in PATH when it runs";
+}
+
+TEST_F(KubeconfigTest, AuthProviderSaysToSwitchToTheExecPlugin) {
+  std::string cfg = R"(current-context: gke
+clusters: [{name: k, cluster: {server: "https://k:1"}}]
+users: [{name: u, user: {auth-provider: {name: gcp, config: {cmd-path: gcloud}}}}]
+contexts: [{name: gke, context: {cluster: k, user: u}}]
+)";
+  auto c = LoadConfig({.paths = {Write("gcp", cfg)}});
+  EXPECT_EQ(c.status().code(), Code::kPermissionDenied);
+  EXPECT_NE(c.status().message().find("\"gcp\""), std::string::npos) << c.status().ToString();
+  EXPECT_NE(c.status().message().find("gke-gcloud-auth-plugin"), std::string::npos) << c.status().ToString();
+  EXPECT_NE(c.status().message().find("--allow-exec-plugin"), std::string::npos) << c.status().ToString();
+}
+
 TEST_F(KubeconfigTest, ClearErrorsForMissingPieces) {
   auto missing_file = LoadConfig({.paths = {(dir_ / "nope").string()}});
   EXPECT_EQ(missing_file.status().code(), Code::kNotFound);

@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -479,6 +480,8 @@ class AgentProcess {
     process_ = std::make_unique<Process>(std::move(p).value());
   }
   void Kill9() { process_->Signal(SIGKILL); process_->Stop(std::chrono::milliseconds(100)); }
+  // SIGTERM, as Kubernetes stops a Pod; returns the exit status once it has exited.
+  int Term() { return process_->Stop(std::chrono::seconds(20)); }
   bool Running() { return process_->Running(); }
 
  private:
@@ -510,6 +513,40 @@ TEST_F(AgentTest, TwoAgentsElectOneLeaderAndTheOtherTakesOverAfterKill9) {
   // The new leader keeps the cluster in sync.
   std::string second = Commit({{"ha/cm.yaml", ConfigMap("ha", "2")}}, "second");
   WaitApp("ha", [&](const Value& app) { return SyncedHealthyAt(app, second); }, 40s);
+}
+
+TEST_F(AgentTest, LeaderStoppedWithSigtermHandsTheLeaseOverAtOnce) {
+  std::string first = Commit({{"handover/cm.yaml", ConfigMap("handover", "1")}}, "first");
+  ASSERT_TRUE(client_->Apply(Application("handover", "handover", false)).ok());
+  std::string creds = fmt::format("{}={}:{}", creds_.host, creds_.username, creds_.password);
+  AgentProcess a(*kubeconfig_, ns_, tmp_.path() + "/ta", "agent-a", creds, tmp_.path() + "/ta.log");
+  AgentProcess b(*kubeconfig_, ns_, tmp_.path() + "/tb", "agent-b", creds, tmp_.path() + "/tb.log");
+  WaitApp("handover", [&](const Value& app) { return SyncedHealthyAt(app, first); });
+  auto holder = [&] {
+    auto lease = client_->Get({"coordination.k8s.io/v1", "Lease", ns_, "gantry-agent"});
+    return lease.ok() ? At(*lease, {"spec", "holderIdentity"}) : "";
+  };
+  std::string leader = holder();
+  ASSERT_TRUE(leader == "agent-a" || leader == "agent-b") << leader;
+  std::string follower = leader == "agent-a" ? "agent-b" : "agent-a";
+
+  // The lease lasts 3 s; the follower tries every 600 ms. Released, it is taken at the next try.
+  auto stopped = std::chrono::steady_clock::now();
+  EXPECT_EQ((leader == "agent-a" ? a : b).Term(), 0) << "the agent exits cleanly on SIGTERM";
+  auto released = std::chrono::steady_clock::now();
+  auto deadline = released + 10s;
+  while (holder() != follower && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50ms);
+  auto took = std::chrono::steady_clock::now() - stopped;
+  auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+  std::printf("lease handover: leader exited %lld ms after SIGTERM, follower led %lld ms after SIGTERM\n",
+              static_cast<long long>(ms(released - stopped)), static_cast<long long>(ms(took)));
+  EXPECT_EQ(holder(), follower) << "the follower did not take over the lease";
+  // Unreleased, the follower waits a lease duration (3 s) after the last renewal it saw, which is
+  // at most a retry period (600 ms) old at SIGTERM: 2.4 s at the least. Released: ~0.6 s.
+  EXPECT_LT(took, 1500ms) << "took over " << ms(took) << " ms after SIGTERM (the leader exited after "
+                      << ms(released - stopped) << " ms): the lease was not released";
+  std::string second = Commit({{"handover/cm.yaml", ConfigMap("handover", "2")}}, "second");
+  WaitApp("handover", [&](const Value& app) { return SyncedHealthyAt(app, second); }, 40s);
 }
 
 TEST_F(AgentTest, Kill9MidSyncConvergesAfterRestart) {

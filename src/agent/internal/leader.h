@@ -4,6 +4,8 @@
 // it over (when free or not renewed for a lease duration, as this elector observed on its own
 // clock); the write is a compare-and-swap on resourceVersion, so two candidates cannot both win.
 // Leadership lasts while renewals succeed within 2/3 of the duration plus one retry period.
+// Release() gives the Lease up on shutdown, as client-go's ReleaseOnCancel does, so another
+// candidate takes over at its next tick instead of a lease duration later.
 // Not thread-safe: one thread ticks; leading() may be read from any thread.
 
 #include <atomic>
@@ -29,6 +31,10 @@ class LeaderElector {
   // One round; returns whether this candidate leads now. Wait retry_period() before the next.
   bool Tick();
   bool leading() const { return leading_.load(); }
+  // When this candidate holds the Lease: clears holderIdentity and sets leaseDurationSeconds to 1
+  // (client-go's release), keeping leaseTransitions, and stops leading. OK when it does not hold
+  // it; the error of the write otherwise (the Lease then expires as if this candidate had died).
+  Status Release();
   std::chrono::milliseconds retry_period() const {
     return std::chrono::duration_cast<std::chrono::milliseconds>(options_.duration) / 5;
   }
