@@ -547,7 +547,7 @@ void UseProject(Config& config, std::string_view yaml) {
 }
 
 RenderFn RenderConfigMap() {
-  return [](std::string_view revision, const std::string& path) -> Result<render::Rendered> {
+  return [](std::string_view revision, const std::string& path, const RenderTarget&) -> Result<render::Rendered> {
     GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml(kConfigMap, path));
     return render::Rendered{std::string(revision), std::move(docs)};
   };
