@@ -8,7 +8,7 @@ import {Releases} from './pages/Releases';
 import {RunDetail} from './pages/RunDetail';
 import {Runs} from './pages/Runs';
 import {Link, navigate, usePath} from './router';
-import {applyTheme, clearToken, initialTheme, loadToken, saveToken, type Theme} from './session';
+import {applyTheme, clearToken, initialTheme, loadToken, saveToken, takeSignInRedirect, type Theme} from './session';
 
 function Page({client, path}: {client: Client; path: string}) {
   let m: RegExpMatchArray | null;
@@ -32,8 +32,12 @@ function Page({client, path}: {client: Client; path: string}) {
 }
 
 export function App({fetchFn}: {fetchFn?: typeof fetch}) {
+  // Before the first render: a sign-on redirect's token is kept and the address becomes its page.
+  const [token, setToken] = useState<string | null>(() => {
+    takeSignInRedirect();
+    return loadToken();
+  });
   const path = usePath();
-  const [token, setToken] = useState<string | null>(loadToken);
   const [reason, setReason] = useState<string | null>(null);
   const [theme, setTheme] = useState<Theme>(initialTheme);
   useEffect(() => applyTheme(theme, false), [theme]);
@@ -48,7 +52,7 @@ export function App({fetchFn}: {fetchFn?: typeof fetch}) {
     [token, fetchFn, logout]);
 
   if (!client) {
-    return <Login reason={reason} onLogin={(t) => { saveToken(t); setReason(null); setToken(t); }} />;
+    return <Login reason={reason} fetchFn={fetchFn} onLogin={(t) => { saveToken(t); setReason(null); setToken(t); }} />;
   }
   const toggle = () => {
     const t = theme === 'dark' ? 'light' : 'dark';

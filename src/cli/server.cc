@@ -31,6 +31,7 @@
 #include "oci/registry.h"
 #include "release/release.h"
 #include "oidc/oidc.h"
+#include "server/browser_login.h"
 #include "server/access.h"
 #include "server/actions.h"
 #include "server/ci_front.h"
@@ -91,6 +92,7 @@ struct ServerFlags {
   std::string health_timeout = "5m";
   std::string api_token_env;
   std::string oidc_issuer, oidc_client_id, oidc_groups_claim = "groups", oidc_ca_file;
+  std::string public_url;  // "": http://HOST from each browser's Host header
   std::string metrics_listen;  // "": no /metrics listener
 };
 
@@ -106,6 +108,7 @@ struct ServerOptions {
   // OIDC sign-in (gantry login): ID tokens of this issuer for this client are users ("" : off).
   oidc::VerifyOptions oidc;
   std::string oidc_ca_file;
+  std::string public_url;  // where browsers reach the server, without a trailing '/' ("": by Host)
   std::string store;  // "": the state directory's
   std::string secrets_file;
   ExecutorFlags executor;
@@ -255,6 +258,15 @@ Result<ServerOptions> ToOptions(const ServerFlags& f) {
     GANTRY_RETURN_IF_ERROR(oidc::CheckIssuerUrl(f.oidc_issuer).WithContext("--oidc-issuer"));
     o.oidc = {.issuer = f.oidc_issuer, .client_id = f.oidc_client_id, .groups_claim = f.oidc_groups_claim};
     o.oidc_ca_file = f.oidc_ca_file;
+  }
+  if (!f.public_url.empty()) {
+    o.public_url = f.public_url;
+    while (o.public_url.ends_with('/')) o.public_url.pop_back();
+    if (!(o.public_url.starts_with("https://") || o.public_url.starts_with("http://")) ||
+        o.public_url.find_first_of("?#", 0) != std::string::npos) {
+      return InvalidArgumentError("--public-url {:?}: give the URL browsers reach the server at, "
+                                  "like https://gantry.example.com (no query or fragment)", f.public_url);
+    }
   }
   if (!f.api_token_env.empty()) {
     const char* token = std::getenv(f.api_token_env.c_str());
@@ -424,6 +436,9 @@ Status RunServer(ServerOptions o, const Deps& deps) {
     GANTRY_RETURN_IF_ERROR(metrics_front->Start().WithContext("--metrics-listen"));
     fmt::print(deps.out, "gantry server metrics on {}:{}/metrics\n", o.metrics->address, metrics_front->port());
   }
+  // Console sign-in through the OIDC provider (code + PKCE); /auth/config says whether there is one.
+  server::BrowserLogin browser_login({.verifier = verifier.get(), .public_url = o.public_url, .clock = deps.clock});
+  browser_login.Register(front);
   server::ServeConsole(front);
   GANTRY_RETURN_IF_ERROR(ci_server.Start());
   GANTRY_RETURN_IF_ERROR(front.Start().WithContext("listen " + o.listen));
@@ -461,6 +476,9 @@ void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_option("--oidc-client-id", f->oidc_client_id, "The OIDC client the tokens must be issued to (with --oidc-issuer)");
   cmd->add_option("--oidc-groups-claim", f->oidc_groups_claim, "Claim holding the user's groups (default groups)");
   cmd->add_option("--oidc-ca-file", f->oidc_ca_file, "PEM CA bundle for the issuer (default: the system's)");
+  cmd->add_option("--public-url", f->public_url,
+                  "URL browsers reach the server at (console sign-in redirects to URL/auth/callback; "
+                  "default http:// and the browser's Host)");
   cmd->add_option("--api-token-env", f->api_token_env,
                   "Deprecated (use API tokens, docs/access.md): variable holding a shared bearer token that acts as "
                   "the cluster-wide admin; default: DATA_DIR/api-token, generated when missing");

@@ -161,6 +161,12 @@ class Verifier {
   // The token's Identity, or: Unauthenticated (kReasonInvalidToken / kReasonExpired) for a token
   // that fails a check; Unavailable naming the issuer when discovery or the JWKS cannot be fetched.
   Result<Identity> Verify(std::string_view jwt);
+  // The same, for the ID token of a browser sign-in: its "nonce" claim must be `nonce`.
+  Result<Identity> Verify(std::string_view jwt, std::string_view nonce);
+
+  // The provider's metadata (discovered on first use, then cached); Unavailable as Verify.
+  Result<ProviderMetadata> Metadata();
+  const Transport& transport() const { return transport_; }
 
   const VerifierOptions& options() const { return options_; }
 

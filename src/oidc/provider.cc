@@ -228,8 +228,17 @@ Result<std::shared_ptr<const KeySet>> Verifier::Keys(const std::string* refresh_
   return keys_;
 }
 
-Result<Identity> Verifier::Verify(std::string_view jwt) {
+Result<Identity> Verifier::Verify(std::string_view jwt) { return Verify(jwt, ""); }
+
+Result<ProviderMetadata> Verifier::Metadata() {
+  MutexLock lock(mu_);
+  GANTRY_RETURN_IF_ERROR(Keys(nullptr).status());
+  return *metadata_;
+}
+
+Result<Identity> Verifier::Verify(std::string_view jwt, std::string_view nonce) {
   VerifyOptions o = options_.verify;
+  o.nonce = nonce;
   std::shared_ptr<const KeySet> keys;
   {
     MutexLock lock(mu_);

@@ -8,7 +8,8 @@
 # start prints:
 #   OIDC_ISSUER=http://127.0.0.1:PORT    discovery at $OIDC_ISSUER/.well-known/openid-configuration
 #   OIDC_CLIENT_ID=gantry                a public client: device grant, code grant with PKCE S256
-#                                        (redirect http://127.0.0.1:<any port>/callback); its ID
+#                                        (redirect http://127.0.0.1:<any port>/callback, and
+#                                        /auth/callback, gantry server's console sign-in); its ID
 #                                        tokens carry aud=OIDC_CLIENT_ID and the groups claim
 #   OIDC_GROUPS_CLAIM=groups
 #   OIDC_ADMIN_USER=test-user@localhost  OIDC_ADMIN_PASSWORD=verysecure  OIDC_ADMIN_GROUPS=gantry-admins,team-a

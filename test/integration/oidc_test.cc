@@ -20,6 +20,7 @@
 #include "http/client.h"
 #include "oidc/oidc.h"
 #include "server/access.h"
+#include "server/browser_login.h"
 #include "server/ci_front.h"
 #include "store/store.h"
 #include "test/env/testenv.h"
@@ -386,6 +387,80 @@ TEST_F(OidcTest, ASignedInViewerCannotCancelARunADeployerCanAndEachTryIsAudited)
   EXPECT_EQ((*audit)[1].actor, "test-user3");
   EXPECT_EQ((*audit)[1].result, "ok");
   EXPECT_THAT((*audit)[0].result, HasSubstr("Unauthenticated"));
+  front.Stop();
+}
+
+// The console's sign-in: the server is the OIDC client (code + PKCE); the browser comes back to
+// /login with the ID token in the fragment, and that token is a user of the API.
+TEST_F(OidcTest, ConsoleSignInThroughTheServerGivesATokenTheApiAccepts) {
+  testenv::ScopedTempDir dir;
+  auto store = store::Open("sqlite:" + dir.path() + "/gantry.db");
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto verifier = NewVerifier();
+  server::Access access(**store, {.verify_jwt = [&](std::string_view jwt) -> Result<authz::Principal> {
+                                    GANTRY_ASSIGN_OR_RETURN(oidc::Identity id, verifier->Verify(jwt));
+                                    return authz::Principal{.name = id.name, .groups = id.groups, .via = authz::Via::kOidc};
+                                  }});
+  server::Front front("server", {});
+  server::ServeAccess(front, access);
+  server::BrowserLogin login({.verifier = verifier.get()});
+  login.Register(front);
+  ASSERT_TRUE(front.Start().ok());
+  const std::string base = fmt::format("http://127.0.0.1:{}", front.port());
+  Browser gantry(base);
+  Browser idp(issuer_);
+
+  auto config = gantry.Get("/auth/config");
+  EXPECT_EQ(config.status, 200);
+  EXPECT_THAT(config.body, HasSubstr(fmt::format(R"("issuer":"{}")", issuer_)));
+
+  // The console's link → the provider, with PKCE and a redirect back to this server.
+  auto start = gantry.Get("/auth/login?return=%2Fruns%2F7");
+  ASSERT_EQ(start.status, 302) << start.body;
+  const std::string authorize = start.headers["location"];
+  ASSERT_TRUE(authorize.starts_with(provider_.authorization_endpoint)) << authorize;
+  EXPECT_THAT(authorize, HasSubstr("code_challenge_method=S256"));
+  EXPECT_THAT(authorize, HasSubstr("redirect_uri=" + FormValue(base + "/auth/callback")));
+  auto r = idp.Get(authorize);
+  ASSERT_EQ(r.status, 302) << r.body;
+  std::string id = Find(r.headers["location"], "authRequestID=([^&]+)");
+  r = idp.Post("/login/username", fmt::format("id={}&username={}&password={}", id, FormValue(Op().Get("OIDC_DEV_USER")),
+                                              Op().Get("OIDC_DEV_PASSWORD")));
+  ASSERT_EQ(r.status, 302) << r.body;
+  r = idp.Get(r.headers["location"]);
+  ASSERT_EQ(r.status, 302) << r.body;
+  const std::string callback = r.headers["location"];
+  ASSERT_TRUE(callback.starts_with(base + "/auth/callback?")) << callback;
+
+  auto done = gantry.Get(callback);
+  ASSERT_EQ(done.status, 302) << done.body;
+  const std::string landing = done.headers["location"];
+  ASSERT_TRUE(landing.starts_with("/login#id_token=")) << landing;
+  EXPECT_TRUE(landing.ends_with("&return=/runs/7")) << landing;
+  EXPECT_EQ(done.headers["cache-control"], "no-store");
+  EXPECT_EQ(done.headers["referrer-policy"], "no-referrer");
+  const std::string token = Find(landing, "id_token=([^&]+)");
+  ASSERT_FALSE(token.empty());
+  auto who = verifier->Verify(token);
+  ASSERT_TRUE(who.ok()) << who.status().ToString();
+  EXPECT_EQ(who->name, "test-user2");
+
+  // The token is a user of the API (with the role granted to its group).
+  ASSERT_TRUE((*store)->GrantRole({.subject_kind = store::SubjectKind::kGroup, .subject = "team-a", .role = "viewer", .project = "*"}).ok());
+  auto tokens = http::Client().Send({.url = base + "/api/tokens", .headers = {{"authorization", "Bearer " + token}}});
+  ASSERT_TRUE(tokens.ok());
+  EXPECT_EQ(tokens->status, 200) << tokens->body;
+
+  // A state is good for one sign-in: the same redirect again, a forged state, and the provider's
+  // refusal each get a page that says why, and no token.
+  auto again = gantry.Get(callback);
+  EXPECT_EQ(again.status, 400);
+  EXPECT_THAT(again.body, HasSubstr("unknown or more than ten minutes old"));
+  EXPECT_EQ(again.headers.count("location"), 0u);
+  auto denied = gantry.Get("/auth/callback?error=access_denied&error_description=user%20said%20no&state=x");
+  EXPECT_EQ(denied.status, 400);
+  EXPECT_THAT(denied.body, HasSubstr("refused the sign-in: access_denied (user said no)"));
+
   front.Stop();
 }
 

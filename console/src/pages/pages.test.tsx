@@ -134,6 +134,26 @@ describe('App', () => {
     expect(screen.getByRole('link', {name: 'Overview'}).getAttribute('aria-current')).toBe('page');
   });
 
+  it('offers single sign-on when the server has an OIDC provider, and keeps the token it brings back', async () => {
+    const fake = new FakeServer();
+    fake.data.sso = {issuer: 'https://idp.example', login: '/auth/login'};
+    history.replaceState(null, '', '/runs');
+    const {unmount} = render(<App fetchFn={fake.fetch} />);
+    const link = await screen.findByRole('link', {name: 'Sign in with single sign-on'});
+    expect(link.getAttribute('href')).toBe('/auth/login?return=%2Fruns');
+    expect(screen.getByText('(https://idp.example)')).toBeTruthy();
+    unmount();
+
+    // The server's callback lands on /login#id_token=...&return=...: signed in, on that page, and the
+    // token is out of the address bar.
+    history.replaceState(null, '', `/login#id_token=${kToken}&return=%2Fruns`);
+    render(<App fetchFn={fake.fetch} />);
+    expect(await screen.findByRole('heading', {name: /CI runs/})).toBeTruthy();
+    expect(sessionStorage.getItem('gantry.token')).toBe(kToken);
+    expect(location.pathname).toBe('/runs');
+    expect(location.hash).toBe('');
+  });
+
   it('routes by path and toggles the theme', async () => {
     const fake = new FakeServer();
     fake.data.runs = [run(5, {state: 'succeeded'})];

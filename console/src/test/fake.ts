@@ -13,10 +13,12 @@ export interface FakeData {
   // An app's page: its detail, and per "environment/cluster" its tree, diff and events.
   apps: Record<string, {detail: AppDetail; resources: Record<string, ResourceTree>; diff: Record<string, AppDiff>;
                         events: Record<string, KubeEventList>}>;
+  // What /auth/config answers (no credential needed): single sign-on through this issuer, or none.
+  sso: {issuer: string; login: string} | null;
 }
 
 export function emptyData(): FakeData {
-  return {matrix: {environments: ['dev', 'staging', 'prod'], apps: [], warnings: []}, runs: [], logs: {}, releases: {}, apps: {}};
+  return {matrix: {environments: ['dev', 'staging', 'prod'], apps: [], warnings: []}, runs: [], logs: {}, releases: {}, apps: {}, sso: null};
 }
 
 function problem(status: number, title: string, detail: string, code: string): Response {
@@ -53,6 +55,9 @@ export class FakeServer {
     const headers = Object.fromEntries(Object.entries((init.headers ?? {}) as Record<string, string>).map(([k, v]) => [k.toLowerCase(), v]));
     const method = init.method ?? 'GET';
     this.requests.push({url: url.pathname + url.search, headers, method, body: init.body ? JSON.parse(String(init.body)) : null});
+    if (url.pathname === '/auth/config') {
+      return new Response(JSON.stringify({oidc: this.data.sso}), {status: 200, headers: {'Content-Type': 'application/json'}});
+    }
     if (headers.authorization !== `Bearer ${kToken}`) return problem(401, 'Unauthorized', 'no such token', 'Unauthenticated');
     const path = url.pathname.replace(/^\/api\/v1/, '');
     const json = (body: unknown) => {

@@ -4,7 +4,7 @@
 // device pages) is the library's example server unchanged; this file only
 //   - takes the issuer and listen address from flags instead of the hard-coded localhost:9998,
 //   - registers one public client (-client-id, default "gantry") that may use the device grant and
-//     the authorization code grant with PKCE, redirecting to http://127.0.0.1:<any port>/callback,
+//     the authorization code grant with PKCE, redirecting to http://127.0.0.1:<any port>/callback or /auth/callback,
 //     with JWT access tokens and the user's profile and email in the ID token,
 //   - loads the users from a JSON file (the example's own format, read by storage.StoreFromFile)
 //     with one extra field per user, "Groups", asserted as the claim named by -groups-claim.
@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
 	"github.com/zitadel/oidc/v3/example/server/storage"
@@ -95,8 +96,8 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:9998", "host:port to listen on")
 	issuer := flag.String("issuer", "", "issuer URL (default http://<addr>)")
 	clientID := flag.String("client-id", "gantry", "ID of the public client to register")
-	redirect := flag.String("redirect-uri", "http://127.0.0.1/callback",
-		"the client's redirect URI (loopback: any port matches, RFC 8252)")
+	redirect := flag.String("redirect-uri", "http://127.0.0.1/callback,http://127.0.0.1/auth/callback",
+		"the client's redirect URIs, comma-separated (loopback: any port matches, RFC 8252)")
 	usersFile := flag.String("users", "", "users JSON file (storage.StoreFromFile format plus \"Groups\")")
 	groupsClaim := flag.String("groups-claim", "groups", "name of the claim that carries the groups")
 	flag.Parse()
@@ -135,7 +136,7 @@ func main() {
 		}
 	}
 
-	storage.RegisterClients(storage.NativeClient(*clientID, *redirect))
+	storage.RegisterClients(storage.NativeClient(*clientID, strings.Split(*redirect, ",")...))
 	s := &store{Storage: storage.NewStorage(users), clientID: *clientID, groupsClaim: *groupsClaim, groups: groups}
 	router := exampleop.SetupServer(*issuer, s, logger, false)
 	logger.Info("listening", "addr", *addr, "issuer", *issuer)
