@@ -1,6 +1,7 @@
 // The console in Chromium against a real gantry server (e2e/server.ts): served with its security
-// headers, the login screen, signing in, the overview, the CI runs and a run's coloured log, an
-// application deployed to a real cluster with its resource tree and a sync through the diff confirm;
+// headers, the login screen, signing in, the overview, the CI runs and a run's coloured log, the
+// environments and clusters pages, an application deployed to a real cluster with its resource
+// tree and a sync through the diff confirm;
 // axe-core on every page (no serious or critical violation); a screenshot of each page under
 // GANTRY_CONSOLE_ARTIFACTS.
 import {execFileSync} from 'node:child_process';
@@ -161,6 +162,33 @@ test.describe('with the /api/v1 routes', () => {
     await expect(page.locator('.steps')).toContainText('hello');
     await axe(page, 'a run');
     await shot(page, 'run');
+
+    // The environments in promotion order and the clusters, from the main navigation. With the
+    // Kubernetes test cluster, dev holds dev-1, which answers /version.
+    const withCluster = !!process.env.GANTRY_CONFIG_COMMIT;
+    await page.getByRole('link', {name: 'Environments'}).click();
+    await expect(page.getByRole('heading', {name: 'Environments', level: 1})).toBeVisible();
+    if (withCluster) {
+      const dev = page.getByRole('listitem', {name: 'dev'});
+      await expect(dev).toContainText('dev-1');
+      await expect(dev).toContainText('no approval');
+    } else {
+      await expect(page.getByText('No environments')).toBeVisible();
+    }
+    await axe(page, 'the environments page');
+    await shot(page, 'environments');
+    await page.getByRole('link', {name: 'Clusters'}).click();
+    await expect(page.getByRole('heading', {name: 'Clusters', level: 1})).toBeVisible();
+    if (withCluster) {
+      const row = page.getByRole('row', {name: /^dev-1/});
+      await expect(row).toContainText('reachable');
+      await expect(row).not.toContainText('unreachable');
+      await expect(row).toContainText(/v1\.\d+\.\d+/);
+    } else {
+      await expect(page.getByText('No clusters')).toBeVisible();
+    }
+    await axe(page, 'the clusters page');
+    await shot(page, 'clusters');
     expect(errors).toEqual([]);
   });
 

@@ -2,6 +2,8 @@ import {useCallback, useEffect, useMemo, useState} from 'react';
 
 import {Client} from './api/client';
 import {Application} from './pages/Application';
+import {Clusters} from './pages/Clusters';
+import {Environments} from './pages/Environments';
 import {Login} from './pages/Login';
 import {Overview} from './pages/Overview';
 import {Releases} from './pages/Releases';
@@ -14,6 +16,8 @@ function Page({client, path}: {client: Client; path: string}) {
   let m: RegExpMatchArray | null;
   if (path === '/' || path === '') return <Overview client={client} />;
   if (path === '/runs' || path === '/runs/') return <Runs client={client} />;
+  if (path === '/clusters' || path === '/clusters/') return <Clusters client={client} />;
+  if (path === '/environments' || path === '/environments/') return <Environments client={client} />;
   if ((m = path.match(/^\/runs\/(\d+)\/?$/))) return <RunDetail key={m[1]} client={client} id={Number(m[1])} />;
   if ((m = path.match(/^\/apps\/([^/]+)\/?$/))) {
     const app = decodeURIComponent(m[1]);
@@ -70,6 +74,8 @@ export function App({fetchFn}: {fetchFn?: typeof fetch}) {
         <nav aria-label="Main">
           {nav('/', 'Overview', path === '/' || path.startsWith('/apps/'))}
           {nav('/runs', 'CI runs', path.startsWith('/runs'))}
+          {nav('/environments', 'Environments', path.startsWith('/environments'))}
+          {nav('/clusters', 'Clusters', path.startsWith('/clusters'))}
         </nav>
         <div className="top-right">
           <button type="button" onClick={toggle} aria-label={`Switch to ${theme === 'dark' ? 'light' : 'dark'} theme`}>

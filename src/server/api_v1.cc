@@ -1,5 +1,6 @@
 #include "server/api_v1.h"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <map>
@@ -14,6 +15,7 @@
 #include "base/hash.h"
 #include "git/git.h"
 #include "server/app_resources.h"
+#include "server/cluster_probe.h"
 #include "server/ci_front.h"
 #include "store/store.h"
 #include "value/value.h"
@@ -871,6 +873,240 @@ Result<http::Response> AppOperation(const ApiV1Options& o, const http::Request& 
   return http::Response::Json(202, value::ToJson(v) + "\n");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Clusters and environments: /api/v1/clusters, /api/v1/environments.
+
+// The clusters of an environment, push and pull: its explicit list, else those naming it (by name).
+std::vector<const deliver::Cluster*> ClustersIn(const deliver::Config& config, const deliver::Environment& env) {
+  std::vector<const deliver::Cluster*> out;
+  if (!env.clusters.empty()) {
+    for (const auto& name : env.clusters) {
+      if (const deliver::Cluster* c = config.FindCluster(name)) out.push_back(c);
+    }
+    return out;
+  }
+  for (const auto& c : config.clusters) {
+    if (c.environment == env.name) out.push_back(&c);
+  }
+  std::sort(out.begin(), out.end(), [](const auto* a, const auto* b) { return a->name < b->name; });
+  return out;
+}
+
+// Every app's row of `gantry status`, and how reading each pull cluster's Applications went (from
+// the watch when the server has one).
+struct ClusterView {
+  deliver::StatusReport report;
+  std::map<std::string, Status> pull;  // pull cluster → OK, or why its Applications cannot be read
+};
+
+Result<ClusterView> GatherClusters(const ApiV1Options& o, const deliver::Config& config) {
+  ClusterView view;
+  deliver::ApplicationsFn source = [&](const deliver::Cluster& c) -> Result<std::vector<Value>> {
+    Result<std::vector<Value>> items = UnavailableError("no way to reach pull clusters");
+    if (o.pull_applications) {
+      items = o.pull_applications(c);
+    } else if (o.connect) {
+      auto client = o.connect(c);
+      if (!client.ok()) {
+        items = client.status();
+      } else if (auto list = (*client)->List(api::kApiVersion, api::kKind, ""); list.ok()) {
+        items = std::move(list->items);
+      } else {
+        items = list.status();
+      }
+    }
+    view.pull[c.name] = items.status();
+    return items;
+  };
+  GANTRY_ASSIGN_OR_RETURN(view.report, deliver::GatherStatus(o.access->store(), config, "", o.connect, source));
+  return view;
+}
+
+// GET /api/v1/clusters.
+Result<http::Response> Clusters(const ApiV1Options& o, ProbeCache& probes, const http::Request& req,
+                                const authz::Principal& who) {
+  GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, authz::Permission::kAppsRead, authz::kAllProjects));
+  GANTRY_RETURN_IF_ERROR(KnownParams(ParseQuery(req.query), {}));
+  const deliver::Config config = o.deliver_config.value_or(deliver::Config{});
+  GANTRY_ASSIGN_OR_RETURN(ClusterView view, GatherClusters(o, config));
+  std::vector<const deliver::Cluster*> clusters;
+  for (const auto& c : config.clusters) clusters.push_back(&c);
+  std::sort(clusters.begin(), clusters.end(), [](const auto* a, const auto* b) { return a->name < b->name; });
+  const std::vector<ClusterProbe> probed = probes.Get(clusters);
+  Value items = Value::Seq();
+  for (size_t i = 0; i < clusters.size(); ++i) {
+    const deliver::Cluster& c = *clusters[i];
+    const ClusterProbe& p = probed[i];
+    Value v = Value::Map();
+    v.Set("name", c.name);
+    v.Set("environment", c.environment);
+    v.Set("mode", c.pull ? "pull" : "push");
+    v.Set("server", p.server.empty() ? Value() : Value(p.server));
+    // A pull cluster is reachable when its Applications can be read (the watch's state); a push
+    // cluster when it answers /version.
+    bool reachable = p.reachable;
+    std::string error = p.error;
+    if (c.pull) {
+      auto it = view.pull.find(c.name);
+      const Status s = it == view.pull.end() ? UnavailableError("its Applications were not read") : it->second;
+      reachable = s.ok();
+      error = s.ok() ? "" : s.message();
+    }
+    v.Set("reachable", reachable);
+    v.Set("kube_version", p.kube_version.empty() ? Value() : Value(p.kube_version));
+    Value labels = Value::Map();
+    for (const auto& [k, val] : c.labels) labels.Set(k, val);
+    v.Set("labels", labels);
+    Value apps = Value::Seq();
+    for (const auto& row : view.report.rows) {
+      if (row.cluster != c.name) continue;
+      Value a = Value::Map();
+      a.Set("app", row.app);
+      a.Set("environment", row.env);
+      a.Set("release", row.release == 0 ? Value() : Value(row.release));
+      a.Set("revision", row.revision);
+      a.Set("state", row.state);
+      a.Set("health", row.health);
+      a.Set("behind", row.behind);
+      apps.Append(a);
+    }
+    v.Set("apps", apps);
+    v.Set("last_error", error.empty() ? Value() : Value(error));
+    items.Append(v);
+  }
+  return ListResponse(req, items, std::nullopt);
+}
+
+// How bad a health is, for an environment's summary of an app over its clusters.
+int HealthRank(std::string_view health) {
+  if (health == "Degraded") return 5;
+  if (health == "Missing") return 4;
+  if (health == "Progressing") return 3;
+  if (health == "Unknown" || health.empty()) return 2;
+  if (health == "Suspended") return 1;
+  return 0;  // Healthy
+}
+
+// The releases waiting on `env`'s approval gate: per app, the newest unfinished release (the one
+// `gantry deploy --resume` continues) whose first environment not healthy everywhere is `env`,
+// with nothing started there and no approval recorded for it.
+Result<Value> WaitingOn(store::Store& store, const std::vector<std::string>& order, const deliver::Environment& env) {
+  Value out = Value::Seq();
+  if (!env.gates.approval) return out;
+  GANTRY_ASSIGN_OR_RETURN(auto apps, store.ListApps());
+  for (const auto& app : apps) {
+    GANTRY_ASSIGN_OR_RETURN(auto releases, store.ListReleases(app, 20));
+    for (const auto& rel : releases) {
+      GANTRY_ASSIGN_OR_RETURN(auto targets, store.ListTargets(rel.id));
+      auto unfinished = [](const store::Target& t) {
+        return t.state == store::TargetState::kPending || t.state == store::TargetState::kApplying;
+      };
+      if (std::none_of(targets.begin(), targets.end(), unfinished)) continue;
+      if (std::any_of(targets.begin(), targets.end(),
+                      [](const store::Target& t) { return t.state == store::TargetState::kRolledBack; })) {
+        continue;
+      }
+      // The release's first environment, in promotion order, that is not healthy everywhere.
+      std::string first;
+      for (const auto& e : order) {
+        bool has = false, healthy = true;
+        for (const auto& t : targets) {
+          if (t.env != e) continue;
+          has = true;
+          healthy = healthy && t.state == store::TargetState::kHealthy;
+        }
+        if (has && !healthy) {
+          first = e;
+          break;
+        }
+      }
+      if (first == env.name &&
+          std::all_of(targets.begin(), targets.end(),
+                      [&](const store::Target& t) { return t.env != env.name || t.state == store::TargetState::kPending; })) {
+        GANTRY_ASSIGN_OR_RETURN(bool approved, store.IsApproved(rel.id, env.name));
+        if (!approved) {
+          Value w = Value::Map();
+          w.Set("app", app);
+          w.Set("release", rel.id);
+          w.Set("project", rel.project.empty() ? "default" : rel.project);
+          w.Set("source_revision", rel.source_revision);
+          w.Set("config_revision", rel.config_revision);
+          w.Set("created_at", Rfc3339(rel.created_at));
+          out.Append(w);
+        }
+      }
+      break;  // only the newest unfinished release waits
+    }
+  }
+  return out;
+}
+
+// GET /api/v1/environments.
+Result<http::Response> Environments(const ApiV1Options& o, const http::Request& req, const authz::Principal& who) {
+  GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, authz::Permission::kAppsRead, authz::kAllProjects));
+  GANTRY_RETURN_IF_ERROR(KnownParams(ParseQuery(req.query), {}));
+  const deliver::Config config = o.deliver_config.value_or(deliver::Config{});
+  auto order = deliver::PromotionOrder(config);
+  if (!order.ok()) return order.status().WithContext("the deliver configuration's environments");
+  GANTRY_ASSIGN_OR_RETURN(ClusterView view, GatherClusters(o, config));
+  Value items = Value::Seq();
+  for (const auto& name : *order) {
+    const deliver::Environment& env = *config.FindEnvironment(name);
+    Value v = Value::Map();
+    v.Set("name", env.name);
+    Value after = Value::Seq();
+    for (const auto& a : env.after) after.Append(a);
+    v.Set("after", after);
+    Value clusters = Value::Seq();
+    for (const auto* c : ClustersIn(config, env)) {
+      Value cv = Value::Map();
+      cv.Set("name", c->name);
+      cv.Set("mode", c->pull ? "pull" : "push");
+      clusters.Append(cv);
+    }
+    v.Set("clusters", clusters);
+    Value gate = Value::Map();
+    gate.Set("approval", env.gates.approval);
+    gate.Set("healthy", env.gates.healthy);
+    gate.Set("soak_seconds", static_cast<int64_t>(std::chrono::duration_cast<std::chrono::seconds>(env.gates.soak).count()));
+    v.Set("gate", gate);
+    GANTRY_ASSIGN_OR_RETURN(Value waiting, WaitingOn(o.access->store(), *order, env));
+    v.Set("waiting", waiting);
+    // Each app here: its worst health over the environment's clusters, the oldest release running
+    // and how far behind the furthest cluster is.
+    struct AppHere {
+      std::string health = "Healthy";
+      int64_t release = 0;
+      int64_t behind = 0;
+    };
+    std::map<std::string, AppHere> here;
+    for (const auto& row : view.report.rows) {
+      if (row.env != env.name) continue;
+      AppHere& a = here[row.app];
+      if (HealthRank(row.health) > HealthRank(a.health)) a.health = row.health.empty() ? "Unknown" : row.health;
+      if (row.release != 0 && (a.release == 0 || row.release < a.release)) a.release = row.release;
+      a.behind = std::max(a.behind, row.behind);
+    }
+    Value apps = Value::Seq();
+    std::map<std::string, int64_t> counts;
+    for (const auto& [app, a] : here) {
+      Value av = Value::Map();
+      av.Set("app", app);
+      av.Set("health", a.health);
+      av.Set("release", a.release == 0 ? Value() : Value(a.release));
+      av.Set("behind", a.behind);
+      apps.Append(av);
+      ++counts[a.health];
+    }
+    v.Set("apps", apps);
+    Value summary = Value::Map();
+    for (const auto& [health, n] : counts) summary.Set(health, n);
+    v.Set("summary", summary);
+    items.Append(v);
+  }
+  return ListResponse(req, items, std::nullopt);
+}
+
 using RouteFn = std::function<Result<http::Response>(const ApiV1Options&, const http::Request&,
                                                      const authz::Principal&, AuditNote&)>;
 
@@ -952,6 +1188,14 @@ Status ServeApiV1(Front& front, ApiV1Options options) {
           return AppOperation(opt, req, who, note, action);
         });
   }
+  auto probes = std::make_shared<ProbeCache>(
+      o->probe ? o->probe : ProbeFn([](const deliver::Cluster& c) { return ProbeVersion(c, std::chrono::seconds(2)); }),
+      o->probe_ttl);
+  add("GET", "/api/v1/clusters", "apps.read",
+      [probes](const ApiV1Options& opt, const http::Request& req, const authz::Principal& who, AuditNote&) {
+        return Clusters(opt, *probes, req, who);
+      });
+  add("GET", "/api/v1/environments", "apps.read", read(Environments));
   add("GET", "/api/v1/runs", "runs.read", read(Runs));
   add("GET", "/api/v1/events", "events.read", read(Events));
   for (std::string action : {"", "logs", "cancel", "approve"}) {

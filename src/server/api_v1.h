@@ -22,6 +22,12 @@
 //   GET  /api/v1/apps/{app}/events       ... the Kubernetes Events of its objects
 //                                        (server/app_resources.h)
 //   GET  /api/v1/apps/{app}/releases     the app's releases, newest first, with their targets
+//   GET  /api/v1/clusters                each cluster of the deliver configuration: mode, server,
+//                                        reachability (push: a cached /version probe,
+//                                        server/cluster_probe.h; pull: whether the watch reads its
+//                                        Applications), Kubernetes version, labels, its apps
+//   GET  /api/v1/environments            the environments in promotion order: clusters, gate,
+//                                        releases waiting for its approval, its apps' health
 //   GET  /api/v1/runs                    CI runs, newest first
 //   GET  /api/v1/runs/{id}               one run with its steps
 //   GET  /api/v1/runs/{id}/logs          text/plain, as /api/runs/ID/logs (?follow=1 streams)
@@ -56,6 +62,7 @@
 #include "http/metrics.h"
 #include "server/access.h"
 #include "server/actions.h"
+#include "server/cluster_probe.h"
 #include "server/events.h"
 #include "server/front.h"
 
@@ -80,6 +87,10 @@ struct ApiV1Options {
   std::string path_template = "envs/{env}";
   // Runs deploys, resumes and rollbacks; nullptr: those routes answer 503 (approve still works).
   Actions* actions = nullptr;
+  // Probes clusters' /version for GET /api/v1/clusters (server/cluster_probe.h); nullptr:
+  // ProbeVersion with a 2 s timeout. Each answer is kept for probe_ttl.
+  ProbeFn probe;
+  std::chrono::milliseconds probe_ttl{30'000};
   // API latency by route (gantry_api_request_duration_seconds{route,method,code}); nullptr: none.
   http::Registry* metrics = nullptr;
 };

@@ -644,6 +644,68 @@ TEST_F(ApiV1Test, AWaitingDeployIsApprovedResumedAndRolledBack) {
   EXPECT_EQ(again.status, 400);
 }
 
+TEST_F(ApiV1Test, EnvironmentsShowPromotionOrderGatesAndTheReleaseWaitingForApproval) {
+  const std::string deployer = UserToken("bob", "deployer", "default");
+  auto sub = bus_.Subscribe();
+  auto deployed = Post(deployer, "/api/v1/apps/web/deploy", R"({"revision":"r1"})");
+  ASSERT_EQ(deployed.status, 202) << deployed.body;
+  const int64_t r1 = value::ParseJson(deployed.body)->Get("release")->AsInt();
+  ASSERT_EQ(NextAction(*sub).Get("phase")->AsString(), "waiting_approval");
+
+  auto envs = Api("GET", "/api/v1/environments");
+  ASSERT_EQ(envs.status, 200) << envs.body;
+  ExpectValid(envs, "/api/v1/environments", "GET");
+  auto doc = value::ParseJson(envs.body);
+  ASSERT_TRUE(doc.ok());
+  const Value* items = doc->Get("items");
+  ASSERT_EQ(items->size(), 2u) << envs.body;
+  EXPECT_EQ(value::StringAt(items, {0, "name"}), "dev");
+  EXPECT_EQ(value::StringAt(items, {0, "clusters", 0, "name"}), "dev-1");
+  EXPECT_FALSE(items->Find({0, "gate", "approval"})->AsBool());
+  EXPECT_EQ(items->Find({0, "waiting"})->size(), 0u);
+  EXPECT_EQ(value::StringAt(items, {0, "apps", 0, "app"}), "web");
+  EXPECT_EQ(value::StringAt(items, {0, "apps", 0, "health"}), "Healthy");
+  EXPECT_EQ(value::IntAt(items, {0, "summary", "Healthy"}), 1);
+  EXPECT_EQ(value::StringAt(items, {1, "name"}), "prod");
+  EXPECT_EQ(value::StringAt(items, {1, "after", 0}), "dev");
+  EXPECT_TRUE(items->Find({1, "gate", "approval"})->AsBool());
+  ASSERT_EQ(items->Find({1, "waiting"})->size(), 1u) << envs.body;
+  EXPECT_EQ(value::StringAt(items, {1, "waiting", 0, "app"}), "web");
+  EXPECT_EQ(value::IntAt(items, {1, "waiting", 0, "release"}), r1);
+  EXPECT_EQ(value::StringAt(items, {1, "waiting", 0, "config_revision"}), "r1");
+  auto same = Api("GET", "/api/v1/environments", {{"if-none-match", envs.headers["etag"]}});
+  EXPECT_EQ(same.status, 304);
+
+  // Approved, it no longer waits (resuming it is the deploy's business).
+  ASSERT_EQ(Post(deployer, "/api/v1/apps/web/approve", R"({"environment":"prod"})").status, 200);
+  auto after = value::ParseJson(Api("GET", "/api/v1/environments").body);
+  EXPECT_EQ(after->Find({"items", 1, "waiting"})->size(), 0u);
+
+  auto typo = Api("GET", "/api/v1/environments?env=prod");
+  EXPECT_EQ(typo.status, 400);
+  ExpectValid(typo, "/api/v1/environments", "GET");
+  const std::string outsider = UserToken("carol", "viewer", "team-z");
+  auto refused = http::Client().Send({.method = "GET", .url = Url("/api/v1/environments"),
+                                      .headers = {{"authorization", "Bearer " + outsider}}});
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->status, 403);
+}
+
+TEST_F(ApiV1Test, AClusterWithoutAKubeconfigIsUnreachableAndSaysWhy) {
+  auto r = Api("GET", "/api/v1/clusters");
+  ASSERT_EQ(r.status, 200) << r.body;
+  ExpectValid(r, "/api/v1/clusters", "GET");
+  auto doc = value::ParseJson(r.body);
+  const Value* items = doc->Get("items");
+  ASSERT_EQ(items->size(), 2u);
+  EXPECT_EQ(value::StringAt(items, {0, "name"}), "dev-1");
+  EXPECT_EQ(value::StringAt(items, {0, "mode"}), "push");
+  EXPECT_FALSE(items->Find({0, "reachable"})->AsBool());
+  EXPECT_TRUE(items->Find({0, "kube_version"})->IsNull());
+  EXPECT_THAT(value::StringAt(items, {0, "last_error"}), HasSubstr("no kubeconfig"));
+  EXPECT_EQ(Api("GET", "/api/v1/clusters", {{"if-none-match", r.headers["etag"]}}).status, 304);
+}
+
 TEST_F(ApiV1Test, StoppingTheServerTerminatesADeployThatResumeContinues) {
   const std::string deployer = UserToken("bob", "deployer", "default");
   auto sub = bus_.Subscribe();
@@ -713,7 +775,7 @@ status:
 }
 
 // What the push targets' config renders: a Deployment and a Secret.
-Result<render::Rendered> RenderWebApp(std::string_view revision, const std::string& path) {
+Result<render::Rendered> RenderWebApp(std::string_view revision, const std::string& path, const deliver::RenderTarget&) {
   GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml(R"(apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web, namespace: web}
@@ -748,7 +810,14 @@ class AppsApiTest : public ApiV1Test {
     ASSERT_TRUE(watch_->WaitSynced(std::chrono::seconds(10)));
     ASSERT_TRUE(ServeApiV1(pull_front_, {.access = access_.get(), .ci = ci_.get(), .events = &bus_, .deliver_config = config_,
                                          .connect = connect, .pull_applications = watch_->Source(),
-                                         .renderer = [] { return RenderWebApp; }, .actions = actions_.get()})
+                                         .renderer = [] { return RenderWebApp; },
+                                         .actions = actions_.get(),
+                                         .probe = ProbeFn([this](const deliver::Cluster& c) {
+                                           MutexLock lock(probe_mu_);
+                                           ++probes_[c.name];
+                                           return ClusterProbe{.server = "https://" + c.name + ".example:6443", .reachable = true,
+                                                               .kube_version = "v1.31.2"};
+                                         })})
                     .ok());
     ASSERT_TRUE(pull_front_.Start().ok());
     // A push release of web healthy in dev.
@@ -783,6 +852,12 @@ class AppsApiTest : public ApiV1Test {
   std::unique_ptr<PullWatch> watch_;
   Front pull_front_{"server", {}};
   int64_t release_ = 0;
+  Mutex probe_mu_;
+  std::map<std::string, int> probes_ GUARDED_BY(probe_mu_);  // probes by cluster name
+  int Probes(const std::string& cluster) {
+    MutexLock lock(probe_mu_);
+    return probes_[cluster];
+  }
 };
 
 TEST_F(AppsApiTest, ListAndDetailShowPushAndPullTargetsAndValidate) {
@@ -966,6 +1041,40 @@ TEST_F(AppsApiTest, APullTargetsTreeIsWhatItsAgentReportsAndItHasNoServerDiff) {
   auto events = Call(kToken, "GET", "/api/v1/apps/web/events?cluster=edge-1");
   EXPECT_EQ(events.status, 200) << events.body;
   ExpectValid(events, "/api/v1/apps/{app}/events", "GET");
+}
+
+TEST_F(AppsApiTest, ClustersShowModeReachabilityVersionAndAppsAndAreProbedOncePerTtl) {
+  auto r = Call(kToken, "GET", "/api/v1/clusters");
+  ASSERT_EQ(r.status, 200) << r.body;
+  ExpectValid(r, "/api/v1/clusters", "GET");
+  auto doc = value::ParseJson(r.body);
+  const Value* items = doc->Get("items");
+  ASSERT_EQ(items->size(), 3u) << r.body;
+  EXPECT_EQ(value::StringAt(items, {0, "name"}), "dev-1");
+  EXPECT_EQ(value::StringAt(items, {0, "server"}), "https://dev-1.example:6443");
+  EXPECT_EQ(value::StringAt(items, {0, "kube_version"}), "v1.31.2");
+  EXPECT_TRUE(items->Find({0, "reachable"})->AsBool());
+  EXPECT_EQ(value::StringAt(items, {0, "apps", 0, "app"}), "web");
+  EXPECT_EQ(value::IntAt(items, {0, "apps", 0, "release"}), release_);
+  EXPECT_EQ(value::StringAt(items, {1, "name"}), "edge-1");
+  EXPECT_EQ(value::StringAt(items, {1, "mode"}), "pull");
+  EXPECT_TRUE(items->Find({1, "reachable"})->AsBool()) << "its watch is synced";
+  EXPECT_EQ(value::StringAt(items, {1, "apps", 0, "health"}), "Healthy");
+  EXPECT_TRUE(items->Find({1, "last_error"})->IsNull());
+  Call(kToken, "GET", "/api/v1/clusters");
+  EXPECT_EQ(Probes("dev-1"), 1) << "the second page load is served from the cache";
+  EXPECT_EQ(Probes("edge-1"), 1);
+
+  // The pull cluster's environment lists it beside the push one.
+  auto envs = value::ParseJson(Call(kToken, "GET", "/api/v1/environments").body);
+  EXPECT_EQ(value::StringAt(&*envs, {"items", 1, "clusters", 0, "name"}), "edge-1");
+  EXPECT_EQ(value::StringAt(&*envs, {"items", 1, "clusters", 0, "mode"}), "pull");
+
+  // A pull cluster whose watch has stopped is not reachable, and says so.
+  watch_->Stop();
+  auto stopped = value::ParseJson(Call(kToken, "GET", "/api/v1/clusters").body);
+  EXPECT_FALSE(stopped->Find({"items", 1, "reachable"})->AsBool()) << value::ToJson(*stopped);
+  EXPECT_FALSE(stopped->Find({"items", 1, "last_error"})->IsNull());
 }
 
 }  // namespace

@@ -3,8 +3,8 @@
 // lists revalidated with their ETag (If-None-Match; a 304 answers what was cached).
 
 import type {
-  ActionStarted, AppDetail, AppDiff, AppOperationResult, KubeEventList, List, Matrix, Problem, Release, ResourceTree, Run,
-  RunDetail,
+  ActionStarted, AppDetail, AppDiff, AppOperationResult, Approval, Cluster, Environment, KubeEventList, List, Matrix, Problem,
+  Release, ResourceTree, Run, RunDetail,
 } from './contract';
 
 // One target of an app: its environment and cluster.
@@ -118,6 +118,16 @@ export class Client {
   }
   rollback(app: string, project: string, environment: string, toRelease: number): Promise<ActionStarted> {
     return this.post<ActionStarted>(`/apps/${encodeURIComponent(app)}/rollback`, {environment, to_release: toRelease, project});
+  }
+  clusters(): Promise<List<Cluster>> {
+    return this.get<List<Cluster>>('/clusters');
+  }
+  environments(): Promise<List<Environment>> {
+    return this.get<List<Environment>>('/environments');
+  }
+  // Approves `release` of `app` at `environment`'s gate (POST /apps/{app}/approve).
+  approveRelease(app: string, project: string, environment: string, release: number): Promise<Approval> {
+    return this.post<Approval>(`/apps/${encodeURIComponent(app)}/approve`, {environment, release, project});
   }
   async post<T>(path: string, body: unknown): Promise<T> {
     const res = await this.raw(path, {method: 'POST', body: JSON.stringify(body)}, {'Content-Type': 'application/json'});

@@ -27,6 +27,11 @@ export type AppDiff = Schemas['AppDiff'];
 export type ObjectDiff = Schemas['ObjectDiff'];
 export type KubeEventList = Schemas['KubeEventList'];
 export type ActionStarted = Schemas['ActionStarted'];
+export type Cluster = Schemas['Cluster'];
+export type ClusterApp = Schemas['ClusterApp'];
+export type Environment = Schemas['Environment'];
+export type WaitingRelease = Schemas['WaitingRelease'];
+export type Approval = Schemas['Approval'];
 
 // A page of a list: RunList, ReleaseList, ... share this shape.
 export interface List<T> {

@@ -1,7 +1,9 @@
 // A fake of the /api/v1 routes of the issue 15 contract, as a fetch function, for Vitest only
 // (the browser tests use a real gantry server). It checks the bearer token, answers problems,
 // ETags and 304s as the contract says, and streams events pushed with emit().
-import type {AppDetail, AppDiff, KubeEventList, Matrix, Release, ResourceTree, Run, RunDetail} from '../api/contract';
+import type {
+  AppDetail, AppDiff, Cluster, Environment, KubeEventList, Matrix, Release, ResourceTree, Run, RunDetail,
+} from '../api/contract';
 
 export const kToken = 'gty_fake';
 
@@ -13,12 +15,15 @@ export interface FakeData {
   // An app's page: its detail, and per "environment/cluster" its tree, diff and events.
   apps: Record<string, {detail: AppDetail; resources: Record<string, ResourceTree>; diff: Record<string, AppDiff>;
                         events: Record<string, KubeEventList>}>;
+  clusters: Cluster[];
+  environments: Environment[];
   // What /auth/config answers (no credential needed): single sign-on through this issuer, or none.
   sso: {issuer: string; login: string} | null;
 }
 
 export function emptyData(): FakeData {
-  return {matrix: {environments: ['dev', 'staging', 'prod'], apps: [], warnings: []}, runs: [], logs: {}, releases: {}, apps: {}, sso: null};
+  return {matrix: {environments: ['dev', 'staging', 'prod'], apps: [], warnings: []}, runs: [], logs: {}, releases: {}, apps: {},
+          clusters: [], environments: [], sso: null};
 }
 
 function problem(status: number, title: string, detail: string, code: string): Response {
@@ -80,6 +85,18 @@ export class FakeServer {
     }
     if ((m = path.match(/^\/runs\/(\d+)\/logs$/))) {
       return new Response(this.data.logs[Number(m[1])] ?? '', {status: 200, headers: {'Content-Type': 'text/plain'}});
+    }
+    if (path === '/clusters') return json({items: this.data.clusters, next: null});
+    if (path === '/environments') return json({items: this.data.environments, next: null});
+    if ((m = path.match(/^\/apps\/([^/]+)\/approve$/)) && method === 'POST') {
+      // Approves a waiting release: it leaves its environment's waiting list.
+      const app = decodeURIComponent(m[1]);
+      const body = this.requests[this.requests.length - 1].body as {environment: string; release: number; project: string};
+      const env = this.data.environments.find((e) => e.name === body.environment);
+      if (!env) return problem(400, 'Bad Request', `unknown environment "${body.environment}"`, 'InvalidArgument');
+      env.waiting = env.waiting.filter((w) => !(w.app === app && w.release === body.release));
+      return new Response(JSON.stringify({app, environment: body.environment, release: body.release, approved_by: 'fake-user'}),
+                          {status: 200, headers: {'Content-Type': 'application/json'}});
     }
     if ((m = path.match(/^\/apps\/([^/]+)(?:\/(resources|diff|events|sync|refresh|rollback))?$/))) {
       const app = this.data.apps[decodeURIComponent(m[1])];
