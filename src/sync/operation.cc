@@ -317,6 +317,16 @@ class OperationImpl final : public Operation {
       bool ours = live_obj != nullptr && options_.force_owned &&
                   value::StringAt(live_obj, {"metadata", "annotations", kTrackingAnnotation}) ==
                       value::StringAt(&t.object, {"metadata", "annotations", kTrackingAnnotation});
+      if (live_obj != nullptr && !options_.dry_run && live_.client_side_applied.count(Key(t.ref))) {
+        Status adopted = AdoptInCluster(t.ref, *live_obj);
+        if (!adopted.ok()) {
+          r.failed = true;
+          r.message = adopted.message();
+          MutexLock lock(mu_);
+          if (failures++ == 0) first_error = adopted.WithContext(t.source.empty() ? t.ref.ToString() : t.source);
+          return;
+        }
+      }
       auto applied = writer_.Apply(t.object, {.force = options_.force || ours || SyncOptionSet(t.object, "Force=true"),
                                               .dry_run = options_.dry_run});
       if (!applied.ok()) {
@@ -343,6 +353,35 @@ class OperationImpl final : public Operation {
                                 hooks ? " hooks" : "", unchanged, failures ? fmt::format(", {} failed", failures) : "")});
     if (failures > 1) return first_error.WithContext(fmt::format("{} objects failed, first", failures));
     return first_error;
+  }
+
+  // Writes the managedFields AdoptClientSideApply rewrote in `live` (ReadLive), so that the apply
+  // that follows owns what `kubectl apply` owned and removes what Git no longer has. The patch
+  // replaces metadata.resourceVersion with the one read, as csaupgrade's does: an object changed
+  // since is refused with a conflict (rather than losing another manager's write), and the next
+  // sync adopts it afresh.
+  Status AdoptInCluster(const kube::ObjectRef& ref, const Value& live) {
+    const Value* managed = live.Find({"metadata", "managedFields"});
+    std::string rv = value::StringAt(&live, {"metadata", "resourceVersion"});
+    if (managed == nullptr || rv.empty()) return OkStatus();
+    Value replace_fields = Value::Map();
+    replace_fields.Set("op", "replace");
+    replace_fields.Set("path", "/metadata/managedFields");
+    replace_fields.Set("value", *managed);
+    Value replace_rv = Value::Map();
+    replace_rv.Set("op", "replace");
+    replace_rv.Set("path", "/metadata/resourceVersion");
+    replace_rv.Set("value", rv);
+    Value patch = Value::Seq();
+    patch.Append(std::move(replace_fields));
+    patch.Append(std::move(replace_rv));
+    auto patched = writer_.JsonPatch(ref, value::ToJson(patch));
+    if (!patched.ok()) {
+      return patched.status().WithContext("adopt the fields kubectl apply (client-side) manages");
+    }
+    log::Info("sync {}: adopted {} from client-side apply (its fields are now managed by gantry)", options_.app,
+              ref.ToString());
+    return OkStatus();
   }
 
   // Applies a hook, waits for it to finish, and deletes it as its policies say.
