@@ -357,31 +357,39 @@ class OperationImpl final : public Operation {
 
   // Writes the managedFields AdoptClientSideApply rewrote in `live` (ReadLive), so that the apply
   // that follows owns what `kubectl apply` owned and removes what Git no longer has. The patch
-  // replaces metadata.resourceVersion with the one read, as csaupgrade's does: an object changed
-  // since is refused with a conflict (rather than losing another manager's write), and the next
-  // sync adopts it afresh.
+  // replaces metadata.resourceVersion with the one read, as csaupgrade's does, so it never
+  // overwrites a write made since: on that conflict the object is read and adopted again, once.
+  // The patch's errors otherwise (and a second conflict), with what was being done.
   Status AdoptInCluster(const kube::ObjectRef& ref, const Value& live) {
-    const Value* managed = live.Find({"metadata", "managedFields"});
-    std::string rv = value::StringAt(&live, {"metadata", "resourceVersion"});
-    if (managed == nullptr || rv.empty()) return OkStatus();
-    Value replace_fields = Value::Map();
-    replace_fields.Set("op", "replace");
-    replace_fields.Set("path", "/metadata/managedFields");
-    replace_fields.Set("value", *managed);
-    Value replace_rv = Value::Map();
-    replace_rv.Set("op", "replace");
-    replace_rv.Set("path", "/metadata/resourceVersion");
-    replace_rv.Set("value", rv);
-    Value patch = Value::Seq();
-    patch.Append(std::move(replace_fields));
-    patch.Append(std::move(replace_rv));
-    auto patched = writer_.JsonPatch(ref, value::ToJson(patch));
-    if (!patched.ok()) {
-      return patched.status().WithContext("adopt the fields kubectl apply (client-side) manages");
+    constexpr char kWhat[] = "adopt the fields kubectl apply (client-side) manages";
+    auto patched = writer_.JsonPatch(ref, AdoptionPatch(live));
+    if (!patched.ok() && patched.status().code() == Code::kFailedPrecondition) {
+      auto fresh = client_.Get(ref);
+      if (!fresh.ok()) return fresh.status().WithContext(kWhat);
+      if (!AdoptClientSideApply(*fresh, kube::ApplyOptions{}.field_manager)) return OkStatus();
+      patched = writer_.JsonPatch(ref, AdoptionPatch(*fresh));
     }
+    if (!patched.ok()) return patched.status().WithContext(kWhat);
     log::Info("sync {}: adopted {} from client-side apply (its fields are now managed by gantry)", options_.app,
               ref.ToString());
     return OkStatus();
+  }
+
+  // The JSON patch that writes `live`'s managedFields if it is still at its resourceVersion.
+  static std::string AdoptionPatch(const Value& live) {
+    const Value* managed = live.Find({"metadata", "managedFields"});
+    Value replace_fields = Value::Map();
+    replace_fields.Set("op", "replace");
+    replace_fields.Set("path", "/metadata/managedFields");
+    replace_fields.Set("value", managed != nullptr ? *managed : Value::Seq());
+    Value replace_rv = Value::Map();
+    replace_rv.Set("op", "replace");
+    replace_rv.Set("path", "/metadata/resourceVersion");
+    replace_rv.Set("value", value::StringAt(&live, {"metadata", "resourceVersion"}));
+    Value patch = Value::Seq();
+    patch.Append(std::move(replace_fields));
+    patch.Append(std::move(replace_rv));
+    return value::ToJson(patch);
   }
 
   // Applies a hook, waits for it to finish, and deletes it as its policies say.

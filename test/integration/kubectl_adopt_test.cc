@@ -15,6 +15,7 @@
 
 #include "base/process.h"
 #include "kube/kube.h"
+#include "sync/sync.h"
 #include "test/env/testenv.h"
 #include "value/value.h"
 
@@ -202,6 +203,32 @@ TEST_F(KubectlAdoptTest, AnObjectKubectlAppliesAgainIsAdoptedAgain) {
     EXPECT_EQ(live.Find({"data", "b"}), nullptr) << "round " << round << "\n" << value::ToYaml(live);
     EXPECT_THAT(Managers(live), ::testing::Not(::testing::Contains("kubectl-client-side-apply/Update")));
   }
+}
+
+// The adoption patch's precondition: replacing metadata.resourceVersion with one the object has
+// moved past is a conflict (FailedPrecondition), and nothing is written.
+TEST_F(KubectlAdoptTest, TheAdoptionPatchNeverOverwritesALaterWrite) {
+  testenv::ScopedTempDir dir;
+  fs::path file = fs::path(dir.path()) / "cm.yaml";
+  ASSERT_EQ(Kubectl({"create", "namespace", "adopt3"}).exit_code, 0);
+  WriteFile(file, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: raced, namespace: adopt3}\ndata: {a: \"1\"}\n");
+  ASSERT_EQ(Kubectl({"apply", "-f", file.string()}).exit_code, 0);
+  const kube::ObjectRef cm{"v1", "ConfigMap", "adopt3", "raced"};
+  Value read = Live(cm);
+  WriteFile(file, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: raced, namespace: adopt3}\ndata: {a: \"2\"}\n");
+  ASSERT_EQ(Kubectl({"apply", "-f", file.string()}).exit_code, 0);
+  Value adopted = read;
+  ASSERT_TRUE(sync::AdoptClientSideApply(adopted, "gantry"));
+  std::string patch = R"([{"op":"replace","path":"/metadata/managedFields","value":)" +
+                      value::ToJson(*adopted.Find({"metadata", "managedFields"})) +
+                      R"(},{"op":"replace","path":"/metadata/resourceVersion","value":")" +
+                      value::StringAt(&read, {"metadata", "resourceVersion"}) + R"("}])";
+  auto stale = client().JsonPatch(cm, patch);
+  ASSERT_FALSE(stale.ok());
+  EXPECT_EQ(stale.status().code(), Code::kFailedPrecondition) << stale.status().ToString();
+  EXPECT_THAT(Managers(Live(cm)), ::testing::Contains("kubectl-client-side-apply/Update"));
+  Value after = Live(cm);
+  EXPECT_EQ(value::StringAt(&after, {"data", "a"}), "2");
 }
 
 }  // namespace
