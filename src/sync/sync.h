@@ -23,6 +23,8 @@
 //  3. Apply: server-side apply with field manager "gantry" (force only when asked); with
 //     apply_out_of_sync_only, objects the diff finds Synced are skipped, so a no-op re-sync writes
 //     nothing. Objects whose CRD was created in the same sync are resolved after discovery refreshes.
+//     An object `kubectl apply` (client-side) manages is adopted first (AdoptClientSideApply), so
+//     the apply removes the fields Git no longer has.
 //  4. Prune: the inventory (a ConfigMap `gantry-inventory-APP` in the inventory namespace, listing
 //     every object the application applied) minus what is desired now. Nothing is pruned when the
 //     render is empty (unless allow_empty), when the object is annotated gantry.dev/prune: disabled
