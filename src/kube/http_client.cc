@@ -506,6 +506,13 @@ class HttpClient final : public Client {
     return ParseBody(r, what);
   }
 
+  Result<value::Value> JsonPatch(const ObjectRef& ref, std::string_view patch) override {
+    std::string what = "patch " + ref.ToString();
+    GANTRY_ASSIGN_OR_RETURN(std::string path, ObjectPath(ref, true));
+    GANTRY_ASSIGN_OR_RETURN(Response r, Do("PATCH", path, std::string(patch), "application/json-patch+json", what));
+    return ParseBody(r, what);
+  }
+
   Result<value::Value> Create(const value::Value& object, const CreateOptions& options) override {
     ObjectRef ref = RefOf(object);
     std::string what = "create " + ref.ToString();

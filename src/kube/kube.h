@@ -221,6 +221,15 @@ class Client {
   // object is still at that version: FailedPrecondition (a conflict) otherwise. NotFound when absent.
   virtual Result<value::Value> Replace(const value::Value& object) = 0;
 
+  // Applies an RFC 6902 JSON patch (application/json-patch+json) to an object; returns the object
+  // as stored. A patch that replaces metadata.resourceVersion writes only if the object is still at
+  // that version (FailedPrecondition, a conflict, otherwise). Unimplemented where the implementation
+  // cannot.
+  virtual Result<value::Value> JsonPatch(const ObjectRef& ref, std::string_view patch) {
+    (void)patch;
+    return UnimplementedError("this Kubernetes client cannot send a JSON patch (to {})", ref.ToString());
+  }
+
   // Deletes; NotFound when it is already gone.
   virtual Status Delete(const ObjectRef& ref, const DeleteOptions& options = {}) = 0;
 

@@ -1,6 +1,7 @@
 // ReadLive: what the cluster holds of one application, from the caches when they have it; and
 // the inventory ConfigMap's format.
 
+#include <algorithm>
 #include <set>
 #include <tuple>
 
@@ -97,6 +98,72 @@ std::unique_ptr<kube::Cache> WatchApplication(kube::Client& client, const Prepar
   return cache;
 }
 
+namespace {
+
+// Adds every path of the field set `from` (managedFields' fieldsV1: nested maps of "f:", "k:",
+// "v:", "i:" keys, "." for the member itself) to `into`.
+void UnionFields(Value& into, const Value& from) {
+  if (!into.IsMap() || !from.IsMap()) return;
+  for (const value::MapEntry& e : from.entries()) {
+    std::string_view key = e.key.AsString();
+    if (Value* have = into.MutableGet(key)) {
+      UnionFields(*have, e.value);
+    } else {
+      into.Set(key, e.value);
+    }
+  }
+}
+
+bool IsEntry(const Value& entry, std::string_view manager, std::string_view operation) {
+  return value::StringAt(&entry, {"manager"}) == manager && value::StringAt(&entry, {"operation"}) == operation &&
+         value::StringAt(&entry, {"subresource"}).empty();
+}
+
+}  // namespace
+
+bool AdoptClientSideApply(Value& live, std::string_view field_manager) {
+  Value* meta = live.MutableGet("metadata");
+  Value* managed = meta != nullptr ? meta->MutableGet("managedFields") : nullptr;
+  if (managed == nullptr || !managed->IsSeq() || field_manager.empty()) return false;
+  std::vector<Value> entries(managed->items().begin(), managed->items().end());
+  bool changed = false;
+  for (std::string_view csa : kClientSideApplyManagers) {
+    auto first = [&](auto&& pred) {
+      auto it = std::find_if(entries.begin(), entries.end(), pred);
+      return it == entries.end() ? -1 : static_cast<int>(it - entries.begin());
+    };
+    int target = first([&](const Value& e) { return IsEntry(e, field_manager, "Apply"); });
+    if (target < 0) {
+      // Entries are sorted most recent first: the most recent one of this manager becomes ours.
+      target = first([&](const Value& e) { return IsEntry(e, csa, "Update"); });
+      if (target < 0) continue;
+      entries[target].Set("manager", field_manager);
+      entries[target].Set("operation", "Apply");
+    } else if (first([&](const Value& e) { return IsEntry(e, csa, "Update"); }) < 0) {
+      continue;
+    }
+    changed = true;
+    std::string api_version = value::StringAt(&entries[target], {"apiVersion"});
+    int from = first([&](const Value& e) {
+      return IsEntry(e, csa, "Update") && value::StringAt(&e, {"apiVersion"}) == api_version;
+    });
+    if (from >= 0) {
+      Value fields = entries[target].Get("fieldsV1") ? *entries[target].Get("fieldsV1") : Value::Map();
+      if (const Value* more = entries[from].Get("fieldsV1")) UnionFields(fields, *more);
+      entries[target].Set("fieldsType", "FieldsV1");
+      entries[target].Set("fieldsV1", std::move(fields));
+    }
+    // Entries of other apiVersions cannot be folded in (their paths may differ): dropped, as
+    // csaupgrade does.
+    std::erase_if(entries, [&](const Value& e) { return IsEntry(e, csa, "Update"); });
+  }
+  if (!changed) return false;
+  Value out = Value::Seq();
+  for (Value& e : entries) out.Append(std::move(e));
+  *managed = std::move(out);
+  return true;
+}
+
 Result<Live> ReadLive(kube::Client& client, const Prepared& prepared, const Options& options,
                       const LiveSources& sources) {
   Live live;
@@ -127,6 +194,11 @@ Result<Live> ReadLive(kube::Client& client, const Prepared& prepared, const Opti
     auto got = client.Get(t.ref);
     if (got.ok()) live.objects[ObjectKey(t.ref)] = *std::move(got);
     else if (got.status().code() != Code::kNotFound) return got.status();
+  }
+  // Objects `kubectl apply` managed: adopted (in memory here, in the cluster before the apply).
+  const std::string field_manager = kube::ApplyOptions{}.field_manager;
+  for (auto& [key, obj] : live.objects) {
+    if (AdoptClientSideApply(obj, field_manager)) live.client_side_applied.insert(key);
   }
 
   // The inventory.

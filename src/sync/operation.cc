@@ -317,6 +317,16 @@ class OperationImpl final : public Operation {
       bool ours = live_obj != nullptr && options_.force_owned &&
                   value::StringAt(live_obj, {"metadata", "annotations", kTrackingAnnotation}) ==
                       value::StringAt(&t.object, {"metadata", "annotations", kTrackingAnnotation});
+      if (live_obj != nullptr && !options_.dry_run && live_.client_side_applied.count(Key(t.ref))) {
+        Status adopted = AdoptInCluster(t.ref, *live_obj);
+        if (!adopted.ok()) {
+          r.failed = true;
+          r.message = adopted.message();
+          MutexLock lock(mu_);
+          if (failures++ == 0) first_error = adopted.WithContext(t.source.empty() ? t.ref.ToString() : t.source);
+          return;
+        }
+      }
       auto applied = writer_.Apply(t.object, {.force = options_.force || ours || SyncOptionSet(t.object, "Force=true"),
                                               .dry_run = options_.dry_run});
       if (!applied.ok()) {
@@ -343,6 +353,43 @@ class OperationImpl final : public Operation {
                                 hooks ? " hooks" : "", unchanged, failures ? fmt::format(", {} failed", failures) : "")});
     if (failures > 1) return first_error.WithContext(fmt::format("{} objects failed, first", failures));
     return first_error;
+  }
+
+  // Writes the managedFields AdoptClientSideApply rewrote in `live` (ReadLive), so that the apply
+  // that follows owns what `kubectl apply` owned and removes what Git no longer has. The patch
+  // replaces metadata.resourceVersion with the one read, as csaupgrade's does, so it never
+  // overwrites a write made since: on that conflict the object is read and adopted again, once.
+  // The patch's errors otherwise (and a second conflict), with what was being done.
+  Status AdoptInCluster(const kube::ObjectRef& ref, const Value& live) {
+    constexpr char kWhat[] = "adopt the fields kubectl apply (client-side) manages";
+    auto patched = writer_.JsonPatch(ref, AdoptionPatch(live));
+    if (!patched.ok() && patched.status().code() == Code::kFailedPrecondition) {
+      auto fresh = client_.Get(ref);
+      if (!fresh.ok()) return fresh.status().WithContext(kWhat);
+      if (!AdoptClientSideApply(*fresh, kube::ApplyOptions{}.field_manager)) return OkStatus();
+      patched = writer_.JsonPatch(ref, AdoptionPatch(*fresh));
+    }
+    if (!patched.ok()) return patched.status().WithContext(kWhat);
+    log::Info("sync {}: adopted {} from client-side apply (its fields are now managed by gantry)", options_.app,
+              ref.ToString());
+    return OkStatus();
+  }
+
+  // The JSON patch that writes `live`'s managedFields if it is still at its resourceVersion.
+  static std::string AdoptionPatch(const Value& live) {
+    const Value* managed = live.Find({"metadata", "managedFields"});
+    Value replace_fields = Value::Map();
+    replace_fields.Set("op", "replace");
+    replace_fields.Set("path", "/metadata/managedFields");
+    replace_fields.Set("value", managed != nullptr ? *managed : Value::Seq());
+    Value replace_rv = Value::Map();
+    replace_rv.Set("op", "replace");
+    replace_rv.Set("path", "/metadata/resourceVersion");
+    replace_rv.Set("value", value::StringAt(&live, {"metadata", "resourceVersion"}));
+    Value patch = Value::Seq();
+    patch.Append(std::move(replace_fields));
+    patch.Append(std::move(replace_rv));
+    return value::ToJson(patch);
   }
 
   // Applies a hook, waits for it to finish, and deletes it as its policies say.

@@ -23,6 +23,8 @@
 //  3. Apply: server-side apply with field manager "gantry" (force only when asked); with
 //     apply_out_of_sync_only, objects the diff finds Synced are skipped, so a no-op re-sync writes
 //     nothing. Objects whose CRD was created in the same sync are resolved after discovery refreshes.
+//     An object `kubectl apply` (client-side) manages is adopted first (AdoptClientSideApply), so
+//     the apply removes the fields Git no longer has.
 //  4. Prune: the inventory (a ConfigMap `gantry-inventory-APP` in the inventory namespace, listing
 //     every object the application applied) minus what is desired now. Nothing is pruned when the
 //     render is empty (unless allow_empty), when the object is annotated gantry.dev/prune: disabled
@@ -43,6 +45,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -215,11 +218,32 @@ struct Live {
   std::map<std::string, value::Value> extra;    // by ObjectKey: inventory objects no longer desired, still ours
   std::vector<kube::ObjectRef> inventory;       // as recorded
   std::string stored_inventory;                 // data.objects of the inventory ConfigMap ("" : none)
+  // ObjectKeys of objects that `kubectl apply` (client-side) managed: their managedFields in
+  // `objects` are already rewritten by AdoptClientSideApply (so Compare sees what Gantry will own);
+  // the operation writes that rewrite (a JSON patch with the read resourceVersion as precondition)
+  // before it applies the object.
+  std::set<std::string> client_side_applied;
 };
+
+// Adopting what `kubectl apply` created. Client-side apply records its fields in managedFields
+// entries of operation Update with the managers in kClientSideApplyManagers (`kubectl apply`
+// without --server-side, older kubectl, and the fields an object had before its first server-side
+// apply). Server-side apply as Gantry would leave them the owners of every field, so a field
+// removed from Git would stay in the cluster. AdoptClientSideApply rewrites `live`'s managedFields
+// as client-go's csaupgrade.UpgradeManagedFields does: for each such manager, its entries (no
+// subresource) are folded into `field_manager`'s Apply entry (the union of the field sets of the
+// entry of the same apiVersion; when Gantry has no Apply entry yet, the most recent such entry
+// becomes it) and removed. The last-applied-configuration annotation is among the fields it then
+// owns, so the next apply removes it. True when it changed anything; pure.
+inline constexpr const char* kClientSideApplyManagers[] = {"kubectl-client-side-apply", "kubectl",
+                                                           "before-first-apply"};
+bool AdoptClientSideApply(value::Value& live, std::string_view field_manager);
 
 // Reads the live state of a prepared application: labelled objects (from the cache, else one
 // labelled list per kind and namespace), desired objects not found labelled (one Get each: they
 // may exist unlabelled), the inventory and the inventory objects no longer desired.
+// Desired objects managed by client-side apply are adopted in memory (AdoptClientSideApply, as the
+// field manager of kube::ApplyOptions) and listed in Live::client_side_applied.
 Result<Live> ReadLive(kube::Client& client, const Prepared& prepared, const Options& options,
                       const LiveSources& sources = {});
 

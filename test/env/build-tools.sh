@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real servers and tools the tests need from the Go module proxy, into version-keyed
 # directories outside the repository, and prints the directory that holds the binaries:
-#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, kustomize, helm, oidc-op
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, kustomize, helm,
+#   oidc-op
 # A component whose directory holds a .complete marker is not built again, so a second run costs
 # seconds; a fresh machine builds everything (~25 min on 2 cores, most of it kube-apiserver).
 #
@@ -49,11 +50,13 @@ component() {
 mod_file() { go mod download -json "$1" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p'; }
 mod_dir() { go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'; }
 
-build_kube() {
-  local out=$1 minor patch staging kmod gd m ld p
+# kube_module NAME: a module in the current directory that requires k8s.io/kubernetes at K8S_VERSION
+# (with its staging modules mapped to their published tags); sets KUBE_LDFLAGS to the version stamp.
+kube_module() {
+  local minor patch staging kmod gd m p
   minor=${K8S_VERSION#v1.}; minor=${minor%%.*}; patch=${K8S_VERSION##*.}
   staging=v0.${minor}.${patch}
-  go mod init gantry-testenv/kube
+  go mod init "gantry-testenv/$1"
   kmod=$(mod_file "k8s.io/kubernetes@${K8S_VERSION}")
   go mod edit -go="$(awk '$1=="go"{print $2; exit}' "$kmod")"
   gd=$(awk '$1=="godebug" && $2 ~ /=/{print $2; exit}' "$kmod")
@@ -64,6 +67,16 @@ build_kube() {
   for m in $(awk '$1 ~ /^k8s\.io\/[a-z0-9-]+$/ && $2=="v0.0.0"{print $1}' "$kmod"); do
     go mod edit -replace="${m}=${m}@${staging}"
   done
+  KUBE_LDFLAGS="-s -w"
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    KUBE_LDFLAGS+=" -X $p.gitVersion=${K8S_VERSION} -X $p.gitMajor=1 -X $p.gitMinor=${minor}"
+    KUBE_LDFLAGS+=" -X $p.gitTreeState=clean -X $p.buildDate=2000-01-01T00:00:00Z"
+  done
+}
+
+build_kube() {
+  local out=$1
+  kube_module kube
   cat > tools.go <<'GO'
 //go:build tools
 
@@ -76,15 +89,21 @@ import (
 )
 GO
   go mod tidy
-  ld="-s -w"
-  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld+=" -X $p.gitVersion=${K8S_VERSION} -X $p.gitMajor=1 -X $p.gitMinor=${minor}"
-    ld+=" -X $p.gitTreeState=clean -X $p.buildDate=2000-01-01T00:00:00Z"
-  done
-  go build -trimpath -ldflags "$ld" -o "$out/" \
+  go build -trimpath -ldflags "$KUBE_LDFLAGS" -o "$out/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler
   "$out/kube-apiserver" --version
+}
+
+# kubectl: the real client, for tests of objects people created with `kubectl apply`. Its own
+# component so that adding it does not rebuild the control plane.
+build_kubectl() {
+  local out=$1
+  kube_module kubectl
+  printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kubectl"\n' > tools.go
+  go mod tidy
+  go build -trimpath -ldflags "$KUBE_LDFLAGS" -o "$out/kubectl" k8s.io/kubernetes/cmd/kubectl
+  "$out/kubectl" version --client
 }
 
 build_etcd() {
@@ -147,10 +166,11 @@ build_oidc_op() {
 }
 OIDC_OP_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/oidc-op" && pwd)
 
-want=${*:-etcd kwok kustomize helm kube oidc-op}
+want=${*:-etcd kwok kustomize helm kube kubectl oidc-op}
 for c in $want; do
   case $c in
     kube) component kube "$K8S_VERSION" build_kube ;;
+    kubectl) component kubectl "$K8S_VERSION" build_kubectl ;;
     etcd) component etcd "$ETCD_VERSION" build_etcd ;;
     kwok) component kwok "$KWOK_VERSION" build_kwok ;;
     kustomize) component kustomize "$KUSTOMIZE_VERSION" build_kustomize ;;

@@ -40,6 +40,9 @@ class ForwardingKubeClient final : public kube::Client {
     return target_.ApplyStatus(object, options);
   }
   Result<value::Value> Replace(const value::Value& object) override { return target_.Replace(object); }
+  Result<value::Value> JsonPatch(const kube::ObjectRef& ref, std::string_view patch) override {
+    return target_.JsonPatch(ref, patch);
+  }
   Status Delete(const kube::ObjectRef& ref, const kube::DeleteOptions& options = {}) override {
     return target_.Delete(ref, options);
   }
