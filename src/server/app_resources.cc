@@ -57,13 +57,19 @@ struct Compared {
   std::vector<Value> desired;
 };
 
-Result<Compared> Desired(const PushTarget& t) {
+// A Helm chart is rendered for the cluster's version and APIs, as a deploy renders it.
+Result<Compared> Desired(kube::Client& client, const PushTarget& t) {
   GANTRY_CHECK(t.config != nullptr && t.cluster != nullptr);
   if (!t.render) return UnavailableError("this server has no config repository to render {} from (--deploy-repo)", t.app);
   Compared c;
   GANTRY_ASSIGN_OR_RETURN(c.project, t.config->ProjectNamed(t.project));
   GANTRY_ASSIGN_OR_RETURN(std::string path, deliver::ExpandPathTemplate(t.path_template, t.app, t.environment));
-  auto rendered = t.render(t.config_revision, path);
+  deliver::RenderTarget target{.namespace_ = t.default_namespace};
+  auto rendered = t.render(t.config_revision, path, target);
+  if (rendered.ok() && rendered->renderer == render::Renderer::kHelm) {
+    GANTRY_ASSIGN_OR_RETURN(target.capabilities, kube::ReadCapabilities(client));
+    rendered = t.render(t.config_revision, path, target);
+  }
   if (!rendered.ok()) {
     return rendered.status().WithContext(fmt::format("render {} for {} at {}", path, t.environment, t.config_revision));
   }
@@ -80,7 +86,7 @@ Result<Compared> Desired(const PushTarget& t) {
 }  // namespace
 
 Result<Value> PushResources(kube::Client& client, const PushTarget& target) {
-  GANTRY_ASSIGN_OR_RETURN(Compared c, Desired(target));
+  GANTRY_ASSIGN_OR_RETURN(Compared c, Desired(client, target));
   c.options.project = &c.project;
   GANTRY_ASSIGN_OR_RETURN(sync::Prepared prepared, sync::Prepare(client, std::move(c.desired), c.options));
   GANTRY_ASSIGN_OR_RETURN(sync::Live live, sync::ReadLive(client, prepared, c.options));
@@ -133,7 +139,7 @@ Result<Value> PushResources(kube::Client& client, const PushTarget& target) {
 }
 
 Result<Value> PushDiff(kube::Client& client, const PushTarget& target) {
-  GANTRY_ASSIGN_OR_RETURN(Compared c, Desired(target));
+  GANTRY_ASSIGN_OR_RETURN(Compared c, Desired(client, target));
   c.options.project = &c.project;
   GANTRY_ASSIGN_OR_RETURN(auto entries, sync::Diff(client, c.desired, c.options, /*color=*/false));
   Value items = Value::Seq();
