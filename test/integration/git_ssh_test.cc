@@ -1,8 +1,9 @@
 // Git over SSH against Debian's sshd (test/env/ssh-git-server.sh: key auth, git-shell): fetching
 // ssh:// and scp-like URLs with a private key, host key checking against known_hosts (unknown and
 // changed keys refused), a key the server does not know refused, commit-and-push, and the
-// user-facing ways to configure SSH: `gantry render --repo ssh://... --ssh-key --ssh-known-hosts`
-// and an agent's repository Secret (Argo CD's shape, mounted as files) with --ssh-known-hosts.
+// user-facing ways to configure SSH: `gantry render --repo ssh://... --ssh-key --ssh-known-hosts`,
+// `gantry update` pushing a config commit, and an agent's repository Secret (Argo CD's shape,
+// mounted as files) with --ssh-known-hosts.
 
 #include <atomic>
 #include <chrono>
@@ -220,6 +221,29 @@ TEST_F(GitSshTest, GantryRenderReadsAnSshRepositoryWithTheKeyAndKnownHostsFlags)
   EXPECT_NE(refused->exit_code, 0);
   EXPECT_NE(refused->err.find("127.0.0.1:" + server_.Get("SSH_PORT")), std::string::npos) << refused->err;
   EXPECT_NE(refused->err.find(home.path() + "/.ssh/known_hosts"), std::string::npos) << refused->err;
+}
+
+TEST_F(GitSshTest, GantryUpdatePushesAConfigCommitOverSsh) {
+  const char* binary = std::getenv("GANTRY_BINARY");
+  ASSERT_NE(binary, nullptr);
+  std::string base;
+  const std::string deployment =
+      "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n"
+      "      containers:\n      - name: web\n        image: registry.example.com/team/web:1.0.0\n";
+  Repo remote = CreateRepo("update", {{"envs/dev/web.yaml", deployment}}, &base);
+  testenv::ScopedTempDir home;
+  ProcessOptions options{.timeout = std::chrono::seconds(30)};
+  options.env = {{"HOME", home.path()}, {"PATH", "/usr/bin:/bin"}};
+  auto r = gantry::Run({binary, "update", "--repo", remote.url, "--branch", "main", "--path", "envs/dev",
+                        "--image", "registry.example.com/team/web=registry.example.com/team/web:1.0.1",
+                        "--cache-dir", home.path() + "/cache", "--ssh-key", server_.Get("SSH_KEY"),
+                        "--ssh-known-hosts", server_.Get("SSH_KNOWN_HOSTS")},
+                       options);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->exit_code, 0) << r->err;
+  EXPECT_NE(Git(remote.path, {"--git-dir", remote.path, "rev-parse", "main"}).value_or(base), base);
+  EXPECT_NE(Git(remote.path, {"--git-dir", remote.path, "show", "main:envs/dev/web.yaml"}).value_or("?")
+                .find("image: registry.example.com/team/web:1.0.1"), std::string::npos) << r->out << r->err;
 }
 
 TEST_F(GitSshTest, AnAgentRendersFromAnSshRepositoryThroughItsRepositorySecret) {
