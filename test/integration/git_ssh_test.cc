@@ -272,6 +272,22 @@ TEST_F(GitSshTest, AnAgentRendersFromAnSshRepositoryThroughItsRepositorySecret) 
   ASSERT_TRUE(rendered.ok()) << rendered.status().ToString();
   ASSERT_EQ(rendered->objects.size(), 1u);
 
+  // gantry agent and gantry server refuse such a secret at start, naming the flag to give.
+  const char* binary = std::getenv("GANTRY_BINARY");
+  ASSERT_NE(binary, nullptr);
+  for (std::vector<std::string> argv : {std::vector<std::string>{binary, "agent", "--git-repo-secret", secret.path()},
+                                        std::vector<std::string>{binary, "server", "--webhook-secret-env", "WS", "--repo",
+                                                                 "https://git.example.com/o/app.git",
+                                                                 "--git-repo-secret", secret.path()}}) {
+    ProcessOptions po{.timeout = std::chrono::seconds(10)};
+    po.env = {{"HOME", secret.path()}, {"PATH", "/usr/bin:/bin"}, {"WS", "x"}};
+    auto r = gantry::Run(argv, po);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->exit_code, 2) << argv[1] << ": " << r->err;
+    EXPECT_NE(r->err.find("--git-repo-secret: repository secret " + secret.path()), std::string::npos) << r->err;
+    EXPECT_NE(r->err.find("--ssh-known-hosts"), std::string::npos) << r->err;
+  }
+
   // A secret without a known_hosts file for its SSH URL is refused when read, saying what to give.
   auto missing = git::ReadRepositorySecret(secret.path(), "");
   EXPECT_EQ(missing.status().code(), Code::kInvalidArgument);
