@@ -24,7 +24,7 @@
 # sshd runs as the user who starts it, which is then the only user that can log in (SSH_USER).
 # As root, sshd insists on its privilege separation directory /run/sshd: it is given a private
 # mount namespace with a tmpfs /run of its own, so nothing of the host is written (this needs
-# unshare(1) and CAP_SYS_ADMIN, which root has). Repository paths in URLs are absolute (git-shell
+# unshare(1) and CAP_SYS_ADMIN; without them an existing /run/sshd is used). Repository paths in URLs are absolute (git-shell
 # runs in the user's home directory).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -86,7 +86,14 @@ PrintMotd no
 LogLevel VERBOSE
 EOF
   # -D: stay in the foreground (start_bg tracks it); -e: log to stderr (the log file).
-  if (($(id -u) == 0)); then
+  if (($(id -u) == 0)) && ! unshare -m true 2>/dev/null; then
+    # No mount namespace (a container without CAP_SYS_ADMIN): the host's /run/sshd it must be.
+    [[ -d /run/sshd ]] || {
+      echo "ssh-git-server.sh: sshd as root needs /run/sshd, and unshare -m (to give it a private one) failed; run as a non-root user or create /run/sshd (mode 755)" >&2
+      exit 1
+    }
+    start_bg "$run" sshd "$SSHD" -D -e -f "$run/server/sshd_config"
+  elif (($(id -u) == 0)); then
     start_bg "$run" sshd unshare -m sh -c \
       'mount -t tmpfs -o mode=755 gantry-sshd /run && mkdir -m 755 /run/sshd && exec "$0" -D -e -f "$1"' \
       "$SSHD" "$run/server/sshd_config"
