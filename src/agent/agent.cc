@@ -103,6 +103,7 @@ class AgentImpl final : public Agent {
       // Malformed entries are refused by NewGitSource, which every real agent is built with.
       if (auto parsed = git::ParseCredentials(c); parsed.ok()) options_.reconcile.credentials.push_back(*parsed);
     }
+    for (const git::Credentials& c : options_.git_repo_credentials) options_.reconcile.credentials.push_back(c);
     // A change to a managed object by anyone re-queues its application (drift within a second).
     objects_->OnChange([this](kube::EventType, const Value& object) { OnManagedChange(object); });
     metrics_.render_sandbox.Set(options_.render_sandbox ? 1 : 0);

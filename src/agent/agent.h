@@ -90,7 +90,7 @@ struct ReconcileOptions {
   std::string environment;                    // of this cluster, for sync windows ("" : none)
   std::string cluster_server;                 // this cluster's API URL, for project destinations
   std::string cluster_name = "in-cluster";    // ... and its name
-  // The agent's Git credentials (parsed from AgentOptions::git_credentials): an Application whose
+  // The agent's Git credentials (AgentOptions::git_credentials and git_repo_credentials): an Application whose
   // repository's host has one may use it only when its project lists the credential, named by that
   // host (credentials: ["git.example.com"]); otherwise it is refused, never fetched anonymously
   // from a mirror another project's credentials filled.
@@ -170,6 +170,9 @@ struct AgentOptions {
   // gantry_agent_render_sandbox 0 and logged at start.
   bool render_sandbox = true;
   std::vector<std::string> git_credentials;  // "host=user:password" (tokens as password)
+  // Credentials read from repository Secrets (git::ReadRepositorySecret: SSH keys, passwords),
+  // bound to their URL's host like git_credentials.
+  std::vector<git::Credentials> git_repo_credentials;
   ReconcileOptions reconcile;
 };
 
@@ -189,7 +192,7 @@ class Agent {
 Result<std::unique_ptr<Agent>> NewAgent(kube::Client& client, AgentOptions options, std::unique_ptr<Source> source);
 
 // The Source of a real agent: Git mirrors under options.cache_dir (credentials from
-// options.git_credentials, bound to their host) and render::RenderGit with `render_options`
+// options.git_credentials and git_repo_credentials, bound to their host) and render::RenderGit with `render_options`
 // (binaries, sandbox, limits), cached by repository tree. Helm renders for `cluster` (when not
 // null; it must outlive the Source): the destination namespace is the release namespace, and
 // .Capabilities are the cluster's version and served APIs (kube::ReadCapabilities). InvalidArgument

@@ -181,6 +181,7 @@ Result<std::unique_ptr<Source>> NewGitSource(const AgentOptions& options, const 
     GANTRY_ASSIGN_OR_RETURN(git::Credentials parsed, git::ParseCredentials(c));
     so.credentials.push_back(std::move(parsed));
   }
+  for (const git::Credentials& c : options.git_repo_credentials) so.credentials.push_back(c);
   return std::unique_ptr<Source>(std::make_unique<GitSource>(std::move(so), render_options, cluster));
 }
 

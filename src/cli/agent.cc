@@ -68,6 +68,8 @@ struct AgentFlags {
   std::string kustomize, helm;  // "" : render::FindRenderer's search
   bool no_leader_election = false;
   bool no_render_sandbox = false;
+  std::vector<std::string> git_repo_secrets;  // directories (mounted repository Secrets)
+  std::string ssh_known_hosts;
 };
 
 struct AgentCommandOptions {
@@ -77,7 +79,8 @@ struct AgentCommandOptions {
 };
 
 // Usage errors: malformed durations, an --interval under 1s, a secret's variable that is not set
-// or does not hold host=user:password.
+// or does not hold host=user:password, a --git-repo-secret directory git::ReadRepositorySecret
+// refuses.
 Result<AgentCommandOptions> Validate(const AgentFlags& f) {
   AgentCommandOptions o{.cluster = f.cluster, .agent = f.options};
   auto interval = ParseDuration(f.interval);
@@ -99,6 +102,11 @@ Result<AgentCommandOptions> Validate(const AgentFlags& f) {
     if (v == nullptr) return InvalidArgumentError("--git-credentials-env {}: the variable is not set", env);
     GANTRY_RETURN_IF_ERROR(git::ParseCredentials(v).status().WithContext("--git-credentials-env " + env));
     o.agent.git_credentials.emplace_back(v);
+  }
+  for (const auto& dir : f.git_repo_secrets) {
+    auto c = git::ReadRepositorySecret(dir, f.ssh_known_hosts);
+    if (!c.ok()) return c.status().WithContext("--git-repo-secret");
+    o.agent.git_repo_credentials.push_back(*std::move(c));
   }
   o.agent.cache_dir = CacheDir(o.agent.cache_dir).string();
   o.render.kustomize_binary = f.kustomize;
@@ -225,6 +233,11 @@ void AddAgentCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_flag("--allow-file-repos", f->options.allow_file_repos, "Accept file:// repository URLs");
   cmd->add_option("--git-credentials-env", f->options.git_credentials,
                   "Environment variable holding host=user:password for HTTPS Git (repeatable)");
+  cmd->add_option("--git-repo-secret", f->git_repo_secrets,
+                  "Directory of a mounted repository Secret in Argo CD's shape (url, and sshPrivateKey or "
+                  "username/password), bound to its url's host (repeatable)");
+  cmd->add_option("--ssh-known-hosts", f->ssh_known_hosts,
+                  "known_hosts file SSH host keys are checked against (required for SSH repository secrets)");
   cmd->add_option("--kustomize-binary", f->kustomize,
                   "kustomize to run (default: $GANTRY_KUSTOMIZE, else PATH, else the tool cache)");
   cmd->add_option("--helm-binary", f->helm, "helm to run (default: $GANTRY_HELM, else PATH, else the tool cache)");

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -422,6 +423,17 @@ TEST_F(CommandsTest, AgentRejectsBadFlagsBeforeConnecting) {
   EXPECT_EQ(r.code, kExitUsage) << r;
   EXPECT_THAT(r.err, HasSubstr("GANTRY_CLI_TEST_CREDS"));
   EXPECT_THAT(r.err, Not(HasSubstr("s3cret")));
+  // An SSH repository secret without --ssh-known-hosts: a usage error naming the directory.
+  std::string secret = (std::filesystem::temp_directory_path() / ("gantry-cli-secret-" + std::to_string(::getpid()))).string();
+  std::filesystem::create_directories(secret);
+  std::ofstream(secret + "/url") << "git@git.example.com:org/config.git\n";
+  std::ofstream(secret + "/sshPrivateKey") << "s3cret";
+  r = with({"--git-repo-secret", secret});
+  EXPECT_EQ(r.code, kExitUsage) << r;
+  EXPECT_THAT(r.err, HasSubstr("--git-repo-secret: repository secret " + secret));
+  EXPECT_THAT(r.err, HasSubstr("--ssh-known-hosts"));
+  EXPECT_THAT(r.err, Not(HasSubstr("s3cret")));
+  std::filesystem::remove_all(secret);
   r = with({"--workers", "0"});
   EXPECT_EQ(r.code, kExitUsage) << r;
   EXPECT_EQ(connects_, 0);

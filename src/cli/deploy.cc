@@ -32,7 +32,7 @@ namespace {
 namespace fs = std::filesystem;
 
 struct SourceFlags {
-  std::string repo, dir, cache_dir, git_username;
+  std::string repo, dir, cache_dir, git_username, ssh_key, ssh_known_hosts;
   bool allow_file_repo = false;
 };
 
@@ -42,6 +42,10 @@ void AddDeploySourceFlags(CLI::App* cmd, SourceFlags& s) {
   cmd->add_option("--cache-dir", s.cache_dir, "Where Git mirrors are kept")->envname("GANTRY_CACHE");
   cmd->add_flag("--allow-file-repo", s.allow_file_repo, "Accept file:// repository URLs");
   cmd->add_option("--git-username", s.git_username, "User for HTTPS Git; the password or token is read from GANTRY_GIT_PASSWORD");
+  cmd->add_option("--ssh-key", s.ssh_key,
+                  "Private key file for SSH Git; a passphrase is read from GANTRY_SSH_KEY_PASSPHRASE");
+  cmd->add_option("--ssh-known-hosts", s.ssh_known_hosts,
+                  "known_hosts file SSH host keys are checked against (default ~/.ssh/known_hosts)");
 }
 
 // The render function of --repo or --dir: InvalidArgument unless exactly one is given; a refused
@@ -59,7 +63,7 @@ Result<deliver::RenderFn> MakeRender(const SourceFlags& s, const std::string& re
     });
   }
   auto sources = std::make_shared<render::GitSources>(
-      GitSourcesOptionsFor(s.cache_dir, s.repo, s.git_username, s.allow_file_repo));
+      GitSourcesOptionsFor(s.cache_dir, s.repo, s.git_username, s.allow_file_repo, s.ssh_key, s.ssh_known_hosts));
   GANTRY_RETURN_IF_ERROR(sources->Open(s.repo).status());
   return deliver::GitRenderFn(std::move(sources), s.repo);
 }

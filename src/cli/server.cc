@@ -79,6 +79,8 @@ struct ServerFlags {
   // The release flow after CI (release/release.h).
   std::vector<std::string> config_repos;
   std::vector<std::string> git_credentials_env;
+  std::vector<std::string> git_repo_secrets;  // directories (mounted repository Secrets)
+  std::string ssh_known_hosts;
   std::string registry_config;
   std::string registry_ca_file;
   std::vector<std::string> insecure_registries;
@@ -137,6 +139,11 @@ Status ReleaseOptions(const ServerFlags& f, ServerOptions& o) {
     GANTRY_ASSIGN_OR_RETURN(std::string v, SecretFromEnv("--git-credentials-env", env));
     GANTRY_ASSIGN_OR_RETURN(git::Credentials c, git::ParseCredentials(v));
     s.config_credentials.push_back(std::move(c));
+  }
+  for (const auto& dir : f.git_repo_secrets) {
+    auto c = git::ReadRepositorySecret(dir, f.ssh_known_hosts);
+    if (!c.ok()) return c.status().WithContext("--git-repo-secret");
+    s.config_credentials.push_back(*std::move(c));
   }
   s.config_git.allow_file = f.allow_file;
   o.registry.docker_config = f.registry_config;
@@ -519,6 +526,11 @@ void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code) {
                   "Config repository that deploys asked for through the API render (default: the only --config-repo)");
   cmd->add_option("--max-deploys", f->max_deploys, "Deploys and rollbacks the API runs at once, one per app (default 4)");
   cmd->add_option("--git-credentials-env", f->git_credentials_env, "Variable holding host=user:password for Git (repeatable)");
+  cmd->add_option("--git-repo-secret", f->git_repo_secrets,
+                  "Directory of a mounted repository Secret in Argo CD's shape (url, and sshPrivateKey or "
+                  "username/password), bound to its url's host (repeatable)");
+  cmd->add_option("--ssh-known-hosts", f->ssh_known_hosts,
+                  "known_hosts file SSH host keys are checked against (required for SSH repository secrets)");
   cmd->add_option("--registry-config", f->registry_config, "Docker config.json with registry credentials");
   cmd->add_option("--registry-credentials-env", f->registry_credentials_env,
                   "Variable holding host=user:password for a registry (repeatable)");

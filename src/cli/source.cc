@@ -17,6 +17,11 @@ void AddSourceFlags(CLI::App* cmd, SourceFlags& f) {
   cmd->add_flag("--allow-file-repo", f.allow_file_repo, "Accept file:// repository URLs");
   cmd->add_option("--git-username", f.git_username,
                   "User for HTTPS Git; the password or token is read from GANTRY_GIT_PASSWORD");
+  cmd->add_option("--ssh-key", f.ssh_key,
+                  "Private key file for SSH Git (ssh://, git@host:path); a passphrase is read from "
+                  "GANTRY_SSH_KEY_PASSPHRASE");
+  cmd->add_option("--ssh-known-hosts", f.ssh_known_hosts,
+                  "known_hosts file SSH host keys are checked against (default ~/.ssh/known_hosts)");
   cmd->add_option("--renderer", f.renderer, "auto, plain, kustomize or helm")
       ->check(CLI::IsMember({"auto", "plain", "kustomize", "helm"}));
   cmd->add_option("--kustomize-binary", f.kustomize_binary,
@@ -74,7 +79,8 @@ Result<Loaded> LoadSource(const SourceFlags& f, const Destination* destination) 
     GANTRY_ASSIGN_OR_RETURN(out.manifests, render::Render(LocalSource(f.path), o));
     return out;
   }
-  render::GitSources sources(GitSourcesOptionsFor(f.cache_dir, f.repo, f.git_username, f.allow_file_repo));
+  render::GitSources sources(
+      GitSourcesOptionsFor(f.cache_dir, f.repo, f.git_username, f.allow_file_repo, f.ssh_key, f.ssh_known_hosts));
   GANTRY_ASSIGN_OR_RETURN(auto repo, sources.Open(f.repo));
   GANTRY_RETURN_IF_ERROR(sources.Fetch(*repo, {}));
   GANTRY_ASSIGN_OR_RETURN(render::GitRendered r,
@@ -85,9 +91,19 @@ Result<Loaded> LoadSource(const SourceFlags& f, const Destination* destination) 
 }
 
 render::GitSourcesOptions GitSourcesOptionsFor(const std::string& cache_dir, const std::string& repo,
-                                               const std::string& username, bool allow_file) {
+                                               const std::string& username, bool allow_file,
+                                               const std::string& ssh_key, const std::string& ssh_known_hosts) {
   render::GitSourcesOptions o{.mirrors_dir = CacheDir(cache_dir) / "git", .allow_file = allow_file};
-  if (const char* password = std::getenv("GANTRY_GIT_PASSWORD"); password && *password) {
+  if (!ssh_key.empty()) {
+    git::Credentials c{.host = git::HostOf(repo), .username = username, .ssh_private_key_path = ssh_key,
+                       .ssh_known_hosts_path = ssh_known_hosts};
+    if (const char* passphrase = std::getenv("GANTRY_SSH_KEY_PASSPHRASE")) c.ssh_key_passphrase = passphrase;
+    if (c.ssh_known_hosts_path.empty()) {
+      const char* home = std::getenv("HOME");
+      c.ssh_known_hosts_path = (std::filesystem::path(home != nullptr ? home : "/") / ".ssh" / "known_hosts").string();
+    }
+    o.credentials.push_back(std::move(c));
+  } else if (const char* password = std::getenv("GANTRY_GIT_PASSWORD"); password && *password) {
     o.credentials.push_back({.host = git::HostOf(repo), .username = username, .password = password});
   }
   return o;

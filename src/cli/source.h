@@ -26,6 +26,8 @@ struct SourceFlags {
   std::string cache_dir;  // Git mirrors (default: $GANTRY_CACHE or ~/.cache/gantry)
   bool allow_file_repo = false;
   std::string git_username;  // with GANTRY_GIT_PASSWORD (never a flag: it would show in ps)
+  std::string ssh_key;         // private key file for ssh:// and scp-like --repo URLs
+  std::string ssh_known_hosts;  // "" : ~/.ssh/known_hosts
   std::string renderer = "auto";
   std::string kustomize_binary;  // "" : render::FindRenderer's search
   std::string helm_binary;
@@ -60,7 +62,11 @@ Result<Loaded> LoadSource(const SourceFlags& flags, const Destination* destinati
 
 // The Git access of a command's --repo: mirrors under CacheDir(cache_dir)/git (cli/state.h) and, when
 // GANTRY_GIT_PASSWORD is set, that password or token with `username`, sent only to `repo`'s host.
+// With `ssh_key`, that private key (its passphrase, if any, from GANTRY_SSH_KEY_PASSPHRASE) for
+// `repo`'s host, the host key checked against `ssh_known_hosts` ("" : $HOME/.ssh/known_hosts).
 render::GitSourcesOptions GitSourcesOptionsFor(const std::string& cache_dir, const std::string& repo,
-                                               const std::string& username, bool allow_file);
+                                               const std::string& username, bool allow_file,
+                                               const std::string& ssh_key = "",
+                                               const std::string& ssh_known_hosts = "");
 
 }  // namespace gantry::cli

@@ -33,6 +33,7 @@ struct UpdateFlags {
   std::string cache_dir;
   bool allow_file_repo = false;
   std::string git_username;
+  std::string ssh_key, ssh_known_hosts;
   std::vector<std::string> images;
   std::vector<std::string> policies;
   std::string helm_keys;
@@ -97,6 +98,7 @@ struct UpdateOptions {
   std::string cache_dir;
   bool allow_file_repo = false;
   std::string git_username;
+  std::string ssh_key, ssh_known_hosts;
   update::GitUpdateOptions git;  // the rules and dry_run for both modes
 };
 
@@ -105,7 +107,7 @@ struct UpdateOptions {
 Result<UpdateOptions> Validate(const UpdateFlags& f) {
   if (f.dir.empty() == f.repo.empty()) return InvalidArgumentError("give either --dir DIR or --repo URL");
   UpdateOptions o{.dir = f.dir, .repo = f.repo, .cache_dir = f.cache_dir, .allow_file_repo = f.allow_file_repo,
-                  .git_username = f.git_username};
+                  .git_username = f.git_username, .ssh_key = f.ssh_key, .ssh_known_hosts = f.ssh_known_hosts};
   GANTRY_ASSIGN_OR_RETURN(o.git.rules, Rules(f));
   for (const update::ImageRule& rule : o.git.rules) GANTRY_RETURN_IF_ERROR(update::ValidateRule(rule));
   o.git.dry_run = f.dry_run;
@@ -153,7 +155,8 @@ Status RunLocal(const UpdateOptions& o, const Deps& deps) {
 }
 
 Status RunGit(const UpdateOptions& o, const Deps& deps) {
-  render::GitSources sources(GitSourcesOptionsFor(o.cache_dir, o.repo, o.git_username, o.allow_file_repo));
+  render::GitSources sources(GitSourcesOptionsFor(o.cache_dir, o.repo, o.git_username, o.allow_file_repo,
+                                                  o.ssh_key, o.ssh_known_hosts));
   GANTRY_ASSIGN_OR_RETURN(auto repo, sources.Open(o.repo));
   GANTRY_ASSIGN_OR_RETURN(update::GitUpdateResult result, update::UpdateRepository(*repo, o.git));
   PrintChanges(deps.out, result.changes);
@@ -189,6 +192,10 @@ void AddUpdateCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_option("--cache-dir", f->cache_dir, "Where Git mirrors are kept")->envname("GANTRY_CACHE");
   cmd->add_flag("--allow-file-repo", f->allow_file_repo, "Accept file:// repository URLs");
   cmd->add_option("--git-username", f->git_username, "User for GANTRY_GIT_PASSWORD (HTTP basic auth)");
+  cmd->add_option("--ssh-key", f->ssh_key,
+                  "Private key file for SSH Git; a passphrase is read from GANTRY_SSH_KEY_PASSPHRASE");
+  cmd->add_option("--ssh-known-hosts", f->ssh_known_hosts,
+                  "known_hosts file SSH host keys are checked against (default ~/.ssh/known_hosts)");
   cmd->add_option("--image", f->images, "NAME=NEWREF: set the images of repository NAME to NEWREF "
                                          "(repo:tag, repo@digest or repo:tag@digest); repeatable");
   cmd->add_option("--policy", f->policies, "POLICY=NEWREF: what {\"$imagepolicy\": \"POLICY\"} markers "

@@ -217,6 +217,17 @@ Status ValidateRefName(std::string_view name);
 // credentials take in environment variables. InvalidArgument that never repeats the value.
 Result<Credentials> ParseCredentials(std::string_view spec);
 
+// Credentials from an Argo CD repository Secret mounted as a directory (one file per key): `url`
+// (required; the credentials are bound to its host and port), then `sshPrivateKey` (a private key
+// file, used in place; OpenSSH or PEM format, unencrypted as Argo CD requires) for ssh:// and
+// scp-like URLs, or `password` with an optional `username` for HTTPS; other keys (type, name,
+// project) are ignored. `known_hosts_path` is the known_hosts file SSH host keys are checked
+// against (Argo CD keeps them in a ConfigMap: mount its ssh_known_hosts key). InvalidArgument naming
+// the directory and the key for a missing or unreadable url, an SSH URL without sshPrivateKey or
+// without known_hosts_path, an sshPrivateKey for a non-SSH URL, or neither key nor password.
+// Never reads a secret into a message.
+Result<Credentials> ReadRepositorySecret(const std::filesystem::path& dir, const std::string& known_hosts_path);
+
 // The credentials of `list` for `url`'s host (an entry without a port matches any port), if any.
 std::optional<Credentials> CredentialsFor(const std::vector<Credentials>& list, std::string_view url);
 

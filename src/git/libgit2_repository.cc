@@ -231,7 +231,12 @@ int OnCertificate(git_cert* cert, int /*valid*/, const char* host, void* payload
   auto* cb = static_cast<Callbacks*>(payload);
   if (cert->cert_type != GIT_CERT_HOSTKEY_LIBSSH2) return GIT_PASSTHROUGH;  // libgit2's TLS check
   const auto& creds = cb->options->credentials;
-  if (!creds || creds->ssh_known_hosts_path.empty()) {
+  if (!creds) {
+    return cb->Fail(UnauthenticatedError(
+        "no credentials are configured for SSH host {}: SSH needs a private key and a known_hosts file "
+        "to check the host key", host));
+  }
+  if (creds->ssh_known_hosts_path.empty()) {
     return cb->Fail(PermissionDeniedError(
         "SSH needs a known_hosts file in the credentials to check the host key of {}", host));
   }
@@ -239,16 +244,20 @@ int OnCertificate(git_cert* cert, int /*valid*/, const char* host, void* payload
   if ((key->type & GIT_CERT_SSH_RAW) == 0) {
     return cb->Fail(PermissionDeniedError("libgit2 did not provide the SSH host key of {}", host));
   }
+  int port = cb->url->port.empty() ? 22 : std::stoi(cb->url->port);
   if (cb->known_hosts.empty()) {
     auto text = ReadFile(creds->ssh_known_hosts_path, 16 << 20);
-    if (!text.ok()) return cb->Fail(text.status().WithContext("read known_hosts"));
+    if (!text.ok()) {
+      return cb->Fail(PermissionDeniedError("cannot check the SSH host key of {}:{}: {}", host, port,
+                                            text.status().message()));
+    }
     cb->known_hosts = std::move(text).value();
   }
-  int port = cb->url->port.empty() ? 22 : std::stoi(cb->url->port);
   Status s = internal::CheckKnownHost(
       cb->known_hosts, host, port,
       std::string_view(key->hostkey, key->hostkey_len));
-  return s.ok() ? 0 : cb->Fail(std::move(s));
+  if (s.ok()) return 0;
+  return cb->Fail(PermissionDeniedError("{} (known_hosts file {})", s.message(), creds->ssh_known_hosts_path));
 }
 
 int OnTransferProgress(const git_indexer_progress*, void* payload) {
