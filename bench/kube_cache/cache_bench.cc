@@ -103,7 +103,7 @@ class StubClient final : public kube::Client {
   Result<Value> ApplyStatus(const Value&, const kube::ApplyOptions&) override { return UnimplementedError("stub"); }
   Result<Value> Replace(const Value&) override { return UnimplementedError("stub"); }
   Status Delete(const kube::ObjectRef&, const kube::DeleteOptions&) override { return UnimplementedError("stub"); }
-  Result<Value> Create(const Value&) override { return UnimplementedError("stub"); }
+  Result<Value> Create(const Value&, const kube::CreateOptions&) override { return UnimplementedError("stub"); }
   void InvalidateDiscovery() override {}
   Result<std::string> GetRaw(std::string_view) override { return UnimplementedError("stub"); }
   uint64_t request_count() const override { return 0; }
