@@ -126,7 +126,8 @@ http::Response BrowserLogin::Login(const http::Request& req) {
       }
       pending_.erase(oldest);
     }
-    pending_.emplace(request->state, Pending{.request = std::move(*request),
+    std::string state = request->state;  // before the request is moved into the entry
+    pending_.emplace(std::move(state), Pending{.request = std::move(*request),
                                              .return_to = SafeReturn(ret == query.end() ? "/" : ret->second),
                                              .started = now});
   }
