@@ -50,7 +50,8 @@ Status GitSources::Fetch(git::Repository& repo, std::chrono::steady_clock::time_
     std::lock_guard<std::mutex> resolved_lock(f->resolved_mu);  // refs may have moved
     f->resolved.clear();
   }
-  if (!s.ok()) return std::move(s).WithContext("fetch " + git::ScrubUrl(repo.url())).set_reason(kFetchFailed);
+  // The repository's error already says "fetch URL" (URLs carry no credentials: ValidateUrl).
+  if (!s.ok()) return std::move(s).set_reason(kFetchFailed);
   f->fetched = true;
   f->began = began;
   return OkStatus();
