@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "kube/cache.h"
+#include "test/fakes/unimplemented_kube_client.h"
 
 namespace gantry {
 namespace {
@@ -51,7 +52,7 @@ std::string ConfigMapJson(int i, int version, bool with_kind) {
 }
 
 // Serves one list (pages parsed as the HTTP client parses them) and then a fixed set of events.
-class StubClient final : public kube::Client {
+class StubClient final : public fakes::UnimplementedKubeClient {
  public:
   StubClient(int n, int events) {
     for (int start = 0; start < n; start += 500) {
@@ -98,15 +99,6 @@ class StubClient final : public kube::Client {
     while (!options.stop->load()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     return OkStatus();
   }
-  Result<Value> Get(const kube::ObjectRef&) override { return UnimplementedError("stub"); }
-  Result<Value> Apply(const Value&, const kube::ApplyOptions&) override { return UnimplementedError("stub"); }
-  Result<Value> ApplyStatus(const Value&, const kube::ApplyOptions&) override { return UnimplementedError("stub"); }
-  Result<Value> Replace(const Value&) override { return UnimplementedError("stub"); }
-  Status Delete(const kube::ObjectRef&, const kube::DeleteOptions&) override { return UnimplementedError("stub"); }
-  Result<Value> Create(const Value&, const kube::CreateOptions&) override { return UnimplementedError("stub"); }
-  void InvalidateDiscovery() override {}
-  Result<std::string> GetRaw(std::string_view) override { return UnimplementedError("stub"); }
-  uint64_t request_count() const override { return 0; }
 
   void Go() {
     go_ = true;

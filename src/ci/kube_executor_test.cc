@@ -11,6 +11,7 @@
 #include "ci/executor.h"
 #include "kube/kube.h"
 #include "test/fakes/kube_client.h"
+#include "test/fakes/unimplemented_kube_client.h"
 
 namespace gantry::ci {
 namespace {
@@ -126,7 +127,7 @@ TEST(KubernetesPodSpec, UntrustedStepsGoToTheUntrustedNamespace) {
 // A cluster whose step Pods run for a few polls, then terminate, and whose log endpoint serves the
 // lines of `log` from sinceTime on (whole seconds), cut to limitBytes, as the kubelet does. Records
 // the log requests.
-class LogOnlyClient final : public kube::Client {
+class LogOnlyClient final : public fakes::UnimplementedKubeClient {
  public:
   explicit LogOnlyClient(std::string log) : log_(std::move(log)) {}
   std::vector<std::string> log_requests() {
@@ -134,7 +135,6 @@ class LogOnlyClient final : public kube::Client {
     return log_requests_;
   }
 
-  Result<kube::ResourceInfo> Resolve(std::string_view, std::string_view) override { return UnimplementedError("fake"); }
   Result<Value> Get(const kube::ObjectRef&) override {
     if (++gets_ < 20) {
       return value::ParseJson(R"({"status":{"phase":"Running","containerStatuses":[{"state":{"running":{}}}]}})", "pod");
@@ -142,20 +142,9 @@ class LogOnlyClient final : public kube::Client {
     return value::ParseJson(R"({"status":{"phase":"Running","containerStatuses":[
         {"state":{"terminated":{"exitCode":0,"reason":"Completed"}}}]}})", "pod");
   }
-  Result<kube::ObjectList> List(std::string_view, std::string_view, std::string_view,
-                                const kube::ListOptions&) override {
-    return UnimplementedError("fake");
-  }
-  Result<Value> Apply(const Value&, const kube::ApplyOptions&) override { return UnimplementedError("fake"); }
-  Result<Value> ApplyStatus(const Value&, const kube::ApplyOptions&) override { return UnimplementedError("fake"); }
   Result<Value> Replace(const Value& object) override { return object; }
   Status Delete(const kube::ObjectRef&, const kube::DeleteOptions&) override { return OkStatus(); }
   Result<Value> Create(const Value& object, const kube::CreateOptions&) override { return object; }
-  Status Watch(std::string_view, std::string_view, std::string_view, const kube::WatchOptions&,
-               const kube::WatchHandler&) override {
-    return UnimplementedError("fake");
-  }
-  void InvalidateDiscovery() override {}
   Result<std::string> GetRaw(std::string_view path) override {
     MutexLock lock(mu_);
     log_requests_.emplace_back(path);
@@ -169,8 +158,6 @@ class LogOnlyClient final : public kube::Client {
     while (from < log_.size() && log_.compare(from, 19, since) < 0) from = log_.find('\n', from) + 1;
     return log_.substr(from, limit);
   }
-  uint64_t request_count() const override { return 0; }
-
  private:
   const std::string log_;
   std::atomic<int> gets_{0};
