@@ -1,12 +1,29 @@
 import {useCallback, useEffect, useRef, useState} from 'react';
 
-import {ApiError} from '../api/client';
+import {ApiError, type Client} from '../api/client';
+import {subscribe} from '../api/events';
 
 export interface Loaded<T> {
   data: T | null;
   error: Error | null;
   loading: boolean;
   reload: () => void;
+}
+
+// Calls `reload` 200 ms after the last of a burst of release or app events (a deploy sends many).
+export function useReloadOnDeliveryEvents(client: Client, reload: () => void): void {
+  useEffect(() => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stop = subscribe(client, (name) => {
+      if (name !== 'release' && name !== 'app') return;
+      clearTimeout(timer);
+      timer = setTimeout(reload, 200);
+    });
+    return () => {
+      clearTimeout(timer);
+      stop();
+    };
+  }, [client, reload]);
 }
 
 // Calls `load` on mount and whenever `deps` change; reload() calls it again keeping the data shown.

@@ -3,12 +3,11 @@
 // (POST /api/v1/apps/{app}/approve; the deploy is then resumed), and its apps' health. Release
 // and app events from the server reload it.
 
-import {useEffect, useState} from 'react';
+import {useState} from 'react';
 
 import type {Client} from '../api/client';
-import {subscribe} from '../api/events';
 import type {Environment, WaitingRelease} from '../api/contract';
-import {ErrorBox, short, time, useLoad} from '../components/common';
+import {ErrorBox, short, time, useLoad, useReloadOnDeliveryEvents} from '../components/common';
 import {healthClass} from '../components/ResourceGraph';
 import {Link} from '../router';
 
@@ -41,18 +40,7 @@ export function Environments({client}: {client: Client}) {
   const [notice, setNotice] = useState('');
   const [error, setError] = useState<Error | null>(null);
   const {reload} = envs;
-  useEffect(() => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const stop = subscribe(client, (name) => {
-      if (name !== 'release' && name !== 'app') return;
-      clearTimeout(timer);
-      timer = setTimeout(reload, 200);
-    });
-    return () => {
-      clearTimeout(timer);
-      stop();
-    };
-  }, [client, reload]);
+  useReloadOnDeliveryEvents(client, reload);
   const done = (msg: string, err?: Error) => {
     setError(err ?? null);
     setNotice(msg);

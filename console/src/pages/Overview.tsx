@@ -2,12 +2,11 @@
 // order; each cell what runs there (release, revisions), the latest release's state, how far
 // behind, push or pull. Release events from the server reload it.
 
-import {useEffect, useMemo, useState} from 'react';
+import {useMemo, useState} from 'react';
 
 import type {Client} from '../api/client';
-import {subscribe} from '../api/events';
 import type {Matrix, MatrixCell} from '../api/contract';
-import {ErrorBox, StateBadge, short, useLoad} from '../components/common';
+import {ErrorBox, StateBadge, short, useLoad, useReloadOnDeliveryEvents} from '../components/common';
 import {Link} from '../router';
 
 // Environments in promotion order, each with its clusters (sorted) as seen in any app's cells.
@@ -44,18 +43,7 @@ export function Overview({client}: {client: Client}) {
   const matrix = useLoad(() => client.matrix(), [client]);
   const [filter, setFilter] = useState('');
   const {reload} = matrix;
-  useEffect(() => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const stop = subscribe(client, (name) => {
-      if (name !== 'release' && name !== 'app') return;
-      clearTimeout(timer);
-      timer = setTimeout(reload, 200);
-    });
-    return () => {
-      clearTimeout(timer);
-      stop();
-    };
-  }, [client, reload]);
+  useReloadOnDeliveryEvents(client, reload);
   const m = matrix.data;
   const cols = useMemo(() => (m ? columns(m) : []), [m]);
   const apps = useMemo(() => {
