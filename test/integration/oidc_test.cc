@@ -414,23 +414,29 @@ TEST_F(OidcTest, ConsoleSignInThroughTheServerGivesATokenTheApiAccepts) {
   EXPECT_EQ(config.status, 200);
   EXPECT_THAT(config.body, HasSubstr(fmt::format(R"("issuer":"{}")", issuer_)));
 
-  // The console's link → the provider, with PKCE and a redirect back to this server.
-  auto start = gantry.Get("/auth/login?return=%2Fruns%2F7");
-  ASSERT_EQ(start.status, 302) << start.body;
-  const std::string authorize = start.headers["location"];
-  ASSERT_TRUE(authorize.starts_with(provider_.authorization_endpoint)) << authorize;
-  EXPECT_THAT(authorize, HasSubstr("code_challenge_method=S256"));
-  EXPECT_THAT(authorize, HasSubstr("redirect_uri=" + FormValue(base + "/auth/callback")));
-  auto r = idp.Get(authorize);
-  ASSERT_EQ(r.status, 302) << r.body;
-  std::string id = Find(r.headers["location"], "authRequestID=([^&]+)");
-  r = idp.Post("/login/username", fmt::format("id={}&username={}&password={}", id, FormValue(Op().Get("OIDC_DEV_USER")),
-                                              Op().Get("OIDC_DEV_PASSWORD")));
-  ASSERT_EQ(r.status, 302) << r.body;
-  r = idp.Get(r.headers["location"]);
-  ASSERT_EQ(r.status, 302) << r.body;
-  const std::string callback = r.headers["location"];
-  ASSERT_TRUE(callback.starts_with(base + "/auth/callback?")) << callback;
+  // The console's link → the provider, with PKCE and a redirect back to this server; the person
+  // signs in there. Returns the provider's redirect to /auth/callback ("" after a failed check).
+  auto sign_in = [&](const std::string& return_query) -> std::string {
+    auto start = gantry.Get("/auth/login?return=" + return_query);
+    EXPECT_EQ(start.status, 302) << start.body;
+    const std::string authorize = start.headers["location"];
+    EXPECT_TRUE(authorize.starts_with(provider_.authorization_endpoint)) << authorize;
+    EXPECT_THAT(authorize, HasSubstr("code_challenge_method=S256"));
+    EXPECT_THAT(authorize, HasSubstr("redirect_uri=" + FormValue(base + "/auth/callback")));
+    auto r = idp.Get(authorize);
+    EXPECT_EQ(r.status, 302) << r.body;
+    std::string id = Find(r.headers["location"], "authRequestID=([^&]+)");
+    r = idp.Post("/login/username", fmt::format("id={}&username={}&password={}", id,
+                                                FormValue(Op().Get("OIDC_DEV_USER")), Op().Get("OIDC_DEV_PASSWORD")));
+    EXPECT_EQ(r.status, 302) << r.body;
+    r = idp.Get(r.headers["location"]);
+    EXPECT_EQ(r.status, 302) << r.body;
+    std::string callback = r.headers["location"];
+    EXPECT_TRUE(callback.starts_with(base + "/auth/callback?")) << callback;
+    return callback.starts_with(base + "/auth/callback?") ? callback : "";
+  };
+  const std::string callback = sign_in("%2Fruns%2F7");
+  ASSERT_FALSE(callback.empty());
 
   auto done = gantry.Get(callback);
   ASSERT_EQ(done.status, 302) << done.body;
@@ -460,6 +466,15 @@ TEST_F(OidcTest, ConsoleSignInThroughTheServerGivesATokenTheApiAccepts) {
   auto denied = gantry.Get("/auth/callback?error=access_denied&error_description=user%20said%20no&state=x");
   EXPECT_EQ(denied.status, 400);
   EXPECT_THAT(denied.body, HasSubstr("refused the sign-in: access_denied (user said no)"));
+
+  // A return address off this server (another host, a scheme, a backslash trick) lands on "/".
+  for (std::string_view away : {"%2F%2Fevil.example%2F", "https%3A%2F%2Fevil.example%2F", "%2F%5Cevil.example"}) {
+    const std::string back = sign_in(std::string(away));
+    ASSERT_FALSE(back.empty()) << away;
+    auto landed = gantry.Get(back);
+    ASSERT_EQ(landed.status, 302) << landed.body;
+    EXPECT_TRUE(landed.headers["location"].ends_with("&return=/")) << away << " → " << landed.headers["location"];
+  }
 
   front.Stop();
 }
