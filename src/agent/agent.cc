@@ -100,7 +100,7 @@ class AgentImpl final : public Agent {
                                           .transform = [](const Value& v) { return v; }})) {
     options_.reconcile.home_namespace = options_.namespace_;
     for (const std::string& c : options_.git_credentials) {
-      // Malformed entries are refused by NewGitSource, which every real agent is built with.
+      // Malformed entries are refused by NewSource, which every real agent is built with.
       if (auto parsed = git::ParseCredentials(c); parsed.ok()) options_.reconcile.credentials.push_back(*parsed);
     }
     for (const git::Credentials& c : options_.git_repo_credentials) options_.reconcile.credentials.push_back(c);

@@ -61,7 +61,7 @@ inline constexpr std::string_view kReasonFetchFailed = render::kFetchFailed;  //
 // The rendered desired state of an Application at a commit (content_key is not used here).
 using Rendered = render::Rendered;
 
-// Where Applications' manifests come from. The real one is Git + render (NewGitSource); tests may
+// Where Applications' manifests come from. The real one is Git + render (NewSource); tests may
 // give their own. Thread-safe.
 class Source {
  public:
@@ -191,13 +191,16 @@ class Agent {
 // An agent over `client` and `source` (both must outlive it).
 Result<std::unique_ptr<Agent>> NewAgent(kube::Client& client, AgentOptions options, std::unique_ptr<Source> source);
 
-// The Source of a real agent: Git mirrors under options.cache_dir (credentials from
-// options.git_credentials and git_repo_credentials, bound to their host) and render::RenderGit with `render_options`
-// (binaries, sandbox, limits), cached by repository tree. Helm renders for `cluster` (when not
-// null; it must outlive the Source): the destination namespace is the release namespace, and
-// .Capabilities are the cluster's version and served APIs (kube::ReadCapabilities). InvalidArgument
-// for malformed credentials.
-Result<std::unique_ptr<Source>> NewGitSource(const AgentOptions& options, const render::Options& render_options,
+// The Source of a real agent, one per kind of spec.source (api::SourceKind), each application
+// served by the one of its kind:
+//   - Git: mirrors under options.cache_dir (credentials from options.git_credentials and
+//     git_repo_credentials, bound to their host) and render::RenderGit with `render_options`
+//     (binaries, sandbox, limits), cached by repository tree;
+//   - Helm repositories and OCI artifacts: Unimplemented, naming the source, until they are built.
+// Helm renders for `cluster` (when not null; it must outlive the Source): the destination namespace
+// is the release namespace, and .Capabilities are the cluster's version and served APIs
+// (kube::ReadCapabilities). InvalidArgument for malformed credentials.
+Result<std::unique_ptr<Source>> NewSource(const AgentOptions& options, const render::Options& render_options,
                                              kube::Client* cluster = nullptr);
 
 // Everything `gantry install` applies: the CRD, the namespace, the agent's ServiceAccount, RBAC and

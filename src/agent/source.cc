@@ -1,6 +1,7 @@
-// The agent's Source over Git: render::GitSources (mirrors under the cache directory, credentials
-// bound to their host, fetches shared by the applications of one repository), render::RenderGit
-// with a render cache shared by all applications, and the changed paths between two commits.
+// The agent's Source: a router to one Source per kind of spec.source. The Git one:
+// render::GitSources (mirrors under the cache directory, credentials bound to their host, fetches
+// shared by the applications of one repository), render::RenderGit with a render cache shared by
+// all applications, and the changed paths between two commits.
 
 #include <map>
 #include <memory>
@@ -171,10 +172,47 @@ class GitSource final : public Source {
   std::vector<std::pair<std::string, std::shared_ptr<const std::vector<std::string>>>> changed_ GUARDED_BY(mu_);
 };
 
+// Sends each application to the Source of its kind (api::SourceKind); a kind without one is
+// Unimplemented, naming the source.
+class Router final : public Source {
+ public:
+  explicit Router(std::unique_ptr<Source> git) : git_(std::move(git)) {}
+
+  Result<std::string> Resolve(const api::Application& app, SteadyClock::time_point fetch_after) override {
+    GANTRY_ASSIGN_OR_RETURN(Source * s, For(app));
+    return s->Resolve(app, fetch_after);
+  }
+  Result<bool> MayDiffer(const api::Application& app, std::string_view from, std::string_view to) override {
+    GANTRY_ASSIGN_OR_RETURN(Source * s, For(app));
+    return s->MayDiffer(app, from, to);
+  }
+  Result<Rendered> Render(const api::Application& app, std::string_view commit) override {
+    GANTRY_ASSIGN_OR_RETURN(Source * s, For(app));
+    return s->Render(app, commit);
+  }
+  uint64_t renders() const override { return git_->renders(); }
+
+ private:
+  Result<Source*> For(const api::Application& app) {
+    switch (app.source.kind()) {
+      case api::SourceKind::kGit:
+        return git_.get();
+      case api::SourceKind::kHelm:
+        return UnimplementedError("chart {} from {}: Helm repository sources are not supported yet",
+                                  app.source.chart, app.source.repo_url);
+      case api::SourceKind::kOci:
+        return UnimplementedError("{}: OCI artifact sources are not supported yet", app.source.repo_url);
+    }
+    return InternalError("unknown source kind");
+  }
+
+  std::unique_ptr<Source> git_;
+};
+
 }  // namespace
 
-Result<std::unique_ptr<Source>> NewGitSource(const AgentOptions& options, const render::Options& render_options,
-                                             kube::Client* cluster) {
+Result<std::unique_ptr<Source>> NewSource(const AgentOptions& options, const render::Options& render_options,
+                                          kube::Client* cluster) {
   render::GitSourcesOptions so{.mirrors_dir = std::filesystem::path(options.cache_dir) / "git",
                                .allow_file = options.allow_file_repos};
   for (const std::string& c : options.git_credentials) {
@@ -182,7 +220,8 @@ Result<std::unique_ptr<Source>> NewGitSource(const AgentOptions& options, const 
     so.credentials.push_back(std::move(parsed));
   }
   for (const git::Credentials& c : options.git_repo_credentials) so.credentials.push_back(c);
-  return std::unique_ptr<Source>(std::make_unique<GitSource>(std::move(so), render_options, cluster));
+  return std::unique_ptr<Source>(
+      std::make_unique<Router>(std::make_unique<GitSource>(std::move(so), render_options, cluster)));
 }
 
 }  // namespace gantry::agent

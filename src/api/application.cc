@@ -136,6 +136,7 @@ spec:
                 properties:
                   repoURL: {type: string, minLength: 1}
                   targetRevision: {type: string}
+                  chart: {type: string}
                   path: {type: string}
                   renderer: {type: string, enum: ["", plain, kustomize, helm]}
                   kustomize:
@@ -195,6 +196,12 @@ spec:
 
 }  // namespace
 
+SourceKind Source::kind() const {
+  if (!chart.empty()) return SourceKind::kHelm;
+  if (repo_url.starts_with("oci://")) return SourceKind::kOci;
+  return SourceKind::kGit;
+}
+
 bool SyncPolicy::HasOption(std::string_view option) const {
   for (const auto& o : sync_options) {
     if (o == option) return true;
@@ -233,6 +240,7 @@ Result<Application> ParseApplication(const Value& object) {
   if (source) f.Require(!s.repo_url.empty(), "spec.source.repoURL", "is required");
   s.target_revision = f.String(source, "targetRevision", "spec.source.targetRevision", "HEAD");
   if (s.target_revision.empty()) s.target_revision = "HEAD";
+  s.chart = f.String(source, "chart", "spec.source.chart");
   s.path = f.String(source, "path", "spec.source.path", ".");
   if (s.path.empty()) s.path = ".";
   // The paths whose changes a render may see (Argo CD's manifest-generate-paths): ';'-separated,

@@ -18,10 +18,21 @@ inline constexpr char kGroup[] = "gantry.dev";
 inline constexpr char kApiVersion[] = "gantry.dev/v1alpha1";
 inline constexpr char kKind[] = "Application";
 
+// Where an application's manifests come from, by spec.source (as Argo CD reads it):
+//   kGit:  repoURL is a Git repository, targetRevision a branch, tag or commit, path a directory;
+//   kHelm: `chart` is set: repoURL is a Helm repository (https://..., its index.yaml) or an OCI
+//          repository (oci://host/path, the chart at oci://host/path/CHART), targetRevision the
+//          chart version or a semver constraint;
+//   kOci:  repoURL is oci://host/repo without `chart`: an OCI artifact holding a directory of
+//          manifests (Flux's OCIRepository, Argo CD 3.1's oci:// sources), targetRevision a tag or
+//          a digest, path a directory inside it.
+enum class SourceKind { kGit, kHelm, kOci };
+
 struct Source {
   std::string repo_url;
   std::string target_revision = "HEAD";
   std::string path = ".";
+  std::string chart;  // spec.source.chart: a chart in a Helm or OCI repository (SourceKind::kHelm)
   std::string renderer;  // "" (auto), "plain", "kustomize", "helm"
   std::vector<std::string> kustomize_images;  // "name=newName:tag" overrides
   std::string helm_release_name;              // default: the application's name
@@ -32,6 +43,8 @@ struct Source {
   // gantry.dev/manifest-generate-paths (or Argo CD's); empty: unknown (a plain render reads only
   // its path; Kustomize and Helm may read anything).
   std::vector<std::string> generate_paths;
+
+  SourceKind kind() const;
 };
 
 struct RetryPolicy {

@@ -130,7 +130,7 @@ Status RunAgent(const AgentCommandOptions& o, const Deps& deps) {
   options.namespace_ = o.cluster.namespace_;
   options.lease_namespace = config.namespace_;
   options.reconcile.cluster_server = config.server;
-  GANTRY_ASSIGN_OR_RETURN(auto source, agent::NewGitSource(options, o.render, client.get()));
+  GANTRY_ASSIGN_OR_RETURN(auto source, agent::NewSource(options, o.render, client.get()));
   GANTRY_ASSIGN_OR_RETURN(auto a, agent::NewAgent(*client, std::move(options), std::move(source)));
   g_running = a.get();
   ::signal(SIGINT, OnSignal);

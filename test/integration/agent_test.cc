@@ -132,7 +132,7 @@ spec:
     // As `gantry agent` builds it: Helm renders for this cluster.
     render::Options ro;
     ro.helm_binary = testenv::ToolsDir() + "/helm";
-    auto source = NewGitSource(o, ro, client_);
+    auto source = NewSource(o, ro, client_);
     GANTRY_CHECK(source.ok());
     auto agent = NewAgent(*client_, o, *std::move(source));
     GANTRY_CHECK(agent.ok());
@@ -348,7 +348,7 @@ TEST_F(AgentTest, PushWebhookTriggersARefreshAtOnce) {
     opts.listen = "127.0.0.1:0";
     opts.webhook_secret = "s3cret";
     opts.git_credentials = {fmt::format("{}={}:{}", creds_.host, creds_.username, creds_.password)};
-    auto source = NewGitSource(opts, {});
+    auto source = NewSource(opts, {});
     GANTRY_CHECK(source.ok());
     auto a = NewAgent(*client_, opts, *std::move(source));
     GANTRY_CHECK(a.ok());
@@ -428,7 +428,7 @@ TEST_F(AgentTest, WebhookListenerServesTlsAndMetricsHaveAListenerOfTheirOwn) {
   opts.tls_key_file = key;
   opts.metrics_listen = "127.0.0.1:0";
   opts.webhook_secret = "s3cret";
-  auto source = NewGitSource(opts, {});
+  auto source = NewSource(opts, {});
   ASSERT_TRUE(source.ok());
   auto a = NewAgent(*client_, opts, *std::move(source));
   ASSERT_TRUE(a.ok()) << a.status().ToString();

@@ -505,7 +505,7 @@ spec:
   ao.lease_name = "";
   ao.git_credentials = {fmt::format("{}={}:{}", creds.host, creds.username, creds.password)};
   ao.reconcile.health_timeout = 60s;
-  auto source = agent::NewGitSource(ao, {});
+  auto source = agent::NewSource(ao, {});
   ASSERT_TRUE(source.ok());
   auto agent = agent::NewAgent(*staging, ao, *std::move(source));
   ASSERT_TRUE(agent.ok());

@@ -261,7 +261,7 @@ TEST_F(GitSshTest, AnAgentRendersFromAnSshRepositoryThroughItsRepositorySecret) 
 
   agent::AgentOptions options{.cache_dir = cache_.path() + "/agent"};
   options.git_repo_credentials.push_back(*creds);
-  auto source = agent::NewGitSource(options, {});
+  auto source = agent::NewSource(options, {});
   ASSERT_TRUE(source.ok()) << source.status().ToString();
   api::Application app{.name = "over-ssh", .namespace_ = "gantry-system"};
   app.source = {.repo_url = remote.url, .target_revision = "main", .path = "app"};

@@ -157,7 +157,7 @@ spec:
     o.lease_name = "";
     o.git_credentials = {fmt::format("{}={}:{}", creds_.host, creds_.username, creds_.password)};
     o.reconcile.health_timeout = 30s;
-    auto source = agent::NewGitSource(o, {});
+    auto source = agent::NewSource(o, {});
     GANTRY_CHECK(source.ok());
     auto a = agent::NewAgent(*client_, o, *std::move(source));
     GANTRY_CHECK(a.ok());
