@@ -129,8 +129,12 @@ class OciSource final : public Source {
 Result<std::unique_ptr<Source>> NewOciSource(oci::RegistryOptions registry, std::filesystem::path cache_dir,
                                              render::Options render_options, kube::Client* cluster) {
   GANTRY_ASSIGN_OR_RETURN(std::unique_ptr<oci::Registry> client, oci::NewHttpRegistry(std::move(registry)));
-  return std::unique_ptr<Source>(
-      std::make_unique<OciSource>(std::move(client), std::move(cache_dir), std::move(render_options), cluster));
+  return NewOciSource(std::move(client), std::move(cache_dir), std::move(render_options), cluster);
+}
+
+std::unique_ptr<Source> NewOciSource(std::unique_ptr<oci::Registry> registry, std::filesystem::path cache_dir,
+                                     render::Options render_options, kube::Client* cluster) {
+  return std::make_unique<OciSource>(std::move(registry), std::move(cache_dir), std::move(render_options), cluster);
 }
 
 }  // namespace gantry::agent::internal

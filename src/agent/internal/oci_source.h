@@ -21,5 +21,8 @@ namespace gantry::agent::internal {
 // InvalidArgument when the registry options are (an unreadable Docker config, a missing CA file).
 Result<std::unique_ptr<Source>> NewOciSource(oci::RegistryOptions registry, std::filesystem::path cache_dir,
                                              render::Options render_options, kube::Client* cluster);
+// Over a given registry client (tests).
+std::unique_ptr<Source> NewOciSource(std::unique_ptr<oci::Registry> registry, std::filesystem::path cache_dir,
+                                     render::Options render_options, kube::Client* cluster);
 
 }  // namespace gantry::agent::internal
