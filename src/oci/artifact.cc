@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include <chrono>
 #include <system_error>
 #include <utility>
 
@@ -36,6 +37,19 @@ class TempDir {
   explicit TempDir(fs::path p) : path_(std::move(p)) {}
   fs::path path_;
 };
+
+// Removes the temp directories of pulls that began over an hour ago under `cache_dir` (a process
+// killed mid-extraction leaves one; no pull takes that long).
+void RemoveStalePulls(const fs::path& cache_dir) {
+  std::error_code ec;
+  auto cutoff = fs::file_time_type::clock::now() - std::chrono::hours(1);
+  for (fs::directory_iterator it(cache_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code e;
+    if (it->path().filename().string().starts_with(".pull-") && fs::last_write_time(it->path(), e) < cutoff && !e) {
+      fs::remove_all(it->path(), e);
+    }
+  }
+}
 
 fs::path SystemTemp() {
   std::error_code ec;
@@ -216,6 +230,7 @@ Result<fs::path> PullArtifact(Registry& registry, const Reference& repo, std::st
                                   limits.max_total_bytes);
   }
 
+  RemoveStalePulls(cache_dir);
   GANTRY_ASSIGN_OR_RETURN(TempDir tmp, TempDir::Make(cache_dir, ".pull-"));
   GANTRY_ASSIGN_OR_RETURN(Layout layout, Layout::Open(tmp.path() / "layout", true));
   GANTRY_ASSIGN_OR_RETURN(std::unique_ptr<BlobWriter> writer, layout.NewBlob());

@@ -19,7 +19,8 @@
 // layer, verifies both against their digests, and extracts the layer with oci::ExtractLayer (never
 // outside the directory; limits on entries and bytes) into a cache directory named by the
 // manifest digest. Extraction goes into a temp directory renamed into place when complete, so a
-// crash never leaves a half directory that a later pull trusts.
+// crash never leaves a half directory that a later pull trusts (the next pull removes temp
+// directories over an hour old). Old digests stay in the cache: nothing removes them yet.
 //
 // Thread-safety: free functions; concurrent pulls of one digest into one cache are safe (the
 // first rename wins, the others use its directory).

@@ -205,7 +205,14 @@ TEST_F(PullTest, PushThenPullExtractsOnceIntoTheDigestsDirectory) {
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(*again, *digest);
 
+  // What a pull killed mid-extraction left: removed once it is an hour old, never trusted.
+  fs::create_directories(tmp_ / "cache" / ".pull-killed" / "content");
+  fs::create_directories(tmp_ / "cache" / ".pull-running");
+  fs::last_write_time(tmp_ / "cache" / ".pull-killed", fs::file_time_type::clock::now() - std::chrono::hours(2));
   auto dir = PullArtifact(registry_, Ref(), *digest, tmp_ / "cache");
+  EXPECT_FALSE(fs::exists(tmp_ / "cache" / ".pull-killed"));
+  ASSERT_TRUE(fs::exists(tmp_ / "cache" / ".pull-running"));
+  fs::remove(tmp_ / "cache" / ".pull-running");
   ASSERT_TRUE(dir.ok()) << dir.status().ToString();
   EXPECT_EQ(*dir, tmp_ / "cache" / digest->substr(7));
   EXPECT_TRUE(fs::exists(*dir / "app" / "deploy.yaml"));
