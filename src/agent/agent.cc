@@ -104,6 +104,8 @@ class AgentImpl final : public Agent {
       if (auto parsed = git::ParseCredentials(c); parsed.ok()) options_.reconcile.credentials.push_back(*parsed);
     }
     for (const git::Credentials& c : options_.git_repo_credentials) options_.reconcile.credentials.push_back(c);
+    // An unreadable Docker config is refused by NewSource too.
+    if (auto hosts = oci::CredentialHosts(options_.registry); hosts.ok()) options_.reconcile.registry_credentials = *hosts;
     // A change to a managed object by anyone re-queues its application (drift within a second).
     objects_->OnChange([this](kube::EventType, const Value& object) { OnManagedChange(object); });
     metrics_.render_sandbox.Set(options_.render_sandbox ? 1 : 0);

@@ -45,6 +45,7 @@
 #include "git/git.h"
 #include "kube/cache.h"
 #include "kube/kube.h"
+#include "oci/registry.h"
 #include "project/project.h"
 #include "render/git_sources.h"
 #include "render/render.h"
@@ -95,6 +96,10 @@ struct ReconcileOptions {
   // host (credentials: ["git.example.com"]); otherwise it is refused, never fetched anonymously
   // from a mirror another project's credentials filled.
   std::vector<git::Credentials> credentials;
+  // The registry hosts the agent holds credentials for (oci::CredentialHosts of
+  // AgentOptions::registry): an oci:// Application of such a host must have it in its project's
+  // credentials (credentials: ["ghcr.io"]), as for Git.
+  std::vector<std::string> registry_credentials;
   std::chrono::milliseconds health_timeout{std::chrono::minutes(5)};
   int history_limit = 10;
   int parallelism = 16;
@@ -173,6 +178,9 @@ struct AgentOptions {
   // Credentials read from repository Secrets (git::ReadRepositorySecret: SSH keys, passwords),
   // bound to their URL's host like git_credentials.
   std::vector<git::Credentials> git_repo_credentials;
+  // Registries of oci:// sources: credentials (each bound to its host), Docker config, CA, hosts
+  // reached over plain HTTP. Pulled artifacts are kept under cache_dir/oci by manifest digest.
+  oci::RegistryOptions registry;
   ReconcileOptions reconcile;
 };
 
@@ -196,10 +204,12 @@ Result<std::unique_ptr<Agent>> NewAgent(kube::Client& client, AgentOptions optio
 //   - Git: mirrors under options.cache_dir (credentials from options.git_credentials and
 //     git_repo_credentials, bound to their host) and render::RenderGit with `render_options`
 //     (binaries, sandbox, limits), cached by repository tree;
-//   - Helm repositories and OCI artifacts: Unimplemented, naming the source, until they are built.
+//   - OCI artifacts: options.registry, pulled under options.cache_dir/oci by manifest digest,
+//     rendered as Git paths are (internal/oci_source.h);
+//   - Helm repositories: Unimplemented, naming the source, until they are built.
 // Helm renders for `cluster` (when not null; it must outlive the Source): the destination namespace
 // is the release namespace, and .Capabilities are the cluster's version and served APIs
-// (kube::ReadCapabilities). InvalidArgument for malformed credentials.
+// (kube::ReadCapabilities). InvalidArgument for malformed credentials or registry options.
 Result<std::unique_ptr<Source>> NewSource(const AgentOptions& options, const render::Options& render_options,
                                              kube::Client* cluster = nullptr);
 

@@ -8,6 +8,7 @@
 
 #include "agent/agent.h"
 #include "base/log.h"
+#include "oci/artifact.h"
 
 namespace gantry::agent {
 namespace {
@@ -134,7 +135,15 @@ class Pass {
       GANTRY_RETURN_IF_ERROR(project::CheckAppNamespace(project_, app_.namespace_));
     }
     GANTRY_RETURN_IF_ERROR(project::CheckSourceRepo(project_, app_.source.repo_url));
-    if (auto credential = git::CredentialsFor(options_.credentials, app_.source.repo_url)) {
+    if (app_.source.kind() == api::SourceKind::kOci) {
+      // A registry the agent holds a credential for: only for projects that list it.
+      auto ref = oci::ArtifactReference(app_.source.repo_url, app_.source.target_revision);
+      std::string host = ref.ok() ? oci::RegistryHost(ref->registry) : "";
+      if (std::find(options_.registry_credentials.begin(), options_.registry_credentials.end(), host) !=
+          options_.registry_credentials.end()) {
+        GANTRY_RETURN_IF_ERROR(project::CheckCredential(project_, host));
+      }
+    } else if (auto credential = git::CredentialsFor(options_.credentials, app_.source.repo_url)) {
       GANTRY_RETURN_IF_ERROR(project::CheckCredential(project_, credential->host));
     }
     GANTRY_RETURN_IF_ERROR(project::CheckDestination(project_, options_.cluster_server, options_.cluster_name,

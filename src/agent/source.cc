@@ -1,4 +1,5 @@
-// The agent's Source: a router to one Source per kind of spec.source. The Git one:
+// The agent's Source: a router to one Source per kind of spec.source (OCI artifacts: oci_source.cc).
+// The Git one:
 // render::GitSources (mirrors under the cache directory, credentials bound to their host, fetches
 // shared by the applications of one repository), render::RenderGit with a render cache shared by
 // all applications, and the changed paths between two commits.
@@ -7,6 +8,7 @@
 #include <memory>
 
 #include "agent/agent.h"
+#include "agent/internal/oci_source.h"
 #include "base/mutex.h"
 #include "git/git.h"
 #include "kube/kube.h"
@@ -176,7 +178,7 @@ class GitSource final : public Source {
 // Unimplemented, naming the source.
 class Router final : public Source {
  public:
-  explicit Router(std::unique_ptr<Source> git) : git_(std::move(git)) {}
+  Router(std::unique_ptr<Source> git, std::unique_ptr<Source> oci) : git_(std::move(git)), oci_(std::move(oci)) {}
 
   Result<std::string> Resolve(const api::Application& app, SteadyClock::time_point fetch_after) override {
     GANTRY_ASSIGN_OR_RETURN(Source * s, For(app));
@@ -190,7 +192,7 @@ class Router final : public Source {
     GANTRY_ASSIGN_OR_RETURN(Source * s, For(app));
     return s->Render(app, commit);
   }
-  uint64_t renders() const override { return git_->renders(); }
+  uint64_t renders() const override { return git_->renders() + oci_->renders(); }
 
  private:
   Result<Source*> For(const api::Application& app) {
@@ -201,12 +203,13 @@ class Router final : public Source {
         return UnimplementedError("chart {} from {}: Helm repository sources are not supported yet",
                                   app.source.chart, app.source.repo_url);
       case api::SourceKind::kOci:
-        return UnimplementedError("{}: OCI artifact sources are not supported yet", app.source.repo_url);
+        return oci_.get();
     }
     return InternalError("unknown source kind");
   }
 
   std::unique_ptr<Source> git_;
+  std::unique_ptr<Source> oci_;
 };
 
 }  // namespace
@@ -220,8 +223,11 @@ Result<std::unique_ptr<Source>> NewSource(const AgentOptions& options, const ren
     so.credentials.push_back(std::move(parsed));
   }
   for (const git::Credentials& c : options.git_repo_credentials) so.credentials.push_back(c);
-  return std::unique_ptr<Source>(
-      std::make_unique<Router>(std::make_unique<GitSource>(std::move(so), render_options, cluster)));
+  GANTRY_ASSIGN_OR_RETURN(std::unique_ptr<Source> oci,
+                          internal::NewOciSource(options.registry, std::filesystem::path(options.cache_dir) / "oci",
+                                                 render_options, cluster));
+  return std::unique_ptr<Source>(std::make_unique<Router>(
+      std::make_unique<GitSource>(std::move(so), render_options, cluster), std::move(oci)));
 }
 
 }  // namespace gantry::agent

@@ -70,6 +70,7 @@ struct AgentFlags {
   bool no_render_sandbox = false;
   std::vector<std::string> git_repo_secrets;  // directories (mounted repository Secrets)
   std::string ssh_known_hosts;
+  std::vector<std::string> registry_credentials_env;  // variables holding host=user:password
 };
 
 struct AgentCommandOptions {
@@ -80,7 +81,7 @@ struct AgentCommandOptions {
 
 // Usage errors: malformed durations, an --interval under 1s, a secret's variable that is not set
 // or does not hold host=user:password, a --git-repo-secret directory git::ReadRepositorySecret
-// refuses.
+// refuses, a --registry-credentials-env variable that is not set or malformed.
 Result<AgentCommandOptions> Validate(const AgentFlags& f) {
   AgentCommandOptions o{.cluster = f.cluster, .agent = f.options};
   auto interval = ParseDuration(f.interval);
@@ -107,6 +108,13 @@ Result<AgentCommandOptions> Validate(const AgentFlags& f) {
     auto c = git::ReadRepositorySecret(dir, f.ssh_known_hosts);
     if (!c.ok()) return c.status().WithContext("--git-repo-secret");
     o.agent.git_repo_credentials.push_back(*std::move(c));
+  }
+  for (const auto& env : f.registry_credentials_env) {
+    const char* v = std::getenv(env.c_str());
+    if (v == nullptr) return InvalidArgumentError("--registry-credentials-env {}: the variable is not set", env);
+    auto c = git::ParseCredentials(v);
+    if (!c.ok()) return c.status().WithContext("--registry-credentials-env " + env);
+    o.agent.registry.credentials.push_back({.host = c->host, .username = c->username, .password = c->password});
   }
   o.agent.cache_dir = CacheDir(o.agent.cache_dir).string();
   o.render.kustomize_binary = f.kustomize;
@@ -238,6 +246,16 @@ void AddAgentCommand(CLI::App& app, const Deps& deps, int& exit_code) {
                   "username/password), bound to its url's host (repeatable)");
   cmd->add_option("--ssh-known-hosts", f->ssh_known_hosts,
                   "known_hosts file SSH host keys are checked against (required for SSH repository secrets)");
+  cmd->add_option("--registry-credentials-env", f->registry_credentials_env,
+                  "Environment variable holding host=user:password for a registry of oci:// sources, sent only to "
+                  "that host (repeatable)");
+  cmd->add_option("--registry-config", f->options.registry.docker_config,
+                  "Docker config.json with registry credentials (default $DOCKER_CONFIG/config.json or "
+                  "~/.docker/config.json; \"none\" to read none)");
+  cmd->add_option("--registry-ca-file", f->options.registry.ca_file, "PEM CA bundle for registries");
+  cmd->add_option("--insecure-registry", f->options.registry.insecure_http_hosts,
+                  "Registry host[:port] reached over plain HTTP (repeatable; loopback hosts fall back to HTTP "
+                  "by themselves)");
   cmd->add_option("--kustomize-binary", f->kustomize,
                   "kustomize to run (default: $GANTRY_KUSTOMIZE, else PATH, else the tool cache)");
   cmd->add_option("--helm-binary", f->helm, "helm to run (default: $GANTRY_HELM, else PATH, else the tool cache)");

@@ -483,5 +483,25 @@ TEST_F(CommandTest, ImageRegistryCommandsRefuseBadReferencesAsUsage) {
   EXPECT_EQ(inspect.code, 3);
 }
 
+TEST_F(CommandTest, PushArtifactRefusesBadInputAsUsageBeforeContactingTheRegistry) {
+  fs::create_directories(dir_ / "manifests");
+  std::ofstream(dir_ / "manifests" / "cm.yaml") << "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n";
+  const std::string dir = (dir_ / "manifests").string();
+  Outcome digest = Run({"push", "artifact", dir, "oci://registry.test/cfg@sha256:" + std::string(64, 'a')});
+  EXPECT_EQ(digest.code, 2);
+  EXPECT_THAT(digest.err, HasSubstr("push to a tag"));
+  Outcome type = Run({"push", "artifact", dir, "oci://registry.test/cfg:v1", "--layer-media-type", "zip"});
+  EXPECT_EQ(type.code, 2);
+  Outcome annotation = Run({"push", "artifact", dir, "oci://registry.test/cfg:v1", "--annotation", "novalue"});
+  EXPECT_EQ(annotation.code, 2);
+  EXPECT_THAT(annotation.err, HasSubstr("--annotation \"novalue\": want key=value"));
+  Outcome missing = Run({"push", "artifact", (dir_ / "none").string(), "oci://registry.test/cfg:v1"});
+  EXPECT_EQ(missing.code, 2);
+  fs::create_symlink("cm.yaml", dir_ / "manifests" / "link.yaml");
+  Outcome link = Run({"push", "artifact", dir, "oci://registry.test/cfg:v1"});
+  EXPECT_EQ(link.code, 2) << link.err;
+  EXPECT_THAT(link.err, HasSubstr("link.yaml: a symlink"));
+}
+
 }  // namespace
 }  // namespace gantry::cli

@@ -34,24 +34,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct RegistryFlags {
-  std::string registry_config;
-  std::string ca_file;
-  std::vector<std::string> insecure_http;
-  std::string username;
-  bool password_stdin = false;
-};
-
-void AddRegistryFlags(CLI::App* cmd, RegistryFlags& f) {
-  cmd->add_option("--registry-config", f.registry_config,
-                  "Docker config.json with credentials (default $DOCKER_CONFIG/config.json or "
-                  "~/.docker/config.json; \"none\" to read none)");
-  cmd->add_option("--ca-file", f.ca_file, "PEM CA bundle to verify the registry with");
-  cmd->add_option("--insecure-http", f.insecure_http, "Reach this host[:port] over plain HTTP (repeatable)");
-  cmd->add_option("--username", f.username, "Registry user name (with --password-stdin)");
-  cmd->add_flag("--password-stdin", f.password_stdin, "Read the registry password from stdin");
-}
-
 // Prints the error to deps.err and returns `code`: kExitUsage for bad input (references, flags,
 // the registry options), kExitFailed when `latest` finds no tag, kExitError otherwise.
 int Fail(const Deps& deps, const Status& s, int code = kExitError) {
@@ -63,25 +45,6 @@ fs::path UploadStateDir() {
   if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return fs::path(x) / "gantry" / "uploads";
   const char* home = std::getenv("HOME");
   return fs::path(home ? home : "/tmp") / ".cache" / "gantry" / "uploads";
-}
-
-// flags → options; the --username/--password-stdin credentials are bound to `host`.
-Result<std::unique_ptr<oci::Registry>> OpenRegistry(const RegistryFlags& f, const std::string& host) {
-  oci::RegistryOptions options;
-  options.docker_config = f.registry_config;
-  options.ca_file = f.ca_file;
-  options.insecure_http_hosts = f.insecure_http;
-  options.upload_state_dir = UploadStateDir();
-  if (f.password_stdin != !f.username.empty())
-    return InvalidArgumentError("--username and --password-stdin go together");
-  if (f.password_stdin) {
-    std::string password;
-    std::getline(std::cin, password);
-    while (!password.empty() && (password.back() == '\r' || password.back() == '\n')) password.pop_back();
-    if (password.empty()) return InvalidArgumentError("--password-stdin: no password on stdin");
-    options.credentials.push_back({host, f.username, password});
-  }
-  return oci::NewHttpRegistry(std::move(options));
 }
 
 // A BlobWriter into memory, for small blobs (configs) that are only looked at.
@@ -270,6 +233,34 @@ int RunInspect(const std::string& target, bool json, const RegistryFlags& f, con
 }
 
 }  // namespace
+
+void AddRegistryFlags(CLI::App* cmd, RegistryFlags& f) {
+  cmd->add_option("--registry-config", f.registry_config,
+                  "Docker config.json with credentials (default $DOCKER_CONFIG/config.json or "
+                  "~/.docker/config.json; \"none\" to read none)");
+  cmd->add_option("--ca-file", f.ca_file, "PEM CA bundle to verify the registry with");
+  cmd->add_option("--insecure-http", f.insecure_http, "Reach this host[:port] over plain HTTP (repeatable)");
+  cmd->add_option("--username", f.username, "Registry user name (with --password-stdin)");
+  cmd->add_flag("--password-stdin", f.password_stdin, "Read the registry password from stdin");
+}
+
+Result<std::unique_ptr<oci::Registry>> OpenRegistry(const RegistryFlags& f, const std::string& host) {
+  oci::RegistryOptions options;
+  options.docker_config = f.registry_config;
+  options.ca_file = f.ca_file;
+  options.insecure_http_hosts = f.insecure_http;
+  options.upload_state_dir = UploadStateDir();
+  if (f.password_stdin != !f.username.empty())
+    return InvalidArgumentError("--username and --password-stdin go together");
+  if (f.password_stdin) {
+    std::string password;
+    std::getline(std::cin, password);
+    while (!password.empty() && (password.back() == '\r' || password.back() == '\n')) password.pop_back();
+    if (password.empty()) return InvalidArgumentError("--password-stdin: no password on stdin");
+    options.credentials.push_back({host, f.username, password});
+  }
+  return oci::NewHttpRegistry(std::move(options));
+}
 
 void AddImageRegistryCommands(CLI::App& image, const Deps& deps, int& exit_code) {
   struct Flags {

@@ -6,14 +6,19 @@
 
 #include "cli/state.h"
 #include "git/git.h"
+#include "oci/artifact.h"
 
 namespace gantry::cli {
 
 void AddSourceFlags(CLI::App* cmd, SourceFlags& f) {
   cmd->add_option("path", f.path, "Directory or file of manifests (with --repo: the path in the repository)");
-  cmd->add_option("--repo", f.repo, "Git repository URL to render from (https://, ssh://, git@host:path)");
-  cmd->add_option("--revision", f.revision, "Branch, tag, commit or semver range (with --repo; default HEAD)");
-  cmd->add_option("--cache-dir", f.cache_dir, "Where Git mirrors are kept")->envname("GANTRY_CACHE");
+  cmd->add_option("--repo", f.repo,
+                  "Git repository URL to render from (https://, ssh://, git@host:path), or an OCI artifact "
+                  "(oci://host/repository, as gantry push artifact and flux push artifact publish)");
+  cmd->add_option("--revision", f.revision,
+                  "Branch, tag, commit or semver range (with --repo; default HEAD); for oci://, a tag or sha256 "
+                  "digest (default latest)");
+  cmd->add_option("--cache-dir", f.cache_dir, "Where Git mirrors and pulled artifacts are kept")->envname("GANTRY_CACHE");
   cmd->add_flag("--allow-file-repo", f.allow_file_repo, "Accept file:// repository URLs");
   cmd->add_option("--git-username", f.git_username,
                   "User for HTTPS Git; the password or token is read from GANTRY_GIT_PASSWORD");
@@ -35,6 +40,27 @@ void AddSourceFlags(CLI::App* cmd, SourceFlags& f) {
                   "Helm release namespace (default: the destination namespace, -n; for render: default)");
   cmd->add_option("-f,--values", f.value_files, "Helm values file (inside the repository)");
   cmd->add_option("--set", f.helm_set, "Helm value, key=value");
+  cmd->add_option("--registry-config", f.registry_config,
+                  "With an oci:// --repo: Docker config.json with registry credentials (default "
+                  "$DOCKER_CONFIG/config.json or ~/.docker/config.json)");
+  cmd->add_option("--registry-ca-file", f.registry_ca_file, "With an oci:// --repo: PEM CA bundle for the registry");
+  cmd->add_option("--insecure-registry", f.insecure_registries,
+                  "With an oci:// --repo: registry host[:port] reached over plain HTTP (repeatable)");
+}
+
+// An oci:// source: the tag resolved to its digest, the artifact pulled under the cache (once per
+// digest) and `path` rendered inside it.
+Result<Loaded> LoadArtifact(const SourceFlags& f, const render::Options& o) {
+  GANTRY_ASSIGN_OR_RETURN(oci::Reference ref, oci::ArtifactReference(f.repo, f.revision));
+  oci::RegistryOptions ro{.docker_config = f.registry_config, .ca_file = f.registry_ca_file,
+                          .insecure_http_hosts = f.insecure_registries};
+  GANTRY_ASSIGN_OR_RETURN(std::unique_ptr<oci::Registry> registry, oci::NewHttpRegistry(std::move(ro)));
+  GANTRY_ASSIGN_OR_RETURN(std::string digest, oci::ResolveArtifact(*registry, ref));
+  GANTRY_ASSIGN_OR_RETURN(std::filesystem::path dir, oci::PullArtifact(*registry, ref, digest, CacheDir(f.cache_dir) / "oci"));
+  std::string path = f.path.empty() ? "." : f.path;
+  auto manifests = render::Render(render::Source{dir, path}, o);
+  if (!manifests.ok()) return manifests.status().WithContext(fmt::format("render {} of {}@{}", path, f.repo, digest));
+  return Loaded{*std::move(manifests), digest};
 }
 
 // A local path's repository is the enclosing Git work tree (so kustomize bases in ../ work and
@@ -79,6 +105,7 @@ Result<Loaded> LoadSource(const SourceFlags& f, const Destination* destination) 
     GANTRY_ASSIGN_OR_RETURN(out.manifests, render::Render(LocalSource(f.path), o));
     return out;
   }
+  if (f.repo.starts_with("oci://")) return LoadArtifact(f, o);
   render::GitSources sources(
       GitSourcesOptionsFor(f.cache_dir, f.repo, f.git_username, f.allow_file_repo, f.ssh_key, f.ssh_known_hosts));
   GANTRY_ASSIGN_OR_RETURN(auto repo, sources.Open(f.repo));

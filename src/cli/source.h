@@ -1,7 +1,8 @@
 #pragma once
 // The flags every command that reads manifests shares (render, validate, diff, sync), and loading
-// them: a local directory (PATH) or a Git repository (--repo URL --revision REV --path P), rendered
-// as plain YAML, Kustomize or Helm.
+// them: a local directory (PATH), a Git repository (--repo URL --revision REV --path P) or an OCI
+// artifact (--repo oci://host/repository --revision TAG|DIGEST --path P, pulled under the cache
+// directory by manifest digest), rendered as plain YAML, Kustomize or Helm.
 
 #include <memory>
 #include <string>
@@ -21,9 +22,9 @@ namespace gantry::cli {
 
 struct SourceFlags {
   std::string path;      // local directory or file; with --repo, the path inside the repository
-  std::string repo;      // Git URL
-  std::string revision = "HEAD";
-  std::string cache_dir;  // Git mirrors (default: $GANTRY_CACHE or ~/.cache/gantry)
+  std::string repo;      // Git URL, or oci://host/repository
+  std::string revision = "HEAD";  // for oci://: a tag or digest; HEAD means latest
+  std::string cache_dir;  // Git mirrors and artifacts (default: $GANTRY_CACHE or ~/.cache/gantry)
   bool allow_file_repo = false;
   std::string git_username;  // with GANTRY_GIT_PASSWORD (never a flag: it would show in ps)
   std::string ssh_key;         // private key file for ssh:// and scp-like --repo URLs
@@ -37,6 +38,10 @@ struct SourceFlags {
   std::string helm_namespace;
   std::vector<std::string> value_files;
   std::vector<std::string> helm_set;
+  // Registries of oci:// sources; credentials from the Docker config.
+  std::string registry_config;
+  std::string registry_ca_file;
+  std::vector<std::string> insecure_registries;
 };
 
 // Adds the flags; `path_required` makes PATH a required positional unless --repo is given.
@@ -44,7 +49,7 @@ void AddSourceFlags(CLI::App* cmd, SourceFlags& flags);
 
 struct Loaded {
   std::vector<render::Manifest> manifests;
-  std::string revision;  // the commit, for Git sources
+  std::string revision;  // the commit, for Git sources; the manifest digest, for OCI artifacts
 };
 
 // InvalidArgument (a usage error) when the flags name no source: neither PATH nor --repo.

@@ -48,6 +48,10 @@ Result<std::vector<std::string>> DestinationParts(std::string_view dest) {
 bool Excluded(const std::vector<std::string>& patterns, const std::string& rel) {
   std::string_view base = std::string_view(rel).substr(rel.rfind('/') + 1);
   for (const auto& p : patterns) {
+    if (p.starts_with('/')) {
+      if (::fnmatch(p.c_str() + 1, rel.c_str(), 0) == 0) return true;
+      continue;
+    }
     if (::fnmatch(p.c_str(), rel.c_str(), 0) == 0) return true;
     if (p.find('/') == std::string::npos && ::fnmatch(p.c_str(), std::string(base).c_str(), 0) == 0) return true;
   }
@@ -60,6 +64,10 @@ Status Walk(const fs::path& host, const std::string& name, const std::string& re
   if (S_ISSOCK(st.st_mode)) return OkStatus();  // nothing to archive
   if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode)) {
     return InvalidArgumentError("{}: a device or fifo cannot go into a layer", host.string());
+  }
+  if (S_ISLNK(st.st_mode) && spec.refuse_symlinks) {
+    return InvalidArgumentError("{}: a symlink cannot go into this layer (copy the file, or exclude the link)",
+                                host.string());
   }
   if (!name.empty()) items.push_back({name, host, st});
   if (!S_ISDIR(st.st_mode)) return OkStatus();

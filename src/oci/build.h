@@ -50,9 +50,13 @@ struct LayerSpec {
   // Absolute path in the image: "/app", "/usr/local/bin/tool", "/". No ".." components.
   std::string destination = "/";
   // Glob patterns (fnmatch, '*' also matches '/') over the path relative to source, e.g.
-  // "node_modules", "*.log", "build/*"; a pattern without '/' also matches any base name. An
-  // excluded directory is skipped with everything under it.
+  // "node_modules", "*.log", "build/*"; a pattern without '/' also matches any base name, one
+  // that starts with '/' only the path from source ("/vendor": vendor at the top, not a/vendor).
+  // An excluded directory is skipped with everything under it.
   std::vector<std::string> excludes;
+  // A symlink in source is InvalidArgument naming it, instead of being stored as a link (artifacts
+  // of manifests, whose readers may not follow links).
+  bool refuse_symlinks = false;
 };
 
 enum class Compression { kGzip, kZstd };

@@ -1,0 +1,140 @@
+// The agent's Source of OCI artifacts (api::SourceKind::kOci): Resolve is one HEAD of the tag (or
+// the pinned digest as is), Render pulls the artifact into the cache by its manifest digest once
+// (oci::PullArtifact) and renders the application's path in it, cached by that digest.
+
+#include "agent/internal/oci_source.h"
+
+#include <map>
+
+#include "base/mutex.h"
+#include "oci/artifact.h"
+
+namespace gantry::agent::internal {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+class OciSource final : public Source {
+ public:
+  OciSource(std::unique_ptr<oci::Registry> registry, std::filesystem::path cache_dir, render::Options base,
+            kube::Client* cluster)
+      : registry_(std::move(registry)), cache_dir_(std::move(cache_dir)), cache_(kRenderCacheBytes),
+        base_(std::move(base)), cluster_(cluster) {}
+
+  Result<std::string> Resolve(const api::Application& app, SteadyClock::time_point fetch_after) override {
+    GANTRY_ASSIGN_OR_RETURN(oci::Reference ref, Reference(app));
+    if (!ref.digest.empty()) return ref.digest;  // pinned: nothing to ask
+    const std::string key = ref.ToString();
+    {
+      MutexLock lock(mu_);
+      auto it = resolved_.find(key);
+      // One HEAD serves every application of the tag that asked before it began.
+      if (it != resolved_.end() && (fetch_after == SteadyClock::time_point{} || it->second.began >= fetch_after)) {
+        return it->second.digest;
+      }
+    }
+    SteadyClock::time_point began = SteadyClock::now();
+    auto digest = oci::ResolveArtifact(*registry_, ref);
+    if (!digest.ok()) return Status(digest.status()).set_reason(kReasonFetchFailed);
+    MutexLock lock(mu_);
+    Resolved& r = resolved_[key];
+    if (began >= r.began) r = {began, *digest};
+    return *digest;
+  }
+
+  // An artifact is immutable: the same digest renders the same objects, any other may not.
+  Result<bool> MayDiffer(const api::Application&, std::string_view from, std::string_view to) override {
+    return from != to;
+  }
+
+  Result<Rendered> Render(const api::Application& app, std::string_view digest) override {
+    GANTRY_ASSIGN_OR_RETURN(oci::Reference ref, Reference(app));
+    auto dir = oci::PullArtifact(*registry_, ref, digest, cache_dir_);
+    if (!dir.ok()) return Status(dir.status()).set_reason(kReasonFetchFailed);
+    const api::Source& s = app.source;
+    render::Options o = base_;
+    o.renderer = render::ParseRenderer(s.renderer).value_or(render::Renderer::kAuto);
+    o.kustomize.images = s.kustomize_images;
+    o.helm.release_name = s.helm_release_name;
+    o.helm.namespace_ = app.destination_namespace;
+    o.helm.value_files = s.helm_value_files;
+    o.helm.values = s.helm_values;
+    o.helm.include_crds = s.helm_include_crds;
+    if (cluster_ != nullptr) {
+      GANTRY_ASSIGN_OR_RETURN(kube::Capabilities caps, Capabilities());
+      o.helm.kube_version = std::move(caps.kube_version);
+      o.helm.api_versions = std::move(caps.api_versions);
+    }
+    size_t misses = cache_.stats().misses;
+    auto manifests = render::Render(render::Source{*dir, s.path}, o, &cache_, digest);
+    if (!manifests.ok()) {
+      return manifests.status().WithContext(fmt::format("render {} of {}", s.path, ref.ToString()));
+    }
+    if (cache_.stats().misses != misses) ++renders_;
+    Rendered out;
+    out.commit = std::string(digest);
+    out.objects.reserve(manifests->size());
+    for (auto& m : *manifests) out.objects.push_back(std::move(m.object));
+    return out;
+  }
+
+  uint64_t renders() const override { return renders_.load(); }
+
+ private:
+  static constexpr size_t kRenderCacheBytes = 4u << 20;  // as GitSource's
+
+  struct Resolved {
+    SteadyClock::time_point began;
+    std::string digest;
+  };
+
+  static Result<oci::Reference> Reference(const api::Application& app) {
+    auto ref = oci::ArtifactReference(app.source.repo_url, app.source.target_revision);
+    if (!ref.ok()) return Status(ref.status()).set_reason(kReasonFetchFailed);
+    return ref;
+  }
+
+  // The cluster's Capabilities for Helm: its version read again every kVersionTtl, its APIs from
+  // the client's discovery cache each time (as GitSource does).
+  Result<kube::Capabilities> Capabilities() {
+    static constexpr auto kVersionTtl = std::chrono::minutes(10);
+    std::string known;
+    {
+      MutexLock lock(mu_);
+      if (SteadyClock::now() - version_read_ < kVersionTtl) known = kube_version_;
+    }
+    GANTRY_ASSIGN_OR_RETURN(kube::Capabilities caps, kube::ReadCapabilities(*cluster_, known));
+    if (known.empty()) {
+      MutexLock lock(mu_);
+      kube_version_ = caps.kube_version;
+      version_read_ = SteadyClock::now();
+    }
+    return caps;
+  }
+
+  std::unique_ptr<oci::Registry> registry_;
+  const std::filesystem::path cache_dir_;
+  render::RenderCache cache_;
+  render::Options base_;
+  kube::Client* const cluster_;
+  std::atomic<uint64_t> renders_{0};
+  Mutex mu_;
+  std::map<std::string, Resolved> resolved_ GUARDED_BY(mu_);  // by reference (registry/repository:tag)
+  std::string kube_version_ GUARDED_BY(mu_);
+  SteadyClock::time_point version_read_ GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Source>> NewOciSource(oci::RegistryOptions registry, std::filesystem::path cache_dir,
+                                             render::Options render_options, kube::Client* cluster) {
+  GANTRY_ASSIGN_OR_RETURN(std::unique_ptr<oci::Registry> client, oci::NewHttpRegistry(std::move(registry)));
+  return NewOciSource(std::move(client), std::move(cache_dir), std::move(render_options), cluster);
+}
+
+std::unique_ptr<Source> NewOciSource(std::unique_ptr<oci::Registry> registry, std::filesystem::path cache_dir,
+                                     render::Options render_options, kube::Client* cluster) {
+  return std::make_unique<OciSource>(std::move(registry), std::move(cache_dir), std::move(render_options), cluster);
+}
+
+}  // namespace gantry::agent::internal
