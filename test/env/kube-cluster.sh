@@ -10,6 +10,8 @@
 #       with a real node also REAL_NODE, PAUSE_IMAGE, BUSYBOX_IMAGE (pushed to the registry given,
 #       which must serve plain HTTP on 127.0.0.1), then READY=1
 #   kube-cluster.sh stop RUN_DIR
+#   kube-cluster.sh expose RUN_DIR PORT   with a real node: Pods reach the host's 127.0.0.1:PORT (a
+#                                          test server) at REAL_NODE_IP:PORT; prints ADDRESS=IP:PORT
 #   kube-cluster.sh up NAME [--nodes N]   start a named cluster for a person at a shell; prints the
 #                                          kubeconfig path (state in $GANTRY_STATE/clusters/NAME)
 #   kube-cluster.sh down NAME
@@ -175,6 +177,7 @@ case ${1:-} in
   start) [[ $# -ge 2 ]] || { echo "usage: $0 start RUN_DIR [--name N] [--nodes N]" >&2; exit 2; }
          run=$2; shift 2; start "$run" "$@" ;;
   stop) [[ $# -ge 2 ]] || { echo "usage: $0 stop RUN_DIR" >&2; exit 2; }; stop_all "$2" ;;
+  expose) [[ $# -ge 3 ]] || { echo "usage: $0 expose RUN_DIR PORT" >&2; exit 2; }; real_node_expose "$2" "$3" ;;
   up)
     [[ $# -ge 2 ]] || { echo "usage: $0 up NAME [--nodes N]" >&2; exit 2; }
     name=$2; shift 2; dir=$STATE/clusters/$name

@@ -10,7 +10,10 @@
 #   network     a bridge gn-XXXXXXXX with a free 10.2xx.yy.0/24 (bridge + host-local + portmap +
 #               loopback); the bridge's address .1 is the node's InternalIP and the kubelet's
 #               listen address (never 0.0.0.0: nothing outside the machine reaches it); Pods reach
-#               each other and the node there, but not servers on 127.0.0.1 (use hostNetwork);
+#               each other and the node there. There is no kube-proxy: the `kubernetes` Service
+#               (10.96.0.1:443) is DNATed to the apiserver on 127.0.0.1 (route_localnet on the
+#               bridge only), so in-cluster clients work; `kube-cluster.sh expose DIR PORT` does
+#               the same for a test server on 127.0.0.1:PORT, reached by Pods at REAL_NODE_IP:PORT;
 #   cgroups     cgroup v1 (failCgroupV1: false) under /gantry-node-XXXXXXXX in every hierarchy;
 #   kubelet     root dir, Pod logs, its serving certificate and its client certificate
 #               (system:node:real-node-0) signed by the cluster's CA.
@@ -19,7 +22,8 @@
 # the bridge, the cgroups and the kubelet's links in /var/log/containers.
 #
 # Needs root (or the same capabilities: mounts, network namespaces, cgroups) and the Debian
-# packages containerd, runc and containernetworking-plugins (scripts/setup installs them).
+# packages containerd, runc, containernetworking-plugins, busybox-static and iptables (scripts/setup
+# installs them).
 
 REAL_NODE_NAME=real-node-0
 
@@ -55,8 +59,26 @@ node_images() {
     --output "oci:$ctx/layout:busybox" --push "$BUSYBOX_IMAGE" --insecure-registry "$registry" >/dev/null
 }
 
+# dnat RUN FROM_IP FROM_PORT TO_PORT: Pods' connections to FROM_IP:FROM_PORT go to 127.0.0.1:TO_PORT.
+# Each rule carries the node's comment, by which the cleanup finds it.
+dnat() {
+  local run=$1 ip=$2 port=$3 to=$4 id bridge
+  id=$(sed -n 's/^ID=//p' "$run/node/identity"); bridge=$(sed -n 's/^BRIDGE=//p' "$run/node/identity")
+  iptables -w -t nat -A PREROUTING -i "$bridge" -d "$ip" -p tcp --dport "$port" \
+    -m comment --comment "gantry-node-$id" -j DNAT --to-destination "127.0.0.1:$to"
+}
+
+# real_node_expose RUN PORT: Pods reach the host's 127.0.0.1:PORT at the node's address, same port.
+real_node_expose() {
+  local run=$1 port=$2 ip
+  [[ -f $run/node/identity ]] || { echo "kube-cluster.sh: $run has no real node" >&2; return 2; }
+  ip=$(sed -n 's/^REAL_NODE_IP=//p' "$run/node/identity")
+  dnat "$run" "$ip" "$port" "$port"
+  echo "ADDRESS=$ip:$port"
+}
+
 # real_node_start RUN NAME API_URL PKI REGISTRY: starts containerd and the kubelet; waits until the
-# node is Ready. Prints REAL_NODE, PAUSE_IMAGE, BUSYBOX_IMAGE.
+# node is Ready. Prints REAL_NODE, REAL_NODE_IP, PAUSE_IMAGE, BUSYBOX_IMAGE.
 real_node_start() {
   local run=$1 name=$2 api_url=$3 pki=$4 registry=$5
   local node=$run/node id subnet bridge cg s kport hport
@@ -75,7 +97,7 @@ real_node_start() {
   bridge=gn-$id
   cg=/gantry-node-$id
   # The cleanup knows what to remove from these, whatever happens to this shell.
-  printf 'ID=%s\nBRIDGE=%s\nCGROUP=%s\n' "$id" "$bridge" "$cg" > "$node/identity"
+  printf 'ID=%s\nBRIDGE=%s\nCGROUP=%s\nREAL_NODE_IP=%s\n' "$id" "$bridge" "$cg" "$subnet.1" > "$node/identity"
   cp "$TESTENV_DIR/real-node-cleanup.sh" "$run/cleanup"; chmod +x "$run/cleanup"
 
   node_images "$run" "$registry" || return 1
@@ -84,6 +106,10 @@ real_node_start() {
   ip link add "$bridge" type bridge
   ip addr add "$subnet.1/24" dev "$bridge"
   ip link set "$bridge" up
+  # The kubernetes Service without kube-proxy: DNAT to the apiserver on loopback, which the kernel
+  # allows for packets from this bridge once route_localnet is on (for this bridge only).
+  sysctl -qw "net.ipv4.conf.$bridge.route_localnet=1"
+  dnat "$run" 10.96.0.1 443 "${api_url##*:}"
   mkdir -p "$node/cni" "$node/certs.d/$registry"
   cat > "$node/cni/10-gantry.conflist" <<EOF
 {"cniVersion": "1.0.0", "name": "gantry-$id", "plugins": [
@@ -205,6 +231,7 @@ EOF
   wait_for 120 "node $REAL_NODE_NAME Ready" node_ready "$REAL_NODE_NAME" ||
     die_with_log "$run" kubelet "the real node did not become Ready"
   echo "REAL_NODE=$REAL_NODE_NAME"
+  echo "REAL_NODE_IP=$subnet.1"
   echo "PAUSE_IMAGE=$PAUSE_IMAGE"
   echo "BUSYBOX_IMAGE=$BUSYBOX_IMAGE"
 }
