@@ -6,15 +6,20 @@
 //     by reference, OOMKilled, timeout deleting the Pod;
 //   - health: Gantry's assessment agrees with what the kubelet does (a readiness probe that fails
 //     keeps a Deployment Progressing, then Degraded past its deadline; a crash-looping Pod is
-//     Degraded with the reason).
+//     Degraded with the reason);
+//   - the pull agent in the cluster: `gantry install` runs the image deploy/build-image.sh builds on
+//     the real node; it syncs from the test Git server through pod networking, its readiness
+//     probe is served, and deleting the leader's Pod hands the Lease to the other replica.
 // The node is tainted gantry.dev/real-node; every Pod here tolerates it and selects type=real.
 
+#include <fstream>
 #include <random>
 #include <thread>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "base/process.h"
 #include "ci/executor.h"
 #include "health/health.h"
 #include "kube/kube.h"
@@ -244,6 +249,87 @@ TEST_F(RealNodeTest, HealthAgreesWithTheKubeletOnProbesAndCrashLoops) {
   auto crasher = client_->Get({"apps/v1", "Deployment", ns_, "crasher"});
   ASSERT_TRUE(crasher.ok()) << crasher.status().ToString();
   EXPECT_EQ(health::Assess(&*crasher).status, health::HealthStatus::kProgressing) << health::Assess(&*crasher).message;
+}
+
+std::string Binary() {
+  const char* b = std::getenv("GANTRY_BINARY");
+  return b != nullptr ? b : "gantry";
+}
+
+// Commits `content` as cm.yaml to the repository at `bare` (a path) through a clone in `work`.
+void CommitConfigMap(const std::string& bare, const std::string& work, const std::string& value) {
+  ProcessOptions po{.inherit_env = true};
+  po.env = {{"GIT_AUTHOR_NAME", "t"}, {"GIT_AUTHOR_EMAIL", "t@example.com"}, {"GIT_COMMITTER_NAME", "t"},
+            {"GIT_COMMITTER_EMAIL", "t@example.com"}};
+  if (!std::filesystem::exists(work + "/.git")) {
+    auto r = RunChecked({"git", "clone", "-q", "file://" + bare, work}, po);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+  }
+  std::ofstream(work + "/cm.yaml") << "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-git}\ndata: {v: \""
+                                   << value << "\"}\n";
+  for (std::vector<std::string> argv : {std::vector<std::string>{"git", "-C", work, "add", "cm.yaml"},
+                                        {"git", "-C", work, "commit", "-qm", "v" + value},
+                                        {"git", "-C", work, "push", "-q", "origin", "HEAD:main"}}) {
+    auto r = RunChecked(argv, po);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+  }
+}
+
+TEST_F(RealNodeTest, TheAgentRunsInTheClusterSyncsOverPodNetworkingAndHandsOverItsLease) {
+  testenv::Server& git = testenv::Shared("git-server.sh", {"--anonymous"});
+  ASSERT_TRUE(git.Command("create", {"apps"}).ok());
+  testenv::ScopedTempDir tmp;
+  ASSERT_NO_FATAL_FAILURE(CommitConfigMap(git.Get("GIT_ROOT") + "/apps.git", tmp.path() + "/work", "1"));
+  // Pods reach the Git server (on the host's 127.0.0.1) at the node's address.
+  std::string git_port = git.Get("GIT_URL").substr(git.Get("GIT_URL").rfind(':') + 1);
+  auto exposed = cluster_->Command("expose", {git_port});
+  ASSERT_TRUE(exposed.ok()) << exposed.status().ToString();
+  std::string git_address = testenv::ParseValues(*exposed).at("ADDRESS");
+
+  // The agent's image, as deploy/build-image.sh builds it, pushed to the test registry.
+  std::string registry = testenv::Shared("registry.sh").Get("REGISTRY_HOST");
+  std::string image = registry + "/gantry-test/gantry:agent";
+  auto built = RunChecked({testenv::ScriptDir() + "/../../deploy/build-image.sh", Binary(),
+                                 "oci:" + tmp.path() + "/layout:agent", "--push", image, "--insecure-registry", registry},
+                                {.inherit_env = true, .timeout = std::chrono::minutes(5)});
+  ASSERT_TRUE(built.ok()) << built.status().ToString();
+  auto installed = RunChecked({Binary(), "install", "--kubeconfig", cluster_->Get("KUBECONFIG"), "--image", image,
+                                     "--node-selector", "type=real", "--tolerate", "gantry.dev/real-node",
+                                     "--agent-arg=--interval=3s"},
+                                    {.inherit_env = true, .timeout = std::chrono::minutes(2)});
+  ASSERT_TRUE(installed.ok()) << installed.status().ToString();
+  // Both replicas Ready: the kubelet's readiness probe got /healthz from each.
+  auto agents = WaitFor(
+      {"apps/v1", "Deployment", "gantry-system", "gantry-agent"},
+      [](const Value& d) {
+        const Value* ready = d.Find({"status", "readyReplicas"});
+        return ready != nullptr && ready->AsInt() == 2;
+      },
+      240);
+  ASSERT_TRUE(agents);
+
+  std::string app = R"({"apiVersion":"gantry.dev/v1alpha1","kind":"Application","metadata":{"name":"from-git","namespace":"gantry-system"},"spec":{"source":{"repoURL":"http://)" +
+                    git_address + R"(/apps.git","path":"."},"destination":{"namespace":")" + ns_ +
+                    R"("},"syncPolicy":{"automated":{"prune":true}}}})";
+  auto created = client_->Create(value::ParseJson(app).value());
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  auto value_is = [](const std::string& want) {
+    return [want](const Value& cm) { return Text(cm.Find({"data", "v"})) == want; };
+  };
+  ASSERT_TRUE(WaitFor({"v1", "ConfigMap", ns_, "from-git"}, value_is("1"), 120));
+
+  // The leader's Pod goes; the other replica takes the Lease (released on SIGTERM) and follows Git.
+  auto lease = client_->Get({"coordination.k8s.io/v1", "Lease", "gantry-system", "gantry-agent"});
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  std::string leader = Text(lease->Find({"spec", "holderIdentity"}));
+  std::string leader_pod = leader.substr(0, leader.rfind('-'));
+  ASSERT_TRUE(client_->Delete({"v1", "Pod", "gantry-system", leader_pod}).ok()) << leader;
+  ASSERT_NO_FATAL_FAILURE(CommitConfigMap(git.Get("GIT_ROOT") + "/apps.git", tmp.path() + "/work", "2"));
+  ASSERT_TRUE(WaitFor({"v1", "ConfigMap", ns_, "from-git"}, value_is("2"), 120));
+  auto after = client_->Get({"coordination.k8s.io/v1", "Lease", "gantry-system", "gantry-agent"});
+  ASSERT_TRUE(after.ok());
+  EXPECT_NE(Text(after->Find({"spec", "holderIdentity"})), leader);
+  (void)client_->Delete({"gantry.dev/v1alpha1", "Application", "gantry-system", "from-git"});
 }
 
 }  // namespace
