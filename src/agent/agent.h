@@ -211,10 +211,18 @@ Result<std::unique_ptr<Agent>> NewAgent(kube::Client& client, AgentOptions optio
 // is the release namespace, and .Capabilities are the cluster's version and served APIs
 // (kube::ReadCapabilities). InvalidArgument for malformed credentials or registry options.
 Result<std::unique_ptr<Source>> NewSource(const AgentOptions& options, const render::Options& render_options,
-                                             kube::Client* cluster = nullptr);
+                                          kube::Client* cluster = nullptr);
+
+// Where and how `gantry install` runs the agent, beyond its image.
+struct InstallPlacement {
+  std::map<std::string, std::string> node_selector;  // the Pods' nodeSelector
+  std::vector<std::string> tolerate_taints;           // taint keys tolerated (operator Exists)
+  std::vector<std::string> extra_args;                // appended to `gantry agent ...`
+};
 
 // Everything `gantry install` applies: the CRD, the namespace, the agent's ServiceAccount, RBAC and
-// Deployment running `image`.
-std::vector<value::Value> InstallManifests(const std::string& namespace_, const std::string& image);
+// Deployment running `image`, placed as `placement` says.
+std::vector<value::Value> InstallManifests(const std::string& namespace_, const std::string& image,
+                                           const InstallPlacement& placement = {});
 
 }  // namespace gantry::agent

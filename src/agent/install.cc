@@ -11,7 +11,7 @@ using value::Value;
 
 }  // namespace
 
-std::vector<Value> InstallManifests(const std::string& ns, const std::string& image) {
+std::vector<Value> InstallManifests(const std::string& ns, const std::string& image, const InstallPlacement& placement) {
   std::vector<Value> out;
   out.push_back(api::ApplicationCrd());
   out.push_back(project::ProjectCrd());
@@ -93,6 +93,24 @@ spec:
         env: [{{name: GANTRY_CACHE, value: /var/cache/gantry}}]
       volumes: [{{name: cache, emptyDir: {{}}}}]
 )", fmt::arg("ns", ns), fmt::arg("image", image))));
+  Value* pod = out.back().MutableGet("spec")->MutableGet("template")->MutableGet("spec");
+  if (!placement.node_selector.empty()) {
+    Value selector = Value::Map();
+    for (const auto& [k, v] : placement.node_selector) selector.Set(k, v);
+    pod->Set("nodeSelector", selector);
+  }
+  if (!placement.tolerate_taints.empty()) {
+    Value tolerations = Value::Seq();
+    for (const std::string& key : placement.tolerate_taints) {
+      Value t = Value::Map();
+      t.Set("key", key);
+      t.Set("operator", "Exists");
+      tolerations.Append(t);
+    }
+    pod->Set("tolerations", tolerations);
+  }
+  Value* args = pod->MutableGet("containers")->MutableAt(0)->MutableGet("args");
+  for (const std::string& a : placement.extra_args) args->Append(a);
   return out;
 }
 

@@ -127,6 +127,10 @@ struct KubernetesExecutorOptions {
   // created when missing, with a NetworkPolicy denying all ingress and egress of its Pods.
   std::string untrusted_namespace;
   int64_t run_as_user = 1000;  // uid, gid and fsGroup of every step; never 0
+  // Where step Pods may run: the Pod's nodeSelector, and tolerations of these taint keys (operator
+  // Exists, any effect), for clusters that keep CI on its own nodes.
+  std::map<std::string, std::string> node_selector;
+  std::vector<std::string> tolerate_taints;
   uint64_t max_log_bytes = 16ull << 20;  // of a step's log forwarded; the rest is dropped, with a note
   Clock* clock = nullptr;  // polls, the step's timeout and duration; nullptr: SystemClock()
 };
@@ -143,7 +147,8 @@ struct KubernetesExecutorOptions {
 //   - the Pod: the step's argv as `command` (never through a shell it did not name), the image,
 //     labels app.kubernetes.io/managed-by=gantry, gantry.dev/run, gantry.dev/step, gantry.dev/pod
 //     (annotations keep the unabridged names), restartPolicy Never, no service-account token,
-//     activeDeadlineSeconds = timeout, `limits.memory` as the memory limit; hardened: runAsNonRoot
+//     activeDeadlineSeconds = timeout, terminationGracePeriodSeconds 5, `limits.memory` as the memory
+//     limit, options' nodeSelector and tolerations; hardened: runAsNonRoot
 //     as run_as_user, no privilege escalation, every capability dropped, the RuntimeDefault seccomp
 //     profile and a read-only root file system, with emptyDirs at /workspace and /tmp.
 // The Secret and NetworkPolicy are owned by the Pod (garbage-collected with it if Gantry dies).

@@ -456,6 +456,9 @@ Value KubernetesPodSpec(const StepRequest& r, const std::string& pod_name, const
   Value spec = Map({{"restartPolicy", "Never"},
                     {"automountServiceAccountToken", false},
                     {"enableServiceLinks", false},
+                    // A step is deleted only when it timed out or was cancelled: SIGTERM, then
+                    // SIGKILL 5 s later, not the default 30 s of a step ignoring SIGTERM.
+                    {"terminationGracePeriodSeconds", 5},
                     {"activeDeadlineSeconds", std::max<int64_t>(1, (r.timeout.count() + 999) / 1000)},
                     {"securityContext", Map({{"runAsNonRoot", true},
                                              {"runAsUser", uid},
@@ -466,6 +469,16 @@ Value KubernetesPodSpec(const StepRequest& r, const std::string& pod_name, const
                     {"volumes", Seq({Map({{"name", "workspace"}, {"emptyDir", Value::Map()}}),
                                      Map({{"name", "tmp"}, {"emptyDir", Value::Map()}})})}});
   if (!options.service_account.empty()) spec.Set("serviceAccountName", options.service_account);
+  if (!options.node_selector.empty()) {
+    Value selector = Value::Map();
+    for (const auto& [k, v] : options.node_selector) selector.Set(k, v);
+    spec.Set("nodeSelector", selector);
+  }
+  if (!options.tolerate_taints.empty()) {
+    Value tolerations = Value::Seq();
+    for (const auto& key : options.tolerate_taints) tolerations.Append(Map({{"key", key}, {"operator", "Exists"}}));
+    spec.Set("tolerations", tolerations);
+  }
   return Map({{"apiVersion", "v1"},
               {"kind", "Pod"},
               {"metadata", Metadata(r, pod_name, pod_name, StepNamespace(r, options))},

@@ -31,11 +31,21 @@ struct InstallOptions {
   bool print = false;
   std::string ns = "gantry-system";
   std::string image = "ghcr.io/gantry-dev/gantry:latest";
+  std::vector<std::string> node_selector;  // KEY=VALUE
+  agent::InstallPlacement placement;
 };
 
 // Prints the manifests (--print) or applies them, naming each; a refused apply is kReasonFailed.
 Status RunInstall(const InstallOptions& o, const Deps& deps) {
-  auto manifests = agent::InstallManifests(o.ns, o.image);
+  agent::InstallPlacement placement = o.placement;
+  for (const std::string& kv : o.node_selector) {
+    size_t eq = kv.find('=');
+    if (eq == 0 || eq == std::string::npos) {
+      return InvalidArgumentError("--node-selector {:?}: want KEY=VALUE (a node label)", kv);
+    }
+    placement.node_selector[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  auto manifests = agent::InstallManifests(o.ns, o.image, placement);
   if (o.print) {
     for (const auto& m : manifests) fmt::print(deps.out, "---\n{}", value::ToYaml(m));
     return OkStatus();
@@ -208,6 +218,11 @@ void AddInstallCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_flag("--print", o->print, "Print the manifests instead of applying them");
   cmd->add_option("--agent-namespace", o->ns, "Namespace of the agent (default gantry-system)");
   cmd->add_option("--image", o->image, "Image of the agent");
+  cmd->add_option("--node-selector", o->node_selector, "KEY=VALUE label the agent's nodes must carry; repeatable");
+  cmd->add_option("--tolerate", o->placement.tolerate_taints,
+                  "A taint key the agent's Pods tolerate (operator Exists, any effect); repeatable");
+  cmd->add_option("--agent-arg", o->placement.extra_args,
+                  "An argument added to the agent's command line (e.g. --interval=30s); repeatable");
   cmd->callback([o, &deps, &exit_code] { exit_code = Report(RunInstall(*o, deps), deps.err); });
 }
 

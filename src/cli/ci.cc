@@ -28,12 +28,18 @@ void AddExecutorFlags(CLI::App* cmd, ExecutorFlags& f) {
   cmd->add_option("--context", f.context, "Kube executor: kubeconfig context (default the current one)");
   cmd->add_option("--namespace", f.namespace_, "Kube executor: namespace of the step Pods (default the context's)");
   cmd->add_option("--image", f.image, "Kube executor: image of steps without image: (default debian:bookworm-slim)");
+  cmd->add_option("--node-selector", f.node_selector,
+                  "Kube executor: KEY=VALUE label step Pods' nodes must carry (their nodeSelector); repeatable");
+  cmd->add_option("--tolerate", f.tolerate,
+                  "Kube executor: a taint key step Pods tolerate (operator Exists, any effect); repeatable");
 }
 
 Status ValidateExecutorFlags(const ExecutorFlags& f) {
   if (f.kind == "process") {
-    if (!f.kubeconfig.empty() || !f.context.empty() || !f.namespace_.empty() || !f.image.empty()) {
-      return InvalidArgumentError("--kubeconfig, --context, --namespace and --image need --executor kube");
+    if (!f.kubeconfig.empty() || !f.context.empty() || !f.namespace_.empty() || !f.image.empty() ||
+        !f.node_selector.empty() || !f.tolerate.empty()) {
+      return InvalidArgumentError(
+          "--kubeconfig, --context, --namespace, --image, --node-selector and --tolerate need --executor kube");
     }
     for (const auto& p : f.sandbox_paths) {
       if (!p.starts_with('/')) return InvalidArgumentError("--sandbox-path {:?} must be absolute", p);
@@ -71,6 +77,14 @@ Result<BuiltExecutor> MakeExecutor(const ExecutorFlags& f, const Deps& deps) {
   ci::KubernetesExecutorOptions ko;
   ko.namespace_ = config.namespace_.empty() ? "default" : config.namespace_;
   if (!f.image.empty()) ko.default_image = f.image;
+  for (const std::string& kv : f.node_selector) {
+    size_t eq = kv.find('=');
+    if (eq == 0 || eq == std::string::npos) {
+      return InvalidArgumentError("--node-selector {:?}: want KEY=VALUE (a node label)", kv);
+    }
+    ko.node_selector[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  ko.tolerate_taints = f.tolerate;
   out.executor = ci::NewKubernetesExecutor(*out.client, ko);
   return out;
 }

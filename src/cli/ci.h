@@ -32,6 +32,8 @@ struct ExecutorFlags {
   std::string context;
   std::string namespace_;  // "" = the context's namespace
   std::string image;       // "" = the executor's default image
+  std::vector<std::string> node_selector;  // KEY=VALUE
+  std::vector<std::string> tolerate;       // taint keys
 };
 
 void AddExecutorFlags(CLI::App* cmd, ExecutorFlags& flags);

@@ -329,7 +329,8 @@ std::string FailMessage(const Reader& container) {
 // one-shot tasks: a bad waiting reason (an image being pulled late) must not fail them early, and
 // running is not done yet, so they are Progressing until they succeed or fail. Differs from Argo:
 // a missing restartPolicy counts as Always (the API server's default) rather than making a running
-// pod Unknown, and an empty waiting message falls back to the container name and reason.
+// pod Unknown, and a bad waiting state is described by container, reason and message (Argo shows
+// the message alone).
 Health PodHealth(const Reader& p) {
   std::string_view restart_policy = p.Str({"spec", "restartPolicy"});
   bool always = restart_policy.empty() || restart_policy == "Always";
@@ -344,8 +345,23 @@ Health PodHealth(const Reader& p) {
       degraded = true;
       std::string_view message = c.Str({"state", "waiting", "message"});
       if (!messages.empty()) messages += ", ";
-      messages += message.empty() ? fmt::format("container \"{}\": {}", c.Str({"name"}), reason)
-                                  : std::string(message);
+      // The reason always: the kubelet's message alone ("back-off 10s restarting failed
+      // container=...") does not say CrashLoopBackOff, which is what people search for.
+      messages += fmt::format("container \"{}\": {}", c.Str({"name"}), reason);
+      if (!message.empty()) messages += fmt::format(": {}", message);
+    }
+    // Between its back-offs a crash-looping container is mostly shown terminated, not waiting: one
+    // that has failed and been restarted before is as degraded as one waiting in CrashLoopBackOff.
+    for (const Reader& c : containers) {
+      int64_t restarts = c.Int32({"restartCount"});
+      if (restarts == 0 || FailMessage(c).empty()) continue;
+      std::string fail(c.Str({"state", "terminated", "message"}));
+      if (fail.empty() && c.Str({"state", "terminated", "reason"}) == "OOMKilled") fail = "OOMKilled";
+      if (fail.empty()) fail = fmt::format("exit code {}", c.Int32({"state", "terminated", "exitCode"}));
+      degraded = true;
+      if (!messages.empty()) messages += ", ";
+      messages += fmt::format("container \"{}\" is crash-looping: {} (restarted {} times)", c.Str({"name"}), fail,
+                              restarts);
     }
     if (degraded) return {kDegraded, messages};
   }

@@ -2,7 +2,7 @@
 # Builds the real servers and tools the tests need from the Go module proxy, into version-keyed
 # directories outside the repository, and prints the directory that holds the binaries:
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, kustomize, helm,
-#   oidc-op
+#   oidc-op, and for the real node: kubelet and pause (the sandbox's pause process, from C)
 # A component whose directory holds a .complete marker is not built again, so a second run costs
 # seconds; a fresh machine builds everything (~25 min on 2 cores, most of it kube-apiserver).
 #
@@ -106,6 +106,21 @@ build_kubectl() {
   "$out/kubectl" version --client
 }
 
+# kubelet and pause: the real node (kube-cluster.sh --real-nodes). The kubelet comes from the same
+# module and version as the control plane; pause is build/pause/linux/pause.c of that module,
+# compiled static as its Makefile does (CFLAGS -Os -Wall -Werror -static -DVERSION=...).
+build_kubelet() {
+  local out=$1 kdir
+  kube_module kubelet
+  printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kubelet"\n' > tools.go
+  go mod tidy
+  go build -trimpath -ldflags "$KUBE_LDFLAGS" -o "$out/kubelet" k8s.io/kubernetes/cmd/kubelet
+  "$out/kubelet" --version
+  kdir=$(mod_dir "k8s.io/kubernetes@${K8S_VERSION}")
+  cc -Os -Wall -Werror -static -DVERSION="${K8S_VERSION}-gantry" -o "$out/pause" "$kdir/build/pause/linux/pause.c"
+  "$out/pause" -v
+}
+
 build_etcd() {
   local out=$1
   go mod init gantry-testenv/etcd
@@ -166,11 +181,12 @@ build_oidc_op() {
 }
 OIDC_OP_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/oidc-op" && pwd)
 
-want=${*:-etcd kwok kustomize helm kube kubectl oidc-op}
+want=${*:-etcd kwok kustomize helm kube kubectl kubelet oidc-op}
 for c in $want; do
   case $c in
     kube) component kube "$K8S_VERSION" build_kube ;;
     kubectl) component kubectl "$K8S_VERSION" build_kubectl ;;
+    kubelet) component kubelet "$K8S_VERSION-$(declare -f build_kubelet | sha256sum | cut -c1-12)" build_kubelet ;;
     etcd) component etcd "$ETCD_VERSION" build_etcd ;;
     kwok) component kwok "$KWOK_VERSION" build_kwok ;;
     kustomize) component kustomize "$KUSTOMIZE_VERSION" build_kustomize ;;

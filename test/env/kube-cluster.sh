@@ -2,15 +2,22 @@
 # A real Kubernetes control plane on loopback: etcd 3.6, kube-apiserver, kube-controller-manager,
 # kube-scheduler (built from Go modules by build-tools.sh) and kwok, which plays the kubelet of fake
 # nodes so that Pods run and Deployments become Available. Several clusters may run at once.
+# With --real-nodes 1, a real node too (real-node.sh: kubelet, containerd, runc, CNI), tainted so
+# that only Pods that ask for it run there.
 #
-#   kube-cluster.sh start RUN_DIR [--name NAME] [--nodes N]   (protocol of lib.sh)
-#       prints KUBECONFIG, KUBE_SERVER, KUBE_CONTEXT, KUBE_CA, KUBE_TOKEN, then READY=1
+#   kube-cluster.sh start RUN_DIR [--name NAME] [--nodes N] [--real-nodes 1 --registry HOST:PORT]
+#       (protocol of lib.sh) prints KUBECONFIG, KUBE_SERVER, KUBE_CONTEXT, KUBE_CA, KUBE_TOKEN,
+#       with a real node also REAL_NODE, PAUSE_IMAGE, BUSYBOX_IMAGE (pushed to the registry given,
+#       which must serve plain HTTP on 127.0.0.1), then READY=1
 #   kube-cluster.sh stop RUN_DIR
+#   kube-cluster.sh expose RUN_DIR PORT   with a real node: Pods reach the host's 127.0.0.1:PORT (a
+#                                          test server) at REAL_NODE_IP:PORT; prints ADDRESS=IP:PORT
 #   kube-cluster.sh up NAME [--nodes N]   start a named cluster for a person at a shell; prints the
 #                                          kubeconfig path (state in $GANTRY_STATE/clusters/NAME)
 #   kube-cluster.sh down NAME
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/real-node.sh"
 
 STATE=${GANTRY_STATE:-${XDG_RUNTIME_DIR:-/tmp}/gantry-$(id -u)}
 
@@ -54,17 +61,24 @@ sys.exit(0 if ready and not tainted else 1)'
 
 start() {
   local run=$1; shift
-  local name=gantry nodes=2
+  local name=gantry nodes=2 real_nodes=0 registry=
   while (($#)); do
     case $1 in
       --name) name=$2; shift 2 ;;
       --nodes) nodes=$2; shift 2 ;;
+      --real-nodes) real_nodes=$2; shift 2 ;;
+      --registry) registry=$2; shift 2 ;;
       *) echo "kube-cluster.sh: unknown option $1" >&2; exit 2 ;;
     esac
   done
   if [[ -e $run && -n $(ls -A "$run" 2>/dev/null) ]]; then
     echo "kube-cluster.sh: $run is not empty; start needs a fresh directory" >&2; exit 2
   fi
+  case $real_nodes in
+    0) ;;
+    1) [[ -n $registry ]] || { echo "kube-cluster.sh: --real-nodes needs --registry HOST:PORT" >&2; exit 2; } ;;
+    *) echo "kube-cluster.sh: --real-nodes must be 0 or 1 (one real node per cluster: two cores)" >&2; exit 2 ;;
+  esac
   mkdir -p "$run"; run=$(cd "$run" && pwd)
   local bin
   bin=${GANTRY_TOOLS_BIN:-$("$TESTENV_DIR/build-tools.sh" etcd kube kwok)}
@@ -117,7 +131,8 @@ KC
     --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
     --service-cluster-ip-range=10.96.0.0/16 --authorization-mode=Node,RBAC --allow-privileged=true \
     --endpoint-reconciler-type=none --enable-priority-and-fairness=false --cert-dir="$PKI" \
-    --profiling=false
+    --kubelet-client-certificate="$PKI/admin.crt" --kubelet-client-key="$PKI/admin.key" \
+    --kubelet-preferred-address-types=InternalIP,Hostname --profiling=false
   wait_for 180 "kube-apiserver /readyz" curl -sf --cacert "$PKI/ca.crt" "https://127.0.0.1:$API_PORT/readyz" ||
     die_with_log "$run" kube-apiserver "kube-apiserver did not become ready"
 
@@ -132,7 +147,7 @@ KC
     --bind-address=127.0.0.1 --secure-port="$sched_port" --leader-elect=false --profiling=false \
     --kube-api-qps=200 --kube-api-burst=400
   start_bg "$run" kwok "$bin/kwok" --kubeconfig="$kc" --config="$bin/kwok-stages.yaml" \
-    --manage-all-nodes=true --node-lease-duration-seconds=40 --cidr=10.244.0.1/16
+    --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake --node-lease-duration-seconds=40 --cidr=10.244.0.1/16
 
   local i
   for ((i = 0; i < nodes; i++)); do
@@ -143,6 +158,10 @@ KC
     wait_for 90 "node kwok-node-$i Ready and untainted" node_ready "kwok-node-$i" ||
       die_with_log "$run" kwok "node kwok-node-$i did not become Ready"
   done
+  if ((real_nodes)); then
+    real_node_start "$run" "$name" "https://127.0.0.1:$API_PORT" "$PKI" "$registry" || {
+      stop_all "$run"; exit 1; }
+  fi
   wait_for 60 "the default ServiceAccount" api GET /api/v1/namespaces/default/serviceaccounts/default ||
     die_with_log "$run" kube-controller-manager "the default ServiceAccount was not created"
 
@@ -158,6 +177,7 @@ case ${1:-} in
   start) [[ $# -ge 2 ]] || { echo "usage: $0 start RUN_DIR [--name N] [--nodes N]" >&2; exit 2; }
          run=$2; shift 2; start "$run" "$@" ;;
   stop) [[ $# -ge 2 ]] || { echo "usage: $0 stop RUN_DIR" >&2; exit 2; }; stop_all "$2" ;;
+  expose) [[ $# -ge 3 ]] || { echo "usage: $0 expose RUN_DIR PORT" >&2; exit 2; }; real_node_expose "$2" "$3" ;;
   up)
     [[ $# -ge 2 ]] || { echo "usage: $0 up NAME [--nodes N]" >&2; exit 2; }
     name=$2; shift 2; dir=$STATE/clusters/$name

@@ -59,18 +59,21 @@ alive() {
   [[ -n $state && $state != Z ]]
 }
 
-# stop_all RUN_DIR: SIGTERM each recorded process group (newest first), SIGKILL after 5 s.
+# stop_all RUN_DIR: SIGTERM each recorded process group (newest first), SIGKILL after 5 s; then runs
+# RUN_DIR/cleanup when a script left one (state outside the processes: mounts, links, cgroups).
 stop_all() {
   local run=$1 name pid i
-  [[ -f $run/pids/order ]] || return 0
-  for name in $(tac "$run/pids/order"); do
-    pid=$(cat "$run/pids/$name.pid" 2>/dev/null) || continue
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do alive "$pid" || break; sleep 0.1; done
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    rm -f "$run/pids/$name.pid"
-  done
-  rm -f "$run/pids/order"
+  if [[ -f $run/pids/order ]]; then
+    for name in $(tac "$run/pids/order"); do
+      pid=$(cat "$run/pids/$name.pid" 2>/dev/null) || continue
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+      for ((i = 0; i < 50; i++)); do alive "$pid" || break; sleep 0.1; done
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+      rm -f "$run/pids/$name.pid"
+    done
+    rm -f "$run/pids/order"
+  fi
+  if [[ -x $run/cleanup ]]; then "$run/cleanup" || true; fi
 }
 
 # die_with_log RUN_DIR NAME MESSAGE: prints MESSAGE and the tail of NAME's log, stops all, fails.
