@@ -83,8 +83,11 @@ struct Manifest {
   value::Value object;
   // Plain: "path/in/repo.yaml:line:column" of the document. Kustomize: "kustomize build
   // PATH:line:column" in its output. Helm: "helm template PATH: chart/templates/x.yaml" (Helm's
-  // "# Source:" comment).
+  // "# Source:" comment). Jsonnet: "jsonnet PATH/file.jsonnet" (with " [i]" for an element of an
+  // output array).
   std::string source;
+  // Decrypted from SOPS (render.h SopsOptions): the object holds plaintext secrets.
+  bool decrypted = false;
 };
 
 // Reads the manifests under `root` (a directory, or a single file) as described above.
@@ -98,8 +101,8 @@ Result<std::vector<Manifest>> RenderPlain(const std::filesystem::path& root, con
 // position of the document.
 Status ValidateObject(const value::Value& doc);
 
-enum class Renderer { kAuto, kPlain, kKustomize, kHelm };
-std::string_view RendererName(Renderer r);  // "auto", "plain", "kustomize", "helm"
+enum class Renderer { kAuto, kPlain, kKustomize, kHelm, kJsonnet };
+std::string_view RendererName(Renderer r);  // "auto", "plain", "kustomize", "helm", "jsonnet"
 // The renderer RendererName() names ("" is auto); nullopt for any other name.
 std::optional<Renderer> ParseRenderer(std::string_view name);
 
@@ -124,6 +127,31 @@ struct KustomizeOptions {
   bool allow_remote_bases = false;
 };
 
+// A Jsonnet top-level argument or external variable: a string (--tla-str / --ext-str), or Jsonnet
+// code when `code` (--tla-code / --ext-code). The name is a Jsonnet identifier.
+struct JsonnetVar {
+  std::string name;
+  std::string value;
+  bool code = false;
+};
+
+struct JsonnetOptions {
+  std::vector<JsonnetVar> tlas;      // given to every evaluated file
+  std::vector<JsonnetVar> ext_vars;  // std.extVar
+  // Library directories (-J), relative to the repository root, as Argo CD's directory.jsonnet.libs.
+  std::vector<std::string> libs;
+  bool recurse = false;   // evaluate *.jsonnet in subdirectories too (Argo CD's directory.recurse)
+  int max_stack = 500;    // --max-stack: the depth of the evaluator's stack
+};
+
+// SOPS decryption of rendered objects (Flux's spec.decryption with age keys).
+struct SopsOptions {
+  // age identities ("AGE-SECRET-KEY-1..." lines; comments and blank lines allowed), the content of
+  // an age key file. Empty: an encrypted object is an error naming its recipients.
+  std::string age_keys;
+  std::string binary;  // the sops to run; empty: FindSops's search
+};
+
 struct HelmOptions {
   std::string release_name;  // empty: the chart directory's name
   std::string namespace_;    // empty: "default"
@@ -146,9 +174,12 @@ struct Options {
   Renderer renderer = Renderer::kAuto;
   KustomizeOptions kustomize;
   HelmOptions helm;
+  JsonnetOptions jsonnet;
+  SopsOptions sops;
   // The renderers to run (a name without '/' is looked up in PATH); empty: FindRenderer's search.
   std::string kustomize_binary;
   std::string helm_binary;
+  std::string jsonnet_binary;
   std::string bwrap_binary = "bwrap";
   Sandbox sandbox = Sandbox::kRequire;
   Limits limits;
@@ -156,17 +187,20 @@ struct Options {
   std::filesystem::path temp_dir;             // where private copies go; empty: $TMPDIR or /tmp
 };
 
-// Finds the binary of `renderer` (kKustomize or kHelm), the one place that does. In order:
-//   1. `explicit_binary` when not empty (--kustomize-binary / --helm-binary; a name without '/' is
-//      looked up in PATH),
-//   2. $GANTRY_KUSTOMIZE / $GANTRY_HELM,
-//   3. `kustomize` / `helm` in PATH,
+// Finds the binary of `renderer` (kKustomize, kHelm or kJsonnet), the one place that does. In order:
+//   1. `explicit_binary` when not empty (--kustomize-binary / --helm-binary / --jsonnet-binary; a
+//      name without '/' is looked up in PATH),
+//   2. $GANTRY_KUSTOMIZE / $GANTRY_HELM / $GANTRY_JSONNET,
+//   3. `kustomize` / `helm` / `jsonnet` in PATH,
 //   4. the tool cache scripts/setup and test/env/build-tools.sh build into: tools/bin under
 //      $GANTRY_CACHE, else $XDG_CACHE_HOME/gantry, else ~/.cache/gantry.
 // Returns the binary's absolute real path. NotFound naming every place looked at and the variable
 // to set when there is none; NotFound or PermissionDenied, naming the flag or the variable, when 1
 // or 2 names a file that does not exist or is not executable (no fallback then).
 Result<std::string> FindRenderer(Renderer renderer, const std::string& explicit_binary = "");
+
+// Finds `sops` the same way: `explicit_binary` (--sops-binary), $GANTRY_SOPS, PATH, the tool cache.
+Result<std::string> FindSops(const std::string& explicit_binary = "");
 
 // Thread-safe in-memory LRU cache of rendered results, bounded by the approximate bytes of the
 // memory its entries' parsed objects occupy (internal::ManifestBytes for the renders here). Entries
