@@ -37,6 +37,12 @@ struct SourceFlags {
   std::string helm_namespace;
   std::vector<std::string> value_files;
   std::vector<std::string> helm_set;
+  std::string jsonnet_binary;
+  std::vector<std::string> jsonnet_tla, jsonnet_tla_code, jsonnet_ext_str, jsonnet_ext_code;  // name=value
+  std::vector<std::string> jsonnet_libs;
+  bool jsonnet_recurse = false;
+  std::string sops_age_key_file;  // "" : $GANTRY_SOPS_AGE_KEY_FILE; none: encrypted objects are errors
+  std::string sops_binary;
 };
 
 // Adds the flags; `path_required` makes PATH a required positional unless --repo is given.

@@ -5,6 +5,13 @@
 // path holds, unless Options::renderer names one:
 //   - a kustomization.yaml, kustomization.yml or Kustomization file → Kustomize (`kustomize build`),
 //   - else a Chart.yaml → Helm (`helm template`),
+//   - else a *.jsonnet file directly in the path, and no file the plain renderer reads (*.yaml,
+//     *.yml, *.json; hidden ones aside) anywhere below it except jsonnet-bundler's jsonnetfile.json
+//     and jsonnetfile.lock.json directly in it → Jsonnet (`jsonnet`, once per *.jsonnet file directly
+//     in the path, or below it with JsonnetOptions::recurse; *.libsonnet are libraries). So every
+//     directory that rendered as plain before still does; a mixed one is Jsonnet only when
+//     Options::renderer says so. Each file's output must be an object (a Kubernetes object, or a
+//     List) or an array of objects.
 //   - else plain YAML/JSON.
 //
 // Plain directories are read in-process. The rule users can predict: every regular file under the
@@ -36,6 +43,18 @@
 //      (Sandbox::kNone, --no-render-sandbox), which is logged.
 //   4. Parse: stdout is parsed with value::ParseYaml under Limits::parse; each document must be a
 //      Kubernetes object.
+// Jsonnet runs the same way on a copy of the whole repository (imports may name any file of it):
+// -J only for JsonnetOptions::libs inside the copy, no JSONNET_PATH, top-level arguments and
+// external variables as NAME=VALUE arguments, --max-stack; all files share the one timeout and
+// output limit. An import of a path outside the copy finds nothing.
+//
+// SOPS: after any renderer, every object with a top-level `sops` map (and a MAC) is decrypted by
+// the real `sops decrypt` in the sandbox (object on stdin, SopsOptions::age_keys in its
+// environment as SOPS_AGE_KEY, plaintext on stdout; sops verifies the MAC). Only v1 Secrets are
+// decrypted (their values are what diff::Redact hides); any other encrypted object, one without a
+// matching key, or one without age recipients is an error naming the object and its recipients,
+// and nothing of the render is returned. No file with plaintext or keys is written; decrypted
+// Manifests carry `decrypted`.
 //
 // Safety: the repository is hostile. No path outside the repository is ever read by Gantry, and the
 // renderers only ever see the copy. Limits (below) bound files, bytes, documents, nesting, aliases
@@ -198,6 +217,11 @@ struct Options {
 // to set when there is none; NotFound or PermissionDenied, naming the flag or the variable, when 1
 // or 2 names a file that does not exist or is not executable (no fallback then).
 Result<std::string> FindRenderer(Renderer renderer, const std::string& explicit_binary = "");
+
+// Reads an age key file (as age-keygen writes it, or a mounted Kubernetes Secret's key) for
+// SopsOptions::age_keys. NotFound/PermissionDenied naming the file; InvalidArgument when it holds no
+// AGE-SECRET-KEY-1 line. Errors never quote the file's content.
+Result<std::string> ReadAgeKeyFile(const std::filesystem::path& path);
 
 // Finds `sops` the same way: `explicit_binary` (--sops-binary), $GANTRY_SOPS, PATH, the tool cache.
 Result<std::string> FindSops(const std::string& explicit_binary = "");

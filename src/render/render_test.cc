@@ -717,6 +717,13 @@ TEST_F(RenderTest, SopsEncryptedObjectsWithoutAKeyAreRefusedNamingTheRecipients)
   r = Render(Src("pgp"), o);
   EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
   EXPECT_NE(r.status().message().find("no age recipient (only pgp)"), std::string::npos) << r.status().message();
+  // Only Secrets are decrypted: another encrypted kind would show its values in diffs.
+  Write("repo/cm/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: \"ENC[x]\"}\n"
+                           "sops:\n  age:\n    - recipient: age1abc\n  mac: ENC[x]\n");
+  auto cm = Render(Src("cm"), o);
+  EXPECT_EQ(cm.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(cm.status().message().find("cm/cm.yaml:1:1 (ConfigMap c) is SOPS-encrypted, but Gantry decrypts only "
+                                       "Secrets"), std::string::npos) << cm.status().message();
   // Without a `sops` map with a MAC nothing is decrypted (a field named sops in a spec is not).
   EXPECT_FALSE(internal::IsSopsEncrypted(value::ParseYaml("kind: X\nspec: {sops: {mac: 1}}\n", "x")->at(0)));
   EXPECT_TRUE(internal::IsSopsEncrypted(value::ParseYaml(secret, "x")->at(0)));

@@ -1,5 +1,6 @@
 // SOPS: decrypting rendered objects that are SOPS-encrypted, with the real `sops` in the sandbox.
 
+#include "base/path.h"
 #include "render/internal/documents.h"
 #include "render/internal/renderers.h"
 #include "render/internal/sandbox.h"
@@ -70,6 +71,13 @@ Status DecryptSops(std::vector<Manifest>& manifests, const Options& options) {
       return FailedPreconditionError("{} is SOPS-encrypted for {}; Gantry decrypts with age keys only", what,
                                      recipients);
     }
+    const value::Value* api = m.object.Get("apiVersion");
+    const value::Value* kind = m.object.Get("kind");
+    if (!(api != nullptr && api->IsString() && api->AsString() == "v1" && kind != nullptr && kind->IsString() &&
+          kind->AsString() == "Secret")) {
+      return InvalidArgumentError("{} is SOPS-encrypted, but Gantry decrypts only Secrets (v1), whose values it hides "
+                                  "in diffs and output; keep secret values in a Secret", what);
+    }
     if (options.sops.age_keys.empty()) {
       return FailedPreconditionError("{} is SOPS-encrypted for {}, and Gantry holds no age key (give the key file "
                                      "with --sops-age-key-file)", what, recipients);
@@ -134,3 +142,19 @@ Status DecryptSops(std::vector<Manifest>& manifests, const Options& options) {
 }
 
 }  // namespace gantry::render::internal
+
+namespace gantry::render {
+
+Result<std::string> ReadAgeKeyFile(const std::filesystem::path& path) {
+  auto text = ReadFile(path, 1u << 20);
+  if (!text.ok()) {
+    return Status(text.status().code(), fmt::format("age key file {}: {}", path.string(), text.status().message()));
+  }
+  if (text->find("AGE-SECRET-KEY-1") == std::string::npos) {
+    return InvalidArgumentError("age key file {}: holds no age identity (a line AGE-SECRET-KEY-1..., as age-keygen "
+                                "writes)", path.string());
+  }
+  return std::move(*text);
+}
+
+}  // namespace gantry::render
