@@ -85,6 +85,14 @@ class GitSource final : public Source {
     o.helm.value_files = s.helm_value_files;
     o.helm.values = s.helm_values;
     o.helm.include_crds = s.helm_include_crds;
+    o.jsonnet.recurse = s.directory_recurse;
+    o.jsonnet.libs = s.jsonnet_libs;
+    for (const api::JsonnetVar& v : s.jsonnet_tlas) o.jsonnet.tlas.push_back({v.name, v.value, v.code});
+    for (const api::JsonnetVar& v : s.jsonnet_ext_vars) o.jsonnet.ext_vars.push_back({v.name, v.value, v.code});
+    if (o.renderer == render::Renderer::kAuto &&
+        (!s.jsonnet_tlas.empty() || !s.jsonnet_ext_vars.empty() || !s.jsonnet_libs.empty())) {
+      o.renderer = render::Renderer::kJsonnet;  // as Argo CD: a directory with Jsonnet settings
+    }
     if (cluster_ != nullptr) {
       GANTRY_ASSIGN_OR_RETURN(kube::Capabilities caps, Capabilities());
       o.helm.kube_version = std::move(caps.kube_version);

@@ -138,7 +138,33 @@ spec:
                   targetRevision: {type: string}
                   chart: {type: string}
                   path: {type: string}
-                  renderer: {type: string, enum: ["", plain, kustomize, helm]}
+                  renderer: {type: string, enum: ["", plain, kustomize, helm, jsonnet]}
+                  directory:
+                    type: object
+                    properties:
+                      recurse: {type: boolean}
+                      jsonnet:
+                        type: object
+                        properties:
+                          tlas:
+                            type: array
+                            items:
+                              type: object
+                              required: [name]
+                              properties:
+                                name: {type: string}
+                                value: {type: string}
+                                code: {type: boolean}
+                          extVars:
+                            type: array
+                            items:
+                              type: object
+                              required: [name]
+                              properties:
+                                name: {type: string}
+                                value: {type: string}
+                                code: {type: boolean}
+                          libs: {type: array, items: {type: string}}
                   kustomize:
                     type: object
                     properties:
@@ -269,9 +295,36 @@ Result<Application> ParseApplication(const Value& object) {
     break;
   }
   s.renderer = f.String(source, "renderer", "spec.source.renderer");
-  if (!s.renderer.empty() && s.renderer != "plain" && s.renderer != "kustomize" && s.renderer != "helm") {
-    f.Fail(*source->Get("renderer"), "spec.source.renderer", "must be plain, kustomize or helm");
+  if (!s.renderer.empty() && s.renderer != "plain" && s.renderer != "kustomize" && s.renderer != "helm" &&
+      s.renderer != "jsonnet") {
+    f.Fail(*source->Get("renderer"), "spec.source.renderer", "must be plain, kustomize, helm or jsonnet");
   }
+  const Value* directory = f.Map(source, "directory", "spec.source.directory");
+  s.directory_recurse = f.Bool(directory, "recurse", "spec.source.directory.recurse", false);
+  const Value* jsonnet = f.Map(directory, "jsonnet", "spec.source.directory.jsonnet");
+  for (const char* key : {"tlas", "extVars"}) {
+    const std::string path = fmt::format("spec.source.directory.jsonnet.{}", key);
+    const Value* list = jsonnet != nullptr ? jsonnet->Get(key) : nullptr;
+    if (list == nullptr || list->IsNull()) continue;
+    if (!list->IsSeq()) {
+      f.Fail(*list, path, "must be a list of {name, value, code}");
+      continue;
+    }
+    for (size_t i = 0; i < list->size(); ++i) {
+      const std::string item_path = fmt::format("{}[{}]", path, i);
+      const Value* item = list->At(i);
+      if (!item->IsMap()) {
+        f.Fail(*item, item_path, "must be a map {name, value, code}");
+        break;
+      }
+      JsonnetVar v{.name = f.String(item, "name", item_path + ".name"),
+                   .value = f.String(item, "value", item_path + ".value"),
+                   .code = f.Bool(item, "code", item_path + ".code", false)};
+      if (v.name.empty()) f.Fail(*item, item_path + ".name", "is required");
+      (std::string_view(key) == "tlas" ? s.jsonnet_tlas : s.jsonnet_ext_vars).push_back(std::move(v));
+    }
+  }
+  s.jsonnet_libs = f.Strings(jsonnet, "libs", "spec.source.directory.jsonnet.libs");
   const Value* kustomize = f.Map(source, "kustomize", "spec.source.kustomize");
   s.kustomize_images = f.Strings(kustomize, "images", "spec.source.kustomize.images");
   const Value* helm = f.Map(source, "helm", "spec.source.helm");

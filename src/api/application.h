@@ -28,17 +28,30 @@ inline constexpr char kKind[] = "Application";
 //          a digest, path a directory inside it.
 enum class SourceKind { kGit, kHelm, kOci };
 
+// An entry of spec.source.directory.jsonnet.tlas or .extVars: a string, or Jsonnet code.
+struct JsonnetVar {
+  std::string name;
+  std::string value;
+  bool code = false;
+};
+
 struct Source {
   std::string repo_url;
   std::string target_revision = "HEAD";
   std::string path = ".";
   std::string chart;  // spec.source.chart: a chart in a Helm or OCI repository (SourceKind::kHelm)
-  std::string renderer;  // "" (auto), "plain", "kustomize", "helm"
+  std::string renderer;  // "" (auto), "plain", "kustomize", "helm", "jsonnet"
   std::vector<std::string> kustomize_images;  // "name=newName:tag" overrides
   std::string helm_release_name;              // default: the application's name
   std::vector<std::string> helm_value_files;
   std::string helm_values;                    // inline YAML
   bool helm_include_crds = true;
+  // spec.source.directory (Argo CD's): recurse, and jsonnet {tlas, extVars, libs}. Jsonnet settings
+  // on an application without a renderer make it a Jsonnet application.
+  bool directory_recurse = false;
+  std::vector<JsonnetVar> jsonnet_tlas;
+  std::vector<JsonnetVar> jsonnet_ext_vars;
+  std::vector<std::string> jsonnet_libs;  // relative to the repository root
   // Repository paths ("" : the root) whose changes may change the render, from the annotation
   // gantry.dev/manifest-generate-paths (or Argo CD's); empty: unknown (a plain render reads only
   // its path; Kustomize and Helm may read anything).

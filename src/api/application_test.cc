@@ -92,6 +92,39 @@ spec:
   EXPECT_EQ(not_app.status().code(), Code::kInvalidArgument);
 }
 
+// issue 16: Argo CD's spec.source.directory with Jsonnet settings.
+TEST(ParseApplication, DirectoryJsonnet) {
+  auto app = Parse(R"(apiVersion: gantry.dev/v1alpha1
+kind: Application
+metadata: {name: web}
+spec:
+  source:
+    repoURL: https://git.example.com/apps.git
+    renderer: jsonnet
+    directory:
+      recurse: true
+      jsonnet:
+        tlas: [{name: env, value: prod}, {name: replicas, value: "3", code: true}]
+        extVars: [{name: region, value: eu}]
+        libs: [vendor]
+)");
+  ASSERT_TRUE(app.ok()) << app.status().ToString();
+  EXPECT_EQ(app->source.renderer, "jsonnet");
+  EXPECT_TRUE(app->source.directory_recurse);
+  ASSERT_EQ(app->source.jsonnet_tlas.size(), 2u);
+  EXPECT_EQ(app->source.jsonnet_tlas[1].name, "replicas");
+  EXPECT_TRUE(app->source.jsonnet_tlas[1].code);
+  EXPECT_FALSE(app->source.jsonnet_tlas[0].code);
+  ASSERT_EQ(app->source.jsonnet_ext_vars.size(), 1u);
+  EXPECT_EQ(app->source.jsonnet_ext_vars[0].value, "eu");
+  EXPECT_EQ(app->source.jsonnet_libs, std::vector<std::string>{"vendor"});
+  auto bad = Parse("apiVersion: gantry.dev/v1alpha1\nkind: Application\nmetadata: {name: x}\nspec:\n  source:\n"
+                   "    repoURL: r\n    directory: {jsonnet: {tlas: [{value: v}]}}\n");
+  EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("spec.source.directory.jsonnet.tlas[0].name is required"), std::string::npos)
+      << bad.status().message();
+}
+
 TEST(ApplicationCrd, IsStructuralWithStatusSubresource) {
   value::Value crd = ApplicationCrd();
   EXPECT_EQ(crd.Find({"metadata", "name"})->AsString(), "applications.gantry.dev");

@@ -75,7 +75,8 @@ struct AgentFlags {
   agent::AgentOptions options{.metrics_listen = "127.0.0.1:9090"};
   std::string interval = "60s";
   std::string lease_duration = "15s";
-  std::string kustomize, helm;  // "" : render::FindRenderer's search
+  std::string kustomize, helm, jsonnet, sops;  // "" : render::FindRenderer's / FindSops's search
+  std::string sops_age_key_file;  // "" : SOPS-encrypted objects are errors
   bool no_leader_election = false;
   bool no_render_sandbox = false;
   std::vector<std::string> git_repo_secrets;  // directories (mounted repository Secrets)
@@ -129,6 +130,13 @@ Result<AgentCommandOptions> Validate(const AgentFlags& f) {
   o.agent.cache_dir = CacheDir(o.agent.cache_dir).string();
   o.render.kustomize_binary = f.kustomize;
   o.render.helm_binary = f.helm;
+  o.render.jsonnet_binary = f.jsonnet;
+  o.render.sops.binary = f.sops;
+  if (!f.sops_age_key_file.empty()) {
+    auto keys = render::ReadAgeKeyFile(f.sops_age_key_file);
+    if (!keys.ok()) return keys.status().WithContext("--sops-age-key-file");
+    o.render.sops.age_keys = *std::move(keys);
+  }
   o.render.sandbox = f.no_render_sandbox ? render::Sandbox::kNone : render::Sandbox::kRequire;
   o.agent.render_sandbox = !f.no_render_sandbox;
   return o;
@@ -274,6 +282,12 @@ void AddAgentCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_option("--kustomize-binary", f->kustomize,
                   "kustomize to run (default: $GANTRY_KUSTOMIZE, else PATH, else the tool cache)");
   cmd->add_option("--helm-binary", f->helm, "helm to run (default: $GANTRY_HELM, else PATH, else the tool cache)");
+  cmd->add_option("--jsonnet-binary", f->jsonnet,
+                  "jsonnet to run (default: $GANTRY_JSONNET, else PATH, else the tool cache)");
+  cmd->add_option("--sops-binary", f->sops, "sops to run (default: $GANTRY_SOPS, else PATH, else the tool cache)");
+  cmd->add_option("--sops-age-key-file", f->sops_age_key_file,
+                  "age key file (e.g. a mounted Secret's key) to decrypt SOPS-encrypted objects with")
+      ->envname("GANTRY_SOPS_AGE_KEY_FILE");
   cmd->add_flag("--no-render-sandbox", f->no_render_sandbox,
                 "Run kustomize and helm without the bubblewrap sandbox (where user namespaces are not allowed, "
                 "as in most Pods); logged, and exported as gantry_agent_render_sandbox 0");

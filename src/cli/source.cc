@@ -27,8 +27,8 @@ void AddSourceFlags(CLI::App* cmd, SourceFlags& f) {
                   "GANTRY_SSH_KEY_PASSPHRASE");
   cmd->add_option("--ssh-known-hosts", f.ssh_known_hosts,
                   "known_hosts file SSH host keys are checked against (default ~/.ssh/known_hosts)");
-  cmd->add_option("--renderer", f.renderer, "auto, plain, kustomize or helm")
-      ->check(CLI::IsMember({"auto", "plain", "kustomize", "helm"}));
+  cmd->add_option("--renderer", f.renderer, "auto, plain, kustomize, helm or jsonnet")
+      ->check(CLI::IsMember({"auto", "plain", "kustomize", "helm", "jsonnet"}));
   cmd->add_option("--kustomize-binary", f.kustomize_binary,
                   "kustomize to run (default: $GANTRY_KUSTOMIZE, else PATH, else the tool cache)");
   cmd->add_option("--helm-binary", f.helm_binary, "helm to run (default: $GANTRY_HELM, else PATH, else the tool cache)");
@@ -46,6 +46,18 @@ void AddSourceFlags(CLI::App* cmd, SourceFlags& f) {
   cmd->add_option("--registry-ca-file", f.registry_ca_file, "With an oci:// --repo: PEM CA bundle for the registry");
   cmd->add_option("--insecure-registry", f.insecure_registries,
                   "With an oci:// --repo: registry host[:port] reached over plain HTTP (repeatable)");
+  cmd->add_option("--jsonnet-binary", f.jsonnet_binary,
+                  "jsonnet to run (default: $GANTRY_JSONNET, else PATH, else the tool cache)");
+  cmd->add_option("--jsonnet-tla", f.jsonnet_tla, "Jsonnet top-level argument, name=string");
+  cmd->add_option("--jsonnet-tla-code", f.jsonnet_tla_code, "Jsonnet top-level argument, name=code");
+  cmd->add_option("--jsonnet-ext-str", f.jsonnet_ext_str, "Jsonnet external variable, name=string");
+  cmd->add_option("--jsonnet-ext-code", f.jsonnet_ext_code, "Jsonnet external variable, name=code");
+  cmd->add_option("--jsonnet-lib", f.jsonnet_libs, "Jsonnet library directory (-J), relative to the repository root");
+  cmd->add_flag("--jsonnet-recurse", f.jsonnet_recurse, "Evaluate *.jsonnet files in subdirectories too");
+  cmd->add_option("--sops-age-key-file", f.sops_age_key_file,
+                  "age key file to decrypt SOPS-encrypted objects with (e.g. a mounted Secret)")
+      ->envname("GANTRY_SOPS_AGE_KEY_FILE");
+  cmd->add_option("--sops-binary", f.sops_binary, "sops to run (default: $GANTRY_SOPS, else PATH, else the tool cache)");
 }
 
 // An oci:// source: the tag resolved to its digest, the artifact pulled under the cache (once per
@@ -62,6 +74,20 @@ Result<Loaded> LoadArtifact(const SourceFlags& f, const render::Options& o) {
   if (!manifests.ok()) return manifests.status().WithContext(fmt::format("render {} of {}@{}", path, f.repo, digest));
   return Loaded{*std::move(manifests), digest};
 }
+
+namespace {
+
+Status AddJsonnetVars(const std::vector<std::string>& entries, bool code, const char* flag,
+                      std::vector<render::JsonnetVar>& out) {
+  for (const std::string& e : entries) {
+    size_t eq = e.find('=');
+    if (eq == std::string::npos || eq == 0) return InvalidArgumentError("{} {:?}: must be name=value", flag, e);
+    out.push_back({e.substr(0, eq), e.substr(eq + 1), code});
+  }
+  return OkStatus();
+}
+
+}  // namespace
 
 // A local path's repository is the enclosing Git work tree (so kustomize bases in ../ work and
 // nothing outside it is read); without one, the directory itself.
@@ -94,6 +120,17 @@ Result<Loaded> LoadSource(const SourceFlags& f, const Destination* destination) 
   o.helm.namespace_ = f.helm_namespace;
   o.helm.value_files = f.value_files;
   o.helm.set = f.helm_set;
+  o.jsonnet_binary = f.jsonnet_binary;
+  GANTRY_RETURN_IF_ERROR(AddJsonnetVars(f.jsonnet_tla, false, "--jsonnet-tla", o.jsonnet.tlas));
+  GANTRY_RETURN_IF_ERROR(AddJsonnetVars(f.jsonnet_tla_code, true, "--jsonnet-tla-code", o.jsonnet.tlas));
+  GANTRY_RETURN_IF_ERROR(AddJsonnetVars(f.jsonnet_ext_str, false, "--jsonnet-ext-str", o.jsonnet.ext_vars));
+  GANTRY_RETURN_IF_ERROR(AddJsonnetVars(f.jsonnet_ext_code, true, "--jsonnet-ext-code", o.jsonnet.ext_vars));
+  o.jsonnet.libs = f.jsonnet_libs;
+  o.jsonnet.recurse = f.jsonnet_recurse;
+  o.sops.binary = f.sops_binary;
+  if (!f.sops_age_key_file.empty()) {
+    GANTRY_ASSIGN_OR_RETURN(o.sops.age_keys, render::ReadAgeKeyFile(f.sops_age_key_file));
+  }
   if (destination != nullptr) {
     if (o.helm.namespace_.empty()) o.helm.namespace_ = destination->namespace_;
     o.helm.kube_version = destination->capabilities.kube_version;

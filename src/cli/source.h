@@ -42,6 +42,12 @@ struct SourceFlags {
   std::string registry_config;
   std::string registry_ca_file;
   std::vector<std::string> insecure_registries;
+  std::string jsonnet_binary;
+  std::vector<std::string> jsonnet_tla, jsonnet_tla_code, jsonnet_ext_str, jsonnet_ext_code;  // name=value
+  std::vector<std::string> jsonnet_libs;
+  bool jsonnet_recurse = false;
+  std::string sops_age_key_file;  // "" : $GANTRY_SOPS_AGE_KEY_FILE; none: encrypted objects are errors
+  std::string sops_binary;
 };
 
 // Adds the flags; `path_required` makes PATH a required positional unless --repo is given.

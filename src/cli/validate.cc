@@ -13,6 +13,7 @@
 #include "cli/exit.h"
 #include "cli/source.h"
 #include "api/application.h"
+#include "diff/diff.h"
 #include "project/project.h"
 #include "render/render.h"
 
@@ -69,7 +70,7 @@ void AddValidateCommand(CLI::App& app, const Deps& deps, int& exit_code) {
 
 void AddRenderCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   auto* cmd = app.add_subcommand(
-      "render", "Print the manifests of a directory or Git path (plain YAML, Kustomize or Helm) as one YAML stream");
+      "render", "Print the manifests of a directory or Git path (plain YAML, Kustomize, Helm or Jsonnet) as one YAML stream");
   auto source = std::make_shared<SourceFlags>();
   auto output = std::make_shared<std::string>("yaml");
   AddSourceFlags(cmd, *source);
@@ -84,12 +85,17 @@ void AddRenderCommand(CLI::App& app, const Deps& deps, int& exit_code) {
     if (!loaded->revision.empty()) fmt::print(deps.err, "rendered {} at {}\n", source->repo, loaded->revision);
     std::string out;
     for (const render::Manifest& m : loaded->manifests) {
+      // A Secret decrypted from SOPS is printed with its values hidden (as in diffs): the plaintext
+      // is for the cluster only.
+      value::Value redacted;
+      if (m.decrypted) redacted = diff::Redact(m.object);
+      const value::Value& object = m.decrypted ? redacted : m.object;
       if (*output == "json") {
-        out += value::ToJson(m.object);
+        out += value::ToJson(object);
         out += '\n';
       } else {
-        out += fmt::format("---\n# Source: {}\n", m.source);
-        out += value::ToYaml(m.object);
+        out += fmt::format("---\n# Source: {}{}\n", m.source, m.decrypted ? " (decrypted with SOPS, values hidden)" : "");
+        out += value::ToYaml(object);
       }
     }
     fmt::print(deps.out, "{}", out);

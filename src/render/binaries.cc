@@ -1,4 +1,4 @@
-// FindRenderer: where the kustomize and helm binaries come from (render.h).
+// FindRenderer and FindSops: where the kustomize, helm, jsonnet and sops binaries come from (render.h).
 
 #include <unistd.h>
 
@@ -45,15 +45,11 @@ Result<std::string> Executable(const std::string& path, std::string_view who) {
 
 }  // namespace
 
-Result<std::string> FindRenderer(Renderer renderer, const std::string& explicit_binary) {
-  if (renderer != Renderer::kKustomize && renderer != Renderer::kHelm) {
-    return InvalidArgumentError("renderer {} runs no binary", RendererName(renderer));
-  }
-  const bool helm = renderer == Renderer::kHelm;
-  const std::string name(RendererName(renderer));
-  const std::string flag = helm ? "--helm-binary" : "--kustomize-binary";
-  const char* variable = helm ? "GANTRY_HELM" : "GANTRY_KUSTOMIZE";
+namespace {
 
+// The search of FindRenderer for the program `name`, named by `flag` and `variable`.
+Result<std::string> Find(const std::string& name, const std::string& flag, const char* variable,
+                         const std::string& explicit_binary) {
   if (!explicit_binary.empty()) {
     std::string path = explicit_binary;
     if (path.find('/') == std::string::npos) {
@@ -73,6 +69,23 @@ Result<std::string> FindRenderer(Renderer renderer, const std::string& explicit_
                        "install {} or run scripts/setup, or set {} (or {}) to its path",
                        name, flag, variable, path.empty() ? "unset" : path, ToolCacheBin().string(), name, variable,
                        flag);
+}
+
+}  // namespace
+
+Result<std::string> FindRenderer(Renderer renderer, const std::string& explicit_binary) {
+  switch (renderer) {
+    case Renderer::kKustomize: return Find("kustomize", "--kustomize-binary", "GANTRY_KUSTOMIZE", explicit_binary);
+    case Renderer::kHelm: return Find("helm", "--helm-binary", "GANTRY_HELM", explicit_binary);
+    case Renderer::kJsonnet: return Find("jsonnet", "--jsonnet-binary", "GANTRY_JSONNET", explicit_binary);
+    case Renderer::kAuto:
+    case Renderer::kPlain: break;
+  }
+  return InvalidArgumentError("renderer {} runs no binary", RendererName(renderer));
+}
+
+Result<std::string> FindSops(const std::string& explicit_binary) {
+  return Find("sops", "--sops-binary", "GANTRY_SOPS", explicit_binary);
 }
 
 }  // namespace gantry::render

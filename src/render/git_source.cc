@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "render/internal/documents.h"
 #include "render/internal/plain.h"
+#include "render/internal/renderers.h"
 #include "render/render.h"
 
 namespace gantry::render {
@@ -31,7 +32,10 @@ Renderer DetectFromTree(const git::ReadResult& tree) {
     }
     chart |= f.path == "Chart.yaml";
   }
-  return chart ? Renderer::kHelm : Renderer::kPlain;
+  if (chart) return Renderer::kHelm;
+  std::vector<std::string> files;
+  for (const git::File& f : tree.files) files.push_back(f.path);
+  return internal::JsonnetDetected(files) ? Renderer::kJsonnet : Renderer::kPlain;
 }
 
 // Plain manifests from the object database, with the rule RenderPlain applies on disk. A symlink is
@@ -82,7 +86,7 @@ Result<GitRendered> RenderGit(git::Repository& repo, std::string_view revision, 
     auto path_tree = repo.TreeId(out.commit, rel);
     auto root_tree = rel.empty() ? path_tree : repo.TreeId(out.commit, "");
     if (path_tree.ok() && root_tree.ok()) {
-      for (Renderer r : {Renderer::kPlain, Renderer::kKustomize, Renderer::kHelm}) {
+      for (Renderer r : {Renderer::kPlain, Renderer::kKustomize, Renderer::kHelm, Renderer::kJsonnet}) {
         if (options.renderer != Renderer::kAuto && options.renderer != r) continue;
         std::string key = CacheKey(repo.url() + "@" + (r == Renderer::kPlain ? *path_tree : *root_tree), rel, r, options);
         if (auto hit = cache->Get(key)) {
@@ -121,6 +125,9 @@ Result<GitRendered> RenderGit(git::Repository& repo, std::string_view revision, 
   if (renderer == Renderer::kPlain) {
     auto manifests = PlainFromTree(*tree, prefix, options.limits);
     if (!manifests.ok()) return manifests.status().WithContext("render " + where);
+    if (Status decrypted = internal::DecryptSops(*manifests, options); !decrypted.ok()) {
+      return decrypted.WithContext("render " + where);
+    }
     out.manifests = std::move(manifests).value();
   } else {
     // External renderers need files: the whole commit (bases and value files may be anywhere in it).

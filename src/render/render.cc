@@ -86,6 +86,10 @@ Result<Plan> MakePlan(const Source& source, const Options& options) {
       GANTRY_ASSIGN_OR_RETURN(plan.values, internal::HelmValueFiles(plan.root, plan.rel, options.helm));
       break;
     }
+    case Renderer::kJsonnet:
+      // Imports and library paths may name any file of the repository.
+      plan.trees = {""};
+      break;
     case Renderer::kAuto:
     case Renderer::kPlain:
       plan.trees = {plan.rel};
@@ -130,6 +134,30 @@ std::string CacheKey(std::string_view content_key, std::string_view path, Render
     o.Set("include_crds", h.include_crds);
     o.Set("kube_version", h.kube_version);
     o.Set("api_versions", list(h.api_versions));
+  } else if (plan.renderer == Renderer::kJsonnet) {
+    const JsonnetOptions& j = options.jsonnet;
+    auto vars = [](const std::vector<JsonnetVar>& vs) {
+      value::Value seq = value::Value::Seq();
+      for (const JsonnetVar& v : vs) {
+        value::Value m = value::Value::Map();
+        m.Set("name", v.name);
+        m.Set("value", v.value);
+        m.Set("code", v.code);
+        seq.Append(std::move(m));
+      }
+      return seq;
+    };
+    o.Set("binary", options.jsonnet_binary);
+    o.Set("tlas", vars(j.tlas));
+    o.Set("ext_vars", vars(j.ext_vars));
+    o.Set("libs", list(j.libs));
+    o.Set("recurse", j.recurse);
+    o.Set("max_stack", static_cast<int64_t>(j.max_stack));
+  }
+  // Decrypted results depend on the keys: a digest of them (never the keys) is part of the key.
+  if (!options.sops.age_keys.empty()) {
+    o.Set("sops_keys", Sha256Hex("gantry-sops-age-keys\n" + options.sops.age_keys));
+    o.Set("sops_binary", options.sops.binary);
   }
   Sha256 hash;
   hash.Update(fmt::format("gantry-render-v1\n{}\n{}\n", content_key.size(), content_key));
@@ -265,6 +293,72 @@ Result<Output> RenderExternal(const Plan& plan, const Options& options) {
   return Output{std::move(manifests)};
 }
 
+// Jsonnet: every *.jsonnet file of the path (below it with recurse), one `jsonnet` process each on
+// the private copy of the repository, within the one timeout of the render.
+Result<Output> RenderJsonnet(const Plan& plan, const Options& options) {
+  GANTRY_ASSIGN_OR_RETURN(std::string binary, FindRenderer(Renderer::kJsonnet, options.jsonnet_binary));
+  GANTRY_ASSIGN_OR_RETURN(internal::PrivateDir tmp, internal::PrivateDir::Create(options.temp_dir));
+  const fs::path copy = tmp.path() / "repo", home = tmp.path() / "home";
+  std::error_code ec;
+  for (const fs::path& d : {copy, home}) {
+    fs::create_directories(d, ec);
+    if (ec) return InternalError("create {}: {}", d.string(), ec.message());
+  }
+  internal::Materializer copier(plan.root, copy, options.limits, nullptr);
+  for (const std::string& tree : plan.trees) GANTRY_RETURN_IF_ERROR(copier.AddTree(tree));
+  const fs::path app = copy / plan.rel;
+  GANTRY_ASSIGN_OR_RETURN(std::vector<std::string> files,
+                          internal::JsonnetFiles(app, options.jsonnet.recurse, options.limits));
+  if (files.empty()) {
+    return NotFoundError("{}: no *.jsonnet file{} (*.libsonnet files are libraries, not evaluated)",
+                         Display(plan.rel), options.jsonnet.recurse ? " in it or below it" : " directly in it");
+  }
+  const auto deadline = std::chrono::steady_clock::now() + options.timeout;
+  size_t output_bytes = 0;
+  Output out;
+  for (const std::string& file : files) {
+    const std::string name = plan.rel.empty() ? file : plan.rel + "/" + file;
+    const std::string display = "jsonnet " + name;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      return DeadlineExceededError("{}: did not finish within {} ms, the time a render may take", display,
+                                   options.timeout.count());
+    }
+    internal::RendererRun run;
+    run.binary = binary;
+    GANTRY_ASSIGN_OR_RETURN(run.args, internal::JsonnetArgs(app / file, copy, options.jsonnet));
+    run.cwd = app;
+    run.private_dir = tmp.path();
+    // No JSONNET_PATH: library paths are only the ones given, inside the copy.
+    run.env = {{"PATH", "/usr/local/bin:/usr/bin:/bin"}, {"HOME", home.string()}, {"LANG", "C.UTF-8"}};
+    run.sandbox = options.sandbox;
+    run.bwrap_binary = options.bwrap_binary;
+    run.timeout = left;
+    run.max_output_bytes = options.limits.max_total_bytes - output_bytes;
+    run.max_memory_bytes = options.limits.max_renderer_memory_bytes;
+    GANTRY_ASSIGN_OR_RETURN(ProcessResult r, internal::RunRenderer(run));
+    if (r.timed_out) {
+      return DeadlineExceededError("{}: did not finish within {} ms, the time a render may take", display,
+                                   options.timeout.count());
+    }
+    if (r.output_truncated) {
+      return ResourceExhaustedError("{}: output larger than {} bytes (limit max_total_bytes)", display,
+                                    options.limits.max_total_bytes);
+    }
+    if (!r.success()) {
+      if (r.err.find("runtime: out of memory") != std::string::npos || GoRuntimeCrash(r.err, run.max_memory_bytes)) {
+        return ResourceExhaustedError("{}: ran out of memory at {} bytes (limit max_renderer_memory_bytes)", display,
+                                      options.limits.max_renderer_memory_bytes);
+      }
+      std::string tail = Tail(r.err.empty() ? r.out : r.err, copy);
+      return UnknownError("{} failed: {}{}{}", display, r.Describe(), tail.empty() ? "" : ": ", tail);
+    }
+    output_bytes += r.out.size();
+    GANTRY_RETURN_IF_ERROR(internal::AddJsonnetOutput(r.out, display, options.limits, out.manifests));
+  }
+  return out;
+}
+
 Result<Output> RenderLocalPlain(const Plan& plan, const Options& options) {
   std::string parent = plan.is_dir ? plan.rel : fs::path(plan.rel).parent_path().string();
   GANTRY_ASSIGN_OR_RETURN(internal::PlainResult r,
@@ -280,12 +374,13 @@ std::string_view RendererName(Renderer r) {
     case Renderer::kPlain: return "plain";
     case Renderer::kKustomize: return "kustomize";
     case Renderer::kHelm: return "helm";
+    case Renderer::kJsonnet: return "jsonnet";
   }
   return "unknown";
 }
 
 std::optional<Renderer> ParseRenderer(std::string_view name) {
-  for (Renderer r : {Renderer::kAuto, Renderer::kPlain, Renderer::kKustomize, Renderer::kHelm}) {
+  for (Renderer r : {Renderer::kAuto, Renderer::kPlain, Renderer::kKustomize, Renderer::kHelm, Renderer::kJsonnet}) {
     if (name == RendererName(r)) return r;
   }
   if (name.empty()) return Renderer::kAuto;
@@ -296,6 +391,19 @@ Renderer Detect(const fs::path& dir) {
   if (!internal::KustomizationName(dir).empty()) return Renderer::kKustomize;
   std::error_code ec;
   if (fs::exists(fs::symlink_status(dir / "Chart.yaml", ec))) return Renderer::kHelm;
+  // Jsonnet: the names of every file below the directory (bounded: a huge tree stays plain).
+  std::vector<std::string> files;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (files.size() >= Limits{}.max_files) return Renderer::kPlain;
+    std::string rel = it->path().lexically_relative(dir).string();
+    if (it->is_directory(ec)) {
+      if (it->path().filename().string().starts_with('.')) it.disable_recursion_pending();
+      continue;
+    }
+    files.push_back(std::move(rel));
+  }
+  if (!ec && internal::JsonnetDetected(files)) return Renderer::kJsonnet;
   return Renderer::kPlain;
 }
 
@@ -348,8 +456,10 @@ Result<std::vector<Manifest>> Render(const Source& source, const Options& option
     key = CacheKey(content_key, plan, options);
     if (auto hit = cache->Get(key)) return std::move(*hit);
   }
-  GANTRY_ASSIGN_OR_RETURN(Output r, plan.renderer == Renderer::kPlain ? RenderLocalPlain(plan, options)
-                                                                         : RenderExternal(plan, options));
+  GANTRY_ASSIGN_OR_RETURN(Output r, plan.renderer == Renderer::kPlain     ? RenderLocalPlain(plan, options)
+                                    : plan.renderer == Renderer::kJsonnet ? RenderJsonnet(plan, options)
+                                                                          : RenderExternal(plan, options));
+  GANTRY_RETURN_IF_ERROR(internal::DecryptSops(r.manifests, options));
   if (!key.empty()) cache->Put(key, r.manifests, internal::ManifestBytes(r.manifests));
   return std::move(r.manifests);
 }

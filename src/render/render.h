@@ -5,6 +5,13 @@
 // path holds, unless Options::renderer names one:
 //   - a kustomization.yaml, kustomization.yml or Kustomization file → Kustomize (`kustomize build`),
 //   - else a Chart.yaml → Helm (`helm template`),
+//   - else a *.jsonnet file directly in the path, and no file the plain renderer reads (*.yaml,
+//     *.yml, *.json; hidden ones aside) anywhere below it except jsonnet-bundler's jsonnetfile.json
+//     and jsonnetfile.lock.json directly in it → Jsonnet (`jsonnet`, once per *.jsonnet file directly
+//     in the path, or below it with JsonnetOptions::recurse; *.libsonnet are libraries). So every
+//     directory that rendered as plain before still does; a mixed one is Jsonnet only when
+//     Options::renderer says so. Each file's output must be an object (a Kubernetes object, or a
+//     List) or an array of objects.
 //   - else plain YAML/JSON.
 //
 // Plain directories are read in-process. The rule users can predict: every regular file under the
@@ -36,6 +43,18 @@
 //      (Sandbox::kNone, --no-render-sandbox), which is logged.
 //   4. Parse: stdout is parsed with value::ParseYaml under Limits::parse; each document must be a
 //      Kubernetes object.
+// Jsonnet runs the same way on a copy of the whole repository (imports may name any file of it):
+// -J only for JsonnetOptions::libs inside the copy, no JSONNET_PATH, top-level arguments and
+// external variables as NAME=VALUE arguments, --max-stack; all files share the one timeout and
+// output limit. An import of a path outside the copy finds nothing.
+//
+// SOPS: after any renderer, every object with a top-level `sops` map (and a MAC) is decrypted by
+// the real `sops decrypt` in the sandbox (object on stdin, SopsOptions::age_keys in its
+// environment as SOPS_AGE_KEY, plaintext on stdout; sops verifies the MAC). Only v1 Secrets are
+// decrypted (their values are what diff::Redact hides); any other encrypted object, one without a
+// matching key, or one without age recipients is an error naming the object and its recipients,
+// and nothing of the render is returned. No file with plaintext or keys is written; decrypted
+// Manifests carry `decrypted`.
 //
 // Safety: the repository is hostile. No path outside the repository is ever read by Gantry, and the
 // renderers only ever see the copy. Limits (below) bound files, bytes, documents, nesting, aliases
@@ -83,8 +102,11 @@ struct Manifest {
   value::Value object;
   // Plain: "path/in/repo.yaml:line:column" of the document. Kustomize: "kustomize build
   // PATH:line:column" in its output. Helm: "helm template PATH: chart/templates/x.yaml" (Helm's
-  // "# Source:" comment).
+  // "# Source:" comment). Jsonnet: "jsonnet PATH/file.jsonnet" (with " [i]" for an element of an
+  // output array).
   std::string source;
+  // Decrypted from SOPS (render.h SopsOptions): the object holds plaintext secrets.
+  bool decrypted = false;
 };
 
 // Reads the manifests under `root` (a directory, or a single file) as described above.
@@ -98,8 +120,8 @@ Result<std::vector<Manifest>> RenderPlain(const std::filesystem::path& root, con
 // position of the document.
 Status ValidateObject(const value::Value& doc);
 
-enum class Renderer { kAuto, kPlain, kKustomize, kHelm };
-std::string_view RendererName(Renderer r);  // "auto", "plain", "kustomize", "helm"
+enum class Renderer { kAuto, kPlain, kKustomize, kHelm, kJsonnet };
+std::string_view RendererName(Renderer r);  // "auto", "plain", "kustomize", "helm", "jsonnet"
 // The renderer RendererName() names ("" is auto); nullopt for any other name.
 std::optional<Renderer> ParseRenderer(std::string_view name);
 
@@ -124,6 +146,31 @@ struct KustomizeOptions {
   bool allow_remote_bases = false;
 };
 
+// A Jsonnet top-level argument or external variable: a string (--tla-str / --ext-str), or Jsonnet
+// code when `code` (--tla-code / --ext-code). The name is a Jsonnet identifier.
+struct JsonnetVar {
+  std::string name;
+  std::string value;
+  bool code = false;
+};
+
+struct JsonnetOptions {
+  std::vector<JsonnetVar> tlas;      // given to every evaluated file
+  std::vector<JsonnetVar> ext_vars;  // std.extVar
+  // Library directories (-J), relative to the repository root, as Argo CD's directory.jsonnet.libs.
+  std::vector<std::string> libs;
+  bool recurse = false;   // evaluate *.jsonnet in subdirectories too (Argo CD's directory.recurse)
+  int max_stack = 500;    // --max-stack: the depth of the evaluator's stack
+};
+
+// SOPS decryption of rendered objects (Flux's spec.decryption with age keys).
+struct SopsOptions {
+  // age identities ("AGE-SECRET-KEY-1..." lines; comments and blank lines allowed), the content of
+  // an age key file. Empty: an encrypted object is an error naming its recipients.
+  std::string age_keys;
+  std::string binary;  // the sops to run; empty: FindSops's search
+};
+
 struct HelmOptions {
   std::string release_name;  // empty: the chart directory's name
   std::string namespace_;    // empty: "default"
@@ -146,9 +193,12 @@ struct Options {
   Renderer renderer = Renderer::kAuto;
   KustomizeOptions kustomize;
   HelmOptions helm;
+  JsonnetOptions jsonnet;
+  SopsOptions sops;
   // The renderers to run (a name without '/' is looked up in PATH); empty: FindRenderer's search.
   std::string kustomize_binary;
   std::string helm_binary;
+  std::string jsonnet_binary;
   std::string bwrap_binary = "bwrap";
   Sandbox sandbox = Sandbox::kRequire;
   Limits limits;
@@ -156,17 +206,25 @@ struct Options {
   std::filesystem::path temp_dir;             // where private copies go; empty: $TMPDIR or /tmp
 };
 
-// Finds the binary of `renderer` (kKustomize or kHelm), the one place that does. In order:
-//   1. `explicit_binary` when not empty (--kustomize-binary / --helm-binary; a name without '/' is
-//      looked up in PATH),
-//   2. $GANTRY_KUSTOMIZE / $GANTRY_HELM,
-//   3. `kustomize` / `helm` in PATH,
+// Finds the binary of `renderer` (kKustomize, kHelm or kJsonnet), the one place that does. In order:
+//   1. `explicit_binary` when not empty (--kustomize-binary / --helm-binary / --jsonnet-binary; a
+//      name without '/' is looked up in PATH),
+//   2. $GANTRY_KUSTOMIZE / $GANTRY_HELM / $GANTRY_JSONNET,
+//   3. `kustomize` / `helm` / `jsonnet` in PATH,
 //   4. the tool cache scripts/setup and test/env/build-tools.sh build into: tools/bin under
 //      $GANTRY_CACHE, else $XDG_CACHE_HOME/gantry, else ~/.cache/gantry.
 // Returns the binary's absolute real path. NotFound naming every place looked at and the variable
 // to set when there is none; NotFound or PermissionDenied, naming the flag or the variable, when 1
 // or 2 names a file that does not exist or is not executable (no fallback then).
 Result<std::string> FindRenderer(Renderer renderer, const std::string& explicit_binary = "");
+
+// Reads an age key file (as age-keygen writes it, or a mounted Kubernetes Secret's key) for
+// SopsOptions::age_keys. NotFound/PermissionDenied naming the file; InvalidArgument when it holds no
+// AGE-SECRET-KEY-1 line. Errors never quote the file's content.
+Result<std::string> ReadAgeKeyFile(const std::filesystem::path& path);
+
+// Finds `sops` the same way: `explicit_binary` (--sops-binary), $GANTRY_SOPS, PATH, the tool cache.
+Result<std::string> FindSops(const std::string& explicit_binary = "");
 
 // Thread-safe in-memory LRU cache of rendered results, bounded by the approximate bytes of the
 // memory its entries' parsed objects occupy (internal::ManifestBytes for the renders here). Entries

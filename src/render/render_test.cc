@@ -569,5 +569,169 @@ TEST_F(RenderTest, RendererBinariesAreFoundInFlagThenVariableThenPathThenToolCac
   EXPECT_EQ(Names(*r), (std::vector<std::string>{"from-env"}));
 }
 
+// issue 16: Jsonnet is picked only for directories that hold *.jsonnet files and nothing the plain
+// renderer reads, so every directory that rendered as plain before still does.
+TEST_F(RenderTest, DetectsJsonnetOnlyWhereNothingPlainIsRead) {
+  Write("repo/j/main.jsonnet", "{}");
+  Write("repo/j/lib.libsonnet", "{}");
+  Write("repo/j/jsonnetfile.json", "{}");
+  Write("repo/j/.github/ci.yaml", "x: 1\n");
+  Write("repo/mixed/main.jsonnet", "{}");
+  Write("repo/mixed/a.yaml", Cm("a"));
+  Write("repo/deep/main.jsonnet", "{}");
+  Write("repo/deep/sub/a.yaml", Cm("a"));
+  Write("repo/nested/sub/main.jsonnet", "{}");
+  Write("repo/libonly/lib.libsonnet", "{}");
+  Write("repo/jk/main.jsonnet", "{}");
+  Write("repo/jk/kustomization.yaml", "resources: []\n");
+  const fs::path r = base_ / "repo";
+  EXPECT_EQ(Detect(r / "j"), Renderer::kJsonnet);
+  EXPECT_EQ(Detect(r / "mixed"), Renderer::kPlain);
+  EXPECT_EQ(Detect(r / "deep"), Renderer::kPlain);
+  EXPECT_EQ(Detect(r / "nested"), Renderer::kPlain);
+  EXPECT_EQ(Detect(r / "libonly"), Renderer::kPlain);
+  EXPECT_EQ(Detect(r / "jk"), Renderer::kKustomize);
+  EXPECT_TRUE(internal::JsonnetDetected({"a.jsonnet", "jsonnetfile.lock.json", "vendor/x.libsonnet"}));
+  EXPECT_FALSE(internal::JsonnetDetected({"a.jsonnet", "vendor/x.json"}));
+  EXPECT_FALSE(internal::JsonnetDetected({"sub/a.jsonnet"}));
+  EXPECT_EQ(ParseRenderer("jsonnet"), Renderer::kJsonnet);
+  EXPECT_EQ(RendererName(Renderer::kJsonnet), "jsonnet");
+}
+
+TEST(JsonnetArgs, EveryValueIsOneArgumentAfterItsFlag) {
+  const fs::path copy = fs::temp_directory_path() / ("gantry-jsonnet-args-" + std::to_string(getpid()));
+  fs::create_directories(copy / "lib/k8s");
+  JsonnetOptions o;
+  o.tlas = {{"env", "-prod --tla-code x=1", false}, {"replicas", "2", true}};
+  o.ext_vars = {{"region", "eu=1", false}, {"cfg", "{a: 1}", true}};
+  o.libs = {"lib/k8s"};
+  o.max_stack = 100;
+  auto args = internal::JsonnetArgs(copy / "app/main.jsonnet", copy, o);
+  ASSERT_TRUE(args.ok()) << args.status().ToString();
+  EXPECT_EQ(*args, (std::vector<std::string>{"--max-stack", "100", "--max-trace", "20", "--jpath",
+                                             (copy / "lib/k8s").string(), "--tla-str", "env=-prod --tla-code x=1",
+                                             "--tla-code", "replicas=2", "--ext-str", "region=eu=1", "--ext-code",
+                                             "cfg={a: 1}", "--", (copy / "app/main.jsonnet").string()}));
+  // A value-less name would make jsonnet read its environment: names are identifiers, always NAME=.
+  o = {};
+  o.tlas = {{"bad-name", "x", false}};
+  EXPECT_EQ(internal::JsonnetArgs(copy / "m.jsonnet", copy, o).status().code(), Code::kInvalidArgument);
+  o = {};
+  o.ext_vars = {{"", "x", false}};
+  EXPECT_EQ(internal::JsonnetArgs(copy / "m.jsonnet", copy, o).status().code(), Code::kInvalidArgument);
+  o = {};
+  o.tlas = {{"ok", "", false}};
+  EXPECT_EQ(internal::JsonnetArgs(copy / "m.jsonnet", copy, o).value_or(std::vector<std::string>{}).at(5), "ok=");
+  for (const char* lib : {"/etc", "../outside", "lib/../../x"}) {
+    o = {};
+    o.libs = {lib};
+    auto r = internal::JsonnetArgs(copy / "m.jsonnet", copy, o);
+    EXPECT_EQ(r.status().code(), Code::kPermissionDenied) << lib << ": " << r.status().ToString();
+  }
+  o.libs = {"missing"};
+  EXPECT_EQ(internal::JsonnetArgs(copy / "m.jsonnet", copy, o).status().code(), Code::kNotFound);
+  fs::remove_all(copy);
+}
+
+TEST(AddJsonnetOutput, ObjectsListsAndArraysOfObjectsOnly) {
+  std::vector<Manifest> out;
+  ASSERT_TRUE(internal::AddJsonnetOutput(R"({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}})",
+                                         "jsonnet app/a.jsonnet", {}, out).ok());
+  ASSERT_TRUE(internal::AddJsonnetOutput(R"([{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"b"}},
+      {"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}]}])",
+                                         "jsonnet app/b.jsonnet", {}, out).ok());
+  EXPECT_EQ(Names(out), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(out[0].source, "jsonnet app/a.jsonnet");
+  EXPECT_EQ(out[1].source, "jsonnet app/b.jsonnet [0]");
+  auto bad = internal::AddJsonnetOutput(R"("text")", "jsonnet app/s.jsonnet", {}, out);
+  EXPECT_EQ(bad.code(), Code::kInvalidArgument);
+  EXPECT_NE(bad.message().find("jsonnet app/s.jsonnet: output must be an object"), std::string::npos) << bad.message();
+  bad = internal::AddJsonnetOutput(R"([{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}, 3])",
+                                   "jsonnet app/n.jsonnet", {}, out);
+  EXPECT_EQ(bad.code(), Code::kInvalidArgument);
+  EXPECT_NE(bad.message().find("jsonnet app/n.jsonnet [1]"), std::string::npos) << bad.message();
+  bad = internal::AddJsonnetOutput(R"({"a": {"apiVersion":"v1"}})", "jsonnet app/o.jsonnet", {}, out);
+  EXPECT_EQ(bad.code(), Code::kInvalidArgument);
+}
+
+TEST_F(RenderTest, JsonnetRunsEachFileWithItsArgumentsInTheCopy) {
+  Write("repo/app/b.jsonnet", "x");
+  Write("repo/app/a.jsonnet", "x");
+  Write("repo/app/lib.libsonnet", "x");
+  Write("repo/app/sub/c.jsonnet", "x");
+  Write("repo/lib/x.libsonnet", "x");
+  Options o;
+  // The fake prints one ConfigMap named after the file it got, and records its arguments.
+  o.jsonnet_binary = Script("jsonnet.sh", "for a; do last=$a; done\nn=$(basename \"$last\" .jsonnet)\n"
+                                          "printf '{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":"
+                                          "{\"name\":\"%s\"}}' \"$n\"\n");
+  o.jsonnet.libs = {"lib"};
+  auto r = Render(Src("app"), o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(Names(*r), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ((*r)[0].source, "jsonnet app/a.jsonnet");
+  o.jsonnet.recurse = true;
+  r = Render(Src("app"), o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(Names(*r), (std::vector<std::string>{"a", "b", "c"}));
+  Write("repo/empty/lib.libsonnet", "x");
+  o.renderer = Renderer::kJsonnet;
+  r = Render(Src("empty"), o);
+  EXPECT_EQ(r.status().code(), Code::kNotFound);
+  EXPECT_NE(r.status().message().find("no *.jsonnet file"), std::string::npos) << r.status().message();
+  o.jsonnet_binary = Script("jsonnet-fail.sh", "echo 'RUNTIME ERROR: boom' >&2\nexit 1\n");
+  r = Render(Src("app"), o);
+  EXPECT_EQ(r.status().code(), Code::kUnknown);
+  EXPECT_EQ(r.status().message(), "jsonnet app/a.jsonnet failed: exit code 1: RUNTIME ERROR: boom");
+}
+
+TEST(CacheKey, CoversJsonnetOptionsAndSopsKeys) {
+  Options a;
+  a.jsonnet.tlas = {{"env", "prod", false}};
+  Options b = a;
+  b.jsonnet.tlas[0].code = true;
+  EXPECT_NE(CacheKey("c", "p", Renderer::kJsonnet, a), CacheKey("c", "p", Renderer::kJsonnet, b));
+  b = a;
+  b.jsonnet.ext_vars = {{"x", "1", false}};
+  EXPECT_NE(CacheKey("c", "p", Renderer::kJsonnet, a), CacheKey("c", "p", Renderer::kJsonnet, b));
+  b = a;
+  b.sops.age_keys = "AGE-SECRET-KEY-1XYZ";
+  EXPECT_NE(CacheKey("c", "p", Renderer::kPlain, a), CacheKey("c", "p", Renderer::kPlain, b));
+}
+
+// SOPS without running sops: what is encrypted, and the errors when no key can decrypt it.
+TEST_F(RenderTest, SopsEncryptedObjectsWithoutAKeyAreRefusedNamingTheRecipients) {
+  const std::string secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: prod\n"
+                             "stringData:\n  password: ENC[AES256_GCM,data:Zm9v,iv:x,tag:y,type:str]\n"
+                             "sops:\n  age:\n    - recipient: age1abc\n      enc: x\n  mac: ENC[x]\n  version: 3.13.3\n";
+  Write("repo/s/secret.yaml", secret);
+  Write("repo/s/plain.yaml", Cm("not-encrypted"));
+  auto r = Render(Src("s"));
+  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(r.status().message(), "s/secret.yaml:1:1 (Secret prod/db) is SOPS-encrypted for age recipient age1abc, "
+                                  "and Gantry holds no age key (give the key file with --sops-age-key-file)");
+  Write("repo/pgp/secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: p}\n"
+                                "sops:\n  pgp:\n    - fp: ABC\n  mac: ENC[x]\n");
+  Options o;
+  o.sops.age_keys = "AGE-SECRET-KEY-1XYZ";
+  r = Render(Src("pgp"), o);
+  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("no age recipient (only pgp)"), std::string::npos) << r.status().message();
+  // Only Secrets are decrypted: another encrypted kind would show its values in diffs.
+  Write("repo/cm/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: \"ENC[x]\"}\n"
+                           "sops:\n  age:\n    - recipient: age1abc\n  mac: ENC[x]\n");
+  auto cm = Render(Src("cm"), o);
+  EXPECT_EQ(cm.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(cm.status().message().find("cm/cm.yaml:1:1 (ConfigMap c) is SOPS-encrypted, but Gantry decrypts only "
+                                       "Secrets"), std::string::npos) << cm.status().message();
+  // Without a `sops` map with a MAC nothing is decrypted (a field named sops in a spec is not).
+  EXPECT_FALSE(internal::IsSopsEncrypted(value::ParseYaml("kind: X\nspec: {sops: {mac: 1}}\n", "x")->at(0)));
+  EXPECT_TRUE(internal::IsSopsEncrypted(value::ParseYaml(secret, "x")->at(0)));
+  // No key is ever needed for a path without encrypted objects.
+  EXPECT_TRUE(Render(Src("s/plain.yaml")).ok());
+  // The message never carries the (cipher)text of the values.
+  EXPECT_EQ(r.status().message().find("ENC[AES256"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace gantry::render

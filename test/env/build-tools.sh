@@ -2,12 +2,13 @@
 # Builds the real servers and tools the tests need from the Go module proxy, into version-keyed
 # directories outside the repository, and prints the directory that holds the binaries:
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, kustomize, helm,
-#   oidc-op, and for the real node: kubelet and pause (the sandbox's pause process, from C)
+#   oidc-op, jsonnet, sops, age, age-keygen, and for the real node: kubelet and pause (the
+#   sandbox's pause process, from C)
 # A component whose directory holds a .complete marker is not built again, so a second run costs
 # seconds; a fresh machine builds everything (~25 min on 2 cores, most of it kube-apiserver).
 #
 # Environment: GANTRY_CACHE (default ~/.cache/gantry), K8S_VERSION, ETCD_VERSION, KWOK_VERSION,
-# KUSTOMIZE_VERSION, HELM_VERSION, ZITADEL_OIDC_VERSION.
+# KUSTOMIZE_VERSION, HELM_VERSION, ZITADEL_OIDC_VERSION, JSONNET_VERSION, SOPS_VERSION, AGE_VERSION.
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.36.3}
@@ -16,6 +17,9 @@ KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 KUSTOMIZE_VERSION=${KUSTOMIZE_VERSION:-v5.8.1}
 HELM_VERSION=${HELM_VERSION:-v3.20.2}
 ZITADEL_OIDC_VERSION=${ZITADEL_OIDC_VERSION:-v3.52.0}
+JSONNET_VERSION=${JSONNET_VERSION:-v0.22.0}
+SOPS_VERSION=${SOPS_VERSION:-v3.13.3}
+AGE_VERSION=${AGE_VERSION:-v1.3.2}
 
 CACHE=${GANTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gantry}/tools
 BIN=$CACHE/bin
@@ -179,9 +183,30 @@ build_oidc_op() {
   go mod tidy
   go build -trimpath -ldflags "-s -w" -o "$out/oidc-op" .
 }
+# jsonnet: the Go implementation Argo CD embeds (go.mod: go 1.24.5), for the Jsonnet renderer.
+build_jsonnet() {
+  GOBIN=$1 go install -trimpath -ldflags "-s -w" "github.com/google/go-jsonnet/cmd/jsonnet@${JSONNET_VERSION}"
+  "$1/jsonnet" --version
+}
+
+# sops: decrypts SOPS-encrypted objects after render (go.mod: go 1.25.8). Its version is stamped
+# in the source, not by ldflags.
+build_sops() {
+  GOBIN=$1 go install -trimpath -ldflags "-s -w" "github.com/getsops/sops/v3/cmd/sops@${SOPS_VERSION}"
+  "$1/sops" --version --disable-version-check
+}
+
+# age, age-keygen: make the keys of the SOPS tests (go.mod: go 1.25.0; its toolchain line only
+# names a preferred toolchain, GOTOOLCHAIN=local builds with ours).
+build_age() {
+  GOBIN=$1 go install -trimpath -ldflags "-s -w" "filippo.io/age/cmd/age@${AGE_VERSION}" \
+    "filippo.io/age/cmd/age-keygen@${AGE_VERSION}"
+  "$1/age" --version
+}
+
 OIDC_OP_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/oidc-op" && pwd)
 
-want=${*:-etcd kwok kustomize helm kube kubectl kubelet oidc-op}
+want=${*:-etcd kwok kustomize helm kube kubectl kubelet oidc-op jsonnet sops age}
 for c in $want; do
   case $c in
     kube) component kube "$K8S_VERSION" build_kube ;;
@@ -195,6 +220,9 @@ for c in $want; do
     # Keyed by our main.go too, so that changing it rebuilds.
     oidc-op) component oidc-op "$ZITADEL_OIDC_VERSION-$(sha256sum "$OIDC_OP_SRC/main.go" | cut -c1-12)" \
                build_oidc_op ;;
+    jsonnet) component jsonnet "$JSONNET_VERSION-$(declare -f build_jsonnet | sha256sum | cut -c1-12)" build_jsonnet ;;
+    sops) component sops "$SOPS_VERSION-$(declare -f build_sops | sha256sum | cut -c1-12)" build_sops ;;
+    age) component age "$AGE_VERSION-$(declare -f build_age | sha256sum | cut -c1-12)" build_age ;;
     *) log "unknown component $c"; exit 2 ;;
   esac
 done

@@ -469,13 +469,15 @@ TEST_F(AgentTest, WebhookListenerServesTlsAndMetricsHaveAListenerOfTheirOwn) {
 class AgentProcess {
  public:
   AgentProcess(const std::string& kubeconfig, const std::string& ns, const std::string& cache,
-               const std::string& identity, const std::string& creds_env, const std::string& log) {
+               const std::string& identity, const std::string& creds_env, const std::string& log,
+               const std::vector<std::string>& extra_args = {}) {
     const char* binary = std::getenv("GANTRY_BINARY");
     GANTRY_CHECK(binary != nullptr);
-    auto p = Process::Start({binary, "agent", "--kubeconfig", kubeconfig, "-n", ns, "--cache-dir", cache,
-                             "--identity", identity, "--lease-duration", "3s", "--interval", "2s",
-                             "--git-credentials-env", "GIT_CREDS", "--metrics-listen", "127.0.0.1:0"},
-                            {.env = {{"GIT_CREDS", creds_env}, {"HOME", cache}, {"PATH", "/usr/bin:/bin"}}}, log);
+    std::vector<std::string> argv = {binary, "agent", "--kubeconfig", kubeconfig, "-n", ns, "--cache-dir", cache,
+                                     "--identity", identity, "--lease-duration", "3s", "--interval", "2s",
+                                     "--git-credentials-env", "GIT_CREDS", "--metrics-listen", "127.0.0.1:0"};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    auto p = Process::Start(argv, {.env = {{"GIT_CREDS", creds_env}, {"HOME", cache}, {"PATH", "/usr/bin:/bin"}}}, log);
     GANTRY_CHECK(p.ok());
     process_ = std::make_unique<Process>(std::move(p).value());
   }
@@ -578,6 +580,74 @@ TEST_F(AgentTest, Kill9MidSyncConvergesAfterRestart) {
   if (mid_sync) {
     EXPECT_EQ(At(app, {"status", "operationState", "trigger"}), "resume");
   }
+}
+
+// issue 16: the agent process renders a Jsonnet application (TLA and ext var from the Application)
+// and applies a Secret encrypted by the real `sops --encrypt --age`, decrypted with the key file it
+// was given; its log never holds the plaintext.
+TEST_F(AgentTest, AgentProcessAppliesJsonnetAndSopsSecretsWithoutLoggingThePlaintext) {
+  ProcessOptions po;
+  po.inherit_env = true;
+  po.timeout = std::chrono::minutes(30);
+  auto built = RunChecked({testenv::ScriptDir() + "/build-tools.sh", "jsonnet", "sops", "age"}, po);
+  ASSERT_TRUE(built.ok()) << built.status().ToString();
+  std::string tools = built->out;
+  while (!tools.empty() && tools.back() == '\n') tools.pop_back();
+  tools = tools.substr(tools.rfind('\n') == std::string::npos ? 0 : tools.rfind('\n') + 1);
+  const std::string key = tmp_.path() + "/age.agekey", plain = tmp_.path() + "/secret.yaml";
+  const std::string plaintext = "agent-pl41ntext-s3cret";
+  ASSERT_TRUE(RunChecked({tools + "/age-keygen", "-o", key}, {}).ok());
+  auto recipient = RunChecked({tools + "/age-keygen", "-y", key}, {});
+  ASSERT_TRUE(recipient.ok());
+  std::string r = recipient->out.substr(0, recipient->out.find('\n'));
+  std::ofstream(plain) << "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\ntype: Opaque\nstringData:\n  password: "
+                       << plaintext << "\n";
+  auto enc = RunChecked({tools + "/sops", "--encrypt", "--age", r, "--encrypted-regex", "^(data|stringData)$", plain},
+                        {});
+  ASSERT_TRUE(enc.ok()) << enc.status().ToString();
+  std::string sha = Commit({{"sops/secret.enc.yaml", enc->out},
+                            {"jsonnet/main.jsonnet", "function(env) {apiVersion: 'v1', kind: 'ConfigMap', "
+                                                     "metadata: {name: 'js-' + env}, data: {region: "
+                                                     "std.extVar('region')}}\n"}},
+                           "jsonnet and sops");
+  ASSERT_TRUE(client_->Apply(Application("sops", "sops", false)).ok());
+  ASSERT_TRUE(client_->Apply(Yaml(fmt::format(R"(apiVersion: gantry.dev/v1alpha1
+kind: Application
+metadata: {{name: jsonnet, namespace: {0}}}
+spec:
+  source:
+    repoURL: "{1}"
+    targetRevision: main
+    path: jsonnet
+    directory:
+      jsonnet:
+        tlas: [{{name: env, value: prod}}]
+        extVars: [{{name: region, value: eu-west-1}}]
+  destination: {{namespace: {0}}}
+  syncPolicy:
+    automated: {{prune: true}}
+)", ns_, url_))).ok());
+  std::string creds = fmt::format("{}={}:{}", creds_.host, creds_.username, creds_.password);
+  const std::string log = tmp_.path() + "/sops-agent.log";
+  {
+    AgentProcess agent(*kubeconfig_, ns_, tmp_.path() + "/sops-agent", "agent-sops", creds, log,
+                       {"--sops-age-key-file", key, "--sops-binary", tools + "/sops", "--jsonnet-binary",
+                        tools + "/jsonnet"});
+    WaitApp("sops", [&](const Value& app) { return SyncedHealthyAt(app, sha); }, 60s);
+    WaitApp("jsonnet", [&](const Value& app) { return SyncedHealthyAt(app, sha); }, 60s);
+    agent.Term();
+  }
+  auto secret = client_->Get({"v1", "Secret", ns_, "db"});
+  ASSERT_TRUE(secret.ok()) << secret.status().ToString();
+  EXPECT_EQ(At(*secret, {"data", "password"}), "YWdlbnQtcGw0MW50ZXh0LXMzY3JldA==");
+  auto cm = client_->Get({"v1", "ConfigMap", ns_, "js-prod"});
+  ASSERT_TRUE(cm.ok()) << cm.status().ToString();
+  EXPECT_EQ(At(*cm, {"data", "region"}), "eu-west-1");
+  std::ifstream in(log);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_FALSE(text.empty());
+  EXPECT_EQ(text.find(plaintext), std::string::npos) << text;
+  EXPECT_EQ(text.find("YWdlbnQtcGw0MW50ZXh0"), std::string::npos) << text;
 }
 
 }  // namespace

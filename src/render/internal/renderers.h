@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -46,5 +47,41 @@ Result<std::vector<std::string>> HelmTemplateArgs(const std::string& chart_name_
                                                   const std::filesystem::path& values_dir,
                                                   const std::vector<std::string>& value_file_names,
                                                   const HelmOptions& options);
+
+// True for names Jsonnet evaluates: *.jsonnet (*.libsonnet are libraries, only imported).
+bool IsJsonnetName(std::string_view name);
+
+// Whether auto detection picks Jsonnet for a directory holding `files` (paths relative to it, every
+// file below it): a *.jsonnet file directly in it, and no file the plain renderer would read
+// anywhere below it (hidden ones aside), except jsonnet-bundler's jsonnetfile.json and
+// jsonnetfile.lock.json directly in it. So a directory that renders as plain today stays plain.
+bool JsonnetDetected(const std::vector<std::string>& files);
+
+// The *.jsonnet files Jsonnet evaluates in `dir`, relative to it, sorted: those directly in it, or
+// with `recurse` every one below it (hidden files and directories skipped). Only regular files.
+Result<std::vector<std::string>> JsonnetFiles(const std::filesystem::path& dir, bool recurse, const Limits& limits);
+
+// The arguments after `jsonnet` to evaluate `file` (absolute, in the copy at `copy_root`): limits,
+// -J for each library path (relative to the repository, must be a directory of the copy), the
+// top-level arguments and external variables. InvalidArgument for a name that is not a Jsonnet
+// identifier; PermissionDenied for a library path that is absolute or leaves the repository;
+// NotFound for a missing one.
+Result<std::vector<std::string>> JsonnetArgs(const std::filesystem::path& file, const std::filesystem::path& copy_root,
+                                             const JsonnetOptions& options);
+
+// Appends the objects of one file's output: an object (a Kubernetes object, or a List expanded) or
+// an array of objects. InvalidArgument naming `source` for any other shape.
+Status AddJsonnetOutput(std::string_view json, const std::string& source, const Limits& limits,
+                        std::vector<Manifest>& out);
+
+// Decrypts, in place, every manifest that is SOPS-encrypted (a top-level `sops` map), with `sops
+// decrypt` run in the sandbox: the object on its stdin, the age keys in its environment
+// (SOPS_AGE_KEY), the plaintext on its stdout; sops verifies the MAC. Nothing is written to disk.
+// Errors name the manifest's source and object, and for a missing or wrong key the age recipients it
+// is encrypted for; they never hold plaintext.
+Status DecryptSops(std::vector<Manifest>& manifests, const Options& options);
+
+// True when `object` is SOPS-encrypted.
+bool IsSopsEncrypted(const value::Value& object);
 
 }  // namespace gantry::render::internal

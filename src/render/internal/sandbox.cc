@@ -17,6 +17,7 @@ Result<ProcessResult> RunRenderer(const RendererRun& run) {
   po.timeout = run.timeout;
   po.max_output_bytes = run.max_output_bytes;
   po.die_with_parent = true;
+  po.stdin_data = run.stdin_data;
   if (run.max_memory_bytes > 0) po.rlimits.emplace_back(RLIMIT_DATA, run.max_memory_bytes);
   std::vector<std::string> argv = {run.binary};
   argv.insert(argv.end(), run.args.begin(), run.args.end());

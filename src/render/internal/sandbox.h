@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,7 @@ struct RendererRun {
   std::filesystem::path cwd;
   std::filesystem::path private_dir;  // the temp dir holding the copy; bound read-write
   std::map<std::string, std::string> env;
+  std::optional<std::string> stdin_data;  // none: /dev/null
   bool network = false;
   Sandbox sandbox = Sandbox::kRequire;
   std::string bwrap_binary = "bwrap";
