@@ -77,11 +77,13 @@ Result<std::vector<std::string>> HelmTemplateArgs(const std::string& chart_name_
   for (const std::string& v : options.api_versions) args.push_back("--api-versions=" + v);
   for (const std::string& name : value_file_names) args.push_back("--values=" + (values_dir / name).string());
   if (!options.values.empty()) args.push_back("--values=" + (values_dir / "inline.yaml").string());
-  for (const std::string& s : options.set) {
-    if (s.find('=') == std::string::npos || s.front() == '=') {
-      return InvalidArgumentError("helm --set entry {:?} must be key=value", s);
+  for (const auto& [flag, list] : {std::pair{"--set", &options.set}, std::pair{"--set-string", &options.set_string}}) {
+    for (const std::string& s : *list) {
+      if (s.find('=') == std::string::npos || s.front() == '=') {
+        return InvalidArgumentError("helm {} entry {:?} must be key=value", flag, s);
+      }
+      args.push_back(std::string(flag) + "=" + s);
     }
-    args.push_back("--set=" + s);
   }
   return args;
 }

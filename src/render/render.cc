@@ -127,6 +127,7 @@ std::string CacheKey(std::string_view content_key, std::string_view path, Render
     o.Set("value_files", list(h.value_files));
     o.Set("values", h.values);
     o.Set("set", list(h.set));
+    o.Set("set_string", list(h.set_string));
     o.Set("include_crds", h.include_crds);
     o.Set("kube_version", h.kube_version);
     o.Set("api_versions", list(h.api_versions));

@@ -131,6 +131,7 @@ struct HelmOptions {
   std::vector<std::string> value_files;
   std::string values;             // inline values (YAML), applied after value_files
   std::vector<std::string> set;   // "key=value", as --set, applied last
+  std::vector<std::string> set_string;  // "key=value", as --set-string (Argo CD's forceString)
   bool include_crds = true;
   std::string kube_version;       // --kube-version when not empty
   std::vector<std::string> api_versions;  // --api-versions
