@@ -173,6 +173,8 @@ struct AgentOptions {
   // Credentials read from repository Secrets (git::ReadRepositorySecret: SSH keys, passwords),
   // bound to their URL's host like git_credentials.
   std::vector<git::Credentials> git_repo_credentials;
+  // PEM bundle trusted for Helm chart repositories (https:// and oci://) instead of the system's.
+  std::string chart_ca_file;
   ReconcileOptions reconcile;
 };
 
@@ -196,7 +198,9 @@ Result<std::unique_ptr<Agent>> NewAgent(kube::Client& client, AgentOptions optio
 //   - Git: mirrors under options.cache_dir (credentials from options.git_credentials and
 //     git_repo_credentials, bound to their host) and render::RenderGit with `render_options`
 //     (binaries, sandbox, limits), cached by repository tree;
-//   - Helm repositories and OCI artifacts: Unimplemented, naming the source, until they are built.
+//   - charts of Helm repositories (spec.source.chart): render::ChartRepos under cache_dir/charts,
+//     with the same credentials bound to their host and chart_ca_file;
+//   - OCI artifacts: Unimplemented, naming the source, until they are built.
 // Helm renders for `cluster` (when not null; it must outlive the Source): the destination namespace
 // is the release namespace, and .Capabilities are the cluster's version and served APIs
 // (kube::ReadCapabilities). InvalidArgument for malformed credentials.

@@ -14,8 +14,10 @@ using SteadyClock = std::chrono::steady_clock;
 
 class HelmSource final : public Source {
  public:
-  HelmSource(render::ChartRepoOptions charts, render::Options base, kube::Client* cluster)
-      : charts_(std::move(charts)), cache_(kRenderCacheBytes), base_(std::move(base)), capabilities_(cluster) {}
+  HelmSource(std::shared_ptr<render::ChartRepos> charts, render::Options base, kube::Client* cluster)
+      : charts_(std::move(charts)), cache_(kRenderCacheBytes), base_(std::move(base)), capabilities_(cluster) {
+    base_.charts = charts_.get();  // the chart's own dependencies, when it does not vendor them
+  }
 
   Result<std::string> Resolve(const Application& app, SteadyClock::time_point fetch_after) override {
     GANTRY_ASSIGN_OR_RETURN(render::FetchedChart chart, Fetch(app, Wanted(app), fetch_after));
@@ -85,7 +87,7 @@ class HelmSource final : public Source {
 
   Result<render::FetchedChart> Fetch(const Application& app, const std::string& version,
                                      SteadyClock::time_point fetch_after) {
-    auto chart = charts_.Fetch({.repo_url = app.source.repo_url, .chart = app.source.chart, .version = version},
+    auto chart = charts_->Fetch({.repo_url = app.source.repo_url, .chart = app.source.chart, .version = version},
                                fetch_after);
     if (!chart.ok()) {
       Status s = chart.status().WithContext("fetch");
@@ -95,7 +97,7 @@ class HelmSource final : public Source {
     return chart;
   }
 
-  render::ChartRepos charts_;
+  std::shared_ptr<render::ChartRepos> charts_;
   render::RenderCache cache_;
   render::Options base_;
   ClusterCapabilities capabilities_;
@@ -106,7 +108,8 @@ class HelmSource final : public Source {
 
 }  // namespace
 
-std::unique_ptr<Source> NewHelmSource(render::ChartRepoOptions charts, render::Options base, kube::Client* cluster) {
+std::unique_ptr<Source> NewHelmSource(std::shared_ptr<render::ChartRepos> charts, render::Options base,
+                                      kube::Client* cluster) {
   return std::make_unique<HelmSource>(std::move(charts), std::move(base), cluster);
 }
 

@@ -71,8 +71,15 @@ bool Under(std::string_view file, std::string_view dir) {
 
 class GitSource final : public Source {
  public:
-  GitSource(render::GitSourcesOptions sources, render::Options base, kube::Client* cluster)
-      : sources_(std::move(sources)), cache_(kRenderCacheBytes), base_(std::move(base)), capabilities_(cluster) {}
+  GitSource(render::GitSourcesOptions sources, std::shared_ptr<render::ChartRepos> charts, render::Options base,
+            kube::Client* cluster)
+      : sources_(std::move(sources)),
+        charts_(std::move(charts)),
+        cache_(kRenderCacheBytes),
+        base_(std::move(base)),
+        capabilities_(cluster) {
+    base_.charts = charts_.get();  // chart dependencies not vendored in charts/
+  }
 
   Result<std::string> Resolve(const api::Application& app, SteadyClock::time_point fetch_after) override {
     GANTRY_ASSIGN_OR_RETURN(std::shared_ptr<git::Repository> repo, Open(app));
@@ -171,6 +178,7 @@ class GitSource final : public Source {
   }
 
   render::GitSources sources_;  // mirrors, credentials, shared fetches
+  std::shared_ptr<render::ChartRepos> charts_;
   render::RenderCache cache_;
   render::Options base_;
   internal::ClusterCapabilities capabilities_;  // of the destination
@@ -229,11 +237,13 @@ Result<std::unique_ptr<Source>> NewSource(const AgentOptions& options, const ren
   }
   for (const git::Credentials& c : options.git_repo_credentials) so.credentials.push_back(c);
   // Charts use the same credentials, bound to their host the same way.
-  render::ChartRepoOptions charts{.cache_dir = std::filesystem::path(options.cache_dir) / "charts",
-                                  .credentials = so.credentials};
-  return std::unique_ptr<Source>(std::make_unique<Router>(
-      std::make_unique<GitSource>(std::move(so), render_options, cluster),
-      internal::NewHelmSource(std::move(charts), render_options, cluster)));
+  auto charts = std::make_shared<render::ChartRepos>(
+      render::ChartRepoOptions{.cache_dir = std::filesystem::path(options.cache_dir) / "charts",
+                               .credentials = so.credentials,
+                               .ca_file = options.chart_ca_file});
+  return std::unique_ptr<Source>(
+      std::make_unique<Router>(std::make_unique<GitSource>(std::move(so), charts, render_options, cluster),
+                               internal::NewHelmSource(charts, render_options, cluster)));
 }
 
 }  // namespace gantry::agent

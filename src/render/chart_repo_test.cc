@@ -1,6 +1,13 @@
 #include "render/chart_repo.h"
 
+#include <unistd.h>
+
+#include <fstream>
+
 #include <gtest/gtest.h>
+
+#include "render/internal/renderers.h"
+#include "render/internal/tree.h"
 
 namespace gantry::render {
 namespace {
@@ -89,6 +96,65 @@ TEST(ChartRepos, UnreachableRepositoryIsAFetchFailure) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().reason(), "FetchFailed") << r.status().ToString();
   EXPECT_NE(r.status().message().find("127.0.0.1:1/charts/index.yaml"), std::string::npos) << r.status().ToString();
+}
+
+class VendorDependenciesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = std::filesystem::path(::testing::TempDir()) / ("gantry-deps-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(root_);
+    Write("repo/lib/Chart.yaml", "apiVersion: v2\nname: lib\nversion: 0.1.0\n");
+    Write("repo/lib/templates/cm.yaml", "kind: ConfigMap\n");
+  }
+  void TearDown() override { std::filesystem::remove_all(root_); }
+  void Write(const std::string& rel, const std::string& text) {
+    std::filesystem::create_directories((root_ / rel).parent_path());
+    std::ofstream(root_ / rel) << text;
+  }
+  // Copies the chart `rel` of repo/ into copy/ and vendors its dependencies there.
+  Status Vendor(const std::string& rel, const Options& options = {}) {
+    internal::Materializer copier(root_ / "repo", root_ / "copy", options.limits, nullptr);
+    std::filesystem::remove_all(root_ / "copy");
+    std::filesystem::create_directories(root_ / "copy");
+    GANTRY_RETURN_IF_ERROR(copier.AddTree(rel));
+    return internal::VendorHelmDependencies(root_ / "copy", rel, copier, options);
+  }
+  std::filesystem::path root_;
+};
+
+TEST_F(VendorDependenciesTest, FileDependencyInsideTheRepositoryIsCopiedIntoCharts) {
+  Write("repo/app/Chart.yaml", "apiVersion: v2\nname: app\nversion: 1.0.0\ndependencies:\n"
+                               "- {name: lib, version: 0.1.0, repository: \"file://../lib\"}\n");
+  Status s = Vendor("app");
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(std::filesystem::is_regular_file(root_ / "copy/app/charts/lib/templates/cm.yaml"));
+}
+
+TEST_F(VendorDependenciesTest, FileDependencyLeavingTheRepositoryIsRefused) {
+  Write("repo/app/Chart.yaml", "apiVersion: v2\nname: app\nversion: 1.0.0\ndependencies:\n"
+                               "- {name: lib, version: 0.1.0, repository: \"file://../../outside\"}\n");
+  Status s = Vendor("app");
+  EXPECT_EQ(s.code(), Code::kPermissionDenied) << s.ToString();
+  EXPECT_NE(s.message().find("app/Chart.yaml dependencies[0] (lib)"), std::string::npos) << s.ToString();
+}
+
+TEST_F(VendorDependenciesTest, RepositoryNamesOfHelmRepoAddAreRefused) {
+  for (const char* repo : {"@stable", "alias:stable"}) {
+    Write("repo/app/Chart.yaml", std::string("apiVersion: v2\nname: app\nversion: 1.0.0\ndependencies:\n"
+                                             "- {name: redis, version: 1.x, repository: \"") + repo + "\"}\n");
+    Status s = Vendor("app");
+    EXPECT_EQ(s.code(), Code::kInvalidArgument) << s.ToString();
+    EXPECT_NE(s.message().find("helm repo add"), std::string::npos) << s.ToString();
+  }
+}
+
+TEST_F(VendorDependenciesTest, RemoteDependencyWithoutAFetcherIsAPreconditionAndVendoredOnesAreLeftAlone) {
+  Write("repo/app/Chart.yaml", "apiVersion: v2\nname: app\nversion: 1.0.0\ndependencies:\n"
+                               "- {name: redis, version: 18.x, repository: \"https://charts.example.com\"}\n");
+  EXPECT_EQ(Vendor("app").code(), Code::kFailedPrecondition);
+  Write("repo/app/charts/redis-18.6.1.tgz", "vendored");
+  Status s = Vendor("app");
+  EXPECT_TRUE(s.ok()) << s.ToString();
 }
 
 }  // namespace

@@ -67,6 +67,8 @@
 
 namespace gantry::render {
 
+class ChartRepos;  // render/chart_repo.h
+
 struct Limits {
   // Files read from the repository for one render: manifest files (plain), or every file copied
   // for an external renderer.
@@ -155,6 +157,11 @@ struct Options {
   Limits limits;
   std::chrono::milliseconds timeout{60'000};  // for all renderer processes of one render
   std::filesystem::path temp_dir;             // where private copies go; empty: $TMPDIR or /tmp
+  // Fetches the chart dependencies a chart does not vendor in charts/ (`repository: https://...` or
+  // `oci://...`, at the version its Chart.lock pins, else the newest its range allows); null: they
+  // must be vendored. Not part of the render cache key: a range without a Chart.lock is resolved
+  // again only when the content key changes.
+  ChartRepos* charts = nullptr;
 };
 
 // Finds the binary of `renderer` (kKustomize or kHelm), the one place that does. In order:

@@ -35,9 +35,10 @@ class ClusterCapabilities {
 };
 
 // The Source of applications whose spec.source names a chart (api::SourceKind::kHelm): fetched by
-// `charts` (index.yaml or oci://), rendered with render::Render on the extracted chart. Resolve's
+// `charts` (index.yaml or oci://; shared with the Git source, for chart dependencies), rendered with render::Render on the extracted chart. Resolve's
 // revision is FetchedChart::Revision() ("redis@18.6.1 sha256:..."); a range is resolved again on each
 // fetch. Fetch errors carry kReasonFetchFailed.
-std::unique_ptr<Source> NewHelmSource(render::ChartRepoOptions charts, render::Options base, kube::Client* cluster);
+std::unique_ptr<Source> NewHelmSource(std::shared_ptr<render::ChartRepos> charts, render::Options base,
+                                      kube::Client* cluster);
 
 }  // namespace gantry::agent::internal
