@@ -1,7 +1,8 @@
 #pragma once
 // The flags every command that reads manifests shares (render, validate, diff, sync), and loading
-// them: a local directory (PATH) or a Git repository (--repo URL --revision REV --path P), rendered
-// as plain YAML, Kustomize or Helm.
+// them: a local directory (PATH), a Git repository (--repo URL --revision REV --path P), rendered
+// as plain YAML, Kustomize or Helm, or a chart of a Helm repository (--repo URL --chart NAME
+// --revision VERSION-OR-RANGE; render::ChartRepos, cached under the cache directory).
 
 #include <memory>
 #include <string>
@@ -21,7 +22,9 @@ namespace gantry::cli {
 
 struct SourceFlags {
   std::string path;      // local directory or file; with --repo, the path inside the repository
-  std::string repo;      // Git URL
+  std::string repo;      // Git URL; with chart, a Helm repository (https://, oci://)
+  std::string chart;     // a chart of the Helm repository --repo; revision is its version or range
+  std::string ca_file;   // PEM bundle trusted by the Helm repository's TLS instead of the system's
   std::string revision = "HEAD";
   std::string cache_dir;  // Git mirrors (default: $GANTRY_CACHE or ~/.cache/gantry)
   bool allow_file_repo = false;
@@ -44,7 +47,7 @@ void AddSourceFlags(CLI::App* cmd, SourceFlags& flags);
 
 struct Loaded {
   std::vector<render::Manifest> manifests;
-  std::string revision;  // the commit, for Git sources
+  std::string revision;  // the commit, for Git sources; "chart@version sha256:..." for charts
 };
 
 // InvalidArgument (a usage error) when the flags name no source: neither PATH nor --repo.
