@@ -185,7 +185,11 @@ Result<Output> RenderExternal(const Plan& plan, const Options& options) {
     value_names.push_back(name);
   }
   const fs::path app = copy / plan.rel;
-  if (helm) GANTRY_RETURN_IF_ERROR(internal::VendorHelmDependencies(copy, plan.rel, copier, options));
+  if (helm) {
+    if (Status s = internal::VendorHelmDependencies(copy, plan.rel, copier, options); !s.ok()) {
+      return s.WithContext(display);
+    }
+  }
 
   std::map<std::string, std::string> env = {
       {"PATH", "/usr/local/bin:/usr/bin:/bin"},
