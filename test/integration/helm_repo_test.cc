@@ -148,7 +148,9 @@ data:
 
 TEST_F(HelmRepoTest, HttpRepositoryWithBasicAuthAndTlsPicksTheVersionAndVerifiesTheDigest) {
   render::ChartRepos repos(Options());
+  auto start = std::chrono::steady_clock::now();
   auto chart = repos.Fetch({.repo_url = Repo().Get("HELM_REPO_URL"), .chart = "demo", .version = "1.x"});
+  auto cold = std::chrono::steady_clock::now() - start;
   ASSERT_TRUE(chart.ok()) << chart.status().ToString();
   EXPECT_EQ(chart->version, "1.1.0");  // the highest release; 2.0.0-rc.1 is a pre-release
   EXPECT_THAT(chart->Revision(), HasSubstr("demo@1.1.0 sha256:"));
@@ -163,9 +165,13 @@ TEST_F(HelmRepoTest, HttpRepositoryWithBasicAuthAndTlsPicksTheVersionAndVerifies
   // Exact versions, pre-releases when named, and the cache: the same digest is not fetched again.
   EXPECT_EQ(repos.Fetch({Repo().Get("HELM_REPO_URL"), "demo", "1.0.0"})->version, "1.0.0");
   EXPECT_EQ(repos.Fetch({Repo().Get("HELM_REPO_URL"), "demo", ">=2.0.0-rc.0"})->version, "2.0.0-rc.1");
+  start = std::chrono::steady_clock::now();
   auto again = repos.Fetch({Repo().Get("HELM_REPO_URL"), "demo", "1.x"});
+  auto warm = std::chrono::steady_clock::now() - start;
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->dir, chart->dir);
+  RecordProperty("fetch_cold_us", static_cast<int>(std::chrono::duration_cast<std::chrono::microseconds>(cold).count()));
+  RecordProperty("fetch_cached_us", static_cast<int>(std::chrono::duration_cast<std::chrono::microseconds>(warm).count()));
 }
 
 TEST_F(HelmRepoTest, HttpRepositoryBadInputSaysWhatIsWrongAndWhere) {
