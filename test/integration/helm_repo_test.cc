@@ -223,6 +223,26 @@ TEST_F(HelmRepoTest, OciRegistryChartByRangeThroughGantrysRegistryClient) {
   EXPECT_FALSE(absent.ok());
 }
 
+// A registry with basic auth behind TLS: the chart is pulled with the credentials bound to its host
+// and the CA; without credentials the error names the registry.
+TEST_F(HelmRepoTest, OciRegistryWithAuthAndTls) {
+  auto& secure = testenv::Shared("registry.sh", {"--auth"});
+  const std::string host = secure.Get("REGISTRY_HOST");
+  const std::string archive = Repo().Get("HELM_REPO_ROOT") + "/demo-1.1.0.tgz";
+  Helm({"push", archive, "oci://" + host + "/private", "--ca-file", secure.Get("REGISTRY_CA"), "--username",
+        secure.Get("REGISTRY_USER"), "--password", secure.Get("REGISTRY_PASSWORD")});
+  render::ChartRepoOptions o{.cache_dir = tmp_.path() + "/charts", .ca_file = secure.Get("REGISTRY_CA")};
+  auto anonymous = render::FetchChart({"oci://" + host + "/private", "demo", "1.1.0"}, o);
+  ASSERT_FALSE(anonymous.ok());
+  EXPECT_EQ(anonymous.status().reason(), render::kFetchFailed) << anonymous.status().ToString();
+  EXPECT_THAT(anonymous.status().message(), HasSubstr(host));
+  o.credentials.push_back(
+      {.host = host, .username = secure.Get("REGISTRY_USER"), .password = secure.Get("REGISTRY_PASSWORD")});
+  auto chart = render::FetchChart({"oci://" + host + "/private", "demo", "1.x"}, o);
+  ASSERT_TRUE(chart.ok()) << chart.status().ToString();
+  EXPECT_EQ(chart->version, "1.1.0");
+}
+
 // A chart whose dependencies come from both kinds of repository, not vendored: fetched into the
 // private copy's charts/ before helm runs, at the version Chart.lock pins.
 TEST_F(HelmRepoTest, ChartDependenciesAreFetchedFromBothKindsOfRepository) {
