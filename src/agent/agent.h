@@ -181,6 +181,8 @@ struct AgentOptions {
   // Registries of oci:// sources: credentials (each bound to its host), Docker config, CA, hosts
   // reached over plain HTTP. Pulled artifacts are kept under cache_dir/oci by manifest digest.
   oci::RegistryOptions registry;
+  // PEM bundle trusted for Helm chart repositories (https:// and oci://) instead of the system's.
+  std::string chart_ca_file;
   ReconcileOptions reconcile;
 };
 
@@ -204,9 +206,10 @@ Result<std::unique_ptr<Agent>> NewAgent(kube::Client& client, AgentOptions optio
 //   - Git: mirrors under options.cache_dir (credentials from options.git_credentials and
 //     git_repo_credentials, bound to their host) and render::RenderGit with `render_options`
 //     (binaries, sandbox, limits), cached by repository tree;
+//   - charts of Helm repositories (spec.source.chart): render::ChartRepos under cache_dir/charts,
+//     with the same credentials bound to their host and chart_ca_file;
 //   - OCI artifacts: options.registry, pulled under options.cache_dir/oci by manifest digest,
-//     rendered as Git paths are (internal/oci_source.h);
-//   - Helm repositories: Unimplemented, naming the source, until they are built.
+//     rendered as Git paths are (internal/oci_source.h).
 // Helm renders for `cluster` (when not null; it must outlive the Source): the destination namespace
 // is the release namespace, and .Capabilities are the cluster's version and served APIs
 // (kube::ReadCapabilities). InvalidArgument for malformed credentials or registry options.

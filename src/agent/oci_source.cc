@@ -4,6 +4,8 @@
 
 #include "agent/internal/oci_source.h"
 
+#include "agent/internal/sources.h"
+
 #include <map>
 
 #include "base/mutex.h"
@@ -19,7 +21,7 @@ class OciSource final : public Source {
   OciSource(std::unique_ptr<oci::Registry> registry, std::filesystem::path cache_dir, render::Options base,
             kube::Client* cluster)
       : registry_(std::move(registry)), cache_dir_(std::move(cache_dir)), cache_(kRenderCacheBytes),
-        base_(std::move(base)), cluster_(cluster) {}
+        base_(std::move(base)), capabilities_(cluster) {}
 
   Result<std::string> Resolve(const api::Application& app, SteadyClock::time_point fetch_after) override {
     GANTRY_ASSIGN_OR_RETURN(oci::Reference ref, Reference(app));
@@ -52,19 +54,8 @@ class OciSource final : public Source {
     auto dir = oci::PullArtifact(*registry_, ref, digest, cache_dir_);
     if (!dir.ok()) return Status(dir.status()).set_reason(kReasonFetchFailed);
     const api::Source& s = app.source;
-    render::Options o = base_;
-    o.renderer = render::ParseRenderer(s.renderer).value_or(render::Renderer::kAuto);
-    o.kustomize.images = s.kustomize_images;
-    o.helm.release_name = s.helm_release_name;
-    o.helm.namespace_ = app.destination_namespace;
-    o.helm.value_files = s.helm_value_files;
-    o.helm.values = s.helm_values;
-    o.helm.include_crds = s.helm_include_crds;
-    if (cluster_ != nullptr) {
-      GANTRY_ASSIGN_OR_RETURN(kube::Capabilities caps, Capabilities());
-      o.helm.kube_version = std::move(caps.kube_version);
-      o.helm.api_versions = std::move(caps.api_versions);
-    }
+    render::Options o = RenderOptionsFor(app, base_);
+    GANTRY_RETURN_IF_ERROR(capabilities_.Apply(o));
     size_t misses = cache_.stats().misses;
     auto manifests = render::Render(render::Source{*dir, s.path}, o, &cache_, digest);
     if (!manifests.ok()) {
@@ -94,34 +85,14 @@ class OciSource final : public Source {
     return ref;
   }
 
-  // The cluster's Capabilities for Helm: its version read again every kVersionTtl, its APIs from
-  // the client's discovery cache each time (as GitSource does).
-  Result<kube::Capabilities> Capabilities() {
-    static constexpr auto kVersionTtl = std::chrono::minutes(10);
-    std::string known;
-    {
-      MutexLock lock(mu_);
-      if (SteadyClock::now() - version_read_ < kVersionTtl) known = kube_version_;
-    }
-    GANTRY_ASSIGN_OR_RETURN(kube::Capabilities caps, kube::ReadCapabilities(*cluster_, known));
-    if (known.empty()) {
-      MutexLock lock(mu_);
-      kube_version_ = caps.kube_version;
-      version_read_ = SteadyClock::now();
-    }
-    return caps;
-  }
-
   std::unique_ptr<oci::Registry> registry_;
   const std::filesystem::path cache_dir_;
   render::RenderCache cache_;
   render::Options base_;
-  kube::Client* const cluster_;
+  ClusterCapabilities capabilities_;
   std::atomic<uint64_t> renders_{0};
   Mutex mu_;
   std::map<std::string, Resolved> resolved_ GUARDED_BY(mu_);  // by reference (registry/repository:tag)
-  std::string kube_version_ GUARDED_BY(mu_);
-  SteadyClock::time_point version_read_ GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include "agent/agent.h"
 #include "agent/internal/oci_source.h"
+#include "agent/internal/sources.h"
 #include "base/mutex.h"
 #include "git/git.h"
 #include "kube/kube.h"
@@ -16,6 +17,53 @@
 #include "render/render.h"
 
 namespace gantry::agent {
+
+namespace internal {
+
+render::Options RenderOptionsFor(const Application& app, const render::Options& base) {
+  const api::Source& s = app.source;
+  render::Options o = base;
+  o.renderer = render::ParseRenderer(s.renderer).value_or(render::Renderer::kAuto);
+  o.kustomize.images = s.kustomize_images;
+  o.helm.release_name = s.helm_release_name;
+  o.helm.namespace_ = app.destination_namespace;
+  o.helm.value_files = s.helm_value_files;
+  o.helm.values = s.helm_values;
+  o.helm.set = s.helm_set;
+  o.helm.set_string = s.helm_set_string;
+  o.helm.include_crds = s.helm_include_crds;
+  o.jsonnet.recurse = s.directory_recurse;
+  o.jsonnet.libs = s.jsonnet_libs;
+  for (const api::JsonnetVar& v : s.jsonnet_tlas) o.jsonnet.tlas.push_back({v.name, v.value, v.code});
+  for (const api::JsonnetVar& v : s.jsonnet_ext_vars) o.jsonnet.ext_vars.push_back({v.name, v.value, v.code});
+  if (o.renderer == render::Renderer::kAuto &&
+      (!s.jsonnet_tlas.empty() || !s.jsonnet_ext_vars.empty() || !s.jsonnet_libs.empty())) {
+    o.renderer = render::Renderer::kJsonnet;  // as Argo CD: a directory with Jsonnet settings
+  }
+  return o;
+}
+
+Status ClusterCapabilities::Apply(render::Options& o) {
+  if (cluster_ == nullptr) return OkStatus();
+  static constexpr auto kVersionTtl = std::chrono::minutes(10);
+  std::string known;
+  {
+    MutexLock lock(mu_);
+    if (std::chrono::steady_clock::now() - version_read_ < kVersionTtl) known = kube_version_;
+  }
+  GANTRY_ASSIGN_OR_RETURN(kube::Capabilities caps, kube::ReadCapabilities(*cluster_, known));
+  if (known.empty()) {
+    MutexLock lock(mu_);
+    kube_version_ = caps.kube_version;
+    version_read_ = std::chrono::steady_clock::now();
+  }
+  o.helm.kube_version = std::move(caps.kube_version);
+  o.helm.api_versions = std::move(caps.api_versions);
+  return OkStatus();
+}
+
+}  // namespace internal
+
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
@@ -33,8 +81,15 @@ bool Under(std::string_view file, std::string_view dir) {
 
 class GitSource final : public Source {
  public:
-  GitSource(render::GitSourcesOptions sources, render::Options base, kube::Client* cluster)
-      : sources_(std::move(sources)), cache_(kRenderCacheBytes), base_(std::move(base)), cluster_(cluster) {}
+  GitSource(render::GitSourcesOptions sources, std::shared_ptr<render::ChartRepos> charts, render::Options base,
+            kube::Client* cluster)
+      : sources_(std::move(sources)),
+        charts_(std::move(charts)),
+        cache_(kRenderCacheBytes),
+        base_(std::move(base)),
+        capabilities_(cluster) {
+    base_.charts = charts_.get();  // chart dependencies not vendored in charts/
+  }
 
   Result<std::string> Resolve(const api::Application& app, SteadyClock::time_point fetch_after) override {
     GANTRY_ASSIGN_OR_RETURN(std::shared_ptr<git::Repository> repo, Open(app));
@@ -76,29 +131,9 @@ class GitSource final : public Source {
 
   Result<Rendered> Render(const api::Application& app, std::string_view commit) override {
     GANTRY_ASSIGN_OR_RETURN(std::shared_ptr<git::Repository> repo, Open(app));
-    const api::Source& s = app.source;
-    render::Options o = base_;
-    o.renderer = render::ParseRenderer(s.renderer).value_or(render::Renderer::kAuto);
-    o.kustomize.images = s.kustomize_images;
-    o.helm.release_name = s.helm_release_name;
-    o.helm.namespace_ = app.destination_namespace;
-    o.helm.value_files = s.helm_value_files;
-    o.helm.values = s.helm_values;
-    o.helm.include_crds = s.helm_include_crds;
-    o.jsonnet.recurse = s.directory_recurse;
-    o.jsonnet.libs = s.jsonnet_libs;
-    for (const api::JsonnetVar& v : s.jsonnet_tlas) o.jsonnet.tlas.push_back({v.name, v.value, v.code});
-    for (const api::JsonnetVar& v : s.jsonnet_ext_vars) o.jsonnet.ext_vars.push_back({v.name, v.value, v.code});
-    if (o.renderer == render::Renderer::kAuto &&
-        (!s.jsonnet_tlas.empty() || !s.jsonnet_ext_vars.empty() || !s.jsonnet_libs.empty())) {
-      o.renderer = render::Renderer::kJsonnet;  // as Argo CD: a directory with Jsonnet settings
-    }
-    if (cluster_ != nullptr) {
-      GANTRY_ASSIGN_OR_RETURN(kube::Capabilities caps, Capabilities());
-      o.helm.kube_version = std::move(caps.kube_version);
-      o.helm.api_versions = std::move(caps.api_versions);
-    }
-    auto r = render::RenderGit(*repo, commit, s.path, o, &cache_);
+    render::Options o = internal::RenderOptionsFor(app, base_);
+    GANTRY_RETURN_IF_ERROR(capabilities_.Apply(o));
+    auto r = render::RenderGit(*repo, commit, app.source.path, o, &cache_);
     if (!r.ok()) return r.status();
     renders_ += r->cache_hit ? 0 : 1;
     {
@@ -120,24 +155,6 @@ class GitSource final : public Source {
   // 4 MiB: an unchanged application is not rendered at all (the agent's steady-state memo), so the
   // cache serves re-renders at the same commit (a changed spec, a retried sync), a few at a time.
   static constexpr size_t kRenderCacheBytes = 4u << 20;
-
-  // The cluster's Capabilities for Helm. Its version is read again every kVersionTtl; its APIs come
-  // from the client's discovery cache each time, so a CRD a sync just created counts at once.
-  Result<kube::Capabilities> Capabilities() {
-    static constexpr auto kVersionTtl = std::chrono::minutes(10);
-    std::string known;
-    {
-      MutexLock lock(mu_);
-      if (SteadyClock::now() - version_read_ < kVersionTtl) known = kube_version_;
-    }
-    GANTRY_ASSIGN_OR_RETURN(kube::Capabilities caps, kube::ReadCapabilities(*cluster_, known));
-    if (known.empty()) {
-      MutexLock lock(mu_);
-      kube_version_ = caps.kube_version;
-      version_read_ = SteadyClock::now();
-    }
-    return caps;
-  }
 
   static std::string RenderKey(const api::Application& app) {
     return app.source.repo_url + "\n" + app.source.path + "\n" + app.source.renderer;
@@ -171,13 +188,12 @@ class GitSource final : public Source {
   }
 
   render::GitSources sources_;  // mirrors, credentials, shared fetches
+  std::shared_ptr<render::ChartRepos> charts_;
   render::RenderCache cache_;
   render::Options base_;
-  kube::Client* const cluster_;  // the destination; null: Helm's built-in Capabilities
+  internal::ClusterCapabilities capabilities_;  // of the destination
   std::atomic<uint64_t> renders_{0};
   Mutex mu_;
-  std::string kube_version_ GUARDED_BY(mu_);
-  SteadyClock::time_point version_read_ GUARDED_BY(mu_);
   std::map<std::string, render::Renderer> renderers_ GUARDED_BY(mu_);  // by RenderKey
   std::vector<std::pair<std::string, std::shared_ptr<const std::vector<std::string>>>> changed_ GUARDED_BY(mu_);
 };
@@ -186,7 +202,8 @@ class GitSource final : public Source {
 // Unimplemented, naming the source.
 class Router final : public Source {
  public:
-  Router(std::unique_ptr<Source> git, std::unique_ptr<Source> oci) : git_(std::move(git)), oci_(std::move(oci)) {}
+  Router(std::unique_ptr<Source> git, std::unique_ptr<Source> helm, std::unique_ptr<Source> oci)
+      : git_(std::move(git)), helm_(std::move(helm)), oci_(std::move(oci)) {}
 
   Result<std::string> Resolve(const api::Application& app, SteadyClock::time_point fetch_after) override {
     GANTRY_ASSIGN_OR_RETURN(Source * s, For(app));
@@ -200,7 +217,7 @@ class Router final : public Source {
     GANTRY_ASSIGN_OR_RETURN(Source * s, For(app));
     return s->Render(app, commit);
   }
-  uint64_t renders() const override { return git_->renders() + oci_->renders(); }
+  uint64_t renders() const override { return git_->renders() + helm_->renders() + oci_->renders(); }
 
  private:
   Result<Source*> For(const api::Application& app) {
@@ -208,8 +225,7 @@ class Router final : public Source {
       case api::SourceKind::kGit:
         return git_.get();
       case api::SourceKind::kHelm:
-        return UnimplementedError("chart {} from {}: Helm repository sources are not supported yet",
-                                  app.source.chart, app.source.repo_url);
+        return helm_.get();
       case api::SourceKind::kOci:
         return oci_.get();
     }
@@ -217,6 +233,7 @@ class Router final : public Source {
   }
 
   std::unique_ptr<Source> git_;
+  std::unique_ptr<Source> helm_;
   std::unique_ptr<Source> oci_;
 };
 
@@ -231,11 +248,17 @@ Result<std::unique_ptr<Source>> NewSource(const AgentOptions& options, const ren
     so.credentials.push_back(std::move(parsed));
   }
   for (const git::Credentials& c : options.git_repo_credentials) so.credentials.push_back(c);
+  // Charts use the same credentials, bound to their host the same way.
+  auto charts = std::make_shared<render::ChartRepos>(
+      render::ChartRepoOptions{.cache_dir = std::filesystem::path(options.cache_dir) / "charts",
+                               .credentials = so.credentials,
+                               .ca_file = options.chart_ca_file});
   GANTRY_ASSIGN_OR_RETURN(std::unique_ptr<Source> oci,
                           internal::NewOciSource(options.registry, std::filesystem::path(options.cache_dir) / "oci",
                                                  render_options, cluster));
-  return std::unique_ptr<Source>(std::make_unique<Router>(
-      std::make_unique<GitSource>(std::move(so), render_options, cluster), std::move(oci)));
+  return std::unique_ptr<Source>(
+      std::make_unique<Router>(std::make_unique<GitSource>(std::move(so), charts, render_options, cluster),
+                               internal::NewHelmSource(charts, render_options, cluster), std::move(oci)));
 }
 
 }  // namespace gantry::agent

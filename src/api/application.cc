@@ -175,7 +175,18 @@ spec:
                       releaseName: {type: string}
                       valueFiles: {type: array, items: {type: string}}
                       values: {type: string}
+                      valuesObject: {type: object, x-kubernetes-preserve-unknown-fields: true}
+                      parameters:
+                        type: array
+                        items:
+                          type: object
+                          required: [name]
+                          properties:
+                            name: {type: string}
+                            value: {type: string}
+                            forceString: {type: boolean}
                       includeCRDs: {type: boolean}
+                      skipCrds: {type: boolean}
               destination:
                 type: object
                 properties:
@@ -331,7 +342,27 @@ Result<Application> ParseApplication(const Value& object) {
   s.helm_release_name = f.String(helm, "releaseName", "spec.source.helm.releaseName", name);
   s.helm_value_files = f.Strings(helm, "valueFiles", "spec.source.helm.valueFiles");
   s.helm_values = f.String(helm, "values", "spec.source.helm.values");
-  s.helm_include_crds = f.Bool(helm, "includeCRDs", "spec.source.helm.includeCRDs", true);
+  if (const Value* values = f.Map(helm, "valuesObject", "spec.source.helm.valuesObject")) {
+    s.helm_values = value::ToYaml(*values);  // wins over values, as in Argo CD
+  }
+  s.helm_include_crds = f.Bool(helm, "includeCRDs", "spec.source.helm.includeCRDs", true) &&
+                        !f.Bool(helm, "skipCrds", "spec.source.helm.skipCrds", false);
+  if (const Value* params = helm ? helm->Get("parameters") : nullptr; params && !params->IsNull()) {
+    if (!params->IsSeq()) f.Fail(*params, "spec.source.helm.parameters", "must be a list");
+    for (size_t i = 0; params->IsSeq() && i < params->size(); ++i) {
+      const Value& p = *params->At(i);
+      std::string path = fmt::format("spec.source.helm.parameters[{}]", i);
+      if (!p.IsMap()) {
+        f.Fail(p, path, "must be a map with name and value");
+        break;
+      }
+      std::string pname = f.String(&p, "name", path + ".name");
+      f.Require(!pname.empty(), path + ".name", "is required");
+      std::string pvalue = f.String(&p, "value", path + ".value");
+      bool force_string = f.Bool(&p, "forceString", path + ".forceString", false);
+      (force_string ? s.helm_set_string : s.helm_set).push_back(pname + "=" + pvalue);
+    }
+  }
 
   app.project = f.String(spec, "project", "spec.project", "default");
   if (app.project.empty()) app.project = "default";

@@ -44,8 +44,11 @@ struct Source {
   std::vector<std::string> kustomize_images;  // "name=newName:tag" overrides
   std::string helm_release_name;              // default: the application's name
   std::vector<std::string> helm_value_files;
-  std::string helm_values;                    // inline YAML
-  bool helm_include_crds = true;
+  std::string helm_values;                    // inline YAML (helm.valuesObject, written as YAML, wins)
+  bool helm_include_crds = true;              // helm.includeCRDs and not helm.skipCrds
+  // helm.parameters: "name=value", as --set, or --set-string when forceString.
+  std::vector<std::string> helm_set;
+  std::vector<std::string> helm_set_string;
   // spec.source.directory (Argo CD's): recurse, and jsonnet {tlas, extVars, libs}. Jsonnet settings
   // on an application without a renderer make it a Jsonnet application.
   bool directory_recurse = false;

@@ -125,6 +125,45 @@ spec:
       << bad.status().message();
 }
 
+TEST(ParseApplication, HelmChartFromARepositoryWithArgoCdHelmFields) {
+  auto app = Parse(R"(apiVersion: gantry.dev/v1alpha1
+kind: Application
+metadata: {name: cache}
+spec:
+  source:
+    repoURL: https://charts.example.com
+    chart: redis
+    targetRevision: 18.x
+    helm:
+      values: "ignored: true"
+      valuesObject: {replicas: 2}
+      parameters:
+      - {name: image.tag, value: "1.2"}
+      - {name: port, value: "8080", forceString: true}
+      skipCrds: true
+)");
+  ASSERT_TRUE(app.ok()) << app.status().ToString();
+  EXPECT_EQ(app->source.kind(), SourceKind::kHelm);
+  EXPECT_EQ(app->source.chart, "redis");
+  EXPECT_EQ(app->source.helm_values, "replicas: 2\n");
+  EXPECT_EQ(app->source.helm_set, std::vector<std::string>{"image.tag=1.2"});
+  EXPECT_EQ(app->source.helm_set_string, std::vector<std::string>{"port=8080"});
+  EXPECT_FALSE(app->source.helm_include_crds);
+
+  auto bad = Parse(R"(apiVersion: gantry.dev/v1alpha1
+kind: Application
+metadata: {name: cache}
+spec:
+  source:
+    repoURL: https://charts.example.com
+    chart: redis
+    helm: {parameters: [{value: x}]}
+)");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("spec.source.helm.parameters[0].name is required"), std::string::npos)
+      << bad.status().ToString();
+}
+
 TEST(ApplicationCrd, IsStructuralWithStatusSubresource) {
   value::Value crd = ApplicationCrd();
   EXPECT_EQ(crd.Find({"metadata", "name"})->AsString(), "applications.gantry.dev");

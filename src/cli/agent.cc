@@ -267,6 +267,9 @@ void AddAgentCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_option("--git-repo-secret", f->git_repo_secrets,
                   "Directory of a mounted repository Secret in Argo CD's shape (url, and sshPrivateKey or "
                   "username/password), bound to its url's host (repeatable)");
+  cmd->add_option("--helm-repo-ca-file", f->options.chart_ca_file,
+                  "PEM CA bundle Helm chart repositories' TLS certificates are checked against (default: the "
+                  "system's)");
   cmd->add_option("--ssh-known-hosts", f->ssh_known_hosts,
                   "known_hosts file SSH host keys are checked against (required for SSH repository secrets)");
   cmd->add_option("--registry-credentials-env", f->registry_credentials_env,

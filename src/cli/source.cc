@@ -7,21 +7,28 @@
 #include "cli/state.h"
 #include "git/git.h"
 #include "oci/artifact.h"
+#include "render/chart_repo.h"
 
 namespace gantry::cli {
 
 void AddSourceFlags(CLI::App* cmd, SourceFlags& f) {
   cmd->add_option("path", f.path, "Directory or file of manifests (with --repo: the path in the repository)");
   cmd->add_option("--repo", f.repo,
-                  "Git repository URL to render from (https://, ssh://, git@host:path), or an OCI artifact "
-                  "(oci://host/repository, as gantry push artifact and flux push artifact publish)");
+                  "Git repository URL to render from (https://, ssh://, git@host:path), an OCI artifact "
+                  "(oci://host/repository, as gantry push artifact and flux push artifact publish), or with "
+                  "--chart a Helm repository (https://... with an index.yaml, or oci://host/path)");
   cmd->add_option("--revision", f.revision,
-                  "Branch, tag, commit or semver range (with --repo; default HEAD); for oci://, a tag or sha256 "
-                  "digest (default latest)");
-  cmd->add_option("--cache-dir", f.cache_dir, "Where Git mirrors and pulled artifacts are kept")->envname("GANTRY_CACHE");
+                  "Branch, tag, commit or semver range (with --repo; default HEAD); for an oci:// artifact, a tag "
+                  "or sha256 digest (default latest); with --chart, the chart's version or semver range (default: "
+                  "the newest release)");
+  cmd->add_option("--chart", f.chart,
+                  "Chart of the Helm repository --repo (https://... with an index.yaml, or oci://host/path)");
+  cmd->add_option("--ca-file", f.ca_file, "PEM CA bundle the Helm repository's TLS certificate is checked against");
+  cmd->add_option("--cache-dir", f.cache_dir, "Where Git mirrors, pulled artifacts and charts are kept")
+      ->envname("GANTRY_CACHE");
   cmd->add_flag("--allow-file-repo", f.allow_file_repo, "Accept file:// repository URLs");
   cmd->add_option("--git-username", f.git_username,
-                  "User for HTTPS Git; the password or token is read from GANTRY_GIT_PASSWORD");
+                  "User for HTTPS Git and Helm repositories; the password or token is read from GANTRY_GIT_PASSWORD");
   cmd->add_option("--ssh-key", f.ssh_key,
                   "Private key file for SSH Git (ssh://, git@host:path); a passphrase is read from "
                   "GANTRY_SSH_KEY_PASSPHRASE");
@@ -106,6 +113,11 @@ render::Source LocalSource(const std::string& path) {
 
 Status ValidateSourceFlags(const SourceFlags& f) {
   if (f.repo.empty() && f.path.empty()) return InvalidArgumentError("give a directory of manifests, or --repo URL --path P");
+  if (!f.chart.empty() && f.repo.empty()) return InvalidArgumentError("--chart needs --repo, the Helm repository");
+  if (!f.chart.empty() && !f.path.empty()) {
+    return InvalidArgumentError("--chart renders the chart of a Helm repository: give no path (value files are paths "
+                                "inside the chart)");
+  }
   return OkStatus();
 }
 
@@ -138,8 +150,25 @@ Result<Loaded> LoadSource(const SourceFlags& f, const Destination* destination) 
   }
   Loaded out;
   GANTRY_RETURN_IF_ERROR(ValidateSourceFlags(f));
+  // Charts (--chart) and the chart dependencies a chart does not vendor, with --repo's password.
+  render::ChartRepoOptions co{.cache_dir = CacheDir(f.cache_dir) / "charts", .ca_file = f.ca_file};
+  if (const char* password = std::getenv("GANTRY_GIT_PASSWORD"); password && *password && !f.repo.empty()) {
+    co.credentials.push_back({.host = git::HostOf(f.repo), .username = f.git_username, .password = password});
+  }
+  render::ChartRepos charts(std::move(co));
+  o.charts = &charts;
   if (f.repo.empty()) {
     GANTRY_ASSIGN_OR_RETURN(out.manifests, render::Render(LocalSource(f.path), o));
+    return out;
+  }
+  if (!f.chart.empty()) {
+    std::string version = f.revision == "HEAD" ? "" : f.revision;
+    GANTRY_ASSIGN_OR_RETURN(render::FetchedChart chart,
+                            charts.Fetch({.repo_url = f.repo, .chart = f.chart, .version = version}));
+    o.renderer = render::Renderer::kHelm;
+    GANTRY_ASSIGN_OR_RETURN(out.manifests,
+                            render::Render(render::Source{chart.dir.parent_path(), chart.dir.filename().string()}, o));
+    out.revision = chart.Revision();
     return out;
   }
   if (f.repo.starts_with("oci://")) return LoadArtifact(f, o);

@@ -2,7 +2,9 @@
 // The flags every command that reads manifests shares (render, validate, diff, sync), and loading
 // them: a local directory (PATH), a Git repository (--repo URL --revision REV --path P) or an OCI
 // artifact (--repo oci://host/repository --revision TAG|DIGEST --path P, pulled under the cache
-// directory by manifest digest), rendered as plain YAML, Kustomize or Helm.
+// directory by manifest digest), rendered as plain YAML, Kustomize or Helm, or a chart of a Helm
+// repository (--repo URL --chart NAME --revision VERSION-OR-RANGE; render::ChartRepos, cached
+// under the cache directory).
 
 #include <memory>
 #include <string>
@@ -22,9 +24,11 @@ namespace gantry::cli {
 
 struct SourceFlags {
   std::string path;      // local directory or file; with --repo, the path inside the repository
-  std::string repo;      // Git URL, or oci://host/repository
-  std::string revision = "HEAD";  // for oci://: a tag or digest; HEAD means latest
-  std::string cache_dir;  // Git mirrors and artifacts (default: $GANTRY_CACHE or ~/.cache/gantry)
+  std::string repo;      // Git URL, oci://host/repository, or with chart a Helm repository (https://, oci://)
+  std::string chart;     // a chart of the Helm repository --repo; revision is its version or range
+  std::string ca_file;   // PEM bundle trusted by the Helm repository's TLS instead of the system's
+  std::string revision = "HEAD";  // for oci://: a tag or digest, HEAD means latest; for a chart: a version or range
+  std::string cache_dir;  // Git mirrors, artifacts and charts (default: $GANTRY_CACHE or ~/.cache/gantry)
   bool allow_file_repo = false;
   std::string git_username;  // with GANTRY_GIT_PASSWORD (never a flag: it would show in ps)
   std::string ssh_key;         // private key file for ssh:// and scp-like --repo URLs
@@ -55,7 +59,7 @@ void AddSourceFlags(CLI::App* cmd, SourceFlags& flags);
 
 struct Loaded {
   std::vector<render::Manifest> manifests;
-  std::string revision;  // the commit, for Git sources; the manifest digest, for OCI artifacts
+  std::string revision;  // the commit (Git), the manifest digest (OCI artifacts), "chart@version sha256:..." (charts)
 };
 
 // InvalidArgument (a usage error) when the flags name no source: neither PATH nor --repo.

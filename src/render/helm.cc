@@ -1,9 +1,12 @@
-// Helm: which value files a render may read (checked before anything runs) and the arguments of
-// `helm template`.
+// Helm: which value files a render may read (checked before anything runs), the chart
+// dependencies put into the private copy's charts/, and the arguments of `helm template`.
 
 #include <sys/stat.h>
 
+#include <optional>
+
 #include "base/path.h"
+#include "render/chart_repo.h"
 #include "render/internal/renderers.h"
 #include "render/internal/tree.h"
 
@@ -54,6 +57,88 @@ Result<std::vector<std::pair<std::string, std::string>>> HelmValueFiles(const fs
   return out;
 }
 
+Status VendorHelmDependencies(const fs::path& copy, const std::string& chart_rel, Materializer& copier,
+                              const Options& options) {
+  const fs::path chart = chart_rel.empty() ? copy : copy / chart_rel;
+  const std::string prefix = chart_rel.empty() ? "" : chart_rel + "/";
+  auto read = [&](const std::string& name) -> Result<std::optional<value::Value>> {
+    std::error_code ec;
+    if (!fs::is_regular_file(chart / name, ec)) return std::optional<value::Value>();
+    GANTRY_ASSIGN_OR_RETURN(std::string text, ReadFile(chart / name, options.limits.max_file_bytes));
+    GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml(text, prefix + name, options.limits.parse));
+    if (docs.empty()) return std::optional<value::Value>();
+    return std::optional<value::Value>(docs[0]);
+  };
+  GANTRY_ASSIGN_OR_RETURN(std::optional<value::Value> meta, read("Chart.yaml"));
+  if (!meta) return OkStatus();  // helm says what is wrong
+  const bool v1 = value::StringAt(&*meta, {"apiVersion"}) == "v1";
+  const std::string deps_file = v1 ? "requirements.yaml" : "Chart.yaml";
+  const std::string lock_file = v1 ? "requirements.lock" : "Chart.lock";
+  std::optional<value::Value> deps_doc = meta;
+  if (v1) {
+    GANTRY_ASSIGN_OR_RETURN(deps_doc, read(deps_file));
+  }
+  const value::Value* deps = deps_doc ? deps_doc->Get("dependencies") : nullptr;
+  if (deps == nullptr || deps->IsNull() || deps->size() == 0) return OkStatus();
+  if (!deps->IsSeq()) return InvalidArgumentError("{}{}: dependencies must be a list", prefix, deps_file);
+  GANTRY_ASSIGN_OR_RETURN(std::optional<value::Value> lock, read(lock_file));
+  auto locked = [&](const std::string& name, const std::string& repository) -> std::string {
+    const value::Value* l = lock ? lock->Get("dependencies") : nullptr;
+    for (size_t i = 0; l != nullptr && i < l->size(); ++i) {
+      const value::Value* d = l->At(i);
+      if (value::StringAt(d, {"name"}) == name && value::StringAt(d, {"repository"}) == repository) {
+        return value::StringAt(d, {"version"});
+      }
+    }
+    return "";
+  };
+  std::error_code ec;
+  for (size_t i = 0; i < deps->size(); ++i) {
+    const value::Value* dep = deps->At(i);
+    const std::string name = value::StringAt(dep, {"name"});
+    const std::string repository = value::StringAt(dep, {"repository"});
+    const std::string where = fmt::format("{}{} dependencies[{}] ({})", prefix, deps_file, i, name);
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
+      return InvalidArgumentError("{}: name must be a chart name", where);
+    }
+    // Vendored already: charts/NAME or charts/NAME-VERSION.tgz.
+    bool vendored = fs::exists(fs::symlink_status(chart / "charts" / name, ec));
+    for (const auto& e : fs::directory_iterator(chart / "charts", ec)) {
+      std::string f = e.path().filename().string();
+      if (f.starts_with(name + "-") && f.ends_with(".tgz")) vendored = true;
+    }
+    if (vendored || repository.empty()) continue;  // an empty repository must be vendored: helm says so
+    const std::string dest = prefix + "charts/" + name;
+    if (repository.starts_with("@") || repository.starts_with("alias:")) {
+      return InvalidArgumentError("{}: repository {:?} names a repository added with `helm repo add`; Gantry keeps no "
+                                  "such list: write the repository's URL (https://... or oci://...)", where, repository);
+    }
+    if (repository.starts_with("file://")) {
+      GANTRY_ASSIGN_OR_RETURN(std::string rel, NormalizeRel(prefix + repository.substr(7), where + " repository"));
+      GANTRY_RETURN_IF_ERROR(copier.AddTree(rel));
+      auto copied = CopyTreeBeneath(copy, rel, copy, dest);
+      if (!copied.ok()) return copied.status().WithContext(where);
+      continue;
+    }
+    if (!repository.starts_with("https://") && !repository.starts_with("http://") &&
+        !repository.starts_with("oci://")) {
+      return InvalidArgumentError("{}: repository {:?} is not https://, http://, oci:// or file://", where,
+                                  repository);
+    }
+    if (options.charts == nullptr) {
+      return FailedPreconditionError("{}: not vendored in charts/, and this render does not fetch charts from {}",
+                                     where, repository);
+    }
+    std::string version = locked(name, repository);
+    if (version.empty()) version = value::StringAt(dep, {"version"});
+    auto fetched = options.charts->Fetch({.repo_url = repository, .chart = name, .version = version});
+    if (!fetched.ok()) return fetched.status().WithContext(where);
+    auto copied = CopyTreeBeneath(fetched->dir.parent_path(), name, copy, dest);
+    if (!copied.ok()) return copied.status().WithContext(where);
+  }
+  return OkStatus();
+}
+
 Result<std::vector<std::string>> HelmTemplateArgs(const std::string& chart_name_default,
                                                   const fs::path& chart_dir, const fs::path& values_dir,
                                                   const std::vector<std::string>& value_file_names,
@@ -77,11 +162,13 @@ Result<std::vector<std::string>> HelmTemplateArgs(const std::string& chart_name_
   for (const std::string& v : options.api_versions) args.push_back("--api-versions=" + v);
   for (const std::string& name : value_file_names) args.push_back("--values=" + (values_dir / name).string());
   if (!options.values.empty()) args.push_back("--values=" + (values_dir / "inline.yaml").string());
-  for (const std::string& s : options.set) {
-    if (s.find('=') == std::string::npos || s.front() == '=') {
-      return InvalidArgumentError("helm --set entry {:?} must be key=value", s);
+  for (const auto& [flag, list] : {std::pair{"--set", &options.set}, std::pair{"--set-string", &options.set_string}}) {
+    for (const std::string& s : *list) {
+      if (s.find('=') == std::string::npos || s.front() == '=') {
+        return InvalidArgumentError("helm {} entry {:?} must be key=value", flag, s);
+      }
+      args.push_back(std::string(flag) + "=" + s);
     }
-    args.push_back("--set=" + s);
   }
   return args;
 }

@@ -131,6 +131,7 @@ std::string CacheKey(std::string_view content_key, std::string_view path, Render
     o.Set("value_files", list(h.value_files));
     o.Set("values", h.values);
     o.Set("set", list(h.set));
+    o.Set("set_string", list(h.set_string));
     o.Set("include_crds", h.include_crds);
     o.Set("kube_version", h.kube_version);
     o.Set("api_versions", list(h.api_versions));
@@ -212,6 +213,11 @@ Result<Output> RenderExternal(const Plan& plan, const Options& options) {
     value_names.push_back(name);
   }
   const fs::path app = copy / plan.rel;
+  if (helm) {
+    if (Status s = internal::VendorHelmDependencies(copy, plan.rel, copier, options); !s.ok()) {
+      return s.WithContext(display);
+    }
+  }
 
   std::map<std::string, std::string> env = {
       {"PATH", "/usr/local/bin:/usr/bin:/bin"},

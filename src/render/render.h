@@ -86,6 +86,8 @@
 
 namespace gantry::render {
 
+class ChartRepos;  // render/chart_repo.h
+
 struct Limits {
   // Files read from the repository for one render: manifest files (plain), or every file copied
   // for an external renderer.
@@ -178,6 +180,7 @@ struct HelmOptions {
   std::vector<std::string> value_files;
   std::string values;             // inline values (YAML), applied after value_files
   std::vector<std::string> set;   // "key=value", as --set, applied last
+  std::vector<std::string> set_string;  // "key=value", as --set-string (Argo CD's forceString)
   bool include_crds = true;
   std::string kube_version;       // --kube-version when not empty
   std::vector<std::string> api_versions;  // --api-versions
@@ -204,6 +207,11 @@ struct Options {
   Limits limits;
   std::chrono::milliseconds timeout{60'000};  // for all renderer processes of one render
   std::filesystem::path temp_dir;             // where private copies go; empty: $TMPDIR or /tmp
+  // Fetches the chart dependencies a chart does not vendor in charts/ (`repository: https://...` or
+  // `oci://...`, at the version its Chart.lock pins, else the newest its range allows); null: they
+  // must be vendored. Not part of the render cache key: a range without a Chart.lock is resolved
+  // again only when the content key changes.
+  ChartRepos* charts = nullptr;
 };
 
 // Finds the binary of `renderer` (kKustomize, kHelm or kJsonnet), the one place that does. In order:

@@ -42,6 +42,19 @@ Result<std::vector<std::pair<std::string, std::string>>> HelmValueFiles(const st
 // The arguments after `helm` for `helm template` of the chart copied at `chart_dir`, with the
 // value files copied into `values_dir` (names from HelmValueFiles, then "inline.yaml" when
 // options.values is set). InvalidArgument for a bad release name, namespace or --set entry.
+// Puts the dependencies of the chart at `chart_rel` in the private copy `copy` that its charts/ does
+// not hold into charts/NAME before helm runs (helm never fetches): `file://PATH` dependencies are
+// copied from the repository through `copier` (PATH must stay inside it), `https://` and `oci://`
+// ones are fetched with options.charts at the version Chart.lock pins for the same name and
+// repository, else the newest the range allows. Reads Chart.yaml (apiVersion v2) or
+// requirements.yaml (v1). InvalidArgument naming the dependency for a `@name` or `alias:name`
+// repository (there is no `helm repo add` list) or an unknown scheme; PermissionDenied for a path
+// leaving the repository; FailedPrecondition when a remote one is missing and options.charts is
+// null; the fetcher's errors with the dependency in front.
+class Materializer;
+Status VendorHelmDependencies(const std::filesystem::path& copy, const std::string& chart_rel,
+                              Materializer& copier, const Options& options);
+
 Result<std::vector<std::string>> HelmTemplateArgs(const std::string& chart_name_default,
                                                   const std::filesystem::path& chart_dir,
                                                   const std::filesystem::path& values_dir,
