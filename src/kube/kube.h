@@ -137,6 +137,9 @@ struct ApplyOptions {
   std::string field_manager = "gantry";
   bool force = false;    // take ownership of conflicting fields (only when the user asked)
   bool dry_run = false;  // server-side dry run: validated and defaulted, not persisted
+  // false: the server drops unknown fields instead of refusing them (fieldValidation=Ignore, as
+  // `kubectl apply --validate=false`); true: the server's default (Strict for apply patches).
+  bool validate = true;
 };
 
 struct CreateOptions {
