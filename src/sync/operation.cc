@@ -385,7 +385,7 @@ class OperationImpl final : public Operation {
   }
 
   // Writes one object as its sync options say: server-side apply (Force=true: taking conflicting
-  // fields, and deleting and recreating it when the server refuses the change, e.g. an immutable
+  // fields, and deleting and recreating it when the server refuses a change to an immutable
   // field, as `kubectl apply --force`), or with Replace=true a create or replace (PUT), or with
   // Replace=true and Force=true a delete and create (`kubectl replace --force`). Validate=false
   // has the server drop unknown fields; RespectIgnoreDifferences keeps the ignored fields' live values.
@@ -405,8 +405,11 @@ class OperationImpl final : public Operation {
     if (!replace || options_.dry_run) {
       // A dry run of a replace is validated as an apply: the server has no dry run of a recreate.
       auto applied = writer_.Apply(*object, apply);
+      // Only a change the server refuses as immutable is recreated: any other invalid object
+      // would be refused by the create too, after the delete.
       if (applied.ok() || !force || replace || live_obj == nullptr || options_.dry_run ||
-          applied.status().code() != Code::kInvalidArgument) {
+          applied.status().code() != Code::kInvalidArgument ||
+          applied.status().message().find("immutable") == std::string::npos) {
         return applied;
       }
       log::Info("sync {}: {}: {}; Force=true: deleting and recreating it", options_.app, t.ref.ToString(),
@@ -839,6 +842,18 @@ class OperationImpl final : public Operation {
         kept_after_prune_.insert(Key(ref));
         ++failures;
         return;
+      }
+      // Foreground: the object stays (with the foregroundDeletion finalizer) until the garbage
+      // collector has deleted its dependents; the prune waits for that, within the timeout, so
+      // "pruned" means gone and what runs after the prune (PostSync hooks, PruneLast) comes after.
+      if (!options_.dry_run && s.ok() && options_.prune_propagation == kube::Propagation::kForeground) {
+        Status gone = WaitGone(ref);
+        if (gone.code() == Code::kDeadlineExceeded) {
+          r.health = {health::HealthStatus::kProgressing, "deleting"};
+          r.message = fmt::format("deletion started; its dependents were not deleted within {} s (foreground)",
+                                  options_.timeout.count() / 1000);
+          return;
+        }
       }
       if (cache_ != nullptr && !options_.dry_run) cache_->ObserveDeleted(ref);
       r.health = {health::HealthStatus::kMissing, "pruned"};

@@ -72,7 +72,8 @@ inline constexpr char kReasonOwnedByOther[] = "OwnedByOtherApp";  // an object c
 // kSkipped: never applied, never pruned, reported as skipped with Task::skip_reason: a Helm test
 // hook (helm.sh/hook: test, test-success, test-failure), which runs only on `helm test`; a Helm
 // delete or rollback hook (pre-delete, post-delete, pre-rollback, post-rollback), which a sync never
-// runs (Argo CD ignores them too); and an object annotated with the hook Skip.
+// runs (Argo CD ignores them too); an Argo CD PostDelete hook (Gantry does not act on an
+// application's deletion); and an object annotated with the hook Skip.
 enum class HookPhase { kNone, kPreSync, kSync, kPostSync, kSyncFail, kSkipped };
 std::string_view Name(HookPhase p);  // "PreSync", ..., "skipped"
 
