@@ -401,7 +401,11 @@ class OperationImpl final : public Operation {
       respected = RespectIgnoreDifferences(t.object, *live_obj, options_.diff.ignore);
       object = &respected;
     }
-    kube::ApplyOptions apply{.force = force || ours, .dry_run = options_.dry_run, .validate = validate};
+    // Strict as `kubectl apply` (and so Argo CD) by default: a field the schema does not know is
+    // an error, not silently dropped.
+    kube::ApplyOptions apply{.force = force || ours, .dry_run = options_.dry_run,
+                             .field_validation = validate ? kube::ApplyOptions::FieldValidation::kStrict
+                                                          : kube::ApplyOptions::FieldValidation::kIgnore};
     if (!replace || options_.dry_run) {
       // A dry run of a replace is validated as an apply: the server has no dry run of a recreate.
       auto applied = writer_.Apply(*object, apply);

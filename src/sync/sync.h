@@ -98,8 +98,8 @@ std::string_view Name(Action a);
 //                           delete and recreate (kubectl replace --force)
 //   Force=true              apply taking the fields other managers own (with Replace: recreate)
 //   ServerSideApply=true|false  accepted; Gantry always applies server-side (false: a warning)
-//   Validate=false          unknown fields are dropped by the server instead of refused
-//                           (fieldValidation=Ignore)
+//   Validate=false          sent as fieldValidation=Ignore (else Strict, as kubectl apply); the
+//                           apiserver's server-side apply still refuses undeclared fields
 //   SkipDryRunOnMissingResource=true  a custom resource whose kind the cluster does not serve yet
 //                           (and no CRD in the sync defines) is accepted: not validated before
 //                           the sync, applied when the sync reaches it
