@@ -32,23 +32,37 @@ std::chrono::milliseconds RetryDelay(const api::RetryPolicy& p, int attempt) {
   return std::chrono::milliseconds(static_cast<int64_t>(std::min(ms, static_cast<double>(p.max_duration.count()))));
 }
 
-sync::Options SyncOptions(const Application& app, const ReconcileOptions& options, Clock* clock) {
+// The sync options of an Application (its syncPolicy, ignoreDifferences and the approval of
+// pending prunes). InvalidArgument naming the option for an unknown or malformed sync option;
+// `warnings` gets a line for each option accepted without Argo CD's effect.
+Result<sync::Options> SyncOptions(const Application& app, const ReconcileOptions& options, Clock* clock,
+                                  std::vector<std::string>* warnings) {
   sync::Options so;
   so.app = TrackingKey(options.home_namespace, app.namespace_, app.name);
   so.cluster_server = options.cluster_server;
   so.cluster_name = options.cluster_name;
   so.default_namespace = app.destination_namespace;
-  so.prune = app.sync_policy.prune || app.sync_policy.HasOption("Prune=true");
-  so.prune_last = app.sync_policy.HasOption("PruneLast=true");
+  so.prune = app.sync_policy.prune;
   so.allow_empty = app.sync_policy.allow_empty;
-  so.create_namespace = app.sync_policy.HasOption("CreateNamespace=true");
-  so.apply_out_of_sync_only = !app.sync_policy.HasOption("ApplyOutOfSyncOnly=false");
   // Git is the truth for the application's own objects: fields another manager took over on an
   // object carrying its tracking id are taken back (drift), unless it opts out. An object it does
   // not own yet is never taken from another manager silently: its conflicts are reported, unless
   // the application opts in with ForceConflicts=true.
-  so.force = app.sync_policy.HasOption("ForceConflicts=true");
-  so.force_owned = !app.sync_policy.HasOption("ForceConflicts=false");
+  so.force = false;
+  so.force_owned = true;
+  // Prune=true, PruneLast, CreateNamespace, ApplyOutOfSyncOnly, ForceConflicts and every Argo CD option.
+  GANTRY_RETURN_IF_ERROR(sync::ReadSyncOptions(
+      app.sync_policy.sync_options,
+      fmt::format("spec.syncPolicy.syncOptions of Application {}/{}", app.namespace_, app.name), so, warnings));
+  so.namespace_labels = app.sync_policy.namespace_labels;
+  so.namespace_annotations = app.sync_policy.namespace_annotations;
+  if (!app.prune_approved.empty()) {
+    so.prune_approved_at = ParseRfc3339(app.prune_approved);
+    if (!so.prune_approved_at) {
+      return InvalidArgumentError("Application {}/{}: the prune approval {:?} is not an RFC 3339 time "
+                                  "(gantry app confirm-prune writes one)", app.namespace_, app.name, app.prune_approved);
+    }
+  }
   so.timeout = options.health_timeout;
   so.parallelism = options.parallelism;
   so.wait_for_health = false;
@@ -236,7 +250,16 @@ class Pass {
     auto rendered = deps_.source.Render(app_, commit_);
     if (!rendered.ok()) return SourceFailed(rendered.status());
     result_.rendered = true;
-    sync_options_ = SyncOptions(app_, options_, deps_.clock);
+    std::vector<std::string> warnings;
+    auto so = SyncOptions(app_, options_, deps_.clock, &warnings);
+    if (!so.ok()) {
+      conditions_.Set(api::kConditionInvalidSpec, true, api::kConditionInvalidSpec, so.status().message());
+      result_.failed = true;
+      done_ = true;
+      return OkStatus();
+    }
+    for (const std::string& w : warnings) log::Warn("{}", w);
+    sync_options_ = *std::move(so);
     sync_options_.project = &project_;
     auto prepared = sync::Prepare(deps_.client, std::move(rendered->objects), sync_options_);
     if (!prepared.ok() && prepared.status().reason() == project::kReasonDenied) return Denied(prepared.status());

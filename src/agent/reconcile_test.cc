@@ -189,6 +189,30 @@ TEST_F(ReconcileTest, FailuresAreClassifiedByReasonNotText) {
   EXPECT_EQ(r.status.FindCondition(api::kConditionFetchFailed), nullptr);
 }
 
+TEST_F(ReconcileTest, AnUnknownSyncOptionIsAnInvalidSpecNamingItAndNothingIsApplied) {
+  auto app = value::ParseYaml(R"(apiVersion: gantry.dev/v1alpha1
+kind: Application
+metadata: {name: typo, namespace: apps}
+spec:
+  source: {repoURL: "https://git.example.com/config.git", path: apps/web}
+  destination: {namespace: typo}
+  syncPolicy: {automated: {prune: true}, syncOptions: [CreateNamespace=true, Replcae=true]}
+)");
+  ASSERT_TRUE(app.ok());
+  auto created = client_.Create((*app)[0]);
+  ASSERT_TRUE(created.ok());
+  object_ = *created;
+  ReconcileResult r = Pass();
+  EXPECT_TRUE(r.failed);
+  const api::Condition* invalid = r.status.FindCondition(api::kConditionInvalidSpec);
+  ASSERT_NE(invalid, nullptr);
+  EXPECT_NE(invalid->message.find("spec.syncPolicy.syncOptions of Application apps/typo: unknown sync option "
+                                  "\"Replcae=true\""),
+            std::string::npos)
+      << invalid->message;
+  EXPECT_EQ(client_.Get({"v1", "ConfigMap", "typo", "a"}).status().code(), Code::kNotFound);
+}
+
 TEST_F(ReconcileTest, AnEmptyRenderIsAPruneBlockedSyncFailure) {
   Pass();
   source_.AddCommit("c2", {{"apps/web", ""}}, {"apps/web/all.yaml"});

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include <charconv>
+#include <map>
 
 namespace gantry::api {
 namespace {
@@ -74,6 +75,20 @@ class Fields {
         return out;
       }
       out.emplace_back(item.AsString());
+    }
+    return out;
+  }
+
+  std::map<std::string, std::string> StringMap(const Value* parent, std::string_view key, std::string_view path) {
+    std::map<std::string, std::string> out;
+    const Value* m = Map(parent, key, path);
+    if (m == nullptr) return out;
+    for (const auto& e : m->entries()) {
+      if (!e.value.IsString()) {
+        Fail(e.value, path, "must map names to strings");
+        return out;
+      }
+      out.emplace(std::string(e.key.AsString()), std::string(e.value.AsString()));
     }
     return out;
   }
@@ -203,6 +218,11 @@ spec:
                       selfHeal: {type: boolean}
                       allowEmpty: {type: boolean}
                   syncOptions: {type: array, items: {type: string}}
+                  managedNamespaceMetadata:
+                    type: object
+                    properties:
+                      labels: {type: object, additionalProperties: {type: string}}
+                      annotations: {type: object, additionalProperties: {type: string}}
                   retry:
                     type: object
                     properties:
@@ -267,6 +287,10 @@ Result<Application> ParseApplication(const Value& object) {
   const Value* ann = f.Map(meta, "annotations", "metadata.annotations");
   app.sync_request = f.String(ann, "gantry.dev/sync-requested", "metadata.annotations");
   app.refresh_request = f.String(ann, "gantry.dev/refresh-requested", "metadata.annotations");
+  app.prune_approved = f.String(ann, "gantry.dev/prune-approved", "metadata.annotations");
+  if (app.prune_approved.empty()) {
+    app.prune_approved = f.String(ann, "argocd.argoproj.io/deletion-approved", "metadata.annotations");
+  }
 
   const Value* spec = f.Map(&object, "spec", "spec");
   f.Require(spec != nullptr, "spec", "is required");
@@ -380,6 +404,10 @@ Result<Application> ParseApplication(const Value& object) {
   p.self_heal = f.Bool(automated, "selfHeal", "spec.syncPolicy.automated.selfHeal", false);
   p.allow_empty = f.Bool(automated, "allowEmpty", "spec.syncPolicy.automated.allowEmpty", false);
   p.sync_options = f.Strings(policy, "syncOptions", "spec.syncPolicy.syncOptions");
+  const Value* nsmeta = f.Map(policy, "managedNamespaceMetadata", "spec.syncPolicy.managedNamespaceMetadata");
+  p.namespace_labels = f.StringMap(nsmeta, "labels", "spec.syncPolicy.managedNamespaceMetadata.labels");
+  p.namespace_annotations =
+      f.StringMap(nsmeta, "annotations", "spec.syncPolicy.managedNamespaceMetadata.annotations");
   const Value* retry = f.Map(policy, "retry", "spec.syncPolicy.retry");
   p.retry.limit = static_cast<int>(f.Int(retry, "limit", "spec.syncPolicy.retry.limit", 5));
   const Value* backoff = f.Map(retry, "backoff", "spec.syncPolicy.retry.backoff");

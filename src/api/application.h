@@ -77,6 +77,9 @@ struct SyncPolicy {
   bool allow_empty = false;
   std::vector<std::string> sync_options;  // CreateNamespace=true, PruneLast=true, ApplyOutOfSyncOnly=false...
   RetryPolicy retry;
+  // managedNamespaceMetadata: on the namespace CreateNamespace=true creates.
+  std::map<std::string, std::string> namespace_labels;
+  std::map<std::string, std::string> namespace_annotations;
   bool HasOption(std::string_view option) const;
 };
 
@@ -98,6 +101,10 @@ struct Application {
   // Requests set by `gantry app sync|refresh` (annotations), with the value that identifies them.
   std::string sync_request;     // gantry.dev/sync-requested
   std::string refresh_request;  // gantry.dev/refresh-requested
+  // When a person approved the prunes waiting for confirmation (Prune=confirm), RFC 3339:
+  // gantry.dev/prune-approved (`gantry app confirm-prune`), else Argo CD's
+  // argocd.argoproj.io/deletion-approved.
+  std::string prune_approved;
 };
 
 // Reads and validates an Application; InvalidArgument naming the field (and its file:line when the

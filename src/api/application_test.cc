@@ -18,7 +18,7 @@ metadata:
   name: podinfo
   namespace: gantry-system
   generation: 3
-  annotations: {gantry.dev/sync-requested: "2026-11-28T10:00:00Z"}
+  annotations: {gantry.dev/sync-requested: "2026-11-28T10:00:00Z", argocd.argoproj.io/deletion-approved: "2026-11-28T11:00:00Z"}
 spec:
   source:
     repoURL: https://git.example.com/config.git
@@ -29,6 +29,7 @@ spec:
   syncPolicy:
     automated: {prune: true, selfHeal: true}
     syncOptions: [CreateNamespace=true, PruneLast=true]
+    managedNamespaceMetadata: {labels: {team: web}, annotations: {owner: ops}}
     retry: {limit: 3, backoff: {duration: 10s, factor: 3, maxDuration: 1m30s}}
   dependsOn: [database]
   ignoreDifferences:
@@ -46,6 +47,9 @@ spec:
   EXPECT_TRUE(app->sync_policy.automated && app->sync_policy.prune && app->sync_policy.self_heal);
   EXPECT_TRUE(app->sync_policy.HasOption("CreateNamespace=true"));
   EXPECT_EQ(app->sync_policy.retry.limit, 3);
+  EXPECT_EQ(app->sync_policy.namespace_labels, (std::map<std::string, std::string>{{"team", "web"}}));
+  EXPECT_EQ(app->sync_policy.namespace_annotations, (std::map<std::string, std::string>{{"owner", "ops"}}));
+  EXPECT_EQ(app->prune_approved, "2026-11-28T11:00:00Z");
   EXPECT_EQ(app->sync_policy.retry.duration, std::chrono::seconds(10));
   EXPECT_EQ(app->sync_policy.retry.max_duration, std::chrono::seconds(90));
   EXPECT_EQ(app->sync_policy.retry.factor, 3);

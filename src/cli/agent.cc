@@ -186,7 +186,15 @@ Status RunAppRequest(const AppOptions& o, const Deps& deps, std::string_view ann
   meta.Set("name", o.name);
   meta.Set("namespace", config.namespace_);
   value::Value ann = value::Value::Map();
-  ann.Set(annotation, Rfc3339(deps.clock->WallNow()) + "/" + std::to_string(::getpid()));
+  std::string now = Rfc3339(deps.clock->WallNow());
+  if (annotation == "gantry.dev/prune-approved") {
+    // The approval is a time (prunes pending since before it go ahead); it comes with a sync request
+    // so that they happen now.
+    ann.Set(annotation, now);
+    ann.Set("gantry.dev/sync-requested", now + "/" + std::to_string(::getpid()));
+  } else {
+    ann.Set(annotation, now + "/" + std::to_string(::getpid()));
+  }
   meta.Set("annotations", ann);
   patch.Set("metadata", meta);
   auto existing = client->Get(kube::RefOf(patch));
@@ -302,7 +310,7 @@ void AddAgentCommand(CLI::App& app, const Deps& deps, int& exit_code) {
 
 void AddAppCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   auto o = std::make_shared<AppOptions>();
-  auto* cmd = app.add_subcommand("app", "Applications of the pull agent: list, sync, refresh");
+  auto* cmd = app.add_subcommand("app", "Applications of the pull agent: list, sync, refresh, confirm-prune");
   cmd->require_subcommand(1);
   AddClusterFlags(cmd, o->cluster);
 
@@ -315,6 +323,12 @@ void AddAppCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   refresh->add_option("name", o->name, "Application")->required();
   refresh->callback([o, &deps, &exit_code] {
     exit_code = Report(RunAppRequest(*o, deps, "gantry.dev/refresh-requested", "refresh"), deps.err);
+  });
+  auto* confirm = cmd->add_subcommand(
+      "confirm-prune", "Approve the prunes waiting for confirmation (sync option Prune=confirm) and sync now");
+  confirm->add_option("name", o->name, "Application")->required();
+  confirm->callback([o, &deps, &exit_code] {
+    exit_code = Report(RunAppRequest(*o, deps, "gantry.dev/prune-approved", "prune confirmation and sync"), deps.err);
   });
   auto* list = cmd->add_subcommand("list", "List Applications with their sync and health");
   list->callback([o, &deps, &exit_code] { exit_code = Report(RunAppList(*o, deps), deps.err); });

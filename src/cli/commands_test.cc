@@ -594,6 +594,19 @@ TEST_F(AppCommandTest, SyncAndRefreshAnnotateTheApplicationWithTheTime) {
   EXPECT_NE(value::StringAt(&*app, {"metadata", "annotations", "gantry.dev/refresh-requested"}), "");
 }
 
+TEST_F(AppCommandTest, ConfirmPruneApprovesWithTheTimeAndRequestsASync) {
+  AddApplication("web", "");
+  clock_.Advance(std::chrono::hours(24 * 365 * 50));
+  Ran r = Gantry({"app", "confirm-prune", "web"});
+  ASSERT_EQ(r.code, kExitOk) << r;
+  EXPECT_EQ(r.out, "prune confirmation and sync requested for Application default/web\n");
+  auto app = kube_.Get({"gantry.dev/v1alpha1", "Application", "default", "web"});
+  ASSERT_TRUE(app.ok());
+  EXPECT_EQ(value::StringAt(&*app, {"metadata", "annotations", "gantry.dev/prune-approved"}), Rfc3339(clock_.WallNow()));
+  EXPECT_THAT(value::StringAt(&*app, {"metadata", "annotations", "gantry.dev/sync-requested"}),
+              StartsWith(Rfc3339(clock_.WallNow()) + "/"));
+}
+
 TEST_F(AppCommandTest, RequestsForAMissingApplicationExitOneOtherErrorsThree) {
   Ran r = Gantry({"app", "sync", "nope"});
   EXPECT_EQ(r.code, kExitFailed) << r;

@@ -41,6 +41,8 @@ struct SyncFlags {
   bool force = false;
   bool create_namespace = false;
   bool apply_all = false;
+  bool confirm_prune = false;
+  std::vector<std::string> sync_options;  // --sync-option, Argo CD's names
   std::string timeout = "5m";
   int parallelism = 32;
   std::string color = "auto";  // diff
@@ -61,6 +63,8 @@ struct SyncOptions {
   std::string env;
   std::string state_dir, db;
   std::string window_override;  // the reason; "" : no override
+  bool confirm_prune = false;   // approve the prunes pending before this run (Prune=confirm)
+  std::vector<std::string> warnings;  // sync options accepted without Argo CD's effect
 };
 
 // Usage errors: no source, a malformed --timeout.
@@ -82,6 +86,8 @@ Result<SyncOptions> Validate(const SyncFlags& f) {
   o.sync.apply_out_of_sync_only = !f.apply_all;
   o.sync.parallelism = f.parallelism;
   o.sync.timeout = *timeout;
+  o.confirm_prune = f.confirm_prune;
+  GANTRY_RETURN_IF_ERROR(sync::ReadSyncOptions(f.sync_options, "--sync-option", o.sync, &o.warnings));
   return o;
 }
 
@@ -191,6 +197,9 @@ Status CheckSyncWindows(const SyncOptions& o, const Prepared& p, const Deps& dep
 // Syncs and prints the progress and the final table to deps.out. A failed sync is kReasonFailed.
 Status SyncNow(const SyncOptions& o, const Deps& deps, LocalAction& audit) {
   GANTRY_ASSIGN_OR_RETURN(Prepared p, Prepare(o, deps));
+  for (const std::string& w : o.warnings) fmt::print(deps.err, "warning: {}\n", w);
+  // A person running the sync with --confirm-prune approves what was pending before it started.
+  if (o.confirm_prune) p.options.prune_approved_at = (deps.clock != nullptr ? *deps.clock : SystemClock()).WallNow();
   if (!o.sync.dry_run) GANTRY_RETURN_IF_ERROR(CheckSyncWindows(o, p, deps, audit));
   const char* arrow = IsTerminal(deps.out) ? "\033[1m==>\033[0m " : "==> ";
   std::FILE* out = deps.out;
@@ -262,6 +271,10 @@ void AddCommonSyncFlags(CLI::App* cmd, SyncFlags& f) {
   cmd->add_option("--project", f.project, "Project that bounds what may be applied (default: default, permissive)");
   cmd->add_option("--project-file", f.project_file, "YAML file with Project objects (kind: Project)")
       ->check(CLI::ExistingFile);
+  cmd->add_option("--sync-option", f.sync_options,
+                  "An Argo CD sync option for every object, e.g. Replace=true, Validate=false, "
+                  "PrunePropagationPolicy=orphan, RespectIgnoreDifferences=true (repeatable; an object's "
+                  "argocd.argoproj.io/sync-options annotation wins)");
 }
 
 }  // namespace
@@ -279,6 +292,8 @@ void AddSyncCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_flag("--force-conflicts", f->force, "Take over fields owned by other field managers");
   cmd->add_flag("--create-namespace", f->create_namespace, "Create the destination namespace when missing");
   cmd->add_flag("--apply-all", f->apply_all, "Apply every object, also those already in sync");
+  cmd->add_flag("--confirm-prune", f->confirm_prune,
+                "Prune the objects annotated Prune=confirm that an earlier sync left waiting for confirmation");
   cmd->add_option("--parallelism", f->parallelism, "Objects applied at once within a wave")->check(CLI::Range(1, 1024));
   cmd->add_option("--env", f->env, "The environment this sync is for: sync windows that list environments apply to it");
   AddWindowFlags(cmd, f->window);

@@ -481,6 +481,8 @@ class HttpClient final : public Client {
     path += "?fieldManager=" + Escape(options.field_manager);
     if (options.force) path += "&force=true";
     if (options.dry_run) path += "&dryRun=All";
+    if (options.field_validation == ApplyOptions::FieldValidation::kStrict) path += "&fieldValidation=Strict";
+    if (options.field_validation == ApplyOptions::FieldValidation::kIgnore) path += "&fieldValidation=Ignore";
     GANTRY_ASSIGN_OR_RETURN(Response r, Do("PATCH", path, value::ToJson(object),
                                            "application/apply-patch+yaml", what));
     return ParseBody(r, what);

@@ -137,6 +137,12 @@ struct ApplyOptions {
   std::string field_manager = "gantry";
   bool force = false;    // take ownership of conflicting fields (only when the user asked)
   bool dry_run = false;  // server-side dry run: validated and defaulted, not persisted
+  // How the server treats fields the kind's schema does not declare (fieldValidation): kDefault
+  // sends nothing (the server's default: a custom resource's are dropped with a warning; built-in
+  // kinds refuse them in an apply whatever is sent); kStrict refuses them, as `kubectl apply` does
+  // by default; kIgnore drops them silently (`kubectl apply --validate=false`).
+  enum class FieldValidation { kDefault, kStrict, kIgnore };
+  FieldValidation field_validation = FieldValidation::kDefault;
 };
 
 struct CreateOptions {

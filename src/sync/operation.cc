@@ -19,10 +19,13 @@ namespace {
 using value::Value;
 
 using internal::ParallelFor;
-using internal::PruneDisabled;
-using internal::SyncOptionSet;
 
 std::string Key(const kube::ObjectRef& r) { return ObjectKey(r); }
+
+bool SyncOptionSetLive(const Value& live, std::string_view option) { return internal::SyncOptionSet(live, option); }
+
+// On a namespace CreateNamespace created: the managedNamespaceMetadata last applied (JSON).
+constexpr char kNamespaceMetadataAnnotation[] = "gantry.dev/managed-namespace-metadata";
 
 // How long an object must stay Degraded before a health wait gives up on it (see WaitHealthy).
 constexpr std::chrono::seconds kDegradedGrace{2};
@@ -132,6 +135,9 @@ class OperationImpl final : public Operation {
     if (!inventory_written) write_inventory();
     bool pruned = std::any_of(stages_.begin(), stages_.end(), [](const Stage& s) { return s.name == "prune"; });
     if (options_.prune && !pruned) stages_.push_back({"prune", [this] { return Prune(); }});
+    if (options_.prune && !options_.prune_last) {
+      stages_.push_back({"prune last", [this] { return PruneLast(); }});
+    }
     // Without a prune the inventory written before applying stands: objects no longer rendered
     // stay in it (and in the cluster, reported Extra) until a sync with prune deletes them.
     if (!options_.dry_run && (options_.prune || pruned)) {
@@ -185,6 +191,10 @@ class OperationImpl final : public Operation {
   // exist yet because this sync creates it ("" : it can). A real sync creates them first.
   std::string Unvalidated(const Task& t) const {
     if (!options_.dry_run) return "";
+    if (t.kind_missing) {
+      return fmt::format("the cluster does not serve {} {} (SkipDryRunOnMissingResource)", t.ref.api_version,
+                         t.ref.kind);
+    }
     if (!t.ref.namespace_.empty() && pending_namespaces_.count(t.ref.namespace_)) {
       return fmt::format("namespace {} is created by this sync", t.ref.namespace_);
     }
@@ -201,9 +211,29 @@ class OperationImpl final : public Operation {
     ns.Set("kind", "Namespace");
     Value meta = Value::Map();
     meta.Set("name", options_.default_namespace);
+    // managedNamespaceMetadata, and a record of it (so that a label removed from it is removed
+    // from the namespace, and an unchanged one is not written again).
+    bool managed = !options_.namespace_labels.empty() || !options_.namespace_annotations.empty();
+    Value record = Value::Map();
+    if (managed) {
+      Value labels = Value::Map(), annotations = Value::Map();
+      for (const auto& [k, v] : options_.namespace_labels) labels.Set(k, v);
+      for (const auto& [k, v] : options_.namespace_annotations) annotations.Set(k, v);
+      record.Set("labels", labels);
+      record.Set("annotations", annotations);
+      if (!options_.namespace_labels.empty()) meta.Set("labels", labels);
+      annotations.Set(kNamespaceMetadataAnnotation, value::ToJson(record));
+      meta.Set("annotations", annotations);
+    }
     ns.Set("metadata", meta);
     auto got = client_.Get(kube::RefOf(ns));
-    if (got.ok()) return OkStatus();
+    if (got.ok()) {
+      std::string had = value::StringAt(&*got, {"metadata", "annotations", kNamespaceMetadataAnnotation});
+      if (had == (managed ? value::ToJson(record) : "")) return OkStatus();
+      // Server-side apply: the fields Gantry applied before and no longer does are removed.
+      auto updated = client_.Apply(ns, {.dry_run = options_.dry_run});
+      return updated.status().WithContext("apply managedNamespaceMetadata");
+    }
     if (got.status().code() != Code::kNotFound) return got.status();
     auto created = client_.Apply(ns, {.dry_run = options_.dry_run});
     if (created.ok() && options_.dry_run) pending_namespaces_.insert(options_.default_namespace);
@@ -327,8 +357,7 @@ class OperationImpl final : public Operation {
           return;
         }
       }
-      auto applied = writer_.Apply(t.object, {.force = options_.force || ours || SyncOptionSet(t.object, "Force=true"),
-                                              .dry_run = options_.dry_run});
+      auto applied = Write(t, live_obj, ours);
       if (!applied.ok()) {
         r.failed = true;
         r.message = t.source.empty() ? applied.status().message()
@@ -353,6 +382,61 @@ class OperationImpl final : public Operation {
                                 hooks ? " hooks" : "", unchanged, failures ? fmt::format(", {} failed", failures) : "")});
     if (failures > 1) return first_error.WithContext(fmt::format("{} objects failed, first", failures));
     return first_error;
+  }
+
+  // Writes one object as its sync options say: server-side apply (Force=true: taking conflicting
+  // fields, and deleting and recreating it when the server refuses a change to an immutable
+  // field, as `kubectl apply --force`), or with Replace=true a create or replace (PUT), or with
+  // Replace=true and Force=true a delete and create (`kubectl replace --force`). Validate=false
+  // has the server drop unknown fields; RespectIgnoreDifferences keeps the ignored fields' live values.
+  Result<Value> Write(const Task& t, const Value* live_obj, bool ours) {
+    const ObjectSyncOptions& so = t.sync_options;
+    const ObjectSyncOptions& app = options_.object_defaults;
+    bool force = internal::Enabled(so.force, app.force, options_.force);
+    bool replace = internal::Enabled(so.replace, app.replace);
+    bool validate = internal::Enabled(so.validate, app.validate, true);
+    const Value* object = &t.object;
+    Value respected;
+    if (options_.respect_ignore_differences && live_obj != nullptr && !options_.diff.ignore.empty()) {
+      respected = RespectIgnoreDifferences(t.object, *live_obj, options_.diff.ignore);
+      object = &respected;
+    }
+    // Strict as `kubectl apply` (and so Argo CD) by default: a field the schema does not know is
+    // an error, not silently dropped.
+    kube::ApplyOptions apply{.force = force || ours, .dry_run = options_.dry_run,
+                             .field_validation = validate ? kube::ApplyOptions::FieldValidation::kStrict
+                                                          : kube::ApplyOptions::FieldValidation::kIgnore};
+    if (!replace || options_.dry_run) {
+      // A dry run of a replace is validated as an apply: the server has no dry run of a recreate.
+      auto applied = writer_.Apply(*object, apply);
+      // Only a change the server refuses as immutable is recreated: any other invalid object
+      // would be refused by the create too, after the delete.
+      if (applied.ok() || !force || replace || live_obj == nullptr || options_.dry_run ||
+          applied.status().code() != Code::kInvalidArgument ||
+          applied.status().message().find("immutable") == std::string::npos) {
+        return applied;
+      }
+      log::Info("sync {}: {}: {}; Force=true: deleting and recreating it", options_.app, t.ref.ToString(),
+                applied.status().message());
+      GANTRY_RETURN_IF_ERROR(Recreate(t.ref));
+      return writer_.Apply(*object, apply);
+    }
+    if (live_obj != nullptr && force) {
+      GANTRY_RETURN_IF_ERROR(Recreate(t.ref));
+      live_obj = nullptr;
+    }
+    if (live_obj == nullptr) return writer_.Create(*object, {.field_manager = "gantry"});
+    // At the version read: a write made since is a conflict, not overwritten.
+    Value put = *object;
+    put.MutableGet("metadata")->Set("resourceVersion", value::StringAt(live_obj, {"metadata", "resourceVersion"}));
+    return writer_.Replace(put);
+  }
+
+  // Deletes an object (foreground: its dependents first) and waits until it is gone.
+  Status Recreate(const kube::ObjectRef& ref) {
+    Status del = writer_.Delete(ref, {.propagation = kube::Propagation::kForeground});
+    if (!del.ok() && del.code() != Code::kNotFound) return del.WithContext("delete to recreate");
+    return WaitGone(ref);
   }
 
   // Writes the managedFields AdoptClientSideApply rewrote in `live` (ReadLive), so that the apply
@@ -624,11 +708,56 @@ class OperationImpl final : public Operation {
     }
   }
 
+  // Prunes what the inventory has and the render no longer does. Objects annotated PruneLast=true
+  // wait for PruneLast(), unless the whole prune is already last.
   Status Prune() {
     std::vector<kube::ObjectRef> candidates;
     for (const auto& r : inventory_) {
       if (!desired_keys_.count(Key(r))) candidates.push_back(r);
     }
+    return PruneObjects(std::move(candidates), /*last=*/options_.prune_last, "prune");
+  }
+
+  // The prune of the objects annotated PruneLast=true, after the PostSync hooks.
+  Status PruneLast() {
+    std::vector<kube::ObjectRef> last;
+    {
+      MutexLock lock(mu_);
+      last.swap(prune_last_);
+      for (const auto& r : last) kept_after_prune_.erase(Key(r));
+    }
+    if (last.empty()) return OkStatus();
+    return PruneObjects(std::move(last), /*last=*/true, "prune last");
+  }
+
+  // Prune=confirm: whether a live object may be pruned now. The first time, it is marked with the
+  // time its prune became pending (a JSON patch adding kPrunePendingAnnotation); it may be pruned
+  // once options_.prune_approved_at is at or after that mark. A dry run marks nothing.
+  Result<bool> PruneConfirmed(const kube::ObjectRef& ref, const Value& live) {
+    std::string pending = value::StringAt(&live, {"metadata", "annotations", kPrunePendingAnnotation});
+    if (pending.empty()) {
+      if (options_.dry_run) return false;
+      std::string key = kPrunePendingAnnotation;
+      size_t slash = key.find('/');
+      key.replace(slash, 1, "~1");
+      Value op = Value::Map();
+      op.Set("op", "add");
+      op.Set("path", "/metadata/annotations/" + key);
+      op.Set("value", Rfc3339(clock_.WallNow()));
+      Value patch = Value::Seq();
+      patch.Append(std::move(op));
+      auto patched = writer_.JsonPatch(ref, value::ToJson(patch));
+      if (!patched.ok()) return patched.status().WithContext("mark the prune as waiting for confirmation");
+      return false;
+    }
+    auto since = ParseRfc3339(pending);
+    if (!since) {
+      return InvalidArgumentError("annotation {} is not an RFC 3339 time: {:?}", kPrunePendingAnnotation, pending);
+    }
+    return options_.prune_approved_at.has_value() && *options_.prune_approved_at >= *since;
+  }
+
+  Status PruneObjects(std::vector<kube::ObjectRef> candidates, bool last, std::string_view step) {
     {
       MutexLock lock(mu_);
       for (const auto& r : inventory_) {
@@ -650,7 +779,7 @@ class OperationImpl final : public Operation {
       const kube::ObjectRef& ref = candidates[k];
       ObjectResult& r = results[k];
       r.ref = ref;
-      r.step = "prune";
+      r.step = std::string(step);
       r.action = Action::kPrune;
       auto live = client_.Get(ref);
       if (!live.ok()) {
@@ -677,13 +806,37 @@ class OperationImpl final : public Operation {
         r.message = tracking.empty() ? "no longer tracked by Gantry" : "now tracked by " + tracking;
         return;  // not ours any more: dropped from the inventory, left in the cluster
       }
-      if (PruneDisabled(*live)) return skip("prune disabled by annotation");
+      PruneMode mode = internal::PruneModeOf(*live, options_);
+      if (mode == PruneMode::kDisabled) return skip("prune disabled (Prune=false)");
+      if (!last && SyncOptionSetLive(*live, "PruneLast=true")) {
+        MutexLock lock(mu_);
+        prune_last_.push_back(ref);
+        kept_after_prune_.insert(Key(ref));
+        r.action = Action::kPruneSkipped;
+        r.message = "PruneLast: pruned after the other objects";
+        return;
+      }
       if (!options_.prune_dangerous &&
           (ref.kind == "Namespace" || ref.kind == "PersistentVolumeClaim" || ref.kind == "CustomResourceDefinition")) {
         return skip(fmt::format("a {} is pruned only with explicit confirmation", ref.kind));
       }
+      if (mode == PruneMode::kConfirm) {
+        auto confirmed = PruneConfirmed(ref, *live);
+        if (!confirmed.ok()) {
+          r.failed = true;
+          r.message = confirmed.status().message();
+          MutexLock lock(mu_);
+          kept_after_prune_.insert(Key(ref));
+          ++failures;
+          return;
+        }
+        if (!*confirmed) {
+          return skip(fmt::format("waiting for confirmation (Prune=confirm): gantry app confirm-prune {}", options_.app));
+        }
+      }
       const Value* uid = live->Find({"metadata", "uid"});
-      Status s = writer_.Delete(ref, {.dry_run = options_.dry_run,
+      Status s = writer_.Delete(ref, {.propagation = options_.prune_propagation,
+                                      .dry_run = options_.dry_run,
                                       .precondition_uid = uid && uid->IsString() ? std::optional<std::string>(uid->AsString())
                                                                                   : std::nullopt});
       if (!s.ok() && s.code() != Code::kNotFound) {
@@ -694,18 +847,36 @@ class OperationImpl final : public Operation {
         ++failures;
         return;
       }
+      // Foreground: the object stays (with the foregroundDeletion finalizer) until the garbage
+      // collector has deleted its dependents; the prune waits for that, within the timeout, so
+      // "pruned" means gone and what runs after the prune (PostSync hooks, PruneLast) comes after.
+      if (!options_.dry_run && s.ok() && options_.prune_propagation == kube::Propagation::kForeground) {
+        Status gone = WaitGone(ref);
+        if (gone.code() == Code::kDeadlineExceeded) {
+          r.health = {health::HealthStatus::kProgressing, "deleting"};
+          r.message = fmt::format("deletion started; its dependents were not deleted within {} s (foreground)",
+                                  options_.timeout.count() / 1000);
+          return;
+        }
+      }
       if (cache_ != nullptr && !options_.dry_run) cache_->ObserveDeleted(ref);
       r.health = {health::HealthStatus::kMissing, "pruned"};
       r.message = options_.dry_run ? "dry run" : "pruned";
     });
     int pruned = 0, skipped = 0;
+    std::set<std::string> deferred;
+    {
+      MutexLock lock(mu_);
+      for (const auto& d : prune_last_) deferred.insert(Key(d));
+    }
     for (auto& r : results) {
       if (r.action == Action::kPrune && !r.failed) ++pruned;
-      if (r.action == Action::kPruneSkipped) ++skipped;
-      state_.results.push_back(std::move(r));
+      if (r.action == Action::kPruneSkipped && !deferred.count(Key(r.ref))) ++skipped;
+      // A PruneLast object is reported once, by the prune that deletes it.
+      if (!deferred.count(Key(r.ref))) state_.results.push_back(std::move(r));
     }
-    Report({.step = "prune", .applied = pruned, .unchanged = skipped, .failed = failures.load(),
-            .line = fmt::format("prune: {} pruned, {} kept", pruned, skipped)});
+    Report({.step = std::string(step), .applied = pruned, .unchanged = skipped, .failed = failures.load(),
+            .line = fmt::format("{}: {} pruned, {} kept", step, pruned, skipped)});
     if (failures > 0) return InternalError("{} objects could not be pruned", failures.load());
     return OkStatus();
   }
@@ -736,6 +907,7 @@ class OperationImpl final : public Operation {
   std::map<std::string, std::string> pending_kinds_;
   Mutex mu_;
   std::set<std::string> kept_after_prune_ GUARDED_BY(mu_);
+  std::vector<kube::ObjectRef> prune_last_ GUARDED_BY(mu_);  // annotated PruneLast=true: pruned by PruneLast()
   std::string last_inventory_;
 };
 

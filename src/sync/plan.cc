@@ -103,6 +103,10 @@ Status ReadAnnotations(const value::Value& object, Task& task) {
       else if (p == "Skip") {
         task.hook = HookPhase::kSkipped;
         task.skip_reason = fmt::format("annotation {}: Skip: never applied", key);
+      } else if (p == "PostDelete") {
+        // Argo CD runs it when the Application is deleted; Gantry does not act on that deletion.
+        task.hook = HookPhase::kSkipped;
+        task.skip_reason = "a PostDelete hook: Gantry does not run hooks when an application is deleted";
       } else {
         bool helm_only = key == "helm.sh/hook" || key == "gantry.dev/hook";
         if (ignored.empty() && helm_only &&

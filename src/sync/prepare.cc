@@ -47,6 +47,19 @@ bool PruneDisabled(const Value& live) {
   return SyncOptionSet(live, "Prune=false");
 }
 
+bool Enabled(Tristate object, Tristate application, bool fallback) {
+  if (object != Tristate::kUnset) return object == Tristate::kTrue;
+  if (application != Tristate::kUnset) return application == Tristate::kTrue;
+  return fallback;
+}
+
+PruneMode PruneModeOf(const Value& live, const Options& options) {
+  if (PruneDisabled(live)) return PruneMode::kDisabled;
+  if (SyncOptionSet(live, "Prune=confirm")) return PruneMode::kConfirm;
+  if (SyncOptionSet(live, "Prune=true")) return PruneMode::kPrune;
+  return options.object_defaults.prune == PruneMode::kUnset ? PruneMode::kPrune : options.object_defaults.prune;
+}
+
 void ParallelFor(size_t n, int parallelism, const std::function<void(size_t)>& fn) {
   if (n == 0) return;
   size_t threads = std::min<size_t>(n, static_cast<size_t>(std::max(1, parallelism)));
@@ -104,6 +117,7 @@ Result<Prepared> Prepare(kube::Client& client, std::vector<Value> desired, const
          std::count(t.ref.api_version.begin(), t.ref.api_version.end(), '/') > 1)) {
       return InvalidArgumentError("{}: malformed apiVersion {:?}", at, t.ref.api_version);
     }
+    GANTRY_ASSIGN_OR_RETURN(t.sync_options, ReadSyncOptions(obj, at));
     bool namespaced;
     auto info = client.Resolve(t.ref.api_version, t.ref.kind);
     if (info.ok()) {
@@ -111,9 +125,17 @@ Result<Prepared> Prepare(kube::Client& client, std::vector<Value> desired, const
     } else if (auto it = crd_scope.find(GroupOf(t.ref.api_version) + "/" + t.ref.kind);
                info.status().code() == Code::kNotFound && it != crd_scope.end()) {
       namespaced = it->second;
+    } else if (info.status().code() == Code::kNotFound &&
+               internal::Enabled(t.sync_options.skip_dry_run_on_missing, options.object_defaults.skip_dry_run_on_missing)) {
+      // Its CRD comes from elsewhere (another application, an operator): unknown kinds count as
+      // namespaced, as in Argo CD (IsNamespacedOrUnknown); the apply fails if it is still not served.
+      namespaced = true;
+      t.kind_missing = true;
     } else if (info.status().code() == Code::kNotFound) {
       return InvalidArgumentError("{}: {} {} is not served by the cluster (unknown apiVersion or kind, "
-                                  "and no CRD in this sync defines it)", at, t.ref.api_version, t.ref.kind);
+                                  "and no CRD in this sync defines it; if another application or operator "
+                                  "installs its CRD, annotate the object argocd.argoproj.io/sync-options: "
+                                  "SkipDryRunOnMissingResource=true)", at, t.ref.api_version, t.ref.kind);
     } else {
       return info.status().WithContext(at);
     }

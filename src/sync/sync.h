@@ -45,6 +45,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -71,7 +72,8 @@ inline constexpr char kReasonOwnedByOther[] = "OwnedByOtherApp";  // an object c
 // kSkipped: never applied, never pruned, reported as skipped with Task::skip_reason: a Helm test
 // hook (helm.sh/hook: test, test-success, test-failure), which runs only on `helm test`; a Helm
 // delete or rollback hook (pre-delete, post-delete, pre-rollback, post-rollback), which a sync never
-// runs (Argo CD ignores them too); and an object annotated with the hook Skip.
+// runs (Argo CD ignores them too); an Argo CD PostDelete hook (Gantry does not act on an
+// application's deletion); and an object annotated with the hook Skip.
 enum class HookPhase { kNone, kPreSync, kSync, kPostSync, kSyncFail, kSkipped };
 std::string_view Name(HookPhase p);  // "PreSync", ..., "skipped"
 
@@ -87,6 +89,66 @@ enum class Action {
 };
 std::string_view Name(Action a);
 
+// Sync options: Argo CD's, under the same names, on an object (annotation
+// argocd.argoproj.io/sync-options or gantry.dev/sync-options, comma-separated "Name=value") or on
+// an application (Argo CD's spec.syncPolicy.syncOptions; `gantry sync --sync-option`), where an
+// object-level option is the default for every object of the application. An object's own
+// annotation wins over its application. docs/argo-cd-compatibility.md says what each one does.
+//   Replace=true            create, or replace (PUT) instead of server-side apply; with Force=true
+//                           delete and recreate (kubectl replace --force)
+//   Force=true              apply taking the fields other managers own (with Replace: recreate)
+//   ServerSideApply=true|false  accepted; Gantry always applies server-side (false: a warning)
+//   Validate=false          sent as fieldValidation=Ignore (else Strict, as kubectl apply); the
+//                           apiserver's server-side apply still refuses undeclared fields
+//   SkipDryRunOnMissingResource=true  a custom resource whose kind the cluster does not serve yet
+//                           (and no CRD in the sync defines) is accepted: not validated before
+//                           the sync, applied when the sync reaches it
+//   Prune=false|confirm     never pruned | pruned only once a person confirms (Options::prune_approved_at)
+//   Delete=false|confirm    accepted: Gantry never deletes an application's objects when the
+//                           application is deleted (there is no cascading delete to opt out of)
+//   PruneLast=true          (object) pruned after every other prune and the PostSync hooks
+//   Application only: CreateNamespace=true, PruneLast=true, ApplyOutOfSyncOnly=true|false,
+//   FailOnSharedResource=true (always Gantry's behaviour: CheckOwnership), RespectIgnoreDifferences=true,
+//   PrunePropagationPolicy=foreground|background|orphan, Prune=true (gantry: prune), ForceConflicts=true|false
+//   (gantry: force, force_owned).
+enum class Tristate { kUnset, kFalse, kTrue };
+enum class PruneMode { kUnset, kPrune, kDisabled, kConfirm };
+struct ObjectSyncOptions {
+  Tristate replace = Tristate::kUnset;
+  Tristate force = Tristate::kUnset;
+  Tristate validate = Tristate::kUnset;
+  Tristate skip_dry_run_on_missing = Tristate::kUnset;
+  Tristate prune_last = Tristate::kUnset;
+  PruneMode prune = PruneMode::kUnset;
+  PruneMode delete_ = PruneMode::kUnset;  // kDisabled (Delete=false), kConfirm (Delete=confirm)
+};
+
+// The annotation's options of one object. InvalidArgument naming the annotation, the object
+// (`where`) and the option when one is unknown, malformed, or only valid on an application
+// (e.g. CreateNamespace=true on an object).
+Result<ObjectSyncOptions> ReadSyncOptions(const value::Value& object, std::string_view where);
+
+struct Options;
+// Reads an application's sync options into `options` (see the list above). InvalidArgument naming
+// the option and `where` ("spec.syncPolicy.syncOptions of Application NS/NAME") for an unknown or
+// malformed option. A known option that Gantry accepts without the effect it has in Argo CD
+// (ServerSideApply=false) adds a line to `warnings`.
+Status ReadSyncOptions(const std::vector<std::string>& list, std::string_view where, Options& options,
+                       std::vector<std::string>* warnings);
+
+// RespectIgnoreDifferences (pure): `desired` with the fields the ignoreDifferences rules that match
+// it name by JSON pointer set to their value in `live` (removed when live has none), so that
+// applying it does not revert them. Only fields under a parent desired writes are taken; rules by
+// managers are not (which fields a manager owns is not a value the apply can carry).
+value::Value RespectIgnoreDifferences(const value::Value& desired, const value::Value& live,
+                                      const std::vector<diff::IgnoreRule>& rules);
+
+// The time a person approves pending prunes with (annotation gantry.dev/prune-approved or
+// argocd.argoproj.io/deletion-approved of an Application, RFC 3339). The live object of a
+// Prune=confirm prune is marked with annotation kPrunePendingAnnotation the first time a sync
+// would prune it; it is pruned by the first sync whose approval is at or after that mark.
+inline constexpr char kPrunePendingAnnotation[] = "gantry.dev/prune-pending-since";
+
 // One object in the plan.
 struct Task {
   value::Value object;        // desired (tracking added), or the live object for prunes
@@ -100,6 +162,10 @@ struct Task {
   int step = 0;               // index of the step it belongs to (filled by Plan)
   bool is_namespace_or_crd = false;
   bool namespaced = true;     // the kind's scope (Prepare)
+  ObjectSyncOptions sync_options;  // its annotation's (Prepare)
+  // SkipDryRunOnMissingResource: the cluster does not serve its kind (nor does a CRD of this sync
+  // define it): not validated, applied when the sync reaches it.
+  bool kind_missing = false;
 };
 
 // Tasks grouped into the ordered steps of the algorithm above. Pure.
@@ -146,6 +212,18 @@ struct Options {
   const project::Project* project = nullptr;
   std::string cluster_server;  // the destination cluster's API URL, for the project's destinations
   std::string cluster_name;    // ... and its name ("in-cluster" for a pull agent's own)
+  // Sync options (see ReadSyncOptions): the defaults of every object, which its annotation overrides.
+  ObjectSyncOptions object_defaults;
+  // Whether an object of a kind that is not served is refused (false) or accepted (see
+  // SkipDryRunOnMissingResource) is in object_defaults/the object's annotation.
+  bool respect_ignore_differences = false;  // fields diff.ignore matches keep their live value
+  kube::Propagation prune_propagation = kube::Propagation::kForeground;  // of prunes
+  // When a person approved pending prunes (Prune=confirm); unset: none approved.
+  std::optional<std::chrono::system_clock::time_point> prune_approved_at;
+  // CreateNamespace's managedNamespaceMetadata: labels and annotations of the namespace it creates,
+  // applied (server-side, so only these fields are Gantry's) on every sync.
+  std::map<std::string, std::string> namespace_labels;
+  std::map<std::string, std::string> namespace_annotations;
   bool wait_for_health = false;        // wait for every object to be Healthy at the end
   std::chrono::milliseconds timeout{300'000};  // for each health wait
   int parallelism = 32;

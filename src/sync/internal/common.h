@@ -22,6 +22,14 @@ bool SyncOptionSet(const value::Value& object, std::string_view option);
 // Whether a live object opts out of pruning (gantry.dev/prune: disabled, or Prune=false).
 bool PruneDisabled(const value::Value& live);
 
+// An object's sync option: its own annotation's, else its application's, else `fallback`.
+bool Enabled(Tristate object, Tristate application, bool fallback = false);
+
+// How a live object is pruned: its annotation (gantry.dev/prune: disabled, Prune=false|confirm|true),
+// else the application's Prune= option, else kPrune. Read from the live object: what the cluster
+// holds is what was applied.
+PruneMode PruneModeOf(const value::Value& live, const Options& options);
+
 // Runs fn(i) for i in [0, n) on up to `parallelism` threads.
 void ParallelFor(size_t n, int parallelism, const std::function<void(size_t)>& fn);
 
