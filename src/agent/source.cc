@@ -32,7 +32,11 @@ bool Under(std::string_view file, std::string_view dir) {
 class GitSource final : public Source {
  public:
   GitSource(render::GitSourcesOptions sources, render::Options base, kube::Client* cluster)
-      : sources_(std::move(sources)), cache_(kRenderCacheBytes), base_(std::move(base)), cluster_(cluster) {}
+      : credentials_(sources.credentials),
+        sources_(std::move(sources)),
+        cache_(kRenderCacheBytes),
+        base_(std::move(base)),
+        cluster_(cluster) {}
 
   Result<std::string> Resolve(const api::Application& app, SteadyClock::time_point fetch_after) override {
     GANTRY_ASSIGN_OR_RETURN(std::shared_ptr<git::Repository> repo, Open(app));
@@ -78,6 +82,7 @@ class GitSource final : public Source {
     render::Options o = base_;
     o.renderer = render::ParseRenderer(s.renderer).value_or(render::Renderer::kAuto);
     o.kustomize.images = s.kustomize_images;
+    if (!o.kustomize.remote_hosts.empty() && !o.kustomize.fetch_remote) o.kustomize.fetch_remote = RemoteFetcher(app);
     o.helm.release_name = s.helm_release_name;
     o.helm.namespace_ = app.destination_namespace;
     o.helm.value_files = s.helm_value_files;
@@ -129,6 +134,21 @@ class GitSource final : public Source {
     return caps;
   }
 
+  // Remote Kustomize bases through the agent's mirrors. The project checked the credential of the
+  // application's own repository host only: a base on another host that has credentials is refused
+  // (it would read a private repository the project was never granted).
+  render::KustomizeOptions::FetchRemote RemoteFetcher(const api::Application& app) {
+    return [this, app_host = git::HostOf(app.source.repo_url), fetch = sources_.RemoteFetcher()](
+               const render::RemoteBase& base, const std::filesystem::path& dest) -> Result<std::string> {
+      if (base.host != app_host && git::CredentialsFor(credentials_, base.repo_url)) {
+        return PermissionDeniedError("{} is on {}, whose Git credentials only applications with their repository "
+                                     "on that host may use; this application's repository is on {}",
+                                     git::ScrubUrl(base.repo_url), base.host, app_host);
+      }
+      return fetch(base, dest);
+    };
+  }
+
   static std::string RenderKey(const api::Application& app) {
     return app.source.repo_url + "\n" + app.source.path + "\n" + app.source.renderer;
   }
@@ -160,6 +180,7 @@ class GitSource final : public Source {
     return shared;
   }
 
+  const std::vector<git::Credentials> credentials_;  // those of sources_
   render::GitSources sources_;  // mirrors, credentials, shared fetches
   render::RenderCache cache_;
   render::Options base_;

@@ -66,6 +66,7 @@ struct AgentFlags {
   std::string interval = "60s";
   std::string lease_duration = "15s";
   std::string kustomize, helm;  // "" : render::FindRenderer's search
+  std::vector<std::string> kustomize_remote_hosts;
   bool no_leader_election = false;
   bool no_render_sandbox = false;
   std::vector<std::string> git_repo_secrets;  // directories (mounted repository Secrets)
@@ -111,6 +112,7 @@ Result<AgentCommandOptions> Validate(const AgentFlags& f) {
   o.agent.cache_dir = CacheDir(o.agent.cache_dir).string();
   o.render.kustomize_binary = f.kustomize;
   o.render.helm_binary = f.helm;
+  o.render.kustomize.remote_hosts = f.kustomize_remote_hosts;
   o.render.sandbox = f.no_render_sandbox ? render::Sandbox::kNone : render::Sandbox::kRequire;
   o.agent.render_sandbox = !f.no_render_sandbox;
   return o;
@@ -241,6 +243,9 @@ void AddAgentCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_option("--kustomize-binary", f->kustomize,
                   "kustomize to run (default: $GANTRY_KUSTOMIZE, else PATH, else the tool cache)");
   cmd->add_option("--helm-binary", f->helm, "helm to run (default: $GANTRY_HELM, else PATH, else the tool cache)");
+  cmd->add_option("--kustomize-remote-host", f->kustomize_remote_hosts,
+                  "Git host remote Kustomize bases may come from, e.g. github.com (repeatable); the agent fetches "
+                  "them through its own mirrors and credentials, never kustomize");
   cmd->add_flag("--no-render-sandbox", f->no_render_sandbox,
                 "Run kustomize and helm without the bubblewrap sandbox (where user namespaces are not allowed, "
                 "as in most Pods); logged, and exported as gantry_agent_render_sandbox 0");

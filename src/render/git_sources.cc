@@ -69,9 +69,9 @@ Result<std::string> GitSources::Resolve(git::Repository& repo, const std::string
   return commit;
 }
 
-std::function<Result<std::string>(const RemoteBase&, const std::filesystem::path&)> GitSources::RemoteFetcher(
-    std::chrono::seconds max_age) {
-  return [this, max_age](const RemoteBase& base, const std::filesystem::path& dest) -> Result<std::string> {
+KustomizeOptions::FetchRemote GitSources::RemoteFetcher() {
+  return [this, max_age = options_.remote_base_max_age](const RemoteBase& base,
+                                                        const std::filesystem::path& dest) -> Result<std::string> {
     std::string what = fmt::format("fetch {} at {}", git::ScrubUrl(base.repo_url), base.ref);
     auto repo = Open(base.repo_url);
     if (!repo.ok()) return repo.status().WithContext(what);
