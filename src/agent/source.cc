@@ -4,6 +4,7 @@
 // all applications, and the changed paths between two commits.
 
 #include <map>
+#include <set>
 #include <memory>
 
 #include "agent/agent.h"
@@ -99,6 +100,11 @@ class GitSource final : public Source {
     {
       MutexLock lock(mu_);
       renderers_[RenderKey(app)] = r->renderer;
+      if (r->unpinned) {
+        unpinned_.insert(RenderKey(app));
+      } else {
+        unpinned_.erase(RenderKey(app));
+      }
     }
     Rendered out;
     out.commit = r->commit;
@@ -108,6 +114,11 @@ class GitSource final : public Source {
   }
 
   uint64_t renders() const override { return renders_.load(); }
+
+  bool Unpinned(const api::Application& app) override {
+    MutexLock lock(mu_);
+    return unpinned_.count(RenderKey(app)) > 0;
+  }
 
  private:
   // Rendered manifests kept for unchanged sources (Kustomize and Helm runs are what is worth
@@ -190,6 +201,7 @@ class GitSource final : public Source {
   std::string kube_version_ GUARDED_BY(mu_);
   SteadyClock::time_point version_read_ GUARDED_BY(mu_);
   std::map<std::string, render::Renderer> renderers_ GUARDED_BY(mu_);  // by RenderKey
+  std::set<std::string> unpinned_ GUARDED_BY(mu_);  // RenderKeys whose last render was Unpinned
   std::vector<std::pair<std::string, std::shared_ptr<const std::vector<std::string>>>> changed_ GUARDED_BY(mu_);
 };
 
@@ -212,6 +224,10 @@ class Router final : public Source {
     return s->Render(app, commit);
   }
   uint64_t renders() const override { return git_->renders(); }
+  bool Unpinned(const api::Application& app) override {
+    auto s = For(app);
+    return s.ok() && (*s)->Unpinned(app);
+  }
 
  private:
   Result<Source*> For(const api::Application& app) {

@@ -146,6 +146,7 @@ Result<GitRendered> RenderGit(git::Repository& repo, std::string_view revision, 
     out.manifests = std::move(r->manifests);
     out.content_key = std::move(r->key);
     out.cache_hit = r->hit;
+    out.unpinned = r->unpinned;
     return out;
   }
   if (cache != nullptr) cache->Put(key, out.manifests, internal::ManifestBytes(out.manifests));

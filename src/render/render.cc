@@ -243,6 +243,8 @@ Result<Output> RenderExternal(const Plan& plan, const Options& options, RenderCa
   }
 
   Output out;
+  const std::string lines = "\n" + deps;
+  out.unpinned = lines.find("\nremote ") != std::string::npos || lines.find("\nchart ") != std::string::npos;
   if (cache != nullptr && !content_key.empty()) {
     out.key = CacheKey(deps.empty() ? std::string(content_key) : std::string(content_key) + "\n" + deps, plan.rel,
                        plan.renderer, options);

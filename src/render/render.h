@@ -274,6 +274,9 @@ struct GitRendered {
   // The RenderCache key of this render: equal keys, equal manifests (a commit that leaves a plain
   // path unchanged keeps its key).
   std::string content_key;
+  // The render read what the commit does not pin (a remote Kustomize base, whose ref may move; a
+  // chart fetched for helmCharts): rendering the same commit again may give other objects.
+  bool unpinned = false;
 };
 
 // Renders `path` of `repo` at `revision` (resolved to a commit; fetching is the caller's). Plain

@@ -79,6 +79,9 @@ struct Keyed {
   std::vector<Manifest> manifests;
   std::string key;  // the RenderCache key; "" without a cache or content key
   bool hit = false;
+  // It read what the repository's content does not pin: a remote base (its ref may move) or a
+  // chart fetched from its repository.
+  bool unpinned = false;
 };
 
 // Render(source, options, cache, content_key), also returning the key, which for Kustomize covers
