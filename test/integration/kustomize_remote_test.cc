@@ -146,6 +146,21 @@ TEST_F(KustomizeRemoteTest, RemoteBaseFromAnAllowedHostFollowsItsBranch) {
   EXPECT_EQ(moved->commit, first->commit);
   EXPECT_NE(moved->content_key, first->content_key);
   EXPECT_EQ(Value(moved->objects, "remote-base"), "2");
+
+  // RenderGit says the render read what the commit does not pin (the agent then renders an
+  // unchanged commit again instead of skipping it); a render without remote bases does not.
+  auto repo = sources.Open(app.url());
+  ASSERT_TRUE(repo.ok());
+  render::Options with = o;
+  with.kustomize.fetch_remote = sources.RemoteFetcher();
+  auto direct = render::RenderGit(**repo, "main", "app", with);
+  ASSERT_TRUE(direct.ok()) << direct.status().ToString();
+  EXPECT_TRUE(direct->unpinned);
+  app.Commit({{"app/kustomization.yaml", "resources: [cm.yaml]\n"}});
+  ASSERT_TRUE(sources.Fetch(**repo, now()).ok());
+  auto local = render::RenderGit(**repo, "main", "app", with);
+  ASSERT_TRUE(local.ok()) << local.status().ToString();
+  EXPECT_FALSE(local->unpinned);
 }
 
 // `gantry sync --repo ... --kustomize-remote-host` on the real apiserver; without the flag it is
