@@ -389,8 +389,20 @@ namespace internal {
 Result<Keyed> RenderKeyed(const Source& source, const Options& options, RenderCache* cache,
                           std::string_view content_key, bool key_checked) {
   GANTRY_ASSIGN_OR_RETURN(Plan plan, MakePlan(source, options));
-  if (plan.renderer != Renderer::kPlain) return RenderExternal(plan, options, cache, content_key, key_checked);
   Keyed out;
+  if (plan.renderer != Renderer::kPlain) {
+    // The unextended key first, before the renderer is even looked for: only renders that read
+    // nothing beyond the repository are stored under it.
+    if (cache != nullptr && !content_key.empty() && !key_checked) {
+      out.key = CacheKey(content_key, plan, options);
+      if (auto hit = cache->Get(out.key)) {
+        out.manifests = std::move(*hit);
+        out.hit = true;
+        return out;
+      }
+    }
+    return RenderExternal(plan, options, cache, content_key, true);
+  }
   if (cache != nullptr && !content_key.empty()) {
     out.key = CacheKey(content_key, plan, options);
     if (!key_checked) {
