@@ -592,6 +592,7 @@ class AgentImpl final : public Agent {
       app = s.app;
       commit = s.commit;
     }
+    if (source_->Unpinned(*app)) return false;  // a remote base's branch may have moved: render
     auto resolved = source_->Resolve(*app, fetch_after);
     return resolved.ok() && *resolved == commit;
   }

@@ -80,6 +80,9 @@ class Source {
   virtual Result<Rendered> Render(const Application& app, std::string_view commit) = 0;
   // Renders that ran a renderer (not served from the render cache), for metrics.
   virtual uint64_t renders() const = 0;
+  // Whether the last render of `app` read what its commit does not pin (a remote Kustomize base,
+  // whose branch may move): then an unchanged commit is no reason to skip rendering it.
+  virtual bool Unpinned(const Application& /*app*/) { return false; }
 };
 
 struct ReconcileOptions {

@@ -5,6 +5,7 @@
 // all applications, and the changed paths between two commits.
 
 #include <map>
+#include <set>
 #include <memory>
 
 #include "agent/agent.h"
@@ -83,7 +84,8 @@ class GitSource final : public Source {
  public:
   GitSource(render::GitSourcesOptions sources, std::shared_ptr<render::ChartRepos> charts, render::Options base,
             kube::Client* cluster)
-      : sources_(std::move(sources)),
+      : credentials_(sources.credentials),
+        sources_(std::move(sources)),
         charts_(std::move(charts)),
         cache_(kRenderCacheBytes),
         base_(std::move(base)),
@@ -132,6 +134,7 @@ class GitSource final : public Source {
   Result<Rendered> Render(const api::Application& app, std::string_view commit) override {
     GANTRY_ASSIGN_OR_RETURN(std::shared_ptr<git::Repository> repo, Open(app));
     render::Options o = internal::RenderOptionsFor(app, base_);
+    if (!o.kustomize.remote_hosts.empty() && !o.kustomize.fetch_remote) o.kustomize.fetch_remote = RemoteFetcher(app);
     GANTRY_RETURN_IF_ERROR(capabilities_.Apply(o));
     auto r = render::RenderGit(*repo, commit, app.source.path, o, &cache_);
     if (!r.ok()) return r.status();
@@ -139,6 +142,11 @@ class GitSource final : public Source {
     {
       MutexLock lock(mu_);
       renderers_[RenderKey(app)] = r->renderer;
+      if (r->unpinned) {
+        unpinned_.insert(RenderKey(app));
+      } else {
+        unpinned_.erase(RenderKey(app));
+      }
     }
     Rendered out;
     out.commit = r->commit;
@@ -149,12 +157,32 @@ class GitSource final : public Source {
 
   uint64_t renders() const override { return renders_.load(); }
 
+  bool Unpinned(const api::Application& app) override {
+    MutexLock lock(mu_);
+    return unpinned_.count(RenderKey(app)) > 0;
+  }
+
  private:
   // Rendered manifests kept for unchanged sources (Kustomize and Helm runs are what is worth
   // saving); bytes as the cache counts them, which is what the parsed objects occupy.
   // 4 MiB: an unchanged application is not rendered at all (the agent's steady-state memo), so the
   // cache serves re-renders at the same commit (a changed spec, a retried sync), a few at a time.
   static constexpr size_t kRenderCacheBytes = 4u << 20;
+
+  // Remote Kustomize bases through the agent's mirrors. The project checked the credential of the
+  // application's own repository host only: a base on another host that has credentials is refused
+  // (it would read a private repository the project was never granted).
+  render::KustomizeOptions::FetchRemote RemoteFetcher(const api::Application& app) {
+    return [this, app_host = git::HostOf(app.source.repo_url), fetch = sources_.RemoteFetcher()](
+               const render::RemoteBase& base, const std::filesystem::path& dest) -> Result<std::string> {
+      if (base.host != app_host && git::CredentialsFor(credentials_, base.repo_url)) {
+        return PermissionDeniedError("{} is on {}, whose Git credentials only applications with their repository "
+                                     "on that host may use; this application's repository is on {}",
+                                     git::ScrubUrl(base.repo_url), base.host, app_host);
+      }
+      return fetch(base, dest);
+    };
+  }
 
   static std::string RenderKey(const api::Application& app) {
     return app.source.repo_url + "\n" + app.source.path + "\n" + app.source.renderer;
@@ -187,6 +215,7 @@ class GitSource final : public Source {
     return shared;
   }
 
+  const std::vector<git::Credentials> credentials_;  // those of sources_
   render::GitSources sources_;  // mirrors, credentials, shared fetches
   std::shared_ptr<render::ChartRepos> charts_;
   render::RenderCache cache_;
@@ -195,6 +224,7 @@ class GitSource final : public Source {
   std::atomic<uint64_t> renders_{0};
   Mutex mu_;
   std::map<std::string, render::Renderer> renderers_ GUARDED_BY(mu_);  // by RenderKey
+  std::set<std::string> unpinned_ GUARDED_BY(mu_);  // RenderKeys whose last render was Unpinned
   std::vector<std::pair<std::string, std::shared_ptr<const std::vector<std::string>>>> changed_ GUARDED_BY(mu_);
 };
 
@@ -218,6 +248,10 @@ class Router final : public Source {
     return s->Render(app, commit);
   }
   uint64_t renders() const override { return git_->renders() + helm_->renders() + oci_->renders(); }
+  bool Unpinned(const api::Application& app) override {
+    auto s = For(app);
+    return s.ok() && (*s)->Unpinned(app);
+  }
 
  private:
   Result<Source*> For(const api::Application& app) {

@@ -77,6 +77,7 @@ struct AgentFlags {
   std::string lease_duration = "15s";
   std::string kustomize, helm, jsonnet, sops;  // "" : render::FindRenderer's / FindSops's search
   std::string sops_age_key_file;  // "" : SOPS-encrypted objects are errors
+  std::vector<std::string> kustomize_remote_hosts;
   bool no_leader_election = false;
   bool no_render_sandbox = false;
   std::vector<std::string> git_repo_secrets;  // directories (mounted repository Secrets)
@@ -137,6 +138,7 @@ Result<AgentCommandOptions> Validate(const AgentFlags& f) {
     if (!keys.ok()) return keys.status().WithContext("--sops-age-key-file");
     o.render.sops.age_keys = *std::move(keys);
   }
+  o.render.kustomize.remote_hosts = f.kustomize_remote_hosts;
   o.render.sandbox = f.no_render_sandbox ? render::Sandbox::kNone : render::Sandbox::kRequire;
   o.agent.render_sandbox = !f.no_render_sandbox;
   return o;
@@ -299,6 +301,9 @@ void AddAgentCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_option("--sops-age-key-file", f->sops_age_key_file,
                   "age key file (e.g. a mounted Secret's key) to decrypt SOPS-encrypted objects with")
       ->envname("GANTRY_SOPS_AGE_KEY_FILE");
+  cmd->add_option("--kustomize-remote-host", f->kustomize_remote_hosts,
+                  "Git host remote Kustomize bases may come from, e.g. github.com (repeatable); the agent fetches "
+                  "them through its own mirrors and credentials, never kustomize");
   cmd->add_flag("--no-render-sandbox", f->no_render_sandbox,
                 "Run kustomize and helm without the bubblewrap sandbox (where user namespaces are not allowed, "
                 "as in most Pods); logged, and exported as gantry_agent_render_sandbox 0");

@@ -34,6 +34,7 @@ namespace fs = std::filesystem;
 struct SourceFlags {
   std::string repo, dir, cache_dir, git_username, ssh_key, ssh_known_hosts;
   bool allow_file_repo = false;
+  std::vector<std::string> kustomize_remote_hosts;
 };
 
 void AddDeploySourceFlags(CLI::App* cmd, SourceFlags& s) {
@@ -41,6 +42,8 @@ void AddDeploySourceFlags(CLI::App* cmd, SourceFlags& s) {
   cmd->add_option("--dir", s.dir, "Local config directory instead of --repo (no rollback to other revisions)");
   cmd->add_option("--cache-dir", s.cache_dir, "Where Git mirrors are kept")->envname("GANTRY_CACHE");
   cmd->add_flag("--allow-file-repo", s.allow_file_repo, "Accept file:// repository URLs");
+  cmd->add_option("--kustomize-remote-host", s.kustomize_remote_hosts,
+                  "Git host remote Kustomize bases may come from (with --repo; repeatable)");
   cmd->add_option("--git-username", s.git_username, "User for HTTPS Git; the password or token is read from GANTRY_GIT_PASSWORD");
   cmd->add_option("--ssh-key", s.ssh_key,
                   "Private key file for SSH Git; a passphrase is read from GANTRY_SSH_KEY_PASSPHRASE");
@@ -65,7 +68,9 @@ Result<deliver::RenderFn> MakeRender(const SourceFlags& s, const std::string& re
   auto sources = std::make_shared<render::GitSources>(
       GitSourcesOptionsFor(s.cache_dir, s.repo, s.git_username, s.allow_file_repo, s.ssh_key, s.ssh_known_hosts));
   GANTRY_RETURN_IF_ERROR(sources->Open(s.repo).status());
-  return deliver::GitRenderFn(std::move(sources), s.repo);
+  render::Options options;
+  options.kustomize.remote_hosts = s.kustomize_remote_hosts;  // fetched through `sources`
+  return deliver::GitRenderFn(std::move(sources), s.repo, std::move(options));
 }
 
 std::atomic<deliver::Deployment*> g_running{nullptr};

@@ -29,6 +29,7 @@
 #include "http/http.h"
 #include "http/metrics.h"
 #include "oci/registry.h"
+#include "render/git_sources.h"
 #include "release/release.h"
 #include "oidc/oidc.h"
 #include "server/browser_login.h"
@@ -89,6 +90,7 @@ struct ServerFlags {
   std::string notify_secret_env;
   std::string deliver_config;
   std::string deploy_repo;  // "": the only --config-repo
+  std::vector<std::string> kustomize_remote_hosts;
   int max_deploys = 4;
   std::string path_template = "envs/{env}";
   std::string health_timeout = "5m";
@@ -161,6 +163,7 @@ Status ReleaseOptions(const ServerFlags& f, ServerOptions& o) {
   }
   o.deliver_config = f.deliver_config;
   o.deploy_repo = f.deploy_repo;
+  s.render.kustomize.remote_hosts = f.kustomize_remote_hosts;
   if (o.deploy_repo.empty() && f.config_repos.size() == 1) o.deploy_repo = f.config_repos.front();
   if (!o.deploy_repo.empty()) GANTRY_RETURN_IF_ERROR(git::ValidateUrl(o.deploy_repo, f.allow_file).WithContext("--deploy-repo"));
   if (f.max_deploys < 1) return InvalidArgumentError("--max-deploys {}: expected at least 1", f.max_deploys);
@@ -295,6 +298,7 @@ Result<ServerOptions> ToOptions(const ServerFlags& f) {
 // What the release flow needs beyond its options, owned for the server's lifetime.
 struct ReleaseParts {
   std::unique_ptr<git::Mirrors> mirrors;
+  std::shared_ptr<render::GitSources> remote_bases;  // remote Kustomize bases of push deploys
   std::unique_ptr<oci::Registry> registry;
 };
 
@@ -306,6 +310,16 @@ Result<ReleaseParts> SetUpRelease(ServerOptions& o, store::Store& store, const D
   s.store = &store;
   s.clock = deps.clock;
   parts.mirrors = std::make_unique<git::Mirrors>(data_dir / "config-mirrors");
+  if (!s.render.kustomize.remote_hosts.empty()) {
+    // Mirrors of their own (one Mirrors per directory), with the config repositories' credentials.
+    parts.remote_bases = std::make_shared<render::GitSources>(render::GitSourcesOptions{
+        .mirrors_dir = data_dir / "remote-base-mirrors", .credentials = s.config_credentials,
+        .allow_file = s.config_git.allow_file});
+    s.render.kustomize.fetch_remote = [sources = parts.remote_bases, fetch = parts.remote_bases->RemoteFetcher()](
+                                          const render::RemoteBase& base, const fs::path& dest) {
+      return fetch(base, dest);
+    };
+  }
   s.open_config_repo = [mirrors = parts.mirrors.get()](const std::string& url, const git::OpenOptions& options) {
     return mirrors->Open(url, options);
   };
@@ -524,6 +538,9 @@ void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_option("--config-repo", f->config_repos, "A config repository releases may write to (repeatable)");
   cmd->add_option("--deploy-repo", f->deploy_repo,
                   "Config repository that deploys asked for through the API render (default: the only --config-repo)");
+  cmd->add_option("--kustomize-remote-host", f->kustomize_remote_hosts,
+                  "Git host remote Kustomize bases of deploys may come from, e.g. github.com (repeatable); the "
+                  "server fetches them with the config repositories' credentials, never kustomize");
   cmd->add_option("--max-deploys", f->max_deploys, "Deploys and rollbacks the API runs at once, one per app (default 4)");
   cmd->add_option("--git-credentials-env", f->git_credentials_env, "Variable holding host=user:password for Git (repeatable)");
   cmd->add_option("--git-repo-secret", f->git_repo_secrets,

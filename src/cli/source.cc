@@ -42,6 +42,9 @@ void AddSourceFlags(CLI::App* cmd, SourceFlags& f) {
   cmd->add_flag("--no-render-sandbox", f.no_render_sandbox,
                 "Run kustomize and helm without the bubblewrap sandbox (only for repositories you trust)");
   cmd->add_option("--image", f.images, "Kustomize image override, e.g. web=registry/web:1.2.3");
+  cmd->add_option("--kustomize-remote-host", f.kustomize_remote_hosts,
+                  "Git host remote Kustomize bases may come from, e.g. github.com (repeatable); Gantry fetches "
+                  "them (anonymously for a local path; with --repo's credentials when on --repo's host)");
   cmd->add_option("--release-name", f.release_name, "Helm release name");
   cmd->add_option("--helm-namespace", f.helm_namespace,
                   "Helm release namespace (default: the destination namespace, -n; for render: default)");
@@ -128,6 +131,7 @@ Result<Loaded> LoadSource(const SourceFlags& f, const Destination* destination) 
   o.helm_binary = f.helm_binary;
   o.sandbox = f.no_render_sandbox ? render::Sandbox::kNone : render::Sandbox::kRequire;
   o.kustomize.images = f.images;
+  o.kustomize.remote_hosts = f.kustomize_remote_hosts;
   o.helm.release_name = f.release_name;
   o.helm.namespace_ = f.helm_namespace;
   o.helm.value_files = f.value_files;
@@ -158,6 +162,9 @@ Result<Loaded> LoadSource(const SourceFlags& f, const Destination* destination) 
   render::ChartRepos charts(std::move(co));
   o.charts = &charts;
   if (f.repo.empty()) {
+    // Remote Kustomize bases of a local path: fetched anonymously, through the same mirrors.
+    render::GitSources sources({.mirrors_dir = CacheDir(f.cache_dir) / "git", .allow_file = f.allow_file_repo});
+    if (!o.kustomize.remote_hosts.empty()) o.kustomize.fetch_remote = sources.RemoteFetcher();
     GANTRY_ASSIGN_OR_RETURN(out.manifests, render::Render(LocalSource(f.path), o));
     return out;
   }
@@ -174,6 +181,7 @@ Result<Loaded> LoadSource(const SourceFlags& f, const Destination* destination) 
   if (f.repo.starts_with("oci://")) return LoadArtifact(f, o);
   render::GitSources sources(
       GitSourcesOptionsFor(f.cache_dir, f.repo, f.git_username, f.allow_file_repo, f.ssh_key, f.ssh_known_hosts));
+  if (!o.kustomize.remote_hosts.empty()) o.kustomize.fetch_remote = sources.RemoteFetcher();
   GANTRY_ASSIGN_OR_RETURN(auto repo, sources.Open(f.repo));
   GANTRY_RETURN_IF_ERROR(sources.Fetch(*repo, {}));
   GANTRY_ASSIGN_OR_RETURN(render::GitRendered r,

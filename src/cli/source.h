@@ -38,6 +38,7 @@ struct SourceFlags {
   std::string helm_binary;
   bool no_render_sandbox = false;
   std::vector<std::string> images;       // kustomize image overrides
+  std::vector<std::string> kustomize_remote_hosts;  // Git hosts remote Kustomize bases may come from
   std::string release_name;
   std::string helm_namespace;
   std::vector<std::string> value_files;

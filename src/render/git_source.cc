@@ -142,10 +142,18 @@ Result<GitRendered> RenderGit(git::Repository& repo, std::string_view revision, 
     }
     Options o = options;
     o.renderer = renderer;
-    auto manifests = Render(Source{dir, rel.empty() ? "." : rel}, o);
+    // The key is extended by what a Kustomize render reads beyond this repository (remote bases'
+    // commits, helmCharts): only a render that reads nothing beyond it is stored under `key`.
+    RenderCache scratch(0);
+    auto r = internal::RenderKeyed(Source{dir, rel.empty() ? "." : rel}, o, cache != nullptr ? cache : &scratch,
+                                   repo.url() + "@" + *content, true);
     fs::remove_all(dir, ec);
-    if (!manifests.ok()) return manifests.status().WithContext("render " + where);
-    out.manifests = std::move(manifests).value();
+    if (!r.ok()) return r.status().WithContext("render " + where);
+    out.manifests = std::move(r->manifests);
+    out.content_key = std::move(r->key);
+    out.cache_hit = r->hit;
+    out.unpinned = r->unpinned;
+    return out;
   }
   if (cache != nullptr) cache->Put(key, out.manifests, internal::ManifestBytes(out.manifests));
   return out;

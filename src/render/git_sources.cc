@@ -69,11 +69,30 @@ Result<std::string> GitSources::Resolve(git::Repository& repo, const std::string
   return commit;
 }
 
+KustomizeOptions::FetchRemote GitSources::RemoteFetcher() {
+  return [this, max_age = options_.remote_base_max_age](const RemoteBase& base,
+                                                        const std::filesystem::path& dest) -> Result<std::string> {
+    std::string what = fmt::format("fetch {} at {}", git::ScrubUrl(base.repo_url), base.ref);
+    auto repo = Open(base.repo_url);
+    if (!repo.ok()) return repo.status().WithContext(what);
+    GANTRY_RETURN_IF_ERROR(Fetch(**repo, clock_.Now() - max_age));
+    auto commit = Resolve(**repo, base.ref);
+    if (!commit.ok()) return commit.status().WithContext(what);
+    if (Status s = (*repo)->Materialize(*commit, "", dest); !s.ok()) return s.WithContext(what);
+    return commit;
+  };
+}
+
 Result<Rendered> GitSources::Render(const std::string& url, std::string_view revision, const std::string& path,
                                     const Options& options, std::chrono::steady_clock::time_point fetch_after) {
   auto repo = Open(url);
   if (!repo.ok()) return repo.status().WithContext("fetch");
   GANTRY_RETURN_IF_ERROR(Fetch(**repo, fetch_after));
+  if (!options.kustomize.remote_hosts.empty() && !options.kustomize.fetch_remote) {
+    Options o = options;
+    o.kustomize.fetch_remote = RemoteFetcher();
+    return RenderGitObjects(**repo, revision, path, o, options_.render_cache_bytes > 0 ? &cache_ : nullptr);
+  }
   return RenderGitObjects(**repo, revision, path, options, options_.render_cache_bytes > 0 ? &cache_ : nullptr);
 }
 

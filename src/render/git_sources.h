@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -46,6 +47,8 @@ struct GitSourcesOptions {
   bool allow_file = false;                    // accept file:// URLs (tests, local setups)
   size_t render_cache_bytes = 0;              // rendered results kept for unchanged sources; 0: none
   Clock* clock = nullptr;                     // when fetches began; null: SystemClock()
+  // A remote Kustomize base's repository is fetched again when its last fetch began longer ago.
+  std::chrono::seconds remote_base_max_age{60};
 };
 
 class GitSources {
@@ -70,7 +73,16 @@ class GitSources {
   // CPU. Errors: repo.Resolve's.
   Result<std::string> Resolve(git::Repository& repo, const std::string& revision);
 
-  // Open, Fetch, then RenderGit of `path` at `revision` with `options` through the render cache.
+  // A KustomizeOptions::fetch_remote over these mirrors: opens the remote base's repository (with
+  // the credentials bound to its host, as for any repository here), fetches it unless a fetch of
+  // it began less than options.remote_base_max_age ago, resolves the ref and materializes that
+  // commit. Errors as Open's, Fetch's, Resolve's and Materialize's, with the URL and ref. The
+  // GitSources must outlive the function.
+  KustomizeOptions::FetchRemote RemoteFetcher();
+
+  // Open, Fetch, then RenderGit of `path` at `revision` with `options` through the render cache;
+  // remote Kustomize bases (from options.kustomize.remote_hosts) through RemoteFetcher() unless
+  // options.kustomize.fetch_remote is set.
   // Errors: Open's with "fetch: " in front, Fetch's, and RenderGit's as they are.
   Result<Rendered> Render(const std::string& url, std::string_view revision, const std::string& path,
                           const Options& options, std::chrono::steady_clock::time_point fetch_after);

@@ -4,10 +4,14 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <deque>
+#include <map>
 #include <set>
 
 #include "base/path.h"
+#include "git/git.h"
+#include "render/chart_repo.h"
 #include "render/internal/documents.h"
 #include "render/internal/renderers.h"
 #include "render/internal/tree.h"
@@ -53,16 +57,44 @@ Result<value::Value> ReadKustomization(const fs::path& root, const std::string& 
   return docs[0];
 }
 
-// Adds the directory entries of one reference to `queue`, after the checks of KustomizeTrees.
+// Whether `host` (git::HostOf) is in the allow-list; an entry without a port matches any port.
+bool HostAllowed(const std::vector<std::string>& allowed, const std::string& host) {
+  std::string_view bare = std::string_view(host).substr(0, host.find(':'));
+  return std::any_of(allowed.begin(), allowed.end(), [&](const std::string& a) {
+    return !a.empty() && (a == host || a == bare);
+  });
+}
+
+// Where a reference was written: "kfile:line:column" when the entry came from a file.
+std::string Place(const std::string& kfile, const value::Value* entry) {
+  if (entry == nullptr) return kfile;
+  std::string w = Where(*entry);
+  return w.starts_with("<") ? kfile : w;
+}
+
+// One reference of a kustomization, after the checks of KustomizeTrees: a local directory is
+// queued, an allowed remote one recorded in `scan`.
 Status CheckReference(const fs::path& root, const std::string& dir, const std::string& kfile,
-                      std::string_view field, std::string_view entry, const KustomizeOptions& options,
-                      std::deque<std::string>& queue) {
+                      std::string_view field, size_t index, const value::Value* value, std::string_view entry,
+                      const KustomizeOptions& options, std::deque<std::string>& queue, KustomizeScan& scan) {
   if (entry.find('\n') != std::string_view::npos) return OkStatus();  // an inline configuration
-  std::string what = fmt::format("{}: {} entry {:?}", kfile, field, entry);
+  std::string what = fmt::format("{}: {} entry {:?}", Place(kfile, value), field, entry);
   auto remote = [&]() -> Status {
-    if (options.allow_remote_bases) return OkStatus();  // kustomize fetches it
-    return PermissionDeniedError("{} is a remote reference, which Gantry does not let kustomize fetch; copy the "
-                                 "base into this repository and refer to it by its relative path", what);
+    auto base = ParseRemoteBase(entry);
+    if (!base.ok()) {
+      return PermissionDeniedError("{} is a remote reference Gantry cannot fetch ({}); only Git remote bases "
+                                   "from hosts the operator allows are fetched: copy it into this repository "
+                                   "and refer to it by its relative path", what, base.status().message());
+    }
+    if (!HostAllowed(options.remote_hosts, base->host)) {
+      return PermissionDeniedError("{} is a remote base on {}, a Git host the operator has not allowed; allow it "
+                                   "with --kustomize-remote-host {} (Gantry then fetches it, never kustomize), or "
+                                   "copy the base into this repository and refer to it by its relative path",
+                                   what, base->host, base->host);
+    }
+    scan.remotes.push_back(RemoteUse{.kfile = kfile, .field = std::string(field), .index = index,
+                                     .where = Place(kfile, value), .base = *std::move(base)});
+    return OkStatus();
   };
   if (entry.starts_with("file://")) {
     return PermissionDeniedError("{} is a file URL; only paths inside the repository are allowed", what);
@@ -86,6 +118,42 @@ Status CheckReference(const fs::path& root, const std::string& dir, const std::s
     return NotFoundError("{}: no such file or directory in the repository", what);
   }
   if (S_ISDIR(st.st_mode)) queue.push_back(*rel);
+  return OkStatus();
+}
+
+// The helmCharts entries of the kustomization `kfile` in `dir`, into `scan`.
+Status ScanCharts(const value::Value& k, const std::string& dir, const std::string& kfile, KustomizeScan& scan) {
+  const value::Value* charts = k.Get("helmCharts");
+  if (charts == nullptr || charts->IsNull()) return OkStatus();
+  if (!charts->IsSeq()) return InvalidArgumentError("{}: helmCharts must be a list", Where(*charts));
+  std::string home = "charts";
+  if (const value::Value* globals = k.Get("helmGlobals"); globals != nullptr && globals->IsMap()) {
+    if (const value::Value* h = globals->Get("chartHome"); h != nullptr && h->IsString()) home = h->AsString();
+  }
+  std::string what_home = fmt::format("{}: helmGlobals.chartHome {:?}", kfile, home);
+  GANTRY_ASSIGN_OR_RETURN(std::string home_rel, NormalizeRel(dir.empty() ? home : dir + "/" + home, what_home));
+  if (!dir.empty() && home_rel != dir && !home_rel.starts_with(dir + "/")) {
+    return InvalidArgumentError("{} leaves the kustomization's directory (kustomize reads charts only below it)",
+                                what_home);
+  }
+  for (size_t i = 0; i < charts->size(); ++i) {
+    const value::Value& e = *charts->At(i);
+    auto str = [&](const char* key) {
+      const value::Value* v = e.IsMap() ? e.Get(key) : nullptr;
+      return v != nullptr && v->IsString() ? std::string(v->AsString()) : std::string();
+    };
+    ChartUse use{.kfile = kfile, .index = i, .where = Place(kfile, &e), .chart_dir = {}, .name = str("name"),
+                 .version = str("version"), .repo = str("repo")};
+    if (use.name.empty() || use.name.find('/') != std::string::npos || use.name == "." || use.name == "..") {
+      return InvalidArgumentError("{}: helmCharts entry {} needs a chart name (without '/')", use.where, i);
+    }
+    std::string sub = !use.repo.empty() && !use.version.empty() ? use.name + "-" + use.version + "/" : "";
+    if (sub.find("..") != std::string::npos || use.version.find('/') != std::string::npos) {
+      return InvalidArgumentError("{}: helmCharts entry {}: version {:?} is not a version", use.where, i, use.version);
+    }
+    use.chart_dir = (home_rel.empty() ? "" : home_rel + "/") + sub + use.name;
+    scan.charts.push_back(std::move(use));
+  }
   return OkStatus();
 }
 
@@ -139,8 +207,9 @@ std::string KustomizationName(const fs::path& dir) {
   return "";
 }
 
-Result<std::vector<std::string>> KustomizeTrees(const fs::path& root, const std::string& app,
-                                                const KustomizeOptions& options, const Limits& limits) {
+Result<KustomizeScan> KustomizeTrees(const fs::path& root, const std::string& app, const KustomizeOptions& options,
+                                     const Limits& limits) {
+  KustomizeScan scan;
   std::deque<std::string> queue = {app};
   std::set<std::string> seen;
   bool first = true;
@@ -161,30 +230,31 @@ Result<std::vector<std::string>> KustomizeTrees(const fs::path& root, const std:
         const value::Value* list = k.Get(field);
         if (list == nullptr || list->IsNull()) continue;
         if (!list->IsSeq()) return InvalidArgumentError("{}: {} must be a list", Where(*list), field);
-        for (const value::Value& entry : list->items()) {
+        for (size_t i = 0; i < list->size(); ++i) {
+          const value::Value& entry = *list->At(i);
           if (!entry.IsString()) continue;  // inline generator/transformer configurations
           GANTRY_RETURN_IF_ERROR(
-              CheckReference(root, dir, kfile, field, entry.AsString(), options, queue));
+              CheckReference(root, dir, kfile, field, i, &entry, entry.AsString(), options, queue, scan));
         }
       }
+      GANTRY_RETURN_IF_ERROR(ScanCharts(k, dir, kfile, scan));
     }
     if (first) {
       for (const std::string& c : options.components) {
-        GANTRY_RETURN_IF_ERROR(CheckReference(root, dir, "the extra components", "components", c,
-                                              KustomizeOptions{}, queue));
+        GANTRY_RETURN_IF_ERROR(CheckReference(root, dir, "the extra components", "components", 0, nullptr, c,
+                                              KustomizeOptions{}, queue, scan));
       }
       first = false;
     }
   }
   // Keep only the outermost directories: a tree's copy holds the trees below it.
-  std::vector<std::string> trees;
   for (const std::string& dir : seen) {  // sorted: a parent comes before its children
-    bool covered = std::any_of(trees.begin(), trees.end(), [&](const std::string& t) {
+    bool covered = std::any_of(scan.trees.begin(), scan.trees.end(), [&](const std::string& t) {
       return t.empty() || dir.starts_with(t + "/");
     });
-    if (!covered) trees.push_back(dir);
+    if (!covered) scan.trees.push_back(dir);
   }
-  return trees;
+  return scan;
 }
 
 Status EditKustomization(value::Value& kustomization, const KustomizeOptions& options) {
@@ -230,6 +300,259 @@ Status EditKustomization(value::Value& kustomization, const KustomizeOptions& op
     if (!present) components->Append(c);
   }
   return OkStatus();
+}
+
+namespace {
+
+bool StartsWithNoCase(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (size_t i = 0; i < prefix.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(s[i])) != prefix[i]) return false;
+  }
+  return true;
+}
+
+// kustomize's parseQuery: ref= wins over version=; timeout= and submodules= are ignored here (the
+// fetch has Gantry's own deadline; Gantry's Git layer never reads submodules).
+std::string RefOf(std::string_view query) {
+  std::string ref, version;
+  while (!query.empty()) {
+    std::string_view pair = query.substr(0, query.find('&'));
+    query.remove_prefix(std::min(query.size(), pair.size() + 1));
+    size_t eq = pair.find('=');
+    std::string_view key = pair.substr(0, eq), value = eq == std::string_view::npos ? "" : pair.substr(eq + 1);
+    if (key == "ref") ref = value;
+    if (key == "version") version = value;
+  }
+  return !ref.empty() ? ref : version;
+}
+
+}  // namespace
+
+Result<RemoteBase> ParseRemoteBase(std::string_view spec) {
+  auto bad = [&](std::string_view why) { return InvalidArgumentError("remote base {:?}: {}", spec, why); };
+  for (char c : spec) {
+    if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f) return bad("contains whitespace or a control character");
+  }
+  std::string_view n = spec;
+  if (StartsWithNoCase(n, "git::")) n.remove_prefix(5);
+  if (n.starts_with('/')) return bad("an absolute path is not a remote base");
+  std::string_view query;
+  if (size_t q = n.find('?'); q != std::string_view::npos) {
+    query = n.substr(q + 1);
+    n = n.substr(0, q);
+  }
+  std::string scheme;
+  for (std::string_view p : {"ssh://", "https://", "http://", "file://"}) {
+    if (StartsWithNoCase(n, p)) {
+      scheme = p;
+      n.remove_prefix(p.size());
+      break;
+    }
+  }
+  if (scheme == "file://") return bad("file:// bases are not fetched; only paths inside the repository are read");
+  std::string username;
+  if (!n.empty() && std::isalpha(static_cast<unsigned char>(n[0]))) {
+    size_t i = 1;
+    while (i < n.size() && (std::isalnum(static_cast<unsigned char>(n[i])) || n[i] == '-')) ++i;
+    if (i < n.size() && n[i] == '@') {
+      username = std::string(n.substr(0, i + 1));
+      n.remove_prefix(i + 1);
+    }
+  }
+  bool github = StartsWithNoCase(n, "github.com/") || StartsWithNoCase(n, "github.com:");
+  bool scp = scheme.empty() && (!username.empty() || github);
+  if (scheme.empty() && !scp) {
+    return bad("no scheme: write https://HOST/ORG/REPO//PATH?ref=REF, ssh://..., or git@HOST:ORG/REPO.git//PATH");
+  }
+  size_t sep = n.find('/');
+  if (scp) {
+    size_t colon = n.find(':');
+    if (sep == std::string_view::npos || (colon != std::string_view::npos && colon > 0 && colon < sep)) sep = colon;
+  }
+  std::string host(sep == std::string_view::npos ? n : n.substr(0, sep + 1));
+  std::string_view rest = sep == std::string_view::npos ? std::string_view() : n.substr(sep + 1);
+  if (github) {
+    if (scheme == "ssh://" || !username.empty()) {
+      scheme.clear();
+      host = "github.com:";
+    } else {
+      scheme = "https://";
+      host = "github.com/";
+    }
+  }
+  if (host.empty() || host == "/" || host == ":") return bad("no host");
+  // The repository path ends at "_git/NAME", "//" or ".git"; else it is ORG/REPO.
+  std::string_view repo_path, dir;
+  if (size_t g = rest.find("_git/"); g != std::string_view::npos) {
+    std::string_view after = rest.substr(g + 5);
+    size_t slash = after.find('/');
+    repo_path = rest.substr(0, g + 5 + std::min(slash, after.size()));
+    dir = slash == std::string_view::npos ? std::string_view() : after.substr(slash + 1);
+  } else if (size_t d = rest.find("//"); d != std::string_view::npos) {
+    repo_path = rest.substr(0, d);
+    dir = rest.substr(d + 2);
+  } else if (size_t x = rest.find(".git"); x != std::string_view::npos) {
+    repo_path = rest.substr(0, x + 4);
+    dir = rest.substr(x + 4);
+  } else {
+    size_t first = rest.find('/');
+    size_t second = first == std::string_view::npos ? first : rest.find('/', first + 1);
+    if (first == std::string_view::npos) return bad("no ORG/REPO after the host");
+    repo_path = rest.substr(0, second);
+    dir = second == std::string_view::npos ? std::string_view() : rest.substr(second + 1);
+  }
+  if (repo_path.empty()) return bad("no repository path after the host");
+  while (dir.starts_with('/')) dir.remove_prefix(1);
+  auto path = NormalizeRel(dir, "its path");
+  if (!path.ok()) return bad(fmt::format("the path {:?} leaves the repository", dir));
+  RemoteBase out;
+  out.spec = std::string(spec);
+  out.repo_url = scheme + username + host + std::string(repo_path);
+  out.host = git::HostOf(out.repo_url);
+  out.path = *std::move(path);
+  out.ref = RefOf(query);
+  if (out.ref.empty()) out.ref = "HEAD";
+  if (out.host.empty()) return bad("no host");
+  return out;
+}
+
+Result<std::string> PrepareKustomizeCopy(const KustomizeScan& scan, const fs::path& copy, const fs::path& remote_dir,
+                                         const Options& options, const std::string& helm_binary) {
+  const KustomizeOptions& ko = options.kustomize;
+  // Edits to copied kustomizations, by file: parsed once, written back at the end.
+  std::map<fs::path, value::Value> docs;
+  auto doc = [&](const fs::path& root, const std::string& kfile) -> Result<value::Value*> {
+    fs::path path = root / kfile;
+    if (auto it = docs.find(path); it != docs.end()) return &it->second;
+    GANTRY_ASSIGN_OR_RETURN(value::Value k, ReadKustomization(root, kfile, options.limits));
+    return &docs.emplace(path, std::move(k)).first->second;
+  };
+  struct Pending {
+    fs::path root;  // a copy: of the repository, or of a remote base's repository
+    KustomizeScan scan;
+    int depth = 0;
+  };
+  std::deque<Pending> work;
+  work.push_back({copy, scan, 0});
+  std::string deps;
+  size_t fetched = 0;
+  bool charts = false;
+  while (!work.empty()) {
+    Pending p = std::move(work.front());
+    work.pop_front();
+    for (const RemoteUse& r : p.scan.remotes) {
+      std::string what = fmt::format("{}: remote base {:?}", r.where, r.base.spec);
+      if (!ko.fetch_remote) {
+        return FailedPreconditionError("{}: remote bases are fetched only when rendering from Git (the agent, the "
+                                       "deployer, gantry render/diff/sync); copy the base into this repository",
+                                       what);
+      }
+      if (p.depth >= kMaxRemoteDepth) {
+        return ResourceExhaustedError("{}: remote bases nested more than {} deep", what, kMaxRemoteDepth);
+      }
+      if (++fetched > kMaxRemoteBases) {
+        return ResourceExhaustedError("{}: more than {} remote bases in one render", what, kMaxRemoteBases);
+      }
+      fs::path staging = remote_dir / fmt::format("fetch-{}", fetched);
+      fs::path dest = remote_dir / std::to_string(fetched);
+      std::error_code ec;
+      fs::create_directories(remote_dir, ec);
+      if (ec) return InternalError("create {}: {}", remote_dir.string(), ec.message());
+      auto commit = ko.fetch_remote(r.base, staging);
+      if (!commit.ok()) return commit.status().WithContext(what);
+      std::string at = fmt::format("{} (commit {} of {})", what, commit->substr(0, 12), git::ScrubUrl(r.base.repo_url));
+      // The remote repository is as hostile as this one: the same checks, rooted at its commit.
+      auto resolved = ResolveBeneath(staging, r.base.path);
+      if (!resolved.ok() || KustomizationName(*resolved).empty()) {
+        fs::remove_all(staging, ec);
+        return NotFoundError("{}: no kustomization at {:?}", at, r.base.path.empty() ? "." : r.base.path);
+      }
+      auto nested = KustomizeTrees(staging, r.base.path, ko, options.limits);
+      if (!nested.ok()) {
+        fs::remove_all(staging, ec);
+        return nested.status().WithContext(at);
+      }
+      Materializer copier(staging, dest, options.limits, nullptr);
+      for (const std::string& tree : nested->trees) {
+        if (Status s = copier.AddTree(tree); !s.ok()) {
+          fs::remove_all(staging, ec);
+          return s.WithContext(at);
+        }
+      }
+      fs::remove_all(staging, ec);
+      GANTRY_ASSIGN_OR_RETURN(value::Value * k, doc(p.root, r.kfile));
+      value::Value* list = k->MutableGet(r.field);
+      GANTRY_CHECK(list != nullptr && list->IsSeq() && r.index < list->size());
+      fs::path kdir = (p.root / r.kfile).parent_path();
+      *list->MutableAt(r.index) = value::Value((dest / r.base.path).lexically_normal().lexically_relative(kdir).string());
+      deps += fmt::format("remote {} {} {} {}\n", r.base.repo_url, r.base.path, r.base.ref, *commit);
+      work.push_back({dest, *std::move(nested), p.depth + 1});
+    }
+    for (const ChartUse& c : p.scan.charts) {
+      charts = true;
+      std::string what = fmt::format("{}: helmCharts entry {:?}", c.where, c.name);
+      fs::path dir = p.root / c.chart_dir;
+      std::error_code ec;
+      if (!fs::is_directory(dir, ec)) {
+        if (c.repo.empty()) {
+          return NotFoundError("{}: no chart at {} and no repo to fetch it from; vendor the chart there", what,
+                               c.chart_dir);
+        }
+        std::string vendor = fmt::format("helm pull {} --repo {}{} --untar --untardir {}", c.name, c.repo,
+                                         c.version.empty() ? "" : " --version " + c.version,
+                                         fs::path(c.chart_dir).parent_path().string());
+        if (c.repo.starts_with("oci://")) {
+          vendor = fmt::format("helm pull {}/{}{} --untar --untardir {}", c.repo, c.name,
+                               c.version.empty() ? "" : " --version " + c.version,
+                               fs::path(c.chart_dir).parent_path().string());
+        }
+        if (!ko.fetch_chart && options.charts == nullptr) {
+          return FailedPreconditionError("{} (repo {}{}): the chart is not vendored at {}, and neither kustomize nor "
+                                         "helm may fetch it; vendor it into the repository with `{}`",
+                                         what, c.repo, c.version.empty() ? "" : ", version " + c.version,
+                                         c.chart_dir, vendor);
+        }
+        fs::create_directories(dir.parent_path(), ec);
+        if (ec) return InternalError("create {}: {}", dir.parent_path().string(), ec.message());
+        if (ko.fetch_chart) {
+          if (Status s = ko.fetch_chart(c.repo, c.name, c.version, dir); !s.ok()) return s.WithContext(what);
+          deps += fmt::format("chart {} {} {}\n", c.repo, c.name, c.version);
+        } else {
+          // Gantry's own chart fetcher (index.yaml or oci://, credentials bound to their host).
+          auto fetched = options.charts->Fetch({.repo_url = c.repo, .chart = c.name, .version = c.version});
+          if (!fetched.ok()) return fetched.status().WithContext(what);
+          auto copied = CopyTreeBeneath(fetched->dir.parent_path(), fetched->dir.filename().string(), copy,
+                                        dir.lexically_relative(copy).string());
+          if (!copied.ok()) return copied.status().WithContext(what);
+          deps += fmt::format("chart {} {}\n", c.repo, fetched->Revision());
+        }
+      }
+      // The cluster's Capabilities for entries that do not name their own (as Argo CD's
+      // --helm-kube-version / --helm-api-versions, which kustomize would apply to every entry).
+      const HelmOptions& h = options.helm;
+      if (h.kube_version.empty() && h.api_versions.empty()) continue;
+      GANTRY_ASSIGN_OR_RETURN(value::Value * k, doc(p.root, c.kfile));
+      value::Value* entry = k->MutableGet("helmCharts")->MutableAt(c.index);
+      if (!h.kube_version.empty() && entry->Get("kubeVersion") == nullptr) entry->Set("kubeVersion", h.kube_version);
+      if (!h.api_versions.empty() && entry->Get("apiVersions") == nullptr) {
+        value::Value seq = value::Value::Seq();
+        for (const std::string& v : h.api_versions) seq.Append(v);
+        entry->Set("apiVersions", std::move(seq));
+      }
+    }
+  }
+  if (charts) {
+    deps += fmt::format("helm {} {}", helm_binary, options.helm.kube_version);
+    for (const std::string& v : options.helm.api_versions) deps += " " + v;
+    deps += "\n";
+  }
+  for (auto& [path, k] : docs) {
+    std::error_code ec;
+    fs::remove(path, ec);
+    GANTRY_RETURN_IF_ERROR(WriteNewFile(path, value::ToYaml(k)));
+  }
+  return deps;
 }
 
 }  // namespace gantry::render::internal

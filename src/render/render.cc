@@ -43,6 +43,7 @@ struct Plan {
   fs::path dir;             // rel resolved beneath root
   bool is_dir = true;
   std::vector<std::string> trees;                           // directories an external renderer reads
+  internal::KustomizeScan kustomize;                        // for Kustomize: what else it reads
   std::vector<std::pair<std::string, std::string>> values;  // helm value files: (rel, copy name)
 };
 
@@ -73,8 +74,9 @@ Result<Plan> MakePlan(const Source& source, const Options& options) {
       if (internal::KustomizationName(plan.dir).empty()) {
         return NotFoundError("{}: no kustomization.yaml, kustomization.yml or Kustomization", Display(plan.rel));
       }
-      GANTRY_ASSIGN_OR_RETURN(plan.trees,
+      GANTRY_ASSIGN_OR_RETURN(plan.kustomize,
                               internal::KustomizeTrees(plan.root, plan.rel, options.kustomize, options.limits));
+      plan.trees = plan.kustomize.trees;
       break;
     }
     case Renderer::kHelm: {
@@ -122,7 +124,7 @@ std::string CacheKey(std::string_view content_key, std::string_view path, Render
     o.Set("binary", options.kustomize_binary);
     o.Set("images", list(options.kustomize.images));
     o.Set("components", list(options.kustomize.components));
-    o.Set("allow_remote_bases", options.kustomize.allow_remote_bases);
+    o.Set("remote_hosts", list(options.kustomize.remote_hosts));
   } else if (plan.renderer == Renderer::kHelm) {
     const HelmOptions& h = options.helm;
     o.Set("binary", options.helm_binary);
@@ -168,9 +170,7 @@ std::string CacheKey(std::string_view content_key, std::string_view path, Render
 
 namespace {
 
-struct Output {
-  std::vector<Manifest> manifests;
-};
+using Output = internal::Keyed;
 
 // The last `n` non-empty lines of a renderer's stderr, with the private copy's path removed.
 std::string Tail(std::string text, const fs::path& copy, int n = 5) {
@@ -191,7 +191,11 @@ std::string Tail(std::string text, const fs::path& copy, int n = 5) {
   return out;
 }
 
-Result<Output> RenderExternal(const Plan& plan, const Options& options) {
+// With a cache and a content key: the key is content_key's, extended by what the render depends on
+// beyond the repository (PrepareKustomizeCopy), looked up (unless `key_checked` and it is not
+// extended: the caller looked already) and stored.
+Result<Output> RenderExternal(const Plan& plan, const Options& options, RenderCache* cache,
+                              std::string_view content_key, bool key_checked) {
   const bool helm = plan.renderer == Renderer::kHelm;
   GANTRY_ASSIGN_OR_RETURN(std::string binary,
                           FindRenderer(plan.renderer, helm ? options.helm_binary : options.kustomize_binary));
@@ -228,12 +232,9 @@ Result<Output> RenderExternal(const Plan& plan, const Options& options) {
       {"LANG", "C.UTF-8"},
   };
   std::vector<std::string> args;
-  if (helm) {
-    if (!options.helm.values.empty()) {
-      GANTRY_RETURN_IF_ERROR(internal::WriteNewFile(values / "inline.yaml", options.helm.values));
-    }
-    std::string default_name = plan.rel.empty() ? plan.root.filename().string() : fs::path(plan.rel).filename().string();
-    GANTRY_ASSIGN_OR_RETURN(args, internal::HelmTemplateArgs(default_name, app, values, value_names, options.helm));
+  std::vector<std::string> extra_binaries;
+  std::string deps;
+  auto helm_env = [&] {
     env.insert({{"HELM_CACHE_HOME", (helm_home / "cache").string()},
                 {"HELM_CONFIG_HOME", (helm_home / "config").string()},
                 {"HELM_DATA_HOME", (helm_home / "data").string()},
@@ -241,7 +242,21 @@ Result<Output> RenderExternal(const Plan& plan, const Options& options) {
                 {"HELM_REPOSITORY_CONFIG", (helm_home / "config/repositories.yaml").string()},
                 {"HELM_REPOSITORY_CACHE", (helm_home / "cache/repository").string()},
                 {"HELM_REGISTRY_CONFIG", (helm_home / "config/registry/config.json").string()}});
+  };
+  if (helm) {
+    if (!options.helm.values.empty()) {
+      GANTRY_RETURN_IF_ERROR(internal::WriteNewFile(values / "inline.yaml", options.helm.values));
+    }
+    std::string default_name = plan.rel.empty() ? plan.root.filename().string() : fs::path(plan.rel).filename().string();
+    GANTRY_ASSIGN_OR_RETURN(args, internal::HelmTemplateArgs(default_name, app, values, value_names, options.helm));
+    helm_env();
   } else {
+    std::string helm_binary;
+    if (!plan.kustomize.charts.empty()) {
+      GANTRY_ASSIGN_OR_RETURN(helm_binary, FindRenderer(Renderer::kHelm, options.helm_binary));
+    }
+    GANTRY_ASSIGN_OR_RETURN(deps, internal::PrepareKustomizeCopy(plan.kustomize, copy, tmp.path() / "remote",
+                                                                 options, helm_binary));
     if (!options.kustomize.images.empty() || !options.kustomize.components.empty()) {
       fs::path kfile = app / internal::KustomizationName(app);
       GANTRY_ASSIGN_OR_RETURN(std::string text, ReadFile(kfile, options.limits.max_file_bytes));
@@ -253,6 +268,27 @@ Result<Output> RenderExternal(const Plan& plan, const Options& options) {
       GANTRY_RETURN_IF_ERROR(internal::WriteNewFile(kfile, value::ToYaml(k)));
     }
     args = {"build", ".", "--load-restrictor=LoadRestrictionsRootOnly"};
+    if (!helm_binary.empty()) {
+      // helmCharts: Gantry's helm, in the same sandbox, without the network (the charts are there).
+      args.insert(args.end(), {"--enable-helm", "--helm-command", helm_binary});
+      extra_binaries.push_back(helm_binary);
+      helm_env();
+    }
+  }
+
+  Output out;
+  const std::string lines = "\n" + deps;
+  out.unpinned = lines.find("\nremote ") != std::string::npos || lines.find("\nchart ") != std::string::npos;
+  if (cache != nullptr && !content_key.empty()) {
+    out.key = CacheKey(deps.empty() ? std::string(content_key) : std::string(content_key) + "\n" + deps, plan.rel,
+                       plan.renderer, options);
+    if (!key_checked || !deps.empty()) {
+      if (auto hit = cache->Get(out.key)) {
+        out.manifests = std::move(*hit);
+        out.hit = true;
+        return out;
+      }
+    }
   }
 
   internal::RendererRun run;
@@ -261,7 +297,7 @@ Result<Output> RenderExternal(const Plan& plan, const Options& options) {
   run.cwd = app;
   run.private_dir = tmp.path();
   run.env = std::move(env);
-  run.network = !helm && options.kustomize.allow_remote_bases;
+  run.extra_binaries = std::move(extra_binaries);
   run.sandbox = options.sandbox;
   run.bwrap_binary = options.bwrap_binary;
   run.timeout = options.timeout;
@@ -294,9 +330,10 @@ Result<Output> RenderExternal(const Plan& plan, const Options& options) {
     }
     return UnknownError("{} failed: {}{}{}", display, r.Describe(), tail.empty() ? "" : ": ", tail);
   }
-  GANTRY_ASSIGN_OR_RETURN(std::vector<Manifest> manifests,
-                          internal::ParseRendered(r.out, display, options.limits, helm));
-  return Output{std::move(manifests)};
+  GANTRY_ASSIGN_OR_RETURN(out.manifests, internal::ParseRendered(r.out, display, options.limits, helm));
+  GANTRY_RETURN_IF_ERROR(internal::DecryptSops(out.manifests, options));
+  if (!out.key.empty()) cache->Put(out.key, out.manifests, internal::ManifestBytes(out.manifests));
+  return out;
 }
 
 // Jsonnet: every *.jsonnet file of the path (below it with recurse), one `jsonnet` process each on
@@ -369,7 +406,9 @@ Result<Output> RenderLocalPlain(const Plan& plan, const Options& options) {
   std::string parent = plan.is_dir ? plan.rel : fs::path(plan.rel).parent_path().string();
   GANTRY_ASSIGN_OR_RETURN(internal::PlainResult r,
                           internal::ReadPlain(plan.dir, options.limits, parent.empty() ? "" : parent + "/"));
-  return Output{std::move(r.manifests)};
+  Output out;
+  out.manifests = std::move(r.manifests);
+  return out;
 }
 
 }  // namespace
@@ -456,19 +495,51 @@ Result<std::vector<Manifest>> Render(const Source& source, const Options& option
 
 Result<std::vector<Manifest>> Render(const Source& source, const Options& options, RenderCache* cache,
                                      std::string_view content_key) {
-  GANTRY_ASSIGN_OR_RETURN(Plan plan, MakePlan(source, options));
-  std::string key;
-  if (cache != nullptr && !content_key.empty()) {
-    key = CacheKey(content_key, plan, options);
-    if (auto hit = cache->Get(key)) return std::move(*hit);
-  }
-  GANTRY_ASSIGN_OR_RETURN(Output r, plan.renderer == Renderer::kPlain     ? RenderLocalPlain(plan, options)
-                                    : plan.renderer == Renderer::kJsonnet ? RenderJsonnet(plan, options)
-                                                                          : RenderExternal(plan, options));
-  GANTRY_RETURN_IF_ERROR(internal::DecryptSops(r.manifests, options));
-  if (!key.empty()) cache->Put(key, r.manifests, internal::ManifestBytes(r.manifests));
+  GANTRY_ASSIGN_OR_RETURN(internal::Keyed r, internal::RenderKeyed(source, options, cache, content_key, false));
   return std::move(r.manifests);
 }
+
+namespace internal {
+
+Result<Keyed> RenderKeyed(const Source& source, const Options& options, RenderCache* cache,
+                          std::string_view content_key, bool key_checked) {
+  GANTRY_ASSIGN_OR_RETURN(Plan plan, MakePlan(source, options));
+  Keyed out;
+  if (plan.renderer != Renderer::kPlain && plan.renderer != Renderer::kJsonnet) {
+    // The unextended key first, before the renderer is even looked for: only renders that read
+    // nothing beyond the repository are stored under it.
+    if (cache != nullptr && !content_key.empty() && !key_checked) {
+      out.key = CacheKey(content_key, plan, options);
+      if (auto hit = cache->Get(out.key)) {
+        out.manifests = std::move(*hit);
+        out.hit = true;
+        return out;
+      }
+    }
+    return RenderExternal(plan, options, cache, content_key, true);
+  }
+  if (cache != nullptr && !content_key.empty()) {
+    out.key = CacheKey(content_key, plan, options);
+    if (!key_checked) {
+      if (auto hit = cache->Get(out.key)) {
+        out.manifests = std::move(*hit);
+        out.hit = true;
+        return out;
+      }
+    }
+  }
+  // Plain and Jsonnet read only the repository: the unextended key is theirs.
+  GANTRY_ASSIGN_OR_RETURN(out, plan.renderer == Renderer::kJsonnet ? RenderJsonnet(plan, options)
+                                                                    : RenderLocalPlain(plan, options));
+  GANTRY_RETURN_IF_ERROR(internal::DecryptSops(out.manifests, options));
+  if (cache != nullptr && !content_key.empty()) {
+    out.key = CacheKey(content_key, plan, options);
+    cache->Put(out.key, out.manifests, internal::ManifestBytes(out.manifests));
+  }
+  return out;
+}
+
+}  // namespace internal
 
 Result<std::string> LocalContentKey(const Source& source, const Options& options) {
   GANTRY_ASSIGN_OR_RETURN(Plan plan, MakePlan(source, options));

@@ -32,8 +32,9 @@
 //      itself keeps its default load restrictor (LoadRestrictionsRootOnly): loose files (patches,
 //      generator inputs) must lie under the kustomization that names them.
 //   2. Check before running anything: a kustomization reference that is absolute, climbs out of the
-//      repository, is missing from it, or looks remote (a URL, git@..., github.com/..., ?ref=) is
-//      refused (remote ones are left to kustomize when allow_remote_bases is set); a Helm value file
+//      repository, or is missing from it is refused; a remote one (a URL, git@..., github.com/...,
+//      ?ref=) is refused unless its host is in KustomizeOptions::remote_hosts, and then Gantry (never
+//      kustomize) fetches it (see "Kustomize remote bases and helmCharts" below); a Helm value file
 //      must resolve inside the repository. Image overrides and extra components are written into
 //      the copied kustomization (what `kustomize edit set image` / `add component` do).
 //   3. Run: argv only, a clean environment (HOME, XDG_* and HELM_* inside the temp dir, no
@@ -56,6 +57,19 @@
 // and nothing of the render is returned. No file with plaintext or keys is written; decrypted
 // Manifests carry `decrypted`.
 //
+// Kustomize remote bases and helmCharts: an allowed remote base is fetched through
+// KustomizeOptions::fetch_remote (Gantry's Git layer), its ref resolved to a commit; the subtree it
+// names, plus what it reaches (checked as above, recursively, at most kMaxRemoteDepth deep and
+// kMaxRemoteBases in all), is copied beside the private copy and the reference in the copied
+// kustomization is rewritten to that local path. A kustomization with `helmCharts:` is built with
+// `--enable-helm --helm-command <helm>` (FindRenderer's helm, visible in the sandbox); each chart
+// must be vendored under its chartHome (CHARTHOME/NAME, or CHARTHOME/NAME-VERSION/NAME when the
+// entry has repo and version, as kustomize looks) or fetched by KustomizeOptions::fetch_chart, else
+// by Options::charts (Gantry's Helm repository client);
+// entries without kubeVersion/apiVersions get HelmOptions::kube_version/api_versions. Neither
+// kustomize nor helm gets the network. The resolved remote commits, and for helmCharts the helm
+// binary and the Capabilities, are part of the render's cache key.
+//
 // Safety: the repository is hostile. No path outside the repository is ever read by Gantry, and the
 // renderers only ever see the copy. Limits (below) bound files, bytes, documents, nesting, aliases
 // and time; each error names the limit and its value.
@@ -71,6 +85,7 @@
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <list>
 #include <memory>
 #include <optional>
@@ -137,15 +152,44 @@ struct Source {
   std::string path;                 // untrusted: relative to repo_root, "" or "." for the root
 };
 
+// A kustomize remote reference ("https://host/org/repo//path?ref=v1", "github.com/org/repo/path",
+// "git@host:org/repo.git//path", ...), as kustomize's repospec.go reads it.
+struct RemoteBase {
+  std::string spec;      // as written in the kustomization
+  std::string repo_url;  // what Gantry's Git layer fetches: "https://host/org/repo", "git@host:org/repo.git"
+  std::string host;      // git::HostOf(repo_url): what the allow-list is matched against
+  std::string path;      // the directory in the repository ("" for its root), normalised
+  std::string ref;       // ?ref= or ?version=; "HEAD" when neither is given
+};
+
+// Bounds on remote bases: how deep remote bases may reference further remote bases, and how many
+// one render may fetch in all.
+inline constexpr int kMaxRemoteDepth = 5;
+inline constexpr size_t kMaxRemoteBases = 32;
+
 struct KustomizeOptions {
   // Image overrides, as Argo CD's kustomize.images and `kustomize edit set image`:
   // "nginx=registry/nginx:1.27", "nginx:1.27", "nginx@sha256:...", "nginx=registry/nginx".
   std::vector<std::string> images;
   // Extra components (paths relative to the application path, inside the repository).
   std::vector<std::string> components;
-  // Lets kustomize fetch remote bases itself (and gives its sandbox the network). Off: any remote
-  // reference is refused before kustomize runs.
-  bool allow_remote_bases = false;
+  // Git hosts ("github.com", "git.example.com:8443") remote bases may come from
+  // (--kustomize-remote-host). A remote reference to any other host is PermissionDenied before
+  // anything is fetched. Kustomize never fetches: Gantry does, through fetch_remote.
+  std::vector<std::string> remote_hosts;
+  // Fetches `base.repo_url`, resolves `base.ref` to a commit and writes that commit's files into
+  // `dest` (which must not exist); returns the commit id. Null: an allowed remote base is
+  // FailedPrecondition. GitSources::RemoteFetcher() gives one over the same mirrors and
+  // credentials (bound to their host) as the application's own repository.
+  using FetchRemote = std::function<Result<std::string>(const RemoteBase& base, const std::filesystem::path& dest)>;
+  FetchRemote fetch_remote;
+  // Writes chart `name` at `version` ("" : the latest) of Helm repository `repo` (https:// or
+  // oci://) as an unpacked chart directory `dest` (dest/Chart.yaml), for a helmCharts entry whose
+  // chart is not vendored. Null: Options::charts fetches it; with neither, an unvendored chart is
+  // FailedPrecondition saying how to vendor it.
+  std::function<Status(const std::string& repo, const std::string& name, const std::string& version,
+                       const std::filesystem::path& dest)>
+      fetch_chart;
 };
 
 // A Jsonnet top-level argument or external variable: a string (--tla-str / --ext-str), or Jsonnet
@@ -298,6 +342,9 @@ struct GitRendered {
   // The RenderCache key of this render: equal keys, equal manifests (a commit that leaves a plain
   // path unchanged keeps its key).
   std::string content_key;
+  // The render read what the commit does not pin (a remote Kustomize base, whose ref may move; a
+  // chart fetched for helmCharts): rendering the same commit again may give other objects.
+  bool unpinned = false;
 };
 
 // Renders `path` of `repo` at `revision` (resolved to a commit; fetching is the caller's). Plain

@@ -210,7 +210,7 @@ TEST_F(RenderTest, KustomizeTreesAreTheReachableKustomizations) {
   Write("repo/unrelated/big.yaml", Cm("unrelated"));
   auto trees = internal::KustomizeTrees(base_ / "repo", "overlays/prod", {}, {});
   ASSERT_TRUE(trees.ok()) << trees.status().ToString();
-  EXPECT_EQ(*trees, (std::vector<std::string>{"base", "overlays/prod", "shared/nested"}));
+  EXPECT_EQ(trees->trees, (std::vector<std::string>{"base", "overlays/prod", "shared/nested"}));
 }
 
 // Symlinks inside a tree that is copied for a renderer: followed inside, refused out of the repo.

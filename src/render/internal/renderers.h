@@ -19,14 +19,79 @@ namespace gantry::render::internal {
 // Kustomization, in that order), or "" when there is none.
 std::string KustomizationName(const std::filesystem::path& dir);
 
-// The directories (normalised, relative to root, none below another) a `kustomize build` of `app`
-// may read: every kustomization reachable through resources, bases, components, generators,
-// transformers and validators (plus options.components), checked on the way: absolute paths,
-// paths leaving the repository (also through symlinks) and remote references (unless allowed) are
-// PermissionDenied; a missing local path is NotFound; a kustomization that does not parse is
-// InvalidArgument. Each error names the kustomization file and the entry.
-Result<std::vector<std::string>> KustomizeTrees(const std::filesystem::path& root, const std::string& app,
-                                                const KustomizeOptions& options, const Limits& limits);
+// A remote reference met in a kustomization (KustomizeScan).
+struct RemoteUse {
+  std::string kfile;  // the kustomization file, relative to the scanned root
+  std::string field;  // resources, bases, components, ...
+  size_t index = 0;   // in that list
+  std::string where;  // "kfile:line:column" of the entry
+  RemoteBase base;
+};
+
+// A helmCharts entry met in a kustomization (KustomizeScan).
+struct ChartUse {
+  std::string kfile;      // the kustomization file, relative to the scanned root
+  size_t index = 0;       // in helmCharts
+  std::string where;      // "kfile:line:column" of the entry
+  std::string chart_dir;  // where kustomize looks for the chart, relative to the scanned root
+  std::string name, version, repo;
+};
+
+// What a `kustomize build` of an application reads.
+struct KustomizeScan {
+  // The directories (normalised, relative to root, none below another) it may read.
+  std::vector<std::string> trees;
+  std::vector<RemoteUse> remotes;  // allowed remote references, to be fetched by Gantry
+  std::vector<ChartUse> charts;
+};
+
+// Scans `app` (relative to root): every kustomization reachable through resources, bases,
+// components, generators, transformers and validators (plus options.components), checked on the
+// way: absolute paths, paths leaving the repository (also through symlinks) are PermissionDenied;
+// a remote reference is PermissionDenied unless its host is in options.remote_hosts (InvalidArgument
+// when it does not parse); a missing local path is NotFound; a kustomization that does not parse,
+// or a helmCharts entry without a name or with a chartHome leaving the kustomization, is
+// InvalidArgument. Each error names the kustomization file (with the line) and the entry.
+Result<KustomizeScan> KustomizeTrees(const std::filesystem::path& root, const std::string& app,
+                                     const KustomizeOptions& options, const Limits& limits);
+
+// Parses a kustomize remote reference by kustomize's grammar (api/internal/git/repospec.go):
+// optional "git::", a scheme (https://, http://, ssh://) or an scp-like user@host: address or
+// github.com/..., then the repository path up to "//", "_git/NAME" or ".git" (else two segments),
+// then the directory, then ?ref= / ?version= (timeout= and submodules= are accepted and ignored).
+// InvalidArgument saying what is wrong for anything else (file://, other schemes, a path that
+// leaves the repository, no host or repository).
+Result<RemoteBase> ParseRemoteBase(std::string_view spec);
+
+// Fetches the remote bases of `scan` (copied from the repository into `copy`) and the remote bases
+// they reach, into `remote_dir`, rewriting each reference in the copied kustomizations to the local
+// path; makes the charts of helmCharts entries present (vendored, or fetch_chart) and gives them
+// `helm`'s Capabilities. Returns what the render depends on beyond the repository's files (each
+// remote base's URL, ref and commit; for helmCharts the helm options), "" when nothing.
+// FailedPrecondition for a remote base without fetch_remote or an unvendored chart without
+// fetch_chart; ResourceExhausted past kMaxRemoteDepth or kMaxRemoteBases; the fetchers' errors
+// with the reference's place in front.
+Result<std::string> PrepareKustomizeCopy(const KustomizeScan& scan, const std::filesystem::path& copy,
+                                         const std::filesystem::path& remote_dir, const Options& options,
+                                         const std::string& helm_binary);
+
+// A render with its cache key (RenderKeyed).
+struct Keyed {
+  std::vector<Manifest> manifests;
+  std::string key;  // the RenderCache key; "" without a cache or content key
+  bool hit = false;
+  // It read what the repository's content does not pin: a remote base (its ref may move) or a
+  // chart fetched from its repository.
+  bool unpinned = false;
+};
+
+// Render(source, options, cache, content_key), also returning the key, which for Kustomize covers
+// what the render reads beyond the repository (remote bases' commits, helmCharts' helm and
+// Capabilities): a render that reads nothing beyond it has the key CacheKey(content_key, ...), one
+// that does an extended key. With `key_checked`, the caller has already looked up the unextended
+// key (which only renders that read nothing beyond the repository are stored under).
+Result<Keyed> RenderKeyed(const Source& source, const Options& options, RenderCache* cache,
+                          std::string_view content_key, bool key_checked);
 
 // Applies options.images (as `kustomize edit set image`) and options.components (as `kustomize
 // edit add component`) to a parsed kustomization. InvalidArgument for a malformed image override.

@@ -39,9 +39,10 @@ Result<ProcessResult> RunRenderer(const RendererRun& run) {
   SandboxSpec spec;
   spec.command = std::move(argv);
   spec.env = run.env;
-  spec.network = run.network;
+  spec.network = false;
   spec.cwd = run.cwd.string();
   spec.mounts = {{run.binary, run.binary, false}, {run.private_dir.string(), run.private_dir.string(), true}};
+  for (const std::string& b : run.extra_binaries) spec.mounts.push_back({b, b, false});
   GANTRY_ASSIGN_OR_RETURN(SandboxCommand cmd, PrepareSandbox(bwrap, spec));
   po.pass_fds = cmd.fds();
   return Run(cmd.argv, po);

@@ -4,7 +4,7 @@
 //
 // In the sandbox the process sees what base/sandbox.h gives every untrusted program (/usr, an /etc
 // of its own, fresh /proc, /dev and /tmp), plus its own binary read-only and the private temp dir
-// read-write at their host paths; no network unless `network`; nothing else of the host (no /home,
+// read-write at their host paths; no network ever; nothing else of the host (no /home,
 // /root, no other temp dirs). A sandbox that does not work is an error (FailedPrecondition) unless
 // the operator opted out (Sandbox::kNone), which is logged once per process.
 
@@ -23,12 +23,12 @@ namespace gantry::render::internal {
 
 struct RendererRun {
   std::string binary;  // absolute, symlink-free (FindRenderer)
+  std::vector<std::string> extra_binaries;  // others it runs (kustomize's helm), visible read-only
   std::vector<std::string> args;
   std::filesystem::path cwd;
   std::filesystem::path private_dir;  // the temp dir holding the copy; bound read-write
   std::map<std::string, std::string> env;
   std::optional<std::string> stdin_data;  // none: /dev/null
-  bool network = false;
   Sandbox sandbox = Sandbox::kRequire;
   std::string bwrap_binary = "bwrap";
   std::chrono::milliseconds timeout{60'000};
