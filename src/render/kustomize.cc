@@ -520,12 +520,12 @@ Result<std::string> PrepareKustomizeCopy(const KustomizeScan& scan, const fs::pa
           deps += fmt::format("chart {} {} {}\n", c.repo, c.name, c.version);
         } else {
           // Gantry's own chart fetcher (index.yaml or oci://, credentials bound to their host).
-          auto fetched = options.charts->Fetch({.repo_url = c.repo, .chart = c.name, .version = c.version});
-          if (!fetched.ok()) return fetched.status().WithContext(what);
-          auto copied = CopyTreeBeneath(fetched->dir.parent_path(), fetched->dir.filename().string(), copy,
+          auto chart = options.charts->Fetch({.repo_url = c.repo, .chart = c.name, .version = c.version});
+          if (!chart.ok()) return chart.status().WithContext(what);
+          auto copied = CopyTreeBeneath(chart->dir.parent_path(), chart->dir.filename().string(), copy,
                                         dir.lexically_relative(copy).string());
           if (!copied.ok()) return copied.status().WithContext(what);
-          deps += fmt::format("chart {} {}\n", c.repo, fetched->Revision());
+          deps += fmt::format("chart {} {}\n", c.repo, chart->Revision());
         }
       }
       // The cluster's Capabilities for entries that do not name their own (as Argo CD's
