@@ -36,10 +36,15 @@ void AddExecutorFlags(CLI::App* cmd, ExecutorFlags& f) {
 
 Status ValidateExecutorFlags(const ExecutorFlags& f) {
   if (f.kind == "process") {
-    if (!f.kubeconfig.empty() || !f.context.empty() || !f.namespace_.empty() || !f.image.empty() ||
-        !f.node_selector.empty() || !f.tolerate.empty()) {
-      return InvalidArgumentError(
-          "--kubeconfig, --context, --namespace, --image, --node-selector and --tolerate need --executor kube");
+    std::vector<std::string> given;
+    for (const auto& [flag, set] : {std::pair{"--kubeconfig", !f.kubeconfig.empty()}, {"--context", !f.context.empty()},
+                                    {"--namespace", !f.namespace_.empty()}, {"--image", !f.image.empty()},
+                                    {"--node-selector", !f.node_selector.empty()}, {"--tolerate", !f.tolerate.empty()}}) {
+      if (set) given.emplace_back(flag);
+    }
+    if (!given.empty()) {
+      return InvalidArgumentError("{} {} for the kube executor: add --executor kube", fmt::join(given, ", "),
+                                  given.size() == 1 ? "is" : "are");
     }
     for (const auto& p : f.sandbox_paths) {
       if (!p.starts_with('/')) return InvalidArgumentError("--sandbox-path {:?} must be absolute", p);

@@ -358,7 +358,7 @@ TEST_F(CiRunTest, BadFlagsAreUsageAndABadPipelineOrEnvironmentExit3) {
   Pipeline("  hello:\n    run: [sh, -c, \"echo hi\"]\n");
   Outcome kube_flag = CiRun({"--namespace", "ci"});
   EXPECT_EQ(kube_flag.code, 2);
-  EXPECT_EQ(kube_flag.err, "error: --kubeconfig, --context, --namespace and --image need --executor kube\n");
+  EXPECT_EQ(kube_flag.err, "error: --namespace is for the kube executor: add --executor kube\n");
   Outcome relative = CiRun({"--sandbox-path", "opt/jdk"});
   EXPECT_EQ(relative.code, 2);
   Outcome sandbox = CiRun({"--executor", "kube", "--no-sandbox"});
