@@ -118,7 +118,8 @@ Status ReadSyncOptions(const std::vector<std::string>& list, std::string_view wh
                        std::vector<std::string>* warnings) {
   for (const std::string& option : list) {
     GANTRY_ASSIGN_OR_RETURN(auto nv, SplitOption(option, where));
-    auto [name, value] = nv;
+    // Named copies, not a structured binding: a lambda below captures them (clang refuses bindings).
+    const std::string name(nv.first), value(nv.second);
     if (name == "Prune" && value == "true") {
       options.prune = true;
       continue;
