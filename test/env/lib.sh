@@ -84,3 +84,21 @@ die_with_log() {
   stop_all "$run"
   exit 1
 }
+
+# make_tls DIR: a CA (DIR/ca.crt) and a server certificate for 127.0.0.1 and localhost signed by it
+# (DIR/server.crt, DIR/server.key), for the servers that serve TLS (registry.sh, helm-repo.sh).
+make_tls() {
+  local dir=$1
+  mkdir -p "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+    -subj "/CN=gantry test CA" -keyout "$dir/ca.key" -out "$dir/ca.crt" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+    2>"$dir/openssl.log"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj "/CN=127.0.0.1" -keyout "$dir/server.key" -out "$dir/server.csr" 2>>"$dir/openssl.log"
+  printf '%s\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=CA:FALSE' \
+    'keyUsage=critical,digitalSignature' 'extendedKeyUsage=serverAuth' >"$dir/server.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+    -CAcreateserial -days 30 -extfile "$dir/server.ext" -out "$dir/server.crt" \
+    2>>"$dir/openssl.log"
+}

@@ -26,23 +26,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() { echo "usage: $0 start RUN_DIR [--auth | --token] | stop RUN_DIR" >&2; exit 2; }
 
-# make_tls DIR: a CA and a server certificate for 127.0.0.1 and localhost, signed by it.
-make_tls() {
-  local dir=$1
-  mkdir -p "$dir"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-    -subj "/CN=gantry test CA" -keyout "$dir/ca.key" -out "$dir/ca.crt" \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
-    2>"$dir/openssl.log"
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-    -subj "/CN=127.0.0.1" -keyout "$dir/server.key" -out "$dir/server.csr" 2>>"$dir/openssl.log"
-  printf '%s\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=CA:FALSE' \
-    'keyUsage=critical,digitalSignature' 'extendedKeyUsage=serverAuth' >"$dir/server.ext"
-  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
-    -CAcreateserial -days 30 -extfile "$dir/server.ext" -out "$dir/server.crt" \
-    2>>"$dir/openssl.log"
-}
-
 # make_token_key DIR: an RSA key and a self-signed certificate for it, to sign and verify JWTs.
 make_token_key() {
   local dir=$1
