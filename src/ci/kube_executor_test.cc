@@ -67,6 +67,21 @@ TEST(KubernetesPodSpec, NeverRestartsHasADeadlineLimitsAndNamesTheRunAndStep) {
   EXPECT_EQ(Text(pod.Find({"spec", "containers", 0, "resources", "limits", "memory"})), std::to_string(64 << 20));
 }
 
+// Placement is the operator's (executor options), never the pipeline's; a step is killed 5 s after
+// SIGTERM when it times out or is cancelled.
+TEST(KubernetesPodSpec, PlacedByTheOperatorWithAShortGracePeriod) {
+  Value plain = KubernetesPodSpec(Request(), "p", {.namespace_ = "ci"});
+  EXPECT_EQ(plain.Find({"spec", "nodeSelector"}), nullptr);
+  EXPECT_EQ(plain.Find({"spec", "tolerations"}), nullptr);
+  EXPECT_EQ(plain.Find({"spec", "terminationGracePeriodSeconds"})->AsInt(), 5);
+  Value placed = KubernetesPodSpec(Request(), "p",
+                                   {.namespace_ = "ci", .node_selector = {{"pool", "ci"}}, .tolerate_taints = {"ci-only"}});
+  EXPECT_EQ(Text(placed.Find({"spec", "nodeSelector", "pool"})), "ci");
+  EXPECT_EQ(Text(placed.Find({"spec", "tolerations", 0, "key"})), "ci-only");
+  EXPECT_EQ(Text(placed.Find({"spec", "tolerations", 0, "operator"})), "Exists");
+  EXPECT_EQ(placed.Find({"spec", "tolerations", 0, "effect"}), nullptr) << "any effect";
+}
+
 TEST(KubernetesPodSpec, UsesTheDefaultImageAndNoResourcesWithoutLimits) {
   StepRequest r = Request();
   r.image.clear();
