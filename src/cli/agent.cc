@@ -38,13 +38,7 @@ struct InstallOptions {
 // Prints the manifests (--print) or applies them, naming each; a refused apply is kReasonFailed.
 Status RunInstall(const InstallOptions& o, const Deps& deps) {
   agent::InstallPlacement placement = o.placement;
-  for (const std::string& kv : o.node_selector) {
-    size_t eq = kv.find('=');
-    if (eq == 0 || eq == std::string::npos) {
-      return InvalidArgumentError("--node-selector {:?}: want KEY=VALUE (a node label)", kv);
-    }
-    placement.node_selector[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
+  GANTRY_ASSIGN_OR_RETURN(placement.node_selector, ParseNodeSelector(o.node_selector));
   auto manifests = agent::InstallManifests(o.ns, o.image, placement);
   if (o.print) {
     for (const auto& m : manifests) fmt::print(deps.out, "---\n{}", value::ToYaml(m));

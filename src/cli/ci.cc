@@ -82,13 +82,7 @@ Result<BuiltExecutor> MakeExecutor(const ExecutorFlags& f, const Deps& deps) {
   ci::KubernetesExecutorOptions ko;
   ko.namespace_ = config.namespace_.empty() ? "default" : config.namespace_;
   if (!f.image.empty()) ko.default_image = f.image;
-  for (const std::string& kv : f.node_selector) {
-    size_t eq = kv.find('=');
-    if (eq == 0 || eq == std::string::npos) {
-      return InvalidArgumentError("--node-selector {:?}: want KEY=VALUE (a node label)", kv);
-    }
-    ko.node_selector[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
+  GANTRY_ASSIGN_OR_RETURN(ko.node_selector, ParseNodeSelector(f.node_selector));
   ko.tolerate_taints = f.tolerate;
   out.executor = ci::NewKubernetesExecutor(*out.client, ko);
   return out;

@@ -28,4 +28,16 @@ Result<std::unique_ptr<kube::Client>> Connect(const ClusterFlags& f, kube::RestC
   return kube::NewHttpClient(config);
 }
 
+Result<std::map<std::string, std::string>> ParseNodeSelector(const std::vector<std::string>& values) {
+  std::map<std::string, std::string> out;
+  for (const std::string& kv : values) {
+    size_t eq = kv.find('=');
+    if (eq == 0 || eq == std::string::npos) {
+      return InvalidArgumentError("--node-selector {:?}: want KEY=VALUE (a node label)", kv);
+    }
+    out[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return out;
+}
+
 }  // namespace gantry::cli

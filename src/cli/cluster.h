@@ -2,6 +2,7 @@
 // Flags and helpers shared by the commands that talk to a cluster.
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,5 +30,9 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& flags, bool in_cluster_flag = 
 // A client for the cluster the flags name; `config_out` receives its configuration. This is the
 // real Deps::connect, which src/exe/main.cc wires in; commands reach a cluster only through deps.
 Result<std::unique_ptr<kube::Client>> Connect(const ClusterFlags& flags, kube::RestConfig* config_out);
+
+// --node-selector values (KEY=VALUE, repeatable) as a Pod's nodeSelector; InvalidArgument naming
+// the value and the flag for one without a key or '='.
+Result<std::map<std::string, std::string>> ParseNodeSelector(const std::vector<std::string>& values);
 
 }  // namespace gantry::cli
