@@ -26,9 +26,11 @@ awk -v p="$run/" 'index($5, p) == 1 {print $5}' /proc/self/mountinfo | sort -r |
 done
 
 ip link del "$BRIDGE" 2>/dev/null
-# The node's DNAT rules (real-node.sh dnat), found by their comment.
-iptables-save -t nat 2>/dev/null | grep -- "--comment gantry-node-$ID" | sed 's/^-A /-D /' | while read -r rule; do
-  eval "iptables -w -t nat $rule" 2>/dev/null
+# The node's rules (real-node.sh: DNAT in nat, the loopback guard in filter), found by their comment.
+for table in nat filter; do
+  iptables-save -t "$table" 2>/dev/null | grep -- "--comment gantry-node-$ID" | sed 's/^-A /-D /' | while read -r rule; do
+    eval "iptables -w -t $table $rule" 2>/dev/null
+  done
 done
 # Pod veths are removed with their namespaces; cgroups go deepest first once empty.
 for h in /sys/fs/cgroup/*/; do

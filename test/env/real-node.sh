@@ -109,6 +109,10 @@ real_node_start() {
   # The kubernetes Service without kube-proxy: DNAT to the apiserver on loopback, which the kernel
   # allows for packets from this bridge once route_localnet is on (for this bridge only).
   sysctl -qw "net.ipv4.conf.$bridge.route_localnet=1"
+  # ... and only those DNATed here: a Pod crafting packets to 127.0.0.1 itself (raw sockets) would
+  # otherwise reach every server on the host's loopback, etcd included (kube-proxy's CVE-2020-8558).
+  iptables -w -A INPUT -i "$bridge" -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT \
+    -m comment --comment "gantry-node-$id" -j DROP
   dnat "$run" 10.96.0.1 443 "${api_url##*:}"
   mkdir -p "$node/cni" "$node/certs.d/$registry"
   cat > "$node/cni/10-gantry.conflist" <<EOF
