@@ -76,8 +76,11 @@ class Source {
   // no file the render may read changed (a plain path: files under it; Kustomize and Helm: under
   // the manifest-generate-paths annotation's paths, else anywhere), as far as this source knows.
   virtual Result<bool> MayDiffer(const Application& app, std::string_view from, std::string_view to) = 0;
-  // Renders `app` at a commit Resolve returned.
-  virtual Result<Rendered> Render(const Application& app, std::string_view commit) = 0;
+  // Renders `app` at a commit Resolve returned, fetching a repository beyond its source (chart
+  // dependencies, helmCharts, remote Kustomize bases) only when `allow_repository` allows it (see
+  // render::Options::allow_repository; empty: any).
+  virtual Result<Rendered> Render(const Application& app, std::string_view commit,
+                                  const render::RepositoryCheck& allow_repository) = 0;
   // Renders that ran a renderer (not served from the render cache), for metrics.
   virtual uint64_t renders() const = 0;
   // Whether the last render of `app` read what its commit does not pin (a remote Kustomize base,

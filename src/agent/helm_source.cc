@@ -33,7 +33,8 @@ class HelmSource final : public Source {
     return from != to;
   }
 
-  Result<Rendered> Render(const Application& app, std::string_view revision) override {
+  Result<Rendered> Render(const Application& app, std::string_view revision,
+                          const render::RepositoryCheck& allow_repository) override {
     render::FetchedChart chart;
     {
       MutexLock lock(mu_);
@@ -51,7 +52,7 @@ class HelmSource final : public Source {
                                        chart.Revision());
       }
     }
-    render::Options o = RenderOptionsFor(app, base_);
+    render::Options o = RenderOptionsFor(app, base_, allow_repository);
     o.renderer = render::Renderer::kHelm;
     if (o.helm.release_name.empty()) o.helm.release_name = app.name;
     GANTRY_RETURN_IF_ERROR(capabilities_.Apply(o));

@@ -49,12 +49,13 @@ class OciSource final : public Source {
     return from != to;
   }
 
-  Result<Rendered> Render(const api::Application& app, std::string_view digest) override {
+  Result<Rendered> Render(const api::Application& app, std::string_view digest,
+                          const render::RepositoryCheck& allow_repository) override {
     GANTRY_ASSIGN_OR_RETURN(oci::Reference ref, Reference(app));
     auto dir = oci::PullArtifact(*registry_, ref, digest, cache_dir_);
     if (!dir.ok()) return Status(dir.status()).set_reason(kReasonFetchFailed);
     const api::Source& s = app.source;
-    render::Options o = RenderOptionsFor(app, base_);
+    render::Options o = RenderOptionsFor(app, base_, allow_repository);
     GANTRY_RETURN_IF_ERROR(capabilities_.Apply(o));
     size_t misses = cache_.stats().misses;
     auto manifests = render::Render(render::Source{*dir, s.path}, o, &cache_, digest);

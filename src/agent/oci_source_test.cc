@@ -81,14 +81,14 @@ TEST_F(OciSourceTest, ResolvesATagOncePerRefreshAndADigestWithoutAsking) {
 
 TEST_F(OciSourceTest, RendersThePathInsideTheArtifactOncePerDigest) {
   std::string digest = Push("v1", "1");
-  auto r = source_->Render(App("v1"), digest);
+  auto r = source_->Render(App("v1"), digest, {});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->commit, digest);
   ASSERT_EQ(r->objects.size(), 1u);
   EXPECT_EQ(value::StringAt(&r->objects[0], {"data", "value"}), "1");
   EXPECT_EQ(source_->renders(), 1u);
   uint64_t requests = registry_->Stats().requests;
-  ASSERT_TRUE(source_->Render(App("v1"), digest).ok());
+  ASSERT_TRUE(source_->Render(App("v1"), digest, {}).ok());
   EXPECT_EQ(source_->renders(), 1u);                      // the render cache
   EXPECT_EQ(registry_->Stats().requests, requests);      // the artifact cache
 }

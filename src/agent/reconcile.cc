@@ -247,7 +247,11 @@ class Pass {
   // --- render ---------------------------------------------------------------------------------
 
   Status Render() {
-    auto rendered = deps_.source.Render(app_, commit_);
+    // What the chart or kustomization fetches beyond the source must be in the project's sourceRepos
+    // too, checked before the request is made.
+    auto rendered = deps_.source.Render(
+        app_, commit_, [this](std::string_view url) { return project::CheckSourceRepo(project_, url); });
+    if (!rendered.ok() && rendered.status().reason() == project::kReasonDenied) return Denied(rendered.status());
     if (!rendered.ok()) return SourceFailed(rendered.status());
     result_.rendered = true;
     std::vector<std::string> warnings;

@@ -1,12 +1,14 @@
 // Reconcile on the fake client and source: one render, one live read and one compare per pass,
 // and a pass that changes nothing makes no API request.
 
+#include <optional>
 #include <thread>
 
 #include <gtest/gtest.h>
 
 #include "agent/agent.h"
 #include "kube/cache.h"
+#include "project/project.h"
 #include "sync/sync.h"
 #include "test/fakes/agent_source.h"
 #include "test/fakes/kube_client.h"
@@ -40,6 +42,7 @@ spec:
   // One pass over the current object; the object is then what the pass wrote.
   ReconcileResult Pass(std::chrono::steady_clock::time_point fetch_after = {}) {
     ReconcileDeps deps{.client = client_, .source = source_, .objects = objects_.get(), .inventories = inventories_.get()};
+    if (project_) deps.get_project = [this](const Application&) { return Result<project::Project>(*project_); };
     auto r = Reconcile(deps, object_, fetch_after, {});
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     if (!r.ok()) return {};
@@ -70,6 +73,7 @@ spec:
 
   fakes::FakeKubeClient client_;
   fakes::FakeSource source_;
+  std::optional<project::Project> project_;  // unset: the default project
   std::unique_ptr<kube::Cache> objects_, inventories_;
   Value object_;
 };
@@ -187,6 +191,30 @@ TEST_F(ReconcileTest, FailuresAreClassifiedByReasonNotText) {
   r = Pass();
   EXPECT_NE(r.status.FindCondition(api::kConditionRenderFailed), nullptr);
   EXPECT_EQ(r.status.FindCondition(api::kConditionFetchFailed), nullptr);
+}
+
+// A chart (or a kustomization) may name repositories to fetch beyond the Application's own: the
+// project's sourceRepos decides before anything is fetched, as for the source itself.
+TEST_F(ReconcileTest, RepositoriesFetchedBeyondTheSourceNeedTheProjectsSourceRepos) {
+  project::Project p = project::DefaultProject();
+  p.source_repos = {"https://git.example.com/*"};
+  project_ = p;
+  source_.FetchBeyondSource({"http://169.254.169.254/latest"});
+  ReconcileResult r = Pass();
+  EXPECT_TRUE(r.failed);
+  const api::Condition* denied = r.status.FindCondition(api::kConditionProjectDenied);
+  ASSERT_NE(denied, nullptr);
+  EXPECT_NE(denied->message.find("apps/web/Chart.yaml: project default: sourceRepos does not allow repository "
+                                 "http://169.254.169.254/latest"),
+            std::string::npos)
+      << denied->message;
+  EXPECT_FALSE(client_.Get({"v1", "ConfigMap", "web", "a"}).ok()) << "nothing is applied";
+
+  source_.FetchBeyondSource({"https://git.example.com/charts"});
+  r = Pass();
+  EXPECT_FALSE(r.failed);
+  EXPECT_EQ(r.status.FindCondition(api::kConditionProjectDenied), nullptr);
+  EXPECT_TRUE(client_.Get({"v1", "ConfigMap", "web", "a"}).ok());
 }
 
 TEST_F(ReconcileTest, AnUnknownSyncOptionIsAnInvalidSpecNamingItAndNothingIsApplied) {

@@ -21,9 +21,11 @@ namespace gantry::agent {
 
 namespace internal {
 
-render::Options RenderOptionsFor(const Application& app, const render::Options& base) {
+render::Options RenderOptionsFor(const Application& app, const render::Options& base,
+                                 const render::RepositoryCheck& allow_repository) {
   const api::Source& s = app.source;
   render::Options o = base;
+  o.allow_repository = allow_repository;
   o.renderer = render::ParseRenderer(s.renderer).value_or(render::Renderer::kAuto);
   o.kustomize.images = s.kustomize_images;
   o.helm.release_name = s.helm_release_name;
@@ -131,9 +133,10 @@ class GitSource final : public Source {
     return false;
   }
 
-  Result<Rendered> Render(const api::Application& app, std::string_view commit) override {
+  Result<Rendered> Render(const api::Application& app, std::string_view commit,
+                          const render::RepositoryCheck& allow_repository) override {
     GANTRY_ASSIGN_OR_RETURN(std::shared_ptr<git::Repository> repo, Open(app));
-    render::Options o = internal::RenderOptionsFor(app, base_);
+    render::Options o = internal::RenderOptionsFor(app, base_, allow_repository);
     if (!o.kustomize.remote_hosts.empty() && !o.kustomize.fetch_remote) o.kustomize.fetch_remote = RemoteFetcher(app);
     GANTRY_RETURN_IF_ERROR(capabilities_.Apply(o));
     auto r = render::RenderGit(*repo, commit, app.source.path, o, &cache_);
@@ -243,9 +246,10 @@ class Router final : public Source {
     GANTRY_ASSIGN_OR_RETURN(Source * s, For(app));
     return s->MayDiffer(app, from, to);
   }
-  Result<Rendered> Render(const api::Application& app, std::string_view commit) override {
+  Result<Rendered> Render(const api::Application& app, std::string_view commit,
+                          const render::RepositoryCheck& allow_repository) override {
     GANTRY_ASSIGN_OR_RETURN(Source * s, For(app));
-    return s->Render(app, commit);
+    return s->Render(app, commit, allow_repository);
   }
   uint64_t renders() const override { return git_->renders() + helm_->renders() + oci_->renders(); }
   bool Unpinned(const api::Application& app) override {

@@ -157,5 +157,26 @@ TEST_F(VendorDependenciesTest, RemoteDependencyWithoutAFetcherIsAPreconditionAnd
   EXPECT_TRUE(s.ok()) << s.ToString();
 }
 
+TEST_F(VendorDependenciesTest, RepositoryTheCheckRefusesIsNeverFetched) {
+  // A chart in a tenant's repository naming an address inside the network: the project's check
+  // refuses it before any request is made (a fetch would fail as unreachable instead).
+  Write("repo/app/Chart.yaml", "apiVersion: v2\nname: app\nversion: 1.0.0\ndependencies:\n"
+                               "- {name: meta, version: 1.x, repository: \"http://169.254.169.254/latest\"}\n");
+  ChartRepos repos({.cache_dir = root_ / "charts", .timeout = std::chrono::milliseconds(200)});
+  std::vector<std::string> asked;
+  Options options;
+  options.charts = &repos;
+  options.allow_repository = [&](std::string_view url) {
+    asked.emplace_back(url);
+    return PermissionDeniedError("project team-a: sourceRepos does not allow repository {}", url);
+  };
+  Status s = Vendor("app", options);
+  EXPECT_EQ(s.code(), Code::kPermissionDenied) << s.ToString();
+  EXPECT_NE(s.message().find("app/Chart.yaml dependencies[0] (meta): project team-a"), std::string::npos)
+      << s.ToString();
+  EXPECT_EQ(asked, std::vector<std::string>{"http://169.254.169.254/latest"});
+  EXPECT_FALSE(std::filesystem::exists(root_ / "charts" / "index")) << "nothing may be fetched";
+}
+
 }  // namespace
 }  // namespace gantry::render

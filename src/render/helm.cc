@@ -129,6 +129,9 @@ Status VendorHelmDependencies(const fs::path& copy, const std::string& chart_rel
       return FailedPreconditionError("{}: not vendored in charts/, and this render does not fetch charts from {}",
                                      where, repository);
     }
+    if (options.allow_repository) {
+      if (Status allowed = options.allow_repository(repository); !allowed.ok()) return allowed.WithContext(where);
+    }
     std::string version = locked(name, repository);
     if (version.empty()) version = value::StringAt(dep, {"version"});
     auto fetched = options.charts->Fetch({.repo_url = repository, .chart = name, .version = version});

@@ -459,6 +459,9 @@ Result<std::string> PrepareKustomizeCopy(const KustomizeScan& scan, const fs::pa
       std::error_code ec;
       fs::create_directories(remote_dir, ec);
       if (ec) return InternalError("create {}: {}", remote_dir.string(), ec.message());
+      if (options.allow_repository) {
+        if (Status allowed = options.allow_repository(r.base.repo_url); !allowed.ok()) return allowed.WithContext(what);
+      }
       auto commit = ko.fetch_remote(r.base, staging);
       if (!commit.ok()) return commit.status().WithContext(what);
       std::string at = fmt::format("{} (commit {} of {})", what, commit->substr(0, 12), git::ScrubUrl(r.base.repo_url));
@@ -512,6 +515,9 @@ Result<std::string> PrepareKustomizeCopy(const KustomizeScan& scan, const fs::pa
                                          "helm may fetch it; vendor it into the repository with `{}`",
                                          what, c.repo, c.version.empty() ? "" : ", version " + c.version,
                                          c.chart_dir, vendor);
+        }
+        if (options.allow_repository) {
+          if (Status allowed = options.allow_repository(c.repo); !allowed.ok()) return allowed.WithContext(what);
         }
         fs::create_directories(dir.parent_path(), ec);
         if (ec) return InternalError("create {}: {}", dir.parent_path().string(), ec.message());

@@ -236,6 +236,8 @@ enum class Sandbox {
              // and a private copy; a warning is logged once)
 };
 
+using RepositoryCheck = std::function<Status(std::string_view repo_url)>;
+
 struct Options {
   Renderer renderer = Renderer::kAuto;
   KustomizeOptions kustomize;
@@ -256,6 +258,13 @@ struct Options {
   // must be vendored. Not part of the render cache key: a range without a Chart.lock is resolved
   // again only when the content key changes.
   ChartRepos* charts = nullptr;
+  // Asked before the render fetches a repository beyond its own source (a chart repository that a
+  // chart's dependencies or a kustomization's helmCharts name, a remote Kustomize base), with the
+  // URL as written; an error refuses the render with it, before any request is made. Empty: any
+  // repository (the CLI's own renders). The agent asks the Application's project (sourceRepos), so
+  // a chart cannot make the agent fetch from a host its project does not list. A render served from
+  // the render cache fetches nothing and asks nothing.
+  RepositoryCheck allow_repository;
 };
 
 // Finds the binary of `renderer` (kKustomize, kHelm or kJsonnet), the one place that does. In order:

@@ -41,6 +41,12 @@ class FakeSource final : public agent::Source {
     MutexLock lock(mu_);
     resolve_error_ = std::move(s);
   }
+  // Each render then fetches `urls` beyond the source (as chart dependencies would), asking the
+  // caller's check first; a refusal is the render's error.
+  void FetchBeyondSource(std::vector<std::string> urls) {
+    MutexLock lock(mu_);
+    beyond_ = std::move(urls);
+  }
 
   Result<std::string> Resolve(const agent::Application&, std::chrono::steady_clock::time_point) override {
     MutexLock lock(mu_);
@@ -60,9 +66,14 @@ class FakeSource final : public agent::Source {
     return false;
   }
 
-  Result<agent::Rendered> Render(const agent::Application& app, std::string_view commit) override {
+  Result<agent::Rendered> Render(const agent::Application& app, std::string_view commit,
+                                 const render::RepositoryCheck& allow_repository) override {
     MutexLock lock(mu_);
     ++renders_;
+    for (const std::string& url : beyond_) {
+      if (!allow_repository) continue;
+      if (Status s = allow_repository(url); !s.ok()) return s.WithContext(app.source.path + "/Chart.yaml");
+    }
     auto c = commits_.find(std::string(commit));
     if (c == commits_.end()) return NotFoundError("no commit {}", commit);
     auto p = c->second.find(app.source.path);
@@ -83,6 +94,7 @@ class FakeSource final : public agent::Source {
  private:
   mutable Mutex mu_;
   std::string head_ GUARDED_BY(mu_);
+  std::vector<std::string> beyond_ GUARDED_BY(mu_);
   std::map<std::string, std::string> previous_ GUARDED_BY(mu_);
   std::map<std::string, std::map<std::string, std::string>> commits_ GUARDED_BY(mu_);
   std::map<std::string, std::vector<std::string>> changed_ GUARDED_BY(mu_);

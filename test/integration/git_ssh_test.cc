@@ -268,7 +268,7 @@ TEST_F(GitSshTest, AnAgentRendersFromAnSshRepositoryThroughItsRepositorySecret) 
   auto resolved = (*source)->Resolve(app, {});
   ASSERT_TRUE(resolved.ok()) << resolved.status().ToString();
   EXPECT_EQ(*resolved, commit);
-  auto rendered = (*source)->Render(app, *resolved);
+  auto rendered = (*source)->Render(app, *resolved, {});
   ASSERT_TRUE(rendered.ok()) << rendered.status().ToString();
   ASSERT_EQ(rendered->objects.size(), 1u);
 

@@ -16,8 +16,10 @@ namespace gantry::agent::internal {
 
 // `base` with the renderer and the Kustomize, Helm and Jsonnet options of `app` (release name, value
 // files, values, parameters, CRDs, the destination namespace as release namespace; TLAs, external
-// variables, libraries). Every Source of the agent renders with these.
-render::Options RenderOptionsFor(const Application& app, const render::Options& base);
+// variables, libraries), fetching beyond the source only what `allow_repository` allows. Every Source
+// of the agent renders with these.
+render::Options RenderOptionsFor(const Application& app, const render::Options& base,
+                                 const render::RepositoryCheck& allow_repository);
 
 // The destination cluster's Capabilities for Helm. Its version is read again every 10 minutes; its
 // APIs come from the client's discovery cache each time, so a CRD a sync just created counts at
