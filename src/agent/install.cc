@@ -70,6 +70,8 @@ spec:
   destinationServiceAccounts: [{{server: "*", namespace: "*", defaultServiceAccount: "{ns}:gantry-default"}}]
   credentials: ["*"]
 )", fmt::arg("ns", ns))));
+  // The root filesystem is read-only: the caches live in one emptyDir, and /tmp (where a Git
+  // revision is checked out for Kustomize and Helm to render) is another.
   out.push_back(value::BuiltInYaml(fmt::format(R"(apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: gantry-agent, namespace: {ns}, labels: {{app.kubernetes.io/name: gantry-agent}}}}
@@ -89,9 +91,9 @@ spec:
         readinessProbe: {{httpGet: {{path: /healthz, port: http}}}}
         resources: {{requests: {{cpu: 50m, memory: 64Mi}}, limits: {{memory: 256Mi}}}}
         securityContext: {{allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {{drop: [ALL]}}}}
-        volumeMounts: [{{name: cache, mountPath: /var/cache/gantry}}]
+        volumeMounts: [{{name: cache, mountPath: /var/cache/gantry}}, {{name: tmp, mountPath: /tmp}}]
         env: [{{name: GANTRY_CACHE, value: /var/cache/gantry}}]
-      volumes: [{{name: cache, emptyDir: {{}}}}]
+      volumes: [{{name: cache, emptyDir: {{}}}}, {{name: tmp, emptyDir: {{}}}}]
 )", fmt::arg("ns", ns), fmt::arg("image", image))));
   Value* pod = out.back().MutableGet("spec")->MutableGet("template")->MutableGet("spec");
   if (!placement.node_selector.empty()) {

@@ -34,6 +34,26 @@ TEST(InstallManifests, CrdsNamespaceRbacDefaultProjectAndTheAgentRunningTheImage
             "system:serviceaccount:gantry-system:gantry-default");
 }
 
+// The agent's root filesystem is read-only, and a Kustomize or Helm render checks the Git revision
+// out under /tmp: without a volume there every such sync failed in a real Pod with "mkdir
+// /tmp/gantry-git-render-...: Read-only file system" (found running it on the real node).
+TEST(InstallManifests, TheAgentHasAWritableTmpBesideItsReadOnlyRoot) {
+  auto all = InstallManifests("gantry-system", "gantry:dev");
+  const value::Value* pod = all.back().Find({"spec", "template", "spec"});
+  ASSERT_NE(pod, nullptr);
+  EXPECT_TRUE(pod->Find({"containers", 0, "securityContext", "readOnlyRootFilesystem"})->AsBool());
+  std::string tmp_volume;
+  for (const value::Value& m : pod->Find({"containers", 0, "volumeMounts"})->items()) {
+    if (value::StringAt(&m, {"mountPath"}) == "/tmp") tmp_volume = value::StringAt(&m, {"name"});
+  }
+  ASSERT_FALSE(tmp_volume.empty()) << "nothing is mounted at /tmp";
+  bool empty_dir = false;
+  for (const value::Value& v : pod->Get("volumes")->items()) {
+    empty_dir |= value::StringAt(&v, {"name"}) == tmp_volume && v.Get("emptyDir") != nullptr;
+  }
+  EXPECT_TRUE(empty_dir) << tmp_volume << " is not an emptyDir";
+}
+
 // deploy/gantry-agent.yaml is `gantry install --print` with the default image, plus the documented
 // --no-render-sandbox line: it must not drift from what install applies.
 TEST(InstallManifests, DeployYamlIsTheInstallOutput) {

@@ -2,6 +2,10 @@
 # End to end, both delivery models, through the README's main command: runs scripts/quickstart in
 # a state directory of its own (three clusters, registry, Git server, gantry server, two pull
 # agents), then checks what it claims from the outside:
+#   - prod's agent runs in the cluster: the Deployment gantry-system/gantry-agent has its Pods
+#     Running and Ready on the real node, from the image the quickstart pushed, no agent process
+#     runs for prod, and prod's Application is synced at the config commit (as root; otherwise the
+#     quickstart says it fell back to an agent next to the cluster, which is checked instead);
 #   - the Deployment in every cluster runs the image of the pushed commit, with its replicas
 #     available (asked of each apiserver directly, not of Gantry);
 #   - the registry has that image under the commit's tag, with the digest the ledger recorded
@@ -17,9 +21,15 @@ GANTRY_STATE=$(mktemp -d "${TMPDIR:-/tmp}/gantry-e2e.XXXXXX")
 cleanup() {
   local rc=$?
   if ((rc != 0)); then
-    for f in "$GANTRY_STATE"/quickstart/logs/{server,agent-staging,agent-prod}.log; do
+    for f in "$GANTRY_STATE"/quickstart/logs/{server,agent-staging,agent-prod,cluster-prod,agent-image}.log; do
       [[ -f $f ]] && { echo "--- $f (last 40 lines)"; tail -40 "$f"; }
     done
+    if [[ -f $GANTRY_STATE/clusters/prod/kubeconfig ]]; then
+      echo "--- prod's in-cluster agent"
+      "$tools/kubectl" --kubeconfig "$GANTRY_STATE/clusters/prod/kubeconfig" -n gantry-system get pods -o wide 2>&1
+      "$tools/kubectl" --kubeconfig "$GANTRY_STATE/clusters/prod/kubeconfig" -n gantry-system logs --tail=40 \
+        deploy/gantry-agent 2>&1
+    fi
   fi
   "$root/scripts/quickstart" down >/dev/null 2>&1 || true
   rm -rf "$GANTRY_STATE"
@@ -27,6 +37,13 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+tools=${GANTRY_TOOLS_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/gantry/tools/bin}
+# get CLUSTER PATH: an object of CLUSTER's apiserver as JSON, asked directly (not through Gantry).
+get() {
+  # shellcheck disable=SC1090
+  (source "$GANTRY_STATE/clusters/$1/env"
+   curl -fsS --cacert "$KUBE_CA" -H "Authorization: Bearer $KUBE_TOKEN" "$KUBE_SERVER$2")
+}
 
 "$root/scripts/quickstart"
 
@@ -45,10 +62,7 @@ tag=${commit:0:12}
 
 echo "### the clusters run $tag"
 for c in dev staging prod; do
-  # shellcheck disable=SC1090
-  (source "$GANTRY_STATE/clusters/$c/env"
-   curl -fsS --cacert "$KUBE_CA" -H "Authorization: Bearer $KUBE_TOKEN" \
-     "$KUBE_SERVER/apis/apps/v1/namespaces/hello-$c/deployments/hello") >"$qs/deploy-$c.json" ||
+  get "$c" "/apis/apps/v1/namespaces/hello-$c/deployments/hello" >"$qs/deploy-$c.json" ||
     fail "no Deployment hello in cluster $c"
   python3 - "$qs/deploy-$c.json" "$REGISTRY_HOST/demo/hello:$tag" "$c" <<'PY' || fail "cluster $c does not run $tag"
 import json, sys
@@ -59,6 +73,49 @@ print(f"{sys.argv[3]}: {image}, {available}/{d['spec']['replicas']} available")
 sys.exit(0 if image == sys.argv[2] and available == d["spec"]["replicas"] else 1)
 PY
 done
+
+echo "### prod's agent runs in the cluster, on the real node"
+config_commit=$(git ls-remote "$GIT_URL/hello-config.git" refs/heads/main | cut -f1)
+get prod /apis/gantry.dev/v1alpha1/namespaces/gantry-system/applications/hello >"$qs/app-prod.json" ||
+  fail "no Application hello in prod"
+python3 - "$qs/app-prod.json" "$config_commit" <<'PY' || fail "prod's Application is not synced at the config commit $config_commit"
+import json, sys
+a = json.load(open(sys.argv[1]))
+st = a.get("status", {})
+sync = st.get("sync", {})
+print(f"prod: Application hello {sync.get('status')} at {sync.get('revision')}, {st.get('health', {}).get('status')}")
+sys.exit(0 if sync.get("status") == "Synced" and sync.get("revision") == sys.argv[2] else 1)
+PY
+prod_agent=$(cat "$qs/prod-agent")
+if [[ $(id -u) == 0 ]]; then
+  [[ $prod_agent == in-cluster ]] || fail "as root, prod's agent should run in the cluster, but ran $prod_agent (see $qs/logs/cluster-prod.log)"
+  [[ ! -f $qs/pids/agent-prod.pid ]] || fail "an agent process runs for prod besides the in-cluster one"
+  get prod "/api/v1/namespaces/gantry-system/pods?labelSelector=app.kubernetes.io/name%3Dgantry-agent" >"$qs/agents-prod.json" ||
+    fail "cannot list prod's agent Pods"
+  python3 - "$qs/agents-prod.json" "$REGISTRY_HOST/gantry/gantry:quickstart" <<'PY' || fail "prod's agent Pods are not Running and Ready on the real node"
+import json, sys
+pods = json.load(open(sys.argv[1]))["items"]
+ok = 0
+for p in pods:
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+    image = p["spec"]["containers"][0]["image"]
+    node = p["spec"].get("nodeName")
+    print(f"prod: agent Pod {p['metadata']['name']} {p['status'].get('phase')} ready={ready} on {node} ({image})")
+    ok += p["status"].get("phase") == "Running" and ready and node == "real-node-0" and image == sys.argv[2]
+sys.exit(0 if ok >= 1 else 1)
+PY
+  # The kubelet really started the agent: the container has a containerd ID and a start time.
+  python3 - "$qs/agents-prod.json" <<'PY' || fail "prod's agent container never started on the real node"
+import json, sys
+pods = json.load(open(sys.argv[1]))["items"]
+sys.exit(0 if any(s.get("containerID", "").startswith("containerd://") and "running" in s.get("state", {})
+                  for p in pods for s in p["status"].get("containerStatuses", [])) else 1)
+PY
+else
+  [[ $prod_agent == out-of-cluster ]] || fail "not root, yet prod's agent is $prod_agent"
+  [[ -f $qs/pids/agent-prod.pid ]] || fail "not root, and no agent process runs for prod"
+  echo "prod: not root, so no real node; the quickstart fell back to an agent next to the cluster"
+fi
 
 echo "### the registry has the image the ledger recorded"
 digest=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$REGISTRY_HOST/demo/hello:$tag")

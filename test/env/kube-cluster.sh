@@ -12,8 +12,13 @@
 #   kube-cluster.sh stop RUN_DIR
 #   kube-cluster.sh expose RUN_DIR PORT   with a real node: Pods reach the host's 127.0.0.1:PORT (a
 #                                          test server) at REAL_NODE_IP:PORT; prints ADDRESS=IP:PORT
-#   kube-cluster.sh up NAME [--nodes N]   start a named cluster for a person at a shell; prints the
-#                                          kubeconfig path (state in $GANTRY_STATE/clusters/NAME)
+#   kube-cluster.sh loopback-guard RUN_DIR off|on   with a real node: removes or restores the rule
+#                                          dropping Pods' packets to the host's loopback that were
+#                                          not DNATed (real-node.sh), for the test of what it stops
+#   kube-cluster.sh up NAME [--nodes N] [--real-nodes 1 --registry HOST:PORT]
+#                                          start a named cluster for a person at a shell; prints the
+#                                          kubeconfig path (state in $GANTRY_STATE/clusters/NAME,
+#                                          what start prints in its file env)
 #   kube-cluster.sh down NAME
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -178,12 +183,23 @@ case ${1:-} in
          run=$2; shift 2; start "$run" "$@" ;;
   stop) [[ $# -ge 2 ]] || { echo "usage: $0 stop RUN_DIR" >&2; exit 2; }; stop_all "$2" ;;
   expose) [[ $# -ge 3 ]] || { echo "usage: $0 expose RUN_DIR PORT" >&2; exit 2; }; real_node_expose "$2" "$3" ;;
+  loopback-guard)
+    [[ $# -ge 3 && -f $2/node/identity ]] || { echo "usage: $0 loopback-guard RUN_DIR off|on (a cluster with a real node)" >&2; exit 2; }
+    case $3 in
+      off) loopback_guard "$2" -D ;;
+      # Once only: a rule added twice would survive one "off".
+      on) loopback_guard "$2" -C 2>/dev/null || loopback_guard "$2" -A ;;
+      *) echo "kube-cluster.sh loopback-guard: want off or on, not $3" >&2; exit 2 ;;
+    esac ;;
   up)
-    [[ $# -ge 2 ]] || { echo "usage: $0 up NAME [--nodes N]" >&2; exit 2; }
+    [[ $# -ge 2 ]] || { echo "usage: $0 up NAME [--nodes N] [--real-nodes 1 --registry HOST:PORT]" >&2; exit 2; }
     name=$2; shift 2; dir=$STATE/clusters/$name
     if [[ -f $dir/pids/kube-apiserver.pid ]] && kill -0 "$(cat "$dir/pids/kube-apiserver.pid")" 2>/dev/null; then
       echo "$dir/kubeconfig"; exit 0
     fi
+    # What a killed `up` left (a real node's mounts, bridge, iptables rules, cgroups) goes first:
+    # stop_all runs DIR/cleanup; removing the directory alone would leave those behind.
+    [[ -d $dir ]] && stop_all "$dir"
     rm -rf "$dir" "$dir.env"; mkdir -p "$(dirname "$dir")"
     start "$dir" --name "$name" "$@" > "$dir.env"
     mv "$dir.env" "$dir/env"

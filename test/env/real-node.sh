@@ -68,6 +68,18 @@ dnat() {
     -m comment --comment "gantry-node-$id" -j DNAT --to-destination "127.0.0.1:$to"
 }
 
+# loopback_guard RUN -A|-D: adds (-A) or deletes (-D) the rule that drops every packet from the
+# node's bridge to 127.0.0.0/8 that was not DNATed here. route_localnet (which the DNAT to the
+# apiserver on loopback needs) would otherwise let a Pod crafting packets to 127.0.0.1 itself (a
+# packet socket) reach every server on the host's loopback, etcd included (kube-proxy's
+# CVE-2020-8558). `kube-cluster.sh loopback-guard DIR off|on` lets a test show what it stops.
+loopback_guard() {
+  local run=$1 op=$2 id bridge
+  id=$(sed -n 's/^ID=//p' "$run/node/identity"); bridge=$(sed -n 's/^BRIDGE=//p' "$run/node/identity")
+  iptables -w "$op" INPUT -i "$bridge" -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT \
+    -m comment --comment "gantry-node-$id" -j DROP
+}
+
 # real_node_expose RUN PORT: Pods reach the host's 127.0.0.1:PORT at the node's address, same port.
 real_node_expose() {
   local run=$1 port=$2 ip
@@ -111,8 +123,7 @@ real_node_start() {
   sysctl -qw "net.ipv4.conf.$bridge.route_localnet=1"
   # ... and only those DNATed here: a Pod crafting packets to 127.0.0.1 itself (raw sockets) would
   # otherwise reach every server on the host's loopback, etcd included (kube-proxy's CVE-2020-8558).
-  iptables -w -A INPUT -i "$bridge" -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT \
-    -m comment --comment "gantry-node-$id" -j DROP
+  loopback_guard "$run" -A
   dnat "$run" 10.96.0.1 443 "${api_url##*:}"
   mkdir -p "$node/cni" "$node/certs.d/$registry"
   cat > "$node/cni/10-gantry.conflist" <<EOF

@@ -9,9 +9,12 @@
 //     Degraded with the reason);
 //   - the pull agent in the cluster: `gantry install` runs the image deploy/build-image.sh builds on
 //     the real node; it syncs from the test Git server through pod networking, its readiness
-//     probe is served, and deleting the leader's Pod hands the Lease to the other replica.
+//     probe is served, and deleting the leader's Pod hands the Lease to the other replica;
+//   - the node's loopback guard (CVE-2020-8558): a Pod crafting packets to the host's 127.0.0.1
+//     gets no answer, while the DNATed apiserver address answers.
 // The node is tainted gantry.dev/real-node; every Pod here tolerates it and selects type=real.
 
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <thread>
@@ -330,6 +333,58 @@ TEST_F(RealNodeTest, TheAgentRunsInTheClusterSyncsOverPodNetworkingAndHandsOverI
   ASSERT_TRUE(after.ok());
   EXPECT_NE(Text(after->Find({"spec", "holderIdentity"})), leader);
   (void)client_->Delete({"gantry.dev/v1alpha1", "Application", "gantry-system", "from-git"});
+}
+
+// kube-proxy's CVE-2020-8558: route_localnet (which the DNAT of the kubernetes Service to the
+// apiserver on loopback needs) lets a Pod that writes its own packets, addressed to 127.0.0.1 and
+// sent to the node's MAC, reach any server on the host's loopback (etcd: the whole cluster). The
+// real node drops what comes from its bridge to 127.0.0.0/8 unless it was DNATed there. A static
+// probe (testdata/syn_probe.c: TCP SYNs on a packet socket, as the exploit does) in a Pod on the
+// real node sends a SYN to the apiserver twice: through its DNATed address 10.96.0.1:443, which
+// must answer, and straight to 127.0.0.1:PORT, which must stay silent. With the guard taken away
+// the same probe must get through: the test proves the guard, not the kernel, stops it.
+TEST_F(RealNodeTest, APodReachesTheHostsLoopbackOnlyThroughTheDnat) {
+  testenv::ScopedTempDir tmp;
+  std::filesystem::create_directories(tmp.path() + "/ctx");
+  auto compiled = RunChecked({"cc", "-static", "-O2", "-o", tmp.path() + "/ctx/syn_probe",
+                              testenv::ScriptDir() + "/../integration/testdata/syn_probe.c"},
+                             {.inherit_env = true, .merge_stderr = true, .timeout = std::chrono::minutes(2)});
+  ASSERT_TRUE(compiled.ok()) << compiled.status().ToString();
+  std::string registry = testenv::Shared("registry.sh").Get("REGISTRY_HOST");
+  std::string image = registry + "/gantry-test/syn-probe:1";
+  auto built = RunChecked({Binary(), "image", "build", "--layer", tmp.path() + "/ctx/syn_probe:/syn_probe",
+                           "--entrypoint", R"(["/syn_probe"])", "--output", "oci:" + tmp.path() + "/layout:probe",
+                           "--push", image, "--insecure-registry", registry},
+                          {.inherit_env = true, .merge_stderr = true, .timeout = std::chrono::minutes(2)});
+  ASSERT_TRUE(built.ok()) << built.status().ToString();
+
+  std::string api_port = cluster_->Get("KUBE_SERVER").substr(cluster_->Get("KUBE_SERVER").rfind(':') + 1);
+  // Runs the probe in a Pod on the real node (as root, with CAP_NET_RAW) and returns its log.
+  auto probe = [&](const std::string& name) -> std::string {
+    std::string pod = R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":")" + name + R"(","namespace":")" + ns_ +
+                      R"("},"spec":{"restartPolicy":"Never",)" + Placement() +
+                      R"(,"containers":[{"name":"c","image":")" + image +
+                      R"(","args":["10.96.0.1","443","127.0.0.1",")" + api_port +
+                      R"("],"securityContext":{"runAsUser":0,"capabilities":{"add":["NET_RAW"]}}}]}})";
+    auto r = client_->Create(value::ParseJson(pod).value());
+    if (!r.ok()) return "create: " + r.status().ToString();
+    auto done = WaitFor({"v1", "Pod", ns_, name}, [](const Value& p) { return Terminated(p) != nullptr; });
+    if (!done || Terminated(*done) == nullptr) return "the probe never finished";
+    auto log = client_->GetRaw("/api/v1/namespaces/" + ns_ + "/pods/" + name + "/log");
+    if (!log.ok()) return "log: " + log.status().ToString();
+    return fmt::format("exit {}: {}", Terminated(*done)->Get("exitCode")->AsInt(), *log);
+  };
+  EXPECT_EQ(probe("guarded"),
+            fmt::format("exit 0: 10.96.0.1:443 answered\n127.0.0.1:{} silent\n", api_port));
+
+  // Without the guard, the same packets reach the apiserver on the host's loopback.
+  auto off = cluster_->Command("loopback-guard", {"off"});
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  std::string unguarded = probe("unguarded");
+  auto on = cluster_->Command("loopback-guard", {"on"});
+  ASSERT_TRUE(on.ok()) << "the loopback guard was not restored: " << on.status().ToString();
+  EXPECT_EQ(unguarded, fmt::format("exit 0: 10.96.0.1:443 answered\n127.0.0.1:{} answered\n", api_port))
+      << "the probe would not notice a missing guard";
 }
 
 }  // namespace
