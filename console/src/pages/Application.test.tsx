@@ -45,9 +45,10 @@ function appFake(): FakeServer {
   };
   fake.data.releases.web = [
     {id: 3, app: 'web', config_revision: 'cfg3', source_revision: 'abc1234567', image_digests: {}, started_by: 'bob', run: 7,
-     created_at: '2026-12-06T10:00:00Z', targets: []},
+     created_at: '2026-12-06T10:00:00Z', targets: [],
+     links: {source: 'https://github.com/org/web/commit/abc1234567', config: null, images: {}}},
     {id: 2, app: 'web', config_revision: 'cfg2', source_revision: 'abd', image_digests: {}, started_by: 'bob', run: null,
-     created_at: '2026-12-05T10:00:00Z', targets: []},
+     created_at: '2026-12-05T10:00:00Z', targets: [], links: {source: null, config: null, images: {}}},
   ];
   return fake;
 }
