@@ -87,7 +87,7 @@ export function ReleaseFlow({client, app, id}: {client: Client; app: string; id:
       {message && <p role="status">{message}</p>}
       {f && (
         <>
-          <p className="muted">Created {time(f.created_at)} by {f.started_by}{f.project !== 'default' && ` in project ${f.project}`}{f.note && ` — ${f.note}`}</p>
+          <p className="muted">Created {time(f.created_at)} by {f.started_by}{f.project !== 'default' && ` in project ${f.project}`}</p>
           <ol className="flow" aria-label="Release flow">
             <li aria-label="Commit">
               <h2>Commit</h2>
