@@ -1253,6 +1253,10 @@ Result<http::Response> ReleaseFlow(const ApiV1Options& o, const http::Request& r
   commit.Set("ref", run ? Value(run->ref) : Value());
   commit.Set("revision", rel.source_revision);
   commit.Set("url", UrlOrNull(run ? CommitUrl(o.links, run->repo, rel.source_revision) : std::nullopt));
+  // Its message from the mirror the run fetched; null when there is none (another server's run,
+  // a fork's, a release not built here).
+  Result<std::string> commit_message = run ? o.ci->CommitMessage(run->repo, rel.source_revision) : NotFoundError("no run");
+  commit.Set("message", commit_message.ok() ? Value(*commit_message) : Value());
   v.Set("commit", commit);
   if (run) {
     Value r = Value::Map();

@@ -1121,6 +1121,7 @@ TEST_F(AppsApiTest, AReleaseFlowJoinsCommitRunImagesConfigAndEachEnvironmentsGat
   EXPECT_EQ(value::StringAt(&*f, {"commit", "repo"}), kRepo);
   EXPECT_EQ(value::StringAt(&*f, {"commit", "url"}), "https://git.example/org/app/commit/" + sha) << "by the gitea rule";
   EXPECT_EQ(value::IntAt(&*f, {"run", "id"}), 1);
+  EXPECT_TRUE(f->Find({"commit", "message"})->IsNull()) << "the run was not fetched: no mirror has the commit";
   EXPECT_EQ(value::StringAt(&*f, {"run", "state"}), "queued");
   EXPECT_EQ(value::StringAt(&*f, {"images", 0, "reference"}), "quay.io/org/web@sha256:0123");
   EXPECT_EQ(value::StringAt(&*f, {"images", 0, "url"}), "https://quay.io/repository/org/web/manifest/sha256:0123");

@@ -92,6 +92,7 @@ export function ReleaseFlow({client, app, id}: {client: Client; app: string; id:
             <li aria-label="Commit">
               <h2>Commit</h2>
               <div className="mono"><ExternalLink href={f.commit.url} label={`Commit ${f.commit.revision} on its forge`}>{short(f.commit.revision, 12)}</ExternalLink></div>
+              {f.commit.message && <div title={f.commit.message}>{f.commit.message.split('\n')[0]}</div>}
               {f.commit.repo && <div className="muted wrap">{f.commit.repo}</div>}
               {f.commit.ref && <div className="muted">{f.commit.ref}</div>}
             </li>
