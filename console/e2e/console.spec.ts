@@ -1,7 +1,7 @@
 // The console in Chromium against a real gantry server (e2e/server.ts): served with its security
 // headers, the login screen, signing in, the overview, the CI runs and a run's coloured log, the
 // environments and clusters pages, an application deployed to a real cluster with its resource
-// tree and a sync through the diff confirm;
+// tree, a sync through the confirm that shows the server's dry run, and the release's flow;
 // axe-core on every page (no serious or critical violation); a screenshot of each page under
 // GANTRY_CONSOLE_ARTIFACTS.
 import {execFileSync} from 'node:child_process';
@@ -234,6 +234,18 @@ test.describe('with the /api/v1 routes', () => {
     await expect(page.getByRole('status')).toContainText('dev/dev-1: deploying');
     await expect.poll(() => kubectl('get', 'configmap', 'web-config', '-n', 'default', '-o', 'jsonpath={.data.greeting}'),
                       {timeout: 60_000}).toBe('hello');
+
+    // The newest release's flow, from the release history: its config commit, then dev with dev-1
+    // turning healthy by the release events (the page does not poll).
+    await page.getByRole('link', {name: /^Flow of release/}).first().click();
+    await expect(page.getByRole('heading', {name: /^Release #\d+ of web$/})).toBeVisible();
+    const flow = page.getByRole('list', {name: 'Release flow'});
+    await expect(flow.getByRole('listitem', {name: 'Config commit'})).toContainText(process.env.GANTRY_CONFIG_COMMIT!.slice(0, 12));
+    const dev = flow.getByRole('listitem', {name: 'Environment dev'});
+    await expect(dev).toContainText('dev-1');
+    await expect(dev).toContainText('healthy', {timeout: 60_000});
+    await axe(page, 'the release flow');
+    await shot(page, 'release-flow');
     expect(errors).toEqual([]);
   });
 });

@@ -6,6 +6,7 @@ import {Clusters} from './pages/Clusters';
 import {Environments} from './pages/Environments';
 import {Login} from './pages/Login';
 import {Overview} from './pages/Overview';
+import {ReleaseFlow} from './pages/ReleaseFlow';
 import {Releases} from './pages/Releases';
 import {RunDetail} from './pages/RunDetail';
 import {Runs} from './pages/Runs';
@@ -22,6 +23,10 @@ function Page({client, path}: {client: Client; path: string}) {
   if ((m = path.match(/^\/apps\/([^/]+)\/?$/))) {
     const app = decodeURIComponent(m[1]);
     return <Application key={app} client={client} app={app} />;
+  }
+  if ((m = path.match(/^\/apps\/([^/]+)\/releases\/(\d+)\/?$/))) {
+    const app = decodeURIComponent(m[1]);
+    return <ReleaseFlow key={`${app}/${m[2]}`} client={client} app={app} id={Number(m[2])} />;
   }
   if ((m = path.match(/^\/apps\/([^/]+)\/releases\/?$/))) {
     const app = decodeURIComponent(m[1]);

@@ -627,6 +627,19 @@ void Server::Execute(const store::Run& run, Active& active) {
   fs::remove_all(workspace, ec);  // artifacts stay in run_dir
 }
 
+Result<std::string> Server::CommitMessage(std::string_view repo, std::string_view commit) {
+  if (std::find(options_.repos.begin(), options_.repos.end(), repo) == options_.repos.end()) {
+    return NotFoundError("{} is not a repository this server builds", git::ScrubUrl(repo));
+  }
+  if (mirrors_ == nullptr) return UnavailableError("the CI server is not started: it has no mirrors yet");
+  GANTRY_ASSIGN_OR_RETURN(auto mirror, mirrors_->Open(std::string(repo), options_.git));
+  auto log = mirror->Log(commit, "", 1);
+  if (!log.ok() || log->empty() || log->front().id != commit) {
+    return NotFoundError("commit {} of {} is not in this server's mirror", commit, git::ScrubUrl(repo));
+  }
+  return log->front().message;
+}
+
 void Server::PollLoop() {
   while (!stop_.load()) {
     for (const auto& url : options_.repos) {

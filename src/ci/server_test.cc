@@ -250,6 +250,28 @@ TEST_F(ServerCancelTest, StopWhileARunIsPreparedEndsItCancelled) {
   EXPECT_EQ(run->state, RunState::kCancelled);
 }
 
+// The release flow shows the message of a release's commit, read from the mirror its run fetched.
+TEST_F(ServerCancelTest, CommitMessageComesFromTheMirrorARunFetched) {
+  Start(/*wait=*/false);
+  int64_t id = Queue(0);
+  RunState state = StateAfter(id, RunState::kQueued);
+  if (state == RunState::kRunning) state = StateAfter(id, RunState::kRunning);
+  ASSERT_EQ(state, RunState::kSucceeded);
+  ProcessOptions po;
+  po.cwd = (dir_ / "repo").string();
+  po.env = {{"PATH", "/usr/bin:/bin"}, {"HOME", dir_.string()}};
+  auto head = RunChecked({"git", "rev-parse", "HEAD"}, po);
+  ASSERT_TRUE(head.ok()) << head.status().ToString();
+  std::string commit = head->out;
+  while (!commit.empty() && commit.back() == '\n') commit.pop_back();
+  ASSERT_EQ(commit.size(), 40u);
+  auto message = server_->CommitMessage(url_, commit);
+  ASSERT_TRUE(message.ok()) << message.status().ToString();
+  EXPECT_EQ(*message, "init\n");
+  EXPECT_EQ(server_->CommitMessage("https://git.example/other", commit).status().code(), Code::kNotFound);
+  EXPECT_EQ(server_->CommitMessage(url_, std::string(40, 'f')).status().code(), Code::kNotFound);
+}
+
 // A run the store says another server claimed is refused, naming that server.
 TEST_F(ServerCancelTest, ARunAnotherServerClaimedIsRefusedNamingIt) {
   int64_t id = Queue(0);

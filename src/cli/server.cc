@@ -40,6 +40,7 @@
 #include "server/console.h"
 #include "server/events.h"
 #include "server/front.h"
+#include "server/links.h"
 #include "server/pull_watch.h"
 #include "server/server_metrics.h"
 #include "store/store.h"
@@ -91,6 +92,7 @@ struct ServerFlags {
   std::string deliver_config;
   std::string deploy_repo;  // "": the only --config-repo
   std::vector<std::string> kustomize_remote_hosts;
+  std::vector<std::string> commit_urls, image_urls;  // PREFIX=TEMPLATE (server/links.h)
   int max_deploys = 4;
   std::string path_template = "envs/{env}";
   std::string health_timeout = "5m";
@@ -123,6 +125,7 @@ struct ServerOptions {
   // POST /api/v1/apps/{app}/deploy renders this config repository ("" : API deploys answer 503).
   std::string deploy_repo;
   int max_deploys = 4;
+  server::LinkOptions links;  // --commit-url, --image-url
 };
 
 // "host=user:password" from the variable `env` (never a flag: it would show in ps).
@@ -166,6 +169,14 @@ Status ReleaseOptions(const ServerFlags& f, ServerOptions& o) {
   s.render.kustomize.remote_hosts = f.kustomize_remote_hosts;
   if (o.deploy_repo.empty() && f.config_repos.size() == 1) o.deploy_repo = f.config_repos.front();
   if (!o.deploy_repo.empty()) GANTRY_RETURN_IF_ERROR(git::ValidateUrl(o.deploy_repo, f.allow_file).WithContext("--deploy-repo"));
+  for (const auto& rule : f.commit_urls) {
+    GANTRY_ASSIGN_OR_RETURN(auto r, server::ParseLinkRule("--commit-url", rule, true));
+    o.links.commits.push_back(std::move(r));
+  }
+  for (const auto& rule : f.image_urls) {
+    GANTRY_ASSIGN_OR_RETURN(auto r, server::ParseLinkRule("--image-url", rule, false));
+    o.links.images.push_back(std::move(r));
+  }
   if (f.max_deploys < 1) return InvalidArgumentError("--max-deploys {}: expected at least 1", f.max_deploys);
   o.max_deploys = f.max_deploys;
   s.path_template = f.path_template;
@@ -449,7 +460,9 @@ Status RunServer(ServerOptions o, const Deps& deps) {
                                                     .renderer = renderer,
                                                     .path_template = o.release.path_template,
                                                     .actions = &actions,
-                                                    .metrics = &registry}));
+                                                    .metrics = &registry,
+                                                    .config_repo = o.deploy_repo,
+                                                    .links = o.links}));
   std::optional<server::Front> metrics_front;
   if (o.metrics) {
     metrics_front.emplace("server metrics", *o.metrics);
@@ -541,6 +554,13 @@ void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_option("--kustomize-remote-host", f->kustomize_remote_hosts,
                   "Git host remote Kustomize bases of deploys may come from, e.g. github.com (repeatable); the "
                   "server fetches them with the config repositories' credentials, never kustomize");
+  cmd->add_option("--commit-url", f->commit_urls,
+                  "PREFIX=github|gitlab|gitea|TEMPLATE: how the API links commits of repositories whose URL starts "
+                  "with PREFIX, when the host does not say which forge it is; TEMPLATE names {sha} and may name "
+                  "{repo} and {path} (repeatable; docs/api.md)");
+  cmd->add_option("--image-url", f->image_urls,
+                  "PREFIX=TEMPLATE: how the API links images whose name starts with PREFIX; TEMPLATE names {digest} "
+                  "or {reference} and may name {registry} and {repository} (repeatable; docs/api.md)");
   cmd->add_option("--max-deploys", f->max_deploys, "Deploys and rollbacks the API runs at once, one per app (default 4)");
   cmd->add_option("--git-credentials-env", f->git_credentials_env, "Variable holding host=user:password for Git (repeatable)");
   cmd->add_option("--git-repo-secret", f->git_repo_secrets,

@@ -218,6 +218,31 @@ Result<http::Response> Matrix(const ApiV1Options& o, const http::Request& req, c
   return WithETag(req, value::ToJson(doc) + "\n");
 }
 
+Value UrlOrNull(const std::optional<std::string>& url) { return url ? Value(*url) : Value(); }
+
+// The CI run that built `r`, if it names one the store still has.
+Result<std::optional<store::Run>> RunOf(store::Store& store, const store::Release& r) {
+  if (!r.run_id) return std::optional<store::Run>();
+  Result<store::Run> run = store.GetRun(*r.run_id);
+  if (!run.ok()) {
+    if (run.status().code() == Code::kNotFound) return std::optional<store::Run>();
+    return run.status();
+  }
+  return std::optional<store::Run>(*std::move(run));
+}
+
+// A release's links: {"source": its commit's page, "config": its config commit's page, "images":
+// {name: page}}, each null when it cannot be derived (server/links.h).
+Value ReleaseLinks(const ApiV1Options& o, const store::Release& r, const std::optional<store::Run>& run) {
+  Value v = Value::Map();
+  v.Set("source", UrlOrNull(run ? CommitUrl(o.links, run->repo, r.source_revision) : std::nullopt));
+  v.Set("config", UrlOrNull(CommitUrl(o.links, o.config_repo, r.config_revision)));
+  Value images = Value::Map();
+  for (const auto& [name, digest] : r.image_digests) images.Set(name, UrlOrNull(ImageUrl(o.links, name, digest)));
+  v.Set("images", images);
+  return v;
+}
+
 // GET /api/v1/apps/{app}/releases.
 Result<http::Response> Releases(const ApiV1Options& o, const http::Request& req, const authz::Principal& who) {
   GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, authz::Permission::kAppsRead, authz::kAllProjects));
@@ -253,6 +278,8 @@ Result<http::Response> Releases(const ApiV1Options& o, const http::Request& req,
       tv.Append(one);
     }
     v.Set("targets", tv);
+    GANTRY_ASSIGN_OR_RETURN(std::optional<store::Run> run, RunOf(store, r));
+    v.Set("links", ReleaseLinks(o, r, run));
     items.Append(v);
   }
   return ListResponse(req, items, next);
@@ -784,6 +811,66 @@ Result<http::Response> AppLive(const ApiV1Options& o, const http::Request& req, 
   return WithETag(req, value::ToJson(doc) + "\n");
 }
 
+// POST /api/v1/apps/{app}/sync with "dry_run": true: what the sync would change, applying
+// nothing. A push sync deploys the running release to every cluster of the environment, so each
+// push target of `push_envs` is compared (as GET .../diff does); a pull target's diff is its
+// agent's to compute, so one among the selected answers 501 as GET .../diff does.
+Result<http::Response> SyncPreview(const ApiV1Options& o, const AppsView& view, const http::Request& req,
+                                   std::string_view app, const std::string& project,
+                                   const std::vector<const deliver::StatusRow*>& selected,
+                                   const std::set<std::string>& push_envs, bool prune, AuditNote& note) {
+  (void)req;
+  const std::string pull_message = fmt::format(
+      "a pull cluster's agent computes its diff (the server does not render pull sources): its resources' sync states "
+      "are in GET /api/v1/apps/{}/resources", app);
+  if (push_envs.empty()) return UnimplementedError("dry_run: {}", pull_message);
+  Value targets = Value::Seq();
+  for (const auto* row : selected) {
+    if (row->mode != "pull") continue;
+    Value t = Value::Map();
+    t.Set("environment", row->env);
+    t.Set("cluster", row->cluster);
+    t.Set("mode", row->mode);
+    t.Set("release", row->release == 0 ? Value() : Value(row->release));
+    t.Set("items", Value());
+    t.Set("message", pull_message);
+    targets.Append(t);
+  }
+  for (const auto& row : view.report.rows) {
+    if (row.app != app || row.mode != "push" || !push_envs.contains(row.env)) continue;
+    const deliver::Cluster* cluster = o.deliver_config ? o.deliver_config->FindCluster(row.cluster) : nullptr;
+    if (cluster == nullptr || !o.connect) return UnavailableError("cluster {} is not reachable from this server", row.cluster);
+    if (row.release == 0) return NotFoundError("no release of {} runs in {} on {}: nothing to compare", app, row.env, row.cluster);
+    GANTRY_ASSIGN_OR_RETURN(store::Release running, o.access->store().GetRelease(row.release));
+    PushTarget target{.app = std::string(app),
+                      .project = project,
+                      .config = &*o.deliver_config,
+                      .cluster = cluster,
+                      .environment = row.env,
+                      .config_revision = running.config_revision,
+                      .render = o.renderer ? o.renderer() : nullptr,
+                      .path_template = o.path_template};
+    GANTRY_ASSIGN_OR_RETURN(auto client, o.connect(*cluster));
+    GANTRY_ASSIGN_OR_RETURN(Value diff, PushDiff(*client, target));
+    Value t = Value::Map();
+    t.Set("environment", row.env);
+    t.Set("cluster", row.cluster);
+    t.Set("mode", row.mode);
+    t.Set("release", row.release);
+    t.Set("items", *diff.Get("items"));
+    t.Set("message", "");
+    targets.Append(t);
+  }
+  note.details = fmt::format("dry run, {} target(s){}", targets.size(), prune ? ", prune" : "");
+  Value v = Value::Map();
+  v.Set("action", "sync");
+  v.Set("app", app);
+  v.Set("dry_run", true);
+  v.Set("prune", prune);
+  v.Set("targets", targets);
+  return http::Response::Json(200, value::ToJson(v) + "\n");
+}
+
 // POST /api/v1/apps/{app}/sync | refresh | terminate.
 Result<http::Response> AppOperation(const ApiV1Options& o, const http::Request& req, const authz::Principal& who,
                                     AuditNote& note, std::string_view action) {
@@ -809,9 +896,7 @@ Result<http::Response> AppOperation(const ApiV1Options& o, const http::Request& 
   GANTRY_ASSIGN_OR_RETURN(std::string cluster, StringField(body, "cluster"));
   GANTRY_ASSIGN_OR_RETURN(bool prune, BoolField(body, "prune"));
   GANTRY_ASSIGN_OR_RETURN(bool dry_run, BoolField(body, "dry_run"));
-  if (dry_run) {
-    return InvalidArgumentError("dry_run: a sync is not run to preview it; GET /api/v1/apps/{}/diff shows what a sync would change", app);
-  }
+  if (dry_run && !sync) return InvalidArgumentError("dry_run is for sync");
   GANTRY_ASSIGN_OR_RETURN(auto selected, SelectTargets(view, app, env, cluster));
   const std::string request_id = fmt::format("{}/{}", Rfc3339(SystemClock().WallNow()), who.name);
   const int64_t last_event = o.events != nullptr ? o.events->last_id() : 0;
@@ -829,6 +914,7 @@ Result<http::Response> AppOperation(const ApiV1Options& o, const http::Request& 
     return InvalidArgumentError("{} has push targets in {}: name one \"environment\" (a push sync deploys one environment)",
                                 app, fmt::join(push_envs, ", "));
   }
+  if (dry_run) return SyncPreview(o, view, req, app, project, selected, push_envs, prune, note);
   Value results = Value::Seq();
   for (const auto* row : selected) {
     Value r = Value::Map();
@@ -875,6 +961,18 @@ Result<http::Response> AppOperation(const ApiV1Options& o, const http::Request& 
 
 // ---------------------------------------------------------------------------------------------
 // Clusters and environments: /api/v1/clusters, /api/v1/environments.
+
+// Keeps the page of `all` that `page` asks for, a list in a fixed order (clusters by name,
+// environments in promotion order) whose cursor is the 1-based position of the page's first item;
+// the cursor of the next page, if there is one.
+template <typename T>
+std::optional<int64_t> PageOf(std::vector<T>& all, const Page& page) {
+  const size_t skip = page.before_id == 0 ? 0 : static_cast<size_t>(page.before_id - 1);
+  all.erase(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(std::min(skip, all.size())));
+  if (all.size() <= static_cast<size_t>(page.limit)) return std::nullopt;
+  all.resize(page.limit);
+  return static_cast<int64_t>(skip) + page.limit + 1;
+}
 
 // The clusters of an environment, push and pull: its explicit list, else those naming it (by name).
 std::vector<const deliver::Cluster*> ClustersIn(const deliver::Config& config, const deliver::Environment& env) {
@@ -926,12 +1024,14 @@ Result<ClusterView> GatherClusters(const ApiV1Options& o, const deliver::Config&
 Result<http::Response> Clusters(const ApiV1Options& o, ProbeCache& probes, const http::Request& req,
                                 const authz::Principal& who) {
   GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, authz::Permission::kAppsRead, authz::kAllProjects));
-  GANTRY_RETURN_IF_ERROR(KnownParams(ParseQuery(req.query), {}));
+  GANTRY_RETURN_IF_ERROR(KnownParams(ParseQuery(req.query), {"limit", "cursor"}));
+  GANTRY_ASSIGN_OR_RETURN(Page page, ParsePage(req.query));
   const deliver::Config config = o.deliver_config.value_or(deliver::Config{});
   GANTRY_ASSIGN_OR_RETURN(ClusterView view, GatherClusters(o, config));
   std::vector<const deliver::Cluster*> clusters;
   for (const auto& c : config.clusters) clusters.push_back(&c);
   std::sort(clusters.begin(), clusters.end(), [](const auto* a, const auto* b) { return a->name < b->name; });
+  const std::optional<int64_t> next = PageOf(clusters, page);  // only this page's clusters are probed
   const std::vector<ClusterProbe> probed = probes.Get(clusters);
   Value items = Value::Seq();
   for (size_t i = 0; i < clusters.size(); ++i) {
@@ -974,7 +1074,7 @@ Result<http::Response> Clusters(const ApiV1Options& o, ProbeCache& probes, const
     v.Set("last_error", error.empty() ? Value() : Value(error));
     items.Append(v);
   }
-  return ListResponse(req, items, std::nullopt);
+  return ListResponse(req, items, next);
 }
 
 // How bad a health is, for an environment's summary of an app over its clusters.
@@ -1044,10 +1144,13 @@ Result<Value> WaitingOn(store::Store& store, const std::vector<std::string>& ord
 // GET /api/v1/environments.
 Result<http::Response> Environments(const ApiV1Options& o, const http::Request& req, const authz::Principal& who) {
   GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, authz::Permission::kAppsRead, authz::kAllProjects));
-  GANTRY_RETURN_IF_ERROR(KnownParams(ParseQuery(req.query), {}));
+  GANTRY_RETURN_IF_ERROR(KnownParams(ParseQuery(req.query), {"limit", "cursor"}));
+  GANTRY_ASSIGN_OR_RETURN(Page page, ParsePage(req.query));
   const deliver::Config config = o.deliver_config.value_or(deliver::Config{});
   auto order = deliver::PromotionOrder(config);
   if (!order.ok()) return order.status().WithContext("the deliver configuration's environments");
+  const std::vector<std::string> all_environments = *order;  // WaitingOn needs the whole order
+  const std::optional<int64_t> next = PageOf(*order, page);
   GANTRY_ASSIGN_OR_RETURN(ClusterView view, GatherClusters(o, config));
   Value items = Value::Seq();
   for (const auto& name : *order) {
@@ -1070,7 +1173,7 @@ Result<http::Response> Environments(const ApiV1Options& o, const http::Request& 
     gate.Set("healthy", env.gates.healthy);
     gate.Set("soak_seconds", static_cast<int64_t>(std::chrono::duration_cast<std::chrono::seconds>(env.gates.soak).count()));
     v.Set("gate", gate);
-    GANTRY_ASSIGN_OR_RETURN(Value waiting, WaitingOn(o.access->store(), *order, env));
+    GANTRY_ASSIGN_OR_RETURN(Value waiting, WaitingOn(o.access->store(), all_environments, env));
     v.Set("waiting", waiting);
     // Each app here: its worst health over the environment's clusters, the oldest release running
     // and how far behind the furthest cluster is.
@@ -1104,7 +1207,188 @@ Result<http::Response> Environments(const ApiV1Options& o, const http::Request& 
     v.Set("summary", summary);
     items.Append(v);
   }
-  return ListResponse(req, items, std::nullopt);
+  return ListResponse(req, items, next);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The release flow: /api/v1/apps/{app}/releases/{id}.
+
+// A pull cluster's state for release `id` from the status row of its Application: "synced" when
+// it runs this release, "behind" when it runs an older one or none, "superseded" when a newer one.
+std::string PullStateFor(const deliver::StatusRow& row, int64_t id) {
+  if (row.release == id) return "synced";
+  if (row.release > id) return "superseded";
+  return "behind";
+}
+
+// GET /api/v1/apps/{app}/releases/{id}: the release joined with its CI run, its images, its config
+// commit and, per environment in promotion order, its gate and each cluster's state.
+Result<http::Response> ReleaseFlow(const ApiV1Options& o, const http::Request& req, const authz::Principal& who) {
+  const std::string app = ParamOf(req, "app");
+  GANTRY_ASSIGN_OR_RETURN(int64_t id, ParseId(ParamOf(req, "id"), "release"));
+  store::Store& store = o.access->store();
+  GANTRY_ASSIGN_OR_RETURN(store::Release rel, store.GetRelease(id));
+  if (rel.app != app) return NotFoundError("no release {} of {} (release {} is {}'s)", id, app, id, rel.app);
+  const std::string project = rel.project.empty() ? std::string("default") : rel.project;
+  GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, authz::Permission::kAppsRead, project));
+  GANTRY_ASSIGN_OR_RETURN(std::optional<store::Run> run, RunOf(store, rel));
+  GANTRY_ASSIGN_OR_RETURN(auto targets, store.ListTargets(id));
+  GANTRY_ASSIGN_OR_RETURN(AppsView view, GatherApps(o, app));
+  const deliver::Config config = o.deliver_config.value_or(deliver::Config{});
+  std::vector<std::string> order;
+  if (auto po = deliver::PromotionOrder(config); po.ok()) order = *po;
+  for (const auto& t : targets) {
+    if (std::find(order.begin(), order.end(), t.env) == order.end()) order.push_back(t.env);
+  }
+
+  Value v = Value::Map();
+  v.Set("id", rel.id);
+  v.Set("app", rel.app);
+  v.Set("project", project);
+  v.Set("started_by", rel.started_by);
+  v.Set("note", rel.note);
+  v.Set("created_at", Rfc3339(rel.created_at));
+  Value commit = Value::Map();
+  commit.Set("repo", run ? Value(git::ScrubUrl(run->repo)) : Value());
+  commit.Set("ref", run ? Value(run->ref) : Value());
+  commit.Set("revision", rel.source_revision);
+  commit.Set("url", UrlOrNull(run ? CommitUrl(o.links, run->repo, rel.source_revision) : std::nullopt));
+  // Its message from the mirror the run fetched; null when there is none (another server's run,
+  // a fork's, a release not built here).
+  Result<std::string> commit_message = run ? o.ci->CommitMessage(run->repo, rel.source_revision) : NotFoundError("no run");
+  commit.Set("message", commit_message.ok() ? Value(*commit_message) : Value());
+  v.Set("commit", commit);
+  if (run) {
+    Value r = Value::Map();
+    r.Set("id", run->id);
+    r.Set("pipeline", git::ScrubUrl(run->pipeline));
+    r.Set("state", store::Name(run->state));
+    r.Set("started_at", TimeOrNull(run->started_at));
+    r.Set("finished_at", TimeOrNull(run->finished_at));
+    if (run->started_at && run->finished_at) {
+      r.Set("duration_seconds", std::chrono::duration<double>(*run->finished_at - *run->started_at).count());
+    } else {
+      r.Set("duration_seconds", Value());
+    }
+    v.Set("run", r);
+  } else {
+    v.Set("run", Value());
+  }
+  Value images = Value::Seq();
+  for (const auto& [name, digest] : rel.image_digests) {
+    Value im = Value::Map();
+    im.Set("name", name);
+    im.Set("digest", digest);
+    im.Set("reference", name + "@" + digest);
+    im.Set("url", UrlOrNull(ImageUrl(o.links, name, digest)));
+    images.Append(im);
+  }
+  v.Set("images", images);
+  Value cfg = Value::Map();
+  cfg.Set("repo", o.config_repo.empty() ? Value() : Value(git::ScrubUrl(o.config_repo)));
+  cfg.Set("revision", rel.config_revision);
+  cfg.Set("url", UrlOrNull(CommitUrl(o.links, o.config_repo, rel.config_revision)));
+  v.Set("config", cfg);
+
+  // Whether every environment before `e` in promotion order with targets of this release is
+  // healthy everywhere (what a deploy waits for before it reaches `e`'s gate).
+  const bool rolled_back = std::any_of(targets.begin(), targets.end(),
+                                       [](const store::Target& t) { return t.state == store::TargetState::kRolledBack; });
+  bool earlier_healthy = true;
+  Value envs = Value::Seq();
+  for (const auto& name : order) {
+    const deliver::Environment* env = config.FindEnvironment(name);
+    Value ev = Value::Map();
+    ev.Set("name", name);
+    Value gate = Value::Map();
+    gate.Set("approval", env != nullptr && env->gates.approval);
+    gate.Set("healthy", env != nullptr && env->gates.healthy);
+    gate.Set("soak_seconds", env == nullptr ? int64_t{0}
+                                            : static_cast<int64_t>(std::chrono::duration_cast<std::chrono::seconds>(env->gates.soak).count()));
+    ev.Set("gate", gate);
+    bool approved = false;
+    if (env != nullptr && env->gates.approval) {
+      GANTRY_ASSIGN_OR_RETURN(approved, store.IsApproved(id, name));
+    }
+    ev.Set("approved", approved);
+    // Clusters: the configured ones of the environment, then any other the ledger has a target on.
+    std::vector<std::pair<std::string, bool>> clusters;  // name, pull
+    if (env != nullptr) {
+      for (const auto* c : ClustersIn(config, *env)) clusters.push_back({c->name, c->pull});
+    }
+    for (const auto& t : targets) {
+      if (t.env != name) continue;
+      if (std::none_of(clusters.begin(), clusters.end(), [&](const auto& c) { return c.first == t.cluster; })) {
+        clusters.push_back({t.cluster, false});
+      }
+    }
+    bool all_pending = true, all_healthy = true, any = false;
+    Value cv = Value::Seq();
+    for (const auto& [cluster, pull] : clusters) {
+      Value c = Value::Map();
+      c.Set("name", cluster);
+      c.Set("mode", pull ? "pull" : "push");
+      std::string state = pull ? "behind" : "not_started";
+      std::string message, health, sync;
+      Value when;
+      int64_t behind = 0;
+      const deliver::StatusRow* row = nullptr;
+      for (const auto& r : view.report.rows) {
+        if (r.env == name && r.cluster == cluster) row = &r;
+      }
+      if (pull) {
+        if (row != nullptr) {
+          state = PullStateFor(*row, id);
+          message = row->message;
+          health = row->health;
+          sync = row->state;
+          behind = row->behind;
+          const Value* a = FindApplication(view, cluster, app);
+          api::ApplicationStatus st = api::ParseStatus(a == nullptr ? nullptr : a->Get("status"));
+          if (st.operation && !st.operation->finished_at.empty()) when = Value(st.operation->finished_at);
+        } else {
+          message = "no Application of this app on the cluster (or it was not read)";
+        }
+        any = true;
+        all_healthy = all_healthy && state == "synced" && health == "Healthy";
+      } else {
+        for (const auto& t : targets) {
+          if (t.env != name || t.cluster != cluster) continue;
+          state = std::string(store::Name(t.state));
+          message = t.message;
+          when = Value(Rfc3339(t.finished_at.value_or(t.updated_at)));
+          any = true;
+          all_pending = all_pending && t.state == store::TargetState::kPending;
+          all_healthy = all_healthy && t.state == store::TargetState::kHealthy;
+        }
+        if (row != nullptr) {
+          health = row->health;
+          sync = PushSync(*row);
+          behind = row->behind;
+        }
+        if (state == "not_started") all_healthy = false;
+      }
+      c.Set("state", state);
+      c.Set("message", message);
+      c.Set("health", health.empty() ? Value() : Value(health));
+      c.Set("sync", sync.empty() ? Value() : Value(sync));
+      c.Set("behind", behind);
+      c.Set("at", when);
+      cv.Append(c);
+    }
+    ev.Set("clusters", cv);
+    // Waiting for approval: the gate asks for one, none is recorded, nothing of the release has
+    // started here and every environment before is healthy everywhere.
+    const bool waiting = env != nullptr && env->gates.approval && !approved && !rolled_back && earlier_healthy &&
+                         all_pending && std::any_of(targets.begin(), targets.end(), [&](const store::Target& t) {
+                           return t.env == name && t.state == store::TargetState::kPending;
+                         });
+    ev.Set("waiting_approval", waiting);
+    envs.Append(ev);
+    if (any) earlier_healthy = earlier_healthy && all_healthy;
+  }
+  v.Set("environments", envs);
+  return WithETag(req, value::ToJson(v) + "\n");
 }
 
 using RouteFn = std::function<Result<http::Response>(const ApiV1Options&, const http::Request&,
@@ -1174,6 +1458,7 @@ Status ServeApiV1(Front& front, ApiV1Options options) {
   };
   add("GET", "/api/v1/matrix", "apps.read", read(Matrix));
   add("GET", "/api/v1/apps/{app}/releases", "releases.read", read(Releases));
+  add("GET", "/api/v1/apps/{app}/releases/{id}", "releases.read", read(ReleaseFlow));
   add("GET", "/api/v1/apps", "apps.read", read(Apps));
   add("GET", "/api/v1/apps/{app}", "apps.read", read(AppDetail));
   for (std::string what : {"resources", "diff", "events"}) {

@@ -14,7 +14,8 @@
 //   GET  /api/v1/apps/{app}              one app: project, targets, last operation of each
 //   POST /api/v1/apps/{app}/sync         {"environment"?, "cluster"?, "prune"?} → 202: pull targets
 //                                        through the Application's sync-requested annotation,
-//                                        push targets by a deploy of the running release
+//                                        push targets by a deploy of the running release;
+//                                        "dry_run": true → 200 with each push target's diff
 //   POST /api/v1/apps/{app}/refresh      {"environment"?, "cluster"?} → 202 (pull targets only)
 //   POST /api/v1/apps/{app}/terminate    501: no agent supports it
 //   GET  /api/v1/apps/{app}/resources    ?environment=&cluster=: one target's resource tree
@@ -22,6 +23,11 @@
 //   GET  /api/v1/apps/{app}/events       ... the Kubernetes Events of its objects
 //                                        (server/app_resources.h)
 //   GET  /api/v1/apps/{app}/releases     the app's releases, newest first, with their targets
+//                                        and links (commit, config commit, images)
+//   GET  /api/v1/apps/{app}/releases/{id} one release's flow: commit → CI run → images → config
+//                                        commit → each environment in promotion order with its
+//                                        gate and each cluster's state (push: ledger; pull: the
+//                                        Application)
 //   GET  /api/v1/clusters                each cluster of the deliver configuration: mode, server,
 //                                        reachability (push: a cached /version probe,
 //                                        server/cluster_probe.h; pull: whether the watch reads its
@@ -65,6 +71,7 @@
 #include "server/cluster_probe.h"
 #include "server/events.h"
 #include "server/front.h"
+#include "server/links.h"
 
 namespace gantry::server {
 
@@ -93,6 +100,11 @@ struct ApiV1Options {
   std::chrono::milliseconds probe_ttl{30'000};
   // API latency by route (gantry_api_request_duration_seconds{route,method,code}); nullptr: none.
   http::Registry* metrics = nullptr;
+  // The config repository releases' config revisions are commits of (--deploy-repo), for links;
+  // "": releases get no config commit link.
+  std::string config_repo;
+  // How commit and image links are built (server/links.h).
+  LinkOptions links;
 };
 
 // The OpenAPI document built into the binary (api/openapi.json).

@@ -282,6 +282,10 @@ TEST_F(ApiV1Test, AnswersValidateAgainstTheirSchemas) {
   auto releases = Api("GET", "/api/v1/apps/web/releases");
   ExpectValid(releases, "/api/v1/apps/{app}/releases", "GET");
   EXPECT_THAT(releases.body, HasSubstr("\"crash loop\""));
+  EXPECT_THAT(releases.body, HasSubstr("\"links\":{\"source\":null,\"config\":null,\"images\":{\"registry/web\":\"https://hub.docker.com/r/registry/web\"}}"))
+      << "git.example is no known forge and this server has no link rules; registry/web is Docker Hub's";
+  ExpectValid(Api("GET", fmt::format("/api/v1/apps/web/releases/{}", *id)), "/api/v1/apps/{app}/releases/{id}", "GET");
+  ExpectValid(Api("GET", "/api/v1/apps/web/releases/999"), "/api/v1/apps/{app}/releases/{id}", "GET");  // 404
   ExpectValid(Api("GET", "/api/v1/runs"), "/api/v1/runs", "GET");
   ExpectValid(Api("GET", "/api/v1/runs/1"), "/api/v1/runs/{id}", "GET");
   ExpectValid(Api("GET", "/api/v1/runs/1/logs"), "/api/v1/runs/{id}/logs", "GET");
@@ -817,7 +821,9 @@ class AppsApiTest : public ApiV1Test {
                                            ++probes_[c.name];
                                            return ClusterProbe{.server = "https://" + c.name + ".example:6443", .reachable = true,
                                                                .kube_version = "v1.31.2"};
-                                         })})
+                                         }),
+                                         .config_repo = "https://github.com/org/config.git",
+                                         .links = {.commits = {{.prefix = "https://git.example/", .template_ = "gitea"}}}})
                     .ok());
     ASSERT_TRUE(pull_front_.Start().ok());
     // A push release of web healthy in dev.
@@ -921,9 +927,23 @@ TEST_F(AppsApiTest, SyncAndRefreshAskTheAgentOrDeployAndAreAudited) {
   auto pruned = Call(deployer, "POST", "/api/v1/apps/web/sync", R"({"cluster":"edge-1","prune":true})");
   EXPECT_EQ(pruned.status, 400);
   EXPECT_THAT(pruned.body, HasSubstr("syncPolicy.prune"));
+  // A dry run answers the diff of each push target the sync would deploy, and deploys nothing.
   auto dry = Call(deployer, "POST", "/api/v1/apps/web/sync", R"({"environment":"dev","dry_run":true})");
-  EXPECT_EQ(dry.status, 400);
+  ASSERT_EQ(dry.status, 200) << dry.body;
   ExpectValid(dry, "/api/v1/apps/{app}/sync", "POST");
+  auto preview = value::ParseJson(dry.body);
+  EXPECT_EQ(value::StringAt(&*preview, {"targets", 0, "cluster"}), "dev-1");
+  EXPECT_EQ(value::IntAt(&*preview, {"targets", 0, "release"}), release_);
+  EXPECT_EQ(value::StringAt(&*preview, {"targets", 0, "items", 1, "kind"}), "Deployment");
+  EXPECT_EQ(value::StringAt(&*preview, {"targets", 0, "items", 1, "sync"}), "Missing") << dry.body;
+  EXPECT_THAT(value::StringAt(&*preview, {"targets", 0, "items", 1, "diff"}), HasSubstr("+        image: registry/web:1"));
+  EXPECT_EQ(store_->ListReleases("web", 10)->size(), 1u) << "a dry run starts no deploy";
+  EXPECT_TRUE(cluster_->List("apps/v1", "Deployment", "web")->items.empty()) << "and applies nothing";
+  auto dry_pull = Call(deployer, "POST", "/api/v1/apps/web/sync", R"({"cluster":"edge-1","dry_run":true})");
+  EXPECT_EQ(dry_pull.status, 501);
+  ExpectValid(dry_pull, "/api/v1/apps/{app}/sync", "POST");
+  EXPECT_THAT(dry_pull.body, HasSubstr("agent computes its diff"));
+  EXPECT_EQ(Call(deployer, "POST", "/api/v1/apps/web/refresh", R"({"dry_run":true})").status, 400) << "refresh takes no dry_run";
   auto nowhere = Call(deployer, "POST", "/api/v1/apps/web/sync", R"({"cluster":"mars-1"})");
   EXPECT_EQ(nowhere.status, 404);
   EXPECT_EQ(Call(deployer, "POST", "/api/v1/apps/web/sync", "").status, 400) << "push targets in dev and prod: name one";
@@ -950,7 +970,7 @@ TEST_F(AppsApiTest, SyncAndRefreshAskTheAgentOrDeployAndAreAudited) {
   ASSERT_TRUE(audit.ok());
   int by_bob = 0;
   for (const auto& row : *audit) by_bob += row.actor == "bob";
-  EXPECT_EQ(by_bob, 6) << "every sync request, refused ones too";
+  EXPECT_EQ(by_bob, 7) << "every sync request, refused ones and dry runs too";
 }
 
 TEST_F(AppsApiTest, ResourcesDiffAndEventsOfAPushTargetComeFromTheEngineAndTheCluster) {
@@ -1075,6 +1095,118 @@ TEST_F(AppsApiTest, ClustersShowModeReachabilityVersionAndAppsAndAreProbedOncePe
   auto stopped = value::ParseJson(Call(kToken, "GET", "/api/v1/clusters").body);
   EXPECT_FALSE(stopped->Find({"items", 1, "reachable"})->AsBool()) << value::ToJson(*stopped);
   EXPECT_FALSE(stopped->Find({"items", 1, "last_error"})->IsNull());
+}
+
+}  // namespace
+}  // namespace gantry::server
+
+namespace gantry::server {
+namespace {
+
+TEST_F(AppsApiTest, AReleaseFlowJoinsCommitRunImagesConfigAndEachEnvironmentsGateAndClusters) {
+  const std::string sha(40, 'c');
+  Hook(sha, "flow-1");  // run 1, of https://git.example/org/app
+  auto id = store_->CreateRelease({.app = "web", .source_revision = sha, .config_revision = "cfg2",
+                                   .image_digests = {{"quay.io/org/web", "sha256:0123"}}, .started_by = "webhook:github",
+                                   .run_id = 1});
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(store_->UpsertTarget({.release_id = *id, .env = "dev", .cluster = "dev-1", .state = store::TargetState::kHealthy}).ok());
+  ASSERT_TRUE(store_->UpsertTarget({.release_id = *id, .env = "prod", .cluster = "prod-1", .state = store::TargetState::kPending,
+                                    .message = "waiting for approval"}).ok());
+  const std::string path = fmt::format("/api/v1/apps/web/releases/{}", *id);
+  auto flow = Call(kToken, "GET", path);
+  ASSERT_EQ(flow.status, 200) << flow.body;
+  ExpectValid(flow, "/api/v1/apps/{app}/releases/{id}", "GET");
+  auto f = value::ParseJson(flow.body);
+  EXPECT_EQ(value::StringAt(&*f, {"commit", "repo"}), kRepo);
+  EXPECT_EQ(value::StringAt(&*f, {"commit", "url"}), "https://git.example/org/app/commit/" + sha) << "by the gitea rule";
+  EXPECT_EQ(value::IntAt(&*f, {"run", "id"}), 1);
+  EXPECT_TRUE(f->Find({"commit", "message"})->IsNull()) << "the run was not fetched: no mirror has the commit";
+  EXPECT_EQ(value::StringAt(&*f, {"run", "state"}), "queued");
+  EXPECT_EQ(value::StringAt(&*f, {"images", 0, "reference"}), "quay.io/org/web@sha256:0123");
+  EXPECT_EQ(value::StringAt(&*f, {"images", 0, "url"}), "https://quay.io/repository/org/web/manifest/sha256:0123");
+  EXPECT_EQ(value::StringAt(&*f, {"config", "url"}), "https://github.com/org/config/commit/cfg2");
+  EXPECT_EQ(value::StringAt(&*f, {"environments", 0, "name"}), "dev");
+  EXPECT_EQ(value::StringAt(&*f, {"environments", 0, "clusters", 0, "state"}), "healthy");
+  EXPECT_FALSE(f->Find({"environments", 0, "clusters", 0, "at"})->IsNull());
+  const Value* prod = f->Find({"environments", 1});
+  ASSERT_NE(prod, nullptr);
+  EXPECT_EQ(value::StringAt(prod, {"name"}), "prod");
+  EXPECT_TRUE(prod->Find({"gate", "approval"})->AsBool());
+  EXPECT_TRUE(prod->Get("waiting_approval")->AsBool()) << flow.body;
+  // prod's clusters: edge-1 (pull, still on the older release) and prod-1 (push, pending).
+  EXPECT_EQ(value::StringAt(prod, {"clusters", 0, "name"}), "edge-1");
+  EXPECT_EQ(value::StringAt(prod, {"clusters", 0, "mode"}), "pull");
+  EXPECT_EQ(value::StringAt(prod, {"clusters", 0, "state"}), "behind");
+  EXPECT_EQ(value::StringAt(prod, {"clusters", 1, "state"}), "pending");
+  // The older release's flow: the pull cluster runs it.
+  auto older = value::ParseJson(Call(kToken, "GET", fmt::format("/api/v1/apps/web/releases/{}", release_)).body);
+  EXPECT_EQ(value::StringAt(&*older, {"environments", 1, "clusters", 0, "state"}), "synced");
+  EXPECT_TRUE(older->Find({"run"})->IsNull());
+  EXPECT_TRUE(older->Find({"commit", "url"})->IsNull()) << "no run, so no repository to link";
+
+  EXPECT_EQ(Call(kToken, "GET", path, "").headers.count("etag"), 1u);
+  auto same = http::Client().Send({.method = "GET", .url = fmt::format("http://127.0.0.1:{}{}", pull_front_.port(), path),
+                                   .headers = {{"authorization", std::string("Bearer ") + kToken}, {"if-none-match", flow.headers["etag"]}}});
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(same->status, 304);
+  // Approving the gate (the console's Approve button) shows in the flow.
+  auto approved = Call(kToken, "POST", "/api/v1/apps/web/approve", fmt::format(R"({{"environment":"prod","release":{}}})", *id));
+  ASSERT_EQ(approved.status, 200) << approved.body;
+  auto after = value::ParseJson(Call(kToken, "GET", path).body);
+  EXPECT_TRUE(after->Find({"environments", 1, "approved"})->AsBool());
+  EXPECT_FALSE(after->Find({"environments", 1, "waiting_approval"})->AsBool());
+
+  auto other_app = Call(kToken, "GET", fmt::format("/api/v1/apps/api/releases/{}", *id));
+  EXPECT_EQ(other_app.status, 404);
+  ExpectValid(other_app, "/api/v1/apps/{app}/releases/{id}", "GET");
+  EXPECT_THAT(other_app.body, HasSubstr("is web's"));
+  EXPECT_EQ(Call(kToken, "GET", "/api/v1/apps/web/releases/x").status, 404);
+  EXPECT_EQ(Call(UserToken("carol", "viewer", "team-z"), "GET", path).status, 403);
+
+  // The history lists the same links.
+  auto list = Call(kToken, "GET", "/api/v1/apps/web/releases");
+  ExpectValid(list, "/api/v1/apps/{app}/releases", "GET");
+  auto l = value::ParseJson(list.body);
+  EXPECT_EQ(value::StringAt(&*l, {"items", 0, "links", "source"}), "https://git.example/org/app/commit/" + sha);
+  EXPECT_EQ(value::StringAt(&*l, {"items", 0, "links", "images", "quay.io/org/web"}),
+            "https://quay.io/repository/org/web/manifest/sha256:0123");
+}
+
+TEST_F(AppsApiTest, ClustersAndEnvironmentsPageWithCursorsAndETags) {
+  auto first = Call(kToken, "GET", "/api/v1/clusters?limit=2");
+  ASSERT_EQ(first.status, 200) << first.body;
+  ExpectValid(first, "/api/v1/clusters", "GET");
+  auto a = value::ParseJson(first.body);
+  ASSERT_EQ(a->Get("items")->size(), 2u);
+  EXPECT_EQ(value::StringAt(&*a, {"items", 0, "name"}), "dev-1");
+  EXPECT_EQ(value::StringAt(&*a, {"items", 1, "name"}), "edge-1");
+  ASSERT_TRUE(a->Get("next")->IsString());
+  auto b = value::ParseJson(Call(kToken, "GET", "/api/v1/clusters?limit=2&cursor=" + std::string(a->Get("next")->AsString())).body);
+  ASSERT_EQ(b->Get("items")->size(), 1u);
+  EXPECT_EQ(value::StringAt(&*b, {"items", 0, "name"}), "prod-1");
+  EXPECT_TRUE(b->Get("next")->IsNull());
+  EXPECT_EQ(Probes("prod-1"), 1) << "the second page probed its own cluster";
+  auto again = http::Client().Send({.method = "GET", .url = fmt::format("http://127.0.0.1:{}/api/v1/clusters?limit=2", pull_front_.port()),
+                                    .headers = {{"authorization", std::string("Bearer ") + kToken}, {"if-none-match", first.headers["etag"]}}});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->status, 304);
+
+  auto envs = Call(kToken, "GET", "/api/v1/environments?limit=1");
+  ASSERT_EQ(envs.status, 200) << envs.body;
+  ExpectValid(envs, "/api/v1/environments", "GET");
+  auto e = value::ParseJson(envs.body);
+  EXPECT_EQ(value::StringAt(&*e, {"items", 0, "name"}), "dev");
+  ASSERT_TRUE(e->Get("next")->IsString());
+  auto prod = value::ParseJson(Call(kToken, "GET", "/api/v1/environments?limit=1&cursor=" + std::string(e->Get("next")->AsString())).body);
+  EXPECT_EQ(value::StringAt(&*prod, {"items", 0, "name"}), "prod");
+  EXPECT_EQ(value::IntAt(&*prod, {"items", 0, "waiting", 0, "release"}), release_) << "its gate, on a page of its own";
+  EXPECT_TRUE(prod->Get("next")->IsNull());
+  auto bad = Call(kToken, "GET", "/api/v1/environments?limit=501");
+  EXPECT_EQ(bad.status, 400);
+  ExpectValid(bad, "/api/v1/environments", "GET");
+  EXPECT_THAT(bad.body, HasSubstr("limit \\\"501\\\""));
+  EXPECT_EQ(Call(kToken, "GET", "/api/v1/clusters?cursor=zz").status, 400);
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 
 import type {
   ActionStarted, AppDetail, AppDiff, AppOperationResult, Approval, Cluster, Environment, KubeEventList, List, Matrix, Problem,
-  Release, ResourceTree, Run, RunDetail,
+  Release, ReleaseFlow, ResourceTree, Run, RunDetail, SyncPreview,
 } from './contract';
 
 // One target of an app: its environment and cluster.
@@ -110,6 +110,14 @@ export class Client {
   events(app: string, t: TargetRef): Promise<KubeEventList> {
     return this.get<KubeEventList>(`/apps/${encodeURIComponent(app)}/events${query({environment: t.environment, cluster: t.cluster})}`);
   }
+  // One release's flow: commit → run → images → config commit → environments (GET .../releases/{id}).
+  releaseFlow(app: string, id: number): Promise<ReleaseFlow> {
+    return this.get<ReleaseFlow>(`/apps/${encodeURIComponent(app)}/releases/${id}`);
+  }
+  // What a sync of `t` would change, applying nothing (POST .../sync with dry_run).
+  syncPreview(app: string, t: TargetRef, prune: boolean): Promise<SyncPreview> {
+    return this.post<SyncPreview>(`/apps/${encodeURIComponent(app)}/sync`, {environment: t.environment, cluster: t.cluster, prune, dry_run: true});
+  }
   sync(app: string, t: TargetRef, prune: boolean): Promise<AppOperationResult> {
     return this.post<AppOperationResult>(`/apps/${encodeURIComponent(app)}/sync`, {environment: t.environment, cluster: t.cluster, prune});
   }
@@ -119,11 +127,23 @@ export class Client {
   rollback(app: string, project: string, environment: string, toRelease: number): Promise<ActionStarted> {
     return this.post<ActionStarted>(`/apps/${encodeURIComponent(app)}/rollback`, {environment, to_release: toRelease, project});
   }
+  // Every cluster and environment: the lists are paged, and the pages show them all.
   clusters(): Promise<List<Cluster>> {
-    return this.get<List<Cluster>>('/clusters');
+    return this.all<Cluster>('/clusters');
   }
   environments(): Promise<List<Environment>> {
-    return this.get<List<Environment>>('/environments');
+    return this.all<Environment>('/environments');
+  }
+  // Every page of a list, following "next" (each page revalidated with its own ETag).
+  async all<T>(path: string): Promise<List<T>> {
+    const items: T[] = [];
+    let cursor: string | undefined;
+    for (;;) {
+      const page = await this.get<List<T>>(`${path}${query({limit: '500', cursor})}`);
+      items.push(...page.items);
+      if (!page.next) return {items, next: null};
+      cursor = page.next;
+    }
   }
   // Approves `release` of `app` at `environment`'s gate (POST /apps/{app}/approve).
   approveRelease(app: string, project: string, environment: string, release: number): Promise<Approval> {

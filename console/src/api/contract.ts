@@ -32,6 +32,11 @@ export type ClusterApp = Schemas['ClusterApp'];
 export type Environment = Schemas['Environment'];
 export type WaitingRelease = Schemas['WaitingRelease'];
 export type Approval = Schemas['Approval'];
+export type ReleaseLinks = Schemas['ReleaseLinks'];
+export type ReleaseFlow = Schemas['ReleaseFlow'];
+export type FlowEnvironment = Schemas['FlowEnvironment'];
+export type FlowCluster = Schemas['FlowCluster'];
+export type SyncPreview = Schemas['SyncPreview'];
 
 // A page of a list: RunList, ReleaseList, ... share this shape.
 export interface List<T> {

@@ -45,9 +45,10 @@ function appFake(): FakeServer {
   };
   fake.data.releases.web = [
     {id: 3, app: 'web', config_revision: 'cfg3', source_revision: 'abc1234567', image_digests: {}, started_by: 'bob', run: 7,
-     created_at: '2026-12-06T10:00:00Z', targets: []},
+     created_at: '2026-12-06T10:00:00Z', targets: [],
+     links: {source: 'https://github.com/org/web/commit/abc1234567', config: null, images: {}}},
     {id: 2, app: 'web', config_revision: 'cfg2', source_revision: 'abd', image_digests: {}, started_by: 'bob', run: null,
-     created_at: '2026-12-05T10:00:00Z', targets: []},
+     created_at: '2026-12-05T10:00:00Z', targets: [], links: {source: null, config: null, images: {}}},
   ];
   return fake;
 }
@@ -83,21 +84,23 @@ describe('Application', () => {
     expect(within(detail).getByLabelText('Live manifest').textContent).toContain('"kind": "Deployment"');
   });
 
-  it('syncs only after a confirm that shows the diff, with prune', async () => {
+  it('syncs only after a confirm that shows the server\'s dry run of it, with prune', async () => {
     const fake = appFake();
     render(<Application client={new Client({token: kToken, fetch: fake.fetch})} app="web" />);
     fireEvent.click(await screen.findByRole('button', {name: 'Sync'}));
     const dialog = await screen.findByRole('dialog', {name: /Sync web to dev\/dev-1/});
     await waitFor(() => expect(within(dialog).getByLabelText('Changes').textContent).toContain('registry/web:1'));
-    expect(fake.requests.filter((r) => r.method === 'POST')).toEqual([]);
+    expect(within(dialog).getByLabelText('Changes').textContent).toContain('dev-1: Deployment web/web');
+    const dryRun = ['/api/v1/apps/web/sync', {environment: 'dev', cluster: 'dev-1', prune: false, dry_run: true}];
+    expect(fake.requests.filter((r) => r.method === 'POST').map((r) => [r.url, r.body])).toEqual([dryRun]);
     fireEvent.click(within(dialog).getByLabelText('Prune'));
     fireEvent.click(within(dialog).getByRole('button', {name: 'Confirm sync'}));
     expect(await screen.findByRole('status')).toHaveProperty('textContent', 'dev/dev-1: deploying (release #99)');
     const posted = fake.requests.filter((r) => r.method === 'POST');
-    expect(posted.map((r) => [r.url, r.body])).toEqual([['/api/v1/apps/web/sync', {environment: 'dev', cluster: 'dev-1', prune: true}]]);
+    expect(posted.map((r) => [r.url, r.body])).toEqual([dryRun, ['/api/v1/apps/web/sync', {environment: 'dev', cluster: 'dev-1', prune: true}]]);
   });
 
-  it('a dry run previews and posts nothing; a pull target refreshes through its agent', async () => {
+  it('a dry run previews and syncs nothing; a pull target refreshes through its agent', async () => {
     const fake = appFake();
     render(<Application client={new Client({token: kToken, fetch: fake.fetch})} app="web" />);
     fireEvent.click(await screen.findByRole('button', {name: 'Sync'}));
@@ -106,13 +109,13 @@ describe('Application', () => {
     fireEvent.click(within(dialog).getByLabelText('Dry run'));
     fireEvent.click(within(dialog).getByRole('button', {name: 'Preview only'}));
     expect((await screen.findByRole('status')).textContent).toContain('1 object(s) would change; nothing was synced');
-    expect(fake.requests.filter((r) => r.method === 'POST')).toEqual([]);
+    expect(fake.requests.filter((r) => r.method === 'POST').map((r) => r.body)).toEqual([{environment: 'dev', cluster: 'dev-1', prune: false, dry_run: true}]);
 
     fireEvent.click(screen.getByRole('button', {name: 'prod/edge-1'}));
     await screen.findByRole('heading', {name: 'Resources of prod/edge-1'});
     fireEvent.click(screen.getByRole('button', {name: 'Refresh'}));
     await waitFor(() => expect(screen.getByRole('status').textContent).toBe('prod/edge-1: requested'));
-    expect(fake.requests.filter((r) => r.method === 'POST').map((r) => r.body)).toEqual([{environment: 'prod', cluster: 'edge-1'}]);
+    expect(fake.requests.filter((r) => r.method === 'POST').map((r) => r.body)).toEqual([{environment: 'dev', cluster: 'dev-1', prune: false, dry_run: true}, {environment: 'prod', cluster: 'edge-1'}]);
   });
 
   it('rolls back the selected environment to a chosen release', async () => {

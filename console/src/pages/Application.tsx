@@ -7,7 +7,7 @@ import {useEffect, useState} from 'react';
 
 import type {Client, TargetRef} from '../api/client';
 import {subscribe} from '../api/events';
-import type {AppDiff, AppTargetDetail, ResourceNode} from '../api/contract';
+import type {AppTargetDetail, ResourceNode, SyncPreview} from '../api/contract';
 import {ErrorBox, StateBadge, short, time, useLoad} from '../components/common';
 import {ResourceGraph, healthClass, nodeKey} from '../components/ResourceGraph';
 import {Link} from '../router';
@@ -33,7 +33,9 @@ function TargetRow({t, selected, onSelect}: {t: AppTargetDetail; selected: boole
   );
 }
 
-// The confirm of a sync: its options and what it would change.
+// The confirm of a sync: its options and what it would change, as the server's dry run of this very
+// sync says (POST .../sync with dry_run: a push sync deploys every cluster of the environment, so
+// each of them is shown); a pull target's agent computes its own diff, so there is none to show.
 function SyncConfirm({client, app, target, onDone, onCancel}: {
   client: Client; app: string; target: AppTargetDetail; onDone: (message: string) => void; onCancel: () => void;
 }) {
@@ -41,8 +43,9 @@ function SyncConfirm({client, app, target, onDone, onCancel}: {
   const [dryRun, setDryRun] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<Error | null>(null);
-  const diff = useLoad<AppDiff | null>(() => (target.mode === 'push' ? client.diff(app, target) : Promise.resolve(null)), [client, app, target]);
-  const changes = diff.data?.items.filter((d) => d.sync !== 'Synced') ?? [];
+  const diff = useLoad<SyncPreview | null>(() => (target.mode === 'push' ? client.syncPreview(app, target, false) : Promise.resolve(null)),
+                                           [client, app, target]);
+  const changes = (diff.data?.targets ?? []).flatMap((t) => (t.items ?? []).filter((d) => d.sync !== 'Synced').map((d) => ({cluster: t.cluster, d})));
   const confirm = () => {
     if (dryRun) {
       onDone(`Dry run: ${changes.length} object(s) would change; nothing was synced.`);
@@ -67,9 +70,9 @@ function SyncConfirm({client, app, target, onDone, onCancel}: {
       {diff.error && <ErrorBox error={diff.error} />}
       {diff.data && (changes.length === 0 ? <p>Live matches desired: nothing to change.</p> : (
         <div aria-label="Changes">
-          {changes.map((d) => (
-            <details key={nodeKey(d)} open>
-              <summary>{d.kind} {d.namespace ? `${d.namespace}/` : ''}{d.name} — {d.sync}</summary>
+          {changes.map(({cluster, d}) => (
+            <details key={`${cluster}/${nodeKey(d)}`} open>
+              <summary>{cluster}: {d.kind} {d.namespace ? `${d.namespace}/` : ''}{d.name} — {d.sync}</summary>
               <pre className="diff">{d.diff}</pre>
             </details>
           ))}

@@ -8,6 +8,7 @@ import type {Client} from '../api/client';
 import type {Matrix, MatrixCell} from '../api/contract';
 import {ErrorBox, StateBadge, short, useLoad, useReloadOnDeliveryEvents} from '../components/common';
 import {Link} from '../router';
+import {Spacer, useVirtualRows} from '../components/virtual';
 
 // Environments in promotion order, each with its clusters (sorted) as seen in any app's cells.
 export function columns(m: Matrix): {environment: string; clusters: string[]}[] {
@@ -51,6 +52,9 @@ export function Overview({client}: {client: Client}) {
     return (m?.apps ?? []).filter((a) => a.app.toLowerCase().includes(f));
   }, [m, filter]);
 
+  // 200 apps × 9 clusters: only the rows in view are in the DOM.
+  const win = useVirtualRows(apps.length, {estimate: 64});
+  const width = 1 + cols.reduce((n, c) => n + Math.max(1, c.clusters.length), 0);
   return (
     <section aria-labelledby="overview-title">
       <div className="page-head">
@@ -71,8 +75,8 @@ export function Overview({client}: {client: Client}) {
         <p className="empty-state">No releases yet. Apps appear here after their first release (docs/end-to-end.md).</p>
       )}
       {m && m.apps.length > 0 && (
-        <div className="table-wrap">
-          <table className="matrix">
+        <div className={`table-wrap${win.on ? ' virtual' : ''}`} ref={win.scrollRef}>
+          <table className="matrix" aria-rowcount={apps.length + 2}>
             <caption className="sr-only">Version matrix: apps by environment and cluster</caption>
             <thead>
               <tr>
@@ -83,15 +87,17 @@ export function Overview({client}: {client: Client}) {
                 {cols.flatMap((c) => (c.clusters.length ? c.clusters : ['']).map((cl) => <th key={`${c.environment}/${cl}`} scope="col">{cl}</th>))}
               </tr>
             </thead>
-            <tbody>
-              {apps.map((a) => (
-                <tr key={a.app}>
+            <tbody ref={win.bodyRef}>
+              <Spacer height={win.padTop} columns={width} />
+              {apps.slice(win.start, win.end).map((a, i) => (
+                <tr key={a.app} aria-rowindex={win.start + i + 3}>
                   <th scope="row"><Link href={`/apps/${encodeURIComponent(a.app)}`}>{a.app}</Link></th>
                   {cols.flatMap((c) => (c.clusters.length ? c.clusters : ['']).map((cl) => (
                     <Cell key={`${c.environment}/${cl}`} cell={a.cells.find((x) => x.environment === c.environment && x.cluster === cl)} />
                   )))}
                 </tr>
               ))}
+              <Spacer height={win.padBottom} columns={width} />
             </tbody>
           </table>
           {apps.length === 0 && <p className="empty-state">No app matches “{filter}”.</p>}

@@ -1,4 +1,5 @@
-// An app's releases, newest first: revisions, images, the CI run that made it, each target's state.
+// An app's releases, newest first: revisions, images, the CI run that made it, each target's state;
+// each links to its flow page, and its commits and images to their forge and registry.
 
 import {useState} from 'react';
 
@@ -6,6 +7,8 @@ import type {Client} from '../api/client';
 import type {Release} from '../api/contract';
 import {ErrorBox, StateBadge, short, time, useLoad} from '../components/common';
 import {Link} from '../router';
+import {Spacer, useVirtualRows} from '../components/virtual';
+import {ExternalLink} from './ReleaseFlow';
 
 // `embedded`: a section of the Application page (a heading of its own level, no way back).
 export function Releases({client, app, embedded = false}: {client: Client; app: string; embedded?: boolean}) {
@@ -15,6 +18,7 @@ export function Releases({client, app, embedded = false}: {client: Client; app: 
   const [moreError, setMoreError] = useState<Error | null>(null);
   const items = [...(first.data?.items ?? []), ...pages];
   const cursor = next === undefined ? first.data?.next : next;
+  const win = useVirtualRows(items.length, {estimate: 56});
   const more = () => {
     if (!cursor) return;
     client.releases(app, cursor).then((l) => {
@@ -29,26 +33,30 @@ export function Releases({client, app, embedded = false}: {client: Client; app: 
       {first.error && <ErrorBox error={first.error} />}
       {first.data && items.length === 0 && <p className="empty-state">{app} has no releases.</p>}
       {items.length > 0 && (
-        <div className="table-wrap">
-          <table>
+        <div className={`table-wrap${win.on ? ' virtual' : ''}`} ref={win.scrollRef}>
+          <table aria-rowcount={items.length + 1}>
             <thead>
               <tr><th scope="col">Release</th><th scope="col">Created</th><th scope="col">Source</th><th scope="col">Config</th>
                 <th scope="col">Images</th><th scope="col">Run</th><th scope="col">Targets</th></tr>
             </thead>
-            <tbody>
-              {items.map((r) => (
-                <tr key={r.id}>
-                  <td>#{r.id}</td>
+            <tbody ref={win.bodyRef}>
+              <Spacer height={win.padTop} columns={7} />
+              {items.slice(win.start, win.end).map((r, i) => (
+                <tr key={r.id} aria-rowindex={win.start + i + 2}>
+                  <td><Link href={`/apps/${encodeURIComponent(app)}/releases/${r.id}`} aria-label={`Flow of release ${r.id}`}>#{r.id}</Link></td>
                   <td>{time(r.created_at)}<div className="muted">{r.started_by}</div></td>
-                  <td className="mono">{short(r.source_revision)}</td>
-                  <td className="mono">{short(r.config_revision)}</td>
-                  <td className="mono">{Object.entries(r.image_digests).map(([repo, d]) => <div key={repo} title={d}>{repo}@{short(d.replace(/^sha256:/, ''), 12)}</div>)}</td>
+                  <td className="mono"><ExternalLink href={r.links.source} label={`Commit ${r.source_revision}`}>{short(r.source_revision)}</ExternalLink></td>
+                  <td className="mono"><ExternalLink href={r.links.config} label={`Config commit ${r.config_revision}`}>{short(r.config_revision)}</ExternalLink></td>
+                  <td className="mono">{Object.entries(r.image_digests).map(([repo, d]) => (
+                    <div key={repo} title={`${repo}@${d}`}><ExternalLink href={r.links.images[repo] ?? null} label={`Image ${repo}@${d}`}>{repo}</ExternalLink>@{short(d.replace(/^sha256:/, ''), 12)}</div>
+                  ))}</td>
                   <td>{r.run !== null ? <Link href={`/runs/${r.run}`}>run {r.run}</Link> : '—'}</td>
                   <td>{r.targets.map((t) => (
                     <div key={`${t.environment}/${t.cluster}`}>{t.environment}/{t.cluster} <StateBadge state={t.state} /></div>
                   ))}</td>
                 </tr>
               ))}
+              <Spacer height={win.padBottom} columns={7} />
             </tbody>
           </table>
         </div>

@@ -7,6 +7,7 @@ import {subscribe} from '../api/events';
 import type {Run} from '../api/contract';
 import {ErrorBox, StateBadge, short, time, useLoad} from '../components/common';
 import {Link} from '../router';
+import {Spacer, useVirtualRows} from '../components/virtual';
 
 export function Runs({client}: {client: Client}) {
   const first = useLoad(() => client.runs(), [client]);
@@ -24,6 +25,7 @@ export function Runs({client}: {client: Client}) {
   }, [client, reload, data]);
   const items = [...(first.data?.items ?? []), ...extra];
   const cursor = next === undefined ? first.data?.next : next;
+  const win = useVirtualRows(items.length, {estimate: 36});
   const more = () => {
     if (cursor) client.runs(cursor).then((l) => {
       setExtra((e) => [...e, ...l.items]);
@@ -36,15 +38,16 @@ export function Runs({client}: {client: Client}) {
       {first.error && <ErrorBox error={first.error} />}
       {first.data && items.length === 0 && <p className="empty-state">No runs yet: push to a repository the server builds.</p>}
       {items.length > 0 && (
-        <div className="table-wrap">
-          <table className="runs">
+        <div className={`table-wrap${win.on ? ' virtual' : ''}`} ref={win.scrollRef}>
+          <table className="runs" aria-rowcount={items.length + 1}>
             <thead>
               <tr><th scope="col">Run</th><th scope="col">State</th><th scope="col">Pipeline</th><th scope="col">Repository</th>
                 <th scope="col">Ref</th><th scope="col">Commit</th><th scope="col">Created</th></tr>
             </thead>
-            <tbody>
-              {items.map((r) => (
-                <tr key={r.id}>
+            <tbody ref={win.bodyRef}>
+              <Spacer height={win.padTop} columns={7} />
+              {items.slice(win.start, win.end).map((r, i) => (
+                <tr key={r.id} aria-rowindex={win.start + i + 2}>
                   <td><Link href={`/runs/${r.id}`}>#{r.id}</Link></td>
                   <td><StateBadge state={states[r.id] ?? r.state} /></td>
                   <td>{r.pipeline}</td>
@@ -54,6 +57,7 @@ export function Runs({client}: {client: Client}) {
                   <td>{time(r.created_at)}</td>
                 </tr>
               ))}
+              <Spacer height={win.padBottom} columns={7} />
             </tbody>
           </table>
         </div>

@@ -2,7 +2,7 @@
 // (the browser tests use a real gantry server). It checks the bearer token, answers problems,
 // ETags and 304s as the contract says, and streams events pushed with emit().
 import type {
-  AppDetail, AppDiff, Cluster, Environment, KubeEventList, Matrix, Release, ResourceTree, Run, RunDetail,
+  AppDetail, AppDiff, Cluster, Environment, KubeEventList, Matrix, Release, ReleaseFlow, ResourceTree, Run, RunDetail,
 } from '../api/contract';
 
 export const kToken = 'gty_fake';
@@ -17,13 +17,15 @@ export interface FakeData {
                         events: Record<string, KubeEventList>}>;
   clusters: Cluster[];
   environments: Environment[];
+  // Release flows by "app/id".
+  flows: Record<string, ReleaseFlow>;
   // What /auth/config answers (no credential needed): single sign-on through this issuer, or none.
   sso: {issuer: string; login: string} | null;
 }
 
 export function emptyData(): FakeData {
   return {matrix: {environments: ['dev', 'staging', 'prod'], apps: [], warnings: []}, runs: [], logs: {}, releases: {}, apps: {},
-          clusters: [], environments: [], sso: null};
+          clusters: [], environments: [], flows: {}, sso: null};
 }
 
 function problem(status: number, title: string, detail: string, code: string): Response {
@@ -86,8 +88,17 @@ export class FakeServer {
     if ((m = path.match(/^\/runs\/(\d+)\/logs$/))) {
       return new Response(this.data.logs[Number(m[1])] ?? '', {status: 200, headers: {'Content-Type': 'text/plain'}});
     }
-    if (path === '/clusters') return json({items: this.data.clusters, next: null});
-    if (path === '/environments') return json({items: this.data.environments, next: null});
+    if (path === '/clusters' || path === '/environments') {
+      // Paged as the server does: the cursor is the 1-based position of the page's first item.
+      const all: unknown[] = path === '/clusters' ? this.data.clusters : this.data.environments;
+      const limit = Number(url.searchParams.get('limit') ?? 50);
+      const start = Number(url.searchParams.get('cursor') ?? 1) - 1;
+      return json({items: all.slice(start, start + limit), next: start + limit < all.length ? String(start + limit + 1) : null});
+    }
+    if ((m = path.match(/^\/apps\/([^/]+)\/releases\/(\d+)$/))) {
+      const flow = this.data.flows[`${decodeURIComponent(m[1])}/${m[2]}`];
+      return flow ? json(flow) : problem(404, 'Not Found', `no release ${m[2]} of ${m[1]}`, 'NotFound');
+    }
     if ((m = path.match(/^\/apps\/([^/]+)\/approve$/)) && method === 'POST') {
       // Approves a waiting release: it leaves its environment's waiting list.
       const app = decodeURIComponent(m[1]);
@@ -108,12 +119,19 @@ export class FakeServer {
         const found = app[what][target];
         return found ? json(found) : problem(501, 'Not Implemented', `no ${what} of ${target}`, 'Unimplemented');
       }
-      const body = this.requests[this.requests.length - 1].body as {environment: string; cluster: string; to_release?: number};
+      const body = this.requests[this.requests.length - 1].body as {environment: string; cluster: string; to_release?: number;
+                                                                    prune?: boolean; dry_run?: boolean};
       if (what === 'rollback') {
         return new Response(JSON.stringify({action: 'rollback', app: m[1], release: body.to_release, from_release: 2, environment: body.environment,
                                             state: 'running', last_event_id: 0}), {status: 202, headers: {'Content-Type': 'application/json'}});
       }
       const t = app.detail.targets.find((x) => x.environment === body.environment && x.cluster === body.cluster)!;
+      if (what === 'sync' && body.dry_run) {
+        return new Response(JSON.stringify({action: 'sync', app: m[1], dry_run: true, prune: body.prune ?? false, targets: [{
+          environment: t.environment, cluster: t.cluster, mode: t.mode, release: t.release,
+          items: t.mode === 'push' ? app.diff[`${t.environment}/${t.cluster}`]?.items ?? [] : null, message: ''}]}),
+          {status: 200, headers: {'Content-Type': 'application/json'}});
+      }
       return new Response(JSON.stringify({action: what, app: m[1], last_event_id: 0, targets: [{
         environment: t.environment, cluster: t.cluster, mode: t.mode, release: t.mode === 'push' && what === 'sync' ? 99 : null,
         result: t.mode === 'pull' ? 'requested' : what === 'sync' ? 'deploying' : 'nothing to refresh'}]}),
