@@ -449,6 +449,7 @@ Status RunServer(ServerOptions o, const Deps& deps) {
                                                     .renderer = renderer,
                                                     .path_template = o.release.path_template,
                                                     .actions = &actions,
+                                                    .repos = o.ci.repos,
                                                     .metrics = &registry}));
   std::optional<server::Front> metrics_front;
   if (o.metrics) {
