@@ -32,6 +32,10 @@ export type ClusterApp = Schemas['ClusterApp'];
 export type Environment = Schemas['Environment'];
 export type WaitingRelease = Schemas['WaitingRelease'];
 export type Approval = Schemas['Approval'];
+export type Pipeline = Schemas['Pipeline'];
+export type Project = Schemas['Project'];
+export type ApiToken = Schemas['ApiToken'];
+export type NewApiToken = Schemas['NewApiToken'];
 
 // A page of a list: RunList, ReleaseList, ... share this shape.
 export interface List<T> {
