@@ -234,6 +234,7 @@ test.describe('with the /api/v1 routes', () => {
     const log = page.getByLabel('Run log');
     await expect(log).toContainText('FAIL x_test');
     await expect(log).not.toContainText('built');
+    await expect(log).not.toContainText('docs');
     await axe(page, 'a failed run');
     await shot(page, 'run-failed-dag');
 

@@ -35,14 +35,21 @@ export function LogView({segments}: {segments: Segment[]}) {
   );
 }
 
-// The part of a run's log (GET .../logs: "==> step <==" before each step's) that is `step`'s.
-export function stepLog(text: string, step: string): string {
-  const head = `==> ${step} <==\n`;
-  const at = text.startsWith(head) ? 0 : text.indexOf(`\n${head}`);
-  if (at < 0) return '';
-  const from = at === 0 ? head.length : at + 1 + head.length;
-  const next = text.indexOf('\n==> ', from - 1);
-  return text.slice(from, next < 0 ? text.length : next + 1);
+// A run's log as read (GET .../logs: "==> step <==" before each step's part) by step. Live `log`
+// events name their step and carry no such line: they are added to their step as they come.
+export function splitLog(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  let step: string | null = null;
+  for (const line of text.split(/(?<=\n)/)) {
+    const m = line.match(/^==> (.*) <==\n$/);
+    if (m) {
+      step = m[1];
+      out[step] = out[step] ?? '';
+    } else if (step !== null) {
+      out[step] += line;
+    }
+  }
+  return out;
 }
 
 type RunAction = 'cancel' | 'approve' | 'retry';
@@ -59,7 +66,7 @@ export function RunDetail({client, id}: {client: Client; id: number}) {
   const [steps, setSteps] = useState<Record<string, string>>({});
   const [state, setState] = useState<string | null>(null);
   const [segments, setSegments] = useState<Segment[]>([]);
-  const [text, setText] = useState('');
+  const [byStep, setByStep] = useState<Record<string, string>>({});
   const [selected, setSelected] = useState<string | null>(null);
   const [confirming, setConfirming] = useState<RunAction | null>(null);
   const [denied, setDenied] = useState<Partial<Record<RunAction, string>>>({});
@@ -71,12 +78,10 @@ export function RunDetail({client, id}: {client: Client; id: number}) {
     let loaded: string | null = null; // the log as read; null while the read is in flight
     let pending: Events['log'][] = [];
     let cancelled = false;
-    const append = (t: string) => {
-      setSegments((s) => [...s, ...parser.parse(t)]);
-      setText((x) => x + t);
-    };
+    const append = (t: string) => setSegments((s) => [...s, ...parser.parse(t)]);
+    const addToStep = (ev: Events['log']) => setByStep((m) => ({...m, [ev.step]: (m[ev.step] ?? '') + ev.text}));
     setSegments([]);
-    setText('');
+    setByStep({});
     const stop = subscribe(client, (name, ev) => {
       if (name === 'run' && (ev as Events['run']).id === id) {
         setState((ev as Events['run']).state);
@@ -88,21 +93,26 @@ export function RunDetail({client, id}: {client: Client; id: number}) {
       }
       if (name === 'log' && (ev as Events['log']).run === id) {
         if (loaded === null) pending.push(ev as Events['log']);
-        else append((ev as Events['log']).text);
+        else {
+          append((ev as Events['log']).text);
+          addToStep(ev as Events['log']);
+        }
       }
     });
     client.logs(id).then((text) => {
       if (cancelled) return;
       // Events that came in during the read: skip those the text already ends with.
       let tail = text;
-      const rest: string[] = [];
+      const rest: Events['log'][] = [];
       for (const ev of pending.reverse()) {
         if (tail.endsWith(ev.text)) tail = tail.slice(0, tail.length - ev.text.length);
-        else rest.unshift(ev.text);
+        else rest.unshift(ev);
       }
       pending = [];
       loaded = text;
-      append(text + rest.join(''));
+      append(text + rest.map((ev) => ev.text).join(''));
+      setByStep(splitLog(text));
+      rest.forEach(addToStep);
     }, (e: Error) => !cancelled && setLogError(e));
     return () => {
       cancelled = true;
@@ -181,7 +191,7 @@ export function RunDetail({client, id}: {client: Client; id: number}) {
       )}
       <h2>Log{selected && <> of {selected} <button type="button" onClick={() => setSelected(null)}>Whole log</button></>}</h2>
       {logError && <ErrorBox error={logError} />}
-      <LogView segments={selected ? new AnsiParser().parse(stepLog(text, selected)) : segments} />
+      <LogView segments={selected ? new AnsiParser().parse(byStep[selected] ?? '') : segments} />
     </section>
   );
 }

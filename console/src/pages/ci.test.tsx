@@ -1,11 +1,11 @@
-import {cleanup, fireEvent, render, screen, waitFor} from '@testing-library/react';
+import {act, cleanup, fireEvent, render, screen, waitFor} from '@testing-library/react';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
 
 import {Client} from '../api/client';
 import {FakeServer, kToken, run} from '../test/fake';
 import {Pipelines} from './Pipelines';
 import {Projects} from './Projects';
-import {RunDetail, stepLog} from './RunDetail';
+import {RunDetail, splitLog} from './RunDetail';
 import {Tokens} from './Tokens';
 
 afterEach(cleanup);
@@ -13,13 +13,10 @@ beforeEach(() => history.replaceState(null, '', '/'));
 
 const client = (fake: FakeServer) => new Client({token: kToken, fetch: fake.fetch});
 
-describe('stepLog', () => {
-  it('cuts one step out of the run log', () => {
-    const text = '==> build <==\ncompiled\n==> test <==\nok 1\nok 2\n==> deploy <==\n';
-    expect(stepLog(text, 'build')).toBe('compiled\n');
-    expect(stepLog(text, 'test')).toBe('ok 1\nok 2\n');
-    expect(stepLog(text, 'deploy')).toBe('');
-    expect(stepLog(text, 'nope')).toBe('');
+describe('splitLog', () => {
+  it('cuts the run log into its steps', () => {
+    const text = '==> build <==\ncompiled\n==> test (a, b) <==\nok 1\nok 2\n==> deploy <==\n==> build <==\nmore\n';
+    expect(splitLog(text)).toEqual({build: 'compiled\nmore\n', 'test (a, b)': 'ok 1\nok 2\n', deploy: ''});
   });
 });
 
@@ -38,6 +35,13 @@ describe('RunDetail actions', () => {
     expect(test.getAttribute('title')).toBe('needs build');
     fireEvent.click(test);
     await waitFor(() => expect(log.textContent).toBe('FAIL x_test\n'));
+    // A live line of another step is not shown with test's; one of test is.
+    await waitFor(() => expect(fake.openStreams).toBe(1));
+    act(() => {
+      fake.emit('log', {run: 7, step: 'docs', seq: 1, text: 'docs built\n'});
+      fake.emit('log', {run: 7, step: 'test', seq: 2, text: 'retrying x_test\n'});
+    });
+    await waitFor(() => expect(log.textContent).toBe('FAIL x_test\nretrying x_test\n'));
     fireEvent.click(screen.getByRole('button', {name: 'Retry'}));
     expect(screen.getByRole('alertdialog').textContent).toContain('builds the same commit again');
     expect(fake.requests.some((r) => r.method === 'POST')).toBe(false); // not before the confirmation
