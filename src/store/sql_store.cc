@@ -532,14 +532,19 @@ Result<int64_t> SqlStore::CreateRun(const Run& run) {
     if (run.retry_of != 0) {
       GANTRY_RETURN_IF_ERROR(RequireRun(c, run.retry_of));
     }
-    Result<Rows> rows =
-        c.Query("INSERT INTO runs (repo, pipeline, commit_sha, ref, event, delivery_id, state, "
-                "worker, attempt, message, created_at, updated_at, trusted, approved_by, head_ref, "
-                "retry_of) VALUES "
-                "($1, $2, $3, $4, $5, $6, $7, '', 0, $8, $9, $9, $10, '', $11, $12) RETURNING id",
-                {run.repo, run.pipeline, run.commit, run.ref, S(Name(run.event)), run.delivery_id,
-                 S(run.state), run.message, now, int64_t{run.trusted ? 1 : 0}, run.head_ref,
-                 run.retry_of != 0 ? Value(run.retry_of) : Value(nullptr)});
+    // retry_of is named only when set, so that a store held below migration 7
+    // (Options::max_schema_version, as an older Gantry's database) still creates other runs.
+    std::vector<Value> args = {run.repo, run.pipeline, run.commit, run.ref, S(Name(run.event)),
+                               run.delivery_id, S(run.state), run.message, now,
+                               int64_t{run.trusted ? 1 : 0}, run.head_ref};
+    if (run.retry_of != 0) args.push_back(run.retry_of);
+    Result<Rows> rows = c.Query(
+        fmt::format("INSERT INTO runs (repo, pipeline, commit_sha, ref, event, delivery_id, state, "
+                    "worker, attempt, message, created_at, updated_at, trusted, approved_by, "
+                    "head_ref{}) VALUES ($1, $2, $3, $4, $5, $6, $7, '', 0, $8, $9, $9, $10, '', "
+                    "$11{}) RETURNING id",
+                    run.retry_of != 0 ? ", retry_of" : "", run.retry_of != 0 ? ", $12" : ""),
+        args);
     if (!rows.ok() && rows.status().code() == Code::kAlreadyExists) {
       return AlreadyExistsError("a run was already created for delivery {}", run.delivery_id);
     }
