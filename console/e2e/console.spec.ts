@@ -1,12 +1,14 @@
 // The console in Chromium against a real gantry server (e2e/server.ts): served with its security
 // headers, the login screen, signing in, the overview, the CI runs and a run's coloured log, the
 // environments and clusters pages, an application deployed to a real cluster with its resource
-// tree, a sync through the confirm that shows the server's dry run, and the release's flow;
+// tree, a sync through the confirm that shows the server's dry run, and the release's flow; a failed
+// run's step DAG and its retry;
 // axe-core on every page (no serious or critical violation); a screenshot of each page under
 // GANTRY_CONSOLE_ARTIFACTS.
 import {execFileSync} from 'node:child_process';
 import {createHmac} from 'node:crypto';
-import {mkdirSync} from 'node:fs';
+import {mkdirSync, mkdtempSync, writeFileSync} from 'node:fs';
+import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 
 import AxeBuilder from '@axe-core/playwright';
@@ -159,7 +161,7 @@ test.describe('with the /api/v1 routes', () => {
     const log = page.getByLabel('Run log');
     await expect(log).toContainText('green hello from the console test', {timeout: 30_000});
     await expect(log.locator('span.ansi-fg-2')).toHaveText('green hello');
-    await expect(page.locator('.steps')).toContainText('hello');
+    await expect(page.locator('.dag')).toContainText('hello');
     await axe(page, 'a run');
     await shot(page, 'run');
 
@@ -189,6 +191,78 @@ test.describe('with the /api/v1 routes', () => {
     }
     await axe(page, 'the clusters page');
     await shot(page, 'clusters');
+    expect(errors).toEqual([]);
+  });
+
+  test('a failed run: its step DAG, the log of one step, and a retry that says what it retries', async ({page, request}) => {
+    const errors = watchErrors(page);
+    // A branch whose pipeline fails: build, then test (needs build) fails; docs needs nothing.
+    const repo = process.env.GANTRY_REPO!.replace(/^file:\/\//, '');
+    const work = join(mkdtempSync(join(tmpdir(), 'gantry-e2e-')), 'w');
+    const env = {...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@e', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@e'};
+    execFileSync('git', ['-C', repo, 'worktree', 'add', '-q', '-b', 'e2e-fail', work], {env});
+    writeFileSync(join(work, '.gantry', 'pipeline.yaml'),
+                  'shell: sh\nsteps:\n  build:\n    run: echo built\n  test:\n    needs: [build]\n    run: echo "FAIL x_test"; exit 3\n' +
+                  '  docs:\n    run: echo docs\n');
+    execFileSync('git', ['-C', work, 'commit', '-q', '-am', 'a failing test'], {env});
+    const commit = execFileSync('git', ['-C', work, 'rev-parse', 'HEAD']).toString().trim();
+    const body = JSON.stringify({
+      ref: 'refs/heads/e2e-fail', before: '0000000000000000000000000000000000000001', after: commit,
+      repository: {full_name: 'org/app', clone_url: process.env.GANTRY_REPO}, pusher: {name: 't'}, commits: [],
+    });
+    const sig = createHmac('sha256', process.env.GANTRY_HOOK_SECRET!).update(body).digest('hex');
+    const hook = await request.post(url() + '/webhook', {
+      data: body,
+      headers: {'Content-Type': 'application/json', 'X-GitHub-Event': 'push', 'X-GitHub-Delivery': 'e2e-fail-1', 'X-Hub-Signature-256': `sha256=${sig}`},
+    });
+    expect(hook.status(), await hook.text()).toBe(201);
+    const {run} = await hook.json();
+
+    await signIn(page);
+    await page.goto(`${url()}/runs/${run}`);
+    await expect(page.getByRole('heading', {name: `Run #${run}`})).toContainText('failed', {timeout: 30_000});
+    // The DAG: one edge, build → test; docs stands alone.
+    await expect(page.locator('.dag-node')).toHaveCount(3);
+    await expect(page.locator('path[data-edge]')).toHaveCount(1);
+    await expect(page.locator('path[data-edge="build->test"]')).toHaveCount(1);
+    await expect(page.locator('.dag-node[data-step="test"]')).toContainText('failed');
+    await expect(page.locator('.dag-node[data-step="test"]')).toHaveAttribute('title', 'needs build');
+    // By keyboard: from build, right to test; Enter shows its log only.
+    await page.locator('.dag-node[data-step="build"]').focus();
+    await page.keyboard.press('ArrowRight');
+    await expect(page.locator('.dag-node[data-step="test"]')).toBeFocused();
+    await page.keyboard.press('Enter');
+    const log = page.getByLabel('Run log');
+    await expect(log).toContainText('FAIL x_test');
+    await expect(log).not.toContainText('built');
+    await expect(log).not.toContainText('docs');
+    await axe(page, 'a failed run');
+    await shot(page, 'run-failed-dag');
+
+    await page.getByRole('button', {name: 'Retry'}).click();
+    await expect(page.getByRole('alertdialog')).toContainText('builds the same commit again');
+    await page.getByRole('alertdialog').getByRole('button', {name: 'Retry'}).click();
+    await expect(page).toHaveURL(new RegExp(`/runs/${run + 1}$`));
+    await expect(page.getByRole('heading', {name: `Run #${run + 1}`})).toBeVisible();
+    await expect(page.getByRole('link', {name: `Run #${run}`})).toHaveAttribute('href', `/runs/${run}`);
+    await expect(page.getByRole('heading', {name: `Run #${run + 1}`})).toContainText('failed', {timeout: 30_000});
+    await expect(page.locator('path[data-edge="build->test"]')).toHaveCount(1);
+    await shot(page, 'run-retried');
+
+    // The pipelines page shows the repository with the DAG of its newest run.
+    await page.getByRole('link', {name: 'Pipelines'}).click();
+    await expect(page.getByRole('heading', {name: 'Pipelines', level: 1})).toBeVisible();
+    await expect(page.locator('path[data-edge="build->test"]')).toHaveCount(1);
+    await axe(page, 'the pipelines page');
+    await shot(page, 'pipelines');
+    await page.getByRole('link', {name: 'Projects'}).click();
+    await expect(page.getByRole('heading', {name: 'default'})).toBeVisible();
+    await axe(page, 'the projects page');
+    await shot(page, 'projects');
+    await page.getByRole('link', {name: 'Tokens'}).click();
+    await expect(page.getByRole('heading', {name: 'API tokens'})).toBeVisible();
+    await axe(page, 'the tokens page');
+    await shot(page, 'tokens');
     expect(errors).toEqual([]);
   });
 

@@ -7,9 +7,12 @@ import {Environments} from './pages/Environments';
 import {Login} from './pages/Login';
 import {Overview} from './pages/Overview';
 import {ReleaseFlow} from './pages/ReleaseFlow';
+import {Pipelines} from './pages/Pipelines';
+import {Projects} from './pages/Projects';
 import {Releases} from './pages/Releases';
 import {RunDetail} from './pages/RunDetail';
 import {Runs} from './pages/Runs';
+import {Tokens} from './pages/Tokens';
 import {Link, navigate, usePath} from './router';
 import {applyTheme, clearToken, initialTheme, loadToken, saveToken, takeSignInRedirect, type Theme} from './session';
 
@@ -19,6 +22,9 @@ function Page({client, path}: {client: Client; path: string}) {
   if (path === '/runs' || path === '/runs/') return <Runs client={client} />;
   if (path === '/clusters' || path === '/clusters/') return <Clusters client={client} />;
   if (path === '/environments' || path === '/environments/') return <Environments client={client} />;
+  if (path === '/pipelines' || path === '/pipelines/') return <Pipelines client={client} />;
+  if (path === '/projects' || path === '/projects/') return <Projects client={client} />;
+  if (path === '/tokens' || path === '/tokens/') return <Tokens client={client} />;
   if ((m = path.match(/^\/runs\/(\d+)\/?$/))) return <RunDetail key={m[1]} client={client} id={Number(m[1])} />;
   if ((m = path.match(/^\/apps\/([^/]+)\/?$/))) {
     const app = decodeURIComponent(m[1]);
@@ -81,6 +87,9 @@ export function App({fetchFn}: {fetchFn?: typeof fetch}) {
           {nav('/runs', 'CI runs', path.startsWith('/runs'))}
           {nav('/environments', 'Environments', path.startsWith('/environments'))}
           {nav('/clusters', 'Clusters', path.startsWith('/clusters'))}
+          {nav('/pipelines', 'Pipelines', path.startsWith('/pipelines'))}
+          {nav('/projects', 'Projects', path.startsWith('/projects'))}
+          {nav('/tokens', 'Tokens', path.startsWith('/tokens'))}
         </nav>
         <div className="top-right">
           <button type="button" onClick={toggle} aria-label={`Switch to ${theme === 'dark' ? 'light' : 'dark'} theme`}>

@@ -634,7 +634,8 @@ void Runner::Impl::Finish() {
 
 void Runner::Impl::WriteStep(const StepResult& sr) {
   if (options.store == nullptr) return;
-  store::Step st{.name = sr.name, .state = sr.state, .exit_code = sr.exit_code};
+  store::Step st{.name = sr.name, .state = sr.state, .exit_code = sr.exit_code, .attempts = sr.attempts};
+  if (auto it = index.find(sr.name); it != index.end()) st.needs = steps[it->second]->needs;
   Status s = options.store->UpsertStep(options.run_id, st);
   if (!s.ok()) log::Warn("ci: run {} step {}: store: {}", options.run_id, sr.name, s.message());
 }

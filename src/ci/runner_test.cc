@@ -138,6 +138,23 @@ TEST(Runner, RetryRunsAgain) {
   EXPECT_EQ(env.Step(*r, "flaky").attempts, 2);
 }
 
+TEST(Runner, TheStoreKeepsEachStepsNeedsAndAttempts) {
+  Env env;
+  int64_t id = 0;
+  auto r = env.Run("steps:\n  flaky: {run: [sh, -c, 'test -e once && exit 0; touch once; exit 1'], retry: 2}\n"
+                   "  after: {run: [\"true\"], needs: [flaky]}\n",
+                   {}, nullptr, &id);
+  ASSERT_TRUE(r.ok());
+  auto run = env.st->GetRun(id);
+  ASSERT_TRUE(run.ok());
+  ASSERT_EQ(run->steps.size(), 2u);
+  EXPECT_EQ(run->steps[0].name, "flaky");
+  EXPECT_TRUE(run->steps[0].needs.empty());
+  EXPECT_EQ(run->steps[0].attempts, 2);
+  EXPECT_EQ(run->steps[1].needs, std::vector<std::string>{"flaky"});
+  EXPECT_EQ(run->steps[1].attempts, 1);
+}
+
 TEST(Runner, CanarySecretNeverInStoredOrStreamedLog) {
   Env env;
   const std::string canary = "canary-7f3a/9b+c d\"q";

@@ -342,6 +342,33 @@ Status Server::Approve(int64_t id, std::string_view by) {
   return OkStatus();
 }
 
+Result<store::Run> Server::Retry(int64_t id, std::string_view by) {
+  GANTRY_ASSIGN_OR_RETURN(store::Run old, GetRun(id));
+  if (!store::IsFinal(old.state)) {
+    return FailedPreconditionError("run {} is {}: only a finished run (succeeded, failed or cancelled) can be retried", id,
+                                   store::Name(old.state));
+  }
+  store::Run run;
+  run.repo = old.repo;
+  run.pipeline = old.pipeline;
+  run.commit = old.commit;
+  run.ref = old.ref;
+  run.head_ref = old.head_ref;
+  run.event = old.event;
+  run.trusted = old.trusted;
+  run.retry_of = old.id;
+  run.message = fmt::format("retry of run {} by {}", old.id, by);
+  if (!run.trusted && PolicyFor(run.pipeline).require_approval) {
+    run.state = RunState::kAwaitingApproval;
+    run.message += ": untrusted, awaits approval by a maintainer (gantry runs approve ID)";
+  }
+  auto created = store_.CreateRun(run);
+  if (!created.ok() && created.status().code() == Code::kNotFound) return NotFoundError("no run {}", id);
+  if (!created.ok()) return StoreUnavailable(created.status(), fmt::format("retry run {}", id));
+  log::Info("ci: run {} retries run {} ({}), by {}", *created, id, store::Name(run.state), by);
+  return GetRun(*created);
+}
+
 // mu_ is held throughout: a worker claims a run and registers it in active_ under mu_, so the
 // store's "running" below is another server's run, never one this server is just starting or
 // finishing.

@@ -20,7 +20,7 @@
 //            Runner.
 //   restart  Start() marks this worker's unfinished runs interrupted and re-queues those with
 //            attempt < max_attempts (requeue_interrupted), so none is ever left running.
-//   runs     ListRuns, GetRun, ReadLog (reads), Approve and Cancel.
+//   runs     ListRuns, GetRun, ReadLog (reads), Approve, Retry and Cancel.
 //   cancel   A run this server claimed is known to it from the claim (taken and registered in one
 //            critical section) until its final state is written, whatever it is doing: fetching
 //            and checking out (it then starts no step), running steps (they are stopped), done
@@ -188,6 +188,12 @@ class Server {
   // Queues run `id`, which awaits approval, on behalf of `by` (audited). NotFound;
   // FailedPrecondition when the run does not await approval; Unavailable when the store fails.
   Status Approve(int64_t id, std::string_view by);
+  // Queues a new run of what run `id` built (repository, ref, head branch, commit, event and
+  // pipeline), recording `retry_of` = id, and returns it. It is as trusted as `id` was: an
+  // untrusted run's retry awaits approval again when the repository's policy requires approval.
+  // Its changed paths are not known (`when: paths:` filters match). NotFound; FailedPrecondition
+  // when `id` has not finished (succeeded, failed or cancelled); Unavailable when the store fails.
+  Result<store::Run> Retry(int64_t id, std::string_view by);
   // Cancels run `id`: see Cancelled and "cancel" above. NotFound; FailedPrecondition when it is
   // final, its outcome is settled and being written (its steps ended and no release follows, or
   // its release ended), or it runs on another server; Unavailable when the store fails.

@@ -14,6 +14,7 @@
 #include "cli/deps.h"
 #include "cli/testing.h"
 #include "server/access.h"
+#include "server/api_v1.h"
 #include "server/ci_front.h"
 #include "test/fakes/no_step_executor.h"
 
@@ -45,6 +46,10 @@ class AccessCommandsTest : public ::testing::Test {
                                  }})
                     .ok());
     server::ServeAccess(front_, *access_);
+    ASSERT_TRUE(server::ServeApiV1(front_, {.access = access_.get(), .ci = ci_.get(), .project_of = [](const store::Run&) {
+                                              return std::string("team-a");
+                                            }})
+                    .ok());
     ASSERT_TRUE(front_.Start().ok());
     deps_.clock = &SystemClock();
     ::unsetenv("GANTRY_TOKEN");
@@ -161,6 +166,24 @@ TEST_F(AccessCommandsTest, TokensAreCreatedListedAndRevoked) {
   EXPECT_EQ(revokes[0].actor, "alice");
   EXPECT_EQ(revokes[0].object, "token t-2 \"laptop\"");
   EXPECT_EQ(revokes[0].result, "ok");
+}
+
+TEST_F(AccessCommandsTest, RunsRetryQueuesANewRunOfAFinishedOneForADeployer) {
+  auto run = store_->CreateRun({.repo = kRepo, .pipeline = kRepo, .commit = std::string(40, 'b'), .ref = "refs/heads/main"});
+  ASSERT_TRUE(run.ok());
+  const std::string bob = UserToken("bob");
+  ASSERT_EQ(As(kBootstrap, {"role", "grant", "bob", "deployer", "--project", "team-a"}).code, 0);
+  Ran early = As(bob, {"runs", "retry", std::to_string(*run)});
+  EXPECT_EQ(early.code, 3) << early;
+  EXPECT_THAT(early.err, HasSubstr("HTTP 409"));
+  EXPECT_THAT(early.err, HasSubstr("only a finished run"));
+  ASSERT_TRUE(store_->UpdateRun(*run, store::RunState::kCancelled, "cancelled").ok());
+  Ran retried = As(bob, {"runs", "retry", std::to_string(*run)});
+  ASSERT_EQ(retried.code, 0) << retried;
+  EXPECT_EQ(retried.out, fmt::format("run {} retries run {}: queued\n", *run + 1, *run));
+  auto again = store_->GetRun(*run + 1);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->retry_of, *run);
 }
 
 TEST_F(AccessCommandsTest, AViewerCannotApproveThroughTheCliADeployerCan) {

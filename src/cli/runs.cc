@@ -3,6 +3,9 @@
 //   gantry runs [--server URL] [--ca-file F]            lists runs
 //   gantry runs approve ID                              lets a run awaiting approval (an untrusted
 //                                                       pull request) run
+//   gantry runs retry ID                                queues a new run of a finished run's
+//                                                       commit (POST /api/v1/runs/ID/retry); an
+//                                                       untrusted run's retry awaits approval
 //   gantry logs RUN [-f] [--server URL] [--ca-file F]   prints (and follows) a run's logs (on a
 //                                                       terminal, escape sequences other than
 //                                                       colours are removed: cli/terminal.h)
@@ -72,6 +75,18 @@ Status ApproveRun(const ApproveRunOptions& o, const Deps& deps) {
   return OkStatus();
 }
 
+// POST /api/v1/runs/ID/retry: a new run of what run ID built.
+Status RetryRun(const ApproveRunOptions& o, const Deps& deps) {
+  auto body = CallApi(o.client, "POST", fmt::format("/api/v1/runs/{}/retry", o.run));
+  if (!body.ok()) return body.status().WithContext(fmt::format("retry run {}", o.run));
+  auto run = value::ParseJson(*body, "the server's answer");
+  if (!run.ok() || run->Get("id") == nullptr || !run->Get("id")->IsInt()) {
+    return UnavailableError("the server answered {:?}, not a run (is {} a Gantry server?)", *body, o.client.server);
+  }
+  fmt::print(deps.out, "run {} retries run {}: {}\n", run->Get("id")->AsInt(), o.run, value::StringAt(&*run, {"state"}));
+  return OkStatus();
+}
+
 struct LogsOptions {
   ServerClient client;
   int64_t run = 0;
@@ -107,8 +122,13 @@ void AddRunsCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   approve_cmd->add_option("run", approve->run, "Run id")->required();
   AddServerClientFlags(approve_cmd, approve->client);
   approve_cmd->callback([approve, &deps, &exit_code] { exit_code = Report(ApproveRun(*approve, deps), deps.err); });
-  cmd->callback([list, approve_cmd, &deps, &exit_code] {
-    if (!approve_cmd->parsed()) exit_code = Report(ListRuns(*list, deps), deps.err);
+  auto retry = std::make_shared<ApproveRunOptions>();
+  auto* retry_cmd = cmd->add_subcommand("retry", "Queue a new run of a finished run's commit (an untrusted run's retry awaits approval)");
+  retry_cmd->add_option("run", retry->run, "Run id")->required();
+  AddServerClientFlags(retry_cmd, retry->client);
+  retry_cmd->callback([retry, &deps, &exit_code] { exit_code = Report(RetryRun(*retry, deps), deps.err); });
+  cmd->callback([list, approve_cmd, retry_cmd, &deps, &exit_code] {
+    if (!approve_cmd->parsed() && !retry_cmd->parsed()) exit_code = Report(ListRuns(*list, deps), deps.err);
   });
 }
 

@@ -460,6 +460,7 @@ Status RunServer(ServerOptions o, const Deps& deps) {
                                                     .renderer = renderer,
                                                     .path_template = o.release.path_template,
                                                     .actions = &actions,
+                                                    .repos = o.ci.repos,
                                                     .metrics = &registry,
                                                     .config_repo = o.deploy_repo,
                                                     .links = o.links}));

@@ -108,6 +108,28 @@ Status CheckOwn(Access& access, const Principal& who) {
 
 Result<http::Response> CreateToken(Access& access, const http::Request& req, const Principal& who, AuditNote& note) {
   GANTRY_ASSIGN_OR_RETURN(Value body, JsonBody(req));
+  GANTRY_ASSIGN_OR_RETURN(NewToken created, CreateApiToken(access, body, who, note));
+  Value v = TokenJson(created.token);
+  v.Set("token", created.secret);
+  return Json(201, v);
+}
+
+Result<http::Response> ListTokens(Access& access, const http::Request& req, const Principal& who) {
+  GANTRY_ASSIGN_OR_RETURN(auto tokens, ListApiTokens(access, ParseQuery(req.query), who));
+  Value list = Value::Seq();
+  for (const auto& t : tokens) list.Append(TokenJson(t));
+  return Json(200, list);
+}
+
+Result<http::Response> RevokeToken(Access& access, std::string_view id_text, const Principal& who, AuditNote& note) {
+  GANTRY_ASSIGN_OR_RETURN(int64_t id, ParseTokenId(id_text));
+  GANTRY_RETURN_IF_ERROR(RevokeApiToken(access, id_text, who, note));
+  return http::Response::Text(200, fmt::format("revoked {}\n", TokenId(id)));
+}
+
+}  // namespace
+
+Result<NewToken> CreateApiToken(Access& access, const Value& body, const Principal& who, AuditNote& note) {
   store::ApiToken t;
   GANTRY_ASSIGN_OR_RETURN(t.name, StringField(body, "name"));
   GANTRY_ASSIGN_OR_RETURN(std::string project, StringField(body, "project"));
@@ -151,13 +173,11 @@ Result<http::Response> CreateToken(Access& access, const http::Request& req, con
   GANTRY_ASSIGN_OR_RETURN(store::ApiToken created, access.store().CreateToken(t));
   note.object = fmt::format("token {} {:?}", TokenId(created.id), created.name);
   note.details = fmt::format("{} token of {}", store::Name(created.kind), created.owner);
-  Value v = TokenJson(created);
-  v.Set("token", secret);
-  return Json(201, v);
+  return NewToken{.token = std::move(created), .secret = std::move(secret)};
 }
 
-Result<http::Response> ListTokens(Access& access, const http::Request& req, const Principal& who) {
-  const auto q = ParseQuery(req.query);
+Result<std::vector<store::ApiToken>> ListApiTokens(Access& access, const std::map<std::string, std::string>& q,
+                                                   const Principal& who) {
   std::vector<store::ApiToken> tokens;
   const std::string project = Param(q, "project");
   if (Param(q, "all") == "1") {
@@ -173,12 +193,10 @@ Result<http::Response> ListTokens(Access& access, const http::Request& req, cons
     GANTRY_ASSIGN_OR_RETURN(tokens, access.store().ListTokens(who.name));
     std::erase_if(tokens, [](const store::ApiToken& t) { return t.kind != store::TokenKind::kUser; });
   }
-  Value list = Value::Seq();
-  for (const auto& t : tokens) list.Append(TokenJson(t));
-  return Json(200, list);
+  return tokens;
 }
 
-Result<http::Response> RevokeToken(Access& access, std::string_view id_text, const Principal& who, AuditNote& note) {
+Status RevokeApiToken(Access& access, std::string_view id_text, const Principal& who, AuditNote& note) {
   GANTRY_ASSIGN_OR_RETURN(int64_t id, ParseTokenId(id_text));
   note.object = "token " + TokenId(id);
   auto token = access.store().GetToken(id);
@@ -194,9 +212,10 @@ Result<http::Response> RevokeToken(Access& access, std::string_view id_text, con
   } else {
     GANTRY_RETURN_IF_ERROR(access.Authorize(who, Permission::kTokensManage, kAllProjects));
   }
-  GANTRY_RETURN_IF_ERROR(access.store().RevokeToken(id, who.name));
-  return http::Response::Text(200, fmt::format("revoked {}\n", TokenId(id)));
+  return access.store().RevokeToken(id, who.name);
 }
+
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // /api/roles

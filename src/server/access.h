@@ -37,6 +37,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "authz/authz.h"
 #include "base/clock.h"
@@ -45,6 +46,7 @@
 #include "http/http.h"
 #include "server/front.h"
 #include "store/store.h"
+#include "value/value.h"
 
 namespace gantry::server {
 
@@ -124,6 +126,23 @@ class Access {
 
 // An audit row's result: "ok", or the error as "Code: message" ("PermissionDenied: user bob lacks ...").
 std::string AuditResult(const Status& s);
+
+// The token operations of /api/tokens, which /api/v1/tokens shares (same rules, same audit notes).
+// CreateApiToken: `body` as POST /api/tokens takes it; the stored token and its secret (to be
+// shown once). InvalidArgument naming the bad field; PermissionDenied (a robot token needs
+// tokens.manage on its project, a user token tokens.manage-own).
+struct NewToken {
+  store::ApiToken token;
+  std::string secret;
+};
+Result<NewToken> CreateApiToken(Access& access, const value::Value& body, const authz::Principal& who, AuditNote& note);
+// The tokens `query` selects, as GET /api/tokens: the caller's own; project=P robot tokens of P
+// (tokens.manage on P); all=1 every token (tokens.manage on "*"). Newest first.
+Result<std::vector<store::ApiToken>> ListApiTokens(Access& access, const std::map<std::string, std::string>& query,
+                                                   const authz::Principal& who);
+// Revokes token `id_text` ("t-12" or "12"): one's own user token, a robot token with
+// tokens.manage on its project, anyone's with tokens.manage on "*". NotFound; PermissionDenied.
+Status RevokeApiToken(Access& access, std::string_view id_text, const authz::Principal& who, AuditNote& note);
 
 // Registers /api/tokens, /api/roles and /api/audit on `front`; `access` must outlive its serving.
 void ServeAccess(Front& front, Access& access);

@@ -17,6 +17,7 @@
 #include "server/app_resources.h"
 #include "server/cluster_probe.h"
 #include "server/ci_front.h"
+#include "project/project.h"
 #include "store/store.h"
 #include "value/value.h"
 
@@ -55,6 +56,25 @@ std::string RunProject(const ApiV1Options& o, const store::Run& run) {
   return project.empty() ? std::string(authz::kAllProjects) : project;
 }
 
+// A run's steps: the DAG (each step's needs) and how each went.
+Value StepsJson(const std::vector<store::Step>& steps) {
+  Value out = Value::Seq();
+  for (const auto& s : steps) {
+    Value sv = Value::Map();
+    sv.Set("name", s.name);
+    sv.Set("state", store::Name(s.state));
+    sv.Set("exit_code", s.exit_code ? Value(*s.exit_code) : Value());
+    sv.Set("started_at", TimeOrNull(s.started_at));
+    sv.Set("finished_at", TimeOrNull(s.finished_at));
+    Value needs = Value::Seq();
+    for (const auto& n : s.needs) needs.Append(n);
+    sv.Set("needs", needs);
+    sv.Set("attempts", s.attempts);
+    out.Append(sv);
+  }
+  return out;
+}
+
 Value RunJson(const ApiV1Options& o, const store::Run& r, bool with_steps) {
   Value v = Value::Map();
   v.Set("id", r.id);
@@ -69,20 +89,9 @@ Value RunJson(const ApiV1Options& o, const store::Run& r, bool with_steps) {
   v.Set("started_at", TimeOrNull(r.started_at));
   v.Set("finished_at", TimeOrNull(r.finished_at));
   v.Set("approved_by", r.approved_by);
+  v.Set("retry_of", r.retry_of == 0 ? Value() : Value(r.retry_of));
   v.Set("project", o.project_of ? o.project_of(r) : "");
-  if (with_steps) {
-    Value steps = Value::Seq();
-    for (const auto& s : r.steps) {
-      Value sv = Value::Map();
-      sv.Set("name", s.name);
-      sv.Set("state", store::Name(s.state));
-      sv.Set("exit_code", s.exit_code ? Value(*s.exit_code) : Value());
-      sv.Set("started_at", TimeOrNull(s.started_at));
-      sv.Set("finished_at", TimeOrNull(s.finished_at));
-      steps.Append(sv);
-    }
-    v.Set("steps", steps);
-  }
+  if (with_steps) v.Set("steps", StepsJson(r.steps));
   return v;
 }
 
@@ -305,7 +314,7 @@ Result<http::Response> Runs(const ApiV1Options& o, const http::Request& req, con
   return ListResponse(req, items, next);
 }
 
-// /api/v1/runs/{id}[/logs|/cancel|/approve].
+// /api/v1/runs/{id}[/logs|/cancel|/approve|/retry].
 Result<http::Response> Run(const ApiV1Options& o, const http::Request& req, const authz::Principal& who,
                            AuditNote& note, std::string_view action) {
   GANTRY_ASSIGN_OR_RETURN(int64_t id, ParseId(ParamOf(req, "id"), "run"));
@@ -317,6 +326,17 @@ Result<http::Response> Run(const ApiV1Options& o, const http::Request& req, cons
     GANTRY_RETURN_IF_ERROR(o.ci->Approve(id, who.name));
     GANTRY_ASSIGN_OR_RETURN(run, o.ci->GetRun(id));
     return http::Response::Json(200, value::ToJson(RunJson(o, run, true)) + "\n");
+  }
+  if (action == "retry") {
+    // Retrying builds the commit again: who may start that may retry (runs.approve, as a run
+    // awaiting approval is started by approving it).
+    GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, authz::Permission::kRunsApprove, project));
+    GANTRY_ASSIGN_OR_RETURN(store::Run retry, o.ci->Retry(id, who.name));
+    note.details = fmt::format("new run {}{}", retry.id,
+                               retry.state == store::RunState::kAwaitingApproval ? " (awaiting approval)" : "");
+    http::Response r = http::Response::Json(201, value::ToJson(RunJson(o, retry, true)) + "\n");
+    r.headers["location"] = fmt::format("/api/v1/runs/{}", retry.id);
+    return r;
   }
   if (action == "cancel") {
     GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, authz::Permission::kRunsCancel, project));
@@ -1391,6 +1411,262 @@ Result<http::Response> ReleaseFlow(const ApiV1Options& o, const http::Request& r
   return WithETag(req, value::ToJson(v) + "\n");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Pipelines: the repositories the CI server builds, with the steps of their newest run.
+
+// A path segment, percent-decoded ("https%3A%2F%2Fgit.example%2Fshop.git"); InvalidArgument for a
+// malformed escape.
+Result<std::string> PercentDecode(std::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '%') {
+      out += text[i];
+      continue;
+    }
+    unsigned byte = 0;
+    if (i + 2 >= text.size() ||
+        std::from_chars(text.data() + i + 1, text.data() + i + 3, byte, 16).ptr != text.data() + i + 3) {
+      return InvalidArgumentError("{:?}: a '%' must be followed by two hex digits", text);
+    }
+    out += static_cast<char>(byte);
+    i += 2;
+  }
+  return out;
+}
+
+// How many of a pipeline's newest runs are searched for one that has steps (a queued run has none).
+constexpr int kPipelineRunsSearched = 20;
+
+// One pipeline: the repository, its project, its newest run and the steps (with needs) of the
+// newest run that wrote any.
+Result<Value> PipelineJson(const ApiV1Options& o, const std::string& repo) {
+  GANTRY_ASSIGN_OR_RETURN(auto runs, o.access->store().ListRuns({.pipeline = repo, .limit = kPipelineRunsSearched}));
+  store::Run probe;
+  probe.pipeline = repo;
+  probe.repo = repo;
+  Value v = Value::Map();
+  v.Set("repo", git::ScrubUrl(repo));
+  v.Set("project", o.project_of ? o.project_of(probe) : "");
+  v.Set("last_run", runs.empty() ? Value() : RunJson(o, runs.front(), false));
+  Value steps = Value::Seq();
+  Value from = Value();
+  for (const auto& r : runs) {
+    GANTRY_ASSIGN_OR_RETURN(store::Run full, o.ci->GetRun(r.id));
+    if (full.steps.empty()) continue;
+    steps = StepsJson(full.steps);
+    from = Value(full.id);
+    break;
+  }
+  v.Set("steps", steps);
+  v.Set("steps_from_run", from);
+  return v;
+}
+
+// The project a pipeline's permissions are checked on ("*" for none), as its runs'.
+std::string PipelineProject(const ApiV1Options& o, const std::string& repo) {
+  store::Run probe;
+  probe.pipeline = repo;
+  probe.repo = repo;
+  return RunProject(o, probe);
+}
+
+// GET /api/v1/pipelines: the pipelines whose runs the caller may read.
+Result<http::Response> Pipelines(const ApiV1Options& o, const http::Request& req, const authz::Principal& who) {
+  GANTRY_RETURN_IF_ERROR(KnownParams(ParseQuery(req.query), {}));
+  GANTRY_ASSIGN_OR_RETURN(authz::Authorizer authz, o.access->LoadAuthorizer());
+  if (!authz.AllowedSomewhere(who, authz::Permission::kRunsRead)) {
+    return authz.Check(who, authz::Permission::kRunsRead, authz::kAllProjects);
+  }
+  std::vector<std::string> repos = o.repos;
+  std::sort(repos.begin(), repos.end(), [](const auto& a, const auto& b) { return git::ScrubUrl(a) < git::ScrubUrl(b); });
+  Value items = Value::Seq();
+  for (const auto& repo : repos) {
+    if (!authz.Allowed(who, authz::Permission::kRunsRead, PipelineProject(o, repo))) continue;
+    GANTRY_ASSIGN_OR_RETURN(Value v, PipelineJson(o, repo));
+    items.Append(v);
+  }
+  return ListResponse(req, items, std::nullopt);
+}
+
+// GET /api/v1/pipelines/{repo}: {repo} is the repository's URL as the list gives it, percent-encoded.
+Result<http::Response> PipelineDetail(const ApiV1Options& o, const http::Request& req, const authz::Principal& who) {
+  GANTRY_ASSIGN_OR_RETURN(std::string want, PercentDecode(ParamOf(req, "repo")));
+  for (const auto& repo : o.repos) {
+    if (git::ScrubUrl(repo) != want && repo != want) continue;
+    GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, authz::Permission::kRunsRead, PipelineProject(o, repo)));
+    GANTRY_ASSIGN_OR_RETURN(Value v, PipelineJson(o, repo));
+    return WithETag(req, value::ToJson(v) + "\n");
+  }
+  return NotFoundError("no pipeline {:?}: this server builds {}", want,
+                       o.repos.empty() ? std::string("no repository") : fmt::format("{} repositories (GET /api/v1/pipelines)", o.repos.size()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Projects: the deliver configuration's Projects (and the built-in default), with who has roles.
+
+Value StringsJson(const std::vector<std::string>& list) {
+  Value out = Value::Seq();
+  for (const auto& s : list) out.Append(s);
+  return out;
+}
+
+// The projects the server knows: the configuration's, and "default" (built in) unless defined.
+std::vector<project::Project> KnownProjects(const ApiV1Options& o) {
+  std::vector<project::Project> out = o.deliver_config ? o.deliver_config->projects : std::vector<project::Project>{};
+  if (std::none_of(out.begin(), out.end(), [](const auto& p) { return p.name == "default"; })) {
+    out.push_back(project::DefaultProject());
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return out;
+}
+
+// A project as JSON; its role bindings only for a caller with roles.manage there (as GET
+// /api/roles), else null.
+Value ProjectJson(const ApiV1Options& o, const project::Project& p, const authz::Authorizer& authz,
+                  const authz::Principal& who, const std::vector<store::RoleBinding>& bindings, bool detail) {
+  Value v = Value::Map();
+  v.Set("name", p.name);
+  v.Set("description", p.description);
+  v.Set("built_in", p.source.empty() && p.name == "default" &&
+                        (!o.deliver_config || std::none_of(o.deliver_config->projects.begin(), o.deliver_config->projects.end(),
+                                                           [](const auto& q) { return q.name == "default"; })));
+  v.Set("source_repos", StringsJson(p.source_repos));
+  Value dests = Value::Seq();
+  for (const auto& d : p.destinations) {
+    Value dv = Value::Map();
+    dv.Set("server", d.server);
+    dv.Set("name", d.name);
+    dv.Set("namespace", d.namespace_);
+    dests.Append(dv);
+  }
+  v.Set("destinations", dests);
+  Value ci = Value::Seq();
+  for (const auto& repo : o.repos) {
+    store::Run probe;
+    probe.pipeline = repo;
+    probe.repo = repo;
+    if (o.project_of && o.project_of(probe) == p.name) ci.Append(git::ScrubUrl(repo));
+  }
+  v.Set("ci_repos", ci);
+  if (detail) {
+    v.Set("source_namespaces", StringsJson(p.source_namespaces));
+    v.Set("image_repos", StringsJson(p.image_repos));
+    v.Set("config_paths", StringsJson(p.config_paths));
+    v.Set("credentials", StringsJson(p.credentials));
+    Value windows = Value::Seq();
+    for (const auto& w : p.windows) {
+      Value wv = Value::Map();
+      wv.Set("kind", w.kind == project::WindowKind::kAllow ? "allow" : "deny");
+      wv.Set("schedule", w.schedule);
+      wv.Set("duration_minutes", static_cast<int64_t>(w.duration.count()));
+      wv.Set("environments", StringsJson(w.environments));
+      wv.Set("applications", StringsJson(w.applications));
+      wv.Set("clusters", StringsJson(w.clusters));
+      wv.Set("namespaces", StringsJson(w.namespaces));
+      wv.Set("manual_sync", w.manual_sync);
+      windows.Append(wv);
+    }
+    v.Set("windows", windows);
+  }
+  if (authz.Allowed(who, authz::Permission::kRolesManage, p.name)) {
+    Value roles = Value::Seq();
+    for (const auto& b : bindings) {
+      if (b.project != p.name && b.project != authz::kAllProjects) continue;
+      Value rv = Value::Map();
+      rv.Set("subject_kind", b.subject_kind == store::SubjectKind::kUser ? "user" : "group");
+      rv.Set("subject", b.subject);
+      rv.Set("role", b.role);
+      rv.Set("project", b.project);
+      roles.Append(rv);
+    }
+    v.Set("roles", roles);
+  } else {
+    v.Set("roles", Value());
+  }
+  return v;
+}
+
+// GET /api/v1/projects: the projects where the caller may read apps.
+Result<http::Response> Projects(const ApiV1Options& o, const http::Request& req, const authz::Principal& who) {
+  GANTRY_RETURN_IF_ERROR(KnownParams(ParseQuery(req.query), {}));
+  GANTRY_ASSIGN_OR_RETURN(authz::Authorizer authz, o.access->LoadAuthorizer());
+  if (!authz.AllowedSomewhere(who, authz::Permission::kAppsRead)) {
+    return authz.Check(who, authz::Permission::kAppsRead, authz::kAllProjects);
+  }
+  GANTRY_ASSIGN_OR_RETURN(auto bindings, o.access->store().ListRoleBindings());
+  Value items = Value::Seq();
+  for (const auto& p : KnownProjects(o)) {
+    if (authz.Allowed(who, authz::Permission::kAppsRead, p.name)) items.Append(ProjectJson(o, p, authz, who, bindings, false));
+  }
+  return ListResponse(req, items, std::nullopt);
+}
+
+// GET /api/v1/projects/{name}.
+Result<http::Response> ProjectDetail(const ApiV1Options& o, const http::Request& req, const authz::Principal& who) {
+  const std::string name = ParamOf(req, "name");
+  GANTRY_ASSIGN_OR_RETURN(authz::Authorizer authz, o.access->LoadAuthorizer());
+  GANTRY_RETURN_IF_ERROR(authz.Check(who, authz::Permission::kAppsRead, name));
+  for (const auto& p : KnownProjects(o)) {
+    if (p.name != name) continue;
+    GANTRY_ASSIGN_OR_RETURN(auto bindings, o.access->store().ListRoleBindings());
+    return WithETag(req, value::ToJson(ProjectJson(o, p, authz, who, bindings, true)) + "\n");
+  }
+  return NotFoundError("no project {:?} (GET /api/v1/projects lists them)", name);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens: as /api/tokens (server/access.h), never with a secret but the new one's.
+
+Value TokenJson(const store::ApiToken& t) {
+  Value v = Value::Map();
+  v.Set("id", TokenId(t.id));
+  v.Set("name", t.name);
+  v.Set("kind", store::Name(t.kind));
+  v.Set("owner", t.owner);
+  v.Set("roles", StringsJson(t.roles));
+  v.Set("created_by", t.created_by);
+  v.Set("created_at", Rfc3339(t.created_at));
+  v.Set("expires_at", TimeOrNull(t.expires_at));
+  v.Set("last_used_at", TimeOrNull(t.last_used_at));
+  v.Set("revoked_at", TimeOrNull(t.revoked_at));
+  v.Set("revoked_by", t.revoked_by);
+  return v;
+}
+
+// GET /api/v1/tokens[?project=P|?all=1].
+Result<http::Response> Tokens(const ApiV1Options& o, const http::Request& req, const authz::Principal& who) {
+  const auto q = ParseQuery(req.query);
+  GANTRY_RETURN_IF_ERROR(KnownParams(q, {"project", "all"}));
+  GANTRY_ASSIGN_OR_RETURN(auto tokens, ListApiTokens(*o.access, q, who));
+  Value items = Value::Seq();
+  for (const auto& t : tokens) items.Append(TokenJson(t));
+  return ListResponse(req, items, std::nullopt);
+}
+
+// POST /api/v1/tokens → 201 with the secret, this once.
+Result<http::Response> CreateToken(const ApiV1Options& o, const http::Request& req, const authz::Principal& who,
+                                   AuditNote& note) {
+  GANTRY_ASSIGN_OR_RETURN(Value body, BodyObject(req));
+  GANTRY_RETURN_IF_ERROR(KnownFields(body, {"name", "expires_in_seconds", "project", "roles"}));
+  GANTRY_ASSIGN_OR_RETURN(NewToken created, CreateApiToken(*o.access, body, who, note));
+  Value v = TokenJson(created.token);
+  v.Set("token", created.secret);
+  http::Response r = http::Response::Json(201, value::ToJson(v) + "\n");
+  r.headers["cache-control"] = "no-store";
+  return r;
+}
+
+// DELETE /api/v1/tokens/{id} → 200 with the revoked token.
+Result<http::Response> RevokeToken(const ApiV1Options& o, const http::Request& req, const authz::Principal& who,
+                                   AuditNote& note) {
+  const std::string id_text = ParamOf(req, "id");
+  auto id = ParseTokenId(id_text);
+  if (!id.ok()) return NotFoundError("no token {:?} (ids look like t-12)", id_text);
+  GANTRY_RETURN_IF_ERROR(RevokeApiToken(*o.access, id_text, who, note));
+  GANTRY_ASSIGN_OR_RETURN(store::ApiToken t, o.access->store().GetToken(*id));
+  return http::Response::Json(200, value::ToJson(TokenJson(t)) + "\n");
+}
+
 using RouteFn = std::function<Result<http::Response>(const ApiV1Options&, const http::Request&,
                                                      const authz::Principal&, AuditNote&)>;
 
@@ -1441,7 +1717,9 @@ Status ServeApiV1(Front& front, ApiV1Options options) {
     front.Handle(method, path, [o, latency, action, fn = std::move(fn)](const http::Request& req) {
       const auto start = std::chrono::steady_clock::now();
       AuditNote note{.action = action};
-      if (auto id = req.params.find("id"); id != req.params.end()) note.object = "run " + id->second;
+      if (auto id = req.params.find("id"); id != req.params.end()) {
+        note.object = (req.route.starts_with("/api/v1/tokens/") ? "token " : "run ") + id->second;
+      }
       http::Response r = o->access->Serve(
           req, note, [&](const authz::Principal& who, AuditNote& n) { return fn(*o, req, who, n); }, ProblemJson);
       if (latency != nullptr) {
@@ -1483,8 +1761,8 @@ Status ServeApiV1(Front& front, ApiV1Options options) {
   add("GET", "/api/v1/environments", "apps.read", read(Environments));
   add("GET", "/api/v1/runs", "runs.read", read(Runs));
   add("GET", "/api/v1/events", "events.read", read(Events));
-  for (std::string action : {"", "logs", "cancel", "approve"}) {
-    const bool post = action == "cancel" || action == "approve";
+  for (std::string action : {"", "logs", "cancel", "approve", "retry"}) {
+    const bool post = action == "cancel" || action == "approve" || action == "retry";
     add(post ? "POST" : "GET", action.empty() ? "/api/v1/runs/{id}" : "/api/v1/runs/{id}/" + action,
         post ? "runs." + action : "runs.read",
         [action](const ApiV1Options& opt, const http::Request& req, const authz::Principal& who, AuditNote& note) {
@@ -1497,6 +1775,13 @@ Status ServeApiV1(Front& front, ApiV1Options options) {
           return AppAction(opt, req, who, note, action);
         });
   }
+  add("GET", "/api/v1/pipelines", "runs.read", read(Pipelines));
+  add("GET", "/api/v1/pipelines/{repo}", "runs.read", read(PipelineDetail));
+  add("GET", "/api/v1/projects", "apps.read", read(Projects));
+  add("GET", "/api/v1/projects/{name}", "apps.read", read(ProjectDetail));
+  add("GET", "/api/v1/tokens", "tokens", read(Tokens));
+  add("POST", "/api/v1/tokens", "tokens.create", CreateToken);
+  add("DELETE", "/api/v1/tokens/{id}", "tokens.revoke", RevokeToken);
   front.Handle("GET", "/api/v1/openapi.json", [](const http::Request& req) {
     http::Response r = WithETag(req, std::string(OpenApiDocument()));
     r.headers["cache-control"] = "no-cache";

@@ -39,6 +39,20 @@
 //   GET  /api/v1/runs/{id}/logs          text/plain, as /api/runs/ID/logs (?follow=1 streams)
 //   POST /api/v1/runs/{id}/cancel        → the run (202 while it stops, 200 when cancelled)
 //   POST /api/v1/runs/{id}/approve       → the run, queued
+//   POST /api/v1/runs/{id}/retry         → 201, a new run of the same repository, commit, ref,
+//                                        event and pipeline, with retry_of (ci::Server::Retry);
+//                                        409 while the run has not finished
+//   GET  /api/v1/pipelines               the repositories the CI server builds: project, newest
+//                                        run, and the steps (with needs) of the newest run that
+//                                        has steps
+//   GET  /api/v1/pipelines/{repo}        one, by its URL as listed, percent-encoded
+//   GET  /api/v1/projects                the deliver configuration's Projects (and the built-in
+//   GET  /api/v1/projects/{name}         default): destinations, source repos, CI repos, and the
+//                                        role bindings when the caller has roles.manage there
+//   GET  /api/v1/tokens                  API tokens as GET /api/tokens (?project=, ?all=1), never
+//                                        a secret
+//   POST /api/v1/tokens                  as POST /api/tokens: 201 with the secret, shown once
+//   DELETE /api/v1/tokens/{id}           revokes now (the next request with it is refused)
 //   POST /api/v1/apps/{app}/deploy       {"revision", "through"?, "environment"?, "project"?,
 //                                        "prune"?} → 202 {"release", "state": "running", ...}: a
 //                                        push deploy the server runs (server/actions.h)
@@ -51,7 +65,8 @@
 //   GET  /api/v1/openapi.json            the OpenAPI 3.1 document (no authentication)
 //
 // Every route but openapi.json goes through server::Access: 401 without valid credentials; reads
-// need runs.read / apps.read on the object's project, cancel runs.cancel, approve runs.approve;
+// need runs.read / apps.read on the object's project, cancel runs.cancel, approve and retry
+// runs.approve; tokens as /api/tokens (server/access.h);
 // deploy and resume apps.deploy, rollback apps.rollback, an app's approve releases.approve, on the
 // body's "project" (default "default"); sync, refresh and terminate apps.sync on the app's project; each POST leaves one audit row. Errors are application/problem+json (ProblemJson, front.h).
 // Lists answer {"items": [...], "next": cursor | null}: ?limit=N (1..500, default 50) and
@@ -61,6 +76,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 #include "ci/server.h"
@@ -98,6 +114,8 @@ struct ApiV1Options {
   // ProbeVersion with a 2 s timeout. Each answer is kept for probe_ttl.
   ProbeFn probe;
   std::chrono::milliseconds probe_ttl{30'000};
+  // The repositories the CI server builds (ci::ServerOptions::repos), for /api/v1/pipelines.
+  std::vector<std::string> repos;
   // API latency by route (gantry_api_request_duration_seconds{route,method,code}); nullptr: none.
   http::Registry* metrics = nullptr;
   // The config repository releases' config revisions are commits of (--deploy-repo), for links;

@@ -31,6 +31,7 @@ namespace gantry::server {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 namespace fs = std::filesystem;
 using value::Value;
 
@@ -79,6 +80,8 @@ class ApiV1Test : public ::testing::Test {
     deliver::Config config;
     config.clusters = {{.name = "dev-1", .environment = "dev"}, {.name = "prod-1", .environment = "prod"}};
     config.environments = {{.name = "dev"}, {.name = "prod", .after = {"dev"}, .gates = {.approval = true}}};
+    config.projects = {{.name = "team-a", .description = "Team A", .source_repos = {"https://git.example/team-a/*"},
+                        .image_repos = {"registry.example/team-a/*"}, .destinations = {{.server = "*", .namespace_ = "team-a-*"}}}};
     deliver::RenderFn render = [](std::string_view revision, const std::string& path, const deliver::RenderTarget&) -> Result<render::Rendered> {
       GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {a: b}\n", path));
       return render::Rendered{std::string(revision), std::move(docs)};
@@ -96,7 +99,7 @@ class ApiV1Test : public ::testing::Test {
     actions_ = std::make_unique<Actions>(*store_, ActionsOptions{.config = config, .renderer = [render] { return render; }, .connect = connect,
                                                                  .max_running = 2, .events = &bus_, .projects = &projects_});
     ASSERT_TRUE(ServeApiV1(front_, {.access = access_.get(), .ci = ci_.get(), .events = &bus_, .deliver_config = config,
-                                    .actions = actions_.get(), .metrics = &metrics_}).ok());
+                                    .actions = actions_.get(), .repos = {kRepo}, .metrics = &metrics_}).ok());
     ASSERT_TRUE(front_.Start().ok());
   }
   void TearDown() override {
@@ -308,6 +311,173 @@ TEST_F(ApiV1Test, AnswersValidateAgainstTheirSchemas) {
   EXPECT_EQ((*audit)[0].object, "run 1");
   EXPECT_EQ((*audit)[1].action, "runs.approve");
   EXPECT_THAT((*audit)[1].result, HasSubstr("FailedPrecondition"));
+}
+
+TEST_F(ApiV1Test, RetryQueuesANewRunOfAFinishedRunThatSaysWhatItRetries) {
+  Hook(std::string(40, 'a'), "d1");
+  auto early = Api("POST", "/api/v1/runs/1/retry");
+  EXPECT_EQ(early.status, 409) << "queued: not finished";
+  EXPECT_EQ(early.headers["content-type"], "application/problem+json");
+  EXPECT_THAT(early.body, HasSubstr("only a finished run"));
+  ExpectValid(early, "/api/v1/runs/{id}/retry", "POST");
+  ASSERT_EQ(Api("POST", "/api/v1/runs/1/cancel").status, 200);
+  auto retried = Api("POST", "/api/v1/runs/1/retry");
+  ASSERT_EQ(retried.status, 201) << retried.body;
+  ExpectValid(retried, "/api/v1/runs/{id}/retry", "POST");
+  EXPECT_EQ(retried.headers["location"], "/api/v1/runs/2");
+  auto run = value::ParseJson(retried.body);
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(value::IntAt(&*run, {"id"}), 2);
+  EXPECT_EQ(value::IntAt(&*run, {"retry_of"}), 1);
+  EXPECT_EQ(value::StringAt(&*run, {"commit"}), std::string(40, 'a'));
+  EXPECT_EQ(value::StringAt(&*run, {"state"}), "queued");
+  EXPECT_THAT(Api("GET", "/api/v1/runs/2").body, HasSubstr("\"retry_of\":1"));
+  EXPECT_THAT(Api("GET", "/api/v1/runs/1").body, HasSubstr("\"retry_of\":null"));
+  auto audit = store_->ListAudit(1);
+  ASSERT_TRUE(audit.ok() && !audit->empty());
+  EXPECT_EQ((*audit)[0].action, "runs.retry");
+  EXPECT_EQ((*audit)[0].object, "run 1");
+  EXPECT_EQ((*audit)[0].details, "new run 2");
+
+  ExpectValid(Api("POST", "/api/v1/runs/99/retry"), "/api/v1/runs/{id}/retry", "POST");  // 404
+  const std::string viewer = UserToken("vera", "viewer", "*");
+  auto refused = Post(viewer, "/api/v1/runs/1/retry", "");
+  EXPECT_EQ(refused.status, 403);
+  EXPECT_THAT(refused.body, HasSubstr("runs.approve"));
+  ExpectValid(refused, "/api/v1/runs/{id}/retry", "POST");
+}
+
+TEST_F(ApiV1Test, AnUntrustedRunsRetryAwaitsApprovalAgain) {
+  auto id = store_->CreateRun({.repo = "https://git.example/fork/app", .pipeline = kRepo, .commit = std::string(40, 'c'),
+                               .ref = "refs/heads/main", .event = store::RunEvent::kPullRequest,
+                               .state = store::RunState::kAwaitingApproval, .trusted = false});
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  ASSERT_EQ(Api("POST", fmt::format("/api/v1/runs/{}/cancel", *id)).status, 200);
+  auto retried = Api("POST", fmt::format("/api/v1/runs/{}/retry", *id));
+  ASSERT_EQ(retried.status, 201) << retried.body;
+  EXPECT_THAT(retried.body, HasSubstr("\"state\":\"awaiting_approval\""));
+  auto again = store_->GetRun(*id + 1);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->trusted);
+  EXPECT_EQ(again->repo, "https://git.example/fork/app");
+  EXPECT_EQ(again->event, store::RunEvent::kPullRequest);
+  EXPECT_THAT(Api("POST", fmt::format("/api/v1/runs/{}/approve", *id + 1)).body, HasSubstr("\"state\":\"queued\""));
+}
+
+TEST_F(ApiV1Test, ARunsStepsCarryTheirNeedsAndAttemptsAndThePipelineListsThem) {
+  Hook(std::string(40, 'a'), "d1");
+  Hook(std::string(40, 'b'), "d2");  // run 2: the newest, without steps yet
+  ASSERT_TRUE(store_->UpsertStep(1, {.name = "build", .state = store::RunState::kSucceeded, .exit_code = 0, .attempts = 2}).ok());
+  ASSERT_TRUE(store_->UpsertStep(1, {.name = "test", .needs = {"build"}}).ok());
+  ASSERT_TRUE(store_->UpsertStep(1, {.name = "deploy", .needs = {"build", "test"}}).ok());
+  auto detail = Api("GET", "/api/v1/runs/1");
+  ExpectValid(detail, "/api/v1/runs/{id}", "GET");
+  auto run = value::ParseJson(detail.body);
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(value::IntAt(&*run, {"steps", 0, "attempts"}), 2);
+  EXPECT_EQ(value::ToJson(*run->Find({"steps", 0, "needs"})), "[]");
+  EXPECT_EQ(value::ToJson(*run->Find({"steps", 2, "needs"})), R"(["build","test"])");
+
+  auto list = Api("GET", "/api/v1/pipelines");
+  ExpectValid(list, "/api/v1/pipelines", "GET");
+  auto pipelines = value::ParseJson(list.body);
+  ASSERT_TRUE(pipelines.ok());
+  EXPECT_EQ(value::StringAt(&*pipelines, {"items", 0, "repo"}), kRepo);
+  EXPECT_EQ(value::IntAt(&*pipelines, {"items", 0, "last_run", "id"}), 2);
+  EXPECT_EQ(value::IntAt(&*pipelines, {"items", 0, "steps_from_run"}), 1);
+  EXPECT_EQ(value::StringAt(&*pipelines, {"items", 0, "steps", 1, "needs", 0}), "build");
+  auto one = Api("GET", "/api/v1/pipelines/https%3A%2F%2Fgit.example%2Forg%2Fapp");
+  EXPECT_EQ(one.status, 200) << one.body;
+  ExpectValid(one, "/api/v1/pipelines/{repo}", "GET");
+  auto missing = Api("GET", "/api/v1/pipelines/nope");
+  EXPECT_EQ(missing.status, 404);
+  ExpectValid(missing, "/api/v1/pipelines/{repo}", "GET");
+  EXPECT_EQ(Api("GET", "/api/v1/pipelines/bad%zz").status, 400);
+  // Runs of no project are read with a cluster-wide grant only.
+  const std::string team = UserToken("tess", "viewer", "team-a");
+  auto hidden = http::Client().Send({.method = "GET", .url = Url("/api/v1/pipelines"), .headers = {{"authorization", "Bearer " + team}}});
+  ASSERT_TRUE(hidden.ok());
+  EXPECT_THAT(hidden->body, HasSubstr("\"items\":[]"));
+  auto forbidden = http::Client().Send({.method = "GET", .url = Url("/api/v1/pipelines/https%3A%2F%2Fgit.example%2Forg%2Fapp"),
+                                        .headers = {{"authorization", "Bearer " + team}}});
+  ASSERT_TRUE(forbidden.ok());
+  EXPECT_EQ(forbidden->status, 403);
+  ExpectValid(*forbidden, "/api/v1/pipelines/{repo}", "GET");
+}
+
+TEST_F(ApiV1Test, ProjectsShowTheirRulesAndRolesOnlyToWhoManagesThem) {
+  auto list = Api("GET", "/api/v1/projects");
+  ExpectValid(list, "/api/v1/projects", "GET");
+  auto projects = value::ParseJson(list.body);
+  ASSERT_TRUE(projects.ok());
+  EXPECT_EQ(value::StringAt(&*projects, {"items", 0, "name"}), "default");
+  EXPECT_TRUE(projects->Find({"items", 0, "built_in"})->AsBool());
+  EXPECT_EQ(value::StringAt(&*projects, {"items", 1, "name"}), "team-a");
+  EXPECT_EQ(value::StringAt(&*projects, {"items", 1, "destinations", 0, "namespace"}), "team-a-*");
+  const std::string team = UserToken("tess", "viewer", "team-a");
+  auto get = [&](const std::string& path) {
+    auto r = http::Client().Send({.method = "GET", .url = Url(path), .headers = {{"authorization", "Bearer " + team}}});
+    GANTRY_CHECK(r.ok());
+    return *std::move(r);
+  };
+  // The admin sees tess's binding; tess sees team-a only, without bindings.
+  auto detail = Api("GET", "/api/v1/projects/team-a");
+  ExpectValid(detail, "/api/v1/projects/{name}", "GET");
+  EXPECT_THAT(detail.body, HasSubstr("\"subject\":\"tess\""));
+  EXPECT_THAT(detail.body, HasSubstr("\"image_repos\":[\"registry.example/team-a/*\"]"));
+  auto mine = get("/api/v1/projects");
+  EXPECT_EQ(mine.status, 200);
+  EXPECT_THAT(mine.body, Not(HasSubstr("\"default\"")));
+  EXPECT_THAT(mine.body, HasSubstr("\"roles\":null"));
+  auto other = get("/api/v1/projects/default");
+  EXPECT_EQ(other.status, 403);
+  ExpectValid(other, "/api/v1/projects/{name}", "GET");
+  auto missing = Api("GET", "/api/v1/projects/nope");
+  EXPECT_EQ(missing.status, 404);
+  ExpectValid(missing, "/api/v1/projects/{name}", "GET");
+}
+
+TEST_F(ApiV1Test, TokensAreCreatedOnceListedWithoutSecretsAndRevokedAtOnce) {
+  auto created = Post(kToken, "/api/v1/tokens", R"({"name":"ci","project":"team-a","roles":["deployer"]})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  ExpectValid(created, "/api/v1/tokens", "POST");
+  auto token = value::ParseJson(created.body);
+  ASSERT_TRUE(token.ok());
+  const std::string secret = value::StringAt(&*token, {"token"});
+  const std::string id = value::StringAt(&*token, {"id"});
+  EXPECT_THAT(secret, ::testing::StartsWith("gty_"));
+  auto list = Api("GET", "/api/v1/tokens?all=1");
+  ExpectValid(list, "/api/v1/tokens", "GET");
+  EXPECT_THAT(list.body, HasSubstr("\"name\":\"ci\""));
+  EXPECT_THAT(list.body, Not(HasSubstr(secret)));
+  EXPECT_THAT(list.body, Not(HasSubstr("\"token\"")));
+  EXPECT_THAT(list.body, Not(HasSubstr(Sha256Hex(secret))));
+  auto use = [&] {
+    auto r = http::Client().Send({.method = "GET", .url = Url("/api/v1/projects/team-a"), .headers = {{"authorization", "Bearer " + secret}}});
+    GANTRY_CHECK(r.ok());
+    return r->status;
+  };
+  EXPECT_EQ(use(), 200);
+  auto revoked = Api("DELETE", "/api/v1/tokens/" + id);
+  ASSERT_EQ(revoked.status, 200) << revoked.body;
+  ExpectValid(revoked, "/api/v1/tokens/{id}", "DELETE");
+  EXPECT_THAT(revoked.body, Not(HasSubstr("\"revoked_at\":null")));
+  EXPECT_EQ(use(), 401) << "revoked: refused at the next request";
+  auto audit = store_->ListAudit(2);
+  ASSERT_TRUE(audit.ok() && audit->size() == 2u);
+  EXPECT_EQ((*audit)[0].action, "tokens.revoke");
+  EXPECT_EQ((*audit)[1].action, "tokens.create");
+
+  const std::string viewer = UserToken("vera", "viewer", "team-a");
+  auto refused = Post(viewer, "/api/v1/tokens", R"({"name":"x","project":"team-a","roles":["admin"]})");
+  EXPECT_EQ(refused.status, 403);
+  ExpectValid(refused, "/api/v1/tokens", "POST");
+  auto typo = Post(kToken, "/api/v1/tokens", R"({"name":"x","role":["admin"]})");
+  EXPECT_EQ(typo.status, 400);
+  EXPECT_THAT(typo.body, HasSubstr("unknown field \\\"role\\\""));
+  auto missing = Api("DELETE", "/api/v1/tokens/t-999");
+  EXPECT_EQ(missing.status, 404);
+  ExpectValid(missing, "/api/v1/tokens/{id}", "DELETE");
 }
 
 TEST_F(ApiV1Test, ErrorsAreProblemJsonThroughTheOneMapping) {

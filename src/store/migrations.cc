@@ -197,6 +197,11 @@ CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
       {6, "the Project each release was made under", R"sql(
 ALTER TABLE releases ADD COLUMN project TEXT NOT NULL DEFAULT '';
 )sql"},
+      {7, "a run's retry_of, and each step's needs and attempts (the run's DAG)", R"sql(
+ALTER TABLE runs ADD COLUMN retry_of BIGINT;
+ALTER TABLE steps ADD COLUMN needs TEXT NOT NULL DEFAULT '';
+ALTER TABLE steps ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+)sql"},
   };
   return kMigrations;
 }

@@ -17,8 +17,8 @@ namespace {
   "finished_at"
 #define GANTRY_RUN_COLS                                                                       \
   "id, repo, pipeline, commit_sha, ref, event, delivery_id, state, worker, attempt, message, " \
-  "created_at, started_at, finished_at, trusted, approved_by, head_ref"
-#define GANTRY_STEP_COLS "name, state, exit_code, started_at, finished_at"
+  "created_at, started_at, finished_at, trusted, approved_by, head_ref, retry_of"
+#define GANTRY_STEP_COLS "name, state, exit_code, started_at, finished_at, needs, attempts"
 
 // The key of the PostgreSQL advisory lock that serialises migrations ("gantry" in ASCII).
 constexpr int64_t kMigrationLockKey = 0x67616e747279;
@@ -93,6 +93,7 @@ Run RunFrom(const Row& r) {
   out.trusted = r.Int(14) != 0;
   out.approved_by = r.Text(15);
   out.head_ref = r.Text(16);
+  out.retry_of = r.OptInt(17).value_or(0);
   return out;
 }
 
@@ -103,6 +104,13 @@ Step StepFrom(const Row& r) {
   if (!r.IsNull(2)) out.exit_code = static_cast<int>(r.Int(2));
   out.started_at = OptTimeFrom(r, 3);
   out.finished_at = OptTimeFrom(r, 4);
+  // needs: the names one a line (a matrix step's name has commas and spaces, never a newline).
+  for (std::string_view needs = r.Text(5); !needs.empty();) {
+    const size_t nl = std::min(needs.find('\n'), needs.size());
+    out.needs.emplace_back(needs.substr(0, nl));
+    needs.remove_prefix(std::min(nl + 1, needs.size()));
+  }
+  out.attempts = static_cast<int>(r.Int(6));
   return out;
 }
 
@@ -521,17 +529,28 @@ Result<int64_t> SqlStore::CreateRun(const Run& run) {
   }
   Result<int64_t> id = Transact<int64_t>(TxMode::kWrite, [&](Connection& c) -> Result<int64_t> {
     const int64_t now = Micros(Now());
-    Result<Rows> rows =
-        c.Query("INSERT INTO runs (repo, pipeline, commit_sha, ref, event, delivery_id, state, "
-                "worker, attempt, message, created_at, updated_at, trusted, approved_by, head_ref) VALUES "
-                "($1, $2, $3, $4, $5, $6, $7, '', 0, $8, $9, $9, $10, '', $11) RETURNING id",
-                {run.repo, run.pipeline, run.commit, run.ref, S(Name(run.event)), run.delivery_id,
-                 S(run.state), run.message, now, int64_t{run.trusted ? 1 : 0}, run.head_ref});
+    if (run.retry_of != 0) {
+      GANTRY_RETURN_IF_ERROR(RequireRun(c, run.retry_of));
+    }
+    // retry_of is named only when set, so that a store held below migration 7
+    // (Options::max_schema_version, as an older Gantry's database) still creates other runs.
+    std::vector<Value> args = {run.repo, run.pipeline, run.commit, run.ref, S(Name(run.event)),
+                               run.delivery_id, S(run.state), run.message, now,
+                               int64_t{run.trusted ? 1 : 0}, run.head_ref};
+    if (run.retry_of != 0) args.push_back(run.retry_of);
+    Result<Rows> rows = c.Query(
+        fmt::format("INSERT INTO runs (repo, pipeline, commit_sha, ref, event, delivery_id, state, "
+                    "worker, attempt, message, created_at, updated_at, trusted, approved_by, "
+                    "head_ref{}) VALUES ($1, $2, $3, $4, $5, $6, $7, '', 0, $8, $9, $9, $10, '', "
+                    "$11{}) RETURNING id",
+                    run.retry_of != 0 ? ", retry_of" : "", run.retry_of != 0 ? ", $12" : ""),
+        args);
     if (!rows.ok() && rows.status().code() == Code::kAlreadyExists) {
       return AlreadyExistsError("a run was already created for delivery {}", run.delivery_id);
     }
     if (!rows.ok()) return rows.status();
     const int64_t new_id = rows->at(0).Int(0);
+    if (run.retry_of != 0) return new_id;  // a retry builds the commit again: it claims no key
     GANTRY_ASSIGN_OR_RETURN(std::optional<int64_t> other, ClaimRunKey(c, run, run.commit, new_id));
     if (other) {
       return AlreadyExistsError("run {} already builds {} at {} ({})", *other, run.ref, run.commit,
@@ -621,9 +640,12 @@ Status SqlStore::UpsertStep(int64_t run_id, const Step& step) {
   return Transaction(TxMode::kWrite, [&](Connection& c) -> Status {
            GANTRY_RETURN_IF_ERROR(RequireRun(c, run_id));
            GANTRY_ASSIGN_OR_RETURN(
-               Rows rows, c.Query("SELECT state, started_at, finished_at FROM steps WHERE run_id "
-                                  "= $1 AND name = $2",
+               Rows rows, c.Query("SELECT state, started_at, finished_at, needs, attempts FROM "
+                                  "steps WHERE run_id = $1 AND name = $2",
                                   {run_id, step.name}));
+           std::string needs;
+           for (const std::string& n : step.needs) needs += (needs.empty() ? "" : "\n") + n;
+           int64_t attempts = step.attempts;
            const int64_t now = Micros(Now());
            std::optional<RunState> from;
            std::optional<int64_t> started, finished;
@@ -631,6 +653,8 @@ Status SqlStore::UpsertStep(int64_t run_id, const Step& step) {
              from = RunStateFrom(rows[0].Text(0));
              started = rows[0].OptInt(1);
              finished = rows[0].OptInt(2);
+             if (step.needs.empty()) needs = rows[0].Text(3);
+             if (step.attempts == 0) attempts = rows[0].Int(4);
              GANTRY_RETURN_IF_ERROR(CheckStepTransition(*from, step.state));
              if (*from == step.state && IsFinal(step.state)) return OkStatus();
            }
@@ -647,18 +671,19 @@ Status SqlStore::UpsertStep(int64_t run_id, const Step& step) {
                step.exit_code ? Value(int64_t{*step.exit_code}) : Value(nullptr);
            if (!from) {
              return c.Query("INSERT INTO steps (run_id, name, state, exit_code, started_at, "
-                            "finished_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                            "finished_at, updated_at, needs, attempts) VALUES ($1, $2, $3, $4, "
+                            "$5, $6, $7, $8, $9)",
                             {run_id, step.name, S(step.state), exit_code, OptValue(started),
-                             OptValue(finished), now})
+                             OptValue(finished), now, needs, attempts})
                  .status();
            }
            GANTRY_ASSIGN_OR_RETURN(
                Rows updated,
                c.Query("UPDATE steps SET state = $3, exit_code = $4, started_at = $5, finished_at "
-                       "= $6, updated_at = $7 WHERE run_id = $1 AND name = $2 AND state = $8 "
-                       "RETURNING name",
+                       "= $6, updated_at = $7, needs = $9, attempts = $10 WHERE run_id = $1 AND "
+                       "name = $2 AND state = $8 RETURNING name",
                        {run_id, step.name, S(step.state), exit_code, OptValue(started),
-                        OptValue(finished), now, S(*from)}));
+                        OptValue(finished), now, S(*from), needs, attempts}));
            if (updated.empty()) return AbortedError("it changed while being written");
            return OkStatus();
          })

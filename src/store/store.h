@@ -107,6 +107,9 @@ struct Step {
   std::optional<int> exit_code;
   std::optional<Time> started_at;   // set by the store on entering running
   std::optional<Time> finished_at;  // set by the store on entering a final state or interrupted
+  // The steps it waits for, as the pipeline file said when the run started (its DAG's edges).
+  std::vector<std::string> needs;
+  int attempts = 0;  // how many times it was started (1 + the retries its `retry:` allowed); 0 before
 };
 
 struct Run {
@@ -127,6 +130,9 @@ struct Run {
   // repository's policy says so): such a run is claimed only by ClaimNextQueuedRun(_, false).
   bool trusted = true;
   std::string approved_by;  // who moved it out of awaiting_approval (ApproveRun); "" otherwise
+  // The run this one retries (same repository, commit, ref, event and pipeline); 0 when none. A
+  // retry claims no (pipeline, repo, ref, commit, event) key: that commit is built again on purpose.
+  int64_t retry_of = 0;
   Time created_at{};
   std::optional<Time> started_at;
   std::optional<Time> finished_at;
@@ -284,7 +290,8 @@ class Store {
   // FailedPrecondition when the run is final or state is skipped; Aborted when another writer
   // changed its state meanwhile.
   virtual Status UpdateRun(int64_t id, RunState state, std::string_view message = {}) = 0;
-  // Creates or updates step `step.name` of a run (state and exit code; times are stamped).
+  // Creates or updates step `step.name` of a run (state, exit code, needs and attempts; times are
+  // stamped; needs and attempts are kept when a later write leaves them empty and 0).
   // Writing a final step's state again is OK (a retry). InvalidArgument when the name is empty;
   // NotFound when there is no such run; FailedPrecondition when the step is final.
   virtual Status UpsertStep(int64_t run_id, const Step& step) = 0;

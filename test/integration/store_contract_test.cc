@@ -461,6 +461,43 @@ TYPED_TEST(StoreContractTest, RunsAndStepsMoveThroughTheirStates) {
   EXPECT_CODE(s.UpdateRun(other, RunState::kSkipped), Code::kFailedPrecondition);
 }
 
+TYPED_TEST(StoreContractTest, StepsKeepTheirNeedsAndAttempts) {
+  Store& s = this->store();
+  const int64_t id = this->NewRun();
+  ASSERT_OK(s.UpsertStep(id, {.name = "build"}));
+  ASSERT_OK(s.UpsertStep(id, {.name = "test (a, b)", .needs = {"build"}}));
+  ASSERT_OK(s.UpsertStep(id, {.name = "deploy", .needs = {"build", "test (a, b)"}}));
+  ASSERT_OK(s.UpsertStep(id, {.name = "build", .state = RunState::kRunning}));
+  // A write without needs keeps them; attempts are what the last write that knew them said.
+  ASSERT_OK(s.UpsertStep(id, {.name = "test (a, b)", .state = RunState::kFailed, .exit_code = 1,
+                              .attempts = 3}));
+  ASSERT_OK_AND_ASSIGN(Run run, s.GetRun(id));
+  ASSERT_EQ(run.steps.size(), 3u);
+  EXPECT_TRUE(run.steps[0].needs.empty());
+  EXPECT_EQ(run.steps[1].needs, std::vector<std::string>{"build"});
+  EXPECT_EQ(run.steps[1].attempts, 3);
+  EXPECT_EQ(run.steps[2].needs, (std::vector<std::string>{"build", "test (a, b)"}));
+  EXPECT_EQ(run.steps[2].attempts, 0);
+}
+
+TYPED_TEST(StoreContractTest, ARetryBuildsTheSameCommitAgainAndSaysWhatItRetries) {
+  Store& s = this->store();
+  const Run first{.repo = "https://git.example/shop.git", .pipeline = "shop/ci", .commit = "feed",
+                  .ref = "refs/heads/main", .event = RunEvent::kPush};
+  ASSERT_OK_AND_ASSIGN(int64_t id, s.CreateRun(first));
+  EXPECT_CODE(s.CreateRun(first), Code::kAlreadyExists);  // a replay is still refused
+  Run retry = first;
+  retry.retry_of = id;
+  ASSERT_OK_AND_ASSIGN(int64_t again, s.CreateRun(retry));
+  ASSERT_OK_AND_ASSIGN(Run got, s.GetRun(again));
+  EXPECT_EQ(got.retry_of, id);
+  EXPECT_EQ(got.commit, "feed");
+  ASSERT_OK_AND_ASSIGN(Run original, s.GetRun(id));
+  EXPECT_EQ(original.retry_of, 0);
+  retry.retry_of = 999;
+  EXPECT_CODE(s.CreateRun(retry), Code::kNotFound);
+}
+
 TYPED_TEST(StoreContractTest, ARedeliveredWebhookDoesNotCreateASecondRun) {
   Store& s = this->store();
   this->NewRun("shop/ci", "delivery-7");

@@ -3,8 +3,8 @@
 // lists revalidated with their ETag (If-None-Match; a 304 answers what was cached).
 
 import type {
-  ActionStarted, AppDetail, AppDiff, AppOperationResult, Approval, Cluster, Environment, KubeEventList, List, Matrix, Problem,
-  Release, ReleaseFlow, ResourceTree, Run, RunDetail, SyncPreview,
+  ActionStarted, ApiToken, AppDetail, AppDiff, AppOperationResult, Approval, Cluster, Environment, KubeEventList, List,
+  Matrix, NewApiToken, Pipeline, Problem, Project, Release, ReleaseFlow, ResourceTree, Run, RunDetail, SyncPreview,
 } from './contract';
 
 // One target of an app: its environment and cluster.
@@ -167,6 +167,30 @@ export class Client {
   }
   async approve(id: number): Promise<string> {
     return (await this.raw(`/runs/${id}/approve`, {method: 'POST'})).text();
+  }
+  // A new run of finished run `id`'s commit (POST /runs/{id}/retry); it says what it retries.
+  async retry(id: number): Promise<RunDetail> {
+    return (await (await this.raw(`/runs/${id}/retry`, {method: 'POST'})).json()) as RunDetail;
+  }
+  pipelines(): Promise<List<Pipeline>> {
+    return this.get<List<Pipeline>>('/pipelines');
+  }
+  projects(): Promise<List<Project>> {
+    return this.get<List<Project>>('/projects');
+  }
+  project(name: string): Promise<Project> {
+    return this.get<Project>(`/projects/${encodeURIComponent(name)}`);
+  }
+  // The caller's tokens, or with all every token (an admin's view).
+  tokens(all = false): Promise<List<ApiToken>> {
+    return this.get<List<ApiToken>>(`/tokens${query({all: all ? '1' : undefined})}`);
+  }
+  // Creates a token; the answer's `token` is its secret, shown this once.
+  createToken(token: NewApiToken): Promise<ApiToken> {
+    return this.post<ApiToken>('/tokens', token);
+  }
+  async revokeToken(id: string): Promise<ApiToken> {
+    return (await (await this.raw(`/tokens/${encodeURIComponent(id)}`, {method: 'DELETE'})).json()) as ApiToken;
   }
 }
 

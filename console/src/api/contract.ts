@@ -37,6 +37,10 @@ export type ReleaseFlow = Schemas['ReleaseFlow'];
 export type FlowEnvironment = Schemas['FlowEnvironment'];
 export type FlowCluster = Schemas['FlowCluster'];
 export type SyncPreview = Schemas['SyncPreview'];
+export type Pipeline = Schemas['Pipeline'];
+export type Project = Schemas['Project'];
+export type ApiToken = Schemas['ApiToken'];
+export type NewApiToken = Schemas['NewApiToken'];
 
 // A page of a list: RunList, ReleaseList, ... share this shape.
 export interface List<T> {

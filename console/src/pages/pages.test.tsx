@@ -102,7 +102,7 @@ describe('RunDetail', () => {
     const log = await screen.findByLabelText('Run log');
     await waitFor(() => expect(log.textContent).toContain('ok compiled'));
     expect(log.querySelector('.ansi-fg-2')?.textContent).toBe('ok');
-    expect(screen.getByText('build', {selector: '.step-name'})).toBeTruthy();
+    expect(screen.getByText('build', {selector: '.dag-name'})).toBeTruthy();
     await waitFor(() => expect(fake.openStreams).toBe(1));
     act(() => {
       fake.emit('log', {run: 8, step: 'x', seq: 1, text: 'another run\n'});

@@ -2,7 +2,8 @@
 // (the browser tests use a real gantry server). It checks the bearer token, answers problems,
 // ETags and 304s as the contract says, and streams events pushed with emit().
 import type {
-  AppDetail, AppDiff, Cluster, Environment, KubeEventList, Matrix, Release, ReleaseFlow, ResourceTree, Run, RunDetail,
+  ApiToken, AppDetail, AppDiff, Cluster, Environment, KubeEventList, Matrix, Pipeline, Project, Release, ReleaseFlow,
+  ResourceTree, Run, RunDetail,
 } from '../api/contract';
 
 export const kToken = 'gty_fake';
@@ -21,11 +22,16 @@ export interface FakeData {
   flows: Record<string, ReleaseFlow>;
   // What /auth/config answers (no credential needed): single sign-on through this issuer, or none.
   sso: {issuer: string; login: string} | null;
+  pipelines: Pipeline[];
+  projects: Project[];
+  tokens: ApiToken[];
+  // Routes (as "POST /runs/1/retry") answered 403, as for a caller without the permission.
+  forbidden: string[];
 }
 
 export function emptyData(): FakeData {
   return {matrix: {environments: ['dev', 'staging', 'prod'], apps: [], warnings: []}, runs: [], logs: {}, releases: {}, apps: {},
-          clusters: [], environments: [], flows: {}, sso: null};
+          clusters: [], environments: [], flows: {}, sso: null, pipelines: [], projects: [], tokens: [], forbidden: []};
 }
 
 function problem(status: number, title: string, detail: string, code: string): Response {
@@ -74,7 +80,36 @@ export class FakeServer {
       return new Response(text, {status: 200, headers: {'Content-Type': 'application/json', ETag: etag}});
     };
     let m: RegExpMatchArray | null;
+    if (this.data.forbidden.includes(`${method} ${path}`)) {
+      return problem(403, 'Forbidden', `user fake-user lacks the permission for ${method} ${path}`, 'PermissionDenied');
+    }
     if (path === '/matrix') return json(this.data.matrix);
+    if ((m = path.match(/^\/runs\/(\d+)\/retry$/)) && method === 'POST') {
+      const old = this.data.runs.find((x) => x.id === Number(m![1]));
+      if (!old) return problem(404, 'Not Found', `no run ${m[1]}`, 'NotFound');
+      const id = Math.max(...this.data.runs.map((x) => x.id)) + 1;
+      const retry: RunDetail = {...old, id, state: 'queued', retry_of: old.id, started_at: null, finished_at: null, steps: []};
+      this.data.runs.unshift(retry);
+      return new Response(JSON.stringify(retry), {status: 201, headers: {'Content-Type': 'application/json'}});
+    }
+    if (path === '/pipelines') return json({items: this.data.pipelines, next: null});
+    if (path === '/projects') return json({items: this.data.projects, next: null});
+    if (path === '/tokens' && method === 'GET') return json({items: this.data.tokens, next: null});
+    if (path === '/tokens' && method === 'POST') {
+      const body = this.requests[this.requests.length - 1].body as {name: string; project?: string; roles?: string[]};
+      const t: ApiToken = {id: `t-${this.data.tokens.length + 1}`, name: body.name, kind: body.project ? 'robot' : 'user',
+                           owner: body.project ?? 'fake-user', roles: body.roles ?? [], created_by: 'fake-user', created_at: '2026-01-02T03:04:05Z',
+                           expires_at: null, last_used_at: null, revoked_at: null, revoked_by: ''};
+      this.data.tokens.unshift(t);
+      return new Response(JSON.stringify({...t, token: 'gty_' + 'f'.repeat(64)}), {status: 201, headers: {'Content-Type': 'application/json'}});
+    }
+    if ((m = path.match(/^\/tokens\/([^/]+)$/)) && method === 'DELETE') {
+      const t = this.data.tokens.find((x) => x.id === decodeURIComponent(m![1]));
+      if (!t) return problem(404, 'Not Found', `no token ${m[1]}`, 'NotFound');
+      t.revoked_at = '2026-01-02T03:05:00Z';
+      t.revoked_by = 'fake-user';
+      return new Response(JSON.stringify(t), {status: 200, headers: {'Content-Type': 'application/json'}});
+    }
     if (path === '/runs') {
       const limit = Number(url.searchParams.get('limit') ?? 50);
       const start = Number(url.searchParams.get('cursor') ?? 0);
@@ -167,7 +202,8 @@ export function run(id: number, over: Partial<RunDetail> = {}): RunDetail {
   return {
     id, pipeline: 'app', repo: 'https://git.example/org/app.git', ref: 'refs/heads/main', commit: 'a'.repeat(40),
     event: 'push', state: 'running', message: '', created_at: '2026-01-02T03:04:05Z', started_at: '2026-01-02T03:04:06Z',
-    finished_at: null, approved_by: '', project: '', steps: [{name: 'build', state: 'running', exit_code: null, started_at: null, finished_at: null}],
+    finished_at: null, approved_by: '', retry_of: null, project: '',
+    steps: [{name: 'build', state: 'running', exit_code: null, started_at: null, finished_at: null, needs: [], attempts: 1}],
     ...over,
   };
 }
