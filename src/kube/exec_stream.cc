@@ -125,6 +125,9 @@ Result<int> Session(Ws& ws, const std::string& host, const std::string& path, co
                                    what, kExecProtocol, protocol);
   }
   ws.binary(true);
+  // One frame per message: the apiserver's stream reader (x/net/websocket) takes every frame for a
+  // message of its own, so a continuation frame's first data byte would be read as a channel.
+  ws.auto_fragment(false);
   if (streams.write_stdin) {
     auto send = [&](std::string_view data) -> Status {
       constexpr size_t kChunk = 256 << 10;
@@ -141,12 +144,16 @@ Result<int> Session(Ws& ws, const std::string& host, const std::string& path, co
     if (ec) return UnavailableError("{}: close stdin: {}", what, ec.message());
   }
   std::optional<Result<int>> exit;
+  std::string stderr_tail;  // for errors
   beast::flat_buffer buf;
   for (;;) {
     buf.clear();
     ws.read(buf, ec);
     if (ec == websocket::error::closed || ec == net::error::eof || ec == net::ssl::error::stream_truncated) break;
-    if (ec) return UnavailableError("{}: read: {}", what, ec.message());
+    // The server may close the connection right after its close frame, so that answering it fails
+    // (EPIPE): after the command's status, that is the end of the session.
+    if (ec && exit) break;
+    if (ec) return UnavailableError("{}: read: {}{}", what, ec.message(), stderr_tail.empty() ? "" : "; stderr: " + stderr_tail);
     std::string_view msg(static_cast<const char*>(buf.data().data()), buf.size());
     if (msg.empty()) continue;
     auto channel = static_cast<unsigned char>(msg[0]);
@@ -157,6 +164,7 @@ Result<int> Session(Ws& ws, const std::string& host, const std::string& path, co
         if (Status s = streams.on_stdout(msg); !s.ok()) return s;
       }
     } else if (channel == kExecStderr) {
+      if (stderr_tail.size() < 2048) stderr_tail.append(msg.substr(0, 2048 - stderr_tail.size()));
       if (streams.on_stderr) streams.on_stderr(msg);
     } else if (channel == kExecError) {
       exit = ExecExitCode(msg);
