@@ -231,12 +231,14 @@ TEST_F(RealNodeCiTest, TheWorkspaceGoesToThePodAndArtifactsAndCachesComeBack) {
   std::filesystem::path ws = tmp.path() + "/ws";
   std::filesystem::create_directories(ws / "src");
   std::ofstream(ws / "src/input.txt") << "from the checkout\n";
+  // Larger than one stdin message (256 KiB) and one WebSocket frame of a fragmenting client.
+  std::ofstream(ws / "src/big.bin") << std::string(3 << 20, 'b');
   auto pipeline = ci::ParsePipeline(R"(shell: sh
 steps:
   build:
     cache: {key: deps, paths: [deps]}
     artifacts: ["out/**"]
-    run: cat src/input.txt > made.txt && mkdir -p out deps && echo report > out/report.txt && echo cached > deps/c.txt && ln -s /etc/passwd out/evil && id -u
+    run: cat src/input.txt > made.txt && mkdir -p out deps && echo report > out/report.txt && echo cached > deps/c.txt && ln -s /etc/passwd out/evil && id -u && wc -c < src/big.bin
   check:
     needs: [build]
     run: cat made.txt /artifacts/build/out/report.txt && ls /artifacts/build/out && ! test -e deps/nothing
@@ -261,6 +263,7 @@ steps:
   EXPECT_EQ(result->steps[1].state, store::RunState::kSucceeded) << result->steps[1].message << "\n" << log;
   EXPECT_EQ(result->steps[2].exit_code, 4) << log;
   EXPECT_THAT(log, HasSubstr("from the checkout\nreport\n")) << "step 2 read step 1's file and artifact";
+  EXPECT_THAT(log, HasSubstr("3145728\n")) << "the 3 MiB file arrived whole";
   EXPECT_THAT(log, HasSubstr("workspace shipped to the Pod"));
   EXPECT_THAT(log, HasSubstr("workspace brought back from the Pod"));
   auto read = [](const std::filesystem::path& p) {
@@ -269,6 +272,7 @@ steps:
   };
   // On the server: the workspace as the steps left it (the failing one's too), the artifact, the cache.
   EXPECT_EQ(read(ws / "made.txt"), "from the checkout\n");
+  EXPECT_EQ(read(ws / "src/big.bin"), std::string(3 << 20, 'b'));
   EXPECT_EQ(read(ws / "partial.txt"), "partial\n") << "a failing step's workspace comes back too";
   EXPECT_EQ(read(tmp.path() + "/run/artifacts/build/out/report.txt"), "report\n");
   bool cached = false;
