@@ -121,8 +121,15 @@ struct KubernetesExecutorOptions {
   std::string default_image = "debian:bookworm-slim";
   std::string service_account;  // "" = the namespace default; the token is never mounted
   std::chrono::milliseconds poll{250};  // Pod status and log polling
-  // The workspace is not shipped to the cluster in this version: the Pod gets an emptyDir at
-  // /workspace. See docs/pipelines.md.
+  // The image of the helper containers that ship the run's workspace into the step's Pod and back
+  // (`gantry internal …`): Gantry's own image, as deploy/build-image.sh builds it. "" : nothing is
+  // shipped, the step gets an empty /workspace (a note in its log says so).
+  std::string helper_image;
+  std::string helper_binary = "/usr/local/bin/gantry";  // the gantry binary in helper_image
+  // Of the files shipped each way (the workspace and earlier artifacts in; the workspace out):
+  // beyond it the step fails, saying so. The run's own workspace and artifact limits then apply on
+  // the server as for the process executor.
+  uint64_t max_transfer_bytes = 4ull << 30;
   // Where untrusted steps (StepRequest::trusted false) run; "" = namespace_ + "-untrusted". It is
   // created when missing, with a NetworkPolicy denying all ingress and egress of its Pods.
   std::string untrusted_namespace;
@@ -150,9 +157,22 @@ struct KubernetesExecutorOptions {
 //     activeDeadlineSeconds = timeout, terminationGracePeriodSeconds 5, `limits.memory` as the memory
 //     limit, options' nodeSelector and tolerations; hardened: runAsNonRoot
 //     as run_as_user, no privilege escalation, every capability dropped, the RuntimeDefault seccomp
-//     profile and a read-only root file system, with emptyDirs at /workspace and /tmp.
+//     profile and a read-only root file system, with emptyDirs at /workspace and /tmp;
+//   - with a helper_image (and a workspace in the request), the workspace is shipped: the Pod's
+//     init container "gantry-in" (helper_image, `gantry internal await-file`) waits for a marker;
+//     the executor streams a tar of the run's workspace and earlier artifacts into it over
+//     pods/exec (`gantry internal untar`, which writes the marker after the last byte), so the
+//     step container starts only once its /workspace (and read-only /artifacts) are complete.
+//     The sidecar "gantry-out" keeps the Pod Running after the step container ends; when the step
+//     container's own state is terminated (success or failure), the executor reads the workspace
+//     back as a tar over pods/exec (`gantry internal tar`) and replaces the host workspace with
+//     it, extracted with the archive rules of oci/tree_tar.h (nothing written through a link or
+//     outside it), before deleting the Pod. The runner then keeps artifacts and caches from the
+//     host workspace exactly as for the process executor. The step's credentials never enter
+//     the Pod: only the executor's client talks to the API. Timeout and cancellation ship nothing
+//     back.
 // The Secret and NetworkPolicy are owned by the Pod (garbage-collected with it if Gantry dies).
-// The exit code is containerStatuses[0].state.terminated.exitCode; a Pod that fails without one
+// The exit code is state.terminated.exitCode of the container "step"; a Pod that fails without one
 // (evicted, deadline) is a failure with its reason. Timeout and cancellation delete the Pod; the
 // Pod and its objects are deleted after every step. Logs are polled from pods/NAME/log with
 // timestamps and limitBytes (only new lines are forwarded, at most max_log_bytes per step, then

@@ -5,7 +5,10 @@
 // the end it deletes the Pod, the Secret and the NetworkPolicy, whatever happened. Untrusted steps
 // go to the untrusted namespace, made (with its default-deny NetworkPolicy) on first use.
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ctime>
 #include <set>
@@ -14,9 +17,11 @@
 #include <thread>
 
 #include "base/log.h"
+#include "base/path.h"
 #include "base/mutex.h"
 #include "ci/executor.h"
 #include "kube/kube.h"
+#include "oci/tree_tar.h"
 #include "value/value.h"
 
 namespace gantry::ci {
@@ -177,6 +182,80 @@ class LogReader {
   std::string last_error_;
 };
 
+// Whether the workspace goes to the Pod and back (see helper_image in executor.h).
+bool Ships(const StepRequest& r, const KubernetesExecutorOptions& o) {
+  return !o.helper_image.empty() && !r.workspace.empty();
+}
+
+// Where the helper containers mount the volumes, and the marker the init container waits for.
+constexpr char kHelperRoot[] = "/gantry";
+constexpr char kReadyMarker[] = "/gantry/control/ready";
+constexpr char kHelperIn[] = "gantry-in";
+constexpr char kHelperOut[] = "gantry-out";
+
+// The status of container `name` in `list` (containerStatuses, initContainerStatuses).
+const Value* ContainerStatus(const Value* list, std::string_view name) {
+  for (const auto& c : list != nullptr && list->IsSeq() ? list->items() : std::span<const Value>()) {
+    if (Str(c.Get("name")) == name) return &c;
+  }
+  return nullptr;
+}
+
+// Sends what it is given in pieces of about 256 KiB (the tar writer's 512-byte headers would
+// otherwise be a WebSocket message each).
+class Batcher {
+ public:
+  explicit Batcher(const std::function<Status(std::string_view)>& send) : send_(send) {}
+  Status Write(std::string_view d) {
+    buf_ += d;
+    return buf_.size() >= (256 << 10) ? Flush() : OkStatus();
+  }
+  Status Flush() {
+    if (buf_.empty()) return OkStatus();
+    Status s = send_(buf_);
+    buf_.clear();
+    return s;
+  }
+
+ private:
+  const std::function<Status(std::string_view)>& send_;
+  std::string buf_;
+};
+
+// Moves the tree `src` into `dst` (both directories of this host, on one file system): a
+// directory meets a directory by merging; anything else at the destination, a symbolic link
+// included (the link itself, never its target), is replaced.
+Status MergeInto(const std::filesystem::path& src, const std::filesystem::path& dst) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(src, ec)) {
+    const fs::path to = dst / e.path().filename();
+    const fs::file_status from = fs::symlink_status(e.path(), ec);
+    const fs::file_status there = fs::symlink_status(to, ec);
+    if (fs::is_directory(from) && fs::is_directory(there)) {
+      if (Status s = MergeInto(e.path(), to); !s.ok()) return s;
+      continue;
+    }
+    if (fs::exists(there)) {
+      fs::remove_all(to, ec);
+      if (ec) return ErrnoError(ec.value(), "remove " + to.string());
+    }
+    fs::rename(e.path(), to, ec);
+    if (ec) return ErrnoError(ec.value(), "move " + e.path().string() + " to " + to.string());
+  }
+  if (ec) return ErrnoError(ec.value(), "list " + src.string());
+  return OkStatus();
+}
+
+// A file or directory removed when it goes out of scope.
+struct RemoveOnExit {
+  std::filesystem::path path;
+  ~RemoveOnExit() {
+    std::error_code ec;
+    if (!path.empty()) std::filesystem::remove_all(path, ec);
+  }
+};
+
 class KubernetesExecutor final : public Executor {
  public:
   KubernetesExecutor(kube::Client& client, KubernetesExecutorOptions options)
@@ -289,6 +368,12 @@ class KubernetesExecutor final : public Executor {
       }
     });
     bool finished = false;  // the container or the Pod ended by itself
+    bool step_terminated = false;  // the step container's own state says it ended
+    const bool ships = Ships(r, options_);
+    bool shipped_in = !ships;
+    if (!ships && !r.workspace.empty()) {
+      output("gantry: the workspace is not shipped to the Pod (no helper image configured): /workspace starts empty\n");
+    }
     std::string last_note;
     auto note = [&](const std::string& text) {
       if (text == last_note) return;
@@ -300,9 +385,33 @@ class KubernetesExecutor final : public Executor {
       auto got = client_.Get(pod_ref);
       if (got.ok()) {
         std::string phase = Str(got->Find({"status", "phase"}));
-        const Value* cs = got->Find({"status", "containerStatuses", 0});
+        const Value* cs = ContainerStatus(got->Find({"status", "containerStatuses"}), "step");
         const Value* term = cs != nullptr ? cs->Find({"state", "terminated"}) : nullptr;
         const Value* waiting = cs != nullptr ? cs->Find({"state", "waiting"}) : nullptr;
+        if (!shipped_in) {
+          const Value* in = ContainerStatus(got->Find({"status", "initContainerStatuses"}), kHelperIn);
+          if (in != nullptr && in->Find({"state", "running"}) != nullptr) {
+            const auto t0 = clock.Now();
+            auto sent = ShipIn(r, ns, pod_name);
+            if (!sent.ok()) {
+              start_error = sent.status().WithContext(fmt::format("step {}: ship the workspace to the Pod", r.step));
+              break;
+            }
+            shipped_in = true;
+            note(fmt::format("workspace shipped to the Pod ({} files, {} bytes, {} ms)", sent->entries, sent->bytes,
+                             std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now() - t0).count()));
+          } else if (const Value* w = in != nullptr ? in->Find({"state", "waiting"}) : nullptr; w != nullptr) {
+            std::string reason = Str(w->Get("reason"));
+            if (reason == "InvalidImageName" || reason == "ErrImageNeverPull") {
+              start_error = FailedPreconditionError("step {}: helper image {}: {}: {}", r.step, Str(in->Get("image")),
+                                                    reason, Str(w->Get("message")));
+              break;
+            }
+            if (!reason.empty() && reason != "PodInitializing") {
+              note("helper container waiting: " + reason + ": " + Str(w->Get("message")));
+            }
+          }
+        }
         if (phase == "Failed" && Str(got->Find({"status", "reason"})) == "DeadlineExceeded") {
           note("Pod failed: " + Str(got->Find({"status", "message"})));
           out.timed_out = true;
@@ -315,6 +424,7 @@ class KubernetesExecutor final : public Executor {
           std::string reason = Str(term->Get("reason"));
           if (reason != "Completed" && reason != "Error") out.reason = reason;
           finished = true;
+          step_terminated = true;
           break;
         }
         if (phase == "Succeeded" || phase == "Failed") {
@@ -376,6 +486,19 @@ class KubernetesExecutor final : public Executor {
                          logs.last_error()));
       }
     }
+    if (ships && step_terminated && start_error.ok()) {
+      // The step container ended; the sidecar keeps the Pod (and its volumes) until now.
+      const auto t0 = clock.Now();
+      auto back = ShipOut(r, ns, pod_name);
+      if (back.ok()) {
+        note(fmt::format("workspace brought back from the Pod ({} files, {} bytes, {} ms)", back->entries, back->bytes,
+                         std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now() - t0).count()));
+      } else {
+        note("the workspace was not brought back from the Pod: " + back.status().message());
+        if (out.exit_code == 0) out.exit_code = -1;
+        out.reason = "workspace not brought back";
+      }
+    }
     out.duration = std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now() - start);
     cleanup();
     if (!start_error.ok()) return start_error;
@@ -383,6 +506,97 @@ class KubernetesExecutor final : public Executor {
   }
 
  private:
+  // Streams a tar of the workspace and the earlier artifacts into the init container, whose
+  // `gantry internal untar` writes the ready marker last.
+  Result<oci::TreeTarStats> ShipIn(const StepRequest& r, const std::string& ns, const std::string& pod) {
+    std::vector<oci::TarTree> trees{{r.workspace, "workspace"}};
+    if (!r.artifacts.empty()) trees.push_back({r.artifacts, "artifacts"});
+    std::optional<oci::TreeTarStats> stats;
+    std::string err;
+    kube::ExecStreams streams;
+    streams.write_stdin = [&](const std::function<Status(std::string_view)>& send) -> Status {
+      Batcher batch(send);
+      auto written = oci::WriteTreesTar(trees, [&](std::string_view d) { return batch.Write(d); },
+                                        options_.max_transfer_bytes);
+      if (!written.ok()) return written.status();
+      stats = *written;
+      return batch.Flush();
+    };
+    streams.on_stderr = [&](std::string_view d) {
+      if (err.size() < 4096) err += d;
+    };
+    streams.timeout = std::max<std::chrono::milliseconds>(r.timeout, std::chrono::minutes(5));
+    auto code = client_.Exec({ns, pod, kHelperIn,
+                              {options_.helper_binary, "internal", "untar", kHelperRoot, "--marker", kReadyMarker,
+                               "--max-bytes", std::to_string(options_.max_transfer_bytes + (64 << 20))}},
+                             streams);
+    if (!code.ok()) return code.status();
+    if (*code != 0) return UnavailableError("gantry internal untar exited with {}: {}", *code, err);
+    if (!stats) return InternalError("no tar was written");
+    return *stats;
+  }
+
+  // Reads the workspace back from the sidecar into a file beside the host workspace, extracts it
+  // beside it too, then replaces the workspace's contents with it.
+  Result<oci::ExtractStats> ShipOut(const StepRequest& r, const std::string& ns, const std::string& pod) {
+    namespace fs = std::filesystem;
+    fs::path ws = fs::absolute(r.workspace).lexically_normal();
+    if (ws.filename().empty()) ws = ws.parent_path();  // "/runs/12/ws/"
+    const std::string base = fmt::format("{}.from-pod-{:06x}", ws.filename().string(), std::random_device{}() & 0xffffff);
+    RemoveOnExit tar_file{ws.parent_path() / (base + ".tar")};
+    RemoveOnExit tmp{ws.parent_path() / base};
+    int fd = ::open(tar_file.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return ErrnoError(errno, "create " + tar_file.path.string());
+    uint64_t received = 0;
+    // The tar's headers and padding on top of the files' bytes.
+    const uint64_t max_tar = options_.max_transfer_bytes + options_.max_transfer_bytes / 8 + (64 << 20);
+    std::string err;
+    kube::ExecStreams streams;
+    streams.on_stdout = [&](std::string_view d) -> Status {
+      received += d.size();
+      if (received > max_tar) {
+        return ResourceExhaustedError("the workspace's tar passed {} bytes (max_transfer_bytes {})", max_tar,
+                                      options_.max_transfer_bytes);
+      }
+      return WriteAll(fd, d, tar_file.path);
+    };
+    streams.on_stderr = [&](std::string_view d) {
+      if (err.size() < 4096) err += d;
+    };
+    streams.timeout = std::max<std::chrono::milliseconds>(r.timeout, std::chrono::minutes(5));
+    auto code = client_.Exec({ns, pod, kHelperOut,
+                              {options_.helper_binary, "internal", "tar", kHelperRoot, "workspace", "--max-bytes",
+                               std::to_string(options_.max_transfer_bytes)}},
+                             streams);
+    ::close(fd);
+    if (!code.ok()) return code.status();
+    if (*code != 0) return UnavailableError("gantry internal tar exited with {}: {}", *code, err);
+
+    if (::mkdir(tmp.path.c_str(), 0700) != 0) return ErrnoError(errno, "create " + tmp.path.string());
+    int in = ::open(tar_file.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (in < 0) return ErrnoError(errno, "open " + tar_file.path.string());
+    oci::ReadFn read = [&](char* buf, size_t n) -> Result<size_t> {
+      for (;;) {
+        ssize_t got = ::read(in, buf, n);
+        if (got >= 0) return static_cast<size_t>(got);
+        if (errno != EINTR) return ErrnoError(errno, "read " + tar_file.path.string());
+      }
+    };
+    auto stats = oci::ExtractTreeTar(read, tmp.path,
+                                     {.max_file_bytes = options_.max_transfer_bytes, .max_total_bytes = max_tar});
+    ::close(in);
+    if (!stats.ok()) return stats.status().WithContext("extract what the Pod sent");
+    const fs::path got = tmp.path / "workspace";
+    std::error_code ec;
+    if (!fs::is_directory(fs::symlink_status(got, ec))) {
+      return InvalidArgumentError("what the Pod sent holds no workspace directory");
+    }
+    // Merged, not replaced: steps running in parallel each bring back their own copy, and neither
+    // may wipe what the other (or the runner, keeping caches and artifacts) wrote meanwhile.
+    if (Status m = MergeInto(got, ws); !m.ok()) return m.WithContext("merge what the Pod sent into the workspace");
+    return *stats;
+  }
+
   // Creates `ns` and its default-deny NetworkPolicy where missing (once per executor and
   // namespace). An error names what could not be created: untrusted steps do not run without it.
   Status EnsureUntrustedNamespace(const std::string& ns) {
@@ -436,22 +650,60 @@ Value KubernetesPodSpec(const StepRequest& r, const std::string& pod_name, const
       env.Append(Map({{"name", k}, {"value", v}}));
     }
   }
+  const bool ships = Ships(r, options);
+  Value spec_init;
+  Value security = Map({{"runAsNonRoot", true},
+                        {"allowPrivilegeEscalation", false},
+                        {"privileged", false},
+                        {"readOnlyRootFilesystem", true},
+                        {"capabilities", Map({{"drop", Seq({"ALL"})}})},
+                        {"seccompProfile", Map({{"type", "RuntimeDefault"}})}});
+  Value mounts = Seq({Map({{"name", "workspace"}, {"mountPath", "/workspace"}}),
+                      Map({{"name", "tmp"}, {"mountPath", "/tmp"}})});
+  if (ships) mounts.Append(Map({{"name", "artifacts"}, {"mountPath", "/artifacts"}, {"readOnly", true}}));
   Value c = Map({{"name", "step"},
                  {"image", r.image.empty() ? options.default_image : r.image},
                  {"command", cmd},
                  {"workingDir", "/workspace"},
                  {"env", env},
-                 {"volumeMounts", Seq({Map({{"name", "workspace"}, {"mountPath", "/workspace"}}),
-                                       Map({{"name", "tmp"}, {"mountPath", "/tmp"}})})},
-                 {"securityContext", Map({{"runAsNonRoot", true},
-                                          {"allowPrivilegeEscalation", false},
-                                          {"privileged", false},
-                                          {"readOnlyRootFilesystem", true},
-                                          {"capabilities", Map({{"drop", Seq({"ALL"})}})},
-                                          {"seccompProfile", Map({{"type", "RuntimeDefault"}})}})}});
+                 {"volumeMounts", mounts},
+                 {"securityContext", security}});
   if (r.limits.memory_bytes > 0) {
     std::string mem = std::to_string(r.limits.memory_bytes);
     c.Set("resources", Map({{"limits", Map({{"memory", mem}})}, {"requests", Map({{"memory", mem}})}}));
+  }
+  Value containers = Seq({c});
+  Value volumes = Seq({Map({{"name", "workspace"}, {"emptyDir", Value::Map()}}),
+                       Map({{"name", "tmp"}, {"emptyDir", Value::Map()}})});
+  int64_t deadline = std::max<int64_t>(1, (r.timeout.count() + 999) / 1000);
+  if (ships) {
+    // The transfers in and out happen within the Pod's life: give them time beyond the step's.
+    deadline += 300;
+    auto helper = [&](const char* name, std::initializer_list<const char*> args, Value helper_mounts) {
+      Value argv = Seq({Value(options.helper_binary)});
+      for (const char* a : args) argv.Append(a);
+      return Map({{"name", name},
+                  {"image", options.helper_image},
+                  {"command", argv},
+                  {"volumeMounts", helper_mounts},
+                  {"securityContext", security}});
+    };
+    std::string wait = std::to_string(deadline);
+    Value in_mounts = Seq({Map({{"name", "workspace"}, {"mountPath", "/gantry/workspace"}}),
+                           Map({{"name", "artifacts"}, {"mountPath", "/gantry/artifacts"}}),
+                           Map({{"name", "control"}, {"mountPath", "/gantry/control"}})});
+    Value out_mounts = Seq({Map({{"name", "workspace"}, {"mountPath", "/gantry/workspace"}, {"readOnly", true}}),
+                            Map({{"name", "control"}, {"mountPath", "/gantry/control"}})});
+    Value in = helper(kHelperIn, {"internal", "await-file", kReadyMarker, "--timeout"}, in_mounts);
+    in.MutableGet("command")->Append(wait);
+    // Waits for a file nobody writes: it only keeps the Pod Running until the executor has read
+    // the workspace back and deletes the Pod.
+    Value out = helper(kHelperOut, {"internal", "await-file", "/gantry/control/never", "--timeout"}, out_mounts);
+    out.MutableGet("command")->Append(wait);
+    containers.Append(out);
+    volumes.Append(Map({{"name", "artifacts"}, {"emptyDir", Value::Map()}}));
+    volumes.Append(Map({{"name", "control"}, {"emptyDir", Value::Map()}}));
+    spec_init = Seq({in});
   }
   Value spec = Map({{"restartPolicy", "Never"},
                     {"automountServiceAccountToken", false},
@@ -459,15 +711,15 @@ Value KubernetesPodSpec(const StepRequest& r, const std::string& pod_name, const
                     // A step is deleted only when it timed out or was cancelled: SIGTERM, then
                     // SIGKILL 5 s later, not the default 30 s of a step ignoring SIGTERM.
                     {"terminationGracePeriodSeconds", 5},
-                    {"activeDeadlineSeconds", std::max<int64_t>(1, (r.timeout.count() + 999) / 1000)},
+                    {"activeDeadlineSeconds", deadline},
                     {"securityContext", Map({{"runAsNonRoot", true},
                                              {"runAsUser", uid},
                                              {"runAsGroup", uid},
                                              {"fsGroup", uid},
                                              {"seccompProfile", Map({{"type", "RuntimeDefault"}})}})},
-                    {"containers", Seq({c})},
-                    {"volumes", Seq({Map({{"name", "workspace"}, {"emptyDir", Value::Map()}}),
-                                     Map({{"name", "tmp"}, {"emptyDir", Value::Map()}})})}});
+                    {"containers", containers},
+                    {"volumes", volumes}});
+  if (!spec_init.IsNull()) spec.Set("initContainers", spec_init);
   if (!options.service_account.empty()) spec.Set("serviceAccountName", options.service_account);
   if (!options.node_selector.empty()) {
     Value selector = Value::Map();

@@ -34,6 +34,40 @@ StepRequest Request() {
   return r;
 }
 
+// With a helper image and a workspace: the init container that receives the workspace (the step
+// starts after it), the sidecar that keeps the Pod for the way back, earlier artifacts read-only,
+// the same hardening for every container, time for the transfers.
+TEST(KubernetesPodSpec, ShipsTheWorkspaceThroughHelperContainers) {
+  StepRequest r = Request();
+  r.workspace = "/srv/runs/12/ws";
+  r.artifacts = "/srv/runs/12/artifacts";
+  Value plain = KubernetesPodSpec(r, "p", {.namespace_ = "ci"});
+  EXPECT_EQ(plain.Find({"spec", "initContainers"}), nullptr) << "no helper image: nothing shipped";
+  Value pod = KubernetesPodSpec(r, "p", {.namespace_ = "ci", .helper_image = "registry.local/gantry:1"});
+  const Value* in = pod.Find({"spec", "initContainers", 0});
+  ASSERT_NE(in, nullptr);
+  EXPECT_EQ(Text(in->Get("name")), "gantry-in");
+  EXPECT_EQ(Text(in->Get("image")), "registry.local/gantry:1");
+  EXPECT_EQ(value::ToJson(*in->Get("command")),
+            R"(["/usr/local/bin/gantry","internal","await-file","/gantry/control/ready","--timeout","391"])");
+  ASSERT_EQ(pod.Find({"spec", "containers"})->items().size(), 2u);
+  EXPECT_EQ(Text(pod.Find({"spec", "containers", 0, "name"})), "step");
+  const Value* out = pod.Find({"spec", "containers", 1});
+  EXPECT_EQ(Text(out->Get("name")), "gantry-out");
+  for (const Value* c : {in, out, pod.Find({"spec", "containers", 0})}) {
+    EXPECT_TRUE(c->Find({"securityContext", "readOnlyRootFilesystem"})->AsBool());
+    EXPECT_EQ(value::ToJson(*c->Find({"securityContext", "capabilities"})), R"({"drop":["ALL"]})");
+  }
+  std::map<std::string, std::string> mounts;
+  for (const Value& m : pod.Find({"spec", "containers", 0, "volumeMounts"})->items()) {
+    mounts[Text(m.Get("mountPath"))] = Text(m.Get("name")) + (m.Get("readOnly") != nullptr ? " ro" : "");
+  }
+  EXPECT_EQ(mounts, (std::map<std::string, std::string>{
+                        {"/artifacts", "artifacts ro"}, {"/tmp", "tmp"}, {"/workspace", "workspace"}}));
+  EXPECT_EQ(pod.Find({"spec", "activeDeadlineSeconds"})->AsInt(), 91 + 300);
+  EXPECT_EQ(pod.Find({"spec", "volumes"})->items().size(), 4u);
+}
+
 TEST(KubernetesPodSpec, RunsTheArgvUnchangedWithPlainVariablesAndSecretRefs) {
   Value pod = KubernetesPodSpec(Request(), "gantry-run-12-test-linux-3-abcdef", {.namespace_ = "ci"});
   const Value* c = pod.Find({"spec", "containers", 0});
@@ -152,10 +186,10 @@ class LogOnlyClient final : public fakes::UnimplementedKubeClient {
 
   Result<Value> Get(const kube::ObjectRef&) override {
     if (++gets_ < 20) {
-      return value::ParseJson(R"({"status":{"phase":"Running","containerStatuses":[{"state":{"running":{}}}]}})", "pod");
+      return value::ParseJson(R"({"status":{"phase":"Running","containerStatuses":[{"name":"step","state":{"running":{}}}]}})", "pod");
     }
     return value::ParseJson(R"({"status":{"phase":"Running","containerStatuses":[
-        {"state":{"terminated":{"exitCode":0,"reason":"Completed"}}}]}})", "pod");
+        {"name":"step","state":{"terminated":{"exitCode":0,"reason":"Completed"}}}]}})", "pod");
   }
   Result<Value> Replace(const Value& object) override { return object; }
   Status Delete(const kube::ObjectRef&, const kube::DeleteOptions&) override { return OkStatus(); }

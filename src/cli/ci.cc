@@ -28,6 +28,9 @@ void AddExecutorFlags(CLI::App* cmd, ExecutorFlags& f) {
   cmd->add_option("--context", f.context, "Kube executor: kubeconfig context (default the current one)");
   cmd->add_option("--namespace", f.namespace_, "Kube executor: namespace of the step Pods (default the context's)");
   cmd->add_option("--image", f.image, "Kube executor: image of steps without image: (default debian:bookworm-slim)");
+  cmd->add_option("--helper-image", f.helper_image,
+                  "Kube executor: Gantry's own image (deploy/build-image.sh), whose helper containers ship the "
+                  "workspace into step Pods and back (default: none, steps start in an empty /workspace)");
   cmd->add_option("--node-selector", f.node_selector,
                   "Kube executor: KEY=VALUE label step Pods' nodes must carry (their nodeSelector); repeatable");
   cmd->add_option("--tolerate", f.tolerate,
@@ -39,6 +42,7 @@ Status ValidateExecutorFlags(const ExecutorFlags& f) {
     std::vector<std::string> given;
     for (const auto& [flag, set] : {std::pair{"--kubeconfig", !f.kubeconfig.empty()}, {"--context", !f.context.empty()},
                                     {"--namespace", !f.namespace_.empty()}, {"--image", !f.image.empty()},
+                                    {"--helper-image", !f.helper_image.empty()},
                                     {"--node-selector", !f.node_selector.empty()}, {"--tolerate", !f.tolerate.empty()}}) {
       if (set) given.emplace_back(flag);
     }
@@ -82,6 +86,7 @@ Result<BuiltExecutor> MakeExecutor(const ExecutorFlags& f, const Deps& deps) {
   ci::KubernetesExecutorOptions ko;
   ko.namespace_ = config.namespace_.empty() ? "default" : config.namespace_;
   if (!f.image.empty()) ko.default_image = f.image;
+  ko.helper_image = f.helper_image;
   GANTRY_ASSIGN_OR_RETURN(ko.node_selector, ParseNodeSelector(f.node_selector));
   ko.tolerate_taints = f.tolerate;
   out.executor = ci::NewKubernetesExecutor(*out.client, ko);

@@ -32,6 +32,7 @@ struct ExecutorFlags {
   std::string context;
   std::string namespace_;  // "" = the context's namespace
   std::string image;       // "" = the executor's default image
+  std::string helper_image;  // "" = the workspace is not shipped to step Pods
   std::vector<std::string> node_selector;  // KEY=VALUE
   std::vector<std::string> tolerate;       // taint keys
 };

@@ -109,8 +109,9 @@ Status RunCi(const CiRunOptions& o, const Deps& deps) {
   if (!text.ok()) return text.status().WithContext(file.string());
   GANTRY_ASSIGN_OR_RETURN(ci::Pipeline pipeline, ci::ParsePipeline(*text, ".gantry/pipeline.yaml"));
   GANTRY_ASSIGN_OR_RETURN(BuiltExecutor executor, MakeExecutor(o.executor, deps));
-  if (o.executor.kind == "kube") {
-    fmt::print(deps.err, "note: the kube executor does not ship {} to the cluster: steps start in an empty /workspace\n",
+  if (o.executor.kind == "kube" && o.executor.helper_image.empty()) {
+    fmt::print(deps.err, "note: the kube executor does not ship {} to the cluster without --helper-image: steps start in an "
+               "empty /workspace\n",
                dir.string());
   }
   ci::RunOptions ro;

@@ -35,6 +35,8 @@ void AddUpdateCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddImageCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddLoginCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddPushCommand(CLI::App& app, const Deps& deps, int& exit_code);
+// Hidden: `gantry internal …`, run by Gantry in its own image (internal.cc).
+void AddInternalCommand(CLI::App& app, const Deps& deps, int& exit_code);
 // Subcommands of `image`, each in a file of its own.
 void AddImageBuildCommand(CLI::App& image, const Deps& deps, int& exit_code);
 void AddImageRegistryCommands(CLI::App& image, const Deps& deps, int& exit_code);
@@ -42,6 +44,6 @@ void AddImageRegistryCommands(CLI::App& image, const Deps& deps, int& exit_code)
 inline std::vector<AddCommand> Commands() { return {AddVersionCommand, AddValidateCommand, AddRenderCommand, AddDiffCommand, AddSyncCommand,
           AddInstallCommand, AddAgentCommand, AddAppCommand,
           AddCiCommand, AddServerCommand, AddRunsCommand, AddLogsCommand, AddTokenCommand, AddRoleCommand, AddAuditCommand, AddDeliverCommands,
-          AddImageCommand, AddUpdateCommand, AddLoginCommand, AddPushCommand}; }
+          AddImageCommand, AddUpdateCommand, AddLoginCommand, AddPushCommand, AddInternalCommand}; }
 
 }  // namespace gantry::cli

@@ -21,6 +21,7 @@
 #include "base/mutex.h"
 #include "base/path.h"
 #include "base/retry.h"
+#include "kube/exec_stream.h"
 #include "kube/internal/exec.h"
 #include "kube/kube.h"
 
@@ -406,6 +407,36 @@ class HttpClient final : public Client {
       : config_(root.config_), options_(root.options_), shared_(root.shared_) {
     identity_.push_back("Impersonate-User: " + who.user);
     for (const std::string& g : who.groups) identity_.push_back("Impersonate-Group: " + g);
+  }
+
+  // Over a WebSocket connection of its own (exec_stream.cc): the address and credentials of the
+  // config as loaded (tls-server-name checked in the certificate), the impersonation headers.
+  Result<int> Exec(const ExecRequest& request, const ExecStreams& streams) override {
+    const RestConfig& c = shared_->original;
+    if (!c.proxy_url.empty()) {
+      return UnimplementedError("exec into {}/{}: not through the proxy {} of the kubeconfig", request.namespace_,
+                                request.pod, c.proxy_url);
+    }
+    WebSocketTarget t{.server = c.server,
+                      .tls_server_name = c.tls_server_name,
+                      .ca_pem = c.ca_pem,
+                      .insecure_skip_tls_verify = c.insecure_skip_tls_verify,
+                      .client_cert_pem = c.client_cert_pem,
+                      .client_key_pem = c.client_key_pem,
+                      .headers = identity_};
+    std::string token = transport_.Token();
+    if (exec_ != nullptr) {
+      auto cred = exec_->Get();
+      if (!cred.ok()) return cred.status();
+      if (!(*cred)->token.empty()) token = (*cred)->token;
+      if (!(*cred)->client_cert_pem.empty()) {
+        t.client_cert_pem = (*cred)->client_cert_pem;
+        t.client_key_pem = (*cred)->client_key_pem;
+      }
+    }
+    if (!token.empty()) t.headers.push_back("Authorization: Bearer " + token);
+    requests_++;
+    return ExecOverWebSocket(t, request, streams);
   }
 
   Result<std::unique_ptr<Client>> Impersonate(const Impersonation& who) override {
@@ -886,8 +917,10 @@ class HttpClient final : public Client {
   // What a client and its impersonating views share.
   struct Shared {
     Shared(RestConfig config, const ClientOptions& options, std::string connect_to, const RestConfig& original)
-        : exec(original.exec ? std::make_unique<internal::ExecCredentials>(original) : nullptr),
+        : original(original),
+          exec(original.exec ? std::make_unique<internal::ExecCredentials>(original) : nullptr),
           transport(std::move(config), options, std::move(connect_to)) {}
+    const RestConfig original;  // as loaded: the address exec sessions connect to
     const std::unique_ptr<internal::ExecCredentials> exec;  // set: credentials come from a plugin
     Transport transport;
     std::atomic<uint64_t> requests{0};

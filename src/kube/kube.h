@@ -197,6 +197,25 @@ struct Impersonation {
 };
 std::string ServiceAccountUser(std::string_view namespace_, std::string_view name);
 
+// A command run in a container of a Pod (pods/exec), as `kubectl exec -i` runs it.
+struct ExecRequest {
+  std::string namespace_;
+  std::string pod;
+  std::string container;
+  std::vector<std::string> command;  // argv, run without a shell
+};
+
+// What an exec session reads and writes. The session first calls write_stdin (when set) with a
+// function sending bytes to the command's stdin, then closes stdin, then hands what the command
+// prints to on_stdout / on_stderr until it exits. (One direction at a time: a command that prints
+// much before reading all its input would stall; `gantry internal tar|untar` do not.)
+struct ExecStreams {
+  std::function<Status(const std::function<Status(std::string_view)>& send)> write_stdin;
+  std::function<Status(std::string_view)> on_stdout;  // an error ends the session with it
+  std::function<void(std::string_view)> on_stderr;
+  std::chrono::milliseconds timeout{600'000};  // of the whole session; then DeadlineExceeded
+};
+
 // Called for each event; return false to stop watching.
 using WatchHandler = std::function<bool(const WatchEvent&)>;
 
@@ -262,6 +281,17 @@ class Client {
   // Discovery's errors; Unimplemented where the implementation cannot list them.
   virtual Result<std::vector<ResourceInfo>> ServedKinds() {
     return UnimplementedError("this Kubernetes client cannot list the kinds the server serves");
+  }
+
+  // Runs a command in a container over the pods/exec subresource (WebSocket, v5.channel.k8s.io;
+  // see kube/exec_stream.h) and returns its exit code. Errors: the API's (NotFound for a missing
+  // Pod or container, PermissionDenied without the pods/exec permission), FailedPrecondition when
+  // the server does not speak v5.channel.k8s.io (Kubernetes before 1.30), Unavailable when the
+  // connection breaks, DeadlineExceeded after streams.timeout; Unimplemented where the
+  // implementation cannot.
+  virtual Result<int> Exec(const ExecRequest& request, const ExecStreams& streams) {
+    (void)streams;
+    return UnimplementedError("this Kubernetes client cannot exec into Pod {}/{}", request.namespace_, request.pod);
   }
 
   // Requests sent so far (for tests and benchmarks).

@@ -15,6 +15,7 @@
 
 #include "base/path.h"
 #include "oci/build.h"
+#include "oci/tree_tar.h"
 #include "oci/internal/tar_format.h"
 
 namespace gantry::oci {
@@ -44,7 +45,10 @@ Status RemoveExisting(const fs::path& p) {
 
 class Extractor {
  public:
-  Extractor(fs::path dest, const ExtractLimits& limits) : dest_(std::move(dest)), limits_(limits) {}
+  // tree: a copy of a directory tree (ExtractTreeTar), not an image layer: no whiteouts, and
+  // symlinks keep any target.
+  Extractor(fs::path dest, const ExtractLimits& limits, bool tree = false)
+      : dest_(std::move(dest)), limits_(limits), tree_(tree) {}
 
   Result<ExtractStats> Run(internal::Source& source) {
     internal::TarReader reader(source, limits_.max_total_bytes);
@@ -102,7 +106,7 @@ class Extractor {
     auto parent = Parent(*parts, parts->size() - 1);
     if (!parent.ok()) return parent.status();
     const std::string& name = parts->back();
-    if (name.starts_with(".wh.")) return Whiteout(*parent, name);
+    if (!tree_ && name.starts_with(".wh.")) return Whiteout(*parent, name);
     fs::path path = *parent / name;
     bool exists = false;
     bool is_dir = LstatIsDir(path, exists);
@@ -141,7 +145,7 @@ class Extractor {
     }
     if (h.type == '2') {
       if (h.linkname.empty()) return InvalidArgumentError("symlink with an empty target");
-      if (h.linkname[0] != '/') {
+      if (h.linkname[0] != '/' && !tree_) {
         // Relative to the link's (real) directory: it must not climb above dest.
         std::string dir = parent->string().substr(dest_.string().size());
         while (!dir.empty() && dir[0] == '/') dir.erase(0, 1);
@@ -221,6 +225,7 @@ class Extractor {
 
   fs::path dest_;
   ExtractLimits limits_;
+  bool tree_ = false;
   ExtractStats stats_;
   std::set<std::string> created_;  // paths this layer made (kept by an opaque whiteout)
   std::vector<std::pair<std::string, internal::TarHeader>> dirs_;
@@ -238,6 +243,19 @@ Result<ExtractStats> ExtractLayer(const fs::path& layer_file, std::string_view m
   if (!source.ok()) return source.status();
   Extractor extractor(root, limits);
   return extractor.Run(**source);
+}
+
+Result<ExtractStats> ExtractTreeTar(const ReadFn& read, const fs::path& dest, const ExtractLimits& limits) {
+  std::error_code ec;
+  fs::path root = fs::absolute(dest, ec);
+  if (ec || !fs::is_directory(root, ec)) return NotFoundError("extract: {} is not a directory", dest.string());
+  struct FnSource final : internal::Source {
+    explicit FnSource(const ReadFn& r) : read(r) {}
+    Result<size_t> Read(char* buf, size_t n) override { return read(buf, n); }
+    const ReadFn& read;
+  } source(read);
+  Extractor extractor(root, limits, /*tree=*/true);
+  return extractor.Run(source);
 }
 
 Result<ExtractStats> UnpackImage(const Layout& layout, std::string_view ref_name, const fs::path& dest,

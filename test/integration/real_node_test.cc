@@ -3,7 +3,10 @@
 //   - the node itself: a Pod runs from images built by `gantry image build` and pulled from the
 //     test registry, logs, exits with its code, is OOMKilled over its memory limit;
 //   - CI steps as Pods: the Kubernetes executor's logs come from the kubelet, exit codes, secrets
-//     by reference, OOMKilled, timeout deleting the Pod;
+//     by reference, OOMKilled, timeout deleting the Pod; the workspace shipped into the step's
+//     Pod and back (helper containers from Gantry's own image), so that a two-step pipeline's
+//     checkout, files, artifacts and caches behave as with the process executor, and a step's
+//     symlink to /etc/passwd declared as an artifact brings nothing of the host's back;
 //   - health: Gantry's assessment agrees with what the kubelet does (a readiness probe that fails
 //     keeps a Deployment Progressing, then Degraded past its deadline; a crash-looping Pod is
 //     Degraded with the reason);
@@ -22,8 +25,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "base/path.h"
 #include "base/process.h"
 #include "ci/executor.h"
+#include "ci/runner.h"
 #include "health/health.h"
 #include "kube/kube.h"
 #include "test/env/testenv.h"
@@ -36,6 +41,8 @@ using value::Value;
 using Clock = std::chrono::steady_clock;
 
 std::string Text(const Value* v) { return v != nullptr && v->IsString() ? std::string(v->AsString()) : ""; }
+
+std::string Binary();
 
 class RealNodeTest : public ::testing::Test {
  protected:
@@ -65,6 +72,25 @@ class RealNodeTest : public ::testing::Test {
   void TearDown() override { (void)client_->Delete({"v1", "Namespace", "", ns_}); }
 
   static std::string Busybox() { return cluster_->Get("BUSYBOX_IMAGE"); }
+
+  // Gantry's own image, as deploy/build-image.sh builds it, pushed to the test registry (once per
+  // test binary): the agent's image and the CI executor's helper image.
+  static std::string GantryImage() {
+    static std::string image = [] {
+      std::string registry = testenv::Shared("registry.sh").Get("REGISTRY_HOST");
+      std::string ref = registry + "/gantry-test/gantry:agent";
+      testenv::ScopedTempDir tmp;
+      auto built = RunChecked({testenv::ScriptDir() + "/../../deploy/build-image.sh", Binary(),
+                               "oci:" + tmp.path() + "/layout:agent", "--push", ref, "--insecure-registry", registry},
+                              {.inherit_env = true, .timeout = std::chrono::minutes(5)});
+      if (!built.ok()) {
+        ADD_FAILURE() << "build Gantry's image: " << built.status().ToString();
+        return std::string();
+      }
+      return ref;
+    }();
+    return image;
+  }
 
   // A Pod spec's placement on the real node.
   static std::string Placement() {
@@ -193,6 +219,80 @@ TEST_F(RealNodeCiTest, TimeoutDeletesTheRunningPod) {
   ADD_FAILURE() << "the step's Pod was not deleted";
 }
 
+// The workspace goes into the step's Pod and comes back: step 1 reads the checkout and leaves a
+// file, an artifact and a cache; step 2 (another Pod) reads the file and the artifact; the server
+// keeps the artifact and the cache. A symlink to the host's /etc/passwd declared as an artifact
+// and a cache comes back as a link at most, never as the file's content.
+TEST_F(RealNodeCiTest, TheWorkspaceGoesToThePodAndArtifactsAndCachesComeBack) {
+  auto executor = ci::NewKubernetesExecutor(*client_, {.namespace_ = ns_,
+                                                       .default_image = Busybox(),
+                                                       .poll = std::chrono::milliseconds(100),
+                                                       .helper_image = GantryImage(),
+                                                       .node_selector = {{"type", "real"}},
+                                                       .tolerate_taints = {"gantry.dev/real-node"}});
+  testenv::ScopedTempDir tmp;
+  std::filesystem::path ws = tmp.path() + "/ws";
+  std::filesystem::create_directories(ws / "src");
+  std::ofstream(ws / "src/input.txt") << "from the checkout\n";
+  // Larger than one stdin message (256 KiB) and one WebSocket frame of a fragmenting client.
+  std::ofstream(ws / "src/big.bin") << std::string(3 << 20, 'b');
+  auto pipeline = ci::ParsePipeline(R"(shell: sh
+steps:
+  build:
+    cache: {key: deps, paths: [deps]}
+    artifacts: ["out/**"]
+    run: cat src/input.txt > made.txt && mkdir -p out deps && echo report > out/report.txt && echo cached > deps/c.txt && ln -s /etc/passwd out/evil && id -u && wc -c < src/big.bin
+  check:
+    needs: [build]
+    run: cat made.txt /artifacts/build/out/report.txt && ls /artifacts/build/out && ! test -e deps/nothing
+  fails:
+    needs: [check]
+    run: echo partial > partial.txt && exit 4
+)");
+  ASSERT_TRUE(pipeline.ok()) << pipeline.status().ToString();
+  std::string log;
+  ci::RunOptions o;
+  o.workspace = ws;
+  o.run_dir = tmp.path() + "/run";
+  o.cache_root = tmp.path() + "/cache";
+  o.on_progress = [&](const ci::Progress& p) {
+    if (p.kind == ci::Progress::Kind::kOutput) log += p.data;
+  };
+  ci::Runner runner(*pipeline, *executor, o);
+  auto result = runner.Run();
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  ASSERT_EQ(result->steps.size(), 3u);
+  EXPECT_EQ(result->steps[0].state, store::RunState::kSucceeded) << result->steps[0].message << "\n" << log;
+  EXPECT_EQ(result->steps[1].state, store::RunState::kSucceeded) << result->steps[1].message << "\n" << log;
+  EXPECT_EQ(result->steps[2].exit_code, 4) << log;
+  EXPECT_THAT(log, HasSubstr("from the checkout\nreport\n")) << "step 2 read step 1's file and artifact";
+  EXPECT_THAT(log, HasSubstr("3145728\n")) << "the 3 MiB file arrived whole";
+  EXPECT_THAT(log, HasSubstr("workspace shipped to the Pod"));
+  EXPECT_THAT(log, HasSubstr("workspace brought back from the Pod"));
+  auto read = [](const std::filesystem::path& p) {
+    auto r = ReadFile(p);
+    return r.ok() ? *r : "<" + r.status().message() + ">";
+  };
+  // On the server: the workspace as the steps left it (the failing one's too), the artifact, the cache.
+  EXPECT_EQ(read(ws / "made.txt"), "from the checkout\n");
+  EXPECT_EQ(read(ws / "src/big.bin"), std::string(3 << 20, 'b'));
+  EXPECT_EQ(read(ws / "partial.txt"), "partial\n") << "a failing step's workspace comes back too";
+  EXPECT_EQ(read(tmp.path() + "/run/artifacts/build/out/report.txt"), "report\n");
+  bool cached = false;
+  std::string passwd = read("/etc/passwd");
+  for (const auto& root : {tmp.path() + "/cache", tmp.path() + "/run", tmp.path() + "/ws"}) {
+    for (const auto& e : std::filesystem::recursive_directory_iterator(root)) {
+      if (e.is_symlink() || !e.is_regular_file()) continue;
+      std::string text = read(e.path());
+      if (e.path().filename() == "c.txt" && text == "cached\n") cached = true;
+      EXPECT_TRUE(passwd.empty() || text.find(passwd.substr(0, 40)) == std::string::npos)
+          << e.path() << " holds the host's /etc/passwd";
+    }
+  }
+  EXPECT_TRUE(cached) << "the cache deps/ was saved on the server\n" << log;
+  EXPECT_TRUE(std::filesystem::is_symlink(ws / "out/evil")) << "the link came back as a link";
+}
+
 // Gantry's health of what really runs: the kubelet's probes and restarts decide, Gantry reads.
 TEST_F(RealNodeTest, HealthAgreesWithTheKubeletOnProbesAndCrashLoops) {
   auto deployment = [&](const std::string& name, const std::string& container) {
@@ -290,12 +390,7 @@ TEST_F(RealNodeTest, TheAgentRunsInTheClusterSyncsOverPodNetworkingAndHandsOverI
   std::string git_address = testenv::ParseValues(*exposed).at("ADDRESS");
 
   // The agent's image, as deploy/build-image.sh builds it, pushed to the test registry.
-  std::string registry = testenv::Shared("registry.sh").Get("REGISTRY_HOST");
-  std::string image = registry + "/gantry-test/gantry:agent";
-  auto built = RunChecked({testenv::ScriptDir() + "/../../deploy/build-image.sh", Binary(),
-                                 "oci:" + tmp.path() + "/layout:agent", "--push", image, "--insecure-registry", registry},
-                                {.inherit_env = true, .timeout = std::chrono::minutes(5)});
-  ASSERT_TRUE(built.ok()) << built.status().ToString();
+  std::string image = GantryImage();
   auto installed = RunChecked({Binary(), "install", "--kubeconfig", cluster_->Get("KUBECONFIG"), "--image", image,
                                      "--node-selector", "type=real", "--tolerate", "gantry.dev/real-node",
                                      "--agent-arg=--interval=3s"},
