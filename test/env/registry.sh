@@ -48,10 +48,10 @@ start() {
   ((auth && token)) && usage
   mkdir -p "$run/data" "$run/logs" "$run/pids"
   run=$(cd "$run" && pwd)  # the config needs absolute paths
-  local port scheme=http user="" password=""
-  port=$(free_port)
+  local scheme=http user="" password=""
 
-  local config=$run/config.yml
+  # The configuration, with the port filled in by each start attempt (start_retrying).
+  local config=$run/config.yml.in
   cat >"$config" <<YAML
 version: 0.1
 log:
@@ -67,7 +67,7 @@ storage:
     uploadpurging:
       enabled: false
 http:
-  addr: 127.0.0.1:$port
+  addr: 127.0.0.1:@PORT@
   secret: $(openssl rand -hex 16)
   headers:
     X-Content-Type-Options: [nosniff]
@@ -104,21 +104,20 @@ auth:
 YAML
   fi
 
-  # A clean environment: Distribution reads REGISTRY_* variables as configuration overrides.
-  start_bg "$run" registry env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-    docker-registry serve "$config"
-  local pid url=$scheme://127.0.0.1:$port
-  pid=$(cat "$run/pids/registry.pid")
   local curl_args=(-s --noproxy '*' -o /dev/null -w '%{http_code}' --max-time 2)
   ((auth)) && curl_args+=(--cacert "$run/tls/ca.crt")
-  # Ready when /v2/ answers (401 when auth is on), or done waiting when the server has died.
-  registry_up() {
-    alive "$pid" || return 0
-    [[ $(curl "${curl_args[@]}" "$url/v2/") =~ ^(200|401)$ ]]
+  launch_registry() {
+    sed "s/@PORT@/$PORT/" "$config" >"$run/config.yml"
+    # A clean environment: Distribution reads REGISTRY_* variables as configuration overrides.
+    start_bg "$run" registry env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+      docker-registry serve "$run/config.yml"
   }
-  wait_for 30 "registry on $url" registry_up ||
-    die_with_log "$run" registry "registry did not come up"
-  alive "$pid" || die_with_log "$run" registry "registry exited during startup"
+  # Ready when /v2/ answers (401 when auth is on).
+  registry_up() {
+    [[ $(curl "${curl_args[@]}" "$scheme://127.0.0.1:$PORT/v2/") =~ ^(200|401)$ ]]
+  }
+  start_retrying "$run" registry 30 registry_up launch_registry
+  local port=$PORT url=$scheme://127.0.0.1:$PORT
 
   echo "REGISTRY_URL=$url"
   echo "REGISTRY_HOST=127.0.0.1:$port"
