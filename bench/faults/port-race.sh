@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Proves that test/env never loses a port race: starts N registries, N Git servers and N PostgreSQL
 # servers at once (ROUNDS times), with CPU load alongside, and counts the starts that needed a
-# retry (start_retrying in test/env/lib.sh). With --tight (root: a private network namespace whose
+# retry (start_retrying in test/env/lib.sh). CLUSTERS=K adds K kube-cluster.sh starts (etcd and
+# kube-apiserver, both retried) to each round. With --tight (root: a private network namespace whose
 # ephemeral port range holds only PORTS ports) collisions are not luck but certain.
 #
 #   bench/faults/port-race.sh [--tight] [N=8] [ROUNDS=3] [PORTS=24]
@@ -26,7 +27,9 @@ failed=0 started=0
 for ((r = 1; r <= rounds; r++)); do
   pids=() dirs=()
   for ((i = 0; i < n; i++)); do
-    for kind in registry git-server postgres; do
+    kinds=(registry git-server postgres)
+    ((i < ${CLUSTERS:-0})) && kinds+=(kube-cluster)
+    for kind in "${kinds[@]}"; do
       d=$work/r$r-$kind-$i; dirs+=("$kind:$d")
       "$env_dir/$kind.sh" start "$d" >"$d.out" 2>"$d.err" & pids+=($!)
     done
@@ -34,7 +37,8 @@ for ((r = 1; r <= rounds; r++)); do
   rf=0
   for p in "${pids[@]}"; do wait "$p" || rf=$((rf + 1)); done
   # Every server answers on the port it reported, and no two reported the same port.
-  ports=$(cat "$work"/r$r-*.out | sed -n 's/^\(REGISTRY_HOST=127.0.0.1:\|GIT_URL=http:\/\/127.0.0.1:\|PG_PORT=\)//p')
+  ports=$(cat "$work"/r$r-*.out |
+    sed -n 's/^\(REGISTRY_HOST=127.0.0.1:\|GIT_URL=http:\/\/127.0.0.1:\|PG_PORT=\|KUBE_SERVER=https:\/\/127.0.0.1:\)//p')
   dup=$(sort <<<"$ports" | uniq -d | wc -l)
   for e in "${dirs[@]}"; do "$env_dir/${e%%:*}.sh" stop "${e#*:}" >/dev/null 2>&1 || true; done
   started=$((started + ${#pids[@]}))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The fault scenarios of test/integration/faults_test.cc repeated N times with different seeds (not
-# in CI: CI runs them once, seed 1). Prints a table per scenario: runs, outcomes, recovery times
-# (min / median / max), and keeps every line in OUT_DIR/faults.log.
+# in CI: CI runs them once, seed 1). Prints a table: per scenario the runs, outcomes, time under the
+# fault and time to recover (min / median / max); every line is kept in OUT_DIR/faults.log.
 #
 #   bench/faults/run.sh [N=5] [FIRST_SEED=1]     (after: ninja -C build/h integration_faults_test)
 # Environment: BUILD_DIR (default build/h), GTEST_FILTER (a subset of the scenarios).
@@ -25,14 +25,15 @@ import collections, statistics, sys
 runs = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     f = dict(kv.split("=", 1) for kv in line.split()[2:])
-    runs[line.split()[1]].append((f["outcome"], float(f["recover_s"])))
-print("| scenario | runs | outcomes | recovery s (min / median / max) |")
-print("|---|---|---|---|")
+    runs[line.split()[1]].append((f["outcome"], float(f["fault_s"]), float(f["recover_s"])))
+def spread(xs):
+    return f"{min(xs):.2f} / {statistics.median(xs):.2f} / {max(xs):.2f}"
+print("| scenario | runs | outcomes | s under the fault (min / median / max) | s to recover (min / median / max) |")
+print("|---|---|---|---|---|")
 for name, rs in runs.items():
-    outcomes = collections.Counter(o.split("-in-")[0] for o, _ in rs)
-    rec = [r for _, r in rs]
+    outcomes = collections.Counter(o for o, _, _ in rs)
     print(f"| {name} | {len(rs)} | {', '.join(f'{k} {v}' for k, v in outcomes.items())} | "
-          f"{min(rec):.2f} / {statistics.median(rec):.2f} / {max(rec):.2f} |")
+          f"{spread([f for _, f, _ in rs])} | {spread([r for _, _, r in rs])} |")
 PY
 echo "logs: $out" >&2
 ((failed == 0))

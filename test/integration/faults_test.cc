@@ -8,7 +8,8 @@
 //     visible whose blobs are not all present, and a retry completes it;
 //   - a sync of 100 objects converges under latency with jitter.
 // The fault schedule (when a reset comes, the jitter) comes from GANTRY_FAULT_SEED (default 1).
-// Each scenario prints "FAULT <scenario> outcome=<...> recover_s=<...>" and, when
+// Each scenario prints "FAULT <scenario> seed=<n> outcome=<...> fault_s=<time under the fault>
+// recover_s=<time from removing the fault to the next success>" and, when
 // GANTRY_FAULTS_REPORT names a file, appends that line to it (bench/faults/run.sh sums them).
 
 #include <chrono>
@@ -43,9 +44,9 @@ uint64_t Seed() {
 }
 
 // One line per scenario run, on stdout and in $GANTRY_FAULTS_REPORT.
-void Record(const std::string& scenario, const std::string& outcome, double recover_s) {
-  std::string line = fmt::format("FAULT {} seed={} outcome={} recover_s={:.2f}", scenario, Seed(),
-                                 outcome, recover_s);
+void Record(const std::string& scenario, const std::string& outcome, double fault_s, double recover_s) {
+  std::string line = fmt::format("FAULT {} seed={} outcome={} fault_s={:.2f} recover_s={:.2f}", scenario,
+                                 Seed(), outcome, fault_s, recover_s);
   std::cout << line << std::endl;
   if (const char* report = std::getenv("GANTRY_FAULTS_REPORT"); report && *report) {
     std::ofstream(report, std::ios::app) << line << "\n";
@@ -168,7 +169,9 @@ TEST_F(KubeFaultsTest, CutMidBodyDuringLiveReadFailsAndPrunesNothing) {
                                             .attributes = {{"bytes", cut_after}}}).ok());
   sync::Options o = Opts(app);
   o.create_namespace = false;  // it exists: the first requests are the live read
+  auto start = Clock::now();
   sync::State faulted = SyncWithin(*client, Render(50, 4000, false), o, std::chrono::seconds(120));
+  double fault_s = Seconds(Clock::now() - start);
   EXPECT_EQ(faulted.phase, sync::Phase::kFailed) << faulted.message;
   EXPECT_FALSE(faulted.message.empty());
   for (const auto& r : faulted.results) {
@@ -182,7 +185,8 @@ TEST_F(KubeFaultsTest, CutMidBodyDuringLiveReadFailsAndPrunesNothing) {
   double recover = Seconds(Clock::now() - healed);
   ASSERT_EQ(after.phase, sync::Phase::kSucceeded) << after.message;
   EXPECT_EQ(direct_->Get(service).status().code(), Code::kNotFound);
-  Record("apiserver-cut-mid-body", faulted.phase == sync::Phase::kFailed ? "failed-cleanly" : "unexpected", recover);
+  Record("apiserver-cut-mid-body", faulted.phase == sync::Phase::kFailed ? "failed-no-prune" : "unexpected", fault_s,
+         recover);
   std::cout << "  reason: " << faulted.message << std::endl;
 }
 
@@ -205,8 +209,7 @@ TEST_F(KubeFaultsTest, SilentApiserverFailsWithinDeadline) {
   sync::State after = SyncWithin(*client, Render(3, 10, true), Opts("fault-silence"), std::chrono::seconds(120));
   double recover = Seconds(Clock::now() - healed);
   ASSERT_EQ(after.phase, sync::Phase::kSucceeded) << after.message;
-  Record("apiserver-timeout", s.phase == sync::Phase::kFailed ? fmt::format("failed-in-{:.1f}s", took) : "hung",
-         recover);
+  Record("apiserver-timeout", s.phase == sync::Phase::kFailed ? "failed" : "hung", took, recover);
 }
 
 // 100 ± 50 ms on every packet from the apiserver (seeded jitter): a sync of 100 objects converges.
@@ -223,7 +226,7 @@ TEST_F(KubeFaultsTest, LatencyWithJitterStillConverges) {
   for (int i : {0, 50, 99}) {
     EXPECT_TRUE(direct_->Get({"v1", "ConfigMap", "fault-latency", fmt::format("cm-{}", i)}).ok());
   }
-  Record("apiserver-latency-100ms-jitter", fmt::format("converged-in-{:.1f}s", took), 0);
+  Record("apiserver-latency-100ms-jitter", "converged", took, 0);
 }
 
 // ---- Registry --------------------------------------------------------------------------------
@@ -328,7 +331,9 @@ TEST_F(RegistryFaultsTest, CutMidBlobUploadLeavesNoManifest) {
   ASSERT_TRUE(Toxi().AddToxic("registry", {.name = "cut", .type = "limit_data", .stream = "upstream",
                                            .attributes = {{"bytes", cut_after}}}).ok());
   auto proxied = Client(proxied_host_, std::chrono::seconds(5));
+  auto start = Clock::now();
   auto pushed = oci::PushImage(*proxied, *layout, "v1", Ref(proxied_host_ + "/" + repo_tag));
+  double fault_s = Seconds(Clock::now() - start);
   EXPECT_FALSE(pushed.ok()) << "the push went through connections cut after " << cut_after << " bytes";
   std::cout << "  push under resets: " << pushed.status().ToString() << std::endl;
   EXPECT_FALSE(ExpectNoPartialManifest(repo_tag, m)) << "a manifest is visible after a failed push";
@@ -339,7 +344,7 @@ TEST_F(RegistryFaultsTest, CutMidBlobUploadLeavesNoManifest) {
   double recover = Seconds(Clock::now() - healed);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_TRUE(ExpectNoPartialManifest(repo_tag, m));
-  Record("registry-cut-mid-blob", pushed.ok() ? "pushed" : "failed-cleanly", recover);
+  Record("registry-cut-mid-blob", pushed.ok() ? "pushed" : "failed-no-manifest", fault_s, recover);
 }
 
 // The upload is throttled to 128 KB/s, and after a seeded 0.5-1.5 s the registry goes silent (the
@@ -376,8 +381,7 @@ TEST_F(RegistryFaultsTest, BandwidthThenSilenceFailsWithinStallTimeout) {
   double recover = Seconds(Clock::now() - healed);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_TRUE(ExpectNoPartialManifest(repo_tag, m));
-  Record("registry-bandwidth-then-timeout", pushed.ok() ? "pushed" : fmt::format("failed-in-{:.1f}s", took),
-         recover);
+  Record("registry-bandwidth-then-timeout", pushed.ok() ? "pushed" : "failed-no-manifest", took, recover);
 }
 
 }  // namespace
