@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # A throwaway OCI registry: Debian's docker-registry (CNCF Distribution 2.8) on 127.0.0.1.
 #
-#   registry.sh start RUN_DIR [--auth | --token]
+#   registry.sh start RUN_DIR [--auth | --token [--token-realm URL]]
 #                                        anonymous HTTP; with --auth: htpasswd (bcrypt) basic auth
 #                                        behind TLS with a self-signed CA made in RUN_DIR; with
 #                                        --token: plain HTTP with the bearer-token flow, whose token
-#                                        service the test serves itself (see below)
+#                                        service the test serves itself (see below) at URL: bind
+#                                        it first (port 0), then pass its URL, so no port races
 #   registry.sh stop RUN_DIR
 #
 # start prints:
@@ -24,7 +25,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() { echo "usage: $0 start RUN_DIR [--auth | --token] | stop RUN_DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start RUN_DIR [--auth | --token [--token-realm URL]] | stop RUN_DIR" >&2; exit 2; }
 
 # make_token_key DIR: an RSA key and a self-signed certificate for it, to sign and verify JWTs.
 make_token_key() {
@@ -36,11 +37,12 @@ make_token_key() {
 
 start() {
   local run=$1; shift
-  local auth=0 token=0
+  local auth=0 token=0 realm=""
   while (($#)); do
     case $1 in
       --auth) auth=1 ;;
       --token) token=1 ;;
+      --token-realm) (($# >= 2)) || usage; realm=$2; shift ;;
       *) usage ;;
     esac
     shift
@@ -90,10 +92,12 @@ auth:
     path: $run/htpasswd
 YAML
   fi
-  local realm="" service=gantry-test-registry issuer=gantry-test-issuer
+  local service=gantry-test-registry issuer=gantry-test-issuer
+  [[ -z $realm ]] || ((token)) || usage
   if ((token)); then
     make_token_key "$run/token"
-    realm=http://127.0.0.1:$(free_port)/token
+    # Without --token-realm a free port the test must bind later (it may race with other binders).
+    realm=${realm:-http://127.0.0.1:$(free_port)/token}
     cat >>"$config" <<YAML
 auth:
   token:
