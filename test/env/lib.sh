@@ -15,7 +15,12 @@ TESTENV_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # A free TCP port on 127.0.0.1 (the kernel picks it). It is released before the caller's server binds
 # it, so another binder may take it first: start servers that cannot bind port 0 with start_retrying.
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  python3 -c '
+import socket, sys
+try:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])
+except OSError as e:
+    sys.exit(f"testenv: no free TCP port on 127.0.0.1 (ephemeral range exhausted?): {e}")'
 }
 
 # wait_for SECONDS DESCRIPTION CMD...: polls CMD every 0.2 s until it succeeds or SECONDS pass.
