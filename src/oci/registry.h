@@ -64,6 +64,9 @@ struct RegistryOptions {
   std::vector<std::string> insecure_http_hosts;
   BackoffPolicy retry{.initial = std::chrono::milliseconds(200), .max_attempts = 4};
   std::chrono::milliseconds connect_timeout{10'000};
+  // A request during which no byte moves for this long fails with DeadlineExceeded: a registry
+  // that accepts and then stays silent cannot hang a push or a pull.
+  std::chrono::seconds stall_timeout{60};
   // Blobs larger than this are uploaded in chunks of this size.
   uint64_t chunk_size = 64ull << 20;
   // Where resumable-upload state is kept (one small file per blob being uploaded); empty: none.

@@ -2,13 +2,14 @@
 # Builds the real servers and tools the tests need from the Go module proxy, into version-keyed
 # directories outside the repository, and prints the directory that holds the binaries:
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, kustomize, helm,
-#   oidc-op, jsonnet, sops, age, age-keygen, and for the real node: kubelet and pause (the
+#   oidc-op, jsonnet, sops, age, age-keygen, toxiproxy-server, toxiproxy-cli, and for the real node: kubelet and pause (the
 #   sandbox's pause process, from C)
 # A component whose directory holds a .complete marker is not built again, so a second run costs
 # seconds; a fresh machine builds everything (~25 min on 2 cores, most of it kube-apiserver).
 #
 # Environment: GANTRY_CACHE (default ~/.cache/gantry), K8S_VERSION, ETCD_VERSION, KWOK_VERSION,
-# KUSTOMIZE_VERSION, HELM_VERSION, ZITADEL_OIDC_VERSION, JSONNET_VERSION, SOPS_VERSION, AGE_VERSION.
+# KUSTOMIZE_VERSION, HELM_VERSION, ZITADEL_OIDC_VERSION, JSONNET_VERSION, SOPS_VERSION, AGE_VERSION,
+# TOXIPROXY_VERSION.
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.36.3}
@@ -20,6 +21,8 @@ ZITADEL_OIDC_VERSION=${ZITADEL_OIDC_VERSION:-v3.52.0}
 JSONNET_VERSION=${JSONNET_VERSION:-v0.22.0}
 SOPS_VERSION=${SOPS_VERSION:-v3.13.3}
 AGE_VERSION=${AGE_VERSION:-v1.3.2}
+# v2.12.0 is the newest tag the module proxy serves (go.mod: go 1.23); it builds with Go 1.26.
+TOXIPROXY_VERSION=${TOXIPROXY_VERSION:-v2.12.0}
 
 CACHE=${GANTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gantry}/tools
 BIN=$CACHE/bin
@@ -204,9 +207,19 @@ build_age() {
   "$1/age" --version
 }
 
+# toxiproxy-server, toxiproxy-cli: the TCP proxy that injects network faults between Gantry and the
+# real servers (test/env/toxiproxy.sh, test/integration/faults_test.cc).
+build_toxiproxy() {
+  GOBIN=$1 go install -trimpath -ldflags "-s -w -X github.com/Shopify/toxiproxy/v2.Version=${TOXIPROXY_VERSION#v}" \
+    "github.com/Shopify/toxiproxy/v2/cmd/server@${TOXIPROXY_VERSION}" \
+    "github.com/Shopify/toxiproxy/v2/cmd/cli@${TOXIPROXY_VERSION}"
+  mv "$1/server" "$1/toxiproxy-server"; mv "$1/cli" "$1/toxiproxy-cli"
+  "$1/toxiproxy-server" -version
+}
+
 OIDC_OP_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/oidc-op" && pwd)
 
-want=${*:-etcd kwok kustomize helm kube kubectl kubelet oidc-op jsonnet sops age}
+want=${*:-etcd kwok kustomize helm kube kubectl kubelet oidc-op jsonnet sops age toxiproxy}
 for c in $want; do
   case $c in
     kube) component kube "$K8S_VERSION" build_kube ;;
@@ -223,6 +236,8 @@ for c in $want; do
     jsonnet) component jsonnet "$JSONNET_VERSION-$(declare -f build_jsonnet | sha256sum | cut -c1-12)" build_jsonnet ;;
     sops) component sops "$SOPS_VERSION-$(declare -f build_sops | sha256sum | cut -c1-12)" build_sops ;;
     age) component age "$AGE_VERSION-$(declare -f build_age | sha256sum | cut -c1-12)" build_age ;;
+    toxiproxy) component toxiproxy "$TOXIPROXY_VERSION-$(declare -f build_toxiproxy | sha256sum | cut -c1-12)" \
+                 build_toxiproxy ;;
     *) log "unknown component $c"; exit 2 ;;
   esac
 done

@@ -94,9 +94,37 @@ start() {
   printf '%s,gantry-token-admin,uid-gantry-admin,"system:masters"\n' "$token" > "$PKI/tokens.csv"
   chmod 600 "$PKI/tokens.csv"
 
-  local etcd_port etcd_peer kcm_port sched_port
-  etcd_port=$(free_port); etcd_peer=$(free_port); API_PORT=$(free_port)
-  kcm_port=$(free_port); sched_port=$(free_port)
+  # etcd and kube-apiserver cannot bind port 0 and report it: start_retrying picks their ports
+  # (and etcd's peer port), and starts them again on others when a port was taken meanwhile.
+  local etcd_port etcd_peer
+  launch_etcd() {
+    etcd_peer=$(free_port)
+    rm -rf "$run/etcd"  # a fresh member on each attempt: its peer URL changes
+    start_bg "$run" etcd "$bin/etcd" --name=node0 --data-dir="$run/etcd" \
+      --listen-client-urls="http://127.0.0.1:$PORT" --advertise-client-urls="http://127.0.0.1:$PORT" \
+      --listen-peer-urls="http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer" \
+      --initial-cluster="node0=http://127.0.0.1:$etcd_peer" --initial-cluster-state=new \
+      --unsafe-no-fsync=true --auto-compaction-retention=1 --quota-backend-bytes=8589934592 --log-level=warn
+  }
+  etcd_up() { curl -sf "http://127.0.0.1:$PORT/health"; }
+  start_retrying "$run" etcd 60 etcd_up launch_etcd
+  etcd_port=$PORT
+
+  launch_apiserver() {
+    start_bg "$run" kube-apiserver "$bin/kube-apiserver" --etcd-servers="http://127.0.0.1:$etcd_port" \
+      --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$PORT" \
+      --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+      --client-ca-file="$PKI/ca.crt" --token-auth-file="$PKI/tokens.csv" \
+      --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+      --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
+      --service-cluster-ip-range=10.96.0.0/16 --authorization-mode=Node,RBAC --allow-privileged=true \
+      --endpoint-reconciler-type=none --enable-priority-and-fairness=false --cert-dir="$PKI" \
+      --kubelet-client-certificate="$PKI/admin.crt" --kubelet-client-key="$PKI/admin.key" \
+      --kubelet-preferred-address-types=InternalIP,Hostname --profiling=false
+  }
+  apiserver_up() { curl -sf --cacert "$PKI/ca.crt" "https://127.0.0.1:$PORT/readyz"; }
+  start_retrying "$run" kube-apiserver 180 apiserver_up launch_apiserver
+  API_PORT=$PORT
 
   local kc=$run/kubeconfig
   cat > "$kc" <<KC
@@ -121,35 +149,17 @@ current-context: $name
 KC
   chmod 600 "$kc"
 
-  start_bg "$run" etcd "$bin/etcd" --name=node0 --data-dir="$run/etcd" \
-    --listen-client-urls="http://127.0.0.1:$etcd_port" --advertise-client-urls="http://127.0.0.1:$etcd_port" \
-    --listen-peer-urls="http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer" \
-    --initial-cluster="node0=http://127.0.0.1:$etcd_peer" --initial-cluster-state=new \
-    --unsafe-no-fsync=true --auto-compaction-retention=1 --quota-backend-bytes=8589934592 --log-level=warn
-  wait_for 60 "etcd" curl -sf "http://127.0.0.1:$etcd_port/health" || die_with_log "$run" etcd "etcd did not start"
-
-  start_bg "$run" kube-apiserver "$bin/kube-apiserver" --etcd-servers="http://127.0.0.1:$etcd_port" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
-    --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
-    --client-ca-file="$PKI/ca.crt" --token-auth-file="$PKI/tokens.csv" \
-    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
-    --service-cluster-ip-range=10.96.0.0/16 --authorization-mode=Node,RBAC --allow-privileged=true \
-    --endpoint-reconciler-type=none --enable-priority-and-fairness=false --cert-dir="$PKI" \
-    --kubelet-client-certificate="$PKI/admin.crt" --kubelet-client-key="$PKI/admin.key" \
-    --kubelet-preferred-address-types=InternalIP,Hostname --profiling=false
-  wait_for 180 "kube-apiserver /readyz" curl -sf --cacert "$PKI/ca.crt" "https://127.0.0.1:$API_PORT/readyz" ||
-    die_with_log "$run" kube-apiserver "kube-apiserver did not become ready"
-
+  # The controller manager and the scheduler serve nothing the tests read: --secure-port=0, so
+  # that they bind no port (and race for none).
   start_bg "$run" kube-controller-manager "$bin/kube-controller-manager" --kubeconfig="$kc" \
     --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
-    --bind-address=127.0.0.1 --secure-port="$kcm_port" --leader-elect=false \
+    --secure-port=0 --leader-elect=false \
     --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
     --use-service-account-credentials=false --controllers='*' --kube-api-qps=200 --kube-api-burst=400 \
     --concurrent-deployment-syncs=10 --concurrent-replicaset-syncs=10 --profiling=false
   start_bg "$run" kube-scheduler "$bin/kube-scheduler" --kubeconfig="$kc" \
     --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
-    --bind-address=127.0.0.1 --secure-port="$sched_port" --leader-elect=false --profiling=false \
+    --secure-port=0 --leader-elect=false --profiling=false \
     --kube-api-qps=200 --kube-api-burst=400
   start_bg "$run" kwok "$bin/kwok" --kubeconfig="$kc" --config="$bin/kwok-stages.yaml" \
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake --node-lease-duration-seconds=40 --cidr=10.244.0.1/16

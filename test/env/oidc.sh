@@ -60,19 +60,16 @@ start() {
 }
 JSON
 
-  local port issuer
-  port=$(free_port)
-  issuer=http://127.0.0.1:$port
-  start_bg "$run" oidc-op "$bin/oidc-op" -addr "127.0.0.1:$port" -issuer "$issuer" \
-    -client-id "$client_id" -groups-claim "$groups_claim" -users "$run/users.json"
-  local pid
-  pid=$(cat "$run/pids/oidc-op.pid")
-  op_up() {
-    alive "$pid" || return 0
-    curl -sf --noproxy '*' --max-time 2 -o /dev/null "$issuer/.well-known/openid-configuration"
+  local issuer
+  launch_op() {
+    start_bg "$run" oidc-op "$bin/oidc-op" -addr "127.0.0.1:$PORT" -issuer "http://127.0.0.1:$PORT" \
+      -client-id "$client_id" -groups-claim "$groups_claim" -users "$run/users.json"
   }
-  wait_for 30 "OpenID provider on $issuer" op_up || die_with_log "$run" oidc-op "oidc-op did not come up"
-  alive "$pid" || die_with_log "$run" oidc-op "oidc-op exited during startup"
+  op_up() {
+    curl -sf --noproxy '*' --max-time 2 -o /dev/null "http://127.0.0.1:$PORT/.well-known/openid-configuration"
+  }
+  start_retrying "$run" oidc-op 30 op_up launch_op
+  issuer=http://127.0.0.1:$PORT
 
   echo "OIDC_ISSUER=$issuer"
   echo "OIDC_CLIENT_ID=$client_id"

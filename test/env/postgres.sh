@@ -34,7 +34,6 @@ start() {
   mkdir -p "$run/logs" "$run/pids" "$run/pg/sock"
   run=$(cd "$run" && pwd)
   local pg=$run/pg port user password db=gantry
-  port=$(free_port)
   user=gantry_$(openssl rand -hex 3)
   password=$(openssl rand -hex 16)
   chmod 700 "$pg/sock"  # local connections are trusted: only the cluster's owner may use them
@@ -54,18 +53,14 @@ start() {
     >>"$run/logs/initdb.log" 2>&1 || die_with_log "$run" initdb "initdb failed"
   rm -f "$pg/pwfile"
 
-  start_bg "$run" postgres "${AS_PG[@]}" "$PG_BIN/postgres" -D "$pg/data" -p "$port" \
-    -c listen_addresses=127.0.0.1 -c unix_socket_directories="$pg/sock" \
-    -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200
-  local pid
-  pid=$(cat "$run/pids/postgres.pid")
-  pg_up() {
-    alive "$pid" || return 0
-    "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" -t 2
+  launch_postgres() {
+    start_bg "$run" postgres "${AS_PG[@]}" "$PG_BIN/postgres" -D "$pg/data" -p "$PORT" \
+      -c listen_addresses=127.0.0.1 -c unix_socket_directories="$pg/sock" \
+      -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200
   }
-  wait_for 60 "postgres on 127.0.0.1:$port" pg_up ||
-    die_with_log "$run" postgres "postgres did not come up"
-  alive "$pid" || die_with_log "$run" postgres "postgres exited during startup"
+  pg_up() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" -t 2; }
+  start_retrying "$run" postgres 60 pg_up launch_postgres
+  port=$PORT
   # Over TCP with the password: also proves that password authentication works.
   env PGPASSWORD="$password" PGCONNECT_TIMEOUT=10 "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" \
     -U "$user" "$db" >>"$run/logs/initdb.log" 2>&1 ||

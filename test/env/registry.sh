@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # A throwaway OCI registry: Debian's docker-registry (CNCF Distribution 2.8) on 127.0.0.1.
 #
-#   registry.sh start RUN_DIR [--auth | --token]
+#   registry.sh start RUN_DIR [--auth | --token [--token-realm URL]]
 #                                        anonymous HTTP; with --auth: htpasswd (bcrypt) basic auth
 #                                        behind TLS with a self-signed CA made in RUN_DIR; with
 #                                        --token: plain HTTP with the bearer-token flow, whose token
-#                                        service the test serves itself (see below)
+#                                        service the test serves itself (see below) at URL: bind
+#                                        it first (port 0), then pass its URL, so no port races
 #   registry.sh stop RUN_DIR
 #
 # start prints:
@@ -24,7 +25,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() { echo "usage: $0 start RUN_DIR [--auth | --token] | stop RUN_DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start RUN_DIR [--auth | --token [--token-realm URL]] | stop RUN_DIR" >&2; exit 2; }
 
 # make_token_key DIR: an RSA key and a self-signed certificate for it, to sign and verify JWTs.
 make_token_key() {
@@ -36,11 +37,12 @@ make_token_key() {
 
 start() {
   local run=$1; shift
-  local auth=0 token=0
+  local auth=0 token=0 realm=""
   while (($#)); do
     case $1 in
       --auth) auth=1 ;;
       --token) token=1 ;;
+      --token-realm) (($# >= 2)) || usage; realm=$2; shift ;;
       *) usage ;;
     esac
     shift
@@ -48,10 +50,10 @@ start() {
   ((auth && token)) && usage
   mkdir -p "$run/data" "$run/logs" "$run/pids"
   run=$(cd "$run" && pwd)  # the config needs absolute paths
-  local port scheme=http user="" password=""
-  port=$(free_port)
+  local scheme=http user="" password=""
 
-  local config=$run/config.yml
+  # The configuration, with the port filled in by each start attempt (start_retrying).
+  local config=$run/config.yml.in
   cat >"$config" <<YAML
 version: 0.1
 log:
@@ -67,7 +69,7 @@ storage:
     uploadpurging:
       enabled: false
 http:
-  addr: 127.0.0.1:$port
+  addr: 127.0.0.1:@PORT@
   secret: $(openssl rand -hex 16)
   headers:
     X-Content-Type-Options: [nosniff]
@@ -90,10 +92,12 @@ auth:
     path: $run/htpasswd
 YAML
   fi
-  local realm="" service=gantry-test-registry issuer=gantry-test-issuer
+  local service=gantry-test-registry issuer=gantry-test-issuer
+  [[ -z $realm ]] || ((token)) || usage
   if ((token)); then
     make_token_key "$run/token"
-    realm=http://127.0.0.1:$(free_port)/token
+    # Without --token-realm a free port the test must bind later (it may race with other binders).
+    realm=${realm:-http://127.0.0.1:$(free_port)/token}
     cat >>"$config" <<YAML
 auth:
   token:
@@ -104,21 +108,20 @@ auth:
 YAML
   fi
 
-  # A clean environment: Distribution reads REGISTRY_* variables as configuration overrides.
-  start_bg "$run" registry env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-    docker-registry serve "$config"
-  local pid url=$scheme://127.0.0.1:$port
-  pid=$(cat "$run/pids/registry.pid")
   local curl_args=(-s --noproxy '*' -o /dev/null -w '%{http_code}' --max-time 2)
   ((auth)) && curl_args+=(--cacert "$run/tls/ca.crt")
-  # Ready when /v2/ answers (401 when auth is on), or done waiting when the server has died.
-  registry_up() {
-    alive "$pid" || return 0
-    [[ $(curl "${curl_args[@]}" "$url/v2/") =~ ^(200|401)$ ]]
+  launch_registry() {
+    sed "s/@PORT@/$PORT/" "$config" >"$run/config.yml"
+    # A clean environment: Distribution reads REGISTRY_* variables as configuration overrides.
+    start_bg "$run" registry env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+      docker-registry serve "$run/config.yml"
   }
-  wait_for 30 "registry on $url" registry_up ||
-    die_with_log "$run" registry "registry did not come up"
-  alive "$pid" || die_with_log "$run" registry "registry exited during startup"
+  # Ready when /v2/ answers (401 when auth is on).
+  registry_up() {
+    [[ $(curl "${curl_args[@]}" "$scheme://127.0.0.1:$PORT/v2/") =~ ^(200|401)$ ]]
+  }
+  start_retrying "$run" registry 30 registry_up launch_registry
+  local port=$PORT url=$scheme://127.0.0.1:$PORT
 
   echo "REGISTRY_URL=$url"
   echo "REGISTRY_HOST=127.0.0.1:$port"

@@ -57,7 +57,6 @@ start() {
     >"$run/server/authorized_keys"
 
   local port user scp_host=""
-  port=$(free_port)
   user=$(id -un)
   # scp-like URLs (user@host:path) have no port: they reach port 22. A random loopback address
   # (all of 127/8 is loopback) gives this server port 22 of its own when the user may bind it
@@ -66,8 +65,9 @@ start() {
   if python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1], 22))' "$candidate" 2>/dev/null; then
     scp_host=$candidate
   fi
-  cat >"$run/server/sshd_config" <<EOF
-ListenAddress 127.0.0.1:$port
+  launch_sshd() {
+    cat >"$run/server/sshd_config" <<EOF
+ListenAddress 127.0.0.1:$PORT
 ${scp_host:+ListenAddress $scp_host:22}
 HostKey $run/server/host_ed25519
 PidFile $run/server/sshd.pid
@@ -85,34 +85,32 @@ X11Forwarding no
 PrintMotd no
 LogLevel VERBOSE
 EOF
-  # -D: stay in the foreground (start_bg tracks it); -e: log to stderr (the log file).
-  if (($(id -u) == 0)) && ! unshare -m true 2>/dev/null; then
-    # No mount namespace (a container without CAP_SYS_ADMIN): the host's /run/sshd it must be.
-    [[ -d /run/sshd ]] || {
-      echo "ssh-git-server.sh: sshd as root needs /run/sshd, and unshare -m (to give it a private one) failed; run as a non-root user or create /run/sshd (mode 755)" >&2
-      exit 1
-    }
-    start_bg "$run" sshd "$SSHD" -D -e -f "$run/server/sshd_config"
-  elif (($(id -u) == 0)); then
-    start_bg "$run" sshd unshare -m sh -c \
-      'mount -t tmpfs -o mode=755 gantry-sshd /run && mkdir -m 755 /run/sshd && exec "$0" -D -e -f "$1"' \
-      "$SSHD" "$run/server/sshd_config"
-  else
-    start_bg "$run" sshd "$SSHD" -D -e -f "$run/server/sshd_config"
-  fi
-  local pid
-  pid=$(cat "$run/pids/sshd.pid")
-  # Ready when sshd answers with its banner, or done waiting when it has died.
+    # -D: stay in the foreground (start_bg tracks it); -e: log to stderr (the log file).
+    if (($(id -u) == 0)) && ! unshare -m true 2>/dev/null; then
+      # No mount namespace (a container without CAP_SYS_ADMIN): the host's /run/sshd it must be.
+      [[ -d /run/sshd ]] || {
+        echo "ssh-git-server.sh: sshd as root needs /run/sshd, and unshare -m (to give it a private one) failed; run as a non-root user or create /run/sshd (mode 755)" >&2
+        exit 1
+      }
+      start_bg "$run" sshd "$SSHD" -D -e -f "$run/server/sshd_config"
+    elif (($(id -u) == 0)); then
+      start_bg "$run" sshd unshare -m sh -c \
+        'mount -t tmpfs -o mode=755 gantry-sshd /run && mkdir -m 755 /run/sshd && exec "$0" -D -e -f "$1"' \
+        "$SSHD" "$run/server/sshd_config"
+    else
+      start_bg "$run" sshd "$SSHD" -D -e -f "$run/server/sshd_config"
+    fi
+  }
+  # Ready when sshd answers with its banner.
   ssh_up() {
-    alive "$pid" || return 0
-    python3 - "$port" <<'PY'
+    python3 - "$PORT" <<'PY'
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
 sys.exit(0 if s.recv(64).startswith(b"SSH-2.0-") else 1)
 PY
   }
-  wait_for 30 "sshd" ssh_up || die_with_log "$run" sshd "sshd did not come up"
-  alive "$pid" || die_with_log "$run" sshd "sshd exited during startup"
+  start_retrying "$run" sshd 30 ssh_up launch_sshd
+  port=$PORT
 
   echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$run/server/host_ed25519.pub")" >"$run/client/known_hosts"
   echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$run/server/other_host_ed25519.pub")" >"$run/client/other_known_hosts"

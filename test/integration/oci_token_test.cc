@@ -9,6 +9,7 @@
 #include <openssl/x509.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -91,18 +92,10 @@ class TokenService {
     cert_der_b64_ = Base64Encode(std::string_view(reinterpret_cast<char*>(der), len));
     OPENSSL_free(der);
     X509_free(x509);
-
-    // TOKEN_REALM is http://127.0.0.1:PORT/token: serve exactly that.
-    const std::string& realm = registry.Get("TOKEN_REALM");
-    size_t colon = realm.rfind(':');
-    http::Options options;
-    options.port = static_cast<uint16_t>(std::stoi(realm.substr(colon + 1)));
-    server_ = std::make_unique<http::Server>(options);
-    server_->Handle("GET", "/token", [this](const http::Request& r) { return Issue(r); });
-    Status s = server_->Start();
-    GANTRY_CHECK(s.ok());
   }
   ~TokenService() { EVP_PKEY_free(key_); }
+
+  http::Response Handle(const http::Request& req) { return Issue(req); }
 
   // Requests whose scopes mention repository `repo`.
   std::vector<TokenRequest> For(std::string_view repo) const {
@@ -132,6 +125,7 @@ class TokenService {
     return {};
   }
 
+  // GET /token: a JWT for the scopes asked that the user is allowed.
   http::Response Issue(const http::Request& req) {
     TokenRequest rec;
     std::string service;
@@ -237,15 +231,31 @@ class TokenService {
   const std::string service_, issuer_;
   EVP_PKEY* key_ = nullptr;
   std::string cert_der_b64_;
-  std::unique_ptr<http::Server> server_;
   mutable std::mutex mu_;
   std::vector<TokenRequest> log_;  // GUARDED_BY(mu_)
 };
 
+// The token endpoint listens first, on a port the kernel picks, and the registry is told that realm
+// (registry.sh --token-realm): no port is chosen, released and bound later by someone else.
+std::unique_ptr<http::Server> StartTokenEndpoint(std::atomic<TokenService*>* service) {
+  auto server = std::make_unique<http::Server>(http::Options{});
+  server->Handle("GET", "/token", [service](const http::Request& r) {
+    TokenService* s = service->load();
+    return s ? s->Handle(r) : http::Response::Json(503, R"({"details":"token service not ready"})");
+  });
+  Status started = server->Start();
+  GANTRY_CHECK(started.ok());
+  return server;
+}
+
 struct TokenEnv {
-  const testenv::Server& registry = testenv::Shared("registry.sh", {"--token"});
+  std::atomic<TokenService*> service{nullptr};
+  std::unique_ptr<http::Server> endpoint = StartTokenEndpoint(&service);
+  const testenv::Server& registry = testenv::Shared(
+      "registry.sh", {"--token", "--token-realm", fmt::format("http://127.0.0.1:{}/token", endpoint->port())});
   TokenService tokens{registry};
   std::string host = registry.Get("REGISTRY_HOST");
+  TokenEnv() { service.store(&tokens); }
 };
 
 TokenEnv& Env() {

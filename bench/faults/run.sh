@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The fault scenarios of test/integration/faults_test.cc repeated N times with different seeds (not
+# in CI: CI runs them once, seed 1). Prints a table: per scenario the runs, outcomes, time under the
+# fault and time to recover (min / median / max); every line is kept in OUT_DIR/faults.log.
+#
+#   bench/faults/run.sh [N=5] [FIRST_SEED=1]     (after: ninja -C build/h integration_faults_test)
+# Environment: BUILD_DIR (default build/h), GTEST_FILTER (a subset of the scenarios).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+n=${1:-5} first=${2:-1}
+bin=${BUILD_DIR:-$root/build/h}/test/integration/integration_faults_test
+[[ -x $bin ]] || bin=$(find "${BUILD_DIR:-$root/build/h}" -name integration_faults_test -type f -perm -u+x | head -n 1)
+[[ -x $bin ]] || { echo "run.sh: build integration_faults_test first (ninja -C build/h integration_faults_test)" >&2; exit 2; }
+out=$(mktemp -d /tmp/gantry-faults.XXXXXX)
+report=$out/faults.log
+failed=0
+for ((seed = first; seed < first + n; seed++)); do
+  echo "seed $seed" >&2
+  GANTRY_SOURCE_DIR=$root GANTRY_FAULT_SEED=$seed GANTRY_FAULTS_REPORT=$report \
+    "$bin" --gtest_filter="${GTEST_FILTER:-*}" >"$out/seed-$seed.log" 2>&1 || {
+    failed=$((failed + 1)); echo "  seed $seed: a test failed (log: $out/seed-$seed.log)" >&2; }
+done
+python3 - "$report" <<'PY'
+import collections, statistics, sys
+runs = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    f = dict(kv.split("=", 1) for kv in line.split()[2:])
+    runs[line.split()[1]].append((f["outcome"], float(f["fault_s"]), float(f["recover_s"])))
+def spread(xs):
+    return f"{min(xs):.2f} / {statistics.median(xs):.2f} / {max(xs):.2f}"
+print("| scenario | runs | outcomes | s under the fault (min / median / max) | s to recover (min / median / max) |")
+print("|---|---|---|---|---|")
+for name, rs in runs.items():
+    outcomes = collections.Counter(o for o, _, _ in rs)
+    print(f"| {name} | {len(rs)} | {', '.join(f'{k} {v}' for k, v in outcomes.items())} | "
+          f"{spread([f for _, f, _ in rs])} | {spread([r for _, _, r in rs])} |")
+PY
+echo "logs: $out" >&2
+((failed == 0))

@@ -1,0 +1,73 @@
+#include "test/env/toxiproxy.h"
+
+#include <chrono>
+
+#include "value/value.h"
+
+namespace gantry::testenv {
+
+Toxiproxy::Toxiproxy(std::string admin_url)
+    : url_(std::move(admin_url)), client_({.timeout = std::chrono::seconds(10)}) {}
+
+Result<std::string> Toxiproxy::Call(const std::string& method, const std::string& path,
+                                    const std::string& body, int want_status) {
+  http::ClientRequest request{.method = method, .url = url_ + path, .body = body};
+  if (!body.empty()) request.headers = {{"content-type", "application/json"}};
+  auto response = client_.Send(request);
+  if (!response.ok()) {
+    return Status(response.status().code(), "toxiproxy: " + response.status().message());
+  }
+  if (response->status != want_status) {
+    return Status(Code::kInternal, "toxiproxy: " + method + " " + path + ": HTTP " +
+                                             std::to_string(response->status) + ": " + response->body);
+  }
+  return std::move(response->body);
+}
+
+Result<std::string> Toxiproxy::CreateProxy(const std::string& name, const std::string& upstream) {
+  (void)Call("DELETE", "/proxies/" + name, "", 204);  // absent is fine
+  value::Value proxy = value::Value::Map();
+  proxy.Set("name", name);
+  proxy.Set("listen", "127.0.0.1:0");
+  proxy.Set("upstream", upstream);
+  proxy.Set("enabled", true);
+  auto body = Call("POST", "/proxies", value::ToJson(proxy), 201);
+  if (!body.ok()) return body.status();
+  auto created = value::ParseJson(*body, "toxiproxy response");
+  if (!created.ok()) return created.status();
+  std::string listen = value::StringAt(&*created, {"listen"});
+  if (listen.empty()) {
+    return Status(Code::kInternal, "toxiproxy: proxy " + name + " created without a listen address: " + *body);
+  }
+  return listen;
+}
+
+Status Toxiproxy::DeleteProxy(const std::string& name) {
+  return Call("DELETE", "/proxies/" + name, "", 204).status();
+}
+
+Status Toxiproxy::SetEnabled(const std::string& name, bool enabled) {
+  value::Value patch = value::Value::Map();
+  patch.Set("enabled", enabled);
+  return Call("POST", "/proxies/" + name, value::ToJson(patch), 200).status();
+}
+
+Status Toxiproxy::AddToxic(const std::string& proxy, const Toxic& toxic) {
+  value::Value t = value::Value::Map();
+  t.Set("name", toxic.name);
+  t.Set("type", toxic.type);
+  t.Set("stream", toxic.stream);
+  t.Set("toxicity", toxic.toxicity);
+  value::Value attributes = value::Value::Map();
+  for (const auto& [key, v] : toxic.attributes) attributes.Set(key, v);
+  t.Set("attributes", std::move(attributes));
+  return Call("POST", "/proxies/" + proxy + "/toxics", value::ToJson(t), 200).status();
+}
+
+Status Toxiproxy::RemoveToxic(const std::string& proxy, const std::string& toxic) {
+  return Call("DELETE", "/proxies/" + proxy + "/toxics/" + toxic, "", 204).status();
+}
+
+Status Toxiproxy::Reset() { return Call("POST", "/reset", "", 204).status(); }
+
+}  // namespace gantry::testenv

@@ -1,0 +1,388 @@
+// Network faults between Gantry and its servers, injected by Toxiproxy (test/env/toxiproxy.sh)
+// between Gantry and the real kube-apiserver and docker-registry. Each scenario checks an invariant
+// from outside Gantry (the apiserver read directly, the registry read directly and by skopeo):
+//   - a sync whose live read is cut mid-body fails with a reason and prunes nothing, and the next
+//     sync after the fault converges;
+//   - a sync against an apiserver that accepts and then stays silent fails within its deadline;
+//   - a push whose blob upload is cut, or throttled and then stalled, never leaves a manifest
+//     visible whose blobs are not all present, and a retry completes it;
+//   - a sync of 100 objects converges under latency with jitter.
+// The fault schedule (when a reset comes, the jitter) comes from GANTRY_FAULT_SEED (default 1).
+// Each scenario prints "FAULT <scenario> seed=<n> outcome=<...> fault_s=<time under the fault>
+// recover_s=<time from removing the fault to the next success>" and, when
+// GANTRY_FAULTS_REPORT names a file, appends that line to it (bench/faults/run.sh sums them).
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <future>
+#include <random>
+#include <thread>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "kube/kube.h"
+#include "oci/layout.h"
+#include "oci/registry.h"
+#include "sync/sync.h"
+#include "test/env/testenv.h"
+#include "test/env/toxiproxy.h"
+#include "value/value.h"
+
+namespace gantry {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using value::Value;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+uint64_t Seed() {
+  const char* s = std::getenv("GANTRY_FAULT_SEED");
+  return s && *s ? std::strtoull(s, nullptr, 10) : 1;
+}
+
+// One line per scenario run, on stdout and in $GANTRY_FAULTS_REPORT.
+void Record(const std::string& scenario, const std::string& outcome, double fault_s, double recover_s) {
+  std::string line = fmt::format("FAULT {} seed={} outcome={} fault_s={:.2f} recover_s={:.2f}", scenario,
+                                 Seed(), outcome, fault_s, recover_s);
+  std::cout << line << std::endl;
+  if (const char* report = std::getenv("GANTRY_FAULTS_REPORT"); report && *report) {
+    std::ofstream(report, std::ios::app) << line << "\n";
+  }
+}
+
+testenv::Toxiproxy& Toxi() {
+  static testenv::Toxiproxy* toxi =
+      new testenv::Toxiproxy(testenv::Shared("toxiproxy.sh").Get("TOXIPROXY_URL"));
+  return *toxi;
+}
+
+// ---- Kubernetes ------------------------------------------------------------------------------
+
+class KubeFaultsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    testenv::Server& cluster = testenv::Shared("kube-cluster.sh");
+    auto config = kube::LoadConfig({.paths = {cluster.Get("KUBECONFIG")}});
+    GANTRY_CHECK(config.ok());
+    config_ = new kube::RestConfig(*config);
+    auto direct = kube::NewHttpClient(*config);
+    GANTRY_CHECK(direct.ok());
+    direct_ = direct->release();
+    std::string upstream = config->server.substr(std::string_view("https://").size());
+    auto listen = Toxi().CreateProxy("apiserver", upstream);
+    GANTRY_CHECK(listen.ok());
+    proxied_server_ = "https://" + *listen;  // 127.0.0.1: the certificate names that IP
+  }
+  void SetUp() override { ASSERT_TRUE(Toxi().Reset().ok()); }
+  void TearDown() override { ASSERT_TRUE(Toxi().Reset().ok()); }
+
+  // A client that goes through the proxy, with short timeouts so that faults show within seconds.
+  static std::unique_ptr<kube::Client> Proxied(std::chrono::milliseconds timeout = std::chrono::seconds(5),
+                                               int attempts = 3) {
+    kube::RestConfig config = *config_;
+    config.server = proxied_server_;
+    auto client = kube::NewHttpClient(config, {.request_timeout = timeout,
+                                               .connect_timeout = timeout,
+                                               .max_attempts = attempts});
+    GANTRY_CHECK(client.ok());
+    return std::move(*client);
+  }
+
+  static sync::Options Opts(const std::string& app) {
+    sync::Options o;
+    o.app = app;
+    o.default_namespace = app;
+    o.create_namespace = true;
+    o.prune = true;
+    o.timeout = std::chrono::seconds(30);
+    return o;
+  }
+
+  // Runs a sync on another thread and gives up waiting after `limit`: a hung sync fails the test
+  // instead of hanging it (the thread is left behind).
+  static sync::State SyncWithin(kube::Client& client, std::vector<Value> objects, sync::Options o,
+                                std::chrono::seconds limit) {
+    auto done = std::make_shared<std::promise<sync::State>>();
+    auto result = done->get_future();
+    std::thread([&client, objects = std::move(objects), o = std::move(o), done]() mutable {
+      auto op = sync::Operation::Create(client, std::move(objects), std::move(o));
+      if (!op.ok()) {
+        sync::State s;
+        s.phase = sync::Phase::kFailed;
+        s.message = op.status().message();
+        done->set_value(s);
+        return;
+      }
+      done->set_value((*op)->Run());
+    }).detach();
+    if (result.wait_for(limit) != std::future_status::ready) {
+      sync::State hung;
+      hung.phase = sync::Phase::kRunning;
+      hung.message = fmt::format("the sync did not return within {} s", limit.count());
+      return hung;
+    }
+    return result.get();
+  }
+
+  // `count` ConfigMaps of `bytes` random letters each (so that gzip does not shrink them), and
+  // (with_service) a Service: a live read of them is large enough to be cut mid-body.
+  static std::vector<Value> Render(int count, size_t bytes, bool with_service) {
+    std::string yaml;
+    std::mt19937_64 random(42);  // the same objects on every call: a re-sync changes nothing
+    for (int i = 0; i < count; ++i) {
+      std::string data(bytes, 'a');
+      for (char& c : data) c = static_cast<char>('a' + random() % 26);
+      yaml += fmt::format("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{}}}\ndata: {{blob: {}}}\n---\n", i, data);
+    }
+    if (with_service) {
+      yaml += "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n"
+              "  ports: [{port: 80, targetPort: 8080}]\n";
+    }
+    auto docs = value::ParseYaml(yaml, "faults.yaml");
+    GANTRY_CHECK(docs.ok());
+    return *docs;
+  }
+
+  static inline kube::RestConfig* config_ = nullptr;
+  static inline kube::Client* direct_ = nullptr;
+  static inline std::string proxied_server_;
+};
+
+// The live read of a sync with prune is cut mid-body: every connection to the apiserver is closed
+// after a seeded 40-120 KB from the server (Toxiproxy limit_data), while the ConfigMaps alone are
+// over 200 KB. The sync fails with a reason and the Service it would prune is still there (read from
+// the apiserver directly). With the toxic gone the same client's next sync converges and prunes it.
+TEST_F(KubeFaultsTest, CutMidBodyDuringLiveReadFailsAndPrunesNothing) {
+  const std::string app = "fault-reset";
+  auto client = Proxied();
+  sync::State first = SyncWithin(*client, Render(50, 4000, true), Opts(app), std::chrono::seconds(120));
+  ASSERT_EQ(first.phase, sync::Phase::kSucceeded) << first.message;
+  kube::ObjectRef service{"v1", "Service", app, "web"};
+  ASSERT_TRUE(direct_->Get(service).ok());
+
+  std::mt19937_64 random(Seed());
+  int64_t cut_after = 40'000 + static_cast<int64_t>(random() % 80'000);
+  ASSERT_TRUE(Toxi().AddToxic("apiserver", {.name = "cut", .type = "limit_data",
+                                            .attributes = {{"bytes", cut_after}}}).ok());
+  sync::Options o = Opts(app);
+  o.create_namespace = false;  // it exists: the first requests are the live read
+  auto start = Clock::now();
+  sync::State faulted = SyncWithin(*client, Render(50, 4000, false), o, std::chrono::seconds(120));
+  double fault_s = Seconds(Clock::now() - start);
+  EXPECT_EQ(faulted.phase, sync::Phase::kFailed) << faulted.message;
+  EXPECT_FALSE(faulted.message.empty());
+  for (const auto& r : faulted.results) {
+    EXPECT_FALSE(r.action == sync::Action::kPrune && !r.failed) << "pruned during a failed read: " << r.ref.ToString();
+  }
+  EXPECT_TRUE(direct_->Get(service).ok()) << "the Service was pruned although the live read failed";
+
+  ASSERT_TRUE(Toxi().Reset().ok());
+  auto healed = Clock::now();
+  sync::State after = SyncWithin(*client, Render(50, 4000, false), Opts(app), std::chrono::seconds(120));
+  double recover = Seconds(Clock::now() - healed);
+  ASSERT_EQ(after.phase, sync::Phase::kSucceeded) << after.message;
+  EXPECT_EQ(direct_->Get(service).status().code(), Code::kNotFound);
+  Record("apiserver-cut-mid-body", faulted.phase == sync::Phase::kFailed ? "failed-no-prune" : "unexpected", fault_s,
+         recover);
+  std::cout << "  reason: " << faulted.message << std::endl;
+}
+
+// The apiserver accepts connections and then sends nothing: the sync fails within its deadline
+// (3 attempts of 2 s per request, so well under 60 s) with a reason, and does not hang.
+TEST_F(KubeFaultsTest, SilentApiserverFailsWithinDeadline) {
+  ASSERT_TRUE(Toxi().AddToxic("apiserver", {.name = "silence", .type = "timeout",
+                                            .attributes = {{"timeout", 0}}}).ok());
+  auto client = Proxied(std::chrono::seconds(2), 3);
+  auto start = Clock::now();
+  sync::State s = SyncWithin(*client, Render(3, 10, true), Opts("fault-silence"), std::chrono::seconds(60));
+  double took = Seconds(Clock::now() - start);
+  EXPECT_EQ(s.phase, sync::Phase::kFailed) << s.message;
+  EXPECT_FALSE(s.message.empty());
+  EXPECT_LT(took, 60.0);
+  std::cout << "  failed after " << took << " s: " << s.message << std::endl;
+
+  ASSERT_TRUE(Toxi().Reset().ok());
+  auto healed = Clock::now();
+  sync::State after = SyncWithin(*client, Render(3, 10, true), Opts("fault-silence"), std::chrono::seconds(120));
+  double recover = Seconds(Clock::now() - healed);
+  ASSERT_EQ(after.phase, sync::Phase::kSucceeded) << after.message;
+  Record("apiserver-timeout", s.phase == sync::Phase::kFailed ? "failed" : "hung", took, recover);
+}
+
+// 100 ± 50 ms on every packet from the apiserver (seeded jitter): a sync of 100 objects converges.
+TEST_F(KubeFaultsTest, LatencyWithJitterStillConverges) {
+  std::mt19937_64 random(Seed());
+  int64_t jitter = 40 + static_cast<int64_t>(random() % 21);  // 40-60 ms
+  ASSERT_TRUE(Toxi().AddToxic("apiserver", {.name = "latency", .type = "latency",
+                                            .attributes = {{"latency", 100}, {"jitter", jitter}}}).ok());
+  auto client = Proxied(std::chrono::seconds(30), 4);
+  auto start = Clock::now();
+  sync::State s = SyncWithin(*client, Render(100, 100, false), Opts("fault-latency"), std::chrono::seconds(170));
+  double took = Seconds(Clock::now() - start);
+  ASSERT_EQ(s.phase, sync::Phase::kSucceeded) << s.message;
+  for (int i : {0, 50, 99}) {
+    EXPECT_TRUE(direct_->Get({"v1", "ConfigMap", "fault-latency", fmt::format("cm-{}", i)}).ok());
+  }
+  Record("apiserver-latency-100ms-jitter", "converged", took, 0);
+}
+
+// ---- Registry --------------------------------------------------------------------------------
+
+std::string RandomBytes(size_t size, std::mt19937_64& random) {
+  std::string out(size, '\0');
+  for (size_t i = 0; i + 8 <= size; i += 8) {
+    uint64_t v = random();
+    std::memcpy(&out[i], &v, 8);
+  }
+  return out;
+}
+
+// Config + layers of the given sizes and a manifest, tagged `tag`; returns the manifest.
+oci::Manifest WriteImage(const oci::Layout& layout, const std::vector<size_t>& sizes, const std::string& tag,
+                         std::mt19937_64& random) {
+  oci::Manifest m;
+  m.media_type = std::string(oci::media::kOciManifest);
+  value::Value diff_ids = value::Value::Seq();
+  for (size_t size : sizes) {
+    auto layer = layout.WriteBlob(RandomBytes(size, random), oci::media::kOciLayer);
+    GANTRY_CHECK(layer.ok());
+    m.layers.push_back(*layer);
+    diff_ids.Append(layer->digest);
+  }
+  value::Value config = value::Value::Map();
+  config.Set("architecture", "amd64");
+  config.Set("os", "linux");
+  value::Value rootfs = value::Value::Map();
+  rootfs.Set("type", "layers");
+  rootfs.Set("diff_ids", diff_ids);
+  config.Set("rootfs", rootfs);
+  auto c = layout.WriteBlob(value::ToJson(config), oci::media::kOciConfig);
+  GANTRY_CHECK(c.ok());
+  m.config = *c;
+  auto d = layout.WriteBlob(oci::SerializeManifest(m), oci::media::kOciManifest);
+  GANTRY_CHECK(d.ok());
+  GANTRY_CHECK(layout.Tag(*d, tag).ok());
+  return m;
+}
+
+class RegistryFaultsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto& server = testenv::Shared("registry.sh");
+    host_ = server.Get("REGISTRY_HOST");
+    auto listen = Toxi().CreateProxy("registry", host_);
+    ASSERT_TRUE(listen.ok()) << listen.status().ToString();
+    proxied_host_ = *listen;
+    ASSERT_TRUE(Toxi().Reset().ok());
+  }
+  void TearDown() override { ASSERT_TRUE(Toxi().Reset().ok()); }
+
+  std::unique_ptr<oci::Registry> Client(const std::string& host, std::chrono::seconds stall) {
+    oci::RegistryOptions options;
+    options.docker_config = "none";
+    options.insecure_http_hosts = {host};
+    options.connect_timeout = std::chrono::seconds(3);
+    options.stall_timeout = stall;
+    options.retry = {.initial = std::chrono::milliseconds(100), .max_attempts = 3};
+    auto r = oci::NewHttpRegistry(options);
+    GANTRY_CHECK(r.ok());
+    return std::move(*r);
+  }
+
+  static oci::Reference Ref(const std::string& text) {
+    auto r = oci::ParseReference(text);
+    GANTRY_CHECK(r.ok());
+    return *r;
+  }
+
+  // The invariant: the tag is either absent, or its manifest and every blob it names are present
+  // (read directly, not through the proxy). Returns whether the manifest is visible.
+  bool ExpectNoPartialManifest(const std::string& repo_tag, const oci::Manifest& m) {
+    auto direct = Client(host_, std::chrono::seconds(30));
+    auto head = direct->HeadManifest(Ref(host_ + "/" + repo_tag));
+    EXPECT_TRUE(head.ok()) << head.status().ToString();
+    if (!head.ok() || !head->has_value()) return false;
+    std::vector<oci::Descriptor> blobs = m.layers;
+    blobs.push_back(m.config);
+    for (const auto& b : blobs) {
+      auto stat = direct->StatBlob(Ref(host_ + "/" + repo_tag), b.digest);
+      EXPECT_TRUE(stat.ok() && stat->has_value()) << "manifest visible without blob " << b.digest;
+    }
+    return true;
+  }
+
+  std::string host_, proxied_host_;
+};
+
+// Every connection to the registry is cut after a seeded 0.5-2.5 MB from Gantry (Toxiproxy
+// limit_data upstream) while a 3 MiB layer is uploaded: the push fails, no manifest is visible, and
+// a push without the fault completes it.
+TEST_F(RegistryFaultsTest, CutMidBlobUploadLeavesNoManifest) {
+  std::mt19937_64 random(Seed());
+  testenv::ScopedTempDir tmp;
+  auto layout = oci::Layout::Open(tmp.path() + "/src", true);
+  ASSERT_TRUE(layout.ok());
+  oci::Manifest m = WriteImage(*layout, {64 * 1024, 3 << 20}, "v1", random);
+  std::string repo_tag = fmt::format("faults/reset-{}:v1", Seed());
+  int64_t cut_after = 500'000 + static_cast<int64_t>(random() % 2'000'000);
+  ASSERT_TRUE(Toxi().AddToxic("registry", {.name = "cut", .type = "limit_data", .stream = "upstream",
+                                           .attributes = {{"bytes", cut_after}}}).ok());
+  auto proxied = Client(proxied_host_, std::chrono::seconds(5));
+  auto start = Clock::now();
+  auto pushed = oci::PushImage(*proxied, *layout, "v1", Ref(proxied_host_ + "/" + repo_tag));
+  double fault_s = Seconds(Clock::now() - start);
+  EXPECT_FALSE(pushed.ok()) << "the push went through connections cut after " << cut_after << " bytes";
+  std::cout << "  push under resets: " << pushed.status().ToString() << std::endl;
+  EXPECT_FALSE(ExpectNoPartialManifest(repo_tag, m)) << "a manifest is visible after a failed push";
+
+  ASSERT_TRUE(Toxi().Reset().ok());
+  auto healed = Clock::now();
+  auto again = oci::PushImage(*proxied, *layout, "v1", Ref(proxied_host_ + "/" + repo_tag));
+  double recover = Seconds(Clock::now() - healed);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(ExpectNoPartialManifest(repo_tag, m));
+  Record("registry-cut-mid-blob", pushed.ok() ? "pushed" : "failed-no-manifest", fault_s, recover);
+}
+
+// The upload is throttled to 128 KB/s, and after a seeded 0.5-1.5 s the registry goes silent (the
+// proxy stops forwarding): the push fails within its stall timeout instead of hanging, no manifest
+// is visible, and a retry completes it.
+TEST_F(RegistryFaultsTest, BandwidthThenSilenceFailsWithinStallTimeout) {
+  std::mt19937_64 random(Seed() + 1);
+  testenv::ScopedTempDir tmp;
+  auto layout = oci::Layout::Open(tmp.path() + "/src", true);
+  ASSERT_TRUE(layout.ok());
+  oci::Manifest m = WriteImage(*layout, {2 << 20}, "v1", random);
+  std::string repo_tag = fmt::format("faults/stall-{}:v1", Seed());
+  ASSERT_TRUE(Toxi().AddToxic("registry", {.name = "slow", .type = "bandwidth", .stream = "upstream",
+                                           .attributes = {{"rate", 128}}}).ok());
+  auto proxied = Client(proxied_host_, std::chrono::seconds(3));
+  auto start = Clock::now();
+  auto push = std::async(std::launch::async, [&] {
+    return oci::PushImage(*proxied, *layout, "v1", Ref(proxied_host_ + "/" + repo_tag));
+  });
+  auto silence_after = std::chrono::milliseconds(500 + random() % 1000);
+  if (push.wait_for(silence_after) == std::future_status::ready) FAIL() << "2 MiB at 128 KB/s took less than 1.5 s";
+  ASSERT_TRUE(Toxi().AddToxic("registry", {.name = "silence", .type = "timeout", .stream = "upstream",
+                                           .attributes = {{"timeout", 0}}}).ok());
+  ASSERT_EQ(push.wait_for(std::chrono::seconds(90)), std::future_status::ready) << "the push hung";
+  auto pushed = push.get();
+  double took = Seconds(Clock::now() - start);
+  EXPECT_FALSE(pushed.ok());
+  std::cout << "  push under silence failed after " << took << " s: " << pushed.status().ToString() << std::endl;
+  EXPECT_FALSE(ExpectNoPartialManifest(repo_tag, m));
+
+  ASSERT_TRUE(Toxi().Reset().ok());
+  auto healed = Clock::now();
+  auto again = oci::PushImage(*proxied, *layout, "v1", Ref(proxied_host_ + "/" + repo_tag));
+  double recover = Seconds(Clock::now() - healed);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(ExpectNoPartialManifest(repo_tag, m));
+  Record("registry-bandwidth-then-timeout", pushed.ok() ? "pushed" : "failed-no-manifest", took, recover);
+}
+
+}  // namespace
+}  // namespace gantry
