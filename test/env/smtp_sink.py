@@ -1,13 +1,16 @@
 """A real SMTP server for the notification tests: aiosmtpd (Debian's python3-aiosmtpd) accepting
 every message and writing each, as received (with the envelope in X-Envelope-* headers), to
-MAIL_DIR/NNNN.eml. It writes its port to --port-file once it listens."""
+MAIL_DIR/NNNN.eml. It writes its port to --port-file once it listens. With --cert/--key it offers
+STARTTLS and requires it; with --auth USER:PASSWORD it requires AUTH (PLAIN or LOGIN) with those."""
 
 import argparse
 import asyncio
 import os
 import socket
+import ssl
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 class Sink:
@@ -29,11 +32,28 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--mail-dir", required=True)
     p.add_argument("--port-file", required=True)
+    p.add_argument("--cert")
+    p.add_argument("--key")
+    p.add_argument("--auth")
     a = p.parse_args()
+    params = {}
+    if a.cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(a.cert, a.key)
+        params.update(tls_context=context, require_starttls=True)
+    if a.auth:
+        user, password = a.auth.split(":", 1)
+
+        def check(server, session, envelope, mechanism, data):
+            ok = data.login == user.encode() and data.password == password.encode()
+            # handled=False: aiosmtpd answers 535 itself (it stays silent for a handled failure).
+            return AuthResult(success=ok, handled=False)
+
+        params.update(authenticator=check, auth_required=True, auth_require_tls=bool(a.cert))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    controller = Controller(Sink(a.mail_dir), hostname="127.0.0.1", port=port)
+    controller = Controller(Sink(a.mail_dir), hostname="127.0.0.1", port=port, **params)
     controller.start()
     with open(a.port_file + ".tmp", "w") as f:
         f.write(str(port))

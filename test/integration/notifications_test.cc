@@ -297,6 +297,47 @@ TEST_F(NotificationsTest, EmailArrivesAtARealSmtpServerWithTheLink) {
   EXPECT_EQ(All()[0].state, store::NotificationState::kDelivered);
 }
 
+// STARTTLS (required here) and AUTH: the password comes from the environment; a wrong one is the
+// server's 535 reply, recorded and not retried.
+TEST_F(NotificationsTest, EmailUsesStartTlsAndAuthAndRecordsARefusal) {
+  auto smtp = testenv::Server::Start("smtp-sink.sh", {"--tls", "--auth", "gantry:mail-pass-123"});
+  ASSERT_TRUE(smtp.ok()) << smtp.status().ToString();
+  setenv("NT_SMTP_PASSWORD", "mail-pass-123", 1);
+  setenv("NT_SMTP_WRONG", "not-the-password", 1);
+  Config c = MakeConfig(fmt::format(R"(notifications:
+  providers:
+    - {{name: mail, type: email, smtp: "{0}", starttls: required, caFile: "{1}", from: gantry@example.com,
+       to: [ops@example.com], username: gantry, password: {{env: NT_SMTP_PASSWORD}}}}
+    - {{name: wrong, type: email, smtp: "{0}", starttls: required, caFile: "{1}", from: gantry@example.com,
+       to: [ops@example.com], username: gantry, password: {{env: NT_SMTP_WRONG}}}}
+  subscriptions:
+    - {{name: m, projects: ["*"], triggers: [deploy-failed], provider: mail}}
+    - {{name: w, projects: ["*"], triggers: [deploy-failed], provider: wrong}}
+)",
+                                    (*smtp)->Get("SMTP_URL"), (*smtp)->Get("CA_FILE")));
+  Notifier n(Options(c));
+  n.Submit(DeployFailed());
+  ASSERT_TRUE(RunUntil(n, [&] {
+    auto pending = store_->ListNotifications({.state = store::NotificationState::kPending});
+    return pending.ok() && pending->empty();
+  })) << [&] {
+    std::string out;
+    for (const auto& x : All()) out += fmt::format("{} {} {} {}\n", x.subscription, store::Name(x.state), x.attempts, x.last_error);
+    return out;
+  }();
+  const fs::path mail_dir = (*smtp)->Get("MAIL_DIR");
+  const std::string mail = ReadFile(mail_dir / "0001.eml").value_or("");
+  EXPECT_THAT(mail, HasSubstr("Subject: web deploy to prod failed\r\n"));
+  EXPECT_FALSE(fs::exists(mail_dir / "0002.eml"));
+  std::map<std::string, store::Notification> by;
+  for (const auto& x : All()) by[x.subscription] = x;
+  EXPECT_EQ(by["m"].state, store::NotificationState::kDelivered);
+  EXPECT_EQ(by["w"].state, store::NotificationState::kFailed);
+  EXPECT_EQ(by["w"].attempts, 1);
+  EXPECT_THAT(by["w"].last_error, HasSubstr("SMTP 535"));
+  EXPECT_EQ(by["w"].last_error.find("not-the-password"), std::string::npos);
+}
+
 // The whole way: `gantry server` runs a pipeline whose step fails; the failure arrives by email
 // (the real SMTP server) and by the signed webhook, and `gantry notifications list` shows both.
 TEST_F(NotificationsTest, AFailedCiRunThroughTheServerArrivesByEmailAndWebhook) {
