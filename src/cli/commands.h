@@ -30,6 +30,7 @@ void AddLogsCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddTokenCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddRoleCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddAuditCommand(CLI::App& app, const Deps& deps, int& exit_code);
+void AddNotificationsCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddDeliverCommands(CLI::App& app, const Deps& deps, int& exit_code);
 void AddUpdateCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddImageCommand(CLI::App& app, const Deps& deps, int& exit_code);
@@ -43,7 +44,7 @@ void AddImageRegistryCommands(CLI::App& image, const Deps& deps, int& exit_code)
 
 inline std::vector<AddCommand> Commands() { return {AddVersionCommand, AddValidateCommand, AddRenderCommand, AddDiffCommand, AddSyncCommand,
           AddInstallCommand, AddAgentCommand, AddAppCommand,
-          AddCiCommand, AddServerCommand, AddRunsCommand, AddLogsCommand, AddTokenCommand, AddRoleCommand, AddAuditCommand, AddDeliverCommands,
+          AddCiCommand, AddServerCommand, AddRunsCommand, AddLogsCommand, AddTokenCommand, AddRoleCommand, AddAuditCommand, AddNotificationsCommand, AddDeliverCommands,
           AddImageCommand, AddUpdateCommand, AddLoginCommand, AddPushCommand, AddInternalCommand}; }
 
 }  // namespace gantry::cli

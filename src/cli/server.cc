@@ -28,6 +28,7 @@
 #include "git/git.h"
 #include "http/http.h"
 #include "http/metrics.h"
+#include "notify/notify.h"
 #include "oci/registry.h"
 #include "render/git_sources.h"
 #include "release/release.h"
@@ -41,6 +42,7 @@
 #include "server/events.h"
 #include "server/front.h"
 #include "server/links.h"
+#include "server/notifications.h"
 #include "server/pull_watch.h"
 #include "server/server_metrics.h"
 #include "store/store.h"
@@ -100,6 +102,7 @@ struct ServerFlags {
   std::string oidc_issuer, oidc_client_id, oidc_groups_claim = "groups", oidc_ca_file;
   std::string public_url;  // "": http://HOST from each browser's Host header
   std::string metrics_listen;  // "": no /metrics listener
+  std::string notifications_config;  // "": no notifications
 };
 
 // What the flags say, checked: everything but what must be opened or started.
@@ -126,6 +129,8 @@ struct ServerOptions {
   std::string deploy_repo;
   int max_deploys = 4;
   server::LinkOptions links;  // --commit-url, --image-url
+  // --notifications-config (notify/notify.h); nullopt: none.
+  std::optional<notify::Config> notifications;
 };
 
 // "host=user:password" from the variable `env` (never a flag: it would show in ps).
@@ -303,6 +308,11 @@ Result<ServerOptions> ToOptions(const ServerFlags& f) {
   o.executor = f.executor;
   GANTRY_RETURN_IF_ERROR(ValidateExecutorFlags(o.executor));
   GANTRY_RETURN_IF_ERROR(ReleaseOptions(f, o));
+  if (!f.notifications_config.empty()) {
+    auto config = notify::LoadConfig(f.notifications_config);
+    if (!config.ok()) return config.status().WithContext("--notifications-config");
+    o.notifications = *std::move(config);
+  }
   return o;
 }
 
@@ -434,6 +444,16 @@ Status RunServer(ServerOptions o, const Deps& deps) {
                                   .max_running = o.max_deploys,
                                   .events = &events,
                                   .projects = &release_projects});
+  // Notifications (docs/notifications.md): the outbox is in the store, delivered on the notifier's
+  // thread, fed from the event bus; neither blocks a run or a deploy.
+  std::optional<notify::Notifier> notifier;
+  std::optional<server::NotificationFeed> notification_feed;
+  if (o.notifications) {
+    notifier.emplace(notify::NotifierOptions{
+        .store = &**st, .config = *o.notifications, .public_url = o.public_url, .clock = deps.clock, .metrics = &registry});
+    notifier->Start();
+    notification_feed.emplace(events, **st, *notifier);
+  }
   server::Front front("server", o.http);
   front.AddHealth();
   front.CountWebhooks(metrics.webhook_deliveries());
@@ -490,6 +510,8 @@ Status RunServer(ServerOptions o, const Deps& deps) {
   actions.Stop();
   if (metrics_front) metrics_front->Stop();
   ci_server.Stop();
+  if (notification_feed) notification_feed->Stop();
+  if (notifier) notifier->Stop();
   return OkStatus();
 }
 
@@ -519,6 +541,10 @@ void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code) {
                   "the cluster-wide admin; default: DATA_DIR/api-token, generated when missing");
   cmd->add_option("--metrics-listen", f->metrics_listen,
                   "Address for Prometheus /metrics, unauthenticated: keep it private (default \"\": off; docs/api.md)");
+  cmd->add_option("--notifications-config", f->notifications_config,
+                  "YAML file with a notifications: section (providers, templates, subscriptions; "
+                  "docs/notifications.md)")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--webhook-provider", f->provider, "github, gitlab, gitea, forgejo, bitbucket, generic or auto");
   cmd->add_option("--repo", f->repos, "Repository URL to build (repeatable)")->required();
   cmd->add_option("--data-dir", f->data_dir, "Mirrors, workspaces, artifacts and caches");

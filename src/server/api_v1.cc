@@ -314,6 +314,53 @@ Result<http::Response> Runs(const ApiV1Options& o, const http::Request& req, con
   return ListResponse(req, items, next);
 }
 
+// GET /api/v1/notifications[?state=pending|delivered|failed]: the outbox, newest first, each
+// notification only to those who may read its project's runs.
+Result<http::Response> Notifications(const ApiV1Options& o, const http::Request& req, const authz::Principal& who) {
+  GANTRY_ASSIGN_OR_RETURN(Page page, ParsePage(req.query));
+  store::NotificationFilter filter{.before_id = page.before_id, .limit = page.limit + 1};
+  auto q = ParseQuery(req.query);
+  if (auto it = q.find("state"); it != q.end() && !it->second.empty()) {
+    filter.state = store::ParseNotificationState(it->second);
+    if (!filter.state) {
+      return InvalidArgumentError("state {:?}: expected pending, delivered or failed", it->second);
+    }
+  }
+  GANTRY_ASSIGN_OR_RETURN(authz::Authorizer authz, o.access->LoadAuthorizer());
+  if (!authz.AllowedSomewhere(who, authz::Permission::kRunsRead)) {
+    return authz.Check(who, authz::Permission::kRunsRead, authz::kAllProjects);
+  }
+  GANTRY_ASSIGN_OR_RETURN(auto list, o.access->store().ListNotifications(filter));
+  std::optional<int64_t> next;
+  if (list.size() > static_cast<size_t>(page.limit)) {
+    list.resize(page.limit);
+    next = list.back().id;
+  }
+  Value items = Value::Seq();
+  for (const auto& n : list) {
+    const std::string project = n.project.empty() ? std::string(authz::kAllProjects) : n.project;
+    if (!authz.Allowed(who, authz::Permission::kRunsRead, project)) continue;
+    Value v = Value::Map();
+    v.Set("id", n.id);
+    v.Set("event_id", n.event_id);
+    v.Set("subscription", n.subscription);
+    v.Set("provider", n.provider);
+    v.Set("trigger", n.trigger);
+    v.Set("project", n.project);
+    v.Set("app", n.app);
+    v.Set("environment", n.environment);
+    v.Set("subject", n.subject);
+    v.Set("state", store::Name(n.state));
+    v.Set("attempts", n.attempts);
+    v.Set("last_error", n.last_error);
+    v.Set("created_at", Rfc3339(n.created_at));
+    v.Set("next_attempt_at", n.state == store::NotificationState::kPending ? Value(Rfc3339(n.next_attempt_at)) : Value());
+    v.Set("finished_at", TimeOrNull(n.finished_at));
+    items.Append(v);
+  }
+  return ListResponse(req, items, next);
+}
+
 // /api/v1/runs/{id}[/logs|/cancel|/approve|/retry].
 Result<http::Response> Run(const ApiV1Options& o, const http::Request& req, const authz::Principal& who,
                            AuditNote& note, std::string_view action) {
@@ -1761,6 +1808,7 @@ Status ServeApiV1(Front& front, ApiV1Options options) {
   add("GET", "/api/v1/environments", "apps.read", read(Environments));
   add("GET", "/api/v1/runs", "runs.read", read(Runs));
   add("GET", "/api/v1/events", "events.read", read(Events));
+  add("GET", "/api/v1/notifications", "runs.read", read(Notifications));
   for (std::string action : {"", "logs", "cancel", "approve", "retry"}) {
     const bool post = action == "cancel" || action == "approve" || action == "retry";
     add(post ? "POST" : "GET", action.empty() ? "/api/v1/runs/{id}" : "/api/v1/runs/{id}/" + action,

@@ -480,6 +480,34 @@ TEST_F(ApiV1Test, TokensAreCreatedOnceListedWithoutSecretsAndRevokedAtOnce) {
   ExpectValid(missing, "/api/v1/tokens/{id}", "DELETE");
 }
 
+// The outbox through GET /api/v1/notifications: newest first, by state, validating, paged.
+TEST_F(ApiV1Test, NotificationsListTheOutboxByStateAndValidate) {
+  const store::Time now = std::chrono::system_clock::now();
+  store::Notification n{.event_id = "run-1-failed", .subscription = "ops", .provider = "hook", .trigger = "run-failed",
+                        .app = "ci", .subject = "Run 1 of ci failed", .body = "{}", .next_attempt_at = now,
+                        .deadline = now + std::chrono::hours(1)};
+  auto first = store_->EnqueueNotification(n);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_TRUE(store_->RecordNotificationAttempt(*first, store::NotificationState::kFailed, "HTTP 404: no", now).ok());
+  n.event_id = "run-2-failed";
+  ASSERT_TRUE(store_->EnqueueNotification(n).ok());
+  auto all = Api("GET", "/api/v1/notifications");
+  ExpectValid(all, "/api/v1/notifications", "GET");
+  auto v = value::ParseJson(all.body);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(value::StringAt(&*v, {"items", 0, "event_id"}), "run-2-failed");
+  EXPECT_EQ(value::StringAt(&*v, {"items", 0, "state"}), "pending");
+  EXPECT_EQ(value::StringAt(&*v, {"items", 1, "last_error"}), "HTTP 404: no");
+  auto failed = Api("GET", "/api/v1/notifications?state=failed&limit=1");
+  ExpectValid(failed, "/api/v1/notifications", "GET");
+  EXPECT_THAT(failed.body, HasSubstr("run-1-failed"));
+  EXPECT_THAT(failed.body, ::testing::Not(HasSubstr("run-2-failed")));
+  auto bad = Api("GET", "/api/v1/notifications?state=lost");
+  EXPECT_EQ(bad.status, 400);
+  ExpectValid(bad, "/api/v1/notifications", "GET");
+  EXPECT_THAT(bad.body, HasSubstr("expected pending, delivered or failed"));
+}
+
 TEST_F(ApiV1Test, ErrorsAreProblemJsonThroughTheOneMapping) {
   auto unauthenticated = Send("GET", "/api/v1/runs");
   EXPECT_EQ(unauthenticated.status, 401);

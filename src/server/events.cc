@@ -208,6 +208,14 @@ class Observed final : public store::Store {
     return inner_.RevokeRole(kind, subject, role, project);
   }
   Result<std::vector<store::RoleBinding>> ListRoleBindings() override { return inner_.ListRoleBindings(); }
+  Result<int64_t> EnqueueNotification(const store::Notification& n) override { return inner_.EnqueueNotification(n); }
+  Result<std::vector<store::Notification>> ListNotifications(const store::NotificationFilter& filter) override {
+    return inner_.ListNotifications(filter);
+  }
+  Status RecordNotificationAttempt(int64_t id, store::NotificationState state, std::string_view error,
+                                   store::Time next_attempt_at) override {
+    return inner_.RecordNotificationAttempt(id, state, error, next_attempt_at);
+  }
   Result<int> SchemaVersion() override { return inner_.SchemaVersion(); }
   Status Verify() override { return inner_.Verify(); }
 

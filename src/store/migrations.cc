@@ -202,6 +202,30 @@ ALTER TABLE runs ADD COLUMN retry_of BIGINT;
 ALTER TABLE steps ADD COLUMN needs TEXT NOT NULL DEFAULT '';
 ALTER TABLE steps ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 )sql"},
+      {8, "the notifications outbox", R"sql(
+CREATE TABLE notifications (
+  id @ID@,
+  event_id TEXT NOT NULL,
+  subscription TEXT NOT NULL,
+  provider TEXT NOT NULL,
+  trigger_name TEXT NOT NULL,
+  project TEXT NOT NULL,
+  app TEXT NOT NULL,
+  environment TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  body TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  last_error TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  next_attempt_at BIGINT NOT NULL,
+  deadline BIGINT NOT NULL,
+  finished_at BIGINT,
+  UNIQUE (subscription, event_id)
+);
+CREATE INDEX notifications_due ON notifications (next_attempt_at, id) WHERE state = 'pending';
+CREATE INDEX notifications_by_state ON notifications (state, id);
+)sql"},
   };
   return kMigrations;
 }

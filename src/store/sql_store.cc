@@ -299,6 +299,111 @@ Status SqlStore::Migrate() {
   }).WithContext("migrate the store schema");
 }
 
+namespace {
+
+#define GANTRY_NOTIFICATION_COLS                                                                   \
+  "id, event_id, subscription, provider, trigger_name, project, app, environment, subject, body, " \
+  "state, attempts, last_error, created_at, next_attempt_at, deadline, finished_at"
+
+Notification NotificationFrom(const Row& r) {
+  Notification out;
+  out.id = r.Int(0);
+  out.event_id = r.Text(1);
+  out.subscription = r.Text(2);
+  out.provider = r.Text(3);
+  out.trigger = r.Text(4);
+  out.project = r.Text(5);
+  out.app = r.Text(6);
+  out.environment = r.Text(7);
+  out.subject = r.Text(8);
+  out.body = r.Text(9);
+  out.state = ParseNotificationState(r.Text(10)).value_or(NotificationState::kFailed);
+  out.attempts = static_cast<int>(r.Int(11));
+  out.last_error = r.Text(12);
+  out.created_at = FromMicros(r.Int(13));
+  out.next_attempt_at = FromMicros(r.Int(14));
+  out.deadline = FromMicros(r.Int(15));
+  out.finished_at = OptTimeFrom(r, 16);
+  return out;
+}
+
+}  // namespace
+
+Result<int64_t> SqlStore::EnqueueNotification(const Notification& n) {
+  if (n.event_id.empty() || n.subscription.empty() || n.provider.empty()) {
+    return InvalidArgumentError("enqueue notification: event_id, subscription and provider are required (got {:?}, "
+                                "{:?}, {:?})",
+                                n.event_id, n.subscription, n.provider);
+  }
+  if (n.state == NotificationState::kDelivered) {
+    return InvalidArgumentError("enqueue notification {}: a new notification is pending or failed, not delivered",
+                                n.event_id);
+  }
+  return Transact<int64_t>(TxMode::kWrite, [&](Connection& c) -> Result<int64_t> {
+    const Time now = Now();
+    const bool failed = n.state == NotificationState::kFailed;
+    auto rows = c.Query(
+        "INSERT INTO notifications (event_id, subscription, provider, trigger_name, project, app, environment, "
+        "subject, body, state, attempts, last_error, created_at, next_attempt_at, deadline, finished_at) VALUES "
+        "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
+        {n.event_id, n.subscription, n.provider, n.trigger, n.project, n.app, n.environment, n.subject, n.body,
+         S(Name(n.state)), int64_t{n.attempts}, n.last_error, Micros(now), Micros(n.next_attempt_at),
+         Micros(n.deadline), failed ? Value(Micros(now)) : Value(nullptr)});
+    if (!rows.ok() && rows.status().code() == Code::kAlreadyExists) {
+      return AlreadyExistsError("notification of event {} for subscription {} is already in the outbox", n.event_id,
+                                n.subscription);
+    }
+    if (!rows.ok()) return rows.status();
+    return rows->at(0).Int(0);
+  });
+}
+
+Result<std::vector<Notification>> SqlStore::ListNotifications(const NotificationFilter& f) {
+  GANTRY_RETURN_IF_ERROR(CheckLimit(f.limit));
+  return Transact<std::vector<Notification>>(
+      TxMode::kRead, [&](Connection& c) -> Result<std::vector<Notification>> {
+        Rows rows;
+        if (f.due_by) {
+          GANTRY_ASSIGN_OR_RETURN(
+              rows, c.Query("SELECT " GANTRY_NOTIFICATION_COLS " FROM notifications WHERE state = 'pending' AND "
+                            "next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2",
+                            {Micros(*f.due_by), int64_t{f.limit}}));
+        } else {
+          GANTRY_ASSIGN_OR_RETURN(
+              rows, c.Query("SELECT " GANTRY_NOTIFICATION_COLS " FROM notifications WHERE ($1 = '' OR state = $1) "
+                            "AND id < $2 ORDER BY id DESC LIMIT $3",
+                            {f.state ? S(Name(*f.state)) : std::string(), Before(f.before_id), int64_t{f.limit}}));
+        }
+        std::vector<Notification> out;
+        for (const Row& r : rows) {
+          Notification n = NotificationFrom(r);
+          if (f.state && n.state != *f.state) continue;
+          out.push_back(std::move(n));
+        }
+        return out;
+      });
+}
+
+Status SqlStore::RecordNotificationAttempt(int64_t id, NotificationState state, std::string_view error,
+                                           Time next_attempt_at) {
+  return Transaction(TxMode::kWrite, [&](Connection& c) -> Status {
+           GANTRY_ASSIGN_OR_RETURN(Rows rows, c.Query("SELECT state FROM notifications WHERE id = $1", {id}));
+           if (rows.empty()) return NotFoundError("no notification {}", id);
+           if (rows[0].Text(0) != "pending") {
+             return FailedPreconditionError("it is {}, which is final", rows[0].Text(0));
+           }
+           const Time now = Now();
+           const bool final = state != NotificationState::kPending;
+           return c
+               .Query("UPDATE notifications SET state = $2, attempts = attempts + 1, last_error = $3, "
+                      "next_attempt_at = $4, finished_at = $5 WHERE id = $1",
+                      {id, S(Name(state)), S(error), Micros(final ? now : next_attempt_at),
+                       final ? Value(Micros(now)) : Value(nullptr)})
+               .status();
+         })
+      .WithContext(fmt::format("record an attempt of notification {}", id));
+}
+
 Result<int> SqlStore::SchemaVersion() {
   return Transact<int>(TxMode::kRead, [&](Connection& c) -> Result<int> {
     GANTRY_ASSIGN_OR_RETURN(Rows rows,

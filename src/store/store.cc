@@ -42,6 +42,12 @@ constexpr std::array<std::pair<SubjectKind, std::string_view>, 2> kSubjectKinds 
     {SubjectKind::kGroup, "group"},
 }};
 
+constexpr std::array<std::pair<NotificationState, std::string_view>, 3> kNotificationStates = {{
+    {NotificationState::kPending, "pending"},
+    {NotificationState::kDelivered, "delivered"},
+    {NotificationState::kFailed, "failed"},
+}};
+
 template <typename E, size_t N>
 std::string_view NameIn(const std::array<std::pair<E, std::string_view>, N>& table, E value) {
   for (const auto& [e, name] : table) {
@@ -71,6 +77,10 @@ std::optional<TargetState> ParseTargetState(std::string_view name) {
 }
 std::optional<RunState> ParseRunState(std::string_view name) { return ParseIn(kRunStates, name); }
 std::optional<RunEvent> ParseRunEvent(std::string_view name) { return ParseIn(kRunEvents, name); }
+std::string_view Name(NotificationState state) { return NameIn(kNotificationStates, state); }
+std::optional<NotificationState> ParseNotificationState(std::string_view name) {
+  return ParseIn(kNotificationStates, name);
+}
 std::string_view Name(TokenKind kind) { return NameIn(kTokenKinds, kind); }
 std::string_view Name(SubjectKind kind) { return NameIn(kSubjectKinds, kind); }
 std::optional<TokenKind> ParseTokenKind(std::string_view name) { return ParseIn(kTokenKinds, name); }

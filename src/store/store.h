@@ -226,6 +226,40 @@ struct ReleaseProgress {
   Time updated_at{};  // set by the store
 };
 
+// A notification in the outbox (notify/notify.h): accepted for one subscription and provider,
+// rendered, and delivered by the server's notifier, which retries it until its deadline.
+// delivered and failed are final.
+enum class NotificationState { kPending, kDelivered, kFailed };
+
+struct Notification {
+  int64_t id = 0;            // assigned by EnqueueNotification
+  std::string event_id;      // the event's id, sent to receivers for idempotency
+  std::string subscription;  // the subscription's name in the notifications config
+  std::string provider;      // the provider's name there
+  std::string trigger;       // "run-failed", "release-deployed", ...
+  std::string project;       // "" for none
+  std::string app;
+  std::string environment;
+  std::string subject;  // the title (an email's Subject)
+  std::string body;     // the rendered payload, opaque to the store
+  NotificationState state = NotificationState::kPending;
+  int attempts = 0;
+  std::string last_error;  // why the last attempt failed ("HTTP 500: ...", an SMTP reply)
+  Time created_at{};       // set by the store
+  Time next_attempt_at{};  // when the notifier tries (again)
+  Time deadline{};         // after this, a failed attempt is final
+  std::optional<Time> finished_at;  // set by the store on entering delivered or failed
+};
+
+// Which notifications ListNotifications() returns: every condition given must hold.
+struct NotificationFilter {
+  std::optional<NotificationState> state;  // nullopt = all
+  // Only pending ones due by then (next_attempt_at <= due_by), oldest first; otherwise newest first.
+  std::optional<Time> due_by;
+  int64_t before_id = 0;  // 0 = from the newest (paging; ignored with due_by)
+  int limit = 50;
+};
+
 // ---------------------------------------------------------------------------------------------
 // The interface
 
@@ -372,6 +406,19 @@ class Store {
   // Every binding, ordered by subject kind, subject, project, role.
   virtual Result<std::vector<RoleBinding>> ListRoleBindings() = 0;
 
+  // Notifications (the outbox).
+  // Stores `n` (pending or failed, e.g. refused by a rate limit) and returns its id.
+  // InvalidArgument when event_id, subscription or provider is empty, or the state is delivered;
+  // AlreadyExists when (subscription, event_id) is already there (the same event accepted twice).
+  virtual Result<int64_t> EnqueueNotification(const Notification& n) = 0;
+  // As `filter` says. InvalidArgument when filter.limit < 1.
+  virtual Result<std::vector<Notification>> ListNotifications(const NotificationFilter& filter) = 0;
+  // Records one delivery attempt of notification `id`: attempts + 1, its state (pending again,
+  // delivered or failed), the error ("" when delivered) and, when pending, the next attempt's
+  // time. NotFound; FailedPrecondition when it is already delivered or failed.
+  virtual Status RecordNotificationAttempt(int64_t id, NotificationState state, std::string_view error,
+                                           Time next_attempt_at) = 0;
+
   // The number of the newest migration applied to the database.
   virtual Result<int> SchemaVersion() = 0;
   // Checks that the database answers and, for SQLite, that the file is intact
@@ -424,6 +471,8 @@ std::string_view Name(TokenKind kind);      // "user", "robot"
 std::string_view Name(SubjectKind kind);    // "user", "group"
 std::optional<TokenKind> ParseTokenKind(std::string_view name);
 std::optional<SubjectKind> ParseSubjectKind(std::string_view name);
+std::string_view Name(NotificationState state);  // "pending", "delivered", "failed"
+std::optional<NotificationState> ParseNotificationState(std::string_view name);
 
 // The transition rules UpsertTarget / UpdateRun / UpsertStep enforce, as pure functions:
 // FailedPrecondition (saying why) when `from` may not become `to`.

@@ -87,6 +87,14 @@ class ForwardingStore : public store::Store {
     return target_.RevokeRole(kind, subject, role, project);
   }
   Result<std::vector<store::RoleBinding>> ListRoleBindings() override { return target_.ListRoleBindings(); }
+  Result<int64_t> EnqueueNotification(const store::Notification& n) override { return target_.EnqueueNotification(n); }
+  Result<std::vector<store::Notification>> ListNotifications(const store::NotificationFilter& filter) override {
+    return target_.ListNotifications(filter);
+  }
+  Status RecordNotificationAttempt(int64_t id, store::NotificationState state, std::string_view error,
+                                   store::Time next_attempt_at) override {
+    return target_.RecordNotificationAttempt(id, state, error, next_attempt_at);
+  }
   Result<int> SchemaVersion() override { return target_.SchemaVersion(); }
   Status Verify() override { return target_.Verify(); }
 

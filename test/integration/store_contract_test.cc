@@ -824,6 +824,69 @@ TYPED_TEST(StoreContractTest, DeliveriesAreDedupedWithinTheRetention) {
   EXPECT_TRUE(expired);
 }
 
+// The notifications outbox: an accepted notification stays until an attempt delivers it or fails it
+// for good; due ones come oldest first; the same event is accepted once per subscription.
+TYPED_TEST(StoreContractTest, NotificationsOutboxKeepsPendingUntilDeliveredOrFailed) {
+  FakeClock clock;
+  ASSERT_OK_AND_ASSIGN(auto s, Open(this->url_, {.clock = &clock}));
+  const Time now = clock.WallNow();
+  Notification n{.event_id = "run-7-failed", .subscription = "ops", .provider = "slack", .trigger = "run-failed",
+                 .project = "shop", .app = "web", .environment = "prod", .subject = "run 7 failed",
+                 .body = R"({"text":"x"})", .next_attempt_at = now, .deadline = now + 1h};
+  ASSERT_OK_AND_ASSIGN(int64_t first, s->EnqueueNotification(n));
+  EXPECT_CODE(s->EnqueueNotification(n), Code::kAlreadyExists);
+  n.subscription = "dev";
+  n.next_attempt_at = now + 10s;
+  ASSERT_OK_AND_ASSIGN(int64_t second, s->EnqueueNotification(n));
+  n.subscription = "limited";
+  n.state = NotificationState::kFailed;
+  n.last_error = "rate limited";
+  ASSERT_OK_AND_ASSIGN(int64_t refused, s->EnqueueNotification(n));
+  n.event_id = "";
+  EXPECT_CODE(s->EnqueueNotification(n), Code::kInvalidArgument);
+
+  ASSERT_OK_AND_ASSIGN(auto due, s->ListNotifications({.due_by = now}));
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].id, first);
+  EXPECT_EQ(due[0].body, R"({"text":"x"})");
+  EXPECT_EQ(due[0].deadline, now + 1h);
+  ASSERT_OK_AND_ASSIGN(due, s->ListNotifications({.due_by = now + 20s}));
+  ASSERT_EQ(due.size(), 2u);
+  EXPECT_EQ(due[1].id, second);
+
+  // A failed attempt puts it back for later; a good one ends it.
+  clock.Advance(1s);
+  ASSERT_OK(s->RecordNotificationAttempt(first, NotificationState::kPending, "HTTP 500: boom", now + 1min));
+  ASSERT_OK_AND_ASSIGN(due, s->ListNotifications({.due_by = now + 20s}));
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].id, second);
+  ASSERT_OK(s->RecordNotificationAttempt(first, NotificationState::kDelivered, "", now));
+  EXPECT_CODE(s->RecordNotificationAttempt(first, NotificationState::kFailed, "late", now), Code::kFailedPrecondition);
+  EXPECT_CODE(s->RecordNotificationAttempt(999, NotificationState::kFailed, "x", now), Code::kNotFound);
+
+  ASSERT_OK_AND_ASSIGN(auto all, s->ListNotifications({}));
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].id, refused);
+  EXPECT_EQ(all[2].id, first);
+  EXPECT_EQ(all[2].state, NotificationState::kDelivered);
+  EXPECT_EQ(all[2].attempts, 2);
+  EXPECT_EQ(all[2].last_error, "");
+  EXPECT_TRUE(all[2].finished_at.has_value());
+  ASSERT_OK_AND_ASSIGN(auto failed, s->ListNotifications({.state = NotificationState::kFailed}));
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].last_error, "rate limited");
+  ASSERT_OK_AND_ASSIGN(auto page, s->ListNotifications({.before_id = refused, .limit = 1}));
+  ASSERT_EQ(page.size(), 1u);
+  EXPECT_EQ(page[0].id, second);
+
+  // It survives reopening (a server restart).
+  s.reset();
+  ASSERT_OK_AND_ASSIGN(auto reopened, Open(this->url_));
+  ASSERT_OK_AND_ASSIGN(due, reopened->ListNotifications({.due_by = now + 20s}));
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].subscription, "dev");
+}
+
 TYPED_TEST(StoreContractTest, AuditIsAppendOnlyNewestFirst) {
   Store& s = this->store();
   std::vector<int64_t> ids;

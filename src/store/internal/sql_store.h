@@ -71,6 +71,10 @@ class SqlStore : public Store {
   Status RevokeRole(SubjectKind kind, std::string_view subject, std::string_view role,
                     std::string_view project) override;
   Result<std::vector<RoleBinding>> ListRoleBindings() override;
+  Result<int64_t> EnqueueNotification(const Notification& n) override;
+  Result<std::vector<Notification>> ListNotifications(const NotificationFilter& filter) override;
+  Status RecordNotificationAttempt(int64_t id, NotificationState state, std::string_view error,
+                                   Time next_attempt_at) override;
   Result<int> SchemaVersion() override;
   Status Verify() override;
 
