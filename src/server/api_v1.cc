@@ -817,6 +817,30 @@ Status AnnotateApplication(const ApiV1Options& o, const AppsView& view, const de
       .WithContext(fmt::format("request {} of Application {} on cluster {}", annotation, row.app, row.cluster));
 }
 
+// The push target of `row` as its current release renders it, and the cluster's client: Unavailable
+// when the server has no client for the cluster, NotFound when no release runs there.
+struct LivePushTarget {
+  PushTarget target;
+  std::unique_ptr<kube::Client> client;
+};
+Result<LivePushTarget> ConnectPushTarget(const ApiV1Options& o, const deliver::StatusRow& row, std::string_view app,
+                                         const std::string& project) {
+  const deliver::Cluster* cluster = o.deliver_config ? o.deliver_config->FindCluster(row.cluster) : nullptr;
+  if (cluster == nullptr || !o.connect) return UnavailableError("cluster {} is not reachable from this server", row.cluster);
+  if (row.release == 0) return NotFoundError("no release of {} runs in {} on {}", app, row.env, row.cluster);
+  GANTRY_ASSIGN_OR_RETURN(store::Release running, o.access->store().GetRelease(row.release));
+  LivePushTarget out{.target = {.app = std::string(app),
+                                .project = project,
+                                .config = &*o.deliver_config,
+                                .cluster = cluster,
+                                .environment = row.env,
+                                .config_revision = running.config_revision,
+                                .render = o.renderer ? o.renderer() : nullptr,
+                                .path_template = o.path_template}};
+  GANTRY_ASSIGN_OR_RETURN(out.client, o.connect(*cluster));
+  return out;
+}
+
 // GET /api/v1/apps/{app}/resources | diff | events: one target, from its cluster.
 Result<http::Response> AppLive(const ApiV1Options& o, const http::Request& req, const authz::Principal& who,
                                std::string_view what) {
@@ -852,23 +876,13 @@ Result<http::Response> AppLive(const ApiV1Options& o, const http::Request& req, 
       GANTRY_ASSIGN_OR_RETURN(doc, EventsOf(*client, *doc.Get("items")));
     }
   } else {
-    if (row.release == 0) return NotFoundError("no release of {} runs in {} on {}", app, row.env, row.cluster);
-    GANTRY_ASSIGN_OR_RETURN(store::Release running, o.access->store().GetRelease(row.release));
-    PushTarget target{.app = app,
-                      .project = project,
-                      .config = &*o.deliver_config,
-                      .cluster = cluster,
-                      .environment = row.env,
-                      .config_revision = running.config_revision,
-                      .render = o.renderer ? o.renderer() : nullptr,
-                      .path_template = o.path_template};
-    GANTRY_ASSIGN_OR_RETURN(auto client, o.connect(*cluster));
+    GANTRY_ASSIGN_OR_RETURN(LivePushTarget live, ConnectPushTarget(o, row, app, project));
     if (what == "diff") {
-      GANTRY_ASSIGN_OR_RETURN(doc, PushDiff(*client, target));
+      GANTRY_ASSIGN_OR_RETURN(doc, PushDiff(*live.client, live.target));
     } else {
-      GANTRY_ASSIGN_OR_RETURN(doc, PushResources(*client, target));
+      GANTRY_ASSIGN_OR_RETURN(doc, PushResources(*live.client, live.target));
       if (what == "events") {
-        GANTRY_ASSIGN_OR_RETURN(doc, EventsOf(*client, *doc.Get("items")));
+        GANTRY_ASSIGN_OR_RETURN(doc, EventsOf(*live.client, *doc.Get("items")));
       }
     }
   }
@@ -882,11 +896,9 @@ Result<http::Response> AppLive(const ApiV1Options& o, const http::Request& req, 
 // nothing. A push sync deploys the running release to every cluster of the environment, so each
 // push target of `push_envs` is compared (as GET .../diff does); a pull target's diff is its
 // agent's to compute, so one among the selected answers 501 as GET .../diff does.
-Result<http::Response> SyncPreview(const ApiV1Options& o, const AppsView& view, const http::Request& req,
-                                   std::string_view app, const std::string& project,
+Result<http::Response> SyncPreview(const ApiV1Options& o, const AppsView& view, std::string_view app, const std::string& project,
                                    const std::vector<const deliver::StatusRow*>& selected,
                                    const std::set<std::string>& push_envs, bool prune, AuditNote& note) {
-  (void)req;
   const std::string pull_message = fmt::format(
       "a pull cluster's agent computes its diff (the server does not render pull sources): its resources' sync states "
       "are in GET /api/v1/apps/{}/resources", app);
@@ -905,20 +917,8 @@ Result<http::Response> SyncPreview(const ApiV1Options& o, const AppsView& view, 
   }
   for (const auto& row : view.report.rows) {
     if (row.app != app || row.mode != "push" || !push_envs.contains(row.env)) continue;
-    const deliver::Cluster* cluster = o.deliver_config ? o.deliver_config->FindCluster(row.cluster) : nullptr;
-    if (cluster == nullptr || !o.connect) return UnavailableError("cluster {} is not reachable from this server", row.cluster);
-    if (row.release == 0) return NotFoundError("no release of {} runs in {} on {}: nothing to compare", app, row.env, row.cluster);
-    GANTRY_ASSIGN_OR_RETURN(store::Release running, o.access->store().GetRelease(row.release));
-    PushTarget target{.app = std::string(app),
-                      .project = project,
-                      .config = &*o.deliver_config,
-                      .cluster = cluster,
-                      .environment = row.env,
-                      .config_revision = running.config_revision,
-                      .render = o.renderer ? o.renderer() : nullptr,
-                      .path_template = o.path_template};
-    GANTRY_ASSIGN_OR_RETURN(auto client, o.connect(*cluster));
-    GANTRY_ASSIGN_OR_RETURN(Value diff, PushDiff(*client, target));
+    GANTRY_ASSIGN_OR_RETURN(LivePushTarget live, ConnectPushTarget(o, row, app, project));
+    GANTRY_ASSIGN_OR_RETURN(Value diff, PushDiff(*live.client, live.target));
     Value t = Value::Map();
     t.Set("environment", row.env);
     t.Set("cluster", row.cluster);
@@ -981,7 +981,7 @@ Result<http::Response> AppOperation(const ApiV1Options& o, const http::Request& 
     return InvalidArgumentError("{} has push targets in {}: name one \"environment\" (a push sync deploys one environment)",
                                 app, fmt::join(push_envs, ", "));
   }
-  if (dry_run) return SyncPreview(o, view, req, app, project, selected, push_envs, prune, note);
+  if (dry_run) return SyncPreview(o, view, app, project, selected, push_envs, prune, note);
   Value results = Value::Seq();
   for (const auto* row : selected) {
     Value r = Value::Map();
