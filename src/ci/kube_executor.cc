@@ -592,7 +592,11 @@ class KubernetesExecutor final : public Executor {
       return InvalidArgumentError("what the Pod sent holds no workspace directory");
     }
     // Merged, not replaced: steps running in parallel each bring back their own copy, and neither
-    // may wipe what the other (or the runner, keeping caches and artifacts) wrote meanwhile.
+    // may wipe what the other (or the runner, keeping caches and artifacts) wrote meanwhile. One
+    // merge at a time: MergeInto checks that a destination directory is not a link before it moves
+    // into it, and a concurrent merge of a parallel step could otherwise swap that directory for a
+    // link (to /etc, say) between the check and the move.
+    MutexLock lock(merge_mu_);
     if (Status m = MergeInto(got, ws); !m.ok()) return m.WithContext("merge what the Pod sent into the workspace");
     return *stats;
   }
@@ -627,6 +631,7 @@ class KubernetesExecutor final : public Executor {
   KubernetesExecutorOptions options_;
   Mutex ensure_mu_;
   std::set<std::string> ensured_ GUARDED_BY(ensure_mu_);
+  Mutex merge_mu_;  // held by ShipOut while it merges a Pod's workspace into the host's
 };
 
 }  // namespace
