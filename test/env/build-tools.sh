@@ -27,30 +27,41 @@ TOXIPROXY_VERSION=${TOXIPROXY_VERSION:-v2.12.0}
 CACHE=${GANTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gantry}/tools
 BIN=$CACHE/bin
 mkdir -p "$BIN"
-# One builder at a time per cache: a second caller waits, then finds the components complete.
-exec 9>"$CACHE/.lock"
-flock 9
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-modcacherw -buildvcs=false"
 
 log() { echo "build-tools: $*" >&2; }
+# CPU_SECONDS := the CPU time (user + system) of every build this script has run so far: on a busy
+# machine a build's wall time says little, its CPU time says what it costs. (`times` must run in
+# this shell: in a subshell, such as $(...) or a pipe, it sees no children.)
+cpu_seconds() {
+  times >"$CACHE/.times.$$"
+  CPU_SECONDS=$(awk 'NR==2 { t=0; for (i=1;i<=2;i++) { split($i,a,"m"); t+=a[1]*60+a[2] } printf "%d", t }' "$CACHE/.times.$$")
+}
 
 # component NAME KEY FUNCTION: runs FUNCTION in a fresh work dir unless NAME at KEY is already built,
 # then links its binaries into $BIN.
 component() {
   local name=$1 key=$2 fn=$3
-  local dir=$CACHE/$name-$key
+  local dir=$CACHE/$name-$key lock
+  # One builder at a time per component: a second caller waits, then finds it complete. (Per
+  # component, not per cache, so that a test building one tool does not wait for another.)
+  exec {lock}>"$CACHE/.lock-$name"
+  flock "$lock"
   if [[ ! -f $dir/.complete ]]; then
     log "building $name $key (cached afterwards in $dir)"
-    local start=$SECONDS
+    local start=$SECONDS cpu
+    cpu_seconds; cpu=$CPU_SECONDS
     rm -rf "$dir"; mkdir -p "$dir/bin" "$dir/src"
     ( cd "$dir/src" && "$fn" "$dir/bin" ) >"$dir/build.log" 2>&1 || {
       log "building $name failed; last lines of $dir/build.log:"; tail -n 30 "$dir/build.log" >&2; exit 1; }
     touch "$dir/.complete"
-    log "built $name in $((SECONDS - start)) s"
+    cpu_seconds
+    log "built $name in $((SECONDS - start)) s ($((CPU_SECONDS - cpu)) s of CPU)"
   fi
   local f
   for f in "$dir"/bin/*; do ln -sfn "$f" "$BIN/$(basename "$f")"; done
   [[ -f $dir/kwok-stages.yaml ]] && ln -sfn "$dir/kwok-stages.yaml" "$BIN/kwok-stages.yaml"
+  exec {lock}>&-
   return 0
 }
 
@@ -156,7 +167,8 @@ build_kustomize() {
 # helm: built with the ldflags of its Makefile. Without the k8sVersionMajor/Minor ones helm assumes
 # Kubernetes 1.20 when no --kube-version is given, and charts with a `kubeVersion:` constraint fail.
 # The Kubernetes version is the one of the client-go helm's go.mod requires (v0.35 -> 1.35), the
-# commit the one the module proxy records for the tag.
+# commit the one the module proxy records for the tag, when it records one (its .info file may
+# carry no Origin; the commit is only shown by `helm version`, so it is left empty then).
 build_helm() {
   local out=$1 json dir commit cgo major minor ld p
   json=$(go mod download -json "helm.sh/helm/v3@${HELM_VERSION}")
@@ -164,7 +176,7 @@ build_helm() {
   commit=$(sed -n 's/^[[:space:]]*"Hash": "\(.*\)",\{0,1\}$/\1/p' <<<"$json")
   cgo=$(awk '$1=="k8s.io/client-go"{print $2; exit}' "$dir/go.mod")
   cgo=${cgo#v}; major=$(( ${cgo%%.*} + 1 )); minor=${cgo#*.}; minor=${minor%%.*}
-  [[ -n $commit && -n $minor ]] || { echo "cannot read helm's commit or client-go version" >&2; return 1; }
+  [[ -n $minor ]] || { echo "cannot read the client-go version helm's go.mod requires" >&2; return 1; }
   ld="-w -s -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
   ld+=" -X helm.sh/helm/v3/internal/version.metadata="
   ld+=" -X helm.sh/helm/v3/internal/version.gitCommit=${commit}"
