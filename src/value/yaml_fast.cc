@@ -676,7 +676,9 @@ class FastParser {
     char c = At(p_);
     YamlPos start = props.any ? props.start : PosAt(p_);
     if (IsEntry(p_)) {
-      if (same_line && (is_value || props.any)) return Leave("a '-' on the line of its key");
+      if ((same_line && is_value) || (props.any && !props.own_line)) {
+        return Leave("a '-' on the line of its key or of properties");
+      }
       return ParseBlockSeq(static_cast<int>(Column(p_)), props, start, /*indentless=*/false);
     }
     switch (c) {
@@ -771,27 +773,32 @@ class FastParser {
     return sc;
   }
 
+  // After the ':' of a key or a '-' at p_, in a block collection at column `col`: the node on the
+  // same line, or on the lines below (indented more; for a map value also an indentless
+  // sequence), or else an empty scalar right after the indicator.
+  Status ParseAfterIndicator(int col, bool is_value, bool indentless) {
+    YamlPos mark = PosAt(p_ + 1);
+    ++p_;
+    GANTRY_RETURN_IF_ERROR(SkipSpaces());
+    if (!AtLineEnd()) return ParseNode(col, is_value, /*same_line=*/true);
+    GANTRY_RETURN_IF_ERROR(FinishLine());
+    int next = NextColumn();
+    if (next > col) return ParseNode(col, is_value, /*same_line=*/false);
+    if (next == col && is_value && IsEntry(p_)) {
+      return ParseBlockSeq(col, Props{}, PosAt(p_), /*indentless=*/true);
+    }
+    if (next == col && !is_value && !IsEntry(p_) && !indentless) {
+      return Leave("a key among the entries of a sequence");
+    }
+    return builder_.Scalar("", true, {}, {}, mark, mark);
+  }
+
   // The entries of a block map at column `col` (started by the caller) from its scanned first
   // key on; p_ is at that key's ':'.
   Status ParseBlockMapEntries(int col, Scalar key) {
     for (;;) {
       GANTRY_RETURN_IF_ERROR(builder_.Scalar(key.text, key.plain, {}, {}, key.start, key.end));
-      YamlPos value_mark = PosAt(p_ + 1);
-      ++p_;
-      GANTRY_RETURN_IF_ERROR(SkipSpaces());
-      if (AtLineEnd()) {
-        GANTRY_RETURN_IF_ERROR(FinishLine());
-        int next = NextColumn();
-        if (next > col) {
-          GANTRY_RETURN_IF_ERROR(ParseNode(col, true, false));
-        } else if (next == col && IsEntry(p_)) {
-          GANTRY_RETURN_IF_ERROR(ParseBlockSeq(col, Props{}, PosAt(p_), /*indentless=*/true));
-        } else {
-          GANTRY_RETURN_IF_ERROR(builder_.Scalar("", true, {}, {}, value_mark, value_mark));
-        }
-      } else {
-        GANTRY_RETURN_IF_ERROR(ParseNode(col, true, true));
-      }
+      GANTRY_RETURN_IF_ERROR(ParseAfterIndicator(col, /*is_value=*/true, /*indentless=*/false));
       int next = NextColumn();
       if (next < col) break;
       if (next > col) return Leave("a line indented more than the keys of its map");
@@ -807,22 +814,7 @@ class FastParser {
   Status ParseBlockSeq(int col, const Props& props, YamlPos start, bool indentless) {
     GANTRY_RETURN_IF_ERROR(builder_.StartCollection(false, props.anchor, start, PosAt(p_ + 1)));
     for (;;) {
-      YamlPos entry_mark = PosAt(p_ + 1);
-      ++p_;
-      GANTRY_RETURN_IF_ERROR(SkipSpaces());
-      if (AtLineEnd()) {
-        GANTRY_RETURN_IF_ERROR(FinishLine());
-        int next = NextColumn();
-        if (next > col) {
-          GANTRY_RETURN_IF_ERROR(ParseNode(col, false, false));
-        } else if (next < col || IsEntry(p_) || indentless) {
-          GANTRY_RETURN_IF_ERROR(builder_.Scalar("", true, {}, {}, entry_mark, entry_mark));
-        } else {
-          return Leave("a key among the entries of a sequence");
-        }
-      } else {
-        GANTRY_RETURN_IF_ERROR(ParseNode(col, false, true));
-      }
+      GANTRY_RETURN_IF_ERROR(ParseAfterIndicator(col, /*is_value=*/false, indentless));
       int next = NextColumn();
       if (next == col && IsEntry(p_)) continue;
       if (next < col) break;
@@ -859,11 +851,12 @@ class FastParser {
           return Leave("a flow map entry without ':' on the key's line");
         }
         GANTRY_RETURN_IF_ERROR(builder_.Scalar(key.text, key.plain, {}, {}, key.start, key.end));
-        YamlPos value_mark = PosAt(p_ + 1);
         ++p_;
         GANTRY_RETURN_IF_ERROR(SkipFlowSpace());
         if (s_[p_] == ',' || s_[p_] == close) {
-          GANTRY_RETURN_IF_ERROR(builder_.Scalar("", true, {}, {}, value_mark, value_mark));
+          // libyaml puts an empty flow value at the next token (a block one after its ':').
+          YamlPos at = PosAt(p_);
+          GANTRY_RETURN_IF_ERROR(builder_.Scalar("", true, {}, {}, at, at));
         } else {
           GANTRY_RETURN_IF_ERROR(ParseFlowNode());
         }
