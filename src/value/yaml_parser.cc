@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "base/log.h"
 #include "value/internal/yaml_builder.h"
 #include "value/internal/yaml_fast.h"
 #include "value/value.h"
@@ -191,6 +192,9 @@ Result<std::vector<Value>> ParseYaml(std::string_view text, std::string_view fil
     if (fast.ok()) return fast;
     // Whatever the scanner does not take (a construct left to libyaml, or an error, whose
     // message libyaml then gives exactly as before) is parsed again by libyaml.
+    if (fast.status().code() == Code::kFailedPrecondition) {
+      log::Debug("yaml: {}", fast.status().message());
+    }
   }
   return internal::ParseYamlLibyaml(text, filename, options);
 }
