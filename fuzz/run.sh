@@ -7,7 +7,7 @@
 #   fuzz/run.sh 30 webhook    one target
 set -euo pipefail
 secs=${1:-30}
-targets=(yaml json webhook project pipeline jwt)
+targets=(yaml yaml_diff json webhook project pipeline jwt)
 [[ $# -ge 2 ]] && targets=("${@:2}")
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

@@ -4,6 +4,8 @@
 # out) against `kustomize build DIR` (v5.8.1 from test/env/build-tools.sh) and `kubectl kustomize
 # DIR` (kubectl in PATH) on the same files, with a kustomization.yaml listing them (Gantry ignores
 # it: it reads the directory as plain YAML, `--renderer`-free). Best of 3 wall times, and ratios.
+# Also render::RenderPlain in process with ParseYaml's own scanner and with its libyaml path
+# (bench/render/render_plain_bench.cc), the YAML parser's effect end to end.
 #
 #   bench/render/run.sh [N]        GANTRY_BUILD_DIR (default build/default) holds the gantry binary
 set -euo pipefail
@@ -84,6 +86,13 @@ best() {
 }
 
 g=$(best gantry "$gantry" render "$work/plain")
+# The parser's share, in process: the same plain render on ParseYaml's own scanner and on its
+# libyaml path, best of 5 each.
+[[ -x $build/bench/render_plain_bench ]] || cmake --build "$build" --target render_plain_bench >/dev/null
+inproc=$("$build/bench/render_plain_bench" "$work/plain" 5)
+read -r _ own own_n <<<"$(grep '^render-own' <<<"$inproc")"
+read -r _ lib lib_n <<<"$(grep '^render-libyaml' <<<"$inproc")"
+[[ $own_n == "$N" && $lib_n == "$N" ]] || { echo "bench: RenderPlain gave $own_n/$lib_n objects, want $N" >&2; exit 1; }
 k=$(best kustomize "$tools/kustomize" build "$dir")
 kc=
 [[ -n $kubectl ]] && kc=$(best kubectl "$kubectl" kustomize "$dir")
@@ -92,6 +101,8 @@ echo "Render a plain-YAML directory of $N manifests ($(cat "$work"/plain/*.yaml 
 printf '%-28s %10s %12s\n' tool "wall (s)" "vs gantry"
 printf '%-28s %10s %12s\n' "gantry render" "$g" "1.00x"
 printf '%-28s %10s %12s\n' "kustomize build (v5.8.1)" "$k" "$(awk -v a="$k" -v b="$g" 'BEGIN{printf "%.1fx", a / b}')"
+printf '%-28s %10s %12s\n' "RenderPlain, own scanner" "$own" "in process"
+printf '%-28s %10s %12s\n' "RenderPlain, libyaml path" "$lib" "$(awk -v a="$lib" -v b="$own" 'BEGIN{printf "%.2fx own", a / b}')"
 if [[ -n $kc ]]; then
   printf '%-28s %10s %12s\n' "kubectl kustomize ($("$kubectl" version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p'))" "$kc" \
     "$(awk -v a="$kc" -v b="$g" 'BEGIN{printf "%.1fx", a / b}')"

@@ -1,6 +1,7 @@
-// YAML parse throughput on a corpus of realistic manifests: Gantry's ParseYaml, yaml-cpp's
-// YAML::LoadAll and libyaml's bare event loop (the floor under ParseYaml), single thread,
-// best of N runs. run.sh adds the Go parser (sigs.k8s.io/yaml) and prints the table.
+// YAML parse throughput on a corpus of realistic manifests: Gantry's ParseYaml (its own scanner,
+// and forced onto its libyaml path), yaml-cpp's YAML::LoadAll and libyaml's bare event loop,
+// single thread, best of N runs. The two Gantry paths must give the same documents and marks.
+// run.sh adds the Go parser (sigs.k8s.io/yaml) and rapidyaml and prints the table.
 //
 //   yaml_parse_bench --generate FILE [MB]   write the corpus (default 50 MB)
 //   yaml_parse_bench FILE [RUNS]            print "parser MB/s" lines
@@ -75,17 +76,28 @@ int main(int argc, char** argv) {
 
   gantry::value::ParseOptions options;
   options.max_documents = 1 << 20;  // the corpus is one 50 MB stream of ~13k documents
-  double s = BestSeconds(runs, [&] {
-    auto r = gantry::value::ParseYaml(text, argv[1], options);
-    if (!r.ok()) {
-      std::fprintf(stderr, "gantry: %s\n", r.status().ToString().c_str());
-      std::exit(1);
-    }
-    return r->size();
-  }, &docs);
-  std::printf("gantry %.1f docs=%zu\n", mb / s, docs);
+  gantry::value::ParseOptions libyaml = options;
+  libyaml.use_libyaml = true;
+  std::string diff = gantry::value::DiffParses(gantry::value::ParseYaml(text, argv[1], options),
+                                               gantry::value::ParseYaml(text, argv[1], libyaml));
+  if (!diff.empty()) {
+    std::fprintf(stderr, "gantry's two YAML paths differ: %s\n", diff.c_str());
+    std::exit(1);
+  }
+  for (const auto& [name, opts] : {std::pair{"gantry", options}, std::pair{"gantry-libyaml", libyaml}}) {
+    double s = BestSeconds(runs, [&] {
+      auto r = gantry::value::ParseYaml(text, argv[1], opts);
+      if (!r.ok()) {
+        std::fprintf(stderr, "%s: %s\n", name, r.status().ToString().c_str());
+        std::exit(1);
+      }
+      return r->size();
+    }, &docs);
+    std::printf("%s %.1f docs=%zu\n", name, mb / s, docs);
+    std::fflush(stdout);
+  }
 
-  s = BestSeconds(runs, [&] { return LibyamlEvents(text); }, &docs);
+  double s = BestSeconds(runs, [&] { return LibyamlEvents(text); }, &docs);
   std::printf("libyaml-events %.1f docs=%zu\n", mb / s, docs);
 
   s = BestSeconds(runs, [&] { return YAML::LoadAll(text).size(); }, &docs);

@@ -15,9 +15,13 @@
 // the byte range [begin, end) of its source text (for a scalar, its exact text including quotes or
 // block indicators), so the manifest-rewriting code can patch bytes in place.
 //
-// ParseYaml reads YAML 1.1 with libyaml's event parser, iteratively (no recursion, so hostile
-// nesting cannot overflow the stack), resolving scalars the way Kubernetes does (sigs.k8s.io/yaml,
-// which uses go-yaml v2):
+// ParseYaml reads YAML 1.1 with Gantry's own one-pass scanner (src/value/yaml_fast.cc), which
+// takes the YAML that manifests are written in; a stream holding anything it leaves (directives,
+// complex keys, multi-line plain scalars in flow collections, ... see docs/architecture.md) or any
+// error is parsed again with libyaml's event parser, so results, marks and error messages are
+// libyaml's either way. Nesting is bounded (the scanner recurses at most 64 levels, libyaml's path
+// is iterative), so hostile nesting cannot overflow the stack. Scalars resolve the way Kubernetes
+// does (sigs.k8s.io/yaml, which uses go-yaml v2):
 //   - Quoted ('..', "..") and block (|, >) scalars are always strings.
 //   - Untagged plain scalars: "", ~, null, Null, NULL → null;
 //     y Y yes Yes YES true True TRUE on On ON → true; n N no No NO false False FALSE off Off OFF →
@@ -196,6 +200,9 @@ struct ParseOptions {
   size_t max_alias_nodes = size_t{1} << 20;
   size_t max_document_bytes = size_t{64} << 20;
   size_t max_documents = 10000;
+  // ParseYaml only: skip Gantry's own scanner and parse with libyaml alone (the differential
+  // tests and benchmarks compare the two; results are the same either way).
+  bool use_libyaml = false;
 };
 
 // Parses a YAML stream into its non-null documents, in order. `filename` is used in Marks and
@@ -207,6 +214,11 @@ Result<std::vector<Value>> ParseYaml(std::string_view text, std::string_view fil
 // The one document of YAML compiled into Gantry (a CRD, an install manifest). Such text is part of
 // the program, so a parse error or a document count other than one is a bug: it aborts.
 Value BuiltInYaml(std::string_view text, std::string_view filename = "built-in");
+
+// "" when `a` and `b` hold the same documents with the same marks on every node and map key, or
+// fail with the same code and message; else the first difference ("doc 0 .spec.replicas: mark
+// 3:5 [10,12) vs 3:6 [11,12)"). For the differential tests of the YAML paths.
+std::string DiffParses(const Result<std::vector<Value>>& a, const Result<std::vector<Value>>& b);
 
 // Parses one JSON text. Errors as ParseYaml (InvalidArgument, ResourceExhausted for depth/size).
 Result<Value> ParseJson(std::string_view text, std::string_view filename = "<input>",

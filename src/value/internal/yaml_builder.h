@@ -1,0 +1,101 @@
+#pragma once
+// Builds Value trees from YAML parse events (document start and end, scalar, alias, collection
+// start and end), with marks, anchors, merge keys, key conversion, scalar resolution and the
+// limits of ParseOptions. Private to src/value. Two drivers feed it: the libyaml event loop
+// (yaml_parser.cc) and Gantry's own scanner (yaml_fast.cc), so both give the same trees and the
+// same errors. Not thread-safe; one per parse.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "value/internal/node.h"
+#include "value/value.h"
+
+namespace gantry::value::internal {
+
+// A place in the text: 1-based line and column (in characters) and the byte offset.
+struct YamlPos {
+  uint32_t line = 0;
+  uint32_t column = 0;
+  size_t offset = 0;
+};
+
+class YamlBuilder {
+ public:
+  YamlBuilder(std::string_view text, std::string_view filename, const ParseOptions& options);
+  ~YamlBuilder();
+  YamlBuilder(const YamlBuilder&) = delete;
+  YamlBuilder& operator=(const YamlBuilder&) = delete;
+
+  // Each fails with the error ParseYaml reports (limits, tags, keys, merges, anchors).
+  Status StartDocument(YamlPos start);
+  Status EndDocument(YamlPos end);
+  // `plain` is the plain style without a tag (resolved by the YAML 1.1 rules); `tag` is the full
+  // tag ("tag:yaml.org,2002:int", "!Ref", "!") or empty; `anchor` is empty when there is none.
+  Status Scalar(std::string_view text, bool plain, std::string_view tag, std::string_view anchor,
+                YamlPos start, YamlPos end);
+  Status Alias(std::string_view name, YamlPos start);
+  Status StartCollection(bool is_map, std::string_view anchor, YamlPos start, YamlPos end);
+  Status EndCollection(YamlPos start, YamlPos end);
+
+  // The non-null documents so far.
+  std::vector<Value> TakeDocuments() { return std::move(docs_); }
+  const std::string& filename() const { return filename_; }
+
+ private:
+  struct Anchor {
+    Value value;
+    uint64_t count;   // nodes in the subtree, aliases expanded
+    uint32_t height;  // levels of maps and sequences in the subtree
+  };
+  // A map or sequence being filled. Its children sit on the shared stacks (items_ or entries_)
+  // from `first` on, and move into the node, sized exactly, when it ends.
+  struct Frame {
+    Node* node;  // owned reference
+    bool is_map;
+    size_t first;
+    bool have_key = false;
+    bool key_is_merge = false;
+    Value key;
+    std::string anchor;
+    uint64_t count = 1;
+    uint32_t height = 1;
+    std::vector<bool> from_merge;  // map entries that came from a merge key; empty if none
+    std::unique_ptr<std::unordered_map<std::string_view, size_t>> index;  // for large maps
+  };
+
+  std::string Where(YamlPos p) const;
+  Status CheckSize(YamlPos end);
+  void SetMark(Node* n, YamlPos start, YamlPos end);
+  bool ExpectingKey() const {
+    return !stack_.empty() && stack_.back().is_map && !stack_.back().have_key;
+  }
+  Result<Value> Tagged(std::string_view kind, std::string_view text, YamlPos at);
+  Value Str(std::string_view text);
+  Result<Value> KeyString(const Value& k, YamlPos at);
+  Status Add(Value v, uint64_t count, uint32_t height, YamlPos at);
+  ptrdiff_t FindEntry(const Frame& f, std::string_view key) const;
+  void AppendEntry(Frame& f, Value key, Value value);
+  Status MergeOne(Frame& f, const Value& src, YamlPos at);
+  Status Merge(Frame& f, const Value& v, YamlPos at);
+
+  std::string_view text_;
+  std::string filename_;
+  const ParseOptions& options_;
+  SourceFile* file_;
+  std::vector<Frame> stack_;
+  std::vector<Value> items_;       // children of the open sequences
+  std::vector<MapEntry> entries_;  // children of the open maps
+  std::unordered_map<std::string, Anchor> anchors_;
+  std::vector<Value> docs_;
+  Value root_;
+  size_t documents_ = 0;
+  size_t doc_start_ = 0;
+  uint64_t alias_nodes_ = 0;
+};
+
+}  // namespace gantry::value::internal

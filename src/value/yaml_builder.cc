@@ -1,0 +1,324 @@
+// YamlBuilder: parse events → Value trees (see internal/yaml_builder.h).
+
+#include "value/internal/yaml_builder.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+
+#include "value/internal/resolve.h"
+
+namespace gantry::value::internal {
+namespace {
+
+constexpr std::string_view kTagPrefix = "tag:yaml.org,2002:";
+using Type = Value::Type;
+
+}  // namespace
+
+YamlBuilder::YamlBuilder(std::string_view text, std::string_view filename,
+                         const ParseOptions& options)
+    : text_(text), filename_(filename), options_(options), file_(new SourceFile(filename)) {}
+
+YamlBuilder::~YamlBuilder() {
+  for (Frame& f : stack_) Node::Unref(f.node);
+  items_.clear();
+  entries_.clear();
+  SourceFile::Unref(file_);
+}
+
+std::string YamlBuilder::Where(YamlPos p) const {
+  return fmt::format("{}:{}:{}", filename_, p.line, p.column);
+}
+
+Status YamlBuilder::StartDocument(YamlPos start) {
+  if (++documents_ > options_.max_documents) {
+    return ResourceExhaustedError("{}: too many documents (limit {})", Where(start),
+                                  options_.max_documents);
+  }
+  doc_start_ = start.offset;
+  // One arena per document, so keeping one document keeps only its memory. Its first chunk is
+  // what the previous document used, and a little more (the documents of one stream tend to be
+  // alike: a hundred ConfigMaps), or for the first one about 12 bytes of nodes per byte of text;
+  // so a kept document holds little unused tail (a fixed 4 KiB chunk was 4 times what a small
+  // object needs).
+  size_t previous = file_->used;
+  size_t first = previous > 0 ? previous + previous / 16 : text_.size() * 12;
+  SourceFile::Unref(file_);
+  file_ = new SourceFile(filename_);
+  file_->next_chunk =
+      std::clamp<size_t>((first + 7) & ~size_t{7}, 256, previous > 0 ? 256 * 1024 : 4096);
+  anchors_.clear();
+  alias_nodes_ = 0;
+  root_ = Value();
+  return OkStatus();
+}
+
+Status YamlBuilder::EndDocument(YamlPos end) {
+  GANTRY_RETURN_IF_ERROR(CheckSize(end));
+  if (!root_.IsNull()) docs_.push_back(std::move(root_));
+  root_ = Value();
+  return OkStatus();
+}
+
+Status YamlBuilder::CheckSize(YamlPos end) {
+  size_t size = end.offset - std::min(doc_start_, end.offset);
+  if (size > options_.max_document_bytes) {
+    return ResourceExhaustedError("{}: document is larger than {} bytes (limit {})", Where(end),
+                                  options_.max_document_bytes, options_.max_document_bytes);
+  }
+  return OkStatus();
+}
+
+void YamlBuilder::SetMark(Node* n, YamlPos start, YamlPos end) {
+  n->SetMark(file_, start.line, start.column, start.offset, end.offset);
+}
+
+Status YamlBuilder::Scalar(std::string_view text, bool plain, std::string_view tag,
+                           std::string_view anchor, YamlPos start, YamlPos end) {
+  GANTRY_RETURN_IF_ERROR(CheckSize(end));
+  Value v;
+  if (tag.empty()) {
+    if (plain) {
+      if (text == "<<" && ExpectingKey()) {
+        stack_.back().key_is_merge = true;
+        stack_.back().have_key = true;
+        return OkStatus();
+      }
+      v = ToValue(ResolvePlain(text), text, file_);
+    } else {
+      v = Str(text);
+    }
+  } else if (tag.starts_with(kTagPrefix)) {
+    std::string_view kind = tag.substr(kTagPrefix.size());
+    if (kind == "merge" && ExpectingKey()) {
+      stack_.back().key_is_merge = true;
+      stack_.back().have_key = true;
+      return OkStatus();
+    }
+    GANTRY_ASSIGN_OR_RETURN(v, Tagged(kind, text, start));
+  } else {
+    v = Str(text);  // "!" or an application tag: the text as a string
+  }
+  SetMark(Node::Get(v), start, end);
+  if (!anchor.empty()) anchors_[std::string(anchor)] = Anchor{v, 1, 0};
+  return Add(std::move(v), 1, 0, start);
+}
+
+Result<Value> YamlBuilder::Tagged(std::string_view kind, std::string_view text, YamlPos at) {
+  if (kind == "str" || kind == "binary" || kind == "timestamp") return Str(text);
+  Resolved r = ResolvePlain(text);
+  Type want;
+  if (kind == "int") {
+    want = Type::kInt;
+  } else if (kind == "float") {
+    want = Type::kDouble;
+    if (r.type == Type::kInt) {
+      r.type = Type::kDouble;
+      r.d = static_cast<double>(r.i);
+    }
+  } else if (kind == "bool") {
+    want = Type::kBool;
+  } else if (kind == "null") {
+    want = Type::kNull;
+  } else {
+    return Str(text);  // !!map on a scalar and other oddities: keep the text
+  }
+  if (r.type != want) {
+    return InvalidArgumentError("{}: cannot read \"{}\" as !!{}", Where(at), text, kind);
+  }
+  return ToValue(r, text, file_);
+}
+
+Value YamlBuilder::Str(std::string_view text) {
+  return Node::Wrap(StringNode::Make(text, file_));
+}
+
+Status YamlBuilder::Alias(std::string_view name, YamlPos start) {
+  auto it = anchors_.find(std::string(name));
+  if (it == anchors_.end()) {
+    return InvalidArgumentError("{}: unknown anchor \"{}\" (or an alias inside its own anchor)",
+                                Where(start), name);
+  }
+  const Anchor& a = it->second;
+  alias_nodes_ += a.count;
+  if (alias_nodes_ > options_.max_alias_nodes) {
+    return ResourceExhaustedError("{}: aliases expand to more than {} nodes (limit {})",
+                                  Where(start), options_.max_alias_nodes,
+                                  options_.max_alias_nodes);
+  }
+  if (stack_.size() + a.height > options_.max_depth) {
+    return ResourceExhaustedError("{}: alias \"{}\" nests deeper than {} levels (limit {})",
+                                  Where(start), name, options_.max_depth, options_.max_depth);
+  }
+  return Add(a.value, a.count, a.height, start);
+}
+
+Status YamlBuilder::StartCollection(bool is_map, std::string_view anchor, YamlPos start,
+                                    YamlPos end) {
+  GANTRY_RETURN_IF_ERROR(CheckSize(end));
+  if (stack_.size() + 1 > options_.max_depth) {
+    return ResourceExhaustedError("{}: nesting deeper than {} levels (limit {})", Where(start),
+                                  options_.max_depth, options_.max_depth);
+  }
+  if (ExpectingKey()) {
+    return InvalidArgumentError("{}: a {} cannot be a map key", Where(start),
+                                is_map ? "map" : "sequence");
+  }
+  Node* n = is_map ? static_cast<Node*>(New<MapNode>(file_)) : New<SeqNode>(file_);
+  SetMark(n, start, end);
+  stack_.push_back(Frame{n, is_map, is_map ? entries_.size() : items_.size()});
+  if (!anchor.empty()) stack_.back().anchor = std::string(anchor);
+  return OkStatus();
+}
+
+Status YamlBuilder::EndCollection(YamlPos start, YamlPos end) {
+  Frame f = std::move(stack_.back());
+  stack_.pop_back();
+  f.node->end = end.offset;
+  Value v = Node::Wrap(f.node);
+  if (f.is_map) {
+    auto* m = static_cast<MapNode*>(f.node);
+    m->entries.assign(std::make_move_iterator(entries_.begin() + static_cast<ptrdiff_t>(f.first)),
+                      std::make_move_iterator(entries_.end()));
+    entries_.resize(f.first);
+    m->RebuildIndex();
+  } else {
+    auto* s = static_cast<SeqNode*>(f.node);
+    s->items.assign(std::make_move_iterator(items_.begin() + static_cast<ptrdiff_t>(f.first)),
+                    std::make_move_iterator(items_.end()));
+    items_.resize(f.first);
+  }
+  if (!f.anchor.empty()) anchors_[f.anchor] = Anchor{v, f.count, f.height};
+  return Add(std::move(v), f.count, f.height, start);
+}
+
+// Converts a resolved key to the string Kubernetes would use.
+Result<Value> YamlBuilder::KeyString(const Value& k, YamlPos at) {
+  std::string s;
+  switch (k.type()) {
+    case Type::kString:
+      return k;
+    case Type::kBool:
+      s = k.AsBool() ? "true" : "false";
+      break;
+    case Type::kInt:
+      s = std::to_string(k.AsInt());
+      break;
+    case Type::kDouble: {
+      double d = k.AsDouble();
+      if (std::isnan(d) || std::isinf(d)) {
+        AppendDouble(s, d, /*yaml=*/true);
+      } else {
+        char buf[64];
+        auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, static_cast<float>(d));
+        s.assign(buf, ptr);
+      }
+      break;
+    }
+    case Type::kNull:
+      return InvalidArgumentError("{}: null map key", Where(at));
+    default:
+      return InvalidArgumentError("{}: a map or sequence cannot be a map key", Where(at));
+  }
+  Value out = Str(s);
+  Node* from = Node::Get(k);
+  Node::Get(out)->SetMark(file_, from->line, from->column, from->begin, from->end);
+  return out;
+}
+
+// Adds a finished node to the open container, or makes it the document root.
+Status YamlBuilder::Add(Value v, uint64_t count, uint32_t height, YamlPos at) {
+  if (stack_.empty()) {
+    root_ = std::move(v);
+    return OkStatus();
+  }
+  Frame& f = stack_.back();
+  f.count += count;
+  f.height = std::max(f.height, height + 1);
+  if (!f.is_map) {
+    items_.push_back(std::move(v));
+    return OkStatus();
+  }
+  if (!f.have_key) {
+    GANTRY_ASSIGN_OR_RETURN(f.key, KeyString(v, at));
+    f.have_key = true;
+    return OkStatus();
+  }
+  f.have_key = false;
+  if (f.key_is_merge) {
+    f.key_is_merge = false;
+    return Merge(f, v, at);
+  }
+  std::string_view key = StringOf(f.key);
+  ptrdiff_t pos = FindEntry(f, key);
+  if (pos < 0) {
+    if (!f.from_merge.empty()) f.from_merge.push_back(false);
+    AppendEntry(f, std::move(f.key), std::move(v));
+    return OkStatus();
+  }
+  auto p = static_cast<size_t>(pos);
+  if (p < f.from_merge.size() && f.from_merge[p]) {
+    // The key's text stays alive in the new entry; the index may keep pointing at the old one.
+    entries_[f.first + p] = MapEntry{std::move(f.key), std::move(v)};
+    if (f.index) {
+      f.index->erase(key);
+      f.index->emplace(KeyOf(entries_[f.first + p]), p);
+    }
+    f.from_merge[p] = false;
+    return OkStatus();
+  }
+  Mark first = entries_[f.first + p].key.mark();
+  Mark dup = f.key.mark();
+  return InvalidArgumentError("{}:{}:{}: duplicate key \"{}\" (first at line {} column {})",
+                              filename_, dup.line, dup.column, key, first.line, first.column);
+}
+
+// Position of `key` among the entries of map frame f, or -1.
+ptrdiff_t YamlBuilder::FindEntry(const Frame& f, std::string_view key) const {
+  if (f.index) {
+    auto it = f.index->find(key);
+    return it == f.index->end() ? -1 : static_cast<ptrdiff_t>(it->second);
+  }
+  for (size_t i = f.first; i < entries_.size(); ++i) {
+    if (KeyOf(entries_[i]) == key) return static_cast<ptrdiff_t>(i - f.first);
+  }
+  return -1;
+}
+
+void YamlBuilder::AppendEntry(Frame& f, Value key, Value value) {
+  entries_.push_back(MapEntry{std::move(key), std::move(value)});
+  size_t n = entries_.size() - f.first;
+  if (f.index) {
+    f.index->emplace(KeyOf(entries_.back()), n - 1);
+  } else if (n > MapNode::kIndexThreshold) {
+    f.index = std::make_unique<std::unordered_map<std::string_view, size_t>>();
+    for (size_t i = f.first; i < entries_.size(); ++i) {
+      f.index->emplace(KeyOf(entries_[i]), i - f.first);
+    }
+  }
+}
+
+Status YamlBuilder::MergeOne(Frame& f, const Value& src, YamlPos at) {
+  if (!src.IsMap()) {
+    return InvalidArgumentError("{}: merge key << needs a map or a sequence of maps", Where(at));
+  }
+  size_t n = entries_.size() - f.first;
+  if (f.from_merge.size() < n) f.from_merge.resize(n, false);
+  for (const MapEntry& e : src.entries()) {
+    if (FindEntry(f, KeyOf(e)) >= 0) continue;  // explicit keys and earlier merges win
+    AppendEntry(f, e.key, e.value);
+    f.from_merge.push_back(true);
+  }
+  return OkStatus();
+}
+
+Status YamlBuilder::Merge(Frame& f, const Value& v, YamlPos at) {
+  if (v.IsSeq()) {
+    for (const Value& item : v.items()) GANTRY_RETURN_IF_ERROR(MergeOne(f, item, at));
+    return OkStatus();
+  }
+  return MergeOne(f, v, at);
+}
+
+}  // namespace gantry::value::internal
