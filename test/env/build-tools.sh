@@ -33,6 +33,7 @@ log() { echo "build-tools: $*" >&2; }
 # CPU_SECONDS := the CPU time (user + system) of every build this script has run so far: on a busy
 # machine a build's wall time says little, its CPU time says what it costs. (`times` must run in
 # this shell: in a subshell, such as $(...) or a pipe, it sees no children.)
+trap 'rm -f "$CACHE/.times.$$"' EXIT
 cpu_seconds() {
   times >"$CACHE/.times.$$"
   CPU_SECONDS=$(awk 'NR==2 { t=0; for (i=1;i<=2;i++) { split($i,a,"m"); t+=a[1]*60+a[2] } printf "%d", t }' "$CACHE/.times.$$")
