@@ -18,12 +18,14 @@ Result<OciTarget> ParseOciTarget(std::string_view text) {
   return OciTarget{rest, ""};
 }
 
-// `gantry image …`: build (image_build.cc), push / pull / inspect / latest (image_registry.cc).
+// `gantry image …`: build (image_build.cc), push / pull / inspect / latest (image_registry.cc),
+// sign / verify / attest / verify-attestation (image_sign.cc).
 void AddImageCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   auto* image = app.add_subcommand("image", "Build, push and inspect OCI images (no Docker daemon)");
   image->require_subcommand(1);
   AddImageBuildCommand(*image, deps, exit_code);
   AddImageRegistryCommands(*image, deps, exit_code);
+  AddImageSignCommands(*image, deps, exit_code);
 }
 
 }  // namespace gantry::cli

@@ -47,21 +47,6 @@ fs::path UploadStateDir() {
   return fs::path(home ? home : "/tmp") / ".cache" / "gantry" / "uploads";
 }
 
-// A BlobWriter into memory, for small blobs (configs) that are only looked at.
-class StringWriter final : public oci::BlobWriter {
- public:
-  Status Write(std::string_view chunk) override {
-    if (data_.size() + chunk.size() > (16u << 20)) return ResourceExhaustedError("blob larger than 16 MiB");
-    data_.append(chunk);
-    return OkStatus();
-  }
-  uint64_t size() const override { return data_.size(); }
-  Result<oci::Descriptor> Commit(std::string_view media_type, std::string_view) override {
-    return oci::Descriptor{std::string(media_type), oci::Sha256Digest(data_), static_cast<int64_t>(data_.size())};
-  }
-  std::string data_;
-};
-
 std::string HumanSize(int64_t n) {
   if (n >= (1 << 20)) return fmt::format("{:.1f} MiB", n / 1048576.0);
   if (n >= 1024) return fmt::format("{:.1f} KiB", n / 1024.0);
@@ -206,11 +191,7 @@ int RunInspect(const std::string& target, bool json, const RegistryFlags& f, con
       if (!digest.empty()) at.tag.clear(), at.digest = digest;
       return registry->GetManifest(at);
     };
-    src.blob = [&](const oci::Descriptor& d) -> Result<std::string> {
-      StringWriter w;
-      GANTRY_RETURN_IF_ERROR(registry->FetchBlob(ref, d, w));
-      return std::move(w.data_);
-    };
+    src.blob = [&](const oci::Descriptor& d) -> Result<std::string> { return oci::FetchBlobBytes(*registry, ref, d); };
   }
   auto v = Describe(src);
   if (!v.ok()) return Fail(deps, v.status().WithContext("inspect " + target));

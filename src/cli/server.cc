@@ -18,6 +18,7 @@
 #include <CLI/CLI.hpp>
 
 #include "base/duration.h"
+#include "base/path.h"
 #include "ci/server.h"
 #include "cli/ci.h"
 #include "cli/commands.h"
@@ -32,6 +33,7 @@
 #include "oci/registry.h"
 #include "render/git_sources.h"
 #include "release/release.h"
+#include "sign/sign.h"
 #include "oidc/oidc.h"
 #include "server/browser_login.h"
 #include "server/access.h"
@@ -103,6 +105,8 @@ struct ServerFlags {
   std::string public_url;  // "": http://HOST from each browser's Host header
   std::string metrics_listen;  // "": no /metrics listener
   std::string notifications_config;  // "": no notifications
+  std::string signing_key;  // PEM private key: built images are signed and attested ("": not)
+  std::string builder_id;   // the provenance's builder id ("": --public-url + "/ci")
 };
 
 // What the flags say, checked: everything but what must be opened or started.
@@ -144,6 +148,18 @@ Result<std::string> SecretFromEnv(const std::string& flag, const std::string& en
 Status ReleaseOptions(const ServerFlags& f, ServerOptions& o) {
   release::ReleaseServices& s = o.release;
   s.config_repos = f.config_repos;
+  if (!f.signing_key.empty()) {
+    auto pem = ReadFile(f.signing_key, 1 << 20);
+    if (!pem.ok()) return pem.status().WithContext("--signing-key");
+    auto key = sign::ParsePrivateKey(*pem, f.signing_key);
+    if (!key.ok()) return key.status().WithContext("--signing-key");
+    s.signing_key = *std::move(key);
+  }
+  if (!f.builder_id.empty()) {
+    s.builder_id = f.builder_id;
+  } else if (!f.public_url.empty()) {
+    s.builder_id = f.public_url + (f.public_url.ends_with('/') ? "ci" : "/ci");
+  }
   for (const auto& url : f.config_repos) GANTRY_RETURN_IF_ERROR(git::ValidateUrl(url, f.allow_file).WithContext("--config-repo"));
   for (const auto& env : f.git_credentials_env) {
     GANTRY_ASSIGN_OR_RETURN(std::string v, SecretFromEnv("--git-credentials-env", env));
@@ -576,6 +592,10 @@ void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_flag("--allow-file-repos", f->allow_file, "Accept file:// repository URLs (tests, local setups)");
   // After CI: image, config repository, deploy (docs/end-to-end.md).
   cmd->add_option("--config-repo", f->config_repos, "A config repository releases may write to (repeatable)");
+  cmd->add_option("--signing-key", f->signing_key,
+                  "PEM private key (ECDSA P-256 or Ed25519, mode 0600): sign and attest every image built "
+                  "(docs/supply-chain.md)");
+  cmd->add_option("--builder-id", f->builder_id, "The builder id of the provenance (default --public-url + /ci)");
   cmd->add_option("--deploy-repo", f->deploy_repo,
                   "Config repository that deploys asked for through the API render (default: the only --config-repo)");
   cmd->add_option("--kustomize-remote-host", f->kustomize_remote_hosts,

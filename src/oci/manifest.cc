@@ -186,6 +186,9 @@ Result<Manifest> ParseManifest(std::string_view json, std::string_view media_typ
   if (!IsManifestType(m.media_type)) {
     return InvalidArgumentError("mediaType: {:?} is not an image manifest type", m.media_type);
   }
+  auto artifact_type = GetString(*doc, "", "artifactType", false);
+  if (!artifact_type.ok()) return artifact_type.status();
+  m.artifact_type = *std::move(artifact_type);
   const Value* config = doc->Get("config");
   if (config == nullptr) return InvalidArgumentError("config: missing");
   auto cd = ParseDescriptor(*config, "config");
@@ -198,6 +201,11 @@ Result<Manifest> ParseManifest(std::string_view json, std::string_view media_typ
     auto d = ParseDescriptor(*layers->At(i), fmt::format("layers[{}]", i));
     if (!d.ok()) return d.status();
     m.layers.push_back(*std::move(d));
+  }
+  if (const Value* subject = doc->Get("subject"); subject != nullptr && !subject->IsNull()) {
+    auto d = ParseDescriptor(*subject, "subject");
+    if (!d.ok()) return d.status();
+    m.subject = *std::move(d);
   }
   auto annotations = GetStringMap(*doc, "", "annotations");
   if (!annotations.ok()) return annotations.status();
@@ -236,10 +244,12 @@ std::string SerializeManifest(const Manifest& manifest) {
   Value v = Value::Map();
   v.Set("schemaVersion", 2);
   v.Set("mediaType", manifest.media_type);
+  if (!manifest.artifact_type.empty()) v.Set("artifactType", manifest.artifact_type);
   v.Set("config", DescriptorValue(manifest.config));
   Value layers = Value::Seq();
   for (const auto& l : manifest.layers) layers.Append(DescriptorValue(l));
   v.Set("layers", std::move(layers));
+  if (manifest.subject) v.Set("subject", DescriptorValue(*manifest.subject));
   if (!manifest.annotations.empty()) v.Set("annotations", AnnotationsValue(manifest.annotations));
   return value::ToJson(v);
 }

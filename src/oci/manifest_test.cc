@@ -97,6 +97,28 @@ TEST(ManifestTest, SerialiseIsDeterministicAndRoundTrips) {
   EXPECT_EQ(SerializeManifest(*back), bytes);
 }
 
+TEST(ManifestTest, SubjectAndArtifactTypeRoundTrip) {
+  Manifest m;
+  m.media_type = std::string(media::kOciManifest);
+  m.artifact_type = "application/vnd.dev.cosign.artifact.sig.v1+json";
+  m.config = {std::string(media::kOciConfig), kDigestA, 2, {}, {}, {}};
+  m.subject = Descriptor{std::string(media::kOciManifest), kDigestB, 700, {}, {}, {}};
+  std::string bytes = SerializeManifest(m);
+  EXPECT_NE(bytes.find(R"("artifactType":"application/vnd.dev.cosign.artifact.sig.v1+json","config")"), std::string::npos) << bytes;
+  EXPECT_NE(bytes.find(R"("layers":[],"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" + kDigestB),
+            std::string::npos) << bytes;
+  auto back = ParseManifest(bytes);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_TRUE(back->subject.has_value());
+  EXPECT_EQ(back->subject->digest, kDigestB);
+  EXPECT_EQ(back->artifact_type, m.artifact_type);
+  EXPECT_EQ(SerializeManifest(*back), bytes);
+  auto bad = ParseManifest(R"({"schemaVersion":2,"config":{"mediaType":"x","digest":")" + kDigestA +
+                           R"(","size":1},"layers":[],"subject":{"mediaType":"x","digest":"sha256:zz","size":1}})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("subject.digest"), std::string::npos) << bad.status().ToString();
+}
+
 TEST(IndexTest, ParsesDockerManifestListWithPlatforms) {
   std::string json = R"({"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[
     {"mediaType":"application/vnd.docker.distribution.manifest.v2+json","size":528,"digest":")" + kDigestA + R"(","platform":{"architecture":"amd64","os":"linux"}},

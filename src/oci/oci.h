@@ -91,8 +91,12 @@ struct Descriptor {
 // its mediaType field, else from the Content-Type it was served with.
 struct Manifest {
   std::string media_type;
+  std::string artifact_type;  // OCI 1.1 artifactType; "" when absent
   Descriptor config;
   std::vector<Descriptor> layers;
+  // OCI 1.1: the manifest this one refers to (a signature's image); a registry with the referrers
+  // API lists this manifest under the subject's digest.
+  std::optional<Descriptor> subject;
   std::map<std::string, std::string> annotations;
 };
 

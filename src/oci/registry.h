@@ -138,6 +138,16 @@ Result<std::vector<std::string>> CredentialHosts(const RegistryOptions& options)
 // aliases as "docker.io".
 std::string RegistryHost(std::string_view host);
 
+// Small blobs held in memory (signature payloads, attestations, configs).
+// FetchBlobBytes: the blob's bytes, digest and size checked (DataLoss); ResourceExhausted when it
+// is larger than `max_bytes`; the registry's errors (NotFound when it is missing).
+Result<std::string> FetchBlobBytes(Registry& registry, const Reference& repo, const Descriptor& desc,
+                                   uint64_t max_bytes = 16u << 20);
+// PushBlobBytes: uploads `bytes` into `repo` unless the registry has them already; returns their
+// descriptor with `media_type`.
+Result<Descriptor> PushBlobBytes(Registry& registry, const Reference& repo, std::string_view bytes,
+                                 std::string_view media_type);
+
 struct PushOptions {
   // Repositories of the same registry the blobs may already be in: mounted instead of uploaded.
   std::vector<std::string> mount_from;

@@ -1,6 +1,10 @@
 // PushImage / PullImage: an image between a registry and an on-disk layout (see registry.h).
 
+#include <stdlib.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <filesystem>
 #include <set>
 #include <thread>
 
@@ -52,7 +56,72 @@ Reference WithIdentifier(Reference ref, std::string tag, std::string digest) {
   return ref;
 }
 
+// A BlobWriter into memory, bounded.
+class StringWriter final : public BlobWriter {
+ public:
+  explicit StringWriter(uint64_t max) : max_(max) {}
+  Status Write(std::string_view chunk) override {
+    if (data_.size() + chunk.size() > max_) return ResourceExhaustedError("blob larger than {} bytes", max_);
+    data_.append(chunk);
+    return OkStatus();
+  }
+  uint64_t size() const override { return data_.size(); }
+  Result<Descriptor> Commit(std::string_view media_type, std::string_view) override {
+    return Descriptor{std::string(media_type), Sha256Digest(data_), static_cast<int64_t>(data_.size())};
+  }
+  std::string Take() { return std::move(data_); }
+
+ private:
+  uint64_t max_;
+  std::string data_;
+};
+
 }  // namespace
+
+Result<std::string> FetchBlobBytes(Registry& registry, const Reference& repo, const Descriptor& desc,
+                                   uint64_t max_bytes) {
+  if (desc.size < 0 || static_cast<uint64_t>(desc.size) > max_bytes) {
+    return ResourceExhaustedError("blob {} of {}: {} bytes, more than the {} accepted", desc.digest,
+                                  repo.repository, desc.size, max_bytes);
+  }
+  StringWriter writer(max_bytes);
+  GANTRY_RETURN_IF_ERROR(registry.FetchBlob(repo, desc, writer));
+  std::string data = writer.Take();
+  if (Sha256Digest(data) != desc.digest || static_cast<int64_t>(data.size()) != desc.size) {
+    return DataLossError("blob {} of {}: the bytes do not match the digest and size", desc.digest, repo.repository);
+  }
+  return data;
+}
+
+Result<Descriptor> PushBlobBytes(Registry& registry, const Reference& repo, std::string_view bytes,
+                                 std::string_view media_type) {
+  Descriptor desc{std::string(media_type), Sha256Digest(bytes), static_cast<int64_t>(bytes.size())};
+  GANTRY_ASSIGN_OR_RETURN(auto present, registry.StatBlob(repo, desc.digest));
+  if (present) return desc;
+  std::error_code ec;
+  std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
+  if (ec) dir = "/tmp";
+  std::string path = (dir / "gantry-blob-XXXXXX").string();
+  int fd = ::mkstemp(path.data());
+  if (fd < 0) return ErrnoError(errno, "create a temp file in " + dir.string());
+  size_t written = 0;
+  while (written < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      Status s = ErrnoError(errno, "write " + path);
+      ::close(fd);
+      ::unlink(path.c_str());
+      return s;
+    }
+    written += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  Status pushed = registry.PushBlob(repo, desc, path);
+  ::unlink(path.c_str());
+  if (!pushed.ok()) return pushed;
+  return desc;
+}
 
 Result<std::string> PushImage(Registry& registry, const Layout& layout, std::string_view ref_name,
                               const Reference& dest, const PushOptions& options) {

@@ -90,10 +90,27 @@ struct Built {
   std::string repository;
   std::string tag;
   std::string digest;
+  std::string signature;    // manifest digests, with a signing key
+  std::string attestation;
 };
 
+// Signs `image` (by digest) and attests its provenance with the services' key.
+Status SignBuilt(const ReleaseServices& s, const oci::Reference& image, const sign::Provenance& provenance,
+                 const ReleaseRequest& r, Built& result) {
+  GANTRY_ASSIGN_OR_RETURN(sign::Pushed sig, sign::SignImage(*s.registry, image, *s.signing_key,
+                                                            {{"run", std::to_string(r.run_id)}, {"commit", r.commit}}));
+  std::string statement = sign::ProvenanceStatement(image, image.digest, provenance);
+  GANTRY_ASSIGN_OR_RETURN(sign::Pushed att,
+                          sign::AttestImage(*s.registry, image, statement, sign::kSlsaProvenanceV1, *s.signing_key));
+  result.signature = sig.manifest_digest;
+  result.attestation = att.manifest_digest;
+  Log(r, kImageStage, fmt::format("signed {} ({} key): signature {}, provenance {}", image.ToString(),
+                                  sign::KeyTypeName(s.signing_key->type()), sig.manifest_digest, att.manifest_digest));
+  return OkStatus();
+}
+
 Result<Built> Package(const ReleaseServices& s, const ci::ImageSpec& spec, const ReleaseRequest& r,
-                      const std::function<bool()>& stopping) {
+                      std::string_view pipeline, const std::function<bool()>& stopping) {
   if (s.registry == nullptr) return FailedPreconditionError("no registry client configured");
   GANTRY_ASSIGN_OR_RETURN(oci::Reference repo, oci::ParseReference(spec.repository));
   std::vector<std::string> tags;
@@ -109,6 +126,9 @@ Result<Built> Package(const ReleaseServices& s, const ci::ImageSpec& spec, const
 
   oci::BuildOptions b;
   std::optional<oci::Layout> cache;
+  sign::Provenance provenance{.builder_id = s.builder_id, .pipeline = std::string(pipeline),
+                              .source_repository = git::ScrubUrl(r.repo), .source_commit = r.commit,
+                              .source_ref = r.ref, .run_id = std::to_string(r.run_id)};
   if (!spec.platform.empty()) { GANTRY_ASSIGN_OR_RETURN(b.platform, oci::ParsePlatform(spec.platform)); }
   if (spec.from != "scratch") {
     GANTRY_ASSIGN_OR_RETURN(oci::Reference base, oci::ParseReference(spec.from));
@@ -122,10 +142,12 @@ Result<Built> Package(const ReleaseServices& s, const ci::ImageSpec& spec, const
     if (!pulled.ok()) return Status(pulled.status().code(), "pull base image " + base.ToString() + ": " + pulled.status().message());
     b.base = &*cache;
     b.base_ref = base.ToString();
+    provenance.base_images[base.ToString()] = pulled->digest;
   }
   for (const auto& l : spec.layers) {
     GANTRY_ASSIGN_OR_RETURN(fs::path src, LayerSource(r.workspace, l.src));
     b.layers.push_back({.source = src, .destination = l.dest.empty() ? "/" : l.dest, .excludes = l.exclude});
+    provenance.parameters["layer " + (l.dest.empty() ? std::string("/") : l.dest)] = l.src;
   }
   if (!spec.entrypoint.empty()) b.entrypoint = spec.entrypoint;
   if (!spec.cmd.empty()) b.cmd = spec.cmd;
@@ -155,6 +177,7 @@ Result<Built> Package(const ReleaseServices& s, const ci::ImageSpec& spec, const
   first.digest = result.digest;
   result.reference = first.ToString();
   fs::remove_all(out_dir, ec);  // pushed; the registry holds it now
+  if (s.signing_key) GANTRY_RETURN_IF_ERROR(SignBuilt(s, first, provenance, r, result));
   return result;
 }
 
@@ -440,13 +463,15 @@ struct Release::Impl {
 };
 
 bool Release::Impl::Package() {
-  auto built = gantry::release::Package(s, *pipeline.image, r, [this] { return Stopping(); });
+  auto built = gantry::release::Package(s, *pipeline.image, r, pipeline.name, [this] { return Stopping(); });
   if (!built.ok()) {
     if (built.status().code() == Code::kCancelled && Stopping()) return Stop();
     return Fail(built.status().WithContext(kImageStage));
   }
   st->result.image = built->reference;
   st->result.digest = built->digest;
+  st->result.signature = built->signature;
+  st->result.attestation = built->attestation;
   repository = built->repository;
   tag = built->tag;
   return Finish(Stage::kPackage);

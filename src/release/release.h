@@ -3,7 +3,8 @@
 // object (Release) whose progress is kept in the store, so a server killed mid-release resumes it.
 //
 //   package  the pipeline's `image:` is built from the run's workspace (daemonless, reproducible:
-//            the same commit gives the same digest) and pushed under each of its tags;
+//            the same commit gives the same digest) and pushed under each of its tags; with a
+//            signing key, signed and attested (SLSA provenance v1) in cosign's format (sign.h);
 //   update   the pipeline's `release:` config repository gets the new reference, rewritten in place
 //            under release.path (kustomize images:, plain manifests, marker comments), committed
 //            and pushed (recomputed on a lost race; no commit when already there);
@@ -55,6 +56,7 @@
 #include "deliver/deliver.h"
 #include "git/git.h"
 #include "oci/registry.h"
+#include "sign/sign.h"
 #include "store/store.h"
 
 namespace gantry::release {
@@ -93,6 +95,10 @@ struct ReleaseServices {
   bool prune = true;
   std::chrono::milliseconds health_timeout{300'000};
   Clock* clock = nullptr;                // for the deploy's soak gates; nullptr: SystemClock()
+  // With a key, every image pushed is signed and gets an SLSA provenance attestation naming
+  // `builder_id` (docs/supply-chain.md).
+  std::optional<sign::PrivateKey> signing_key;
+  std::string builder_id = "https://gantry.dev/ci";
 };
 
 struct ReleaseRequest {
@@ -113,6 +119,8 @@ struct ReleaseRequest {
 struct ReleaseResult {
   std::string image;          // "registry/repo:tag@sha256:…" (the first tag)
   std::string digest;
+  std::string signature;      // the digests of the .sig and .att manifests ("" unsigned)
+  std::string attestation;
   std::string config_commit;  // "" without release:
   bool committed = false;     // false: the config repository already had this image
   int64_t release_id = 0;     // the ledger entry, 0 without release:

@@ -375,6 +375,33 @@ TEST_F(ReleaseTest, WithoutReleaseOnlyThePackageRuns) {
   EXPECT_EQ(Stored(), "package");
 }
 
+// issue 18: with a signing key the package stage signs the image and attests its provenance (the
+// run, the commit, the pipeline) in cosign's format; the key's public half verifies both.
+TEST_F(ReleaseTest, WithASigningKeyTheImageIsSignedAndAttested) {
+  pipeline_.release.reset();
+  pipeline_.name = "build";
+  services_.signing_key = *sign::GenerateKey(sign::KeyType::kEd25519);
+  services_.builder_id = "https://gantry.test/ci";
+  auto result = RunRelease(services_, pipeline_, Req());
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_FALSE(result->signature.empty());
+  EXPECT_FALSE(result->attestation.empty());
+  auto image = oci::ParseReference(result->image);
+  ASSERT_TRUE(image.ok());
+  auto verified = sign::VerifyImage(registry_, *image, services_.signing_key->Public());
+  ASSERT_TRUE(verified.ok()) << verified.status().ToString();
+  EXPECT_EQ((*verified)[0].annotations.at("run"), std::to_string(run_));
+  auto atts = sign::VerifyAttestations(registry_, *image, services_.signing_key->Public(), sign::kSlsaProvenanceV1);
+  ASSERT_TRUE(atts.ok()) << atts.status().ToString();
+  const value::Value& st = (*atts)[0].statement;
+  EXPECT_EQ(value::StringAt(&st, {"predicate", "runDetails", "builder", "id"}), "https://gantry.test/ci");
+  EXPECT_EQ(value::StringAt(&st, {"predicate", "buildDefinition", "externalParameters", "pipeline"}), "build");
+  EXPECT_EQ(value::StringAt(&st, {"predicate", "buildDefinition", "resolvedDependencies", 0, "digest", "gitCommit"}),
+            std::string(40, 'a'));
+  EXPECT_EQ(value::StringAt(&st, {"predicate", "buildDefinition", "externalParameters", "parameters", "layer /app"}), "dist");
+  EXPECT_THAT(Logged(), HasSubstr("image: signed " + result->image + " (Ed25519 key): signature " + result->signature));
+}
+
 // Deploys to one fake cluster, environment dev with `gates`.
 void PushMode(ReleaseServices& services, ci::Pipeline& pipeline, std::shared_ptr<fakes::FakeKubeClient> kube,
               const std::string& gates) {

@@ -2,14 +2,14 @@
 # Builds the real servers and tools the tests need from the Go module proxy, into version-keyed
 # directories outside the repository, and prints the directory that holds the binaries:
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, kustomize, helm,
-#   oidc-op, jsonnet, sops, age, age-keygen, toxiproxy-server, toxiproxy-cli, and for the real node: kubelet and pause (the
+#   oidc-op, jsonnet, sops, age, age-keygen, toxiproxy-server, toxiproxy-cli, cosign, and for the real node: kubelet and pause (the
 #   sandbox's pause process, from C)
 # A component whose directory holds a .complete marker is not built again, so a second run costs
 # seconds; a fresh machine builds everything (~25 min on 2 cores, most of it kube-apiserver).
 #
 # Environment: GANTRY_CACHE (default ~/.cache/gantry), K8S_VERSION, ETCD_VERSION, KWOK_VERSION,
 # KUSTOMIZE_VERSION, HELM_VERSION, ZITADEL_OIDC_VERSION, JSONNET_VERSION, SOPS_VERSION, AGE_VERSION,
-# TOXIPROXY_VERSION.
+# TOXIPROXY_VERSION, COSIGN_VERSION.
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.36.3}
@@ -23,6 +23,8 @@ SOPS_VERSION=${SOPS_VERSION:-v3.13.3}
 AGE_VERSION=${AGE_VERSION:-v1.3.2}
 # v2.12.0 is the newest tag the module proxy serves (go.mod: go 1.23); it builds with Go 1.26.
 TOXIPROXY_VERSION=${TOXIPROXY_VERSION:-v2.12.0}
+# v2.6.5 is the newest v2.6.x the module proxy serves (go.mod: go 1.25.0, no replace directives).
+COSIGN_VERSION=${COSIGN_VERSION:-v2.6.5}
 
 CACHE=${GANTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gantry}/tools
 BIN=$CACHE/bin
@@ -230,9 +232,19 @@ build_toxiproxy() {
   "$1/toxiproxy-server" -version
 }
 
+# cosign: the real signer and verifier the supply-chain tests check Gantry's signatures and
+# attestations with, both ways (test/integration/sign_test.cc). Built as its Makefile does (CGO off,
+# no PIV/PKCS#11), with the version stamp of release-utils.
+build_cosign() {
+  GOBIN=$1 go install -trimpath \
+    -ldflags "-s -w -buildid= -X sigs.k8s.io/release-utils/version.gitVersion=${COSIGN_VERSION}" \
+    "github.com/sigstore/cosign/v2/cmd/cosign@${COSIGN_VERSION}"
+  "$1/cosign" version
+}
+
 OIDC_OP_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/oidc-op" && pwd)
 
-want=${*:-etcd kwok kustomize helm kube kubectl kubelet oidc-op jsonnet sops age toxiproxy}
+want=${*:-etcd kwok kustomize helm kube kubectl kubelet oidc-op jsonnet sops age toxiproxy cosign}
 for c in $want; do
   case $c in
     kube) component kube "$K8S_VERSION" build_kube ;;
@@ -251,6 +263,7 @@ for c in $want; do
     age) component age "$AGE_VERSION-$(declare -f build_age | sha256sum | cut -c1-12)" build_age ;;
     toxiproxy) component toxiproxy "$TOXIPROXY_VERSION-$(declare -f build_toxiproxy | sha256sum | cut -c1-12)" \
                  build_toxiproxy ;;
+    cosign) component cosign "$COSIGN_VERSION-$(declare -f build_cosign | sha256sum | cut -c1-12)" build_cosign ;;
     *) log "unknown component $c"; exit 2 ;;
   esac
 done
