@@ -30,22 +30,23 @@ http::Response Echo(const http::Request& r) {
   return http::Response::Text(200, std::move(body));
 }
 
+// The server, started on first use and kept for the process's life.
 uint16_t ServerPort() {
-  static const uint16_t port = [] {
-    auto* server = new http::Server({.max_body_bytes = 64 << 10,
-                                     .max_header_bytes = 8 << 10,
-                                     .read_timeout = std::chrono::seconds(2),
-                                     .write_timeout = std::chrono::seconds(2),
-                                     .threads = 1});
-    server->Handle("GET", "/api/v1/runs/{id}", Echo);
-    server->Handle("GET", "/api/v1/apps/{app}/events/{n}", Echo);
-    server->Handle("POST", "/hooks/", Echo);
-    server->Handle("PUT", "/v2/{repo}/blobs/{digest}", Echo);
-    server->Handle("GET", "/healthz", [](const http::Request&) { return http::Response::Text(204, ""); });
-    if (Status s = server->Start(); !s.ok()) fuzz::Fail("start the server", s.ToString());
-    return server->port();
+  static http::Server* const server = [] {
+    auto* s = new http::Server({.max_body_bytes = 64 << 10,
+                                .max_header_bytes = 8 << 10,
+                                .read_timeout = std::chrono::seconds(2),
+                                .write_timeout = std::chrono::seconds(2),
+                                .threads = 1});
+    s->Handle("GET", "/api/v1/runs/{id}", Echo);
+    s->Handle("GET", "/api/v1/apps/{app}/events/{n}", Echo);
+    s->Handle("POST", "/hooks/", Echo);
+    s->Handle("PUT", "/v2/{repo}/blobs/{digest}", Echo);
+    s->Handle("GET", "/healthz", [](const http::Request&) { return http::Response::Text(204, ""); });
+    if (Status started = s->Start(); !started.ok()) fuzz::Fail("start the server", started.ToString());
+    return s;
   }();
-  return port;
+  return server->port();
 }
 
 // Sends `request` on a new connection, half-closes it and returns everything the server sends
