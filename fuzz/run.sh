@@ -2,8 +2,8 @@
 # Builds the libFuzzer targets with the "fuzz" preset (clang, ASan+UBSan) and runs each one for
 # SECONDS (default $GANTRY_FUZZ_SECONDS, else 8: with ~20 targets that is under 3 minutes),
 # starting from fuzz/corpus/<target>. The targets are every fuzz/<target>_fuzz.cc. New inputs go
-# to CORPUS_DIR/<target> when GANTRY_FUZZ_CORPUS_DIR is set (fuzz/nightly.sh keeps them there
-# between runs), else to a temp dir. A crash leaves its input in build/fuzz/artifacts/ and makes
+# to $GANTRY_FUZZ_CORPUS_DIR/<target> when it is set (fuzz/nightly.sh keeps them there between
+# runs; what is there is merged, i.e. minimised, first), else to a temp dir. A crash leaves its input in build/fuzz/artifacts/ and makes
 # this script fail (after the other targets have run).
 #
 #   fuzz/run.sh                every target, $GANTRY_FUZZ_SECONDS (8) s each
@@ -33,6 +33,14 @@ mkdir -p build/fuzz/artifacts
 failed=()
 for target in "${targets[@]}"; do
   mkdir -p "$work/$target" "fuzz/corpus/$target"
+  if [[ -n ${GANTRY_FUZZ_CORPUS_DIR:-} ]] && [[ -n $(ls -A "$work/$target") ]]; then
+    rm -rf "$work/$target.merged"
+    mkdir "$work/$target.merged"
+    "build/fuzz/fuzz/${target}_fuzz" -merge=1 -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
+      "$work/$target.merged" "$work/$target" >/dev/null 2>&1 || true
+    rm -rf "$work/$target"
+    mv "$work/$target.merged" "$work/$target"
+  fi
   dict=()
   [[ -f fuzz/$target.dict ]] && dict=(-dict="fuzz/$target.dict")
   echo "== ${target}_fuzz for ${secs}s"
