@@ -42,6 +42,11 @@ function(gantry_cc_library)
   add_library(gantry::${A_NAME} ALIAS gantry_${A_NAME})
   target_include_directories(gantry_${A_NAME} PUBLIC ${PROJECT_SOURCE_DIR}/src)
   target_compile_options(gantry_${A_NAME} PRIVATE ${GANTRY_WARNINGS})
+  if(GANTRY_BUILD_FUZZ)
+    # Coverage feedback for libFuzzer inside every library: the parsers a target fuzzes live there,
+    # and without it libFuzzer sees only the target's own few branches.
+    target_compile_options(gantry_${A_NAME} PRIVATE -fsanitize=fuzzer-no-link)
+  endif()
   target_link_libraries(gantry_${A_NAME} PUBLIC ${A_DEPS} PRIVATE ${A_PRIVATE_DEPS})
   set_property(GLOBAL APPEND PROPERTY GANTRY_LIBRARIES gantry_${A_NAME})
 endfunction()

@@ -2,22 +2,13 @@
 // ToJson → ParseJson and ToYaml → ParseYaml unchanged.
 
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 
+#include "fuzz/fuzz.h"
 #include "value/value.h"
 
+using gantry::fuzz::Fail;
 using gantry::value::Value;
-
-namespace {
-
-[[noreturn]] void Fail(const char* what, const std::string& detail) {
-  std::fprintf(stderr, "%s\n%s\n", what, detail.c_str());
-  std::abort();
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto v = gantry::value::ParseJson(std::string_view(reinterpret_cast<const char*>(data), size),

@@ -1,27 +1,55 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with the "fuzz" preset (clang, ASan+UBSan) and runs each one for
-# SECONDS (default 30), starting from fuzz/corpus/<target>. New inputs go to a temp dir; a crash
-# leaves its input in build/fuzz/artifacts/ and makes this script fail.
+# SECONDS (default $GANTRY_FUZZ_SECONDS, else 8: with ~20 targets that is under 3 minutes),
+# starting from fuzz/corpus/<target>. The targets are every fuzz/<target>_fuzz.cc. New inputs go
+# to $GANTRY_FUZZ_CORPUS_DIR/<target> when it is set (fuzz/nightly.sh keeps them there between
+# runs; what is there is merged, i.e. minimised, first), else to a temp dir. A crash leaves its
+# input in build/fuzz/artifacts/ and makes this script fail (after the other targets have run).
 #
-#   fuzz/run.sh 30            every target
-#   fuzz/run.sh 30 webhook    one target
+#   fuzz/run.sh                every target, $GANTRY_FUZZ_SECONDS (8) s each
+#   fuzz/run.sh 60 webhook     one target for 60 s
 set -euo pipefail
-secs=${1:-30}
-targets=(yaml yaml_diff json webhook project pipeline jwt)
-[[ $# -ge 2 ]] && targets=("${@:2}")
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+secs=${1:-${GANTRY_FUZZ_SECONDS:-8}}
+targets=()
+for f in fuzz/*_fuzz.cc; do
+  t=${f#fuzz/}
+  targets+=("${t%_fuzz.cc}")
+done
+[[ $# -ge 2 ]] && targets=("${@:2}")
+
 cmake --preset fuzz >/dev/null
-cmake --build build/fuzz --target "${targets[@]/%/_fuzz}"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+start=$SECONDS
+cmake --build build/fuzz -j "$(nproc)" --target "${targets[@]/%/_fuzz}"
+echo "== built ${#targets[@]} fuzz targets in $((SECONDS - start)) s"
+
+work=${GANTRY_FUZZ_CORPUS_DIR:-}
+if [[ -z $work ]]; then
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+fi
 mkdir -p build/fuzz/artifacts
+failed=()
 for target in "${targets[@]}"; do
-  mkdir -p "$work/$target"
+  mkdir -p "$work/$target" "fuzz/corpus/$target"
+  if [[ -n ${GANTRY_FUZZ_CORPUS_DIR:-} ]] && [[ -n $(ls -A "$work/$target") ]]; then
+    rm -rf "$work/$target.merged"
+    mkdir "$work/$target.merged"
+    "build/fuzz/fuzz/${target}_fuzz" -merge=1 -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
+      "$work/$target.merged" "$work/$target" >/dev/null 2>&1 || true
+    rm -rf "$work/$target"
+    mv "$work/$target.merged" "$work/$target"
+  fi
   dict=()
   [[ -f fuzz/$target.dict ]] && dict=(-dict="fuzz/$target.dict")
   echo "== ${target}_fuzz for ${secs}s"
   "build/fuzz/fuzz/${target}_fuzz" -max_total_time="$secs" -max_len=16384 -timeout=10 \
     -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" \
-    -artifact_prefix="build/fuzz/artifacts/${target}-" "$work/$target" "fuzz/corpus/$target"
+    -artifact_prefix="build/fuzz/artifacts/${target}-" "$work/$target" "fuzz/corpus/$target" ||
+    failed+=("$target")
 done
+if ((${#failed[@]} > 0)); then
+  echo "== failed: ${failed[*]} (their inputs are in build/fuzz/artifacts/)" >&2
+  exit 1
+fi

@@ -2,23 +2,14 @@
 // ToYaml → ParseYaml unchanged and give JSON that ParseJson accepts.
 
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 
+#include "fuzz/fuzz.h"
 #include "value/value.h"
 
+using gantry::fuzz::Fail;
 using gantry::value::ParseOptions;
 using gantry::value::Value;
-
-namespace {
-
-[[noreturn]] void Fail(const char* what, const std::string& detail) {
-  std::fprintf(stderr, "%s\n%s\n", what, detail.c_str());
-  std::abort();
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ParseOptions options;

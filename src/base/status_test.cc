@@ -1,6 +1,9 @@
 #include "base/status.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include <string_view>
 
 namespace gantry {
 namespace {
@@ -19,6 +22,15 @@ Result<int> Quarter(int x) {
 Status CheckEven(int x) {
   GANTRY_RETURN_IF_ERROR(Half(x));
   return OkStatus();
+}
+
+// Debian's libspdlog carries a copy of fmt's string writer that aborted on {:?} of bytes that
+// are not UTF-8 when the dynamic linker picked it (fuzz/duration_fuzz.cc found it through
+// ParseDuration); base's link options make fmt's own copy win.
+TEST(Status, QuotingBytesThatAreNotUtf8EscapesThemInsteadOfAborting) {
+  Status s = InvalidArgumentError("{:?} is not a duration", std::string_view("\xcb\xc7\xdd"));
+  EXPECT_EQ(s.message(), "\"\\xcb\\xc7\\xdd\" is not a duration");
+  EXPECT_EQ(fmt::format("{:?}", std::string_view("a\xc3")), "\"a\\xc3\"");
 }
 
 TEST(Status, OkByDefault) {

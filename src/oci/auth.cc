@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <filesystem>
@@ -256,9 +257,11 @@ Result<Token> ParseTokenResponse(std::string_view body) {
   if (t.value.empty()) t.value = StringField(*doc, "access_token");
   if (t.value.empty())
     return UnauthenticatedError("token endpoint answered without token or access_token");
+  // Capped at a day: converting a huge double to an integer is undefined, and a huge life would
+  // overflow the cache's deadline; a longer-lived token only costs one request a day more.
   if (const value::Value* e = doc->Get("expires_in"); e && e->IsNumber()) {
-    int64_t secs = e->IsInt() ? e->AsInt() : static_cast<int64_t>(e->AsDouble());
-    if (secs > 0) t.expires_in = std::chrono::seconds(secs);
+    double secs = e->IsInt() ? static_cast<double>(e->AsInt()) : e->AsDouble();
+    if (secs >= 1) t.expires_in = std::chrono::seconds(static_cast<int64_t>(std::min(secs, kMaxTokenLife)));
   }
   return t;
 }

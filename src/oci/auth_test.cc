@@ -75,6 +75,20 @@ TEST(TokenResponseTest, AcceptsTokenOrAccessToken) {
   EXPECT_EQ(ParseTokenResponse("<html>").status().code(), Code::kUnauthenticated);
 }
 
+// Found by fuzz/oci_auth_fuzz.cc: a 1e99 expires_in was converted to int64_t (undefined).
+TEST(TokenResponseTest, HugeOrFractionalExpiresInIsCappedAtADay) {
+  auto huge = ParseTokenResponse(R"({"token":"t","expires_in":6e99})");
+  ASSERT_TRUE(huge.ok());
+  EXPECT_EQ(huge->expires_in, std::chrono::seconds(86400));
+  auto big_int = ParseTokenResponse(R"({"token":"t","expires_in":9223372036854775807})");
+  ASSERT_TRUE(big_int.ok());
+  EXPECT_EQ(big_int->expires_in, std::chrono::seconds(86400));
+  auto fraction = ParseTokenResponse(R"({"token":"t","expires_in":0.5})");
+  ASSERT_TRUE(fraction.ok());
+  EXPECT_EQ(fraction->expires_in, std::chrono::seconds(60));
+  EXPECT_EQ(ParseTokenResponse(R"({"token":"t","expires_in":1.9e3})")->expires_in, std::chrono::seconds(1900));
+}
+
 TEST(TokenCacheTest, ExpiresBeforeTheTokenDoes) {
   TokenCache cache;
   auto t0 = std::chrono::steady_clock::time_point{};

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <string_view>
+
 #include "update/update.h"
 
 namespace gantry::update {
@@ -23,6 +26,15 @@ bool ValidTag(std::string_view tag) {
     if (!word && (i == 0 || (c != '.' && c != '-'))) return false;
   }
   return true;
+}
+
+// What a repository name may hold: letters, digits and the separators of host[:port] (an IPv6
+// host in brackets) and of path components. Anything else would be written into YAML files as is.
+bool ValidName(std::string_view name) {
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && std::string_view("._-/:[]").find(c) != std::string_view::npos);
+  });
 }
 
 // algorithm:encoded, as the OCI image spec: [a-z0-9]+([+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+ (encoded
@@ -76,6 +88,10 @@ Result<ImageRef> ParseImageRef(std::string_view text) {
   }
   if (rest.empty() || rest.front() == '/' || rest.back() == '/') {
     return InvalidArgumentError("image reference \"{}\": invalid repository name", text);
+  }
+  if (!ValidName(rest)) {
+    return InvalidArgumentError("image reference {:?}: a repository name holds only letters, digits and . _ - / : [ ]",
+                                text);
   }
   ref.name = std::string(rest);
   return ref;

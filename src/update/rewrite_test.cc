@@ -174,6 +174,15 @@ TEST(ImageRefs, ParseAndNormalize) {
   EXPECT_EQ(NormalizeName("acme/web"), "docker.io/acme/web");
 }
 
+// Found by fuzz/image_update_fuzz.cc: a rule whose new name held bytes 0xd9 was accepted and
+// written as newName into a kustomization, which then no longer parsed as YAML.
+TEST(ImageRefs, NameCharactersOutsideTheGrammarAreRefused) {
+  EXPECT_FALSE(ParseImageRef("regis\xd9try.local:5000/team/web:1.2.4").ok());
+  EXPECT_FALSE(ParseImageRef("team/we{b}:1").ok());
+  EXPECT_FALSE(ParseImageRule("registry.local:5000/team/web=regis\xd9try.local:5000/team/web:1.2.4").ok());
+  EXPECT_TRUE(ParseImageRef("[::1]:5000/Team_a/web-app.v2:1").ok());
+}
+
 TEST(ImageRules, ParseCommandLineForm) {
   auto r = ParseImageRule("registry/web=registry/web:1.2.3");
   ASSERT_TRUE(r.ok()) << r.status().ToString();

@@ -58,8 +58,8 @@ struct ImageRef {
   std::string ToString() const;
 };
 
-// Splits a reference. InvalidArgument for an empty name, whitespace, an empty tag after ':' or a
-// digest that is not algorithm:hex.
+// Splits a reference. InvalidArgument for an empty name, whitespace, a name character other than
+// letters, digits and . _ - / : [ ], an empty tag after ':' or a digest that is not algorithm:hex.
 Result<ImageRef> ParseImageRef(std::string_view text);
 
 // The repository in canonical form for comparisons: "docker.io/" added to a name whose first

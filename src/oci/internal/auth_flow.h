@@ -79,7 +79,8 @@ struct Token {
   std::chrono::seconds expires_in{60};
 };
 // The token endpoint's JSON answer: `token` or `access_token`, `expires_in` (default 60 s, as the
-// token spec says). Unauthenticated when neither token field is there.
+// token spec says; at most kMaxTokenLife). Unauthenticated when neither token field is there.
+inline constexpr double kMaxTokenLife = 86400;  // seconds
 Result<Token> ParseTokenResponse(std::string_view body);
 
 // Bearer tokens by (host, scope list), until 10 s before they expire. Thread-safe.
