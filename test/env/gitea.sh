@@ -90,9 +90,6 @@ ENABLED = false
 [indexer]
 REPO_INDEXER_ENABLED = false
 
-[picture]
-DISABLE_GRAVATAR = true
-
 [session]
 PROVIDER = memory
 
@@ -113,16 +110,17 @@ INI
     --password "$password" --email "$user@example.com" --must-change-password=false \
     >"$run/logs/admin.log" 2>&1 || die_with_log "$run" admin "gitea admin user create failed"
   local token
+  # --raw prints the token on the last line (Gitea may log before it on stdout).
   token=$("${gitea_env[@]}" "$gitea" --config "$run/app.ini" admin user generate-access-token \
-    --username "$user" --token-name testenv --scopes all --raw 2>>"$run/logs/admin.log") ||
-    die_with_log "$run" admin "gitea admin user generate-access-token failed"
+    --username "$user" --token-name testenv --scopes all --raw 2>>"$run/logs/admin.log" | tail -n 1)
+  [[ $token =~ ^[0-9a-f]{40}$ ]] || die_with_log "$run" admin "gitea admin user generate-access-token printed no token"
 
   launch_gitea() {
     sed "s/@PORT@/$PORT/" "$config" >"$run/app.ini"
     start_bg "$run" gitea "${gitea_env[@]}" "$gitea" --config "$run/app.ini" web
   }
   gitea_up() { curl -sf --noproxy '*' --max-time 2 -o /dev/null "http://127.0.0.1:$PORT/api/v1/version"; }
-  start_retrying "$run" gitea 60 gitea_up launch_gitea
+  start_retrying "$run" gitea 120 gitea_up launch_gitea
 
   echo "GITEA_URL=http://127.0.0.1:$PORT"
   echo "GITEA_ADMIN_USER=$user"
