@@ -44,6 +44,7 @@
 #include "server/events.h"
 #include "server/front.h"
 #include "server/links.h"
+#include "server/forge_statuses.h"
 #include "server/notifications.h"
 #include "server/pull_watch.h"
 #include "server/server_metrics.h"
@@ -107,6 +108,7 @@ struct ServerFlags {
   std::string notifications_config;  // "": no notifications
   std::string signing_key;  // PEM private key: built images are signed and attested ("": not)
   std::string builder_id;   // the provenance's builder id ("": --public-url + "/ci")
+  std::vector<std::string> forges;   // --forge 'PREFIX type=... token-env=...' (server/forge_statuses.h)
 };
 
 // What the flags say, checked: everything but what must be opened or started.
@@ -135,6 +137,7 @@ struct ServerOptions {
   server::LinkOptions links;  // --commit-url, --image-url
   // --notifications-config (notify/notify.h); nullopt: none.
   std::optional<notify::Config> notifications;
+  std::vector<server::ForgeConfig> forges;  // commit statuses (--forge)
 };
 
 // "host=user:password" from the variable `env` (never a flag: it would show in ps).
@@ -329,6 +332,10 @@ Result<ServerOptions> ToOptions(const ServerFlags& f) {
     if (!config.ok()) return config.status().WithContext("--notifications-config");
     o.notifications = *std::move(config);
   }
+  for (const auto& spec : f.forges) {
+    GANTRY_ASSIGN_OR_RETURN(server::ForgeConfig c, server::ParseForgeFlag(spec));
+    o.forges.push_back(std::move(c));
+  }
   return o;
 }
 
@@ -470,6 +477,16 @@ Status RunServer(ServerOptions o, const Deps& deps) {
     notifier->Start();
     notification_feed.emplace(events, **st, *notifier);
   }
+  // Commit statuses on the forges (docs/forges.md): an outbox in the store, fed from the event bus.
+  std::unique_ptr<server::ForgeStatuses> forge_statuses;
+  if (!o.forges.empty()) {
+    GANTRY_ASSIGN_OR_RETURN(forge_statuses,
+                            server::ForgeStatuses::Start(events, {.store = &**st,
+                                                                  .forges = o.forges,
+                                                                  .public_url = o.public_url,
+                                                                  .clock = deps.clock,
+                                                                  .metrics = &registry}));
+  }
   server::Front front("server", o.http);
   front.AddHealth();
   front.CountWebhooks(metrics.webhook_deliveries());
@@ -528,6 +545,7 @@ Status RunServer(ServerOptions o, const Deps& deps) {
   ci_server.Stop();
   if (notification_feed) notification_feed->Stop();
   if (notifier) notifier->Stop();
+  if (forge_statuses) forge_statuses->Stop();
   return OkStatus();
 }
 
@@ -561,6 +579,9 @@ void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code) {
                   "YAML file with a notifications: section (providers, templates, subscriptions; "
                   "docs/notifications.md)")
       ->check(CLI::ExistingFile);
+  cmd->add_option("--forge", f->forges,
+                  "'PREFIX type=gitea|github|gitlab token-env=VAR [api=URL] [ca-file=PEM]': set commit statuses on the "
+                  "repositories under PREFIX (repeatable; docs/forges.md)");
   cmd->add_option("--webhook-provider", f->provider, "github, gitlab, gitea, forgejo, bitbucket, generic or auto");
   cmd->add_option("--repo", f->repos, "Repository URL to build (repeatable)")->required();
   cmd->add_option("--data-dir", f->data_dir, "Mirrors, workspaces, artifacts and caches");

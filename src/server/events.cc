@@ -216,6 +216,14 @@ class Observed final : public store::Store {
                                    store::Time next_attempt_at) override {
     return inner_.RecordNotificationAttempt(id, state, error, next_attempt_at);
   }
+  Result<int64_t> PutForgeStatus(const store::ForgeStatus& s) override { return inner_.PutForgeStatus(s); }
+  Result<std::vector<store::ForgeStatus>> ListForgeStatuses(const store::ForgeStatusFilter& filter) override {
+    return inner_.ListForgeStatuses(filter);
+  }
+  Status RecordForgeStatusAttempt(int64_t id, int64_t version, store::NotificationState delivery, std::string_view error,
+                                  store::Time next_attempt_at) override {
+    return inner_.RecordForgeStatusAttempt(id, version, delivery, error, next_attempt_at);
+  }
   Result<int> SchemaVersion() override { return inner_.SchemaVersion(); }
   Status Verify() override { return inner_.Verify(); }
 

@@ -226,6 +226,27 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_due ON notifications (next_attempt_at, id) WHERE state = 'pending';
 CREATE INDEX notifications_by_state ON notifications (state, id);
 )sql"},
+      {9, "the forge commit-status outbox", R"sql(
+CREATE TABLE forge_statuses (
+  id @ID@,
+  forge TEXT NOT NULL,
+  repo TEXT NOT NULL,
+  sha TEXT NOT NULL,
+  context TEXT NOT NULL,
+  state TEXT NOT NULL,
+  description TEXT NOT NULL,
+  target_url TEXT NOT NULL,
+  delivery TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  last_error TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  next_attempt_at BIGINT NOT NULL,
+  deadline BIGINT NOT NULL,
+  UNIQUE (forge, repo, sha, context)
+);
+CREATE INDEX forge_statuses_due ON forge_statuses (next_attempt_at, id) WHERE delivery = 'pending';
+)sql"},
   };
   return kMigrations;
 }

@@ -404,6 +404,113 @@ Status SqlStore::RecordNotificationAttempt(int64_t id, NotificationState state, 
       .WithContext(fmt::format("record an attempt of notification {}", id));
 }
 
+namespace {
+
+#define GANTRY_FORGE_STATUS_COLS                                                                       \
+  "id, forge, repo, sha, context, state, description, target_url, delivery, attempts, last_error, version, " \
+  "updated_at, next_attempt_at, deadline"
+
+ForgeStatus ForgeStatusFrom(const Row& r) {
+  ForgeStatus out;
+  out.id = r.Int(0);
+  out.forge = r.Text(1);
+  out.repo = r.Text(2);
+  out.sha = r.Text(3);
+  out.context = r.Text(4);
+  out.state = r.Text(5);
+  out.description = r.Text(6);
+  out.target_url = r.Text(7);
+  out.delivery = ParseNotificationState(r.Text(8)).value_or(NotificationState::kFailed);
+  out.attempts = static_cast<int>(r.Int(9));
+  out.last_error = r.Text(10);
+  out.version = r.Int(11);
+  out.updated_at = FromMicros(r.Int(12));
+  out.next_attempt_at = FromMicros(r.Int(13));
+  out.deadline = FromMicros(r.Int(14));
+  return out;
+}
+
+}  // namespace
+
+Result<int64_t> SqlStore::PutForgeStatus(const ForgeStatus& s) {
+  if (s.forge.empty() || s.repo.empty() || s.sha.empty() || s.context.empty() || s.state.empty()) {
+    return InvalidArgumentError("put forge status: forge, repo, sha, context and state are required (got {:?}, {:?}, "
+                                "{:?}, {:?}, {:?})",
+                                s.forge, s.repo, s.sha, s.context, s.state);
+  }
+  return Transact<int64_t>(TxMode::kWrite, [&](Connection& c) -> Result<int64_t> {
+    const Time now = Now();
+    GANTRY_ASSIGN_OR_RETURN(
+        Rows rows, c.Query("SELECT " GANTRY_FORGE_STATUS_COLS " FROM forge_statuses WHERE forge = $1 AND repo = $2 AND "
+                           "sha = $3 AND context = $4",
+                           {s.forge, s.repo, s.sha, s.context}));
+    if (rows.empty()) {
+      GANTRY_ASSIGN_OR_RETURN(
+          Rows made,
+          c.Query("INSERT INTO forge_statuses (forge, repo, sha, context, state, description, target_url, delivery, "
+                  "attempts, last_error, version, updated_at, next_attempt_at, deadline) VALUES ($1, $2, $3, $4, $5, "
+                  "$6, $7, 'pending', 0, '', 1, $8, $9, $10) RETURNING id",
+                  {s.forge, s.repo, s.sha, s.context, s.state, s.description, s.target_url, Micros(now),
+                   Micros(s.next_attempt_at), Micros(s.deadline)}));
+      return made.at(0).Int(0);
+    }
+    const ForgeStatus old = ForgeStatusFrom(rows[0]);
+    if (old.state == s.state && old.description == s.description && old.target_url == s.target_url &&
+        old.delivery != NotificationState::kFailed) {
+      return old.id;
+    }
+    GANTRY_RETURN_IF_ERROR(
+        c.Query("UPDATE forge_statuses SET state = $2, description = $3, target_url = $4, delivery = 'pending', "
+                "attempts = 0, last_error = '', version = version + 1, updated_at = $5, next_attempt_at = $6, "
+                "deadline = $7 WHERE id = $1",
+                {old.id, s.state, s.description, s.target_url, Micros(now), Micros(s.next_attempt_at),
+                 Micros(s.deadline)})
+            .status());
+    return old.id;
+  });
+}
+
+Result<std::vector<ForgeStatus>> SqlStore::ListForgeStatuses(const ForgeStatusFilter& f) {
+  GANTRY_RETURN_IF_ERROR(CheckLimit(f.limit));
+  return Transact<std::vector<ForgeStatus>>(TxMode::kRead, [&](Connection& c) -> Result<std::vector<ForgeStatus>> {
+    Rows rows;
+    if (f.due_by) {
+      GANTRY_ASSIGN_OR_RETURN(
+          rows, c.Query("SELECT " GANTRY_FORGE_STATUS_COLS " FROM forge_statuses WHERE delivery = 'pending' AND "
+                        "next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2",
+                        {Micros(*f.due_by), int64_t{f.limit}}));
+    } else {
+      GANTRY_ASSIGN_OR_RETURN(
+          rows, c.Query("SELECT " GANTRY_FORGE_STATUS_COLS " FROM forge_statuses WHERE ($1 = '' OR delivery = $1) "
+                        "AND ($2 = '' OR sha = $2) ORDER BY updated_at DESC, id DESC LIMIT $3",
+                        {f.delivery ? S(Name(*f.delivery)) : std::string(), f.sha, int64_t{f.limit}}));
+    }
+    std::vector<ForgeStatus> out;
+    for (const Row& r : rows) out.push_back(ForgeStatusFrom(r));
+    return out;
+  });
+}
+
+Status SqlStore::RecordForgeStatusAttempt(int64_t id, int64_t version, NotificationState delivery,
+                                          std::string_view error, Time next_attempt_at) {
+  return Transaction(TxMode::kWrite, [&](Connection& c) -> Status {
+           GANTRY_ASSIGN_OR_RETURN(Rows rows,
+                                   c.Query("SELECT delivery, version FROM forge_statuses WHERE id = $1", {id}));
+           if (rows.empty()) return NotFoundError("no forge status {}", id);
+           if (rows[0].Int(1) != version) {
+             return AbortedError("it was replaced (version {}, the attempt was on {})", rows[0].Int(1), version);
+           }
+           if (rows[0].Text(0) != "pending") return FailedPreconditionError("it is {}, which is final", rows[0].Text(0));
+           const bool final = delivery != NotificationState::kPending;
+           return c
+               .Query("UPDATE forge_statuses SET delivery = $2, attempts = attempts + 1, last_error = $3, "
+                      "next_attempt_at = $4 WHERE id = $1",
+                      {id, S(Name(delivery)), S(error), Micros(final ? Now() : next_attempt_at)})
+               .status();
+         })
+      .WithContext(fmt::format("record an attempt of forge status {}", id));
+}
+
 Result<int> SqlStore::SchemaVersion() {
   return Transact<int>(TxMode::kRead, [&](Connection& c) -> Result<int> {
     GANTRY_ASSIGN_OR_RETURN(Rows rows,

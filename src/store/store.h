@@ -260,6 +260,36 @@ struct NotificationFilter {
   int limit = 50;
 };
 
+// A commit status for a forge (forge/forge.h) in the outbox: the newest wanted state of one
+// context on one commit. A later PutForgeStatus of the same (forge, repo, sha, context) replaces it
+// (an undelivered pending is not sent after the success that followed it); `version` tells an
+// attempt on the replaced one from one on the newest. Delivery states as a Notification's.
+struct ForgeStatus {
+  int64_t id = 0;       // assigned by the store
+  std::string forge;    // the forge's name in the server's config
+  std::string repo;     // the repository's path on that forge ("owner/name")
+  std::string sha;
+  std::string context;  // "gantry/ci", "gantry/deploy/prod"
+  std::string state;    // forge::State's name: "pending", "running", "success", "failure", "error"
+  std::string description;
+  std::string target_url;
+  NotificationState delivery = NotificationState::kPending;
+  int attempts = 0;
+  std::string last_error;
+  int64_t version = 0;     // set by the store: 1, then + 1 on every change by PutForgeStatus
+  Time updated_at{};       // set by the store
+  Time next_attempt_at{};  // when the deliverer tries (again)
+  Time deadline{};         // after this, a failed attempt is final
+};
+
+// Which forge statuses ListForgeStatuses() returns: every condition given must hold.
+struct ForgeStatusFilter {
+  std::optional<NotificationState> delivery;  // nullopt = all
+  std::optional<Time> due_by;  // only pending ones due by then, oldest first; otherwise newest first
+  std::string sha;             // "" = any
+  int limit = 50;
+};
+
 // ---------------------------------------------------------------------------------------------
 // The interface
 
@@ -418,6 +448,20 @@ class Store {
   // time. NotFound; FailedPrecondition when it is already delivered or failed.
   virtual Status RecordNotificationAttempt(int64_t id, NotificationState state, std::string_view error,
                                            Time next_attempt_at) = 0;
+
+  // Forge commit statuses (the outbox of server/forge_statuses.h).
+  // Puts the wanted status `s` of (forge, repo, sha, context), pending from s.next_attempt_at until
+  // s.deadline, and returns its id: a new row, or the existing one replaced (attempts and error
+  // reset, version + 1). The same state, description and URL as the existing row's change nothing
+  // (unless it failed). InvalidArgument when forge, repo, sha, context or state is empty.
+  virtual Result<int64_t> PutForgeStatus(const ForgeStatus& s) = 0;
+  // As `filter` says. InvalidArgument when filter.limit < 1.
+  virtual Result<std::vector<ForgeStatus>> ListForgeStatuses(const ForgeStatusFilter& filter) = 0;
+  // Records one delivery attempt of status `id` at `version`, as RecordNotificationAttempt does.
+  // Aborted when the status was replaced since (another version: the newest is delivered on its
+  // own); NotFound; FailedPrecondition when it is no longer pending.
+  virtual Status RecordForgeStatusAttempt(int64_t id, int64_t version, NotificationState delivery,
+                                          std::string_view error, Time next_attempt_at) = 0;
 
   // The number of the newest migration applied to the database.
   virtual Result<int> SchemaVersion() = 0;

@@ -2,14 +2,15 @@
 # Builds the real servers and tools the tests need from the Go module proxy, into version-keyed
 # directories outside the repository, and prints the directory that holds the binaries:
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, kustomize, helm,
-#   oidc-op, jsonnet, sops, age, age-keygen, toxiproxy-server, toxiproxy-cli, cosign, and for the real node: kubelet and pause (the
-#   sandbox's pause process, from C)
+#   oidc-op, jsonnet, sops, age, age-keygen, toxiproxy-server, toxiproxy-cli, cosign, gitea (its
+#   templates and options beside it, in ../share/gitea of the real path), and for the real node:
+#   kubelet and pause (the sandbox's pause process, from C)
 # A component whose directory holds a .complete marker is not built again, so a second run costs
 # seconds; a fresh machine builds everything (~25 min on 2 cores, most of it kube-apiserver).
 #
 # Environment: GANTRY_CACHE (default ~/.cache/gantry), K8S_VERSION, ETCD_VERSION, KWOK_VERSION,
 # KUSTOMIZE_VERSION, HELM_VERSION, ZITADEL_OIDC_VERSION, JSONNET_VERSION, SOPS_VERSION, AGE_VERSION,
-# TOXIPROXY_VERSION, COSIGN_VERSION.
+# TOXIPROXY_VERSION, COSIGN_VERSION, GITEA_VERSION.
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.36.3}
@@ -25,6 +26,8 @@ AGE_VERSION=${AGE_VERSION:-v1.3.2}
 TOXIPROXY_VERSION=${TOXIPROXY_VERSION:-v2.12.0}
 # v2.6.5 is the newest v2.6.x the module proxy serves (go.mod: go 1.25.0, no replace directives).
 COSIGN_VERSION=${COSIGN_VERSION:-v2.6.5}
+# v1.26.x declares Go 1.26 and is served under its module path; v1.27 is not.
+GITEA_VERSION=${GITEA_VERSION:-v1.26.0}
 
 CACHE=${GANTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gantry}/tools
 BIN=$CACHE/bin
@@ -242,9 +245,34 @@ build_cosign() {
   "$1/cosign" version
 }
 
+# gitea: the forge of the forge tests (test/env/gitea.sh), with SQLite, so with cgo (this component
+# only). Its go.mod has replace directives, which `go install pkg@version` refuses: a wrapper module
+# requires it and copies them (and its godebug line). Built without the bindata tag, it reads its
+# templates and options from disk: they are copied to share/gitea (gitea.sh sets STATIC_ROOT_PATH).
+build_gitea() {
+  local out=$1 gmod gdir gd
+  go mod init gantry-testenv/gitea
+  gmod=$(mod_file "code.gitea.io/gitea@${GITEA_VERSION}")
+  go mod edit -go="$(awk '$1=="go"{print $2; exit}' "$gmod")"
+  gd=$(awk '$1=="godebug" && $2 ~ /=/{print $2; exit}' "$gmod")
+  [[ -n $gd ]] && go mod edit -godebug="$gd"
+  go mod edit -require="code.gitea.io/gitea@${GITEA_VERSION}"
+  awk '$1=="replace" && $3=="=>"{print $2 "=" $4 "@" $5}' "$gmod" | while read -r r; do go mod edit -replace="$r"; done
+  printf '//go:build tools\n\npackage tools\n\nimport _ "code.gitea.io/gitea"\n' > tools.go
+  go mod tidy
+  CGO_ENABLED=1 go build -trimpath -tags "sqlite sqlite_unlock_notify" \
+    -ldflags "-s -w -X main.Version=${GITEA_VERSION#v} -X main.Tags=sqlite,sqlite_unlock_notify" \
+    -o "$out/gitea" code.gitea.io/gitea
+  gdir=$(mod_dir "code.gitea.io/gitea@${GITEA_VERSION}")
+  mkdir -p "$out/../share/gitea"
+  cp -r "$gdir/templates" "$gdir/options" "$out/../share/gitea/"
+  chmod -R u+w "$out/../share/gitea"
+  "$out/gitea" --version
+}
+
 OIDC_OP_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/oidc-op" && pwd)
 
-want=${*:-etcd kwok kustomize helm kube kubectl kubelet oidc-op jsonnet sops age toxiproxy cosign}
+want=${*:-etcd kwok kustomize helm kube kubectl kubelet oidc-op jsonnet sops age toxiproxy cosign gitea}
 for c in $want; do
   case $c in
     kube) component kube "$K8S_VERSION" build_kube ;;
@@ -264,6 +292,7 @@ for c in $want; do
     toxiproxy) component toxiproxy "$TOXIPROXY_VERSION-$(declare -f build_toxiproxy | sha256sum | cut -c1-12)" \
                  build_toxiproxy ;;
     cosign) component cosign "$COSIGN_VERSION-$(declare -f build_cosign | sha256sum | cut -c1-12)" build_cosign ;;
+    gitea) component gitea "$GITEA_VERSION-$(declare -f build_gitea | sha256sum | cut -c1-12)" build_gitea ;;
     *) log "unknown component $c"; exit 2 ;;
   esac
 done

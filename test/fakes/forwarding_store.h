@@ -95,6 +95,14 @@ class ForwardingStore : public store::Store {
                                    store::Time next_attempt_at) override {
     return target_.RecordNotificationAttempt(id, state, error, next_attempt_at);
   }
+  Result<int64_t> PutForgeStatus(const store::ForgeStatus& s) override { return target_.PutForgeStatus(s); }
+  Result<std::vector<store::ForgeStatus>> ListForgeStatuses(const store::ForgeStatusFilter& filter) override {
+    return target_.ListForgeStatuses(filter);
+  }
+  Status RecordForgeStatusAttempt(int64_t id, int64_t version, store::NotificationState delivery, std::string_view error,
+                                  store::Time next_attempt_at) override {
+    return target_.RecordForgeStatusAttempt(id, version, delivery, error, next_attempt_at);
+  }
   Result<int> SchemaVersion() override { return target_.SchemaVersion(); }
   Status Verify() override { return target_.Verify(); }
 

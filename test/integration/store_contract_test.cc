@@ -824,6 +824,53 @@ TYPED_TEST(StoreContractTest, DeliveriesAreDedupedWithinTheRetention) {
   EXPECT_TRUE(expired);
 }
 
+// The forge status outbox: one row per (forge, repo, sha, context), the newest wanted status; an
+// attempt on a replaced version is refused (Aborted), so a late pending never overwrites success.
+TYPED_TEST(StoreContractTest, ForgeStatusesKeepTheNewestStatusPerCommitAndContext) {
+  FakeClock clock;
+  ASSERT_OK_AND_ASSIGN(auto s, Open(this->url_, {.clock = &clock}));
+  const Time now = clock.WallNow();
+  ForgeStatus st{.forge = "https://git.example/", .repo = "shop/web", .sha = "abc", .context = "gantry/ci",
+                 .state = "pending", .description = "queued", .target_url = "https://g/runs/1",
+                 .next_attempt_at = now, .deadline = now + 1h};
+  ASSERT_OK_AND_ASSIGN(int64_t id, s->PutForgeStatus(st));
+  ASSERT_OK_AND_ASSIGN(auto due, s->ListForgeStatuses({.due_by = now}));
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].version, 1);
+  EXPECT_EQ(due[0].description, "queued");
+  // A failed attempt, then the run moves on: the row is replaced, and the old attempt is refused.
+  ASSERT_OK(s->RecordForgeStatusAttempt(id, 1, NotificationState::kPending, "HTTP 502", now + 1min));
+  st.state = "success";
+  st.description = "all steps succeeded";
+  ASSERT_OK_AND_ASSIGN(int64_t again, s->PutForgeStatus(st));
+  EXPECT_EQ(again, id);
+  EXPECT_CODE(s->RecordForgeStatusAttempt(id, 1, NotificationState::kDelivered, "", now), Code::kAborted);
+  ASSERT_OK_AND_ASSIGN(due, s->ListForgeStatuses({.due_by = now}));
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].version, 2);
+  EXPECT_EQ(due[0].state, "success");
+  EXPECT_EQ(due[0].attempts, 0);
+  EXPECT_EQ(due[0].last_error, "");
+  ASSERT_OK(s->RecordForgeStatusAttempt(id, 2, NotificationState::kDelivered, "", now));
+  EXPECT_CODE(s->RecordForgeStatusAttempt(id, 2, NotificationState::kFailed, "late", now), Code::kFailedPrecondition);
+  EXPECT_CODE(s->RecordForgeStatusAttempt(999, 1, NotificationState::kFailed, "x", now), Code::kNotFound);
+  // The same status again changes nothing; another context is another row.
+  ASSERT_OK(s->PutForgeStatus(st).status());
+  ASSERT_OK_AND_ASSIGN(auto all, s->ListForgeStatuses({}));
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].delivery, NotificationState::kDelivered);
+  EXPECT_EQ(all[0].version, 2);
+  st.context = "gantry/deploy/prod";
+  ASSERT_OK(s->PutForgeStatus(st).status());
+  ASSERT_OK_AND_ASSIGN(all, s->ListForgeStatuses({.sha = "abc"}));
+  EXPECT_EQ(all.size(), 2u);
+  ASSERT_OK_AND_ASSIGN(all, s->ListForgeStatuses({.delivery = NotificationState::kDelivered}));
+  EXPECT_EQ(all.size(), 1u);
+  st.sha = "";
+  EXPECT_CODE(s->PutForgeStatus(st), Code::kInvalidArgument);
+  EXPECT_CODE(s->ListForgeStatuses({.limit = 0}), Code::kInvalidArgument);
+}
+
 // The notifications outbox: an accepted notification stays until an attempt delivers it or fails it
 // for good; due ones come oldest first; the same event is accepted once per subscription.
 TYPED_TEST(StoreContractTest, NotificationsOutboxKeepsPendingUntilDeliveredOrFailed) {

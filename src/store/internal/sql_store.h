@@ -75,6 +75,10 @@ class SqlStore : public Store {
   Result<std::vector<Notification>> ListNotifications(const NotificationFilter& filter) override;
   Status RecordNotificationAttempt(int64_t id, NotificationState state, std::string_view error,
                                    Time next_attempt_at) override;
+  Result<int64_t> PutForgeStatus(const ForgeStatus& s) override;
+  Result<std::vector<ForgeStatus>> ListForgeStatuses(const ForgeStatusFilter& filter) override;
+  Status RecordForgeStatusAttempt(int64_t id, int64_t version, NotificationState delivery, std::string_view error,
+                                  Time next_attempt_at) override;
   Result<int> SchemaVersion() override;
   Status Verify() override;
 

@@ -1,0 +1,201 @@
+// The GitHub and GitLab clients against a local HTTP receiver that answers with the responses of
+// their documentation (testdata/); Gitea is tested against a real Gitea (test/integration/forge_test.cc).
+
+#include "forge/forge.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "base/mutex.h"
+#include "http/http.h"
+#include "value/value.h"
+
+namespace gantry::forge {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string Fixture(const std::string& name) {
+  std::ifstream in("testdata/" + name, std::ios::binary);
+  EXPECT_TRUE(in.good()) << "testdata/" << name;
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Records every POST and answers with `answer` (status, headers, body), settable per test.
+class Receiver {
+ public:
+  Receiver() {
+    server_.Handle("POST", "/", [this](const http::Request& req) {
+      MutexLock lock(mu_);
+      got_.push_back(req);
+      return answer_;
+    });
+    EXPECT_TRUE(server_.Start().ok());
+  }
+  std::string url(std::string_view path) const { return fmt::format("http://127.0.0.1:{}{}", server_.port(), path); }
+  void Answer(int status, std::string body, http::Headers headers = {}) {
+    MutexLock lock(mu_);
+    answer_ = http::Response::Json(status, std::move(body));
+    for (auto& [k, v] : headers) answer_.headers[k] = v;
+  }
+  http::Request Last() {
+    MutexLock lock(mu_);
+    EXPECT_FALSE(got_.empty());
+    return got_.empty() ? http::Request{} : got_.back();
+  }
+
+ private:
+  Mutex mu_;
+  std::vector<http::Request> got_ GUARDED_BY(mu_);
+  http::Response answer_ GUARDED_BY(mu_) = http::Response::Json(201, "{}");
+  http::Server server_;
+};
+
+constexpr char kSha[] = "6dcb09b5b57875f334f61aebed695e2e4193db5e";
+
+std::unique_ptr<Forge> Make(Kind kind, const std::string& api) {
+  auto f = New({.kind = kind, .api_url = api, .token = "t0ken", .timeout = std::chrono::seconds(5)});
+  EXPECT_TRUE(f.ok()) << f.status().ToString();
+  return f.ok() ? *std::move(f) : nullptr;
+}
+
+// The JSON body's keys and string values, sorted, as "k=v" lines (order-independent).
+std::string Fields(std::string_view body) {
+  auto v = value::ParseJson(body, "body");
+  EXPECT_TRUE(v.ok()) << body;
+  std::vector<std::string> lines;
+  if (v.ok()) {
+    for (const auto& e : v->entries()) lines.push_back(std::string(e.key.AsString()) + "=" + std::string(e.value.AsString()));
+  }
+  std::sort(lines.begin(), lines.end());
+  std::string out;
+  for (const auto& l : lines) out += l + "\n";
+  return out;
+}
+
+TEST(GitHub, PostsTheDocumentedRequestAndAcceptsTheDocumentedAnswer) {
+  Receiver r;
+  r.Answer(201, Fixture("github_status_created.json"));
+  auto gh = Make(Kind::kGitHub, r.url("/api/v3/"));
+  ASSERT_TRUE(gh->SetCommitStatus("octocat/Hello-World", {.sha = kSha, .state = State::kRunning,
+                                                           .context = "gantry/ci", .description = "step build running",
+                                                           .target_url = "https://gantry.example/runs/7"})
+                  .ok());
+  const http::Request req = r.Last();
+  EXPECT_EQ(req.target, std::string("/api/v3/repos/octocat/Hello-World/statuses/") + kSha);
+  EXPECT_EQ(req.Header("authorization"), "Bearer t0ken");
+  EXPECT_EQ(req.Header("accept"), "application/vnd.github+json");
+  EXPECT_EQ(req.Header("x-github-api-version"), "2022-11-28");
+  EXPECT_EQ(req.Header("content-type"), "application/json");
+  // Running is pending on GitHub.
+  EXPECT_EQ(Fields(req.body),
+            "context=gantry/ci\ndescription=step build running\nstate=pending\ntarget_url=https://gantry.example/runs/7\n");
+}
+
+TEST(GitHub, AMissingScopeIsNamed) {
+  Receiver r;
+  r.Answer(403, Fixture("github_forbidden.json"), {{"x-accepted-oauth-scopes", "repo, repo:status"}, {"x-oauth-scopes", "read:user"}});
+  auto gh = Make(Kind::kGitHub, r.url(""));
+  Status s = gh->SetCommitStatus("octocat/Hello-World", {.sha = kSha, .state = State::kFailure, .context = "gantry/ci"});
+  EXPECT_EQ(s.code(), Code::kPermissionDenied);
+  EXPECT_THAT(s.message(), HasSubstr("lacks the scope repo, repo:status (the token has: read:user)"));
+  EXPECT_THAT(s.message(), HasSubstr("octocat/Hello-World"));
+  EXPECT_FALSE(Retryable(s));
+  // A fine-grained token: the permission it needs.
+  r.Answer(403, Fixture("github_forbidden.json"), {{"x-accepted-github-permissions", "statuses=write"}});
+  s = gh->SetCommitStatus("octocat/Hello-World", {.sha = kSha, .state = State::kFailure, .context = "gantry/ci"});
+  EXPECT_THAT(s.message(), HasSubstr("lacks the scope statuses=write"));
+}
+
+TEST(GitHub, AnUnknownCommitIsNotFound) {
+  Receiver r;
+  r.Answer(422, Fixture("github_no_commit.json"));
+  Status s = Make(Kind::kGitHub, r.url(""))->SetCommitStatus("o/r", {.sha = kSha, .context = "gantry/ci"});
+  EXPECT_EQ(s.code(), Code::kNotFound) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("No commit found for SHA"));
+}
+
+TEST(GitLab, PostsTheDocumentedRequestWithGitLabStates) {
+  Receiver r;
+  r.Answer(201, Fixture("gitlab_status_created.json"));
+  auto gl = Make(Kind::kGitLab, r.url("/api/v4"));
+  ASSERT_TRUE(gl->SetCommitStatus("group/sub/app", {.sha = kSha, .state = State::kError, .context = "gantry/deploy/prod",
+                                                     .description = "deploy failed: image pull\nmore"})
+                  .ok());
+  http::Request req = r.Last();
+  EXPECT_EQ(req.target, std::string("/api/v4/projects/group%2Fsub%2Fapp/statuses/") + kSha);
+  EXPECT_EQ(req.Header("private-token"), "t0ken");
+  EXPECT_EQ(req.Header("authorization"), "");
+  // GitLab has no error state; one line of description; no target_url when there is none.
+  EXPECT_EQ(Fields(req.body), "description=deploy failed: image pull\nname=gantry/deploy/prod\nstate=failed\n");
+  ASSERT_TRUE(gl->SetCommitStatus("group/sub/app", {.sha = kSha, .state = State::kRunning, .context = "gantry/ci"}).ok());
+  EXPECT_THAT(r.Last().body, HasSubstr(R"("state":"running")"));
+}
+
+TEST(GitLab, TheStateTheCommitAlreadyHasCountsAsDone) {
+  Receiver r;
+  r.Answer(400, Fixture("gitlab_cannot_transition.json"));
+  EXPECT_TRUE(Make(Kind::kGitLab, r.url(""))->SetCommitStatus("g/a", {.sha = kSha, .state = State::kRunning, .context = "c"}).ok());
+}
+
+TEST(GitLab, AMissingScopeIsNamed) {
+  Receiver r;
+  r.Answer(403, Fixture("gitlab_insufficient_scope.json"));
+  Status s = Make(Kind::kGitLab, r.url(""))->SetCommitStatus("g/a", {.sha = kSha, .context = "gantry/ci"});
+  EXPECT_EQ(s.code(), Code::kPermissionDenied);
+  EXPECT_THAT(s.message(), HasSubstr("the gitlab token lacks the scope api"));
+}
+
+TEST(Forge, ServerErrorsAndAnUnreachableForgeAreRetryableOthersAreNot) {
+  Receiver r;
+  r.Answer(502, R"({"message":"bad gateway"})");
+  auto f = Make(Kind::kGitea, r.url("/api/v1"));
+  Status s = f->SetCommitStatus("o/r", {.sha = kSha, .context = "gantry/ci"});
+  EXPECT_EQ(s.code(), Code::kUnavailable);
+  EXPECT_TRUE(Retryable(s));
+  r.Answer(401, R"({"message":"token is required"})");
+  s = f->SetCommitStatus("o/r", {.sha = kSha, .context = "gantry/ci"});
+  EXPECT_EQ(s.code(), Code::kUnauthenticated);
+  EXPECT_FALSE(Retryable(s));
+  auto down = Make(Kind::kGitea, "http://127.0.0.1:1/api/v1");
+  s = down->SetCommitStatus("o/r", {.sha = kSha, .context = "gantry/ci"});
+  EXPECT_TRUE(Retryable(s)) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("set status pending of gantry/ci on gitea commit 6dcb09b5b578 of o/r"));
+}
+
+TEST(Forge, LongDescriptionsAreCutToOneLineOf140) {
+  Receiver r;
+  auto f = Make(Kind::kGitea, r.url(""));
+  ASSERT_TRUE(f->SetCommitStatus("o/r", {.sha = kSha, .context = "c", .description = std::string(200, 'x')}).ok());
+  auto v = value::ParseJson(r.Last().body, "body");
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(value::StringAt(&*v, {"description"}), std::string(137, 'x') + "...");
+  EXPECT_EQ(r.Last().Header("authorization"), "token t0ken");
+}
+
+TEST(Forge, BadOptionsAreRefused) {
+  auto bad = New({.kind = Kind::kGitLab, .api_url = "gitlab.com/api/v4", .token = "t"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("https://gitlab.com/api/v4"));
+  EXPECT_FALSE(New({.kind = Kind::kGitea, .api_url = "http://h/api/v1", .token = ""}).ok());
+}
+
+TEST(Forge, RepoPath) {
+  EXPECT_EQ(RepoPath("https://gitea.example/", "https://gitea.example/shop/web.git"), "shop/web");
+  EXPECT_EQ(RepoPath("https://gitea.example", "https://gitea.example/shop/web/"), "shop/web");
+  EXPECT_EQ(RepoPath("https://gitlab.example/", "https://gitlab.example/g/sub/app"), "g/sub/app");
+  EXPECT_EQ(RepoPath("https://gitea.example/", "https://gitea.example.evil/shop/web"), std::nullopt);
+  EXPECT_EQ(RepoPath("https://gitea.example/", "https://gitea.example/"), std::nullopt);
+  EXPECT_EQ(ParseState("failure"), State::kFailure);
+  EXPECT_EQ(ParseKind("gitlab"), Kind::kGitLab);
+  EXPECT_EQ(ParseKind("bitbucket"), std::nullopt);
+}
+
+}  // namespace
+}  // namespace gantry::forge
