@@ -2,9 +2,12 @@
 // configuration has 3 environments × 3 push clusters and whose store holds 200 apps, each with a
 // release on all 9 clusters (seeded into its SQLite store with the sqlite3 tool once the server has
 // created the schema). The overview must render, scroll to the last app, and keep the DOM bounded:
-// the table's rows in the DOM stay a window of the 200. Time to first render and the DOM's size are
+// the table's rows in the DOM stay a window of the 200; so must the per-environment and per-cluster
+// app lists of the Environments and Clusters pages. Time to first render, the DOM's size and the
+// time from a webhook's answer to its run's row in the runs list (the run event through SSE) are
 // printed (and attached to the test) as figures, not asserted: the machine is shared.
 import {execFileSync, spawn, type ChildProcess} from 'node:child_process';
+import {createHmac} from 'node:crypto';
 import {chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, openSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
@@ -142,4 +145,87 @@ test('the overview of 200 apps × 3 environments × 3 clusters renders, scrolls 
     `DOM ${first.nodes} nodes (${first.rows} of ${kApps} rows), ${last.nodes} after scrolling to the end (${last.rows} rows)`;
   console.log(figures);
   info.annotations.push({type: 'figures', description: figures});
+});
+
+test('the environments and clusters pages window their 200-app lists', async ({page}, info) => {
+  test.setTimeout(90_000);
+  await page.goto(url + '/environments');
+  await page.getByLabel('API token').fill(kToken);
+  const arrived = page.waitForResponse((r) => r.url().includes('/api/v1/environments') && r.status() === 200);
+  await page.getByRole('button', {name: 'Sign in'}).click();
+  await (await arrived).finished();
+  const dataAt = Date.now();
+  const prod = page.getByRole('list', {name: 'Apps in prod'});
+  await expect(prod.getByRole('link', {name: 'app-000'})).toBeVisible();
+  const envRendered = Date.now() - dataAt;
+  const items = (name: string) => page.getByRole('list', {name}).getByRole('link').count();
+  for (const env of kEnvironments) expect(await items(`Apps in ${env}`), `apps of ${env} in the DOM`).toBeLessThan(60);
+  await prod.evaluate((el) => { el.parentElement!.scrollTop = el.parentElement!.scrollHeight; });
+  await expect(prod.getByRole('link', {name: 'app-199'})).toBeVisible();
+  await expect(prod.getByRole('link', {name: 'app-000'})).toHaveCount(0);
+  const envNodes = await page.evaluate(() => document.getElementsByTagName('*').length);
+  await page.screenshot({path: join(shots, 'environments-200-apps.png')});
+  const axe = await new AxeBuilder({page}).analyze();
+  expect(axe.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${v.help}`),
+         'axe-core on the windowed environments').toEqual([]);
+
+  const clustersArrived = page.waitForResponse((r) => r.url().includes('/api/v1/clusters') && r.status() === 200);
+  await page.getByRole('link', {name: 'Clusters'}).click();
+  await (await clustersArrived).finished();
+  const clustersAt = Date.now();
+  await expect(page.getByRole('list', {name: 'Apps on prod-3'}).getByRole('link', {name: 'app-000'})).toBeVisible();
+  const clustersRendered = Date.now() - clustersAt;
+  const links = await page.locator('ul[aria-label^="Apps on"] a').count();
+  expect(links, 'app links of the 9 clusters in the DOM (of 1800)').toBeLessThan(9 * 60);
+  const clusterNodes = await page.evaluate(() => document.getElementsByTagName('*').length);
+  await page.screenshot({path: join(shots, 'clusters-200-apps.png')});
+
+  const figures = `environments page: first app list rendered ${envRendered} ms after the data arrived, ${envNodes} DOM nodes; ` +
+    `clusters page: ${clustersRendered} ms, ${links} of 1800 app links and ${clusterNodes} DOM nodes in the DOM`;
+  console.log(figures);
+  info.annotations.push({type: 'figures', description: figures});
+});
+
+test('a run event reaches the runs list within a second of the webhook\'s answer', async ({page, request}, info) => {
+  test.setTimeout(60_000);
+  await page.goto(url + '/runs');
+  await page.getByLabel('API token').fill(kToken);
+  await page.getByRole('button', {name: 'Sign in'}).click();
+  await expect(page.getByRole('heading', {name: 'CI runs'})).toBeVisible();
+  // The runs page subscribes to the events once it has loaded; then the webhook makes a run.
+  await page.waitForTimeout(500);
+  const figures: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    // A commit of its own each time (a second push of one commit is a duplicate); the run's row
+    // appears whatever the run then does.
+    const body = JSON.stringify({
+      ref: 'refs/heads/main', before: '0000000000000000000000000000000000000001', after: `${'a'.repeat(39)}${i}`,
+      repository: {full_name: 'org/app', clone_url: process.env.GANTRY_REPO}, pusher: {name: 't'}, commits: [],
+    });
+    const sig = createHmac('sha256', 'scale-hook-secret').update(body).digest('hex');
+    // The page notes when a new run's link enters the DOM (a MutationObserver, no polling).
+    await page.evaluate(() => {
+      const before = new Set([...document.querySelectorAll('a')].map((a) => a.textContent));
+      (window as unknown as {seen: Promise<number>}).seen = new Promise<number>((resolve) => {
+        const observer = new MutationObserver(() => {
+          if ([...document.querySelectorAll('a')].some((a) => /^#\d+$/.test(a.textContent ?? '') && !before.has(a.textContent))) {
+            observer.disconnect();
+            resolve(Date.now());
+          }
+        });
+        observer.observe(document.body, {subtree: true, childList: true, characterData: true});
+      });
+    });
+    const hook = await request.post(url + '/webhook', {data: body, headers: {
+      'Content-Type': 'application/json', 'X-GitHub-Event': 'push', 'X-GitHub-Delivery': `scale-${i}`, 'X-Hub-Signature-256': `sha256=${sig}`}});
+    const answered = Date.now();
+    expect(hook.status(), await hook.text()).toBe(201);
+    const {run} = await hook.json();
+    await page.getByRole('link', {name: `#${run}`}).waitFor({timeout: 10_000});
+    figures.push(await page.evaluate(() => (window as unknown as {seen: Promise<number>}).seen) - answered);
+  }
+  const text = `run event → runs list DOM after the webhook's answer: ${figures.join(', ')} ms`;
+  console.log(text);
+  info.annotations.push({type: 'figures', description: text});
+  expect(Math.min(...figures), 'the event arrives (not a reload)').toBeLessThan(10_000);
 });

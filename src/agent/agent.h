@@ -152,6 +152,14 @@ Result<ReconcileResult> Reconcile(const ReconcileDeps& deps, const value::Value&
                                   std::chrono::steady_clock::time_point fetch_after,
                                   const ReconcileOptions& options, bool write_status = true);
 
+// The sync options an agent with `options` compares and syncs `app` with: its tracking key,
+// destination namespace, syncPolicy and syncOptions, ignoreDifferences and the approval of pending
+// prunes (the caller sets the project). InvalidArgument naming the option for an unknown or
+// malformed sync option; `warnings` (may be null) gets a line for each option accepted without
+// Argo CD's effect.
+Result<sync::Options> SyncOptionsFor(const Application& app, const ReconcileOptions& options, Clock* clock,
+                                     std::vector<std::string>* warnings);
+
 // The value of the label gantry.dev/app (and the first part of tracking ids and the inventory's
 // name) of an Application: its name in the agent's home namespace (or when there is none),
 // NAMESPACE_NAME elsewhere, so same-named Applications of two namespaces never share objects.

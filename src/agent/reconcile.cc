@@ -32,11 +32,10 @@ std::chrono::milliseconds RetryDelay(const api::RetryPolicy& p, int attempt) {
   return std::chrono::milliseconds(static_cast<int64_t>(std::min(ms, static_cast<double>(p.max_duration.count()))));
 }
 
-// The sync options of an Application (its syncPolicy, ignoreDifferences and the approval of
-// pending prunes). InvalidArgument naming the option for an unknown or malformed sync option;
-// `warnings` gets a line for each option accepted without Argo CD's effect.
-Result<sync::Options> SyncOptions(const Application& app, const ReconcileOptions& options, Clock* clock,
-                                  std::vector<std::string>* warnings) {
+}  // namespace
+
+Result<sync::Options> SyncOptionsFor(const Application& app, const ReconcileOptions& options, Clock* clock,
+                                     std::vector<std::string>* warnings) {
   sync::Options so;
   so.app = TrackingKey(options.home_namespace, app.namespace_, app.name);
   so.cluster_server = options.cluster_server;
@@ -71,6 +70,8 @@ Result<sync::Options> SyncOptions(const Application& app, const ReconcileOptions
   so.clock = clock;
   return so;
 }
+
+namespace {
 
 // One pass over one Application. Each step returns OK to go on, or ends the pass by setting done_
 // (a guard held, a failure recorded in conditions); a non-OK Status is an API failure of the pass.
@@ -255,7 +256,7 @@ class Pass {
     if (!rendered.ok()) return SourceFailed(rendered.status());
     result_.rendered = true;
     std::vector<std::string> warnings;
-    auto so = SyncOptions(app_, options_, deps_.clock, &warnings);
+    auto so = SyncOptionsFor(app_, options_, deps_.clock, &warnings);
     if (!so.ok()) {
       conditions_.Set(api::kConditionInvalidSpec, true, api::kConditionInvalidSpec, so.status().message());
       result_.failed = true;

@@ -654,7 +654,7 @@ void Server::Execute(const store::Run& run, Active& active) {
   fs::remove_all(workspace, ec);  // artifacts stay in run_dir
 }
 
-Result<std::string> Server::CommitMessage(std::string_view repo, std::string_view commit) {
+Result<git::CommitInfo> Server::Commit(std::string_view repo, std::string_view commit) {
   if (std::find(options_.repos.begin(), options_.repos.end(), repo) == options_.repos.end()) {
     return NotFoundError("{} is not a repository this server builds", git::ScrubUrl(repo));
   }
@@ -664,7 +664,7 @@ Result<std::string> Server::CommitMessage(std::string_view repo, std::string_vie
   if (!log.ok() || log->empty() || log->front().id != commit) {
     return NotFoundError("commit {} of {} is not in this server's mirror", commit, git::ScrubUrl(repo));
   }
-  return log->front().message;
+  return std::move(log->front());
 }
 
 void Server::PollLoop() {

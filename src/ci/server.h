@@ -199,11 +199,11 @@ class Server {
   // its release ended), or it runs on another server; Unavailable when the store fails.
   Result<Cancelled> Cancel(int64_t id);
 
-  // The message of `commit` of `repo`, one of the repositories this server builds, as its mirror
-  // has it (no fetch: a run of the commit fetched it). NotFound when `repo` is not one of them or
+  // `commit` of `repo` (message, author, time), one of the repositories this server builds, as its
+  // mirror has it (no fetch: a run of the commit fetched it). NotFound when `repo` is not one of them or
   // the mirror lacks the commit; Unavailable before Start() (which callers must not run
   // concurrently with this); the git error otherwise.
-  Result<std::string> CommitMessage(std::string_view repo, std::string_view commit);
+  Result<git::CommitInfo> Commit(std::string_view repo, std::string_view commit);
 
  private:
   // A run this server claimed, from the claim until its final state is written (in active_).

@@ -250,8 +250,9 @@ TEST_F(ServerCancelTest, StopWhileARunIsPreparedEndsItCancelled) {
   EXPECT_EQ(run->state, RunState::kCancelled);
 }
 
-// The release flow shows the message of a release's commit, read from the mirror its run fetched.
-TEST_F(ServerCancelTest, CommitMessageComesFromTheMirrorARunFetched) {
+// The release flow shows the message and author of a release's commit, read from the mirror its
+// run fetched.
+TEST_F(ServerCancelTest, CommitMessageAndAuthorComeFromTheMirrorARunFetched) {
   Start(/*wait=*/false);
   int64_t id = Queue(0);
   RunState state = StateAfter(id, RunState::kQueued);
@@ -265,11 +266,14 @@ TEST_F(ServerCancelTest, CommitMessageComesFromTheMirrorARunFetched) {
   std::string commit = head->out;
   while (!commit.empty() && commit.back() == '\n') commit.pop_back();
   ASSERT_EQ(commit.size(), 40u);
-  auto message = server_->CommitMessage(url_, commit);
-  ASSERT_TRUE(message.ok()) << message.status().ToString();
-  EXPECT_EQ(*message, "init\n");
-  EXPECT_EQ(server_->CommitMessage("https://git.example/other", commit).status().code(), Code::kNotFound);
-  EXPECT_EQ(server_->CommitMessage(url_, std::string(40, 'f')).status().code(), Code::kNotFound);
+  auto info = server_->Commit(url_, commit);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->message, "init\n");
+  EXPECT_EQ(info->author.name, "t");
+  EXPECT_EQ(info->author.email, "t@e");
+  EXPECT_GT(info->time, 1'500'000'000);
+  EXPECT_EQ(server_->Commit("https://git.example/other", commit).status().code(), Code::kNotFound);
+  EXPECT_EQ(server_->Commit(url_, std::string(40, 'f')).status().code(), Code::kNotFound);
 }
 
 // A run the store says another server claimed is refused, naming that server.

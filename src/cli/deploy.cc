@@ -9,6 +9,9 @@
 // ledger and kubeconfigs, as the local operator (an admin: cli/local_access.h), and leave one audit
 // row in that ledger (source "cli"). --override-window --reason WHY passes the project's closed
 // sync windows that allow manual syncs; the engine audits each window passed.
+//
+// gantry terminate APP [--server URL]: stops the deploy, resume or rollback the server runs for
+// APP at its next step (POST /api/v1/apps/APP/terminate); a local deploy stops with SIGINT.
 
 #include <signal.h>
 #include <unistd.h>
@@ -277,6 +280,16 @@ Status RunRollback(RollbackOptions o, const Deps& deps) {
   return RunAudited(*store, action, [&](LocalAction&) { return RollbackAs(o, config, *store, deps); });
 }
 
+// Asks the server to stop the app's running deploy, resume or rollback (POST .../terminate).
+Status RunTerminate(const ServerClient& client, const std::string& app, const Deps& deps) {
+  GANTRY_ASSIGN_OR_RETURN(std::string answer,
+                          CallApi(client, "POST", fmt::format("/api/v1/apps/{}/terminate", QueryEscape(app))));
+  GANTRY_ASSIGN_OR_RETURN(value::Value v, value::ParseJson(answer, "the server's answer"));
+  fmt::print(deps.out, "stopping the {} of {} at its next step (gantry deploy {} --resume continues a deploy)\n",
+             value::StringAt(&v, {"stopping"}), app, app);
+  return OkStatus();
+}
+
 }  // namespace
 
 void AddDeployCommands(CLI::App& app, const Deps& deps, int& exit_code) {
@@ -337,6 +350,12 @@ void AddDeployCommands(CLI::App& app, const Deps& deps, int& exit_code) {
     if (!options.ok()) return void(exit_code = UsageError(options.status(), deps.err));
     exit_code = Report(RunRollback(*std::move(options), deps), deps.err);
   });
+
+  auto t = std::make_shared<std::pair<ServerClient, std::string>>();
+  auto* tm = app.add_subcommand("terminate", "Stop the deploy, resume or rollback a Gantry server runs for an app");
+  tm->add_option("APP", t->second, "Application name")->required();
+  AddServerClientFlags(tm, t->first);
+  tm->callback([t, &deps, &exit_code] { exit_code = Report(RunTerminate(t->first, t->second, deps), deps.err); });
 }
 
 }  // namespace gantry::cli

@@ -17,6 +17,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "agent/agent.h"
 #include "base/duration.h"
 #include "base/path.h"
 #include "ci/server.h"
@@ -458,6 +459,14 @@ Status RunServer(ServerOptions o, const Deps& deps) {
       return deliver::GitRenderFn(*repo, render);
     };
   }
+  // Pull targets' diffs are rendered as their agents render them, from the config repositories only.
+  std::unique_ptr<agent::Source> pull_source;
+  if (o.release.deliver_config && !o.release.config_repos.empty()) {
+    agent::AgentOptions render_as_agent{.cache_dir = (o.ci.data_dir / "pull-render").string(),
+                                        .allow_file_repos = o.release.config_git.allow_file,
+                                        .git_repo_credentials = o.release.config_credentials};
+    GANTRY_ASSIGN_OR_RETURN(pull_source, agent::NewSource(render_as_agent, o.release.render));
+  }
   server::Actions actions(store, {.config = o.release.deliver_config,
                                   .renderer = renderer,
                                   .connect = o.release.connect,
@@ -512,6 +521,8 @@ Status RunServer(ServerOptions o, const Deps& deps) {
                                                     .pull_applications = pull_watch ? pull_watch->Source() : nullptr,
                                                     .renderer = renderer,
                                                     .path_template = o.release.path_template,
+                                                    .pull_source = pull_source.get(),
+                                                    .pull_repos = o.release.config_repos,
                                                     .actions = &actions,
                                                     .repos = o.ci.repos,
                                                     .metrics = &registry,

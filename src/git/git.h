@@ -107,6 +107,8 @@ struct CommitInfo {
   std::string id;
   std::string parent;   // the first parent; "" for a root commit
   std::string message;  // in full, as written
+  Signature author;     // as recorded (name and email)
+  int64_t time = 0;     // the author's time, seconds since the epoch
 };
 
 // Which fetch served a Fetch() call: fetches of one mirror are numbered from 1.

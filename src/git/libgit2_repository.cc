@@ -646,6 +646,10 @@ Result<std::vector<CommitInfo>> Libgit2Repository::Log(std::string_view tip, std
     if (git_commit_parentcount(c) > 0) info.parent = OidHex(*git_commit_parent_id(c, 0));
     const char* message = git_commit_message(c);
     info.message = message != nullptr ? message : "";
+    if (const git_signature* author = git_commit_author(c)) {
+      info.author = {.name = author->name != nullptr ? author->name : "", .email = author->email != nullptr ? author->email : ""};
+      info.time = author->when.time;
+    }
     out.push_back(std::move(info));
   }
   return out;

@@ -100,6 +100,7 @@ Result<Started> Actions::Run(std::string_view action, std::unique_ptr<deliver::D
     return UnavailableError("the server is stopping; POST /api/v1/apps/{}/resume continues release {}", app, id);
   }
   job->deployment = deployment.get();
+  if (job->cancel.load()) deployment->Terminate();  // terminated while it started
   job->thread = std::thread([this, job, d = std::move(deployment), action = std::string(action), app, project] {
     const deliver::DeployState& s = d->Run();
     {
@@ -211,6 +212,16 @@ Result<Started> Actions::Rollback(const RollbackRequest& r) {
   }
   GANTRY_ASSIGN_OR_RETURN(auto releases, answer.get());
   return Started{.action = "rollback", .release = releases.second, .from_release = releases.first};
+}
+
+Result<std::string> Actions::Terminate(std::string_view app) {
+  MutexLock lock(mu_);
+  auto it = jobs_.find(app);
+  if (it == jobs_.end() || it->second->done) return NotFoundError("no deploy, resume or rollback of {} runs in the server", app);
+  Job& job = *it->second;
+  job.cancel.store(true);
+  if (job.deployment != nullptr) job.deployment->Terminate();
+  return job.action;
 }
 
 void Actions::Stop() {

@@ -115,6 +115,11 @@ class Actions {
   // (NotFound: nothing to roll back to); otherwise as Deploy.
   Result<Started> Rollback(const RollbackRequest& request);
 
+  // Terminates the app's running action at its next step boundary, as Stop() does for all, and
+  // returns at once with its name ("deploy", "resume", "rollback"): its end is the "action" event
+  // with phase "terminated" (a deploy's pending targets stay pending: Resume() continues it).
+  // NotFound when none runs for the app.
+  Result<std::string> Terminate(std::string_view app);
   // Terminates every running action and waits for their threads. Idempotent.
   void Stop();
   // Actions running now.

@@ -252,6 +252,28 @@ Value ReleaseLinks(const ApiV1Options& o, const store::Release& r, const std::op
   return v;
 }
 
+// The source commit of `r` as the mirror its CI run fetched has it; nullopt when there is none
+// (another server's run, a fork's, a release not built here).
+std::optional<git::CommitInfo> SourceCommit(const ApiV1Options& o, const store::Release& r,
+                                            const std::optional<store::Run>& run) {
+  if (!run) return std::nullopt;
+  Result<git::CommitInfo> c = o.ci->Commit(run->repo, r.source_revision);
+  if (!c.ok()) return std::nullopt;
+  return *std::move(c);
+}
+
+// {"title" (the message's first line), "author": {"name", "email"}, "authored_at"} of a commit
+// into `v`.
+void SetCommitSummary(Value& v, const git::CommitInfo& c) {
+  const std::string_view message = c.message;
+  v.Set("title", message.substr(0, message.find('\n')));
+  Value author = Value::Map();
+  author.Set("name", c.author.name);
+  author.Set("email", c.author.email);
+  v.Set("author", author);
+  v.Set("authored_at", Rfc3339(store::Time(std::chrono::seconds(c.time))));
+}
+
 // GET /api/v1/apps/{app}/releases.
 Result<http::Response> Releases(const ApiV1Options& o, const http::Request& req, const authz::Principal& who) {
   GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, authz::Permission::kAppsRead, authz::kAllProjects));
@@ -289,6 +311,12 @@ Result<http::Response> Releases(const ApiV1Options& o, const http::Request& req,
     v.Set("targets", tv);
     GANTRY_ASSIGN_OR_RETURN(std::optional<store::Run> run, RunOf(store, r));
     v.Set("links", ReleaseLinks(o, r, run));
+    Value commit;
+    if (auto c = SourceCommit(o, r, run)) {
+      commit = Value::Map();
+      SetCommitSummary(commit, *c);
+    }
+    v.Set("commit", commit);
     items.Append(v);
   }
   return ListResponse(req, items, next);
@@ -841,6 +869,27 @@ Result<LivePushTarget> ConnectPushTarget(const ApiV1Options& o, const deliver::S
   return out;
 }
 
+// The diff of a pull target `row`, rendered as its agent does (server/app_resources.h): 501 when
+// the server has no Source for pull targets.
+Result<Value> PullTargetDiff(const ApiV1Options& o, const AppsView& view, const deliver::StatusRow& row,
+                             kube::Client& client) {
+  if (o.pull_source == nullptr) {
+    return UnimplementedError("this server renders no pull sources (it has no --config-repo): the agent of {} computes "
+                              "its diff; its resources' sync states are in GET /api/v1/apps/{}/resources",
+                              row.cluster, row.app);
+  }
+  const Value* application = FindApplication(view, row.cluster, row.app);
+  if (application == nullptr) return NotFoundError("no Application {} on cluster {}", row.app, row.cluster);
+  PullTarget target{.application = *application, .source = o.pull_source, .repos = o.pull_repos, .cluster_name = row.cluster};
+  const deliver::Cluster* cluster = o.deliver_config ? o.deliver_config->FindCluster(row.cluster) : nullptr;
+  if (cluster != nullptr) {
+    if (auto rest = kube::LoadConfig({.paths = {cluster->kubeconfig}, .context = cluster->context}); rest.ok()) {
+      target.cluster_server = rest->server;
+    }
+  }
+  return PullDiff(client, target);
+}
+
 // GET /api/v1/apps/{app}/resources | diff | events: one target, from its cluster.
 Result<http::Response> AppLive(const ApiV1Options& o, const http::Request& req, const authz::Principal& who,
                                std::string_view what) {
@@ -863,11 +912,10 @@ Result<http::Response> AppLive(const ApiV1Options& o, const http::Request& req, 
   const deliver::Cluster* cluster = o.deliver_config ? o.deliver_config->FindCluster(row.cluster) : nullptr;
   if (cluster == nullptr || !o.connect) return UnavailableError("cluster {} is not reachable from this server", row.cluster);
   Value doc;
-  if (row.mode == "pull") {
-    if (what == "diff") {
-      return UnimplementedError("the diff of a pull target is its agent's to compute (the server does not render pull "
-                                "sources): its resources' sync states are in GET /api/v1/apps/{}/resources", app);
-    }
+  if (row.mode == "pull" && what == "diff") {
+    GANTRY_ASSIGN_OR_RETURN(auto client, o.connect(*cluster));
+    GANTRY_ASSIGN_OR_RETURN(doc, PullTargetDiff(o, view, row, *client));
+  } else if (row.mode == "pull") {
     const Value* application = FindApplication(view, row.cluster, app);
     if (application == nullptr) return NotFoundError("no Application {} on cluster {}", app, row.cluster);
     doc = PullResources(*application);
@@ -894,25 +942,28 @@ Result<http::Response> AppLive(const ApiV1Options& o, const http::Request& req, 
 
 // POST /api/v1/apps/{app}/sync with "dry_run": true: what the sync would change, applying
 // nothing. A push sync deploys the running release to every cluster of the environment, so each
-// push target of `push_envs` is compared (as GET .../diff does); a pull target's diff is its
-// agent's to compute, so one among the selected answers 501 as GET .../diff does.
+// push target of `push_envs` is compared (as GET .../diff does); each selected pull target is
+// compared as its agent would (as GET .../diff does), its "items" null and "message" why when the
+// server cannot.
 Result<http::Response> SyncPreview(const ApiV1Options& o, const AppsView& view, std::string_view app, const std::string& project,
                                    const std::vector<const deliver::StatusRow*>& selected,
                                    const std::set<std::string>& push_envs, bool prune, AuditNote& note) {
-  const std::string pull_message = fmt::format(
-      "a pull cluster's agent computes its diff (the server does not render pull sources): its resources' sync states "
-      "are in GET /api/v1/apps/{}/resources", app);
-  if (push_envs.empty()) return UnimplementedError("dry_run: {}", pull_message);
   Value targets = Value::Seq();
   for (const auto* row : selected) {
     if (row->mode != "pull") continue;
+    const deliver::Cluster* cluster = o.deliver_config ? o.deliver_config->FindCluster(row->cluster) : nullptr;
+    Result<Value> diff = UnavailableError("cluster {} is not reachable from this server", row->cluster);
+    if (cluster != nullptr && o.connect) {
+      auto client = o.connect(*cluster);
+      diff = client.ok() ? PullTargetDiff(o, view, *row, **client) : Result<Value>(client.status());
+    }
     Value t = Value::Map();
     t.Set("environment", row->env);
     t.Set("cluster", row->cluster);
     t.Set("mode", row->mode);
     t.Set("release", row->release == 0 ? Value() : Value(row->release));
-    t.Set("items", Value());
-    t.Set("message", pull_message);
+    t.Set("items", diff.ok() ? *diff->Get("items") : Value());
+    t.Set("message", diff.ok() ? "" : diff.status().message());
     targets.Append(t);
   }
   for (const auto& row : view.report.rows) {
@@ -938,6 +989,31 @@ Result<http::Response> SyncPreview(const ApiV1Options& o, const AppsView& view, 
   return http::Response::Json(200, value::ToJson(v) + "\n");
 }
 
+// POST /api/v1/apps/{app}/terminate: stops the app's deploy, resume or rollback the server runs at
+// its next step (its end is an "action" event with phase "terminated"). A pull target's sync is
+// its agent's, which has no request that terminates one: an app with pull targets only is 501.
+Result<http::Response> Terminate(const ApiV1Options& o, const AppsView& view, std::string_view app, const Value& body,
+                                 AuditNote& note) {
+  GANTRY_RETURN_IF_ERROR(KnownFields(body, {}));
+  const int64_t last_event = o.events != nullptr ? o.events->last_id() : 0;
+  Result<std::string> stopping = o.actions != nullptr ? o.actions->Terminate(app)
+                                                      : Result<std::string>(UnavailableError("this server runs no deploys"));
+  const bool pushed = std::any_of(view.report.rows.begin(), view.report.rows.end(),
+                                  [&](const deliver::StatusRow& r) { return r.app == app && r.mode == "push"; });
+  if (!stopping.ok() && !pushed) {
+    return UnimplementedError("{} has only pull targets: their agent has no request that terminates a running sync "
+                              "(it ends one only when it stops, and the next leader resumes it)", app);
+  }
+  GANTRY_RETURN_IF_ERROR(stopping.status());
+  note.details = "terminate " + *stopping;
+  Value v = Value::Map();
+  v.Set("action", "terminate");
+  v.Set("app", app);
+  v.Set("stopping", *stopping);
+  v.Set("last_event_id", last_event);
+  return http::Response::Json(202, value::ToJson(v) + "\n");
+}
+
 // POST /api/v1/apps/{app}/sync | refresh | terminate.
 Result<http::Response> AppOperation(const ApiV1Options& o, const http::Request& req, const authz::Principal& who,
                                     AuditNote& note, std::string_view action) {
@@ -948,11 +1024,7 @@ Result<http::Response> AppOperation(const ApiV1Options& o, const http::Request& 
   GANTRY_ASSIGN_OR_RETURN(std::string project, AppProject(o, view, app));
   note.project = project;
   GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, authz::Permission::kAppsSync, project));
-  if (action == "terminate") {
-    return UnimplementedError(
-        "terminate is not supported: a pull agent ends a running sync only when it stops, and has no request to "
-        "terminate one; a push deploy the server runs stops when the server does (POST .../resume continues it)");
-  }
+  if (action == "terminate") return Terminate(o, view, app, body, note);
   const bool sync = action == "sync";
   if (sync) {
     GANTRY_RETURN_IF_ERROR(KnownFields(body, {"environment", "cluster", "prune", "dry_run"}));
@@ -1320,10 +1392,13 @@ Result<http::Response> ReleaseFlow(const ApiV1Options& o, const http::Request& r
   commit.Set("ref", run ? Value(run->ref) : Value());
   commit.Set("revision", rel.source_revision);
   commit.Set("url", UrlOrNull(run ? CommitUrl(o.links, run->repo, rel.source_revision) : std::nullopt));
-  // Its message from the mirror the run fetched; null when there is none (another server's run,
-  // a fork's, a release not built here).
-  Result<std::string> commit_message = run ? o.ci->CommitMessage(run->repo, rel.source_revision) : NotFoundError("no run");
-  commit.Set("message", commit_message.ok() ? Value(*commit_message) : Value());
+  // Its message, title and author from the mirror the run fetched; null when there is none.
+  if (auto c = SourceCommit(o, rel, run)) {
+    commit.Set("message", c->message);
+    SetCommitSummary(commit, *c);
+  } else {
+    for (const char* key : {"message", "title", "author", "authored_at"}) commit.Set(key, Value());
+  }
   v.Set("commit", commit);
   if (run) {
     Value r = Value::Map();

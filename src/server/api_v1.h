@@ -15,11 +15,14 @@
 //   POST /api/v1/apps/{app}/sync         {"environment"?, "cluster"?, "prune"?} → 202: pull targets
 //                                        through the Application's sync-requested annotation,
 //                                        push targets by a deploy of the running release;
-//                                        "dry_run": true → 200 with each push target's diff
+//                                        "dry_run": true → 200 with each target's diff
 //   POST /api/v1/apps/{app}/refresh      {"environment"?, "cluster"?} → 202 (pull targets only)
-//   POST /api/v1/apps/{app}/terminate    501: no agent supports it
+//   POST /api/v1/apps/{app}/terminate    → 202: stops the app's deploy, resume or rollback the
+//                                        server runs (Actions::Terminate); 501 for an app with
+//                                        pull targets only (no agent supports it)
 //   GET  /api/v1/apps/{app}/resources    ?environment=&cluster=: one target's resource tree
-//   GET  /api/v1/apps/{app}/diff         ... its live vs desired objects (push targets)
+//   GET  /api/v1/apps/{app}/diff         ... its live vs desired objects (pull targets rendered
+//                                        as their agent does, server/app_resources.h)
 //   GET  /api/v1/apps/{app}/events       ... the Kubernetes Events of its objects
 //                                        (server/app_resources.h)
 //   GET  /api/v1/apps/{app}/releases     the app's releases, newest first, with their targets
@@ -78,6 +81,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/agent.h"
 #include "base/status.h"
 #include "ci/server.h"
 #include "deliver/deliver.h"
@@ -108,6 +112,12 @@ struct ApiV1Options {
   // nullptr: those routes answer 503 for push targets.
   std::function<deliver::RenderFn()> renderer;
   std::string path_template = "envs/{env}";
+  // Renders pull targets' desired state for /diff and the sync dry run as their agents do
+  // (agent::NewSource over the server's data directory); nullptr: those answer 501 for them.
+  agent::Source* pull_source = nullptr;
+  // The repositories pull_source may fetch (--config-repo): an Application whose source is
+  // elsewhere gets no diff from the server.
+  std::vector<std::string> pull_repos;
   // Runs deploys, resumes and rollbacks; nullptr: those routes answer 503 (approve still works).
   Actions* actions = nullptr;
   // Probes clusters' /version for GET /api/v1/clusters (server/cluster_probe.h); nullptr:

@@ -12,7 +12,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "agent/agent.h"
 #include "base/mutex.h"
+#include "base/path.h"
+#include "base/process.h"
 #include "http/client.h"
 #include "server/ci_front.h"
 #include "server/events.h"
@@ -942,6 +945,38 @@ TEST_F(ApiV1Test, StoppingTheServerTerminatesADeployThatResumeContinues) {
   next.Stop();
 }
 
+TEST_F(ApiV1Test, TerminateStopsTheAppsDeployWhichResumeContinues) {
+  const std::string deployer = UserToken("bob", "deployer", "default");
+  const std::string viewer = UserToken("alice", "viewer", "default");
+  auto sub = bus_.Subscribe();
+  Close();  // the deploy waits for its cluster
+  auto first = Post(deployer, "/api/v1/apps/web/deploy", R"({"revision":"r1"})");
+  ASSERT_EQ(first.status, 202) << first.body;
+  const int64_t r1 = value::ParseJson(first.body)->Get("release")->AsInt();
+  EXPECT_EQ(Post(viewer, "/api/v1/apps/web/terminate", "").status, 403);
+  auto stop = Post(deployer, "/api/v1/apps/web/terminate", "");
+  ASSERT_EQ(stop.status, 202) << stop.body;
+  ExpectValid(stop, "/api/v1/apps/{app}/terminate", "POST");
+  auto stopping = value::ParseJson(stop.body);
+  ASSERT_TRUE(stopping.ok());
+  EXPECT_EQ(value::StringAt(&*stopping, {"stopping"}), "deploy");
+  EXPECT_EQ(Post(deployer, "/api/v1/apps/web/terminate", R"({"force":true})").status, 400) << "it takes no options";
+  Open();
+  Value ended = NextAction(*sub);
+  ASSERT_FALSE(ended.IsNull());
+  EXPECT_EQ(value::StringAt(&ended, {"phase"}), "terminated");
+  EXPECT_EQ(value::IntAt(&ended, {"release"}), r1);
+  auto gone = Post(deployer, "/api/v1/apps/web/terminate", "");
+  EXPECT_EQ(gone.status, 404) << gone.body;
+  auto resumed = Post(deployer, "/api/v1/apps/web/resume", "");
+  EXPECT_EQ(resumed.status, 202) << resumed.body;
+  auto again = value::ParseJson(resumed.body);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(value::IntAt(&*again, {"release"}), r1);
+  Value waiting = NextAction(*sub);
+  EXPECT_EQ(value::StringAt(&waiting, {"phase"}), "waiting_approval") << "dev deployed, prod has a gate";
+}
+
 }  // namespace
 }  // namespace gantry::server
 
@@ -1137,10 +1172,13 @@ TEST_F(AppsApiTest, SyncAndRefreshAskTheAgentOrDeployAndAreAudited) {
   EXPECT_THAT(value::StringAt(&*preview, {"targets", 0, "items", 1, "diff"}), HasSubstr("+        image: registry/web:1"));
   EXPECT_EQ(store_->ListReleases("web", 10)->size(), 1u) << "a dry run starts no deploy";
   EXPECT_TRUE(cluster_->List("apps/v1", "Deployment", "web")->items.empty()) << "and applies nothing";
+  // A pull target's preview says why it has no diff when the server renders no pull sources.
   auto dry_pull = Call(deployer, "POST", "/api/v1/apps/web/sync", R"({"cluster":"edge-1","dry_run":true})");
-  EXPECT_EQ(dry_pull.status, 501);
+  EXPECT_EQ(dry_pull.status, 200) << dry_pull.body;
   ExpectValid(dry_pull, "/api/v1/apps/{app}/sync", "POST");
-  EXPECT_THAT(dry_pull.body, HasSubstr("agent computes its diff"));
+  auto pull_preview = value::ParseJson(dry_pull.body);
+  EXPECT_TRUE(pull_preview->Find({"targets", 0, "items"})->IsNull());
+  EXPECT_THAT(value::StringAt(&*pull_preview, {"targets", 0, "message"}), HasSubstr("renders no pull sources"));
   EXPECT_EQ(Call(deployer, "POST", "/api/v1/apps/web/refresh", R"({"dry_run":true})").status, 400) << "refresh takes no dry_run";
   auto nowhere = Call(deployer, "POST", "/api/v1/apps/web/sync", R"({"cluster":"mars-1"})");
   EXPECT_EQ(nowhere.status, 404);
@@ -1159,8 +1197,10 @@ TEST_F(AppsApiTest, SyncAndRefreshAskTheAgentOrDeployAndAreAudited) {
   ASSERT_TRUE(rel.ok());
   EXPECT_EQ(rel->config_revision, "cfg1") << "the running release's config revision again";
 
+  // Nothing of web runs any more: terminate has nothing to stop.
   auto terminate = Call(deployer, "POST", "/api/v1/apps/web/terminate");
-  EXPECT_EQ(terminate.status, 501);
+  EXPECT_EQ(terminate.status, 404);
+  EXPECT_THAT(terminate.body, HasSubstr("no deploy, resume or rollback of web runs"));
   EXPECT_EQ(terminate.headers["content-type"], "application/problem+json");
   ExpectValid(terminate, "/api/v1/apps/{app}/terminate", "POST");
 
@@ -1244,7 +1284,110 @@ lastTimestamp: "2026-12-06T10:00:00Z"
   ExpectValid(ambiguous, "/api/v1/apps/{app}/resources", "GET");
 }
 
-TEST_F(AppsApiTest, APullTargetsTreeIsWhatItsAgentReportsAndItHasNoServerDiff) {
+// A pull target's diff renders its Application's source at the revision its agent compared (a real
+// Git repository, the agent's Source) and compares it with the cluster; a source outside the
+// server's config repositories is not fetched.
+TEST_F(AppsApiTest, APullTargetsDiffIsRenderedAsItsAgentRendersIt) {
+  const fs::path repo = dir_ / "pull-config";
+  fs::create_directories(repo / "apps" / "api");
+  ASSERT_TRUE(WriteFileAtomic(repo / "apps" / "api" / "deploy.yaml", R"(apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec: {containers: [{name: api, image: "registry/api:2"}]}
+)").ok());
+  ProcessOptions git;
+  git.cwd = repo.string();
+  git.env = {{"PATH", "/usr/bin:/bin"}, {"HOME", dir_.string()}, {"GIT_AUTHOR_NAME", "t"}, {"GIT_AUTHOR_EMAIL", "t@e"},
+             {"GIT_COMMITTER_NAME", "t"}, {"GIT_COMMITTER_EMAIL", "t@e"}};
+  for (auto argv : std::vector<std::vector<std::string>>{
+           {"git", "init", "-q", "-b", "main"}, {"git", "add", "-A"}, {"git", "commit", "-q", "-m", "api 2"}}) {
+    ASSERT_TRUE(RunChecked(argv, git).ok());
+  }
+  auto head = RunChecked({"git", "rev-parse", "HEAD"}, git);
+  ASSERT_TRUE(head.ok());
+  const std::string commit = head->out.substr(0, 40);
+  const std::string url = "file://" + repo.string();
+  auto app = value::ParseYaml(fmt::format(R"(apiVersion: gantry.dev/v1alpha1
+kind: Application
+metadata: {{name: api, namespace: gantry}}
+spec:
+  source: {{repoURL: "{}", path: apps/api}}
+  destination: {{namespace: api}}
+)", url), "test");
+  ASSERT_TRUE(app.ok());
+  ASSERT_TRUE(edge_->Apply((*app)[0]).ok());
+  Value status = PulledStatus("api", commit);
+  ASSERT_TRUE(edge_->ApplyStatus(status).ok());
+  // Live: the Deployment at the older image the agent applied before.
+  auto live = value::ParseYaml(R"(apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: api, labels: {gantry.dev/app: api}}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec: {containers: [{name: api, image: "registry/api:1"}]}
+)", "live");
+  ASSERT_TRUE(live.ok());
+  ASSERT_TRUE(edge_->Apply((*live)[0]).ok());
+
+  auto source = agent::NewSource({.cache_dir = (dir_ / "pull-render").string(), .allow_file_repos = true}, {});
+  ASSERT_TRUE(source.ok()) << source.status().ToString();
+  deliver::ConnectFn connect = [this](const deliver::Cluster& c) -> Result<std::unique_ptr<kube::Client>> {
+    return fakes::ForwardingKubeClient::To(c.name == "edge-1" ? edge_ : cluster_);
+  };
+  Front front("server", {});
+  ASSERT_TRUE(ServeApiV1(front, {.access = access_.get(), .ci = ci_.get(), .deliver_config = config_, .connect = connect,
+                                 .pull_applications = watch_->Source(), .pull_source = source->get(), .pull_repos = {url}})
+                  .ok());
+  ASSERT_TRUE(front.Start().ok());
+  auto get = [&](const std::string& path) {
+    auto r = http::Client().Send({.method = "GET", .url = fmt::format("http://127.0.0.1:{}{}", front.port(), path),
+                                  .headers = {{"authorization", std::string("Bearer ") + kToken}}});
+    GANTRY_CHECK(r.ok());
+    return *std::move(r);
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  auto diff = get("/api/v1/apps/api/diff?cluster=edge-1");
+  while (diff.status == 404 && std::chrono::steady_clock::now() < deadline) {  // until the watch has it
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    diff = get("/api/v1/apps/api/diff?cluster=edge-1");
+  }
+  ASSERT_EQ(diff.status, 200) << diff.body;
+  ExpectValid(diff, "/api/v1/apps/{app}/diff", "GET");
+  auto d = value::ParseJson(diff.body);
+  EXPECT_EQ(value::StringAt(&*d, {"mode"}), "pull");
+  EXPECT_EQ(value::StringAt(&*d, {"items", 0, "kind"}), "Deployment");
+  EXPECT_EQ(value::StringAt(&*d, {"items", 0, "namespace"}), "api") << "the destination namespace, as the agent renders";
+  EXPECT_EQ(value::StringAt(&*d, {"items", 0, "sync"}), "OutOfSync");
+  EXPECT_THAT(value::StringAt(&*d, {"items", 0, "diff"}), HasSubstr("+        image: registry/api:2"));
+  EXPECT_THAT(value::StringAt(&*d, {"items", 0, "diff"}), HasSubstr("-        image: registry/api:1"));
+
+  // The sync's dry run shows the same diff for the pull target.
+  const std::string deployer = UserToken("bob", "deployer", "default");
+  auto dry = http::Client().Send({.method = "POST", .url = fmt::format("http://127.0.0.1:{}/api/v1/apps/api/sync", front.port()),
+                                  .headers = {{"authorization", "Bearer " + deployer}, {"content-type", "application/json"}},
+                                  .body = R"({"cluster":"edge-1","dry_run":true})"});
+  ASSERT_TRUE(dry.ok());
+  ASSERT_EQ(dry->status, 200) << dry->body;
+  ExpectValid(*dry, "/api/v1/apps/{app}/sync", "POST");
+  auto preview = value::ParseJson(dry->body);
+  ASSERT_TRUE(preview.ok());
+  EXPECT_THAT(value::StringAt(&*preview, {"targets", 0, "items", 0, "diff"}), HasSubstr("registry/api:2"));
+
+  // web's source is not one of this server's config repositories: not fetched, 409 saying so.
+  auto elsewhere = get("/api/v1/apps/web/diff?cluster=edge-1");
+  EXPECT_EQ(elsewhere.status, 409) << elsewhere.body;
+  EXPECT_THAT(elsewhere.body, HasSubstr("is not a config repository of this server"));
+  ExpectValid(elsewhere, "/api/v1/apps/{app}/diff", "GET");
+  front.Stop();
+}
+
+TEST_F(AppsApiTest, APullTargetsTreeIsWhatItsAgentReports) {
   auto tree = Call(kToken, "GET", "/api/v1/apps/web/resources?cluster=edge-1");
   ASSERT_EQ(tree.status, 200) << tree.body;
   ExpectValid(tree, "/api/v1/apps/{app}/resources", "GET");
@@ -1254,7 +1397,8 @@ TEST_F(AppsApiTest, APullTargetsTreeIsWhatItsAgentReportsAndItHasNoServerDiff) {
   EXPECT_EQ(value::StringAt(&*t, {"items", 0, "health", "status"}), "Healthy");
   EXPECT_EQ(value::StringAt(&*t, {"mode"}), "pull");
   auto diff = Call(kToken, "GET", "/api/v1/apps/web/diff?cluster=edge-1");
-  EXPECT_EQ(diff.status, 501);
+  EXPECT_EQ(diff.status, 501) << "this server has no Source for pull targets";
+  EXPECT_THAT(diff.body, HasSubstr("renders no pull sources"));
   ExpectValid(diff, "/api/v1/apps/{app}/diff", "GET");
   auto events = Call(kToken, "GET", "/api/v1/apps/web/events?cluster=edge-1");
   EXPECT_EQ(events.status, 200) << events.body;

@@ -1,11 +1,15 @@
 #include "server/app_resources.h"
 
+#include <algorithm>
+#include <chrono>
 #include <map>
 #include <set>
 
 #include "api/status.h"
 #include "diff/diff.h"
+#include "git/git.h"
 #include "health/health.h"
+#include "project/project.h"
 #include "sync/sync.h"
 
 namespace gantry::server {
@@ -138,10 +142,11 @@ Result<Value> PushResources(kube::Client& client, const PushTarget& target) {
   return doc;
 }
 
-Result<Value> PushDiff(kube::Client& client, const PushTarget& target) {
-  GANTRY_ASSIGN_OR_RETURN(Compared c, Desired(client, target));
-  c.options.project = &c.project;
-  GANTRY_ASSIGN_OR_RETURN(auto entries, sync::Diff(client, c.desired, c.options, /*color=*/false));
+namespace {
+
+// The diff document of `desired` against the cluster, compared with `options` by the sync engine.
+Result<Value> DiffOf(kube::Client& client, const std::vector<Value>& desired, const sync::Options& options) {
+  GANTRY_ASSIGN_OR_RETURN(auto entries, sync::Diff(client, desired, options, /*color=*/false));
   Value items = Value::Seq();
   for (const auto& e : entries) {
     auto [group, version] = kube::SplitApiVersion(e.ref.api_version);
@@ -169,6 +174,47 @@ Result<Value> PushDiff(kube::Client& client, const PushTarget& target) {
   Value doc = Value::Map();
   doc.Set("items", items);
   return doc;
+}
+
+}  // namespace
+
+Result<Value> PushDiff(kube::Client& client, const PushTarget& target) {
+  GANTRY_ASSIGN_OR_RETURN(Compared c, Desired(client, target));
+  c.options.project = &c.project;
+  return DiffOf(client, c.desired, c.options);
+}
+
+Result<Value> PullDiff(kube::Client& client, const PullTarget& t) {
+  GANTRY_CHECK(t.source != nullptr);
+  GANTRY_ASSIGN_OR_RETURN(api::Application app, api::ParseApplication(t.application));
+  const std::string where = fmt::format("Application {}/{} on cluster {}", app.namespace_, app.name, t.cluster_name);
+  if (std::find(t.repos.begin(), t.repos.end(), app.source.repo_url) == t.repos.end()) {
+    return FailedPreconditionError("{}: its source {} is not a config repository of this server (--config-repo), so "
+                                   "the server does not fetch it to render the diff",
+                                   where, git::ScrubUrl(app.source.repo_url));
+  }
+  const std::string revision = api::ParseStatus(t.application.Get("status")).sync_revision;
+  if (revision.empty()) {
+    return FailedPreconditionError("{}: its agent has not compared it with the cluster yet (no status.sync.revision)", where);
+  }
+  // The mirror is fetched at most every 30 s; the revision is the one the agent compared, which an
+  // older mirror may lack until then.
+  GANTRY_RETURN_IF_ERROR(
+      t.source->Resolve(app, std::chrono::steady_clock::now() - std::chrono::seconds(30)).status().WithContext(where));
+  const auto allow = [&t](std::string_view url) -> Status {
+    if (std::find(t.repos.begin(), t.repos.end(), url) != t.repos.end()) return OkStatus();
+    return PermissionDeniedError("{} is not a config repository of this server", git::ScrubUrl(url));
+  };
+  auto rendered = t.source->Render(app, revision, allow);
+  if (!rendered.ok()) return rendered.status().WithContext(fmt::format("{}: render at {}", where, revision));
+  GANTRY_ASSIGN_OR_RETURN(sync::Options options,
+                          agent::SyncOptionsFor(app, {.home_namespace = app.namespace_,
+                                                      .cluster_server = t.cluster_server,
+                                                      .cluster_name = t.cluster_name},
+                                                nullptr, nullptr));
+  const project::Project project = project::DefaultProject();
+  options.project = &project;
+  return DiffOf(client, rendered->objects, options);
 }
 
 Value PullResources(const Value& application) {

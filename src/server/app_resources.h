@@ -9,7 +9,10 @@
 // engine's, not a second diff. The tree adds each object's owned children found by their
 // ownerReferences (ReplicaSets of a Deployment, Pods of a ReplicaSet, StatefulSet, DaemonSet or
 // Job), with their health (src/health). A pull target's tree is its Application's
-// status.resources, as its agent reports them (the server does not render pull sources).
+// status.resources, as its agent reports them. A pull target's diff is rendered as its agent
+// renders it (agent::Source, at the revision the agent last compared, status.sync.revision, with
+// the agent's sync options) and compared with the cluster by the same engine; only sources in the
+// server's own config repositories are fetched.
 //
 // Every object shown is passed through diff::Redact: no Secret value leaves the server.
 //
@@ -18,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/agent.h"
 #include "base/status.h"
 #include "deliver/deliver.h"
 #include "kube/kube.h"
@@ -48,6 +52,22 @@ Result<value::Value> PushResources(kube::Client& client, const PushTarget& targe
 // "sync", "health", "diff" (unified text, "" when Synced), "live" (the live object without
 // managedFields, Secrets redacted, or null)}]}.
 Result<value::Value> PushDiff(kube::Client& client, const PushTarget& target);
+
+// One pull target: its Application as watched, and a Source that renders as its agent does.
+struct PullTarget {
+  value::Value application;
+  agent::Source* source = nullptr;
+  // The repositories the server may fetch for it (its --config-repo): the Application's source
+  // and anything its render fetches beyond it must be one.
+  std::vector<std::string> repos;
+  std::string cluster_name;
+  std::string cluster_server;  // its API URL, for the project's destinations
+};
+
+// The diff of a pull target, as PushDiff's. FailedPrecondition when its source is not one of
+// `repos` or its agent has not compared it yet; the fetch's and render's errors, naming it.
+// Helm charts render without the cluster's capabilities (the Source has no cluster).
+Result<value::Value> PullDiff(kube::Client& client, const PullTarget& target);
 
 // The tree of a pull target from its Application's status.resources (no uids, no children).
 value::Value PullResources(const value::Value& application);

@@ -5,6 +5,7 @@
 import type {
   ActionStarted, ApiToken, AppDetail, AppDiff, AppOperationResult, Approval, Cluster, Environment, KubeEventList, List,
   Matrix, NewApiToken, Pipeline, Problem, Project, Release, ReleaseFlow, ResourceTree, Run, RunDetail, SyncPreview,
+  Terminated,
 } from './contract';
 
 // One target of an app: its environment and cluster.
@@ -123,6 +124,10 @@ export class Client {
   }
   refresh(app: string, t: TargetRef): Promise<AppOperationResult> {
     return this.post<AppOperationResult>(`/apps/${encodeURIComponent(app)}/refresh`, {environment: t.environment, cluster: t.cluster});
+  }
+  // Stops the app's deploy, resume or rollback the server runs (POST .../terminate).
+  terminate(app: string): Promise<Terminated> {
+    return this.post<Terminated>(`/apps/${encodeURIComponent(app)}/terminate`, {});
   }
   rollback(app: string, project: string, environment: string, toRelease: number): Promise<ActionStarted> {
     return this.post<ActionStarted>(`/apps/${encodeURIComponent(app)}/rollback`, {environment, to_release: toRelease, project});

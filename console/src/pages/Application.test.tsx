@@ -46,9 +46,10 @@ function appFake(): FakeServer {
   fake.data.releases.web = [
     {id: 3, app: 'web', config_revision: 'cfg3', source_revision: 'abc1234567', image_digests: {}, started_by: 'bob', run: 7,
      created_at: '2026-12-06T10:00:00Z', targets: [],
-     links: {source: 'https://github.com/org/web/commit/abc1234567', config: null, images: {}}},
+     links: {source: 'https://github.com/org/web/commit/abc1234567', config: null, images: {}},
+     commit: {title: 'Speed up the cache', author: {name: 'Ada Lovelace', email: 'ada@example.org'}, authored_at: '2026-12-06T09:00:00Z'}},
     {id: 2, app: 'web', config_revision: 'cfg2', source_revision: 'abd', image_digests: {}, started_by: 'bob', run: null,
-     created_at: '2026-12-05T10:00:00Z', targets: [], links: {source: null, config: null, images: {}}},
+     created_at: '2026-12-05T10:00:00Z', targets: [], links: {source: null, config: null, images: {}}, commit: null},
   ];
   return fake;
 }
@@ -77,6 +78,8 @@ describe('Application', () => {
     expect(await screen.findByText('Back-off restarting failed container')).toBeTruthy();
     expect(await screen.findByRole('heading', {name: 'Release history'})).toBeTruthy();
     expect(await screen.findByRole('link', {name: 'run 7'})).toBeTruthy();
+    expect(screen.getByText('Speed up the cache').textContent).toBe('Speed up the cache');
+    expect(screen.getByText('by Ada Lovelace')).toBeTruthy();
 
     fireEvent.click(deployment);
     const detail = await screen.findByLabelText('Object detail');
@@ -128,6 +131,45 @@ describe('Application', () => {
     expect((await screen.findByRole('status')).textContent).toBe('Rolling back dev to release #2 (from #2)');
     expect(fake.requests.filter((r) => r.method === 'POST').map((r) => [r.url, r.body]))
       .toEqual([['/api/v1/apps/web/rollback', {environment: 'dev', to_release: 2, project: 'default'}]]);
+  });
+
+  it('terminates the running deploy only after a confirm', async () => {
+    const fake = appFake();
+    render(<Application client={new Client({token: kToken, fetch: fake.fetch})} app="web" />);
+    fireEvent.click(await screen.findByRole('button', {name: 'Terminate'}));
+    const dialog = await screen.findByRole('dialog', {name: 'Terminate the running operation of web?'});
+    expect(fake.requests.filter((r) => r.method === 'POST')).toEqual([]);
+    fireEvent.click(within(dialog).getByRole('button', {name: 'Confirm terminate'}));
+    expect((await screen.findByRole('status')).textContent).toBe('Stopping the deploy of web at its next step.');
+    expect(fake.requests.filter((r) => r.method === 'POST').map((r) => [r.url, r.body])).toEqual([['/api/v1/apps/web/terminate', {}]]);
+    expect(screen.queryByRole('dialog')).toBeNull();
+  });
+
+  it('shows a pull target\'s diff as the server renders it, and its preview', async () => {
+    const fake = appFake();
+    fake.data.apps.web.diff['prod/edge-1'] = {environment: 'prod', cluster: 'edge-1', mode: 'pull', items: [{
+      group: 'apps', version: 'v1', kind: 'Deployment', namespace: 'web', name: 'web', sync: 'OutOfSync', health: {status: 'Healthy', message: ''},
+      diff: '-        image: registry/web:0\n+        image: registry/web:2\n', live: {kind: 'Deployment'}}]};
+    render(<Application client={new Client({token: kToken, fetch: fake.fetch})} app="web" />);
+    fireEvent.click(await screen.findByRole('button', {name: 'prod/edge-1'}));
+    const tree = await screen.findByRole('list', {name: 'Resource tree'});
+    await waitFor(() => expect(fake.requests.some((r) => r.url.startsWith('/api/v1/apps/web/diff?environment=prod'))).toBe(true));
+    fireEvent.click(within(tree).getByRole('button', {name: /Deployment\s*web\/web/}));
+    const detail = await screen.findByLabelText('Object detail');
+    await waitFor(() => expect(within(detail).getByLabelText('Diff').textContent).toContain('+        image: registry/web:2'));
+    fireEvent.click(screen.getByRole('button', {name: 'Sync'}));
+    const dialog = await screen.findByRole('dialog', {name: /Sync web to prod\/edge-1/});
+    await waitFor(() => expect(within(dialog).getByLabelText('Changes').textContent).toContain('edge-1: Deployment web/web'));
+  });
+
+  it('reloads the release history when a release event of the app arrives', async () => {
+    const fake = appFake();
+    render(<Application client={new Client({token: kToken, fetch: fake.fetch})} app="web" />);
+    await screen.findByRole('link', {name: 'run 7'});
+    await waitFor(() => expect(fake.openStreams).toBe(1));
+    fake.data.releases.web = [{...fake.data.releases.web[0], id: 4, run: 8}, ...fake.data.releases.web];
+    fake.emit('release', {app: 'web', release: 4, environment: 'dev', cluster: 'dev-1', state: 'applying', message: ''});
+    expect(await screen.findByRole('link', {name: 'run 8'})).toBeTruthy();
   });
 
   it('reloads when an event says the app changed', async () => {

@@ -1,7 +1,8 @@
 // One application: its targets (environment × cluster, push or pull), the selected target's
-// resource tree, an object's live manifest and diff, its Kubernetes events; Sync (with prune and
-// dry-run, after a confirm that shows the diff), Refresh, Rollback to a chosen release; and the
-// release history. It reloads when the server's events say the app changed.
+// resource tree, an object's live manifest and diff (a pull target's rendered as its agent does),
+// its Kubernetes events; Sync (with prune and dry-run, after a confirm that shows the diff),
+// Refresh, Rollback to a chosen release, Terminate the deploy the server runs (after a confirm);
+// and the release history. It reloads when the server's events say the app changed.
 
 import {useEffect, useState} from 'react';
 
@@ -35,7 +36,7 @@ function TargetRow({t, selected, onSelect}: {t: AppTargetDetail; selected: boole
 
 // The confirm of a sync: its options and what it would change, as the server's dry run of this very
 // sync says (POST .../sync with dry_run: a push sync deploys every cluster of the environment, so
-// each of them is shown); a pull target's agent computes its own diff, so there is none to show.
+// each of them is shown; a pull target is rendered as its agent would, or the server says why not).
 function SyncConfirm({client, app, target, onDone, onCancel}: {
   client: Client; app: string; target: AppTargetDetail; onDone: (message: string) => void; onCancel: () => void;
 }) {
@@ -43,8 +44,8 @@ function SyncConfirm({client, app, target, onDone, onCancel}: {
   const [dryRun, setDryRun] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<Error | null>(null);
-  const diff = useLoad<SyncPreview | null>(() => (target.mode === 'push' ? client.syncPreview(app, target, false) : Promise.resolve(null)),
-                                           [client, app, target]);
+  const diff = useLoad<SyncPreview>(() => client.syncPreview(app, target, false), [client, app, target]);
+  const unknown = (diff.data?.targets ?? []).filter((t) => t.items === null);
   const changes = (diff.data?.targets ?? []).flatMap((t) => (t.items ?? []).filter((d) => d.sync !== 'Synced').map((d) => ({cluster: t.cluster, d})));
   const confirm = () => {
     if (dryRun) {
@@ -68,7 +69,8 @@ function SyncConfirm({client, app, target, onDone, onCancel}: {
       </div>
       {target.mode === 'pull' && <p className="muted">The agent of {target.cluster} syncs it; it prunes as the Application's syncPolicy says.</p>}
       {diff.error && <ErrorBox error={diff.error} />}
-      {diff.data && (changes.length === 0 ? <p>Live matches desired: nothing to change.</p> : (
+      {unknown.map((t) => <p key={t.cluster} className="muted">{t.cluster}: no diff ({t.message})</p>)}
+      {diff.data && unknown.length === 0 && (changes.length === 0 ? <p>Live matches desired: nothing to change.</p> : (
         <div aria-label="Changes">
           {changes.map(({cluster, d}) => (
             <details key={`${cluster}/${nodeKey(d)}`} open>
@@ -80,9 +82,37 @@ function SyncConfirm({client, app, target, onDone, onCancel}: {
       ))}
       {error && <ErrorBox error={error} />}
       <div className="actions">
-        <button type="button" onClick={confirm} disabled={busy || (target.mode === 'push' && diff.loading)}>
+        <button type="button" onClick={confirm} disabled={busy || diff.loading}>
           {dryRun ? 'Preview only' : 'Confirm sync'}
         </button>
+        <button type="button" onClick={onCancel}>Cancel</button>
+      </div>
+    </div>
+  );
+}
+
+// The confirm of Terminate: the app's deploy, resume or rollback the server runs stops at its next
+// step; a deploy's pending targets stay for Resume.
+function TerminateConfirm({client, app, onDone, onCancel}: {
+  client: Client; app: string; onDone: (message: string) => void; onCancel: () => void;
+}) {
+  const [error, setError] = useState<Error | null>(null);
+  const [busy, setBusy] = useState(false);
+  const confirm = () => {
+    setBusy(true);
+    client.terminate(app).then((r) => onDone(`Stopping the ${r.stopping} of ${app} at its next step.`), (e: Error) => {
+      setBusy(false);
+      setError(e);
+    });
+  };
+  return (
+    <div className="confirm" role="dialog" aria-modal="false" aria-labelledby="terminate-title">
+      <h3 id="terminate-title">Terminate the running operation of {app}?</h3>
+      <p>The deploy, resume or rollback the server runs for {app} stops at its next step; a deploy's pending
+        targets stay pending, for Resume. A pull target's sync is its agent's and is not stopped.</p>
+      {error && <ErrorBox error={error} />}
+      <div className="actions">
+        <button type="button" onClick={confirm} disabled={busy}>Confirm terminate</button>
         <button type="button" onClick={onCancel}>Cancel</button>
       </div>
     </div>
@@ -121,9 +151,11 @@ export function Application({client, app}: {client: Client; app: string}) {
   const refKey = ref ? targetKey(ref) : '';
   const tree = useLoad(() => (ref ? client.resources(app, ref) : Promise.resolve(null)), [client, app, refKey]);
   const events = useLoad(() => (ref ? client.events(app, ref) : Promise.resolve(null)), [client, app, refKey]);
-  const diff = useLoad(() => (ref && target?.mode === 'push' ? client.diff(app, ref) : Promise.resolve(null)), [client, app, refKey]);
+  const diff = useLoad(() => (ref ? client.diff(app, ref) : Promise.resolve(null)), [client, app, refKey]);
   const [node, setNode] = useState<ResourceNode | null>(null);
   const [syncing, setSyncing] = useState(false);
+  const [terminating, setTerminating] = useState(false);
+  const [releasesVersion, setReleasesVersion] = useState(0);
   const [notice, setNotice] = useState<string | null>(null);
   const [actionError, setActionError] = useState<Error | null>(null);
   useEffect(() => {
@@ -134,24 +166,31 @@ export function Application({client, app}: {client: Client; app: string}) {
   // Live: a release target or a pull Application of this app changed.
   const reloadDetail = detail.reload;
   const reloadTree = tree.reload;
+  const reloadDiff = diff.reload;
   useEffect(() => {
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let releases = false;
     const stop = subscribe(client, (name, data) => {
       if ((name !== 'release' && name !== 'app') || (data as {app: string}).app !== app) return;
+      releases = releases || name === 'release';
       clearTimeout(timer);
       timer = setTimeout(() => {
         reloadDetail();
         reloadTree();
+        reloadDiff();
+        if (releases) setReleasesVersion((v) => v + 1);
+        releases = false;
       }, 200);
     });
     return () => {
       clearTimeout(timer);
       stop();
     };
-  }, [client, app, reloadDetail, reloadTree]);
+  }, [client, app, reloadDetail, reloadTree, reloadDiff]);
 
   const done = (message: string) => {
     setSyncing(false);
+    setTerminating(false);
     setNotice(message);
     detail.reload();
     tree.reload();
@@ -192,12 +231,14 @@ export function Application({client, app}: {client: Client; app: string}) {
           <div className="actions">
             <button type="button" onClick={() => setSyncing(true)}>Sync</button>
             <button type="button" onClick={refresh} disabled={target.mode === 'push'} title={target.mode === 'push' ? 'push targets are read live' : undefined}>Refresh</button>
+            <button type="button" onClick={() => setTerminating(true)}>Terminate</button>
           </div>
           {target.mode === 'push' && detail.data && (
             <Rollback client={client} app={app} project={detail.data.project} environment={target.environment} onDone={done} />
           )}
           {notice && <p role="status">{notice}</p>}
           {actionError && <ErrorBox error={actionError} />}
+          {terminating && <TerminateConfirm client={client} app={app} onDone={done} onCancel={() => setTerminating(false)} />}
           {syncing && <SyncConfirm client={client} app={app} target={target} onDone={done} onCancel={() => setSyncing(false)} />}
           <div className="app-grid">
             <div>
@@ -213,7 +254,7 @@ export function Application({client, app}: {client: Client; app: string}) {
                   <h3>{node.kind} {node.namespace ? `${node.namespace}/` : ''}{node.name}</h3>
                   <p>Health <span className={`badge badge-${healthClass(node.health.status)}`}>{node.health.status}</span>
                     {node.health.message && ` ${node.health.message}`}{node.sync && ` · ${node.sync}`}</p>
-                  {target.mode === 'pull' && <p className="muted">Pull targets show what their agent reports; the live manifest and diff are the agent's.</p>}
+                  {target.mode === 'pull' && <p className="muted">Health and sync as its agent reports them; the diff renders its source as the agent does.</p>}
                   {diff.error && <ErrorBox error={diff.error} />}
                   {objectDiff && (
                     <>
@@ -223,7 +264,7 @@ export function Application({client, app}: {client: Client; app: string}) {
                       <pre className="manifest" aria-label="Live manifest">{objectDiff.live ? JSON.stringify(objectDiff.live, null, 2) : 'not in the cluster'}</pre>
                     </>
                   )}
-                  {target.mode === 'push' && diff.data && !objectDiff && <p className="muted">Not rendered by the app: an owned child.</p>}
+                  {diff.data && !objectDiff && <p className="muted">Not rendered by the app: an owned child.</p>}
                 </div>
               )}
             </div>
@@ -247,7 +288,7 @@ export function Application({client, app}: {client: Client; app: string}) {
           ))}
         </>
       )}
-      <Releases client={client} app={app} embedded />
+      <Releases client={client} app={app} embedded version={releasesVersion} />
     </section>
   );
 }

@@ -1,12 +1,14 @@
 // Every cluster of the deliver configuration: push or pull, its API server, whether it answers
 // (push: a /version probe the server caches for 30 s; pull: the server's watch of its
-// Applications), its Kubernetes version, labels, the apps it runs and why it cannot be reached.
+// Applications), its Kubernetes version, labels, the apps it runs (a windowed list) and why it
+// cannot be reached.
 
 import type {Client} from '../api/client';
 import type {Cluster} from '../api/contract';
 import {ErrorBox, useLoad} from '../components/common';
 import {healthClass} from '../components/ResourceGraph';
 import {Link} from '../router';
+import {WindowedList} from '../components/virtual';
 
 function Reachability({c}: {c: Cluster}) {
   return c.reachable
@@ -46,14 +48,14 @@ export function Clusters({client}: {client: Client}) {
                   <td>{Object.entries(c.labels).map(([k, v]) => <div key={k} className="mono">{k}={v}</div>)}</td>
                   <td>
                     {c.apps.length === 0 && <span className="muted">none</span>}
-                    {c.apps.map((a) => (
-                      <div key={`${a.app}/${a.environment}`}>
+                    <WindowedList items={c.apps} keyOf={(a) => `${a.app}/${a.environment}`} label={`Apps on ${c.name}`} render={(a) => (
+                      <>
                         <Link href={`/apps/${encodeURIComponent(a.app)}`}>{a.app}</Link>{' '}
                         {a.release !== null && <span className="rel">#{a.release}</span>}{' '}
                         <span className={`badge badge-${healthClass(a.health)}`}>{a.health || 'Unknown'}</span>
                         {a.behind > 0 && <span className="behind"> {a.behind} behind</span>}
-                      </div>
-                    ))}
+                      </>
+                    )} />
                   </td>
                 </tr>
               ))}

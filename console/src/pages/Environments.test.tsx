@@ -1,4 +1,4 @@
-import {cleanup, fireEvent, render, screen, waitFor, within} from '@testing-library/react';
+import {act, cleanup, fireEvent, render, screen, waitFor, within} from '@testing-library/react';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
 
 import {App} from '../App';
@@ -127,5 +127,39 @@ describe('navigation', () => {
     expect(await screen.findByRole('heading', {name: 'Clusters', level: 1})).toBeTruthy();
     expect(within(nav).getByRole('link', {name: 'Clusters'}).getAttribute('aria-current')).toBe('page');
     navigate('/');
+  });
+});
+
+describe('Per-app lists at scale', () => {
+  const names = Array.from({length: 200}, (_, i) => `app-${String(i).padStart(3, '0')}`);
+
+  it('an environment\'s 200 apps are a window that follows the scroll', async () => {
+    const fake = new FakeServer();
+    fake.data.environments = [env('dev', {apps: names.map((app) => ({app, health: 'Healthy', release: 1, behind: 0})), summary: {Healthy: 200}})];
+    render(<Environments client={new Client({token: kToken, fetch: fake.fetch})} />);
+    const list = await screen.findByRole('list', {name: 'Apps in dev'});
+    const shown = () => within(list).queryAllByRole('link').map((a) => a.textContent);
+    expect(shown().length).toBeLessThan(60);
+    expect(shown()[0]).toBe('app-000');
+    const wrap = list.parentElement!;
+    expect(wrap.className).toContain('virtual');
+    wrap.scrollTop = 150 * 26;  // the estimated row height (jsdom lays nothing out)
+    act(() => { wrap.dispatchEvent(new Event('scroll')); });
+    await waitFor(() => expect(shown()).toContain('app-160'));
+    expect(shown()).not.toContain('app-000');
+    expect(shown().length).toBeLessThan(60);
+    expect(screen.getByText('200 Healthy')).toBeTruthy();  // the summary counts every app
+  });
+
+  it('a cluster\'s 200 apps are windowed and a short list renders whole', async () => {
+    const fake = fakeWithData();
+    fake.data.clusters[1].apps = names.map((app) => ({app, environment: 'prod', release: 1, revision: 'abc', state: 'healthy', health: 'Healthy', behind: 0}));
+    render(<Clusters client={new Client({token: kToken, fetch: fake.fetch})} />);
+    const edge = await screen.findByRole('list', {name: 'Apps on edge-1'});
+    expect(within(edge).getAllByRole('link').length).toBeLessThan(60);
+    expect(edge.parentElement!.className).toContain('virtual');
+    const dev = screen.getByRole('list', {name: 'Apps on dev-1'});
+    expect(within(dev).getAllByRole('link').map((a) => a.textContent)).toEqual(['web']);
+    expect(dev.parentElement!.className).not.toContain('virtual');
   });
 });

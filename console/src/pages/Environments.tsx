@@ -1,7 +1,7 @@
 // The environments in promotion order, as a row of columns: each with its clusters, its gate
 // (approval, health, soak) and the releases waiting for its approval, each with an Approve button
 // (POST /api/v1/apps/{app}/approve; the deploy is then resumed), and its apps' health. Release
-// and app events from the server reload it.
+// and app events from the server reload it. Each environment's apps are a windowed list.
 
 import {useState} from 'react';
 
@@ -10,6 +10,7 @@ import type {Environment, WaitingRelease} from '../api/contract';
 import {ErrorBox, short, time, useLoad, useReloadOnDeliveryEvents} from '../components/common';
 import {healthClass} from '../components/ResourceGraph';
 import {Link} from '../router';
+import {WindowedList} from '../components/virtual';
 
 function gateText(e: Environment): string {
   const parts = [e.gate.approval ? 'approval required' : 'no approval'];
@@ -82,16 +83,14 @@ export function Environments({client}: {client: Client}) {
               <p className="muted">
                 {Object.keys(e.summary).length === 0 ? 'none' : Object.entries(e.summary).map(([h, n]) => `${n} ${h}`).join(', ')}
               </p>
-              <ul className="plain">
-                {e.apps.map((a) => (
-                  <li key={a.app}>
-                    <Link href={`/apps/${encodeURIComponent(a.app)}`}>{a.app}</Link>{' '}
-                    {a.release !== null && <span className="rel">#{a.release}</span>}{' '}
-                    <span className={`badge badge-${healthClass(a.health)}`}>{a.health}</span>
-                    {a.behind > 0 && <span className="behind"> {a.behind} behind</span>}
-                  </li>
-                ))}
-              </ul>
+              <WindowedList items={e.apps} keyOf={(a) => a.app} label={`Apps in ${e.name}`} render={(a) => (
+                <>
+                  <Link href={`/apps/${encodeURIComponent(a.app)}`}>{a.app}</Link>{' '}
+                  {a.release !== null && <span className="rel">#{a.release}</span>}{' '}
+                  <span className={`badge badge-${healthClass(a.health)}`}>{a.health}</span>
+                  {a.behind > 0 && <span className="behind"> {a.behind} behind</span>}
+                </>
+              )} />
             </li>
           ))}
         </ol>

@@ -19,7 +19,8 @@ beforeEach(() => {
 function flow(over: Partial<Flow> = {}): Flow {
   return {
     id: 14, app: 'web', project: 'default', started_by: 'webhook:github', note: '', created_at: '2026-12-06T10:00:00Z',
-    commit: {repo: 'https://github.com/org/web', ref: 'refs/heads/main', revision: 'c0ffee1234567890', message: 'Speed up the cache\n\nDetails.', url: 'https://github.com/org/web/commit/c0ffee1234567890'},
+    commit: {repo: 'https://github.com/org/web', ref: 'refs/heads/main', revision: 'c0ffee1234567890', message: 'Speed up the cache\n\nDetails.', url: 'https://github.com/org/web/commit/c0ffee1234567890',
+             title: 'Speed up the cache', author: {name: 'Ada Lovelace', email: 'ada@example.org'}, authored_at: '2026-12-06T09:57:00Z'},
     run: {id: 7, pipeline: 'app', state: 'succeeded', started_at: '2026-12-06T09:58:00Z', finished_at: '2026-12-06T09:59:30Z', duration_seconds: 90},
     images: [{name: 'quay.io/org/web', digest: 'sha256:0123456789abcdef0123', reference: 'quay.io/org/web@sha256:0123456789abcdef0123',
               url: 'https://quay.io/repository/org/web/manifest/sha256:0123456789abcdef0123'}],
@@ -49,6 +50,7 @@ describe('Release flow', () => {
       .toBe('https://github.com/org/web/commit/c0ffee1234567890');
     expect(screen.getByRole('link', {name: 'run #7'}).getAttribute('href')).toBe('/runs/7');
     expect(within(screen.getByRole('listitem', {name: 'Commit'})).getByText('Speed up the cache')).toBeTruthy();
+    expect(within(screen.getByRole('listitem', {name: 'Commit'})).getByLabelText('Author').textContent).toContain('by Ada Lovelace');
     expect(within(screen.getByRole('listitem', {name: 'CI run'})).getByText('1 min 30 s')).toBeTruthy();
     expect(screen.getByRole('link', {name: /Image quay.io\/org\/web@sha256/}).getAttribute('href')).toContain('quay.io/repository/org/web/manifest');
     expect(within(screen.getByRole('listitem', {name: 'Config commit'})).queryByRole('link')).toBeNull();  // no link configured

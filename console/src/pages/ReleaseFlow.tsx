@@ -92,7 +92,12 @@ export function ReleaseFlow({client, app, id}: {client: Client; app: string; id:
             <li aria-label="Commit">
               <h2>Commit</h2>
               <div className="mono"><ExternalLink href={f.commit.url} label={`Commit ${f.commit.revision} on its forge`}>{short(f.commit.revision, 12)}</ExternalLink></div>
-              {f.commit.message && <div title={f.commit.message}>{f.commit.message.split('\n')[0]}</div>}
+              {f.commit.title !== null && <div title={f.commit.message ?? undefined}>{f.commit.title}</div>}
+              {f.commit.author && (
+                <div className="muted" aria-label="Author" title={f.commit.author.email}>
+                  by {f.commit.author.name}{f.commit.authored_at && `, ${time(f.commit.authored_at)}`}
+                </div>
+              )}
               {f.commit.repo && <div className="muted wrap">{f.commit.repo}</div>}
               {f.commit.ref && <div className="muted">{f.commit.ref}</div>}
             </li>

@@ -1,24 +1,45 @@
-// An app's releases, newest first: revisions, images, the CI run that made it, each target's state;
-// each links to its flow page, and its commits and images to their forge and registry.
+// An app's releases, newest first: revisions (the source commit's title and author), images, the
+// CI run that made it, each target's state; each links to its flow page, and its commits and images
+// to their forge and registry. A release event of the app reloads the first page (on the
+// Application page, whose subscription says so through `version`).
 
-import {useState} from 'react';
+import {useEffect, useState} from 'react';
 
 import type {Client} from '../api/client';
+import {subscribe} from '../api/events';
 import type {Release} from '../api/contract';
 import {ErrorBox, StateBadge, short, time, useLoad} from '../components/common';
 import {Link} from '../router';
 import {Spacer, useVirtualRows} from '../components/virtual';
 import {ExternalLink} from './ReleaseFlow';
 
-// `embedded`: a section of the Application page (a heading of its own level, no way back).
-export function Releases({client, app, embedded = false}: {client: Client; app: string; embedded?: boolean}) {
+// `embedded`: a section of the Application page (a heading of its own level, no way back), which
+// changes `version` when a release event of the app arrived.
+export function Releases({client, app, embedded = false, version = 0}: {
+  client: Client; app: string; embedded?: boolean; version?: number;
+}) {
   const [pages, setPages] = useState<Release[]>([]);
-  const first = useLoad(() => client.releases(app), [client, app]);
+  const first = useLoad(() => client.releases(app), [client, app, version]);
   const [next, setNext] = useState<string | null | undefined>(undefined);
   const [moreError, setMoreError] = useState<Error | null>(null);
   const items = [...(first.data?.items ?? []), ...pages];
   const cursor = next === undefined ? first.data?.next : next;
   const win = useVirtualRows(items.length, {estimate: 56});
+  // Live: a release of this app was created or one of its targets changed (200 ms after a burst).
+  const reload = first.reload;
+  useEffect(() => {
+    if (embedded) return undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stop = subscribe(client, (name, data) => {
+      if (name !== 'release' || (data as {app: string}).app !== app) return;
+      clearTimeout(timer);
+      timer = setTimeout(reload, 200);
+    });
+    return () => {
+      clearTimeout(timer);
+      stop();
+    };
+  }, [client, app, reload, embedded]);
   const more = () => {
     if (!cursor) return;
     client.releases(app, cursor).then((l) => {
@@ -45,7 +66,8 @@ export function Releases({client, app, embedded = false}: {client: Client; app: 
                 <tr key={r.id} aria-rowindex={win.start + i + 2}>
                   <td><Link href={`/apps/${encodeURIComponent(app)}/releases/${r.id}`} aria-label={`Flow of release ${r.id}`}>#{r.id}</Link></td>
                   <td>{time(r.created_at)}<div className="muted">{r.started_by}</div></td>
-                  <td className="mono"><ExternalLink href={r.links.source} label={`Commit ${r.source_revision}`}>{short(r.source_revision)}</ExternalLink></td>
+                  <td><span className="mono"><ExternalLink href={r.links.source} label={`Commit ${r.source_revision}`}>{short(r.source_revision)}</ExternalLink></span>
+                    {r.commit && <div className="wrap" title={r.commit.author.email}><span>{r.commit.title}</span><div className="muted">by {r.commit.author.name}</div></div>}</td>
                   <td className="mono"><ExternalLink href={r.links.config} label={`Config commit ${r.config_revision}`}>{short(r.config_revision)}</ExternalLink></td>
                   <td className="mono">{Object.entries(r.image_digests).map(([repo, d]) => (
                     <div key={repo} title={`${repo}@${d}`}><ExternalLink href={r.links.images[repo] ?? null} label={`Image ${repo}@${d}`}>{repo}</ExternalLink>@{short(d.replace(/^sha256:/, ''), 12)}</div>

@@ -144,7 +144,7 @@ export class FakeServer {
       return new Response(JSON.stringify({app, environment: body.environment, release: body.release, approved_by: 'fake-user'}),
                           {status: 200, headers: {'Content-Type': 'application/json'}});
     }
-    if ((m = path.match(/^\/apps\/([^/]+)(?:\/(resources|diff|events|sync|refresh|rollback))?$/))) {
+    if ((m = path.match(/^\/apps\/([^/]+)(?:\/(resources|diff|events|sync|refresh|rollback|terminate))?$/))) {
       const app = this.data.apps[decodeURIComponent(m[1])];
       if (!app) return problem(404, 'Not Found', `no application ${m[1]}`, 'NotFound');
       const target = `${url.searchParams.get('environment')}/${url.searchParams.get('cluster')}`;
@@ -156,6 +156,10 @@ export class FakeServer {
       }
       const body = this.requests[this.requests.length - 1].body as {environment: string; cluster: string; to_release?: number;
                                                                     prune?: boolean; dry_run?: boolean};
+      if (what === 'terminate') {
+        return new Response(JSON.stringify({action: 'terminate', app: m[1], stopping: 'deploy', last_event_id: 0}),
+                            {status: 202, headers: {'Content-Type': 'application/json'}});
+      }
       if (what === 'rollback') {
         return new Response(JSON.stringify({action: 'rollback', app: m[1], release: body.to_release, from_release: 2, environment: body.environment,
                                             state: 'running', last_event_id: 0}), {status: 202, headers: {'Content-Type': 'application/json'}});
@@ -164,7 +168,7 @@ export class FakeServer {
       if (what === 'sync' && body.dry_run) {
         return new Response(JSON.stringify({action: 'sync', app: m[1], dry_run: true, prune: body.prune ?? false, targets: [{
           environment: t.environment, cluster: t.cluster, mode: t.mode, release: t.release,
-          items: t.mode === 'push' ? app.diff[`${t.environment}/${t.cluster}`]?.items ?? [] : null, message: ''}]}),
+          items: app.diff[`${t.environment}/${t.cluster}`]?.items ?? null, message: app.diff[`${t.environment}/${t.cluster}`] ? '' : 'no diff here'}]}),
           {status: 200, headers: {'Content-Type': 'application/json'}});
       }
       return new Response(JSON.stringify({action: what, app: m[1], last_event_id: 0, targets: [{
