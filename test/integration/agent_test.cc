@@ -4,6 +4,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -657,7 +658,9 @@ TEST_F(AgentTest, ThreeShardedAgentsShareTheApplicationsAndTakeOverAKilledOnesWi
   }
   EXPECT_LT(took, 15s) << "the killed replica's applications moved in " << ms << " ms";
   for (const std::string& id : ids) {
-    if (id != victim) EXPECT_EQ(agents[id]->Term(), 0) << id;
+    if (id != victim) {
+      EXPECT_EQ(agents[id]->Term(), 0) << id;
+    }
   }
 
   // No application was reconciled by two replicas at once, and before the kill each was synced
@@ -673,7 +676,9 @@ TEST_F(AgentTest, ThreeShardedAgentsShareTheApplicationsAndTakeOverAKilledOnesWi
     int64_t end = 0;
     std::string by;
     for (const LoggedReconcile& r : spans) {
-      if (r.agent != by) EXPECT_LE(end, r.start_ms) << app << ": reconciled by " << by << " and " << r.agent << " at once";
+      if (r.agent != by) {
+        EXPECT_LE(end, r.start_ms) << app << ": reconciled by " << by << " and " << r.agent << " at once";
+      }
       if (r.end_ms >= end) {
         end = r.end_ms;
         by = r.agent;
