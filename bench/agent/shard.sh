@@ -8,12 +8,13 @@
 #  3. failover: kill -9 one of the three; seconds until none of the Applications is claimed by it
 #     any more (each claim is taken right before the new owner's reconcile of it).
 #
-#   bench/agent/shard.sh             (defaults: APPS=1000 OBJECTS=5 WORKERS=4 LEASE=15s)
+#   bench/agent/shard.sh             (defaults: APPS=1000 OBJECTS=5 WORKERS=4 LEASE=15s INTERVAL=5s:
+#                                    a push is found by polling, up to INTERVAL late, alike for both)
 #   GANTRY_BIN=path/to/gantry        run that binary, build nothing
 #   KEEP=1                           copy the agents' logs to /tmp/bench-shard-*.log
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-APPS=${APPS:-1000} OBJECTS=${OBJECTS:-5} WORKERS=${WORKERS:-4} LEASE=${LEASE:-15s}
+APPS=${APPS:-1000} OBJECTS=${OBJECTS:-5} WORKERS=${WORKERS:-4} LEASE=${LEASE:-15s} INTERVAL=${INTERVAL:-5s}
 if [[ -n ${GANTRY_BIN:-} ]]; then
   gantry=$(realpath "$GANTRY_BIN")
 else
@@ -62,7 +63,7 @@ done > "$work/apps.yaml"
 start_agent() {  # start_agent IDENTITY
   GIT_CREDS="$host=$GIT_USER:$GIT_PASSWORD" "$gantry" agent --kubeconfig "$KUBECONFIG" -n bench --shard \
     --identity "$1" --lease-duration "$LEASE" --cache-dir "$work/cache-$1" --metrics-listen 127.0.0.1:0 \
-    --git-credentials-env GIT_CREDS --interval 10m --workers "$WORKERS" >>"$work/$1.log" 2>&1 &
+    --git-credentials-env GIT_CREDS --interval "$INTERVAL" --workers "$WORKERS" >>"$work/$1.log" 2>&1 &
   pids[$1]=$!
 }
 # Prints "synced-at-REV claimed-by-others-than-EXCLUDED" over the Applications.
