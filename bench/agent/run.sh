@@ -26,23 +26,16 @@ else
   gantry=$(realpath "$build/src/exe/gantry")
 fi
 
+source bench/agent/servers.sh
 work=$(mktemp -d /tmp/gantry-bench-agent.XXXXXX)
 cleanup() {
   [[ -n ${agent_pid:-} ]] && kill "$agent_pid" 2>/dev/null || true
   [[ -n ${wrapper_pid:-} ]] && wait "$wrapper_pid" 2>/dev/null || true
-  test/env/kube-cluster.sh stop "$work/cluster" >/dev/null 2>&1 || true
-  test/env/git-server.sh stop "$work/git" >/dev/null 2>&1 || true
+  stop_servers "$work"
   [[ -n ${KEEP:-} ]] && cp "$work/agent.log" /tmp/bench-agent-last.log; rm -rf "$work"
 }
 trap cleanup EXIT
-test/env/kube-cluster.sh start "$work/cluster" --name bench --nodes 1 > "$work/cluster.env"
-test/env/git-server.sh start "$work/git" > "$work/git.env"
-source <(sed 's/^/export /' "$work/cluster.env")
-source <(sed 's/^/export /' "$work/git.env")
-repo=$(test/env/git-server.sh create "$work/git" config | sed -n 's/^REPO_URL=//p')
-host=${GIT_URL#http://}
-PKI=$work/cluster/pki
-api() { curl -sf --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "$@"; }
+start_servers "$work"
 
 # The config repository: APPS directories of OBJECTS ConfigMaps, plus the latency app.
 clone=$work/clone

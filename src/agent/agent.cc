@@ -1,6 +1,7 @@
 // The agent's loop: Applications from the cluster (list+watch) or from files, a work queue with
 // workers, periodic refresh, drift from the watch cache of managed objects, leader election
-// (internal/leader.h) and the webhook and metrics listeners.
+// (internal/leader.h) or sharding over member Leases (internal/shard.h), and the webhook and
+// metrics listeners.
 
 #include <malloc.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include "agent/agent.h"
 #include "project/glob.h"
 #include "agent/internal/leader.h"
+#include "agent/internal/shard.h"
 #include "agent/internal/workqueue.h"
 #include "api/status.h"
 #include "base/clock.h"
@@ -82,6 +84,14 @@ struct Metrics {
   http::Gauge& renderer_runs = registry.AddGauge(
       "gantry_agent_renderer_runs", "Renders that missed the render cache, since the agent started");
   http::Gauge& cached_objects = registry.AddGauge("gantry_agent_cached_objects", "Objects held by the watch caches");
+  http::Gauge& shard_members =
+      registry.AddGauge("gantry_agent_shard_members", "Live agent replicas this one sees (--shard)");
+  http::Gauge& shard_owned = registry.AddGauge(
+      "gantry_agent_shard_applications", "Applications this replica holds the claim of (--shard)");
+  http::Counter& shard_rebalances = registry.AddCounter(
+      "gantry_agent_shard_rebalances_total", "Changes of the live replicas seen after the first (--shard)");
+  http::Family<http::Counter>& shard_handoffs = registry.AddCounterFamily(
+      "gantry_agent_shard_handoffs_total", "Claims of Applications taken and given back (--shard)", {"action"});
   http::Gauge& render_sandbox = registry.AddGauge(
       "gantry_agent_render_sandbox", "1 when kustomize and helm run sandboxed; 0 when the operator turned it off");
 };
@@ -148,7 +158,15 @@ class AgentImpl final : public Agent {
     if (!options_.listen.empty()) GANTRY_RETURN_IF_ERROR(StartHttp());
     if (!options_.metrics_listen.empty()) GANTRY_RETURN_IF_ERROR(StartMetrics());
     std::vector<std::thread> threads;
-    if (!options_.lease_name.empty()) {
+    if (options_.shard) {
+      members_ = std::make_unique<internal::Membership>(
+          client_, internal::Membership::Options{.namespace_ = options_.lease_namespace,
+                                                 .group = options_.lease_name,
+                                                 .identity = options_.identity,
+                                                 .duration = options_.lease_duration});
+      threads.emplace_back([this] { MemberLoop(); });
+      threads.emplace_back([this] { Watchdog(); });
+    } else if (!options_.lease_name.empty()) {
       elector_ = std::make_unique<internal::LeaderElector>(
           client_, internal::LeaderElector::Options{
                        .lease = {"coordination.k8s.io/v1", "Lease", options_.lease_namespace, options_.lease_name},
@@ -165,7 +183,8 @@ class AgentImpl final : public Agent {
     }
     for (int i = 0; i < std::max(1, options_.workers); ++i) threads.emplace_back([this] { Worker(); });
     log::Info("agent {}: running ({} workers, refresh every {} s{})", options_.identity, options_.workers,
-              options_.interval.count() / 1000, options_.lease_name.empty() ? "" : ", leader election on");
+              options_.interval.count() / 1000,
+              options_.shard ? ", sharded" : options_.lease_name.empty() ? "" : ", leader election on");
     {
       MutexLock lock(stop_mu_);
       stop_cv_.Wait(stop_mu_, [this] { return stopping_.load(); });
@@ -173,6 +192,10 @@ class AgentImpl final : public Agent {
     queue_.ShutDown();
     for (auto& t : threads) t.join();
     // Nothing reconciles any more: hand the Lease over now rather than a lease duration later.
+    if (members_ != nullptr) {
+      // Every claim this replica holds is free for the others once they see the Lease released.
+      if (Status s = members_->Release(); !s.ok()) log::Warn("agent {}: release the lease: {}", options_.identity, s.message());
+    }
     if (elector_ != nullptr) {
       if (Status s = elector_->Release(); !s.ok()) log::Warn("agent {}: release the lease: {}", options_.identity, s.message());
       leader_ = false;
@@ -191,6 +214,7 @@ class AgentImpl final : public Agent {
     {
       MutexLock lock(stop_mu_);  // else the notify can fall between Run's check and its wait
       stopping_ = true;
+      halt_ = true;
     }
     stop_cv_.NotifyAll();
   }
@@ -394,6 +418,7 @@ class AgentImpl final : public Agent {
                                      MutexLock lock(mu_);
                                      apps_.erase(Key(ref.namespace_, ref.name));
                                      steady_.erase(Key(ref.namespace_, ref.name));
+                                     claims_.erase(Key(ref.namespace_, ref.name));
                                    } else {
                                      Remember(e.object);
                                    }
@@ -449,6 +474,10 @@ class AgentImpl final : public Agent {
         }
         object = it->second;
       }
+      if (members_ != nullptr && !Claim(key, object)) {
+        queue_.Done(key);
+        continue;
+      }
       const kube::ObjectRef app_ref = kube::RefOf(object);
       const std::string app_name = TrackingKey(options_.namespace_, app_ref.namespace_, app_ref.name);
       auto start = SteadyClock::now();
@@ -480,7 +509,7 @@ class AgentImpl final : public Agent {
                          },
                          .get_project = [this](const Application& app) { return GetProject(app); },
                          .tenant = [this](const std::string& user) { return Tenant(user); },
-                         .stop = &stopping_};
+                         .stop = members_ != nullptr ? &halt_ : &stopping_};
       // Read before the reconcile reads the caches: a change while it runs makes the next pass full.
       const uint64_t objects_version = objects_->IndexVersion(app_name);
       const uint64_t inventories_version = inventories_->IndexVersion(app_name);
@@ -756,6 +785,120 @@ class AgentImpl final : public Agent {
     }
   }
 
+  // --- Sharding (internal/shard.h) ----------------------------------------------------------
+
+  // Renews this replica's membership and follows the others'; when the live replicas change (or
+  // this one's membership starts a new term), every Application is looked at again: each replica
+  // claims the ones it now owns and gives back the ones it lost.
+  void MemberLoop() {
+    internal::Membership& members = *members_;
+    std::vector<std::string> last;
+    uint64_t last_term = 0;
+    while (!stopping_) {
+      if (Status s = members.Tick(); !s.ok()) log::Warn("agent {}: {}", options_.identity, s.message());
+      std::vector<std::string> now = members.members();
+      uint64_t term = members.term();
+      if (now != last || term != last_term) {
+        if (!last.empty() && now != last) metrics_.shard_rebalances.Inc();
+        last = now;
+        last_term = term;
+        MutexLock lock(mu_);
+        for (const auto& [key, obj] : apps_) queue_.Add(key, false);
+      }
+      metrics_.shard_members.Set(static_cast<double>(now.size()));
+      leader_ = members.member();
+      Sleep(members.retry_period());
+    }
+  }
+
+  // Stops running syncs (ReconcileDeps::stop) as soon as membership lapses, even while a renewal
+  // hangs: the others may claim this replica's Applications a lease duration after its last
+  // renewal, and a sync must not still be writing then.
+  void Watchdog() {
+    while (!stopping_) {
+      halt_ = !members_->member();
+      Sleep(std::chrono::milliseconds(100));
+    }
+    halt_ = true;
+  }
+
+  // Whether this replica may reconcile `key` now (sharded): it owns it among the live replicas and
+  // holds its claim, taken in this membership term. Takes a free claim (or one of a dead replica)
+  // with a compare-and-swap on the Application's resourceVersion, then `object` is the Application
+  // as written; gives back a claim it no longer owns. When it must wait (its own membership
+  // lapsed, the holder has not given the claim back yet, a write conflicted), `key` comes back later.
+  bool Claim(const std::string& key, Value& object) {
+    const std::string& self = options_.identity;
+    const auto retry = members_->retry_period();
+    std::vector<std::string> members = members_->members();
+    if (!members_->member() || members.empty()) {
+      queue_.AddAfter(key, false, retry);
+      return false;
+    }
+    const std::string holder = StringAt(&object, {"metadata", "annotations", internal::kShardOwnerAnnotation});
+    const uint64_t term = members_->term();
+    if (internal::ShardOwner(key, members) != self) {
+      if (holder != self) {
+        DropClaim(key);
+      } else if (ClaimPatch(key, object, false)) {
+        DropClaim(key);
+      } else {
+        queue_.AddAfter(key, false, std::chrono::milliseconds(500));
+      }
+      return false;
+    }
+    {
+      MutexLock lock(mu_);
+      auto it = claims_.find(key);
+      if (it != claims_.end() && it->second == term && holder == self) return true;
+    }
+    if (!holder.empty() && holder != self && !members_->Dead(holder)) {
+      queue_.AddAfter(key, false, retry);  // until the holder gives it back, or dies
+      return false;
+    }
+    if (!ClaimPatch(key, object, true)) {
+      queue_.AddAfter(key, false, std::chrono::milliseconds(500));
+      return false;
+    }
+    MutexLock lock(mu_);
+    claims_[key] = term;
+    metrics_.shard_owned.Set(static_cast<double>(claims_.size()));
+    return true;
+  }
+
+  void DropClaim(const std::string& key) {
+    MutexLock lock(mu_);
+    if (claims_.erase(key)) metrics_.shard_owned.Set(static_cast<double>(claims_.size()));
+  }
+
+  // Writes (take) or removes (give back) this replica's claim on `key`, only if the Application is
+  // still at the resourceVersion of `object`; `object` becomes the Application as written.
+  bool ClaimPatch(const std::string& key, Value& object, bool take) {
+    const kube::ObjectRef ref = kube::RefOf(object);
+    const std::string rv = fmt::format(R"({{"op":"replace","path":"/metadata/resourceVersion","value":{}}})",
+                                       value::ToJson(Value(StringAt(&object, {"metadata", "resourceVersion"}))));
+    const std::string path = "/metadata/annotations/gantry.dev~1shard-owner";
+    const std::string id = value::ToJson(Value(options_.identity));
+    auto r = take ? client_.JsonPatch(ref, fmt::format(R"([{},{{"op":"add","path":"{}","value":{}}}])", rv, path, id))
+                  : client_.JsonPatch(ref, fmt::format(R"([{},{{"op":"remove","path":"{}"}}])", rv, path));
+    if (take && !r.ok() && r.status().code() != Code::kFailedPrecondition) {
+      // No annotations at all: the map is added whole.
+      r = client_.JsonPatch(ref, fmt::format(R"([{},{{"op":"add","path":"/metadata/annotations","value":{{{}:{}}}}}])",
+                                             rv, value::ToJson(Value(internal::kShardOwnerAnnotation)), id));
+    }
+    if (!r.ok()) {
+      log::Debug("agent {}: {} the claim on {}: {}", options_.identity, take ? "take" : "give back", key,
+                 r.status().message());
+      return false;
+    }
+    log::Info("agent {}: {} {}", options_.identity, take ? "claimed" : "gave back", key);
+    metrics_.shard_handoffs.With({take ? "claimed" : "released"}).Inc();
+    Remember(*r, /*from_write=*/true);
+    MutexLock lock(mu_);
+    if (auto it = apps_.find(key); it != apps_.end()) object = it->second;
+    return true;
+  }
+
   void Sleep(std::chrono::milliseconds d) {
     MutexLock lock(stop_mu_);
     stop_cv_.WaitFor(stop_mu_, d, [this] { return stopping_.load(); });
@@ -765,6 +908,7 @@ class AgentImpl final : public Agent {
   AgentOptions options_;
   std::unique_ptr<Source> source_;
   std::unique_ptr<internal::LeaderElector> elector_;  // set in Run with leader election on
+  std::unique_ptr<internal::Membership> members_;     // set in Run when sharded
   std::unique_ptr<kube::Cache> objects_;      // objects Gantry manages, by application
   std::unique_ptr<kube::Cache> inventories_;  // inventory ConfigMaps, by application
   std::unique_ptr<kube::Cache> projects_;     // Projects of the home namespace
@@ -773,12 +917,14 @@ class AgentImpl final : public Agent {
   std::map<std::string, std::unique_ptr<kube::Client>> tenants_ GUARDED_BY(mu_);
   internal::WorkQueue queue_;
   std::atomic<bool> stopping_{false};
-  std::atomic<bool> leader_{false};
+  std::atomic<bool> leader_{false};  // sharded: a member
+  std::atomic<bool> halt_{false};    // sharded: stopping, or membership lapsed (Watchdog)
   Mutex stop_mu_;
   CondVar stop_cv_;
   Mutex mu_;
   std::map<std::string, Value> apps_ GUARDED_BY(mu_);
   std::map<std::string, int> failures_ GUARDED_BY(mu_);
+  std::map<std::string, uint64_t> claims_ GUARDED_BY(mu_);  // sharded: key → membership term it was claimed in
   std::map<std::string, Steady> steady_ GUARDED_BY(mu_);  // by key: StillSteady
   std::map<std::string, Value> file_status_;           // workers only, file mode: keyed like apps_
   std::atomic<int> port_{0};
@@ -801,6 +947,12 @@ Result<std::unique_ptr<Agent>> NewAgent(kube::Client& client, AgentOptions optio
   if (source == nullptr) return InvalidArgumentError("agent: a source is required");
   if (options.workers < 1) return InvalidArgumentError("agent: --workers must be at least 1");
   if (options.interval < std::chrono::seconds(1)) return InvalidArgumentError("agent: --interval must be at least 1s");
+  if (options.shard && options.lease_name.empty()) {
+    return InvalidArgumentError("agent: --shard needs the member Leases: it cannot run with --no-leader-election");
+  }
+  if (options.shard && !options.apps_dir.empty()) {
+    return InvalidArgumentError("agent: --shard claims Applications in the cluster: it cannot read them from --apps");
+  }
   return std::unique_ptr<Agent>(new AgentImpl(client, std::move(options), std::move(source)));
 }
 

@@ -27,7 +27,8 @@
 // a pool of workers (one broken application never blocks the others), a periodic refresh with
 // jitter, one shared watch cache of the objects it manages (live reads come from it, and its events
 // re-queue the owning application: drift is seen within a second), leader election through
-// a coordination.k8s.io Lease (only the leader reconciles), an HTTP listener for push webhooks and
+// a coordination.k8s.io Lease (only the leader reconciles) or sharding over replicas (each
+// reconciles its share, AgentOptions::shard), an HTTP listener for push webhooks and
 // /healthz (HTTPS with a certificate), and one for /metrics, on loopback unless configured.
 
 #include <atomic>
@@ -181,6 +182,10 @@ struct AgentOptions {
   std::string metrics_listen;
   std::string webhook_secret;
   std::string lease_name = "gantry-agent";  // "" : no leader election
+  // Sharded replicas instead of leader election (internal/shard.h): each replica holds a Lease
+  // LEASE_NAME-member-IDENTITY, and reconciles the Applications that rendezvous hashing gives it
+  // among the live replicas, one replica per Application at a time (annotation gantry.dev/shard-owner).
+  bool shard = false;
   std::string lease_namespace;
   std::string identity;    // default: hostname + pid
   std::chrono::seconds lease_duration{15};
@@ -232,6 +237,9 @@ Result<std::unique_ptr<Source>> NewSource(const AgentOptions& options, const ren
 
 // Where and how `gantry install` runs the agent, beyond its image.
 struct InstallPlacement {
+  // Agent replicas, sharded (`gantry agent --shard`): each reconciles its share of the Applications.
+  // 0: two replicas with leader election (one reconciles, the other waits to take over).
+  int replicas = 0;
   std::map<std::string, std::string> node_selector;  // the Pods' nodeSelector
   std::vector<std::string> tolerate_taints;           // taint keys tolerated (operator Exists)
   std::vector<std::string> extra_args;                // appended to `gantry agent ...`

@@ -19,7 +19,8 @@ std::vector<Value> InstallManifests(const std::string& ns, const std::string& im
   out.push_back(value::BuiltInYaml(fmt::format(
       "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: gantry-agent, namespace: {}}}\n", ns)));
   // The agent itself reads everything (its caches, diffs and health), writes only its own state
-  // (Application status, inventories, Events, its Lease, namespaces it is asked to create), and
+  // (Application status and its shard claim, inventories, Events, its Lease and the Leases of
+  // sharded replicas gone for long, namespaces it is asked to create), and
   // applies an application's objects as the ServiceAccount its project names (impersonate), so
   // the apiserver's RBAC bounds every tenant.
   out.push_back(value::BuiltInYaml(R"(apiVersion: rbac.authorization.k8s.io/v1
@@ -31,7 +32,7 @@ rules:
 - {apiGroups: [""], resources: [configmaps], verbs: [create, patch, update, delete]}
 - {apiGroups: [""], resources: [events], verbs: [create, patch]}
 - {apiGroups: [""], resources: [namespaces], verbs: [create, patch]}
-- {apiGroups: [coordination.k8s.io], resources: [leases], verbs: [create, update, patch]}
+- {apiGroups: [coordination.k8s.io], resources: [leases], verbs: [create, update, patch, delete]}
 - {apiGroups: [""], resources: [serviceaccounts], verbs: [impersonate]}
 - {nonResourceURLs: ["*"], verbs: [get]}
 )"));
@@ -112,6 +113,10 @@ spec:
     pod->Set("tolerations", tolerations);
   }
   Value* args = pod->MutableGet("containers")->MutableAt(0)->MutableGet("args");
+  if (placement.replicas > 0) {
+    out.back().MutableGet("spec")->Set("replicas", static_cast<int64_t>(placement.replicas));
+    args->Append("--shard");
+  }
   for (const std::string& a : placement.extra_args) args->Append(a);
   return out;
 }

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -32,6 +33,22 @@ TEST(InstallManifests, CrdsNamespaceRbacDefaultProjectAndTheAgentRunningTheImage
   EXPECT_EQ(project->name, "default");
   EXPECT_EQ(project::ServiceAccountFor(*project, "https://any", "team-a"),
             "system:serviceaccount:gantry-system:gantry-default");
+}
+
+TEST(InstallManifests, ReplicasRunShardedAndWithoutThemTwoElectALeader) {
+  auto args = [](const value::Value& deployment) {
+    std::vector<std::string> out;
+    for (const value::Value& a : deployment.Find({"spec", "template", "spec", "containers", 0, "args"})->items()) {
+      out.emplace_back(a.AsString());
+    }
+    return out;
+  };
+  auto elected = InstallManifests("gantry-system", "gantry:dev").back();
+  EXPECT_EQ(value::IntAt(&elected, {"spec", "replicas"}), 2);
+  EXPECT_EQ(std::ranges::count(args(elected), "--shard"), 0);
+  auto sharded = InstallManifests("gantry-system", "gantry:dev", {.replicas = 3}).back();
+  EXPECT_EQ(value::IntAt(&sharded, {"spec", "replicas"}), 3);
+  EXPECT_EQ(std::ranges::count(args(sharded), "--shard"), 1);
 }
 
 // The agent's root filesystem is read-only, and a Kustomize or Helm render checks the Git revision

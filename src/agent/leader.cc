@@ -22,7 +22,13 @@ std::string MicroTime(std::chrono::system_clock::time_point t) {
 
 LeaderElector::LeaderElector(kube::Client& client, Options options)
     : client_(client), options_(std::move(options)), clock_(options_.clock ? *options_.clock : SystemClock()),
-      observed_at_(clock_.Now()), last_renew_(clock_.Now() - options_.duration) {}
+      observed_at_(clock_.Now()), last_renew_((clock_.Now() - options_.duration).time_since_epoch().count()) {}
+
+bool LeaderElector::leading() const {
+  if (released_.load()) return false;
+  std::chrono::steady_clock::time_point last{std::chrono::steady_clock::duration(last_renew_.load())};
+  return clock_.Now() - last < options_.duration * 2 / 3 + retry_period();
+}
 
 Value LeaderElector::Spec(std::chrono::system_clock::time_point acquire, std::chrono::system_clock::time_point renew,
                           int64_t transitions) const {
@@ -37,6 +43,7 @@ Value LeaderElector::Spec(std::chrono::system_clock::time_point acquire, std::ch
 
 bool LeaderElector::Tick() {
   const kube::ObjectRef& ref = options_.lease;
+  const auto sent = clock_.Now();  // before any request: the renewal cannot land earlier
   auto lease = client_.Get(ref);
   auto now_wall = clock_.WallNow();
   bool acquired = false;
@@ -47,6 +54,11 @@ bool LeaderElector::Tick() {
     Value meta = Value::Map();
     meta.Set("name", ref.name);
     meta.Set("namespace", ref.namespace_);
+    if (!options_.labels.empty()) {
+      Value labels = Value::Map();
+      for (const auto& [k, v] : options_.labels) labels.Set(k, v);
+      meta.Set("labels", labels);
+    }
     l.Set("metadata", meta);
     l.Set("spec", Spec(now_wall, now_wall, 0));
     acquired = client_.Create(l).ok();
@@ -76,11 +88,14 @@ bool LeaderElector::Tick() {
       }
     }
   }
-  if (acquired) last_renew_ = clock_.Now();
-  bool was = leading_.load();
-  bool now = clock_.Now() - last_renew_ < options_.duration * 2 / 3 + retry_period();
-  if (was && !now) log::Warn("agent {}: lost the lease", options_.identity);
-  leading_ = now;
+  if (acquired) {
+    if (!leading()) ++term_;  // lapsed (or never led) until this renewal came back
+    last_renew_ = sent.time_since_epoch().count();
+    released_ = false;
+  }
+  bool now = leading();
+  if (was_leading_ && !now) log::Warn("agent {}: lost the lease", options_.identity);
+  was_leading_ = now;
   return now;
 }
 
@@ -89,7 +104,7 @@ Status LeaderElector::Release() {
   auto lease = client_.Get(ref);
   if (!lease.ok()) return lease.status().code() == Code::kNotFound ? OkStatus() : lease.status();
   if (StringAt(&lease.value(), {"spec", "holderIdentity"}) != options_.identity) return OkStatus();
-  leading_ = false;
+  released_ = true;
   auto now = MicroTime(clock_.WallNow());
   Value spec = Value::Map();
   spec.Set("leaseDurationSeconds", int64_t{1});

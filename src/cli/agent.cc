@@ -1,5 +1,5 @@
 // The pull agent's commands:
-//   gantry install [--print] [--namespace gantry-system] [--image IMAGE]
+//   gantry install [--print] [--namespace gantry-system] [--image IMAGE] [--replicas N]
 //   gantry agent [--apps DIR] [--interval 60s] [--workers 4] [--listen :8080] ...
 //   gantry app list | sync NAME | refresh NAME
 
@@ -230,6 +230,10 @@ void AddInstallCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_flag("--print", o->print, "Print the manifests instead of applying them");
   cmd->add_option("--agent-namespace", o->ns, "Namespace of the agent (default gantry-system)");
   cmd->add_option("--image", o->image, "Image of the agent");
+  cmd->add_option("--replicas", o->placement.replicas,
+                  "Sharded agent replicas, each reconciling its share of the Applications (default: 2 replicas "
+                  "with leader election, one reconciling)")
+      ->check(CLI::Range(1, 100));
   cmd->add_option("--node-selector", o->node_selector, "KEY=VALUE label the agent's nodes must carry; repeatable");
   cmd->add_option("--tolerate", o->placement.tolerate_taints,
                   "A taint key the agent's Pods tolerate (operator Exists, any effect); repeatable");
@@ -264,6 +268,9 @@ void AddAgentCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_option("--lease-name", f->options.lease_name, "Lease for leader election (default gantry-agent)");
   cmd->add_option("--lease-duration", f->lease_duration, "Lease duration (default 15s)");
   cmd->add_flag("--no-leader-election", f->no_leader_election, "Run without a Lease (a single replica)");
+  cmd->add_flag("--shard", f->options.shard,
+                "Share the Applications with the other replicas (member Leases LEASE-NAME-member-IDENTITY) "
+                "instead of electing a leader");
   cmd->add_option("--identity", f->options.identity, "Identity in the Lease (default hostname-pid)");
   cmd->add_flag("--allow-file-repos", f->options.allow_file_repos, "Accept file:// repository URLs");
   cmd->add_option("--git-credentials-env", f->options.git_credentials,
