@@ -11,4 +11,4 @@
 set -euo pipefail
 cache=${GANTRY_FUZZ_CACHE:-$HOME/.cache/gantry/fuzz}
 mkdir -p "$cache"
-GANTRY_FUZZ_CORPUS_DIR=$cache exec "$(dirname "$0")/run.sh" "${1:-600}" "${@:2}"
+GANTRY_FUZZ_ALL=1 GANTRY_FUZZ_CORPUS_DIR=$cache exec "$(dirname "$0")/run.sh" "${1:-600}" "${@:2}"

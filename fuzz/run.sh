@@ -17,6 +17,20 @@ for f in fuzz/*_fuzz.cc; do
   t=${f#fuzz/}
   targets+=("${t%_fuzz.cc}")
 done
+# A target with an open finding (its input kept in fuzz/known-findings/<target>-*, listed in
+# docs/testing.md) would fail every run until the finding is fixed: it is left out, loudly, unless
+# GANTRY_FUZZ_ALL=1 (fuzz/nightly.sh) or it is named. Fixing one means deleting its input there.
+if [[ $# -lt 2 && ${GANTRY_FUZZ_ALL:-0} != 1 ]]; then
+  kept=()
+  for t in "${targets[@]}"; do
+    if compgen -G "fuzz/known-findings/$t-*" >/dev/null; then
+      echo "== SKIPPED ${t}_fuzz: open finding $(basename "$(compgen -G "fuzz/known-findings/$t-*" | head -1)")" >&2
+    else
+      kept+=("$t")
+    fi
+  done
+  targets=("${kept[@]}")
+fi
 [[ $# -ge 2 ]] && targets=("${@:2}")
 
 cmake --preset fuzz >/dev/null
