@@ -288,9 +288,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     if (state_ == State::kClosed) return;
     if (ec) return OnReadError(ec);
     auto& req = parser_->get();
-    if (!parser_->is_done() && beast::iequals(req[bhttp::field::expect], "100-continue")) {
-      auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_,
-                                                                        req.version());
+    // RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored (a 1.0 client
+    // cannot read an interim response); the body simply follows.
+    if (!parser_->is_done() && req.version() >= 11 && beast::iequals(req[bhttp::field::expect], "100-continue")) {
+      auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_, 11);
       lowest().expires_after(server_->options.write_timeout);
       bhttp::async_write(stream_, *cont,
                          [self = this->shared_from_this(), cont](beast::error_code wec, size_t) {

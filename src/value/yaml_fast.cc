@@ -523,7 +523,6 @@ class FastParser {
       case 'e': text += '\x1B'; break;
       case ' ': text += ' '; break;
       case '"': text += '"'; break;
-      case '\'': text += '\''; break;
       case '\\': text += '\\'; break;
       case '/': text += '/'; break;
       case 'N': text += "\xC2\x85"; break;

@@ -314,6 +314,19 @@ TEST_F(HttpServerTest, ExpectContinueIsAnswered) {
   EXPECT_LT(steady_clock::now() - start, milliseconds(900));
 }
 
+// Found by fuzz/http_request_fuzz: an HTTP/1.0 request's 100-continue was answered.
+TEST_F(HttpServerTest, ExpectContinueInAnHttp10RequestIsIgnored) {
+  StartServer();
+  RawClient c(server_->port());
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(c.Send("POST /echo HTTP/1.0\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello"));
+  std::string got;
+  EXPECT_TRUE(c.ReadUntilClosed(&got, milliseconds(5000)));
+  EXPECT_THAT(got, Not(HasSubstr("100 Continue")));
+  EXPECT_THAT(got, StartsWith("HTTP/1.1 200"));
+  EXPECT_THAT(got, HasSubstr("hello"));
+}
+
 TEST_F(HttpServerTest, KeepAliveReusesTheConnection) {
   StartServer();
   CURL* curl = curl_easy_init();
