@@ -288,20 +288,7 @@ TEST_F(ReconcileTest, AStoppedSyncStaysRunningAndTheNextPassResumesIt) {
 // answered 501). The request stops the sync in its health wait, is recorded, and the same revision
 // is not synced again until a sync request.
 TEST_F(ReconcileTest, ATerminateRequestStopsTheSyncInItsWaitAndTheRevisionIsNotSyncedAgainByItself) {
-  source_.AddCommit("c2", {{"apps/web", R"(apiVersion: apps/v1
-kind: Deployment
-metadata: {name: stuck}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: stuck}}
-  template:
-    metadata: {labels: {app: stuck}}
-    spec: {containers: [{name: app, image: "stuck:1"}]}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: a, annotations: {gantry.dev/sync-wave: "1"}}
-)"}}, {"apps/web/all.yaml"});
+  source_.AddCommit("c2", {{"apps/web", fakes::kStuckThenWave1}}, {"apps/web/all.yaml"});
   std::atomic<bool> asked{false};
   ReconcileDeps deps{.client = client_, .source = source_,
                      .terminate_request = [&] { return asked.load() ? std::string("t1/alice") : std::string(); }};
@@ -326,7 +313,7 @@ metadata: {name: a, annotations: {gantry.dev/sync-wave: "1"}}
   const api::Condition* failed = r->status.FindCondition(api::kConditionSyncFailed);
   ASSERT_NE(failed, nullptr);
   EXPECT_EQ(failed->reason, api::kReasonTerminated);
-  EXPECT_FALSE(client_.Get({"v1", "ConfigMap", "web", "a"}).ok()) << "wave 1 is not applied";
+  EXPECT_FALSE(client_.Get({"v1", "ConfigMap", "web", "after-stuck"}).ok()) << "wave 1 is not applied";
   object_ = r->object;
 
   // The next pass (same revision, same spec, the request acted on) starts no sync.

@@ -22,6 +22,7 @@
 #include "webhook/webhook.h"
 #include "kube/kube.h"
 #include "test/env/testenv.h"
+#include "test/fakes/agent_source.h"
 
 namespace gantry::agent {
 namespace {
@@ -732,22 +733,7 @@ TEST_F(AgentTest, Kill9MidSyncConvergesAfterRestart) {
 // Terminated, and does not sync that revision again by itself: after a refresh it is still
 // Terminated; a sync request syncs again.
 TEST_F(AgentTest, AgentProcessTerminatesASyncWaitingForHealthAndDoesNotRetryItByItself) {
-  Commit({{"stuck/all.yaml", R"(apiVersion: apps/v1
-kind: Deployment
-metadata: {name: stuck}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: stuck}}
-  template:
-    metadata: {labels: {app: stuck}}
-    spec:
-      nodeSelector: {gantry.dev/no-such-node: "true"}
-      containers: [{name: app, image: registry.example/stuck:1}]
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: after-stuck, annotations: {gantry.dev/sync-wave: "1"}}
-)"}}, "a Deployment that never becomes available, then a later wave");
+  Commit({{"stuck/all.yaml", fakes::kStuckThenWave1}}, "a Deployment that never becomes available, then a later wave");
   ASSERT_TRUE(client_->Apply(Application("stuck", "stuck", /*self_heal=*/true)).ok());
   std::string creds = fmt::format("{}={}:{}", creds_.host, creds_.username, creds_.password);
   AgentProcess agent(*kubeconfig_, ns_, tmp_.path() + "/a", "agent-a", creds, tmp_.path() + "/a.log");
