@@ -751,7 +751,8 @@ TEST_F(AgentTest, AgentProcessTerminatesASyncWaitingForHealthAndDoesNotRetryItBy
     EXPECT_EQ(r->exit_code, 0) << r->out << r->err;
     auto app = client_->Get({api::kApiVersion, api::kKind, ns_, "stuck"});
     GANTRY_CHECK(app.ok());
-    return At(*app, {"metadata", "annotations", "gantry.dev/" + request + "-requested"});
+    const std::string annotation = "gantry.dev/" + request + "-requested";
+    return At(*app, {"metadata", "annotations", std::string_view(annotation)});
   };
   const auto asked = std::chrono::steady_clock::now();
   const std::string terminate = app_cli("terminate");

@@ -9,13 +9,13 @@
 import {useEffect, useLayoutEffect, useMemo, useRef, useState, type KeyboardEvent} from 'react';
 
 import type {Segment} from '../ansi';
-import {byLine, findMatches, highlight, lineText, stepMatch, toLines, type Line, type Match} from '../logsearch';
+import {byLine, findMatches, highlight, lineText, stepMatch, toLines, type Line, type Match, type Part} from '../logsearch';
 import {useVirtualRows} from './virtual';
 
 function LogLine({line, n, matches, indexes, current}: {
   line: Line; n: number; matches: Match[]; indexes: number[] | undefined; current: number;
 }) {
-  const parts = indexes ? highlight(line, matches, indexes, current) : line.map((s) => ({...s, mark: '' as const}));
+  const parts: Part[] = indexes ? highlight(line, matches, indexes, current) : line.map((s) => ({...s, mark: ''}));
   return (
     <div className="log-line" data-line={n}>
       {parts.map((p, i) => p.mark
