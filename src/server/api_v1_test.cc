@@ -1226,8 +1226,8 @@ TEST_F(AppsApiTest, TerminateAsksTheAgentOfAPullTargetWhoseSyncRuns) {
   ASSERT_TRUE(edge_->ApplyStatus(running).ok());
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   auto phase = [&] {
-    return value::StringAt(&*value::ParseJson(Call(deployer, "GET", "/api/v1/apps/web").body),
-                           {"targets", 2, "last_operation", "phase"});
+    auto detail = value::ParseJson(Call(deployer, "GET", "/api/v1/apps/web").body);
+    return detail.ok() ? value::StringAt(&*detail, {"targets", 2, "last_operation", "phase"}) : std::string();
   };
   while (phase() != "Running" && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
