@@ -365,6 +365,14 @@ class AgentImpl final : public Agent {
     queue_.Add(key, true);
   }
 
+  // The terminate request (annotation) of the Application as the watch last saw it: a sync that
+  // runs asks it at each check, so a request stops it within its next wait slice.
+  std::string TerminateRequest(const std::string& key) {
+    MutexLock lock(mu_);
+    auto it = apps_.find(key);
+    return it == apps_.end() ? "" : StringAt(&it->second, {"metadata", "annotations", api::kTerminateRequested});
+  }
+
   // Whether `a` is an older version of the object than `b` (resourceVersions compared as numbers,
   // as client-go's mutation cache does; unknown orders count as newer).
   static bool Older(const Value& a, const Value& b) {
@@ -509,7 +517,8 @@ class AgentImpl final : public Agent {
                          },
                          .get_project = [this](const Application& app) { return GetProject(app); },
                          .tenant = [this](const std::string& user) { return Tenant(user); },
-                         .stop = members_ != nullptr ? &halt_ : &stopping_};
+                         .stop = members_ != nullptr ? &halt_ : &stopping_,
+                         .terminate_request = [this, key] { return TerminateRequest(key); }};
       // Read before the reconcile reads the caches: a change while it runs makes the next pass full.
       const uint64_t objects_version = objects_->IndexVersion(app_name);
       const uint64_t inventories_version = inventories_->IndexVersion(app_name);

@@ -240,8 +240,9 @@ class Deployment {
   // Does the next piece of work; false when the deployment has ended (see state().phase).
   bool Step();
   const DeployState& state() const { return state_; }
-  // Stops at the next step boundary (a running sync stops between its own steps); the ledger
-  // keeps pending/applying targets, so Resume() continues. Thread-safe.
+  // Stops at the next step boundary; a running sync stops at its next check (sync::Options::stop:
+  // within 250 ms also while it waits for health), applying nothing more. The ledger keeps
+  // pending/applying targets, so Resume() continues. Thread-safe.
   void Terminate() { terminate_.store(true); }
   const DeployState& Run() {
     while (Step()) {
@@ -270,7 +271,7 @@ struct RollbackOptions {
   std::chrono::milliseconds health_timeout{300'000};
   int cluster_parallelism = 4;
   Clock* clock = nullptr;  // health waits; nullptr: SystemClock()
-  // Set (from any thread): the rollback stops between its syncs' steps, leaving the older
+  // Set (from any thread): the rollback's syncs stop at their next check (as a deploy's), leaving the older
   // release's targets applying; running the same rollback again (with to_release) continues.
   const std::atomic<bool>* cancel = nullptr;
   // Called once the releases are known (from, to), before any cluster is touched.

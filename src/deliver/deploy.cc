@@ -230,6 +230,8 @@ store::Target ApplyCluster(const ApplyContext& ctx, const Cluster& cluster, stor
   so.wait_for_health = ctx.wait_for_health;
   so.timeout = ctx.health_timeout;
   so.clock = ctx.clock;
+  // Terminate() reaches the operation in the middle of its health waits, not only between steps.
+  so.stop = [&terminate = ctx.terminate] { return terminate.load(); };
   // The engine's path, as the agent takes it: prepare, read (from a watch of each kind the app
   // has, started for this apply), compare, then the operation, whose health waits end on the
   // watch's events. The cache is declared after the client: it stops first.
@@ -251,10 +253,7 @@ store::Target ApplyCluster(const ApplyContext& ctx, const Cluster& cluster, stor
         }
       },
       cache.get());
-  while (op->Step()) {
-    if (ctx.terminate.load()) op->Terminate();
-  }
-  const sync::State& s = op->state();
+  const sync::State& s = op->Run();
   const uint64_t requests = (*client)->request_count() - requests_at_start;
   if (s.phase == sync::Phase::kTerminated) {
     // Left applying in the ledger: a resumed deploy applies it again.

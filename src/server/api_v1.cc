@@ -990,26 +990,48 @@ Result<http::Response> SyncPreview(const ApiV1Options& o, const AppsView& view, 
 }
 
 // POST /api/v1/apps/{app}/terminate: stops the app's deploy, resume or rollback the server runs at
-// its next step (its end is an "action" event with phase "terminated"). A pull target's sync is
-// its agent's, which has no request that terminates one: an app with pull targets only is 501.
+// its next check (its end is an "action" event with phase "terminated"), and asks the agent of each
+// pull target whose Application has a running sync to stop it (annotation
+// gantry.dev/terminate-requested; the "app" event with phase Terminated says it did). NotFound when
+// nothing of the app runs.
 Result<http::Response> Terminate(const ApiV1Options& o, const AppsView& view, std::string_view app, const Value& body,
-                                 AuditNote& note) {
+                                 const authz::Principal& who, AuditNote& note) {
   GANTRY_RETURN_IF_ERROR(KnownFields(body, {}));
   const int64_t last_event = o.events != nullptr ? o.events->last_id() : 0;
   Result<std::string> stopping = o.actions != nullptr ? o.actions->Terminate(app)
                                                       : Result<std::string>(UnavailableError("this server runs no deploys"));
-  const bool pushed = std::any_of(view.report.rows.begin(), view.report.rows.end(),
-                                  [&](const deliver::StatusRow& r) { return r.app == app && r.mode == "push"; });
-  if (!stopping.ok() && !pushed) {
-    return UnimplementedError("{} has only pull targets: their agent has no request that terminates a running sync "
-                              "(it ends one only when it stops, and the next leader resumes it)", app);
+  bool pushed = false;
+  Value pulls = Value::Seq();
+  std::vector<std::string> pull_clusters;
+  const std::string request_id = fmt::format("{}/{}", Rfc3339(SystemClock().WallNow()), who.name);
+  for (const deliver::StatusRow& row : view.report.rows) {
+    if (row.app != app) continue;
+    pushed = pushed || row.mode == "push";
+    const Value* application = row.mode == "pull" ? FindApplication(view, row.cluster, row.app) : nullptr;
+    if (application == nullptr ||
+        value::StringAt(application, {"status", "operationState", "phase"}) != api::kPhaseRunning) {
+      continue;
+    }
+    GANTRY_RETURN_IF_ERROR(AnnotateApplication(o, view, row, api::kTerminateRequested, request_id));
+    Value target = Value::Map();
+    target.Set("environment", row.env);
+    target.Set("cluster", row.cluster);
+    pulls.Append(target);
+    pull_clusters.push_back(row.cluster);
   }
-  GANTRY_RETURN_IF_ERROR(stopping.status());
-  note.details = "terminate " + *stopping;
+  if (!stopping.ok() && pulls.size() == 0) {
+    if (pushed && stopping.status().code() != Code::kNotFound) return stopping.status();
+    return NotFoundError("no deploy, resume or rollback of {} runs in the server, and no sync of it runs on its pull "
+                         "clusters", app);
+  }
+  note.details = fmt::format("terminate {}{}", stopping.ok() ? *stopping : "",
+                             pull_clusters.empty() ? "" : fmt::format("{}sync on {}", stopping.ok() ? ", " : "",
+                                                                      fmt::join(pull_clusters, ", ")));
   Value v = Value::Map();
   v.Set("action", "terminate");
   v.Set("app", app);
-  v.Set("stopping", *stopping);
+  v.Set("stopping", stopping.ok() ? *stopping : "sync");
+  v.Set("pull_targets", pulls);
   v.Set("last_event_id", last_event);
   return http::Response::Json(202, value::ToJson(v) + "\n");
 }
@@ -1024,7 +1046,7 @@ Result<http::Response> AppOperation(const ApiV1Options& o, const http::Request& 
   GANTRY_ASSIGN_OR_RETURN(std::string project, AppProject(o, view, app));
   note.project = project;
   GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, authz::Permission::kAppsSync, project));
-  if (action == "terminate") return Terminate(o, view, app, body, note);
+  if (action == "terminate") return Terminate(o, view, app, body, who, note);
   const bool sync = action == "sync";
   if (sync) {
     GANTRY_RETURN_IF_ERROR(KnownFields(body, {"environment", "cluster", "prune", "dry_run"}));

@@ -18,8 +18,9 @@
 //                                        "dry_run": true → 200 with each target's diff
 //   POST /api/v1/apps/{app}/refresh      {"environment"?, "cluster"?} → 202 (pull targets only)
 //   POST /api/v1/apps/{app}/terminate    → 202: stops the app's deploy, resume or rollback the
-//                                        server runs (Actions::Terminate); 501 for an app with
-//                                        pull targets only (no agent supports it)
+//                                        server runs (Actions::Terminate) and each pull target's
+//                                        running sync (the Application's terminate-requested
+//                                        annotation, which its agent acts on); 404: none runs
 //   GET  /api/v1/apps/{app}/resources    ?environment=&cluster=: one target's resource tree
 //   GET  /api/v1/apps/{app}/diff         ... its live vs desired objects (pull targets rendered
 //                                        as their agent does, server/app_resources.h)

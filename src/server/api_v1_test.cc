@@ -1200,7 +1200,7 @@ TEST_F(AppsApiTest, SyncAndRefreshAskTheAgentOrDeployAndAreAudited) {
   // Nothing of web runs any more: terminate has nothing to stop.
   auto terminate = Call(deployer, "POST", "/api/v1/apps/web/terminate");
   EXPECT_EQ(terminate.status, 404);
-  EXPECT_THAT(terminate.body, HasSubstr("no deploy, resume or rollback of web runs"));
+  EXPECT_THAT(terminate.body, HasSubstr("no deploy, resume or rollback of web runs in the server, and no sync"));
   EXPECT_EQ(terminate.headers["content-type"], "application/problem+json");
   ExpectValid(terminate, "/api/v1/apps/{app}/terminate", "POST");
 
@@ -1209,6 +1209,46 @@ TEST_F(AppsApiTest, SyncAndRefreshAskTheAgentOrDeployAndAreAudited) {
   int by_bob = 0;
   for (const auto& row : *audit) by_bob += row.actor == "bob";
   EXPECT_EQ(by_bob, 7) << "every sync request, refused ones and dry runs too";
+}
+
+// Terminate of an app whose pull target was syncing answered 501: now its Application is asked
+// to stop (its agent acts on the annotation: test/integration/agent_test.cc).
+TEST_F(AppsApiTest, TerminateAsksTheAgentOfAPullTargetWhoseSyncRuns) {
+  const std::string deployer = UserToken("bob", "deployer", "default");
+  auto idle = Call(deployer, "POST", "/api/v1/apps/web/terminate");
+  EXPECT_EQ(idle.status, 404) << "its pull sync has ended (Succeeded): nothing to stop";
+  EXPECT_THAT(idle.body, HasSubstr("no sync of it runs on its pull clusters"));
+  EXPECT_EQ(Annotation(api::kTerminateRequested), "");
+
+  Value running = PulledStatus("web", "abc");
+  running.MutableGet("status")->Set("operationState", value::ParseYaml(
+      "{phase: Running, revision: abc, startedAt: \"2026-12-06T10:02:00Z\", trigger: revision}\n")->front());
+  ASSERT_TRUE(edge_->ApplyStatus(running).ok());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  auto phase = [&] {
+    auto detail = value::ParseJson(Call(deployer, "GET", "/api/v1/apps/web").body);
+    return detail.ok() ? value::StringAt(&*detail, {"targets", 2, "last_operation", "phase"}) : std::string();
+  };
+  while (phase() != "Running" && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(phase(), "Running") << "the pull watch sees the running sync";
+
+  auto stop = Call(deployer, "POST", "/api/v1/apps/web/terminate");
+  ASSERT_EQ(stop.status, 202) << stop.body;
+  ExpectValid(stop, "/api/v1/apps/{app}/terminate", "POST");
+  auto answer = value::ParseJson(stop.body);
+  ASSERT_TRUE(answer.ok());
+  EXPECT_EQ(value::StringAt(&*answer, {"stopping"}), "sync") << "no deploy of web runs in the server";
+  EXPECT_EQ(value::StringAt(&*answer, {"pull_targets", 0, "cluster"}), "edge-1");
+  EXPECT_EQ(value::StringAt(&*answer, {"pull_targets", 0, "environment"}), "prod");
+  EXPECT_THAT(Annotation(api::kTerminateRequested), HasSubstr("/bob"));
+  auto audit = store_->ListAudit({.action = "apps.terminate", .limit = 5});
+  ASSERT_TRUE(audit.ok());
+  ASSERT_FALSE(audit->empty());
+  EXPECT_THAT(audit->front().details, HasSubstr("terminate sync on edge-1"));
+  const std::string viewer = UserToken("alice", "viewer", "default");
+  EXPECT_EQ(Call(viewer, "POST", "/api/v1/apps/web/terminate").status, 403);
 }
 
 TEST_F(AppsApiTest, ResourcesDiffAndEventsOfAPushTargetComeFromTheEngineAndTheCluster) {

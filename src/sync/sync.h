@@ -38,7 +38,8 @@
 //     per kind and namespace every 250 ms).
 //
 // The operation is a step-driven state object: Step() does one bounded piece of work and returns,
-// State() tells where it is, Terminate() stops it between steps. Run() loops Step() to the end.
+// State() tells where it is, Terminate() stops it between steps, and Options::stop also inside a
+// step's waits (a health wait ends within 250 ms of it). Run() loops Step() to the end.
 // Not thread-safe: one thread drives an Operation (it uses a worker pool internally).
 
 #include <chrono>
@@ -229,6 +230,12 @@ struct Options {
   int parallelism = 32;
   diff::Options diff;
   Clock* clock = nullptr;              // waits and timeouts; nullptr: SystemClock()
+  // Asked while the operation runs: before each step, in every health wait (at least every
+  // 250 ms), between the polls of a hook, a CRD or a deletion. True stops it as Terminate() does,
+  // without waiting for the step to end: the state becomes Terminated and nothing more is applied
+  // (the objects of a wave being applied are finished first). Called on the thread that drives
+  // the operation; what it reads may be set from any thread (an atomic). nullptr: only Terminate().
+  std::function<bool()> stop;
 };
 
 // What happened to one object.
@@ -380,7 +387,8 @@ class Operation {
   // Does the next piece of work; false when the operation has ended.
   virtual bool Step() = 0;
   virtual const State& state() const = 0;
-  // Stops before the next step; the state becomes Terminated.
+  // Stops before the next step; the state becomes Terminated. Options::stop stops it from
+  // another thread, also in the middle of a wait.
   virtual void Terminate() = 0;
   // Steps to the end and returns the final state.
   const State& Run() {

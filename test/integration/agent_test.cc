@@ -22,6 +22,7 @@
 #include "webhook/webhook.h"
 #include "kube/kube.h"
 #include "test/env/testenv.h"
+#include "test/fakes/agent_source.h"
 
 namespace gantry::agent {
 namespace {
@@ -724,6 +725,62 @@ TEST_F(AgentTest, Kill9MidSyncConvergesAfterRestart) {
   if (mid_sync) {
     EXPECT_EQ(At(app, {"status", "operationState", "trigger"}), "resume");
   }
+}
+
+// A pull app's running sync could not be stopped (the API answered 501). `gantry app terminate`
+// annotates the Application (as POST /api/v1/apps/{app}/terminate does); the agent process stops
+// the sync in its health wait within a couple of seconds, applies nothing of the next wave, records
+// Terminated, and does not sync that revision again by itself: after a refresh it is still
+// Terminated; a sync request syncs again.
+TEST_F(AgentTest, AgentProcessTerminatesASyncWaitingForHealthAndDoesNotRetryItByItself) {
+  Commit({{"stuck/all.yaml", fakes::kStuckThenWave1}}, "a Deployment that never becomes available, then a later wave");
+  ASSERT_TRUE(client_->Apply(Application("stuck", "stuck", /*self_heal=*/true)).ok());
+  std::string creds = fmt::format("{}={}:{}", creds_.host, creds_.username, creds_.password);
+  AgentProcess agent(*kubeconfig_, ns_, tmp_.path() + "/a", "agent-a", creds, tmp_.path() + "/a.log");
+  WaitApp("stuck", [&](const Value& app) {
+    return At(app, {"status", "operationState", "phase"}) == "Running" &&
+           client_->Get({"apps/v1", "Deployment", ns_, "stuck"}).ok();
+  });
+  auto app_cli = [&](const std::string& request) {
+    const char* binary = std::getenv("GANTRY_BINARY");
+    GANTRY_CHECK(binary != nullptr);
+    ProcessOptions po;
+    po.inherit_env = true;
+    auto r = gantry::Run({binary, "app", "--kubeconfig", *kubeconfig_, "-n", ns_, request, "stuck"}, po);
+    GANTRY_CHECK(r.ok());
+    EXPECT_EQ(r->exit_code, 0) << r->out << r->err;
+    auto app = client_->Get({api::kApiVersion, api::kKind, ns_, "stuck"});
+    GANTRY_CHECK(app.ok());
+    const std::string annotation = "gantry.dev/" + request + "-requested";
+    return At(*app, {"metadata", "annotations", std::string_view(annotation)});
+  };
+  const auto asked = std::chrono::steady_clock::now();
+  const std::string terminate = app_cli("terminate");
+  ASSERT_FALSE(terminate.empty());
+  Value app = WaitApp("stuck", [](const Value& a) { return At(a, {"status", "operationState", "phase"}) == "Terminated"; },
+                      30s);
+  const auto took = std::chrono::steady_clock::now() - asked;
+  RecordProperty("terminate_to_terminated_ms", static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+  EXPECT_LT(took, 5s) << "stopped in its health wait (the agent's is 5 min)";
+  EXPECT_EQ(At(app, {"status", "lastTerminateRequest"}), terminate);
+  EXPECT_EQ(At(app, {"status", "operationState", "message"}),
+            "terminated during wait for wave 0 to be healthy (gantry.dev/terminate-requested: " + terminate + ")");
+  EXPECT_FALSE(client_->Get({"v1", "ConfigMap", ns_, "after-stuck"}).ok()) << "the next wave was applied";
+
+  // A refresh is a full pass at the same revision: it finds the app out of sync (selfHeal on) and
+  // still does not sync it.
+  const std::string refresh = app_cli("refresh");
+  app = WaitApp("stuck", [&](const Value& a) { return At(a, {"status", "lastRefreshRequest"}) == refresh; });
+  EXPECT_EQ(At(app, {"status", "operationState", "phase"}), "Terminated");
+  EXPECT_EQ(At(app, {"status", "sync", "status"}), "OutOfSync");
+  EXPECT_FALSE(client_->Get({"v1", "ConfigMap", ns_, "after-stuck"}).ok());
+
+  // A sync request does sync again.
+  const std::string sync = app_cli("sync");
+  WaitApp("stuck", [&](const Value& a) {
+    return At(a, {"status", "lastSyncRequest"}) == sync && At(a, {"status", "operationState", "trigger"}) == "manual" &&
+           At(a, {"status", "operationState", "phase"}) == "Running";
+  });
 }
 
 // issue 16: the agent process renders a Jsonnet application (TLA and ext var from the Application)

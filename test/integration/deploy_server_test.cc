@@ -3,7 +3,9 @@
 // CLI as two robot tokens of project default: a deployer's deploy reaches the cluster (exit 0,
 // following the server's events to the end); a viewer's is refused by the server (exit 3, naming
 // apps.deploy) and leaves no release. The project's closed sync window refuses the deployer until
-// it overrides it with a reason, and the override is in the audit log with who and why.
+// it overrides it with a reason, and the override is in the audit log with who and why. A deploy
+// waiting for health is stopped by `gantry terminate` within a couple of seconds, and nothing of a
+// later wave is applied.
 
 #include <filesystem>
 #include <regex>
@@ -159,6 +161,60 @@ TEST(DeployServer, ADeployerDeploysThroughTheServerAndAViewerIsRefused) {
   EXPECT_THAT(overrides, HasSubstr("reason: hotfix INC-42"));
   EXPECT_THAT(overrides, HasSubstr("app/web env/dev cluster/dev-1"));
   EXPECT_THAT(audit("apps.deploy"), HasSubstr("window override requested: hotfix INC-42"));
+
+  // Terminate: a deploy waiting for a Deployment that cannot become available (its Pods fit no
+  // node) is stopped by `gantry terminate` in its health wait, long before its 60 s health
+  // timeout; the ConfigMap of the next wave is never applied, and the target is left applying, for
+  // resume, not failed.
+  ASSERT_TRUE(WriteFileAtomic(root / "config" / "envs" / "dev" / "stuck.yaml",
+                              "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: stuck}\nspec:\n"
+                              "  selector: {matchLabels: {app: stuck}}\n  template:\n"
+                              "    metadata: {labels: {app: stuck}}\n    spec:\n"
+                              "      nodeSelector: {gantry.dev/no-such-node: \"true\"}\n"
+                              "      containers: [{name: app, image: registry.example/stuck:1}]\n---\n"
+                              "apiVersion: v1\nkind: ConfigMap\n"
+                              "metadata: {name: after-stuck, annotations: {gantry.dev/sync-wave: \"1\"}}\n")
+                  .ok());
+  ProcessOptions git = po;
+  git.cwd = (root / "config").string();
+  git.env = {{"GIT_AUTHOR_NAME", "t"}, {"GIT_AUTHOR_EMAIL", "t@e"}, {"GIT_COMMITTER_NAME", "t"}, {"GIT_COMMITTER_EMAIL", "t@e"}};
+  ASSERT_TRUE(RunChecked({"git", "add", "-A"}, git).ok());
+  ASSERT_TRUE(RunChecked({"git", "commit", "-q", "-m", "stuck"}, git).ok());
+  ProcessResult started = cli(deployer, {"--override-window", "--reason", "terminate test", "--no-wait"});
+  ASSERT_EQ(started.exit_code, 0) << started.out << started.err;
+  const auto applied_by = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!(*client)->Get({"apps/v1", "Deployment", "default", "stuck"}).ok() && std::chrono::steady_clock::now() < applied_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE((*client)->Get({"apps/v1", "Deployment", "default", "stuck"}).ok()) << ReadFile(log).value_or("");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // into the health wait (no condition shows it)
+  const auto asked = std::chrono::steady_clock::now();
+  ProcessOptions o;
+  o.inherit_env = true;
+  o.env = {{"GANTRY_TOKEN", deployer}, {"GANTRY_SERVER", url}, {"HOME", root.string()}};
+  auto terminated = gantry::Run({Binary(), "terminate", "web"}, o);
+  ASSERT_TRUE(terminated.ok());
+  EXPECT_EQ(terminated->exit_code, 0) << terminated->out << terminated->err;
+  EXPECT_THAT(terminated->out, HasSubstr("stopping the deploy of web"));
+  // Once it ended, nothing of web runs in the server: terminate is 404.
+  auto again = [&] { return gantry::Run({Binary(), "terminate", "web"}, o); };
+  auto last = again();
+  while (last.ok() && last->exit_code == 0 && std::chrono::steady_clock::now() - asked < std::chrono::seconds(30)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    last = again();
+  }
+  const auto took = std::chrono::steady_clock::now() - asked;
+  RecordProperty("terminate_to_end_ms", static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+  ASSERT_TRUE(last.ok());
+  EXPECT_THAT(last->err, HasSubstr("HTTP 404"));
+  EXPECT_THAT(last->err, HasSubstr("no deploy, resume or rollback of web runs"));
+  EXPECT_LT(took, std::chrono::seconds(5)) << "ended within a health-wait slice, not at its 60 s health timeout";
+  EXPECT_FALSE((*client)->Get({"v1", "ConfigMap", "default", "after-stuck"}).ok()) << "the next wave was applied";
+  auto releases = gantry::Run({"curl", "-s", "-H", std::string("Authorization: Bearer ") + kAdminToken,
+                               url + "/api/v1/apps/web/releases?limit=1"}, po);
+  ASSERT_TRUE(releases.ok());
+  EXPECT_THAT(releases->out, HasSubstr("\"state\":\"applying\"")) << releases->out;
+  EXPECT_THAT(audit("apps.terminate"), HasSubstr("terminate deploy"));
 }
 
 }  // namespace

@@ -5,7 +5,7 @@ import {Client} from '../api/client';
 import type {ResourceNode} from '../api/contract';
 import {layout} from '../components/ResourceGraph';
 import {FakeServer, kToken} from '../test/fake';
-import {Application} from './Application';
+import {Application, terminateMessage} from './Application';
 
 afterEach(cleanup);
 
@@ -143,6 +143,15 @@ describe('Application', () => {
     expect((await screen.findByRole('status')).textContent).toBe('Stopping the deploy of web at its next step.');
     expect(fake.requests.filter((r) => r.method === 'POST').map((r) => [r.url, r.body])).toEqual([['/api/v1/apps/web/terminate', {}]]);
     expect(screen.queryByRole('dialog')).toBeNull();
+  });
+
+  it('says which agents a terminate asked to stop their sync', () => {
+    const target = (cluster: string) => ({environment: 'prod', cluster});
+    expect(terminateMessage('web', {action: 'terminate', app: 'web', stopping: 'sync', pull_targets: [target('edge-1')], last_event_id: 3}))
+      .toBe('Asked the agent of edge-1 to stop the sync of web.');
+    expect(terminateMessage('web', {action: 'terminate', app: 'web', stopping: 'deploy', pull_targets: [target('edge-1'), target('edge-2')],
+                                    last_event_id: 3}))
+      .toBe('Stopping the deploy of web at its next step. Asked the agents of edge-1, edge-2 to stop the sync of web.');
   });
 
   it('shows a pull target\'s diff as the server renders it, and its preview', async () => {
