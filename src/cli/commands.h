@@ -42,6 +42,7 @@ void AddInternalCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddImageBuildCommand(CLI::App& image, const Deps& deps, int& exit_code);
 void AddImageRegistryCommands(CLI::App& image, const Deps& deps, int& exit_code);
 void AddImageSignCommands(CLI::App& image, const Deps& deps, int& exit_code);
+void AddImageSbomCommand(CLI::App& image, const Deps& deps, int& exit_code);
 
 inline std::vector<AddCommand> Commands() { return {AddVersionCommand, AddValidateCommand, AddRenderCommand, AddDiffCommand, AddSyncCommand,
           AddInstallCommand, AddAgentCommand, AddAppCommand,

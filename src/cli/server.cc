@@ -109,6 +109,7 @@ struct ServerFlags {
   std::string notifications_config;  // "": no notifications
   std::string signing_key;  // PEM private key: built images are signed and attested ("": not)
   std::string builder_id;   // the provenance's builder id ("": --public-url + "/ci")
+  std::string commit_signing_key;  // OpenSSH or PEM Ed25519 key: config commits are signed ("": not)
   std::vector<std::string> forges;   // --forge 'PREFIX type=... token-env=...' (server/forge_statuses.h)
 };
 
@@ -148,6 +149,17 @@ Result<std::string> SecretFromEnv(const std::string& flag, const std::string& en
   return std::string(v);
 }
 
+// The public keys GET /api/v1/signing-keys publishes.
+server::SigningKeys SigningKeys(const release::ReleaseServices& s) {
+  server::SigningKeys k;
+  if (s.signing_key) k.images = s.signing_key->Public().Pem();
+  if (s.commit_signer) {
+    k.commits = s.commit_signer->PublicKeyLine();
+    k.commit_principal = s.author.email;
+  }
+  return k;
+}
+
 // The release flow's options of the flags (release/release.h).
 Status ReleaseOptions(const ServerFlags& f, ServerOptions& o) {
   release::ReleaseServices& s = o.release;
@@ -158,6 +170,13 @@ Status ReleaseOptions(const ServerFlags& f, ServerOptions& o) {
     auto key = sign::ParsePrivateKey(*pem, f.signing_key);
     if (!key.ok()) return key.status().WithContext("--signing-key");
     s.signing_key = *std::move(key);
+  }
+  if (!f.commit_signing_key.empty()) {
+    auto text = ReadFile(f.commit_signing_key, 1 << 20);
+    if (!text.ok()) return text.status().WithContext("--commit-signing-key");
+    auto signer = sign::SshSigner::Parse(*text, f.commit_signing_key);
+    if (!signer.ok()) return signer.status().WithContext("--commit-signing-key");
+    s.commit_signer = *std::move(signer);
   }
   if (!f.builder_id.empty()) {
     s.builder_id = f.builder_id;
@@ -527,7 +546,8 @@ Status RunServer(ServerOptions o, const Deps& deps) {
                                                     .repos = o.ci.repos,
                                                     .metrics = &registry,
                                                     .config_repo = o.deploy_repo,
-                                                    .links = o.links}));
+                                                    .links = o.links,
+                                                    .signing_keys = SigningKeys(o.release)}));
   std::optional<server::Front> metrics_front;
   if (o.metrics) {
     metrics_front.emplace("server metrics", *o.metrics);
@@ -628,6 +648,9 @@ void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code) {
                   "PEM private key (ECDSA P-256 or Ed25519, mode 0600): sign and attest every image built "
                   "(docs/supply-chain.md)");
   cmd->add_option("--builder-id", f->builder_id, "The builder id of the provenance (default --public-url + /ci)");
+  cmd->add_option("--commit-signing-key", f->commit_signing_key,
+                  "Ed25519 private key (OpenSSH or PEM, unencrypted, mode 0600): SSH-sign every config commit; the "
+                  "public key is served at /api/v1/signing-keys (docs/supply-chain.md)");
   cmd->add_option("--deploy-repo", f->deploy_repo,
                   "Config repository that deploys asked for through the API render (default: the only --config-repo)");
   cmd->add_option("--kustomize-remote-host", f->kustomize_remote_hosts,

@@ -188,6 +188,7 @@ struct DeployOptions {
   std::string source_revision;                  // the app commit it was built from ("" : the commit)
   std::optional<int64_t> run_id;                // the CI run that built it
   std::map<std::string, std::string> image_digests;
+  std::map<std::string, store::ImageSupplyChain> supply_chain;  // of images of image_digests, when signed
   std::string only_env;                         // deploy to this environment only
   std::string through;                          // deploy up to and including this one ("" : all)
   std::string path_template = "envs/{env}";

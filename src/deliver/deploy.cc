@@ -477,6 +477,7 @@ Result<std::unique_ptr<Deployment>> Deployment::Start(store::Store& store, Confi
   rel.config_revision = options.config_revision.empty() ? commit : options.config_revision;
   rel.run_id = options.run_id;
   rel.image_digests = options.image_digests;
+  rel.supply_chain = options.supply_chain;
   rel.started_by = options.started_by;
   rel.note = EncodePlan({envs, options.path_template, options.revision});
   rel.project = options.project == "default" ? "" : options.project;

@@ -100,6 +100,10 @@ struct PushRequest {
   Signature author;
   std::string message;
   int max_attempts = 5;
+  // Signs each commit: given the commit object's text, returns the signature stored in its
+  // `gpgsig` header (an armored SSH signature, sign/sshsig.h, or a PGP one), over which `git
+  // verify-commit` checks it. Unset: commits are not signed. Its error fails the commit.
+  std::function<Result<std::string>(std::string_view commit)> sign;
 };
 
 // One commit of a history (Log).

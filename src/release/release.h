@@ -4,10 +4,12 @@
 //
 //   package  the pipeline's `image:` is built from the run's workspace (daemonless, reproducible:
 //            the same commit gives the same digest) and pushed under each of its tags; with a
-//            signing key, signed and attested (SLSA provenance v1) in cosign's format (sign.h);
+//            signing key, signed and attested (SLSA provenance v1, and an SPDX SBOM of the image)
+//            in cosign's format (sign.h, sbom.h);
 //   update   the pipeline's `release:` config repository gets the new reference, rewritten in place
 //            under release.path (kustomize images:, plain manifests, marker comments), committed
-//            and pushed (recomputed on a lost race; no commit when already there);
+//            (SSH-signed with a commit signing key) and pushed (recomputed on a lost race; no
+//            commit when already there);
 //   notify   pull agents told of the config commit (a signed GitHub-style push webhook to each URL
 //            of ReleaseServices::notify), so they sync now instead of at their next poll;
 //   deploy   with release.app and a deliver Config: a push-mode Deployment of the config commit,
@@ -22,7 +24,8 @@
 // what it produced (image digest, config commit, ledger release). A run re-queued after a crash
 // calls Create() again, which continues after the last recorded stage: a finished release is not
 // repeated, and a stage is never done twice where doing it twice would show:
-//   package  not recorded: rebuilt; the build is reproducible, so the push is a no-op;
+//   package  not recorded: rebuilt; the build is reproducible, so the push is a no-op; what the
+//            signing key already signed and attested for this run is not signed again;
 //   update   before pushing, the branch tip is recorded; every commit carries the trailer
 //            "Gantry-Release: run N of REPO@COMMIT". When the tip has moved since, the commits
 //            after it are searched for that trailer: a commit found is this release's, already
@@ -57,6 +60,7 @@
 #include "git/git.h"
 #include "oci/registry.h"
 #include "sign/sign.h"
+#include "sign/sshsig.h"
 #include "store/store.h"
 
 namespace gantry::release {
@@ -99,6 +103,9 @@ struct ReleaseServices {
   // `builder_id` (docs/supply-chain.md).
   std::optional<sign::PrivateKey> signing_key;
   std::string builder_id = "https://gantry.dev/ci";
+  // With a key, every config commit carries an SSH signature (gpgsig, namespace "git") that
+  // `git verify-commit` checks with gpg.format=ssh (docs/supply-chain.md).
+  std::optional<sign::SshSigner> commit_signer;
 };
 
 struct ReleaseRequest {
@@ -120,7 +127,8 @@ struct ReleaseResult {
   std::string image;          // "registry/repo:tag@sha256:…" (the first tag)
   std::string digest;
   std::string signature;      // the digests of the .sig and .att manifests ("" unsigned)
-  std::string attestation;
+  std::string attestation;    // (the .att manifest after the provenance was added)
+  std::string sbom;           // the .att manifest after the SBOM was added ("" without one)
   std::string config_commit;  // "" without release:
   bool committed = false;     // false: the config repository already had this image
   int64_t release_id = 0;     // the ledger entry, 0 without release:

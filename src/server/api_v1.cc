@@ -101,6 +101,20 @@ Value DigestsJson(const std::map<std::string, std::string>& digests) {
   return v;
 }
 
+Value SupplyChainJson(const store::ImageSupplyChain& c) {
+  Value v = Value::Map();
+  v.Set("signature", c.signature);
+  v.Set("provenance", c.provenance);
+  v.Set("sbom", c.sbom);
+  return v;
+}
+
+Value SupplyChainsJson(const std::map<std::string, store::ImageSupplyChain>& chains) {
+  Value v = Value::Map();
+  for (const auto& [repo, c] : chains) v.Set(repo, SupplyChainJson(c));
+  return v;
+}
+
 Value RunningJson(const store::Release& r) {
   Value v = Value::Map();
   v.Set("release", r.id);
@@ -294,6 +308,7 @@ Result<http::Response> Releases(const ApiV1Options& o, const http::Request& req,
     v.Set("config_revision", r.config_revision);
     v.Set("source_revision", r.source_revision);
     v.Set("image_digests", DigestsJson(r.image_digests));
+    v.Set("supply_chain", SupplyChainsJson(r.supply_chain));
     v.Set("started_by", r.started_by);
     v.Set("run", r.run_id ? Value(*r.run_id) : Value());
     v.Set("created_at", Rfc3339(r.created_at));
@@ -1445,6 +1460,8 @@ Result<http::Response> ReleaseFlow(const ApiV1Options& o, const http::Request& r
     im.Set("digest", digest);
     im.Set("reference", name + "@" + digest);
     im.Set("url", UrlOrNull(ImageUrl(o.links, name, digest)));
+    auto chain = rel.supply_chain.find(name);
+    im.Set("supply_chain", chain == rel.supply_chain.end() ? Value() : SupplyChainJson(chain->second));
     images.Append(im);
   }
   v.Set("images", images);
@@ -1927,6 +1944,26 @@ Status ServeApiV1(Front& front, ApiV1Options options) {
   add("GET", "/api/v1/tokens", "tokens", read(Tokens));
   add("POST", "/api/v1/tokens", "tokens.create", CreateToken);
   add("DELETE", "/api/v1/tokens/{id}", "tokens.revoke", RevokeToken);
+  front.Handle("GET", "/api/v1/signing-keys", [o](const http::Request& req) {
+    const SigningKeys& k = o->signing_keys;
+    Value images;
+    if (!k.images.empty()) {
+      images = Value::Map();
+      images.Set("format", "cosign");
+      images.Set("public_key", k.images);
+    }
+    Value commits;
+    if (!k.commits.empty()) {
+      commits = Value::Map();
+      commits.Set("format", "ssh");
+      commits.Set("public_key", k.commits);
+      commits.Set("allowed_signers", fmt::format("{} namespaces=\"git\" {}", k.commit_principal, k.commits));
+    }
+    Value doc = Value::Map();
+    doc.Set("images", images);
+    doc.Set("commits", commits);
+    return WithETag(req, value::ToJson(doc) + "\n");
+  });
   front.Handle("GET", "/api/v1/openapi.json", [](const http::Request& req) {
     http::Response r = WithETag(req, std::string(OpenApiDocument()));
     r.headers["cache-control"] = "no-cache";

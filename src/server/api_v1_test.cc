@@ -266,6 +266,7 @@ TEST_F(ApiV1Test, AnswersValidateAgainstTheirSchemas) {
   ASSERT_TRUE(store_->UpsertTarget({.release_id = *id, .env = "prod", .cluster = "prod-1", .state = store::TargetState::kApplying,
                                     .message = "waiting for health"}).ok());
   rel.source_revision = "abd";
+  rel.supply_chain["registry/web"] = {.signature = "sha256:5151", .provenance = "sha256:a7a7", .sbom = "sha256:5b5b"};
   auto second = store_->CreateRelease(rel);
   ASSERT_TRUE(second.ok());
   ASSERT_TRUE(store_->UpsertTarget({.release_id = *second, .env = "dev", .cluster = "dev-1", .state = store::TargetState::kFailed,
@@ -290,8 +291,17 @@ TEST_F(ApiV1Test, AnswersValidateAgainstTheirSchemas) {
   EXPECT_THAT(releases.body, HasSubstr("\"crash loop\""));
   EXPECT_THAT(releases.body, HasSubstr("\"links\":{\"source\":null,\"config\":null,\"images\":{\"registry/web\":\"https://hub.docker.com/r/registry/web\"}}"))
       << "git.example is no known forge and this server has no link rules; registry/web is Docker Hub's";
+  EXPECT_THAT(releases.body,
+              HasSubstr(R"("supply_chain":{"registry/web":{"signature":"sha256:5151","provenance":"sha256:a7a7","sbom":"sha256:5b5b"}})"));
+  EXPECT_THAT(releases.body, HasSubstr(R"("supply_chain":{})")) << "the unsigned release";
   ExpectValid(Api("GET", fmt::format("/api/v1/apps/web/releases/{}", *id)), "/api/v1/apps/{app}/releases/{id}", "GET");
+  auto flow = Api("GET", fmt::format("/api/v1/apps/web/releases/{}", *second));
+  ExpectValid(flow, "/api/v1/apps/{app}/releases/{id}", "GET");
+  EXPECT_THAT(flow.body, HasSubstr(R"("supply_chain":{"signature":"sha256:5151","provenance":"sha256:a7a7","sbom":"sha256:5b5b"})"));
   ExpectValid(Api("GET", "/api/v1/apps/web/releases/999"), "/api/v1/apps/{app}/releases/{id}", "GET");  // 404
+  auto keys = Send("GET", "/api/v1/signing-keys");  // public: no credentials
+  ExpectValid(keys, "/api/v1/signing-keys", "GET");
+  EXPECT_EQ(keys.body, "{\"images\":null,\"commits\":null}\n") << "this server signs nothing";
   ExpectValid(Api("GET", "/api/v1/runs"), "/api/v1/runs", "GET");
   ExpectValid(Api("GET", "/api/v1/runs/1"), "/api/v1/runs/{id}", "GET");
   ExpectValid(Api("GET", "/api/v1/runs/1/logs"), "/api/v1/runs/{id}/logs", "GET");
@@ -314,6 +324,27 @@ TEST_F(ApiV1Test, AnswersValidateAgainstTheirSchemas) {
   EXPECT_EQ((*audit)[0].object, "run 1");
   EXPECT_EQ((*audit)[1].action, "runs.approve");
   EXPECT_THAT((*audit)[1].result, HasSubstr("FailedPrecondition"));
+}
+
+TEST_F(ApiV1Test, SigningKeysArePublishedWithAnAllowedSignersLine) {
+  Front front("server", {});
+  ASSERT_TRUE(ServeApiV1(front, {.access = access_.get(), .ci = ci_.get(),
+                                 .signing_keys = {.images = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n",
+                                                  .commits = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINTM",
+                                                  .commit_principal = "gantry@example.com"}})
+                  .ok());
+  ASSERT_TRUE(front.Start().ok());
+  auto r = http::Client().Send({.method = "GET", .url = fmt::format("http://127.0.0.1:{}/api/v1/signing-keys", front.port())});
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->status, 200) << r->body;
+  ExpectValid(*r, "/api/v1/signing-keys", "GET");
+  auto doc = value::ParseJson(r->body);
+  ASSERT_TRUE(doc.ok());
+  EXPECT_EQ(value::StringAt(&*doc, {"images", "format"}), "cosign");
+  EXPECT_THAT(value::StringAt(&*doc, {"images", "public_key"}), HasSubstr("BEGIN PUBLIC KEY"));
+  EXPECT_EQ(value::StringAt(&*doc, {"commits", "allowed_signers"}),
+            "gantry@example.com namespaces=\"git\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINTM");
+  front.Stop();
 }
 
 TEST_F(ApiV1Test, RetryQueuesANewRunOfAFinishedRunThatSaysWhatItRetries) {

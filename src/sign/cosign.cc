@@ -16,8 +16,10 @@ namespace {
 using value::Value;
 
 constexpr std::string_view kCosignSignatureType = "cosign container image signature";
-// Payloads and envelopes are small; anything larger is refused before it is read.
-constexpr uint64_t kMaxPayload = 4u << 20;
+// Payloads and envelopes are small, but an SBOM's envelope holds a line per file of the image
+// (about 300 bytes each, base64: 100,000 files are ~40 MiB); anything larger is refused before it
+// is read. cosign's own limit on attachments is 128 MiB.
+constexpr uint64_t kMaxPayload = 64u << 20;
 
 std::string Hex(std::string_view digest) {
   return std::string(digest.substr(digest.find(':') + 1));

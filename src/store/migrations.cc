@@ -247,6 +247,11 @@ CREATE TABLE forge_statuses (
 );
 CREATE INDEX forge_statuses_due ON forge_statuses (next_attempt_at, id) WHERE delivery = 'pending';
 )sql"},
+      {10, "the supply-chain digests of a release's images", R"sql(
+ALTER TABLE release_images ADD COLUMN signature TEXT NOT NULL DEFAULT '';
+ALTER TABLE release_images ADD COLUMN provenance TEXT NOT NULL DEFAULT '';
+ALTER TABLE release_images ADD COLUMN sbom TEXT NOT NULL DEFAULT '';
+)sql"},
   };
   return kMigrations;
 }
