@@ -1,6 +1,7 @@
 // Signatures and attestations stored as cosign stores them (see sign.h): one image manifest per
 // image digest and kind, tagged sha256-<hex>.sig / .att, whose layers are the signed payloads.
 
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>

@@ -209,6 +209,7 @@ Status ImagePolicy::Check(const project::Project& project, std::string_view envi
   const auto now = (options_.clock ? *options_.clock : SystemClock()).WallNow();
   std::map<const project::VerificationRule*, Result<Keys>> keys;  // loaded once per Check
   std::map<std::string, Result<std::string>> digests;             // image → digest, once per Check
+  std::map<std::string, Status> outcomes;                         // cache key → this Check's verdict
   std::vector<Status> refusals;
   for (Value* object : objects) {
     kube::ObjectRef ref = kube::RefOf(*object);
@@ -271,13 +272,16 @@ Status ImagePolicy::Check(const project::Project& project, std::string_view envi
             continue;
           }
         }
-        Status s = VerifyRule(at, *rule, *k->second);
+        auto [o, first] = outcomes.try_emplace(cache_key);
+        if (first) o->second = VerifyRule(at, *rule, *k->second);
+        const Status& s = o->second;
         if (!s.ok()) {
           ++stats_refused_;
           refuse(s, rule_name);
           passed = false;
           continue;
         }
+        if (!first) continue;
         ++stats_verified_;
         MutexLock lock(mu_);
         if (verified_.size() >= options_.cache_entries) verified_.clear();
