@@ -185,7 +185,7 @@ TEST(ParseProject, ErrorsNameFileLineAndColumn) {
        "proj.yaml:5:3: project team-a: spec.sourceRepo is not a field of spec (known: description, sourceRepos, "
        "sourceNamespaces, destinations, destinationServiceAccounts, clusterResourceWhitelist, "
        "clusterResourceBlacklist, namespaceResourceWhitelist, namespaceResourceBlacklist, releases, credentials, "
-       "syncWindows)"},
+       "syncWindows, verification)"},
       {"typo in a destination", "  destinations:\n  - {server: '*', namspace: a}\n",
        "proj.yaml:6:19: project team-a: spec.destinations[0].namspace is not a field of spec.destinations[0] "
        "(known: server, name, namespace)"},
@@ -374,7 +374,7 @@ TEST(ParseProject, VerificationErrorsNameFileLineAndColumn) {
   EXPECT_EQ(err("{images: [a]}"),
             "proj.yaml:6:5: project p: spec.verification[0].keys is required: the public keys (any one of them) whose "
             "signature the images need");
-  EXPECT_EQ(err("{images: [a], keys: [{pem: x, file: y}]}"),
+  EXPECT_EQ(err("{images: [a], keys: [{pem: x, file: f}]}"),
             "proj.yaml:6:26: project p: spec.verification[0].keys[0] needs exactly one of file (a PEM public key "
             "file), secretRef ({name, key}) and pem (the PEM text)");
   EXPECT_EQ(err("{images: [a], keys: [{secretRef: {name: s}}]}"),

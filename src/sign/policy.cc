@@ -148,7 +148,7 @@ Result<ImagePolicy::Keys> ImagePolicy::LoadKeys(const project::Project& project,
       }
       auto secret = secrets->Get({"v1", "Secret", source.secret_namespace, source.secret_name});
       if (!secret.ok()) return PermissionDeniedError("{}: {}", what, secret.status().message());
-      std::string data = value::StringAt(&*secret, {"data", source.secret_key});
+      std::string data = value::StringAt(&*secret, {"data", std::string_view(source.secret_key)});
       auto decoded = Base64Decode(data);
       if (data.empty() || !decoded) {
         return PermissionDeniedError("{}: the Secret has no key {:?} (or it is not base64)", what, source.secret_key);

@@ -160,7 +160,9 @@ TEST_F(OperationTest, ImageChecksRewriteWhatIsAppliedAndTheirRefusalAppliesNothi
   ASSERT_TRUE(op.ok()) << op.status().ToString();
   EXPECT_EQ((*op)->Run().phase, Phase::kSucceeded);
   EXPECT_EQ(seen, 2u);
-  EXPECT_EQ(value::StringAt(&*client_.Get({"v1", "ConfigMap", "default", "a"}), {"data", "k"}), "checked");
+  auto a = client_.Get({"v1", "ConfigMap", "default", "a"});
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(value::StringAt(&*a, {"data", "k"}), "checked");
 
   options.check_images = [](std::span<Value* const>) {
     return PermissionDeniedError("image refused").set_reason(project::kReasonImageVerification);
