@@ -247,7 +247,7 @@ spec:
   ProcessResult refused = DeployThroughServer(server.url, deployer, root);
   EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;
   const std::string said = refused.out + refused.err;
-  EXPECT_THAT(said, HasSubstr("prod/prod-1: failed:"));
+  EXPECT_THAT(said, HasSubstr("==> prod/prod-1: failed"));
   EXPECT_THAT(said, HasSubstr("apps/v1 Deployment default/web: image " + image + " (" + digest + "): verification[0] ("));
   EXPECT_THAT(said, HasSubstr("project.yaml:8:5) of project default: no signature verifies with its keys"));
   EXPECT_THAT(said, HasSubstr("no signatures (no tag sha256-"));
