@@ -54,6 +54,7 @@
 #include "project/project.h"
 #include "render/git_sources.h"
 #include "render/render.h"
+#include "sign/policy.h"
 #include "sync/sync.h"
 #include "value/value.h"
 
@@ -131,6 +132,9 @@ struct ReconcileDeps {
   // A client acting as `user` (kube::Client::Impersonate), kept by the caller; default:
   // client.Impersonate on every call.
   std::function<Result<kube::Client*>(const std::string& user)> tenant;
+  // Verifies the images of an application's objects against its project's verification rules, for
+  // this cluster's environment, before anything is applied (sign/policy.h); nullptr: not verified.
+  sign::ImagePolicy* image_policy = nullptr;
   // When it becomes true, a running sync stops at its next check (sync::Options::stop: also in the
   // middle of a health wait); its operation stays Running in the status and the next reconcile
   // resumes it.

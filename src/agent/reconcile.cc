@@ -166,13 +166,14 @@ class Pass {
     return OkStatus();
   }
 
-  // A refusal of the project: a condition, one Event per distinct refusal; nothing is applied.
-  Status Denied(const Status& why) {
-    if (const api::Condition* before = previous_.FindCondition(api::kConditionProjectDenied);
+  // A refusal of the project (of one of its images, with type ImageVerificationFailed): a
+  // condition, one Event per distinct refusal; nothing is applied.
+  Status Denied(const Status& why, const char* type = api::kConditionProjectDenied) {
+    if (const api::Condition* before = previous_.FindCondition(type);
         before == nullptr || before->message != why.message()) {
-      Emit(true, api::kConditionProjectDenied, why.message());
+      Emit(true, type, why.message());
     }
-    conditions_.Set(api::kConditionProjectDenied, true, api::kConditionProjectDenied, why.message());
+    conditions_.Set(type, true, type, why.message());
     result_.failed = true;
     done_ = true;
     return OkStatus();
@@ -266,8 +267,14 @@ class Pass {
     for (const std::string& w : warnings) log::Warn("{}", w);
     sync_options_ = *std::move(so);
     sync_options_.project = &project_;
+    if (deps_.image_policy != nullptr) {
+      sync_options_.check_images = deps_.image_policy->For(project_, options_.environment);
+    }
     auto prepared = sync::Prepare(deps_.client, std::move(rendered->objects), sync_options_);
     if (!prepared.ok() && prepared.status().reason() == project::kReasonDenied) return Denied(prepared.status());
+    if (!prepared.ok() && prepared.status().reason() == project::kReasonImageVerification) {
+      return Denied(prepared.status(), api::kConditionImageVerificationFailed);
+    }
     if (!prepared.ok()) return SourceFailed(prepared.status());
     prepared_ = *std::move(prepared);
     return OkStatus();

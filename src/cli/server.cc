@@ -34,6 +34,7 @@
 #include "oci/registry.h"
 #include "render/git_sources.h"
 #include "release/release.h"
+#include "sign/policy.h"
 #include "sign/sign.h"
 #include "oidc/oidc.h"
 #include "server/browser_login.h"
@@ -364,6 +365,7 @@ struct ReleaseParts {
   std::unique_ptr<git::Mirrors> mirrors;
   std::shared_ptr<render::GitSources> remote_bases;  // remote Kustomize bases of push deploys
   std::unique_ptr<oci::Registry> registry;
+  std::unique_ptr<sign::ImagePolicy> image_policy;  // over registry: push deploys verify images
 };
 
 // Completes o.release (store, config mirrors, registry, push-mode config and connections).
@@ -396,6 +398,13 @@ Result<ReleaseParts> SetUpRelease(ServerOptions& o, store::Store& store, const D
   if (!o.deliver_config.empty()) {
     GANTRY_ASSIGN_OR_RETURN(deliver::Config config, deliver::LoadConfigDirIfExists(o.deliver_config));
     GANTRY_RETURN_IF_ERROR(deliver::PromotionOrder(config).status().WithContext("--deliver-config " + o.deliver_config));
+    // Push deploys verify images against their projects' verification rules before applying,
+    // with the server's registry client; secretRef keys are read from the destination cluster.
+    parts.image_policy = std::make_unique<sign::ImagePolicy>(sign::PolicyOptions{.registry = parts.registry.get()});
+    config.image_check = [policy = parts.image_policy.get()](const project::Project& p, const std::string& env,
+                                                             kube::Client& cluster) {
+      return policy->For(p, env, &cluster);
+    };
     s.deliver_config = std::move(config);
   }
   s.connect = [&deps](const deliver::Cluster& c) { return deps.connect_cluster(c, {}); };

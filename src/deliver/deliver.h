@@ -51,6 +51,7 @@
 #include "render/render.h"
 #include "project/project.h"
 #include "store/store.h"
+#include "sync/sync.h"
 #include "value/value.h"
 
 namespace gantry::deliver {
@@ -91,6 +92,10 @@ struct Config {
   std::vector<Cluster> clusters;
   std::vector<Environment> environments;  // in declaration order
   std::vector<project::Project> projects;  // kind: Project (project/project.h), the same YAML as a pull cluster's
+  // Not from YAML: verifies the images a deploy applies to a cluster against the project's
+  // verification rules for the environment, reading secretRef keys through the destination's client
+  // (sign::ImagePolicy::For; `gantry server` sets it). Empty: images are not verified.
+  std::function<sync::ImageCheck(const project::Project&, const std::string& env, kube::Client& cluster)> image_check;
 
   // The project named `name`: the configured one, else project::DefaultProject() for "default";
   // NotFound naming the known projects otherwise.

@@ -181,3 +181,39 @@ TEST_F(OperationTest, AStopReachesAHealthWaitAndNothingAfterItIsApplied) {
 
 }  // namespace
 }  // namespace gantry::sync
+
+namespace gantry::sync {
+namespace {
+
+// Options::check_images sees every object after tracking, may rewrite them (what is applied is what
+// it left), and its refusal fails the sync before anything is written.
+TEST_F(OperationTest, ImageChecksRewriteWhatIsAppliedAndTheirRefusalAppliesNothing) {
+  Options options;
+  options.app = "web";
+  size_t seen = 0;
+  options.check_images = [&](std::span<Value* const> objects) {
+    seen = objects.size();
+    for (Value* o : objects) o->MutableGet("data")->Set("k", "checked");
+    return OkStatus();
+  };
+  auto op = Operation::Create(client_, {Map("a"), Map("b")}, options);
+  ASSERT_TRUE(op.ok()) << op.status().ToString();
+  EXPECT_EQ((*op)->Run().phase, Phase::kSucceeded);
+  EXPECT_EQ(seen, 2u);
+  auto a = client_.Get({"v1", "ConfigMap", "default", "a"});
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(value::StringAt(&*a, {"data", "k"}), "checked");
+
+  options.check_images = [](std::span<Value* const>) {
+    return PermissionDeniedError("image refused").set_reason(project::kReasonImageVerification);
+  };
+  uint64_t writes = client_.count("apply");
+  auto refused = Operation::Create(client_, {Map("c")}, options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().reason(), project::kReasonImageVerification);
+  EXPECT_EQ(client_.count("apply"), writes);
+  EXPECT_FALSE(Exists("c"));
+}
+
+}  // namespace
+}  // namespace gantry::sync

@@ -11,7 +11,8 @@
 //     A hook may have metadata.generateName instead of a name: it is created (POST) and known by
 //     the name the server gives it; its tracking id ends in "GENERATENAME*".
 //     The application's project (Options::project) is checked here, for every object, before
-//     anything is applied: one place for push, pull and `gantry sync`.
+//     anything is applied: one place for push, pull and `gantry sync`; then the images of the
+//     objects against its verification rules (Options::check_images), which pins them to digests.
 //  2. Plan (pure, Plan()): objects are ordered into steps. Hooks (annotation gantry.dev/hook,
 //     argocd.argoproj.io/hook or helm.sh/hook: PreSync, Sync, PostSync, SyncFail, Helm's pre-/post-
 //     install/upgrade) run in their phase, wave by wave; Helm test hooks are skipped. Within the sync
@@ -48,6 +49,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -185,6 +187,10 @@ int KindOrder(std::string_view kind);
 // annotations. InvalidArgument naming the annotation for a malformed value.
 Status ReadAnnotations(const value::Value& object, Task& task);
 
+// Checks (and may rewrite) the images of a sync's objects before anything is applied
+// (Options::check_images; sign::ImagePolicy::For makes one).
+using ImageCheck = std::function<Status(std::span<value::Value* const> objects)>;
+
 struct Options {
   // Required: the application's tracking key: its name, or NAMESPACE_NAME for a pull-mode
   // Application outside the agent's own namespace (names and namespaces have no '_'). It is the
@@ -211,6 +217,11 @@ struct Options {
   // namespace is outside it, before anything touches the cluster. Push, pull and `gantry sync` all
   // pass one (project::DefaultProject() when none is configured); nullptr only in engine tests.
   const project::Project* project = nullptr;
+  // Checks the images the objects run before anything is applied, and may rewrite their image
+  // fields (pinning a verified tag to its digest): the project's verification rules
+  // (sign::ImagePolicy::For). Prepare calls it once with every object after the project's checks;
+  // an error fails the whole sync (its reason is project::kReasonImageVerification). Empty: none.
+  ImageCheck check_images;
   std::string cluster_server;  // the destination cluster's API URL, for the project's destinations
   std::string cluster_name;    // ... and its name ("in-cluster" for a pull agent's own)
   // Sync options (see ReadSyncOptions): the defaults of every object, which its annotation overrides.

@@ -12,21 +12,27 @@
 #include <sstream>
 #include <thread>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "agent/agent.h"
 #include <curl/curl.h>
 
+#include "base/base64.h"
 #include "base/process.h"
 #include "git/git.h"
 #include "webhook/webhook.h"
 #include "kube/kube.h"
+#include "oci/registry.h"
+#include "project/project.h"
+#include "sign/sign.h"
 #include "test/env/testenv.h"
 #include "test/fakes/agent_source.h"
 
 namespace gantry::agent {
 namespace {
 
+using ::testing::HasSubstr;
 using value::Value;
 using namespace std::chrono_literals;
 
@@ -849,6 +855,83 @@ spec:
   EXPECT_FALSE(text.empty());
   EXPECT_EQ(text.find(plaintext), std::string::npos) << text;
   EXPECT_EQ(text.find("YWdlbnQtcGw0MW50ZXh0"), std::string::npos) << text;
+}
+
+// --- Verify before apply (issue 18) --------------------------------------------------------------
+
+// A tiny image (a config and one layer) pushed under `ref` as someone with push rights would; its digest.
+std::string PushByHand(oci::Registry& registry, const oci::Reference& ref, std::string_view content) {
+  auto layer = oci::PushBlobBytes(registry, ref, content, oci::media::kOciLayer);
+  auto config = oci::PushBlobBytes(registry, ref, "{\"architecture\":\"amd64\",\"os\":\"linux\"}", oci::media::kOciConfig);
+  GANTRY_CHECK(layer.ok() && config.ok());
+  oci::Manifest m{.media_type = std::string(oci::media::kOciManifest), .config = *config, .layers = {*layer}};
+  auto digest = registry.PutManifest(ref, oci::media::kOciManifest, oci::SerializeManifest(m));
+  GANTRY_CHECK(digest.ok());
+  return *digest;
+}
+
+// The prod agent (a real `gantry agent --environment prod` process) checks its project's rule
+// against the real docker-registry, with the key from a Secret: an image pushed by hand and written
+// into the manifests is refused, named in the Application's status, and nothing is applied; the
+// image Gantry signed syncs, pinned to the digest that was verified.
+TEST_F(AgentTest, TheProdAgentRefusesAnImagePushedByHandAndSyncsASignedOne) {
+  const std::string host = testenv::Shared("registry.sh").Get("REGISTRY_HOST");
+  auto registry = oci::NewHttpRegistry({.docker_config = "none", .insecure_http_hosts = {host}});
+  ASSERT_TRUE(registry.ok());
+  auto hand = *oci::ParseReference(fmt::format("{}/policy-{}/web:hand", host, id_));
+  auto built = *oci::ParseReference(fmt::format("{}/policy-{}/web:v1", host, id_));
+  PushByHand(**registry, hand, "pushed by hand");
+  std::string built_digest = PushByHand(**registry, built, "built by CI");
+  sign::PrivateKey key = *sign::GenerateKey(sign::KeyType::kEcdsaP256);
+  ASSERT_TRUE(sign::SignImage(**registry, built, key).ok());
+
+  ASSERT_TRUE(client_->Apply(project::ProjectCrd(), {.force = true}).ok());
+  for (int i = 0; i < 100 && !client_->Resolve(project::kApiVersion, project::kKind).ok(); ++i) {
+    client_->InvalidateDiscovery();
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(client_->Apply(Yaml(fmt::format("apiVersion: v1\nkind: Secret\nmetadata: {{name: release-keys, namespace: {}}}\n"
+                                              "data: {{signing.pub: {}}}\n",
+                                              ns_, Base64Encode(key.Public().Pem()))))
+                  .ok());
+  ASSERT_TRUE(client_->Apply(Yaml(fmt::format(R"(apiVersion: gantry.dev/v1alpha1
+kind: Project
+metadata: {{name: prod, namespace: {0}}}
+spec:
+  sourceRepos: ["*"]
+  destinations: [{{server: "*", name: "*", namespace: "*"}}]
+  credentials: ["*"]
+  verification:
+  - environments: [prod]
+    images: ["{1}/policy-{2}/*"]
+    keys: [{{secretRef: {{name: release-keys, key: signing.pub}}}}]
+)", ns_, host, id_))).ok());
+
+  Commit({{"img/web.yaml", Deployment("web", hand.ToString())}}, "an image pushed by hand");
+  ASSERT_TRUE(client_->Apply(Application("web", "img", false, true, "  project: prod")).ok());
+  std::string creds = fmt::format("{}={}:{}", creds_.host, creds_.username, creds_.password);
+  AgentProcess agent(*kubeconfig_, ns_, tmp_.path() + "/prod-agent", "agent-prod", creds, tmp_.path() + "/prod.log",
+                     {"--environment", "prod", "--insecure-registry", host});
+  auto condition = [](const Value& app, std::string_view type) {
+    const Value* conds = app.Find({"status", "conditions"});
+    for (size_t i = 0; conds != nullptr && i < conds->size(); ++i) {
+      if (At(*conds->At(i), {"type"}) == type && At(*conds->At(i), {"status"}) == "True") {
+        return At(*conds->At(i), {"message"});
+      }
+    }
+    return std::string();
+  };
+  Value refused = WaitApp("web", [&](const Value& a) { return !condition(a, "ImageVerificationFailed").empty(); });
+  std::string message = condition(refused, "ImageVerificationFailed");
+  EXPECT_THAT(message, HasSubstr("apps/v1 Deployment " + ns_ + "/web: image " + hand.ToString()));
+  EXPECT_THAT(message, HasSubstr("verification[0] (" ));
+  EXPECT_THAT(message, HasSubstr("of project prod: no signature verifies with its keys"));
+  EXPECT_THAT(message, HasSubstr("no signatures (no tag sha256-"));
+  EXPECT_FALSE(client_->Get({"apps/v1", "Deployment", ns_, "web"}).ok()) << "nothing may be applied";
+
+  std::string signed_sha = Commit({{"img/web.yaml", Deployment("web", built.ToString())}}, "the image CI signed");
+  WaitApp("web", [&](const Value& a) { return SyncedHealthyAt(a, signed_sha); });
+  EXPECT_EQ(Image("web"), built.ToString() + "@" + built_digest);
 }
 
 }  // namespace
