@@ -47,6 +47,7 @@
 #include "server/front.h"
 #include "server/links.h"
 #include "server/forge_statuses.h"
+#include "server/previews.h"
 #include "server/notifications.h"
 #include "server/pull_watch.h"
 #include "server/server_metrics.h"
@@ -524,6 +525,20 @@ Status RunServer(ServerOptions o, const Deps& deps) {
                                                                   .clock = deps.clock,
                                                                   .metrics = &registry}));
   }
+  // Pull-request previews of the config repository (docs/forges.md): computed on their own thread,
+  // their comments put into the same outbox.
+  std::unique_ptr<server::Previews> previews;
+  if (forge_statuses && o.release.deliver_config && renderer) {
+    previews = std::make_unique<server::Previews>(server::PreviewsOptions{.store = &**st,
+                                                                          .config = &*o.release.deliver_config,
+                                                                          .renderer = renderer,
+                                                                          .connect = o.release.connect,
+                                                                          .config_repo = o.deploy_repo,
+                                                                          .forges = o.forges,
+                                                                          .path_template = o.release.path_template,
+                                                                          .clock = deps.clock});
+    o.front.on_pull_request = [p = previews.get()](const webhook::Event& e) { p->Offer(e); };
+  }
   server::Front front("server", o.http);
   front.AddHealth();
   front.CountWebhooks(metrics.webhook_deliveries());
@@ -585,6 +600,7 @@ Status RunServer(ServerOptions o, const Deps& deps) {
   ci_server.Stop();
   if (notification_feed) notification_feed->Stop();
   if (notifier) notifier->Stop();
+  if (previews) previews->Stop();
   if (forge_statuses) forge_statuses->Stop();
   return OkStatus();
 }

@@ -1,8 +1,8 @@
 #pragma once
 // forge: what Gantry tells the forge that hosts a repository (Gitea, GitHub, GitLab) through its
-// REST API. Today: commit statuses, one per context ("gantry/ci", "gantry/deploy/prod") on a
-// commit, each pending → success | failure | error as a run or deploy moves (pull requests and
-// their comments come later, docs/forges.md).
+// REST API: commit statuses, one per context ("gantry/ci", "gantry/deploy/prod") on a commit,
+// each pending → success | failure | error as a run or deploy moves; and one comment per pull
+// request found again by a marker (PutComment: the preview, server/previews.h).
 //
 //   Gitea   POST {api}/repos/{owner}/{repo}/statuses/{sha}    token in "Authorization: token T"
 //           {"state": pending|success|failure|error, "context", "description", "target_url"}
@@ -26,10 +26,10 @@
 //   Unavailable, DeadlineExceeded   the forge cannot be reached or answered 5xx/429: try again.
 // Retryable() tells the last two from the rest.
 //
-// Thread-safety: a Forge is immutable after construction; SetCommitStatus may be called from any
-// thread.
+// Thread-safety: a Forge is immutable after construction; its calls may come from any thread.
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -70,6 +70,22 @@ class Forge {
   // Sets `status` on commit status.sha of repository `repo` ("owner/name"; GitLab: the project's
   // full path "group/sub/name"). OK once the forge has it; the errors are in the file comment.
   virtual Status SetCommitStatus(std::string_view repo, const CommitStatus& status) const = 0;
+
+  // Pull-request comments (comments.cc). Puts `body` into the comment of pull request `number`
+  // (GitLab: merge request iid) of `repo` whose body contains `marker`: the first such comment is
+  // edited, or a comment is created when none has it; returns the comment's id. `body` must
+  // contain `marker` (InvalidArgument otherwise), so the next put finds it again. Errors as
+  // SetCommitStatus's; NotFound also for no such pull request.
+  //   Gitea, GitHub  GET  {api}/repos/{o}/{r}/issues/{n}/comments?page=P&{limit|per_page}=50
+  //                  POST {api}/repos/{o}/{r}/issues/{n}/comments        {"body"}
+  //                  PATCH {api}/repos/{o}/{r}/issues/comments/{id}      {"body"}
+  //   GitLab         GET  {api}/projects/{path}/merge_requests/{n}/notes?page=P&per_page=50&sort=asc
+  //                  POST {api}/projects/{path}/merge_requests/{n}/notes {"body"}
+  //                  PUT  {api}/projects/{path}/merge_requests/{n}/notes/{id} {"body"}
+  // Needs token scopes: Gitea write:issue, GitHub issues=write or pull_requests=write (classic:
+  // repo / public_repo), GitLab api.
+  virtual Result<int64_t> PutComment(std::string_view repo, int64_t number, std::string_view marker,
+                                     std::string_view body) const = 0;
 };
 
 // The forge `options` describe. InvalidArgument when the API URL is not http(s) or the token is empty.

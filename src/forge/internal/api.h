@@ -1,0 +1,47 @@
+#pragma once
+// forge/internal/api: one authenticated call of a forge's REST API and the reading of its answer
+// into the errors of forge.h. Shared by forge.cc (commit statuses) and comments.cc (pull-request
+// comments); private to the forge module.
+//
+// Thread-safety: an Api is immutable after construction; Call may be called from any thread.
+
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+#include "forge/forge.h"
+#include "http/client.h"
+
+namespace gantry::forge::internal {
+
+// A path segment with everything but unreserved characters percent-encoded ("a/b" → "a%2Fb").
+std::string Segment(std::string_view s);
+
+class Api {
+ public:
+  explicit Api(Options options);
+
+  const Options& options() const { return options_; }
+
+  // `method` on `url` (absolute, under options().api_url) with the forge's credentials and, when
+  // `json` is not empty, that JSON body. The response of a 2xx answer; otherwise the error of
+  // forge.h the answer means (a transport failure as http::Client's), each with context `what`.
+  Result<http::ClientResponse> Call(std::string_view method, std::string url, std::string json,
+                                    std::string_view what) const;
+
+  // The error of a non-2xx answer (forge.h); OK for GitLab's 400 "Cannot transition status".
+  Status Refusal(const http::ClientResponse& r) const;
+
+ private:
+  // The scope or permission a 403 says is missing, "" when it does not say.
+  std::string Scope(const http::ClientResponse& r) const;
+
+  const Options options_;
+  const http::Client client_;
+};
+
+// Forge::PutComment over `api` (comments.cc).
+Result<int64_t> PutComment(const Api& api, std::string_view repo, int64_t number, std::string_view marker,
+                           std::string_view body);
+
+}  // namespace gantry::forge::internal
