@@ -526,7 +526,7 @@ class AgentImpl final : public Agent {
                          .tenant = [this](const std::string& user) { return Tenant(user); },
                          .image_policy = image_policy_.get(),
                          .stop = members_ != nullptr ? &halt_ : &stopping_,
-                         .terminate_request = [this, key] { return TerminateRequest(key); }};
+                         .terminate_request = [this, app_key = key] { return TerminateRequest(app_key); }};
       // Read before the reconcile reads the caches: a change while it runs makes the next pass full.
       const uint64_t objects_version = objects_->IndexVersion(app_name);
       const uint64_t inventories_version = inventories_->IndexVersion(app_name);
