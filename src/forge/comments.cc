@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "base/percent.h"
 #include "forge/internal/api.h"
 #include "value/value.h"
 
@@ -15,7 +16,7 @@ constexpr int kMaxPages = 40;  // 2,000 comments: a marker further down is not l
 // The comments' collection of pull request `number`: Gitea and GitHub list a pull request's
 // comments as its issue's; GitLab a merge request's notes.
 std::string Collection(const Options& o, std::string_view repo, int64_t number) {
-  if (o.kind == Kind::kGitLab) return fmt::format("{}/projects/{}/merge_requests/{}/notes", o.api_url, Segment(repo), number);
+  if (o.kind == Kind::kGitLab) return fmt::format("{}/projects/{}/merge_requests/{}/notes", o.api_url, PercentEncode(repo), number);
   return fmt::format("{}/repos/{}/issues/{}/comments", o.api_url, repo, number);
 }
 

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "base/percent.h"
 #include "forge/internal/api.h"
 #include "http/client.h"
 #include "value/value.h"
@@ -53,18 +54,6 @@ std::string ForgeMessage(std::string_view body) {
 }  // namespace
 
 namespace internal {
-
-std::string Segment(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += fmt::format("%{:02X}", c);
-    }
-  }
-  return out;
-}
 
 Api::Api(Options options)
     : options_(std::move(options)),
@@ -170,11 +159,11 @@ class HttpForge : public Forge {
     std::string url;
     if (o.kind == Kind::kGitLab) {
       if (s.state == State::kFailure || s.state == State::kError) state = "failed";
-      url = fmt::format("{}/projects/{}/statuses/{}", o.api_url, internal::Segment(repo), internal::Segment(s.sha));
+      url = fmt::format("{}/projects/{}/statuses/{}", o.api_url, PercentEncode(repo), PercentEncode(s.sha));
       body.Set("name", s.context);
     } else {
       if (s.state == State::kRunning) state = "pending";
-      url = fmt::format("{}/repos/{}/statuses/{}", o.api_url, repo, internal::Segment(s.sha));
+      url = fmt::format("{}/repos/{}/statuses/{}", o.api_url, repo, PercentEncode(s.sha));
       body.Set("context", s.context);
     }
     body.Set("state", state);

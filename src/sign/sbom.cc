@@ -11,6 +11,7 @@
 #include <span>
 #include <unordered_map>
 
+#include "base/percent.h"
 #include "sign/sign.h"
 #include "value/value.h"
 
@@ -60,8 +61,8 @@ class Checksums {
 };
 
 std::string Purl(std::string_view type, std::string_view distro, const SbomPackage& p) {
-  std::string purl = fmt::format("pkg:{}/{}/{}@{}", type, PurlEncode(distro), PurlEncode(p.name), PurlEncode(p.version));
-  if (!p.arch.empty()) purl += "?arch=" + PurlEncode(p.arch);
+  std::string purl = fmt::format("pkg:{}/{}/{}@{}", type, PercentEncode(distro), PercentEncode(p.name), PercentEncode(p.version));
+  if (!p.arch.empty()) purl += "?arch=" + PercentEncode(p.arch);
   return purl;
 }
 
@@ -164,18 +165,6 @@ class Writer {
 
 }  // namespace
 
-std::string PurlEncode(std::string_view text) {
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '.' || c == '-' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += fmt::format("%{:02X}", c);
-    }
-  }
-  return out;
-}
-
 std::string OsReleaseId(std::string_view text) {
   while (!text.empty()) {
     size_t nl = text.find('\n');
@@ -275,8 +264,8 @@ Result<SbomStats> WriteSbom(const oci::Layout& layout, std::string_view ref_name
   // The image itself is a package (purpose CONTAINER) with an OCI PURL; the database's packages follow.
   SbomPackage image{.name = repo, .version = o.digest,
                     .purl = fmt::format("pkg:oci/{}@{}?repository_url={}",
-                                        PurlEncode(o.image.repository.substr(o.image.repository.rfind('/') + 1)),
-                                        PurlEncode(o.digest), PurlEncode(repo))};
+                                        PercentEncode(o.image.repository.substr(o.image.repository.rfind('/') + 1)),
+                                        PercentEncode(o.digest), PercentEncode(repo))};
   GANTRY_RETURN_IF_ERROR(w.Write("],\"packages\":["));
   GANTRY_RETURN_IF_ERROR(w.Write(PackageJson("SPDXRef-Image", image, "CONTAINER", "")));
   std::string comment = stats.package_database.empty() ? "" : "from /" + stats.package_database;

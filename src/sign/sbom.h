@@ -47,8 +47,6 @@ Result<std::vector<SbomPackage>> ParseDpkgStatus(std::string_view text, std::str
 Result<std::vector<SbomPackage>> ParseApkInstalled(std::string_view text, std::string_view distro);
 // The ID= of an os-release file ("debian"), or "" when it has none.
 std::string OsReleaseId(std::string_view text);
-// A PURL component percent-encoded (everything but A-Z a-z 0-9 . - _ ~).
-std::string PurlEncode(std::string_view text);
 
 struct SbomOptions {
   oci::Reference image;  // its registry and repository name the document and the image package

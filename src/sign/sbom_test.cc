@@ -3,6 +3,8 @@
 
 #include "sign/sbom.h"
 
+#include "base/percent.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -272,7 +274,7 @@ TEST_F(SbomTest, MalformedDatabaseIsAnErrorNamingFileAndLine) {
 TEST(SbomParseTest, OsReleaseAndPurls) {
   EXPECT_EQ(OsReleaseId("NAME=x\nID=\"ubuntu\"\nID_LIKE=debian\n"), "ubuntu");
   EXPECT_EQ(OsReleaseId("NAME=x\n"), "");
-  EXPECT_EQ(PurlEncode("1:2.3+dfsg~1 x/y"), "1%3A2.3%2Bdfsg~1%20x%2Fy");
+  EXPECT_EQ(PercentEncode("1:2.3+dfsg~1 x/y"), "1%3A2.3%2Bdfsg~1%20x%2Fy");
   auto ubuntu = ParseDpkgStatus("Package: bash\nStatus: install ok installed\nVersion: 5.2\n", "ubuntu");
   ASSERT_TRUE(ubuntu.ok());
   ASSERT_EQ(ubuntu->size(), 1u);

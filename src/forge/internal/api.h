@@ -14,9 +14,6 @@
 
 namespace gantry::forge::internal {
 
-// A path segment with everything but unreserved characters percent-encoded ("a/b" → "a%2Fb").
-std::string Segment(std::string_view s);
-
 class Api {
  public:
   explicit Api(Options options);
