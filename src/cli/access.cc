@@ -21,6 +21,7 @@
 
 #include "authz/authz.h"
 #include "base/duration.h"
+#include "base/percent.h"
 #include "cli/commands.h"
 #include "cli/deps.h"
 #include "cli/exit.h"
@@ -131,7 +132,7 @@ struct TokenListOptions {
 Status ListTokens(const TokenListOptions& o, const Deps& deps) {
   std::string path = "/api/tokens";
   if (o.all) path += "?all=1";
-  if (!o.project.empty()) path += "?project=" + QueryEscape(o.project);
+  if (!o.project.empty()) path += (o.all ? "&project=" : "?project=") + PercentEncode(o.project);
   GANTRY_ASSIGN_OR_RETURN(std::string body, CallApi(o.client, "GET", path));
   GANTRY_ASSIGN_OR_RETURN(Value list, ParseList(body, o.client));
   fmt::print(deps.out, "{}  {}  {}  {}  {}  {}  {}  {}\n", Pad("ID", 6), Pad("NAME", 16), Pad("KIND", 5), Pad("OWNER", 12),
@@ -230,8 +231,8 @@ Status GrantRole(const RoleFlags& f, const Deps& deps) {
 
 Status RevokeRole(const RoleFlags& f, const Deps& deps) {
   auto answer = CallApi(f.client, "DELETE",
-                        fmt::format("/api/roles?{}={}&role={}&project={}", f.group ? "group" : "user", QueryEscape(f.subject),
-                                    QueryEscape(f.role), QueryEscape(f.project)));
+                        fmt::format("/api/roles?{}={}&role={}&project={}", f.group ? "group" : "user", PercentEncode(f.subject),
+                                    PercentEncode(f.role), PercentEncode(f.project)));
   if (!answer.ok()) return answer.status().WithContext("revoke role");
   fmt::print(deps.out, "{}", *answer);
   return OkStatus();
@@ -295,7 +296,7 @@ Result<AuditOptions> ToOptions(const AuditFlags& f, Clock& clock) {
   if (f.limit < 1 || f.limit > 1000) return InvalidArgumentError("--limit {}: expected 1 to 1000", f.limit);
   std::string query = fmt::format("limit={}", f.limit);
   for (auto [key, value] : {std::pair{"actor", &f.actor}, std::pair{"action", &f.action}, std::pair{"project", &f.project}}) {
-    if (!value->empty()) query += fmt::format("&{}={}", key, QueryEscape(*value));
+    if (!value->empty()) query += fmt::format("&{}={}", key, PercentEncode(*value));
   }
   if (!f.project.empty()) GANTRY_RETURN_IF_ERROR(authz::ValidateProject(f.project, "--project"));
   const auto now = std::chrono::duration_cast<std::chrono::seconds>(clock.WallNow().time_since_epoch());

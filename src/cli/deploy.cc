@@ -21,6 +21,7 @@
 #include <CLI/CLI.hpp>
 
 #include "base/duration.h"
+#include "base/percent.h"
 #include "cli/deliver.h"
 #include "cli/deps.h"
 #include "cli/exit.h"
@@ -284,7 +285,7 @@ Status RunRollback(RollbackOptions o, const Deps& deps) {
 // running syncs (POST .../terminate).
 Status RunTerminate(const ServerClient& client, const std::string& app, const Deps& deps) {
   GANTRY_ASSIGN_OR_RETURN(std::string answer,
-                          CallApi(client, "POST", fmt::format("/api/v1/apps/{}/terminate", QueryEscape(app))));
+                          CallApi(client, "POST", fmt::format("/api/v1/apps/{}/terminate", PercentEncode(app))));
   GANTRY_ASSIGN_OR_RETURN(value::Value v, value::ParseJson(answer, "the server's answer"));
   std::string stopping = value::StringAt(&v, {"stopping"});
   if (stopping != "sync") {

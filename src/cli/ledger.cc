@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include "base/clock.h"
+#include "base/percent.h"
 #include "cli/deliver.h"
 #include "cli/deps.h"
 #include "cli/exit.h"
@@ -29,7 +30,7 @@ Status RunRemoteApprove(const ApproveOptions& o, const Deps& deps) {
   if (o.release != 0) body.Set("release", o.release);
   body.Set("project", o.project);
   GANTRY_ASSIGN_OR_RETURN(std::string answer,
-                          CallApi(o.client, "POST", fmt::format("/api/v1/apps/{}/approve", QueryEscape(o.app)), value::ToJson(body)));
+                          CallApi(o.client, "POST", fmt::format("/api/v1/apps/{}/approve", PercentEncode(o.app)), value::ToJson(body)));
   auto doc = value::ParseJson(answer, "the server's answer");
   const value::Value* id = doc.ok() ? doc->Get("release") : nullptr;
   if (id == nullptr || !id->IsInt()) return UnavailableError("the server answered {:?}, not an approval", answer);

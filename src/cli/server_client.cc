@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "base/path.h"
+#include "base/percent.h"
 #include "cli/exit.h"
 #include "server/front.h"
 #include "value/value.h"
@@ -113,7 +114,7 @@ std::vector<SseEvent> TakeEvents(std::string& buffer) {
 Status RunServerAction(const ServerClient& client, std::string_view app, std::string_view action, std::string body,
                        bool wait, std::FILE* out) {
   GANTRY_ASSIGN_OR_RETURN(std::string answer,
-                          CallApi(client, "POST", fmt::format("/api/v1/apps/{}/{}", QueryEscape(app), action), std::move(body)));
+                          CallApi(client, "POST", fmt::format("/api/v1/apps/{}/{}", PercentEncode(app), action), std::move(body)));
   auto doc = value::ParseJson(answer, "the server's answer");
   if (!doc.ok() || doc->Get("release") == nullptr || !doc->Get("release")->IsInt()) {
     return UnavailableError("the server answered {:?}, not a started {} (is {} a Gantry server?)", answer, action, client.server);
@@ -177,16 +178,6 @@ Status RunServerAction(const ServerClient& client, std::string_view app, std::st
   if (phase == "succeeded") return OkStatus();
   Status outcome = FailedPreconditionError("release {} of {}: {}", release, app, phase);
   return outcome.set_reason(phase == "waiting_approval" ? kReasonBlocked : kReasonFailed);
-}
-
-std::string QueryEscape(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s) {
-    const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-                       c == '.' || c == '~' || c == '*';
-    out += plain ? std::string(1, static_cast<char>(c)) : fmt::format("%{:02X}", c);
-  }
-  return out;
 }
 
 }  // namespace gantry::cli

@@ -56,7 +56,4 @@ Result<std::string> CallApi(const ServerClient& client, const char* method, cons
 Status RunServerAction(const ServerClient& client, std::string_view app, std::string_view action, std::string body,
                        bool wait, std::FILE* out);
 
-// `s` percent-encoded for a query string.
-std::string QueryEscape(std::string_view s);
-
 }  // namespace gantry::cli

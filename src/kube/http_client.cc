@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "base/mutex.h"
 #include "base/path.h"
+#include "base/percent.h"
 #include "base/retry.h"
 #include "kube/exec_stream.h"
 #include "kube/internal/exec.h"
@@ -384,13 +385,6 @@ Status ErrorFromResponse(const Response& r, std::string_view what) {
   return s;
 }
 
-std::string Escape(std::string_view s) {
-  char* e = curl_easy_escape(nullptr, s.data(), static_cast<int>(s.size()));
-  std::string out(e);
-  curl_free(e);
-  return out;
-}
-
 constexpr char kJson[] = "application/json";
 
 class HttpClient final : public Client {
@@ -480,9 +474,9 @@ class HttpClient final : public Client {
     std::string cont;
     do {
       std::string q = fmt::format("?limit={}", options.page_size);
-      if (!options.label_selector.empty()) q += "&labelSelector=" + Escape(options.label_selector);
-      if (!options.field_selector.empty()) q += "&fieldSelector=" + Escape(options.field_selector);
-      if (!cont.empty()) q += "&continue=" + Escape(cont);
+      if (!options.label_selector.empty()) q += "&labelSelector=" + PercentEncode(options.label_selector);
+      if (!options.field_selector.empty()) q += "&fieldSelector=" + PercentEncode(options.field_selector);
+      if (!cont.empty()) q += "&continue=" + PercentEncode(cont);
       GANTRY_ASSIGN_OR_RETURN(Response r, Do("GET", base + q, "", "", what));
       GANTRY_ASSIGN_OR_RETURN(value::Value list, ParseBody(r, what));
       if (const value::Value* items = list.Get("items"); items && items->IsSeq()) {
@@ -509,7 +503,7 @@ class HttpClient final : public Client {
     ObjectRef ref = RefOf(object);
     std::string what = "apply " + ref.ToString();
     GANTRY_ASSIGN_OR_RETURN(std::string path, ObjectPath(ref, true));
-    path += "?fieldManager=" + Escape(options.field_manager);
+    path += "?fieldManager=" + PercentEncode(options.field_manager);
     if (options.force) path += "&force=true";
     if (options.dry_run) path += "&dryRun=All";
     if (options.field_validation == ApplyOptions::FieldValidation::kStrict) path += "&fieldValidation=Strict";
@@ -523,7 +517,7 @@ class HttpClient final : public Client {
     ObjectRef ref = RefOf(object);
     std::string what = "apply status of " + ref.ToString();
     GANTRY_ASSIGN_OR_RETURN(std::string path, ObjectPath(ref, true));
-    path += "/status?fieldManager=" + Escape(options.field_manager);
+    path += "/status?fieldManager=" + PercentEncode(options.field_manager);
     if (options.force) path += "&force=true";
     if (options.dry_run) path += "&dryRun=All";
     GANTRY_ASSIGN_OR_RETURN(Response r, Do("PATCH", path, value::ToJson(object),
@@ -556,7 +550,7 @@ class HttpClient final : public Client {
     std::string path = CollectionPath(info, ref.namespace_);
     std::string sep = "?";
     if (!options.field_manager.empty()) {
-      path += sep + "fieldManager=" + Escape(options.field_manager);
+      path += sep + "fieldManager=" + PercentEncode(options.field_manager);
       sep = "&";
     }
     if (options.dry_run) path += sep + "dryRun=All";
@@ -596,8 +590,8 @@ class HttpClient final : public Client {
     std::string url = config_.server + CollectionPath(info, namespace_) +
                       fmt::format("?watch=1&timeoutSeconds={}", options.timeout.count());
     if (options.bookmarks) url += "&allowWatchBookmarks=true";
-    if (!options.resource_version.empty()) url += "&resourceVersion=" + Escape(options.resource_version);
-    if (!options.label_selector.empty()) url += "&labelSelector=" + Escape(options.label_selector);
+    if (!options.resource_version.empty()) url += "&resourceVersion=" + PercentEncode(options.resource_version);
+    if (!options.label_selector.empty()) url += "&labelSelector=" + PercentEncode(options.label_selector);
     Request req;
     req.url = url;
     req.headers = {std::string("Accept: ") + kJson};
@@ -819,7 +813,7 @@ class HttpClient final : public Client {
     }
     if (need_name && ref.name.empty()) return InvalidArgumentError("{}: object has no name", ref.ToString());
     std::string ns = info.namespaced ? ref.namespace_ : "";
-    return CollectionPath(info, ns) + "/" + Escape(ref.name);
+    return CollectionPath(info, ns) + "/" + PercentEncode(ref.name);
   }
 
   // Refreshes the REST mapping unless it was refreshed less than `min_age` ago.

@@ -10,6 +10,7 @@
 #include "base/base64.h"
 #include "base/mutex.h"
 #include "base/path.h"
+#include "base/percent.h"
 #include "oci/internal/auth_flow.h"
 #include "value/value.h"
 
@@ -30,13 +31,6 @@ bool IsTokenChar(char c) {
 std::string StringField(const value::Value& v, std::string_view key) {
   const value::Value* f = v.Get(key);
   return f && f->IsString() ? std::string(f->AsString()) : std::string();
-}
-
-std::string Escape(std::string_view s) {
-  char* e = curl_easy_escape(nullptr, s.data(), static_cast<int>(s.size()));
-  std::string out(e);
-  curl_free(e);
-  return out;
 }
 
 }  // namespace
@@ -235,14 +229,14 @@ Result<std::string> TokenUrl(const Challenge& bearer, const std::vector<std::str
   std::string url = realm;
   char sep = realm.find('?') == std::string::npos ? '?' : '&';
   if (std::string service = bearer.Param("service"); !service.empty()) {
-    url += sep + std::string("service=") + Escape(service);
+    url += sep + std::string("service=") + PercentEncode(service);
     sep = '&';
   }
   std::vector<std::string> seen;
   for (const std::string& s : scopes) {
     if (s.empty() || std::find(seen.begin(), seen.end(), s) != seen.end()) continue;
     seen.push_back(s);
-    url += sep + std::string("scope=") + Escape(s);
+    url += sep + std::string("scope=") + PercentEncode(s);
     sep = '&';
   }
   return url;

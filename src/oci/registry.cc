@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "base/mutex.h"
 #include "base/path.h"
+#include "base/percent.h"
 #include "oci/internal/auth_flow.h"
 #include "oci/registry.h"
 #include "value/value.h"
@@ -36,13 +37,6 @@ constexpr int kMaxRedirects = 5;
 std::string Lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string Escape(std::string_view s) {
-  char* e = curl_easy_escape(nullptr, s.data(), static_cast<int>(s.size()));
-  std::string out(e);
-  curl_free(e);
   return out;
 }
 
@@ -281,7 +275,7 @@ class HttpRegistry final : public Registry {
       Request req;
       req.method = "POST";
       GANTRY_ASSIGN_OR_RETURN(std::string url, Url(repo, "/blobs/uploads/"));
-      req.url = WithQuery(url, "mount=" + Escape(digest) + "&from=" + Escape(from_repository));
+      req.url = WithQuery(url, "mount=" + PercentEncode(digest) + "&from=" + PercentEncode(from_repository));
       // One token for both repositories, as Docker asks: pull,push here and pull there.
       std::vector<std::string> scopes = Push(repo);
       scopes.push_back(internal::RepositoryScope(from_repository, "pull"));
@@ -331,7 +325,7 @@ class HttpRegistry final : public Registry {
         GANTRY_ASSIGN_OR_RETURN(std::string location, StartUpload(repo, what));
         Request put;
         put.method = "PUT";
-        put.url = WithQuery(location, "digest=" + Escape(desc.digest));
+        put.url = WithQuery(location, "digest=" + PercentEncode(desc.digest));
         put.headers = {"Content-Type: application/octet-stream"};
         put.fd = fd;
         put.length = size;
@@ -455,7 +449,7 @@ class HttpRegistry final : public Registry {
     std::string what = fmt::format("list the referrers of {}@{}", Name(repo), digest);
     GANTRY_RETURN_IF_ERROR(ValidateDigest(digest));
     GANTRY_ASSIGN_OR_RETURN(std::string url, Url(repo, "/referrers/" + std::string(digest)));
-    if (!artifact_type.empty()) url = WithQuery(url, "artifactType=" + Escape(artifact_type));
+    if (!artifact_type.empty()) url = WithQuery(url, "artifactType=" + PercentEncode(artifact_type));
     GANTRY_ASSIGN_OR_RETURN(Response r, RetryResult<Response>(options_.retry, [&]() -> Result<Response> {
       Request req;
       req.url = url;
@@ -896,7 +890,7 @@ class HttpRegistry final : public Registry {
     }
     Request put;
     put.method = "PUT";
-    put.url = WithQuery(state.url, "digest=" + Escape(desc.digest));
+    put.url = WithQuery(state.url, "digest=" + PercentEncode(desc.digest));
     put.headers = {"Content-Type: application/octet-stream"};
     GANTRY_ASSIGN_OR_RETURN(Response r, Do(repo, Push(repo), put));
     if (r.status != 201) {

@@ -11,6 +11,7 @@
 
 #include "base/log.h"
 #include "base/path.h"
+#include "base/percent.h"
 #include "oidc/oidc.h"
 #include "value/value.h"
 
@@ -22,25 +23,11 @@ std::string_view TrimSlash(std::string_view s) {
   return s;
 }
 
-// application/x-www-form-urlencoded and query values: everything but the unreserved characters.
-std::string FormEscape(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-        c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += fmt::format("%{:02X}", c);
-    }
-  }
-  return out;
-}
-
 std::string Form(std::initializer_list<std::pair<std::string_view, std::string_view>> fields) {
   std::string out;
   for (const auto& [k, v] : fields) {
     if (!out.empty()) out += '&';
-    out += FormEscape(k) + "=" + FormEscape(v);
+    out += PercentEncode(k) + "=" + PercentEncode(v);
   }
   return out;
 }
