@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -74,8 +75,11 @@ TEST(InstallManifests, TheAgentHasAWritableTmpBesideItsReadOnlyRoot) {
 // deploy/gantry-agent.yaml is `gantry install --print` with the default image, plus the documented
 // --no-render-sandbox line: it must not drift from what install applies.
 TEST(InstallManifests, DeployYamlIsTheInstallOutput) {
-  std::ifstream in("../../deploy/gantry-agent.yaml");
-  ASSERT_TRUE(in) << "deploy/gantry-agent.yaml (the test runs in src/agent)";
+  // ctest sets GANTRY_SOURCE_DIR; run by hand, the test is started in src/agent.
+  const char* root = std::getenv("GANTRY_SOURCE_DIR");
+  const std::string path = std::string(root != nullptr ? root : "../..") + "/deploy/gantry-agent.yaml";
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << path << ": not readable (set GANTRY_SOURCE_DIR to the source tree)";
   std::string file, line;
   while (std::getline(in, line)) {
     if (line.find_first_not_of(' ') != std::string::npos && line[line.find_first_not_of(' ')] == '#') continue;

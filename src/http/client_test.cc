@@ -46,8 +46,8 @@ class ClientTest : public ::testing::Test {
       };
       return r;
     });
-    for (auto [from, to] : {std::pair{"/a", "/b"}, std::pair{"/b", "/hello"}}) {
-      server_.Handle("GET", from, [to](const Request&) {
+    for (const auto& redirect : {std::pair{"/a", "/b"}, std::pair{"/b", "/hello"}}) {
+      server_.Handle("GET", redirect.first, [to = redirect.second](const Request&) {
         Response r = Response::Text(302, "");
         r.headers["location"] = to;
         return r;

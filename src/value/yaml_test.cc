@@ -438,7 +438,7 @@ TEST(YamlDiff, TakenCasesMatchLibyaml) {
       "e1: []\ne2: {}\ne3: [ ]\n",
       "a: &x\n  b: 1\nc: *x\nd: &y\n- 1\ne: *y\nf: &z\ng: *z\n",
       "- &a x\n- *a\n- &b\n  k: v\n- *b\n",
-      "\xEF\xBB\xBF" "a: 1\r\nb:\r\n  - c\r\n  - d\r\ne: |\r\n  x\r\n  y\r\n",
+      "\uFEFFa: 1\r\nb:\r\n  - c\r\n  - d\r\ne: |\r\n  x\r\n  y\r\n",
       "name: caf\xC3\xA9\nk\xC3\xA9y: v\xC3\xA0lue\n- x\n",
       "a: b\t# tab before comment\nc: d\t\n",
       "a: \"\"\nb: ''\nc: \" \"\n",
