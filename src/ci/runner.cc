@@ -25,6 +25,21 @@ std::string StepDirName(std::string_view step) {
   return out;
 }
 
+Result<int64_t> AppendStepLog(store::Store& store, int64_t run_id, std::string_view step, int64_t seq,
+                              std::string_view data) {
+  Status s = store.AppendLogChunk(run_id, step, seq, data);
+  if (s.code() == Code::kAlreadyExists) {
+    // An earlier attempt of the run (before a restart, or on a server whose lease expired) logged
+    // this step: this attempt's log goes on after it.
+    for (auto more = store.ReadLog(run_id, step, seq); more.ok() && !more->empty(); more = store.ReadLog(run_id, step, seq)) {
+      seq = more->back().seq + 1;
+    }
+    s = store.AppendLogChunk(run_id, step, seq, data);
+  }
+  if (!s.ok()) return s;
+  return seq;
+}
+
 namespace {
 
 // The byte budget of a run's logs, shared by its steps.
@@ -37,9 +52,10 @@ struct LogBudget {
 // Output beyond the run's budget is dropped after one line saying so.
 class StepLog {
  public:
-  StepLog(const std::vector<std::string>& secrets, store::Store* st, int64_t run_id, std::string step,
-          std::function<void(std::string_view)> live, LogBudget& budget)
-      : masker_(secrets), store_(st), run_id_(run_id), step_(std::move(step)), live_(std::move(live)), budget_(budget) {}
+  StepLog(const std::vector<std::string>& secrets, store::Store* st, const std::atomic<bool>* fenced, int64_t run_id,
+          std::string step, std::function<void(std::string_view)> live, LogBudget& budget)
+      : masker_(secrets), store_(st), fenced_(fenced), run_id_(run_id), step_(std::move(step)), live_(std::move(live)),
+        budget_(budget) {}
 
   void Write(std::string_view raw) {
     MutexLock lock(mu_);
@@ -77,9 +93,13 @@ class StepLog {
   void FlushLocked() REQUIRES(mu_) {
     while (!buf_.empty()) {
       size_t n = std::min(buf_.size(), store::kMaxLogChunkBytes);
-      if (store_ != nullptr) {
-        Status s = store_->AppendLogChunk(run_id_, step_, seq_, std::string_view(buf_).substr(0, n));
-        if (!s.ok()) log::Warn("ci: run {} step {}: store log chunk: {}", run_id_, step_, s.message());
+      if (store_ != nullptr && (fenced_ == nullptr || !fenced_->load())) {
+        auto stored = AppendStepLog(*store_, run_id_, step_, seq_, std::string_view(buf_).substr(0, n));
+        if (stored.ok()) {
+          seq_ = *stored;
+        } else {
+          log::Warn("ci: run {} step {}: store log chunk: {}", run_id_, step_, stored.status().message());
+        }
       }
       ++seq_;
       buf_.erase(0, n);
@@ -89,6 +109,7 @@ class StepLog {
   mutable Mutex mu_;
   Masker masker_ GUARDED_BY(mu_);
   store::Store* store_;
+  const std::atomic<bool>* fenced_;
   int64_t run_id_;
   std::string step_;
   const std::function<void(std::string_view)> live_;
@@ -578,7 +599,7 @@ void Runner::Impl::Start(size_t i) {
   WriteStep(sr);
   Report(Progress::Kind::kStarted, &sr, {});
   auto live = [this, name_only = &output_names[i]](std::string_view d) { Report(Progress::Kind::kOutput, name_only, d); };
-  logs[i] = std::make_unique<StepLog>(secret_values, options.store, options.run_id, sr.name, live, budget);
+  logs[i] = std::make_unique<StepLog>(secret_values, options.store, options.fenced, options.run_id, sr.name, live, budget);
   ++running;
   threads[i] = std::thread([this, i] {
     Ended e = RunStep(shared, i, *steps[i], *logs[i]);
@@ -633,7 +654,7 @@ void Runner::Impl::Finish() {
 }
 
 void Runner::Impl::WriteStep(const StepResult& sr) {
-  if (options.store == nullptr) return;
+  if (options.store == nullptr || (options.fenced != nullptr && options.fenced->load())) return;
   store::Step st{.name = sr.name, .state = sr.state, .exit_code = sr.exit_code, .attempts = sr.attempts};
   if (auto it = index.find(sr.name); it != index.end()) st.needs = steps[it->second]->needs;
   Status s = options.store->UpsertStep(options.run_id, st);

@@ -94,6 +94,13 @@ struct Progress {
   std::string_view data;   // kOutput: masked output
 };
 
+// Stores `data` as chunk `seq` of `step`'s log of run `run_id` and returns the seq it took: `seq`,
+// or, when an earlier attempt of the run (before a restart or a takeover) already wrote a
+// different chunk there, the one after the last chunk of that log (the attempt's log follows the
+// earlier one's). The store's errors otherwise.
+Result<int64_t> AppendStepLog(store::Store& store, int64_t run_id, std::string_view step, int64_t seq,
+                              std::string_view data);
+
 struct RunOptions {
   std::filesystem::path workspace;   // the checkout; must exist
   std::filesystem::path run_dir;     // created; artifacts/ lives here
@@ -121,6 +128,9 @@ struct RunOptions {
   int parallelism = 4;
   store::Store* store = nullptr;  // optional; then run_id must name a run
   int64_t run_id = 0;
+  // Once set (by the server when another server took the run over: its lease expired), nothing
+  // more of the run is written to the store; the caller cancels the runner too.
+  const std::atomic<bool>* fenced = nullptr;
   std::function<void(const Progress&)> on_progress;
   Clock* clock = nullptr;  // the run's and steps' durations; nullptr: SystemClock()
 };

@@ -205,21 +205,72 @@ Status Server::Start() {
   mirrors_ = std::make_unique<git::Mirrors>(options_.data_dir / "mirrors");
 
   GANTRY_ASSIGN_OR_RETURN(auto interrupted, store_.MarkUnfinishedInterrupted(options_.worker_name));
-  for (const auto& r : interrupted) {
-    if (options_.requeue_interrupted && r.attempt < options_.max_attempts) {
-      Status s = store_.UpdateRun(r.id, RunState::kQueued,
-                                  fmt::format("re-queued after a restart interrupted attempt {}", r.attempt));
-      log::Info("ci: run {} was interrupted by a restart; {}", r.id, s.ok() ? "re-queued" : s.message());
-    } else {
-      fs::remove(ChangedPathsFile(options_.data_dir, r.id), ec);
-      log::Info("ci: run {} was interrupted by a restart; left interrupted (attempt {} of {})", r.id, r.attempt,
-                options_.max_attempts);
-    }
-  }
+  Requeue(interrupted, "a restart");
   for (int i = 0; i < std::max(1, options_.workers); ++i) threads_.emplace_back([this] { WorkerLoop(true); });
   for (int i = 0; i < std::max(1, options_.untrusted_workers); ++i) threads_.emplace_back([this] { WorkerLoop(false); });
   if (options_.poll_interval.count() > 0) threads_.emplace_back([this] { PollLoop(); });
+  threads_.emplace_back([this] { LeaseLoop(); });
   return OkStatus();
+}
+
+void Server::Requeue(const std::vector<store::Run>& interrupted, std::string_view why) {
+  for (const auto& r : interrupted) {
+    if (options_.requeue_interrupted && r.attempt < options_.max_attempts) {
+      Status s = store_.UpdateRun(r.id, RunState::kQueued, fmt::format("re-queued after {} interrupted attempt {}", why, r.attempt));
+      log::Info("ci: run {} was interrupted by {}; {}", r.id, why, s.ok() ? "re-queued" : s.message());
+    } else {
+      std::error_code ec;
+      fs::remove(ChangedPathsFile(options_.data_dir, r.id), ec);
+      log::Info("ci: run {} was interrupted by {}; left interrupted (attempt {} of {})", r.id, why, r.attempt,
+                options_.max_attempts);
+    }
+  }
+}
+
+// During Stop() it goes on renewing until the workers are done: a release left to finish keeps
+// its lease.
+void Server::LeaseLoop() {
+  const auto period = std::max(std::chrono::milliseconds(100), options_.run_lease / 3);
+  auto held = [this] {
+    std::vector<std::pair<int64_t, int>> out;
+    MutexLock lock(mu_);
+    for (const auto& [id, a] : active_) {
+      if (!a.lost.load()) out.emplace_back(id, a.attempt);
+    }
+    return out;
+  };
+  while (true) {
+    const auto runs = held();
+    if (stop_.load() && runs.empty()) return;
+    for (const auto& [id, attempt] : runs) {
+      auto renewed = store_.RenewRunLease(id, options_.worker_name, attempt, options_.run_lease);
+      if (!renewed.ok()) {
+        // The lease still runs until it expires; the next renewal may get through.
+        log::Warn("ci: run {}: renew its lease: {}", id, renewed.status().message());
+        continue;
+      }
+      if (*renewed) continue;
+      log::Warn("ci: run {}: attempt {} lost its lease (another server has taken the run over): stopping it", id, attempt);
+      MutexLock lock(mu_);
+      if (auto it = active_.find(id); it != active_.end() && it->second.attempt == attempt) {
+        it->second.lost.store(true);
+        it->second.cancel.store(true);
+        if (it->second.runner != nullptr) it->second.runner->Cancel();
+      }
+    }
+    if (!stop_.load()) {
+      auto expired = store_.MarkExpiredInterrupted();
+      if (expired.ok()) {
+        Requeue(*expired, "an expired lease (its server stopped renewing it)");
+      } else {
+        log::Warn("ci: take over runs whose lease expired: {}", expired.status().message());
+      }
+    }
+    for (auto waited = std::chrono::milliseconds(0); waited < period; waited += std::chrono::milliseconds(50)) {
+      if (stop_.load() && held().empty()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
 }
 
 void Server::Stop() {
@@ -406,8 +457,11 @@ void Server::WorkerLoop(bool trusted) {
       // in active_, so a run claimed here is either cancelled by it or never claimed.
       MutexLock lock(mu_);
       if (stop_.load()) return;
-      claimed = store_.ClaimNextQueuedRun(options_.worker_name, trusted);
-      if (claimed.ok() && claimed->has_value()) active = &active_.try_emplace((*claimed)->id).first->second;
+      claimed = store_.ClaimNextQueuedRun(options_.worker_name, trusted, options_.run_lease);
+      if (claimed.ok() && claimed->has_value()) {
+        active = &active_.try_emplace((*claimed)->id).first->second;
+        active->attempt = (*claimed)->attempt;
+      }
     }
     if (!claimed.ok()) {
       log::Warn("ci: claim a run: {}", claimed.status().message());
@@ -426,7 +480,7 @@ void Server::WorkerLoop(bool trusted) {
 
 // Runs options_.after_success, its stages logged as steps of the run (masked like step logs).
 Status Server::Release(const store::Run& run, const Pipeline& pipeline, const fs::path& workspace, const std::string& commit,
-                       const std::atomic<bool>& cancel) {
+                       const Active& active) {
   Masker masker(options_.secrets.AllValues());
   struct {
     Mutex mu;
@@ -434,6 +488,7 @@ Status Server::Release(const store::Run& run, const Pipeline& pipeline, const fs
     std::string current GUARDED_BY(mu);                               // the stage logging last
   } stages;
   auto set_state = [&](const std::string& stage, RunState state) {
+    if (active.lost.load()) return;
     store::Step step{.name = stage, .state = state};
     if (Status s = store_.UpsertStep(run.id, step); !s.ok()) log::Warn("ci: run {}: step {}: {}", run.id, stage, s.message());
   };
@@ -446,12 +501,16 @@ Status Server::Release(const store::Run& run, const Pipeline& pipeline, const fs
       set_state(it->first, RunState::kRunning);
     }
     stages.current = it->first;
+    if (active.lost.load()) return;
     std::string chunk = masker.MaskAll(std::string(line) + "\n");
-    if (Status s = store_.AppendLogChunk(run.id, stage, it->second++, chunk.substr(0, store::kMaxLogChunkBytes)); !s.ok()) {
-      log::Warn("ci: run {}: log of {}: {}", run.id, stage, s.message());
+    auto stored = AppendStepLog(store_, run.id, stage, it->second, chunk.substr(0, store::kMaxLogChunkBytes));
+    if (stored.ok()) {
+      it->second = *stored + 1;
+    } else {
+      log::Warn("ci: run {}: log of {}: {}", run.id, stage, stored.status().message());
     }
   };
-  Status result = options_.after_success(SucceededRun{run, pipeline, workspace, commit, log_line, &cancel, PolicyFor(run.repo).project});
+  Status result = options_.after_success(SucceededRun{run, pipeline, workspace, commit, log_line, &active.cancel, PolicyFor(run.repo).project});
   std::string last;
   {
     MutexLock lock(stages.mu);
@@ -477,7 +536,12 @@ void Server::Execute(const store::Run& run, Active& active) {
     std::error_code ec;
     fs::remove(changed_paths_file, ec);  // the run is final
     std::string text = notes.empty() ? message : notes + "; " + message;
-    Status s = store_.UpdateRun(run.id, state, text);
+    if (active.lost.load()) {
+      log::Warn("ci: run {}: attempt {} ended {} after another server took it over: not recorded", run.id, run.attempt,
+                store::Name(state));
+      return;
+    }
+    Status s = store_.UpdateRun(run.id, state, text, run.attempt);
     if (!s.ok()) log::Warn("ci: run {}: store: {}", run.id, s.message());
     log::Info("ci: run {} {}: {}", run.id, store::Name(state), text);
   };
@@ -576,6 +640,7 @@ void Server::Execute(const store::Run& run, Active& active) {
   ro.parallelism = options_.parallelism;
   ro.store = &store_;
   ro.run_id = run.id;
+  ro.fenced = &active.lost;
   ro.clock = options_.clock;
   Context& c = ro.context;
   c.event = run.event == store::RunEvent::kPullRequest ? "pull_request" : run.event == store::RunEvent::kManual ? "manual" : "push";
@@ -639,7 +704,7 @@ void Server::Execute(const store::Run& run, Active& active) {
     // A cancel that came as the last step ended (too late to stop it) still keeps the release from
     // starting: what the user stopped is the deploy.
     Status s = active.cancel.load() ? CancelledError("cancelled before the release started")
-                                    : Release(run, *pipeline, workspace, *commit, active.cancel);
+                                    : Release(run, *pipeline, workspace, *commit, active);
     if (!s.ok()) {
       fs::remove_all(workspace, ec);
       return fail(s.code() == Code::kCancelled ? RunState::kCancelled : RunState::kFailed, s.message());

@@ -20,6 +20,15 @@
 //            Runner.
 //   restart  Start() marks this worker's unfinished runs interrupted and re-queues those with
 //            attempt < max_attempts (requeue_interrupted), so none is ever left running.
+//   leases   Several servers may share one (PostgreSQL) store, each with its own worker_name. A
+//            claimed run carries a lease (run_lease), which this server renews every third of it
+//            while the run or its release is in flight. Every server, every third of run_lease,
+//            marks runs whose lease expired (their server died) interrupted and re-queues them as
+//            a restart does, so another server takes them over. A server that finds its renewal
+//            refused (it was paused or cut off past its lease, and its run was taken over) stops
+//            the run at once and writes nothing more of it: its steps' and logs' writes are
+//            fenced in process (RunOptions::fenced), its final state in the store (UpdateRun at
+//            its attempt), its release by the progress's version (release/release.h).
 //   runs     ListRuns, GetRun, ReadLog (reads), Approve, Retry and Cancel.
 //   cancel   A run this server claimed is known to it from the claim (taken and registered in one
 //            critical section) until its final state is written, whatever it is doing: fetching
@@ -130,6 +139,9 @@ struct ServerOptions {
   std::string worker_name = "gantry";
   bool requeue_interrupted = true;
   int max_attempts = 3;
+  // How long a claim lasts without renewal: a server that dies loses its runs to the others
+  // after at most this (plus a third of it, the others' check).
+  std::chrono::milliseconds run_lease = store::kDefaultRunLease;
   git::OpenOptions git;
   // Called for push and tag runs of `repos` (never pull requests, never forks) whose steps all
   // succeeded and whose pipeline has image:, before the run is final: the rest of the flow
@@ -208,7 +220,9 @@ class Server {
  private:
   // A run this server claimed, from the claim until its final state is written (in active_).
   struct Active {
+    int attempt = 0;                  // the claim's (store::Run::attempt): renewals and the final write
     std::atomic<bool> cancel{false};  // Cancel() or Stop(): honoured by whatever the run does next
+    std::atomic<bool> lost{false};    // another server took the run over: write nothing more of it
     Runner* runner = nullptr;         // while its steps run
     bool releasing = false;           // from the end of its steps until its release returns
     std::optional<store::RunState> outcome;  // settled and being written: too late to cancel
@@ -217,9 +231,14 @@ class Server {
   const RepoPolicy& PolicyFor(const std::string& repo) const;
   void WorkerLoop(bool trusted);
   void PollLoop();
+  // Renews the leases of active_ and takes over the runs whose lease expired, every third of
+  // run_lease.
+  void LeaseLoop();
+  // Re-queues runs a restart or an expired lease (`why`) interrupted, per requeue_interrupted.
+  void Requeue(const std::vector<store::Run>& interrupted, std::string_view why);
   void Execute(const store::Run& run, Active& active);
   Status Release(const store::Run& run, const Pipeline& pipeline, const std::filesystem::path& workspace,
-                 const std::string& commit, const std::atomic<bool>& cancel);
+                 const std::string& commit, const Active& active);
 
   store::Store& store_;
   Executor& executor_;

@@ -112,14 +112,14 @@ class WaitingExecutor : public Executor {
 class HoldingStore : public fakes::ForwardingStore {
  public:
   using ForwardingStore::ForwardingStore;
-  Status UpdateRun(int64_t id, RunState state, std::string_view message = {}) override {
+  Status UpdateRun(int64_t id, RunState state, std::string_view message = {}, int attempt = 0) override {
     if (store::IsFinal(state)) {
       std::unique_lock lock(mu_);
       held_ = id;
       cv_.notify_all();
       cv_.wait(lock, [&] { return go_; });
     }
-    return ForwardingStore::UpdateRun(id, state, message);
+    return ForwardingStore::UpdateRun(id, state, message, attempt);
   }
   // The run whose final state waits to be written; 0 when none did within 10 s.
   int64_t Wait() {

@@ -75,6 +75,7 @@ struct ServerFlags {
   std::string poll = "0";
   std::vector<std::string> poll_branches = {"main"};
   std::string worker = "gantry";
+  std::string run_lease = "15s";
   ExecutorFlags executor;
   bool allow_file = false;
   int workers = 1;
@@ -274,6 +275,11 @@ Result<ServerOptions> ToOptions(const ServerFlags& f) {
   if (!poll.ok()) return InvalidArgumentError("--poll {:?}: expected a duration such as 60s", f.poll);
   so.poll_interval = *poll;
   so.poll_branches = f.poll_branches;
+  auto lease = ParseDuration(f.run_lease);
+  if (!lease.ok() || *lease < std::chrono::seconds(1)) {
+    return InvalidArgumentError("--run-lease {:?}: expected a duration of at least 1s, such as 15s", f.run_lease);
+  }
+  so.run_lease = *lease;
   GANTRY_ASSIGN_OR_RETURN(webhook::Provider provider, webhook::ParseProvider(f.provider));
   o.front.webhook.provider = provider;
   so.policy.provider = provider;
@@ -455,11 +461,14 @@ Status RunServer(ServerOptions o, const Deps& deps) {
     };
   }
   // Every write goes through the observed store, so runs, steps, logs and deploys reach the event
-  // bus (/api/v1/events, the metrics).
+  // bus (/api/v1/events, the metrics). On PostgreSQL, which other replicas may share
+  // (docs/scaling.md), it also reads their run state changes every second.
   server::EventBus events;
   server::ReleaseProjects release_projects;
+  const bool shared = store::ParseUrl(*store_url).ok() && store::ParseUrl(*store_url)->kind == store::Location::Kind::kPostgres;
   std::unique_ptr<store::Store> observed = server::ObservedStore(
-      **st, events, o.front.project_of, [&release_projects](int64_t id) { return release_projects.Of(id); });
+      **st, events, o.front.project_of, [&release_projects](int64_t id) { return release_projects.Of(id); },
+      shared ? std::chrono::seconds(1) : std::chrono::seconds(0));
   store::Store& store = *observed;
   http::Registry registry;
   server::ServerMetrics metrics(registry, store, events);
@@ -511,7 +520,8 @@ Status RunServer(ServerOptions o, const Deps& deps) {
   std::optional<server::NotificationFeed> notification_feed;
   if (o.notifications) {
     notifier.emplace(notify::NotifierOptions{
-        .store = &**st, .config = *o.notifications, .public_url = o.public_url, .clock = deps.clock, .metrics = &registry});
+        .store = &**st, .config = *o.notifications, .public_url = o.public_url, .clock = deps.clock, .metrics = &registry,
+        .lease_holder = o.ci.worker_name});
     notifier->Start();
     notification_feed.emplace(events, **st, *notifier);
   }
@@ -523,7 +533,8 @@ Status RunServer(ServerOptions o, const Deps& deps) {
                                                                   .forges = o.forges,
                                                                   .public_url = o.public_url,
                                                                   .clock = deps.clock,
-                                                                  .metrics = &registry}));
+                                                                  .metrics = &registry,
+                                                                  .lease_holder = o.ci.worker_name}));
   }
   // Pull-request previews of the config repository (docs/forges.md): computed on their own thread,
   // their comments put into the same outbox.
@@ -553,7 +564,8 @@ Status RunServer(ServerOptions o, const Deps& deps) {
     pull_watch.emplace(server::PullWatchOptions{.config = *o.release.deliver_config,
                                                 .connect = o.release.connect,
                                                 .store = &store,
-                                                .events = &events});
+                                                .events = &events,
+                                                .lease_holder = o.ci.worker_name});
   }
   GANTRY_RETURN_IF_ERROR(server::ServeApiV1(front, {.access = &access,
                                                     .ci = &ci_server,
@@ -644,7 +656,10 @@ void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_option("--secrets-file", f->secrets_file, "NAME=VALUE lines (mode 0600), scoped by [repo=.. branch=.. protected] headers");
   cmd->add_option("--poll", f->poll, "Poll the repositories' branches this often (0 = off)");
   cmd->add_option("--poll-branch", f->poll_branches, "Branches to poll (default main)");
-  cmd->add_option("--worker", f->worker, "This server's name in the store (claims, restart recovery)");
+  cmd->add_option("--worker", f->worker,
+                  "This server's name in the store (claims, restart recovery, leases): unique per replica sharing a store");
+  cmd->add_option("--run-lease", f->run_lease,
+                  "A claimed run is taken over by another replica this long after its server stops renewing it (default 15s)");
   cmd->add_option("--workers", f->workers, "Trusted runs at once (pushes, tags, pull requests from the repository)")
       ->check(CLI::Range(1, 64));
   cmd->add_option("--untrusted-workers", f->untrusted_workers, "Untrusted runs at once (pull requests from forks), separate from --workers")

@@ -160,6 +160,11 @@ void Notifier::DeliverDue() {
       MutexLock lock(mu_);
       if (stop_) return;
     }
+    if (!options_.lease_holder.empty()) {
+      auto held = options_.store->AcquireLease("notifications", options_.lease_holder, options_.lease);
+      if (!held.ok()) log::Warn("notifications: the delivery lease: {}", held.status().ToString());
+      if (!held.ok() || !*held) return;  // another server delivers
+    }
     const WallTime now = clock_.WallNow();
     auto due = options_.store->ListNotifications({.due_by = now, .limit = 20});
     if (!due.ok()) {

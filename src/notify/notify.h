@@ -177,6 +177,11 @@ struct NotifierOptions {
   std::chrono::milliseconds max_backoff{300'000};
   std::chrono::milliseconds poll{1000};  // how often the outbox is read for due notifications
   std::chrono::seconds send_timeout{15};
+  // Servers sharing a store: only the holder of the store's lease "notifications" delivers (it is
+  // renewed at every poll, and taken over `lease` after its holder stops). "" : no lease, this
+  // notifier delivers (one server).
+  std::string lease_holder;
+  std::chrono::milliseconds lease{15'000};
 };
 
 // Accepts events (Submit never blocks), puts them into the outbox and delivers from it on its own

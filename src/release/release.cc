@@ -842,6 +842,11 @@ Result<std::unique_ptr<Release>> Release::Create(const ReleaseServices& s, const
       return DataLossError("release progress of run {}: unknown stage {:?}", m.r.run_id, m.progress->stage);
     st.next = m.After(*done);
   }
+  if (st.next != Stage::kDone) {
+    // Take the release over: a process still at it (a server whose run lease expired while it
+    // was paused or cut off) now fails its next progress write (Aborted) and stops.
+    GANTRY_RETURN_IF_ERROR(m.Save(std::nullopt));
+  }
   std::string_view log_stage = st.next == Stage::kPackage ? kImageStage : st.next == Stage::kDeploy ? kDeployStage : kReleaseStage;
   Log(m.r, log_stage, st.next == Stage::kDone
                           ? fmt::format("the release of run {} ended before an interruption: nothing to do", m.r.run_id)

@@ -34,6 +34,9 @@
 //   deploy   the ledger release it started is found by its run id and its Deployment resumed
 //            (deliver::Deployment::Resume), never started a second time;
 //   record   the ledger release of the run, when there is one, is not written again.
+// Resuming writes the progress back at once (a new version), so that a process still releasing the
+// run (a server whose claim expired while it was cut off, ci/server.h "leases") fails its next
+// progress write with Aborted and stops: one process at a time works on a release.
 //
 // Only trusted events get here: ci::Server calls the hook for push and tag runs of its configured
 // repositories, never for pull requests; and the config repository must be one the server was told

@@ -762,6 +762,36 @@ TEST(EventBusTest, ObservedStorePublishesStepsLogsAndTargets) {
   fs::remove_all(tmpl);
 }
 
+// Two servers on one store: with a watch interval, each publishes the run state changes the other
+// wrote (marked "elsewhere"), once per change, and not its own a second time.
+TEST(EventBusTest, ObservedStoreWithAWatchPublishesRunsAnotherServerChanged) {
+  std::string tmpl = (fs::temp_directory_path() / "events_test.XXXXXX").string();
+  GANTRY_CHECK(::mkdtemp(tmpl.data()) != nullptr);
+  {
+    auto real = store::Open("sqlite:" + (fs::path(tmpl) / "gantry.db").string());
+    ASSERT_TRUE(real.ok());
+    EventBus bus, other_bus;
+    auto sub = bus.Subscribe();
+    auto other = ObservedStore(**real, other_bus, nullptr);  // the other server
+    auto old = other->CreateRun({.repo = kRepo, .pipeline = kRepo, .commit = "c0"});
+    ASSERT_TRUE(old.ok());
+    auto store = ObservedStore(**real, bus, nullptr, nullptr, std::chrono::milliseconds(20));
+    auto mine = store->CreateRun({.repo = kRepo, .pipeline = kRepo, .commit = "c1"});
+    ASSERT_TRUE(mine.ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the first reads learn the states
+    ASSERT_TRUE(other->UpdateRun(*old, store::RunState::kRunning).ok());
+    std::vector<std::string> seen;
+    for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+         seen.size() < 2 && std::chrono::steady_clock::now() < until;) {
+      if (auto e = sub->Next(std::chrono::milliseconds(50))) seen.push_back(e->type + " " + e->data);
+    }
+    while (auto e = sub->Next(std::chrono::milliseconds(100))) seen.push_back(e->type + " " + e->data);
+    EXPECT_THAT(seen, ::testing::ElementsAre(R"(run {"id":2,"state":"queued"})",
+                                             R"(run {"id":1,"state":"running","elsewhere":true})"));
+  }
+  fs::remove_all(tmpl);
+}
+
 }  // namespace
 }  // namespace gantry::server
 

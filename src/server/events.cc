@@ -1,6 +1,9 @@
 #include "server/events.h"
 
 #include <map>
+#include <thread>
+
+#include "base/log.h"
 
 namespace gantry::server {
 
@@ -80,8 +83,18 @@ using value::Value;
 class Observed final : public store::Store {
  public:
   Observed(store::Store& inner, EventBus& bus, std::function<std::string(const store::Run&)> project_of,
-           std::function<std::string(int64_t)> project_of_release)
-      : inner_(inner), bus_(bus), project_of_(std::move(project_of)), project_of_release_(std::move(project_of_release)) {}
+           std::function<std::string(int64_t)> project_of_release, std::chrono::milliseconds watch)
+      : inner_(inner), bus_(bus), project_of_(std::move(project_of)), project_of_release_(std::move(project_of_release)) {
+    if (watch.count() > 0) watcher_ = std::thread([this, watch] { Watch(watch); });
+  }
+  ~Observed() override {
+    {
+      MutexLock lock(mu_);
+      stop_ = true;
+      cv_.NotifyAll();
+    }
+    if (watcher_.joinable()) watcher_.join();
+  }
 
   Result<int64_t> CreateRelease(const store::Release& r) override { return inner_.CreateRelease(r); }
   Result<store::Release> GetRelease(int64_t id) override { return inner_.GetRelease(id); }
@@ -129,8 +142,8 @@ class Observed final : public store::Store {
     return s;
   }
   Status BindRunCommit(int64_t id, std::string_view commit) override { return inner_.BindRunCommit(id, commit); }
-  Status UpdateRun(int64_t id, store::RunState state, std::string_view message) override {
-    Status s = inner_.UpdateRun(id, state, message);
+  Status UpdateRun(int64_t id, store::RunState state, std::string_view message, int attempt) override {
+    Status s = inner_.UpdateRun(id, state, message, attempt);
     if (s.ok()) RunEvent(id, state);
     return s;
   }
@@ -148,22 +161,23 @@ class Observed final : public store::Store {
   Result<store::Run> GetRun(int64_t id) override { return inner_.GetRun(id); }
   Result<std::vector<store::Run>> ListRuns(const store::RunFilter& filter) override { return inner_.ListRuns(filter); }
   Result<std::vector<store::Run>> MarkUnfinishedInterrupted(std::string_view worker) override {
-    auto runs = inner_.MarkUnfinishedInterrupted(worker);
-    if (runs.ok()) {
-      for (const auto& r : *runs) {
-        Remember(r.id, r);
-        RunEvent(r.id, store::RunState::kInterrupted);
-      }
-    }
-    return runs;
+    return Interrupted(inner_.MarkUnfinishedInterrupted(worker));
   }
-  Result<std::optional<store::Run>> ClaimNextQueuedRun(std::string_view worker, std::optional<bool> trusted) override {
-    auto run = inner_.ClaimNextQueuedRun(worker, trusted);
+  Result<std::optional<store::Run>> ClaimNextQueuedRun(std::string_view worker, std::optional<bool> trusted,
+                                                        std::chrono::milliseconds lease) override {
+    auto run = inner_.ClaimNextQueuedRun(worker, trusted, lease);
     if (run.ok() && run->has_value()) {
       Remember((*run)->id, **run);
       RunEvent((*run)->id, (*run)->state);
     }
     return run;
+  }
+  Result<bool> RenewRunLease(int64_t id, std::string_view worker, int attempt, std::chrono::milliseconds lease) override {
+    return inner_.RenewRunLease(id, worker, attempt, lease);
+  }
+  Result<std::vector<store::Run>> MarkExpiredInterrupted() override { return Interrupted(inner_.MarkExpiredInterrupted()); }
+  Result<bool> AcquireLease(std::string_view name, std::string_view holder, std::chrono::milliseconds duration) override {
+    return inner_.AcquireLease(name, holder, duration);
   }
   Result<store::ReleaseProgress> PutReleaseProgress(const store::ReleaseProgress& p) override {
     return inner_.PutReleaseProgress(p);
@@ -244,10 +258,47 @@ class Observed final : public store::Store {
     Remember(run_id, *run);
     return project_of_ ? project_of_(*run) : "";
   }
-  void RunEvent(int64_t id, store::RunState state) {
+  // Publishes the runs a recovery marked interrupted.
+  Result<std::vector<store::Run>> Interrupted(Result<std::vector<store::Run>> runs) {
+    if (runs.ok()) {
+      for (const auto& r : *runs) {
+        Remember(r.id, r);
+        RunEvent(r.id, store::RunState::kInterrupted);
+      }
+    }
+    return runs;
+  }
+  // Every `interval`, the newest runs: a "run" event for each whose state differs from the last
+  // this process published or saw (another server sharing the store changed it). The first read
+  // only learns the states.
+  void Watch(std::chrono::milliseconds interval) {
+    for (bool first = true;; first = false) {
+      auto runs = inner_.ListRuns({.limit = 200});
+      if (!runs.ok()) log::Warn("events: read the runs of other servers: {}", runs.status().message());
+      for (const auto& r : runs.ok() ? *runs : std::vector<store::Run>()) {
+        {
+          MutexLock lock(mu_);
+          auto [it, fresh] = seen_.try_emplace(r.id, r.state);
+          if ((!fresh && it->second == r.state) || (fresh && first)) continue;
+        }
+        Remember(r.id, r);
+        RunEvent(r.id, r.state, /*elsewhere=*/true);
+      }
+      MutexLock lock(mu_);
+      if (!stop_) cv_.WaitFor(mu_, interval);
+      if (stop_) return;
+    }
+  }
+  void RunEvent(int64_t id, store::RunState state, bool elsewhere = false) {
+    {
+      MutexLock lock(mu_);
+      if (seen_.size() > 10000) seen_.clear();  // bounded: a miss costs one repeated event
+      seen_[id] = state;
+    }
     Value v = Value::Map();
     v.Set("id", id);
     v.Set("state", store::Name(state));
+    if (elsewhere) v.Set("elsewhere", true);
     bus_.Publish("run", v, ProjectOf(id));
   }
 
@@ -257,14 +308,19 @@ class Observed final : public store::Store {
   const std::function<std::string(int64_t)> project_of_release_;
   Mutex mu_;
   std::map<int64_t, std::string> projects_ GUARDED_BY(mu_);
+  std::map<int64_t, store::RunState> seen_ GUARDED_BY(mu_);  // the last state published or seen, by run
+  bool stop_ GUARDED_BY(mu_) = false;
+  CondVar cv_;
+  std::thread watcher_;  // with a watch interval: Watch()
 };
 
 }  // namespace
 
 std::unique_ptr<store::Store> ObservedStore(store::Store& inner, EventBus& bus,
                                             std::function<std::string(const store::Run&)> project_of_run,
-                                            std::function<std::string(int64_t)> project_of_release) {
-  return std::make_unique<Observed>(inner, bus, std::move(project_of_run), std::move(project_of_release));
+                                            std::function<std::string(int64_t)> project_of_release,
+                                            std::chrono::milliseconds watch) {
+  return std::make_unique<Observed>(inner, bus, std::move(project_of_run), std::move(project_of_release), watch);
 }
 
 }  // namespace gantry::server

@@ -13,10 +13,14 @@
 // ClaimNextQueuedRun, MarkUnfinishedInterrupted), a step's state (UpsertStep), a log chunk
 // (AppendLogChunk), a release's target (UpsertTarget, from deliver and release alike). Events are
 // thus published by whatever writes through this store in this process: ci::Server, the release
-// flow, push deploys. (Writes by another server sharing a PostgreSQL store are not seen here.)
+// flow, push deploys. Writes by another server sharing a PostgreSQL store are not seen that way:
+// with a watch interval, the newest 200 runs are read from the store that often and a "run" event
+// is published for each run whose state changed elsewhere (so the console follows runs and their
+// releases, which end with the run, from any replica). Steps, logs and targets written by another
+// server get no event here; their readers (logs -f, the API) read the store.
 //
 // Event data (JSON), as docs/api.md and api/openapi.json say:
-//   run      {"id", "state"}
+//   run      {"id", "state"}, and "elsewhere": true when read from the store (another server wrote it)
 //   step     {"run", "name", "state"}
 //   log      {"run", "step", "seq", "text"}
 //   release  {"app", "release", "environment", "cluster", "state"}
@@ -96,10 +100,12 @@ class EventBus {
 // A store::Store that forwards every call to `inner` and publishes to `bus` as the file comment
 // says. `project_of_run` names a run's project (cached per run; "" for none), `project_of_release`
 // a release's ("" or nullptr: none, so only cluster-wide readers see its events; the server's
-// Actions name the project of the deploys they start, server/actions.h); `inner` and `bus` must
+// Actions name the project of the deploys they start, server/actions.h); `watch` > 0 reads the
+// runs of other servers that often (a thread, ended by the destructor); `inner` and `bus` must
 // outlive it.
 std::unique_ptr<store::Store> ObservedStore(store::Store& inner, EventBus& bus,
                                             std::function<std::string(const store::Run&)> project_of_run,
-                                            std::function<std::string(int64_t)> project_of_release = nullptr);
+                                            std::function<std::string(int64_t)> project_of_release = nullptr,
+                                            std::chrono::milliseconds watch = std::chrono::milliseconds(0));
 
 }  // namespace gantry::server

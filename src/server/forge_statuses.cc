@@ -206,6 +206,8 @@ std::optional<store::ForgeStatus> ForgeStatuses::Translate(const Event& event) {
   store::Run run;
   std::pair<State, std::string> status;
   if (event.type == "run") {
+    // Another server's run: that server puts its statuses (as they happen, in order).
+    if (const value::Value* elsewhere = data->Get("elsewhere"); elsewhere != nullptr && elsewhere->IsBool()) return std::nullopt;
     auto r = options_.store->GetRun(value::IntAt(&*data, {"id"}));
     if (!r.ok()) return std::nullopt;
     run = *std::move(r);
@@ -242,6 +244,11 @@ void ForgeStatuses::DeliverDue() {
     {
       MutexLock lock(mu_);
       if (stop_) return;
+    }
+    if (!options_.lease_holder.empty()) {
+      auto held = options_.store->AcquireLease("forge-statuses", options_.lease_holder, options_.lease);
+      if (!held.ok()) log::Warn("forge statuses: the delivery lease: {}", held.status().ToString());
+      if (!held.ok() || !*held) return;  // another server delivers
     }
     auto due = options_.store->ListForgeStatuses({.due_by = clock_.WallNow(), .limit = 20});
     if (!due.ok()) {

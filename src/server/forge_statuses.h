@@ -61,6 +61,10 @@ struct ForgeStatusOptions {
   std::chrono::milliseconds max_backoff{300'000};
   std::chrono::milliseconds poll{1000};
   std::chrono::seconds deadline{3600};
+  // Servers sharing a store: only the holder of the store's lease "forge-statuses" delivers (as
+  // notify::NotifierOptions::lease_holder). "" : no lease.
+  std::string lease_holder;
+  std::chrono::milliseconds lease{15'000};
 };
 
 class ForgeStatuses {

@@ -131,6 +131,19 @@ TEST_F(ForgeStatusesTest, ARunIsPendingRunningThenFailureNamingTheStep) {
   EXPECT_FALSE(RunEvent(*other));
 }
 
+// Another server's run (read from a shared store: "elsewhere") gets its statuses from that server,
+// in order; this one puts none, so a late read can never put an older state over a newer one.
+TEST_F(ForgeStatusesTest, ARunOfAnotherServerGetsNoStatusHere) {
+  Make("http://127.0.0.1:1/api/v1");
+  const int64_t run = NewRun();
+  Value v = Value::Map();
+  v.Set("id", run);
+  v.Set("state", "running");
+  v.Set("elsewhere", true);
+  EXPECT_FALSE(statuses_->Translate({.id = 1, .type = "run", .data = value::ToJson(v)}));
+  EXPECT_TRUE(RunEvent(run));
+}
+
 TEST_F(ForgeStatusesTest, ADeployIsOneContextPerEnvironmentOverItsClusters) {
   Make("http://127.0.0.1:1/api/v1");
   const int64_t run = NewRun();

@@ -202,6 +202,21 @@ void PullWatch::Run(Watched& w) {
       options_.events->Publish("app", v, project);
     }
     if (deleted || options_.store == nullptr) return;
+    if (!options_.lease_holder.empty()) {
+      // Servers sharing a store: the holder of this cluster's audit lease audits its syncs, after
+      // reading what the others audited (again whenever it becomes the holder).
+      auto held = options_.store->AcquireLease("pull-audit/" + w.cluster.name, options_.lease_holder, options_.lease);
+      if (!held.ok() || !*held) {
+        if (!held.ok()) log::Warn("audit of agent syncs in cluster {}: the lease: {}", w.cluster.name, held.status().ToString());
+        w.audit_loaded = false;
+        w.audited.clear();
+        return;
+      }
+      if (Status loaded = load_audit(); !loaded.ok()) {
+        log::Warn("audit of agent syncs in cluster {}: {}", w.cluster.name, loaded.ToString());
+        return;
+      }
+    }
     std::vector<api::HistoryEntry> finished = st.history;
     if (st.operation && st.operation->phase != api::kPhaseRunning && !st.operation->finished_at.empty()) {
       finished.push_back({st.operation->revision, st.operation->started_at, st.operation->finished_at,

@@ -44,6 +44,11 @@ struct PullWatchOptions {
   std::chrono::milliseconds first_list_wait{10'000};  // a first list slower than this is retried
   std::chrono::milliseconds backoff_initial{1'000};   // after a failure; doubles up to backoff_max
   std::chrono::milliseconds backoff_max{30'000};
+  // Servers sharing a store: only the holder of the store's lease "pull-audit/CLUSTER" audits that
+  // cluster's syncs (renewed at each change of its Applications; taken over `lease` after the last
+  // renewal, the new holder reading the rows already written first). "" : no lease.
+  std::string lease_holder;
+  std::chrono::milliseconds lease{15'000};
 };
 
 class PullWatch {

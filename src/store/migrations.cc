@@ -252,6 +252,15 @@ ALTER TABLE release_images ADD COLUMN signature TEXT NOT NULL DEFAULT '';
 ALTER TABLE release_images ADD COLUMN provenance TEXT NOT NULL DEFAULT '';
 ALTER TABLE release_images ADD COLUMN sbom TEXT NOT NULL DEFAULT '';
 )sql"},
+      {11, "leases: a running run's claim expires unless renewed; named leases for scheduled work", R"sql(
+ALTER TABLE runs ADD COLUMN lease_expires_at BIGINT;
+CREATE INDEX runs_by_lease ON runs (lease_expires_at) WHERE state = 'running';
+CREATE TABLE leases (
+  name TEXT PRIMARY KEY,
+  holder TEXT NOT NULL,
+  expires_at BIGINT NOT NULL
+);
+)sql"},
   };
   return kMigrations;
 }

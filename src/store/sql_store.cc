@@ -17,7 +17,7 @@ namespace {
   "finished_at"
 #define GANTRY_RUN_COLS                                                                       \
   "id, repo, pipeline, commit_sha, ref, event, delivery_id, state, worker, attempt, message, " \
-  "created_at, started_at, finished_at, trusted, approved_by, head_ref, retry_of"
+  "created_at, started_at, finished_at, trusted, approved_by, head_ref, retry_of, lease_expires_at"
 #define GANTRY_STEP_COLS "name, state, exit_code, started_at, finished_at, needs, attempts"
 
 // The key of the PostgreSQL advisory lock that serialises migrations ("gantry" in ASCII).
@@ -94,6 +94,7 @@ Run RunFrom(const Row& r) {
   out.approved_by = r.Text(15);
   out.head_ref = r.Text(16);
   out.retry_of = r.OptInt(17).value_or(0);
+  out.lease_expires_at = OptTimeFrom(r, 18);
   return out;
 }
 
@@ -829,14 +830,19 @@ Status SqlStore::BindRunCommit(int64_t id, std::string_view commit) {
       .WithContext(fmt::format("bind run {} to commit {}", id, commit));
 }
 
-Status SqlStore::UpdateRun(int64_t id, RunState state, std::string_view message) {
+Status SqlStore::UpdateRun(int64_t id, RunState state, std::string_view message, int attempt) {
   return Transaction(TxMode::kWrite, [&](Connection& c) -> Status {
            GANTRY_ASSIGN_OR_RETURN(
                Rows rows,
-               c.Query("SELECT state, worker, started_at, finished_at FROM runs WHERE id = $1",
+               c.Query("SELECT state, worker, started_at, finished_at, attempt, lease_expires_at FROM runs "
+                       "WHERE id = $1",
                        {id}));
            if (rows.empty()) return NotFoundError("run {} not found", id);
            const RunState from = RunStateFrom(rows[0].Text(0));
+           if (attempt > 0 && (from != RunState::kRunning || rows[0].Int(4) != attempt)) {
+             return AbortedError("attempt {} no longer holds it: it is {} at attempt {}{}", attempt, Name(from),
+                                 rows[0].Int(4), rows[0].Text(1).empty() ? "" : ", claimed by " + rows[0].Text(1));
+           }
            GANTRY_RETURN_IF_ERROR(CheckRunTransition(from, state));
            if (from == state && IsFinal(from)) return OkStatus();  // a repeated final write
            const int64_t now = Micros(Now());
@@ -850,10 +856,11 @@ Status SqlStore::UpdateRun(int64_t id, RunState state, std::string_view message)
            GANTRY_ASSIGN_OR_RETURN(
                Rows updated,
                c.Query("UPDATE runs SET state = $2, message = $3, worker = $4, started_at = $5, "
-                       "finished_at = $6, updated_at = $7 WHERE id = $1 AND state = $8 "
-                       "RETURNING id",
+                       "finished_at = $6, updated_at = $7, lease_expires_at = $9 WHERE id = $1 AND "
+                       "state = $8 RETURNING id",
                        {id, S(state), S(message), worker, OptValue(started), OptValue(finished),
-                        now, S(from)}));
+                        now, S(from),
+                        OptValue(state == RunState::kRunning ? rows[0].OptInt(5) : std::nullopt)}));
            if (updated.empty()) return AbortedError("it changed while being written");
            return OkStatus();
          })
@@ -944,49 +951,101 @@ Result<std::vector<Run>> SqlStore::ListRuns(const RunFilter& filter) {
   });
 }
 
+namespace {
+// Marks the running runs `where` selects (SQL over the runs table with $4 = now) and their
+// running steps interrupted, saying `why`; returns them oldest first.
+Result<std::vector<Run>> InterruptRuns(Connection& c, int64_t now, std::string_view where,
+                                       std::string_view why, std::vector<Value> params) {
+  params.insert(params.begin(), {S(RunState::kInterrupted), S(why), S(RunState::kRunning), now});
+  GANTRY_ASSIGN_OR_RETURN(
+      Rows rows,
+      c.Query(fmt::format("UPDATE runs SET state = $1, message = $2, finished_at = $4, updated_at = $4, "
+                          "lease_expires_at = NULL WHERE state = $3 AND {} RETURNING " GANTRY_RUN_COLS,
+                          where),
+              params));
+  std::vector<Run> out;
+  for (const Row& r : rows) {
+    out.push_back(RunFrom(r));
+    GANTRY_RETURN_IF_ERROR(
+        c.Query("UPDATE steps SET state = $2, finished_at = $3, updated_at = $3 WHERE run_id = "
+                "$1 AND state = $4",
+                {out.back().id, S(RunState::kInterrupted), now, S(RunState::kRunning)})
+            .status());
+  }
+  std::sort(out.begin(), out.end(), [](const Run& a, const Run& b) { return a.id < b.id; });
+  return out;
+}
+}  // namespace
+
 Result<std::vector<Run>> SqlStore::MarkUnfinishedInterrupted(std::string_view worker) {
   return Transact<std::vector<Run>>(TxMode::kWrite, [&](Connection& c) -> Result<std::vector<Run>> {
+    return InterruptRuns(c, Micros(Now()), "($5 = '' OR worker = $5)",
+                         "interrupted: the runner stopped while it ran", {S(worker)});
+  });
+}
+
+Result<std::vector<Run>> SqlStore::MarkExpiredInterrupted() {
+  return Transact<std::vector<Run>>(TxMode::kWrite, [&](Connection& c) -> Result<std::vector<Run>> {
+    return InterruptRuns(c, Micros(Now()), "lease_expires_at IS NOT NULL AND lease_expires_at < $4",
+                         "interrupted: the lease of the server running it expired (it died or lost the "
+                         "database)",
+                         {});
+  });
+}
+
+Result<bool> SqlStore::RenewRunLease(int64_t id, std::string_view worker, int attempt,
+                                     std::chrono::milliseconds lease) {
+  return Transact<bool>(TxMode::kWrite, [&](Connection& c) -> Result<bool> {
+    GANTRY_RETURN_IF_ERROR(RequireRun(c, id));
+    const int64_t now = Micros(Now());
+    GANTRY_ASSIGN_OR_RETURN(
+        Rows rows, c.Query("UPDATE runs SET lease_expires_at = $5 WHERE id = $1 AND state = $2 AND "
+                           "worker = $3 AND attempt = $4 RETURNING id",
+                           {id, S(RunState::kRunning), S(worker), int64_t{attempt},
+                            now + int64_t{std::chrono::microseconds(lease).count()}}));
+    return !rows.empty();
+  });
+}
+
+Result<bool> SqlStore::AcquireLease(std::string_view name, std::string_view holder,
+                                    std::chrono::milliseconds duration) {
+  if (name.empty() || holder.empty()) {
+    return InvalidArgumentError("acquire lease {:?} for {:?}: name and holder must not be empty", name, holder);
+  }
+  return Transact<bool>(TxMode::kWrite, [&](Connection& c) -> Result<bool> {
     const int64_t now = Micros(Now());
     GANTRY_ASSIGN_OR_RETURN(
         Rows rows,
-        c.Query("UPDATE runs SET state = $1, message = $2, finished_at = $3, updated_at = $3 "
-                "WHERE state = $4 AND ($5 = '' OR worker = $5) RETURNING " GANTRY_RUN_COLS,
-                {S(RunState::kInterrupted), S("interrupted: the runner stopped while it ran"), now,
-                 S(RunState::kRunning), S(worker)}));
-    std::vector<Run> out;
-    for (const Row& r : rows) {
-      out.push_back(RunFrom(r));
-      GANTRY_RETURN_IF_ERROR(
-          c.Query("UPDATE steps SET state = $2, finished_at = $3, updated_at = $3 WHERE run_id = "
-                  "$1 AND state = $4",
-                  {out.back().id, S(RunState::kInterrupted), now, S(RunState::kRunning)})
-              .status());
-    }
-    std::sort(out.begin(), out.end(), [](const Run& a, const Run& b) { return a.id < b.id; });
-    return out;
+        c.Query("INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) ON CONFLICT (name) "
+                "DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at WHERE "
+                "leases.holder = excluded.holder OR leases.expires_at < $4 RETURNING holder",
+                {S(name), S(holder), now + int64_t{std::chrono::microseconds(duration).count()}, now}));
+    return !rows.empty();
   });
 }
 
 Result<std::optional<Run>> SqlStore::ClaimNextQueuedRun(std::string_view worker,
-                                                        std::optional<bool> trusted) {
+                                                        std::optional<bool> trusted,
+                                                        std::chrono::milliseconds lease) {
   // PostgreSQL: rows other servers are claiming are skipped rather than waited for; SQLite: the
   // write transaction holds the database's only write lock.
   const char* sql =
       dialect_ == Dialect::kPostgres
           ? "UPDATE runs SET state = $2, worker = $3, attempt = attempt + 1, started_at = $4, "
-            "finished_at = NULL, updated_at = $4 WHERE state = $1 AND id = (SELECT id FROM runs "
+            "finished_at = NULL, updated_at = $4, lease_expires_at = $6 WHERE state = $1 AND id = (SELECT id FROM runs "
             "WHERE state = $1 AND ($5 < 0 OR trusted = $5) ORDER BY id LIMIT 1 FOR UPDATE SKIP "
             "LOCKED) RETURNING " GANTRY_RUN_COLS
           : "UPDATE runs SET state = $2, worker = $3, attempt = attempt + 1, started_at = $4, "
-            "finished_at = NULL, updated_at = $4 WHERE state = $1 AND id = (SELECT id FROM runs "
+            "finished_at = NULL, updated_at = $4, lease_expires_at = $6 WHERE state = $1 AND id = (SELECT id FROM runs "
             "WHERE state = $1 AND ($5 < 0 OR trusted = $5) ORDER BY id LIMIT 1) "
             "RETURNING " GANTRY_RUN_COLS;
   return Transact<std::optional<Run>>(
       TxMode::kWrite, [&](Connection& c) -> Result<std::optional<Run>> {
         const int64_t want = !trusted ? -1 : *trusted ? 1 : 0;
-        GANTRY_ASSIGN_OR_RETURN(Rows rows, c.Query(sql, {S(RunState::kQueued),
-                                                         S(RunState::kRunning), S(worker),
-                                                         Micros(Now()), want}));
+        const int64_t now = Micros(Now());
+        GANTRY_ASSIGN_OR_RETURN(
+            Rows rows, c.Query(sql, {S(RunState::kQueued), S(RunState::kRunning), S(worker), now, want,
+                                     now + int64_t{std::chrono::microseconds(lease).count()}}));
         if (rows.empty()) return std::optional<Run>();
         return std::optional<Run>(RunFrom(rows[0]));
       });

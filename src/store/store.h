@@ -138,6 +138,10 @@ struct Run {
   RunState state = RunState::kQueued;
   std::string worker;  // the server that claimed it; "" while queued
   int attempt = 0;     // how many times it was claimed
+  // While running: until when the claim holds unless its server renews it (RenewRunLease); after
+  // that any server may take the run over (MarkExpiredInterrupted). nullopt when not claimed, or
+  // claimed by a Gantry that kept no leases.
+  std::optional<Time> lease_expires_at;
   std::string message;
   // False for code nobody trusted pushed (a fork's pull request, or any pull request when the
   // repository's policy says so): such a run is claimed only by ClaimNextQueuedRun(_, false).
@@ -160,6 +164,9 @@ struct RunFilter {
 };
 
 inline constexpr size_t kMaxLogChunkBytes = 64 * 1024;
+
+// How long a run's claim lasts without renewal (`gantry server --run-lease`).
+inline constexpr std::chrono::milliseconds kDefaultRunLease{15'000};
 
 struct LogChunk {
   std::string step;
@@ -363,10 +370,12 @@ class Store {
   // run when another run already has that key (this one is then redundant).
   virtual Status BindRunCommit(int64_t id, std::string_view commit) = 0;
   // Moves run `id` to `state` with `message`, stamping started_at/finished_at; queued clears the
-  // worker (re-queue). Writing a final run's state again is OK (a retry). NotFound;
-  // FailedPrecondition when the run is final or state is skipped; Aborted when another writer
-  // changed its state meanwhile.
-  virtual Status UpdateRun(int64_t id, RunState state, std::string_view message = {}) = 0;
+  // worker (re-queue). Writing a final run's state again is OK (a retry). With `attempt` > 0 the
+  // write is fenced: it happens only while the run is running at that attempt (the claim that
+  // wrote it still holds), else Aborted saying who has the run now. NotFound; FailedPrecondition
+  // when the run is final or state is skipped; Aborted when another writer changed its state
+  // meanwhile.
+  virtual Status UpdateRun(int64_t id, RunState state, std::string_view message = {}, int attempt = 0) = 0;
   // Creates or updates step `step.name` of a run (state, exit code, needs and attempts; times are
   // stamped; needs and attempts are kept when a later write leaves them empty and 0).
   // Writing a final step's state again is OK (a retry). InvalidArgument when the name is empty;
@@ -380,10 +389,28 @@ class Store {
   // and its running steps become interrupted. Returns those runs (for the re-queue policy).
   virtual Result<std::vector<Run>> MarkUnfinishedInterrupted(std::string_view worker) = 0;
   // Atomically takes the oldest queued run (only those whose `trusted` equals `trusted`, when it
-  // is set): it becomes running, claimed by `worker`, attempt + 1. nullopt when none is queued.
-  // Each queued run is claimed by exactly one caller, across threads and servers.
-  virtual Result<std::optional<Run>> ClaimNextQueuedRun(std::string_view worker,
-                                                        std::optional<bool> trusted) = 0;
+  // is set): it becomes running, claimed by `worker`, attempt + 1, its lease expiring after
+  // `lease`. nullopt when none is queued. Each queued run is claimed by exactly one caller, across
+  // threads and servers.
+  virtual Result<std::optional<Run>> ClaimNextQueuedRun(std::string_view worker, std::optional<bool> trusted,
+                                                        std::chrono::milliseconds lease = kDefaultRunLease) = 0;
+  // Extends the lease of run `id` to now + `lease` when `worker` still holds it at `attempt` (it
+  // is running under that claim): true. False when it does not (its lease expired and another
+  // server took it over, or it ended): the caller must stop working on the run and write nothing
+  // more of it. NotFound when there is no run `id`.
+  virtual Result<bool> RenewRunLease(int64_t id, std::string_view worker, int attempt,
+                                     std::chrono::milliseconds lease) = 0;
+  // Every running run whose lease has expired (its server died or lost the database) and its
+  // running steps become interrupted, as MarkUnfinishedInterrupted does for a restarted server.
+  // Returns those runs, oldest first, for the re-queue policy; exactly one caller gets each.
+  virtual Result<std::vector<Run>> MarkExpiredInterrupted() = 0;
+
+  // Named leases: scheduled work done once across servers (delivering an outbox, polling). True
+  // when `holder` holds the lease `name` until now + `duration`: it was free, expired, or already
+  // its own (renewed). False while another holder's lease has not expired. InvalidArgument when
+  // name or holder is empty.
+  virtual Result<bool> AcquireLease(std::string_view name, std::string_view holder,
+                                    std::chrono::milliseconds duration) = 0;
 
   // Release progress.
   // Creates (progress.version == 0) or replaces (== the version last read) the progress of run

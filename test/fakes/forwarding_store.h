@@ -38,8 +38,8 @@ class ForwardingStore : public store::Store {
   Result<int64_t> CreateRun(const store::Run& run) override { return target_.CreateRun(run); }
   Status ApproveRun(int64_t id, std::string_view by) override { return target_.ApproveRun(id, by); }
   Status BindRunCommit(int64_t id, std::string_view commit) override { return target_.BindRunCommit(id, commit); }
-  Status UpdateRun(int64_t id, store::RunState state, std::string_view message = {}) override {
-    return target_.UpdateRun(id, state, message);
+  Status UpdateRun(int64_t id, store::RunState state, std::string_view message = {}, int attempt = 0) override {
+    return target_.UpdateRun(id, state, message, attempt);
   }
   Status UpsertStep(int64_t run_id, const store::Step& step) override { return target_.UpsertStep(run_id, step); }
   Result<store::Run> GetRun(int64_t id) override { return target_.GetRun(id); }
@@ -47,8 +47,16 @@ class ForwardingStore : public store::Store {
   Result<std::vector<store::Run>> MarkUnfinishedInterrupted(std::string_view worker) override {
     return target_.MarkUnfinishedInterrupted(worker);
   }
-  Result<std::optional<store::Run>> ClaimNextQueuedRun(std::string_view worker, std::optional<bool> trusted) override {
-    return target_.ClaimNextQueuedRun(worker, trusted);
+  Result<std::optional<store::Run>> ClaimNextQueuedRun(std::string_view worker, std::optional<bool> trusted,
+                                                        std::chrono::milliseconds lease = store::kDefaultRunLease) override {
+    return target_.ClaimNextQueuedRun(worker, trusted, lease);
+  }
+  Result<bool> RenewRunLease(int64_t id, std::string_view worker, int attempt, std::chrono::milliseconds lease) override {
+    return target_.RenewRunLease(id, worker, attempt, lease);
+  }
+  Result<std::vector<store::Run>> MarkExpiredInterrupted() override { return target_.MarkExpiredInterrupted(); }
+  Result<bool> AcquireLease(std::string_view name, std::string_view holder, std::chrono::milliseconds duration) override {
+    return target_.AcquireLease(name, holder, duration);
   }
   Result<store::ReleaseProgress> PutReleaseProgress(const store::ReleaseProgress& progress) override {
     return target_.PutReleaseProgress(progress);

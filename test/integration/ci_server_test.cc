@@ -1,21 +1,30 @@
 // gantry server end to end: the real binary, a file:// repository made with git, webhooks signed
 // per provider, the REST API, `gantry runs` / `gantry logs`, and restart recovery.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 
 #include "base/path.h"
 #include "base/process.h"
+#include "store/store.h"
 #include "test/env/testenv.h"
 #include "value/value.h"
 #include "webhook/webhook.h"
@@ -60,9 +69,11 @@ struct Srv {
   Srv(const fs::path& root, const std::string& repo_url, const std::vector<std::string>& extra = {}, bool token_flag = true) {
     // A server run as root runs steps as uid 65533, which must reach the data directory.
     fs::permissions(root, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
-    std::vector<std::string> argv = {Binary(), "server", "--listen", "127.0.0.1:0", "--store",
-                                     "sqlite:" + (root / "gantry.db").string(), "--webhook-secret-env", "HOOK",
+    std::vector<std::string> argv = {Binary(), "server", "--listen", "127.0.0.1:0", "--webhook-secret-env", "HOOK",
                                      "--repo", repo_url, "--data-dir", (root / "data").string(), "--allow-file-repos"};
+    if (std::find(extra.begin(), extra.end(), "--store") == extra.end()) {
+      argv.insert(argv.end(), {"--store", "sqlite:" + (root / "gantry.db").string()});
+    }
     if (token_flag) argv.insert(argv.end(), {"--api-token-env", "API_TOKEN"});
     ::setenv("GANTRY_TOKEN", kApiToken, 1);
     argv.insert(argv.end(), extra.begin(), extra.end());
@@ -770,6 +781,231 @@ TEST(CiServer, ProtectedSecretsReachOnlyPushesToProtectedBranches) {
   EXPECT_THAT(Field(srv, 2, "message"), HasSubstr("[protected]"));
   EXPECT_EQ(Logs(srv, 2).find("canary-prod-secret"), std::string::npos);
   EXPECT_EQ(Logs(srv, 2).find("deploying"), std::string::npos) << "the step ran without its secret";
+}
+
+// Several replicas of `gantry server` on one PostgreSQL database (docs/scaling.md), each with its
+// own name, data directory and port, and short run leases.
+struct Replicas {
+  Replicas(const fs::path& root, const std::string& repo_url, int n, const std::vector<std::string>& extra = {}) {
+    static int databases = 0;
+    const std::string& admin = testenv::Shared("postgres.sh").Get("PG_URL");
+    const std::string name = "replicas_" + std::to_string(::getpid()) + "_" + std::to_string(++databases);
+    PGconn* conn = PQconnectdb(admin.c_str());
+    GANTRY_CHECK(PQstatus(conn) == CONNECTION_OK);
+    PGresult* res = PQexec(conn, ("CREATE DATABASE " + name).c_str());
+    GANTRY_CHECK(PQresultStatus(res) == PGRES_COMMAND_OK);
+    PQclear(res);
+    PQfinish(conn);
+    db = admin.substr(0, admin.rfind('/') + 1) + name;
+    fs::permissions(root, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+    for (int i = 0; i < n; ++i) {
+      fs::path dir = root / ("replica-" + std::to_string(i));
+      fs::create_directories(dir);
+      names.push_back("replica-" + std::to_string(i));
+      std::vector<std::string> flags = {"--store", db, "--worker", names.back(), "--run-lease", "3s", "--workers", "2"};
+      flags.insert(flags.end(), extra.begin(), extra.end());
+      srv.push_back(std::make_unique<Srv>(dir, repo_url, flags));
+    }
+    auto opened = store::Open(db);
+    GANTRY_CHECK(opened.ok());
+    store = std::move(opened).value();
+  }
+  // The runs, oldest first, once there are `n` and all are final (or after 90 s).
+  std::vector<store::Run> WaitFinal(size_t n) {
+    std::vector<store::Run> runs;
+    for (int i = 0; i < 900; ++i) {
+      auto listed = store->ListRuns({.limit = 200});
+      GANTRY_CHECK(listed.ok());
+      runs.assign(listed->rbegin(), listed->rend());
+      if (runs.size() >= n && std::all_of(runs.begin(), runs.end(), [](const store::Run& r) { return store::IsFinal(r.state); })) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return runs;
+  }
+  // Kills (SIGKILL) the replica that holds run `id` now; returns its index.
+  size_t KillHolderOf(int64_t id) {
+    auto run = store->GetRun(id);
+    GANTRY_CHECK(run.ok());
+    const size_t victim = std::find(names.begin(), names.end(), run->worker) - names.begin();
+    GANTRY_CHECK(victim < names.size());
+    srv[victim]->proc->Signal(SIGKILL);
+    srv[victim]->proc->Stop(std::chrono::milliseconds(100));
+    return victim;
+  }
+  std::string db;
+  std::vector<std::string> names;
+  std::vector<std::unique_ptr<Srv>> srv;
+  std::unique_ptr<store::Store> store;
+};
+
+// Three replicas, webhooks sent round-robin (no load balancer): a burst of pushes to as many
+// branches gives one run per push, none lost, none built twice, and any replica serves any run's
+// logs.
+TEST(CiServerReplicas, ABurstOfPushesSentRoundRobinIsBuiltOnceEach) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  MakeRepo(root / "repo", "shell: sh\nsteps:\n  build: {run: 'echo built $GANTRY_COMMIT'}\n");
+  std::string url = "file://" + (root / "repo").string();
+  constexpr int kPushes = 12;  // bench/ha/run.sh sends 50
+  std::vector<std::string> shas, bodies;
+  for (int i = 0; i < kPushes; ++i) {
+    const std::string branch = "b" + std::to_string(i);
+    shas.push_back(Commit(root / "repo", "f.txt", branch, branch));
+    bodies.push_back(PushPayload(url, shas.back()));
+    bodies.back().replace(bodies.back().find("refs/heads/main"), 15, "refs/heads/" + branch);
+  }
+  Replicas r(root, url, 3);
+  for (int i = 0; i < kPushes; ++i) {
+    EXPECT_THAT(PostPush(*r.srv[i % 3], bodies[i], "burst-" + std::to_string(i)), HasSubstr(" 201"));
+  }
+  // A redelivery to another replica is a duplicate there too.
+  EXPECT_THAT(PostPush(*r.srv[1], bodies[0], "burst-0"), HasSubstr("duplicate"));
+  std::vector<store::Run> runs = r.WaitFinal(kPushes);
+  ASSERT_EQ(runs.size(), static_cast<size_t>(kPushes));
+  std::set<std::string> built, workers;
+  for (const auto& run : runs) {
+    EXPECT_EQ(run.state, store::RunState::kSucceeded) << run.id << ": " << run.message;
+    EXPECT_EQ(run.attempt, 1) << "run " << run.id << " was claimed twice";
+    built.insert(run.commit);
+    workers.insert(run.worker);
+  }
+  EXPECT_EQ(built, std::set<std::string>(shas.begin(), shas.end()));
+  for (const auto& w : workers) EXPECT_THAT(r.names, ::testing::Contains(w));
+  // Every run's log from every replica, whichever built it.
+  for (const auto& srv : r.srv) {
+    for (const auto& run : runs) {
+      EXPECT_THAT(Logs(*srv, static_cast<int>(run.id)), HasSubstr("built " + run.commit)) << srv->Url();
+    }
+  }
+}
+
+// kill -9 of the replica running a run, mid-step: its lease expires and another replica runs it
+// again to success (attempt 2); `gantry logs -f` on a third replica follows it to the end.
+TEST(CiServerReplicas, ARunWhoseReplicaIsKilledMidStepFinishesOnAnother) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  std::string sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  slow: {run: 'echo started; sleep 3; echo finished'}\n");
+  std::string url = "file://" + (root / "repo").string();
+  Replicas r(root, url, 3);
+  ASSERT_THAT(PostPush(*r.srv[0], PushPayload(url, sha), "k1"), HasSubstr(" 201"));
+  store::Run run;
+  for (int i = 0; i < 300; ++i) {
+    auto got = r.store->GetRun(1);
+    if (got.ok() && got->state == store::RunState::kRunning && !got->steps.empty() &&
+        got->steps[0].state == store::RunState::kRunning) {
+      run = *got;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(run.id, 1) << "run 1 never started its step";
+  const size_t victim = r.KillHolderOf(1);
+  const auto killed = std::chrono::steady_clock::now();
+  // Taken over: running again under another claim.
+  std::optional<std::chrono::steady_clock::duration> failover;
+  for (int i = 0; i < 600 && !failover; ++i) {
+    auto got = r.store->GetRun(1);
+    if (got.ok() && got->attempt == 2 && got->state != store::RunState::kQueued) failover = std::chrono::steady_clock::now() - killed;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(failover.has_value()) << "no replica took the run over";
+  std::cout << "failover (kill -9 to the run claimed again, 3 s lease): "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(*failover).count() << " ms\n";
+  const Srv& other = *r.srv[(victim + 1) % 3];
+  ProcessOptions with_token;
+  with_token.inherit_env = true;
+  auto followed = gantry::Run({Binary(), "logs", "1", "-f", "--server", other.Url()}, with_token);
+  ASSERT_TRUE(followed.ok());
+  EXPECT_THAT(followed->out, HasSubstr("finished"));
+  std::vector<store::Run> runs = r.WaitFinal(1);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state, store::RunState::kSucceeded) << runs[0].message;
+  EXPECT_EQ(runs[0].attempt, 2);
+  EXPECT_NE(runs[0].worker, r.names[victim]);
+  EXPECT_THAT(runs[0].message, HasSubstr("steps succeeded"));
+}
+
+// kill -9 of the replica releasing a run, after its config commit and before its ledger release
+// (while it notifies an agent that never answers): another replica resumes the release, and from
+// outside there is one image tag in the registry, one config commit with the run's trailer and
+// one ledger release.
+TEST(CiServerReplicas, ARunWhoseReplicaIsKilledMidReleaseIsReleasedOnce) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  const std::string host = testenv::Shared("registry.sh").Get("REGISTRY_HOST");
+  const std::string image = host + "/ha-" + std::to_string(::getpid()) + "/web";
+  // The config repository: a bare one (pushed to), with a manifest naming the image.
+  fs::create_directories(root / "seed" / "envs" / "dev");
+  GANTRY_CHECK(WriteFileAtomic(root / "seed" / "envs" / "dev" / "pod.yaml",
+                               "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - name: web\n"
+                               "    image: " + image + ":old\n").ok());
+  MakeRepo(root / "seed", "steps: {}\n");
+  GANTRY_CHECK(RunChecked({"git", "clone", "-q", "--bare", (root / "seed").string(), (root / "config.git").string()}).ok());
+  const std::string config = "file://" + (root / "config.git").string();
+  std::string sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  build: {run: 'mkdir -p dist && echo hello > dist/index.html'}\n"
+                                            "image:\n  repository: " + image + "\n  layers: [dist]\n"
+                                            "release:\n  repo: " + config + "\n  path: envs/dev\n");
+  std::string url = "file://" + (root / "repo").string();
+  // An agent that accepts the connection and never answers: the release waits 5 s in notify.
+  int agent = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  GANTRY_CHECK(::bind(agent, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && ::listen(agent, 16) == 0 &&
+               ::getsockname(agent, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  ::setenv("AGENT_SECRET", "agent-secret-0123456789", 1);
+  Replicas r(root, url, 3,
+             {"--config-repo", config, "--insecure-registry", host, "--notify",
+              "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/webhook", "--notify-secret-env", "AGENT_SECRET"});
+  ASSERT_THAT(PostPush(*r.srv[0], PushPayload(url, sha), "rel-1"), HasSubstr(" 201"));
+  // Killed once the config commit is recorded (the release is in notify).
+  bool committed = false;
+  for (int i = 0; i < 600 && !committed; ++i) {
+    auto progress = r.store->GetReleaseProgress(1);
+    committed = progress.ok() && progress->has_value() && (*progress)->stage == "update";
+    if (!committed) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(committed) << "the release never got past its config commit";
+  const size_t victim = r.KillHolderOf(1);
+  std::vector<store::Run> runs = r.WaitFinal(1);
+  ::close(agent);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state, store::RunState::kSucceeded) << runs[0].message;
+  EXPECT_EQ(runs[0].attempt, 2);
+  EXPECT_NE(runs[0].worker, r.names[victim]);
+  EXPECT_THAT(Logs(*r.srv[(victim + 1) % 3], 1), HasSubstr("resuming the release of run 1 at notify"));
+
+  // One ledger release of the run, naming the image and the config commit.
+  auto ledger = r.store->ListReleases("web", 10);
+  ASSERT_TRUE(ledger.ok());
+  ASSERT_EQ(ledger->size(), 1u) << "the ledger release was written twice";
+  EXPECT_EQ(ledger->at(0).run_id, std::optional<int64_t>(1));
+  // One config commit carrying the run's trailer, and it is the ledger's.
+  auto log = RunChecked({"git", "--git-dir", (root / "config.git").string(), "log", "--format=%H %B", "main"});
+  ASSERT_TRUE(log.ok());
+  size_t trailers = 0;
+  for (size_t at = log->out.find("Gantry-Release: run 1 of"); at != std::string::npos;
+       at = log->out.find("Gantry-Release: run 1 of", at + 1)) {
+    ++trailers;
+  }
+  EXPECT_EQ(trailers, 1u) << log->out;
+  auto head = RunChecked({"git", "--git-dir", (root / "config.git").string(), "rev-parse", "main"});
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(head->out.substr(0, 40), ledger->at(0).config_revision);
+  // One image: the one tag of the commit, at the digest the ledger recorded.
+  ProcessOptions po;
+  po.inherit_env = true;
+  auto tags = gantry::Run({"curl", "-s", "http://" + host + "/v2/" + image.substr(host.size() + 1) + "/tags/list"}, po);
+  ASSERT_TRUE(tags.ok());
+  EXPECT_THAT(tags->out, HasSubstr("[\"" + sha.substr(0, 12) + "\"]"));
+  ASSERT_EQ(ledger->at(0).image_digests.size(), 1u);
+  auto head_manifest = gantry::Run({"curl", "-s", "-I", "-H", "Accept: application/vnd.oci.image.manifest.v1+json", "-H",
+                            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+                            "http://" + host + "/v2/" + image.substr(host.size() + 1) + "/manifests/" + sha.substr(0, 12)},
+                           po);
+  ASSERT_TRUE(head_manifest.ok());
+  EXPECT_THAT(head_manifest->out, HasSubstr(ledger->at(0).image_digests.begin()->second));
 }
 
 }  // namespace

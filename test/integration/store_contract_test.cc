@@ -705,6 +705,106 @@ TYPED_TEST(StoreContractTest, EightThreadsClaimEachQueuedRunExactlyOnce) {
   EXPECT_FALSE(none.has_value());
 }
 
+// Leases (several servers on one store): a claim lasts until its lease expires unless its server
+// renews it; then any server marks the run interrupted (exactly once) and the old claim can
+// neither renew nor write the run's final state.
+TYPED_TEST(StoreContractTest, AnExpiredRunLeaseIsTakenOverAndTheOldClaimIsFenced) {
+  FakeClock clock;
+  ASSERT_OK_AND_ASSIGN(auto s, Open(this->url_, {.clock = &clock}));
+  const int64_t id = this->NewRun();
+  const int64_t other = this->NewRun();
+  ASSERT_OK_AND_ASSIGN(auto a, s->ClaimNextQueuedRun("server-a", std::nullopt, 10s));
+  ASSERT_TRUE(a.has_value());
+  ASSERT_EQ(a->id, id);
+  ASSERT_TRUE(a->lease_expires_at.has_value());
+  EXPECT_EQ(*a->lease_expires_at, clock.WallNow() + 10s);
+  ASSERT_OK_AND_ASSIGN(auto b0, s->ClaimNextQueuedRun("server-b", std::nullopt, 60s));
+  ASSERT_TRUE(b0.has_value());
+  ASSERT_OK(s->UpsertStep(id, {.name = "build", .state = RunState::kRunning}));
+
+  clock.Advance(6s);
+  ASSERT_OK_AND_ASSIGN(auto none, s->MarkExpiredInterrupted());
+  EXPECT_TRUE(none.empty());
+  ASSERT_OK_AND_ASSIGN(bool renewed, s->RenewRunLease(id, "server-a", 1, 10s));
+  EXPECT_TRUE(renewed);
+  ASSERT_OK_AND_ASSIGN(bool wrong_worker, s->RenewRunLease(id, "server-b", 1, 10s));
+  EXPECT_FALSE(wrong_worker);
+  clock.Advance(9s);  // 15 s after the claim, 9 s after the renewal
+  ASSERT_OK_AND_ASSIGN(auto still, s->MarkExpiredInterrupted());
+  EXPECT_TRUE(still.empty()) << "a renewed lease expired early";
+
+  clock.Advance(2s);
+  ASSERT_OK_AND_ASSIGN(auto expired, s->MarkExpiredInterrupted());
+  ASSERT_EQ(expired.size(), 1u) << "only the run whose lease expired (not server-b's)";
+  EXPECT_EQ(expired[0].id, id);
+  EXPECT_EQ(expired[0].state, RunState::kInterrupted);
+  ASSERT_OK_AND_ASSIGN(auto twice, s->MarkExpiredInterrupted());
+  EXPECT_TRUE(twice.empty()) << "a run was taken over twice";
+  ASSERT_OK_AND_ASSIGN(Run interrupted, s->GetRun(id));
+  EXPECT_EQ(interrupted.steps.at(0).state, RunState::kInterrupted);
+  EXPECT_FALSE(interrupted.lease_expires_at.has_value());
+  ASSERT_OK_AND_ASSIGN(bool late, s->RenewRunLease(id, "server-a", 1, 10s));
+  EXPECT_FALSE(late);
+
+  // Re-queued and taken by server-b: server-a's attempt 1 is fenced out.
+  ASSERT_OK(s->UpdateRun(id, RunState::kQueued, "re-queued"));
+  ASSERT_OK_AND_ASSIGN(auto b, s->ClaimNextQueuedRun("server-b", std::nullopt, 10s));
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->attempt, 2);
+  ASSERT_OK_AND_ASSIGN(bool stale, s->RenewRunLease(id, "server-a", 1, 10s));
+  EXPECT_FALSE(stale);
+  Status fenced = s->UpdateRun(id, RunState::kSucceeded, "attempt 1 done", 1);
+  EXPECT_EQ(fenced.code(), Code::kAborted) << fenced.ToString();
+  EXPECT_NE(fenced.message().find("server-b"), std::string::npos) << fenced.message();
+  ASSERT_OK_AND_ASSIGN(Run running, s->GetRun(id));
+  EXPECT_EQ(running.state, RunState::kRunning);
+  EXPECT_EQ(running.worker, "server-b");
+  ASSERT_OK(s->UpdateRun(id, RunState::kSucceeded, "attempt 2 done", 2));
+  ASSERT_OK_AND_ASSIGN(Run done, s->GetRun(id));
+  EXPECT_EQ(done.state, RunState::kSucceeded);
+  EXPECT_FALSE(done.lease_expires_at.has_value());
+  ASSERT_OK_AND_ASSIGN(bool after_end, s->RenewRunLease(id, "server-b", 2, 10s));
+  EXPECT_FALSE(after_end);
+  EXPECT_EQ(s->RenewRunLease(other + 1000, "server-b", 1, 10s).status().code(), Code::kNotFound);
+}
+
+// A named lease (scheduled work done once across servers) has one holder until it expires.
+TYPED_TEST(StoreContractTest, ANamedLeaseHasOneHolderUntilItExpires) {
+  FakeClock clock;
+  ASSERT_OK_AND_ASSIGN(auto s, Open(this->url_, {.clock = &clock}));
+  ASSERT_OK_AND_ASSIGN(bool a, s->AcquireLease("notifications", "server-a", 10s));
+  EXPECT_TRUE(a);
+  ASSERT_OK_AND_ASSIGN(bool b, s->AcquireLease("notifications", "server-b", 10s));
+  EXPECT_FALSE(b);
+  ASSERT_OK_AND_ASSIGN(bool other_name, s->AcquireLease("forge-statuses", "server-b", 10s));
+  EXPECT_TRUE(other_name);
+  clock.Advance(8s);
+  ASSERT_OK_AND_ASSIGN(bool renewed, s->AcquireLease("notifications", "server-a", 10s));
+  EXPECT_TRUE(renewed);
+  clock.Advance(8s);  // 16 s after the first, 8 s after the renewal
+  ASSERT_OK_AND_ASSIGN(bool early, s->AcquireLease("notifications", "server-b", 10s));
+  EXPECT_FALSE(early);
+  clock.Advance(3s);
+  ASSERT_OK_AND_ASSIGN(bool taken, s->AcquireLease("notifications", "server-b", 10s));
+  EXPECT_TRUE(taken);
+  ASSERT_OK_AND_ASSIGN(bool back, s->AcquireLease("notifications", "server-a", 10s));
+  EXPECT_FALSE(back);
+  EXPECT_EQ(s->AcquireLease("", "server-a", 10s).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(s->AcquireLease("x", "", 10s).status().code(), Code::kInvalidArgument);
+
+  // Eight servers asking at once for a free lease: one gets it.
+  std::atomic<int> holders{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 8; ++w) {
+    threads.emplace_back([&, w] {
+      auto got = this->store().AcquireLease("gc", "server-" + std::to_string(w), 60s);
+      if (got.ok() && *got) holders.fetch_add(1);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(holders.load(), 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Logs
 

@@ -44,13 +44,18 @@ class SqlStore : public Store {
   Result<int64_t> CreateRun(const Run& run) override;
   Status ApproveRun(int64_t id, std::string_view by) override;
   Status BindRunCommit(int64_t id, std::string_view commit) override;
-  Status UpdateRun(int64_t id, RunState state, std::string_view message) override;
+  Status UpdateRun(int64_t id, RunState state, std::string_view message, int attempt) override;
   Status UpsertStep(int64_t run_id, const Step& step) override;
   Result<Run> GetRun(int64_t id) override;
   Result<std::vector<Run>> ListRuns(const RunFilter& filter) override;
   Result<std::vector<Run>> MarkUnfinishedInterrupted(std::string_view worker) override;
-  Result<std::optional<Run>> ClaimNextQueuedRun(std::string_view worker,
-                                                std::optional<bool> trusted) override;
+  Result<std::optional<Run>> ClaimNextQueuedRun(std::string_view worker, std::optional<bool> trusted,
+                                                std::chrono::milliseconds lease) override;
+  Result<bool> RenewRunLease(int64_t id, std::string_view worker, int attempt,
+                             std::chrono::milliseconds lease) override;
+  Result<std::vector<Run>> MarkExpiredInterrupted() override;
+  Result<bool> AcquireLease(std::string_view name, std::string_view holder,
+                            std::chrono::milliseconds duration) override;
   Result<ReleaseProgress> PutReleaseProgress(const ReleaseProgress& progress) override;
   Result<std::optional<ReleaseProgress>> GetReleaseProgress(int64_t run_id) override;
   Status AppendLogChunk(int64_t run_id, std::string_view step, int64_t seq,
