@@ -2,8 +2,8 @@
 """The measuring half of bench/peers/run.sh (which starts the servers and builds the peers): one
 GitOps tool's scenario on a fresh cluster, then the side-by-side table. See run.sh for the scenario.
 
-  peers.py apps --tool gantry|flux REPO_URL APPS   prints the tool's objects for APPS applications
-  peers.py measure --tool gantry|flux --label L ...  runs the scenario, writes WORK/L.json
+  peers.py apps --tool gantry|flux|argocd REPO_URL APPS   prints the tool's APPS applications
+  peers.py measure --tool gantry|flux|argocd --label L ...  runs the scenario, writes WORK/L.json
   peers.py table A.json B.json ...                   the table, each column's ratio to the first
 
 Only the standard library; the apiserver client, /proc and Prometheus readers are the agent
@@ -17,14 +17,16 @@ import subprocess
 import sys
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "agent"))
 import scale  # noqa: E402  (bench/agent/scale.py)
 from scale import Api, log, percentile, proc_cpu, proc_status, prom  # noqa: E402
 
-NS = "bench"
+NS = "bench"  # the namespace of the Applications, GitRepository and Kustomizations
+ARGOCD_NS = "argocd"  # Argo CD's Applications live in its own namespace
 # The resources either tool reads or writes; the apiserver's request counts are summed over these
 # (leases, nodes and pods are kwok's and the controller manager's background, not the tools').
-RESOURCES = ("applications", "kustomizations", "gitrepositories", "ocirepositories", "buckets",
+RESOURCES = ("applications", "appprojects", "kustomizations", "gitrepositories", "ocirepositories", "buckets",
              "externalartifacts", "helmcharts", "helmrepositories", "configmaps", "namespaces", "events",
              "secrets", "serviceaccounts")
 WRITES = ("CREATE", "POST", "UPDATE", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION")
@@ -43,6 +45,20 @@ metadata: {{name: a{i}, namespace: {NS}}}
 spec:
   source: {{repoURL: "{a.repo_url}", path: apps/a{i}}}
   destination: {{namespace: a{i}}}
+  syncPolicy: {{automated: {{prune: true, selfHeal: true}}}}""")
+        return
+    if a.tool == "argocd":
+        # The same sync policy as Gantry's; the default project and the repository's credentials are
+        # run.sh's (they exist before the clock starts, as Flux's Secret does).
+        for i in range(a.apps):
+            print(f"""---
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {{name: a{i}, namespace: {ARGOCD_NS}}}
+spec:
+  project: default
+  source: {{repoURL: "{a.repo_url}", path: apps/a{i}, targetRevision: main}}
+  destination: {{server: "https://kubernetes.default.svc", namespace: a{i}}}
   syncPolicy: {{automated: {{prune: true, selfHeal: true}}}}""")
         return
     # Flux: one GitRepository (interval 1m: `flux create source git`'s default and the Flux docs'
@@ -72,8 +88,10 @@ spec:
 
 def app_revisions(api, tool):
     """{name: revision the application is in sync at, or None}."""
-    if tool == "gantry":
-        items = json.loads(api.get(f"/apis/gantry.dev/v1alpha1/namespaces/{NS}/applications"))["items"]
+    if tool in ("gantry", "argocd"):
+        path = (f"/apis/gantry.dev/v1alpha1/namespaces/{NS}/applications" if tool == "gantry" else
+                f"/apis/argoproj.io/v1alpha1/namespaces/{ARGOCD_NS}/applications")
+        items = json.loads(api.get(path))["items"]
         out = {}
         for i in items:
             s = i.get("status", {}).get("sync", {})
@@ -133,7 +151,7 @@ class Proc:
                                    capture_output=True, text=True).stdout)
 
     def queue(self):
-        return scale.total(self.metrics(), self.queue_metric)
+        return scale.total(self.metrics(), self.queue_metric) if self.queue_metric else 0
 
     def stop(self):
         if self.proc.poll() is None:
@@ -168,6 +186,8 @@ def start_tool(a):
                  "gantry_agent_queue_depth")
         wait_http(f"http://127.0.0.1:{listen}/healthz", p)
         return [p]
+    if a.tool == "argocd":
+        return start_argocd(a, port)
     procs = []
     env = {"KUBECONFIG": a.kubeconfig, "RUNTIME_NAMESPACE": NS}
     storage, m, h = next(port), next(port), next(port)
@@ -185,6 +205,32 @@ def start_tool(a):
         "--enable-leader-election=false", "--log-level=info"] + a.args,
         env, f"http://127.0.0.1:{m}/metrics", "workqueue_depth"))
     wait_http(f"http://127.0.0.1:{h}/readyz", procs[-1])
+    return procs
+
+
+def start_argocd(a, port):
+    """Redis (Debian's redis-server, no persistence), the repo server and the application controller,
+    as Argo CD's own Procfile runs them out of cluster (ARGOCD_FAKE_IN_CLUSTER: the in-cluster
+    destination is the kubeconfig's cluster)."""
+    redis, repo, repo_metrics, ctl_metrics = next(port), next(port), next(port), next(port)
+    procs = [Proc(a, "redis-server", ["redis-server", "--port", str(redis), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no"], {}, None, None)]
+    env = {"KUBECONFIG": a.kubeconfig, "ARGOCD_FAKE_IN_CLUSTER": "true", "ARGOCD_GPG_ENABLED": "false",
+           "ARGOCD_TLS_DATA_PATH": os.path.join(a.work, "argocd-tls"),
+           "ARGOCD_SSH_DATA_PATH": os.path.join(a.work, "argocd-ssh")}
+    for d in ("argocd-tls", "argocd-ssh"):
+        os.makedirs(os.path.join(a.work, d), exist_ok=True)
+    procs.append(Proc(a, "argocd-repo-server", [
+        a.argocd, "--port", str(repo), "--metrics-port", str(repo_metrics), "--redis", f"127.0.0.1:{redis}",
+        "--loglevel", "info"], dict(env, ARGOCD_BINARY_NAME="argocd-repo-server"),
+        f"http://127.0.0.1:{repo_metrics}/metrics", None))
+    wait_http(procs[-1].metrics_url, procs[-1])
+    procs.append(Proc(a, "argocd-application-controller", [
+        a.argocd, "--namespace", ARGOCD_NS, "--redis", f"127.0.0.1:{redis}", "--repo-server", f"127.0.0.1:{repo}",
+        "--metrics-port", str(ctl_metrics), "--loglevel", "info"] + a.args,
+        dict(env, ARGOCD_BINARY_NAME="argocd-application-controller"),
+        f"http://127.0.0.1:{ctl_metrics}/metrics", None))
+    wait_http(procs[-1].metrics_url, procs[-1])
     return procs
 
 
@@ -340,8 +386,8 @@ def cmd_table(a):
     rows = [
         ("time from creating the apps to all in sync", "s", lambda r: r["synced_s"], "{:.1f}"),
         ("CPU used by the tool meanwhile (all its processes)", "s", lambda r: sum(r["sync_cpu_s"].values()), "{:.1f}"),
-        ("apps in sync per second per CPU-second used", "", lambda r: r["apps"] / r["synced_s"] /
-         max(sum(r["sync_cpu_s"].values()) / r["synced_s"], 1e-9), "{:.1f}"),
+        ("apps brought in sync per CPU-second of the tool", "", lambda r: r["apps"] /
+         max(sum(r["sync_cpu_s"].values()), 1e-9), "{:.1f}"),
         ("RSS peak at the end of the initial sync (sum of processes)", "MiB",
          lambda r: sum(r["sync_hwm_kib"].values()) * mib, "{:.1f}"),
         ("steady: RSS max (sum of processes)", "MiB", lambda r: sum(r["steady"]["rss_max_kib"].values()) * mib,
@@ -396,19 +442,19 @@ def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("apps")
-    s.add_argument("--tool", choices=("gantry", "flux"), required=True)
+    s.add_argument("--tool", choices=("gantry", "flux", "argocd"), required=True)
     s.add_argument("repo_url")
     s.add_argument("apps", type=int)
     s = sub.add_parser("measure")
-    s.add_argument("--tool", choices=("gantry", "flux"), required=True)
+    s.add_argument("--tool", choices=("gantry", "flux", "argocd"), required=True)
     for k in ("label", "work", "clone", "kube-server", "pki", "kubeconfig", "auth-url", "apps-file"):
         s.add_argument(f"--{k}", required=True)
-    for k in ("gantry", "source-controller", "kustomize-controller", "git-creds"):
+    for k in ("gantry", "source-controller", "kustomize-controller", "argocd", "git-creds"):
         s.add_argument(f"--{k}", default="")
     for k in ("apps", "objects"):
         s.add_argument(f"--{k}", type=int, required=True)
     s.add_argument("--ports", type=lambda v: [int(x) for x in v.split(",")], required=True)
-    s.add_argument("--args", default="", help="extra flags of gantry agent / kustomize-controller")
+    s.add_argument("--args", default="", help="extra flags of gantry agent / kustomize-controller / application controller")
     s.add_argument("--source-args", default="", help="extra flags of source-controller")
     s.add_argument("--polls", type=int, default=3)
     s.add_argument("--steady-seconds", type=float, default=120)

@@ -33,12 +33,13 @@ cd "$(dirname "$0")/../.."
 APPS=${APPS:-1000} OBJECTS=${OBJECTS:-10} POLLS=${POLLS:-3} STEADY_SECONDS=${STEADY_SECONDS:-120}
 RUNS=${RUNS:-gantry flux flux-tuned}
 FLUX_TUNED_ARGS=${FLUX_TUNED_ARGS:---concurrent=20 --kube-api-qps=500 --kube-api-burst=1000}
-for v in APPS OBJECTS POLLS STEADY_SECONDS; do
+ARGOCD_POLLS=${ARGOCD_POLLS:-$POLLS}
+for v in APPS OBJECTS POLLS ARGOCD_POLLS STEADY_SECONDS; do
   [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || { echo "run.sh: $v=${!v}: expected a positive integer" >&2; exit 2; }
 done
 for r in $RUNS; do
-  [[ $r == gantry || $r == flux || $r == flux-tuned ]] ||
-    { echo "run.sh: RUNS: unknown run '$r' (known: gantry flux flux-tuned)" >&2; exit 2; }
+  [[ $r == gantry || $r == flux || $r == flux-tuned || $r == argocd ]] ||
+    { echo "run.sh: RUNS: unknown run '$r' (known: gantry flux flux-tuned argocd)" >&2; exit 2; }
 done
 
 if [[ -n ${GANTRY_BIN:-} ]]; then
@@ -48,7 +49,8 @@ else
   gantry=$(realpath build/default/src/exe/gantry)
 fi
 [[ -x $gantry ]] || { echo "run.sh: $gantry: not an executable file" >&2; exit 2; }
-eval "$(bench/peers/build-flux.sh)"
+[[ " $RUNS " == *" flux"* ]] && eval "$(bench/peers/build.sh flux)"
+[[ " $RUNS " == *" argocd "* ]] && eval "$(bench/peers/build.sh argocd)"
 
 source test/env/lib.sh
 source bench/agent/servers.sh
@@ -56,7 +58,7 @@ work=$(mktemp -d /tmp/gantry-bench-peers.XXXXXX)
 cleanup() {
   stop_servers "$work"
   if [[ -n ${KEEP:-} ]]; then
-    rm -rf "$work/cluster" "$work/git" "$work"/cache-* "$work"/storage-* "$work/clone"
+    rm -rf "$work/cluster" "$work/git" "$work"/cache-* "$work"/storage-* "$work/clone" "$work"/argocd-*
     echo "run.sh: kept $work" >&2
   else
     rm -rf "$work"
@@ -65,11 +67,44 @@ cleanup() {
 trap cleanup EXIT
 say() { echo "[$(date +%T)] $*" >&2; }
 
+# argocd_setup KUBECTL...: what Argo CD's install manifests would have made: its settings (argocd-cm,
+# argocd-secret; the settings informers select app.kubernetes.io/part-of=argocd), the default
+# AppProject, and the repository's credentials.
+argocd_setup() {
+  "$@" apply --server-side -f - >/dev/null <<EOF
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: argocd-cm, namespace: argocd, labels: {app.kubernetes.io/part-of: argocd}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: argocd-secret, namespace: argocd, labels: {app.kubernetes.io/part-of: argocd}}
+stringData: {server.secretkey: "$(openssl rand -hex 16)"}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: repo-config
+  namespace: argocd
+  labels: {app.kubernetes.io/part-of: argocd, argocd.argoproj.io/secret-type: repository}
+stringData: {type: git, url: "$repo", username: "$GIT_USER", password: "$GIT_PASSWORD"}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: AppProject
+metadata: {name: default, namespace: argocd}
+spec:
+  sourceRepos: ["*"]
+  destinations: [{server: "*", namespace: "*"}]
+  clusterResourceWhitelist: [{group: "*", kind: "*"}]
+EOF
+}
+
 run_one() {  # run_one LABEL
-  local label=$1 tool=${1%-tuned} args=
+  local label=$1 tool=${1%-tuned} args= polls=$POLLS
   [[ $label == flux-tuned ]] && args=$FLUX_TUNED_ARGS
+  [[ $label == argocd ]] && polls=$ARGOCD_POLLS
   say "$label: starting a cluster and a Git server"
-  rm -rf "$work/cluster" "$work/git" "$work/clone"
+  rm -rf "$work/cluster" "$work/git" "$work/clone" "$work"/argocd-*
   start_servers "$work"
   local auth_url="http://$GIT_USER:$GIT_PASSWORD@$host/config.git" clone=$work/clone
   git -c init.defaultBranch=main init -q "$clone"
@@ -79,28 +114,30 @@ run_one() {  # run_one LABEL
   git -C "$clone" push -q "$auth_url" main
 
   local k=(kubectl --kubeconfig "$KUBECONFIG")
-  if [[ $tool == gantry ]]; then
-    "$gantry" install --print | awk '/^---/{n++} n==1' > "$work/crds.yaml"
-  else
-    for f in $FLUX_CRDS; do echo ---; cat "$f"; done > "$work/crds.yaml"
-  fi
+  case $tool in
+    gantry) "$gantry" install --print | awk '/^---/{n++} n==1' > "$work/crds.yaml" ;;
+    flux) for f in $FLUX_CRDS; do echo ---; cat "$f"; done > "$work/crds.yaml" ;;
+    argocd) for f in $ARGOCD_CRDS; do echo ---; cat "$f"; done > "$work/crds.yaml" ;;
+  esac
   "${k[@]}" apply --server-side -f "$work/crds.yaml" >/dev/null
   { echo "apiVersion: v1"; echo "kind: List"; echo "items:"
     for ((i = 0; i < APPS; i++)); do echo "- {apiVersion: v1, kind: Namespace, metadata: {name: a$i}}"; done
-    echo "- {apiVersion: v1, kind: Namespace, metadata: {name: bench}}"; } > "$work/namespaces.yaml"
+    echo "- {apiVersion: v1, kind: Namespace, metadata: {name: bench}}"
+    echo "- {apiVersion: v1, kind: Namespace, metadata: {name: argocd}}"; } > "$work/namespaces.yaml"
   "${k[@]}" apply --server-side -f "$work/namespaces.yaml" >/dev/null
   [[ $tool == flux ]] && "${k[@]}" -n bench create secret generic git-auth \
     --from-literal=username="$GIT_USER" --from-literal=password="$GIT_PASSWORD" >/dev/null
   "${k[@]}" wait --for condition=Established crd --all >/dev/null
+  [[ $tool == argocd ]] && argocd_setup "${k[@]}"
   python3 bench/peers/peers.py apps --tool "$tool" "$repo" "$APPS" > "$work/apps.yaml"
 
   say "$label: $APPS applications × $OBJECTS ConfigMaps"
   python3 bench/peers/peers.py measure --tool "$tool" --label "$label" --work "$work" --clone "$clone" \
     --kube-server "$KUBE_SERVER" --pki "$PKI" --kubeconfig "$KUBECONFIG" --auth-url "$auth_url" \
-    --apps-file "$work/apps.yaml" --gantry "$gantry" --source-controller "$SOURCE_CONTROLLER" \
-    --kustomize-controller "$KUSTOMIZE_CONTROLLER" --git-creds "$host=$GIT_USER:$GIT_PASSWORD" \
+    --apps-file "$work/apps.yaml" --gantry "$gantry" --source-controller "${SOURCE_CONTROLLER:-}" \
+    --kustomize-controller "${KUSTOMIZE_CONTROLLER:-}" --argocd "${ARGOCD:-}" --git-creds "$host=$GIT_USER:$GIT_PASSWORD" \
     --apps "$APPS" --objects "$OBJECTS" --ports "$(free_port),$(free_port),$(free_port),$(free_port),$(free_port)" \
-    --args "$args" --polls "$POLLS" --steady-seconds "$STEADY_SECONDS"
+    --args "$args" --polls "$polls" --steady-seconds "$STEADY_SECONDS"
   stop_servers "$work"
 }
 
