@@ -34,56 +34,60 @@ WRITES = ("CREATE", "POST", "UPDATE", "PUT", "PATCH", "APPLY", "DELETE", "DELETE
 # --- the tools' objects ---------------------------------------------------------------------------
 
 
-def cmd_apps(a):
-    if a.tool == "gantry":
-        # As bench/agent/scale.py's, without CreateNamespace: the namespaces exist for both tools.
-        for i in range(a.apps):
-            print(f"""---
+# Each tool's objects, formatted with i (the application's number), repo (its URL) and ns:
+#  - gantry: an Application as bench/agent/scale.py's, without CreateNamespace (the namespaces exist
+#    for every tool);
+#  - argocd: the same sync policy (the default AppProject and the repository's credentials are
+#    run.sh's; they exist before the clock starts, as Flux's Secret does);
+#  - flux: a Kustomization per application, prune on, interval 10m (the value of `flux bootstrap`'s
+#    own Kustomization and the Kustomization docs' examples), after FLUX_SOURCE.
+APP = {
+    "gantry": """---
 apiVersion: gantry.dev/v1alpha1
 kind: Application
-metadata: {{name: a{i}, namespace: {NS}}}
+metadata: {{name: a{i}, namespace: {ns}}}
 spec:
-  source: {{repoURL: "{a.repo_url}", path: apps/a{i}}}
+  source: {{repoURL: "{repo}", path: apps/a{i}}}
   destination: {{namespace: a{i}}}
-  syncPolicy: {{automated: {{prune: true, selfHeal: true}}}}""")
-        return
-    if a.tool == "argocd":
-        # The same sync policy as Gantry's; the default project and the repository's credentials are
-        # run.sh's (they exist before the clock starts, as Flux's Secret does).
-        for i in range(a.apps):
-            print(f"""---
+  syncPolicy: {{automated: {{prune: true, selfHeal: true}}}}""",
+    "argocd": """---
 apiVersion: argoproj.io/v1alpha1
 kind: Application
-metadata: {{name: a{i}, namespace: {ARGOCD_NS}}}
+metadata: {{name: a{i}, namespace: {ns}}}
 spec:
   project: default
-  source: {{repoURL: "{a.repo_url}", path: apps/a{i}, targetRevision: main}}
+  source: {{repoURL: "{repo}", path: apps/a{i}, targetRevision: main}}
   destination: {{server: "https://kubernetes.default.svc", namespace: a{i}}}
-  syncPolicy: {{automated: {{prune: true, selfHeal: true}}}}""")
-        return
-    # Flux: one GitRepository (interval 1m: `flux create source git`'s default and the Flux docs'
-    # usual value) and one Kustomization per application, prune on, interval 10m (the value of
-    # `flux bootstrap`'s own Kustomization and the Kustomization docs' examples).
-    print(f"""---
-apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata: {{name: config, namespace: {NS}}}
-spec:
-  url: "{a.repo_url}"
-  ref: {{branch: main}}
-  interval: 1m
-  secretRef: {{name: git-auth}}""")
-    for i in range(a.apps):
-        print(f"""---
+  syncPolicy: {{automated: {{prune: true, selfHeal: true}}}}""",
+    "flux": """---
 apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
-metadata: {{name: a{i}, namespace: {NS}}}
+metadata: {{name: a{i}, namespace: {ns}}}
 spec:
   interval: 10m
   path: ./apps/a{i}
   prune: true
   targetNamespace: a{i}
-  sourceRef: {{kind: GitRepository, name: config}}""")
+  sourceRef: {{kind: GitRepository, name: config}}""",
+}
+# Flux's one GitRepository: interval 1m, `flux create source git`'s default and the docs' usual value.
+FLUX_SOURCE = """---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {{name: config, namespace: {ns}}}
+spec:
+  url: "{repo}"
+  ref: {{branch: main}}
+  interval: 1m
+  secretRef: {{name: git-auth}}"""
+
+
+def cmd_apps(a):
+    ns = ARGOCD_NS if a.tool == "argocd" else NS
+    if a.tool == "flux":
+        print(FLUX_SOURCE.format(repo=a.repo_url, ns=ns))
+    for i in range(a.apps):
+        print(APP[a.tool].format(i=i, repo=a.repo_url, ns=ns))
 
 
 def app_revisions(api, tool):
@@ -129,8 +133,9 @@ def wait_all_at(a, api, procs, revision, since, timeout):
 # --- the processes --------------------------------------------------------------------------------
 
 
-class Proc:
-    """One controller process; its log in WORK/LABEL-NAME.log."""
+class Proc(scale.Agent):
+    """One controller process; its log in WORK/LABEL-NAME.log. stop() is the agent benchmark's:
+    SIGTERM, then SIGKILL after 60 s."""
 
     def __init__(self, a, name, args, env, metrics_url, queue_metric):
         self.name = name
@@ -153,15 +158,6 @@ class Proc:
     def queue(self):
         return scale.total(self.metrics(), self.queue_metric) if self.queue_metric else 0
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.logf.close()
 
 
 def wait_http(url, proc, timeout=120):
@@ -286,23 +282,10 @@ def poll_round(a, api, procs, rnd):
     git(a, "add", "-A")
     git(a, "commit", "-qm", f"{a.label} round {rnd}: a{app}")
     sha = git(a, "rev-parse", "HEAD")
-    path = f"/api/v1/namespaces/a{app}/configmaps"
-    cm = json.loads(api.get(f"{path}/cm-0"))
-    conn, resp = api.watch(f"{path}?fieldSelector=metadata.name%3Dcm-0", cm["metadata"]["resourceVersion"],
-                           a.poll_timeout)
+    watch = scale.watch_cm0(api, app, a.poll_timeout)
     git(a, "push", "-q", a.auth_url, "main")
     t0 = time.monotonic()
-    applied = None
-    try:
-        for line in iter(resp.readline, b""):
-            ev = json.loads(line)
-            if ev.get("type") == "ERROR":
-                raise RuntimeError(f"watch of a{app}/cm-0: {ev}")
-            if (ev.get("object", {}).get("data") or {}).get("round") == f"{a.label}-{rnd}":
-                applied = time.monotonic() - t0
-                break
-    finally:
-        conn.close()
+    applied = scale.seconds_until_round(watch, app, f"{a.label}-{rnd}", t0)
     if applied is None:
         raise RuntimeError(f"{a.label}: round {rnd}: a{app}/cm-0 not applied within {a.poll_timeout} s")
     everyone = wait_all_at(a, api, procs, sha, t0, a.poll_timeout)
@@ -403,27 +386,7 @@ def cmd_table(a):
     ]
     r0 = runs[0]
     print(f"\n{r0['apps']} applications × {r0['objects']} ConfigMaps, one repository, {r0['date']}\n")
-    names = [r["label"] for r in runs]
-    head = "| metric | unit | " + " | ".join(names) + " | " + " | ".join(f"{n}/{names[0]}" for n in names[1:]) + " |"
-    print(head)
-    print("|" + "---|" * (head.count("|") - 1))
-    for name, unit, get, fmt in rows:
-        vals = []
-        for r in runs:
-            try:
-                vals.append(get(r))
-            except (KeyError, TypeError, ValueError):
-                vals.append(None)
-        cells = [fmt.format(v) if v is not None else "–" for v in vals]
-        ratios = []
-        for v in vals[1:]:
-            if v is None or vals[0] is None:
-                ratios.append("–")
-            elif vals[0] == 0:
-                ratios.append("1.00" if v == 0 else "∞")
-            else:
-                ratios.append(f"{v / vals[0]:.2f}")
-        print(f"| {name} | {unit} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    scale.print_table(runs, rows)
     print()
     for r in runs:
         st = r["steady"]["total"]

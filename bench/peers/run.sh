@@ -107,11 +107,7 @@ run_one() {  # run_one LABEL
   rm -rf "$work/cluster" "$work/git" "$work/clone" "$work"/argocd-*
   start_servers "$work"
   local auth_url="http://$GIT_USER:$GIT_PASSWORD@$host/config.git" clone=$work/clone
-  git -c init.defaultBranch=main init -q "$clone"
-  python3 bench/agent/scale.py repo "$clone" "$APPS" "$OBJECTS"
-  git -C "$clone" add -A
-  git -C "$clone" -c user.name=bench -c user.email=b@example.com commit -qm init
-  git -C "$clone" push -q "$auth_url" main
+  push_config "$clone" "$auth_url" "$APPS" "$OBJECTS"
 
   local k=(kubectl --kubeconfig "$KUBECONFIG")
   case $tool in
