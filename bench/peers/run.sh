@@ -49,8 +49,6 @@ else
   gantry=$(realpath build/default/src/exe/gantry)
 fi
 [[ -x $gantry ]] || { echo "run.sh: $gantry: not an executable file" >&2; exit 2; }
-[[ " $RUNS " == *" flux"* ]] && eval "$(bench/peers/build.sh flux)"
-[[ " $RUNS " == *" argocd "* ]] && eval "$(bench/peers/build.sh argocd)"
 
 source test/env/lib.sh
 source bench/agent/servers.sh
@@ -103,6 +101,9 @@ run_one() {  # run_one LABEL
   local label=$1 tool=${1%-tuned} args= polls=$POLLS
   [[ $label == flux-tuned ]] && args=$FLUX_TUNED_ARGS
   [[ $label == argocd ]] && polls=$ARGOCD_POLLS
+  # The peers are built (or found in the cache) just before their first run.
+  [[ $tool == flux && -z ${SOURCE_CONTROLLER:-} ]] && eval "$(bench/peers/build.sh flux)"
+  [[ $tool == argocd && -z ${ARGOCD:-} ]] && eval "$(bench/peers/build.sh argocd)"
   say "$label: starting a cluster and a Git server"
   rm -rf "$work/cluster" "$work/git" "$work/clone" "$work"/argocd-*
   start_servers "$work"
