@@ -1,7 +1,8 @@
 # Builds the peers of bench/peers/run.sh from their Go modules (bench only: nothing in CI uses them)
 # into version-keyed directories outside the repository, and prints where they are:
 #   build.sh [flux]   Flux's source-controller and kustomize-controller; prints SOURCE_CONTROLLER=,
-#                     KUSTOMIZE_CONTROLLER= (the binaries) and FLUX_CRDS= (CRD files, space separated)
+#                     KUSTOMIZE_CONTROLLER= (the binaries) and FLUX_CRDS= (CRD files, space separated;
+#                     the output is for `eval`)
 #   build.sh argocd   Argo CD's multi-call binary (application controller, repo server, ... chosen
 #                     by ARGOCD_BINARY_NAME); prints ARGOCD= and ARGOCD_CRDS=
 # Each lands in ~/.cache/gantry/peers/<name>-<version>/: bin/<name>, crds/*.yaml (the module's
@@ -99,14 +100,14 @@ case ${1:-flux} in
       'config/crd/bases/*.yaml'
     echo "SOURCE_CONTROLLER=$CACHE/source-controller-$FLUX_SOURCE_VERSION/bin/source-controller"
     echo "KUSTOMIZE_CONTROLLER=$CACHE/kustomize-controller-$FLUX_KUSTOMIZE_VERSION/bin/kustomize-controller"
-    echo "FLUX_CRDS=$(echo "$CACHE/source-controller-$FLUX_SOURCE_VERSION"/crds/*.yaml \
+    printf 'FLUX_CRDS=%q\n' "$(echo "$CACHE/source-controller-$FLUX_SOURCE_VERSION"/crds/*.yaml \
       "$CACHE/kustomize-controller-$FLUX_KUSTOMIZE_VERSION"/crds/*.yaml)"
     ;;
   argocd)
     peer argocd github.com/argoproj/argo-cd/v3 "$ARGOCD_VERSION" cmd 'manifests/crds/*-crd.yaml' \
       "-X github.com/argoproj/argo-cd/v3/common.version=${ARGOCD_VERSION#v}"
     echo "ARGOCD=$CACHE/argocd-$ARGOCD_VERSION/bin/argocd"
-    echo "ARGOCD_CRDS=$(echo "$CACHE/argocd-$ARGOCD_VERSION"/crds/*.yaml)"
+    printf 'ARGOCD_CRDS=%q\n' "$(echo "$CACHE/argocd-$ARGOCD_VERSION"/crds/*.yaml)"
     ;;
   *) echo "usage: $0 [flux|argocd]" >&2; exit 2 ;;
 esac
