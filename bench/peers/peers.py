@@ -111,8 +111,9 @@ def app_revisions(api, tool):
     return out
 
 
-def wait_all_at(a, api, procs, revision, since, timeout):
-    """Seconds from `since` until every application is in sync at `revision`."""
+def wait_all_at(a, api, procs, revision, since, timeout, strict=True):
+    """Seconds from `since` until every application is in sync at `revision`; after `timeout`
+    seconds an error, or None if not strict."""
     deadline = since + timeout
     last = -1
     while True:
@@ -126,6 +127,9 @@ def wait_all_at(a, api, procs, revision, since, timeout):
             log(f"{a.label}: {n}/{a.apps} at {revision[:8]}")
             last = n
         if time.monotonic() > deadline:
+            if not strict:
+                log(f"{a.label}: {n} of {a.apps} applications at {revision[:8]} after {timeout} s; not waiting longer")
+                return None
             raise RuntimeError(f"{a.label}: only {n} of {a.apps} applications at {revision[:8]} after {timeout} s")
         time.sleep(2)
 
@@ -288,8 +292,8 @@ def poll_round(a, api, procs, rnd):
     applied = scale.seconds_until_round(watch, app, f"{a.label}-{rnd}", t0)
     if applied is None:
         raise RuntimeError(f"{a.label}: round {rnd}: a{app}/cm-0 not applied within {a.poll_timeout} s")
-    everyone = wait_all_at(a, api, procs, sha, t0, a.poll_timeout)
-    log(f"{a.label}: poll round {rnd} a{app}: applied after {applied:.1f} s, all at {sha[:8]} after {everyone:.1f} s")
+    everyone = wait_all_at(a, api, procs, sha, t0, a.all_timeout, strict=False)
+    log(f"{a.label}: poll round {rnd} a{app}: applied after {applied:.1f} s, all at {sha[:8]} after {everyone} s")
     return {"round": rnd, "app": app, "applied_s": applied, "all_s": everyone}
 
 
@@ -364,7 +368,10 @@ def cmd_table(a):
         return lambda r: r["steady"]["total"][key]
 
     def poll(key, q):
-        return lambda r: percentile([x[key] for x in r["poll"]], q) if r.get("poll") else None
+        def get(r):
+            v = [x[key] for x in r.get("poll", [])]
+            return percentile(v, q) if v and None not in v else None
+        return get
 
     rows = [
         ("time from creating the apps to all in sync", "s", lambda r: r["synced_s"], "{:.1f}"),
@@ -398,7 +405,8 @@ def cmd_table(a):
               f"{r['background']['requests']:.1f}/min); per minute: "
               + "; ".join(f"CPU {sum(m['cpu_s'].values()):.2f} s, {m['requests']:.0f} req, {m['writes']:.0f} writes"
                           for m in r["steady"]["minutes"])
-              + "; polls: " + ", ".join(f"{p['applied_s']:.1f}/{p['all_s']:.1f} s" for p in r.get("poll", [])))
+              + "; polls (changed app / all apps): "
+              + ", ".join(f"{p['applied_s']:.1f}/{p['all_s'] or '–'} s" for p in r.get("poll", [])))
 
 
 def main():
@@ -424,6 +432,8 @@ def main():
     s.add_argument("--baseline-seconds", type=float, default=30)
     s.add_argument("--sync-timeout", type=float, default=3600)
     s.add_argument("--poll-timeout", type=float, default=900)
+    s.add_argument("--all-timeout", type=float, default=900,
+                   help="seconds a poll round waits for every application at the new commit")
     s = sub.add_parser("table")
     s.add_argument("json", nargs="+")
     a = p.parse_args()

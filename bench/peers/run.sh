@@ -33,8 +33,8 @@ cd "$(dirname "$0")/../.."
 APPS=${APPS:-1000} OBJECTS=${OBJECTS:-10} POLLS=${POLLS:-3} STEADY_SECONDS=${STEADY_SECONDS:-120}
 RUNS=${RUNS:-gantry flux flux-tuned}
 FLUX_TUNED_ARGS=${FLUX_TUNED_ARGS:---concurrent=20 --kube-api-qps=500 --kube-api-burst=1000}
-ARGOCD_POLLS=${ARGOCD_POLLS:-$POLLS}
-for v in APPS OBJECTS POLLS ARGOCD_POLLS STEADY_SECONDS; do
+ARGOCD_POLLS=${ARGOCD_POLLS:-$POLLS} ALL_TIMEOUT=${ALL_TIMEOUT:-900}
+for v in APPS OBJECTS POLLS ARGOCD_POLLS STEADY_SECONDS ALL_TIMEOUT; do
   [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || { echo "run.sh: $v=${!v}: expected a positive integer" >&2; exit 2; }
 done
 for r in $RUNS; do
@@ -134,7 +134,7 @@ run_one() {  # run_one LABEL
     --apps-file "$work/apps.yaml" --gantry "$gantry" --source-controller "${SOURCE_CONTROLLER:-}" \
     --kustomize-controller "${KUSTOMIZE_CONTROLLER:-}" --argocd "${ARGOCD:-}" --git-creds "$host=$GIT_USER:$GIT_PASSWORD" \
     --apps "$APPS" --objects "$OBJECTS" --ports "$(free_port),$(free_port),$(free_port),$(free_port),$(free_port)" \
-    --args "$args" --polls "$polls" --steady-seconds "$STEADY_SECONDS"
+    --args "$args" --polls "$polls" --steady-seconds "$STEADY_SECONDS" --all-timeout "$ALL_TIMEOUT"
   stop_servers "$work"
 }
 
