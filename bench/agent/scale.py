@@ -291,6 +291,29 @@ def webhook(a, before, after, delivery):
         raise RuntimeError(f"webhook: HTTP {r.status}: {text}")
 
 
+def watch_cm0(api, app, timeout):
+    """An open watch on ConfigMap a{app}/cm-0 from its current resourceVersion."""
+    path = f"/api/v1/namespaces/a{app}/configmaps"
+    cm = json.loads(api.get(f"{path}/cm-0"))
+    return api.watch(f"{path}?fieldSelector=metadata.name%3Dcm-0", cm["metadata"]["resourceVersion"], timeout)
+
+
+def seconds_until_round(watch, app, round_, t0):
+    """Seconds from t0 until the watch (watch_cm0's) delivers cm-0 with data.round == round_, or
+    None if the watch ends first; closes the watch."""
+    conn, resp = watch
+    try:
+        for line in iter(resp.readline, b""):
+            ev = json.loads(line)
+            if ev.get("type") == "ERROR":
+                raise RuntimeError(f"watch of a{app}/cm-0: {ev}")
+            if (ev.get("object", {}).get("data") or {}).get("round") == round_:
+                return time.monotonic() - t0
+        return None
+    finally:
+        conn.close()
+
+
 def push_round(a, api, agent, git, rnd):
     """One push changing cm-0 of one application; returns its measurements."""
     app = (rnd * 7919 + 13) % a.apps
@@ -299,25 +322,12 @@ def push_round(a, api, agent, git, rnd):
     git.run("commit", "-qm", f"round {rnd}: a{app}")
     before, after = git.run("rev-parse", "HEAD~1"), git.head()
     git.run("push", "-q", a.auth_url, "main")
-    path = f"/api/v1/namespaces/a{app}/configmaps"
-    cm = json.loads(api.get(f"{path}/cm-0"))
-    conn, resp = api.watch(f"{path}?fieldSelector=metadata.name%3Dcm-0", cm["metadata"]["resourceVersion"],
-                           a.push_timeout)
+    watch = watch_cm0(api, app, a.push_timeout)
     base = agent.counters()
     log_at = agent.log_size()
     t0 = time.monotonic()
     webhook(a, before, after, f"{a.label}-{rnd}")
-    latency = None
-    try:
-        for line in iter(resp.readline, b""):
-            ev = json.loads(line)
-            if ev.get("type") == "ERROR":
-                raise RuntimeError(f"watch of a{app}/cm-0: {ev}")
-            if (ev.get("object", {}).get("data") or {}).get("round") == str(rnd):
-                latency = time.monotonic() - t0
-                break
-    finally:
-        conn.close()
+    latency = seconds_until_round(watch, app, str(rnd), t0)
     if latency is None:
         raise RuntimeError(f"{a.label}: round {rnd}: a{app}/cm-0 not applied within {a.push_timeout} s")
     settle, end = wait_quiet(a, agent, t0, base)
@@ -531,29 +541,11 @@ def cmd_table(a):
         ("no-op: reconciles per second in the window", "/s",
          lambda r: r["noop"]["reconciles"] / r["noop"]["seconds"], "{:.1f}"),
     ]
-    names = [r["label"] for r in runs]
     print(f"\nAgent scale benchmark: {r0['apps']} Applications × {r0['objects']} ConfigMaps, one repository, "
           f"{r0['pushes']} pushes per phase, --workers {r0['workers']}, {r0['date']}")
     loads = ", ".join("{} {:.1f}".format(r["label"], r["loadavg_start"]) for r in runs)
     print(f"load average (1 min) when each run began: {loads}\n")
-    head = "| metric | unit | " + " | ".join(names) + (f" | {names[1]}/{names[0]} |" if len(runs) == 2 else " |")
-    print(head)
-    print("|" + "---|" * (head.count("|") - 1))
-    for name, unit, get, fmt in rows:
-        vals = []
-        for r in runs:
-            try:
-                vals.append(get(r))
-            except (KeyError, TypeError):
-                vals.append(None)
-        cells = [fmt.format(v) if v is not None else "–" for v in vals]
-        line = f"| {name} | {unit} | " + " | ".join(cells)
-        if len(runs) == 2:
-            ratio = "–"
-            if vals[0] is not None and vals[1] is not None:
-                ratio = f"{vals[1] / vals[0]:.2f}" if vals[0] else ("1.00" if vals[1] == 0 else "∞")
-            line += f" | {ratio}"
-        print(line + " |")
+    print_table(runs, rows)
     print()
     for r in runs:
         print(f"- {r['label']}: {r['gantry']}; renders counted from "
@@ -562,6 +554,31 @@ def cmd_table(a):
               f"{r['noop']['interval']}, {r['noop']['reconciles']:.0f} reconciles ({r['noop']['failed']:.0f} failed), "
               f"agent {r['noop']['cpu_cores']:.2f} cores; apiserver requests per no-op reconcile on "
               f"applications/configmaps/namespaces/events: {verbs(r)}")
+
+
+def print_table(runs, rows):
+    """A Markdown table: a row per (name, unit, get(run), format), a column per run (its label),
+    then each later run's ratio to the first."""
+    names = [r["label"] for r in runs]
+    head = "| metric | unit | " + " | ".join(names) + "".join(f" | {n}/{names[0]}" for n in names[1:]) + " |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for name, unit, get, fmt in rows:
+        vals = []
+        for r in runs:
+            try:
+                vals.append(get(r))
+            except (KeyError, TypeError, ValueError):
+                vals.append(None)
+        cells = [fmt.format(v) if v is not None else "–" for v in vals]
+        for v in vals[1:]:
+            if v is None or vals[0] is None:
+                cells.append("–")
+            elif vals[0]:
+                cells.append(f"{v / vals[0]:.2f}")
+            else:
+                cells.append("1.00" if v == 0 else "∞")
+        print(f"| {name} | {unit} | " + " | ".join(cells) + " |")
 
 
 def main():

@@ -50,6 +50,7 @@ for v in APPS OBJECTS PUSHES NOOP_SECONDS WORKERS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "scale.sh: $v=${!v}: expected a positive integer" >&2; exit 2; }
 done
 source test/env/lib.sh
+source bench/agent/servers.sh
 
 work=$(mktemp -d /tmp/gantry-bench-scale.XXXXXX)
 cleanup() {
@@ -83,11 +84,7 @@ run_one() {  # run_one LABEL BINARY
   auth_url="http://$GIT_USER:$GIT_PASSWORD@$host/config.git"
 
   local clone=$work/clone
-  git -c init.defaultBranch=main init -q "$clone"
-  python3 bench/agent/scale.py repo "$clone" "$APPS" "$OBJECTS"
-  git -C "$clone" add -A
-  git -C "$clone" -c user.name=bench -c user.email=b@example.com commit -qm init
-  git -C "$clone" push -q "$auth_url" main
+  push_config "$clone" "$auth_url" "$APPS" "$OBJECTS"
 
   local k=(kubectl --kubeconfig "$KUBECONFIG")
   "$gantry" install --print | awk '/^---/{n++} n==1' > "$work/crd.yaml"
