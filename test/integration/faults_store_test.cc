@@ -116,9 +116,9 @@ class PostgresFaultsTest : public ::testing::Test {
   // The store through the proxy, with short bounds so that faults show within seconds.
   std::unique_ptr<store::Store> Proxied(int attempts) {
     auto s = store::Open(proxied_url_, {.max_connections = 2,
+                                        .reply_timeout = 2s,
                                         .retry = {.initial = 20ms, .max_delay = 200ms, .max_attempts = attempts,
-                                                  .max_elapsed = 6s},
-                                        .reply_timeout = 2s});
+                                                  .max_elapsed = 6s}});
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return s.ok() ? std::move(*s) : nullptr;
   }
@@ -264,7 +264,7 @@ class SmallDisk {
 };
 
 // The SQLite store (and its run logs) on an 8 MB tmpfs that is then filled: releases with a 32 KiB
-// note and 64 KiB log chunks are written until the disk refuses them. The failure is
+// note and 60 KiB log chunks are written until the disk refuses them. The failure is
 // ResourceExhausted naming the full disk; reads go on; after the filler is removed writes go on; and
 // everything acknowledged is there, once, when the database is opened again.
 TEST(SqliteFaultsTest, FullDiskFailsWritesClearlyAndLosesNothing) {
@@ -291,13 +291,16 @@ TEST(SqliteFaultsTest, FullDiskFailsWritesClearlyAndLosesNothing) {
     auto r = store->CreateRelease({.app = "shop", .source_revision = rev, .config_revision = "c", .note = note});
     if (r.ok()) releases.acked.push_back(rev);
     else releases.failed[rev] = r.status().ToString();
-    std::string chunk = fmt::format("chunk {} ", i) + letters(64 << 10);
+    std::string chunk = fmt::format("chunk {} ", i) + letters(60 << 10);
     Status s = store->AppendLogChunk(*run, "build", i, chunk);
     if (s.ok()) logs.acked.push_back(std::to_string(i));
     else logs.failed[std::to_string(i)] = s.ToString();
     return r.ok() && s.ok();
   };
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE(write(i));
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(write(i)) << (releases.failed.empty() ? "" : releases.failed.begin()->second)
+                          << (logs.failed.empty() ? "" : logs.failed.begin()->second);
+  }
 
   fs::path filler = disk.Fill();
   auto start = Clock::now();
