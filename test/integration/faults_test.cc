@@ -298,7 +298,7 @@ TEST_F(KubeFaultsTest, SyncProcessKilledMidApplyConverges) {
               recover_s);
 }
 
-// kill -9 of the kube-apiserver a seeded 100-600 ms into a sync with prune of 100 ConfigMaps and a
+// kill -9 of the kube-apiserver a seeded 20-300 ms into a sync with prune of 100 ConfigMaps and a
 // Service, and the same apiserver started again a seeded 0.5-1.5 s later (kube-cluster.sh
 // kill-apiserver, start-apiserver; etcd keeps running). The interrupted sync returns (failed with a
 // reason, or finished first) and pruned nothing; syncs retried every second, as the agent retries,
@@ -310,7 +310,7 @@ TEST_F(KubeFaultsTest, ApiserverKilledMidSyncRecoversAfterRestart) {
   ASSERT_EQ(first.phase, sync::Phase::kSucceeded) << first.message;
 
   std::mt19937_64 random(Seed());
-  auto kill_after = std::chrono::milliseconds(100 + random() % 500);
+  auto kill_after = std::chrono::milliseconds(20 + random() % 280);
   auto down_for = std::chrono::milliseconds(500 + random() % 1000);
   testenv::Server& cluster = testenv::Shared("kube-cluster.sh");
   auto interrupted = std::async(std::launch::async, [&] {
