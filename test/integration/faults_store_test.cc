@@ -189,9 +189,9 @@ TEST_F(PostgresFaultsTest, ResetsMidTransactionLoseAndDuplicateNothing) {
 
   auto release_counts = Counts("releases", "source_revision");
   auto run_counts = Counts("runs", "commit_sha");
+  for (const auto& [key, n] : release_counts) EXPECT_EQ(n, 1) << "release " << key << " is duplicated";
   ExpectExactlyOnce(releases, [&](const std::string& k) { return release_counts[k]; }, "release");
   ExpectExactlyOnce(runs, [&](const std::string& k) { return run_counts[k]; }, "run");
-  for (const auto& [key, n] : release_counts) EXPECT_EQ(n, 1) << "release " << key << " is duplicated";
   for (const auto& [key, error] : releases.failed) std::cout << "  release " << key << ": " << error << std::endl;
   std::cout << "  " << releases.acked.size() << " releases and " << runs.acked.size() << " runs acknowledged, "
             << releases.failed.size() + runs.failed.size() << " writes failed" << std::endl;
