@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "test/env/testenv.h"
 #include "value/value.h"
 
 namespace gantry::testenv {
@@ -76,6 +77,11 @@ Status Toxiproxy::RemoveToxic(const std::string& proxy, const std::string& toxic
 }
 
 Status Toxiproxy::Reset() { return Call("POST", "/reset", "", 204).status(); }
+
+Toxiproxy& SharedToxiproxy() {
+  static auto* toxi = new Toxiproxy(Shared("toxiproxy.sh").Get("TOXIPROXY_URL"));
+  return *toxi;
+}
 
 uint64_t FaultSeed() {
   const char* s = std::getenv("GANTRY_FAULT_SEED");

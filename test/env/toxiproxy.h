@@ -66,6 +66,9 @@ class Toxiproxy {
 
 // ---- Helpers of the fault scenarios (test/integration/faults_*_test.cc) ----
 
+// The Toxiproxy of toxiproxy.sh shared by the tests of this binary (testenv::Shared).
+Toxiproxy& SharedToxiproxy();
+
 // The seed of the fault schedule: $GANTRY_FAULT_SEED, 1 when unset.
 uint64_t FaultSeed();
 

@@ -38,10 +38,7 @@ using namespace std::chrono_literals;
 using testenv::RecordFault;
 using testenv::Seconds;
 
-testenv::Toxiproxy& Toxi() {
-  static auto* toxi = new testenv::Toxiproxy(testenv::Shared("toxiproxy.sh").Get("TOXIPROXY_URL"));
-  return *toxi;
-}
+testenv::Toxiproxy& Toxi() { return testenv::SharedToxiproxy(); }
 
 // The git CLI on a bare repository (the server's, or Gantry's mirror), without any configuration;
 // its output without the trailing newline when `trim`.

@@ -43,10 +43,7 @@ using namespace std::chrono_literals;
 using testenv::RecordFault;
 using testenv::Seconds;
 
-testenv::Toxiproxy& Toxi() {
-  static auto* toxi = new testenv::Toxiproxy(testenv::Shared("toxiproxy.sh").Get("TOXIPROXY_URL"));
-  return *toxi;
-}
+testenv::Toxiproxy& Toxi() { return testenv::SharedToxiproxy(); }
 
 // One statement on `url` (libpq, not the store under test); the first column of every row, or
 // "ERROR: ..." when it fails.

@@ -48,11 +48,7 @@ using value::Value;
 
 uint64_t Seed() { return testenv::FaultSeed(); }
 
-testenv::Toxiproxy& Toxi() {
-  static testenv::Toxiproxy* toxi =
-      new testenv::Toxiproxy(testenv::Shared("toxiproxy.sh").Get("TOXIPROXY_URL"));
-  return *toxi;
-}
+testenv::Toxiproxy& Toxi() { return testenv::SharedToxiproxy(); }
 
 // ---- Kubernetes ------------------------------------------------------------------------------
 
