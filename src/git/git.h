@@ -24,8 +24,10 @@
 //
 // Time bounds (libgit2 1.5 has no socket timeouts): every network operation has a deadline
 // (OpenOptions::timeout) checked in libgit2's progress callbacks, which run whenever data arrives,
-// so a slow or endless transfer is aborted with DeadlineExceeded. A server that accepts the
-// connection and then sends nothing at all is bounded only by the kernel's TCP timeouts.
+// so a slow or endless transfer is aborted with DeadlineExceeded; over HTTP(S) the socket reads,
+// writes and connects wait at most until that deadline too (internal/timed_stream.h), so a server
+// that accepts the connection and then sends nothing fails with DeadlineExceeded. Over SSH such a
+// server is still bounded only by the kernel's TCP timeouts (libssh2 reads the socket itself).
 
 #include <chrono>
 #include <cstdint>

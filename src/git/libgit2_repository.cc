@@ -20,6 +20,7 @@
 #include "base/retry.h"
 #include "git/git.h"
 #include "git/internal/remote.h"
+#include "git/internal/timed_stream.h"
 #include "base/semver.h"
 
 namespace gantry::git {
@@ -76,6 +77,7 @@ void InitLibgit2() {
   static std::once_flag once;
   std::call_once(once, [] {
     git_libgit2_init();
+    internal::RegisterTimedStream();
     // No user or system configuration (url.insteadOf, credential helpers, proxies) reaches a
     // mirror: what Gantry fetches depends only on what it was asked.
     for (int level : {GIT_CONFIG_LEVEL_SYSTEM, GIT_CONFIG_LEVEL_XDG, GIT_CONFIG_LEVEL_GLOBAL,
@@ -186,10 +188,19 @@ struct Callbacks {
     return Fail(DeadlineExceededError("the operation took longer than its timeout of {} ms",
                                       options->timeout.count()));
   }
-  // The operation's result: a callback's reason when it aborted, else libgit2's error.
+  // The operation's result: a callback's reason when it aborted, DeadlineExceeded when the
+  // deadline passed (the timed stream gave up waiting), the socket's error when libgit2 lost its
+  // message, else libgit2's error.
   Status Result(int code, std::string_view what) {
     if (code == 0) return OkStatus();
     if (!error.ok()) return error.WithContext(what);
+    const std::string& network = internal::LastNetworkError();
+    const bool lost = git_error_last() == nullptr && !network.empty();
+    if (SteadyClock::now() > deadline) {
+      return DeadlineExceededError("{}: the operation took longer than its timeout of {} ms ({})", what,
+                                   options->timeout.count(), lost ? network : GitError(code, "libgit2").message());
+    }
+    if (lost) return UnavailableError("{}: {}", what, network);
     return GitError(code, what);
   }
 };
@@ -515,6 +526,7 @@ Status Libgit2Repository::DoFetch() {
   }
   RemotePtr remote(raw);
   Callbacks cb = NewCallbacks();
+  internal::NetworkDeadline network_deadline(cb.deadline);
   git_remote_connect_options connect = GIT_REMOTE_CONNECT_OPTIONS_INIT;
   connect.callbacks = MakeCallbacks(&cb);
   connect.follow_redirects = Redirects(options_);
@@ -917,6 +929,7 @@ Result<std::string> Libgit2Repository::PushOnce(git_repository* repo, const git_
   }
   RemotePtr remote(raw);
   Callbacks cb = NewCallbacks();
+  internal::NetworkDeadline network_deadline(cb.deadline);
   git_push_options options = GIT_PUSH_OPTIONS_INIT;
   options.callbacks = MakeCallbacks(&cb);
   options.follow_redirects = Redirects(options_);

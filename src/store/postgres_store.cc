@@ -5,10 +5,14 @@
 // type). Write transactions run at READ COMMITTED: every read-modify-write is a compare-and-set
 // UPDATE (version or state in its WHERE), and run claims lock with FOR UPDATE SKIP LOCKED. Reads
 // run at REPEATABLE READ READ ONLY so that a multi-query read sees one snapshot. A connection that
-// fails with CONNECTION_BAD is dropped and the transaction retried on a new one.
+// fails with CONNECTION_BAD, or whose server does not answer within Options::reply_timeout, is
+// dropped and the transaction retried on a new one.
 
 #include <libpq-fe.h>
+#include <poll.h>
 
+#include <cerrno>
+#include <chrono>
 #include <memory>
 
 #include "base/log.h"
@@ -28,7 +32,8 @@ std::string Trim(std::string s) {
 
 class PgConnection final : public Connection {
  public:
-  explicit PgConnection(PGconn* conn) : conn_(conn) {}
+  PgConnection(PGconn* conn, std::chrono::milliseconds reply_timeout)
+      : conn_(conn), reply_timeout_(reply_timeout) {}
   ~PgConnection() override { PQfinish(conn_); }
 
   Result<Rows> Query(std::string_view sql, const std::vector<Value>& params) override {
@@ -49,9 +54,9 @@ class PgConnection final : public Connection {
         formats[i] = 1;
       }
     }
-    PgResult res(PQexecParams(conn_, std::string(sql).c_str(), static_cast<int>(params.size()),
-                              nullptr, values.data(), lengths.data(), formats.data(), 0),
-                 &PQclear);
+    PgResult res = Await(PQsendQueryParams(conn_, std::string(sql).c_str(),
+                                           static_cast<int>(params.size()), nullptr, values.data(),
+                                           lengths.data(), formats.data(), 0));
     const ExecStatusType status = res ? PQresultStatus(res.get()) : PGRES_FATAL_ERROR;
     if (status == PGRES_COMMAND_OK) return Rows();
     if (status != PGRES_TUPLES_OK) return Error(res.get());
@@ -81,7 +86,7 @@ class PgConnection final : public Connection {
   }
 
   Status Script(std::string_view sql) override {
-    PgResult res(PQexec(conn_, std::string(sql).c_str()), &PQclear);
+    PgResult res = Await(PQsendQuery(conn_, std::string(sql).c_str()));
     if (res && PQresultStatus(res.get()) == PGRES_COMMAND_OK) return OkStatus();
     if (res && PQresultStatus(res.get()) == PGRES_TUPLES_OK) return OkStatus();
     return Error(res.get());
@@ -98,7 +103,43 @@ class PgConnection final : public Connection {
   }
 
  private:
+  // The answer to what PQsend* just sent (`sent` is its return), as PQexec gives it: the first
+  // error, else the last result. Waits for the socket at most reply_timeout_ in all; past it,
+  // null with timed_out_ set. Null also when sending failed or the connection broke.
+  PgResult Await(int sent) {
+    PgResult answer(nullptr, &PQclear);
+    timed_out_ = false;
+    if (sent == 0) return answer;
+    const auto deadline = std::chrono::steady_clock::now() + reply_timeout_;
+    while (true) {
+      while (PQisBusy(conn_)) {
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        pollfd p{.fd = PQsocket(conn_), .events = POLLIN, .revents = 0};
+        int ready = left.count() > 0 ? ::poll(&p, 1, static_cast<int>(left.count())) : 0;
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready == 0) {
+          timed_out_ = true;
+          return PgResult(nullptr, &PQclear);
+        }
+        if (!PQconsumeInput(conn_)) return PgResult(nullptr, &PQclear);
+      }
+      PGresult* next = PQgetResult(conn_);
+      if (next == nullptr) return answer;
+      if (answer && PQresultStatus(answer.get()) == PGRES_FATAL_ERROR) {
+        PQclear(next);  // keep the first error
+      } else {
+        answer.reset(next);
+      }
+    }
+  }
+
   Status Error(const PGresult* res) {
+    if (timed_out_) {
+      broken_ = true;
+      transient_ = true;
+      return UnavailableError("PostgreSQL did not answer within {} ms; the connection is dropped",
+                              reply_timeout_.count());
+    }
     if (PQstatus(conn_) == CONNECTION_BAD) {
       broken_ = true;
       transient_ = true;
@@ -127,12 +168,14 @@ class PgConnection final : public Connection {
   }
 
   PGconn* const conn_;
+  const std::chrono::milliseconds reply_timeout_;
+  bool timed_out_ = false;  // the last Await() gave up waiting
 };
 
 class PostgresStore final : public SqlStore {
  public:
   PostgresStore(std::string url, const Options& options)
-      : SqlStore(Dialect::kPostgres, options), url_(std::move(url)) {}
+      : SqlStore(Dialect::kPostgres, options), url_(std::move(url)), reply_timeout_(options.reply_timeout) {}
 
  protected:
   Result<std::unique_ptr<Connection>> Connect() override {
@@ -156,11 +199,12 @@ class PostgresStore final : public SqlStore {
     PQsetNoticeProcessor(
         conn, [](void*, const char* message) { log::Debug("postgres: {}", Trim(message)); },
         nullptr);
-    return std::unique_ptr<Connection>(std::make_unique<PgConnection>(conn));
+    return std::unique_ptr<Connection>(std::make_unique<PgConnection>(conn, reply_timeout_));
   }
 
  private:
   const std::string url_;
+  const std::chrono::milliseconds reply_timeout_;
 };
 
 }  // namespace

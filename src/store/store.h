@@ -515,6 +515,11 @@ struct Options {
   std::chrono::hours delivery_retention{24 * 7};
   int max_connections = 4;
   std::chrono::milliseconds busy_timeout{5000};  // SQLite: wait for another process's lock
+  // PostgreSQL: the longest wait for the server's answer to one statement. Past it the connection
+  // is dropped and the statement fails Unavailable (the transaction is retried), so a server or
+  // network that goes silent cannot hold a caller forever. Connecting is bounded by libpq's
+  // connect_timeout (10 s unless the URL sets it).
+  std::chrono::milliseconds reply_timeout{60000};
   BackoffPolicy retry{.initial = std::chrono::milliseconds(50),
                       .max_delay = std::chrono::milliseconds(2000),
                       .max_attempts = 6,

@@ -15,6 +15,9 @@
 #   kube-cluster.sh loopback-guard RUN_DIR off|on   with a real node: removes or restores the rule
 #                                          dropping Pods' packets to the host's loopback that were
 #                                          not DNATed (real-node.sh), for the test of what it stops
+#   kube-cluster.sh kill-apiserver RUN_DIR   kill -9 of the kube-apiserver (fault tests)
+#   kube-cluster.sh start-apiserver RUN_DIR  starts it again on the same port; prints READY=1 once
+#                                          it is ready
 #   kube-cluster.sh up NAME [--nodes N] [--real-nodes 1 --registry HOST:PORT]
 #                                          start a named cluster for a person at a shell; prints the
 #                                          kubeconfig path (state in $GANTRY_STATE/clusters/NAME,
@@ -64,6 +67,22 @@ tainted = any(t["key"].startswith("node.kubernetes.io/") for t in n.get("spec", 
 sys.exit(0 if ready and not tainted else 1)'
 }
 
+# The kube-apiserver of cluster $run on $PORT, over etcd on $etcd_port (variables of the caller:
+# start, or start-apiserver from RUN_DIR/apiserver.env).
+launch_apiserver() {
+  start_bg "$run" kube-apiserver "$bin/kube-apiserver" --etcd-servers="http://127.0.0.1:$etcd_port" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$PORT" \
+    --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+    --client-ca-file="$PKI/ca.crt" --token-auth-file="$PKI/tokens.csv" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
+    --service-cluster-ip-range=10.96.0.0/16 --authorization-mode=Node,RBAC --allow-privileged=true \
+    --endpoint-reconciler-type=none --enable-priority-and-fairness=false --cert-dir="$PKI" \
+    --kubelet-client-certificate="$PKI/admin.crt" --kubelet-client-key="$PKI/admin.key" \
+    --kubelet-preferred-address-types=InternalIP,Hostname --profiling=false
+}
+apiserver_up() { curl -sf --cacert "$PKI/ca.crt" "https://127.0.0.1:$PORT/readyz"; }
+
 start() {
   local run=$1; shift
   local name=gantry nodes=2 real_nodes=0 registry=
@@ -110,21 +129,10 @@ start() {
   start_retrying "$run" etcd 60 etcd_up launch_etcd
   etcd_port=$PORT
 
-  launch_apiserver() {
-    start_bg "$run" kube-apiserver "$bin/kube-apiserver" --etcd-servers="http://127.0.0.1:$etcd_port" \
-      --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$PORT" \
-      --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
-      --client-ca-file="$PKI/ca.crt" --token-auth-file="$PKI/tokens.csv" \
-      --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-      --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
-      --service-cluster-ip-range=10.96.0.0/16 --authorization-mode=Node,RBAC --allow-privileged=true \
-      --endpoint-reconciler-type=none --enable-priority-and-fairness=false --cert-dir="$PKI" \
-      --kubelet-client-certificate="$PKI/admin.crt" --kubelet-client-key="$PKI/admin.key" \
-      --kubelet-preferred-address-types=InternalIP,Hostname --profiling=false
-  }
-  apiserver_up() { curl -sf --cacert "$PKI/ca.crt" "https://127.0.0.1:$PORT/readyz"; }
   start_retrying "$run" kube-apiserver 180 apiserver_up launch_apiserver
   API_PORT=$PORT
+  # What restart-apiserver needs to start it again on the same port.
+  printf 'bin=%q\netcd_port=%q\napi_port=%q\n' "$bin" "$etcd_port" "$API_PORT" > "$run/apiserver.env"
 
   local kc=$run/kubeconfig
   cat > "$kc" <<KC
@@ -188,6 +196,27 @@ KC
   echo "READY=1"
 }
 
+# kill -9 of the kube-apiserver, then the same apiserver started again on its port (etcd and the
+# rest keep running); returns once it is ready again. For fault tests: `kill-apiserver` and
+# `start-apiserver` separately, so that a test decides how long it stays down.
+kill_apiserver() {
+  local run=$1
+  [[ -f $run/apiserver.env ]] || { echo "kube-cluster.sh: no cluster in $run" >&2; exit 1; }
+  forget_bg "$run" kube-apiserver
+}
+start_apiserver() {
+  local run bin etcd_port api_port PORT
+  run=$(cd "$1" && pwd)
+  [[ -f $run/apiserver.env ]] || { echo "kube-cluster.sh: no cluster in $run" >&2; exit 1; }
+  source "$run/apiserver.env"
+  PKI=$run/pki PORT=$api_port
+  [[ ! -f $run/pids/kube-apiserver.pid ]] || { echo "kube-cluster.sh: the apiserver of $run runs" >&2; exit 1; }
+  launch_apiserver
+  wait_for 120 "kube-apiserver on 127.0.0.1:$PORT" apiserver_up ||
+    die_with_log "$run" kube-apiserver "the kube-apiserver did not come back on 127.0.0.1:$PORT"
+  echo "READY=1"
+}
+
 case ${1:-} in
   start) [[ $# -ge 2 ]] || { echo "usage: $0 start RUN_DIR [--name N] [--nodes N]" >&2; exit 2; }
          run=$2; shift 2; start "$run" "$@" ;;
@@ -201,6 +230,8 @@ case ${1:-} in
       on) loopback_guard "$2" -C 2>/dev/null || loopback_guard "$2" -A ;;
       *) echo "kube-cluster.sh loopback-guard: want off or on, not $3" >&2; exit 2 ;;
     esac ;;
+  kill-apiserver) [[ $# -ge 2 ]] || { echo "usage: $0 kill-apiserver RUN_DIR" >&2; exit 2; }; kill_apiserver "$2" ;;
+  start-apiserver) [[ $# -ge 2 ]] || { echo "usage: $0 start-apiserver RUN_DIR" >&2; exit 2; }; start_apiserver "$2" ;;
   up)
     [[ $# -ge 2 ]] || { echo "usage: $0 up NAME [--nodes N] [--real-nodes 1 --registry HOST:PORT]" >&2; exit 2; }
     name=$2; shift 2; dir=$STATE/clusters/$name

@@ -1,7 +1,15 @@
 #include "test/env/toxiproxy.h"
 
 #include <chrono>
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
 
+#include <fmt/format.h>
+
+#include "test/env/testenv.h"
 #include "value/value.h"
 
 namespace gantry::testenv {
@@ -69,5 +77,33 @@ Status Toxiproxy::RemoveToxic(const std::string& proxy, const std::string& toxic
 }
 
 Status Toxiproxy::Reset() { return Call("POST", "/reset", "", 204).status(); }
+
+Toxiproxy& SharedToxiproxy() {
+  static auto* toxi = new Toxiproxy(Shared("toxiproxy.sh").Get("TOXIPROXY_URL"));
+  return *toxi;
+}
+
+uint64_t FaultSeed() {
+  const char* s = std::getenv("GANTRY_FAULT_SEED");
+  return s != nullptr && *s != '\0' ? std::strtoull(s, nullptr, 10) : 1;
+}
+
+std::string RandomBytes(size_t size, std::mt19937_64& random) {
+  std::string out(size, '\0');
+  for (size_t i = 0; i < size; i += 8) {
+    uint64_t v = random();
+    std::memcpy(&out[i], &v, std::min<size_t>(8, size - i));
+  }
+  return out;
+}
+
+void RecordFault(const std::string& scenario, const std::string& outcome, double fault_s, double recover_s) {
+  std::string line = fmt::format("FAULT {} seed={} outcome={} fault_s={:.2f} recover_s={:.2f}", scenario,
+                                 FaultSeed(), outcome, fault_s, recover_s);
+  std::cout << line << std::endl;
+  if (const char* report = std::getenv("GANTRY_FAULTS_REPORT"); report != nullptr && *report != '\0') {
+    std::ofstream(report, std::ios::app) << line << "\n";
+  }
+}
 
 }  // namespace gantry::testenv

@@ -13,8 +13,15 @@
 //
 // Thread-safety: holds only the URL and the client; calls may come from several threads.
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -56,5 +63,36 @@ class Toxiproxy {
   std::string url_;
   http::Client client_;
 };
+
+// ---- Helpers of the fault scenarios (test/integration/faults_*_test.cc) ----
+
+// The Toxiproxy of toxiproxy.sh shared by the tests of this binary (testenv::Shared).
+Toxiproxy& SharedToxiproxy();
+
+// The seed of the fault schedule: $GANTRY_FAULT_SEED, 1 when unset.
+uint64_t FaultSeed();
+
+// Prints "FAULT <scenario> seed=<n> outcome=<...> fault_s=<time under the fault> recover_s=<time
+// from removing the fault to the next success>" and appends it to $GANTRY_FAULTS_REPORT when set
+// (bench/faults/run.sh tabulates those lines).
+void RecordFault(const std::string& scenario, const std::string& outcome, double fault_s, double recover_s);
+
+// `size` bytes from `random` (incompressible: a transfer of them cannot be shrunk by gzip).
+std::string RandomBytes(size_t size, std::mt19937_64& random);
+
+// Seconds in a steady-clock duration.
+inline double Seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Runs `fn` on another thread and returns its result, or nullopt when it has not returned within
+// `limit`: an operation that hangs under a fault fails the test instead of hanging it (its thread
+// is left behind, detached; what `fn` refers to must outlive the process or the test fails anyway).
+template <typename T>
+std::optional<T> RunWithin(std::chrono::milliseconds limit, std::function<T()> fn) {
+  auto done = std::make_shared<std::promise<T>>();
+  std::future<T> result = done->get_future();
+  std::thread([fn = std::move(fn), done] { done->set_value(fn()); }).detach();
+  if (result.wait_for(limit) != std::future_status::ready) return std::nullopt;
+  return result.get();
+}
 
 }  // namespace gantry::testenv

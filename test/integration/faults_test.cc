@@ -6,22 +6,29 @@
 //   - a sync against an apiserver that accepts and then stays silent fails within its deadline;
 //   - a push whose blob upload is cut, or throttled and then stalled, never leaves a manifest
 //     visible whose blobs are not all present, and a retry completes it;
-//   - a sync of 100 objects converges under latency with jitter.
+//   - a sync of 100 objects converges under latency with jitter;
+//   - process faults: `gantry sync --prune` killed with SIGKILL mid-apply, and the kube-apiserver
+//     killed with SIGKILL mid-sync and started again, prune nothing still wanted and converge.
+// Git and the store under faults: faults_git_test.cc, faults_store_test.cc.
 // The fault schedule (when a reset comes, the jitter) comes from GANTRY_FAULT_SEED (default 1).
 // Each scenario prints "FAULT <scenario> seed=<n> outcome=<...> fault_s=<time under the fault>
 // recover_s=<time from removing the fault to the next success>" and, when
 // GANTRY_FAULTS_REPORT names a file, appends that line to it (bench/faults/run.sh sums them).
 
+#include <signal.h>
+
 #include <chrono>
-#include <cstdlib>
-#include <fstream>
+#include <filesystem>
 #include <future>
+#include <map>
 #include <random>
 #include <thread>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "base/path.h"
+#include "base/process.h"
 #include "kube/kube.h"
 #include "oci/layout.h"
 #include "oci/registry.h"
@@ -34,30 +41,14 @@ namespace gantry {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using testenv::RandomBytes;
+using testenv::RecordFault;
+using testenv::Seconds;
 using value::Value;
 
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+uint64_t Seed() { return testenv::FaultSeed(); }
 
-uint64_t Seed() {
-  const char* s = std::getenv("GANTRY_FAULT_SEED");
-  return s && *s ? std::strtoull(s, nullptr, 10) : 1;
-}
-
-// One line per scenario run, on stdout and in $GANTRY_FAULTS_REPORT.
-void Record(const std::string& scenario, const std::string& outcome, double fault_s, double recover_s) {
-  std::string line = fmt::format("FAULT {} seed={} outcome={} fault_s={:.2f} recover_s={:.2f}", scenario,
-                                 Seed(), outcome, fault_s, recover_s);
-  std::cout << line << std::endl;
-  if (const char* report = std::getenv("GANTRY_FAULTS_REPORT"); report && *report) {
-    std::ofstream(report, std::ios::app) << line << "\n";
-  }
-}
-
-testenv::Toxiproxy& Toxi() {
-  static testenv::Toxiproxy* toxi =
-      new testenv::Toxiproxy(testenv::Shared("toxiproxy.sh").Get("TOXIPROXY_URL"));
-  return *toxi;
-}
+testenv::Toxiproxy& Toxi() { return testenv::SharedToxiproxy(); }
 
 // ---- Kubernetes ------------------------------------------------------------------------------
 
@@ -105,26 +96,19 @@ class KubeFaultsTest : public ::testing::Test {
   // instead of hanging it (the thread is left behind).
   static sync::State SyncWithin(kube::Client& client, std::vector<Value> objects, sync::Options o,
                                 std::chrono::seconds limit) {
-    auto done = std::make_shared<std::promise<sync::State>>();
-    auto result = done->get_future();
-    std::thread([&client, objects = std::move(objects), o = std::move(o), done]() mutable {
-      auto op = sync::Operation::Create(client, std::move(objects), std::move(o));
-      if (!op.ok()) {
-        sync::State s;
-        s.phase = sync::Phase::kFailed;
-        s.message = op.status().message();
-        done->set_value(s);
-        return;
-      }
-      done->set_value((*op)->Run());
-    }).detach();
-    if (result.wait_for(limit) != std::future_status::ready) {
-      sync::State hung;
-      hung.phase = sync::Phase::kRunning;
-      hung.message = fmt::format("the sync did not return within {} s", limit.count());
-      return hung;
-    }
-    return result.get();
+    auto state = testenv::RunWithin<sync::State>(limit, [&client, objects = std::move(objects), o = std::move(o)] {
+      auto op = sync::Operation::Create(client, objects, o);
+      if (op.ok()) return (*op)->Run();
+      sync::State s;
+      s.phase = sync::Phase::kFailed;
+      s.message = op.status().message();
+      return s;
+    });
+    if (state) return *state;
+    sync::State hung;
+    hung.phase = sync::Phase::kRunning;
+    hung.message = fmt::format("the sync did not return within {} s", limit.count());
+    return hung;
   }
 
   // `count` ConfigMaps of `bytes` random letters each (so that gzip does not shrink them), and
@@ -185,7 +169,7 @@ TEST_F(KubeFaultsTest, CutMidBodyDuringLiveReadFailsAndPrunesNothing) {
   double recover = Seconds(Clock::now() - healed);
   ASSERT_EQ(after.phase, sync::Phase::kSucceeded) << after.message;
   EXPECT_EQ(direct_->Get(service).status().code(), Code::kNotFound);
-  Record("apiserver-cut-mid-body", faulted.phase == sync::Phase::kFailed ? "failed-no-prune" : "unexpected", fault_s,
+  RecordFault("apiserver-cut-mid-body", faulted.phase == sync::Phase::kFailed ? "failed-no-prune" : "unexpected", fault_s,
          recover);
   std::cout << "  reason: " << faulted.message << std::endl;
 }
@@ -209,7 +193,7 @@ TEST_F(KubeFaultsTest, SilentApiserverFailsWithinDeadline) {
   sync::State after = SyncWithin(*client, Render(3, 10, true), Opts("fault-silence"), std::chrono::seconds(120));
   double recover = Seconds(Clock::now() - healed);
   ASSERT_EQ(after.phase, sync::Phase::kSucceeded) << after.message;
-  Record("apiserver-timeout", s.phase == sync::Phase::kFailed ? "failed" : "hung", took, recover);
+  RecordFault("apiserver-timeout", s.phase == sync::Phase::kFailed ? "failed" : "hung", took, recover);
 }
 
 // 100 ± 50 ms on every packet from the apiserver (seeded jitter): a sync of 100 objects converges.
@@ -226,19 +210,140 @@ TEST_F(KubeFaultsTest, LatencyWithJitterStillConverges) {
   for (int i : {0, 50, 99}) {
     EXPECT_TRUE(direct_->Get({"v1", "ConfigMap", "fault-latency", fmt::format("cm-{}", i)}).ok());
   }
-  Record("apiserver-latency-100ms-jitter", "converged", took, 0);
+  RecordFault("apiserver-latency-100ms-jitter", "converged", took, 0);
 }
 
-// ---- Registry --------------------------------------------------------------------------------
+// ---- Process faults ----------------------------------------------------------------------------
 
-std::string RandomBytes(size_t size, std::mt19937_64& random) {
-  std::string out(size, '\0');
-  for (size_t i = 0; i + 8 <= size; i += 8) {
-    uint64_t v = random();
-    std::memcpy(&out[i], &v, 8);
+// The ConfigMaps of namespace `ns` by name → data.version.
+std::map<std::string, std::string> ConfigMapVersions(kube::Client& client, const std::string& ns) {
+  std::map<std::string, std::string> out;
+  auto list = client.List("v1", "ConfigMap", ns);
+  GANTRY_CHECK(list.ok());
+  for (const Value& cm : list->items) {
+    out[value::StringAt(&cm, {"metadata", "name"})] = value::StringAt(&cm, {"data", "version"});
   }
   return out;
 }
+
+// `gantry sync --prune` (its own process) is killed with SIGKILL a seeded 50-800 ms into a sync that
+// changes 130 ConfigMaps, adds 50 and drops 20. Wherever the kill fell, every object the new render
+// still wants, and the Service, are on the apiserver (nothing wanted was pruned); the rerun
+// converges: the 180 wanted at the new version, the 20 dropped ones gone.
+TEST_F(KubeFaultsTest, SyncProcessKilledMidApplyConverges) {
+  const char* binary = std::getenv("GANTRY_BINARY");
+  ASSERT_NE(binary, nullptr) << "GANTRY_BINARY (set by CTest) names the gantry binary";
+  const std::string app = "fault-kill9";
+  testenv::ScopedTempDir tmp;
+  auto render = [&](const std::string& name, int from, int to, const std::string& version) {
+    std::string yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n"
+                       "  ports: [{port: 80, targetPort: 8080}]\n";
+    for (int i = from; i < to; ++i) {
+      yaml += fmt::format("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{}}}\ndata: {{version: \"{}\"}}\n", i,
+                          version);
+    }
+    std::string dir = tmp.path() + "/" + name;
+    std::filesystem::create_directories(dir);
+    GANTRY_CHECK(WriteFileAtomic(dir + "/all.yaml", yaml).ok());
+    return std::vector<std::string>{binary, "sync", dir, "--app", app, "-n", app, "--create-namespace", "--prune",
+                                    "--kubeconfig", testenv::Shared("kube-cluster.sh").Get("KUBECONFIG"),
+                                    "--state-dir", tmp.path() + "/state"};
+  };
+  ProcessOptions po;
+  po.inherit_env = true;
+  po.timeout = std::chrono::minutes(2);
+  auto first = gantry::Run(render("v1", 0, 150, "1"), po);
+  ASSERT_TRUE(first.ok() && first->success()) << (first.ok() ? first->err : first.status().ToString());
+
+  std::mt19937_64 random(Seed());
+  auto kill_after = std::chrono::milliseconds(50 + random() % 750);
+  auto second = render("v2", 20, 200, "2");
+  auto sync = Process::Start(second, po, tmp.path() + "/killed.log");
+  ASSERT_TRUE(sync.ok()) << sync.status().ToString();
+  auto start = Clock::now();
+  std::this_thread::sleep_for(kill_after);  // the schedule, not a wait for a condition
+  const bool finished_first = !sync->Running();
+  sync->Signal(SIGKILL);
+  sync->Stop(std::chrono::milliseconds(100));
+  double fault_s = Seconds(Clock::now() - start);
+  auto after_kill = ConfigMapVersions(*direct_, app);
+  for (int i = 20; i < 150; ++i) {
+    EXPECT_EQ(after_kill.count(fmt::format("cm-{}", i)), 1u) << "cm-" << i << " is wanted and was deleted";
+  }
+  EXPECT_TRUE(direct_->Get({"v1", "Service", app, "web"}).ok()) << "the Service is wanted and was deleted";
+  int applied = 0;
+  for (const auto& [name, version] : after_kill) applied += version == "2";
+
+  auto healed = Clock::now();
+  auto rerun = gantry::Run(second, po);
+  double recover_s = Seconds(Clock::now() - healed);
+  ASSERT_TRUE(rerun.ok() && rerun->success()) << (rerun.ok() ? rerun->err : rerun.status().ToString());
+  auto converged = ConfigMapVersions(*direct_, app);
+  std::map<std::string, std::string> want;
+  for (int i = 20; i < 200; ++i) want[fmt::format("cm-{}", i)] = "2";
+  converged.erase("kube-root-ca.crt");
+  converged.erase("gantry-inventory-" + app);  // what the sync records it applied
+  for (const auto& [name, version] : want) {
+    EXPECT_EQ(converged.count(name) ? converged[name] : "(absent)", version) << name;
+  }
+  for (const auto& [name, version] : converged) EXPECT_EQ(want.count(name), 1u) << name << " was not pruned";
+  EXPECT_TRUE(direct_->Get({"v1", "Service", app, "web"}).ok());
+  std::cout << "  killed after " << kill_after.count() << " ms with " << applied << " of 180 ConfigMaps at the new version"
+            << std::endl;
+  RecordFault("sync-process-kill9", finished_first ? "finished-before-kill" : "killed-mid-sync-converged", fault_s,
+              recover_s);
+}
+
+// kill -9 of the kube-apiserver a seeded 20-300 ms into a sync with prune of 100 ConfigMaps and a
+// Service, and the same apiserver started again a seeded 0.5-1.5 s later (kube-cluster.sh
+// kill-apiserver, start-apiserver; etcd keeps running). The interrupted sync returns (failed with a
+// reason, or finished first) and pruned nothing; syncs retried every second, as the agent retries,
+// converge once the apiserver is back.
+TEST_F(KubeFaultsTest, ApiserverKilledMidSyncRecoversAfterRestart) {
+  const std::string app = "fault-apiserver-kill9";
+  auto client = Proxied(std::chrono::seconds(5), 2);
+  sync::State first = SyncWithin(*client, Render(60, 100, true), Opts(app), std::chrono::seconds(120));
+  ASSERT_EQ(first.phase, sync::Phase::kSucceeded) << first.message;
+
+  std::mt19937_64 random(Seed());
+  auto kill_after = std::chrono::milliseconds(20 + random() % 280);
+  auto down_for = std::chrono::milliseconds(500 + random() % 1000);
+  testenv::Server& cluster = testenv::Shared("kube-cluster.sh");
+  auto interrupted = std::async(std::launch::async, [&] {
+    return SyncWithin(*client, Render(100, 100, true), Opts(app), std::chrono::seconds(120));
+  });
+  std::this_thread::sleep_for(kill_after);  // the schedule, not a wait for a condition
+  auto killed = Clock::now();
+  ASSERT_TRUE(cluster.Command("kill-apiserver").ok());
+  std::this_thread::sleep_for(down_for);
+  auto restarted = cluster.Command("start-apiserver");
+  ASSERT_TRUE(restarted.ok()) << restarted.status().ToString();
+  auto ready = Clock::now();
+  double fault_s = Seconds(ready - killed);
+  sync::State cut = interrupted.get();
+  EXPECT_NE(cut.phase, sync::Phase::kRunning) << cut.message;
+  std::cout << "  the interrupted sync: " << sync::Name(cut.phase) << ": " << cut.message << std::endl;
+  for (const auto& r : cut.results) {
+    EXPECT_FALSE(r.action == sync::Action::kPrune && !r.failed) << "pruned: " << r.ref.ToString();
+  }
+  EXPECT_TRUE(direct_->Get({"v1", "Service", app, "web"}).ok()) << "the Service was deleted";
+
+  sync::State after;
+  int attempts = 0;
+  do {
+    if (attempts++ > 0) std::this_thread::sleep_for(std::chrono::seconds(1));
+    after = SyncWithin(*client, Render(100, 100, true), Opts(app), std::chrono::seconds(60));
+  } while (after.phase != sync::Phase::kSucceeded && Clock::now() - ready < std::chrono::seconds(90));
+  double recover_s = Seconds(Clock::now() - ready);
+  ASSERT_EQ(after.phase, sync::Phase::kSucceeded) << after.message;
+  auto versions = ConfigMapVersions(*direct_, app);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(versions.count(fmt::format("cm-{}", i)), 1u) << "cm-" << i;
+  RecordFault("apiserver-kill9-mid-sync",
+              cut.phase == sync::Phase::kSucceeded ? "finished-before-kill" : "failed-no-prune-converged", fault_s,
+              recover_s);
+}
+
+// ---- Registry --------------------------------------------------------------------------------
 
 // Config + layers of the given sizes and a manifest, tagged `tag`; returns the manifest.
 oci::Manifest WriteImage(const oci::Layout& layout, const std::vector<size_t>& sizes, const std::string& tag,
@@ -344,7 +449,7 @@ TEST_F(RegistryFaultsTest, CutMidBlobUploadLeavesNoManifest) {
   double recover = Seconds(Clock::now() - healed);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_TRUE(ExpectNoPartialManifest(repo_tag, m));
-  Record("registry-cut-mid-blob", pushed.ok() ? "pushed" : "failed-no-manifest", fault_s, recover);
+  RecordFault("registry-cut-mid-blob", pushed.ok() ? "pushed" : "failed-no-manifest", fault_s, recover);
 }
 
 // The upload is throttled to 128 KB/s, and after a seeded 0.5-1.5 s the registry goes silent (the
@@ -381,7 +486,7 @@ TEST_F(RegistryFaultsTest, BandwidthThenSilenceFailsWithinStallTimeout) {
   double recover = Seconds(Clock::now() - healed);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_TRUE(ExpectNoPartialManifest(repo_tag, m));
-  Record("registry-bandwidth-then-timeout", pushed.ok() ? "pushed" : "failed-no-manifest", took, recover);
+  RecordFault("registry-bandwidth-then-timeout", pushed.ok() ? "pushed" : "failed-no-manifest", took, recover);
 }
 
 }  // namespace
