@@ -3,12 +3,11 @@
 
 #include "forge/forge.h"
 
-#include <algorithm>
 #include <array>
-#include <cctype>
 
 #include <fmt/format.h>
 
+#include "forge/internal/rest.h"
 #include "http/client.h"
 #include "value/value.h"
 
@@ -16,27 +15,6 @@ namespace gantry::forge {
 namespace {
 
 constexpr std::array<std::string_view, 5> kStateNames = {"pending", "running", "success", "failure", "error"};
-
-// At most 300 bytes of a body, on one line, for a message.
-std::string Excerpt(std::string_view body) {
-  std::string out(body.substr(0, 300));
-  std::replace_if(out.begin(), out.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
-  if (body.size() > 300) out += "...";
-  return out;
-}
-
-// A path segment with everything but unreserved characters percent-encoded ("a/b" → "a%2Fb").
-std::string Segment(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += fmt::format("%{:02X}", c);
-    }
-  }
-  return out;
-}
 
 // The description as forges take it: one line, at most 140 characters (cut on a UTF-8 boundary).
 std::string OneLine(std::string_view text) {
@@ -49,26 +27,11 @@ std::string OneLine(std::string_view text) {
   return out;
 }
 
-// The "message" (Gitea, GitHub, GitLab) or "error_description" of a JSON error body, else the excerpt.
-std::string ForgeMessage(std::string_view body) {
-  auto v = value::ParseJson(body, "response");
-  if (v.ok()) {
-    for (const char* key : {"message", "error_description", "error"}) {
-      std::string m = value::StringAt(&*v, {key});
-      if (!m.empty()) return m;
-    }
-  }
-  return Excerpt(body);
-}
-
 class HttpForge : public Forge {
  public:
   explicit HttpForge(Options options)
       : options_(std::move(options)),
-        client_({.connect_timeout = std::min<std::chrono::milliseconds>(options_.timeout, std::chrono::seconds(10)),
-                  .timeout = options_.timeout,
-                  .ca_file = options_.ca_file,
-                  .max_response_bytes = 256 * 1024}) {}
+        client_(internal::ClientOptions(options_)) {}
 
   Status SetCommitStatus(std::string_view repo, const CommitStatus& s) const override {
     if (s.sha.empty() || s.context.empty()) {
@@ -76,7 +39,6 @@ class HttpForge : public Forge {
     }
     http::ClientRequest req = Build(repo, s);
     req.method = "POST";
-    req.headers["content-type"] = "application/json";
     const std::string what =
         fmt::format("set status {} of {} on {} commit {} of {}", Name(s.state), s.context, Name(options_.kind),
                     s.sha.substr(0, 12), repo);
@@ -95,87 +57,35 @@ class HttpForge : public Forge {
       case Kind::kGitea:
       case Kind::kGitHub:
         if (s.state == State::kRunning) state = "pending";
-        req.url = fmt::format("{}/repos/{}/statuses/{}", options_.api_url, repo, Segment(s.sha));
+        req.url = fmt::format("{}/repos/{}/statuses/{}", options_.api_url, repo, internal::Segment(s.sha));
         body.Set("context", s.context);
-        if (options_.kind == Kind::kGitea) {
-          req.headers["authorization"] = "token " + options_.token;
-        } else {
-          req.headers["authorization"] = "Bearer " + options_.token;
-          req.headers["accept"] = "application/vnd.github+json";
-          req.headers["x-github-api-version"] = "2022-11-28";
-        }
         break;
       case Kind::kGitLab:
         if (s.state == State::kFailure || s.state == State::kError) state = "failed";
-        req.url = fmt::format("{}/projects/{}/statuses/{}", options_.api_url, Segment(repo), Segment(s.sha));
+        req.url = fmt::format("{}/projects/{}/statuses/{}", options_.api_url, internal::Segment(repo), internal::Segment(s.sha));
         body.Set("name", s.context);
-        req.headers["private-token"] = options_.token;
         break;
     }
     body.Set("state", state);
     body.Set("description", OneLine(s.description));
     if (!s.target_url.empty()) body.Set("target_url", s.target_url);
     req.body = value::ToJson(body);
+    internal::Authorize(options_, req);
     return req;
   }
 
   // The error of a non-2xx answer.
   Status Refusal(const http::ClientResponse& r) const {
-    const std::string message = ForgeMessage(r.body);
-    const std::string_view forge = Name(options_.kind);
-    if (r.status == 401) return UnauthenticatedError("{} refused the token (HTTP 401): {}", forge, message);
-    if (r.status == 403) {
-      std::string scope = Scope(r);
-      if (!scope.empty()) {
-        return PermissionDeniedError("the {} token lacks the scope {} (HTTP 403: {})", forge, scope, message);
-      }
-      return PermissionDeniedError("{} refused (HTTP 403): {}", forge, message);
-    }
     // GitLab answers the state the commit already has with 400 "Cannot transition status via ...".
-    if (options_.kind == Kind::kGitLab && r.status == 400 && message.find("Cannot transition status") != std::string::npos) {
+    if (options_.kind == Kind::kGitLab && r.status == 400 &&
+        internal::ForgeMessage(r.body).find("Cannot transition status") != std::string::npos) {
       return OkStatus();
     }
-    if (r.status == 404) return NotFoundError("{} has no such repository or commit, or the token cannot see it (HTTP 404): {}", forge, message);
     // GitHub: 422 "No commit found for SHA".
-    if (r.status == 422 && message.find("No commit found") != std::string::npos) {
-      return NotFoundError("{}: {} (HTTP 422)", forge, message);
+    if (r.status == 422 && internal::ForgeMessage(r.body).find("No commit found") != std::string::npos) {
+      return NotFoundError("{}: {} (HTTP 422)", Name(options_.kind), internal::ForgeMessage(r.body));
     }
-    if (r.status >= 500 || r.status == 429 || r.status == 408) {
-      return UnavailableError("{} answered HTTP {}: {}", forge, r.status, message);
-    }
-    return InvalidArgumentError("{} refused the status (HTTP {}): {}", forge, r.status, message);
-  }
-
-  // The scope or permission a 403 says is missing, "" when it does not say.
-  std::string Scope(const http::ClientResponse& r) const {
-    switch (options_.kind) {
-      case Kind::kGitHub: {
-        // Classic tokens: the scopes the endpoint accepts, beside those the token has.
-        if (auto it = r.headers.find("x-accepted-oauth-scopes"); it != r.headers.end() && !it->second.empty()) {
-          auto has = r.headers.find("x-oauth-scopes");
-          return fmt::format("{} (the token has: {})", it->second,
-                             has == r.headers.end() || has->second.empty() ? "none" : has->second);
-        }
-        // Fine-grained tokens and apps: the permission.
-        if (auto it = r.headers.find("x-accepted-github-permissions"); it != r.headers.end()) return it->second;
-        return "";
-      }
-      case Kind::kGitea: {
-        // "token does not have at least one of required scope(s), required=[write:repository], ..."
-        const std::string message = ForgeMessage(r.body);
-        const size_t open = message.find('[');
-        const size_t close = message.find(']', open == std::string::npos ? 0 : open);
-        if (message.find("scope") == std::string::npos || open == std::string::npos || close == std::string::npos) return "";
-        return message.substr(open + 1, close - open - 1);
-      }
-      case Kind::kGitLab: {
-        // {"error":"insufficient_scope", ..., "scope":"api"}
-        auto v = value::ParseJson(r.body, "response");
-        if (v.ok() && value::StringAt(&*v, {"error"}) == "insufficient_scope") return value::StringAt(&*v, {"scope"});
-        return "";
-      }
-    }
-    return "";
+    return internal::Refusal(options_.kind, r, "commit");
   }
 
   const Options options_;
