@@ -100,6 +100,11 @@ struct PushRequest {
   Signature author;
   std::string message;
   int max_attempts = 5;
+  // Rebuild the branch: the commit goes on start_point (which must be set), whatever the branch
+  // holds, and replaces it (a forced push). A branch already holding exactly that change (one
+  // commit on start_point with the same tree) is left alone. For a branch Gantry owns, such as the
+  // head of a release's pull request.
+  bool force = false;
 };
 
 // One commit of a history (Log).
