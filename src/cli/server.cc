@@ -46,6 +46,7 @@
 #include "server/front.h"
 #include "server/links.h"
 #include "server/forge_statuses.h"
+#include "server/pull_merges.h"
 #include "server/notifications.h"
 #include "server/pull_watch.h"
 #include "server/server_metrics.h"
@@ -496,6 +497,16 @@ Status RunServer(ServerOptions o, const Deps& deps) {
                                                                   .clock = deps.clock,
                                                                   .metrics = &registry}));
   }
+  // Releases in pull-request mode open their pull requests on the same forges, and auto-merges
+  // wait in the store's outbox for their checks (server/pull_merges.h).
+  std::unique_ptr<server::PullMerges> pull_merges;
+  if (!o.forges.empty()) {
+    GANTRY_ASSIGN_OR_RETURN(pull_merges, server::PullMerges::Start(
+                                             {.store = &**st, .forges = o.forges, .clock = deps.clock, .metrics = &registry}));
+    o.release.open_pull_request = [p = pull_merges.get()](const std::string& url, const forge::PullRequestSpec& spec) {
+      return p->Open(url, spec);
+    };
+  }
   server::Front front("server", o.http);
   front.AddHealth();
   front.CountWebhooks(metrics.webhook_deliveries());
@@ -557,6 +568,7 @@ Status RunServer(ServerOptions o, const Deps& deps) {
   if (notification_feed) notification_feed->Stop();
   if (notifier) notifier->Stop();
   if (forge_statuses) forge_statuses->Stop();
+  if (pull_merges) pull_merges->Stop();
   return OkStatus();
 }
 

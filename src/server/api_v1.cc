@@ -101,6 +101,15 @@ Value DigestsJson(const std::map<std::string, std::string>& digests) {
   return v;
 }
 
+// The pull request of a release in pull-request mode; null for other releases.
+Value PullRequestJson(const store::Release& r) {
+  if (r.pull_request == 0) return Value();
+  Value v = Value::Map();
+  v.Set("number", r.pull_request);
+  v.Set("url", r.pull_request_url);
+  return v;
+}
+
 Value RunningJson(const store::Release& r) {
   Value v = Value::Map();
   v.Set("release", r.id);
@@ -297,6 +306,7 @@ Result<http::Response> Releases(const ApiV1Options& o, const http::Request& req,
     v.Set("started_by", r.started_by);
     v.Set("run", r.run_id ? Value(*r.run_id) : Value());
     v.Set("created_at", Rfc3339(r.created_at));
+    v.Set("pull_request", PullRequestJson(r));
     GANTRY_ASSIGN_OR_RETURN(auto targets, store.ListTargets(r.id));
     Value tv = Value::Seq();
     for (const auto& t : targets) {
@@ -1387,6 +1397,7 @@ Result<http::Response> ReleaseFlow(const ApiV1Options& o, const http::Request& r
   v.Set("started_by", rel.started_by);
   v.Set("note", rel.note);
   v.Set("created_at", Rfc3339(rel.created_at));
+  v.Set("pull_request", PullRequestJson(rel));
   Value commit = Value::Map();
   commit.Set("repo", run ? Value(git::ScrubUrl(run->repo)) : Value());
   commit.Set("ref", run ? Value(run->ref) : Value());
