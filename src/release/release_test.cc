@@ -339,7 +339,8 @@ TEST_F(ReleaseTest, PullRequestModeOpensThenUpdatesOnePullRequestPerAppAndEnviro
     return OpenedPullRequest{.forge = "https://git.example/", .repo = "config",
                              .pull = {.number = 5, .url = "https://git.example/config/pulls/5", .created = asked.size() == 1}};
   };
-  const ReleaseState& st = New()->Run();
+  auto first = New();
+  const ReleaseState& st = first->Run();
   ASSERT_EQ(st.phase, Phase::kSucceeded) << st.error.ToString();
   EXPECT_EQ(repo_->Tip("main"), base_) << "main was written";
   EXPECT_EQ(repo_->Tip("gantry/web/dev"), st.result.config_commit);
@@ -398,7 +399,8 @@ TEST_F(ReleaseTest, PullRequestModeOpensThenUpdatesOnePullRequestPerAppAndEnviro
 TEST_F(ReleaseTest, PullRequestModeWithoutAForgeFailsSayingSo) {
   pipeline_.release->pull_request = true;
   pipeline_.release->environment = "dev";
-  const ReleaseState& st = New()->Run();
+  auto first = New();
+  const ReleaseState& st = first->Run();
   ASSERT_EQ(st.phase, Phase::kFailed);
   EXPECT_EQ(st.error.code(), Code::kFailedPrecondition);
   EXPECT_THAT(st.error.message(), HasSubstr("the server knows no forge for https://git.example/config.git (--forge)"));
@@ -406,7 +408,8 @@ TEST_F(ReleaseTest, PullRequestModeWithoutAForgeFailsSayingSo) {
   services_.open_pull_request = [](const std::string&, const forge::PullRequestSpec&) -> Result<OpenedPullRequest> {
     return PermissionDeniedError("the gitea token lacks the scope write:repository");
   };
-  const ReleaseState& again = New()->Run();
+  auto second = New();
+  const ReleaseState& again = second->Run();
   ASSERT_EQ(again.phase, Phase::kFailed);
   EXPECT_THAT(again.error.message(), HasSubstr("release: pull request gantry/web/dev → main of https://git.example/config.git: "
                                                "the gitea token lacks the scope write:repository"));

@@ -44,7 +44,7 @@ std::string Scope(Kind kind, const http::ClientResponse& r) {
 
 }  // namespace
 
-http::Client::Options ClientOptions(const Options& options) {
+http::ClientOptions ClientOptions(const Options& options) {
   return {.connect_timeout = std::min<std::chrono::milliseconds>(options.timeout, std::chrono::seconds(10)),
           .timeout = options.timeout,
           .ca_file = options.ca_file,

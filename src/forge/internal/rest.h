@@ -14,7 +14,7 @@
 namespace gantry::forge::internal {
 
 // The client of `options` (timeouts, CA bundle, 256 KiB answers at most).
-http::Client::Options ClientOptions(const Options& options);
+http::ClientOptions ClientOptions(const Options& options);
 
 // Sets the token's header ("token T" on Gitea, "Bearer T" and GitHub's API version on GitHub,
 // PRIVATE-TOKEN on GitLab), and content-type JSON when the request has a body.
