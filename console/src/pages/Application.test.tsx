@@ -47,9 +47,11 @@ function appFake(): FakeServer {
     {id: 3, app: 'web', config_revision: 'cfg3', source_revision: 'abc1234567', image_digests: {}, started_by: 'bob', run: 7,
      created_at: '2026-12-06T10:00:00Z', targets: [],
      links: {source: 'https://github.com/org/web/commit/abc1234567', config: null, images: {}},
-     commit: {title: 'Speed up the cache', author: {name: 'Ada Lovelace', email: 'ada@example.org'}, authored_at: '2026-12-06T09:00:00Z'}},
+     commit: {title: 'Speed up the cache', author: {name: 'Ada Lovelace', email: 'ada@example.org'}, authored_at: '2026-12-06T09:00:00Z'},
+     pull_request: null},
     {id: 2, app: 'web', config_revision: 'cfg2', source_revision: 'abd', image_digests: {}, started_by: 'bob', run: null,
-     created_at: '2026-12-05T10:00:00Z', targets: [], links: {source: null, config: null, images: {}}, commit: null},
+     created_at: '2026-12-05T10:00:00Z', targets: [], links: {source: null, config: null, images: {}}, commit: null,
+     pull_request: null},
   ];
   return fake;
 }
