@@ -51,20 +51,35 @@ uint16_t ServerPort() {
 
 // Sends `request` on a new connection, half-closes it and returns everything the server sends
 // until it closes.
-std::string Exchange(std::string_view request) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) fuzz::Fail("socket", std::to_string(errno));
+// A connect interrupted by one of libFuzzer's signals (EINTR: its timers) or short of ephemeral
+// ports (EADDRNOTAVAIL) is tried again on a new socket: a harness limit, not the server's.
+int Connect() {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(ServerPort());
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) fuzz::Fail("connect", std::to_string(errno));
+  int error = 0;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) fuzz::Fail("socket", std::to_string(errno));
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return fd;
+    error = errno;
+    ::close(fd);
+    if (error != EINTR && error != EADDRNOTAVAIL && error != EAGAIN) break;
+    ::usleep(10'000);
+  }
+  fuzz::Fail("connect", std::to_string(error));
+}
+
+std::string Exchange(std::string_view request) {
+  int fd = Connect();
   timeval tv{.tv_sec = 5, .tv_usec = 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   // The server may answer (413, 400) and close before reading it all: a failed send is fine.
   while (!request.empty()) {
     ssize_t n = ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     request.remove_prefix(static_cast<size_t>(n));
   }

@@ -2,7 +2,7 @@
 // headers, the login screen, signing in, the overview, the CI runs and a run's coloured log, the
 // environments and clusters pages, an application deployed to a real cluster with its resource
 // tree, a sync through the confirm that shows the server's dry run, and the release's flow; a failed
-// run's step DAG and its retry;
+// run's step DAG, its log search over a 3000-line step, and its retry;
 // axe-core on every page (no serious or critical violation); a screenshot of each page under
 // GANTRY_CONSOLE_ARTIFACTS.
 import {execFileSync} from 'node:child_process';
@@ -202,7 +202,8 @@ test.describe('with the /api/v1 routes', () => {
     const env = {...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@e', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@e'};
     execFileSync('git', ['-C', repo, 'worktree', 'add', '-q', '-b', 'e2e-fail', work], {env});
     writeFileSync(join(work, '.gantry', 'pipeline.yaml'),
-                  'shell: sh\nsteps:\n  build:\n    run: echo built\n  test:\n    needs: [build]\n    run: echo "FAIL x_test"; exit 3\n' +
+                  'shell: sh\nsteps:\n  build:\n    run: seq 1 3000 | sed "s/^/line /"; echo built\n' +
+                  '  test:\n    needs: [build]\n    run: echo "FAIL x_test"; exit 3\n' +
                   '  docs:\n    run: echo docs\n');
     execFileSync('git', ['-C', work, 'commit', '-q', '-am', 'a failing test'], {env});
     const commit = execFileSync('git', ['-C', work, 'rev-parse', 'HEAD']).toString().trim();
@@ -227,6 +228,32 @@ test.describe('with the /api/v1 routes', () => {
     await expect(page.locator('path[data-edge="build->test"]')).toHaveCount(1);
     await expect(page.locator('.dag-node[data-step="test"]')).toContainText('failed');
     await expect(page.locator('.dag-node[data-step="test"]')).toHaveAttribute('title', 'needs build');
+    // Search in the whole log: build's 3000 lines are windowed, the view follows the log's end, and
+    // the matches are found in lines never rendered and scrolled to, by keyboard.
+    const whole = page.getByLabel('Run log');
+    await expect(whole).toContainText('FAIL x_test');
+    expect(await whole.locator('.log-line').count()).toBeLessThan(500);
+    const search = page.getByLabel('Search the log');
+    await search.fill('line 12');  // line 12, 120-129, 1200-1299
+    const count = page.locator('.log-count');
+    await expect(count).toHaveText('1 of 111');
+    const current = whole.locator('mark.current');
+    await expect(current).toHaveText('line 12');
+    await expect(current).toBeInViewport();
+    await expect(current.locator('xpath=..')).toHaveText(/^line 12\s*$/);
+    await search.press('Enter');
+    await expect(count).toHaveText('2 of 111');
+    await expect(current.locator('xpath=..')).toHaveText(/^line 120\s*$/);
+    await search.press('Shift+Enter');
+    await search.press('Shift+Enter');
+    await expect(count).toHaveText('111 of 111');
+    await expect(current.locator('xpath=..')).toHaveText(/^line 1299\s*$/);
+    await expect(current).toBeInViewport();
+    await expect(whole.locator('mark.log-match')).not.toHaveCount(0);
+    await axe(page, 'a run with a log search');
+    await shot(page, 'run-log-search');
+    await search.press('Escape');
+    await expect(count).toHaveText('');
     // By keyboard: from build, right to test; Enter shows its log only.
     await page.locator('.dag-node[data-step="build"]').focus();
     await page.keyboard.press('ArrowRight');

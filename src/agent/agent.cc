@@ -155,6 +155,13 @@ class AgentImpl final : public Agent {
       if (!p.ok()) log::Warn("agent: watch Projects: {}", p.message());
       have_projects_ = true;
     }
+    // Images are verified against the registries with the same options as oci:// sources, and
+    // secretRef keys read from this cluster.
+    auto registry = oci::NewHttpRegistry(options_.registry);
+    if (!registry.ok()) return registry.status().WithContext("the registry client that verifies images");
+    policy_registry_ = *std::move(registry);
+    image_policy_ = std::make_unique<sign::ImagePolicy>(
+        sign::PolicyOptions{.registry = policy_registry_.get(), .secrets = &client_});
     if (!options_.listen.empty()) GANTRY_RETURN_IF_ERROR(StartHttp());
     if (!options_.metrics_listen.empty()) GANTRY_RETURN_IF_ERROR(StartMetrics());
     std::vector<std::thread> threads;
@@ -365,6 +372,14 @@ class AgentImpl final : public Agent {
     queue_.Add(key, true);
   }
 
+  // The terminate request (annotation) of the Application as the watch last saw it: a sync that
+  // runs asks it at each check, so a request stops it within its next wait slice.
+  std::string TerminateRequest(const std::string& key) {
+    MutexLock lock(mu_);
+    auto it = apps_.find(key);
+    return it == apps_.end() ? "" : StringAt(&it->second, {"metadata", "annotations", api::kTerminateRequested});
+  }
+
   // Whether `a` is an older version of the object than `b` (resourceVersions compared as numbers,
   // as client-go's mutation cache does; unknown orders count as newer).
   static bool Older(const Value& a, const Value& b) {
@@ -509,7 +524,9 @@ class AgentImpl final : public Agent {
                          },
                          .get_project = [this](const Application& app) { return GetProject(app); },
                          .tenant = [this](const std::string& user) { return Tenant(user); },
-                         .stop = members_ != nullptr ? &halt_ : &stopping_};
+                         .image_policy = image_policy_.get(),
+                         .stop = members_ != nullptr ? &halt_ : &stopping_,
+                         .terminate_request = [this, app_key = key] { return TerminateRequest(app_key); }};
       // Read before the reconcile reads the caches: a change while it runs makes the next pass full.
       const uint64_t objects_version = objects_->IndexVersion(app_name);
       const uint64_t inventories_version = inventories_->IndexVersion(app_name);
@@ -907,6 +924,8 @@ class AgentImpl final : public Agent {
   kube::Client& client_;
   AgentOptions options_;
   std::unique_ptr<Source> source_;
+  std::unique_ptr<oci::Registry> policy_registry_;      // set in Run, before the workers start
+  std::unique_ptr<sign::ImagePolicy> image_policy_;     // ... over policy_registry_
   std::unique_ptr<internal::LeaderElector> elector_;  // set in Run with leader election on
   std::unique_ptr<internal::Membership> members_;     // set in Run when sharded
   std::unique_ptr<kube::Cache> objects_;      // objects Gantry manages, by application

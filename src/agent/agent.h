@@ -17,7 +17,11 @@
 //               or a manual sync was requested: the shared engine (sync::Operation, started on the
 //               same live read and comparison) with prune as the policy says. A failed sync is
 //               retried with backoff (syncPolicy.retry). The status after it comes from the
-//               operation's results, not from reading again.
+//               operation's results, not from reading again. A terminate request (annotation
+//               gantry.dev/terminate-requested, a new value) stops the running sync at its next
+//               check, within 250 ms also in a health wait: operationState.phase Terminated, the
+//               SyncFailed condition with reason Terminated, an Event, status.lastTerminateRequest;
+//               it is not synced again at the same revision and spec until a sync request.
 //   assess      sync status and health of the whole, conditions.
 // Before a sync starts, status.operationState records it as Running with its revision, so an agent
 // killed mid-sync resumes it after restart (the engine is idempotent: server-side apply). A pass
@@ -50,6 +54,7 @@
 #include "project/project.h"
 #include "render/git_sources.h"
 #include "render/render.h"
+#include "sign/policy.h"
 #include "sync/sync.h"
 #include "value/value.h"
 
@@ -127,9 +132,17 @@ struct ReconcileDeps {
   // A client acting as `user` (kube::Client::Impersonate), kept by the caller; default:
   // client.Impersonate on every call.
   std::function<Result<kube::Client*>(const std::string& user)> tenant;
-  // When it becomes true, a running sync stops between two of its steps (its operation ends
-  // Terminated and is resumed by the next reconcile).
+  // Verifies the images of an application's objects against its project's verification rules, for
+  // this cluster's environment, before anything is applied (sign/policy.h); nullptr: not verified.
+  sign::ImagePolicy* image_policy = nullptr;
+  // When it becomes true, a running sync stops at its next check (sync::Options::stop: also in the
+  // middle of a health wait); its operation stays Running in the status and the next reconcile
+  // resumes it.
   const std::atomic<bool>* stop = nullptr;
+  // The Application's terminate request (annotation api::kTerminateRequested) as the caller knows it
+  // now, which may be newer than `object`'s: the agent's watch. Asked while the sync runs; a value
+  // other than status.lastTerminateRequest stops it. Default: the annotation of `object`.
+  std::function<std::string()> terminate_request;
 };
 
 // What a reconcile decided and wrote.

@@ -166,13 +166,14 @@ class Pass {
     return OkStatus();
   }
 
-  // A refusal of the project: a condition, one Event per distinct refusal; nothing is applied.
-  Status Denied(const Status& why) {
-    if (const api::Condition* before = previous_.FindCondition(api::kConditionProjectDenied);
+  // A refusal of the project (of one of its images, with type ImageVerificationFailed): a
+  // condition, one Event per distinct refusal; nothing is applied.
+  Status Denied(const Status& why, const char* type = api::kConditionProjectDenied) {
+    if (const api::Condition* before = previous_.FindCondition(type);
         before == nullptr || before->message != why.message()) {
-      Emit(true, api::kConditionProjectDenied, why.message());
+      Emit(true, type, why.message());
     }
-    conditions_.Set(api::kConditionProjectDenied, true, api::kConditionProjectDenied, why.message());
+    conditions_.Set(type, true, type, why.message());
     result_.failed = true;
     done_ = true;
     return OkStatus();
@@ -266,8 +267,14 @@ class Pass {
     for (const std::string& w : warnings) log::Warn("{}", w);
     sync_options_ = *std::move(so);
     sync_options_.project = &project_;
+    if (deps_.image_policy != nullptr) {
+      sync_options_.check_images = deps_.image_policy->For(project_, options_.environment);
+    }
     auto prepared = sync::Prepare(deps_.client, std::move(rendered->objects), sync_options_);
     if (!prepared.ok() && prepared.status().reason() == project::kReasonDenied) return Denied(prepared.status());
+    if (!prepared.ok() && prepared.status().reason() == project::kReasonImageVerification) {
+      return Denied(prepared.status(), api::kConditionImageVerificationFailed);
+    }
     if (!prepared.ok()) return SourceFailed(prepared.status());
     prepared_ = *std::move(prepared);
     return OkStatus();
@@ -301,6 +308,18 @@ class Pass {
     bool manual = !app_.sync_request.empty() && app_.sync_request != previous_.last_sync_request;
     bool resume = op_phase == api::kPhaseRunning;  // the agent stopped mid-sync
     bool new_revision = commit_ != op_revision;
+    // A terminate request that came while no sync of this agent ran: a sync to resume ends
+    // Terminated here; otherwise there was nothing to stop, and the request is only acknowledged.
+    if (TerminateAsked()) {
+      status_.last_terminate_request = TerminateRequest();
+      if (resume) {
+        api::OperationState ended = *op;
+        ended.message = fmt::format("terminated before it resumed ({}: {})", api::kTerminateRequested,
+                                    status_.last_terminate_request);
+        EndOperation(std::move(ended), api::kPhaseTerminated);
+        return OkStatus();
+      }
+    }
     // Objects only a prune would fix (Extra) are no reason for an automated sync that may not prune:
     // it would find them again after every sync and loop (they are reported OutOfSync all the same).
     size_t fixable = comparison_.out_of_sync;
@@ -309,6 +328,13 @@ class Pass {
     }
     bool want = manual || resume ||
                 (app_.sync_policy.automated && fixable > 0 && (new_revision || app_.sync_policy.self_heal));
+    // A terminated sync is not started again by itself at the same revision and spec (no retry, no
+    // self-heal): a new commit, a spec change or a sync request does.
+    if (want && !manual && op_phase == api::kPhaseTerminated && !new_revision &&
+        previous_.observed_generation == app_.generation) {
+      want = false;
+      TerminatedCondition(op->message);
+    }
     // An automated sync that failed at this revision is retried with backoff, a bounded number of times.
     if (want && !manual && !resume && op_phase == api::kPhaseFailed && !new_revision) {
       int limit = app_.sync_policy.retry.limit;
@@ -361,13 +387,13 @@ class Pass {
     status_.operation = running;
     GANTRY_RETURN_IF_ERROR(Write());  // recorded before anything is applied (crash safety)
 
+    // The agent stopping, or a terminate request, reaches the operation in the middle of a wait.
+    sync_options_.stop = [this] { return (deps_.stop != nullptr && deps_.stop->load()) || TerminateAsked(); };
     auto operation = sync::Operation::Start(deps_.client, prepared_, live_, comparison_, sync_options_, nullptr,
                                             deps_.objects);
-    while (operation->Step()) {
-      if (deps_.stop != nullptr && deps_.stop->load()) operation->Terminate();
-    }
-    const sync::State& final_state = operation->state();
-    if (final_state.phase == sync::Phase::kTerminated) {
+    const sync::State& final_state = operation->Run();
+    const bool by_request = final_state.phase == sync::Phase::kTerminated && TerminateAsked();
+    if (final_state.phase == sync::Phase::kTerminated && !by_request) {
       // Stopped between steps: the operation stays Running in the status, so the next reconcile
       // (this agent's after a restart, or the next leader's) resumes it.
       result_.synced = true;
@@ -377,9 +403,12 @@ class Pass {
     result_.synced = true;
     bool ok = final_state.phase == sync::Phase::kSucceeded;
     api::OperationState done = running;
-    done.phase = ok ? api::kPhaseSucceeded : api::kPhaseFailed;
     done.message = final_state.message;
-    done.finished_at = Now();
+    if (by_request) {
+      status_.last_terminate_request = TerminateRequest();
+      done.message = fmt::format("{} ({}: {})", final_state.message, api::kTerminateRequested,
+                                 status_.last_terminate_request);
+    }
     std::map<std::string, const sync::ObjectResult*> results;
     for (const auto& r : final_state.results) {
       api::ResourceStatus e = Resource(r.ref, sync::Name(r.action), r.health);
@@ -389,14 +418,9 @@ class Pass {
       results[sync::ObjectKey(r.ref)] = &r;
       if (!r.resource_version.empty()) result_.written[sync::ObjectKey(r.ref)] = r.resource_version;
     }
-    status_.operation = done;
-    status_.history.push_back({commit_, running.started_at, done.finished_at,
-                               ok ? api::kPhaseSucceeded : api::kPhaseFailed, final_state.message});
-    size_t keep = static_cast<size_t>(std::max(1, options_.history_limit));
-    if (status_.history.size() > keep) status_.history.erase(status_.history.begin(), status_.history.end() - keep);
-    Emit(!ok, ok ? "Synced" : "SyncFailed",
-         ok ? fmt::format("synced {} at {}", app_.source.repo_url, commit_.substr(0, 12)) : final_state.message);
-    if (!ok) {
+    EndOperation(std::move(done), ok ? api::kPhaseSucceeded : by_request ? api::kPhaseTerminated : api::kPhaseFailed);
+    if (ok) Emit(false, "Synced", fmt::format("synced {} at {}", app_.source.repo_url, commit_.substr(0, 12)));
+    if (!ok && !by_request) {
       conditions_.Set(api::kConditionSyncFailed, true,
                       final_state.error.reason() == sync::kReasonPruneBlocked ? api::kReasonPruneBlocked
                                                                                : api::kConditionSyncFailed,
@@ -423,6 +447,37 @@ class Pass {
     }
     comparison_ = std::move(after);
     return OkStatus();
+  }
+
+  // The operation `op` ended with `phase`: recorded now in operationState and the history; a
+  // failure or a termination is an Event too, and a termination the SyncFailed condition.
+  void EndOperation(api::OperationState op, std::string_view phase) {
+    op.phase = std::string(phase);
+    op.finished_at = Now();
+    status_.history.push_back({op.revision, op.started_at, op.finished_at, op.phase, op.message});
+    size_t keep = static_cast<size_t>(std::max(1, options_.history_limit));
+    if (status_.history.size() > keep) status_.history.erase(status_.history.begin(), status_.history.end() - keep);
+    if (phase == api::kPhaseFailed) Emit(true, "SyncFailed", op.message);
+    if (phase == api::kPhaseTerminated) {
+      Emit(true, "SyncTerminated", op.message);
+      TerminatedCondition(op.message);
+    }
+    status_.operation = std::move(op);
+  }
+
+  void TerminatedCondition(std::string_view message) {
+    conditions_.Set(api::kConditionSyncFailed, true, api::kReasonTerminated,
+                    fmt::format("{}; a new commit, a spec change or a sync request syncs again", message));
+  }
+
+  // The application's terminate request as the agent knows it now (deps_.terminate_request), and
+  // whether it is one not acted on yet. Called on this pass's thread, also while the sync runs.
+  std::string TerminateRequest() const {
+    return deps_.terminate_request ? deps_.terminate_request() : app_.terminate_request;
+  }
+  bool TerminateAsked() const {
+    std::string request = TerminateRequest();
+    return !request.empty() && request != status_.last_terminate_request;
   }
 
   // --- assess ---------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // Reconcile on the fake client and source: one render, one live read and one compare per pass,
 // and a pass that changes nothing makes no API request.
 
+#include <atomic>
 #include <optional>
 #include <thread>
 
@@ -281,6 +282,56 @@ TEST_F(ReconcileTest, AStoppedSyncStaysRunningAndTheNextPassResumesIt) {
   EXPECT_EQ(next.status.operation->trigger, api::kTriggerResume);
   EXPECT_EQ(next.status.operation->phase, api::kPhaseSucceeded);
   EXPECT_TRUE(client_.Get({"v1", "ConfigMap", "web", "a"}).ok());
+}
+
+// A pull app's running sync could not be terminated: the agent had no request for it (the API
+// answered 501). The request stops the sync in its health wait, is recorded, and the same revision
+// is not synced again until a sync request.
+TEST_F(ReconcileTest, ATerminateRequestStopsTheSyncInItsWaitAndTheRevisionIsNotSyncedAgainByItself) {
+  source_.AddCommit("c2", {{"apps/web", fakes::kStuckThenWave1}}, {"apps/web/all.yaml"});
+  std::atomic<bool> asked{false};
+  ReconcileDeps deps{.client = client_, .source = source_,
+                     .terminate_request = [&] { return asked.load() ? std::string("t1/alice") : std::string(); }};
+  std::thread asker([&] {
+    while (!client_.Get({"apps/v1", "Deployment", "web", "stuck"}).ok()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // inside the wait for wave 0
+    asked.store(true);
+  });
+  const auto started = std::chrono::steady_clock::now();
+  auto r = Reconcile(deps, object_, {}, {.health_timeout = std::chrono::minutes(5)});
+  const auto took = std::chrono::steady_clock::now() - started;
+  asker.join();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_LT(took, std::chrono::seconds(3)) << "stopped in the wait, not at its 5 min timeout";
+  ASSERT_TRUE(r->status.operation.has_value());
+  const api::OperationState& op = *r->status.operation;
+  EXPECT_EQ(op.phase, api::kPhaseTerminated);
+  EXPECT_EQ(op.message, "terminated during wait for wave 0 to be healthy (gantry.dev/terminate-requested: t1/alice)");
+  EXPECT_FALSE(op.finished_at.empty());
+  EXPECT_EQ(r->status.last_terminate_request, "t1/alice");
+  EXPECT_EQ(r->status.history.back().result, api::kPhaseTerminated);
+  const api::Condition* failed = r->status.FindCondition(api::kConditionSyncFailed);
+  ASSERT_NE(failed, nullptr);
+  EXPECT_EQ(failed->reason, api::kReasonTerminated);
+  EXPECT_FALSE(client_.Get({"v1", "ConfigMap", "web", "after-stuck"}).ok()) << "wave 1 is not applied";
+  object_ = r->object;
+
+  // The next pass (same revision, same spec, the request acted on) starts no sync.
+  ReconcileDeps later{.client = client_, .source = source_, .terminate_request = [] { return std::string("t1/alice"); }};
+  auto again = Reconcile(later, object_, {}, {});
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_FALSE(again->synced);
+  EXPECT_EQ(again->status.operation->phase, api::kPhaseTerminated);
+  EXPECT_EQ(again->status.FindCondition(api::kConditionSyncFailed)->reason, api::kReasonTerminated);
+
+  // A sync request does (here it waits for wave 0 again, up to a short timeout).
+  Value requested = object_;
+  requested.MutableGet("metadata")->Set("annotations", value::ParseYaml("gantry.dev/sync-requested: s1\n")->front());
+  auto synced = Reconcile(later, requested, {}, {.health_timeout = std::chrono::milliseconds(500)});
+  ASSERT_TRUE(synced.ok()) << synced.status().ToString();
+  EXPECT_TRUE(synced->synced);
+  EXPECT_EQ(synced->status.operation->trigger, api::kTriggerManual);
+  EXPECT_EQ(synced->status.operation->phase, api::kPhaseFailed) << "wave 0 never becomes healthy here";
 }
 
 }  // namespace

@@ -287,6 +287,7 @@ Result<Application> ParseApplication(const Value& object) {
   const Value* ann = f.Map(meta, "annotations", "metadata.annotations");
   app.sync_request = f.String(ann, "gantry.dev/sync-requested", "metadata.annotations");
   app.refresh_request = f.String(ann, "gantry.dev/refresh-requested", "metadata.annotations");
+  app.terminate_request = f.String(ann, kTerminateRequested, "metadata.annotations");
   app.prune_approved = f.String(ann, "gantry.dev/prune-approved", "metadata.annotations");
   if (app.prune_approved.empty()) {
     app.prune_approved = f.String(ann, "argocd.argoproj.io/deletion-approved", "metadata.annotations");

@@ -17,6 +17,11 @@ namespace gantry::api {
 inline constexpr char kGroup[] = "gantry.dev";
 inline constexpr char kApiVersion[] = "gantry.dev/v1alpha1";
 inline constexpr char kKind[] = "Application";
+// The annotation that asks the agent to stop the Application's running sync (Argo CD's
+// `argocd app terminate-op`, which sets status.operationState.phase Terminating: Gantry's agent
+// owns the status, so a request is an annotation, as for sync and refresh). Its value identifies
+// the request; status.lastTerminateRequest says the agent acted on it.
+inline constexpr char kTerminateRequested[] = "gantry.dev/terminate-requested";
 
 // Where an application's manifests come from, by spec.source (as Argo CD reads it):
 //   kGit:  repoURL is a Git repository, targetRevision a branch, tag or commit, path a directory;
@@ -98,9 +103,11 @@ struct Application {
   std::vector<std::string> depends_on;  // names of Applications in the same namespace
   std::vector<diff::IgnoreRule> ignore_differences;
   bool suspend = false;
-  // Requests set by `gantry app sync|refresh` (annotations), with the value that identifies them.
-  std::string sync_request;     // gantry.dev/sync-requested
-  std::string refresh_request;  // gantry.dev/refresh-requested
+  // Requests set by `gantry app sync|refresh|terminate` and the server's API (annotations), with
+  // the value that identifies them.
+  std::string sync_request;       // gantry.dev/sync-requested
+  std::string refresh_request;    // gantry.dev/refresh-requested
+  std::string terminate_request;  // gantry.dev/terminate-requested: stop the running sync
   // When a person approved the prunes waiting for confirmation (Prune=confirm), RFC 3339:
   // gantry.dev/prune-approved (`gantry app confirm-prune`), else Argo CD's
   // argocd.argoproj.io/deletion-approved.

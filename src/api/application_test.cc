@@ -18,7 +18,8 @@ metadata:
   name: podinfo
   namespace: gantry-system
   generation: 3
-  annotations: {gantry.dev/sync-requested: "2026-11-28T10:00:00Z", argocd.argoproj.io/deletion-approved: "2026-11-28T11:00:00Z"}
+  annotations: {gantry.dev/sync-requested: "2026-11-28T10:00:00Z", argocd.argoproj.io/deletion-approved: "2026-11-28T11:00:00Z",
+                gantry.dev/terminate-requested: "2026-11-28T10:05:00Z/alice"}
 spec:
   source:
     repoURL: https://git.example.com/config.git
@@ -40,6 +41,7 @@ spec:
   EXPECT_EQ(app->namespace_, "gantry-system");
   EXPECT_EQ(app->generation, 3);
   EXPECT_EQ(app->sync_request, "2026-11-28T10:00:00Z");
+  EXPECT_EQ(app->terminate_request, "2026-11-28T10:05:00Z/alice");
   EXPECT_EQ(app->source.target_revision, ">=1.2.0 <2.0.0");
   EXPECT_EQ(app->source.helm_release_name, "podinfo");
   EXPECT_FALSE(app->source.helm_include_crds);

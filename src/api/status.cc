@@ -106,6 +106,7 @@ ApplicationStatus ParseStatus(const Value* s) {
   }
   out.last_sync_request = StringAt(s, {"lastSyncRequest"});
   out.last_refresh_request = StringAt(s, {"lastRefreshRequest"});
+  out.last_terminate_request = StringAt(s, {"lastTerminateRequest"});
   out.reconciled_at = StringAt(s, {"reconciledAt"});
   return out;
 }
@@ -169,6 +170,7 @@ Value ToValue(const ApplicationStatus& s) {
   v.Set("conditions", cs);
   SetIf(v, "lastSyncRequest", s.last_sync_request);
   SetIf(v, "lastRefreshRequest", s.last_refresh_request);
+  SetIf(v, "lastTerminateRequest", s.last_terminate_request);
   SetIf(v, "reconciledAt", s.reconciled_at);
   return v;
 }

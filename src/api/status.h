@@ -14,7 +14,7 @@
 //                          retryCount, trigger, message, syncResult: {resources: [...]}}
 //   history              the last syncs: [{revision, startedAt, finishedAt, result, message}]
 //   conditions           [{type, status: "True"|"False", reason, message, lastTransitionTime}]
-//   lastSyncRequest, lastRefreshRequest   the request annotations already acted on
+//   lastSyncRequest, lastRefreshRequest, lastTerminateRequest   the request annotations already acted on
 //   reconciledAt         when a reconcile last changed this status
 
 #include <optional>
@@ -38,12 +38,14 @@ inline constexpr char kConditionComparisonFailed[] = "ComparisonFailed";
 inline constexpr char kConditionSyncFailed[] = "SyncFailed";
 inline constexpr char kConditionProjectDenied[] = "ProjectDenied";        // its project refuses it
 inline constexpr char kConditionSyncWindowClosed[] = "SyncWindowClosed";  // a sync waits for its window
+inline constexpr char kConditionImageVerificationFailed[] = "ImageVerificationFailed";  // an image its project's rules refuse
 
 // Condition reasons (besides the types above, which double as reasons of their own condition).
 inline constexpr char kReasonSynced[] = "Synced";
 inline constexpr char kReasonOutOfSync[] = "OutOfSync";
 inline constexpr char kReasonRetriesExhausted[] = "RetriesExhausted";
 inline constexpr char kReasonPruneBlocked[] = "PruneBlocked";
+inline constexpr char kReasonTerminated[] = "Terminated";  // SyncFailed: a terminate request stopped it
 
 // Sync status of the application and of each resource ("Synced", "OutOfSync", "Missing", "Extra"
 // per resource: diff::Name).
@@ -54,6 +56,8 @@ inline constexpr char kOutOfSync[] = "OutOfSync";
 inline constexpr char kPhaseRunning[] = "Running";
 inline constexpr char kPhaseSucceeded[] = "Succeeded";
 inline constexpr char kPhaseFailed[] = "Failed";
+// Stopped by a terminate request (gantry.dev/terminate-requested); not retried at its revision.
+inline constexpr char kPhaseTerminated[] = "Terminated";
 
 // What started a sync.
 inline constexpr char kTriggerManual[] = "manual";
@@ -93,7 +97,7 @@ struct OperationState {
 
 struct HistoryEntry {
   std::string revision, started_at, finished_at;
-  std::string result;  // kPhaseSucceeded or kPhaseFailed
+  std::string result;  // kPhaseSucceeded, kPhaseFailed or kPhaseTerminated
   std::string message;
   friend bool operator==(const HistoryEntry&, const HistoryEntry&) = default;
 };
@@ -108,7 +112,7 @@ struct ApplicationStatus {
   std::optional<OperationState> operation;
   std::vector<HistoryEntry> history;
   std::vector<Condition> conditions;
-  std::string last_sync_request, last_refresh_request;
+  std::string last_sync_request, last_refresh_request, last_terminate_request;
   std::string reconciled_at;
 
   // The condition of `type`, or nullptr.

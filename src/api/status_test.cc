@@ -23,6 +23,7 @@ TEST(ApplicationStatus, RoundTripsThroughItsWireForm) {
   s.conditions.push_back({kConditionSyncFailed, true, kReasonPruneBlocked, "refusing to prune", "2026-12-06T01:00:05Z"});
   s.last_sync_request = "r1";
   s.last_refresh_request = "f1";
+  s.last_terminate_request = "t1";
   s.reconciled_at = "2026-12-06T01:00:06Z";
 
   value::Value v = ToValue(s);

@@ -199,6 +199,7 @@ void FillExit(int status, ProcessResult& r) {
 
 std::string LastLines(std::string_view text, int n) {
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
+  if (text.empty()) return "";
   size_t pos = text.size();
   for (int i = 0; i < n && pos != std::string_view::npos && pos > 0; ++i) {
     pos = text.rfind('\n', pos - 1);

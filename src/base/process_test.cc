@@ -94,6 +94,13 @@ TEST(RunChecked, FailureNamesProgramAndStderr) {
   EXPECT_NE(r.status().message().find("repository not found"), std::string::npos);
 }
 
+// A failed command that printed nothing made LastLines read past the end (std::out_of_range).
+TEST(RunChecked, FailureOfACommandThatPrintedNothing) {
+  auto r = RunChecked({"sh", "-c", "exit 3"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "sh failed: exit code 3");
+}
+
 TEST(Process, StopEndsALongRunningChild) {
   auto p = Process::Start({"sleep", "60"}, {});
   ASSERT_TRUE(p.ok());

@@ -316,7 +316,7 @@ void AddAgentCommand(CLI::App& app, const Deps& deps, int& exit_code) {
 
 void AddAppCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   auto o = std::make_shared<AppOptions>();
-  auto* cmd = app.add_subcommand("app", "Applications of the pull agent: list, sync, refresh, confirm-prune");
+  auto* cmd = app.add_subcommand("app", "Applications of the pull agent: list, sync, refresh, terminate, confirm-prune");
   cmd->require_subcommand(1);
   AddClusterFlags(cmd, o->cluster);
 
@@ -329,6 +329,11 @@ void AddAppCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   refresh->add_option("name", o->name, "Application")->required();
   refresh->callback([o, &deps, &exit_code] {
     exit_code = Report(RunAppRequest(*o, deps, "gantry.dev/refresh-requested", "refresh"), deps.err);
+  });
+  auto* terminate = cmd->add_subcommand("terminate", "Ask the agent to stop the Application's running sync");
+  terminate->add_option("name", o->name, "Application")->required();
+  terminate->callback([o, &deps, &exit_code] {
+    exit_code = Report(RunAppRequest(*o, deps, api::kTerminateRequested, "terminate"), deps.err);
   });
   auto* confirm = cmd->add_subcommand(
       "confirm-prune", "Approve the prunes waiting for confirmation (sync option Prune=confirm) and sync now");

@@ -20,6 +20,7 @@ void AddValidateCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddRenderCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddSyncCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddDiffCommand(CLI::App& app, const Deps& deps, int& exit_code);
+void AddPreviewCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddInstallCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddAgentCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddAppCommand(CLI::App& app, const Deps& deps, int& exit_code);
@@ -42,8 +43,9 @@ void AddInternalCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddImageBuildCommand(CLI::App& image, const Deps& deps, int& exit_code);
 void AddImageRegistryCommands(CLI::App& image, const Deps& deps, int& exit_code);
 void AddImageSignCommands(CLI::App& image, const Deps& deps, int& exit_code);
+void AddImageSbomCommand(CLI::App& image, const Deps& deps, int& exit_code);
 
-inline std::vector<AddCommand> Commands() { return {AddVersionCommand, AddValidateCommand, AddRenderCommand, AddDiffCommand, AddSyncCommand,
+inline std::vector<AddCommand> Commands() { return {AddVersionCommand, AddValidateCommand, AddRenderCommand, AddDiffCommand, AddPreviewCommand, AddSyncCommand,
           AddInstallCommand, AddAgentCommand, AddAppCommand,
           AddCiCommand, AddServerCommand, AddRunsCommand, AddLogsCommand, AddTokenCommand, AddRoleCommand, AddAuditCommand, AddNotificationsCommand, AddDeliverCommands,
           AddImageCommand, AddUpdateCommand, AddLoginCommand, AddPushCommand, AddInternalCommand}; }

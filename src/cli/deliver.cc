@@ -12,12 +12,15 @@
 
 #include "cli/deliver.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
 #include "cli/state.h"
+#include "oci/registry.h"
+#include "sign/policy.h"
 #include "cli/terminal.h"
 
 namespace gantry::cli {
@@ -32,8 +35,26 @@ void AddStateFlags(CLI::App* cmd, StateFlags& f) {
 std::filesystem::path StateDir(const StateFlags& f) { return StateDir(f.state_dir); }
 
 Result<deliver::Config> LoadState(const StateFlags& f) {
-  if (!f.config_dir.empty()) return deliver::LoadConfig(f.config_dir);
-  return deliver::LoadConfigDirIfExists(StateDir(f) / "config");
+  auto config = !f.config_dir.empty() ? deliver::LoadConfig(f.config_dir)
+                                      : deliver::LoadConfigDirIfExists(StateDir(f) / "config");
+  if (!config.ok()) return config;
+  if (std::all_of(config->projects.begin(), config->projects.end(),
+                  [](const project::Project& p) { return p.verification.empty(); })) {
+    return config;
+  }
+  // Deploys from the command line verify images as the server's do (registry credentials from the
+  // Docker config).
+  struct Policy {
+    std::unique_ptr<oci::Registry> registry;
+    std::unique_ptr<sign::ImagePolicy> policy;
+  };
+  auto policy = std::make_shared<Policy>();
+  GANTRY_ASSIGN_OR_RETURN(policy->registry, oci::NewHttpRegistry({}));
+  policy->policy = std::make_unique<sign::ImagePolicy>(sign::PolicyOptions{.registry = policy->registry.get()});
+  config->image_check = [policy](const project::Project& p, const std::string& env, kube::Client& cluster) {
+    return policy->policy->For(p, env, &cluster);
+  };
+  return config;
 }
 
 Result<std::unique_ptr<store::Store>> OpenStore(const StateFlags& f, const Deps& deps) {

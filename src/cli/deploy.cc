@@ -280,13 +280,21 @@ Status RunRollback(RollbackOptions o, const Deps& deps) {
   return RunAudited(*store, action, [&](LocalAction&) { return RollbackAs(o, config, *store, deps); });
 }
 
-// Asks the server to stop the app's running deploy, resume or rollback (POST .../terminate).
+// Asks the server to stop the app's running deploy, resume or rollback, and its pull targets'
+// running syncs (POST .../terminate).
 Status RunTerminate(const ServerClient& client, const std::string& app, const Deps& deps) {
   GANTRY_ASSIGN_OR_RETURN(std::string answer,
                           CallApi(client, "POST", fmt::format("/api/v1/apps/{}/terminate", QueryEscape(app))));
   GANTRY_ASSIGN_OR_RETURN(value::Value v, value::ParseJson(answer, "the server's answer"));
-  fmt::print(deps.out, "stopping the {} of {} at its next step (gantry deploy {} --resume continues a deploy)\n",
-             value::StringAt(&v, {"stopping"}), app, app);
+  std::string stopping = value::StringAt(&v, {"stopping"});
+  if (stopping != "sync") {
+    fmt::print(deps.out, "stopping the {} of {} at its next step (gantry deploy {} --resume continues a deploy)\n",
+               stopping, app, app);
+  }
+  const value::Value* pulls = v.Get("pull_targets");
+  for (size_t i = 0; pulls != nullptr && i < pulls->size(); ++i) {
+    fmt::print(deps.out, "asked the agent of cluster {} to stop the sync of {}\n", value::StringAt(pulls, {i, "cluster"}), app);
+  }
   return OkStatus();
 }
 
@@ -352,7 +360,8 @@ void AddDeployCommands(CLI::App& app, const Deps& deps, int& exit_code) {
   });
 
   auto t = std::make_shared<std::pair<ServerClient, std::string>>();
-  auto* tm = app.add_subcommand("terminate", "Stop the deploy, resume or rollback a Gantry server runs for an app");
+  auto* tm = app.add_subcommand("terminate", "Stop the deploy, resume or rollback a Gantry server runs for an app, "
+                                             "and its pull targets' running syncs");
   tm->add_option("APP", t->second, "Application name")->required();
   AddServerClientFlags(tm, t->first);
   tm->callback([t, &deps, &exit_code] { exit_code = Report(RunTerminate(t->first, t->second, deps), deps.err); });

@@ -26,6 +26,7 @@ void AddImageCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   AddImageBuildCommand(*image, deps, exit_code);
   AddImageRegistryCommands(*image, deps, exit_code);
   AddImageSignCommands(*image, deps, exit_code);
+  AddImageSbomCommand(*image, deps, exit_code);
 }
 
 }  // namespace gantry::cli

@@ -91,12 +91,26 @@ struct HistoryOptions {
   int limit = 20;
 };
 
+// What was signed of a release's images: "sig+prov+sbom" per image (the parts present), "-" for
+// none. The digests themselves are in the API's release JSON (supply_chain).
+std::string SupplyChainSummary(const store::Release& r) {
+  std::vector<std::string> out;
+  for (const auto& [name, c] : r.supply_chain) {
+    std::vector<std::string> parts;
+    if (!c.signature.empty()) parts.push_back("sig");
+    if (!c.provenance.empty()) parts.push_back("prov");
+    if (!c.sbom.empty()) parts.push_back("sbom");
+    out.push_back(fmt::format("{}", fmt::join(parts, "+")));
+  }
+  return out.empty() ? "-" : fmt::format("{}", fmt::join(out, " "));
+}
+
 // The ledger: app commit → CI run → image digest → config commit → where it went.
 Status RunHistory(const HistoryOptions& o, const Deps& deps) {
   GANTRY_ASSIGN_OR_RETURN(auto store, OpenStore(o.state, deps));
   GANTRY_ASSIGN_OR_RETURN(std::vector<store::Release> releases, store->ListReleases(o.app, o.limit));
   std::vector<std::vector<std::string>> table{
-      {"RELEASE", "CREATED", "REVISION", "RUN", "IMAGE", "CONFIG", "BY", "PULL REQUEST", "TARGETS"}};
+      {"RELEASE", "CREATED", "REVISION", "RUN", "IMAGE", "SIGNED", "CONFIG", "BY", "PULL REQUEST", "TARGETS"}};
   for (const auto& r : releases) {
     auto targets = store->ListTargets(r.id);
     std::vector<std::string> parts;
@@ -108,6 +122,7 @@ Status RunHistory(const HistoryOptions& o, const Deps& deps) {
     }
     table.push_back({std::to_string(r.id), Rfc3339(r.created_at), r.source_revision.substr(0, 12),
                      r.run_id ? std::to_string(*r.run_id) : "-", images.empty() ? "-" : fmt::format("{}", fmt::join(images, " ")),
+                     SupplyChainSummary(r),
                      r.config_revision == r.source_revision ? "-" : r.config_revision.substr(0, 12), r.started_by,
                      r.pull_request == 0 ? "-" : r.pull_request_url.empty() ? fmt::format("#{}", r.pull_request) : r.pull_request_url,
                      fmt::format("{}", fmt::join(parts, " "))});

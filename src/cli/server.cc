@@ -34,6 +34,7 @@
 #include "oci/registry.h"
 #include "render/git_sources.h"
 #include "release/release.h"
+#include "sign/policy.h"
 #include "sign/sign.h"
 #include "oidc/oidc.h"
 #include "server/browser_login.h"
@@ -47,6 +48,7 @@
 #include "server/links.h"
 #include "server/forge_statuses.h"
 #include "server/pull_merges.h"
+#include "server/previews.h"
 #include "server/notifications.h"
 #include "server/pull_watch.h"
 #include "server/server_metrics.h"
@@ -110,6 +112,7 @@ struct ServerFlags {
   std::string notifications_config;  // "": no notifications
   std::string signing_key;  // PEM private key: built images are signed and attested ("": not)
   std::string builder_id;   // the provenance's builder id ("": --public-url + "/ci")
+  std::string commit_signing_key;  // OpenSSH or PEM Ed25519 key: config commits are signed ("": not)
   std::vector<std::string> forges;   // --forge 'PREFIX type=... token-env=...' (server/forge_statuses.h)
 };
 
@@ -149,6 +152,17 @@ Result<std::string> SecretFromEnv(const std::string& flag, const std::string& en
   return std::string(v);
 }
 
+// The public keys GET /api/v1/signing-keys publishes.
+server::SigningKeys SigningKeys(const release::ReleaseServices& s) {
+  server::SigningKeys k;
+  if (s.signing_key) k.images = s.signing_key->Public().Pem();
+  if (s.commit_signer) {
+    k.commits = s.commit_signer->PublicKeyLine();
+    k.commit_principal = s.author.email;
+  }
+  return k;
+}
+
 // The release flow's options of the flags (release/release.h).
 Status ReleaseOptions(const ServerFlags& f, ServerOptions& o) {
   release::ReleaseServices& s = o.release;
@@ -159,6 +173,13 @@ Status ReleaseOptions(const ServerFlags& f, ServerOptions& o) {
     auto key = sign::ParsePrivateKey(*pem, f.signing_key);
     if (!key.ok()) return key.status().WithContext("--signing-key");
     s.signing_key = *std::move(key);
+  }
+  if (!f.commit_signing_key.empty()) {
+    auto text = ReadFile(f.commit_signing_key, 1 << 20);
+    if (!text.ok()) return text.status().WithContext("--commit-signing-key");
+    auto signer = sign::SshSigner::Parse(*text, f.commit_signing_key);
+    if (!signer.ok()) return signer.status().WithContext("--commit-signing-key");
+    s.commit_signer = *std::move(signer);
   }
   if (!f.builder_id.empty()) {
     s.builder_id = f.builder_id;
@@ -346,6 +367,7 @@ struct ReleaseParts {
   std::unique_ptr<git::Mirrors> mirrors;
   std::shared_ptr<render::GitSources> remote_bases;  // remote Kustomize bases of push deploys
   std::unique_ptr<oci::Registry> registry;
+  std::unique_ptr<sign::ImagePolicy> image_policy;  // over registry: push deploys verify images
 };
 
 // Completes o.release (store, config mirrors, registry, push-mode config and connections).
@@ -378,6 +400,13 @@ Result<ReleaseParts> SetUpRelease(ServerOptions& o, store::Store& store, const D
   if (!o.deliver_config.empty()) {
     GANTRY_ASSIGN_OR_RETURN(deliver::Config config, deliver::LoadConfigDirIfExists(o.deliver_config));
     GANTRY_RETURN_IF_ERROR(deliver::PromotionOrder(config).status().WithContext("--deliver-config " + o.deliver_config));
+    // Push deploys verify images against their projects' verification rules before applying,
+    // with the server's registry client; secretRef keys are read from the destination cluster.
+    parts.image_policy = std::make_unique<sign::ImagePolicy>(sign::PolicyOptions{.registry = parts.registry.get()});
+    config.image_check = [policy = parts.image_policy.get()](const project::Project& p, const std::string& env,
+                                                             kube::Client& cluster) {
+      return policy->For(p, env, &cluster);
+    };
     s.deliver_config = std::move(config);
   }
   s.connect = [&deps](const deliver::Cluster& c) { return deps.connect_cluster(c, {}); };
@@ -507,6 +536,20 @@ Status RunServer(ServerOptions o, const Deps& deps) {
       return p->Open(url, spec);
     };
   }
+  // Pull-request previews of the config repository (docs/forges.md): computed on their own thread,
+  // their comments put into the same outbox.
+  std::unique_ptr<server::Previews> previews;
+  if (forge_statuses && o.release.deliver_config && renderer) {
+    previews = std::make_unique<server::Previews>(server::PreviewsOptions{.store = &**st,
+                                                                          .config = &*o.release.deliver_config,
+                                                                          .renderer = renderer,
+                                                                          .connect = o.release.connect,
+                                                                          .config_repo = o.deploy_repo,
+                                                                          .forges = o.forges,
+                                                                          .path_template = o.release.path_template,
+                                                                          .clock = deps.clock});
+    o.front.on_pull_request = [p = previews.get()](const webhook::Event& e) { p->Offer(e); };
+  }
   server::Front front("server", o.http);
   front.AddHealth();
   front.CountWebhooks(metrics.webhook_deliveries());
@@ -538,7 +581,8 @@ Status RunServer(ServerOptions o, const Deps& deps) {
                                                     .repos = o.ci.repos,
                                                     .metrics = &registry,
                                                     .config_repo = o.deploy_repo,
-                                                    .links = o.links}));
+                                                    .links = o.links,
+                                                    .signing_keys = SigningKeys(o.release)}));
   std::optional<server::Front> metrics_front;
   if (o.metrics) {
     metrics_front.emplace("server metrics", *o.metrics);
@@ -567,6 +611,7 @@ Status RunServer(ServerOptions o, const Deps& deps) {
   ci_server.Stop();
   if (notification_feed) notification_feed->Stop();
   if (notifier) notifier->Stop();
+  if (previews) previews->Stop();
   if (forge_statuses) forge_statuses->Stop();
   if (pull_merges) pull_merges->Stop();
   return OkStatus();
@@ -640,6 +685,9 @@ void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code) {
                   "PEM private key (ECDSA P-256 or Ed25519, mode 0600): sign and attest every image built "
                   "(docs/supply-chain.md)");
   cmd->add_option("--builder-id", f->builder_id, "The builder id of the provenance (default --public-url + /ci)");
+  cmd->add_option("--commit-signing-key", f->commit_signing_key,
+                  "Ed25519 private key (OpenSSH or PEM, unencrypted, mode 0600): SSH-sign every config commit; the "
+                  "public key is served at /api/v1/signing-keys (docs/supply-chain.md)");
   cmd->add_option("--deploy-repo", f->deploy_repo,
                   "Config repository that deploys asked for through the API render (default: the only --config-repo)");
   cmd->add_option("--kustomize-remote-host", f->kustomize_remote_hosts,

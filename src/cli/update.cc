@@ -18,7 +18,7 @@
 #include "cli/deps.h"
 #include "cli/exit.h"
 #include "cli/source.h"
-#include "forge/pulls.h"
+#include "forge/forge.h"
 #include "git/git.h"
 #include "server/forge_statuses.h"
 #include "update/update.h"
@@ -190,13 +190,13 @@ Status RunGit(const UpdateOptions& o, const Deps& deps) {
   if (o.forge && result.committed) {
     std::string body = "Image update by `gantry update`:\n\n";
     for (const update::Change& c : result.changes) body += fmt::format("- `{}`\n", c.ToString());
-    GANTRY_ASSIGN_OR_RETURN(auto pulls, forge::PullRequests::New(o.forge->options));
-    GANTRY_ASSIGN_OR_RETURN(
-        forge::PullRequest pr,
-        pulls->OpenOrUpdate(o.forge_repo, {.head = o.git.push_branch,
-                                           .base = o.git.branch,
-                                           .title = fmt::format("update images in {}", o.git.path.empty() ? "/" : o.git.path),
-                                           .body = std::move(body)}));
+    GANTRY_ASSIGN_OR_RETURN(auto forge, forge::New(o.forge->options));
+    GANTRY_ASSIGN_OR_RETURN(forge::PullRequest pr,
+                            forge->OpenOrUpdatePullRequest(
+                                o.forge_repo, {.head = o.git.push_branch,
+                                               .base = o.git.branch,
+                                               .title = fmt::format("update images in {}", o.git.path.empty() ? "/" : o.git.path),
+                                               .body = std::move(body)}));
     fmt::print(deps.err, "{} pull request #{} {}\n", pr.created ? "opened" : "updated", pr.number, pr.url);
   }
   return Skipped(result.skipped, deps);

@@ -51,6 +51,7 @@
 #include "render/render.h"
 #include "project/project.h"
 #include "store/store.h"
+#include "sync/sync.h"
 #include "value/value.h"
 
 namespace gantry::deliver {
@@ -91,6 +92,10 @@ struct Config {
   std::vector<Cluster> clusters;
   std::vector<Environment> environments;  // in declaration order
   std::vector<project::Project> projects;  // kind: Project (project/project.h), the same YAML as a pull cluster's
+  // Not from YAML: verifies the images a deploy applies to a cluster against the project's
+  // verification rules for the environment, reading secretRef keys through the destination's client
+  // (sign::ImagePolicy::For; `gantry server` sets it). Empty: images are not verified.
+  std::function<sync::ImageCheck(const project::Project&, const std::string& env, kube::Client& cluster)> image_check;
 
   // The project named `name`: the configured one, else project::DefaultProject() for "default";
   // NotFound naming the known projects otherwise.
@@ -188,6 +193,7 @@ struct DeployOptions {
   std::string source_revision;                  // the app commit it was built from ("" : the commit)
   std::optional<int64_t> run_id;                // the CI run that built it
   std::map<std::string, std::string> image_digests;
+  std::map<std::string, store::ImageSupplyChain> supply_chain;  // of images of image_digests, when signed
   std::string only_env;                         // deploy to this environment only
   std::string through;                          // deploy up to and including this one ("" : all)
   std::string path_template = "envs/{env}";
@@ -240,8 +246,9 @@ class Deployment {
   // Does the next piece of work; false when the deployment has ended (see state().phase).
   bool Step();
   const DeployState& state() const { return state_; }
-  // Stops at the next step boundary (a running sync stops between its own steps); the ledger
-  // keeps pending/applying targets, so Resume() continues. Thread-safe.
+  // Stops at the next step boundary; a running sync stops at its next check (sync::Options::stop:
+  // within 250 ms also while it waits for health), applying nothing more. The ledger keeps
+  // pending/applying targets, so Resume() continues. Thread-safe.
   void Terminate() { terminate_.store(true); }
   const DeployState& Run() {
     while (Step()) {
@@ -270,7 +277,7 @@ struct RollbackOptions {
   std::chrono::milliseconds health_timeout{300'000};
   int cluster_parallelism = 4;
   Clock* clock = nullptr;  // health waits; nullptr: SystemClock()
-  // Set (from any thread): the rollback stops between its syncs' steps, leaving the older
+  // Set (from any thread): the rollback's syncs stop at their next check (as a deploy's), leaving the older
   // release's targets applying; running the same rollback again (with to_release) continues.
   const std::atomic<bool>* cancel = nullptr;
   // Called once the releases are known (from, to), before any cluster is touched.

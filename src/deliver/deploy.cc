@@ -113,6 +113,8 @@ struct ApplyContext {
   int parallelism = 4;
   Clock* clock = nullptr;
   std::string started_by;  // who: the audit row of a window override
+  // Config::image_check: the images of each cluster's objects are verified before they are applied.
+  std::function<sync::ImageCheck(const project::Project&, const std::string&, kube::Client&)> image_check = nullptr;
   // Renders again for a cluster's Capabilities (a Helm chart); null when the objects do not
   // depend on the cluster.
   std::function<Result<std::vector<value::Value>>(const kube::Capabilities&)> render_for = nullptr;
@@ -230,6 +232,9 @@ store::Target ApplyCluster(const ApplyContext& ctx, const Cluster& cluster, stor
   so.wait_for_health = ctx.wait_for_health;
   so.timeout = ctx.health_timeout;
   so.clock = ctx.clock;
+  // Terminate() reaches the operation in the middle of its health waits, not only between steps.
+  so.stop = [&terminate = ctx.terminate] { return terminate.load(); };
+  if (ctx.image_check) so.check_images = ctx.image_check(ctx.project, ctx.env, **client);
   // The engine's path, as the agent takes it: prepare, read (from a watch of each kind the app
   // has, started for this apply), compare, then the operation, whose health waits end on the
   // watch's events. The cache is declared after the client: it stops first.
@@ -251,10 +256,7 @@ store::Target ApplyCluster(const ApplyContext& ctx, const Cluster& cluster, stor
         }
       },
       cache.get());
-  while (op->Step()) {
-    if (ctx.terminate.load()) op->Terminate();
-  }
-  const sync::State& s = op->state();
+  const sync::State& s = op->Run();
   const uint64_t requests = (*client)->request_count() - requests_at_start;
   if (s.phase == sync::Phase::kTerminated) {
     // Left applying in the ledger: a resumed deploy applies it again.
@@ -478,6 +480,7 @@ Result<std::unique_ptr<Deployment>> Deployment::Start(store::Store& store, Confi
   rel.config_revision = options.config_revision.empty() ? commit : options.config_revision;
   rel.run_id = options.run_id;
   rel.image_digests = options.image_digests;
+  rel.supply_chain = options.supply_chain;
   rel.started_by = options.started_by;
   rel.note = EncodePlan({envs, options.path_template, options.revision});
   rel.project = options.project == "default" ? "" : options.project;
@@ -603,6 +606,7 @@ bool Deployment::Step() {
                        env->name, m.options.default_namespace,
                        m.options.create_namespace, m.options.prune, env->gates.healthy, m.options.health_timeout,
                        m.options.cluster_parallelism, m.options.clock, m.options.started_by};
+      ctx.image_check = m.config.image_check;
       std::vector<std::pair<const Cluster*, store::Target>> work;
       for (store::Target* t : targets_of_env()) {
         if (t->state == store::TargetState::kHealthy) continue;  // done before an interruption
@@ -768,6 +772,7 @@ Result<RollbackResult> Rollback(store::Store& store, const Config& config, const
                    options.default_namespace, true,
                    options.prune, env->gates.healthy, options.health_timeout, options.cluster_parallelism,
                    options.clock, options.started_by};
+  ctx.image_check = config.image_check;
   std::vector<std::pair<const Cluster*, store::Target>> work;
   for (const Cluster* c : config.ClustersOf(*env)) {
     store::Target t{.release_id = target_release.id, .env = options.env, .cluster = c->name};

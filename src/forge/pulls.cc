@@ -1,13 +1,12 @@
-// Pull requests over http::Client: one request builder per call and forge, the answers read with
-// value::, refusals through internal::Refusal (forge.h's errors).
-
-#include "forge/pulls.h"
+// Forge's pull-request calls (forge.h lists them per forge): one request per call and forge over
+// internal::Api, the answers read with value::.
 
 #include <array>
 
 #include <fmt/format.h>
 
-#include "forge/internal/rest.h"
+#include "base/percent.h"
+#include "forge/internal/api.h"
 #include "value/value.h"
 
 namespace gantry::forge {
@@ -38,8 +37,8 @@ PullRequest PullFrom(Kind kind, const value::Value& v) {
 }
 
 Result<value::Value> Json(const http::ClientResponse& r, std::string_view what) {
-  auto v = value::ParseJson(r.body, what);
-  if (!v.ok()) return InternalError("{}: the forge's answer is not JSON: {}", what, v.status().message());
+  auto v = value::ParseJson(r.body, "answer");
+  if (!v.ok()) return InvalidArgumentError("{}: the forge's answer is not JSON: {}", what, v.status().message());
   return v;
 }
 
@@ -50,6 +49,52 @@ State CheckState(std::string_view s) {
   if (s == "error" || s == "canceled" || s == "warning") return State::kError;
   if (s == "running") return State::kRunning;
   return State::kPending;
+}
+
+// The URL of repository `repo` (GitLab: of its project).
+std::string Repo(const Options& o, std::string_view repo) {
+  if (o.kind == Kind::kGitLab) return fmt::format("{}/projects/{}", o.api_url, PercentEncode(repo));
+  return fmt::format("{}/repos/{}", o.api_url, repo);
+}
+
+// The URL of pull request `number` of `repo`.
+std::string Pull(const Options& o, std::string_view repo, int64_t number) {
+  return fmt::format("{}/{}/{}", Repo(o, repo), o.kind == Kind::kGitLab ? "merge_requests" : "pulls", number);
+}
+
+// The open pull requests from spec.head into spec.base.
+Result<std::vector<PullRequest>> ListOpen(const internal::Api& api, std::string_view repo, const PullRequestSpec& spec,
+                                          std::string_view what) {
+  const Options& o = api.options();
+  std::vector<PullRequest> out;
+  for (int page = 1; page <= kMaxPages; ++page) {
+    std::string url;
+    switch (o.kind) {
+      case Kind::kGitea: url = fmt::format("{}/pulls?state=open&page={}&limit=50", Repo(o, repo), page); break;
+      case Kind::kGitHub: {
+        const std::string owner(repo.substr(0, repo.find('/')));
+        url = fmt::format("{}/pulls?state=open&head={}&base={}&per_page=100", Repo(o, repo),
+                          PercentEncode(owner + ":" + spec.head), PercentEncode(spec.base));
+        break;
+      }
+      case Kind::kGitLab:
+        url = fmt::format("{}/merge_requests?state=opened&source_branch={}&target_branch={}", Repo(o, repo),
+                          PercentEncode(spec.head), PercentEncode(spec.base));
+        break;
+    }
+    GANTRY_ASSIGN_OR_RETURN(http::ClientResponse r, api.Call("GET", std::move(url), "", what));
+    GANTRY_ASSIGN_OR_RETURN(value::Value v, Json(r, what));
+    if (!v.IsSeq()) return InvalidArgumentError("{}: the forge answered the list of pull requests with {:.80}", what, r.body);
+    for (const value::Value& item : v.items()) {
+      // Filtered here too: Gitea's list has no head filter.
+      const bool gitlab = o.kind == Kind::kGitLab;
+      const std::string head = gitlab ? value::StringAt(&item, {"source_branch"}) : value::StringAt(&item, {"head", "ref"});
+      const std::string base = gitlab ? value::StringAt(&item, {"target_branch"}) : value::StringAt(&item, {"base", "ref"});
+      if (head == spec.head && base == spec.base) out.push_back(PullFrom(o.kind, item));
+    }
+    if (o.kind != Kind::kGitea || v.items().size() < 50 || !out.empty()) break;
+  }
+  return out;
 }
 
 }  // namespace
@@ -80,129 +125,70 @@ Verdict Evaluate(const std::vector<Check>& checks, const std::vector<std::string
       if (c->state != State::kSuccess) return {Verdict::kWait, fmt::format("waiting for check {} ({})", c->context, Name(c->state))};
     return {Verdict::kMerge, ""};
   }
-  for (const std::string& want : required) {
-    const Check* found = nullptr;
+  auto find = [&](const std::string& want) -> const Check* {
     for (const Check* c : latest)
-      if (c->context == want) found = c;
+      if (c->context == want) return c;
+    return nullptr;
+  };
+  for (const std::string& want : required) {
+    const Check* found = find(want);
     if (found != nullptr && failed(*found)) return {Verdict::kFail, fmt::format("required check {} is {}", want, Name(found->state))};
   }
   for (const std::string& want : required) {
-    const Check* found = nullptr;
-    for (const Check* c : latest)
-      if (c->context == want) found = c;
+    const Check* found = find(want);
     if (found == nullptr) return {Verdict::kWait, fmt::format("waiting for required check {} (not reported yet)", want)};
     if (found->state != State::kSuccess) return {Verdict::kWait, fmt::format("waiting for required check {} ({})", want, Name(found->state))};
   }
   return {Verdict::kMerge, ""};
 }
 
-PullRequests::PullRequests(Options options)
-    : options_(std::move(options)), client_(internal::ClientOptions(options_)) {}
+namespace internal {
 
-Result<std::unique_ptr<PullRequests>> PullRequests::New(Options options) {
-  // The same checks as the status client's.
-  GANTRY_RETURN_IF_ERROR(forge::New(options).status());
-  while (options.api_url.ends_with('/')) options.api_url.pop_back();
-  return std::unique_ptr<PullRequests>(new PullRequests(std::move(options)));
-}
-
-std::string PullRequests::Repo(std::string_view repo) const {
-  if (options_.kind == Kind::kGitLab) return fmt::format("{}/projects/{}", options_.api_url, internal::Segment(repo));
-  return fmt::format("{}/repos/{}", options_.api_url, repo);
-}
-
-Result<http::ClientResponse> PullRequests::Call(std::string method, std::string url, std::string body) const {
-  http::ClientRequest req{.method = std::move(method), .url = std::move(url), .body = std::move(body)};
-  internal::Authorize(options_, req);
-  return client_.Send(req);
-}
-
-Result<std::vector<PullRequest>> PullRequests::ListOpen(std::string_view repo, const PullRequestSpec& spec) const {
-  std::vector<PullRequest> out;
-  for (int page = 1; page <= kMaxPages; ++page) {
-    std::string url;
-    switch (options_.kind) {
-      case Kind::kGitea: url = fmt::format("{}/pulls?state=open&page={}&limit=50", Repo(repo), page); break;
-      case Kind::kGitHub: {
-        const std::string owner = std::string(repo.substr(0, repo.find('/')));
-        url = fmt::format("{}/pulls?state=open&head={}&base={}&per_page=100", Repo(repo),
-                          internal::Segment(owner + ":" + spec.head), internal::Segment(spec.base));
-        break;
-      }
-      case Kind::kGitLab:
-        url = fmt::format("{}/merge_requests?state=opened&source_branch={}&target_branch={}", Repo(repo),
-                          internal::Segment(spec.head), internal::Segment(spec.base));
-        break;
-    }
-    GANTRY_ASSIGN_OR_RETURN(http::ClientResponse r, Call("GET", url, ""));
-    if (r.status != 200) return internal::Refusal(options_.kind, r, "pull request");
-    GANTRY_ASSIGN_OR_RETURN(value::Value v, Json(r, "pull requests"));
-    if (!v.IsSeq()) return InternalError("the list of pull requests is not a JSON array");
-    for (const value::Value& item : v.items()) {
-      // Filtered here too: Gitea's list has no head filter.
-      const std::string ref = options_.kind == Kind::kGitLab ? value::StringAt(&item, {"source_branch"})
-                                                             : value::StringAt(&item, {"head", "ref"});
-      const std::string base = options_.kind == Kind::kGitLab ? value::StringAt(&item, {"target_branch"})
-                                                              : value::StringAt(&item, {"base", "ref"});
-      if (ref == spec.head && base == spec.base) out.push_back(PullFrom(options_.kind, item));
-    }
-    if (options_.kind != Kind::kGitea || v.items().size() < 50 || !out.empty()) break;
-  }
-  return out;
-}
-
-Result<PullRequest> PullRequests::OpenOrUpdate(std::string_view repo, const PullRequestSpec& spec) const {
+Result<PullRequest> OpenOrUpdatePullRequest(const Api& api, std::string_view repo, const PullRequestSpec& spec) {
+  const Options& o = api.options();
   const std::string what = fmt::format("open or update the pull request {} → {} on {} {}", spec.head, spec.base,
-                                       Name(options_.kind), repo);
+                                       Name(o.kind), repo);
   if (spec.head.empty() || spec.base.empty() || spec.title.empty()) {
     return InvalidArgumentError("{}: the head, base and title are required", what);
   }
-  auto open = ListOpen(repo, spec);
-  if (!open.ok()) return open.status().WithContext(what);
-  const bool gitlab = options_.kind == Kind::kGitLab;
+  GANTRY_ASSIGN_OR_RETURN(std::vector<PullRequest> open, ListOpen(api, repo, spec, what));
+  const bool gitlab = o.kind == Kind::kGitLab;
   value::Value body = value::Value::Map();
   body.Set("title", spec.title);
   body.Set(gitlab ? "description" : "body", spec.body);
-  std::string method = "POST", url = Repo(repo) + (gitlab ? "/merge_requests" : "/pulls");
-  if (!open->empty()) {
+  std::string method = "POST", url = Repo(o, repo) + (gitlab ? "/merge_requests" : "/pulls");
+  if (!open.empty()) {
     method = gitlab ? "PUT" : "PATCH";
-    url += fmt::format("/{}", open->front().number);
+    url = Pull(o, repo, open.front().number);
   } else {
     body.Set(gitlab ? "source_branch" : "head", spec.head);
     body.Set(gitlab ? "target_branch" : "base", spec.base);
   }
-  auto r = Call(method, url, value::ToJson(body));
-  if (!r.ok()) return r.status().WithContext(what);
-  if (r->status < 200 || r->status >= 300) return internal::Refusal(options_.kind, *r, "pull request").WithContext(what);
-  auto v = Json(*r, "pull request");
-  if (!v.ok()) return v.status().WithContext(what);
-  PullRequest pr = PullFrom(options_.kind, *v);
-  pr.created = open->empty();
-  if (pr.number <= 0) return InternalError("{}: the answer names no pull request number", what);
+  GANTRY_ASSIGN_OR_RETURN(http::ClientResponse r, api.Call(method, std::move(url), value::ToJson(body), what));
+  GANTRY_ASSIGN_OR_RETURN(value::Value v, Json(r, what));
+  PullRequest pr = PullFrom(o.kind, v);
+  pr.created = open.empty();
+  if (pr.number <= 0) return InvalidArgumentError("{}: the forge's answer names no pull request number: {:.80}", what, r.body);
   return pr;
 }
 
-Result<PullRequest> PullRequests::Get(std::string_view repo, int64_t number) const {
-  const std::string what = fmt::format("read pull request {} of {} {}", number, Name(options_.kind), repo);
-  auto r = Call("GET", fmt::format("{}/{}/{}", Repo(repo), options_.kind == Kind::kGitLab ? "merge_requests" : "pulls", number), "");
-  if (!r.ok()) return r.status().WithContext(what);
-  if (r->status != 200) return internal::Refusal(options_.kind, *r, "pull request").WithContext(what);
-  auto v = Json(*r, "pull request");
-  if (!v.ok()) return v.status().WithContext(what);
-  return PullFrom(options_.kind, *v);
+Result<PullRequest> GetPullRequest(const Api& api, std::string_view repo, int64_t number) {
+  const Options& o = api.options();
+  const std::string what = fmt::format("read pull request {} of {} {}", number, Name(o.kind), repo);
+  GANTRY_ASSIGN_OR_RETURN(http::ClientResponse r, api.Call("GET", Pull(o, repo, number), "", what));
+  GANTRY_ASSIGN_OR_RETURN(value::Value v, Json(r, what));
+  return PullFrom(o.kind, v);
 }
 
-Result<std::vector<Check>> PullRequests::Checks(std::string_view repo, std::string_view sha) const {
-  const std::string what = fmt::format("read the checks of commit {} of {} {}", sha.substr(0, 12), Name(options_.kind), repo);
-  const bool gitlab = options_.kind == Kind::kGitLab;
-  std::string url = gitlab ? fmt::format("{}/repository/commits/{}/statuses?per_page=100", Repo(repo), internal::Segment(sha))
-                           : fmt::format("{}/commits/{}/status?per_page=100", Repo(repo), internal::Segment(sha));
-  auto r = Call("GET", url, "");
-  if (!r.ok()) return r.status().WithContext(what);
-  if (r->status != 200) return internal::Refusal(options_.kind, *r, "commit").WithContext(what);
-  auto v = Json(*r, "statuses");
-  if (!v.ok()) return v.status().WithContext(what);
-  const value::Value* list = gitlab ? &*v : v->Get("statuses");
+Result<std::vector<Check>> Checks(const Api& api, std::string_view repo, std::string_view sha) {
+  const Options& o = api.options();
+  const std::string what = fmt::format("read the checks of commit {} of {} {}", sha.substr(0, 12), Name(o.kind), repo);
+  const bool gitlab = o.kind == Kind::kGitLab;
+  std::string url = fmt::format("{}/{}/{}{}?per_page=100", Repo(o, repo), gitlab ? "repository/commits" : "commits",
+                                PercentEncode(sha), gitlab ? "/statuses" : "/status");
+  GANTRY_ASSIGN_OR_RETURN(http::ClientResponse r, api.Call("GET", std::move(url), "", what));
+  GANTRY_ASSIGN_OR_RETURN(value::Value v, Json(r, what));
+  const value::Value* list = gitlab ? &v : v.Get("statuses");
   std::vector<Check> out;
   if (list == nullptr || !list->IsSeq()) return out;  // GitHub and Gitea: null when there are none
   for (const value::Value& s : list->items()) {
@@ -217,13 +203,13 @@ Result<std::vector<Check>> PullRequests::Checks(std::string_view repo, std::stri
   return out;
 }
 
-Status PullRequests::Merge(std::string_view repo, int64_t number, std::string_view sha, MergeMethod method) const {
-  const std::string what = fmt::format("merge pull request {} of {} {} at {} ({})", number, Name(options_.kind), repo,
+Status MergePullRequest(const Api& api, std::string_view repo, int64_t number, std::string_view sha, MergeMethod method) {
+  const Options& o = api.options();
+  const std::string what = fmt::format("merge pull request {} of {} {} at {} ({})", number, Name(o.kind), repo,
                                        sha.substr(0, 12), Name(method));
   value::Value body = value::Value::Map();
   std::string verb = "PUT";
-  std::string url = fmt::format("{}/pulls/{}/merge", Repo(repo), number);
-  switch (options_.kind) {
+  switch (o.kind) {
     case Kind::kGitea:
       verb = "POST";
       body.Set("Do", std::string(Name(method)));
@@ -237,23 +223,22 @@ Status PullRequests::Merge(std::string_view repo, int64_t number, std::string_vi
       if (method == MergeMethod::kRebase) {
         return InvalidArgumentError("{}: GitLab rebases by the project's merge method, not per merge: use merge or squash", what);
       }
-      url = fmt::format("{}/merge_requests/{}/merge", Repo(repo), number);
       body.Set("sha", std::string(sha));
       body.Set("squash", method == MergeMethod::kSquash);
       break;
   }
-  auto r = Call(verb, url, value::ToJson(body));
-  if (!r.ok()) return r.status().WithContext(what);
-  if (r->status >= 200 && r->status < 300) return OkStatus();
-  const std::string message = internal::ForgeMessage(r->body);
+  GANTRY_ASSIGN_OR_RETURN(http::ClientResponse r, api.Send(verb, Pull(o, repo, number) + "/merge", value::ToJson(body), what));
+  if (r.status >= 200 && r.status < 300) return OkStatus();
+  const std::string message = ForgeMessage(r.body);
   // The head moved: GitHub "Head branch was modified", Gitea "head out of date", GitLab "SHA does not match".
-  if (r->status == 409) return AbortedError("{}: the head moved (HTTP 409: {})", what, message);
-  if (r->status == 405 || r->status == 406 || (options_.kind == Kind::kGitLab && r->status == 422)) {
+  if (r.status == 409) return AbortedError("{}: the head moved (HTTP 409: {})", what, message);
+  if (r.status == 405 || r.status == 406 || (o.kind == Kind::kGitLab && r.status == 422)) {
     // Gitea answers 405 for a merged pull request too.
     if (message.find("already merged") != std::string::npos) return OkStatus();
-    return FailedPreconditionError("{}: the forge will not merge it now (HTTP {}: {})", what, r->status, message);
+    return FailedPreconditionError("{}: the forge will not merge it now (HTTP {}: {})", what, r.status, message);
   }
-  return internal::Refusal(options_.kind, *r, "pull request").WithContext(what);
+  return api.Refusal(r).WithContext(what);
 }
 
+}  // namespace internal
 }  // namespace gantry::forge

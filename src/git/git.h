@@ -105,6 +105,10 @@ struct PushRequest {
   // commit on start_point with the same tree) is left alone. For a branch Gantry owns, such as the
   // head of a release's pull request.
   bool force = false;
+  // Signs each commit: given the commit object's text, returns the signature stored in its
+  // `gpgsig` header (an armored SSH signature, sign/sshsig.h, or a PGP one), over which `git
+  // verify-commit` checks it. Unset: commits are not signed. Its error fails the commit.
+  std::function<Result<std::string>(std::string_view commit)> sign;
 };
 
 // One commit of a history (Log).

@@ -966,10 +966,29 @@ Result<git_oid> CreateCommit(git_repository* repo, const git_oid& tree_id, const
   SigPtr owned_sig(sig);
   const git_commit* parents[] = {parent};
   git_oid id;
-  if (int err = git_commit_create(&id, repo, nullptr, sig, sig, nullptr, request.message.c_str(), tree,
-                                  parent != nullptr ? 1 : 0, parents);
+  if (!request.sign) {
+    if (int err = git_commit_create(&id, repo, nullptr, sig, sig, nullptr, request.message.c_str(), tree,
+                                    parent != nullptr ? 1 : 0, parents);
+        err != 0) {
+      return GitError(err, "create commit");
+    }
+    return id;
+  }
+  // Signed: the commit's text, its signature over that text, then the object with a gpgsig header.
+  git_buf content = GIT_BUF_INIT;
+  if (int err = git_commit_create_buffer(&content, repo, sig, sig, nullptr, request.message.c_str(), tree,
+                                         parent != nullptr ? 1 : 0, parents);
       err != 0) {
     return GitError(err, "create commit");
+  }
+  std::string text(content.ptr, content.size);
+  git_buf_dispose(&content);
+  auto signature = request.sign(text);
+  if (!signature.ok()) return signature.status().WithContext("sign the commit");
+  // libgit2 indents each line of the header; a final newline would add an empty continuation line.
+  while (!signature->empty() && signature->back() == '\n') signature->pop_back();
+  if (int err = git_commit_create_with_signature(&id, repo, text.c_str(), signature->c_str(), nullptr); err != 0) {
+    return GitError(err, "create signed commit");
   }
   return id;
 }

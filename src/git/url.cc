@@ -130,18 +130,28 @@ bool CredentialsApply(const Credentials& credentials, std::string_view repo_sche
 
 namespace {
 
-// OpenSSH's pattern match: '*' any run, '?' any one character.
+// OpenSSH's pattern match: '*' any run, '?' any one character. Greedy with one backtrack point (the
+// last '*'), so O(pattern × text) at worst: a recursive match is exponential in the number of
+// stars, and a known_hosts line is input (found by fuzz/git_url).
 bool WildcardMatch(std::string_view pattern, std::string_view text) {
-  if (pattern.empty()) return text.empty();
-  if (pattern[0] == '*') {
-    for (size_t i = 0; i <= text.size(); ++i) {
-      if (WildcardMatch(pattern.substr(1), text.substr(i))) return true;
+  size_t p = 0, t = 0;
+  size_t star = std::string_view::npos, resume = 0;  // the last '*' and where its run ends so far
+  while (t < text.size()) {
+    if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      resume = t;
+    } else if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t])) {
+      ++p;
+      ++t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      t = ++resume;
+    } else {
+      return false;
     }
-    return false;
   }
-  if (text.empty()) return false;
-  if (pattern[0] != '?' && pattern[0] != text[0]) return false;
-  return WildcardMatch(pattern.substr(1), text.substr(1));
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
 }
 
 bool HashedMatch(std::string_view pattern, std::string_view name) {

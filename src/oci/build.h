@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -152,5 +153,36 @@ Result<ExtractStats> ExtractLayer(const std::filesystem::path& layer_file, std::
 Result<ExtractStats> UnpackImage(const Layout& layout, std::string_view ref_name, const std::filesystem::path& dest,
                                  const std::optional<Platform>& platform = std::nullopt,
                                  const ExtractLimits& limits = {});
+
+// The manifest of the image tagged ref_name in `layout`: the manifest itself, or for an index the
+// entry for `platform` (with one image only, that one). NotFound listing the platforms the index
+// has when none matches; the layout's errors.
+Result<Manifest> ImageManifest(const Layout& layout, std::string_view ref_name,
+                               const std::optional<Platform>& platform = std::nullopt);
+
+// Reads the next bytes of a stream into buf (at most n); 0 at its end.
+using ReadFn = std::function<Result<size_t>(char* buf, size_t n)>;
+
+// One path of an image's file system, as WalkImage reports it.
+struct ImageEntry {
+  std::string path;      // "usr/bin/env": no leading '/', no trailing '/'
+  char type = '0';       // as in tar: '0' file, '1' hard link, '2' symlink, '5' directory, '3'/'4'/'6' devices, fifo
+  uint32_t mode = 0;     // permission bits
+  uint64_t size = 0;     // of a regular file's data
+  std::string linkname;  // a symlink's target; a hard link's target path in the same layer
+  size_t layer = 0;      // the layer it comes from (0: the lowest)
+};
+// Called once per entry; `read` streams a regular file's data (nothing for other types).
+using WalkFn = std::function<Status(const ImageEntry& entry, const ReadFn& read)>;
+
+// Walks the file system the image tagged ref_name in `layout` unpacks to (UnpackImage's result),
+// without writing it anywhere: the layers are read top (last) to bottom, and an entry is reported
+// only when no upper layer replaced it, removed it with a whiteout (.wh.NAME, or .wh..wh..opq for
+// what lower layers put in a directory) or put a non-directory at one of its parents. Each path is
+// reported once, from the layer that wins; whiteouts themselves are never reported. Memory: the
+// set of paths seen, never file data. Limits as UnpackImage's (summed over the layers); an entry
+// whose path is absolute or has ".." is InvalidArgument naming it; fn's error stops the walk.
+Result<ExtractStats> WalkImage(const Layout& layout, std::string_view ref_name, const std::optional<Platform>& platform,
+                               const WalkFn& fn, const ExtractLimits& limits = {});
 
 }  // namespace gantry::oci

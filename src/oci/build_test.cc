@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 
 #include "base/hash.h"
 #include "base/path.h"
@@ -403,6 +404,20 @@ class ExtractTest : public ::testing::Test {
     return gz;
   }
 
+  using LayerEntries = std::vector<std::pair<internal::TarHeader, std::string>>;
+  // An image of these layers (gzip, lowest first) tagged `tag` in `layout`.
+  static Status TagImage(const Layout& layout, const std::vector<LayerEntries>& layers, std::string_view tag) {
+    Manifest m;
+    m.media_type = std::string(media::kOciManifest);
+    for (const auto& entries : layers) {
+      GANTRY_ASSIGN_OR_RETURN(Descriptor layer, layout.WriteBlob(Gzip(entries), media::kOciLayerGzip));
+      m.layers.push_back(layer);
+    }
+    GANTRY_ASSIGN_OR_RETURN(m.config, layout.WriteBlob(R"({"architecture":"amd64","os":"linux"})", media::kOciConfig));
+    GANTRY_ASSIGN_OR_RETURN(Descriptor manifest, layout.WriteBlob(SerializeManifest(m), media::kOciManifest));
+    return layout.Tag(manifest, tag);
+  }
+
   // Nothing but dest and the layer file anywhere under tmp_.
   void ExpectNothingOutsideDest() {
     std::vector<std::string> seen;
@@ -515,21 +530,11 @@ TEST_F(ExtractTest, TooManyEntries) {
 TEST_F(ExtractTest, UnpackImageLimitsAreForTheWholeImage) {
   auto layout = Layout::Open(tmp_ / "layout", true);
   ASSERT_TRUE(layout.ok()) << layout.status().ToString();
-  Manifest m;
-  m.media_type = std::string(media::kOciManifest);
+  std::vector<LayerEntries> layers(3);
   for (int l = 0; l < 3; ++l) {
-    std::vector<std::pair<internal::TarHeader, std::string>> entries;
-    for (int i = 0; i < 5; ++i) entries.push_back({File(fmt::format("l{}/f{}", l, i), 3 << 20), std::string(3 << 20, 'x')});
-    auto layer = layout->WriteBlob(Gzip(entries), media::kOciLayerGzip);
-    ASSERT_TRUE(layer.ok()) << layer.status().ToString();
-    m.layers.push_back(*layer);
+    for (int i = 0; i < 5; ++i) layers[static_cast<size_t>(l)].push_back({File(fmt::format("l{}/f{}", l, i), 3 << 20), std::string(3 << 20, 'x')});
   }
-  auto config = layout->WriteBlob(R"({"architecture":"amd64","os":"linux"})", media::kOciConfig);
-  ASSERT_TRUE(config.ok());
-  m.config = *config;
-  auto manifest = layout->WriteBlob(SerializeManifest(m), media::kOciManifest);
-  ASSERT_TRUE(manifest.ok());
-  ASSERT_TRUE(layout->Tag(*manifest, "v1").ok());
+  ASSERT_TRUE(TagImage(*layout, layers, "v1").ok());
 
   // Entries: 5 per layer is under 12, the image's 15 is not.
   ExtractLimits entries;
@@ -569,6 +574,65 @@ TEST_F(ExtractTest, DevicesSkippedAndWhiteoutsApplied) {
   EXPECT_TRUE(fs::exists(dest_ / "a" / "z"));
   EXPECT_FALSE(fs::exists(dest_ / ".wh.b"));
   EXPECT_FALSE(fs::exists(dest_ / "a" / ".wh..wh..opq"));
+}
+
+// WalkImage reports exactly the regular files, links and directories UnpackImage leaves, with the
+// same contents: whiteouts, opaque directories and a file replacing a directory are honoured.
+TEST_F(ExtractTest, WalkImageSeesWhatUnpackWrites) {
+  auto layout = Layout::Open(tmp_ / "layout", true);
+  ASSERT_TRUE(layout.ok()) << layout.status().ToString();
+  const std::vector<LayerEntries> layers = {
+      {{{.name = "a", .type = '5', .mode = 0755}, ""}, {File("a/x", 1), "x"}, {File("a/y", 1), "y"}, {File("b", 2), "bb"},
+       {{.name = "c", .type = '5', .mode = 0755}, ""}, {File("c/d", 1), "d"}, {File("keep", 4), "keep"},
+       {Link("h", '1', "keep"), ""}, {{.name = "dev/null", .type = '3', .mode = 0666}, ""}},
+      {{File("a/.wh..wh..opq", 0), ""}, {File("a/z", 1), "z"}, {File(".wh.b", 0), ""}, {File("c", 6), "c-file"},
+       {Link("l", '2', "keep"), ""}, {File("keep", 5), "kept2"}},
+  };
+  ASSERT_TRUE(TagImage(*layout, layers, "v1").ok());
+
+  std::map<std::string, std::string> walked;  // path → type and content
+  std::map<std::string, size_t> from_layer;
+  auto stats = WalkImage(*layout, "v1", std::nullopt, [&](const ImageEntry& e, const ReadFn& read) -> Status {
+    EXPECT_EQ(walked.count(e.path), 0u) << e.path << " reported twice";
+    std::string content(1, e.type);
+    char buf[3];
+    while (true) {
+      GANTRY_ASSIGN_OR_RETURN(size_t n, read(buf, sizeof buf));
+      if (n == 0) break;
+      content.append(buf, n);
+    }
+    if (e.type == '1' || e.type == '2') content += ">" + e.linkname;
+    walked[e.path] = content;
+    from_layer[e.path] = e.layer;
+    return OkStatus();
+  });
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  // The layer that wins: "keep" from the top, the hard link to the lower "keep" from below.
+  EXPECT_EQ(walked, (std::map<std::string, std::string>{{"a", "5"}, {"a/z", "0z"}, {"c", "0c-file"}, {"dev/null", "3"},
+                                                        {"h", "1>keep"}, {"keep", "0kept2"}, {"l", "2>keep"}}));
+  EXPECT_EQ(from_layer["h"], 0u);
+  EXPECT_EQ(from_layer["keep"], 1u);
+
+  // The same paths as UnpackImage writes (devices are not created; the hard link shares the lower
+  // layer's data, which the upper "keep" replaced by a new file).
+  auto unpacked = UnpackImage(*layout, "v1", tmp_ / "rootfs");
+  ASSERT_TRUE(unpacked.ok()) << unpacked.status().ToString();
+  std::map<std::string, std::string> files;
+  for (const auto& e : fs::recursive_directory_iterator(tmp_ / "rootfs")) {
+    std::string p = e.path().lexically_relative(tmp_ / "rootfs").string();
+    if (e.is_symlink()) files[p] = "2>" + fs::read_symlink(e.path()).string();
+    else if (e.is_directory()) files[p] = "5";
+    else files[p] = "0" + *ReadFile(e.path(), 1 << 10);
+  }
+  EXPECT_EQ(files, (std::map<std::string, std::string>{{"a", "5"}, {"a/z", "0z"}, {"c", "0c-file"}, {"dev", "5"},
+                                                       {"h", "0keep"}, {"keep", "0kept2"}, {"l", "2>keep"}}));
+
+  // Limits are the image's, as UnpackImage's.
+  auto limited = WalkImage(*layout, "v1", std::nullopt, [](const ImageEntry&, const ReadFn&) { return OkStatus(); },
+                           ExtractLimits{.max_entries = 8});
+  ASSERT_EQ(limited.status().code(), Code::kResourceExhausted) << limited.status().ToString();
+  EXPECT_NE(limited.status().message().find("layer 0"), std::string::npos) << limited.status().message();
+  fs::remove_all(tmp_ / "layout");
 }
 
 }  // namespace

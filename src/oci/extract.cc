@@ -258,8 +258,7 @@ Result<ExtractStats> ExtractTreeTar(const ReadFn& read, const fs::path& dest, co
   return extractor.Run(source);
 }
 
-Result<ExtractStats> UnpackImage(const Layout& layout, std::string_view ref_name, const fs::path& dest,
-                                 const std::optional<Platform>& platform, const ExtractLimits& limits) {
+Result<Manifest> ImageManifest(const Layout& layout, std::string_view ref_name, const std::optional<Platform>& platform) {
   auto d = layout.Find(ref_name);
   if (!d.ok()) return d.status();
   Descriptor manifest_desc = *d;
@@ -293,14 +292,18 @@ Result<ExtractStats> UnpackImage(const Layout& layout, std::string_view ref_name
   }
   auto bytes = layout.ReadBlob(manifest_desc.digest);
   if (!bytes.ok()) return bytes.status();
-  auto manifest = ParseManifest(*bytes, manifest_desc.media_type);
-  if (!manifest.ok()) return manifest.status();
+  return ParseManifest(*bytes, manifest_desc.media_type);
+}
+
+Result<ExtractStats> UnpackImage(const Layout& layout, std::string_view ref_name, const fs::path& dest,
+                                 const std::optional<Platform>& platform, const ExtractLimits& limits) {
+  GANTRY_ASSIGN_OR_RETURN(Manifest manifest, ImageManifest(layout, ref_name, platform));
   std::error_code ec;
   fs::create_directories(dest, ec);
   if (ec) return ErrnoError(ec.value(), "create " + dest.string());
   ExtractStats total;
-  for (size_t i = 0; i < manifest->layers.size(); ++i) {
-    const Descriptor& l = manifest->layers[i];
+  for (size_t i = 0; i < manifest.layers.size(); ++i) {
+    const Descriptor& l = manifest.layers[i];
     if (!layout.HasBlob(l.digest)) return NotFoundError("layer {} ({}) is not in {}", i, l.digest, layout.dir().string());
     // Each layer gets what the layers before it left of the image's limits.
     ExtractLimits left = limits;

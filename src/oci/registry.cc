@@ -450,6 +450,26 @@ class HttpRegistry final : public Registry {
     return digest;
   }
 
+  Result<RawManifest> Referrers(const Reference& repo, std::string_view digest,
+                                std::string_view artifact_type) override {
+    std::string what = fmt::format("list the referrers of {}@{}", Name(repo), digest);
+    GANTRY_RETURN_IF_ERROR(ValidateDigest(digest));
+    GANTRY_ASSIGN_OR_RETURN(std::string url, Url(repo, "/referrers/" + std::string(digest)));
+    if (!artifact_type.empty()) url = WithQuery(url, "artifactType=" + Escape(artifact_type));
+    GANTRY_ASSIGN_OR_RETURN(Response r, RetryResult<Response>(options_.retry, [&]() -> Result<Response> {
+      Request req;
+      req.url = url;
+      req.headers = {fmt::format("Accept: {}", media::kOciIndex)};
+      GANTRY_ASSIGN_OR_RETURN(Response r, Do(repo, Pull(repo), req));
+      if (r.status != 200) return ResponseError(r, what);
+      return r;
+    }));
+    if (r.body.size() > kMaxManifestBytes)
+      return ResourceExhaustedError("{}: larger than {} bytes", what, kMaxManifestBytes);
+    return RawManifest{.media_type = MediaType(r.Header("content-type")), .digest = Sha256Digest(r.body),
+                       .bytes = std::move(r.body)};
+  }
+
   Result<std::vector<std::string>> ListTags(const Reference& repo, int page_size) override {
     std::string what = fmt::format("list tags of {}", Name(repo));
     GANTRY_ASSIGN_OR_RETURN(std::string url, Url(repo, "/tags/list"));

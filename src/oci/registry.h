@@ -120,6 +120,17 @@ class Registry {
   virtual Result<std::string> PutManifest(const Reference& ref, std::string_view media_type,
                                           std::string_view bytes) = 0;
 
+  // The referrers API of OCI distribution 1.1, GET /v2/<repository>/referrers/<digest>: the image
+  // index listing the manifests whose `subject` is `digest`, filtered by artifactType when
+  // `artifact_type` is not empty (a registry may ignore the filter: callers filter again).
+  // NotFound when the registry does not serve the API (a registry that does answers 200, with an
+  // empty index when nothing refers to the digest); callers then fall back to the tag schema
+  // ("sha256-<hex>.sig"). The default, for clients without the API, is that NotFound.
+  virtual Result<RawManifest> Referrers(const Reference& repo, std::string_view digest,
+                                        std::string_view artifact_type) {
+    (void)artifact_type;
+    return NotFoundError("{}/{}: no referrers API for {}", repo.registry, repo.repository, digest);
+  }
   // All tags of `repo`, following Link pagination with `page_size` per request (0: the
   // registry's default).
   virtual Result<std::vector<std::string>> ListTags(const Reference& repo, int page_size = 0) = 0;

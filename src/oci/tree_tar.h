@@ -35,9 +35,6 @@ struct TreeTarStats {
 Result<TreeTarStats> WriteTreesTar(const std::vector<TarTree>& trees,
                                    const std::function<Status(std::string_view)>& sink, uint64_t max_bytes = 0);
 
-// Reads the next bytes of a stream into buf (at most n); 0 at its end.
-using ReadFn = std::function<Result<size_t>(char* buf, size_t n)>;
-
 // Extracts a plain tar stream into the existing directory `dest` with ExtractLayer's archive
 // safety (no absolute or ".." entry names, no write through a link, hard links only to files
 // extracted before, devices and FIFOs skipped, limits), but as a copy of a tree, not an image

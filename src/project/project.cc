@@ -6,6 +6,7 @@
 #include <initializer_list>
 #include <map>
 
+#include "base/clock.h"
 #include "base/duration.h"
 #include "project/cron.h"
 #include "project/glob.h"
@@ -312,6 +313,67 @@ void ParseWindows(Reader& r, const Value* spec, Project& p) {
   });
 }
 
+// spec.verification: which images must be signed (and attested) by which keys.
+void ParseVerification(Reader& r, const Value* spec, std::string_view project_namespace, Project& p) {
+  r.Entries(spec, "verification", "spec.verification", [&](const Value& entry, const std::string& path) {
+    r.Known(&entry, path, {"environments", "images", "keys", "provenance", "notAfter", "description"});
+    VerificationRule rule;
+    rule.index = p.verification.size();
+    rule.source = Position(entry);
+    rule.environments = r.Globs(&entry, "environments", path + ".environments", false);
+    rule.images = r.Globs(&entry, "images", path + ".images", false);
+    if (rule.images.empty() && !r.failed()) {
+      r.Fail(entry, path + ".images", "is required: the image repositories the rule covers (globs such as "
+                                      "\"registry.example/team/*\")");
+    }
+    r.Entries(&entry, "keys", path + ".keys", [&](const Value& k, const std::string& kp) {
+      r.Known(&k, kp, {"file", "secretRef", "pem"});
+      KeySource key;
+      key.file = r.String(&k, "file", kp + ".file");
+      key.pem = r.String(&k, "pem", kp + ".pem");
+      if (const Value* ref = r.Map(&k, "secretRef", kp + ".secretRef")) {
+        r.Known(ref, kp + ".secretRef", {"name", "key", "namespace"});
+        key.secret_name = r.String(ref, "name", kp + ".secretRef.name");
+        key.secret_key = r.String(ref, "key", kp + ".secretRef.key");
+        key.secret_namespace = r.String(ref, "namespace", kp + ".secretRef.namespace");
+        if (key.secret_namespace.empty()) key.secret_namespace = project_namespace;
+        if (!r.failed() && (key.secret_name.empty() || key.secret_key.empty())) {
+          r.Fail(*ref, kp + ".secretRef", "needs name (the Secret) and key (the entry holding the PEM public key)");
+        }
+      }
+      int kinds = !key.file.empty() + !key.pem.empty() + !key.secret_name.empty();
+      if (kinds != 1 && !r.failed()) {
+        r.Fail(k, kp, "needs exactly one of file (a PEM public key file), secretRef ({name, key}) and pem (the "
+                      "PEM text)");
+      }
+      rule.keys.push_back(std::move(key));
+    });
+    if (rule.keys.empty() && !r.failed()) {
+      r.Fail(entry, path + ".keys", "is required: the public keys (any one of them) whose signature the images need");
+    }
+    if (const Value* prov = r.Map(&entry, "provenance", path + ".provenance")) {
+      r.Known(prov, path + ".provenance", {"builderIds", "sourceRepositories", "branches"});
+      ProvenanceRule pr;
+      pr.builder_ids = r.Globs(prov, "builderIds", path + ".provenance.builderIds", false);
+      pr.source_repositories = r.Globs(prov, "sourceRepositories", path + ".provenance.sourceRepositories", false);
+      pr.branches = r.Globs(prov, "branches", path + ".provenance.branches", false);
+      rule.provenance = std::move(pr);
+    }
+    if (const Value* na = r.Get(&entry, "notAfter")) {
+      // An unquoted YAML timestamp is still a string in the value model.
+      std::string text = r.String(&entry, "notAfter", path + ".notAfter");
+      if (!r.failed()) {
+        rule.not_after = ParseRfc3339(text);
+        if (!rule.not_after) {
+          r.Fail(*na, path + ".notAfter", fmt::format("{:?} is not an RFC 3339 time (such as 2027-06-30T00:00:00Z)", text));
+        }
+      }
+    }
+    r.String(&entry, "description", path + ".description");
+    p.verification.push_back(std::move(rule));
+  });
+}
+
 constexpr char kCrd[] = R"(apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
@@ -390,6 +452,35 @@ spec:
                     timeZone: {type: string}
                     andOperator: {type: boolean}
                     description: {type: string}
+              verification:
+                type: array
+                items:
+                  type: object
+                  required: [images, keys]
+                  properties:
+                    environments: {type: array, items: {type: string}}
+                    images: {type: array, items: {type: string, minLength: 1}}
+                    keys:
+                      type: array
+                      items:
+                        type: object
+                        properties:
+                          file: {type: string}
+                          pem: {type: string}
+                          secretRef:
+                            type: object
+                            properties:
+                              name: {type: string}
+                              key: {type: string}
+                              namespace: {type: string}
+                    provenance:
+                      type: object
+                      properties:
+                        builderIds: {type: array, items: {type: string}}
+                        sourceRepositories: {type: array, items: {type: string}}
+                        branches: {type: array, items: {type: string}}
+                    notAfter: {type: string}
+                    description: {type: string}
           status:
             type: object
             x-kubernetes-preserve-unknown-fields: true
@@ -435,7 +526,7 @@ Result<Project> ParseProject(const Value& object) {
   r.Known(spec, "spec",
           {"description", "sourceRepos", "sourceNamespaces", "destinations", "destinationServiceAccounts",
            "clusterResourceWhitelist", "clusterResourceBlacklist", "namespaceResourceWhitelist",
-           "namespaceResourceBlacklist", "releases", "credentials", "syncWindows"});
+           "namespaceResourceBlacklist", "releases", "credentials", "syncWindows", "verification"});
   p.description = r.String(spec, "description", "spec.description");
   p.source_repos = r.Globs(spec, "sourceRepos", "spec.sourceRepos", true);
   p.source_namespaces = r.Globs(spec, "sourceNamespaces", "spec.sourceNamespaces", true);
@@ -475,6 +566,7 @@ Result<Project> ParseProject(const Value& object) {
   p.config_paths = r.Globs(releases, "configPaths", "spec.releases.configPaths", true);
   p.credentials = r.Globs(spec, "credentials", "spec.credentials", true);
   ParseWindows(r, spec, p);
+  ParseVerification(r, spec, p.namespace_, p);
   GANTRY_RETURN_IF_ERROR(r.error());
   GANTRY_RETURN_IF_ERROR(internal::CheckWindowOverlaps(p));
   return p;
@@ -496,6 +588,32 @@ Result<std::vector<Project>> ParseProjects(std::span<const Value> objects) {
                                   it->second.empty() ? "an earlier object" : it->second);
     }
     out.push_back(std::move(p));
+  }
+  return out;
+}
+
+std::string KeySource::Describe() const {
+  if (!file.empty()) return "file " + file;
+  if (!secret_name.empty()) {
+    return fmt::format("secret {}{} key {}", secret_namespace.empty() ? "" : secret_namespace + "/", secret_name,
+                       secret_key);
+  }
+  return "inline key";
+}
+
+std::string VerificationRule::Name() const {
+  return source.empty() ? fmt::format("verification[{}]", index) : fmt::format("verification[{}] ({})", index, source);
+}
+
+std::vector<const VerificationRule*> RulesFor(const Project& p, std::string_view environment,
+                                              std::string_view image_repo) {
+  auto any = [](const std::vector<std::string>& globs, std::string_view text) {
+    return std::any_of(globs.begin(), globs.end(), [&](const std::string& g) { return GlobMatch(g, text); });
+  };
+  std::vector<const VerificationRule*> out;
+  for (const VerificationRule& rule : p.verification) {
+    if (!rule.environments.empty() && !any(rule.environments, environment)) continue;
+    if (any(rule.images, image_repo)) out.push_back(&rule);
   }
   return out;
 }

@@ -33,6 +33,9 @@ inline constexpr char kApiVersion[] = "gantry.dev/v1alpha1";
 inline constexpr char kKind[] = "Project";
 inline constexpr char kReasonDenied[] = "ProjectDenied";         // reason of every PermissionDenied below
 inline constexpr char kReasonOutsideWindow[] = "SyncWindowClosed";  // reason of ToStatus's FailedPrecondition
+// Reason of every error of image verification (sign/policy.h): an image the project's
+// verification rules refuse, or one that could not be verified (a registry error). Fails closed.
+inline constexpr char kReasonImageVerification[] = "ImageVerificationFailed";
 
 struct GroupKind {
   std::string group, kind;  // globs; group "" is the core group
@@ -59,6 +62,39 @@ struct Window {
   std::string source;  // file:line:col of the window, "" when built in code
 };
 
+// A public key a verification rule trusts. Exactly one of: a PEM file on the machine that
+// verifies (the server, or the agent's Pod), a key of a Secret (in secret_namespace, default the
+// Project's namespace, read through the cluster the verifier runs against), or the PEM itself.
+struct KeySource {
+  std::string file;
+  std::string secret_namespace, secret_name, secret_key;
+  std::string pem;
+  // "file /etc/gantry/release.pub", "secret gantry/release-keys key signing.pub", "inline key".
+  std::string Describe() const;
+};
+
+// What the SLSA provenance of an image must say; empty lists allow anything.
+struct ProvenanceRule {
+  std::vector<std::string> builder_ids;          // globs over runDetails.builder.id
+  std::vector<std::string> source_repositories;  // globs over the source repository URL
+  std::vector<std::string> branches;             // globs over the branch the build ran on
+};
+
+// spec.verification[i]: images of the environments it names (globs; empty: every environment)
+// whose repository ("registry/repository", no tag) matches `images` must carry a cosign signature
+// by one of `keys`, and, when `provenance` is set, an SLSA provenance v1 attestation signed by one
+// of them that satisfies it. After not_after the rule refuses every image it matches.
+struct VerificationRule {
+  size_t index = 0;  // its position in spec.verification
+  std::vector<std::string> environments, images;
+  std::vector<KeySource> keys;
+  std::optional<ProvenanceRule> provenance;
+  std::optional<std::chrono::system_clock::time_point> not_after;
+  std::string source;  // file:line:col of the rule, "" when built in code
+  // "verification[0] (gantry.yaml:12:7)"
+  std::string Name() const;
+};
+
 struct Project {
   std::string name, namespace_, description;
   std::string source;  // file:line:col of the object, "" when built in code
@@ -67,6 +103,7 @@ struct Project {
   std::vector<ServiceAccountRule> service_accounts;
   std::vector<GroupKind> cluster_allow, cluster_deny, namespace_allow, namespace_deny;
   std::vector<Window> windows;
+  std::vector<VerificationRule> verification;
 };
 
 // Parses and validates one Project object (a value::Value from value::ParseYaml, with Marks).
@@ -74,8 +111,9 @@ struct Project {
 // missing or malformed name, a field of the wrong type, an unknown field under spec (or in one of
 // its entries), an invalid glob, a resource entry whose group or kind has no valid shape, an
 // invalid cron schedule, a duration that is not a whole number of minutes from 1m to 8784h (366
-// days), a time zone other than UTC, and an allow window that overlaps a deny window (both named
-// with their positions).
+// days), a time zone other than UTC, an allow window that overlaps a deny window (both named
+// with their positions), and a verification rule without images or keys, a key entry that is not
+// exactly one of file, secretRef and pem, or a notAfter that is not an RFC 3339 time.
 Result<Project> ParseProject(const value::Value& object);
 
 // Every Project of a stream of objects (other kinds are skipped). A name defined twice is
@@ -122,6 +160,11 @@ Status CheckObjects(const Project& p, std::string_view cluster_server, std::stri
 Status CheckRelease(const Project& p, std::string_view image_repo, std::string_view config_path);
 // credentials: the name of a credential entry (Git, registry, cluster).
 Status CheckCredential(const Project& p, std::string_view credential_name);
+
+// The verification rules that apply to an image of repository `image_repo` ("registry/repository")
+// deployed to `environment`, in order.
+std::vector<const VerificationRule*> RulesFor(const Project& p, std::string_view environment,
+                                              std::string_view image_repo);
 
 // The user to impersonate for a destination: "system:serviceaccount:NS:NAME" from the first
 // destinationServiceAccounts rule whose server and namespace match; "" when none matches (and for

@@ -185,7 +185,7 @@ TEST(ParseProject, ErrorsNameFileLineAndColumn) {
        "proj.yaml:5:3: project team-a: spec.sourceRepo is not a field of spec (known: description, sourceRepos, "
        "sourceNamespaces, destinations, destinationServiceAccounts, clusterResourceWhitelist, "
        "clusterResourceBlacklist, namespaceResourceWhitelist, namespaceResourceBlacklist, releases, credentials, "
-       "syncWindows)"},
+       "syncWindows, verification)"},
       {"typo in a destination", "  destinations:\n  - {server: '*', namspace: a}\n",
        "proj.yaml:6:19: project team-a: spec.destinations[0].namspace is not a field of spec.destinations[0] "
        "(known: server, name, namespace)"},
@@ -311,6 +311,84 @@ TEST(ParseProject, WindowsThatDoNotOverlap) {
                    windows);
     EXPECT_TRUE(p.ok()) << windows << p.status().ToString();
   }
+}
+
+TEST(ParseProject, VerificationRules) {
+  Project p = MustParse(R"(apiVersion: gantry.dev/v1alpha1
+kind: Project
+metadata: {name: prod, namespace: gantry}
+spec:
+  verification:
+  - environments: [prod]
+    images: ["registry.example/team/*"]
+    keys:
+    - secretRef: {name: release-keys, key: signing.pub}
+    - file: /etc/gantry/old.pub
+    - pem: |
+        -----BEGIN PUBLIC KEY-----
+        abc
+        -----END PUBLIC KEY-----
+    provenance:
+      builderIds: ["https://gantry.example/ci"]
+      sourceRepositories: ["https://git.example/team/*"]
+      branches: [main]
+    notAfter: 2027-06-30T00:00:00Z
+  - images: ["**"]
+    keys: [{secretRef: {name: k, key: k.pub, namespace: other}}]
+)");
+  ASSERT_EQ(p.verification.size(), 2u);
+  const VerificationRule& r = p.verification[0];
+  EXPECT_EQ(r.Name(), "verification[0] (proj.yaml:6:5)");
+  EXPECT_EQ(r.environments, std::vector<std::string>{"prod"});
+  ASSERT_EQ(r.keys.size(), 3u);
+  EXPECT_EQ(r.keys[0].Describe(), "secret gantry/release-keys key signing.pub");
+  EXPECT_EQ(r.keys[1].Describe(), "file /etc/gantry/old.pub");
+  EXPECT_EQ(r.keys[2].Describe(), "inline key");
+  EXPECT_EQ(r.keys[2].pem, "-----BEGIN PUBLIC KEY-----\nabc\n-----END PUBLIC KEY-----\n");
+  ASSERT_TRUE(r.provenance.has_value());
+  EXPECT_EQ(r.provenance->branches, std::vector<std::string>{"main"});
+  ASSERT_TRUE(r.not_after.has_value());
+  EXPECT_EQ(*r.not_after, At("2027-06-30T00:00"));
+  EXPECT_EQ(p.verification[1].keys[0].secret_namespace, "other");
+  EXPECT_FALSE(p.verification[1].provenance.has_value());
+
+  // Which rules apply: the environment, then the image repository.
+  EXPECT_EQ(RulesFor(p, "prod", "registry.example/team/web").size(), 2u);
+  EXPECT_EQ(RulesFor(p, "dev", "registry.example/team/web").size(), 1u);
+  EXPECT_EQ(RulesFor(p, "prod", "registry.example/other/web").size(), 1u);
+  EXPECT_TRUE(RulesFor(MustParse("apiVersion: gantry.dev/v1alpha1\nkind: Project\nmetadata: {name: x}\n"), "prod",
+                       "a/b").empty());
+}
+
+TEST(ParseProject, VerificationErrorsNameFileLineAndColumn) {
+  auto err = [](std::string_view rule) {
+    auto p = Parse(std::string("apiVersion: gantry.dev/v1alpha1\nkind: Project\nmetadata: {name: p}\nspec:\n"
+                               "  verification:\n  - ") +
+                   std::string(rule) + "\n");
+    EXPECT_FALSE(p.ok()) << rule;
+    return p.ok() ? std::string() : p.status().message();
+  };
+  EXPECT_EQ(err("{keys: [{pem: x}]}"),
+            "proj.yaml:6:5: project p: spec.verification[0].images is required: the image repositories the rule "
+            "covers (globs such as \"registry.example/team/*\")");
+  EXPECT_EQ(err("{images: [a]}"),
+            "proj.yaml:6:5: project p: spec.verification[0].keys is required: the public keys (any one of them) whose "
+            "signature the images need");
+  EXPECT_EQ(err("{images: [a], keys: [{pem: x, file: f}]}"),
+            "proj.yaml:6:26: project p: spec.verification[0].keys[0] needs exactly one of file (a PEM public key "
+            "file), secretRef ({name, key}) and pem (the PEM text)");
+  EXPECT_EQ(err("{images: [a], keys: [{secretRef: {name: s}}]}"),
+            "proj.yaml:6:38: project p: spec.verification[0].keys[0].secretRef needs name (the Secret) and key (the "
+            "entry holding the PEM public key)");
+  EXPECT_EQ(err("{images: [a], keys: [{pem: x}], notAfter: tomorrow}"),
+            "proj.yaml:6:47: project p: spec.verification[0].notAfter \"tomorrow\" is not an RFC 3339 time (such as "
+            "2027-06-30T00:00:00Z)");
+  EXPECT_EQ(err("{images: [a], keys: [{pem: x}], provenance: {branch: main}}"),
+            "proj.yaml:6:50: project p: spec.verification[0].provenance.branch is not a field of "
+            "spec.verification[0].provenance (known: builderIds, sourceRepositories, branches)");
+  EXPECT_EQ(err("{images: [\"[\"], keys: [{pem: x}]}").rfind("proj.yaml:6:15: project p: spec.verification[0].images[0] "
+                                                        "\"[\" has an unterminated class", 0),
+            0u);
 }
 
 TEST(ParseProjects, SkipsOtherKindsAndRefusesDuplicates) {

@@ -13,6 +13,7 @@
 #include "http/client.h"
 #include "oci/build.h"
 #include "oci/layout.h"
+#include "sign/sbom.h"
 #include "update/update.h"
 #include "value/value.h"
 #include "webhook/webhook.h"
@@ -92,21 +93,102 @@ struct Built {
   std::string digest;
   std::string signature;    // manifest digests, with a signing key
   std::string attestation;
+  std::string sbom;
 };
 
-// Signs `image` (by digest) and attests its provenance with the services' key.
+// The digest of the manifest tagged `tag` in image's repository.
+Result<std::string> TagDigest(oci::Registry& registry, const oci::Reference& image, std::string tag) {
+  oci::Reference at = image;
+  at.tag = std::move(tag);
+  at.digest.clear();
+  GANTRY_ASSIGN_OR_RETURN(auto head, registry.HeadManifest(at));
+  if (!head) return NotFoundError("{} vanished", at.ToString());
+  return head->digest;
+}
+
+// Whether `found` (VerifyImage's or VerifyAttestations' result) holds one that `match` accepts;
+// false when there is none at all or none with this key; the registry's other errors.
+template <typename T, typename Match>
+Result<bool> Already(const Result<std::vector<T>>& found, Match match) {
+  if (!found.ok()) {
+    Code c = found.status().code();
+    if (c == Code::kNotFound || c == Code::kPermissionDenied) return false;
+    return found.status();
+  }
+  return std::any_of(found->begin(), found->end(), match);
+}
+
+// Signs `image` (by digest), attests its provenance and, when `sbom` is not empty, its SBOM, with
+// the services' key. What this key already did for this run (a release resumed after a crash
+// re-runs the package stage) is not done again: a signature whose "run" annotation is this run, a
+// provenance whose invocationId is this run, any SBOM of the digest.
 Status SignBuilt(const ReleaseServices& s, const oci::Reference& image, const sign::Provenance& provenance,
-                 const ReleaseRequest& r, Built& result) {
-  GANTRY_ASSIGN_OR_RETURN(sign::Pushed sig, sign::SignImage(*s.registry, image, *s.signing_key,
-                                                            {{"run", std::to_string(r.run_id)}, {"commit", r.commit}}));
-  std::string statement = sign::ProvenanceStatement(image, image.digest, provenance);
-  GANTRY_ASSIGN_OR_RETURN(sign::Pushed att,
-                          sign::AttestImage(*s.registry, image, statement, sign::kSlsaProvenanceV1, *s.signing_key));
-  result.signature = sig.manifest_digest;
-  result.attestation = att.manifest_digest;
-  Log(r, kImageStage, fmt::format("signed {} ({} key): signature {}, provenance {}", image.ToString(),
-                                  sign::KeyTypeName(s.signing_key->type()), sig.manifest_digest, att.manifest_digest));
+                 const std::string& sbom, const ReleaseRequest& r, Built& result) {
+  const sign::PublicKey pub = s.signing_key->Public();
+  const std::string run = std::to_string(r.run_id);
+  std::vector<std::string> kept;
+  GANTRY_ASSIGN_OR_RETURN(bool signed_before, Already(sign::VerifyImage(*s.registry, image, pub),
+                                                      [&](const sign::VerifiedSignature& v) {
+                                                        auto it = v.annotations.find("run");
+                                                        return it != v.annotations.end() && it->second == run;
+                                                      }));
+  if (signed_before) {
+    GANTRY_ASSIGN_OR_RETURN(result.signature, TagDigest(*s.registry, image, sign::SignatureTag(image.digest)));
+    kept.push_back("signature");
+  } else {
+    GANTRY_ASSIGN_OR_RETURN(sign::Pushed sig, sign::SignImage(*s.registry, image, *s.signing_key, {{"run", run}, {"commit", r.commit}}));
+    result.signature = sig.manifest_digest;
+  }
+  GANTRY_ASSIGN_OR_RETURN(bool attested_before,
+                          Already(sign::VerifyAttestations(*s.registry, image, pub, sign::kSlsaProvenanceV1),
+                                  [&](const sign::VerifiedAttestation& a) {
+                                    return value::StringAt(&a.statement, {"predicate", "runDetails", "metadata", "invocationId"}) == run;
+                                  }));
+  if (attested_before) {
+    GANTRY_ASSIGN_OR_RETURN(result.attestation, TagDigest(*s.registry, image, sign::AttestationTag(image.digest)));
+    kept.push_back("provenance");
+  } else {
+    std::string statement = sign::ProvenanceStatement(image, image.digest, provenance);
+    GANTRY_ASSIGN_OR_RETURN(sign::Pushed att,
+                            sign::AttestImage(*s.registry, image, statement, sign::kSlsaProvenanceV1, *s.signing_key));
+    result.attestation = att.manifest_digest;
+  }
+  if (!sbom.empty()) {
+    GANTRY_ASSIGN_OR_RETURN(bool sbom_before, Already(sign::VerifyAttestations(*s.registry, image, pub, sign::kSpdxDocument),
+                                                      [](const sign::VerifiedAttestation&) { return true; }));
+    if (sbom_before) {
+      GANTRY_ASSIGN_OR_RETURN(result.sbom, TagDigest(*s.registry, image, sign::AttestationTag(image.digest)));
+      kept.push_back("SBOM");
+    } else {
+      GANTRY_ASSIGN_OR_RETURN(sign::Pushed att, sign::AttestImage(*s.registry, image, sign::SbomStatement(image, image.digest, sbom),
+                                                                  sign::kSpdxDocument, *s.signing_key));
+      result.sbom = att.manifest_digest;
+    }
+  }
+  Log(r, kImageStage, fmt::format("signed {} ({} key): signature {}, provenance {}{}{}", image.ToString(),
+                                  sign::KeyTypeName(s.signing_key->type()), result.signature, result.attestation,
+                                  result.sbom.empty() ? "" : ", sbom " + result.sbom,
+                                  kept.empty() ? "" : fmt::format(" ({} there already with this key: not signed again)", fmt::join(kept, ", "))));
   return OkStatus();
+}
+
+// The SBOM of the image tagged `tag` in `layout` (SPDX JSON), or "" with a line in the log when
+// it has several platforms (each would need its own: `gantry image sbom --platform`).
+Result<std::string> BuiltSbom(const oci::Layout& layout, const std::string& tag, const oci::BuildResult& built,
+                              const oci::Reference& image, const std::optional<oci::Platform>& platform, const ReleaseRequest& r) {
+  if (built.manifests.size() > 1 && !platform) {
+    Log(r, kImageStage, fmt::format("no SBOM: the image has {} platforms", built.manifests.size()));
+    return std::string();
+  }
+  std::string doc;
+  sign::SbomOptions o{.image = image, .digest = image.digest, .created = Rfc3339(std::chrono::system_clock::now()), .platform = platform};
+  GANTRY_ASSIGN_OR_RETURN(sign::SbomStats stats, sign::WriteSbom(layout, tag, o, [&](std::string_view chunk) {
+                            doc.append(chunk);
+                            return OkStatus();
+                          }));
+  Log(r, kImageStage, fmt::format("sbom: {} files, {} packages{}", stats.files, stats.packages,
+                                  stats.package_database.empty() ? "" : " (from /" + stats.package_database + ")"));
+  return doc;
 }
 
 Result<Built> Package(const ReleaseServices& s, const ci::ImageSpec& spec, const ReleaseRequest& r,
@@ -176,8 +258,12 @@ Result<Built> Package(const ReleaseServices& s, const ci::ImageSpec& spec, const
   first.tag = tags[0];
   first.digest = result.digest;
   result.reference = first.ToString();
+  std::string sbom;
+  if (s.signing_key) {
+    GANTRY_ASSIGN_OR_RETURN(sbom, BuiltSbom(out, tags[0], built, first, b.platform, r));
+  }
   fs::remove_all(out_dir, ec);  // pushed; the registry holds it now
-  if (s.signing_key) GANTRY_RETURN_IF_ERROR(SignBuilt(s, first, provenance, r, result));
+  if (s.signing_key) GANTRY_RETURN_IF_ERROR(SignBuilt(s, first, provenance, sbom, r, result));
   return result;
 }
 
@@ -372,6 +458,9 @@ struct Release::Impl {
     Value v = Value::Map();
     v.Set("image", res.image);
     v.Set("digest", res.digest);
+    v.Set("signature", res.signature);
+    v.Set("attestation", res.attestation);
+    v.Set("sbom", res.sbom);
     v.Set("repository", repository);
     v.Set("tag", tag);
     v.Set("configCommit", res.config_commit);
@@ -398,6 +487,9 @@ struct Release::Impl {
     ReleaseResult& res = st->result;
     res.image = value::StringAt(&*v, {"image"});
     res.digest = value::StringAt(&*v, {"digest"});
+    res.signature = value::StringAt(&*v, {"signature"});
+    res.attestation = value::StringAt(&*v, {"attestation"});
+    res.sbom = value::StringAt(&*v, {"sbom"});
     repository = value::StringAt(&*v, {"repository"});
     tag = value::StringAt(&*v, {"tag"});
     res.config_commit = value::StringAt(&*v, {"configCommit"});
@@ -472,6 +564,11 @@ struct Release::Impl {
     return int64_t{0};
   }
 
+  // What the package stage signed and attested, for the ledger.
+  store::ImageSupplyChain SupplyChain() const {
+    return {.signature = st->result.signature, .provenance = st->result.attestation, .sbom = st->result.sbom};
+  }
+
   bool OpenPullRequest();
   bool WantMerge(int64_t release_id);
   bool Package();
@@ -492,6 +589,7 @@ bool Release::Impl::Package() {
   st->result.digest = built->digest;
   st->result.signature = built->signature;
   st->result.attestation = built->attestation;
+  st->result.sbom = built->sbom;
   repository = built->repository;
   tag = built->tag;
   return Finish(Stage::kPackage);
@@ -544,6 +642,7 @@ bool Release::Impl::Update() {
   uo.push_branch = PushBranch();
   uo.force_push = rel.pull_request;
   uo.author = s.author;
+  if (s.commit_signer) uo.sign = [this](std::string_view commit) { return s.commit_signer->Sign(commit, "git"); };
   auto vars = Vars(r);
   vars["image"] = repository;
   vars["digest"] = st->result.digest;
@@ -619,6 +718,7 @@ bool Release::Impl::Deploy() {
   d.source_revision = r.commit;
   d.run_id = r.run_id;
   d.image_digests = {{repository, st->result.digest}};
+  if (!SupplyChain().empty()) d.supply_chain = {{repository, SupplyChain()}};
   d.through = rel.through;
   d.path_template = s.path_template;
   d.started_by = "ci";
@@ -750,6 +850,7 @@ bool Release::Impl::Record() {
                         .project = r.project == "default" ? "" : r.project,
                         .pull_request = st->result.pull_request,
                         .pull_request_url = st->result.pull_request_url};
+  if (!SupplyChain().empty()) ledger.supply_chain = {{repository, SupplyChain()}};
   auto id = s.store->CreateRelease(ledger);
   if (!id.ok()) return Fail(id.status().WithContext("release: ledger"));
   st->result.release_id = *id;

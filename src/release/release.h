@@ -4,13 +4,15 @@
 //
 //   package  the pipeline's `image:` is built from the run's workspace (daemonless, reproducible:
 //            the same commit gives the same digest) and pushed under each of its tags; with a
-//            signing key, signed and attested (SLSA provenance v1) in cosign's format (sign.h);
+//            signing key, signed and attested (SLSA provenance v1, and an SPDX SBOM of the image)
+//            in cosign's format (sign.h, sbom.h);
 //   update   the pipeline's `release:` config repository gets the new reference, rewritten in place
 //            under release.path (kustomize images:, plain manifests, marker comments), committed
-//            and pushed (recomputed on a lost race; no commit when already there). In pull-request
-//            mode (release.mode: pull-request) the commit goes on branch gantry/<app>/<environment>,
-//            rebuilt on release.branch and force-pushed, and the pull request of that branch is
-//            opened or updated through ReleaseServices::open_pull_request;
+//            (SSH-signed with a commit signing key) and pushed (recomputed on a lost race; no
+//            commit when already there). In pull-request mode (release.mode: pull-request) the
+//            commit goes on branch gantry/<app>/<environment>, rebuilt on release.branch and
+//            force-pushed, and the pull request of that branch is opened or updated through
+//            ReleaseServices::open_pull_request;
 //   notify   pull agents told of the config commit (a signed GitHub-style push webhook to each URL
 //            of ReleaseServices::notify), so they sync now instead of at their next poll;
 //   deploy   with release.app and a deliver Config: a push-mode Deployment of the config commit,
@@ -29,7 +31,8 @@
 // what it produced (image digest, config commit, ledger release). A run re-queued after a crash
 // calls Create() again, which continues after the last recorded stage: a finished release is not
 // repeated, and a stage is never done twice where doing it twice would show:
-//   package  not recorded: rebuilt; the build is reproducible, so the push is a no-op;
+//   package  not recorded: rebuilt; the build is reproducible, so the push is a no-op; what the
+//            signing key already signed and attested for this run is not signed again;
 //   update   before pushing, the branch tip is recorded; every commit carries the trailer
 //            "Gantry-Release: run N of REPO@COMMIT". When the tip has moved since, the commits
 //            after it are searched for that trailer: a commit found is this release's, already
@@ -61,10 +64,11 @@
 #include "ci/pipeline.h"
 #include "ci/server.h"
 #include "deliver/deliver.h"
-#include "forge/pulls.h"
+#include "forge/forge.h"
 #include "git/git.h"
 #include "oci/registry.h"
 #include "sign/sign.h"
+#include "sign/sshsig.h"
 #include "store/store.h"
 
 namespace gantry::release {
@@ -87,7 +91,7 @@ struct OpenedPullRequest {
   forge::PullRequest pull;
 };
 // Opens the pull request of `spec.head` into `spec.base` on the forge of config repository
-// `repo_url`, or updates the open one (forge::PullRequests::OpenOrUpdate).
+// `repo_url`, or updates the open one (forge::Forge::OpenOrUpdatePullRequest).
 using OpenPullRequestFn =
     std::function<Result<OpenedPullRequest>(const std::string& repo_url, const forge::PullRequestSpec& spec)>;
 
@@ -121,6 +125,9 @@ struct ReleaseServices {
   // `builder_id` (docs/supply-chain.md).
   std::optional<sign::PrivateKey> signing_key;
   std::string builder_id = "https://gantry.dev/ci";
+  // With a key, every config commit carries an SSH signature (gpgsig, namespace "git") that
+  // `git verify-commit` checks with gpg.format=ssh (docs/supply-chain.md).
+  std::optional<sign::SshSigner> commit_signer;
 };
 
 struct ReleaseRequest {
@@ -142,7 +149,8 @@ struct ReleaseResult {
   std::string image;          // "registry/repo:tag@sha256:…" (the first tag)
   std::string digest;
   std::string signature;      // the digests of the .sig and .att manifests ("" unsigned)
-  std::string attestation;
+  std::string attestation;    // (the .att manifest after the provenance was added)
+  std::string sbom;           // the .att manifest after the SBOM was added ("" without one)
   std::string config_commit;  // "" without release:
   bool committed = false;     // false: the config repository already had this image
   int64_t pull_request = 0;   // pull-request mode: the pull request opened or updated (0: none)

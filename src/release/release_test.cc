@@ -8,6 +8,8 @@
 #include <fstream>
 #include <mutex>
 
+#include "base/hash.h"
+#include "sign/sbom.h"
 #include "store/store.h"
 #include "test/fakes/forwarding_kube_client.h"
 #include "test/fakes/git_repository.h"
@@ -492,6 +494,46 @@ TEST_F(ReleaseTest, WithASigningKeyTheImageIsSignedAndAttested) {
             std::string(40, 'a'));
   EXPECT_EQ(value::StringAt(&st, {"predicate", "buildDefinition", "externalParameters", "parameters", "layer /app"}), "dist");
   EXPECT_THAT(Logged(), HasSubstr("image: signed " + result->image + " (Ed25519 key): signature " + result->signature));
+
+  // And its SBOM: the files of the image with their digests, attested as cosign's spdxjson.
+  EXPECT_FALSE(result->sbom.empty());
+  auto sboms = sign::VerifyAttestations(registry_, *image, services_.signing_key->Public(), sign::kSpdxDocument);
+  ASSERT_TRUE(sboms.ok()) << sboms.status().ToString();
+  ASSERT_EQ(sboms->size(), 1u);
+  const value::Value& sbom = (*sboms)[0].statement;
+  EXPECT_EQ(value::StringAt(&sbom, {"predicate", "spdxVersion"}), "SPDX-2.3");
+  EXPECT_EQ(value::StringAt(&sbom, {"predicate", "files", 0, "fileName"}), "./app/index.html");
+  EXPECT_EQ(value::StringAt(&sbom, {"predicate", "files", 0, "checksums", 1, "checksumValue"}), Sha256Hex("hello\n"));
+  EXPECT_THAT(Logged(), HasSubstr("image: sbom: 1 files, 0 packages"));
+}
+
+// A release resumed after a crash inside the package stage (the image signed and attested, the
+// progress not saved yet) finds what its key did for this run and does not sign again: the .sig
+// and .att manifests stay as they were (ECDSA signatures are randomised, so a second one would
+// change them).
+TEST_F(ReleaseTest, APackageStageResumedAfterACrashDoesNotSignAgain) {
+  pipeline_.release.reset();
+  services_.signing_key = *sign::GenerateKey(sign::KeyType::kEcdsaP256);
+  auto first = RunRelease(services_, pipeline_, Req());
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  auto progress = store_->GetReleaseProgress(run_);
+  ASSERT_TRUE(progress.ok() && progress->has_value());
+  store::ReleaseProgress crashed = **progress;
+  crashed.stage = "started";  // as saved before the package stage ended
+  crashed.data = "{}";
+  ASSERT_TRUE(store_->PutReleaseProgress(crashed).ok());
+
+  auto again = RunRelease(services_, pipeline_, Req());
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->digest, first->digest);
+  EXPECT_EQ(again->signature, first->signature) << "no second signature in the .sig manifest";
+  EXPECT_EQ(again->sbom, first->sbom) << "no second attestation in the .att manifest";
+  EXPECT_THAT(Logged(), HasSubstr("(signature, provenance, SBOM there already with this key: not signed again)"));
+  auto image = oci::ParseReference(again->image);
+  ASSERT_TRUE(image.ok());
+  auto sigs = sign::VerifyImage(registry_, *image, services_.signing_key->Public());
+  ASSERT_TRUE(sigs.ok());
+  EXPECT_EQ(sigs->size(), 1u);
 }
 
 // Deploys to one fake cluster, environment dev with `gates`.

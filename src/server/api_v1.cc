@@ -110,6 +110,20 @@ Value PullRequestJson(const store::Release& r) {
   return v;
 }
 
+Value SupplyChainJson(const store::ImageSupplyChain& c) {
+  Value v = Value::Map();
+  v.Set("signature", c.signature);
+  v.Set("provenance", c.provenance);
+  v.Set("sbom", c.sbom);
+  return v;
+}
+
+Value SupplyChainsJson(const std::map<std::string, store::ImageSupplyChain>& chains) {
+  Value v = Value::Map();
+  for (const auto& [repo, c] : chains) v.Set(repo, SupplyChainJson(c));
+  return v;
+}
+
 Value RunningJson(const store::Release& r) {
   Value v = Value::Map();
   v.Set("release", r.id);
@@ -303,6 +317,7 @@ Result<http::Response> Releases(const ApiV1Options& o, const http::Request& req,
     v.Set("config_revision", r.config_revision);
     v.Set("source_revision", r.source_revision);
     v.Set("image_digests", DigestsJson(r.image_digests));
+    v.Set("supply_chain", SupplyChainsJson(r.supply_chain));
     v.Set("started_by", r.started_by);
     v.Set("run", r.run_id ? Value(*r.run_id) : Value());
     v.Set("created_at", Rfc3339(r.created_at));
@@ -1000,26 +1015,48 @@ Result<http::Response> SyncPreview(const ApiV1Options& o, const AppsView& view, 
 }
 
 // POST /api/v1/apps/{app}/terminate: stops the app's deploy, resume or rollback the server runs at
-// its next step (its end is an "action" event with phase "terminated"). A pull target's sync is
-// its agent's, which has no request that terminates one: an app with pull targets only is 501.
+// its next check (its end is an "action" event with phase "terminated"), and asks the agent of each
+// pull target whose Application has a running sync to stop it (annotation
+// gantry.dev/terminate-requested; the "app" event with phase Terminated says it did). NotFound when
+// nothing of the app runs.
 Result<http::Response> Terminate(const ApiV1Options& o, const AppsView& view, std::string_view app, const Value& body,
-                                 AuditNote& note) {
+                                 const authz::Principal& who, AuditNote& note) {
   GANTRY_RETURN_IF_ERROR(KnownFields(body, {}));
   const int64_t last_event = o.events != nullptr ? o.events->last_id() : 0;
   Result<std::string> stopping = o.actions != nullptr ? o.actions->Terminate(app)
                                                       : Result<std::string>(UnavailableError("this server runs no deploys"));
-  const bool pushed = std::any_of(view.report.rows.begin(), view.report.rows.end(),
-                                  [&](const deliver::StatusRow& r) { return r.app == app && r.mode == "push"; });
-  if (!stopping.ok() && !pushed) {
-    return UnimplementedError("{} has only pull targets: their agent has no request that terminates a running sync "
-                              "(it ends one only when it stops, and the next leader resumes it)", app);
+  bool pushed = false;
+  Value pulls = Value::Seq();
+  std::vector<std::string> pull_clusters;
+  const std::string request_id = fmt::format("{}/{}", Rfc3339(SystemClock().WallNow()), who.name);
+  for (const deliver::StatusRow& row : view.report.rows) {
+    if (row.app != app) continue;
+    pushed = pushed || row.mode == "push";
+    const Value* application = row.mode == "pull" ? FindApplication(view, row.cluster, row.app) : nullptr;
+    if (application == nullptr ||
+        value::StringAt(application, {"status", "operationState", "phase"}) != api::kPhaseRunning) {
+      continue;
+    }
+    GANTRY_RETURN_IF_ERROR(AnnotateApplication(o, view, row, api::kTerminateRequested, request_id));
+    Value target = Value::Map();
+    target.Set("environment", row.env);
+    target.Set("cluster", row.cluster);
+    pulls.Append(target);
+    pull_clusters.push_back(row.cluster);
   }
-  GANTRY_RETURN_IF_ERROR(stopping.status());
-  note.details = "terminate " + *stopping;
+  if (!stopping.ok() && pulls.size() == 0) {
+    if (pushed && stopping.status().code() != Code::kNotFound) return stopping.status();
+    return NotFoundError("no deploy, resume or rollback of {} runs in the server, and no sync of it runs on its pull "
+                         "clusters", app);
+  }
+  note.details = fmt::format("terminate {}{}", stopping.ok() ? *stopping : "",
+                             pull_clusters.empty() ? "" : fmt::format("{}sync on {}", stopping.ok() ? ", " : "",
+                                                                      fmt::join(pull_clusters, ", ")));
   Value v = Value::Map();
   v.Set("action", "terminate");
   v.Set("app", app);
-  v.Set("stopping", *stopping);
+  v.Set("stopping", stopping.ok() ? *stopping : "sync");
+  v.Set("pull_targets", pulls);
   v.Set("last_event_id", last_event);
   return http::Response::Json(202, value::ToJson(v) + "\n");
 }
@@ -1034,7 +1071,7 @@ Result<http::Response> AppOperation(const ApiV1Options& o, const http::Request& 
   GANTRY_ASSIGN_OR_RETURN(std::string project, AppProject(o, view, app));
   note.project = project;
   GANTRY_RETURN_IF_ERROR(o.access->Authorize(who, authz::Permission::kAppsSync, project));
-  if (action == "terminate") return Terminate(o, view, app, body, note);
+  if (action == "terminate") return Terminate(o, view, app, body, who, note);
   const bool sync = action == "sync";
   if (sync) {
     GANTRY_RETURN_IF_ERROR(KnownFields(body, {"environment", "cluster", "prune", "dry_run"}));
@@ -1434,6 +1471,8 @@ Result<http::Response> ReleaseFlow(const ApiV1Options& o, const http::Request& r
     im.Set("digest", digest);
     im.Set("reference", name + "@" + digest);
     im.Set("url", UrlOrNull(ImageUrl(o.links, name, digest)));
+    auto chain = rel.supply_chain.find(name);
+    im.Set("supply_chain", chain == rel.supply_chain.end() ? Value() : SupplyChainJson(chain->second));
     images.Append(im);
   }
   v.Set("images", images);
@@ -1916,6 +1955,26 @@ Status ServeApiV1(Front& front, ApiV1Options options) {
   add("GET", "/api/v1/tokens", "tokens", read(Tokens));
   add("POST", "/api/v1/tokens", "tokens.create", CreateToken);
   add("DELETE", "/api/v1/tokens/{id}", "tokens.revoke", RevokeToken);
+  front.Handle("GET", "/api/v1/signing-keys", [o](const http::Request& req) {
+    const SigningKeys& k = o->signing_keys;
+    Value images;
+    if (!k.images.empty()) {
+      images = Value::Map();
+      images.Set("format", "cosign");
+      images.Set("public_key", k.images);
+    }
+    Value commits;
+    if (!k.commits.empty()) {
+      commits = Value::Map();
+      commits.Set("format", "ssh");
+      commits.Set("public_key", k.commits);
+      commits.Set("allowed_signers", fmt::format("{} namespaces=\"git\" {}", k.commit_principal, k.commits));
+    }
+    Value doc = Value::Map();
+    doc.Set("images", images);
+    doc.Set("commits", commits);
+    return WithETag(req, value::ToJson(doc) + "\n");
+  });
   front.Handle("GET", "/api/v1/openapi.json", [](const http::Request& req) {
     http::Response r = WithETag(req, std::string(OpenApiDocument()));
     r.headers["cache-control"] = "no-cache";

@@ -18,8 +18,9 @@
 //                                        "dry_run": true → 200 with each target's diff
 //   POST /api/v1/apps/{app}/refresh      {"environment"?, "cluster"?} → 202 (pull targets only)
 //   POST /api/v1/apps/{app}/terminate    → 202: stops the app's deploy, resume or rollback the
-//                                        server runs (Actions::Terminate); 501 for an app with
-//                                        pull targets only (no agent supports it)
+//                                        server runs (Actions::Terminate) and each pull target's
+//                                        running sync (the Application's terminate-requested
+//                                        annotation, which its agent acts on); 404: none runs
 //   GET  /api/v1/apps/{app}/resources    ?environment=&cluster=: one target's resource tree
 //   GET  /api/v1/apps/{app}/diff         ... its live vs desired objects (pull targets rendered
 //                                        as their agent does, server/app_resources.h)
@@ -66,8 +67,11 @@
 //   GET  /api/v1/events                  Server-Sent Events (server/events.h), resumable with
 //                                        Last-Event-ID; a comment line every 15 s
 //   GET  /api/v1/openapi.json            the OpenAPI 3.1 document (no authentication)
+//   GET  /api/v1/signing-keys            the public keys of the image and config-commit signatures
+//                                        (no authentication: they are public), with an
+//                                        allowed_signers line for `git verify-commit`
 //
-// Every route but openapi.json goes through server::Access: 401 without valid credentials; reads
+// Every route but openapi.json and signing-keys goes through server::Access: 401 without valid credentials; reads
 // need runs.read / apps.read on the object's project, cancel runs.cancel, approve and retry
 // runs.approve; tokens as /api/tokens (server/access.h);
 // deploy and resume apps.deploy, rollback apps.rollback, an app's approve releases.approve, on the
@@ -94,6 +98,13 @@
 #include "server/links.h"
 
 namespace gantry::server {
+
+// The public keys of what the server signs (GET /api/v1/signing-keys); "" for what it does not sign.
+struct SigningKeys {
+  std::string images;            // PKIX PEM of --signing-key's public key (cosign verify --key)
+  std::string commits;           // "ssh-ed25519 AAAA…" of --commit-signing-key
+  std::string commit_principal;  // the commits' author email, the allowed_signers principal
+};
 
 struct ApiV1Options {
   Access* access = nullptr;  // required
@@ -133,6 +144,7 @@ struct ApiV1Options {
   std::string config_repo;
   // How commit and image links are built (server/links.h).
   LinkOptions links;
+  SigningKeys signing_keys;
 };
 
 // The OpenAPI document built into the binary (api/openapi.json).

@@ -266,6 +266,7 @@ TEST_F(ApiV1Test, AnswersValidateAgainstTheirSchemas) {
   ASSERT_TRUE(store_->UpsertTarget({.release_id = *id, .env = "prod", .cluster = "prod-1", .state = store::TargetState::kApplying,
                                     .message = "waiting for health"}).ok());
   rel.source_revision = "abd";
+  rel.supply_chain["registry/web"] = {.signature = "sha256:5151", .provenance = "sha256:a7a7", .sbom = "sha256:5b5b"};
   auto second = store_->CreateRelease(rel);
   ASSERT_TRUE(second.ok());
   ASSERT_TRUE(store_->UpsertTarget({.release_id = *second, .env = "dev", .cluster = "dev-1", .state = store::TargetState::kFailed,
@@ -290,8 +291,17 @@ TEST_F(ApiV1Test, AnswersValidateAgainstTheirSchemas) {
   EXPECT_THAT(releases.body, HasSubstr("\"crash loop\""));
   EXPECT_THAT(releases.body, HasSubstr("\"links\":{\"source\":null,\"config\":null,\"images\":{\"registry/web\":\"https://hub.docker.com/r/registry/web\"}}"))
       << "git.example is no known forge and this server has no link rules; registry/web is Docker Hub's";
+  EXPECT_THAT(releases.body,
+              HasSubstr(R"("supply_chain":{"registry/web":{"signature":"sha256:5151","provenance":"sha256:a7a7","sbom":"sha256:5b5b"}})"));
+  EXPECT_THAT(releases.body, HasSubstr(R"("supply_chain":{})")) << "the unsigned release";
   ExpectValid(Api("GET", fmt::format("/api/v1/apps/web/releases/{}", *id)), "/api/v1/apps/{app}/releases/{id}", "GET");
+  auto flow = Api("GET", fmt::format("/api/v1/apps/web/releases/{}", *second));
+  ExpectValid(flow, "/api/v1/apps/{app}/releases/{id}", "GET");
+  EXPECT_THAT(flow.body, HasSubstr(R"("supply_chain":{"signature":"sha256:5151","provenance":"sha256:a7a7","sbom":"sha256:5b5b"})"));
   ExpectValid(Api("GET", "/api/v1/apps/web/releases/999"), "/api/v1/apps/{app}/releases/{id}", "GET");  // 404
+  auto keys = Send("GET", "/api/v1/signing-keys");  // public: no credentials
+  ExpectValid(keys, "/api/v1/signing-keys", "GET");
+  EXPECT_EQ(keys.body, "{\"images\":null,\"commits\":null}\n") << "this server signs nothing";
   ExpectValid(Api("GET", "/api/v1/runs"), "/api/v1/runs", "GET");
   ExpectValid(Api("GET", "/api/v1/runs/1"), "/api/v1/runs/{id}", "GET");
   ExpectValid(Api("GET", "/api/v1/runs/1/logs"), "/api/v1/runs/{id}/logs", "GET");
@@ -314,6 +324,27 @@ TEST_F(ApiV1Test, AnswersValidateAgainstTheirSchemas) {
   EXPECT_EQ((*audit)[0].object, "run 1");
   EXPECT_EQ((*audit)[1].action, "runs.approve");
   EXPECT_THAT((*audit)[1].result, HasSubstr("FailedPrecondition"));
+}
+
+TEST_F(ApiV1Test, SigningKeysArePublishedWithAnAllowedSignersLine) {
+  Front front("server", {});
+  ASSERT_TRUE(ServeApiV1(front, {.access = access_.get(), .ci = ci_.get(),
+                                 .signing_keys = {.images = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n",
+                                                  .commits = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINTM",
+                                                  .commit_principal = "gantry@example.com"}})
+                  .ok());
+  ASSERT_TRUE(front.Start().ok());
+  auto r = http::Client().Send({.method = "GET", .url = fmt::format("http://127.0.0.1:{}/api/v1/signing-keys", front.port())});
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->status, 200) << r->body;
+  ExpectValid(*r, "/api/v1/signing-keys", "GET");
+  auto doc = value::ParseJson(r->body);
+  ASSERT_TRUE(doc.ok());
+  EXPECT_EQ(value::StringAt(&*doc, {"images", "format"}), "cosign");
+  EXPECT_THAT(value::StringAt(&*doc, {"images", "public_key"}), HasSubstr("BEGIN PUBLIC KEY"));
+  EXPECT_EQ(value::StringAt(&*doc, {"commits", "allowed_signers"}),
+            "gantry@example.com namespaces=\"git\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINTM");
+  front.Stop();
 }
 
 TEST_F(ApiV1Test, RetryQueuesANewRunOfAFinishedRunThatSaysWhatItRetries) {
@@ -1200,7 +1231,7 @@ TEST_F(AppsApiTest, SyncAndRefreshAskTheAgentOrDeployAndAreAudited) {
   // Nothing of web runs any more: terminate has nothing to stop.
   auto terminate = Call(deployer, "POST", "/api/v1/apps/web/terminate");
   EXPECT_EQ(terminate.status, 404);
-  EXPECT_THAT(terminate.body, HasSubstr("no deploy, resume or rollback of web runs"));
+  EXPECT_THAT(terminate.body, HasSubstr("no deploy, resume or rollback of web runs in the server, and no sync"));
   EXPECT_EQ(terminate.headers["content-type"], "application/problem+json");
   ExpectValid(terminate, "/api/v1/apps/{app}/terminate", "POST");
 
@@ -1209,6 +1240,46 @@ TEST_F(AppsApiTest, SyncAndRefreshAskTheAgentOrDeployAndAreAudited) {
   int by_bob = 0;
   for (const auto& row : *audit) by_bob += row.actor == "bob";
   EXPECT_EQ(by_bob, 7) << "every sync request, refused ones and dry runs too";
+}
+
+// Terminate of an app whose pull target was syncing answered 501: now its Application is asked
+// to stop (its agent acts on the annotation: test/integration/agent_test.cc).
+TEST_F(AppsApiTest, TerminateAsksTheAgentOfAPullTargetWhoseSyncRuns) {
+  const std::string deployer = UserToken("bob", "deployer", "default");
+  auto idle = Call(deployer, "POST", "/api/v1/apps/web/terminate");
+  EXPECT_EQ(idle.status, 404) << "its pull sync has ended (Succeeded): nothing to stop";
+  EXPECT_THAT(idle.body, HasSubstr("no sync of it runs on its pull clusters"));
+  EXPECT_EQ(Annotation(api::kTerminateRequested), "");
+
+  Value running = PulledStatus("web", "abc");
+  running.MutableGet("status")->Set("operationState", value::ParseYaml(
+      "{phase: Running, revision: abc, startedAt: \"2026-12-06T10:02:00Z\", trigger: revision}\n")->front());
+  ASSERT_TRUE(edge_->ApplyStatus(running).ok());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  auto phase = [&] {
+    auto detail = value::ParseJson(Call(deployer, "GET", "/api/v1/apps/web").body);
+    return detail.ok() ? value::StringAt(&*detail, {"targets", 2, "last_operation", "phase"}) : std::string();
+  };
+  while (phase() != "Running" && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(phase(), "Running") << "the pull watch sees the running sync";
+
+  auto stop = Call(deployer, "POST", "/api/v1/apps/web/terminate");
+  ASSERT_EQ(stop.status, 202) << stop.body;
+  ExpectValid(stop, "/api/v1/apps/{app}/terminate", "POST");
+  auto answer = value::ParseJson(stop.body);
+  ASSERT_TRUE(answer.ok());
+  EXPECT_EQ(value::StringAt(&*answer, {"stopping"}), "sync") << "no deploy of web runs in the server";
+  EXPECT_EQ(value::StringAt(&*answer, {"pull_targets", 0, "cluster"}), "edge-1");
+  EXPECT_EQ(value::StringAt(&*answer, {"pull_targets", 0, "environment"}), "prod");
+  EXPECT_THAT(Annotation(api::kTerminateRequested), HasSubstr("/bob"));
+  auto audit = store_->ListAudit({.action = "apps.terminate", .limit = 5});
+  ASSERT_TRUE(audit.ok());
+  ASSERT_FALSE(audit->empty());
+  EXPECT_THAT(audit->front().details, HasSubstr("terminate sync on edge-1"));
+  const std::string viewer = UserToken("alice", "viewer", "default");
+  EXPECT_EQ(Call(viewer, "POST", "/api/v1/apps/web/terminate").status, 403);
 }
 
 TEST_F(AppsApiTest, ResourcesDiffAndEventsOfAPushTargetComeFromTheEngineAndTheCluster) {

@@ -181,8 +181,9 @@ Status ServeCi(Front& front, ci::Server& ci, CiFrontOptions options) {
   // nothing and leave none; refused deliveries are logged by the front.
   GANTRY_RETURN_IF_ERROR(front.AddWebhook(
       "/webhook", std::move(options.webhook),
-      [&ci, access = options.access, project_of = options.project_of](const webhook::Event& e,
-                                                                       const http::Request& req) -> Result<http::Response> {
+      [&ci, access = options.access, project_of = options.project_of, on_pull_request = options.on_pull_request](
+          const webhook::Event& e, const http::Request& req) -> Result<http::Response> {
+        if (on_pull_request && e.kind == webhook::Kind::kPullRequest) on_pull_request(e);
         GANTRY_ASSIGN_OR_RETURN(ci::Accepted a, ci.Accept(e));
         if (a.outcome == ci::Accepted::Outcome::kQueued) {
           std::string project;

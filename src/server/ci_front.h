@@ -39,6 +39,9 @@ struct CiFrontOptions {
   // The project a run belongs to (its repository's); "" or nullptr: none, so only cluster-wide
   // grants reach it.
   std::function<std::string(const store::Run&)> project_of;
+  // Called with every verified pull-request event before CI sees it (server/previews.h); must
+  // not block. nullptr: none.
+  std::function<void(const webhook::Event&)> on_pull_request;
 };
 
 // The text/plain response of a run's logs (GET /api/runs/ID/logs, /api/v1/runs/ID/logs): each

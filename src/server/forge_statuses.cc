@@ -7,6 +7,7 @@
 
 #include "base/log.h"
 #include "base/retry.h"
+#include "server/previews.h"
 #include "value/value.h"
 
 namespace gantry::server {
@@ -253,6 +254,11 @@ void ForgeStatuses::DeliverDue() {
       bool retryable = false;
       if (f == nullptr) {
         sent = NotFoundError("the forge {} is no longer configured (--forge)", s.forge);
+      } else if (s.context == kCommentContext) {
+        // A pull request's preview comment (server/previews.h), keyed "pull/N".
+        sent = f->client->PutComment(s.repo, std::atoll(s.sha.c_str() + s.sha.find('/') + 1), kMarker, s.description)
+                   .status();
+        retryable = forge::Retryable(sent);
       } else {
         sent = f->client->SetCommitStatus(
             s.repo, {.sha = s.sha, .state = forge::ParseState(s.state).value_or(State::kError), .context = s.context,

@@ -15,6 +15,8 @@
 //            cluster and its message; rolled back → error; all healthy → success; otherwise pending.
 //            Target: PUBLIC_URL/apps/APP/releases/ID.
 // A repository is on a forge when its URL is under the forge's prefix (--forge); others get nothing.
+// The same outbox carries each pull request's preview comment (server/previews.h: context
+// gantry/preview, sha "pull/N"), delivered here with forge::Forge::PutComment.
 // Nothing here blocks a run or a deploy: events are read from the bus on this object's threads, and
 // an unreachable forge only delays (then fails) the status.
 //

@@ -14,7 +14,7 @@ using store::NotificationState;
 Result<std::unique_ptr<PullMerges>> PullMerges::Start(PullMergeOptions options, bool start) {
   std::vector<Forge> forges;
   for (const ForgeConfig& c : options.forges) {
-    GANTRY_ASSIGN_OR_RETURN(auto client, forge::PullRequests::New(c.options));
+    GANTRY_ASSIGN_OR_RETURN(auto client, forge::New(c.options));
     forges.push_back({c, std::move(client)});
   }
   std::unique_ptr<PullMerges> p(new PullMerges(std::move(options), std::move(forges)));
@@ -59,7 +59,7 @@ Result<release::OpenedPullRequest> PullMerges::Open(const std::string& repo_url,
   for (const Forge& f : forges_) {
     auto path = forge::RepoPath(f.config.prefix, repo_url);
     if (!path) continue;
-    GANTRY_ASSIGN_OR_RETURN(forge::PullRequest pr, f.client->OpenOrUpdate(*path, spec));
+    GANTRY_ASSIGN_OR_RETURN(forge::PullRequest pr, f.client->OpenOrUpdatePullRequest(*path, spec));
     return release::OpenedPullRequest{.forge = f.config.prefix, .repo = *path, .pull = std::move(pr)};
   }
   return FailedPreconditionError("no --forge covers the config repository {} (a pull request needs its forge)",
@@ -72,7 +72,7 @@ PullMerges::Outcome PullMerges::Look(const Forge& f, const store::PullMerge& m) 
     return Outcome{forge::Retryable(s) ? NotificationState::kPending : NotificationState::kFailed,
                    std::string(s.message()), forge::Retryable(s)};
   };
-  auto pr = f.client->Get(m.repo, m.number);
+  auto pr = f.client->GetPullRequest(m.repo, m.number);
   if (!pr.ok()) return failed(pr.status());
   if (pr->merged) return {NotificationState::kDelivered, "merged"};
   if (!pr->open) return {NotificationState::kFailed, "the pull request was closed without merging"};
@@ -90,7 +90,7 @@ PullMerges::Outcome PullMerges::Look(const Forge& f, const store::PullMerge& m) 
   if (verdict.kind == forge::Verdict::kWait) return {NotificationState::kPending, verdict.reason};
   const auto method = forge::ParseMergeMethod(m.method);
   if (!method) return {NotificationState::kFailed, fmt::format("unknown merge method {:?}", m.method)};
-  Status merged = f.client->Merge(m.repo, m.number, m.sha, *method);
+  Status merged = f.client->MergePullRequest(m.repo, m.number, m.sha, *method);
   if (merged.ok()) return {NotificationState::kDelivered, "merged"};
   // Not mergeable yet (the forge is still computing it), or the head just moved: look again.
   if (merged.code() == Code::kFailedPrecondition || merged.code() == Code::kAborted) {

@@ -8,7 +8,7 @@
 //   1. the pull request as the forge has it now: merged → done; closed → failed; its head is not
 //      the one wanted → looked at again after `poll` (forges see a push after a moment; a head
 //      someone else pushed is never merged, and fails at the deadline);
-//   2. the checks of the head (forge::PullRequests::Checks) against the required ones
+//   2. the checks of the head (forge::Forge::Checks) against the required ones
 //      (forge::Evaluate): one failed → failed naming it; some pending → looked at again after
 //      `poll`, until the deadline (then failed: "... still waiting for check X");
 //   3. all passed → merged with the release's method; a forge that will not merge yet (GitHub and
@@ -30,7 +30,7 @@
 
 #include "base/clock.h"
 #include "base/mutex.h"
-#include "forge/pulls.h"
+#include "forge/forge.h"
 #include "http/metrics.h"
 #include "release/release.h"
 #include "server/forge_statuses.h"
@@ -51,7 +51,7 @@ struct PullMergeOptions {
 class PullMerges {
  public:
   // Starts the merge thread when `start` (tests pass false and call MergeDue). InvalidArgument
-  // from forge::PullRequests::New for a bad forge.
+  // from forge::New for a bad forge.
   static Result<std::unique_ptr<PullMerges>> Start(PullMergeOptions options, bool start = true);
   ~PullMerges();
   PullMerges(const PullMerges&) = delete;
@@ -60,7 +60,7 @@ class PullMerges {
   void Stop();
 
   // Opens or updates the pull request of `spec` on the forge of config repository `repo_url`.
-  // FailedPrecondition when no --forge covers the repository; forge::PullRequests' errors.
+  // FailedPrecondition when no --forge covers the repository; forge::Forge::OpenOrUpdatePullRequest's errors.
   Result<release::OpenedPullRequest> Open(const std::string& repo_url, const forge::PullRequestSpec& spec) const;
 
   // Looks at every due pull request once (the steps of the file comment).
@@ -69,7 +69,7 @@ class PullMerges {
  private:
   struct Forge {
     ForgeConfig config;
-    std::unique_ptr<forge::PullRequests> client;
+    std::unique_ptr<forge::Forge> client;
   };
   // What one look at a pull request found: its new state in the outbox, and why.
   struct Outcome {

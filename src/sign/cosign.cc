@@ -1,6 +1,7 @@
 // Signatures and attestations stored as cosign stores them (see sign.h): one image manifest per
 // image digest and kind, tagged sha256-<hex>.sig / .att, whose layers are the signed payloads.
 
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -8,6 +9,7 @@
 #include <fmt/ranges.h>
 
 #include "base/base64.h"
+#include "sign/referrers.h"
 #include "sign/sign.h"
 
 namespace gantry::sign {
@@ -16,8 +18,13 @@ namespace {
 using value::Value;
 
 constexpr std::string_view kCosignSignatureType = "cosign container image signature";
-// Payloads and envelopes are small; anything larger is refused before it is read.
-constexpr uint64_t kMaxPayload = 4u << 20;
+// Payloads and envelopes are small, but an SBOM's envelope holds a line per file of the image
+// (about 300 bytes each, base64: 100,000 files are ~40 MiB); anything larger is refused before it
+// is read. cosign's own limit on attachments is 128 MiB.
+constexpr uint64_t kMaxPayload = 64u << 20;
+// The artifact types of referrers read as signatures / attestations (referrers.h).
+constexpr std::string_view kSignatureArtifactTypes[] = {kCosignSignatureArtifactType, oci::media::kOciConfig};
+constexpr std::string_view kAttestationArtifactTypes[] = {kCosignAttestationArtifactType, oci::media::kOciConfig};
 
 std::string Hex(std::string_view digest) {
   return std::string(digest.substr(digest.find(':') + 1));
@@ -90,30 +97,35 @@ Result<Pushed> AppendLayer(oci::Registry& registry, const oci::Reference& image,
   return Pushed{digest, tag};
 }
 
-// The manifest tagged `tag` and the bytes of its layers of `media_type`: NotFound `none` when the
-// tag is absent. A layer whose blob cannot be read is returned with the error instead of bytes.
+// The layers of `media_type` of the signature manifests of `image` (referrers.h: the referrers API,
+// and the manifest tagged `tag`): NotFound `none` when there are none. A layer whose blob cannot be
+// read (or a referrer whose manifest is missing) is returned with the error instead of bytes.
 struct Layer {
   size_t index;
   oci::Descriptor desc;
   Result<std::string> bytes;
 };
-Result<std::vector<Layer>> FetchLayers(oci::Registry& registry, const oci::Reference& image, const std::string& tag,
-                                       std::string_view media_type, std::string_view none) {
-  oci::Reference at = AtTag(image, tag);
-  auto raw = registry.GetManifest(at);
-  if (!raw.ok()) {
-    if (raw.status().code() == Code::kNotFound) return NotFoundError("{}: {} (no tag {})", RepoName(image), none, tag);
-    return raw.status().WithContext("read " + at.ToString());
-  }
-  auto manifest = oci::ParseManifest(raw->bytes, raw->media_type);
-  if (!manifest.ok()) return manifest.status().WithContext("the manifest tagged " + tag);
+Result<std::vector<Layer>> FetchLayers(oci::Registry& registry, const oci::Reference& image,
+                                       std::string_view image_digest, const std::string& tag,
+                                       std::span<const std::string_view> artifact_types, std::string_view media_type,
+                                       std::string_view none) {
+  GANTRY_ASSIGN_OR_RETURN(std::vector<SignedManifest> manifests,
+                          SignedManifests(registry, image, image_digest, tag, artifact_types, none));
   std::vector<Layer> out;
-  for (size_t i = 0; i < manifest->layers.size(); ++i) {
-    const oci::Descriptor& d = manifest->layers[i];
-    if (d.media_type != media_type) continue;
-    out.push_back(Layer{i, d, oci::FetchBlobBytes(registry, image, d, kMaxPayload)});
+  for (const SignedManifest& m : manifests) {
+    if (!m.manifest.ok()) {
+      out.push_back(Layer{out.size(), oci::Descriptor{.digest = m.digest}, m.manifest.status()});
+      continue;
+    }
+    for (const oci::Descriptor& d : m.manifest->layers) {
+      if (d.media_type != media_type) continue;
+      out.push_back(Layer{out.size(), d, oci::FetchBlobBytes(registry, image, d, kMaxPayload)});
+    }
   }
-  if (out.empty()) return NotFoundError("{}: {} (the manifest tagged {} has no {} layer)", RepoName(image), none, tag, media_type);
+  if (out.empty()) {
+    return NotFoundError("{}: {} (no {} layer in the manifest tagged {} or its referrers)", RepoName(image), none,
+                         media_type, tag);
+  }
   return out;
 }
 
@@ -236,7 +248,8 @@ Result<std::vector<VerifiedSignature>> VerifyImage(oci::Registry& registry, cons
   std::string what = "verify " + image.ToString();
   auto subject = ResolveImage(registry, image);
   if (!subject.ok()) return subject.status().WithContext(what);
-  auto layers = FetchLayers(registry, image, SignatureTag(subject->digest), kSimpleSigningMediaType, "no signatures");
+  auto layers = FetchLayers(registry, image, subject->digest, SignatureTag(subject->digest), kSignatureArtifactTypes,
+                            kSimpleSigningMediaType, "no signatures");
   if (!layers.ok()) return layers.status().WithContext(what);
   std::vector<VerifiedSignature> verified;
   std::vector<std::string> failures;
@@ -376,7 +389,8 @@ Result<std::vector<VerifiedAttestation>> VerifyAttestations(oci::Registry& regis
   std::string what = "verify the attestations of " + image.ToString();
   auto subject = ResolveImage(registry, image);
   if (!subject.ok()) return subject.status().WithContext(what);
-  auto layers = FetchLayers(registry, image, AttestationTag(subject->digest), kDsseMediaType, "no attestations");
+  auto layers = FetchLayers(registry, image, subject->digest, AttestationTag(subject->digest),
+                            kAttestationArtifactTypes, kDsseMediaType, "no attestations");
   if (!layers.ok()) return layers.status().WithContext(what);
   std::vector<VerifiedAttestation> verified;
   std::vector<std::string> failures;

@@ -247,7 +247,12 @@ CREATE TABLE forge_statuses (
 );
 CREATE INDEX forge_statuses_due ON forge_statuses (next_attempt_at, id) WHERE delivery = 'pending';
 )sql"},
-      {10, "releases in pull-request mode: the pull request of a release, and the merge outbox", R"sql(
+      {10, "the supply-chain digests of a release's images", R"sql(
+ALTER TABLE release_images ADD COLUMN signature TEXT NOT NULL DEFAULT '';
+ALTER TABLE release_images ADD COLUMN provenance TEXT NOT NULL DEFAULT '';
+ALTER TABLE release_images ADD COLUMN sbom TEXT NOT NULL DEFAULT '';
+)sql"},
+      {11, "releases in pull-request mode: the pull request of a release, and the merge outbox", R"sql(
 ALTER TABLE releases ADD COLUMN pull_request BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE releases ADD COLUMN pull_request_url TEXT NOT NULL DEFAULT '';
 CREATE TABLE pull_merges (

@@ -156,8 +156,12 @@ Status RequireRun(Connection& c, int64_t id) {
 Status LoadImages(Connection& c, Release& release) {
   GANTRY_ASSIGN_OR_RETURN(
       Rows rows,
-      c.Query("SELECT name, digest FROM release_images WHERE release_id = $1", {release.id}));
-  for (const Row& r : rows) release.image_digests[r.Text(0)] = r.Text(1);
+      c.Query("SELECT name, digest, signature, provenance, sbom FROM release_images WHERE release_id = $1", {release.id}));
+  for (const Row& r : rows) {
+    release.image_digests[r.Text(0)] = r.Text(1);
+    ImageSupplyChain chain{.signature = r.Text(2), .provenance = r.Text(3), .sbom = r.Text(4)};
+    if (!chain.empty()) release.supply_chain[r.Text(0)] = std::move(chain);
+  }
   return OkStatus();
 }
 
@@ -658,6 +662,11 @@ Status SqlStore::Verify() {
 
 Result<int64_t> SqlStore::CreateRelease(const Release& release) {
   if (release.app.empty()) return InvalidArgumentError("create release: the app name is empty");
+  for (const auto& [name, chain] : release.supply_chain) {
+    if (release.image_digests.count(name) == 0) {
+      return InvalidArgumentError("create release of {}: signatures of image {} that is not among its images", release.app, name);
+    }
+  }
   Result<int64_t> id = Transact<int64_t>(TxMode::kWrite, [&](Connection& c) -> Result<int64_t> {
     if (release.run_id) GANTRY_RETURN_IF_ERROR(RequireRun(c, *release.run_id));
     GANTRY_ASSIGN_OR_RETURN(
@@ -670,9 +679,13 @@ Result<int64_t> SqlStore::CreateRelease(const Release& release) {
                  release.pull_request_url}));
     const int64_t new_id = rows.at(0).Int(0);
     for (const auto& [name, digest] : release.image_digests) {
+      auto chain = release.supply_chain.find(name);
+      const ImageSupplyChain none;
+      const ImageSupplyChain& sc = chain == release.supply_chain.end() ? none : chain->second;
       GANTRY_RETURN_IF_ERROR(
-          c.Query("INSERT INTO release_images (release_id, name, digest) VALUES ($1, $2, $3)",
-                  {new_id, name, digest})
+          c.Query("INSERT INTO release_images (release_id, name, digest, signature, provenance, sbom) "
+                  "VALUES ($1, $2, $3, $4, $5, $6)",
+                  {new_id, name, digest, sc.signature, sc.provenance, sc.sbom})
               .status());
     }
     return new_id;

@@ -49,12 +49,25 @@ using Time = std::chrono::system_clock::time_point;
 // ---------------------------------------------------------------------------------------------
 // Records
 
+// What the supply chain recorded of one image of a release (docs/supply-chain.md): the digests of
+// the manifests cosign's tags held after Gantry signed it ("sha256-<hex>.sig") and attested its
+// SLSA provenance and its SBOM ("sha256-<hex>.att"); "" for what was not done.
+struct ImageSupplyChain {
+  std::string signature;
+  std::string provenance;
+  std::string sbom;
+  bool empty() const { return signature.empty() && provenance.empty() && sbom.empty(); }
+  friend bool operator==(const ImageSupplyChain&, const ImageSupplyChain&) = default;
+};
+
 struct Release {
   int64_t id = 0;  // assigned by CreateRelease; increases with every release of the store
   std::string app;
   std::string source_revision;
   std::string config_revision;
   std::map<std::string, std::string> image_digests;  // image name → "sha256:..."
+  // Image name (a key of image_digests) → its signature and attestations; absent when unsigned.
+  std::map<std::string, ImageSupplyChain> supply_chain;
   std::string started_by;                             // a user, "webhook:github", "agent", ...
   std::optional<int64_t> run_id;                      // the CI run that built it, if any
   std::string note;

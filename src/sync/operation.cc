@@ -55,21 +55,28 @@ class OperationImpl final : public Operation {
 
   bool Step() override {
     if (state_.phase != Phase::kRunning) return false;
-    if (terminate_) {
-      state_.phase = Phase::kTerminated;
-      state_.message = "terminated";
-      return false;
-    }
-    if (next_ >= stages_.size()) {
+    if (next_ >= stages_.size()) {  // done: a stop asked after the last stage changes nothing
       state_.phase = Phase::kSucceeded;
       state_.message = Summary();
       Report({.line = state_.message});
+      return false;
+    }
+    if (Stopping()) {
+      state_.phase = Phase::kTerminated;
+      state_.message = "terminated before " + stages_[next_].name;
       return false;
     }
     Stage& stage = stages_[next_++];
     state_.message = stage.name;
     Status s = stage.run();
     state_.requests = client_.request_count() - requests_at_start_;
+    if (!s.ok() && Stopping()) {
+      // Stopped inside the stage (a wait): terminated, not failed; no SyncFail hooks.
+      state_.phase = Phase::kTerminated;
+      state_.message = "terminated during " + stage.name;
+      Report({.line = state_.message});
+      return false;
+    }
     if (!s.ok()) {
       RunSyncFailHooks();
       state_.phase = Phase::kFailed;
@@ -85,6 +92,11 @@ class OperationImpl final : public Operation {
   void Terminate() override { terminate_ = true; }
 
  private:
+  // Terminate() was called or Options::stop says so.
+  bool Stopping() const { return terminate_ || (options_.stop && options_.stop()); }
+  // What a wait returns when it stops for Stopping().
+  static Status Stopped() { return AbortedError("terminated"); }
+
   struct Stage {
     std::string name;
     std::function<Status()> run;
@@ -514,7 +526,7 @@ class OperationImpl final : public Operation {
     }
     auto deadline = clock_.Now() + options_.timeout;
     health::Health h{health::HealthStatus::kProgressing, ""};
-    while (clock_.Now() < deadline && !terminate_) {
+    while (clock_.Now() < deadline && !Stopping()) {
       auto live = client_.Get(ref);
       if (!live.ok()) return live.status();
       h = health::Assess(&live.value());
@@ -528,6 +540,7 @@ class OperationImpl final : public Operation {
       if (!del.ok() && del.code() != Code::kNotFound) return del;
     }
     if (h.status == health::HealthStatus::kDegraded) return AbortedError("hook failed: {}", h.message);
+    if (!ok && Stopping()) return Stopped();
     if (!ok) return DeadlineExceededError("hook did not finish within {} s", options_.timeout.count() / 1000);
     return OkStatus();
   }
@@ -553,6 +566,7 @@ class OperationImpl final : public Operation {
       auto got = client_.Get(ref);
       if (!got.ok() && got.status().code() == Code::kNotFound) return OkStatus();
       if (!got.ok()) return got.status();
+      if (Stopping()) return Stopped();
       clock_.SleepFor(std::chrono::milliseconds(200));
     }
     return DeadlineExceededError("{} was not deleted within {} s", ref.ToString(), options_.timeout.count() / 1000);
@@ -590,6 +604,7 @@ class OperationImpl final : public Operation {
           return DeadlineExceededError("{} not Established within {} s: {}", t.ref.ToString(),
                                        options_.timeout.count() / 1000, h.message);
         }
+        if (Stopping()) return Stopped();
         clock_.SleepFor(std::chrono::milliseconds(100));
       }
       established = true;
@@ -677,7 +692,8 @@ class OperationImpl final : public Operation {
       }
       UpdateHealth(last);
       if (all) return OkStatus();
-      if (clock_.Now() >= deadline || terminate_) {
+      if (Stopping()) return Stopped();
+      if (clock_.Now() >= deadline) {
         for (const auto& r : refs) {
           const health::Health& h = last[Key(r)];
           if (h.status != health::HealthStatus::kHealthy && h.status != health::HealthStatus::kSuspended) {
@@ -691,8 +707,10 @@ class OperationImpl final : public Operation {
       } else {
         // Every object is read from the cache: the next change to it is the next event. The wait
         // is cut into slices only to look again at a cache that may have stopped being synced;
-        // a stopped cache (it changes no more) is polled.
-        auto until = std::min({deadline, clock_.Now() + std::chrono::seconds(5),
+        // a stopped cache (it changes no more) is polled. With Options::stop the slices are short,
+        // so that a stop is seen within 250 ms.
+        auto slice = options_.stop ? std::chrono::milliseconds(250) : std::chrono::milliseconds(5000);
+        auto until = std::min({deadline, clock_.Now() + slice,
                                look_again.value_or(std::chrono::steady_clock::time_point::max())});
         if (!cache_->WaitForChange(generation, clock_, until) && clock_.Now() < until) {
           clock_.SleepFor(std::chrono::milliseconds(250));

@@ -1,4 +1,9 @@
-// sync::Operation on the fake client: what the inventory keeps across syncs with and without prune.
+// sync::Operation on the fake client: what the inventory keeps across syncs with and without prune,
+// hooks, and a stop that reaches a health wait.
+
+#include <atomic>
+#include <chrono>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -137,6 +142,77 @@ TEST_F(OperationTest, HelmTestHooksAreReportedSkippedAndNeverApplied) {
   EXPECT_EQ(s.results[0].ref.name, "test-connection");
   EXPECT_FALSE(Exists("test-connection"));
   EXPECT_NE(s.message.find("1 skipped"), std::string::npos) << s.message;
+}
+
+// A deploy waiting for health could not be stopped: Terminate() and the stop flag were looked at
+// only between steps, and the health wait was one step that lasted until its timeout.
+TEST_F(OperationTest, AStopReachesAHealthWaitAndNothingAfterItIsApplied) {
+  // Wave 0 never becomes healthy (the fake has no controller: the rollout never finishes);
+  // wave 1 must not be applied once the stop is asked.
+  Value stuck = Doc("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: stuck}\nspec:\n  replicas: 1\n"
+                    "  selector: {matchLabels: {app: stuck}}\n  template:\n    metadata: {labels: {app: stuck}}\n"
+                    "    spec: {containers: [{name: app, image: stuck:1}]}\n");
+  Value after = Map("after");
+  after.MutableGet("metadata")->Set("annotations", Doc("gantry.dev/sync-wave: \"1\"\n"));
+  std::atomic<bool> stop{false};
+  Options options;
+  options.app = "web";
+  options.timeout = std::chrono::minutes(5);
+  options.stop = [&stop] { return stop.load(); };
+  auto op = Operation::Create(client_, {stuck, after}, options);
+  ASSERT_TRUE(op.ok()) << op.status().ToString();
+  std::thread stopper([&] {
+    while (!client_.Get({"apps/v1", "Deployment", "default", "stuck"}).ok()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // well inside the wait
+    stop.store(true);
+  });
+  const auto started = std::chrono::steady_clock::now();
+  const State& s = (*op)->Run();
+  const auto took = std::chrono::steady_clock::now() - started;
+  stopper.join();
+  EXPECT_EQ(s.phase, Phase::kTerminated) << s.message;
+  EXPECT_EQ(s.message, "terminated during wait for wave 0 to be healthy");
+  EXPECT_LT(took, std::chrono::seconds(3)) << "stopped within a wait slice, not at the 5 min timeout";
+  EXPECT_FALSE(Exists("after")) << "wave 1 is not applied after the stop";
+  EXPECT_TRUE(s.error.ok()) << "terminated is not a failure: " << s.error.ToString();
+}
+
+}  // namespace
+}  // namespace gantry::sync
+
+namespace gantry::sync {
+namespace {
+
+// Options::check_images sees every object after tracking, may rewrite them (what is applied is what
+// it left), and its refusal fails the sync before anything is written.
+TEST_F(OperationTest, ImageChecksRewriteWhatIsAppliedAndTheirRefusalAppliesNothing) {
+  Options options;
+  options.app = "web";
+  size_t seen = 0;
+  options.check_images = [&](std::span<Value* const> objects) {
+    seen = objects.size();
+    for (Value* o : objects) o->MutableGet("data")->Set("k", "checked");
+    return OkStatus();
+  };
+  auto op = Operation::Create(client_, {Map("a"), Map("b")}, options);
+  ASSERT_TRUE(op.ok()) << op.status().ToString();
+  EXPECT_EQ((*op)->Run().phase, Phase::kSucceeded);
+  EXPECT_EQ(seen, 2u);
+  auto a = client_.Get({"v1", "ConfigMap", "default", "a"});
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(value::StringAt(&*a, {"data", "k"}), "checked");
+
+  options.check_images = [](std::span<Value* const>) {
+    return PermissionDeniedError("image refused").set_reason(project::kReasonImageVerification);
+  };
+  uint64_t writes = client_.count("apply");
+  auto refused = Operation::Create(client_, {Map("c")}, options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().reason(), project::kReasonImageVerification);
+  EXPECT_EQ(client_.count("apply"), writes);
+  EXPECT_FALSE(Exists("c"));
 }
 
 }  // namespace

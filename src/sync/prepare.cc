@@ -187,6 +187,12 @@ Result<Prepared> Prepare(kube::Client& client, std::vector<Value> desired, const
     GANTRY_RETURN_IF_ERROR(
         project::CheckObjects(*options.project, options.cluster_server, options.cluster_name, objects));
   }
+  if (options.check_images) {
+    std::vector<Value*> objects;
+    objects.reserve(out.tasks.size());
+    for (Task& t : out.tasks) objects.push_back(&t.object);
+    GANTRY_RETURN_IF_ERROR(options.check_images(objects));
+  }
   out.plan = Plan(out.tasks);
   return out;
 }

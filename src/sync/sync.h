@@ -11,7 +11,8 @@
 //     A hook may have metadata.generateName instead of a name: it is created (POST) and known by
 //     the name the server gives it; its tracking id ends in "GENERATENAME*".
 //     The application's project (Options::project) is checked here, for every object, before
-//     anything is applied: one place for push, pull and `gantry sync`.
+//     anything is applied: one place for push, pull and `gantry sync`; then the images of the
+//     objects against its verification rules (Options::check_images), which pins them to digests.
 //  2. Plan (pure, Plan()): objects are ordered into steps. Hooks (annotation gantry.dev/hook,
 //     argocd.argoproj.io/hook or helm.sh/hook: PreSync, Sync, PostSync, SyncFail, Helm's pre-/post-
 //     install/upgrade) run in their phase, wave by wave; Helm test hooks are skipped. Within the sync
@@ -38,7 +39,8 @@
 //     per kind and namespace every 250 ms).
 //
 // The operation is a step-driven state object: Step() does one bounded piece of work and returns,
-// State() tells where it is, Terminate() stops it between steps. Run() loops Step() to the end.
+// State() tells where it is, Terminate() stops it between steps, and Options::stop also inside a
+// step's waits (a health wait ends within 250 ms of it). Run() loops Step() to the end.
 // Not thread-safe: one thread drives an Operation (it uses a worker pool internally).
 
 #include <chrono>
@@ -47,6 +49,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -184,6 +187,10 @@ int KindOrder(std::string_view kind);
 // annotations. InvalidArgument naming the annotation for a malformed value.
 Status ReadAnnotations(const value::Value& object, Task& task);
 
+// Checks (and may rewrite) the images of a sync's objects before anything is applied
+// (Options::check_images; sign::ImagePolicy::For makes one).
+using ImageCheck = std::function<Status(std::span<value::Value* const> objects)>;
+
 struct Options {
   // Required: the application's tracking key: its name, or NAMESPACE_NAME for a pull-mode
   // Application outside the agent's own namespace (names and namespaces have no '_'). It is the
@@ -210,6 +217,11 @@ struct Options {
   // namespace is outside it, before anything touches the cluster. Push, pull and `gantry sync` all
   // pass one (project::DefaultProject() when none is configured); nullptr only in engine tests.
   const project::Project* project = nullptr;
+  // Checks the images the objects run before anything is applied, and may rewrite their image
+  // fields (pinning a verified tag to its digest): the project's verification rules
+  // (sign::ImagePolicy::For). Prepare calls it once with every object after the project's checks;
+  // an error fails the whole sync (its reason is project::kReasonImageVerification). Empty: none.
+  ImageCheck check_images;
   std::string cluster_server;  // the destination cluster's API URL, for the project's destinations
   std::string cluster_name;    // ... and its name ("in-cluster" for a pull agent's own)
   // Sync options (see ReadSyncOptions): the defaults of every object, which its annotation overrides.
@@ -229,6 +241,12 @@ struct Options {
   int parallelism = 32;
   diff::Options diff;
   Clock* clock = nullptr;              // waits and timeouts; nullptr: SystemClock()
+  // Asked while the operation runs: before each step, in every health wait (at least every
+  // 250 ms), between the polls of a hook, a CRD or a deletion. True stops it as Terminate() does,
+  // without waiting for the step to end: the state becomes Terminated and nothing more is applied
+  // (the objects of a wave being applied are finished first). Called on the thread that drives
+  // the operation; what it reads may be set from any thread (an atomic). nullptr: only Terminate().
+  std::function<bool()> stop;
 };
 
 // What happened to one object.
@@ -380,7 +398,8 @@ class Operation {
   // Does the next piece of work; false when the operation has ended.
   virtual bool Step() = 0;
   virtual const State& state() const = 0;
-  // Stops before the next step; the state becomes Terminated.
+  // Stops before the next step; the state becomes Terminated. Options::stop stops it from
+  // another thread, also in the middle of a wait.
   virtual void Terminate() = 0;
   // Steps to the end and returns the final state.
   const State& Run() {

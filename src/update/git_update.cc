@@ -122,6 +122,7 @@ Result<GitUpdateResult> UpdateRepository(git::Repository& repo, const GitUpdateO
   request.author = options.author;
   request.message = std::move(message);
   request.max_attempts = options.max_attempts;
+  request.sign = options.sign;
   request.recompute = [&](const std::string& tip) -> Result<git::Changes> {
     GANTRY_ASSIGN_OR_RETURN(last, Compute(repo, tip, options));
     last_tip = tip;

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "update/update.h"
+#include "value/utf8.h"
 
 namespace gantry::update {
 namespace {
@@ -141,6 +142,14 @@ Status ValidateRule(const ImageRule& rule) {
   }
   if (rule.helm && rule.helm->repository.empty()) {
     return InvalidArgumentError("image rule for {}: Helm keys need the repository key path", what);
+  }
+  if (rule.helm) {
+    for (const std::string* path : {&rule.helm->repository, &rule.helm->tag, &rule.helm->digest}) {
+      if (!value::IsValidUtf8(*path)) {
+        return InvalidArgumentError("image rule for {}: Helm key path {:?} is not UTF-8, so no YAML file holds it",
+                                    what, *path);
+      }
+    }
   }
   return OkStatus();
 }

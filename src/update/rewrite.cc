@@ -202,7 +202,7 @@ class Rewriter {
     }
     if (map.size() == 0) return;
     value::Mark mm = map.mark();
-    std::string entry = fmt::format("{}: {}", key, Encode(new_value, Style::kPlain));
+    std::string entry = fmt::format("{}: {}", Encode(key, Style::kPlain), Encode(new_value, Style::kPlain));
     if (mm.begin < text_.size() && text_[mm.begin] == '{') {  // flow map: before its '}'
       size_t close = text_.rfind('}', mm.end == 0 ? 0 : mm.end - 1);
       if (close == std::string_view::npos || close < mm.begin) return;

@@ -120,6 +120,26 @@ TEST(RewriteYaml, PlainScalarThatWouldChangeTypeIsQuoted) {
   EXPECT_EQ(got->content, "images:\n- name: web\n  newTag: 'true'\n");
 }
 
+// Found by fuzz/image_update: a Helm tag key that was not UTF-8 was inserted as written, and the
+// file Gantry would have committed no longer parsed. Such a path is refused; a key that a plain
+// scalar would not read back is inserted quoted.
+TEST(RewriteYaml, HelmKeyPathsAreUtf8AndInsertedKeysReadBack) {
+  ImageRule rule{.image = "registry.local/api", .new_tag = "1.10",
+                 .helm = HelmKeys{.repository = "image.repository", .tag = "image.t\xb6g"}};
+  std::string text = "image:\n  repository: registry.local/api\n  pullPolicy: Always\n";
+  auto got = RewriteYaml(text, "values.yaml", std::span(&rule, 1));
+  ASSERT_FALSE(got.ok());
+  EXPECT_THAT(got.status().message(), HasSubstr("Helm key path \"image.t\\xb6g\" is not UTF-8"));
+
+  rule.helm->tag = "image.true";
+  got = RewriteYaml(text, "values.yaml", std::span(&rule, 1));
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->content, text + "  \"true\": \"1.10\"\n");
+  auto again = RewriteYaml(got->content, "values.yaml", std::span(&rule, 1));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(again->changes.empty());
+}
+
 TEST(RewriteYaml, KustomizeImagesOnlyInKustomizations) {
   ImageRule rule{.image = "web", .new_tag = "2"};
   std::string text = "images:\n- name: web\n  newTag: \"1\"\n";

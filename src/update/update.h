@@ -177,6 +177,8 @@ struct GitUpdateOptions {
   git::Signature author{"Gantry", "gantry@localhost"};
   std::vector<ImageRule> rules;
   int max_attempts = 10;  // pushes tried on lost races (ten simultaneous writers needed up to 7)
+  // Signs the commit (git::PushRequest::sign); unset: unsigned.
+  std::function<Result<std::string>(std::string_view commit)> sign;
   // Fetch and compute the changes at the tip without committing or pushing: the result has
   // committed false, commit the tip read, and the changes that a commit would hold.
   bool dry_run = false;

@@ -6,6 +6,7 @@
 
 #include "value/internal/node.h"
 #include "value/internal/resolve.h"
+#include "value/utf8.h"
 #include "value/value.h"
 
 namespace gantry::value {
@@ -38,6 +39,16 @@ size_t internal::DecodeUtf8(std::string_view s, size_t i, uint32_t* cp) {
     return *cp = v, 4;
   }
   return 0;
+}
+
+bool IsValidUtf8(std::string_view text) {
+  uint32_t cp;
+  for (size_t i = 0; i < text.size();) {
+    size_t n = internal::DecodeUtf8(text, i, &cp);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
 }
 
 namespace {

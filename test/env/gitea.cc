@@ -109,7 +109,8 @@ std::string Gitea::RepoUrl(const std::string& owner, const std::string& repo) co
 }
 
 Result<std::string> Gitea::Push(const std::string& owner, const std::string& repo, const std::string& dir,
-                                const std::map<std::string, std::string>& files, const std::string& message) const {
+                                const std::map<std::string, std::string>& files, const std::string& message,
+                                const std::string& branch) const {
   namespace fs = std::filesystem;
   ProcessOptions po;
   po.cwd = dir;
@@ -128,7 +129,7 @@ Result<std::string> Gitea::Push(const std::string& owner, const std::string& rep
   std::string authed = url_;
   authed.insert(authed.find("://") + 3, user_ + ":" + token_ + "@");
   GANTRY_RETURN_IF_ERROR(
-      RunChecked({"git", "push", "-q", authed + "/" + owner + "/" + repo + ".git", "HEAD:refs/heads/main"}, po).status());
+      RunChecked({"git", "push", "-q", authed + "/" + owner + "/" + repo + ".git", "HEAD:refs/heads/" + branch}, po).status());
   GANTRY_ASSIGN_OR_RETURN(ProcessResult head, RunChecked({"git", "rev-parse", "HEAD"}, po));
   return head.out.substr(0, 40);
 }

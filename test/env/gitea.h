@@ -62,9 +62,10 @@ class Gitea {
   // The clone URL of owner/repo (without credentials).
   std::string RepoUrl(const std::string& owner, const std::string& repo) const;
   // Writes `files` into the work tree `dir` (initialised and linked to owner/repo on first use),
-  // commits them and pushes to main as the admin; returns the commit's id.
+  // commits them and pushes to `branch` as the admin; returns the commit's id.
   Result<std::string> Push(const std::string& owner, const std::string& repo, const std::string& dir,
-                           const std::map<std::string, std::string>& files, const std::string& message) const;
+                           const std::map<std::string, std::string>& files, const std::string& message,
+                           const std::string& branch = "main") const;
 
  private:
   std::string url_, user_, password_, token_;

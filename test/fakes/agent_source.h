@@ -25,6 +25,26 @@ metadata: {name: b}
 data: {k: "2"}
 )";
 
+// A Deployment that never becomes Healthy (no node matches its Pods; the fake has no controller at
+// all), then a ConfigMap `after-stuck` in wave 1: a sync waits for wave 0 until stopped or timed
+// out, and must not apply wave 1 when stopped.
+inline constexpr char kStuckThenWave1[] = R"(apiVersion: apps/v1
+kind: Deployment
+metadata: {name: stuck}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: stuck}}
+  template:
+    metadata: {labels: {app: stuck}}
+    spec:
+      nodeSelector: {gantry.dev/no-such-node: "true"}
+      containers: [{name: app, image: registry.example/stuck:1}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: after-stuck, annotations: {gantry.dev/sync-wave: "1"}}
+)";
+
 class FakeSource final : public agent::Source {
  public:
   // Commit `commit` holds `yaml` under `path`; `changed` lists the files it changed from the

@@ -11,6 +11,12 @@
 // Counting and failures: manifest_puts() counts PutManifest calls (a push that found the tag at the
 // same digest makes none); FailNextPut(status) makes the next PutManifest fail with `status`.
 //
+// Referrers (OCI 1.1): off by default, as in docker-registry 2.8 (Referrers answers NotFound).
+// ServeReferrers(true) answers as a registry with the API does: an index of the stored manifests
+// whose `subject` is the digest (artifactType: the manifest's, else its config's media type),
+// filtered by artifactType, plus what AddReferrer listed by hand (e.g. a manifest that is not
+// there). DeleteBlob / DeleteManifest remove what a test wants missing.
+//
 // Thread-safe.
 
 #include <atomic>
@@ -21,10 +27,12 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "oci/oci.h"
 #include "oci/registry.h"
+#include "value/value.h"
 
 namespace gantry::fakes {
 
@@ -115,6 +123,41 @@ class FakeRegistry final : public oci::Registry {
     return m.digest;
   }
 
+  Result<oci::RawManifest> Referrers(const oci::Reference& repo, std::string_view digest,
+                                     std::string_view artifact_type) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.requests;
+    if (!serve_referrers_) return NotFoundError("HTTP 404: 404 page not found");
+    std::string prefix = repo.registry + "/" + repo.repository + "@sha256:";
+    value::Value list = value::Value::Seq();
+    auto add = [&](const oci::Descriptor& d, std::string_view type) {
+      if (!artifact_type.empty() && type != artifact_type) return;
+      value::Value e = value::Value::Map();
+      e.Set("mediaType", d.media_type);
+      e.Set("digest", d.digest);
+      e.Set("size", d.size);
+      e.Set("artifactType", type);
+      list.Append(std::move(e));
+    };
+    for (const auto& [key, m] : manifests_) {
+      if (!key.starts_with(prefix)) continue;
+      auto parsed = oci::ParseManifest(m.bytes, m.media_type);
+      if (!parsed.ok() || !parsed->subject || parsed->subject->digest != digest) continue;
+      add({.media_type = m.media_type, .digest = m.digest, .size = static_cast<int64_t>(m.bytes.size())},
+          parsed->artifact_type.empty() ? parsed->config.media_type : parsed->artifact_type);
+    }
+    for (const auto& [subject, d, type] : extra_referrers_) {
+      if (subject == digest) add(d, type);
+    }
+    value::Value index = value::Value::Map();
+    index.Set("schemaVersion", int64_t{2});
+    index.Set("mediaType", oci::media::kOciIndex);
+    index.Set("manifests", std::move(list));
+    std::string bytes = value::ToJson(index);
+    return oci::RawManifest{.media_type = std::string(oci::media::kOciIndex), .digest = oci::Sha256Digest(bytes),
+                            .bytes = bytes};
+  }
+
   Result<std::vector<std::string>> ListTags(const oci::Reference& repo, int) override {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.requests;
@@ -140,6 +183,24 @@ class FakeRegistry final : public oci::Registry {
     std::lock_guard<std::mutex> lock(mu_);
     return manifest_puts_;
   }
+  void ServeReferrers(bool on) {
+    std::lock_guard<std::mutex> lock(mu_);
+    serve_referrers_ = on;
+  }
+  // Lists `d` (of `artifact_type`) among the referrers of `subject_digest`, whether or not it exists.
+  void AddReferrer(std::string subject_digest, oci::Descriptor d, std::string artifact_type) {
+    std::lock_guard<std::mutex> lock(mu_);
+    extra_referrers_.emplace_back(std::move(subject_digest), std::move(d), std::move(artifact_type));
+  }
+  void DeleteBlob(const oci::Reference& repo, std::string_view digest) {
+    std::lock_guard<std::mutex> lock(mu_);
+    blobs_.erase(Key(repo, digest));
+  }
+  // Removes the manifest under the name `ref` gives (its tag, or its digest), not its other name.
+  void DeleteManifest(const oci::Reference& ref) {
+    std::lock_guard<std::mutex> lock(mu_);
+    manifests_.erase(Key(ref, ref.Identifier()));
+  }
   void FailNextPut(Status status) {
     std::lock_guard<std::mutex> lock(mu_);
     fail_next_put_ = std::move(status);
@@ -157,6 +218,8 @@ class FakeRegistry final : public oci::Registry {
   oci::RegistryStats stats_;                               // GUARDED_BY(mu_)
   int manifest_puts_ = 0;                                  // GUARDED_BY(mu_)
   Status fail_next_put_;                                   // GUARDED_BY(mu_)
+  bool serve_referrers_ = false;                           // GUARDED_BY(mu_)
+  std::vector<std::tuple<std::string, oci::Descriptor, std::string>> extra_referrers_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace gantry::fakes

@@ -12,20 +12,27 @@
 #include <sstream>
 #include <thread>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "agent/agent.h"
 #include <curl/curl.h>
 
+#include "base/base64.h"
 #include "base/process.h"
 #include "git/git.h"
 #include "webhook/webhook.h"
 #include "kube/kube.h"
+#include "oci/registry.h"
+#include "project/project.h"
+#include "sign/sign.h"
 #include "test/env/testenv.h"
+#include "test/fakes/agent_source.h"
 
 namespace gantry::agent {
 namespace {
 
+using ::testing::HasSubstr;
 using value::Value;
 using namespace std::chrono_literals;
 
@@ -726,6 +733,62 @@ TEST_F(AgentTest, Kill9MidSyncConvergesAfterRestart) {
   }
 }
 
+// A pull app's running sync could not be stopped (the API answered 501). `gantry app terminate`
+// annotates the Application (as POST /api/v1/apps/{app}/terminate does); the agent process stops
+// the sync in its health wait within a couple of seconds, applies nothing of the next wave, records
+// Terminated, and does not sync that revision again by itself: after a refresh it is still
+// Terminated; a sync request syncs again.
+TEST_F(AgentTest, AgentProcessTerminatesASyncWaitingForHealthAndDoesNotRetryItByItself) {
+  Commit({{"stuck/all.yaml", fakes::kStuckThenWave1}}, "a Deployment that never becomes available, then a later wave");
+  ASSERT_TRUE(client_->Apply(Application("stuck", "stuck", /*self_heal=*/true)).ok());
+  std::string creds = fmt::format("{}={}:{}", creds_.host, creds_.username, creds_.password);
+  AgentProcess agent(*kubeconfig_, ns_, tmp_.path() + "/a", "agent-a", creds, tmp_.path() + "/a.log");
+  WaitApp("stuck", [&](const Value& app) {
+    return At(app, {"status", "operationState", "phase"}) == "Running" &&
+           client_->Get({"apps/v1", "Deployment", ns_, "stuck"}).ok();
+  });
+  auto app_cli = [&](const std::string& request) {
+    const char* binary = std::getenv("GANTRY_BINARY");
+    GANTRY_CHECK(binary != nullptr);
+    ProcessOptions po;
+    po.inherit_env = true;
+    auto r = gantry::Run({binary, "app", "--kubeconfig", *kubeconfig_, "-n", ns_, request, "stuck"}, po);
+    GANTRY_CHECK(r.ok());
+    EXPECT_EQ(r->exit_code, 0) << r->out << r->err;
+    auto app = client_->Get({api::kApiVersion, api::kKind, ns_, "stuck"});
+    GANTRY_CHECK(app.ok());
+    const std::string annotation = "gantry.dev/" + request + "-requested";
+    return At(*app, {"metadata", "annotations", std::string_view(annotation)});
+  };
+  const auto asked = std::chrono::steady_clock::now();
+  const std::string terminate = app_cli("terminate");
+  ASSERT_FALSE(terminate.empty());
+  Value app = WaitApp("stuck", [](const Value& a) { return At(a, {"status", "operationState", "phase"}) == "Terminated"; },
+                      30s);
+  const auto took = std::chrono::steady_clock::now() - asked;
+  RecordProperty("terminate_to_terminated_ms", static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+  EXPECT_LT(took, 5s) << "stopped in its health wait (the agent's is 5 min)";
+  EXPECT_EQ(At(app, {"status", "lastTerminateRequest"}), terminate);
+  EXPECT_EQ(At(app, {"status", "operationState", "message"}),
+            "terminated during wait for wave 0 to be healthy (gantry.dev/terminate-requested: " + terminate + ")");
+  EXPECT_FALSE(client_->Get({"v1", "ConfigMap", ns_, "after-stuck"}).ok()) << "the next wave was applied";
+
+  // A refresh is a full pass at the same revision: it finds the app out of sync (selfHeal on) and
+  // still does not sync it.
+  const std::string refresh = app_cli("refresh");
+  app = WaitApp("stuck", [&](const Value& a) { return At(a, {"status", "lastRefreshRequest"}) == refresh; });
+  EXPECT_EQ(At(app, {"status", "operationState", "phase"}), "Terminated");
+  EXPECT_EQ(At(app, {"status", "sync", "status"}), "OutOfSync");
+  EXPECT_FALSE(client_->Get({"v1", "ConfigMap", ns_, "after-stuck"}).ok());
+
+  // A sync request does sync again.
+  const std::string sync = app_cli("sync");
+  WaitApp("stuck", [&](const Value& a) {
+    return At(a, {"status", "lastSyncRequest"}) == sync && At(a, {"status", "operationState", "trigger"}) == "manual" &&
+           At(a, {"status", "operationState", "phase"}) == "Running";
+  });
+}
+
 // issue 16: the agent process renders a Jsonnet application (TLA and ext var from the Application)
 // and applies a Secret encrypted by the real `sops --encrypt --age`, decrypted with the key file it
 // was given; its log never holds the plaintext.
@@ -792,6 +855,83 @@ spec:
   EXPECT_FALSE(text.empty());
   EXPECT_EQ(text.find(plaintext), std::string::npos) << text;
   EXPECT_EQ(text.find("YWdlbnQtcGw0MW50ZXh0"), std::string::npos) << text;
+}
+
+// --- Verify before apply (issue 18) --------------------------------------------------------------
+
+// A tiny image (a config and one layer) pushed under `ref` as someone with push rights would; its digest.
+std::string PushByHand(oci::Registry& registry, const oci::Reference& ref, std::string_view content) {
+  auto layer = oci::PushBlobBytes(registry, ref, content, oci::media::kOciLayer);
+  auto config = oci::PushBlobBytes(registry, ref, "{\"architecture\":\"amd64\",\"os\":\"linux\"}", oci::media::kOciConfig);
+  GANTRY_CHECK(layer.ok() && config.ok());
+  oci::Manifest m{.media_type = std::string(oci::media::kOciManifest), .config = *config, .layers = {*layer}};
+  auto digest = registry.PutManifest(ref, oci::media::kOciManifest, oci::SerializeManifest(m));
+  GANTRY_CHECK(digest.ok());
+  return *digest;
+}
+
+// The prod agent (a real `gantry agent --environment prod` process) checks its project's rule
+// against the real docker-registry, with the key from a Secret: an image pushed by hand and written
+// into the manifests is refused, named in the Application's status, and nothing is applied; the
+// image Gantry signed syncs, pinned to the digest that was verified.
+TEST_F(AgentTest, TheProdAgentRefusesAnImagePushedByHandAndSyncsASignedOne) {
+  const std::string host = testenv::Shared("registry.sh").Get("REGISTRY_HOST");
+  auto registry = oci::NewHttpRegistry({.docker_config = "none", .insecure_http_hosts = {host}});
+  ASSERT_TRUE(registry.ok());
+  auto hand = *oci::ParseReference(fmt::format("{}/policy-{}/web:hand", host, id_));
+  auto built = *oci::ParseReference(fmt::format("{}/policy-{}/web:v1", host, id_));
+  PushByHand(**registry, hand, "pushed by hand");
+  std::string built_digest = PushByHand(**registry, built, "built by CI");
+  sign::PrivateKey key = *sign::GenerateKey(sign::KeyType::kEcdsaP256);
+  ASSERT_TRUE(sign::SignImage(**registry, built, key).ok());
+
+  ASSERT_TRUE(client_->Apply(project::ProjectCrd(), {.force = true}).ok());
+  for (int i = 0; i < 100 && !client_->Resolve(project::kApiVersion, project::kKind).ok(); ++i) {
+    client_->InvalidateDiscovery();
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(client_->Apply(Yaml(fmt::format("apiVersion: v1\nkind: Secret\nmetadata: {{name: release-keys, namespace: {}}}\n"
+                                              "data: {{signing.pub: {}}}\n",
+                                              ns_, Base64Encode(key.Public().Pem()))))
+                  .ok());
+  ASSERT_TRUE(client_->Apply(Yaml(fmt::format(R"(apiVersion: gantry.dev/v1alpha1
+kind: Project
+metadata: {{name: prod, namespace: {0}}}
+spec:
+  sourceRepos: ["*"]
+  destinations: [{{server: "*", name: "*", namespace: "*"}}]
+  credentials: ["*"]
+  verification:
+  - environments: [prod]
+    images: ["{1}/policy-{2}/*"]
+    keys: [{{secretRef: {{name: release-keys, key: signing.pub}}}}]
+)", ns_, host, id_))).ok());
+
+  Commit({{"img/web.yaml", Deployment("web", hand.ToString())}}, "an image pushed by hand");
+  ASSERT_TRUE(client_->Apply(Application("web", "img", false, true, "  project: prod")).ok());
+  std::string creds = fmt::format("{}={}:{}", creds_.host, creds_.username, creds_.password);
+  AgentProcess agent(*kubeconfig_, ns_, tmp_.path() + "/prod-agent", "agent-prod", creds, tmp_.path() + "/prod.log",
+                     {"--environment", "prod", "--insecure-registry", host});
+  auto condition = [](const Value& app, std::string_view type) {
+    const Value* conds = app.Find({"status", "conditions"});
+    for (size_t i = 0; conds != nullptr && i < conds->size(); ++i) {
+      if (At(*conds->At(i), {"type"}) == type && At(*conds->At(i), {"status"}) == "True") {
+        return At(*conds->At(i), {"message"});
+      }
+    }
+    return std::string();
+  };
+  Value refused = WaitApp("web", [&](const Value& a) { return !condition(a, "ImageVerificationFailed").empty(); });
+  std::string message = condition(refused, "ImageVerificationFailed");
+  EXPECT_THAT(message, HasSubstr("apps/v1 Deployment " + ns_ + "/web: image " + hand.ToString()));
+  EXPECT_THAT(message, HasSubstr("verification[0] (" ));
+  EXPECT_THAT(message, HasSubstr("of project prod: no signature verifies with its keys"));
+  EXPECT_THAT(message, HasSubstr("no signatures (no tag sha256-"));
+  EXPECT_FALSE(client_->Get({"apps/v1", "Deployment", ns_, "web"}).ok()) << "nothing may be applied";
+
+  std::string signed_sha = Commit({{"img/web.yaml", Deployment("web", built.ToString())}}, "the image CI signed");
+  WaitApp("web", [&](const Value& a) { return SyncedHealthyAt(a, signed_sha); });
+  EXPECT_EQ(Image("web"), built.ToString() + "@" + built_digest);
 }
 
 }  // namespace

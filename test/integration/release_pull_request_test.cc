@@ -12,7 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "base/path.h"
-#include "forge/pulls.h"
+#include "forge/forge.h"
 #include "git/git.h"
 #include "oci/registry.h"
 #include "release/release.h"
@@ -170,9 +170,9 @@ TEST(ReleasePullRequest, OpensUpdatesAndMergesOnePullRequestAndTheLedgerNamesIt)
   ASSERT_TRUE(reader.ok()) << reader.status().ToString();
   forge::Options ro_options = gitea;
   ro_options.token = *reader;
-  auto ro_pulls = forge::PullRequests::New(ro_options);
-  ASSERT_TRUE(ro_pulls.ok());
-  auto refused = (*ro_pulls)->OpenOrUpdate("prmode/config", {.head = "gantry/web/dev", .base = "main", .title = "t"});
+  auto ro_forge = forge::New(ro_options);
+  ASSERT_TRUE(ro_forge.ok());
+  auto refused = (*ro_forge)->OpenOrUpdatePullRequest("prmode/config", {.head = "gantry/web/dev", .base = "main", .title = "t"});
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), Code::kPermissionDenied) << refused.status().ToString();
   EXPECT_THAT(refused.status().message(), HasSubstr("lacks the scope write:repository"));

@@ -1,7 +1,7 @@
 // Image signatures and attestations against the real docker-registry of test/env/registry.sh and
 // the real cosign (built by test/env/build-tools.sh), both ways: `cosign verify --key` and
-// `cosign verify-attestation --type slsaprovenance1` accept what Gantry pushed (ECDSA P-256 and
-// Ed25519), Gantry verifies what `cosign sign --key` and `cosign attest` pushed, and the `gantry
+// `cosign verify-attestation --type slsaprovenance1` (and `--type spdxjson` for `gantry image sbom
+// --attest`) accept what Gantry pushed (ECDSA P-256 and Ed25519), Gantry verifies what `cosign sign --key` and `cosign attest` pushed, and the `gantry
 // image sign|verify|attest|verify-attestation` commands do the same from the command line and exit 1
 // on a refused image. No Rekor or Fulcio: cosign runs with --tlog-upload=false /
 // --insecure-ignore-tlog=true against a plain-HTTP registry.
@@ -12,8 +12,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "base/hash.h"
 #include "base/path.h"
 #include "base/process.h"
+#include "oci/build.h"
 #include "oci/registry.h"
 #include "sign/sign.h"
 #include "test/env/testenv.h"
@@ -229,5 +231,54 @@ TEST_F(SignInteropTest, CommandsSignVerifyAndAttest) {
   EXPECT_TRUE(cosign_att.success()) << cosign_att.Describe() << cosign_att.err;
 }
 
+
+// `gantry image sbom --attest`: the SPDX SBOM of an image pulled from the registry (its files with
+// digests, the packages of its dpkg database), attested so that the real `cosign verify-attestation
+// --type spdxjson` accepts it, and refuses it with another key.
+TEST_F(SignInteropTest, CosignVerifiesGantrysSbomAttestation) {
+  const std::string root = tmp_.path() + "/rootfs";
+  std::filesystem::create_directories(root + "/var/lib/dpkg");
+  std::filesystem::create_directories(root + "/usr/bin");
+  Write(root + "/var/lib/dpkg/status",
+        "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36-9+deb12u4\n");
+  Write(root + "/usr/bin/tool", "#!/bin/sh\necho tool\n");
+  auto layout = oci::Layout::Open(tmp_.path() + "/layout", true);
+  ASSERT_TRUE(layout.ok()) << layout.status().ToString();
+  auto built = oci::BuildImage({.platform = oci::Platform{"linux", "amd64", ""}, .layers = {{.source = root}}}, *layout, "v1");
+  ASSERT_TRUE(built.ok()) << built.status().ToString();
+  auto pushed = oci::PushImage(*registry_, *layout, "v1", image_);
+  ASSERT_TRUE(pushed.ok()) << pushed.status().ToString();
+  digest_ = *pushed;
+  WriteKey(*GenerateKey(KeyType::kEd25519), "ed");
+  std::string other = WriteKey(*GenerateKey(KeyType::kEcdsaP256), "other");
+
+  const std::string out = tmp_.path() + "/sbom.json";
+  ProcessResult sbom = Gantry({"image", "sbom", image_.ToString(), "-o", out, "--attest", "--key", tmp_.path() + "/ed.pem"});
+  ASSERT_EQ(sbom.exit_code, 0) << sbom.out << sbom.err;
+  EXPECT_THAT(sbom.err, HasSubstr("2 files, 1 packages (from /var/lib/dpkg/status)"));
+  auto doc = ReadFile(out);
+  ASSERT_TRUE(doc.ok());
+  EXPECT_THAT(*doc, HasSubstr("\"fileName\":\"./usr/bin/tool\""));
+  EXPECT_THAT(*doc, HasSubstr(Sha256Hex("#!/bin/sh\necho tool\n")));
+  EXPECT_THAT(*doc, HasSubstr("\"pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64\""));
+
+  ProcessResult ok = Cosign({"verify-attestation", "--key", tmp_.path() + "/ed.pub", "--type", "spdxjson",
+                             "--allow-insecure-registry", "--allow-http-registry", "--insecure-ignore-tlog=true", ByDigest()});
+  ASSERT_TRUE(ok.success()) << ok.Describe() << ok.err;
+  EXPECT_THAT(ok.out, HasSubstr("\"payloadType\":\"application/vnd.in-toto+json\""));
+  ProcessResult refused = Cosign({"verify-attestation", "--key", other, "--type", "spdxjson", "--allow-insecure-registry",
+                                  "--allow-http-registry", "--insecure-ignore-tlog=true", ByDigest()});
+  EXPECT_FALSE(refused.success()) << refused.out;
+
+  ProcessResult mine = Gantry({"image", "verify-attestation", image_.ToString(), "--key", tmp_.path() + "/ed.pub", "--type", "spdxjson"});
+  EXPECT_EQ(mine.exit_code, 0) << mine.err;
+  EXPECT_THAT(mine.out, HasSubstr("\"predicateType\":\"https://spdx.dev/Document\""));
+
+  // Without --attest: the document on stdout, nothing pushed; --attest without --key is a usage error.
+  ProcessResult plain = Gantry({"image", "sbom", image_.ToString()});
+  EXPECT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_THAT(plain.out, HasSubstr("\"spdxVersion\":\"SPDX-2.3\""));
+  EXPECT_EQ(Gantry({"image", "sbom", image_.ToString(), "--attest"}).exit_code, 2);
+}
 }  // namespace
 }  // namespace gantry::sign

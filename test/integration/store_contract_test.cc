@@ -211,6 +211,7 @@ TYPED_TEST(StoreContractTest, ReleasesRoundTripAndListNewestFirst) {
              .source_revision = "1111111",
              .config_revision = "2222222",
              .image_digests = {{"web", "sha256:aa"}, {"worker", "sha256:bb"}},
+             .supply_chain = {{"web", {.signature = "sha256:51", .provenance = "sha256:a7", .sbom = "sha256:5b"}}},
              .started_by = "alice",
              .run_id = run,
              .note = "first ✓",
@@ -222,6 +223,7 @@ TYPED_TEST(StoreContractTest, ReleasesRoundTripAndListNewestFirst) {
   EXPECT_EQ(got.source_revision, "1111111");
   EXPECT_EQ(got.config_revision, "2222222");
   EXPECT_EQ(got.image_digests, in.image_digests);
+  EXPECT_EQ(got.supply_chain, in.supply_chain) << "the signed image's digests, none for the unsigned one";
   EXPECT_EQ(got.started_by, "alice");
   EXPECT_EQ(got.run_id, run);
   EXPECT_EQ(got.note, "first ✓");
@@ -244,6 +246,12 @@ TYPED_TEST(StoreContractTest, ReleasesRoundTripAndListNewestFirst) {
   EXPECT_FALSE(all[0].run_id.has_value());
   EXPECT_EQ(all[2].project, "team-a");
   EXPECT_EQ(all[0].project, "") << "no project: from before projects, or the default";
+
+  EXPECT_EQ(all[2].supply_chain.at("web").sbom, "sha256:5b");
+  Release stray = in;
+  stray.supply_chain["db"] = {.signature = "sha256:cc"};
+  auto refused = s.CreateRelease(stray);
+  EXPECT_EQ(refused.status().code(), Code::kInvalidArgument) << refused.status().ToString();
 
   ASSERT_OK_AND_ASSIGN(auto page, s.ListReleases("shop", 1, third));
   ASSERT_EQ(page.size(), 1u);

@@ -15,6 +15,7 @@ export interface VirtualRows<Body extends HTMLElement = HTMLTableSectionElement>
   end: number;    // one past the last
   padTop: number;  // pixels of the rows above, and below
   padBottom: number;
+  rowHeight: number;  // measured (the average of the rows rendered), else the estimate
 }
 
 export function useVirtualRows<Body extends HTMLElement = HTMLTableSectionElement>(count: number, {estimate, overscan = 6, threshold = 80}: {
@@ -58,7 +59,7 @@ export function useVirtualRows<Body extends HTMLElement = HTMLTableSectionElemen
     const measured = rows.length ? total / rows.length : 0;
     if (measured > 0 && Math.abs(measured - rowHeight) > 0.5) setRowHeight(measured);
   }, [on, start, end, rowHeight]);
-  return {scrollRef, bodyRef, on, start, end, padTop, padBottom};
+  return {scrollRef, bodyRef, on, start, end, padTop, padBottom, rowHeight};
 }
 
 // The spacer row standing for `height` pixels of rows not rendered.

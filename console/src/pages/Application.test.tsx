@@ -5,7 +5,7 @@ import {Client} from '../api/client';
 import type {ResourceNode} from '../api/contract';
 import {layout} from '../components/ResourceGraph';
 import {FakeServer, kToken} from '../test/fake';
-import {Application} from './Application';
+import {Application, terminateMessage} from './Application';
 
 afterEach(cleanup);
 
@@ -44,12 +44,12 @@ function appFake(): FakeServer {
     'prod/edge-1': {environment: 'prod', cluster: 'edge-1', mode: 'pull', items: []}},
   };
   fake.data.releases.web = [
-    {id: 3, app: 'web', config_revision: 'cfg3', source_revision: 'abc1234567', image_digests: {}, started_by: 'bob', run: 7,
+    {id: 3, app: 'web', config_revision: 'cfg3', source_revision: 'abc1234567', image_digests: {}, supply_chain: {}, started_by: 'bob', run: 7,
      created_at: '2026-12-06T10:00:00Z', targets: [],
      links: {source: 'https://github.com/org/web/commit/abc1234567', config: null, images: {}},
      commit: {title: 'Speed up the cache', author: {name: 'Ada Lovelace', email: 'ada@example.org'}, authored_at: '2026-12-06T09:00:00Z'},
      pull_request: null},
-    {id: 2, app: 'web', config_revision: 'cfg2', source_revision: 'abd', image_digests: {}, started_by: 'bob', run: null,
+    {id: 2, app: 'web', config_revision: 'cfg2', source_revision: 'abd', image_digests: {}, supply_chain: {}, started_by: 'bob', run: null,
      created_at: '2026-12-05T10:00:00Z', targets: [], links: {source: null, config: null, images: {}}, commit: null,
      pull_request: null},
   ];
@@ -145,6 +145,15 @@ describe('Application', () => {
     expect((await screen.findByRole('status')).textContent).toBe('Stopping the deploy of web at its next step.');
     expect(fake.requests.filter((r) => r.method === 'POST').map((r) => [r.url, r.body])).toEqual([['/api/v1/apps/web/terminate', {}]]);
     expect(screen.queryByRole('dialog')).toBeNull();
+  });
+
+  it('says which agents a terminate asked to stop their sync', () => {
+    const target = (cluster: string) => ({environment: 'prod', cluster});
+    expect(terminateMessage('web', {action: 'terminate', app: 'web', stopping: 'sync', pull_targets: [target('edge-1')], last_event_id: 3}))
+      .toBe('Asked the agent of edge-1 to stop the sync of web.');
+    expect(terminateMessage('web', {action: 'terminate', app: 'web', stopping: 'deploy', pull_targets: [target('edge-1'), target('edge-2')],
+                                    last_event_id: 3}))
+      .toBe('Stopping the deploy of web at its next step. Asked the agents of edge-1, edge-2 to stop the sync of web.');
   });
 
   it('shows a pull target\'s diff as the server renders it, and its preview', async () => {

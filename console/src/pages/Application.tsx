@@ -8,7 +8,7 @@ import {useEffect, useState} from 'react';
 
 import type {Client, TargetRef} from '../api/client';
 import {subscribe} from '../api/events';
-import type {AppTargetDetail, ResourceNode, SyncPreview} from '../api/contract';
+import type {AppTargetDetail, ResourceNode, SyncPreview, Terminated} from '../api/contract';
 import {ErrorBox, StateBadge, short, time, useLoad} from '../components/common';
 import {ResourceGraph, healthClass, nodeKey} from '../components/ResourceGraph';
 import {Link} from '../router';
@@ -92,7 +92,18 @@ function SyncConfirm({client, app, target, onDone, onCancel}: {
 }
 
 // The confirm of Terminate: the app's deploy, resume or rollback the server runs stops at its next
-// step; a deploy's pending targets stay for Resume.
+// check, and so do its pull targets' running syncs (their agents stop them); a deploy's pending
+// targets stay for Resume.
+// What a terminate answered, for the user: what the server stops, and which agents were asked.
+export function terminateMessage(app: string, r: Terminated): string {
+  const parts: string[] = [];
+  if (r.stopping !== 'sync') parts.push(`Stopping the ${r.stopping} of ${app} at its next step.`);
+  if (r.pull_targets.length > 0) {
+    parts.push(`Asked the agent${r.pull_targets.length > 1 ? 's' : ''} of ${r.pull_targets.map((t) => t.cluster).join(', ')} to stop the sync of ${app}.`);
+  }
+  return parts.join(' ');
+}
+
 function TerminateConfirm({client, app, onDone, onCancel}: {
   client: Client; app: string; onDone: (message: string) => void; onCancel: () => void;
 }) {
@@ -100,7 +111,7 @@ function TerminateConfirm({client, app, onDone, onCancel}: {
   const [busy, setBusy] = useState(false);
   const confirm = () => {
     setBusy(true);
-    client.terminate(app).then((r) => onDone(`Stopping the ${r.stopping} of ${app} at its next step.`), (e: Error) => {
+    client.terminate(app).then((r) => onDone(terminateMessage(app, r)), (e: Error) => {
       setBusy(false);
       setError(e);
     });
@@ -108,8 +119,9 @@ function TerminateConfirm({client, app, onDone, onCancel}: {
   return (
     <div className="confirm" role="dialog" aria-modal="false" aria-labelledby="terminate-title">
       <h3 id="terminate-title">Terminate the running operation of {app}?</h3>
-      <p>The deploy, resume or rollback the server runs for {app} stops at its next step; a deploy's pending
-        targets stay pending, for Resume. A pull target's sync is its agent's and is not stopped.</p>
+      <p>The deploy, resume or rollback the server runs for {app} stops at its next step, also while it waits
+        for health; a deploy's pending targets stay pending, for Resume. A pull target's running sync is
+        stopped by its agent, which does not sync that revision again until asked.</p>
       {error && <ErrorBox error={error} />}
       <div className="actions">
         <button type="button" onClick={confirm} disabled={busy}>Confirm terminate</button>

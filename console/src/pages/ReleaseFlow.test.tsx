@@ -23,7 +23,8 @@ function flow(over: Partial<Flow> = {}): Flow {
              title: 'Speed up the cache', author: {name: 'Ada Lovelace', email: 'ada@example.org'}, authored_at: '2026-12-06T09:57:00Z'},
     run: {id: 7, pipeline: 'app', state: 'succeeded', started_at: '2026-12-06T09:58:00Z', finished_at: '2026-12-06T09:59:30Z', duration_seconds: 90},
     images: [{name: 'quay.io/org/web', digest: 'sha256:0123456789abcdef0123', reference: 'quay.io/org/web@sha256:0123456789abcdef0123',
-              url: 'https://quay.io/repository/org/web/manifest/sha256:0123456789abcdef0123'}],
+              url: 'https://quay.io/repository/org/web/manifest/sha256:0123456789abcdef0123',
+              supply_chain: {signature: 'sha256:5151515151515151', provenance: 'sha256:a7a7a7a7a7a7a7a7', sbom: ''}}],
     config: {repo: 'https://git.example/org/config', revision: 'cfg14000000', url: null},
     environments: [
       {name: 'dev', gate: {approval: false, healthy: true, soak_seconds: 0}, approved: false, waiting_approval: false,
@@ -53,6 +54,7 @@ describe('Release flow', () => {
     expect(within(screen.getByRole('listitem', {name: 'Commit'})).getByLabelText('Author').textContent).toContain('by Ada Lovelace');
     expect(within(screen.getByRole('listitem', {name: 'CI run'})).getByText('1 min 30 s')).toBeTruthy();
     expect(screen.getByRole('link', {name: /Image quay.io\/org\/web@sha256/}).getAttribute('href')).toContain('quay.io/repository/org/web/manifest');
+    expect(screen.getByLabelText('Supply chain').textContent).toBe('signed 515151515151 · provenance a7a7a7a7a7a7');
     expect(within(screen.getByRole('listitem', {name: 'Config commit'})).queryByRole('link')).toBeNull();  // no link configured
     const prod = screen.getByRole('listitem', {name: 'Environment prod'});
     expect(prod.textContent).toContain('Gate: approval, healthy, soak 10 min 0 s');

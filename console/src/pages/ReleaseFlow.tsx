@@ -119,6 +119,12 @@ export function ReleaseFlow({client, app, id}: {client: Client; app: string; id:
                   <li key={im.name} className="mono wrap" title={im.reference}>
                     <ExternalLink href={im.url} label={`Image ${im.reference} in its registry`}>{im.name}</ExternalLink>
                     @{short(im.digest.replace(/^sha256:/, ''), 12)}
+                    {im.supply_chain && (
+                      <div className="muted" aria-label="Supply chain">
+                        {([['signed', im.supply_chain.signature], ['provenance', im.supply_chain.provenance], ['SBOM', im.supply_chain.sbom]] as const)
+                          .filter(([, d]) => d !== '').map(([what, d]) => `${what} ${short(d.replace(/^sha256:/, ''), 12)}`).join(' · ')}
+                      </div>
+                    )}
                   </li>
                 ))}
               </ul>

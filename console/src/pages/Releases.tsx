@@ -70,7 +70,7 @@ export function Releases({client, app, embedded = false, version = 0}: {
                     {r.commit && <div className="wrap" title={r.commit.author.email}><span>{r.commit.title}</span><div className="muted">by {r.commit.author.name}</div></div>}</td>
                   <td className="mono"><ExternalLink href={r.links.config} label={`Config commit ${r.config_revision}`}>{short(r.config_revision)}</ExternalLink></td>
                   <td className="mono">{Object.entries(r.image_digests).map(([repo, d]) => (
-                    <div key={repo} title={`${repo}@${d}`}><ExternalLink href={r.links.images[repo] ?? null} label={`Image ${repo}@${d}`}>{repo}</ExternalLink>@{short(d.replace(/^sha256:/, ''), 12)}</div>
+                    <div key={repo} title={`${repo}@${d}`}><ExternalLink href={r.links.images[repo] ?? null} label={`Image ${repo}@${d}`}>{repo}</ExternalLink>@{short(d.replace(/^sha256:/, ''), 12)}{r.supply_chain[repo] && <span className="muted" title="signed, with provenance and SBOM attestations (docs/supply-chain.md)"> signed</span>}</div>
                   ))}</td>
                   <td>{r.run !== null ? <Link href={`/runs/${r.run}`}>run {r.run}</Link> : '—'}</td>
                   <td>{r.targets.map((t) => (

@@ -1,39 +1,22 @@
-// One CI run: its steps and its log, with ANSI colours, growing live from the server's `log` events
-// while the run is not final. The log is read once (GET .../logs) and then extended by events;
+// One CI run: its steps and its log (components/LogView.tsx: ANSI colours, search), growing live
+// from the server's `log` events while the run is not final. The log is read once (GET .../logs) and then extended by events;
 // events that arrived while that read was in flight and are already at its end are not repeated.
 // The steps are drawn as their DAG (components/StepDag.tsx); selecting one shows its part of the
 // log. Retry (a finished run) and "Approve and run" (a run awaiting approval) ask for confirmation;
 // when the server refuses one for want of a permission (403), its button is disabled with why.
 
-import {useEffect, useRef, useState} from 'react';
+import {useEffect, useMemo, useRef, useState} from 'react';
 
 import {AnsiParser, type Segment} from '../ansi';
 import {ApiError, type Client} from '../api/client';
 import {subscribe} from '../api/events';
 import type {Events, RunDetail as RunDetailT, Step} from '../api/contract';
 import {ErrorBox, StateBadge, short, time, useLoad} from '../components/common';
+import {LogView} from '../components/LogView';
 import {StepDag} from '../components/StepDag';
 import {Link, navigate} from '../router';
 
 const kFinal = new Set(['succeeded', 'failed', 'cancelled', 'canceled', 'error', 'rejected', 'skipped']);
-
-export function LogView({segments}: {segments: Segment[]}) {
-  const ref = useRef<HTMLPreElement>(null);
-  const atEnd = useRef(true);
-  useEffect(() => {
-    const el = ref.current;
-    if (el && atEnd.current) el.scrollTop = el.scrollHeight;
-  }, [segments]);
-  return (
-    <pre className="log" ref={ref} tabIndex={0} aria-label="Run log" aria-live="off"
-         onScroll={(e) => {
-           const el = e.currentTarget;
-           atEnd.current = el.scrollTop + el.clientHeight >= el.scrollHeight - 8;
-         }}>
-      {segments.map((s, i) => (s.classes ? <span key={i} className={s.classes}>{s.text}</span> : s.text))}
-    </pre>
-  );
-}
 
 // A run's log as read (GET .../logs: "==> step <==" before each step's part) by step. Live `log`
 // events name their step and carry no such line: they are added to their step as they come.
@@ -142,6 +125,8 @@ export function RunDetail({client, id}: {client: Client; id: number}) {
             aria-describedby={denied[what] ? `denied-${what}` : undefined}>{label}</button>
   );
   const stepState = (s: Step) => steps[s.name] ?? s.state;
+  const shown = useMemo(() => (selected ? new AnsiParser().parse(byStep[selected] ?? '') : segments),
+                        [selected, byStep, segments]);
 
   return (
     <section aria-labelledby="run-title">
@@ -191,7 +176,7 @@ export function RunDetail({client, id}: {client: Client; id: number}) {
       )}
       <h2>Log{selected && <> of {selected} <button type="button" onClick={() => setSelected(null)}>Whole log</button></>}</h2>
       {logError && <ErrorBox error={logError} />}
-      <LogView segments={selected ? new AnsiParser().parse(byStep[selected] ?? '') : segments} />
+      <LogView segments={shown} />
     </section>
   );
 }

@@ -157,7 +157,7 @@ export class FakeServer {
       const body = this.requests[this.requests.length - 1].body as {environment: string; cluster: string; to_release?: number;
                                                                     prune?: boolean; dry_run?: boolean};
       if (what === 'terminate') {
-        return new Response(JSON.stringify({action: 'terminate', app: m[1], stopping: 'deploy', last_event_id: 0}),
+        return new Response(JSON.stringify({action: 'terminate', app: m[1], stopping: 'deploy', pull_targets: [], last_event_id: 0}),
                             {status: 202, headers: {'Content-Type': 'application/json'}});
       }
       if (what === 'rollback') {

@@ -1,0 +1,181 @@
+// Pull-request previews, the whole loop against real components: a config repository on a real
+// Gitea (test/env/gitea.sh), a real `gantry server` that deployed it to a real kwok cluster
+// (test/env/kube-cluster.sh), Gitea's own pull_request webhook to the server, and the preview
+// comment on the pull request with the diff against the cluster; the next push to the pull request
+// edits the same comment. `gantry preview` prints the same report in the terminal.
+
+#include <filesystem>
+#include <regex>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "base/path.h"
+#include "base/process.h"
+#include "test/env/gitea.h"
+#include "test/env/testenv.h"
+#include "value/value.h"
+
+namespace gantry {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kAdminToken[] = "preview-admin-token-0123456789";
+constexpr char kHookSecret[] = "preview-hook-secret-0123456789";
+constexpr char kMarker[] = "<!-- gantry-preview -->";
+
+std::string Binary() {
+  const char* b = std::getenv("GANTRY_BINARY");
+  return b != nullptr ? b : "gantry";
+}
+
+std::string Web(std::string_view image, int replicas) {
+  return fmt::format(R"(apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: {}
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: web
+        image: {}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: web-creds}}
+stringData: {{password: {}}}
+)",
+                     replicas, image, image == "nginx:1.25" ? "s3cret-base" : "s3cret-" + std::to_string(replicas));
+}
+
+struct Comment {
+  int64_t id = 0;
+  std::string body;
+};
+
+// The preview comments of pull request `number` once one satisfies `done` (polled, with a deadline).
+template <typename F>
+std::vector<Comment> WaitComments(testenv::Gitea& g, int64_t number, F done, std::chrono::seconds limit = 120s) {
+  std::vector<Comment> got;
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    auto list = g.Api("GET", fmt::format("/repos/ops/config/issues/{}/comments", number));
+    if (list.ok()) {
+      got.clear();
+      for (const auto& c : list->items()) {
+        const std::string body = value::StringAt(&c, {"body"});
+        if (body.find(kMarker) != std::string::npos) got.push_back({value::IntAt(&c, {"id"}), body});
+      }
+      if (!got.empty() && done(got.front().body)) return got;
+    }
+    std::this_thread::sleep_for(300ms);
+  }
+  return got;
+}
+
+TEST(Preview, APullRequestGetsOneCommentWithTheDiffAgainstTheClusterEditedOnTheNextPush) {
+  auto cluster = testenv::Server::Start("kube-cluster.sh", {"--name", "preview", "--nodes", "1"});
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  testenv::Gitea g(testenv::Shared("gitea.sh"));
+  testenv::ScopedTempDir tmp;
+  const fs::path root = tmp.path();
+  fs::permissions(root, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  const std::string work = (root / "work").string();
+  ASSERT_TRUE(g.CreateOrg("ops").ok());
+  ASSERT_TRUE(g.CreateRepo("ops", "config").ok());
+  ASSERT_TRUE(g.CreateRepo("ops", "app").ok());
+  ASSERT_TRUE(g.Push("ops", "config", work, {{"envs/dev/web.yaml", Web("nginx:1.25", 1)}}, "first").ok());
+  // Gantry's user: write access, a token with the scopes of comments.
+  ASSERT_TRUE(g.CreateUser("gantry-bot", "bot-password-12345").ok());
+  ASSERT_TRUE(g.Api("PUT", "/repos/ops/config/collaborators/gantry-bot", R"({"permission":"write"})").ok());
+  auto token = g.CreateToken("gantry-bot", "bot-password-12345", "previews", {"write:repository", "write:issue"});
+  ASSERT_TRUE(token.ok()) << token.status().ToString();
+
+  fs::create_directories(root / "deliver");
+  ASSERT_TRUE(WriteFileAtomic(root / "deliver" / "topology.yaml",
+                              fmt::format("apiVersion: gantry.dev/v1alpha1\nkind: Cluster\nmetadata: {{name: dev-1}}\n"
+                                          "spec: {{kubeconfig: {}, environment: dev}}\n---\n"
+                                          "apiVersion: gantry.dev/v1alpha1\nkind: Environment\nmetadata: {{name: dev}}\nspec: {{}}\n",
+                                          (*cluster)->Get("KUBECONFIG")))
+                  .ok());
+  const std::string config_repo = g.RepoUrl("ops", "config");
+  ProcessOptions po;
+  po.inherit_env = true;
+  po.env = {{"HOOK", kHookSecret}, {"API_TOKEN", kAdminToken}, {"FORGE_TOKEN", *token}};
+  const std::string log = (root / "server.log").string();
+  auto server = Process::Start({Binary(), "server", "--listen", "127.0.0.1:0", "--store", "sqlite:" + (root / "gantry.db").string(),
+                                "--webhook-secret-env", "HOOK", "--webhook-provider", "gitea", "--api-token-env", "API_TOKEN",
+                                "--repo", g.RepoUrl("ops", "app"), "--config-repo", config_repo, "--deliver-config",
+                                (root / "deliver").string(), "--data-dir", (root / "data").string(), "--health-timeout", "60s",
+                                "--forge", g.url() + "/ type=gitea token-env=FORGE_TOKEN"},
+                               po, log);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  std::string port;
+  for (int i = 0; i < 400 && port.empty(); ++i) {
+    std::this_thread::sleep_for(50ms);
+    std::smatch m;
+    std::string text = ReadFile(log).value_or("");
+    if (std::regex_search(text, m, std::regex("listening on 127.0.0.1:([0-9]+)"))) port = m[1];
+  }
+  ASSERT_FALSE(port.empty()) << ReadFile(log).value_or("");
+  const std::string url = "http://127.0.0.1:" + port;
+
+  // main runs in the cluster: deployed through the server, which so knows the app.
+  ProcessOptions cli;
+  cli.inherit_env = true;
+  cli.env = {{"GANTRY_TOKEN", kAdminToken}, {"GANTRY_SERVER", url}, {"HOME", root.string()}};
+  cli.timeout = 180s;
+  auto deployed = gantry::Run({Binary(), "deploy", "web", "--revision", "main"}, cli);
+  ASSERT_TRUE(deployed.ok());
+  ASSERT_EQ(deployed->exit_code, 0) << deployed->out << deployed->err << ReadFile(log).value_or("");
+
+  // Gitea's own webhook for pull requests, then a pull request changing the image and the Secret.
+  ASSERT_TRUE(g.AddWebhook("ops", "config", url + "/webhook", kHookSecret, {"pull_request", "pull_request_sync"}).ok());
+  ASSERT_TRUE(g.Push("ops", "config", work, {{"envs/dev/web.yaml", Web("nginx:1.26", 1)}}, "bump", "bump").ok());
+  auto pr = g.Api("POST", "/repos/ops/config/pulls", R"({"base":"main","head":"bump","title":"nginx 1.26"})");
+  ASSERT_TRUE(pr.ok()) << pr.status().ToString();
+  const int64_t number = value::IntAt(&*pr, {"number"});
+  ASSERT_GT(number, 0);
+
+  auto comments = WaitComments(g, number, [](const std::string& b) { return b.find("nginx:1.26") != std::string::npos; });
+  ASSERT_EQ(comments.size(), 1u) << ReadFile(log).value_or("");
+  const Comment first = comments.front();
+  EXPECT_THAT(first.body, HasSubstr("#### dev / dev-1: web (`envs/dev`)"));
+  EXPECT_THAT(first.body, HasSubstr("| changed | `apps/v1 Deployment default/web` | image web: nginx:1.25 → nginx:1.26 |"));
+  EXPECT_THAT(first.body, HasSubstr("| changed | `v1 Secret default/web-creds` |"));
+  // The field diff against the live object.
+  EXPECT_THAT(first.body, ::testing::ContainsRegex("\n-[ -]*image: nginx:1.25\n"));
+  EXPECT_THAT(first.body, ::testing::ContainsRegex("\n\\+[ -]*image: nginx:1.26\n"));
+  EXPECT_THAT(first.body, Not(HasSubstr("s3cret")));
+  EXPECT_THAT(first.body, Not(HasSubstr("czNjcmV0")));  // nor in base64
+
+  // A second push to the pull request: the same comment, edited with the new diff.
+  ASSERT_TRUE(g.Push("ops", "config", work, {{"envs/dev/web.yaml", Web("nginx:1.27", 3)}}, "bump again", "bump").ok());
+  comments = WaitComments(g, number, [](const std::string& b) { return b.find("nginx:1.27") != std::string::npos; });
+  ASSERT_EQ(comments.size(), 1u) << ReadFile(log).value_or("");
+  EXPECT_EQ(comments.front().id, first.id);
+  EXPECT_THAT(comments.front().body, HasSubstr("image web: nginx:1.25 → nginx:1.27; replicas: 1 → 3"));
+  EXPECT_THAT(comments.front().body, Not(HasSubstr("nginx:1.26")));
+  EXPECT_THAT(comments.front().body, Not(HasSubstr("s3cret")));
+
+  // The same report in the terminal.
+  auto printed = gantry::Run({Binary(), "preview", "--repo", config_repo, "--base", "main", "--head", "bump", "--app", "web",
+                      "--config", (root / "deliver").string(), "--cache-dir", (root / "cli-cache").string()},
+                     cli);
+  ASSERT_TRUE(printed.ok());
+  EXPECT_EQ(printed->exit_code, 0) << printed->err;
+  EXPECT_THAT(printed->out, HasSubstr("== dev / dev-1: web (envs/dev) =="));
+  EXPECT_THAT(printed->out, HasSubstr("image web: nginx:1.25 → nginx:1.27; replicas: 1 → 3"));
+  EXPECT_THAT(printed->out, Not(HasSubstr("s3cret")));
+}
+
+}  // namespace
+}  // namespace gantry
