@@ -59,8 +59,23 @@ Result<release::OpenedPullRequest> PullMerges::Open(const std::string& repo_url,
   for (const Forge& f : forges_) {
     auto path = forge::RepoPath(f.config.prefix, repo_url);
     if (!path) continue;
-    GANTRY_ASSIGN_OR_RETURN(forge::PullRequest pr, f.client->OpenOrUpdatePullRequest(*path, spec));
-    return release::OpenedPullRequest{.forge = f.config.prefix, .repo = *path, .pull = std::move(pr)};
+    // The forge sees a push a moment after it: until Gitea has processed the first push to a new
+    // repository it counts the repository as empty and answers 404 on all of its pull requests. So
+    // a pull request not found, like a forge that is down, is asked again with backoff until
+    // open_wait has passed; the last answer was a 404 → NotFound, still.
+    Status not_found;
+    auto pr = RetryResult<forge::PullRequest>(
+        {.initial = options_.initial_backoff, .max_delay = 8 * options_.initial_backoff, .max_attempts = 1000,
+         .max_elapsed = options_.open_wait},
+        [&]() -> Result<forge::PullRequest> {
+          auto r = f.client->OpenOrUpdatePullRequest(*path, spec);
+          not_found = r.ok() || r.status().code() != Code::kNotFound ? OkStatus() : r.status();
+          if (!not_found.ok()) return UnavailableError("{}", not_found.message());
+          return r;
+        },
+        clock_);
+    if (!pr.ok()) return not_found.ok() ? pr.status() : NotFoundError("{}", pr.status().message());
+    return release::OpenedPullRequest{.forge = f.config.prefix, .repo = *path, .pull = *std::move(pr)};
   }
   return FailedPreconditionError("no --forge covers the config repository {} (a pull request needs its forge)",
                                  git::ScrubUrl(repo_url));

@@ -46,6 +46,9 @@ struct PullMergeOptions {
   std::chrono::milliseconds poll{10'000};  // how often waiting pull requests are looked at
   std::chrono::milliseconds initial_backoff{1000};
   std::chrono::milliseconds max_backoff{300'000};
+  // How long Open() asks again a forge that answers 404 (it has not processed the push yet) or
+  // cannot be reached, with backoff from initial_backoff.
+  std::chrono::milliseconds open_wait{30'000};
 };
 
 class PullMerges {
@@ -59,8 +62,11 @@ class PullMerges {
 
   void Stop();
 
-  // Opens or updates the pull request of `spec` on the forge of config repository `repo_url`.
-  // FailedPrecondition when no --forge covers the repository; forge::Forge::OpenOrUpdatePullRequest's errors.
+  // Opens or updates the pull request of `spec` on the forge of config repository `repo_url`,
+  // asking again for up to open_wait while the forge answers 404 or cannot be reached (a forge
+  // sees a push a moment after it: Gitea answers 404 on every pull request of a new repository
+  // until it has processed its first push). FailedPrecondition when no --forge covers the
+  // repository; forge::Forge::OpenOrUpdatePullRequest's errors.
   Result<release::OpenedPullRequest> Open(const std::string& repo_url, const forge::PullRequestSpec& spec) const;
 
   // Looks at every due pull request once (the steps of the file comment).

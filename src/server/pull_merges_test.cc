@@ -20,19 +20,30 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using store::NotificationState;
 
 constexpr char kSha[] = "0123456789abcdef0123456789abcdef01234567";
 
-// GitHub's pull #7 of o/r: its state and head, the combined status of kSha, and the merge answer.
+// GitHub's pull #7 of o/r: its state and head, the combined status of kSha, and the merge answer;
+// the list of open pull requests (none) and the opening of #7, answered 404 the first Unseen()
+// times, as Gitea answers a repository whose first push it has not processed yet.
 class FakePulls {
  public:
   FakePulls() {
-    for (const char* method : {"GET", "PUT"}) {
+    for (const char* method : {"GET", "PUT", "POST"}) {
       server_.Handle(method, "/", [this](const http::Request& req) {
         MutexLock lock(mu_);
         calls_.push_back(req.method + " " + req.target);
+        if (req.target == "/repos/o/r/pulls" && unseen_ > 0) {
+          --unseen_;
+          return http::Response::Json(404, R"({"errors":null,"message":"not found"})");
+        }
+        if (req.target == "/repos/o/r/pulls") {
+          return http::Response::Json(req.method == "GET" ? 200 : 201,
+                                      req.method == "GET" ? "[]" : fmt::format(R"({{"number":7,"state":"open","html_url":"u","head":{{"sha":"{}"}}}})", kSha));
+        }
         if (req.target == "/repos/o/r/pulls/7") {
           return http::Response::Json(200, fmt::format(R"({{"number":7,"state":"{}","merged":{},"html_url":"u","head":{{"sha":"{}"}}}})",
                                                        state_, merged_ ? "true" : "false", head_));
@@ -57,6 +68,10 @@ class FakePulls {
     MutexLock lock(mu_);
     return calls_;
   }
+  void Unseen(int n) {
+    MutexLock lock(mu_);
+    unseen_ = n;
+  }
 
  private:
   Mutex mu_;
@@ -65,6 +80,7 @@ class FakePulls {
   std::string head_ GUARDED_BY(mu_) = kSha;
   std::string checks_ GUARDED_BY(mu_) = R"({"state":"pending","statuses":[]})";
   int merge_status_ GUARDED_BY(mu_) = 200;
+  int unseen_ GUARDED_BY(mu_) = 0;
   std::vector<std::string> calls_ GUARDED_BY(mu_);
   http::Server server_;
 };
@@ -185,6 +201,35 @@ TEST_F(PullMergesTest, AnUnreachableForgeIsRetriedWithBackoffAndDoesNotHoldOther
   Want("https://gone.example/");
   merges_->MergeDue();
   EXPECT_THAT(Row("https://gone.example/").last_error, HasSubstr("the forge https://gone.example/ is no longer configured"));
+}
+
+TEST_F(PullMergesTest, OpenAsksAgainWhileTheForgeHasNotSeenThePush) {
+  const forge::PullRequestSpec spec{.head = "gantry/web/dev", .base = "main", .title = "release web to dev"};
+  forge_.Unseen(2);
+  const auto start = clock_.Now();
+  auto opened = merges_->Open("https://github.com/o/r.git", spec);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  EXPECT_EQ(opened->pull.number, 7);
+  EXPECT_TRUE(opened->pull.created);
+  EXPECT_EQ(opened->repo, "o/r");
+  EXPECT_EQ(opened->forge, "https://github.com/");
+  EXPECT_THAT(forge_.calls(), ElementsAre("GET /repos/o/r/pulls", "GET /repos/o/r/pulls", "GET /repos/o/r/pulls",
+                                          "POST /repos/o/r/pulls"));
+  EXPECT_LE(clock_.Now() - start, 3s) << "two backoffs from 1 s";
+
+  // A repository the forge never shows: NotFound, after open_wait (30 s) of asking.
+  forge_.Unseen(1'000'000);
+  const auto again = clock_.Now();
+  auto missing = merges_->Open("https://github.com/o/r.git", spec);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), Code::kNotFound) << missing.status().ToString();
+  EXPECT_THAT(missing.status().message(), HasSubstr("(HTTP 404): not found"));
+  EXPECT_THAT(missing.status().message(), HasSubstr("30000 ms budget"));
+  EXPECT_LE(clock_.Now() - again, 30s);
+  EXPECT_GE(clock_.Now() - again, 20s);
+
+  // A repository no --forge covers: at once.
+  EXPECT_EQ(merges_->Open("https://elsewhere.example/o/r.git", spec).status().code(), Code::kFailedPrecondition);
 }
 
 }  // namespace
