@@ -623,6 +623,16 @@ Result<std::vector<PullMerge>> SqlStore::ListPullMerges(std::optional<Time> due_
   });
 }
 
+Result<std::optional<PullMerge>> SqlStore::PullMergeOfRelease(int64_t release_id) {
+  return Transact<std::optional<PullMerge>>(TxMode::kRead, [&](Connection& c) -> Result<std::optional<PullMerge>> {
+    GANTRY_ASSIGN_OR_RETURN(Rows rows, c.Query("SELECT " GANTRY_PULL_MERGE_COLS " FROM pull_merges WHERE release_id = $1 "
+                                               "ORDER BY id DESC LIMIT 1",
+                                               {release_id}));
+    if (rows.empty()) return std::optional<PullMerge>();
+    return std::optional<PullMerge>(PullMergeFrom(rows[0]));
+  });
+}
+
 Status SqlStore::RecordPullMergeAttempt(int64_t id, int64_t version, NotificationState state, std::string_view note,
                                         Time next_attempt_at) {
   return Transaction(TxMode::kWrite, [&](Connection& c) -> Status {

@@ -511,6 +511,9 @@ class Store {
   // With due_by: the pending ones due by then, oldest first; without: all, newest first. At most
   // `limit`. InvalidArgument when limit < 1.
   virtual Result<std::vector<PullMerge>> ListPullMerges(std::optional<Time> due_by, int limit) = 0;
+  // The merge wanted for ledger release `release_id`; nullopt when there is none (the release did
+  // not ask for one, or a newer release of the same pull request replaced it).
+  virtual Result<std::optional<PullMerge>> PullMergeOfRelease(int64_t release_id) = 0;
   // Records one attempt of merge `id` at `version` as RecordForgeStatusAttempt does: pending again
   // (with `note` saying why it waits), delivered (merged) or failed. Aborted when it was replaced
   // since; NotFound; FailedPrecondition when it is no longer pending.

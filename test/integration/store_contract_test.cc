@@ -897,6 +897,9 @@ TYPED_TEST(StoreContractTest, PullMergesKeepTheNewestHeadPerPullRequest) {
   ASSERT_OK_AND_ASSIGN(auto due, s->ListPullMerges(now, 10));
   ASSERT_EQ(due.size(), 1u);
   EXPECT_EQ(due[0].sha, "aaa");
+  ASSERT_OK_AND_ASSIGN(auto of_release, s->PullMergeOfRelease(release));
+  ASSERT_TRUE(of_release.has_value());
+  EXPECT_EQ(of_release->id, id);
   EXPECT_EQ(due[0].required_checks, (std::vector<std::string>{"gantry/ci", "lint"}));
   EXPECT_EQ(due[0].release_id, release);
   // Waiting for the checks: pending again, later, with the reason.
@@ -904,8 +907,10 @@ TYPED_TEST(StoreContractTest, PullMergesKeepTheNewestHeadPerPullRequest) {
   ASSERT_OK_AND_ASSIGN(due, s->ListPullMerges(now, 10));
   EXPECT_TRUE(due.empty());
   // The next release pushes a new head: it replaces the row, the old attempt is refused.
+  ASSERT_OK_AND_ASSIGN(int64_t next_release, s->CreateRelease({.app = "web", .pull_request = 7}));
   m.sha = "bbb";
   m.required_checks.clear();
+  m.release_id = next_release;
   ASSERT_OK_AND_ASSIGN(int64_t again, s->PutPullMerge(m));
   EXPECT_EQ(again, id);
   EXPECT_CODE(s->RecordPullMergeAttempt(id, 1, NotificationState::kDelivered, "", now), Code::kAborted);
@@ -921,6 +926,12 @@ TYPED_TEST(StoreContractTest, PullMergesKeepTheNewestHeadPerPullRequest) {
   ASSERT_OK_AND_ASSIGN(auto all, s->ListPullMerges(std::nullopt, 10));
   ASSERT_EQ(all.size(), 1u);
   EXPECT_EQ(all[0].state, NotificationState::kDelivered);
+  // The merge is the newer release's now; the older one has none.
+  ASSERT_OK_AND_ASSIGN(of_release, s->PullMergeOfRelease(next_release));
+  ASSERT_TRUE(of_release.has_value());
+  EXPECT_EQ(of_release->state, NotificationState::kDelivered);
+  ASSERT_OK_AND_ASSIGN(of_release, s->PullMergeOfRelease(release));
+  EXPECT_FALSE(of_release.has_value());
   m.number = 0;
   EXPECT_CODE(s->PutPullMerge(m), Code::kInvalidArgument);
   EXPECT_CODE(s->ListPullMerges(std::nullopt, 0), Code::kInvalidArgument);
