@@ -304,8 +304,8 @@ TEST_F(ApiV1Test, AnswersValidateAgainstTheirSchemas) {
   EXPECT_THAT(releases.body,
               HasSubstr(R"("supply_chain":{"registry/web":{"signature":"sha256:5151","provenance":"sha256:a7a7","sbom":"sha256:5b5b"}})"));
   EXPECT_THAT(releases.body, HasSubstr(R"("supply_chain":{})")) << "the unsigned release";
-  EXPECT_THAT(releases.body, HasSubstr(R"("pull_request":{"number":7,"url":"https://gitea.example/shop/config/pulls/7",)"
-                                       R"("merge":{"state":"waiting","method":"squash","message":"waiting for required check ci/test (pending)"}})"));
+  EXPECT_THAT(releases.body, HasSubstr(R"js("pull_request":{"number":7,"url":"https://gitea.example/shop/config/pulls/7",)js"
+                                       R"js("merge":{"state":"waiting","method":"squash","message":"waiting for required check ci/test (pending)"}})js"));
   EXPECT_THAT(releases.body, HasSubstr(R"("pull_request":null)")) << "the releases pushed to the branch";
   auto proposal = Api("GET", fmt::format("/api/v1/apps/web/releases/{}", *proposed));
   ExpectValid(proposal, "/api/v1/apps/{app}/releases/{id}", "GET");
