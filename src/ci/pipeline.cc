@@ -6,6 +6,7 @@
 #include <set>
 
 #include "base/duration.h"
+#include "git/git.h"
 #include "value/value.h"
 
 namespace gantry::ci {
@@ -239,7 +240,9 @@ struct Parser {
 
   Result<ReleaseSpec> ParseRelease(const Value& v) {
     if (!v.IsMap()) return Err(v, file, "release: must be a map (repo:, path:, ...), got {}", TypeName(v));
-    GANTRY_RETURN_IF_ERROR(CheckKeys(v, {"repo", "branch", "path", "push_branch", "message", "app", "through"}, "release"));
+    GANTRY_RETURN_IF_ERROR(CheckKeys(v, {"repo", "branch", "path", "push_branch", "message", "app", "through", "mode",
+                                         "environment", "auto_merge", "merge_method", "required_checks"},
+                                     "release"));
     ReleaseSpec out;
     out.line = v.mark().line;
     out.column = v.mark().column;
@@ -257,6 +260,41 @@ struct Parser {
     if (auto* x = v.Get("app")) { GANTRY_ASSIGN_OR_RETURN(out.app, String(*x, "release.app")); }
     if (auto* x = v.Get("through")) { GANTRY_ASSIGN_OR_RETURN(out.through, String(*x, "release.through")); }
     if (!out.through.empty() && out.app.empty()) return Err(v, file, "release.through needs release.app (the application to deploy)");
+    if (auto* x = v.Get("mode")) {
+      GANTRY_ASSIGN_OR_RETURN(std::string mode, String(*x, "release.mode"));
+      if (mode != "push" && mode != "pull-request") return Err(*x, file, "release.mode {:?}: expected push or pull-request", mode);
+      out.pull_request = mode == "pull-request";
+    }
+    if (auto* x = v.Get("environment")) { GANTRY_ASSIGN_OR_RETURN(out.environment, String(*x, "release.environment")); }
+    if (auto* x = v.Get("auto_merge")) {
+      if (!x->IsBool()) return Err(*x, file, "release.auto_merge must be true or false, got {}", TypeName(*x));
+      out.auto_merge = x->AsBool();
+    }
+    if (auto* x = v.Get("merge_method")) {
+      GANTRY_ASSIGN_OR_RETURN(out.merge_method, String(*x, "release.merge_method"));
+      if (out.merge_method != "merge" && out.merge_method != "squash" && out.merge_method != "rebase") {
+        return Err(*x, file, "release.merge_method {:?}: expected merge, squash or rebase", out.merge_method);
+      }
+    }
+    if (auto* x = v.Get("required_checks")) { GANTRY_ASSIGN_OR_RETURN(out.required_checks, StringList(*x, "release.required_checks")); }
+    if (!out.pull_request) {
+      for (const char* key : {"environment", "auto_merge", "merge_method", "required_checks"}) {
+        if (const Value* x = v.Get(key)) return Err(*x, file, "release.{} needs release.mode: pull-request", key);
+      }
+    } else {
+      if (!out.push_branch.empty()) {
+        return Err(*v.Get("push_branch"), file, "release.push_branch and release.mode: pull-request exclude each other "
+                                                "(the pull request's branch is gantry/<app>/<environment>)");
+      }
+      if (!out.through.empty() && v.Get("environment") == nullptr) out.environment = out.through;
+      if (out.environment.empty()) {
+        out.environment = out.path.empty() ? out.branch : out.path.substr(out.path.rfind('/') + 1);
+      }
+      if (Status s = git::ValidateRefName("gantry/x/" + out.environment); !s.ok()) {
+        return Err(v.Get("environment") != nullptr ? *v.Get("environment") : v, file,
+                   "release.environment {:?} cannot be part of a branch name: {}", out.environment, s.message());
+      }
+    }
     return out;
   }
 

@@ -113,6 +113,15 @@ struct ReleaseSpec {
   std::string app;          // deliver: the application to deploy ("" = no push deploy; pull
                             // agents pick the commit up on their own)
   std::string through;      // deploy environments up to and including this one ("" = all)
+  // mode: pull-request — the change goes on branch gantry/<app>/<environment>, rebuilt from
+  // `branch` and force-pushed, and the server opens a pull request into `branch` (or updates the
+  // open one) on the repository's forge (--forge); nothing is deployed by the release itself.
+  bool pull_request = false;
+  std::string environment;  // the branch's <environment>; "" = through, else the last segment of
+                            // path, else `branch`
+  bool auto_merge = false;  // merge the pull request once its checks pass
+  std::string merge_method = "merge";        // merge, squash or rebase
+  std::vector<std::string> required_checks;  // contexts that must be success ([] = all reported)
   uint32_t line = 0, column = 0;
 };
 

@@ -197,5 +197,34 @@ TEST(Pipeline, ImageAndReleaseErrorsPointAtTheNode) {
               HasSubstr("unknown key \"size\" in image"));
 }
 
+TEST(Pipeline, ReleaseInPullRequestMode) {
+  const std::string head = "steps: {b: {run: [x]}}\nimage: {repository: r/web, layers: [d]}\n";
+  auto p = ParsePipeline(head + "release: {repo: x, path: apps/web/prod, mode: pull-request, auto_merge: true, "
+                                "merge_method: squash, required_checks: [gantry/ci]}\n");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_TRUE(p->release->pull_request);
+  EXPECT_EQ(p->release->environment, "prod");  // the last segment of the path
+  EXPECT_TRUE(p->release->auto_merge);
+  EXPECT_EQ(p->release->merge_method, "squash");
+  EXPECT_THAT(p->release->required_checks, ElementsAre("gantry/ci"));
+  p = ParsePipeline(head + "release: {repo: x, app: web, through: staging, mode: pull-request}\n");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(p->release->environment, "staging");
+  EXPECT_EQ(p->release->merge_method, "merge");
+  EXPECT_FALSE(p->release->auto_merge);
+  EXPECT_FALSE(ParsePipeline(head + "release: {repo: x}\n")->release->pull_request);
+
+  EXPECT_THAT(ErrorOf(head + "release: {repo: x, mode: pr}\n"), HasSubstr("p.yaml:3:26: release.mode \"pr\": expected push or pull-request"));
+  EXPECT_THAT(ErrorOf(head + "release: {repo: x, auto_merge: true}\n"), HasSubstr("release.auto_merge needs release.mode: pull-request"));
+  EXPECT_THAT(ErrorOf(head + "release: {repo: x, mode: pull-request, merge_method: ff}\n"),
+              HasSubstr("expected merge, squash or rebase"));
+  EXPECT_THAT(ErrorOf(head + "release: {repo: x, mode: pull-request, auto_merge: yes please}\n"),
+              HasSubstr("release.auto_merge must be true or false"));
+  EXPECT_THAT(ErrorOf(head + "release: {repo: x, mode: pull-request, push_branch: review}\n"),
+              HasSubstr("exclude each other"));
+  EXPECT_THAT(ErrorOf(head + "release: {repo: x, mode: pull-request, environment: \"a..b\"}\n"),
+              HasSubstr("release.environment \"a..b\" cannot be part of a branch name"));
+}
+
 }  // namespace
 }  // namespace gantry::ci

@@ -110,7 +110,8 @@ std::string SupplyChainSummary(const store::Release& r) {
 Status RunHistory(const HistoryOptions& o, const Deps& deps) {
   GANTRY_ASSIGN_OR_RETURN(auto store, OpenStore(o.state, deps));
   GANTRY_ASSIGN_OR_RETURN(std::vector<store::Release> releases, store->ListReleases(o.app, o.limit));
-  std::vector<std::vector<std::string>> table{{"RELEASE", "CREATED", "REVISION", "RUN", "IMAGE", "SIGNED", "CONFIG", "BY", "TARGETS"}};
+  std::vector<std::vector<std::string>> table{
+      {"RELEASE", "CREATED", "REVISION", "RUN", "IMAGE", "SIGNED", "CONFIG", "BY", "PULL REQUEST", "TARGETS"}};
   for (const auto& r : releases) {
     auto targets = store->ListTargets(r.id);
     std::vector<std::string> parts;
@@ -124,6 +125,7 @@ Status RunHistory(const HistoryOptions& o, const Deps& deps) {
                      r.run_id ? std::to_string(*r.run_id) : "-", images.empty() ? "-" : fmt::format("{}", fmt::join(images, " ")),
                      SupplyChainSummary(r),
                      r.config_revision == r.source_revision ? "-" : r.config_revision.substr(0, 12), r.started_by,
+                     r.pull_request == 0 ? "-" : r.pull_request_url.empty() ? fmt::format("#{}", r.pull_request) : r.pull_request_url,
                      fmt::format("{}", fmt::join(parts, " "))});
   }
   Table(deps.out, table);

@@ -47,6 +47,7 @@
 #include "server/front.h"
 #include "server/links.h"
 #include "server/forge_statuses.h"
+#include "server/pull_merges.h"
 #include "server/previews.h"
 #include "server/notifications.h"
 #include "server/pull_watch.h"
@@ -536,6 +537,16 @@ Status RunServer(ServerOptions o, const Deps& deps) {
                                                                   .metrics = &registry,
                                                                   .lease_holder = o.ci.worker_name}));
   }
+  // Releases in pull-request mode open their pull requests on the same forges, and auto-merges
+  // wait in the store's outbox for their checks (server/pull_merges.h).
+  std::unique_ptr<server::PullMerges> pull_merges;
+  if (!o.forges.empty()) {
+    GANTRY_ASSIGN_OR_RETURN(pull_merges, server::PullMerges::Start(
+                                             {.store = &**st, .forges = o.forges, .clock = deps.clock, .metrics = &registry}));
+    o.release.open_pull_request = [p = pull_merges.get()](const std::string& url, const forge::PullRequestSpec& spec) {
+      return p->Open(url, spec);
+    };
+  }
   // Pull-request previews of the config repository (docs/forges.md): computed on their own thread,
   // their comments put into the same outbox.
   std::unique_ptr<server::Previews> previews;
@@ -614,6 +625,7 @@ Status RunServer(ServerOptions o, const Deps& deps) {
   if (notifier) notifier->Stop();
   if (previews) previews->Stop();
   if (forge_statuses) forge_statuses->Stop();
+  if (pull_merges) pull_merges->Stop();
   return OkStatus();
 }
 

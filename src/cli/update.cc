@@ -1,12 +1,14 @@
 // gantry update: rewrite image references in manifests (update::RewriteYaml), either in a local
 // working tree (--dir, files rewritten in place) or in a Git repository (--repo, committed and
-// pushed to --branch or to a new --push-branch). Every change is printed as
+// pushed to --branch or to a new --push-branch; with --pull-request the push branch is rebuilt on
+// --branch, force-pushed, and its pull request opened or updated on --forge). Every change is printed as
 // "file:line:column: field: old → new". Exit 0 on success (whether or not anything changed), 1 when
 // some YAML file mentioning an image could not be parsed (the others are still updated), 2 for
 // usage errors, 3 for environment errors (I/O, Git, network).
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -16,7 +18,9 @@
 #include "cli/deps.h"
 #include "cli/exit.h"
 #include "cli/source.h"
+#include "forge/forge.h"
 #include "git/git.h"
+#include "server/forge_statuses.h"
 #include "update/update.h"
 
 namespace gantry::cli {
@@ -38,6 +42,8 @@ struct UpdateFlags {
   std::vector<std::string> policies;
   std::string helm_keys;
   bool dry_run = false;
+  bool pull_request = false;
+  std::string forge;  // --forge 'PREFIX type=... token-env=VAR' (server/forge_statuses.h)
 };
 
 // "Name <email>".
@@ -100,6 +106,8 @@ struct UpdateOptions {
   std::string git_username;
   std::string ssh_key, ssh_known_hosts;
   update::GitUpdateOptions git;  // the rules and dry_run for both modes
+  std::optional<server::ForgeConfig> forge;  // --pull-request: where to open it
+  std::string forge_repo;                     // the repository's path on that forge
 };
 
 // Usage errors: not exactly one of --dir and --repo, bad rules, and in Git mode a refused URL, a
@@ -119,6 +127,17 @@ Result<UpdateOptions> Validate(const UpdateFlags& f) {
   o.git.branch = f.branch;
   o.git.path = f.path;
   o.git.push_branch = f.push_branch;
+  if (f.pull_request) {
+    if (f.push_branch.empty()) return InvalidArgumentError("--pull-request needs --push-branch (the pull request's head)");
+    if (f.forge.empty()) return InvalidArgumentError("--pull-request needs --forge 'PREFIX type=gitea|github|gitlab token-env=VAR'");
+    GANTRY_ASSIGN_OR_RETURN(o.forge, server::ParseForgeFlag(f.forge));
+    auto path = forge::RepoPath(o.forge->prefix, f.repo);
+    if (!path) return InvalidArgumentError("--repo {} is not under the --forge prefix {}", git::ScrubUrl(f.repo), o.forge->prefix);
+    o.forge_repo = *path;
+    o.git.force_push = true;
+  } else if (!f.forge.empty()) {
+    return InvalidArgumentError("--forge is for --pull-request");
+  }
   if (!f.message.empty()) o.git.message_template = f.message;
   GANTRY_RETURN_IF_ERROR(
       update::RenderMessage(o.git.message_template, o.git.rules, {}, "", "").status().WithContext("--message"));
@@ -168,6 +187,18 @@ Status RunGit(const UpdateOptions& o, const Deps& deps) {
   } else {
     fmt::print(deps.err, "{} is up to date at {}; nothing committed\n", result.branch, result.commit.substr(0, 12));
   }
+  if (o.forge && result.committed) {
+    std::string body = "Image update by `gantry update`:\n\n";
+    for (const update::Change& c : result.changes) body += fmt::format("- `{}`\n", c.ToString());
+    GANTRY_ASSIGN_OR_RETURN(auto forge, forge::New(o.forge->options));
+    GANTRY_ASSIGN_OR_RETURN(forge::PullRequest pr,
+                            forge->OpenOrUpdatePullRequest(
+                                o.forge_repo, {.head = o.git.push_branch,
+                                               .base = o.git.branch,
+                                               .title = fmt::format("update images in {}", o.git.path.empty() ? "/" : o.git.path),
+                                               .body = std::move(body)}));
+    fmt::print(deps.err, "{} pull request #{} {}\n", pr.created ? "opened" : "updated", pr.number, pr.url);
+  }
   return Skipped(result.skipped, deps);
 }
 
@@ -186,6 +217,10 @@ void AddUpdateCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_option("--branch", f->branch, "Branch to update (Git mode)")->capture_default_str();
   cmd->add_option("--path", f->path, "Directory inside the repository (Git mode; default: the root)");
   cmd->add_option("--push-branch", f->push_branch, "Push to this branch (created from --branch) for review");
+  cmd->add_flag("--pull-request", f->pull_request,
+                "Rebuild --push-branch on --branch, force-push it and open or update its pull request on --forge");
+  cmd->add_option("--forge", f->forge,
+                  "'PREFIX type=gitea|github|gitlab token-env=VAR [api=URL]': the forge of --repo, for --pull-request");
   cmd->add_option("--message", f->message,
                   "Commit message template: {{images}} {{changes}} {{count}} {{branch}} {{path}}");
   cmd->add_option("--author", f->author, "Commit author, \"Name <email>\"")->capture_default_str();

@@ -1,6 +1,6 @@
 // The three forges over http::Client: internal::Api makes each call with the forge's credentials,
 // and one reading of the answer turns HTTP statuses into the errors of forge.h; HttpForge builds
-// the commit-status requests (pull-request comments: comments.cc).
+// the commit-status requests (pull-request comments: comments.cc; pull requests: pulls.cc).
 
 #include "forge/forge.h"
 
@@ -39,6 +39,10 @@ std::string OneLine(std::string_view text) {
   return out;
 }
 
+}  // namespace
+
+namespace internal {
+
 // The "message" (Gitea, GitHub, GitLab) or "error_description" of a JSON error body, else the excerpt.
 std::string ForgeMessage(std::string_view body) {
   auto v = value::ParseJson(body, "response");
@@ -51,10 +55,6 @@ std::string ForgeMessage(std::string_view body) {
   return Excerpt(body);
 }
 
-}  // namespace
-
-namespace internal {
-
 Api::Api(Options options)
     : options_(std::move(options)),
       client_({.connect_timeout = std::min<std::chrono::milliseconds>(options_.timeout, std::chrono::seconds(10)),
@@ -62,7 +62,7 @@ Api::Api(Options options)
                .ca_file = options_.ca_file,
                .max_response_bytes = 8 * 1024 * 1024}) {}  // a page of comments, each up to 64 KiB
 
-Result<http::ClientResponse> Api::Call(std::string_view method, std::string url, std::string json,
+Result<http::ClientResponse> Api::Send(std::string_view method, std::string url, std::string json,
                                        std::string_view what) const {
   http::ClientRequest req{.method = std::string(method), .url = std::move(url), .body = std::move(json)};
   if (!req.body.empty()) req.headers["content-type"] = "application/json";
@@ -77,8 +77,14 @@ Result<http::ClientResponse> Api::Call(std::string_view method, std::string url,
   }
   auto r = client_.Send(req);
   if (!r.ok()) return r.status().WithContext(what);
-  if (r->status >= 200 && r->status < 300) return r;
-  GANTRY_RETURN_IF_ERROR(Refusal(*r).WithContext(what));
+  return r;
+}
+
+Result<http::ClientResponse> Api::Call(std::string_view method, std::string url, std::string json,
+                                       std::string_view what) const {
+  GANTRY_ASSIGN_OR_RETURN(http::ClientResponse r, Send(method, std::move(url), std::move(json), what));
+  if (r.status >= 200 && r.status < 300) return r;
+  GANTRY_RETURN_IF_ERROR(Refusal(r).WithContext(what));
   return r;
 }
 
@@ -175,6 +181,19 @@ class HttpForge : public Forge {
   Result<int64_t> PutComment(std::string_view repo, int64_t number, std::string_view marker,
                              std::string_view body) const override {
     return internal::PutComment(api_, repo, number, marker, body);
+  }
+
+  Result<PullRequest> OpenOrUpdatePullRequest(std::string_view repo, const PullRequestSpec& spec) const override {
+    return internal::OpenOrUpdatePullRequest(api_, repo, spec);
+  }
+  Result<PullRequest> GetPullRequest(std::string_view repo, int64_t number) const override {
+    return internal::GetPullRequest(api_, repo, number);
+  }
+  Result<std::vector<Check>> Checks(std::string_view repo, std::string_view sha) const override {
+    return internal::Checks(api_, repo, sha);
+  }
+  Status MergePullRequest(std::string_view repo, int64_t number, std::string_view sha, MergeMethod method) const override {
+    return internal::MergePullRequest(api_, repo, number, sha, method);
   }
 
  private:

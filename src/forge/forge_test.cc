@@ -1,8 +1,9 @@
 // The GitHub and GitLab clients against a local HTTP receiver that answers with the responses of
-// their documentation (testdata/): commit statuses, and pull-request comments (PutComment: the
-// exact calls, paging, the comment found again by its marker and edited, one created when none has
-// it, refusals). Gitea is tested against a real Gitea (test/integration/forge_test.cc,
-// preview_test.cc).
+// their documentation (testdata/): commit statuses, pull-request comments (PutComment: the exact
+// calls, paging, the comment found again by its marker and edited, one created when none has it,
+// refusals), and pull requests (open or update by head, checks, merge and its refusals; Evaluate).
+// Gitea is tested against a real Gitea (test/integration/forge_test.cc, preview_test.cc,
+// release_pull_request_test.cc).
 
 #include "forge/forge.h"
 
@@ -235,10 +236,15 @@ std::string Page(int first, int n) {
   return value::ToJson(page);
 }
 
-std::string BodyOf(const http::Request& req) {
+value::Value JsonOf(const http::Request& req) {
   auto v = value::ParseJson(req.body, "body");
   EXPECT_TRUE(v.ok()) << req.body;
-  return v.ok() ? value::StringAt(&*v, {"body"}) : "";
+  return v.ok() ? *std::move(v) : value::Value::Map();
+}
+
+std::string BodyOf(const http::Request& req) {
+  value::Value v = JsonOf(req);
+  return value::StringAt(&v, {"body"});
 }
 
 TEST(GitHubComments, TheMarkedCommentOnALaterPageIsEdited) {
@@ -328,6 +334,155 @@ TEST(GiteaComments, AForgeDownIsRetryable) {
   auto id = down->PutComment("shop/config", 3, kMarker, kMarker);
   ASSERT_FALSE(id.ok());
   EXPECT_TRUE(Retryable(id.status())) << id.status().ToString();
+}
+
+const PullRequestSpec kSpec{.head = "gantry/web/prod", .base = "main", .title = "release web to prod", .body = "image web:1a2b"};
+
+TEST(GitHubPulls, AnOpenPullRequestOfTheHeadIsUpdatedNotOpenedAgain) {
+  Receiver r;
+  r.Then(200, Fixture("github_pulls_open.json"));
+  r.Then(200, Fixture("github_pull_created.json"));
+  auto pr = Make(Kind::kGitHub, r.url("/api"))->OpenOrUpdatePullRequest("octocat/Hello-World", kSpec);
+  ASSERT_TRUE(pr.ok()) << pr.status().ToString();
+  EXPECT_FALSE(pr->created);
+  // GitHub filters by head (OWNER:BRANCH) and base itself; the open one (1347) is updated.
+  EXPECT_THAT(r.Calls(), ElementsAre("GET /api/repos/octocat/Hello-World/pulls?state=open&head=octocat%3Agantry%2Fweb%2Fprod&base=main&per_page=100",
+                                     "PATCH /api/repos/octocat/Hello-World/pulls/1347"));
+  const http::Request patch = r.Last();
+  EXPECT_EQ(patch.Header("authorization"), "Bearer t0ken");
+  EXPECT_EQ(patch.Header("content-type"), "application/json");
+  value::Value body = JsonOf(patch);
+  EXPECT_EQ(value::StringAt(&body, {"title"}), "release web to prod");
+  EXPECT_EQ(value::StringAt(&body, {"body"}), "image web:1a2b");
+  EXPECT_EQ(body.Get("head"), nullptr);  // the head and base of an open one do not change
+}
+
+TEST(GitHubPulls, NoneOpenOpensOne) {
+  Receiver r;
+  r.Then(200, "[]");
+  r.Then(201, Fixture("github_pull_created.json"));
+  auto pr = Make(Kind::kGitHub, r.url("/api"))->OpenOrUpdatePullRequest("octocat/Hello-World", kSpec);
+  ASSERT_TRUE(pr.ok()) << pr.status().ToString();
+  EXPECT_TRUE(pr->created);
+  EXPECT_EQ(pr->number, 1348);
+  EXPECT_EQ(pr->url, "https://github.com/octocat/Hello-World/pull/1348");
+  EXPECT_EQ(pr->head_sha, "7638417db6d59f3c431d3e1f261cc637155684cd");
+  EXPECT_EQ(r.Calls().back(), "POST /api/repos/octocat/Hello-World/pulls");
+  value::Value body = JsonOf(r.Last());
+  EXPECT_EQ(value::StringAt(&body, {"head"}), "gantry/web/prod");
+  EXPECT_EQ(value::StringAt(&body, {"base"}), "main");
+}
+
+TEST(GitHubPulls, AFineGrainedTokenWithoutPullRequestsWriteIsNamed) {
+  Receiver r;
+  r.Then(200, "[]");
+  r.Answer(403, Fixture("github_forbidden.json"), {{"x-accepted-github-permissions", "pull_requests=write"}});
+  auto pr = Make(Kind::kGitHub, r.url("/api"))->OpenOrUpdatePullRequest("o/r", kSpec);
+  ASSERT_FALSE(pr.ok());
+  EXPECT_EQ(pr.status().code(), Code::kPermissionDenied);
+  EXPECT_THAT(pr.status().message(), HasSubstr("the github token lacks the scope pull_requests=write"));
+  EXPECT_THAT(pr.status().message(), HasSubstr("gantry/web/prod → main on github o/r"));
+}
+
+TEST(GitHubPulls, ChecksAndMerge) {
+  Receiver r;
+  r.Then(200, Fixture("github_combined_status.json"));
+  auto gh = Make(Kind::kGitHub, r.url("/api"));
+  auto checks = gh->Checks("o/r", kSha);
+  ASSERT_TRUE(checks.ok()) << checks.status().ToString();
+  EXPECT_EQ(r.Calls().back(), std::string("GET /api/repos/o/r/commits/") + kSha + "/status?per_page=100");
+  ASSERT_EQ(checks->size(), 2u);
+  EXPECT_EQ((*checks)[0].context, "continuous-integration/jenkins");
+  EXPECT_EQ((*checks)[1].state, State::kSuccess);
+  EXPECT_EQ(Evaluate(*checks, {"security/brakeman"}).kind, Verdict::kMerge);
+
+  r.Then(200, Fixture("github_merged.json"));
+  ASSERT_TRUE(gh->MergePullRequest("o/r", 7, kSha, MergeMethod::kSquash).ok());
+  EXPECT_EQ(r.Calls().back(), "PUT /api/repos/o/r/pulls/7/merge");
+  value::Value body = JsonOf(r.Last());
+  EXPECT_EQ(value::StringAt(&body, {"merge_method"}), "squash");
+  EXPECT_EQ(value::StringAt(&body, {"sha"}), kSha);
+
+  r.Then(405, Fixture("github_not_mergeable.json"));
+  Status s = gh->MergePullRequest("o/r", 7, kSha, MergeMethod::kMerge);
+  EXPECT_EQ(s.code(), Code::kFailedPrecondition) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("Pull Request is not mergeable"));
+  r.Then(409, Fixture("github_head_modified.json"));
+  EXPECT_EQ(gh->MergePullRequest("o/r", 7, kSha, MergeMethod::kMerge).code(), Code::kAborted);
+  r.Then(502, R"({"message":"bad gateway"})");
+  EXPECT_TRUE(Retryable(gh->MergePullRequest("o/r", 7, kSha, MergeMethod::kMerge)));
+}
+
+TEST(GitLabPulls, OpensAMergeRequestBySourceBranchThenUpdatesIt) {
+  Receiver r;
+  r.Then(200, Fixture("gitlab_merge_requests_none.json"));
+  r.Then(201, Fixture("gitlab_merge_request_created.json"));
+  auto gl = Make(Kind::kGitLab, r.url("/api"));
+  auto pr = gl->OpenOrUpdatePullRequest("group/config", kSpec);
+  ASSERT_TRUE(pr.ok()) << pr.status().ToString();
+  EXPECT_TRUE(pr->created);
+  EXPECT_EQ(pr->number, 1);  // the iid
+  EXPECT_EQ(pr->url, "http://gitlab.example.com/my-group/my-project/merge_requests/1");
+  EXPECT_THAT(r.Calls(), ElementsAre("GET /api/projects/group%2Fconfig/merge_requests?state=opened&source_branch=gantry%2Fweb%2Fprod&target_branch=main",
+                                     "POST /api/projects/group%2Fconfig/merge_requests"));
+  EXPECT_EQ(r.Last().Header("private-token"), "t0ken");
+  value::Value body = JsonOf(r.Last());
+  EXPECT_EQ(value::StringAt(&body, {"source_branch"}), "gantry/web/prod");
+  EXPECT_EQ(value::StringAt(&body, {"target_branch"}), "main");
+  EXPECT_EQ(value::StringAt(&body, {"description"}), "image web:1a2b");
+
+  // Open now: updated with PUT on the next release.
+  r.Then(200, "[" + Fixture("gitlab_merge_request_created.json") + "]");
+  r.Then(200, Fixture("gitlab_merge_request_created.json"));
+  pr = gl->OpenOrUpdatePullRequest("group/config", kSpec);
+  ASSERT_TRUE(pr.ok()) << pr.status().ToString();
+  EXPECT_FALSE(pr->created);
+  EXPECT_EQ(r.Calls().back(), "PUT /api/projects/group%2Fconfig/merge_requests/1");
+}
+
+TEST(GitLabPulls, StatusesChecksAndMerge) {
+  Receiver r;
+  const std::string sha = "18f3e63d05582537db6d183d9d557be09e1f90c8";
+  r.Then(200, Fixture("gitlab_commit_statuses.json"));
+  auto gl = Make(Kind::kGitLab, r.url("/api"));
+  auto checks = gl->Checks("g/c", sha);
+  ASSERT_TRUE(checks.ok()) << checks.status().ToString();
+  EXPECT_EQ(r.Calls().back(), "GET /api/projects/g%2Fc/repository/commits/" + sha + "/statuses?per_page=100");
+  ASSERT_EQ(checks->size(), 2u);
+  EXPECT_EQ((*checks)[0].context, "bundler:audit");
+  EXPECT_EQ((*checks)[0].state, State::kPending);
+  // Only "test" required: merge; all of them: wait for bundler:audit.
+  EXPECT_EQ(Evaluate(*checks, {"test"}).kind, Verdict::kMerge);
+  Verdict all = Evaluate(*checks, {});
+  EXPECT_EQ(all.kind, Verdict::kWait);
+  EXPECT_THAT(all.reason, HasSubstr("bundler:audit"));
+
+  r.Then(200, Fixture("gitlab_merge_request_created.json"));
+  ASSERT_TRUE(gl->MergePullRequest("g/c", 1, sha, MergeMethod::kSquash).ok());
+  EXPECT_EQ(r.Calls().back(), "PUT /api/projects/g%2Fc/merge_requests/1/merge");
+  value::Value body = JsonOf(r.Last());
+  EXPECT_TRUE(value::BoolAt(&body, {"squash"}));
+  EXPECT_EQ(value::StringAt(&body, {"sha"}), sha);
+  EXPECT_EQ(gl->MergePullRequest("g/c", 1, sha, MergeMethod::kRebase).code(), Code::kInvalidArgument);
+  r.Then(403, Fixture("gitlab_insufficient_scope.json"));
+  Status s = gl->MergePullRequest("g/c", 1, sha, MergeMethod::kMerge);
+  EXPECT_EQ(s.code(), Code::kPermissionDenied);
+  EXPECT_THAT(s.message(), HasSubstr("the gitlab token lacks the scope api"));
+}
+
+TEST(Evaluate, FailuresWaitsAndTheNewestEntryPerContext) {
+  EXPECT_EQ(Evaluate({}, {}).kind, Verdict::kWait);
+  EXPECT_EQ(Evaluate({}, {"ci"}).kind, Verdict::kWait);
+  Verdict v = Evaluate({{"ci", State::kFailure}, {"lint", State::kPending}}, {});
+  EXPECT_EQ(v.kind, Verdict::kFail);
+  EXPECT_EQ(v.reason, "check ci is failure");
+  // The newest (first) entry wins over an older failure of the same context.
+  EXPECT_EQ(Evaluate({{"ci", State::kSuccess}, {"ci", State::kFailure}}, {}).kind, Verdict::kMerge);
+  // A failed check that is not required does not block.
+  EXPECT_EQ(Evaluate({{"ci", State::kSuccess}, {"lint", State::kError}}, {"ci"}).kind, Verdict::kMerge);
+  EXPECT_EQ(Evaluate({{"ci", State::kError}}, {"ci"}).reason, "required check ci is error");
+  EXPECT_EQ(ParseMergeMethod("squash"), MergeMethod::kSquash);
+  EXPECT_EQ(ParseMergeMethod("ff"), std::nullopt);
 }
 
 }  // namespace

@@ -102,6 +102,11 @@ struct PushRequest {
   Signature author;
   std::string message;
   int max_attempts = 5;
+  // Rebuild the branch: the commit goes on start_point (which must be set), whatever the branch
+  // holds, and replaces it (a forced push). A branch already holding exactly that change (one
+  // commit on start_point with the same tree) is left alone. For a branch Gantry owns, such as the
+  // head of a release's pull request.
+  bool force = false;
   // Signs each commit: given the commit object's text, returns the signature stored in its
   // `gpgsig` header (an armored SSH signature, sign/sshsig.h, or a PGP one), over which `git
   // verify-commit` checks it. Unset: commits are not signed. Its error fails the commit.

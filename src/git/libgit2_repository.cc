@@ -459,7 +459,7 @@ class Libgit2Repository final : public Repository {
   };
   Result<Located> Locate(git_repository* repo, std::string_view commit, std::string_view path) const;
   Result<std::string> ResolveIn(git_repository* repo, std::string_view revision) const;
-  Result<std::string> PushOnce(git_repository* repo, const git_oid& commit, const std::string& branch,
+  Result<std::string> PushOnce(git_repository* repo, const git_oid& commit, const std::string& branch, bool force,
                                bool* lost_race);
 
   const std::string url_;
@@ -913,7 +913,7 @@ Result<std::vector<std::string>> Libgit2Repository::ChangedPaths(std::string_vie
 }
 
 Result<std::string> Libgit2Repository::PushOnce(git_repository* repo, const git_oid& commit,
-                                                const std::string& branch, bool* lost_race) {
+                                                const std::string& branch, bool force, bool* lost_race) {
   // libgit2 pushes references, not ids: a private ref names the commit for the push.
   static std::atomic<uint64_t> counter{0};
   std::string temp = fmt::format("refs/gantry/push/{}-{}", OidHex(commit), counter.fetch_add(1));
@@ -933,7 +933,8 @@ Result<std::string> Libgit2Repository::PushOnce(git_repository* repo, const git_
   git_push_options options = GIT_PUSH_OPTIONS_INIT;
   options.callbacks = MakeCallbacks(&cb);
   options.follow_redirects = Redirects(options_);
-  std::string spec = temp + ":refs/heads/" + branch;  // not forced: only fast-forwards
+  // Not forced unless asked: only fast-forwards.
+  std::string spec = (force ? "+" : "") + temp + ":refs/heads/" + branch;
   char* specs[] = {spec.data()};
   git_strarray refspecs = {specs, 1};
   int err = git_remote_push(remote.get(), &refspecs, &options);
@@ -1012,6 +1013,9 @@ Result<std::string> Libgit2Repository::CommitAndPush(const PushRequest& request)
   if (!request.recompute || request.max_attempts < 1) {
     return InvalidArgumentError("{}: a recompute function and max_attempts >= 1 are required", context);
   }
+  if (request.force && request.start_point.empty()) {
+    return InvalidArgumentError("{}: a forced push rebuilds the branch on a start point, and none was given", context);
+  }
   BackoffPolicy backoff{.initial = std::chrono::milliseconds(50), .max_delay = std::chrono::seconds(2)};
   thread_local std::mt19937_64 random(std::random_device{}());
   std::string last_race;
@@ -1024,10 +1028,9 @@ Result<std::string> Libgit2Repository::CommitAndPush(const PushRequest& request)
     GANTRY_ASSIGN_OR_RETURN(PooledRepo repo, OpenRepo());
     auto tip = RefCommit(repo.get(), "refs/heads/" + request.branch);
     std::string base;
-    if (tip.ok()) {
+    if (!tip.ok() && tip.status().code() != Code::kNotFound) return tip.status().WithContext(context);
+    if (tip.ok() && !request.force) {
       base = *tip;
-    } else if (tip.status().code() != Code::kNotFound) {
-      return tip.status().WithContext(context);
     } else if (!request.start_point.empty()) {
       auto start = ResolveIn(repo.get(), request.start_point);
       if (!start.ok()) return start.status().WithContext(context + ": start point");
@@ -1081,8 +1084,21 @@ Result<std::string> Libgit2Repository::CommitAndPush(const PushRequest& request)
           err != 0) {
         return GitError(err, context + ": build tree");
       }
-      if (git_oid_equal(&tree_id, git_tree_id(base_tree.get())) && tip.ok()) {
+      if (git_oid_equal(&tree_id, git_tree_id(base_tree.get())) && (tip.ok() || request.force)) {
         return base;  // nothing to change: idempotent
+      }
+      // Forced: a branch that already is this change on the start point stays as it is.
+      if (request.force && tip.ok()) {
+        GANTRY_ASSIGN_OR_RETURN(git_oid tip_oid, ParseCommitId(*tip));
+        git_commit* c = nullptr;
+        if (git_commit_lookup(&c, repo.get(), &tip_oid) == 0) {
+          CommitPtr tip_commit(c);
+          if (git_commit_parentcount(c) == 1 && git_oid_equal(git_commit_parent_id(c, 0), git_commit_id(base_commit.get())) &&
+              git_oid_equal(git_commit_tree_id(c), &tree_id)) {
+            return *tip;
+          }
+        }
+        git_error_clear();
       }
     } else {
       if (updates.empty()) return FailedPreconditionError("{}: nothing to commit on a new branch", context);
@@ -1099,7 +1115,7 @@ Result<std::string> Libgit2Repository::CommitAndPush(const PushRequest& request)
       GANTRY_ASSIGN_OR_RETURN(commit_id, CreateCommit(repo.get(), tree_id, base_commit.get(), request));
     }
     bool lost_race = false;
-    auto pushed = PushOnce(repo.get(), commit_id, request.branch, &lost_race);
+    auto pushed = PushOnce(repo.get(), commit_id, request.branch, request.force, &lost_race);
     if (pushed.ok()) {
       // The mirror knows its own push at once (the next fetch confirms it).
       git_reference* ref = nullptr;

@@ -412,6 +412,7 @@ struct Release::Impl {
   std::vector<std::string> files;        // update: the files it changed (for notify)
   std::string update_base;               // update in flight: the branch tip before the push
   std::string update_branch;             //   and the branch it pushes to
+  std::string pull_forge, pull_repo;     // update, pull-request mode: where the pull request is
 
   std::shared_ptr<git::Repository> config_repo;
   std::unique_ptr<deliver::Deployment> deployment;
@@ -423,14 +424,23 @@ struct Release::Impl {
   const ci::ReleaseSpec& Spec() const { return *pipeline.release; }
   bool Deploys() const {
     const ci::ReleaseSpec& rel = Spec();
-    return !rel.app.empty() && s.deliver_config && !s.deliver_config->environments.empty() && rel.push_branch.empty();
+    return !rel.app.empty() && s.deliver_config && !s.deliver_config->environments.empty() && rel.push_branch.empty() &&
+           !rel.pull_request;
+  }
+  // The application: release.app, else the image's name.
+  std::string App() const { return Spec().app.empty() ? repository.substr(repository.rfind('/') + 1) : Spec().app; }
+  // Where the config commit goes: release.push_branch, the pull request's branch, or release.branch.
+  std::string PushBranch() const {
+    const ci::ReleaseSpec& rel = Spec();
+    if (rel.pull_request) return fmt::format("gantry/{}/{}", App(), rel.environment);
+    return rel.push_branch;
   }
   bool Applies(Stage stage) const {
     if (stage == Stage::kPackage) return true;
     if (!pipeline.release) return false;
     switch (stage) {
       case Stage::kUpdate: return true;
-      case Stage::kNotify: return st->result.committed && Spec().push_branch.empty() && !s.notify.empty();
+      case Stage::kNotify: return st->result.committed && PushBranch().empty() && !s.notify.empty();
       case Stage::kDeploy: return Deploys();
       case Stage::kRecord: return !Deploys();
       default: return false;
@@ -463,6 +473,10 @@ struct Release::Impl {
     v.Set("updateBranch", update_branch);
     v.Set("releaseId", res.release_id);
     v.Set("deployPhase", res.deploy_phase ? std::string(deliver::Name(*res.deploy_phase)) : std::string());
+    v.Set("pullRequest", res.pull_request);
+    v.Set("pullRequestUrl", res.pull_request_url);
+    v.Set("pullForge", pull_forge);
+    v.Set("pullRepo", pull_repo);
     return value::ToJson(v);
   }
 
@@ -487,6 +501,10 @@ struct Release::Impl {
     update_base = value::StringAt(&*v, {"updateBase"});
     update_branch = value::StringAt(&*v, {"updateBranch"});
     res.release_id = value::IntAt(&*v, {"releaseId"});
+    res.pull_request = value::IntAt(&*v, {"pullRequest"});
+    res.pull_request_url = value::StringAt(&*v, {"pullRequestUrl"});
+    pull_forge = value::StringAt(&*v, {"pullForge"});
+    pull_repo = value::StringAt(&*v, {"pullRepo"});
     std::string phase = value::StringAt(&*v, {"deployPhase"});
     if (!phase.empty()) {
       res.deploy_phase = ParseDeployPhase(phase);
@@ -551,6 +569,8 @@ struct Release::Impl {
     return {.signature = st->result.signature, .provenance = st->result.attestation, .sbom = st->result.sbom};
   }
 
+  bool OpenPullRequest();
+  bool WantMerge(int64_t release_id);
   bool Package();
   bool Update();
   bool Notify();
@@ -611,6 +631,7 @@ bool Release::Impl::Update() {
       update_base.clear();
       update_branch.clear();
       Log(r, kReleaseStage, fmt::format("{} was pushed to {} before an interruption: not pushing again", c.id.substr(0, 12), branch));
+      if (!OpenPullRequest()) return false;
       return Finish(Stage::kUpdate);
     }
   }
@@ -618,7 +639,8 @@ bool Release::Impl::Update() {
   update::GitUpdateOptions uo;
   uo.branch = rel.branch;
   uo.path = rel.path;
-  uo.push_branch = rel.push_branch;
+  uo.push_branch = PushBranch();
+  uo.force_push = rel.pull_request;
   uo.author = s.author;
   if (s.commit_signer) uo.sign = [this](std::string_view commit) { return s.commit_signer->Sign(commit, "git"); };
   auto vars = Vars(r);
@@ -635,10 +657,10 @@ bool Release::Impl::Update() {
   uo.rules.push_back(rule);
 
   // The tip the push will follow, recorded first: see the file comment.
-  const std::string target = rel.push_branch.empty() ? rel.branch : rel.push_branch;
+  const std::string target = uo.push_branch.empty() ? rel.branch : uo.push_branch;
   if (Status f = config.Fetch().status(); !f.ok()) return Fail(f.WithContext("release: update " + where));
   auto tip = config.Resolve("refs/heads/" + target);
-  if (!tip.ok() && !rel.push_branch.empty() && tip.status().code() == Code::kNotFound) tip = config.Resolve("refs/heads/" + rel.branch);
+  if (!tip.ok() && !uo.push_branch.empty() && tip.status().code() == Code::kNotFound) tip = config.Resolve("refs/heads/" + rel.branch);
   if (tip.ok()) {
     update_base = *tip;
     update_branch = target;
@@ -659,7 +681,8 @@ bool Release::Impl::Update() {
   update_base.clear();
   update_branch.clear();
   Log(r, kReleaseStage, updated->committed ? fmt::format("committed {} to {}", updated->commit.substr(0, 12), updated->branch)
-                                           : fmt::format("{} already at {}: no commit", updated->branch, tag));
+                                           : fmt::format("{} already at {}: no commit", rel.branch, tag));
+  if (!OpenPullRequest()) return false;
   return Finish(Stage::kUpdate);
 }
 
@@ -744,15 +767,78 @@ bool Release::Impl::Deploy() {
   return true;
 }
 
+// Pull-request mode, after a commit: the pull request of the branch opened or updated (the forge
+// finds the open one, so a resumed release asks again safely). False when the release failed.
+bool Release::Impl::OpenPullRequest() {
+  const ci::ReleaseSpec& rel = Spec();
+  if (!rel.pull_request || !st->result.committed) return true;
+  const std::string where = git::ScrubUrl(rel.repo);
+  if (!s.open_pull_request) {
+    return Fail(FailedPreconditionError("release: pull-request mode: the server knows no forge for {} (--forge)", where));
+  }
+  const std::string app = App();
+  std::string body = fmt::format(
+      "Release of **{}** to **{}** by Gantry: `{}:{}`\n\n- image digest: `{}`\n- source: {}@{}\n- CI run: {}\n", app,
+      rel.environment, repository, tag, st->result.digest, git::ScrubUrl(r.repo), r.commit, r.run_id);
+  if (!files.empty()) {
+    body += "- files:\n";
+    for (const auto& f : files) body += fmt::format("  - `{}`\n", f);
+  }
+  body += fmt::format("\nEach release of {} to {} updates this pull request until it is merged{}.\n", app,
+                      rel.environment,
+                      rel.auto_merge ? fmt::format("; Gantry merges it ({}) once its checks pass", rel.merge_method) : "");
+  forge::PullRequestSpec spec{.head = PushBranch(),
+                              .base = rel.branch,
+                              .title = fmt::format("release {} to {}: {}:{}", app, rel.environment, repository, tag),
+                              .body = std::move(body)};
+  auto opened = s.open_pull_request(rel.repo, spec);
+  if (!opened.ok()) return Fail(opened.status().WithContext(fmt::format("release: pull request {} → {} of {}", spec.head, spec.base, where)));
+  st->result.pull_request = opened->pull.number;
+  st->result.pull_request_url = opened->pull.url;
+  pull_forge = opened->forge;
+  pull_repo = opened->repo;
+  Log(r, kReleaseStage, fmt::format("{} pull request #{} {}", opened->pull.created ? "opened" : "updated",
+                                    opened->pull.number, opened->pull.url));
+  return true;
+}
+
+// auto_merge: the pull request put into the merge outbox for ledger release `release_id` (again
+// on a resumed record: the put replaces the row, and a merged pull request is found merged).
+bool Release::Impl::WantMerge(int64_t release_id) {
+  const ci::ReleaseSpec& rel = Spec();
+  if (!rel.pull_request || !rel.auto_merge || st->result.pull_request == 0) return true;
+  const auto now = (s.clock != nullptr ? *s.clock : SystemClock()).WallNow();
+  auto put = s.store->PutPullMerge({.forge = pull_forge,
+                                    .repo = pull_repo,
+                                    .number = st->result.pull_request,
+                                    .sha = st->result.config_commit,
+                                    .method = rel.merge_method,
+                                    .required_checks = rel.required_checks,
+                                    .release_id = release_id,
+                                    .next_attempt_at = now,
+                                    .deadline = now + s.merge_deadline});
+  if (!put.ok()) return Fail(put.status().WithContext("release: auto-merge"));
+  Log(r, kReleaseStage, fmt::format("pull request #{} will be merged ({}) once its checks pass", st->result.pull_request,
+                                    rel.merge_method));
+  return true;
+}
+
 bool Release::Impl::Record() {
   const ci::ReleaseSpec& rel = Spec();
-  std::string app = rel.app.empty() ? repository.substr(repository.rfind('/') + 1) : rel.app;
+  const std::string app = App();
   auto existing = LedgerRelease(app);
   if (!existing.ok()) return Fail(existing.status().WithContext("release: ledger"));
   if (*existing != 0) {
     st->result.release_id = *existing;
     Log(r, kReleaseStage, fmt::format("release {} of {} recorded (before an interruption)", *existing, app));
+    if (!WantMerge(*existing)) return false;
     return Finish(Stage::kRecord);
+  }
+  std::string note;
+  if (st->result.pull_request != 0) {
+    note = fmt::format("pull request #{} {}", st->result.pull_request, st->result.pull_request_url);
+  } else if (!rel.push_branch.empty()) {
+    note = "proposed on branch " + rel.push_branch;
   }
   store::Release ledger{.app = app,
                         .source_revision = r.commit,
@@ -760,8 +846,10 @@ bool Release::Impl::Record() {
                         .image_digests = {{repository, st->result.digest}},
                         .started_by = "ci",
                         .run_id = r.run_id,
-                        .note = rel.push_branch.empty() ? "" : "proposed on branch " + rel.push_branch,
-                        .project = r.project == "default" ? "" : r.project};
+                        .note = std::move(note),
+                        .project = r.project == "default" ? "" : r.project,
+                        .pull_request = st->result.pull_request,
+                        .pull_request_url = st->result.pull_request_url};
   if (!SupplyChain().empty()) ledger.supply_chain = {{repository, SupplyChain()}};
   auto id = s.store->CreateRelease(ledger);
   if (!id.ok()) return Fail(id.status().WithContext("release: ledger"));
@@ -771,6 +859,7 @@ bool Release::Impl::Record() {
                  .status();
   if (!a.ok()) log::Warn("release: audit: {}", a.message());
   Log(r, kReleaseStage, fmt::format("release {} of {} recorded", *id, app));
+  if (!WantMerge(*id)) return false;
   return Finish(Stage::kRecord);
 }
 

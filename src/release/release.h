@@ -9,14 +9,21 @@
 //   update   the pipeline's `release:` config repository gets the new reference, rewritten in place
 //            under release.path (kustomize images:, plain manifests, marker comments), committed
 //            (SSH-signed with a commit signing key) and pushed (recomputed on a lost race; no
-//            commit when already there);
+//            commit when already there). In pull-request mode (release.mode: pull-request) the
+//            commit goes on branch gantry/<app>/<environment>, rebuilt on release.branch and
+//            force-pushed, and the pull request of that branch is opened or updated through
+//            ReleaseServices::open_pull_request;
 //   notify   pull agents told of the config commit (a signed GitHub-style push webhook to each URL
 //            of ReleaseServices::notify), so they sync now instead of at their next poll;
 //   deploy   with release.app and a deliver Config: a push-mode Deployment of the config commit,
 //            environment by environment (through release.through), health-gated;
 //   record   a ledger Release linking source commit, run, image digest and config commit (the
 //            Deployment writes it, with per-cluster targets; without a push deploy it is written
-//            here, and pull clusters' agents report their state through their Applications).
+//            here, and pull clusters' agents report their state through their Applications). In
+//            pull-request mode it names the pull request, and with release.auto_merge the pull
+//            request is put into the store's merge outbox (store::PullMerge) for the server to
+//            merge once its checks pass (server/pull_merges.h); the merge's push then deploys as
+//            any push to the config repository does.
 // A stage that does not apply is skipped: without release: only package runs; notify only after a
 // commit to release.branch; deploy or record, never both.
 //
@@ -60,6 +67,7 @@
 #include "ci/pipeline.h"
 #include "ci/server.h"
 #include "deliver/deliver.h"
+#include "forge/forge.h"
 #include "git/git.h"
 #include "oci/registry.h"
 #include "sign/sign.h"
@@ -79,6 +87,17 @@ using NotifyFn = std::function<Status(const NotifyTarget& target, const std::str
 // The repository of a config repository URL (git::Mirrors::Open in the server).
 using OpenRepoFn = std::function<Result<std::shared_ptr<git::Repository>>(const std::string& url, const git::OpenOptions&)>;
 
+// A pull request opened or updated on the forge of a config repository.
+struct OpenedPullRequest {
+  std::string forge;  // the forge's name in the server's config (store::PullMerge::forge)
+  std::string repo;   // the repository's path on it
+  forge::PullRequest pull;
+};
+// Opens the pull request of `spec.head` into `spec.base` on the forge of config repository
+// `repo_url`, or updates the open one (forge::Forge::OpenOrUpdatePullRequest).
+using OpenPullRequestFn =
+    std::function<Result<OpenedPullRequest>(const std::string& repo_url, const forge::PullRequestSpec& spec)>;
+
 struct ReleaseServices {
   store::Store* store = nullptr;
   OpenRepoFn open_config_repo;
@@ -94,6 +113,9 @@ struct ReleaseServices {
   std::filesystem::path image_dir;       // OCI layouts: base-image cache and built images
   std::vector<NotifyTarget> notify;
   NotifyFn send_notify;                  // nullptr: an HTTP POST with a 5 s timeout (SendNotification)
+  // Pull-request mode: nullptr fails such a release, saying the server has no --forge for it.
+  OpenPullRequestFn open_pull_request;
+  std::chrono::hours merge_deadline{24};  // auto_merge: how long the checks may take to pass
   // Push mode (optional): without a config, or without release.app, nothing is deployed.
   std::optional<deliver::Config> deliver_config;
   deliver::ConnectFn connect;
@@ -134,6 +156,8 @@ struct ReleaseResult {
   std::string sbom;           // the .att manifest after the SBOM was added ("" without one)
   std::string config_commit;  // "" without release:
   bool committed = false;     // false: the config repository already had this image
+  int64_t pull_request = 0;   // pull-request mode: the pull request opened or updated (0: none)
+  std::string pull_request_url;
   int64_t release_id = 0;     // the ledger entry, 0 without release:
   std::optional<deliver::Phase> deploy_phase;  // nullopt when nothing was deployed
 };

@@ -325,6 +325,98 @@ TEST_F(ReleaseTest, APushThatNeverLandedIsMadeOnTheNewTip) {
   EXPECT_EQ(repo_->FileAt(repo_->Tip("main"), "README"), "edited\n");
 }
 
+// Pull-request mode: the change goes on gantry/<app>/<environment>, rebuilt on main by each
+// release, and the pull request of that branch is opened, then updated; the ledger names it and,
+// with auto_merge, the merge outbox holds the newest head. main itself is never written.
+TEST_F(ReleaseTest, PullRequestModeOpensThenUpdatesOnePullRequestPerAppAndEnvironment) {
+  pipeline_.release->pull_request = true;
+  pipeline_.release->environment = "dev";
+  pipeline_.release->auto_merge = true;
+  pipeline_.release->merge_method = "squash";
+  pipeline_.release->required_checks = {"gantry/ci"};
+  std::vector<forge::PullRequestSpec> asked;
+  services_.open_pull_request = [&](const std::string& url, const forge::PullRequestSpec& spec) -> Result<OpenedPullRequest> {
+    EXPECT_EQ(url, kConfigUrl);
+    asked.push_back(spec);
+    return OpenedPullRequest{.forge = "https://git.example/", .repo = "config",
+                             .pull = {.number = 5, .url = "https://git.example/config/pulls/5", .created = asked.size() == 1}};
+  };
+  auto first = New();
+  const ReleaseState& st = first->Run();
+  ASSERT_EQ(st.phase, Phase::kSucceeded) << st.error.ToString();
+  EXPECT_EQ(repo_->Tip("main"), base_) << "main was written";
+  EXPECT_EQ(repo_->Tip("gantry/web/dev"), st.result.config_commit);
+  EXPECT_THAT(repo_->FileAt(st.result.config_commit, "envs/dev/web.yaml"), HasSubstr("web:aaaaaaaaaaaa"));
+  EXPECT_TRUE(notified_.empty()) << "agents were told of an unmerged branch";
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_EQ(asked[0].head, "gantry/web/dev");
+  EXPECT_EQ(asked[0].base, "main");
+  EXPECT_EQ(asked[0].title, std::string("release web to dev: ") + kImage + ":aaaaaaaaaaaa");
+  EXPECT_THAT(asked[0].body, HasSubstr("`envs/dev/web.yaml`"));
+  EXPECT_THAT(asked[0].body, HasSubstr("Gantry merges it (squash) once its checks pass"));
+  EXPECT_EQ(st.result.pull_request, 5);
+  auto ledger = Ledger();
+  ASSERT_EQ(ledger.size(), 1u);
+  EXPECT_EQ(ledger[0].pull_request, 5);
+  EXPECT_EQ(ledger[0].pull_request_url, "https://git.example/config/pulls/5");
+  EXPECT_EQ(ledger[0].note, "pull request #5 https://git.example/config/pulls/5");
+  auto merges = store_->ListPullMerges(std::nullopt, 10);
+  ASSERT_TRUE(merges.ok());
+  ASSERT_EQ(merges->size(), 1u);
+  EXPECT_EQ((*merges)[0].sha, st.result.config_commit);
+  EXPECT_EQ((*merges)[0].method, "squash");
+  EXPECT_EQ((*merges)[0].required_checks, std::vector<std::string>{"gantry/ci"});
+  EXPECT_EQ((*merges)[0].release_id, ledger[0].id);
+  EXPECT_THAT(Logged(), HasSubstr("opened pull request #5 https://git.example/config/pulls/5"));
+
+  // Someone changes main; the next release rebuilds the branch on the new main (one commit on
+  // top of it, not on the old branch) and updates the same pull request.
+  const std::string main2 = repo_->Change("main", {{"README", "edited\n"}}, "someone else");
+  auto run = store_->CreateRun({.repo = "https://git.example/app.git", .pipeline = "https://git.example/app.git",
+                                .commit = std::string(40, 'c'), .ref = "refs/heads/main"});
+  ASSERT_TRUE(run.ok());
+  run_ = *run;
+  ReleaseRequest req = Req();
+  req.commit = std::string(40, 'c');
+  auto second = Release::Create(services_, pipeline_, req);
+  ASSERT_TRUE(second.ok());
+  const ReleaseState& st2 = (*second)->Run();
+  ASSERT_EQ(st2.phase, Phase::kSucceeded) << st2.error.ToString();
+  ASSERT_EQ(asked.size(), 2u);
+  EXPECT_EQ(asked[1].head, "gantry/web/dev");
+  EXPECT_EQ(repo_->Tip("gantry/web/dev"), st2.result.config_commit);
+  auto log = repo_->Log(st2.result.config_commit, main2, 10);
+  ASSERT_TRUE(log.ok());
+  ASSERT_EQ(log->size(), 1u) << "the branch is not one commit on main";
+  EXPECT_EQ(repo_->FileAt(st2.result.config_commit, "README"), "edited\n");
+  EXPECT_THAT(repo_->FileAt(st2.result.config_commit, "envs/dev/web.yaml"), HasSubstr("web:cccccccccccc"));
+  EXPECT_THAT(Logged(), HasSubstr("updated pull request #5"));
+  merges = store_->ListPullMerges(std::nullopt, 10);
+  ASSERT_EQ(merges->size(), 1u);
+  EXPECT_EQ((*merges)[0].sha, st2.result.config_commit);
+  EXPECT_EQ((*merges)[0].version, 2);
+  EXPECT_EQ(Ledger().size(), 2u);
+}
+
+TEST_F(ReleaseTest, PullRequestModeWithoutAForgeFailsSayingSo) {
+  pipeline_.release->pull_request = true;
+  pipeline_.release->environment = "dev";
+  auto first = New();
+  const ReleaseState& st = first->Run();
+  ASSERT_EQ(st.phase, Phase::kFailed);
+  EXPECT_EQ(st.error.code(), Code::kFailedPrecondition);
+  EXPECT_THAT(st.error.message(), HasSubstr("the server knows no forge for https://git.example/config.git (--forge)"));
+  // A forge that refuses: its error, naming the branch.
+  services_.open_pull_request = [](const std::string&, const forge::PullRequestSpec&) -> Result<OpenedPullRequest> {
+    return PermissionDeniedError("the gitea token lacks the scope write:repository");
+  };
+  auto second = New();
+  const ReleaseState& again = second->Run();
+  ASSERT_EQ(again.phase, Phase::kFailed);
+  EXPECT_THAT(again.error.message(), HasSubstr("release: pull request gantry/web/dev → main of https://git.example/config.git: "
+                                               "the gitea token lacks the scope write:repository"));
+}
+
 TEST_F(ReleaseTest, TerminateStopsBetweenStagesAndResumeContinues) {
   auto release = New();
   ASSERT_TRUE(release->Step());  // package

@@ -101,6 +101,27 @@ Value DigestsJson(const std::map<std::string, std::string>& digests) {
   return v;
 }
 
+// The pull request of a release in pull-request mode, with its merge from the outbox when the
+// release asked for one (server/pull_merges.h); null for other releases.
+Result<Value> PullRequestJson(store::Store& store, const store::Release& r) {
+  if (r.pull_request == 0) return Value();
+  Value v = Value::Map();
+  v.Set("number", r.pull_request);
+  v.Set("url", r.pull_request_url);
+  GANTRY_ASSIGN_OR_RETURN(std::optional<store::PullMerge> m, store.PullMergeOfRelease(r.id));
+  Value merge;
+  if (m) {
+    merge = Value::Map();
+    merge.Set("state", m->state == store::NotificationState::kDelivered ? "merged"
+                       : m->state == store::NotificationState::kFailed ? "failed"
+                                                                         : "waiting");
+    merge.Set("method", m->method);
+    merge.Set("message", m->last_error);
+  }
+  v.Set("merge", std::move(merge));
+  return v;
+}
+
 Value SupplyChainJson(const store::ImageSupplyChain& c) {
   Value v = Value::Map();
   v.Set("signature", c.signature);
@@ -312,6 +333,8 @@ Result<http::Response> Releases(const ApiV1Options& o, const http::Request& req,
     v.Set("started_by", r.started_by);
     v.Set("run", r.run_id ? Value(*r.run_id) : Value());
     v.Set("created_at", Rfc3339(r.created_at));
+    GANTRY_ASSIGN_OR_RETURN(Value pull_request, PullRequestJson(store, r));
+    v.Set("pull_request", std::move(pull_request));
     GANTRY_ASSIGN_OR_RETURN(auto targets, store.ListTargets(r.id));
     Value tv = Value::Seq();
     for (const auto& t : targets) {
@@ -1424,6 +1447,8 @@ Result<http::Response> ReleaseFlow(const ApiV1Options& o, const http::Request& r
   v.Set("started_by", rel.started_by);
   v.Set("note", rel.note);
   v.Set("created_at", Rfc3339(rel.created_at));
+  GANTRY_ASSIGN_OR_RETURN(Value pull_request, PullRequestJson(store, rel));
+  v.Set("pull_request", std::move(pull_request));
   Value commit = Value::Map();
   commit.Set("repo", run ? Value(git::ScrubUrl(run->repo)) : Value());
   commit.Set("ref", run ? Value(run->ref) : Value());

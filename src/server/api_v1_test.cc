@@ -286,6 +286,16 @@ TEST_F(ApiV1Test, AnswersValidateAgainstTheirSchemas) {
   EXPECT_EQ(value::IntAt(dev, {"behind"}), 1);
   EXPECT_TRUE(m->Find({"apps", 0, "cells", 1, "running"})->IsNull()) << "nothing healthy in prod";
 
+  // A release in pull-request mode whose pull request the server merges once ci/test passes.
+  auto proposed = store_->CreateRelease({.app = "web", .source_revision = "abe", .config_revision = "dfa", .started_by = "ci",
+                                         .pull_request = 7, .pull_request_url = "https://gitea.example/shop/config/pulls/7"});
+  ASSERT_TRUE(proposed.ok());
+  auto merge = store_->PutPullMerge({.forge = "https://gitea.example/", .repo = "shop/config", .number = 7, .sha = "dfa",
+                                     .method = "squash", .release_id = *proposed});
+  ASSERT_TRUE(merge.ok());
+  ASSERT_TRUE(store_->RecordPullMergeAttempt(*merge, 1, store::NotificationState::kPending,
+                                             "waiting for required check ci/test (pending)", store::Time{})
+                  .ok());
   auto releases = Api("GET", "/api/v1/apps/web/releases");
   ExpectValid(releases, "/api/v1/apps/{app}/releases", "GET");
   EXPECT_THAT(releases.body, HasSubstr("\"crash loop\""));
@@ -294,6 +304,12 @@ TEST_F(ApiV1Test, AnswersValidateAgainstTheirSchemas) {
   EXPECT_THAT(releases.body,
               HasSubstr(R"("supply_chain":{"registry/web":{"signature":"sha256:5151","provenance":"sha256:a7a7","sbom":"sha256:5b5b"}})"));
   EXPECT_THAT(releases.body, HasSubstr(R"("supply_chain":{})")) << "the unsigned release";
+  EXPECT_THAT(releases.body, HasSubstr(R"js("pull_request":{"number":7,"url":"https://gitea.example/shop/config/pulls/7",)js"
+                                       R"js("merge":{"state":"waiting","method":"squash","message":"waiting for required check ci/test (pending)"}})js"));
+  EXPECT_THAT(releases.body, HasSubstr(R"("pull_request":null)")) << "the releases pushed to the branch";
+  auto proposal = Api("GET", fmt::format("/api/v1/apps/web/releases/{}", *proposed));
+  ExpectValid(proposal, "/api/v1/apps/{app}/releases/{id}", "GET");
+  EXPECT_THAT(proposal.body, HasSubstr(R"("merge":{"state":"waiting")"));
   ExpectValid(Api("GET", fmt::format("/api/v1/apps/web/releases/{}", *id)), "/api/v1/apps/{app}/releases/{id}", "GET");
   auto flow = Api("GET", fmt::format("/api/v1/apps/web/releases/{}", *second));
   ExpectValid(flow, "/api/v1/apps/{app}/releases/{id}", "GET");

@@ -238,6 +238,17 @@ class Observed final : public store::Store {
                                   store::Time next_attempt_at) override {
     return inner_.RecordForgeStatusAttempt(id, version, delivery, error, next_attempt_at);
   }
+  Result<int64_t> PutPullMerge(const store::PullMerge& m) override { return inner_.PutPullMerge(m); }
+  Result<std::vector<store::PullMerge>> ListPullMerges(std::optional<store::Time> due_by, int limit) override {
+    return inner_.ListPullMerges(due_by, limit);
+  }
+  Result<std::optional<store::PullMerge>> PullMergeOfRelease(int64_t release_id) override {
+    return inner_.PullMergeOfRelease(release_id);
+  }
+  Status RecordPullMergeAttempt(int64_t id, int64_t version, store::NotificationState state, std::string_view note,
+                                store::Time next_attempt_at) override {
+    return inner_.RecordPullMergeAttempt(id, version, state, note, next_attempt_at);
+  }
   Result<int> SchemaVersion() override { return inner_.SchemaVersion(); }
   Status Verify() override { return inner_.Verify(); }
 

@@ -261,6 +261,29 @@ CREATE TABLE leases (
   expires_at BIGINT NOT NULL
 );
 )sql"},
+      {12, "releases in pull-request mode: the pull request of a release, and the merge outbox", R"sql(
+ALTER TABLE releases ADD COLUMN pull_request BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE releases ADD COLUMN pull_request_url TEXT NOT NULL DEFAULT '';
+CREATE TABLE pull_merges (
+  id @ID@,
+  forge TEXT NOT NULL,
+  repo TEXT NOT NULL,
+  number BIGINT NOT NULL,
+  sha TEXT NOT NULL,
+  method TEXT NOT NULL,
+  required_checks TEXT NOT NULL,
+  release_id BIGINT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  last_error TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  next_attempt_at BIGINT NOT NULL,
+  deadline BIGINT NOT NULL,
+  UNIQUE (forge, repo, number)
+);
+CREATE INDEX pull_merges_due ON pull_merges (next_attempt_at, id) WHERE state = 'pending';
+)sql"},
   };
   return kMigrations;
 }

@@ -11,7 +11,8 @@ namespace {
 
 // Column lists, in the order the *From() functions read them.
 #define GANTRY_RELEASE_COLS \
-  "id, app, source_revision, config_revision, started_by, run_id, note, created_at, project"
+  "id, app, source_revision, config_revision, started_by, run_id, note, created_at, project, pull_request, " \
+  "pull_request_url"
 #define GANTRY_TARGET_COLS                                                                    \
   "release_id, env, cluster, state, message, sync_result, version, created_at, updated_at, " \
   "finished_at"
@@ -56,6 +57,8 @@ Release ReleaseFrom(const Row& r) {
   out.note = r.Text(6);
   out.created_at = FromMicros(r.Int(7));
   out.project = r.Text(8);
+  out.pull_request = r.Int(9);
+  out.pull_request_url = r.Text(10);
   return out;
 }
 
@@ -496,24 +499,148 @@ Result<std::vector<ForgeStatus>> SqlStore::ListForgeStatuses(const ForgeStatusFi
   });
 }
 
+namespace {
+
+// An outbox whose rows are replaced by newer versions (forge_statuses, pull_merges): one attempt at
+// row `id` of `table`, whose state is in `column`, recorded when the row is still at `version` and
+// pending (Aborted, FailedPrecondition otherwise; NotFound). The table and column are the store's
+// own names, never input.
+Status RecordOutboxAttempt(Connection& c, std::string_view table, std::string_view column, int64_t id, int64_t version,
+                           NotificationState state, std::string_view note, Time next_attempt_at) {
+  GANTRY_ASSIGN_OR_RETURN(Rows rows, c.Query(fmt::format("SELECT {}, version FROM {} WHERE id = $1", column, table), {id}));
+  if (rows.empty()) return NotFoundError("no row {}", id);
+  if (rows[0].Int(1) != version) {
+    return AbortedError("it was replaced (version {}, the attempt was on {})", rows[0].Int(1), version);
+  }
+  if (rows[0].Text(0) != "pending") return FailedPreconditionError("it is {}, which is final", rows[0].Text(0));
+  return c
+      .Query(fmt::format("UPDATE {} SET {} = $2, attempts = attempts + 1, last_error = $3, next_attempt_at = $4 "
+                         "WHERE id = $1",
+                         table, column),
+             {id, S(Name(state)), S(note), Micros(next_attempt_at)})
+      .status();
+}
+
+}  // namespace
+
 Status SqlStore::RecordForgeStatusAttempt(int64_t id, int64_t version, NotificationState delivery,
                                           std::string_view error, Time next_attempt_at) {
   return Transaction(TxMode::kWrite, [&](Connection& c) -> Status {
-           GANTRY_ASSIGN_OR_RETURN(Rows rows,
-                                   c.Query("SELECT delivery, version FROM forge_statuses WHERE id = $1", {id}));
-           if (rows.empty()) return NotFoundError("no forge status {}", id);
-           if (rows[0].Int(1) != version) {
-             return AbortedError("it was replaced (version {}, the attempt was on {})", rows[0].Int(1), version);
-           }
-           if (rows[0].Text(0) != "pending") return FailedPreconditionError("it is {}, which is final", rows[0].Text(0));
            const bool final = delivery != NotificationState::kPending;
-           return c
-               .Query("UPDATE forge_statuses SET delivery = $2, attempts = attempts + 1, last_error = $3, "
-                      "next_attempt_at = $4 WHERE id = $1",
-                      {id, S(Name(delivery)), S(error), Micros(final ? Now() : next_attempt_at)})
-               .status();
+           return RecordOutboxAttempt(c, "forge_statuses", "delivery", id, version, delivery, error,
+                                      final ? Now() : next_attempt_at);
          })
       .WithContext(fmt::format("record an attempt of forge status {}", id));
+}
+
+namespace {
+
+#define GANTRY_PULL_MERGE_COLS                                                                              \
+  "id, forge, repo, number, sha, method, required_checks, release_id, state, attempts, last_error, version, " \
+  "updated_at, next_attempt_at, deadline"
+
+PullMerge PullMergeFrom(const Row& r) {
+  PullMerge out;
+  out.id = r.Int(0);
+  out.forge = r.Text(1);
+  out.repo = r.Text(2);
+  out.number = r.Int(3);
+  out.sha = r.Text(4);
+  out.method = r.Text(5);
+  const std::string checks = r.Text(6);
+  for (size_t at = 0; at < checks.size();) {
+    size_t end = checks.find('\n', at);
+    if (end == std::string::npos) end = checks.size();
+    out.required_checks.push_back(checks.substr(at, end - at));
+    at = end + 1;
+  }
+  out.release_id = r.Int(7);
+  out.state = ParseNotificationState(r.Text(8)).value_or(NotificationState::kFailed);
+  out.attempts = static_cast<int>(r.Int(9));
+  out.last_error = r.Text(10);
+  out.version = r.Int(11);
+  out.updated_at = FromMicros(r.Int(12));
+  out.next_attempt_at = FromMicros(r.Int(13));
+  out.deadline = FromMicros(r.Int(14));
+  return out;
+}
+
+}  // namespace
+
+Result<int64_t> SqlStore::PutPullMerge(const PullMerge& m) {
+  if (m.forge.empty() || m.repo.empty() || m.sha.empty() || m.method.empty() || m.number < 1) {
+    return InvalidArgumentError("put pull merge: forge, repo, number, sha and method are required (got {:?}, {:?}, {}, "
+                                "{:?}, {:?})",
+                                m.forge, m.repo, m.number, m.sha, m.method);
+  }
+  std::string checks;
+  for (const std::string& c : m.required_checks) {
+    if (c.empty() || c.find('\n') != std::string::npos) {
+      return InvalidArgumentError("put pull merge: required check {:?} is empty or spans lines", c);
+    }
+    checks += (checks.empty() ? "" : "\n") + c;
+  }
+  return Transact<int64_t>(TxMode::kWrite, [&](Connection& c) -> Result<int64_t> {
+    const Time now = Now();
+    GANTRY_ASSIGN_OR_RETURN(Rows rows, c.Query("SELECT id FROM pull_merges WHERE forge = $1 AND repo = $2 AND number = $3",
+                                               {m.forge, m.repo, m.number}));
+    if (rows.empty()) {
+      GANTRY_ASSIGN_OR_RETURN(
+          Rows made,
+          c.Query("INSERT INTO pull_merges (forge, repo, number, sha, method, required_checks, release_id, state, "
+                  "attempts, last_error, version, updated_at, next_attempt_at, deadline) VALUES ($1, $2, $3, $4, $5, "
+                  "$6, $7, 'pending', 0, '', 1, $8, $9, $10) RETURNING id",
+                  {m.forge, m.repo, m.number, m.sha, m.method, checks, m.release_id, Micros(now),
+                   Micros(m.next_attempt_at), Micros(m.deadline)}));
+      return made.at(0).Int(0);
+    }
+    const int64_t id = rows[0].Int(0);
+    GANTRY_RETURN_IF_ERROR(
+        c.Query("UPDATE pull_merges SET sha = $2, method = $3, required_checks = $4, release_id = $5, state = 'pending', "
+                "attempts = 0, last_error = '', version = version + 1, updated_at = $6, next_attempt_at = $7, "
+                "deadline = $8 WHERE id = $1",
+                {id, m.sha, m.method, checks, m.release_id, Micros(now), Micros(m.next_attempt_at), Micros(m.deadline)})
+            .status());
+    return id;
+  });
+}
+
+Result<std::vector<PullMerge>> SqlStore::ListPullMerges(std::optional<Time> due_by, int limit) {
+  GANTRY_RETURN_IF_ERROR(CheckLimit(limit));
+  return Transact<std::vector<PullMerge>>(TxMode::kRead, [&](Connection& c) -> Result<std::vector<PullMerge>> {
+    Rows rows;
+    if (due_by) {
+      GANTRY_ASSIGN_OR_RETURN(rows, c.Query("SELECT " GANTRY_PULL_MERGE_COLS " FROM pull_merges WHERE state = 'pending' "
+                                            "AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2",
+                                            {Micros(*due_by), int64_t{limit}}));
+    } else {
+      GANTRY_ASSIGN_OR_RETURN(rows, c.Query("SELECT " GANTRY_PULL_MERGE_COLS " FROM pull_merges ORDER BY updated_at "
+                                            "DESC, id DESC LIMIT $1",
+                                            {int64_t{limit}}));
+    }
+    std::vector<PullMerge> out;
+    for (const Row& r : rows) out.push_back(PullMergeFrom(r));
+    return out;
+  });
+}
+
+Result<std::optional<PullMerge>> SqlStore::PullMergeOfRelease(int64_t release_id) {
+  return Transact<std::optional<PullMerge>>(TxMode::kRead, [&](Connection& c) -> Result<std::optional<PullMerge>> {
+    GANTRY_ASSIGN_OR_RETURN(Rows rows, c.Query("SELECT " GANTRY_PULL_MERGE_COLS " FROM pull_merges WHERE release_id = $1 "
+                                               "ORDER BY id DESC LIMIT 1",
+                                               {release_id}));
+    if (rows.empty()) return std::optional<PullMerge>();
+    return std::optional<PullMerge>(PullMergeFrom(rows[0]));
+  });
+}
+
+Status SqlStore::RecordPullMergeAttempt(int64_t id, int64_t version, NotificationState state, std::string_view note,
+                                        Time next_attempt_at) {
+  return Transaction(TxMode::kWrite, [&](Connection& c) -> Status {
+           const bool final = state != NotificationState::kPending;
+           return RecordOutboxAttempt(c, "pull_merges", "state", id, version, state, note, final ? Now() : next_attempt_at);
+         })
+      .WithContext(fmt::format("record an attempt of pull merge {}", id));
 }
 
 Result<int> SqlStore::SchemaVersion() {
@@ -556,9 +683,11 @@ Result<int64_t> SqlStore::CreateRelease(const Release& release) {
     GANTRY_ASSIGN_OR_RETURN(
         Rows rows,
         c.Query("INSERT INTO releases (app, source_revision, config_revision, started_by, run_id, "
-                "note, created_at, project) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-                {release.app, release.source_revision, release.config_revision,
-                 release.started_by, OptValue(release.run_id), release.note, Micros(Now()), release.project}));
+                "note, created_at, project, pull_request, pull_request_url) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+                "$8, $9, $10) RETURNING id",
+                {release.app, release.source_revision, release.config_revision, release.started_by,
+                 OptValue(release.run_id), release.note, Micros(Now()), release.project, release.pull_request,
+                 release.pull_request_url}));
     const int64_t new_id = rows.at(0).Int(0);
     for (const auto& [name, digest] : release.image_digests) {
       auto chain = release.supply_chain.find(name);

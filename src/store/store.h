@@ -75,6 +75,10 @@ struct Release {
   // The Project it was released under ("" : before projects, which is the default project). An
   // app's releases all belong to one project (deliver refuses a release under another).
   std::string project;
+  // A release in pull-request mode: the pull request (GitLab: merge request) it opened or updated
+  // on the config repository's forge; 0 and "" otherwise.
+  int64_t pull_request = 0;
+  std::string pull_request_url;
 };
 
 // The deployment state of a release at one environment and cluster. rolled_back and superseded are
@@ -302,6 +306,29 @@ struct ForgeStatus {
   Time deadline{};         // after this, a failed attempt is final
 };
 
+// A pull request the server merges once its checks pass (the outbox of server/pull_merges.h): the
+// newest head wanted merged of one pull request. A later PutPullMerge of the same (forge, repo,
+// number) replaces it (the next release's head is merged, never the older one); `version` tells an
+// attempt on the replaced one from one on the newest. States as a Notification's: pending (waiting
+// for the checks, or for the forge), delivered (merged), failed.
+struct PullMerge {
+  int64_t id = 0;       // assigned by the store
+  std::string forge;    // the forge's name in the server's config
+  std::string repo;     // the repository's path on that forge ("owner/name")
+  int64_t number = 0;   // the pull request's number (GitLab: iid)
+  std::string sha;      // the head to merge
+  std::string method;   // "merge", "squash", "rebase"
+  std::vector<std::string> required_checks;  // empty: every check reported
+  int64_t release_id = 0;  // the ledger release it merges
+  NotificationState state = NotificationState::kPending;
+  int attempts = 0;
+  std::string last_error;  // pending: why it waits; failed: why it gave up
+  int64_t version = 0;     // set by the store: 1, then + 1 on every change by PutPullMerge
+  Time updated_at{};       // set by the store
+  Time next_attempt_at{};  // when the merger looks (again)
+  Time deadline{};         // after this, a pull request still waiting is recorded failed
+};
+
 // Which forge statuses ListForgeStatuses() returns: every condition given must hold.
 struct ForgeStatusFilter {
   std::optional<NotificationState> delivery;  // nullopt = all
@@ -502,6 +529,23 @@ class Store {
   // own); NotFound; FailedPrecondition when it is no longer pending.
   virtual Status RecordForgeStatusAttempt(int64_t id, int64_t version, NotificationState delivery,
                                           std::string_view error, Time next_attempt_at) = 0;
+
+  // Pull requests to merge (the outbox of server/pull_merges.h).
+  // Puts `m` (pending from m.next_attempt_at until m.deadline) and returns its id: a new row, or
+  // the existing one of (forge, repo, number) replaced (attempts and error reset, version + 1).
+  // InvalidArgument when forge, repo, sha or method is empty or number < 1.
+  virtual Result<int64_t> PutPullMerge(const PullMerge& m) = 0;
+  // With due_by: the pending ones due by then, oldest first; without: all, newest first. At most
+  // `limit`. InvalidArgument when limit < 1.
+  virtual Result<std::vector<PullMerge>> ListPullMerges(std::optional<Time> due_by, int limit) = 0;
+  // The merge wanted for ledger release `release_id`; nullopt when there is none (the release did
+  // not ask for one, or a newer release of the same pull request replaced it).
+  virtual Result<std::optional<PullMerge>> PullMergeOfRelease(int64_t release_id) = 0;
+  // Records one attempt of merge `id` at `version` as RecordForgeStatusAttempt does: pending again
+  // (with `note` saying why it waits), delivered (merged) or failed. Aborted when it was replaced
+  // since; NotFound; FailedPrecondition when it is no longer pending.
+  virtual Status RecordPullMergeAttempt(int64_t id, int64_t version, NotificationState state, std::string_view note,
+                                        Time next_attempt_at) = 0;
 
   // The number of the newest migration applied to the database.
   virtual Result<int> SchemaVersion() = 0;

@@ -94,7 +94,8 @@ Result<GitUpdateResult> UpdateRepository(git::Repository& repo, const GitUpdateO
   GitUpdateResult result;
   result.branch = options.push_branch.empty() ? options.branch : options.push_branch;
   std::string base = *target;
-  if (!options.push_branch.empty()) {
+  const bool force = options.force_push && !options.push_branch.empty();
+  if (!options.push_branch.empty() && !force) {
     auto existing = repo.Resolve("refs/heads/" + options.push_branch);
     if (existing.ok()) base = *existing;
     else if (existing.status().code() != Code::kNotFound) return existing.status().WithContext(context);
@@ -117,6 +118,7 @@ Result<GitUpdateResult> UpdateRepository(git::Repository& repo, const GitUpdateO
   git::PushRequest request;
   request.branch = result.branch;
   if (!options.push_branch.empty()) request.start_point = *target;
+  request.force = force;
   request.author = options.author;
   request.message = std::move(message);
   request.max_attempts = options.max_attempts;

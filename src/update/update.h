@@ -167,6 +167,10 @@ struct GitUpdateOptions {
   // When set, the commit goes to this branch instead, created from `branch`'s tip when missing
   // (for review). Updated on later runs like any branch.
   std::string push_branch;
+  // With push_branch: rebuild it from `branch`'s tip on every update and force-push it, so it holds
+  // exactly one commit on top of `branch` (the head of a release's pull request), instead of
+  // adding a commit on top of what it holds.
+  bool force_push = false;
   // Commit message; placeholders: {{images}} (the new references, comma-separated), {{changes}}
   // (one "file:line: old → new" line each), {{count}} (number of changes), {{branch}}, {{path}}.
   std::string message_template = "Update images: {{images}}\n\n{{changes}}\n";

@@ -111,6 +111,17 @@ class ForwardingStore : public store::Store {
                                   store::Time next_attempt_at) override {
     return target_.RecordForgeStatusAttempt(id, version, delivery, error, next_attempt_at);
   }
+  Result<int64_t> PutPullMerge(const store::PullMerge& m) override { return target_.PutPullMerge(m); }
+  Result<std::vector<store::PullMerge>> ListPullMerges(std::optional<store::Time> due_by, int limit) override {
+    return target_.ListPullMerges(due_by, limit);
+  }
+  Result<std::optional<store::PullMerge>> PullMergeOfRelease(int64_t release_id) override {
+    return target_.PullMergeOfRelease(release_id);
+  }
+  Status RecordPullMergeAttempt(int64_t id, int64_t version, store::NotificationState state, std::string_view note,
+                                store::Time next_attempt_at) override {
+    return target_.RecordPullMergeAttempt(id, version, state, note, next_attempt_at);
+  }
   Result<int> SchemaVersion() override { return target_.SchemaVersion(); }
   Status Verify() override { return target_.Verify(); }
 

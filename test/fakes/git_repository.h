@@ -188,7 +188,7 @@ class FakeRepository final : public git::Repository {
       Files base;
       {
         std::lock_guard<std::mutex> lock(mu_);
-        if (auto b = branches_.find(request.branch); b != branches_.end()) tip = b->second;
+        if (auto b = branches_.find(request.branch); b != branches_.end() && !request.force) tip = b->second;
         else tip = request.start_point;
         if (!tip.empty()) base = commits_.at(tip).files;
       }
@@ -206,10 +206,15 @@ class FakeRepository final : public git::Repository {
       }
       std::lock_guard<std::mutex> lock(mu_);
       std::string now;
-      if (auto b = branches_.find(request.branch); b != branches_.end()) now = b->second;
+      if (auto b = branches_.find(request.branch); b != branches_.end() && !request.force) now = b->second;
       else now = request.start_point;
       if (now != tip) continue;  // lost the race: recompute on the new tip
       if (files == base && !tip.empty()) return tip;
+      // Forced: a branch that already is this change on the start point stays.
+      if (auto b = branches_.find(request.branch); request.force && b != branches_.end()) {
+        const Stored& held = commits_.at(b->second);
+        if (held.parent == tip && held.files == files) return b->second;
+      }
       std::string commit = CommitLocked(request.branch, std::move(files), request.message, tip);
       ++pushes_;
       if (!fail_after_push_.ok()) {

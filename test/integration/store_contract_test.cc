@@ -979,6 +979,64 @@ TYPED_TEST(StoreContractTest, ForgeStatusesKeepTheNewestStatusPerCommitAndContex
   EXPECT_CODE(s->ListForgeStatuses({.limit = 0}), Code::kInvalidArgument);
 }
 
+// The merge outbox of releases in pull-request mode: one row per pull request, the newest head;
+// an attempt on a replaced version is refused. A release keeps the pull request it opened.
+TYPED_TEST(StoreContractTest, PullMergesKeepTheNewestHeadPerPullRequest) {
+  FakeClock clock;
+  ASSERT_OK_AND_ASSIGN(auto s, Open(this->url_, {.clock = &clock}));
+  const Time now = clock.WallNow();
+  ASSERT_OK_AND_ASSIGN(int64_t release, s->CreateRelease({.app = "web", .pull_request = 7,
+                                                          .pull_request_url = "https://git.example/shop/config/pulls/7"}));
+  ASSERT_OK_AND_ASSIGN(Release got, s->GetRelease(release));
+  EXPECT_EQ(got.pull_request, 7);
+  EXPECT_EQ(got.pull_request_url, "https://git.example/shop/config/pulls/7");
+  PullMerge m{.forge = "https://git.example/", .repo = "shop/config", .number = 7, .sha = "aaa", .method = "squash",
+              .required_checks = {"gantry/ci", "lint"}, .release_id = release, .next_attempt_at = now,
+              .deadline = now + 24h};
+  ASSERT_OK_AND_ASSIGN(int64_t id, s->PutPullMerge(m));
+  ASSERT_OK_AND_ASSIGN(auto due, s->ListPullMerges(now, 10));
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].sha, "aaa");
+  ASSERT_OK_AND_ASSIGN(auto of_release, s->PullMergeOfRelease(release));
+  ASSERT_TRUE(of_release.has_value());
+  EXPECT_EQ(of_release->id, id);
+  EXPECT_EQ(due[0].required_checks, (std::vector<std::string>{"gantry/ci", "lint"}));
+  EXPECT_EQ(due[0].release_id, release);
+  // Waiting for the checks: pending again, later, with the reason.
+  ASSERT_OK(s->RecordPullMergeAttempt(id, 1, NotificationState::kPending, "waiting for check gantry/ci", now + 1min));
+  ASSERT_OK_AND_ASSIGN(due, s->ListPullMerges(now, 10));
+  EXPECT_TRUE(due.empty());
+  // The next release pushes a new head: it replaces the row, the old attempt is refused.
+  ASSERT_OK_AND_ASSIGN(int64_t next_release, s->CreateRelease({.app = "web", .pull_request = 7}));
+  m.sha = "bbb";
+  m.required_checks.clear();
+  m.release_id = next_release;
+  ASSERT_OK_AND_ASSIGN(int64_t again, s->PutPullMerge(m));
+  EXPECT_EQ(again, id);
+  EXPECT_CODE(s->RecordPullMergeAttempt(id, 1, NotificationState::kDelivered, "", now), Code::kAborted);
+  ASSERT_OK_AND_ASSIGN(due, s->ListPullMerges(now, 10));
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].sha, "bbb");
+  EXPECT_EQ(due[0].version, 2);
+  EXPECT_EQ(due[0].attempts, 0);
+  EXPECT_TRUE(due[0].required_checks.empty());
+  ASSERT_OK(s->RecordPullMergeAttempt(id, 2, NotificationState::kDelivered, "", now));
+  EXPECT_CODE(s->RecordPullMergeAttempt(id, 2, NotificationState::kFailed, "late", now), Code::kFailedPrecondition);
+  EXPECT_CODE(s->RecordPullMergeAttempt(999, 1, NotificationState::kFailed, "x", now), Code::kNotFound);
+  ASSERT_OK_AND_ASSIGN(auto all, s->ListPullMerges(std::nullopt, 10));
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].state, NotificationState::kDelivered);
+  // The merge is the newer release's now; the older one has none.
+  ASSERT_OK_AND_ASSIGN(of_release, s->PullMergeOfRelease(next_release));
+  ASSERT_TRUE(of_release.has_value());
+  EXPECT_EQ(of_release->state, NotificationState::kDelivered);
+  ASSERT_OK_AND_ASSIGN(of_release, s->PullMergeOfRelease(release));
+  EXPECT_FALSE(of_release.has_value());
+  m.number = 0;
+  EXPECT_CODE(s->PutPullMerge(m), Code::kInvalidArgument);
+  EXPECT_CODE(s->ListPullMerges(std::nullopt, 0), Code::kInvalidArgument);
+}
+
 // The notifications outbox: an accepted notification stays until an attempt delivers it or fails it
 // for good; due ones come oldest first; the same event is accepted once per subscription.
 TYPED_TEST(StoreContractTest, NotificationsOutboxKeepsPendingUntilDeliveredOrFailed) {

@@ -47,9 +47,12 @@ function appFake(): FakeServer {
     {id: 3, app: 'web', config_revision: 'cfg3', source_revision: 'abc1234567', image_digests: {}, supply_chain: {}, started_by: 'bob', run: 7,
      created_at: '2026-12-06T10:00:00Z', targets: [],
      links: {source: 'https://github.com/org/web/commit/abc1234567', config: null, images: {}},
-     commit: {title: 'Speed up the cache', author: {name: 'Ada Lovelace', email: 'ada@example.org'}, authored_at: '2026-12-06T09:00:00Z'}},
+     commit: {title: 'Speed up the cache', author: {name: 'Ada Lovelace', email: 'ada@example.org'}, authored_at: '2026-12-06T09:00:00Z'},
+     pull_request: {number: 12, url: 'https://gitea.example/shop/config/pulls/12',
+                    merge: {state: 'waiting', method: 'squash', message: 'waiting for required check ci/test (pending)'}}},
     {id: 2, app: 'web', config_revision: 'cfg2', source_revision: 'abd', image_digests: {}, supply_chain: {}, started_by: 'bob', run: null,
-     created_at: '2026-12-05T10:00:00Z', targets: [], links: {source: null, config: null, images: {}}, commit: null},
+     created_at: '2026-12-05T10:00:00Z', targets: [], links: {source: null, config: null, images: {}}, commit: null,
+     pull_request: null},
   ];
   return fake;
 }
@@ -80,6 +83,13 @@ describe('Application', () => {
     expect(await screen.findByRole('link', {name: 'run 7'})).toBeTruthy();
     expect(screen.getByText('Speed up the cache').textContent).toBe('Speed up the cache');
     expect(screen.getByText('by Ada Lovelace')).toBeTruthy();
+    // Release 3 went through a pull request the server merges once ci/test passes.
+    const pr = screen.getByRole('link', {name: 'Pull request 12'});
+    expect(pr.getAttribute('href')).toBe('https://gitea.example/shop/config/pulls/12');
+    expect(pr.textContent).toBe('PR #12');
+    const merge = screen.getByText(/merging when checks pass/);
+    expect(merge.getAttribute('title')).toBe('waiting for required check ci/test (pending)');
+    expect(screen.getAllByRole('link', {name: /^Pull request/})).toHaveLength(1);
 
     fireEvent.click(deployment);
     const detail = await screen.findByLabelText('Object detail');

@@ -18,7 +18,7 @@ beforeEach(() => {
 
 function flow(over: Partial<Flow> = {}): Flow {
   return {
-    id: 14, app: 'web', project: 'default', started_by: 'webhook:github', note: '', created_at: '2026-12-06T10:00:00Z',
+    id: 14, app: 'web', project: 'default', started_by: 'webhook:github', note: '', created_at: '2026-12-06T10:00:00Z', pull_request: null,
     commit: {repo: 'https://github.com/org/web', ref: 'refs/heads/main', revision: 'c0ffee1234567890', message: 'Speed up the cache\n\nDetails.', url: 'https://github.com/org/web/commit/c0ffee1234567890',
              title: 'Speed up the cache', author: {name: 'Ada Lovelace', email: 'ada@example.org'}, authored_at: '2026-12-06T09:57:00Z'},
     run: {id: 7, pipeline: 'app', state: 'succeeded', started_at: '2026-12-06T09:58:00Z', finished_at: '2026-12-06T09:59:30Z', duration_seconds: 90},

@@ -1,5 +1,6 @@
 // An app's releases, newest first: revisions (the source commit's title and author), images, the
-// CI run that made it, each target's state; each links to its flow page, and its commits and images
+// CI run that made it, each target's state, the pull request of a release in pull-request mode and
+// the server's merge of it; each links to its flow page, and its commits, images and pull requests
 // to their forge and registry. A release event of the app reloads the first page (on the
 // Application page, whose subscription says so through `version`).
 
@@ -12,6 +13,20 @@ import {ErrorBox, StateBadge, short, time, useLoad} from '../components/common';
 import {Link} from '../router';
 import {Spacer, useVirtualRows} from '../components/virtual';
 import {ExternalLink} from './ReleaseFlow';
+
+const kMergeWords = {waiting: 'merging when checks pass', merged: 'merged', failed: 'merge failed'} as const;
+
+// The pull request of a release in pull-request mode (docs/forges.md): its number, linked to the
+// forge, and where the server's auto-merge of this release's head is (what it waits for or why it
+// failed in its title).
+function PullRequestNote({pr}: {pr: NonNullable<Release['pull_request']>}) {
+  return (
+    <div className="wrap">
+      <ExternalLink href={pr.url || null} label={`Pull request ${pr.number}`}>PR #{pr.number}</ExternalLink>
+      {pr.merge && <span className="muted" title={pr.merge.message}> · {kMergeWords[pr.merge.state]}</span>}
+    </div>
+  );
+}
 
 // `embedded`: a section of the Application page (a heading of its own level, no way back), which
 // changes `version` when a release event of the app arrived.
@@ -68,7 +83,8 @@ export function Releases({client, app, embedded = false, version = 0}: {
                   <td>{time(r.created_at)}<div className="muted">{r.started_by}</div></td>
                   <td><span className="mono"><ExternalLink href={r.links.source} label={`Commit ${r.source_revision}`}>{short(r.source_revision)}</ExternalLink></span>
                     {r.commit && <div className="wrap" title={r.commit.author.email}><span>{r.commit.title}</span><div className="muted">by {r.commit.author.name}</div></div>}</td>
-                  <td className="mono"><ExternalLink href={r.links.config} label={`Config commit ${r.config_revision}`}>{short(r.config_revision)}</ExternalLink></td>
+                  <td className="mono"><ExternalLink href={r.links.config} label={`Config commit ${r.config_revision}`}>{short(r.config_revision)}</ExternalLink>
+                    {r.pull_request && <PullRequestNote pr={r.pull_request} />}</td>
                   <td className="mono">{Object.entries(r.image_digests).map(([repo, d]) => (
                     <div key={repo} title={`${repo}@${d}`}><ExternalLink href={r.links.images[repo] ?? null} label={`Image ${repo}@${d}`}>{repo}</ExternalLink>@{short(d.replace(/^sha256:/, ''), 12)}{r.supply_chain[repo] && <span className="muted" title="signed, with provenance and SBOM attestations (docs/supply-chain.md)"> signed</span>}</div>
                   ))}</td>

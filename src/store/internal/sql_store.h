@@ -82,6 +82,11 @@ class SqlStore : public Store {
                                    Time next_attempt_at) override;
   Result<int64_t> PutForgeStatus(const ForgeStatus& s) override;
   Result<std::vector<ForgeStatus>> ListForgeStatuses(const ForgeStatusFilter& filter) override;
+  Result<int64_t> PutPullMerge(const PullMerge& m) override;
+  Result<std::vector<PullMerge>> ListPullMerges(std::optional<Time> due_by, int limit) override;
+  Result<std::optional<PullMerge>> PullMergeOfRelease(int64_t release_id) override;
+  Status RecordPullMergeAttempt(int64_t id, int64_t version, NotificationState state, std::string_view note,
+                                Time next_attempt_at) override;
   Status RecordForgeStatusAttempt(int64_t id, int64_t version, NotificationState delivery, std::string_view error,
                                   Time next_attempt_at) override;
   Result<int> SchemaVersion() override;
