@@ -143,6 +143,54 @@ class DeliverTest : public ::testing::Test {
     return out;
   }
 
+  // A new repository on the shared Git server and its mirror.
+  struct GitRepo {
+    std::string url;
+    git::Credentials creds;
+    std::shared_ptr<git::Repository> repo;
+  };
+  GitRepo NewGitRepo(const std::string& name) {
+    auto& git_server = testenv::Shared("git-server.sh");
+    auto created = git_server.Command("create", {name});
+    GANTRY_CHECK(created.ok());
+    GitRepo r{.url = testenv::ParseValues(*created)["REPO_URL"],
+              .creds = {.host = git_server.Get("GIT_URL").substr(std::string("http://").size()),
+                        .username = git_server.Get("GIT_USER"),
+                        .password = git_server.Get("GIT_PASSWORD")},
+              .repo = nullptr};
+    git::Mirrors mirrors(tmp_.path() + "/mirrors");
+    auto repo = mirrors.Open(r.url, {.credentials = r.creds});
+    GANTRY_CHECK(repo.ok());
+    r.repo = *std::move(repo);
+    return r;
+  }
+
+  // The Application and Project CRDs in `cluster`, once its discovery serves them, and the
+  // namespace app_.
+  void PrepareForAgent(kube::Client& cluster) {
+    ASSERT_TRUE(cluster.Apply(api::ApplicationCrd(), {.force = true}).ok());
+    ASSERT_TRUE(cluster.Apply(project::ProjectCrd(), {.force = true}).ok());
+    for (int i = 0; i < 100 && !(cluster.Resolve(api::kApiVersion, api::kKind).ok() &&
+                                 cluster.Resolve(project::kApiVersion, project::kKind).ok());
+         ++i) {
+      cluster.InvalidateDiscovery();
+      std::this_thread::sleep_for(100ms);
+    }
+    ASSERT_TRUE(cluster.Apply(Yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: " + app_ + "}\n")).ok());
+  }
+
+  // An agent of namespace app_ reading the repository with `creds`.
+  agent::AgentOptions AgentOptions(const git::Credentials& creds) {
+    agent::AgentOptions ao;
+    ao.namespace_ = app_;
+    ao.cache_dir = tmp_.path() + "/agent-cache";
+    ao.interval = 2s;
+    ao.lease_name = "";
+    ao.git_credentials = {fmt::format("{}={}:{}", creds.host, creds.username, creds.password)};
+    ao.reconcile.health_timeout = 60s;
+    return ao;
+  }
+
   testenv::ScopedTempDir tmp_;
   std::string app_;
   std::unique_ptr<store::Store> store_;
@@ -463,16 +511,12 @@ spec:
 }
 
 TEST_F(DeliverTest, SameEngineSameResultAsThePullAgent) {
-  auto& git_server = testenv::Shared("git-server.sh");
-  auto created = git_server.Command("create", {"same-" + app_});
-  ASSERT_TRUE(created.ok()) << created.status().ToString();
-  std::string url = testenv::ParseValues(*created)["REPO_URL"];
-  std::string host = git_server.Get("GIT_URL").substr(std::string("http://").size());
-  git::Credentials creds{.host = host, .username = git_server.Get("GIT_USER"), .password = git_server.Get("GIT_PASSWORD")};
-  git::Mirrors mirrors(tmp_.path() + "/mirrors");
-  auto repo = mirrors.Open(url, {.credentials = creds});
-  ASSERT_TRUE(repo.ok());
-  auto sha = (*repo)->CommitAndPush({.branch = "main",
+  // Not a structured binding: the lambdas below capture these (clang's tsa build cannot).
+  GitRepo remote = NewGitRepo("same-" + app_);
+  const std::string& url = remote.url;
+  const git::Credentials& creds = remote.creds;
+  std::shared_ptr<git::Repository>& repo = remote.repo;
+  auto sha = repo->CommitAndPush({.branch = "main",
                                      .recompute = [&](const std::string&) -> Result<git::Changes> {
                                        return git::Changes{{{"envs/dev/app.yaml", Manifests("v1", "dev")}}};
                                      },
@@ -481,19 +525,14 @@ TEST_F(DeliverTest, SameEngineSameResultAsThePullAgent) {
   ASSERT_TRUE(sha.ok()) << sha.status().ToString();
 
   // Push: gantry deploy into the dev cluster.
-  auto d = Deployment::Start(*store_, config_, GitRenderFn(*repo), RealConnect(),
+  auto d = Deployment::Start(*store_, config_, GitRenderFn(repo), RealConnect(),
                              [&] { auto o = Options(*sha); o.only_env = "dev"; return o; }());
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   ASSERT_EQ((*d)->Run().phase, Phase::kSucceeded) << (*d)->state().message;
 
   // Pull: an agent in the staging cluster, from the same commit.
   auto staging = Client(1);
-  ASSERT_TRUE(staging->Apply(api::ApplicationCrd(), {.force = true}).ok());
-  for (int i = 0; i < 100 && !staging->Resolve(api::kApiVersion, api::kKind).ok(); ++i) {
-    staging->InvalidateDiscovery();
-    std::this_thread::sleep_for(100ms);
-  }
-  ASSERT_TRUE(staging->Apply(Yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: " + app_ + "}\n")).ok());
+  PrepareForAgent(*staging);
   ASSERT_TRUE(staging->Apply(Yaml(fmt::format(R"(apiVersion: gantry.dev/v1alpha1
 kind: Application
 metadata: {{name: {0}, namespace: {0}}}
@@ -502,13 +541,7 @@ spec:
   destination: {{namespace: {0}}}
   syncPolicy: {{automated: {{prune: false, selfHeal: false}}}}
 )", app_, url, *sha))).ok());
-  agent::AgentOptions ao;
-  ao.namespace_ = app_;
-  ao.cache_dir = tmp_.path() + "/agent-cache";
-  ao.interval = 2s;
-  ao.lease_name = "";
-  ao.git_credentials = {fmt::format("{}={}:{}", creds.host, creds.username, creds.password)};
-  ao.reconcile.health_timeout = 60s;
+  agent::AgentOptions ao = AgentOptions(creds);
   auto source = agent::NewSource(ao, {});
   ASSERT_TRUE(source.ok());
   auto agent = agent::NewAgent(*staging, ao, *std::move(source));
@@ -543,15 +576,11 @@ spec:
 // key (as gantry server --commit-signing-key does), one it signed with another key, and an
 // unsigned one. The refused ones fail naming the commit and the rule, before anything is applied.
 TEST_F(DeliverTest, ConfigCommitsMustBeSignedByTheProjectsCommitKeys) {
-  auto& git_server = testenv::Shared("git-server.sh");
-  auto created = git_server.Command("create", {"signed-" + app_});
-  ASSERT_TRUE(created.ok()) << created.status().ToString();
-  std::string url = testenv::ParseValues(*created)["REPO_URL"];
-  std::string host = git_server.Get("GIT_URL").substr(std::string("http://").size());
-  git::Credentials creds{.host = host, .username = git_server.Get("GIT_USER"), .password = git_server.Get("GIT_PASSWORD")};
-  git::Mirrors mirrors(tmp_.path() + "/mirrors");
-  auto repo = mirrors.Open(url, {.credentials = creds});
-  ASSERT_TRUE(repo.ok());
+  // Not a structured binding: the lambdas below capture these (clang's tsa build cannot).
+  GitRepo remote = NewGitRepo("signed-" + app_);
+  const std::string& url = remote.url;
+  const git::Credentials& creds = remote.creds;
+  std::shared_ptr<git::Repository>& repo = remote.repo;
   auto key = sign::SshSigner::Parse(sign::GenerateKey(sign::KeyType::kEd25519)->Pem(), "commit-key");
   auto other = sign::SshSigner::Parse(sign::GenerateKey(sign::KeyType::kEd25519)->Pem(), "other-key");
   ASSERT_TRUE(key.ok() && other.ok());
@@ -564,7 +593,7 @@ TEST_F(DeliverTest, ConfigCommitsMustBeSignedByTheProjectsCommitKeys) {
                              .author = {"Dev", "dev@example.com"},
                              .message = std::string(revision)};
     if (signer != nullptr) request.sign = [signer](std::string_view text) { return signer->Sign(text, "git"); };
-    auto sha = (*repo)->CommitAndPush(request);
+    auto sha = repo->CommitAndPush(request);
     GANTRY_CHECK(sha.ok());
     return *sha;
   };
@@ -591,7 +620,7 @@ spec:
     auto o = Options(revision);
     o.only_env = "dev";
     o.project = "signed";
-    return Deployment::Start(*store_, config_, GitRenderFn(*repo), RealConnect(), o);
+    return Deployment::Start(*store_, config_, GitRenderFn(repo), RealConnect(), o);
   };
   auto refused = deploy(unsigned_commit);
   ASSERT_FALSE(refused.ok());
@@ -613,15 +642,7 @@ spec:
   // Pull: the agent of the staging cluster, its Application at the unsigned commit, then at the
   // signed one.
   auto staging = Client(1);
-  ASSERT_TRUE(staging->Apply(api::ApplicationCrd(), {.force = true}).ok());
-  ASSERT_TRUE(staging->Apply(project::ProjectCrd(), {.force = true}).ok());
-  for (int i = 0; i < 100 && !(staging->Resolve(api::kApiVersion, api::kKind).ok() &&
-                               staging->Resolve(project::kApiVersion, project::kKind).ok());
-       ++i) {
-    staging->InvalidateDiscovery();
-    std::this_thread::sleep_for(100ms);
-  }
-  ASSERT_TRUE(staging->Apply(Yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: " + app_ + "}\n")).ok());
+  PrepareForAgent(*staging);
   ASSERT_TRUE(staging->Apply(Yaml(project_yaml)).ok());
   auto application = [&](const std::string& revision) {
     return Yaml(fmt::format(R"(apiVersion: gantry.dev/v1alpha1
@@ -635,13 +656,7 @@ spec:
 )", app_, url, revision));
   };
   ASSERT_TRUE(staging->Apply(application(unsigned_commit)).ok());
-  agent::AgentOptions ao;
-  ao.namespace_ = app_;
-  ao.cache_dir = tmp_.path() + "/agent-cache";
-  ao.interval = 2s;
-  ao.lease_name = "";
-  ao.git_credentials = {fmt::format("{}={}:{}", creds.host, creds.username, creds.password)};
-  ao.reconcile.health_timeout = 60s;
+  agent::AgentOptions ao = AgentOptions(creds);
   ao.reconcile.environment = "staging";
   auto source = agent::NewSource(ao, {});
   ASSERT_TRUE(source.ok());
