@@ -92,6 +92,15 @@ struct Metrics {
       "gantry_agent_shard_rebalances_total", "Changes of the live replicas seen after the first (--shard)");
   http::Family<http::Counter>& shard_handoffs = registry.AddCounterFamily(
       "gantry_agent_shard_handoffs_total", "Claims of Applications taken and given back (--shard)", {"action"});
+  // Image verification (sign::ImagePolicy::stats), brought up to date at each scrape.
+  http::Family<http::Counter>& image_verifications = registry.AddCounterFamily(
+      "gantry_agent_image_verifications_total",
+      "Images verified against a rule by result: passed (verified against the registry; cache hits are counted in "
+      "gantry_agent_image_verification_cache_hits_total), refused (for any reason)",
+      {"result"});
+  http::Counter& image_verification_cache_hits = registry.AddCounter(
+      "gantry_agent_image_verification_cache_hits_total",
+      "Image verifications answered from the cache (no registry request for the signature)");
   http::Gauge& render_sandbox = registry.AddGauge(
       "gantry_agent_render_sandbox", "1 when kustomize and helm run sandboxed; 0 when the operator turned it off");
 };
@@ -274,8 +283,18 @@ class AgentImpl final : public Agent {
     GANTRY_ASSIGN_OR_RETURN(http::Options ho, ListenOptions(options_.metrics_listen, "--metrics-listen"));
     std::string address = ho.address;
     metrics_front_ = std::make_unique<server::Front>("agent", std::move(ho));
-    metrics_front_->AddMetrics(metrics_.registry, "/metrics",
-                               [this] { metrics_.api_requests.Set(static_cast<double>(client_.request_count())); });
+    metrics_front_->AddMetrics(metrics_.registry, "/metrics", [this] {
+      metrics_.api_requests.Set(static_cast<double>(client_.request_count()));
+      if (image_policy_ == nullptr) return;
+      // The policy counts; the counters catch up with it (under a lock: two scrapes at once would
+      // both add the same difference).
+      sign::ImagePolicy::Stats st = image_policy_->stats();
+      MutexLock lock(scrape_mu_);
+      auto catch_up = [](http::Counter& c, uint64_t v) { c.Add(static_cast<double>(v) - c.Value()); };
+      catch_up(metrics_.image_verifications.With({"passed"}), st.verified);
+      catch_up(metrics_.image_verifications.With({"refused"}), st.refused);
+      catch_up(metrics_.image_verification_cache_hits, st.cache_hits);
+    });
     GANTRY_RETURN_IF_ERROR(metrics_front_->Start());
     metrics_port_ = metrics_front_->port();
     log::Info("agent: metrics on {}:{}/metrics", address, metrics_port_);
@@ -926,6 +945,7 @@ class AgentImpl final : public Agent {
   std::unique_ptr<Source> source_;
   std::unique_ptr<oci::Registry> policy_registry_;      // set in Run, before the workers start
   std::unique_ptr<sign::ImagePolicy> image_policy_;     // ... over policy_registry_
+  Mutex scrape_mu_;  // serializes the catching up of the image verification counters
   std::unique_ptr<internal::LeaderElector> elector_;  // set in Run with leader election on
   std::unique_ptr<internal::Membership> members_;     // set in Run when sharded
   std::unique_ptr<kube::Cache> objects_;      // objects Gantry manages, by application

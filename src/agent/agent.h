@@ -87,6 +87,12 @@ class Source {
   // render::Options::allow_repository; empty: any).
   virtual Result<Rendered> Render(const Application& app, std::string_view commit,
                                   const render::RepositoryCheck& allow_repository) = 0;
+  // The signature of `commit` (from Resolve), for verification rules with commitKeys
+  // (sign::CheckCommit). This default is for sources that are not Git (git false); Git sources
+  // read the commit's signature from their mirror (NotFound when the commit is not there).
+  virtual Result<sign::CommitSource> CommitOf(const Application& app, std::string_view /*commit*/) {
+    return sign::CommitSource{.repository = app.source.repo_url, .git = false, .signature = std::nullopt};
+  }
   // Renders that ran a renderer (not served from the render cache), for metrics.
   virtual uint64_t renders() const = 0;
   // Whether the last render of `app` read what its commit does not pin (a remote Kustomize base,

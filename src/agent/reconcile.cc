@@ -249,6 +249,13 @@ class Pass {
   // --- render ---------------------------------------------------------------------------------
 
   Status Render() {
+    // A config commit the project's rules need signed is checked before anything of it is read.
+    if (!project::CommitRulesFor(project_, options_.environment).empty()) {
+      auto source = deps_.source.CommitOf(app_, commit_);
+      if (!source.ok()) return SourceFailed(source.status());
+      Status checked = sign::CheckCommit(project_, options_.environment, commit_, *source, deps_.clock);
+      if (!checked.ok()) return Denied(checked, api::kConditionCommitVerificationFailed);
+    }
     // What the chart or kustomization fetches beyond the source must be in the project's sourceRepos
     // too, checked before the request is made.
     auto rendered = deps_.source.Render(

@@ -133,6 +133,13 @@ class GitSource final : public Source {
     return false;
   }
 
+  Result<sign::CommitSource> CommitOf(const api::Application& app, std::string_view commit) override {
+    GANTRY_ASSIGN_OR_RETURN(std::shared_ptr<git::Repository> repo, Open(app));
+    GANTRY_ASSIGN_OR_RETURN(std::optional<git::CommitSignature> signature, repo->ReadSignature(commit));
+    return sign::CommitSource{.repository = git::ScrubUrl(app.source.repo_url), .git = true,
+                              .signature = std::move(signature)};
+  }
+
   Result<Rendered> Render(const api::Application& app, std::string_view commit,
                           const render::RepositoryCheck& allow_repository) override {
     GANTRY_ASSIGN_OR_RETURN(std::shared_ptr<git::Repository> repo, Open(app));
@@ -245,6 +252,10 @@ class Router final : public Source {
   Result<bool> MayDiffer(const api::Application& app, std::string_view from, std::string_view to) override {
     GANTRY_ASSIGN_OR_RETURN(Source * s, For(app));
     return s->MayDiffer(app, from, to);
+  }
+  Result<sign::CommitSource> CommitOf(const api::Application& app, std::string_view commit) override {
+    GANTRY_ASSIGN_OR_RETURN(Source * s, For(app));
+    return s->CommitOf(app, commit);
   }
   Result<Rendered> Render(const api::Application& app, std::string_view commit,
                           const render::RepositoryCheck& allow_repository) override {

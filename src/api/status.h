@@ -39,6 +39,7 @@ inline constexpr char kConditionSyncFailed[] = "SyncFailed";
 inline constexpr char kConditionProjectDenied[] = "ProjectDenied";        // its project refuses it
 inline constexpr char kConditionSyncWindowClosed[] = "SyncWindowClosed";  // a sync waits for its window
 inline constexpr char kConditionImageVerificationFailed[] = "ImageVerificationFailed";  // an image its project's rules refuse
+inline constexpr char kConditionCommitVerificationFailed[] = "CommitVerificationFailed";  // an unsigned config commit its project's rules refuse
 
 // Condition reasons (besides the types above, which double as reasons of their own condition).
 inline constexpr char kReasonSynced[] = "Synced";

@@ -293,6 +293,9 @@ void AddAgentCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_option("--insecure-registry", f->options.registry.insecure_http_hosts,
                   "Registry host[:port] reached over plain HTTP (repeatable; loopback hosts fall back to HTTP "
                   "by themselves)");
+  cmd->add_option("--registry-connect-to", f->options.registry.connect_to,
+                  "REGISTRY:PORT=ADDRESS:PORT: reach that registry at another address, its name unchanged (an agent "
+                  "in a Pod reaching a registry named 127.0.0.1:PORT on its node; repeatable)");
   cmd->add_option("--kustomize-binary", f->kustomize,
                   "kustomize to run (default: $GANTRY_KUSTOMIZE, else PATH, else the tool cache)");
   cmd->add_option("--helm-binary", f->helm, "helm to run (default: $GANTRY_HELM, else PATH, else the tool cache)");

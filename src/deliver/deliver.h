@@ -50,6 +50,7 @@
 #include "render/git_sources.h"
 #include "render/render.h"
 #include "project/project.h"
+#include "sign/policy.h"
 #include "store/store.h"
 #include "sync/sync.h"
 #include "value/value.h"
@@ -160,6 +161,9 @@ struct RenderTarget {
   // The cluster's version and APIs, Helm's .Capabilities (kube::ReadCapabilities); nullopt before
   // a cluster is reached (helm's built-in ones).
   std::optional<kube::Capabilities> capabilities;
+  // Checks the config commit before anything of it is rendered: the project's verification rules
+  // with commitKeys for the environment (sign::CheckCommit). Empty: not checked.
+  std::function<Status(std::string_view commit, const sign::CommitSource& source)> check_commit;
 };
 
 // The objects of an application path at a revision, for `target`. `revision` is what the user

@@ -315,7 +315,22 @@ render::Options For(render::Options options, const RenderTarget& target) {
     options.helm.kube_version = target.capabilities->kube_version;
     options.helm.api_versions = target.capabilities->api_versions;
   }
+  if (target.check_commit) {
+    options.check_commit = [check = target.check_commit](const std::string& repository, std::string_view commit,
+                                                          const std::optional<git::CommitSignature>& signature) {
+      return check(commit, sign::CommitSource{.repository = repository, .git = true, .signature = signature});
+    };
+  }
   return options;
+}
+
+// RenderTarget::check_commit for `project` in `env`.
+std::function<Status(std::string_view, const sign::CommitSource&)> CommitCheck(const project::Project& project,
+                                                                               const std::string& env, Clock* clock) {
+  if (project::CommitRulesFor(project, env).empty()) return nullptr;
+  return [&project, env, clock](std::string_view commit, const sign::CommitSource& source) {
+    return sign::CheckCommit(project, env, commit, source, clock);
+  };
 }
 
 }  // namespace
@@ -323,6 +338,9 @@ render::Options For(render::Options options, const RenderTarget& target) {
 RenderFn DirRenderFn(std::filesystem::path dir, render::Options options) {
   return [dir = std::move(dir), options = std::move(options)](std::string_view revision, const std::string& path,
                                                                const RenderTarget& target) -> Result<render::Rendered> {
+    if (target.check_commit) {
+      GANTRY_RETURN_IF_ERROR(target.check_commit(revision, sign::CommitSource{.repository = dir.string(), .git = false}));
+    }
     render::Options o = For(options, target);
     auto manifests = render::Render({dir, path}, o);
     if (!manifests.ok()) return manifests.status().WithContext(fmt::format("render {}/{}", dir.string(), path));
@@ -382,7 +400,8 @@ struct Deployment::Impl {
 
   Result<render::Rendered> RenderEnv(const std::string& env, std::string_view revision, std::string* commit) {
     GANTRY_ASSIGN_OR_RETURN(std::string path, ExpandPathTemplate(path_template, options.app, env));
-    auto r = render(revision, path, RenderTarget{options.default_namespace, std::nullopt});
+    auto r = render(revision, path,
+                    RenderTarget{options.default_namespace, std::nullopt, CommitCheck(project, env, options.clock)});
     if (!r.ok()) return r.status().WithContext(fmt::format("render {} for {} at {}", path, env, revision));
     if (commit != nullptr) *commit = r->commit;
     // Rendered again per cluster (ApplyContext::render_for) at the commit, not a moving revision.
@@ -762,12 +781,14 @@ Result<RollbackResult> Rollback(store::Store& store, const Config& config, const
   GANTRY_ASSIGN_OR_RETURN(std::string path, ExpandPathTemplate(tmpl, options.app, options.env));
   Say(progress, fmt::format("{}: rolling back from release {} to release {} ({})", options.env, result.from_release,
                             result.to_release, target_release.config_revision.substr(0, 12)));
-  auto rendered = render(target_release.config_revision, path, RenderTarget{options.default_namespace, std::nullopt});
+  GANTRY_ASSIGN_OR_RETURN(project::Project project, config.ProjectNamed(options.project));
+  auto rendered = render(target_release.config_revision, path,
+                         RenderTarget{options.default_namespace, std::nullopt,
+                                      CommitCheck(project, options.env, options.clock)});
   if (!rendered.ok())
     return rendered.status().WithContext(fmt::format("rollback {} in {}: render release {}", options.app, options.env, target_release.id));
 
   std::atomic<bool> never{false};
-  GANTRY_ASSIGN_OR_RETURN(project::Project project, config.ProjectNamed(options.project));
   ApplyContext ctx{store, connect, progress, options.cancel != nullptr ? *options.cancel : never, options.app, project, options.window_override, options.env,
                    options.default_namespace, true,
                    options.prune, env->gates.healthy, options.health_timeout, options.cluster_parallelism,

@@ -122,6 +122,13 @@ struct CommitInfo {
   int64_t time = 0;     // the author's time, seconds since the epoch
 };
 
+// A signed commit's signature (the `gpgsig` header: an armored SSH or PGP signature) and the text it
+// signs (the commit object without that header), as `git verify-commit` checks them.
+struct CommitSignature {
+  std::string signature;
+  std::string signed_data;
+};
+
 // Which fetch served a Fetch() call: fetches of one mirror are numbered from 1.
 struct FetchResult {
   uint64_t fetch_number = 0;
@@ -174,6 +181,10 @@ class Repository {
   // NotFound when either commit is not in the mirror; InvalidArgument for a malformed id or
   // max < 1.
   virtual Result<std::vector<CommitInfo>> Log(std::string_view tip, std::string_view since, int max) = 0;
+
+  // The signature of `commit` (a full id) and what it signs; nullopt for an unsigned commit.
+  // NotFound when the commit is not in the mirror; InvalidArgument for a malformed id.
+  virtual Result<std::optional<CommitSignature>> ReadSignature(std::string_view commit) = 0;
 
   // The paths (files, symlinks, submodules) that differ between two commits, sorted; a rename
   // lists both its old and new path. NotFound when a commit is unknown.

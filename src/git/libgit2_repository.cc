@@ -433,6 +433,7 @@ class Libgit2Repository final : public Repository {
                      const Limits& limits) override;
   Result<std::vector<std::string>> ChangedPaths(std::string_view from, std::string_view to) override;
   Result<std::vector<CommitInfo>> Log(std::string_view tip, std::string_view since, int max) override;
+  Result<std::optional<CommitSignature>> ReadSignature(std::string_view commit) override;
   Result<std::string> CommitAndPush(const PushRequest& request) override;
 
  private:
@@ -619,6 +620,27 @@ Result<bool> Libgit2Repository::Contains(std::string_view descendant, std::strin
   int r = git_graph_descendant_of(repo.get(), &d, &a);
   if (r < 0) return GitError(r, fmt::format("is {} in the history of {}", OidHex(a), OidHex(d)));
   return r == 1;
+}
+
+Result<std::optional<CommitSignature>> Libgit2Repository::ReadSignature(std::string_view commit) {
+  GANTRY_ASSIGN_OR_RETURN(git_oid id, ParseCommitId(commit));
+  GANTRY_ASSIGN_OR_RETURN(PooledRepo repo, OpenRepo());
+  git_commit* c = nullptr;
+  if (git_commit_lookup(&c, repo.get(), &id) != 0) {
+    return NotFoundError("read the signature of commit {}: it is not in the mirror of {}", OidHex(id), url_);
+  }
+  git_commit_free(c);
+  git_buf signature = GIT_BUF_INIT, data = GIT_BUF_INIT;
+  int err = git_commit_extract_signature(&signature, &data, repo.get(), &id, nullptr);
+  std::optional<CommitSignature> out;
+  if (err == 0) out = CommitSignature{.signature = std::string(signature.ptr, signature.size),
+                                     .signed_data = std::string(data.ptr, data.size)};
+  git_buf_dispose(&signature);
+  git_buf_dispose(&data);
+  if (err != 0 && err != GIT_ENOTFOUND) {
+    return GitError(err, fmt::format("read the signature of commit {} in {}", OidHex(id), url_));
+  }
+  return out;  // nullopt: GIT_ENOTFOUND, the commit has no gpgsig header
 }
 
 Result<std::vector<CommitInfo>> Libgit2Repository::Log(std::string_view tip, std::string_view since, int max) {

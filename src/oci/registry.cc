@@ -246,10 +246,16 @@ class HttpRegistry final : public Registry {
     if (!env) env = std::getenv("no_proxy");
     no_proxy_ = std::string(env ? env : "");
     no_proxy_ += std::string(no_proxy_.empty() ? "" : ",") + "localhost,127.0.0.1,::1";
+    // Checked by NewHttpRegistry: "HOST:PORT=ADDRESS:PORT" becomes curl's "HOST:PORT:ADDRESS:PORT".
+    for (std::string entry : options_.connect_to) {
+      entry[entry.find('=')] = ':';
+      connect_to_ = curl_slist_append(connect_to_, entry.c_str());
+    }
   }
 
   ~HttpRegistry() override {
     for (CURL* h : pool_) curl_easy_cleanup(h);
+    curl_slist_free_all(connect_to_);
   }
 
   Result<std::optional<Descriptor>> StatBlob(const Reference& repo, std::string_view digest) override {
@@ -946,6 +952,7 @@ class HttpRegistry final : public Registry {
     curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
     curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L << 10);
     if (!options_.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, options_.ca_file.c_str());
+    curl_easy_setopt(h, CURLOPT_CONNECT_TO, connect_to_);
     if (req.method == "HEAD") {
       curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     } else if (req.method == "GET") {
@@ -981,6 +988,7 @@ class HttpRegistry final : public Registry {
   const internal::CredentialSet creds_;
   internal::TokenCache tokens_;
   std::string no_proxy_;
+  curl_slist* connect_to_ = nullptr;  // options_.connect_to in curl's form; null: none
   AtomicStats stats_;
   Mutex mu_;
   std::map<std::string, std::string> schemes_ GUARDED_BY(mu_);  // api host → http/https
@@ -997,6 +1005,23 @@ Result<std::unique_ptr<Registry>> NewHttpRegistry(RegistryOptions options) {
   if (!options.ca_file.empty() && !std::filesystem::exists(options.ca_file))
     return InvalidArgumentError("CA file {} does not exist", options.ca_file);
   if (options.chunk_size == 0) return InvalidArgumentError("chunk size must be positive");
+  for (const std::string& entry : options.connect_to) {
+    // Both sides HOST:PORT, with a port of digits; an IPv6 literal in brackets keeps its colons.
+    auto host_port = [](std::string_view hp) {
+      size_t colon = hp.rfind(':');
+      if (colon == std::string_view::npos || colon == 0 || colon + 1 == hp.size()) return false;
+      std::string_view host = hp.substr(0, colon);
+      if (host.find(':') != std::string_view::npos && !(host.front() == '[' && host.back() == ']')) return false;
+      return std::all_of(hp.begin() + colon + 1, hp.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+             std::none_of(hp.begin(), hp.end(), [](char c) { return c == '=' || c == ' ' || c == '/'; });
+    };
+    size_t eq = entry.find('=');
+    if (eq == std::string::npos || !host_port(std::string_view(entry).substr(0, eq)) ||
+        !host_port(std::string_view(entry).substr(eq + 1))) {
+      return InvalidArgumentError("connect-to {:?}: expected REGISTRY:PORT=ADDRESS:PORT (such as "
+                                  "127.0.0.1:5000=10.88.0.1:5000)", entry);
+    }
+  }
   std::vector<Credential> own = options.credentials;
   internal::CredentialSet creds(std::move(own), std::move(docker));
   return std::unique_ptr<Registry>(new HttpRegistry(std::move(options), std::move(creds)));

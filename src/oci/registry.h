@@ -62,6 +62,10 @@ struct RegistryOptions {
   std::string ca_file;
   // host[:port] reached over plain HTTP.
   std::vector<std::string> insecure_http_hosts;
+  // "HOST:PORT=ADDRESS:PORT": requests for registry HOST:PORT connect to ADDRESS:PORT instead, the
+  // URL, Host header and TLS name staying HOST:PORT (curl's --connect-to). For a registry whose
+  // name does not reach it from where Gantry runs, such as 127.0.0.1:5000 from inside a Pod.
+  std::vector<std::string> connect_to;
   BackoffPolicy retry{.initial = std::chrono::milliseconds(200), .max_attempts = 4};
   std::chrono::milliseconds connect_timeout{10'000};
   // A request during which no byte moves for this long fails with DeadlineExceeded: a registry
@@ -139,6 +143,8 @@ class Registry {
 };
 
 // A libcurl client. InvalidArgument when the Docker config cannot be parsed or ca_file is absent.
+// InvalidArgument for a missing CA file, a zero chunk size or a connect_to entry that is not
+// HOST:PORT=ADDRESS:PORT.
 Result<std::unique_ptr<Registry>> NewHttpRegistry(RegistryOptions options);
 
 // The registry hosts `options` holds credentials for (its own and the Docker config's auths),

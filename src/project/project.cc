@@ -33,7 +33,8 @@ constexpr std::pair<const char*, const char*> kArgoOnlyFields[] = {
               "authorizer, and replace a role's JWT tokens with `gantry token create --project` "
               "(docs/access.md)"},
     {"orphanedResources", "orphaned-resource monitoring is not supported; remove it"},
-    {"signatureKeys", "commit signature verification is not part of a Project; remove it"},
+    {"signatureKeys", "Argo CD's GPG key ids are not read: Gantry checks SSH-signed commits against the public keys "
+                      "of spec.verification[].commitKeys (docs/supply-chain.md)"},
     {"permitOnlyProjectScopedClusters", "Gantry has no project-scoped clusters: bind a cluster's credential to "
                                         "the project in credentials instead"},
 };
@@ -316,15 +317,29 @@ void ParseWindows(Reader& r, const Value* spec, Project& p) {
 // spec.verification: which images must be signed (and attested) by which keys.
 void ParseVerification(Reader& r, const Value* spec, std::string_view project_namespace, Project& p) {
   r.Entries(spec, "verification", "spec.verification", [&](const Value& entry, const std::string& path) {
-    r.Known(&entry, path, {"environments", "images", "keys", "provenance", "notAfter", "description"});
+    r.Known(&entry, path, {"environments", "images", "keys", "commitKeys", "provenance", "notAfter", "description"});
     VerificationRule rule;
     rule.index = p.verification.size();
     rule.source = Position(entry);
     rule.environments = r.Globs(&entry, "environments", path + ".environments", false);
     rule.images = r.Globs(&entry, "images", path + ".images", false);
-    if (rule.images.empty() && !r.failed()) {
+    std::span<const Value> commit_keys = r.List(&entry, "commitKeys", path + ".commitKeys");
+    for (size_t i = 0; i < commit_keys.size() && !r.failed(); ++i) {
+      // authorized_keys form: "TYPE BASE64 [comment]"; the type and key are checked when a commit
+      // is verified (only Ed25519 signs commits), so a key is only refused here for its shape.
+      const Value& k = commit_keys[i];
+      std::string kp = fmt::format("{}.commitKeys[{}]", path, i);
+      std::string_view line = k.IsString() ? k.AsString() : std::string_view();
+      size_t space = line.find(' ');
+      if (!line.starts_with("ssh-") || space == std::string_view::npos || space + 1 >= line.size()) {
+        r.Fail(k, kp, "is not an SSH public key line (\"ssh-ed25519 AAAA… comment\", as in authorized_keys or "
+                      "GET /api/v1/signing-keys' commits.public_key)");
+      }
+      rule.commit_keys.emplace_back(line);
+    }
+    if (rule.images.empty() && rule.commit_keys.empty() && !r.failed()) {
       r.Fail(entry, path + ".images", "is required: the image repositories the rule covers (globs such as "
-                                      "\"registry.example/team/*\")");
+                                      "\"registry.example/team/*\"), unless the rule has commitKeys");
     }
     r.Entries(&entry, "keys", path + ".keys", [&](const Value& k, const std::string& kp) {
       r.Known(&k, kp, {"file", "secretRef", "pem"});
@@ -348,8 +363,11 @@ void ParseVerification(Reader& r, const Value* spec, std::string_view project_na
       }
       rule.keys.push_back(std::move(key));
     });
-    if (rule.keys.empty() && !r.failed()) {
+    if (rule.keys.empty() && !rule.images.empty() && !r.failed()) {
       r.Fail(entry, path + ".keys", "is required: the public keys (any one of them) whose signature the images need");
+    }
+    if (!rule.keys.empty() && rule.images.empty() && !r.failed()) {
+      r.Fail(entry, path + ".images", "is required with keys: the image repositories the keys must have signed");
     }
     if (const Value* prov = r.Map(&entry, "provenance", path + ".provenance")) {
       r.Known(prov, path + ".provenance", {"builderIds", "sourceRepositories", "branches"});
@@ -456,10 +474,10 @@ spec:
                 type: array
                 items:
                   type: object
-                  required: [images, keys]
                   properties:
                     environments: {type: array, items: {type: string}}
                     images: {type: array, items: {type: string, minLength: 1}}
+                    commitKeys: {type: array, items: {type: string, minLength: 1}}
                     keys:
                       type: array
                       items:
@@ -614,6 +632,19 @@ std::vector<const VerificationRule*> RulesFor(const Project& p, std::string_view
   for (const VerificationRule& rule : p.verification) {
     if (!rule.environments.empty() && !any(rule.environments, environment)) continue;
     if (any(rule.images, image_repo)) out.push_back(&rule);
+  }
+  return out;
+}
+
+std::vector<const VerificationRule*> CommitRulesFor(const Project& p, std::string_view environment) {
+  std::vector<const VerificationRule*> out;
+  for (const VerificationRule& rule : p.verification) {
+    if (rule.commit_keys.empty()) continue;
+    if (rule.environments.empty() ||
+        std::any_of(rule.environments.begin(), rule.environments.end(),
+                    [&](const std::string& g) { return GlobMatch(g, environment); })) {
+      out.push_back(&rule);
+    }
   }
   return out;
 }

@@ -36,6 +36,8 @@ inline constexpr char kReasonOutsideWindow[] = "SyncWindowClosed";  // reason of
 // Reason of every error of image verification (sign/policy.h): an image the project's
 // verification rules refuse, or one that could not be verified (a registry error). Fails closed.
 inline constexpr char kReasonImageVerification[] = "ImageVerificationFailed";
+// Reason of a config commit the verification rules' commitKeys refuse (sign::CheckCommit).
+inline constexpr char kReasonCommitVerification[] = "CommitVerificationFailed";
 
 struct GroupKind {
   std::string group, kind;  // globs; group "" is the core group
@@ -83,11 +85,16 @@ struct ProvenanceRule {
 // spec.verification[i]: images of the environments it names (globs; empty: every environment)
 // whose repository ("registry/repository", no tag) matches `images` must carry a cosign signature
 // by one of `keys`, and, when `provenance` is set, an SLSA provenance v1 attestation signed by one
-// of them that satisfies it. After not_after the rule refuses every image it matches.
+// of them that satisfies it. With `commit_keys`, the config commit an application of the project
+// is rendered from in those environments must carry an SSH signature by one of them. A rule has
+// images and keys, commit_keys, or both. After not_after the rule refuses every image and commit
+// it covers.
 struct VerificationRule {
   size_t index = 0;  // its position in spec.verification
   std::vector<std::string> environments, images;
   std::vector<KeySource> keys;
+  // commitKeys: SSH public keys in authorized_keys form ("ssh-ed25519 AAAA… comment").
+  std::vector<std::string> commit_keys;
   std::optional<ProvenanceRule> provenance;
   std::optional<std::chrono::system_clock::time_point> not_after;
   std::string source;  // file:line:col of the rule, "" when built in code
@@ -112,8 +119,10 @@ struct Project {
 // its entries), an invalid glob, a resource entry whose group or kind has no valid shape, an
 // invalid cron schedule, a duration that is not a whole number of minutes from 1m to 8784h (366
 // days), a time zone other than UTC, an allow window that overlaps a deny window (both named
-// with their positions), and a verification rule without images or keys, a key entry that is not
-// exactly one of file, secretRef and pem, or a notAfter that is not an RFC 3339 time.
+// with their positions), and a verification rule with neither images and keys nor commitKeys (or
+// images without keys, keys without images), a key entry that is not exactly one of file,
+// secretRef and pem, a commitKeys entry that is not an SSH public key line, or a notAfter that is
+// not an RFC 3339 time.
 Result<Project> ParseProject(const value::Value& object);
 
 // Every Project of a stream of objects (other kinds are skipped). A name defined twice is
@@ -165,6 +174,9 @@ Status CheckCredential(const Project& p, std::string_view credential_name);
 // deployed to `environment`, in order.
 std::vector<const VerificationRule*> RulesFor(const Project& p, std::string_view environment,
                                               std::string_view image_repo);
+
+// The verification rules with commitKeys that apply in `environment`, in order.
+std::vector<const VerificationRule*> CommitRulesFor(const Project& p, std::string_view environment);
 
 // The user to impersonate for a destination: "system:serviceaccount:NS:NAME" from the first
 // destinationServiceAccounts rule whose server and namespace match; "" when none matches (and for

@@ -360,17 +360,20 @@ spec:
                        "a/b").empty());
 }
 
+// The error of a project whose only verification rule is `rule` (YAML flow, at line 6 column 5).
+std::string VerificationError(std::string_view rule) {
+  auto p = Parse(std::string("apiVersion: gantry.dev/v1alpha1\nkind: Project\nmetadata: {name: p}\nspec:\n"
+                             "  verification:\n  - ") +
+                 std::string(rule) + "\n");
+  EXPECT_FALSE(p.ok()) << rule;
+  return p.ok() ? std::string() : p.status().message();
+}
+
 TEST(ParseProject, VerificationErrorsNameFileLineAndColumn) {
-  auto err = [](std::string_view rule) {
-    auto p = Parse(std::string("apiVersion: gantry.dev/v1alpha1\nkind: Project\nmetadata: {name: p}\nspec:\n"
-                               "  verification:\n  - ") +
-                   std::string(rule) + "\n");
-    EXPECT_FALSE(p.ok()) << rule;
-    return p.ok() ? std::string() : p.status().message();
-  };
+  auto err = VerificationError;
   EXPECT_EQ(err("{keys: [{pem: x}]}"),
             "proj.yaml:6:5: project p: spec.verification[0].images is required: the image repositories the rule "
-            "covers (globs such as \"registry.example/team/*\")");
+            "covers (globs such as \"registry.example/team/*\"), unless the rule has commitKeys");
   EXPECT_EQ(err("{images: [a]}"),
             "proj.yaml:6:5: project p: spec.verification[0].keys is required: the public keys (any one of them) whose "
             "signature the images need");
@@ -389,6 +392,41 @@ TEST(ParseProject, VerificationErrorsNameFileLineAndColumn) {
   EXPECT_EQ(err("{images: [\"[\"], keys: [{pem: x}]}").rfind("proj.yaml:6:15: project p: spec.verification[0].images[0] "
                                                         "\"[\" has an unterminated class", 0),
             0u);
+}
+
+TEST(ParseProject, CommitKeysMakeARuleOfTheirOwnOrJoinAnImageRule) {
+  Project p = MustParse(R"(apiVersion: gantry.dev/v1alpha1
+kind: Project
+metadata: {name: p}
+spec:
+  verification:
+  - environments: [prod]
+    commitKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE release@example.com"]
+  - images: [registry.example/team/*]
+    keys: [{pem: x}]
+    commitKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIF"]
+)");
+  ASSERT_EQ(p.verification.size(), 2u);
+  EXPECT_EQ(p.verification[0].commit_keys,
+            std::vector<std::string>{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE release@example.com"});
+  EXPECT_TRUE(p.verification[0].images.empty());
+  // A commit-only rule checks no image; both rules check commits where they apply.
+  EXPECT_EQ(RulesFor(p, "prod", "registry.example/team/web").size(), 1u);
+  EXPECT_EQ(CommitRulesFor(p, "prod").size(), 2u);
+  EXPECT_EQ(CommitRulesFor(p, "dev").size(), 1u);
+  EXPECT_TRUE(CommitRulesFor(p, "dev")[0]->index == 1);
+  auto err = VerificationError;
+
+  EXPECT_EQ(err("{commitKeys: [\"AAAAC3Nz\"]}"),
+            "proj.yaml:6:19: project p: spec.verification[0].commitKeys[0] is not an SSH public key line "
+            "(\"ssh-ed25519 AAAA… comment\", as in authorized_keys or GET /api/v1/signing-keys' commits.public_key)");
+  EXPECT_EQ(err("{commitKeys: [3]}").rfind("proj.yaml:6:19: project p: spec.verification[0].commitKeys[0] is not", 0), 0u);
+  EXPECT_EQ(err("{commitKeys: [\"ssh-ed25519 AAAA\"], keys: [{pem: x}]}"),
+            "proj.yaml:6:5: project p: spec.verification[0].images is required with keys: the image repositories "
+            "the keys must have signed");
+  EXPECT_EQ(err("{environments: [prod]}"),
+            "proj.yaml:6:5: project p: spec.verification[0].images is required: the image repositories the rule "
+            "covers (globs such as \"registry.example/team/*\"), unless the rule has commitKeys");
 }
 
 TEST(ParseProjects, SkipsOtherKindsAndRefusesDuplicates) {

@@ -78,6 +78,10 @@ Result<GitRendered> RenderGit(git::Repository& repo, std::string_view revision, 
   std::string where = fmt::format("{} at {} path {}", git::ScrubUrl(repo.url()), revision, path);
   GitRendered out;
   GANTRY_ASSIGN_OR_RETURN(out.commit, repo.Resolve(revision));
+  if (options.check_commit) {
+    GANTRY_ASSIGN_OR_RETURN(std::optional<git::CommitSignature> signature, repo.ReadSignature(out.commit));
+    GANTRY_RETURN_IF_ERROR(options.check_commit(git::ScrubUrl(repo.url()), out.commit, signature));
+  }
   std::string rel = Normalize(path);
   // A cache hit needs no file read: the key is over tree ids, and a plain render's key (the path's
   // tree) or a Kustomize or Helm one (the root tree) that is cached was detected from this very

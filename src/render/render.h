@@ -265,6 +265,14 @@ struct Options {
   // a chart cannot make the agent fetch from a host its project does not list. A render served from
   // the render cache fetches nothing and asks nothing.
   RepositoryCheck allow_repository;
+  // Git renders: called with the repository (its URL without credentials), the commit the revision
+  // resolved to and the commit's signature (nullopt: unsigned) before anything of the commit is
+  // read, served from the cache or run; its error fails the render as it is. Push deploys check
+  // config commits against verification rules' commitKeys with it (sign::CheckCommit). Empty:
+  // nothing is checked.
+  std::function<Status(const std::string& repository, std::string_view commit,
+                       const std::optional<git::CommitSignature>& signature)>
+      check_commit;
 };
 
 // Finds the binary of `renderer` (kKustomize, kHelm or kJsonnet), the one place that does. In order:

@@ -11,6 +11,7 @@
 #include "base/path.h"
 #include "project/glob.h"
 #include "sign/sign.h"
+#include "sign/sshsig.h"
 
 namespace gantry::sign {
 namespace {
@@ -218,6 +219,7 @@ Status ImagePolicy::Check(const project::Project& project, std::string_view envi
     for (const ImageField& field : ImagesOf(*object)) {
       std::string digest;  // once resolved
       auto refuse = [&](const Status& why, std::string_view rule) {
+        ++stats_refused_;
         refusals.push_back(Status(why.code(), fmt::format("{}: image {}{}: {}{}", what, field.image,
                                                           digest.empty() ? "" : " (" + digest + ")", rule,
                                                           why.message())));
@@ -226,7 +228,7 @@ Status ImagePolicy::Check(const project::Project& project, std::string_view envi
       if (!parsed.ok()) {
         // Which rules match is unknown: refused when any rule applies in this environment.
         bool applies = std::any_of(project.verification.begin(), project.verification.end(), [&](const auto& r) {
-          return r.environments.empty() || AnyMatch(r.environments, environment);
+          return !r.images.empty() && (r.environments.empty() || AnyMatch(r.environments, environment));
         });
         if (applies) refuse(parsed.status(), "");
         continue;
@@ -276,7 +278,6 @@ Status ImagePolicy::Check(const project::Project& project, std::string_view envi
         if (first) o->second = VerifyRule(at, *rule, *k->second);
         const Status& s = o->second;
         if (!s.ok()) {
-          ++stats_refused_;
           refuse(s, rule_name);
           passed = false;
           continue;
@@ -303,6 +304,44 @@ ImageCheck ImagePolicy::For(const project::Project& project, std::string environ
   return [this, project, environment = std::move(environment), secrets](std::span<Value* const> objects) {
     return Check(project, environment, objects, secrets);
   };
+}
+
+Status CheckCommit(const project::Project& project, std::string_view environment, std::string_view commit,
+                   const CommitSource& source, Clock* clock) {
+  std::vector<const project::VerificationRule*> rules = project::CommitRulesFor(project, environment);
+  if (rules.empty()) return OkStatus();
+  const auto now = (clock ? *clock : SystemClock()).WallNow();
+  auto refuse = [&](const project::VerificationRule& rule, std::string_view why) {
+    return PermissionDeniedError("config commit {} of {}: {} of project {}: {}", commit.substr(0, 12), source.repository,
+                                 rule.Name(), project.name, why)
+        .set_reason(project::kReasonCommitVerification);
+  };
+  for (const project::VerificationRule* rule : rules) {
+    if (rule->not_after && now > *rule->not_after) {
+      return refuse(*rule, fmt::format("the rule expired at {} (notAfter): it refuses every commit until it is renewed",
+                                       Rfc3339(*rule->not_after)));
+    }
+    if (!source.git) {
+      return refuse(*rule, "the source is not a Git repository, so there is no commit signature to check (commitKeys "
+                           "apply to Git sources)");
+    }
+    if (!source.signature) {
+      return refuse(*rule, fmt::format("the commit is not signed; it needs an SSH signature by one of the rule's {} "
+                                       "commitKeys", rule->commit_keys.size()));
+    }
+    std::vector<std::string> failures;
+    bool verified = false;
+    for (size_t i = 0; i < rule->commit_keys.size() && !verified; ++i) {
+      Status s = VerifySshSignature(source.signature->signature, source.signature->signed_data, "git",
+                                    rule->commit_keys[i]);
+      verified = s.ok();
+      if (!s.ok()) failures.push_back(fmt::format("commitKeys[{}]: {}", i, s.message()));
+    }
+    if (!verified) {
+      return refuse(*rule, fmt::format("no signature verifies with its commitKeys: {}", fmt::join(failures, "; ")));
+    }
+  }
+  return OkStatus();
 }
 
 }  // namespace gantry::sign

@@ -18,12 +18,16 @@
 // digest that was verified, so a tag moved between the check and the kubelet's pull cannot swap
 // the image (the kubelet pulls by digest when one is given).
 //
+// CheckCommit verifies, for rules with commitKeys, the SSH signature of the config commit an
+// application is rendered from.
+//
 // Thread-safe: one ImagePolicy serves every worker of an agent or server.
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -32,6 +36,7 @@
 #include "base/clock.h"
 #include "base/mutex.h"
 #include "base/status.h"
+#include "git/git.h"
 #include "kube/kube.h"
 #include "oci/registry.h"
 #include "project/project.h"
@@ -93,7 +98,7 @@ class ImagePolicy {
   struct Stats {
     uint64_t verified = 0;    // (image, rule) pairs verified against the registry and passed
     uint64_t cache_hits = 0;  // ... found in the cache
-    uint64_t refused = 0;     // ... refused
+    uint64_t refused = 0;     // ... refused, for any reason (an unreadable image or key, an expired rule too)
   };
   Stats stats() const;
 
@@ -108,6 +113,24 @@ class ImagePolicy {
   std::map<std::string, bool> verified_ GUARDED_BY(mu_);  // "repo@digest|rule hash"
   std::atomic<uint64_t> stats_verified_{0}, stats_cache_hits_{0}, stats_refused_{0};
 };
+
+// Where a config commit came from, for CheckCommit.
+struct CommitSource {
+  std::string repository;  // its URL, for messages (without credentials)
+  bool git = true;         // false: a Helm or OCI source, which has no commit to check
+  std::optional<git::CommitSignature> signature;  // nullopt: the commit is not signed
+};
+
+// Checks the config commit an application of `project` is rendered from in `environment` against
+// the verification rules with commitKeys (project::CommitRulesFor), before it is rendered: each
+// rule needs the commit's SSH signature (namespace "git", as `git commit -S` with gpg.format=ssh
+// and gantry server --commit-signing-key write it) to verify with one of its keys. OK when no rule
+// applies. PermissionDenied with reason project::kReasonCommitVerification naming the commit,
+// the repository, the rule and why: the commit is unsigned, signed by another key (or in another
+// namespace, or its signature does not verify: each key's reason), the source is not Git, or the
+// rule expired (notAfter).
+Status CheckCommit(const project::Project& project, std::string_view environment, std::string_view commit,
+                   const CommitSource& source, Clock* clock = nullptr);
 
 // Whether a verified SLSA provenance v1 statement satisfies `rule`: OK, or PermissionDenied saying
 // which field differs ("the provenance's builder is https://x/ci, not one of [https://gantry/ci]").

@@ -12,6 +12,7 @@
 #include "base/clock.h"
 #include "sign/referrers.h"
 #include "sign/sign.h"
+#include "sign/sshsig.h"
 #include "test/fakes/kube_client.h"
 #include "test/fakes/registry.h"
 
@@ -350,6 +351,51 @@ TEST_F(PolicyTest, AReferrerWhoseManifestOrBlobIsMissingIsNamed) {
   Status blob = Check(Project(key_), "registry.test/team/web:v2");
   ASSERT_FALSE(blob.ok());
   EXPECT_THAT(blob.message(), HasSubstr("blob " + m.layers[0].digest));
+}
+
+// Config commits (CheckCommit): signed by a key of the rule passes; unsigned, signed by another
+// key, tampered, not from Git or past notAfter is refused naming the commit and the rule.
+TEST(CheckCommitTest, OnlyCommitsSignedByARuleKeyPass) {
+  auto key = SshSigner::Parse(GenerateKey(KeyType::kEd25519)->Pem(), "commit-key");
+  auto other = SshSigner::Parse(GenerateKey(KeyType::kEd25519)->Pem(), "other-key");
+  ASSERT_TRUE(key.ok() && other.ok());
+  project::Project p = project::DefaultProject();
+  p.name = "prod";
+  project::VerificationRule rule;
+  rule.environments = {"prod"};
+  rule.commit_keys = {other->PublicKeyLine("old"), key->PublicKeyLine("release")};
+  rule.source = "project.yaml:12:5";
+  p.verification.push_back(rule);
+  const std::string commit = std::string(40, 'c');
+  const std::string text = "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nauthor A <a@x> 1 +0000\n\nrelease\n";
+  auto signed_by = [&](const SshSigner& signer, std::string data) {
+    return CommitSource{.repository = "https://git.test/config.git",
+                        .signature = git::CommitSignature{*signer.Sign(text, "git"), std::move(data)}};
+  };
+  FakeClock clock;
+  clock.Advance(std::chrono::seconds(1'800'000'000));
+
+  EXPECT_TRUE(CheckCommit(p, "prod", commit, signed_by(*key, text), &clock).ok());
+  EXPECT_TRUE(CheckCommit(p, "dev", commit, CommitSource{.repository = "x"}, &clock).ok()) << "no rule for dev";
+
+  Status s = CheckCommit(p, "prod", commit, CommitSource{.repository = "https://git.test/config.git"}, &clock);
+  EXPECT_EQ(s.code(), Code::kPermissionDenied);
+  EXPECT_EQ(s.reason(), project::kReasonCommitVerification);
+  EXPECT_EQ(s.message(), "config commit cccccccccccc of https://git.test/config.git: verification[0] "
+                         "(project.yaml:12:5) of project prod: the commit is not signed; it needs an SSH signature "
+                         "by one of the rule's 2 commitKeys");
+  auto unknown = SshSigner::Parse(GenerateKey(KeyType::kEd25519)->Pem(), "unknown");
+  s = CheckCommit(p, "prod", commit, signed_by(*unknown, text), &clock);
+  EXPECT_THAT(s.message(), HasSubstr("no signature verifies with its commitKeys: commitKeys[0]: signed by another key"));
+  EXPECT_THAT(s.message(), HasSubstr("; commitKeys[1]: signed by another key"));
+  s = CheckCommit(p, "prod", commit, signed_by(*key, text + "tampered\n"), &clock);
+  EXPECT_THAT(s.message(), HasSubstr("commitKeys[1]: "));
+  EXPECT_EQ(s.code(), Code::kPermissionDenied);
+  s = CheckCommit(p, "prod", commit, CommitSource{.repository = "oci://registry.test/config", .git = false}, &clock);
+  EXPECT_THAT(s.message(), HasSubstr("the source is not a Git repository"));
+  p.verification[0].not_after = clock.WallNow() - std::chrono::hours(1);
+  s = CheckCommit(p, "prod", commit, signed_by(*key, text), &clock);
+  EXPECT_THAT(s.message(), HasSubstr("the rule expired at 2027-01-15T07:00:00Z (notAfter)"));
 }
 
 }  // namespace

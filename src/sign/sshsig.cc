@@ -153,7 +153,14 @@ Result<SshSigner> SshSigner::Parse(std::string_view text, std::string_view where
   if (text.find("-----BEGIN OPENSSH PRIVATE KEY-----") != std::string_view::npos) {
     GANTRY_ASSIGN_OR_RETURN(auto pair, OpenSshEd25519(text, where));
     GANTRY_ASSIGN_OR_RETURN(PrivateKey key, ParsePrivateKey(Pem("PRIVATE KEY", std::string(kPkcs8Prefix) + pair.first), where));
-    return SshSigner(std::move(key), std::move(pair.second));
+    // The file also holds the public key, which is what would be published; a damaged file whose
+    // public key is not its private key's would sign what that key never verifies (found by
+    // fuzz/sshsig).
+    std::string pub = RawPublic(key.Public());
+    if (pub != pair.second) {
+      return InvalidArgumentError("{}: the public key in the file is not its private key's (the file is damaged)", where);
+    }
+    return SshSigner(std::move(key), std::move(pub));
   }
   GANTRY_ASSIGN_OR_RETURN(PrivateKey key, ParsePrivateKey(text, where));
   if (key.type() != KeyType::kEd25519) {

@@ -91,5 +91,29 @@ F9zU8QD7HgJnPiXTTNQT6Xga4TeTtMKu/ov5BAjTdbJOyxCOhEBg6el0E6EJ3ZFgd6rMn8
   EXPECT_EQ(SshSigner::Parse(truncated, "t").status().code(), Code::kInvalidArgument);
 }
 
+// Found by fuzz/sshsig: an OpenSSH key file whose private seed was damaged (two characters swapped)
+// still parsed, with the file's public key, so Gantry would publish a key its signatures do not
+// verify with.
+TEST(SshSigTest, AKeyFileWhosePublicKeyIsNotItsPrivateKeysIsRefused) {
+  constexpr std::string_view kDamaged =
+      "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+      "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
+      "QyNTUxOQAAACDQ42g9k7gQK8xCydfszrykSSzP44iLEjVBdTSlBouzHwAAAJCTMHGBkzBx\n"
+      "gQAAAAtzc2gtZWQyNTUxOQAAACDQ42g9k7gQK8xCydfszrykSSzP44iLEjVBdTSlBouzHw\n"
+      "AAAECm1YDu/Uz0t/y5ir6lQ6payydT+2Lknu0qbYa7+6r+ztDjaD2TuBArzELJ1+zOvKRJ\n"
+      "LM/jiIsSNUF1NKUGi7MfAAAAC2Z1enpAZ2FudHJ5AQI=\n"
+      "-----END OPENSSH PRIVATE KEY-----\n";
+  auto damaged = SshSigner::Parse(kDamaged, "commit-key");
+  ASSERT_FALSE(damaged.ok());
+  EXPECT_EQ(damaged.status().message(),
+            "commit-key: the public key in the file is not its private key's (the file is damaged)");
+  // The same file undamaged (the seed of fuzz/corpus/sshsig/openssh-key) signs what verifies.
+  std::string intact(kDamaged);
+  intact.replace(intact.find("payydT+2"), 8, "payyTd+2");
+  auto signer = SshSigner::Parse(intact, "commit-key");
+  ASSERT_TRUE(signer.ok()) << signer.status().ToString();
+  EXPECT_TRUE(VerifySshSignature(*signer->Sign("commit"), "commit", "git", signer->PublicKeyLine()).ok());
+}
+
 }  // namespace
 }  // namespace gantry::sign

@@ -12,7 +12,13 @@
 #     (asked of skopeo);
 #   - the ledger links commit → run → digest → config commit, and the config repository's commit
 #     rewrote only the newTag lines;
-#   - a commit whose test step fails makes no image, no config commit and no release.
+#   - a commit whose test step fails makes no image, no config commit and no release;
+#   - the image is signed and attested (gantry image verify and verify-attestation with the
+#     quickstart's public key), prod runs it pinned to the verified digest, and the config commit
+#     is SSH-signed (git verify-commit with the server's published key);
+#   - an image pushed to the registry by hand (not built by Gantry, unsigned) and written into
+#     prod's overlay is refused by prod's agent (condition ImageVerificationFailed naming the image
+#     and the rule) and by a push deploy to prod; nothing of it is applied.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 : "${GANTRY_BINARY:?set GANTRY_BINARY to the gantry to test}"
@@ -60,11 +66,14 @@ export GANTRY_SERVER GANTRY_TOKEN
 commit=$(git -C "$qs/work/hello-app" rev-parse HEAD)
 tag=${commit:0:12}
 
-echo "### the clusters run $tag"
+digest=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$REGISTRY_HOST/demo/hello:$tag")
+echo "### the clusters run $tag (prod pinned to the digest it verified)"
 for c in dev staging prod; do
   get "$c" "/apis/apps/v1/namespaces/hello-$c/deployments/hello" >"$qs/deploy-$c.json" ||
     fail "no Deployment hello in cluster $c"
-  python3 - "$qs/deploy-$c.json" "$REGISTRY_HOST/demo/hello:$tag" "$c" <<'PY' || fail "cluster $c does not run $tag"
+  want=$REGISTRY_HOST/demo/hello:$tag
+  [[ $c == prod ]] && want+=@$digest
+  python3 - "$qs/deploy-$c.json" "$want" "$c" <<'PY' || fail "cluster $c does not run $want"
 import json, sys
 d = json.load(open(sys.argv[1]))
 image = d["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -118,7 +127,6 @@ else
 fi
 
 echo "### the registry has the image the ledger recorded"
-digest=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$REGISTRY_HOST/demo/hello:$tag")
 echo "registry: $digest"
 "$gantry" history hello | tee "$qs/history.out"
 grep -E "^[0-9]+ .* $tag .* hello@${digest:0:19} " "$qs/history.out" >/dev/null ||
@@ -154,4 +162,90 @@ git -C "$config" fetch -q origin
 if skopeo inspect --tls-verify=false "docker://$REGISTRY_HOST/demo/hello:${bad:0:12}" >/dev/null 2>&1; then
   fail "a failed run pushed an image"
 fi
+echo "### the image is signed and attested, the config commit signed"
+supply_chain_start=$SECONDS
+"$gantry" image verify "$REGISTRY_HOST/demo/hello:$tag" --key "$qs/keys/signing.pub" >/dev/null ||
+  fail "gantry image verify refuses the image CI built"
+"$gantry" image verify-attestation "$REGISTRY_HOST/demo/hello:$tag" --key "$qs/keys/signing.pub" \
+  --type slsaprovenance1 >/dev/null || fail "the image CI built has no provenance that verifies"
+curl -fsS "$GANTRY_SERVER/api/v1/signing-keys" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["commits"]["allowed_signers"])' >"$qs/allowed_signers"
+git -C "$config" -c gpg.format=ssh -c gpg.ssh.allowedSignersFile="$qs/allowed_signers" verify-commit "$config_head" 2>/dev/null ||
+  fail "the release's config commit $config_head is not signed by the server's key"
+
+echo "### an image pushed by hand is refused in prod, by its agent and by push deploy"
+# An image made without Gantry (one layer, a file), pushed with skopeo: nothing signed it.
+hand=$qs/handmade
+python3 - "$hand" <<'PY'
+import gzip, hashlib, io, json, os, sys, tarfile
+root = sys.argv[1]
+os.makedirs(f"{root}/blobs/sha256")
+def blob(data):
+    d = hashlib.sha256(data).hexdigest()
+    open(f"{root}/blobs/sha256/{d}", "wb").write(data)
+    return {"digest": "sha256:" + d, "size": len(data)}
+tar = io.BytesIO()
+with tarfile.open(fileobj=tar, mode="w") as t:
+    body = b"<h1>pushed by hand</h1>\n"
+    info = tarfile.TarInfo("srv/www/index.html"); info.size = len(body)
+    t.addfile(info, io.BytesIO(body))
+layer = gzip.compress(tar.getvalue(), mtime=0)
+config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers",
+    "diff_ids": ["sha256:" + hashlib.sha256(tar.getvalue()).hexdigest()]}}).encode()
+manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **blob(config)},
+    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **blob(layer)}]}).encode()
+index = {"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+    **blob(manifest), "annotations": {"org.opencontainers.image.ref.name": "handmade"}}]}
+json.dump(index, open(f"{root}/index.json", "w"))
+json.dump({"imageLayoutVersion": "1.0.0"}, open(f"{root}/oci-layout", "w"))
+PY
+skopeo copy -q --dest-tls-verify=false "oci:$hand:handmade" "docker://$REGISTRY_HOST/demo/hello:handmade"
+hand_digest=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$REGISTRY_HOST/demo/hello:handmade")
+sed -i 's|newTag: .*|newTag: handmade|' "$config/envs/prod/kustomization.yaml"
+git -C "$config" -c user.name=Someone -c user.email=someone@example.com commit -qam "prod: run the hotfix image"
+git -C "$config" push -q "${GIT_URL/http:\/\//http://$GIT_USER:$GIT_PASSWORD@}/hello-config.git" HEAD:main
+hand_commit=$(git -C "$config" rev-parse HEAD)
+prod_app() { get prod /apis/gantry.dev/v1alpha1/namespaces/gantry-system/applications/hello; }
+# Prod's agent polls Git every 5 s in the cluster (30 s next to it): a refresh request makes it fetch now.
+"$tools/kubectl" --kubeconfig "$GANTRY_STATE/clusters/prod/kubeconfig" -n gantry-system annotate --overwrite \
+  applications.gantry.dev/hello "gantry.dev/refresh-requested=$(date +%s)" >/dev/null
+refused() {
+  prod_app | python3 -c '
+import json, sys
+a = json.load(sys.stdin)
+for c in a.get("status", {}).get("conditions", []):
+    if c["type"] == "ImageVerificationFailed" and c["status"] == "True":
+        print(c["message"]); sys.exit(0)
+sys.exit(1)'
+}
+for _ in $(seq 60); do refused >"$qs/refusal.txt" 2>/dev/null && break; sleep 1; done
+message=$(cat "$qs/refusal.txt")
+echo "prod's agent: $message"
+for want in "demo/hello:handmade" "$hand_digest" "verification[0]" "of project hello" "no signature verifies"; do
+  [[ $message == *"$want"* ]] || fail "prod's ImageVerificationFailed condition does not say $want: '$message'"
+done
+get prod /apis/apps/v1/namespaces/hello-prod/deployments/hello >"$qs/deploy-prod-after.json"
+python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["spec"]["template"]["spec"]["containers"][0]["image"] != sys.argv[2])' \
+  "$qs/deploy-prod-after.json" "$REGISTRY_HOST/demo/hello:$tag@$digest" || fail "prod's agent applied the unsigned image"
+# The same Project for a push deploy to prod, run locally (not through the server) with a Cluster
+# of its own in a state directory of its own.
+push_home=$qs/push-home
+unset GANTRY_SERVER GANTRY_TOKEN
+export GANTRY_HOME=$push_home
+"$gantry" cluster add prod --kubeconfig "$GANTRY_STATE/clusters/prod/kubeconfig" --env prod >/dev/null
+"$gantry" env add prod >/dev/null
+sed -e "s|GIT_URL|$GIT_URL|g" -e "s|APP_REPO|$GIT_URL/hello-app.git|g" -e "s|REGISTRY|$REGISTRY_HOST|g" \
+  "$root/examples/hello/agent/prod/project.yaml" >"$push_home/config/project.yaml"
+if "$gantry" deploy hello --repo "$GIT_URL/hello-config.git" --revision "$hand_commit" --env prod --project hello \
+  --namespace hello-prod >"$qs/push-deploy.out" 2>&1; then
+  cat "$qs/push-deploy.out"; fail "the push deploy of the unsigned image to prod succeeded"
+fi
+cat "$qs/push-deploy.out"
+grep -q "demo/hello:handmade ($hand_digest): verification\[0\]" "$qs/push-deploy.out" ||
+  fail "the push deploy's refusal does not name the image and the rule"
+get prod /apis/apps/v1/namespaces/hello-prod/deployments/hello >"$qs/deploy-prod-after.json"
+python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["spec"]["template"]["spec"]["containers"][0]["image"] != sys.argv[2])' \
+  "$qs/deploy-prod-after.json" "$REGISTRY_HOST/demo/hello:$tag@$digest" || fail "the push deploy applied the unsigned image"
+echo "supply-chain checks: $((SECONDS - supply_chain_start)) s"
 echo "PASS"

@@ -4,7 +4,7 @@
 //
 // What it models: commits with a first parent, a message and the full set of files (path →
 // content); branches; Resolve of a branch ("main", "refs/heads/main") or a full commit id;
-// ReadTree of a directory ("" for the root) or a file; TreeId; ChangedPaths; Contains; Log along
+// ReadTree of a directory ("" for the root) or a file; TreeId; ChangedPaths; Contains; ReadSignature (never signed); Log along
 // first parents; CommitAndPush with recompute on the branch tip, a lost race when another writer
 // committed in between (AfterRecompute lets a test be that writer), and the tip returned
 // unchanged when there is nothing to commit. What it does NOT model: merges, tags, symlinks,
@@ -168,6 +168,12 @@ class FakeRepository final : public git::Repository {
     return out;
   }
 
+  // Commits of the fake are never signed.
+  Result<std::optional<git::CommitSignature>> ReadSignature(std::string_view commit) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (commits_.count(std::string(commit)) == 0) return NotFoundError("commit {} is not in {}", commit, url_);
+    return std::optional<git::CommitSignature>();
+  }
   Result<std::vector<git::CommitInfo>> Log(std::string_view tip, std::string_view since, int max) override {
     if (max < 1) return InvalidArgumentError("log: max must be at least 1");
     std::lock_guard<std::mutex> lock(mu_);

@@ -1,7 +1,7 @@
 // Push mode against three real control planes (dev, staging, prod) and a SQLite ledger: promotion,
 // a failing health gate, rollback, approval, an unreachable cluster, an interrupted deploy resumed,
-// status showing an environment behind, bad cluster configuration, and the same result as the pull
-// agent from the same Git revision.
+// status showing an environment behind, bad cluster configuration, the same result as the pull
+// agent from the same Git revision, and config commits a Project requires signed (push and pull).
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -12,12 +12,16 @@
 #include <future>
 #include <thread>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "agent/agent.h"
 #include "api/application.h"
 #include "deliver/deliver.h"
 #include "git/git.h"
+#include "project/project.h"
+#include "sign/sign.h"
+#include "sign/sshsig.h"
 #include "store/store.h"
 #include "sync/sync.h"
 #include "test/env/testenv.h"
@@ -137,6 +141,54 @@ class DeliverTest : public ::testing::Test {
     EXPECT_TRUE(ts.ok());
     for (auto& t : *ts) out[t.env + "/" + t.cluster] = t;
     return out;
+  }
+
+  // A new repository on the shared Git server and its mirror.
+  struct GitRepo {
+    std::string url;
+    git::Credentials creds;
+    std::shared_ptr<git::Repository> repo;
+  };
+  GitRepo NewGitRepo(const std::string& name) {
+    auto& git_server = testenv::Shared("git-server.sh");
+    auto created = git_server.Command("create", {name});
+    GANTRY_CHECK(created.ok());
+    GitRepo r{.url = testenv::ParseValues(*created)["REPO_URL"],
+              .creds = {.host = git_server.Get("GIT_URL").substr(std::string("http://").size()),
+                        .username = git_server.Get("GIT_USER"),
+                        .password = git_server.Get("GIT_PASSWORD")},
+              .repo = nullptr};
+    git::Mirrors mirrors(tmp_.path() + "/mirrors");
+    auto repo = mirrors.Open(r.url, {.credentials = r.creds});
+    GANTRY_CHECK(repo.ok());
+    r.repo = *std::move(repo);
+    return r;
+  }
+
+  // The Application and Project CRDs in `cluster`, once its discovery serves them, and the
+  // namespace app_.
+  void PrepareForAgent(kube::Client& cluster) {
+    ASSERT_TRUE(cluster.Apply(api::ApplicationCrd(), {.force = true}).ok());
+    ASSERT_TRUE(cluster.Apply(project::ProjectCrd(), {.force = true}).ok());
+    for (int i = 0; i < 100 && !(cluster.Resolve(api::kApiVersion, api::kKind).ok() &&
+                                 cluster.Resolve(project::kApiVersion, project::kKind).ok());
+         ++i) {
+      cluster.InvalidateDiscovery();
+      std::this_thread::sleep_for(100ms);
+    }
+    ASSERT_TRUE(cluster.Apply(Yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: " + app_ + "}\n")).ok());
+  }
+
+  // An agent of namespace app_ reading the repository with `creds`.
+  agent::AgentOptions AgentOptions(const git::Credentials& creds) {
+    agent::AgentOptions ao;
+    ao.namespace_ = app_;
+    ao.cache_dir = tmp_.path() + "/agent-cache";
+    ao.interval = 2s;
+    ao.lease_name = "";
+    ao.git_credentials = {fmt::format("{}={}:{}", creds.host, creds.username, creds.password)};
+    ao.reconcile.health_timeout = 60s;
+    return ao;
   }
 
   testenv::ScopedTempDir tmp_;
@@ -459,16 +511,12 @@ spec:
 }
 
 TEST_F(DeliverTest, SameEngineSameResultAsThePullAgent) {
-  auto& git_server = testenv::Shared("git-server.sh");
-  auto created = git_server.Command("create", {"same-" + app_});
-  ASSERT_TRUE(created.ok()) << created.status().ToString();
-  std::string url = testenv::ParseValues(*created)["REPO_URL"];
-  std::string host = git_server.Get("GIT_URL").substr(std::string("http://").size());
-  git::Credentials creds{.host = host, .username = git_server.Get("GIT_USER"), .password = git_server.Get("GIT_PASSWORD")};
-  git::Mirrors mirrors(tmp_.path() + "/mirrors");
-  auto repo = mirrors.Open(url, {.credentials = creds});
-  ASSERT_TRUE(repo.ok());
-  auto sha = (*repo)->CommitAndPush({.branch = "main",
+  // Not a structured binding: the lambdas below capture these (clang's tsa build cannot).
+  GitRepo remote = NewGitRepo("same-" + app_);
+  const std::string& url = remote.url;
+  const git::Credentials& creds = remote.creds;
+  std::shared_ptr<git::Repository>& repo = remote.repo;
+  auto sha = repo->CommitAndPush({.branch = "main",
                                      .recompute = [&](const std::string&) -> Result<git::Changes> {
                                        return git::Changes{{{"envs/dev/app.yaml", Manifests("v1", "dev")}}};
                                      },
@@ -477,19 +525,14 @@ TEST_F(DeliverTest, SameEngineSameResultAsThePullAgent) {
   ASSERT_TRUE(sha.ok()) << sha.status().ToString();
 
   // Push: gantry deploy into the dev cluster.
-  auto d = Deployment::Start(*store_, config_, GitRenderFn(*repo), RealConnect(),
+  auto d = Deployment::Start(*store_, config_, GitRenderFn(repo), RealConnect(),
                              [&] { auto o = Options(*sha); o.only_env = "dev"; return o; }());
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   ASSERT_EQ((*d)->Run().phase, Phase::kSucceeded) << (*d)->state().message;
 
   // Pull: an agent in the staging cluster, from the same commit.
   auto staging = Client(1);
-  ASSERT_TRUE(staging->Apply(api::ApplicationCrd(), {.force = true}).ok());
-  for (int i = 0; i < 100 && !staging->Resolve(api::kApiVersion, api::kKind).ok(); ++i) {
-    staging->InvalidateDiscovery();
-    std::this_thread::sleep_for(100ms);
-  }
-  ASSERT_TRUE(staging->Apply(Yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: " + app_ + "}\n")).ok());
+  PrepareForAgent(*staging);
   ASSERT_TRUE(staging->Apply(Yaml(fmt::format(R"(apiVersion: gantry.dev/v1alpha1
 kind: Application
 metadata: {{name: {0}, namespace: {0}}}
@@ -498,13 +541,7 @@ spec:
   destination: {{namespace: {0}}}
   syncPolicy: {{automated: {{prune: false, selfHeal: false}}}}
 )", app_, url, *sha))).ok());
-  agent::AgentOptions ao;
-  ao.namespace_ = app_;
-  ao.cache_dir = tmp_.path() + "/agent-cache";
-  ao.interval = 2s;
-  ao.lease_name = "";
-  ao.git_credentials = {fmt::format("{}={}:{}", creds.host, creds.username, creds.password)};
-  ao.reconcile.health_timeout = 60s;
+  agent::AgentOptions ao = AgentOptions(creds);
   auto source = agent::NewSource(ao, {});
   ASSERT_TRUE(source.ok());
   auto agent = agent::NewAgent(*staging, ao, *std::move(source));
@@ -532,6 +569,131 @@ spec:
     ASSERT_TRUE(pushed.ok() && pulled.ok()) << ref.ToString();
     EXPECT_EQ(value::ToYaml(Comparable(*pushed)), value::ToYaml(Comparable(*pulled))) << ref.ToString();
   }
+}
+
+// A Project whose verification rule has commitKeys: a push deploy and a pull agent render only
+// config commits signed by one of its keys. On the real Git server: a commit Gantry signed with the
+// key (as gantry server --commit-signing-key does), one it signed with another key, and an
+// unsigned one. The refused ones fail naming the commit and the rule, before anything is applied.
+TEST_F(DeliverTest, ConfigCommitsMustBeSignedByTheProjectsCommitKeys) {
+  // Not a structured binding: the lambdas below capture these (clang's tsa build cannot).
+  GitRepo remote = NewGitRepo("signed-" + app_);
+  const std::string& url = remote.url;
+  const git::Credentials& creds = remote.creds;
+  std::shared_ptr<git::Repository>& repo = remote.repo;
+  auto key = sign::SshSigner::Parse(sign::GenerateKey(sign::KeyType::kEd25519)->Pem(), "commit-key");
+  auto other = sign::SshSigner::Parse(sign::GenerateKey(sign::KeyType::kEd25519)->Pem(), "other-key");
+  ASSERT_TRUE(key.ok() && other.ok());
+  auto commit = [&](std::string_view revision, const sign::SshSigner* signer) {
+    git::PushRequest request{.branch = "main",
+                             .recompute = [&](const std::string&) -> Result<git::Changes> {
+                               return git::Changes{{{"envs/dev/app.yaml", Manifests(revision, "dev")},
+                                                    {"envs/staging/app.yaml", Manifests(revision, "staging")}}};
+                             },
+                             .author = {"Dev", "dev@example.com"},
+                             .message = std::string(revision)};
+    if (signer != nullptr) request.sign = [signer](std::string_view text) { return signer->Sign(text, "git"); };
+    auto sha = repo->CommitAndPush(request);
+    GANTRY_CHECK(sha.ok());
+    return *sha;
+  };
+  const std::string unsigned_commit = commit("v1", nullptr);
+  const std::string foreign = commit("v2", &*other);
+  const std::string good = commit("v3", &*key);
+  auto project_yaml = fmt::format(R"(apiVersion: gantry.dev/v1alpha1
+kind: Project
+metadata: {{name: signed, namespace: {0}}}
+spec:
+  sourceRepos: ["*"]
+  destinations: [{{server: "*", namespace: "*"}}]
+  credentials: ["*"]
+  verification:
+  - environments: [dev, staging]
+    commitKeys: ["{1}"]
+)", app_, key->PublicKeyLine("release@example.com"));
+  auto project = project::ParseProject(Yaml(project_yaml));
+  ASSERT_TRUE(project.ok()) << project.status().ToString();
+  config_.projects.push_back(*project);
+
+  // Push: refused before anything is rendered or applied, then the signed commit deploys.
+  auto deploy = [&](const std::string& revision) {
+    auto o = Options(revision);
+    o.only_env = "dev";
+    o.project = "signed";
+    return Deployment::Start(*store_, config_, GitRenderFn(repo), RealConnect(), o);
+  };
+  auto refused = deploy(unsigned_commit);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Code::kPermissionDenied) << refused.status().ToString();
+  EXPECT_THAT(refused.status().message(),
+              ::testing::AllOf(::testing::HasSubstr("config commit " + unsigned_commit.substr(0, 12)),
+                               ::testing::HasSubstr("verification[0] (test:"), ::testing::HasSubstr(") of project signed: "),
+                               ::testing::HasSubstr("the commit is not signed")));
+  refused = deploy(foreign);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), ::testing::AllOf(::testing::HasSubstr("config commit " + foreign.substr(0, 12)),
+                                                           ::testing::HasSubstr("commitKeys[0]: signed by another key")));
+  EXPECT_EQ(Revision(0), "") << "a refused commit was applied";
+  auto d = deploy(good);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  ASSERT_EQ((*d)->Run().phase, Phase::kSucceeded) << (*d)->state().message;
+  EXPECT_EQ(Revision(0), "v3");
+
+  // Pull: the agent of the staging cluster, its Application at the unsigned commit, then at the
+  // signed one.
+  auto staging = Client(1);
+  PrepareForAgent(*staging);
+  ASSERT_TRUE(staging->Apply(Yaml(project_yaml)).ok());
+  auto application = [&](const std::string& revision) {
+    return Yaml(fmt::format(R"(apiVersion: gantry.dev/v1alpha1
+kind: Application
+metadata: {{name: {0}, namespace: {0}}}
+spec:
+  project: signed
+  source: {{repoURL: "{1}", targetRevision: "{2}", path: envs/staging}}
+  destination: {{namespace: {0}}}
+  syncPolicy: {{automated: {{prune: false, selfHeal: false}}}}
+)", app_, url, revision));
+  };
+  ASSERT_TRUE(staging->Apply(application(unsigned_commit)).ok());
+  agent::AgentOptions ao = AgentOptions(creds);
+  ao.reconcile.environment = "staging";
+  auto source = agent::NewSource(ao, {});
+  ASSERT_TRUE(source.ok());
+  auto agent = agent::NewAgent(*staging, ao, *std::move(source));
+  ASSERT_TRUE(agent.ok());
+  std::thread runner([&] { (*agent)->Run().IgnoreError(); });
+  // The condition of `type` that is True, its message; "" when there is none.
+  auto condition = [&](std::string_view type) -> std::string {
+    auto a = staging->Get({api::kApiVersion, api::kKind, app_, app_});
+    const Value* conditions = a.ok() ? a->Find({"status", "conditions"}) : nullptr;
+    if (conditions == nullptr || !conditions->IsSeq()) return "";
+    for (const Value& c : conditions->items()) {
+      if (value::StringAt(&c, {"type"}) == type && value::StringAt(&c, {"status"}) == "True") {
+        return std::string(value::StringAt(&c, {"message"}));
+      }
+    }
+    return "";
+  };
+  std::string message;
+  for (auto deadline = std::chrono::steady_clock::now() + 60s;
+       message.empty() && std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(200ms)) {
+    message = condition(api::kConditionCommitVerificationFailed);
+  }
+  EXPECT_THAT(message, ::testing::AllOf(::testing::HasSubstr("config commit " + unsigned_commit.substr(0, 12)),
+                                        ::testing::HasSubstr("of project signed: the commit is not signed")));
+  EXPECT_FALSE(staging->Get({"v1", "ConfigMap", app_, "web-config"}).ok()) << "the agent applied an unsigned commit";
+
+  ASSERT_TRUE(staging->Apply(application(good)).ok());
+  std::string revision;
+  for (auto deadline = std::chrono::steady_clock::now() + 60s;
+       revision != "v3" && std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(200ms)) {
+    revision = Revision(1);
+  }
+  EXPECT_EQ(revision, "v3");
+  EXPECT_EQ(condition(api::kConditionCommitVerificationFailed), "") << "the condition stays after a signed commit synced";
+  (*agent)->Stop();
+  runner.join();
 }
 
 }  // namespace

@@ -180,6 +180,32 @@ TEST(OciRegistryTest, AnonymousPushPullAndSkopeoAccepts) {
   ExpectSameImage(src, *sk, "v1");
 }
 
+// connect_to: a registry whose name does not reach it (an agent in a Pod, a registry named
+// 127.0.0.1:PORT on its node) is reached at another address, the name staying in the references.
+TEST(OciRegistryTest, ConnectToReachesARegistryUnderAnotherName) {
+  const std::string name = "registry.gantry.invalid:5000";
+  Client c = Anonymous({.insecure_http_hosts = {name},
+                        .connect_to = {name + "=" + testenv::Shared("registry.sh").Get("REGISTRY_HOST")}});
+  testenv::ScopedTempDir tmp;
+  Layout src = NewLayout(tmp.path() + "/src");
+  Descriptor m = WriteImage(src, {1024});
+  ASSERT_TRUE(src.Tag(m, "v1").ok());
+  auto pushed = PushImage(*c.registry, src, "v1", Ref(name + "/gantry/renamed:v1"));
+  ASSERT_TRUE(pushed.ok()) << pushed.status().ToString();
+  // Under its real address it is the same image.
+  Client real = Anonymous();
+  auto resolved = real.registry->GetManifest(Ref(real.host + "/gantry/renamed:v1"));
+  ASSERT_TRUE(resolved.ok()) << resolved.status().ToString();
+  EXPECT_EQ(resolved->digest, m.digest);
+
+  for (const char* bad : {"registry:5000", "registry=10.0.0.1:5000", "registry:5000=10.0.0.1", "a:1=b:x", "a:1=b/c:2"}) {
+    auto r = NewHttpRegistry({.docker_config = "none", .connect_to = {bad}});
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().message(), fmt::format("connect-to \"{}\": expected REGISTRY:PORT=ADDRESS:PORT (such as "
+                                                "127.0.0.1:5000=10.88.0.1:5000)", bad));
+  }
+}
+
 TEST(OciRegistryTest, AuthenticatedOverTlsAndSkopeoAccepts) {
   auto& server = testenv::Shared("registry.sh", {"--auth"});
   Client c = Authenticated();
