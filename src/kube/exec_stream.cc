@@ -21,6 +21,7 @@
 #include <boost/beast/websocket/ssl.hpp>
 #include <fmt/format.h>
 
+#include "base/percent.h"
 #include "value/value.h"
 
 namespace gantry::kube {
@@ -30,18 +31,6 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace websocket = beast::websocket;
 using tcp = net::ip::tcp;
-
-std::string QueryEscape(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
-      out += static_cast<char>(c);
-    } else {
-      out += fmt::format("%{:02X}", c);
-    }
-  }
-  return out;
-}
 
 std::string StatusMessage(std::string_view body) {
   auto v = value::ParseJson(body);
@@ -218,9 +207,9 @@ Result<int> ExecExitCode(std::string_view status_json) {
 Result<std::string> ExecPath(const ExecRequest& r, bool with_stdin) {
   if (r.namespace_.empty() || r.pod.empty()) return InvalidArgumentError("exec: no namespace or Pod name");
   if (r.command.empty()) return InvalidArgumentError("exec into {}/{}: empty command", r.namespace_, r.pod);
-  std::string path = fmt::format("/api/v1/namespaces/{}/pods/{}/exec?", QueryEscape(r.namespace_), QueryEscape(r.pod));
-  if (!r.container.empty()) path += "container=" + QueryEscape(r.container) + "&";
-  for (const auto& a : r.command) path += "command=" + QueryEscape(a) + "&";
+  std::string path = fmt::format("/api/v1/namespaces/{}/pods/{}/exec?", PercentEncode(r.namespace_), PercentEncode(r.pod));
+  if (!r.container.empty()) path += "container=" + PercentEncode(r.container) + "&";
+  for (const auto& a : r.command) path += "command=" + PercentEncode(a) + "&";
   path += with_stdin ? "stdin=true&stdout=true&stderr=true" : "stdout=true&stderr=true";
   return path;
 }
