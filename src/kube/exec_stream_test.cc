@@ -44,7 +44,7 @@ TEST(ExecPathTest, EscapesEveryArgument) {
   auto p = ExecPath({"ns", "pod-1", "gantry-in", {"/usr/local/bin/gantry", "a b&c=d", "--x"}}, true);
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(*p,
-            "/api/v1/namespaces/ns/pods/pod-1/exec?container=gantry-in&command=/usr/local/bin/gantry&"
+            "/api/v1/namespaces/ns/pods/pod-1/exec?container=gantry-in&command=%2Fusr%2Flocal%2Fbin%2Fgantry&"
             "command=a%20b%26c%3Dd&command=--x&stdin=true&stdout=true&stderr=true");
   EXPECT_EQ(*ExecPath({"ns", "p", "", {"ls"}}, false), "/api/v1/namespaces/ns/pods/p/exec?command=ls&stdout=true&stderr=true");
   EXPECT_EQ(ExecPath({"ns", "p", "c", {}}, true).status().code(), Code::kInvalidArgument);
