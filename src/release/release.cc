@@ -84,6 +84,14 @@ std::map<std::string, std::string> Vars(const ReleaseRequest& r) {
           {"repo", git::ScrubUrl(r.repo)}};
 }
 
+// The application a release is recorded under in the ledger (and named by in its pull request's
+// branch): release.app, else the image's name.
+std::string LedgerApp(const ci::Pipeline& pipeline) {
+  if (pipeline.release && !pipeline.release->app.empty()) return pipeline.release->app;
+  const std::string& repository = pipeline.image->repository;
+  return repository.substr(repository.rfind('/') + 1);
+}
+
 // --- package ----------------------------------------------------------------------------------
 
 struct Built {
@@ -427,8 +435,7 @@ struct Release::Impl {
     return !rel.app.empty() && s.deliver_config && !s.deliver_config->environments.empty() && rel.push_branch.empty() &&
            !rel.pull_request;
   }
-  // The application: release.app, else the image's name.
-  std::string App() const { return Spec().app.empty() ? repository.substr(repository.rfind('/') + 1) : Spec().app; }
+  std::string App() const { return LedgerApp(pipeline); }
   // Where the config commit goes: release.push_branch, the pull request's branch, or release.branch.
   std::string PushBranch() const {
     const ci::ReleaseSpec& rel = Spec();
@@ -897,8 +904,10 @@ Result<std::unique_ptr<Release>> Release::Create(const ReleaseServices& s, const
                      ? Result<project::Project>(project::DefaultProject())
                      : Result<project::Project>(NotFoundError("no Project {:?} (no push configuration)", r.project));
   if (!project.ok()) return project.status().WithContext("release");
-  if (pipeline.release && !pipeline.release->app.empty()) {
-    GANTRY_RETURN_IF_ERROR(deliver::CheckAppProject(*s.store, pipeline.release->app, r.project).WithContext("release"));
+  // The app by the name the ledger records (release.app or the image's name) is this project's:
+  // another project's pipeline cannot add releases to it, nor force-push its pull request's branch.
+  if (pipeline.release) {
+    GANTRY_RETURN_IF_ERROR(deliver::CheckAppProject(*s.store, LedgerApp(pipeline), r.project).WithContext("release"));
   }
   GANTRY_RETURN_IF_ERROR(project::CheckRelease(*project, pipeline.image->repository,
                                                !pipeline.release ? ""

@@ -677,6 +677,20 @@ spec:
   EXPECT_TRUE(Ledger().empty());
 }
 
+// An app named only by its image (no release.app) is still the project's that released it first:
+// a pipeline of another project whose image has the same name is refused before anything is built,
+// so it can neither add to that app's ledger nor force-push its pull request's branch.
+TEST_F(ReleaseTest, AnAppNamedByItsImageBelongsToTheProjectThatReleasedIt) {
+  ASSERT_TRUE(store_->CreateRelease({.app = "web", .project = "other"}).ok());
+  pipeline_.release->app = "";
+  pipeline_.release->pull_request = true;
+  pipeline_.release->environment = "dev";
+  auto refused = Release::Create(services_, pipeline_, Req());
+  EXPECT_EQ(refused.status().code(), Code::kPermissionDenied);
+  EXPECT_THAT(refused.status().message(), HasSubstr("app web belongs to project other"));
+  EXPECT_EQ(repo_->pushes(), 0);
+}
+
 // A registry credential is named by its host: a pipeline pushes with the server's credential for
 // its image's registry only when the project lists it; otherwise the release is refused before
 // anything is built or pushed, naming the project, the rule and the credential.
