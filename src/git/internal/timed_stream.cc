@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "base/log.h"
 #include "base/status.h"
 
 namespace gantry::git::internal {
@@ -176,6 +177,17 @@ int New(git_stream** out, const char* host, const char* port) {
 const std::string& LastNetworkError() { return last_error; }
 
 void RegisterTimedStream() {
+  // TimedStream copies git_socket_stream's layout as libgit2 1.5 has it (checked against its
+  // source); with another libgit2 the layout is unchecked, so its own stream stays: no deadlines
+  // on Git connections, said once, rather than an SSH transport reading the wrong field.
+  int major = 0, minor = 0, revision = 0;
+  git_libgit2_version(&major, &minor, &revision);
+  if (major != 1 || minor != 5) {
+    log::Warn("libgit2 {}.{}.{}: Git connections have no deadlines (the timed socket stream is checked against "
+              "libgit2 1.5's layout only)",
+              major, minor, revision);
+    return;
+  }
   git_stream_registration registration{};
   registration.version = GIT_STREAM_VERSION;
   registration.init = New;
