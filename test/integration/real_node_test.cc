@@ -346,12 +346,15 @@ TEST_F(RealNodeTest, HealthAgreesWithTheKubeletOnProbesAndCrashLoops) {
   ASSERT_TRUE(crashing) << "the crash-looping Pod was never Degraded; last message: " << message;
   EXPECT_THAT(message, ::testing::AnyOf(HasSubstr("CrashLoopBackOff"), HasSubstr("crash-looping: exit code 1")));
   EXPECT_GE(crashing->Find({"status", "containerStatuses", 0, "restartCount"})->AsInt(), 1);
-  // Its Deployment is not Healthy, but not Degraded either: the rollout completed when the container
-  // first started (no readiness probe), and Kubernetes' progress deadline covers rollouts only. As
-  // in Argo CD, the crash shows on the Pod.
+  // Its Deployment is not Degraded: the rollout completed when the container first started, and
+  // Kubernetes' progress deadline covers rollouts only. As in Argo CD, the crash shows on the Pod.
+  // Without a readiness probe the container counts as available while it runs between two crashes,
+  // so the Deployment is Progressing or, in that moment, Healthy (CI caught it Healthy once).
   auto crasher = client_->Get({"apps/v1", "Deployment", ns_, "crasher"});
   ASSERT_TRUE(crasher.ok()) << crasher.status().ToString();
-  EXPECT_EQ(health::Assess(&*crasher).status, health::HealthStatus::kProgressing) << health::Assess(&*crasher).message;
+  EXPECT_THAT(health::Assess(&*crasher).status,
+              ::testing::AnyOf(health::HealthStatus::kProgressing, health::HealthStatus::kHealthy))
+      << health::Assess(&*crasher).message;
 }
 
 std::string Binary() {
