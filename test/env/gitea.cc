@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "base/base64.h"
 #include "base/path.h"
@@ -131,7 +132,22 @@ Result<std::string> Gitea::Push(const std::string& owner, const std::string& rep
   GANTRY_RETURN_IF_ERROR(
       RunChecked({"git", "push", "-q", authed + "/" + owner + "/" + repo + ".git", "HEAD:refs/heads/" + branch}, po).status());
   GANTRY_ASSIGN_OR_RETURN(ProcessResult head, RunChecked({"git", "rev-parse", "HEAD"}, po));
-  return head.out.substr(0, 40);
+  const std::string sha = head.out.substr(0, 40);
+  // Gitea records a pushed branch in its database after the push returns (and marks an empty
+  // repository as filled then): until it has, opening a pull request from the branch answers 404.
+  // Wait until its API shows the branch at the pushed commit, as a user clicking through would.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  std::string last;
+  while (true) {
+    auto b = Api("GET", "/repos/" + owner + "/" + repo + "/branches/" + branch);
+    if (b.ok() && value::StringAt(&*b, {"commit", "id"}) == sha) return sha;
+    last = b.ok() ? "at " + value::StringAt(&*b, {"commit", "id"}) : b.status().ToString();
+    if (std::chrono::steady_clock::now() > deadline) {
+      return InternalError("gitea: pushed {} to {}/{} branch {}, but after 30 s its API still shows the branch {}", sha,
+                           owner, repo, branch, last);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
 }
 
 }  // namespace gantry::testenv
