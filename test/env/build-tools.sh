@@ -58,8 +58,12 @@ component() {
     local start=$SECONDS cpu
     cpu_seconds; cpu=$CPU_SECONDS
     rm -rf "$dir"; mkdir -p "$dir/bin" "$dir/src"
-    ( cd "$dir/src" && "$fn" "$dir/bin" ) >"$dir/build.log" 2>&1 || {
-      log "building $name failed; last lines of $dir/build.log:"; tail -n 30 "$dir/build.log" >&2; exit 1; }
+    # In the background and then waited for: a subshell on the left of `||` would run its builder
+    # with set -e ignored, so a failing command in the middle would go unnoticed.
+    ( cd "$dir/src" && "$fn" "$dir/bin" ) >"$dir/build.log" 2>&1 &
+    if ! wait $!; then
+      log "building $name failed; last lines of $dir/build.log:"; tail -n 30 "$dir/build.log" >&2; exit 1
+    fi
     touch "$dir/.complete"
     cpu_seconds
     log "built $name in $((SECONDS - start)) s ($((CPU_SECONDS - cpu)) s of CPU)"
