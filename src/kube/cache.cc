@@ -61,8 +61,11 @@ struct Entry {
   std::string index;                         // value of the index label ("" : none)
 };
 
+// No file name: a line and column in the cache's own JSON would mean nothing to a reader, so the
+// messages about these objects name them by kind, name and field instead (their marks' file is
+// empty, which every Where/Position helper leaves out).
 Value Parse(const std::string& json) {
-  auto v = value::ParseJson(json, "cache");
+  auto v = value::ParseJson(json, "");
   GANTRY_CHECK(v.ok());  // written by ToJson
   return *std::move(v);
 }
