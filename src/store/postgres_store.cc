@@ -1,12 +1,13 @@
 // PostgresStore: the Store in a PostgreSQL database shared by several servers.
 //
-// libpq connections in SqlStore's pool; every statement goes through PQexecParams with its values
+// libpq connections in SqlStore's pool; every statement goes through PQsendQueryParams with its values
 // as parameters (bytea in binary, everything else as text that the server casts to the column's
 // type). Write transactions run at READ COMMITTED: every read-modify-write is a compare-and-set
 // UPDATE (version or state in its WHERE), and run claims lock with FOR UPDATE SKIP LOCKED. Reads
 // run at REPEATABLE READ READ ONLY so that a multi-query read sees one snapshot. A connection that
 // fails with CONNECTION_BAD, or whose server does not answer within Options::reply_timeout, is
-// dropped and the transaction retried on a new one.
+// dropped and the transaction retried on a new one. Connections are non-blocking: a statement is
+// sent and answered within reply_timeout, however much it writes.
 
 #include <libpq-fe.h>
 #include <poll.h>
@@ -104,24 +105,27 @@ class PgConnection final : public Connection {
 
  private:
   // The answer to what PQsend* just sent (`sent` is its return), as PQexec gives it: the first
-  // error, else the last result. Waits for the socket at most reply_timeout_ in all; past it,
-  // null with timed_out_ set. Null also when sending failed or the connection broke.
+  // error, else the last result. The connection is non-blocking (Connect), so what PQsend* could
+  // not write at once is flushed here: sending and waiting for the answer take at most
+  // reply_timeout_ together, and a server that stops reading cannot hold a large write (a log
+  // chunk) forever. Past the deadline, null with timed_out_ set. Null also when sending failed or
+  // the connection broke.
   PgResult Await(int sent) {
     PgResult answer(nullptr, &PQclear);
     timed_out_ = false;
     if (sent == 0) return answer;
     const auto deadline = std::chrono::steady_clock::now() + reply_timeout_;
+    // libpq's order for a non-blocking send: PQflush until it returns 0, reading what arrives
+    // meanwhile so that the server is never stuck writing to us while we write to it.
+    for (int left = PQflush(conn_); left != 0; left = PQflush(conn_)) {
+      if (left < 0) return answer;
+      const short ready = WaitSocket(POLLIN | POLLOUT, deadline);
+      if (ready <= 0) return answer;
+      if ((ready & POLLIN) && !PQconsumeInput(conn_)) return answer;
+    }
     while (true) {
       while (PQisBusy(conn_)) {
-        auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-        pollfd p{.fd = PQsocket(conn_), .events = POLLIN, .revents = 0};
-        int ready = left.count() > 0 ? ::poll(&p, 1, static_cast<int>(left.count())) : 0;
-        if (ready < 0 && errno == EINTR) continue;
-        if (ready == 0) {
-          timed_out_ = true;
-          return PgResult(nullptr, &PQclear);
-        }
-        if (!PQconsumeInput(conn_)) return PgResult(nullptr, &PQclear);
+        if (WaitSocket(POLLIN, deadline) <= 0 || !PQconsumeInput(conn_)) return PgResult(nullptr, &PQclear);
       }
       PGresult* next = PQgetResult(conn_);
       if (next == nullptr) return answer;
@@ -130,6 +134,24 @@ class PgConnection final : public Connection {
       } else {
         answer.reset(next);
       }
+    }
+  }
+
+  // Waits until the socket is ready for `events` or `deadline` passes: the events it is ready for
+  // (POLLERR and POLLHUP included: libpq's next call reports them), 0 with timed_out_ set at the
+  // deadline, -1 when poll fails.
+  short WaitSocket(short events, std::chrono::steady_clock::time_point deadline) {
+    while (true) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      pollfd p{.fd = PQsocket(conn_), .events = events, .revents = 0};
+      int ready = left.count() > 0 ? ::poll(&p, 1, static_cast<int>(left.count())) : 0;
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready < 0) return -1;
+      if (ready == 0) {
+        timed_out_ = true;
+        return 0;
+      }
+      return static_cast<short>(p.revents != 0 ? p.revents : events);
     }
   }
 
@@ -194,6 +216,13 @@ class PostgresStore final : public SqlStore {
         return FailedPreconditionError("connect to {}: {}", RedactUrl(url_), message);
       }
       return UnavailableError("connect to {}: {}", RedactUrl(url_), message);
+    }
+    // Non-blocking, so that PgConnection::Await bounds sending by reply_timeout as it bounds the
+    // answer.
+    if (PQsetnonblocking(conn, 1) != 0) {
+      const std::string message = Trim(PQerrorMessage(conn));
+      PQfinish(conn);
+      return UnavailableError("connect to {}: cannot make the connection non-blocking: {}", RedactUrl(url_), message);
     }
     // NOTICEs ("relation ... already exists, skipping") go to the debug log, not to stderr.
     PQsetNoticeProcessor(
