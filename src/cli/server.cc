@@ -1,4 +1,4 @@
-// gantry server --listen [HOST]:PORT [--store URL] --webhook-secret-env VAR --repo URL... [--data-dir D] ...
+// gantry server --listen [HOST]:PORT [--store URL] --webhook-secret-env VAR [--repo URL...] [--data-dir D] ...
 //
 // The CI server (webhooks, polling, queue, workers, REST API; see ci/server.h and
 // server/ci_front.h) and, after a run succeeded, the release flow (release/release.h: image, config
@@ -663,7 +663,8 @@ void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code) {
                   "'PREFIX type=gitea|github|gitlab token-env=VAR [api=URL] [ca-file=PEM]': set commit statuses on the "
                   "repositories under PREFIX (repeatable; docs/forges.md)");
   cmd->add_option("--webhook-provider", f->provider, "github, gitlab, gitea, forgejo, bitbucket, generic or auto");
-  cmd->add_option("--repo", f->repos, "Repository URL to build (repeatable)")->required();
+  cmd->add_option("--repo", f->repos,
+                  "Repository URL to build (repeatable; none: a server for deploys, previews and the console only)");
   cmd->add_option("--data-dir", f->data_dir, "Mirrors, workspaces, artifacts and caches");
   cmd->add_option("--secrets-file", f->secrets_file, "NAME=VALUE lines (mode 0600), scoped by [repo=.. branch=.. protected] headers");
   cmd->add_option("--poll", f->poll, "Poll the repositories' branches this often (0 = off)");

@@ -55,7 +55,8 @@ void MakeConfigRepo(const fs::path& dir) {
 }
 
 // A real `gantry server` over ROOT/config (a file:// config repository), ROOT/deliver and ROOT/data,
-// with the admin token kAdminToken; its URL once it listens.
+// with the admin token kAdminToken; its URL once it listens. It builds no repository (no --repo):
+// a server for deploys only, as a team that keeps its CI elsewhere runs it.
 struct ServerUnderTest {
   std::unique_ptr<Process> process;
   std::string url, log;
@@ -69,7 +70,7 @@ ServerUnderTest StartServer(const fs::path& root, const std::vector<std::string>
   s.log = (root / "server.log").string();
   std::vector<std::string> argv = {Binary(), "server", "--listen", "127.0.0.1:0", "--store", "sqlite:" + (root / "gantry.db").string(),
                                    "--webhook-secret-env", "HOOK", "--api-token-env", "API_TOKEN", "--data-dir",
-                                   (root / "data").string(), "--allow-file-repos", "--repo", repo, "--config-repo", repo,
+                                   (root / "data").string(), "--allow-file-repos", "--config-repo", repo,
                                    "--deliver-config", (root / "deliver").string(), "--health-timeout", "60s"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto server = Process::Start(argv, po, s.log);
