@@ -3,10 +3,13 @@
 // (test/env/kube-cluster.sh), Gitea's own pull_request webhook to the server, and the preview
 // comment on the pull request with the diff against the cluster; the next push to the pull request
 // edits the same comment. A second kwok cluster in pull mode, whose agent's Application renders
-// the config repository, gets its own section, compared by a server-side dry run. `gantry preview`
-// prints the same report in the terminal.
+// the config repository, gets its own section, compared by a server-side dry run. A pull request
+// from a fork is previewed from the fork; one to the app repository, whose pipeline releases into
+// the config repository, gets the predicted release. `gantry preview` prints the same report in
+// the terminal.
 
 #include <filesystem>
+#include <future>
 #include <regex>
 #include <thread>
 
@@ -118,9 +121,13 @@ void RunAgentOnce(const std::string& kubeconfig, const std::string& config_repo,
 }
 
 TEST(Preview, APullRequestGetsOneCommentWithTheDiffAgainstTheClusterEditedOnTheNextPush) {
+  // The pull cluster starts while the push cluster does.
+  auto starting = std::async(std::launch::async, [] {
+    return testenv::Server::Start("kube-cluster.sh", {"--name", "preview-edge", "--nodes", "1"});
+  });
   auto cluster = testenv::Server::Start("kube-cluster.sh", {"--name", "preview", "--nodes", "1"});
+  auto edge = starting.get();
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
-  auto edge = testenv::Server::Start("kube-cluster.sh", {"--name", "preview-edge", "--nodes", "1"});
   ASSERT_TRUE(edge.ok()) << edge.status().ToString();
   testenv::Gitea g(testenv::Shared("gitea.sh"));
   testenv::ScopedTempDir tmp;
