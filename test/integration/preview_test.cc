@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "api/application.h"
+#include "base/base64.h"
 #include "base/path.h"
 #include "base/process.h"
 #include "kube/kube.h"
@@ -120,6 +121,53 @@ void RunAgentOnce(const std::string& kubeconfig, const std::string& config_repo,
   ASSERT_EQ((*op)->Run().phase, sync::Phase::kSucceeded);
 }
 
+// A kubeconfig of the pull cluster `edge` for a ServiceAccount that may read everything and write
+// nothing, so a server-side dry run is refused (403): the token of a ServiceAccount token Secret,
+// which the cluster's controller manager fills.
+void WriteReadOnlyKubeconfig(const testenv::Server& edge, const fs::path& out) {
+  auto config = kube::LoadConfig({.paths = {edge.Get("KUBECONFIG")}});
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  auto client = kube::NewHttpClient(*config);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  kube::Client& k = **client;
+  auto docs = value::ParseYaml(R"(apiVersion: v1
+kind: ServiceAccount
+metadata: {name: viewer, namespace: gantry}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: viewer-token, namespace: gantry, annotations: {kubernetes.io/service-account.name: viewer}}
+type: kubernetes.io/service-account-token
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: preview-viewer}
+rules: [{apiGroups: ["*"], resources: ["*"], verbs: [get, list, watch]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: preview-viewer}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: preview-viewer}
+subjects: [{kind: ServiceAccount, name: viewer, namespace: gantry}]
+)",
+                               "viewer.yaml");
+  ASSERT_TRUE(docs.ok());
+  for (const auto& d : *docs) ASSERT_TRUE(k.Apply(d).ok());
+  std::string token;
+  for (int i = 0; i < 100 && token.empty(); ++i) {
+    auto secret = k.Get({"v1", "Secret", "gantry", "viewer-token"});
+    if (secret.ok()) token = Base64Decode(value::StringAt(&*secret, {"data", "token"})).value_or("");
+    if (token.empty()) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_FALSE(token.empty()) << "the controller manager did not fill the ServiceAccount token";
+  ASSERT_TRUE(WriteFileAtomic(out, fmt::format("apiVersion: v1\nkind: Config\ncurrent-context: viewer\n"
+                                              "clusters: [{{name: edge, cluster: {{server: \"{}\", certificate-authority: \"{}\"}}}}]\n"
+                                              "users: [{{name: viewer, user: {{token: \"{}\"}}}}]\n"
+                                              "contexts: [{{name: viewer, context: {{cluster: edge, user: viewer}}}}]\n",
+                                              edge.Get("KUBE_SERVER"), edge.Get("KUBE_CA"), token))
+                  .ok());
+}
+
 TEST(Preview, APullRequestGetsOneCommentWithTheDiffAgainstTheClusterEditedOnTheNextPush) {
   // The pull cluster starts while the push cluster does.
   auto starting = std::async(std::launch::async, [] {
@@ -152,11 +200,17 @@ TEST(Preview, APullRequestGetsOneCommentWithTheDiffAgainstTheClusterEditedOnTheN
                                           "spec: {{kubeconfig: {}, environment: dev}}\n---\n"
                                           "apiVersion: gantry.dev/v1alpha1\nkind: Cluster\nmetadata: {{name: edge-1}}\n"
                                           "spec: {{kubeconfig: {}, environment: dev, mode: pull}}\n---\n"
+                                          "apiVersion: gantry.dev/v1alpha1\nkind: Cluster\nmetadata: {{name: edge-ro}}\n"
+                                          "spec: {{kubeconfig: {}, environment: dev, mode: pull}}\n---\n"
                                           "apiVersion: gantry.dev/v1alpha1\nkind: Environment\nmetadata: {{name: dev}}\nspec: {{}}\n",
-                                          (*cluster)->Get("KUBECONFIG"), (*edge)->Get("KUBECONFIG")))
+                                          (*cluster)->Get("KUBECONFIG"), (*edge)->Get("KUBECONFIG"),
+                                          (root / "edge-ro.kubeconfig").string()))
                   .ok());
   const std::string config_repo = g.RepoUrl("ops", "config");
   RunAgentOnce((*edge)->Get("KUBECONFIG"), config_repo, Web("nginx:1.25", 1));
+  if (HasFatalFailure()) return;
+  // edge-ro: the same cluster through credentials that may not write.
+  WriteReadOnlyKubeconfig(**edge, root / "edge-ro.kubeconfig");
   if (HasFatalFailure()) return;
   ProcessOptions po;
   po.inherit_env = true;
@@ -213,7 +267,12 @@ TEST(Preview, APullRequestGetsOneCommentWithTheDiffAgainstTheClusterEditedOnTheN
   EXPECT_THAT(first.body, HasSubstr("#### dev / edge-1 (pull): gantry/web-edge (`envs/edge`)\n\n"
                                     "A pull agent applies this change once it is merged.\nCompared by a server-side dry run.\n"));
   EXPECT_THAT(first.body, HasSubstr("| changed | `apps/v1 Deployment default/web` | image web: nginx:1.25 → nginx:1.26; replicas: 1 → 2 |"));
-  EXPECT_THAT(first.body, HasSubstr("2 target(s)"));
+  // Through read-only credentials the apiserver refuses the dry run: compared with the live objects, and said.
+  EXPECT_THAT(first.body, HasSubstr("#### dev / edge-ro (pull): gantry/web-edge (`envs/edge`)\n\n"
+                                    "A pull agent applies this change once it is merged.\n"
+                                    "Compared with the live objects: a server-side dry run of "));
+  EXPECT_THAT(first.body, HasSubstr("system:serviceaccount:gantry:viewer"));
+  EXPECT_THAT(first.body, HasSubstr("3 target(s)"));
 
   // A second push to the pull request: the same comment, edited with the new diff.
   ASSERT_TRUE(g.Push("ops", "config", work, {{"envs/dev/web.yaml", Web("nginx:1.27", 3)}, {"envs/edge/web.yaml", Web("nginx:1.27", 3)}},
