@@ -157,9 +157,8 @@ std::string DryRun(kube::Client& client, const std::vector<Value>& desired, cons
     if (!ns.ok() && ns.status().code() == Code::kNotFound) created_namespaces.insert(options.default_namespace);
   }
   for (auto& e : entries) {
-    if (e.hook != sync::HookPhase::kNone || (e.status != diff::SyncStatus::kMissing && e.status != diff::SyncStatus::kOutOfSync)) {
-      continue;
-    }
+    const bool differs = e.status == diff::SyncStatus::kMissing || e.status == diff::SyncStatus::kOutOfSync;
+    if (e.hook != sync::HookPhase::kNone || !differs) continue;
     auto task = tasks.find(sync::ObjectKey(e.ref));
     if (task == tasks.end() || task->second->kind_missing || created_namespaces.contains(e.ref.namespace_)) continue;
     auto dry = client.Apply(task->second->object, {.force = options.force, .dry_run = true});

@@ -16,7 +16,9 @@ using value::Value;
 const Value* PodSpec(const Value* object) {
   if (object == nullptr) return nullptr;
   const Value* spec = object;
-  for (const std::string& key : PodSpecPath(value::StringAt(object, {"kind"}))) spec = spec == nullptr ? nullptr : spec->Get(key);
+  for (const std::string& key : PodSpecPath(value::StringAt(object, {"kind"}))) {
+    spec = spec == nullptr ? nullptr : spec->Get(key);
+  }
   return spec == object ? nullptr : spec;
 }
 
@@ -60,7 +62,9 @@ struct Writer {
   std::string Row(const ObjectPreview& o) const {
     std::string notes;
     for (const auto& c : o.callouts) notes += (notes.empty() ? "" : "; ") + c;
-    if (!o.refused.empty()) notes += std::string(notes.empty() ? "" : "; ") + "refused by the server in a dry run: " + o.refused;
+    if (!o.refused.empty()) {
+      notes += std::string(notes.empty() ? "" : "; ") + "refused by the server in a dry run: " + o.refused;
+    }
     if (!o.in_pull_request) {
       notes += std::string(notes.empty() ? "" : "; ") + "not changed by this pull request: the cluster differs from the base too";
     }

@@ -174,8 +174,9 @@ class Clients {
 std::vector<const deliver::Cluster*> PullClustersOf(const deliver::Config& config, const deliver::Environment& env) {
   std::vector<const deliver::Cluster*> out;
   for (const deliver::Cluster& c : config.clusters) {
-    const bool listed = env.clusters.empty() ? c.environment == env.name
-                                             : std::find(env.clusters.begin(), env.clusters.end(), c.name) != env.clusters.end();
+    const bool listed = env.clusters.empty()
+                            ? c.environment == env.name
+                            : std::find(env.clusters.begin(), env.clusters.end(), c.name) != env.clusters.end();
     if (c.pull && listed) out.push_back(&c);
   }
   return out;
@@ -247,11 +248,11 @@ void PreviewPullCluster(const PreviewRequest& q, const deliver::Cluster& cluster
       continue;
     }
     // The Application itself, as its agent checks it before rendering.
+    const std::string& server = app->destination_server.empty() ? cluster_server : app->destination_server;
+    const std::string& name = app->destination_name.empty() ? cluster.name : app->destination_name;
     for (const Status& s : {project::CheckSourceRepo(*project, app->source.repo_url),
                             project::CheckAppNamespace(*project, app->namespace_),
-                            project::CheckDestination(*project, app->destination_server.empty() ? cluster_server : app->destination_server,
-                                                      app->destination_name.empty() ? cluster.name : app->destination_name,
-                                                      app->destination_namespace)}) {
+                            project::CheckDestination(*project, server, name, app->destination_namespace)}) {
       if (!s.ok()) t.violations.push_back(std::string(s.message()));
     }
     CompareUnder(**client, *project, *std::move(options), ImagesOf(q, *project, cluster.environment, **client), r, t);
@@ -310,7 +311,9 @@ Result<Preview> ComputePreview(const PreviewRequest& q) {
       }
     }
     if (q.pull_source == nullptr) continue;
-    for (const deliver::Cluster* cluster : PullClustersOf(*q.config, *e)) PreviewPullCluster(q, *cluster, clients, started, p);
+    for (const deliver::Cluster* cluster : PullClustersOf(*q.config, *e)) {
+      PreviewPullCluster(q, *cluster, clients, started, p);
+    }
   }
   return p;
 }

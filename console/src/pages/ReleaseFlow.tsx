@@ -1,8 +1,8 @@
 // A release's journey, left to right: the commit (repository, revision, link to its forge) → the CI
 // run that built it (state, duration, its page) → its images (reference and digest, link to the
 // registry) → the config commit (with the pull request of a release in pull-request mode: its
-// number, linked to the forge, and the state of the server's merge of it) → each environment in promotion order with its gate and each
-// cluster's state (push or pull; when). A release stopped at an approval gate shows Approve there.
+// number, linked to the forge, and the state of the server's merge of it) → each environment in
+// promotion order with its gate and each cluster's state (push or pull; when). A release stopped at an approval gate shows Approve there.
 // Release and app events reload it (GET /api/v1/apps/{app}/releases/{id}); nothing polls.
 
 import {useState, type ReactNode} from 'react';
