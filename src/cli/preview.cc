@@ -1,17 +1,21 @@
 // gantry preview --repo URL|PATH --base REV --head REV [--app NAME]... [--env ENV]: what a change
-// of a config repository would do to each cluster of the push-mode topology, as the pull-request
-// preview comment shows it (server/previews.h, docs/forges.md), printed in the terminal.
+// of a config repository would do to each cluster of the topology, as the pull-request preview
+// comment shows it (server/previews.h, docs/forges.md), printed in the terminal.
 //
 // The topology (Cluster and Environment objects) is --config's or the state directory's, as for
 // `gantry deploy`; the applications are --app's, else every application of the ledger (--db or
-// the state directory's). Exit codes: 0 printed; 1 printed, but a target could not be previewed
-// (its reason is in the report); 2 usage; 3 the repository, topology or ledger cannot be read.
+// the state directory's). Pull-mode clusters are previewed through their Applications of --repo,
+// rendered as their agents render them (mirrors under --cache-dir). Exit codes: 0 printed; 1
+// printed, but a target could not be previewed (its reason is in the report); 2 usage; 3 the
+// repository, topology or ledger cannot be read.
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 
 #include <CLI/CLI.hpp>
 
+#include "agent/agent.h"
 #include "cli/commands.h"
 #include "cli/deliver.h"
 #include "cli/deps.h"
@@ -49,6 +53,8 @@ Status RunPreview(const PreviewFlags& f, const Deps& deps) {
   server::PreviewRequest q{.config = &config, .base = f.base, .head = f.head, .path_template = f.path_template,
                            .only_env = f.env, .default_namespace = f.default_namespace};
   for (const std::string& app : f.apps) q.apps.emplace_back(app, f.project);
+  bool pull_clusters = false;
+  for (const deliver::Cluster& c : config.clusters) pull_clusters = pull_clusters || c.pull;
   if (q.apps.empty()) {
     GANTRY_ASSIGN_OR_RETURN(auto store, OpenStore(f.state, deps));
     GANTRY_ASSIGN_OR_RETURN(std::vector<std::string> apps, store->ListApps());
@@ -57,9 +63,21 @@ Status RunPreview(const PreviewFlags& f, const Deps& deps) {
       const std::string project = newest.ok() && !newest->empty() ? newest->front().project : "";
       q.apps.emplace_back(app, project.empty() ? "default" : project);
     }
-    if (q.apps.empty()) return InvalidArgumentError("the ledger has no application: name one with --app");
+    if (q.apps.empty() && !pull_clusters) {
+      return InvalidArgumentError("the ledger has no application: name one with --app");
+    }
   }
-  auto sources = std::make_shared<render::GitSources>(GitSourcesOptionsFor(f.cache_dir, repo, f.git_username, allow_file));
+  const render::GitSourcesOptions git = GitSourcesOptionsFor(f.cache_dir, repo, f.git_username, allow_file);
+  std::unique_ptr<agent::Source> pull_source;
+  if (pull_clusters) {
+    const agent::AgentOptions render_as_agent{.cache_dir = (git.mirrors_dir.parent_path() / "pull-render").string(),
+                                              .allow_file_repos = allow_file,
+                                              .git_repo_credentials = git.credentials};
+    GANTRY_ASSIGN_OR_RETURN(pull_source, agent::NewSource(render_as_agent, {}));
+    q.pull_source = pull_source.get();
+    q.config_repo = repo;
+  }
+  auto sources = std::make_shared<render::GitSources>(git);
   GANTRY_RETURN_IF_ERROR(sources->Open(repo).status().WithContext("--repo"));
   q.render = deliver::GitRenderFn(std::move(sources), repo);
   q.connect = [&deps](const deliver::Cluster& c) { return deps.connect_cluster(c, {}); };

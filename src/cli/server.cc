@@ -556,6 +556,12 @@ Status RunServer(ServerOptions o, const Deps& deps) {
                                                                           .renderer = renderer,
                                                                           .connect = o.release.connect,
                                                                           .config_repo = o.deploy_repo,
+                                                                          .pull_source = pull_source.get(),
+                                                                          .pull_repos = o.release.config_repos,
+                                                                          .fork_dir = o.ci.data_dir / "preview-forks",
+                                                                          .render_options = o.release.render,
+                                                                          .allow_file_repos = o.release.config_git.allow_file,
+                                                                          .app_repos = o.ci.repos,
                                                                           .forges = o.forges,
                                                                           .path_template = o.release.path_template,
                                                                           .clock = deps.clock});

@@ -54,18 +54,12 @@ Value OwnerUids(const Value& object) {
   return owners;
 }
 
-// What a push target should hold, prepared and read as a deploy does.
-struct Compared {
-  project::Project project;
-  sync::Options options;
-  std::vector<Value> desired;
-};
+}  // namespace
 
-// A Helm chart is rendered for the cluster's version and APIs, as a deploy renders it.
-Result<Compared> Desired(kube::Client& client, const PushTarget& t) {
+Result<PushDesired> DesiredOf(kube::Client& client, const PushTarget& t) {
   GANTRY_CHECK(t.config != nullptr && t.cluster != nullptr);
   if (!t.render) return UnavailableError("this server has no config repository to render {} from (--deploy-repo)", t.app);
-  Compared c;
+  PushDesired c;
   GANTRY_ASSIGN_OR_RETURN(c.project, t.config->ProjectNamed(t.project));
   GANTRY_ASSIGN_OR_RETURN(std::string path, deliver::ExpandPathTemplate(t.path_template, t.app, t.environment));
   deliver::RenderTarget target{.namespace_ = t.default_namespace};
@@ -77,7 +71,7 @@ Result<Compared> Desired(kube::Client& client, const PushTarget& t) {
   if (!rendered.ok()) {
     return rendered.status().WithContext(fmt::format("render {} for {} at {}", path, t.environment, t.config_revision));
   }
-  c.desired = std::move(rendered->objects);
+  c.objects = std::move(rendered->objects);
   c.options.app = deliver::TrackingKey(t.project, t.app);
   c.options.cluster_name = t.cluster->name;
   if (auto rest = kube::LoadConfig({.paths = {t.cluster->kubeconfig}, .context = t.cluster->context}); rest.ok()) {
@@ -87,12 +81,10 @@ Result<Compared> Desired(kube::Client& client, const PushTarget& t) {
   return c;
 }
 
-}  // namespace
-
 Result<Value> PushResources(kube::Client& client, const PushTarget& target) {
-  GANTRY_ASSIGN_OR_RETURN(Compared c, Desired(client, target));
+  GANTRY_ASSIGN_OR_RETURN(PushDesired c, DesiredOf(client, target));
   c.options.project = &c.project;
-  GANTRY_ASSIGN_OR_RETURN(sync::Prepared prepared, sync::Prepare(client, std::move(c.desired), c.options));
+  GANTRY_ASSIGN_OR_RETURN(sync::Prepared prepared, sync::Prepare(client, std::move(c.objects), c.options));
   GANTRY_ASSIGN_OR_RETURN(sync::Live live, sync::ReadLive(client, prepared, c.options));
   GANTRY_ASSIGN_OR_RETURN(sync::Comparison comparison, sync::Compare(prepared, live, c.options));
   Value items = Value::Seq();
@@ -144,9 +136,62 @@ Result<Value> PushResources(kube::Client& client, const PushTarget& target) {
 
 namespace {
 
-// The diff document of `desired` against the cluster, compared with `options` by the sync engine.
-Result<Value> DiffOf(kube::Client& client, const std::vector<Value>& desired, const sync::Options& options) {
+// Each object of `entries` that is not in sync, applied as a server-side dry run: its entry's text
+// becomes the diff of the live object against what the server would store, an entry the server
+// would store as it is becomes Synced, and a refusal is kept in `refused`. Returns "" or, when the
+// credentials may not write (403 on the first dry run), why the entries stay compared with the
+// live objects.
+std::string DryRun(kube::Client& client, const std::vector<Value>& desired, const sync::Options& options,
+                   std::vector<sync::DiffEntry>& entries, std::map<std::string, std::string>& refused) {
+  auto prepared = sync::Prepare(client, desired, options);
+  if (!prepared.ok()) return std::string(prepared.status().message());
+  std::map<std::string, const sync::Task*> tasks;
+  for (const sync::Task& t : prepared->tasks) tasks[sync::ObjectKey(t.ref)] = &t;
+  bool wrote = false;  // a dry run went through: later refusals are the objects', not the credentials'
+  std::set<std::string> created_namespaces;  // Namespaces the sync creates: their objects cannot be dry-run yet
+  for (const auto& e : entries) {
+    if (e.ref.kind == "Namespace" && e.status == diff::SyncStatus::kMissing) created_namespaces.insert(e.ref.name);
+  }
+  if (options.create_namespace) {  // CreateNamespace=true: the sync creates a missing destination namespace
+    auto ns = client.Get({"v1", "Namespace", "", options.default_namespace});
+    if (!ns.ok() && ns.status().code() == Code::kNotFound) created_namespaces.insert(options.default_namespace);
+  }
+  for (auto& e : entries) {
+    const bool differs = e.status == diff::SyncStatus::kMissing || e.status == diff::SyncStatus::kOutOfSync;
+    if (e.hook != sync::HookPhase::kNone || !differs) continue;
+    auto task = tasks.find(sync::ObjectKey(e.ref));
+    if (task == tasks.end() || task->second->kind_missing || created_namespaces.contains(e.ref.namespace_)) continue;
+    auto dry = client.Apply(task->second->object, {.force = options.force, .dry_run = true});
+    if (!dry.ok() && dry.status().code() == Code::kPermissionDenied && !wrote) {
+      return fmt::format("a server-side dry run of {} was refused ({}), so objects are compared with the live ones",
+                         e.ref.ToString(), dry.status().message());
+    }
+    if (!dry.ok()) {
+      refused[sync::ObjectKey(e.ref)] = std::string(dry.status().message());
+      continue;
+    }
+    wrote = true;
+    if (e.status == diff::SyncStatus::kMissing) continue;  // shown as rendered: the server accepts it
+    auto live = client.Get(e.ref);
+    if (!live.ok()) continue;
+    auto compared = diff::Compare(&*dry, &*live, options.diff);
+    if (compared.ok() && compared->status == diff::SyncStatus::kSynced) {
+      e.status = diff::SyncStatus::kSynced;
+      e.text.clear();
+    } else if (auto text = diff::RenderDiff(&*dry, &*live, {.compare = options.diff}); text.ok()) {
+      e.text = *std::move(text);
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+Result<Value> DiffAgainst(kube::Client& client, const std::vector<Value>& desired, const sync::Options& options,
+                          bool dry_run) {
   GANTRY_ASSIGN_OR_RETURN(auto entries, sync::Diff(client, desired, options, /*color=*/false));
+  std::map<std::string, std::string> refused;  // ObjectKey → the server's refusal in a dry run
+  const std::string not_dry = dry_run ? DryRun(client, desired, options, entries, refused) : "";
   Value items = Value::Seq();
   for (const auto& e : entries) {
     auto [group, version] = kube::SplitApiVersion(e.ref.api_version);
@@ -159,6 +204,7 @@ Result<Value> DiffOf(kube::Client& client, const std::vector<Value>& desired, co
     v.Set("sync", diff::Name(e.status));
     v.Set("health", HealthJson(e.health));
     v.Set("diff", e.text);
+    if (auto it = refused.find(sync::ObjectKey(e.ref)); it != refused.end()) v.Set("refused", it->second);
     auto live = client.Get(e.ref);
     if (live.ok()) {
       Value shown = diff::Redact(*live);
@@ -173,15 +219,17 @@ Result<Value> DiffOf(kube::Client& client, const std::vector<Value>& desired, co
   }
   Value doc = Value::Map();
   doc.Set("items", items);
+  if (dry_run) {
+    doc.Set("compared", not_dry.empty() ? "dry run" : "live");
+    if (!not_dry.empty()) doc.Set("compared_note", not_dry);
+  }
   return doc;
 }
 
-}  // namespace
-
 Result<Value> PushDiff(kube::Client& client, const PushTarget& target) {
-  GANTRY_ASSIGN_OR_RETURN(Compared c, Desired(client, target));
+  GANTRY_ASSIGN_OR_RETURN(PushDesired c, DesiredOf(client, target));
   c.options.project = &c.project;
-  return DiffOf(client, c.desired, c.options);
+  return DiffAgainst(client, c.objects, c.options, /*dry_run=*/false);
 }
 
 Result<Value> PullDiff(kube::Client& client, const PullTarget& t) {
@@ -214,7 +262,7 @@ Result<Value> PullDiff(kube::Client& client, const PullTarget& t) {
                                                 nullptr, nullptr));
   const project::Project project = project::DefaultProject();
   options.project = &project;
-  return DiffOf(client, rendered->objects, options);
+  return DiffAgainst(client, rendered->objects, options, /*dry_run=*/false);
 }
 
 Value PullResources(const Value& application) {

@@ -25,6 +25,8 @@
 #include "base/status.h"
 #include "deliver/deliver.h"
 #include "kube/kube.h"
+#include "project/project.h"
+#include "sync/sync.h"
 #include "value/value.h"
 
 namespace gantry::server {
@@ -42,11 +44,34 @@ struct PushTarget {
   std::string default_namespace = "default";
 };
 
+// What a push target should hold, as a deploy prepares it: the app's project, the sync options of
+// the target (tracking, cluster, default namespace; options.project is for the caller to set, as
+// the project moves with the value) and the objects its release renders (a Helm chart for the
+// cluster's version and APIs). Errors: the render's (naming the path, environment and revision),
+// an unknown project.
+struct PushDesired {
+  project::Project project;
+  sync::Options options;
+  std::vector<value::Value> objects;
+};
+Result<PushDesired> DesiredOf(kube::Client& client, const PushTarget& target);
+
 // The resource tree of a push target: {"items": [node...]} where a node is {"group", "version",
 // "kind", "namespace", "name", "uid", "owners": [uid...], "sync" ("Synced", "OutOfSync",
 // "Missing", "Extra"; "" for a child the app does not render), "health": {"status", "message"}}.
 // Errors: the render's, the project's refusal, the cluster's (Unavailable naming it).
 Result<value::Value> PushResources(kube::Client& client, const PushTarget& target);
+
+// The diff of `desired` against the cluster, compared by the sync engine with `options` (sync::Diff):
+// {"items": [...]} as PushDiff's. With dry_run, each object that is not in sync is then applied as a
+// server-side dry run (field manager "gantry"): a changed object's "diff" is the live object
+// against what the server would store (its defaults and admission applied), one the server would
+// store unchanged is "Synced", and one it refuses carries "refused" (its message); an added object
+// keeps its rendered diff. The document's "compared" is "dry run", or "live" with "compared_note"
+// saying why when the credentials may not (the first dry run answered 403). Errors: sync::Diff's
+// and those of reading the live objects.
+Result<value::Value> DiffAgainst(kube::Client& client, const std::vector<value::Value>& desired,
+                                 const sync::Options& options, bool dry_run);
 
 // The diff of a push target: {"items": [{"group", "version", "kind", "namespace", "name",
 // "sync", "health", "diff" (unified text, "" when Synced), "live" (the live object without

@@ -15,13 +15,11 @@ using value::Value;
 // The pod spec of a workload, or null.
 const Value* PodSpec(const Value* object) {
   if (object == nullptr) return nullptr;
-  const std::string kind = value::StringAt(object, {"kind"});
-  if (kind == "Pod") return object->Get("spec");
-  if (kind == "CronJob") return object->Find({"spec", "jobTemplate", "spec", "template", "spec"});
-  for (const char* k : {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}) {
-    if (kind == k) return object->Find({"spec", "template", "spec"});
+  const Value* spec = object;
+  for (const std::string& key : PodSpecPath(value::StringAt(object, {"kind"}))) {
+    spec = spec == nullptr ? nullptr : spec->Get(key);
   }
-  return nullptr;
+  return spec == object ? nullptr : spec;
 }
 
 // Each container's (init containers too) field `path`, as one-line JSON ("" when absent), by name.
@@ -57,12 +55,16 @@ struct Writer {
   bool md;
   std::string Code(std::string_view s) const { return md ? fmt::format("`{}`", s) : std::string(s); }
   std::string Heading(const TargetPreview& t) const {
-    std::string where = fmt::format("{} / {}: {} ({})", t.environment, t.cluster, t.app.empty() ? "-" : t.app, Code(t.path));
+    std::string where = fmt::format("{} / {}{}: {} ({})", t.environment, t.cluster, t.pull ? " (pull)" : "",
+                                    t.app.empty() ? "-" : t.app, Code(t.path));
     return md ? fmt::format("\n#### {}\n\n", where) : fmt::format("\n== {} ==\n", where);
   }
   std::string Row(const ObjectPreview& o) const {
     std::string notes;
     for (const auto& c : o.callouts) notes += (notes.empty() ? "" : "; ") + c;
+    if (!o.refused.empty()) {
+      notes += std::string(notes.empty() ? "" : "; ") + "refused by the server in a dry run: " + o.refused;
+    }
     if (!o.in_pull_request) {
       notes += std::string(notes.empty() ? "" : "; ") + "not changed by this pull request: the cluster differs from the base too";
     }
@@ -84,6 +86,15 @@ struct Writer {
 }  // namespace
 
 std::string_view Name(Change change) { return kChangeNames[static_cast<size_t>(change)]; }
+
+std::vector<std::string> PodSpecPath(std::string_view kind) {
+  if (kind == "Pod") return {"spec"};
+  if (kind == "CronJob") return {"spec", "jobTemplate", "spec", "template", "spec"};
+  for (const char* k : {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}) {
+    if (kind == k) return {"spec", "template", "spec"};
+  }
+  return {};
+}
 
 std::vector<std::string> HealthCallouts(const Value* live, const Value* desired) {
   std::vector<std::string> out;
@@ -117,21 +128,44 @@ std::string Report(const Preview& p, const ReportOptions& options) {
   const Writer w{.md = options.markdown};
   std::string head = options.markdown ? std::string(kMarker) + "\n### Gantry preview\n\n" : "Gantry preview\n";
   const std::string short_head = p.head.substr(0, 12), short_base = p.base.substr(0, 12);
+  if (!p.predicted.empty()) head += (options.markdown ? "**Predicted.** " : "Predicted: ") + p.predicted + "\n\n";
   head += fmt::format("{} against the clusters (base {}): ", w.Code(short_head), w.Code(short_base));
   const size_t added = Count(p, Change::kAdded), changed = Count(p, Change::kChanged), removed = Count(p, Change::kRemoved);
-  size_t failed = 0;
-  for (const auto& t : p.targets) failed += t.error.empty() ? 0 : 1;
+  size_t failed = 0, violations = 0;
+  for (const auto& t : p.targets) {
+    failed += t.error.empty() ? 0 : 1;
+    violations += t.violations.size();
+  }
   if (p.targets.empty()) {
     head += "no environment of this server renders from this change.\n";
   } else {
-    head += fmt::format("{} target(s), {} object(s) added, {} changed, {} removed{}.\n", p.targets.size(), added, changed,
-                        removed, failed == 0 ? "" : fmt::format("; {} target(s) could not be previewed", failed));
+    head += fmt::format("{} target(s), {} object(s) added, {} changed, {} removed{}{}.\n", p.targets.size(), added, changed,
+                        removed, violations == 0 ? "" : fmt::format("; {} policy violation(s)", violations),
+                        failed == 0 ? "" : fmt::format("; {} target(s) could not be previewed", failed));
   }
   // The summary: per target its heading, error, and one row per object.
   std::vector<std::string> summary;
   for (const auto& t : p.targets) {
     std::string s = w.Heading(t);
-    if (!t.error.empty()) s += (options.markdown ? "**Not previewed:** " : "  not previewed: ") + t.error + "\n";
+    std::string notes;
+    if (!t.error.empty()) notes += (options.markdown ? "**Not previewed:** " : "not previewed: ") + t.error + "\n";
+    if (t.pull && t.error.empty()) notes += "A pull agent applies this change once it is merged.\n";
+    if (t.compared == "dry run") notes += "Compared by a server-side dry run.\n";
+    if (t.compared == "live") notes += fmt::format("Compared with the live objects: {}.\n", t.compared_note);
+    if (!t.violations.empty()) {
+      notes += fmt::format("{} policy violation(s): a sync of this change would be refused for\n", t.violations.size());
+      for (const auto& v : t.violations) notes += "- " + v + "\n";
+    }
+    if (options.markdown) {
+      // One paragraph, set apart from the table.
+      if (!notes.empty()) s += notes + "\n";
+    } else {
+      for (size_t at = 0; at < notes.size();) {
+        const size_t end = notes.find('\n', at) + 1;
+        s += "  " + notes.substr(at, end - at);
+        at = end;
+      }
+    }
     if (!t.objects.empty() && options.markdown) s += "| change | object | health-relevant |\n|---|---|---|\n";
     summary.push_back(std::move(s));
     for (const auto& o : t.objects) summary.push_back(w.Row(o));

@@ -48,7 +48,8 @@ metadata: {name: after-stuck, annotations: {gantry.dev/sync-wave: "1"}}
 class FakeSource final : public agent::Source {
  public:
   // Commit `commit` holds `yaml` under `path`; `changed` lists the files it changed from the
-  // previous commit. The latest commit added is what every target revision resolves to.
+  // previous commit. A target revision naming a commit resolves to it; any other to the latest
+  // commit added.
   void AddCommit(const std::string& commit, std::map<std::string, std::string> yaml_by_path,
                  std::vector<std::string> changed) {
     MutexLock lock(mu_);
@@ -68,10 +69,11 @@ class FakeSource final : public agent::Source {
     beyond_ = std::move(urls);
   }
 
-  Result<std::string> Resolve(const agent::Application&, std::chrono::steady_clock::time_point) override {
+  Result<std::string> Resolve(const agent::Application& app, std::chrono::steady_clock::time_point) override {
     MutexLock lock(mu_);
     ++resolves_;
     if (!resolve_error_.ok()) return resolve_error_;
+    if (commits_.contains(app.source.target_revision)) return app.source.target_revision;
     if (head_.empty()) return NotFoundError("no commit");
     return head_;
   }

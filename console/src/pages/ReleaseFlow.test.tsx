@@ -88,6 +88,27 @@ describe('Release flow', () => {
     expect(screen.queryByRole('button', {name: /Approve/})).toBeNull();
   });
 
+  it('names the pull request of a release in pull-request mode, linked, with its merge', async () => {
+    const fake = new FakeServer();
+    fake.data.flows['web/14'] = flow({pull_request: {number: 12, url: 'https://gitea.example/shop/config/pulls/12',
+      merge: {state: 'failed', method: 'squash', message: 'required check ci/test is failure'}}});
+    fake.data.flows['web/13'] = flow({id: 13});
+    const client = new Client({token: kToken, fetch: fake.fetch});
+    render(<ReleaseFlow client={client} app="web" id={14} />);
+    const config = await screen.findByRole('listitem', {name: 'Config commit'});
+    const pr = within(config).getByRole('link', {name: 'Pull request 12'});
+    expect(pr.getAttribute('href')).toBe('https://gitea.example/shop/config/pulls/12');
+    expect(pr.textContent).toBe('PR #12');
+    const merge = within(config).getByText(/merge failed/);
+    expect(merge.getAttribute('title')).toBe('required check ci/test is failure');
+    cleanup();
+    // A release that pushed its config commit names no pull request.
+    render(<ReleaseFlow client={client} app="web" id={13} />);
+    const pushed = await screen.findByRole('listitem', {name: 'Config commit'});
+    expect(within(pushed).queryByText(/PR #/)).toBeNull();
+    expect(screen.queryAllByRole('link', {name: /^Pull request/})).toHaveLength(0);
+  });
+
   it('says what is missing', async () => {
     const fake = new FakeServer();
     render(<ReleaseFlow client={new Client({token: kToken, fetch: fake.fetch})} app="web" id={3} />);

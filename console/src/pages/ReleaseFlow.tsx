@@ -1,13 +1,14 @@
 // A release's journey, left to right: the commit (repository, revision, link to its forge) → the CI
 // run that built it (state, duration, its page) → its images (reference and digest, link to the
-// registry) → the config commit → each environment in promotion order with its gate and each
-// cluster's state (push or pull; when). A release stopped at an approval gate shows Approve there.
+// registry) → the config commit (with the pull request of a release in pull-request mode: its
+// number, linked to the forge, and the state of the server's merge of it) → each environment in
+// promotion order with its gate and each cluster's state (push or pull; when). A release stopped at an approval gate shows Approve there.
 // Release and app events reload it (GET /api/v1/apps/{app}/releases/{id}); nothing polls.
 
 import {useState, type ReactNode} from 'react';
 
 import type {Client} from '../api/client';
-import type {FlowCluster, FlowEnvironment, ReleaseFlow as Flow} from '../api/contract';
+import type {FlowCluster, FlowEnvironment, Release, ReleaseFlow as Flow} from '../api/contract';
 import {ErrorBox, StateBadge, short, time, useLoad, useReloadOnDeliveryEvents} from '../components/common';
 import {Link} from '../router';
 
@@ -22,6 +23,20 @@ export function duration(seconds: number | null): string {
   if (seconds < 60) return `${Math.round(seconds)} s`;
   const m = Math.floor(seconds / 60);
   return m < 60 ? `${m} min ${Math.round(seconds % 60)} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+const kMergeWords = {waiting: 'merging when checks pass', merged: 'merged', failed: 'merge failed'} as const;
+
+// The pull request of a release in pull-request mode (docs/forges.md): its number, linked to the
+// forge, and where the server's auto-merge of this release's head is (what it waits for or why it
+// failed in its title). The release history and the flow page show it alike.
+export function PullRequestNote({pr}: {pr: NonNullable<Release['pull_request']>}) {
+  return (
+    <div className="wrap">
+      <ExternalLink href={pr.url || null} label={`Pull request ${pr.number}`}>PR #{pr.number}</ExternalLink>
+      {pr.merge && <span className="muted" title={pr.merge.message}> · {kMergeWords[pr.merge.state]}</span>}
+    </div>
+  );
 }
 
 // A pull cluster's state and a push cluster's ledger state share the badge colours.
@@ -133,6 +148,7 @@ export function ReleaseFlow({client, app, id}: {client: Client; app: string; id:
               <h2>Config commit</h2>
               <div className="mono"><ExternalLink href={f.config.url} label={`Config commit ${f.config.revision} on its forge`}>{short(f.config.revision, 12)}</ExternalLink></div>
               {f.config.repo && <div className="muted wrap">{f.config.repo}</div>}
+              {f.pull_request && <PullRequestNote pr={f.pull_request} />}
             </li>
             {f.environments.map((e) => (
               <EnvironmentStage key={e.name} client={client} flow={f} env={e} onDone={(m) => { setMessage(m); flow.reload(); }} />

@@ -12,21 +12,7 @@ import type {Release} from '../api/contract';
 import {ErrorBox, StateBadge, short, time, useLoad} from '../components/common';
 import {Link} from '../router';
 import {Spacer, useVirtualRows} from '../components/virtual';
-import {ExternalLink} from './ReleaseFlow';
-
-const kMergeWords = {waiting: 'merging when checks pass', merged: 'merged', failed: 'merge failed'} as const;
-
-// The pull request of a release in pull-request mode (docs/forges.md): its number, linked to the
-// forge, and where the server's auto-merge of this release's head is (what it waits for or why it
-// failed in its title).
-function PullRequestNote({pr}: {pr: NonNullable<Release['pull_request']>}) {
-  return (
-    <div className="wrap">
-      <ExternalLink href={pr.url || null} label={`Pull request ${pr.number}`}>PR #{pr.number}</ExternalLink>
-      {pr.merge && <span className="muted" title={pr.merge.message}> · {kMergeWords[pr.merge.state]}</span>}
-    </div>
-  );
-}
+import {ExternalLink, PullRequestNote} from './ReleaseFlow';
 
 // `embedded`: a section of the Application page (a heading of its own level, no way back), which
 // changes `version` when a release event of the app arrived.
