@@ -46,9 +46,9 @@ go_newer_than_local() {
   [[ $1 != "$have" && $(printf '%s\n%s\n' "$1" "$have" | sort -V | tail -n 1) == "$1" ]]
 }
 
-# peer NAME MODULE VERSION PACKAGE CRDS [LDFLAGS]: builds PACKAGE (relative to the module's root)
-# of MODULE at VERSION into $CACHE/NAME-VERSION/bin/NAME, copies the files matching CRDS (a glob
-# relative to the module's root) into its crds/.
+# peer NAME MODULE VERSION PACKAGE CRDS [LDFLAGS [SCRIPTS]]: builds PACKAGE (relative to the module's
+# root) of MODULE at VERSION into $CACHE/NAME-VERSION/bin/NAME, copies the files matching CRDS (a
+# glob relative to the module's root) into its crds/ and those matching SCRIPTS into its bin/.
 peer() {
   local name=$1 version=$3 dir=$CACHE/$1-$3 lock
   exec {lock}>"$CACHE/.lock-$name"
@@ -70,7 +70,7 @@ peer() {
 }
 
 build_peer() {
-  local dir=$1 name=$2 module=$3 version=$4 package=$5 crds=$6 ldflags="-s -w ${7:-}" mod need r t0 me=$BASHPID
+  local dir=$1 name=$2 module=$3 version=$4 package=$5 crds=$6 ldflags="-s -w ${7:-}" scripts=${8:-} mod need r t0 me=$BASHPID
   # (With the local toolchain, downloading a module that needs a newer Go fails after fetching its go.mod.)
   need=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p' || true)
   need=$(awk '$1=="go"{print $2; exit}' "$need")
@@ -90,6 +90,8 @@ build_peer() {
   echo "cpu-seconds $(( ($(awk '{print $16 + $17}' "/proc/$me/stat") - t0) / $(getconf CLK_TCK) ))"
   # shellcheck disable=SC2086 # a glob
   cp $crds "$dir/crds/"
+  # shellcheck disable=SC2086 # a glob
+  [[ -z $scripts ]] || cp $scripts "$dir/bin/"
   cd "$dir"; rm -rf "$dir/src"
 }
 
@@ -104,8 +106,10 @@ case ${1:-flux} in
       "$CACHE/kustomize-controller-$FLUX_KUSTOMIZE_VERSION"/crds/*.yaml)"
     ;;
   argocd)
+    # The repo server runs hack/git-verify-wrapper.sh (on every manifest generation, GPG or not) and
+    # hack/gpg-wrapper.sh by name, from PATH, as its image installs them in /usr/local/bin.
     peer argocd github.com/argoproj/argo-cd/v3 "$ARGOCD_VERSION" cmd 'manifests/crds/*-crd.yaml' \
-      "-X github.com/argoproj/argo-cd/v3/common.version=${ARGOCD_VERSION#v}"
+      "-X github.com/argoproj/argo-cd/v3/common.version=${ARGOCD_VERSION#v}" 'hack/git-verify-wrapper.sh hack/gpg-wrapper.sh'
     echo "ARGOCD=$CACHE/argocd-$ARGOCD_VERSION/bin/argocd"
     printf 'ARGOCD_CRDS=%q\n' "$(echo "$CACHE/argocd-$ARGOCD_VERSION"/crds/*.yaml)"
     ;;

@@ -217,7 +217,10 @@ def start_argocd(a, port):
                                       "--appendonly", "no"], {}, None, None)]
     env = {"KUBECONFIG": a.kubeconfig, "ARGOCD_FAKE_IN_CLUSTER": "true", "ARGOCD_GPG_ENABLED": "false",
            "ARGOCD_TLS_DATA_PATH": os.path.join(a.work, "argocd-tls"),
-           "ARGOCD_SSH_DATA_PATH": os.path.join(a.work, "argocd-ssh")}
+           "ARGOCD_SSH_DATA_PATH": os.path.join(a.work, "argocd-ssh"),
+           # The repo server gives git GIT_ASKPASS=argocd: its own binary, found on PATH, answers
+           # with the repository's credentials (as the image's /usr/local/bin/argocd does).
+           "PATH": os.path.dirname(a.argocd) + os.pathsep + os.environ.get("PATH", "")}
     for d in ("argocd-tls", "argocd-ssh"):
         os.makedirs(os.path.join(a.work, d), exist_ok=True)
     procs.append(Proc(a, "argocd-repo-server", [
