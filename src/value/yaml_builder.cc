@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 
 #include "value/internal/resolve.h"
 
@@ -55,19 +56,15 @@ Status YamlBuilder::StartDocument(YamlPos start) {
 }
 
 Status YamlBuilder::EndDocument(YamlPos end) {
-  GANTRY_RETURN_IF_ERROR(CheckSize(end));
+  if (TooLarge(end)) return SizeError(end);
   if (!root_.IsNull()) docs_.push_back(std::move(root_));
   root_ = Value();
   return OkStatus();
 }
 
-Status YamlBuilder::CheckSize(YamlPos end) {
-  size_t size = end.offset - std::min(doc_start_, end.offset);
-  if (size > options_.max_document_bytes) {
-    return ResourceExhaustedError("{}: document is larger than {} bytes (limit {})", Where(end),
-                                  options_.max_document_bytes, options_.max_document_bytes);
-  }
-  return OkStatus();
+Status YamlBuilder::SizeError(YamlPos end) const {
+  return ResourceExhaustedError("{}: document is larger than {} bytes (limit {})", Where(end),
+                                options_.max_document_bytes, options_.max_document_bytes);
 }
 
 void YamlBuilder::SetMark(Node* n, YamlPos start, YamlPos end) {
@@ -76,7 +73,7 @@ void YamlBuilder::SetMark(Node* n, YamlPos start, YamlPos end) {
 
 Status YamlBuilder::Scalar(std::string_view text, bool plain, std::string_view tag,
                            std::string_view anchor, YamlPos start, YamlPos end) {
-  GANTRY_RETURN_IF_ERROR(CheckSize(end));
+  if (TooLarge(end)) return SizeError(end);
   Value v;
   if (tag.empty()) {
     if (plain) {
@@ -156,7 +153,7 @@ Status YamlBuilder::Alias(std::string_view name, YamlPos start) {
 
 Status YamlBuilder::StartCollection(bool is_map, std::string_view anchor, YamlPos start,
                                     YamlPos end) {
-  GANTRY_RETURN_IF_ERROR(CheckSize(end));
+  if (TooLarge(end)) return SizeError(end);
   if (stack_.size() + 1 > options_.max_depth) {
     return ResourceExhaustedError("{}: nesting deeper than {} levels (limit {})", Where(start),
                                   options_.max_depth, options_.max_depth);
@@ -173,32 +170,34 @@ Status YamlBuilder::StartCollection(bool is_map, std::string_view anchor, YamlPo
 }
 
 Status YamlBuilder::EndCollection(YamlPos start, YamlPos end) {
-  Frame f = std::move(stack_.back());
-  stack_.pop_back();
+  Frame& f = stack_.back();
   f.node->end = end.offset;
   Value v = Node::Wrap(f.node);
   if (f.is_map) {
     auto* m = static_cast<MapNode*>(f.node);
-    m->entries.assign(std::make_move_iterator(entries_.begin() + static_cast<ptrdiff_t>(f.first)),
-                      std::make_move_iterator(entries_.end()));
+    m->entries.AllocateIn(file_, entries_.size() - f.first);
+    for (size_t i = f.first; i < entries_.size(); ++i) m->entries.push_back(std::move(entries_[i]));
     entries_.resize(f.first);
     m->RebuildIndex();
   } else {
     auto* s = static_cast<SeqNode*>(f.node);
-    s->items.assign(std::make_move_iterator(items_.begin() + static_cast<ptrdiff_t>(f.first)),
-                    std::make_move_iterator(items_.end()));
+    s->items.AllocateIn(file_, items_.size() - f.first);
+    for (size_t i = f.first; i < items_.size(); ++i) s->items.push_back(std::move(items_[i]));
     items_.resize(f.first);
   }
-  if (!f.anchor.empty()) anchors_[f.anchor] = Anchor{v, f.count, f.height};
-  return Add(std::move(v), f.count, f.height, start);
+  uint64_t count = f.count;
+  uint32_t height = f.height;
+  if (!f.anchor.empty()) anchors_[f.anchor] = Anchor{v, count, height};
+  stack_.pop_back();
+  return Add(std::move(v), count, height, start);
 }
 
 // Converts a resolved key to the string Kubernetes would use.
-Result<Value> YamlBuilder::KeyString(const Value& k, YamlPos at) {
+Result<Value> YamlBuilder::KeyString(Value k, YamlPos at) {
   std::string s;
   switch (k.type()) {
     case Type::kString:
-      return k;
+      return Result<Value>(std::move(k));
     case Type::kBool:
       s = k.AsBool() ? "true" : "false";
       break;
@@ -241,7 +240,11 @@ Status YamlBuilder::Add(Value v, uint64_t count, uint32_t height, YamlPos at) {
     return OkStatus();
   }
   if (!f.have_key) {
-    GANTRY_ASSIGN_OR_RETURN(f.key, KeyString(v, at));
+    if (v.IsString()) {
+      f.key = std::move(v);
+    } else {
+      GANTRY_ASSIGN_OR_RETURN(f.key, KeyString(std::move(v), at));
+    }
     f.have_key = true;
     return OkStatus();
   }
@@ -281,7 +284,12 @@ ptrdiff_t YamlBuilder::FindEntry(const Frame& f, std::string_view key) const {
     return it == f.index->end() ? -1 : static_cast<ptrdiff_t>(it->second);
   }
   for (size_t i = f.first; i < entries_.size(); ++i) {
-    if (KeyOf(entries_[i]) == key) return static_cast<ptrdiff_t>(i - f.first);
+    // Key bytes end with a NUL, so the first byte can be compared before memcmp even when empty.
+    std::string_view k = KeyOf(entries_[i]);
+    if (k.size() == key.size() && k.data()[0] == key.data()[0] &&
+        std::memcmp(k.data(), key.data(), k.size()) == 0) {
+      return static_cast<ptrdiff_t>(i - f.first);
+    }
   }
   return -1;
 }

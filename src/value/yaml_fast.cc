@@ -21,6 +21,9 @@
 #include "value/internal/yaml_fast.h"
 
 #include <array>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <cstring>
 #include <string>
 
@@ -154,17 +157,11 @@ class FastParser {
   Status CheckInput(size_t from) {
     size_t i = from;
     while (i < n_) {
-      size_t block = std::min<size_t>(64, n_ - i);
-      unsigned char flag = 0;
-      for (size_t j = 0; j < block; ++j) {
-        auto c = static_cast<unsigned char>(s_[i + j]);
-        flag |= static_cast<unsigned char>((c >= 0x7F) | ((c < 0x20) & (c != '\n')));
-      }
-      if (!flag) {
-        i += block;
+      if (n_ - i >= 64 && PlainBlock(s_ + i)) {
+        i += 64;
         continue;
       }
-      for (size_t end = i + block; i < end;) {
+      for (size_t end = std::min(n_, i + 64); i < end;) {
         auto c = static_cast<unsigned char>(s_[i]);
         if ((c >= 0x20 && c < 0x7F) || c == '\n' || c == '\t') {
           ++i;
@@ -189,6 +186,30 @@ class FastParser {
     }
     return OkStatus();
   }
+  // True when the 64 bytes at p are all printable ASCII or '\n' (16 at a time where SSE2 is).
+  static bool PlainBlock(const char* p) {
+#ifdef __SSE2__
+    const __m128i space = _mm_set1_epi8(0x20);
+    const __m128i del = _mm_set1_epi8(0x7F);
+    const __m128i lf = _mm_set1_epi8('\n');
+    __m128i bad = _mm_setzero_si128();
+    for (int k = 0; k < 64; k += 16) {
+      __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + k));
+      // Signed compare: bytes >= 0x80 are negative, so "< 0x20" takes them too.
+      __m128i low = _mm_andnot_si128(_mm_cmpeq_epi8(c, lf), _mm_cmplt_epi8(c, space));
+      bad = _mm_or_si128(bad, _mm_or_si128(low, _mm_cmpeq_epi8(c, del)));
+    }
+    return _mm_movemask_epi8(bad) == 0;
+#else
+    unsigned char flag = 0;
+    for (int j = 0; j < 64; ++j) {
+      auto c = static_cast<unsigned char>(p[j]);
+      flag |= static_cast<unsigned char>((c >= 0x7F) | ((c < 0x20) & (c != '\n')));
+    }
+    return flag == 0;
+#endif
+  }
+
   Status LeaveAt(size_t off, std::string_view why) const {
     return FailedPreconditionError("{}: byte {}: left to libyaml: {}", filename_, off, why);
   }

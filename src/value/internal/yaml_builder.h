@@ -5,6 +5,7 @@
 // (yaml_parser.cc) and Gantry's own scanner (yaml_fast.cc), so both give the same trees and the
 // same errors. Not thread-safe; one per parse.
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -69,14 +70,17 @@ class YamlBuilder {
   };
 
   std::string Where(YamlPos p) const;
-  Status CheckSize(YamlPos end);
+  bool TooLarge(YamlPos end) const {
+    return end.offset - std::min(doc_start_, end.offset) > options_.max_document_bytes;
+  }
+  Status SizeError(YamlPos end) const;
   void SetMark(Node* n, YamlPos start, YamlPos end);
   bool ExpectingKey() const {
     return !stack_.empty() && stack_.back().is_map && !stack_.back().have_key;
   }
   Result<Value> Tagged(std::string_view kind, std::string_view text, YamlPos at);
   Value Str(std::string_view text);
-  Result<Value> KeyString(const Value& k, YamlPos at);
+  Result<Value> KeyString(Value k, YamlPos at);
   Status Add(Value v, uint64_t count, uint32_t height, YamlPos at);
   ptrdiff_t FindEntry(const Frame& f, std::string_view key) const;
   void AppendEntry(Frame& f, Value key, Value value);
