@@ -73,33 +73,28 @@ void YamlBuilder::SetMark(Node* n, YamlPos start, YamlPos end) {
 }
 
 bool YamlBuilder::Scalar(std::string_view text, bool plain, std::string_view tag,
-                           std::string_view anchor, YamlPos start, YamlPos end) {
+                         std::string_view anchor, YamlPos start, YamlPos end) {
   if (TooLarge(end)) return SizeError(end);
-  Value v;
-  if (tag.empty()) {
-    if (plain) {
-      if (text == "<<" && ExpectingKey()) {
-        stack_.back().key_is_merge = true;
-        stack_.back().have_key = true;
-        return true;
-      }
-      v = ToValue(ResolvePlain(text), text, file_);
-    } else {
-      v = Str(text);
-    }
-  } else if (tag.starts_with(kTagPrefix)) {
-    std::string_view kind = tag.substr(kTagPrefix.size());
-    if (kind == "merge" && ExpectingKey()) {
-      stack_.back().key_is_merge = true;
-      stack_.back().have_key = true;
-      return true;
-    }
-    Result<Value> tagged = Tagged(kind, text, start);
-    if (!tagged.ok()) return Fail(tagged.status());
-    v = std::move(*tagged);
-  } else {
-    v = Str(text);  // "!" or an application tag: the text as a string
+  bool merge_key = ExpectingKey() && (tag.empty() ? plain && text == "<<"
+                                                  : tag == "tag:yaml.org,2002:merge");
+  if (merge_key) {
+    stack_.back().key_is_merge = true;
+    stack_.back().have_key = true;
+    return true;
   }
+  if (tag.empty()) {
+    return AddScalar(plain ? ToValue(ResolvePlain(text), text, file_) : Str(text), anchor, start,
+                     end);
+  }
+  if (!tag.starts_with(kTagPrefix)) {
+    return AddScalar(Str(text), anchor, start, end);  // "!" or an application tag: the text
+  }
+  Result<Value> tagged = Tagged(tag.substr(kTagPrefix.size()), text, start);
+  if (!tagged.ok()) return Fail(tagged.status());
+  return AddScalar(std::move(*tagged), anchor, start, end);
+}
+
+bool YamlBuilder::AddScalar(Value v, std::string_view anchor, YamlPos start, YamlPos end) {
   SetMark(Node::Get(v), start, end);
   if (!anchor.empty()) anchors_[std::string(anchor)] = Anchor{v, 1, 0};
   return Add(std::move(v), 1, 0, start);

@@ -43,16 +43,17 @@ struct SourceFile {
   void* Allocate(size_t n) {
     n = (n + 7) & ~size_t{7};
     used += n;
-    if (static_cast<size_t>(end - cur) < n) {
-      size_t size = std::max(next_chunk, n);
-      next_chunk = std::min<size_t>(next_chunk * 2, 256 * 1024);
-      cur = static_cast<char*>(::operator new(size));
-      end = cur + size;
-      chunks.push_back(cur);
-    }
+    if (static_cast<size_t>(end - cur) < n) [[unlikely]] NewChunk(n);
     void* p = cur;
     cur += n;
     return p;
+  }
+  [[gnu::noinline]] void NewChunk(size_t n) {
+    size_t size = std::max(next_chunk, n);
+    next_chunk = std::min<size_t>(next_chunk * 2, 256 * 1024);
+    cur = static_cast<char*>(::operator new(size));
+    end = cur + size;
+    chunks.push_back(cur);
   }
 
   static SourceFile* Ref(SourceFile* f) {

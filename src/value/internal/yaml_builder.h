@@ -87,6 +87,7 @@ class YamlBuilder {
   Result<Value> Tagged(std::string_view kind, std::string_view text, YamlPos at);
   Value Str(std::string_view text);
   Result<Value> KeyString(Value k, YamlPos at);
+  bool AddScalar(Value v, std::string_view anchor, YamlPos start, YamlPos end);
   bool Add(Value v, uint64_t count, uint32_t height, YamlPos at);
   ptrdiff_t FindEntry(const Frame& f, std::string_view key) const;
   void AppendEntry(Frame& f, Value key, Value value);
