@@ -145,6 +145,35 @@ class FastParser {
   bool IsBlankZ(size_t off) const { return off >= n_ || IsBlank(off) || IsBreak(off); }
   bool AtLineEnd() const { return p_ >= n_ || IsBreak(p_) || s_[p_] == '#'; }
   bool IsEntry(size_t off) const { return At(off) == '-' && IsBlankZ(off + 1); }
+  // The first offset at or after `off` whose byte is in `stop`, or n_ (4 bytes a step, without
+  // a bounds check for each).
+  size_t StopAt(size_t off, const std::array<bool, 256>& stop) const {
+    auto at = [&](size_t i) { return stop[static_cast<unsigned char>(s_[i])]; };
+    for (; off + 4 <= n_; off += 4) {
+      if (at(off)) return off;
+      if (at(off + 1)) return off + 1;
+      if (at(off + 2)) return off + 2;
+      if (at(off + 3)) return off + 3;
+    }
+    while (off < n_ && !at(off)) ++off;
+    return off;
+  }
+  // The first offset at or after `off` that is not a space (indentation: 8 bytes at a time).
+  size_t SpacesEnd(size_t off) const {
+    constexpr uint64_t kSpaces = 0x2020202020202020;
+    uint64_t word;
+    while (off + 8 <= n_ && (std::memcpy(&word, s_ + off, 8), word == kSpaces)) off += 8;
+    while (off < n_ && s_[off] == ' ') ++off;
+    return off;
+  }
+  // The offset of the line break ending the line that holds `off` (CR of a CRLF: CheckInput
+  // refused a lone CR), or n_.
+  size_t LineEnd(size_t off) const {
+    const void* lf = off < n_ ? std::memchr(s_ + off, '\n', n_ - off) : nullptr;
+    if (!lf) return n_;
+    auto at = static_cast<size_t>(static_cast<const char*>(lf) - s_);
+    return at > off && s_[at - 1] == '\r' ? at - 1 : at;
+  }
   bool AtDocMarker(char c) const {
     return p_ == line_start_ && p_ + 3 <= n_ && s_[p_] == c && s_[p_ + 1] == c &&
            s_[p_ + 2] == c && IsBlankZ(p_ + 3);
@@ -241,7 +270,7 @@ class FastParser {
   bool SkipToContent() {
     for (;;) {
       size_t q = p_;
-      while (q < n_ && s_[q] == ' ') ++q;
+      q = SpacesEnd(q);
       if (q < n_ && s_[q] == '\t') {
         p_ = q;
         return Leave("a tab in indentation");
@@ -259,7 +288,7 @@ class FastParser {
   bool FinishLine() {
     SkipBlanks();
     if (At(p_) == '#') {
-      while (p_ < n_ && !IsBreak(p_)) ++p_;
+      p_ = LineEnd(p_);
     }
     if (p_ >= n_) return true;
     if (!IsBreak(p_)) return Leave("more content after a value on its line");
@@ -271,7 +300,7 @@ class FastParser {
     for (;;) {
       SkipBlanks();
       if (At(p_) == '#') {
-        while (p_ < n_ && !IsBreak(p_)) ++p_;
+        p_ = LineEnd(p_);
       }
       if (p_ >= n_) return Leave("an unclosed flow collection");
       if (!IsBreak(p_)) return true;
@@ -329,7 +358,7 @@ class FastParser {
     for (;;) {
       size_t seg = p_;
       for (;;) {
-        while (p_ < n_ && !kPlainStop[static_cast<unsigned char>(s_[p_])]) ++p_;
+        p_ = StopAt(p_, kPlainStop);
         if (p_ >= n_ || IsBreak(p_)) break;
         char c = s_[p_];
         if (c == ':') {
@@ -361,7 +390,7 @@ class FastParser {
         q += s_[q] == '\r' ? 2 : 1;
         ++breaks;
         line_start = q;
-        while (q < n_ && s_[q] == ' ') ++q;
+        q = SpacesEnd(q);
         if (q < n_ && s_[q] == '\t') return Leave("a tab in a plain scalar's indentation");
         if (!IsBreak(q)) break;
       }
@@ -399,7 +428,7 @@ class FastParser {
     size_t begin = p_;
     size_t end = p_;
     for (;;) {
-      while (p_ < n_ && !kFlowPlainStop[static_cast<unsigned char>(s_[p_])]) ++p_;
+      p_ = StopAt(p_, kFlowPlainStop);
       end = p_;
       if (p_ >= n_ || IsBreak(p_)) break;
       char c = s_[p_];
@@ -612,7 +641,7 @@ class FastParser {
     }
     SkipBlanks();
     if (At(p_) == '#') {
-      while (p_ < n_ && !IsBreak(p_)) ++p_;
+      p_ = LineEnd(p_);
     }
     if (p_ < n_ && !IsBreak(p_)) return Leave("content after a block scalar header");
     if (p_ < n_) NewLine();
@@ -627,9 +656,10 @@ class FastParser {
       int max_indent = 0;
       end = p_;
       for (;;) {
-        while ((block_indent == 0 || static_cast<int>(p_ - line_start_) < block_indent) &&
-               At(p_) == ' ') {
-          ++p_;
+        if (block_indent == 0) {
+          p_ = SpacesEnd(p_);
+        } else if (size_t limit = line_start_ + static_cast<size_t>(block_indent); p_ < limit) {
+          p_ = std::min(SpacesEnd(p_), limit);
         }
         max_indent = std::max(max_indent, static_cast<int>(p_ - line_start_));
         if ((block_indent == 0 || static_cast<int>(p_ - line_start_) < block_indent) &&
@@ -658,7 +688,7 @@ class FastParser {
       trailing_breaks = 0;
       leading_blank = IsBlank(p_);
       size_t b = p_;
-      while (p_ < n_ && !IsBreak(p_)) ++p_;
+      p_ = LineEnd(p_);
       text.append(s_ + b, p_ - b);
       if (p_ < n_) {
         NewLine();
@@ -695,7 +725,7 @@ class FastParser {
     Nest nest(&depth_);
     if (depth_ > kMaxNesting) return Leave("nesting deeper than 64 levels");
     Props props;
-    if (!ScanProps(&props, /*flow=*/false)) return false;
+    if ((At(p_) == '&' || At(p_) == '!') && !ScanProps(&props, /*flow=*/false)) return false;
     if (props.any && AtLineEnd()) {
       if (!FinishLine()) return false;
       int col = NextColumn();
@@ -921,7 +951,7 @@ class FastParser {
   // A node inside a flow collection.
   bool ParseFlowNode() {
     Props props;
-    if (!ScanProps(&props, /*flow=*/true)) return false;
+    if ((At(p_) == '&' || At(p_) == '!') && !ScanProps(&props, /*flow=*/true)) return false;
     if (props.any) if (!SkipFlowSpace()) return false;
     char c = s_[p_];
     YamlPos start = props.any ? props.start : PosAt(p_);
