@@ -30,7 +30,8 @@ fi
 echo "corpus: $corpus ($(wc -c <"$corpus") bytes, $(grep -c '^---' "$corpus") documents)"
 {
   "$out/yaml_parse_bench" "$corpus" "$runs"
-  GOMAXPROCS=1 "$out/yamlbench_go" -runs "$runs" "$corpus" | awk '{print "go-sigs.k8s.io/yaml", $(NF-2), $NF}'
+  GOMAXPROCS=1 "$out/yamlbench_go" -runs "$runs" "$corpus" |
+    awk '{print "go-sigs.k8s.io/yaml", $(NF-2), $NF}'
   "$venv/bin/python" - "$corpus" "$runs" <<'PY'
 import sys, time, ryml
 data = open(sys.argv[1], "rb").read()
@@ -48,5 +49,6 @@ PY
   { name[NR] = $1; cpu[NR] = $2; wall[NR] = $3; if ($1 == "gantry") g = $2 }
   END {
     printf "%-22s %12s %12s %14s\n", "parser", "MB/cpu-s", "MB/s (wall)", "gantry is ×"
-    for (i = 1; i <= NR; i++) printf "%-22s %12.1f %12.1f %14.2f\n", name[i], cpu[i], wall[i], g / cpu[i]
+    for (i = 1; i <= NR; i++)
+      printf "%-22s %12.1f %12.1f %14.2f\n", name[i], cpu[i], wall[i], g / cpu[i]
   }'

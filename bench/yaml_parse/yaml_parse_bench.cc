@@ -1,6 +1,7 @@
 // YAML parse throughput on a corpus of realistic manifests: Gantry's ParseYaml (its own scanner,
 // and forced onto its libyaml path), yaml-cpp's YAML::LoadAll and libyaml's bare event loop,
-// single thread, best of N runs, by CPU time (MB per CPU-second: per core) and by wall time. The two Gantry paths must give the same documents and marks.
+// single thread, best of N runs, by CPU time (MB per CPU-second: per core) and by wall time.
+// The two Gantry paths must give the same documents and marks.
 // run.sh adds the Go parser (sigs.k8s.io/yaml) and rapidyaml and prints the table.
 //
 //   yaml_parse_bench --generate FILE [MB]   write the corpus (default 50 MB)

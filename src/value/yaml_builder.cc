@@ -35,7 +35,7 @@ std::string YamlBuilder::Where(YamlPos p) const {
 bool YamlBuilder::StartDocument(YamlPos start) {
   if (++documents_ > options_.max_documents) {
     return Fail(ResourceExhaustedError("{}: too many documents (limit {})", Where(start),
-                                  options_.max_documents));
+                                       options_.max_documents));
   }
   doc_start_ = start.offset;
   // One arena per document, so keeping one document keeps only its memory. Its first chunk is
@@ -132,19 +132,20 @@ Value YamlBuilder::Str(std::string_view text) {
 bool YamlBuilder::Alias(std::string_view name, YamlPos start) {
   auto it = anchors_.find(std::string(name));
   if (it == anchors_.end()) {
-    return Fail(InvalidArgumentError("{}: unknown anchor \"{}\" (or an alias inside its own anchor)",
-                                Where(start), name));
+    return Fail(InvalidArgumentError(
+        "{}: unknown anchor \"{}\" (or an alias inside its own anchor)", Where(start), name));
   }
   const Anchor& a = it->second;
   alias_nodes_ += a.count;
   if (alias_nodes_ > options_.max_alias_nodes) {
     return Fail(ResourceExhaustedError("{}: aliases expand to more than {} nodes (limit {})",
-                                  Where(start), options_.max_alias_nodes,
-                                  options_.max_alias_nodes));
+                                       Where(start), options_.max_alias_nodes,
+                                       options_.max_alias_nodes));
   }
   if (stack_.size() + a.height > options_.max_depth) {
     return Fail(ResourceExhaustedError("{}: alias \"{}\" nests deeper than {} levels (limit {})",
-                                  Where(start), name, options_.max_depth, options_.max_depth));
+                                       Where(start), name, options_.max_depth,
+                                       options_.max_depth));
   }
   return Add(a.value, a.count, a.height, start);
 }
@@ -153,12 +154,12 @@ bool YamlBuilder::StartCollection(bool is_map, std::string_view anchor, YamlPos 
                                     YamlPos end) {
   if (TooLarge(end)) return SizeError(end);
   if (stack_.size() + 1 > options_.max_depth) {
-    return Fail(ResourceExhaustedError("{}: nesting deeper than {} levels (limit {})", Where(start),
-                                  options_.max_depth, options_.max_depth));
+    return Fail(ResourceExhaustedError("{}: nesting deeper than {} levels (limit {})",
+                                       Where(start), options_.max_depth, options_.max_depth));
   }
   if (ExpectingKey()) {
     return Fail(InvalidArgumentError("{}: a {} cannot be a map key", Where(start),
-                                is_map ? "map" : "sequence"));
+                                     is_map ? "map" : "sequence"));
   }
   Node* n = is_map ? static_cast<Node*>(New<MapNode>(file_)) : New<SeqNode>(file_);
   SetMark(n, start, end);
@@ -275,7 +276,8 @@ bool YamlBuilder::Add(Value v, uint64_t count, uint32_t height, YamlPos at) {
   Mark first = entries_[f.first + p].key.mark();
   Mark dup = f.key.mark();
   return Fail(InvalidArgumentError("{}:{}:{}: duplicate key \"{}\" (first at line {} column {})",
-                              filename_, dup.line, dup.column, key, first.line, first.column));
+                                   filename_, dup.line, dup.column, key, first.line,
+                                   first.column));
 }
 
 // Position of `key` among the entries of map frame f, or -1.
