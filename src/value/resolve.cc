@@ -1,6 +1,7 @@
 #include "value/internal/resolve.h"
 
 #include <charconv>
+#include <initializer_list>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -23,36 +24,48 @@ Resolved Double(double d) {
   return r;
 }
 
-// The fixed words of go-yaml v2's resolve table.
+// The fixed words of go-yaml v2's resolve table, looked up by length and first letter (keys and
+// values of every manifest pass through here).
 bool LookupWord(std::string_view s, Resolved* out) {
-  static constexpr std::string_view kTrue[] = {"y",  "Y",    "yes",  "Yes", "YES", "true",
-                                               "True", "TRUE", "on", "On",  "ON"};
-  static constexpr std::string_view kFalse[] = {"n",     "N",     "no",  "No",  "NO", "false",
-                                                "False", "FALSE", "off", "Off", "OFF"};
-  static constexpr std::string_view kNull[] = {"~", "null", "Null", "NULL"};
-  if (s.size() > 6) return false;
-  for (auto w : kTrue) {
-    if (s == w) return *out = Bool(true), true;
+  auto any = [&](std::initializer_list<std::string_view> words) {
+    for (std::string_view w : words) {
+      if (s == w) return true;
+    }
+    return false;
+  };
+  auto inf = [&](std::string_view t) { return t == ".inf" || t == ".Inf" || t == ".INF"; };
+  switch (s.size()) {
+    case 1:
+      if (s[0] == 'y' || s[0] == 'Y') return *out = Bool(true), true;
+      if (s[0] == 'n' || s[0] == 'N') return *out = Bool(false), true;
+      if (s[0] == '~') return *out = Null(), true;
+      return false;
+    case 2:
+      if (any({"on", "On", "ON"})) return *out = Bool(true), true;
+      if (any({"no", "No", "NO"})) return *out = Bool(false), true;
+      return false;
+    case 3:
+      if (any({"yes", "Yes", "YES"})) return *out = Bool(true), true;
+      if (any({"off", "Off", "OFF"})) return *out = Bool(false), true;
+      return false;
+    case 4:
+      if (any({"true", "True", "TRUE"})) return *out = Bool(true), true;
+      if (any({"null", "Null", "NULL"})) return *out = Null(), true;
+      if (any({".nan", ".NaN", ".NAN"})) {
+        return *out = Double(std::numeric_limits<double>::quiet_NaN()), true;
+      }
+      if (inf(s)) return *out = Double(std::numeric_limits<double>::infinity()), true;
+      return false;
+    case 5:
+      if (any({"false", "False", "FALSE"})) return *out = Bool(false), true;
+      if ((s[0] == '+' || s[0] == '-') && inf(s.substr(1))) {
+        return *out = Double((s[0] == '-' ? -1 : 1) * std::numeric_limits<double>::infinity()),
+               true;
+      }
+      return false;
+    default:
+      return false;
   }
-  for (auto w : kFalse) {
-    if (s == w) return *out = Bool(false), true;
-  }
-  for (auto w : kNull) {
-    if (s == w) return *out = Null(), true;
-  }
-  if (s == ".nan" || s == ".NaN" || s == ".NAN") {
-    return *out = Double(std::numeric_limits<double>::quiet_NaN()), true;
-  }
-  std::string_view t = s;
-  double sign = 1;
-  if (!t.empty() && (t[0] == '+' || t[0] == '-')) {
-    sign = t[0] == '-' ? -1 : 1;
-    t.remove_prefix(1);
-  }
-  if (t == ".inf" || t == ".Inf" || t == ".INF") {
-    return *out = Double(sign * std::numeric_limits<double>::infinity()), true;
-  }
-  return false;
 }
 
 int DigitValue(char c) {

@@ -18,26 +18,83 @@ using internal::StringNode;
 
 namespace internal {
 
-void Node::Unref(Node* n) {
-  if (!n || n->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+namespace {
+
+// The file references of destroyed arena nodes, given back with one atomic subtraction for each
+// run of nodes from the same file (a whole document, usually) instead of one per node.
+class FileRelease {
+ public:
+  FileRelease() = default;
+  FileRelease(const FileRelease&) = delete;
+  FileRelease& operator=(const FileRelease&) = delete;
+  ~FileRelease() { Flush(); }
+  void Add(SourceFile* f) {
+    if (f != file_) {
+      Flush();
+      file_ = f;
+    }
+    ++count_;
+  }
+
+ private:
+  void Flush() {
+    if (count_ > 0) SourceFile::Unref(file_, count_);
+    count_ = 0;
+  }
+  SourceFile* file_ = nullptr;
+  uint64_t count_ = 0;
+};
+
+// Drops one reference; true when it was the last. A count of 1 is the caller's own reference, which
+// no other thread can copy meanwhile, so the common case needs no atomic read-modify-write.
+bool DropRef(Node* n) {
+  return n->refs.load(std::memory_order_acquire) == 1 ||
+         n->refs.fetch_sub(1, std::memory_order_acq_rel) == 1;
+}
+
+void Destroy(Node* n, FileRelease* release);
+
+void Drop(Value& v, FileRelease* release) {
+  Node* n = Node::Release(v);
+  if (n && DropRef(n)) Destroy(n, release);
+}
+
+void Destroy(Node* n, FileRelease* release) {
   SourceFile* file = n->file;
   bool in_arena = n->in_arena;
   switch (n->type) {
     case Value::Type::kString:
       static_cast<StringNode*>(n)->~StringNode();
       break;
-    case Value::Type::kSeq:
-      static_cast<SeqNode*>(n)->~SeqNode();
+    case Value::Type::kSeq: {
+      auto* s = static_cast<SeqNode*>(n);
+      for (Value& item : s->items) Drop(item, release);
+      s->~SeqNode();
       break;
-    case Value::Type::kMap:
-      static_cast<MapNode*>(n)->~MapNode();
+    }
+    case Value::Type::kMap: {
+      auto* m = static_cast<MapNode*>(n);
+      for (MapEntry& e : m->entries) {
+        Drop(e.key, release);
+        Drop(e.value, release);
+      }
+      m->~MapNode();
       break;
+    }
     default:
       static_cast<ScalarNode*>(n)->~ScalarNode();
       break;
   }
   if (!in_arena) ::operator delete(n);
-  SourceFile::Unref(file);
+  if (file) release->Add(file);
+}
+
+}  // namespace
+
+void Node::Unref(Node* n) {
+  if (!n || !DropRef(n)) return;
+  FileRelease release;
+  Destroy(n, &release);
 }
 
 namespace {
@@ -345,12 +402,12 @@ size_t DetachedSize(const Value& v, bool pooled_keys) {
     case Value::Type::kString:
       return Round8(sizeof(StringNode) + v.AsString().size() + 1);
     case Value::Type::kSeq: {
-      size_t n = Round8(sizeof(SeqNode));
+      size_t n = Round8(sizeof(SeqNode)) + Round8(v.size() * sizeof(Value));
       for (const Value& item : v.items()) n += DetachedSize(item, pooled_keys);
       return n;
     }
     case Value::Type::kMap: {
-      size_t n = Round8(sizeof(MapNode));
+      size_t n = Round8(sizeof(MapNode)) + Round8(v.size() * sizeof(MapEntry));
       for (const MapEntry& e : v.entries()) {
         n += (pooled_keys ? 0 : DetachedSize(e.key, false)) + DetachedSize(e.value, pooled_keys);
       }
@@ -419,13 +476,13 @@ Value DetachInto(const Value& v, SourceFile* arena, KeyPool::Impl* keys) {
       return Node::Wrap(StringNode::Make(v.AsString(), arena));
     case Value::Type::kSeq: {
       auto* n = internal::New<SeqNode>(arena);
-      n->items.reserve(v.size());
+      n->items.AllocateIn(arena, v.size());
       for (const Value& item : v.items()) n->items.push_back(DetachInto(item, arena, keys));
       return Node::Wrap(n);
     }
     case Value::Type::kMap: {
       auto* n = internal::New<MapNode>(arena);
-      n->entries.reserve(v.size());
+      n->entries.AllocateIn(arena, v.size());
       for (const MapEntry& e : v.entries()) {
         Value key;
         if (keys) {

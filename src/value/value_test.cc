@@ -116,6 +116,26 @@ TEST(Value, CopiesAreSafeToReadAndDropFromManyThreads) {
   for (auto& t : threads) t.join();
 }
 
+// Parsed maps and sequences keep their entries in the document's arena; an edit that grows one
+// moves it to the heap, and a shared one is copied out, so edits never write into the arena.
+TEST(Value, EditsOfParsedDocumentsLeaveTheArena) {
+  auto docs = ParseYaml("metadata:\n  name: web\n  labels: {a: x1, b: y1}\nargs: [--v, --w]\n");
+  ASSERT_TRUE(docs.ok());
+  Value doc = (*docs)[0];
+  Value shared = doc;
+  doc.MutableGet("metadata")->Set("namespace", "prod");  // grows a full arena array
+  doc.MutableGet("args")->Append("--x");
+  EXPECT_TRUE(doc.MutableGet("metadata")->MutableGet("labels")->Erase("a"));
+  EXPECT_EQ(ToJson(doc), R"({"metadata":{"name":"web","labels":{"b":"y1"},"namespace":"prod"},)"
+                         R"("args":["--v","--w","--x"]})");
+  EXPECT_EQ(ToJson(shared), R"({"metadata":{"name":"web","labels":{"a":"x1","b":"y1"}},)"
+                            R"("args":["--v","--w"]})");
+  docs->clear();
+  shared = Value();  // the arena now lives through the nodes doc still shares with it
+  EXPECT_EQ(doc.Find({"metadata", "labels", "b"})->AsString(), "y1");
+  EXPECT_EQ(doc.Find({"args", 0})->mark().line, 4u);
+}
+
 TEST(Detach, CopiesIntoMemoryOfItsOwn) {
   auto doc = ParseJson(R"({"items": [{"metadata": {"name": "a", "labels": {"x": "y"}},
       "data": {"i": 1, "d": 2.5, "b": true, "n": null, "s": [1, "two"]}}], "big": "padding"})", "list");

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 
 #include "value/internal/resolve.h"
 
@@ -31,10 +32,10 @@ std::string YamlBuilder::Where(YamlPos p) const {
   return fmt::format("{}:{}:{}", filename_, p.line, p.column);
 }
 
-Status YamlBuilder::StartDocument(YamlPos start) {
+bool YamlBuilder::StartDocument(YamlPos start) {
   if (++documents_ > options_.max_documents) {
-    return ResourceExhaustedError("{}: too many documents (limit {})", Where(start),
-                                  options_.max_documents);
+    return Fail(ResourceExhaustedError("{}: too many documents (limit {})", Where(start),
+                                       options_.max_documents));
   }
   doc_start_ = start.offset;
   // One arena per document, so keeping one document keeps only its memory. Its first chunk is
@@ -51,55 +52,49 @@ Status YamlBuilder::StartDocument(YamlPos start) {
   anchors_.clear();
   alias_nodes_ = 0;
   root_ = Value();
-  return OkStatus();
+  return true;
 }
 
-Status YamlBuilder::EndDocument(YamlPos end) {
-  GANTRY_RETURN_IF_ERROR(CheckSize(end));
+bool YamlBuilder::EndDocument(YamlPos end) {
+  if (TooLarge(end)) return SizeError(end);
   if (!root_.IsNull()) docs_.push_back(std::move(root_));
   root_ = Value();
-  return OkStatus();
+  return true;
 }
 
-Status YamlBuilder::CheckSize(YamlPos end) {
-  size_t size = end.offset - std::min(doc_start_, end.offset);
-  if (size > options_.max_document_bytes) {
-    return ResourceExhaustedError("{}: document is larger than {} bytes (limit {})", Where(end),
-                                  options_.max_document_bytes, options_.max_document_bytes);
-  }
-  return OkStatus();
+bool YamlBuilder::SizeError(YamlPos end) {
+  return Fail(ResourceExhaustedError("{}: document is larger than {} bytes (limit {})",
+                                     Where(end), options_.max_document_bytes,
+                                     options_.max_document_bytes));
 }
 
 void YamlBuilder::SetMark(Node* n, YamlPos start, YamlPos end) {
   n->SetMark(file_, start.line, start.column, start.offset, end.offset);
 }
 
-Status YamlBuilder::Scalar(std::string_view text, bool plain, std::string_view tag,
-                           std::string_view anchor, YamlPos start, YamlPos end) {
-  GANTRY_RETURN_IF_ERROR(CheckSize(end));
-  Value v;
-  if (tag.empty()) {
-    if (plain) {
-      if (text == "<<" && ExpectingKey()) {
-        stack_.back().key_is_merge = true;
-        stack_.back().have_key = true;
-        return OkStatus();
-      }
-      v = ToValue(ResolvePlain(text), text, file_);
-    } else {
-      v = Str(text);
-    }
-  } else if (tag.starts_with(kTagPrefix)) {
-    std::string_view kind = tag.substr(kTagPrefix.size());
-    if (kind == "merge" && ExpectingKey()) {
-      stack_.back().key_is_merge = true;
-      stack_.back().have_key = true;
-      return OkStatus();
-    }
-    GANTRY_ASSIGN_OR_RETURN(v, Tagged(kind, text, start));
-  } else {
-    v = Str(text);  // "!" or an application tag: the text as a string
+bool YamlBuilder::Scalar(std::string_view text, bool plain, std::string_view tag,
+                         std::string_view anchor, YamlPos start, YamlPos end) {
+  if (TooLarge(end)) return SizeError(end);
+  bool merge_key = ExpectingKey() && (tag.empty() ? plain && text == "<<"
+                                                  : tag == "tag:yaml.org,2002:merge");
+  if (merge_key) {
+    stack_.back().key_is_merge = true;
+    stack_.back().have_key = true;
+    return true;
   }
+  if (tag.empty()) {
+    return AddScalar(plain ? ToValue(ResolvePlain(text), text, file_) : Str(text), anchor, start,
+                     end);
+  }
+  if (!tag.starts_with(kTagPrefix)) {
+    return AddScalar(Str(text), anchor, start, end);  // "!" or an application tag: the text
+  }
+  Result<Value> tagged = Tagged(tag.substr(kTagPrefix.size()), text, start);
+  if (!tagged.ok()) return Fail(tagged.status());
+  return AddScalar(std::move(*tagged), anchor, start, end);
+}
+
+bool YamlBuilder::AddScalar(Value v, std::string_view anchor, YamlPos start, YamlPos end) {
   SetMark(Node::Get(v), start, end);
   if (!anchor.empty()) anchors_[std::string(anchor)] = Anchor{v, 1, 0};
   return Add(std::move(v), 1, 0, start);
@@ -134,71 +129,74 @@ Value YamlBuilder::Str(std::string_view text) {
   return Node::Wrap(StringNode::Make(text, file_));
 }
 
-Status YamlBuilder::Alias(std::string_view name, YamlPos start) {
+bool YamlBuilder::Alias(std::string_view name, YamlPos start) {
   auto it = anchors_.find(std::string(name));
   if (it == anchors_.end()) {
-    return InvalidArgumentError("{}: unknown anchor \"{}\" (or an alias inside its own anchor)",
-                                Where(start), name);
+    return Fail(InvalidArgumentError(
+        "{}: unknown anchor \"{}\" (or an alias inside its own anchor)", Where(start), name));
   }
   const Anchor& a = it->second;
   alias_nodes_ += a.count;
   if (alias_nodes_ > options_.max_alias_nodes) {
-    return ResourceExhaustedError("{}: aliases expand to more than {} nodes (limit {})",
-                                  Where(start), options_.max_alias_nodes,
-                                  options_.max_alias_nodes);
+    return Fail(ResourceExhaustedError("{}: aliases expand to more than {} nodes (limit {})",
+                                       Where(start), options_.max_alias_nodes,
+                                       options_.max_alias_nodes));
   }
   if (stack_.size() + a.height > options_.max_depth) {
-    return ResourceExhaustedError("{}: alias \"{}\" nests deeper than {} levels (limit {})",
-                                  Where(start), name, options_.max_depth, options_.max_depth);
+    return Fail(ResourceExhaustedError("{}: alias \"{}\" nests deeper than {} levels (limit {})",
+                                       Where(start), name, options_.max_depth,
+                                       options_.max_depth));
   }
   return Add(a.value, a.count, a.height, start);
 }
 
-Status YamlBuilder::StartCollection(bool is_map, std::string_view anchor, YamlPos start,
+bool YamlBuilder::StartCollection(bool is_map, std::string_view anchor, YamlPos start,
                                     YamlPos end) {
-  GANTRY_RETURN_IF_ERROR(CheckSize(end));
+  if (TooLarge(end)) return SizeError(end);
   if (stack_.size() + 1 > options_.max_depth) {
-    return ResourceExhaustedError("{}: nesting deeper than {} levels (limit {})", Where(start),
-                                  options_.max_depth, options_.max_depth);
+    return Fail(ResourceExhaustedError("{}: nesting deeper than {} levels (limit {})",
+                                       Where(start), options_.max_depth, options_.max_depth));
   }
   if (ExpectingKey()) {
-    return InvalidArgumentError("{}: a {} cannot be a map key", Where(start),
-                                is_map ? "map" : "sequence");
+    return Fail(InvalidArgumentError("{}: a {} cannot be a map key", Where(start),
+                                     is_map ? "map" : "sequence"));
   }
   Node* n = is_map ? static_cast<Node*>(New<MapNode>(file_)) : New<SeqNode>(file_);
   SetMark(n, start, end);
   stack_.push_back(Frame{n, is_map, is_map ? entries_.size() : items_.size()});
   if (!anchor.empty()) stack_.back().anchor = std::string(anchor);
-  return OkStatus();
+  return true;
 }
 
-Status YamlBuilder::EndCollection(YamlPos start, YamlPos end) {
-  Frame f = std::move(stack_.back());
-  stack_.pop_back();
+bool YamlBuilder::EndCollection(YamlPos start, YamlPos end) {
+  Frame& f = stack_.back();
   f.node->end = end.offset;
   Value v = Node::Wrap(f.node);
   if (f.is_map) {
     auto* m = static_cast<MapNode*>(f.node);
-    m->entries.assign(std::make_move_iterator(entries_.begin() + static_cast<ptrdiff_t>(f.first)),
-                      std::make_move_iterator(entries_.end()));
+    m->entries.AllocateIn(file_, entries_.size() - f.first);
+    for (size_t i = f.first; i < entries_.size(); ++i) m->entries.push_back(std::move(entries_[i]));
     entries_.resize(f.first);
     m->RebuildIndex();
   } else {
     auto* s = static_cast<SeqNode*>(f.node);
-    s->items.assign(std::make_move_iterator(items_.begin() + static_cast<ptrdiff_t>(f.first)),
-                    std::make_move_iterator(items_.end()));
+    s->items.AllocateIn(file_, items_.size() - f.first);
+    for (size_t i = f.first; i < items_.size(); ++i) s->items.push_back(std::move(items_[i]));
     items_.resize(f.first);
   }
-  if (!f.anchor.empty()) anchors_[f.anchor] = Anchor{v, f.count, f.height};
-  return Add(std::move(v), f.count, f.height, start);
+  uint64_t count = f.count;
+  uint32_t height = f.height;
+  if (!f.anchor.empty()) anchors_[f.anchor] = Anchor{v, count, height};
+  stack_.pop_back();
+  return Add(std::move(v), count, height, start);
 }
 
 // Converts a resolved key to the string Kubernetes would use.
-Result<Value> YamlBuilder::KeyString(const Value& k, YamlPos at) {
+Result<Value> YamlBuilder::KeyString(Value k, YamlPos at) {
   std::string s;
   switch (k.type()) {
     case Type::kString:
-      return k;
+      return Result<Value>(std::move(k));
     case Type::kBool:
       s = k.AsBool() ? "true" : "false";
       break;
@@ -228,34 +226,41 @@ Result<Value> YamlBuilder::KeyString(const Value& k, YamlPos at) {
 }
 
 // Adds a finished node to the open container, or makes it the document root.
-Status YamlBuilder::Add(Value v, uint64_t count, uint32_t height, YamlPos at) {
+bool YamlBuilder::Add(Value v, uint64_t count, uint32_t height, YamlPos at) {
   if (stack_.empty()) {
     root_ = std::move(v);
-    return OkStatus();
+    return true;
   }
   Frame& f = stack_.back();
   f.count += count;
   f.height = std::max(f.height, height + 1);
   if (!f.is_map) {
     items_.push_back(std::move(v));
-    return OkStatus();
+    return true;
   }
   if (!f.have_key) {
-    GANTRY_ASSIGN_OR_RETURN(f.key, KeyString(v, at));
+    if (v.IsString()) {
+      f.key = std::move(v);
+    } else {
+      Result<Value> key = KeyString(std::move(v), at);
+      if (!key.ok()) return Fail(key.status());
+      f.key = std::move(*key);
+    }
     f.have_key = true;
-    return OkStatus();
+    return true;
   }
   f.have_key = false;
   if (f.key_is_merge) {
     f.key_is_merge = false;
-    return Merge(f, v, at);
+    Status merged = Merge(f, v, at);
+    return merged.ok() || Fail(std::move(merged));
   }
   std::string_view key = StringOf(f.key);
   ptrdiff_t pos = FindEntry(f, key);
   if (pos < 0) {
     if (!f.from_merge.empty()) f.from_merge.push_back(false);
     AppendEntry(f, std::move(f.key), std::move(v));
-    return OkStatus();
+    return true;
   }
   auto p = static_cast<size_t>(pos);
   if (p < f.from_merge.size() && f.from_merge[p]) {
@@ -266,12 +271,13 @@ Status YamlBuilder::Add(Value v, uint64_t count, uint32_t height, YamlPos at) {
       f.index->emplace(KeyOf(entries_[f.first + p]), p);
     }
     f.from_merge[p] = false;
-    return OkStatus();
+    return true;
   }
   Mark first = entries_[f.first + p].key.mark();
   Mark dup = f.key.mark();
-  return InvalidArgumentError("{}:{}:{}: duplicate key \"{}\" (first at line {} column {})",
-                              filename_, dup.line, dup.column, key, first.line, first.column);
+  return Fail(InvalidArgumentError("{}:{}:{}: duplicate key \"{}\" (first at line {} column {})",
+                                   filename_, dup.line, dup.column, key, first.line,
+                                   first.column));
 }
 
 // Position of `key` among the entries of map frame f, or -1.
@@ -281,7 +287,12 @@ ptrdiff_t YamlBuilder::FindEntry(const Frame& f, std::string_view key) const {
     return it == f.index->end() ? -1 : static_cast<ptrdiff_t>(it->second);
   }
   for (size_t i = f.first; i < entries_.size(); ++i) {
-    if (KeyOf(entries_[i]) == key) return static_cast<ptrdiff_t>(i - f.first);
+    // Key bytes end with a NUL, so the first byte can be compared before memcmp even when empty.
+    std::string_view k = KeyOf(entries_[i]);
+    if (k.size() == key.size() && k.data()[0] == key.data()[0] &&
+        std::memcmp(k.data(), key.data(), k.size()) == 0) {
+      return static_cast<ptrdiff_t>(i - f.first);
+    }
   }
   return -1;
 }

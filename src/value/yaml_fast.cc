@@ -21,6 +21,9 @@
 #include "value/internal/yaml_fast.h"
 
 #include <array>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <cstring>
 #include <string>
 
@@ -71,24 +74,30 @@ class FastParser {
       : s_(text.data()), n_(text.size()), filename_(filename), builder_(text, filename, options) {}
 
   Result<std::vector<Value>> Run() {
+    if (!Parse()) return error_.ok() ? builder_.TakeError() : std::move(error_);
+    return builder_.TakeDocuments();
+  }
+
+ private:
+  bool Parse() {
     size_t bom = std::string_view(s_, n_).starts_with("\xEF\xBB\xBF") ? 3 : 0;
     p_ = line_start_ = bom;
-    GANTRY_RETURN_IF_ERROR(CheckInput(bom));
-    GANTRY_RETURN_IF_ERROR(SkipToContent());
+    if (!CheckInput(bom)) return false;
+    if (!SkipToContent()) return false;
     bool first = true;
     while (p_ < n_) {
       if (AtDocMarker('.')) return Leave("'...' outside a document");
       bool explicit_start = AtDocMarker('-');
       if (!explicit_start && !first) return Leave("a document without '---' after another");
-      GANTRY_RETURN_IF_ERROR(builder_.StartDocument(PosAt(p_)));
+      if (!builder_.StartDocument(PosAt(p_))) return false;
       if (explicit_start) {
         p_ += 3;
         SkipBlanks();
         if (!AtLineEnd()) return Leave("content on the '---' line");
-        GANTRY_RETURN_IF_ERROR(FinishLine());
+        if (!FinishLine()) return false;
       }
       if (NextColumn() >= 0) {
-        GANTRY_RETURN_IF_ERROR(ParseNode(-1, /*is_value=*/false, /*same_line=*/false));
+        if (!ParseNode(-1, /*is_value=*/false, /*same_line=*/false)) return false;
         if (NextColumn() >= 0) return Leave("more content after the document's root");
       }
       YamlPos end = PosAt(p_);
@@ -97,21 +106,26 @@ class FastParser {
         end = PosAt(p_);
         SkipBlanks();
         if (!AtLineEnd()) return Leave("content on the '...' line");
-        GANTRY_RETURN_IF_ERROR(FinishLine());
+        if (!FinishLine()) return false;
       }
-      GANTRY_RETURN_IF_ERROR(builder_.EndDocument(end));
+      if (!builder_.EndDocument(end)) return false;
       first = false;
     }
-    return builder_.TakeDocuments();
+    return true;
   }
 
- private:
   // ---- positions and small predicates
 
-  Status Leave(std::string_view why) const {
+  // Each scanning function returns false on failure, with the reason in error_ (or in the
+  // builder's error); a Status per call was a measurable part of the parse.
+  bool Leave(std::string_view why) {
     size_t at = std::min(p_, n_);
-    return FailedPreconditionError("{}:{}:{}: left to libyaml: {}", filename_, line_,
-                                   Column(at) + 1, why);
+    return Fail(FailedPreconditionError("{}:{}:{}: left to libyaml: {}", filename_, line_,
+                                        Column(at) + 1, why));
+  }
+  bool Fail(Status s) {
+    error_ = std::move(s);
+    return false;
   }
 
   uint32_t Column(size_t off) const {
@@ -131,6 +145,35 @@ class FastParser {
   bool IsBlankZ(size_t off) const { return off >= n_ || IsBlank(off) || IsBreak(off); }
   bool AtLineEnd() const { return p_ >= n_ || IsBreak(p_) || s_[p_] == '#'; }
   bool IsEntry(size_t off) const { return At(off) == '-' && IsBlankZ(off + 1); }
+  // The first offset at or after `off` whose byte is in `stop`, or n_ (4 bytes a step, without
+  // a bounds check for each).
+  size_t StopAt(size_t off, const std::array<bool, 256>& stop) const {
+    auto at = [&](size_t i) { return stop[static_cast<unsigned char>(s_[i])]; };
+    for (; off + 4 <= n_; off += 4) {
+      if (at(off)) return off;
+      if (at(off + 1)) return off + 1;
+      if (at(off + 2)) return off + 2;
+      if (at(off + 3)) return off + 3;
+    }
+    while (off < n_ && !at(off)) ++off;
+    return off;
+  }
+  // The first offset at or after `off` that is not a space (indentation: 8 bytes at a time).
+  size_t SpacesEnd(size_t off) const {
+    constexpr uint64_t kSpaces = 0x2020202020202020;
+    uint64_t word;
+    while (off + 8 <= n_ && (std::memcpy(&word, s_ + off, 8), word == kSpaces)) off += 8;
+    while (off < n_ && s_[off] == ' ') ++off;
+    return off;
+  }
+  // The offset of the line break ending the line that holds `off` (CR of a CRLF: CheckInput
+  // refused a lone CR), or n_.
+  size_t LineEnd(size_t off) const {
+    const void* lf = off < n_ ? std::memchr(s_ + off, '\n', n_ - off) : nullptr;
+    if (!lf) return n_;
+    auto at = static_cast<size_t>(static_cast<const char*>(lf) - s_);
+    return at > off && s_[at - 1] == '\r' ? at - 1 : at;
+  }
   bool AtDocMarker(char c) const {
     return p_ == line_start_ && p_ + 3 <= n_ && s_[p_] == c && s_[p_ + 1] == c &&
            s_[p_ + 2] == c && IsBlankZ(p_ + 3);
@@ -151,20 +194,14 @@ class FastParser {
 
   // libyaml refuses control characters and invalid UTF-8; NEL, LS, PS and a BOM inside the text
   // change line counting or whitespace, so those streams are libyaml's.
-  Status CheckInput(size_t from) {
+  bool CheckInput(size_t from) {
     size_t i = from;
     while (i < n_) {
-      size_t block = std::min<size_t>(64, n_ - i);
-      unsigned char flag = 0;
-      for (size_t j = 0; j < block; ++j) {
-        auto c = static_cast<unsigned char>(s_[i + j]);
-        flag |= static_cast<unsigned char>((c >= 0x7F) | ((c < 0x20) & (c != '\n')));
-      }
-      if (!flag) {
-        i += block;
+      if (n_ - i >= 64 && PlainBlock(s_ + i)) {
+        i += 64;
         continue;
       }
-      for (size_t end = i + block; i < end;) {
+      for (size_t end = std::min(n_, i + 64); i < end;) {
         auto c = static_cast<unsigned char>(s_[i]);
         if ((c >= 0x20 && c < 0x7F) || c == '\n' || c == '\t') {
           ++i;
@@ -187,10 +224,34 @@ class FastParser {
         }
       }
     }
-    return OkStatus();
+    return true;
   }
-  Status LeaveAt(size_t off, std::string_view why) const {
-    return FailedPreconditionError("{}: byte {}: left to libyaml: {}", filename_, off, why);
+  // True when the 64 bytes at p are all printable ASCII or '\n' (16 at a time where SSE2 is).
+  static bool PlainBlock(const char* p) {
+#ifdef __SSE2__
+    const __m128i space = _mm_set1_epi8(0x20);
+    const __m128i del = _mm_set1_epi8(0x7F);
+    const __m128i lf = _mm_set1_epi8('\n');
+    __m128i bad = _mm_setzero_si128();
+    for (int k = 0; k < 64; k += 16) {
+      __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + k));
+      // Signed compare: bytes >= 0x80 are negative, so "< 0x20" takes them too.
+      __m128i low = _mm_andnot_si128(_mm_cmpeq_epi8(c, lf), _mm_cmplt_epi8(c, space));
+      bad = _mm_or_si128(bad, _mm_or_si128(low, _mm_cmpeq_epi8(c, del)));
+    }
+    return _mm_movemask_epi8(bad) == 0;
+#else
+    unsigned char flag = 0;
+    for (int j = 0; j < 64; ++j) {
+      auto c = static_cast<unsigned char>(p[j]);
+      flag |= static_cast<unsigned char>((c >= 0x7F) | ((c < 0x20) & (c != '\n')));
+    }
+    return flag == 0;
+#endif
+  }
+
+  bool LeaveAt(size_t off, std::string_view why) {
+    return Fail(FailedPreconditionError("{}: byte {}: left to libyaml: {}", filename_, off, why));
   }
 
   // ---- whitespace
@@ -199,17 +260,17 @@ class FastParser {
     while (IsBlank(p_)) ++p_;
   }
   // Spaces (not tabs) after ':' or '-', where libyaml still allows a simple key.
-  Status SkipSpaces() {
+  bool SkipSpaces() {
     while (At(p_) == ' ') ++p_;
     if (At(p_) == '\t') return Leave("a tab after an indicator");
-    return OkStatus();
+    return true;
   }
   // From a line start (or the end): past empty lines, comment lines and the indentation of the
   // next line with content.
-  Status SkipToContent() {
+  bool SkipToContent() {
     for (;;) {
       size_t q = p_;
-      while (q < n_ && s_[q] == ' ') ++q;
+      q = SpacesEnd(q);
       if (q < n_ && s_[q] == '\t') {
         p_ = q;
         return Leave("a tab in indentation");
@@ -218,31 +279,31 @@ class FastParser {
         while (q < n_ && !IsBreak(q)) ++q;
       }
       p_ = q;
-      if (!IsBreak(p_)) return OkStatus();
+      if (!IsBreak(p_)) return true;
       NewLine();
     }
   }
   // After a node that ends inside a line: blanks and a comment to the line end, then on to the
   // next content.
-  Status FinishLine() {
+  bool FinishLine() {
     SkipBlanks();
     if (At(p_) == '#') {
-      while (p_ < n_ && !IsBreak(p_)) ++p_;
+      p_ = LineEnd(p_);
     }
-    if (p_ >= n_) return OkStatus();
+    if (p_ >= n_) return true;
     if (!IsBreak(p_)) return Leave("more content after a value on its line");
     NewLine();
     return SkipToContent();
   }
   // Inside flow collections: blanks, breaks and comments.
-  Status SkipFlowSpace() {
+  bool SkipFlowSpace() {
     for (;;) {
       SkipBlanks();
       if (At(p_) == '#') {
-        while (p_ < n_ && !IsBreak(p_)) ++p_;
+        p_ = LineEnd(p_);
       }
       if (p_ >= n_) return Leave("an unclosed flow collection");
-      if (!IsBreak(p_)) return OkStatus();
+      if (!IsBreak(p_)) return true;
       NewLine();
       if (AtDocMarker('-') || AtDocMarker('.')) return Leave("a document marker in a flow collection");
     }
@@ -250,7 +311,7 @@ class FastParser {
 
   // ---- properties
 
-  Status ScanProps(Props* props, bool flow) {
+  bool ScanProps(Props* props, bool flow) {
     while (p_ < n_ && (s_[p_] == '&' || s_[p_] == '!')) {
       if (!props->any) props->start = PosAt(p_);
       props->any = true;
@@ -278,7 +339,7 @@ class FastParser {
       props->end = PosAt(p_);
       SkipBlanks();
     }
-    return OkStatus();
+    return true;
   }
 
   // ---- scalars
@@ -286,8 +347,9 @@ class FastParser {
   // A plain scalar in block context. Lines after the first continue it when indented at least
   // `min_column` (libyaml folds them: one break → ' ', n breaks → n-1 '\n'). A key (`single_line`)
   // stops at its line's end. Stops before ": ", " #" and the line end.
-  Result<Scalar> ScanPlain(int min_column, bool single_line) {
-    Scalar out;
+  bool ScanPlain(int min_column, bool single_line, Scalar* result) {
+    Scalar& out = *result;
+    out = Scalar();
     out.plain = true;
     out.start = PosAt(p_);
     size_t begin = p_;
@@ -296,7 +358,7 @@ class FastParser {
     for (;;) {
       size_t seg = p_;
       for (;;) {
-        while (p_ < n_ && !kPlainStop[static_cast<unsigned char>(s_[p_])]) ++p_;
+        p_ = StopAt(p_, kPlainStop);
         if (p_ >= n_ || IsBreak(p_)) break;
         char c = s_[p_];
         if (c == ':') {
@@ -328,7 +390,7 @@ class FastParser {
         q += s_[q] == '\r' ? 2 : 1;
         ++breaks;
         line_start = q;
-        while (q < n_ && s_[q] == ' ') ++q;
+        q = SpacesEnd(q);
         if (q < n_ && s_[q] == '\t') return Leave("a tab in a plain scalar's indentation");
         if (!IsBreak(q)) break;
       }
@@ -354,18 +416,19 @@ class FastParser {
     }
     out.text = folded ? std::string_view(scratch_) : std::string_view(s_ + begin, end - begin);
     out.end = PosAt(end);
-    return out;
+    return true;
   }
 
   // A plain scalar inside a flow collection, on one line.
-  Result<Scalar> ScanPlainFlow() {
-    Scalar out;
+  bool ScanPlainFlow(Scalar* result) {
+    Scalar& out = *result;
+    out = Scalar();
     out.plain = true;
     out.start = PosAt(p_);
     size_t begin = p_;
     size_t end = p_;
     for (;;) {
-      while (p_ < n_ && !kFlowPlainStop[static_cast<unsigned char>(s_[p_])]) ++p_;
+      p_ = StopAt(p_, kFlowPlainStop);
       end = p_;
       if (p_ >= n_ || IsBreak(p_)) break;
       char c = s_[p_];
@@ -392,7 +455,7 @@ class FastParser {
       size_t save = p_;
       uint32_t line = line_;
       size_t line_start = line_start_;
-      GANTRY_RETURN_IF_ERROR(SkipFlowSpace());
+      if (!SkipFlowSpace()) return false;
       char d = At(p_);
       bool ends = d == ',' || d == ']' || d == '}' || (d == ':' && IsBlankZ(p_ + 1));
       p_ = save;
@@ -402,7 +465,7 @@ class FastParser {
     }
     out.text = std::string_view(s_ + begin, end - begin);
     out.end = PosAt(end);
-    return out;
+    return true;
   }
 
   static int Hex(char c) {
@@ -430,8 +493,9 @@ class FastParser {
   }
 
   // A single- or double-quoted scalar, folded and unescaped as libyaml does.
-  Result<Scalar> ScanQuoted() {
-    Scalar out;
+  bool ScanQuoted(Scalar* result) {
+    Scalar& out = *result;
+    out = Scalar();
     out.start = PosAt(p_);
     char quote = s_[p_];
     bool single = quote == '\'';
@@ -444,7 +508,7 @@ class FastParser {
       out.text = std::string_view(s_ + p_, q - p_);
       p_ = q + 1;
       out.end = PosAt(p_);
-      return out;
+      return true;
     }
     std::string& text = scratch_;
     text.clear();
@@ -466,7 +530,7 @@ class FastParser {
           leading_blanks = true;
           break;
         } else if (!single && c == '\\') {
-          GANTRY_RETURN_IF_ERROR(Escape(text));
+          if (!Escape(text)) return false;
         } else {
           text += c;
           ++p_;
@@ -505,10 +569,10 @@ class FastParser {
     out.text = text;
     out.multiline = line_ != first_line;
     out.end = PosAt(p_);
-    return out;
+    return true;
   }
 
-  Status Escape(std::string& text) {
+  bool Escape(std::string& text) {
     char e = At(p_ + 1);
     size_t digits = 0;
     switch (e) {
@@ -535,7 +599,7 @@ class FastParser {
       default: return Leave("an unknown escape");
     }
     p_ += 2;
-    if (digits == 0) return OkStatus();
+    if (digits == 0) return true;
     uint32_t v = 0;
     for (size_t i = 0; i < digits; ++i) {
       int h = Hex(At(p_ + i));
@@ -545,12 +609,13 @@ class FastParser {
     if ((v >= 0xD800 && v <= 0xDFFF) || v > 0x10FFFF) return Leave("an invalid escaped character");
     AppendUtf8(text, v);
     p_ += digits;
-    return OkStatus();
+    return true;
   }
 
   // A literal (|) or folded (>) block scalar; `indent` is the enclosing block's column.
-  Result<Scalar> ScanBlockScalar(int indent) {
-    Scalar out;
+  bool ScanBlockScalar(int indent, Scalar* result) {
+    Scalar& out = *result;
+    out = Scalar();
     out.start = PosAt(p_);
     bool literal = s_[p_] == '|';
     ++p_;
@@ -576,7 +641,7 @@ class FastParser {
     }
     SkipBlanks();
     if (At(p_) == '#') {
-      while (p_ < n_ && !IsBreak(p_)) ++p_;
+      p_ = LineEnd(p_);
     }
     if (p_ < n_ && !IsBreak(p_)) return Leave("content after a block scalar header");
     if (p_ < n_) NewLine();
@@ -587,13 +652,14 @@ class FastParser {
     bool leading_break = false;
     uint32_t trailing_breaks = 0;
     // Indentation spaces and empty lines; fixes the indentation from the first content line.
-    auto breaks = [&]() -> Status {
+    auto breaks = [&]() -> bool {
       int max_indent = 0;
       end = p_;
       for (;;) {
-        while ((block_indent == 0 || static_cast<int>(p_ - line_start_) < block_indent) &&
-               At(p_) == ' ') {
-          ++p_;
+        if (block_indent == 0) {
+          p_ = SpacesEnd(p_);
+        } else if (size_t limit = line_start_ + static_cast<size_t>(block_indent); p_ < limit) {
+          p_ = std::min(SpacesEnd(p_), limit);
         }
         max_indent = std::max(max_indent, static_cast<int>(p_ - line_start_));
         if ((block_indent == 0 || static_cast<int>(p_ - line_start_) < block_indent) &&
@@ -606,9 +672,9 @@ class FastParser {
         end = p_;
       }
       if (block_indent == 0) block_indent = std::max({max_indent, indent + 1, 1});
-      return OkStatus();
+      return true;
     };
-    GANTRY_RETURN_IF_ERROR(breaks());
+    if (!breaks()) return false;
     bool leading_blank = false;
     while (static_cast<int>(p_ - line_start_) == block_indent && p_ < n_) {
       bool trailing_blank = IsBlank(p_);
@@ -622,20 +688,20 @@ class FastParser {
       trailing_breaks = 0;
       leading_blank = IsBlank(p_);
       size_t b = p_;
-      while (p_ < n_ && !IsBreak(p_)) ++p_;
+      p_ = LineEnd(p_);
       text.append(s_ + b, p_ - b);
       if (p_ < n_) {
         NewLine();
         leading_break = true;
       }
-      GANTRY_RETURN_IF_ERROR(breaks());
+      if (!breaks()) return false;
     }
     if (chomping != -1 && leading_break) text += '\n';
     if (chomping == 1) text.append(trailing_breaks, '\n');
     out.text = text;
     out.multiline = true;
     out.end = YamlPos{line_, 1, end};
-    return out;
+    return true;
   }
 
   // ---- nodes
@@ -647,7 +713,7 @@ class FastParser {
     int* depth;
   };
 
-  Status EmitScalar(const Scalar& sc, const Props& props) {
+  bool EmitScalar(const Scalar& sc, const Props& props) {
     return builder_.Scalar(sc.text, sc.plain, props.tag, props.anchor,
                            props.any ? props.start : sc.start, sc.end);
   }
@@ -655,13 +721,13 @@ class FastParser {
   // The node at p_ in block context; `indent` is the column of the enclosing block collection
   // (-1 at the root). `is_value`: the node is a map value; `same_line`: it starts on the line of
   // its key or '-'. Returns with p_ at the next token.
-  Status ParseNode(int indent, bool is_value, bool same_line) {
+  bool ParseNode(int indent, bool is_value, bool same_line) {
     Nest nest(&depth_);
     if (depth_ > kMaxNesting) return Leave("nesting deeper than 64 levels");
     Props props;
-    GANTRY_RETURN_IF_ERROR(ScanProps(&props, /*flow=*/false));
+    if ((At(p_) == '&' || At(p_) == '!') && !ScanProps(&props, /*flow=*/false)) return false;
     if (props.any && AtLineEnd()) {
-      GANTRY_RETURN_IF_ERROR(FinishLine());
+      if (!FinishLine()) return false;
       int col = NextColumn();
       if (col == indent && is_value && IsEntry(p_)) {
         return ParseBlockSeq(col, props, props.start, /*indentless=*/true);
@@ -683,7 +749,7 @@ class FastParser {
     switch (c) {
       case '[':
       case '{': {
-        GANTRY_RETURN_IF_ERROR(ParseFlow(props, start));
+        if (!ParseFlow(props, start)) return false;
         SkipBlanks();
         if (At(p_) == ':') return Leave("a flow collection as a key");
         return FinishLine();
@@ -691,21 +757,24 @@ class FastParser {
       case '*': {
         if (props.any) return Leave("properties on an alias");
         YamlPos at = PosAt(p_);
-        GANTRY_ASSIGN_OR_RETURN(std::string_view name, ScanAliasName(false));
-        GANTRY_RETURN_IF_ERROR(builder_.Alias(name, at));
+        std::string_view name;
+        if (!ScanAliasName(false, &name)) return false;
+        if (!builder_.Alias(name, at)) return false;
         SkipBlanks();
         if (At(p_) == ':') return Leave("an alias as a key");
         return FinishLine();
       }
       case '|':
       case '>': {
-        GANTRY_ASSIGN_OR_RETURN(Scalar sc, ScanBlockScalar(indent));
-        GANTRY_RETURN_IF_ERROR(EmitScalar(sc, props));
+        Scalar sc;
+        if (!ScanBlockScalar(indent, &sc)) return false;
+        if (!EmitScalar(sc, props)) return false;
         return SkipToContent();
       }
       case '"':
       case '\'': {
-        GANTRY_ASSIGN_OR_RETURN(Scalar sc, ScanQuoted());
+        Scalar sc;
+        if (!ScanQuoted(&sc)) return false;
         return ScalarOrKey(sc, props, is_value, same_line);
       }
       case '?':
@@ -718,12 +787,13 @@ class FastParser {
       default:
         break;
     }
-    GANTRY_ASSIGN_OR_RETURN(Scalar sc, ScanPlain(indent + 1, false));
+    Scalar sc;
+    if (!ScanPlain(indent + 1, false, &sc)) return false;
     return ScalarOrKey(sc, props, is_value, same_line);
   }
 
   // After a scalar: a key when ": " follows (a block map starts there), else a value.
-  Status ScalarOrKey(const Scalar& sc, const Props& props, bool is_value, bool same_line) {
+  bool ScalarOrKey(const Scalar& sc, const Props& props, bool is_value, bool same_line) {
     SkipBlanks();
     if (At(p_) == ':' && IsBlankZ(p_ + 1)) {
       if (same_line && is_value) return Leave("a map on the line of its key");
@@ -731,30 +801,31 @@ class FastParser {
       if (sc.multiline || sc.end.offset - sc.start.offset > kMaxSimpleKey) {
         return Leave("a multi-line or long key");
       }
-      GANTRY_RETURN_IF_ERROR(builder_.StartCollection(
-          true, props.anchor, props.any ? props.start : sc.start, sc.start));
+      if (!builder_.StartCollection(
+          true, props.anchor, props.any ? props.start : sc.start, sc.start)) return false;
       return ParseBlockMapEntries(static_cast<int>(sc.start.column - 1), sc);
     }
-    GANTRY_RETURN_IF_ERROR(EmitScalar(sc, props));
+    if (!EmitScalar(sc, props)) return false;
     return FinishLine();
   }
 
-  Result<std::string_view> ScanAliasName(bool flow) {
+  bool ScanAliasName(bool flow, std::string_view* name) {
     size_t b = ++p_;
     while (p_ < n_ && kAnchorChar[static_cast<unsigned char>(s_[p_])]) ++p_;
     char c = At(p_);
     if (p_ == b || !(IsBlankZ(p_) || (flow && (c == ',' || c == ']' || c == '}')))) {
       return Leave("an unusual alias");
     }
-    return std::string_view(s_ + b, p_ - b);
+    *name = std::string_view(s_ + b, p_ - b);
+    return true;
   }
 
   // A key at p_ of a block map at `col` (not the first one).
-  Result<Scalar> ScanKey(int col) {
+  bool ScanKey(int col, Scalar* result) {
     char c = At(p_);
-    Scalar sc;
+    Scalar& sc = *result;
     if (c == '"' || c == '\'') {
-      GANTRY_ASSIGN_OR_RETURN(sc, ScanQuoted());
+      if (!ScanQuoted(&sc)) return false;
     } else if (c == '-' && IsBlankZ(p_ + 1)) {
       return Leave("a '-' among the keys of a map");
     } else if (c == '?' && IsBlankZ(p_ + 1)) {
@@ -762,25 +833,25 @@ class FastParser {
     } else if (std::strchr("?:%@`,[]{}#&!*|>\t", c) != nullptr) {
       return Leave("a key that is not a plain or quoted scalar");
     } else {
-      GANTRY_ASSIGN_OR_RETURN(sc, ScanPlain(col + 1, true));
+      if (!ScanPlain(col + 1, true, &sc)) return false;
     }
     SkipBlanks();
     if (!(At(p_) == ':' && IsBlankZ(p_ + 1))) return Leave("a map entry without ': '");
     if (sc.multiline || sc.end.offset - sc.start.offset > kMaxSimpleKey) {
       return Leave("a multi-line or long key");
     }
-    return sc;
+    return true;
   }
 
   // After the ':' of a key or a '-' at p_, in a block collection at column `col`: the node on the
   // same line, or on the lines below (indented more; for a map value also an indentless
   // sequence), or else an empty scalar right after the indicator.
-  Status ParseAfterIndicator(int col, bool is_value, bool indentless) {
+  bool ParseAfterIndicator(int col, bool is_value, bool indentless) {
     YamlPos mark = PosAt(p_ + 1);
     ++p_;
-    GANTRY_RETURN_IF_ERROR(SkipSpaces());
+    if (!SkipSpaces()) return false;
     if (!AtLineEnd()) return ParseNode(col, is_value, /*same_line=*/true);
-    GANTRY_RETURN_IF_ERROR(FinishLine());
+    if (!FinishLine()) return false;
     int next = NextColumn();
     if (next > col) return ParseNode(col, is_value, /*same_line=*/false);
     if (next == col && is_value && IsEntry(p_)) {
@@ -794,14 +865,14 @@ class FastParser {
 
   // The entries of a block map at column `col` (started by the caller) from its scanned first
   // key on; p_ is at that key's ':'.
-  Status ParseBlockMapEntries(int col, Scalar key) {
+  bool ParseBlockMapEntries(int col, Scalar key) {
     for (;;) {
-      GANTRY_RETURN_IF_ERROR(builder_.Scalar(key.text, key.plain, {}, {}, key.start, key.end));
-      GANTRY_RETURN_IF_ERROR(ParseAfterIndicator(col, /*is_value=*/true, /*indentless=*/false));
+      if (!builder_.Scalar(key.text, key.plain, {}, {}, key.start, key.end)) return false;
+      if (!ParseAfterIndicator(col, /*is_value=*/true, /*indentless=*/false)) return false;
       int next = NextColumn();
       if (next < col) break;
       if (next > col) return Leave("a line indented more than the keys of its map");
-      GANTRY_ASSIGN_OR_RETURN(key, ScanKey(col));
+      if (!ScanKey(col, &key)) return false;
     }
     YamlPos end = PosAt(std::min(p_, n_));
     return builder_.EndCollection(end, end);
@@ -810,10 +881,10 @@ class FastParser {
   // A block sequence whose first '-' is at p_, column `col`; indentless when it is the value of
   // a key at the same column.
   // Tags on collections are ignored (as on libyaml's path).
-  Status ParseBlockSeq(int col, const Props& props, YamlPos start, bool indentless) {
-    GANTRY_RETURN_IF_ERROR(builder_.StartCollection(false, props.anchor, start, PosAt(p_ + 1)));
+  bool ParseBlockSeq(int col, const Props& props, YamlPos start, bool indentless) {
+    if (!builder_.StartCollection(false, props.anchor, start, PosAt(p_ + 1))) return false;
     for (;;) {
-      GANTRY_RETURN_IF_ERROR(ParseAfterIndicator(col, /*is_value=*/false, indentless));
+      if (!ParseAfterIndicator(col, /*is_value=*/false, indentless)) return false;
       int next = NextColumn();
       if (next == col && IsEntry(p_)) continue;
       if (next < col) break;
@@ -825,49 +896,49 @@ class FastParser {
   }
 
   // A flow sequence or map at p_ ('[' or '{'), nested ones included.
-  Status ParseFlow(const Props& props, YamlPos start) {
+  bool ParseFlow(const Props& props, YamlPos start) {
     Nest nest(&depth_);
     if (depth_ > kMaxNesting) return Leave("nesting deeper than 64 levels");
     bool is_map = s_[p_] == '{';
     char close = is_map ? '}' : ']';
-    GANTRY_RETURN_IF_ERROR(builder_.StartCollection(is_map, props.anchor, start, PosAt(p_ + 1)));
+    if (!builder_.StartCollection(is_map, props.anchor, start, PosAt(p_ + 1))) return false;
     ++p_;
-    GANTRY_RETURN_IF_ERROR(SkipFlowSpace());
+    if (!SkipFlowSpace()) return false;
     while (s_[p_] != close) {
       if (is_map) {
         Scalar key;
         char c = s_[p_];
         if (c == '"' || c == '\'') {
-          GANTRY_ASSIGN_OR_RETURN(key, ScanQuoted());
+          if (!ScanQuoted(&key)) return false;
         } else if (std::strchr("-?:%@`,[]{}#&!*|>", c) != nullptr) {
           return Leave("a flow map key that is not a plain or quoted scalar");
         } else {
-          GANTRY_ASSIGN_OR_RETURN(key, ScanPlainFlow());
+          if (!ScanPlainFlow(&key)) return false;
         }
         SkipBlanks();
         if (At(p_) != ':' || key.multiline ||
             key.end.offset - key.start.offset > kMaxSimpleKey) {
           return Leave("a flow map entry without ':' on the key's line");
         }
-        GANTRY_RETURN_IF_ERROR(builder_.Scalar(key.text, key.plain, {}, {}, key.start, key.end));
+        if (!builder_.Scalar(key.text, key.plain, {}, {}, key.start, key.end)) return false;
         ++p_;
-        GANTRY_RETURN_IF_ERROR(SkipFlowSpace());
+        if (!SkipFlowSpace()) return false;
         if (s_[p_] == ',' || s_[p_] == close) {
           // libyaml puts an empty flow value at the next token (a block one after its ':').
           YamlPos at = PosAt(p_);
-          GANTRY_RETURN_IF_ERROR(builder_.Scalar("", true, {}, {}, at, at));
+          if (!builder_.Scalar("", true, {}, {}, at, at)) return false;
         } else {
-          GANTRY_RETURN_IF_ERROR(ParseFlowNode());
+          if (!ParseFlowNode()) return false;
         }
       } else {
-        GANTRY_RETURN_IF_ERROR(ParseFlowNode());
+        if (!ParseFlowNode()) return false;
         SkipBlanks();
         if (At(p_) == ':') return Leave("a single-pair map in a flow sequence");
       }
-      GANTRY_RETURN_IF_ERROR(SkipFlowSpace());
+      if (!SkipFlowSpace()) return false;
       if (s_[p_] == ',') {
         ++p_;
-        GANTRY_RETURN_IF_ERROR(SkipFlowSpace());
+        if (!SkipFlowSpace()) return false;
       } else if (s_[p_] != close) {
         return Leave("a flow collection entry followed by neither ',' nor its end");
       }
@@ -878,26 +949,27 @@ class FastParser {
   }
 
   // A node inside a flow collection.
-  Status ParseFlowNode() {
+  bool ParseFlowNode() {
     Props props;
-    GANTRY_RETURN_IF_ERROR(ScanProps(&props, /*flow=*/true));
-    if (props.any) GANTRY_RETURN_IF_ERROR(SkipFlowSpace());
+    if ((At(p_) == '&' || At(p_) == '!') && !ScanProps(&props, /*flow=*/true)) return false;
+    if (props.any) if (!SkipFlowSpace()) return false;
     char c = s_[p_];
     YamlPos start = props.any ? props.start : PosAt(p_);
     if (c == '[' || c == '{') return ParseFlow(props, start);
     if (c == '*') {
       if (props.any) return Leave("properties on an alias");
-      GANTRY_ASSIGN_OR_RETURN(std::string_view name, ScanAliasName(true));
+      std::string_view name;
+      if (!ScanAliasName(true, &name)) return false;
       return builder_.Alias(name, start);
     }
     Scalar sc;
     if (c == '"' || c == '\'') {
-      GANTRY_ASSIGN_OR_RETURN(sc, ScanQuoted());
+      if (!ScanQuoted(&sc)) return false;
     } else if (c == '-' ? std::strchr(",]}", At(p_ + 1)) != nullptr || IsBlankZ(p_ + 1)
                         : std::strchr("?:%@`,[]{}#&!|>", c) != nullptr) {
       return Leave("a flow node that is not a scalar or collection");
     } else {
-      GANTRY_ASSIGN_OR_RETURN(sc, ScanPlainFlow());
+      if (!ScanPlainFlow(&sc)) return false;
     }
     return EmitScalar(sc, props);
   }
@@ -912,6 +984,7 @@ class FastParser {
   bool ascii_ = true;
   int depth_ = 0;
   std::string scratch_;  // folded or unescaped scalar text (one scalar at a time)
+  Status error_;         // why the scanner stopped, unless the builder refused an event
 };
 
 }  // namespace

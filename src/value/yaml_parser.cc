@@ -91,46 +91,41 @@ class LibyamlParser {
     for (;;) {
       if (!ev.Next(&parser_)) return LibyamlError();
       const yaml_event_t& e = ev.get();
-      switch (e.type) {
-        case YAML_STREAM_START_EVENT:
-        case YAML_NO_EVENT:
-          break;
-        case YAML_STREAM_END_EVENT:
-          return builder_.TakeDocuments();
-        case YAML_DOCUMENT_START_EVENT:
-          GANTRY_RETURN_IF_ERROR(builder_.StartDocument(Pos(e.start_mark)));
-          break;
-        case YAML_DOCUMENT_END_EVENT:
-          GANTRY_RETURN_IF_ERROR(builder_.EndDocument(Pos(e.end_mark)));
-          break;
-        case YAML_ALIAS_EVENT:
-          GANTRY_RETURN_IF_ERROR(builder_.Alias(Str(e.data.alias.anchor), Pos(e.start_mark)));
-          break;
-        case YAML_SCALAR_EVENT: {
-          const auto& s = e.data.scalar;
-          GANTRY_RETURN_IF_ERROR(builder_.Scalar(
-              std::string_view(reinterpret_cast<const char*>(s.value), s.length),
-              s.style == YAML_PLAIN_SCALAR_STYLE && s.plain_implicit, Str(s.tag), Str(s.anchor),
-              Pos(e.start_mark), Pos(e.end_mark)));
-          break;
-        }
-        case YAML_SEQUENCE_START_EVENT:
-          GANTRY_RETURN_IF_ERROR(builder_.StartCollection(
-              false, Str(e.data.sequence_start.anchor), Pos(e.start_mark), Pos(e.end_mark)));
-          break;
-        case YAML_MAPPING_START_EVENT:
-          GANTRY_RETURN_IF_ERROR(builder_.StartCollection(
-              true, Str(e.data.mapping_start.anchor), Pos(e.start_mark), Pos(e.end_mark)));
-          break;
-        case YAML_SEQUENCE_END_EVENT:
-        case YAML_MAPPING_END_EVENT:
-          GANTRY_RETURN_IF_ERROR(builder_.EndCollection(Pos(e.start_mark), Pos(e.end_mark)));
-          break;
-      }
+      if (e.type == YAML_STREAM_END_EVENT) return builder_.TakeDocuments();
+      if (!Feed(e)) return builder_.TakeError();
     }
   }
 
  private:
+  // Passes one event to the builder; false when the builder refuses it.
+  bool Feed(const yaml_event_t& e) {
+    switch (e.type) {
+      case YAML_DOCUMENT_START_EVENT:
+        return builder_.StartDocument(Pos(e.start_mark));
+      case YAML_DOCUMENT_END_EVENT:
+        return builder_.EndDocument(Pos(e.end_mark));
+      case YAML_ALIAS_EVENT:
+        return builder_.Alias(Str(e.data.alias.anchor), Pos(e.start_mark));
+      case YAML_SCALAR_EVENT: {
+        const auto& s = e.data.scalar;
+        return builder_.Scalar(std::string_view(reinterpret_cast<const char*>(s.value), s.length),
+                               s.style == YAML_PLAIN_SCALAR_STYLE && s.plain_implicit, Str(s.tag),
+                               Str(s.anchor), Pos(e.start_mark), Pos(e.end_mark));
+      }
+      case YAML_SEQUENCE_START_EVENT:
+        return builder_.StartCollection(false, Str(e.data.sequence_start.anchor),
+                                        Pos(e.start_mark), Pos(e.end_mark));
+      case YAML_MAPPING_START_EVENT:
+        return builder_.StartCollection(true, Str(e.data.mapping_start.anchor),
+                                        Pos(e.start_mark), Pos(e.end_mark));
+      case YAML_SEQUENCE_END_EVENT:
+      case YAML_MAPPING_END_EVENT:
+        return builder_.EndCollection(Pos(e.start_mark), Pos(e.end_mark));
+      default:  // stream start, no event
+        return true;
+    }
+  }
+
   YamlPos Pos(const yaml_mark_t& m) {
     return YamlPos{static_cast<uint32_t>(m.line + 1), static_cast<uint32_t>(m.column + 1),
                    offsets_.ToByte(m.index)};

@@ -10,11 +10,13 @@
 #include <cstring>
 #include <algorithm>
 #include <new>
+#include <span>
 #include <string>
 #include <utility>
 #include <string_view>
 #include <vector>
 
+#include "base/status.h"
 #include "value/value.h"
 
 namespace gantry::value::internal {
@@ -41,24 +43,32 @@ struct SourceFile {
   void* Allocate(size_t n) {
     n = (n + 7) & ~size_t{7};
     used += n;
-    if (static_cast<size_t>(end - cur) < n) {
-      size_t size = std::max(next_chunk, n);
-      next_chunk = std::min<size_t>(next_chunk * 2, 256 * 1024);
-      cur = static_cast<char*>(::operator new(size));
-      end = cur + size;
-      chunks.push_back(cur);
-    }
+    if (static_cast<size_t>(end - cur) < n) [[unlikely]] NewChunk(n);
     void* p = cur;
     cur += n;
     return p;
+  }
+  [[gnu::noinline]] void NewChunk(size_t n) {
+    size_t size = std::max(next_chunk, n);
+    next_chunk = std::min<size_t>(next_chunk * 2, 256 * 1024);
+    cur = static_cast<char*>(::operator new(size));
+    end = cur + size;
+    chunks.push_back(cur);
   }
 
   static SourceFile* Ref(SourceFile* f) {
     if (f) f->refs.fetch_add(1, std::memory_order_relaxed);
     return f;
   }
-  static void Unref(SourceFile* f) {
-    if (f && f->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete f;
+  // Ref for the one thread that is filling a new arena: every parser builds a document's nodes in
+  // an arena no other thread can see until the parse returns, so no atomic add is needed (one per
+  // node was a measurable part of parsing).
+  static SourceFile* RefPrivate(SourceFile* f) {
+    f->refs.store(f->refs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    return f;
+  }
+  static void Unref(SourceFile* f, uint64_t count = 1) {
+    if (f && f->refs.fetch_sub(count, std::memory_order_acq_rel) == count) delete f;
   }
 };
 
@@ -116,12 +126,13 @@ struct StringNode : Node {
   char* data() { return reinterpret_cast<char*>(this + 1); }
   std::string_view view() { return {data(), size}; }
 
-  // In `arena` when given (the node then holds a reference on it), else on the heap.
+  // In `arena` when given (the node then holds a reference on it; an arena being filled by this
+  // thread, see RefPrivate), else on the heap.
   static StringNode* Make(std::string_view s, SourceFile* arena = nullptr) {
     size_t bytes = sizeof(StringNode) + s.size() + 1;
     void* mem = arena ? arena->Allocate(bytes) : ::operator new(bytes);
     auto* n = new (mem) StringNode();
-    if (arena) n->file = SourceFile::Ref(arena), n->in_arena = true;
+    if (arena) n->file = SourceFile::RefPrivate(arena), n->in_arena = true;
     n->size = s.size();
     if (!s.empty()) std::memcpy(n->data(), s.data(), s.size());
     n->data()[s.size()] = '\0';
@@ -129,15 +140,84 @@ struct StringNode : Node {
   }
 };
 
+// The items of a sequence or the entries of a map: an array in the document's arena (sized
+// exactly by the parser, which builds it once) or on the heap. Growing an arena array copies it to
+// the heap; arena memory is never freed on its own (the arena goes as a whole).
+template <typename T>
+class NodeVec {
+ public:
+  NodeVec() = default;
+  NodeVec(const NodeVec& o) {
+    reserve(o.size_);
+    for (const T& x : o) new (data_ + size_++) T(x);
+  }
+  NodeVec& operator=(const NodeVec&) = delete;
+  ~NodeVec() {
+    clear();
+    if (heap_) ::operator delete(data_);
+  }
+
+  // Storage for `n` elements in `arena`, to be filled with push_back.
+  void AllocateIn(SourceFile* arena, size_t n) {
+    GANTRY_CHECK(size_ == 0 && !heap_ && n <= kMaxSize);
+    data_ = n ? static_cast<T*>(arena->Allocate(n * sizeof(T))) : nullptr;
+    cap_ = static_cast<uint32_t>(n);
+  }
+
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  T* begin() { return data_; }
+  T* end() { return data_ + size_; }
+  const T* begin() const { return data_; }
+  const T* end() const { return data_ + size_; }
+  T& operator[](size_t i) { return data_[i]; }
+  const T& operator[](size_t i) const { return data_[i]; }
+  T& back() { return data_[size_ - 1]; }
+  operator std::span<const T>() const { return {data_, size_}; }  // NOLINT: like std::vector
+
+  void push_back(T&& x) {
+    if (size_ == cap_) reserve(size_ < 4 ? 4 : size_ * size_t{2});
+    new (data_ + size_++) T(std::move(x));
+  }
+  void reserve(size_t n) {
+    if (n <= cap_) return;
+    GANTRY_CHECK(n <= kMaxSize);
+    T* grown = static_cast<T*>(::operator new(n * sizeof(T)));
+    for (uint32_t i = 0; i < size_; ++i) {
+      new (grown + i) T(std::move(data_[i]));
+      data_[i].~T();
+    }
+    if (heap_) ::operator delete(data_);
+    data_ = grown;
+    cap_ = static_cast<uint32_t>(n);
+    heap_ = true;
+  }
+  void erase(T* pos) {
+    std::move(pos + 1, end(), pos);
+    data_[--size_].~T();
+  }
+  void clear() {
+    for (uint32_t i = 0; i < size_; ++i) data_[i].~T();
+    size_ = 0;
+  }
+
+ private:
+  static constexpr size_t kMaxSize = (size_t{1} << 31) - 1;
+  T* data_ = nullptr;
+  uint32_t size_ = 0;
+  uint32_t cap_ : 31 = 0;
+  uint32_t heap_ : 1 = 0;
+};
+
 struct SeqNode : Node {
   SeqNode() : Node(Value::Type::kSeq) {}
-  std::vector<Value> items;
+  NodeVec<Value> items;
 };
 
 struct MapNode : Node {
   static constexpr size_t kIndexThreshold = 16;
   MapNode() : Node(Value::Type::kMap) {}
-  std::vector<MapEntry> entries;
+  NodeVec<MapEntry> entries;
   std::vector<uint32_t> index;  // slots hold entry position + 1; 0 is empty; size a power of two
 
   // Position of `key` in entries, or -1.
@@ -147,12 +227,13 @@ struct MapNode : Node {
   void RebuildIndex();
 };
 
-// A node of type T in `arena` when given, else on the heap.
+// A node of type T in `arena` when given (an arena being filled by this thread: RefPrivate), else
+// on the heap.
 template <typename T, typename... Args>
 T* New(SourceFile* arena, Args&&... args) {
   void* mem = arena ? arena->Allocate(sizeof(T)) : ::operator new(sizeof(T));
   T* n = new (mem) T(std::forward<Args>(args)...);
-  if (arena) n->file = SourceFile::Ref(arena), n->in_arena = true;
+  if (arena) n->file = SourceFile::RefPrivate(arena), n->in_arena = true;
   return n;
 }
 

@@ -5,6 +5,7 @@
 // (yaml_parser.cc) and Gantry's own scanner (yaml_fast.cc), so both give the same trees and the
 // same errors. Not thread-safe; one per parse.
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -31,16 +32,18 @@ class YamlBuilder {
   YamlBuilder(const YamlBuilder&) = delete;
   YamlBuilder& operator=(const YamlBuilder&) = delete;
 
-  // Each fails with the error ParseYaml reports (limits, tags, keys, merges, anchors).
-  Status StartDocument(YamlPos start);
-  Status EndDocument(YamlPos end);
+  // Each returns false when it fails, with the error ParseYaml reports (limits, tags, keys,
+  // merges, anchors) in TakeError(); no event may follow a failure.
+  bool StartDocument(YamlPos start);
+  bool EndDocument(YamlPos end);
   // `plain` is the plain style without a tag (resolved by the YAML 1.1 rules); `tag` is the full
   // tag ("tag:yaml.org,2002:int", "!Ref", "!") or empty; `anchor` is empty when there is none.
-  Status Scalar(std::string_view text, bool plain, std::string_view tag, std::string_view anchor,
+  bool Scalar(std::string_view text, bool plain, std::string_view tag, std::string_view anchor,
                 YamlPos start, YamlPos end);
-  Status Alias(std::string_view name, YamlPos start);
-  Status StartCollection(bool is_map, std::string_view anchor, YamlPos start, YamlPos end);
-  Status EndCollection(YamlPos start, YamlPos end);
+  bool Alias(std::string_view name, YamlPos start);
+  bool StartCollection(bool is_map, std::string_view anchor, YamlPos start, YamlPos end);
+  bool EndCollection(YamlPos start, YamlPos end);
+  Status TakeError() { return std::move(error_); }
 
   // The non-null documents so far.
   std::vector<Value> TakeDocuments() { return std::move(docs_); }
@@ -69,15 +72,23 @@ class YamlBuilder {
   };
 
   std::string Where(YamlPos p) const;
-  Status CheckSize(YamlPos end);
+  bool TooLarge(YamlPos end) const {
+    return end.offset - std::min(doc_start_, end.offset) > options_.max_document_bytes;
+  }
+  bool SizeError(YamlPos end);
+  bool Fail(Status s) {
+    error_ = std::move(s);
+    return false;
+  }
   void SetMark(Node* n, YamlPos start, YamlPos end);
   bool ExpectingKey() const {
     return !stack_.empty() && stack_.back().is_map && !stack_.back().have_key;
   }
   Result<Value> Tagged(std::string_view kind, std::string_view text, YamlPos at);
   Value Str(std::string_view text);
-  Result<Value> KeyString(const Value& k, YamlPos at);
-  Status Add(Value v, uint64_t count, uint32_t height, YamlPos at);
+  Result<Value> KeyString(Value k, YamlPos at);
+  bool AddScalar(Value v, std::string_view anchor, YamlPos start, YamlPos end);
+  bool Add(Value v, uint64_t count, uint32_t height, YamlPos at);
   ptrdiff_t FindEntry(const Frame& f, std::string_view key) const;
   void AppendEntry(Frame& f, Value key, Value value);
   Status MergeOne(Frame& f, const Value& src, YamlPos at);
@@ -96,6 +107,7 @@ class YamlBuilder {
   size_t documents_ = 0;
   size_t doc_start_ = 0;
   uint64_t alias_nodes_ = 0;
+  Status error_;
 };
 
 }  // namespace gantry::value::internal
