@@ -8,10 +8,11 @@
 namespace gantry::authz {
 namespace {
 
-constexpr std::array<std::pair<Role, std::string_view>, 3> kRoleNames = {{
+constexpr std::array<std::pair<Role, std::string_view>, 4> kRoleNames = {{
     {Role::kViewer, "viewer"},
     {Role::kDeployer, "deployer"},
     {Role::kAdmin, "admin"},
+    {Role::kWorker, "worker"},
 }};
 
 constexpr const PermissionRule* RuleOf(Permission p) {
@@ -70,6 +71,7 @@ std::optional<Permission> ParsePermission(std::string_view name) {
 }
 
 bool Grants(Role role, Permission permission) {
+  if (role == Role::kWorker) return permission == Permission::kRunsWork;
   const PermissionRule* rule = RuleOf(permission);
   return rule != nullptr && static_cast<int>(role) >= static_cast<int>(rule->least);
 }

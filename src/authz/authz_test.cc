@@ -18,26 +18,27 @@ using ::testing::HasSubstr;
 // What each role may do on a project it holds; written out by hand, not derived from kPermissions.
 struct Expected {
   std::string_view permission;
-  bool viewer, deployer, admin;
+  bool viewer, deployer, admin, worker;
 };
 constexpr Expected kExpected[] = {
-    // permission           viewer deployer admin
-    {"runs.read",           true,  true,    true},
-    {"runs.cancel",         false, true,    true},
-    {"runs.approve",        false, true,    true},
-    {"apps.read",           true,  true,    true},
-    {"apps.sync",           false, true,    true},
-    {"apps.deploy",         false, true,    true},
-    {"apps.rollback",       false, true,    true},
-    {"releases.approve",    false, true,    true},
-    {"tokens.manage-own",   true,  true,    true},
-    {"tokens.manage",       false, false,   true},
-    {"roles.manage",        false, false,   true},
-    {"audit.read",          false, false,   true},
+    // permission           viewer deployer admin  worker
+    {"runs.read",           true,  true,    true,  false},
+    {"runs.cancel",         false, true,    true,  false},
+    {"runs.approve",        false, true,    true,  false},
+    {"apps.read",           true,  true,    true,  false},
+    {"apps.sync",           false, true,    true,  false},
+    {"apps.deploy",         false, true,    true,  false},
+    {"apps.rollback",       false, true,    true,  false},
+    {"releases.approve",    false, true,    true,  false},
+    {"tokens.manage-own",   true,  true,    true,  false},
+    {"tokens.manage",       false, false,   true,  false},
+    {"roles.manage",        false, false,   true,  false},
+    {"audit.read",          false, false,   true,  false},
+    {"runs.work",           false, false,   true,  true},
 };
 
 bool ExpectedFor(const Expected& e, Role r) {
-  return r == Role::kViewer ? e.viewer : r == Role::kDeployer ? e.deployer : e.admin;
+  return r == Role::kViewer ? e.viewer : r == Role::kDeployer ? e.deployer : r == Role::kAdmin ? e.admin : e.worker;
 }
 
 TEST(AuthzTableTest, TheExpectedTableNamesEveryPermissionOnce) {
