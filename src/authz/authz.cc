@@ -71,9 +71,11 @@ std::optional<Permission> ParsePermission(std::string_view name) {
 }
 
 bool Grants(Role role, Permission permission) {
-  if (role == Role::kWorker) return permission == Permission::kRunsWork;
   const PermissionRule* rule = RuleOf(permission);
-  return rule != nullptr && static_cast<int>(role) >= static_cast<int>(rule->least);
+  if (rule == nullptr) return false;
+  // The worker role is outside the chain: it alone grants runs.work, and nothing else.
+  if (role == Role::kWorker || rule->least == Role::kWorker) return role == rule->least;
+  return static_cast<int>(role) >= static_cast<int>(rule->least);
 }
 
 Status ValidateProject(std::string_view project, std::string_view what) {

@@ -8,7 +8,8 @@
 //
 // Roles are ordered, each containing the one below it: viewer ⊂ deployer ⊂ admin. Apart from them,
 // worker is the role of remote CI workers' tokens (`gantry worker`): it grants runs.work (claim a
-// run, renew its lease, report its steps, logs and end) and nothing else. The decision
+// run, renew its lease, report its steps, logs and end) and nothing else, and no other role grants
+// runs.work: a claim hands over the run's secrets, which not even an admin reads through the API. The decision
 // table is data, kPermissions: every permission with its name and the least role that grants it.
 // A role is granted on a project, or on "*" (every project: cluster-wide). Check(principal,
 // permission, project) is OK when one of the principal's grants covers `project` (a grant on that
@@ -54,8 +55,8 @@ enum class Permission {
   kRunsWork,
 };
 
-// The decision table: a permission, its name, and the least role of viewer ⊂ deployer ⊂ admin that
-// grants it (the worker role grants runs.work only).
+// The decision table: a permission, its name, and the least role that grants it: one of viewer ⊂
+// deployer ⊂ admin, or worker, which alone grants runs.work, and grants nothing else.
 struct PermissionRule {
   Permission permission;
   std::string_view name;
@@ -74,7 +75,7 @@ inline constexpr std::array<PermissionRule, 13> kPermissions = {{
     {Permission::kTokensManage, "tokens.manage", Role::kAdmin},
     {Permission::kRolesManage, "roles.manage", Role::kAdmin},
     {Permission::kAuditRead, "audit.read", Role::kAdmin},
-    {Permission::kRunsWork, "runs.work", Role::kAdmin},
+    {Permission::kRunsWork, "runs.work", Role::kWorker},
 }};
 inline constexpr std::array<Role, 4> kRoles = {Role::kViewer, Role::kDeployer, Role::kAdmin, Role::kWorker};
 
