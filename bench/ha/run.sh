@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# CI runs per minute with 1 and with 3 `gantry server` replicas on one PostgreSQL database, in the
-# same run, and the failover time of a replica killed with SIGKILL mid-step (docs/scaling.md).
+# CI runs per minute with 1 and with 3 `gantry server` replicas on one PostgreSQL database, and with
+# 1 and with 3 remote `gantry worker`s of one server that has none of its own, in the same run, and
+# the failover time of a replica killed with SIGKILL mid-step (docs/scaling.md).
 #
 #   bench/ha/run.sh [GANTRY_BINARY] [PUSHES] [STEP_SECONDS] [WORKERS]
 #
@@ -8,7 +9,8 @@
 # is one step sleeping STEP_SECONDS (default 1: a stand-in for a build, so that capacity shows).
 # For 1, then 3 replicas (each --workers WORKERS, default 2, on a fresh database): every push is
 # sent as a signed webhook, round-robin over the replicas, and the time from the first webhook to
-# the last run's end is measured. Then, with 3 replicas and --run-lease 5s, the replica running a
+# the last run's end is measured. Then the same with one server (--workers 0) and 1, then 3, remote
+# workers (one run at a time each), on fresh databases. Then, with 3 replicas and --run-lease 5s, the replica running a
 # 20 s step is killed and the time until another replica has claimed the run is measured.
 # Reports runs per minute, the ratio 3:1, the failover time, and that no run was built twice.
 set -euo pipefail
@@ -88,11 +90,9 @@ push() {  # push PORT I
 }
 sql() { "$PG_BIN/psql" -qtA "$1" -c "$2"; }
 
-measure() {  # measure N: runs per minute with N replicas; prints "seconds runs_per_min duplicates"
-  local n=$1 db
-  db=$(new_db "bench_$n")
-  start_replicas "$n" "$db" 15s
-  local t0 t1
+burst() {  # burst DB N: the pushes, round-robin over the N ports, until all runs end; prints
+           # "seconds runs_per_min failed duplicates"
+  local db=$1 n=$2 t0 t1
   t0=$(date +%s.%N)
   for i in $(seq 0 $((PUSHES - 1))); do push "${ports[$((i % n))]}" "$i"; done
   while :; do
@@ -105,13 +105,40 @@ measure() {  # measure N: runs per minute with N replicas; prints "seconds runs_
   local failed dup
   failed=$(sql "$db" "SELECT count(*) FROM runs WHERE state <> 'succeeded'")
   dup=$(sql "$db" "SELECT count(*) - count(DISTINCT commit_sha) FROM runs")
-  stop_replicas
   awk -v a="$t0" -v b="$t1" -v n="$PUSHES" -v f="$failed" -v d="$dup" \
     'BEGIN{s=b-a; printf "%.1f %.1f %d %d\n", s, n*60/s, f, d}'
 }
 
+measure() {  # measure N: runs per minute with N replicas; prints burst's line
+  local db
+  db=$(new_db "bench_$1")
+  start_replicas "$1" "$db" 15s
+  burst "$db" "$1"
+  stop_replicas
+}
+
+measure_workers() {  # measure_workers N: runs per minute with one server (--workers 0) and N workers
+  local n=$1 db token
+  db=$(new_db "bench_workers_$n")
+  WORKERS=0 start_replicas 1 "$db" 15s
+  token=$(curl -s -X POST -H "Authorization: Bearer $API_TOKEN" -H 'Content-Type: application/json' \
+    -d '{"name":"bench","project":"*","roles":["worker"]}' "http://127.0.0.1:${ports[0]}/api/tokens" |
+    sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+  for w in $(seq 0 $((n - 1))); do
+    local dir=$work/worker-$RANDOM-$w
+    mkdir -p "$dir" && chmod 755 "$dir"
+    WORKER_TOKEN=$token "$GANTRY" worker --server "http://127.0.0.1:${ports[0]}" --token-env WORKER_TOKEN \
+      --name "w$w" --data-dir "$dir/data" --allow-file-repos >"$dir/log" 2>&1 &
+    pids+=($!)
+  done
+  burst "$db" 1
+  stop_replicas
+}
+
 read -r s1 rpm1 f1 d1 < <(measure 1)
 read -r s3 rpm3 f3 d3 < <(measure 3)
+read -r sw1 rpmw1 fw1 dw1 < <(measure_workers 1)
+read -r sw3 rpmw3 fw3 dw3 < <(measure_workers 3)
 
 # Failover: a 20 s step on one of 3 replicas (5 s lease); the one running it is killed.
 printf 'shell: sh\nsteps:\n  build: {run: "sleep 20; echo built"}\n' >"$repo/.gantry/pipeline.yaml"
@@ -134,4 +161,7 @@ printf "%-34s %10s %12s %8s %11s\n" "$PUSHES pushes, ${STEP} s step, $WORKERS wo
 printf "%-34s %10s %12s %8s %11s\n" "1 replica" "$s1" "$rpm1" "$f1" "$d1"
 printf "%-34s %10s %12s %8s %11s\n" "3 replicas" "$s3" "$rpm3" "$f3" "$d3"
 awk -v a="$rpm1" -v b="$rpm3" 'BEGIN{printf "ratio 3 replicas : 1 replica = %.2f\n", b/a}'
+printf "%-34s %10s %12s %8s %11s\n" "1 server --workers 0, 1 worker" "$sw1" "$rpmw1" "$fw1" "$dw1"
+printf "%-34s %10s %12s %8s %11s\n" "1 server --workers 0, 3 workers" "$sw3" "$rpmw3" "$fw3" "$dw3"
+awk -v a="$rpmw1" -v b="$rpmw3" 'BEGIN{printf "ratio 3 workers : 1 worker = %.2f\n", b/a}'
 echo "failover (5 s lease, kill -9 mid-step to the run claimed by another replica): ${failover} s"

@@ -8,10 +8,11 @@
 namespace gantry::authz {
 namespace {
 
-constexpr std::array<std::pair<Role, std::string_view>, 3> kRoleNames = {{
+constexpr std::array<std::pair<Role, std::string_view>, 4> kRoleNames = {{
     {Role::kViewer, "viewer"},
     {Role::kDeployer, "deployer"},
     {Role::kAdmin, "admin"},
+    {Role::kWorker, "worker"},
 }};
 
 constexpr const PermissionRule* RuleOf(Permission p) {
@@ -71,7 +72,10 @@ std::optional<Permission> ParsePermission(std::string_view name) {
 
 bool Grants(Role role, Permission permission) {
   const PermissionRule* rule = RuleOf(permission);
-  return rule != nullptr && static_cast<int>(role) >= static_cast<int>(rule->least);
+  if (rule == nullptr) return false;
+  // The worker role is outside the chain: it alone grants runs.work, and nothing else.
+  if (role == Role::kWorker || rule->least == Role::kWorker) return role == rule->least;
+  return static_cast<int>(role) >= static_cast<int>(rule->least);
 }
 
 Status ValidateProject(std::string_view project, std::string_view what) {

@@ -6,7 +6,10 @@
 // with its groups), a robot token (bound to one project with the roles it was created with), or
 // the bootstrap admin (the deprecated shared API token).
 //
-// Roles are ordered, each containing the one below it: viewer ⊂ deployer ⊂ admin. The decision
+// Roles are ordered, each containing the one below it: viewer ⊂ deployer ⊂ admin. Apart from them,
+// worker is the role of remote CI workers' tokens (`gantry worker`): it grants runs.work (claim a
+// run, renew its lease, report its steps, logs and end) and nothing else, and no other role grants
+// runs.work: a claim hands over the run's secrets, which not even an admin reads through the API. The decision
 // table is data, kPermissions: every permission with its name and the least role that grants it.
 // A role is granted on a project, or on "*" (every project: cluster-wide). Check(principal,
 // permission, project) is OK when one of the principal's grants covers `project` (a grant on that
@@ -34,7 +37,7 @@ namespace gantry::authz {
 // "*": every project.
 inline constexpr std::string_view kAllProjects = "*";
 
-enum class Role { kViewer, kDeployer, kAdmin };
+enum class Role { kViewer, kDeployer, kAdmin, kWorker };
 
 enum class Permission {
   kRunsRead,
@@ -49,15 +52,17 @@ enum class Permission {
   kTokensManage,
   kRolesManage,
   kAuditRead,
+  kRunsWork,
 };
 
-// The decision table: a permission, its name, and the least role that grants it.
+// The decision table: a permission, its name, and the least role that grants it: one of viewer ⊂
+// deployer ⊂ admin, or worker, which alone grants runs.work, and grants nothing else.
 struct PermissionRule {
   Permission permission;
   std::string_view name;
   Role least;
 };
-inline constexpr std::array<PermissionRule, 12> kPermissions = {{
+inline constexpr std::array<PermissionRule, 13> kPermissions = {{
     {Permission::kRunsRead, "runs.read", Role::kViewer},
     {Permission::kRunsCancel, "runs.cancel", Role::kDeployer},
     {Permission::kRunsApprove, "runs.approve", Role::kDeployer},
@@ -70,10 +75,11 @@ inline constexpr std::array<PermissionRule, 12> kPermissions = {{
     {Permission::kTokensManage, "tokens.manage", Role::kAdmin},
     {Permission::kRolesManage, "roles.manage", Role::kAdmin},
     {Permission::kAuditRead, "audit.read", Role::kAdmin},
+    {Permission::kRunsWork, "runs.work", Role::kWorker},
 }};
-inline constexpr std::array<Role, 3> kRoles = {Role::kViewer, Role::kDeployer, Role::kAdmin};
+inline constexpr std::array<Role, 4> kRoles = {Role::kViewer, Role::kDeployer, Role::kAdmin, Role::kWorker};
 
-std::string_view Name(Role role);              // "viewer", "deployer", "admin"
+std::string_view Name(Role role);              // "viewer", "deployer", "admin", "worker"
 std::string_view Name(Permission permission);  // "runs.cancel", ...
 std::optional<Role> ParseRole(std::string_view name);
 std::optional<Permission> ParsePermission(std::string_view name);

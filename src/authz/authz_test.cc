@@ -18,26 +18,27 @@ using ::testing::HasSubstr;
 // What each role may do on a project it holds; written out by hand, not derived from kPermissions.
 struct Expected {
   std::string_view permission;
-  bool viewer, deployer, admin;
+  bool viewer, deployer, admin, worker;
 };
 constexpr Expected kExpected[] = {
-    // permission           viewer deployer admin
-    {"runs.read",           true,  true,    true},
-    {"runs.cancel",         false, true,    true},
-    {"runs.approve",        false, true,    true},
-    {"apps.read",           true,  true,    true},
-    {"apps.sync",           false, true,    true},
-    {"apps.deploy",         false, true,    true},
-    {"apps.rollback",       false, true,    true},
-    {"releases.approve",    false, true,    true},
-    {"tokens.manage-own",   true,  true,    true},
-    {"tokens.manage",       false, false,   true},
-    {"roles.manage",        false, false,   true},
-    {"audit.read",          false, false,   true},
+    // permission           viewer deployer admin  worker
+    {"runs.read",           true,  true,    true,  false},
+    {"runs.cancel",         false, true,    true,  false},
+    {"runs.approve",        false, true,    true,  false},
+    {"apps.read",           true,  true,    true,  false},
+    {"apps.sync",           false, true,    true,  false},
+    {"apps.deploy",         false, true,    true,  false},
+    {"apps.rollback",       false, true,    true,  false},
+    {"releases.approve",    false, true,    true,  false},
+    {"tokens.manage-own",   true,  true,    true,  false},
+    {"tokens.manage",       false, false,   true,  false},
+    {"roles.manage",        false, false,   true,  false},
+    {"audit.read",          false, false,   true,  false},
+    {"runs.work",           false, false,   false, true},
 };
 
 bool ExpectedFor(const Expected& e, Role r) {
-  return r == Role::kViewer ? e.viewer : r == Role::kDeployer ? e.deployer : e.admin;
+  return r == Role::kViewer ? e.viewer : r == Role::kDeployer ? e.deployer : r == Role::kAdmin ? e.admin : e.worker;
 }
 
 TEST(AuthzTableTest, TheExpectedTableNamesEveryPermissionOnce) {
@@ -82,7 +83,8 @@ TEST(AuthzTableTest, RolesContainTheOnesBelow) {
   for (const PermissionRule& rule : kPermissions) {
     EXPECT_TRUE(!Grants(Role::kViewer, rule.permission) || Grants(Role::kDeployer, rule.permission)) << rule.name;
     EXPECT_TRUE(!Grants(Role::kDeployer, rule.permission) || Grants(Role::kAdmin, rule.permission)) << rule.name;
-    EXPECT_TRUE(Grants(Role::kAdmin, rule.permission)) << "a cluster-wide admin may do everything: " << rule.name;
+    // A cluster-wide admin may do everything but work as a CI worker (a claim carries the run's secrets).
+    EXPECT_EQ(Grants(Role::kAdmin, rule.permission), rule.permission != Permission::kRunsWork) << rule.name;
   }
 }
 
@@ -99,7 +101,9 @@ TEST(AuthzPrincipalTest, UsersGetTheirOwnAndTheirGroupsBindings) {
   EXPECT_TRUE(authz.GrantsOf(Principal{.name = "carol"}).empty());
   const Principal bootstrap{.name = "admin", .via = Via::kBootstrap};
   EXPECT_EQ(authz.GrantsOf(bootstrap), (std::vector<Grant>{{Role::kAdmin, "*"}}));
-  for (const PermissionRule& rule : kPermissions) EXPECT_TRUE(authz.Allowed(bootstrap, rule.permission, "*"));
+  for (const PermissionRule& rule : kPermissions) {
+    EXPECT_EQ(authz.Allowed(bootstrap, rule.permission, "*"), rule.permission != Permission::kRunsWork) << rule.name;
+  }
 }
 
 TEST(AuthzMessageTest, NamesWhoThePermissionTheProjectAndTheRoles) {

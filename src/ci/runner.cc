@@ -42,6 +42,20 @@ Result<int64_t> AppendStepLog(store::Store& store, int64_t run_id, std::string_v
 
 namespace {
 
+// The store as a run's Recorder.
+class StoreRecorder : public Recorder {
+ public:
+  StoreRecorder(store::Store& store, int64_t run_id) : store_(store), run_id_(run_id) {}
+  Status WriteStep(const store::Step& step) override { return store_.UpsertStep(run_id_, step); }
+  Result<int64_t> AppendLog(std::string_view step, int64_t seq, std::string_view data) override {
+    return AppendStepLog(store_, run_id_, step, seq, data);
+  }
+
+ private:
+  store::Store& store_;
+  const int64_t run_id_;
+};
+
 // The byte budget of a run's logs, shared by its steps.
 struct LogBudget {
   uint64_t max = 0;  // 0 = unlimited
@@ -52,10 +66,10 @@ struct LogBudget {
 // Output beyond the run's budget is dropped after one line saying so.
 class StepLog {
  public:
-  StepLog(const std::vector<std::string>& secrets, store::Store* st, const std::atomic<bool>* fenced, int64_t run_id,
+  StepLog(const std::vector<std::string>& secrets, Recorder* recorder, const std::atomic<bool>* fenced, int64_t run_id,
           std::string step, std::function<void(std::string_view)> live, LogBudget& budget)
-      : masker_(secrets), store_(st), fenced_(fenced), run_id_(run_id), step_(std::move(step)), live_(std::move(live)),
-        budget_(budget) {}
+      : masker_(secrets), recorder_(recorder), fenced_(fenced), run_id_(run_id), step_(std::move(step)),
+        live_(std::move(live)), budget_(budget) {}
 
   void Write(std::string_view raw) {
     MutexLock lock(mu_);
@@ -93,8 +107,8 @@ class StepLog {
   void FlushLocked() REQUIRES(mu_) {
     while (!buf_.empty()) {
       size_t n = std::min(buf_.size(), store::kMaxLogChunkBytes);
-      if (store_ != nullptr && (fenced_ == nullptr || !fenced_->load())) {
-        auto stored = AppendStepLog(*store_, run_id_, step_, seq_, std::string_view(buf_).substr(0, n));
+      if (recorder_ != nullptr && (fenced_ == nullptr || !fenced_->load())) {
+        auto stored = recorder_->AppendLog(step_, seq_, std::string_view(buf_).substr(0, n));
         if (stored.ok()) {
           seq_ = *stored;
         } else {
@@ -108,7 +122,7 @@ class StepLog {
 
   mutable Mutex mu_;
   Masker masker_ GUARDED_BY(mu_);
-  store::Store* store_;
+  Recorder* recorder_;
   const std::atomic<bool>* fenced_;
   int64_t run_id_;
   std::string step_;
@@ -484,7 +498,14 @@ struct Runner::Impl {
       : options(std::move(opts)),
         clock(options.clock ? *options.clock : SystemClock()),
         shared{pipeline, executor, options, clock, cancel, options.run_dir / "artifacts"},
-        budget{.max = options.max_log_bytes} {}
+        budget{.max = options.max_log_bytes} {
+    if (options.recorder != nullptr) {
+      recorder = options.recorder;
+    } else if (options.store != nullptr) {
+      own_recorder = std::make_unique<StoreRecorder>(*options.store, options.run_id);
+      recorder = own_recorder.get();
+    }
+  }
 
   Status Prepare();
   std::pair<Readiness, std::string> Check(size_t i) const;  // the string: why it is blocked
@@ -500,6 +521,8 @@ struct Runner::Impl {
   RunOptions options;
   Clock& clock;
   Shared shared;
+  std::unique_ptr<Recorder> own_recorder;
+  Recorder* recorder = nullptr;  // options.recorder, own_recorder or none
   LogBudget budget;
   std::chrono::steady_clock::time_point started;
   bool prepared = false, over = false;
@@ -599,7 +622,7 @@ void Runner::Impl::Start(size_t i) {
   WriteStep(sr);
   Report(Progress::Kind::kStarted, &sr, {});
   auto live = [this, name_only = &output_names[i]](std::string_view d) { Report(Progress::Kind::kOutput, name_only, d); };
-  logs[i] = std::make_unique<StepLog>(secret_values, options.store, options.fenced, options.run_id, sr.name, live, budget);
+  logs[i] = std::make_unique<StepLog>(secret_values, recorder, options.fenced, options.run_id, sr.name, live, budget);
   ++running;
   threads[i] = std::thread([this, i] {
     Ended e = RunStep(shared, i, *steps[i], *logs[i]);
@@ -654,10 +677,10 @@ void Runner::Impl::Finish() {
 }
 
 void Runner::Impl::WriteStep(const StepResult& sr) {
-  if (options.store == nullptr || (options.fenced != nullptr && options.fenced->load())) return;
+  if (recorder == nullptr || (options.fenced != nullptr && options.fenced->load())) return;
   store::Step st{.name = sr.name, .state = sr.state, .exit_code = sr.exit_code, .attempts = sr.attempts};
   if (auto it = index.find(sr.name); it != index.end()) st.needs = steps[it->second]->needs;
-  Status s = options.store->UpsertStep(options.run_id, st);
+  Status s = recorder->WriteStep(st);
   if (!s.ok()) log::Warn("ci: run {} step {}: store: {}", options.run_id, sr.name, s.message());
 }
 

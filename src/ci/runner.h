@@ -101,6 +101,18 @@ struct Progress {
 Result<int64_t> AppendStepLog(store::Store& store, int64_t run_id, std::string_view step, int64_t seq,
                               std::string_view data);
 
+// Where a run's step states and log chunks go as they happen: the store (RunOptions::store), or,
+// on a remote worker (`gantry worker`), the server's API. Called from the runner's threads, never
+// two calls for one step at once; implementations are thread-safe.
+class Recorder {
+ public:
+  virtual ~Recorder() = default;
+  // Creates or updates the step (store::Store::UpsertStep).
+  virtual Status WriteStep(const store::Step& step) = 0;
+  // Stores chunk `seq` of `step`'s log and returns the seq it took (AppendStepLog).
+  virtual Result<int64_t> AppendLog(std::string_view step, int64_t seq, std::string_view data) = 0;
+};
+
 struct RunOptions {
   std::filesystem::path workspace;   // the checkout; must exist
   std::filesystem::path run_dir;     // created; artifacts/ lives here
@@ -128,6 +140,7 @@ struct RunOptions {
   int parallelism = 4;
   store::Store* store = nullptr;  // optional; then run_id must name a run
   int64_t run_id = 0;
+  Recorder* recorder = nullptr;   // instead of store: where step states and logs go
   // Once set (by the server when another server took the run over: its lease expired), nothing
   // more of the run is written to the store; the caller cancels the runner too.
   const std::atomic<bool>* fenced = nullptr;

@@ -20,12 +20,6 @@ using value::Value;
 
 namespace {
 
-// Which paths a push changed, from the webhook payload, kept beside the store so that `when:
-// paths:` still filters after a restart re-queues the run: <data_dir>/changed-paths/<run id>.
-fs::path ChangedPathsFile(const fs::path& data_dir, int64_t run_id) {
-  return data_dir / "changed-paths" / (std::to_string(run_id) + ".json");
-}
-
 std::string Lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -36,26 +30,6 @@ std::string Lower(std::string_view s) {
 // own, removed when the run ends (fork mirrors are not shared, so nothing of them outlives a run).
 fs::path ForkMirrorDir(const fs::path& data_dir, int64_t run_id) {
   return data_dir / "fork-mirrors" / std::to_string(run_id);
-}
-
-// FailedPrecondition naming the first directory above `dir` that `uid`:`gid` may not search
-// (bubblewrap, started as that user, must reach the workspaces beneath it).
-Status CheckSearchable(const fs::path& dir, uint32_t uid, uint32_t gid) {
-  fs::path abs = fs::absolute(dir);
-  for (fs::path p = abs.parent_path(); !p.empty(); p = p.parent_path()) {
-    struct stat st;
-    if (::stat(p.c_str(), &st) != 0) return ErrnoError(errno, "stat " + p.string());
-    bool ok = (st.st_mode & S_IXOTH) || (st.st_uid == uid && (st.st_mode & S_IXUSR)) ||
-              (st.st_gid == gid && (st.st_mode & S_IXGRP));
-    if (!ok) {
-      return FailedPreconditionError("steps run as host uid {} (the server runs as root), and it cannot reach the "
-                                     "workspaces under {}: {} is not searchable by others (mode {:o}); chmod o+x it, "
-                                     "choose a --data-dir whose parents are, or --step-uid 0 (steps then map to root)",
-                                     uid, abs.string(), p.string(), st.st_mode & 0777);
-    }
-    if (p == p.parent_path()) break;
-  }
-  return OkStatus();
 }
 
 // A store failure is not the request's: Unavailable, saying what was being done, whatever the
@@ -166,12 +140,16 @@ Result<std::pair<std::string, RepoPolicy>> ParseRepoPolicy(std::string_view spec
     } else if (key == "secret-env") {
       if (value.empty()) return InvalidArgumentError("--repo-policy {:?}: secret-env= needs a variable's name", spec);
       p.secret_env = std::string(value);
+    } else if (key == "labels") {
+      auto labels = store::ParseLabels(value);
+      if (!labels.ok()) return labels.status().WithContext(fmt::format("--repo-policy {:?}: labels=", spec));
+      p.labels = *std::move(labels);
     } else if (key == "provider") {
       auto provider = webhook::ParseProvider(value);
       if (!provider.ok()) return provider.status().WithContext(fmt::format("--repo-policy {:?}", spec));
       p.provider = *provider;
     } else {
-      return InvalidArgumentError("--repo-policy {:?}: unknown key {:?} (approval, pull-requests, network, provider, project, secret-env)", spec,
+      return InvalidArgumentError("--repo-policy {:?}: unknown key {:?} (approval, pull-requests, network, provider, project, secret-env, labels)", spec,
                                   key);
     }
   }
@@ -186,28 +164,16 @@ Server::~Server() { Stop(); }
 
 Status Server::Start() {
   for (const auto& r : options_.repos) GANTRY_RETURN_IF_ERROR(git::ValidateUrl(r, options_.git.allow_file));
-  GANTRY_RETURN_IF_ERROR(MakePrivateDir(options_.data_dir));
+  GANTRY_RETURN_IF_ERROR(PrepareDataDir(options_.data_dir, executor_));
   std::error_code ec;
-  if (auto user = executor_.StepUser()) {
-    GANTRY_RETURN_IF_ERROR(CheckSearchable(options_.data_dir, user->first, user->second));
-    // Steps run as a host user of their own, and bubblewrap (started as it) must reach the
-    // workspaces: the data directory and runs/ become traversable (0711), not listable. Everything
-    // else in them stays private; workspaces and artifacts are that user's.
-    fs::create_directories(options_.data_dir / "runs", ec);
-    for (const fs::path& dir : {options_.data_dir, options_.data_dir / "runs"}) {
-      if (::chmod(dir.c_str(), 0711) != 0) return ErrnoError(errno, "chmod 711 " + dir.string());
-    }
-    log::Info("ci: steps run as host uid {} (gid {})", user->first, user->second);
-  }
-  for (const char* sub : {"mirrors", "caches", "changed-paths"}) GANTRY_RETURN_IF_ERROR(MakePrivateDir(options_.data_dir / sub));
   fs::remove_all(options_.data_dir / "fork-mirrors", ec);  // left by runs a crash ended; re-queued runs fetch again
   GANTRY_RETURN_IF_ERROR(MakePrivateDir(options_.data_dir / "fork-mirrors"));
   mirrors_ = std::make_unique<git::Mirrors>(options_.data_dir / "mirrors");
 
   GANTRY_ASSIGN_OR_RETURN(auto interrupted, store_.MarkUnfinishedInterrupted(options_.worker_name));
   Requeue(interrupted, "a restart");
-  for (int i = 0; i < std::max(1, options_.workers); ++i) threads_.emplace_back([this] { WorkerLoop(true); });
-  for (int i = 0; i < std::max(1, options_.untrusted_workers); ++i) threads_.emplace_back([this] { WorkerLoop(false); });
+  for (int i = 0; i < options_.workers; ++i) threads_.emplace_back([this] { WorkerLoop(true); });
+  for (int i = 0; i < options_.untrusted_workers; ++i) threads_.emplace_back([this] { WorkerLoop(false); });
   if (options_.poll_interval.count() > 0) threads_.emplace_back([this] { PollLoop(); });
   threads_.emplace_back([this] { LeaseLoop(); });
   return OkStatus();
@@ -215,12 +181,14 @@ Status Server::Start() {
 
 void Server::Requeue(const std::vector<store::Run>& interrupted, std::string_view why) {
   for (const auto& r : interrupted) {
-    if (options_.requeue_interrupted && r.attempt < options_.max_attempts) {
+    if (r.cancel_requested) {
+      // Its server or worker was lost before it saw the cancel: what the user asked for stands.
+      Status s = store_.UpdateRun(r.id, RunState::kCancelled, fmt::format("cancelled (attempt {} was interrupted by {})", r.attempt, why));
+      log::Info("ci: run {} was interrupted by {} after a cancel was asked; {}", r.id, why, s.ok() ? "cancelled" : s.message());
+    } else if (options_.requeue_interrupted && r.attempt < options_.max_attempts) {
       Status s = store_.UpdateRun(r.id, RunState::kQueued, fmt::format("re-queued after {} interrupted attempt {}", why, r.attempt));
       log::Info("ci: run {} was interrupted by {}; {}", r.id, why, s.ok() ? "re-queued" : s.message());
     } else {
-      std::error_code ec;
-      fs::remove(ChangedPathsFile(options_.data_dir, r.id), ec);
       log::Info("ci: run {} was interrupted by {}; left interrupted (attempt {} of {})", r.id, why, r.attempt,
                 options_.max_attempts);
     }
@@ -249,14 +217,22 @@ void Server::LeaseLoop() {
         log::Warn("ci: run {}: renew its lease: {}", id, renewed.status().message());
         continue;
       }
-      if (*renewed) continue;
-      log::Warn("ci: run {}: attempt {} lost its lease (another server has taken the run over): stopping it", id, attempt);
+      if (*renewed == store::Renewal::kRenewed) continue;
       MutexLock lock(mu_);
-      if (auto it = active_.find(id); it != active_.end() && it->second.attempt == attempt) {
-        it->second.lost.store(true);
-        it->second.cancel.store(true);
-        if (it->second.runner != nullptr) it->second.runner->Cancel();
+      auto it = active_.find(id);
+      if (it == active_.end() || it->second.attempt != attempt) continue;
+      if (*renewed == store::Renewal::kCancelRequested) {
+        // Asked on another replica (Cancel): as if asked here.
+        if (!it->second.outcome && !it->second.cancel.exchange(true)) {
+          log::Info("ci: run {}: cancelled through another server", id);
+          if (it->second.runner != nullptr) it->second.runner->Cancel();
+        }
+        continue;
       }
+      log::Warn("ci: run {}: attempt {} lost its lease (another server has taken the run over): stopping it", id, attempt);
+      it->second.lost.store(true);
+      it->second.cancel.store(true);
+      if (it->second.runner != nullptr) it->second.runner->Cancel();
     }
     if (!stop_.load()) {
       auto expired = store_.MarkExpiredInterrupted();
@@ -335,21 +311,12 @@ Result<Accepted> Server::Accept(const webhook::Event& e) {
                                 pr.from_fork ? "pull request from a fork" : "untrusted pull request");
     }
   }
+  if (e.changed_files_known) run.changed_paths = e.changed_files;
+  run.labels = policy.labels;
   auto id = store_.CreateRun(run);
   if (!id.ok()) {
     if (id.status().code() == Code::kAlreadyExists) return duplicate("duplicate, ignored: " + id.status().message());
     return StoreUnavailable(id.status(), "create the run");
-  }
-  if (e.changed_files_known) {
-    Value paths = Value::Seq();
-    for (const auto& f : e.changed_files) paths.Append(f);
-    fs::path file = ChangedPathsFile(options_.data_dir, *id);
-    std::error_code ec;
-    fs::create_directories(file.parent_path(), ec);
-    if (Status s = WriteFileAtomic(file, value::ToJson(paths), 0600); !s.ok()) {
-      // Without it the run's `when: paths:` filters match (they cannot tell), as for a poll.
-      log::Warn("ci: run {}: keep changed paths: {}", *id, s.message());
-    }
   }
   log::Info("ci: run {} {} for {} {} ({})", *id, store::Name(run.state), git::ScrubUrl(*repo), run.ref,
             webhook::KindName(e.kind));
@@ -408,6 +375,7 @@ Result<store::Run> Server::Retry(int64_t id, std::string_view by) {
   run.event = old.event;
   run.trusted = old.trusted;
   run.retry_of = old.id;
+  run.labels = PolicyFor(run.pipeline).labels;
   run.message = fmt::format("retry of run {} by {}", old.id, by);
   if (!run.trusted && PolicyFor(run.pipeline).require_approval) {
     run.state = RunState::kAwaitingApproval;
@@ -437,8 +405,11 @@ Result<Cancelled> Server::Cancel(int64_t id) {
   GANTRY_ASSIGN_OR_RETURN(store::Run run, GetRun(id));
   if (run.state != RunState::kQueued && run.state != RunState::kInterrupted && run.state != RunState::kAwaitingApproval) {
     if (run.state == RunState::kRunning) {
-      return FailedPreconditionError("run {} is not running here (another server, {}, has it): cancel it there", id,
-                                     run.worker.empty() ? "unnamed" : run.worker);
+      // Another server or a remote worker has it: it sees the request at its next renewal.
+      Status s = store_.RequestRunCancel(id);
+      if (s.code() == Code::kFailedPrecondition) return s;  // it ended meanwhile
+      if (!s.ok()) return StoreUnavailable(s, fmt::format("cancel run {}", id));
+      return Cancelled::kRequested;
     }
     return FailedPreconditionError("run {} is {}: only a run that has not ended can be cancelled", id, store::Name(run.state));
   }
@@ -457,7 +428,7 @@ void Server::WorkerLoop(bool trusted) {
       // in active_, so a run claimed here is either cancelled by it or never claimed.
       MutexLock lock(mu_);
       if (stop_.load()) return;
-      claimed = store_.ClaimNextQueuedRun(options_.worker_name, trusted, options_.run_lease);
+      claimed = store_.ClaimNextQueuedRun(options_.worker_name, trusted, options_.run_lease, options_.labels);
       if (claimed.ok() && claimed->has_value()) {
         active = &active_.try_emplace((*claimed)->id).first->second;
         active->attempt = (*claimed)->attempt;
@@ -523,8 +494,31 @@ Status Server::Release(const store::Run& run, const Pipeline& pipeline, const fs
   return result;
 }
 
+Job Server::JobOf(const store::Run& run) const {
+  const bool configured = std::find(options_.repos.begin(), options_.repos.end(), run.repo) != options_.repos.end();
+  Job job;
+  job.run = run;
+  job.trusted = run.trusted && configured;
+  job.allow_network = job.trusted || PolicyFor(run.pipeline).untrusted_network;
+  job.max_step_timeout = job.trusted ? options_.trusted_step_timeout : options_.untrusted_step_timeout;
+  job.max_workspace_bytes = options_.max_workspace_bytes;
+  job.max_artifact_bytes = options_.max_artifact_bytes;
+  job.max_log_bytes = options_.max_log_bytes;
+  job.cache_quota_bytes = options_.cache_quota_bytes;
+  job.parallelism = options_.parallelism;
+  job.releases = options_.after_success != nullptr;
+  job.lease = options_.run_lease;
+  const Context c = ContextOf(run);
+  SelectedSecrets secrets = Select(options_.secrets, {.repo = run.pipeline, .event = c.event, .branch = c.branch, .tag = c.tag,
+                                                      .trusted = job.trusted, .protected_branches = options_.protected_branches});
+  if (job.trusted) {
+    job.secrets = std::move(secrets.in_scope);
+    job.out_of_scope = std::move(secrets.out_of_scope);
+  }
+  return job;
+}
+
 void Server::Execute(const store::Run& run, Active& active) {
-  fs::path changed_paths_file = ChangedPathsFile(options_.data_dir, run.id);
   std::string notes;  // what the run's final message says before its outcome
   // Writes the run's final state (whatever the outcome, despite the name), refusing cancels from
   // now on.
@@ -533,8 +527,6 @@ void Server::Execute(const store::Run& run, Active& active) {
       MutexLock lock(mu_);
       active.outcome = state;
     }
-    std::error_code ec;
-    fs::remove(changed_paths_file, ec);  // the run is final
     std::string text = notes.empty() ? message : notes + "; " + message;
     if (active.lost.load()) {
       log::Warn("ci: run {}: attempt {} ended {} after another server took it over: not recorded", run.id, run.attempt,
@@ -545,152 +537,40 @@ void Server::Execute(const store::Run& run, Active& active) {
     if (!s.ok()) log::Warn("ci: run {}: store: {}", run.id, s.message());
     log::Info("ci: run {} {}: {}", run.id, store::Name(state), text);
   };
-  const bool configured = std::find(options_.repos.begin(), options_.repos.end(), run.repo) != options_.repos.end();
-  const bool trusted = run.trusted && configured;
-  if (!trusted && !executor_.Isolates()) {
-    return fail(RunState::kFailed, fmt::format("refused: this run is untrusted and steps run on this host without a "
-                                               "sandbox ({}); start the server without --no-sandbox to build it",
-                                               executor_.name()));
+  const Job job = JobOf(run);
+  if (Status s = CheckIsolation(job, executor_); !s.ok()) {
+    return fail(RunState::kFailed, s.message() + "; start the server without --no-sandbox to build it");
   }
   // A fork's mirror lives as long as its run.
-  std::unique_ptr<git::Mirrors> fork_mirrors;
-  struct RemoveWhenDone {
-    fs::path dir;
-    ~RemoveWhenDone() {
-      std::error_code ec;
-      if (!dir.empty()) fs::remove_all(dir, ec);
-    }
-  } fork_dir;
-  if (!configured) {
-    fork_dir.dir = ForkMirrorDir(options_.data_dir, run.id);
-    fork_mirrors = std::make_unique<git::Mirrors>(fork_dir.dir);
+  const bool configured = std::find(options_.repos.begin(), options_.repos.end(), run.repo) != options_.repos.end();
+  auto source = RunRepository::Open(*mirrors_, run, !configured, ForkMirrorDir(options_.data_dir, run.id), options_.git);
+  if (!source.ok()) return fail(RunState::kFailed, source.status().message());
+  const fs::path run_dir = options_.data_dir / "runs" / std::to_string(run.id);
+  auto checked_out = CheckOut((*source)->repo(), run, run_dir, [&](const std::string& commit) { return store_.BindRunCommit(run.id, commit); });
+  if (!checked_out.ok()) {
+    return fail(checked_out.status().code() == Code::kAborted ? RunState::kCancelled : RunState::kFailed,
+                checked_out.status().message());
   }
-  auto repo = (configured ? *mirrors_ : *fork_mirrors).Open(run.repo, options_.git);
-  if (!repo.ok()) return fail(RunState::kFailed, "open " + git::ScrubUrl(run.repo) + ": " + repo.status().message());
-  if (auto f = (*repo)->Fetch(); !f.ok()) return fail(RunState::kFailed, "fetch: " + f.status().message());
-  Result<std::string> commit = NotFoundError("no commit");
-  if (run.event == store::RunEvent::kPullRequest) {
-    // The head commit the provider named (the ref is the base branch's), which must be on the
-    // pull request's branch: the signed payload is a hint, not a way to build any commit the
-    // repository holds. It is built even when the branch has moved on since (what a maintainer
-    // approved is that commit; the newer one comes with its own event).
-    commit = (*repo)->Resolve(run.commit);
-    if (!commit.ok()) return fail(RunState::kFailed, "the pull request's head " + run.commit + ": " + commit.status().message());
-    if (!run.head_ref.empty()) {
-      auto tip = (*repo)->Resolve("refs/heads/" + run.head_ref);
-      if (!tip.ok()) {
-        return fail(RunState::kFailed, fmt::format("refused: the pull request's branch {} is not in {}: {}", run.head_ref,
-                                                   git::ScrubUrl(run.repo), tip.status().message()));
-      }
-      auto on_branch = (*repo)->Contains(*tip, *commit);
-      if (!on_branch.ok() || !*on_branch) {
-        return fail(RunState::kFailed,
-                    fmt::format("refused: {} is not on the pull request's branch {} (its tip is {}){}", commit->substr(0, 12),
-                                run.head_ref, tip->substr(0, 12),
-                                on_branch.ok() ? "" : ": " + on_branch.status().message()));
-      }
-      if (*tip != *commit) {
-        notes = fmt::format("the branch {} has moved on to {}; {} was built, as the event named it", run.head_ref,
-                            tip->substr(0, 12), commit->substr(0, 12));
-      }
-    }
-  } else {
-    // The ref is the truth, the payload a hint: build what the ref points to after the fetch.
-    commit = (*repo)->Resolve(run.ref);
-    if (!commit.ok()) return fail(RunState::kFailed, "resolve " + run.ref + ": " + commit.status().message());
-    if (!run.commit.empty() && *commit != run.commit) {
-      notes = fmt::format("stale payload: it named {} but {} points to {}, which was built", run.commit.substr(0, 12), run.ref,
-                          commit->substr(0, 12));
-      log::Warn("ci: run {}: {}", run.id, notes);
-      if (Status b = store_.BindRunCommit(run.id, *commit); !b.ok()) {
-        if (b.code() == Code::kAlreadyExists) {
-          notes.clear();
-          return fail(RunState::kCancelled, fmt::format("superseded: {} points to {}, and {}", run.ref, commit->substr(0, 12), b.message()));
-        }
-        log::Warn("ci: run {}: {}", run.id, b.message());
-      }
-    }
-  }
-  fs::path run_dir = options_.data_dir / "runs" / std::to_string(run.id);
-  fs::path workspace = run_dir / "workspace";
-  std::error_code ec;
-  fs::remove_all(run_dir, ec);  // a previous, interrupted attempt
-  fs::create_directories(run_dir, ec);
-  if (Status s = (*repo)->Materialize(*commit, "", workspace); !s.ok()) return fail(RunState::kFailed, "checkout: " + s.message());
-  auto text = ReadFile(workspace / ".gantry" / "pipeline.yaml", 1 << 20);
-  if (!text.ok()) return fail(RunState::kFailed, ".gantry/pipeline.yaml: " + text.status().message());
-  auto pipeline = ParsePipeline(*text, ".gantry/pipeline.yaml");
-  if (!pipeline.ok()) return fail(RunState::kFailed, pipeline.status().message());
-
-  RunOptions ro;
-  ro.workspace = workspace;
-  ro.run_dir = run_dir;
-  ro.cache_root = options_.data_dir / "caches";
-  ro.commit = *commit;
-  ro.withhold_secrets = !trusted;
-  ro.trusted = trusted;
-  ro.cache_repository = run.pipeline;  // the configured repository (a fork's pull request: its base)
-  ro.cache_source = run.repo;
-  ro.allow_network = trusted || PolicyFor(run.pipeline).untrusted_network;
-  ro.max_step_timeout = trusted ? options_.trusted_step_timeout : options_.untrusted_step_timeout;
-  ro.max_workspace_bytes = options_.max_workspace_bytes;
-  ro.max_artifact_bytes = options_.max_artifact_bytes;
-  ro.max_log_bytes = options_.max_log_bytes;
-  ro.cache_quota_bytes = options_.cache_quota_bytes;
-  ro.parallelism = options_.parallelism;
+  const CheckedOut& co = *checked_out;
+  notes = co.notes;
+  RunOptions ro = RunOptionsOf(job, co, run_dir, options_.data_dir / "caches");
   ro.store = &store_;
-  ro.run_id = run.id;
   ro.fenced = &active.lost;
   ro.clock = options_.clock;
-  Context& c = ro.context;
-  c.event = run.event == store::RunEvent::kPullRequest ? "pull_request" : run.event == store::RunEvent::kManual ? "manual" : "push";
-  if (run.ref.starts_with("refs/tags/")) {
-    c.event = run.event == store::RunEvent::kPush ? "tag" : c.event;
-    c.tag = run.ref.substr(10);
-  } else if (run.ref.starts_with("refs/heads/")) {
-    c.branch = run.ref.substr(11);
+  for (auto& line : OutOfScopeNotes(job, co.pipeline, ro.context)) notes += (notes.empty() ? "" : "; ") + line;
+  if (!TriggerMatches(co.pipeline.triggers, ro.context)) {
+    return fail(RunState::kCancelled,
+                fmt::format("not triggered: the pipeline's on: does not match {} {}", ro.context.event, run.ref));
   }
-  SelectedSecrets secrets = Select(options_.secrets, {.repo = run.pipeline, .event = c.event, .branch = c.branch, .tag = c.tag,
-                                                      .trusted = trusted, .protected_branches = options_.protected_branches});
-  ro.secrets = secrets.in_scope;
-  if (trusted) {
-    // The runner fails a step naming a secret it was not given; say here which scope kept it out.
-    std::vector<std::string> refused;
-    for (const auto& step : pipeline->steps) {
-      for (const auto& name : step.secrets) {
-        auto it = secrets.out_of_scope.find(name);
-        if (it == secrets.out_of_scope.end()) continue;
-        std::string line = fmt::format("step {}: secret {} is out of scope for {} {} ({})", step.name, name, c.event,
-                                       c.branch.empty() ? c.tag : c.branch, it->second);
-        log::Warn("ci: run {}: {}", run.id, line);
-        refused.push_back(std::move(line));
-      }
-    }
-    for (auto& line : refused) notes += (notes.empty() ? "" : "; ") + line;
-  }
-  if (auto saved = ReadFile(changed_paths_file, 16 << 20); saved.ok()) {
-    auto paths = value::ParseJson(*saved, changed_paths_file.string());
-    if (paths.ok() && paths->IsSeq()) {
-      for (const auto& p : paths->items()) {
-        if (p.IsString()) c.changed_paths.emplace_back(p.AsString());
-      }
-      c.changed_paths_known = true;
-    } else {
-      log::Warn("ci: run {}: {} unreadable; when: paths: filters match", run.id, changed_paths_file.string());
-    }
-  }
-  if (!TriggerMatches(pipeline->triggers, c)) {
-    return fail(RunState::kCancelled, fmt::format("not triggered: the pipeline's on: does not match {} {}", c.event, run.ref));
-  }
-  Runner runner(*pipeline, executor_, ro);
+  Runner runner(co.pipeline, executor_, ro);
   {
     MutexLock lock(mu_);
     active.runner = &runner;
     if (active.cancel.load()) runner.Cancel();  // cancelled while it was being prepared: no step starts
   }
   auto result = runner.Run();
-  const bool release = result.ok() && result->state == RunState::kSucceeded && trusted &&
-                       run.event == store::RunEvent::kPush && pipeline->image && options_.after_success;
+  const bool release = result.ok() && result->state == RunState::kSucceeded && job.trusted &&
+                       run.event == store::RunEvent::kPush && co.pipeline.image && options_.after_success;
   {
     // Until fail() settles the outcome, a cancel stops the release (before it starts, too); with no
     // release to follow, the steps' outcome is the run's.
@@ -699,24 +579,20 @@ void Server::Execute(const store::Run& run, Active& active) {
     active.releasing = release;
     if (!release) active.outcome = result.ok() ? result->state : RunState::kFailed;
   }
+  std::error_code ec;
   if (!result.ok()) return fail(RunState::kFailed, result.status().message());
   if (release) {
     // A cancel that came as the last step ended (too late to stop it) still keeps the release from
     // starting: what the user stopped is the deploy.
     Status s = active.cancel.load() ? CancelledError("cancelled before the release started")
-                                    : Release(run, *pipeline, workspace, *commit, active);
+                                    : Release(run, co.pipeline, co.workspace, co.commit, active);
     if (!s.ok()) {
-      fs::remove_all(workspace, ec);
+      fs::remove_all(co.workspace, ec);
       return fail(s.code() == Code::kCancelled ? RunState::kCancelled : RunState::kFailed, s.message());
     }
   }
-  int failed = 0;
-  for (const auto& s : result->steps) failed += s.state == RunState::kFailed;
-  std::string late = active.cancel.load() && result->state == RunState::kSucceeded ? " (the cancel came after the last one ended)" : "";
-  fail(result->state, result->state == RunState::kSucceeded ? fmt::format("{} steps succeeded{}", result->steps.size(), late)
-                      : result->state == RunState::kCancelled ? std::string("cancelled")
-                                                              : fmt::format("{} step(s) failed", failed));
-  fs::remove_all(workspace, ec);  // artifacts stay in run_dir
+  fail(result->state, RunOutcome(*result, active.cancel.load()));
+  fs::remove_all(co.workspace, ec);  // artifacts stay in run_dir
 }
 
 Result<git::CommitInfo> Server::Commit(std::string_view repo, std::string_view commit) {
@@ -746,6 +622,7 @@ void Server::PollLoop() {
         run.ref = "refs/heads/" + branch;
         run.commit = *tip;
         run.delivery_id = "poll:" + branch + ":" + *tip;
+        run.labels = PolicyFor(url).labels;
         auto id = store_.CreateRun(run);
         if (id.ok()) log::Info("ci: run {} queued by polling {} {}", *id, git::ScrubUrl(url), branch);
       }

@@ -13,11 +13,23 @@
 //   poller   every poll_interval, for each repo and poll branch: Fetch, Resolve, and a queued run
 //            for the tip (CreateRun refuses it when a webhook or an earlier poll queued it).
 //   workers  `workers` threads claim trusted runs only, `untrusted_workers` untrusted runs only
-//            (Store::ClaimNextQueuedRun), so pull requests from forks never delay pushes → fetch
+//            (Store::ClaimNextQueuedRun, with this server's `labels`), so pull requests from forks
+//            never delay pushes (0 and 0: remote workers build every run, below) → a Job (JobOf:
+//            the run's scoped secrets and limits, ci/job.h) → CheckOut: fetch
 //            → for a push or tag, the commit the ref points to now (a payload whose `after` is not
 //            the tip is stale: the tip is built, Store::BindRunCommit, and the run says so) →
 //            Materialize into <data_dir>/runs/<id>/workspace → .gantry/pipeline.yaml → triggers →
 //            Runner.
+//   remote   Remote workers (`gantry worker`, docs/scaling.md) build runs through the worker API
+//            (server/worker_api.h), which calls the Worker* methods: a long-polled claim
+//            (WorkerClaim: the run and its Job, as the server's own workers get them), lease
+//            renewals, step states, log chunks, the commit built, the final state. Each of these
+//            writes is fenced: it is refused (Aborted) unless the worker still holds the run at
+//            the claim's attempt. A run whose steps succeed on a worker is not released (the
+//            release needs the workspace; it fails saying so): route repositories with image:
+//            to the server's own workers with labels.
+//   labels   A repository's policy may ask for labels (`labels=arch=arm64`): its runs are created
+//            with them and claimed only by a server or worker that has them all.
 //   restart  Start() marks this worker's unfinished runs interrupted and re-queues those with
 //            attempt < max_attempts (requeue_interrupted), so none is ever left running.
 //   leases   Several servers may share one (PostgreSQL) store, each with its own worker_name. A
@@ -30,7 +42,9 @@
 //            fenced in process (RunOptions::fenced), its final state in the store (UpdateRun at
 //            its attempt), its release by the progress's version (release/release.h).
 //   runs     ListRuns, GetRun, ReadLog (reads), Approve, Retry and Cancel.
-//   cancel   A run this server claimed is known to it from the claim (taken and registered in one
+//   cancel   A run another server or a remote worker runs is cancelled through the store
+//            (Store::RequestRunCancel): its holder learns it at its next lease renewal and stops it
+//            as below. A run this server claimed is known to it from the claim (taken and registered in one
 //            critical section) until its final state is written, whatever it is doing: fetching
 //            and checking out (it then starts no step), running steps (they are stopped), done
 //            with its steps before its release (the release never starts), releasing (the release
@@ -51,10 +65,9 @@
 // Secrets are scoped (ci/secret_scopes.h): a run is given only the secrets in its scope; a step
 // naming one out of scope fails before it starts, and the run's message names the secret and its
 // scope.
-// Which paths a push changed is known only from the webhook payload; it is kept in
-// <data_dir>/changed-paths/<run id>.json until the run is final, so a run re-queued after a restart
-// still filters `when: paths:` (runs queued by polling do not know their changed paths: their path
-// filters match).
+// Which paths a push changed is known only from the webhook payload; it is kept with the run
+// (store::Run::changed_paths), so whichever server or worker builds it, after a restart too, filters
+// `when: paths:` (runs queued by polling do not know their changed paths: their path filters match).
 //
 // Thread-safety: Start/Stop from one thread; Accept, the reads, Approve and Cancel from any thread
 // (the front's handlers); everything else runs on the server's own threads.
@@ -75,6 +88,7 @@
 #include "base/mutex.h"
 #include "base/status.h"
 #include "ci/executor.h"
+#include "ci/job.h"
 #include "ci/pipeline.h"
 #include "ci/secret_scopes.h"
 #include "git/git.h"
@@ -115,6 +129,8 @@ struct RepoPolicy {
   // The environment variable holding the repository's own webhook secret ("" : the shared one).
   // Its webhooks are checked with that secret only; the shared secret is refused for it.
   std::string secret_env;
+  // What a server or worker must have to build the repository's runs (`labels=arch=arm64,gpu=yes`).
+  store::Labels labels;
 };
 
 struct ServerOptions {
@@ -126,8 +142,9 @@ struct ServerOptions {
   std::map<std::string, RepoPolicy> repo_policies;  // by URL as in `repos`
   std::chrono::milliseconds poll_interval{0};  // 0 = no polling
   std::vector<std::string> poll_branches = {"main"};
-  int workers = 1;            // threads for trusted runs
-  int untrusted_workers = 1;  // threads for untrusted runs
+  int workers = 1;            // threads for trusted runs (0: only remote workers build them)
+  int untrusted_workers = 1;  // threads for untrusted runs (0: only remote workers build them)
+  store::Labels labels;       // this server's own: its threads claim runs that ask for no more
   std::chrono::milliseconds trusted_step_timeout{0};  // caps every step's timeout; 0 = no cap
   std::chrono::milliseconds untrusted_step_timeout{std::chrono::minutes(30)};
   // Per run (RunOptions): workspace after each step, artifacts kept, logs; all caches together.
@@ -171,6 +188,7 @@ enum class Cancelled {
   kStopping,         // the run's steps are being stopped, or will not start; it ends cancelled
   kStoppingRelease,  // its release (after_success) was told to stop
   kBeforeItRan,      // it was queued, interrupted or awaiting approval: now cancelled
+  kRequested,        // another server or a remote worker runs it: told at its next lease renewal
 };
 
 class Server {
@@ -207,9 +225,30 @@ class Server {
   // when `id` has not finished (succeeded, failed or cancelled); Unavailable when the store fails.
   Result<store::Run> Retry(int64_t id, std::string_view by);
   // Cancels run `id`: see Cancelled and "cancel" above. NotFound; FailedPrecondition when it is
-  // final, its outcome is settled and being written (its steps ended and no release follows, or
-  // its release ended), or it runs on another server; Unavailable when the store fails.
+  // final, or its outcome is settled and being written (its steps ended and no release follows, or
+  // its release ended); Unavailable when the store fails.
   Result<Cancelled> Cancel(int64_t id);
+
+  // Remote workers (see "remote" above). `worker` is the claimer's name as the store records it
+  // (the worker API makes it from the token and the worker's own name).
+  //
+  // The oldest queued run `labels` match (trusted runs only, unless `untrusted`: then untrusted
+  // ones too), claimed for `worker` with this server's run_lease, as a Job; nullopt when none came
+  // within `wait`. Unavailable when the store fails.
+  Result<std::optional<Job>> WorkerClaim(std::string_view worker, const store::Labels& labels, bool untrusted,
+                                         std::chrono::milliseconds wait);
+  // Renews the claim (run_lease): kRenewed, kCancelRequested (the worker stops the run's steps and
+  // ends it cancelled), or kLost (stop at once, write nothing more). NotFound; Unavailable.
+  Result<store::Renewal> WorkerRenew(int64_t id, std::string_view worker, int attempt);
+  // The run's step state, log chunk (returns the seq it took: AppendStepLog), the commit it built
+  // (Store::BindRunCommit: AlreadyExists when another run builds that commit), and its final state
+  // with its message (Store::UpdateRun at `attempt`). Each: Aborted unless `worker` holds run `id`
+  // at `attempt`; NotFound; InvalidArgument for a final state that is not one; Unavailable.
+  Status WorkerStep(int64_t id, std::string_view worker, int attempt, const store::Step& step);
+  Result<int64_t> WorkerLog(int64_t id, std::string_view worker, int attempt, std::string_view step, int64_t seq,
+                            std::string_view data);
+  Status WorkerCommit(int64_t id, std::string_view worker, int attempt, std::string_view commit);
+  Status WorkerFinish(int64_t id, std::string_view worker, int attempt, store::RunState state, std::string_view message);
 
   // `commit` of `repo` (message, author, time), one of the repositories this server builds, as its
   // mirror has it (no fetch: a run of the commit fetched it). NotFound when `repo` is not one of them or
@@ -229,6 +268,11 @@ class Server {
   };
 
   const RepoPolicy& PolicyFor(const std::string& repo) const;
+  // What building `run` takes: its trust, scoped secrets and limits, by this server's policy.
+  Job JobOf(const store::Run& run) const;
+  // OK when `worker` holds run `id` at `attempt` (it is running under that claim); Aborted saying
+  // who has it otherwise; NotFound; Unavailable.
+  Status CheckHolder(int64_t id, std::string_view worker, int attempt);
   void WorkerLoop(bool trusted);
   void PollLoop();
   // Renews the leases of active_ and takes over the runs whose lease expired, every third of

@@ -101,7 +101,7 @@ Result<TokenCreateOptions> ToOptions(const TokenCreateFlags& f) {
     GANTRY_RETURN_IF_ERROR(authz::ValidateProject(f.project, "--project"));
     Value roles = Value::Seq();
     for (const auto& r : f.roles) {
-      if (!authz::ParseRole(r)) return InvalidArgumentError("--role {:?}: expected viewer, deployer or admin", r);
+      if (!authz::ParseRole(r)) return InvalidArgumentError("--role {:?}: expected viewer, deployer, admin or worker", r);
       roles.Append(Value(r));
     }
     body.Set("project", f.project);
@@ -168,7 +168,8 @@ void AddToken(CLI::App& app, const Deps& deps, int& exit_code) {
   c->add_option("--name", create->name, "What the token is for (default cli)");
   c->add_option("--expires", create->expires, "Expire after this long: 30d, 12h, 90m (default: never)");
   c->add_option("--project", create->project, "Make a robot token acting in this project (needs --role)");
-  c->add_option("--role", create->roles, "The robot token's role in --project: viewer, deployer or admin (repeatable)");
+  c->add_option("--role", create->roles, "The robot token's role in --project: viewer, deployer or admin (repeatable); worker alone, with --project '*', "
+                "for `gantry worker`");
   AddServerClientFlags(c, create->client);
   c->callback([create, &deps, &exit_code] {
     auto o = ToOptions(*create);

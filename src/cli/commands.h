@@ -26,6 +26,7 @@ void AddAgentCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddAppCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddCiCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code);
+void AddWorkerCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddRunsCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddLogsCommand(CLI::App& app, const Deps& deps, int& exit_code);
 void AddTokenCommand(CLI::App& app, const Deps& deps, int& exit_code);
@@ -47,7 +48,7 @@ void AddImageSbomCommand(CLI::App& image, const Deps& deps, int& exit_code);
 
 inline std::vector<AddCommand> Commands() { return {AddVersionCommand, AddValidateCommand, AddRenderCommand, AddDiffCommand, AddPreviewCommand, AddSyncCommand,
           AddInstallCommand, AddAgentCommand, AddAppCommand,
-          AddCiCommand, AddServerCommand, AddRunsCommand, AddLogsCommand, AddTokenCommand, AddRoleCommand, AddAuditCommand, AddNotificationsCommand, AddDeliverCommands,
+          AddCiCommand, AddServerCommand, AddWorkerCommand, AddRunsCommand, AddLogsCommand, AddTokenCommand, AddRoleCommand, AddAuditCommand, AddNotificationsCommand, AddDeliverCommands,
           AddImageCommand, AddUpdateCommand, AddLoginCommand, AddPushCommand, AddInternalCommand}; }
 
 }  // namespace gantry::cli

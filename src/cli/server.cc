@@ -52,6 +52,7 @@
 #include "server/notifications.h"
 #include "server/pull_watch.h"
 #include "server/server_metrics.h"
+#include "server/worker_api.h"
 #include "store/store.h"
 #include "webhook/webhook.h"
 
@@ -81,6 +82,7 @@ struct ServerFlags {
   bool allow_file = false;
   int workers = 1;
   int untrusted_workers = 1;
+  std::string labels;  // k=v,... of this server's own workers
   std::string trusted_timeout = "0";
   std::string untrusted_timeout = "30m";
   std::string max_workspace = "20Gi", max_artifacts = "1Gi", max_log = "64Mi", cache_quota = "5Gi";
@@ -255,6 +257,9 @@ Result<ServerOptions> ToOptions(const ServerFlags& f) {
   so.worker_name = f.worker;
   so.workers = f.workers;
   so.untrusted_workers = f.untrusted_workers;
+  auto labels = store::ParseLabels(f.labels);
+  if (!labels.ok()) return labels.status().WithContext("--labels");
+  so.labels = *std::move(labels);
   so.max_attempts = f.max_attempts;
   so.protected_branches = f.protected_branches;
   for (auto [flag, text, into] : {std::tuple{"--trusted-timeout", &f.trusted_timeout, &so.trusted_step_timeout},
@@ -574,6 +579,7 @@ Status RunServer(ServerOptions o, const Deps& deps) {
   auto project_of = o.front.project_of;
   GANTRY_RETURN_IF_ERROR(server::ServeCi(front, ci_server, std::move(o.front)));
   server::ServeAccess(front, access);
+  server::ServeWorkerApi(front, ci_server, access);
   // Pull clusters' Applications, watched (the matrix and the apps routes read them from memory;
   // agent syncs are audited, status changes are "app" events).
   std::optional<server::PullWatch> pull_watch;
@@ -679,10 +685,16 @@ void AddServerCommand(CLI::App& app, const Deps& deps, int& exit_code) {
                   "This server's name in the store (claims, restart recovery, leases): unique per replica sharing a store");
   cmd->add_option("--run-lease", f->run_lease,
                   "A claimed run is taken over by another replica this long after its server stops renewing it (default 15s)");
-  cmd->add_option("--workers", f->workers, "Trusted runs at once (pushes, tags, pull requests from the repository)")
-      ->check(CLI::Range(1, 64));
-  cmd->add_option("--untrusted-workers", f->untrusted_workers, "Untrusted runs at once (pull requests from forks), separate from --workers")
-      ->check(CLI::Range(1, 64));
+  cmd->add_option("--workers", f->workers,
+                  "Trusted runs at once (pushes, tags, pull requests from the repository); 0: only remote workers "
+                  "(gantry worker) build them")
+      ->check(CLI::Range(0, 64));
+  cmd->add_option("--untrusted-workers", f->untrusted_workers,
+                  "Untrusted runs at once (pull requests from forks), separate from --workers; 0: only remote workers")
+      ->check(CLI::Range(0, 64));
+  cmd->add_option("--labels", f->labels,
+                  "k=v,...: what this server's own workers have; they build runs whose repository asks for no label "
+                  "they lack (--repo-policy 'URL labels=...')");
   cmd->add_option("--trusted-timeout", f->trusted_timeout, "Cap on every step's timeout in trusted runs (default 0 = none)");
   cmd->add_option("--untrusted-timeout", f->untrusted_timeout, "Cap on every step's timeout in untrusted runs (default 30m)");
   cmd->add_option("--max-workspace", f->max_workspace, "A run's workspace may hold this much after each step (default 20Gi)");

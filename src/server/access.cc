@@ -152,16 +152,23 @@ Result<NewToken> CreateApiToken(Access& access, const Value& body, const Princip
     t.kind = store::TokenKind::kUser;
     t.owner = who.name;
   } else {
-    if (project == kAllProjects) return InvalidArgumentError("a robot token acts in one project, not \"*\"");
     GANTRY_RETURN_IF_ERROR(authz::ValidateProject(project));
     if (roles == nullptr || !roles->IsSeq() || roles->items().empty()) {
-      return InvalidArgumentError("a robot token needs \"roles\": a list of viewer, deployer or admin");
+      return InvalidArgumentError("a robot token needs \"roles\": a list of viewer, deployer, admin, or worker alone");
     }
     for (const Value& r : roles->items()) {
       if (!r.IsString() || !authz::ParseRole(r.AsString())) {
-        return InvalidArgumentError("unknown role {}: expected viewer, deployer or admin", value::ToJson(r));
+        return InvalidArgumentError("unknown role {}: expected viewer, deployer, admin or worker", value::ToJson(r));
       }
       t.roles.emplace_back(r.AsString());
+    }
+    // A worker token (`gantry worker`) claims any run, so it is cluster-wide, and it does nothing else.
+    const bool worker = std::find(t.roles.begin(), t.roles.end(), authz::Name(authz::Role::kWorker)) != t.roles.end();
+    if (worker && (t.roles.size() != 1 || project != kAllProjects)) {
+      return InvalidArgumentError("a worker token has the worker role alone, on project \"*\"");
+    }
+    if (!worker && project == kAllProjects) {
+      return InvalidArgumentError("a robot token acts in one project, not \"*\" (only a worker token is cluster-wide)");
     }
     GANTRY_RETURN_IF_ERROR(access.Authorize(who, Permission::kTokensManage, project));
     t.kind = store::TokenKind::kRobot;
@@ -236,6 +243,10 @@ Result<BindingArgs> CheckBinding(std::string user, std::string group, std::strin
   note.object = fmt::format("{} {} role {}", store::Name(b.kind), b.subject, b.role);
   note.project = b.project;
   if (!authz::ParseRole(b.role)) return InvalidArgumentError("unknown role {:?}: expected viewer, deployer or admin", b.role);
+  if (*authz::ParseRole(b.role) == authz::Role::kWorker) {
+    return InvalidArgumentError("the worker role is for worker tokens (gantry token create --project '*' --role worker), "
+                                "not for users or groups");
+  }
   GANTRY_RETURN_IF_ERROR(authz::ValidateProject(b.project));
   return b;
 }

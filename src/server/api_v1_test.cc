@@ -3,12 +3,15 @@
 // against its schema, pagination and ETags, problem+json errors, and Server-Sent Events.
 
 #include "server/api_v1.h"
+#include "server/worker_api.h"
 
 #include <stdlib.h>
 
 #include <filesystem>
+#include <set>
 #include <thread>
 
+#include <fmt/ranges.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -79,6 +82,7 @@ class ApiV1Test : public ::testing::Test {
     front_.CountWebhooks(server_metrics_->webhook_deliveries());
     ASSERT_TRUE(ServeCi(front_, *ci_, {.webhook = {.secret = kSecret}, .access = access_.get()}).ok());
     ServeAccess(front_, *access_);
+    ServeWorkerApi(front_, *ci_, *access_);
     EXPECT_EQ(ServeApiV1(front_, {.ci = ci_.get()}).code(), Code::kInvalidArgument);
     deliver::Config config;
     config.clusters = {{.name = "dev-1", .environment = "dev"}, {.name = "prod-1", .environment = "prod"}};
@@ -221,6 +225,62 @@ class ApiV1Test : public ::testing::Test {
   std::unique_ptr<ServerMetrics> server_metrics_;
   Front front_{"server", {}};
 };
+
+// The worker API (server/worker_api.h): only a worker token claims; the job and the answers are as
+// the document says; every write is fenced by the claim; a cancel reaches the next renewal.
+TEST_F(ApiV1Test, AWorkerClaimsARunReportsItAndIsFencedByItsClaim) {
+  auto created = Post(kToken, "/api/tokens", R"({"name":"pool","project":"*","roles":["worker"]})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string worker(value::ParseJson(created.body)->Get("token")->AsString());
+  EXPECT_EQ(Post(kToken, "/api/tokens", R"({"name":"w","project":"team-a","roles":["worker"]})").status, 400);
+  EXPECT_EQ(Post(kToken, "/api/tokens", R"({"name":"w","project":"*","roles":["viewer"]})").status, 400);
+  auto none = Post(worker, "/api/v1/worker/claim", R"({"name":"w1","wait_seconds":0})");
+  ASSERT_EQ(none.status, 200) << none.body;
+  ExpectValid(none, "/api/v1/worker/claim", "POST");
+  EXPECT_EQ(none.body, "{\"job\":null}\n");
+  Hook(std::string(40, 'a'), "d1");
+  EXPECT_EQ(Post(kToken, "/api/v1/worker/claim", R"({"name":"w1","wait_seconds":0})").status, 403) << "an admin is no worker token";
+  EXPECT_EQ(Post(worker, "/api/v1/worker/claim", R"({"name":"w 1"})").status, 400);
+  auto claimed = Post(worker, "/api/v1/worker/claim", R"({"name":"w1","wait_seconds":1})");
+  ASSERT_EQ(claimed.status, 200) << claimed.body;
+  ExpectValid(claimed, "/api/v1/worker/claim", "POST");
+  auto job = value::ParseJson(claimed.body);
+  ASSERT_TRUE(job.ok()) << claimed.body;
+  EXPECT_EQ(value::IntAt(&*job, {"job", "run", "id"}), 1) << claimed.body;
+  EXPECT_EQ(value::IntAt(&*job, {"job", "run", "attempt"}), 1);
+  EXPECT_EQ(Send("GET", "/api/v1/runs/1", {{"authorization", "Bearer " + worker}}).status, 403) << "a worker token reads no run";
+  auto step = Post(worker, "/api/v1/worker/runs/1/steps", R"({"name":"w1","attempt":1,"step":{"name":"build","state":"running"}})");
+  EXPECT_EQ(step.status, 204) << step.body;
+  auto log = Post(worker, "/api/v1/worker/runs/1/logs", R"({"name":"w1","attempt":1,"step":"build","seq":0,"data":"hello\n"})");
+  ASSERT_EQ(log.status, 200) << log.body;
+  ExpectValid(log, "/api/v1/worker/runs/{id}/logs", "POST");
+  auto other = Post(worker, "/api/v1/worker/runs/1/logs", R"({"name":"w2","attempt":1,"step":"build","seq":1,"data":"x"})");
+  EXPECT_EQ(other.status, 409) << "another worker's run: " << other.body;
+  EXPECT_EQ(Post(worker, "/api/v1/worker/runs/1/steps", R"({"name":"w1","attempt":2,"step":{"name":"b","state":"running"}})").status, 409);
+  auto lease = Post(worker, "/api/v1/worker/runs/1/lease", R"({"name":"w1","attempt":1})");
+  ASSERT_EQ(lease.status, 200) << lease.body;
+  ExpectValid(lease, "/api/v1/worker/runs/{id}/lease", "POST");
+  EXPECT_THAT(lease.body, HasSubstr("\"renewed\""));
+  EXPECT_EQ(Api("POST", "/api/v1/runs/1/cancel").status, 202);
+  EXPECT_THAT(Post(worker, "/api/v1/worker/runs/1/lease", R"({"name":"w1","attempt":1})").body, HasSubstr("cancel_requested"));
+  auto finish = Post(worker, "/api/v1/worker/runs/1/finish", R"({"name":"w1","attempt":1,"state":"cancelled","message":"cancelled"})");
+  EXPECT_EQ(finish.status, 204) << finish.body;
+  EXPECT_EQ(Post(worker, "/api/v1/worker/runs/1/lease", R"({"name":"w1","attempt":1})").status, 409) << "the run ended";
+  auto run = store_->GetRun(1);
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(run->state, store::RunState::kCancelled);
+  EXPECT_EQ(run->worker, "robot:pool/w1");
+  auto chunks = store_->ReadLog(1, "build", 0);
+  ASSERT_TRUE(chunks.ok());
+  ASSERT_EQ(chunks->size(), 1u);
+  EXPECT_EQ(chunks->at(0).data, "hello\n");
+  auto audit = store_->ListAudit({.limit = 10});
+  ASSERT_TRUE(audit.ok());
+  std::set<std::string> actions;
+  for (const auto& a : *audit) actions.insert(a.action);
+  EXPECT_TRUE(actions.contains("runs.claim") && actions.contains("runs.finish")) << fmt::format("{}", fmt::join(actions, ", "));
+  EXPECT_FALSE(actions.contains("")) << "renewals, steps and logs leave no audit row";
+}
 
 TEST_F(ApiV1Test, EveryRegisteredRouteIsInTheOpenApiDocumentAndBack) {
   const Value* paths = Doc().Get("paths");

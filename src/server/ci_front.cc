@@ -137,6 +137,8 @@ Result<http::Response> Runs(ci::Server& ci, Access& access, const CiFrontOptions
       case ci::Cancelled::kStopping: return http::Response::Text(202, "cancelling\n");
       case ci::Cancelled::kStoppingRelease: return http::Response::Text(202, "cancelling the release\n");
       case ci::Cancelled::kBeforeItRan: return http::Response::Text(200, "cancelled\n");
+      case ci::Cancelled::kRequested:
+        return http::Response::Text(202, fmt::format("cancelling: {} stops it at its next lease renewal\n", run.worker));
     }
     return InternalError("ci: unknown outcome of a cancel");
   }

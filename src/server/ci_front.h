@@ -13,7 +13,9 @@
 //                                 with ?follow=1 a stream that ends when the run is final
 //   POST /api/runs/ID/approve     200 "approved: queued" (ci::Server::Approve)
 //   POST /api/runs/ID/cancel      202 "cancelling" / "cancelling the release" while it runs here,
-//                                 200 "cancelled" before it ran (ci::Server::Cancel)
+//                                 202 "cancelling: WORKER stops it ..." while another server or
+//                                 a remote worker runs it, 200 "cancelled" before it ran
+//                                 (ci::Server::Cancel)
 //
 // Every /api/ request is authenticated and authorized by server::Access (access.h: 401 with the
 // reason and WWW-Authenticate; 403 naming the permission): reading needs runs.read, cancelling

@@ -164,17 +164,19 @@ class Observed final : public store::Store {
     return Interrupted(inner_.MarkUnfinishedInterrupted(worker));
   }
   Result<std::optional<store::Run>> ClaimNextQueuedRun(std::string_view worker, std::optional<bool> trusted,
-                                                        std::chrono::milliseconds lease) override {
-    auto run = inner_.ClaimNextQueuedRun(worker, trusted, lease);
+                                                        std::chrono::milliseconds lease, const store::Labels& labels) override {
+    auto run = inner_.ClaimNextQueuedRun(worker, trusted, lease, labels);
     if (run.ok() && run->has_value()) {
       Remember((*run)->id, **run);
       RunEvent((*run)->id, (*run)->state);
     }
     return run;
   }
-  Result<bool> RenewRunLease(int64_t id, std::string_view worker, int attempt, std::chrono::milliseconds lease) override {
+  Result<store::Renewal> RenewRunLease(int64_t id, std::string_view worker, int attempt,
+                                       std::chrono::milliseconds lease) override {
     return inner_.RenewRunLease(id, worker, attempt, lease);
   }
+  Status RequestRunCancel(int64_t id) override { return inner_.RequestRunCancel(id); }
   Result<std::vector<store::Run>> MarkExpiredInterrupted() override { return Interrupted(inner_.MarkExpiredInterrupted()); }
   Result<bool> AcquireLease(std::string_view name, std::string_view holder, std::chrono::milliseconds duration) override {
     return inner_.AcquireLease(name, holder, duration);

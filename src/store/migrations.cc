@@ -284,6 +284,11 @@ CREATE TABLE pull_merges (
 );
 CREATE INDEX pull_merges_due ON pull_merges (next_attempt_at, id) WHERE state = 'pending';
 )sql"},
+      {13, "remote workers: a run's labels, its changed paths, and a cancel asked of whoever runs it", R"sql(
+ALTER TABLE runs ADD COLUMN labels TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN changed_paths TEXT;
+ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+)sql"},
   };
   return kMigrations;
 }

@@ -18,7 +18,8 @@ namespace {
   "finished_at"
 #define GANTRY_RUN_COLS                                                                       \
   "id, repo, pipeline, commit_sha, ref, event, delivery_id, state, worker, attempt, message, " \
-  "created_at, started_at, finished_at, trusted, approved_by, head_ref, retry_of, lease_expires_at"
+  "created_at, started_at, finished_at, trusted, approved_by, head_ref, retry_of, lease_expires_at, " \
+  "labels, changed_paths, cancel_requested"
 #define GANTRY_STEP_COLS "name, state, exit_code, started_at, finished_at, needs, attempts"
 
 // The key of the PostgreSQL advisory lock that serialises migrations ("gantry" in ASCII).
@@ -98,6 +99,18 @@ Run RunFrom(const Row& r) {
   out.head_ref = r.Text(16);
   out.retry_of = r.OptInt(17).value_or(0);
   out.lease_expires_at = OptTimeFrom(r, 18);
+  // Written by CreateRun from a valid Labels, and read back as such.
+  out.labels = ParseLabels(r.Text(19)).value_or(Labels{});
+  // changed_paths: each path and a newline (CreateRun stores none that holds one).
+  if (!r.IsNull(20)) {
+    out.changed_paths.emplace();
+    for (std::string_view paths = r.Text(20); !paths.empty();) {
+      const size_t nl = std::min(paths.find('\n'), paths.size());
+      out.changed_paths->emplace_back(paths.substr(0, nl));
+      paths.remove_prefix(std::min(nl + 1, paths.size()));
+    }
+  }
+  out.cancel_requested = r.Int(21) != 0;
   return out;
 }
 
@@ -892,13 +905,28 @@ Result<int64_t> SqlStore::CreateRun(const Run& run) {
     std::vector<Value> args = {run.repo, run.pipeline, run.commit, run.ref, S(Name(run.event)),
                                run.delivery_id, S(run.state), run.message, now,
                                int64_t{run.trusted ? 1 : 0}, run.head_ref};
-    if (run.retry_of != 0) args.push_back(run.retry_of);
+    // So are labels and changed paths (migration 13).
+    std::string columns, values;
+    auto add = [&](std::string_view column, Value v) {
+      args.push_back(std::move(v));
+      columns += fmt::format(", {}", column);
+      values += fmt::format(", ${}", args.size());
+    };
+    if (run.retry_of != 0) add("retry_of", run.retry_of);
+    if (!run.labels.empty()) add("labels", FormatLabels(run.labels));
+    // A path with a newline in it (Git allows one) leaves the paths unknown: filters then match.
+    if (run.changed_paths && std::none_of(run.changed_paths->begin(), run.changed_paths->end(),
+                                          [](const std::string& p) { return p.find('\n') != std::string::npos; })) {
+      std::string paths;
+      for (const auto& p : *run.changed_paths) paths += p + "\n";
+      add("changed_paths", std::move(paths));
+    }
     Result<Rows> rows = c.Query(
         fmt::format("INSERT INTO runs (repo, pipeline, commit_sha, ref, event, delivery_id, state, "
                     "worker, attempt, message, created_at, updated_at, trusted, approved_by, "
                     "head_ref{}) VALUES ($1, $2, $3, $4, $5, $6, $7, '', 0, $8, $9, $9, $10, '', "
                     "$11{}) RETURNING id",
-                    run.retry_of != 0 ? ", retry_of" : "", run.retry_of != 0 ? ", $12" : ""),
+                    columns, values),
         args);
     if (!rows.ok() && rows.status().code() == Code::kAlreadyExists) {
       return AlreadyExistsError("a run was already created for delivery {}", run.delivery_id);
@@ -1122,18 +1150,33 @@ Result<std::vector<Run>> SqlStore::MarkExpiredInterrupted() {
   });
 }
 
-Result<bool> SqlStore::RenewRunLease(int64_t id, std::string_view worker, int attempt,
-                                     std::chrono::milliseconds lease) {
-  return Transact<bool>(TxMode::kWrite, [&](Connection& c) -> Result<bool> {
+Result<Renewal> SqlStore::RenewRunLease(int64_t id, std::string_view worker, int attempt,
+                                        std::chrono::milliseconds lease) {
+  return Transact<Renewal>(TxMode::kWrite, [&](Connection& c) -> Result<Renewal> {
     GANTRY_RETURN_IF_ERROR(RequireRun(c, id));
     const int64_t now = Micros(Now());
     GANTRY_ASSIGN_OR_RETURN(
         Rows rows, c.Query("UPDATE runs SET lease_expires_at = $5 WHERE id = $1 AND state = $2 AND "
-                           "worker = $3 AND attempt = $4 RETURNING id",
+                           "worker = $3 AND attempt = $4 RETURNING cancel_requested",
                            {id, S(RunState::kRunning), S(worker), int64_t{attempt},
                             now + int64_t{std::chrono::microseconds(lease).count()}}));
-    return !rows.empty();
+    if (rows.empty()) return Renewal::kLost;
+    return rows[0].Int(0) != 0 ? Renewal::kCancelRequested : Renewal::kRenewed;
   });
+}
+
+Status SqlStore::RequestRunCancel(int64_t id) {
+  return Transaction(TxMode::kWrite, [&](Connection& c) -> Status {
+           GANTRY_ASSIGN_OR_RETURN(Rows rows, c.Query("SELECT state FROM runs WHERE id = $1", {id}));
+           if (rows.empty()) return NotFoundError("run {} not found", id);
+           GANTRY_ASSIGN_OR_RETURN(
+               Rows updated, c.Query("UPDATE runs SET cancel_requested = 1, updated_at = $3 WHERE id = $1 AND "
+                                     "state = $2 RETURNING id",
+                                     {id, S(RunState::kRunning), Micros(Now())}));
+           if (updated.empty()) return FailedPreconditionError("it is {}, not running", rows[0].Text(0));
+           return OkStatus();
+         })
+      .WithContext(fmt::format("request cancel of run {}", id));
 }
 
 Result<bool> SqlStore::AcquireLease(std::string_view name, std::string_view holder,
@@ -1155,28 +1198,33 @@ Result<bool> SqlStore::AcquireLease(std::string_view name, std::string_view hold
 
 Result<std::optional<Run>> SqlStore::ClaimNextQueuedRun(std::string_view worker,
                                                         std::optional<bool> trusted,
-                                                        std::chrono::milliseconds lease) {
+                                                        std::chrono::milliseconds lease,
+                                                        const Labels& labels) {
+  // The candidates, oldest first, of which the first whose labels the caller has is taken.
   // PostgreSQL: rows other servers are claiming are skipped rather than waited for; SQLite: the
   // write transaction holds the database's only write lock.
-  const char* sql =
-      dialect_ == Dialect::kPostgres
-          ? "UPDATE runs SET state = $2, worker = $3, attempt = attempt + 1, started_at = $4, "
-            "finished_at = NULL, updated_at = $4, lease_expires_at = $6 WHERE state = $1 AND id = (SELECT id FROM runs "
-            "WHERE state = $1 AND ($5 < 0 OR trusted = $5) ORDER BY id LIMIT 1 FOR UPDATE SKIP "
-            "LOCKED) RETURNING " GANTRY_RUN_COLS
-          : "UPDATE runs SET state = $2, worker = $3, attempt = attempt + 1, started_at = $4, "
-            "finished_at = NULL, updated_at = $4, lease_expires_at = $6 WHERE state = $1 AND id = (SELECT id FROM runs "
-            "WHERE state = $1 AND ($5 < 0 OR trusted = $5) ORDER BY id LIMIT 1) "
-            "RETURNING " GANTRY_RUN_COLS;
+  const std::string candidates = fmt::format(
+      "SELECT id, labels FROM runs WHERE state = $1 AND ($2 < 0 OR trusted = $2){} ORDER BY id LIMIT {}{}",
+      labels.empty() ? " AND labels = ''" : "", kClaimCandidates,
+      dialect_ == Dialect::kPostgres ? " FOR UPDATE SKIP LOCKED" : "");
   return Transact<std::optional<Run>>(
       TxMode::kWrite, [&](Connection& c) -> Result<std::optional<Run>> {
         const int64_t want = !trusted ? -1 : *trusted ? 1 : 0;
-        const int64_t now = Micros(Now());
-        GANTRY_ASSIGN_OR_RETURN(
-            Rows rows, c.Query(sql, {S(RunState::kQueued), S(RunState::kRunning), S(worker), now, want,
-                                     now + int64_t{std::chrono::microseconds(lease).count()}}));
-        if (rows.empty()) return std::optional<Run>();
-        return std::optional<Run>(RunFrom(rows[0]));
+        GANTRY_ASSIGN_OR_RETURN(Rows queued, c.Query(candidates, {S(RunState::kQueued), want}));
+        for (const Row& q : queued) {
+          auto wanted = ParseLabels(q.Text(1));
+          if (!wanted.ok() || !LabelsMatch(*wanted, labels)) continue;
+          const int64_t now = Micros(Now());
+          GANTRY_ASSIGN_OR_RETURN(
+              Rows rows,
+              c.Query("UPDATE runs SET state = $2, worker = $3, attempt = attempt + 1, started_at = $4, "
+                      "finished_at = NULL, updated_at = $4, lease_expires_at = $5 WHERE id = $6 AND state = $1 "
+                      "RETURNING " GANTRY_RUN_COLS,
+                      {S(RunState::kQueued), S(RunState::kRunning), S(worker), now,
+                       now + int64_t{std::chrono::microseconds(lease).count()}, q.Int(0)}));
+          if (!rows.empty()) return std::optional<Run>(RunFrom(rows[0]));
+        }
+        return std::optional<Run>();
       });
 }
 

@@ -2,7 +2,9 @@
 
 #include "store/store.h"
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <utility>
 
 #include "store/internal/sql.h"
@@ -86,6 +88,41 @@ std::string_view Name(SubjectKind kind) { return NameIn(kSubjectKinds, kind); }
 std::optional<TokenKind> ParseTokenKind(std::string_view name) { return ParseIn(kTokenKinds, name); }
 std::optional<SubjectKind> ParseSubjectKind(std::string_view name) {
   return ParseIn(kSubjectKinds, name);
+}
+
+std::string FormatLabels(const Labels& labels) {
+  std::string out;
+  for (const auto& [k, v] : labels) out += (out.empty() ? "" : ",") + k + "=" + v;
+  return out;
+}
+
+Result<Labels> ParseLabels(std::string_view text) {
+  auto valid = [](std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '/' || c == '-';
+    });
+  };
+  Labels out;
+  while (!text.empty()) {
+    size_t comma = text.find(',');
+    std::string_view entry = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+    size_t eq = entry.find('=');
+    if (eq == std::string_view::npos) return InvalidArgumentError("label {:?}: expected KEY=VALUE", entry);
+    std::string_view key = entry.substr(0, eq), value = entry.substr(eq + 1);
+    if (!valid(key) || !valid(value)) {
+      return InvalidArgumentError("label {:?}: keys and values are made of letters, digits and . _ / -", entry);
+    }
+    if (!out.emplace(key, value).second) return InvalidArgumentError("label {:?}: key {:?} is given twice", entry, key);
+  }
+  return out;
+}
+
+bool LabelsMatch(const Labels& wanted, const Labels& have) {
+  return std::all_of(wanted.begin(), wanted.end(), [&](const auto& kv) {
+    auto it = have.find(kv.first);
+    return it != have.end() && it->second == kv.second;
+  });
 }
 
 bool IsFinal(TargetState state) {

@@ -110,6 +110,15 @@ struct TargetStatus {
   int64_t behind = 0;              // releases of the app newer than `running` (all, when none)
 };
 
+// Labels of a run (what its claimer must have) and of a claimer (what it has): key → value.
+using Labels = std::map<std::string, std::string>;
+// "arch=arm64,gpu=yes" (sorted by key), and back: InvalidArgument naming the bad entry for an entry
+// without '=', a repeated key, or a key or value that is empty or not [A-Za-z0-9._/-]+.
+std::string FormatLabels(const Labels& labels);
+Result<Labels> ParseLabels(std::string_view text);
+// True when every label of `wanted` is in `have` with the same value.
+bool LabelsMatch(const Labels& wanted, const Labels& have);
+
 // Runs and steps. succeeded, failed, cancelled and skipped are final; interrupted is not (a
 // restarted runner may re-queue the run). skipped is for steps only. awaiting_approval is for runs
 // only: an untrusted run is created in it and leaves it by ApproveRun (to queued) or cancelled.
@@ -154,6 +163,15 @@ struct Run {
   // The run this one retries (same repository, commit, ref, event and pipeline); 0 when none. A
   // retry claims no (pipeline, repo, ref, commit, event) key: that commit is built again on purpose.
   int64_t retry_of = 0;
+  // What a claimer must have to take the run (ClaimNextQueuedRun): every label here, with the same
+  // value, among its own ("arch" → "arm64"). Keys and values: [A-Za-z0-9._/-]+. Empty: anyone.
+  Labels labels;
+  // The paths the push changed (from its webhook), for `when: paths:`; nullopt when not known
+  // (a poll, a retry), and then path filters match.
+  std::optional<std::vector<std::string>> changed_paths;
+  // Set by RequestRunCancel while the run runs: whoever holds its claim learns it at its next
+  // renewal (RenewRunLease) and stops it.
+  bool cancel_requested = false;
   Time created_at{};
   std::optional<Time> started_at;
   std::optional<Time> finished_at;
@@ -168,6 +186,12 @@ struct RunFilter {
 };
 
 inline constexpr size_t kMaxLogChunkBytes = 64 * 1024;
+
+// What RenewRunLease found.
+enum class Renewal { kLost, kRenewed, kCancelRequested };
+
+// How many of the oldest queued runs a claimer looks at for one its labels match.
+inline constexpr int kClaimCandidates = 64;
 
 // How long a run's claim lasts without renewal (`gantry server --run-lease`).
 inline constexpr std::chrono::milliseconds kDefaultRunLease{15'000};
@@ -416,17 +440,23 @@ class Store {
   // and its running steps become interrupted. Returns those runs (for the re-queue policy).
   virtual Result<std::vector<Run>> MarkUnfinishedInterrupted(std::string_view worker) = 0;
   // Atomically takes the oldest queued run (only those whose `trusted` equals `trusted`, when it
-  // is set): it becomes running, claimed by `worker`, attempt + 1, its lease expiring after
-  // `lease`. nullopt when none is queued. Each queued run is claimed by exactly one caller, across
-  // threads and servers.
+  // is set, and whose labels `labels` has: LabelsMatch): it becomes running, claimed by `worker`,
+  // attempt + 1, its lease expiring after `lease`. nullopt when none is queued. Each queued run is
+  // claimed by exactly one caller, across threads and servers. A caller looks at the
+  // kClaimCandidates oldest queued runs it may take by trust, and takes the first its labels match.
   virtual Result<std::optional<Run>> ClaimNextQueuedRun(std::string_view worker, std::optional<bool> trusted,
-                                                        std::chrono::milliseconds lease = kDefaultRunLease) = 0;
+                                                        std::chrono::milliseconds lease = kDefaultRunLease,
+                                                        const Labels& labels = {}) = 0;
   // Extends the lease of run `id` to now + `lease` when `worker` still holds it at `attempt` (it
-  // is running under that claim): true. False when it does not (its lease expired and another
-  // server took it over, or it ended): the caller must stop working on the run and write nothing
-  // more of it. NotFound when there is no run `id`.
-  virtual Result<bool> RenewRunLease(int64_t id, std::string_view worker, int attempt,
-                                     std::chrono::milliseconds lease) = 0;
+  // is running under that claim): kRenewed, or kCancelRequested when a cancel was asked for
+  // (RequestRunCancel: the caller stops the run's steps and ends it cancelled). kLost when it does
+  // not hold it (its lease expired and another server took it over, or it ended): the caller must
+  // stop working on the run and write nothing more of it. NotFound when there is no run `id`.
+  virtual Result<Renewal> RenewRunLease(int64_t id, std::string_view worker, int attempt,
+                                        std::chrono::milliseconds lease) = 0;
+  // Asks whoever runs run `id` to cancel it: its next RenewRunLease says kCancelRequested. NotFound;
+  // FailedPrecondition (saying its state) when it is not running.
+  virtual Status RequestRunCancel(int64_t id) = 0;
   // Every running run whose lease has expired (its server died or lost the database) and its
   // running steps become interrupted, as MarkUnfinishedInterrupted does for a restarted server.
   // Returns those runs, oldest first, for the re-queue policy; exactly one caller gets each.

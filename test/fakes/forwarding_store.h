@@ -48,12 +48,15 @@ class ForwardingStore : public store::Store {
     return target_.MarkUnfinishedInterrupted(worker);
   }
   Result<std::optional<store::Run>> ClaimNextQueuedRun(std::string_view worker, std::optional<bool> trusted,
-                                                        std::chrono::milliseconds lease = store::kDefaultRunLease) override {
-    return target_.ClaimNextQueuedRun(worker, trusted, lease);
+                                                        std::chrono::milliseconds lease = store::kDefaultRunLease,
+                                                        const store::Labels& labels = {}) override {
+    return target_.ClaimNextQueuedRun(worker, trusted, lease, labels);
   }
-  Result<bool> RenewRunLease(int64_t id, std::string_view worker, int attempt, std::chrono::milliseconds lease) override {
+  Result<store::Renewal> RenewRunLease(int64_t id, std::string_view worker, int attempt,
+                                       std::chrono::milliseconds lease) override {
     return target_.RenewRunLease(id, worker, attempt, lease);
   }
+  Status RequestRunCancel(int64_t id) override { return target_.RequestRunCancel(id); }
   Result<std::vector<store::Run>> MarkExpiredInterrupted() override { return target_.MarkExpiredInterrupted(); }
   Result<bool> AcquireLease(std::string_view name, std::string_view holder, std::chrono::milliseconds duration) override {
     return target_.AcquireLease(name, holder, duration);

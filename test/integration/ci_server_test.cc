@@ -1010,3 +1010,175 @@ TEST(CiServerReplicas, ARunWhoseReplicaIsKilledMidReleaseIsReleasedOnce) {
 
 }  // namespace
 }  // namespace gantry
+
+namespace gantry {
+namespace {
+
+// `gantry worker` processes building the runs of one server that has no workers of its own
+// (docs/scaling.md), with one worker token between them.
+struct WorkerPool {
+  WorkerPool(const fs::path& root, const Srv& srv) : root(root), srv(srv) {
+    const std::string answer = Post(srv.Url() + "/api/tokens", R"({"name":"pool","project":"*","roles":["worker"]})",
+                                    {std::string("Authorization: Bearer ") + kApiToken, "Content-Type: application/json"});
+    auto v = value::ParseJson(answer.substr(0, answer.rfind(' ')));
+    GANTRY_CHECK(v.ok() && v->Get("token") != nullptr);
+    token = v->Get("token")->AsString();
+    auto opened = store::Open("sqlite:" + (root / "gantry.db").string());
+    GANTRY_CHECK(opened.ok());
+    db = std::move(opened).value();
+  }
+  // Starts worker `name` (its claims are "robot:pool/<name>" in the store).
+  void Start(const std::string& name, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {Binary(), "worker", "--server", srv.Url(), "--token-env", "WORKER_TOKEN", "--name", name,
+                                     "--data-dir", (root / name).string(), "--allow-file-repos"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    ProcessOptions po;
+    po.inherit_env = true;
+    po.env = {{"WORKER_TOKEN", token}};
+    auto p = Process::Start(argv, po, (root / (name + ".log")).string());
+    GANTRY_CHECK(p.ok());
+    workers.emplace(name, std::move(p).value());
+  }
+  // The runs, oldest first, once there are `n` and all are final (or after 60 s).
+  std::vector<store::Run> WaitFinal(size_t n) {
+    std::vector<store::Run> runs;
+    for (int i = 0; i < 600; ++i) {
+      auto listed = db->ListRuns({.limit = 200});
+      GANTRY_CHECK(listed.ok());
+      runs.clear();
+      for (auto it = listed->rbegin(); it != listed->rend(); ++it) runs.push_back(*db->GetRun(it->id));
+      if (runs.size() >= n && std::all_of(runs.begin(), runs.end(), [](const store::Run& r) { return store::IsFinal(r.state); })) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return runs;
+  }
+  // Run `id` once its first step runs.
+  store::Run WaitStepRunning(int64_t id) {
+    for (int i = 0; i < 300; ++i) {
+      auto got = db->GetRun(id);
+      if (got.ok() && got->state == store::RunState::kRunning && !got->steps.empty() &&
+          got->steps[0].state == store::RunState::kRunning) {
+        return *got;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return {};
+  }
+  std::string Log(const store::Run& run) const {
+    return GetWith(srv.Url() + "/api/runs/" + std::to_string(run.id) + "/logs", {std::string("Authorization: Bearer ") + kApiToken});
+  }
+  fs::path root;
+  const Srv& srv;
+  std::string token;
+  std::unique_ptr<store::Store> db;
+  std::map<std::string, Process> workers;
+};
+
+std::vector<std::string> NoLocalWorkers() { return {"--workers", "0", "--untrusted-workers", "0", "--run-lease", "3s"}; }
+
+// --workers 0 and three remote workers: a burst of pushes is built once each, by the workers only,
+// with their logs on the server; a worker token reads no run and writes none it does not hold.
+TEST(CiServerWorkers, ThreeWorkersBuildEveryRunOnceAndTheWorkerTokenDoesNothingElse) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  MakeRepo(root / "repo", "shell: sh\nsteps:\n  build: {run: 'echo built $GANTRY_COMMIT'}\n");
+  std::string url = "file://" + (root / "repo").string();
+  constexpr int kPushes = 6;
+  std::vector<std::string> bodies;
+  for (int i = 0; i < kPushes; ++i) {
+    const std::string branch = "b" + std::to_string(i);
+    bodies.push_back(PushPayload(url, Commit(root / "repo", "f.txt", branch, branch)));
+    bodies.back().replace(bodies.back().find("refs/heads/main"), 15, "refs/heads/" + branch);
+  }
+  Srv srv(root, url, NoLocalWorkers());
+  WorkerPool pool(root, srv);
+  for (const char* name : {"w0", "w1", "w2"}) pool.Start(name);
+  for (int i = 0; i < kPushes; ++i) EXPECT_THAT(PostPush(srv, bodies[i], "burst-" + std::to_string(i)), HasSubstr(" 201"));
+  std::vector<store::Run> runs = pool.WaitFinal(kPushes);
+  ASSERT_EQ(runs.size(), static_cast<size_t>(kPushes));
+  std::set<std::string> workers;
+  for (const auto& run : runs) {
+    EXPECT_EQ(run.state, store::RunState::kSucceeded) << run.id << ": " << run.message;
+    EXPECT_EQ(run.attempt, 1) << "run " << run.id << " was claimed twice";
+    EXPECT_THAT(run.worker, ::testing::StartsWith("robot:pool/w")) << "the server has no workers of its own";
+    workers.insert(run.worker);
+    EXPECT_THAT(pool.Log(run), HasSubstr("built " + run.commit));
+  }
+  EXPECT_GE(workers.size(), 2u) << "one worker built every run while two waited";
+  const std::string bearer = "Authorization: Bearer " + pool.token;
+  EXPECT_THAT(GetWith(srv.Url() + "/api/v1/runs/1", {bearer}), HasSubstr(" 403"));
+  EXPECT_THAT(GetWith(srv.Url() + "/api/v1/runs/1/logs", {bearer}), HasSubstr(" 403"));
+  EXPECT_THAT(Post(srv.Url() + "/api/v1/runs/1/retry", "", {bearer}), HasSubstr(" 403"));
+  EXPECT_THAT(Post(srv.Url() + "/api/v1/worker/runs/1/finish", R"({"name":"w0","attempt":1,"state":"failed","message":"x"})",
+                   {bearer}),
+              HasSubstr(" 409"));
+  EXPECT_THAT(Post(srv.Url() + "/api/v1/worker/claim", R"({"name":"w9","wait_seconds":0})",
+                   {std::string("Authorization: Bearer ") + kApiToken}),
+              HasSubstr(" 403"))
+      << "only a worker token claims runs";
+}
+
+// kill -9 of the worker running a run, mid-step: its lease expires and another worker builds it
+// (attempt 2) to success.
+TEST(CiServerWorkers, ARunWhoseWorkerIsKilledMidStepIsBuiltByAnother) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  std::string sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  slow: {run: 'echo started; sleep 2; echo finished'}\n");
+  std::string url = "file://" + (root / "repo").string();
+  Srv srv(root, url, NoLocalWorkers());
+  WorkerPool pool(root, srv);
+  for (const char* name : {"w0", "w1", "w2"}) pool.Start(name);
+  ASSERT_THAT(PostPush(srv, PushPayload(url, sha), "k1"), HasSubstr(" 201"));
+  store::Run run = pool.WaitStepRunning(1);
+  ASSERT_EQ(run.id, 1) << "run 1 never started its step";
+  const std::string victim = run.worker.substr(run.worker.find('/') + 1);
+  ASSERT_TRUE(pool.workers.contains(victim)) << run.worker;
+  pool.workers.at(victim).Signal(SIGKILL);
+  pool.workers.at(victim).Stop(std::chrono::milliseconds(100));
+  std::vector<store::Run> runs = pool.WaitFinal(1);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state, store::RunState::kSucceeded) << runs[0].message;
+  EXPECT_EQ(runs[0].attempt, 2);
+  EXPECT_NE(runs[0].worker, run.worker);
+  EXPECT_THAT(pool.Log(runs[0]), HasSubstr("finished"));
+}
+
+// A repository whose policy asks for arch=arm64: its runs go to the worker that has it only, and a
+// cancel through the API reaches that worker at its next renewal and stops the step.
+TEST(CiServerWorkers, LabelsRouteRunsAndACancelStopsTheStepOnTheWorker) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  MakeRepo(root / "repo", "shell: sh\nsteps:\n  step: {run: 'if [ \"$GANTRY_BRANCH\" = slow ]; then sleep 60; fi; echo done'}\n");
+  std::string url = "file://" + (root / "repo").string();
+  const std::string slow = PushPayload(url, Commit(root / "repo", "f.txt", "slow", "slow"));
+  const std::string fast = PushPayload(url, Commit(root / "repo", "f.txt", "fast", "fast"));
+  std::vector<std::string> flags = NoLocalWorkers();
+  flags.insert(flags.end(), {"--repo-policy", url + " labels=arch=arm64"});
+  Srv srv(root, url, flags);
+  WorkerPool pool(root, srv);
+  pool.Start("plain");
+  pool.Start("amd", {"--labels", "arch=amd64"});
+  pool.Start("arm", {"--labels", "arch=arm64,disk=ssd"});
+  std::string slow_body = slow, fast_body = fast;
+  slow_body.replace(slow_body.find("refs/heads/main"), 15, "refs/heads/slow");
+  fast_body.replace(fast_body.find("refs/heads/main"), 15, "refs/heads/fast");
+  ASSERT_THAT(PostPush(srv, slow_body, "l1"), HasSubstr(" 201"));
+  ASSERT_THAT(PostPush(srv, fast_body, "l2"), HasSubstr(" 201"));
+  store::Run run = pool.WaitStepRunning(1);
+  ASSERT_EQ(run.id, 1) << "run 1 never started its step";
+  EXPECT_EQ(run.worker, "robot:pool/arm");
+  const auto asked = std::chrono::steady_clock::now();
+  EXPECT_THAT(Post(srv.Url() + "/api/runs/1/cancel", "", {std::string("Authorization: Bearer ") + kApiToken}),
+              HasSubstr("stops it at its next lease renewal"));
+  std::vector<store::Run> runs = pool.WaitFinal(2);
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].state, store::RunState::kCancelled) << runs[0].message;
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, std::chrono::seconds(30)) << "the step was not stopped";
+  ASSERT_FALSE(runs[0].steps.empty());
+  EXPECT_EQ(runs[0].steps[0].state, store::RunState::kCancelled);
+  EXPECT_EQ(runs[1].state, store::RunState::kSucceeded) << runs[1].message;
+  for (const auto& r : runs) EXPECT_EQ(r.worker, "robot:pool/arm") << "run " << r.id << " went to a worker without arch=arm64";
+}
+
+}  // namespace
+}  // namespace gantry

@@ -725,10 +725,10 @@ TYPED_TEST(StoreContractTest, AnExpiredRunLeaseIsTakenOverAndTheOldClaimIsFenced
   clock.Advance(6s);
   ASSERT_OK_AND_ASSIGN(auto none, s->MarkExpiredInterrupted());
   EXPECT_TRUE(none.empty());
-  ASSERT_OK_AND_ASSIGN(bool renewed, s->RenewRunLease(id, "server-a", 1, 10s));
-  EXPECT_TRUE(renewed);
-  ASSERT_OK_AND_ASSIGN(bool wrong_worker, s->RenewRunLease(id, "server-b", 1, 10s));
-  EXPECT_FALSE(wrong_worker);
+  ASSERT_OK_AND_ASSIGN(store::Renewal renewed, s->RenewRunLease(id, "server-a", 1, 10s));
+  EXPECT_EQ(renewed, store::Renewal::kRenewed);
+  ASSERT_OK_AND_ASSIGN(store::Renewal wrong_worker, s->RenewRunLease(id, "server-b", 1, 10s));
+  EXPECT_EQ(wrong_worker, store::Renewal::kLost);
   clock.Advance(9s);  // 15 s after the claim, 9 s after the renewal
   ASSERT_OK_AND_ASSIGN(auto still, s->MarkExpiredInterrupted());
   EXPECT_TRUE(still.empty()) << "a renewed lease expired early";
@@ -743,16 +743,16 @@ TYPED_TEST(StoreContractTest, AnExpiredRunLeaseIsTakenOverAndTheOldClaimIsFenced
   ASSERT_OK_AND_ASSIGN(Run interrupted, s->GetRun(id));
   EXPECT_EQ(interrupted.steps.at(0).state, RunState::kInterrupted);
   EXPECT_FALSE(interrupted.lease_expires_at.has_value());
-  ASSERT_OK_AND_ASSIGN(bool late, s->RenewRunLease(id, "server-a", 1, 10s));
-  EXPECT_FALSE(late);
+  ASSERT_OK_AND_ASSIGN(store::Renewal late, s->RenewRunLease(id, "server-a", 1, 10s));
+  EXPECT_EQ(late, store::Renewal::kLost);
 
   // Re-queued and taken by server-b: server-a's attempt 1 is fenced out.
   ASSERT_OK(s->UpdateRun(id, RunState::kQueued, "re-queued"));
   ASSERT_OK_AND_ASSIGN(auto b, s->ClaimNextQueuedRun("server-b", std::nullopt, 10s));
   ASSERT_TRUE(b.has_value());
   EXPECT_EQ(b->attempt, 2);
-  ASSERT_OK_AND_ASSIGN(bool stale, s->RenewRunLease(id, "server-a", 1, 10s));
-  EXPECT_FALSE(stale);
+  ASSERT_OK_AND_ASSIGN(store::Renewal stale, s->RenewRunLease(id, "server-a", 1, 10s));
+  EXPECT_EQ(stale, store::Renewal::kLost);
   Status fenced = s->UpdateRun(id, RunState::kSucceeded, "attempt 1 done", 1);
   EXPECT_EQ(fenced.code(), Code::kAborted) << fenced.ToString();
   EXPECT_NE(fenced.message().find("server-b"), std::string::npos) << fenced.message();
@@ -763,9 +763,42 @@ TYPED_TEST(StoreContractTest, AnExpiredRunLeaseIsTakenOverAndTheOldClaimIsFenced
   ASSERT_OK_AND_ASSIGN(Run done, s->GetRun(id));
   EXPECT_EQ(done.state, RunState::kSucceeded);
   EXPECT_FALSE(done.lease_expires_at.has_value());
-  ASSERT_OK_AND_ASSIGN(bool after_end, s->RenewRunLease(id, "server-b", 2, 10s));
-  EXPECT_FALSE(after_end);
+  ASSERT_OK_AND_ASSIGN(store::Renewal after_end, s->RenewRunLease(id, "server-b", 2, 10s));
+  EXPECT_EQ(after_end, store::Renewal::kLost);
   EXPECT_EQ(s->RenewRunLease(other + 1000, "server-b", 1, 10s).status().code(), Code::kNotFound);
+}
+
+// Remote workers: a run is claimed only by a claimer with every label it asks for; a cancel asked
+// of a running run reaches its claimer at its next renewal; changed paths come back as written.
+TYPED_TEST(StoreContractTest, LabelsRouteClaimsAndACancelRequestReachesTheClaimerAtRenewal) {
+  Store& s = this->store();
+  ASSERT_OK_AND_ASSIGN(int64_t arm, s.CreateRun({.repo = "r", .pipeline = "p", .commit = "c1", .ref = "refs/heads/a",
+                                                 .labels = {{"arch", "arm64"}}, .changed_paths = std::vector<std::string>{"a/b.c", "d"}}));
+  ASSERT_OK_AND_ASSIGN(int64_t any, s.CreateRun({.repo = "r", .pipeline = "p", .commit = "c2", .ref = "refs/heads/b"}));
+  ASSERT_OK_AND_ASSIGN(auto plain, s.ClaimNextQueuedRun("plain", std::nullopt));
+  ASSERT_TRUE(plain.has_value());
+  EXPECT_EQ(plain->id, any) << "a claimer without labels took a run that asks for arch=arm64";
+  EXPECT_FALSE(plain->changed_paths.has_value());
+  ASSERT_OK_AND_ASSIGN(auto x86, s.ClaimNextQueuedRun("x86", std::nullopt, 10s, {{"arch", "amd64"}}));
+  EXPECT_FALSE(x86.has_value());
+  ASSERT_OK_AND_ASSIGN(auto arm64, s.ClaimNextQueuedRun("arm", std::nullopt, 10s, {{"arch", "arm64"}, {"gpu", "no"}}));
+  ASSERT_TRUE(arm64.has_value());
+  EXPECT_EQ(arm64->id, arm);
+  EXPECT_EQ(arm64->labels, (Labels{{"arch", "arm64"}}));
+  EXPECT_EQ(arm64->changed_paths, (std::vector<std::string>{"a/b.c", "d"}));
+
+  ASSERT_OK_AND_ASSIGN(store::Renewal before, s.RenewRunLease(arm, "arm", 1, 10s));
+  EXPECT_EQ(before, store::Renewal::kRenewed);
+  ASSERT_OK(s.RequestRunCancel(arm));
+  ASSERT_OK_AND_ASSIGN(store::Renewal after, s.RenewRunLease(arm, "arm", 1, 10s));
+  EXPECT_EQ(after, store::Renewal::kCancelRequested);
+  ASSERT_OK(s.UpdateRun(arm, RunState::kCancelled, "cancelled", 1));
+  EXPECT_CODE(s.RequestRunCancel(arm), Code::kFailedPrecondition);
+  EXPECT_CODE(s.RequestRunCancel(arm + 1000), Code::kNotFound);
+  EXPECT_EQ(FormatLabels({{"b", "2"}, {"a", "1"}}), "a=1,b=2");
+  EXPECT_CODE(ParseLabels("a=1,a=2").status(), Code::kInvalidArgument);
+  EXPECT_CODE(ParseLabels("a b=1").status(), Code::kInvalidArgument);
+  EXPECT_CODE(ParseLabels("a").status(), Code::kInvalidArgument);
 }
 
 // A named lease (scheduled work done once across servers) has one holder until it expires.

@@ -50,9 +50,10 @@ class SqlStore : public Store {
   Result<std::vector<Run>> ListRuns(const RunFilter& filter) override;
   Result<std::vector<Run>> MarkUnfinishedInterrupted(std::string_view worker) override;
   Result<std::optional<Run>> ClaimNextQueuedRun(std::string_view worker, std::optional<bool> trusted,
-                                                std::chrono::milliseconds lease) override;
-  Result<bool> RenewRunLease(int64_t id, std::string_view worker, int attempt,
-                             std::chrono::milliseconds lease) override;
+                                                std::chrono::milliseconds lease, const Labels& labels) override;
+  Result<Renewal> RenewRunLease(int64_t id, std::string_view worker, int attempt,
+                                std::chrono::milliseconds lease) override;
+  Status RequestRunCancel(int64_t id) override;
   Result<std::vector<Run>> MarkExpiredInterrupted() override;
   Result<bool> AcquireLease(std::string_view name, std::string_view holder,
                             std::chrono::milliseconds duration) override;
