@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <random>
 #include <set>
 #include <thread>
@@ -121,6 +122,12 @@ Status GitError(int code, std::string_view what) {
   if (klass == GIT_ERROR_NET || klass == GIT_ERROR_HTTP || klass == GIT_ERROR_SSH ||
       klass == GIT_ERROR_SSL) {
     return UnavailableError("{}", text);
+  }
+  // libgit2 reports a failed system call with strerror's text (a full disk during a fetch:
+  // "cannot extend packfile '...': No space left on device"): out of a resource, as ErrnoError says,
+  // not an internal error.
+  for (int err : {ENOSPC, EDQUOT, EMFILE, ENFILE, ENOMEM}) {
+    if (message.find(std::strerror(err)) != std::string::npos) return ResourceExhaustedError("{}", text);
   }
   return InternalError("{}", text);
 }

@@ -8,7 +8,11 @@
 //     report, with DeadlineExceeded at the operation's timeout (before the fix: forever);
 //   - a push cut mid-pack, or never answered, either landed whole or not at all, and the retry after
 //     the fault leaves exactly one new commit;
-//   - a fetch and a push under 100 ms ± jitter latency succeed.
+//   - a fetch and a push under 100 ms ± jitter latency succeed, and with every stream sliced into
+//     small pieces and every close delayed;
+//   - a fetch whose server goes half-open (its direction silent, Gantry's flowing) fails at its
+//     deadline and keeps the old revision;
+//   - a fetch into a mirror on a full disk fails saying so, and succeeds once space is back.
 // The schedule (where a cut falls, the jitter, when the silence starts) comes from
 // GANTRY_FAULT_SEED; each scenario prints its FAULT line (test/env/toxiproxy.h: RecordFault).
 
@@ -300,6 +304,112 @@ TEST_F(GitFaultsTest, LatencyWithJitterStillFetchesAndPushes) {
   EXPECT_EQ(*pushed, ServerMain());
   EXPECT_EQ(ServerFile("app/config.yaml"), "replicas: 5\n");
   RecordFault("git-latency-100ms-jitter", "fetched-and-pushed", fault_s, 0);
+}
+
+// Both directions to the Git server in slices of a seeded 16-256 bytes, every close delayed
+// (slicer, slow_close): a fetch of a commit with a 512 KiB file and a config commit's push succeed,
+// byte for byte.
+TEST_F(GitFaultsTest, SlicedStreamsAndSlowCloseStillFetchAndPush) {
+  std::mt19937_64 random(testenv::FaultSeed() + 4);
+  const std::string big = testenv::RandomBytes(512 << 10, random);
+  auto first = Commit(*direct_, {{"app/config.yaml", "replicas: 1\n"}, {"app/big.bin", big}}, "first");
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  auto added = testenv::AddSlicedSlowClose(Toxi(), "git", random);
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  auto repo = Proxied(60s);
+  auto start = Clock::now();
+  auto fetched = repo->Fetch();
+  ASSERT_TRUE(fetched.ok()) << fetched.status().ToString();
+  auto pushed = Commit(*repo, {{"app/config.yaml", "replicas: 6\n"}}, "scale to 6");
+  double took = Seconds(Clock::now() - start);
+  ASSERT_TRUE(pushed.ok()) << pushed.status().ToString();
+  EXPECT_TRUE(MirrorFile(*repo, *first, "app/big.bin") == big) << "the 512 KiB file differs after a sliced fetch";
+  EXPECT_EQ(*pushed, ServerMain());
+  EXPECT_EQ(CommitsSince(*first), 1);
+  EXPECT_EQ(ServerFile("app/config.yaml"), "replicas: 6\n");
+  ExpectIntact();
+  std::cout << "  " << *added << ": fetch and push in " << took << " s" << std::endl;
+  RecordFault("git-sliced-slow-close", "fetched-and-pushed", took, 0);
+}
+
+// Half-open mid-fetch: the server's answer (a 3 MiB pack) is throttled to 1 MB/s and, a seeded
+// 0.3-1 s in, goes silent while Gantry's side still flows. The fetch fails DeadlineExceeded at its
+// 8 s timeout (not the kernel's, hours later), the mirror keeps the old revision intact, and the
+// fetch after the fault brings the new one.
+TEST_F(GitFaultsTest, HalfOpenMidFetchFailsAtItsDeadline) {
+  std::mt19937_64 random(testenv::FaultSeed() + 5);
+  auto old_commit = Commit(*direct_, {{"app/config.yaml", "replicas: 1\n"}}, "first");
+  ASSERT_TRUE(old_commit.ok()) << old_commit.status().ToString();
+  auto repo = Proxied(8s);
+  ASSERT_TRUE(repo->Fetch().ok());
+  const std::string big = testenv::RandomBytes(3 << 20, random);
+  auto new_commit = Commit(*direct_, {{"app/big.bin", big}}, "second");
+  ASSERT_TRUE(new_commit.ok()) << new_commit.status().ToString();
+  ASSERT_TRUE(Toxi().AddToxic("git", {.name = "slow", .type = "bandwidth", .attributes = {{"rate", 1024}}}).ok());
+  auto silent = testenv::GoHalfOpenAfter(Toxi(), "git", std::chrono::milliseconds(300 + random() % 700));
+  auto start = Clock::now();
+  auto fetched = testenv::RunWithin<Status>(60s, [repo] { return repo->Fetch().status(); });
+  double fault_s = Seconds(Clock::now() - start);
+  ASSERT_TRUE(silent.get().ok());
+  ASSERT_TRUE(fetched.has_value()) << "the fetch from a half-open server did not return within 60 s";
+  EXPECT_EQ(fetched->code(), Code::kDeadlineExceeded) << fetched->ToString();
+  EXPECT_LT(fault_s, 14.0) << "an 8 s deadline held for " << fault_s << " s";
+  std::cout << "  after " << fault_s << " s: " << fetched->ToString() << std::endl;
+  EXPECT_EQ(repo->Resolve("main").value_or(""), *old_commit);
+  ExpectIntact();
+
+  ASSERT_TRUE(Toxi().Reset().ok());
+  auto healed = Clock::now();
+  auto again = repo->Fetch();
+  double recover_s = Seconds(Clock::now() - healed);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(MirrorFile(*repo, *new_commit, "app/big.bin") == big);
+  RecordFault("git-half-open-mid-fetch", fetched->code() == Code::kDeadlineExceeded ? "failed-at-deadline" : "unexpected",
+              fault_s, recover_s);
+}
+
+// The mirror cache on a 16 MB tmpfs that is full when a commit with a 3 MiB incompressible file
+// arrives: the fetch fails saying the disk is full, the mirror still serves the old revision and
+// `git fsck` finds nothing broken; once space is back the next fetch brings the file byte for byte.
+TEST_F(GitFaultsTest, FullDiskFailsTheFetchAndTheNextFetchAfterSpaceReturnsCompletesIt) {
+  testenv::SmallDisk disk("16m");
+  if (!disk.why_not().empty()) GTEST_SKIP() << disk.why_not();
+  std::mt19937_64 random(testenv::FaultSeed() + 6);
+  auto old_commit = Commit(*direct_, {{"app/config.yaml", "replicas: 1\n"}}, "first");
+  ASSERT_TRUE(old_commit.ok()) << old_commit.status().ToString();
+  git::Mirrors mirrors(disk.dir() / "git");
+  auto repo = mirrors.Open("file://" + repo_path_, {.allow_file = true});
+  ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+  ASSERT_TRUE((*repo)->Fetch().ok());
+  const std::string big = testenv::RandomBytes(3 << 20, random);
+  auto new_commit = Commit(*direct_, {{"app/big.bin", big}}, "second");
+  ASSERT_TRUE(new_commit.ok()) << new_commit.status().ToString();
+
+  fs::path filler = disk.Fill();
+  auto start = Clock::now();
+  auto fetched = (*repo)->Fetch();
+  double fault_s = Seconds(Clock::now() - start);
+  EXPECT_FALSE(fetched.ok()) << "a 3 MiB pack was written to a full disk";
+  std::cout << "  on the full disk: " << fetched.status().ToString() << std::endl;
+  EXPECT_EQ(fetched.status().code(), Code::kResourceExhausted) << fetched.status().ToString();
+  EXPECT_NE(fetched.status().message().find("No space left on device"), std::string::npos)
+      << fetched.status().ToString();
+  EXPECT_EQ((*repo)->Resolve("main").value_or(""), *old_commit);
+  EXPECT_EQ(MirrorFile(**repo, *old_commit, "app/config.yaml"), "replicas: 1\n");
+
+  fs::remove(filler);
+  auto healed = Clock::now();
+  auto again = (*repo)->Fetch();
+  double recover_s = Seconds(Clock::now() - healed);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ((*repo)->Resolve("main").value_or(""), *new_commit);
+  EXPECT_TRUE(MirrorFile(**repo, *new_commit, "app/big.bin") == big);
+  for (const auto& mirror : fs::directory_iterator(disk.dir() / "git")) {
+    if (!mirror.is_directory()) continue;
+    auto fsck = GitIn(mirror.path().string(), {"fsck", "--no-dangling", "--no-progress"});
+    EXPECT_TRUE(fsck.ok()) << "mirror " << mirror.path() << ": " << fsck.status().ToString();
+  }
+  RecordFault("git-fetch-enospc", fetched.ok() ? "fetched" : "failed-clearly-old-revision-kept", fault_s, recover_s);
 }
 
 }  // namespace
