@@ -179,6 +179,11 @@ PY
       agent-kill9) start_agent "$c" ;;
       apiserver-kill9) "$env_dir/kube-cluster.sh" start-apiserver "$out/cluster-$c" >/dev/null ;;
       etcd-kill9) "$env_dir/kube-cluster.sh" start-etcd "$out/cluster-$c" >/dev/null ;;
+      git-sliced-slow-close)  # the proxy made anew: Toxiproxy 2.12 crashes otherwise (test/env/toxiproxy.h)
+        curl -sf -X DELETE "$toxi/proxies/git" >/dev/null
+        curl -sf -X POST "$toxi/proxies" \
+          -d "{\"name\":\"git\",\"listen\":\"$git_proxy\",\"upstream\":\"${git_url#http://}\",\"enabled\":true}" >/dev/null
+        curl -sf -X POST "$toxi/reset" >/dev/null ;;
       *) curl -sf -X POST "$toxi/reset" >/dev/null ;;
     esac
   done <"$out/schedule.txt"

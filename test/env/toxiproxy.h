@@ -84,10 +84,15 @@ bool FullFaults();
 // (bench/faults/run.sh tabulates those lines).
 void RecordFault(const std::string& scenario, const std::string& outcome, double fault_s, double recover_s);
 
-// Slices both directions of `proxy` into pieces of a seeded 16-256 bytes a few microseconds apart
-// (Toxiproxy slicer: every read and parse sees fragments) and delays the close of the server's side
-// by a seeded 0.2-1 s (slow_close). Returns what it added, for the log.
-Result<std::string> AddSlicedSlowClose(Toxiproxy& toxi, const std::string& proxy, std::mt19937_64& random);
+// A throwaway proxy `name` to `upstream` whose both directions are sliced into pieces of a seeded
+// 16-256 bytes a few microseconds apart (slicer: every read and parse sees fragments), and whose
+// server side's close is delayed a seeded 0.2-1 s (slow_close). Returns its address
+// ("127.0.0.1:PORT"); `what` says what it does, for the log. Delete it (DeleteProxy) when the
+// scenario ends; never reset and reuse it: Toxiproxy 2.12 corrupts a proxy's toxic chain when slicer
+// and slow_close are removed from it, and a toxic added to it later crashes the server ("index out
+// of range" in ToxicLink.AddToxic).
+Result<std::string> CreateSlicedSlowCloseProxy(Toxiproxy& toxi, const std::string& name, const std::string& upstream,
+                                               std::mt19937_64& random, std::string& what);
 
 // Half-open: `after` from now, the server's direction of `proxy` goes silent (timeout 0 downstream:
 // nothing more arrives, no FIN, no reset) while the client's direction still flows, as when the

@@ -82,10 +82,10 @@ class GitFaultsTest : public ::testing::Test {
   void TearDown() override { ASSERT_TRUE(Toxi().Reset().ok()); }
 
   // The repository through the proxy, with the server's credentials and `timeout` per operation.
-  std::shared_ptr<git::Repository> Proxied(std::chrono::milliseconds timeout) {
+  std::shared_ptr<git::Repository> Proxied(std::chrono::milliseconds timeout, const std::string& url = proxied_url_) {
     git::Credentials credentials{.host = "127.0.0.1", .username = server_->Get("GIT_USER"),
                                  .password = server_->Get("GIT_PASSWORD")};
-    auto repo = mirrors_->Open(proxied_url_ + "/" + name_ + ".git", {.credentials = credentials, .timeout = timeout});
+    auto repo = mirrors_->Open(url + "/" + name_ + ".git", {.credentials = credentials, .timeout = timeout});
     GANTRY_CHECK(repo.ok());
     return *repo;
   }
@@ -314,9 +314,11 @@ TEST_F(GitFaultsTest, SlicedStreamsAndSlowCloseStillFetchAndPush) {
   const std::string big = testenv::RandomBytes(512 << 10, random);
   auto first = Commit(*direct_, {{"app/config.yaml", "replicas: 1\n"}, {"app/big.bin", big}}, "first");
   ASSERT_TRUE(first.ok()) << first.status().ToString();
-  auto added = testenv::AddSlicedSlowClose(Toxi(), "git", random);
-  ASSERT_TRUE(added.ok()) << added.status().ToString();
-  auto repo = Proxied(60s);
+  std::string what;
+  auto sliced = testenv::CreateSlicedSlowCloseProxy(
+      Toxi(), "git-sliced", server_->Get("GIT_URL").substr(std::string_view("http://").size()), random, what);
+  ASSERT_TRUE(sliced.ok()) << sliced.status().ToString();
+  auto repo = Proxied(60s, "http://" + *sliced);
   auto start = Clock::now();
   auto fetched = repo->Fetch();
   ASSERT_TRUE(fetched.ok()) << fetched.status().ToString();
@@ -328,7 +330,8 @@ TEST_F(GitFaultsTest, SlicedStreamsAndSlowCloseStillFetchAndPush) {
   EXPECT_EQ(CommitsSince(*first), 1);
   EXPECT_EQ(ServerFile("app/config.yaml"), "replicas: 6\n");
   ExpectIntact();
-  std::cout << "  " << *added << ": fetch and push in " << took << " s" << std::endl;
+  std::cout << "  " << what << ": fetch and push in " << took << " s" << std::endl;
+  EXPECT_TRUE(Toxi().DeleteProxy("git-sliced").ok());
   RecordFault("git-sliced-slow-close", "fetched-and-pushed", took, 0);
 }
 

@@ -117,17 +117,23 @@ class PostgresFaultsTest : public ::testing::Test {
     const std::string& admin = pg.Get("PG_URL");
     ASSERT_TRUE(Sql(admin, "CREATE DATABASE " + database_).empty());
     direct_url_ = admin.substr(0, admin.rfind('/') + 1) + database_;
-    std::string credentials = "postgresql://" + pg.Get("PG_USER") + ":" + pg.Get("PG_PASSWORD") + "@";
-    proxied_url_ = credentials + *listen + "/" + database_ + "?connect_timeout=2";
+    proxied_url_ = UrlThrough(*listen);
   }
   void TearDown() override {
     ASSERT_TRUE(Toxi().Reset().ok());
     Sql(testenv::Shared("postgres.sh").Get("PG_URL"), "DROP DATABASE IF EXISTS " + database_ + " WITH (FORCE)");
   }
 
+  // The test's database through the proxy listening on `listen`.
+  std::string UrlThrough(const std::string& listen) {
+    auto& pg = testenv::Shared("postgres.sh");
+    return "postgresql://" + pg.Get("PG_USER") + ":" + pg.Get("PG_PASSWORD") + "@" + listen + "/" + database_ +
+           "?connect_timeout=2";
+  }
+
   // The store through the proxy, with short bounds so that faults show within seconds.
-  std::unique_ptr<store::Store> Proxied(int attempts) {
-    auto s = store::Open(proxied_url_, {.max_connections = 2,
+  std::unique_ptr<store::Store> Proxied(int attempts, const std::string& url = "") {
+    auto s = store::Open(url.empty() ? proxied_url_ : url, {.max_connections = 2,
                                         .reply_timeout = 2s,
                                         .retry = {.initial = 20ms, .max_delay = 200ms, .max_attempts = attempts,
                                                   .max_elapsed = 6s}});
@@ -240,11 +246,14 @@ TEST_F(PostgresFaultsTest, SilentServerFailsWithinTheReplyTimeout) {
 // slow_close): 40 releases and runs written through it are all acknowledged and each is in the
 // database once.
 TEST_F(PostgresFaultsTest, SlicedStreamsAndSlowCloseLoseNothing) {
-  auto store = Proxied(3);
-  ASSERT_NE(store, nullptr);
   std::mt19937_64 random(testenv::FaultSeed() + 1);
-  auto added = testenv::AddSlicedSlowClose(Toxi(), "postgres", random);
-  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  auto& pg = testenv::Shared("postgres.sh");
+  std::string what;
+  auto sliced = testenv::CreateSlicedSlowCloseProxy(Toxi(), "postgres-sliced", pg.Get("PG_HOST") + ":" + pg.Get("PG_PORT"),
+                                                    random, what);
+  ASSERT_TRUE(sliced.ok()) << sliced.status().ToString();
+  auto store = Proxied(3, UrlThrough(*sliced));
+  ASSERT_NE(store, nullptr);
   Ledger releases, runs;
   auto start = Clock::now();
   for (int i = 0; i < 20; ++i) WriteReleaseAndRun(*store, i, releases, runs);
@@ -255,7 +264,9 @@ TEST_F(PostgresFaultsTest, SlicedStreamsAndSlowCloseLoseNothing) {
   auto run_counts = Counts("runs", "commit_sha");
   ExpectExactlyOnce(releases, [&](const std::string& k) { return release_counts[k]; }, "release");
   ExpectExactlyOnce(runs, [&](const std::string& k) { return run_counts[k]; }, "run");
-  std::cout << "  " << *added << ": 40 writes in " << took << " s" << std::endl;
+  std::cout << "  " << what << ": 40 writes in " << took << " s" << std::endl;
+  store.reset();
+  EXPECT_TRUE(Toxi().DeleteProxy("postgres-sliced").ok());
   RecordFault("postgres-sliced-slow-close", "all-acked-once", took, 0);
 }
 
