@@ -748,7 +748,7 @@ TEST_F(RegistryFaultsTest, SlicedStreamsAndSlowCloseStillPushAndPull) {
 }
 
 // Half-open during a pull: the registry's answer is throttled to 256 KB/s and, a seeded 0.3-1 s in,
-// goes silent while the requests still flow. The pull fails within its stall timeout (3 s, 3
+// goes silent while the requests still flow. The pull fails within its stall timeout (2 s, 3
 // attempts), nothing is tagged in the layout and every blob it holds is whole (verified); the pull
 // after the fault completes.
 TEST_F(RegistryFaultsTest, HalfOpenMidPullFailsWithinStallTimeoutAndTagsNothing) {
@@ -764,7 +764,7 @@ TEST_F(RegistryFaultsTest, HalfOpenMidPullFailsWithinStallTimeoutAndTagsNothing)
   ASSERT_TRUE(back.ok());
   ASSERT_TRUE(Toxi().AddToxic("registry", {.name = "slow", .type = "bandwidth", .attributes = {{"rate", 256}}}).ok());
   auto silent = testenv::GoHalfOpenAfter(Toxi(), "registry", std::chrono::milliseconds(300 + random() % 700));
-  std::shared_ptr<oci::Registry> proxied = Client(proxied_host_, std::chrono::seconds(3));
+  std::shared_ptr<oci::Registry> proxied = Client(proxied_host_, std::chrono::seconds(2));
   const oci::Reference src = Ref(proxied_host_ + "/" + repo_tag);
   auto start = Clock::now();
   auto pulled = testenv::RunWithin<Status>(std::chrono::seconds(90), [proxied, src, dst = *back] {
