@@ -16,7 +16,7 @@ n=${1:-5} first=${2:-1}
 build=${BUILD_DIR:-$root/build/default}
 [[ -d $build ]] || build=$root/build/h
 tests=(${FAULT_TESTS:-integration_faults_test integration_faults_git_test integration_faults_store_test
-  integration_agent_test:AgentTest.Kill9AtSeededPointsOfASyncWithPruneConverges})
+  integration_agent_test:AgentTest.Kill9AtSeededPointsOfASyncWithPruneConverges:AgentTest.WallClockSteps*})
 for t in "${tests[@]}"; do
   bin=$build/test/integration/${t%%:*}
   [[ -x $bin ]] || { echo "run.sh: build ${t%%:*} first (cmake --build $build --target ${t%%:*})" >&2; exit 2; }
