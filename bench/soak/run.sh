@@ -259,8 +259,12 @@ for p in "${bg_pids[@]}"; do wait "$p" 2>/dev/null || true; done
 bg_pids=()
 
 # ---- Memory and descriptors: flat after warm-up? CSV, summary, plot ----
+# Debian's python3 has python3-matplotlib; a python3 of pyenv or a venv earlier in PATH may not.
+plot_python=python3
+python3 -c 'import matplotlib' 2>/dev/null || ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null ||
+  plot_python=/usr/bin/python3
 flat=0
-python3 - "$out/samples.csv" "$warmup" "$out/samples.png" "$out/flat.txt" <<'PY' || flat=1
+"$plot_python" - "$out/samples.csv" "$warmup" "$out/samples.png" "$out/flat.txt" <<'PY' || flat=1
 import collections, csv, shutil, subprocess, sys
 path, warmup, png, summary = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
 rows = list(csv.DictReader(open(path)))

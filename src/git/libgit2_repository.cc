@@ -74,11 +74,18 @@ using OdbPtr = Ptr<git_odb, git_odb_free>;
 using SigPtr = Ptr<git_signature, git_signature_free>;
 using RefIterPtr = Ptr<git_reference_iterator, git_reference_iterator_free>;
 
+// Pack files libgit2 keeps open at once, across all repositories of the process.
+constexpr int kMaxOpenPackFiles = 64;
+
 void InitLibgit2() {
   static std::once_flag once;
   std::call_once(once, [] {
     git_libgit2_init();
     internal::RegisterTimedStream();
+    // Every fetch adds a pack file to a mirror, and libgit2 keeps each pack it has read from open
+    // (no limit by default): a long-running agent held one descriptor more per commit fetched until
+    // it ran out (the soak, bench/soak/run.sh). Beyond this many, the least recently used are closed.
+    git_libgit2_opts(GIT_OPT_SET_MWINDOW_FILE_LIMIT, static_cast<size_t>(kMaxOpenPackFiles));
     // No user or system configuration (url.insteadOf, credential helpers, proxies) reaches a
     // mirror: what Gantry fetches depends only on what it was asked.
     for (int level : {GIT_CONFIG_LEVEL_SYSTEM, GIT_CONFIG_LEVEL_XDG, GIT_CONFIG_LEVEL_GLOBAL,
