@@ -106,6 +106,14 @@ class GitFaultsTest : public ::testing::Test {
     return repo.CommitAndPush(request);
   }
 
+  // Removes every toxic and fetches again: the fetch's status and the seconds it took.
+  static std::pair<Status, double> HealAndFetch(git::Repository& repo) {
+    EXPECT_TRUE(Toxi().Reset().ok());
+    auto healed = Clock::now();
+    Status fetched = repo.Fetch().status();
+    return {fetched, Seconds(Clock::now() - healed)};
+  }
+
   std::string ServerMain() { return GitIn(repo_path_, {"rev-parse", "refs/heads/main"}).value_or("(none)"); }
   int CommitsSince(const std::string& base) {
     auto n = GitIn(repo_path_, {"rev-list", "--count", base + "..refs/heads/main"});
@@ -167,11 +175,8 @@ TEST_F(GitFaultsTest, FetchCutMidPackKeepsTheMirrorUsable) {
   EXPECT_EQ(MirrorFile(*repo, *old_commit, "app/config.yaml"), "replicas: 1\n");
   ExpectIntact();
 
-  ASSERT_TRUE(Toxi().Reset().ok());
-  auto healed = Clock::now();
-  auto again = repo->Fetch();
-  double recover_s = Seconds(Clock::now() - healed);
-  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  auto [again, recover_s] = HealAndFetch(*repo);
+  ASSERT_TRUE(again.ok()) << again.ToString();
   ASSERT_EQ(repo->Resolve("main").value_or(""), *new_commit);
   EXPECT_EQ(MirrorFile(*repo, *new_commit, "app/config.yaml"), "replicas: 2\n");
   EXPECT_TRUE(MirrorFile(*repo, *new_commit, "app/big.bin") == big) << "the 3 MiB file differs after the refetch";
@@ -200,11 +205,8 @@ TEST_F(GitFaultsTest, SilentServerFailsTheFetchAtItsDeadline) {
   EXPECT_LT(fault_s, 8.0) << "a 3 s deadline held for " << fault_s << " s";
   std::cout << "  after " << fault_s << " s: " << fetched->ToString() << std::endl;
 
-  ASSERT_TRUE(Toxi().Reset().ok());
-  auto healed = Clock::now();
-  auto again = repo->Fetch();
-  double recover_s = Seconds(Clock::now() - healed);
-  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  auto [again, recover_s] = HealAndFetch(*repo);
+  ASSERT_TRUE(again.ok()) << again.ToString();
   EXPECT_EQ(repo->Resolve("main").value_or(""), ServerMain());
   RecordFault("git-timeout", fetched->code() == Code::kDeadlineExceeded ? "failed-at-deadline" : "unexpected",
               fault_s, recover_s);
@@ -361,11 +363,8 @@ TEST_F(GitFaultsTest, HalfOpenMidFetchFailsAtItsDeadline) {
   EXPECT_EQ(repo->Resolve("main").value_or(""), *old_commit);
   ExpectIntact();
 
-  ASSERT_TRUE(Toxi().Reset().ok());
-  auto healed = Clock::now();
-  auto again = repo->Fetch();
-  double recover_s = Seconds(Clock::now() - healed);
-  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  auto [again, recover_s] = HealAndFetch(*repo);
+  ASSERT_TRUE(again.ok()) << again.ToString();
   EXPECT_TRUE(MirrorFile(*repo, *new_commit, "app/big.bin") == big);
   RecordFault("git-half-open-mid-fetch", fetched->code() == Code::kDeadlineExceeded ? "failed-at-deadline" : "unexpected",
               fault_s, recover_s);

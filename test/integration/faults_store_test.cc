@@ -150,6 +150,15 @@ class PostgresFaultsTest : public ::testing::Test {
     }
     return out;
   }
+  // The invariant, read with libpq: no release is duplicated, and every acknowledged release and
+  // run is in the database once (ExpectExactlyOnce).
+  void ExpectLedgersInDatabase(const Ledger& releases, const Ledger& runs) {
+    auto release_counts = Counts("releases", "source_revision");
+    auto run_counts = Counts("runs", "commit_sha");
+    for (const auto& [key, n] : release_counts) EXPECT_EQ(n, 1) << "release " << key << " is duplicated";
+    ExpectExactlyOnce(releases, [&](const std::string& k) { return release_counts[k]; }, "release");
+    ExpectExactlyOnce(runs, [&](const std::string& k) { return run_counts[k]; }, "run");
+  }
   int Count(const std::string& table, const std::string& column, const std::string& key) {
     auto counts = Counts(table, column);
     return counts.count(key) ? counts[key] : 0;
@@ -197,11 +206,7 @@ TEST_F(PostgresFaultsTest, ResetsMidTransactionLoseAndDuplicateNothing) {
   double recover_s = Seconds(Clock::now() - healed);
   ASSERT_TRUE(after.ok()) << after.status().ToString();
 
-  auto release_counts = Counts("releases", "source_revision");
-  auto run_counts = Counts("runs", "commit_sha");
-  for (const auto& [key, n] : release_counts) EXPECT_EQ(n, 1) << "release " << key << " is duplicated";
-  ExpectExactlyOnce(releases, [&](const std::string& k) { return release_counts[k]; }, "release");
-  ExpectExactlyOnce(runs, [&](const std::string& k) { return run_counts[k]; }, "run");
+  ExpectLedgersInDatabase(releases, runs);
   for (const auto& [key, error] : releases.failed) std::cout << "  release " << key << ": " << error << std::endl;
   std::cout << "  " << releases.acked.size() << " releases and " << runs.acked.size() << " runs acknowledged, "
             << releases.failed.size() + runs.failed.size() << " writes failed" << std::endl;
@@ -260,10 +265,7 @@ TEST_F(PostgresFaultsTest, SlicedStreamsAndSlowCloseLoseNothing) {
   double took = Seconds(Clock::now() - start);
   EXPECT_TRUE(releases.failed.empty()) << releases.failed.begin()->second;
   EXPECT_TRUE(runs.failed.empty()) << runs.failed.begin()->second;
-  auto release_counts = Counts("releases", "source_revision");
-  auto run_counts = Counts("runs", "commit_sha");
-  ExpectExactlyOnce(releases, [&](const std::string& k) { return release_counts[k]; }, "release");
-  ExpectExactlyOnce(runs, [&](const std::string& k) { return run_counts[k]; }, "run");
+  ExpectLedgersInDatabase(releases, runs);
   std::cout << "  " << what << ": 40 writes in " << took << " s" << std::endl;
   store.reset();
   EXPECT_TRUE(Toxi().DeleteProxy("postgres-sliced").ok());
@@ -301,11 +303,7 @@ TEST_F(PostgresFaultsTest, HalfOpenMidStreamFailsWithinTheReplyTimeoutAndLosesNo
   auto after = store->CreateRelease({.app = "shop", .source_revision = "after", .config_revision = "c"});
   double recover_s = Seconds(Clock::now() - healed);
   ASSERT_TRUE(after.ok()) << after.status().ToString();
-  auto release_counts = Counts("releases", "source_revision");
-  auto run_counts = Counts("runs", "commit_sha");
-  for (const auto& [key, n] : release_counts) EXPECT_EQ(n, 1) << "release " << key << " is duplicated";
-  ExpectExactlyOnce(releases, [&](const std::string& k) { return release_counts[k]; }, "release");
-  ExpectExactlyOnce(runs, [&](const std::string& k) { return run_counts[k]; }, "run");
+  ExpectLedgersInDatabase(releases, runs);
   RecordFault("postgres-half-open", "failed-in-bounds-acked-once", fault_s, recover_s);
 }
 
