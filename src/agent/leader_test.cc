@@ -7,13 +7,20 @@
 namespace gantry::agent::internal {
 namespace {
 
+const kube::ObjectRef kLease{"coordination.k8s.io/v1", "Lease", "gantry-system", "gantry-agent"};
+
+// A candidate for kLease with a lease of 15 s on `clock`.
+LeaderElector::Options Candidate(const std::string& identity, Clock& clock) {
+  return {.lease = kLease, .identity = identity, .duration = std::chrono::seconds(15), .clock = &clock};
+}
+
 TEST(LeaderElector, OneLeadsAndTheOtherTakesOverOnlyAfterTheLeaseExpires) {
   FakeClock clock;
   clock.Advance(std::chrono::hours(1000));
   fakes::FakeKubeClient client({.clock = &clock});
-  kube::ObjectRef lease{"coordination.k8s.io/v1", "Lease", "gantry-system", "gantry-agent"};
-  LeaderElector a(client, {.lease = lease, .identity = "a", .duration = std::chrono::seconds(15), .clock = &clock});
-  LeaderElector b(client, {.lease = lease, .identity = "b", .duration = std::chrono::seconds(15), .clock = &clock});
+  const kube::ObjectRef lease = kLease;
+  LeaderElector a(client, Candidate("a", clock));
+  LeaderElector b(client, Candidate("b", clock));
 
   EXPECT_TRUE(a.Tick());
   EXPECT_FALSE(b.Tick());
@@ -40,9 +47,9 @@ TEST(LeaderElector, ReleasedLeaseIsTakenOverAtTheNextTickNotALeaseDurationLater)
   FakeClock clock;
   clock.Advance(std::chrono::hours(1000));
   fakes::FakeKubeClient client({.clock = &clock});
-  kube::ObjectRef lease{"coordination.k8s.io/v1", "Lease", "gantry-system", "gantry-agent"};
-  LeaderElector a(client, {.lease = lease, .identity = "a", .duration = std::chrono::seconds(15), .clock = &clock});
-  LeaderElector b(client, {.lease = lease, .identity = "b", .duration = std::chrono::seconds(15), .clock = &clock});
+  const kube::ObjectRef lease = kLease;
+  LeaderElector a(client, Candidate("a", clock));
+  LeaderElector b(client, Candidate("b", clock));
   EXPECT_TRUE(a.Tick());
   EXPECT_FALSE(b.Tick());
   ASSERT_TRUE(b.Release().ok()) << "a candidate that does not hold the Lease leaves it alone";
@@ -73,9 +80,8 @@ TEST(LeaderElector, WallClockStepsNeitherEndALeadershipNorHandItOverEarly) {
   fakes::SteppedClock clock;
   clock.Advance(std::chrono::hours(1000));
   fakes::FakeKubeClient client({.clock = &clock});
-  kube::ObjectRef lease{"coordination.k8s.io/v1", "Lease", "gantry-system", "gantry-agent"};
-  LeaderElector a(client, {.lease = lease, .identity = "a", .duration = std::chrono::seconds(15), .clock = &clock});
-  LeaderElector b(client, {.lease = lease, .identity = "b", .duration = std::chrono::seconds(15), .clock = &clock});
+  LeaderElector a(client, Candidate("a", clock));
+  LeaderElector b(client, Candidate("b", clock));
   EXPECT_TRUE(a.Tick());
   EXPECT_FALSE(b.Tick());
   for (auto step : {-std::chrono::hours(1), std::chrono::hours(2), -std::chrono::hours(1)}) {
