@@ -15,7 +15,10 @@
 # Environment: BUILD_DIR (default build/default), SOAK_OUT (default a new /tmp/gantry-soak.XXXXXX),
 # SOAK_APPS (4), SOAK_COMMIT_EVERY (seconds between commits, 10), SOAK_FAULT_EVERY (seconds between
 # faults, 30), SOAK_SAMPLE_EVERY (5), SOAK_WARMUP (share of the run ignored by the growth check,
-# 0.2). Exits 0 when the invariants hold and memory and descriptors are flat after warm-up.
+# 0.2). Exits 0 when the invariants hold and memory and descriptors are flat after warm-up: each
+# process life with 8 samples after it is judged on its own (a restart starts a new one). An agent's
+# descriptors rise by one per commit until libgit2's cap of open pack files (64, src/git), so a
+# short soak needs enough commits before the warm-up ends (e.g. SOAK_COMMIT_EVERY=3 for 10 min).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 env_dir=$root/test/env
@@ -268,15 +271,20 @@ flat=0
 import collections, csv, shutil, subprocess, sys
 path, warmup, png, summary = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
 rows = list(csv.DictReader(open(path)))
-series = collections.defaultdict(list)
+series = collections.defaultdict(list)  # per process name, across its restarts (for the plot)
+lives = collections.defaultdict(list)   # per process name and pid: one life, judged on its own
 for r in rows:
-    series[r["process"]].append((int(r["t_s"]), int(r["rss_kb"]), int(r["fds"])))
+    sample = (int(r["t_s"]), int(r["rss_kb"]), int(r["fds"]))
+    series[r["process"]].append(sample)
+    lives[(r["process"], r["pid"])].append(sample)
 end = max((t for s in series.values() for t, _, _ in s), default=0)
-lines, flat = [], True
-for name, s in sorted(series.items()):
+lines, flat, judged = [], True, 0
+for (name, pid), s in sorted(lives.items()):
     s = [x for x in s if x[0] >= warmup * end]
     if len(s) < 8:
-        lines.append(f"{name}: too few samples after warm-up ({len(s)})"); flat = False; continue
+        continue  # killed by the schedule, or started too late to judge
+    judged += 1
+    name = f"{name} (pid {pid}, {s[0][0]}-{s[-1][0]} s)"
     q = len(s) // 4
     first, last = s[:q], s[-q:]
     rss0, rss1 = sum(x[1] for x in first) / q, sum(x[1] for x in last) / q
@@ -286,6 +294,8 @@ for name, s in sorted(series.items()):
     flat &= ok
     lines.append(f"{name}: RSS {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB ({growth:+.1%}), descriptors max {fd0} -> {fd1}: "
                  f"{'flat' if ok else 'GROWS'}")
+if judged == 0:
+    lines.append("no process lived long enough after warm-up to be judged"); flat = False
 open(summary, "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 try:
