@@ -123,19 +123,22 @@ Status GitError(int code, std::string_view what) {
     case GIT_EMODIFIED: return AbortedError("{}", text);
     default: break;
   }
-  if (message.find("401") != std::string::npos) return UnauthenticatedError("{}", text);
-  if (message.find("404") != std::string::npos) return NotFoundError("{} (no such repository?)", text);
-  if (message.find("403") != std::string::npos) return PermissionDeniedError("{}", text);
-  if (klass == GIT_ERROR_NET || klass == GIT_ERROR_HTTP || klass == GIT_ERROR_SSH ||
-      klass == GIT_ERROR_SSL) {
-    return UnavailableError("{}", text);
-  }
   // libgit2 reports a failed system call with strerror's text (a full disk during a fetch:
   // "cannot extend packfile '...': No space left on device"): out of a resource, as ErrnoError says,
   // not an internal error.
   for (int err : {ENOSPC, EDQUOT, EMFILE, ENFILE, ENOMEM}) {
     if (message.find(std::strerror(err)) != std::string::npos) return ResourceExhaustedError("{}", text);
   }
+  const bool network = klass == GIT_ERROR_NET || klass == GIT_ERROR_HTTP || klass == GIT_ERROR_SSH ||
+                       klass == GIT_ERROR_SSL;
+  // An HTTP status only in an error of the network: the digits of a path or a hash in any other
+  // ("/cache/git/7f32...a40368.../objects/pack/...") are not one.
+  if (klass == GIT_ERROR_NET || klass == GIT_ERROR_HTTP) {
+    if (message.find("401") != std::string::npos) return UnauthenticatedError("{}", text);
+    if (message.find("404") != std::string::npos) return NotFoundError("{} (no such repository?)", text);
+    if (message.find("403") != std::string::npos) return PermissionDeniedError("{}", text);
+  }
+  if (network) return UnavailableError("{}", text);
   return InternalError("{}", text);
 }
 

@@ -406,7 +406,8 @@ TEST_F(GitFaultsTest, FullDiskFailsTheFetchAndTheNextFetchAfterSpaceReturnsCompl
   std::mt19937_64 random(testenv::FaultSeed() + 6);
   auto old_commit = Commit(*direct_, {{"app/config.yaml", "replicas: 1\n"}}, "first");
   ASSERT_TRUE(old_commit.ok()) << old_commit.status().ToString();
-  git::Mirrors mirrors(disk.dir() / "git");
+  // "403" in the path: an HTTP status looked for in any error of libgit2 made this PermissionDenied.
+  git::Mirrors mirrors(disk.dir() / "git-403");
   auto repo = mirrors.Open("file://" + repo_path_, {.allow_file = true});
   ASSERT_TRUE(repo.ok()) << repo.status().ToString();
   ASSERT_TRUE((*repo)->Fetch().ok());
@@ -433,7 +434,7 @@ TEST_F(GitFaultsTest, FullDiskFailsTheFetchAndTheNextFetchAfterSpaceReturnsCompl
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_EQ((*repo)->Resolve("main").value_or(""), *new_commit);
   EXPECT_TRUE(MirrorFile(**repo, *new_commit, "app/big.bin") == big);
-  for (const auto& mirror : fs::directory_iterator(disk.dir() / "git")) {
+  for (const auto& mirror : fs::directory_iterator(disk.dir() / "git-403")) {
     if (!mirror.is_directory()) continue;
     auto fsck = GitIn(mirror.path().string(), {"fsck", "--no-dangling", "--no-progress"});
     EXPECT_TRUE(fsck.ok()) << "mirror " << mirror.path() << ": " << fsck.status().ToString();
