@@ -16,7 +16,8 @@
 # SOAK_APPS (4), SOAK_COMMIT_EVERY (seconds between commits, 10), SOAK_FAULT_EVERY (seconds between
 # faults, 30), SOAK_SAMPLE_EVERY (5), SOAK_WARMUP (share of the run ignored by the growth check,
 # 0.2). Exits 0 when the invariants hold and memory and descriptors are flat after warm-up: each
-# process life with 8 samples after it is judged on its own (a restart starts a new one). An agent's
+# process life that began before the warm-up ended and has 8 samples after it is judged on its own
+# (a process the schedule restarts later starts a life with a warm-up of its own). An agent's
 # descriptors rise by one per commit until libgit2's cap of open pack files (64, src/git), so a
 # short soak needs enough commits before the warm-up ends (e.g. SOAK_COMMIT_EVERY=3 for 10 min).
 set -euo pipefail
@@ -280,9 +281,11 @@ for r in rows:
 end = max((t for s in series.values() for t, _, _ in s), default=0)
 lines, flat, judged = [], True, 0
 for (name, pid), s in sorted(lives.items()):
+    if s[0][0] > warmup * end:
+        continue  # started (again) after the warm-up: it had none of its own
     s = [x for x in s if x[0] >= warmup * end]
     if len(s) < 8:
-        continue  # killed by the schedule, or started too late to judge
+        continue  # killed by the schedule soon after
     judged += 1
     name = f"{name} (pid {pid}, {s[0][0]}-{s[-1][0]} s)"
     q = len(s) // 4
