@@ -1,25 +1,25 @@
 #!/usr/bin/env bash
-# The fault scenarios of test/integration/faults_test.cc (apiserver, registry, process faults),
-# faults_git_test.cc and faults_store_test.cc repeated N times with different seeds (not in CI: CI
-# runs them once, seed 1). Prints a table: per scenario the runs, outcomes, time under the fault and
-# time to recover (min / median / max); every line is kept in OUT_DIR/faults.log.
+# The fault scenarios of test/integration/faults_test.cc (apiserver, etcd, registry, process and
+# resource faults), faults_git_test.cc, faults_store_test.cc and the agent's kill -9 at seeded points
+# (agent_test.cc) repeated N times with different seeds, all of them (GANTRY_FAULTS_FULL=1: CI runs a
+# bounded subset once, seed 1). Prints a table: per scenario the runs, outcomes, time under the
+# fault and time to recover (min / median / max); every line is kept in OUT_DIR/faults.log.
 #
 #   bench/faults/run.sh [N=5] [FIRST_SEED=1]
 #       after: cmake --build build/default --target integration_faults_test \
-#              integration_faults_git_test integration_faults_store_test gantry
+#              integration_faults_git_test integration_faults_store_test integration_agent_test gantry
 # Environment: BUILD_DIR (default build/default, else build/h), GTEST_FILTER (a subset of the
-# scenarios), FAULT_TESTS (which binaries, default all three).
+# scenarios), FAULT_TESTS (which binaries, BINARY or BINARY:GTEST_FILTER, default the four).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 n=${1:-5} first=${2:-1}
 build=${BUILD_DIR:-$root/build/default}
 [[ -d $build ]] || build=$root/build/h
-tests=(${FAULT_TESTS:-integration_faults_test integration_faults_git_test integration_faults_store_test})
-bins=()
+tests=(${FAULT_TESTS:-integration_faults_test integration_faults_git_test integration_faults_store_test
+  integration_agent_test:AgentTest.Kill9AtSeededPointsOfASyncWithPruneConverges:AgentTest.WallClockSteps*})
 for t in "${tests[@]}"; do
-  bin=$build/test/integration/$t
-  [[ -x $bin ]] || { echo "run.sh: build $t first (cmake --build $build --target $t)" >&2; exit 2; }
-  bins+=("$bin")
+  bin=$build/test/integration/${t%%:*}
+  [[ -x $bin ]] || { echo "run.sh: build ${t%%:*} first (cmake --build $build --target ${t%%:*})" >&2; exit 2; }
 done
 gantry_bin=$build/src/exe/gantry
 [[ -x $gantry_bin ]] || gantry_bin=$(find "$build" -name gantry -type f -perm -u+x | head -n 1)
@@ -27,11 +27,12 @@ out=$(mktemp -d /tmp/gantry-faults.XXXXXX)
 report=$out/faults.log
 failed=0
 for ((seed = first; seed < first + n; seed++)); do
-  for bin in "${bins[@]}"; do
-    name=$(basename "$bin")
+  for t in "${tests[@]}"; do
+    name=${t%%:*} filter=${GTEST_FILTER:-*}
+    [[ $t == *:* ]] && filter=${t#*:}
     echo "seed $seed: $name" >&2
     GANTRY_SOURCE_DIR=$root GANTRY_BINARY=$gantry_bin GANTRY_FAULT_SEED=$seed GANTRY_FAULTS_REPORT=$report \
-      "$bin" --gtest_filter="${GTEST_FILTER:-*}" >"$out/seed-$seed-$name.log" 2>&1 || {
+      GANTRY_FAULTS_FULL=1 "$build/test/integration/$name" --gtest_filter="$filter" >"$out/seed-$seed-$name.log" 2>&1 || {
       failed=$((failed + 1)); echo "  seed $seed: a test of $name failed (log: $out/seed-$seed-$name.log)" >&2; }
   done
 done

@@ -2,17 +2,25 @@
 
 #include "agent/internal/leader.h"
 #include "test/fakes/kube_client.h"
+#include "test/fakes/stepped_clock.h"
 
 namespace gantry::agent::internal {
 namespace {
+
+const kube::ObjectRef kLease{"coordination.k8s.io/v1", "Lease", "gantry-system", "gantry-agent"};
+
+// A candidate for kLease with a lease of 15 s on `clock`.
+LeaderElector::Options Candidate(const std::string& identity, Clock& clock) {
+  return {.lease = kLease, .identity = identity, .duration = std::chrono::seconds(15), .clock = &clock};
+}
 
 TEST(LeaderElector, OneLeadsAndTheOtherTakesOverOnlyAfterTheLeaseExpires) {
   FakeClock clock;
   clock.Advance(std::chrono::hours(1000));
   fakes::FakeKubeClient client({.clock = &clock});
-  kube::ObjectRef lease{"coordination.k8s.io/v1", "Lease", "gantry-system", "gantry-agent"};
-  LeaderElector a(client, {.lease = lease, .identity = "a", .duration = std::chrono::seconds(15), .clock = &clock});
-  LeaderElector b(client, {.lease = lease, .identity = "b", .duration = std::chrono::seconds(15), .clock = &clock});
+  const kube::ObjectRef lease = kLease;
+  LeaderElector a(client, Candidate("a", clock));
+  LeaderElector b(client, Candidate("b", clock));
 
   EXPECT_TRUE(a.Tick());
   EXPECT_FALSE(b.Tick());
@@ -39,9 +47,9 @@ TEST(LeaderElector, ReleasedLeaseIsTakenOverAtTheNextTickNotALeaseDurationLater)
   FakeClock clock;
   clock.Advance(std::chrono::hours(1000));
   fakes::FakeKubeClient client({.clock = &clock});
-  kube::ObjectRef lease{"coordination.k8s.io/v1", "Lease", "gantry-system", "gantry-agent"};
-  LeaderElector a(client, {.lease = lease, .identity = "a", .duration = std::chrono::seconds(15), .clock = &clock});
-  LeaderElector b(client, {.lease = lease, .identity = "b", .duration = std::chrono::seconds(15), .clock = &clock});
+  const kube::ObjectRef lease = kLease;
+  LeaderElector a(client, Candidate("a", clock));
+  LeaderElector b(client, Candidate("b", clock));
   EXPECT_TRUE(a.Tick());
   EXPECT_FALSE(b.Tick());
   ASSERT_TRUE(b.Release().ok()) << "a candidate that does not hold the Lease leaves it alone";
@@ -61,6 +69,35 @@ TEST(LeaderElector, ReleasedLeaseIsTakenOverAtTheNextTickNotALeaseDurationLater)
   ASSERT_TRUE(taken.ok());
   EXPECT_EQ(value::StringAt(&*taken, {"spec", "holderIdentity"}), "b");
   EXPECT_EQ(value::IntAt(&*taken, {"spec", "leaseTransitions"}), 1);
+}
+
+// Clock steps (issue 21): the wall clock that stamps the Lease's renewTime jumps an hour back and
+// two forward while `a` leads. Leadership is judged on the steady clock (when a renewal was sent,
+// when a change of the record was observed), so `a` keeps leading through the steps, `b` never takes
+// over while `a` renews, and once `a` stops, `b` takes over a lease duration of steady time later:
+// not at once after the forward step, not an hour late after the backward one.
+TEST(LeaderElector, WallClockStepsNeitherEndALeadershipNorHandItOverEarly) {
+  fakes::SteppedClock clock;
+  clock.Advance(std::chrono::hours(1000));
+  fakes::FakeKubeClient client({.clock = &clock});
+  LeaderElector a(client, Candidate("a", clock));
+  LeaderElector b(client, Candidate("b", clock));
+  EXPECT_TRUE(a.Tick());
+  EXPECT_FALSE(b.Tick());
+  for (auto step : {-std::chrono::hours(1), std::chrono::hours(2), -std::chrono::hours(1)}) {
+    clock.StepWall(step);
+    for (int i = 0; i < 3; ++i) {
+      clock.Advance(a.retry_period());
+      EXPECT_TRUE(a.Tick()) << "a lost the lease after a wall step of " << step.count() << " h";
+      EXPECT_FALSE(b.Tick()) << "b took the lease after a wall step of " << step.count() << " h";
+    }
+  }
+  clock.StepWall(-std::chrono::hours(1));  // a stops renewing, and the wall clock goes back again
+  clock.Advance(std::chrono::seconds(10));
+  EXPECT_FALSE(b.Tick());
+  clock.Advance(std::chrono::seconds(6));
+  EXPECT_TRUE(b.Tick()) << "b did not take over a lease duration after a's last renewal";
+  EXPECT_FALSE(a.Tick());
 }
 
 }  // namespace

@@ -352,11 +352,14 @@ class Pass {
                                     op_revision.substr(0, 12), op->message));
       } else {
         auto delay = RetryDelay(app_.sync_policy.retry, retries + 1);
-        // finishedAt has second precision; compare against wall time.
+        // finishedAt has second precision; compare against wall time. A finishedAt more than a
+        // second in the future means the wall clock went back since (or another replica's runs
+        // ahead): the backoff cannot be measured, and waiting for the clock to catch up could take
+        // hours, so the retry goes ahead; the next backoff is measured from its own finishedAt.
         std::tm tm{};
         if (strptime(op->finished_at.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) != nullptr) {
           auto since = clock_.WallNow() - std::chrono::system_clock::from_time_t(timegm(&tm));
-          if (since < delay) {
+          if (since > -std::chrono::seconds(1) && since < delay) {
             want = false;
             result_.requeue_after =
                 std::chrono::duration_cast<std::chrono::milliseconds>(delay - since) + std::chrono::milliseconds(100);

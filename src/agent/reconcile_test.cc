@@ -13,6 +13,7 @@
 #include "sync/sync.h"
 #include "test/fakes/agent_source.h"
 #include "test/fakes/kube_client.h"
+#include "test/fakes/stepped_clock.h"
 
 namespace gantry::agent {
 namespace {
@@ -42,7 +43,8 @@ spec:
 
   // One pass over the current object; the object is then what the pass wrote.
   ReconcileResult Pass(std::chrono::steady_clock::time_point fetch_after = {}) {
-    ReconcileDeps deps{.client = client_, .source = source_, .objects = objects_.get(), .inventories = inventories_.get()};
+    ReconcileDeps deps{.client = client_, .source = source_, .objects = objects_.get(), .inventories = inventories_.get(),
+                       .clock = clock_};
     if (project_) deps.get_project = [this](const Application&) { return Result<project::Project>(*project_); };
     auto r = Reconcile(deps, object_, fetch_after, {});
     EXPECT_TRUE(r.ok()) << r.status().ToString();
@@ -75,6 +77,7 @@ spec:
   fakes::FakeKubeClient client_;
   fakes::FakeSource source_;
   std::optional<project::Project> project_;  // unset: the default project
+  Clock* clock_ = nullptr;                    // null: the system clock
   std::unique_ptr<kube::Cache> objects_, inventories_;
   Value object_;
 };
@@ -251,6 +254,33 @@ TEST_F(ReconcileTest, AnEmptyRenderIsAPruneBlockedSyncFailure) {
   ASSERT_NE(failed, nullptr);
   EXPECT_EQ(failed->reason, api::kReasonPruneBlocked);
   EXPECT_TRUE(client_.Get({"v1", "ConfigMap", "web", "a"}).ok()) << "nothing pruned";
+}
+
+// Clock steps (issue 21): an automated sync that failed is retried after its backoff, measured
+// from its finishedAt against the wall clock. When the wall clock has since gone back an hour,
+// finishedAt lies in the future; the retry used to wait until the clock caught up (an hour); it now
+// goes ahead, and the backoff after it is measured on the stepped clock again.
+TEST_F(ReconcileTest, AFailedSyncIsRetriedAfterItsBackoffWhenTheWallClockWentBack) {
+  fakes::SteppedClock clock;
+  clock.Advance(std::chrono::hours(1000));
+  clock_ = &clock;
+  Pass();
+  source_.AddCommit("c2", {{"apps/web", ""}}, {"apps/web/all.yaml"});
+  ReconcileResult failed = Pass(std::chrono::steady_clock::now());
+  ASSERT_TRUE(failed.failed);
+  ASSERT_TRUE(failed.status.operation.has_value());
+  const std::string first_finish = failed.status.operation->finished_at;
+
+  clock.StepWall(-std::chrono::hours(1));
+  ReconcileResult retried = Pass();
+  ASSERT_TRUE(retried.status.operation.has_value());
+  EXPECT_NE(retried.status.operation->finished_at, first_finish) << "the retry did not run";
+  EXPECT_LT(retried.requeue_after, std::chrono::minutes(1)) << "the retry waits for the clock to catch up";
+  // The next retry waits for its backoff again, now measured on the stepped clock.
+  ReconcileResult waiting = Pass();
+  EXPECT_EQ(waiting.status.operation->finished_at, retried.status.operation->finished_at);
+  EXPECT_GT(waiting.requeue_after, std::chrono::milliseconds(0));
+  EXPECT_LT(waiting.requeue_after, std::chrono::minutes(1));
 }
 
 // Not a timing test: GANTRY_NOOP_PASSES=N runs N no-op passes over 10 objects, to profile them.

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <random>
 #include <set>
 #include <thread>
@@ -73,11 +74,18 @@ using OdbPtr = Ptr<git_odb, git_odb_free>;
 using SigPtr = Ptr<git_signature, git_signature_free>;
 using RefIterPtr = Ptr<git_reference_iterator, git_reference_iterator_free>;
 
+// Pack files libgit2 keeps open at once, across all repositories of the process.
+constexpr int kMaxOpenPackFiles = 64;
+
 void InitLibgit2() {
   static std::once_flag once;
   std::call_once(once, [] {
     git_libgit2_init();
     internal::RegisterTimedStream();
+    // Every fetch adds a pack file to a mirror, and libgit2 keeps each pack it has read from open
+    // (no limit by default): a long-running agent held one descriptor more per commit fetched until
+    // it ran out (the soak, bench/soak/run.sh). Beyond this many, the least recently used are closed.
+    git_libgit2_opts(GIT_OPT_SET_MWINDOW_FILE_LIMIT, static_cast<size_t>(kMaxOpenPackFiles));
     // No user or system configuration (url.insteadOf, credential helpers, proxies) reaches a
     // mirror: what Gantry fetches depends only on what it was asked.
     for (int level : {GIT_CONFIG_LEVEL_SYSTEM, GIT_CONFIG_LEVEL_XDG, GIT_CONFIG_LEVEL_GLOBAL,
@@ -115,13 +123,22 @@ Status GitError(int code, std::string_view what) {
     case GIT_EMODIFIED: return AbortedError("{}", text);
     default: break;
   }
-  if (message.find("401") != std::string::npos) return UnauthenticatedError("{}", text);
-  if (message.find("404") != std::string::npos) return NotFoundError("{} (no such repository?)", text);
-  if (message.find("403") != std::string::npos) return PermissionDeniedError("{}", text);
-  if (klass == GIT_ERROR_NET || klass == GIT_ERROR_HTTP || klass == GIT_ERROR_SSH ||
-      klass == GIT_ERROR_SSL) {
-    return UnavailableError("{}", text);
+  // libgit2 reports a failed system call with strerror's text (a full disk during a fetch:
+  // "cannot extend packfile '...': No space left on device"): out of a resource, as ErrnoError says,
+  // not an internal error.
+  for (int err : {ENOSPC, EDQUOT, EMFILE, ENFILE, ENOMEM}) {
+    if (message.find(std::strerror(err)) != std::string::npos) return ResourceExhaustedError("{}", text);
   }
+  const bool network = klass == GIT_ERROR_NET || klass == GIT_ERROR_HTTP || klass == GIT_ERROR_SSH ||
+                       klass == GIT_ERROR_SSL;
+  // An HTTP status only in an error of the network: the digits of a path or a hash in any other
+  // ("/cache/git/7f32...a40368.../objects/pack/...") are not one.
+  if (klass == GIT_ERROR_NET || klass == GIT_ERROR_HTTP) {
+    if (message.find("401") != std::string::npos) return UnauthenticatedError("{}", text);
+    if (message.find("404") != std::string::npos) return NotFoundError("{} (no such repository?)", text);
+    if (message.find("403") != std::string::npos) return PermissionDeniedError("{}", text);
+  }
+  if (network) return UnavailableError("{}", text);
   return InternalError("{}", text);
 }
 

@@ -18,6 +18,8 @@
 #   kube-cluster.sh kill-apiserver RUN_DIR   kill -9 of the kube-apiserver (fault tests)
 #   kube-cluster.sh start-apiserver RUN_DIR  starts it again on the same port; prints READY=1 once
 #                                          it is ready
+#   kube-cluster.sh kill-etcd RUN_DIR        kill -9 of etcd (the apiserver keeps running)
+#   kube-cluster.sh start-etcd RUN_DIR       starts it again on its ports over its data; READY=1
 #   kube-cluster.sh up NAME [--nodes N] [--real-nodes 1 --registry HOST:PORT]
 #                                          start a named cluster for a person at a shell; prints the
 #                                          kubeconfig path (state in $GANTRY_STATE/clusters/NAME,
@@ -83,6 +85,17 @@ launch_apiserver() {
 }
 apiserver_up() { curl -sf --cacert "$PKI/ca.crt" "https://127.0.0.1:$PORT/readyz"; }
 
+# etcd of cluster $run on client port $PORT and peer port $etcd_peer, over the data in $run/etcd
+# (variables of the caller: start, or start-etcd from RUN_DIR/apiserver.env).
+launch_etcd() {
+  start_bg "$run" etcd "$bin/etcd" --name=node0 --data-dir="$run/etcd" \
+    --listen-client-urls="http://127.0.0.1:$PORT" --advertise-client-urls="http://127.0.0.1:$PORT" \
+    --listen-peer-urls="http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer" \
+    --initial-cluster="node0=http://127.0.0.1:$etcd_peer" --initial-cluster-state=new \
+    --unsafe-no-fsync=true --auto-compaction-retention=1 --quota-backend-bytes=8589934592 --log-level=warn
+}
+etcd_up() { curl -sf "http://127.0.0.1:$PORT/health"; }
+
 start() {
   local run=$1; shift
   local name=gantry nodes=2 real_nodes=0 registry=
@@ -116,23 +129,19 @@ start() {
   # etcd and kube-apiserver cannot bind port 0 and report it: start_retrying picks their ports
   # (and etcd's peer port), and starts them again on others when a port was taken meanwhile.
   local etcd_port etcd_peer
-  launch_etcd() {
+  fresh_etcd() {
     etcd_peer=$(free_port)
     rm -rf "$run/etcd"  # a fresh member on each attempt: its peer URL changes
-    start_bg "$run" etcd "$bin/etcd" --name=node0 --data-dir="$run/etcd" \
-      --listen-client-urls="http://127.0.0.1:$PORT" --advertise-client-urls="http://127.0.0.1:$PORT" \
-      --listen-peer-urls="http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer" \
-      --initial-cluster="node0=http://127.0.0.1:$etcd_peer" --initial-cluster-state=new \
-      --unsafe-no-fsync=true --auto-compaction-retention=1 --quota-backend-bytes=8589934592 --log-level=warn
+    launch_etcd
   }
-  etcd_up() { curl -sf "http://127.0.0.1:$PORT/health"; }
-  start_retrying "$run" etcd 60 etcd_up launch_etcd
+  start_retrying "$run" etcd 60 etcd_up fresh_etcd
   etcd_port=$PORT
 
   start_retrying "$run" kube-apiserver 180 apiserver_up launch_apiserver
   API_PORT=$PORT
-  # What restart-apiserver needs to start it again on the same port.
-  printf 'bin=%q\netcd_port=%q\napi_port=%q\n' "$bin" "$etcd_port" "$API_PORT" > "$run/apiserver.env"
+  # What start-apiserver and start-etcd need to start them again on the same ports.
+  printf 'bin=%q\netcd_port=%q\netcd_peer=%q\napi_port=%q\n' "$bin" "$etcd_port" "$etcd_peer" "$API_PORT" \
+    > "$run/apiserver.env"
 
   local kc=$run/kubeconfig
   cat > "$kc" <<KC
@@ -199,13 +208,27 @@ KC
 # kill -9 of the kube-apiserver, then the same apiserver started again on its port (etcd and the
 # rest keep running); returns once it is ready again. For fault tests: `kill-apiserver` and
 # `start-apiserver` separately, so that a test decides how long it stays down.
-kill_apiserver() {
-  local run=$1
+# kill-etcd and start-etcd do the same to etcd (its data kept, the apiserver left running).
+kill_component() {
+  local run=$1 name=$2
   [[ -f $run/apiserver.env ]] || { echo "kube-cluster.sh: no cluster in $run" >&2; exit 1; }
-  forget_bg "$run" kube-apiserver
+  forget_bg "$run" "$name"
+}
+start_etcd() {
+  local run bin etcd_port etcd_peer api_port PORT
+  run=$(cd "$1" && pwd)
+  [[ -f $run/apiserver.env ]] || { echo "kube-cluster.sh: no cluster in $run" >&2; exit 1; }
+  source "$run/apiserver.env"
+  PORT=$etcd_port
+  [[ -n $etcd_peer ]] || { echo "kube-cluster.sh: $run was started before start-etcd existed" >&2; exit 1; }
+  [[ ! -f $run/pids/etcd.pid ]] || { echo "kube-cluster.sh: the etcd of $run runs" >&2; exit 1; }
+  launch_etcd
+  wait_for 60 "etcd on 127.0.0.1:$PORT" etcd_up ||
+    die_with_log "$run" etcd "etcd did not come back on 127.0.0.1:$PORT"
+  echo "READY=1"
 }
 start_apiserver() {
-  local run bin etcd_port api_port PORT
+  local run bin etcd_port etcd_peer api_port PORT
   run=$(cd "$1" && pwd)
   [[ -f $run/apiserver.env ]] || { echo "kube-cluster.sh: no cluster in $run" >&2; exit 1; }
   source "$run/apiserver.env"
@@ -230,7 +253,9 @@ case ${1:-} in
       on) loopback_guard "$2" -C 2>/dev/null || loopback_guard "$2" -A ;;
       *) echo "kube-cluster.sh loopback-guard: want off or on, not $3" >&2; exit 2 ;;
     esac ;;
-  kill-apiserver) [[ $# -ge 2 ]] || { echo "usage: $0 kill-apiserver RUN_DIR" >&2; exit 2; }; kill_apiserver "$2" ;;
+  kill-apiserver) [[ $# -ge 2 ]] || { echo "usage: $0 kill-apiserver RUN_DIR" >&2; exit 2; }; kill_component "$2" kube-apiserver ;;
+  kill-etcd) [[ $# -ge 2 ]] || { echo "usage: $0 kill-etcd RUN_DIR" >&2; exit 2; }; kill_component "$2" etcd ;;
+  start-etcd) [[ $# -ge 2 ]] || { echo "usage: $0 start-etcd RUN_DIR" >&2; exit 2; }; start_etcd "$2" ;;
   start-apiserver) [[ $# -ge 2 ]] || { echo "usage: $0 start-apiserver RUN_DIR" >&2; exit 2; }; start_apiserver "$2" ;;
   up)
     [[ $# -ge 2 ]] || { echo "usage: $0 up NAME [--nodes N] [--real-nodes 1 --registry HOST:PORT]" >&2; exit 2; }

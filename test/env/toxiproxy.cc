@@ -1,10 +1,17 @@
 #include "test/env/toxiproxy.h"
 
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <future>
+#include <thread>
 #include <iostream>
 
 #include <fmt/format.h>
@@ -86,6 +93,67 @@ Toxiproxy& SharedToxiproxy() {
 uint64_t FaultSeed() {
   const char* s = std::getenv("GANTRY_FAULT_SEED");
   return s != nullptr && *s != '\0' ? std::strtoull(s, nullptr, 10) : 1;
+}
+
+bool FullFaults() {
+  const char* s = std::getenv("GANTRY_FAULTS_FULL");
+  return s != nullptr && std::string_view(s) == "1";
+}
+
+SmallDisk::SmallDisk(const std::string& size) : dir_(std::filesystem::path(tmp_.path()) / "disk") {
+  std::filesystem::create_directories(dir_);
+  if (::geteuid() != 0) {
+    why_not_ = "mounting a tmpfs needs root";
+  } else if (::mount("tmpfs", dir_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, ("size=" + size).c_str()) != 0) {
+    why_not_ = fmt::format("mount -t tmpfs -o size={}: {}", size, std::strerror(errno));
+  }
+}
+
+SmallDisk::~SmallDisk() {
+  if (why_not_.empty() && ::umount2(dir_.c_str(), MNT_DETACH) != 0) {
+    std::cerr << "umount " << dir_ << ": " << std::strerror(errno) << std::endl;
+  }
+}
+
+std::filesystem::path SmallDisk::Fill() {
+  std::filesystem::path filler = dir_ / "filler";
+  std::string chunk(1 << 20, 'x');
+  FILE* f = std::fopen(filler.c_str(), "a");
+  GANTRY_CHECK(f != nullptr);
+  std::setvbuf(f, nullptr, _IONBF, 0);
+  for (size_t size : {size_t{1} << 20, size_t{4096}}) {
+    while (std::fwrite(chunk.data(), 1, size, f) == size) {
+    }
+  }
+  std::fclose(f);
+  return filler;
+}
+
+Result<std::string> CreateSlicedSlowCloseProxy(Toxiproxy& toxi, const std::string& name, const std::string& upstream,
+                                               std::mt19937_64& random, std::string& what) {
+  GANTRY_ASSIGN_OR_RETURN(std::string listen, toxi.CreateProxy(name, upstream));
+  const int64_t size = 16 + static_cast<int64_t>(random() % 241);
+  const int64_t delay_us = static_cast<int64_t>(random() % 20);
+  const int64_t close_ms = 200 + static_cast<int64_t>(random() % 800);
+  for (const char* stream : {"downstream", "upstream"}) {
+    // size_variation at most half the size: Toxiproxy's slicer panics beyond (its issue 541).
+    GANTRY_RETURN_IF_ERROR(toxi.AddToxic(name, {.name = std::string("slicer-") + stream, .type = "slicer",
+                                                .stream = stream,
+                                                .attributes = {{"average_size", size},
+                                                               {"size_variation", size / 2},
+                                                               {"delay", delay_us}}}));
+  }
+  GANTRY_RETURN_IF_ERROR(toxi.AddToxic(name, {.name = "slow-close", .type = "slow_close",
+                                              .attributes = {{"delay", close_ms}}}));
+  what = fmt::format("slices of {} ± {} bytes {} µs apart, close delayed {} ms", size, size / 2, delay_us, close_ms);
+  return listen;
+}
+
+std::future<Status> GoHalfOpenAfter(Toxiproxy& toxi, const std::string& proxy, std::chrono::milliseconds after) {
+  return std::async(std::launch::async, [&toxi, proxy, after] {
+    std::this_thread::sleep_for(after);  // the schedule, not a wait for a condition
+    return toxi.AddToxic(proxy, {.name = "half-open", .type = "timeout", .attributes = {{"timeout", 0}}});
+  });
 }
 
 std::string RandomBytes(size_t size, std::mt19937_64& random) {

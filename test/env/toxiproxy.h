@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <memory>
@@ -27,6 +28,7 @@
 
 #include "base/status.h"
 #include "http/client.h"
+#include "test/env/testenv.h"
 
 namespace gantry::testenv {
 
@@ -72,13 +74,54 @@ Toxiproxy& SharedToxiproxy();
 // The seed of the fault schedule: $GANTRY_FAULT_SEED, 1 when unset.
 uint64_t FaultSeed();
 
+// Whether the whole campaign runs ($GANTRY_FAULTS_FULL=1, set by bench/faults/run.sh): the
+// scenarios that take longer (process kills with restarts, agent processes) run only then, and CI
+// runs the bounded rest. A scenario skipped here says so with GTEST_SKIP.
+bool FullFaults();
+
 // Prints "FAULT <scenario> seed=<n> outcome=<...> fault_s=<time under the fault> recover_s=<time
 // from removing the fault to the next success>" and appends it to $GANTRY_FAULTS_REPORT when set
 // (bench/faults/run.sh tabulates those lines).
 void RecordFault(const std::string& scenario, const std::string& outcome, double fault_s, double recover_s);
 
+// A throwaway proxy `name` to `upstream` whose both directions are sliced into pieces of a seeded
+// 16-256 bytes a few microseconds apart (slicer: every read and parse sees fragments), and whose
+// server side's close is delayed a seeded 0.2-1 s (slow_close). Returns its address
+// ("127.0.0.1:PORT"); `what` says what it does, for the log. Delete it (DeleteProxy) when the
+// scenario ends; never reset and reuse it: Toxiproxy 2.12 corrupts a proxy's toxic chain when slicer
+// and slow_close are removed from it, and a toxic added to it later crashes the server ("index out
+// of range" in ToxicLink.AddToxic).
+Result<std::string> CreateSlicedSlowCloseProxy(Toxiproxy& toxi, const std::string& name, const std::string& upstream,
+                                               std::mt19937_64& random, std::string& what);
+
+// Half-open: `after` from now, the server's direction of `proxy` goes silent (timeout 0 downstream:
+// nothing more arrives, no FIN, no reset) while the client's direction still flows, as when the
+// server's host vanished. Runs on its own thread; the future is ready once the toxic is in.
+std::future<Status> GoHalfOpenAfter(Toxiproxy& toxi, const std::string& proxy, std::chrono::milliseconds after);
+
 // `size` bytes from `random` (incompressible: a transfer of them cannot be shrunk by gzip).
 std::string RandomBytes(size_t size, std::mt19937_64& random);
+
+// A small tmpfs mounted in a temp dir for the test (root only; unprivileged, why_not() says why not
+// and the test skips), unmounted after: the full disk of the ENOSPC scenarios.
+class SmallDisk {
+ public:
+  explicit SmallDisk(const std::string& size = "8m");
+  ~SmallDisk();
+  SmallDisk(const SmallDisk&) = delete;
+  SmallDisk& operator=(const SmallDisk&) = delete;
+  const std::string& why_not() const { return why_not_; }
+  const std::filesystem::path& dir() const { return dir_; }
+
+  // Fills the disk with a file (1 MiB, then 4 KiB writes until ENOSPC); returns its path, which the
+  // test removes to give the space back.
+  std::filesystem::path Fill();
+
+ private:
+  ScopedTempDir tmp_;
+  std::filesystem::path dir_;
+  std::string why_not_;
+};
 
 // Seconds in a steady-clock duration.
 inline double Seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }

@@ -8,6 +8,9 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
+#include <random>
+#include <set>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -19,6 +22,8 @@
 #include <curl/curl.h>
 
 #include "base/base64.h"
+#include "base/clock.h"
+#include "base/path.h"
 #include "base/process.h"
 #include "git/git.h"
 #include "webhook/webhook.h"
@@ -27,6 +32,7 @@
 #include "project/project.h"
 #include "sign/sign.h"
 #include "test/env/testenv.h"
+#include "test/env/toxiproxy.h"
 #include "test/fakes/agent_source.h"
 
 namespace gantry::agent {
@@ -479,14 +485,16 @@ class AgentProcess {
  public:
   AgentProcess(const std::string& kubeconfig, const std::string& ns, const std::string& cache,
                const std::string& identity, const std::string& creds_env, const std::string& log,
-               const std::vector<std::string>& extra_args = {}) {
+               const std::vector<std::string>& extra_args = {}, const std::map<std::string, std::string>& extra_env = {}) {
     const char* binary = std::getenv("GANTRY_BINARY");
     GANTRY_CHECK(binary != nullptr);
     std::vector<std::string> argv = {binary, "agent", "--kubeconfig", kubeconfig, "-n", ns, "--cache-dir", cache,
                                      "--identity", identity, "--lease-duration", "3s", "--interval", "2s",
                                      "--git-credentials-env", "GIT_CREDS", "--metrics-listen", "127.0.0.1:0"};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-    auto p = Process::Start(argv, {.env = {{"GIT_CREDS", creds_env}, {"HOME", cache}, {"PATH", "/usr/bin:/bin"}}}, log);
+    std::map<std::string, std::string> env = {{"GIT_CREDS", creds_env}, {"HOME", cache}, {"PATH", "/usr/bin:/bin"}};
+    env.insert(extra_env.begin(), extra_env.end());
+    auto p = Process::Start(argv, {.env = env}, log);
     GANTRY_CHECK(p.ok());
     process_ = std::make_unique<Process>(std::move(p).value());
   }
@@ -731,6 +739,127 @@ TEST_F(AgentTest, Kill9MidSyncConvergesAfterRestart) {
   if (mid_sync) {
     EXPECT_EQ(At(app, {"status", "operationState", "trigger"}), "resume");
   }
+}
+
+// kill -9 of the agent process at seeded points of a sync with prune (issue 21): a commit changes
+// 300 ConfigMaps and drops 100; three agents in turn are killed a seeded 0-1.5 s after the sync of
+// that commit shows Running (from the outside: the Application's status). After every kill each
+// ConfigMap the new commit still wants is on the apiserver (no prune after a partial read or an
+// interrupted apply); a fourth agent converges: exactly the 300 wanted, at the new value.
+// Only in the full campaign (bench/faults/run.sh): a few agent restarts take most of a minute.
+TEST_F(AgentTest, Kill9AtSeededPointsOfASyncWithPruneConverges) {
+  if (!testenv::FullFaults()) GTEST_SKIP() << "runs in the full fault campaign (GANTRY_FAULTS_FULL=1, bench/faults/run.sh)";
+  std::map<std::string, std::optional<std::string>> files;
+  for (int i = 0; i < 400; ++i) files[fmt::format("seeded/cm{:04}.yaml", i)] = ConfigMap(fmt::format("cm{:04}", i), "1");
+  std::string first = Commit(files, "400 objects");
+  ASSERT_TRUE(client_->Apply(Application("seeded", "seeded", false)).ok());
+  std::string creds = fmt::format("{}={}:{}", creds_.host, creds_.username, creds_.password);
+  auto agent = [&](int n) {
+    const std::string id = fmt::format("agent-{}", n);
+    return std::make_unique<AgentProcess>(*kubeconfig_, ns_, tmp_.path() + "/" + id, id, creds,
+                                          tmp_.path() + "/" + id + ".log");
+  };
+  {
+    auto a = agent(0);
+    WaitApp("seeded", [&](const Value& app) { return SyncedHealthyAt(app, first); }, 120s);
+    a->Kill9();
+  }
+  for (int i = 0; i < 100; ++i) files[fmt::format("seeded/cm{:04}.yaml", i)] = std::nullopt;
+  for (int i = 100; i < 400; ++i) files[fmt::format("seeded/cm{:04}.yaml", i)] = ConfigMap(fmt::format("cm{:04}", i), "2");
+  std::string second = Commit(files, "300 changed, 100 dropped");
+  auto wanted_present = [&] {
+    auto list = client_->List("v1", "ConfigMap", ns_, {.label_selector = "gantry.dev/app=seeded"});
+    EXPECT_TRUE(list.ok());
+    std::set<std::string> names;
+    for (const Value& cm : list.ok() ? list->items : std::vector<Value>{}) names.insert(At(cm, {"metadata", "name"}));
+    int missing = 0;
+    for (int i = 100; i < 400; ++i) missing += names.count(fmt::format("cm{:04}", i)) == 0;
+    return missing;
+  };
+  std::mt19937_64 random(testenv::FaultSeed());
+  auto start = std::chrono::steady_clock::now();
+  int killed_mid_sync = 0;
+  for (int n = 1; n <= 3; ++n) {
+    auto a = agent(n);
+    WaitApp("seeded", [&](const Value& app) {
+      return At(app, {"status", "operationState", "phase"}) == "Running" || SyncedHealthyAt(app, second);
+    }, 90s);
+    std::this_thread::sleep_for(std::chrono::milliseconds(random() % 1500));  // the schedule
+    auto now = client_->Get({api::kApiVersion, api::kKind, ns_, "seeded"});
+    killed_mid_sync += now.ok() && At(*now, {"status", "operationState", "phase"}) == "Running";
+    a->Kill9();
+    EXPECT_EQ(wanted_present(), 0) << "kill " << n << ": ConfigMaps the new commit wants were deleted";
+  }
+  double fault_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  auto healed = std::chrono::steady_clock::now();
+  auto last = agent(4);
+  WaitApp("seeded", [&](const Value& app) {
+    return SyncedHealthyAt(app, second) && At(app, {"status", "operationState", "phase"}) == "Succeeded";
+  }, 120s);
+  double recover_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - healed).count();
+  auto all = client_->List("v1", "ConfigMap", ns_, {.label_selector = "gantry.dev/app=seeded"});
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->items.size(), 300u);
+  for (const Value& cm : all->items) EXPECT_EQ(At(cm, {"data", "value"}), "2") << At(cm, {"metadata", "name"});
+  std::cout << "  " << killed_mid_sync << " of 3 kills fell mid-sync" << std::endl;
+  testenv::RecordFault("agent-kill9-seeded", fmt::format("killed-mid-sync-{}-of-3-converged", killed_mid_sync), fault_s,
+                       recover_s);
+}
+
+// Clock steps of a real process (issue 21): the leading agent runs under Debian's libfaketime
+// (LD_PRELOAD), whose wall clock the test steps an hour forwards and then back while a second agent,
+// its clock true, waits for the Lease. The Lease's renewTime shows the step took effect; the
+// leader keeps the Lease (no transition: leadership is judged on the monotonic clock, which
+// libfaketime leaves alone here) and syncs the commit made after each step.
+// Only in the full campaign (bench/faults/run.sh): it holds each step for three lease durations.
+TEST_F(AgentTest, WallClockStepsOfTheLeaderNeitherHandOverTheLeaseNorStopItsSyncs) {
+  if (!testenv::FullFaults()) GTEST_SKIP() << "runs in the full fault campaign (GANTRY_FAULTS_FULL=1, bench/faults/run.sh)";
+  const std::string faketime = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+  if (!std::filesystem::exists(faketime)) {
+    GTEST_SKIP() << "needs Debian's libfaketime (apt-get install libfaketime; scripts/setup installs it)";
+  }
+  std::string sha = Commit({{"clock/cm.yaml", ConfigMap("clock", "0")}}, "first");
+  ASSERT_TRUE(client_->Apply(Application("clock", "clock", false)).ok());
+  std::string creds = fmt::format("{}={}:{}", creds_.host, creds_.username, creds_.password);
+  const std::string offset = tmp_.path() + "/faketime";
+  ASSERT_TRUE(WriteFileAtomic(offset, "+0\n").ok());
+  AgentProcess a(*kubeconfig_, ns_, tmp_.path() + "/a", "agent-a", creds, tmp_.path() + "/a.log", {},
+                 {{"LD_PRELOAD", faketime}, {"FAKETIME_TIMESTAMP_FILE", offset}, {"FAKETIME_NO_CACHE", "1"},
+                  {"FAKETIME_DONT_FAKE_MONOTONIC", "1"}});
+  WaitApp("clock", [&](const Value& app) { return SyncedHealthyAt(app, sha); });
+  auto lease = [&] {
+    auto l = client_->Get({"coordination.k8s.io/v1", "Lease", ns_, "gantry-agent"});
+    EXPECT_TRUE(l.ok()) << l.status().ToString();
+    return l.ok() ? *l : Value();
+  };
+  ASSERT_EQ(At(lease(), {"spec", "holderIdentity"}), "agent-a");
+  const Value first = lease();
+  const int64_t transitions = value::IntAt(&first, {"spec", "leaseTransitions"});
+  AgentProcess b(*kubeconfig_, ns_, tmp_.path() + "/b", "agent-b", creds, tmp_.path() + "/b.log");
+  int version = 0;
+  const auto stepped = std::chrono::steady_clock::now();
+  for (auto [step, ahead] : {std::pair{"+3600", true}, std::pair{"+0", false}}) {
+    ASSERT_TRUE(WriteFileAtomic(offset, std::string(step) + "\n").ok());
+    sha = Commit({{"clock/cm.yaml", ConfigMap("clock", std::to_string(++version))}}, "after a step");
+    WaitApp("clock", [&](const Value& app) { return SyncedHealthyAt(app, sha); });
+    // Three lease durations (3 s each) under the step: the Lease stays with agent-a.
+    for (auto until = std::chrono::steady_clock::now() + 9s; std::chrono::steady_clock::now() < until;) {
+      Value l = lease();
+      EXPECT_EQ(At(l, {"spec", "holderIdentity"}), "agent-a") << "after the step " << step;
+      std::this_thread::sleep_for(500ms);
+    }
+    auto renewed = ParseRfc3339(At(lease(), {"spec", "renewTime"}));
+    ASSERT_TRUE(renewed.has_value());
+    const auto skew = *renewed - std::chrono::system_clock::now();
+    EXPECT_EQ(skew > std::chrono::minutes(50), ahead)
+        << "the Lease's renewTime is " << std::chrono::duration_cast<std::chrono::seconds>(skew).count()
+        << " s from now after the step " << step << ": libfaketime did not take effect";
+  }
+  const Value last = lease();
+  EXPECT_EQ(value::IntAt(&last, {"spec", "leaseTransitions"}), transitions);
+  EXPECT_TRUE(a.Running());
+  testenv::RecordFault("agent-wall-clock-steps", "kept-the-lease-and-synced",
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - stepped).count(), 0);
 }
 
 // A pull app's running sync could not be stopped (the API answered 501). `gantry app terminate`

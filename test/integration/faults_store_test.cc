@@ -3,14 +3,14 @@
 // the database, a second SQLite handle):
 //   - every write the store acknowledged is in the database exactly once, no row is duplicated, and
 //     a write that failed is absent unless its error said its outcome is unknown;
-//   - a PostgreSQL that accepts and then stays silent fails a write within the store's reply and
-//     connect timeouts (before Options::reply_timeout: never);
+//   - a PostgreSQL that accepts and then stays silent, from the start or half-open mid-stream, fails
+//     a write within the store's reply and connect timeouts (before Options::reply_timeout: never);
+//   - sliced streams and delayed closes lose and duplicate nothing;
 //   - a full disk fails SQLite writes with a clear ResourceExhausted, reads go on, and once space is
 //     freed writes go on, with everything acknowledged still there after a reopen.
 // The fault schedule comes from GANTRY_FAULT_SEED; each scenario prints its FAULT line.
 
 #include <libpq-fe.h>
-#include <sys/mount.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -88,6 +88,21 @@ void ExpectExactlyOnce(const Ledger& ledger, const std::function<int(const std::
   }
 }
 
+// Writes release rev-I and run c0ffeeIIII, noting each in its ledger; true when both were
+// acknowledged.
+bool WriteReleaseAndRun(store::Store& store, int i, Ledger& releases, Ledger& runs) {
+  std::string rev = fmt::format("rev-{}", i);
+  auto release = store.CreateRelease({.app = "shop", .source_revision = rev, .config_revision = "cfg-" + rev});
+  if (release.ok()) releases.acked.push_back(rev);
+  else releases.failed[rev] = release.status().ToString();
+  std::string commit = fmt::format("c0ffee{:04}", i);
+  auto run = store.CreateRun({.repo = "https://git.example/shop.git", .pipeline = "shop/ci", .commit = commit,
+                              .ref = "refs/heads/main"});
+  if (run.ok()) runs.acked.push_back(commit);
+  else runs.failed[commit] = run.status().ToString();
+  return release.ok() && run.ok();
+}
+
 // ---- PostgreSQL behind Toxiproxy ------------------------------------------------------------------
 
 class PostgresFaultsTest : public ::testing::Test {
@@ -102,17 +117,23 @@ class PostgresFaultsTest : public ::testing::Test {
     const std::string& admin = pg.Get("PG_URL");
     ASSERT_TRUE(Sql(admin, "CREATE DATABASE " + database_).empty());
     direct_url_ = admin.substr(0, admin.rfind('/') + 1) + database_;
-    std::string credentials = "postgresql://" + pg.Get("PG_USER") + ":" + pg.Get("PG_PASSWORD") + "@";
-    proxied_url_ = credentials + *listen + "/" + database_ + "?connect_timeout=2";
+    proxied_url_ = UrlThrough(*listen);
   }
   void TearDown() override {
     ASSERT_TRUE(Toxi().Reset().ok());
     Sql(testenv::Shared("postgres.sh").Get("PG_URL"), "DROP DATABASE IF EXISTS " + database_ + " WITH (FORCE)");
   }
 
+  // The test's database through the proxy listening on `listen`.
+  std::string UrlThrough(const std::string& listen) {
+    auto& pg = testenv::Shared("postgres.sh");
+    return "postgresql://" + pg.Get("PG_USER") + ":" + pg.Get("PG_PASSWORD") + "@" + listen + "/" + database_ +
+           "?connect_timeout=2";
+  }
+
   // The store through the proxy, with short bounds so that faults show within seconds.
-  std::unique_ptr<store::Store> Proxied(int attempts) {
-    auto s = store::Open(proxied_url_, {.max_connections = 2,
+  std::unique_ptr<store::Store> Proxied(int attempts, const std::string& url = "") {
+    auto s = store::Open(url.empty() ? proxied_url_ : url, {.max_connections = 2,
                                         .reply_timeout = 2s,
                                         .retry = {.initial = 20ms, .max_delay = 200ms, .max_attempts = attempts,
                                                   .max_elapsed = 6s}});
@@ -128,6 +149,15 @@ class PostgresFaultsTest : public ::testing::Test {
       out[row.substr(0, row.rfind('='))] = std::atoi(row.substr(row.rfind('=') + 1).c_str());
     }
     return out;
+  }
+  // The invariant, read with libpq: no release is duplicated, and every acknowledged release and
+  // run is in the database once (ExpectExactlyOnce).
+  void ExpectLedgersInDatabase(const Ledger& releases, const Ledger& runs) {
+    auto release_counts = Counts("releases", "source_revision");
+    auto run_counts = Counts("runs", "commit_sha");
+    for (const auto& [key, n] : release_counts) EXPECT_EQ(n, 1) << "release " << key << " is duplicated";
+    ExpectExactlyOnce(releases, [&](const std::string& k) { return release_counts[k]; }, "release");
+    ExpectExactlyOnce(runs, [&](const std::string& k) { return run_counts[k]; }, "run");
   }
   int Count(const std::string& table, const std::string& column, const std::string& key) {
     auto counts = Counts(table, column);
@@ -167,15 +197,7 @@ TEST_F(PostgresFaultsTest, ResetsMidTransactionLoseAndDuplicateNothing) {
   Ledger releases, runs;
   int i = 0;
   while (!done || i < 10) {
-    std::string rev = fmt::format("rev-{}", i);
-    auto release = store->CreateRelease({.app = "shop", .source_revision = rev, .config_revision = "cfg-" + rev});
-    if (release.ok()) releases.acked.push_back(rev);
-    else releases.failed[rev] = release.status().ToString();
-    std::string commit = fmt::format("c0ffee{:04}", i);
-    auto run = store->CreateRun({.repo = "https://git.example/shop.git", .pipeline = "shop/ci", .commit = commit,
-                                 .ref = "refs/heads/main"});
-    if (run.ok()) runs.acked.push_back(commit);
-    else runs.failed[commit] = run.status().ToString();
+    WriteReleaseAndRun(*store, i, releases, runs);
     ++i;
   }
   schedule.join();
@@ -184,11 +206,7 @@ TEST_F(PostgresFaultsTest, ResetsMidTransactionLoseAndDuplicateNothing) {
   double recover_s = Seconds(Clock::now() - healed);
   ASSERT_TRUE(after.ok()) << after.status().ToString();
 
-  auto release_counts = Counts("releases", "source_revision");
-  auto run_counts = Counts("runs", "commit_sha");
-  for (const auto& [key, n] : release_counts) EXPECT_EQ(n, 1) << "release " << key << " is duplicated";
-  ExpectExactlyOnce(releases, [&](const std::string& k) { return release_counts[k]; }, "release");
-  ExpectExactlyOnce(runs, [&](const std::string& k) { return run_counts[k]; }, "run");
+  ExpectLedgersInDatabase(releases, runs);
   for (const auto& [key, error] : releases.failed) std::cout << "  release " << key << ": " << error << std::endl;
   std::cout << "  " << releases.acked.size() << " releases and " << runs.acked.size() << " runs acknowledged, "
             << releases.failed.size() + runs.failed.size() << " writes failed" << std::endl;
@@ -229,54 +247,74 @@ TEST_F(PostgresFaultsTest, SilentServerFailsWithinTheReplyTimeout) {
               recover_s);
 }
 
+// Both directions to PostgreSQL in slices of a seeded 16-256 bytes, every close delayed (slicer,
+// slow_close): 40 releases and runs written through it are all acknowledged and each is in the
+// database once.
+TEST_F(PostgresFaultsTest, SlicedStreamsAndSlowCloseLoseNothing) {
+  std::mt19937_64 random(testenv::FaultSeed() + 1);
+  auto& pg = testenv::Shared("postgres.sh");
+  std::string what;
+  auto sliced = testenv::CreateSlicedSlowCloseProxy(Toxi(), "postgres-sliced", pg.Get("PG_HOST") + ":" + pg.Get("PG_PORT"),
+                                                    random, what);
+  ASSERT_TRUE(sliced.ok()) << sliced.status().ToString();
+  auto store = Proxied(3, UrlThrough(*sliced));
+  ASSERT_NE(store, nullptr);
+  Ledger releases, runs;
+  auto start = Clock::now();
+  for (int i = 0; i < 20; ++i) WriteReleaseAndRun(*store, i, releases, runs);
+  double took = Seconds(Clock::now() - start);
+  EXPECT_TRUE(releases.failed.empty()) << releases.failed.begin()->second;
+  EXPECT_TRUE(runs.failed.empty()) << runs.failed.begin()->second;
+  ExpectLedgersInDatabase(releases, runs);
+  std::cout << "  " << what << ": 40 writes in " << took << " s" << std::endl;
+  store.reset();
+  EXPECT_TRUE(Toxi().DeleteProxy("postgres-sliced").ok());
+  RecordFault("postgres-sliced-slow-close", "all-acked-once", took, 0);
+}
+
+// Half-open: a seeded 100-400 ms into a stream of writes, PostgreSQL's direction goes silent while
+// the store's still flows (no FIN, no reset: a vanished host). The write in flight fails within the
+// reply timeout (2 s) of its attempts and connect timeouts instead of hanging; every acknowledged
+// write is there once, a failed one only if its error said the outcome is unknown; writes go on
+// after the fault.
+TEST_F(PostgresFaultsTest, HalfOpenMidStreamFailsWithinTheReplyTimeoutAndLosesNothing) {
+  auto store = Proxied(2);
+  ASSERT_NE(store, nullptr);
+  std::mt19937_64 random(testenv::FaultSeed() + 2);
+  auto silent = testenv::GoHalfOpenAfter(Toxi(), "postgres", std::chrono::milliseconds(100 + random() % 300));
+  Ledger releases, runs;
+  auto start = Clock::now();
+  Clock::time_point first_failure;
+  for (int i = 0; i < 10'000 && releases.failed.empty() && runs.failed.empty(); ++i) {
+    auto* s = store.get();
+    auto wrote = testenv::RunWithin<bool>(60s, [&, s, i] { return WriteReleaseAndRun(*s, i, releases, runs); });
+    ASSERT_TRUE(wrote.has_value()) << "a write to a half-open PostgreSQL did not return within 60 s";
+    first_failure = Clock::now();
+  }
+  ASSERT_TRUE(silent.get().ok());
+  double fault_s = Seconds(first_failure - start);
+  ASSERT_FALSE(releases.failed.empty() && runs.failed.empty()) << "10000 writes went through a silent connection";
+  std::string error = !releases.failed.empty() ? releases.failed.begin()->second : runs.failed.begin()->second;
+  std::cout << "  after " << fault_s << " s: " << error << std::endl;
+  EXPECT_NE(error.find("Unavailable"), std::string::npos) << error;
+
+  ASSERT_TRUE(Toxi().Reset().ok());
+  auto healed = Clock::now();
+  auto after = store->CreateRelease({.app = "shop", .source_revision = "after", .config_revision = "c"});
+  double recover_s = Seconds(Clock::now() - healed);
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  ExpectLedgersInDatabase(releases, runs);
+  RecordFault("postgres-half-open", "failed-in-bounds-acked-once", fault_s, recover_s);
+}
+
 // ---- SQLite on a full disk ------------------------------------------------------------------------
-
-// An 8 MB tmpfs mounted for the test (root only), unmounted after.
-class SmallDisk {
- public:
-  SmallDisk() : dir_(fs::path(tmp_.path()) / "disk") {
-    fs::create_directories(dir_);
-    if (::geteuid() != 0) {
-      why_not_ = "mounting a tmpfs needs root";
-    } else if (::mount("tmpfs", dir_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "size=8m") != 0) {
-      why_not_ = std::string("mount -t tmpfs -o size=8m: ") + std::strerror(errno);
-    }
-  }
-  ~SmallDisk() {
-    if (why_not_.empty() && ::umount2(dir_.c_str(), MNT_DETACH) != 0) {
-      std::cerr << "umount " << dir_ << ": " << std::strerror(errno) << std::endl;
-    }
-  }
-  const std::string& why_not() const { return why_not_; }
-  const fs::path& dir() const { return dir_; }
-
-  // Fills the disk with a file (1 MiB, then 4 KiB writes until ENOSPC); returns its path.
-  fs::path Fill() {
-    fs::path filler = dir_ / "filler";
-    std::string chunk(1 << 20, 'x');
-    FILE* f = std::fopen(filler.c_str(), "w");
-    GANTRY_CHECK(f != nullptr);
-    std::setvbuf(f, nullptr, _IONBF, 0);
-    for (size_t size : {size_t{1} << 20, size_t{4096}}) {
-      while (std::fwrite(chunk.data(), 1, size, f) == size) {
-      }
-    }
-    std::fclose(f);
-    return filler;
-  }
-
- private:
-  testenv::ScopedTempDir tmp_;
-  fs::path dir_;
-  std::string why_not_;
-};
 
 // The SQLite store (and its run logs) on an 8 MB tmpfs that is then filled: releases with a 32 KiB
 // note and 60 KiB log chunks are written until the disk refuses them. The failure is
 // ResourceExhausted naming the full disk; reads go on; after the filler is removed writes go on; and
 // everything acknowledged is there, once, when the database is opened again.
 TEST(SqliteFaultsTest, FullDiskFailsWritesClearlyAndLosesNothing) {
-  SmallDisk disk;
+  testenv::SmallDisk disk;
   if (!disk.why_not().empty()) GTEST_SKIP() << disk.why_not();
   const std::string url = "sqlite://" + (disk.dir() / "gantry.db").string();
   auto opened = store::Open(url);

@@ -19,6 +19,7 @@
 
 #include "store/store.h"
 #include "test/env/testenv.h"
+#include "test/fakes/stepped_clock.h"
 
 namespace gantry::store {
 namespace {
@@ -799,6 +800,42 @@ TYPED_TEST(StoreContractTest, LabelsRouteClaimsAndACancelRequestReachesTheClaime
   EXPECT_CODE(ParseLabels("a=1,a=2").status(), Code::kInvalidArgument);
   EXPECT_CODE(ParseLabels("a b=1").status(), Code::kInvalidArgument);
   EXPECT_CODE(ParseLabels("a").status(), Code::kInvalidArgument);
+}
+
+// Clock steps (issue 21): leases are stamped with the wall clock, which NTP or an operator may step.
+// Forwards: the claim looks expired at once, the run is taken over, and the old claim is fenced
+// (it can neither renew nor finish the run), so the run is repeated, never run twice at once.
+// Backwards: the holder's renewals go on, and once it stops renewing the lease expires a lease
+// duration after its last renewal, as without the step.
+TYPED_TEST(StoreContractTest, WallClockStepsKeepOneHolderPerRun) {
+  fakes::SteppedClock clock;
+  clock.Advance(std::chrono::hours(1000));
+  ASSERT_OK_AND_ASSIGN(auto s, Open(this->url_, {.clock = &clock}));
+  const int64_t id = this->NewRun();
+  ASSERT_OK_AND_ASSIGN(auto a, s->ClaimNextQueuedRun("server-a", std::nullopt, 10s));
+  ASSERT_TRUE(a.has_value());
+  clock.StepWall(std::chrono::hours(1));
+  ASSERT_OK_AND_ASSIGN(auto expired, s->MarkExpiredInterrupted());
+  ASSERT_EQ(expired.size(), 1u) << "a lease 10 s long survived a step of an hour forwards";
+  ASSERT_OK_AND_ASSIGN(store::Renewal renewed, s->RenewRunLease(id, "server-a", 1, 10s));
+  EXPECT_EQ(renewed, store::Renewal::kLost) << "the claim taken over after the step could still renew";
+  ASSERT_OK(s->UpdateRun(id, RunState::kQueued, "re-queued"));
+  ASSERT_OK_AND_ASSIGN(auto b, s->ClaimNextQueuedRun("server-b", std::nullopt, 10s));
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(s->UpdateRun(id, RunState::kSucceeded, "attempt 1 done", 1).code(), Code::kAborted);
+
+  clock.StepWall(-std::chrono::hours(2));
+  for (int i = 0; i < 3; ++i) {
+    clock.Advance(5s);
+    ASSERT_OK_AND_ASSIGN(store::Renewal kept, s->RenewRunLease(id, "server-b", 2, 10s));
+    EXPECT_EQ(kept, store::Renewal::kRenewed) << "the holder lost its claim after the wall clock went back";
+    ASSERT_OK_AND_ASSIGN(auto none, s->MarkExpiredInterrupted());
+    EXPECT_TRUE(none.empty());
+  }
+  clock.Advance(11s);  // server-b died after its last renewal
+  ASSERT_OK_AND_ASSIGN(auto taken, s->MarkExpiredInterrupted());
+  ASSERT_EQ(taken.size(), 1u) << "a lease renewed after a backward step did not expire a lease duration later";
+  EXPECT_EQ(taken[0].id, id);
 }
 
 // A named lease (scheduled work done once across servers) has one holder until it expires.
