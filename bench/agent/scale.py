@@ -292,10 +292,13 @@ def webhook(a, before, after, delivery):
 
 
 def watch_cm0(api, app, timeout):
-    """An open watch on ConfigMap a{app}/cm-0 from its current resourceVersion."""
+    """An open watch on ConfigMap a{app}/cm-0 from now: the resourceVersion of a list, not the object's
+    own (the version it was last written at, which the apiserver's watch cache may have dropped long
+    ago: 410 Expired when a tool writes many other objects meanwhile)."""
     path = f"/api/v1/namespaces/a{app}/configmaps"
-    cm = json.loads(api.get(f"{path}/cm-0"))
-    return api.watch(f"{path}?fieldSelector=metadata.name%3Dcm-0", cm["metadata"]["resourceVersion"], timeout)
+    selector = "fieldSelector=metadata.name%3Dcm-0"
+    listed = json.loads(api.get(f"{path}?{selector}"))
+    return api.watch(f"{path}?{selector}", listed["metadata"]["resourceVersion"], timeout)
 
 
 def seconds_until_round(watch, app, round_, t0):
