@@ -38,7 +38,10 @@ class AccessCommandsTest : public ::testing::Test {
     auto store = store::Open("sqlite:" + (dir_ / "gantry.db").string());
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(*store);
-    ci_ = std::make_unique<ci::Server>(*store_, executor_, ci::ServerOptions{.repos = {kRepo}, .data_dir = dir_ / "data"});
+    ci::ServerOptions options;  // named: GCC 12 at -O2 takes a temporary's map for uninitialized
+    options.repos = {kRepo};
+    options.data_dir = dir_ / "data";
+    ci_ = std::make_unique<ci::Server>(*store_, executor_, options);
     access_ = std::make_unique<server::Access>(*store_, server::AccessOptions{.bootstrap_token = kBootstrap});
     ASSERT_TRUE(server::ServeCi(front_, *ci_,
                                 {.webhook = {.secret = "s"}, .access = access_.get(), .project_of = [](const store::Run&) {

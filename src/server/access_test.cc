@@ -40,8 +40,10 @@ class AccessTest : public ::testing::Test {
     auto store = store::Open("sqlite:" + (dir_ / "gantry.db").string());
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(*store);
-    ci_ = std::make_unique<ci::Server>(*store_, executor_,
-                                       ci::ServerOptions{.repos = {kRepoA, kRepoB}, .data_dir = dir_ / "data"});
+    ci::ServerOptions options;  // named: GCC 12 at -O2 takes a temporary's map for uninitialized
+    options.repos = {kRepoA, kRepoB};
+    options.data_dir = dir_ / "data";
+    ci_ = std::make_unique<ci::Server>(*store_, executor_, options);
     access_ = std::make_unique<Access>(*store_, AccessOptions{.bootstrap_token = kBootstrap,
                                                               .verify_jwt = [this](std::string_view jwt) { return Verify(jwt); },
                                                               .clock = &clock_});

@@ -75,7 +75,10 @@ class ApiV1Test : public ::testing::Test {
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     real_ = std::move(*store);
     store_ = ObservedStore(*real_, bus_, nullptr, [this](int64_t id) { return projects_.Of(id); });
-    ci_ = std::make_unique<ci::Server>(*store_, executor_, ci::ServerOptions{.repos = {kRepo}, .data_dir = dir_ / "data"});
+    ci::ServerOptions options;  // named: GCC 12 at -O2 takes a temporary's map for uninitialized
+    options.repos = {kRepo};
+    options.data_dir = dir_ / "data";
+    ci_ = std::make_unique<ci::Server>(*store_, executor_, options);
     access_ = std::make_unique<Access>(*store_, AccessOptions{.bootstrap_token = kToken});
     front_.AddHealth();
     server_metrics_ = std::make_unique<ServerMetrics>(metrics_, *store_, bus_);

@@ -40,7 +40,10 @@ class CiFrontTest : public ::testing::Test {
     auto store = store::Open("sqlite:" + (dir_ / "gantry.db").string());
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(*store);
-    ci_ = std::make_unique<ci::Server>(*store_, executor_, ci::ServerOptions{.repos = {kRepo}, .data_dir = dir_ / "data"});
+    ci::ServerOptions options;  // named: GCC 12 at -O2 takes a temporary's map for uninitialized
+    options.repos = {kRepo};
+    options.data_dir = dir_ / "data";
+    ci_ = std::make_unique<ci::Server>(*store_, executor_, options);
     access_ = std::make_unique<Access>(*store_, AccessOptions{.bootstrap_token = kToken});
     EXPECT_EQ(ServeCi(front_, *ci_, {.webhook = {.secret = kSecret}}).code(), Code::kInvalidArgument) << "no access";
     EXPECT_EQ(ServeCi(front_, *ci_, {.access = access_.get()}).code(), Code::kInvalidArgument) << "no secret";

@@ -343,7 +343,10 @@ TEST_F(OidcTest, ASignedInViewerCannotCancelARunADeployerCanAndEachTryIsAudited)
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   constexpr char kRepo[] = "https://git.example/team-a/app";
   fakes::NoStepExecutor executor;
-  ci::Server ci(**store, executor, ci::ServerOptions{.repos = {kRepo}, .data_dir = dir.path() + "/data"});
+  ci::ServerOptions ci_options;  // named: GCC 12 at -O2 takes a temporary's map for uninitialized
+  ci_options.repos = {kRepo};
+  ci_options.data_dir = dir.path() + "/data";
+  ci::Server ci(**store, executor, ci_options);
   auto verifier = NewVerifier();
   server::Access access(**store, {.verify_jwt = [&](std::string_view jwt) -> Result<authz::Principal> {
                                     GANTRY_ASSIGN_OR_RETURN(oidc::Identity id, verifier->Verify(jwt));
