@@ -201,9 +201,10 @@ void ServeWorkerApi(Front& front, ci::Server& ci, Access& access) {
   using Fn = Result<http::Response> (*)(ci::Server&, const WorkerRequest&);
   const std::pair<const char*, Fn> routes[] = {
       {"lease", Lease}, {"steps", Steps}, {"logs", Logs}, {"commit", Commit}, {"finish", Finish}};
-  for (const auto& [what, fn] : routes) {
-    front.Handle("POST", fmt::format("/api/v1/worker/runs/{{id}}/{}", what),
-                 [&ci, &access, fn, finish = std::string_view(what) == "finish"](const http::Request& req) {
+  for (const auto& route : routes) {  // not a structured binding: this clang cannot capture one
+    front.Handle("POST", fmt::format("/api/v1/worker/runs/{{id}}/{}", route.first),
+                 [&ci, &access, fn = route.second,
+                  finish = std::string_view(route.first) == "finish"](const http::Request& req) {
                    authz::Principal who;
                    auto w = Read(access, req, who);
                    if (!w.ok()) return ProblemJson(w.status());
