@@ -258,7 +258,11 @@ void SetChangedFiles(Event& e, const Value& root, size_t total_commits) {
       const Value* paths = c.Get(list);
       if (paths == nullptr || !paths->IsSeq()) return;
       for (const Value& p : paths->items()) {
-        if (p.IsString()) files.emplace(p.AsString());
+        if (!p.IsString()) continue;
+        // No Git path holds a NUL: such a list is not a forge's, so the changed paths stay unknown
+        // (path filters then match) rather than reach the store, which cannot keep a NUL in text.
+        if (p.AsString().find('\0') != std::string_view::npos) return;
+        files.emplace(p.AsString());
       }
     }
   }

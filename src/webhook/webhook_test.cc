@@ -315,6 +315,20 @@ TEST(EventTest, GitHubBranchPush) {
   EXPECT_FALSE(e->pull_request.has_value());
 }
 
+// A path no Git repository can hold (a NUL in it) leaves the changed paths unknown: the run then
+// builds as a polled one would, and nothing unstorable reaches the runs table.
+TEST(EventTest, AChangedPathWithANulLeavesThePathsUnknown) {
+  std::string body = Load("github_push.json");
+  const std::string path = R"("apps/web/deployment.yaml")";
+  ASSERT_NE(body.find(path), std::string::npos);
+  body.replace(body.find(path), path.size(), R"("apps/web/deploy\u0000ment.yaml")");
+  auto e = Verify(GitHub("push", body), body, Cfg());
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_EQ(e->kind, Kind::kPush);
+  EXPECT_FALSE(e->changed_files_known);
+  EXPECT_TRUE(e->changed_files.empty());
+}
+
 TEST(EventTest, GitHubTagPush) {
   std::string body = Load("github_push_tag.json");
   auto e = Verify(GitHub("push", body), body, Cfg());
