@@ -983,26 +983,30 @@ struct ReleasedApp {
   int agent = -1;
 };
 
-// Points of a released run at which a process is killed: while its first step runs, while the
-// image is pushed (the release's image step has begun), while the config commit is made (the
-// image's push is recorded), while the agents are notified (the config commit is recorded).
+// Points of a released run at which a process is killed, in order: while its first step runs,
+// while the image is pushed (the release's image step has begun), while the config commit is made
+// (the image's push is recorded), while the agents are notified (the config commit is recorded).
 enum class RunPoint { kStep, kImagePush, kConfigCommit, kNotify };
 constexpr const char* kRunPoints[] = {"step", "image-push", "config-commit", "notify"};
 
-// Whether run `id` reached `point` within 60 s, read from the store.
+// The last RunPoint run `id` has reached, read from the store (nullopt before its step runs).
+std::optional<RunPoint> ReachedRunPoint(store::Store& db, int64_t id) {
+  auto progress = db.GetReleaseProgress(id);
+  const std::string stage = progress.ok() && progress->has_value() ? (*progress)->stage : "";
+  if (stage == "package") return RunPoint::kConfigCommit;
+  if (!stage.empty() && stage != "started") return RunPoint::kNotify;
+  auto image_log = db.ReadLog(id, "image", 0, 1);
+  if (!stage.empty() || (image_log.ok() && !image_log->empty())) return RunPoint::kImagePush;
+  auto run = db.GetRun(id);
+  if (run.ok() && !run->steps.empty() && run->steps[0].state != store::RunState::kQueued) return RunPoint::kStep;
+  return std::nullopt;
+}
+
+// Whether run `id` reached `point` (or a later one) within 60 s.
 bool WaitRunPoint(store::Store& db, int64_t id, RunPoint point) {
-  for (int i = 0; i < 1200; ++i) {
-    auto run = db.GetRun(id);
-    auto progress = db.GetReleaseProgress(id);
-    const std::string stage = progress.ok() && progress->has_value() ? (*progress)->stage : "";
-    auto image_log = db.ReadLog(id, "image", 0, 1);
-    const bool there =
-        point == RunPoint::kStep ? run.ok() && !run->steps.empty() && run->steps[0].state == store::RunState::kRunning
-        : point == RunPoint::kImagePush ? stage.empty() && image_log.ok() && !image_log->empty()
-        : point == RunPoint::kConfigCommit ? stage == "package"
-                                           : stage == "update";
-    if (there) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60); std::chrono::steady_clock::now() < end;) {
+    if (auto reached = ReachedRunPoint(db, id); reached && *reached >= point) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return false;
 }
@@ -1268,7 +1272,8 @@ void KillServerAtASeededPointOfARun(bool replicas, const std::string& scenario) 
     ASSERT_TRUE(toxi.AddToxic(proxy, {.name = "slow", .type = "bandwidth", .stream = "upstream",
                                       .attributes = {{"rate", 256}}}).ok());
   }
-  const std::vector<std::string> flags = app.Flags(*proxied, point == RunPoint::kNotify);
+  // From the config commit on, the release waits for the silent agent: the kill comes before its end.
+  const std::vector<std::string> flags = app.Flags(*proxied, point >= RunPoint::kConfigCommit);
   std::unique_ptr<Replicas> r;
   std::unique_ptr<Srv> srv;
   std::unique_ptr<store::Store> sqlite;
@@ -1286,6 +1291,7 @@ void KillServerAtASeededPointOfARun(bool replicas, const std::string& scenario) 
   const char* where = kRunPoints[static_cast<int>(point)];
   ASSERT_TRUE(WaitRunPoint(db, 1, point)) << "run 1 never reached " << where;
   std::this_thread::sleep_for(delay);  // the schedule, not a wait for a condition
+  const std::optional<RunPoint> reached = ReachedRunPoint(db, 1);  // where the kill falls
   const auto killed = std::chrono::steady_clock::now();
   if (replicas) {
     r->KillHolderOf(1);
@@ -1293,7 +1299,8 @@ void KillServerAtASeededPointOfARun(bool replicas, const std::string& scenario) 
     srv->proc->Signal(SIGKILL);
     srv->proc->Stop(std::chrono::milliseconds(100));
   }
-  std::cout << "  killed at " << where << " + " << delay.count() << " ms" << std::endl;
+  const char* at = reached ? kRunPoints[static_cast<int>(*reached)] : "start";
+  std::cout << "  killed at " << where << " + " << delay.count() << " ms, in " << at << std::endl;
   ASSERT_TRUE(toxi.Reset().ok());
   if (!replicas) srv = std::make_unique<Srv>(root, app.url, flags);  // the same data, started again
   std::vector<store::Run> runs = FinalRuns(db, 1, std::chrono::seconds(120));
@@ -1303,7 +1310,7 @@ void KillServerAtASeededPointOfARun(bool replicas, const std::string& scenario) 
   EXPECT_EQ(runs[0].attempt, 2) << runs[0].message;
   ExpectReleasedOnce(db, root / "config.git", host, repository, app.sha, 1);
   EXPECT_TRUE(toxi.DeleteProxy(proxy).ok());
-  testenv::RecordFault(scenario, fmt::format("killed-at-{}-{}", where, store::Name(runs[0].state)),
+  testenv::RecordFault(scenario, fmt::format("killed-in-{}-{}", at, store::Name(runs[0].state)),
                        testenv::Seconds(killed - start), recover_s);
 }
 
