@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
 # The fault scenarios of test/integration/faults_test.cc (apiserver, etcd, registry, process and
-# resource faults), faults_git_test.cc, faults_store_test.cc and the agent's kill -9 at seeded points
-# (agent_test.cc) repeated N times with different seeds, all of them (GANTRY_FAULTS_FULL=1: CI runs a
-# bounded subset once, seed 1). Prints a table: per scenario the runs, outcomes, time under the
+# resource faults), faults_git_test.cc, faults_store_test.cc, the agent's (agent_test.cc: kill -9 at
+# seeded points, wall clock steps, out of descriptors) and the server's and workers'
+# (ci_server_test.cc CiServerFaults: kill -9 at seeded points of a run, a full data disk) repeated
+# N times with different seeds, all of them (GANTRY_FAULTS_FULL=1: CI runs a bounded subset once,
+# seed 1). Prints a table: per scenario the runs, outcomes, time under the
 # fault and time to recover (min / median / max); every line is kept in OUT_DIR/faults.log.
 #
 #   bench/faults/run.sh [N=5] [FIRST_SEED=1]
 #       after: cmake --build build/default --target integration_faults_test \
-#              integration_faults_git_test integration_faults_store_test integration_agent_test gantry
+#              integration_faults_git_test integration_faults_store_test integration_agent_test \
+#              integration_ci_server_test gantry
 # Environment: BUILD_DIR (default build/default, else build/h), GTEST_FILTER (a subset of the
-# scenarios), FAULT_TESTS (which binaries, BINARY or BINARY:GTEST_FILTER, default the four).
+# scenarios), FAULT_TESTS (which binaries, BINARY or BINARY:GTEST_FILTER, default the five).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 n=${1:-5} first=${2:-1}
 build=${BUILD_DIR:-$root/build/default}
 [[ -d $build ]] || build=$root/build/h
 tests=(${FAULT_TESTS:-integration_faults_test integration_faults_git_test integration_faults_store_test
-  integration_agent_test:AgentTest.Kill9AtSeededPointsOfASyncWithPruneConverges:AgentTest.WallClockSteps*})
+  integration_agent_test:AgentTest.Kill9AtSeededPointsOfASyncWithPruneConverges:AgentTest.WallClockSteps*:AgentTest.OutOfDescriptors*
+  integration_ci_server_test:CiServerFaults.*})
 for t in "${tests[@]}"; do
   bin=$build/test/integration/${t%%:*}
   [[ -x $bin ]] || { echo "run.sh: build ${t%%:*} first (cmake --build $build --target ${t%%:*})" >&2; exit 2; }
