@@ -1,6 +1,7 @@
 #include "api/application.h"
 
 #include "base/duration.h"
+#include "value/position.h"
 
 #include <filesystem>
 
@@ -11,11 +12,7 @@ namespace gantry::api {
 namespace {
 
 using value::Value;
-
-std::string Where(const Value& v) {
-  value::Mark m = v.mark();
-  return m.file.empty() ? std::string() : fmt::format("{}:{}:{}: ", m.file, m.line, m.column);
-}
+using value::PositionPrefix;
 
 // Typed field readers that fail with the field's path and position.
 class Fields {
@@ -105,10 +102,12 @@ class Fields {
 
   void Fail(const Value& at, std::string_view path, std::string_view what) {
     if (!error_.ok()) return;
-    error_ = InvalidArgumentError("{}Application {}: {} {}", Where(at), app_, path, what);
+    error_ = InvalidArgumentError("{}Application {}: {} {}", PositionPrefix(at), app_, path, what);
   }
   void Require(bool ok, std::string_view path, std::string_view what) {
-    if (!ok && error_.ok()) error_ = InvalidArgumentError("{}Application {}: {} {}", Where(root_), app_, path, what);
+    if (!ok && error_.ok()) {
+      error_ = InvalidArgumentError("{}Application {}: {} {}", PositionPrefix(root_), app_, path, what);
+    }
   }
 
  private:
@@ -276,7 +275,7 @@ Result<Application> ParseApplication(const Value& object) {
   const Value* api = object.Get("apiVersion");
   if (!kind || !kind->IsString() || kind->AsString() != kKind || !api || !api->IsString() ||
       api->AsString() != kApiVersion) {
-    return InvalidArgumentError("{}not an Application: expected apiVersion {} and kind {}", Where(object),
+    return InvalidArgumentError("{}not an Application: expected apiVersion {} and kind {}", PositionPrefix(object),
                                 kApiVersion, kKind);
   }
   Application app;

@@ -74,13 +74,22 @@ class StepLog {
   void Write(std::string_view raw) {
     MutexLock lock(mu_);
     Emit(masker_.Write(raw));
-    if (buf_.size() >= kChunk) FlushLocked();
+    if (buf_.size() >= kChunk) FlushLocked(false);
   }
-  // Sends what is buffered to the store (periodically and at the end).
+  // Sends what is buffered to the store (periodically and at the end). A chunk the store refuses
+  // (a full disk, a lost connection) stays buffered and is sent again, with the same number, at a
+  // flush a second or more later, so the stored log keeps every byte in order. What still cannot
+  // be stored at the step's end, or past kMaxPending bytes waiting, is dropped, and lost() says
+  // why: the step then fails rather than end with a hole in its log.
   void Flush(bool final) {
     MutexLock lock(mu_);
     if (final) Emit(masker_.Flush());
-    FlushLocked();
+    FlushLocked(final);
+  }
+  // Why part of the log could not be stored; "" when all of it was.
+  std::string lost() const {
+    MutexLock lock(mu_);
+    return lost_;
   }
   std::string Mask(std::string_view s) const {
     MutexLock lock(mu_);  // a Masker is not thread-safe, even where MaskAll() is const
@@ -89,6 +98,8 @@ class StepLog {
 
  private:
   static constexpr size_t kChunk = 16 * 1024;
+  static constexpr size_t kMaxPending = 8 << 20;
+  static constexpr std::chrono::seconds kRetryAfter{1};
   void Emit(const std::string& masked) REQUIRES(mu_) {
     if (masked.empty() || truncated_) return;
     std::string text = masked;
@@ -104,15 +115,27 @@ class StepLog {
     if (live_) live_(text);
     buf_ += text;
   }
-  void FlushLocked() REQUIRES(mu_) {
+  void FlushLocked(bool final) REQUIRES(mu_) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!final && now < retry_at_ && buf_.size() < kMaxPending) return;
     while (!buf_.empty()) {
       size_t n = std::min(buf_.size(), store::kMaxLogChunkBytes);
       if (recorder_ != nullptr && (fenced_ == nullptr || !fenced_->load())) {
         auto stored = recorder_->AppendLog(step_, seq_, std::string_view(buf_).substr(0, n));
+        if (!stored.ok() && !final && buf_.size() < kMaxPending) {
+          if (retry_at_ == std::chrono::steady_clock::time_point()) {
+            log::Warn("ci: run {} step {}: store log chunk {} (kept, sent again): {}", run_id_, step_, seq_,
+                      stored.status().message());
+          }
+          retry_at_ = now + kRetryAfter;
+          return;
+        }
+        retry_at_ = {};
         if (stored.ok()) {
           seq_ = *stored;
         } else {
-          log::Warn("ci: run {} step {}: store log chunk: {}", run_id_, step_, stored.status().message());
+          log::Warn("ci: run {} step {}: log chunk {} lost: {}", run_id_, step_, seq_, stored.status().message());
+          if (lost_.empty()) lost_ = stored.status().message();
         }
       }
       ++seq_;
@@ -131,6 +154,8 @@ class StepLog {
   std::string buf_ GUARDED_BY(mu_);
   int64_t seq_ GUARDED_BY(mu_) = 0;
   bool truncated_ GUARDED_BY(mu_) = false;
+  std::chrono::steady_clock::time_point retry_at_ GUARDED_BY(mu_);  // after a refused chunk
+  std::string lost_ GUARDED_BY(mu_);
 };
 
 // A directory name for an untrusted string (a repository URL, a cache key).
@@ -483,6 +508,9 @@ Ended RunStep(Shared& run, size_t index, const Step& step, StepLog& log) {
   }
   if (!step.artifacts.empty() && !a.outcome.cancelled) KeepArtifacts(run, step, log);
   log.Flush(true);
+  if (std::string lost = log.lost(); !lost.empty() && failure.empty() && a.outcome.success()) {
+    failure = "its log could not be stored: " + lost;
+  }
   return Conclude(index, a, failure, std::chrono::duration_cast<std::chrono::milliseconds>(run.clock.Now() - start));
 }
 

@@ -13,6 +13,7 @@
 
 #include "base/mutex.h"
 #include "ci/runner.h"
+#include "test/fakes/refusing_recorder.h"
 
 namespace gantry::ci {
 namespace {
@@ -272,6 +273,67 @@ TEST_F(RunnerStepTest, DestroyingARunnerMidRunCancelsAndJoinsItsSteps) {
   auto cancelled = executor_.cancelled();
   std::sort(cancelled.begin(), cancelled.end());
   EXPECT_THAT(cancelled, ElementsAre("a", "b"));
+}
+
+// Prints `chunks` pieces of 20 KB (each over the log's batch size, so each is a flush), and
+// exits 0.
+class PrintingExecutor : public Executor {
+ public:
+  explicit PrintingExecutor(int chunks) : chunks_(chunks) {}
+  Result<StepOutcome> Run(const StepRequest&, const OutputFn& output, const std::atomic<bool>&) override {
+    for (int i = 0; i < chunks_; ++i) output(Piece(i));
+    return StepOutcome{.exit_code = 0};
+  }
+  static std::string Piece(int i) { return std::string(20 << 10, static_cast<char>('a' + i % 26)) + "\n"; }
+  std::string WorkspacePath(const fs::path& host) const override { return host.string(); }
+  std::string ArtifactsPath(const fs::path& host) const override { return host.string(); }
+  std::string_view name() const override { return "printing"; }
+  bool Isolates() const override { return true; }
+
+ private:
+  const int chunks_;
+};
+
+class StepLogStoreTest : public RunnerStepTest {
+ protected:
+  RunResult RunPrinting(int chunks) {
+    auto p = ParsePipeline("steps:\n  a: {run: ['print']}\n", "p.yaml");
+    GANTRY_CHECK(p.ok());
+    pipeline_ = *p;
+    PrintingExecutor executor(chunks);
+    Runner runner(pipeline_, executor,
+                  RunOptions{.workspace = root_ / "ws", .run_dir = root_ / "run", .run_id = 1, .recorder = &recorder_});
+    auto r = runner.Run();
+    GANTRY_CHECK(r.ok());
+    return *r;
+  }
+  fakes::RefusingRecorder recorder_;
+};
+
+// Regression (fault campaign, a full data disk): a chunk the store refused was dropped with a
+// warning, and the run could end succeeded with lines missing from its log. A refused chunk is
+// kept and sent again, in order, so the stored log is every byte the step printed.
+TEST_F(StepLogStoreTest, ARefusedChunkIsSentAgainAndTheLogKeepsEveryByte) {
+  recorder_.Refuse(1);
+  RunResult r = RunPrinting(4);
+  std::string want;
+  for (int i = 0; i < 4; ++i) want += PrintingExecutor::Piece(i);
+  EXPECT_EQ(r.state, RunState::kSucceeded);
+  EXPECT_EQ(recorder_.Log("a"), want);
+  // Refused once, then held back for a second rather than tried at every write; the step's end
+  // sends it all.
+  EXPECT_LE(recorder_.calls(), 4);
+}
+
+// A log that still cannot be stored when the step ends fails the step, saying why: a run that
+// succeeded must have its whole log.
+TEST_F(StepLogStoreTest, ALogTheStoreKeepsRefusingFailsTheStepSayingWhy) {
+  recorder_.Refuse(-1);
+  RunResult r = RunPrinting(2);
+  EXPECT_EQ(r.state, RunState::kFailed);
+  ASSERT_EQ(r.steps.size(), 1u);
+  EXPECT_EQ(r.steps[0].state, RunState::kFailed);
+  EXPECT_EQ(r.steps[0].message, "its log could not be stored: database or disk is full");
 }
 
 }  // namespace

@@ -534,7 +534,11 @@ void Server::Execute(const store::Run& run, Active& active) {
       return;
     }
     Status s = store_.UpdateRun(run.id, state, text, run.attempt);
-    if (!s.ok()) log::Warn("ci: run {}: store: {}", run.id, s.message());
+    if (!s.ok()) {
+      // Not recorded: the run stays running until its lease expires and it is taken over.
+      log::Warn("ci: run {} ended {} but the store did not record it: {}", run.id, store::Name(state), s.message());
+      return;
+    }
     log::Info("ci: run {} {}: {}", run.id, store::Name(state), text);
   };
   const Job job = JobOf(run);

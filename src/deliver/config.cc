@@ -6,15 +6,15 @@
 #include "base/duration.h"
 #include "base/path.h"
 #include "deliver/deliver.h"
+#include "value/position.h"
 
 namespace gantry::deliver {
 namespace {
 
-std::string Where(const value::Value& v) {
-  value::Mark m = v.mark();
-  if (m.file.empty()) return "";
-  return fmt::format("{}:{}:{}: ", m.file, m.line, m.column);
-}
+std::string Where(const value::Value& v) { return value::PositionPrefix(v); }
+
+// `source` (file:line:column) to start a message with.
+std::string Prefix(const std::string& source) { return source.empty() ? source : source + ": "; }
 
 Result<std::string> StringField(const value::Value& parent, std::string_view key, bool required,
                                 std::string_view what) {
@@ -62,7 +62,7 @@ bool ValidName(std::string_view name) {
 Result<Cluster> ParseCluster(const value::Value& obj, const std::string& name) {
   Cluster c;
   c.name = name;
-  c.source = Where(obj);
+  c.source = value::PositionOf(obj);
   std::string what = "Cluster " + name;
   const value::Value* spec = obj.Get("spec");
   if (spec == nullptr || !spec->IsMap()) return InvalidArgumentError("{}{}: spec is required", Where(obj), what);
@@ -87,7 +87,7 @@ Result<Cluster> ParseCluster(const value::Value& obj, const std::string& name) {
 Result<Environment> ParseEnvironment(const value::Value& obj, const std::string& name) {
   Environment e;
   e.name = name;
-  e.source = Where(obj);
+  e.source = value::PositionOf(obj);
   std::string what = "Environment " + name;
   static const value::Value kEmpty = value::Value::Map();
   const value::Value* spec = obj.Get("spec");
@@ -228,17 +228,17 @@ Result<std::vector<std::string>> PromotionOrder(const Config& config) {
   for (const auto& e : config.environments) {
     for (const auto& a : e.after) {
       if (config.FindEnvironment(a) == nullptr)
-        return InvalidArgumentError("{}Environment {}: after: names unknown environment {:?}", e.source, e.name, a);
-      if (a == e.name) return InvalidArgumentError("{}Environment {}: after: names itself", e.source, e.name);
+        return InvalidArgumentError("{}Environment {}: after: names unknown environment {:?}", Prefix(e.source), e.name, a);
+      if (a == e.name) return InvalidArgumentError("{}Environment {}: after: names itself", Prefix(e.source), e.name);
     }
     for (const auto& c : e.clusters) {
       if (config.FindCluster(c) == nullptr)
-        return InvalidArgumentError("{}Environment {}: clusters: names unknown cluster {:?}", e.source, e.name, c);
+        return InvalidArgumentError("{}Environment {}: clusters: names unknown cluster {:?}", Prefix(e.source), e.name, c);
     }
     for (const Cluster* c : config.ClustersOf(e)) {
       auto [it, inserted] = env_of_cluster.emplace(c->name, e.name);
       if (!inserted)
-        return InvalidArgumentError("{}cluster {} is in two environments: {} and {}", e.source, c->name, it->second, e.name);
+        return InvalidArgumentError("{}cluster {} is in two environments: {} and {}", Prefix(e.source), c->name, it->second, e.name);
     }
   }
   // Kahn's algorithm, taking the earliest declared ready environment each time.

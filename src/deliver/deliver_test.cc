@@ -147,7 +147,7 @@ TEST(Config, BadFieldsNameFileAndLine) {
        "config.yaml:4:16: Environment p: after must hold names"},
       {"apiVersion: gantry.dev/v1alpha1\nkind: Environment\nmetadata: {name: p}\n---\napiVersion: gantry.dev/v1alpha1\nkind: "
        "Environment\nmetadata: {name: p}\n",
-       "config.yaml:5:1: Environment p is defined twice (first at config.yaml:1:1: )"},
+       "config.yaml:5:1: Environment p is defined twice (first at config.yaml:1:1)"},
       {"apiVersion: gantry.dev/v1alpha1\nkind: Cluster\nmetadata: {name: Prod}\nspec: {kubeconfig: k}\n",
        "config.yaml:3:18: Cluster name \"Prod\""},
   };

@@ -13,6 +13,7 @@
 #include "base/duration.h"
 #include "notify/notify.h"
 #include "value/value.h"
+#include "value/position.h"
 
 namespace gantry::notify {
 namespace {
@@ -63,13 +64,8 @@ constexpr std::array<std::string_view, 17> kFieldNames = {
     "event_id", "trigger", "severity", "project", "app", "environment", "environment_suffix", "cluster", "run",
     "release", "message", "url", "run_url", "release_url", "app_url", "approval_url", "title"};
 
-std::string Where(const Value& v) {
-  const value::Mark m = v.mark();
-  return fmt::format("{}:{}:{}", m.file, m.line, m.column);
-}
-
 Status Bad(const Value& at, std::string message) {
-  return InvalidArgumentError("{}: {}", Where(at), message);
+  return InvalidArgumentError("{}{}", value::PositionPrefix(at), message);
 }
 
 Result<std::string> String(const Value& v, std::string_view what) {
@@ -399,7 +395,7 @@ Result<Config> ParseConfig(std::string_view text, std::string_view filename) {
         const Value* v = e.value.Get(part);
         if (v == nullptr) continue;
         GANTRY_ASSIGN_OR_RETURN(std::string s, String(*v, part));
-        GANTRY_ASSIGN_OR_RETURN(Template t, ParseTemplate(s, Where(*v)));
+        GANTRY_ASSIGN_OR_RETURN(Template t, ParseTemplate(s, value::PositionOf(*v, part)));
         (part == "title" ? c.templates[*trigger].first : c.templates[*trigger].second) = std::move(t);
       }
     }

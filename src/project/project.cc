@@ -11,21 +11,15 @@
 #include "project/cron.h"
 #include "project/glob.h"
 #include "project/internal/windows.h"
+#include "value/position.h"
 
 namespace gantry::project {
 namespace {
 
 using value::Value;
 
-std::string Position(const Value& v) {
-  value::Mark m = v.mark();
-  return m.file.empty() ? std::string() : fmt::format("{}:{}:{}", m.file, m.line, m.column);
-}
-
-std::string Where(const Value& v) {
-  std::string pos = Position(v);
-  return pos.empty() ? pos : pos + ": ";
-}
+using value::PositionOf;
+using value::PositionPrefix;
 
 // Fields of the spec that Argo CD's AppProject has and a Project does not, with what to do instead.
 constexpr std::pair<const char*, const char*> kArgoOnlyFields[] = {
@@ -58,7 +52,7 @@ class Reader {
 
   void Fail(const Value& at, std::string_view path, std::string_view what) {
     if (failed()) return;
-    error_ = InvalidArgumentError("{}project {}: {} {}", Where(at), project_, path, what);
+    error_ = InvalidArgumentError("{}project {}: {} {}", PositionPrefix(at), project_, path, what);
   }
 
   const Value* Get(const Value* parent, std::string_view key) {
@@ -257,7 +251,7 @@ void ParseWindows(Reader& r, const Value* spec, Project& p) {
             {"kind", "schedule", "duration", "environments", "applications", "clusters", "namespaces", "manualSync",
              "timeZone", "andOperator", "description"});
     Window w;
-    w.source = Position(entry);
+    w.source = PositionOf(entry);
     std::string kind = r.String(&entry, "kind", path + ".kind");
     if (kind == "deny") w.kind = WindowKind::kDeny;
     else if (kind == "allow") w.kind = WindowKind::kAllow;
@@ -320,7 +314,7 @@ void ParseVerification(Reader& r, const Value* spec, std::string_view project_na
     r.Known(&entry, path, {"environments", "images", "keys", "commitKeys", "provenance", "notAfter", "description"});
     VerificationRule rule;
     rule.index = p.verification.size();
-    rule.source = Position(entry);
+    rule.source = PositionOf(entry);
     rule.environments = r.Globs(&entry, "environments", path + ".environments", false);
     rule.images = r.Globs(&entry, "images", path + ".images", false);
     std::span<const Value> commit_keys = r.List(&entry, "commitKeys", path + ".commitKeys");
@@ -515,17 +509,17 @@ Result<Project> ParseProject(const Value& object) {
     if (kind && kind->IsString() && kind->AsString() == "AppProject") {
       hint = " (an Argo CD AppProject becomes a Project by changing apiVersion and kind)";
     }
-    return InvalidArgumentError("{}not a Project: expected apiVersion {} and kind {}{}", Where(object), kApiVersion,
+    return InvalidArgumentError("{}not a Project: expected apiVersion {} and kind {}{}", PositionPrefix(object), kApiVersion,
                                 kKind, hint);
   }
   const Value* meta = object.Get("metadata");
   const Value* name = meta ? meta->Get("name") : nullptr;
   if (name == nullptr || !name->IsString() || name->AsString().empty()) {
-    return InvalidArgumentError("{}Project: metadata.name is required", Where(name ? *name : object));
+    return InvalidArgumentError("{}Project: metadata.name is required", PositionPrefix(name ? *name : object));
   }
   Project p;
   p.name = std::string(name->AsString());
-  p.source = Position(object);
+  p.source = PositionOf(object);
   Reader r(p.name);
   if (!IsDnsSubdomain(p.name)) {
     r.Fail(*name, "metadata.name",

@@ -12,6 +12,7 @@
 #include "project/glob.h"
 #include "sign/sign.h"
 #include "sign/sshsig.h"
+#include "value/position.h"
 
 namespace gantry::sign {
 namespace {
@@ -42,11 +43,6 @@ void SetImage(Value& object, const ImageField& field, std::string image) {
   for (const std::string& k : field.pod_spec) v = v->MutableGet(k);
   v = v->MutableGet(field.list)->MutableAt(field.index);
   v->Set("image", image);
-}
-
-std::string Position(const Value& v) {
-  value::Mark m = v.mark();
-  return m.file.empty() ? std::string() : fmt::format("{}:{}:{}: ", m.file, m.line, m.column);
 }
 
 bool AnyMatch(const std::vector<std::string>& globs, std::string_view text) {
@@ -214,7 +210,7 @@ Status ImagePolicy::Check(const project::Project& project, std::string_view envi
   std::vector<Status> refusals;
   for (Value* object : objects) {
     kube::ObjectRef ref = kube::RefOf(*object);
-    std::string what = fmt::format("{}{} {}{}", Position(*object), ref.api_version + " " + ref.kind,
+    std::string what = fmt::format("{}{} {}{}", value::PositionPrefix(*object), ref.api_version + " " + ref.kind,
                                    ref.namespace_.empty() ? "" : ref.namespace_ + "/", ref.name);
     for (const ImageField& field : ImagesOf(*object)) {
       std::string digest;  // once resolved

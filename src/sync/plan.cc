@@ -3,6 +3,7 @@
 #include <map>
 
 #include "sync/sync.h"
+#include "value/position.h"
 
 namespace gantry::sync {
 namespace {
@@ -32,10 +33,7 @@ std::vector<std::string> SplitComma(std::string_view s) {
   return out;
 }
 
-std::string Where(const value::Value& v) {
-  value::Mark m = v.mark();
-  return m.file.empty() ? std::string("annotation") : fmt::format("{}:{}:{}", m.file, m.line, m.column);
-}
+std::string Where(const value::Value& v) { return value::PositionOf(v, "annotation"); }
 
 }  // namespace
 

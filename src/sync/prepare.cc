@@ -9,16 +9,12 @@
 
 #include "sync/internal/common.h"
 #include "sync/sync.h"
+#include "value/position.h"
 
 namespace gantry::sync {
 namespace internal {
 
 using value::Value;
-
-std::string Where(const Value& v) {
-  value::Mark m = v.mark();
-  return m.file.empty() ? std::string() : fmt::format("{}:{}:{}", m.file, m.line, m.column);
-}
 
 std::string GroupOf(std::string_view api_version) { return kube::SplitApiVersion(api_version).first; }
 
@@ -105,7 +101,7 @@ Result<Prepared> Prepare(kube::Client& client, std::vector<Value> desired, const
   }
   for (Value& obj : desired) {
     Task t;
-    t.source = internal::Where(obj);
+    t.source = value::PositionOf(obj);
     t.ref = kube::RefOf(obj);
     if (t.ref.name.empty()) t.generate_name = value::StringAt(&obj, {"metadata", "generateName"});
     std::string at = t.source.empty() ? t.ref.ToString() : t.source;

@@ -1052,6 +1052,38 @@ std::string PushByHand(oci::Registry& registry, const oci::Reference& ref, std::
   return *digest;
 }
 
+// The /metrics text of an AgentProcess, found through the port its log names ("agent: metrics on
+// 127.0.0.1:PORT/metrics"); "" when the log does not name one yet.
+std::string ScrapeAgentMetrics(const std::string& log) {
+  std::ifstream in(log);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string marker = "agent: metrics on 127.0.0.1:";
+  const size_t at = text.find(marker);
+  if (at == std::string::npos) return "";
+  const size_t port = at + marker.size();
+  const std::string url = "http://127.0.0.1:" + text.substr(port, text.find('/', port) - port) + "/metrics";
+  std::string body;
+  CURL* curl = curl_easy_init();
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, AppendBody);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+  const bool ok = curl_easy_perform(curl) == CURLE_OK;
+  curl_easy_cleanup(curl);
+  return ok ? body : "";
+}
+
+// The value of the sample `series` (name and labels, as exposed) in a /metrics text; -1 if absent.
+double Sample(const std::string& metrics, const std::string& series) {
+  std::istringstream in(metrics);
+  for (std::string line; std::getline(in, line);) {
+    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 && line[series.size()] == ' ') {
+      return std::stod(line.substr(series.size() + 1));
+    }
+  }
+  return -1;
+}
+
 // The prod agent (a real `gantry agent --environment prod` process) checks its project's rule
 // against the real docker-registry, with the key from a Secret: an image pushed by hand and written
 // into the manifests is refused, named in the Application's status, and nothing is applied; the
@@ -1111,10 +1143,16 @@ spec:
   EXPECT_THAT(message, HasSubstr(": verification[0] of project prod: no signature verifies with its keys"));
   EXPECT_THAT(message, HasSubstr("no signatures (no tag sha256-"));
   EXPECT_FALSE(client_->Get({"apps/v1", "Deployment", ns_, "web"}).ok()) << "nothing may be applied";
+  const std::string log = tmp_.path() + "/prod.log";
+  std::string metrics = ScrapeAgentMetrics(log);
+  EXPECT_GE(Sample(metrics, "gantry_agent_image_verifications_total{result=\"refused\"}"), 1) << metrics;
 
   std::string signed_sha = Commit({{"img/web.yaml", Deployment("web", built.ToString())}}, "the image CI signed");
   WaitApp("web", [&](const Value& a) { return SyncedHealthyAt(a, signed_sha); });
   EXPECT_EQ(Image("web"), built.ToString() + "@" + built_digest);
+  metrics = ScrapeAgentMetrics(log);
+  EXPECT_GE(Sample(metrics, "gantry_agent_image_verifications_total{result=\"passed\"}"), 1) << metrics;
+  EXPECT_GE(Sample(metrics, "gantry_agent_image_verification_cache_hits_total"), 0) << "exposed: " << metrics;
 }
 
 }  // namespace

@@ -3,13 +3,11 @@
 #include <algorithm>
 #include <utility>
 
+#include "value/position.h"
+
 namespace gantry::render::internal {
 
-std::string Where(const value::Value& v) {
-  value::Mark m = v.mark();
-  if (m.file.empty()) return "<generated>";
-  return fmt::format("{}:{}:{}", m.file, m.line, m.column);
-}
+std::string Where(const value::Value& v) { return value::PositionOf(v, "<generated>"); }
 
 Status AddDocument(value::Value doc, const std::string& source, std::vector<Manifest>& out) {
   // A list, as kubectl reads one: `kind: List` or a typed list (ConfigMapList, RoleList, ...) with

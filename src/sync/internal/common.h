@@ -11,9 +11,6 @@
 
 namespace gantry::sync::internal {
 
-// "file:line:column" of a parsed manifest, or "".
-std::string Where(const value::Value& v);
-
 std::string GroupOf(std::string_view api_version);
 
 // Whether the object's gantry.dev/ or Argo CD sync-options annotation lists `option`.
