@@ -32,6 +32,7 @@ namespace {
 struct Timing {
   double wall = 1e100;
   double cpu = 1e100;
+  size_t docs = 0;  // what the parse returned
 };
 
 double CpuNow() {
@@ -40,12 +41,12 @@ double CpuNow() {
   return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
 }
 
-Timing Best(int runs, const std::function<size_t()>& parse, size_t* docs) {
+Timing Best(int runs, const std::function<size_t()>& parse) {
   Timing best;
   for (int i = 0; i < runs; ++i) {
     double cpu = CpuNow();
     auto start = std::chrono::steady_clock::now();
-    *docs = parse();
+    best.docs = parse();
     std::chrono::duration<double> d = std::chrono::steady_clock::now() - start;
     best.wall = std::min(best.wall, d.count());
     best.cpu = std::min(best.cpu, CpuNow() - cpu);
@@ -53,8 +54,8 @@ Timing Best(int runs, const std::function<size_t()>& parse, size_t* docs) {
   return best;
 }
 
-void Print(const char* name, double mb, const Timing& t, size_t docs) {
-  std::printf("%s %.1f %.1f docs=%zu\n", name, mb / t.cpu, mb / t.wall, docs);
+void Print(const char* name, double mb, const Timing& t) {
+  std::printf("%s %.1f %.1f docs=%zu\n", name, mb / t.cpu, mb / t.wall, t.docs);
   std::fflush(stdout);
 }
 
@@ -97,7 +98,6 @@ int main(int argc, char** argv) {
   ss << in.rdbuf();
   const std::string text = ss.str();
   double mb = static_cast<double>(text.size()) / 1e6;
-  size_t docs = 0;
 
   gantry::value::ParseOptions options;
   options.max_documents = 1 << 20;  // the corpus is one 50 MB stream of ~13k documents
@@ -115,7 +115,7 @@ int main(int argc, char** argv) {
     };
   };
   if (argc >= 4 && std::string(argv[3]) == "gantry") {
-    Print("gantry", mb, Best(runs, parse("gantry", options), &docs), docs);
+    Print("gantry", mb, Best(runs, parse("gantry", options)));
     return 0;
   }
   std::string diff = gantry::value::DiffParses(gantry::value::ParseYaml(text, argv[1], options),
@@ -125,9 +125,9 @@ int main(int argc, char** argv) {
     std::exit(1);
   }
   for (const auto& [name, opts] : {std::pair{"gantry", options}, std::pair{"gantry-libyaml", libyaml}}) {
-    Print(name, mb, Best(runs, parse(name, opts), &docs), docs);
+    Print(name, mb, Best(runs, parse(name, opts)));
   }
-  Print("libyaml-events", mb, Best(runs, [&] { return LibyamlEvents(text); }, &docs), docs);
-  Print("yaml-cpp", mb, Best(runs, [&] { return YAML::LoadAll(text).size(); }, &docs), docs);
+  Print("libyaml-events", mb, Best(runs, [&] { return LibyamlEvents(text); }));
+  Print("yaml-cpp", mb, Best(runs, [&] { return YAML::LoadAll(text).size(); }));
   return 0;
 }
