@@ -218,12 +218,16 @@ Value ToValue(const Resolved& r, std::string_view text, SourceFile* arena) {
         return Value(text);
     }
   }
-  if (r.type == Type::kString) return Node::Wrap(StringNode::Make(text, arena));
+  return Node::Wrap(NewNode(r, text, arena));
+}
+
+Node* NewNode(const Resolved& r, std::string_view text, SourceFile* arena) {
+  if (r.type == Type::kString) return StringNode::Make(text, arena);
   auto* n = New<ScalarNode>(arena, r.type);
   if (r.type == Type::kBool) n->b = r.b;
   if (r.type == Type::kInt) n->i = r.i;
   if (r.type == Type::kDouble) n->d = r.d;
-  return Node::Wrap(n);
+  return n;
 }
 
 void AppendDouble(std::string& out, double d, bool yaml) {

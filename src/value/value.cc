@@ -340,8 +340,8 @@ Mark Value::mark() const {
   if (node_->file) m.file = node_->file->name;
   m.line = node_->line;
   m.column = node_->column;
-  m.begin = node_->begin;
-  m.end = node_->end;
+  m.begin = node_->Begin();
+  m.end = node_->End();
   return m;
 }
 
