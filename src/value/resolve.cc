@@ -34,30 +34,34 @@ bool LookupWord(std::string_view s, Resolved* out) {
     return false;
   };
   auto inf = [&](std::string_view t) { return t == ".inf" || t == ".Inf" || t == ".INF"; };
+  // The first letter picks the candidates (keys such as "name" and "type" would otherwise be
+  // compared with every word of their length).
+  char c = static_cast<char>(s[0] | 0x20);  // lower case for letters; '.', '+', '-', '~' stay apart
   switch (s.size()) {
     case 1:
-      if (s[0] == 'y' || s[0] == 'Y') return *out = Bool(true), true;
-      if (s[0] == 'n' || s[0] == 'N') return *out = Bool(false), true;
+      if (c == 'y') return *out = Bool(true), true;
+      if (c == 'n') return *out = Bool(false), true;
       if (s[0] == '~') return *out = Null(), true;
       return false;
     case 2:
-      if (any({"on", "On", "ON"})) return *out = Bool(true), true;
-      if (any({"no", "No", "NO"})) return *out = Bool(false), true;
+      if (c == 'o' && any({"on", "On", "ON"})) return *out = Bool(true), true;
+      if (c == 'n' && any({"no", "No", "NO"})) return *out = Bool(false), true;
       return false;
     case 3:
-      if (any({"yes", "Yes", "YES"})) return *out = Bool(true), true;
-      if (any({"off", "Off", "OFF"})) return *out = Bool(false), true;
+      if (c == 'y' && any({"yes", "Yes", "YES"})) return *out = Bool(true), true;
+      if (c == 'o' && any({"off", "Off", "OFF"})) return *out = Bool(false), true;
       return false;
     case 4:
-      if (any({"true", "True", "TRUE"})) return *out = Bool(true), true;
-      if (any({"null", "Null", "NULL"})) return *out = Null(), true;
+      if (c == 't' && any({"true", "True", "TRUE"})) return *out = Bool(true), true;
+      if (c == 'n' && any({"null", "Null", "NULL"})) return *out = Null(), true;
+      if (s[0] != '.') return false;
       if (any({".nan", ".NaN", ".NAN"})) {
         return *out = Double(std::numeric_limits<double>::quiet_NaN()), true;
       }
       if (inf(s)) return *out = Double(std::numeric_limits<double>::infinity()), true;
       return false;
     case 5:
-      if (any({"false", "False", "FALSE"})) return *out = Bool(false), true;
+      if (c == 'f' && any({"false", "False", "FALSE"})) return *out = Bool(false), true;
       if ((s[0] == '+' || s[0] == '-') && inf(s.substr(1))) {
         return *out = Double((s[0] == '-' ? -1 : 1) * std::numeric_limits<double>::infinity()),
                true;

@@ -56,7 +56,12 @@ void Destroy(Node* n, FileRelease* release);
 
 void Drop(Value& v, FileRelease* release) {
   Node* n = Node::Release(v);
-  if (n && DropRef(n)) Destroy(n, release);
+  if (!n || !DropRef(n)) return;
+  if (n->in_arena && n->type <= Value::Type::kString) {
+    release->Add(n->file);  // a scalar in an arena: nothing to run, nothing to free
+    return;
+  }
+  Destroy(n, release);
 }
 
 void Destroy(Node* n, FileRelease* release) {
@@ -69,6 +74,7 @@ void Destroy(Node* n, FileRelease* release) {
     case Value::Type::kSeq: {
       auto* s = static_cast<SeqNode*>(n);
       for (Value& item : s->items) Drop(item, release);
+      s->items.ForgetAll();  // all null now
       s->~SeqNode();
       break;
     }
@@ -78,6 +84,7 @@ void Destroy(Node* n, FileRelease* release) {
         Drop(e.key, release);
         Drop(e.value, release);
       }
+      m->entries.ForgetAll();
       m->~MapNode();
       break;
     }

@@ -146,9 +146,26 @@ struct StringNode : Node {
     auto* n = new (mem) StringNode();
     if (arena) n->file = SourceFile::RefPrivate(arena), n->in_arena = true;
     n->size = s.size();
-    if (!s.empty()) std::memcpy(n->data(), s.data(), s.size());
+    Copy(n->data(), s.data(), s.size());
     n->data()[s.size()] = '\0';
     return n;
+  }
+
+ private:
+  // memcpy, inline for the short keys and values most nodes hold (two overlapping moves of a
+  // fixed size instead of a call).
+  static void Copy(char* to, const char* from, size_t n) {
+    if (n >= 8 && n <= 16) {
+      std::memcpy(to, from, 8);
+      std::memcpy(to + n - 8, from + n - 8, 8);
+    } else if (n >= 4 && n < 8) {
+      std::memcpy(to, from, 4);
+      std::memcpy(to + n - 4, from + n - 4, 4);
+    } else if (n < 4) {
+      for (size_t i = 0; i < n; ++i) to[i] = from[i];
+    } else {
+      std::memcpy(to, from, n);
+    }
   }
 };
 
