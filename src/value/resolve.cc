@@ -1,5 +1,6 @@
 #include "value/internal/resolve.h"
 
+#include <array>
 #include <charconv>
 #include <initializer_list>
 #include <cmath>
@@ -158,15 +159,26 @@ bool ParseDouble(std::string_view s, double* out) {
   return ec == std::errc() && ptr == s.data() + s.size();
 }
 
+// What the first byte of a plain scalar allows: a word of the table, a number, or (for '.') a
+// float or .inf/.nan; anything else is a string.
+enum Hint : uint8_t { kStringHint = 0, kWordHint, kNumberHint, kDotHint };
+constexpr std::array<uint8_t, 256> MakeHints() {
+  std::array<uint8_t, 256> t{};
+  for (char c : std::string_view("yYnNtTfFoO~")) t[static_cast<unsigned char>(c)] = kWordHint;
+  for (char c : std::string_view("0123456789+-")) t[static_cast<unsigned char>(c)] = kNumberHint;
+  t[static_cast<unsigned char>('.')] = kDotHint;
+  return t;
+}
+constexpr std::array<uint8_t, 256> kHints = MakeHints();
+
 }  // namespace
 
 Resolved ResolvePlain(std::string_view s) {
   if (s.empty()) return Null();
   char c = s[0];
-  bool word_hint = c == 'y' || c == 'Y' || c == 'n' || c == 'N' || c == 't' || c == 'T' ||
-                   c == 'f' || c == 'F' || c == 'o' || c == 'O' || c == '~';
-  bool number_hint = IsDigit(c) || c == '+' || c == '-';
-  if (!word_hint && !number_hint && c != '.') return Resolved{};
+  uint8_t hint = kHints[static_cast<unsigned char>(c)];
+  if (hint == kStringHint) return Resolved{};
+  bool number_hint = hint == kNumberHint;
   Resolved r;
   if (LookupWord(s, &r)) return r;
   if (c == '.') {

@@ -24,9 +24,9 @@ YamlBuilder::YamlBuilder(std::string_view text, std::string_view filename,
       file_(new SourceFile(filename)) {}
 
 YamlBuilder::~YamlBuilder() {
-  for (Frame& f : stack_) {
-    Node::Unref(f.node);
-    Node::Unref(f.key);
+  for (size_t i = 0; i < depth_; ++i) {
+    Node::Unref(stack_[i].node);
+    Node::Unref(stack_[i].key);
   }
   for (Node* n : items_) Node::Unref(n);
   for (RawEntry& e : entries_) {
@@ -82,7 +82,7 @@ bool YamlBuilder::Scalar(std::string_view text, bool plain, std::string_view tag
   Node* n;
   if (tag.empty()) {
     if (plain && text.size() == 2 && text == "<<" && ExpectingKey()) {
-      stack_.back().key_is_merge = stack_.back().have_key = true;
+      top().key_is_merge = top().have_key = true;
       return true;
     }
     n = plain ? NewNode(ResolvePlain(text), text, file_) : Str(text);
@@ -91,13 +91,29 @@ bool YamlBuilder::Scalar(std::string_view text, bool plain, std::string_view tag
   } else {
     std::string_view kind = tag.substr(kTagPrefix.size());
     if (kind == "merge" && ExpectingKey()) {
-      stack_.back().key_is_merge = stack_.back().have_key = true;
+      top().key_is_merge = top().have_key = true;
       return true;
     }
     n = Tagged(kind, text, start);
     if (!n) return false;
   }
   return AddScalar(n, anchor, start, end);
+}
+
+bool YamlBuilder::Key(std::string_view text, bool plain, YamlPos start, YamlPos end) {
+  if (TooLarge(end)) return SizeError(end);
+  Frame& f = top();
+  if (plain && text.size() == 2 && text == "<<") {
+    f.key_is_merge = f.have_key = true;
+    return true;
+  }
+  Node* n = plain ? NewNode(ResolvePlain(text), text, file_) : Str(text);
+  n->SetMark(file_, start.line, start.column, start.offset, end.offset);
+  ++f.count;  // and its height stays (a map is at least 1, a scalar 0)
+  if (n->type != Type::kString && !(n = KeyString(n, start))) return false;
+  f.key = n;
+  f.have_key = true;
+  return true;
 }
 
 bool YamlBuilder::AddScalar(Node* n, std::string_view anchor, YamlPos start, YamlPos end) {
@@ -145,7 +161,7 @@ bool YamlBuilder::Alias(std::string_view name, YamlPos start) {
                                        Where(start), options_.max_alias_nodes,
                                        options_.max_alias_nodes));
   }
-  if (stack_.size() + a.height > options_.max_depth) {
+  if (depth_ + a.height > options_.max_depth) {
     return Fail(ResourceExhaustedError("{}: alias \"{}\" nests deeper than {} levels (limit {})",
                                        Where(start), name, options_.max_depth,
                                        options_.max_depth));
@@ -156,7 +172,7 @@ bool YamlBuilder::Alias(std::string_view name, YamlPos start) {
 bool YamlBuilder::StartCollection(bool is_map, std::string_view anchor, YamlPos start,
                                     YamlPos end) {
   if (TooLarge(end)) return SizeError(end);
-  if (stack_.size() + 1 > options_.max_depth) {
+  if (depth_ + 1 > options_.max_depth) {
     return Fail(ResourceExhaustedError("{}: nesting deeper than {} levels (limit {})",
                                        Where(start), options_.max_depth, options_.max_depth));
   }
@@ -166,20 +182,31 @@ bool YamlBuilder::StartCollection(bool is_map, std::string_view anchor, YamlPos 
   }
   Node* n = is_map ? static_cast<Node*>(New<MapNode>(file_)) : New<SeqNode>(file_);
   n->SetMark(file_, start.line, start.column, start.offset, end.offset);
-  stack_.push_back(Frame{n, is_map, is_map ? entries_.size() : items_.size()});
-  if (!anchor.empty()) stack_.back().anchor = std::string(anchor);
+  if (depth_ == stack_.size()) stack_.emplace_back();
+  Frame& f = stack_[depth_++];
+  f.node = n;
+  f.is_map = is_map;
+  f.first = is_map ? entries_.size() : items_.size();
+  f.have_key = f.key_is_merge = false;
+  f.key = nullptr;
+  f.anchor.assign(anchor);
+  f.count = f.height = 1;
+  f.from_merge.clear();
+  f.index.reset();
   return true;
 }
 
 bool YamlBuilder::EndCollection(YamlPos start, YamlPos end) {
-  Frame& f = stack_.back();
+  Frame& f = top();
   Node* n = f.node;
+  f.node = nullptr;
   n->SetEnd(end.offset);
   if (f.is_map) {
     auto* m = static_cast<MapNode*>(n);
     m->entries.AdoptIn(file_, entries_.data() + f.first, entries_.size() - f.first);
     entries_.resize(f.first);
-    m->RebuildIndex();
+    if (m->entries.size() > MapNode::kIndexThreshold) m->RebuildIndex();
+    f.index.reset();
   } else {
     auto* s = static_cast<SeqNode*>(n);
     s->items.AdoptIn(file_, items_.data() + f.first, items_.size() - f.first);
@@ -188,7 +215,7 @@ bool YamlBuilder::EndCollection(YamlPos start, YamlPos end) {
   uint64_t count = f.count;
   uint32_t height = f.height;
   if (!f.anchor.empty()) anchors_[f.anchor] = Anchor{Node::Wrap(Node::Ref(n)), count, height};
-  stack_.pop_back();
+  --depth_;
   return Add(n, count, height, start);
 }
 
@@ -228,11 +255,11 @@ Node* YamlBuilder::KeyString(Node* k, YamlPos at) {
 
 // Adds a finished node to the open container, or makes it the document root.
 bool YamlBuilder::Add(Node* n, uint64_t count, uint32_t height, YamlPos at) {
-  if (stack_.empty()) {
+  if (depth_ == 0) {
     root_ = Node::Wrap(n);
     return true;
   }
-  Frame& f = stack_.back();
+  Frame& f = top();
   f.count += count;
   f.height = std::max(f.height, height + 1);
   if (!f.is_map) {

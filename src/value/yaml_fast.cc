@@ -45,6 +45,17 @@ constexpr std::array<bool, 256> MakeTable(std::string_view stops) {
 }
 constexpr auto kPlainStop = MakeTable(":\t \n\r");
 constexpr auto kFlowPlainStop = MakeTable(":\t \n\r,[]{}");
+// Bytes that cannot start a key (or a flow node) the scanner takes; like the strchr they
+// replace, each also holds '\0'.
+constexpr std::array<bool, 256> MakeSet(std::string_view chars) {
+  std::array<bool, 256> t = MakeTable(chars);
+  t[0] = true;
+  return t;
+}
+constexpr auto kNotBlockKey = MakeSet("?:%@`,[]{}#&!*|>\t");
+constexpr auto kNotFlowKey = MakeSet("-?:%@`,[]{}#&!*|>");
+constexpr auto kNotFlowNode = MakeSet("?:%@`,[]{}#&!|>");
+constexpr auto kFlowEnd = MakeSet(",]}");
 constexpr auto kAnchorChar =
     MakeTable("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_");
 constexpr auto kTagChar =
@@ -863,7 +874,7 @@ class FastParser {
       return Leave("a '-' among the keys of a map");
     } else if (c == '?' && IsBlankZ(p_ + 1)) {
       return Leave("a complex key (?)");
-    } else if (std::strchr("?:%@`,[]{}#&!*|>\t", c) != nullptr) {
+    } else if (kNotBlockKey[static_cast<unsigned char>(c)]) {
       return Leave("a key that is not a plain or quoted scalar");
     } else {
       if (!ScanPlain(col + 1, true, &sc)) return false;
@@ -900,7 +911,7 @@ class FastParser {
   // key on; p_ is at that key's ':'.
   bool ParseBlockMapEntries(int col, Scalar key) {
     for (;;) {
-      if (!builder_.Scalar(key.text, key.plain, {}, {}, key.start, key.end)) return false;
+      if (!builder_.Key(key.text, key.plain, key.start, key.end)) return false;
       if (!ParseAfterIndicator(col, /*is_value=*/true, /*indentless=*/false)) return false;
       int next = NextColumn();
       if (next < col) break;
@@ -943,7 +954,7 @@ class FastParser {
         char c = s_[p_];
         if (c == '"' || c == '\'') {
           if (!ScanQuoted(&key)) return false;
-        } else if (std::strchr("-?:%@`,[]{}#&!*|>", c) != nullptr) {
+        } else if (kNotFlowKey[static_cast<unsigned char>(c)]) {
           return Leave("a flow map key that is not a plain or quoted scalar");
         } else {
           if (!ScanPlainFlow(&key)) return false;
@@ -953,7 +964,7 @@ class FastParser {
             key.end.offset - key.start.offset > kMaxSimpleKey) {
           return Leave("a flow map entry without ':' on the key's line");
         }
-        if (!builder_.Scalar(key.text, key.plain, {}, {}, key.start, key.end)) return false;
+        if (!builder_.Key(key.text, key.plain, key.start, key.end)) return false;
         ++p_;
         if (!SkipFlowSpace()) return false;
         if (s_[p_] == ',' || s_[p_] == close) {
@@ -998,8 +1009,8 @@ class FastParser {
     Scalar sc;
     if (c == '"' || c == '\'') {
       if (!ScanQuoted(&sc)) return false;
-    } else if (c == '-' ? std::strchr(",]}", At(p_ + 1)) != nullptr || IsBlankZ(p_ + 1)
-                        : std::strchr("?:%@`,[]{}#&!|>", c) != nullptr) {
+    } else if (c == '-' ? kFlowEnd[static_cast<unsigned char>(At(p_ + 1))] || IsBlankZ(p_ + 1)
+                        : kNotFlowNode[static_cast<unsigned char>(c)]) {
       return Leave("a flow node that is not a scalar or collection");
     } else {
       if (!ScanPlainFlow(&sc)) return false;
