@@ -15,8 +15,10 @@
 // comments, NEL/LS/PS line breaks, a BOM after the start, nesting deeper than 64 levels.
 //
 // Speed: plain scalars and quoted scalars without escapes are views of the input (no copy until
-// the builder's arena); a 256-entry table finds the bytes that end a plain scalar; the input is
-// checked once up front (control characters, UTF-8) in 64-byte blocks.
+// the builder's arena); a plain scalar's end is found 16 bytes a step (SSE2; else a 256-entry
+// table), and its look past its line for a continuation is reused to reach the next content; map
+// keys go to the builder's Key(), not the general Scalar(); the input is checked once up front
+// (control characters, UTF-8) in 64-byte blocks.
 
 #include "value/internal/yaml_fast.h"
 
