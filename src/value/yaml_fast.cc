@@ -187,8 +187,17 @@ class FastParser {
 #endif
     return StopAt(off, kPlainStop);
   }
-  // The first offset at or after `off` that is not a space (indentation: 8 bytes at a time).
+  // The first offset at or after `off` that is not a space (indentation: 16 bytes a step where
+  // SSE2 is, else 8).
   size_t SpacesEnd(size_t off) const {
+#ifdef __SSE2__
+    const __m128i space = _mm_set1_epi8(' ');
+    for (; off + 16 <= n_; off += 16) {
+      __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s_ + off));
+      auto other = static_cast<unsigned>(~_mm_movemask_epi8(_mm_cmpeq_epi8(c, space)) & 0xFFFF);
+      if (other) return off + static_cast<size_t>(__builtin_ctz(other));
+    }
+#endif
     constexpr uint64_t kSpaces = 0x2020202020202020;
     uint64_t word;
     while (off + 8 <= n_ && (std::memcpy(&word, s_ + off, 8), word == kSpaces)) off += 8;
