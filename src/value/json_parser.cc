@@ -181,10 +181,10 @@ class Builder {
   ~Builder() { SourceFile::Unref(file_); }
 
   Result<Value> Run() {
-    if (text_.size() > options_.max_document_bytes) {
+    if (size_t limit = std::min(options_.max_document_bytes, internal::kMaxMarkedBytes);
+        text_.size() > limit) {
       return ResourceExhaustedError("{}:1:1: document is larger than {} bytes (limit {})",
-                                    file_->name, options_.max_document_bytes,
-                                    options_.max_document_bytes);
+                                    file_->name, limit, limit);
     }
     padded_ = simdjson::padded_string(text_);
     od::parser parser;

@@ -1,5 +1,6 @@
 #include "value/internal/resolve.h"
 
+#include <array>
 #include <charconv>
 #include <initializer_list>
 #include <cmath>
@@ -34,30 +35,34 @@ bool LookupWord(std::string_view s, Resolved* out) {
     return false;
   };
   auto inf = [&](std::string_view t) { return t == ".inf" || t == ".Inf" || t == ".INF"; };
+  // The first letter picks the candidates (keys such as "name" and "type" would otherwise be
+  // compared with every word of their length).
+  char c = static_cast<char>(s[0] | 0x20);  // lower case for letters; '.', '+', '-', '~' stay apart
   switch (s.size()) {
     case 1:
-      if (s[0] == 'y' || s[0] == 'Y') return *out = Bool(true), true;
-      if (s[0] == 'n' || s[0] == 'N') return *out = Bool(false), true;
+      if (c == 'y') return *out = Bool(true), true;
+      if (c == 'n') return *out = Bool(false), true;
       if (s[0] == '~') return *out = Null(), true;
       return false;
     case 2:
-      if (any({"on", "On", "ON"})) return *out = Bool(true), true;
-      if (any({"no", "No", "NO"})) return *out = Bool(false), true;
+      if (c == 'o' && any({"on", "On", "ON"})) return *out = Bool(true), true;
+      if (c == 'n' && any({"no", "No", "NO"})) return *out = Bool(false), true;
       return false;
     case 3:
-      if (any({"yes", "Yes", "YES"})) return *out = Bool(true), true;
-      if (any({"off", "Off", "OFF"})) return *out = Bool(false), true;
+      if (c == 'y' && any({"yes", "Yes", "YES"})) return *out = Bool(true), true;
+      if (c == 'o' && any({"off", "Off", "OFF"})) return *out = Bool(false), true;
       return false;
     case 4:
-      if (any({"true", "True", "TRUE"})) return *out = Bool(true), true;
-      if (any({"null", "Null", "NULL"})) return *out = Null(), true;
+      if (c == 't' && any({"true", "True", "TRUE"})) return *out = Bool(true), true;
+      if (c == 'n' && any({"null", "Null", "NULL"})) return *out = Null(), true;
+      if (s[0] != '.') return false;
       if (any({".nan", ".NaN", ".NAN"})) {
         return *out = Double(std::numeric_limits<double>::quiet_NaN()), true;
       }
       if (inf(s)) return *out = Double(std::numeric_limits<double>::infinity()), true;
       return false;
     case 5:
-      if (any({"false", "False", "FALSE"})) return *out = Bool(false), true;
+      if (c == 'f' && any({"false", "False", "FALSE"})) return *out = Bool(false), true;
       if ((s[0] == '+' || s[0] == '-') && inf(s.substr(1))) {
         return *out = Double((s[0] == '-' ? -1 : 1) * std::numeric_limits<double>::infinity()),
                true;
@@ -154,15 +159,26 @@ bool ParseDouble(std::string_view s, double* out) {
   return ec == std::errc() && ptr == s.data() + s.size();
 }
 
+// What the first byte of a plain scalar allows: a word of the table, a number, or (for '.') a
+// float or .inf/.nan; anything else is a string.
+enum Hint : uint8_t { kStringHint = 0, kWordHint, kNumberHint, kDotHint };
+constexpr std::array<uint8_t, 256> MakeHints() {
+  std::array<uint8_t, 256> t{};
+  for (char c : std::string_view("yYnNtTfFoO~")) t[static_cast<unsigned char>(c)] = kWordHint;
+  for (char c : std::string_view("0123456789+-")) t[static_cast<unsigned char>(c)] = kNumberHint;
+  t[static_cast<unsigned char>('.')] = kDotHint;
+  return t;
+}
+constexpr std::array<uint8_t, 256> kHints = MakeHints();
+
 }  // namespace
 
 Resolved ResolvePlain(std::string_view s) {
   if (s.empty()) return Null();
   char c = s[0];
-  bool word_hint = c == 'y' || c == 'Y' || c == 'n' || c == 'N' || c == 't' || c == 'T' ||
-                   c == 'f' || c == 'F' || c == 'o' || c == 'O' || c == '~';
-  bool number_hint = IsDigit(c) || c == '+' || c == '-';
-  if (!word_hint && !number_hint && c != '.') return Resolved{};
+  uint8_t hint = kHints[static_cast<unsigned char>(c)];
+  if (hint == kStringHint) return Resolved{};
+  bool number_hint = hint == kNumberHint;
   Resolved r;
   if (LookupWord(s, &r)) return r;
   if (c == '.') {
@@ -218,12 +234,16 @@ Value ToValue(const Resolved& r, std::string_view text, SourceFile* arena) {
         return Value(text);
     }
   }
-  if (r.type == Type::kString) return Node::Wrap(StringNode::Make(text, arena));
+  return Node::Wrap(NewNode(r, text, arena));
+}
+
+Node* NewNode(const Resolved& r, std::string_view text, SourceFile* arena) {
+  if (r.type == Type::kString) return StringNode::Make(text, arena);
   auto* n = New<ScalarNode>(arena, r.type);
   if (r.type == Type::kBool) n->b = r.b;
   if (r.type == Type::kInt) n->i = r.i;
   if (r.type == Type::kDouble) n->d = r.d;
-  return Node::Wrap(n);
+  return n;
 }
 
 void AppendDouble(std::string& out, double d, bool yaml) {

@@ -56,7 +56,12 @@ void Destroy(Node* n, FileRelease* release);
 
 void Drop(Value& v, FileRelease* release) {
   Node* n = Node::Release(v);
-  if (n && DropRef(n)) Destroy(n, release);
+  if (!n || !DropRef(n)) return;
+  if (n->in_arena && n->type <= Value::Type::kString) {
+    release->Add(n->file);  // a scalar in an arena: nothing to run, nothing to free
+    return;
+  }
+  Destroy(n, release);
 }
 
 void Destroy(Node* n, FileRelease* release) {
@@ -69,6 +74,7 @@ void Destroy(Node* n, FileRelease* release) {
     case Value::Type::kSeq: {
       auto* s = static_cast<SeqNode*>(n);
       for (Value& item : s->items) Drop(item, release);
+      s->items.ForgetAll();  // all null now
       s->~SeqNode();
       break;
     }
@@ -78,6 +84,7 @@ void Destroy(Node* n, FileRelease* release) {
         Drop(e.key, release);
         Drop(e.value, release);
       }
+      m->entries.ForgetAll();
       m->~MapNode();
       break;
     }
@@ -340,8 +347,8 @@ Mark Value::mark() const {
   if (node_->file) m.file = node_->file->name;
   m.line = node_->line;
   m.column = node_->column;
-  m.begin = node_->begin;
-  m.end = node_->end;
+  m.begin = node_->Begin();
+  m.end = node_->End();
   return m;
 }
 

@@ -19,12 +19,20 @@ using Type = Value::Type;
 
 YamlBuilder::YamlBuilder(std::string_view text, std::string_view filename,
                          const ParseOptions& options)
-    : text_(text), filename_(filename), options_(options), file_(new SourceFile(filename)) {}
+    : text_(text), filename_(filename), options_(options),
+      max_document_bytes_(std::min(options.max_document_bytes, kMaxMarkedBytes)),
+      file_(new SourceFile(filename)) {}
 
 YamlBuilder::~YamlBuilder() {
-  for (Frame& f : stack_) Node::Unref(f.node);
-  items_.clear();
-  entries_.clear();
+  for (size_t i = 0; i < depth_; ++i) {
+    Node::Unref(stack_[i].node);
+    Node::Unref(stack_[i].key);
+  }
+  for (Node* n : items_) Node::Unref(n);
+  for (RawEntry& e : entries_) {
+    Node::Unref(e.key);
+    Node::Unref(e.value);
+  }
   SourceFile::Unref(file_);
 }
 
@@ -47,6 +55,7 @@ bool YamlBuilder::StartDocument(YamlPos start) {
   size_t first = previous > 0 ? previous + previous / 16 : text_.size() * 12;
   SourceFile::Unref(file_);
   file_ = new SourceFile(filename_);
+  file_->base = start.offset;
   file_->next_chunk =
       std::clamp<size_t>((first + 7) & ~size_t{7}, 256, previous > 0 ? 256 * 1024 : 4096);
   anchors_.clear();
@@ -64,43 +73,56 @@ bool YamlBuilder::EndDocument(YamlPos end) {
 
 bool YamlBuilder::SizeError(YamlPos end) {
   return Fail(ResourceExhaustedError("{}: document is larger than {} bytes (limit {})",
-                                     Where(end), options_.max_document_bytes,
-                                     options_.max_document_bytes));
-}
-
-void YamlBuilder::SetMark(Node* n, YamlPos start, YamlPos end) {
-  n->SetMark(file_, start.line, start.column, start.offset, end.offset);
+                                     Where(end), max_document_bytes_, max_document_bytes_));
 }
 
 bool YamlBuilder::Scalar(std::string_view text, bool plain, std::string_view tag,
                          std::string_view anchor, YamlPos start, YamlPos end) {
   if (TooLarge(end)) return SizeError(end);
-  bool merge_key = ExpectingKey() && (tag.empty() ? plain && text == "<<"
-                                                  : tag == "tag:yaml.org,2002:merge");
-  if (merge_key) {
-    stack_.back().key_is_merge = true;
-    stack_.back().have_key = true;
+  Node* n;
+  if (tag.empty()) {
+    if (plain && text.size() == 2 && text == "<<" && ExpectingKey()) {
+      top().key_is_merge = top().have_key = true;
+      return true;
+    }
+    n = plain ? NewNode(ResolvePlain(text), text, file_) : Str(text);
+  } else if (!tag.starts_with(kTagPrefix)) {
+    n = Str(text);  // "!" or an application tag: the text
+  } else {
+    std::string_view kind = tag.substr(kTagPrefix.size());
+    if (kind == "merge" && ExpectingKey()) {
+      top().key_is_merge = top().have_key = true;
+      return true;
+    }
+    n = Tagged(kind, text, start);
+    if (!n) return false;
+  }
+  return AddScalar(n, anchor, start, end);
+}
+
+bool YamlBuilder::Key(std::string_view text, bool plain, YamlPos start, YamlPos end) {
+  if (TooLarge(end)) return SizeError(end);
+  Frame& f = top();
+  if (plain && text.size() == 2 && text == "<<") {
+    f.key_is_merge = f.have_key = true;
     return true;
   }
-  if (tag.empty()) {
-    return AddScalar(plain ? ToValue(ResolvePlain(text), text, file_) : Str(text), anchor, start,
-                     end);
-  }
-  if (!tag.starts_with(kTagPrefix)) {
-    return AddScalar(Str(text), anchor, start, end);  // "!" or an application tag: the text
-  }
-  Result<Value> tagged = Tagged(tag.substr(kTagPrefix.size()), text, start);
-  if (!tagged.ok()) return Fail(tagged.status());
-  return AddScalar(std::move(*tagged), anchor, start, end);
+  Node* n = plain ? NewNode(ResolvePlain(text), text, file_) : Str(text);
+  n->SetMark(file_, start.line, start.column, start.offset, end.offset);
+  ++f.count;  // and its height stays (a map is at least 1, a scalar 0)
+  if (n->type != Type::kString && !(n = KeyString(n, start))) return false;
+  f.key = n;
+  f.have_key = true;
+  return true;
 }
 
-bool YamlBuilder::AddScalar(Value v, std::string_view anchor, YamlPos start, YamlPos end) {
-  SetMark(Node::Get(v), start, end);
-  if (!anchor.empty()) anchors_[std::string(anchor)] = Anchor{v, 1, 0};
-  return Add(std::move(v), 1, 0, start);
+bool YamlBuilder::AddScalar(Node* n, std::string_view anchor, YamlPos start, YamlPos end) {
+  n->SetMark(file_, start.line, start.column, start.offset, end.offset);
+  if (!anchor.empty()) anchors_[std::string(anchor)] = Anchor{Node::Wrap(Node::Ref(n)), 1, 0};
+  return Add(n, 1, 0, start);
 }
 
-Result<Value> YamlBuilder::Tagged(std::string_view kind, std::string_view text, YamlPos at) {
+Node* YamlBuilder::Tagged(std::string_view kind, std::string_view text, YamlPos at) {
   if (kind == "str" || kind == "binary" || kind == "timestamp") return Str(text);
   Resolved r = ResolvePlain(text);
   Type want;
@@ -120,13 +142,10 @@ Result<Value> YamlBuilder::Tagged(std::string_view kind, std::string_view text, 
     return Str(text);  // !!map on a scalar and other oddities: keep the text
   }
   if (r.type != want) {
-    return InvalidArgumentError("{}: cannot read \"{}\" as !!{}", Where(at), text, kind);
+    Fail(InvalidArgumentError("{}: cannot read \"{}\" as !!{}", Where(at), text, kind));
+    return nullptr;
   }
-  return ToValue(r, text, file_);
-}
-
-Value YamlBuilder::Str(std::string_view text) {
-  return Node::Wrap(StringNode::Make(text, file_));
+  return NewNode(r, text, file_);
 }
 
 bool YamlBuilder::Alias(std::string_view name, YamlPos start) {
@@ -142,18 +161,18 @@ bool YamlBuilder::Alias(std::string_view name, YamlPos start) {
                                        Where(start), options_.max_alias_nodes,
                                        options_.max_alias_nodes));
   }
-  if (stack_.size() + a.height > options_.max_depth) {
+  if (depth_ + a.height > options_.max_depth) {
     return Fail(ResourceExhaustedError("{}: alias \"{}\" nests deeper than {} levels (limit {})",
                                        Where(start), name, options_.max_depth,
                                        options_.max_depth));
   }
-  return Add(a.value, a.count, a.height, start);
+  return Add(Node::Ref(Node::Get(a.value)), a.count, a.height, start);
 }
 
 bool YamlBuilder::StartCollection(bool is_map, std::string_view anchor, YamlPos start,
                                     YamlPos end) {
   if (TooLarge(end)) return SizeError(end);
-  if (stack_.size() + 1 > options_.max_depth) {
+  if (depth_ + 1 > options_.max_depth) {
     return Fail(ResourceExhaustedError("{}: nesting deeper than {} levels (limit {})",
                                        Where(start), options_.max_depth, options_.max_depth));
   }
@@ -162,49 +181,57 @@ bool YamlBuilder::StartCollection(bool is_map, std::string_view anchor, YamlPos 
                                      is_map ? "map" : "sequence"));
   }
   Node* n = is_map ? static_cast<Node*>(New<MapNode>(file_)) : New<SeqNode>(file_);
-  SetMark(n, start, end);
-  stack_.push_back(Frame{n, is_map, is_map ? entries_.size() : items_.size()});
-  if (!anchor.empty()) stack_.back().anchor = std::string(anchor);
+  n->SetMark(file_, start.line, start.column, start.offset, end.offset);
+  if (depth_ == stack_.size()) stack_.emplace_back();
+  Frame& f = stack_[depth_++];
+  f.node = n;
+  f.is_map = is_map;
+  f.first = is_map ? entries_.size() : items_.size();
+  f.have_key = f.key_is_merge = false;
+  f.key = nullptr;
+  f.anchor.assign(anchor);
+  f.count = f.height = 1;
+  f.from_merge.clear();
+  f.index.reset();
   return true;
 }
 
 bool YamlBuilder::EndCollection(YamlPos start, YamlPos end) {
-  Frame& f = stack_.back();
-  f.node->end = end.offset;
-  Value v = Node::Wrap(f.node);
+  Frame& f = top();
+  Node* n = f.node;
+  f.node = nullptr;
+  n->SetEnd(end.offset);
   if (f.is_map) {
-    auto* m = static_cast<MapNode*>(f.node);
-    m->entries.AllocateIn(file_, entries_.size() - f.first);
-    for (size_t i = f.first; i < entries_.size(); ++i) m->entries.push_back(std::move(entries_[i]));
+    auto* m = static_cast<MapNode*>(n);
+    m->entries.AdoptIn(file_, entries_.data() + f.first, entries_.size() - f.first);
     entries_.resize(f.first);
-    m->RebuildIndex();
+    if (m->entries.size() > MapNode::kIndexThreshold) m->RebuildIndex();
+    f.index.reset();
   } else {
-    auto* s = static_cast<SeqNode*>(f.node);
-    s->items.AllocateIn(file_, items_.size() - f.first);
-    for (size_t i = f.first; i < items_.size(); ++i) s->items.push_back(std::move(items_[i]));
+    auto* s = static_cast<SeqNode*>(n);
+    s->items.AdoptIn(file_, items_.data() + f.first, items_.size() - f.first);
     items_.resize(f.first);
   }
   uint64_t count = f.count;
   uint32_t height = f.height;
-  if (!f.anchor.empty()) anchors_[f.anchor] = Anchor{v, count, height};
-  stack_.pop_back();
-  return Add(std::move(v), count, height, start);
+  if (!f.anchor.empty()) anchors_[f.anchor] = Anchor{Node::Wrap(Node::Ref(n)), count, height};
+  --depth_;
+  return Add(n, count, height, start);
 }
 
 // Converts a resolved key to the string Kubernetes would use.
-Result<Value> YamlBuilder::KeyString(Value k, YamlPos at) {
+Node* YamlBuilder::KeyString(Node* k, YamlPos at) {
+  Value key = Node::Wrap(k);
   std::string s;
-  switch (k.type()) {
-    case Type::kString:
-      return Result<Value>(std::move(k));
+  switch (key.type()) {
     case Type::kBool:
-      s = k.AsBool() ? "true" : "false";
+      s = key.AsBool() ? "true" : "false";
       break;
     case Type::kInt:
-      s = std::to_string(k.AsInt());
+      s = std::to_string(key.AsInt());
       break;
     case Type::kDouble: {
-      double d = k.AsDouble();
+      double d = key.AsDouble();
       if (std::isnan(d) || std::isinf(d)) {
         AppendDouble(s, d, /*yaml=*/true);
       } else {
@@ -215,69 +242,74 @@ Result<Value> YamlBuilder::KeyString(Value k, YamlPos at) {
       break;
     }
     case Type::kNull:
-      return InvalidArgumentError("{}: null map key", Where(at));
+      Fail(InvalidArgumentError("{}: null map key", Where(at)));
+      return nullptr;
     default:
-      return InvalidArgumentError("{}: a map or sequence cannot be a map key", Where(at));
+      Fail(InvalidArgumentError("{}: a map or sequence cannot be a map key", Where(at)));
+      return nullptr;
   }
-  Value out = Str(s);
-  Node* from = Node::Get(k);
-  Node::Get(out)->SetMark(file_, from->line, from->column, from->begin, from->end);
+  Node* out = Str(s);
+  out->SetMark(file_, k->line, k->column, k->Begin(), k->End());
   return out;
 }
 
 // Adds a finished node to the open container, or makes it the document root.
-bool YamlBuilder::Add(Value v, uint64_t count, uint32_t height, YamlPos at) {
-  if (stack_.empty()) {
-    root_ = std::move(v);
+bool YamlBuilder::Add(Node* n, uint64_t count, uint32_t height, YamlPos at) {
+  if (depth_ == 0) {
+    root_ = Node::Wrap(n);
     return true;
   }
-  Frame& f = stack_.back();
+  Frame& f = top();
   f.count += count;
   f.height = std::max(f.height, height + 1);
   if (!f.is_map) {
-    items_.push_back(std::move(v));
+    items_.push_back(n);
     return true;
   }
   if (!f.have_key) {
-    if (v.IsString()) {
-      f.key = std::move(v);
-    } else {
-      Result<Value> key = KeyString(std::move(v), at);
-      if (!key.ok()) return Fail(key.status());
-      f.key = std::move(*key);
+    if (n->type != Type::kString) {
+      n = KeyString(n, at);
+      if (!n) return false;
     }
+    f.key = n;
     f.have_key = true;
     return true;
   }
   f.have_key = false;
   if (f.key_is_merge) {
     f.key_is_merge = false;
-    Status merged = Merge(f, v, at);
+    Status merged = Merge(f, Node::Wrap(n), at);
     return merged.ok() || Fail(std::move(merged));
   }
-  std::string_view key = StringOf(f.key);
+  Node* key_node = f.key;
+  f.key = nullptr;
+  std::string_view key = static_cast<StringNode*>(key_node)->view();
   ptrdiff_t pos = FindEntry(f, key);
   if (pos < 0) {
     if (!f.from_merge.empty()) f.from_merge.push_back(false);
-    AppendEntry(f, std::move(f.key), std::move(v));
+    AppendEntry(f, key_node, n);
     return true;
   }
   auto p = static_cast<size_t>(pos);
+  RawEntry& e = entries_[f.first + p];
   if (p < f.from_merge.size() && f.from_merge[p]) {
-    // The key's text stays alive in the new entry; the index may keep pointing at the old one.
-    entries_[f.first + p] = MapEntry{std::move(f.key), std::move(v)};
-    if (f.index) {
+    RawEntry merged = e;
+    e = RawEntry{key_node, n};
+    if (f.index) {  // its view of the key was the merged entry's text
       f.index->erase(key);
-      f.index->emplace(KeyOf(entries_[f.first + p]), p);
+      f.index->emplace(key, p);
     }
+    Node::Unref(merged.key);
+    Node::Unref(merged.value);
     f.from_merge[p] = false;
     return true;
   }
-  Mark first = entries_[f.first + p].key.mark();
-  Mark dup = f.key.mark();
-  return Fail(InvalidArgumentError("{}:{}:{}: duplicate key \"{}\" (first at line {} column {})",
-                                   filename_, dup.line, dup.column, key, first.line,
-                                   first.column));
+  Fail(InvalidArgumentError("{}:{}:{}: duplicate key \"{}\" (first at line {} column {})",
+                            filename_, key_node->line, key_node->column, key, e.key->line,
+                            e.key->column));
+  Node::Unref(key_node);
+  Node::Unref(n);
+  return false;
 }
 
 // Position of `key` among the entries of map frame f, or -1.
@@ -288,7 +320,7 @@ ptrdiff_t YamlBuilder::FindEntry(const Frame& f, std::string_view key) const {
   }
   for (size_t i = f.first; i < entries_.size(); ++i) {
     // Key bytes end with a NUL, so the first byte can be compared before memcmp even when empty.
-    std::string_view k = KeyOf(entries_[i]);
+    std::string_view k = static_cast<StringNode*>(entries_[i].key)->view();
     if (k.size() == key.size() && k.data()[0] == key.data()[0] &&
         std::memcmp(k.data(), key.data(), k.size()) == 0) {
       return static_cast<ptrdiff_t>(i - f.first);
@@ -297,15 +329,16 @@ ptrdiff_t YamlBuilder::FindEntry(const Frame& f, std::string_view key) const {
   return -1;
 }
 
-void YamlBuilder::AppendEntry(Frame& f, Value key, Value value) {
-  entries_.push_back(MapEntry{std::move(key), std::move(value)});
+void YamlBuilder::AppendEntry(Frame& f, Node* key, Node* value) {
+  entries_.push_back(RawEntry{key, value});
   size_t n = entries_.size() - f.first;
+  auto key_of = [](const RawEntry& e) { return static_cast<StringNode*>(e.key)->view(); };
   if (f.index) {
-    f.index->emplace(KeyOf(entries_.back()), n - 1);
+    f.index->emplace(key_of(entries_.back()), n - 1);
   } else if (n > MapNode::kIndexThreshold) {
     f.index = std::make_unique<std::unordered_map<std::string_view, size_t>>();
     for (size_t i = f.first; i < entries_.size(); ++i) {
-      f.index->emplace(KeyOf(entries_[i]), i - f.first);
+      f.index->emplace(key_of(entries_[i]), i - f.first);
     }
   }
 }
@@ -318,7 +351,7 @@ Status YamlBuilder::MergeOne(Frame& f, const Value& src, YamlPos at) {
   if (f.from_merge.size() < n) f.from_merge.resize(n, false);
   for (const MapEntry& e : src.entries()) {
     if (FindEntry(f, KeyOf(e)) >= 0) continue;  // explicit keys and earlier merges win
-    AppendEntry(f, e.key, e.value);
+    AppendEntry(f, Node::Ref(Node::Get(e.key)), Node::Ref(Node::Get(e.value)));
     f.from_merge.push_back(true);
   }
   return OkStatus();

@@ -15,8 +15,10 @@
 // comments, NEL/LS/PS line breaks, a BOM after the start, nesting deeper than 64 levels.
 //
 // Speed: plain scalars and quoted scalars without escapes are views of the input (no copy until
-// the builder's arena); a 256-entry table finds the bytes that end a plain scalar; the input is
-// checked once up front (control characters, UTF-8) in 64-byte blocks.
+// the builder's arena); a plain scalar's end is found 16 bytes a step (SSE2; else a 256-entry
+// table), and its look past its line for a continuation is reused to reach the next content; map
+// keys go to the builder's Key(), not the general Scalar(); the input is checked once up front
+// (control characters, UTF-8) in 64-byte blocks.
 
 #include "value/internal/yaml_fast.h"
 
@@ -24,6 +26,7 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+#include <cstdint>
 #include <cstring>
 #include <string>
 
@@ -44,6 +47,17 @@ constexpr std::array<bool, 256> MakeTable(std::string_view stops) {
 }
 constexpr auto kPlainStop = MakeTable(":\t \n\r");
 constexpr auto kFlowPlainStop = MakeTable(":\t \n\r,[]{}");
+// Bytes that cannot start a key (or a flow node) the scanner takes; like the strchr they
+// replace, each also holds '\0'.
+constexpr std::array<bool, 256> MakeSet(std::string_view chars) {
+  std::array<bool, 256> t = MakeTable(chars);
+  t[0] = true;
+  return t;
+}
+constexpr auto kNotBlockKey = MakeSet("?:%@`,[]{}#&!*|>\t");
+constexpr auto kNotFlowKey = MakeSet("-?:%@`,[]{}#&!*|>");
+constexpr auto kNotFlowNode = MakeSet("?:%@`,[]{}#&!|>");
+constexpr auto kFlowEnd = MakeSet(",]}");
 constexpr auto kAnchorChar =
     MakeTable("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_");
 constexpr auto kTagChar =
@@ -53,7 +67,7 @@ constexpr auto kTagChar =
 struct Props {
   bool any = false;
   std::string_view anchor;
-  std::string tag;
+  std::string_view tag;  // as written: "!!str", "!Ref", "!"
   bool own_line = false;  // the node follows on a later line (props belong to a collection)
   YamlPos start;
   YamlPos end;
@@ -158,8 +172,32 @@ class FastParser {
     while (off < n_ && !at(off)) ++off;
     return off;
   }
-  // The first offset at or after `off` that is not a space (indentation: 8 bytes at a time).
+  // StopAt(off, kPlainStop), 16 bytes a step where SSE2 is: CheckInput let no control
+  // character but tab, LF and CR through, so the stops are the bytes <= ' ' and ':'.
+  size_t PlainStopAt(size_t off) const {
+#ifdef __SSE2__
+    const __m128i space = _mm_set1_epi8(' ');
+    const __m128i colon = _mm_set1_epi8(':');
+    for (; off + 16 <= n_; off += 16) {
+      __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s_ + off));
+      __m128i stop = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(c, space), c),
+                                  _mm_cmpeq_epi8(c, colon));
+      if (int mask = _mm_movemask_epi8(stop)) return off + static_cast<size_t>(__builtin_ctz(mask));
+    }
+#endif
+    return StopAt(off, kPlainStop);
+  }
+  // The first offset at or after `off` that is not a space (indentation: 16 bytes a step where
+  // SSE2 is, else 8).
   size_t SpacesEnd(size_t off) const {
+#ifdef __SSE2__
+    const __m128i space = _mm_set1_epi8(' ');
+    for (; off + 16 <= n_; off += 16) {
+      __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s_ + off));
+      auto other = static_cast<unsigned>(~_mm_movemask_epi8(_mm_cmpeq_epi8(c, space)) & 0xFFFF);
+      if (other) return off + static_cast<size_t>(__builtin_ctz(other));
+    }
+#endif
     constexpr uint64_t kSpaces = 0x2020202020202020;
     uint64_t word;
     while (off + 8 <= n_ && (std::memcpy(&word, s_ + off, 8), word == kSpaces)) off += 8;
@@ -287,6 +325,12 @@ class FastParser {
   // next content.
   bool FinishLine() {
     SkipBlanks();
+    if (p_ == next_.from) {
+      p_ = next_.to;
+      line_ += next_.lines;
+      line_start_ = next_.line_start;
+      return true;
+    }
     if (At(p_) == '#') {
       p_ = LineEnd(p_);
     }
@@ -324,13 +368,12 @@ class FastParser {
       } else {
         if (!props->tag.empty()) return Leave("two tags on one node");
         bool secondary = At(p_ + 1) == '!';
-        size_t b = p_ + (secondary ? 2 : 1);
-        p_ = b;
+        size_t at = p_;
+        p_ += secondary ? 2 : 1;
+        size_t b = p_;
         while (p_ < n_ && kTagChar[static_cast<unsigned char>(s_[p_])]) ++p_;
-        std::string_view suffix(s_ + b, p_ - b);
-        if (secondary && suffix.empty()) return Leave("an empty !! tag");
-        props->tag = secondary ? std::string("tag:yaml.org,2002:").append(suffix)
-                               : std::string("!").append(suffix);
+        if (secondary && p_ == b) return Leave("an empty !! tag");
+        props->tag = std::string_view(s_ + at, p_ - at);
       }
       char c = At(p_);
       if (!IsBlankZ(p_) && !(flow && (c == ',' || c == ']' || c == '}'))) {
@@ -358,7 +401,7 @@ class FastParser {
     for (;;) {
       size_t seg = p_;
       for (;;) {
-        p_ = StopAt(p_, kPlainStop);
+        p_ = PlainStopAt(p_);
         if (p_ >= n_ || IsBreak(p_)) break;
         char c = s_[p_];
         if (c == ':') {
@@ -399,7 +442,11 @@ class FastParser {
                     ((s_[q] == '-' && s_[q + 1] == '-' && s_[q + 2] == '-') ||
                      (s_[q] == '.' && s_[q + 1] == '.' && s_[q + 2] == '.')) &&
                     IsBlankZ(q + 3);
-      if (q >= n_ || column < min_column || marker || s_[q] == '#') break;
+      if (q >= n_ || column < min_column || marker || s_[q] == '#') {
+        // FinishLine would find the same next content (unless a comment line comes first).
+        if (q >= n_ || s_[q] != '#') next_ = {p_, q, breaks, line_start};
+        break;
+      }
       if (!folded) {
         scratch_.assign(s_ + begin, end - begin);
         folded = true;
@@ -714,8 +761,16 @@ class FastParser {
   };
 
   bool EmitScalar(const Scalar& sc, const Props& props) {
-    return builder_.Scalar(sc.text, sc.plain, props.tag, props.anchor,
-                           props.any ? props.start : sc.start, sc.end);
+    return EmitScalar(sc.text, sc.plain, props, props.any ? props.start : sc.start, sc.end);
+  }
+  bool EmitScalar(std::string_view text, bool plain, const Props& props, YamlPos start,
+                  YamlPos end) {
+    if (props.tag.empty()) return builder_.Scalar(text, plain, {}, props.anchor, start, end);
+    // The full tag as libyaml resolves it: "!!x" → "tag:yaml.org,2002:x", "!x" stays.
+    std::string tag = props.tag.starts_with("!!")
+                          ? std::string("tag:yaml.org,2002:").append(props.tag.substr(2))
+                          : std::string(props.tag);
+    return builder_.Scalar(text, plain, tag, props.anchor, start, end);
   }
 
   // The node at p_ in block context; `indent` is the column of the enclosing block collection
@@ -733,7 +788,7 @@ class FastParser {
         return ParseBlockSeq(col, props, props.start, /*indentless=*/true);
       }
       if (col <= indent) {
-        return builder_.Scalar("", true, props.tag, props.anchor, props.start, props.end);
+        return EmitScalar("", true, props, props.start, props.end);
       }
       same_line = false;
       props.own_line = true;
@@ -830,7 +885,7 @@ class FastParser {
       return Leave("a '-' among the keys of a map");
     } else if (c == '?' && IsBlankZ(p_ + 1)) {
       return Leave("a complex key (?)");
-    } else if (std::strchr("?:%@`,[]{}#&!*|>\t", c) != nullptr) {
+    } else if (kNotBlockKey[static_cast<unsigned char>(c)]) {
       return Leave("a key that is not a plain or quoted scalar");
     } else {
       if (!ScanPlain(col + 1, true, &sc)) return false;
@@ -867,7 +922,7 @@ class FastParser {
   // key on; p_ is at that key's ':'.
   bool ParseBlockMapEntries(int col, Scalar key) {
     for (;;) {
-      if (!builder_.Scalar(key.text, key.plain, {}, {}, key.start, key.end)) return false;
+      if (!builder_.Key(key.text, key.plain, key.start, key.end)) return false;
       if (!ParseAfterIndicator(col, /*is_value=*/true, /*indentless=*/false)) return false;
       int next = NextColumn();
       if (next < col) break;
@@ -910,7 +965,7 @@ class FastParser {
         char c = s_[p_];
         if (c == '"' || c == '\'') {
           if (!ScanQuoted(&key)) return false;
-        } else if (std::strchr("-?:%@`,[]{}#&!*|>", c) != nullptr) {
+        } else if (kNotFlowKey[static_cast<unsigned char>(c)]) {
           return Leave("a flow map key that is not a plain or quoted scalar");
         } else {
           if (!ScanPlainFlow(&key)) return false;
@@ -920,7 +975,7 @@ class FastParser {
             key.end.offset - key.start.offset > kMaxSimpleKey) {
           return Leave("a flow map entry without ':' on the key's line");
         }
-        if (!builder_.Scalar(key.text, key.plain, {}, {}, key.start, key.end)) return false;
+        if (!builder_.Key(key.text, key.plain, key.start, key.end)) return false;
         ++p_;
         if (!SkipFlowSpace()) return false;
         if (s_[p_] == ',' || s_[p_] == close) {
@@ -965,8 +1020,8 @@ class FastParser {
     Scalar sc;
     if (c == '"' || c == '\'') {
       if (!ScanQuoted(&sc)) return false;
-    } else if (c == '-' ? std::strchr(",]}", At(p_ + 1)) != nullptr || IsBlankZ(p_ + 1)
-                        : std::strchr("?:%@`,[]{}#&!|>", c) != nullptr) {
+    } else if (c == '-' ? kFlowEnd[static_cast<unsigned char>(At(p_ + 1))] || IsBlankZ(p_ + 1)
+                        : kNotFlowNode[static_cast<unsigned char>(c)]) {
       return Leave("a flow node that is not a scalar or collection");
     } else {
       if (!ScanPlainFlow(&sc)) return false;
@@ -984,6 +1039,14 @@ class FastParser {
   bool ascii_ = true;
   int depth_ = 0;
   std::string scratch_;  // folded or unescaped scalar text (one scalar at a time)
+  // Where the content after the line break at `from` is, as the last plain scalar found when it
+  // looked for a continuation line: FinishLine at that break goes there at once.
+  struct NextContent {
+    size_t from = SIZE_MAX;
+    size_t to = 0;
+    uint32_t lines = 0;
+    size_t line_start = 0;
+  } next_;
   Status error_;         // why the scanner stopped, unless the builder refused an event
 };
 

@@ -505,6 +505,77 @@ TEST(YamlDiff, BackslashQuoteIsAnUnknownEscape) {
   EXPECT_TRUE(Same("a: \"it's \\\" \\\\ \\/\"\n"));
 }
 
+// What the builder's direct paths touch: map keys (resolved, merged, duplicated), reused
+// collection frames at every depth, merges overriding entries of a map past its hash index
+// threshold, tags kept as written until a scalar has one; and the scanner's reuse of a plain
+// scalar's look past its line (comment lines, blank lines, document markers, the end).
+TEST(YamlDiff, KeysFramesMergesAndLookaheadMatchLibyaml) {
+  std::string big = "base: &b\n";
+  for (int i = 0; i < 20; ++i) big += "  k" + std::to_string(i) + ": v" + std::to_string(i) + "\n";
+  big += "m:\n  k1: first\n  <<: *b\n";
+  for (int i = 0; i < 20; i += 3) big += "  k" + std::to_string(i) + ": mine\n";
+  big += "  extra: 1\nafter: *b\n";
+  const std::string cases[] = {
+      big,
+      "a: 1\n---\nb:\n  c: d\n---\n- e\n- f: g\n",
+      "a: x\n# comment\nb: y\n",
+      "a: x\n  # indented comment\nb: y\n",
+      "a: x\n\n\n   \nb: y\n",
+      "a: x\n---\nb: y\n",
+      "a: x\n...\n",
+      "a: x",
+      "a: x   \nb: y\t\n",
+      "- x\n- y\n# end\n",
+      "k: v\r\n# c\r\nk2: v2\r\n",
+      "on: 1\n1: a\n0x10: b\n1.5: c\nno: d\n.inf: e\n",
+      "<<: {a: 1}\nb: 2\n",
+      "m: {<<: {a: 1}, b: 2, 1: x, \"q\": y}\n",
+      "a: !!str 1\nb: !Ref x\nc: ! y\nd: !!int 0x10\ne: !!float 2\nf: !!null ~\n",
+      "a: &x !!str 5\nb: *x\nc: &y !custom\n  d: 1\ne: !!binary aGk=\n",
+      "s:\n- a: 1\n  b: 2\n- c: 3\n  d:\n  - e\n  - f: g\n    h: i\n",
+      "a: {b: {c: {d: e}}}\nf: [[[g]]]\ni: {}\nj: []\n",
+      "a:\n  b:\n    c:\n      d: 1\n  e: 2\nf: 3\n---\na:\n  z: 9\n",
+      "long key with spaces and \xC3\xBC" "n\xC3\xAF" "c\xC3\xB6" "d\xC3\xA9: v\xC3\xA4" "lue\nnext: x\n",
+      "dup: 1\nother: 2\ndup: 3\n",
+      "m:\n  a: 1\n  b: 2\n  a: 3\n",
+      "~: null key\n",
+      "a: !!int x\n",
+  };
+  int taken = 0;
+  for (const std::string& text : cases) {
+    SCOPED_TRACE(text);
+    bool took = Same(text);
+    taken += took;
+    if (!took) std::printf("left to libyaml: %s\n", left_because.c_str());
+  }
+  EXPECT_EQ(taken, 20);  // the last four are errors (duplicate keys, a null key, a bad !!int)
+  auto dup = ParseYaml("m:\n  a: 1\n  b: 2\n  a: 3\n", "t.yaml");
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.status().message(), "t.yaml:4:3: duplicate key \"a\" (first at line 2 column 3)");
+}
+
+// Marks count from each document's start inside a node; mark() gives offsets in the whole text.
+TEST(YamlParse, MarksOfLaterDocumentsAreOffsetsInTheWholeText) {
+  std::string text = "a: 1\n---\nb: xyz\n---\n- [p, q]\n";
+  for (bool libyaml : {false, true}) {
+    SCOPED_TRACE(libyaml);
+    auto docs = ParseYaml(text, "t.yaml", ParseOptions{.use_libyaml = libyaml});
+    ASSERT_TRUE(docs.ok()) << docs.status().ToString();
+    ASSERT_EQ(docs->size(), 3u);
+    Mark b = (*docs)[1].Find({"b"})->mark();
+    EXPECT_EQ(b.line, 3u);
+    EXPECT_EQ(b.column, 4u);
+    EXPECT_EQ(text.substr(b.begin, b.end - b.begin), "xyz");
+    Mark q = (*docs)[2].Find({0, 1})->mark();
+    EXPECT_EQ(text.substr(q.begin, q.end - q.begin), "q");
+    EXPECT_EQ(q.line, 5u);
+    // A copy edited elsewhere keeps its marks.
+    Value copy = (*docs)[1];
+    copy.Set("c", 1);
+    EXPECT_EQ(copy.Find({"b"})->mark().begin, b.begin);
+  }
+}
+
 TEST(YamlDiff, LimitsAreLeftToLibyaml) {
   ParseOptions tight;
   tight.max_depth = 2;

@@ -34,6 +34,7 @@ struct SourceFile {
 
   std::atomic<uint64_t> refs{1};
   std::string name;
+  size_t base = 0;  // byte offset of the text that its nodes' marks count from (a document's start)
   std::vector<void*> chunks;
   char* cur = nullptr;
   char* end = nullptr;
@@ -72,29 +73,39 @@ struct SourceFile {
   }
 };
 
+// The largest byte distance between a mark and its file's base that a node can hold: a YAML
+// document (and a JSON text, which simdjson caps at 4 GiB anyway) larger than this is refused
+// whatever ParseOptions::max_document_bytes says.
+inline constexpr size_t kMaxMarkedBytes = UINT32_MAX;
+
+// 32 bytes: marks are offsets from their file's base, so the common header fits half a cache line.
 struct Node {
   std::atomic<uint32_t> refs{1};
   Value::Type type;
   bool in_arena = false;  // memory belongs to *file's arena
   uint32_t line = 0;
   uint32_t column = 0;
+  uint32_t begin = 0;  // [begin, end) of the source text, from file->base
+  uint32_t end = 0;
   SourceFile* file = nullptr;
-  size_t begin = 0;
-  size_t end = 0;
 
   explicit Node(Value::Type t) : type(t) {}
   Node(const Node& o)
-      : refs(1), type(o.type), line(o.line), column(o.column), file(SourceFile::Ref(o.file)),
-        begin(o.begin), end(o.end) {}
+      : refs(1), type(o.type), line(o.line), column(o.column), begin(o.begin), end(o.end),
+        file(SourceFile::Ref(o.file)) {}
   ~Node() = default;  // Unref releases `file`
 
+  // `b` and `e` are offsets in the parsed text, at most kMaxMarkedBytes past f->base.
   void SetMark(SourceFile* f, uint32_t l, uint32_t c, size_t b, size_t e) {
     if (!file) file = SourceFile::Ref(f);
     line = l;
     column = c;
-    begin = b;
-    end = e;
+    begin = static_cast<uint32_t>(b - file->base);
+    end = static_cast<uint32_t>(e - file->base);
   }
+  void SetEnd(size_t e) { end = static_cast<uint32_t>(e - file->base); }
+  size_t Begin() const { return file ? file->base + begin : begin; }
+  size_t End() const { return file ? file->base + end : end; }
 
   static Node* Ref(Node* n) {
     if (n) n->refs.fetch_add(1, std::memory_order_relaxed);
@@ -110,6 +121,7 @@ struct Node {
     return n;
   }
 };
+static_assert(sizeof(Node) == 32);
 
 struct ScalarNode : Node {
   explicit ScalarNode(Value::Type t) : Node(t) {}
@@ -134,9 +146,26 @@ struct StringNode : Node {
     auto* n = new (mem) StringNode();
     if (arena) n->file = SourceFile::RefPrivate(arena), n->in_arena = true;
     n->size = s.size();
-    if (!s.empty()) std::memcpy(n->data(), s.data(), s.size());
+    Copy(n->data(), s.data(), s.size());
     n->data()[s.size()] = '\0';
     return n;
+  }
+
+ private:
+  // memcpy, inline for the short keys and values most nodes hold (two overlapping moves of a
+  // fixed size instead of a call).
+  static void Copy(char* to, const char* from, size_t n) {
+    if (n >= 8 && n <= 16) {
+      std::memcpy(to, from, 8);
+      std::memcpy(to + n - 8, from + n - 8, 8);
+    } else if (n >= 4 && n < 8) {
+      std::memcpy(to, from, 4);
+      std::memcpy(to + n - 4, from + n - 4, 4);
+    } else if (n < 4) {
+      for (size_t i = 0; i < n; ++i) to[i] = from[i];
+    } else {
+      std::memcpy(to, from, n);
+    }
   }
 };
 
@@ -163,6 +192,18 @@ class NodeVec {
     data_ = n ? static_cast<T*>(arena->Allocate(n * sizeof(T))) : nullptr;
     cap_ = static_cast<uint32_t>(n);
   }
+
+  // Storage for `n` elements in `arena`, filled with the bytes at `src`: the elements move
+  // there as they are (each is one pointer, so moving one is copying it), and the caller forgets
+  // them.
+  void AdoptIn(SourceFile* arena, const void* src, size_t n) {
+    AllocateIn(arena, n);
+    if (n) std::memcpy(static_cast<void*>(data_), src, n * sizeof(T));
+    size_ = static_cast<uint32_t>(n);
+  }
+  // Forgets every element without destroying it (each was already released: Value is null
+  // after a move or a release).
+  void ForgetAll() { size_ = 0; }
 
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
@@ -208,6 +249,9 @@ class NodeVec {
   uint32_t cap_ : 31 = 0;
   uint32_t heap_ : 1 = 0;
 };
+
+static_assert(sizeof(Value) == sizeof(Node*) && sizeof(MapEntry) == 2 * sizeof(Node*),
+              "NodeVec::AdoptIn copies Values and MapEntries as raw pointers");
 
 struct SeqNode : Node {
   SeqNode() : Node(Value::Type::kSeq) {}

@@ -20,6 +20,8 @@ Resolved ResolvePlain(std::string_view text);
 // The Value of a resolution; with an arena, allocated there and null as a node of its own (so it
 // can carry a Mark).
 Value ToValue(const Resolved& r, std::string_view text, SourceFile* arena = nullptr);
+// The same as a new node in `arena` (null included).
+Node* NewNode(const Resolved& r, std::string_view text, SourceFile* arena);
 
 // Shortest text of `d` that reads back as the same double (always with '.', 'e', "inf" or "nan").
 // yaml selects .inf/.nan spelling; otherwise "inf"/"nan" (callers map them).
