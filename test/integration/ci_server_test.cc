@@ -1421,7 +1421,7 @@ TEST(CiServerFaults, AFullDataDiskWhileAStepPrintsPausesTheRunUntilSpaceReturns)
   std::this_thread::sleep_for(std::chrono::milliseconds(random() % 500));  // the schedule
   const auto full = std::chrono::steady_clock::now();
   fs::path filler = disk.Fill();
-  const std::string refused = "ci: run 1: store: set run 1";  // its end could not be recorded
+  const std::string refused = "but the store did not record it";  // the run's end
   for (int i = 0; i < 300 && ReadFile(srv.log).value_or("").find(refused) == std::string::npos; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -1452,6 +1452,39 @@ TEST(CiServerFaults, AFullDataDiskWhileAStepPrintsPausesTheRunUntilSpaceReturns)
   EXPECT_TRUE(srv.proc->Running());
   testenv::RecordFault("server-log-enospc", runs[0].state == store::RunState::kSucceeded ? "paused-then-rebuilt" : "unexpected",
                        testenv::Seconds(freed - full), recover_s);
+}
+
+// Regression: a log chunk the store refused was dropped with a warning, and a run could end
+// succeeded with lines missing from its log. The disk is full for 300 ms while the step prints
+// and has room again before the step ends: the refused chunks are sent again, and the run (its
+// first attempt) succeeds with every line of the step's output in its stored log.
+TEST(CiServerFaults, ADiskFullForAMomentWhileAStepPrintsLosesNoLineOfItsLog) {
+  testenv::SmallDisk disk("16m");
+  if (!disk.why_not().empty()) GTEST_SKIP() << disk.why_not();
+  fs::permissions(disk.dir().parent_path(), fs::perms::others_exec, fs::perm_options::add);
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  std::string sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  print: {run: 'i=1; while [ $i -le 120 ]; do "
+                                            "echo \"line $i $(printf %0180d 0)\"; i=$((i+1)); sleep 0.01; done; echo finished'}\n");
+  std::string whole;
+  for (int i = 1; i <= 120; ++i) whole += fmt::format("line {} {:0180d}\n", i, 0);
+  whole += "finished\n";
+  std::string url = "file://" + (root / "repo").string();
+  const std::string db_url = "sqlite:" + (disk.dir() / "gantry.db").string();
+  Srv srv(root, url, {"--data-dir", (disk.dir() / "data").string(), "--store", db_url, "--run-lease", "3s"});
+  ASSERT_THAT(PostPush(srv, PushPayload(url, sha), "moment-1"), HasSubstr(" 201"));
+  for (int i = 0; i < 600 && Logs(srv, 1).find("line 1 ") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_THAT(Logs(srv, 1), HasSubstr("line 1 ")) << "the step's log never showed";
+  fs::path filler = disk.Fill();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  fs::remove(filler);
+  EXPECT_EQ(WaitState(srv.Url(), 1, {"succeeded", "failed", "cancelled"}), "succeeded") << Field(srv, 1, "message");
+  EXPECT_EQ(Field(srv, 1, "attempt"), "1");
+  auto opened = store::Open(db_url);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  EXPECT_EQ(StoredLog(**opened, 1, "print"), whole);
 }
 
 }  // namespace
