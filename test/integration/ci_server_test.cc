@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -22,6 +23,7 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
+#include "base/hash.h"
 #include "base/path.h"
 #include "base/process.h"
 #include "store/store.h"
@@ -99,9 +101,10 @@ struct Srv {
   std::string log, port;
 };
 
-// POSTs body with headers; returns "CODE BODY".
-std::string Post(const std::string& url, const std::string& body, const std::vector<std::string>& headers) {
-  std::vector<std::string> argv = {"curl", "-s", "-o", "-", "-w", " %{http_code}", "-X", "POST", "--data-binary", "@-"};
+// Sends body with headers; returns "BODY CODE".
+std::string Send(const std::string& method, const std::string& url, const std::string& body,
+                 const std::vector<std::string>& headers) {
+  std::vector<std::string> argv = {"curl", "-s", "-o", "-", "-w", " %{http_code}", "-X", method, "--data-binary", "@-"};
   for (const auto& h : headers) argv.insert(argv.end(), {"-H", h});
   argv.push_back(url);
   ProcessOptions po;
@@ -110,6 +113,10 @@ std::string Post(const std::string& url, const std::string& body, const std::vec
   auto r = Run(argv, po);
   GANTRY_CHECK(r.ok());
   return r->out;
+}
+
+std::string Post(const std::string& url, const std::string& body, const std::vector<std::string>& headers) {
+  return Send("POST", url, body, headers);
 }
 
 std::string Get(const std::string& url) {
@@ -1178,6 +1185,185 @@ TEST(CiServerWorkers, LabelsRouteRunsAndACancelStopsTheStepOnTheWorker) {
   EXPECT_EQ(runs[0].steps[0].state, store::RunState::kCancelled);
   EXPECT_EQ(runs[1].state, store::RunState::kSucceeded) << runs[1].message;
   for (const auto& r : runs) EXPECT_EQ(r.worker, "robot:pool/arm") << "run " << r.id << " went to a worker without arch=arm64";
+}
+
+
+// A tar stream of one regular file named `name`, as a hostile worker could send it.
+std::string OneFileTar(const std::string& name, const std::string& data) {
+  std::string h(512, '\0');
+  auto field = [&](size_t at, size_t len, uint64_t v) { std::snprintf(&h[at], len, "%0*llo", static_cast<int>(len - 1), static_cast<unsigned long long>(v)); };
+  h.replace(0, name.size(), name);
+  field(100, 8, 0644);
+  field(108, 8, 0);
+  field(116, 8, 0);
+  field(124, 12, data.size());
+  field(136, 12, 0);
+  h[156] = '0';
+  h.replace(257, 8, std::string("ustar\0" "00", 8));
+  h.replace(148, 8, "        ");
+  unsigned sum = 0;
+  for (unsigned char c : h) sum += c;
+  std::snprintf(&h[148], 8, "%06o", sum);
+  h[155] = ' ';
+  return h + data + std::string((512 - data.size() % 512) % 512, '\0') + std::string(1024, '\0');
+}
+
+// A pipeline with image: and release:, built on a remote worker of a server without workers of
+// its own: the worker uploads the image's layer sources, and the server (which alone holds the
+// registry and config repository) releases it: one image in the registry at the ledger's digest,
+// one config commit, one ledger release. Then, as a worker itself, the test sends uploads the
+// server must refuse: from a claim it does not hold, with entries that climb out or are absolute,
+// with a wrong digest, beyond the workspace limit.
+TEST(CiServerWorkers, ARunBuiltOnAWorkerIsReleasedByTheServerAndBadUploadsAreRefused) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  const std::string host = testenv::Shared("registry.sh").Get("REGISTRY_HOST");
+  const std::string image = host + "/worker-" + std::to_string(::getpid()) + "/web";
+  fs::create_directories(root / "seed" / "envs" / "dev");
+  GANTRY_CHECK(WriteFileAtomic(root / "seed" / "envs" / "dev" / "pod.yaml",
+                               "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - name: web\n"
+                               "    image: " + image + ":old\n").ok());
+  MakeRepo(root / "seed", "steps: {}\n");
+  GANTRY_CHECK(RunChecked({"git", "clone", "-q", "--bare", (root / "seed").string(), (root / "config.git").string()}).ok());
+  const std::string config = "file://" + (root / "config.git").string();
+  std::string sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  build: {run: 'mkdir -p out/site && echo hello > out/site/index.html && ln -s out/site dist'}\n"
+                                            "image:\n  repository: " + image + "\n  layers: [{src: dist, dest: /www}]\n"
+                                            "release:\n  repo: " + config + "\n  path: envs/dev\n");
+  std::string url = "file://" + (root / "repo").string();
+  std::vector<std::string> flags = NoLocalWorkers();
+  flags.insert(flags.end(), {"--config-repo", config, "--insecure-registry", host, "--max-workspace", "1Mi"});
+  Srv srv(root, url, flags);
+  WorkerPool pool(root, srv);
+  pool.Start("w0");
+  ASSERT_THAT(PostPush(srv, PushPayload(url, sha), "rel-1"), HasSubstr(" 201"));
+  std::vector<store::Run> runs = pool.WaitFinal(1);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state, store::RunState::kSucceeded) << runs[0].message << "\n" << pool.Log(runs[0]);
+  EXPECT_EQ(runs[0].worker, "robot:pool/w0");
+  EXPECT_THAT(runs[0].message, HasSubstr("1 steps succeeded"));
+  std::set<std::string> steps;
+  for (const auto& step : runs[0].steps) {
+    if (step.state == store::RunState::kSucceeded) steps.insert(step.name);
+  }
+  EXPECT_EQ(steps, (std::set<std::string>{"build", "image", "release"})) << "the release's stages are steps of the run";
+  EXPECT_FALSE(fs::exists(root / "data" / "runs" / "1")) << "the server keeps no upload or workspace after the release";
+
+  auto ledger = pool.db->ListReleases("web", 10);
+  ASSERT_TRUE(ledger.ok());
+  ASSERT_EQ(ledger->size(), 1u);
+  EXPECT_EQ(ledger->at(0).run_id, std::optional<int64_t>(1));
+  ASSERT_EQ(ledger->at(0).image_digests.size(), 1u);
+  auto log = RunChecked({"git", "--git-dir", (root / "config.git").string(), "log", "--format=%H %B", "main"});
+  ASSERT_TRUE(log.ok());
+  EXPECT_EQ(log->out.find("Gantry-Release: run 1 of"), log->out.rfind("Gantry-Release: run 1 of"));
+  EXPECT_THAT(log->out, HasSubstr("Gantry-Release: run 1 of"));
+  EXPECT_EQ(log->out.substr(0, 40), ledger->at(0).config_revision);
+  ProcessOptions po;
+  po.inherit_env = true;
+  auto manifest = gantry::Run({"curl", "-s", "-I", "-H", "Accept: application/vnd.oci.image.manifest.v1+json", "-H",
+                               "Accept: application/vnd.docker.distribution.manifest.v2+json",
+                               "http://" + host + "/v2/" + image.substr(host.size() + 1) + "/manifests/" + sha.substr(0, 12)},
+                              po);
+  ASSERT_TRUE(manifest.ok());
+  EXPECT_THAT(manifest->out, HasSubstr(ledger->at(0).image_digests.begin()->second));
+  // The layer holds the worker's file (through its link inside the workspace) at /www.
+  const std::string v2 = "http://" + host + "/v2/" + image.substr(host.size() + 1);
+  auto body = gantry::Run({"curl", "-s", "-H", "Accept: application/vnd.oci.image.manifest.v1+json", v2 + "/manifests/" + sha.substr(0, 12)}, po);
+  ASSERT_TRUE(body.ok());
+  auto parsed = value::ParseJson(body->out);
+  ASSERT_TRUE(parsed.ok() && parsed->Get("layers") != nullptr && !parsed->Get("layers")->items().empty()) << body->out;
+  const std::string layer(parsed->Get("layers")->items().back().Get("digest")->AsString());
+  auto file = gantry::Run({"sh", "-c", "curl -sL \"$0\" | tar -xzOf - www/index.html", v2 + "/blobs/" + layer}, po);
+  ASSERT_TRUE(file.ok());
+  EXPECT_EQ(file->out, "hello\n");
+
+  // Run 2 is claimed by the test, as worker "probe".
+  pool.workers.at("w0").Signal(SIGTERM);
+  pool.workers.at("w0").Stop(std::chrono::seconds(5));
+  ASSERT_THAT(PostPush(srv, PushPayload(url, Commit(root / "repo", "f.txt", "2")), "rel-2"), HasSubstr(" 201"));
+  const std::string bearer = "Authorization: Bearer " + pool.token;
+  const std::string claimed = Post(srv.Url() + "/api/v1/worker/claim", R"({"name":"probe","wait_seconds":10})", {bearer});
+  ASSERT_THAT(claimed, HasSubstr("\"id\":2"));
+  // Attempt 2 when w0's long poll, still open on the server as it exited, claimed run 2 first.
+  auto job = value::ParseJson(claimed.substr(0, claimed.rfind(' ')));
+  ASSERT_TRUE(job.ok());
+  const int attempt = static_cast<int>(job->Get("job")->Get("run")->Get("attempt")->AsInt());
+  auto put = [&](int run, int attempt, uint64_t offset, const std::string& body) {
+    return Send("PUT",
+                fmt::format("{}/api/v1/worker/runs/{}/workspace?name=probe&attempt={}&offset={}", srv.Url(), run, attempt, offset),
+                body, {bearer, "Content-Type: application/x-tar"});
+  };
+  auto release = [&](const std::string& digest) {
+    return Post(srv.Url() + "/api/v1/worker/runs/2/release",
+                fmt::format(R"({{"name":"probe","attempt":{},"message":"1 steps succeeded","digest":"{}"}})", attempt, digest),
+                {bearer, "Content-Type: application/json"});
+  };
+  const std::string good = OneFileTar("dist/index.html", "x");
+  EXPECT_THAT(put(1, 1, 0, good), HasSubstr(" 409")) << "run 1 has ended: its claim is stale";
+  EXPECT_THAT(put(2, attempt + 1, 0, good), HasSubstr(" 409")) << "not the attempt the probe holds";
+  EXPECT_THAT(put(2, attempt, 512, good), HasSubstr("holds 0 bytes")) << "an offset the server does not hold";
+  for (const std::string& name : std::vector<std::string>{"../evil", "/tmp/evil-" + std::to_string(::getpid())}) {
+    const std::string tar = OneFileTar(name, "pwned");
+    ASSERT_THAT(put(2, attempt, 0, tar), HasSubstr(" 200"));
+    const std::string refused = release("sha256:" + Sha256Hex(tar));
+    EXPECT_THAT(refused, HasSubstr(" 400")) << name;
+    EXPECT_THAT(refused, HasSubstr(name)) << "the error names the entry";
+  }
+  EXPECT_FALSE(fs::exists(root / "data" / "runs" / "2" / "evil"));
+  EXPECT_FALSE(fs::exists("/tmp/evil-" + std::to_string(::getpid())));
+  ASSERT_THAT(put(2, attempt, 0, good), HasSubstr(" 200"));
+  EXPECT_THAT(release("sha256:" + std::string(64, '0')), HasSubstr("damaged on the way"));
+  const std::string half(700 << 10, 'z');
+  ASSERT_THAT(put(2, attempt, 0, half), HasSubstr("{\"offset\":716800}"));
+  const std::string over = put(2, attempt, half.size(), half);
+  EXPECT_THAT(over, HasSubstr(" 413"));
+  EXPECT_THAT(over, HasSubstr("workspace limit of 1048576 bytes"));
+}
+
+// Two runs at a time on one worker (--concurrency 2), each under its own lease; and a step's
+// output that is not UTF-8 is stored byte for byte, as the server's own workers store it.
+TEST(CiServerWorkers, AWorkerBuildsTwoRunsAtOnceAndKeepsTheBytesOfTheirLogs) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  const std::string pipeline = "shell: sh\nsteps:\n  print: {run: 'printf \"caf\\351 \\377\\376 ok\\n\"; sleep 2'}\n";
+  std::string sha = MakeRepo(root / "repo", pipeline);
+  MakeRepo(root / "local", pipeline);
+  std::string url = "file://" + (root / "repo").string(), local = "file://" + (root / "local").string();
+  const std::string other = PushPayload(url, Commit(root / "repo", "f.txt", "b", "b"));
+  // The server's own worker builds `local` only (labels), the remote worker `repo` only.
+  Srv srv(root, url,
+          {"--workers", "1", "--untrusted-workers", "0", "--run-lease", "3s", "--labels", "where=server", "--repo", local,
+           "--repo-policy", url + " labels=where=remote", "--repo-policy", local + " labels=where=server"});
+  WorkerPool pool(root, srv);
+  pool.Start("w0", {"--concurrency", "2", "--labels", "where=remote"});
+  std::string b = other;
+  b.replace(b.find("refs/heads/main"), 15, "refs/heads/b");
+  ASSERT_THAT(PostPush(srv, PushPayload(url, sha), "c1"), HasSubstr(" 201"));
+  ASSERT_THAT(PostPush(srv, b, "c2"), HasSubstr(" 201"));
+  std::string l = PushPayload(local, RunChecked({"git", "-C", (root / "local").string(), "rev-parse", "HEAD"})->out.substr(0, 40));
+  ASSERT_THAT(PostPush(srv, l, "c3"), HasSubstr(" 201"));
+  bool overlapped = false;
+  for (int i = 0; i < 100 && !overlapped; ++i) {
+    auto r1 = pool.db->GetRun(1), r2 = pool.db->GetRun(2);
+    overlapped = r1.ok() && r2.ok() && !r1->steps.empty() && !r2->steps.empty() &&
+                 r1->steps[0].state == store::RunState::kRunning && r2->steps[0].state == store::RunState::kRunning;
+    if (!overlapped) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(overlapped) << "the worker did not build its two runs at once";
+  std::vector<store::Run> runs = pool.WaitFinal(3);
+  ASSERT_EQ(runs.size(), 3u);
+  auto bytes = [&](int64_t id) {
+    std::string out;
+    auto chunks = pool.db->ReadLog(id, "print", 0, 100);
+    if (chunks.ok()) for (const auto& c : *chunks) out += c.data;
+    return out;
+  };
+  for (const auto& run : runs) EXPECT_EQ(run.state, store::RunState::kSucceeded) << run.id << ": " << run.message;
+  EXPECT_EQ(runs[0].worker, "robot:pool/w0");
+  EXPECT_EQ(runs[1].worker, "robot:pool/w0");
+  EXPECT_EQ(runs[2].worker, "gantry") << "the server's own worker";
+  EXPECT_EQ(bytes(1), "caf\xe9 \xff\xfe ok\n");
+  EXPECT_EQ(bytes(1), bytes(3)) << "a remote worker's log differs from the server's of the same step";
 }
 
 }  // namespace
