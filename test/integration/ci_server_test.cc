@@ -790,6 +790,49 @@ TEST(CiServer, ProtectedSecretsReachOnlyPushesToProtectedBranches) {
   EXPECT_EQ(Logs(srv, 2).find("deploying"), std::string::npos) << "the step ran without its secret";
 }
 
+// A bare config repository root/config.git (pushed to), with a manifest naming `image`:old; its URL.
+std::string MakeConfigRepo(const fs::path& root, const std::string& image) {
+  fs::create_directories(root / "seed" / "envs" / "dev");
+  GANTRY_CHECK(WriteFileAtomic(root / "seed" / "envs" / "dev" / "pod.yaml",
+                               "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - name: web\n"
+                               "    image: " + image + ":old\n").ok());
+  MakeRepo(root / "seed", "steps: {}\n");
+  GANTRY_CHECK(RunChecked({"git", "clone", "-q", "--bare", (root / "seed").string(), (root / "config.git").string()}).ok());
+  return "file://" + (root / "config.git").string();
+}
+
+// What run 1's release of commit `sha` left, seen from outside: one ledger release naming the run,
+// one config commit carrying the run's trailer (the ledger's), and one image: the one tag of the
+// commit in the registry at the digest the ledger recorded.
+void ExpectReleasedOnce(store::Store& db, const fs::path& root, const std::string& host, const std::string& image,
+                        const std::string& sha) {
+  auto ledger = db.ListReleases("web", 10);
+  ASSERT_TRUE(ledger.ok());
+  ASSERT_EQ(ledger->size(), 1u) << "the ledger release was written twice";
+  EXPECT_EQ(ledger->at(0).run_id, std::optional<int64_t>(1));
+  auto log = RunChecked({"git", "--git-dir", (root / "config.git").string(), "log", "--format=%H %B", "main"});
+  ASSERT_TRUE(log.ok());
+  size_t trailers = 0;
+  for (size_t at = log->out.find("Gantry-Release: run 1 of"); at != std::string::npos;
+       at = log->out.find("Gantry-Release: run 1 of", at + 1)) {
+    ++trailers;
+  }
+  EXPECT_EQ(trailers, 1u) << log->out;
+  EXPECT_EQ(log->out.substr(0, 40), ledger->at(0).config_revision);
+  ProcessOptions po;
+  po.inherit_env = true;
+  const std::string v2 = "http://" + host + "/v2/" + image.substr(host.size() + 1);
+  auto tags = gantry::Run({"curl", "-s", v2 + "/tags/list"}, po);
+  ASSERT_TRUE(tags.ok());
+  EXPECT_THAT(tags->out, HasSubstr("[\"" + sha.substr(0, 12) + "\"]"));
+  ASSERT_EQ(ledger->at(0).image_digests.size(), 1u);
+  auto head = gantry::Run({"curl", "-s", "-I", "-H", "Accept: application/vnd.oci.image.manifest.v1+json", "-H",
+                           "Accept: application/vnd.docker.distribution.manifest.v2+json", v2 + "/manifests/" + sha.substr(0, 12)},
+                          po);
+  ASSERT_TRUE(head.ok());
+  EXPECT_THAT(head->out, HasSubstr(ledger->at(0).image_digests.begin()->second));
+}
+
 // Several replicas of `gantry server` on one PostgreSQL database (docs/scaling.md), each with its
 // own name, data directory and port, and short run leases.
 struct Replicas {
@@ -941,14 +984,7 @@ TEST(CiServerReplicas, ARunWhoseReplicaIsKilledMidReleaseIsReleasedOnce) {
   fs::path root = tmp.path();
   const std::string host = testenv::Shared("registry.sh").Get("REGISTRY_HOST");
   const std::string image = host + "/ha-" + std::to_string(::getpid()) + "/web";
-  // The config repository: a bare one (pushed to), with a manifest naming the image.
-  fs::create_directories(root / "seed" / "envs" / "dev");
-  GANTRY_CHECK(WriteFileAtomic(root / "seed" / "envs" / "dev" / "pod.yaml",
-                               "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - name: web\n"
-                               "    image: " + image + ":old\n").ok());
-  MakeRepo(root / "seed", "steps: {}\n");
-  GANTRY_CHECK(RunChecked({"git", "clone", "-q", "--bare", (root / "seed").string(), (root / "config.git").string()}).ok());
-  const std::string config = "file://" + (root / "config.git").string();
+  const std::string config = MakeConfigRepo(root, image);
   std::string sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  build: {run: 'mkdir -p dist && echo hello > dist/index.html'}\n"
                                             "image:\n  repository: " + image + "\n  layers: [dist]\n"
                                             "release:\n  repo: " + config + "\n  path: envs/dev\n");
@@ -983,36 +1019,7 @@ TEST(CiServerReplicas, ARunWhoseReplicaIsKilledMidReleaseIsReleasedOnce) {
   EXPECT_NE(runs[0].worker, r.names[victim]);
   EXPECT_THAT(Logs(*r.srv[(victim + 1) % 3], 1), HasSubstr("resuming the release of run 1 at notify"));
 
-  // One ledger release of the run, naming the image and the config commit.
-  auto ledger = r.store->ListReleases("web", 10);
-  ASSERT_TRUE(ledger.ok());
-  ASSERT_EQ(ledger->size(), 1u) << "the ledger release was written twice";
-  EXPECT_EQ(ledger->at(0).run_id, std::optional<int64_t>(1));
-  // One config commit carrying the run's trailer, and it is the ledger's.
-  auto log = RunChecked({"git", "--git-dir", (root / "config.git").string(), "log", "--format=%H %B", "main"});
-  ASSERT_TRUE(log.ok());
-  size_t trailers = 0;
-  for (size_t at = log->out.find("Gantry-Release: run 1 of"); at != std::string::npos;
-       at = log->out.find("Gantry-Release: run 1 of", at + 1)) {
-    ++trailers;
-  }
-  EXPECT_EQ(trailers, 1u) << log->out;
-  auto head = RunChecked({"git", "--git-dir", (root / "config.git").string(), "rev-parse", "main"});
-  ASSERT_TRUE(head.ok());
-  EXPECT_EQ(head->out.substr(0, 40), ledger->at(0).config_revision);
-  // One image: the one tag of the commit, at the digest the ledger recorded.
-  ProcessOptions po;
-  po.inherit_env = true;
-  auto tags = gantry::Run({"curl", "-s", "http://" + host + "/v2/" + image.substr(host.size() + 1) + "/tags/list"}, po);
-  ASSERT_TRUE(tags.ok());
-  EXPECT_THAT(tags->out, HasSubstr("[\"" + sha.substr(0, 12) + "\"]"));
-  ASSERT_EQ(ledger->at(0).image_digests.size(), 1u);
-  auto head_manifest = gantry::Run({"curl", "-s", "-I", "-H", "Accept: application/vnd.oci.image.manifest.v1+json", "-H",
-                            "Accept: application/vnd.docker.distribution.manifest.v2+json",
-                            "http://" + host + "/v2/" + image.substr(host.size() + 1) + "/manifests/" + sha.substr(0, 12)},
-                           po);
-  ASSERT_TRUE(head_manifest.ok());
-  EXPECT_THAT(head_manifest->out, HasSubstr(ledger->at(0).image_digests.begin()->second));
+  ExpectReleasedOnce(*r.store, root, host, image, sha);
 }
 
 }  // namespace
@@ -1219,13 +1226,7 @@ TEST(CiServerWorkers, ARunBuiltOnAWorkerIsReleasedByTheServerAndBadUploadsAreRef
   fs::path root = tmp.path();
   const std::string host = testenv::Shared("registry.sh").Get("REGISTRY_HOST");
   const std::string image = host + "/worker-" + std::to_string(::getpid()) + "/web";
-  fs::create_directories(root / "seed" / "envs" / "dev");
-  GANTRY_CHECK(WriteFileAtomic(root / "seed" / "envs" / "dev" / "pod.yaml",
-                               "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - name: web\n"
-                               "    image: " + image + ":old\n").ok());
-  MakeRepo(root / "seed", "steps: {}\n");
-  GANTRY_CHECK(RunChecked({"git", "clone", "-q", "--bare", (root / "seed").string(), (root / "config.git").string()}).ok());
-  const std::string config = "file://" + (root / "config.git").string();
+  const std::string config = MakeConfigRepo(root, image);
   std::string sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  build: {run: 'mkdir -p out/site && echo hello > out/site/index.html && ln -s out/site dist'}\n"
                                             "image:\n  repository: " + image + "\n  layers: [{src: dist, dest: /www}]\n"
                                             "release:\n  repo: " + config + "\n  path: envs/dev\n");
@@ -1248,24 +1249,9 @@ TEST(CiServerWorkers, ARunBuiltOnAWorkerIsReleasedByTheServerAndBadUploadsAreRef
   EXPECT_EQ(steps, (std::set<std::string>{"build", "image", "release"})) << "the release's stages are steps of the run";
   EXPECT_FALSE(fs::exists(root / "data" / "runs" / "1")) << "the server keeps no upload or workspace after the release";
 
-  auto ledger = pool.db->ListReleases("web", 10);
-  ASSERT_TRUE(ledger.ok());
-  ASSERT_EQ(ledger->size(), 1u);
-  EXPECT_EQ(ledger->at(0).run_id, std::optional<int64_t>(1));
-  ASSERT_EQ(ledger->at(0).image_digests.size(), 1u);
-  auto log = RunChecked({"git", "--git-dir", (root / "config.git").string(), "log", "--format=%H %B", "main"});
-  ASSERT_TRUE(log.ok());
-  EXPECT_EQ(log->out.find("Gantry-Release: run 1 of"), log->out.rfind("Gantry-Release: run 1 of"));
-  EXPECT_THAT(log->out, HasSubstr("Gantry-Release: run 1 of"));
-  EXPECT_EQ(log->out.substr(0, 40), ledger->at(0).config_revision);
+  ExpectReleasedOnce(*pool.db, root, host, image, sha);
   ProcessOptions po;
   po.inherit_env = true;
-  auto manifest = gantry::Run({"curl", "-s", "-I", "-H", "Accept: application/vnd.oci.image.manifest.v1+json", "-H",
-                               "Accept: application/vnd.docker.distribution.manifest.v2+json",
-                               "http://" + host + "/v2/" + image.substr(host.size() + 1) + "/manifests/" + sha.substr(0, 12)},
-                              po);
-  ASSERT_TRUE(manifest.ok());
-  EXPECT_THAT(manifest->out, HasSubstr(ledger->at(0).image_digests.begin()->second));
   // The layer holds the worker's file (through its link inside the workspace) at /www.
   const std::string v2 = "http://" + host + "/v2/" + image.substr(host.size() + 1);
   auto body = gantry::Run({"curl", "-s", "-H", "Accept: application/vnd.oci.image.manifest.v1+json", v2 + "/manifests/" + sha.substr(0, 12)}, po);
