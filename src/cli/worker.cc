@@ -313,9 +313,10 @@ Status UploadAndRelease(const Api& api, const ci::Job& job, const fs::path& work
 // A run's final state and message.
 using Outcome = std::pair<RunState, std::string>;
 
-// Builds `job` and reports its end; nullopt when the server took its release (it ends the run).
+// Builds `job` and reports its end; nullopt when its release was handed to the server (it ends
+// the run), or the server did not answer the hand-over (the run's lease decides).
 std::optional<Outcome> Build(const WorkerOptions& o, const Api& api, ci::Executor& executor, git::Mirrors& mirrors,
-                                       const ci::Job& job, Claim& claim) {
+                             const ci::Job& job, Claim& claim) {
   const store::Run& run = job.run;
   if (Status s = ci::CheckIsolation(job, executor); !s.ok()) {
     return Outcome{RunState::kFailed, s.message() + "; start this worker without --no-sandbox to build it"};
@@ -364,6 +365,13 @@ std::optional<Outcome> Build(const WorkerOptions& o, const Api& api, ci::Executo
     Status released = UploadAndRelease(api, job, co->workspace, *co->pipeline.image, with_notes(ci::RunOutcome(*result, false)));
     fs::remove_all(co->workspace, ec);
     if (released.ok()) return std::nullopt;
+    if (released.code() == Code::kDeadlineExceeded || released.code() == Code::kUnavailable) {
+      // The server may have taken the release and its answer been lost, or be stopping: ending the
+      // run here could end it under its release. Its lease decides: the server renews it while it
+      // releases, else it expires and the run is built again.
+      log::Warn("worker: run {}: {}: left to its lease", run.id, released.message());
+      return std::nullopt;
+    }
     if (released.code() == Code::kAborted) claim.Stop(true);  // the claim is lost: nothing more is written
     return Outcome{RunState::kFailed, with_notes(fmt::format("{}, but not released: {}", ci::RunOutcome(*result, false),
                                                                released.message()))};
@@ -409,7 +417,7 @@ Status ClaimLoop(const WorkerOptions& o, const Api& api, ci::Executor& executor,
     done.store(true);
     renew.join();
     if (!outcome) {
-      log::Info("worker: run {}: built; the server releases it", job->run.id);
+      log::Info("worker: run {}: built; its release is the server's", job->run.id);
     } else if (claim.lost.load()) {
       log::Warn("worker: run {}: attempt {} ended {} after it was taken over: not recorded", job->run.id, job->run.attempt,
                 store::Name(outcome->first));
