@@ -833,6 +833,35 @@ void ExpectReleasedOnce(store::Store& db, const fs::path& root, const std::strin
   EXPECT_THAT(head->out, HasSubstr(ledger->at(0).image_digests.begin()->second));
 }
 
+// An app repository whose pipeline builds dist/ and releases it as `image` to `config`; its commit.
+std::string MakeReleasingRepo(const fs::path& dir, const std::string& image, const std::string& config) {
+  return MakeRepo(dir, "shell: sh\nsteps:\n  build: {run: 'mkdir -p dist && echo hello > dist/index.html'}\n"
+                       "image:\n  repository: " + image + "\n  layers: [dist]\n"
+                       "release:\n  repo: " + config + "\n  path: envs/dev\n");
+}
+
+// A pull agent that accepts the connection and never answers: a release waits 5 s in notify.
+struct SilentAgent {
+  SilentAgent() {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    GANTRY_CHECK(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && ::listen(fd, 16) == 0 &&
+                 ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/webhook";
+    ::setenv("AGENT_SECRET", "agent-secret-0123456789", 1);
+  }
+  ~SilentAgent() { ::close(fd); }
+  // `flags` and the server flags that notify this agent.
+  std::vector<std::string> Flags(std::vector<std::string> flags) const {
+    flags.insert(flags.end(), {"--notify", url, "--notify-secret-env", "AGENT_SECRET"});
+    return flags;
+  }
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  std::string url;
+};
+
 // Several replicas of `gantry server` on one PostgreSQL database (docs/scaling.md), each with its
 // own name, data directory and port, and short run leases.
 struct Replicas {
@@ -852,7 +881,8 @@ struct Replicas {
       fs::path dir = root / ("replica-" + std::to_string(i));
       fs::create_directories(dir);
       names.push_back("replica-" + std::to_string(i));
-      std::vector<std::string> flags = {"--store", db, "--worker", names.back(), "--run-lease", "3s", "--workers", "2"};
+      std::vector<std::string> flags = {"--store", db, "--worker", names.back(), "--run-lease", "3s"};
+      if (std::find(extra.begin(), extra.end(), "--workers") == extra.end()) flags.insert(flags.end(), {"--workers", "2"});
       flags.insert(flags.end(), extra.begin(), extra.end());
       srv.push_back(std::make_unique<Srv>(dir, repo_url, flags));
     }
@@ -873,20 +903,44 @@ struct Replicas {
     return runs;
   }
   // Kills (SIGKILL) the replica that holds run `id` now; returns its index.
+  // A remote worker named as a replica ("robot:pool/replica-1") counts as that replica: it talks
+  // to it only.
   size_t KillHolderOf(int64_t id) {
     auto run = store->GetRun(id);
     GANTRY_CHECK(run.ok());
-    const size_t victim = std::find(names.begin(), names.end(), run->worker) - names.begin();
+    const size_t victim = std::find_if(names.begin(), names.end(), [&](const std::string& n) { return run->worker.ends_with(n); }) -
+                          names.begin();
     GANTRY_CHECK(victim < names.size());
     srv[victim]->proc->Signal(SIGKILL);
     srv[victim]->proc->Stop(std::chrono::milliseconds(100));
     return victim;
+  }
+  // KillHolderOf(id) once the release of run `id` has recorded its config commit (it is in notify).
+  size_t KillHolderMidRelease(int64_t id) {
+    for (int i = 0; i < 600; ++i) {
+      auto progress = store->GetReleaseProgress(id);
+      if (progress.ok() && progress->has_value() && (*progress)->stage == "update") return KillHolderOf(id);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    GANTRY_CHECK(false && "the release never got past its config commit");
+    return names.size();
   }
   std::string db;
   std::vector<std::string> names;
   std::vector<std::unique_ptr<Srv>> srv;
   std::unique_ptr<store::Store> store;
 };
+
+// Run 1, whose holder `victim` was killed mid-release, succeeded as attempt 2 elsewhere, which
+// resumed its release.
+void ExpectResumedElsewhere(Replicas& r, size_t victim) {
+  std::vector<store::Run> runs = r.WaitFinal(1);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state, store::RunState::kSucceeded) << runs[0].message;
+  EXPECT_EQ(runs[0].attempt, 2);
+  EXPECT_FALSE(runs[0].worker.ends_with(r.names[victim])) << runs[0].worker;
+  EXPECT_THAT(Logs(*r.srv[(victim + 1) % r.srv.size()], 1), HasSubstr("resuming the release of run 1 at notify"));
+}
 
 // Three replicas, webhooks sent round-robin (no load balancer): a burst of pushes to as many
 // branches gives one run per push, none lost, none built twice, and any replica serves any run's
@@ -985,39 +1039,12 @@ TEST(CiServerReplicas, ARunWhoseReplicaIsKilledMidReleaseIsReleasedOnce) {
   const std::string host = testenv::Shared("registry.sh").Get("REGISTRY_HOST");
   const std::string image = host + "/ha-" + std::to_string(::getpid()) + "/web";
   const std::string config = MakeConfigRepo(root, image);
-  std::string sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  build: {run: 'mkdir -p dist && echo hello > dist/index.html'}\n"
-                                            "image:\n  repository: " + image + "\n  layers: [dist]\n"
-                                            "release:\n  repo: " + config + "\n  path: envs/dev\n");
+  std::string sha = MakeReleasingRepo(root / "repo", image, config);
   std::string url = "file://" + (root / "repo").string();
-  // An agent that accepts the connection and never answers: the release waits 5 s in notify.
-  int agent = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  GANTRY_CHECK(::bind(agent, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && ::listen(agent, 16) == 0 &&
-               ::getsockname(agent, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  ::setenv("AGENT_SECRET", "agent-secret-0123456789", 1);
-  Replicas r(root, url, 3,
-             {"--config-repo", config, "--insecure-registry", host, "--notify",
-              "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/webhook", "--notify-secret-env", "AGENT_SECRET"});
+  SilentAgent agent;
+  Replicas r(root, url, 3, agent.Flags({"--config-repo", config, "--insecure-registry", host}));
   ASSERT_THAT(PostPush(*r.srv[0], PushPayload(url, sha), "rel-1"), HasSubstr(" 201"));
-  // Killed once the config commit is recorded (the release is in notify).
-  bool committed = false;
-  for (int i = 0; i < 600 && !committed; ++i) {
-    auto progress = r.store->GetReleaseProgress(1);
-    committed = progress.ok() && progress->has_value() && (*progress)->stage == "update";
-    if (!committed) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_TRUE(committed) << "the release never got past its config commit";
-  const size_t victim = r.KillHolderOf(1);
-  std::vector<store::Run> runs = r.WaitFinal(1);
-  ::close(agent);
-  ASSERT_EQ(runs.size(), 1u);
-  EXPECT_EQ(runs[0].state, store::RunState::kSucceeded) << runs[0].message;
-  EXPECT_EQ(runs[0].attempt, 2);
-  EXPECT_NE(runs[0].worker, r.names[victim]);
-  EXPECT_THAT(Logs(*r.srv[(victim + 1) % 3], 1), HasSubstr("resuming the release of run 1 at notify"));
+  ExpectResumedElsewhere(r, r.KillHolderMidRelease(1));
 
   ExpectReleasedOnce(*r.store, root, host, image, sha);
 }
@@ -1041,9 +1068,10 @@ struct WorkerPool {
     GANTRY_CHECK(opened.ok());
     db = std::move(opened).value();
   }
-  // Starts worker `name` (its claims are "robot:pool/<name>" in the store).
-  void Start(const std::string& name, const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {Binary(), "worker", "--server", srv.Url(), "--token-env", "WORKER_TOKEN", "--name", name,
+  // Starts worker `name` (its claims are "robot:pool/<name>" in the store), of server `to` (default:
+  // the pool's).
+  void Start(const std::string& name, const std::vector<std::string>& extra = {}, const Srv* to = nullptr) {
+    std::vector<std::string> argv = {Binary(), "worker", "--server", (to != nullptr ? *to : srv).Url(), "--token-env", "WORKER_TOKEN", "--name", name,
                                      "--data-dir", (root / name).string(), "--allow-file-repos"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     ProcessOptions po;
@@ -1194,6 +1222,28 @@ TEST(CiServerWorkers, LabelsRouteRunsAndACancelStopsTheStepOnTheWorker) {
   for (const auto& r : runs) EXPECT_EQ(r.worker, "robot:pool/arm") << "run " << r.id << " went to a worker without arch=arm64";
 }
 
+
+// Two replicas without workers of their own, a worker on each: kill -9 of the replica releasing a
+// run its worker built, after the config commit. The run's lease expires, the other replica
+// re-queues it, its worker builds it again (attempt 2) and uploads to it, and it resumes the
+// release: one image, one config commit, one ledger release.
+TEST(CiServerWorkers, ARunWhoseReleasingReplicaIsKilledIsBuiltAgainAndReleasedOnce) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  const std::string host = testenv::Shared("registry.sh").Get("REGISTRY_HOST");
+  const std::string image = host + "/worker-ha-" + std::to_string(::getpid()) + "/web";
+  const std::string config = MakeConfigRepo(root, image);
+  std::string sha = MakeReleasingRepo(root / "repo", image, config);
+  std::string url = "file://" + (root / "repo").string();
+  SilentAgent agent;
+  Replicas r(root, url, 2,
+             agent.Flags({"--workers", "0", "--untrusted-workers", "0", "--config-repo", config, "--insecure-registry", host}));
+  WorkerPool pool(root, *r.srv[0]);
+  for (size_t i = 0; i < 2; ++i) pool.Start(r.names[i], {}, r.srv[i].get());  // a worker per replica, named as it
+  ASSERT_THAT(PostPush(*r.srv[0], PushPayload(url, sha), "rel-1"), HasSubstr(" 201"));
+  ExpectResumedElsewhere(r, r.KillHolderMidRelease(1));
+  ExpectReleasedOnce(*r.store, root, host, image, sha);
+}
 
 // A tar stream of one regular file named `name`, as a hostile worker could send it.
 std::string OneFileTar(const std::string& name, const std::string& data) {
