@@ -1304,10 +1304,10 @@ TEST(CiServerWorkers, ARunBuiltOnAWorkerIsReleasedByTheServerAndBadUploadsAreRef
   po.inherit_env = true;
   // The layer holds the worker's file (through its link inside the workspace) at /www.
   const std::string v2 = "http://" + host + "/v2/" + image.substr(host.size() + 1);
-  auto body = gantry::Run({"curl", "-s", "-H", "Accept: application/vnd.oci.image.manifest.v1+json", v2 + "/manifests/" + sha.substr(0, 12)}, po);
-  ASSERT_TRUE(body.ok());
-  auto parsed = value::ParseJson(body->out);
-  ASSERT_TRUE(parsed.ok() && parsed->Get("layers") != nullptr && !parsed->Get("layers")->items().empty()) << body->out;
+  auto manifest = gantry::Run({"curl", "-s", "-H", "Accept: application/vnd.oci.image.manifest.v1+json", v2 + "/manifests/" + sha.substr(0, 12)}, po);
+  ASSERT_TRUE(manifest.ok());
+  auto parsed = value::ParseJson(manifest->out);
+  ASSERT_TRUE(parsed.ok() && parsed->Get("layers") != nullptr && !parsed->Get("layers")->items().empty()) << manifest->out;
   const std::string layer(parsed->Get("layers")->items().back().Get("digest")->AsString());
   auto file = gantry::Run({"sh", "-c", "curl -sL \"$0\" | tar -xzOf - www/index.html", v2 + "/blobs/" + layer}, po);
   ASSERT_TRUE(file.ok());
@@ -1324,10 +1324,10 @@ TEST(CiServerWorkers, ARunBuiltOnAWorkerIsReleasedByTheServerAndBadUploadsAreRef
   auto job = value::ParseJson(claimed.substr(0, claimed.rfind(' ')));
   ASSERT_TRUE(job.ok());
   const int attempt = static_cast<int>(job->Get("job")->Get("run")->Get("attempt")->AsInt());
-  auto put = [&](int run, int attempt, uint64_t offset, const std::string& body) {
+  auto put = [&](int run, int claim, uint64_t offset, const std::string& part) {
     return Send("PUT",
-                fmt::format("{}/api/v1/worker/runs/{}/workspace?name=probe&attempt={}&offset={}", srv.Url(), run, attempt, offset),
-                body, {bearer, "Content-Type: application/x-tar"});
+                fmt::format("{}/api/v1/worker/runs/{}/workspace?name=probe&attempt={}&offset={}", srv.Url(), run, claim, offset),
+                part, {bearer, "Content-Type: application/x-tar"});
   };
   auto release = [&](const std::string& digest) {
     return Post(srv.Url() + "/api/v1/worker/runs/2/release",
