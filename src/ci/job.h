@@ -41,8 +41,8 @@ struct Job {
   uint64_t max_log_bytes = 0;
   uint64_t cache_quota_bytes = 0;
   int parallelism = 4;
-  // The server releases a trusted push whose steps succeeded and whose pipeline has image: (only
-  // where the workspace is: on the server's own workers).
+  // The server releases a trusted push whose steps succeeded and whose pipeline has image:; a
+  // remote worker then uploads what the release reads from its workspace (ci/server.h, "remote").
   bool releases = false;
   // How long the claim lasts without renewal (the server's run lease): renew every third of it.
   std::chrono::milliseconds lease{store::kDefaultRunLease};

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <tuple>
 
 #include "base/log.h"
 #include "base/mutex.h"
@@ -200,18 +201,18 @@ void Server::Requeue(const std::vector<store::Run>& interrupted, std::string_vie
 void Server::LeaseLoop() {
   const auto period = std::max(std::chrono::milliseconds(100), options_.run_lease / 3);
   auto held = [this] {
-    std::vector<std::pair<int64_t, int>> out;
+    std::vector<std::tuple<int64_t, int, std::string>> out;
     MutexLock lock(mu_);
     for (const auto& [id, a] : active_) {
-      if (!a.lost.load()) out.emplace_back(id, a.attempt);
+      if (!a.lost.load()) out.emplace_back(id, a.attempt, a.holder.empty() ? options_.worker_name : a.holder);
     }
     return out;
   };
   while (true) {
     const auto runs = held();
     if (stop_.load() && runs.empty()) return;
-    for (const auto& [id, attempt] : runs) {
-      auto renewed = store_.RenewRunLease(id, options_.worker_name, attempt, options_.run_lease);
+    for (const auto& [id, attempt, holder] : runs) {
+      auto renewed = store_.RenewRunLease(id, holder, attempt, options_.run_lease);
       if (!renewed.ok()) {
         // The lease still runs until it expires; the next renewal may get through.
         log::Warn("ci: run {}: renew its lease: {}", id, renewed.status().message());
@@ -263,6 +264,12 @@ void Server::Stop() {
   }
   for (auto& t : threads_) t.join();
   threads_.clear();
+  std::vector<ReleaseThread> releases;
+  {
+    MutexLock lock(mu_);
+    releases.swap(release_threads_);
+  }
+  for (auto& r : releases) r.thread.join();
 }
 
 Result<Accepted> Server::Accept(const webhook::Event& e) {
@@ -523,23 +530,7 @@ void Server::Execute(const store::Run& run, Active& active) {
   // Writes the run's final state (whatever the outcome, despite the name), refusing cancels from
   // now on.
   auto fail = [&](RunState state, const std::string& message) {
-    {
-      MutexLock lock(mu_);
-      active.outcome = state;
-    }
-    std::string text = notes.empty() ? message : notes + "; " + message;
-    if (active.lost.load()) {
-      log::Warn("ci: run {}: attempt {} ended {} after another server took it over: not recorded", run.id, run.attempt,
-                store::Name(state));
-      return;
-    }
-    Status s = store_.UpdateRun(run.id, state, text, run.attempt);
-    if (!s.ok()) {
-      // Not recorded: the run stays running until its lease expires and it is taken over.
-      log::Warn("ci: run {} ended {} but the store did not record it: {}", run.id, store::Name(state), s.message());
-      return;
-    }
-    log::Info("ci: run {} {}: {}", run.id, store::Name(state), text);
+    End(run, active, state, notes.empty() ? message : notes + "; " + message);
   };
   const Job job = JobOf(run);
   if (Status s = CheckIsolation(job, executor_); !s.ok()) {
@@ -597,6 +588,25 @@ void Server::Execute(const store::Run& run, Active& active) {
   }
   fail(result->state, RunOutcome(*result, active.cancel.load()));
   fs::remove_all(co.workspace, ec);  // artifacts stay in run_dir
+}
+
+void Server::End(const store::Run& run, Active& active, RunState state, const std::string& message) {
+  {
+    MutexLock lock(mu_);
+    active.outcome = state;
+  }
+  if (active.lost.load()) {
+    log::Warn("ci: run {}: attempt {} ended {} after another server took it over: not recorded", run.id, active.attempt,
+              store::Name(state));
+    return;
+  }
+  Status s = store_.UpdateRun(run.id, state, message, active.attempt);
+  if (!s.ok()) {
+    // Not recorded: the run stays running until its lease expires and it is taken over.
+    log::Warn("ci: run {} ended {} but the store did not record it: {}", run.id, store::Name(state), s.message());
+    return;
+  }
+  log::Info("ci: run {} {}: {}", run.id, store::Name(state), message);
 }
 
 Result<git::CommitInfo> Server::Commit(std::string_view repo, std::string_view commit) {

@@ -25,9 +25,15 @@
 //            (WorkerClaim: the run and its Job, as the server's own workers get them), lease
 //            renewals, step states, log chunks, the commit built, the final state. Each of these
 //            writes is fenced: it is refused (Aborted) unless the worker still holds the run at
-//            the claim's attempt. A run whose steps succeed on a worker is not released (the
-//            release needs the workspace; it fails saying so): route repositories with image:
-//            to the server's own workers with labels.
+//            the claim's attempt. A run whose steps succeed on a worker and that is released
+//            (a trusted push whose pipeline has image:) is released here, by the server that
+//            holds the credentials: the worker uploads what the release reads from its
+//            workspace (release::WorkspaceTrees, one tar stream, in parts: WorkerUpload), then
+//            asks for the release (WorkerRelease): the digest is checked, the tar unpacked
+//            safely into <data_dir>/runs/<id>/workspace, the pipeline read from this server's
+//            own mirror at the run's commit, and the release (after_success, as for a run of
+//            its own workers) runs on a thread of this server, which renews the claim in the
+//            worker's name from then on and writes the run's final state.
 //   labels   A repository's policy may ask for labels (`labels=arch=arm64`): its runs are created
 //            with them and claimed only by a server or worker that has them all.
 //   restart  Start() marks this worker's unfinished runs interrupted and re-queues those with
@@ -249,6 +255,21 @@ class Server {
                             std::string_view data);
   Status WorkerCommit(int64_t id, std::string_view worker, int attempt, std::string_view commit);
   Status WorkerFinish(int64_t id, std::string_view worker, int attempt, store::RunState state, std::string_view message);
+  // Part of the upload of what the release of run `id` reads from the worker's workspace: `data`
+  // at byte `offset` of the tar stream of `attempt`, kept in <data_dir>/runs/<id>/upload-<attempt>.tar
+  // on this server (offset 0 starts it over); returns the bytes it now holds. Aborted unless
+  // `worker` holds the run at `attempt`; FailedPrecondition when `offset` is not the bytes held here
+  // (another server got the earlier parts: start over); ResourceExhausted beyond the run's
+  // workspace limit (max_workspace_bytes); Unavailable when the file cannot be written.
+  Result<uint64_t> WorkerUpload(int64_t id, std::string_view worker, int attempt, uint64_t offset, std::string_view data);
+  // Releases run `id` from its upload, whose SHA-256 must be `digest` ("sha256:<hex>"): see
+  // "remote" above. From an OK on this server renews the claim and ends the run: succeeded with
+  // `message` (the worker's, on its steps), or failed or cancelled with the release's error. Aborted
+  // unless `worker` holds the run at `attempt`; FailedPrecondition when the run is not one this
+  // server releases (not a trusted push, no image:, no release flow) or nothing was uploaded;
+  // InvalidArgument for a digest that does not match, or a tar entry that is unsafe (naming it);
+  // Unavailable when the server is stopping or its mirror or store fails.
+  Status WorkerRelease(int64_t id, std::string_view worker, int attempt, std::string_view digest, std::string_view message);
 
   // `commit` of `repo` (message, author, time), one of the repositories this server builds, as its
   // mirror has it (no fetch: a run of the commit fetched it). NotFound when `repo` is not one of them or
@@ -260,6 +281,7 @@ class Server {
   // A run this server claimed, from the claim until its final state is written (in active_).
   struct Active {
     int attempt = 0;                  // the claim's (store::Run::attempt): renewals and the final write
+    std::string holder;               // the claimer renewals name: "" this server, or the remote worker whose run it releases
     std::atomic<bool> cancel{false};  // Cancel() or Stop(): honoured by whatever the run does next
     std::atomic<bool> lost{false};    // another server took the run over: write nothing more of it
     Runner* runner = nullptr;         // while its steps run
@@ -281,6 +303,13 @@ class Server {
   // Re-queues runs a restart or an expired lease (`why`) interrupted, per requeue_interrupted.
   void Requeue(const std::vector<store::Run>& interrupted, std::string_view why);
   void Execute(const store::Run& run, Active& active);
+  // Writes the run's final state at active.attempt (not when the run was lost), refusing cancels
+  // from then on.
+  void End(const store::Run& run, Active& active, store::RunState state, const std::string& message);
+  // The pipeline file of `run` at its commit, from this server's mirror (fetched when it lacks it).
+  Result<Pipeline> PipelineAt(const store::Run& run);
+  // WorkerRelease's thread: the release of a remote worker's run, then its end.
+  void ReleaseRemote(const store::Run& run, const Pipeline& pipeline, const std::string& message, Active& active);
   Status Release(const store::Run& run, const Pipeline& pipeline, const std::filesystem::path& workspace,
                  const std::string& commit, const Active& active);
 
@@ -295,6 +324,13 @@ class Server {
   // running (one store round trip each; cancels are rare, claims every 200 ms per idle worker).
   Mutex mu_;
   std::map<int64_t, Active> active_ GUARDED_BY(mu_);  // by run id; the nodes stay where they are
+  // The threads releasing remote workers' runs (WorkerRelease), joined by Stop(); `done` when it
+  // has returned, so the next WorkerRelease joins it.
+  struct ReleaseThread {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<ReleaseThread> release_threads_ GUARDED_BY(mu_);
 };
 
 // The host (lower-case, without user and port; "" for file://) and path (without leading '/',

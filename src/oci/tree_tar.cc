@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "oci/internal/tar_format.h"
@@ -21,19 +22,20 @@ class TreeWriter {
       : writer_(sink), max_bytes_(max_bytes) {}
 
   Status Tree(const TarTree& tree) {
-    if (tree.prefix.empty() || tree.prefix.find('/') != std::string::npos || tree.prefix == "." ||
-        tree.prefix == "..") {
-      return InvalidArgumentError("tar: prefix {:?} is not one path component", tree.prefix);
-    }
+    GANTRY_RETURN_IF_ERROR(CheckPrefix(tree.prefix));
     struct stat st;
     if (::lstat(tree.root.c_str(), &st) != 0) {
       if (errno != ENOENT) return ErrnoError(errno, "stat " + tree.root.string());
       st = {};
       st.st_mode = S_IFDIR | 0755;
+    } else if (S_ISREG(st.st_mode) && !tree.prefix.empty()) {
+      return Entry(tree.root, tree.prefix, st);
     } else if (!S_ISDIR(st.st_mode)) {
-      return InvalidArgumentError("tar: {} is not a directory", tree.root.string());
+      return InvalidArgumentError("tar: {} is not a directory{}", tree.root.string(), tree.prefix.empty() ? "" : " or a file");
     }
-    if (Status s = Entry(tree.root, tree.prefix, st); !s.ok()) return s;
+    if (!tree.prefix.empty()) {
+      if (Status s = Entry(tree.root, tree.prefix, st); !s.ok()) return s;
+    }
     if (!S_ISDIR(st.st_mode) || ::access(tree.root.c_str(), F_OK) != 0) return OkStatus();
     std::error_code ec;
     // Never descends into a link to a directory (directory_options::none).
@@ -43,7 +45,8 @@ class TreeWriter {
         if (errno == ENOENT) continue;
         return ErrnoError(errno, "stat " + it->path().string());
       }
-      std::string name = tree.prefix + "/" + it->path().lexically_relative(tree.root).generic_string();
+      std::string name = it->path().lexically_relative(tree.root).generic_string();
+      if (!tree.prefix.empty()) name = tree.prefix + "/" + name;
       if (Status s = Entry(it->path(), name, st); !s.ok()) return s;
     }
     if (ec) return ErrnoError(ec.value(), "list " + tree.root.string());
@@ -54,6 +57,19 @@ class TreeWriter {
   const TreeTarStats& stats() const { return stats_; }
 
  private:
+  static Status CheckPrefix(std::string_view prefix) {
+    if (prefix.empty()) return OkStatus();
+    for (size_t at = 0; at <= prefix.size();) {
+      size_t slash = std::min(prefix.find('/', at), prefix.size());
+      std::string_view part = prefix.substr(at, slash - at);
+      if (part.empty() || part == "." || part == "..") {
+        return InvalidArgumentError("tar: prefix {:?} is not a relative path without \".\" or \"..\"", prefix);
+      }
+      at = slash + 1;
+    }
+    return OkStatus();
+  }
+
   Status Entry(const fs::path& path, const std::string& name, const struct stat& st) {
     internal::TarHeader h;
     h.name = name;

@@ -15,10 +15,13 @@
 
 namespace gantry::oci {
 
-// One tree of a WriteTreesTar: `root`'s contents become entries "<prefix>/<relative path>".
+// One tree of a WriteTreesTar: `root`'s contents become entries "<prefix>/<relative path>", and
+// `root` itself the entry "<prefix>". With an empty prefix the contents are entries at the top
+// ("<relative path>") and the root has no entry of its own. A `root` that is a regular file is the
+// one entry "<prefix>" (the prefix must not be empty then).
 struct TarTree {
   std::filesystem::path root;
-  std::string prefix;  // one path component, no '/'
+  std::string prefix;  // a relative path ("workspace", "dist/app"): no "", "." or ".." component
 };
 
 struct TreeTarStats {
@@ -30,7 +33,8 @@ struct TreeTarStats {
 // Writes the trees as one tar stream to `sink`, then the end-of-archive marker. Never follows a
 // link: a symbolic link is an entry with its target text, a directory link is not descended.
 // Permission bits and mtimes are kept (no setuid/setgid/sticky); owners are not (0:0). A root that
-// does not exist gives its prefix directory only. ResourceExhausted when regular files total more
+// does not exist gives its prefix directory only; InvalidArgument for a bad prefix, or a root that
+// is neither a directory nor a regular file. ResourceExhausted when regular files total more
 // than max_bytes (0 = unlimited); OS errors name the path.
 Result<TreeTarStats> WriteTreesTar(const std::vector<TarTree>& trees,
                                    const std::function<Status(std::string_view)>& sink, uint64_t max_bytes = 0);

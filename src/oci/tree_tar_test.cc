@@ -98,6 +98,29 @@ TEST_F(TreeTarTest, RoundTripKeepsFilesModesLinksAndWhiteoutNames) {
   EXPECT_TRUE(fs::is_directory(out / "none"));
 }
 
+// The shapes a release's workspace upload takes (release::WorkspaceTrees): a directory and a file
+// at their paths in the workspace, a whole tree at the top; a prefix that climbs is refused.
+TEST_F(TreeTarTest, PrefixesOfSeveralComponentsFilesAndTheTop) {
+  Write(dir_ / "ws/build/out/index.html", "hi\n");
+  Write(dir_ / "ws/bin/server", "elf\n");
+  Write(dir_ / "top/a.txt", "a\n");
+  std::string tar;
+  auto sink = [&](std::string_view d) {
+    tar.append(d);
+    return OkStatus();
+  };
+  auto written = WriteTreesTar({{dir_ / "ws/build/out", "dist/app"}, {dir_ / "ws/bin/server", "bin/server"}, {dir_ / "top", ""}}, sink);
+  ASSERT_TRUE(written.ok()) << written.status().ToString();
+  ASSERT_TRUE(Extract(tar).ok());
+  EXPECT_EQ(Read(dir_ / "out/dist/app/index.html"), "hi\n");
+  EXPECT_EQ(Read(dir_ / "out/bin/server"), "elf\n");
+  EXPECT_EQ(Read(dir_ / "out/a.txt"), "a\n");
+  for (const char* bad : {"../x", "a/../b", "a//b", "./a", "/abs"}) {
+    EXPECT_EQ(WriteTreesTar({{dir_ / "top", bad}}, sink).status().code(), Code::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ(WriteTreesTar({{dir_ / "ws/bin/server", ""}}, sink).status().code(), Code::kInvalidArgument);
+}
+
 TEST_F(TreeTarTest, WriterStopsAtItsLimit) {
   Write(dir_ / "ws/big", std::string(1000, 'b'));
   auto written = WriteTreesTar({{dir_ / "ws", "workspace"}}, [](std::string_view) { return OkStatus(); }, 999);

@@ -301,6 +301,17 @@ Result<fs::path> LayerSource(const fs::path& workspace, std::string_view src) {
   return *resolved;
 }
 
+Result<std::vector<oci::TarTree>> WorkspaceTrees(const fs::path& workspace, const ci::ImageSpec& image) {
+  std::vector<oci::TarTree> trees;
+  for (const auto& l : image.layers) {
+    GANTRY_ASSIGN_OR_RETURN(fs::path src, LayerSource(workspace, l.src));
+    std::string at = fs::path(l.src).lexically_normal().generic_string();
+    while (at.ends_with('/')) at.pop_back();
+    trees.push_back({.root = src, .prefix = at == "." ? "" : at});
+  }
+  return trees;
+}
+
 Result<std::string> ExpandTag(std::string_view tmpl, const ReleaseRequest& request) {
   auto vars = Vars(request);
   vars.erase("repo");

@@ -70,6 +70,7 @@
 #include "forge/forge.h"
 #include "git/git.h"
 #include "oci/registry.h"
+#include "oci/tree_tar.h"
 #include "sign/sign.h"
 #include "sign/sshsig.h"
 #include "store/store.h"
@@ -246,6 +247,13 @@ Result<std::string> ExpandTag(std::string_view tmpl, const ReleaseRequest& reque
 // there may point anywhere: PermissionDenied for a path whose links leave the workspace (the server's
 // own files must never end up in an image); NotFound when it does not exist.
 Result<std::filesystem::path> LayerSource(const std::filesystem::path& workspace, std::string_view src);
+
+// What a release reads from a run's workspace, as the trees of one tar stream (oci::WriteTreesTar):
+// each image: layer's src (LayerSource: links followed inside the workspace only) at its path in
+// the workspace, so that the tar unpacked into an empty directory is a workspace the release
+// builds the same image from. A remote worker uploads it for the server to release (ci/server.h,
+// "remote"). LayerSource's errors.
+Result<std::vector<oci::TarTree>> WorkspaceTrees(const std::filesystem::path& workspace, const ci::ImageSpec& image);
 
 // The body of the push event sent to pull agents (GitHub's format, the fields agents read).
 std::string PushEventPayload(std::string_view repo_url, std::string_view branch, std::string_view before,

@@ -82,6 +82,30 @@ TEST(LayerSource, RefusesPathsWhoseLinksLeaveTheWorkspace) {
   fs::remove_all(root);
 }
 
+// What a remote worker uploads: the layers' sources at their paths in the workspace (an alias
+// inside it is followed, a link out of it refused), and nothing else.
+TEST(WorkspaceTrees, AreTheLayersSourcesAtTheirPaths) {
+  namespace fs = std::filesystem;
+  fs::path root = fs::temp_directory_path() / ("gantry-workspace-trees-" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root / "ws" / "build" / "out");
+  fs::create_symlink("build/out", root / "ws" / "dist");
+  fs::create_symlink("/etc", root / "ws" / "etc");
+  ci::ImageSpec image;
+  image.layers = {{.src = "dist/"}, {.src = "./build/out", .dest = "/app"}};
+  auto trees = WorkspaceTrees(root / "ws", image);
+  ASSERT_TRUE(trees.ok()) << trees.status().ToString();
+  ASSERT_EQ(trees->size(), 2u);
+  EXPECT_EQ(trees->at(0).root, root / "ws" / "build" / "out");
+  EXPECT_EQ(trees->at(0).prefix, "dist");
+  EXPECT_EQ(trees->at(1).prefix, "build/out");
+  image.layers = {{.src = "."}};
+  EXPECT_EQ(WorkspaceTrees(root / "ws", image)->at(0).prefix, "");
+  image.layers = {{.src = "etc"}};
+  EXPECT_EQ(WorkspaceTrees(root / "ws", image).status().code(), Code::kPermissionDenied);
+  fs::remove_all(root);
+}
+
 // The payload is what pull agents verify and read: a GitHub push event naming the config repo.
 TEST(PushEventPayload, IsAGitHubPushEventAgentsAccept) {
   std::string body = PushEventPayload("http://git.local/config.git", "main", "", std::string(40, 'a'), {"envs/dev/k.yaml"});

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <memory>
 
+#include "base/base64.h"
 #include "base/log.h"
 #include "value/value.h"
 
@@ -19,6 +20,7 @@ struct WorkerRequest {
   Value body;
   int64_t run = 0;  // the {id} of /runs/ routes
   int attempt = 0;
+  std::string_view data;  // an upload's bytes: the request's body
 };
 
 Result<std::string> Text(const Value& body, std::string_view key) {
@@ -47,11 +49,26 @@ Result<WorkerRequest> Read(Access& access, const http::Request& req, authz::Prin
   GANTRY_ASSIGN_OR_RETURN(who, access.Authenticate(req));
   GANTRY_RETURN_IF_ERROR(access.Authorize(who, authz::Permission::kRunsWork, authz::kAllProjects));
   WorkerRequest out;
-  auto body = value::ParseJson(req.body, "the request body");
-  if (!body.ok() || !body->IsMap()) {
-    return InvalidArgumentError("the request body must be a JSON object{}", body.ok() ? "" : ": " + body.status().message());
+  if (req.method == "PUT") {
+    // An upload: the body is data, the fields are in the query (numbers as integers).
+    out.body = Value::Map();
+    out.data = req.body;
+    for (const auto& [key, text] : ParseQuery(req.query)) {
+      int64_t n = 0;
+      auto [p, err] = std::from_chars(text.data(), text.data() + text.size(), n);
+      if (key != "name" && err == std::errc() && p == text.data() + text.size()) {
+        out.body.Set(key, n);
+      } else {
+        out.body.Set(key, text);
+      }
+    }
+  } else {
+    auto body = value::ParseJson(req.body, "the request body");
+    if (!body.ok() || !body->IsMap()) {
+      return InvalidArgumentError("the request body must be a JSON object{}", body.ok() ? "" : ": " + body.status().message());
+    }
+    out.body = *std::move(body);
   }
-  out.body = *std::move(body);
   GANTRY_ASSIGN_OR_RETURN(std::string name, Text(out.body, "name"));
   GANTRY_RETURN_IF_ERROR(CheckName(name));
   out.worker = who.name + "/" + name;
@@ -171,7 +188,16 @@ Result<http::Response> Steps(ci::Server& ci, const WorkerRequest& w) {
 Result<http::Response> Logs(ci::Server& ci, const WorkerRequest& w) {
   GANTRY_ASSIGN_OR_RETURN(std::string step, Text(w.body, "step"));
   GANTRY_ASSIGN_OR_RETURN(int64_t seq, Int(w.body, "seq", 0));
-  GANTRY_ASSIGN_OR_RETURN(std::string data, Text(w.body, "data"));
+  // The bytes the step printed, in base64 (they need not be UTF-8); "data", a JSON string, from
+  // workers of earlier versions.
+  std::string data;
+  if (const Value* b = w.body.Get("data_base64"); b != nullptr) {
+    std::optional<std::string> decoded = b->IsString() ? Base64Decode(b->AsString()) : std::nullopt;
+    if (!decoded) return InvalidArgumentError("\"data_base64\" must be a base64 string");
+    data = *std::move(decoded);
+  } else {
+    GANTRY_ASSIGN_OR_RETURN(data, Text(w.body, "data"));
+  }
   GANTRY_ASSIGN_OR_RETURN(int64_t took, ci.WorkerLog(w.run, w.worker, w.attempt, step, seq, data));
   return http::Response::Json(200, fmt::format("{{\"seq\":{}}}\n", took));
 }
@@ -191,6 +217,25 @@ Result<http::Response> Finish(ci::Server& ci, const WorkerRequest& w) {
   return http::Response{.status = 204};
 }
 
+Result<http::Response> Workspace(ci::Server& ci, const WorkerRequest& w) {
+  GANTRY_ASSIGN_OR_RETURN(int64_t offset, Int(w.body, "offset", 0));
+  auto held = ci.WorkerUpload(w.run, w.worker, w.attempt, static_cast<uint64_t>(offset), w.data);
+  if (!held.ok() && held.status().code() == Code::kResourceExhausted) {
+    Status too_large = held.status();
+    too_large.set_reason(http::kReasonBodyTooLarge);  // 413, not 429: sending it again does not help
+    return too_large;
+  }
+  if (!held.ok()) return held.status();
+  return http::Response::Json(200, fmt::format("{{\"offset\":{}}}\n", *held));
+}
+
+Result<http::Response> Release(ci::Server& ci, const WorkerRequest& w) {
+  GANTRY_ASSIGN_OR_RETURN(std::string digest, Text(w.body, "digest"));
+  GANTRY_ASSIGN_OR_RETURN(std::string message, Text(w.body, "message"));
+  GANTRY_RETURN_IF_ERROR(ci.WorkerRelease(w.run, w.worker, w.attempt, digest, message));
+  return http::Response::Json(202, "{\"state\":\"releasing\"}\n");
+}
+
 }  // namespace
 
 void ServeWorkerApi(Front& front, ci::Server& ci, Access& access) {
@@ -199,18 +244,25 @@ void ServeWorkerApi(Front& front, ci::Server& ci, Access& access) {
     return r.ok() ? *std::move(r) : ProblemJson(r.status());
   });
   using Fn = Result<http::Response> (*)(ci::Server&, const WorkerRequest&);
-  const std::pair<const char*, Fn> routes[] = {
-      {"lease", Lease}, {"steps", Steps}, {"logs", Logs}, {"commit", Commit}, {"finish", Finish}};
-  for (const auto& route : routes) {  // not a structured binding: this clang cannot capture one
-    front.Handle("POST", fmt::format("/api/v1/worker/runs/{{id}}/{}", route.first),
-                 [&ci, &access, fn = route.second,
-                  finish = std::string_view(route.first) == "finish"](const http::Request& req) {
+  struct Route {
+    const char* method;
+    const char* name;
+    Fn fn;
+    const char* audit;  // the action of its audit row; nullptr: none
+  };
+  const Route routes[] = {{"POST", "lease", Lease, nullptr},        {"POST", "steps", Steps, nullptr},
+                          {"POST", "logs", Logs, nullptr},          {"POST", "commit", Commit, nullptr},
+                          {"POST", "finish", Finish, "runs.finish"}, {"PUT", "workspace", Workspace, nullptr},
+                          {"POST", "release", Release, "runs.release"}};
+  for (const Route& route : routes) {
+    front.Handle(route.method, fmt::format("/api/v1/worker/runs/{{id}}/{}", route.name),
+                 [&ci, &access, route](const http::Request& req) {
                    authz::Principal who;
                    auto w = Read(access, req, who);
                    if (!w.ok()) return ProblemJson(w.status());
-                   auto r = fn(ci, *w);
-                   if (finish) {
-                     AuditRow(access, who, req, "runs.finish", w->run,
+                   auto r = route.fn(ci, *w);
+                   if (route.audit != nullptr) {
+                     AuditRow(access, who, req, route.audit, w->run,
                               fmt::format("{} attempt {}: {}", w->worker, w->attempt,
                                           r.ok() ? "ok" : AuditResult(r.status())));
                    }

@@ -12,18 +12,27 @@
 //                                        "cancel_requested"}; 409 Aborted: the claim is lost
 //   POST /api/v1/worker/runs/{id}/steps  {"name", "attempt", "step": {"name", "state",
 //                                        "exit_code"?, "attempts"?, "needs"?}} → 204
-//   POST /api/v1/worker/runs/{id}/logs   {"name", "attempt", "step", "seq", "data"} → 200 {"seq"}
+//   POST /api/v1/worker/runs/{id}/logs   {"name", "attempt", "step", "seq", "data_base64"} → 200
+//                                        {"seq"}: the bytes as the step printed them ("data", a
+//                                        JSON string, is still taken from older workers)
 //   POST /api/v1/worker/runs/{id}/commit {"name", "attempt", "commit"} → 204; 409 AlreadyExists
 //                                        when another run builds that commit (this one is
 //                                        superseded)
 //   POST /api/v1/worker/runs/{id}/finish {"name", "attempt", "state", "message"} → 204
+//   PUT  /api/v1/worker/runs/{id}/workspace?name=N&attempt=A&offset=O, the body a part of the tar
+//                                        stream of what the release reads from the workspace →
+//                                        200 {"offset": bytes held}; 409 when O is not that
+//                                        (ci::Server::WorkerUpload); 413 beyond the workspace limit
+//   POST /api/v1/worker/runs/{id}/release {"name", "attempt", "digest", "message"} → 202
+//                                        {"state": "releasing"}: the server releases the run from
+//                                        the upload and ends it (ci::Server::WorkerRelease)
 //
 // Every route needs a token with runs.work on "*" (a worker token, docs/access.md); anything else
 // is 403. The claimer's name in the store is "<token's principal>/<name>" ("robot:pool/w1"), so a
 // worker cannot write a run another token's worker holds. Writes to a run are refused with 409
 // (Aborted) unless that name holds the run at that attempt: the worker then stops the run and
-// writes nothing more. A claim that got a run and a finish each leave one audit row
-// ("runs.claim", "runs.finish"); the renewals, steps and logs leave none (they are the run's
+// writes nothing more. A claim that got a run, a finish and a release each leave one audit row
+// ("runs.claim", "runs.finish", "runs.release"); the renewals, steps and logs leave none (they are the run's
 // progress, not actions). Errors are problem+json (front.h).
 
 #include "base/status.h"

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -25,6 +26,7 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
+#include "base/hash.h"
 #include "base/path.h"
 #include "base/process.h"
 #include "store/store.h"
@@ -107,9 +109,10 @@ struct Srv {
   std::string log, port;
 };
 
-// POSTs body with headers; returns "CODE BODY".
-std::string Post(const std::string& url, const std::string& body, const std::vector<std::string>& headers) {
-  std::vector<std::string> argv = {"curl", "-s", "-o", "-", "-w", " %{http_code}", "-X", "POST", "--data-binary", "@-"};
+// Sends body with headers; returns "BODY CODE".
+std::string Send(const std::string& method, const std::string& url, const std::string& body,
+                 const std::vector<std::string>& headers) {
+  std::vector<std::string> argv = {"curl", "-s", "-o", "-", "-w", " %{http_code}", "-X", method, "--data-binary", "@-"};
   for (const auto& h : headers) argv.insert(argv.end(), {"-H", h});
   argv.push_back(url);
   ProcessOptions po;
@@ -118,6 +121,10 @@ std::string Post(const std::string& url, const std::string& body, const std::vec
   auto r = Run(argv, po);
   GANTRY_CHECK(r.ok());
   return r->out;
+}
+
+std::string Post(const std::string& url, const std::string& body, const std::vector<std::string>& headers) {
+  return Send("POST", url, body, headers);
 }
 
 std::string Get(const std::string& url) {
@@ -809,6 +816,48 @@ std::vector<store::Run> FinalRuns(store::Store& db, size_t n, std::chrono::secon
   return runs;
 }
 
+// A bare config repository root/config.git (pushed to), with a manifest naming `image`:old; its URL.
+std::string MakeConfigRepo(const fs::path& root, const std::string& image) {
+  fs::create_directories(root / "seed" / "envs" / "dev");
+  GANTRY_CHECK(WriteFileAtomic(root / "seed" / "envs" / "dev" / "pod.yaml",
+                               "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - name: web\n"
+                               "    image: " + image + ":old\n").ok());
+  MakeRepo(root / "seed", "steps: {}\n");
+  GANTRY_CHECK(RunChecked({"git", "clone", "-q", "--bare", (root / "seed").string(), (root / "config.git").string()}).ok());
+  return "file://" + (root / "config.git").string();
+}
+
+// An app repository whose pipeline builds dist/ and releases it as `image` to `config`; its commit.
+std::string MakeReleasingRepo(const fs::path& dir, const std::string& image, const std::string& config) {
+  return MakeRepo(dir, "shell: sh\nsteps:\n  build: {run: 'mkdir -p dist && echo hello > dist/index.html'}\n"
+                       "image:\n  repository: " + image + "\n  layers: [dist]\n"
+                       "release:\n  repo: " + config + "\n  path: envs/dev\n");
+}
+
+// A pull agent that accepts the connection and never answers: a release waits 5 s in notify.
+struct SilentAgent {
+  SilentAgent() {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    GANTRY_CHECK(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && ::listen(fd, 16) == 0 &&
+                 ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/webhook";
+    ::setenv("AGENT_SECRET", "agent-secret-0123456789", 1);
+  }
+  ~SilentAgent() { ::close(fd); }
+  SilentAgent(const SilentAgent&) = delete;
+  SilentAgent& operator=(const SilentAgent&) = delete;
+  // `flags` and the server flags that notify this agent.
+  std::vector<std::string> Flags(std::vector<std::string> flags) const {
+    flags.insert(flags.end(), {"--notify", url, "--notify-secret-env", "AGENT_SECRET"});
+    return flags;
+  }
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  std::string url;
+};
+
 // Several replicas of `gantry server` on one PostgreSQL database (docs/scaling.md), each with its
 // own name, data directory and port, and short run leases.
 struct Replicas {
@@ -828,7 +877,8 @@ struct Replicas {
       fs::path dir = root / ("replica-" + std::to_string(i));
       fs::create_directories(dir);
       names.push_back("replica-" + std::to_string(i));
-      std::vector<std::string> flags = {"--store", db, "--worker", names.back(), "--run-lease", "3s", "--workers", "2"};
+      std::vector<std::string> flags = {"--store", db, "--worker", names.back(), "--run-lease", "3s"};
+      if (std::find(extra.begin(), extra.end(), "--workers") == extra.end()) flags.insert(flags.end(), {"--workers", "2"});
       flags.insert(flags.end(), extra.begin(), extra.end());
       srv.push_back(std::make_unique<Srv>(dir, repo_url, flags));
     }
@@ -839,20 +889,44 @@ struct Replicas {
   // The runs, oldest first, once there are `n` and all are final (or after 90 s).
   std::vector<store::Run> WaitFinal(size_t n) { return FinalRuns(*store, n, std::chrono::seconds(90)); }
   // Kills (SIGKILL) the replica that holds run `id` now; returns its index.
+  // A remote worker named as a replica ("robot:pool/replica-1") counts as that replica: it talks
+  // to it only.
   size_t KillHolderOf(int64_t id) {
     auto run = store->GetRun(id);
     GANTRY_CHECK(run.ok());
-    const size_t victim = std::find(names.begin(), names.end(), run->worker) - names.begin();
+    const size_t victim = std::find_if(names.begin(), names.end(), [&](const std::string& n) { return run->worker.ends_with(n); }) -
+                          names.begin();
     GANTRY_CHECK(victim < names.size());
     srv[victim]->proc->Signal(SIGKILL);
     srv[victim]->proc->Stop(std::chrono::milliseconds(100));
     return victim;
+  }
+  // KillHolderOf(id) once the release of run `id` has recorded its config commit (it is in notify).
+  size_t KillHolderMidRelease(int64_t id) {
+    for (int i = 0; i < 600; ++i) {
+      auto progress = store->GetReleaseProgress(id);
+      if (progress.ok() && progress->has_value() && (*progress)->stage == "update") return KillHolderOf(id);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    GANTRY_CHECK(false && "the release never got past its config commit");
+    return names.size();
   }
   std::string db;
   std::vector<std::string> names;
   std::vector<std::unique_ptr<Srv>> srv;
   std::unique_ptr<store::Store> store;
 };
+
+// Run 1, whose holder `victim` was killed mid-release, succeeded as attempt 2 elsewhere, which
+// resumed its release.
+void ExpectResumedElsewhere(Replicas& r, size_t victim) {
+  std::vector<store::Run> runs = r.WaitFinal(1);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state, store::RunState::kSucceeded) << runs[0].message;
+  EXPECT_EQ(runs[0].attempt, 2);
+  EXPECT_FALSE(runs[0].worker.ends_with(r.names[victim])) << runs[0].worker;
+  EXPECT_THAT(Logs(*r.srv[(victim + 1) % r.srv.size()], 1), HasSubstr("resuming the release of run 1 at notify"));
+}
 
 // Three replicas, webhooks sent round-robin (no load balancer): a burst of pushes to as many
 // branches gives one run per push, none lost, none built twice, and any replica serves any run's
@@ -946,41 +1020,22 @@ TEST(CiServerReplicas, ARunWhoseReplicaIsKilledMidStepFinishesOnAnother) {
 // (ROOT/config.git, a manifest under envs/dev naming the image); and a pull agent that accepts the
 // notify connection and never answers, so that a release notifying it waits there 5 s.
 struct ReleasedApp {
-  ReleasedApp(const fs::path& root, const std::string& image, const std::string& steps, const std::string& data) {
-    fs::create_directories(root / "seed" / "envs" / "dev");
-    GANTRY_CHECK(WriteFileAtomic(root / "seed" / "envs" / "dev" / "pod.yaml",
-                                 "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - name: web\n"
-                                 "    image: " + image + ":old\n").ok());
-    MakeRepo(root / "seed", "steps: {}\n");
-    GANTRY_CHECK(RunChecked({"git", "clone", "-q", "--bare", (root / "seed").string(), (root / "config.git").string()}).ok());
-    config = "file://" + (root / "config.git").string();
+  ReleasedApp(const fs::path& root, const std::string& image, const std::string& steps, const std::string& data)
+      : config(MakeConfigRepo(root, image)) {
     MakeRepo(root / "repo", "shell: sh\nsteps:\n  " + steps + "\nimage:\n  repository: " + image +
                                 "\n  layers: [data]\nrelease:\n  repo: " + config + "\n  path: envs/dev\n");
     fs::create_directories(root / "repo" / "data");
     sha = Commit(root / "repo", "data/blob", data);
     url = "file://" + (root / "repo").string();
-    agent = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    GANTRY_CHECK(::bind(agent, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && ::listen(agent, 16) == 0 &&
-                 ::getsockname(agent, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    agent_url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/webhook";
-    ::setenv("AGENT_SECRET", "agent-secret-0123456789", 1);
   }
-  ~ReleasedApp() { ::close(agent); }
-  ReleasedApp(const ReleasedApp&) = delete;
-  ReleasedApp& operator=(const ReleasedApp&) = delete;
   // The server's flags for the release: the config repository, the registry (plain HTTP) and, with
   // `notify`, the silent agent.
   std::vector<std::string> Flags(const std::string& registry, bool notify) const {
     std::vector<std::string> flags = {"--config-repo", config, "--insecure-registry", registry};
-    if (notify) flags.insert(flags.end(), {"--notify", agent_url, "--notify-secret-env", "AGENT_SECRET"});
-    return flags;
+    return notify ? agent.Flags(flags) : flags;
   }
-  std::string config, url, sha, agent_url;
-  int agent = -1;
+  std::string config, url, sha;
+  SilentAgent agent;
 };
 
 // Points of a released run at which a process is killed, in order: while its first step runs,
@@ -1094,9 +1149,10 @@ struct WorkerPool {
     GANTRY_CHECK(opened.ok());
     db = std::move(opened).value();
   }
-  // Starts worker `name` (its claims are "robot:pool/<name>" in the store).
-  void Start(const std::string& name, const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {Binary(), "worker", "--server", srv.Url(), "--token-env", "WORKER_TOKEN", "--name", name,
+  // Starts worker `name` (its claims are "robot:pool/<name>" in the store), of server `to` (default:
+  // the pool's).
+  void Start(const std::string& name, const std::vector<std::string>& extra = {}, const Srv* to = nullptr) {
+    std::vector<std::string> argv = {Binary(), "worker", "--server", (to != nullptr ? *to : srv).Url(), "--token-env", "WORKER_TOKEN", "--name", name,
                                      "--data-dir", (root / name).string(), "--allow-file-repos"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     ProcessOptions po;
@@ -1234,6 +1290,186 @@ TEST(CiServerWorkers, LabelsRouteRunsAndACancelStopsTheStepOnTheWorker) {
   EXPECT_EQ(runs[0].steps[0].state, store::RunState::kCancelled);
   EXPECT_EQ(runs[1].state, store::RunState::kSucceeded) << runs[1].message;
   for (const auto& r : runs) EXPECT_EQ(r.worker, "robot:pool/arm") << "run " << r.id << " went to a worker without arch=arm64";
+}
+
+
+// Two replicas without workers of their own, a worker on each: kill -9 of the replica releasing a
+// run its worker built, after the config commit. The run's lease expires, the other replica
+// re-queues it, its worker builds it again (attempt 2) and uploads to it, and it resumes the
+// release: one image, one config commit, one ledger release.
+TEST(CiServerWorkers, ARunWhoseReleasingReplicaIsKilledIsBuiltAgainAndReleasedOnce) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  const std::string host = testenv::Shared("registry.sh").Get("REGISTRY_HOST");
+  const std::string image = host + "/worker-ha-" + std::to_string(::getpid()) + "/web";
+  const std::string config = MakeConfigRepo(root, image);
+  std::string sha = MakeReleasingRepo(root / "repo", image, config);
+  std::string url = "file://" + (root / "repo").string();
+  SilentAgent agent;
+  Replicas r(root, url, 2,
+             agent.Flags({"--workers", "0", "--untrusted-workers", "0", "--config-repo", config, "--insecure-registry", host}));
+  WorkerPool pool(root, *r.srv[0]);
+  for (size_t i = 0; i < 2; ++i) pool.Start(r.names[i], {}, r.srv[i].get());  // a worker per replica, named as it
+  ASSERT_THAT(PostPush(*r.srv[0], PushPayload(url, sha), "rel-1"), HasSubstr(" 201"));
+  ExpectResumedElsewhere(r, r.KillHolderMidRelease(1));
+  ExpectReleasedOnce(*r.store, root / "config.git", host, image.substr(host.size() + 1), sha, 1);
+}
+
+// A tar stream of one regular file named `name`, as a hostile worker could send it.
+std::string OneFileTar(const std::string& name, const std::string& data) {
+  std::string h(512, '\0');
+  auto field = [&](size_t at, size_t len, uint64_t v) { std::snprintf(&h[at], len, "%0*llo", static_cast<int>(len - 1), static_cast<unsigned long long>(v)); };
+  h.replace(0, name.size(), name);
+  field(100, 8, 0644);
+  field(108, 8, 0);
+  field(116, 8, 0);
+  field(124, 12, data.size());
+  field(136, 12, 0);
+  h[156] = '0';
+  h.replace(257, 8, std::string("ustar\0" "00", 8));
+  h.replace(148, 8, "        ");
+  unsigned sum = 0;
+  for (unsigned char c : h) sum += c;
+  std::snprintf(&h[148], 8, "%06o", sum);
+  h[155] = ' ';
+  return h + data + std::string((512 - data.size() % 512) % 512, '\0') + std::string(1024, '\0');
+}
+
+// A pipeline with image: and release:, built on a remote worker of a server without workers of
+// its own: the worker uploads the image's layer sources, and the server (which alone holds the
+// registry and config repository) releases it: one image in the registry at the ledger's digest,
+// one config commit, one ledger release. Then, as a worker itself, the test sends uploads the
+// server must refuse: from a claim it does not hold, with entries that climb out or are absolute,
+// with a wrong digest, beyond the workspace limit.
+TEST(CiServerWorkers, ARunBuiltOnAWorkerIsReleasedByTheServerAndBadUploadsAreRefused) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  const std::string host = testenv::Shared("registry.sh").Get("REGISTRY_HOST");
+  const std::string image = host + "/worker-" + std::to_string(::getpid()) + "/web";
+  const std::string config = MakeConfigRepo(root, image);
+  std::string sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  build: {run: 'mkdir -p out/site && echo hello > out/site/index.html && ln -s out/site dist'}\n"
+                                            "image:\n  repository: " + image + "\n  layers: [{src: dist, dest: /www}]\n"
+                                            "release:\n  repo: " + config + "\n  path: envs/dev\n");
+  std::string url = "file://" + (root / "repo").string();
+  std::vector<std::string> flags = NoLocalWorkers();
+  flags.insert(flags.end(), {"--config-repo", config, "--insecure-registry", host, "--max-workspace", "1Mi"});
+  Srv srv(root, url, flags);
+  WorkerPool pool(root, srv);
+  pool.Start("w0");
+  ASSERT_THAT(PostPush(srv, PushPayload(url, sha), "rel-1"), HasSubstr(" 201"));
+  std::vector<store::Run> runs = pool.WaitFinal(1);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state, store::RunState::kSucceeded) << runs[0].message << "\n" << pool.Log(runs[0]);
+  EXPECT_EQ(runs[0].worker, "robot:pool/w0");
+  EXPECT_THAT(runs[0].message, HasSubstr("1 steps succeeded"));
+  std::set<std::string> steps;
+  for (const auto& step : runs[0].steps) {
+    if (step.state == store::RunState::kSucceeded) steps.insert(step.name);
+  }
+  EXPECT_EQ(steps, (std::set<std::string>{"build", "image", "release"})) << "the release's stages are steps of the run";
+  EXPECT_FALSE(fs::exists(root / "data" / "runs" / "1")) << "the server keeps no upload or workspace after the release";
+
+  ExpectReleasedOnce(*pool.db, root / "config.git", host, image.substr(host.size() + 1), sha, 1);
+  ProcessOptions po;
+  po.inherit_env = true;
+  // The layer holds the worker's file (through its link inside the workspace) at /www.
+  const std::string v2 = "http://" + host + "/v2/" + image.substr(host.size() + 1);
+  auto manifest = gantry::Run({"curl", "-s", "-H", "Accept: application/vnd.oci.image.manifest.v1+json", v2 + "/manifests/" + sha.substr(0, 12)}, po);
+  ASSERT_TRUE(manifest.ok());
+  auto parsed = value::ParseJson(manifest->out);
+  ASSERT_TRUE(parsed.ok() && parsed->Get("layers") != nullptr && !parsed->Get("layers")->items().empty()) << manifest->out;
+  const std::string layer(parsed->Get("layers")->items().back().Get("digest")->AsString());
+  auto file = gantry::Run({"sh", "-c", "curl -sL \"$0\" | tar -xzOf - www/index.html", v2 + "/blobs/" + layer}, po);
+  ASSERT_TRUE(file.ok());
+  EXPECT_EQ(file->out, "hello\n");
+
+  // Run 2 is claimed by the test, as worker "probe".
+  pool.workers.at("w0").Signal(SIGTERM);
+  pool.workers.at("w0").Stop(std::chrono::seconds(5));
+  ASSERT_THAT(PostPush(srv, PushPayload(url, Commit(root / "repo", "f.txt", "2")), "rel-2"), HasSubstr(" 201"));
+  const std::string bearer = "Authorization: Bearer " + pool.token;
+  const std::string claimed = Post(srv.Url() + "/api/v1/worker/claim", R"({"name":"probe","wait_seconds":10})", {bearer});
+  ASSERT_THAT(claimed, HasSubstr("\"id\":2"));
+  // Attempt 2 when w0's long poll, still open on the server as it exited, claimed run 2 first.
+  auto job = value::ParseJson(claimed.substr(0, claimed.rfind(' ')));
+  ASSERT_TRUE(job.ok());
+  const int attempt = static_cast<int>(job->Get("job")->Get("run")->Get("attempt")->AsInt());
+  auto put = [&](int run, int claim, uint64_t offset, const std::string& part) {
+    return Send("PUT",
+                fmt::format("{}/api/v1/worker/runs/{}/workspace?name=probe&attempt={}&offset={}", srv.Url(), run, claim, offset),
+                part, {bearer, "Content-Type: application/x-tar"});
+  };
+  auto release = [&](const std::string& digest) {
+    return Post(srv.Url() + "/api/v1/worker/runs/2/release",
+                fmt::format(R"({{"name":"probe","attempt":{},"message":"1 steps succeeded","digest":"{}"}})", attempt, digest),
+                {bearer, "Content-Type: application/json"});
+  };
+  const std::string good = OneFileTar("dist/index.html", "x");
+  EXPECT_THAT(put(1, 1, 0, good), HasSubstr(" 409")) << "run 1 has ended: its claim is stale";
+  EXPECT_THAT(put(2, attempt + 1, 0, good), HasSubstr(" 409")) << "not the attempt the probe holds";
+  EXPECT_THAT(put(2, attempt, 512, good), HasSubstr("holds 0 bytes")) << "an offset the server does not hold";
+  for (const std::string& name : std::vector<std::string>{"../evil", "/tmp/evil-" + std::to_string(::getpid())}) {
+    const std::string tar = OneFileTar(name, "pwned");
+    ASSERT_THAT(put(2, attempt, 0, tar), HasSubstr(" 200"));
+    const std::string refused = release("sha256:" + Sha256Hex(tar));
+    EXPECT_THAT(refused, HasSubstr(" 400")) << name;
+    EXPECT_THAT(refused, HasSubstr(name)) << "the error names the entry";
+  }
+  EXPECT_FALSE(fs::exists(root / "data" / "runs" / "2" / "evil"));
+  EXPECT_FALSE(fs::exists("/tmp/evil-" + std::to_string(::getpid())));
+  ASSERT_THAT(put(2, attempt, 0, good), HasSubstr(" 200"));
+  EXPECT_THAT(release("sha256:" + std::string(64, '0')), HasSubstr("damaged on the way"));
+  const std::string half(700 << 10, 'z');
+  ASSERT_THAT(put(2, attempt, 0, half), HasSubstr("{\"offset\":716800}"));
+  const std::string over = put(2, attempt, half.size(), half);
+  EXPECT_THAT(over, HasSubstr(" 413"));
+  EXPECT_THAT(over, HasSubstr("workspace limit of 1048576 bytes"));
+}
+
+// Two runs at a time on one worker (--concurrency 2), each under its own lease; and a step's
+// output that is not UTF-8 is stored byte for byte, as the server's own workers store it.
+TEST(CiServerWorkers, AWorkerBuildsTwoRunsAtOnceAndKeepsTheBytesOfTheirLogs) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  const std::string pipeline = "shell: sh\nsteps:\n  print: {run: 'printf \"caf\\351 \\377\\376 ok\\n\"; sleep 2'}\n";
+  std::string sha = MakeRepo(root / "repo", pipeline);
+  MakeRepo(root / "local", pipeline);
+  std::string url = "file://" + (root / "repo").string(), local = "file://" + (root / "local").string();
+  const std::string other = PushPayload(url, Commit(root / "repo", "f.txt", "b", "b"));
+  // The server's own worker builds `local` only (labels), the remote worker `repo` only.
+  Srv srv(root, url,
+          {"--workers", "1", "--untrusted-workers", "0", "--run-lease", "3s", "--labels", "where=server", "--repo", local,
+           "--repo-policy", url + " labels=where=remote", "--repo-policy", local + " labels=where=server"});
+  WorkerPool pool(root, srv);
+  pool.Start("w0", {"--concurrency", "2", "--labels", "where=remote"});
+  std::string b = other;
+  b.replace(b.find("refs/heads/main"), 15, "refs/heads/b");
+  ASSERT_THAT(PostPush(srv, PushPayload(url, sha), "c1"), HasSubstr(" 201"));
+  ASSERT_THAT(PostPush(srv, b, "c2"), HasSubstr(" 201"));
+  std::string l = PushPayload(local, RunChecked({"git", "-C", (root / "local").string(), "rev-parse", "HEAD"})->out.substr(0, 40));
+  ASSERT_THAT(PostPush(srv, l, "c3"), HasSubstr(" 201"));
+  bool overlapped = false;
+  for (int i = 0; i < 100 && !overlapped; ++i) {
+    auto r1 = pool.db->GetRun(1), r2 = pool.db->GetRun(2);
+    overlapped = r1.ok() && r2.ok() && !r1->steps.empty() && !r2->steps.empty() &&
+                 r1->steps[0].state == store::RunState::kRunning && r2->steps[0].state == store::RunState::kRunning;
+    if (!overlapped) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(overlapped) << "the worker did not build its two runs at once";
+  std::vector<store::Run> runs = pool.WaitFinal(3);
+  ASSERT_EQ(runs.size(), 3u);
+  auto bytes = [&](int64_t id) {
+    std::string out;
+    auto chunks = pool.db->ReadLog(id, "print", 0, 100);
+    if (chunks.ok()) for (const auto& c : *chunks) out += c.data;
+    return out;
+  };
+  for (const auto& run : runs) EXPECT_EQ(run.state, store::RunState::kSucceeded) << run.id << ": " << run.message;
+  EXPECT_EQ(runs[0].worker, "robot:pool/w0");
+  EXPECT_EQ(runs[1].worker, "robot:pool/w0");
+  EXPECT_EQ(runs[2].worker, "gantry") << "the server's own worker";
+  EXPECT_EQ(bytes(1), "caf\xe9 \xff\xfe ok\n");
+  EXPECT_EQ(bytes(1), bytes(3)) << "a remote worker's log differs from the server's of the same step";
 }
 
 }  // namespace
