@@ -74,7 +74,7 @@ work=$(mktemp -d /tmp/gantry-bench-peers.XXXXXX)
 cleanup() {
   stop_servers "$work"
   if [[ -n ${KEEP:-} ]]; then
-    rm -rf "$work/cluster" "$work/git" "$work"/cache-* "$work"/storage-* "$work/clone" "$work"/argocd-*
+    rm -rf "$work/cluster" "$work/git" "$work"/cache-* "$work"/storage-* "$work/clone" "$work"/argocd-{tls,ssh}
     echo "run.sh: kept $work" >&2
   else
     rm -rf "$work"
@@ -125,7 +125,7 @@ run_one() {  # run_one LABEL
     eval "$(bench/peers/build.sh flux-notification)"
   [[ $tool == argocd && -z ${ARGOCD:-} ]] && eval "$(bench/peers/build.sh argocd)"
   say "$label: starting a cluster and a Git server"
-  rm -rf "$work/cluster" "$work/git" "$work/clone" "$work"/argocd-*
+  rm -rf "$work/cluster" "$work/git" "$work/clone" "$work"/argocd-{tls,ssh}
   start_servers "$work"
   local auth_url="http://$GIT_USER:$GIT_PASSWORD@$host/config.git" clone=$work/clone
   push_config "$clone" "$auth_url" "$APPS" "$OBJECTS"
