@@ -3,6 +3,8 @@
 #   build.sh [flux]   Flux's source-controller and kustomize-controller; prints SOURCE_CONTROLLER=,
 #                     KUSTOMIZE_CONTROLLER= (the binaries) and FLUX_CRDS= (CRD files, space separated;
 #                     the output is for `eval`)
+#   build.sh flux-notification   Flux's notification-controller (its webhook Receiver); prints
+#                     NOTIFICATION_CONTROLLER= and NOTIFICATION_CRDS=
 #   build.sh argocd   Argo CD's multi-call binary (application controller, repo server, ... chosen
 #                     by ARGOCD_BINARY_NAME); prints ARGOCD= and ARGOCD_CRDS=
 # Each lands in ~/.cache/gantry/peers/<name>-<version>/: bin/<name>, crds/*.yaml (the module's
@@ -10,10 +12,11 @@
 # is not built again. The wall and CPU seconds of a build are printed on stderr.
 #
 # Environment: GANTRY_CACHE (default ~/.cache/gantry), FLUX_SOURCE_VERSION, FLUX_KUSTOMIZE_VERSION,
-# ARGOCD_VERSION.
+# FLUX_NOTIFICATION_VERSION, ARGOCD_VERSION.
 #
 # Versions: Flux v1.9.6 of both controllers (Flux 2.9) is the newest release whose go.mod says
-# `go 1.26.0`, so the local toolchain builds it (v1.10.x says `go 1.27.0`). Argo CD v3.6.2 says
+# `go 1.26.0`, so the local toolchain builds it (v1.10.x says `go 1.27.0`); notification-controller
+# v1.9.3 is Flux 2.9's (`go 1.26.0` too). Argo CD v3.6.2 says
 # `go 1.27.0`. For a module that needs more than the local Go the script exports
 # GOTOOLCHAIN=go1.27.3, which the module proxy serves.
 #
@@ -24,11 +27,13 @@
 #  - a dependency version the module proxy here does not serve (403 "not available") is replaced by
 #    the nearest one it does: github.com/fluxcd/pkg/artifact v0.18.3 -> v0.18.0 for source-controller
 #    v1.9.6 (the proxy serves v0.18.0 and v0.29.0 of that module, nothing between).
-# Go builds run under `nice -n 10` so that other compiles on the machine go first.
+# Go builds run under `nice -n ${BUILD_NICE:-10}` so that other compiles (and benchmarks) on the machine go
+# first.
 set -euo pipefail
 
 FLUX_SOURCE_VERSION=${FLUX_SOURCE_VERSION:-v1.9.6}
 FLUX_KUSTOMIZE_VERSION=${FLUX_KUSTOMIZE_VERSION:-v1.9.6}
+FLUX_NOTIFICATION_VERSION=${FLUX_NOTIFICATION_VERSION:-v1.9.3}
 ARGOCD_VERSION=${ARGOCD_VERSION:-v3.6.2}
 declare -A REPLACES=(
   [source-controller-v1.9.6]="github.com/fluxcd/pkg/artifact=github.com/fluxcd/pkg/artifact@v0.18.0"
@@ -86,7 +91,7 @@ build_peer() {
   # CPU seconds: the utime + stime of this shell's reaped children (go build and what it ran).
   t0=$(awk '{print $16 + $17}' "/proc/$me/stat")
   # -mod=mod: the module's go.sum lacks the hashes of the modules that were directories.
-  nice -n 10 go build -mod=mod -trimpath -ldflags "$ldflags" -o "$dir/bin/$name" "./$package"
+  nice -n "${BUILD_NICE:-10}" go build -mod=mod -trimpath -ldflags "$ldflags" -o "$dir/bin/$name" "./$package"
   echo "cpu-seconds $(( ($(awk '{print $16 + $17}' "/proc/$me/stat") - t0) / $(getconf CLK_TCK) ))"
   # shellcheck disable=SC2086 # a glob
   cp $crds "$dir/crds/"
@@ -105,6 +110,12 @@ case ${1:-flux} in
     printf 'FLUX_CRDS=%q\n' "$(echo "$CACHE/source-controller-$FLUX_SOURCE_VERSION"/crds/*.yaml \
       "$CACHE/kustomize-controller-$FLUX_KUSTOMIZE_VERSION"/crds/*.yaml)"
     ;;
+  flux-notification)
+    peer notification-controller github.com/fluxcd/notification-controller "$FLUX_NOTIFICATION_VERSION" . \
+      'config/crd/bases/*.yaml'
+    echo "NOTIFICATION_CONTROLLER=$CACHE/notification-controller-$FLUX_NOTIFICATION_VERSION/bin/notification-controller"
+    printf 'NOTIFICATION_CRDS=%q\n' "$(echo "$CACHE/notification-controller-$FLUX_NOTIFICATION_VERSION"/crds/*.yaml)"
+    ;;
   argocd)
     # The repo server runs hack/git-verify-wrapper.sh (on every manifest generation, GPG or not) and
     # hack/gpg-wrapper.sh by name, from PATH, as its image installs them in /usr/local/bin.
@@ -113,5 +124,5 @@ case ${1:-flux} in
     echo "ARGOCD=$CACHE/argocd-$ARGOCD_VERSION/bin/argocd"
     printf 'ARGOCD_CRDS=%q\n' "$(echo "$CACHE/argocd-$ARGOCD_VERSION"/crds/*.yaml)"
     ;;
-  *) echo "usage: $0 [flux|argocd]" >&2; exit 2 ;;
+  *) echo "usage: $0 [flux|flux-notification|argocd]" >&2; exit 2 ;;
 esac

@@ -18,25 +18,43 @@
 #     process's RSS (max of 1 s samples of VmRSS) and CPU per minute from /proc, and the apiserver's
 #     apiserver_request_total by verb over the tools' resources per minute (writes: create, update,
 #     patch, apply, delete);
-#  3. POLLS commits, each changing cm-0 of one application, found by the tool's polling at its
-#     documented default (Gantry: --interval 60s ±10%; Flux: the GitRepository's 1m): seconds from
-#     `git push` returning to a watch seeing the new data, and to every application at the commit.
+#     If they are not all in sync after SYNC_TIMEOUT seconds, how many are is recorded and the tool
+#     is stopped (nothing more is measured of it);
+#  3. (NOOP=1) a no-op pass: every application asked to reconcile once more with nothing changed,
+#     each tool's way (Gantry: the gantry.dev/refresh-requested annotation, as `gantry app refresh`;
+#     Flux: reconcile.fluxcd.io/requestedAt on every Kustomization, as `flux reconcile`, which is what
+#     its interval does; Argo CD: argocd.argoproj.io/refresh=normal, as `argocd app get --refresh`,
+#     what its 120 s resync does): seconds until every application acknowledged it, the tool's CPU
+#     and the apiserver's requests meanwhile (at most NOOP_TIMEOUT seconds);
+#  4. WEBHOOKS commits through each tool's webhook path (a signed GitHub push event: Gantry's agent
+#     POST /webhook; Flux: notification-controller, started for this, and a `github` Receiver on the
+#     GitRepository; Argo CD: argocd-server, started for this, POST /api/webhook), then POLLS commits
+#     found by the tool's polling at its documented default (Gantry: --interval 60s ±10%; Flux: the
+#     GitRepository's 1m; Argo CD: 120 s + up to 60 s jitter). Each changes cm-0 of one application:
+#     seconds from `git push` returning to a watch seeing the new data (at most POLL_TIMEOUT seconds
+#     for a polled commit), and to every application at the commit (at most ALL_TIMEOUT).
 #
 #   bench/peers/run.sh                               (APPS=1000 OBJECTS=10 RUNS="gantry flux flux-tuned")
 #   GANTRY_BIN=path/gantry bench/peers/run.sh        that binary (otherwise build/default's, built)
 #   RUNS="gantry flux" POLLS=5 STEADY_SECONDS=120 APPS=100 OBJECTS=100 ...
+#   RUNS="gantry flux argocd" APPS=20 WEBHOOKS=20 POLLS=0 NOOP=0   the webhook paths
 #   FLUX_TUNED_ARGS="--concurrent=20 ..."            kustomize-controller flags of flux-tuned
 #   KEEP=1                                           keep the work directory (logs, one JSON per run)
-# The Flux controllers come from bench/peers/build-flux.sh (built on first use, cached).
+# The peers come from bench/peers/build.sh (built on first use, cached).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 APPS=${APPS:-1000} OBJECTS=${OBJECTS:-10} POLLS=${POLLS:-3} STEADY_SECONDS=${STEADY_SECONDS:-120}
 RUNS=${RUNS:-gantry flux flux-tuned}
 FLUX_TUNED_ARGS=${FLUX_TUNED_ARGS:---concurrent=20 --kube-api-qps=500 --kube-api-burst=1000}
-ARGOCD_POLLS=${ARGOCD_POLLS:-$POLLS} ALL_TIMEOUT=${ALL_TIMEOUT:-900}
-for v in APPS OBJECTS POLLS ARGOCD_POLLS STEADY_SECONDS ALL_TIMEOUT; do
+ARGOCD_POLLS=${ARGOCD_POLLS:-$POLLS} ALL_TIMEOUT=${ALL_TIMEOUT:-900} WEBHOOKS=${WEBHOOKS:-0} NOOP=${NOOP:-1}
+SYNC_TIMEOUT=${SYNC_TIMEOUT:-2400} NOOP_TIMEOUT=${NOOP_TIMEOUT:-900} POLL_TIMEOUT=${POLL_TIMEOUT:-900}
+for v in APPS OBJECTS STEADY_SECONDS ALL_TIMEOUT SYNC_TIMEOUT NOOP_TIMEOUT POLL_TIMEOUT; do
   [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || { echo "run.sh: $v=${!v}: expected a positive integer" >&2; exit 2; }
 done
+for v in POLLS ARGOCD_POLLS WEBHOOKS; do
+  [[ ${!v} =~ ^[0-9]+$ ]] || { echo "run.sh: $v=${!v}: expected a whole number" >&2; exit 2; }
+done
+[[ $NOOP == 0 || $NOOP == 1 ]] || { echo "run.sh: NOOP=$NOOP: expected 0 or 1" >&2; exit 2; }
 for r in $RUNS; do
   [[ $r == gantry || $r == flux || $r == flux-tuned || $r == argocd ]] ||
     { echo "run.sh: RUNS: unknown run '$r' (known: gantry flux flux-tuned argocd)" >&2; exit 2; }
@@ -56,7 +74,7 @@ work=$(mktemp -d /tmp/gantry-bench-peers.XXXXXX)
 cleanup() {
   stop_servers "$work"
   if [[ -n ${KEEP:-} ]]; then
-    rm -rf "$work/cluster" "$work/git" "$work"/cache-* "$work"/storage-* "$work/clone" "$work"/argocd-*
+    rm -rf "$work/cluster" "$work/git" "$work"/cache-* "$work"/storage-* "$work/clone" "$work"/argocd-{tls,ssh}
     echo "run.sh: kept $work" >&2
   else
     rm -rf "$work"
@@ -77,7 +95,7 @@ metadata: {name: argocd-cm, namespace: argocd, labels: {app.kubernetes.io/part-o
 apiVersion: v1
 kind: Secret
 metadata: {name: argocd-secret, namespace: argocd, labels: {app.kubernetes.io/part-of: argocd}}
-stringData: {server.secretkey: "$(openssl rand -hex 16)"}
+stringData: {server.secretkey: "$(openssl rand -hex 16)", webhook.github.secret: bench}
 ---
 apiVersion: v1
 kind: Secret
@@ -103,9 +121,11 @@ run_one() {  # run_one LABEL
   [[ $label == argocd ]] && polls=$ARGOCD_POLLS
   # The peers are built (or found in the cache) just before their first run.
   [[ $tool == flux && -z ${SOURCE_CONTROLLER:-} ]] && eval "$(bench/peers/build.sh flux)"
+  [[ $tool == flux && $WEBHOOKS -gt 0 && -z ${NOTIFICATION_CONTROLLER:-} ]] &&
+    eval "$(bench/peers/build.sh flux-notification)"
   [[ $tool == argocd && -z ${ARGOCD:-} ]] && eval "$(bench/peers/build.sh argocd)"
   say "$label: starting a cluster and a Git server"
-  rm -rf "$work/cluster" "$work/git" "$work/clone" "$work"/argocd-*
+  rm -rf "$work/cluster" "$work/git" "$work/clone" "$work"/argocd-{tls,ssh}
   start_servers "$work"
   local auth_url="http://$GIT_USER:$GIT_PASSWORD@$host/config.git" clone=$work/clone
   push_config "$clone" "$auth_url" "$APPS" "$OBJECTS"
@@ -113,7 +133,7 @@ run_one() {  # run_one LABEL
   local k=(kubectl --kubeconfig "$KUBECONFIG")
   case $tool in
     gantry) "$gantry" install --print | awk '/^---/{n++} n==1' > "$work/crds.yaml" ;;
-    flux) for f in $FLUX_CRDS; do echo ---; cat "$f"; done > "$work/crds.yaml" ;;
+    flux) for f in $FLUX_CRDS ${NOTIFICATION_CRDS:-}; do echo ---; cat "$f"; done > "$work/crds.yaml" ;;
     argocd) for f in $ARGOCD_CRDS; do echo ---; cat "$f"; done > "$work/crds.yaml" ;;
   esac
   "${k[@]}" apply --server-side -f "$work/crds.yaml" >/dev/null
@@ -129,12 +149,16 @@ run_one() {  # run_one LABEL
   python3 bench/peers/peers.py apps --tool "$tool" "$repo" "$APPS" > "$work/apps.yaml"
 
   say "$label: $APPS applications × $OBJECTS ConfigMaps"
+  # A tool that fails (its JSON then holds what was measured until then) does not stop the others.
   python3 bench/peers/peers.py measure --tool "$tool" --label "$label" --work "$work" --clone "$clone" \
     --kube-server "$KUBE_SERVER" --pki "$PKI" --kubeconfig "$KUBECONFIG" --auth-url "$auth_url" \
     --apps-file "$work/apps.yaml" --gantry "$gantry" --source-controller "${SOURCE_CONTROLLER:-}" \
-    --kustomize-controller "${KUSTOMIZE_CONTROLLER:-}" --argocd "${ARGOCD:-}" --git-creds "$host=$GIT_USER:$GIT_PASSWORD" \
-    --apps "$APPS" --objects "$OBJECTS" --ports "$(free_port),$(free_port),$(free_port),$(free_port),$(free_port)" \
-    --args "$args" --polls "$polls" --steady-seconds "$STEADY_SECONDS" --all-timeout "$ALL_TIMEOUT"
+    --kustomize-controller "${KUSTOMIZE_CONTROLLER:-}" --notification-controller "${NOTIFICATION_CONTROLLER:-}" \
+    --argocd "${ARGOCD:-}" --git-creds "$host=$GIT_USER:$GIT_PASSWORD" --repo-url "$repo" \
+    --apps "$APPS" --objects "$OBJECTS" --ports "$(for _ in {1..9}; do free_port; done | paste -sd,)" \
+    --args "$args" --polls "$polls" --steady-seconds "$STEADY_SECONDS" --all-timeout "$ALL_TIMEOUT" \
+    --webhooks "$WEBHOOKS" --noop "$NOOP" --sync-timeout "$SYNC_TIMEOUT" --noop-timeout "$NOOP_TIMEOUT" \
+    --poll-timeout "$POLL_TIMEOUT" || say "$label: failed (see above); going on with the next run"
   stop_servers "$work"
 }
 
