@@ -13,8 +13,8 @@
 #   bench/soak/run.sh [DURATION=30m] [SEED=1]
 #       after: cmake --build build/default --target gantry
 # Environment: BUILD_DIR (default build/default), SOAK_OUT (default a new /tmp/gantry-soak.XXXXXX),
-# SOAK_APPS (4), SOAK_COMMIT_EVERY (seconds between commits, 10), SOAK_FAULT_EVERY (seconds between
-# faults, 30), SOAK_SAMPLE_EVERY (5), SOAK_WARMUP (share of the run ignored by the growth check,
+# SOAK_APPS (4), SOAK_CLUSTERS (3), SOAK_COMMIT_EVERY (seconds between commits, 10), SOAK_FAULT_EVERY
+# (seconds between faults, 30; 0: no faults, to profile memory), SOAK_SAMPLE_EVERY (5), SOAK_WARMUP (share of the run ignored by the growth check,
 # 0.2). Exits 0 when the invariants hold and memory and descriptors are flat after warm-up: each
 # process life that began before the warm-up ended and has 8 samples after it is judged on its own
 # (a process the schedule restarts later starts a life with a warm-up of its own). An agent's
@@ -34,7 +34,7 @@ if not m: sys.exit(f"soak: DURATION {sys.argv[1]!r}: expected e.g. 600, 600s, 10
 print(int(m[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[m[2]])' "$duration")
 apps=${SOAK_APPS:-4} commit_every=${SOAK_COMMIT_EVERY:-10} fault_every=${SOAK_FAULT_EVERY:-30}
 sample_every=${SOAK_SAMPLE_EVERY:-5} warmup=${SOAK_WARMUP:-0.2}
-clusters=(1 2 3)
+mapfile -t clusters < <(seq 1 "${SOAK_CLUSTERS:-3}")
 out=${SOAK_OUT:-$(mktemp -d /tmp/gantry-soak.XXXXXX)}
 mkdir -p "$out"
 log() { echo "soak $(date -u +%H:%M:%S): $*" | tee -a "$out/soak.log" >&2; }
@@ -130,16 +130,19 @@ start_agent() {
 for c in "${clusters[@]}"; do start_agent "$c"; done
 
 # ---- Sampler: RSS and descriptors of every Gantry process ----
-echo "t_s,process,pid,rss_kb,fds" >"$out/samples.csv"
+echo "t_s,process,pid,rss_kb,fds,rss_anon_kb,rss_file_kb,packs" >"$out/samples.csv"
 start=$SECONDS
 (
   while [[ ! -f $out/stop ]]; do
     for c in "${clusters[@]}"; do
       pid=$(cat "$out/agent-$c.pid" 2>/dev/null) || continue
-      rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || continue
-      [[ -n $rss ]] || continue
+      # VmRSS, RssAnon (the heap), RssFile (mapped files: libgit2 maps pack files and indexes)
+      rss=$(awk '/^(VmRSS|RssAnon|RssFile):/ {printf "%s,", $2}' "/proc/$pid/status" 2>/dev/null) || continue
+      [[ $rss == *,*,*, ]] || continue
+      IFS=, read -r vm anon file _ <<<"$rss"
       fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
-      echo "$((SECONDS - start)),agent-$c,$pid,$rss,$fds" >>"$out/samples.csv"
+      packs=$({ find "$out/agent-$c/cache" -name '*.pack' 2>/dev/null || true; } | wc -l)
+      echo "$((SECONDS - start)),agent-$c,$pid,$vm,$fds,$anon,$file,$packs" >>"$out/samples.csv"
     done
     sleep "$sample_every"
   done
@@ -154,6 +157,8 @@ toxic() {  # toxic PROXY NAME TYPE STREAM ATTRIBUTES_JSON
 python3 - "$seed" "$secs" "$fault_every" "${#clusters[@]}" >"$out/schedule.txt" <<'PY'
 import random, sys
 seed, secs, every, clusters = (int(a) for a in sys.argv[1:])
+if every <= 0:
+    sys.exit(0)
 r = random.Random(seed)
 kinds = ["apiserver-latency", "apiserver-reset", "apiserver-half-open", "git-reset", "git-sliced-slow-close",
          "agent-kill9", "apiserver-kill9", "etcd-kill9"]
@@ -207,7 +212,7 @@ touch "$out/stop"
 wait "$faults_pid" || true
 curl -sf -X POST "$toxi/reset" >/dev/null
 head=$(git -C "$work" rev-parse HEAD)
-log "$i commits made, $pushed pushed; faults: $(wc -l <"$out/faults.log" 2>/dev/null || echo 0); head $head; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+log "$i commits made, $pushed pushed; faults: $(cat "$out/faults.log" 2>/dev/null | wc -l); head $head; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- The invariant checker: the truth read from outside Gantry ----
 check() {

@@ -15,7 +15,7 @@ using SteadyClock = std::chrono::steady_clock;
 class HelmSource final : public Source {
  public:
   HelmSource(std::shared_ptr<render::ChartRepos> charts, render::Options base, kube::Client* cluster)
-      : charts_(std::move(charts)), cache_(kRenderCacheBytes), base_(std::move(base)), capabilities_(cluster) {
+      : charts_(std::move(charts)), cache_(internal::NewRenderCache()), base_(std::move(base)), capabilities_(cluster) {
     base_.charts = charts_.get();  // the chart's own dependencies, when it does not vendor them
   }
 
@@ -74,8 +74,6 @@ class HelmSource final : public Source {
   uint64_t renders() const override { return renders_.load(); }
 
  private:
-  static constexpr size_t kRenderCacheBytes = 4u << 20;  // as GitSource's
-
   // The version the application asks for: targetRevision, where Argo CD's default HEAD and "" mean
   // the newest release.
   static std::string Wanted(const Application& app) {

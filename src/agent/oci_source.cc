@@ -20,7 +20,7 @@ class OciSource final : public Source {
  public:
   OciSource(std::unique_ptr<oci::Registry> registry, std::filesystem::path cache_dir, render::Options base,
             kube::Client* cluster)
-      : registry_(std::move(registry)), cache_dir_(std::move(cache_dir)), cache_(kRenderCacheBytes),
+      : registry_(std::move(registry)), cache_dir_(std::move(cache_dir)), cache_(internal::NewRenderCache()),
         base_(std::move(base)), capabilities_(cluster) {}
 
   Result<std::string> Resolve(const api::Application& app, SteadyClock::time_point fetch_after) override {
@@ -73,8 +73,6 @@ class OciSource final : public Source {
   uint64_t renders() const override { return renders_.load(); }
 
  private:
-  static constexpr size_t kRenderCacheBytes = 4u << 20;  // as GitSource's
-
   struct Resolved {
     SteadyClock::time_point began;
     std::string digest;

@@ -89,7 +89,7 @@ class GitSource final : public Source {
       : credentials_(sources.credentials),
         sources_(std::move(sources)),
         charts_(std::move(charts)),
-        cache_(kRenderCacheBytes),
+        cache_(internal::NewRenderCache()),
         base_(std::move(base)),
         capabilities_(cluster) {
     base_.charts = charts_.get();  // chart dependencies not vendored in charts/
@@ -173,12 +173,6 @@ class GitSource final : public Source {
   }
 
  private:
-  // Rendered manifests kept for unchanged sources (Kustomize and Helm runs are what is worth
-  // saving); bytes as the cache counts them, which is what the parsed objects occupy.
-  // 4 MiB: an unchanged application is not rendered at all (the agent's steady-state memo), so the
-  // cache serves re-renders at the same commit (a changed spec, a retried sync), a few at a time.
-  static constexpr size_t kRenderCacheBytes = 4u << 20;
-
   // Remote Kustomize bases through the agent's mirrors. The project checked the credential of the
   // application's own repository host only: a base on another host that has credentials is refused
   // (it would read a private repository the project was never granted).

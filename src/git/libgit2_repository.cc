@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <git2.h>
+#include <git2/sys/odb_backend.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,10 +42,22 @@ struct Mirrors::FetchGate {
   // stats the directory (≈40% of a cached render's CPU when every call opened one); a handle is
   // used by one thread at a time (libgit2 objects are not shared between threads) and returned
   // here. A handle sees what a fetch through another one wrote: libgit2 re-reads changed refs
-  // and rescans the packs when an object is missing.
+  // and rescans the packs when an object is missing. But a handle never forgets a pack it has
+  // seen, removed or not, nor an object it has cached: after the packs are consolidated
+  // (ConsolidatePacks) the idle handles are closed and `generation` moves on, so a handle opened
+  // before goes when it is given back.
   static constexpr size_t kMaxIdle = 8;
   Mutex pool_mu;
   std::vector<git_repository*> idle GUARDED_BY(pool_mu);
+  uint64_t generation GUARDED_BY(pool_mu) = 0;
+
+  // Closes the idle handles and retires those in use (see above).
+  void Recycle() {
+    MutexLock lock(pool_mu);
+    for (git_repository* r : idle) git_repository_free(r);
+    idle.clear();
+    ++generation;
+  }
 
   ~FetchGate() {
     MutexLock lock(pool_mu);
@@ -73,6 +86,7 @@ using DiffPtr = Ptr<git_diff, git_diff_free>;
 using OdbPtr = Ptr<git_odb, git_odb_free>;
 using SigPtr = Ptr<git_signature, git_signature_free>;
 using RefIterPtr = Ptr<git_reference_iterator, git_reference_iterator_free>;
+using PackbuilderPtr = Ptr<git_packbuilder, git_packbuilder_free>;
 
 // Pack files libgit2 keeps open at once, across all repositories of the process.
 constexpr int kMaxOpenPackFiles = 64;
@@ -430,6 +444,103 @@ Status MakeDirs(const fs::path& root, const std::vector<std::string>& parts, siz
   return OkStatus();
 }
 
+// --- consolidating packs ---------------------------------------------------------------------
+
+// Pack files a mirror may hold before a fetch consolidates them.
+constexpr size_t kMaxPacks = 16;
+
+struct PackFile {
+  fs::path pack;  // objects/pack/pack-<hash>.pack; its index is beside it (.idx)
+  uintmax_t size = 0;
+  fs::path index() const { return fs::path(pack).replace_extension(".idx"); }
+};
+
+// The complete packs (with their index) in `pack_dir`.
+std::vector<PackFile> ListPacks(const fs::path& pack_dir) {
+  std::vector<PackFile> packs;
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(pack_dir, ec)) {
+    PackFile p{e.path()};
+    if (p.pack.extension() != ".pack" || !p.pack.filename().string().starts_with("pack-")) continue;
+    std::error_code size_ec, idx_ec;
+    p.size = e.file_size(size_ec);
+    if (!size_ec && fs::exists(p.index(), idx_ec)) packs.push_back(std::move(p));
+  }
+  return packs;
+}
+
+// fsync of a file or directory; errors name the path.
+Status SyncPath(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError(errno, "open " + path.string());
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return ErrnoError(err, "fsync " + path.string());
+  return OkStatus();
+}
+
+// Beyond kMaxPacks packs in the mirror at `dir`, merges every pack but the largest into one, as
+// `git gc --auto` does beyond gc.autoPackLimit; returns how many packs were merged (0: nothing to
+// do). Each fetch adds a pack, and libgit2 searches the packs one by one for an object and keeps
+// every pack it has seen in memory with its index mapped, so a mirror fetched every few seconds
+// grew the process without bound (bench/soak). The largest pack (usually the first fetch) stays
+// as it is, so the work is in proportion to what came since. Every object of the merged packs is
+// kept, reachable or not (a reader may still hold a commit a forced push dropped). The old packs
+// are removed only once the new one is written and synced: a reader that has them open keeps
+// reading them, and one that looks an object up later finds it in the new pack (libgit2 rescans
+// the directory when an object is missing). The errors of libgit2 and the file system; on error
+// nothing is removed.
+Result<size_t> ConsolidatePacks(git_repository* repo, const fs::path& dir) {
+  const fs::path pack_dir = dir / "objects" / "pack";
+  std::vector<PackFile> packs = ListPacks(pack_dir);
+  if (packs.size() <= kMaxPacks) return 0;
+  packs.erase(std::max_element(packs.begin(), packs.end(),
+                               [](const PackFile& a, const PackFile& b) { return a.size < b.size; }));
+  // The objects of the packs to merge, read from their indexes.
+  git_odb* raw_odb = nullptr;
+  if (int err = git_odb_new(&raw_odb); err != 0) return GitError(err, "new object database");
+  OdbPtr odb(raw_odb);
+  for (const PackFile& p : packs) {
+    git_odb_backend* backend = nullptr;
+    if (int err = git_odb_backend_one_pack(&backend, p.index().c_str()); err != 0) {
+      return GitError(err, "read " + p.index().string());
+    }
+    if (int err = git_odb_add_backend(odb.get(), backend, 1); err != 0) {
+      backend->free(backend);
+      return GitError(err, "read " + p.index().string());
+    }
+  }
+  std::vector<git_oid> ids;
+  auto collect = [](const git_oid* id, void* payload) {
+    static_cast<std::vector<git_oid>*>(payload)->push_back(*id);
+    return 0;
+  };
+  if (int err = git_odb_foreach(odb.get(), collect, &ids); err != 0) return GitError(err, "list objects");
+  git_packbuilder* raw_pb = nullptr;
+  if (int err = git_packbuilder_new(&raw_pb, repo); err != 0) return GitError(err, "new pack");
+  PackbuilderPtr pb(raw_pb);
+  for (const git_oid& id : ids) {  // an object in several packs is inserted once
+    if (int err = git_packbuilder_insert(pb.get(), &id, nullptr); err != 0) {
+      return GitError(err, "pack object " + OidHex(id));
+    }
+  }
+  if (int err = git_packbuilder_write(pb.get(), pack_dir.c_str(), 0, nullptr, nullptr); err != 0) {
+    return GitError(err, "write pack in " + pack_dir.string());
+  }
+  const fs::path written = pack_dir / fmt::format("pack-{}.pack", git_packbuilder_name(pb.get()));
+  const PackFile merged{written};
+  for (const fs::path& p : {merged.pack, merged.index(), pack_dir}) GANTRY_RETURN_IF_ERROR(SyncPath(p));
+  for (const PackFile& p : packs) {
+    if (p.pack == merged.pack) continue;  // the same objects packed the same way
+    std::error_code ec;
+    fs::remove(p.pack, ec);  // the pack first: an index without its pack is ignored
+    if (!ec) fs::remove(p.index(), ec);
+    if (ec) return InternalError("remove {}: {}", p.pack.string(), ec.message());
+  }
+  return packs.size();
+}
+
 // --- the repository --------------------------------------------------------------------------
 
 class Libgit2Repository final : public Repository {
@@ -458,6 +569,7 @@ class Libgit2Repository final : public Repository {
   // when the PooledRepo is destroyed.
   struct GiveBack {
     std::shared_ptr<Mirrors::FetchGate> gate;
+    uint64_t generation = 0;  // the gate's when the handle was opened
     void operator()(git_repository* repo) const;
   };
   using PooledRepo = std::unique_ptr<git_repository, GiveBack>;
@@ -490,7 +602,7 @@ class Libgit2Repository final : public Repository {
 void Libgit2Repository::GiveBack::operator()(git_repository* repo) const {
   {
     MutexLock lock(gate->pool_mu);
-    if (gate->idle.size() < Mirrors::FetchGate::kMaxIdle) {
+    if (generation == gate->generation && gate->idle.size() < Mirrors::FetchGate::kMaxIdle) {
       gate->idle.push_back(repo);
       return;
     }
@@ -499,19 +611,21 @@ void Libgit2Repository::GiveBack::operator()(git_repository* repo) const {
 }
 
 Result<Libgit2Repository::PooledRepo> Libgit2Repository::OpenRepo() const {
+  uint64_t generation = 0;
   {
     MutexLock lock(gate_->pool_mu);
+    generation = gate_->generation;
     if (!gate_->idle.empty()) {
       git_repository* repo = gate_->idle.back();
       gate_->idle.pop_back();
-      return PooledRepo(repo, GiveBack{gate_});
+      return PooledRepo(repo, GiveBack{gate_, generation});
     }
   }
   git_repository* repo = nullptr;
   if (int err = git_repository_open_bare(&repo, dir_.c_str()); err != 0) {
     return GitError(err, "open mirror " + dir_.string());
   }
-  return PooledRepo(repo, GiveBack{gate_});
+  return PooledRepo(repo, GiveBack{gate_, generation});
 }
 
 Result<FetchResult> Libgit2Repository::Fetch() {
@@ -587,6 +701,13 @@ Status Libgit2Repository::DoFetch() {
       return GitError(err, "set HEAD to " + default_branch);
     }
     git_reference_free(head);
+  }
+  // The fetch succeeded whatever happens here: a failed consolidation leaves the packs as they were.
+  auto merged = ConsolidatePacks(repo.get(), dir_);
+  if (!merged.ok()) {
+    log::Warn("git: {}: {}", url_, merged.status().WithContext("consolidate the mirror's packs").ToString());
+  } else if (*merged > 0) {
+    gate_->Recycle();
   }
   return OkStatus();
 }

@@ -452,32 +452,44 @@ Renderer Detect(const fs::path& dir) {
   return Renderer::kPlain;
 }
 
+void RenderCache::DropLeastRecent() {
+  stats_.bytes -= lru_.back().bytes;
+  index_.erase(lru_.back().key);
+  lru_.pop_back();
+}
+
+void RenderCache::DropIdle(std::chrono::steady_clock::time_point now) {
+  if (max_idle_.count() <= 0) return;
+  while (!lru_.empty() && now - lru_.back().used > max_idle_) DropLeastRecent();
+}
+
 std::optional<std::vector<Manifest>> RenderCache::Get(const std::string& key) {
+  const auto now = clock_->Now();
   MutexLock lock(mu_);
+  DropIdle(now);
   auto it = index_.find(key);
   if (it == index_.end()) {
     ++stats_.misses;
     return std::nullopt;
   }
   ++stats_.hits;
+  it->second->used = now;
   lru_.splice(lru_.begin(), lru_, it->second);
   return it->second->manifests;
 }
 
 void RenderCache::Put(const std::string& key, std::vector<Manifest> manifests, size_t bytes) {
+  const auto now = clock_->Now();
   MutexLock lock(mu_);
+  DropIdle(now);
   if (auto it = index_.find(key); it != index_.end()) {
     stats_.bytes -= it->second->bytes;
     lru_.erase(it->second);
     index_.erase(it);
   }
   if (bytes > max_bytes_) return;
-  while (!lru_.empty() && stats_.bytes + bytes > max_bytes_) {
-    stats_.bytes -= lru_.back().bytes;
-    index_.erase(lru_.back().key);
-    lru_.pop_back();
-  }
-  lru_.push_front(Entry{key, std::move(manifests), bytes});
+  while (!lru_.empty() && stats_.bytes + bytes > max_bytes_) DropLeastRecent();
+  lru_.push_front(Entry{key, std::move(manifests), bytes, now});
   index_[key] = lru_.begin();
   stats_.bytes += bytes;
 }

@@ -94,6 +94,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/mutex.h"
 #include "base/status.h"
 #include "git/git.h"
@@ -296,11 +297,14 @@ Result<std::string> ReadAgeKeyFile(const std::filesystem::path& path);
 Result<std::string> FindSops(const std::string& explicit_binary = "");
 
 // Thread-safe in-memory LRU cache of rendered results, bounded by the approximate bytes of the
-// memory its entries' parsed objects occupy (internal::ManifestBytes for the renders here). Entries
-// share their (immutable) Values with the callers.
+// memory its entries' parsed objects occupy (internal::ManifestBytes for the renders here) and,
+// when max_idle is set, by age: an entry neither read nor written for max_idle is dropped at the
+// next Get or Put. Entries share their (immutable) Values with the callers.
 class RenderCache {
  public:
-  explicit RenderCache(size_t max_bytes = 256u << 20) : max_bytes_(max_bytes) {}
+  explicit RenderCache(size_t max_bytes = 256u << 20, std::chrono::seconds max_idle = {},
+                       Clock* clock = &SystemClock())
+      : max_bytes_(max_bytes), max_idle_(max_idle), clock_(clock) {}
   RenderCache(const RenderCache&) = delete;
   RenderCache& operator=(const RenderCache&) = delete;
 
@@ -318,8 +322,14 @@ class RenderCache {
     std::string key;
     std::vector<Manifest> manifests;
     size_t bytes;
+    std::chrono::steady_clock::time_point used;
   };
+  void DropLeastRecent() REQUIRES(mu_);
+  void DropIdle(std::chrono::steady_clock::time_point now) REQUIRES(mu_);
+
   const size_t max_bytes_;
+  const std::chrono::seconds max_idle_;  // 0: entries do not expire
+  Clock* const clock_;
   mutable Mutex mu_;
   std::list<Entry> lru_ GUARDED_BY(mu_);  // most recent first
   std::unordered_map<std::string, std::list<Entry>::iterator> index_ GUARDED_BY(mu_);

@@ -360,6 +360,31 @@ TEST(RenderCache, LruBoundedByBytes) {
   EXPECT_EQ(s.misses, 2u);
 }
 
+// Found by the soak (bench/soak/run.sh): the agent renders each new commit of an application once
+// and rarely again, so its cache filled with renders of superseded commits up to its byte bound
+// and the agent's memory grew for as long as commits came. Entries idle for max_idle go.
+TEST(RenderCache, EntriesIdleLongerThanMaxIdleAreDropped) {
+  FakeClock clock;
+  RenderCache cache(1 << 20, std::chrono::seconds(60), &clock);
+  auto docs = value::ParseYaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
+  std::vector<Manifest> one{Manifest{(*docs)[0], "a"}};
+  cache.Put("old", one, 40);
+  cache.Put("used", one, 40);
+  clock.Advance(std::chrono::seconds(50));
+  EXPECT_TRUE(cache.Get("used").has_value());  // read: idle again from now
+  clock.Advance(std::chrono::seconds(20));     // "old" idle 70 s, "used" 20 s
+  cache.Put("new", one, 40);
+  EXPECT_FALSE(cache.Get("old").has_value());
+  EXPECT_TRUE(cache.Get("used").has_value());
+  EXPECT_TRUE(cache.Get("new").has_value());
+  EXPECT_EQ(cache.stats().entries, 2u);
+  EXPECT_EQ(cache.stats().bytes, 80u);
+  clock.Advance(std::chrono::seconds(61));
+  EXPECT_FALSE(cache.Get("new").has_value());
+  EXPECT_EQ(cache.stats().entries, 0u);
+  EXPECT_EQ(cache.stats().bytes, 0u);
+}
+
 // The agent's cache was charged the text of its entries, about a tenth of what their parsed objects
 // occupy, so a "64 MiB" cache grew past a gigabyte.
 TEST(RenderCache, EntriesAreChargedWhatTheirParsedObjectsOccupy) {

@@ -14,6 +14,14 @@
 
 namespace gantry::agent::internal {
 
+// Each Source's cache of rendered manifests (render::RenderCache). An unchanged application is not
+// rendered at all (the agent's steady-state memo), so the cache serves re-renders at the same
+// commit (a changed spec, a retried sync), a few at a time: 4 MiB as the cache counts, which is
+// what the parsed objects occupy, and nothing kept unused for 5 minutes. Without that age bound
+// the renders of superseded commits, never asked for again, filled it to its bound and the
+// agent's memory grew with every commit for hours (the soak, bench/soak/run.sh).
+inline render::RenderCache NewRenderCache() { return render::RenderCache(4u << 20, std::chrono::minutes(5)); }
+
 // `base` with the renderer and the Kustomize, Helm and Jsonnet options of `app` (release name, value
 // files, values, parameters, CRDs, the destination namespace as release namespace; TLAs, external
 // variables, libraries), fetching beyond the source only what `allow_repository` allows. Every Source
