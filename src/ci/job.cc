@@ -334,6 +334,7 @@ RunOptions RunOptionsOf(const Job& job, const CheckedOut& co, const fs::path& ru
   ro.cache_quota_bytes = job.cache_quota_bytes;
   ro.parallelism = job.parallelism;
   ro.run_id = job.run.id;
+  ro.attempt = job.run.attempt;
   return ro;
 }
 

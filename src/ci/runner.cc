@@ -67,9 +67,9 @@ struct LogBudget {
 class StepLog {
  public:
   StepLog(const std::vector<std::string>& secrets, Recorder* recorder, const std::atomic<bool>* fenced, int64_t run_id,
-          std::string step, std::function<void(std::string_view)> live, LogBudget& budget)
+          std::string step, std::function<void(std::string_view)> live, LogBudget& budget, int64_t first_seq)
       : masker_(secrets), recorder_(recorder), fenced_(fenced), run_id_(run_id), step_(std::move(step)),
-        live_(std::move(live)), budget_(budget) {}
+        live_(std::move(live)), budget_(budget), seq_(first_seq) {}
 
   void Write(std::string_view raw) {
     MutexLock lock(mu_);
@@ -152,7 +152,7 @@ class StepLog {
   const std::function<void(std::string_view)> live_;
   LogBudget& budget_;
   std::string buf_ GUARDED_BY(mu_);
-  int64_t seq_ GUARDED_BY(mu_) = 0;
+  int64_t seq_ GUARDED_BY(mu_);
   bool truncated_ GUARDED_BY(mu_) = false;
   std::chrono::steady_clock::time_point retry_at_ GUARDED_BY(mu_);  // after a refused chunk
   std::string lost_ GUARDED_BY(mu_);
@@ -650,7 +650,8 @@ void Runner::Impl::Start(size_t i) {
   WriteStep(sr);
   Report(Progress::Kind::kStarted, &sr, {});
   auto live = [this, name_only = &output_names[i]](std::string_view d) { Report(Progress::Kind::kOutput, name_only, d); };
-  logs[i] = std::make_unique<StepLog>(secret_values, recorder, options.fenced, options.run_id, sr.name, live, budget);
+  logs[i] = std::make_unique<StepLog>(secret_values, recorder, options.fenced, options.run_id, sr.name, live, budget,
+                                      FirstLogSeq(options.attempt));
   ++running;
   threads[i] = std::thread([this, i] {
     Ended e = RunStep(shared, i, *steps[i], *logs[i]);

@@ -140,6 +140,11 @@ struct RunOptions {
   int parallelism = 4;
   store::Store* store = nullptr;  // optional; then run_id must name a run
   int64_t run_id = 0;
+  // The run's attempt (store::Run::attempt). Its steps' log chunks are numbered from
+  // FirstLogSeq(attempt), after every chunk an earlier attempt can have written: a chunk of this
+  // attempt that happens to hold the same bytes as an earlier attempt's at the same number would
+  // otherwise be taken for a retry of it (the store's appends are idempotent) and left out.
+  int attempt = 1;
   Recorder* recorder = nullptr;   // instead of store: where step states and logs go
   // Once set (by the server when another server took the run over: its lease expired), nothing
   // more of the run is written to the store; the caller cancels the runner too.
@@ -189,6 +194,11 @@ class Runner {
   std::atomic<bool> cancel_{false};
   std::unique_ptr<Impl> impl_;
 };
+
+// The first log chunk number of a run's attempt: 0 for the first, then (attempt - 1) << 32 (no
+// attempt writes 2^32 chunks: a step's log is bounded by max_log_bytes, 64 MiB by default, and a
+// chunk is written at most every kFlushInterval or 16 KiB).
+inline int64_t FirstLogSeq(int attempt) { return attempt <= 1 ? 0 : static_cast<int64_t>(attempt - 1) << 32; }
 
 // A file name for a step ("test (linux, 3)" → "test_linux_3_").
 std::string StepDirName(std::string_view step);

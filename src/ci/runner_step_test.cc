@@ -296,13 +296,14 @@ class PrintingExecutor : public Executor {
 
 class StepLogStoreTest : public RunnerStepTest {
  protected:
-  RunResult RunPrinting(int chunks) {
+  RunResult RunPrinting(int chunks, int attempt = 1) {
     auto p = ParsePipeline("steps:\n  a: {run: ['print']}\n", "p.yaml");
     GANTRY_CHECK(p.ok());
     pipeline_ = *p;
     PrintingExecutor executor(chunks);
     Runner runner(pipeline_, executor,
-                  RunOptions{.workspace = root_ / "ws", .run_dir = root_ / "run", .run_id = 1, .recorder = &recorder_});
+                  RunOptions{.workspace = root_ / "ws", .run_dir = root_ / "run", .run_id = 1, .attempt = attempt,
+                             .recorder = &recorder_});
     auto r = runner.Run();
     GANTRY_CHECK(r.ok());
     return *r;
@@ -323,6 +324,17 @@ TEST_F(StepLogStoreTest, ARefusedChunkIsSentAgainAndTheLogKeepsEveryByte) {
   // Refused once, then held back for a second rather than tried at every write; the step's end
   // sends it all.
   EXPECT_LE(recorder_.calls(), 4);
+}
+
+// Regression (fault campaign, a worker killed mid-step): the second attempt's first chunk held the
+// same bytes as the first attempt's, at the same number, so the store took it for a retry and the
+// second attempt's log lacked its first lines. Each attempt numbers its chunks after the earlier
+// ones': the stored log is the first attempt's, then the whole of the second.
+TEST_F(StepLogStoreTest, ASecondAttemptPrintingTheSameKeepsItsWholeLog) {
+  RunPrinting(2, 1);
+  RunPrinting(2, 2);
+  const std::string once = PrintingExecutor::Piece(0) + PrintingExecutor::Piece(1);
+  EXPECT_EQ(recorder_.Log("a"), once + once);
 }
 
 // A log that still cannot be stored when the step ends fails the step, saying why: a run that
