@@ -111,7 +111,7 @@ Result<uint64_t> Server::WorkerUpload(int64_t id, std::string_view worker, int a
                                    "earlier parts went to another server, or were lost): start it over at 0",
                                    id, held, attempt, offset);
   }
-  if (offset + data.size() > options_.max_workspace_bytes) {
+  if (options_.max_workspace_bytes > 0 && offset + data.size() > options_.max_workspace_bytes) {  // 0: no limit
     return ResourceExhaustedError("run {}: the workspace upload exceeds the run's workspace limit of {} bytes (--max-workspace)",
                                   id, options_.max_workspace_bytes);
   }
@@ -176,8 +176,12 @@ Status Server::WorkerRelease(int64_t id, std::string_view worker, int attempt, s
   const fs::path workspace = upload.parent_path() / "workspace";
   fs::remove_all(workspace, ec);
   fs::create_directories(workspace, ec);
-  auto extracted = oci::ExtractTreeTar(
-      read, workspace, {.max_file_bytes = options_.max_workspace_bytes, .max_total_bytes = options_.max_workspace_bytes});
+  // With no workspace limit (--max-workspace 0), ExtractLimits' own bounds against bombs.
+  oci::ExtractLimits limits;
+  if (options_.max_workspace_bytes > 0) {
+    limits.max_file_bytes = limits.max_total_bytes = options_.max_workspace_bytes;
+  }
+  auto extracted = oci::ExtractTreeTar(read, workspace, limits);
   f.reset();
   fs::remove(upload, ec);
   if (!extracted.ok()) {

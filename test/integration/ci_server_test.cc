@@ -1426,6 +1426,29 @@ TEST(CiServerWorkers, ARunBuiltOnAWorkerIsReleasedByTheServerAndBadUploadsAreRef
   EXPECT_THAT(over, HasSubstr("workspace limit of 1048576 bytes"));
 }
 
+// Regression: with no workspace limit (`--max-workspace 0`, documented as "no limit"), the server
+// refused every part of a worker's upload as beyond a limit of 0 bytes, so no run built on a
+// worker could be released.
+TEST(CiServerWorkers, WithoutAWorkspaceLimitAWorkersRunIsReleased) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  const std::string host = testenv::Shared("registry.sh").Get("REGISTRY_HOST");
+  const std::string image = host + "/worker-nolimit-" + std::to_string(::getpid()) + "/web";
+  const std::string config = MakeConfigRepo(root, image);
+  std::string sha = MakeReleasingRepo(root / "repo", image, config);
+  std::string url = "file://" + (root / "repo").string();
+  std::vector<std::string> flags = NoLocalWorkers();
+  flags.insert(flags.end(), {"--config-repo", config, "--insecure-registry", host, "--max-workspace", "0"});
+  Srv srv(root, url, flags);
+  WorkerPool pool(root, srv);
+  pool.Start("w0");
+  ASSERT_THAT(PostPush(srv, PushPayload(url, sha), "nolimit-1"), HasSubstr(" 201"));
+  std::vector<store::Run> runs = pool.WaitFinal(1);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state, store::RunState::kSucceeded) << runs[0].message << "\n" << pool.Log(runs[0]);
+  ExpectReleasedOnce(*pool.db, root / "config.git", host, image.substr(host.size() + 1), sha, 1);
+}
+
 // Two runs at a time on one worker (--concurrency 2), each under its own lease; and a step's
 // output that is not UTF-8 is stored byte for byte, as the server's own workers store it.
 TEST(CiServerWorkers, AWorkerBuildsTwoRunsAtOnceAndKeepsTheBytesOfTheirLogs) {
