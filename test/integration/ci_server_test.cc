@@ -1648,6 +1648,36 @@ TEST(CiServerFaults, AWorkerKilledAtASeededPointIsReplacedAndTheLogHoldsAPrefixT
                        testenv::Seconds(killed - start), recover_s);
 }
 
+// A server whose data directory and SQLite store are on `disk`, building a repository whose step
+// prints 120 lines of 190 bytes over about 1.5 s and then "finished" (`whole`); run 1 of it is
+// pushed, and the fixture is ready once the step's first line is stored.
+struct PrintingOnDisk {
+  explicit PrintingOnDisk(const testenv::SmallDisk& disk, const std::string& delivery)
+      : db_url("sqlite:" + (disk.dir() / "gantry.db").string()) {
+    // Steps run as uid 65533 when the server is root: they must reach the workspaces on the disk.
+    fs::permissions(disk.dir().parent_path(), fs::perms::others_exec, fs::perm_options::add);
+    const fs::path root = tmp.path();
+    sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  print: {run: 'i=1; while [ $i -le 120 ]; do "
+                                  "echo \"line $i $(printf %0180d 0)\"; i=$((i+1)); sleep 0.01; done; echo finished'}\n");
+    for (int i = 1; i <= 120; ++i) whole += fmt::format("line {} {:0180d}\n", i, 0);
+    whole += "finished\n";
+    url = "file://" + (root / "repo").string();
+    srv = std::make_unique<Srv>(root, url, std::vector<std::string>{"--data-dir", (disk.dir() / "data").string(), "--store",
+                                                                    db_url, "--run-lease", "3s"});
+    pushed = PostPush(*srv, PushPayload(url, sha), delivery);
+    for (int i = 0; i < 600 && Logs(*srv, 1).find("line 1 ") == std::string::npos; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  // Whether run 1 was acknowledged and its step's first line stored.
+  bool Printing() { return pushed.find(" 201") != std::string::npos && Logs(*srv, 1).find("line 1 ") != std::string::npos; }
+
+  testenv::ScopedTempDir tmp;
+  const std::string db_url;
+  std::string sha, url, whole, pushed;
+  std::unique_ptr<Srv> srv;
+};
+
 // The server's data directory and SQLite store on a 16 MB tmpfs (root only: testenv::SmallDisk),
 // filled a seeded 0-500 ms after a step's first output is stored, while it prints (120 lines of
 // 190 bytes over about 1.5 s); space comes back once the server has failed to record the run's end.
@@ -1659,24 +1689,12 @@ TEST(CiServerFaults, AWorkerKilledAtASeededPointIsReplacedAndTheLogHoldsAPrefixT
 TEST(CiServerFaults, AFullDataDiskWhileAStepPrintsPausesTheRunUntilSpaceReturns) {
   testenv::SmallDisk disk("16m");
   if (!disk.why_not().empty()) GTEST_SKIP() << disk.why_not();
-  // Steps run as uid 65533 when the server is root: they must reach the workspaces on the disk.
-  fs::permissions(disk.dir().parent_path(), fs::perms::others_exec, fs::perm_options::add);
   std::mt19937_64 random(testenv::FaultSeed() + 2);
-  testenv::ScopedTempDir tmp;
-  fs::path root = tmp.path();
-  std::string sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  print: {run: 'i=1; while [ $i -le 120 ]; do "
-                                            "echo \"line $i $(printf %0180d 0)\"; i=$((i+1)); sleep 0.01; done; echo finished'}\n");
-  std::string whole;
-  for (int i = 1; i <= 120; ++i) whole += fmt::format("line {} {:0180d}\n", i, 0);
-  whole += "finished\n";
-  std::string url = "file://" + (root / "repo").string();
-  const std::string db_url = "sqlite:" + (disk.dir() / "gantry.db").string();
-  Srv srv(root, url, {"--data-dir", (disk.dir() / "data").string(), "--store", db_url, "--run-lease", "3s"});
-  ASSERT_THAT(PostPush(srv, PushPayload(url, sha), "full-1"), HasSubstr(" 201"));
-  for (int i = 0; i < 600 && Logs(srv, 1).find("line 1 ") == std::string::npos; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_THAT(Logs(srv, 1), HasSubstr("line 1 ")) << "the step's log never showed";
+  PrintingOnDisk p(disk, "full-1");
+  ASSERT_TRUE(p.Printing()) << "run 1 was not acknowledged, or its step's log never showed: " << p.pushed;
+  Srv& srv = *p.srv;
+  const fs::path root = p.tmp.path();
+  const std::string &url = p.url, &db_url = p.db_url, &whole = p.whole;
   std::this_thread::sleep_for(std::chrono::milliseconds(random() % 500));  // the schedule
   const auto full = std::chrono::steady_clock::now();
   fs::path filler = disk.Fill();
@@ -1720,22 +1738,10 @@ TEST(CiServerFaults, AFullDataDiskWhileAStepPrintsPausesTheRunUntilSpaceReturns)
 TEST(CiServerFaults, ADiskFullForAMomentWhileAStepPrintsLosesNoLineOfItsLog) {
   testenv::SmallDisk disk("16m");
   if (!disk.why_not().empty()) GTEST_SKIP() << disk.why_not();
-  fs::permissions(disk.dir().parent_path(), fs::perms::others_exec, fs::perm_options::add);
-  testenv::ScopedTempDir tmp;
-  fs::path root = tmp.path();
-  std::string sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  print: {run: 'i=1; while [ $i -le 120 ]; do "
-                                            "echo \"line $i $(printf %0180d 0)\"; i=$((i+1)); sleep 0.01; done; echo finished'}\n");
-  std::string whole;
-  for (int i = 1; i <= 120; ++i) whole += fmt::format("line {} {:0180d}\n", i, 0);
-  whole += "finished\n";
-  std::string url = "file://" + (root / "repo").string();
-  const std::string db_url = "sqlite:" + (disk.dir() / "gantry.db").string();
-  Srv srv(root, url, {"--data-dir", (disk.dir() / "data").string(), "--store", db_url, "--run-lease", "3s"});
-  ASSERT_THAT(PostPush(srv, PushPayload(url, sha), "moment-1"), HasSubstr(" 201"));
-  for (int i = 0; i < 600 && Logs(srv, 1).find("line 1 ") == std::string::npos; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_THAT(Logs(srv, 1), HasSubstr("line 1 ")) << "the step's log never showed";
+  PrintingOnDisk p(disk, "moment-1");
+  ASSERT_TRUE(p.Printing()) << "run 1 was not acknowledged, or its step's log never showed: " << p.pushed;
+  Srv& srv = *p.srv;
+  const std::string &db_url = p.db_url, &whole = p.whole;
   fs::path filler = disk.Fill();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   fs::remove(filler);
