@@ -1316,7 +1316,7 @@ TEST(CiServerWorkers, ARunWhoseReleasingReplicaIsKilledIsBuiltAgainAndReleasedOn
 }
 
 // A tar stream of one regular file named `name`, as a hostile worker could send it.
-std::string OneFileTar(const std::string& name, const std::string& data) {
+std::string OneFileTar(const std::string& name, const std::string& data, const std::string& link_to = "") {
   std::string h(512, '\0');
   auto field = [&](size_t at, size_t len, uint64_t v) { std::snprintf(&h[at], len, "%0*llo", static_cast<int>(len - 1), static_cast<unsigned long long>(v)); };
   h.replace(0, name.size(), name);
@@ -1325,7 +1325,8 @@ std::string OneFileTar(const std::string& name, const std::string& data) {
   field(116, 8, 0);
   field(124, 12, data.size());
   field(136, 12, 0);
-  h[156] = '0';
+  h[156] = link_to.empty() ? '0' : '2';  // a regular file, or a symlink to link_to
+  h.replace(157, link_to.size(), link_to);
   h.replace(257, 8, std::string("ustar\0" "00", 8));
   h.replace(148, 8, "        ");
   unsigned sum = 0;
@@ -1340,7 +1341,7 @@ std::string OneFileTar(const std::string& name, const std::string& data) {
 // registry and config repository) releases it: one image in the registry at the ledger's digest,
 // one config commit, one ledger release. Then, as a worker itself, the test sends uploads the
 // server must refuse: from a claim it does not hold, with entries that climb out or are absolute,
-// with a wrong digest, beyond the workspace limit.
+// with a wrong digest, beyond the workspace limit, and a layer source linking out of the workspace.
 TEST(CiServerWorkers, ARunBuiltOnAWorkerIsReleasedByTheServerAndBadUploadsAreRefused) {
   testenv::ScopedTempDir tmp;
   fs::path root = tmp.path();
@@ -1424,6 +1425,18 @@ TEST(CiServerWorkers, ARunBuiltOnAWorkerIsReleasedByTheServerAndBadUploadsAreRef
   const std::string over = put(2, attempt, half.size(), half);
   EXPECT_THAT(over, HasSubstr(" 413"));
   EXPECT_THAT(over, HasSubstr("workspace limit of 1048576 bytes"));
+  // The layer's source a link out of the workspace (to the server's /etc): nothing of it is released.
+  const std::string link = OneFileTar("dist", "", "/etc");
+  ASSERT_THAT(put(2, attempt, 0, link), HasSubstr(" 200"));
+  EXPECT_THAT(release("sha256:" + Sha256Hex(link)), HasSubstr("releasing"));
+  std::vector<store::Run> ended = pool.WaitFinal(2);
+  ASSERT_EQ(ended.size(), 2u);
+  EXPECT_EQ(ended[1].state, store::RunState::kFailed);
+  EXPECT_THAT(ended[1].message, HasSubstr("layer src dist: "));
+  EXPECT_THAT(ended[1].message, HasSubstr("is a symbolic link to the absolute path /etc, outside"));
+  auto releases = pool.db->ListReleases("web", 10);
+  ASSERT_TRUE(releases.ok());
+  EXPECT_EQ(releases->size(), 1u) << "run 2 was released";
 }
 
 // Regression: with no workspace limit (`--max-workspace 0`, documented as "no limit"), the server
