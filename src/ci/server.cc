@@ -462,7 +462,9 @@ Status Server::Release(const store::Run& run, const Pipeline& pipeline, const fs
   Masker masker(options_.secrets.AllValues());
   struct {
     Mutex mu;
-    std::map<std::string, int64_t, std::less<>> seq GUARDED_BY(mu);  // stage → next chunk
+    // stage → next chunk; from FirstLogSeq(run.attempt), as a step's, so that a release resumed
+    // by a later attempt printing what the dead one printed is not taken for a retry of its chunks
+    std::map<std::string, int64_t, std::less<>> seq GUARDED_BY(mu);
     std::string current GUARDED_BY(mu);                               // the stage logging last
   } stages;
   auto set_state = [&](const std::string& stage, RunState state) {
@@ -475,7 +477,7 @@ Status Server::Release(const store::Run& run, const Pipeline& pipeline, const fs
     auto it = stages.seq.find(stage);
     if (it == stages.seq.end()) {
       if (!stages.current.empty()) set_state(stages.current, RunState::kSucceeded);
-      it = stages.seq.emplace(std::string(stage), 0).first;
+      it = stages.seq.emplace(std::string(stage), FirstLogSeq(run.attempt)).first;
       set_state(it->first, RunState::kRunning);
     }
     stages.current = it->first;

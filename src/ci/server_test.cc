@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -146,19 +147,10 @@ class ServerCancelTest : public ::testing::Test {
     std::string tmpl = (fs::temp_directory_path() / "ci_server_test.XXXXXX").string();
     GANTRY_CHECK(::mkdtemp(tmpl.data()) != nullptr);
     dir_ = tmpl;
-    fs::path repo = dir_ / "repo";
-    fs::create_directories(repo / ".gantry");
-    GANTRY_CHECK(WriteFileAtomic(repo / ".gantry" / "pipeline.yaml", "shell: sh\nsteps:\n  build: {run: make}\n").ok());
-    ProcessOptions po;
-    po.cwd = repo.string();
-    po.env = {{"GIT_AUTHOR_NAME", "t"}, {"GIT_AUTHOR_EMAIL", "t@e"}, {"GIT_COMMITTER_NAME", "t"},
-              {"GIT_COMMITTER_EMAIL", "t@e"}, {"PATH", "/usr/bin:/bin"}, {"HOME", dir_.string()}};
-    for (auto argv : std::vector<std::vector<std::string>>{
-             {"git", "init", "-q", "-b", "main"}, {"git", "add", "-A"}, {"git", "commit", "-q", "-m", "init"}}) {
-      auto r = RunChecked(argv, po);
-      ASSERT_TRUE(r.ok()) << r.status().ToString();
-    }
-    url_ = "file://" + repo.string();
+    fs::create_directories(dir_ / "repo");
+    ASSERT_NO_FATAL_FAILURE(Git({"init", "-q", "-b", "main"}));
+    ASSERT_NO_FATAL_FAILURE(CommitPipeline("shell: sh\nsteps:\n  build: {run: make}\n", "init"));
+    url_ = "file://" + (dir_ / "repo").string();
     auto store = store::Open("sqlite:" + (dir_ / "gantry.db").string());
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(*store);
@@ -173,11 +165,29 @@ class ServerCancelTest : public ::testing::Test {
     fs::remove_all(dir_);
   }
 
-  // A server on store_ (through a HoldingStore with `hold`) whose steps wait to be cancelled or not.
-  void Start(bool wait, bool hold = false) {
+  void Git(std::vector<std::string> args) {
+    ProcessOptions po;
+    po.cwd = (dir_ / "repo").string();
+    po.env = {{"GIT_AUTHOR_NAME", "t"}, {"GIT_AUTHOR_EMAIL", "t@e"}, {"GIT_COMMITTER_NAME", "t"},
+              {"GIT_COMMITTER_EMAIL", "t@e"}, {"PATH", "/usr/bin:/bin"}, {"HOME", dir_.string()}};
+    args.insert(args.begin(), "git");
+    auto r = RunChecked(args, po);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+  }
+  // Commits .gantry/pipeline.yaml holding `text` to main.
+  void CommitPipeline(const std::string& text, const std::string& message = "pipeline") {
+    fs::create_directories(dir_ / "repo" / ".gantry");
+    ASSERT_TRUE(WriteFileAtomic(dir_ / "repo" / ".gantry" / "pipeline.yaml", text).ok());
+    ASSERT_NO_FATAL_FAILURE(Git({"add", "-A"}));
+    ASSERT_NO_FATAL_FAILURE(Git({"commit", "-q", "-m", message}));
+  }
+
+  // A server on store_ (through a HoldingStore with `hold`) whose steps wait to be cancelled or not,
+  // releasing its runs with `release` when set.
+  void Start(bool wait, bool hold = false, std::function<Status(const SucceededRun&)> release = nullptr) {
     executor_ = std::make_unique<WaitingExecutor>(wait);
     if (hold) holding_ = std::make_unique<HoldingStore>(*store_);
-    ServerOptions o{.repos = {url_}, .data_dir = dir_ / "data"};
+    ServerOptions o{.repos = {url_}, .data_dir = dir_ / "data", .after_success = std::move(release)};
     o.git.allow_file = true;
     server_ = std::make_unique<Server>(hold ? *holding_ : *store_, *executor_, std::move(o));
     ASSERT_TRUE(server_->Start().ok());
@@ -292,6 +302,38 @@ TEST_F(ServerCancelTest, ARunAnotherServerClaimedIsCancelledAtItsNextRenewal) {
   renewed = store_->RenewRunLease(id, "other-server", 1, store::kDefaultRunLease);
   ASSERT_TRUE(renewed.ok());
   EXPECT_EQ(*renewed, store::Renewal::kCancelRequested);
+}
+
+// A release that a server died in is done again by the next attempt, which prints the same first
+// line: it was stored as chunk 0 of the stage by both, so the store took the second for a retry of
+// the first and left it out (the steps had this bug too: FirstLogSeq).
+TEST_F(ServerCancelTest, AReleaseDoneAgainByALaterAttemptKeepsEveryLineItPrinted) {
+  ASSERT_NO_FATAL_FAILURE(CommitPipeline("shell: sh\nsteps:\n  build: {run: make}\n"
+                                         "image:\n  repository: registry.test/web\n  layers: [dist]\n"));
+  int64_t id = Queue(0);
+  auto claimed = store_->ClaimNextQueuedRun("dead-server", std::nullopt, std::chrono::milliseconds(1));
+  ASSERT_TRUE(claimed.ok() && claimed->has_value());
+  ASSERT_TRUE(store_->AppendLogChunk(id, "image", 0, "pushing image\n").ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto expired = store_->MarkExpiredInterrupted();
+  ASSERT_TRUE(expired.ok() && expired->size() == 1);
+  ASSERT_TRUE(store_->UpdateRun(id, RunState::kQueued, "re-queued").ok());
+  Start(/*wait=*/false, /*hold=*/false, [](const SucceededRun& r) {
+    r.log("image", "pushing image");
+    r.log("image", "pushed");
+    return OkStatus();
+  });
+  RunState state = RunState::kQueued;
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+       !store::IsFinal(state) && std::chrono::steady_clock::now() < end;) {
+    state = StateAfter(id, state);
+  }
+  ASSERT_EQ(state, RunState::kSucceeded);
+  auto chunks = store_->ReadLog(id, "image", 0);
+  ASSERT_TRUE(chunks.ok()) << chunks.status().ToString();
+  std::string log;
+  for (const auto& c : *chunks) log += c.data;
+  EXPECT_EQ(log, "pushing image\npushing image\npushed\n");
 }
 
 }  // namespace

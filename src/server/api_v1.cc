@@ -13,6 +13,7 @@
 #include "api/application.h"
 #include "api/status.h"
 #include "base/hash.h"
+#include "base/percent.h"
 #include "git/git.h"
 #include "server/app_resources.h"
 #include "server/cluster_probe.h"
@@ -1599,26 +1600,6 @@ Result<http::Response> ReleaseFlow(const ApiV1Options& o, const http::Request& r
 
 // ---------------------------------------------------------------------------------------------
 // Pipelines: the repositories the CI server builds, with the steps of their newest run.
-
-// A path segment, percent-decoded ("https%3A%2F%2Fgit.example%2Fshop.git"); InvalidArgument for a
-// malformed escape.
-Result<std::string> PercentDecode(std::string_view text) {
-  std::string out;
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] != '%') {
-      out += text[i];
-      continue;
-    }
-    unsigned byte = 0;
-    if (i + 2 >= text.size() ||
-        std::from_chars(text.data() + i + 1, text.data() + i + 3, byte, 16).ptr != text.data() + i + 3) {
-      return InvalidArgumentError("{:?}: a '%' must be followed by two hex digits", text);
-    }
-    out += static_cast<char>(byte);
-    i += 2;
-  }
-  return out;
-}
 
 // How many of a pipeline's newest runs are searched for one that has steps (a queued run has none).
 constexpr int kPipelineRunsSearched = 20;

@@ -94,11 +94,12 @@ void StopScript(const std::string& script, const std::string& dir) {
 
 }  // namespace
 
-std::string ScriptDir() {
+std::string SourceDir() {
   const char* source = std::getenv("GANTRY_SOURCE_DIR");
-  return std::string(source != nullptr && *source != '\0' ? source : GANTRY_DEFAULT_SOURCE_DIR) +
-         "/test/env";
+  return source != nullptr && *source != '\0' ? source : GANTRY_DEFAULT_SOURCE_DIR;
 }
+
+std::string ScriptDir() { return SourceDir() + "/test/env"; }
 
 const std::string& ToolsDir() {
   static const std::string dir = [] {

@@ -26,8 +26,11 @@
 
 namespace gantry::testenv {
 
-// The directory of the test/env scripts: $GANTRY_SOURCE_DIR/test/env (gantry_cc_test sets
-// GANTRY_SOURCE_DIR), or the source tree this library was built from when it is unset.
+// The source tree: $GANTRY_SOURCE_DIR (gantry_cc_test sets it), or the source tree this library was
+// built from when it is unset, so that a test binary run by hand finds its test data too.
+std::string SourceDir();
+
+// The directory of the test/env scripts: SourceDir()/test/env.
 std::string ScriptDir();
 
 // The bin directory of the tool cache test/env/build-tools.sh fills, after building kustomize and

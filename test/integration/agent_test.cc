@@ -236,8 +236,7 @@ TEST_F(AgentTest, ConvergesFollowsCommitsAndPrunes) {
 // issue 16: the agent renders a Helm chart with the Application's destination namespace as the
 // release namespace and the cluster's version and APIs as .Capabilities.
 TEST_F(AgentTest, HelmChartRendersForTheClusterAndTheDestinationNamespace) {
-  const char* src = std::getenv("GANTRY_SOURCE_DIR");
-  std::filesystem::path chart = std::filesystem::path(src ? src : ".") / "src/render/testdata/helm/capabilities";
+  std::filesystem::path chart = std::filesystem::path(testenv::SourceDir()) / "src/render/testdata/helm/capabilities";
   auto read = [&](const std::string& rel) {
     std::ifstream in(chart / rel);
     return std::string(std::istreambuf_iterator<char>(in), {});

@@ -54,8 +54,7 @@ std::string Binary() {
 }
 
 fs::path CorpusDir() {
-  const char* src = std::getenv("GANTRY_SOURCE_DIR");
-  return fs::path(src != nullptr ? src : ".") / "test" / "hostile";
+  return fs::path(testenv::SourceDir()) / "test" / "hostile";
 }
 
 std::string RandomHex() {

@@ -468,8 +468,7 @@ Value Comparable(Value obj) {
 // namespace and, per cluster, with that cluster's version and APIs: the CRD installed only in
 // staging shows in staging's .Capabilities alone.
 TEST_F(DeliverTest, HelmChartIsRenderedForEachClusterAndTheDeployNamespace) {
-  const char* src = std::getenv("GANTRY_SOURCE_DIR");
-  std::filesystem::path chart = std::filesystem::path(src ? src : ".") / "src/render/testdata/helm/capabilities";
+  std::filesystem::path chart = std::filesystem::path(testenv::SourceDir()) / "src/render/testdata/helm/capabilities";
   for (const char* env : {"dev", "staging"}) {
     std::filesystem::create_directories(tmp_.path() + "/charts/envs/" + env);
     std::filesystem::copy(chart, tmp_.path() + "/charts/envs/" + env, std::filesystem::copy_options::recursive);

@@ -87,7 +87,7 @@ users:
   }
 
   static std::string Plugin() {
-    return std::string(std::getenv("GANTRY_SOURCE_DIR")) + "/test/integration/testdata/sa-token-plugin.sh";
+    return testenv::SourceDir() + "/test/integration/testdata/sa-token-plugin.sh";
   }
 
   int Runs() const {

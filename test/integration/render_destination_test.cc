@@ -25,8 +25,7 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
 fs::path Testdata() {
-  const char* src = std::getenv("GANTRY_SOURCE_DIR");
-  return fs::path(src ? src : ".") / "src/render/testdata";
+  return fs::path(testenv::SourceDir()) / "src/render/testdata";
 }
 
 void WriteFile(const fs::path& path, const std::string& text) {

@@ -23,7 +23,7 @@ class RenderGitTest : public ::testing::Test {
     work_ = tmp_.path() + "/work";
     Git({"init", "-q", "--bare", "-b", "main", bare_});
     Git({"init", "-q", "-b", "main", work_});
-    auto tools = gantry::RunChecked({std::string(std::getenv("GANTRY_SOURCE_DIR")) + "/test/env/build-tools.sh", "kustomize"}, {.inherit_env = true});
+    auto tools = gantry::RunChecked({testenv::ScriptDir() + "/build-tools.sh", "kustomize"}, {.inherit_env = true});
     GANTRY_CHECK(tools.ok());
     tools_ = tools->out.substr(0, tools->out.find('\n'));
   }

@@ -21,8 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path Testdata() {
-  const char* src = std::getenv("GANTRY_SOURCE_DIR");
-  return fs::path(src ? src : ".") / "src/render/testdata";
+  return fs::path(testenv::SourceDir()) / "src/render/testdata";
 }
 
 Options Tools() {
