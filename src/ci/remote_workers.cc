@@ -179,14 +179,14 @@ Status Server::WorkerRelease(int64_t id, std::string_view worker, int attempt, s
   // From the store to this server's disk (the parts may have reached any server sharing it).
   const fs::path upload = UploadPath(options_.data_dir, id, attempt);
   std::error_code ec;
-  auto got = FetchUpload(id, attempt, upload);
-  if (!got.ok()) fs::remove(upload, ec);
-  GANTRY_RETURN_IF_ERROR(got.status());
-  if (*got != digest) {
+  auto fetched = FetchUpload(id, attempt, upload);
+  if (!fetched.ok()) fs::remove(upload, ec);
+  GANTRY_RETURN_IF_ERROR(fetched.status());
+  if (*fetched != digest) {
     fs::remove(upload, ec);
     store_.DeleteRunUploads(id).IgnoreError();  // upload it again; dropped with the run's end anyway
     return InvalidArgumentError("run {}: the workspace upload's digest is {}, not {:?}: it was damaged on the way; upload it again",
-                                id, *got, digest);
+                                id, *fetched, digest);
   }
   File f = Open(upload, "rbe");
   if (f == nullptr) return UnavailableError("run {}: open {}: {}", id, upload.string(), std::strerror(errno));

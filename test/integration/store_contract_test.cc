@@ -862,7 +862,7 @@ TYPED_TEST(StoreContractTest, AWorkspaceUploadIsHeldForItsClaimOnlyAndDroppedWhe
   EXPECT_EQ(dropped, "") << "the upload of a re-queued run was kept";
   ASSERT_OK_AND_ASSIGN(auto again, s.ClaimNextQueuedRun("w2", std::nullopt, 10s));
   ASSERT_TRUE(again.has_value() && again->attempt == 2);
-  EXPECT_CODE(s.AppendRunUpload(id, "w1", 1, 0, part1).status(), Code::kAborted) << "the old attempt wrote";
+  EXPECT_CODE(s.AppendRunUpload(id, "w1", 1, 0, part1).status(), Code::kAborted);  // the old attempt
   ASSERT_OK(s.AppendRunUpload(id, "w2", 2, 0, part1).status());
   ASSERT_OK(s.UpdateRun(id, RunState::kSucceeded, "done", 2));
   ASSERT_OK_AND_ASSIGN(std::string ended, s.ReadRunUpload(id, 2, 0));
