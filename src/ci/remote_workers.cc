@@ -29,11 +29,11 @@ File Open(const fs::path& path, const char* mode) { return File(std::fopen(path.
 }  // namespace
 
 Result<std::optional<Job>> Server::WorkerClaim(std::string_view worker, const store::Labels& labels, bool untrusted,
-                                               std::chrono::milliseconds wait) {
+                                               std::chrono::milliseconds wait, std::optional<std::string_view> project) {
   const auto deadline = std::chrono::steady_clock::now() + wait;
   const std::optional<bool> trusted = untrusted ? std::nullopt : std::optional<bool>(true);
   for (;;) {
-    auto claimed = store_.ClaimNextQueuedRun(worker, trusted, options_.run_lease, labels);
+    auto claimed = store_.ClaimNextQueuedRun(worker, trusted, options_.run_lease, labels, project);
     if (!claimed.ok()) return UnavailableError("claim a run: {}", claimed.status().message());
     if (claimed->has_value()) {
       log::Info("ci: run {} claimed by remote worker {} (attempt {})", (*claimed)->id, worker, (*claimed)->attempt);
@@ -42,6 +42,17 @@ Result<std::optional<Job>> Server::WorkerClaim(std::string_view worker, const st
     if (stop_.load() || std::chrono::steady_clock::now() >= deadline) return std::optional<Job>();
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
+}
+
+Status Server::WorkerUnclaim(int64_t id, std::string_view worker, int attempt) {
+  GANTRY_RETURN_IF_ERROR(CheckHolder(id, worker, attempt));
+  // Fenced by the attempt in the store: a run taken over meanwhile is left to its new holder.
+  Status s = store_.UpdateRun(id, RunState::kQueued,
+                              fmt::format("re-queued: the claim of attempt {} never reached {}", attempt, worker), attempt);
+  if (s.code() == Code::kAborted || s.code() == Code::kFailedPrecondition) return AbortedError("{}", s.message());
+  if (!s.ok()) return UnavailableError("re-queue run {}: {}", id, s.message());
+  log::Info("ci: run {} re-queued: the claim of attempt {} never reached remote worker {}", id, attempt, worker);
+  return OkStatus();
 }
 
 Status Server::CheckHolder(int64_t id, std::string_view worker, int attempt) {
@@ -102,25 +113,44 @@ Status Server::WorkerFinish(int64_t id, std::string_view worker, int attempt, Ru
 Result<uint64_t> Server::WorkerUpload(int64_t id, std::string_view worker, int attempt, uint64_t offset,
                                       std::string_view data) {
   GANTRY_RETURN_IF_ERROR(CheckHolder(id, worker, attempt));
-  const fs::path path = UploadPath(options_.data_dir, id, attempt);
-  std::error_code ec;
-  uint64_t held = offset == 0 ? 0 : fs::file_size(path, ec);
-  if (ec) held = 0;
-  if (offset != held) {
-    return FailedPreconditionError("run {}: this server holds {} bytes of the workspace upload of attempt {}, not {} (the "
-                                   "earlier parts went to another server, or were lost): start it over at 0",
-                                   id, held, attempt, offset);
-  }
   if (options_.max_workspace_bytes > 0 && offset + data.size() > options_.max_workspace_bytes) {  // 0: no limit
     return ResourceExhaustedError("run {}: the workspace upload exceeds the run's workspace limit of {} bytes (--max-workspace)",
                                   id, options_.max_workspace_bytes);
   }
-  fs::create_directories(path.parent_path(), ec);
-  File f = Open(path, offset == 0 ? "wbe" : "abe");
-  if (f == nullptr || std::fwrite(data.data(), 1, data.size(), f.get()) != data.size() || std::fflush(f.get()) != 0) {
-    return UnavailableError("run {}: write the workspace upload {}: {}", id, path.string(), std::strerror(errno));
+  // The store holds the parts, so that a part may reach any server sharing it, and checks the
+  // claim again in the transaction that appends it.
+  auto held = store_.AppendRunUpload(id, worker, attempt, offset, data);
+  if (held.ok()) return held;
+  if (held.status().code() == Code::kFailedPrecondition) {
+    return FailedPreconditionError("run {}: {} (the earlier parts were lost): start it over at 0", id, held.status().message());
   }
-  return offset + data.size();
+  if (held.status().code() == Code::kAborted || held.status().code() == Code::kNotFound) return held.status();
+  return UnavailableError("run {}: store a part of the workspace upload: {}", id, held.status().message());
+}
+
+// Copies the upload of run `id` at `attempt` from the store into `path`; returns its digest.
+Result<std::string> Server::FetchUpload(int64_t id, int attempt, const fs::path& path) {
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  File f = Open(path, "wbe");
+  if (f == nullptr) return UnavailableError("run {}: create {}: {}", id, path.string(), std::strerror(errno));
+  Sha256 sha;
+  uint64_t offset = 0;
+  for (;;) {
+    auto part = store_.ReadRunUpload(id, attempt, offset);
+    if (!part.ok()) return UnavailableError("run {}: read the workspace upload: {}", id, part.status().message());
+    if (part->empty()) break;
+    sha.Update(*part);
+    if (std::fwrite(part->data(), 1, part->size(), f.get()) != part->size()) {
+      return UnavailableError("run {}: write {}: {}", id, path.string(), std::strerror(errno));
+    }
+    offset += part->size();
+  }
+  if (offset == 0) {
+    return FailedPreconditionError("run {}: nothing of attempt {} was uploaded (PUT .../workspace first)", id, attempt);
+  }
+  if (std::fflush(f.get()) != 0) return UnavailableError("run {}: write {}: {}", id, path.string(), std::strerror(errno));
+  return "sha256:" + sha.FinishHex();
 }
 
 Result<Pipeline> Server::PipelineAt(const store::Run& run) {
@@ -146,32 +176,28 @@ Status Server::WorkerRelease(int64_t id, std::string_view worker, int attempt, s
     return FailedPreconditionError("run {} is not released by this server: only trusted pushes are, by a server with a "
                                    "release flow (--config-repo, registries)", id);
   }
+  // From the store to this server's disk (the parts may have reached any server sharing it).
   const fs::path upload = UploadPath(options_.data_dir, id, attempt);
-  File f = Open(upload, "rbe");
-  if (f == nullptr) {
-    return FailedPreconditionError("run {}: nothing of attempt {} was uploaded to this server (PUT .../workspace first)", id,
-                                   attempt);
+  std::error_code ec;
+  auto fetched = FetchUpload(id, attempt, upload);
+  if (!fetched.ok()) fs::remove(upload, ec);
+  GANTRY_RETURN_IF_ERROR(fetched.status());
+  if (*fetched != digest) {
+    fs::remove(upload, ec);
+    store_.DeleteRunUploads(id).IgnoreError();  // upload it again; dropped with the run's end anyway
+    return InvalidArgumentError("run {}: the workspace upload's digest is {}, not {:?}: it was damaged on the way; upload it again",
+                                id, *fetched, digest);
   }
+  File f = Open(upload, "rbe");
+  if (f == nullptr) return UnavailableError("run {}: open {}: {}", id, upload.string(), std::strerror(errno));
   oci::ReadFn read = [&f](char* buf, size_t n) -> Result<size_t> {
     size_t got = std::fread(buf, 1, n, f.get());
     if (got == 0 && std::ferror(f.get())) return ErrnoError(errno, "read the workspace upload");
     return got;
   };
-  Sha256 sha;
-  std::string buf(1 << 20, '\0');
-  for (;;) {
-    GANTRY_ASSIGN_OR_RETURN(size_t n, read(buf.data(), buf.size()));
-    if (n == 0) break;
-    sha.Update(std::string_view(buf.data(), n));
-  }
-  std::error_code ec;
-  if (const std::string got = "sha256:" + sha.FinishHex(); got != digest) {
-    fs::remove(upload, ec);
-    return InvalidArgumentError("run {}: the workspace upload's digest is {}, not {:?}: it was damaged on the way; upload it again",
-                                id, got, digest);
-  }
-  std::rewind(f.get());
-  GANTRY_ASSIGN_OR_RETURN(Pipeline pipeline, PipelineAt(run));
+  auto pipeline_at = PipelineAt(run);
+  if (!pipeline_at.ok()) fs::remove(upload, ec);  // fetched again at the next request
+  GANTRY_ASSIGN_OR_RETURN(Pipeline pipeline, std::move(pipeline_at));
   if (!pipeline.image) return FailedPreconditionError("run {}: its pipeline has no image: to release", id);
   const fs::path workspace = upload.parent_path() / "workspace";
   fs::remove_all(workspace, ec);
@@ -184,6 +210,7 @@ Status Server::WorkerRelease(int64_t id, std::string_view worker, int attempt, s
   auto extracted = oci::ExtractTreeTar(read, workspace, limits);
   f.reset();
   fs::remove(upload, ec);
+  store_.DeleteRunUploads(id).IgnoreError();  // else dropped when the run ends
   if (!extracted.ok()) {
     fs::remove_all(workspace, ec);
     return Status(extracted.status().code() == Code::kResourceExhausted ? Code::kResourceExhausted : Code::kInvalidArgument,

@@ -320,6 +320,7 @@ Result<Accepted> Server::Accept(const webhook::Event& e) {
   }
   if (e.changed_files_known) run.changed_paths = e.changed_files;
   run.labels = policy.labels;
+  run.project = policy.project;
   auto id = store_.CreateRun(run);
   if (!id.ok()) {
     if (id.status().code() == Code::kAlreadyExists) return duplicate("duplicate, ignored: " + id.status().message());
@@ -383,6 +384,7 @@ Result<store::Run> Server::Retry(int64_t id, std::string_view by) {
   run.trusted = old.trusted;
   run.retry_of = old.id;
   run.labels = PolicyFor(run.pipeline).labels;
+  run.project = PolicyFor(run.pipeline).project;
   run.message = fmt::format("retry of run {} by {}", old.id, by);
   if (!run.trusted && PolicyFor(run.pipeline).require_approval) {
     run.state = RunState::kAwaitingApproval;
@@ -639,6 +641,7 @@ void Server::PollLoop() {
         run.commit = *tip;
         run.delivery_id = "poll:" + branch + ":" + *tip;
         run.labels = PolicyFor(url).labels;
+        run.project = PolicyFor(url).project;
         auto id = store_.CreateRun(run);
         if (id.ok()) log::Info("ci: run {} queued by polling {} {}", *id, git::ScrubUrl(url), branch);
       }

@@ -28,8 +28,9 @@
 //            the claim's attempt. A run whose steps succeed on a worker and that is released
 //            (a trusted push whose pipeline has image:) is released here, by the server that
 //            holds the credentials: the worker uploads what the release reads from its
-//            workspace (release::WorkspaceTrees, one tar stream, in parts: WorkerUpload), then
-//            asks for the release (WorkerRelease): the digest is checked, the tar unpacked
+//            workspace (release::WorkspaceTrees, one tar stream, in parts kept in the store, so
+//            that any server sharing it takes any part: WorkerUpload), then asks any server for
+//            the release (WorkerRelease): the digest is checked, the tar unpacked
 //            safely into <data_dir>/runs/<id>/workspace, the pipeline read from this server's
 //            own mirror at the run's commit, and the release (after_success, as for a run of
 //            its own workers) runs on a thread of this server, which renews the claim in the
@@ -239,10 +240,16 @@ class Server {
   // (the worker API makes it from the token and the worker's own name).
   //
   // The oldest queued run `labels` match (trusted runs only, unless `untrusted`: then untrusted
-  // ones too), claimed for `worker` with this server's run_lease, as a Job; nullopt when none came
-  // within `wait`. Unavailable when the store fails.
+  // ones too; of `project` only, when it is set: a project's worker pool), claimed for `worker`
+  // with this server's run_lease, as a Job; nullopt when none came within `wait`. Unavailable
+  // when the store fails.
   Result<std::optional<Job>> WorkerClaim(std::string_view worker, const store::Labels& labels, bool untrusted,
-                                         std::chrono::milliseconds wait);
+                                         std::chrono::milliseconds wait,
+                                         std::optional<std::string_view> project = std::nullopt);
+  // Gives back a run `worker` claimed at `attempt` whose claim never reached it (the long poll's
+  // client had gone): queued again at once, for another claimer, instead of after its lease.
+  // Aborted unless `worker` still holds it at `attempt`; NotFound; Unavailable.
+  Status WorkerUnclaim(int64_t id, std::string_view worker, int attempt);
   // Renews the claim (run_lease): kRenewed, kCancelRequested (the worker stops the run's steps and
   // ends it cancelled), or kLost (stop at once, write nothing more). NotFound; Unavailable.
   Result<store::Renewal> WorkerRenew(int64_t id, std::string_view worker, int attempt);
@@ -256,11 +263,11 @@ class Server {
   Status WorkerCommit(int64_t id, std::string_view worker, int attempt, std::string_view commit);
   Status WorkerFinish(int64_t id, std::string_view worker, int attempt, store::RunState state, std::string_view message);
   // Part of the upload of what the release of run `id` reads from the worker's workspace: `data`
-  // at byte `offset` of the tar stream of `attempt`, kept in <data_dir>/runs/<id>/upload-<attempt>.tar
-  // on this server (offset 0 starts it over); returns the bytes it now holds. Aborted unless
-  // `worker` holds the run at `attempt`; FailedPrecondition when `offset` is not the bytes held here
-  // (another server got the earlier parts: start over); ResourceExhausted beyond the run's
-  // workspace limit (max_workspace_bytes); Unavailable when the file cannot be written.
+  // at byte `offset` of the tar stream of `attempt`, kept in the store (Store::AppendRunUpload),
+  // so that the parts may reach any server sharing it (offset 0 starts it over); returns the bytes
+  // held. Aborted unless `worker` holds the run at `attempt`; FailedPrecondition when `offset` is
+  // not the bytes held (start over); ResourceExhausted beyond the run's workspace limit
+  // (max_workspace_bytes); Unavailable when the store fails.
   Result<uint64_t> WorkerUpload(int64_t id, std::string_view worker, int attempt, uint64_t offset, std::string_view data);
   // Releases run `id` from its upload, whose SHA-256 must be `digest` ("sha256:<hex>"): see
   // "remote" above. From an OK on this server renews the claim and ends the run: succeeded with
@@ -308,6 +315,9 @@ class Server {
   void End(const store::Run& run, Active& active, store::RunState state, const std::string& message);
   // The pipeline file of `run` at its commit, from this server's mirror (fetched when it lacks it).
   Result<Pipeline> PipelineAt(const store::Run& run);
+  // Copies the workspace upload of run `id` at `attempt` from the store to `path` (WorkerRelease);
+  // returns its digest ("sha256:<hex>"). FailedPrecondition when nothing was uploaded; Unavailable.
+  Result<std::string> FetchUpload(int64_t id, int attempt, const std::filesystem::path& path);
   // WorkerRelease's thread: the release of a remote worker's run, then its end.
   void ReleaseRemote(const store::Run& run, const Pipeline& pipeline, const std::string& message, Active& active);
   Status Release(const store::Run& run, const Pipeline& pipeline, const std::filesystem::path& workspace,

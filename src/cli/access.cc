@@ -168,8 +168,8 @@ void AddToken(CLI::App& app, const Deps& deps, int& exit_code) {
   c->add_option("--name", create->name, "What the token is for (default cli)");
   c->add_option("--expires", create->expires, "Expire after this long: 30d, 12h, 90m (default: never)");
   c->add_option("--project", create->project, "Make a robot token acting in this project (needs --role)");
-  c->add_option("--role", create->roles, "The robot token's role in --project: viewer, deployer or admin (repeatable); worker alone, with --project '*', "
-                "for `gantry worker`");
+  c->add_option("--role", create->roles, "The robot token's role in --project: viewer, deployer or admin (repeatable); worker alone "
+                "for `gantry worker` (with --project '*': any project's runs; with one project: its runs only)");
   AddServerClientFlags(c, create->client);
   c->callback([create, &deps, &exit_code] {
     auto o = ToOptions(*create);

@@ -325,8 +325,10 @@ Result<ServerOptions> ToOptions(const ServerFlags& f) {
       return std::string();
     };
   }
-  // A run belongs to its repository's project (--repo-policy 'URL project=NAME'; --policy for all).
+  // A run belongs to its repository's project (--repo-policy 'URL project=NAME'; --policy for all),
+  // recorded on the run when it was queued (a fork's pull request too, whose repo is the fork's).
   o.front.project_of = [policies = so.repo_policies, fallback = so.policy](const store::Run& run) {
+    if (!run.project.empty()) return run.project;
     auto it = policies.find(run.repo);
     return it == policies.end() ? fallback.project : it->second.project;
   };

@@ -270,8 +270,9 @@ void RenewLoop(const Api& api, const ci::Job& job, Claim& claim, const std::atom
 
 // Uploads what the release reads from `workspace` (release::WorkspaceTrees) to the server as one
 // tar stream in parts below its body limit, then asks it to release the run with `message`: OK
-// when the server took the release (it ends the run). An upload whose earlier parts another server
-// holds (FailedPrecondition: a load balancer moved this worker) is started over, twice at most.
+// when the server took the release (it ends the run). The parts may reach any of the servers
+// sharing a store (they keep them there); an upload whose earlier parts were lost
+// (FailedPrecondition: the offset is not what the store holds) is started over, twice at most.
 Status UploadAndRelease(const Api& api, const ci::Job& job, const fs::path& workspace, const ci::ImageSpec& image,
                         const std::string& message) {
   constexpr size_t kPart = 512 << 10;  // under the server's default body limit (1 MiB)

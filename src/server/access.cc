@@ -163,11 +163,10 @@ Result<NewToken> CreateApiToken(Access& access, const Value& body, const Princip
       }
       t.roles.emplace_back(r.AsString());
     }
-    // A worker token (`gantry worker`) claims any run, so it is cluster-wide, and it does nothing else.
+    // A worker token (`gantry worker`) claims runs and does nothing else: any project's on "*", one
+    // project's on that project (a project's worker pool).
     const bool worker = std::find(t.roles.begin(), t.roles.end(), authz::Name(authz::Role::kWorker)) != t.roles.end();
-    if (worker && (t.roles.size() != 1 || project != kAllProjects)) {
-      return InvalidArgumentError("a worker token has the worker role alone, on project \"*\"");
-    }
+    if (worker && t.roles.size() != 1) return InvalidArgumentError("a worker token has the worker role alone");
     if (!worker && project == kAllProjects) {
       return InvalidArgumentError("a robot token acts in one project, not \"*\" (only a worker token is cluster-wide)");
     }

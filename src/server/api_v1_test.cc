@@ -235,7 +235,9 @@ TEST_F(ApiV1Test, AWorkerClaimsARunReportsItAndIsFencedByItsClaim) {
   auto created = Post(kToken, "/api/tokens", R"({"name":"pool","project":"*","roles":["worker"]})");
   ASSERT_EQ(created.status, 201) << created.body;
   const std::string worker(value::ParseJson(created.body)->Get("token")->AsString());
-  EXPECT_EQ(Post(kToken, "/api/tokens", R"({"name":"w","project":"team-a","roles":["worker"]})").status, 400);
+  EXPECT_EQ(Post(kToken, "/api/tokens", R"({"name":"w","project":"team-a","roles":["worker","viewer"]})").status, 400);
+  EXPECT_EQ(Post(kToken, "/api/tokens", R"({"name":"team-a-pool","project":"team-a","roles":["worker"]})").status, 201)
+      << "a project's worker pool";
   EXPECT_EQ(Post(kToken, "/api/tokens", R"({"name":"w","project":"*","roles":["viewer"]})").status, 400);
   auto none = Post(worker, "/api/v1/worker/claim", R"({"name":"w1","wait_seconds":0})");
   ASSERT_EQ(none.status, 200) << none.body;

@@ -164,8 +164,9 @@ class Observed final : public store::Store {
     return Interrupted(inner_.MarkUnfinishedInterrupted(worker));
   }
   Result<std::optional<store::Run>> ClaimNextQueuedRun(std::string_view worker, std::optional<bool> trusted,
-                                                        std::chrono::milliseconds lease, const store::Labels& labels) override {
-    auto run = inner_.ClaimNextQueuedRun(worker, trusted, lease, labels);
+                                                        std::chrono::milliseconds lease, const store::Labels& labels,
+                                                        std::optional<std::string_view> project) override {
+    auto run = inner_.ClaimNextQueuedRun(worker, trusted, lease, labels, project);
     if (run.ok() && run->has_value()) {
       Remember((*run)->id, **run);
       RunEvent((*run)->id, (*run)->state);
@@ -178,6 +179,14 @@ class Observed final : public store::Store {
   }
   Status RequestRunCancel(int64_t id) override { return inner_.RequestRunCancel(id); }
   Result<std::vector<store::Run>> MarkExpiredInterrupted() override { return Interrupted(inner_.MarkExpiredInterrupted()); }
+  Result<uint64_t> AppendRunUpload(int64_t id, std::string_view worker, int attempt, uint64_t offset,
+                                   std::string_view data) override {
+    return inner_.AppendRunUpload(id, worker, attempt, offset, data);
+  }
+  Result<std::string> ReadRunUpload(int64_t id, int attempt, uint64_t offset) override {
+    return inner_.ReadRunUpload(id, attempt, offset);
+  }
+  Status DeleteRunUploads(int64_t id) override { return inner_.DeleteRunUploads(id); }
   Result<bool> AcquireLease(std::string_view name, std::string_view holder, std::chrono::milliseconds duration) override {
     return inner_.AcquireLease(name, holder, duration);
   }

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <charconv>
 #include <memory>
+#include <optional>
 
 #include "base/base64.h"
 #include "base/log.h"
@@ -17,6 +18,8 @@ using value::Value;
 // A request of a worker: who sent it (the name its claims carry) and its body.
 struct WorkerRequest {
   std::string worker;  // "<principal>/<name>"
+  // The project whose runs its token builds (a project's worker pool); nullopt: every project's.
+  std::optional<std::string> project;
   Value body;
   int64_t run = 0;  // the {id} of /runs/ routes
   int attempt = 0;
@@ -43,12 +46,18 @@ Status CheckName(std::string_view name) {
   return OkStatus();
 }
 
-// Authenticates and authorizes (runs.work on "*") the request and reads its body: the worker's
-// name, and for /runs/{id}/ routes the run and the claim's attempt.
-Result<WorkerRequest> Read(Access& access, const http::Request& req, authz::Principal& who) {
+// Authenticates and authorizes (runs.work on "*", or on the one project of a robot token: a
+// project's worker pool) the request and reads its body: the worker's name, and for /runs/{id}/
+// routes the run and the claim's attempt. A run of another project than the token's is NotFound,
+// as if it did not exist.
+Result<WorkerRequest> Read(ci::Server& ci, Access& access, const http::Request& req, authz::Principal& who) {
   GANTRY_ASSIGN_OR_RETURN(who, access.Authenticate(req));
-  GANTRY_RETURN_IF_ERROR(access.Authorize(who, authz::Permission::kRunsWork, authz::kAllProjects));
   WorkerRequest out;
+  if (Status all = access.Authorize(who, authz::Permission::kRunsWork, authz::kAllProjects); !all.ok()) {
+    if (!who.robot()) return all;
+    GANTRY_RETURN_IF_ERROR(access.Authorize(who, authz::Permission::kRunsWork, who.robot_project));
+    out.project = who.robot_project;
+  }
   if (req.method == "PUT") {
     // An upload: the body is data, the fields are in the query (numbers as integers).
     out.body = Value::Map();
@@ -78,6 +87,10 @@ Result<WorkerRequest> Read(Access& access, const http::Request& req, authz::Prin
     if (err != std::errc() || p != text.data() + text.size() || out.run < 1) return NotFoundError("no run {:?}", text);
     GANTRY_ASSIGN_OR_RETURN(int64_t attempt, Int(out.body, "attempt", 1));
     out.attempt = static_cast<int>(attempt);
+    if (out.project) {
+      GANTRY_ASSIGN_OR_RETURN(store::Run run, ci.GetRun(out.run));
+      if (run.project != *out.project) return NotFoundError("no run {} in project {}", out.run, *out.project);
+    }
   }
   return out;
 }
@@ -108,7 +121,7 @@ Result<store::Labels> LabelsOf(const Value& body) {
 // POST /api/v1/worker/claim: a streamed long poll.
 Result<http::Response> Claim(ci::Server& ci, Access& access, const http::Request& req) {
   authz::Principal who;
-  GANTRY_ASSIGN_OR_RETURN(WorkerRequest w, Read(access, req, who));
+  GANTRY_ASSIGN_OR_RETURN(WorkerRequest w, Read(ci, access, req, who));
   GANTRY_ASSIGN_OR_RETURN(store::Labels labels, LabelsOf(w.body));
   bool untrusted = false;
   if (const Value* u = w.body.Get("untrusted"); u != nullptr && !u->IsNull()) {
@@ -126,7 +139,7 @@ Result<http::Response> Claim(ci::Server& ci, Access& access, const http::Request
     std::optional<ci::Job> job;
     Status error;
     for (int64_t waited = 0; !job && error.ok() && out.Alive();) {
-      auto got = ci.WorkerClaim(w.worker, labels, untrusted, std::chrono::seconds(waited < wait ? 1 : 0));
+      auto got = ci.WorkerClaim(w.worker, labels, untrusted, std::chrono::seconds(waited < wait ? 1 : 0), w.project);
       if (!got.ok()) error = got.status();
       if (got.ok()) job = *std::move(got);
       if (++waited > wait) break;
@@ -140,9 +153,13 @@ Result<http::Response> Claim(ci::Server& ci, Access& access, const http::Request
     } else {
       answer.Set("job", Value());
     }
-    // A claimed run whose answer does not reach its worker is taken over when its lease expires.
+    // A claimed run whose answer cannot reach its worker (it went away while the run was being
+    // claimed) is queued again at once rather than after its lease. An answer written to a
+    // connection that then fails is not known here: that run waits for its lease.
     if (!out.Write(value::ToJson(answer) + "\n") && job) {
-      log::Warn("server: run {}: the claim's answer did not reach {}; its lease will expire", job->run.id, w.worker);
+      Status s = ci.WorkerUnclaim(job->run.id, w.worker, job->run.attempt);
+      log::Warn("server: run {}: the claim's answer did not reach {}: {}", job->run.id, w.worker,
+                s.ok() ? "re-queued" : "not re-queued (" + s.message() + "); its lease will expire");
     }
   };
   return resp;
@@ -258,7 +275,7 @@ void ServeWorkerApi(Front& front, ci::Server& ci, Access& access) {
     front.Handle(route.method, fmt::format("/api/v1/worker/runs/{{id}}/{}", route.name),
                  [&ci, &access, route](const http::Request& req) {
                    authz::Principal who;
-                   auto w = Read(access, req, who);
+                   auto w = Read(ci, access, req, who);
                    if (!w.ok()) return ProblemJson(w.status());
                    auto r = route.fn(ci, *w);
                    if (route.audit != nullptr) {

@@ -7,7 +7,9 @@
 //                                        "wait_seconds"?: 0..30 (default 25)} → 200
 //                                        {"job": JOB | null}: a long poll, answered when a run is
 //                                        claimed or after wait_seconds (streamed, on a thread of
-//                                        its own, so waiting workers never hold the handler pool)
+//                                        its own, so waiting workers never hold the handler pool);
+//                                        a run claimed for a client that has gone by the time the
+//                                        answer is written is queued again at once
 //   POST /api/v1/worker/runs/{id}/lease  {"name", "attempt"} → 200 {"state": "renewed" |
 //                                        "cancel_requested"}; 409 Aborted: the claim is lost
 //   POST /api/v1/worker/runs/{id}/steps  {"name", "attempt", "step": {"name", "state",
@@ -20,15 +22,17 @@
 //                                        superseded)
 //   POST /api/v1/worker/runs/{id}/finish {"name", "attempt", "state", "message"} → 204
 //   PUT  /api/v1/worker/runs/{id}/workspace?name=N&attempt=A&offset=O, the body a part of the tar
-//                                        stream of what the release reads from the workspace →
-//                                        200 {"offset": bytes held}; 409 when O is not that
+//                                        stream of what the release reads from the workspace,
+//                                        kept in the store (any server sharing it takes any part)
+//                                        → 200 {"offset": bytes held}; 409 when O is not that
 //                                        (ci::Server::WorkerUpload); 413 beyond the workspace limit
 //   POST /api/v1/worker/runs/{id}/release {"name", "attempt", "digest", "message"} → 202
 //                                        {"state": "releasing"}: the server releases the run from
 //                                        the upload and ends it (ci::Server::WorkerRelease)
 //
-// Every route needs a token with runs.work on "*" (a worker token, docs/access.md); anything else
-// is 403. The claimer's name in the store is "<token's principal>/<name>" ("robot:pool/w1"), so a
+// Every route needs a worker token (runs.work, docs/access.md); anything else is 403. A token for
+// one project (a project's worker pool) claims only that project's runs (store::Run::project), and
+// any other run is 404 to it on every /runs/{id}/ route; a token for "*" claims any run. The claimer's name in the store is "<token's principal>/<name>" ("robot:pool/w1"), so a
 // worker cannot write a run another token's worker holds. Writes to a run are refused with 409
 // (Aborted) unless that name holds the run at that attempt: the worker then stops the run and
 // writes nothing more. A claim that got a run, a finish and a release each leave one audit row

@@ -289,6 +289,16 @@ ALTER TABLE runs ADD COLUMN labels TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN changed_paths TEXT;
 ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 )sql"},
+      {14, "remote workers: a run's project (project worker pools), and workspace uploads in the store", R"sql(
+ALTER TABLE runs ADD COLUMN project TEXT NOT NULL DEFAULT '';
+CREATE TABLE run_uploads (
+  run_id BIGINT NOT NULL REFERENCES runs(id),
+  attempt INTEGER NOT NULL,
+  byte_offset BIGINT NOT NULL,
+  data @BLOB@ NOT NULL,
+  PRIMARY KEY (run_id, attempt, byte_offset)
+);
+)sql"},
   };
   return kMigrations;
 }

@@ -19,7 +19,7 @@ namespace {
 #define GANTRY_RUN_COLS                                                                       \
   "id, repo, pipeline, commit_sha, ref, event, delivery_id, state, worker, attempt, message, " \
   "created_at, started_at, finished_at, trusted, approved_by, head_ref, retry_of, lease_expires_at, " \
-  "labels, changed_paths, cancel_requested"
+  "labels, changed_paths, cancel_requested, project"
 #define GANTRY_STEP_COLS "name, state, exit_code, started_at, finished_at, needs, attempts"
 
 // The key of the PostgreSQL advisory lock that serialises migrations ("gantry" in ASCII).
@@ -111,6 +111,7 @@ Run RunFrom(const Row& r) {
     }
   }
   out.cancel_requested = r.Int(21) != 0;
+  out.project = r.Text(22);
   return out;
 }
 
@@ -163,6 +164,12 @@ Result<std::optional<int64_t>> ClaimRunKey(Connection& c, const Run& run, std::s
 Status RequireRelease(Connection& c, int64_t id) {
   return RequireRow(c, "SELECT 1 FROM releases WHERE id = $1", id, "release");
 }
+
+// Drops the workspace uploads of run `id` (AppendRunUpload).
+Status DropUploads(Connection& c, int64_t id) {
+  return c.Query("DELETE FROM run_uploads WHERE run_id = $1", {id}).status();
+}
+
 Status RequireRun(Connection& c, int64_t id) {
   return RequireRow(c, "SELECT 1 FROM runs WHERE id = $1", id, "run");
 }
@@ -905,7 +912,7 @@ Result<int64_t> SqlStore::CreateRun(const Run& run) {
     std::vector<Value> args = {run.repo, run.pipeline, run.commit, run.ref, S(Name(run.event)),
                                run.delivery_id, S(run.state), run.message, now,
                                int64_t{run.trusted ? 1 : 0}, run.head_ref};
-    // So are labels and changed paths (migration 13).
+    // So are labels and changed paths (migration 13) and the project (14).
     std::string columns, values;
     auto add = [&](std::string_view column, Value v) {
       args.push_back(std::move(v));
@@ -914,6 +921,7 @@ Result<int64_t> SqlStore::CreateRun(const Run& run) {
     };
     if (run.retry_of != 0) add("retry_of", run.retry_of);
     if (!run.labels.empty()) add("labels", FormatLabels(run.labels));
+    if (!run.project.empty()) add("project", run.project);
     // A path with a newline in it (Git allows one) leaves the paths unknown: filters then match.
     if (run.changed_paths && std::none_of(run.changed_paths->begin(), run.changed_paths->end(),
                                           [](const std::string& p) { return p.find('\n') != std::string::npos; })) {
@@ -1019,6 +1027,7 @@ Status SqlStore::UpdateRun(int64_t id, RunState state, std::string_view message,
                         now, S(from),
                         OptValue(state == RunState::kRunning ? rows[0].OptInt(5) : std::nullopt)}));
            if (updated.empty()) return AbortedError("it changed while being written");
+           if (state != RunState::kRunning) GANTRY_RETURN_IF_ERROR(DropUploads(c, id));
            return OkStatus();
          })
       .WithContext(fmt::format("set run {} {}", id, Name(state)));
@@ -1128,6 +1137,7 @@ Result<std::vector<Run>> InterruptRuns(Connection& c, int64_t now, std::string_v
                 "$1 AND state = $4",
                 {out.back().id, S(RunState::kInterrupted), now, S(RunState::kRunning)})
             .status());
+    GANTRY_RETURN_IF_ERROR(DropUploads(c, out.back().id));
   }
   std::sort(out.begin(), out.end(), [](const Run& a, const Run& b) { return a.id < b.id; });
   return out;
@@ -1199,18 +1209,20 @@ Result<bool> SqlStore::AcquireLease(std::string_view name, std::string_view hold
 Result<std::optional<Run>> SqlStore::ClaimNextQueuedRun(std::string_view worker,
                                                         std::optional<bool> trusted,
                                                         std::chrono::milliseconds lease,
-                                                        const Labels& labels) {
+                                                        const Labels& labels,
+                                                        std::optional<std::string_view> project) {
   // The candidates, oldest first, of which the first whose labels the caller has is taken.
   // PostgreSQL: rows other servers are claiming are skipped rather than waited for; SQLite: the
   // write transaction holds the database's only write lock.
   const std::string candidates = fmt::format(
-      "SELECT id, labels FROM runs WHERE state = $1 AND ($2 < 0 OR trusted = $2){} ORDER BY id LIMIT {}{}",
+      "SELECT id, labels FROM runs WHERE state = $1 AND ($2 < 0 OR trusted = $2) AND ($3 = '' OR project = $3){} "
+      "ORDER BY id LIMIT {}{}",
       labels.empty() ? " AND labels = ''" : "", kClaimCandidates,
       dialect_ == Dialect::kPostgres ? " FOR UPDATE SKIP LOCKED" : "");
   return Transact<std::optional<Run>>(
       TxMode::kWrite, [&](Connection& c) -> Result<std::optional<Run>> {
         const int64_t want = !trusted ? -1 : *trusted ? 1 : 0;
-        GANTRY_ASSIGN_OR_RETURN(Rows queued, c.Query(candidates, {S(RunState::kQueued), want}));
+        GANTRY_ASSIGN_OR_RETURN(Rows queued, c.Query(candidates, {S(RunState::kQueued), want, S(project.value_or(""))}));
         for (const Row& q : queued) {
           auto wanted = ParseLabels(q.Text(1));
           if (!wanted.ok() || !LabelsMatch(*wanted, labels)) continue;
@@ -1226,6 +1238,61 @@ Result<std::optional<Run>> SqlStore::ClaimNextQueuedRun(std::string_view worker,
         }
         return std::optional<Run>();
       });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workspace uploads
+
+Result<uint64_t> SqlStore::AppendRunUpload(int64_t id, std::string_view worker, int attempt, uint64_t offset,
+                                           std::string_view data) {
+  return Transact<uint64_t>(TxMode::kWrite, [&](Connection& c) -> Result<uint64_t> {
+           GANTRY_ASSIGN_OR_RETURN(Rows run, c.Query("SELECT state, worker, attempt FROM runs WHERE id = $1", {id}));
+           if (run.empty()) return NotFoundError("run {} not found", id);
+           if (RunStateFrom(run[0].Text(0)) != RunState::kRunning || run[0].Text(1) != worker ||
+               run[0].Int(2) != attempt) {
+             return AbortedError("{} no longer holds attempt {}: it is {} at attempt {}{}", worker, attempt,
+                                 run[0].Text(0), run[0].Int(2), run[0].Text(1).empty() ? "" : " by " + run[0].Text(1));
+           }
+           if (offset == 0) {
+             GANTRY_RETURN_IF_ERROR(
+                 c.Query("DELETE FROM run_uploads WHERE run_id = $1 AND attempt = $2", {id, int64_t{attempt}}).status());
+           }
+           GANTRY_ASSIGN_OR_RETURN(
+               Rows held, c.Query("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM run_uploads WHERE run_id = $1 AND "
+                                  "attempt = $2",
+                                  {id, int64_t{attempt}}));
+           const auto bytes = static_cast<uint64_t>(held[0].Int(0));
+           if (bytes != offset) {
+             return FailedPreconditionError("the store holds {} bytes of the workspace upload of run {} attempt {}, not {}",
+                                            bytes, id, attempt, offset);
+           }
+           // Two parts at one offset at once (a retry racing the first send): the key refuses the second.
+           auto inserted = c.Query("INSERT INTO run_uploads (run_id, attempt, byte_offset, data) VALUES ($1, $2, $3, $4)",
+                                   {id, int64_t{attempt}, static_cast<int64_t>(offset), Blob{S(data)}});
+           if (!inserted.ok() && inserted.status().code() == Code::kAlreadyExists) {
+             return FailedPreconditionError("another part of the workspace upload of run {} was written at byte {}", id, offset);
+           }
+           GANTRY_RETURN_IF_ERROR(inserted.status());
+           return offset + data.size();
+         });
+}
+
+Result<std::string> SqlStore::ReadRunUpload(int64_t id, int attempt, uint64_t offset) {
+  return Transact<std::string>(TxMode::kRead, [&](Connection& c) -> Result<std::string> {
+    GANTRY_ASSIGN_OR_RETURN(
+        Rows rows, c.Query("SELECT byte_offset, data FROM run_uploads WHERE run_id = $1 AND attempt = $2 AND "
+                           "byte_offset <= $3 ORDER BY byte_offset DESC LIMIT 1",
+                           {id, int64_t{attempt}, static_cast<int64_t>(offset)}));
+    if (rows.empty()) return std::string();
+    const auto skip = offset - static_cast<uint64_t>(rows[0].Int(0));
+    const std::string& data = rows[0].Text(1);
+    return skip < data.size() ? data.substr(skip) : std::string();
+  });
+}
+
+Status SqlStore::DeleteRunUploads(int64_t id) {
+  return Transaction(TxMode::kWrite, [&](Connection& c) { return DropUploads(c, id); })
+      .WithContext(fmt::format("delete the workspace uploads of run {}", id));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -166,6 +166,9 @@ struct Run {
   // What a claimer must have to take the run (ClaimNextQueuedRun): every label here, with the same
   // value, among its own ("arch" → "arm64"). Keys and values: [A-Za-z0-9._/-]+. Empty: anyone.
   Labels labels;
+  // The project of its repository when it was queued (ci::RepoPolicy::project; "" for none): a
+  // worker whose token is for one project claims only that project's runs (ClaimNextQueuedRun).
+  std::string project;
   // The paths the push changed (from its webhook), for `when: paths:`; nullopt when not known
   // (a poll, a retry), and then path filters match.
   std::optional<std::vector<std::string>> changed_paths;
@@ -443,10 +446,12 @@ class Store {
   // is set, and whose labels `labels` has: LabelsMatch): it becomes running, claimed by `worker`,
   // attempt + 1, its lease expiring after `lease`. nullopt when none is queued. Each queued run is
   // claimed by exactly one caller, across threads and servers. A caller looks at the
-  // kClaimCandidates oldest queued runs it may take by trust, and takes the first its labels match.
+  // kClaimCandidates oldest queued runs it may take by trust (and `project`, when it is set: only
+  // runs of that project), and takes the first its labels match.
   virtual Result<std::optional<Run>> ClaimNextQueuedRun(std::string_view worker, std::optional<bool> trusted,
                                                         std::chrono::milliseconds lease = kDefaultRunLease,
-                                                        const Labels& labels = {}) = 0;
+                                                        const Labels& labels = {},
+                                                        std::optional<std::string_view> project = std::nullopt) = 0;
   // Extends the lease of run `id` to now + `lease` when `worker` still holds it at `attempt` (it
   // is running under that claim): kRenewed, or kCancelRequested when a cancel was asked for
   // (RequestRunCancel: the caller stops the run's steps and ends it cancelled). kLost when it does
@@ -461,6 +466,24 @@ class Store {
   // running steps become interrupted, as MarkUnfinishedInterrupted does for a restarted server.
   // Returns those runs, oldest first, for the re-queue policy; exactly one caller gets each.
   virtual Result<std::vector<Run>> MarkExpiredInterrupted() = 0;
+
+  // Workspace uploads: what the release of a run built on a remote worker reads (docs/scaling.md),
+  // one tar stream per (run, attempt) in parts, kept here so that any server takes any part and
+  // any server releases it. A run's uploads are dropped when it leaves running (UpdateRun,
+  // Mark*Interrupted) or by DeleteRunUploads.
+  //
+  // Appends `data` at byte `offset` of the upload of run `id` at `attempt`, which `worker` must
+  // hold (running under that claim); offset 0 starts it over. Returns the bytes held after it.
+  // Aborted (saying who holds it) when `worker` does not hold the run at `attempt`;
+  // FailedPrecondition when `offset` is not the bytes held (saying how many); NotFound when there
+  // is no run `id`. The caller bounds the upload (offset + data.size()).
+  virtual Result<uint64_t> AppendRunUpload(int64_t id, std::string_view worker, int attempt, uint64_t offset,
+                                           std::string_view data) = 0;
+  // The part of the upload of run `id` at `attempt` that starts at byte `offset` ("" at its end
+  // or when nothing was uploaded).
+  virtual Result<std::string> ReadRunUpload(int64_t id, int attempt, uint64_t offset) = 0;
+  // Drops every upload of run `id`.
+  virtual Status DeleteRunUploads(int64_t id) = 0;
 
   // Named leases: scheduled work done once across servers (delivering an outbox, polling). True
   // when `holder` holds the lease `name` until now + `duration`: it was free, expired, or already

@@ -49,8 +49,9 @@ class ForwardingStore : public store::Store {
   }
   Result<std::optional<store::Run>> ClaimNextQueuedRun(std::string_view worker, std::optional<bool> trusted,
                                                         std::chrono::milliseconds lease = store::kDefaultRunLease,
-                                                        const store::Labels& labels = {}) override {
-    return target_.ClaimNextQueuedRun(worker, trusted, lease, labels);
+                                                        const store::Labels& labels = {},
+                                                        std::optional<std::string_view> project = std::nullopt) override {
+    return target_.ClaimNextQueuedRun(worker, trusted, lease, labels, project);
   }
   Result<store::Renewal> RenewRunLease(int64_t id, std::string_view worker, int attempt,
                                        std::chrono::milliseconds lease) override {
@@ -58,6 +59,14 @@ class ForwardingStore : public store::Store {
   }
   Status RequestRunCancel(int64_t id) override { return target_.RequestRunCancel(id); }
   Result<std::vector<store::Run>> MarkExpiredInterrupted() override { return target_.MarkExpiredInterrupted(); }
+  Result<uint64_t> AppendRunUpload(int64_t id, std::string_view worker, int attempt, uint64_t offset,
+                                   std::string_view data) override {
+    return target_.AppendRunUpload(id, worker, attempt, offset, data);
+  }
+  Result<std::string> ReadRunUpload(int64_t id, int attempt, uint64_t offset) override {
+    return target_.ReadRunUpload(id, attempt, offset);
+  }
+  Status DeleteRunUploads(int64_t id) override { return target_.DeleteRunUploads(id); }
   Result<bool> AcquireLease(std::string_view name, std::string_view holder, std::chrono::milliseconds duration) override {
     return target_.AcquireLease(name, holder, duration);
   }

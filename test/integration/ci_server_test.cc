@@ -1136,15 +1136,20 @@ TEST(CiServerReplicas, ARunWhoseReplicaIsKilledMidReleaseIsReleasedOnce) {
 namespace gantry {
 namespace {
 
+// A new worker token `name` of `srv` for `project` ("*": every project's runs).
+std::string WorkerToken(const Srv& srv, const std::string& name = "pool", const std::string& project = "*") {
+  const std::string answer = Post(srv.Url() + "/api/tokens", R"({"name":")" + name + R"(","project":")" + project + R"(","roles":["worker"]})",
+                                  {std::string("Authorization: Bearer ") + kApiToken, "Content-Type: application/json"});
+  auto v = value::ParseJson(answer.substr(0, answer.rfind(' ')));
+  GANTRY_CHECK(v.ok() && v->Get("token") != nullptr);
+  return std::string(v->Get("token")->AsString());
+}
+
 // `gantry worker` processes building the runs of one server that has no workers of its own
-// (docs/scaling.md), with one worker token between them.
+// (docs/scaling.md), with one worker token between them (`name`, for `project`).
 struct WorkerPool {
-  WorkerPool(const fs::path& root, const Srv& srv) : root(root), srv(srv) {
-    const std::string answer = Post(srv.Url() + "/api/tokens", R"({"name":"pool","project":"*","roles":["worker"]})",
-                                    {std::string("Authorization: Bearer ") + kApiToken, "Content-Type: application/json"});
-    auto v = value::ParseJson(answer.substr(0, answer.rfind(' ')));
-    GANTRY_CHECK(v.ok() && v->Get("token") != nullptr);
-    token = v->Get("token")->AsString();
+  WorkerPool(const fs::path& root, const Srv& srv, const std::string& name = "pool", const std::string& project = "*")
+      : root(root), srv(srv), token(WorkerToken(srv, name, project)) {
     auto opened = store::Open("sqlite:" + (root / "gantry.db").string());
     GANTRY_CHECK(opened.ok());
     db = std::move(opened).value();
@@ -1506,6 +1511,168 @@ TEST(CiServerWorkers, AWorkerBuildsTwoRunsAtOnceAndKeepsTheBytesOfTheirLogs) {
   EXPECT_EQ(runs[2].worker, "gantry") << "the server's own worker";
   EXPECT_EQ(bytes(1), "caf\xe9 \xff\xfe ok\n");
   EXPECT_EQ(bytes(1), bytes(3)) << "a remote worker's log differs from the server's of the same step";
+}
+
+// Per-project worker pools: a worker whose token is for team-a builds team-a's runs only, though a
+// run of team-b waits in the queue (older); the token reaches no route of that run once another
+// worker holds it (404, even naming the holder's worker name and attempt); team-b's worker
+// builds team-b's runs.
+TEST(CiServerWorkers, AProjectsWorkerTokenBuildsOnlyThatProjectsRunsAndReachesNoOther) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  const std::string pipeline = "shell: sh\nsteps:\n  build: {run: 'echo built'}\n";
+  const std::string sha_a = MakeRepo(root / "a", pipeline), sha_b = MakeRepo(root / "b", pipeline);
+  const std::string url_a = "file://" + (root / "a").string(), url_b = "file://" + (root / "b").string();
+  std::vector<std::string> flags = NoLocalWorkers();
+  flags.insert(flags.end(), {"--repo", url_b, "--repo-policy", url_a + " project=team-a", "--repo-policy", url_b + " project=team-b"});
+  Srv srv(root, url_a, flags);
+  WorkerPool pool_a(root, srv, "pool-a", "team-a");
+  WorkerPool pool_b(root, srv, "pool-b", "team-b");
+  pool_a.Start("a0");
+  ASSERT_THAT(PostPush(srv, PushPayload(url_b, sha_b), "b-1"), HasSubstr(" 201"));
+  ASSERT_THAT(PostPush(srv, PushPayload(url_a, sha_a), "a-1"), HasSubstr(" 201"));
+  std::optional<store::Run> built;
+  for (int i = 0; i < 300 && !built; ++i) {
+    auto run = pool_a.db->GetRun(2);
+    if (run.ok() && store::IsFinal(run->state)) built = *run;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(built.has_value()) << "team-a's run was not built";
+  EXPECT_EQ(built->state, store::RunState::kSucceeded) << built->message;
+  EXPECT_EQ(built->worker, "robot:pool-a/a0");
+  EXPECT_EQ(built->project, "team-a");
+  auto waiting = pool_a.db->GetRun(1);
+  ASSERT_TRUE(waiting.ok());
+  EXPECT_EQ(waiting->state, store::RunState::kQueued) << "team-a's worker took team-b's run: " << waiting->worker;
+
+  // Run 1 (team-b) claimed by the test as team-b's worker "probe"; team-a's token gets 404 on
+  // each route of it.
+  const std::string bearer_a = "Authorization: Bearer " + pool_a.token, bearer_b = "Authorization: Bearer " + pool_b.token;
+  ASSERT_THAT(Post(srv.Url() + "/api/v1/worker/claim", R"({"name":"probe","wait_seconds":5})", {bearer_b}), HasSubstr("\"id\":1"));
+  const std::string as_probe = R"({"name":"probe","attempt":1})";
+  for (const char* route : {"lease", "steps", "logs", "commit", "finish", "release"}) {
+    EXPECT_THAT(Post(fmt::format("{}/api/v1/worker/runs/1/{}", srv.Url(), route), as_probe, {bearer_a}), HasSubstr(" 404")) << route;
+  }
+  EXPECT_THAT(Send("PUT", srv.Url() + "/api/v1/worker/runs/1/workspace?name=probe&attempt=1&offset=0", "x", {bearer_a}),
+              HasSubstr(" 404"));
+  EXPECT_THAT(Post(srv.Url() + "/api/v1/worker/runs/1/finish",
+                   R"({"name":"probe","attempt":1,"state":"succeeded","message":"built by the probe"})", {bearer_b}),
+              HasSubstr(" 204"))
+      << "team-b's worker could not write its own run";
+
+  pool_b.Start("b0");
+  ASSERT_THAT(PostPush(srv, PushPayload(url_b, Commit(root / "b", "f.txt", "2")), "b-2"), HasSubstr(" 201"));
+  std::vector<store::Run> runs = pool_b.WaitFinal(3);
+  ASSERT_EQ(runs.size(), 3u);
+  EXPECT_EQ(runs[0].message, "built by the probe");
+  EXPECT_EQ(runs[2].state, store::RunState::kSucceeded) << runs[2].message;
+  EXPECT_EQ(runs[2].worker, "robot:pool-b/b0");
+  EXPECT_EQ(runs[2].project, "team-b");
+}
+
+// The parts of a worker's workspace upload sent round-robin over three replicas (as a load
+// balancer without stickiness spreads them), the release asked of the third: the parts are in the
+// store, so any replica takes any part, and the run is released once (one image, one config
+// commit, one ledger release); nothing of the upload is left in the store.
+TEST(CiServerReplicas, AWorkersUploadSpreadOverTheReplicasIsReleasedOnce) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  const std::string host = testenv::Shared("registry.sh").Get("REGISTRY_HOST");
+  const std::string repository = "upload-rr-" + std::to_string(::getpid()) + "/web";
+  const std::string data(3000, 'd');
+  ReleasedApp app(root, host + "/" + repository, "build: {run: 'echo built'}", data);
+  std::vector<std::string> flags = app.Flags(host, false);
+  flags.insert(flags.end(), {"--workers", "0", "--untrusted-workers", "0"});
+  Replicas r(root, app.url, 3, flags);
+  const std::string bearer = "Authorization: Bearer " + WorkerToken(*r.srv[0]);
+  ASSERT_THAT(PostPush(*r.srv[0], PushPayload(app.url, app.sha), "rr-1"), HasSubstr(" 201"));
+  ASSERT_THAT(Post(r.srv[1]->Url() + "/api/v1/worker/claim", R"({"name":"probe","wait_seconds":10})", {bearer}),
+              HasSubstr("\"id\":1"));
+  const std::string tar = OneFileTar("data/blob", data);
+  constexpr size_t kPart = 1024;
+  for (size_t offset = 0, i = 0; offset < tar.size(); offset += kPart, ++i) {
+    const Srv& to = *r.srv[i % 3];
+    const std::string url = fmt::format("{}/api/v1/worker/runs/1/workspace?name=probe&attempt=1&offset={}", to.Url(), offset);
+    EXPECT_THAT(Send("PUT", url, tar.substr(offset, kPart), {bearer, "Content-Type: application/x-tar"}),
+                HasSubstr(fmt::format("{{\"offset\":{}}}", std::min(offset + kPart, tar.size()))))
+        << "part " << i << " to replica " << i % 3;
+    // The run's lease (3 s) is the probe's to renew until the release takes it over.
+    ASSERT_THAT(Post(to.Url() + "/api/v1/worker/runs/1/lease", R"({"name":"probe","attempt":1})", {bearer}), HasSubstr("renewed"));
+  }
+  EXPECT_THAT(Post(r.srv[2]->Url() + "/api/v1/worker/runs/1/release",
+                   fmt::format(R"({{"name":"probe","attempt":1,"message":"built","digest":"sha256:{}"}})", Sha256Hex(tar)),
+                   {bearer, "Content-Type: application/json"}),
+              HasSubstr("releasing"));
+  std::vector<store::Run> runs = r.WaitFinal(1);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state, store::RunState::kSucceeded) << runs[0].message;
+  EXPECT_EQ(runs[0].attempt, 1);
+  ExpectReleasedOnce(*r.store, root / "config.git", host, repository, app.sha, 1);
+  auto left = r.store->ReadRunUpload(1, 1, 0);
+  ASSERT_TRUE(left.ok()) << left.status().ToString();
+  EXPECT_EQ(*left, "") << "the upload was left in the store";
+}
+
+// A connection to `srv` (a file descriptor), to send HTTP requests by hand.
+int ConnectTo(const Srv& srv) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(srv.port)));
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  GANTRY_CHECK(fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  return fd;
+}
+
+// Sends the POST request of `path` with `body` and `headers` on `fd`; returns the response's head.
+std::string PostRaw(int fd, const std::string& path, const std::string& body, const std::vector<std::string>& headers) {
+  std::string request = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n";
+  for (const auto& h : headers) request += h + "\r\n";
+  request += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  GANTRY_CHECK(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
+  std::string head;
+  char c = 0;
+  while (head.find("\r\n\r\n") == std::string::npos && ::recv(fd, &c, 1, 0) == 1) head += c;
+  return head;
+}
+
+// A worker that goes away while its long poll waits (the server then claims a run for it whose
+// answer it cannot write): the run is queued again at once, not after the claim's lease (60 s
+// here), and another worker builds it as attempt 2.
+TEST(CiServerWorkers, ARunClaimedForAWorkerThatWentAwayIsQueuedAgainAtOnce) {
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  const std::string sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  build: {run: 'echo built'}\n");
+  const std::string url = "file://" + (root / "repo").string();
+  Srv srv(root, url, {"--workers", "0", "--untrusted-workers", "0", "--run-lease", "60s"});
+  WorkerPool pool(root, srv);
+  const std::string body = PushPayload(url, sha);
+  const int hook = ConnectTo(srv), ghost = ConnectTo(srv);
+  // The long poll has begun (its head is sent): it claims for the ghost every 200 ms of its
+  // current second, and notices the ghost gone only at the next.
+  ASSERT_THAT(PostRaw(ghost, "/api/v1/worker/claim", R"({"name":"ghost","wait_seconds":30})", {"Authorization: Bearer " + pool.token}),
+              HasSubstr(" 200 "));
+  ::close(ghost);
+  const auto pushed = std::chrono::steady_clock::now();
+  EXPECT_THAT(PostRaw(hook, "/webhook", body,
+                      {"X-GitHub-Event: push", "X-GitHub-Delivery: ghost-1", "X-Hub-Signature-256: sha256=" + webhook::HmacSha256Hex(kSecret, body)}),
+              HasSubstr(" 201 "));
+  ::close(hook);
+  std::optional<store::Run> requeued;
+  for (int i = 0; i < 100 && !requeued; ++i) {
+    auto run = pool.db->GetRun(1);
+    if (run.ok() && run->attempt == 1 && run->state == store::RunState::kQueued) requeued = *run;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(requeued.has_value()) << "run 1, claimed for the ghost, was not queued again at once";
+  EXPECT_THAT(requeued->message, HasSubstr("never reached robot:pool/ghost"));
+  pool.Start("w0");
+  std::vector<store::Run> runs = pool.WaitFinal(1);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state, store::RunState::kSucceeded) << runs[0].message;
+  EXPECT_EQ(runs[0].attempt, 2);
+  EXPECT_EQ(runs[0].worker, "robot:pool/w0");
+  EXPECT_LT(std::chrono::steady_clock::now() - pushed, std::chrono::seconds(30)) << "the run waited for the ghost's lease";
 }
 
 }  // namespace

@@ -802,6 +802,74 @@ TYPED_TEST(StoreContractTest, LabelsRouteClaimsAndACancelRequestReachesTheClaime
   EXPECT_CODE(ParseLabels("a").status(), Code::kInvalidArgument);
 }
 
+// Per-project worker pools: a claimer for one project takes only that project's runs (not those
+// of another project, nor of none); a claimer without a project takes any.
+TYPED_TEST(StoreContractTest, AProjectsClaimerTakesOnlyThatProjectsRuns) {
+  Store& s = this->store();
+  ASSERT_OK_AND_ASSIGN(int64_t a, s.CreateRun({.repo = "ra", .pipeline = "p", .commit = "c1", .project = "team-a"}));
+  ASSERT_OK_AND_ASSIGN(int64_t none, s.CreateRun({.repo = "r", .pipeline = "p", .commit = "c2"}));
+  ASSERT_OK_AND_ASSIGN(int64_t b, s.CreateRun({.repo = "rb", .pipeline = "p", .commit = "c3", .project = "team-b"}));
+  ASSERT_OK_AND_ASSIGN(auto for_b, s.ClaimNextQueuedRun("robot:b/w", std::nullopt, 10s, {}, "team-b"));
+  ASSERT_TRUE(for_b.has_value());
+  EXPECT_EQ(for_b->id, b) << "team-b's worker took a run of another project";
+  EXPECT_EQ(for_b->project, "team-b");
+  ASSERT_OK_AND_ASSIGN(auto more_b, s.ClaimNextQueuedRun("robot:b/w", std::nullopt, 10s, {}, "team-b"));
+  EXPECT_FALSE(more_b.has_value()) << "team-b's worker took run " << more_b->id;
+  ASSERT_OK_AND_ASSIGN(auto for_c, s.ClaimNextQueuedRun("robot:c/w", std::nullopt, 10s, {}, "team-c"));
+  EXPECT_FALSE(for_c.has_value());
+  ASSERT_OK_AND_ASSIGN(auto any, s.ClaimNextQueuedRun("robot:pool/w", std::nullopt, 10s));
+  ASSERT_TRUE(any.has_value());
+  EXPECT_EQ(any->id, a);
+  ASSERT_OK_AND_ASSIGN(auto for_a, s.ClaimNextQueuedRun("robot:a/w", std::nullopt, 10s, {}, "team-a"));
+  EXPECT_FALSE(for_a.has_value()) << "a run of no project went to team-a's worker";
+  ASSERT_OK_AND_ASSIGN(Run left, s.GetRun(none));
+  EXPECT_EQ(left.state, RunState::kQueued);
+  EXPECT_EQ(left.project, "");
+}
+
+// Workspace uploads in the store: parts appended at the bytes held by the holder of the run at
+// its attempt only, read back from any offset, started over at 0, and dropped when the run is
+// re-queued or ends.
+TYPED_TEST(StoreContractTest, AWorkspaceUploadIsHeldForItsClaimOnlyAndDroppedWhenTheRunMoves) {
+  Store& s = this->store();
+  const int64_t id = this->NewRun();
+  ASSERT_OK_AND_ASSIGN(auto claimed, s.ClaimNextQueuedRun("w1", std::nullopt, 10s));
+  ASSERT_TRUE(claimed.has_value() && claimed->id == id);
+  const std::string part1(1000, 'a'), part2 = std::string("\0\xff", 2) + "tail";
+  EXPECT_CODE(s.AppendRunUpload(id, "w2", 1, 0, part1).status(), Code::kAborted);
+  EXPECT_CODE(s.AppendRunUpload(id, "w1", 2, 0, part1).status(), Code::kAborted);
+  EXPECT_CODE(s.AppendRunUpload(id + 1000, "w1", 1, 0, part1).status(), Code::kNotFound);
+  ASSERT_OK_AND_ASSIGN(uint64_t held, s.AppendRunUpload(id, "w1", 1, 0, part1));
+  EXPECT_EQ(held, part1.size());
+  EXPECT_CODE(s.AppendRunUpload(id, "w1", 1, 5, part2).status(), Code::kFailedPrecondition);
+  ASSERT_OK_AND_ASSIGN(held, s.AppendRunUpload(id, "w1", 1, part1.size(), part2));
+  EXPECT_EQ(held, part1.size() + part2.size());
+  std::string whole;
+  for (;;) {
+    ASSERT_OK_AND_ASSIGN(std::string got, s.ReadRunUpload(id, 1, whole.size()));
+    if (got.empty()) break;
+    whole += got;
+  }
+  EXPECT_EQ(whole, part1 + part2);
+  ASSERT_OK_AND_ASSIGN(std::string middle, s.ReadRunUpload(id, 1, 998));
+  EXPECT_EQ(middle, "aa");
+  ASSERT_OK_AND_ASSIGN(held, s.AppendRunUpload(id, "w1", 1, 0, "again"));
+  EXPECT_EQ(held, 5u) << "offset 0 starts the upload over";
+  ASSERT_OK_AND_ASSIGN(std::string restarted, s.ReadRunUpload(id, 1, 0));
+  EXPECT_EQ(restarted, "again");
+  ASSERT_OK(s.UpdateRun(id, RunState::kQueued, "re-queued", 1));
+  ASSERT_OK_AND_ASSIGN(std::string dropped, s.ReadRunUpload(id, 1, 0));
+  EXPECT_EQ(dropped, "") << "the upload of a re-queued run was kept";
+  ASSERT_OK_AND_ASSIGN(auto again, s.ClaimNextQueuedRun("w2", std::nullopt, 10s));
+  ASSERT_TRUE(again.has_value() && again->attempt == 2);
+  EXPECT_CODE(s.AppendRunUpload(id, "w1", 1, 0, part1).status(), Code::kAborted);  // the old attempt
+  ASSERT_OK(s.AppendRunUpload(id, "w2", 2, 0, part1).status());
+  ASSERT_OK(s.UpdateRun(id, RunState::kSucceeded, "done", 2));
+  ASSERT_OK_AND_ASSIGN(std::string ended, s.ReadRunUpload(id, 2, 0));
+  EXPECT_EQ(ended, "") << "the upload of an ended run was kept";
+  ASSERT_OK(s.DeleteRunUploads(id));
+}
+
 // Clock steps (issue 21): leases are stamped with the wall clock, which NTP or an operator may step.
 // Forwards: the claim looks expired at once, the run is taken over, and the old claim is fenced
 // (it can neither renew nor finish the run), so the run is repeated, never run twice at once.

@@ -50,11 +50,16 @@ class SqlStore : public Store {
   Result<std::vector<Run>> ListRuns(const RunFilter& filter) override;
   Result<std::vector<Run>> MarkUnfinishedInterrupted(std::string_view worker) override;
   Result<std::optional<Run>> ClaimNextQueuedRun(std::string_view worker, std::optional<bool> trusted,
-                                                std::chrono::milliseconds lease, const Labels& labels) override;
+                                                std::chrono::milliseconds lease, const Labels& labels,
+                                                std::optional<std::string_view> project) override;
   Result<Renewal> RenewRunLease(int64_t id, std::string_view worker, int attempt,
                                 std::chrono::milliseconds lease) override;
   Status RequestRunCancel(int64_t id) override;
   Result<std::vector<Run>> MarkExpiredInterrupted() override;
+  Result<uint64_t> AppendRunUpload(int64_t id, std::string_view worker, int attempt, uint64_t offset,
+                                   std::string_view data) override;
+  Result<std::string> ReadRunUpload(int64_t id, int attempt, uint64_t offset) override;
+  Status DeleteRunUploads(int64_t id) override;
   Result<bool> AcquireLease(std::string_view name, std::string_view holder,
                             std::chrono::milliseconds duration) override;
   Result<ReleaseProgress> PutReleaseProgress(const ReleaseProgress& progress) override;
