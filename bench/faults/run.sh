@@ -2,9 +2,9 @@
 # The fault scenarios of test/integration/faults_test.cc (apiserver, etcd, registry, process and
 # resource faults), faults_git_test.cc, faults_store_test.cc, the agent's (agent_test.cc: kill -9 at
 # seeded points, wall clock steps, out of descriptors) and the server's and workers'
-# (ci_server_test.cc CiServerFaults: kill -9 at seeded points of a run, a full data disk) repeated
-# N times with different seeds, all of them (GANTRY_FAULTS_FULL=1: CI runs a bounded subset once,
-# seed 1). Prints a table: per scenario the runs, outcomes, time under the
+# (ci_server_test.cc CiServerFaults: kill -9 at seeded points of a run and of its push-mode deploy,
+# a full data disk) repeated N times with different seeds, all of them (GANTRY_FAULTS_FULL=1: CI
+# runs a bounded subset once, seed 1). Prints a table: per scenario the runs, outcomes, time under the
 # fault and time to recover (min / median / max); every line is kept in OUT_DIR/faults.log.
 #
 #   bench/faults/run.sh [N=5] [FIRST_SEED=1]

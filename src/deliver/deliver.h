@@ -20,8 +20,10 @@
 //              soak (its end time is recorded in the audit log, so a resumed deploy does not
 //              restart it; a soak Step() sleeps at most one second so Terminate() is prompt).
 // Each ledger write happens before and after the work it describes, so a crash leaves targets
-// pending or applying, never a lie; Resume() takes the newest release of the app that still has
-// pending or applying targets and continues at the first environment not yet healthy everywhere
+// pending or applying, never a lie (or, between the release and its targets, some targets not yet
+// written: the release's plan names them all, and Resume() writes the missing ones pending);
+// Resume() takes the newest release of the app that still has pending, applying or unwritten
+// targets and continues at the first environment not yet healthy everywhere
 // (re-applying is safe: the engine is idempotent). Starting a new release supersedes the pending
 // targets of older ones, so only the newest unfinished release is ever resumed.
 //
@@ -239,8 +241,8 @@ class Deployment {
   static Result<std::unique_ptr<Deployment>> Start(store::Store& store, Config config, RenderFn render,
                                                    ConnectFn connect, DeployOptions options,
                                                    ProgressFn progress = nullptr);
-  // Continues the newest release of options.app that has pending or applying targets (see the file
-  // comment); the plan (environments, path template) is read from the release. NotFound when no
+  // Continues the newest release of options.app that has pending, applying or unwritten targets (see
+  // the file comment; HasWorkLeft()); the plan (environments, path template) is read from the release. NotFound when no
   // release of the app is unfinished.
   static Result<std::unique_ptr<Deployment>> Resume(store::Store& store, Config config, RenderFn render,
                                                     ConnectFn connect, DeployOptions options,
@@ -267,6 +269,10 @@ class Deployment {
   DeployState state_;
   std::atomic<bool> terminate_{false};
 };
+
+// Whether Deployment::Resume() would continue `release`: a target of it is pending or applying, or
+// one its plan names was never written (a start cut short by a crash). The store's errors.
+Result<bool> HasWorkLeft(store::Store& store, const store::Release& release);
 
 struct RollbackOptions {
   std::string app;

@@ -15,6 +15,7 @@
 
 #include "base/mutex.h"
 #include "test/fakes/forwarding_kube_client.h"
+#include "test/fakes/forwarding_store.h"
 #include "test/fakes/kube_client.h"
 
 namespace gantry::deliver {
@@ -634,6 +635,102 @@ spec:
   EXPECT_EQ((*rows)[0].project, "team-w");
   EXPECT_EQ((*rows)[0].object, "app/web env/dev cluster/dev-1");
   EXPECT_THAT((*rows)[0].details, HasSubstr("reason: hotfix INC-7"));
+}
+
+// A ledger whose process "dies" after the release and its first new target are written: every
+// later target write fails, as nothing more reached the database.
+class DiesAfterFirstTarget : public fakes::ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  Result<store::Target> UpsertTarget(const store::Target& t) override {
+    if (t.version == 0 && ++created_ > 1) return UnavailableError("the process died here");
+    return ForwardingStore::UpsertTarget(t);
+  }
+
+ private:
+  int created_ = 0;
+};
+
+// A crash between writing a release and writing all its targets (issue 21, server-kill9-push-deploy)
+// left the release with dev's target only: resumed, it deployed dev and ended "healthy in dev,
+// prod", prod never deployed (and the CI release with no target at all ended failed, deploying
+// nothing). Resume now writes the targets the release's plan names and deploys every environment;
+// a newer release supersedes an older one's unwritten targets, which is then never resumed.
+TEST_F(FakeDeploy, AStartCutShortBeforeItsTargetsAreWrittenIsResumedToEveryEnvironment) {
+  cluster_ = std::make_shared<fakes::FakeKubeClient>(fakes::FakeKubeClient::Options{.clock = &clock_});
+  ConnectFn connect = [this](const Cluster&) -> Result<std::unique_ptr<kube::Client>> {
+    return fakes::ForwardingKubeClient::To(cluster_);
+  };
+  DeployOptions options{.app = "web", .revision = "r1", .clock = &clock_};
+  {
+    DiesAfterFirstTarget dying(*store_);
+    EXPECT_EQ(Deployment::Start(dying, config_, RenderConfigMap(), connect, options).status().code(), Code::kUnavailable);
+  }
+  auto releases = store_->ListReleases("web", 10);
+  ASSERT_TRUE(releases.ok() && releases->size() == 1u);
+  const store::Release cut = releases->front();
+  ASSERT_EQ(store_->ListTargets(cut.id)->size(), 1u) << "dev-1's target only";
+  EXPECT_EQ(HasWorkLeft(*store_, cut).value_or(false), true);
+
+  auto resumed = Deployment::Resume(*store_, config_, RenderConfigMap(), connect, options);
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+  EXPECT_EQ((*resumed)->state().release_id, cut.id);
+  ASSERT_EQ((*resumed)->Run().phase, Phase::kSucceeded) << (*resumed)->state().message;
+  auto targets = store_->ListTargets(cut.id);
+  ASSERT_TRUE(targets.ok());
+  ASSERT_EQ(targets->size(), 2u);
+  for (const auto& t : *targets) EXPECT_EQ(t.state, store::TargetState::kHealthy) << t.env << "/" << t.cluster;
+  EXPECT_EQ(HasWorkLeft(*store_, cut).value_or(true), false);
+
+  // Cut short again, then a newer release: the older one's unwritten target is superseded with its
+  // pending one, and nothing is left to resume.
+  options.revision = "r2";
+  {
+    DiesAfterFirstTarget dying(*store_);
+    EXPECT_FALSE(Deployment::Start(dying, config_, RenderConfigMap(), connect, options).ok());
+  }
+  const int64_t second = store_->ListReleases("web", 1)->front().id;
+  options.revision = "r3";
+  auto third = Deployment::Start(*store_, config_, RenderConfigMap(), connect, options);
+  ASSERT_TRUE(third.ok()) << third.status().ToString();
+  ASSERT_EQ((*third)->Run().phase, Phase::kSucceeded);
+  targets = store_->ListTargets(second);
+  ASSERT_TRUE(targets.ok());
+  ASSERT_EQ(targets->size(), 2u);
+  for (const auto& t : *targets) EXPECT_EQ(t.state, store::TargetState::kSuperseded) << t.env << "/" << t.cluster;
+  EXPECT_EQ(Deployment::Resume(*store_, config_, RenderConfigMap(), connect, options).status().code(), Code::kNotFound);
+}
+
+// A crash during an environment's soak (its targets healthy, the next's pending: a server killed
+// between two environments, issue 21) was resumed at the next environment at once, the soak
+// skipped. Resumed, the soak now goes on to the end recorded when it began, then prod is applied.
+TEST_F(FakeDeploy, ACrashDuringASoakIsResumedToTheEndOfThatSoak) {
+  cluster_ = std::make_shared<fakes::FakeKubeClient>(fakes::FakeKubeClient::Options{.clock = &clock_});
+  ConnectFn connect = [this](const Cluster&) -> Result<std::unique_ptr<kube::Client>> {
+    return fakes::ForwardingKubeClient::To(cluster_);
+  };
+  config_.environments[0].gates.soak = 10min;
+  std::vector<std::string> lines;
+  auto say = [&lines](std::string_view line) { lines.emplace_back(line); };
+  DeployOptions options{.app = "web", .revision = "r1", .clock = &clock_};
+  auto d = Deployment::Start(*store_, config_, RenderConfigMap(), connect, options, say);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  while (std::find(lines.begin(), lines.end(), "dev: soaking until 1970-01-01T00:10:00Z") == lines.end())
+    ASSERT_TRUE((*d)->Step()) << (*d)->state().message;
+  ASSERT_TRUE((*d)->Step());  // a second of the soak
+  clock_.Advance(2min);       // the server down, started again
+  d->reset();
+
+  auto resumed = Deployment::Resume(*store_, config_, RenderConfigMap(), connect, options, say);
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+  ASSERT_EQ((*resumed)->Run().phase, Phase::kSucceeded) << (*resumed)->state().message;
+  const auto soak_done = std::find(lines.begin(), lines.end(), "dev: soak done");
+  ASSERT_NE(soak_done, lines.end()) << "the soak was skipped";
+  EXPECT_EQ(std::count(lines.begin(), lines.end(), "dev: soaking until 1970-01-01T00:10:00Z"), 2)
+      << "the same soak, to the same end";
+  EXPECT_NE(std::find(soak_done, lines.end(), "prod/prod-1: applying"), lines.end()) << "prod before the soak ended";
+  EXPECT_GE(clock_.Now(), std::chrono::steady_clock::time_point(10min));
+  EXPECT_LT(clock_.Now(), std::chrono::steady_clock::time_point(10min + 5s));
 }
 
 }  // namespace

@@ -24,6 +24,10 @@ struct Plan {
   std::vector<std::string> environments;
   std::string path_template;
   std::string revision;  // as the user asked
+  // Every (environment, cluster) the release is for. The release is written before its targets,
+  // so a crash in between leaves some unwritten: Resume() writes them from here. Empty in plans
+  // from before it was recorded.
+  std::vector<std::pair<std::string, std::string>> targets;
 };
 
 std::string EncodePlan(const Plan& plan) {
@@ -33,6 +37,14 @@ std::string EncodePlan(const Plan& plan) {
   v.Set("environments", envs);
   v.Set("pathTemplate", plan.path_template);
   v.Set("revision", plan.revision);
+  value::Value targets = value::Value::Seq();
+  for (const auto& [env, cluster] : plan.targets) {
+    value::Value t = value::Value::Map();
+    t.Set("env", env);
+    t.Set("cluster", cluster);
+    targets.Append(t);
+  }
+  v.Set("targets", targets);
   return value::ToJson(v);
 }
 
@@ -45,9 +57,24 @@ Result<Plan> DecodePlan(const store::Release& r) {
       if (e.IsString()) p.environments.emplace_back(e.AsString());
   if (const value::Value* t = v->Get("pathTemplate"); t != nullptr && t->IsString()) p.path_template = t->AsString();
   if (const value::Value* t = v->Get("revision"); t != nullptr && t->IsString()) p.revision = t->AsString();
+  if (const value::Value* targets = v->Get("targets"); targets != nullptr)
+    for (const auto& t : targets->items())
+      p.targets.emplace_back(value::StringAt(&t, {"env"}), value::StringAt(&t, {"cluster"}));
   if (p.environments.empty() || p.path_template.empty())
     return FailedPreconditionError("release {} has no deploy plan in its note", r.id);
   return p;
+}
+
+// The targets of `plan` that `written` (release `id`'s) lacks: those a start cut short by a crash
+// never wrote.
+std::vector<store::Target> Unwritten(int64_t id, const Plan& plan, const std::vector<store::Target>& written) {
+  std::vector<store::Target> out;
+  for (const auto& [env, cluster] : plan.targets) {
+    if (std::none_of(written.begin(), written.end(),
+                     [&](const store::Target& t) { return t.env == env && t.cluster == cluster; }))
+      out.push_back({.release_id = id, .env = env, .cluster = cluster});
+  }
+  return out;
 }
 
 // The JSON summary of a sync kept in Target::sync_result; `requests`: API requests of the whole
@@ -487,6 +514,9 @@ Result<std::unique_ptr<Deployment>> Deployment::Start(store::Store& store, Confi
   GANTRY_ASSIGN_OR_RETURN(auto older, store.ListReleases(options.app, 100));
   for (const auto& r : older) {
     GANTRY_ASSIGN_OR_RETURN(auto targets, store.ListTargets(r.id));
+    // Targets a start cut short never wrote would otherwise make it look unfinished for ever.
+    if (auto plan = DecodePlan(r); plan.ok())
+      for (auto& t : Unwritten(r.id, *plan, targets)) targets.push_back(std::move(t));
     for (const auto& t : targets) {
       if (t.state == store::TargetState::kPending) {
         GANTRY_RETURN_IF_ERROR(Write(store, t, store::TargetState::kSuperseded, "superseded by a newer release").status());
@@ -501,19 +531,20 @@ Result<std::unique_ptr<Deployment>> Deployment::Start(store::Store& store, Confi
   rel.image_digests = options.image_digests;
   rel.supply_chain = options.supply_chain;
   rel.started_by = options.started_by;
-  rel.note = EncodePlan({envs, options.path_template, options.revision});
+  Plan plan{envs, options.path_template, options.revision, {}};
+  for (const auto& e : envs)
+    for (const Cluster* c : impl->config.ClustersOf(*impl->config.FindEnvironment(e))) plan.targets.emplace_back(e, c->name);
+  rel.note = EncodePlan(plan);
   rel.project = options.project == "default" ? "" : options.project;
   GANTRY_ASSIGN_OR_RETURN(int64_t id, store.CreateRelease(rel));
   std::unique_ptr<Deployment> d(new Deployment(std::move(impl)));
   d->state_.release_id = id;
   d->state_.commit = commit;
   d->state_.environments = envs;
-  for (const auto& e : envs) {
-    for (const Cluster* c : d->impl_->config.ClustersOf(*d->impl_->config.FindEnvironment(e))) {
-      store::Target t{.release_id = id, .env = e, .cluster = c->name, .state = store::TargetState::kPending, .message = "pending"};
-      GANTRY_ASSIGN_OR_RETURN(t, store.UpsertTarget(t));
-      d->state_.targets.push_back(t);
-    }
+  for (const auto& [env, cluster] : plan.targets) {
+    store::Target t{.release_id = id, .env = env, .cluster = cluster, .state = store::TargetState::kPending, .message = "pending"};
+    GANTRY_ASSIGN_OR_RETURN(t, store.UpsertTarget(t));
+    d->state_.targets.push_back(t);
   }
   GANTRY_RETURN_IF_ERROR(store.Audit({.actor = options.started_by, .action = "deploy",
                                       .object = fmt::format("app/{} release/{}", options.app, id),
@@ -523,21 +554,43 @@ Result<std::unique_ptr<Deployment>> Deployment::Start(store::Store& store, Confi
   return d;
 }
 
+Result<bool> HasWorkLeft(store::Store& store, const store::Release& release) {
+  GANTRY_ASSIGN_OR_RETURN(auto targets, store.ListTargets(release.id));
+  if (std::any_of(targets.begin(), targets.end(), [](const store::Target& t) { return Unfinished(t.state); })) return true;
+  auto plan = DecodePlan(release);
+  return plan.ok() && !Unwritten(release.id, *plan, targets).empty();
+}
+
 Result<std::unique_ptr<Deployment>> Deployment::Resume(store::Store& store, Config config, RenderFn render, ConnectFn connect,
                                                        DeployOptions options, ProgressFn progress) {
   GANTRY_RETURN_IF_ERROR(CheckOptions(options));
   GANTRY_ASSIGN_OR_RETURN(auto releases, store.ListReleases(options.app, 100));
   for (const auto& rel : releases) {
     GANTRY_ASSIGN_OR_RETURN(auto targets, store.ListTargets(rel.id));
-    if (std::none_of(targets.begin(), targets.end(), [](const store::Target& t) { return Unfinished(t.state); })) continue;
+    auto decoded = DecodePlan(rel);
+    std::vector<store::Target> unwritten = decoded.ok() ? Unwritten(rel.id, *decoded, targets) : std::vector<store::Target>{};
+    if (unwritten.empty() &&
+        std::none_of(targets.begin(), targets.end(), [](const store::Target& t) { return Unfinished(t.state); }))
+      continue;
     // A release rolled back somewhere was given up on: it is not continued.
     if (std::any_of(targets.begin(), targets.end(),
                     [](const store::Target& t) { return t.state == store::TargetState::kRolledBack; }))
       continue;
-    GANTRY_ASSIGN_OR_RETURN(Plan plan, DecodePlan(rel));
+    GANTRY_ASSIGN_OR_RETURN(Plan plan, std::move(decoded));
     GANTRY_ASSIGN_OR_RETURN(project::Project project, config.ProjectNamed(options.project));
     GANTRY_RETURN_IF_ERROR(CheckAppProject(store, options.app, options.project).WithContext("resume"));
     GANTRY_RETURN_IF_ERROR(CheckClusterCredentials(project, config, plan.environments).WithContext("resume"));
+    // The targets a start cut short never wrote (another server resuming it may write them first).
+    for (auto& t : unwritten) {
+      t.state = store::TargetState::kPending;
+      t.message = "pending";
+      auto written = store.UpsertTarget(t);
+      if (!written.ok() && written.status().code() != Code::kAlreadyExists)
+        return written.status().WithContext(fmt::format("resume release {}: write the target {}/{}", rel.id, t.env, t.cluster));
+    }
+    if (!unwritten.empty()) {
+      GANTRY_ASSIGN_OR_RETURN(targets, store.ListTargets(rel.id));
+    }
     auto impl = std::make_unique<Impl>(store, std::move(config), std::move(render), std::move(connect), options, std::move(progress));
     impl->project = std::move(project);
     impl->path_template = plan.path_template;
@@ -555,6 +608,19 @@ Result<std::unique_ptr<Deployment>> Deployment::Resume(store::Store& store, Conf
         if (t.state != store::TargetState::kHealthy) all_healthy = false;
       }
       if (!all_healthy && d->state_.next_env == plan.environments.size()) d->state_.next_env = i;
+    }
+    // Nothing of the next environment begun: the one before may have been soaking. Its gate runs
+    // again, so its soak goes on to the end recorded when it began (or begins, if the crash came
+    // before that was recorded) instead of being skipped.
+    if (size_t next = d->state_.next_env; next > 0 && next < plan.environments.size()) {
+      const Environment* before = d->impl_->config.FindEnvironment(plan.environments[next - 1]);
+      const bool begun = std::any_of(targets.begin(), targets.end(), [&](const store::Target& t) {
+        return t.env == plan.environments[next] && t.state != store::TargetState::kPending;
+      });
+      if (before != nullptr && before->gates.soak.count() > 0 && !begun) {
+        d->state_.next_env = next - 1;
+        d->impl_->stage = Impl::Stage::kGate;
+      }
     }
     for (size_t i = d->state_.next_env; i < plan.environments.size(); ++i) {
       const auto& e = plan.environments[i];

@@ -754,12 +754,11 @@ bool Release::Impl::Deploy() {
   if (*existing != 0) {
     const int64_t id = *existing;
     st->result.release_id = id;
-    auto targets = s.store->ListTargets(id);
-    if (!targets.ok()) return Fail(targets.status().WithContext("deploy: ledger"));
-    bool unfinished = std::any_of(targets->begin(), targets->end(), [](const store::Target& t) {
-      return t.state == store::TargetState::kPending || t.state == store::TargetState::kApplying;
-    });
-    if (unfinished) {
+    auto release = s.store->GetRelease(id);
+    if (!release.ok()) return Fail(release.status().WithContext("deploy: ledger"));
+    auto unfinished = deliver::HasWorkLeft(*s.store, *release);
+    if (!unfinished.ok()) return Fail(unfinished.status().WithContext("deploy: ledger"));
+    if (*unfinished) {
       auto resumed = deliver::Deployment::Resume(*s.store, *s.deliver_config, render, s.connect, d, progress);
       if (!resumed.ok() && resumed.status().code() != Code::kNotFound) return Fail(resumed.status().WithContext("deploy"));
       if (resumed.ok() && (*resumed)->state().release_id == id) {

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <iostream>
 #include <random>
 #include <regex>
@@ -26,9 +27,11 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
+#include "base/clock.h"
 #include "base/hash.h"
 #include "base/path.h"
 #include "base/process.h"
+#include "kube/kube.h"
 #include "store/store.h"
 #include "test/env/testenv.h"
 #include "test/env/toxiproxy.h"
@@ -1930,6 +1933,269 @@ TEST(CiServerFaults, ADiskFullForAMomentWhileAStepPrintsLosesNoLineOfItsLog) {
   auto opened = store::Open(db_url);
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
   EXPECT_EQ(StoredLog(**opened, 1, "print"), whole);
+}
+
+// --- kill -9 of the server during a push-mode deploy (server-kill9-push-deploy) ---
+
+constexpr int kDeployedConfigMaps = 120;  // per environment: an apply long enough to be cut
+
+// Environment `env` of the config repository at `version`: a Deployment running `image`:old, and
+// kDeployedConfigMaps ConfigMaps carrying the version; with `gone`, one ConfigMap more that the
+// next version drops (its deploy prunes it).
+void WriteEnv(const fs::path& seed, const std::string& env, const std::string& image, const std::string& version, bool gone) {
+  const fs::path dir = seed / "envs" / env;
+  fs::create_directories(dir);
+  GANTRY_CHECK(WriteFileAtomic(dir / "web.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n"
+                                                 "  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n"
+                                                 "    metadata: {labels: {app: web}}\n    spec:\n      containers:\n"
+                                                 "      - name: web\n        image: " + image + ":old\n").ok());
+  std::string maps;
+  for (int i = 0; i < kDeployedConfigMaps; ++i)
+    maps += fmt::format("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{}}}\ndata: {{version: {}, env: {}}}\n", i,
+                        version, env);
+  GANTRY_CHECK(WriteFileAtomic(dir / "maps.yaml", maps).ok());
+  if (gone) {
+    GANTRY_CHECK(WriteFileAtomic(dir / "gone.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: gone}\n").ok());
+  } else {
+    fs::remove(dir / "gone.yaml");
+  }
+}
+
+// Points of a push deploy (dev, then staging after dev's soak) at which the server is killed: while
+// dev's target is applying, between the environments (dev healthy and soaking, staging pending),
+// while staging's target is applying.
+enum class DeployPoint { kDevApply, kBetween, kStagingApply };
+constexpr const char* kDeployPoints[] = {"dev-apply", "between-environments", "staging-apply"};
+constexpr auto kDevSoak = std::chrono::seconds(6);
+
+// The ledger release of run `run` of app web (nullopt before it is written) and its targets by env.
+std::optional<std::pair<store::Release, std::map<std::string, store::Target>>> DeployOf(store::Store& db, int64_t run) {
+  auto releases = db.ListReleases("web", 10);
+  if (!releases.ok()) return std::nullopt;
+  for (const auto& r : *releases) {
+    if (r.run_id != std::optional<int64_t>(run)) continue;
+    std::map<std::string, store::Target> by_env;
+    if (auto targets = db.ListTargets(r.id); targets.ok())
+      for (const auto& t : *targets) by_env[t.env] = t;
+    return std::make_pair(r, by_env);
+  }
+  return std::nullopt;
+}
+
+bool Reached(store::Store& db, int64_t run, DeployPoint point) {
+  auto deploy = DeployOf(db, run);
+  if (!deploy) return false;
+  auto state = [&](const std::string& env) {
+    auto it = deploy->second.find(env);
+    return it == deploy->second.end() ? std::optional<store::TargetState>() : it->second.state;
+  };
+  switch (point) {
+    case DeployPoint::kDevApply: return state("dev") == store::TargetState::kApplying;
+    case DeployPoint::kBetween: return state("dev") == store::TargetState::kHealthy;
+    case DeployPoint::kStagingApply: return state("staging") == store::TargetState::kApplying;
+  }
+  return false;
+}
+
+// The ConfigMaps cm-* of namespace default: name → (uid, data.version).
+std::map<std::string, std::pair<std::string, std::string>> ConfigMaps(kube::Client& cluster) {
+  std::map<std::string, std::pair<std::string, std::string>> out;
+  auto listed = cluster.List("v1", "ConfigMap", "default");
+  GANTRY_CHECK(listed.ok());
+  for (const auto& cm : listed->items) {
+    const std::string name = value::StringAt(&cm, {"metadata", "name"});
+    if (name.starts_with("cm-"))
+      out[name] = {value::StringAt(&cm, {"metadata", "uid"}), value::StringAt(&cm, {"data", "version"})};
+  }
+  return out;
+}
+
+// When the field manager "gantry" last changed `object` (the apiserver's managedFields, to the second).
+std::optional<std::chrono::system_clock::time_point> AppliedAt(const value::Value& object) {
+  if (const value::Value* fields = object.Find({"metadata", "managedFields"}); fields != nullptr)
+    for (const auto& f : fields->items())
+      if (value::StringAt(&f, {"manager"}) == "gantry") return ParseRfc3339(value::StringAt(&f, {"time"}));
+  return std::nullopt;
+}
+
+// kill -9 of `gantry server` (SQLite) while it deploys run 2's release in push mode to two real
+// clusters, dev then staging, with a 6 s soak of dev between them; run 1 deployed the version
+// before, whose ConfigMap `gone` run 2's config drops. The point is chosen by the seed (seed 1:
+// between the environments), the kill a seeded 0-300 ms after the ledger shows it; the server
+// is started again on the same data. From outside Gantry, once run 2 has ended (succeeded, attempt
+// 2, within 120 s): the ledger holds one release per run, run 2's with one target per environment,
+// both healthy, one deploy and one soak recorded, and dev's target not written again when the kill
+// came after dev was done; the config repository holds one commit with run 2's trailer, the
+// ledger's; on each cluster every ConfigMap is at the new version with the UID it had after run 1
+// (none was pruned and made again), `gone` is pruned, the Deployment runs run 2's image; staging
+// was applied after dev's soak ended.
+// Full campaign only: two clusters, two released runs and the soaks take about 70 s.
+TEST(CiServerFaults, ServerKilledDuringAPushDeployResumesItOnceInEveryEnvironment) {
+  if (!testenv::FullFaults()) GTEST_SKIP() << "runs in the full fault campaign (GANTRY_FAULTS_FULL=1, bench/faults/run.sh)";
+  const auto point = static_cast<DeployPoint>(testenv::FaultSeed() % 3);
+  std::mt19937_64 random(testenv::FaultSeed());
+  const auto delay = std::chrono::milliseconds(random() % 300);
+  testenv::ScopedTempDir tmp;
+  fs::path root = tmp.path();
+  auto start_cluster = [](const char* name) {
+    return std::async(std::launch::async, [name] { return testenv::Server::Start("kube-cluster.sh", {"--name", name, "--nodes", "1"}); });
+  };
+  auto dev_started = start_cluster("dev"), staging_started = start_cluster("staging");
+  const std::string host = testenv::Shared("registry.sh").Get("REGISTRY_HOST");
+  const std::string image = fmt::format("{}/push-deploy-{}-{}/web", host, ::getpid(), testenv::FaultSeed());
+  // The config repository (envs/dev, envs/staging at v1), pushed to through the clone `seed`.
+  const fs::path seed = root / "seed";
+  for (const char* env : {"dev", "staging"}) WriteEnv(seed, env, image, "v1", true);
+  MakeRepo(seed, "steps: {}\n");
+  ASSERT_TRUE(RunChecked({"git", "clone", "-q", "--bare", seed.string(), (root / "config.git").string()}).ok());
+  const std::string config = "file://" + (root / "config.git").string();
+  MakeRepo(root / "repo", "shell: sh\nsteps:\n  build: {run: 'echo built'}\nimage:\n  repository: " + image +
+                              "\n  layers: [data]\nrelease:\n  repo: " + config + "\n  path: envs\n  app: web\n");
+  const std::string url = "file://" + (root / "repo").string();
+  fs::create_directories(root / "repo" / "data");
+  const std::string sha1 = Commit(root / "repo", "data/blob", "one\n");
+  auto dev = dev_started.get();
+  auto staging = staging_started.get();
+  ASSERT_TRUE(dev.ok() && staging.ok()) << (dev.ok() ? staging.status() : dev.status()).ToString();
+  std::string clusters;
+  for (const auto& [name, c] : {std::pair{"dev", &*dev}, std::pair{"staging", &*staging}}) {
+    clusters += fmt::format("apiVersion: gantry.dev/v1alpha1\nkind: Cluster\nmetadata: {{name: {0}}}\n"
+                            "spec: {{kubeconfig: {1}, environment: {0}}}\n---\n", name, (*c)->Get("KUBECONFIG"));
+  }
+  clusters += fmt::format("apiVersion: gantry.dev/v1alpha1\nkind: Environment\nmetadata: {{name: dev}}\n"
+                          "spec: {{gates: {{soak: {}s}}}}\n---\napiVersion: gantry.dev/v1alpha1\nkind: Environment\n"
+                          "metadata: {{name: staging}}\nspec: {{after: dev}}\n", kDevSoak.count());
+  fs::create_directories(root / "deliver");
+  ASSERT_TRUE(WriteFileAtomic(root / "deliver" / "clusters.yaml", clusters).ok());
+  std::vector<std::unique_ptr<kube::Client>> clients;
+  for (const auto* c : {&*dev, &*staging}) {
+    auto rest = kube::LoadConfig({.paths = {(*c)->Get("KUBECONFIG")}});
+    ASSERT_TRUE(rest.ok()) << rest.status().ToString();
+    clients.push_back(std::move(kube::NewHttpClient(*rest)).value());
+  }
+  const std::vector<std::string> flags = {"--config-repo", config, "--insecure-registry", host, "--deliver-config",
+                                          (root / "deliver").string(), "--health-timeout", "60s"};
+  auto srv = std::make_unique<Srv>(root, url, flags);
+  auto opened = store::Open("sqlite:" + (root / "gantry.db").string());
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  store::Store& db = **opened;
+
+  // Run 1 deploys v1 everywhere.
+  ASSERT_THAT(PostPush(*srv, PushPayload(url, sha1), "push-deploy-1"), HasSubstr(" 201"));
+  std::vector<store::Run> runs = FinalRuns(db, 1, std::chrono::seconds(120));
+  ASSERT_EQ(runs.size(), 1u);
+  ASSERT_EQ(runs[0].state, store::RunState::kSucceeded) << runs[0].message << "\n" << Logs(*srv, 1);
+  std::vector<std::map<std::string, std::pair<std::string, std::string>>> before;
+  for (auto& k : clients) {
+    before.push_back(ConfigMaps(*k));
+    ASSERT_EQ(before.back().size(), static_cast<size_t>(kDeployedConfigMaps));
+    ASSERT_TRUE(k->Get({"v1", "ConfigMap", "default", "gone"}).ok());
+  }
+
+  // v2 of the config: every ConfigMap changed, `gone` dropped. Then run 2, killed during its deploy.
+  ProcessOptions git;
+  git.cwd = seed.string();
+  git.inherit_env = true;
+  git.env = {{"GIT_AUTHOR_NAME", "t"}, {"GIT_AUTHOR_EMAIL", "t@e"}, {"GIT_COMMITTER_NAME", "t"}, {"GIT_COMMITTER_EMAIL", "t@e"}};
+  ASSERT_TRUE(RunChecked({"git", "pull", "-q", "--ff-only", (root / "config.git").string(), "main"}, git).ok());
+  for (const char* env : {"dev", "staging"}) WriteEnv(seed, env, image, "v2", false);
+  for (const auto& argv : std::vector<std::vector<std::string>>{
+           {"git", "add", "-A"}, {"git", "commit", "-q", "-m", "v2"}, {"git", "push", "-q", (root / "config.git").string(), "main"}})
+    ASSERT_TRUE(RunChecked(argv, git).ok());
+  const std::string sha2 = Commit(root / "repo", "data/blob", "two\n");
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_THAT(PostPush(*srv, PushPayload(url, sha2), "push-deploy-2"), HasSubstr(" 201"));
+  const char* where = kDeployPoints[static_cast<int>(point)];
+  bool reached = false;
+  for (auto end = start + std::chrono::seconds(90); !reached && std::chrono::steady_clock::now() < end;) {
+    reached = Reached(db, 2, point);
+    if (!reached) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(reached) << "run 2's deploy never reached " << where << "\n" << Logs(*srv, 2);
+  std::this_thread::sleep_for(delay);  // the schedule, not a wait for a condition
+  const auto killed = std::chrono::steady_clock::now();
+  srv->proc->Signal(SIGKILL);
+  srv->proc->Stop(std::chrono::milliseconds(100));
+  // Where the kill fell, from the ledger and the clusters.
+  auto at_kill = DeployOf(db, 2);
+  ASSERT_TRUE(at_kill.has_value());
+  std::string in = "dev-apply";
+  if (at_kill->second["dev"].state == store::TargetState::kHealthy)
+    in = at_kill->second["staging"].state == store::TargetState::kPending ? "between-environments" : "staging-apply";
+  int applied = 0;
+  for (const auto& [name, cm] : ConfigMaps(*clients[in == "staging-apply" ? 1 : 0])) applied += cm.second == "v2";
+  std::cout << "  killed at " << where << " + " << delay.count() << " ms, in " << in << " (" << applied << " of "
+            << kDeployedConfigMaps << " ConfigMaps applied there)" << std::endl;
+  srv = std::make_unique<Srv>(root, url, flags);  // the same data, started again
+  runs = FinalRuns(db, 2, std::chrono::seconds(120));
+  const double recover_s = testenv::Seconds(std::chrono::steady_clock::now() - killed);
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[1].state, store::RunState::kSucceeded) << runs[1].message << "\n" << Logs(*srv, 2);
+  EXPECT_EQ(runs[1].attempt, 2) << runs[1].message;
+
+  // The ledger: one release per run; run 2's deployed once to each environment.
+  auto releases = db.ListReleases("web", 10);
+  ASSERT_TRUE(releases.ok());
+  EXPECT_EQ(releases->size(), 2u) << "a release was written twice";
+  auto deployed = DeployOf(db, 2);
+  ASSERT_TRUE(deployed.has_value());
+  const store::Release& release = deployed->first;
+  ASSERT_EQ(deployed->second.size(), 2u) << "an environment has no target";
+  for (const auto& [env, t] : deployed->second) {
+    EXPECT_EQ(t.state, store::TargetState::kHealthy) << env << ": " << t.message;
+    EXPECT_EQ(t.cluster, env);
+  }
+  if (in != "dev-apply") {
+    EXPECT_EQ(deployed->second["dev"].version, at_kill->second["dev"].version) << "dev was deployed again";
+  }
+  const std::string object = fmt::format("app/web release/{}", release.id);
+  auto starts = db.ListAudit({.action = "deploy"});
+  ASSERT_TRUE(starts.ok());
+  EXPECT_EQ(std::count_if(starts->begin(), starts->end(), [&](const store::AuditEntry& a) { return a.object == object; }), 1)
+      << "the deploy was started twice";
+  auto soaks = db.ListAudit({.action = "soak"});
+  ASSERT_TRUE(soaks.ok());
+  std::vector<store::AuditEntry> soak;
+  for (const auto& a : *soaks)
+    if (a.object == fmt::format("app/web env/dev release/{}", release.id)) soak.push_back(a);
+  ASSERT_EQ(soak.size(), 1u) << "dev's soak was not recorded once";
+
+  // Git: one config commit of run 2, the ledger's.
+  auto log = RunChecked({"git", "--git-dir", (root / "config.git").string(), "log", "--format=%H %B", "main"});
+  ASSERT_TRUE(log.ok());
+  size_t trailers = 0;
+  for (size_t at = log->out.find("Gantry-Release: run 2 of"); at != std::string::npos; at = log->out.find("Gantry-Release: run 2 of", at + 1))
+    ++trailers;
+  EXPECT_EQ(trailers, 1u) << log->out;
+  EXPECT_EQ(log->out.substr(0, 40), release.config_revision);
+
+  // The clusters: everything at v2, nothing pruned and made again, `gone` pruned, the new image;
+  // staging applied after dev's soak.
+  for (size_t i = 0; i < clients.size(); ++i) {
+    const char* env = i == 0 ? "dev" : "staging";
+    auto now = ConfigMaps(*clients[i]);
+    ASSERT_EQ(now.size(), before[i].size()) << env;
+    int changed_uid = 0, old_version = 0;
+    for (const auto& [name, cm] : now) {
+      changed_uid += cm.first != before[i][name].first;
+      old_version += cm.second != "v2";
+    }
+    EXPECT_EQ(changed_uid, 0) << env << ": ConfigMaps pruned and made again";
+    EXPECT_EQ(old_version, 0) << env << ": ConfigMaps not at v2";
+    EXPECT_EQ(clients[i]->Get({"v1", "ConfigMap", "default", "gone"}).status().code(), Code::kNotFound) << env;
+    auto web = clients[i]->Get({"apps/v1", "Deployment", "default", "web"});
+    ASSERT_TRUE(web.ok()) << web.status().ToString();
+    const value::Value* containers = web->Find({"spec", "template", "spec", "containers"});
+    ASSERT_TRUE(containers != nullptr && containers->size() == 1u) << value::ToJson(*web);
+    EXPECT_EQ(value::StringAt(&containers->items()[0], {"image"}), image + ":" + sha2.substr(0, 12)) << env;
+  }
+  auto staged = clients[1]->Get({"v1", "ConfigMap", "default", "cm-0"});
+  ASSERT_TRUE(staged.ok());
+  auto staged_at = AppliedAt(*staged);
+  ASSERT_TRUE(staged_at.has_value());
+  EXPECT_GE(*staged_at, soak[0].at + kDevSoak - std::chrono::seconds(1)) << "staging was applied before dev's soak ended";
+  testenv::RecordFault("server-kill9-push-deploy", fmt::format("killed-in-{}-{}", in, store::Name(runs[1].state)),
+                       testenv::Seconds(killed - start), recover_s);
 }
 
 }  // namespace
