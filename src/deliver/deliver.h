@@ -241,9 +241,9 @@ class Deployment {
   static Result<std::unique_ptr<Deployment>> Start(store::Store& store, Config config, RenderFn render,
                                                    ConnectFn connect, DeployOptions options,
                                                    ProgressFn progress = nullptr);
-  // Continues the newest release of options.app that has pending, applying or unwritten targets (see
-  // the file comment; HasWorkLeft()); the plan (environments, path template) is read from the release. NotFound when no
-  // release of the app is unfinished.
+  // Continues the newest release of options.app that has pending, applying or unwritten targets
+  // (see the file comment; HasWorkLeft()); the plan (environments, path template) is read from the
+  // release. NotFound when no release of the app is unfinished.
   static Result<std::unique_ptr<Deployment>> Resume(store::Store& store, Config config, RenderFn render,
                                                     ConnectFn connect, DeployOptions options,
                                                     ProgressFn progress = nullptr);
