@@ -173,19 +173,20 @@ TEST(KubernetesPodSpec, UntrustedStepsGoToTheUntrustedNamespace) {
             "ci");
 }
 
-// A cluster whose step Pods run for a few polls, then terminate, and whose log endpoint serves the
-// lines of `log` from sinceTime on (whole seconds), cut to limitBytes, as the kubelet does. Records
-// the log requests.
+// A cluster whose step Pods run for `running_polls` polls, then terminate, and whose log endpoint
+// serves the lines of `log` from sinceTime on (whole seconds), cut to limitBytes, as the kubelet
+// does. Records the log requests.
 class LogOnlyClient final : public fakes::UnimplementedKubeClient {
  public:
-  explicit LogOnlyClient(std::string log) : log_(std::move(log)) {}
+  explicit LogOnlyClient(std::string log, int running_polls = 19)
+      : log_(std::move(log)), running_polls_(running_polls) {}
   std::vector<std::string> log_requests() {
     MutexLock lock(mu_);
     return log_requests_;
   }
 
   Result<Value> Get(const kube::ObjectRef&) override {
-    if (++gets_ < 20) {
+    if (gets_++ < running_polls_) {
       return value::ParseJson(R"({"status":{"phase":"Running","containerStatuses":[{"name":"step","state":{"running":{}}}]}})", "pod");
     }
     return value::ParseJson(R"({"status":{"phase":"Running","containerStatuses":[
@@ -209,6 +210,7 @@ class LogOnlyClient final : public fakes::UnimplementedKubeClient {
   }
  private:
   const std::string log_;
+  const int running_polls_;
   std::atomic<int> gets_{0};
   Mutex mu_;
   std::vector<std::string> log_requests_ GUARDED_BY(mu_);
@@ -258,6 +260,27 @@ TEST(KubernetesExecutor, ASecondWithMoreLogThanOneReadIsSkippedNotStuckOn) {
                                         "the rest of that second is not shown\n"));
   EXPECT_THAT(got, ::testing::HasSubstr("\nafter the busy second\nthe end\n"));
   EXPECT_LT(got.size(), (1u << 20) + 4096);
+}
+
+// Regression: after the Pod ended, one fetch of at most limitBytes read what was left, so the end
+// of a step that printed more than that since the last poll was lost (seen under ASan, whose
+// slower polls left 2 MiB for the end). Here the container has ended at the first poll.
+TEST(KubernetesExecutor, TheLogLeftWhenThePodEndsIsReadToItsEnd) {
+  std::string log;
+  for (int i = 0; log.size() < (5u << 19); ++i) {
+    log += fmt::format("2024-05-01T10:{:02d}:{:02d}.000000000Z line {} {}\n", i / 3600 % 60, i / 60 % 60, i,
+                       std::string(100, 'x'));
+  }
+  log += "2024-05-01T11:00:00.000000000Z the end\n";
+  LogOnlyClient client(log, 0);
+  auto executor = NewKubernetesExecutor(client, {.namespace_ = "ci", .poll = std::chrono::milliseconds(1)});
+  std::string got;
+  std::atomic<bool> cancel{false};
+  auto outcome = executor->Run(Request(), [&](std::string_view d) { got.append(d); }, cancel);
+  ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+  EXPECT_THAT(got, ::testing::HasSubstr("line 0 "));
+  EXPECT_THAT(got, ::testing::EndsWith("\nthe end\n"));
+  EXPECT_GE(client.log_requests().size(), 3u);
 }
 
 // The step's timeout runs on the executor's clock: a Pod that never starts times out after the
