@@ -216,6 +216,19 @@ class LogOnlyClient final : public fakes::UnimplementedKubeClient {
   std::vector<std::string> log_requests_ GUARDED_BY(mu_);
 };
 
+// Runs one step with 1 ms polls on `client`; returns the log it forwarded.
+std::string RunLoggingStep(kube::Client& client, KubernetesExecutorOptions options = {}) {
+  options.namespace_ = "ci";
+  options.poll = std::chrono::milliseconds(1);
+  auto executor = NewKubernetesExecutor(client, options);
+  std::string got;
+  std::atomic<bool> cancel{false};
+  auto outcome = executor->Run(Request(), [&](std::string_view d) { got.append(d); }, cancel);
+  EXPECT_TRUE(outcome.ok()) << outcome.status().ToString();
+  EXPECT_TRUE(outcome.ok() && outcome->success());
+  return got;
+}
+
 // Regression: the log was read whole, however large, and all of it forwarded.
 TEST(KubernetesExecutor, LogReadsAreBoundedAndAStepsLogIsCapped) {
   // 3 MiB of lines, all in one second.
@@ -224,13 +237,7 @@ TEST(KubernetesExecutor, LogReadsAreBoundedAndAStepsLogIsCapped) {
     log += fmt::format("2024-05-01T10:00:00.{:09d}Z line {} {}\n", i, i, std::string(100, 'x'));
   }
   LogOnlyClient client(log);
-  auto executor = NewKubernetesExecutor(client, {.namespace_ = "ci", .poll = std::chrono::milliseconds(1),
-                                                 .max_log_bytes = 256 << 10});
-  std::string got;
-  std::atomic<bool> cancel{false};
-  auto outcome = executor->Run(Request(), [&](std::string_view d) { got.append(d); }, cancel);
-  ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
-  EXPECT_TRUE(outcome->success());
+  std::string got = RunLoggingStep(client, {.max_log_bytes = 256 << 10});
   EXPECT_LE(got.size(), 256u << 10);
   EXPECT_GT(got.size(), 200u << 10);
   EXPECT_THAT(got, ::testing::HasSubstr("line 0 "));
@@ -250,11 +257,7 @@ TEST(KubernetesExecutor, ASecondWithMoreLogThanOneReadIsSkippedNotStuckOn) {
   log += "2024-05-01T10:00:01.000000000Z after the busy second\n";
   log += "2024-05-01T10:00:02.000000000Z the end\n";
   LogOnlyClient client(log);
-  auto executor = NewKubernetesExecutor(client, {.namespace_ = "ci", .poll = std::chrono::milliseconds(1)});
-  std::string got;
-  std::atomic<bool> cancel{false};
-  auto outcome = executor->Run(Request(), [&](std::string_view d) { got.append(d); }, cancel);
-  ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+  std::string got = RunLoggingStep(client);
   EXPECT_THAT(got, ::testing::HasSubstr("busy 0 "));
   EXPECT_THAT(got, ::testing::HasSubstr("gantry: more than 1048576 bytes of log within 2024-05-01T10:00:00; "
                                         "the rest of that second is not shown\n"));
@@ -273,11 +276,7 @@ TEST(KubernetesExecutor, TheLogLeftWhenThePodEndsIsReadToItsEnd) {
   }
   log += "2024-05-01T11:00:00.000000000Z the end\n";
   LogOnlyClient client(log, 0);
-  auto executor = NewKubernetesExecutor(client, {.namespace_ = "ci", .poll = std::chrono::milliseconds(1)});
-  std::string got;
-  std::atomic<bool> cancel{false};
-  auto outcome = executor->Run(Request(), [&](std::string_view d) { got.append(d); }, cancel);
-  ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+  std::string got = RunLoggingStep(client);
   EXPECT_THAT(got, ::testing::HasSubstr("line 0 "));
   EXPECT_THAT(got, ::testing::EndsWith("\nthe end\n"));
   EXPECT_GE(client.log_requests().size(), 3u);
