@@ -7,8 +7,12 @@
 #   tsan              preset tsan (ThreadSanitizer): the unit tests whose code runs threads (TSAN_TESTS)
 #   asan-integration  preset asan: integration tests that start real servers and the gantry binary
 #                     (ASAN_INTEGRATION_TESTS; the gantry processes they start are ASan builds too)
-# Only the test binaries (and what they link) are built. It prints the pass counts and the time of
-# each part, and fails when a test fails or a sanitizer reports.
+# Only the test binaries (and what they link) are built. Sanitizer reports go to files under
+# build/<preset>/sanitize/<part>/ (so that those of the gantry processes a test starts are not lost
+# with the test's temporary directory) and are printed at the end; scripts/{tsan,ubsan,lsan}.supp
+# hold the suppressions, each with why it is not Gantry's bug. It prints, per part, the test
+# binaries, the tests passed (from each binary's gtest XML) and the time to build and to run, and
+# fails when a test fails or a sanitizer reports.
 #
 #   scripts/sanitize.sh              asan and tsan
 #   scripts/sanitize.sh tsan         one
@@ -31,11 +35,38 @@ asan_integration_tests=(${ASAN_INTEGRATION_TESTS:-integration_git_source_test in
 parts=("$@")
 ((${#parts[@]} > 0)) || parts=(asan tsan)
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+root=$PWD
+options() {  # options() NAME DEFAULTS: $NAME from the caller's environment, else DEFAULTS
+  local given=${!1:-}
+  echo "${given:-$2}"
+}
+asan_options=$(options ASAN_OPTIONS detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1)
+ubsan_options=$(options UBSAN_OPTIONS print_stacktrace=1:halt_on_error=1)
+tsan_options=$(options TSAN_OPTIONS halt_on_error=1:second_deadlock_stack=1)
+lsan_options=$(options LSAN_OPTIONS "")
+for kind in tsan ubsan lsan; do
+  if [[ -f scripts/$kind.supp ]]; then
+    var=${kind}_options
+    printf -v "$var" '%s' "${!var:+${!var}:}suppressions=$root/scripts/$kind.supp"
+  fi
+done
+
+# summarize DIR: "T tests: P passed, S skipped, F failed" over the gtest XML files in DIR, and the
+# binaries that wrote none (crashed, or stopped by a sanitizer before gtest wrote its report).
+summarize() {
+  local dir=$1 tests=0 failed=0 skipped=0 n f
+  for f in "$dir"/*.xml; do
+    [[ -f $f ]] || continue
+    n=$(sed -n 's/^<testsuites tests="\([0-9]*\)" failures="\([0-9]*\)" disabled="[0-9]*" errors="\([0-9]*\)".*/\1 \2 \3/p' "$f")
+    read -r t fl e <<<"$n"
+    tests=$((tests + ${t:-0})) failed=$((failed + ${fl:-0} + ${e:-0}))
+    skipped=$((skipped + $(grep -c 'result="skipped"' "$f" || true)))
+  done
+  echo "$tests tests: $((tests - failed - skipped)) passed, $skipped skipped, $failed failed"
+}
 
 status=0
+summary=()
 for part in "${parts[@]}"; do
   start=$SECONDS
   preset=${part%-integration}
@@ -54,10 +85,28 @@ for part in "${parts[@]}"; do
   esac
   cmake --build "build/$preset" -j "$jobs" --target "${tests[@]}" "${targets[@]}"
   built=$((SECONDS - start))
+  out=$root/build/$preset/sanitize/$part
+  rm -rf "$out" && mkdir -p "$out/gtest" "$out/reports"
+  log=log_path=$out/reports/report
   regex="^($(IFS='|'; echo "${tests[*]}"))\$"
   # Integration tests share test servers per binary and start their own: one at a time.
   [[ $part == *-integration ]] && run_jobs=1 || run_jobs=$jobs
-  if ! ctest --preset "$preset" -j "$run_jobs" -R "$regex"; then status=1; fi
-  echo "== sanitize $part: ${#tests[@]} test binaries, built in ${built} s, ran in $((SECONDS - start - built)) s"
+  ran=ok
+  ASAN_OPTIONS=${asan_options:+$asan_options:}$log UBSAN_OPTIONS=${ubsan_options:+$ubsan_options:}$log \
+    TSAN_OPTIONS=${tsan_options:+$tsan_options:}$log LSAN_OPTIONS=$lsan_options \
+    GTEST_OUTPUT=xml:$out/gtest/ ctest --preset "$preset" -j "$run_jobs" -R "$regex" || ran=failed
+  reports=("$out"/reports/report.*)
+  [[ -e ${reports[0]} ]] || reports=()
+  for r in "${reports[@]}"; do
+    echo "== sanitizer report $r:"
+    head -n 80 "$r"
+  done
+  xmls=("$out"/gtest/*.xml)
+  [[ -e ${xmls[0]} ]] || xmls=()
+  ((${#reports[@]} == 0)) && [[ $ran == ok ]] || status=1
+  summary+=("== sanitize $part: ${#tests[@]} test binaries (${#xmls[@]} finished), $(summarize "$out/gtest"), \
+ctest $ran, ${#reports[@]} sanitizer reports; built in ${built} s, ran in $((SECONDS - start - built)) s")
+  echo "${summary[-1]}"
 done
+printf '%s\n' "${summary[@]}"
 exit $status

@@ -111,9 +111,10 @@ class LogReader {
   LogReader(kube::Client& client, std::string path, uint64_t max_bytes)
       : client_(client), path_(std::move(path)), max_bytes_(max_bytes) {}
 
-  // Fetches and forwards new lines. Remembers the error of a failed fetch.
-  void Fetch(const OutputFn& output) {
-    if (capped_) return;
+  // Fetches and forwards new lines. Remembers the error of a failed fetch. Returns true when the
+  // answer was full (limitBytes), so more lines may be waiting for the next fetch.
+  bool Fetch(const OutputFn& output) {
+    if (capped_) return false;
     std::string url = path_ + fmt::format("?container=step&timestamps=true&limitBytes={}", kLogFetchBytes);
     if (!skip_to_.empty()) {
       url += "&sinceTime=" + skip_to_;
@@ -123,7 +124,7 @@ class LogReader {
     auto text = client_.GetRaw(url);
     if (!text.ok()) {
       last_error_ = text.status().message();
-      return;
+      return false;
     }
     served_ = true;
     std::string out;
@@ -164,6 +165,7 @@ class LogReader {
     }
     forwarded_ += out.size();
     if (!out.empty()) output(out);
+    return !capped_ && text->size() >= kLogFetchBytes;
   }
   bool served() const { return served_; }
   const std::string& last_error() const { return last_error_; }
@@ -480,7 +482,9 @@ class KubernetesExecutor final : public Executor {
     step.cv.NotifyAll();
     log_thread.join();
     if (finished) {
-      logs.Fetch(output);  // what was written after the last poll
+      // What was written after the last poll: it may be more than one fetch holds.
+      while (logs.Fetch(output)) {
+      }
       if (!logs.served()) {
         note(fmt::format("no log from the Pod: {} (the cluster serves no container logs; on kwok there are none)",
                          logs.last_error()));

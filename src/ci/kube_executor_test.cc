@@ -173,19 +173,20 @@ TEST(KubernetesPodSpec, UntrustedStepsGoToTheUntrustedNamespace) {
             "ci");
 }
 
-// A cluster whose step Pods run for a few polls, then terminate, and whose log endpoint serves the
-// lines of `log` from sinceTime on (whole seconds), cut to limitBytes, as the kubelet does. Records
-// the log requests.
+// A cluster whose step Pods run for `running_polls` polls, then terminate, and whose log endpoint
+// serves the lines of `log` from sinceTime on (whole seconds), cut to limitBytes, as the kubelet
+// does. Records the log requests.
 class LogOnlyClient final : public fakes::UnimplementedKubeClient {
  public:
-  explicit LogOnlyClient(std::string log) : log_(std::move(log)) {}
+  explicit LogOnlyClient(std::string log, int running_polls = 19)
+      : log_(std::move(log)), running_polls_(running_polls) {}
   std::vector<std::string> log_requests() {
     MutexLock lock(mu_);
     return log_requests_;
   }
 
   Result<Value> Get(const kube::ObjectRef&) override {
-    if (++gets_ < 20) {
+    if (gets_++ < running_polls_) {
       return value::ParseJson(R"({"status":{"phase":"Running","containerStatuses":[{"name":"step","state":{"running":{}}}]}})", "pod");
     }
     return value::ParseJson(R"({"status":{"phase":"Running","containerStatuses":[
@@ -209,10 +210,24 @@ class LogOnlyClient final : public fakes::UnimplementedKubeClient {
   }
  private:
   const std::string log_;
+  const int running_polls_;
   std::atomic<int> gets_{0};
   Mutex mu_;
   std::vector<std::string> log_requests_ GUARDED_BY(mu_);
 };
+
+// Runs one step with 1 ms polls on `client`; returns the log it forwarded.
+std::string RunLoggingStep(kube::Client& client, KubernetesExecutorOptions options = {}) {
+  options.namespace_ = "ci";
+  options.poll = std::chrono::milliseconds(1);
+  auto executor = NewKubernetesExecutor(client, options);
+  std::string got;
+  std::atomic<bool> cancel{false};
+  auto outcome = executor->Run(Request(), [&](std::string_view d) { got.append(d); }, cancel);
+  EXPECT_TRUE(outcome.ok()) << outcome.status().ToString();
+  EXPECT_TRUE(outcome.ok() && outcome->success());
+  return got;
+}
 
 // Regression: the log was read whole, however large, and all of it forwarded.
 TEST(KubernetesExecutor, LogReadsAreBoundedAndAStepsLogIsCapped) {
@@ -222,13 +237,7 @@ TEST(KubernetesExecutor, LogReadsAreBoundedAndAStepsLogIsCapped) {
     log += fmt::format("2024-05-01T10:00:00.{:09d}Z line {} {}\n", i, i, std::string(100, 'x'));
   }
   LogOnlyClient client(log);
-  auto executor = NewKubernetesExecutor(client, {.namespace_ = "ci", .poll = std::chrono::milliseconds(1),
-                                                 .max_log_bytes = 256 << 10});
-  std::string got;
-  std::atomic<bool> cancel{false};
-  auto outcome = executor->Run(Request(), [&](std::string_view d) { got.append(d); }, cancel);
-  ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
-  EXPECT_TRUE(outcome->success());
+  std::string got = RunLoggingStep(client, {.max_log_bytes = 256 << 10});
   EXPECT_LE(got.size(), 256u << 10);
   EXPECT_GT(got.size(), 200u << 10);
   EXPECT_THAT(got, ::testing::HasSubstr("line 0 "));
@@ -248,16 +257,29 @@ TEST(KubernetesExecutor, ASecondWithMoreLogThanOneReadIsSkippedNotStuckOn) {
   log += "2024-05-01T10:00:01.000000000Z after the busy second\n";
   log += "2024-05-01T10:00:02.000000000Z the end\n";
   LogOnlyClient client(log);
-  auto executor = NewKubernetesExecutor(client, {.namespace_ = "ci", .poll = std::chrono::milliseconds(1)});
-  std::string got;
-  std::atomic<bool> cancel{false};
-  auto outcome = executor->Run(Request(), [&](std::string_view d) { got.append(d); }, cancel);
-  ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+  std::string got = RunLoggingStep(client);
   EXPECT_THAT(got, ::testing::HasSubstr("busy 0 "));
   EXPECT_THAT(got, ::testing::HasSubstr("gantry: more than 1048576 bytes of log within 2024-05-01T10:00:00; "
                                         "the rest of that second is not shown\n"));
   EXPECT_THAT(got, ::testing::HasSubstr("\nafter the busy second\nthe end\n"));
   EXPECT_LT(got.size(), (1u << 20) + 4096);
+}
+
+// Regression: after the Pod ended, one fetch of at most limitBytes read what was left, so the end
+// of a step that printed more than that since the last poll was lost (seen under ASan, whose
+// slower polls left 2 MiB for the end). Here the container has ended at the first poll.
+TEST(KubernetesExecutor, TheLogLeftWhenThePodEndsIsReadToItsEnd) {
+  std::string log;
+  for (int i = 0; log.size() < (5u << 19); ++i) {
+    log += fmt::format("2024-05-01T10:{:02d}:{:02d}.000000000Z line {} {}\n", i / 3600 % 60, i / 60 % 60, i,
+                       std::string(100, 'x'));
+  }
+  log += "2024-05-01T11:00:00.000000000Z the end\n";
+  LogOnlyClient client(log, 0);
+  std::string got = RunLoggingStep(client);
+  EXPECT_THAT(got, ::testing::HasSubstr("line 0 "));
+  EXPECT_THAT(got, ::testing::EndsWith("\nthe end\n"));
+  EXPECT_GE(client.log_requests().size(), 3u);
 }
 
 // The step's timeout runs on the executor's clock: a Pod that never starts times out after the
