@@ -512,9 +512,13 @@ def cmd_measure(a):
         # 3. A no-op pass over every application.
         if a.noop:
             out["noop"] = noop(a, api, procs)
-        # 4. Commits through the webhook path, then found by polling at the tool's default interval.
-        out["webhook"] = [commit_round(a, api, procs, r, True) for r in range(1, a.webhooks + 1)]
-        out["poll"] = [commit_round(a, api, procs, r, False) for r in range(1, a.polls + 1)]
+        # 4. Commits through the webhook path, then found by polling at the tool's default interval;
+        # each round is kept as it ends, so that a run interrupted (SIGINT) keeps the rounds done.
+        out["webhook"], out["poll"] = [], []
+        for r in range(1, a.webhooks + 1):
+            out["webhook"].append(commit_round(a, api, procs, r, True))
+        for r in range(1, a.polls + 1):
+            out["poll"].append(commit_round(a, api, procs, r, False))
         out["end_hwm_kib"] = {p.name: proc_status(p.pid)["VmHWM"] for p in procs}
     finally:
         for p in reversed(procs):
