@@ -40,6 +40,8 @@
 #   RUNS="gantry flux argocd" APPS=20 WEBHOOKS=20 POLLS=0 NOOP=0   the webhook paths
 #   FLUX_TUNED_ARGS="--concurrent=20 ..."            kustomize-controller flags of flux-tuned
 #   KEEP=1                                           keep the work directory (logs, one JSON per run)
+#   kill -USR1 <pid of peers.py measure>            end the current wait for all in sync (or the
+#                                                    no-op pass) now, as if its timeout had passed
 # The peers come from bench/peers/build.sh (built on first use, cached).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
