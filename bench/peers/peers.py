@@ -664,6 +664,9 @@ def main():
         cmd_apps(a)
     elif a.cmd == "measure":
         signal.signal(signal.SIGUSR1, _cut_short)
+        # SIGTERM (SIGINT is ignored in a backgrounded run.sh) ends the scenario where it stands: the
+        # tool's processes are stopped and its JSON written with what was measured.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(f"{a.label}: SIGTERM: stopped"))
         a.args, a.source_args = a.args.split(), a.source_args.split()
         cmd_measure(a)
     else:
