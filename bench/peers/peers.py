@@ -126,13 +126,18 @@ def app_revisions(api, tool):
             s = i.get("status", {}).get("sync", {})
             out[i["metadata"]["name"]] = s.get("revision") if s.get("status") == "Synced" else None
         return out
+    # A Kustomization is in sync at the revision it last applied unless its last reconcile failed
+    # (Ready=False). Each reconcile first sets Ready=Unknown ("Reconciliation in progress"), the
+    # periodic ones (interval 10m) too: at 1,000 a pass takes longer than the interval, so some
+    # applied Kustomizations are always being reconciled again, and requiring Ready=True of all at
+    # once would never be met.
     items = json.loads(api.get(f"/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/{NS}/kustomizations"))["items"]
     out = {}
     for i in items:
         st = i.get("status", {})
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions", []))
+        failed = any(c.get("type") == "Ready" and c.get("status") == "False" for c in st.get("conditions", []))
         rev = st.get("lastAppliedRevision", "")  # "main@sha1:<sha>"
-        out[i["metadata"]["name"]] = rev.rsplit(":", 1)[-1] if ready and rev else None
+        out[i["metadata"]["name"]] = rev.rsplit(":", 1)[-1] if rev and not failed else None
     return out
 
 

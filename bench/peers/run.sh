@@ -12,7 +12,7 @@
 #     Gantry: APPS Applications (automated sync, prune, self-heal); Flux: a GitRepository (interval
 #     1m, basic auth Secret) and APPS Kustomizations (interval 10m, prune, targetNamespace). Time
 #     from `kubectl apply` of them to every one in sync at HEAD (Application Synced at the commit;
-#     Kustomization Ready=True with lastAppliedRevision at the commit), polled every 2 s, and the
+#     Kustomization lastAppliedRevision at the commit, Ready not False), polled every 2 s, and the
 #     CPU the tool's processes used meanwhile (utime+stime from /proc);
 #  2. once their work queues have been empty for 5 s, STEADY_SECONDS with nothing changing: each
 #     process's RSS (max of 1 s samples of VmRSS) and CPU per minute from /proc, and the apiserver's
