@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -34,6 +35,26 @@ RESOURCES = ("applications", "appprojects", "kustomizations", "gitrepositories",
              "externalartifacts", "helmcharts", "helmrepositories", "configmaps", "namespaces", "events",
              "secrets", "serviceaccounts")
 WRITES = ("CREATE", "POST", "UPDATE", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION")
+
+# SIGUSR1 to a `measure` process ends the wait it is in (for all in sync, or for a no-op pass) as if
+# its timeout had passed: how far the tool got is recorded and the scenario goes on. For a long run
+# on a deadline; the log says when it was used.
+cut_short = False
+
+
+def _cut_short(signum, frame):
+    global cut_short
+    cut_short = True
+    log("SIGUSR1: ending the current wait now, as if its timeout had passed")
+
+
+def timed_out(deadline):
+    """True once `deadline` has passed or SIGUSR1 came (which then counts for this wait only)."""
+    global cut_short
+    if cut_short:
+        cut_short = False
+        return True
+    return time.monotonic() > deadline
 
 # --- the tools' objects ---------------------------------------------------------------------------
 
@@ -105,13 +126,18 @@ def app_revisions(api, tool):
             s = i.get("status", {}).get("sync", {})
             out[i["metadata"]["name"]] = s.get("revision") if s.get("status") == "Synced" else None
         return out
+    # A Kustomization is in sync at the revision it last applied unless its last reconcile failed
+    # (Ready=False). Each reconcile first sets Ready=Unknown ("Reconciliation in progress"), the
+    # periodic ones (interval 10m) too: at 1,000 a pass takes longer than the interval, so some
+    # applied Kustomizations are always being reconciled again, and requiring Ready=True of all at
+    # once would never be met.
     items = json.loads(api.get(f"/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/{NS}/kustomizations"))["items"]
     out = {}
     for i in items:
         st = i.get("status", {})
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions", []))
+        failed = any(c.get("type") == "Ready" and c.get("status") == "False" for c in st.get("conditions", []))
         rev = st.get("lastAppliedRevision", "")  # "main@sha1:<sha>"
-        out[i["metadata"]["name"]] = rev.rsplit(":", 1)[-1] if ready and rev else None
+        out[i["metadata"]["name"]] = rev.rsplit(":", 1)[-1] if rev and not failed else None
     return out
 
 
@@ -130,7 +156,7 @@ def wait_all_at(a, api, procs, revision, since, timeout, strict=True):
         if n != last:
             log(f"{a.label}: {n}/{a.apps} at {revision[:8]}")
             last = n
-        if time.monotonic() > deadline:
+        if timed_out(deadline):
             if not strict:
                 log(f"{a.label}: {n} of {a.apps} applications at {revision[:8]} after {timeout} s; not waiting longer")
                 return None, n
@@ -434,7 +460,7 @@ def noop(a, api, procs):
         for p in procs:
             p.check()
         n = refreshed(a, api, token)
-        if n >= a.apps or time.monotonic() > deadline:
+        if n >= a.apps or timed_out(deadline):
             break
         if n != last:
             log(f"{a.label}: no-op: {n}/{a.apps} done")
@@ -512,9 +538,13 @@ def cmd_measure(a):
         # 3. A no-op pass over every application.
         if a.noop:
             out["noop"] = noop(a, api, procs)
-        # 4. Commits through the webhook path, then found by polling at the tool's default interval.
-        out["webhook"] = [commit_round(a, api, procs, r, True) for r in range(1, a.webhooks + 1)]
-        out["poll"] = [commit_round(a, api, procs, r, False) for r in range(1, a.polls + 1)]
+        # 4. Commits through the webhook path, then found by polling at the tool's default interval;
+        # each round is kept as it ends, so that a run interrupted (SIGINT) keeps the rounds done.
+        out["webhook"], out["poll"] = [], []
+        for r in range(1, a.webhooks + 1):
+            out["webhook"].append(commit_round(a, api, procs, r, True))
+        for r in range(1, a.polls + 1):
+            out["poll"].append(commit_round(a, api, procs, r, False))
         out["end_hwm_kib"] = {p.name: proc_status(p.pid)["VmHWM"] for p in procs}
     finally:
         for p in reversed(procs):
@@ -638,6 +668,10 @@ def main():
     if a.cmd == "apps":
         cmd_apps(a)
     elif a.cmd == "measure":
+        signal.signal(signal.SIGUSR1, _cut_short)
+        # SIGTERM (SIGINT is ignored in a backgrounded run.sh) ends the scenario where it stands: the
+        # tool's processes are stopped and its JSON written with what was measured.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(f"{a.label}: SIGTERM: stopped"))
         a.args, a.source_args = a.args.split(), a.source_args.split()
         cmd_measure(a)
     else:
