@@ -69,10 +69,10 @@ Result<Plan> DecodePlan(const store::Release& r) {
 // never wrote.
 std::vector<store::Target> Unwritten(int64_t id, const Plan& plan, const std::vector<store::Target>& written) {
   std::vector<store::Target> out;
-  for (const auto& [env, cluster] : plan.targets) {
+  for (const auto& want : plan.targets) {
     if (std::none_of(written.begin(), written.end(),
-                     [&](const store::Target& t) { return t.env == env && t.cluster == cluster; }))
-      out.push_back({.release_id = id, .env = env, .cluster = cluster});
+                     [&](const store::Target& t) { return t.env == want.first && t.cluster == want.second; }))
+      out.push_back({.release_id = id, .env = want.first, .cluster = want.second});
   }
   return out;
 }
