@@ -112,7 +112,7 @@ class LogReader {
       : client_(client), path_(std::move(path)), max_bytes_(max_bytes) {}
 
   // Fetches and forwards new lines. Remembers the error of a failed fetch. Returns true when the
-  // answer was full (limitBytes), so more lines may be waiting for the next fetch.
+  // answer was full (limitBytes) and moved on, so more lines may be waiting for the next fetch.
   bool Fetch(const OutputFn& output) {
     if (capped_) return false;
     std::string url = path_ + fmt::format("?container=step&timestamps=true&limitBytes={}", kLogFetchBytes);
@@ -165,7 +165,10 @@ class LogReader {
     }
     forwarded_ += out.size();
     if (!out.empty()) output(out);
-    return !capped_ && text->size() >= kLogFetchBytes;
+    // Asking again helps only when this answer moved on: a first answer that is one line longer
+    // than kLogFetchBytes forwards nothing and names no second to skip to, and would come back
+    // the same for ever (a step printing 2 MiB without a newline held its run there).
+    return !capped_ && text->size() >= kLogFetchBytes && !out.empty();
   }
   bool served() const { return served_; }
   const std::string& last_error() const { return last_error_; }

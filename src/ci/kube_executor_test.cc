@@ -282,6 +282,15 @@ TEST(KubernetesExecutor, TheLogLeftWhenThePodEndsIsReadToItsEnd) {
   EXPECT_GE(client.log_requests().size(), 3u);
 }
 
+// A hostile step's last words: one line longer than a fetch holds, without a newline, and nothing
+// before it. Reading the rest of the log after the Pod ended asked for it again and again.
+TEST(KubernetesExecutor, OneLineLongerThanAFetchAtTheEndDoesNotHoldTheRun) {
+  std::string log = "2024-05-01T10:00:00.000000000Z " + std::string(2u << 20, 'x');
+  LogOnlyClient client(log, 0);
+  RunLoggingStep(client);
+  EXPECT_LE(client.log_requests().size(), 8u);
+}
+
 // The step's timeout runs on the executor's clock: a Pod that never starts times out after the
 // step's ten minutes of polls, which take no time on a fake clock. The Pod is deleted.
 TEST(KubernetesExecutor, APodThatNeverEndsTimesOutOnTheClock) {
