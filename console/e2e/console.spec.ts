@@ -333,8 +333,16 @@ test.describe('with the /api/v1 routes', () => {
     await shot(page, 'application-sync-confirm');
     await dialog.getByRole('button', {name: 'Confirm sync'}).click();
     await expect(page.getByRole('status')).toContainText('dev/dev-1: deploying');
-    await expect.poll(() => kubectl('get', 'configmap', 'web-config', '-n', 'default', '-o', 'jsonpath={.data.greeting}'),
-                      {timeout: 60_000}).toBe('hello');
+    // Until the sync has made it again the ConfigMap is NotFound: kubectl fails, and a throw would
+    // end the poll at once instead of asking again.
+    const greeting = () => {
+      try {
+        return kubectl('get', 'configmap', 'web-config', '-n', 'default', '-o', 'jsonpath={.data.greeting}');
+      } catch {
+        return '';
+      }
+    };
+    await expect.poll(greeting, {timeout: 60_000}).toBe('hello');
 
     // The newest release's flow, from the release history: its config commit, then dev with dev-1
     // turning healthy by the release events (the page does not poll).
