@@ -32,8 +32,10 @@ describe('subscribe', () => {
     const fake = new FakeServer();
     const client = new Client({token: kToken, fetch: fake.fetch});
     const got: string[] = [];
-    const stop = subscribe(client, (name, data) => got.push(`${name} ${JSON.stringify(data)}`), {retryMs: 1});
+    let opened = 0;
+    const stop = subscribe(client, (name, data) => got.push(`${name} ${JSON.stringify(data)}`), {retryMs: 1, onOpen: () => opened++});
     await until(() => fake.openStreams === 1);
+    await until(() => opened === 1);
     fake.emit('run', {id: 4, state: 'running'});
     fake.emit('unknown', {x: 1}); // not of the contract: ignored
     fake.emit('log', {run: 4, step: 'build', seq: 1, text: 'hi\n'});
@@ -44,6 +46,7 @@ describe('subscribe', () => {
     await until(() => fake.openStreams === 1);
     const reconnect = fake.requests.filter((r) => r.url === '/api/v1/events')[1];
     expect(reconnect.headers['last-event-id']).toBe('3');
+    await until(() => opened === 2); // a page reads its data again on each open
     stop();
     await until(() => fake.openStreams === 0);
   });

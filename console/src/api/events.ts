@@ -53,6 +53,10 @@ export type EventHandler = <K extends keyof Events>(name: K, data: Events[K], id
 export interface SubscribeOptions {
   retryMs?: number;
   onError?: (e: Error) => void;
+  // Called each time the stream is open: the server has subscribed it before answering, so every
+  // event from here on arrives. A page reads its data (again) here; what it read before the first
+  // open may already be stale, and nothing would tell it.
+  onOpen?: () => void;
 }
 
 // Streams events to `handler` until the returned function is called.
@@ -69,6 +73,7 @@ export function subscribe(client: Client, handler: EventHandler, options: Subscr
         if (lastId !== null) headers['Last-Event-ID'] = lastId;
         const res = await client.raw('/events', {signal: abort.signal}, headers);
         if (!res.body) throw new Error('the event stream has no body');
+        options.onOpen?.();
         const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
         const parser = new SseParser();
         for (;;) {

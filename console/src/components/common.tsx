@@ -10,7 +10,8 @@ export interface Loaded<T> {
   reload: () => void;
 }
 
-// Calls `reload` 200 ms after the last of a burst of release or app events (a deploy sends many).
+// Calls `reload` 200 ms after the last of a burst of release or app events (a deploy sends many),
+// and each time the event stream opens (what was loaded before may have changed unannounced).
 export function useReloadOnDeliveryEvents(client: Client, reload: () => void): void {
   useEffect(() => {
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -18,7 +19,7 @@ export function useReloadOnDeliveryEvents(client: Client, reload: () => void): v
       if (name !== 'release' && name !== 'app') return;
       clearTimeout(timer);
       timer = setTimeout(reload, 200);
-    });
+    }, {onOpen: reload});
     return () => {
       clearTimeout(timer);
       stop();

@@ -193,6 +193,13 @@ export function Application({client, app}: {client: Client; app: string}) {
         if (releases) setReleasesVersion((v) => v + 1);
         releases = false;
       }, 200);
+    }, {
+      // What was read before the stream was open may have changed unannounced.
+      onOpen: () => {
+        reloadDetail();
+        reloadTree();
+        reloadDiff();
+      },
     });
     return () => {
       clearTimeout(timer);

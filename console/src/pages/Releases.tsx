@@ -35,7 +35,7 @@ export function Releases({client, app, embedded = false, version = 0}: {
       if (name !== 'release' || (data as {app: string}).app !== app) return;
       clearTimeout(timer);
       timer = setTimeout(reload, 200);
-    });
+    }, {onOpen: reload}); // a release made before the stream was open
     return () => {
       clearTimeout(timer);
       stop();

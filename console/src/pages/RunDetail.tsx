@@ -65,6 +65,28 @@ export function RunDetail({client, id}: {client: Client; id: number}) {
     const addToStep = (ev: Events['log']) => setByStep((m) => ({...m, [ev.step]: (m[ev.step] ?? '') + ev.text}));
     setSegments([]);
     setByStep({});
+    // The log is read once the event stream is open (or could not be opened), so that no log event
+    // falls between the read and the stream; events that come during the read wait in `pending`.
+    let reading = false;
+    const readLog = () => {
+      if (reading) return;
+      reading = true;
+      client.logs(id).then((text) => {
+        if (cancelled) return;
+        // Events that came in during the read: skip those the text already ends with.
+        let tail = text;
+        const rest: Events['log'][] = [];
+        for (const ev of pending.reverse()) {
+          if (tail.endsWith(ev.text)) tail = tail.slice(0, tail.length - ev.text.length);
+          else rest.unshift(ev);
+        }
+        pending = [];
+        loaded = text;
+        append(text + rest.map((ev) => ev.text).join(''));
+        setByStep(splitLog(text));
+        rest.forEach(addToStep);
+      }, (e: Error) => !cancelled && setLogError(e));
+    };
     const stop = subscribe(client, (name, ev) => {
       if (name === 'run' && (ev as Events['run']).id === id) {
         setState((ev as Events['run']).state);
@@ -81,22 +103,14 @@ export function RunDetail({client, id}: {client: Client; id: number}) {
           addToStep(ev as Events['log']);
         }
       }
+    }, {
+      // The run as first loaded may have changed before the stream was open: read it again.
+      onOpen: () => {
+        reloadRun.current();
+        readLog();
+      },
+      onError: readLog,
     });
-    client.logs(id).then((text) => {
-      if (cancelled) return;
-      // Events that came in during the read: skip those the text already ends with.
-      let tail = text;
-      const rest: Events['log'][] = [];
-      for (const ev of pending.reverse()) {
-        if (tail.endsWith(ev.text)) tail = tail.slice(0, tail.length - ev.text.length);
-        else rest.unshift(ev);
-      }
-      pending = [];
-      loaded = text;
-      append(text + rest.map((ev) => ev.text).join(''));
-      setByStep(splitLog(text));
-      rest.forEach(addToStep);
-    }, (e: Error) => !cancelled && setLogError(e));
     return () => {
       cancelled = true;
       stop();

@@ -1,6 +1,6 @@
 // CI runs, newest first; run and step events update the states shown without a reload.
 
-import {useEffect, useState} from 'react';
+import {useEffect, useRef, useState} from 'react';
 
 import type {Client} from '../api/client';
 import {subscribe} from '../api/events';
@@ -15,14 +15,17 @@ export function Runs({client}: {client: Client}) {
   const [next, setNext] = useState<string | null | undefined>(undefined);
   const [states, setStates] = useState<Record<number, string>>({});
   const {reload, data} = first;
+  const shown = useRef(data);
+  shown.current = data;
   useEffect(() => {
+    // The list read before the stream was open may have missed a run: read it again on open.
     return subscribe(client, (name, ev) => {
       if (name !== 'run') return;
       const {id, state} = ev as {id: number; state: string};
       setStates((s) => ({...s, [id]: state}));
-      if (!data?.items.some((r) => r.id === id)) reload(); // a new run
-    });
-  }, [client, reload, data]);
+      if (!shown.current?.items.some((r) => r.id === id)) reload(); // a new run
+    }, {onOpen: reload});
+  }, [client, reload]);
   const items = [...(first.data?.items ?? []), ...extra];
   const cursor = next === undefined ? first.data?.next : next;
   const win = useVirtualRows(items.length, {estimate: 36});

@@ -64,6 +64,22 @@ describe('RunDetail actions', () => {
     expect(screen.getByText(/You may not approve this run/)).toBeTruthy();
   });
 
+  it('reads the run and its log again once the event stream is open, so a change before that is not lost', async () => {
+    const fake = new FakeServer();
+    fake.data.runs = [run(10, {state: 'running', steps: []})];
+    fake.data.logs[10] = '==> build <==\ncompiling\n';
+    let open!: () => void;
+    fake.eventsOpen = new Promise((resolve) => (open = resolve));
+    render(<RunDetail client={client(fake)} id={10} />);
+    await screen.findByText('running');
+    // The run ends while the stream is still opening: its events go to no one.
+    fake.data.runs[0].state = 'succeeded';
+    fake.data.logs[10] += 'compiled\n';
+    open();
+    await waitFor(() => expect(screen.getByRole('heading', {name: /Run #10/}).textContent).toContain('succeeded'));
+    await waitFor(() => expect(screen.getByLabelText('Run log').textContent).toBe('==> build <==\ncompiling\ncompiled\n'));
+  });
+
   it('shows which run a retry retries', async () => {
     const fake = new FakeServer();
     fake.data.runs = [run(8, {retry_of: 7})];

@@ -44,6 +44,8 @@ export class FakeServer {
   requests: {url: string; headers: Record<string, string>; method: string; body: unknown}[] = [];
   private streams: ReadableStreamDefaultController<Uint8Array>[] = [];
   private nextEventId = 1;
+  // While set, /events answers only once it resolves: a stream slow to open.
+  eventsOpen: Promise<void> | null = null;
 
   constructor(data: FakeData = emptyData()) {
     this.data = data;
@@ -180,6 +182,7 @@ export class FakeServer {
       return json({items: this.data.releases[decodeURIComponent(m[1])] ?? [], next: null});
     }
     if (path === '/events') {
+      if (this.eventsOpen) await this.eventsOpen;
       let controller!: ReadableStreamDefaultController<Uint8Array>;
       const stream = new ReadableStream<Uint8Array>({
         start: (c) => {
