@@ -108,6 +108,17 @@ class AgentTest : public ::testing::Test {
   void TearDown() override {
     for (auto& a : agents_) a->Stop();
     for (auto& t : threads_) t.join();
+    // A failure under load is diagnosed from the agents' logs: their ends are printed (the whole
+    // temp dir stays with GANTRY_KEEP_TESTENV=1).
+    if (!HasFailure()) return;
+    std::error_code ec;
+    for (const auto& f : std::filesystem::directory_iterator(tmp_.path(), ec)) {
+      if (f.path().extension() != ".log") continue;
+      std::string text = ReadFile(f.path()).value_or("");
+      size_t from = text.size();
+      for (int lines = 0; from > 0 && lines <= 80; --from) lines += text[from - 1] == '\n';
+      std::printf("--- the last lines of %s (%zu bytes)\n%s\n", f.path().c_str(), text.size(), text.c_str() + from);
+    }
   }
 
   // Commits `files` (path → content, nullopt deletes) to main over smart HTTP.
@@ -495,6 +506,8 @@ class AgentProcess {
                                      "--git-credentials-env", "GIT_CREDS", "--metrics-listen", "127.0.0.1:0"};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     std::map<std::string, std::string> env = {{"GIT_CREDS", creds_env}, {"HOME", cache}, {"PATH", "/usr/bin:/bin"}};
+    // GANTRY_LOG_LEVEL=debug for the test reaches its agents (every API request, with its time).
+    if (const char* level = std::getenv("GANTRY_LOG_LEVEL")) env["GANTRY_LOG_LEVEL"] = level;
     env.insert(extra_env.begin(), extra_env.end());
     auto p = Process::Start(argv, {.env = env}, log);
     GANTRY_CHECK(p.ok());
