@@ -207,11 +207,11 @@ class Agent:
         return os.path.getsize(self.log_path)
 
     def reconcile_lines(self, since):
-        """Lines 'agent: NS/NAME synced|reconciled ...' written after byte offset `since`."""
+        """Lines 'agent: NS/NAME synced|stopped|reconciled ...' written after byte offset `since`."""
         with open(self.log_path, "rb") as f:
             f.seek(since)
             text = f.read().decode(errors="replace")
-        return len(re.findall(r"agent: \S+ (?:synced|reconciled) ", text))
+        return len(re.findall(r"agent: \S+ (?:synced|stopped|reconciled) ", text))
 
     def stop(self):
         if self.alive():

@@ -579,9 +579,12 @@ class AgentImpl final : public Agent {
         if (!options_.apps_dir.empty()) file_status_[key] = api::ToValue(r->status);
         if (!r->object.IsNull()) Remember(r->object, /*from_write=*/true);
         if (r->rendered) metrics_.renders.Inc();
-        log::Info("agent: {} {} {} health {} ({} ms{})", key, r->synced ? "synced" : "reconciled",
+        // A sync stopped between two steps (the agent stopping, or its shard membership lapsed)
+        // stays Running: it is resumed by the next reconcile, here or on the next owner.
+        const bool stopped = r->synced && r->status.operation && r->status.operation->phase == api::kPhaseRunning;
+        log::Info("agent: {} {} {} health {} ({} ms{})", key, stopped ? "stopped" : r->synced ? "synced" : "reconciled",
                   r->status.sync_status, r->status.health ? health::Name(*r->status.health) : "", took.count(),
-                  r->failed ? ", failed" : "");
+                  r->failed ? ", failed" : stopped ? ", its sync stays Running until it is resumed" : "");
         if (r->failed) {
           next = std::min(next, Backoff(key));
         } else {

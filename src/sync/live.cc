@@ -188,12 +188,19 @@ Result<Live> ReadLive(kube::Client& client, const Prepared& prepared, const Opti
     }
     for (Value& item : list->items) live.objects[ObjectKey(kube::RefOf(item))] = std::move(item);
   }
-  // Desired objects not labelled as ours may still exist (created by hand or another tool).
+  // Desired objects not labelled as ours may still exist (created by hand or another tool): one
+  // Get each, options.parallelism at a time as the apply goes. Before the first sync that is every
+  // object: one after the other, 1,000 Gets summed 184 s on an apiserver under load (issue 21).
+  std::vector<const Task*> unlabelled;
   for (const Task& t : prepared.tasks) {
-    if (t.hook != HookPhase::kNone || live.objects.count(ObjectKey(t.ref))) continue;
-    auto got = client.Get(t.ref);
-    if (got.ok()) live.objects[ObjectKey(t.ref)] = *std::move(got);
-    else if (got.status().code() != Code::kNotFound) return got.status();
+    if (t.hook == HookPhase::kNone && !live.objects.count(ObjectKey(t.ref))) unlabelled.push_back(&t);
+  }
+  std::vector<Result<Value>> found(unlabelled.size(), Result<Value>(NotFoundError("not read")));
+  internal::ParallelFor(unlabelled.size(), options.parallelism,
+                        [&](size_t i) { found[i] = client.Get(unlabelled[i]->ref); });
+  for (size_t i = 0; i < unlabelled.size(); ++i) {
+    if (found[i].ok()) live.objects[ObjectKey(unlabelled[i]->ref)] = *std::move(found[i]);
+    else if (found[i].status().code() != Code::kNotFound) return found[i].status();
   }
   // Objects `kubectl apply` managed: adopted (in memory here, in the cluster before the apply).
   const std::string field_manager = kube::ApplyOptions{}.field_manager;

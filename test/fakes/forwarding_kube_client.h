@@ -2,7 +2,8 @@
 // fakes::ForwardingKubeClient: a kube::Client that forwards every call to another client it does
 // not own. Code that takes ownership of a client (cli::Deps::connect returns a unique_ptr) can so
 // be handed one FakeKubeClient that the test keeps and inspects after the code is done with it.
-// The target must outlive the forwarder. Thread-safe as the target is.
+// The target must outlive the forwarder. Thread-safe as the target is. A test may derive from it
+// to change one call (delay it, count it) and forward the rest.
 
 #include <atomic>
 #include <cstdint>
@@ -14,7 +15,7 @@
 
 namespace gantry::fakes {
 
-class ForwardingKubeClient final : public kube::Client {
+class ForwardingKubeClient : public kube::Client {
  public:
   explicit ForwardingKubeClient(kube::Client& target) : target_(target) {}
 
