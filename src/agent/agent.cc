@@ -189,6 +189,7 @@ class AgentImpl final : public Agent {
                        .identity = options_.identity,
                        .duration = options_.lease_duration});
       threads.emplace_back([this] { LeaderLoop(); });
+      threads.emplace_back([this] { Watchdog(); });
     } else {
       leader_ = true;
     }
@@ -492,8 +493,9 @@ class AgentImpl final : public Agent {
     std::mt19937_64 rng{std::random_device{}()};
     while (auto item = queue_.Get()) {
       const auto& [key, fetch_after] = *item;
-      if (!leader_) {
+      if (!leader_ || (elector_ != nullptr && !elector_->leading())) {
         // Followers keep the queue but do nothing; the key comes back when leadership might have changed.
+        // (leader_ is set at ticks; leading() also ends while a renewal hangs.)
         queue_.Done(key);
         queue_.AddAfter(key, fetch_after != SteadyClock::time_point{}, std::chrono::seconds(2));
         continue;
@@ -544,7 +546,7 @@ class AgentImpl final : public Agent {
                          .get_project = [this](const Application& app) { return GetProject(app); },
                          .tenant = [this](const std::string& user) { return Tenant(user); },
                          .image_policy = image_policy_.get(),
-                         .stop = members_ != nullptr ? &halt_ : &stopping_,
+                         .stop = members_ != nullptr || elector_ != nullptr ? &halt_ : &stopping_,
                          .terminate_request = [this, app_key = key] { return TerminateRequest(app_key); }};
       // Read before the reconcile reads the caches: a change while it runs makes the next pass full.
       const uint64_t objects_version = objects_->IndexVersion(app_name);
@@ -813,6 +815,12 @@ class AgentImpl final : public Agent {
     while (!stopping_) {
       bool was = leader_.load();
       bool now_leader = elector.Tick();
+      if (now_leader) {
+        // Syncs may run from now, not only from the Watchdog's next look (Stop() sets stopping_
+        // before halt_, so a stop between these two lines still leaves halt_ set).
+        halt_ = false;
+        if (stopping_) halt_ = true;
+      }
       if (!was && now_leader) {
         // Newly leading: reconcile everything now.
         MutexLock lock(mu_);
@@ -850,12 +858,14 @@ class AgentImpl final : public Agent {
     }
   }
 
-  // Stops running syncs (ReconcileDeps::stop) as soon as membership lapses, even while a renewal
-  // hangs: the others may claim this replica's Applications a lease duration after its last
-  // renewal, and a sync must not still be writing then.
+  // Stops running syncs (ReconcileDeps::stop) as soon as membership (sharded) or leadership lapses,
+  // even while a renewal hangs: the others may claim this replica's Applications, or another
+  // candidate take the Lease, a lease duration after its last renewal, and a sync must not still
+  // be writing then. A stopped sync stays Running; whoever reconciles the Application next resumes it.
   void Watchdog() {
     while (!stopping_) {
-      halt_ = !members_->member();
+      halt_ = members_ != nullptr ? !members_->member() : !elector_->leading();
+      if (stopping_) halt_ = true;
       Sleep(std::chrono::milliseconds(100));
     }
     halt_ = true;
@@ -960,7 +970,7 @@ class AgentImpl final : public Agent {
   internal::WorkQueue queue_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> leader_{false};  // sharded: a member
-  std::atomic<bool> halt_{false};    // sharded: stopping, or membership lapsed (Watchdog)
+  std::atomic<bool> halt_{false};    // stopping, or membership / leadership lapsed (Watchdog)
   Mutex stop_mu_;
   CondVar stop_cv_;
   Mutex mu_;

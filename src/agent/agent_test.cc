@@ -3,11 +3,14 @@
 
 #include <gtest/gtest.h>
 
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "agent/agent.h"
 #include "api/status.h"
 #include "test/fakes/agent_source.h"
+#include "test/fakes/forwarding_kube_client.h"
 #include "test/fakes/kube_client.h"
 #include "value/value.h"
 
@@ -145,6 +148,100 @@ TEST_F(AgentLoopTest, ACommitOrAnEditedApplicationAfterUnchangedRefreshesIsAppli
   ASSERT_TRUE(client_.Replace(edited).ok());
   EXPECT_TRUE(Eventually([&] { return AppStatus().FindCondition(api::kConditionSuspended) != nullptr; }))
       << "the edited Application was not reconciled";
+}
+
+
+// A client whose Lease renewals hang once told to (an apiserver that stops answering this replica)
+// and whose ConfigMap applies take 300 ms each, recording when each began.
+class HangingLeaseClient final : public fakes::ForwardingKubeClient {
+ public:
+  using ForwardingKubeClient::ForwardingKubeClient;
+  Result<Value> Replace(const Value& object) override {
+    if (value::StringAt(&object, {"kind"}) == "Lease") {
+      while (hang_ && !release_) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return ForwardingKubeClient::Replace(object);
+  }
+  Result<Value> Apply(const Value& object, const kube::ApplyOptions& options) override {
+    if (value::StringAt(&object, {"kind"}) == "ConfigMap") {
+      {
+        std::lock_guard lock(mu_);
+        if (applies_.empty()) hang_ = true;  // from the first, renewals hang
+        applies_.push_back(std::chrono::steady_clock::now());
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+    return ForwardingKubeClient::Apply(object, options);
+  }
+  std::vector<std::chrono::steady_clock::time_point> applies() {
+    std::lock_guard lock(mu_);
+    return applies_;
+  }
+  std::atomic<bool> hang_{false};
+  std::atomic<bool> release_{false};
+
+ private:
+  std::mutex mu_;
+  std::vector<std::chrono::steady_clock::time_point> applies_;
+};
+
+// Leader election: a leader whose renewals hang stops its running sync once its leadership lapses
+// (2/3 of the lease duration plus a retry period after the last renewal it sent), before another
+// candidate may take the Lease (a duration after it last saw it renewed). Before, only a stop of
+// the agent stopped a sync, so the old leader went on applying beside the new one.
+TEST(AgentLeaderTest, ALeaderWhoseRenewalsHangStopsItsSyncBeforeAnotherCanTakeTheLease) {
+  fakes::FakeKubeClient store;
+  HangingLeaseClient client(store);
+  auto source = std::make_unique<fakes::FakeSource>();
+  std::string many;
+  for (int i = 0; i < 40; ++i) many += fmt::format("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm{}}}\ndata: {{k: \"1\"}}\n", i);
+  source->AddCommit("c1", {{"apps/web", many}}, {"apps/web/all.yaml"});
+  ASSERT_TRUE(store.Create(Yaml(R"(apiVersion: gantry.dev/v1alpha1
+kind: Application
+metadata: {name: web, namespace: apps}
+spec:
+  source: {repoURL: "https://git.example.com/config.git", path: apps/web}
+  destination: {namespace: web}
+  syncPolicy: {automated: {prune: true}}
+)")).ok());
+  AgentOptions options;
+  options.namespace_ = "apps";
+  options.interval = std::chrono::milliseconds(1000);
+  options.workers = 1;
+  options.lease_name = "gantry-agent";
+  options.lease_namespace = "apps";
+  options.identity = "agent-a";
+  options.lease_duration = std::chrono::seconds(3);
+  options.reconcile.parallelism = 2;  // 40 applies of 300 ms: a sync of 6 s
+  auto agent = NewAgent(client, options, std::move(source));
+  ASSERT_TRUE(agent.ok()) << agent.status().ToString();
+  Status run_status;
+  std::thread thread([&] { run_status = (*agent)->Run(); });
+
+  ASSERT_TRUE(Eventually([&] { return !client.applies().empty(); }));
+  const auto hung = client.applies().front();
+  // Leadership lapses by 2.6 s after the last renewal sent, which was before `hung`; the applies
+  // in flight then end (300 ms). None may begin after that.
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  auto applies = client.applies();
+  const auto last = applies.back();
+  EXPECT_LT(last - hung, std::chrono::milliseconds(3300))
+      << "the old leader began an apply " << std::chrono::duration_cast<std::chrono::milliseconds>(last - hung).count()
+      << " ms after its renewals hung (" << applies.size() << " applies)";
+  EXPECT_LT(applies.size(), 40u) << "the sync ran to its end with the leadership lapsed";
+
+  // The renewals come back: it leads again (a new term) and the stopped sync is resumed to its end.
+  client.release_ = true;
+  EXPECT_TRUE(Eventually([&] {
+    auto app = store.Get({"gantry.dev/v1alpha1", "Application", "apps", "web"});
+    if (!app.ok()) return false;
+    api::ApplicationStatus s = api::ParseStatus(app->Get("status"));
+    return s.sync_status == api::kSynced && s.sync_revision == "c1" && s.operation &&
+           s.operation->phase == api::kPhaseSucceeded;
+  }, std::chrono::seconds(30)));
+  (*agent)->Stop();
+  thread.join();
+  EXPECT_TRUE(run_status.ok()) << run_status.ToString();
 }
 
 }  // namespace
