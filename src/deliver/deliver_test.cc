@@ -670,7 +670,7 @@ TEST_F(FakeDeploy, AStartCutShortBeforeItsTargetsAreWrittenIsResumedToEveryEnvir
   ASSERT_TRUE(releases.ok() && releases->size() == 1u);
   const store::Release cut = releases->front();
   ASSERT_EQ(store_->ListTargets(cut.id)->size(), 1u) << "dev-1's target only";
-  EXPECT_EQ(HasWorkLeft(*store_, cut).value_or(false), true);
+  EXPECT_EQ(HasWorkLeft(*store_, cut, config_, &clock_).value_or(false), true);
 
   auto resumed = Deployment::Resume(*store_, config_, RenderConfigMap(), connect, options);
   ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
@@ -680,7 +680,7 @@ TEST_F(FakeDeploy, AStartCutShortBeforeItsTargetsAreWrittenIsResumedToEveryEnvir
   ASSERT_TRUE(targets.ok());
   ASSERT_EQ(targets->size(), 2u);
   for (const auto& t : *targets) EXPECT_EQ(t.state, store::TargetState::kHealthy) << t.env << "/" << t.cluster;
-  EXPECT_EQ(HasWorkLeft(*store_, cut).value_or(true), false);
+  EXPECT_EQ(HasWorkLeft(*store_, cut, config_, &clock_).value_or(true), false);
 
   // Cut short again, then a newer release: the older one's unwritten target is superseded with its
   // pending one, and nothing is left to resume.
@@ -731,6 +731,47 @@ TEST_F(FakeDeploy, ACrashDuringASoakIsResumedToTheEndOfThatSoak) {
   EXPECT_NE(std::find(soak_done, lines.end(), "prod/prod-1: applying"), lines.end()) << "prod before the soak ended";
   EXPECT_GE(clock_.Now(), std::chrono::steady_clock::time_point(10min));
   EXPECT_LT(clock_.Now(), std::chrono::steady_clock::time_point(10min + 5s));
+}
+
+// A crash during the soak of the last environment (prod's targets healthy, nothing after it to
+// leave pending) left the release with no work: `gantry deploy --resume` found nothing to resume
+// and the server's release ended the deploy succeeded at once, the rest of the soak skipped
+// (issue 21). The release now has work left until that soak's recorded end, and resumed, it soaks
+// to that end before it is done.
+TEST_F(FakeDeploy, ACrashDuringTheLastSoakIsResumedToItsEndBeforeTheDeployIsDone) {
+  cluster_ = std::make_shared<fakes::FakeKubeClient>(fakes::FakeKubeClient::Options{.clock = &clock_});
+  ConnectFn connect = [this](const Cluster&) -> Result<std::unique_ptr<kube::Client>> {
+    return fakes::ForwardingKubeClient::To(cluster_);
+  };
+  config_.environments[1].gates.soak = 10min;
+  std::vector<std::string> lines;
+  auto say = [&lines](std::string_view line) { lines.emplace_back(line); };
+  const std::string soaking = "prod: soaking until 1970-01-01T00:10:00Z";
+  DeployOptions options{.app = "web", .revision = "r1", .clock = &clock_};
+  auto d = Deployment::Start(*store_, config_, RenderConfigMap(), connect, options, say);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  const int64_t id = (*d)->state().release_id;
+  while (std::find(lines.begin(), lines.end(), soaking) == lines.end())
+    ASSERT_TRUE((*d)->Step()) << (*d)->state().message;
+  ASSERT_TRUE((*d)->Step());  // a second of the soak
+  clock_.Advance(2min);       // the server down, started again
+  d->reset();
+
+  auto release = store_->GetRelease(id);
+  ASSERT_TRUE(release.ok()) << release.status().ToString();
+  auto left = HasWorkLeft(*store_, *release, config_, &clock_);
+  ASSERT_TRUE(left.ok()) << left.status().ToString();
+  EXPECT_TRUE(*left) << "prod's soak has 8 minutes to go";
+  auto resumed = Deployment::Resume(*store_, config_, RenderConfigMap(), connect, options, say);
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+  EXPECT_EQ((*resumed)->state().release_id, id);
+  ASSERT_EQ((*resumed)->Run().phase, Phase::kSucceeded) << (*resumed)->state().message;
+  EXPECT_EQ(std::count(lines.begin(), lines.end(), soaking), 2) << "the same soak, to the same end";
+  EXPECT_NE(std::find(lines.begin(), lines.end(), "prod: soak done"), lines.end());
+  EXPECT_GE(clock_.Now(), std::chrono::steady_clock::time_point(10min)) << "done before the soak's end";
+  EXPECT_LT(clock_.Now(), std::chrono::steady_clock::time_point(10min + 5s));
+  EXPECT_EQ(HasWorkLeft(*store_, *release, config_, &clock_).value_or(true), false);
+  EXPECT_EQ(Deployment::Resume(*store_, config_, RenderConfigMap(), connect, options).status().code(), Code::kNotFound);
 }
 
 }  // namespace
