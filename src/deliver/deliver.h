@@ -26,9 +26,9 @@
 // targets and continues at the first environment not yet healthy everywhere
 // (re-applying is safe: the engine is idempotent); when that environment's predecessor has a soak
 // and nothing of it has begun, or every environment is healthy but the last one's soak has not
-// reached its recorded end, at that soak. Starting a new release supersedes the pending targets
-// of older ones (and what is left of their soaks), so only the newest unfinished release is ever
-// resumed.
+// reached its recorded end, at that soak. Starting a new release supersedes the pending and
+// applying targets of older ones (and what is left of their soaks), so only the newest unfinished
+// release is ever resumed, never an older one over it.
 //
 // Rollback of an environment re-deploys the release that ran there before (the newest older release
 // whose target there is healthy, or the one asked for) and marks the newer releases' targets there
@@ -239,7 +239,8 @@ struct DeployState {
 
 class Deployment {
  public:
-  // Creates the release and its pending targets (superseding older releases' pending targets).
+  // Creates the release and its pending targets (superseding older releases' pending and applying
+  // targets).
   // InvalidArgument for bad options or an environment not in the config; the store's errors.
   static Result<std::unique_ptr<Deployment>> Start(store::Store& store, Config config, RenderFn render,
                                                    ConnectFn connect, DeployOptions options,

@@ -562,6 +562,17 @@ RenderFn RenderConfigMap() {
   };
 }
 
+// A ConfigMap web whose data.revision is the revision rendered.
+RenderFn RenderRevision() {
+  return [](std::string_view revision, const std::string& path, const RenderTarget&) -> Result<render::Rendered> {
+    GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml(fmt::format("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: web}}\n"
+                                                                     "data: {{revision: {}}}\n",
+                                                                     revision),
+                                                         path));
+    return render::Rendered{std::string(revision), std::move(docs)};
+  };
+}
+
 // A push-mode Cluster entry is a credential named by the cluster: a project deploys (and rolls
 // back) only to clusters its `credentials` list, refused before anything is recorded or applied.
 TEST_F(FakeDeploy, AProjectDeploysOnlyToClustersItsCredentialsList) {
@@ -731,6 +742,49 @@ TEST_F(FakeDeploy, ACrashDuringASoakIsResumedToTheEndOfThatSoak) {
   EXPECT_NE(std::find(soak_done, lines.end(), "prod/prod-1: applying"), lines.end()) << "prod before the soak ended";
   EXPECT_GE(clock_.Now(), std::chrono::steady_clock::time_point(10min));
   EXPECT_LT(clock_.Now(), std::chrono::steady_clock::time_point(10min + 5s));
+}
+
+// An older release whose target a crash (or Terminate) left applying, with a newer release
+// deployed after it: Resume took the older one, the newest with an unfinished target, and applied
+// its objects over the newer release's in that target's environment (then failed at the next,
+// whose superseded target it could not write), the ledger still calling the newer release
+// running there. A newer release now supersedes an older one's applying targets as well as its
+// pending ones.
+TEST_F(FakeDeploy, AnOlderReleaseCutShortWhileApplyingIsNotResumedOverANewerOne) {
+  cluster_ = std::make_shared<fakes::FakeKubeClient>(fakes::FakeKubeClient::Options{.clock = &clock_});
+  ConnectFn connect = [this](const Cluster&) -> Result<std::unique_ptr<kube::Client>> {
+    return fakes::ForwardingKubeClient::To(cluster_);
+  };
+  RenderFn render = RenderRevision();
+  DeployOptions options{.app = "web", .revision = "r1", .clock = &clock_};
+  int64_t older = 0;
+  {
+    auto d = Deployment::Start(*store_, config_, render, connect, options);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    older = (*d)->state().release_id;
+    // Killed while dev-1 applies: the ledger holds what ApplyCluster wrote before the sync.
+    store::Target dev = (*d)->state().targets.front();
+    ASSERT_EQ(dev.env, "dev");
+    dev.state = store::TargetState::kApplying;
+    ASSERT_TRUE(store_->UpsertTarget(dev).ok());
+  }
+  options.revision = "r2";
+  auto newer = Deployment::Start(*store_, config_, render, connect, options);
+  ASSERT_TRUE(newer.ok()) << newer.status().ToString();
+  ASSERT_EQ((*newer)->Run().phase, Phase::kSucceeded) << (*newer)->state().message;
+
+  auto release = store_->GetRelease(older);
+  ASSERT_TRUE(release.ok());
+  EXPECT_EQ(HasWorkLeft(*store_, *release, config_, &clock_).value_or(true), false);
+  auto resumed = Deployment::Resume(*store_, config_, render, connect, options);
+  if (resumed.ok()) (*resumed)->Run();
+  EXPECT_EQ(resumed.status().code(), Code::kNotFound) << "release " << older << " resumed over the newer one";
+  auto cm = cluster_->Get({"v1", "ConfigMap", "default", "web"});
+  ASSERT_TRUE(cm.ok()) << cm.status().ToString();
+  EXPECT_EQ(value::StringAt(&*cm, {"data", "revision"}), "r2");
+  auto targets = store_->ListTargets(older);
+  ASSERT_TRUE(targets.ok());
+  for (const auto& t : *targets) EXPECT_EQ(t.state, store::TargetState::kSuperseded) << t.env << "/" << t.cluster;
 }
 
 // A crash during the soak of the last environment (prod's targets healthy, nothing after it to

@@ -525,15 +525,17 @@ Result<std::unique_ptr<Deployment>> Deployment::Start(store::Store& store, Confi
     GANTRY_ASSIGN_OR_RETURN(impl->rendered[e], impl->RenderEnv(e, options.revision, &c));
     if (commit.empty()) commit = c;
   }
-  // Older releases' pending targets will never run: they are superseded by this one.
+  // What older releases left unfinished will never run: it is superseded by this one. Their pending
+  // targets, and those a crash or Terminate() left applying: resumed, an older release would apply
+  // its objects over this one's. Targets a start cut short never wrote would otherwise make it look
+  // unfinished for ever.
   GANTRY_ASSIGN_OR_RETURN(auto older, store.ListReleases(options.app, 100));
   for (const auto& r : older) {
     GANTRY_ASSIGN_OR_RETURN(auto targets, store.ListTargets(r.id));
-    // Targets a start cut short never wrote would otherwise make it look unfinished for ever.
     if (auto plan = DecodePlan(r); plan.ok())
       for (auto& t : Unwritten(r.id, *plan, targets)) targets.push_back(std::move(t));
     for (const auto& t : targets) {
-      if (t.state == store::TargetState::kPending) {
+      if (Unfinished(t.state)) {
         GANTRY_RETURN_IF_ERROR(Write(store, t, store::TargetState::kSuperseded, "superseded by a newer release").status());
       }
     }
