@@ -24,8 +24,11 @@
 // written: the release's plan names them all, and Resume() writes the missing ones pending);
 // Resume() takes the newest release of the app that still has pending, applying or unwritten
 // targets and continues at the first environment not yet healthy everywhere
-// (re-applying is safe: the engine is idempotent). Starting a new release supersedes the pending
-// targets of older ones, so only the newest unfinished release is ever resumed.
+// (re-applying is safe: the engine is idempotent); when that environment's predecessor has a soak
+// and nothing of it has begun, or every environment is healthy but the last one's soak has not
+// reached its recorded end, at that soak. Starting a new release supersedes the pending and
+// applying targets of older ones (and what is left of their soaks), so only the newest unfinished
+// release is ever resumed, never an older one over it.
 //
 // Rollback of an environment re-deploys the release that ran there before (the newest older release
 // whose target there is healthy, or the one asked for) and marks the newer releases' targets there
@@ -236,14 +239,16 @@ struct DeployState {
 
 class Deployment {
  public:
-  // Creates the release and its pending targets (superseding older releases' pending targets).
+  // Creates the release and its pending targets (superseding older releases' pending and applying
+  // targets).
   // InvalidArgument for bad options or an environment not in the config; the store's errors.
   static Result<std::unique_ptr<Deployment>> Start(store::Store& store, Config config, RenderFn render,
                                                    ConnectFn connect, DeployOptions options,
                                                    ProgressFn progress = nullptr);
-  // Continues the newest release of options.app that has pending, applying or unwritten targets
-  // (see the file comment; HasWorkLeft()); the plan (environments, path template) is read from the
-  // release. NotFound when no release of the app is unfinished.
+  // Continues the newest release of options.app that has work left: pending, applying or unwritten
+  // targets, or the rest of its last environment's soak (see the file comment; HasWorkLeft()); the
+  // plan (environments, path template) is read from the release. NotFound when no release of the
+  // app is unfinished.
   static Result<std::unique_ptr<Deployment>> Resume(store::Store& store, Config config, RenderFn render,
                                                     ConnectFn connect, DeployOptions options,
                                                     ProgressFn progress = nullptr);
@@ -271,8 +276,12 @@ class Deployment {
 };
 
 // Whether Deployment::Resume() would continue `release`: a target of it is pending or applying, or
-// one its plan names was never written (a start cut short by a crash). The store's errors.
-Result<bool> HasWorkLeft(store::Store& store, const store::Release& release);
+// one its plan names was never written (a start cut short by a crash), or, when it is the app's
+// newest release, its last environment is healthy but that environment's soak (as `config` sets
+// it) ends after the clock's now (a crash during the last soak). A release rolled back somewhere
+// has nothing left. `clock`: nullptr for SystemClock(). The store's errors.
+Result<bool> HasWorkLeft(store::Store& store, const store::Release& release, const Config& config,
+                         Clock* clock = nullptr);
 
 struct RollbackOptions {
   std::string app;

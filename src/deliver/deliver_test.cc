@@ -562,6 +562,17 @@ RenderFn RenderConfigMap() {
   };
 }
 
+// A ConfigMap web whose data.revision is the revision rendered.
+RenderFn RenderRevision() {
+  return [](std::string_view revision, const std::string& path, const RenderTarget&) -> Result<render::Rendered> {
+    GANTRY_ASSIGN_OR_RETURN(auto docs, value::ParseYaml(fmt::format("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: web}}\n"
+                                                                     "data: {{revision: {}}}\n",
+                                                                     revision),
+                                                         path));
+    return render::Rendered{std::string(revision), std::move(docs)};
+  };
+}
+
 // A push-mode Cluster entry is a credential named by the cluster: a project deploys (and rolls
 // back) only to clusters its `credentials` list, refused before anything is recorded or applied.
 TEST_F(FakeDeploy, AProjectDeploysOnlyToClustersItsCredentialsList) {
@@ -670,7 +681,7 @@ TEST_F(FakeDeploy, AStartCutShortBeforeItsTargetsAreWrittenIsResumedToEveryEnvir
   ASSERT_TRUE(releases.ok() && releases->size() == 1u);
   const store::Release cut = releases->front();
   ASSERT_EQ(store_->ListTargets(cut.id)->size(), 1u) << "dev-1's target only";
-  EXPECT_EQ(HasWorkLeft(*store_, cut).value_or(false), true);
+  EXPECT_EQ(HasWorkLeft(*store_, cut, config_, &clock_).value_or(false), true);
 
   auto resumed = Deployment::Resume(*store_, config_, RenderConfigMap(), connect, options);
   ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
@@ -680,7 +691,7 @@ TEST_F(FakeDeploy, AStartCutShortBeforeItsTargetsAreWrittenIsResumedToEveryEnvir
   ASSERT_TRUE(targets.ok());
   ASSERT_EQ(targets->size(), 2u);
   for (const auto& t : *targets) EXPECT_EQ(t.state, store::TargetState::kHealthy) << t.env << "/" << t.cluster;
-  EXPECT_EQ(HasWorkLeft(*store_, cut).value_or(true), false);
+  EXPECT_EQ(HasWorkLeft(*store_, cut, config_, &clock_).value_or(true), false);
 
   // Cut short again, then a newer release: the older one's unwritten target is superseded with its
   // pending one, and nothing is left to resume.
@@ -731,6 +742,90 @@ TEST_F(FakeDeploy, ACrashDuringASoakIsResumedToTheEndOfThatSoak) {
   EXPECT_NE(std::find(soak_done, lines.end(), "prod/prod-1: applying"), lines.end()) << "prod before the soak ended";
   EXPECT_GE(clock_.Now(), std::chrono::steady_clock::time_point(10min));
   EXPECT_LT(clock_.Now(), std::chrono::steady_clock::time_point(10min + 5s));
+}
+
+// An older release whose target a crash (or Terminate) left applying, with a newer release
+// deployed after it: Resume took the older one, the newest with an unfinished target, and applied
+// its objects over the newer release's in that target's environment (then failed at the next,
+// whose superseded target it could not write), the ledger still calling the newer release
+// running there. A newer release now supersedes an older one's applying targets as well as its
+// pending ones.
+TEST_F(FakeDeploy, AnOlderReleaseCutShortWhileApplyingIsNotResumedOverANewerOne) {
+  cluster_ = std::make_shared<fakes::FakeKubeClient>(fakes::FakeKubeClient::Options{.clock = &clock_});
+  ConnectFn connect = [this](const Cluster&) -> Result<std::unique_ptr<kube::Client>> {
+    return fakes::ForwardingKubeClient::To(cluster_);
+  };
+  RenderFn render = RenderRevision();
+  DeployOptions options{.app = "web", .revision = "r1", .clock = &clock_};
+  int64_t older = 0;
+  {
+    auto d = Deployment::Start(*store_, config_, render, connect, options);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    older = (*d)->state().release_id;
+    // Killed while dev-1 applies: the ledger holds what ApplyCluster wrote before the sync.
+    store::Target dev = (*d)->state().targets.front();
+    ASSERT_EQ(dev.env, "dev");
+    dev.state = store::TargetState::kApplying;
+    ASSERT_TRUE(store_->UpsertTarget(dev).ok());
+  }
+  options.revision = "r2";
+  auto newer = Deployment::Start(*store_, config_, render, connect, options);
+  ASSERT_TRUE(newer.ok()) << newer.status().ToString();
+  ASSERT_EQ((*newer)->Run().phase, Phase::kSucceeded) << (*newer)->state().message;
+
+  auto release = store_->GetRelease(older);
+  ASSERT_TRUE(release.ok());
+  EXPECT_EQ(HasWorkLeft(*store_, *release, config_, &clock_).value_or(true), false);
+  auto resumed = Deployment::Resume(*store_, config_, render, connect, options);
+  if (resumed.ok()) (*resumed)->Run();
+  EXPECT_EQ(resumed.status().code(), Code::kNotFound) << "release " << older << " resumed over the newer one";
+  auto cm = cluster_->Get({"v1", "ConfigMap", "default", "web"});
+  ASSERT_TRUE(cm.ok()) << cm.status().ToString();
+  EXPECT_EQ(value::StringAt(&*cm, {"data", "revision"}), "r2");
+  auto targets = store_->ListTargets(older);
+  ASSERT_TRUE(targets.ok());
+  for (const auto& t : *targets) EXPECT_EQ(t.state, store::TargetState::kSuperseded) << t.env << "/" << t.cluster;
+}
+
+// A crash during the soak of the last environment (prod's targets healthy, nothing after it to
+// leave pending) left the release with no work: `gantry deploy --resume` found nothing to resume
+// and the server's release ended the deploy succeeded at once, the rest of the soak skipped
+// (issue 21). The release now has work left until that soak's recorded end, and resumed, it soaks
+// to that end before it is done.
+TEST_F(FakeDeploy, ACrashDuringTheLastSoakIsResumedToItsEndBeforeTheDeployIsDone) {
+  cluster_ = std::make_shared<fakes::FakeKubeClient>(fakes::FakeKubeClient::Options{.clock = &clock_});
+  ConnectFn connect = [this](const Cluster&) -> Result<std::unique_ptr<kube::Client>> {
+    return fakes::ForwardingKubeClient::To(cluster_);
+  };
+  config_.environments[1].gates.soak = 10min;
+  std::vector<std::string> lines;
+  auto say = [&lines](std::string_view line) { lines.emplace_back(line); };
+  const std::string soaking = "prod: soaking until 1970-01-01T00:10:00Z";
+  DeployOptions options{.app = "web", .revision = "r1", .clock = &clock_};
+  auto d = Deployment::Start(*store_, config_, RenderConfigMap(), connect, options, say);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  const int64_t id = (*d)->state().release_id;
+  while (std::find(lines.begin(), lines.end(), soaking) == lines.end())
+    ASSERT_TRUE((*d)->Step()) << (*d)->state().message;
+  ASSERT_TRUE((*d)->Step());  // a second of the soak
+  clock_.Advance(2min);       // the server down, started again
+  d->reset();
+
+  auto release = store_->GetRelease(id);
+  ASSERT_TRUE(release.ok()) << release.status().ToString();
+  auto left = HasWorkLeft(*store_, *release, config_, &clock_);
+  ASSERT_TRUE(left.ok()) << left.status().ToString();
+  EXPECT_TRUE(*left) << "prod's soak has 8 minutes to go";
+  auto resumed = Deployment::Resume(*store_, config_, RenderConfigMap(), connect, options, say);
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+  EXPECT_EQ((*resumed)->state().release_id, id);
+  ASSERT_EQ((*resumed)->Run().phase, Phase::kSucceeded) << (*resumed)->state().message;
+  EXPECT_EQ(std::count(lines.begin(), lines.end(), soaking), 2) << "the same soak, to the same end";
+  EXPECT_NE(std::find(lines.begin(), lines.end(), "prod: soak done"), lines.end());
+  EXPECT_GE(clock_.Now(), std::chrono::steady_clock::time_point(10min)) << "done before the soak's end";
+  EXPECT_LT(clock_.Now(), std::chrono::steady_clock::time_point(10min + 5s));
+  EXPECT_EQ(HasWorkLeft(*store_, *release, config_, &clock_).value_or(true), false);
+  EXPECT_EQ(Deployment::Resume(*store_, config_, RenderConfigMap(), connect, options).status().code(), Code::kNotFound);
 }
 
 }  // namespace

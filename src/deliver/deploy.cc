@@ -320,6 +320,21 @@ std::string SoakObject(std::string_view app, std::string_view env, int64_t relea
   return fmt::format("app/{} env/{} release/{}", app, env, release);
 }
 
+// When the soak of `env` for `release` began: its audit row (action "soak"), written once as it
+// begins; nullopt when it has not begun. The store's errors.
+Result<std::optional<store::Time>> SoakBegan(store::Store& store, const store::Release& release, std::string_view env) {
+  const std::string object = SoakObject(release.app, env, release.id);
+  store::AuditFilter filter{.action = "soak", .since = release.created_at, .limit = 200};
+  std::optional<store::Time> began;
+  for (;;) {
+    GANTRY_ASSIGN_OR_RETURN(auto rows, store.ListAudit(filter));
+    for (const auto& a : rows)
+      if (a.object == object) began = a.at;  // newest first: the first row is the last one seen
+    if (rows.size() < static_cast<size_t>(filter.limit)) return began;
+    filter.before_id = rows.back().id;
+  }
+}
+
 }  // namespace
 
 std::string_view Name(Phase phase) {
@@ -510,15 +525,17 @@ Result<std::unique_ptr<Deployment>> Deployment::Start(store::Store& store, Confi
     GANTRY_ASSIGN_OR_RETURN(impl->rendered[e], impl->RenderEnv(e, options.revision, &c));
     if (commit.empty()) commit = c;
   }
-  // Older releases' pending targets will never run: they are superseded by this one.
+  // What older releases left unfinished will never run: it is superseded by this one. Their pending
+  // targets, and those a crash or Terminate() left applying: resumed, an older release would apply
+  // its objects over this one's. Targets a start cut short never wrote would otherwise make it look
+  // unfinished for ever.
   GANTRY_ASSIGN_OR_RETURN(auto older, store.ListReleases(options.app, 100));
   for (const auto& r : older) {
     GANTRY_ASSIGN_OR_RETURN(auto targets, store.ListTargets(r.id));
-    // Targets a start cut short never wrote would otherwise make it look unfinished for ever.
     if (auto plan = DecodePlan(r); plan.ok())
       for (auto& t : Unwritten(r.id, *plan, targets)) targets.push_back(std::move(t));
     for (const auto& t : targets) {
-      if (t.state == store::TargetState::kPending) {
+      if (Unfinished(t.state)) {
         GANTRY_RETURN_IF_ERROR(Write(store, t, store::TargetState::kSuperseded, "superseded by a newer release").status());
       }
     }
@@ -554,29 +571,78 @@ Result<std::unique_ptr<Deployment>> Deployment::Start(store::Store& store, Confi
   return d;
 }
 
-Result<bool> HasWorkLeft(store::Store& store, const store::Release& release) {
-  GANTRY_ASSIGN_OR_RETURN(auto targets, store.ListTargets(release.id));
-  if (std::any_of(targets.begin(), targets.end(), [](const store::Target& t) { return Unfinished(t.state); })) return true;
+namespace {
+
+// What a release has left to do, as the ledger says (Resume() and HasWorkLeft() read it here).
+struct WorkLeft {
+  std::vector<store::Target> targets;    // as written
+  std::vector<store::Target> unwritten;  // named by its plan, never written (a start cut short)
+  bool unfinished = false;               // a target pending or applying
+  bool last_soak = false;                // every target healthy, the last environment's soak not ended
+  bool any() const { return !unwritten.empty() || unfinished || last_soak; }
+};
+
+// Whether the soak of the plan's last environment, whose targets are all healthy, ends after
+// `now`: at the end recorded when it began, or, if it never began (a crash before that was
+// recorded), a whole soak after its targets became healthy. Nothing comes after that soak in the
+// ledger, so only its audit row and the time say it is not over.
+Result<bool> LastSoakLeft(store::Store& store, const Config& config, const store::Release& release, const Plan& plan,
+                          const std::vector<store::Target>& targets, store::Time now) {
+  const std::string& last = plan.environments.back();
+  const Environment* env = config.FindEnvironment(last);
+  if (env == nullptr || env->gates.soak.count() <= 0) return false;
+  std::optional<store::Time> healthy_at;
+  for (const auto& t : targets) {
+    if (t.env != last) continue;
+    if (t.state != store::TargetState::kHealthy) return false;
+    healthy_at = std::max(healthy_at.value_or(t.updated_at), t.updated_at);
+  }
+  if (!healthy_at) return false;
+  GANTRY_ASSIGN_OR_RETURN(auto began, SoakBegan(store, release, last));
+  return now < began.value_or(*healthy_at) + env->gates.soak;
+}
+
+// `newest`: no newer release of the app exists. Starting one supersedes what this one had left,
+// its soak included; a release rolled back somewhere was given up on. Both have nothing left.
+Result<WorkLeft> ReadWorkLeft(store::Store& store, const Config& config, const store::Release& release, bool newest,
+                              store::Time now) {
+  WorkLeft w;
+  GANTRY_ASSIGN_OR_RETURN(w.targets, store.ListTargets(release.id));
+  if (std::any_of(w.targets.begin(), w.targets.end(),
+                  [](const store::Target& t) { return t.state == store::TargetState::kRolledBack; }))
+    return w;
+  w.unfinished = std::any_of(w.targets.begin(), w.targets.end(), [](const store::Target& t) { return Unfinished(t.state); });
   auto plan = DecodePlan(release);
-  return plan.ok() && !Unwritten(release.id, *plan, targets).empty();
+  if (!plan.ok()) return w;
+  w.unwritten = Unwritten(release.id, *plan, w.targets);
+  if (newest && !w.any()) {
+    GANTRY_ASSIGN_OR_RETURN(w.last_soak, LastSoakLeft(store, config, release, *plan, w.targets, now));
+  }
+  return w;
+}
+
+}  // namespace
+
+Result<bool> HasWorkLeft(store::Store& store, const store::Release& release, const Config& config, Clock* clock) {
+  GANTRY_ASSIGN_OR_RETURN(auto newest, store.ListReleases(release.app, 1));
+  const bool is_newest = !newest.empty() && newest.front().id == release.id;
+  GANTRY_ASSIGN_OR_RETURN(WorkLeft left,
+                          ReadWorkLeft(store, config, release, is_newest, (clock ? *clock : SystemClock()).WallNow()));
+  return left.any();
 }
 
 Result<std::unique_ptr<Deployment>> Deployment::Resume(store::Store& store, Config config, RenderFn render, ConnectFn connect,
                                                        DeployOptions options, ProgressFn progress) {
   GANTRY_RETURN_IF_ERROR(CheckOptions(options));
   GANTRY_ASSIGN_OR_RETURN(auto releases, store.ListReleases(options.app, 100));
-  for (const auto& rel : releases) {
-    GANTRY_ASSIGN_OR_RETURN(auto targets, store.ListTargets(rel.id));
-    auto decoded = DecodePlan(rel);
-    std::vector<store::Target> unwritten = decoded.ok() ? Unwritten(rel.id, *decoded, targets) : std::vector<store::Target>{};
-    if (unwritten.empty() &&
-        std::none_of(targets.begin(), targets.end(), [](const store::Target& t) { return Unfinished(t.state); }))
-      continue;
-    // A release rolled back somewhere was given up on: it is not continued.
-    if (std::any_of(targets.begin(), targets.end(),
-                    [](const store::Target& t) { return t.state == store::TargetState::kRolledBack; }))
-      continue;
-    GANTRY_ASSIGN_OR_RETURN(Plan plan, std::move(decoded));
+  const store::Time now = (options.clock ? *options.clock : SystemClock()).WallNow();
+  for (size_t r = 0; r < releases.size(); ++r) {
+    const store::Release& rel = releases[r];
+    GANTRY_ASSIGN_OR_RETURN(WorkLeft left, ReadWorkLeft(store, config, rel, r == 0, now));
+    if (!left.any()) continue;
+    std::vector<store::Target>& targets = left.targets;
+    std::vector<store::Target>& unwritten = left.unwritten;
+    GANTRY_ASSIGN_OR_RETURN(Plan plan, DecodePlan(rel));
     GANTRY_ASSIGN_OR_RETURN(project::Project project, config.ProjectNamed(options.project));
     GANTRY_RETURN_IF_ERROR(CheckAppProject(store, options.app, options.project).WithContext("resume"));
     GANTRY_RETURN_IF_ERROR(CheckClusterCredentials(project, config, plan.environments).WithContext("resume"));
@@ -621,6 +687,12 @@ Result<std::unique_ptr<Deployment>> Deployment::Resume(store::Store& store, Conf
         d->state_.next_env = next - 1;
         d->impl_->stage = Impl::Stage::kGate;
       }
+    }
+    // Every environment done but the last one's soak, which nothing follows: its gate runs again
+    // too, so the deploy ends at that soak's recorded end, not at once.
+    if (left.last_soak && d->state_.next_env == plan.environments.size()) {
+      d->state_.next_env = plan.environments.size() - 1;
+      d->impl_->stage = Impl::Stage::kGate;
     }
     for (size_t i = d->state_.next_env; i < plan.environments.size(); ++i) {
       const auto& e = plan.environments[i];
@@ -744,13 +816,13 @@ bool Deployment::Step() {
       Say(m.progress, fmt::format("{}: healthy", env_name));
       if (env->gates.soak.count() > 0) {
         // The soak's end is recorded once, so a resumed deploy continues the same soak.
-        std::string object = SoakObject(m.options.app, env_name, s.release_id);
-        auto audit = m.store.ListAudit(500);
-        if (audit.ok())
-          for (const auto& a : *audit)
-            if (a.action == "soak" && a.object == object) m.soak_until = a.at + env->gates.soak;
+        if (auto release = m.store.GetRelease(s.release_id); release.ok()) {
+          auto began = SoakBegan(m.store, *release, env_name);
+          if (began.ok() && *began) m.soak_until = **began + env->gates.soak;
+        }
         if (!m.soak_until) {
-          auto id = m.store.Audit({.actor = m.options.started_by, .action = "soak", .object = object,
+          auto id = m.store.Audit({.actor = m.options.started_by, .action = "soak",
+                                   .object = SoakObject(m.options.app, env_name, s.release_id),
                                    .details = fmt::format("{} ms", env->gates.soak.count())});
           if (!id.ok()) {
             s.phase = Phase::kFailed;

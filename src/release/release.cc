@@ -756,7 +756,7 @@ bool Release::Impl::Deploy() {
     st->result.release_id = id;
     auto release = s.store->GetRelease(id);
     if (!release.ok()) return Fail(release.status().WithContext("deploy: ledger"));
-    auto unfinished = deliver::HasWorkLeft(*s.store, *release);
+    auto unfinished = deliver::HasWorkLeft(*s.store, *release, *s.deliver_config, s.clock);
     if (!unfinished.ok()) return Fail(unfinished.status().WithContext("deploy: ledger"));
     if (*unfinished) {
       auto resumed = deliver::Deployment::Resume(*s.store, *s.deliver_config, render, s.connect, d, progress);

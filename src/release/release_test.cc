@@ -634,6 +634,34 @@ TEST_F(ReleaseTest, TheSoakOfTheDeployWaitsOnTheInjectedClock) {
   EXPECT_THAT(Logged(), HasSubstr("deploy: dev: soak done"));
 }
 
+// A server killed during the soak of the deploy's last environment (issue 21): the resumed release
+// found every target healthy and ended the deploy succeeded at once ("ended before an
+// interruption"), the rest of the soak skipped. It now resumes the Deployment, which soaks to the
+// end recorded when the soak began, and only then is the release done.
+TEST_F(ReleaseTest, AKillDuringTheLastSoakIsResumedToItsEndBeforeTheReleaseIsDone) {
+  FakeClock clock;
+  // The store stamps the soak's audit row with the system clock: the fake one starts from it.
+  clock.Advance(std::chrono::system_clock::now().time_since_epoch());
+  const auto start = clock.WallNow();
+  services_.clock = &clock;
+  PushMode(services_, pipeline_, std::make_shared<fakes::FakeKubeClient>(), "{healthy: false, soak: 10m}");
+  {
+    auto first = New();
+    while (Logged().find("deploy: dev: soaking until") == std::string::npos)
+      ASSERT_TRUE(first->Step()) << first->state().error.ToString();
+    ASSERT_TRUE(first->Step());  // a second of the soak, then the process dies (no Terminate)
+  }
+  clock.Advance(std::chrono::minutes(2));
+  auto second = New();
+  const ReleaseState& st = second->Run();
+  ASSERT_EQ(st.phase, Phase::kSucceeded) << st.error.ToString();
+  EXPECT_EQ(*st.result.deploy_phase, deliver::Phase::kSucceeded);
+  EXPECT_GE(clock.WallNow() - start, std::chrono::minutes(10)) << "done before the soak's end:\n" << Logged();
+  EXPECT_LT(clock.WallNow() - start, std::chrono::minutes(10) + std::chrono::seconds(30));
+  EXPECT_EQ(Ledger().size(), 1u);
+  EXPECT_THAT(Logged(), HasSubstr("deploy: dev: soak done"));
+}
+
 // The CI server's hook: a release whose deploy ends waiting for approval fails the run, naming the
 // release and the phase; a release without a deploy lets it succeed.
 TEST_F(ReleaseTest, TheSucceededRunHookFailsTheRunWhenTheDeployDidNotSucceed) {
