@@ -70,7 +70,7 @@ class OperationImpl final : public Operation {
     state_.message = stage.name;
     Status s = stage.run();
     state_.requests = client_.request_count() - requests_at_start_;
-    if (!s.ok() && Stopping()) {
+    if (!s.ok() && (Stopping() || stopped_inside_)) {
       // Stopped inside the stage (a wait): terminated, not failed; no SyncFail hooks.
       state_.phase = Phase::kTerminated;
       state_.message = "terminated during " + stage.name;
@@ -325,6 +325,7 @@ class OperationImpl final : public Operation {
     int failures = 0;  // guarded by mu_ with first_error (a local cannot be annotated)
     Status first_error;
     bool hooks = step.front().hook != HookPhase::kNone;
+    std::vector<char> skipped(step.size(), 0);  // not applied: the operation was stopped first
     ParallelFor(step.size(), options_.parallelism, [&](size_t k) {
       Task& t = step[k];
       ObjectResult& r = results[k];
@@ -338,6 +339,13 @@ class OperationImpl final : public Operation {
           MutexLock lock(mu_);
           if (failures++ == 0) first_error = s.WithContext(r.ref.ToString());
         }
+        return;
+      }
+      if (Stopping()) {
+        // Asked to stop while the step runs (a lapsed lease: another replica may be applying by
+        // now): what has not begun is not applied. A wave of 1,000 objects is one step.
+        skipped[k] = 1;
+        stopped_inside_ = true;
         return;
       }
       auto live = live_.objects.find(Key(t.ref));
@@ -384,7 +392,9 @@ class OperationImpl final : public Operation {
       r.message = options_.dry_run ? "dry run" : "";
     });
     int applied = 0, unchanged = 0;
-    for (auto& r : results) {
+    for (size_t k = 0; k < results.size(); ++k) {
+      if (skipped[k]) continue;
+      ObjectResult& r = results[k];
       if (r.action == Action::kUnchanged) ++unchanged;
       else if (!r.failed) ++applied;
       state_.results.push_back(std::move(r));
@@ -393,7 +403,9 @@ class OperationImpl final : public Operation {
             .line = fmt::format("{}: {} {}{}, {} unchanged{}", plan_.step_names[i], hooks ? "ran" : "applied", applied,
                                 hooks ? " hooks" : "", unchanged, failures ? fmt::format(", {} failed", failures) : "")});
     if (failures > 1) return first_error.WithContext(fmt::format("{} objects failed, first", failures));
-    return first_error;
+    if (!first_error.ok()) return first_error;
+    if (std::count(skipped.begin(), skipped.end(), 1) > 0) return Stopped();
+    return OkStatus();
   }
 
   // Writes one object as its sync options say: server-side apply (Force=true: taking conflicting
@@ -911,7 +923,8 @@ class OperationImpl final : public Operation {
   SyncPlan plan_;
   std::vector<Stage> stages_;
   size_t next_ = 0;
-  bool terminate_ = false;
+  std::atomic<bool> terminate_{false};
+  std::atomic<bool> stopped_inside_{false};  // a step left objects unapplied for Stopping()
   size_t desired_count_ = 0;
   uint64_t requests_at_start_ = 0;
   std::set<std::string> desired_keys_;

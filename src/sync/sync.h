@@ -241,11 +241,12 @@ struct Options {
   int parallelism = 32;
   diff::Options diff;
   Clock* clock = nullptr;              // waits and timeouts; nullptr: SystemClock()
-  // Asked while the operation runs: before each step, in every health wait (at least every
-  // 250 ms), between the polls of a hook, a CRD or a deletion. True stops it as Terminate() does,
-  // without waiting for the step to end: the state becomes Terminated and nothing more is applied
-  // (the objects of a wave being applied are finished first). Called on the thread that drives
-  // the operation; what it reads may be set from any thread (an atomic). nullptr: only Terminate().
+  // Asked while the operation runs: before each step, before each object of a wave is applied,
+  // in every health wait (at least every 250 ms), between the polls of a hook, a CRD or a
+  // deletion. True stops it as Terminate() does, without waiting for the step to end: the state
+  // becomes Terminated and nothing more is applied (the objects being applied at that moment are
+  // finished first). Called from the thread that drives the operation and from its apply threads,
+  // so it must be thread-safe (read atomics). nullptr: only Terminate().
   std::function<bool()> stop;
 };
 
