@@ -60,16 +60,20 @@ TEST(Run, TimeoutKillsTheWholeProcessTree) {
   auto dir = std::filesystem::temp_directory_path() / ("gantry-proc-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   auto pidfile = dir / "child.pid";
-  // The shell starts a grandchild that would outlive a plain kill of the shell.
-  auto r = gantry::Run({"sh", "-c", "sleep 30 & echo $! > " + pidfile.string() + "; wait"},
-               {.timeout = std::chrono::milliseconds(300)});
-  ASSERT_TRUE(r.ok());
-  EXPECT_TRUE(r->timed_out);
-  EXPECT_FALSE(r->success());
-  EXPECT_LT(r->duration.count(), 5000);
-  std::ifstream in(pidfile);
+  // The shell starts a grandchild that would outlive a plain kill of the shell. The timeout must
+  // come after the shell wrote the grandchild's pid: 300 ms is plenty on an idle machine, but under
+  // TSan on a loaded one the shell had not started by then, so a longer timeout is tried until it did.
   pid_t grandchild = 0;
-  in >> grandchild;
+  for (auto timeout = std::chrono::milliseconds(300); grandchild == 0 && timeout.count() <= 9600; timeout *= 2) {
+    std::filesystem::remove(pidfile);
+    auto r = gantry::Run({"sh", "-c", "sleep 30 & echo $! > " + pidfile.string() + "; wait"}, {.timeout = timeout});
+    ASSERT_TRUE(r.ok());
+    EXPECT_TRUE(r->timed_out);
+    EXPECT_FALSE(r->success());
+    EXPECT_LT(r->duration.count(), timeout.count() + 5000);
+    std::ifstream in(pidfile);
+    in >> grandchild;
+  }
   ASSERT_GT(grandchild, 0);
   // Reaped by init eventually; it must at least be dead or a zombie, never running.
   for (int i = 0; i < 100 && kill(grandchild, 0) == 0; ++i) {
