@@ -974,7 +974,10 @@ TEST_F(AgentTest, AgentProcessTerminatesASyncWaitingForHealthAndDoesNotRetryItBy
                       30s);
   const auto took = std::chrono::steady_clock::now() - asked;
   RecordProperty("terminate_to_terminated_ms", static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
-  EXPECT_LT(took, 5s) << "stopped in its health wait (the agent's is 5 min)";
+  // What is checked: the sync stopped in its health wait, not at the wait's end (the agent's is
+  // 5 min). Under load the request's path (CLI, watch event, the 250 ms stop poll, the status
+  // write) took 9.96 s once against a 5 s bound; the time itself is recorded, not judged.
+  EXPECT_LT(took, 60s) << "not stopped in its health wait (the agent's is 5 min)";
   EXPECT_EQ(At(app, {"status", "lastTerminateRequest"}), terminate);
   EXPECT_EQ(At(app, {"status", "operationState", "message"}),
             "terminated during wait for wave 0 to be healthy (gantry.dev/terminate-requested: " + terminate + ")");
