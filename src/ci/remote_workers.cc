@@ -29,10 +29,12 @@ File Open(const fs::path& path, const char* mode) { return File(std::fopen(path.
 }  // namespace
 
 Result<std::optional<Job>> Server::WorkerClaim(std::string_view worker, const store::Labels& labels, bool untrusted,
-                                               std::chrono::milliseconds wait, std::optional<std::string_view> project) {
+                                               std::chrono::milliseconds wait, std::optional<std::string_view> project,
+                                               const std::function<bool()>& wanted) {
   const auto deadline = std::chrono::steady_clock::now() + wait;
   const std::optional<bool> trusted = untrusted ? std::nullopt : std::optional<bool>(true);
   for (;;) {
+    if (wanted && !wanted()) return std::optional<Job>();
     auto claimed = store_.ClaimNextQueuedRun(worker, trusted, options_.run_lease, labels, project);
     if (!claimed.ok()) return UnavailableError("claim a run: {}", claimed.status().message());
     if (claimed->has_value()) {

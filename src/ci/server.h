@@ -241,11 +241,13 @@ class Server {
   //
   // The oldest queued run `labels` match (trusted runs only, unless `untrusted`: then untrusted
   // ones too; of `project` only, when it is set: a project's worker pool), claimed for `worker`
-  // with this server's run_lease, as a Job; nullopt when none came within `wait`. Unavailable
-  // when the store fails.
+  // with this server's run_lease, as a Job; nullopt when none came within `wait`, or once
+  // `wanted` (asked before each look, every 200 ms) says the claimer went away. Unavailable when
+  // the store fails.
   Result<std::optional<Job>> WorkerClaim(std::string_view worker, const store::Labels& labels, bool untrusted,
                                          std::chrono::milliseconds wait,
-                                         std::optional<std::string_view> project = std::nullopt);
+                                         std::optional<std::string_view> project = std::nullopt,
+                                         const std::function<bool()>& wanted = nullptr);
   // Gives back a run `worker` claimed at `attempt` whose claim never reached it (the long poll's
   // client had gone): queued again at once, for another claimer, instead of after its lease.
   // Aborted unless `worker` still holds it at `attempt`; NotFound; Unavailable.

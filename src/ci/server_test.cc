@@ -336,5 +336,53 @@ TEST_F(ServerCancelTest, AReleaseDoneAgainByALaterAttemptKeepsEveryLineItPrinted
   EXPECT_EQ(log, "pushing image\npushing image\npushed\n");
 }
 
+// A remote worker's long-polled claim looks no more once its claimer went away; a run whose claim
+// never reached its worker is queued again at once, unless it was taken over meanwhile.
+TEST_F(ServerCancelTest, AClaimerThatWentAwayClaimsNothingAndAClaimThatNeverReachedItIsGivenBack) {
+  executor_ = std::make_unique<WaitingExecutor>(false);
+  ServerOptions o{.repos = {url_}, .data_dir = dir_ / "data", .workers = 0, .untrusted_workers = 0};
+  o.git.allow_file = true;
+  server_ = std::make_unique<Server>(*store_, *executor_, std::move(o));
+  ASSERT_TRUE(server_->Start().ok());
+  // Nothing queued: the claimer leaves after its third look, and the poll ends there.
+  int asked = 0;
+  const auto begun = std::chrono::steady_clock::now();
+  auto none = server_->WorkerClaim("gone", {}, false, std::chrono::seconds(30), std::nullopt, [&] { return ++asked < 3; });
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_FALSE(none->has_value());
+  EXPECT_EQ(asked, 3);
+  EXPECT_LT(std::chrono::steady_clock::now() - begun, std::chrono::seconds(10)) << "waited out the poll";
+  // A run queued for a claimer already gone is not claimed for it.
+  const int64_t id = Queue(0);
+  none = server_->WorkerClaim("gone", {}, false, std::chrono::seconds(30), std::nullopt, [] { return false; });
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_FALSE(none->has_value()) << "claimed for a claimer that went away";
+  auto run = store_->GetRun(id);
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(run->state, RunState::kQueued);
+  EXPECT_EQ(run->attempt, 0);
+
+  auto job = server_->WorkerClaim("w1", {}, false, std::chrono::seconds(0), std::nullopt, [] { return true; });
+  ASSERT_TRUE(job.ok() && job->has_value());
+  ASSERT_EQ((*job)->run.id, id);
+  ASSERT_EQ((*job)->run.attempt, 1);
+  EXPECT_EQ(server_->WorkerUnclaim(id, "w2", 1).code(), Code::kAborted) << "another worker's claim given back";
+  ASSERT_TRUE(server_->WorkerUnclaim(id, "w1", 1).ok());
+  run = store_->GetRun(id);
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(run->state, RunState::kQueued);
+  EXPECT_THAT(run->message, HasSubstr("the claim of attempt 1 never reached w1"));
+  EXPECT_EQ(server_->WorkerUnclaim(id, "w1", 1).code(), Code::kAborted) << "given back twice";
+
+  job = server_->WorkerClaim("w2", {}, false, std::chrono::seconds(0));
+  ASSERT_TRUE(job.ok() && job->has_value());
+  EXPECT_EQ((*job)->run.attempt, 2);
+  EXPECT_EQ(server_->WorkerUnclaim(id, "w1", 1).code(), Code::kAborted) << "a stale claim given back after a takeover";
+  run = store_->GetRun(id);
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(run->state, RunState::kRunning);
+  EXPECT_EQ(run->worker, "w2");
+}
+
 }  // namespace
 }  // namespace gantry::ci

@@ -135,15 +135,13 @@ Result<http::Response> Claim(ci::Server& ci, Access& access, const http::Request
   }
   http::Response resp = http::Response::Json(200, "");
   resp.stream = [&ci, &access, req, who, w = std::move(w), labels = std::move(labels), untrusted, wait](http::StreamWriter& out) {
-    // Claimed a second at a time, so that a worker that went away claims nothing more.
+    // A worker that went away claims nothing more: the claim asks before each look.
     std::optional<ci::Job> job;
     Status error;
-    for (int64_t waited = 0; !job && error.ok() && out.Alive();) {
-      auto got = ci.WorkerClaim(w.worker, labels, untrusted, std::chrono::seconds(waited < wait ? 1 : 0), w.project);
-      if (!got.ok()) error = got.status();
-      if (got.ok()) job = *std::move(got);
-      if (++waited > wait) break;
-    }
+    auto got = ci.WorkerClaim(w.worker, labels, untrusted, std::chrono::seconds(wait), w.project,
+                              [&out] { return out.Alive(); });
+    if (!got.ok()) error = got.status();
+    if (got.ok()) job = *std::move(got);
     Value answer = Value::Map();
     if (!error.ok()) {
       answer.Set("error", error.message());

@@ -1639,10 +1639,11 @@ std::string PostRaw(int fd, const std::string& path, const std::string& body, co
   return head;
 }
 
-// A worker that goes away while its long poll waits (the server then claims a run for it whose
-// answer it cannot write): the run is queued again at once, not after the claim's lease (60 s
-// here), and another worker builds it as attempt 2.
-TEST(CiServerWorkers, ARunClaimedForAWorkerThatWentAwayIsQueuedAgainAtOnce) {
+// A worker that goes away while its long poll waits holds up no run: its poll claims nothing once
+// the server notices the connection closed, and a run claimed for it in that moment is queued
+// again at once (ci::Server's WorkerUnclaim, unit-tested in server_test.cc), not after the
+// claim's lease (60 s here). Either way another worker builds it at once.
+TEST(CiServerWorkers, AWorkerThatWentAwayWhileItsLongPollWaitedHoldsUpNoRun) {
   testenv::ScopedTempDir tmp;
   fs::path root = tmp.path();
   const std::string sha = MakeRepo(root / "repo", "shell: sh\nsteps:\n  build: {run: 'echo built'}\n");
@@ -1651,8 +1652,7 @@ TEST(CiServerWorkers, ARunClaimedForAWorkerThatWentAwayIsQueuedAgainAtOnce) {
   WorkerPool pool(root, srv);
   const std::string body = PushPayload(url, sha);
   const int hook = ConnectTo(srv), ghost = ConnectTo(srv);
-  // The long poll has begun (its head is sent): it claims for the ghost every 200 ms of its
-  // current second, and notices the ghost gone only at the next.
+  // The long poll has begun (its head is sent) when the ghost leaves.
   ASSERT_THAT(PostRaw(ghost, "/api/v1/worker/claim", R"({"name":"ghost","wait_seconds":30})", {"Authorization: Bearer " + pool.token}),
               HasSubstr(" 200 "));
   ::close(ghost);
@@ -1661,19 +1661,11 @@ TEST(CiServerWorkers, ARunClaimedForAWorkerThatWentAwayIsQueuedAgainAtOnce) {
                       {"X-GitHub-Event: push", "X-GitHub-Delivery: ghost-1", "X-Hub-Signature-256: sha256=" + webhook::HmacSha256Hex(kSecret, body)}),
               HasSubstr(" 201 "));
   ::close(hook);
-  std::optional<store::Run> requeued;
-  for (int i = 0; i < 100 && !requeued; ++i) {
-    auto run = pool.db->GetRun(1);
-    if (run.ok() && run->attempt == 1 && run->state == store::RunState::kQueued) requeued = *run;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  ASSERT_TRUE(requeued.has_value()) << "run 1, claimed for the ghost, was not queued again at once";
-  EXPECT_THAT(requeued->message, HasSubstr("never reached robot:pool/ghost"));
   pool.Start("w0");
   std::vector<store::Run> runs = pool.WaitFinal(1);
   ASSERT_EQ(runs.size(), 1u);
   EXPECT_EQ(runs[0].state, store::RunState::kSucceeded) << runs[0].message;
-  EXPECT_EQ(runs[0].attempt, 2);
+  EXPECT_LE(runs[0].attempt, 2) << "attempt 1 the ghost's at most";
   EXPECT_EQ(runs[0].worker, "robot:pool/w0");
   EXPECT_LT(std::chrono::steady_clock::now() - pushed, std::chrono::seconds(30)) << "the run waited for the ghost's lease";
 }
