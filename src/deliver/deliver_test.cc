@@ -8,7 +8,10 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <thread>
+
+#include <functional>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -24,6 +27,7 @@ namespace {
 using namespace std::chrono_literals;
 using ::testing::Contains;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 Result<Config> Parse(std::string_view yaml) {
   auto docs = value::ParseYaml(yaml, "config.yaml");
@@ -310,9 +314,12 @@ class FakeDeploy : public ::testing::Test {
     };
     DeployOptions options{.app = "web", .revision = "abc123", .health_timeout = health_timeout, .clock = deploy_clock_};
     auto d = Deployment::Start(*store_, config_, render, connect, options, [this](std::string_view line) {
-      MutexLock lock(mu_);
-      progress_.emplace_back(line);
-      progressed_.NotifyAll();
+      {
+        MutexLock lock(mu_);
+        progress_.emplace_back(line);
+        progressed_.NotifyAll();
+      }
+      if (on_progress_) on_progress_(line);
     });
     EXPECT_TRUE(d.ok()) << d.status().ToString();
     deployment_ = *std::move(d);
@@ -336,6 +343,7 @@ class FakeDeploy : public ::testing::Test {
   Mutex mu_;
   CondVar progressed_;
   std::vector<std::string> progress_;  // guarded by mu_ while a deploy runs in another thread
+  std::function<void(std::string_view)> on_progress_;  // called with each line, on the deploy's thread
 };
 
 constexpr char kConfigMap[] = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {a: b}\n";
@@ -382,6 +390,9 @@ TEST_F(FakeDeploy, HelmChartsAreRenderedForEachClusterWithItsCapabilities) {
 }
 
 TEST_F(FakeDeploy, SoakWaitsOnTheClock) {
+  // One cluster that keeps what was applied: the soak looks at it (without cluster_, each
+  // connection would be a new, empty cluster).
+  cluster_ = std::make_shared<fakes::FakeKubeClient>(fakes::FakeKubeClient::Options{.clock = &clock_});
   config_.environments[0].gates.soak = 10min;
   const auto start = clock_.Now();
   const DeployState& s = Deploy(kConfigMap);
@@ -391,6 +402,53 @@ TEST_F(FakeDeploy, SoakWaitsOnTheClock) {
   EXPECT_THAT(progress_, Contains("dev: soaking until 1970-01-01T00:10:00Z"));
   EXPECT_THAT(progress_, Contains("dev: soak done"));
   EXPECT_THAT(progress_, Contains("prod: healthy"));
+}
+
+// An environment gated on health must stay healthy while it soaks: an object deleted as dev's
+// 10-minute soak begins fails dev's target at the next look (30 s on), and the release stops
+// there instead of reaching prod after the soak.
+TEST_F(FakeDeploy, AnObjectGoneWhileTheEnvironmentSoaksStopsTheReleaseThere) {
+  cluster_ = std::make_shared<fakes::FakeKubeClient>(fakes::FakeKubeClient::Options{.clock = &clock_});
+  config_.environments[0].gates.soak = 10min;
+  Status deleted = InternalError("the soak never began");
+  on_progress_ = [&](std::string_view line) {
+    if (line.starts_with("dev: soaking until")) deleted = cluster_->Delete({"v1", "ConfigMap", "default", "web"});
+  };
+  const auto start = clock_.Now();
+  const DeployState& s = Deploy(kConfigMap);
+  ASSERT_TRUE(deleted.ok()) << deleted.ToString();
+  EXPECT_EQ(s.phase, Phase::kFailed) << s.message;
+  EXPECT_THAT(s.message, HasSubstr("dev failed, stopping before the next environment"));
+  EXPECT_THAT(s.message, HasSubstr("dev-1: unhealthy while soaking: v1 ConfigMap default/web: the object does not exist"));
+  EXPECT_LT(clock_.Now() - start, 1min) << "the soak was waited out before its look";
+  EXPECT_THAT(progress_, Not(Contains("dev: soak done")));
+  EXPECT_THAT(progress_, Not(Contains("prod: healthy")));
+  ASSERT_EQ(s.targets.size(), 2u);
+  EXPECT_EQ(s.targets[0].env, "dev");
+  EXPECT_EQ(s.targets[0].state, store::TargetState::kFailed);
+  EXPECT_EQ(s.targets[1].state, store::TargetState::kPending) << "prod was reached";
+  auto ledger = store_->ListTargets(s.release_id);
+  ASSERT_TRUE(ledger.ok()) << ledger.status().ToString();
+  for (const auto& t : *ledger) {
+    if (t.env == "dev") {
+      EXPECT_EQ(t.state, store::TargetState::kFailed) << "the ledger still says dev is " << store::Name(t.state);
+    }
+  }
+}
+
+// The same soak with nothing changing looks at dev 21 times (every 30 s, and as it ends) and moves on.
+TEST_F(FakeDeploy, ASoakLooksAtTheEnvironmentAndMovesOnWhileItStaysHealthy) {
+  cluster_ = std::make_shared<fakes::FakeKubeClient>(fakes::FakeKubeClient::Options{.clock = &clock_});
+  config_.environments[0].gates.soak = 10min;
+  uint64_t lists_at_soak = 0, lists_after = 0;
+  on_progress_ = [&](std::string_view line) {
+    if (line.starts_with("dev: soaking until")) lists_at_soak = cluster_->count("list") + cluster_->count("get");
+    if (line == "dev: soak done") lists_after = cluster_->count("list") + cluster_->count("get");
+  };
+  const DeployState& s = Deploy(kConfigMap);
+  EXPECT_EQ(s.phase, Phase::kSucceeded) << s.message;
+  EXPECT_THAT(progress_, Contains("prod: healthy"));
+  EXPECT_GE(lists_after - lists_at_soak, 21u) << "the soak did not read the cluster at each look";
 }
 
 TEST_F(FakeDeploy, HealthTimeoutRunsOnTheClock) {

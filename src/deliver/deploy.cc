@@ -18,6 +18,8 @@ using namespace std::chrono_literals;
 // How long an apply waits for the first list of each kind it watches before reading that kind
 // from the API instead.
 constexpr std::chrono::milliseconds kFirstListWait{10'000};
+// How often a soaking environment's health is looked at (and once more as its soak ends).
+constexpr std::chrono::seconds kSoakLookEvery{30};
 
 // The plan a release was started with, kept in Release::note so Resume() needs no flags.
 struct Plan {
@@ -177,6 +179,50 @@ Result<store::Target> Write(store::Store& store, store::Target t, store::TargetS
   return store.UpsertTarget(t);
 }
 
+// The engine's options for `cluster` that applying and reading share: the application's tracking
+// key and project, the cluster's name and server, the default namespace, the clock.
+sync::Options BaseOptions(const ApplyContext& ctx, const Cluster& cluster) {
+  sync::Options so;
+  so.app = TrackingKey(ctx.project.name, ctx.app);
+  so.project = &ctx.project;
+  so.cluster_name = cluster.name;
+  if (auto rest = kube::LoadConfig({.paths = {cluster.kubeconfig}, .context = cluster.context,
+                                    .allowed_exec_plugins = cluster.allow_exec_plugins});
+      rest.ok()) {
+    so.cluster_server = rest->server;
+  }
+  so.default_namespace = ctx.default_namespace;
+  so.clock = ctx.clock;
+  return so;
+}
+
+// A soak's look at one cluster: the desired objects (hooks aside) that are Degraded or Missing
+// there now, each as "REF: why". An error when the cluster cannot be read.
+Result<std::vector<std::string>> UnhealthyOn(const ApplyContext& ctx, const Cluster& cluster,
+                                             const std::vector<value::Value>& objects) {
+  GANTRY_ASSIGN_OR_RETURN(std::unique_ptr<kube::Client> client, ctx.connect(cluster));
+  std::vector<value::Value> desired;
+  if (ctx.render_for) {
+    GANTRY_ASSIGN_OR_RETURN(kube::Capabilities caps, kube::ReadCapabilities(*client));
+    GANTRY_ASSIGN_OR_RETURN(desired, ctx.render_for(caps));
+  } else {
+    desired = objects;
+  }
+  const sync::Options so = BaseOptions(ctx, cluster);
+  GANTRY_ASSIGN_OR_RETURN(sync::Prepared prepared, sync::Prepare(*client, std::move(desired), so));
+  GANTRY_ASSIGN_OR_RETURN(sync::Live live, sync::ReadLive(*client, prepared, so));
+  GANTRY_ASSIGN_OR_RETURN(sync::Comparison compared, sync::Compare(prepared, live, so));
+  std::vector<std::string> bad;
+  for (const sync::DiffEntry& e : compared.entries) {
+    if (e.status == diff::SyncStatus::kExtra) continue;
+    const health::HealthStatus h = e.health.status;
+    if (h != health::HealthStatus::kDegraded && h != health::HealthStatus::kMissing) continue;
+    bad.push_back(fmt::format("{}: {}", e.ref.ToString(),
+                              e.health.message.empty() ? std::string(health::Name(h)) : e.health.message));
+  }
+  return bad;
+}
+
 // Applies `objects` to one cluster and records the target's way through applying to healthy|failed.
 store::Target ApplyCluster(const ApplyContext& ctx, const Cluster& cluster, store::Target target,
                            const std::vector<value::Value>& objects) {
@@ -211,15 +257,7 @@ store::Target ApplyCluster(const ApplyContext& ctx, const Cluster& cluster, stor
     for_cluster = *std::move(r);
     apply = &for_cluster;
   }
-  sync::Options so;
-  so.app = TrackingKey(ctx.project.name, ctx.app);
-  so.project = &ctx.project;
-  so.cluster_name = cluster.name;
-  if (auto rest = kube::LoadConfig({.paths = {cluster.kubeconfig}, .context = cluster.context,
-                                    .allowed_exec_plugins = cluster.allow_exec_plugins});
-      rest.ok()) {
-    so.cluster_server = rest->server;
-  }
+  sync::Options so = BaseOptions(ctx, cluster);
   // The project's sync windows. A person may override those that allow manual syncs, giving a
   // reason: the override is said in the progress and audited (who, why, which window).
   const project::WindowScope scope{ctx.app, ctx.env, cluster.name, ctx.default_namespace, so.cluster_server};
@@ -253,12 +291,10 @@ store::Target ApplyCluster(const ApplyContext& ctx, const Cluster& cluster, stor
     return fail(fmt::format("project {}: no destinationServiceAccounts entry matches namespace {} of cluster {}",
                             ctx.project.name, ctx.default_namespace, cluster.name));
   }
-  so.default_namespace = ctx.default_namespace;
   so.create_namespace = ctx.create_namespace;
   so.prune = ctx.prune;
   so.wait_for_health = ctx.wait_for_health;
   so.timeout = ctx.health_timeout;
-  so.clock = ctx.clock;
   // Terminate() reaches the operation in the middle of its health waits, not only between steps.
   so.stop = [&terminate = ctx.terminate] { return terminate.load(); };
   if (ctx.image_check) so.check_images = ctx.image_check(ctx.project, ctx.env, **client);
@@ -433,6 +469,7 @@ struct Deployment::Impl {
   std::map<std::string, render::Rendered> rendered;  // env → objects (for no cluster in particular)
   enum class Stage { kApprove, kApply, kGate, kSoak } stage = Stage::kApprove;
   std::optional<store::Time> soak_until;
+  std::chrono::steady_clock::time_point next_soak_look;  // on clock(); a resumed soak looks at once
 
   Clock& clock() const { return options.clock ? *options.clock : SystemClock(); }
 
@@ -710,6 +747,39 @@ Result<std::unique_ptr<Deployment>> Deployment::Resume(store::Store& store, Conf
   return NotFoundError("resume {}: no release of {} is unfinished", options.app, options.app);
 }
 
+namespace {
+
+// Looks at the health of `targets` (one environment's, soaking) on their clusters; each found with
+// an object Degraded or Missing is written failed. Whether any was.
+bool SoakLook(const ApplyContext& ctx, const std::vector<store::Target*>& targets, const std::vector<value::Value>& objects,
+              const Config& config) {
+  bool failed = false;
+  for (store::Target* t : targets) {
+    const Cluster* c = config.FindCluster(t->cluster);
+    if (c == nullptr) continue;
+    const std::string where = t->env + "/" + t->cluster;
+    auto bad = UnhealthyOn(ctx, *c, objects);
+    if (!bad.ok()) {
+      Say(ctx.progress, fmt::format("{}: soak: could not read the cluster, looking again later: {}", where, bad.status().message()));
+      continue;
+    }
+    if (bad->empty()) continue;
+    std::string why = fmt::format("unhealthy while soaking: {}", fmt::join(*bad, "; "));
+    Say(ctx.progress, fmt::format("{}: {}", where, why));
+    auto written = Write(ctx.store, *t, store::TargetState::kFailed, why);
+    if (written.ok()) {
+      *t = *written;
+    } else {
+      t->state = store::TargetState::kFailed;
+      t->message = why + " (not recorded: " + written.status().message() + ")";
+    }
+    failed = true;
+  }
+  return failed;
+}
+
+}  // namespace
+
 bool Deployment::Step() {
   Impl& m = *impl_;
   DeployState& s = state_;
@@ -737,6 +807,16 @@ bool Deployment::Step() {
       if (t.env == env_name) out.push_back(&t);
     return out;
   };
+  auto context = [&] {
+    ApplyContext ctx{m.store, m.connect, m.progress, terminate_, m.options.app, m.project, m.options.window_override,
+                     env->name, m.options.default_namespace,
+                     m.options.create_namespace, m.options.prune, env->gates.healthy, m.options.health_timeout,
+                     m.options.cluster_parallelism, m.options.clock, m.options.started_by};
+    ctx.image_check = m.config.image_check;
+    ctx.render_for = RenderFor(m.rendered[env_name], m.render, m.revisions[env_name], m.paths[env_name],
+                               m.options.default_namespace);
+    return ctx;
+  };
   switch (m.stage) {
     case Impl::Stage::kApprove: {
       if (env->gates.approval) {
@@ -759,11 +839,7 @@ bool Deployment::Step() {
       return true;
     }
     case Impl::Stage::kApply: {
-      ApplyContext ctx{m.store, m.connect, m.progress, terminate_, m.options.app, m.project, m.options.window_override,
-                       env->name, m.options.default_namespace,
-                       m.options.create_namespace, m.options.prune, env->gates.healthy, m.options.health_timeout,
-                       m.options.cluster_parallelism, m.options.clock, m.options.started_by};
-      ctx.image_check = m.config.image_check;
+      ApplyContext ctx = context();
       std::vector<std::pair<const Cluster*, store::Target>> work;
       for (store::Target* t : targets_of_env()) {
         if (t->state == store::TargetState::kHealthy) continue;  // done before an interruption
@@ -775,8 +851,6 @@ bool Deployment::Step() {
         }
         work.emplace_back(c, *t);
       }
-      ctx.render_for = RenderFor(m.rendered[env_name], m.render, m.revisions[env_name], m.paths[env_name],
-                                 m.options.default_namespace);
       auto done = ApplyAll(ctx, work, m.rendered[env_name].objects);
       for (auto& t : done)
         for (store::Target* cur : targets_of_env())
@@ -832,6 +906,7 @@ bool Deployment::Step() {
           m.soak_until = m.clock().WallNow() + env->gates.soak;
         }
         Say(m.progress, fmt::format("{}: soaking until {}", env_name, Rfc3339(*m.soak_until)));
+        m.next_soak_look = m.clock().Now() + kSoakLookEvery;
         m.stage = Impl::Stage::kSoak;
         return true;
       }
@@ -841,7 +916,20 @@ bool Deployment::Step() {
     }
     case Impl::Stage::kSoak: {
       auto now = m.clock().WallNow();
-      if (now < *m.soak_until) {
+      const bool ended = now >= *m.soak_until;
+      // An environment gated on health must stay healthy while it soaks: it is looked at every
+      // kSoakLookEvery and as the soak ends. An object Degraded or Missing fails its target, and
+      // the gate then stops the release there (rolling the environment back when asked). A
+      // cluster that cannot be read is said and looked at again; it does not fail the soak.
+      if (env->gates.healthy && (ended || m.clock().Now() >= m.next_soak_look)) {
+        m.next_soak_look = m.clock().Now() + kSoakLookEvery;
+        if (SoakLook(context(), targets_of_env(), m.rendered[env_name].objects, m.config)) {
+          m.soak_until.reset();
+          m.stage = Impl::Stage::kGate;
+          return true;
+        }
+      }
+      if (!ended) {
         m.clock().SleepFor(std::min<std::chrono::nanoseconds>(1s, *m.soak_until - now));
         return true;
       }

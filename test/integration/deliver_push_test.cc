@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -31,6 +32,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using value::Value;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr const char* kNames[] = {"dev", "staging", "prod"};
 
@@ -117,8 +120,10 @@ class DeliverTest : public ::testing::Test {
   }
 
   Result<std::unique_ptr<Deployment>> Start(DeployOptions o) {
-    return Deployment::Start(*store_, config_, TestRender(), RealConnect(), std::move(o),
-                             [this](std::string_view line) { progress_.emplace_back(line); });
+    return Deployment::Start(*store_, config_, TestRender(), RealConnect(), std::move(o), [this](std::string_view line) {
+      progress_.emplace_back(line);
+      if (on_progress_) on_progress_(line);
+    });
   }
 
   std::unique_ptr<kube::Client> Client(size_t i) {
@@ -196,6 +201,7 @@ class DeliverTest : public ::testing::Test {
   std::unique_ptr<store::Store> store_;
   Config config_;
   std::vector<std::string> progress_;
+  std::function<void(std::string_view)> on_progress_;  // with each progress line, on the deploy's thread
 };
 
 TEST_F(DeliverTest, PromotesThroughDevStagingProd) {
@@ -231,6 +237,36 @@ TEST_F(DeliverTest, FailingHealthGateStopsAtStagingAndSaysWhy) {
   EXPECT_NE(targets["staging/staging"].sync_result.find("\"failed\":1"), std::string::npos) << targets["staging/staging"].sync_result;
   EXPECT_EQ(targets["prod/prod"].state, store::TargetState::kPending);
   EXPECT_EQ(Revision(2), "") << "prod must not be touched";
+}
+
+// A soaking environment is looked at on its cluster: v1 soaks 3 s in dev and staging and goes
+// through (its Deployment healthy, nothing Missing); v2's ConfigMap is deleted as dev begins to
+// soak, and the look as the soak ends stops v2 at dev, staging untouched.
+TEST_F(DeliverTest, AnObjectDeletedWhileDevSoaksStopsTheReleaseAtDev) {
+  config_.environments[0].gates.soak = 3s;
+  config_.environments[1].gates.soak = 3s;
+  auto d1 = Start(Options("v1"));
+  ASSERT_TRUE(d1.ok()) << d1.status().ToString();
+  const DeployState& s1 = (*d1)->Run();
+  ASSERT_EQ(s1.phase, Phase::kSucceeded) << s1.message;
+  std::string all = fmt::format("{}", fmt::join(progress_, "\n"));
+  EXPECT_THAT(all, HasSubstr("dev: soak done"));
+  EXPECT_THAT(all, HasSubstr("staging: soak done"));
+  EXPECT_THAT(all, Not(HasSubstr("could not read the cluster"))) << "the soak's look did not read the cluster";
+  Status deleted = InternalError("dev's soak never began");
+  on_progress_ = [&](std::string_view line) {
+    if (line.starts_with("dev: soaking until")) deleted = Client(0)->Delete({"v1", "ConfigMap", app_, "web-config"});
+  };
+  auto d2 = Start(Options("v2"));
+  ASSERT_TRUE(d2.ok()) << d2.status().ToString();
+  const DeployState& s2 = (*d2)->Run();
+  ASSERT_TRUE(deleted.ok()) << deleted.ToString();
+  ASSERT_EQ(s2.phase, Phase::kFailed) << s2.message;
+  EXPECT_THAT(s2.message, HasSubstr("dev: unhealthy while soaking: v1 ConfigMap " + app_ + "/web-config"));
+  auto targets = Targets(s2.release_id);
+  EXPECT_EQ(targets["dev/dev"].state, store::TargetState::kFailed);
+  EXPECT_EQ(targets["staging/staging"].state, store::TargetState::kPending);
+  EXPECT_EQ(Revision(1), "v1") << "staging was reached";
 }
 
 TEST_F(DeliverTest, RollbackRestoresThePreviousRelease) {
