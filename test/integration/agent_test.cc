@@ -846,23 +846,20 @@ TEST_F(AgentTest, Kill9AtSeededPointsOfASyncWithPruneConverges) {
 // commit made then is not synced; the agent says why ("Too many open files") and keeps running;
 // once the limit is back it syncs the commit.
 TEST_F(AgentTest, OutOfDescriptorsTheAgentSaysWhyAndSyncsOnceTheLimitAllows) {
+#if defined(__SANITIZE_ADDRESS__)
+  // Not under the sanitizers (scripts/sanitize.sh asan-integration): UBSan's vptr check asks
+  // whether a vtable is readable by writing it to a pipe (sanitizer_common's
+  // IsAccessibleMemoryRange returns false when pipe() fails), so once the agent has no descriptor
+  // free, its next check that misses UBSan's cache calls the object "invalid vptr" and the agent
+  // dies (it did: a shared_ptr's control block, "<memory cannot be printed>"). A suppression
+  // cannot help: it matches the object's dynamic type, which UBSan then cannot read either.
+  GTEST_SKIP() << "UBSan's vptr check needs a free descriptor (IsAccessibleMemoryRange uses pipe())";
+#endif
   std::string first = Commit({{"fds/cm.yaml", ConfigMap("fds", "1")}}, "first");
   ASSERT_TRUE(client_->Apply(Application("fds", "fds", false)).ok());
   std::string creds = fmt::format("{}={}:{}", creds_.host, creds_.username, creds_.password);
   const std::string log = tmp_.path() + "/fds.log";
-  std::map<std::string, std::string> env;
-#if defined(__SANITIZE_ADDRESS__)
-  // Built with the sanitizers (scripts/sanitize.sh asan-integration): UBSan's vptr check asks
-  // whether a vtable is readable by writing it to a pipe (sanitizer_common's
-  // IsAccessibleMemoryRange), which fails while the agent has no descriptor free, and then calls
-  // the object at hand "invalid vptr" (it did, of a shared_ptr's control block, with "memory
-  // cannot be printed"). This agent runs without that one check; ASan's checks stay on.
-  const std::string no_vptr = tmp_.path() + "/ubsan-no-vptr.supp";
-  std::ofstream(no_vptr) << "vptr_check:*\n";
-  const char* given = std::getenv("UBSAN_OPTIONS");
-  env["UBSAN_OPTIONS"] = std::string(given != nullptr && *given != '\0' ? std::string(given) + ":" : "") + "suppressions=" + no_vptr;
-#endif
-  AgentProcess a(*kubeconfig_, ns_, tmp_.path() + "/fds", "agent-fds", creds, log, {}, env);
+  AgentProcess a(*kubeconfig_, ns_, tmp_.path() + "/fds", "agent-fds", creds, log);
   WaitApp("fds", [&](const Value& app) { return SyncedHealthyAt(app, first); });
   std::set<int> open;
   for (const auto& e : std::filesystem::directory_iterator(fmt::format("/proc/{}/fd", a.pid()))) {
