@@ -4,7 +4,7 @@
 // Refresh, Rollback to a chosen release, Terminate the deploy the server runs (after a confirm);
 // and the release history. It reloads when the server's events say the app changed.
 
-import {useEffect, useState} from 'react';
+import {useEffect, useRef, useState} from 'react';
 
 import type {Client, TargetRef} from '../api/client';
 import {subscribe} from '../api/events';
@@ -170,7 +170,13 @@ export function Application({client, app}: {client: Client; app: string}) {
   const [releasesVersion, setReleasesVersion] = useState(0);
   const [notice, setNotice] = useState<string | null>(null);
   const [actionError, setActionError] = useState<Error | null>(null);
+  // Another target shown closes what was open for the last one. Not the first target shown: a
+  // click on Sync as the page first loads could land before this effect and be undone by it.
+  const shownKey = useRef('');
   useEffect(() => {
+    const was = shownKey.current;
+    shownKey.current = refKey;
+    if (was === '' || was === refKey) return;
     setNode(null);
     setSyncing(false);
   }, [refKey]);
