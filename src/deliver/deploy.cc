@@ -469,7 +469,7 @@ struct Deployment::Impl {
   std::map<std::string, render::Rendered> rendered;  // env → objects (for no cluster in particular)
   enum class Stage { kApprove, kApply, kGate, kSoak } stage = Stage::kApprove;
   std::optional<store::Time> soak_until;
-  std::chrono::steady_clock::time_point next_soak_look;  // on clock(); a resumed soak looks at once
+  std::chrono::steady_clock::time_point next_soak_look;  // on clock(); set as the soak begins (or resumes)
 
   Clock& clock() const { return options.clock ? *options.clock : SystemClock(); }
 

@@ -136,15 +136,12 @@ Result<http::Response> Claim(ci::Server& ci, Access& access, const http::Request
   http::Response resp = http::Response::Json(200, "");
   resp.stream = [&ci, &access, req, who, w = std::move(w), labels = std::move(labels), untrusted, wait](http::StreamWriter& out) {
     // A worker that went away claims nothing more: the claim asks before each look.
-    std::optional<ci::Job> job;
-    Status error;
     auto got = ci.WorkerClaim(w.worker, labels, untrusted, std::chrono::seconds(wait), w.project,
                               [&out] { return out.Alive(); });
-    if (!got.ok()) error = got.status();
-    if (got.ok()) job = *std::move(got);
+    const std::optional<ci::Job> job = got.ok() ? *std::move(got) : std::nullopt;
     Value answer = Value::Map();
-    if (!error.ok()) {
-      answer.Set("error", error.message());
+    if (!got.ok()) {
+      answer.Set("error", got.status().message());
     } else if (job) {
       AuditRow(access, who, req, "runs.claim", job->run.id, fmt::format("{} attempt {}", w.worker, job->run.attempt));
       answer.Set("job", ci::JobJson(*job));
