@@ -31,6 +31,11 @@ if(CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
   endif()
 endif()
 
+# Extra options for the sources of test binaries only. The ci preset compiles them at -O0: the code
+# under test is in the libraries, still optimised, and a test file's own code costs GCC nearly
+# twice as much at -O1 (api_v1_test.cc: 31 s at -O1, 20 s at -O0) for no gain in what it checks.
+set(GANTRY_TEST_COMPILE_OPTIONS "" CACHE STRING "Extra compile options for test sources, e.g. -O0")
+
 if(GANTRY_SANITIZE)
   add_compile_options(-fsanitize=${GANTRY_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
   add_link_options(-fsanitize=${GANTRY_SANITIZE})
@@ -69,7 +74,7 @@ function(gantry_cc_test)
     math(EXPR A_TIMEOUT "${A_TIMEOUT} * 4")
   endif()
   add_executable(${A_NAME} ${A_SRCS})
-  target_compile_options(${A_NAME} PRIVATE ${GANTRY_WARNINGS})
+  target_compile_options(${A_NAME} PRIVATE ${GANTRY_WARNINGS} ${GANTRY_TEST_COMPILE_OPTIONS})
   target_link_libraries(${A_NAME} PRIVATE ${A_DEPS} GTest::gmock GTest::gtest_main)
   add_test(NAME ${A_NAME} COMMAND ${A_NAME} WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
   set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT}
