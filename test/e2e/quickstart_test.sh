@@ -43,7 +43,7 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
-tools=${GANTRY_TOOLS_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/gantry/tools/bin}
+tools=${GANTRY_TOOLS_BIN:-${GANTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gantry}/tools/bin}
 # get CLUSTER PATH: an object of CLUSTER's apiserver as JSON, asked directly (not through Gantry).
 get() {
   # shellcheck disable=SC1090
