@@ -451,6 +451,45 @@ TEST_F(FakeDeploy, ASoakLooksAtTheEnvironmentAndMovesOnWhileItStaysHealthy) {
   EXPECT_GE(lists_after - lists_at_soak, 21u) << "the soak did not read the cluster at each look";
 }
 
+// A Job with ttlSecondsAfterFinished is deleted by Kubernetes once it has finished: its going
+// while the environment soaks is no fault, and the release moves on. (The fake cluster runs no
+// controller: the test completes the Job, then deletes it as the TTL controller would.)
+TEST_F(FakeDeploy, AJobItsTtlRemovesWhileTheEnvironmentSoaksIsNoFault) {
+  cluster_ = std::make_shared<fakes::FakeKubeClient>(fakes::FakeKubeClient::Options{.clock = &clock_});
+  config_.environments[0].gates.soak = 10min;
+  const kube::ObjectRef job{"batch/v1", "Job", "default", "migrate"};
+  Status completed = InternalError("the health gate never waited"), deleted = InternalError("the soak never began");
+  on_progress_ = [&](std::string_view line) {
+    if (line.ends_with(": waiting for health")) {  // dev's Job, then prod's (the same fake cluster)
+      auto status = value::ParseYaml(R"(apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate, namespace: default}
+status:
+  succeeded: 1
+  conditions: [{type: Complete, status: "True", reason: Completed, message: done}]
+)");
+      completed = status.ok() ? cluster_->ApplyStatus(status->at(0), {.field_manager = "job-controller"}).status()
+                              : status.status();
+    }
+    if (line.starts_with("dev: soaking until")) deleted = cluster_->Delete(job);
+  };
+  const DeployState& s = Deploy(R"(apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+spec:
+  ttlSecondsAfterFinished: 60
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: migrate, image: busybox}]
+)");
+  ASSERT_TRUE(completed.ok()) << completed.ToString();
+  ASSERT_TRUE(deleted.ok()) << deleted.ToString();
+  EXPECT_EQ(s.phase, Phase::kSucceeded) << s.message;
+  EXPECT_THAT(progress_, Contains("dev: soak done"));
+  EXPECT_THAT(progress_, Contains("prod: healthy"));
+}
+
 TEST_F(FakeDeploy, HealthTimeoutRunsOnTheClock) {
   // A Deployment nothing ever makes available: no controller runs in a fake cluster.
   const DeployState& s = Deploy(R"(apiVersion: apps/v1

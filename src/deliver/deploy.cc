@@ -4,6 +4,7 @@
 #include <atomic>
 #include <future>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "base/clock.h"
@@ -212,11 +213,21 @@ Result<std::vector<std::string>> UnhealthyOn(const ApplyContext& ctx, const Clus
   GANTRY_ASSIGN_OR_RETURN(sync::Prepared prepared, sync::Prepare(*client, std::move(desired), so));
   GANTRY_ASSIGN_OR_RETURN(sync::Live live, sync::ReadLive(*client, prepared, so));
   GANTRY_ASSIGN_OR_RETURN(sync::Comparison compared, sync::Compare(prepared, live, so));
+  // A Job with spec.ttlSecondsAfterFinished is deleted by Kubernetes' TTL controller once it has
+  // finished: gone is then what it should be. (It passed the health gate, so it had finished well.)
+  std::set<kube::ObjectRef> removed_when_finished;
+  for (const sync::Task& t : prepared.tasks) {
+    if (t.ref.api_version == "batch/v1" && t.ref.kind == "Job" &&
+        t.object.Find({"spec", "ttlSecondsAfterFinished"}) != nullptr) {
+      removed_when_finished.insert(t.ref);
+    }
+  }
   std::vector<std::string> bad;
   for (const sync::DiffEntry& e : compared.entries) {
     if (e.status == diff::SyncStatus::kExtra) continue;
     const health::HealthStatus h = e.health.status;
     if (h != health::HealthStatus::kDegraded && h != health::HealthStatus::kMissing) continue;
+    if (h == health::HealthStatus::kMissing && removed_when_finished.contains(e.ref)) continue;
     bad.push_back(fmt::format("{}: {}", e.ref.ToString(),
                               e.health.message.empty() ? std::string(health::Name(h)) : e.health.message));
   }
