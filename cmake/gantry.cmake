@@ -36,6 +36,25 @@ endif()
 # twice as much at -O1 (api_v1_test.cc: 31 s at -O1, 20 s at -O0) for no gain in what it checks.
 set(GANTRY_TEST_COMPILE_OPTIONS "" CACHE STRING "Extra compile options for test sources, e.g. -O0")
 
+# Unity builds for the ci preset: CMake compiles each library's and test's sources as one
+# translation unit, so the headers every file includes are parsed, and their templates instantiated
+# and emitted, once per target instead of once per file. Measured with GCC 12 at -Og, every library
+# from empty without ccache: 1,184 s of CPU file by file, 592 s in batches of 8, 446 s whole.
+# Sources must therefore not clash inside their target: no two files of one library or test may
+# define the same name in an anonymous namespace (give it a more specific name, or share it through
+# a header). The tsa and fuzz builds compile every library file on its own, so a file that only
+# compiles thanks to what the other files of its target include is still caught in CI.
+option(GANTRY_UNITY_BUILD "Compile each library's and test's sources in batches (unity build)" OFF)
+set(GANTRY_UNITY_BATCH_SIZE 0 CACHE STRING "Sources per batch of a unity build (0: a whole target in one)")
+function(gantry_unity target)
+  if(GANTRY_UNITY_BUILD)
+    set_target_properties(${target} PROPERTIES UNITY_BUILD ON UNITY_BUILD_BATCH_SIZE ${GANTRY_UNITY_BATCH_SIZE})
+    # A type from a file's anonymous namespace held by a member of a named class is fine in that
+    # file, but GCC warns once the file is #included by the batch.
+    target_compile_options(${target} PRIVATE $<$<CXX_COMPILER_ID:GNU>:-Wno-subobject-linkage>)
+  endif()
+endfunction()
+
 if(GANTRY_SANITIZE)
   add_compile_options(-fsanitize=${GANTRY_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
   add_link_options(-fsanitize=${GANTRY_SANITIZE})
@@ -53,6 +72,7 @@ function(gantry_cc_library)
     target_compile_options(gantry_${A_NAME} PRIVATE -fsanitize=fuzzer-no-link)
   endif()
   target_link_libraries(gantry_${A_NAME} PUBLIC ${A_DEPS} PRIVATE ${A_PRIVATE_DEPS})
+  gantry_unity(gantry_${A_NAME})
   set_property(GLOBAL APPEND PROPERTY GANTRY_LIBRARIES gantry_${A_NAME})
 endfunction()
 
@@ -76,6 +96,7 @@ function(gantry_cc_test)
   add_executable(${A_NAME} ${A_SRCS})
   target_compile_options(${A_NAME} PRIVATE ${GANTRY_WARNINGS} ${GANTRY_TEST_COMPILE_OPTIONS})
   target_link_libraries(${A_NAME} PRIVATE ${A_DEPS} GTest::gmock GTest::gtest_main)
+  gantry_unity(${A_NAME})
   add_test(NAME ${A_NAME} COMMAND ${A_NAME} WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
   set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT}
     ENVIRONMENT "GANTRY_SOURCE_DIR=${PROJECT_SOURCE_DIR}")

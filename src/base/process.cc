@@ -1,5 +1,7 @@
 #include "base/process.h"
 
+#include "base/fd.h"
+
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
@@ -21,25 +23,7 @@ extern char** environ;
 namespace gantry {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-// Closes a file descriptor on scope exit.
-struct Fd {
-  int fd = -1;
-  Fd() = default;
-  explicit Fd(int f) : fd(f) {}
-  Fd(Fd&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    Reset();
-    fd = std::exchange(o.fd, -1);
-    return *this;
-  }
-  ~Fd() { Reset(); }
-  void Reset() {
-    if (fd >= 0) ::close(fd);
-    fd = -1;
-  }
-};
+using SteadyClock = std::chrono::steady_clock;
 
 Result<std::pair<Fd, Fd>> MakePipe() {
   int p[2];
@@ -176,13 +160,13 @@ Result<pid_t> ForkExec(const ChildSetup& s) {
   GANTRY_ASSIGN_OR_RETURN(auto err_pipe, MakePipe());
   pid_t pid = ::fork();
   if (pid < 0) return ErrnoError(errno, "fork");
-  if (pid == 0) ExecChild(s, err_pipe.second.fd);
+  if (pid == 0) ExecChild(s, err_pipe.second.get());
   ::setpgid(pid, pid);  // also in the parent, so a signal right after fork reaches the group
-  err_pipe.second.Reset();
+  err_pipe.second.reset();
   int child_errno = 0;
   ssize_t n;
   do {
-    n = ::read(err_pipe.first.fd, &child_errno, sizeof(child_errno));
+    n = ::read(err_pipe.first.get(), &child_errno, sizeof(child_errno));
   } while (n < 0 && errno == EINTR);
   if (n == sizeof(child_errno)) {
     int status;
@@ -244,16 +228,16 @@ Result<ProcessResult> Run(const std::vector<std::string>& argv, const ProcessOpt
     GANTRY_ASSIGN_OR_RETURN(auto p, MakePipe());
     in_r = std::move(p.first);
     in_w = std::move(p.second);
-    setup.stdin_fd = in_r.fd;
+    setup.stdin_fd = in_r.get();
   } else {
     devnull = Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    setup.stdin_fd = devnull.fd;
+    setup.stdin_fd = devnull.get();
   }
   if (options.capture_stdout) {
     GANTRY_ASSIGN_OR_RETURN(auto p, MakePipe());
     out_r = std::move(p.first);
     out_w = std::move(p.second);
-    setup.stdout_fd = out_w.fd;
+    setup.stdout_fd = out_w.get();
   }
   if (options.merge_stderr) {
     setup.stderr_fd = setup.stdout_fd >= 0 ? setup.stdout_fd : 1;
@@ -261,58 +245,58 @@ Result<ProcessResult> Run(const std::vector<std::string>& argv, const ProcessOpt
     GANTRY_ASSIGN_OR_RETURN(auto p, MakePipe());
     err_r = std::move(p.first);
     err_w = std::move(p.second);
-    setup.stderr_fd = err_w.fd;
+    setup.stderr_fd = err_w.get();
   }
 
-  const auto start = Clock::now();
+  const auto start = SteadyClock::now();
   GANTRY_ASSIGN_OR_RETURN(pid_t pid, ForkExec(setup));
-  in_r.Reset();
-  out_w.Reset();
-  err_w.Reset();
+  in_r.reset();
+  out_w.reset();
+  err_w.reset();
 
   ProcessResult result;
   std::string_view to_write = options.stdin_data ? std::string_view(*options.stdin_data) : "";
-  if (in_w.fd >= 0) {
-    ::fcntl(in_w.fd, F_SETFL, O_NONBLOCK);
-    if (to_write.empty()) in_w.Reset();
+  if (in_w.get() >= 0) {
+    ::fcntl(in_w.get(), F_SETFL, O_NONBLOCK);
+    if (to_write.empty()) in_w.reset();
   }
-  const auto deadline = options.timeout ? start + *options.timeout : Clock::time_point::max();
+  const auto deadline = options.timeout ? start + *options.timeout : SteadyClock::time_point::max();
   char buf[65536];
-  while (out_r.fd >= 0 || err_r.fd >= 0 || in_w.fd >= 0) {
+  while (out_r.get() >= 0 || err_r.get() >= 0 || in_w.get() >= 0) {
     pollfd fds[3];
     int n = 0;
-    if (out_r.fd >= 0) fds[n++] = {out_r.fd, POLLIN, 0};
-    if (err_r.fd >= 0) fds[n++] = {err_r.fd, POLLIN, 0};
-    if (in_w.fd >= 0) fds[n++] = {in_w.fd, POLLOUT, 0};
+    if (out_r.get() >= 0) fds[n++] = {out_r.get(), POLLIN, 0};
+    if (err_r.get() >= 0) fds[n++] = {err_r.get(), POLLIN, 0};
+    if (in_w.get() >= 0) fds[n++] = {in_w.get(), POLLOUT, 0};
     int wait_ms = -1;
     if (options.timeout) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
       wait_ms = static_cast<int>(std::max<int64_t>(0, left.count()));
     }
     int rc = ::poll(fds, n, wait_ms);
     if (rc < 0 && errno == EINTR) continue;
-    if (rc == 0 || (options.timeout && Clock::now() >= deadline)) {
+    if (rc == 0 || (options.timeout && SteadyClock::now() >= deadline)) {
       result.timed_out = true;
       ::kill(-pid, SIGKILL);
       break;
     }
     for (int i = 0; i < n; ++i) {
       if (fds[i].revents == 0) continue;
-      if (fds[i].fd == in_w.fd) {
-        ssize_t w = ::write(in_w.fd, to_write.data(), to_write.size());
+      if (fds[i].fd == in_w.get()) {
+        ssize_t w = ::write(in_w.get(), to_write.data(), to_write.size());
         if (w > 0) to_write.remove_prefix(static_cast<size_t>(w));
-        if ((w < 0 && errno != EAGAIN) || to_write.empty()) in_w.Reset();
+        if ((w < 0 && errno != EAGAIN) || to_write.empty()) in_w.reset();
         continue;
       }
-      Fd& src = fds[i].fd == out_r.fd ? out_r : err_r;
-      std::string& dst = fds[i].fd == out_r.fd ? result.out : result.err;
-      ssize_t r = ::read(src.fd, buf, sizeof(buf));
+      Fd& src = fds[i].fd == out_r.get() ? out_r : err_r;
+      std::string& dst = fds[i].fd == out_r.get() ? result.out : result.err;
+      ssize_t r = ::read(src.get(), buf, sizeof(buf));
       if (r > 0) {
         size_t room = options.max_output_bytes > dst.size() ? options.max_output_bytes - dst.size() : 0;
         if (static_cast<size_t>(r) > room) result.output_truncated = true;
         dst.append(buf, std::min(room, static_cast<size_t>(r)));
       } else if (r == 0 || errno != EINTR) {
-        src.Reset();
+        src.reset();
       }
     }
   }
@@ -322,7 +306,7 @@ Result<ProcessResult> Run(const std::vector<std::string>& argv, const ProcessOpt
   // Children the program left behind in its group must not outlive it when it timed out.
   if (result.timed_out) ::kill(-pid, SIGKILL);
   FillExit(status, result);
-  result.duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+  result.duration = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start);
   return result;
 }
 
@@ -340,11 +324,11 @@ Result<Process> Process::Start(const std::vector<std::string>& argv, const Proce
   GANTRY_ASSIGN_OR_RETURN(ChildSetup setup, Prepare(argv, options));
   Fd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   Fd log;
-  setup.stdin_fd = devnull.fd;
+  setup.stdin_fd = devnull.get();
   if (!log_path.empty()) {
     log = Fd(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-    if (log.fd < 0) return ErrnoError(errno, "open log " + log_path);
-    setup.stdout_fd = setup.stderr_fd = log.fd;
+    if (log.get() < 0) return ErrnoError(errno, "open log " + log_path);
+    setup.stdout_fd = setup.stderr_fd = log.get();
   }
   GANTRY_ASSIGN_OR_RETURN(pid_t pid, ForkExec(setup));
   return Process(pid);
@@ -355,10 +339,10 @@ Result<Process> Process::StartPiped(const std::vector<std::string>& argv, const 
   GANTRY_ASSIGN_OR_RETURN(ChildSetup setup, Prepare(argv, options));
   Fd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   GANTRY_ASSIGN_OR_RETURN(auto pipe, MakePipe());
-  setup.stdin_fd = devnull.fd;
-  setup.stdout_fd = setup.stderr_fd = pipe.second.fd;
+  setup.stdin_fd = devnull.get();
+  setup.stdout_fd = setup.stderr_fd = pipe.second.get();
   GANTRY_ASSIGN_OR_RETURN(pid_t pid, ForkExec(setup));
-  *output = std::exchange(pipe.first.fd, -1);
+  *output = pipe.first.release();
   return Process(pid);
 }
 
@@ -397,8 +381,8 @@ int Process::Stop(std::chrono::milliseconds grace) {
   if (pid_ <= 0) return -1;
   if (Running()) {
     Signal(SIGTERM);
-    const auto deadline = Clock::now() + grace;
-    while (Running() && Clock::now() < deadline) ::usleep(10000);
+    const auto deadline = SteadyClock::now() + grace;
+    while (Running() && SteadyClock::now() < deadline) ::usleep(10000);
     if (Running()) {
       Signal(SIGKILL);
       int status;

@@ -1,5 +1,7 @@
 #include "ci/server.h"
 
+#include "base/ascii.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,12 +22,6 @@ using store::RunState;
 using value::Value;
 
 namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 // Runs of a configured repository's own code build in its mirror; a fork's, in a mirror of their
 // own, removed when the run ends (fork mirrors are not shared, so nothing of them outlives a run).
@@ -56,11 +52,11 @@ RepoLocation LocateRepo(std::string_view url) {
     } else if (size_t colon = authority.find(':'); colon != std::string_view::npos) {
       authority = authority.substr(0, colon);
     }
-    out.host = Lower(authority);
+    out.host = AsciiLower(authority);
   } else if (size_t colon = rest.find(':'); colon != std::string_view::npos && rest.find('/') > colon) {
     std::string_view host = rest.substr(0, colon);  // scp-like user@host:path
     if (size_t at = host.rfind('@'); at != std::string_view::npos) host.remove_prefix(at + 1);
-    out.host = Lower(host);
+    out.host = AsciiLower(host);
     rest.remove_prefix(colon + 1);
   }
   while (rest.starts_with('/')) rest.remove_prefix(1);

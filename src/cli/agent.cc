@@ -138,10 +138,10 @@ Result<AgentCommandOptions> Validate(const AgentFlags& f) {
   return o;
 }
 
-agent::Agent* g_running = nullptr;
+agent::Agent* g_agent = nullptr;
 
-void OnSignal(int) {
-  if (g_running) g_running->Stop();
+void StopAgent(int) {
+  if (g_agent) g_agent->Stop();
 }
 
 // Runs the agent over deps.connect's client until SIGINT or SIGTERM.
@@ -154,11 +154,11 @@ Status RunAgent(const AgentCommandOptions& o, const Deps& deps) {
   options.reconcile.cluster_server = config.server;
   GANTRY_ASSIGN_OR_RETURN(auto source, agent::NewSource(options, o.render, client.get()));
   GANTRY_ASSIGN_OR_RETURN(auto a, agent::NewAgent(*client, std::move(options), std::move(source)));
-  g_running = a.get();
-  ::signal(SIGINT, OnSignal);
-  ::signal(SIGTERM, OnSignal);
+  g_agent = a.get();
+  ::signal(SIGINT, StopAgent);
+  ::signal(SIGTERM, StopAgent);
   Status s = a->Run();
-  g_running = nullptr;
+  g_agent = nullptr;
   return s;
 }
 

@@ -32,7 +32,7 @@ namespace fs = std::filesystem;
 
 std::atomic<ci::Runner*> g_runner{nullptr};
 
-void OnSignal(int) {
+void CancelRun(int) {
   if (ci::Runner* r = g_runner.load()) r->Cancel();
 }
 
@@ -130,8 +130,8 @@ Status RunCi(const CiRunOptions& o, const Deps& deps) {
 
   ci::Runner runner(pipeline, *executor.executor, ro);
   g_runner.store(&runner);
-  signal(SIGINT, OnSignal);
-  signal(SIGTERM, OnSignal);
+  signal(SIGINT, CancelRun);
+  signal(SIGTERM, CancelRun);
   auto result = runner.Run();
   g_runner.store(nullptr);
   std::error_code ec;

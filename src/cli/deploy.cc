@@ -77,10 +77,10 @@ Result<deliver::RenderFn> MakeRender(const SourceFlags& s, const std::string& re
   return deliver::GitRenderFn(std::move(sources), s.repo, std::move(options));
 }
 
-std::atomic<deliver::Deployment*> g_running{nullptr};
+std::atomic<deliver::Deployment*> g_deployment{nullptr};
 
-void OnSignal(int) {
-  if (deliver::Deployment* d = g_running.load()) d->Terminate();
+void TerminateDeployment(int) {
+  if (deliver::Deployment* d = g_deployment.load()) d->Terminate();
 }
 
 deliver::ProgressFn Progress(std::FILE* out) {
@@ -184,14 +184,14 @@ Status DeployAs(const DeployOptions& o, const deliver::Config& config, store::St
   auto d = o.resume ? deliver::Deployment::Resume(store, config, o.render, ConnectFn(deps), o.deploy, Progress(deps.out))
                     : deliver::Deployment::Start(store, config, o.render, ConnectFn(deps), o.deploy, Progress(deps.out));
   if (!d.ok()) return d.status();
-  g_running.store(d->get());
+  g_deployment.store(d->get());
   struct sigaction sa {};
-  sa.sa_handler = OnSignal;
+  sa.sa_handler = TerminateDeployment;
   sa.sa_flags = SA_RESETHAND;  // a second Ctrl-C kills at once
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   const deliver::DeployState& s = (*d)->Run();
-  g_running.store(nullptr);
+  g_deployment.store(nullptr);
   PrintTargets(deps.out, s.targets);
   fmt::print(deps.out, "\nrelease {}: {}\n", s.release_id, s.message);
   if (s.phase == deliver::Phase::kSucceeded) return OkStatus();

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "cli/exit.h"
 #include "oci/registry.h"
 
 namespace CLI {
@@ -40,5 +41,10 @@ void AddRegistryFlags(CLI::App* cmd, RegistryFlags& f);
 // flags → a registry client; the --username/--password-stdin credentials are bound to `host`.
 // InvalidArgument for flags that do not go together or an unreadable Docker config.
 Result<std::unique_ptr<oci::Registry>> OpenRegistry(const RegistryFlags& f, const std::string& host);
+
+struct Deps;
+// Prints "error: MESSAGE" to deps.err and returns `code`: kExitUsage for bad input (references,
+// flags, the registry options), kExitFailed when `latest` finds no tag, kExitError otherwise.
+int Fail(const Deps& deps, const Status& s, int code = kExitError);
 
 }  // namespace gantry::cli

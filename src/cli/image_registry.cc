@@ -34,13 +34,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Prints the error to deps.err and returns `code`: kExitUsage for bad input (references, flags,
-// the registry options), kExitFailed when `latest` finds no tag, kExitError otherwise.
-int Fail(const Deps& deps, const Status& s, int code = kExitError) {
-  fmt::print(deps.err, "error: {}\n", s.message());
-  return code;
-}
-
 fs::path UploadStateDir() {
   if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return fs::path(x) / "gantry" / "uploads";
   const char* home = std::getenv("HOME");
@@ -130,7 +123,7 @@ Result<value::Value> Describe(const Source& src) {
   return out;
 }
 
-std::string Str(const value::Value& v, std::string_view key) {
+std::string FieldText(const value::Value& v, std::string_view key) {
   const value::Value* f = v.Get(key);
   if (!f || f->IsNull()) return "";
   return f->IsString() ? std::string(f->AsString()) : value::ToJson(*f);
@@ -138,18 +131,18 @@ std::string Str(const value::Value& v, std::string_view key) {
 
 void PrintManifest(std::FILE* out, const value::Value& m, const std::string& indent) {
   const value::Value& c = *m.Get("config");
-  std::string platform = Str(c, "os") + "/" + Str(c, "architecture");
-  if (!Str(c, "variant").empty()) platform += "/" + Str(c, "variant");
-  fmt::print(out, "{}Digest:     {}\n{}MediaType:  {}\n{}Platform:   {}\n", indent, Str(m, "digest"), indent,
-             Str(m, "mediaType"), indent, platform);
+  std::string platform = FieldText(c, "os") + "/" + FieldText(c, "architecture");
+  if (!FieldText(c, "variant").empty()) platform += "/" + FieldText(c, "variant");
+  fmt::print(out, "{}Digest:     {}\n{}MediaType:  {}\n{}Platform:   {}\n", indent, FieldText(m, "digest"), indent,
+             FieldText(m, "mediaType"), indent, platform);
   for (const char* key : {"created", "Entrypoint", "Cmd", "WorkingDir", "User", "ExposedPorts", "Labels"})
-    if (!Str(c, key).empty()) fmt::print(out, "{}{:<11} {}\n", indent, std::string(key) + ":", Str(c, key));
-  fmt::print(out, "{}Config:     {}\n", indent, Str(c, "digest"));
+    if (!FieldText(c, key).empty()) fmt::print(out, "{}{:<11} {}\n", indent, std::string(key) + ":", FieldText(c, key));
+  fmt::print(out, "{}Config:     {}\n", indent, FieldText(c, "digest"));
   const value::Value& layers = *m.Get("layers");
   fmt::print(out, "{}Layers:     {} ({})\n", indent, layers.size(), HumanSize(m.Get("layersSize")->AsInt()));
   for (const value::Value& l : layers.items())
-    fmt::print(out, "{}  {}  {:>10}  {}\n", indent, Str(l, "digest"), HumanSize(l.Get("size")->AsInt()),
-               Str(l, "mediaType"));
+    fmt::print(out, "{}  {}  {:>10}  {}\n", indent, FieldText(l, "digest"), HumanSize(l.Get("size")->AsInt()),
+               FieldText(l, "mediaType"));
 }
 
 int RunInspect(const std::string& target, bool json, const RegistryFlags& f, const Deps& deps) {
@@ -201,11 +194,11 @@ int RunInspect(const std::string& target, bool json, const RegistryFlags& f, con
   }
   fmt::print(deps.out, "Name:       {}\n", target);
   if (const value::Value* ms = v->Get("manifests")) {
-    fmt::print(deps.out, "Digest:     {}\nMediaType:  {}\nPlatforms:  {}\n", Str(*v, "digest"), Str(*v, "mediaType"), ms->size());
+    fmt::print(deps.out, "Digest:     {}\nMediaType:  {}\nPlatforms:  {}\n", FieldText(*v, "digest"), FieldText(*v, "mediaType"), ms->size());
     for (const value::Value& m : ms->items()) {
-      fmt::print(deps.out, "- {}\n", Str(m, "platform").empty() ? "(no platform)" : Str(m, "platform"));
+      fmt::print(deps.out, "- {}\n", FieldText(m, "platform").empty() ? "(no platform)" : FieldText(m, "platform"));
       if (m.Get("config")) PrintManifest(deps.out, m, "    ");
-      else fmt::print(deps.out, "    Digest:     {}\n    MediaType:  {}\n", Str(m, "digest"), Str(m, "mediaType"));
+      else fmt::print(deps.out, "    Digest:     {}\n    MediaType:  {}\n", FieldText(m, "digest"), FieldText(m, "mediaType"));
     }
   } else {
     PrintManifest(deps.out, *v, "");
@@ -223,6 +216,11 @@ void AddRegistryFlags(CLI::App* cmd, RegistryFlags& f) {
   cmd->add_option("--insecure-http", f.insecure_http, "Reach this host[:port] over plain HTTP (repeatable)");
   cmd->add_option("--username", f.username, "Registry user name (with --password-stdin)");
   cmd->add_flag("--password-stdin", f.password_stdin, "Read the registry password from stdin");
+}
+
+int Fail(const Deps& deps, const Status& s, int code) {
+  fmt::print(deps.err, "error: {}\n", s.message());
+  return code;
 }
 
 Result<std::unique_ptr<oci::Registry>> OpenRegistry(const RegistryFlags& f, const std::string& host) {

@@ -65,11 +65,6 @@ Result<oci::ArtifactOptions> Options(const PushArtifactFlags& f) {
   return o;
 }
 
-int Fail(const Deps& deps, const Status& s, int code) {
-  fmt::print(deps.err, "error: {}\n", s.message());
-  return code;
-}
-
 }  // namespace
 
 void AddPushCommand(CLI::App& app, const Deps& deps, int& exit_code) {

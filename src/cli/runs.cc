@@ -34,9 +34,9 @@
 namespace gantry::cli {
 namespace {
 
-std::atomic<bool> g_stop{false};
+std::atomic<bool> g_stop_following{false};
 
-void OnSignal(int) { g_stop.store(true); }
+void StopFollowing(int) { g_stop_following.store(true); }
 
 struct RunsOptions {
   ServerClient client;
@@ -100,7 +100,7 @@ Status ShowLogs(const LogsOptions& o, const Deps& deps) {
   GANTRY_ASSIGN_OR_RETURN(http::ClientRequest request,
                           ApiRequest(o.client, "GET", fmt::format("/api/runs/{}/logs{}", o.run, o.follow ? "?follow=1" : "")));
   auto response = ApiClient(o.client).Send(request, [&](std::string_view d) {
-    if (g_stop.load()) return false;
+    if (g_stop_following.load()) return false;
     fmt::print(deps.out, "{}", tty ? filter.Feed(d) : std::string(d));
     std::fflush(deps.out);
     return true;
@@ -139,7 +139,7 @@ void AddLogsCommand(CLI::App& app, const Deps& deps, int& exit_code) {
   cmd->add_flag("-f,--follow", o->follow, "Follow until the run ends");
   AddServerClientFlags(cmd, o->client);
   cmd->callback([o, &deps, &exit_code] {
-    signal(SIGINT, OnSignal);
+    signal(SIGINT, StopFollowing);
     exit_code = Report(ShowLogs(*o, deps), deps.err);
   });
 }

@@ -61,9 +61,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::atomic<bool> g_stop{false};
+std::atomic<bool> g_server_stop{false};
 
-void OnSignal(int) { g_stop.store(true); }
+void StopServer(int) { g_server_stop.store(true); }
 
 struct ServerFlags {
   std::string listen = "127.0.0.1:8080";
@@ -626,9 +626,9 @@ Status RunServer(ServerOptions o, const Deps& deps) {
   fmt::print(deps.out, "gantry server listening on {}:{}\n",
              address.find(':') == std::string::npos ? address : "[" + address + "]", front.port());
   std::fflush(deps.out);
-  signal(SIGINT, OnSignal);
-  signal(SIGTERM, OnSignal);
-  while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  signal(SIGINT, StopServer);
+  signal(SIGTERM, StopServer);
+  while (!g_server_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   front.Stop();
   if (pull_watch) pull_watch->Stop();
   // Deploys and rollbacks stop at their next step; POST .../resume continues a deploy.

@@ -62,14 +62,14 @@ namespace fs = std::filesystem;
 using store::RunState;
 using value::Value;
 
-std::atomic<bool> g_stop{false};
+std::atomic<bool> g_worker_stop{false};
 std::atomic<int> g_building{0};  // the runs being built now
 
 // Idle (every claim loop waiting for a claim's answer), the worker exits at once: a run the server
 // claimed for it in that moment is taken over when its lease expires. Building, it finishes its
 // runs first.
-void OnSignal(int) {
-  g_stop.store(true);
+void StopWorker(int) {
+  g_worker_stop.store(true);
   if (g_building.load() == 0) ::_exit(0);
 }
 
@@ -386,7 +386,7 @@ std::optional<Outcome> Build(const WorkerOptions& o, const Api& api, ci::Executo
 // token's refusal (PermissionDenied, Unauthenticated) ends it with that error.
 Status ClaimLoop(const WorkerOptions& o, const Api& api, ci::Executor& executor, git::Mirrors& mirrors,
                  const Value& claim_body) {
-  while (!g_stop.load()) {
+  while (!g_worker_stop.load()) {
     auto answer = api.Post("/api/v1/worker/claim", claim_body);
     Result<Value> parsed = answer.ok() ? value::ParseJson(*answer) : Result<Value>(answer.status());
     const Value* job_json = parsed.ok() ? parsed->Get("job") : nullptr;
@@ -399,7 +399,7 @@ Status ClaimLoop(const WorkerOptions& o, const Api& api, ci::Executor& executor,
       if (parsed.status().code() == Code::kPermissionDenied || parsed.status().code() == Code::kUnauthenticated) {
         return parsed.status().WithContext("claim a run");
       }
-      for (int i = 0; i < 20 && !g_stop.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      for (int i = 0; i < 20 && !g_worker_stop.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
       continue;
     }
     if (job_json->IsNull()) continue;
@@ -447,8 +447,8 @@ Status RunWorker(const WorkerOptions& o, const Deps& deps) {
   fs::remove_all(o.data_dir / "fork-mirrors", ec);  // left by runs a crash ended
   git::Mirrors mirrors(o.data_dir / "mirrors");
   Api api(o);
-  signal(SIGINT, OnSignal);
-  signal(SIGTERM, OnSignal);
+  signal(SIGINT, StopWorker);
+  signal(SIGTERM, StopWorker);
   fmt::print(deps.out, "gantry worker {} claiming runs from {} (labels: {}; {} at a time)\n", o.name, o.server,
              o.labels.empty() ? "none" : store::FormatLabels(o.labels), o.concurrency);
   std::fflush(deps.out);
@@ -462,7 +462,7 @@ Status RunWorker(const WorkerOptions& o, const Deps& deps) {
   for (size_t i = 0; i < ended.size(); ++i) {
     loops.emplace_back([&, i] {
       ended[i] = ClaimLoop(o, api, *executor.executor, mirrors, claim_body);
-      if (!ended[i].ok()) g_stop.store(true);
+      if (!ended[i].ok()) g_worker_stop.store(true);
     });
   }
   for (auto& t : loops) t.join();

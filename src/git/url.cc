@@ -8,17 +8,13 @@
 #include <vector>
 
 #include "base/base64.h"
+
+#include "base/ascii.h"
 #include "git/git.h"
 #include "git/internal/remote.h"
 
 namespace gantry::git {
 namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 bool HasControlOrSpace(std::string_view s) {
   return std::any_of(s.begin(), s.end(), [](char c) {
@@ -68,13 +64,13 @@ Result<ParsedUrl> ParseUrl(std::string_view url) {
       p.user = std::string(authority.substr(0, at));
       authority = authority.substr(at + 1);
     }
-    p.host = Lower(authority);
+    p.host = AsciiLower(authority);
     p.path = std::string(url.substr(colon + 1));
     if (p.host.size() == 1 && std::isalpha(static_cast<unsigned char>(p.host[0]))) {
       return bad("looks like a Windows drive path");
     }
   } else {
-    p.scheme = Lower(url.substr(0, scheme_end));
+    p.scheme = AsciiLower(url.substr(0, scheme_end));
     std::string_view rest = url.substr(scheme_end + 3);
     size_t slash = rest.find('/');
     std::string_view authority = rest.substr(0, slash);
@@ -86,17 +82,17 @@ Result<ParsedUrl> ParseUrl(std::string_view url) {
     if (!authority.empty() && authority[0] == '[') {  // [IPv6]:port
       size_t close = authority.find(']');
       if (close == std::string_view::npos) return bad("unterminated '[' in the host");
-      p.host = Lower(authority.substr(1, close - 1));
+      p.host = AsciiLower(authority.substr(1, close - 1));
       std::string_view after = authority.substr(close + 1);
       if (!after.empty()) {
         if (after[0] != ':') return bad("junk after ']' in the host");
         p.port = std::string(after.substr(1));
       }
     } else if (size_t colon = authority.rfind(':'); colon != std::string_view::npos) {
-      p.host = Lower(authority.substr(0, colon));
+      p.host = AsciiLower(authority.substr(0, colon));
       p.port = std::string(authority.substr(colon + 1));
     } else {
-      p.host = Lower(authority);
+      p.host = AsciiLower(authority);
     }
     if (!p.port.empty() &&
         (p.port.size() > 5 || !std::all_of(p.port.begin(), p.port.end(), ::isdigit))) {
@@ -113,7 +109,7 @@ bool CredentialsApply(const Credentials& credentials, std::string_view repo_sche
                       std::string_view request_url) {
   auto request = ParseUrl(request_url);
   if (!request.ok() || request->scheme != repo_scheme) return false;
-  std::string want_host = Lower(credentials.host);
+  std::string want_host = AsciiLower(credentials.host);
   std::string want_port;
   if (size_t colon = want_host.rfind(':');
       colon != std::string::npos && want_host.find(']') == std::string::npos &&
@@ -183,7 +179,7 @@ bool HostMatches(std::string_view patterns, std::string_view name) {
     std::string_view p = patterns.substr(start, end == std::string_view::npos ? end : end - start);
     bool negated = !p.empty() && p[0] == '!';
     if (negated) p.remove_prefix(1);
-    bool m = p.starts_with("|1|") ? HashedMatch(p, name) : WildcardMatch(Lower(p), name);
+    bool m = p.starts_with("|1|") ? HashedMatch(p, name) : WildcardMatch(AsciiLower(p), name);
     if (m && negated) return false;
     matched = matched || m;
     if (end == std::string_view::npos) break;
@@ -196,7 +192,7 @@ bool HostMatches(std::string_view patterns, std::string_view name) {
 
 Status CheckKnownHost(std::string_view known_hosts, std::string_view host, int port,
                       std::string_view key_blob) {
-  std::string name = port == 22 || port == 0 ? Lower(host) : fmt::format("[{}]:{}", Lower(host), port);
+  std::string name = port == 22 || port == 0 ? AsciiLower(host) : fmt::format("[{}]:{}", AsciiLower(host), port);
   bool host_known = false;
   bool key_ok = false;
   size_t start = 0;

@@ -2,6 +2,8 @@
 
 #include "http/client.h"
 
+#include "base/ascii.h"
+
 #include <curl/curl.h>
 
 #include <mutex>
@@ -12,14 +14,6 @@ namespace {
 void InitCurlOnce() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
 }
 
 std::string_view Trim(std::string_view s) {
@@ -39,8 +33,6 @@ std::string Scrub(std::string_view url) {
   if (at == std::string_view::npos) return std::string(url);
   return std::string(url.substr(0, start)) + std::string(url.substr(start + at + 1));
 }
-
-bool HasCrLf(std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos; }
 
 // What the callbacks of one transfer share.
 struct Transfer {
@@ -78,7 +70,7 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   }
   size_t colon = line.find(':');
   if (colon == std::string_view::npos) return line.size();
-  std::string name = Lower(Trim(line.substr(0, colon)));
+  std::string name = AsciiLower(Trim(line.substr(0, colon)));
   std::string_view value = Trim(line.substr(colon + 1));
   auto [it, fresh] = t->response.headers.try_emplace(std::move(name), value);
   if (!fresh) it->second.append(", ").append(value);
@@ -145,7 +137,7 @@ Result<ClientResponse> Client::Send(const ClientRequest& request, const BodySink
     if (name.empty() || HasCrLf(name) || HasCrLf(value) || name.find(':') != std::string::npos) {
       return InvalidArgumentError("{} {}: bad header {:?}", request.method, Scrub(request.url), name);
     }
-    std::string lower = Lower(name);
+    std::string lower = AsciiLower(name);
     if (lower == "content-length" || lower == "host") continue;
     has_content_type |= lower == "content-type";
     // "Name;" sends a header with an empty value ("Name:" would remove curl's own).

@@ -41,6 +41,8 @@
 #include <openssl/ssl.h>
 
 #include "base/log.h"
+
+#include "base/ascii.h"
 #include "base/mutex.h"
 #include "http/http.h"
 #include "http/metrics.h"
@@ -54,17 +56,7 @@ namespace bhttp = boost::beast::http;
 namespace ssl = boost::asio::ssl;
 using tcp = net::ip::tcp;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
-using Clock = std::chrono::steady_clock;
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-bool HasCrLf(std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos; }
+using SteadyClock = std::chrono::steady_clock;
 
 std::string_view SV(beast::string_view s) { return {s.data(), s.size()}; }
 
@@ -183,7 +175,7 @@ class ServerImpl {
 
   std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions;  // I/O thread only
   std::unordered_map<std::string, size_t> per_address;                  // I/O thread only
-  Clock::time_point last_refusal_log;                                    // I/O thread only
+  SteadyClock::time_point last_refusal_log;                                    // I/O thread only
 
   Mutex lifecycle_mu;
   bool started GUARDED_BY(lifecycle_mu) = false;
@@ -343,7 +335,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     r.target = std::string(target.substr(0, q));
     if (q != std::string_view::npos) r.query = std::string(target.substr(q + 1));
     for (const auto& field : req) {
-      std::string name = Lower(SV(field.name_string()));
+      std::string name = AsciiLower(SV(field.name_string()));
       auto [it, inserted] = r.headers.emplace(std::move(name), std::string(SV(field.value())));
       if (!inserted) {
         it->second += ", ";
@@ -685,9 +677,9 @@ void ServerImpl::Admit(tcp::socket socket) {
   }
   if (!refused.empty()) {
     // Under attack this happens for every connection: say so at most every 10 seconds.
-    if (Clock::now() - last_refusal_log >= std::chrono::seconds(10)) {
+    if (SteadyClock::now() - last_refusal_log >= std::chrono::seconds(10)) {
       log::Warn("http: port {}: closing new connections from {}: {}", port.load(), address, refused);
-      last_refusal_log = Clock::now();
+      last_refusal_log = SteadyClock::now();
     }
     socket.close(ec);
     return;

@@ -34,7 +34,7 @@ namespace {
 
 using value::Value;
 using Key = std::pair<std::string, std::string>;  // namespace, name
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 constexpr std::chrono::milliseconds kMaxBackoff{30'000};
 
@@ -208,7 +208,7 @@ class CacheImpl final : public Cache {
     return version_seq_;
   }
 
-  bool WaitForChange(uint64_t seen, gantry::Clock& clock, Clock::time_point deadline) override {
+  bool WaitForChange(uint64_t seen, gantry::Clock& clock, SteadyClock::time_point deadline) override {
     MutexLock lock(mu_);
     while (version_seq_ == seen && !stopped_) {
       if (!clock.WaitUntil(cv_, mu_, deadline) && clock.Now() >= deadline) break;

@@ -29,7 +29,7 @@
 namespace gantry::kube {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 // Body chunks of a streaming response, handed from the worker to the watching thread.
 struct Stream {
@@ -112,7 +112,7 @@ class Transport {
   std::string Token() {
     if (config_.token_file.empty()) return config_.token;
     MutexLock lock(token_mu_);
-    auto now = Clock::now();
+    auto now = SteadyClock::now();
     if (token_.empty() || now - token_read_ > std::chrono::seconds(60)) {
       auto t = ReadFile(config_.token_file, 64 << 10);
       if (t.ok()) {
@@ -328,7 +328,7 @@ class Transport {
   std::atomic<bool> cancels_{false};        // a stream was cancelled: Loop ends its transfer
   Mutex token_mu_;
   std::string token_ GUARDED_BY(token_mu_);
-  Clock::time_point token_read_ GUARDED_BY(token_mu_);
+  SteadyClock::time_point token_read_ GUARDED_BY(token_mu_);
 };
 
 // The Status for a failed response: the apiserver's message, reason and causes when it sent a
@@ -448,7 +448,7 @@ class HttpClient final : public Client {
     std::string key = fmt::format("{}/{}", api_version, kind);
     {
       MutexLock lock(shared_->mu);
-      bool fresh = Clock::now() - shared_->discovered_at < options_.discovery_ttl;
+      bool fresh = SteadyClock::now() - shared_->discovered_at < options_.discovery_ttl;
       if (fresh) {
         if (auto it = shared_->mapping.find(key); it != shared_->mapping.end()) return it->second;
       }
@@ -707,7 +707,7 @@ class HttpClient final : public Client {
 
   void InvalidateDiscovery() override {
     MutexLock lock(shared_->mu);
-    shared_->discovered_at = Clock::time_point{};
+    shared_->discovered_at = SteadyClock::time_point{};
   }
 
   Result<std::string> GetRaw(std::string_view path) override {
@@ -821,7 +821,7 @@ class HttpClient final : public Client {
     MutexLock discover_lock(shared_->discover_mu);
     {
       MutexLock lock(shared_->mu);
-      if (Clock::now() - shared_->discovered_at < min_age) return OkStatus();
+      if (SteadyClock::now() - shared_->discovered_at < min_age) return OkStatus();
     }
     std::map<std::string, ResourceInfo> mapping;
     for (const char* root : {"/api", "/apis"}) {
@@ -839,7 +839,7 @@ class HttpClient final : public Client {
     }
     MutexLock lock(shared_->mu);
     shared_->mapping = std::move(mapping);
-    shared_->discovered_at = Clock::now();
+    shared_->discovered_at = SteadyClock::now();
     return OkStatus();
   }
 
@@ -921,7 +921,7 @@ class HttpClient final : public Client {
     Mutex discover_mu;  // one discovery at a time
     Mutex mu;
     std::map<std::string, ResourceInfo> mapping GUARDED_BY(mu);  // "apiVersion/kind"
-    Clock::time_point discovered_at GUARDED_BY(mu);
+    SteadyClock::time_point discovered_at GUARDED_BY(mu);
   };
 
   const RestConfig config_;

@@ -8,6 +8,8 @@
 #include <filesystem>
 
 #include "base/base64.h"
+
+#include "base/ascii.h"
 #include "base/mutex.h"
 #include "base/path.h"
 #include "base/percent.h"
@@ -16,12 +18,6 @@
 
 namespace gantry::oci::internal {
 namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 bool IsTokenChar(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) ||
@@ -55,7 +51,7 @@ Result<std::vector<Challenge>> ParseWwwAuthenticate(std::string_view h) {
     while (i < h.size() && IsTokenChar(h[i]) && h[i] != '=') ++i;
     if (i == start) return fail("expected an auth scheme");
     Challenge c;
-    c.scheme = Lower(h.substr(start, i - start));
+    c.scheme = AsciiLower(h.substr(start, i - start));
     // auth-params: name=value pairs separated by commas, until the next scheme (a token not
     // followed by '=').
     while (true) {
@@ -67,7 +63,7 @@ Result<std::vector<Challenge>> ParseWwwAuthenticate(std::string_view h) {
       }
       size_t name_start = i;
       while (i < h.size() && IsTokenChar(h[i]) && h[i] != '=') ++i;
-      std::string name = Lower(h.substr(name_start, i - name_start));
+      std::string name = AsciiLower(h.substr(name_start, i - name_start));
       skip_ws();
       if (name.empty() || i >= h.size() || h[i] != '=') {
         if (name.empty() && i < h.size()) return fail("expected name=value");
@@ -110,12 +106,12 @@ Result<std::vector<Challenge>> ParseWwwAuthenticate(std::string_view h) {
 std::string NormalizeRegistryHost(std::string_view key) {
   std::string_view k = key;
   for (std::string_view scheme : {"https://", "http://"}) {
-    if (k.size() >= scheme.size() && Lower(k.substr(0, scheme.size())) == scheme) {
+    if (k.size() >= scheme.size() && AsciiLower(k.substr(0, scheme.size())) == scheme) {
       k.remove_prefix(scheme.size());
     }
   }
   if (size_t slash = k.find('/'); slash != std::string_view::npos) k = k.substr(0, slash);
-  std::string host = Lower(k);
+  std::string host = AsciiLower(k);
   if (host == "index.docker.io" || host == "registry-1.docker.io" || host == "registry.hub.docker.com")
     host = "docker.io";
   return host;
@@ -223,7 +219,7 @@ Result<std::string> TokenUrl(const Challenge& bearer, const std::vector<std::str
                              bool allow_http) {
   std::string realm = bearer.Param("realm");
   if (realm.empty()) return InvalidArgumentError("Bearer challenge without a realm");
-  std::string lower = Lower(realm);
+  std::string lower = AsciiLower(realm);
   if (!lower.starts_with("https://") && !(allow_http && lower.starts_with("http://")))
     return InvalidArgumentError("token realm {:?} is not an https URL", realm);
   std::string url = realm;
@@ -282,7 +278,7 @@ std::string NextLink(std::string_view link) {
     size_t close = link.find('>', open);
     if (close == std::string_view::npos) break;
     size_t end = link.find('<', close);  // the next entry
-    std::string params = Lower(link.substr(close + 1, end == std::string_view::npos ? end : end - close - 1));
+    std::string params = AsciiLower(link.substr(close + 1, end == std::string_view::npos ? end : end - close - 1));
     if (params.find("rel=\"next\"") != std::string::npos || params.find("rel=next") != std::string::npos)
       return std::string(link.substr(open + 1, close - open - 1));
     i = close + 1;

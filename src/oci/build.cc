@@ -319,11 +319,6 @@ Result<Descriptor> BuildManifest(const BuildOptions& o, const Layout& output, co
   return d;
 }
 
-bool Matches(const Platform& want, const std::optional<Platform>& have) {
-  return have && have->os == want.os && have->architecture == want.architecture &&
-         (want.variant.empty() || want.variant == have->variant);
-}
-
 // The image entries of an index (attestations and other "unknown/unknown" entries left out).
 std::vector<Descriptor> ImageEntries(const Index& index) {
   std::vector<Descriptor> out;
@@ -414,7 +409,7 @@ Result<BuildResult> BuildImage(const BuildOptions& o, const Layout& output, std:
   if (base_index) {
     std::vector<Descriptor> entries = ImageEntries(*base_index);
     if (o.platform) {
-      auto it = std::find_if(entries.begin(), entries.end(), [&](const Descriptor& e) { return Matches(*o.platform, e.platform); });
+      auto it = std::find_if(entries.begin(), entries.end(), [&](const Descriptor& e) { return PlatformMatches(*o.platform, e.platform); });
       if (it == entries.end()) {
         std::string names;
         for (const auto& e : entries) names += (names.empty() ? "" : ", ") + e.platform->ToString();

@@ -77,6 +77,9 @@ struct Platform {
 };
 // Parses "os/arch[/variant]"; InvalidArgument otherwise.
 Result<Platform> ParsePlatform(std::string_view text);
+// Whether an index entry's platform `have` is the one asked for: same OS and architecture, and the
+// same variant unless `want` names none. An entry without a platform matches nothing.
+bool PlatformMatches(const Platform& want, const std::optional<Platform>& have);
 
 struct Descriptor {
   std::string media_type;

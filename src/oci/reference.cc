@@ -178,4 +178,9 @@ Result<Platform> ParsePlatform(std::string_view text) {
   return platform;
 }
 
+bool PlatformMatches(const Platform& want, const std::optional<Platform>& have) {
+  return have && have->os == want.os && have->architecture == want.architecture &&
+         (want.variant.empty() || have->variant == want.variant);
+}
+
 }  // namespace gantry::oci

@@ -16,6 +16,8 @@
 #include <set>
 
 #include "base/base64.h"
+
+#include "base/ascii.h"
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/mutex.h"
@@ -33,12 +35,6 @@ using SteadyClock = std::chrono::steady_clock;
 
 constexpr uint64_t kMaxManifestBytes = 4 << 20;
 constexpr int kMaxRedirects = 5;
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 struct Request {
   std::string method = "GET";
@@ -98,7 +94,7 @@ size_t OnHeader(char* data, size_t size, size_t n, void* p) {
   }
   size_t colon = line.find(':');
   if (colon != std::string_view::npos) {
-    std::string name = Lower(line.substr(0, colon));
+    std::string name = AsciiLower(line.substr(0, colon));
     std::string_view v = line.substr(colon + 1);
     while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
     while (!v.empty() && (v.back() == '\r' || v.back() == '\n' || v.back() == ' ')) v.remove_suffix(1);
@@ -136,8 +132,8 @@ std::pair<std::string, std::string> Authority(const std::string& url) {
     curl_url_get(u, CURLUPART_HOST, &host, 0);
     curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
     if (scheme && host) {
-      out.first = Lower(scheme);
-      out.second = Lower(host) + (port ? std::string(":") + port : "");
+      out.first = AsciiLower(scheme);
+      out.second = AsciiLower(host) + (port ? std::string(":") + port : "");
     }
     curl_free(scheme);
     curl_free(host);
@@ -241,7 +237,7 @@ class HttpRegistry final : public Registry {
   HttpRegistry(RegistryOptions options, internal::CredentialSet creds)
       : options_(std::move(options)), creds_(std::move(creds)) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    for (const std::string& h : options_.insecure_http_hosts) schemes_[Lower(h)] = "http";
+    for (const std::string& h : options_.insecure_http_hosts) schemes_[AsciiLower(h)] = "http";
     const char* env = std::getenv("NO_PROXY");
     if (!env) env = std::getenv("no_proxy");
     no_proxy_ = std::string(env ? env : "");
@@ -534,7 +530,7 @@ class HttpRegistry final : public Registry {
   }
 
   Result<std::string> Base(const std::string& registry) {
-    std::string host = Lower(ApiHost(registry));
+    std::string host = AsciiLower(ApiHost(registry));
     {
       MutexLock lock(mu_);
       if (auto it = schemes_.find(host); it != schemes_.end()) return it->second + "://" + host;
@@ -616,7 +612,7 @@ class HttpRegistry final : public Registry {
     bool allow_http = false;
     {
       MutexLock lock(mu_);
-      auto it = schemes_.find(Lower(ApiHost(registry)));
+      auto it = schemes_.find(AsciiLower(ApiHost(registry)));
       allow_http = it != schemes_.end() && it->second == "http";
     }
     Result<std::string> url = internal::TokenUrl(bearer, want, allow_http);

@@ -44,12 +44,6 @@ Status ForEachParallel(size_t n, int parallel, const std::function<Status(size_t
   return first;
 }
 
-bool Matches(const Platform& want, const std::optional<Platform>& have) {
-  if (!have) return false;
-  return have->os == want.os && have->architecture == want.architecture &&
-         (want.variant.empty() || have->variant == want.variant);
-}
-
 Reference WithIdentifier(Reference ref, std::string tag, std::string digest) {
   ref.tag = std::move(tag);
   ref.digest = std::move(digest);
@@ -209,7 +203,7 @@ Result<Descriptor> PullImage(Registry& registry, const Reference& src, const Lay
     std::vector<Descriptor> wanted;
     if (platform) {
       for (const Descriptor& d : index.manifests)
-        if (IsManifestType(d.media_type) && Matches(*platform, d.platform)) {
+        if (IsManifestType(d.media_type) && PlatformMatches(*platform, d.platform)) {
           wanted.push_back(d);
           break;
         }

@@ -21,9 +21,9 @@ namespace {
 using ::testing::HasSubstr;
 using namespace gantry::oidc::testing;
 
-constexpr char kIssuer[] = "https://idp.example.com";
+constexpr char kProviderIssuer[] = "https://idp.example.com";
 
-std::string Discovery(std::string_view issuer = kIssuer) {
+std::string Discovery(std::string_view issuer = kProviderIssuer) {
   return fmt::format(R"({{"issuer":"{0}","authorization_endpoint":"{0}/auth","token_endpoint":"{0}/token",)"
                      R"("device_authorization_endpoint":"{0}/device_authorization","jwks_uri":"{0}/keys",)"
                      R"("code_challenge_methods_supported":["S256"]}})",
@@ -72,7 +72,7 @@ TEST(CheckIssuerUrlTest, HttpsOrLoopbackHttpOnly) {
 }
 
 TEST(DiscoveryTest, ParsesTheEndpoints) {
-  auto m = ParseProviderMetadata(Discovery(), kIssuer);
+  auto m = ParseProviderMetadata(Discovery(), kProviderIssuer);
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_EQ(m->token_endpoint, "https://idp.example.com/token");
   EXPECT_EQ(m->jwks_uri, "https://idp.example.com/keys");
@@ -82,29 +82,29 @@ TEST(DiscoveryTest, ParsesTheEndpoints) {
 }
 
 TEST(DiscoveryTest, RefusesAnotherIssuerOrMissingOrInsecureEndpoints) {
-  auto m = ParseProviderMetadata(Discovery("https://evil.example.com"), kIssuer);
+  auto m = ParseProviderMetadata(Discovery("https://evil.example.com"), kProviderIssuer);
   ASSERT_FALSE(m.ok());
   EXPECT_THAT(m.status().message(), HasSubstr("discovery document of https://idp.example.com: it names issuer \"https://evil.example.com\""));
-  m = ParseProviderMetadata(R"({"issuer":"https://idp.example.com","token_endpoint":"https://idp.example.com/t"})", kIssuer);
+  m = ParseProviderMetadata(R"({"issuer":"https://idp.example.com","token_endpoint":"https://idp.example.com/t"})", kProviderIssuer);
   ASSERT_FALSE(m.ok());
   EXPECT_THAT(m.status().message(), HasSubstr("no jwks_uri"));
   m = ParseProviderMetadata(
       R"({"issuer":"https://idp.example.com","token_endpoint":"https://idp.example.com/t","jwks_uri":"http://keys.example.com/k"})",
-      kIssuer);
+      kProviderIssuer);
   ASSERT_FALSE(m.ok());
   EXPECT_THAT(m.status().message(), HasSubstr("jwks_uri"));
-  EXPECT_FALSE(ParseProviderMetadata("[]", kIssuer).ok());
+  EXPECT_FALSE(ParseProviderMetadata("[]", kProviderIssuer).ok());
 }
 
 TEST(DiscoveryTest, ErrorsNameTheIssuer) {
   FakeProvider idp;
-  auto m = Discover(idp.transport(), kIssuer);
+  auto m = Discover(idp.transport(), kProviderIssuer);
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.status().code(), Code::kUnavailable);
   EXPECT_THAT(m.status().message(), HasSubstr("OIDC discovery of https://idp.example.com: GET "
                                               "https://idp.example.com/.well-known/openid-configuration: HTTP 404"));
   idp.down = true;
-  m = Discover(idp.transport(), kIssuer);
+  m = Discover(idp.transport(), kProviderIssuer);
   ASSERT_FALSE(m.ok());
   EXPECT_THAT(m.status().message(), HasSubstr("OIDC discovery of https://idp.example.com: GET"));
 }
@@ -121,9 +121,9 @@ class VerifierTest : public ::testing::Test {
   }
   VerifierTest() {
     clock_.Advance(std::chrono::seconds(1'800'000'000));
-    idp_.Answer(std::string(kIssuer) + "/.well-known/openid-configuration", 200, Discovery());
+    idp_.Answer(std::string(kProviderIssuer) + "/.well-known/openid-configuration", 200, Discovery());
     VerifierOptions o;
-    o.verify.issuer = kIssuer;
+    o.verify.issuer = kProviderIssuer;
     o.verify.client_id = "gantry";
     auto v = Verifier::Create(o, idp_.transport(), &clock_);
     EXPECT_TRUE(v.ok()) << v.status().ToString();
@@ -138,12 +138,12 @@ class VerifierTest : public ::testing::Test {
   std::string Token(EVP_PKEY* key, std::string_view kid) {
     int64_t now = std::chrono::duration_cast<std::chrono::seconds>(clock_.WallNow().time_since_epoch()).count();
     return MakeJwt(key, fmt::format(R"({{"alg":"RS256","kid":"{}"}})", kid),
-                   fmt::format(R"({{"iss":"{}","sub":"u1","aud":"gantry","iat":{},"exp":{}}})", kIssuer, now, now + 600));
+                   fmt::format(R"({{"iss":"{}","sub":"u1","aud":"gantry","iat":{},"exp":{}}})", kProviderIssuer, now, now + 600));
   }
 
   static inline EVP_PKEY* key1_ = nullptr;
   static inline EVP_PKEY* key2_ = nullptr;
-  const std::string kKeys = std::string(kIssuer) + "/keys";
+  const std::string kKeys = std::string(kProviderIssuer) + "/keys";
   FakeClock clock_;
   FakeProvider idp_;
   std::unique_ptr<Verifier> verifier_;
@@ -154,7 +154,7 @@ TEST_F(VerifierTest, CreateRefusesBadOptions) {
   o.verify.issuer = "http://idp.example.com";
   o.verify.client_id = "gantry";
   EXPECT_EQ(Verifier::Create(o, idp_.transport(), &clock_).status().code(), Code::kInvalidArgument);
-  o.verify.issuer = kIssuer;
+  o.verify.issuer = kProviderIssuer;
   o.verify.client_id = "";
   EXPECT_THAT(Verifier::Create(o, idp_.transport(), &clock_).status().message(), HasSubstr("no client ID"));
   o.verify.client_id = "gantry";
@@ -229,7 +229,7 @@ TEST_F(VerifierTest, ExpiredTokenIsUnauthenticatedWithTheReason) {
 
 class DeviceFlowTest : public ::testing::Test {
  protected:
-  DeviceFlowTest() : provider_(*ParseProviderMetadata(Discovery(), kIssuer)) {}
+  DeviceFlowTest() : provider_(*ParseProviderMetadata(Discovery(), kProviderIssuer)) {}
   void Start(std::string body) { idp_.Answer(provider_.device_authorization_endpoint, 200, std::move(body)); }
   void Token(int status, std::string body) { idp_.Answer(provider_.token_endpoint, status, std::move(body)); }
   static std::string Error(std::string_view e) { return fmt::format(R"({{"error":"{}","error_description":"d"}})", e); }
@@ -309,7 +309,7 @@ TEST_F(DeviceFlowTest, ProviderWithoutDeviceGrant) {
 }
 
 TEST(CodeFlowTest, AuthorizationUrlCarriesStateNonceAndS256Challenge) {
-  auto provider = *ParseProviderMetadata(Discovery(), kIssuer);
+  auto provider = *ParseProviderMetadata(Discovery(), kProviderIssuer);
   auto r = MakeAuthorizationRequest(provider, "gantry", "http://127.0.0.1:8400/callback");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->code_verifier.size(), 43u);
@@ -328,7 +328,7 @@ TEST(CodeFlowTest, AuthorizationUrlCarriesStateNonceAndS256Challenge) {
 }
 
 TEST(CodeFlowTest, ExchangeChecksStateThenSendsTheVerifier) {
-  auto provider = *ParseProviderMetadata(Discovery(), kIssuer);
+  auto provider = *ParseProviderMetadata(Discovery(), kProviderIssuer);
   auto request = *MakeAuthorizationRequest(provider, "gantry", "http://127.0.0.1:8400/callback");
   FakeProvider idp;
   idp.Answer(provider.token_endpoint, 200, R"({"access_token":"at","id_token":"it"})");

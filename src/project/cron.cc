@@ -1,5 +1,7 @@
 #include "project/cron.h"
 
+#include "base/ascii.h"
+
 #include <array>
 #include <charconv>
 #include <vector>
@@ -29,14 +31,8 @@ constexpr FieldSpec kWeekday{"day-of-week", 0, 7, {"sun", "mon", "tue", "wed", "
 constexpr std::array<const char*, 12> kMonthNames = {"jan", "feb", "mar", "apr", "may", "jun",
                                                      "jul", "aug", "sep", "oct", "nov", "dec"};
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-  return out;
-}
-
 Result<int> Number(const FieldSpec& f, std::string_view item, std::string_view text) {
-  std::string lower = Lower(text);
+  std::string lower = AsciiLower(text);
   if (&f == &kMonth) {
     for (size_t k = 0; k < kMonthNames.size(); ++k) {
       if (lower == kMonthNames[k]) return static_cast<int>(k + 1);
@@ -107,7 +103,7 @@ int DaysIn(std::chrono::year y, unsigned month) {
 
 Result<Cron> Cron::Parse(std::string_view text) {
   std::string expanded(text);
-  std::string lower = Lower(text);
+  std::string lower = AsciiLower(text);
   if (lower == "@yearly" || lower == "@annually") expanded = "0 0 1 1 *";
   else if (lower == "@monthly") expanded = "0 0 1 * *";
   else if (lower == "@weekly") expanded = "0 0 * * 0";

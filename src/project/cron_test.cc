@@ -10,13 +10,13 @@ namespace {
 using namespace std::chrono;
 
 // "2028-01-02T10:07" -> that minute, UTC.
-system_clock::time_point At(std::string_view s) {
+system_clock::time_point TimeAt(std::string_view s) {
   int y = 0, mo = 0, d = 0, h = 0, mi = 0;
   GANTRY_CHECK(std::sscanf(std::string(s).c_str(), "%d-%d-%dT%d:%d", &y, &mo, &d, &h, &mi) == 5);
   return sys_days(year(y) / month(static_cast<unsigned>(mo)) / day(static_cast<unsigned>(d))) + hours(h) + minutes(mi);
 }
 
-Cron MustParse(std::string_view text) {
+Cron MustParseCron(std::string_view text) {
   auto c = Cron::Parse(text);
   GANTRY_CHECK(c.ok());
   return *c;
@@ -67,25 +67,25 @@ TEST(Cron, Next) {
   for (const auto& c : cases) {
     auto cron = Cron::Parse(c.schedule);
     ASSERT_TRUE(cron.ok()) << c.schedule << ": " << cron.status().ToString();
-    EXPECT_EQ(Rfc3339(cron->Next(At(c.after))), Rfc3339(At(c.next))) << c.schedule << " after " << c.after;
-    EXPECT_TRUE(cron->Matches(At(c.next))) << c.schedule;
+    EXPECT_EQ(Rfc3339(cron->Next(TimeAt(c.after))), Rfc3339(TimeAt(c.next))) << c.schedule << " after " << c.after;
+    EXPECT_TRUE(cron->Matches(TimeAt(c.next))) << c.schedule;
   }
 }
 
 TEST(Cron, NextFromTheMiddleOfAMinute) {
-  Cron c = MustParse("*/10 * * * *");
-  EXPECT_EQ(c.Next(At("2028-01-01T10:09") + seconds(59)), At("2028-01-01T10:10"));
-  EXPECT_EQ(c.Next(At("2028-01-01T10:10") + seconds(1)), At("2028-01-01T10:20"));
-  EXPECT_TRUE(c.Matches(At("2028-01-01T10:10") + seconds(30)));
+  Cron c = MustParseCron("*/10 * * * *");
+  EXPECT_EQ(c.Next(TimeAt("2028-01-01T10:09") + seconds(59)), TimeAt("2028-01-01T10:10"));
+  EXPECT_EQ(c.Next(TimeAt("2028-01-01T10:10") + seconds(1)), TimeAt("2028-01-01T10:20"));
+  EXPECT_TRUE(c.Matches(TimeAt("2028-01-01T10:10") + seconds(30)));
 }
 
 TEST(Cron, Matches) {
-  Cron c = MustParse("0 9-17 * * mon-fri");
-  EXPECT_TRUE(c.Matches(At("2028-01-03T09:00")));
-  EXPECT_TRUE(c.Matches(At("2028-01-03T17:00")));
-  EXPECT_FALSE(c.Matches(At("2028-01-03T18:00")));
-  EXPECT_FALSE(c.Matches(At("2028-01-02T09:00")));  // Sunday
-  EXPECT_FALSE(c.Matches(At("2028-01-03T09:01")));
+  Cron c = MustParseCron("0 9-17 * * mon-fri");
+  EXPECT_TRUE(c.Matches(TimeAt("2028-01-03T09:00")));
+  EXPECT_TRUE(c.Matches(TimeAt("2028-01-03T17:00")));
+  EXPECT_FALSE(c.Matches(TimeAt("2028-01-03T18:00")));
+  EXPECT_FALSE(c.Matches(TimeAt("2028-01-02T09:00")));  // Sunday
+  EXPECT_FALSE(c.Matches(TimeAt("2028-01-03T09:01")));
 }
 
 TEST(Cron, Errors) {

@@ -50,7 +50,7 @@ class RenderTest : public ::testing::Test {
   fs::path base_;
 };
 
-std::vector<std::string> Names(const std::vector<Manifest>& ms) {
+std::vector<std::string> ManifestNames(const std::vector<Manifest>& ms) {
   std::vector<std::string> out;
   for (const auto& m : ms) out.emplace_back(m.object.Find({"metadata", "name"})->AsString());
   return out;
@@ -76,7 +76,7 @@ TEST_F(RenderTest, PlainThroughSourceNamesRepositoryPaths) {
   Write("repo/apps/web/a/x.yaml", Cm("x"));
   auto r = Render(Src("apps/./web/"));
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  EXPECT_EQ(Names(*r), (std::vector<std::string>{"x", "b"}));
+  EXPECT_EQ(ManifestNames(*r), (std::vector<std::string>{"x", "b"}));
   EXPECT_EQ((*r)[0].source, "apps/web/a/x.yaml:1:1");
   // A single file as the path.
   r = Render(Src("apps/web/b.yaml"));
@@ -424,14 +424,14 @@ TEST_F(RenderTest, CacheHitsUnderTheSameKeyAndOptions) {
   Write("repo/app/a.yaml", Cm("changed"));  // the caller's key says nothing changed: a hit
   auto r2 = Render(Src("app"), {}, &cache, *key);
   ASSERT_TRUE(r2.ok());
-  EXPECT_EQ(Names(*r2), (std::vector<std::string>{"a"}));
+  EXPECT_EQ(ManifestNames(*r2), (std::vector<std::string>{"a"}));
   EXPECT_EQ(cache.stats().hits, 1u);
   auto key2 = LocalContentKey(Src("app"));
   ASSERT_TRUE(key2.ok());
   EXPECT_NE(*key, *key2);
   auto r3 = Render(Src("app"), {}, &cache, *key2);
   ASSERT_TRUE(r3.ok());
-  EXPECT_EQ(Names(*r3), (std::vector<std::string>{"changed"}));
+  EXPECT_EQ(ManifestNames(*r3), (std::vector<std::string>{"changed"}));
   EXPECT_EQ(cache.stats().misses, 2u);
   // Other options or another path under the same content key: a miss.
   Options o;
@@ -591,7 +591,7 @@ TEST_F(RenderTest, RendererBinariesAreFoundInFlagThenVariableThenPathThenToolCac
   Write("repo/app/kustomization.yaml", "resources: []\n");
   auto r = Render(Src("app"), Options{});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  EXPECT_EQ(Names(*r), (std::vector<std::string>{"from-env"}));
+  EXPECT_EQ(ManifestNames(*r), (std::vector<std::string>{"from-env"}));
 }
 
 // issue 16: Jsonnet is picked only for directories that hold *.jsonnet files and nothing the plain
@@ -665,7 +665,7 @@ TEST(AddJsonnetOutput, ObjectsListsAndArraysOfObjectsOnly) {
   ASSERT_TRUE(internal::AddJsonnetOutput(R"([{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"b"}},
       {"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}]}])",
                                          "jsonnet app/b.jsonnet", {}, out).ok());
-  EXPECT_EQ(Names(out), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(ManifestNames(out), (std::vector<std::string>{"a", "b", "c"}));
   EXPECT_EQ(out[0].source, "jsonnet app/a.jsonnet");
   EXPECT_EQ(out[1].source, "jsonnet app/b.jsonnet [0]");
   auto bad = internal::AddJsonnetOutput(R"("text")", "jsonnet app/s.jsonnet", {}, out);
@@ -693,12 +693,12 @@ TEST_F(RenderTest, JsonnetRunsEachFileWithItsArgumentsInTheCopy) {
   o.jsonnet.libs = {"lib"};
   auto r = Render(Src("app"), o);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  EXPECT_EQ(Names(*r), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(ManifestNames(*r), (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ((*r)[0].source, "jsonnet app/a.jsonnet");
   o.jsonnet.recurse = true;
   r = Render(Src("app"), o);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  EXPECT_EQ(Names(*r), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(ManifestNames(*r), (std::vector<std::string>{"a", "b", "c"}));
   Write("repo/empty/lib.libsonnet", "x");
   o.renderer = Renderer::kJsonnet;
   r = Render(Src("empty"), o);

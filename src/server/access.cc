@@ -45,7 +45,7 @@ bool LooksLikeJwt(std::string_view s) {
 
 std::string OptTime(const std::optional<store::Time>& t) { return t ? Rfc3339(*t) : ""; }
 
-Value TokenJson(const store::ApiToken& t) {
+Value LegacyTokenJson(const store::ApiToken& t) {
   Value v = Value::Map();
   v.Set("id", TokenId(t.id));
   v.Set("name", t.name);
@@ -73,13 +73,6 @@ Result<Value> JsonBody(const http::Request& req) {
   return *doc;
 }
 
-// The string field `key` of `body` ("" when absent); InvalidArgument when it is not a string.
-Result<std::string> StringField(const Value& body, std::string_view key) {
-  const Value* v = body.Get(key);
-  if (v == nullptr || v->IsNull()) return std::string();
-  if (!v->IsString()) return InvalidArgumentError("{:?} must be a string", key);
-  return std::string(v->AsString());
-}
 
 Result<int64_t> IntParam(const std::map<std::string, std::string>& q, const std::string& key, int64_t fallback) {
   auto it = q.find(key);
@@ -107,28 +100,35 @@ Status CheckOwn(Access& access, const Principal& who) {
   return PermissionDeniedError("user {} lacks tokens.manage-own: they have no role on any project", who.name);
 }
 
-Result<http::Response> CreateToken(Access& access, const http::Request& req, const Principal& who, AuditNote& note) {
+Result<http::Response> ServeCreateToken(Access& access, const http::Request& req, const Principal& who, AuditNote& note) {
   GANTRY_ASSIGN_OR_RETURN(Value body, JsonBody(req));
   GANTRY_ASSIGN_OR_RETURN(NewToken created, CreateApiToken(access, body, who, note));
-  Value v = TokenJson(created.token);
+  Value v = LegacyTokenJson(created.token);
   v.Set("token", created.secret);
   return Json(201, v);
 }
 
-Result<http::Response> ListTokens(Access& access, const http::Request& req, const Principal& who) {
+Result<http::Response> ServeListTokens(Access& access, const http::Request& req, const Principal& who) {
   GANTRY_ASSIGN_OR_RETURN(auto tokens, ListApiTokens(access, ParseQuery(req.query), who));
   Value list = Value::Seq();
-  for (const auto& t : tokens) list.Append(TokenJson(t));
+  for (const auto& t : tokens) list.Append(LegacyTokenJson(t));
   return Json(200, list);
 }
 
-Result<http::Response> RevokeToken(Access& access, std::string_view id_text, const Principal& who, AuditNote& note) {
+Result<http::Response> ServeRevokeToken(Access& access, std::string_view id_text, const Principal& who, AuditNote& note) {
   GANTRY_ASSIGN_OR_RETURN(int64_t id, ParseTokenId(id_text));
   GANTRY_RETURN_IF_ERROR(RevokeApiToken(access, id_text, who, note));
   return http::Response::Text(200, fmt::format("revoked {}\n", TokenId(id)));
 }
 
 }  // namespace
+
+Result<std::string> StringField(const Value& body, std::string_view key, std::string fallback) {
+  const Value* v = body.Get(key);
+  if (v == nullptr || v->IsNull()) return fallback;
+  if (!v->IsString()) return InvalidArgumentError("{:?} must be a string", key);
+  return std::string(v->AsString());
+}
 
 Result<NewToken> CreateApiToken(Access& access, const Value& body, const Principal& who, AuditNote& note) {
   store::ApiToken t;
@@ -509,9 +509,9 @@ void ServeAccess(Front& front, Access& access) {
     AuditNote note{.action = create ? "tokens.create" : revoke ? "tokens.revoke" : "tokens",
                    .object = collection ? "" : fmt::format("token {}", id)};
     return access.Serve(req, note, [&](const Principal& who, AuditNote& n) -> Result<http::Response> {
-      if (create) return CreateToken(access, req, who, n);
-      if (revoke) return RevokeToken(access, id, who, n);
-      if (collection && req.method == "GET") return ListTokens(access, req, who);
+      if (create) return ServeCreateToken(access, req, who, n);
+      if (revoke) return ServeRevokeToken(access, id, who, n);
+      if (collection && req.method == "GET") return ServeListTokens(access, req, who);
       return MethodNotAllowed(req, collection ? "GET, POST" : "DELETE");
     });
   };

@@ -68,6 +68,10 @@ Result<int64_t> ParseTokenId(std::string_view text);
 // when tokens exist (so it happens once per store, even with servers starting together).
 Result<std::optional<std::string>> CreateBootstrapAdmin(store::Store& store);
 
+// The string field `key` of a request's JSON body: `fallback` when absent or null, InvalidArgument
+// when it is not a string.
+Result<std::string> StringField(const value::Value& body, std::string_view key, std::string fallback = "");
+
 // The parameters of a query string ("a=1&b=x%20y"), percent-decoded; a repeated name keeps the last.
 std::map<std::string, std::string> ParseQuery(std::string_view query);
 

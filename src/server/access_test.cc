@@ -25,7 +25,7 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 namespace fs = std::filesystem;
 
-constexpr char kSecret[] = "access-test-webhook-secret";
+constexpr char kAccessSecret[] = "access-test-webhook-secret";
 constexpr char kBootstrap[] = "access-test-bootstrap-0123456789";
 constexpr char kRepoA[] = "https://git.example/team-a/app";
 constexpr char kRepoB[] = "https://git.example/team-b/app";
@@ -48,7 +48,7 @@ class AccessTest : public ::testing::Test {
                                                               .verify_jwt = [this](std::string_view jwt) { return Verify(jwt); },
                                                               .clock = &clock_});
     ASSERT_TRUE(ServeCi(front_, *ci_,
-                        {.webhook = {.secret = kSecret},
+                        {.webhook = {.secret = kAccessSecret},
                          .access = access_.get(),
                          .project_of = [](const store::Run& r) {
                            return r.repo == kRepoA ? "team-a" : r.repo == kRepoB ? "team-b" : "";
@@ -286,7 +286,7 @@ TEST_F(AccessTest, AWebhookThatQueuesARunLeavesOneAuditRow) {
     auto r = http::Client().Send({.method = "POST", .url = fmt::format("http://127.0.0.1:{}/webhook", front_.port()),
                                   .headers = {{"x-github-event", "push"},
                                               {"x-github-delivery", "delivery-1"},
-                                              {"x-hub-signature-256", "sha256=" + webhook::HmacSha256Hex(kSecret, body)},
+                                              {"x-hub-signature-256", "sha256=" + webhook::HmacSha256Hex(kAccessSecret, body)},
                                               {"content-type", "application/json"}},
                                   .body = body});
     GANTRY_CHECK(r.ok());

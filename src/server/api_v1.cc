@@ -520,13 +520,6 @@ Result<Value> BodyObject(const http::Request& req) {
   return *doc;
 }
 
-// The string field `key` of `body` (`fallback` when absent or null); InvalidArgument otherwise.
-Result<std::string> StringField(const Value& body, std::string_view key, std::string fallback = "") {
-  const Value* v = body.Get(key);
-  if (v == nullptr || v->IsNull()) return fallback;
-  if (!v->IsString()) return InvalidArgumentError("{:?} must be a string", key);
-  return std::string(v->AsString());
-}
 
 Result<int64_t> IntField(const Value& body, std::string_view key) {
   const Value* v = body.Get(key);

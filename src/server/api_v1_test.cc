@@ -41,14 +41,14 @@ using ::testing::Not;
 namespace fs = std::filesystem;
 using value::Value;
 
-constexpr char kSecret[] = "api-v1-secret";
-constexpr char kToken[] = "api-v1-token-0123456789";
-constexpr char kRepo[] = "https://git.example/org/app";
+constexpr char kApiSecret[] = "api-v1-secret";
+constexpr char kApiToken[] = "api-v1-token-0123456789";
+constexpr char kApiRepo[] = "https://git.example/org/app";
 
 std::string Push(std::string_view sha) {
   return fmt::format(
       R"({{"ref":"refs/heads/main","before":"0000000000000000000000000000000000000001","after":"{}","repository":{{"full_name":"org/app","clone_url":"{}"}},"commits":[]}})",
-      sha, kRepo);
+      sha, kApiRepo);
 }
 
 const Value& Doc() {
@@ -76,14 +76,14 @@ class ApiV1Test : public ::testing::Test {
     real_ = std::move(*store);
     store_ = ObservedStore(*real_, bus_, nullptr, [this](int64_t id) { return projects_.Of(id); });
     ci::ServerOptions options;  // named: GCC 12 at -O2 takes a temporary's map for uninitialized
-    options.repos = {kRepo};
+    options.repos = {kApiRepo};
     options.data_dir = dir_ / "data";
     ci_ = std::make_unique<ci::Server>(*store_, executor_, options);
-    access_ = std::make_unique<Access>(*store_, AccessOptions{.bootstrap_token = kToken});
+    access_ = std::make_unique<Access>(*store_, AccessOptions{.bootstrap_token = kApiToken});
     front_.AddHealth();
     server_metrics_ = std::make_unique<ServerMetrics>(metrics_, *store_, bus_);
     front_.CountWebhooks(server_metrics_->webhook_deliveries());
-    ASSERT_TRUE(ServeCi(front_, *ci_, {.webhook = {.secret = kSecret}, .access = access_.get()}).ok());
+    ASSERT_TRUE(ServeCi(front_, *ci_, {.webhook = {.secret = kApiSecret}, .access = access_.get()}).ok());
     ServeAccess(front_, *access_);
     ServeWorkerApi(front_, *ci_, *access_);
     EXPECT_EQ(ServeApiV1(front_, {.ci = ci_.get()}).code(), Code::kInvalidArgument);
@@ -109,7 +109,7 @@ class ApiV1Test : public ::testing::Test {
     actions_ = std::make_unique<Actions>(*store_, ActionsOptions{.config = config, .renderer = [render] { return render; }, .connect = connect,
                                                                  .max_running = 2, .events = &bus_, .projects = &projects_});
     ASSERT_TRUE(ServeApiV1(front_, {.access = access_.get(), .ci = ci_.get(), .events = &bus_, .deliver_config = config,
-                                    .actions = actions_.get(), .repos = {kRepo}, .metrics = &metrics_}).ok());
+                                    .actions = actions_.get(), .repos = {kApiRepo}, .metrics = &metrics_}).ok());
     ASSERT_TRUE(front_.Start().ok());
   }
   void TearDown() override {
@@ -131,7 +131,7 @@ class ApiV1Test : public ::testing::Test {
     return *std::move(r);
   }
   http::ClientResponse Api(std::string method, std::string path, http::Headers headers = {}) {
-    headers["authorization"] = std::string("Bearer ") + kToken;
+    headers["authorization"] = std::string("Bearer ") + kApiToken;
     return Send(std::move(method), std::move(path), std::move(headers));
   }
   void Hook(const std::string& sha, const std::string& delivery) {
@@ -140,7 +140,7 @@ class ApiV1Test : public ::testing::Test {
                                   .url = Url("/webhook"),
                                   .headers = {{"x-github-event", "push"},
                                               {"x-github-delivery", delivery},
-                                              {"x-hub-signature-256", "sha256=" + webhook::HmacSha256Hex(kSecret, body)}},
+                                              {"x-hub-signature-256", "sha256=" + webhook::HmacSha256Hex(kApiSecret, body)}},
                                   .body = body});
     ASSERT_TRUE(r.ok());
     ASSERT_EQ(r->status, 201) << r->body;
@@ -232,19 +232,19 @@ class ApiV1Test : public ::testing::Test {
 // The worker API (server/worker_api.h): only a worker token claims; the job and the answers are as
 // the document says; every write is fenced by the claim; a cancel reaches the next renewal.
 TEST_F(ApiV1Test, AWorkerClaimsARunReportsItAndIsFencedByItsClaim) {
-  auto created = Post(kToken, "/api/tokens", R"({"name":"pool","project":"*","roles":["worker"]})");
+  auto created = Post(kApiToken, "/api/tokens", R"({"name":"pool","project":"*","roles":["worker"]})");
   ASSERT_EQ(created.status, 201) << created.body;
   const std::string worker(value::ParseJson(created.body)->Get("token")->AsString());
-  EXPECT_EQ(Post(kToken, "/api/tokens", R"({"name":"w","project":"team-a","roles":["worker","viewer"]})").status, 400);
-  EXPECT_EQ(Post(kToken, "/api/tokens", R"({"name":"team-a-pool","project":"team-a","roles":["worker"]})").status, 201)
+  EXPECT_EQ(Post(kApiToken, "/api/tokens", R"({"name":"w","project":"team-a","roles":["worker","viewer"]})").status, 400);
+  EXPECT_EQ(Post(kApiToken, "/api/tokens", R"({"name":"team-a-pool","project":"team-a","roles":["worker"]})").status, 201)
       << "a project's worker pool";
-  EXPECT_EQ(Post(kToken, "/api/tokens", R"({"name":"w","project":"*","roles":["viewer"]})").status, 400);
+  EXPECT_EQ(Post(kApiToken, "/api/tokens", R"({"name":"w","project":"*","roles":["viewer"]})").status, 400);
   auto none = Post(worker, "/api/v1/worker/claim", R"({"name":"w1","wait_seconds":0})");
   ASSERT_EQ(none.status, 200) << none.body;
   ExpectValid(none, "/api/v1/worker/claim", "POST");
   EXPECT_EQ(none.body, "{\"job\":null}\n");
   Hook(std::string(40, 'a'), "d1");
-  EXPECT_EQ(Post(kToken, "/api/v1/worker/claim", R"({"name":"w1","wait_seconds":0})").status, 403) << "an admin is no worker token";
+  EXPECT_EQ(Post(kApiToken, "/api/v1/worker/claim", R"({"name":"w1","wait_seconds":0})").status, 403) << "an admin is no worker token";
   EXPECT_EQ(Post(worker, "/api/v1/worker/claim", R"({"name":"w 1"})").status, 400);
   auto claimed = Post(worker, "/api/v1/worker/claim", R"({"name":"w1","wait_seconds":1})");
   ASSERT_EQ(claimed.status, 200) << claimed.body;
@@ -463,7 +463,7 @@ TEST_F(ApiV1Test, RetryQueuesANewRunOfAFinishedRunThatSaysWhatItRetries) {
 }
 
 TEST_F(ApiV1Test, AnUntrustedRunsRetryAwaitsApprovalAgain) {
-  auto id = store_->CreateRun({.repo = "https://git.example/fork/app", .pipeline = kRepo, .commit = std::string(40, 'c'),
+  auto id = store_->CreateRun({.repo = "https://git.example/fork/app", .pipeline = kApiRepo, .commit = std::string(40, 'c'),
                                .ref = "refs/heads/main", .event = store::RunEvent::kPullRequest,
                                .state = store::RunState::kAwaitingApproval, .trusted = false});
   ASSERT_TRUE(id.ok()) << id.status().ToString();
@@ -497,7 +497,7 @@ TEST_F(ApiV1Test, ARunsStepsCarryTheirNeedsAndAttemptsAndThePipelineListsThem) {
   ExpectValid(list, "/api/v1/pipelines", "GET");
   auto pipelines = value::ParseJson(list.body);
   ASSERT_TRUE(pipelines.ok());
-  EXPECT_EQ(value::StringAt(&*pipelines, {"items", 0, "repo"}), kRepo);
+  EXPECT_EQ(value::StringAt(&*pipelines, {"items", 0, "repo"}), kApiRepo);
   EXPECT_EQ(value::IntAt(&*pipelines, {"items", 0, "last_run", "id"}), 2);
   EXPECT_EQ(value::IntAt(&*pipelines, {"items", 0, "steps_from_run"}), 1);
   EXPECT_EQ(value::StringAt(&*pipelines, {"items", 0, "steps", 1, "needs", 0}), "build");
@@ -553,7 +553,7 @@ TEST_F(ApiV1Test, ProjectsShowTheirRulesAndRolesOnlyToWhoManagesThem) {
 }
 
 TEST_F(ApiV1Test, TokensAreCreatedOnceListedWithoutSecretsAndRevokedAtOnce) {
-  auto created = Post(kToken, "/api/v1/tokens", R"({"name":"ci","project":"team-a","roles":["deployer"]})");
+  auto created = Post(kApiToken, "/api/v1/tokens", R"({"name":"ci","project":"team-a","roles":["deployer"]})");
   ASSERT_EQ(created.status, 201) << created.body;
   ExpectValid(created, "/api/v1/tokens", "POST");
   auto token = value::ParseJson(created.body);
@@ -587,7 +587,7 @@ TEST_F(ApiV1Test, TokensAreCreatedOnceListedWithoutSecretsAndRevokedAtOnce) {
   auto refused = Post(viewer, "/api/v1/tokens", R"({"name":"x","project":"team-a","roles":["admin"]})");
   EXPECT_EQ(refused.status, 403);
   ExpectValid(refused, "/api/v1/tokens", "POST");
-  auto typo = Post(kToken, "/api/v1/tokens", R"({"name":"x","role":["admin"]})");
+  auto typo = Post(kApiToken, "/api/v1/tokens", R"({"name":"x","role":["admin"]})");
   EXPECT_EQ(typo.status, 400);
   EXPECT_THAT(typo.body, HasSubstr("unknown field \\\"role\\\""));
   auto missing = Api("DELETE", "/api/v1/tokens/t-999");
@@ -753,7 +753,7 @@ class SseReader {
 };
 
 TEST_F(ApiV1Test, EventsReachASubscriberWithinASecondAndResumeFromLastEventId) {
-  const http::Headers auth = {{"authorization", std::string("Bearer ") + kToken}};
+  const http::Headers auth = {{"authorization", std::string("Bearer ") + kApiToken}};
   auto nudge = [this] { bus_.Publish("run", Value::Map()); };
   {
     SseReader reader(Url("/api/v1/events"), auth, nudge);
@@ -826,7 +826,7 @@ TEST(EventBusTest, ObservedStorePublishesStepsLogsAndTargets) {
     EventBus bus;
     auto sub = bus.Subscribe();
     auto store = ObservedStore(**real, bus, [](const store::Run&) { return std::string("team-a"); });
-    auto run = store->CreateRun({.repo = kRepo, .pipeline = kRepo, .commit = "c"});
+    auto run = store->CreateRun({.repo = kApiRepo, .pipeline = kApiRepo, .commit = "c"});
     ASSERT_TRUE(run.ok());
     ASSERT_TRUE(store->UpsertStep(*run, {.name = "build", .state = store::RunState::kRunning}).ok());
     ASSERT_TRUE(store->AppendLogChunk(*run, "build", 0, "hello\n").ok());
@@ -854,10 +854,10 @@ TEST(EventBusTest, ObservedStoreWithAWatchPublishesRunsAnotherServerChanged) {
     EventBus bus, other_bus;
     auto sub = bus.Subscribe();
     auto other = ObservedStore(**real, other_bus, nullptr);  // the other server
-    auto old = other->CreateRun({.repo = kRepo, .pipeline = kRepo, .commit = "c0"});
+    auto old = other->CreateRun({.repo = kApiRepo, .pipeline = kApiRepo, .commit = "c0"});
     ASSERT_TRUE(old.ok());
     auto store = ObservedStore(**real, bus, nullptr, nullptr, std::chrono::milliseconds(20));
-    auto mine = store->CreateRun({.repo = kRepo, .pipeline = kRepo, .commit = "c1"});
+    auto mine = store->CreateRun({.repo = kApiRepo, .pipeline = kApiRepo, .commit = "c1"});
     ASSERT_TRUE(mine.ok());
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the first reads learn the states
     ASSERT_TRUE(other->UpdateRun(*old, store::RunState::kRunning).ok());
@@ -882,7 +882,7 @@ namespace {
 TEST_F(ApiV1Test, DeployIsAuthorizedOnItsProjectAndAuditedOncePerRequest) {
   const std::string viewer = UserToken("alice", "viewer", "default");
   const std::string deployer = UserToken("bob", "deployer", "default");
-  auto made = Post(kToken, "/api/tokens", R"({"name":"ci","project":"team-b","roles":["deployer"]})");
+  auto made = Post(kApiToken, "/api/tokens", R"({"name":"ci","project":"team-b","roles":["deployer"]})");
   ASSERT_EQ(made.status, 201) << made.body;
   const std::string robot_token(value::ParseJson(made.body)->Get("token")->AsString());
 
@@ -1242,7 +1242,7 @@ class AppsApiTest : public ApiV1Test {
 };
 
 TEST_F(AppsApiTest, ListAndDetailShowPushAndPullTargetsAndValidate) {
-  auto list = Call(kToken, "GET", "/api/v1/apps");
+  auto list = Call(kApiToken, "GET", "/api/v1/apps");
   ASSERT_EQ(list.status, 200) << list.body;
   ExpectValid(list, "/api/v1/apps", "GET");
   auto doc = value::ParseJson(list.body);
@@ -1258,17 +1258,17 @@ TEST_F(AppsApiTest, ListAndDetailShowPushAndPullTargetsAndValidate) {
   EXPECT_EQ(value::StringAt(targets, {2, "mode"}), "pull");
   EXPECT_EQ(value::IntAt(targets, {2, "release"}), release_) << "the pull revision is the release's";
 
-  auto pulled = value::ParseJson(Call(kToken, "GET", "/api/v1/apps?mode=pull&health=Healthy").body);
+  auto pulled = value::ParseJson(Call(kApiToken, "GET", "/api/v1/apps?mode=pull&health=Healthy").body);
   ASSERT_EQ(pulled->Find({"items", 0, "targets"})->size(), 1u);
   EXPECT_EQ(value::StringAt(&*pulled, {"items", 0, "targets", 0, "cluster"}), "edge-1");
-  EXPECT_EQ(value::ParseJson(Call(kToken, "GET", "/api/v1/apps?health=Degraded").body)->Get("items")->size(), 0u);
-  EXPECT_EQ(value::ParseJson(Call(kToken, "GET", "/api/v1/apps?project=team-z").body)->Get("items")->size(), 0u);
-  auto typo = Call(kToken, "GET", "/api/v1/apps?helth=Healthy");
+  EXPECT_EQ(value::ParseJson(Call(kApiToken, "GET", "/api/v1/apps?health=Degraded").body)->Get("items")->size(), 0u);
+  EXPECT_EQ(value::ParseJson(Call(kApiToken, "GET", "/api/v1/apps?project=team-z").body)->Get("items")->size(), 0u);
+  auto typo = Call(kApiToken, "GET", "/api/v1/apps?helth=Healthy");
   EXPECT_EQ(typo.status, 400);
   ExpectValid(typo, "/api/v1/apps", "GET");
-  EXPECT_EQ(Call(kToken, "GET", "/api/v1/apps", "").headers.count("etag"), 1u);
+  EXPECT_EQ(Call(kApiToken, "GET", "/api/v1/apps", "").headers.count("etag"), 1u);
 
-  auto detail = Call(kToken, "GET", "/api/v1/apps/web");
+  auto detail = Call(kApiToken, "GET", "/api/v1/apps/web");
   ASSERT_EQ(detail.status, 200) << detail.body;
   ExpectValid(detail, "/api/v1/apps/{app}", "GET");
   auto d = value::ParseJson(detail.body);
@@ -1276,7 +1276,7 @@ TEST_F(AppsApiTest, ListAndDetailShowPushAndPullTargetsAndValidate) {
   EXPECT_EQ(value::StringAt(&*d, {"targets", 2, "last_operation", "phase"}), "Succeeded");
   EXPECT_EQ(value::StringAt(&*d, {"targets", 2, "namespace"}), "gantry");
   EXPECT_EQ(value::StringAt(&*d, {"targets", 0, "last_operation", "phase"}), "healthy");
-  auto missing = Call(kToken, "GET", "/api/v1/apps/nope");
+  auto missing = Call(kApiToken, "GET", "/api/v1/apps/nope");
   EXPECT_EQ(missing.status, 404);
   ExpectValid(missing, "/api/v1/apps/{app}", "GET");
   // A viewer of another project sees nothing of it.
@@ -1434,7 +1434,7 @@ count: 3
 lastTimestamp: "2026-12-06T10:00:00Z"
 )", "event"))[0]).ok());
 
-  auto tree = Call(kToken, "GET", "/api/v1/apps/web/resources?environment=dev");
+  auto tree = Call(kApiToken, "GET", "/api/v1/apps/web/resources?environment=dev");
   ASSERT_EQ(tree.status, 200) << tree.body;
   ExpectValid(tree, "/api/v1/apps/{app}/resources", "GET");
   auto t = value::ParseJson(tree.body);
@@ -1446,7 +1446,7 @@ lastTimestamp: "2026-12-06T10:00:00Z"
   EXPECT_EQ(value::StringAt(by_name["Pod/web-1-a"], {"owners", 0}), rs_uid);
   EXPECT_EQ(value::StringAt(by_name["Pod/web-1-a"], {"sync"}), "");
 
-  auto diff = Call(kToken, "GET", "/api/v1/apps/web/diff?environment=dev&cluster=dev-1");
+  auto diff = Call(kApiToken, "GET", "/api/v1/apps/web/diff?environment=dev&cluster=dev-1");
   ASSERT_EQ(diff.status, 200) << diff.body;
   ExpectValid(diff, "/api/v1/apps/{app}/diff", "GET");
   EXPECT_THAT(diff.body, HasSubstr("registry/web:1"));
@@ -1455,12 +1455,12 @@ lastTimestamp: "2026-12-06T10:00:00Z"
   EXPECT_THAT(diff.body, ::testing::Not(HasSubstr("bGl2ZS1zZWNyZXQtdmFsdWU")));
   EXPECT_THAT(diff.body, ::testing::Not(HasSubstr("managedFields")));
 
-  auto events = Call(kToken, "GET", "/api/v1/apps/web/events?environment=dev");
+  auto events = Call(kApiToken, "GET", "/api/v1/apps/web/events?environment=dev");
   ASSERT_EQ(events.status, 200) << events.body;
   ExpectValid(events, "/api/v1/apps/{app}/events", "GET");
   EXPECT_THAT(events.body, HasSubstr("Back-off restarting failed container"));
 
-  auto ambiguous = Call(kToken, "GET", "/api/v1/apps/web/resources");
+  auto ambiguous = Call(kApiToken, "GET", "/api/v1/apps/web/resources");
   EXPECT_EQ(ambiguous.status, 400);
   EXPECT_THAT(ambiguous.body, HasSubstr("name one with ?environment= and ?cluster="));
   ExpectValid(ambiguous, "/api/v1/apps/{app}/resources", "GET");
@@ -1529,7 +1529,7 @@ spec:
   ASSERT_TRUE(front.Start().ok());
   auto get = [&](const std::string& path) {
     auto r = http::Client().Send({.method = "GET", .url = fmt::format("http://127.0.0.1:{}{}", front.port(), path),
-                                  .headers = {{"authorization", std::string("Bearer ") + kToken}}});
+                                  .headers = {{"authorization", std::string("Bearer ") + kApiToken}}});
     GANTRY_CHECK(r.ok());
     return *std::move(r);
   };
@@ -1570,7 +1570,7 @@ spec:
 }
 
 TEST_F(AppsApiTest, APullTargetsTreeIsWhatItsAgentReports) {
-  auto tree = Call(kToken, "GET", "/api/v1/apps/web/resources?cluster=edge-1");
+  auto tree = Call(kApiToken, "GET", "/api/v1/apps/web/resources?cluster=edge-1");
   ASSERT_EQ(tree.status, 200) << tree.body;
   ExpectValid(tree, "/api/v1/apps/{app}/resources", "GET");
   auto t = value::ParseJson(tree.body);
@@ -1578,17 +1578,17 @@ TEST_F(AppsApiTest, APullTargetsTreeIsWhatItsAgentReports) {
   EXPECT_EQ(value::StringAt(&*t, {"items", 0, "group"}), "apps");
   EXPECT_EQ(value::StringAt(&*t, {"items", 0, "health", "status"}), "Healthy");
   EXPECT_EQ(value::StringAt(&*t, {"mode"}), "pull");
-  auto diff = Call(kToken, "GET", "/api/v1/apps/web/diff?cluster=edge-1");
+  auto diff = Call(kApiToken, "GET", "/api/v1/apps/web/diff?cluster=edge-1");
   EXPECT_EQ(diff.status, 501) << "this server has no Source for pull targets";
   EXPECT_THAT(diff.body, HasSubstr("renders no pull sources"));
   ExpectValid(diff, "/api/v1/apps/{app}/diff", "GET");
-  auto events = Call(kToken, "GET", "/api/v1/apps/web/events?cluster=edge-1");
+  auto events = Call(kApiToken, "GET", "/api/v1/apps/web/events?cluster=edge-1");
   EXPECT_EQ(events.status, 200) << events.body;
   ExpectValid(events, "/api/v1/apps/{app}/events", "GET");
 }
 
 TEST_F(AppsApiTest, ClustersShowModeReachabilityVersionAndAppsAndAreProbedOncePerTtl) {
-  auto r = Call(kToken, "GET", "/api/v1/clusters");
+  auto r = Call(kApiToken, "GET", "/api/v1/clusters");
   ASSERT_EQ(r.status, 200) << r.body;
   ExpectValid(r, "/api/v1/clusters", "GET");
   auto doc = value::ParseJson(r.body);
@@ -1605,18 +1605,18 @@ TEST_F(AppsApiTest, ClustersShowModeReachabilityVersionAndAppsAndAreProbedOncePe
   EXPECT_TRUE(items->Find({1, "reachable"})->AsBool()) << "its watch is synced";
   EXPECT_EQ(value::StringAt(items, {1, "apps", 0, "health"}), "Healthy");
   EXPECT_TRUE(items->Find({1, "last_error"})->IsNull());
-  Call(kToken, "GET", "/api/v1/clusters");
+  Call(kApiToken, "GET", "/api/v1/clusters");
   EXPECT_EQ(Probes("dev-1"), 1) << "the second page load is served from the cache";
   EXPECT_EQ(Probes("edge-1"), 1);
 
   // The pull cluster's environment lists it beside the push one.
-  auto envs = value::ParseJson(Call(kToken, "GET", "/api/v1/environments").body);
+  auto envs = value::ParseJson(Call(kApiToken, "GET", "/api/v1/environments").body);
   EXPECT_EQ(value::StringAt(&*envs, {"items", 1, "clusters", 0, "name"}), "edge-1");
   EXPECT_EQ(value::StringAt(&*envs, {"items", 1, "clusters", 0, "mode"}), "pull");
 
   // A pull cluster whose watch has stopped is not reachable, and says so.
   watch_->Stop();
-  auto stopped = value::ParseJson(Call(kToken, "GET", "/api/v1/clusters").body);
+  auto stopped = value::ParseJson(Call(kApiToken, "GET", "/api/v1/clusters").body);
   EXPECT_FALSE(stopped->Find({"items", 1, "reachable"})->AsBool()) << value::ToJson(*stopped);
   EXPECT_FALSE(stopped->Find({"items", 1, "last_error"})->IsNull());
 }
@@ -1638,11 +1638,11 @@ TEST_F(AppsApiTest, AReleaseFlowJoinsCommitRunImagesConfigAndEachEnvironmentsGat
   ASSERT_TRUE(store_->UpsertTarget({.release_id = *id, .env = "prod", .cluster = "prod-1", .state = store::TargetState::kPending,
                                     .message = "waiting for approval"}).ok());
   const std::string path = fmt::format("/api/v1/apps/web/releases/{}", *id);
-  auto flow = Call(kToken, "GET", path);
+  auto flow = Call(kApiToken, "GET", path);
   ASSERT_EQ(flow.status, 200) << flow.body;
   ExpectValid(flow, "/api/v1/apps/{app}/releases/{id}", "GET");
   auto f = value::ParseJson(flow.body);
-  EXPECT_EQ(value::StringAt(&*f, {"commit", "repo"}), kRepo);
+  EXPECT_EQ(value::StringAt(&*f, {"commit", "repo"}), kApiRepo);
   EXPECT_EQ(value::StringAt(&*f, {"commit", "url"}), "https://git.example/org/app/commit/" + sha) << "by the gitea rule";
   EXPECT_EQ(value::IntAt(&*f, {"run", "id"}), 1);
   EXPECT_TRUE(f->Find({"commit", "message"})->IsNull()) << "the run was not fetched: no mirror has the commit";
@@ -1664,32 +1664,32 @@ TEST_F(AppsApiTest, AReleaseFlowJoinsCommitRunImagesConfigAndEachEnvironmentsGat
   EXPECT_EQ(value::StringAt(prod, {"clusters", 0, "state"}), "behind");
   EXPECT_EQ(value::StringAt(prod, {"clusters", 1, "state"}), "pending");
   // The older release's flow: the pull cluster runs it.
-  auto older = value::ParseJson(Call(kToken, "GET", fmt::format("/api/v1/apps/web/releases/{}", release_)).body);
+  auto older = value::ParseJson(Call(kApiToken, "GET", fmt::format("/api/v1/apps/web/releases/{}", release_)).body);
   EXPECT_EQ(value::StringAt(&*older, {"environments", 1, "clusters", 0, "state"}), "synced");
   EXPECT_TRUE(older->Find({"run"})->IsNull());
   EXPECT_TRUE(older->Find({"commit", "url"})->IsNull()) << "no run, so no repository to link";
 
-  EXPECT_EQ(Call(kToken, "GET", path, "").headers.count("etag"), 1u);
+  EXPECT_EQ(Call(kApiToken, "GET", path, "").headers.count("etag"), 1u);
   auto same = http::Client().Send({.method = "GET", .url = fmt::format("http://127.0.0.1:{}{}", pull_front_.port(), path),
-                                   .headers = {{"authorization", std::string("Bearer ") + kToken}, {"if-none-match", flow.headers["etag"]}}});
+                                   .headers = {{"authorization", std::string("Bearer ") + kApiToken}, {"if-none-match", flow.headers["etag"]}}});
   ASSERT_TRUE(same.ok());
   EXPECT_EQ(same->status, 304);
   // Approving the gate (the console's Approve button) shows in the flow.
-  auto approved = Call(kToken, "POST", "/api/v1/apps/web/approve", fmt::format(R"({{"environment":"prod","release":{}}})", *id));
+  auto approved = Call(kApiToken, "POST", "/api/v1/apps/web/approve", fmt::format(R"({{"environment":"prod","release":{}}})", *id));
   ASSERT_EQ(approved.status, 200) << approved.body;
-  auto after = value::ParseJson(Call(kToken, "GET", path).body);
+  auto after = value::ParseJson(Call(kApiToken, "GET", path).body);
   EXPECT_TRUE(after->Find({"environments", 1, "approved"})->AsBool());
   EXPECT_FALSE(after->Find({"environments", 1, "waiting_approval"})->AsBool());
 
-  auto other_app = Call(kToken, "GET", fmt::format("/api/v1/apps/api/releases/{}", *id));
+  auto other_app = Call(kApiToken, "GET", fmt::format("/api/v1/apps/api/releases/{}", *id));
   EXPECT_EQ(other_app.status, 404);
   ExpectValid(other_app, "/api/v1/apps/{app}/releases/{id}", "GET");
   EXPECT_THAT(other_app.body, HasSubstr("is web's"));
-  EXPECT_EQ(Call(kToken, "GET", "/api/v1/apps/web/releases/x").status, 404);
+  EXPECT_EQ(Call(kApiToken, "GET", "/api/v1/apps/web/releases/x").status, 404);
   EXPECT_EQ(Call(UserToken("carol", "viewer", "team-z"), "GET", path).status, 403);
 
   // The history lists the same links.
-  auto list = Call(kToken, "GET", "/api/v1/apps/web/releases");
+  auto list = Call(kApiToken, "GET", "/api/v1/apps/web/releases");
   ExpectValid(list, "/api/v1/apps/{app}/releases", "GET");
   auto l = value::ParseJson(list.body);
   EXPECT_EQ(value::StringAt(&*l, {"items", 0, "links", "source"}), "https://git.example/org/app/commit/" + sha);
@@ -1698,7 +1698,7 @@ TEST_F(AppsApiTest, AReleaseFlowJoinsCommitRunImagesConfigAndEachEnvironmentsGat
 }
 
 TEST_F(AppsApiTest, ClustersAndEnvironmentsPageWithCursorsAndETags) {
-  auto first = Call(kToken, "GET", "/api/v1/clusters?limit=2");
+  auto first = Call(kApiToken, "GET", "/api/v1/clusters?limit=2");
   ASSERT_EQ(first.status, 200) << first.body;
   ExpectValid(first, "/api/v1/clusters", "GET");
   auto a = value::ParseJson(first.body);
@@ -1706,31 +1706,31 @@ TEST_F(AppsApiTest, ClustersAndEnvironmentsPageWithCursorsAndETags) {
   EXPECT_EQ(value::StringAt(&*a, {"items", 0, "name"}), "dev-1");
   EXPECT_EQ(value::StringAt(&*a, {"items", 1, "name"}), "edge-1");
   ASSERT_TRUE(a->Get("next")->IsString());
-  auto b = value::ParseJson(Call(kToken, "GET", "/api/v1/clusters?limit=2&cursor=" + std::string(a->Get("next")->AsString())).body);
+  auto b = value::ParseJson(Call(kApiToken, "GET", "/api/v1/clusters?limit=2&cursor=" + std::string(a->Get("next")->AsString())).body);
   ASSERT_EQ(b->Get("items")->size(), 1u);
   EXPECT_EQ(value::StringAt(&*b, {"items", 0, "name"}), "prod-1");
   EXPECT_TRUE(b->Get("next")->IsNull());
   EXPECT_EQ(Probes("prod-1"), 1) << "the second page probed its own cluster";
   auto again = http::Client().Send({.method = "GET", .url = fmt::format("http://127.0.0.1:{}/api/v1/clusters?limit=2", pull_front_.port()),
-                                    .headers = {{"authorization", std::string("Bearer ") + kToken}, {"if-none-match", first.headers["etag"]}}});
+                                    .headers = {{"authorization", std::string("Bearer ") + kApiToken}, {"if-none-match", first.headers["etag"]}}});
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->status, 304);
 
-  auto envs = Call(kToken, "GET", "/api/v1/environments?limit=1");
+  auto envs = Call(kApiToken, "GET", "/api/v1/environments?limit=1");
   ASSERT_EQ(envs.status, 200) << envs.body;
   ExpectValid(envs, "/api/v1/environments", "GET");
   auto e = value::ParseJson(envs.body);
   EXPECT_EQ(value::StringAt(&*e, {"items", 0, "name"}), "dev");
   ASSERT_TRUE(e->Get("next")->IsString());
-  auto prod = value::ParseJson(Call(kToken, "GET", "/api/v1/environments?limit=1&cursor=" + std::string(e->Get("next")->AsString())).body);
+  auto prod = value::ParseJson(Call(kApiToken, "GET", "/api/v1/environments?limit=1&cursor=" + std::string(e->Get("next")->AsString())).body);
   EXPECT_EQ(value::StringAt(&*prod, {"items", 0, "name"}), "prod");
   EXPECT_EQ(value::IntAt(&*prod, {"items", 0, "waiting", 0, "release"}), release_) << "its gate, on a page of its own";
   EXPECT_TRUE(prod->Get("next")->IsNull());
-  auto bad = Call(kToken, "GET", "/api/v1/environments?limit=501");
+  auto bad = Call(kApiToken, "GET", "/api/v1/environments?limit=501");
   EXPECT_EQ(bad.status, 400);
   ExpectValid(bad, "/api/v1/environments", "GET");
   EXPECT_THAT(bad.body, HasSubstr("limit \\\"501\\\""));
-  EXPECT_EQ(Call(kToken, "GET", "/api/v1/clusters?cursor=zz").status, 400);
+  EXPECT_EQ(Call(kApiToken, "GET", "/api/v1/clusters?cursor=zz").status, 400);
 }
 
 }  // namespace

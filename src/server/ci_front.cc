@@ -96,7 +96,7 @@ std::string ProjectOf(const CiFrontOptions& o, const store::Run& run) {
 }
 
 // /api/runs and /api/runs/...: the routes of the file comment, for the principal `who`.
-Result<http::Response> Runs(ci::Server& ci, Access& access, const CiFrontOptions& o, const http::Request& req,
+Result<http::Response> ServeRuns(ci::Server& ci, Access& access, const CiFrontOptions& o, const http::Request& req,
                             const authz::Principal& who, AuditNote& note) {
   std::string_view path = req.target;
   if (path == "/api/runs" || path == "/api/runs/") {
@@ -202,7 +202,7 @@ Status ServeCi(Front& front, ci::Server& ci, CiFrontOptions options) {
       }));
   auto api = [&ci, o = std::move(options)](const http::Request& req) {
     return o.access->Serve(req, NoteOf(req), [&](const authz::Principal& who, AuditNote& note) {
-      return Runs(ci, *o.access, o, req, who, note);
+      return ServeRuns(ci, *o.access, o, req, who, note);
     });
   };
   front.Handle("GET", "/api/runs", api);

@@ -21,7 +21,7 @@ namespace {
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
-constexpr char kSecret[] = "ci-front-secret";
+constexpr char kCiSecret[] = "ci-front-secret";
 constexpr char kToken[] = "ci-front-token-0123456789";
 constexpr char kRepo[] = "https://git.example/org/app";
 
@@ -45,9 +45,9 @@ class CiFrontTest : public ::testing::Test {
     options.data_dir = dir_ / "data";
     ci_ = std::make_unique<ci::Server>(*store_, executor_, options);
     access_ = std::make_unique<Access>(*store_, AccessOptions{.bootstrap_token = kToken});
-    EXPECT_EQ(ServeCi(front_, *ci_, {.webhook = {.secret = kSecret}}).code(), Code::kInvalidArgument) << "no access";
+    EXPECT_EQ(ServeCi(front_, *ci_, {.webhook = {.secret = kCiSecret}}).code(), Code::kInvalidArgument) << "no access";
     EXPECT_EQ(ServeCi(front_, *ci_, {.access = access_.get()}).code(), Code::kInvalidArgument) << "no secret";
-    ASSERT_TRUE(ServeCi(front_, *ci_, {.webhook = {.secret = kSecret}, .access = access_.get()}).ok());
+    ASSERT_TRUE(ServeCi(front_, *ci_, {.webhook = {.secret = kCiSecret}, .access = access_.get()}).ok());
     ASSERT_TRUE(front_.Start().ok());
   }
   void TearDown() override {
@@ -71,7 +71,7 @@ class CiFrontTest : public ::testing::Test {
     return Send("POST", "/webhook",
                 {{"x-github-event", "push"},
                  {"x-github-delivery", delivery},
-                 {"x-hub-signature-256", "sha256=" + webhook::HmacSha256Hex(kSecret, body)}},
+                 {"x-hub-signature-256", "sha256=" + webhook::HmacSha256Hex(kCiSecret, body)}},
                 body);
   }
 

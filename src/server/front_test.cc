@@ -97,12 +97,12 @@ TEST(ApiTokenTest, AGeneratedApiTokenIsPrivateAndStable) {
   fs::remove_all(tmpl);
 }
 
-constexpr char kSecret[] = "front-secret";
+constexpr char kFrontSecret[] = "front-secret";
 
 http::Headers Signed(std::string_view event, std::string_view body) {
   return {{"x-github-event", std::string(event)},
           {"x-github-delivery", "d-1"},
-          {"x-hub-signature-256", "sha256=" + webhook::HmacSha256Hex(kSecret, body)}};
+          {"x-hub-signature-256", "sha256=" + webhook::HmacSha256Hex(kFrontSecret, body)}};
 }
 
 constexpr char kPush[] =
@@ -115,7 +115,7 @@ class FrontTest : public ::testing::Test {
     front_.AddMetrics(registry_, "/metrics", [this] { gauge_.Set(7); });
     ASSERT_EQ(front_.AddWebhook("/unsigned", {.secret = ""}, nullptr).code(), Code::kInvalidArgument);
     ASSERT_TRUE(front_
-                    .AddWebhook("/webhook", {.secret = kSecret, .max_body_bytes = 4096},
+                    .AddWebhook("/webhook", {.secret = kFrontSecret, .max_body_bytes = 4096},
                                 [this](const webhook::Event& e, const http::Request&) -> Result<http::Response> {
                                   ++calls_;
                                   if (e.sender == "mallory") return PermissionDeniedError("not for you");

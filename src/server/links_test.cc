@@ -9,34 +9,34 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Optional;
 
-constexpr char kSha[] = "9f3c2e1d";
+constexpr char kShortSha[] = "9f3c2e1d";
 
 TEST(LinksTest, CommitPagesOfTheKnownForgesInEveryUrlForm) {
   const LinkOptions none;
-  EXPECT_THAT(CommitUrl(none, "https://github.com/org/app.git", kSha), Optional(std::string("https://github.com/org/app/commit/9f3c2e1d")));
-  EXPECT_THAT(CommitUrl(none, "git@github.com:org/app.git", kSha), Optional(std::string("https://github.com/org/app/commit/9f3c2e1d")));
-  EXPECT_THAT(CommitUrl(none, "https://user:secret@github.com/org/app", kSha),
+  EXPECT_THAT(CommitUrl(none, "https://github.com/org/app.git", kShortSha), Optional(std::string("https://github.com/org/app/commit/9f3c2e1d")));
+  EXPECT_THAT(CommitUrl(none, "git@github.com:org/app.git", kShortSha), Optional(std::string("https://github.com/org/app/commit/9f3c2e1d")));
+  EXPECT_THAT(CommitUrl(none, "https://user:secret@github.com/org/app", kShortSha),
               Optional(std::string("https://github.com/org/app/commit/9f3c2e1d")))
       << "credentials never reach a link";
-  EXPECT_THAT(CommitUrl(none, "https://gitlab.com/group/sub/app.git", kSha),
+  EXPECT_THAT(CommitUrl(none, "https://gitlab.com/group/sub/app.git", kShortSha),
               Optional(std::string("https://gitlab.com/group/sub/app/-/commit/9f3c2e1d")));
-  EXPECT_THAT(CommitUrl(none, "ssh://git@gitlab.corp.example:2222/group/app.git", kSha),
+  EXPECT_THAT(CommitUrl(none, "ssh://git@gitlab.corp.example:2222/group/app.git", kShortSha),
               Optional(std::string("https://gitlab.corp.example/group/app/-/commit/9f3c2e1d")))
       << "an ssh port is not the web server's";
-  EXPECT_THAT(CommitUrl(none, "https://gitea.example:3000/org/app.git", kSha),
+  EXPECT_THAT(CommitUrl(none, "https://gitea.example:3000/org/app.git", kShortSha),
               Optional(std::string("https://gitea.example:3000/org/app/commit/9f3c2e1d")));
-  EXPECT_THAT(CommitUrl(none, "https://codeberg.org/org/app", kSha), Optional(std::string("https://codeberg.org/org/app/commit/9f3c2e1d")));
+  EXPECT_THAT(CommitUrl(none, "https://codeberg.org/org/app", kShortSha), Optional(std::string("https://codeberg.org/org/app/commit/9f3c2e1d")));
 }
 
 TEST(LinksTest, PlainGitHostingNeedsARuleAndRulesComeFirst) {
-  EXPECT_EQ(CommitUrl({}, "https://git.example/org/app", kSha), std::nullopt);
-  EXPECT_EQ(CommitUrl({}, "file:///srv/app.git", kSha), std::nullopt);
+  EXPECT_EQ(CommitUrl({}, "https://git.example/org/app", kShortSha), std::nullopt);
+  EXPECT_EQ(CommitUrl({}, "file:///srv/app.git", kShortSha), std::nullopt);
   EXPECT_EQ(CommitUrl({}, "https://github.com/org/app", ""), std::nullopt);
   LinkOptions o;
   o.commits.push_back(*ParseLinkRule("--commit-url", "https://git.example/=gitlab", true));
   o.commits.push_back(*ParseLinkRule("--commit-url", "https://cgit.example/=https://cgit.example/{path}/commit/?id={sha}", true));
-  EXPECT_THAT(CommitUrl(o, "https://git.example/org/app.git", kSha), Optional(std::string("https://git.example/org/app/-/commit/9f3c2e1d")));
-  EXPECT_THAT(CommitUrl(o, "https://cgit.example/app.git", kSha), Optional(std::string("https://cgit.example/app/commit/?id=9f3c2e1d")));
+  EXPECT_THAT(CommitUrl(o, "https://git.example/org/app.git", kShortSha), Optional(std::string("https://git.example/org/app/-/commit/9f3c2e1d")));
+  EXPECT_THAT(CommitUrl(o, "https://cgit.example/app.git", kShortSha), Optional(std::string("https://cgit.example/app/commit/?id=9f3c2e1d")));
 }
 
 TEST(LinksTest, ImagePagesOfKnownRegistriesAndByRule) {

@@ -24,9 +24,9 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using store::NotificationState;
 
-constexpr char kSha[] = "0123456789abcdef0123456789abcdef01234567";
+constexpr char kMergeSha[] = "0123456789abcdef0123456789abcdef01234567";
 
-// GitHub's pull #7 of o/r: its state and head, the combined status of kSha, and the merge answer;
+// GitHub's pull #7 of o/r: its state and head, the combined status of kMergeSha, and the merge answer;
 // the list of open pull requests (none) and the opening of #7, answered 404 the first Unseen()
 // times, as Gitea answers a repository whose first push it has not processed yet.
 class FakePulls {
@@ -42,13 +42,13 @@ class FakePulls {
         }
         if (req.target == "/repos/o/r/pulls") {
           return http::Response::Json(req.method == "GET" ? 200 : 201,
-                                      req.method == "GET" ? "[]" : fmt::format(R"({{"number":7,"state":"open","html_url":"u","head":{{"sha":"{}"}}}})", kSha));
+                                      req.method == "GET" ? "[]" : fmt::format(R"({{"number":7,"state":"open","html_url":"u","head":{{"sha":"{}"}}}})", kMergeSha));
         }
         if (req.target == "/repos/o/r/pulls/7") {
           return http::Response::Json(200, fmt::format(R"({{"number":7,"state":"{}","merged":{},"html_url":"u","head":{{"sha":"{}"}}}})",
                                                        state_, merged_ ? "true" : "false", head_));
         }
-        if (req.target == std::string("/repos/o/r/commits/") + kSha + "/status") return http::Response::Json(200, checks_);
+        if (req.target == std::string("/repos/o/r/commits/") + kMergeSha + "/status") return http::Response::Json(200, checks_);
         if (req.target == "/repos/o/r/pulls/7/merge") return http::Response::Json(merge_status_, R"({"message":"as told"})");
         return http::Response::Json(404, R"({"message":"Not Found"})");
       });
@@ -77,7 +77,7 @@ class FakePulls {
   Mutex mu_;
   std::string state_ GUARDED_BY(mu_) = "open";
   bool merged_ GUARDED_BY(mu_) = false;
-  std::string head_ GUARDED_BY(mu_) = kSha;
+  std::string head_ GUARDED_BY(mu_) = kMergeSha;
   std::string checks_ GUARDED_BY(mu_) = R"({"state":"pending","statuses":[]})";
   int merge_status_ GUARDED_BY(mu_) = 200;
   int unseen_ GUARDED_BY(mu_) = 0;
@@ -113,7 +113,7 @@ class PullMergesTest : public ::testing::Test {
   }
   int64_t Want(const std::string& forge = "https://github.com/", std::vector<std::string> required = {}) {
     const auto now = clock_.WallNow();
-    auto id = store_->PutPullMerge({.forge = forge, .repo = "o/r", .number = 7, .sha = kSha, .method = "squash",
+    auto id = store_->PutPullMerge({.forge = forge, .repo = "o/r", .number = 7, .sha = kMergeSha, .method = "squash",
                                     .required_checks = std::move(required), .release_id = 1, .next_attempt_at = now,
                                     .deadline = now + 1h});
     EXPECT_TRUE(id.ok()) << id.status().ToString();
@@ -143,7 +143,7 @@ TEST_F(PullMergesTest, WaitsForTheRequiredCheckThenMerges) {
   // Not due again before the poll interval.
   merges_->MergeDue();
   EXPECT_EQ(Row().attempts, 1);
-  forge_.Set("open", false, kSha, R"({"state":"success","statuses":[{"context":"ci","state":"success"}]})", 200);
+  forge_.Set("open", false, kMergeSha, R"({"state":"success","statuses":[{"context":"ci","state":"success"}]})", 200);
   clock_.Advance(10s);
   merges_->MergeDue();
   EXPECT_EQ(Row().state, NotificationState::kDelivered) << Row().last_error;
@@ -151,13 +151,13 @@ TEST_F(PullMergesTest, WaitsForTheRequiredCheckThenMerges) {
 }
 
 TEST_F(PullMergesTest, AFailedCheckAClosedPullRequestAndTheDeadlineFailIt) {
-  forge_.Set("open", false, kSha, R"({"state":"failure","statuses":[{"context":"ci","state":"failure"}]})", 200);
+  forge_.Set("open", false, kMergeSha, R"({"state":"failure","statuses":[{"context":"ci","state":"failure"}]})", 200);
   Want();
   merges_->MergeDue();
   EXPECT_EQ(Row().state, NotificationState::kFailed);
   EXPECT_EQ(Row().last_error, "check ci is failure");
 
-  forge_.Set("closed", false, kSha, R"({"state":"success","statuses":[]})", 200);
+  forge_.Set("closed", false, kMergeSha, R"({"state":"success","statuses":[]})", 200);
   Want();  // a new release: the row is pending again
   merges_->MergeDue();
   EXPECT_EQ(Row().last_error, "the pull request was closed without merging");
@@ -177,12 +177,12 @@ TEST_F(PullMergesTest, AFailedCheckAClosedPullRequestAndTheDeadlineFailIt) {
 }
 
 TEST_F(PullMergesTest, NotMergeableYetIsAskedAgainAndAMergedOneIsDone) {
-  forge_.Set("open", false, kSha, R"({"state":"success","statuses":[{"context":"ci","state":"success"}]})", 405);
+  forge_.Set("open", false, kMergeSha, R"({"state":"success","statuses":[{"context":"ci","state":"success"}]})", 405);
   Want();
   merges_->MergeDue();
   EXPECT_EQ(Row().state, NotificationState::kPending);
   EXPECT_THAT(Row().last_error, HasSubstr("the forge will not merge it now (HTTP 405: as told)"));
-  forge_.Set("closed", true, kSha, "{}", 405);  // merged by someone in between
+  forge_.Set("closed", true, kMergeSha, "{}", 405);  // merged by someone in between
   clock_.Advance(10s);
   merges_->MergeDue();
   EXPECT_EQ(Row().state, NotificationState::kDelivered);
@@ -190,7 +190,7 @@ TEST_F(PullMergesTest, NotMergeableYetIsAskedAgainAndAMergedOneIsDone) {
 
 TEST_F(PullMergesTest, AnUnreachableForgeIsRetriedWithBackoffAndDoesNotHoldOthers) {
   Want("https://down.example/");
-  forge_.Set("open", false, kSha, R"({"state":"success","statuses":[{"context":"ci","state":"success"}]})", 200);
+  forge_.Set("open", false, kMergeSha, R"({"state":"success","statuses":[{"context":"ci","state":"success"}]})", 200);
   Want();
   merges_->MergeDue();
   store::PullMerge down = Row("https://down.example/");

@@ -31,7 +31,7 @@ struct Connection {
   }
 };
 
-struct Change {
+struct WatchedChange {
   kube::EventType type;
   Value object;
 };
@@ -66,7 +66,7 @@ struct PullWatch::Watched {
   std::string error GUARDED_BY(mu) = "watch not started yet";
   bool handled GUARDED_BY(mu) = false;  // every Application of the first list is handled
   bool busy GUARDED_BY(mu) = false;     // a change is being handled
-  std::deque<Change> changes GUARDED_BY(mu);
+  std::deque<WatchedChange> changes GUARDED_BY(mu);
   // Only the cluster's thread touches these.
   std::map<std::string, Summary> summaries;  // "namespace/name" → the last published
   std::set<std::string> audited;             // AuditKey of rows in the store
@@ -169,7 +169,7 @@ void PullWatch::Run(Watched& w) {
     return OkStatus();
   };
   // One change: an "app" event when its summary changed, audit rows for finished syncs.
-  auto handle = [&](const Change& change) {
+  auto handle = [&](const WatchedChange& change) {
     const Value& obj = change.object;
     const std::string ns = value::StringAt(&obj, {"metadata", "namespace"});
     const std::string name = value::StringAt(&obj, {"metadata", "name"});
@@ -274,7 +274,7 @@ void PullWatch::Run(Watched& w) {
     MutexLock lock(w.mu);
     while (!w.stop) {
       while (!w.changes.empty()) {
-        Change change = std::move(w.changes.front());
+        WatchedChange change = std::move(w.changes.front());
         w.changes.pop_front();
         w.busy = true;
         lock.Unlock();

@@ -44,7 +44,7 @@ spec:
 }
 
 // The status an agent writes after a sync of `revision` that ended in `phase` at `finished`.
-Value Status(std::string_view name, std::string_view revision, std::string_view phase, std::string_view finished,
+Value StatusValue(std::string_view name, std::string_view revision, std::string_view phase, std::string_view finished,
              std::string_view health) {
   return Yaml(fmt::format(R"(apiVersion: gantry.dev/v1alpha1
 kind: Application
@@ -121,7 +121,7 @@ class PullWatchTest : public ::testing::Test {
 
 TEST_F(PullWatchTest, TheMatrixReadsPullClustersFromTheWatchNotAListPerRequest) {
   ASSERT_TRUE(cluster_->Apply(App("web")).ok());
-  ASSERT_TRUE(cluster_->ApplyStatus(Status("web", "c0ffee", "Succeeded", "2026-12-06T10:01:00Z", "Healthy")).ok());
+  ASSERT_TRUE(cluster_->ApplyStatus(StatusValue("web", "c0ffee", "Succeeded", "2026-12-06T10:01:00Z", "Healthy")).ok());
   PullWatch watch(Options());
   ASSERT_TRUE(watch.WaitSynced(kWait));
   const uint64_t lists = cluster_->count("list");
@@ -146,7 +146,7 @@ TEST_F(PullWatchTest, AStatusChangePublishesAnAppEvent) {
   EXPECT_EQ(value::StringAt(&first, {"cluster"}), "edge-1");
   EXPECT_EQ(value::StringAt(&first, {"environment"}), "prod");
   ASSERT_TRUE(watch.WaitSynced(kWait));
-  ASSERT_TRUE(cluster_->ApplyStatus(Status("web", "c0ffee", "Succeeded", "2026-12-06T10:01:00Z", "Degraded")).ok());
+  ASSERT_TRUE(cluster_->ApplyStatus(StatusValue("web", "c0ffee", "Succeeded", "2026-12-06T10:01:00Z", "Degraded")).ok());
   Value changed = NextApp(*sub);
   EXPECT_EQ(value::StringAt(&changed, {"health"}), "Degraded");
   EXPECT_EQ(value::StringAt(&changed, {"revision"}), "c0ffee");
@@ -158,7 +158,7 @@ TEST_F(PullWatchTest, AStatusChangePublishesAnAppEvent) {
 
 TEST_F(PullWatchTest, EachAgentSyncIsAuditedOnceAlsoAcrossARestart) {
   ASSERT_TRUE(cluster_->Apply(App("web")).ok());
-  ASSERT_TRUE(cluster_->ApplyStatus(Status("web", "c0ffee", "Succeeded", "2026-12-06T10:01:00Z", "Healthy")).ok());
+  ASSERT_TRUE(cluster_->ApplyStatus(StatusValue("web", "c0ffee", "Succeeded", "2026-12-06T10:01:00Z", "Healthy")).ok());
   {
     PullWatch watch(Options());
     ASSERT_TRUE(watch.WaitSynced(kWait));
@@ -171,7 +171,7 @@ TEST_F(PullWatchTest, EachAgentSyncIsAuditedOnceAlsoAcrossARestart) {
     EXPECT_EQ(rows[0].details, "revision c0ffee finished at 2026-12-06T10:01:00Z");
     EXPECT_EQ(rows[0].result, "Succeeded: Succeeded at c0ffee");
     // A failed sync of the next revision: one more row.
-    ASSERT_TRUE(cluster_->ApplyStatus(Status("web", "bad1", "Failed", "2026-12-06T10:05:00Z", "Degraded")).ok());
+    ASSERT_TRUE(cluster_->ApplyStatus(StatusValue("web", "bad1", "Failed", "2026-12-06T10:05:00Z", "Degraded")).ok());
     const auto deadline = std::chrono::steady_clock::now() + kWait;
     while (AgentSyncs().size() < 2 && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -17,7 +17,7 @@ namespace {
 
 using value::Value;
 
-Value Map(std::string_view name) {
+Value LiveMap(std::string_view name) {
   auto docs = value::ParseYaml(fmt::format("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {}, namespace: web}}\n"
                                            "data: {{k: v}}\n", name));
   GANTRY_CHECK(docs.ok() && docs->size() == 1);
@@ -34,7 +34,7 @@ class SlowGets final : public fakes::ForwardingKubeClient {
       MutexLock lock(mu_);
       most_ = std::max(most_, ++in_flight_);
       cv_.NotifyAll();
-      cv_.WaitFor(mu_, std::chrono::milliseconds(500), [this] { return in_flight_ >= width_; });
+      cv_.WaitFor(mu_, std::chrono::milliseconds(500), [this]() REQUIRES(mu_) { return in_flight_ >= width_; });
     }
     auto got = ForwardingKubeClient::Get(ref);
     MutexLock lock(mu_);
@@ -58,14 +58,14 @@ class SlowGets final : public fakes::ForwardingKubeClient {
 // other; on an apiserver slowed by load that alone outlasted the test's wait for the sync.
 TEST(ReadLiveTest, DesiredObjectsNotLabelledAreLookedForSeveralAtATime) {
   fakes::FakeKubeClient fake;
-  ASSERT_TRUE(fake.Create(Map("by-hand")).ok());  // exists, without Gantry's label
+  ASSERT_TRUE(fake.Create(LiveMap("by-hand")).ok());  // exists, without Gantry's label
   SlowGets client(fake, 4);
   Options options;
   options.app = "web";
   options.default_namespace = "web";
   options.parallelism = 4;
-  std::vector<Value> desired = {Map("by-hand")};
-  for (int i = 0; i < 16; ++i) desired.push_back(Map(fmt::format("cm{}", i)));
+  std::vector<Value> desired = {LiveMap("by-hand")};
+  for (int i = 0; i < 16; ++i) desired.push_back(LiveMap(fmt::format("cm{}", i)));
   auto prepared = Prepare(client, std::move(desired), options);
   ASSERT_TRUE(prepared.ok()) << prepared.status().ToString();
 

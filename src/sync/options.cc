@@ -16,20 +16,6 @@ constexpr char kApplicationOnly[] =
     "CreateNamespace, ApplyOutOfSyncOnly, FailOnSharedResource, RespectIgnoreDifferences, "
     "PrunePropagationPolicy, ForceConflicts";
 
-std::vector<std::string_view> SplitComma(std::string_view s) {
-  std::vector<std::string_view> out;
-  while (!s.empty()) {
-    size_t comma = s.find(',');
-    std::string_view part = s.substr(0, comma);
-    while (!part.empty() && (part.front() == ' ' || part.front() == '\t')) part.remove_prefix(1);
-    while (!part.empty() && (part.back() == ' ' || part.back() == '\t')) part.remove_suffix(1);
-    if (!part.empty()) out.push_back(part);
-    if (comma == std::string_view::npos) break;
-    s.remove_prefix(comma + 1);
-  }
-  return out;
-}
-
 bool IsApplicationOnly(std::string_view name) {
   for (std::string_view n : {"CreateNamespace", "ApplyOutOfSyncOnly", "FailOnSharedResource",
                              "RespectIgnoreDifferences", "PrunePropagationPolicy", "ForceConflicts"}) {
@@ -86,6 +72,20 @@ Result<std::pair<std::string_view, std::string_view>> SplitOption(std::string_vi
 
 }  // namespace
 
+std::vector<std::string_view> SplitCommaList(std::string_view s) {
+  std::vector<std::string_view> out;
+  while (!s.empty()) {
+    size_t comma = s.find(',');
+    std::string_view part = s.substr(0, comma);
+    while (!part.empty() && (part.front() == ' ' || part.front() == '\t')) part.remove_prefix(1);
+    while (!part.empty() && (part.back() == ' ' || part.back() == '\t')) part.remove_suffix(1);
+    if (!part.empty()) out.push_back(part);
+    if (comma == std::string_view::npos) break;
+    s.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
 Result<ObjectSyncOptions> ReadSyncOptions(const value::Value& object, std::string_view where) {
   ObjectSyncOptions out;
   const value::Value* ann = object.Find({"metadata", "annotations"});
@@ -95,7 +95,7 @@ Result<ObjectSyncOptions> ReadSyncOptions(const value::Value& object, std::strin
     if (v == nullptr) continue;
     std::string at = fmt::format("{}: annotation {}", where, key);
     if (!v->IsString()) return InvalidArgumentError("{}: must be a string (\"Prune=false,Replace=true\")", at);
-    for (std::string_view option : SplitComma(v->AsString())) {
+    for (std::string_view option : SplitCommaList(v->AsString())) {
       GANTRY_ASSIGN_OR_RETURN(auto nv, SplitOption(option, at));
       auto [name, value] = nv;
       Status s = ReadObjectOption(name, value, at, out);

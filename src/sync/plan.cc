@@ -19,20 +19,6 @@ std::pair<std::string, const value::Value*> Annotation(const value::Value& objec
   return {"", nullptr};
 }
 
-std::vector<std::string> SplitComma(std::string_view s) {
-  std::vector<std::string> out;
-  while (!s.empty()) {
-    size_t comma = s.find(',');
-    std::string_view part = s.substr(0, comma);
-    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
-    while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
-    if (!part.empty()) out.emplace_back(part);
-    if (comma == std::string_view::npos) break;
-    s.remove_prefix(comma + 1);
-  }
-  return out;
-}
-
 std::string Where(const value::Value& v) { return value::PositionOf(v, "annotation"); }
 
 }  // namespace
@@ -87,13 +73,13 @@ Status ReadAnnotations(const value::Value& object, Task& task) {
   }
   if (auto [key, v] = Annotation(object, {"gantry.dev/hook", "argocd.argoproj.io/hook", "helm.sh/hook"}); v) {
     std::string text = v->IsString() ? std::string(v->AsString()) : "";
-    std::vector<std::string> phases = SplitComma(text);
+    std::vector<std::string_view> phases = SplitCommaList(text);
     // Argo CD allows several phases; Gantry runs a hook in the first it supports. Helm test hooks
     // run only on `helm test`, and Helm's delete and rollback hooks never on an install or upgrade:
     // Argo CD ignores them, and so does Gantry, unless the list also names a phase that runs.
     task.hook = HookPhase::kNone;
     std::string ignored;  // the first Helm hook of the list that a sync never runs
-    for (const std::string& p : phases) {
+    for (std::string_view p : phases) {
       if (p == "PreSync" || p == "pre-install" || p == "pre-upgrade") task.hook = HookPhase::kPreSync;
       else if (p == "Sync") task.hook = HookPhase::kSync;
       else if (p == "PostSync" || p == "post-install" || p == "post-upgrade") task.hook = HookPhase::kPostSync;
@@ -136,10 +122,11 @@ Status ReadAnnotations(const value::Value& object, Task& task) {
                                            "helm.sh/hook-delete-policy"});
       v) {
     task.hook_delete_policies.clear();
-    for (const std::string& p : SplitComma(v->IsString() ? v->AsString() : "")) {
-      std::string policy = p == "hook-succeeded" ? "HookSucceeded"
-                           : p == "hook-failed"  ? "HookFailed"
-                           : p == "before-hook-creation" ? "BeforeHookCreation" : p;
+    for (std::string_view p : SplitCommaList(v->IsString() ? v->AsString() : "")) {
+      std::string policy(p == "hook-succeeded"         ? "HookSucceeded"
+                         : p == "hook-failed"          ? "HookFailed"
+                         : p == "before-hook-creation" ? "BeforeHookCreation"
+                                                       : p);
       if (policy != "HookSucceeded" && policy != "HookFailed" && policy != "BeforeHookCreation") {
         return InvalidArgumentError("{}: annotation {}: unknown policy {:?}", Where(*v), key, p);
       }

@@ -51,6 +51,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/clock.h"
@@ -415,5 +416,9 @@ class Operation {
 // Missing), which the sync would create.
 Result<std::vector<DiffEntry>> Diff(kube::Client& client, std::vector<value::Value> desired,
                                     const Options& options, bool color);
+
+// The items of a comma-separated annotation value ("PreSync, PostSync"), trimmed of spaces and
+// tabs, empty items dropped: views into `s`.
+std::vector<std::string_view> SplitCommaList(std::string_view s);
 
 }  // namespace gantry::sync
